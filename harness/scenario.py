@@ -87,7 +87,9 @@ class LlamaCppEngine(Strict):
     model: ModelSpec
     launcher: Literal["xllamacpp", "llama-server", "llama-cpp-python"] = "xllamacpp"
     binary: str | None = None
-    n_gpu_layers: int = Field(0, ge=-1, description="0: all layers on CPU; -1: all on GPU; else offloaded count")
+    n_gpu_layers: int = Field(
+        0, ge=-1, description="0: all layers on CPU; -1: all on GPU; else offloaded count"
+    )
     threads: int | None = Field(None, ge=1)
     parallel: int = Field(4, ge=1, le=512)
     ctx_size: int = Field(4096, ge=128)
@@ -309,13 +311,13 @@ class ScenarioError(Exception):
         self.messages = messages
 
 
-def _allowed(err: dict[str, Any]) -> str:
+def _allowed(err: Any) -> str:
     ctx = err.get("ctx") or {}
     if "expected" in ctx:
         return f" (allowed: {ctx['expected']})"
     if err.get("type") == "extra_forbidden":
         return ""
-    if err.get("type") == "union_tag_invalid" and "expected_tags" in ctx:
+    if err.get("type") in ("union_tag_invalid", "union_tag_not_found") and "expected_tags" in ctx:
         return f" (allowed: {ctx['expected_tags']})"
     return ""
 
@@ -341,10 +343,21 @@ def format_validation_error(file: str, e: ValidationError) -> list[str]:
         # `int | LengthDist` reports one error per branch: keep the branch that matches the input's shape
         if "int" in tags and isinstance(err.get("input"), dict):
             continue
-        if "LengthDist" in tags and not isinstance(err.get("input"), dict) and loc == loc[: len(loc)]:
-            if any("int" in [q for q in o["loc"] if isinstance(q, str)] for o in raw):
-                continue
+        if (
+            "LengthDist" in tags
+            and not isinstance(err.get("input"), dict)
+            and any("int" in [q for q in o["loc"] if isinstance(q, str)] for o in raw)
+        ):
+            continue
         msg = err["msg"]
+        ctx = err.get("ctx") or {}
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            # a bad or missing discriminator: point at the field itself (engine.type, model.source)
+            loc = (*loc, str(ctx.get("discriminator", "type")).strip("'"))
+            if err["type"] == "union_tag_not_found":
+                msg = "field required"
+            else:
+                err = {**err, "input": ctx.get("tag")}
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
         elif err["type"] in ("literal_error", "union_tag_invalid", "enum"):

@@ -1,0 +1,22 @@
+"""Inference engines the harness launches (or connects to); `ENGINES` maps scenario types to them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harness.engines.external import ExternalServer
+from harness.engines.llamacpp import LlamaCppServer
+
+ENGINES: dict[str, Any] = {
+    "llamacpp": LlamaCppServer,
+    "external": ExternalServer,
+}
+
+
+def make_engine(cfg: Any, log_file: Path) -> Any:
+    try:
+        cls = ENGINES[cfg.type]
+    except KeyError:
+        raise ValueError(f"engine type {cfg.type!r} is not available (have: {', '.join(ENGINES)})") from None
+    return cls(cfg, log_file)

@@ -1,0 +1,66 @@
+"""The `Engine` protocol and the registry mapping scenario engine types to implementations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class Engine(Protocol):
+    """An inference server the harness drives over HTTP.
+
+    `start()` launches it (or connects to it) and returns the base URL, after it is healthy.
+    `stop()` must be safe to call at any time and more than once.
+    """
+
+    name: str
+    model_name: str
+
+    def start(self) -> str: ...
+
+    def stop(self) -> None: ...
+
+    def alive(self) -> bool: ...
+
+    def version(self) -> str | None: ...
+
+    def log_path(self) -> Path | None: ...
+
+    def describe(self) -> dict[str, Any]:
+        """What goes into the manifest: launcher, command line, model file, precision, options."""
+        ...
+
+    def request_extras(self, ignore_eos: bool = True) -> dict[str, Any]:
+        """Extra JSON fields for every request (e.g. ignore_eos, cache_prompt)."""
+        ...
+
+    def usage_in_stream(self) -> bool:
+        """Whether the final stream chunk carries `usage` (else output tokens are counted by tokenizing)."""
+        ...
+
+    def tokenize(self, text: str) -> int | None:
+        """Token count of `text` according to the served model, if the engine can tell."""
+        ...
+
+    def metrics_url(self) -> str | None: ...
+
+
+def redact(argv: list[str]) -> list[str]:
+    """Command line with values of secret-looking flags replaced by ***."""
+    out: list[str] = []
+    hide_next = False
+    for a in argv:
+        if hide_next:
+            out.append("***")
+            hide_next = False
+            continue
+        low = a.lower()
+        if any(k in low for k in ("key", "token", "secret", "password")) and a.startswith("-"):
+            if "=" in a:
+                out.append(a.split("=", 1)[0] + "=***")
+            else:
+                out.append(a)
+                hide_next = True
+            continue
+        out.append(a)
+    return out

@@ -1,0 +1,231 @@
+"""llama.cpp engine: the native C++ server (via xllamacpp or a `llama-server` binary) or llama-cpp-python.
+
+`n_gpu_layers` is the CPU-offload knob: 0 keeps every layer on the CPU, -1 puts all on the GPU,
+anything between splits the model (the rest of the layers run on the CPU).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from harness import models
+from harness.engines.base import redact
+from harness.engines.process import EngineError, ManagedProcess, free_port
+from harness.scenario import LlamaCppEngine
+
+
+def _pkg_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+class LlamaCppServer:
+    """Launches and owns one llama.cpp server process."""
+
+    name = "llamacpp"
+
+    def __init__(self, cfg: LlamaCppEngine, log_file: Path) -> None:
+        self.cfg = cfg
+        self._log = log_file
+        self.model = models.resolve(cfg.model)
+        self.model_name = self.model.name
+        self.port = 0
+        self.base_url = ""
+        self.argv: list[str] = []
+        self.proc: ManagedProcess | None = None
+        self.props: dict[str, Any] = {}
+        self.health_wait_s: float | None = None
+
+    # -- command lines
+    def build_argv(self, port: int) -> list[str]:
+        c, path = self.cfg, str(self.model.path)
+        if c.launcher == "xllamacpp":
+            argv = [
+                sys.executable,
+                "-m",
+                "harness.engines.xllamacpp_server",
+                "--model",
+                path,
+                "--host",
+                c.host,
+                "--port",
+                str(port),
+                "--ctx-size",
+                str(c.ctx_size),
+                "--parallel",
+                str(c.parallel),
+                "--n-gpu-layers",
+                str(c.n_gpu_layers),
+            ]
+            if c.threads:
+                argv += ["--threads", str(c.threads)]
+            if c.batch_size:
+                argv += ["--batch-size", str(c.batch_size)]
+            if c.flash_attn is not None:
+                argv += ["--flash-attn", "on" if c.flash_attn else "off"]
+            for item in c.extra_args:
+                argv += ["--set", item]
+            return argv
+        if c.launcher == "llama-server":
+            binary = c.binary or shutil.which("llama-server") or "llama-server"
+            argv = [
+                binary,
+                "--model",
+                path,
+                "--host",
+                c.host,
+                "--port",
+                str(port),
+                "--ctx-size",
+                str(c.ctx_size),
+                "--parallel",
+                str(c.parallel),
+                "--n-gpu-layers",
+                str(c.n_gpu_layers),
+                "--metrics",
+                "--cont-batching",
+            ]
+            if c.threads:
+                argv += ["--threads", str(c.threads)]
+            if c.batch_size:
+                argv += ["--batch-size", str(c.batch_size)]
+            if c.flash_attn is not None:
+                argv += ["--flash-attn", "on" if c.flash_attn else "off"]
+            return argv + list(c.extra_args)
+        # llama-cpp-python: one model, requests handled one at a time
+        argv = [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            path,
+            "--host",
+            c.host,
+            "--port",
+            str(port),
+            "--n_ctx",
+            str(c.ctx_size),
+            "--n_gpu_layers",
+            str(c.n_gpu_layers),
+            "--interrupt_requests",
+            "False",
+        ]
+        if c.threads:
+            argv += ["--n_threads", str(c.threads)]
+        if c.batch_size:
+            argv += ["--n_batch", str(c.batch_size)]
+        return argv + list(c.extra_args)
+
+    @property
+    def health_path(self) -> str:
+        return "/v1/models" if self.cfg.launcher == "llama-cpp-python" else "/health"
+
+    # -- lifecycle
+    def start(self) -> str:
+        if self.cfg.launcher == "llama-cpp-python" and _pkg_version("llama-cpp-python") is None:
+            raise EngineError("launcher llama-cpp-python needs: pip install 'llm-harness[llama-cpp-python]'")
+        if self.cfg.launcher == "xllamacpp" and _pkg_version("xllamacpp") is None:
+            raise EngineError("launcher xllamacpp needs: pip install 'llm-harness[llamacpp]'")
+        self.port = free_port(self.cfg.host)
+        self.argv = self.build_argv(self.port)
+        self.base_url = f"http://{self.cfg.host}:{self.port}"
+        self.proc = ManagedProcess(self.argv, self._log)
+        self.proc.start()
+        self.health_wait_s = self.proc.wait_healthy(
+            self.base_url + self.health_path,
+            self.cfg.health_timeout_s,
+            what=f"llama.cpp ({self.cfg.launcher})",
+        )
+        if self.cfg.launcher != "llama-cpp-python":
+            try:
+                self.props = httpx.get(self.base_url + "/props", timeout=10).json()
+            except (httpx.HTTPError, ValueError):
+                self.props = {}
+        return self.base_url
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.alive()
+
+    def log_path(self) -> Path | None:
+        return self._log
+
+    def version(self) -> str | None:
+        if self.cfg.launcher == "xllamacpp":
+            v = _pkg_version("xllamacpp")
+            return f"xllamacpp {v}" if v else None
+        if self.cfg.launcher == "llama-cpp-python":
+            v = _pkg_version("llama-cpp-python")
+            return f"llama-cpp-python {v}" if v else None
+        if self.props.get("build_info"):
+            return f"llama-server {self.props['build_info']}"
+        try:
+            out = subprocess.run([self.argv[0], "--version"], capture_output=True, text=True, timeout=10)
+            lines = (out.stdout + out.stderr).strip().splitlines()
+            return lines[0] if lines else None
+        except (OSError, subprocess.TimeoutExpired, IndexError):
+            return None
+
+    def describe(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "name": self.name,
+            "launcher": self.cfg.launcher,
+            "version": self.version(),
+            "command": redact(self.argv),
+            "n_gpu_layers": self.cfg.n_gpu_layers,
+            "offload": "all layers on CPU"
+            if self.cfg.n_gpu_layers == 0
+            else (
+                "all layers on GPU"
+                if self.cfg.n_gpu_layers == -1
+                else f"{self.cfg.n_gpu_layers} layers on GPU"
+            ),
+            "parallel_slots": self.cfg.parallel if self.cfg.launcher != "llama-cpp-python" else 1,
+            "precision": self.model.gguf_type,
+            "model": self.model.manifest(),
+            "health_wait_s": self.health_wait_s,
+        }
+        if self.cfg.launcher == "llama-cpp-python":
+            d["notes"] = [
+                "llama-cpp-python's server handles one request at a time: concurrency > 1 queues",
+                "no ignore_eos and no usage in streams: output tokens counted by tokenizing the text",
+            ]
+        if self.props:
+            d["server_props"] = {
+                k: self.props[k] for k in ("build_info", "total_slots", "model_path") if k in self.props
+            }
+        return d
+
+    def request_extras(self, ignore_eos: bool = True) -> dict[str, Any]:
+        if self.cfg.launcher == "llama-cpp-python":
+            return {}
+        # llama.cpp reuses cached prompt prefixes per slot; switch it off so every prompt is prefilled
+        return {"ignore_eos": ignore_eos, "cache_prompt": False}
+
+    def usage_in_stream(self) -> bool:
+        return self.cfg.launcher != "llama-cpp-python"
+
+    def tokenize(self, text: str) -> int | None:
+        try:
+            if self.cfg.launcher == "llama-cpp-python":
+                r = httpx.post(self.base_url + "/extras/tokenize/count", json={"input": text}, timeout=30)
+                return int(r.json()["count"]) if r.status_code == 200 else None
+            r = httpx.post(self.base_url + "/tokenize", json={"content": text}, timeout=30)
+            return len(r.json()["tokens"]) if r.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, KeyError):
+            return None
+
+    def metrics_url(self) -> str | None:
+        return None if self.cfg.launcher == "llama-cpp-python" else self.base_url + "/metrics"

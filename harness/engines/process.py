@@ -1,0 +1,160 @@
+"""Engine subprocess lifecycle: free port, own process group, health wait, guaranteed teardown.
+
+Every process started here is tracked; `stop_all()` runs at interpreter exit and from the runner's
+signal handlers, so no engine outlives the harness (SIGTERM to the group, then SIGKILL).
+On Linux the child also gets PR_SET_PDEATHSIG, so a SIGKILLed harness takes the engine with it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import httpx
+
+_LIVE: set[ManagedProcess] = set()
+
+
+class EngineError(Exception):
+    """The engine could not be started, became unhealthy, or died; message is for the user."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free on `host` a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _pdeathsig() -> None:  # runs in the child between fork and exec
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 16384))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class ManagedProcess:
+    """A subprocess in its own session/process group with stdout+stderr captured to `log_path`."""
+
+    def __init__(self, argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.argv = list(argv)
+        self.log_path = Path(log_path)
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        if self.env:
+            env.update(self.env)
+        with open(self.log_path, "ab") as log:
+            try:
+                self.proc = subprocess.Popen(
+                    self.argv,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                    start_new_session=True,
+                    preexec_fn=_pdeathsig,
+                )
+            except OSError as e:
+                raise EngineError(f"cannot start {self.argv[0]}: {e}") from None
+        _LIVE.add(self)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def poll(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_healthy(
+        self,
+        url: str,
+        timeout_s: float,
+        ok: Callable[[httpx.Response], bool] | None = None,
+        poll_s: float = 0.25,
+        what: str = "engine",
+    ) -> float:
+        """Poll `url` until it answers 200 (and `ok(resp)`); returns seconds waited.
+
+        Raises EngineError with the log tail if the process exits or the timeout passes.
+        """
+        t0 = time.monotonic()
+        last = "no answer yet"
+        with httpx.Client(timeout=5.0) as client:
+            while True:
+                code = self.poll()
+                if code is not None:
+                    raise EngineError(
+                        f"{what} exited with code {code} before becoming healthy; "
+                        f"last log lines ({self.log_path}):\n{tail(self.log_path)}"
+                    )
+                try:
+                    r = client.get(url)
+                    if r.status_code == 200 and (ok is None or ok(r)):
+                        return time.monotonic() - t0
+                    last = f"HTTP {r.status_code}: {r.text[:200]}"
+                except httpx.HTTPError as e:
+                    last = type(e).__name__
+                if time.monotonic() - t0 > timeout_s:
+                    self.stop()
+                    raise EngineError(
+                        f"{what} not healthy at {url} after {timeout_s:g} s (last: {last}); "
+                        f"last log lines ({self.log_path}):\n{tail(self.log_path)}"
+                    )
+                time.sleep(poll_s)
+
+    def stop(self, grace_s: float = 10.0) -> int | None:
+        """SIGTERM the process group, wait up to `grace_s`, then SIGKILL it. Idempotent."""
+        p = self.proc
+        if p is None:
+            return None
+        pgid = p.pid  # start_new_session: the child leads its own group
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGTERM)
+            try:
+                p.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                pass
+        # the leader may be gone while children of its group live on
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(timeout=5)
+        _LIVE.discard(self)
+        return p.returncode
+
+
+def stop_all() -> None:
+    for mp in list(_LIVE):
+        mp.stop(grace_s=5.0)
+
+
+atexit.register(stop_all)

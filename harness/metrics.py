@@ -1,0 +1,168 @@
+"""Benchmark metrics as pure functions of `RequestRecord`s.
+
+Definitions (all times from integer `perf_counter_ns` stamps, converted to seconds):
+
+* TTFT   = first content chunk - send time (closed loop) or - scheduled time (open loop, so
+           queueing inside the harness or the server counts against the engine, as a user sees it)
+* E2E    = done - the same start as TTFT
+* TPOT   = (E2E - TTFT) / (output_tokens - 1), per request; undefined for one-token outputs
+* ITL    = gaps between consecutive content chunks, pooled over requests
+* window = last done - first send over the measured (non-warmup) requests of a point
+* output tok/s = sum of server-reported output tokens of successful requests / window
+* goodput      = successful requests meeting every SLO / window (req/s)
+
+Tokens are counted from the server's `usage`, never from chunks; a chunk is not a token.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from harness.records import RequestRecord
+
+NS_PER_S = 1_000_000_000
+PERCENTILES = (50, 90, 99)
+
+
+def _start_ns(r: RequestRecord, open_loop: bool) -> int:
+    return r.scheduled_ns if open_loop else r.sent_ns
+
+
+def ttft_s(r: RequestRecord, open_loop: bool = False) -> float | None:
+    """TTFT = first_token_ns - (scheduled_ns if open loop else sent_ns), in seconds."""
+    if r.first_token_ns is None:
+        return None
+    return (r.first_token_ns - _start_ns(r, open_loop)) / NS_PER_S
+
+
+def e2e_s(r: RequestRecord, open_loop: bool = False) -> float | None:
+    """E2E = done_ns - (scheduled_ns if open loop else sent_ns), in seconds."""
+    if r.done_ns is None:
+        return None
+    return (r.done_ns - _start_ns(r, open_loop)) / NS_PER_S
+
+
+def tpot_s(r: RequestRecord) -> float | None:
+    """TPOT = (done_ns - first_token_ns) / (output_tokens - 1); None if fewer than 2 tokens."""
+    if r.first_token_ns is None or r.done_ns is None or not r.output_tokens or r.output_tokens < 2:
+        return None
+    return (r.done_ns - r.first_token_ns) / NS_PER_S / (r.output_tokens - 1)
+
+
+def itl_s(r: RequestRecord) -> list[float]:
+    """ITL = [chunk_ns[i+1] - chunk_ns[i]] for the request's content chunks, in seconds."""
+    c = r.chunk_ns
+    return [(c[i + 1] - c[i]) / NS_PER_S for i in range(len(c) - 1)]
+
+
+def decode_tok_s(r: RequestRecord) -> float | None:
+    """Per-request decode rate = (output_tokens - 1) / (done_ns - first_token_ns) = 1 / TPOT."""
+    t = tpot_s(r)
+    return None if t is None or t <= 0 else 1.0 / t
+
+
+def window_s(records: Sequence[RequestRecord]) -> float:
+    """Measured window = max(done_ns) - min(sent_ns) over the records, in seconds (0 if empty)."""
+    sent = [r.sent_ns for r in records if r.sent_ns]
+    done = [r.done_ns for r in records if r.done_ns is not None]
+    if not sent or not done:
+        return 0.0
+    return max(0, max(done) - min(sent)) / NS_PER_S
+
+
+def stats(values: Iterable[float | None], prefix: str) -> dict[str, float]:
+    """mean, p50, p90, p99 (linear interpolation) of the non-None values, as `{prefix}_{stat}`."""
+    v = np.array([x for x in values if x is not None], dtype=float)
+    out: dict[str, float] = {}
+    if v.size == 0:
+        out[f"{prefix}_mean"] = math.nan
+        for p in PERCENTILES:
+            out[f"{prefix}_p{p}"] = math.nan
+        return out
+    out[f"{prefix}_mean"] = float(v.mean())
+    for p in PERCENTILES:
+        out[f"{prefix}_p{p}"] = float(np.percentile(v, p))
+    return out
+
+
+def meets_slo(
+    r: RequestRecord,
+    ttft_max_s: float | None,
+    tpot_max_s: float | None,
+    e2e_max_s: float | None,
+    open_loop: bool = False,
+) -> bool:
+    """True if the request succeeded and every given SLO holds (TTFT <= max, TPOT <= max, E2E <= max)."""
+    if not r.ok:
+        return False
+    checks = (
+        (ttft_max_s, ttft_s(r, open_loop)),
+        (tpot_max_s, tpot_s(r)),
+        (e2e_max_s, e2e_s(r, open_loop)),
+    )
+    for limit, value in checks:
+        if limit is None:
+            continue
+        if value is None or value > limit:
+            # TPOT of a one-token output is undefined and cannot violate the SLO
+            if value is None and limit is tpot_max_s:
+                continue
+            return False
+    return True
+
+
+def summarize(
+    records: Sequence[RequestRecord],
+    open_loop: bool = False,
+    slo_ttft_s: float | None = None,
+    slo_tpot_s: float | None = None,
+    slo_e2e_s: float | None = None,
+) -> dict[str, Any]:
+    """All point-level metrics of the measured (non-warmup) records; see the module docstring."""
+    measured = [r for r in records if not r.warmup]
+    ok = [r for r in measured if r.ok]
+    win = window_s(measured)
+    out_tokens = sum(r.output_tokens or 0 for r in ok)
+    in_tokens = sum(r.prompt_tokens or 0 for r in ok)
+    good = [r for r in ok if meets_slo(r, slo_ttft_s, slo_tpot_s, slo_e2e_s, open_loop)]
+    row: dict[str, Any] = {
+        "requests": len(measured),
+        "ok": len(ok),
+        "errors": len(measured) - len(ok),
+        "window_s": win,
+        "input_tokens": in_tokens,
+        "output_tokens": out_tokens,
+        "output_tok_s": out_tokens / win if win > 0 else math.nan,
+        "total_tok_s": (in_tokens + out_tokens) / win if win > 0 else math.nan,
+        "req_s": len(ok) / win if win > 0 else math.nan,
+        "goodput_req_s": len(good) / win if win > 0 else math.nan,
+        "slo_attainment": len(good) / len(measured) if measured else math.nan,
+        "missing_usage": sum(1 for r in ok if r.output_tokens is None),
+        "chunk_token_mismatch": sum(
+            1 for r in ok if r.output_tokens is not None and len(r.chunk_ns) != r.output_tokens
+        ),
+        "short_outputs": sum(
+            1
+            for r in ok
+            if r.expected_output_tokens is not None
+            and r.output_tokens is not None
+            and r.output_tokens < r.expected_output_tokens
+        ),
+    }
+    row.update(stats((ttft_s(r, open_loop) for r in ok), "ttft_s"))
+    row.update(stats((tpot_s(r) for r in ok), "tpot_s"))
+    row.update(stats((x for r in ok for x in itl_s(r)), "itl_s"))
+    row.update(stats((e2e_s(r, open_loop) for r in ok), "e2e_s"))
+    row["decode_tok_s_mean"] = stats((decode_tok_s(r) for r in ok), "d")["d_mean"]
+    server = [r.server_timings.get("predicted_per_second") for r in ok if r.server_timings]
+    row["server_decode_tok_s_mean"] = stats(server, "s")["s_mean"]
+    kinds: dict[str, int] = {}
+    for r in measured:
+        if r.error_kind:
+            kinds[r.error_kind] = kinds.get(r.error_kind, 0) + 1
+    row["error_kinds"] = ",".join(f"{k}:{n}" for k, n in sorted(kinds.items()))
+    return row

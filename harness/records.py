@@ -1,0 +1,56 @@
+"""One record per request: raw integer perf_counter_ns stamps and what the server reported.
+
+Everything else (TTFT, TPOT, throughput, ...) is derived from these by pure functions in
+`harness.metrics`. Records are written to `requests.jsonl` as they complete.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# error kinds (a request that did not complete normally)
+ERROR_KINDS = ("http", "connect", "timeout", "protocol", "disconnected", "cancelled", "empty")
+
+
+@dataclass
+class RequestRecord:
+    """Timing and accounting of one streamed request.
+
+    Stamps are `time.perf_counter_ns()` integers in the harness process:
+    `scheduled_ns` when the load generator intended to send it (open loop) or picked it up (closed loop),
+    `sent_ns` just before the HTTP request was written, `first_token_ns` at the first chunk carrying
+    content, `chunk_ns` at every content chunk (first included), `done_ns` when the stream ended.
+    """
+
+    request_id: int
+    point_id: str
+    scheduled_ns: int
+    sent_ns: int = 0
+    first_token_ns: int | None = None
+    done_ns: int | None = None
+    chunk_ns: list[int] = field(default_factory=list)
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
+    expected_output_tokens: int | None = None
+    expected_input_tokens: int | None = None
+    finish_reason: str | None = None
+    server_timings: dict[str, Any] | None = None
+    status_code: int | None = None
+    error_kind: str | None = None
+    error: str | None = None
+    warmup: bool = False
+    output_text_chars: int = 0
+    output_text: str | None = None  # kept only when the engine reports no usage (to tokenize it)
+
+    @property
+    def ok(self) -> bool:
+        return self.error_kind is None and self.done_ns is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> RequestRecord:
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)

@@ -1,0 +1,100 @@
+"""Tables of a run's points: rich on the terminal, Markdown and CSV on disk."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from harness.results import read_manifest, read_points
+
+# (column, header, format) shown in the terminal / Markdown table, when present
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("point_id", "point", "{}"),
+    ("precision", "precision", "{}"),
+    ("concurrency", "conc", "{:.0f}"),
+    ("rate_rps", "rate req/s", "{:g}"),
+    ("ok", "ok", "{:.0f}"),
+    ("errors", "err", "{:.0f}"),
+    ("output_tok_s", "out tok/s", "{:.1f}"),
+    ("total_tok_s", "total tok/s", "{:.1f}"),
+    ("req_s", "req/s", "{:.2f}"),
+    ("ttft_s_p50", "TTFT p50 ms", "ms"),
+    ("ttft_s_p99", "TTFT p99 ms", "ms"),
+    ("tpot_s_p50", "TPOT p50 ms", "ms"),
+    ("tpot_s_p99", "TPOT p99 ms", "ms"),
+    ("itl_s_p50", "ITL p50 ms", "ms"),
+    ("e2e_s_p50", "E2E p50 s", "{:.2f}"),
+    ("goodput_req_s", "goodput req/s", "{:.2f}"),
+    ("energy_j_per_output_token", "J/tok", "{:.3f}"),
+)
+
+
+def _fmt(value: Any, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if fmt == "ms":
+        return f"{float(value) * 1000:.1f}"
+    try:
+        return fmt.format(value)
+    except (ValueError, TypeError):
+        return str(value)
+
+
+def display_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """The points table with the display columns present in `df`, formatted as strings."""
+    cols = [(c, h, f) for c, h, f in COLUMNS if c in df.columns and not df[c].isna().all()]
+    return pd.DataFrame({h: [_fmt(v, f) for v in df[c]] for c, h, f in cols})
+
+
+def rich_table(df: pd.DataFrame, title: str) -> Table:
+    shown = display_frame(df)
+    t = Table(title=title)
+    for h in shown.columns:
+        t.add_column(h, justify="left" if h in ("point", "precision") else "right")
+    for _, r in shown.iterrows():
+        t.add_row(*[str(x) for x in r])
+    return t
+
+
+def markdown(df: pd.DataFrame) -> str:
+    shown = display_frame(df)
+    lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
+    lines += ["| " + " | ".join(str(x) for x in r) + " |" for _, r in shown.iterrows()]
+    return "\n".join(lines) + "\n"
+
+
+def title_of(manifest: dict[str, Any]) -> str:
+    engines = manifest.get("engines") or [{}]
+    e = engines[0]
+    model = (e.get("model") or {}).get("name", "?")
+    return (
+        f"{manifest.get('scenario', {}).get('name', '?')} — {e.get('name', '?')} "
+        f"({e.get('launcher', '?')}) — {model} — {manifest.get('status', '?')}"
+    )
+
+
+def report_run(run: str | Path, console: Console | None = None) -> Path:
+    """Print the run's table and write `report.md` next to it; returns the Markdown path."""
+    console = console or Console()
+    manifest = read_manifest(run)
+    df = read_points(run)
+    title = title_of(manifest)
+    if df.empty:
+        console.print(f"{run}: no finished points (status: {manifest.get('status')})")
+    else:
+        console.print(rich_table(df, title))
+    md = Path(run) / "report.md"
+    host = manifest.get("host", {})
+    body = [
+        f"# {title}\n",
+        f"- run: `{manifest.get('run_id')}`",
+        f"- host: {host.get('cpu_model')} ({host.get('cpu_logical')} logical CPUs)",
+        f"- engine: {' '.join((manifest.get('engines') or [{}])[0].get('command') or [])}\n",
+    ]
+    md.write_text("\n".join(body) + "\n" + (markdown(df) if not df.empty else "no finished points\n"))
+    return md

@@ -1,0 +1,152 @@
+"""Run directories: `results/<UTC time>-<scenario>/`.
+
+Layout: `manifest.json` (written first, updated atomically), `requests.jsonl` (one record per line,
+appended and flushed as each request completes), `points.csv` + `points.parquet` (one row per load
+point, rewritten after every point), `engine-*.log`. A run never overwrites an earlier one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import pandas as pd
+
+from harness.records import RequestRecord
+
+SCHEMA_VERSION = 1
+STATUSES = ("running", "complete", "partial", "failed", "interrupted")
+
+
+def utc_stamp(now: dt.datetime | None = None) -> str:
+    now = now or dt.datetime.now(dt.UTC)
+    return now.strftime("%Y%m%dT%H%M%SZ")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+@dataclass
+class RunDir:
+    """A results directory being written by a run."""
+
+    path: Path
+    manifest: dict[str, Any] = field(default_factory=dict)
+    _records: IO[str] | None = None
+
+    @classmethod
+    def create(cls, root: str | Path, scenario_name: str, now: dt.datetime | None = None) -> RunDir:
+        root = Path(root)
+        root.mkdir(parents=True, exist_ok=True)
+        base = f"{utc_stamp(now)}-{scenario_name}"
+        for i in range(1, 1000):
+            p = root / (base if i == 1 else f"{base}-{i}")
+            try:
+                p.mkdir()
+            except FileExistsError:
+                continue
+            return cls(p)
+        raise RuntimeError(f"could not create a new run directory under {root}")
+
+    # -- manifest
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        self.manifest = dict(manifest)
+        self.manifest.setdefault("schema_version", SCHEMA_VERSION)
+        _atomic_write(self.path / "manifest.json", json.dumps(self.manifest, indent=2, default=str) + "\n")
+
+    def update_manifest(self, **fields: Any) -> None:
+        self.manifest.update(fields)
+        self.write_manifest(self.manifest)
+
+    def set_status(self, status: str, message: str | None = None) -> None:
+        assert status in STATUSES, status
+        fields: dict[str, Any] = {"status": status}
+        if status != "running":
+            fields["finished_utc"] = dt.datetime.now(dt.UTC).isoformat()
+        if message:
+            fields["status_message"] = message
+        self.update_manifest(**fields)
+
+    # -- records
+    def append_record(self, rec: RequestRecord) -> None:
+        if self._records is None:
+            self._records = open(self.path / "requests.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        self._records.write(json.dumps(rec.to_json(), separators=(",", ":")) + "\n")
+        self._records.flush()
+
+    def sync(self) -> None:
+        if self._records is not None:
+            self._records.flush()
+            os.fsync(self._records.fileno())
+
+    def close(self) -> None:
+        if self._records is not None:
+            self.sync()
+            self._records.close()
+            self._records = None
+
+    # -- points
+    def write_points(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
+        df = pd.DataFrame(rows)
+        tmp_csv = self.path / ".points.csv.tmp"
+        df.to_csv(tmp_csv, index=False)
+        os.replace(tmp_csv, self.path / "points.csv")
+        tmp_pq = self.path / ".points.parquet.tmp"
+        df.to_parquet(tmp_pq, index=False)
+        os.replace(tmp_pq, self.path / "points.parquet")
+        return df
+
+    def log_path(self, name: str) -> Path:
+        return self.path / name
+
+
+# ---------------------------------------------------------------- reading
+class RunNotFound(Exception):
+    pass
+
+
+def read_manifest(run: str | Path) -> dict[str, Any]:
+    p = Path(run) / "manifest.json"
+    if not p.is_file():
+        raise RunNotFound(f"{run}: not a run directory (no manifest.json)")
+    try:
+        data: dict[str, Any] = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise RunNotFound(f"{p}: unreadable manifest: {e}") from None
+    return data
+
+
+def iter_records(run: str | Path) -> Iterator[RequestRecord]:
+    """Records of a run; a torn last line (crash mid-write) is skipped."""
+    p = Path(run) / "requests.jsonl"
+    if not p.is_file():
+        return
+    with open(p, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                yield RequestRecord.from_json(json.loads(line))
+            except (json.JSONDecodeError, TypeError):
+                continue
+
+
+def read_points(run: str | Path) -> pd.DataFrame:
+    run = Path(run)
+    if (run / "points.parquet").is_file():
+        return pd.read_parquet(run / "points.parquet")
+    if (run / "points.csv").is_file():
+        return pd.read_csv(run / "points.csv")
+    return pd.DataFrame()

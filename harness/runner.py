@@ -1,0 +1,281 @@
+"""Runs a scenario: engine per variant, load points, records and points written as they happen."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+import harness
+from harness import hostinfo, metrics
+from harness.client.openai_stream import StreamClient
+from harness.engines import make_engine
+from harness.engines.process import EngineError
+from harness.load.driver import PointLoad, run_point
+from harness.load.workload import build_specs
+from harness.models import ModelError
+from harness.records import RequestRecord
+from harness.results import RunDir
+from harness.scenario import Point, Scenario, expand_points, scenario_hash
+from harness.telemetry.base import TelemetrySet
+
+
+class RunFailed(Exception):
+    """The run stopped early; the message says why and where the data is."""
+
+    def __init__(self, message: str, run_dir: Path) -> None:
+        super().__init__(message)
+        self.run_dir = run_dir
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    rows: list[dict[str, Any]]
+    status: str
+
+
+TelemetryFactory = Callable[[Scenario, Any], TelemetrySet]
+
+
+def default_telemetry(s: Scenario, engine: Any) -> TelemetrySet:
+    return TelemetrySet([])
+
+
+@contextmanager
+def _abort_on_signals() -> Iterator[list[str]]:
+    """Turn SIGINT/SIGTERM into an abort request the driver polls (a second one exits at once)."""
+    flag: list[str] = []
+    old: dict[signal.Signals, Any] = {}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if flag:
+            raise KeyboardInterrupt
+        flag.append(f"interrupted by {signal.Signals(signum).name}")
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            old[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread
+            pass
+    try:
+        yield flag
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+def _point_row(s: Scenario, p: Point, engine: Any, summary: dict[str, Any]) -> dict[str, Any]:
+    d = engine.describe()
+    row: dict[str, Any] = {
+        "scenario": s.name,
+        "point_id": p.point_id,
+        "variant": p.variant_index,
+        "engine": d.get("name"),
+        "launcher": d.get("launcher"),
+        "model": (d.get("model") or {}).get("name"),
+        "precision": d.get("precision") or getattr(p.engine, "precision", None),
+        "n_gpu_layers": getattr(p.engine, "n_gpu_layers", None),
+        "gpu": s.hardware.gpu,
+        "gpus": s.hardware.gpus,
+        "mode": s.load.mode,
+        "concurrency": p.concurrency,
+        "rate_rps": p.rate_rps,
+    }
+    row.update(summary)
+    return row
+
+
+def _count_missing_usage(engine: Any, records: list[RequestRecord]) -> None:
+    """Engines without usage in streams: count output tokens by tokenizing the streamed text."""
+    for r in records:
+        if r.output_tokens is None and r.output_text is not None and r.ok:
+            r.output_tokens = engine.tokenize(r.output_text)
+
+
+def run_scenario(
+    s: Scenario,
+    results_root: Path,
+    scenario_file: str | None = None,
+    console: Console | None = None,
+    telemetry: TelemetryFactory = default_telemetry,
+    show_progress: bool = True,
+) -> RunResult:
+    console = console or Console(stderr=True)
+    run = RunDir.create(results_root, s.name)
+    points = expand_points(s)
+    run.write_manifest(
+        {
+            "run_id": run.path.name,
+            "status": "running",
+            "started_utc": dt.datetime.now(dt.UTC).isoformat(),
+            "harness_version": harness.__version__,
+            "git_sha": hostinfo.git_sha(),
+            "command": sys.argv,
+            "scenario_file": scenario_file,
+            "scenario_hash": scenario_hash(s),
+            "scenario": s.model_dump(mode="json"),
+            "seeds": {"workload": s.workload.seed, "arrivals": s.load.seed},
+            "host": hostinfo.host(),
+            "points_planned": [p.point_id for p in points],
+            "engines": [],
+            "telemetry": {},
+        }
+    )
+    console.print(f"run directory: [bold]{run.path}[/]")
+    rows: list[dict[str, Any]] = []
+    status, message = "complete", None
+    next_id = 0
+    open_loop = s.load.mode == "open"
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not show_progress,
+    )
+    with _abort_on_signals() as abort_flag, progress:
+        variants = sorted({p.variant_index for p in points})
+        for vi in variants:
+            vpoints = [p for p in points if p.variant_index == vi]
+            engine: Any = None
+            tel: TelemetrySet | None = None
+            try:
+                try:
+                    engine = make_engine(vpoints[0].engine, run.path / f"engine-v{vi}.log")
+                    console.print(f"starting {vpoints[0].engine.type} engine (variant {vi}) ...")
+                    t0 = time.monotonic()
+                    base_url = engine.start()
+                except (EngineError, ModelError) as e:
+                    status, message = "failed", f"engine (variant {vi}) did not start: {e}"
+                    break
+                console.print(f"engine healthy at {base_url} after {time.monotonic() - t0:.1f} s")
+                run.manifest["engines"].append({"variant": vi, **engine.describe()})
+                tel = telemetry(s, engine)
+                tel.start()
+                run.update_manifest(engines=run.manifest["engines"])
+
+                def should_abort(engine: Any = engine) -> str | None:
+                    if abort_flag:
+                        return abort_flag[0]
+                    if not engine.alive():
+                        code = engine.proc.poll() if getattr(engine, "proc", None) else None
+                        return f"engine process exited (code {code})"
+                    return None
+
+                for p in vpoints:
+                    row, aborted, next_id = _run_one_point(
+                        s, p, engine, base_url, run, tel, progress, next_id, should_abort, open_loop
+                    )
+                    if row is not None:
+                        rows.append(row)
+                        run.write_points(rows)
+                    if aborted:
+                        status = "interrupted" if abort_flag else "failed"
+                        log = engine.log_path()
+                        message = f"point {p.point_id}: {aborted}" + (f"; engine log: {log}" if log else "")
+                        break
+                if status != "complete":
+                    break
+            finally:
+                if tel is not None:
+                    tel.stop(run.path)
+                    run.manifest.setdefault("telemetry", {}).update(tel.manifest())
+                if engine is not None:
+                    engine.stop()
+                run.sync()
+    run.close()
+    run.update_manifest(points_done=[r["point_id"] for r in rows])
+    run.set_status(status, message)
+    if status != "complete":
+        raise RunFailed(
+            f"run {status}: {message}. {len(rows)} point(s) and all finished requests kept in {run.path}",
+            run.path,
+        )
+    return RunResult(run.path, rows, status)
+
+
+def _run_one_point(
+    s: Scenario,
+    p: Point,
+    engine: Any,
+    base_url: str,
+    run: RunDir,
+    tel: TelemetrySet,
+    progress: Progress,
+    next_id: int,
+    should_abort: Callable[[], str | None],
+    open_loop: bool,
+) -> tuple[dict[str, Any] | None, str | None, int]:
+    w = s.workload
+    count = engine.tokenize if hasattr(engine, "tokenize") else None
+    n_warm = s.load.warmup_requests
+    warm = build_specs(w, n_warm, next_id, count, w.seed) if n_warm else []
+    specs = build_specs(w, s.load.requests, next_id + n_warm, count, w.seed)
+    label = f"{p.point_id} " + (f"concurrency {p.concurrency}" if p.concurrency else f"{p.rate_rps:g} req/s")
+    task = progress.add_task(label, total=len(specs))
+
+    def on_record(rec: RequestRecord) -> None:
+        run.append_record(rec)
+        if not rec.warmup:
+            progress.advance(task)
+
+    client = StreamClient(
+        base_url,
+        engine.model_name,
+        api=w.api,
+        temperature=w.temperature,
+        seed=w.seed,
+        timeout_s=w.request_timeout_s,
+        extra_body=engine.request_extras(w.ignore_eos),
+        headers=engine.headers() if hasattr(engine, "headers") else {},
+        keep_text=not engine.usage_in_stream(),
+    )
+    load = PointLoad(
+        p.point_id,
+        concurrency=p.concurrency,
+        rate_rps=p.rate_rps,
+        arrival=s.load.arrival,
+        burstiness=s.load.burstiness,
+        max_concurrency=s.load.max_concurrency,
+        duration_s=s.load.duration_s,
+        seed=s.load.seed + p.index,
+    )
+
+    async def go() -> Any:
+        async with client:
+            return await run_point(
+                client,
+                load,
+                warm,
+                specs,
+                next_id,
+                on_record,
+                should_abort,
+                on_measure_start=lambda t: tel.begin_window(p.point_id, t),
+            )
+
+    outcome = asyncio.run(go())
+    tel_cols = tel.end_window(p.point_id, outcome.ended_ns)
+    if not engine.usage_in_stream():
+        _count_missing_usage(engine, outcome.records)
+    measured = [r for r in outcome.records if not r.warmup]
+    row = None
+    if measured:
+        summary = metrics.summarize(measured, open_loop, s.slo.ttft_s, s.slo.tpot_s, s.slo.e2e_s)
+        row = _point_row(s, p, engine, summary)
+        row.update(tel_cols)
+        row["aborted"] = outcome.aborted or ""
+    return row, outcome.aborted, next_id + n_warm + len(specs)

@@ -1,0 +1,83 @@
+"""The `Sampler` protocol and `TelemetrySet`, which runs samplers without ever failing a run.
+
+A sampler measures something over time (GPU power, CPU usage, engine counters). The runner opens a
+window per load point with `begin_window(name)`, closes it with `end_window(name)` and gets a flat
+dict of columns for that point's row (e.g. `energy_j`, `power_w_mean`). Window edges are
+`time.perf_counter_ns()` stamps, the clock the request records use.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class Sampler(Protocol):
+    name: str
+
+    def start(self) -> None: ...
+
+    def begin_window(self, name: str, t_ns: int) -> None: ...
+
+    def end_window(self, name: str, t_ns: int) -> dict[str, Any]: ...
+
+    def stop(self) -> None: ...
+
+    def manifest(self) -> dict[str, Any]:
+        """Inventory and capabilities (what is measured, what is absent and why)."""
+        ...
+
+    def write(self, run_dir: Path) -> None:
+        """Persist raw samples (e.g. telemetry-<name>.parquet)."""
+        ...
+
+
+class TelemetrySet:
+    """Several samplers; an exception in any of them is recorded and that sampler is dropped."""
+
+    def __init__(self, samplers: list[Any] | None = None) -> None:
+        self.samplers: list[Any] = list(samplers or [])
+        self.problems: dict[str, str] = {}
+
+    def _call(self, s: Any, method: str, *args: Any) -> Any:
+        try:
+            return getattr(s, method)(*args)
+        except Exception as e:  # telemetry never kills a run
+            self.problems[s.name] = f"{method}: {type(e).__name__}: {e}"
+            self.samplers = [x for x in self.samplers if x is not s]
+            return None
+
+    def start(self) -> None:
+        for s in list(self.samplers):
+            self._call(s, "start")
+
+    def begin_window(self, name: str, t_ns: int | None = None) -> None:
+        t = t_ns if t_ns is not None else time.perf_counter_ns()
+        for s in list(self.samplers):
+            self._call(s, "begin_window", name, t)
+
+    def end_window(self, name: str, t_ns: int | None = None) -> dict[str, Any]:
+        t = t_ns if t_ns is not None else time.perf_counter_ns()
+        cols: dict[str, Any] = {}
+        for s in list(self.samplers):
+            got = self._call(s, "end_window", name, t)
+            if got:
+                cols.update(got)
+        return cols
+
+    def stop(self, run_dir: Path | None = None) -> None:
+        for s in list(self.samplers):
+            self._call(s, "stop")
+            if run_dir is not None:
+                self._call(s, "write", run_dir)
+
+    def manifest(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for s in list(self.samplers):
+            m = self._call(s, "manifest")
+            if m is not None:
+                out[s.name] = m
+        for name, why in self.problems.items():
+            out.setdefault(name, {})["error"] = why
+        return out

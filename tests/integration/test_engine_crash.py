@@ -1,0 +1,103 @@
+"""SIGKILL the engine mid-run: clear message, non-zero exit, records kept, nothing left running."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from harness.results import iter_records, read_manifest
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.slow
+pytest.importorskip("xllamacpp")
+
+
+def _wait_for(pred, timeout_s: float, what: str):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _start_run(write_scenario, tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
+    scen = write_scenario(
+        {
+            "name": "it-crash",
+            "engine": {"type": "llamacpp", "model": {"source": "synthetic"}, "parallel": 2, "threads": 1},
+            "workload": {"input_tokens": 16, "output_tokens": 256},
+            "load": {"concurrency": [2], "requests": 500, "warmup_requests": 0},
+        }
+    )
+    results = tmp_path / "results"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", str(scen), "--results", str(results), "--no-progress"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    run = _wait_for(
+        lambda: next(iter(results.glob("*-it-crash")), None) if results.is_dir() else None,
+        60,
+        "run directory",
+    )
+    return proc, run
+
+
+def _records(run: Path) -> int:
+    p = run / "requests.jsonl"
+    return len(p.read_text().splitlines()) if p.is_file() else 0
+
+
+def test_sigkill_engine_mid_run(write_scenario, tmp_path: Path) -> None:
+    proc, run = _start_run(write_scenario, tmp_path)
+    try:
+        _wait_for(lambda: _records(run) >= 4, 120, "some finished requests")
+        children = psutil.Process(proc.pid).children(recursive=True)
+        engines = [c for c in children if "xllamacpp_server" in " ".join(c.cmdline())]
+        assert len(engines) == 1
+        engines[0].send_signal(signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 3, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert "engine process exited (code -9)" in stderr
+    assert str(run) in stderr
+    manifest = read_manifest(run)
+    assert manifest["status"] == "failed"
+    assert "engine process exited" in manifest["status_message"]
+    recs = list(iter_records(run))
+    assert sum(r.ok for r in recs) >= 4
+    for c in children:
+        assert not c.is_running() or c.status() == psutil.STATUS_ZOMBIE, c
+
+
+def test_sigint_harness_stops_engine_and_marks_interrupted(write_scenario, tmp_path: Path) -> None:
+    proc, run = _start_run(write_scenario, tmp_path)
+    try:
+        _wait_for(lambda: _records(run) >= 2, 120, "some finished requests")
+        children = psutil.Process(proc.pid).children(recursive=True)
+        os.kill(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 3, stderr[-2000:]
+    assert "interrupted by SIGINT" in stderr
+    assert read_manifest(run)["status"] == "interrupted"
+    assert sum(r.ok for r in iter_records(run)) >= 2
+    for c in children:
+        assert not c.is_running() or c.status() == psutil.STATUS_ZOMBIE, c

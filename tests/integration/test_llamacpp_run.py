@@ -1,0 +1,93 @@
+"""`harness run` against the real llama.cpp server (xllamacpp) with a random-weight GGUF."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness.results import iter_records, read_manifest
+
+from .conftest import harness_cli
+
+pytestmark = pytest.mark.slow
+pytest.importorskip("xllamacpp")
+
+# a token costs milliseconds (client overhead is small next to it), yet the model builds in a second
+MODEL = {
+    "source": "synthetic",
+    "layers": 4,
+    "hidden": 512,
+    "heads": 8,
+    "kv_heads": 8,
+    "ffn": 1024,
+    "vocab": 1000,
+    "dtype": "f16",
+}
+
+
+def run_dir_from(stderr: str) -> Path:
+    for line in stderr.splitlines():
+        if line.startswith("run directory: "):
+            return Path(line.split(": ", 1)[1].strip())
+    raise AssertionError(f"no run directory in output:\n{stderr}")
+
+
+def test_sweep_completes_with_exact_output_tokens(write_scenario, tmp_path: Path) -> None:
+    scen = write_scenario(
+        {
+            "name": "it-llamacpp",
+            "engine": {"type": "llamacpp", "model": MODEL, "parallel": 4, "threads": 2, "ctx_size": 4096},
+            "workload": {"input_tokens": 64, "output_tokens": 32},
+            "load": {"concurrency": [1, 2, 4], "requests": 6, "warmup_requests": 1},
+        }
+    )
+    res = harness_cli("run", str(scen), "--results", str(tmp_path / "results"), "--no-progress")
+    assert res.returncode == 0, res.stderr[-3000:]
+    run = run_dir_from(res.stderr)
+
+    manifest = read_manifest(run)
+    assert manifest["status"] == "complete"
+    assert manifest["schema_version"] == 1
+    eng = manifest["engines"][0]
+    assert eng["launcher"] == "xllamacpp" and eng["precision"] == "F16" and eng["n_gpu_layers"] == 0
+    assert eng["model"]["sha256"] and len(eng["model"]["sha256"]) == 64
+    assert manifest["host"]["cpu_logical"] >= 1
+
+    records = list(iter_records(run))
+    measured = [r for r in records if not r.warmup]
+    assert len(measured) == 18 and len(records) == 21
+    for r in records:
+        assert r.ok, r.error
+        assert r.output_tokens == 32, (r.request_id, r.output_tokens)
+        assert len(r.chunk_ns) == 32  # one printable piece per token
+        # the prompt is exactly 64 tokens by the server's tokenizer, plus BOS
+        assert r.prompt_tokens == 65
+
+    points = pd.read_csv(run / "points.csv")
+    assert list(points["concurrency"]) == [1, 2, 4]
+    assert (points["errors"] == 0).all()
+    assert (points["output_tokens"] == 6 * 32).all()
+    c1 = points.iloc[0]
+    # our decode rate agrees with llama.cpp's own timings within 10 %
+    ratio = c1["decode_tok_s_mean"] / c1["server_decode_tok_s_mean"]
+    assert 0.9 <= ratio <= 1.1, (c1["decode_tok_s_mean"], c1["server_decode_tok_s_mean"])
+    assert "v0-c4" in (run / "report.md").read_text()
+    assert "out tok/s" in res.stdout
+
+
+def test_engine_start_failure_is_a_clear_error(write_scenario, tmp_path: Path) -> None:
+    bogus = tmp_path / "not-a-model.gguf"
+    bogus.write_bytes(b"GGUF but not really")
+    scen = write_scenario(
+        {
+            "name": "it-bad-model",
+            "engine": {"type": "llamacpp", "model": {"source": "path", "path": str(bogus)}},
+            "load": {"concurrency": [1], "requests": 1},
+        }
+    )
+    res = harness_cli("run", str(scen), "--results", str(tmp_path / "results"), "--no-progress")
+    assert res.returncode in (2, 3)
+    assert "Traceback" not in res.stderr
+    assert "not-a-model.gguf" in res.stderr

@@ -1,0 +1,99 @@
+"""Metrics from hand-built records; every expected value computed by hand in the comments."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from harness import metrics
+from harness.records import RequestRecord
+
+MS = 1_000_000  # ns
+
+
+def rec(
+    i: int,
+    sched: int,
+    sent: int,
+    chunks: list[int],
+    done: int,
+    out: int,
+    prompt: int = 10,
+    warmup: bool = False,
+) -> RequestRecord:
+    return RequestRecord(
+        i,
+        "p",
+        sched * MS,
+        sent * MS,
+        chunks[0] * MS if chunks else None,
+        done * MS,
+        [c * MS for c in chunks],
+        prompt,
+        out,
+        out,
+        prompt,
+        "length",
+        warmup=warmup,
+    )
+
+
+def test_single_request_latencies() -> None:
+    # sent at 100 ms, chunks at 150, 160, 180, 190 ms, done 200 ms, 4 tokens
+    r = rec(0, 90, 100, [150, 160, 180, 190], 200, 4)
+    assert metrics.ttft_s(r) == pytest.approx(0.050)  # 150 - 100
+    assert metrics.ttft_s(r, open_loop=True) == pytest.approx(0.060)  # 150 - 90 (scheduled)
+    assert metrics.e2e_s(r) == pytest.approx(0.100)  # 200 - 100
+    assert metrics.tpot_s(r) == pytest.approx(0.050 / 3)  # (200 - 150) / (4 - 1)
+    assert metrics.itl_s(r) == pytest.approx([0.010, 0.020, 0.010])
+    assert metrics.decode_tok_s(r) == pytest.approx(60.0)  # 3 tokens / 0.05 s
+
+
+def test_tpot_undefined_for_one_token() -> None:
+    r = rec(0, 1, 1, [10], 10, 1)
+    assert metrics.tpot_s(r) is None
+    assert metrics.decode_tok_s(r) is None
+
+
+def test_summary_throughput_window_and_percentiles() -> None:
+    rs = [
+        rec(0, 0, 0, [5, 6], 10, 8, warmup=True),  # excluded
+        rec(1, 100, 100, [200, 250], 300, 10),  # ttft 100 ms, e2e 200 ms
+        rec(2, 100, 120, [400, 450], 600, 20),  # ttft 280 ms, e2e 480 ms
+        rec(3, 150, 150, [], 160, 0),  # failed below
+    ]
+    rs[3].error_kind = "http"
+    rs[3].first_token_ns = None
+    row = metrics.summarize(rs)
+    assert row["requests"] == 3 and row["ok"] == 2 and row["errors"] == 1
+    assert row["window_s"] == pytest.approx(0.5)  # last done 600 - first send 100
+    assert row["output_tok_s"] == pytest.approx(60.0)  # (10 + 20) / 0.5
+    assert row["total_tok_s"] == pytest.approx(100.0)  # (10 + 20 + 10 + 10) / 0.5
+    assert row["req_s"] == pytest.approx(4.0)  # 2 / 0.5
+    assert row["ttft_s_mean"] == pytest.approx(0.190)  # (0.100 + 0.280) / 2
+    assert row["ttft_s_p50"] == pytest.approx(0.190)  # linear between two values
+    assert row["ttft_s_p90"] == pytest.approx(0.100 + 0.9 * 0.180)  # 0.262
+    assert row["e2e_s_p99"] == pytest.approx(0.200 + 0.99 * 0.280)
+    assert row["error_kinds"] == "http:1"
+    # chunk counts (2) differ from usage (10, 20): flagged, usage wins
+    assert row["chunk_token_mismatch"] == 2
+
+
+def test_goodput_counts_only_requests_within_every_slo() -> None:
+    # sent_ns == 0 means "never sent", so the stamps start at 1000 ms
+    fast = rec(1, 1000, 1000, [1100, 1110], 1200, 11)  # ttft 0.1 s, tpot 0.01 s
+    slow_ttft = rec(2, 1000, 1000, [4000, 4010], 4100, 11)  # ttft 3 s
+    slow_tpot = rec(3, 1000, 1000, [1100, 1200], 3100, 11)  # tpot (3100 - 1100) / 10 = 0.2 s
+    row = metrics.summarize([fast, slow_ttft, slow_tpot], slo_ttft_s=2.0, slo_tpot_s=0.1)
+    assert row["window_s"] == pytest.approx(3.1)
+    assert row["goodput_req_s"] == pytest.approx(1 / 3.1)
+    assert row["slo_attainment"] == pytest.approx(1 / 3)
+    assert metrics.meets_slo(fast, 2.0, 0.1, None)
+    assert not metrics.meets_slo(slow_tpot, 2.0, 0.1, None)
+
+
+def test_empty_point_gives_nan_not_errors() -> None:
+    row = metrics.summarize([])
+    assert row["requests"] == 0
+    assert math.isnan(row["output_tok_s"]) and math.isnan(row["ttft_s_p50"])

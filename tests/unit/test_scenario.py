@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.scenario import ScenarioError, expand_points, load_scenario, parse_scenario, scenario_hash
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = sorted((ROOT / "scenarios").rglob("*.yaml"))
+
+
+def test_there_are_scenarios() -> None:
+    assert any(p.name == "quickstart-cpu.yaml" for p in SCENARIOS)
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_scenario_file_validates(path: Path) -> None:
+    s = load_scenario(path)
+    assert expand_points(s), f"{path} expands to no points"
+
+
+def test_quickstart_expands_to_three_concurrency_points() -> None:
+    s = load_scenario(ROOT / "scenarios" / "quickstart-cpu.yaml")
+    assert [p.point_id for p in expand_points(s)] == ["v0-c1", "v0-c2", "v0-c4"]
+    assert s.workload.input_tokens == 128 and s.workload.output_tokens == 64
+
+
+BASE = {"name": "t", "engine": {"type": "llamacpp", "model": {"source": "synthetic"}}}
+
+
+def messages(data: dict, file: str = "f.yaml") -> list[str]:
+    with pytest.raises(ScenarioError) as ei:
+        parse_scenario(data, file)
+    return ei.value.messages
+
+
+def test_bad_enum_names_file_field_and_allowed_values() -> None:
+    data = {**BASE, "workload": {"api": "grpc"}}
+    assert messages(data) == ["f.yaml: workload.api: invalid value 'grpc' (allowed: 'completion' or 'chat')"]
+
+
+def test_unknown_key_is_an_error() -> None:
+    data = {**BASE, "load": {"concurency": [1]}}
+    assert messages(data) == ["f.yaml: load.concurency: unknown field"]
+
+
+def test_discriminated_engine_type() -> None:
+    msgs = messages({"name": "t", "engine": {"type": "tgi"}})
+    assert len(msgs) == 1
+    assert msgs[0].startswith("f.yaml: engine.type: invalid value 'tgi' (allowed: ")
+    assert "'llamacpp'" in msgs[0] and "'vllm'" in msgs[0] and "'external'" in msgs[0]
+
+
+def test_field_errors_inside_engine_variant_are_located() -> None:
+    msgs = messages({**BASE, "engine": {**BASE["engine"], "parallel": 0}})
+    assert msgs == ["f.yaml: engine.parallel: must be >= 1 (got 0)"] or msgs[0].startswith(
+        "f.yaml: engine.parallel:"
+    )
+
+
+def test_variants_override_engine_fields_and_multiply_points() -> None:
+    data = {**BASE, "variants": [{"n_gpu_layers": 0}, {"n_gpu_layers": -1}], "load": {"concurrency": [1, 8]}}
+    s = parse_scenario(data)
+    pts = expand_points(s)
+    assert [p.point_id for p in pts] == ["v0-c1", "v0-c8", "v1-c1", "v1-c8"]
+    assert [p.engine.n_gpu_layers for p in pts] == [0, 0, -1, -1]
+
+
+def test_open_loop_needs_rates() -> None:
+    msgs = messages({**BASE, "load": {"mode": "open"}})
+    assert msgs == ["f.yaml: load: open mode needs at least one rate in rates_rps"]
+
+
+def test_hash_ignores_key_order() -> None:
+    a = parse_scenario({"engine": BASE["engine"], "name": "t"})
+    b = parse_scenario(BASE)
+    assert scenario_hash(a) == scenario_hash(b)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_validate_cli_bad_file_exit_2_no_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: bad\nengine:\n  type: llamacpp\n  model: {source: synthetic}\n  launcher: ollama\n"
+        "load:\n  concurrency: [0]\n"
+    )
+    res = run_cli("validate", str(bad))
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert lines[0] == (
+        f"{bad}: engine.launcher: invalid value 'ollama' "
+        "(allowed: 'xllamacpp', 'llama-server' or 'llama-cpp-python')"
+    )
+    assert lines[1] == f"{bad}: load.concurrency: every concurrency must be >= 1"
+
+
+def test_validate_cli_yaml_syntax_and_missing_file(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: x\nengine: [\n")
+    res = run_cli("validate", str(broken), str(tmp_path / "missing.yaml"))
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    assert f"{broken}: line 3: invalid YAML" in res.stderr
+    assert f"{tmp_path / 'missing.yaml'}: file not found" in res.stderr
+
+
+def test_validate_cli_good_file_exit_0() -> None:
+    res = run_cli("validate", str(ROOT / "scenarios" / "quickstart-cpu.yaml"))
+    assert res.returncode == 0, res.stderr
+    assert "ok (3 points)" in res.stdout
