@@ -1,0 +1,79 @@
+"""Data catalogs shipped with the package (YAML next to this file), loaded and validated with pydantic."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+CATALOG_DIR = Path(__file__).resolve().parent
+
+
+class CatalogError(Exception):
+    pass
+
+
+class ModelArch(BaseModel):
+    """One model architecture: what a Hugging Face config.json says, plus where it came from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    hf_id: str | None
+    architecture: str
+    model_type: str
+    params_b: float
+    layers: int
+    hidden: int
+    intermediate: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    max_position: int
+    rope_theta: float
+    rope_scaling: dict[str, Any] | None = None
+    rms_norm_eps: float
+    sliding_window: int | None = None
+    tie_word_embeddings: bool
+    source: str
+
+    def kv_bytes_per_token(self, bytes_per_elem: float = 2.0) -> float:
+        """KV cache bytes per token = 2 (K and V) x layers x kv_heads x head_dim x bytes_per_elem."""
+        return 2 * self.layers * self.kv_heads * self.head_dim * bytes_per_elem
+
+    def weight_bytes(self, bytes_per_param: float = 2.0) -> float:
+        """Weight bytes = params_b x 1e9 x bytes_per_param."""
+        return self.params_b * 1e9 * bytes_per_param
+
+
+def load_yaml(name: str) -> dict[str, Any]:
+    path = CATALOG_DIR / name
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise CatalogError(f"{path}: cannot read catalog: {e}") from None
+    if not isinstance(data, dict):
+        raise CatalogError(f"{path}: expected a mapping")
+    return data
+
+
+@cache
+def models() -> dict[str, ModelArch]:
+    out: dict[str, ModelArch] = {}
+    for key, entry in load_yaml("models.yaml").items():
+        try:
+            out[key] = ModelArch(name=key, **entry)
+        except ValidationError as e:
+            raise CatalogError(f"models.yaml: {key}: {e}") from None
+    return out
+
+
+def get_model(name: str) -> ModelArch:
+    m = models()
+    if name not in m:
+        raise CatalogError(f"model {name!r} is not in the model catalog (allowed: {', '.join(sorted(m))})")
+    return m[name]
