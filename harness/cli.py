@@ -78,18 +78,259 @@ def run(
     err.print(f"results: {res.run_dir} (table: {md})")
 
 
-@app.command("report")
-def report_cmd(runs: Annotated[list[Path], typer.Argument(help="run directories")]) -> None:
-    """Print a run's points table and write report.md into the run directory."""
-    from harness import report
-    from harness.results import RunNotFound
+# ---------------------------------------------------------------- report, compare, cost, roofline, claims
+PriceOpt = Annotated[
+    list[str] | None, typer.Option("--price", help="DEVICE=USD_PER_HOUR, e.g. h100-sxm=2.99 (repeatable)")
+]
+PricesFileOpt = Annotated[Path | None, typer.Option("--prices", help="price YAML file (prices.yaml shape)")]
+ProviderOpt = Annotated[
+    str | None, typer.Option("--provider", help="use this provider's prices.yaml entries")
+]
+BandwidthOpt = Annotated[
+    list[str] | None,
+    typer.Option("--bandwidth", help="DEVICE=GB/s memory bandwidth to use for the roofline, e.g. cpu=20"),
+]
 
+
+def _prices(price: list[str] | None, prices_file: Path | None, provider: str | None) -> dict[str, object]:
+    from harness.catalog import CatalogError
+    from harness.catalog.prices import parse_price_overrides, resolve_prices
+
+    try:
+        return dict(resolve_prices(parse_price_overrides(price or []), prices_file, provider))
+    except CatalogError as e:
+        raise _fail(str(e)) from None
+
+
+def _bandwidths(items: list[str] | None) -> dict[str, float]:
+    result: dict[str, float] = {}
+    for item in items or []:
+        dev, _, val = item.partition("=")
+        try:
+            result[dev.strip()] = float(val)
+        except ValueError:
+            raise _fail(f"--bandwidth: {item!r}: expected DEVICE=GB_PER_S, e.g. cpu=20") from None
+        if not dev.strip() or result[dev.strip()] <= 0:
+            raise _fail(f"--bandwidth: {item!r}: expected DEVICE=GB_PER_S, e.g. cpu=20")
+    return result
+
+
+def _check_runs(runs: list[Path]) -> None:
+    from harness.results import RunNotFound, read_manifest
+
+    for r in runs:
+        try:
+            read_manifest(r)
+        except RunNotFound as e:
+            raise _fail(str(e)) from None
+
+
+@app.command("report")
+def report_cmd(
+    runs: Annotated[list[Path], typer.Argument(help="run directories")],
+    html_out: Annotated[
+        Path | None, typer.Option("--html", help="combined HTML file (default: report.html in the run dir)")
+    ] = None,
+    price: PriceOpt = None,
+    prices_file: PricesFileOpt = None,
+    provider: ProviderOpt = None,
+    bandwidth: BandwidthOpt = None,
+) -> None:
+    """Print each run's points table, write report.md into it, and write a self-contained HTML report."""
+    from harness import report
+    from harness.report_html import write_html
+    from harness.results import RunNotFound, utc_stamp
+    from harness.runinfo import points_frame
+
+    _check_runs(runs)
     for r in runs:
         try:
             md = report.report_run(r, out)
         except RunNotFound as e:
             raise _fail(str(e)) from None
         err.print(f"wrote {md}")
+    quotes = _prices(price, prices_file, provider)
+    usd = {k: q.usd_per_hour for k, q in quotes.items()}  # type: ignore[attr-defined]
+    origin = {k: q.origin for k, q in quotes.items()}  # type: ignore[attr-defined]
+    points = points_frame(list(runs), _bandwidths(bandwidth))
+    if points.empty:
+        err.print("no finished points: no HTML report written")
+        return
+    if html_out is None:
+        html_out = (
+            runs[0] / "report.html" if len(runs) == 1 else runs[0].parent / f"report-{utc_stamp()}.html"
+        )
+    path, plots, notes = write_html(list(runs), points, html_out, usd, origin)
+    for n in notes:
+        err.print(f"note: {n}", markup=False, highlight=False)
+    err.print(f"wrote {path} ({len(plots)} plots, PNGs in {path.parent / (path.stem + '-plots')})")
+
+
+@app.command("compare")
+def compare_cmd(
+    runs: Annotated[list[Path], typer.Argument(help="run directories")],
+    baseline: Annotated[
+        str | None, typer.Option(help="configuration to divide by: hardware key (a100-80gb-sxm) or label")
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="directory for compare.csv/.parquet/.md")
+    ] = None,
+    price: PriceOpt = None,
+    prices_file: PricesFileOpt = None,
+    provider: ProviderOpt = None,
+    utilization: Annotated[float, typer.Option(min=0.01, max=1.0, help="share of rented hours busy")] = 1.0,
+    kwh: Annotated[float | None, typer.Option("--kwh", help="US$ per kWh, adds energy cost")] = None,
+    bandwidth: BandwidthOpt = None,
+) -> None:
+    """One table over many runs: model x precision x load rows, hardware/engine columns."""
+    from harness.compare import CompareError, compare_runs, print_comparison, write
+    from harness.results import utc_stamp
+
+    _check_runs(runs)
+    quotes = _prices(price, prices_file, provider)
+    usd = {k: q.usd_per_hour for k, q in quotes.items()}  # type: ignore[attr-defined]
+    try:
+        c = compare_runs(list(runs), baseline, usd, utilization, kwh, _bandwidths(bandwidth))
+    except CompareError as e:
+        raise _fail(str(e)) from None
+    print_comparison(c, out)
+    paths = write(c, out_dir or runs[0].parent / f"compare-{utc_stamp()}")
+    err.print(f"wrote {', '.join(str(p) for p in paths)}")
+
+
+@app.command("cost")
+def cost_cmd(
+    runs: Annotated[
+        list[Path] | None, typer.Argument(help="run directories (or use --usd-per-hour/--tok-s)")
+    ] = None,
+    usd_per_hour: Annotated[float | None, typer.Option(help="US$ per device-hour (typed numbers)")] = None,
+    tok_s: Annotated[float | None, typer.Option(help="output tokens/s (typed numbers)")] = None,
+    devices: Annotated[int, typer.Option(min=1, help="devices rented (typed numbers)")] = 1,
+    j_per_token: Annotated[float | None, typer.Option(help="J per output token (typed numbers)")] = None,
+    price: PriceOpt = None,
+    prices_file: PricesFileOpt = None,
+    provider: ProviderOpt = None,
+    utilization: Annotated[float, typer.Option(min=0.01, max=1.0, help="share of rented hours busy")] = 1.0,
+    kwh: Annotated[float | None, typer.Option("--kwh", help="US$ per kWh, adds energy cost")] = None,
+) -> None:
+    """US$ per 1M output tokens = $/device-hour x devices / (tok/s x 3600 x utilization) x 1e6."""
+    from harness.compare import fmt
+    from harness.cost import CostInputs, run_cost_frame
+    from harness.runinfo import points_frame
+
+    if not runs:
+        if usd_per_hour is None or tok_s is None:
+            raise _fail("cost: give run directories, or both --usd-per-hour and --tok-s")
+        row = CostInputs(usd_per_hour, tok_s, devices, utilization, j_per_token, kwh).row()
+        out.print(
+            f"${row['usd_per_1m_tokens']:.2f} per 1M output tokens (${row['usd_per_token']:.3g} per token) "
+            f"= ${usd_per_hour:g}/h x {devices} / ({tok_s:g} tok/s x 3600 x {utilization:g}) x 1e6",
+            highlight=False,
+        )
+        if "energy_usd_per_1m_tokens" in row:
+            out.print(
+                f"energy: ${fmt(row['energy_usd_per_1m_tokens'], '{:.4f}')} per 1M output tokens; "
+                f"total ${fmt(row['total_usd_per_1m_tokens'], '{:.2f}')}",
+                highlight=False,
+            )
+        return
+    _check_runs(runs)
+    quotes = _prices(price, prices_file, provider)
+    usd = {k: q.usd_per_hour for k, q in quotes.items()}  # type: ignore[attr-defined]
+    points = points_frame(list(runs))
+    if points.empty:
+        raise _fail("cost: no finished points in the given runs")
+    df = run_cost_frame(points, usd, utilization, kwh)
+    from rich.table import Table
+
+    t = Table(title="cost per 1M output tokens")
+    for c in df.columns:
+        t.add_column(c, justify="left" if df[c].dtype == object else "right")
+    for _, r in df.iterrows():
+        t.add_row(*[v if isinstance(v, str) else fmt(v, "{:.4g}") for v in r])
+    out.print(t)
+    for d in sorted(set(points["device"])):
+        if d in usd:
+            err.print(f"price {d}: ${usd[d]:g}/h ({quotes[d].origin})")  # type: ignore[attr-defined]
+        else:
+            err.print(f"note: no price for {d}: give --price {d}=USD_PER_HOUR")
+
+
+@app.command("roofline")
+def roofline_cmd(
+    model: Annotated[str, typer.Option(help="models.yaml key, e.g. llama-3.1-70b")],
+    gpu: Annotated[str, typer.Option(help="hardware.yaml key, e.g. h100-sxm")],
+    precision: Annotated[str, typer.Option(help="bf16, fp8, int4, q4_k_m, ...")] = "bf16",
+    tp: Annotated[int, typer.Option(min=1, help="tensor-parallel devices")] = 1,
+    batch: Annotated[str, typer.Option(help="comma-separated batch sizes")] = "1",
+    context: Annotated[float, typer.Option(help="tokens in context per sequence during decode")] = 0.0,
+    input_tokens: Annotated[int, typer.Option(min=1, help="prompt length for the prefill bound")] = 1024,
+    kv_dtype: Annotated[str, typer.Option(help="auto (2 bytes) or fp8 (1 byte)")] = "auto",
+    efficiency: Annotated[float, typer.Option(min=0.01, max=1.0, help="achievable share of peak")] = 1.0,
+    cpu_offload_gb: Annotated[
+        float, typer.Option(min=0, help="GiB of weights per device streamed from host")
+    ] = 0,
+) -> None:
+    """Decode ceiling (bytes per step / bandwidth, batch-aware) and prefill compute ceiling."""
+    from rich.table import Table
+
+    from harness.catalog import CatalogError, get_model
+    from harness.catalog.hardware import get_device
+    from harness.compare import fmt
+    from harness.roofline import Shape, roofline_table
+
+    try:
+        shape, dev = Shape.of(get_model(model)), get_device(gpu)
+        batches = [int(b) for b in batch.split(",") if b.strip()]
+        rows, pre = roofline_table(
+            shape,
+            dev,
+            precision,
+            tp,
+            batches,
+            context,
+            input_tokens,
+            1.0 if kv_dtype.startswith("fp8") else 2.0,
+            efficiency,
+            cpu_offload_gb * 2**30,
+        )
+    except (CatalogError, ValueError) as e:
+        raise _fail(f"roofline: {e}") from None
+    t = Table(
+        title=f"decode ceiling: {model} {precision} on {tp}x {gpu} ({dev.bandwidth_gbs:g} GB/s), "
+        f"context {context:g} tokens, efficiency {efficiency:g}"
+    )
+    heads = [
+        "batch",
+        "tok/s (all)",
+        "tok/s per seq",
+        "step ms",
+        "bound",
+        "weights GB/dev",
+        "KV GB/dev",
+        "fits",
+        "max batch",
+    ]
+    for h in heads:
+        t.add_column(h, justify="right")
+    for r in rows:
+        t.add_row(
+            str(r["batch"]),
+            fmt(r["tok_s"], "{:.1f}"),
+            fmt(r["tok_s_per_sequence"], "{:.1f}"),
+            fmt(r["t_step_ms"], "{:.2f}"),
+            r["bound"],
+            fmt(r["weights_gb_per_device"], "{:.1f}"),
+            fmt(r["kv_gb_per_device"], "{:.2f}"),
+            {True: "yes", False: "NO", None: "?"}[r["fits"]],
+            "-" if r["max_batch"] is None else str(r["max_batch"]),
+        )
+    out.print(t)
+    out.print(
+        f"prefill of {pre['input_tokens']} tokens: >= {pre['t_prefill_s'] * 1000:.1f} ms "
+        f"({pre['prefill_tok_s']:.0f} tok/s, {pre['bound']}-bound)",
+        highlight=False,
+    )
 
 
 @app.command("serve-fake")

@@ -1,0 +1,138 @@
+"""The price table (prices.yaml, or a user file of the same shape) and `--price device=$/h` overrides."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from harness.catalog import CatalogError, load_yaml
+from harness.catalog.hardware import devices
+
+
+class Price(BaseModel):
+    """A dated, sourced rental price for one device (US$ per device-hour)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    device: str
+    provider: str
+    usd_per_hour: float = Field(gt=0)
+    usd_per_hour_high: float | None = Field(None, gt=0)
+    seen: str
+    source: str
+    note: str | None = None
+    default: bool = False
+
+    @model_validator(mode="after")
+    def _range(self) -> Price:
+        if self.usd_per_hour_high is not None and self.usd_per_hour_high < self.usd_per_hour:
+            raise ValueError("usd_per_hour_high is below usd_per_hour")
+        return self
+
+
+@dataclass(frozen=True)
+class PriceQuote:
+    """The price used for one device, and where it came from (for table footnotes)."""
+
+    device: str
+    usd_per_hour: float
+    origin: str
+
+
+def parse_prices(data: Any, file: str, known_devices: Iterable[str] | None = None) -> list[Price]:
+    if not isinstance(data, dict) or not isinstance(data.get("prices"), list):
+        raise CatalogError(f"{file}: (top level): expected a mapping with a `prices:` list")
+    known = set(known_devices) if known_devices is not None else None
+    out: list[Price] = []
+    defaults: dict[str, int] = {}
+    for i, entry in enumerate(data["prices"]):
+        if not isinstance(entry, dict):
+            raise CatalogError(f"{file}: prices[{i}]: expected a mapping of fields")
+        try:
+            p = Price(**entry)
+        except ValidationError as e:
+            first = e.errors()[0]
+            loc = ".".join(str(x) for x in first["loc"])
+            raise CatalogError(f"{file}: prices[{i}].{loc}: {first['msg']}") from None
+        if known is not None and p.device not in known:
+            raise CatalogError(
+                f"{file}: prices[{i}].device: {p.device!r} is not in the hardware catalog "
+                f"(allowed: {', '.join(sorted(known))})"
+            )
+        if p.default:
+            if p.device in defaults:
+                raise CatalogError(
+                    f"{file}: prices[{i}].default: {p.device} already has a default (prices[{defaults[p.device]}])"
+                )
+            defaults[p.device] = i
+        out.append(p)
+    return out
+
+
+@cache
+def prices() -> tuple[Price, ...]:
+    return tuple(parse_prices(load_yaml("prices.yaml"), "prices.yaml", devices()))
+
+
+def load_price_file(path: str | Path) -> list[Price]:
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CatalogError(f"{p}: file not found") from None
+    except (OSError, yaml.YAMLError) as e:
+        raise CatalogError(f"{p}: cannot read: {e}") from None
+    # a user file may price devices outside the catalog (e.g. `cpu`, a private part)
+    return parse_prices(data, str(p))
+
+
+def parse_price_overrides(items: Iterable[str]) -> dict[str, float]:
+    """`["h100-sxm=2.99", "cpu=0.1"]` -> {"h100-sxm": 2.99, "cpu": 0.1}; bad items raise CatalogError."""
+    out: dict[str, float] = {}
+    for item in items:
+        dev, sep, val = item.partition("=")
+        try:
+            usd = float(val.strip().lstrip("$"))
+        except ValueError:
+            usd = -1.0
+        if not sep or not dev.strip() or usd <= 0:
+            raise CatalogError(f"--price: {item!r}: expected DEVICE=USD_PER_HOUR, e.g. h100-sxm=2.99")
+        out[dev.strip()] = usd
+    return out
+
+
+def resolve_prices(
+    overrides: dict[str, float] | None = None,
+    price_file: str | Path | None = None,
+    provider: str | None = None,
+) -> dict[str, PriceQuote]:
+    """Price per device: --price overrides, else the user file, else `provider`'s entry, else the default."""
+    table: dict[str, PriceQuote] = {}
+    catalog = prices()
+    if provider is not None and not any(p.provider == provider for p in catalog):
+        allowed = ", ".join(sorted({p.provider for p in catalog}))
+        raise CatalogError(f"--provider: {provider!r} has no prices in prices.yaml (allowed: {allowed})")
+    for p in catalog:
+        if p.default and p.device not in table:
+            table[p.device] = PriceQuote(p.device, p.usd_per_hour, f"{p.provider}, seen {p.seen}")
+    if provider is not None:
+        for p in catalog:
+            if p.provider == provider:
+                table[p.device] = PriceQuote(p.device, p.usd_per_hour, f"{p.provider}, seen {p.seen}")
+    if price_file is not None:
+        user = load_price_file(price_file)
+        chosen: dict[str, Price] = {}
+        for p in user:
+            if p.device not in chosen or (p.default and not chosen[p.device].default):
+                chosen[p.device] = p
+        for dev, p in chosen.items():
+            table[dev] = PriceQuote(dev, p.usd_per_hour, f"{p.provider}, seen {p.seen} ({price_file})")
+    for dev, usd in (overrides or {}).items():
+        table[dev] = PriceQuote(dev, usd, "--price")
+    return table

@@ -1,0 +1,213 @@
+"""`harness compare`: one table over many runs.
+
+Rows are model x precision x load level (concurrency `c8` or rate `r2`), columns are configurations
+(`hardware | engine [| variant]`, read from each run's manifest, see harness.runinfo). Each metric is
+its own rows x configurations table; `speedup` is a configuration's output tok/s divided by the
+baseline configuration's output tok/s on the same row.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from harness.cost import add_cost_columns
+from harness.runinfo import points_frame
+
+# (column, header, format); "ms" shows seconds as milliseconds, "x" as a ratio
+METRICS: tuple[tuple[str, str, str], ...] = (
+    ("output_tok_s", "output tok/s", "{:.1f}"),
+    ("speedup", "speedup vs baseline", "x"),
+    ("ttft_s_p50", "TTFT p50 ms", "ms"),
+    ("ttft_s_p99", "TTFT p99 ms", "ms"),
+    ("tpot_s_p50", "TPOT p50 ms", "ms"),
+    ("tpot_s_p99", "TPOT p99 ms", "ms"),
+    ("energy_j_per_output_token", "J/output token", "{:.3f}"),
+    ("usd_per_1m_tokens", "$/1M output tokens", "{:.2f}"),
+    ("pct_roofline", "% of decode roofline", "{:.1f}"),
+)
+ROW_KEYS = ["model", "precision", "load"]
+
+
+class CompareError(Exception):
+    pass
+
+
+@dataclass
+class Comparison:
+    points: pd.DataFrame  # long form, one row per (row key, config)
+    wide: pd.DataFrame  # index ROW_KEYS, columns (metric, config)
+    baseline: str | None
+    notes: list[str] = field(default_factory=list)
+
+
+def fmt(value: Any, spec: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if spec == "ms":
+        return f"{float(value) * 1000:.1f}"
+    if spec == "x":
+        return f"{float(value):.2f}x"
+    try:
+        return spec.format(value)
+    except (ValueError, TypeError):
+        return str(value)
+
+
+def choose_baseline(configs: list[str], devices: dict[str, str], baseline: str) -> str:
+    """The one configuration named by `baseline`: an exact label, a hardware key, or a label prefix."""
+    exact = [c for c in configs if c == baseline]
+    if exact:
+        return exact[0]
+    by_device = [c for c in configs if devices.get(c) == baseline]
+    hits = by_device or [c for c in configs if c.startswith(baseline)]
+    if len(hits) == 1:
+        return hits[0]
+    if not hits:
+        raise CompareError(
+            f"--baseline: {baseline!r} matches no configuration (allowed: {'; '.join(configs)})"
+        )
+    raise CompareError(f"--baseline: {baseline!r} matches several configurations: {'; '.join(hits)}")
+
+
+def _load_order(load: str) -> tuple[int, float]:
+    return (0 if load.startswith("c") else 1, float(load[1:]))
+
+
+def dedupe(points: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Keep the newest run's point where several runs measured the same row and configuration."""
+    notes: list[str] = []
+    ordered = points.sort_values("started_utc", kind="stable")
+    dup = ordered.duplicated(subset=[*ROW_KEYS, "config"], keep="last")
+    for _, r in ordered[dup].iterrows():
+        notes.append(
+            f"{r['run_id']} {r['point_id']}: superseded by a newer run of {r['config']} at {r['load']}"
+        )
+    return ordered[~dup], notes
+
+
+def add_speedup(points: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
+    """speedup = output_tok_s / output_tok_s of the baseline configuration on the same row."""
+    out = points.copy()
+    if baseline is None:
+        out["speedup"] = math.nan
+        return out
+    base = out[out["config"] == baseline].set_index(ROW_KEYS)["output_tok_s"]
+    keys = list(zip(*(out[k] for k in ROW_KEYS), strict=True))
+    out["speedup"] = [
+        t / base[k] if k in base.index and base[k] > 0 else math.nan
+        for t, k in zip(out["output_tok_s"], keys, strict=True)
+    ]
+    return out
+
+
+def pivot(points: pd.DataFrame) -> pd.DataFrame:
+    """Rows ROW_KEYS (loads in numeric order), columns (metric, config) for the metrics present."""
+    metrics = [m for m, _, _ in METRICS if m in points.columns]
+    configs = list(dict.fromkeys(points["config"]))
+    wide = points.pivot_table(index=ROW_KEYS, columns="config", values=metrics, aggfunc="first", dropna=False)
+    wide = wide.reindex(columns=pd.MultiIndex.from_product([metrics, configs]))
+    order = sorted(wide.index, key=lambda k: (str(k[0]), str(k[1]), _load_order(str(k[2]))))
+    return wide.reindex(order)
+
+
+def compare_runs(
+    runs: list[str | Path],
+    baseline: str | None = None,
+    prices_usd_per_hour: dict[str, float] | None = None,
+    utilization: float = 1.0,
+    usd_per_kwh: float | None = None,
+    bandwidth_gbs: dict[str, float] | None = None,
+) -> Comparison:
+    points = points_frame(runs, bandwidth_gbs)
+    if points.empty:
+        raise CompareError("no finished points in the given runs")
+    points, notes = dedupe(points)
+    points = add_cost_columns(points, prices_usd_per_hour or {}, utilization, usd_per_kwh)
+    base = None
+    if baseline:
+        devs = dict(zip(points["config"], points["device"], strict=True))
+        base = choose_baseline(list(dict.fromkeys(points["config"])), devs, baseline)
+    points = add_speedup(points, base)
+    if "energy_j_per_output_token" not in points.columns:
+        notes.append("no energy columns in these runs (no GPU energy telemetry): J/token shown as -")
+    return Comparison(points.reset_index(drop=True), pivot(points), base, notes)
+
+
+def _present(c: Comparison) -> list[tuple[str, str, str]]:
+    return [
+        (m, h, f)
+        for m, h, f in METRICS
+        if m in c.wide.columns.get_level_values(0) and not c.wide[m].isna().all().all()
+    ]
+
+
+def metric_frame(c: Comparison, metric: str, spec: str) -> pd.DataFrame:
+    sub = c.wide[metric]
+    rows = []
+    for key, vals in sub.iterrows():
+        rows.append([*[str(k) for k in key], *[fmt(v, spec) for v in vals]])
+    return pd.DataFrame(rows, columns=[*ROW_KEYS, *sub.columns])
+
+
+def rich_tables(c: Comparison) -> list[Table]:
+    tables = []
+    for m, header, spec in _present(c):
+        df = metric_frame(c, m, spec)
+        title = header + (f" (baseline: {c.baseline})" if m == "speedup" else "")
+        t = Table(title=title, title_justify="left")
+        for col in df.columns:
+            t.add_column(str(col), justify="left" if col in ROW_KEYS else "right")
+        for _, r in df.iterrows():
+            t.add_row(*[str(x) for x in r])
+        tables.append(t)
+    return tables
+
+
+def markdown(c: Comparison) -> str:
+    parts = ["# Comparison\n", f"Runs: {', '.join(dict.fromkeys(c.points['run_id']))}\n"]
+    if c.baseline:
+        parts.append(f"Baseline: `{c.baseline}`\n")
+    for m, header, spec in _present(c):
+        df = metric_frame(c, m, spec)
+        parts.append(f"## {header}\n")
+        parts.append("| " + " | ".join(str(x) for x in df.columns) + " |")
+        parts.append("|" + "---|" * len(df.columns))
+        parts += ["| " + " | ".join(str(x) for x in r) + " |" for _, r in df.iterrows()]
+        parts.append("")
+    if c.notes:
+        parts.append("## Notes\n")
+        parts += [f"- {n}" for n in c.notes]
+    return "\n".join(parts) + "\n"
+
+
+def flat(wide: pd.DataFrame) -> pd.DataFrame:
+    """The wide table with one-level column names `metric [config]` (for CSV and Parquet)."""
+    out = wide.copy()
+    out.columns = [f"{m} [{cfg}]" for m, cfg in wide.columns]
+    return out.reset_index()
+
+
+def write(c: Comparison, out_dir: str | Path) -> list[Path]:
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    f = flat(c.wide)
+    paths = [d / "compare.csv", d / "compare.parquet", d / "compare.md", d / "points.csv"]
+    f.to_csv(paths[0], index=False)
+    f.to_parquet(paths[1], index=False)
+    paths[2].write_text(markdown(c), encoding="utf-8")
+    c.points.to_csv(paths[3], index=False)
+    return paths
+
+
+def print_comparison(c: Comparison, console: Console) -> None:
+    for t in rich_tables(c):
+        console.print(t)
+    for n in c.notes:
+        console.print(f"note: {n}", markup=False, highlight=False)

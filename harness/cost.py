@@ -1,0 +1,117 @@
+"""What a token costs: rented device-hours spread over the tokens they produce, plus electricity.
+
+    $/1M output tokens = usd_per_device_hour x devices / (output_tok_s x 3600 x utilization) x 1e6
+    energy $/1M tokens = J/token x usd_per_kwh / 3.6e6 x 1e6          (1 kWh = 3.6e6 J)
+
+`utilization` is the share of rented hours that serve traffic at the measured rate (1.0: always busy).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+J_PER_KWH = 3.6e6
+SECONDS_PER_HOUR = 3600.0
+
+
+def usd_per_million_tokens(
+    usd_per_device_hour: float, tok_s: float, devices: int = 1, utilization: float = 1.0
+) -> float:
+    """$/1M tokens = usd_per_device_hour x devices / (tok_s x 3600 x utilization) x 1e6.
+
+    NaN when the rate is missing or not positive (nothing produced, nothing to price)."""
+    if not utilization > 0 or not utilization <= 1:
+        raise ValueError(f"utilization must be in (0, 1], got {utilization}")
+    if tok_s is None or not tok_s > 0 or usd_per_device_hour is None:
+        return math.nan
+    return usd_per_device_hour * devices / (tok_s * SECONDS_PER_HOUR * utilization) * 1e6
+
+
+def usd_per_token(usd_per_device_hour: float, tok_s: float, devices: int = 1) -> float:
+    """$/token = usd_per_device_hour x devices / 3600 / tok_s (the article's form)."""
+    return usd_per_million_tokens(usd_per_device_hour, tok_s, devices) / 1e6
+
+
+def energy_usd_per_million_tokens(j_per_token: float | None, usd_per_kwh: float) -> float:
+    """Energy $/1M tokens = j_per_token x usd_per_kwh / 3.6e6 x 1e6; NaN without a J/token."""
+    if j_per_token is None or (isinstance(j_per_token, float) and math.isnan(j_per_token)):
+        return math.nan
+    return j_per_token * usd_per_kwh / J_PER_KWH * 1e6
+
+
+@dataclass(frozen=True)
+class CostInputs:
+    """Typed numbers for `harness cost` without a run."""
+
+    usd_per_device_hour: float
+    tok_s: float
+    devices: int = 1
+    utilization: float = 1.0
+    j_per_token: float | None = None
+    usd_per_kwh: float | None = None
+
+    def row(self) -> dict[str, Any]:
+        rent = usd_per_million_tokens(self.usd_per_device_hour, self.tok_s, self.devices, self.utilization)
+        row: dict[str, Any] = {
+            "usd_per_device_hour": self.usd_per_device_hour,
+            "devices": self.devices,
+            "output_tok_s": self.tok_s,
+            "utilization": self.utilization,
+            "usd_per_1m_tokens": rent,
+            "usd_per_token": rent / 1e6,
+        }
+        if self.usd_per_kwh is not None:
+            energy = energy_usd_per_million_tokens(self.j_per_token, self.usd_per_kwh)
+            row["energy_usd_per_1m_tokens"] = energy
+            row["total_usd_per_1m_tokens"] = rent + energy if not math.isnan(energy) else math.nan
+        return row
+
+
+def add_cost_columns(
+    df: pd.DataFrame,
+    price_usd_per_hour: dict[str, float],
+    utilization: float = 1.0,
+    usd_per_kwh: float | None = None,
+) -> pd.DataFrame:
+    """Add `usd_per_device_hour`, `usd_per_1m_tokens` (and energy columns when `usd_per_kwh` is set) to a
+    points frame with `device`, `devices` and `output_tok_s` columns (see harness.compare.points_frame)."""
+    out = df.copy()
+    prices = [price_usd_per_hour.get(d) if isinstance(d, str) else None for d in out["device"]]
+    out["usd_per_device_hour"] = [math.nan if p is None else p for p in prices]
+    out["usd_per_1m_tokens"] = [
+        usd_per_million_tokens(p, t, int(n), utilization) if p is not None else math.nan
+        for p, t, n in zip(prices, out["output_tok_s"], out["devices"], strict=True)
+    ]
+    if usd_per_kwh is not None:
+        jpt = out["energy_j_per_output_token"] if "energy_j_per_output_token" in out else [None] * len(out)
+        out["energy_usd_per_1m_tokens"] = [energy_usd_per_million_tokens(j, usd_per_kwh) for j in jpt]
+        out["total_usd_per_1m_tokens"] = out["usd_per_1m_tokens"] + out["energy_usd_per_1m_tokens"]
+    return out
+
+
+def run_cost_frame(
+    points: pd.DataFrame,
+    price_usd_per_hour: dict[str, float],
+    utilization: float = 1.0,
+    usd_per_kwh: float | None = None,
+) -> pd.DataFrame:
+    """Cost of every point of some runs (points from harness.runinfo.points_frame), display-ready."""
+    df = add_cost_columns(points, price_usd_per_hour, utilization, usd_per_kwh)
+    cols = [
+        "run_id",
+        "config",
+        "model",
+        "precision",
+        "load",
+        "output_tok_s",
+        "devices",
+        "usd_per_device_hour",
+    ]
+    cols += ["usd_per_1m_tokens"]
+    if usd_per_kwh is not None:
+        cols += ["energy_usd_per_1m_tokens", "total_usd_per_1m_tokens"]
+    return df[[c for c in cols if c in df.columns]]

@@ -1,0 +1,247 @@
+"""One self-contained HTML report (plots inlined as PNG data URIs, also written as files) for runs.
+
+Plots use matplotlib (static PNGs: no JavaScript, works offline and in any browser or mail client,
+and matplotlib is already the `plots` extra). Each plot has one line per configuration
+(`hardware | engine [| variant]`, see harness.runinfo); plots whose data is absent (no energy
+telemetry, no price for the device) are left out with a note saying why.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.compare import fmt
+from harness.cost import add_cost_columns
+from harness.report import display_frame
+from harness.results import read_manifest
+
+
+@dataclass
+class Plot:
+    title: str
+    path: Path
+    caption: str
+
+
+def _has(df: pd.DataFrame, col: str) -> bool:
+    return col in df.columns and bool(df[col].notna().any())
+
+
+def _slug(title: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in title.lower()).strip("-")
+
+
+def _lines(
+    ax: Any, df: pd.DataFrame, x: str, y: str, scale: float = 1.0, style: str = "o-", label_suffix: str = ""
+) -> None:
+    for i, (cfg, g) in enumerate(df.groupby("config", sort=False)):
+        g = g.sort_values(x)
+        ax.plot(g[x], g[y] * scale, style, color=f"C{i % 10}", label=f"{cfg}{label_suffix}")
+
+
+def make_plots(points: pd.DataFrame, out_dir: Path) -> tuple[list[Plot], list[str]]:
+    """Write the PNGs into `out_dir`; returns the plots made and notes about the ones left out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plots: list[Plot] = []
+    notes: list[str] = []
+    closed = points[points["concurrency"].notna()] if "concurrency" in points else points.iloc[0:0]
+    opened = points[points["concurrency"].isna()] if "concurrency" in points else points
+
+    def save(fig: Any, title: str, caption: str) -> None:
+        path = out_dir / f"{_slug(title)}.png"
+        fig.savefig(path, dpi=100, bbox_inches="tight", metadata={"Software": None})
+        plt.close(fig)
+        plots.append(Plot(title, path, caption))
+
+    def per_load(title: str, y: str, ylabel: str, caption: str, scale: float = 1.0) -> None:
+        for df, x, xlabel, suffix in (
+            (closed, "concurrency", "concurrent requests", ""),
+            (opened, "rate_rps", "offered rate (req/s)", " (open loop)"),
+        ):
+            if df.empty or not _has(df, y):
+                continue
+            fig, ax = plt.subplots(figsize=(7, 4))
+            _lines(ax, df, x, y, scale)
+            if x == "concurrency":
+                if df[x].max() / max(df[x].min(), 1) >= 8:
+                    ax.set_xscale("log", base=2)
+                ticks = sorted(set(df[x].astype(int)))
+                ax.set_xticks(ticks, [str(t) for t in ticks])
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel)
+            ax.set_title(title + suffix)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+            save(fig, title + suffix, caption)
+
+    per_load(
+        "Output throughput vs load",
+        "output_tok_s",
+        "output tokens/s",
+        "Output tokens per second over each point's measured window.",
+    )
+    for metric, name in (("ttft_s", "TTFT"), ("tpot_s", "TPOT")):
+        if not _has(points, f"{metric}_p50"):
+            continue
+        fig, ax = plt.subplots(figsize=(7, 4))
+        _lines(ax, points, "output_tok_s", f"{metric}_p50", 1000, "o-", " p50")
+        if _has(points, f"{metric}_p99"):
+            _lines(ax, points, "output_tok_s", f"{metric}_p99", 1000, "s--", " p99")
+        ax.set_xlabel("output tokens/s")
+        ax.set_ylabel(f"{name} (ms)")
+        ax.set_title(f"{name} vs throughput")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        save(
+            fig,
+            f"{name} vs throughput",
+            f"{name} p50 (solid) and p99 (dashed) against output tokens/s; one marker per load point.",
+        )
+    if _has(points, "energy_j_per_output_token"):
+        per_load(
+            "Energy per output token",
+            "energy_j_per_output_token",
+            "J per output token",
+            "Energy over each point's window divided by its output tokens.",
+        )
+    else:
+        notes.append(
+            "Energy per output token: not plotted, these runs have no energy telemetry "
+            "(energy_j_per_output_token is absent)."
+        )
+    if _has(points, "usd_per_1m_tokens"):
+        per_load(
+            "Cost per 1M output tokens",
+            "usd_per_1m_tokens",
+            "US$ per 1M output tokens",
+            "Device rent over measured output throughput (prices in the table below).",
+        )
+    else:
+        notes.append(
+            "Cost per 1M output tokens: not plotted, no price for "
+            f"{', '.join(sorted(set(points['device'])))} (give one with --price DEVICE=USD_PER_HOUR)."
+        )
+    return plots, notes
+
+
+def _manifest_rows(run: str | Path) -> list[tuple[str, str]]:
+    m = read_manifest(run)
+    host = m.get("host") or {}
+    scen = m.get("scenario") or {}
+    rows: list[tuple[str, str]] = [
+        ("run", str(m.get("run_id"))),
+        ("status", f"{m.get('status')} {m.get('status_message') or ''}".strip()),
+        (
+            "scenario",
+            f"{scen.get('name')} ({m.get('scenario_file')}, sha256 {str(m.get('scenario_hash'))[:12]})",
+        ),
+        ("started / finished (UTC)", f"{m.get('started_utc')} / {m.get('finished_utc')}"),
+        ("harness", f"{m.get('harness_version')} (git {m.get('git_sha')})"),
+        ("declared hardware", str(scen.get("hardware"))),
+        (
+            "host",
+            f"{host.get('cpu_model')}, {host.get('cpu_logical')} logical CPUs, "
+            f"{(host.get('mem_total_bytes') or 0) / 2**30:.1f} GiB, {host.get('os')}",
+        ),
+        ("workload", str(scen.get("workload"))),
+        ("load", str(scen.get("load"))),
+    ]
+    for e in m.get("engines") or []:
+        model = e.get("model") or {}
+        v = e.get("variant")
+        rows.append((f"engine v{v}", f"{e.get('name')} ({e.get('launcher')}) {e.get('version') or ''}"))
+        rows.append((f"engine v{v} command", " ".join(e.get("command") or [])))
+        rows.append(
+            (
+                f"engine v{v} model",
+                f"{model.get('name')} [{model.get('source')}] "
+                f"{e.get('precision')} sha256 {str(model.get('sha256'))[:12]} size {model.get('size_bytes')}",
+            )
+        )
+    tel = m.get("telemetry") or {}
+    rows.append(("telemetry", ", ".join(sorted(tel)) or "none recorded"))
+    return rows
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+
+CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1100px}
+table{border-collapse:collapse;font-size:13px;margin:8px 0 20px}td,th{border:1px solid #ccc;padding:3px 6px;
+text-align:right}td:first-child,th:first-child{text-align:left}figure{margin:0 0 24px}img{max-width:100%;
+border:1px solid #eee}.note{color:#8a5a00}code{font-size:12px}.manifest td{text-align:left;font-family:monospace}"""
+
+
+def write_html(
+    runs: list[str | Path],
+    points: pd.DataFrame,
+    out_html: Path,
+    price_usd_per_hour: dict[str, float] | None = None,
+    price_origin: dict[str, str] | None = None,
+) -> tuple[Path, list[Plot], list[str]]:
+    """Write `out_html` (PNG files in `<name>-plots/` beside it); returns (path, plots, notes)."""
+    points = add_cost_columns(points, price_usd_per_hour or {})
+    plots, notes = make_plots(points, out_html.parent / f"{out_html.stem}-plots")
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(_title(runs))}</title>"
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>{html.escape(_title(runs))}</h1>",
+        f"<p>Generated {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')} from "
+        f"{len(runs)} run(s), {len(points)} point(s).</p>",
+    ]
+    for p in plots:
+        data = base64.b64encode(p.path.read_bytes()).decode()
+        parts.append(
+            f"<figure><h2>{html.escape(p.title)}</h2><img alt='{html.escape(p.title)}' "
+            f"src='data:image/png;base64,{data}'><figcaption>{html.escape(p.caption)}</figcaption></figure>"
+        )
+    parts += [f"<p class='note'>{html.escape(n)}</p>" for n in notes]
+    parts.append("<h2>Points</h2>")
+    shown = display_frame(points)
+    extra = [
+        ("config", "config", "{}"),
+        ("usd_per_1m_tokens", "$/1M tok", "{:.2f}"),
+        ("pct_roofline", "% roofline", "{:.1f}"),
+    ]
+    for col, head, spec in extra:
+        if _has(points, col):
+            shown[head] = [fmt(v, spec) for v in points[col]]
+    parts.append(_table(list(shown.columns), shown.astype(str).values.tolist()))
+    if price_usd_per_hour:
+        used = sorted(set(points["device"]) & set(price_usd_per_hour))
+        rows = [[d, f"{price_usd_per_hour[d]:.4g}", (price_origin or {}).get(d, "")] for d in used]
+        if rows:
+            parts.append("<h2>Prices used</h2>" + _table(["device", "US$/device-hour", "source"], rows))
+    for r in runs:
+        parts.append(f"<h2>Manifest: {html.escape(Path(r).name)}</h2>")
+        parts.append(
+            "<table class='manifest'>"
+            + "".join(
+                f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in _manifest_rows(r)
+            )
+            + "</table>"
+        )
+    parts.append("</body></html>")
+    out_html.parent.mkdir(parents=True, exist_ok=True)
+    out_html.write_text("\n".join(parts), encoding="utf-8")
+    return out_html, plots, notes
+
+
+def _title(runs: list[str | Path]) -> str:
+    names = [Path(r).name for r in runs]
+    return f"Benchmark report: {names[0]}" if len(names) == 1 else f"Benchmark report: {len(names)} runs"

@@ -1,0 +1,270 @@
+"""Theoretical ceilings for decode and prefill, and how far a measurement is from them.
+
+Decode (one step produces one token for each of B sequences), per device of a TP group:
+
+    bytes_step  = weight_bytes / TP + B x context x kv_bytes_per_token / min(TP, kv_heads)
+    t_memory    = bytes_step / (bandwidth x efficiency)
+    flops_step  = B x (2 x params + 4 x layers x heads x head_dim x context) / TP
+    t_compute   = flops_step / (peak_flops x efficiency)
+    t_step      = max(t_memory, t_compute);   tok/s <= B / t_step;   per-sequence tok/s <= 1 / t_step
+
+With offloaded weights (vLLM --cpu-offload-gb, llama.cpp layers left on the CPU), `offload_bytes` per
+device are read over a slower path each step: t_memory = max(on-device bytes / bandwidth,
+offload_bytes / offload_bandwidth) (perfect overlap: still an upper bound on tok/s).
+
+Prefill of a prompt of L tokens: flops = 2 x params x L + 2 x layers x heads x head_dim x L^2
+(causal attention), t_prefill >= max(flops / (TP x peak), weight_bytes / (TP x bandwidth)).
+
+KV heads are split over TP ranks up to kv_heads and replicated beyond that, hence min(TP, kv_heads).
+Weights are counted at the precision's bytes per parameter for every parameter (embeddings included).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from harness.catalog import ModelArch
+from harness.catalog.hardware import Device
+
+# bytes per parameter of each precision name the engines use (GGUF k-quants are averages over a file)
+BYTES_PER_PARAM: dict[str, float] = {
+    "auto": 2.0,
+    "fp32": 4.0,
+    "f32": 4.0,
+    "fp16": 2.0,
+    "f16": 2.0,
+    "bf16": 2.0,
+    "fp8": 1.0,
+    "int8": 1.0,
+    "int4": 0.5,
+    "awq": 0.5,
+    "gptq": 0.5,
+    "q8_0": 34 / 32,  # 32 int8 weights + one fp16 scale per block
+    "q6_k": 210 / 256,
+    "q5_k_m": 5.69 / 8,  # average bits per weight of llama.cpp's Q5_K_M mix
+    "q4_k_m": 4.89 / 8,  # average bits per weight of llama.cpp's Q4_K_M mix
+    "q4_0": 18 / 32,
+}
+
+
+def bytes_per_param(precision: str | None) -> float:
+    p = (precision or "auto").lower()
+    if p not in BYTES_PER_PARAM:
+        raise ValueError(
+            f"precision {precision!r} has no bytes-per-parameter (allowed: {', '.join(BYTES_PER_PARAM)})"
+        )
+    return BYTES_PER_PARAM[p]
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the roofline needs to know about a model."""
+
+    name: str
+    params: float
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+
+    @classmethod
+    def of(cls, m: ModelArch) -> Shape:
+        return cls(m.name, m.params_b * 1e9, m.layers, m.heads, m.kv_heads, m.head_dim)
+
+    def kv_bytes_per_token(self, bytes_per_elem: float = 2.0) -> float:
+        """2 (K and V) x layers x kv_heads x head_dim x bytes_per_elem."""
+        return 2 * self.layers * self.kv_heads * self.head_dim * bytes_per_elem
+
+
+@dataclass(frozen=True)
+class DecodeBound:
+    batch: int
+    context_tokens: float
+    weight_bytes_per_device: float
+    kv_bytes_per_device: float
+    t_memory_s: float
+    t_compute_s: float
+    tok_s: float  # all sequences together
+    bound: str  # "memory", "compute" or "offload"
+    fits: bool | None  # weights + KV within device memory (None: memory size unknown)
+    max_batch: int | None  # largest batch whose KV fits beside the weights at this context
+
+    @property
+    def t_step_s(self) -> float:
+        return max(self.t_memory_s, self.t_compute_s)
+
+    @property
+    def tok_s_per_sequence(self) -> float:
+        return 1.0 / self.t_step_s
+
+
+def _kv_per_device(shape: Shape, tp: int, kv_bytes_per_elem: float) -> float:
+    return shape.kv_bytes_per_token(kv_bytes_per_elem) / min(tp, shape.kv_heads)
+
+
+def decode_bound(
+    shape: Shape,
+    device: Device,
+    weight_bytes: float,
+    tp: int = 1,
+    batch: int = 1,
+    context_tokens: float = 0.0,
+    kv_bytes_per_elem: float = 2.0,
+    efficiency: float = 1.0,
+    flops_precision: str = "bf16",
+    offload_bytes: float = 0.0,
+    offload_bandwidth_bytes_s: float | None = None,
+    memory_utilization: float = 0.9,
+) -> DecodeBound:
+    """Upper bound on decode tok/s for `batch` sequences at `context_tokens` each (module docstring)."""
+    if tp < 1 or batch < 1 or not 0 < efficiency <= 1:
+        raise ValueError("tp and batch must be >= 1 and efficiency in (0, 1]")
+    w_dev = weight_bytes / tp
+    kv_tok = _kv_per_device(shape, tp, kv_bytes_per_elem)
+    kv_dev = batch * context_tokens * kv_tok
+    bw = device.bandwidth_bytes_s * efficiency
+    on_device = w_dev - offload_bytes + kv_dev
+    t_mem = on_device / bw
+    bound = "memory"
+    if offload_bytes > 0:
+        if not offload_bandwidth_bytes_s:
+            raise ValueError("offload_bytes needs offload_bandwidth_bytes_s")
+        t_off = offload_bytes / (offload_bandwidth_bytes_s * efficiency)
+        if t_off > t_mem:
+            t_mem, bound = t_off, "offload"
+    peak = device.peak_flops(flops_precision)
+    flops = batch * (2 * shape.params + 4 * shape.layers * shape.heads * shape.head_dim * context_tokens) / tp
+    t_cmp = flops / (peak * efficiency) if peak else 0.0
+    if t_cmp > t_mem:
+        bound = "compute"
+    fits: bool | None = None
+    max_batch: int | None = None
+    mem = device.memory_bytes
+    if mem is not None:
+        room = mem * memory_utilization - (w_dev - offload_bytes)
+        fits = room >= kv_dev
+        if context_tokens > 0:
+            max_batch = max(0, math.floor(room / (context_tokens * kv_tok)))
+    return DecodeBound(
+        batch, context_tokens, w_dev, kv_dev, t_mem, t_cmp, batch / max(t_mem, t_cmp), bound, fits, max_batch
+    )
+
+
+def prefill_bound(
+    shape: Shape,
+    device: Device,
+    weight_bytes: float,
+    input_tokens: int,
+    tp: int = 1,
+    efficiency: float = 1.0,
+    flops_precision: str = "bf16",
+) -> dict[str, float]:
+    """Lower bound on the time to prefill one prompt and the matching tok/s (module docstring)."""
+    L = input_tokens
+    flops = 2 * shape.params * L + 2 * shape.layers * shape.heads * shape.head_dim * L * L
+    peak = device.peak_flops(flops_precision) or math.nan
+    t_cmp = flops / (tp * peak * efficiency)
+    t_mem = weight_bytes / (tp * device.bandwidth_bytes_s * efficiency)
+    t = max(t_cmp, t_mem)
+    return {
+        "input_tokens": L,
+        "t_prefill_s": t,
+        "prefill_tok_s": L / t,
+        "bound": "compute" if t_cmp >= t_mem else "memory",
+    }
+
+
+def min_batch_for(
+    target_tok_s: float,
+    shape: Shape,
+    device: Device,
+    weight_bytes: float,
+    tp: int = 1,
+    context_tokens: float = 0.0,
+    kv_bytes_per_elem: float = 2.0,
+    efficiency: float = 1.0,
+    flops_precision: str = "bf16",
+) -> dict[str, Any]:
+    """Smallest batch B with B / t_step(B) >= target, or None when no batch reaches it.
+
+    Memory: B x bw >= target x (w + B x c x kv)  =>  B >= target x w / (bw - target x c x kv).
+    Compute: B / t_compute is the same for every B, so it caps the reachable tok/s outright."""
+    w = weight_bytes / tp
+    kv = context_tokens * _kv_per_device(shape, tp, kv_bytes_per_elem)
+    bw = device.bandwidth_bytes_s * efficiency
+    peak = device.peak_flops(flops_precision)
+    compute_cap = (
+        tp
+        * peak
+        * efficiency
+        / (2 * shape.params + 4 * shape.layers * shape.heads * shape.head_dim * context_tokens)
+        if peak
+        else math.inf
+    )
+    memory_cap = bw / kv if kv > 0 else math.inf  # B -> infinity
+    out: dict[str, Any] = {
+        "target_tok_s": target_tok_s,
+        "compute_cap_tok_s": compute_cap,
+        "memory_cap_tok_s": memory_cap,
+    }
+    denom = bw - target_tok_s * kv
+    if target_tok_s > compute_cap or denom <= 0:
+        out["min_batch"] = None
+        return out
+    b = max(1, math.ceil(target_tok_s * w / denom - 1e-9))
+    out["min_batch"] = b
+    bound = decode_bound(
+        shape, device, weight_bytes, tp, b, context_tokens, kv_bytes_per_elem, efficiency, flops_precision
+    )
+    out["fits"] = bound.fits
+    out["max_batch"] = bound.max_batch
+    return out
+
+
+def roofline_table(
+    shape: Shape,
+    device: Device,
+    precision: str,
+    tp: int,
+    batches: list[int],
+    context_tokens: float,
+    input_tokens: int,
+    kv_bytes_per_elem: float = 2.0,
+    efficiency: float = 1.0,
+    offload_bytes: float = 0.0,
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """Decode bounds per batch size and the prefill bound, as rows for `harness roofline`."""
+    weight = shape.params * bytes_per_param(precision)
+    link = device.host_link_gbs * 1e9 if device.host_link_gbs else None
+    rows = []
+    for b in batches:
+        d = decode_bound(
+            shape,
+            device,
+            weight,
+            tp,
+            b,
+            context_tokens,
+            kv_bytes_per_elem,
+            efficiency,
+            precision,
+            offload_bytes,
+            link,
+        )
+        rows.append(
+            {
+                "batch": b,
+                "tok_s": d.tok_s,
+                "tok_s_per_sequence": d.tok_s_per_sequence,
+                "t_step_ms": d.t_step_s * 1000,
+                "bound": d.bound,
+                "weights_gb_per_device": d.weight_bytes_per_device / 1e9,
+                "kv_gb_per_device": d.kv_bytes_per_device / 1e9,
+                "fits": d.fits,
+                "max_batch": d.max_batch,
+            }
+        )
+    pre = prefill_bound(shape, device, weight, input_tokens, tp, efficiency, precision)
+    return rows, pre

@@ -1,0 +1,262 @@
+"""What a run directory says about its points, in the terms compare/cost/roofline/claims need.
+
+Everything is read from the manifest (scenario, engines, host, telemetry) and points table; nothing
+is inferred from directory names. One row per measured point comes out of `points_frame`, with:
+
+* `model`: the catalog key when the scenario names a catalog model, else the engine's model name
+* `precision`: lower case (`bf16`, `fp8`, `f16`, `q4_k_m`)
+* `device`: hardware catalog key, from GPU names recorded by telemetry, else the scenario's
+  `hardware.gpu`, else the host CPU (a catalog CPU key when /proc/cpuinfo names one, else `cpu`)
+* `devices`: how many of them one engine instance uses (TP x PP for vLLM, `hardware.gpus` else)
+* `config`: the column label `hardware | engine [| variant overrides]`
+* `roofline_tok_s`, `pct_roofline`: the decode ceiling at the point's concurrency (harness.roofline)
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.catalog import models
+from harness.catalog.hardware import Device, devices, match_cpu, match_nvml
+from harness.results import read_manifest, read_points
+from harness.roofline import BYTES_PER_PARAM, Shape, decode_bound
+
+GIB = 1024**3
+# short names for variant fields in column labels
+_SHORT = {
+    "tensor_parallel_size": "tp",
+    "pipeline_parallel_size": "pp",
+    "cpu_offload_gb": "offload_gb",
+    "n_gpu_layers": "ngl",
+    "kv_cache_dtype": "kv",
+    "max_num_seqs": "max_seqs",
+}
+
+
+def engine_config(manifest: dict[str, Any], variant: int) -> dict[str, Any]:
+    """The scenario's engine fields with variant `variant`'s overrides applied."""
+    scen = manifest.get("scenario") or {}
+    cfg = dict(scen.get("engine") or {})
+    variants = scen.get("variants") or []
+    if 0 <= variant < len(variants):
+        cfg.update(variants[variant])
+    return cfg
+
+
+def variant_label(manifest: dict[str, Any], variant: int) -> str:
+    variants = (manifest.get("scenario") or {}).get("variants") or []
+    if not 0 <= variant < len(variants):
+        return ""
+    parts = []
+    for k, v in variants[variant].items():
+        if isinstance(v, dict):
+            v = ",".join(f"{a}={b}" for a, b in v.items())
+        parts.append(f"{_SHORT.get(k, k)}={v}")
+    return " ".join(parts)
+
+
+def _strings(obj: Any) -> list[str]:
+    if isinstance(obj, str):
+        return [obj]
+    if isinstance(obj, dict):
+        return [s for v in obj.values() for s in _strings(v)]
+    if isinstance(obj, list | tuple):
+        return [s for v in obj for s in _strings(v)]
+    return []
+
+
+def detected_gpu(manifest: dict[str, Any]) -> Device | None:
+    """A catalog GPU whose NVML name appears anywhere in the manifest's telemetry or host sections."""
+    for s in _strings([manifest.get("telemetry"), manifest.get("host")]):
+        dev = match_nvml(s)
+        if dev is not None:
+            return dev
+    return None
+
+
+def device_of(manifest: dict[str, Any], cfg: dict[str, Any]) -> tuple[str, int]:
+    """(hardware key, device count) for one engine configuration of a run."""
+    hw = (manifest.get("scenario") or {}).get("hardware") or {}
+    gpu = detected_gpu(manifest)
+    key = gpu.key if gpu else hw.get("gpu")
+    cpu_only = cfg.get("type") == "llamacpp" and cfg.get("n_gpu_layers", 0) == 0 and gpu is None
+    if key and not cpu_only:
+        if cfg.get("type") == "vllm":
+            n = int(cfg.get("tensor_parallel_size") or 1) * int(cfg.get("pipeline_parallel_size") or 1)
+        else:
+            n = int(hw.get("gpus") or 1)
+        return str(key), n
+    cpu = match_cpu((manifest.get("host") or {}).get("cpu_model"))
+    return (cpu.key if cpu else "cpu"), 1
+
+
+def shape_of(
+    manifest: dict[str, Any], cfg: dict[str, Any], engine: dict[str, Any]
+) -> tuple[Shape | None, float | None]:
+    """The model's shape for the roofline and its weight bytes (the GGUF file size when there is one)."""
+    spec = cfg.get("model") or {}
+    emodel = engine.get("model") or {}
+    size = emodel.get("size_bytes")
+    shape: Shape | None = None
+    src = spec.get("source")
+    cat = models()
+    if src == "catalog" and spec.get("name") in cat:
+        shape = Shape.of(cat[spec["name"]])
+    elif src == "package":
+        shape = Shape.of(cat["gemma-3-270m"])
+    elif src == "synthetic":
+        h, L, heads, kvh = spec["hidden"], spec["layers"], spec["heads"], spec["kv_heads"]
+        hd = h // heads
+        per_layer = h * h * 2 + 2 * h * kvh * hd + 3 * h * spec["ffn"]
+        shape = Shape("synthetic", float(L * per_layer + 2 * spec["vocab"] * h), L, heads, kvh, hd)
+    weight = float(size) if size else None
+    if weight is None and shape is not None:
+        prec = str(cfg.get("precision") or "auto").lower()
+        if prec in BYTES_PER_PARAM:
+            weight = shape.params * BYTES_PER_PARAM[prec]
+    return shape, weight
+
+
+def _mean_len(v: Any) -> float:
+    if isinstance(v, dict):
+        return float(v.get("mean") or 0)
+    return float(v or 0)
+
+
+def context_tokens(manifest: dict[str, Any]) -> float:
+    """Average tokens in context during decode = input + output / 2 (from the scenario's workload)."""
+    w = (manifest.get("scenario") or {}).get("workload") or {}
+    return _mean_len(w.get("input_tokens")) + _mean_len(w.get("output_tokens")) / 2
+
+
+def device_table(bandwidth_gbs: dict[str, float] | None = None) -> dict[str, Device]:
+    """The hardware catalog, with bandwidths replaced or added (e.g. a measured `cpu` host) per key."""
+    table = dict(devices())
+    for key, gbs in (bandwidth_gbs or {}).items():
+        if key in table:
+            table[key] = table[key].model_copy(update={"bandwidth_gbs": gbs})
+        else:
+            table[key] = Device(
+                key=key,
+                kind="cpu",
+                vendor="other",
+                name=f"{key} (bandwidth given on the command line)",
+                architecture="unknown",
+                cpu_match=(key,),
+                memory_type="unknown",
+                bandwidth_gbs=gbs,
+                tdp_w=0,
+                source="command line",
+            )
+    return table
+
+
+def roofline_tok_s(
+    manifest: dict[str, Any],
+    cfg: dict[str, Any],
+    engine: dict[str, Any],
+    device: str,
+    n_devices: int,
+    batch: Any,
+    precision: str,
+    table: dict[str, Device] | None = None,
+) -> float:
+    """Decode ceiling (tok/s, all sequences) for a point; NaN when hardware or model shape is unknown."""
+    dev = (table or devices()).get(device)
+    if dev is None or batch is None or (isinstance(batch, float) and math.isnan(batch)):
+        return math.nan
+    shape, weight = shape_of(manifest, cfg, engine)
+    if shape is None or weight is None:
+        return math.nan
+    tp = n_devices if cfg.get("type") == "vllm" else 1
+    kv_bpe = 1.0 if str(cfg.get("kv_cache_dtype", "auto")).startswith("fp8") else 2.0
+    off = float(cfg.get("cpu_offload_gb") or 0) * GIB
+    link = dev.host_link_gbs * 1e9 if dev.host_link_gbs else None
+    if off and not link:
+        return math.nan
+    try:
+        b = decode_bound(
+            shape,
+            dev,
+            weight,
+            tp,
+            int(batch),
+            context_tokens(manifest),
+            kv_bpe,
+            1.0,
+            precision or "bf16",
+            off,
+            link,
+        )
+    except ValueError:
+        return math.nan
+    return b.tok_s
+
+
+def _engine_entry(manifest: dict[str, Any], variant: int) -> dict[str, Any]:
+    for e in manifest.get("engines") or []:
+        if e.get("variant") == variant:
+            return dict(e)
+    return {}
+
+
+def run_points(run: str | Path, table: dict[str, Device] | None = None) -> pd.DataFrame:
+    """One run's points with the derived columns of the module docstring."""
+    manifest = read_manifest(run)
+    df = read_points(run)
+    if df.empty:
+        return df
+    rows = []
+    for _, p in df.iterrows():
+        v = int(p.get("variant", 0) or 0)
+        cfg = engine_config(manifest, v)
+        eng = _engine_entry(manifest, v)
+        spec = cfg.get("model") or {}
+        model = spec["name"] if spec.get("source") == "catalog" else (p.get("model") or "?")
+        precision = str(p.get("precision") or cfg.get("precision") or "auto").lower()
+        device, n = device_of(manifest, cfg)
+        hardware = device if n == 1 else f"{n}x {device}"
+        engine = str(p.get("engine") or cfg.get("type"))
+        launcher = p.get("launcher")
+        if isinstance(launcher, str) and launcher and launcher != engine:
+            engine = f"{engine}/{launcher}"
+        vl = variant_label(manifest, v)
+        conc = p.get("concurrency")
+        conc = None if conc is None or (isinstance(conc, float) and math.isnan(conc)) else int(conc)
+        row = dict(p)
+        row.update(
+            run_id=manifest.get("run_id") or Path(run).name,
+            run_dir=str(run),
+            run_status=manifest.get("status"),
+            started_utc=manifest.get("started_utc"),
+            model=model,
+            precision=precision,
+            device=device,
+            devices=n,
+            hardware=hardware,
+            engine_label=engine,
+            variant_label=vl,
+            config=" | ".join(x for x in (hardware, engine, vl) if x),
+            load=f"c{conc}" if conc is not None else f"r{float(p.get('rate_rps')):g}",
+            concurrency=conc,
+            roofline_tok_s=roofline_tok_s(manifest, cfg, eng, device, n, conc, precision, table),
+        )
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    out["pct_roofline"] = out["output_tok_s"] / out["roofline_tok_s"] * 100
+    return out
+
+
+def points_frame(runs: list[str | Path], bandwidth_gbs: dict[str, float] | None = None) -> pd.DataFrame:
+    """All points of all runs, one row each (see the module docstring for the derived columns).
+
+    `bandwidth_gbs` replaces or adds memory bandwidths per device key (e.g. {"cpu": 20.0} measured)."""
+    table = device_table(bandwidth_gbs)
+    frames = [f for f in (run_points(r, table) for r in runs) if not f.empty]
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat(frames, ignore_index=True)
