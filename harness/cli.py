@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from harness.scenario import ScenarioError, load_scenario
+
+if TYPE_CHECKING:
+    from harness.catalog.prices import PriceQuote
 
 app = typer.Typer(
     add_completion=False,
@@ -92,7 +95,7 @@ BandwidthOpt = Annotated[
 ]
 
 
-def _prices(price: list[str] | None, prices_file: Path | None, provider: str | None) -> dict[str, object]:
+def _prices(price: list[str] | None, prices_file: Path | None, provider: str | None) -> dict[str, PriceQuote]:
     from harness.catalog import CatalogError
     from harness.catalog.prices import parse_price_overrides, resolve_prices
 
@@ -150,8 +153,8 @@ def report_cmd(
             raise _fail(str(e)) from None
         err.print(f"wrote {md}")
     quotes = _prices(price, prices_file, provider)
-    usd = {k: q.usd_per_hour for k, q in quotes.items()}  # type: ignore[attr-defined]
-    origin = {k: q.origin for k, q in quotes.items()}  # type: ignore[attr-defined]
+    usd = {k: q.usd_per_hour for k, q in quotes.items()}
+    origin = {k: q.origin for k, q in quotes.items()}
     points = points_frame(list(runs), _bandwidths(bandwidth))
     if points.empty:
         err.print("no finished points: no HTML report written")
@@ -188,7 +191,7 @@ def compare_cmd(
 
     _check_runs(runs)
     quotes = _prices(price, prices_file, provider)
-    usd = {k: q.usd_per_hour for k, q in quotes.items()}  # type: ignore[attr-defined]
+    usd = {k: q.usd_per_hour for k, q in quotes.items()}
     try:
         c = compare_runs(list(runs), baseline, usd, utilization, kwh, _bandwidths(bandwidth))
     except CompareError as e:
@@ -236,7 +239,7 @@ def cost_cmd(
         return
     _check_runs(runs)
     quotes = _prices(price, prices_file, provider)
-    usd = {k: q.usd_per_hour for k, q in quotes.items()}  # type: ignore[attr-defined]
+    usd = {k: q.usd_per_hour for k, q in quotes.items()}
     points = points_frame(list(runs))
     if points.empty:
         raise _fail("cost: no finished points in the given runs")
@@ -251,7 +254,7 @@ def cost_cmd(
     out.print(t)
     for d in sorted(set(points["device"])):
         if d in usd:
-            err.print(f"price {d}: ${usd[d]:g}/h ({quotes[d].origin})")  # type: ignore[attr-defined]
+            err.print(f"price {d}: ${usd[d]:g}/h ({quotes[d].origin})")
         else:
             err.print(f"note: no price for {d}: give --price {d}=USD_PER_HOUR")
 
@@ -331,6 +334,138 @@ def roofline_cmd(
         f"({pre['prefill_tok_s']:.0f} tok/s, {pre['bound']}-bound)",
         highlight=False,
     )
+
+
+@app.command("claims")
+def claims_cmd(
+    runs: Annotated[
+        list[Path] | None, typer.Argument(help="run directories to check the claims against")
+    ] = None,
+    claims_file: Annotated[
+        Path | None, typer.Option("--claims", help="claims YAML (claims.yaml shape)")
+    ] = None,
+    source: Annotated[
+        str | None, typer.Option(help="only claims from this source (article, lambda, ...)")
+    ] = None,
+    md_out: Annotated[
+        Path | None, typer.Option("--out", help="also write the table as Markdown here")
+    ] = None,
+) -> None:
+    """Each published claim: the measured value where a run matches, else its roofline plausibility."""
+    from rich.table import Table
+
+    from harness.catalog import CatalogError
+    from harness.catalog.claims import claims, load_claims_file
+    from harness.claims import check_all
+    from harness.runinfo import points_frame
+
+    try:
+        cl = load_claims_file(claims_file) if claims_file else list(claims())
+    except CatalogError as e:
+        raise _fail(str(e)) from None
+    if source:
+        cl = [c for c in cl if c.source == source]
+        if not cl:
+            raise _fail(f"--source: no claims from {source!r}")
+    _check_runs(runs or [])
+    points = points_frame(list(runs or []))
+    checks = check_all(cl, points)
+    t = Table(title=f"claims ({len(checks)}), checked against {len(runs or [])} run(s)", show_lines=True)
+    for h, w in (("claim", 34), ("measured", 22), ("roofline check", 60), ("verdict", 18)):
+        t.add_column(h, max_width=w, overflow="fold")
+    for ch in checks:
+        t.add_row(f"[{ch.claim.source}] {ch.claim.text}", ch.measured, ch.roofline, ch.verdict)
+    out.print(t)
+    if md_out is not None:
+        lines = ["| source | claim | measured | roofline check | verdict |", "|---|---|---|---|---|"]
+        lines += [
+            f"| {c.claim.source} | {c.claim.text} | {c.measured} | {c.roofline} | {c.verdict} |"
+            for c in checks
+        ]
+        md_out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        err.print(f"wrote {md_out}")
+
+
+@app.command("recommend")
+def recommend_cmd(
+    model: Annotated[str, typer.Option(help="models.yaml key, e.g. llama-3.1-70b")],
+    concurrency: Annotated[int, typer.Option(min=1, help="expected concurrent requests")],
+    runs: Annotated[
+        list[Path] | None, typer.Argument(help="run directories with measurements to prefer")
+    ] = None,
+    ttft_slo: Annotated[float | None, typer.Option(help="TTFT limit in seconds")] = 2.0,
+    tpot_slo: Annotated[float | None, typer.Option(help="TPOT limit in seconds")] = 0.2,
+    input_tokens: Annotated[int, typer.Option(min=1)] = 1024,
+    output_tokens: Annotated[int, typer.Option(min=1)] = 256,
+    precision: Annotated[str, typer.Option(help="comma-separated precisions to consider")] = "bf16,fp8",
+    gpu: Annotated[list[str] | None, typer.Option(help="only these hardware keys (repeatable)")] = None,
+    efficiency: Annotated[float, typer.Option(min=0.01, max=1.0, help="share of peak for estimates")] = 1.0,
+    top: Annotated[int, typer.Option(min=1, help="rows to show")] = 12,
+    price: PriceOpt = None,
+    prices_file: PricesFileOpt = None,
+    provider: ProviderOpt = None,
+) -> None:
+    """Rank hardware by $/1M output tokens among options meeting the SLOs (measured where possible)."""
+    from rich.table import Table
+
+    from harness.catalog import CatalogError, get_model
+    from harness.compare import fmt
+    from harness.recommend import Need, article_rule, recommend
+    from harness.runinfo import points_frame
+
+    try:
+        arch = get_model(model)
+    except CatalogError as e:
+        raise _fail(f"--model: {e}") from None
+    quotes = _prices(price, prices_file, provider)
+    _check_runs(runs or [])
+    need = Need(arch, concurrency, input_tokens, output_tokens, ttft_slo, tpot_slo)
+    try:
+        df, notes = recommend(
+            need,
+            {k: q.usd_per_hour for k, q in quotes.items()},
+            points_frame(list(runs or [])),
+            tuple(p.strip() for p in precision.split(",") if p.strip()),
+            efficiency=efficiency,
+            only=tuple(gpu or ()),
+        )
+    except ValueError as e:
+        raise _fail(f"recommend: {e}") from None
+    t = Table(
+        title=f"{model} at concurrency {concurrency}, {input_tokens} in / {output_tokens} out, "
+        f"SLO TTFT <= {ttft_slo} s, TPOT <= {tpot_slo} s"
+    )
+    for h in (
+        "rank",
+        "hardware",
+        "precision",
+        "tok/s",
+        "TTFT ms",
+        "TPOT ms",
+        "$/h",
+        "$/1M tok",
+        "SLO",
+        "basis",
+    ):
+        t.add_column(h, justify="left" if h in ("hardware", "precision", "SLO", "basis") else "right")
+    for rank, (_, r) in enumerate(df.head(top).iterrows(), start=1):
+        t.add_row(
+            str(rank),
+            f"{r['devices']}x {r['device']}",
+            r["precision"],
+            fmt(r["output_tok_s"], "{:.0f}"),
+            fmt(r["ttft_s"], "ms"),
+            fmt(r["tpot_s"], "ms"),
+            fmt(r["usd_per_device_hour"] * r["devices"], "{:.2f}"),
+            fmt(r["usd_per_1m_tokens"], "{:.3f}"),
+            "yes" if r["meets_slo"] else f"no: {r['why_not']}",
+            r["basis"],
+        )
+    out.print(t)
+    out.print(article_rule(need), highlight=False)
+    out.print("roofline estimates are best cases: real engines reach a fraction of them (see --efficiency)")
+    for n in notes:
+        err.print(f"note: {n}", markup=False, highlight=False)
 
 
 @app.command("serve-fake")

@@ -190,7 +190,7 @@ def markdown(c: Comparison) -> str:
 def flat(wide: pd.DataFrame) -> pd.DataFrame:
     """The wide table with one-level column names `metric [config]` (for CSV and Parquet)."""
     out = wide.copy()
-    out.columns = [f"{m} [{cfg}]" for m, cfg in wide.columns]
+    out.columns = [f"{col[0]} [{col[1]}]" for col in wide.columns]
     return out.reset_index()
 
 

@@ -184,7 +184,8 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1100px}
 table{border-collapse:collapse;font-size:13px;margin:8px 0 20px}td,th{border:1px solid #ccc;padding:3px 6px;
 text-align:right}td:first-child,th:first-child{text-align:left}figure{margin:0 0 24px}img{max-width:100%;
-border:1px solid #eee}.note{color:#8a5a00}code{font-size:12px}.manifest td{text-align:left;font-family:monospace}"""
+border:1px solid #eee}.note{color:#8a5a00}code{font-size:12px}
+.manifest td{text-align:left;font-family:monospace}"""
 
 
 def write_html(

@@ -160,7 +160,7 @@ def prefill_bound(
     tp: int = 1,
     efficiency: float = 1.0,
     flops_precision: str = "bf16",
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Lower bound on the time to prefill one prompt and the matching tok/s (module docstring)."""
     L = input_tokens
     flops = 2 * shape.params * L + 2 * shape.layers * shape.heads * shape.head_dim * L * L

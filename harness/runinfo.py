@@ -241,8 +241,10 @@ def run_points(run: str | Path, table: dict[str, Device] | None = None) -> pd.Da
             engine_label=engine,
             variant_label=vl,
             config=" | ".join(x for x in (hardware, engine, vl) if x),
-            load=f"c{conc}" if conc is not None else f"r{float(p.get('rate_rps')):g}",
+            load=f"c{conc}" if conc is not None else f"r{float(p.get('rate_rps') or 0):g}",
             concurrency=conc,
+            cpu_offload_gb=float(cfg.get("cpu_offload_gb") or 0),
+            n_gpu_layers=cfg.get("n_gpu_layers"),
             roofline_tok_s=roofline_tok_s(manifest, cfg, eng, device, n, conc, precision, table),
         )
         rows.append(row)

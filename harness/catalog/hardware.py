@@ -22,7 +22,7 @@ class Device(BaseModel):
     vendor: Literal["nvidia", "amd", "intel", "other"]
     name: str
     architecture: str
-    form_factor: Literal["sxm", "pcie", "nvl", "oam"] | None = None
+    form_factor: Literal["sxm", "pcie", "nvl", "oam", "superchip"] | None = None
     nvml_names: tuple[str, ...] = ()
     nvml_note: str | None = None
     cpu_match: tuple[str, ...] = ()
@@ -38,6 +38,7 @@ class Device(BaseModel):
     host_link: str | None = None
     host_link_gbs: float | None = None
     source: str
+    note: str | None = None
 
     @model_validator(mode="after")
     def _kind_fields(self) -> Device:

@@ -68,7 +68,8 @@ def parse_prices(data: Any, file: str, known_devices: Iterable[str] | None = Non
         if p.default:
             if p.device in defaults:
                 raise CatalogError(
-                    f"{file}: prices[{i}].default: {p.device} already has a default (prices[{defaults[p.device]}])"
+                    f"{file}: prices[{i}].default: {p.device} already has a default "
+                    f"(prices[{defaults[p.device]}])"
                 )
             defaults[p.device] = i
         out.append(p)

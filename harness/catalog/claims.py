@@ -1,0 +1,109 @@
+"""The claims table (claims.yaml, or a user file of the same shape), loaded and validated."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from harness.catalog import CatalogError, load_yaml
+
+
+class Side(BaseModel):
+    """One configuration of a ratio claim."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    device: str
+    devices: int | None = Field(None, ge=1)
+    precision: str | None = None
+
+
+class Claim(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    source: str
+    text: str
+    kind: Literal["throughput", "cost", "ratio", "offload"]
+    value: float = Field(gt=0)
+    value_high: float | None = Field(None, gt=0)
+    model: str
+    device: str | None = None
+    devices: int | None = Field(None, ge=1)
+    engine: str | None = None
+    precision: str | None = None
+    concurrency: int | None = Field(None, ge=1)
+    context_tokens: float | None = Field(None, ge=0)
+    usd_per_hour: float | None = Field(None, gt=0)
+    tok_s: float | None = Field(None, gt=0)
+    numerator: Side | None = None
+    denominator: Side | None = None
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _by_kind(self) -> Claim:
+        if self.kind == "ratio" and (self.numerator is None or self.denominator is None):
+            raise ValueError("a ratio claim needs numerator and denominator")
+        if self.kind != "ratio" and self.device is None:
+            raise ValueError(f"a {self.kind} claim needs device")
+        if self.kind == "cost" and (self.usd_per_hour is None or self.tok_s is None):
+            raise ValueError("a cost claim needs usd_per_hour and tok_s")
+        if self.value_high is not None and self.value_high < self.value:
+            raise ValueError("value_high is below value")
+        return self
+
+    @property
+    def high(self) -> float:
+        return self.value_high if self.value_high is not None else self.value
+
+
+def parse_claims(data: Any, file: str) -> list[Claim]:
+    if not isinstance(data, dict) or not isinstance(data.get("claims"), list):
+        raise CatalogError(f"{file}: (top level): expected a mapping with a `claims:` list")
+    sources = data.get("sources") or {}
+    out: list[Claim] = []
+    ids: set[str] = set()
+    for i, entry in enumerate(data["claims"]):
+        if not isinstance(entry, dict):
+            raise CatalogError(f"{file}: claims[{i}]: expected a mapping of fields")
+        try:
+            c = Claim(**entry)
+        except ValidationError as e:
+            first = e.errors()[0]
+            loc = ".".join(str(x) for x in first["loc"])
+            msg = first["msg"].removeprefix("Value error, ")
+            raise CatalogError(f"{file}: claims[{i}].{loc}: {msg}") from None
+        if c.id in ids:
+            raise CatalogError(f"{file}: claims[{i}].id: duplicate id {c.id!r}")
+        if sources and c.source not in sources:
+            raise CatalogError(
+                f"{file}: claims[{i}].source: {c.source!r} is not listed under sources "
+                f"(allowed: {', '.join(sources)})"
+            )
+        ids.add(c.id)
+        out.append(c)
+    return out
+
+
+@cache
+def claims() -> tuple[Claim, ...]:
+    return tuple(parse_claims(load_yaml("claims.yaml"), "claims.yaml"))
+
+
+def claim_sources() -> dict[str, str]:
+    return dict(load_yaml("claims.yaml").get("sources") or {})
+
+
+def load_claims_file(path: str | Path) -> list[Claim]:
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CatalogError(f"{p}: file not found") from None
+    except (OSError, yaml.YAMLError) as e:
+        raise CatalogError(f"{p}: cannot read: {e}") from None
+    return parse_claims(data, str(p))

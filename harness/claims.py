@@ -1,0 +1,249 @@
+"""`harness claims`: each published claim beside a measurement when one matches, else its roofline.
+
+A run matches a claim when its points have the claim's model, device, device count, engine,
+precision and concurrency (fields the claim leaves null match anything); the measured value is the
+highest output tok/s among the matching points. The roofline check (harness.roofline) asks whether
+the claimed tok/s is reachable at batch 1, from which batch it could be, and whether that batch's
+KV cache fits beside the weights (memory_utilization 0.9). Where the claim does not state the
+precision, bf16 and fp8 are both tried; where it does not state the device count, one is assumed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from harness.catalog import models
+from harness.catalog.claims import Claim, Side
+from harness.catalog.hardware import Device, devices
+from harness.cost import usd_per_million_tokens
+from harness.roofline import Shape, bytes_per_param, decode_bound, min_batch_for
+
+DEFAULT_CONTEXT_TOKENS = 1024.0
+MEMORY_UTILIZATION = 0.9
+
+
+@dataclass
+class ClaimCheck:
+    claim: Claim
+    measured: str  # "-" when no run matches
+    roofline: str
+    verdict: str
+
+
+def _match(
+    points: pd.DataFrame,
+    model: str,
+    device: str | None,
+    n: int | None,
+    engine: str | None,
+    precision: str | None,
+    concurrency: int | None,
+) -> pd.DataFrame:
+    if points.empty:
+        return points
+    m = points["model"] == model
+    if device is not None:
+        m &= points["device"] == device
+    if n is not None:
+        m &= points["devices"] == n
+    if engine is not None:
+        m &= points["engine_label"].str.split("/").str[0] == engine
+    if precision is not None:
+        m &= points["precision"] == precision
+    if concurrency is not None:
+        m &= points["concurrency"] == concurrency
+    return points[m & points["output_tok_s"].notna()]
+
+
+def _best(df: pd.DataFrame) -> dict[str, Any] | None:
+    if df.empty:
+        return None
+    r = df.sort_values("output_tok_s", kind="stable").iloc[-1]
+    return {"tok_s": float(r["output_tok_s"]), "where": f"{r['config']} {r['load']} ({r['run_id']})"}
+
+
+def _fmt_tok(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
+def throughput_check(
+    shape: Shape, dev: Device, n: int, precision: str, target: float, context: float
+) -> dict[str, Any]:
+    """Batch-1 ceiling, smallest batch reaching `target` and whether it fits, for one precision."""
+    weight = shape.params * bytes_per_param(precision)
+    b1 = decode_bound(shape, dev, weight, n, 1, context, 2.0, 1.0, precision)
+    mb = min_batch_for(target, shape, dev, weight, n, context, 2.0, 1.0, precision)
+    fits_weights = dev.memory_bytes is None or weight / n <= dev.memory_bytes * MEMORY_UTILIZATION
+    out = {"precision": precision, "batch1": b1.tok_s, "fits_weights": fits_weights, **mb}
+    if not fits_weights:
+        out["ok"], out["text"] = False, f"{precision}: weights {weight / n / 1e9:.0f} GB/device do not fit"
+    elif target <= b1.tok_s:
+        out["ok"], out["text"] = (
+            True,
+            f"{precision}: reachable at batch 1 (ceiling {_fmt_tok(b1.tok_s)} tok/s)",
+        )
+    elif mb["min_batch"] is None:
+        cap = min(mb["compute_cap_tok_s"], mb["memory_cap_tok_s"])
+        out["ok"], out["text"] = (
+            False,
+            f"{precision}: above the ceiling at any batch (max {_fmt_tok(cap)} tok/s)",
+        )
+    elif mb["max_batch"] is not None and mb["min_batch"] > mb["max_batch"]:
+        out["ok"] = False
+        out["text"] = (
+            f"{precision}: batch-1 ceiling {_fmt_tok(b1.tok_s)} tok/s; needs batch >= {mb['min_batch']} "
+            f"but only {mb['max_batch']} fit at {context:g} tokens"
+        )
+    else:
+        out["ok"] = True
+        out["text"] = (
+            f"{precision}: batch-1 ceiling {_fmt_tok(b1.tok_s)} tok/s; reachable from batch "
+            f">= {mb['min_batch']}" + (f" (up to {mb['max_batch']} fit)" if mb["max_batch"] else "")
+        )
+    return out
+
+
+def _shape_dev(model: str, device: str | None) -> tuple[Shape | None, Device | None, str]:
+    m = models().get(model)
+    d = devices().get(device or "")
+    if m is None:
+        return None, None, f"no roofline: model {model!r} is not in models.yaml"
+    if d is None:
+        return None, None, f"no roofline: device {device!r} is not in hardware.yaml"
+    return Shape.of(m), d, ""
+
+
+def _throughput(c: Claim, target: float, precision: str | None, points: pd.DataFrame) -> tuple[str, str, str]:
+    shape, dev, why = _shape_dev(c.model, c.device)
+    best = _best(_match(points, c.model, c.device, c.devices, c.engine, c.precision, c.concurrency))
+    measured = "-" if best is None else f"{_fmt_tok(best['tok_s'])} tok/s at {best['where']}"
+    if shape is None or dev is None:
+        return measured, why, "measured" if best else "unchecked"
+    n = c.devices or 1
+    ctx = c.context_tokens if c.context_tokens is not None else DEFAULT_CONTEXT_TOKENS
+    checks = [
+        throughput_check(shape, dev, n, p, target, ctx)
+        for p in ([precision] if precision else ["bf16", "fp8"])
+    ]
+    assumed = "" if c.devices else "1 device assumed; "
+    text = f"context {ctx:g} tokens; " + assumed + "; ".join(ch["text"] for ch in checks)
+    if not c.devices and not any(ch["ok"] for ch in checks):
+        for more in (2, 4, 8):
+            alt = [throughput_check(shape, dev, more, ch["precision"], target, ctx) for ch in checks]
+            ok = [a for a in alt if a["ok"]]
+            if ok:
+                text += f"; with {more} devices (TP {more}): {ok[0]['text']}"
+                break
+    if best is not None:
+        verdict = f"measured {best['tok_s'] / target * 100:.0f}% of the claim"
+    else:
+        verdict = "plausible" if any(ch["ok"] for ch in checks) else "not possible as stated"
+    return measured, text, verdict
+
+
+def _side_ceiling(c: Claim, s: Side) -> tuple[float, float] | None:
+    shape, dev, _ = _shape_dev(c.model, s.device)
+    if shape is None or dev is None:
+        return None
+    p = s.precision or "bf16"
+    n = s.devices or 1
+    b1 = decode_bound(shape, dev, shape.params * bytes_per_param(p), n, 1, 0.0, 2.0, 1.0, p)
+    peak = dev.peak_flops(p) or math.nan
+    return b1.tok_s, n * peak
+
+
+def _ratio(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
+    assert c.numerator is not None and c.denominator is not None
+    num, den = _side_ceiling(c, c.numerator), _side_ceiling(c, c.denominator)
+    got = [
+        _best(_match(points, c.model, s.device, s.devices, c.engine, s.precision, c.concurrency))
+        for s in (c.numerator, c.denominator)
+    ]
+    measured = "-"
+    if got[0] and got[1]:
+        measured = f"{got[0]['tok_s'] / got[1]['tok_s']:.2f}x ({got[0]['where']} / {got[1]['where']})"
+    if num is None or den is None:
+        return measured, "no roofline: device or model not in the catalogs", "unchecked"
+    mem_ratio, cmp_ratio = num[0] / den[0], num[1] / den[1]
+    lo, hi = min(mem_ratio, cmp_ratio), max(mem_ratio, cmp_ratio)
+    text = (
+        f"memory-bound (small batch) ceiling ratio {mem_ratio:.2f}x, compute-bound (large batch) "
+        f"{cmp_ratio:.2f}x"
+    )
+    inside = c.value <= hi + 1e-9 and c.high >= lo - 1e-9
+    verdict = "within the roofline range" if inside else f"outside the roofline range {lo:.2f}-{hi:.2f}x"
+    if got[0] and got[1]:
+        verdict = f"measured {measured.split(' ')[0]}; " + verdict
+    return measured, text, verdict
+
+
+def _cost(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
+    assert c.usd_per_hour is not None and c.tok_s is not None
+    n = c.devices or 1
+    usd = usd_per_million_tokens(c.usd_per_hour, c.tok_s, n)
+    arithmetic = f"${c.usd_per_hour:g}/h / ({c.tok_s:g} tok/s x 3600) = ${usd:.2f}/1M"
+    arith_ok = abs(round(usd, 2) - c.value) < 0.006
+    best = _best(_match(points, c.model, c.device, c.devices, c.engine, c.precision, c.concurrency))
+    measured = "-"
+    if best is not None:
+        m_usd = usd_per_million_tokens(c.usd_per_hour, best["tok_s"], n)
+        measured = f"${m_usd:.2f}/1M at {_fmt_tok(best['tok_s'])} tok/s ({best['where']})"
+    _, tput, _ = _throughput(c, c.tok_s, c.precision, points.iloc[0:0])
+    agrees = "matches" if arith_ok else "does NOT match"
+    text = f"{arithmetic} ({agrees} ${c.value:g}); {c.tok_s:g} tok/s: {tput}"
+    return (
+        measured,
+        text,
+        ("arithmetic checks" if arith_ok else "arithmetic wrong") + ("" if best is None else "; measured"),
+    )
+
+
+def _offload(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
+    shape, dev, why = _shape_dev(c.model, c.device)
+    sub = _match(points, c.model, c.device, c.devices, c.engine, c.precision, c.concurrency)
+    if not sub.empty:
+        sub = sub[(sub["cpu_offload_gb"] > 0) | (sub["n_gpu_layers"].fillna(0).astype(float) > 0)]
+    best = _best(sub)
+    measured = "-" if best is None else f"{_fmt_tok(best['tok_s'])} tok/s at {best['where']}"
+    if shape is None or dev is None or dev.memory_bytes is None or not dev.host_link_gbs:
+        return measured, why or "no roofline: device memory or host link unknown", "unchecked"
+    p = c.precision or "bf16"
+    n = c.devices or 1
+    weight = shape.params * bytes_per_param(p)
+    off = weight / n - dev.memory_bytes * MEMORY_UTILIZATION
+    if off <= 0:
+        return measured, f"{p} weights fit in device memory: no offload needed", "no offload needed"
+    b = decode_bound(shape, dev, weight, n, 1, 0.0, 2.0, 1.0, p, off, dev.host_link_gbs * 1e9)
+    text = (
+        f"{off / 1e9:.0f} GB/device streamed over {dev.host_link} ({dev.host_link_gbs:g} GB/s) each step: "
+        f"ceiling {b.tok_s:.2f} tok/s ({b.t_step_s:.2f} s/token) at batch 1"
+    )
+    if best is not None:
+        verdict = f"measured {best['tok_s'] / c.value * 100:.0f}% of the claim's low end"
+    elif c.high <= b.tok_s:
+        verdict = "plausible (below the ceiling)"
+    elif c.value <= b.tok_s:
+        verdict = "low end plausible, high end above the ceiling"
+    else:
+        verdict = "not possible as stated"
+    return measured, text, verdict
+
+
+def check(c: Claim, points: pd.DataFrame) -> ClaimCheck:
+    if c.kind == "throughput":
+        r = _throughput(c, c.value, c.precision, points)
+    elif c.kind == "ratio":
+        r = _ratio(c, points)
+    elif c.kind == "cost":
+        r = _cost(c, points)
+    else:
+        r = _offload(c, points)
+    return ClaimCheck(c, *r)
+
+
+def check_all(claims: list[Claim], points: pd.DataFrame) -> list[ClaimCheck]:
+    return [check(c, points) for c in claims]

@@ -1,0 +1,177 @@
+"""`harness recommend`: rank hardware by $/1M output tokens among the options that meet the SLOs.
+
+For each GPU with a price, each precision and each tensor-parallel size whose weights fit
+(weights / TP <= memory x 0.9), at the expected concurrency B:
+
+* measured, when a run has the same model, device, precision, device count and concurrency:
+  output tok/s, TTFT p99 and TPOT p99 from the run;
+* else a roofline estimate (labelled so): tok/s = B / t_step(B) and TPOT = t_step(B) from
+  harness.roofline.decode_bound at context = input + output / 2, TTFT = prefill of one prompt +
+  one decode step. These are best cases (upper bound on tok/s, lower bound on latency and cost),
+  scaled by `efficiency` (achievable share of peak bandwidth and FLOP/s).
+
+$/1M tokens = price x TP / (tok/s x 3600) x 1e6 (harness.cost). Options whose KV cache cannot hold
+B sequences at input + output tokens are marked and do not meet the SLOs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from harness.catalog import ModelArch
+from harness.catalog.hardware import Device, gpus
+from harness.cost import usd_per_million_tokens
+from harness.roofline import Shape, bytes_per_param, decode_bound, prefill_bound
+
+MEMORY_UTILIZATION = 0.9
+
+
+@dataclass(frozen=True)
+class Need:
+    model: ModelArch
+    concurrency: int
+    input_tokens: int
+    output_tokens: int
+    ttft_s: float | None
+    tpot_s: float | None
+
+
+def article_rule(need: Need) -> str:
+    """The article's qualitative framework, for reference beside the numbers."""
+    big = need.model.params_b > 13
+    fast = need.ttft_s is not None and need.ttft_s < 1.0
+    many = need.concurrency > 10
+    if big or fast or many:
+        why = [
+            w
+            for w, on in (("> 13B parameters", big), ("sub-second latency", fast), ("> 10 users", many))
+            if on
+        ]
+        return f"article's rule of thumb: H100 ({', '.join(why)})"
+    return "article's rule of thumb: A100 (< 13B parameters, moderate concurrency, budget)"
+
+
+def _measured(points: pd.DataFrame, need: Need, dev: str, precision: str, tp: int) -> pd.Series | None:
+    if points.empty:
+        return None
+    m = (
+        (points["model"] == need.model.name)
+        & (points["device"] == dev)
+        & (points["precision"] == precision)
+        & (points["devices"] == tp)
+        & (points["concurrency"] == need.concurrency)
+    )
+    sub = points[m]
+    if sub.empty:
+        return None
+    return sub.sort_values("started_utc").iloc[-1]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    output_tok_s: float
+    ttft_s: float
+    tpot_s: float
+    kv_fits: bool
+    basis: str
+
+
+def _estimate(need: Need, dev: Device, precision: str, tp: int, efficiency: float) -> Estimate:
+    shape = Shape.of(need.model)
+    weight = shape.params * bytes_per_param(precision)
+    ctx = need.input_tokens + need.output_tokens / 2
+    b = decode_bound(shape, dev, weight, tp, need.concurrency, ctx, 2.0, efficiency, precision)
+    full = decode_bound(
+        shape,
+        dev,
+        weight,
+        tp,
+        need.concurrency,
+        need.input_tokens + need.output_tokens,
+        2.0,
+        efficiency,
+        precision,
+    )
+    pre = prefill_bound(shape, dev, weight, need.input_tokens, tp, efficiency, precision)
+    return Estimate(
+        b.tok_s,
+        pre["t_prefill_s"] + b.t_step_s,
+        b.t_step_s,
+        bool(full.fits),
+        f"roofline estimate (efficiency {efficiency:g})",
+    )
+
+
+def recommend(
+    need: Need,
+    prices_usd_per_hour: dict[str, float],
+    points: pd.DataFrame | None = None,
+    precisions: tuple[str, ...] = ("bf16", "fp8"),
+    tps: tuple[int, ...] = (1, 2, 4, 8),
+    efficiency: float = 1.0,
+    only: tuple[str, ...] = (),
+) -> tuple[pd.DataFrame, list[str]]:
+    """Ranked options (meeting the SLOs first, cheapest first) and notes on what was left out."""
+    points = points if points is not None else pd.DataFrame()
+    rows: list[dict[str, object]] = []
+    notes: list[str] = []
+    weights_gb = {p: need.model.params_b * bytes_per_param(p) for p in precisions}
+    for key, dev in gpus().items():
+        if only and key not in only:
+            continue
+        price = prices_usd_per_hour.get(key)
+        if price is None:
+            notes.append(f"{key}: no price (give --price {key}=USD_PER_HOUR)")
+            continue
+        for p in precisions:
+            fitting = [
+                tp
+                for tp in tps
+                if dev.memory_bytes and weights_gb[p] * 1e9 / tp <= dev.memory_bytes * MEMORY_UTILIZATION
+            ]
+            for tp in fitting[:2]:  # the smallest TP that fits, and the next one
+                got = _measured(points, need, key, p, tp)
+                if got is not None:
+                    est = Estimate(
+                        float(got["output_tok_s"]),
+                        float(got.get("ttft_s_p99", math.nan)),
+                        float(got.get("tpot_s_p99", math.nan)),
+                        True,
+                        f"measured ({got['run_id']}, p99 latencies)",
+                    )
+                else:
+                    est = _estimate(need, dev, p, tp, efficiency)
+                why = []
+                if not est.kv_fits:
+                    ctx = need.input_tokens + need.output_tokens
+                    why.append(f"KV cache for {need.concurrency} x {ctx} tokens does not fit")
+                if need.ttft_s is not None and not est.ttft_s <= need.ttft_s:
+                    why.append(f"TTFT {est.ttft_s * 1000:.0f} ms > {need.ttft_s * 1000:.0f} ms")
+                if need.tpot_s is not None and not est.tpot_s <= need.tpot_s:
+                    why.append(f"TPOT {est.tpot_s * 1000:.1f} ms > {need.tpot_s * 1000:.1f} ms")
+                rows.append(
+                    {
+                        "device": key,
+                        "devices": tp,
+                        "precision": p,
+                        "output_tok_s": est.output_tok_s,
+                        "ttft_s": est.ttft_s,
+                        "tpot_s": est.tpot_s,
+                        "usd_per_device_hour": price,
+                        "usd_per_1m_tokens": usd_per_million_tokens(price, est.output_tok_s, tp),
+                        "meets_slo": not why,
+                        "why_not": "; ".join(why),
+                        "basis": est.basis,
+                    }
+                )
+            if not fitting:
+                notes.append(f"{key} {p}: {weights_gb[p]:.0f} GB of weights do not fit on {max(tps)} devices")
+    df = pd.DataFrame(rows)
+    if not df.empty:
+        df = df.sort_values(
+            ["meets_slo", "usd_per_1m_tokens", "devices"], ascending=[False, True, True]
+        ).reset_index(drop=True)
+    return df, notes
