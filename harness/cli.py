@@ -302,6 +302,11 @@ def roofline_cmd(
     t = Table(
         title=f"decode ceiling: {model} {precision} on {tp}x {gpu} ({dev.bandwidth_gbs:g} GB/s), "
         f"context {context:g} tokens, efficiency {efficiency:g}"
+        + (
+            f", {cpu_offload_gb:g} GiB/device offloaded over {dev.host_link} ({dev.host_link_gbs:g} GB/s)"
+            if cpu_offload_gb
+            else ""
+        )
     )
     heads = [
         "batch",

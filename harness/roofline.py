@@ -260,7 +260,7 @@ def roofline_table(
                 "tok_s_per_sequence": d.tok_s_per_sequence,
                 "t_step_ms": d.t_step_s * 1000,
                 "bound": d.bound,
-                "weights_gb_per_device": d.weight_bytes_per_device / 1e9,
+                "weights_gb_per_device": (d.weight_bytes_per_device - offload_bytes) / 1e9,
                 "kv_gb_per_device": d.kv_bytes_per_device / 1e9,
                 "fits": d.fits,
                 "max_batch": d.max_batch,
