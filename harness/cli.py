@@ -221,6 +221,7 @@ def cost_cmd(
     from harness.cost import CostInputs, run_cost_frame
     from harness.runinfo import points_frame
 
+    quotes = _prices(price, prices_file, provider)
     if not runs:
         if usd_per_hour is None or tok_s is None:
             raise _fail("cost: give run directories, or both --usd-per-hour and --tok-s")
@@ -238,7 +239,6 @@ def cost_cmd(
             )
         return
     _check_runs(runs)
-    quotes = _prices(price, prices_file, provider)
     usd = {k: q.usd_per_hour for k, q in quotes.items()}
     points = points_frame(list(runs))
     if points.empty:

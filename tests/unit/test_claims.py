@@ -1,0 +1,72 @@
+"""Roofline plausibility of the published claims (no runs: the measured column stays '-')."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from harness.catalog.claims import Claim, claims
+from harness.claims import check
+
+NO_RUNS = pd.DataFrame()
+
+
+def _claim(cid: str) -> Claim:
+    return next(c for c in claims() if c.id == cid)
+
+
+def test_3311_tok_s_for_70b_on_one_h100_is_not_possible() -> None:
+    r = check(_claim("article-70b-h100"), NO_RUNS)
+    assert r.measured == "-"
+    assert r.verdict == "not possible as stated"
+    # bf16: 141.2 GB of weights; fp8: needs batch >= 105 at 1024 tokens of context but only 19 fit
+    # (hand computation in tests/unit/test_roofline.py::test_min_batch_for_the_articles_3311_tok_s_on_one_h100)
+    assert "bf16: weights 141 GB/device do not fit" in r.roofline
+    assert "fp8: batch-1 ceiling 47.2 tok/s; needs batch >= 105 but only 19 fit at 1024 tokens" in r.roofline
+    # with TP 2: batch-1 ceiling doubles to 94.5 and it becomes reachable
+    assert "with 2 devices (TP 2): fp8: batch-1 ceiling 94.5 tok/s" in r.roofline
+
+
+def test_lambda_single_h100_number_is_plausible_with_batching() -> None:
+    r = check(_claim("lambda-70b-fp8-1xh100"), NO_RUNS)
+    assert r.verdict == "plausible"
+    # 418.9 x 70.6e9 / (3.35e12 - 418.9 x 1024 x 327,680) = 9.26 -> batch >= 10; 19 fit
+    assert "reachable from batch >= 10 (up to 19 fit)" in r.roofline
+
+
+def test_mistral_cost_examples_check_arithmetic_and_throughput() -> None:
+    a100 = check(_claim("article-mistral-a100-cost"), NO_RUNS)
+    h100 = check(_claim("article-mistral-h100-cost"), NO_RUNS)
+    assert a100.verdict == h100.verdict == "arithmetic checks"
+    assert "= $1.86/1M (matches $1.86)" in a100.roofline and "= $1.35/1M (matches $1.35)" in h100.roofline
+    # 112 tok/s is below the single-stream bf16 ceiling on an A100 (140 at 1024 tokens of context) ...
+    assert "bf16: reachable at batch 1" in a100.roofline
+    # ... while 247 tok/s on an H100 is above its bf16 single-stream ceiling (229): batching or fp8
+    assert "bf16: batch-1 ceiling 229 tok/s; reachable from batch >= 2" in h100.roofline
+    assert "fp8: reachable at batch 1" in h100.roofline
+
+
+def test_ratio_claims_against_bandwidth_and_compute_ratios() -> None:
+    r = check(_claim("article-fp8-ratio"), NO_RUNS)
+    # memory-bound: 2 bytes/1 byte x 3350/2039 = 3.29; compute-bound: 1979/312 = 6.34
+    assert "memory-bound (small batch) ceiling ratio 3.29x, compute-bound (large batch) 6.34x" in r.roofline
+    assert r.verdict == "within the roofline range"
+    same = check(_claim("article-13b-70b-ratio"), NO_RUNS)
+    # bf16 on both: 3350/2039 = 1.64 and 989/312 = 3.17; the claim 1.5-2x overlaps it
+    assert "1.64x" in same.roofline and "3.17x" in same.roofline and same.verdict == "within the roofline range"
+
+
+def test_cpu_offload_ceilings_over_pcie_and_c2c() -> None:
+    h100 = check(_claim("article-cpu-offload"), NO_RUNS)
+    # offloaded = 141.2e9 - 0.9 x 80 GiB = 63.9e9 B over 63 GB/s = 1.014 s -> 0.99 tok/s; claim 1-5 tok/s
+    assert "64 GB/device streamed over pcie-gen5-x16 (63 GB/s) each step: ceiling 0.99 tok/s" in h100.roofline
+    assert h100.verdict == "not possible as stated"
+    gh200 = check(_claim("vllm-gh200-offload"), NO_RUNS)
+    # 141.2e9 - 0.9 x 96 GiB = 48.4e9 B over NVLink-C2C 450 GB/s = 0.108 s -> 9.29 tok/s; 4-4.6 is below
+    assert "ceiling 9.29 tok/s" in gh200.roofline and gh200.verdict == "plausible (below the ceiling)"
+
+
+def test_every_catalog_claim_gets_a_check() -> None:
+    for c in claims():
+        r = check(c, NO_RUNS)
+        assert r.roofline and r.verdict and r.measured == "-", c.id
+        assert not r.roofline.startswith("no roofline"), c.id

@@ -1,0 +1,85 @@
+"""The comparison pivot, speedups, de-duplication and baseline choice, on literal point rows.
+
+(The same code over real run directories is exercised in tests/integration/test_report_html.py.)
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from harness.compare import CompareError, add_speedup, choose_baseline, dedupe, flat, markdown, pivot
+from harness.compare import Comparison
+
+
+def _rows() -> pd.DataFrame:
+    base = {"model": "llama-3.1-70b", "precision": "fp8"}
+    rows = [
+        # config A (baseline) and B at two loads; loads out of numeric order on purpose
+        {**base, "load": "c16", "config": "a100-80gb-sxm | vllm", "device": "a100-80gb-sxm", "output_tok_s": 200.0},
+        {**base, "load": "c2", "config": "a100-80gb-sxm | vllm", "device": "a100-80gb-sxm", "output_tok_s": 50.0},
+        {**base, "load": "c16", "config": "h100-sxm | vllm", "device": "h100-sxm", "output_tok_s": 500.0},
+        {**base, "load": "c2", "config": "h100-sxm | vllm", "device": "h100-sxm", "output_tok_s": 80.0},
+        # B only at a third load: no baseline there
+        {**base, "load": "c64", "config": "h100-sxm | vllm", "device": "h100-sxm", "output_tok_s": 900.0},
+    ]
+    df = pd.DataFrame(rows)
+    df["ttft_s_p50"] = [0.5, 0.1, 0.2, 0.05, 0.9]
+    return df
+
+
+def test_speedup_is_tok_s_over_baseline_on_the_same_row() -> None:
+    df = add_speedup(_rows(), "a100-80gb-sxm | vllm")
+    got = dict(zip(zip(df["config"], df["load"], strict=True), df["speedup"], strict=True))
+    assert got[("a100-80gb-sxm | vllm", "c2")] == 1.0
+    assert got[("h100-sxm | vllm", "c16")] == 2.5  # 500 / 200
+    assert got[("h100-sxm | vllm", "c2")] == 1.6  # 80 / 50
+    assert math.isnan(got[("h100-sxm | vllm", "c64")])  # no baseline measured at c64
+
+
+def test_pivot_rows_in_numeric_load_order_and_columns_per_config() -> None:
+    wide = pivot(add_speedup(_rows(), "a100-80gb-sxm | vllm"))
+    assert [k[2] for k in wide.index] == ["c2", "c16", "c64"]
+    assert wide.loc[("llama-3.1-70b", "fp8", "c16"), ("output_tok_s", "h100-sxm | vllm")] == 500.0
+    assert wide.loc[("llama-3.1-70b", "fp8", "c2"), ("ttft_s_p50", "a100-80gb-sxm | vllm")] == 0.1
+    assert math.isnan(wide.loc[("llama-3.1-70b", "fp8", "c64"), ("output_tok_s", "a100-80gb-sxm | vllm")])
+    f = flat(wide)
+    assert "output_tok_s [h100-sxm | vllm]" in f.columns and "speedup [h100-sxm | vllm]" in f.columns
+    assert list(f["load"]) == ["c2", "c16", "c64"]
+    assert f["speedup [h100-sxm | vllm]"].tolist()[:2] == [1.6, 2.5]
+
+
+def test_markdown_has_one_table_per_metric_with_formatted_cells() -> None:
+    pts = add_speedup(_rows(), "a100-80gb-sxm | vllm")
+    pts["run_id"] = "r1"
+    md = markdown(Comparison(pts, pivot(pts), "a100-80gb-sxm | vllm"))
+    assert "## output tok/s" in md and "## speedup vs baseline" in md and "## TTFT p50 ms" in md
+    assert "| llama-3.1-70b | fp8 | c16 | 200.0 | 500.0 |" in md
+    assert "| llama-3.1-70b | fp8 | c16 | 1.00x | 2.50x |" in md
+    assert "| llama-3.1-70b | fp8 | c2 | 100.0 | 50.0 |" in md  # TTFT in ms
+    assert "| llama-3.1-70b | fp8 | c64 | - | 900.0 |" in md
+
+
+def test_newest_run_wins_a_duplicate_cell() -> None:
+    df = _rows().iloc[:2].copy()
+    df["run_id"], df["point_id"], df["started_utc"] = ["old", "old"], ["v0-c16", "v0-c2"], ["2026-01-01"] * 2
+    newer = df.iloc[[0]].copy()
+    newer["run_id"], newer["started_utc"], newer["output_tok_s"] = "new", "2026-02-01", 210.0
+    kept, notes = dedupe(pd.concat([newer, df]))
+    assert len(kept) == 2
+    assert kept[kept["load"] == "c16"]["output_tok_s"].tolist() == [210.0]
+    assert notes == ["old v0-c16: superseded by a newer run of a100-80gb-sxm | vllm at c16"]
+
+
+def test_baseline_by_device_key_label_or_prefix() -> None:
+    configs = ["a100-80gb-sxm | vllm", "h100-sxm | vllm", "h100-sxm | llamacpp/xllamacpp"]
+    devs = {"a100-80gb-sxm | vllm": "a100-80gb-sxm", "h100-sxm | vllm": "h100-sxm"}
+    devs["h100-sxm | llamacpp/xllamacpp"] = "h100-sxm"
+    assert choose_baseline(configs, devs, "a100-80gb-sxm") == "a100-80gb-sxm | vllm"
+    assert choose_baseline(configs, devs, "h100-sxm | vllm") == "h100-sxm | vllm"
+    with pytest.raises(CompareError, match="several"):
+        choose_baseline(configs, devs, "h100-sxm")
+    with pytest.raises(CompareError, match="matches no configuration"):
+        choose_baseline(configs, devs, "mi300x")

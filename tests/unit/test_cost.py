@@ -1,0 +1,113 @@
+"""Cost per token: the article's Mistral-7B example, devices, utilization, energy, and price lookup."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.catalog import CatalogError
+from harness.catalog.prices import parse_price_overrides, resolve_prices
+from harness.cost import CostInputs, energy_usd_per_million_tokens, usd_per_million_tokens, usd_per_token
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_article_mistral_a100_example() -> None:
+    # $0.75/h / (112 tok/s x 3600 s/h) x 1e6 = 750000 / 403200 = 1.860119...
+    got = usd_per_million_tokens(0.75, 112)
+    assert got == pytest.approx(1.8601190476, rel=1e-9)
+    assert round(got, 2) == 1.86
+    # the article states it per token: $1.86e-6
+    assert round(usd_per_token(0.75, 112), 8) == 1.86e-6
+
+
+def test_article_mistral_h100_example() -> None:
+    # $1.20/h / (247 tok/s x 3600) x 1e6 = 1200000 / 889200 = 1.349527...
+    got = usd_per_million_tokens(1.20, 247)
+    assert got == pytest.approx(1.3495276653, rel=1e-9)
+    assert round(got, 2) == 1.35
+
+
+def test_devices_and_utilization_scale_the_price() -> None:
+    # 8 devices at $2.99/h, 1000 tok/s, busy half the time: 23.92 / (1000 x 3600 x 0.5) x 1e6 = 13.2888...
+    assert usd_per_million_tokens(2.99, 1000, devices=8, utilization=0.5) == pytest.approx(13.288888889)
+
+
+def test_energy_cost_per_million_tokens() -> None:
+    # 2 J/token x $0.15/kWh / 3.6e6 J/kWh x 1e6 tokens = $0.08333...
+    assert energy_usd_per_million_tokens(2.0, 0.15) == pytest.approx(0.0833333333)
+    assert math.isnan(energy_usd_per_million_tokens(None, 0.15))
+    assert math.isnan(energy_usd_per_million_tokens(math.nan, 0.15))
+
+
+def test_cost_inputs_row_adds_energy_to_rent() -> None:
+    row = CostInputs(1.20, 247, j_per_token=2.0, usd_per_kwh=0.15).row()
+    assert row["usd_per_1m_tokens"] == pytest.approx(1.3495276653)
+    assert row["total_usd_per_1m_tokens"] == pytest.approx(1.3495276653 + 0.0833333333)
+
+
+def test_no_throughput_is_not_a_price() -> None:
+    assert math.isnan(usd_per_million_tokens(2.0, 0))
+    assert math.isnan(usd_per_million_tokens(2.0, math.nan))
+    with pytest.raises(ValueError, match="utilization"):
+        usd_per_million_tokens(2.0, 100, utilization=0)
+    with pytest.raises(ValueError, match="utilization"):
+        usd_per_million_tokens(2.0, 100, utilization=1.5)
+
+
+def test_price_overrides_parse_and_reject_garbage() -> None:
+    assert parse_price_overrides(["h100-sxm=2.99", "cpu=$0.10"]) == {"h100-sxm": 2.99, "cpu": 0.10}
+    for bad in ("h100-sxm", "h100-sxm=cheap", "=2", "h100-sxm=-1"):
+        with pytest.raises(CatalogError, match="DEVICE=USD_PER_HOUR"):
+            parse_price_overrides([bad])
+
+
+def test_price_precedence_override_file_provider_default(tmp_path: Path) -> None:
+    default = resolve_prices()
+    assert default["h100-sxm"].usd_per_hour == 2.99  # lambda, marked default in prices.yaml
+    article = resolve_prices(provider="article-example")
+    assert article["h100-sxm"].usd_per_hour == 1.20 and article["a100-80gb-sxm"].usd_per_hour == 0.75
+    user = tmp_path / "prices.yaml"
+    user.write_text(
+        "prices:\n"
+        "  - {device: h100-sxm, provider: mine, usd_per_hour: 2.10, seen: '2026-11', source: contract}\n"
+        "  - {device: cpu, provider: mine, usd_per_hour: 0.05, seen: '2026-11', source: contract}\n"
+    )
+    got = resolve_prices({"a100-80gb-sxm": 1.0}, user, "article-example")
+    assert got["h100-sxm"].usd_per_hour == 2.10 and "mine" in got["h100-sxm"].origin
+    assert got["cpu"].usd_per_hour == 0.05
+    assert got["a100-80gb-sxm"].usd_per_hour == 1.0 and got["a100-80gb-sxm"].origin == "--price"
+    with pytest.raises(CatalogError, match="allowed: .*lambda"):
+        resolve_prices(provider="nobody")
+
+
+def test_bad_user_price_file_names_file_and_field(tmp_path: Path) -> None:
+    user = tmp_path / "p.yaml"
+    user.write_text("prices:\n  - {device: h100-sxm, provider: x, usd_per_hour: -3, seen: now, source: me}\n")
+    with pytest.raises(CatalogError, match=r"p.yaml: prices\[0\].usd_per_hour"):
+        resolve_prices(price_file=user)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_cost_cli_typed_numbers_reproduce_the_article() -> None:
+    a100 = _cli("cost", "--usd-per-hour", "0.75", "--tok-s", "112")
+    h100 = _cli("cost", "--usd-per-hour", "1.20", "--tok-s", "247")
+    assert a100.returncode == 0 and h100.returncode == 0, a100.stderr + h100.stderr
+    assert a100.stdout.startswith("$1.86 per 1M output tokens ($1.86e-06 per token)")
+    assert h100.stdout.startswith("$1.35 per 1M output tokens ($1.35e-06 per token)")
+
+
+def test_cost_cli_bad_input_is_one_line_exit_2() -> None:
+    res = _cli("cost", "--usd-per-hour", "0.75")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "--tok-s" in res.stderr
+    res = _cli("cost", "--usd-per-hour", "0.75", "--tok-s", "1", "--price", "nonsense")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "--price: 'nonsense': expected DEVICE=USD_PER_HOUR" in res.stderr

@@ -1,0 +1,117 @@
+"""Roofline ceilings against numbers computed by hand from the datasheets (shared REFERENCE examples)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.catalog import get_model
+from harness.catalog.hardware import get_device
+from harness.roofline import Shape, bytes_per_param, decode_bound, min_batch_for, prefill_bound
+
+ROOT = Path(__file__).resolve().parents[2]
+MISTRAL = Shape.of(get_model("mistral-7b"))  # 7.24e9 params
+LLAMA70 = Shape.of(get_model("llama-3.1-70b"))  # 70.6e9 params, 80 layers, 64 heads, 8 KV heads, head dim 128
+A100 = get_device("a100-80gb-sxm")  # 2039 GB/s, 312 TFLOPS bf16, 80 GiB
+H100 = get_device("h100-sxm")  # 3350 GB/s, 989 bf16 / 1979 fp8 TFLOPS, 80 GiB
+
+
+def test_single_stream_weights_only_examples_from_reference() -> None:
+    # Mistral-7B bf16: 7.24e9 x 2 B = 14.48e9 B per token
+    # A100-80GB: 2039e9 / 14.48e9 = 140.81 tok/s (REFERENCE: ~141); H100 SXM: 3350e9 / 14.48e9 = 231.35 (~231)
+    assert decode_bound(MISTRAL, A100, MISTRAL.params * 2).tok_s == pytest.approx(140.8149, rel=1e-5)
+    assert decode_bound(MISTRAL, H100, MISTRAL.params * 2).tok_s == pytest.approx(231.3536, rel=1e-5)
+    # Llama-70B fp8 on one H100: 3350e9 / 70.6e9 = 47.45 tok/s (REFERENCE: ~47)
+    b = decode_bound(LLAMA70, H100, LLAMA70.params * 1, flops_precision="fp8")
+    assert b.tok_s == pytest.approx(47.4504, rel=1e-5)
+    assert b.bound == "memory" and b.fits is True
+
+
+def test_batch_shares_the_weight_read_but_not_the_kv_read() -> None:
+    # KV per token (bf16) = 2 x 80 x 8 x 128 x 2 = 327,680 B; batch 8 x 1024 tokens = 2.684e9 B
+    # t = (70.6e9 + 2.684e9) / 3.35e12 = 21.876 ms -> 8 / 0.021876 = 365.70 tok/s
+    b = decode_bound(LLAMA70, H100, LLAMA70.params, batch=8, context_tokens=1024, flops_precision="fp8")
+    assert b.kv_bytes_per_device == 8 * 1024 * 327_680
+    assert b.tok_s == pytest.approx(365.6988, rel=1e-5)
+    assert b.tok_s_per_sequence == pytest.approx(365.6988 / 8, rel=1e-5)
+    # room for KV = 0.9 x 80 GiB - 70.6e9 = 6.709e9 B -> / (1024 x 327,680) = 19.99 -> 19 sequences
+    assert b.max_batch == 19 and b.fits is True
+    assert decode_bound(LLAMA70, H100, LLAMA70.params, batch=64, context_tokens=1024).fits is False
+
+
+def test_tensor_parallel_splits_weights_and_kv_heads() -> None:
+    # bf16 70B over TP 2: 141.2e9 / 2 per device -> 3350e9 / 70.6e9 = 47.45 tok/s per TP group
+    b = decode_bound(LLAMA70, H100, LLAMA70.params * 2, tp=2)
+    assert b.tok_s == pytest.approx(47.4504, rel=1e-5)
+    # KV heads: 8 shared by TP 2 -> half the KV per device; TP 16 > 8 KV heads -> replicated, 1/8 per device
+    kv2 = decode_bound(LLAMA70, H100, LLAMA70.params * 2, tp=2, batch=1, context_tokens=1000).kv_bytes_per_device
+    kv16 = decode_bound(LLAMA70, H100, LLAMA70.params * 2, tp=16, batch=1, context_tokens=1000).kv_bytes_per_device
+    assert kv2 == 1000 * 327_680 / 2 and kv16 == 1000 * 327_680 / 8
+
+
+def test_huge_batch_becomes_compute_bound() -> None:
+    # Mistral bf16 on A100, batch 4096, no context: memory 14.48e9 / 2.039e12 = 7.10 ms,
+    # compute 4096 x 2 x 7.24e9 / 312e12 = 190.1 ms -> tok/s = 312e12 / (2 x 7.24e9) = 21,546.96
+    b = decode_bound(MISTRAL, A100, MISTRAL.params * 2, batch=4096)
+    assert b.bound == "compute"
+    assert b.t_memory_s == pytest.approx(0.0071015, rel=1e-4)
+    assert b.tok_s == pytest.approx(21546.961, rel=1e-6)
+
+
+def test_offloaded_weights_are_capped_by_the_host_link() -> None:
+    # 70 GiB = 75.16e9 B over PCIe Gen5 x16 (63 GB/s) = 1.193 s per step -> 0.838 tok/s;
+    # the remaining 66.0e9 B on the GPU take only 19.7 ms
+    off = 70 * 2**30
+    b = decode_bound(LLAMA70, H100, LLAMA70.params * 2, offload_bytes=off, offload_bandwidth_bytes_s=63e9)
+    assert b.bound == "offload"
+    assert b.tok_s == pytest.approx(0.83819, rel=1e-4)
+    with pytest.raises(ValueError, match="offload_bandwidth"):
+        decode_bound(LLAMA70, H100, LLAMA70.params * 2, offload_bytes=off)
+
+
+def test_prefill_compute_bound() -> None:
+    # 70B fp8 on H100, 1024-token prompt: 2 x 70.6e9 x 1024 + 2 x 80 x 64 x 128 x 1024^2 = 1.4596e14 FLOP
+    # / 1979e12 = 73.76 ms -> 13,884 tok/s
+    p = prefill_bound(LLAMA70, H100, LLAMA70.params, 1024, flops_precision="fp8")
+    assert p["bound"] == "compute"
+    assert p["t_prefill_s"] == pytest.approx(0.0737560, rel=1e-5)
+    assert p["prefill_tok_s"] == pytest.approx(13883.61, rel=1e-5)
+
+
+def test_min_batch_for_the_articles_3311_tok_s_on_one_h100() -> None:
+    # B >= 3311 x 70.6e9 / (3.35e12 - 3311 x 1024 x 327,680) = 104.4 -> 105; only 19 fit
+    got = min_batch_for(3311, LLAMA70, H100, LLAMA70.params, context_tokens=1024, flops_precision="fp8")
+    assert got["min_batch"] == 105
+    assert got["max_batch"] == 19 and got["fits"] is False
+    # memory cap as B -> inf: 3.35e12 / (1024 x 327,680) = 9,983.8 tok/s; above it no batch helps
+    assert got["memory_cap_tok_s"] == pytest.approx(9983.778, rel=1e-6)
+    assert min_batch_for(10_000, LLAMA70, H100, LLAMA70.params, context_tokens=1024)["min_batch"] is None
+
+
+def test_bytes_per_param() -> None:
+    assert bytes_per_param("BF16") == 2 and bytes_per_param("fp8") == 1 and bytes_per_param("int4") == 0.5
+    assert bytes_per_param("q8_0") == 34 / 32  # 32 int8 weights + an fp16 scale per block
+    with pytest.raises(ValueError, match="allowed"):
+        bytes_per_param("fp3")
+
+
+def test_roofline_cli_prints_the_batch_table() -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "harness", "roofline", "--model", "llama-3.1-70b", "--gpu", "h100-sxm",
+         "--precision", "fp8", "--batch", "1,8", "--context", "1024"],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in res.stdout.splitlines() if line.startswith("│")]
+    # batch 1: (70.6e9 + 1024 x 327,680) / 3.35e12 = 21.17 ms -> 47.2 tok/s; batch 8 as above: 365.7
+    assert rows[0][:5] == ["1", "47.2", "47.2", "21.17", "memory"]
+    assert rows[1][:3] == ["8", "365.7", "45.7"]
+    assert "prefill of 1024 tokens" in res.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "harness", "roofline", "--model", "llama-9", "--gpu", "h100-sxm"],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "allowed:" in bad.stderr and "Traceback" not in bad.stderr
