@@ -382,11 +382,13 @@ def claims_cmd(
         t.add_row(f"[{ch.claim.source}] {ch.claim.text}", ch.measured, ch.roofline, ch.verdict)
     out.print(t)
     if md_out is not None:
-        lines = ["| source | claim | measured | roofline check | verdict |", "|---|---|---|---|---|"]
-        lines += [
-            f"| {c.claim.source} | {c.claim.text} | {c.measured} | {c.roofline} | {c.verdict} |"
-            for c in checks
+        from harness.compare import md_row
+
+        lines = [
+            md_row(["source", "claim", "measured", "roofline check", "verdict"]),
+            "|---|---|---|---|---|",
         ]
+        lines += [md_row([c.claim.source, c.claim.text, c.measured, c.roofline, c.verdict]) for c in checks]
         md_out.write_text("\n".join(lines) + "\n", encoding="utf-8")
         err.print(f"wrote {md_out}")
 

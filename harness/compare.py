@@ -113,7 +113,8 @@ def pivot(points: pd.DataFrame) -> pd.DataFrame:
     configs = list(dict.fromkeys(points["config"]))
     wide = points.pivot_table(index=ROW_KEYS, columns="config", values=metrics, aggfunc="first", dropna=False)
     wide = wide.reindex(columns=pd.MultiIndex.from_product([metrics, configs]))
-    order = sorted(wide.index, key=lambda k: (str(k[0]), str(k[1]), _load_order(str(k[2]))))
+    present = set(zip(*(points[k] for k in ROW_KEYS), strict=True))
+    order = sorted(present, key=lambda k: (str(k[0]), str(k[1]), _load_order(str(k[2]))))
     return wide.reindex(order)
 
 
@@ -170,6 +171,11 @@ def rich_tables(c: Comparison) -> list[Table]:
     return tables
 
 
+def md_row(cells: Any) -> str:
+    """One Markdown table row; `|` inside a cell (configuration labels) is escaped."""
+    return "| " + " | ".join(str(x).replace("|", "\\|") for x in cells) + " |"
+
+
 def markdown(c: Comparison) -> str:
     parts = ["# Comparison\n", f"Runs: {', '.join(dict.fromkeys(c.points['run_id']))}\n"]
     if c.baseline:
@@ -177,9 +183,9 @@ def markdown(c: Comparison) -> str:
     for m, header, spec in _present(c):
         df = metric_frame(c, m, spec)
         parts.append(f"## {header}\n")
-        parts.append("| " + " | ".join(str(x) for x in df.columns) + " |")
+        parts.append(md_row(df.columns))
         parts.append("|" + "---|" * len(df.columns))
-        parts += ["| " + " | ".join(str(x) for x in r) + " |" for _, r in df.iterrows()]
+        parts += [md_row(r) for _, r in df.iterrows()]
         parts.append("")
     if c.notes:
         parts.append("## Notes\n")

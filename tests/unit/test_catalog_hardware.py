@@ -1,4 +1,4 @@
-"""Every entry of hardware.yaml, prices.yaml and claims.yaml loads; the article pack uses them consistently."""
+"""Every entry of hardware.yaml, prices.yaml and claims.yaml loads; the article pack uses them."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ ARTICLE = sorted((ROOT / "scenarios" / "article").glob("*.yaml"))
 
 def test_every_device_loads_with_a_source_and_gpu_fields() -> None:
     devs = devices()
-    assert {"a100-40gb-sxm", "a100-80gb-sxm", "a100-80gb-pcie", "h100-sxm", "h100-pcie", "h100-nvl"} <= set(devs)
+    assert {"a100-40gb-sxm", "a100-80gb-sxm", "a100-80gb-pcie", "h100-sxm", "h100-pcie", "h100-nvl"} <= set(
+        devs
+    )
     assert {"h200-sxm", "l40s", "mi300x", "epyc-9654"} <= set(devs)
     for d in devs.values():
         assert d.source.startswith("https://"), d.key
@@ -44,7 +46,13 @@ def test_datasheet_numbers_match_the_reference_table() -> None:
     }
     for key, (bw, bf16, fp8, tdp, mem) in expected.items():
         d = get_device(key)
-        assert (d.bandwidth_gbs, d.bf16_tflops, d.fp8_tflops, d.tdp_w, d.memory_gib) == (bw, bf16, fp8, tdp, mem), key
+        assert (d.bandwidth_gbs, d.bf16_tflops, d.fp8_tflops, d.tdp_w, d.memory_gib) == (
+            bw,
+            bf16,
+            fp8,
+            tdp,
+            mem,
+        ), key
     assert get_device("epyc-9654").bandwidth_gbs == 460.8  # 12 channels x 4800 MT/s x 8 B
 
 
@@ -68,7 +76,7 @@ def test_cpu_model_names_match_catalog_cpus() -> None:
 
 
 def test_unknown_device_lists_allowed_keys() -> None:
-    with pytest.raises(CatalogError, match="allowed: .*h100-sxm"):
+    with pytest.raises(CatalogError, match=r"allowed: .*h100-sxm"):
         get_device("h100")
 
 
@@ -85,14 +93,23 @@ def test_every_price_is_dated_sourced_and_names_a_catalog_device() -> None:
 
 
 def test_price_file_errors_name_file_and_field() -> None:
-    with pytest.raises(CatalogError, match=r"x.yaml: prices\[0\].device: 'h900' is not in the hardware catalog"):
+    with pytest.raises(
+        CatalogError, match=r"x.yaml: prices\[0\].device: 'h900' is not in the hardware catalog"
+    ):
         parse_prices(
             {"prices": [{"device": "h900", "provider": "p", "usd_per_hour": 1, "seen": "s", "source": "u"}]},
             "x.yaml",
             devices(),
         )
     with pytest.raises(CatalogError, match="already has a default"):
-        entry = {"device": "l40s", "provider": "p", "usd_per_hour": 1, "seen": "s", "source": "u", "default": True}
+        entry = {
+            "device": "l40s",
+            "provider": "p",
+            "usd_per_hour": 1,
+            "seen": "s",
+            "source": "u",
+            "default": True,
+        }
         parse_prices({"prices": [entry, entry]}, "x.yaml")
 
 
@@ -109,7 +126,10 @@ def test_every_claim_refers_to_catalog_models_and_devices() -> None:
 
 def test_claim_file_errors_name_field() -> None:
     with pytest.raises(CatalogError, match=r"c.yaml: claims\[0\].*numerator and denominator"):
-        parse_claims({"claims": [{"id": "a", "source": "s", "text": "t", "kind": "ratio", "value": 2, "model": "m"}]}, "c.yaml")
+        parse_claims(
+            {"claims": [{"id": "a", "source": "s", "text": "t", "kind": "ratio", "value": 2, "model": "m"}]},
+            "c.yaml",
+        )
 
 
 @pytest.mark.parametrize("path", ARTICLE, ids=lambda p: p.name)

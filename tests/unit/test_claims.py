@@ -19,7 +19,7 @@ def test_3311_tok_s_for_70b_on_one_h100_is_not_possible() -> None:
     assert r.measured == "-"
     assert r.verdict == "not possible as stated"
     # bf16: 141.2 GB of weights; fp8: needs batch >= 105 at 1024 tokens of context but only 19 fit
-    # (hand computation in tests/unit/test_roofline.py::test_min_batch_for_the_articles_3311_tok_s_on_one_h100)
+    # (computed by hand in test_roofline.py::test_min_batch_for_the_articles_3311_tok_s_on_one_h100)
     assert "bf16: weights 141 GB/device do not fit" in r.roofline
     assert "fp8: batch-1 ceiling 47.2 tok/s; needs batch >= 105 but only 19 fit at 1024 tokens" in r.roofline
     # with TP 2: batch-1 ceiling doubles to 94.5 and it becomes reachable
@@ -29,7 +29,7 @@ def test_3311_tok_s_for_70b_on_one_h100_is_not_possible() -> None:
 def test_lambda_single_h100_number_is_plausible_with_batching() -> None:
     r = check(_claim("lambda-70b-fp8-1xh100"), NO_RUNS)
     assert r.verdict == "plausible"
-    # 418.9 x 70.6e9 / (3.35e12 - 418.9 x 1024 x 327,680) = 9.26 -> batch >= 10; 19 fit
+    # 418.9 x 70.6e9 / (3.35e12 - 418.9 x 1024 x 327,680) = 9.21 -> batch >= 10; 19 fit
     assert "reachable from batch >= 10 (up to 19 fit)" in r.roofline
 
 
@@ -52,7 +52,9 @@ def test_ratio_claims_against_bandwidth_and_compute_ratios() -> None:
     assert r.verdict == "within the roofline range"
     same = check(_claim("article-13b-70b-ratio"), NO_RUNS)
     # bf16 on both: 3350/2039 = 1.64 and 989/312 = 3.17; the claim 1.5-2x overlaps it
-    assert "1.64x" in same.roofline and "3.17x" in same.roofline and same.verdict == "within the roofline range"
+    assert (
+        "1.64x" in same.roofline and "3.17x" in same.roofline and same.verdict == "within the roofline range"
+    )
 
 
 def test_cpu_offload_ceilings_over_pcie_and_c2c() -> None:

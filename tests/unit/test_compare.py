@@ -10,16 +10,36 @@ import math
 import pandas as pd
 import pytest
 
-from harness.compare import CompareError, add_speedup, choose_baseline, dedupe, flat, markdown, pivot
-from harness.compare import Comparison
+from harness.compare import (
+    CompareError,
+    Comparison,
+    add_speedup,
+    choose_baseline,
+    dedupe,
+    flat,
+    markdown,
+    pivot,
+)
 
 
 def _rows() -> pd.DataFrame:
     base = {"model": "llama-3.1-70b", "precision": "fp8"}
     rows = [
         # config A (baseline) and B at two loads; loads out of numeric order on purpose
-        {**base, "load": "c16", "config": "a100-80gb-sxm | vllm", "device": "a100-80gb-sxm", "output_tok_s": 200.0},
-        {**base, "load": "c2", "config": "a100-80gb-sxm | vllm", "device": "a100-80gb-sxm", "output_tok_s": 50.0},
+        {
+            **base,
+            "load": "c16",
+            "config": "a100-80gb-sxm | vllm",
+            "device": "a100-80gb-sxm",
+            "output_tok_s": 200.0,
+        },
+        {
+            **base,
+            "load": "c2",
+            "config": "a100-80gb-sxm | vllm",
+            "device": "a100-80gb-sxm",
+            "output_tok_s": 50.0,
+        },
         {**base, "load": "c16", "config": "h100-sxm | vllm", "device": "h100-sxm", "output_tok_s": 500.0},
         {**base, "load": "c2", "config": "h100-sxm | vllm", "device": "h100-sxm", "output_tok_s": 80.0},
         # B only at a third load: no baseline there

@@ -81,7 +81,7 @@ def test_price_precedence_override_file_provider_default(tmp_path: Path) -> None
     assert got["h100-sxm"].usd_per_hour == 2.10 and "mine" in got["h100-sxm"].origin
     assert got["cpu"].usd_per_hour == 0.05
     assert got["a100-80gb-sxm"].usd_per_hour == 1.0 and got["a100-80gb-sxm"].origin == "--price"
-    with pytest.raises(CatalogError, match="allowed: .*lambda"):
+    with pytest.raises(CatalogError, match=r"allowed: .*lambda"):
         resolve_prices(provider="nobody")
 
 

@@ -47,8 +47,12 @@ def test_tensor_parallel_splits_weights_and_kv_heads() -> None:
     b = decode_bound(LLAMA70, H100, LLAMA70.params * 2, tp=2)
     assert b.tok_s == pytest.approx(47.4504, rel=1e-5)
     # KV heads: 8 shared by TP 2 -> half the KV per device; TP 16 > 8 KV heads -> replicated, 1/8 per device
-    kv2 = decode_bound(LLAMA70, H100, LLAMA70.params * 2, tp=2, batch=1, context_tokens=1000).kv_bytes_per_device
-    kv16 = decode_bound(LLAMA70, H100, LLAMA70.params * 2, tp=16, batch=1, context_tokens=1000).kv_bytes_per_device
+    kv2 = decode_bound(
+        LLAMA70, H100, LLAMA70.params * 2, tp=2, batch=1, context_tokens=1000
+    ).kv_bytes_per_device
+    kv16 = decode_bound(
+        LLAMA70, H100, LLAMA70.params * 2, tp=16, batch=1, context_tokens=1000
+    ).kv_bytes_per_device
     assert kv2 == 1000 * 327_680 / 2 and kv16 == 1000 * 327_680 / 8
 
 
@@ -105,7 +109,9 @@ def test_roofline_cli_prints_the_batch_table() -> None:
         capture_output=True, text=True, cwd=ROOT,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
-    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in res.stdout.splitlines() if line.startswith("│")]
+    rows = [
+        [c.strip() for c in line.split("│")[1:-1]] for line in res.stdout.splitlines() if line.startswith("│")
+    ]
     # batch 1: (70.6e9 + 1024 x 327,680) / 3.35e12 = 21.17 ms -> 47.2 tok/s; batch 8 as above: 365.7
     assert rows[0][:5] == ["1", "47.2", "47.2", "21.17", "memory"]
     assert rows[1][:3] == ["8", "365.7", "45.7"]
