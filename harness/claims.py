@@ -122,7 +122,11 @@ def _throughput(c: Claim, target: float, precision: str | None, points: pd.DataF
     best = _best(_match(points, c.model, c.device, c.devices, c.engine, c.precision, c.concurrency))
     measured = "-" if best is None else f"{_fmt_tok(best['tok_s'])} tok/s at {best['where']}"
     if shape is None or dev is None:
-        return measured, why, "measured" if best else "unchecked"
+        return (
+            measured,
+            why,
+            f"measured {best['tok_s'] / target * 100:.0f}% of the claim" if best else "unchecked",
+        )
     n = c.devices or 1
     ctx = c.context_tokens if c.context_tokens is not None else DEFAULT_CONTEXT_TOKENS
     checks = [
