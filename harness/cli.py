@@ -184,6 +184,10 @@ def compare_cmd(
     utilization: Annotated[float, typer.Option(min=0.01, max=1.0, help="share of rented hours busy")] = 1.0,
     kwh: Annotated[float | None, typer.Option("--kwh", help="US$ per kWh, adds energy cost")] = None,
     bandwidth: BandwidthOpt = None,
+    metrics: Annotated[
+        str | None,
+        typer.Option(help="comma-separated columns to print (default all), e.g. output_tok_s,speedup"),
+    ] = None,
 ) -> None:
     """One table over many runs: model x precision x load rows, hardware/engine columns."""
     from harness.compare import CompareError, compare_runs, print_comparison, write
@@ -196,7 +200,15 @@ def compare_cmd(
         c = compare_runs(list(runs), baseline, usd, utilization, kwh, _bandwidths(bandwidth))
     except CompareError as e:
         raise _fail(str(e)) from None
-    print_comparison(c, out)
+    shown = [m.strip() for m in metrics.split(",")] if metrics else None
+    from harness.compare import METRICS
+
+    known = [m for m, _, _ in METRICS]
+    if shown and not set(shown) <= set(known):
+        raise _fail(
+            f"--metrics: {', '.join(sorted(set(shown) - set(known)))} unknown (allowed: {', '.join(known)})"
+        )
+    print_comparison(c, out, shown)
     paths = write(c, out_dir or runs[0].parent / f"compare-{utc_stamp()}")
     err.print(f"wrote {', '.join(str(p) for p in paths)}")
 
@@ -218,7 +230,7 @@ def cost_cmd(
 ) -> None:
     """US$ per 1M output tokens = $/device-hour x devices / (tok/s x 3600 x utilization) x 1e6."""
     from harness.compare import fmt
-    from harness.cost import CostInputs, run_cost_frame
+    from harness.cost import HEADERS, CostInputs, run_cost_frame
     from harness.runinfo import points_frame
 
     quotes = _prices(price, prices_file, provider)
@@ -246,9 +258,9 @@ def cost_cmd(
     df = run_cost_frame(points, usd, utilization, kwh)
     from rich.table import Table
 
-    t = Table(title="cost per 1M output tokens")
+    t = Table(title=f"cost per 1M output tokens (utilization {utilization:g})")
     for c in df.columns:
-        t.add_column(c, justify="left" if df[c].dtype == object else "right")
+        t.add_column(HEADERS.get(c, c), justify="left" if df[c].dtype == object else "right")
     for _, r in df.iterrows():
         t.add_row(*[v if isinstance(v, str) else fmt(v, "{:.4g}") for v in r])
     out.print(t)
@@ -358,6 +370,7 @@ def claims_cmd(
 ) -> None:
     """Each published claim: the measured value where a run matches, else its roofline plausibility."""
     from rich.table import Table
+    from rich.text import Text
 
     from harness.catalog import CatalogError
     from harness.catalog.claims import claims, load_claims_file
@@ -379,7 +392,9 @@ def claims_cmd(
     for h, w in (("claim", 34), ("measured", 22), ("roofline check", 60), ("verdict", 18)):
         t.add_column(h, max_width=w, overflow="fold")
     for ch in checks:
-        t.add_row(f"[{ch.claim.source}] {ch.claim.text}", ch.measured, ch.roofline, ch.verdict)
+        t.add_row(
+            *(Text(x) for x in (f"[{ch.claim.source}] {ch.claim.text}", ch.measured, ch.roofline, ch.verdict))
+        )
     out.print(t)
     if md_out is not None:
         from harness.compare import md_row

@@ -157,9 +157,11 @@ def metric_frame(c: Comparison, metric: str, spec: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*ROW_KEYS, *sub.columns])
 
 
-def rich_tables(c: Comparison) -> list[Table]:
+def rich_tables(c: Comparison, metrics: list[str] | None = None) -> list[Table]:
     tables = []
     for m, header, spec in _present(c):
+        if metrics is not None and m not in metrics:
+            continue
         df = metric_frame(c, m, spec)
         title = header + (f" (baseline: {c.baseline})" if m == "speedup" else "")
         t = Table(title=title, title_justify="left")
@@ -212,8 +214,8 @@ def write(c: Comparison, out_dir: str | Path) -> list[Path]:
     return paths
 
 
-def print_comparison(c: Comparison, console: Console) -> None:
-    for t in rich_tables(c):
+def print_comparison(c: Comparison, console: Console, metrics: list[str] | None = None) -> None:
+    for t in rich_tables(c, metrics):
         console.print(t)
     for n in c.notes:
         console.print(f"note: {n}", markup=False, highlight=False)

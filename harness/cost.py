@@ -114,4 +114,15 @@ def run_cost_frame(
     cols += ["usd_per_1m_tokens"]
     if usd_per_kwh is not None:
         cols += ["energy_usd_per_1m_tokens", "total_usd_per_1m_tokens"]
+    if df["run_id"].nunique() == 1:
+        cols.remove("run_id")
     return df[[c for c in cols if c in df.columns]]
+
+
+HEADERS = {
+    "output_tok_s": "out tok/s",
+    "usd_per_device_hour": "$/device-hour",
+    "usd_per_1m_tokens": "$/1M out tok",
+    "energy_usd_per_1m_tokens": "energy $/1M",
+    "total_usd_per_1m_tokens": "total $/1M",
+}

@@ -41,8 +41,10 @@ def _slug(title: str) -> str:
 def _lines(
     ax: Any, df: pd.DataFrame, x: str, y: str, scale: float = 1.0, style: str = "o-", label_suffix: str = ""
 ) -> None:
+    # points are joined in order of increasing load (concurrency, then offered rate), as curves are read
+    order = [c for c in ("concurrency", "rate_rps") if c in df.columns]
     for i, (cfg, g) in enumerate(df.groupby("config", sort=False)):
-        g = g.sort_values(x)
+        g = g.sort_values(order or x)
         ax.plot(g[x], g[y] * scale, style, color=f"C{i % 10}", label=f"{cfg}{label_suffix}")
 
 
