@@ -160,6 +160,8 @@ def summarize(
     row["decode_tok_s_mean"] = stats((decode_tok_s(r) for r in ok), "d")["d_mean"]
     server = [r.server_timings.get("predicted_per_second") for r in ok if r.server_timings]
     row["server_decode_tok_s_mean"] = stats(server, "s")["s_mean"]
+    sources = sorted({r.output_tokens_source for r in ok if r.output_tokens_source})
+    row["output_tokens_from"] = ",".join(sources)
     kinds: dict[str, int] = {}
     for r in measured:
         if r.error_kind:

@@ -41,6 +41,7 @@ class RequestRecord:
     error: str | None = None
     warmup: bool = False
     output_text_chars: int = 0
+    output_tokens_source: str | None = None  # usage | max_tokens (finish_reason length) | tokenizer
     output_text: str | None = None  # kept only when the engine reports no usage (to tokenize it)
 
     @property

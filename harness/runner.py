@@ -97,11 +97,19 @@ def _point_row(s: Scenario, p: Point, engine: Any, summary: dict[str, Any]) -> d
     return row
 
 
+def _count_from_length(r: RequestRecord) -> None:
+    """No usage in the stream, but it ended for `length`: it produced exactly max_tokens."""
+    if r.output_tokens is None and r.ok and r.finish_reason == "length" and r.expected_output_tokens:
+        r.output_tokens, r.output_tokens_source = r.expected_output_tokens, "max_tokens"
+
+
 def _count_missing_usage(engine: Any, records: list[RequestRecord]) -> None:
-    """Engines without usage in streams: count output tokens by tokenizing the streamed text."""
+    """Engines without usage in streams: streams that stopped early are counted by tokenizing the streamed
+    text (approximate: re-tokenizing generated text can merge pieces differently)."""
     for r in records:
-        if r.output_tokens is None and r.output_text is not None and r.ok:
-            r.output_tokens = engine.tokenize(r.output_text)
+        _count_from_length(r)
+        if r.output_tokens is None and r.ok and r.output_text is not None:
+            r.output_tokens, r.output_tokens_source = engine.tokenize(r.output_text), "tokenizer"
 
 
 def run_scenario(
@@ -227,7 +235,11 @@ def _run_one_point(
     label = f"{p.point_id} " + (f"concurrency {p.concurrency}" if p.concurrency else f"{p.rate_rps:g} req/s")
     task = progress.add_task(label, total=len(specs))
 
+    usage_in_stream = engine.usage_in_stream()
+
     def on_record(rec: RequestRecord) -> None:
+        if not usage_in_stream:
+            _count_from_length(rec)
         run.append_record(rec)
         if not rec.warmup:
             progress.advance(task)

@@ -162,6 +162,7 @@ def apply_chunk(rec: RequestRecord, chunk: dict[str, Any], now_ns: int) -> None:
     if usage:
         if usage.get("completion_tokens") is not None:
             rec.output_tokens = int(usage["completion_tokens"])
+            rec.output_tokens_source = "usage"
         if usage.get("prompt_tokens") is not None:
             rec.prompt_tokens = int(usage["prompt_tokens"])
     if chunk.get("timings"):

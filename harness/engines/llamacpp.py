@@ -44,6 +44,7 @@ class LlamaCppServer:
         self.proc: ManagedProcess | None = None
         self.props: dict[str, Any] = {}
         self.health_wait_s: float | None = None
+        self._bos_tokens: int | None = None
 
     # -- command lines
     def build_argv(self, port: int) -> list[str]:
@@ -218,14 +219,22 @@ class LlamaCppServer:
         return self.cfg.launcher != "llama-cpp-python"
 
     def tokenize(self, text: str) -> int | None:
+        """Tokens in `text` by the served model's tokenizer, without BOS (as llama.cpp's /tokenize)."""
         try:
             if self.cfg.launcher == "llama-cpp-python":
-                r = httpx.post(self.base_url + "/extras/tokenize/count", json={"input": text}, timeout=30)
-                return int(r.json()["count"]) if r.status_code == 200 else None
+                # /extras/tokenize/count adds BOS when the model does: subtract what "" counts
+                if self._bos_tokens is None:
+                    self._bos_tokens = self._lcp_count("")
+                n = self._lcp_count(text)
+                return None if n is None or self._bos_tokens is None else n - self._bos_tokens
             r = httpx.post(self.base_url + "/tokenize", json={"content": text}, timeout=30)
             return len(r.json()["tokens"]) if r.status_code == 200 else None
         except (httpx.HTTPError, ValueError, KeyError):
             return None
+
+    def _lcp_count(self, text: str) -> int | None:
+        r = httpx.post(self.base_url + "/extras/tokenize/count", json={"input": text}, timeout=30)
+        return int(r.json()["count"]) if r.status_code == 200 else None
 
     def metrics_url(self) -> str | None:
         return None if self.cfg.launcher == "llama-cpp-python" else self.base_url + "/metrics"

@@ -25,5 +25,5 @@ def test_hidden_equals_heads_times_head_dim_for_llama_family() -> None:
 
 
 def test_unknown_model_lists_allowed_names() -> None:
-    with pytest.raises(CatalogError, match="allowed: .*llama-3.1-70b"):
+    with pytest.raises(CatalogError, match=r"allowed: .*llama-3\.1-70b"):
         get_model("llama-4")
