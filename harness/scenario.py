@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -327,48 +328,56 @@ def _loc(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        else:
-            # drop pydantic's union-member tags like 'llamacpp' inside engine.llamacpp.model
+        elif re.fullmatch(r"[A-Za-z0-9_.-]+", str(part)):
             out += ("." if out else "") + str(part)
+        else:  # a key with spaces, newlines or other odd characters: quoted, on one line
+            out += f"[{str(part)!r}]"
     return out or "(top level)"
 
 
 def format_validation_error(file: str, e: ValidationError) -> list[str]:
     raw = e.errors()
+    # `int | LengthDist` fields report one error per branch: keep the branch matching the input's shape
+    int_branch: dict[tuple[Any, ...], bool] = {}  # field loc -> the value given is a mapping
+    for err in raw:
+        lc = tuple(err["loc"])
+        if "int" in lc:
+            int_branch[lc[: lc.index("int")]] = isinstance(err.get("input"), dict)
     msgs: list[str] = []
     seen: set[str] = set()
     for err in raw:
-        tags = [p for p in err["loc"] if isinstance(p, str) and p in _UNION_TAGS]
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
-        # `int | LengthDist` reports one error per branch: keep the branch that matches the input's shape
-        if "int" in tags and isinstance(err.get("input"), dict):
+        lc = tuple(err["loc"])
+        if "int" in lc and int_branch.get(lc[: lc.index("int")]):
             continue
-        if (
-            "LengthDist" in tags
-            and not isinstance(err.get("input"), dict)
-            and any("int" in [q for q in o["loc"] if isinstance(q, str)] for o in raw)
-        ):
+        if "LengthDist" in lc and int_branch.get(lc[: lc.index("LengthDist")]) is False:
             continue
-        msg = err["msg"]
-        ctx = err.get("ctx") or {}
-        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
-            # a bad or missing discriminator: point at the field itself (engine.type, model.source)
-            loc = (*loc, str(ctx.get("discriminator", "type")).strip("'"))
-            if err["type"] == "union_tag_not_found":
-                msg = "field required"
-            else:
-                err = {**err, "input": ctx.get("tag")}
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field"
-        elif err["type"] in ("literal_error", "union_tag_invalid", "enum"):
-            msg = f"invalid value {err.get('input')!r}"
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        line = f"{file}: {_loc(loc)}: {msg}{_allowed(err)}"
+        line = _format_one(file, err)
         if line not in seen:
             seen.add(line)
             msgs.append(line)
+    if not msgs:  # never reject without saying why
+        msgs = list(dict.fromkeys(_format_one(file, err) for err in raw))
     return msgs
+
+
+def _format_one(file: str, err: Any) -> str:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+    msg = err["msg"]
+    ctx = err.get("ctx") or {}
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        # a bad or missing discriminator: point at the field itself (engine.type, model.source)
+        loc = (*loc, str(ctx.get("discriminator", "type")).strip("'"))
+        if err["type"] == "union_tag_not_found":
+            msg = "field required"
+        else:
+            err = {**err, "input": ctx.get("tag")}
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field"
+    elif err["type"] in ("literal_error", "union_tag_invalid", "enum"):
+        msg = f"invalid value {err.get('input')!r}"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    return f"{file}: {_loc(loc)}: {' '.join(msg.split())}{_allowed(err)}"
 
 
 _UNION_TAGS = {
