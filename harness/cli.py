@@ -56,10 +56,14 @@ def run(
     scenario: Annotated[Path, typer.Argument(help="scenario YAML file")],
     results: Annotated[Path, typer.Option(help="directory holding run directories")] = Path("results"),
     no_progress: Annotated[bool, typer.Option("--no-progress", help="no progress bars")] = False,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="continue this unfinished run directory (same scenario): skip finished points"),
+    ] = None,
 ) -> None:
     """Run a scenario: start the engine, sweep the load points, write results/<time>-<name>/."""
     from harness import report
-    from harness.runner import RunFailed, run_scenario
+    from harness.runner import ResumeError, RunFailed, run_scenario
     from harness.telemetry import default_samplers
 
     try:
@@ -68,8 +72,16 @@ def run(
         raise _fail(e.messages) from None
     try:
         res = run_scenario(
-            s, results, str(scenario), console=err, telemetry=default_samplers, show_progress=not no_progress
+            s,
+            results,
+            str(scenario),
+            console=err,
+            telemetry=default_samplers,
+            show_progress=not no_progress,
+            resume=resume,
         )
+    except ResumeError as e:
+        raise _fail(str(e)) from None
     except RunFailed as e:
         if (e.run_dir / "points.parquet").exists():
             report.report_run(e.run_dir, out)

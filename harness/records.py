@@ -40,6 +40,7 @@ class RequestRecord:
     error_kind: str | None = None
     error: str | None = None
     warmup: bool = False
+    attempt: int = 0  # 0: first run of the point; n: its n-th `--resume`
     output_text_chars: int = 0
     output_tokens_source: str | None = None  # usage | max_tokens (finish_reason length) | tokenizer
     output_text: str | None = None  # kept only when the engine reports no usage (to tokenize it)

@@ -21,12 +21,13 @@ import harness
 from harness import hostinfo, metrics
 from harness.client.openai_stream import StreamClient
 from harness.engines import make_engine
+from harness.engines.base import redact
 from harness.engines.process import EngineError
 from harness.load.driver import PointLoad, run_point
 from harness.load.workload import build_specs
 from harness.models import ModelError
 from harness.records import RequestRecord
-from harness.results import RunDir
+from harness.results import RunDir, RunNotFound, iter_records, read_manifest, read_points
 from harness.scenario import Point, Scenario, expand_points, scenario_hash
 from harness.telemetry.base import TelemetrySet
 
@@ -112,17 +113,12 @@ def _count_missing_usage(engine: Any, records: list[RequestRecord]) -> None:
             r.output_tokens, r.output_tokens_source = engine.tokenize(r.output_text), "tokenizer"
 
 
-def run_scenario(
-    s: Scenario,
-    results_root: Path,
-    scenario_file: str | None = None,
-    console: Console | None = None,
-    telemetry: TelemetryFactory = default_telemetry,
-    show_progress: bool = True,
-) -> RunResult:
-    console = console or Console(stderr=True)
+class ResumeError(Exception):
+    """The run directory cannot be resumed with this scenario; message is for the user."""
+
+
+def _new_run(s: Scenario, results_root: Path, scenario_file: str | None, points: list[Point]) -> RunDir:
     run = RunDir.create(results_root, s.name)
-    points = expand_points(s)
     run.write_manifest(
         {
             "run_id": run.path.name,
@@ -130,21 +126,69 @@ def run_scenario(
             "started_utc": dt.datetime.now(dt.UTC).isoformat(),
             "harness_version": harness.__version__,
             "git_sha": hostinfo.git_sha(),
-            "command": sys.argv,
+            "command": redact(sys.argv),
             "scenario_file": scenario_file,
             "scenario_hash": scenario_hash(s),
             "scenario": s.model_dump(mode="json"),
             "seeds": {"workload": s.workload.seed, "arrivals": s.load.seed},
             "host": hostinfo.host(),
             "points_planned": [p.point_id for p in points],
+            "points_done": [],
             "engines": [],
             "telemetry": {},
         }
     )
-    console.print(f"run directory: [bold]{run.path}[/]")
-    rows: list[dict[str, Any]] = []
-    status, message = "complete", None
-    next_id = 0
+    return run
+
+
+def _reopen(path: Path, s: Scenario) -> tuple[RunDir, list[dict[str, Any]], int, int]:
+    """Reopen a run directory for `--resume`: (run, rows of finished points, next request id, attempt)."""
+    try:
+        manifest = read_manifest(path)
+    except RunNotFound as e:
+        raise ResumeError(str(e)) from None
+    if manifest.get("scenario_hash") != scenario_hash(s):
+        raise ResumeError(
+            f"{path}: was run with a different scenario (hash {str(manifest.get('scenario_hash'))[:12]}, "
+            f"this one {scenario_hash(s)[:12]}); resume needs the same scenario file contents"
+        )
+    if manifest.get("status") == "complete":
+        raise ResumeError(f"{path}: run is already complete; nothing to resume")
+    done = set(manifest.get("points_done") or [])
+    old = read_points(path)
+    rows = [{str(k): v for k, v in r.items()} for r in old.to_dict("records") if r.get("point_id") in done]
+    next_id = 1 + max((r.request_id for r in iter_records(path)), default=-1)
+    run = RunDir(Path(path), manifest)
+    attempt = len(manifest.get("resumed_utc") or []) + 1
+    run.update_manifest(
+        status="running",
+        resumed_utc=[*(manifest.get("resumed_utc") or []), dt.datetime.now(dt.UTC).isoformat()],
+    )
+    return run, rows, next_id, attempt
+
+
+def run_scenario(
+    s: Scenario,
+    results_root: Path,
+    scenario_file: str | None = None,
+    console: Console | None = None,
+    telemetry: TelemetryFactory = default_telemetry,
+    show_progress: bool = True,
+    resume: Path | None = None,
+) -> RunResult:
+    """Run every point of `s` (or, with `resume`, the points a previous run did not finish)."""
+    console = console or Console(stderr=True)
+    points = expand_points(s)
+    attempt = 0
+    if resume is not None:
+        run, rows, next_id, attempt = _reopen(resume, s)
+        console.print(f"resuming [bold]{run.path}[/]: {len(rows)} of {len(points)} point(s) already done")
+    else:
+        run, rows, next_id = _new_run(s, results_root, scenario_file, points), [], 0
+        console.print(f"run directory: [bold]{run.path}[/]")
+    done = {r["point_id"] for r in rows}
+    failures: list[str] = []
+    interrupted: str | None = None
     open_loop = s.load.mode == "open"
     progress = Progress(
         TextColumn("{task.description}"),
@@ -155,9 +199,12 @@ def run_scenario(
         disable=not show_progress,
     )
     with _abort_on_signals() as abort_flag, progress:
-        variants = sorted({p.variant_index for p in points})
-        for vi in variants:
-            vpoints = [p for p in points if p.variant_index == vi]
+        for vi in sorted({p.variant_index for p in points}):
+            vpoints = [p for p in points if p.variant_index == vi and p.point_id not in done]
+            if not vpoints or interrupted:
+                continue
+            if failures and s.on_engine_failure == "stop":
+                break
             engine: Any = None
             tel: TelemetrySet | None = None
             try:
@@ -167,10 +214,10 @@ def run_scenario(
                     t0 = time.monotonic()
                     base_url = engine.start()
                 except (EngineError, ModelError) as e:
-                    status, message = "failed", f"engine (variant {vi}) did not start: {e}"
-                    break
+                    failures.append(f"engine (variant {vi}) did not start: {e}")
+                    continue
                 console.print(f"engine healthy at {base_url} after {time.monotonic() - t0:.1f} s")
-                run.manifest["engines"].append({"variant": vi, **engine.describe()})
+                run.manifest["engines"].append({"variant": vi, "attempt": attempt, **engine.describe()})
                 tel = telemetry(s, engine)
                 tel.start()
                 run.update_manifest(engines=run.manifest["engines"])
@@ -185,18 +232,21 @@ def run_scenario(
 
                 for p in vpoints:
                     row, aborted, next_id = _run_one_point(
-                        s, p, engine, base_url, run, tel, progress, next_id, should_abort, open_loop
+                        s, p, engine, base_url, run, tel, progress, next_id, should_abort, open_loop, attempt
                     )
                     if row is not None:
                         rows.append(row)
                         run.write_points(rows)
                     if aborted:
-                        status = "interrupted" if abort_flag else "failed"
                         log = engine.log_path()
-                        message = f"point {p.point_id}: {aborted}" + (f"; engine log: {log}" if log else "")
+                        msg = f"point {p.point_id}: {aborted}" + (f"; engine log: {log}" if log else "")
+                        if abort_flag:
+                            interrupted = msg
+                        else:
+                            failures.append(msg)
                         break
-                if status != "complete":
-                    break
+                    done.add(p.point_id)
+                    run.update_manifest(points_done=[q.point_id for q in points if q.point_id in done])
             finally:
                 if tel is not None:
                     tel.stop(run.path)
@@ -205,11 +255,19 @@ def run_scenario(
                     engine.stop()
                 run.sync()
     run.close()
-    run.update_manifest(points_done=[r["point_id"] for r in rows])
+    missing = [p.point_id for p in points if p.point_id not in done]
+    if interrupted:
+        status, message = "interrupted", interrupted
+    elif not missing:
+        status, message = "complete", None
+    else:
+        status = "partial" if done else "failed"
+        message = "; ".join(failures) or f"points not run: {', '.join(missing)}"
     run.set_status(status, message)
     if status != "complete":
         raise RunFailed(
-            f"run {status}: {message}. {len(rows)} point(s) and all finished requests kept in {run.path}",
+            f"run {status}: {message}. {len(done)} of {len(points)} point(s) done; finished requests kept in "
+            f"{run.path} (continue with: harness run SCENARIO --resume {run.path})",
             run.path,
         )
     return RunResult(run.path, rows, status)
@@ -226,6 +284,7 @@ def _run_one_point(
     next_id: int,
     should_abort: Callable[[], str | None],
     open_loop: bool,
+    attempt: int = 0,
 ) -> tuple[dict[str, Any] | None, str | None, int]:
     w = s.workload
     count = engine.tokenize if hasattr(engine, "tokenize") else None
@@ -238,6 +297,7 @@ def _run_one_point(
     usage_in_stream = engine.usage_in_stream()
 
     def on_record(rec: RequestRecord) -> None:
+        rec.attempt = attempt
         if not usage_in_stream:
             _count_from_length(rec)
         run.append_record(rec)

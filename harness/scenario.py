@@ -246,6 +246,10 @@ class Scenario(Strict):
     slo: Slo = Slo()
     telemetry: Telemetry = Telemetry()
     hardware: Hardware = Hardware()
+    on_engine_failure: Literal["stop", "next_variant"] = Field(
+        "stop",
+        description="when an engine fails to start or dies: stop the run, or go on with the next variant",
+    )
 
     @model_validator(mode="after")
     def _variants_valid(self) -> Scenario:
