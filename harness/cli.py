@@ -64,12 +64,16 @@ def run(
     """Run a scenario: start the engine, sweep the load points, write results/<time>-<name>/."""
     from harness import report
     from harness.runner import ResumeError, RunFailed, run_scenario
+    from harness.scenario import model_file_errors
     from harness.telemetry import default_samplers
 
     try:
         s = load_scenario(scenario)
     except ScenarioError as e:
         raise _fail(e.messages) from None
+    missing = model_file_errors(s, str(scenario))
+    if missing:
+        raise _fail(missing)
     try:
         res = run_scenario(
             s,

@@ -398,13 +398,55 @@ _UNION_TAGS = {
 }
 
 
+def combination_errors(s: Scenario, file: str) -> list[str]:
+    """Field combinations that validate one by one but cannot run together."""
+    msgs: list[str] = []
+    hw = s.hardware
+    gpus_total = hw.gpus * hw.nodes
+    for i, eng in enumerate(engine_configs(s)):
+        where = "engine" if not s.variants else f"variants[{i}]"
+        if eng.type == "llamacpp" and eng.n_gpu_layers != 0 and hw.gpus == 0:
+            msgs.append(
+                f"{file}: {where}.n_gpu_layers: offloading {eng.n_gpu_layers} layer(s) to a GPU needs a GPU, "
+                "but hardware.gpus is 0 (allowed: 0 on a CPU-only machine)"
+            )
+        if eng.type == "vllm":
+            need = eng.tensor_parallel_size * eng.pipeline_parallel_size
+            if need > gpus_total:
+                msgs.append(
+                    f"{file}: {where}.tensor_parallel_size: tensor x pipeline parallel = {need} GPUs, but "
+                    f"hardware has {gpus_total} (hardware.gpus x hardware.nodes; allowed: <= {gpus_total})"
+                )
+            if eng.cpu_offload_gb > 0 and eng.device == "cpu":
+                msgs.append(
+                    f"{file}: {where}.cpu_offload_gb: offloading weights to the CPU needs a GPU engine, "
+                    "but device is cpu (allowed: 0 with device cpu)"
+                )
+    return msgs
+
+
 def parse_scenario(data: Any, file: str = "<scenario>") -> Scenario:
     if not isinstance(data, dict):
         raise ScenarioError([f"{file}: (top level): expected a mapping of fields, got {type(data).__name__}"])
     try:
-        return Scenario.model_validate(data)
+        scenario = Scenario.model_validate(data)
     except ValidationError as e:
         raise ScenarioError(format_validation_error(file, e)) from None
+    msgs = combination_errors(scenario, file)
+    if msgs:
+        raise ScenarioError(msgs)
+    return scenario
+
+
+def model_file_errors(s: Scenario, file: str) -> list[str]:
+    """Model files named by path that do not exist (checked before a run starts anything)."""
+    msgs = []
+    for i, eng in enumerate(engine_configs(s)):
+        model = getattr(eng, "model", None)
+        if model is not None and model.source == "path" and not Path(model.path).expanduser().exists():
+            where = "engine" if not s.variants else f"variants[{i}]"
+            msgs.append(f"{file}: {where}.model.path: file not found: {model.path}")
+    return list(dict.fromkeys(msgs))
 
 
 def load_scenario(path: str | Path) -> Scenario:

@@ -33,7 +33,10 @@ def test_killed_sweep_resumes_to_the_same_table(write_scenario, tmp_path: Path) 
     results = tmp_path / "results"
     proc = subprocess.Popen(
         [sys.executable, "-m", "harness", "run", str(scen), "--results", str(results), "--no-progress"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         t0 = time.monotonic()

@@ -22,8 +22,11 @@ VALID: dict[str, Any] = {
         "extra_args": ["--foo"],
     },
     "variants": [{"n_gpu_layers": -1}],
-    "workload": {"api": "completion", "input_tokens": 128, "output_tokens": {"dist": "uniform", "mean": 32,
-                                                                            "min": 1, "max": 64}},
+    "workload": {
+        "api": "completion",
+        "input_tokens": 128,
+        "output_tokens": {"dist": "uniform", "mean": 32, "min": 1, "max": 64},
+    },
     "load": {"mode": "closed", "concurrency": [1, 2], "requests": 4},
     "slo": {"ttft_s": 2.0},
     "telemetry": {"interval_s": 0.1},
@@ -31,12 +34,18 @@ VALID: dict[str, Any] = {
 }
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(10**12), 10**12), st.floats(allow_nan=True),
-    st.text(max_size=12), st.sampled_from(["vllm", "external", "chat", "open", "fp8", "q8_0", "-1", "1e9"]),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+    st.sampled_from(["vllm", "external", "chat", "open", "fp8", "q8_0", "-1", "1e9"]),
 )
-values = st.recursive(scalars, lambda c: st.one_of(st.lists(c, max_size=3),
-                                                   st.dictionaries(st.text(max_size=8), c, max_size=3)),
-                      max_leaves=6)
+values = st.recursive(
+    scalars,
+    lambda c: st.one_of(st.lists(c, max_size=3), st.dictionaries(st.text(max_size=8), c, max_size=3)),
+    max_leaves=6,
+)
 
 
 def _paths(doc: Any, prefix: tuple = ()) -> list[tuple]:
