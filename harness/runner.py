@@ -267,7 +267,7 @@ def run_scenario(
     if status != "complete":
         raise RunFailed(
             f"run {status}: {message}. {len(done)} of {len(points)} point(s) done; finished requests kept in "
-            f"{run.path} (continue with: harness run SCENARIO --resume {run.path})",
+            f"{run.path} (continue with: harness run {scenario_file or 'SCENARIO'} --resume {run.path})",
             run.path,
         )
     return RunResult(run.path, rows, status)
