@@ -112,6 +112,7 @@ async def run_jobs_in_workers(
     finished: dict[int, tuple[float, float]] = {}
     all_done = asyncio.Event()
     all_ready = asyncio.Event()
+    dead: list[int] = []
 
     def handle(k: int) -> None:
         c = pipes[k]
@@ -145,6 +146,9 @@ async def run_jobs_in_workers(
         except (EOFError, OSError):
             loop.remove_reader(c.fileno())
             finished.setdefault(k, (0.0, 0.0))
+            if k not in ready:
+                dead.append(k)
+                all_ready.set()  # wake the start-up wait: it reports the dead worker
             if len(finished) == n:
                 all_done.set()
 
@@ -152,6 +156,9 @@ async def run_jobs_in_workers(
         loop.add_reader(c.fileno(), handle, k)
     try:
         await asyncio.wait_for(all_ready.wait(), START_TIMEOUT_S)
+        if dead:
+            procs[dead[0]].join(5)
+            raise RuntimeError(f"client worker {dead[0]} exited at start (code {procs[dead[0]].exitcode})")
         t0 = max(t0_ns, time.perf_counter_ns() + 20_000_000)
         for c in pipes:
             c.send(("go", t0))
