@@ -126,6 +126,8 @@ def run_ours(
         "itl_ms_p99": gaps[int(0.99 * (len(gaps) - 1))] * 1e3 if gaps else None,
         "requests": len(rec),
         "client_cpu_util": out.client.get("client_cpu_util_max"),
+        # CPU the client spent per streamed token: what bounds it once the server is fast enough
+        "client_cpu_us_per_tok": out.client["client_cpu_s"] / max(1, row["output_tokens"]) * 1e6,
     }
 
 

@@ -103,7 +103,15 @@ class _Conn(asyncio.Protocol):
 
     # -- request/response
     def request(self, raw: bytes, on_body: OnBody | None) -> asyncio.Future[Response]:
-        assert self.transport is not None and self._state == "idle"
+        """Write one request and return the future of its response."""
+        assert self.transport is not None
+        fut = self.expect(on_body)
+        self.transport.write(raw)
+        return fut
+
+    def expect(self, on_body: OnBody | None) -> asyncio.Future[Response]:
+        """Get ready to parse one response (body bytes to `on_body`); `data_received` feeds it."""
+        assert self._state == "idle"
         loop = asyncio.get_running_loop()
         self._fut = loop.create_future()
         self._resp = Response()
@@ -113,7 +121,6 @@ class _Conn(asyncio.Protocol):
         self._got_bytes = False
         self._keep_alive = True
         self._buf.clear()
-        self.transport.write(raw)
         return self._fut
 
     def _fail(self, e: Exception) -> None:

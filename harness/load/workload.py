@@ -33,6 +33,7 @@ _WORDS_TEXT = (
     "guy"
 )
 _WORDS = _WORDS_TEXT.split(" ")
+_PREFIX_ID = 1 << 40  # rng stream of the shared prefix (request ids stay far below)
 _FILLERS = (" a", " the", " I", ".", ",")
 
 
@@ -138,7 +139,9 @@ class PromptFactory:
         if self._prefix is None:
             self._prefix = ""
             if self.shared_prefix_tokens:
-                text, _ = self._fit(lambda k: "Context: " + self.words(-1, k), self.shared_prefix_tokens)
+                text, _ = self._fit(
+                    lambda k: "Context: " + self.words(_PREFIX_ID, k), self.shared_prefix_tokens
+                )
                 self._prefix = text + "\n"
         return self._prefix
 

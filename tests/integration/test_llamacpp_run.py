@@ -62,8 +62,8 @@ def test_sweep_completes_with_exact_output_tokens(write_scenario, tmp_path: Path
         assert r.ok, r.error
         assert r.output_tokens == 32, (r.request_id, r.output_tokens)
         assert len(r.chunk_ns) == 32  # one printable piece per token
-        # the prompt is exactly 64 tokens by the server's tokenizer, plus BOS
-        assert r.prompt_tokens == 65
+        # input tokens are what the server prefills (BOS included): exactly the planned 64
+        assert r.prompt_tokens == 64 == r.expected_input_tokens
 
     points = pd.read_csv(run / "points.csv")
     assert list(points["concurrency"]) == [1, 2, 4]
