@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 
@@ -60,9 +59,18 @@ def run(
         Path | None,
         typer.Option(help="continue this unfinished run directory (same scenario): skip finished points"),
     ] = None,
+    find_max_goodput: Annotated[
+        bool,
+        typer.Option(
+            "--find-max-goodput",
+            help="open loop: bisect over rate (from the first of load.rates_rps) for the highest rate "
+            "at which slo.attainment of the requests meet every SLO",
+        ),
+    ] = False,
 ) -> None:
     """Run a scenario: start the engine, sweep the load points, write results/<time>-<name>/."""
     from harness import report
+    from harness.load.workload import DatasetError, load_dataset
     from harness.runner import ResumeError, RunFailed, run_scenario
     from harness.scenario import model_file_errors
     from harness.telemetry import default_samplers
@@ -74,6 +82,13 @@ def run(
     missing = model_file_errors(s, str(scenario))
     if missing:
         raise _fail(missing)
+    if find_max_goodput and s.load.mode != "open":
+        raise _fail(f"{scenario}: load.mode: --find-max-goodput needs open (allowed: open)")
+    if s.workload.dataset:
+        try:
+            load_dataset(s.workload.dataset)
+        except DatasetError as e:
+            raise _fail(f"{scenario}: workload.dataset: {e}") from None
     try:
         res = run_scenario(
             s,
@@ -83,6 +98,7 @@ def run(
             telemetry=default_samplers,
             show_progress=not no_progress,
             resume=resume,
+            find_max_goodput=find_max_goodput,
         )
     except ResumeError as e:
         raise _fail(str(e)) from None
@@ -114,16 +130,23 @@ def serve_fake(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     ttft_ms: Annotated[float, typer.Option(help="time to first token, ms")] = 50.0,
     itl_ms: Annotated[float, typer.Option(help="gap between tokens, ms")] = 10.0,
+    workers: Annotated[int, typer.Option(min=1, help="server processes sharing the port")] = 1,
+    spin_streams: Annotated[
+        int, typer.Option(min=0, help="busy-wait for precise writes while at most this many streams run")
+    ] = 16,
 ) -> None:
     """Serve the OpenAI streaming protocol with scripted timing (for testing clients and the harness)."""
-    from harness.testing.fake_server import FakeScript, FakeServer
+    from harness.testing.fake_server import FakeScript, serve_processes
 
-    srv = FakeServer(FakeScript(ttft_s=ttft_ms / 1000, itl_s=itl_ms / 1000), host=host, port=port)
+    if workers > 1 and port == 0:
+        raise _fail("--port: must be set (not 0) when --workers > 1")
+    script = FakeScript(ttft_s=ttft_ms / 1000, itl_s=itl_ms / 1000, spin_streams=spin_streams)
     err.print(
-        f"fake OpenAI server on http://{host}:{port} (TTFT {ttft_ms} ms, ITL {itl_ms} ms); Ctrl-C stops"
+        f"fake OpenAI server on http://{host}:{port} (TTFT {ttft_ms} ms, ITL {itl_ms} ms, "
+        f"{workers} process(es)); Ctrl-C stops"
     )
     try:
-        asyncio.run(srv.serve())
+        serve_processes(script, host, port, workers)
     except KeyboardInterrupt:
         pass
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import signal
 import sys
@@ -19,12 +18,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import harness
 from harness import hostinfo, metrics
+from harness.client.aio import loop_name, run_loop
 from harness.client.openai_stream import StreamClient
 from harness.engines import make_engine
 from harness.engines.base import redact
 from harness.engines.process import EngineError
+from harness.load import tokens
 from harness.load.driver import PointLoad, run_point
-from harness.load.workload import build_specs
+from harness.load.search import PointPlan, RateSearch, slo_met
+from harness.load.workload import DatasetError, DatasetRow, build_specs, load_dataset
 from harness.models import ModelError
 from harness.records import RequestRecord
 from harness.results import RunDir, RunNotFound, iter_records, read_manifest, read_points
@@ -136,6 +138,7 @@ def _new_run(s: Scenario, results_root: Path, scenario_file: str | None, points:
             "points_done": [],
             "engines": [],
             "telemetry": {},
+            "client": {"event_loop": loop_name(), "workers": s.load.workers},
         }
     )
     return run
@@ -175,9 +178,14 @@ def run_scenario(
     telemetry: TelemetryFactory = default_telemetry,
     show_progress: bool = True,
     resume: Path | None = None,
+    find_max_goodput: bool = False,
 ) -> RunResult:
     """Run every point of `s` (or, with `resume`, the points a previous run did not finish)."""
     console = console or Console(stderr=True)
+    try:
+        dataset = load_dataset(s.workload.dataset) if s.workload.dataset else None
+    except DatasetError as e:
+        raise RunFailed(f"workload.dataset: {e}", Path(results_root)) from None
     points = expand_points(s)
     attempt = 0
     if resume is not None:
@@ -213,6 +221,7 @@ def run_scenario(
                     console.print(f"starting {vpoints[0].engine.type} engine (variant {vi}) ...")
                     t0 = time.monotonic()
                     base_url = engine.start()
+                    counters = _prompt_counters(s, engine, base_url, run, vi)
                 except (EngineError, ModelError) as e:
                     failures.append(f"engine (variant {vi}) did not start: {e}")
                     continue
@@ -230,13 +239,29 @@ def run_scenario(
                         return f"engine process exited (code {code})"
                     return None
 
-                for p in vpoints:
+                search = RateSearch(vpoints[0].rate_rps or 1.0) if find_max_goodput else None
+                plan = PointPlan(vpoints, search)
+                for p in plan:
                     row, aborted, next_id = _run_one_point(
-                        s, p, engine, base_url, run, tel, progress, next_id, should_abort, open_loop, attempt
+                        s,
+                        p,
+                        engine,
+                        base_url,
+                        run,
+                        tel,
+                        progress,
+                        next_id,
+                        should_abort,
+                        open_loop,
+                        counters,
+                        dataset,
+                        console,
+                        attempt,
                     )
                     if row is not None:
                         rows.append(row)
                         run.write_points(rows)
+                    plan.observe(p, row["slo_met"] if row is not None and not aborted else None)
                     if aborted:
                         log = engine.log_path()
                         msg = f"point {p.point_id}: {aborted}" + (f"; engine log: {log}" if log else "")
@@ -247,6 +272,17 @@ def run_scenario(
                         break
                     done.add(p.point_id)
                     run.update_manifest(points_done=[q.point_id for q in points if q.point_id in done])
+                if search is not None and not interrupted and not failures:
+                    done.update(q.point_id for q in vpoints)  # the search replaces the planned rates
+                    run.update_manifest(points_done=[q.point_id for q in points if q.point_id in done])
+                if search is not None:
+                    found = {"variant": vi, **search.summary()}
+                    run.update_manifest(max_goodput=[*run.manifest.get("max_goodput", []), found])
+                    best = found["max_rate_rps"]
+                    console.print(
+                        f"variant {vi}: highest rate meeting the SLOs: "
+                        + (f"{best:g} req/s" if best is not None else "none of the rates tried")
+                    )
             finally:
                 if tel is not None:
                     tel.stop(run.path)
@@ -273,6 +309,36 @@ def run_scenario(
     return RunResult(run.path, rows, status)
 
 
+def _make_client(s: Scenario, engine: Any, base_url: str, keep_text: bool) -> StreamClient:
+    w = s.workload
+    return StreamClient(
+        base_url,
+        engine.model_name,
+        api=w.api,
+        temperature=w.temperature,
+        seed=w.seed,
+        timeout_s=w.request_timeout_s,
+        extra_body=engine.request_extras(w.ignore_eos),
+        headers=engine.headers() if hasattr(engine, "headers") else {},
+        keep_text=keep_text,
+    )
+
+
+Counters = tuple[Any, Any]  # (prompt counter incl. server offset, plain text counter)
+
+
+def _prompt_counters(s: Scenario, engine: Any, base_url: str, run: RunDir, vi: int) -> Counters:
+    """Tokenizer for exact prompt lengths, calibrated once per engine by a probe request."""
+    try:
+        prompt, text, info = tokens.prepare_counter(
+            s.workload.tokenizer, engine, _make_client(s, engine, base_url, False), run_loop
+        )
+    except tokens.TokenizerError as e:
+        raise EngineError(f"workload.tokenizer: {e}") from None
+    run.update_manifest(prompt_tokens=[*run.manifest.get("prompt_tokens", []), {"variant": vi, **info}])
+    return prompt, text
+
+
 def _run_one_point(
     s: Scenario,
     p: Point,
@@ -284,13 +350,19 @@ def _run_one_point(
     next_id: int,
     should_abort: Callable[[], str | None],
     open_loop: bool,
+    counters: Counters = (None, None),
+    dataset: list[DatasetRow] | None = None,
+    console: Console | None = None,
     attempt: int = 0,
 ) -> tuple[dict[str, Any] | None, str | None, int]:
-    w = s.workload
-    count = engine.tokenize if hasattr(engine, "tokenize") else None
-    n_warm = s.load.warmup_requests
-    warm = build_specs(w, n_warm, next_id, count, w.seed) if n_warm else []
-    specs = build_specs(w, s.load.requests, next_id + n_warm, count, w.seed)
+    w, ld = s.workload, s.load
+    count, count_text = counters
+    if count is None and hasattr(engine, "tokenize"):
+        count = engine.tokenize
+    n_warm, n_cool = ld.warmup_requests, ld.cooldown_requests
+    warm = build_specs(w, n_warm, next_id, count, w.seed, dataset) if n_warm else []
+    specs = build_specs(w, ld.requests, next_id + n_warm, count, w.seed, dataset)
+    cool = build_specs(w, n_cool, next_id + n_warm + ld.requests, count, w.seed, dataset) if n_cool else []
     label = f"{p.point_id} " + (f"concurrency {p.concurrency}" if p.concurrency else f"{p.rate_rps:g} req/s")
     task = progress.add_task(label, total=len(specs))
 
@@ -304,26 +376,18 @@ def _run_one_point(
         if not rec.warmup:
             progress.advance(task)
 
-    client = StreamClient(
-        base_url,
-        engine.model_name,
-        api=w.api,
-        temperature=w.temperature,
-        seed=w.seed,
-        timeout_s=w.request_timeout_s,
-        extra_body=engine.request_extras(w.ignore_eos),
-        headers=engine.headers() if hasattr(engine, "headers") else {},
-        keep_text=not engine.usage_in_stream(),
-    )
+    keep_text = not engine.usage_in_stream() or count_text is not None
+    client = _make_client(s, engine, base_url, keep_text)
     load = PointLoad(
         p.point_id,
         concurrency=p.concurrency,
         rate_rps=p.rate_rps,
-        arrival=s.load.arrival,
-        burstiness=s.load.burstiness,
-        max_concurrency=s.load.max_concurrency,
-        duration_s=s.load.duration_s,
-        seed=s.load.seed + p.index,
+        arrival=ld.arrival,
+        burstiness=ld.burstiness,
+        max_concurrency=ld.max_concurrency,
+        duration_s=ld.duration_s,
+        seed=ld.seed + p.index,
+        workers=ld.workers,
     )
 
     async def go() -> Any:
@@ -337,17 +401,34 @@ def _run_one_point(
                 on_record,
                 should_abort,
                 on_measure_start=lambda t: tel.begin_window(p.point_id, t),
+                cooldown_specs=cool,
             )
 
-    outcome = asyncio.run(go())
+    outcome = run_loop(go())
     tel_cols = tel.end_window(p.point_id, outcome.ended_ns)
     if not engine.usage_in_stream():
         _count_missing_usage(engine, outcome.records)
     measured = [r for r in outcome.records if not r.warmup]
+    if count_text is not None:
+        for r in measured:
+            if r.ok and r.output_text is not None:
+                r.output_text_tokens = count_text(r.output_text)
     row = None
     if measured:
         summary = metrics.summarize(measured, open_loop, s.slo.ttft_s, s.slo.tpot_s, s.slo.e2e_s)
         row = _point_row(s, p, engine, summary)
         row.update(tel_cols)
+        row.update(outcome.client)
+        row["slo_met"] = slo_met(row, s.slo.attainment)
         row["aborted"] = outcome.aborted or ""
-    return row, outcome.aborted, next_id + n_warm + len(specs)
+        if console is not None:
+            for msg in metrics.flags(row):
+                console.print(f"[yellow]warning[/] {p.point_id}: {msg}", highlight=False)
+            if row.get("client_saturated"):
+                console.print(
+                    f"[yellow]warning[/] {p.point_id}: the client is near saturation (busiest client "
+                    f"process at {row['client_cpu_util_max']:.0%} of a core): numbers may be the "
+                    "client's limit; raise load.workers",
+                    highlight=False,
+                )
+    return row, outcome.aborted, next_id + n_warm + len(specs) + n_cool

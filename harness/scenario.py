@@ -170,7 +170,12 @@ class Workload(Strict):
     output_tokens: int | LengthDist = 64
     ignore_eos: bool = True
     shared_prefix_tokens: int = Field(0, ge=0, description="tokens of prefix shared by all prompts (0: none)")
-    dataset: str | None = Field(None, description="JSONL file with {prompt, output_tokens} per line")
+    dataset: str | None = Field(
+        None, description="JSONL file: {prompt, output_tokens} or {input_tokens, output_tokens} per line"
+    )
+    tokenizer: str | None = Field(
+        None, description="local tokenizer.json for prompt lengths (default: the engine's tokenizer)"
+    )
     temperature: float = Field(0.0, ge=0)
     seed: int = 0
     request_timeout_s: float = Field(600.0, gt=0)
@@ -185,6 +190,10 @@ class Load(Strict):
     requests: int = Field(16, ge=1, description="measured requests per point")
     duration_s: float | None = Field(None, gt=0, description="stop a point after this long (whichever first)")
     warmup_requests: int = Field(1, ge=0)
+    cooldown_requests: int = Field(
+        0, ge=0, description="requests after the measured ones that keep the load up (not measured)"
+    )
+    workers: int = Field(1, ge=1, le=64, description="client processes (raise when the client saturates)")
     max_concurrency: int | None = Field(None, ge=1, description="open loop: cap on requests in flight")
     seed: int = 0
 
@@ -217,6 +226,9 @@ class Slo(Strict):
     ttft_s: float | None = Field(2.0, gt=0)
     tpot_s: float | None = Field(0.2, gt=0)
     e2e_s: float | None = Field(None, gt=0)
+    attainment: float = Field(
+        0.99, gt=0, le=1, description="share of requests that must meet every SLO (--find-max-goodput)"
+    )
 
 
 class Telemetry(Strict):

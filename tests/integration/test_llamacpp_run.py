@@ -63,8 +63,8 @@ def test_sweep_completes_with_exact_output_tokens(write_scenario, tmp_path: Path
         assert r.output_tokens == 32, (r.request_id, r.output_tokens)
         # usually one chunk per token; the server may merge pieces, which the points table flags
         assert 28 <= len(r.chunk_ns) <= 32
-        # the prompt is exactly 64 tokens by the server's tokenizer, plus BOS
-        assert r.prompt_tokens == 65
+        # input tokens are what the server prefills (BOS included): exactly the planned 64
+        assert r.prompt_tokens == 64 == r.expected_input_tokens
 
     points = pd.read_csv(run / "points.csv")
     assert list(points["concurrency"]) == [1, 2, 4]
