@@ -134,13 +134,37 @@ def serve_fake(
     spin_streams: Annotated[
         int, typer.Option(min=0, help="busy-wait for precise writes while at most this many streams run")
     ] = 16,
+    fail_every: Annotated[int, typer.Option(min=0, help="fault: every n-th request fails (0: never)")] = 0,
+    fail_status: Annotated[
+        int, typer.Option(help="fault: HTTP status of failed requests (500, 429, 503)")
+    ] = 500,
+    drop_after: Annotated[
+        int | None, typer.Option(help="fault: close streams after this many tokens")
+    ] = None,
+    bad_json_after: Annotated[
+        int | None, typer.Option(help="fault: send a malformed event after this many tokens")
+    ] = None,
+    stall_after: Annotated[
+        int | None, typer.Option(help="fault: stop sending after this many tokens")
+    ] = None,
 ) -> None:
     """Serve the OpenAI streaming protocol with scripted timing (for testing clients and the harness)."""
     from harness.testing.fake_server import FakeScript, serve_processes
 
     if workers > 1 and port == 0:
         raise _fail("--port: must be set (not 0) when --workers > 1")
-    script = FakeScript(ttft_s=ttft_ms / 1000, itl_s=itl_ms / 1000, spin_streams=spin_streams)
+    if fail_status not in (400, 404, 429, 500, 503):
+        raise _fail(f"--fail-status: invalid value {fail_status} (allowed: 400, 404, 429, 500, 503)")
+    script = FakeScript(
+        ttft_s=ttft_ms / 1000,
+        itl_s=itl_ms / 1000,
+        spin_streams=spin_streams,
+        fail_every=fail_every,
+        fail_status=fail_status,
+        drop_after_tokens=drop_after,
+        bad_json_after_tokens=bad_json_after,
+        stall_after_tokens=stall_after,
+    )
     err.print(
         f"fake OpenAI server on http://{host}:{port} (TTFT {ttft_ms} ms, ITL {itl_ms} ms, "
         f"{workers} process(es)); Ctrl-C stops"

@@ -24,7 +24,14 @@ from typing import Any, cast
 
 from harness.client.aio import run_loop
 
-_REASONS = {200: "OK", 404: "Not Found", 400: "Bad Request", 500: "Internal Server Error"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
 @dataclass
@@ -35,8 +42,11 @@ class FakeScript:
     itl_s: float | list[float] = 0.01
     default_max_tokens: int = 16
     prompt_tokens: int | None = None  # default: words in the prompt
-    fail_every: int = 0  # every n-th request answers HTTP 500 (0: never)
+    fail_every: int = 0  # every n-th request answers HTTP `fail_status` (0: never)
+    fail_status: int = 500
     drop_after_tokens: int | None = None  # close the stream after this many tokens (no [DONE])
+    bad_json_after_tokens: int | None = None  # send a malformed SSE event after this many tokens
+    stall_after_tokens: int | None = None  # stop sending (connection kept open) after this many tokens
     include_usage: bool = True
     spin_streams: int = 16
 
@@ -194,7 +204,7 @@ class FakeServer:
         self.requests_seen += 1
         self.stats.requests += 1
         if s.fail_every and self.requests_seen % s.fail_every == 0:
-            conn._simple(500, {"error": {"message": "scripted failure"}})
+            conn._simple(s.fail_status, {"error": {"message": "scripted failure"}})
             return True
         n = int(req.get("max_tokens") or s.default_max_tokens)
         prompt = (
@@ -216,6 +226,10 @@ class FakeServer:
             for i in range(n):
                 if s.drop_after_tokens is not None and i >= s.drop_after_tokens:
                     return False  # connection closed mid-stream
+                if s.bad_json_after_tokens is not None and i == s.bad_json_after_tokens:
+                    conn.write(_frame(b'data: {"choices": [{"text": "unterminated\n\n'))  # then go on
+                if s.stall_after_tokens is not None and i >= s.stall_after_tokens:
+                    await asyncio.sleep(3600)  # hang with the connection open
                 await _sleep_until(deadline, self.active_streams <= s.spin_streams)
                 fin = b'"length"' if i == n - 1 else b"null"
                 if chat:
