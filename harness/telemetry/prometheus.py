@@ -121,6 +121,8 @@ class PrometheusScraper:
     def start(self) -> None:
         self._client = httpx.Client(timeout=self.timeout_s)
         if self.scrape() is None:
+            self._client.close()
+            self._client = None
             raise RuntimeError(f"{self.url}: no usable metrics ({self.last_error})")
         self._thread = threading.Thread(target=self._loop, name="metrics-scraper", daemon=True)
         self._thread.start()
