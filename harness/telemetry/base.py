@@ -33,6 +33,13 @@ class Sampler(Protocol):
         ...
 
 
+def sampler_overhead(thread_cpu_s: float | None, started_ns: int, stopped_ns: int) -> dict[str, Any]:
+    """A sampler thread's own cost: CPU seconds and that as % of one core over its running time."""
+    wall_s = max(1e-9, ((stopped_ns or time.perf_counter_ns()) - started_ns) / 1e9)
+    pct = None if thread_cpu_s is None else round(100 * thread_cpu_s / wall_s, 3)
+    return {"sampler_thread_cpu_s": thread_cpu_s, "sampler_cpu_pct_of_core": pct}
+
+
 def energy_columns(cols: dict[str, Any]) -> dict[str, Any]:
     """`energy_j` and `energy_scope` of a window from the samplers' columns.
 

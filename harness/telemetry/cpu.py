@@ -23,6 +23,7 @@ from typing import Any
 
 import psutil
 
+from harness.telemetry.base import sampler_overhead
 from harness.telemetry.window import NS, counter_increase, window_values
 
 POWERCAP = Path("/sys/class/powercap")
@@ -103,6 +104,7 @@ class CpuSampler:
         self._open: dict[str, int] = {}
         self.windows: dict[str, tuple[int, int]] = {}
         self.thread_cpu_s: float | None = None
+        self.loop_error: str | None = None
         self.started_ns = 0
         self.stopped_ns = 0
 
@@ -177,7 +179,10 @@ class CpuSampler:
     def _loop(self) -> None:
         nxt = time.monotonic() + self.interval_s
         while not self._stop.wait(max(0.0, nxt - time.monotonic())):
-            self.sample()
+            try:
+                self.sample()
+            except Exception as e:  # keep sampling; the manifest says what went wrong
+                self.loop_error = f"{type(e).__name__}: {e}"
             nxt += self.interval_s
             if nxt < time.monotonic():
                 nxt = time.monotonic() + self.interval_s
@@ -237,17 +242,14 @@ class CpuSampler:
         return f"engine CPU {100 * d / dt:.0f} %" if dt > 0 else ""
 
     def manifest(self) -> dict[str, Any]:
-        wall_s = max(1e-9, ((self.stopped_ns or time.perf_counter_ns()) - self.started_ns) / NS)
         return {
             "interval_s": self.interval_s,
             "engine_pid": self.pid,
             "samples": len(self.t_ns),
             "rapl_domains": [{"name": d.name, "path": str(d.path)} for d in self.rapl],
             "absent": dict(self.absent),
-            "sampler_thread_cpu_s": self.thread_cpu_s,
-            "sampler_cpu_pct_of_core": None
-            if self.thread_cpu_s is None
-            else round(100 * self.thread_cpu_s / wall_s, 3),
+            "loop_error": self.loop_error,
+            **sampler_overhead(self.thread_cpu_s, self.started_ns, self.stopped_ns),
             "file": "telemetry-cpu.parquet",
         }
 

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.telemetry.base import sampler_overhead
 from harness.telemetry.trace import GpuSeries, gpu_window_columns, write_trace
 
 
@@ -303,6 +304,7 @@ class NvmlSampler:
         self._thread: threading.Thread | None = None
         self._initialised = False
         self.thread_cpu_s: float | None = None
+        self.loop_error: str | None = None
         self.started_ns = 0
         self.stopped_ns = 0
         self.inventory: dict[str, Any] = {}
@@ -325,14 +327,17 @@ class NvmlSampler:
 
     def sample(self) -> None:
         with self._lock:
-            t = time.perf_counter_ns()
             for r, s in zip(self.readers, self.series, strict=True):
+                t = time.perf_counter_ns()  # per GPU: reading eight of them takes a while
                 s.append(t, r.read(t))
 
     def _loop(self) -> None:
         nxt = time.monotonic() + self.interval_s
         while not self._stop.wait(max(0.0, nxt - time.monotonic())):
-            self.sample()
+            try:
+                self.sample()
+            except Exception as e:  # keep sampling; the manifest says what went wrong
+                self.loop_error = f"{type(e).__name__}: {e}"
             nxt += self.interval_s
             if nxt < time.monotonic():  # fell behind: do not burst
                 nxt = time.monotonic() + self.interval_s
@@ -373,15 +378,12 @@ class NvmlSampler:
         return " ".join(parts)
 
     def manifest(self) -> dict[str, Any]:
-        wall_s = max(1e-9, ((self.stopped_ns or time.perf_counter_ns()) - self.started_ns) / 1e9)
         return {
             "interval_s": self.interval_s,
             "samples_per_gpu": len(self.series[0]) if self.series else 0,
-            "sampler_thread_cpu_s": self.thread_cpu_s,
-            "sampler_cpu_pct_of_core": None
-            if self.thread_cpu_s is None
-            else round(100 * self.thread_cpu_s / wall_s, 3),
+            **sampler_overhead(self.thread_cpu_s, self.started_ns, self.stopped_ns),
             "gpus": [r.manifest() for r in self.readers],
+            "loop_error": self.loop_error,
             "file": "telemetry-nvml.jsonl.gz",
         }
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pynvml
@@ -17,13 +15,7 @@ from harness.telemetry import default_samplers, nvml
 from harness.telemetry.base import TelemetrySet
 from harness.telemetry.inventory import cuda_version, gpu_inventory, match_catalog
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def harness_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout
-    )
+from ..integration.conftest import harness_cli
 
 
 def _nvml_present() -> bool:
