@@ -14,7 +14,8 @@ def default_samplers(s: Scenario, engine: Any) -> TelemetrySet:
     """The samplers a scenario asks for; each one that cannot run is left out with the reason.
 
     GPU: live NVML, or the trace named by $HARNESS_NVML_REPLAY (see `harness.telemetry.replay`).
-    CPU: the engine's process tree (if the harness started it), host CPU/memory, RAPL where readable.
+    CPU: the engine's process tree (if the harness started it), host CPU/memory, RAPL where readable;
+    sampled every `interval_s` but at most at 2 Hz (its columns come from counters read at the edges).
     Engine metrics: the engine's Prometheus endpoint, if it has one.
     """
     t = s.telemetry
@@ -38,10 +39,11 @@ def default_samplers(s: Scenario, engine: Any) -> TelemetrySet:
     else:
         absent["nvml"] = "off in the scenario (telemetry.nvml: false)"
     if t.cpu:
+        from harness.telemetry import cpu
         from harness.telemetry.cpu import CpuSampler
 
         proc = getattr(engine, "proc", None)
-        samplers.append(CpuSampler(getattr(proc, "pid", None), t.interval_s))
+        samplers.append(CpuSampler(getattr(proc, "pid", None), max(t.interval_s, cpu.MIN_INTERVAL_S)))
     else:
         absent["cpu"] = "off in the scenario (telemetry.cpu: false)"
     if t.engine_metrics:

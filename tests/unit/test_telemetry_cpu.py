@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 
 from harness.hostinfo import cpu_inventory
@@ -17,29 +18,37 @@ BUSY = "import time\nt = time.time()\nwhile time.time() - t < 30: pass\n"
 IDLE = "import time\ntime.sleep(30)\n"
 
 
-def _window(sampler: CpuSampler, seconds: float) -> dict:
+def _window(sampler: CpuSampler, seconds: float, watch: list[psutil.Process] | None = None) -> dict:
+    """One window of `seconds`; with `watch`, also `truth_cpu_pct`: their CPU time read around it."""
     sampler.start()
     try:
         time.sleep(0.3)
+        before = sum(p.cpu_times().user + p.cpu_times().system for p in watch or [])
         t0 = time.perf_counter_ns()
         sampler.begin_window("w", t0)
         time.sleep(seconds)
-        return sampler.end_window("w", time.perf_counter_ns())
+        t1 = time.perf_counter_ns()
+        cols = sampler.end_window("w", t1)
+        after = sum(p.cpu_times().user + p.cpu_times().system for p in watch or [])
     finally:
         sampler.stop()
+    cols["truth_cpu_pct"] = 100 * (after - before) / ((t1 - t0) / 1e9)
+    return cols
 
 
 def test_busy_engine_process_shows_cpu_and_rss(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-c", BUSY])
     try:
         s = CpuSampler(proc.pid, interval_s=0.1)
-        cols = _window(s, 1.5)
+        cols = _window(s, 1.5, [psutil.Process(proc.pid)])
     finally:
         proc.kill()
         proc.wait()
-    # a spinning process gets most of a core even on a shared 2-core machine
-    assert cols["engine_cpu_pct_mean"] > 30, cols
-    assert cols["engine_cpu_pct_mean"] < 110, cols  # one thread cannot use more than one core
+    # what the sampler says matches the process's own CPU time over the window (±5 points: the
+    # reference is read just outside the window edges); a spinning process gets some CPU even on a
+    # crowded machine, and one thread cannot use more than one core
+    assert cols["engine_cpu_pct_mean"] == pytest.approx(cols["truth_cpu_pct"], abs=5), cols
+    assert 5 < cols["engine_cpu_pct_mean"] < 110, cols
     assert cols["engine_rss_bytes_max"] > 1_000_000
     assert 0 < cols["host_cpu_pct_mean"] <= 100
     assert cols["host_mem_used_bytes_max"] > 0
@@ -62,15 +71,20 @@ def test_idle_process_shows_little_cpu() -> None:
 
 def test_children_of_the_engine_are_counted() -> None:
     # the "engine" is a shell whose child does the work
-    proc = subprocess.Popen(["/bin/sh", "-c", f"{sys.executable} -c '{BUSY}'"])
+    # "; true" keeps the shell from exec'ing its only command: it must stay as the parent
+    proc = subprocess.Popen(["/bin/sh", "-c", f"{sys.executable} -c '{BUSY}'; true"])
     try:
         time.sleep(0.3)
-        cols = _window(CpuSampler(proc.pid, interval_s=0.1), 1.5)
+        kids = psutil.Process(proc.pid).children(recursive=True)
+        assert kids, "the shell has not started its child"
+        cols = _window(CpuSampler(proc.pid, interval_s=0.1), 1.5, [psutil.Process(proc.pid), *kids])
     finally:
-        subprocess.run(["pkill", "-P", str(proc.pid)], check=False)
+        for k in psutil.Process(proc.pid).children(recursive=True):
+            k.kill()
         proc.kill()
         proc.wait()
-    assert cols["engine_cpu_pct_mean"] > 30, cols
+    assert cols["engine_cpu_pct_mean"] == pytest.approx(cols["truth_cpu_pct"], abs=5), cols
+    assert cols["engine_cpu_pct_mean"] > 5, cols
 
 
 def test_external_engine_has_host_columns_only() -> None:
