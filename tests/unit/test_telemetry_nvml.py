@@ -45,9 +45,7 @@ def test_inventory_without_nvml_is_absent_with_reason() -> None:
 
 @no_gpu
 def test_default_samplers_leave_nvml_out_and_say_why() -> None:
-    s = Scenario.model_validate(
-        {"name": "t", "engine": {"type": "external", "base_url": "http://127.0.0.1:9"}}
-    )
+    s = _scenario()
 
     class NoMetrics:
         name = "external"
@@ -167,3 +165,28 @@ def test_match_catalog_sectioned_file_and_missing_file(tmp_path: Path) -> None:
     cat = _catalog(tmp_path, {"gpus": {"h200-sxm": {"nvml_names": ["NVIDIA H200"], "memory_gib": 141}}})
     assert match_catalog("NVIDIA H200", 140 * 2**30, cat) == "h200-sxm"
     assert match_catalog("NVIDIA H200", 140 * 2**30, tmp_path / "absent.yaml") is None
+
+
+def _scenario() -> Scenario:
+    return Scenario.model_validate(
+        {"name": "t", "engine": {"type": "external", "base_url": "http://127.0.0.1:9"}}
+    )
+
+
+def test_replay_env_uses_the_trace_or_says_why_not(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.telemetry.replay import ENV, ReplayNvmlSampler
+    from harness.telemetry.trace import GpuSeries, write_trace
+
+    bad = tmp_path / "bad.jsonl.gz"
+    bad.write_text("not a trace")
+    monkeypatch.setenv(ENV, str(bad))
+    tel = default_samplers(_scenario(), object())
+    assert f"${ENV}" in tel.absent["nvml"] and "bad.jsonl.gz" in tel.absent["nvml"]
+    assert all(s.name != "nvml" for s in tel.samplers)
+
+    g = GpuSeries(0)
+    g.append(0, {"power_w": 1.0})
+    good = write_trace(tmp_path / "good.jsonl.gz", {}, [g], {})
+    monkeypatch.setenv(ENV, str(good))
+    tel = default_samplers(_scenario(), object())
+    assert isinstance(tel.samplers[0], ReplayNvmlSampler) and "nvml" not in tel.absent
