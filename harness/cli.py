@@ -175,6 +175,29 @@ def serve_fake(
         pass
 
 
+@app.command("gpu-info")
+def gpu_info(
+    record: Annotated[Path | None, typer.Option(help="also record an NVML trace (.jsonl.gz) here")] = None,
+    seconds: Annotated[float, typer.Option(min=0.1, help="how long to record")] = 10.0,
+    interval_s: Annotated[float, typer.Option(min=0.01, help="sampling interval")] = 0.1,
+) -> None:
+    """Print the GPU (NVML) and CPU inventory as JSON; optionally record an NVML trace for replay."""
+    import json
+
+    from harness.hostinfo import cpu_inventory
+    from harness.telemetry import nvml
+    from harness.telemetry.inventory import gpu_inventory
+    from harness.telemetry.replay import record_trace
+
+    out.print_json(json.dumps({"gpu": gpu_inventory(), "cpu": cpu_inventory()}))
+    if record is not None:
+        try:
+            p = record_trace(record, seconds, interval_s)
+        except nvml.NvmlError as e:
+            raise _fail(f"--record: no NVML trace recorded: {e}") from None
+        err.print(f"wrote {p}")
+
+
 @model_app.command("make-gguf")
 def make_gguf_cmd(
     path: Annotated[Path, typer.Argument(help="output .gguf file")],

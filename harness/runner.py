@@ -32,6 +32,7 @@ from harness.records import RequestRecord
 from harness.results import RunDir, RunNotFound, iter_records, read_manifest, read_points
 from harness.scenario import Point, Scenario, expand_points, scenario_hash
 from harness.telemetry.base import TelemetrySet
+from harness.telemetry.window import j_per_token
 
 
 class RunFailed(Exception):
@@ -77,6 +78,13 @@ def _abort_on_signals() -> Iterator[list[str]]:
     finally:
         for sig, h in old.items():
             signal.signal(sig, h)
+
+
+def _hardware() -> dict[str, Any]:
+    """CPU and GPU inventory for the manifest (GPU: `available: false` with the reason, without NVML)."""
+    from harness.telemetry.inventory import gpu_inventory
+
+    return {"cpu": hostinfo.cpu_inventory(), "gpu": gpu_inventory()}
 
 
 def _point_row(s: Scenario, p: Point, engine: Any, summary: dict[str, Any]) -> dict[str, Any]:
@@ -134,6 +142,7 @@ def _new_run(s: Scenario, results_root: Path, scenario_file: str | None, points:
             "scenario": s.model_dump(mode="json"),
             "seeds": {"workload": s.workload.seed, "arrivals": s.load.seed},
             "host": hostinfo.host(),
+            "hardware": _hardware(),
             "points_planned": [p.point_id for p in points],
             "points_done": [],
             "engines": [],
@@ -229,6 +238,7 @@ def run_scenario(
                 run.manifest["engines"].append({"variant": vi, "attempt": attempt, **engine.describe()})
                 tel = telemetry(s, engine)
                 tel.start()
+                _print_telemetry(console, tel)
                 run.update_manifest(engines=run.manifest["engines"])
 
                 def should_abort(engine: Any = engine) -> str | None:
@@ -339,6 +349,12 @@ def _prompt_counters(s: Scenario, engine: Any, base_url: str, run: RunDir, vi: i
     return prompt, text
 
 
+def _print_telemetry(console: Console, tel: TelemetrySet) -> None:
+    names = ", ".join(x.name for x in tel.samplers) or "none"
+    absent = "; ".join(f"{k}: {v}" for k, v in {**tel.absent, **tel.problems}.items())
+    console.print(f"telemetry: {names}" + (f" (absent: {absent})" if absent else ""), highlight=False)
+
+
 def _run_one_point(
     s: Scenario,
     p: Point,
@@ -374,7 +390,8 @@ def _run_one_point(
             _count_from_length(rec)
         run.append_record(rec)
         if not rec.warmup:
-            progress.advance(task)
+            live = tel.live()
+            progress.update(task, advance=1, description=f"{label} {live}" if live else label)
 
     keep_text = not engine.usage_in_stream() or count_text is not None
     client = _make_client(s, engine, base_url, keep_text)
@@ -418,6 +435,8 @@ def _run_one_point(
         summary = metrics.summarize(measured, open_loop, s.slo.ttft_s, s.slo.tpot_s, s.slo.e2e_s)
         row = _point_row(s, p, engine, summary)
         row.update(tel_cols)
+        if "energy_j" in row:
+            row["energy_j_per_output_token"] = j_per_token(row["energy_j"], row.get("output_tokens"))
         row.update(outcome.client)
         row["slo_met"] = slo_met(row, s.slo.attainment)
         row["aborted"] = outcome.aborted or ""
