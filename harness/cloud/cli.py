@@ -212,14 +212,14 @@ def launch(
 
 
 def _validate(plans: list[_Plan]) -> None:
-    from harness.cloud.validate import SkyPilotUnavailable, TaskInvalid, validate_task_yaml
+    from harness.cloud.validate import SkyPilotUnavailable, TaskInvalid, validate_task_yamls
 
-    for p in plans:
-        try:
-            version = validate_task_yaml(p.yaml_text)["skypilot_version"]
-        except SkyPilotUnavailable as e:
-            err.print(f"not checked with SkyPilot's loader: {e}", markup=False)
-            return
-        except TaskInvalid as e:
-            raise _fail(f"{p.cluster}: SkyPilot rejects the task: {e}") from None
-        err.print(f"{p.cluster}: task accepted by SkyPilot {version}'s loader", markup=False)
+    try:
+        got = validate_task_yamls([p.yaml_text for p in plans])
+    except SkyPilotUnavailable as e:
+        err.print(f"not checked with SkyPilot's loader: {e}", markup=False)
+        return
+    except TaskInvalid as e:
+        raise _fail(f"SkyPilot rejects the task: {e}") from None
+    for p, g in zip(plans, got, strict=True):
+        err.print(f"{p.cluster}: task accepted by SkyPilot {g['skypilot_version']}'s loader", markup=False)
