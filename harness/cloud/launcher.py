@@ -111,7 +111,7 @@ def launch_one(
         m.run_dirs = sorted(str(p) for p in local.iterdir() if (p / "manifest.json").is_file())
         if m.fetch_rc != 0:
             say(
-                f"{m.cluster}: fetching results failed (rsync exit {m.fetch_rc}); not tearing down, the cluster"
+                f"{m.cluster}: fetching results failed (rsync exit {m.fetch_rc}); not tearing down: it"
                 f" may still be up (check: sky status {m.cluster})."
                 f"\nRetry: {shlex.join(rsync_argv(m.cluster, local))}"
                 f"\nthen: {shlex.join(sky_down_argv(m.cluster))}"
