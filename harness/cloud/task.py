@@ -207,6 +207,8 @@ def build_task(
         resources["infra"] = opts.infra
     if opts.spot:
         resources["use_spot"] = True
+    if opts.nodes > 1:
+        resources["network_tier"] = "best"  # the fastest interconnect the cloud offers for the instance
     remote_scenario = f"{REMOTE_JOB_DIR}/{scenario_path.name}"
     envs = {
         "HARNESS_VERSION": __version__,

@@ -100,6 +100,7 @@ def test_tp8_takes_accelerators_from_hardware() -> None:
 def test_two_node_task_starts_ray_then_runs_the_harness_on_the_head() -> None:
     t = make_task(TWO_NODE)
     assert t["num_nodes"] == 2 and t["resources"]["accelerators"] == "H100:8"
+    assert t["resources"]["network_tier"] == "best"
     run = t["run"]
     head, worker = run.split("\nelse\n")
     assert 'ray start --head --port="$RAY_PORT"' in head
