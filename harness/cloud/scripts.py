@@ -82,7 +82,7 @@ def multi_node_run_script(scenario_arg: str, results: str) -> str:
         "\n".join(
             [
                 "set -euo pipefail",
-                f"RAY_PORT={RAY_PORT}",
+                f'RAY_PORT="${{HARNESS_RAY_PORT:-{RAY_PORT}}}"',
                 'HEAD_IP="$(echo "$SKYPILOT_NODE_IPS" | head -n1)"',
                 'VLLM_HOST_IP="$(echo "$SKYPILOT_NODE_IPS" | sed -n "$((SKYPILOT_NODE_RANK + 1))p")"',
                 "export VLLM_HOST_IP",
