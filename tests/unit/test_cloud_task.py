@@ -124,6 +124,7 @@ def scenario(**over: Any) -> Any:
     data: dict[str, Any] = {
         "name": "t",
         "engine": {"type": "vllm", "model": {"source": "catalog", "name": "llama-3.1-70b"}},
+        "hardware": {"gpus": 8, "nodes": 2},  # the scenario's own check: TP x PP <= gpus x nodes
     }
     for k, v in over.items():
         data[k] = {**data.get(k, {}), **v} if isinstance(v, dict) else v
