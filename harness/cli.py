@@ -18,6 +18,9 @@ app = typer.Typer(
 )
 model_app = typer.Typer(no_args_is_help=True, help="Make or inspect local model files.")
 app.add_typer(model_app, name="model")
+from harness.cloud.cli import cloud_app  # noqa: E402
+
+app.add_typer(cloud_app, name="cloud")
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
