@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -22,6 +21,9 @@ app = typer.Typer(
 )
 model_app = typer.Typer(no_args_is_help=True, help="Make or inspect local model files.")
 app.add_typer(model_app, name="model")
+from harness.cloud.cli import cloud_app  # noqa: E402
+
+app.add_typer(cloud_app, name="cloud")
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -59,20 +61,53 @@ def run(
     scenario: Annotated[Path, typer.Argument(help="scenario YAML file")],
     results: Annotated[Path, typer.Option(help="directory holding run directories")] = Path("results"),
     no_progress: Annotated[bool, typer.Option("--no-progress", help="no progress bars")] = False,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="continue this unfinished run directory (same scenario): skip finished points"),
+    ] = None,
+    find_max_goodput: Annotated[
+        bool,
+        typer.Option(
+            "--find-max-goodput",
+            help="open loop: bisect over rate (from the first of load.rates_rps) for the highest rate "
+            "at which slo.attainment of the requests meet every SLO",
+        ),
+    ] = False,
 ) -> None:
     """Run a scenario: start the engine, sweep the load points, write results/<time>-<name>/."""
     from harness import report
-    from harness.runner import RunFailed, run_scenario
+    from harness.load.workload import DatasetError, load_dataset
+    from harness.runner import ResumeError, RunFailed, run_scenario
+    from harness.scenario import model_file_errors
     from harness.telemetry import default_samplers
 
     try:
         s = load_scenario(scenario)
     except ScenarioError as e:
         raise _fail(e.messages) from None
+    missing = model_file_errors(s, str(scenario))
+    if missing:
+        raise _fail(missing)
+    if find_max_goodput and s.load.mode != "open":
+        raise _fail(f"{scenario}: load.mode: --find-max-goodput needs open (allowed: open)")
+    if s.workload.dataset:
+        try:
+            load_dataset(s.workload.dataset)
+        except DatasetError as e:
+            raise _fail(f"{scenario}: workload.dataset: {e}") from None
     try:
         res = run_scenario(
-            s, results, str(scenario), console=err, telemetry=default_samplers, show_progress=not no_progress
+            s,
+            results,
+            str(scenario),
+            console=err,
+            telemetry=default_samplers,
+            show_progress=not no_progress,
+            resume=resume,
+            find_max_goodput=find_max_goodput,
         )
+    except ResumeError as e:
+        raise _fail(str(e)) from None
     except RunFailed as e:
         if (e.run_dir / "points.parquet").exists():
             report.report_run(e.run_dir, out)
@@ -496,18 +531,72 @@ def serve_fake(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     ttft_ms: Annotated[float, typer.Option(help="time to first token, ms")] = 50.0,
     itl_ms: Annotated[float, typer.Option(help="gap between tokens, ms")] = 10.0,
+    workers: Annotated[int, typer.Option(min=1, help="server processes sharing the port")] = 1,
+    spin_streams: Annotated[
+        int, typer.Option(min=0, help="busy-wait for precise writes while at most this many streams run")
+    ] = 16,
+    fail_every: Annotated[int, typer.Option(min=0, help="fault: every n-th request fails (0: never)")] = 0,
+    fail_status: Annotated[
+        int, typer.Option(help="fault: HTTP status of failed requests (500, 429, 503)")
+    ] = 500,
+    drop_after: Annotated[
+        int | None, typer.Option(help="fault: close streams after this many tokens")
+    ] = None,
+    bad_json_after: Annotated[
+        int | None, typer.Option(help="fault: send a malformed event after this many tokens")
+    ] = None,
+    stall_after: Annotated[
+        int | None, typer.Option(help="fault: stop sending after this many tokens")
+    ] = None,
 ) -> None:
     """Serve the OpenAI streaming protocol with scripted timing (for testing clients and the harness)."""
-    from harness.testing.fake_server import FakeScript, FakeServer
+    from harness.testing.fake_server import FakeScript, serve_processes
 
-    srv = FakeServer(FakeScript(ttft_s=ttft_ms / 1000, itl_s=itl_ms / 1000), host=host, port=port)
+    if workers > 1 and port == 0:
+        raise _fail("--port: must be set (not 0) when --workers > 1")
+    if fail_status not in (400, 404, 429, 500, 503):
+        raise _fail(f"--fail-status: invalid value {fail_status} (allowed: 400, 404, 429, 500, 503)")
+    script = FakeScript(
+        ttft_s=ttft_ms / 1000,
+        itl_s=itl_ms / 1000,
+        spin_streams=spin_streams,
+        fail_every=fail_every,
+        fail_status=fail_status,
+        drop_after_tokens=drop_after,
+        bad_json_after_tokens=bad_json_after,
+        stall_after_tokens=stall_after,
+    )
     err.print(
-        f"fake OpenAI server on http://{host}:{port} (TTFT {ttft_ms} ms, ITL {itl_ms} ms); Ctrl-C stops"
+        f"fake OpenAI server on http://{host}:{port} (TTFT {ttft_ms} ms, ITL {itl_ms} ms, "
+        f"{workers} process(es)); Ctrl-C stops"
     )
     try:
-        asyncio.run(srv.serve())
+        serve_processes(script, host, port, workers)
     except KeyboardInterrupt:
         pass
+
+
+@app.command("gpu-info")
+def gpu_info(
+    record: Annotated[Path | None, typer.Option(help="also record an NVML trace (.jsonl.gz) here")] = None,
+    seconds: Annotated[float, typer.Option(min=0.1, help="how long to record")] = 10.0,
+    interval_s: Annotated[float, typer.Option(min=0.01, help="sampling interval")] = 0.1,
+) -> None:
+    """Print the GPU (NVML) and CPU inventory as JSON; optionally record an NVML trace for replay."""
+    import json
+
+    from harness.hostinfo import cpu_inventory
+    from harness.telemetry import nvml
+    from harness.telemetry.inventory import gpu_inventory
+    from harness.telemetry.replay import record_trace
+
+    out.print_json(json.dumps({"gpu": gpu_inventory(), "cpu": cpu_inventory()}))
+    if record is not None:
+        try:
+            p = record_trace(record, seconds, interval_s)
+        except nvml.NvmlError as e:
+            raise _fail(f"--record: no NVML trace recorded: {e}") from None
+        err.print(f"wrote {p}")
 
 
 @model_app.command("make-gguf")

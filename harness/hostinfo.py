@@ -22,6 +22,60 @@ def cpu_model() -> str | None:
     return platform.processor() or None
 
 
+# instruction-set extensions that decide CPU inference speed (llama.cpp picks kernels by them)
+ISA_FLAGS = (
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+    "asimd",
+    "sve",
+    "sve2",
+)
+
+
+def cpu_inventory(cpuinfo: str | None = None) -> dict[str, Any]:
+    """CPU model, sockets, cores, threads, NUMA nodes, ISA extensions and memory size.
+
+    Sockets are distinct `physical id`s in /proc/cpuinfo (1 where the file has none, e.g. some VMs
+    and Arm hosts); cores are psutil's physical count.
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    sockets: set[str] = set()
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key, _, val = line.partition(":")
+        key = key.strip()
+        if key == "physical id":
+            sockets.add(val.strip())
+        elif key in ("flags", "Features") and not flags:
+            flags = set(val.split())
+    nodes = sorted(Path("/sys/devices/system/node").glob("node[0-9]*"))
+    return {
+        "model": cpu_model(),
+        "sockets": len(sockets) or 1,
+        "cores": psutil.cpu_count(logical=False),
+        "threads": psutil.cpu_count(logical=True),
+        "usable_threads": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "numa_nodes": len(nodes) or None,
+        "isa": [f for f in ISA_FLAGS if f in flags],
+        "mem_total_bytes": psutil.virtual_memory().total,
+        "arch": platform.machine(),
+    }
+
+
 def host() -> dict[str, Any]:
     return {
         "hostname": platform.node(),

@@ -9,9 +9,15 @@ Definitions (all times from integer `perf_counter_ns` stamps, converted to secon
 * ITL    = gaps between consecutive content chunks, pooled over requests
 * window = last done - first send over the measured (non-warmup) requests of a point
 * output tok/s = sum of server-reported output tokens of successful requests / window
-* goodput      = successful requests meeting every SLO / window (req/s)
+* goodput      = successful requests meeting every SLO / window (req/s); goodput tok/s counts
+                 the output tokens of those requests only
+* send lag     = sent - scheduled, per request: how late the harness sent it (open loop)
 
-Tokens are counted from the server's `usage`, never from chunks; a chunk is not a token.
+Tokens are counted from the server's `usage`, never from chunks; a chunk is not a token. Two
+cross-checks are reported beside it: the tokenizer count of the streamed text and the number of
+content chunks; a request whose count differs from `usage` by more than 2 % is flagged. Input
+tokens mean what the server reports as `usage.prompt_tokens` (what the model prefills: special
+tokens such as BOS and any chat template included); the workload aims at exactly that number.
 """
 
 from __future__ import annotations
@@ -63,6 +69,20 @@ def decode_tok_s(r: RequestRecord) -> float | None:
     """Per-request decode rate = (output_tokens - 1) / (done_ns - first_token_ns) = 1 / TPOT."""
     t = tpot_s(r)
     return None if t is None or t <= 0 else 1.0 / t
+
+
+def send_lag_s(r: RequestRecord) -> float | None:
+    """Send lag = sent_ns - scheduled_ns, in seconds (None if the request was never sent)."""
+    if not r.sent_ns:
+        return None
+    return (r.sent_ns - r.scheduled_ns) / NS_PER_S
+
+
+def disagrees(a: int | None, b: int | None, rel: float = 0.02) -> bool:
+    """True if both counts are known and |a - b| > rel * max(a, b) (2 % by default)."""
+    if a is None or b is None:
+        return False
+    return abs(a - b) > rel * max(a, b, 1)
 
 
 def window_s(records: Sequence[RequestRecord]) -> float:
@@ -141,10 +161,12 @@ def summarize(
         "req_s": len(ok) / win if win > 0 else math.nan,
         "goodput_req_s": len(good) / win if win > 0 else math.nan,
         "slo_attainment": len(good) / len(measured) if measured else math.nan,
+        "goodput_tok_s": sum(r.output_tokens or 0 for r in good) / win if win > 0 else math.nan,
         "missing_usage": sum(1 for r in ok if r.output_tokens is None),
-        "chunk_token_mismatch": sum(
-            1 for r in ok if r.output_tokens is not None and len(r.chunk_ns) != r.output_tokens
-        ),
+        "output_chunks": sum(len(r.chunk_ns) for r in ok),
+        "output_text_tokens": _sum_known(r.output_text_tokens for r in ok),
+        "chunk_token_mismatch": sum(1 for r in ok if disagrees(len(r.chunk_ns), r.output_tokens)),
+        "text_token_mismatch": sum(1 for r in ok if disagrees(r.output_text_tokens, r.output_tokens)),
         "short_outputs": sum(
             1
             for r in ok
@@ -152,7 +174,15 @@ def summarize(
             and r.output_tokens is not None
             and r.output_tokens < r.expected_output_tokens
         ),
+        "prompt_token_mismatch": sum(
+            1
+            for r in ok
+            if r.expected_input_tokens is not None
+            and r.prompt_tokens is not None
+            and r.prompt_tokens != r.expected_input_tokens
+        ),
     }
+    row.update(stats((send_lag_s(r) for r in measured), "send_lag_s"))
     row.update(stats((ttft_s(r, open_loop) for r in ok), "ttft_s"))
     row.update(stats((tpot_s(r) for r in ok), "tpot_s"))
     row.update(stats((x for r in ok for x in itl_s(r)), "itl_s"))
@@ -160,9 +190,44 @@ def summarize(
     row["decode_tok_s_mean"] = stats((decode_tok_s(r) for r in ok), "d")["d_mean"]
     server = [r.server_timings.get("predicted_per_second") for r in ok if r.server_timings]
     row["server_decode_tok_s_mean"] = stats(server, "s")["s_mean"]
+    sources = sorted({r.output_tokens_source for r in ok if r.output_tokens_source})
+    row["output_tokens_from"] = ",".join(sources)
     kinds: dict[str, int] = {}
     for r in measured:
         if r.error_kind:
             kinds[r.error_kind] = kinds.get(r.error_kind, 0) + 1
     row["error_kinds"] = ",".join(f"{k}:{n}" for k, n in sorted(kinds.items()))
     return row
+
+
+def _sum_known(values: Iterable[int | None]) -> int | None:
+    """Sum of the values, or None if any is unknown (a partial sum would mislead)."""
+    total = 0
+    for v in values:
+        if v is None:
+            return None
+        total += v
+    return total
+
+
+def flags(row: dict[str, Any]) -> list[str]:
+    """Plain-language warnings for a summarized point (empty when nothing looks wrong)."""
+    out = []
+    n = row.get("ok") or 0
+    if row.get("short_outputs"):
+        out.append(
+            f"{row['short_outputs']}/{n} requests returned fewer tokens than asked (EOS not ignored?): "
+            "TPOT and tok/s mix lengths"
+        )
+    if row.get("chunk_token_mismatch"):
+        out.append(f"{row['chunk_token_mismatch']}/{n} requests: content chunks differ from usage by > 2 %")
+    if row.get("text_token_mismatch"):
+        out.append(
+            f"{row['text_token_mismatch']}/{n} requests: tokenizer count of the streamed text differs "
+            "from usage by > 2 %"
+        )
+    if row.get("prompt_token_mismatch"):
+        out.append(f"{row['prompt_token_mismatch']}/{n} requests: prompt tokens differ from the plan")
+    if row.get("missing_usage"):
+        out.append(f"{row['missing_usage']}/{n} requests carried no usage")
+    return out

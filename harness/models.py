@@ -198,7 +198,7 @@ def _vocab(size: int) -> tuple[list[str], list[float], list[int]]:
     pieces: list[str] = ["\u2581" + w for w in _WORDS]
     pieces += list(string.ascii_letters + string.digits)
     pieces += ["\u2581" + c for c in string.ascii_lowercase]
-    pieces += ["\u2581", ".", ",", "\u2581" + "\u2581"]
+    pieces += [".", ","]
     n = 0
     while len(pieces) < size - len(tokens):
         a, b = string.ascii_lowercase[n % 26], string.ascii_lowercase[(n // 26) % 26]

@@ -21,6 +21,7 @@ class RequestRecord:
     `scheduled_ns` when the load generator intended to send it (open loop) or picked it up (closed loop),
     `sent_ns` just before the HTTP request was written, `first_token_ns` at the first chunk carrying
     content, `chunk_ns` at every content chunk (first included), `done_ns` when the stream ended.
+    `warmup` marks a request outside the measured window (warmup before it or cooldown after it).
     """
 
     request_id: int
@@ -40,8 +41,11 @@ class RequestRecord:
     error_kind: str | None = None
     error: str | None = None
     warmup: bool = False
+    attempt: int = 0  # 0: first run of the point; n: its n-th `--resume`
     output_text_chars: int = 0
-    output_text: str | None = None  # kept only when the engine reports no usage (to tokenize it)
+    output_tokens_source: str | None = None  # usage | max_tokens (finish_reason length) | tokenizer
+    output_text: str | None = None  # the streamed text, when the run keeps it (to count its tokens)
+    output_text_tokens: int | None = None  # tokenizer count of output_text (filled after the point)
 
     @property
     def ok(self) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import signal
 import sys
@@ -19,16 +18,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import harness
 from harness import hostinfo, metrics
+from harness.client.aio import loop_name, run_loop
 from harness.client.openai_stream import StreamClient
 from harness.engines import make_engine
+from harness.engines.base import redact
 from harness.engines.process import EngineError
+from harness.load import tokens
 from harness.load.driver import PointLoad, run_point
-from harness.load.workload import build_specs
+from harness.load.search import PointPlan, RateSearch, slo_met
+from harness.load.workload import DatasetError, DatasetRow, build_specs, load_dataset
 from harness.models import ModelError
 from harness.records import RequestRecord
-from harness.results import RunDir
+from harness.results import RunDir, RunNotFound, iter_records, read_manifest, read_points
 from harness.scenario import Point, Scenario, expand_points, scenario_hash
 from harness.telemetry.base import TelemetrySet
+from harness.telemetry.window import j_per_token
 
 
 class RunFailed(Exception):
@@ -76,6 +80,13 @@ def _abort_on_signals() -> Iterator[list[str]]:
             signal.signal(sig, h)
 
 
+def _hardware() -> dict[str, Any]:
+    """CPU and GPU inventory for the manifest (GPU: `available: false` with the reason, without NVML)."""
+    from harness.telemetry.inventory import gpu_inventory
+
+    return {"cpu": hostinfo.cpu_inventory(), "gpu": gpu_inventory()}
+
+
 def _point_row(s: Scenario, p: Point, engine: Any, summary: dict[str, Any]) -> dict[str, Any]:
     d = engine.describe()
     row: dict[str, Any] = {
@@ -97,11 +108,75 @@ def _point_row(s: Scenario, p: Point, engine: Any, summary: dict[str, Any]) -> d
     return row
 
 
+def _count_from_length(r: RequestRecord) -> None:
+    """No usage in the stream, but it ended for `length`: it produced exactly max_tokens."""
+    if r.output_tokens is None and r.ok and r.finish_reason == "length" and r.expected_output_tokens:
+        r.output_tokens, r.output_tokens_source = r.expected_output_tokens, "max_tokens"
+
+
 def _count_missing_usage(engine: Any, records: list[RequestRecord]) -> None:
-    """Engines without usage in streams: count output tokens by tokenizing the streamed text."""
+    """Engines without usage in streams: streams that stopped early are counted by tokenizing the streamed
+    text (approximate: re-tokenizing generated text can merge pieces differently)."""
     for r in records:
-        if r.output_tokens is None and r.output_text is not None and r.ok:
-            r.output_tokens = engine.tokenize(r.output_text)
+        _count_from_length(r)
+        if r.output_tokens is None and r.ok and r.output_text is not None:
+            r.output_tokens, r.output_tokens_source = engine.tokenize(r.output_text), "tokenizer"
+
+
+class ResumeError(Exception):
+    """The run directory cannot be resumed with this scenario; message is for the user."""
+
+
+def _new_run(s: Scenario, results_root: Path, scenario_file: str | None, points: list[Point]) -> RunDir:
+    run = RunDir.create(results_root, s.name)
+    run.write_manifest(
+        {
+            "run_id": run.path.name,
+            "status": "running",
+            "started_utc": dt.datetime.now(dt.UTC).isoformat(),
+            "harness_version": harness.__version__,
+            "git_sha": hostinfo.git_sha(),
+            "command": redact(sys.argv),
+            "scenario_file": scenario_file,
+            "scenario_hash": scenario_hash(s),
+            "scenario": s.model_dump(mode="json"),
+            "seeds": {"workload": s.workload.seed, "arrivals": s.load.seed},
+            "host": hostinfo.host(),
+            "hardware": _hardware(),
+            "points_planned": [p.point_id for p in points],
+            "points_done": [],
+            "engines": [],
+            "telemetry": {},
+            "client": {"event_loop": loop_name(), "workers": s.load.workers},
+        }
+    )
+    return run
+
+
+def _reopen(path: Path, s: Scenario) -> tuple[RunDir, list[dict[str, Any]], int, int]:
+    """Reopen a run directory for `--resume`: (run, rows of finished points, next request id, attempt)."""
+    try:
+        manifest = read_manifest(path)
+    except RunNotFound as e:
+        raise ResumeError(str(e)) from None
+    if manifest.get("scenario_hash") != scenario_hash(s):
+        raise ResumeError(
+            f"{path}: was run with a different scenario (hash {str(manifest.get('scenario_hash'))[:12]}, "
+            f"this one {scenario_hash(s)[:12]}); resume needs the same scenario file contents"
+        )
+    if manifest.get("status") == "complete":
+        raise ResumeError(f"{path}: run is already complete; nothing to resume")
+    done = set(manifest.get("points_done") or [])
+    old = read_points(path)
+    rows = [{str(k): v for k, v in r.items()} for r in old.to_dict("records") if r.get("point_id") in done]
+    next_id = 1 + max((r.request_id for r in iter_records(path)), default=-1)
+    run = RunDir(Path(path), manifest)
+    attempt = len(manifest.get("resumed_utc") or []) + 1
+    run.update_manifest(
+        status="running",
+        resumed_utc=[*(manifest.get("resumed_utc") or []), dt.datetime.now(dt.UTC).isoformat()],
+    )
+    return run, rows, next_id, attempt
 
 
 def run_scenario(
@@ -111,32 +186,26 @@ def run_scenario(
     console: Console | None = None,
     telemetry: TelemetryFactory = default_telemetry,
     show_progress: bool = True,
+    resume: Path | None = None,
+    find_max_goodput: bool = False,
 ) -> RunResult:
+    """Run every point of `s` (or, with `resume`, the points a previous run did not finish)."""
     console = console or Console(stderr=True)
-    run = RunDir.create(results_root, s.name)
+    try:
+        dataset = load_dataset(s.workload.dataset) if s.workload.dataset else None
+    except DatasetError as e:
+        raise RunFailed(f"workload.dataset: {e}", Path(results_root)) from None
     points = expand_points(s)
-    run.write_manifest(
-        {
-            "run_id": run.path.name,
-            "status": "running",
-            "started_utc": dt.datetime.now(dt.UTC).isoformat(),
-            "harness_version": harness.__version__,
-            "git_sha": hostinfo.git_sha(),
-            "command": sys.argv,
-            "scenario_file": scenario_file,
-            "scenario_hash": scenario_hash(s),
-            "scenario": s.model_dump(mode="json"),
-            "seeds": {"workload": s.workload.seed, "arrivals": s.load.seed},
-            "host": hostinfo.host(),
-            "points_planned": [p.point_id for p in points],
-            "engines": [],
-            "telemetry": {},
-        }
-    )
-    console.print(f"run directory: [bold]{run.path}[/]")
-    rows: list[dict[str, Any]] = []
-    status, message = "complete", None
-    next_id = 0
+    attempt = 0
+    if resume is not None:
+        run, rows, next_id, attempt = _reopen(resume, s)
+        console.print(f"resuming [bold]{run.path}[/]: {len(rows)} of {len(points)} point(s) already done")
+    else:
+        run, rows, next_id = _new_run(s, results_root, scenario_file, points), [], 0
+        console.print(f"run directory: [bold]{run.path}[/]")
+    done = {r["point_id"] for r in rows}
+    failures: list[str] = []
+    interrupted: str | None = None
     open_loop = s.load.mode == "open"
     progress = Progress(
         TextColumn("{task.description}"),
@@ -147,9 +216,12 @@ def run_scenario(
         disable=not show_progress,
     )
     with _abort_on_signals() as abort_flag, progress:
-        variants = sorted({p.variant_index for p in points})
-        for vi in variants:
-            vpoints = [p for p in points if p.variant_index == vi]
+        for vi in sorted({p.variant_index for p in points}):
+            vpoints = [p for p in points if p.variant_index == vi and p.point_id not in done]
+            if not vpoints or interrupted:
+                continue
+            if failures and s.on_engine_failure == "stop":
+                break
             engine: Any = None
             tel: TelemetrySet | None = None
             try:
@@ -158,13 +230,15 @@ def run_scenario(
                     console.print(f"starting {vpoints[0].engine.type} engine (variant {vi}) ...")
                     t0 = time.monotonic()
                     base_url = engine.start()
+                    counters = _prompt_counters(s, engine, base_url, run, vi)
                 except (EngineError, ModelError) as e:
-                    status, message = "failed", f"engine (variant {vi}) did not start: {e}"
-                    break
+                    failures.append(f"engine (variant {vi}) did not start: {e}")
+                    continue
                 console.print(f"engine healthy at {base_url} after {time.monotonic() - t0:.1f} s")
-                run.manifest["engines"].append({"variant": vi, **engine.describe()})
+                run.manifest["engines"].append({"variant": vi, "attempt": attempt, **engine.describe()})
                 tel = telemetry(s, engine)
                 tel.start()
+                _print_telemetry(console, tel)
                 run.update_manifest(engines=run.manifest["engines"])
 
                 def should_abort(engine: Any = engine) -> str | None:
@@ -175,20 +249,50 @@ def run_scenario(
                         return f"engine process exited (code {code})"
                     return None
 
-                for p in vpoints:
+                search = RateSearch(vpoints[0].rate_rps or 1.0) if find_max_goodput else None
+                plan = PointPlan(vpoints, search)
+                for p in plan:
                     row, aborted, next_id = _run_one_point(
-                        s, p, engine, base_url, run, tel, progress, next_id, should_abort, open_loop
+                        s,
+                        p,
+                        engine,
+                        base_url,
+                        run,
+                        tel,
+                        progress,
+                        next_id,
+                        should_abort,
+                        open_loop,
+                        counters,
+                        dataset,
+                        console,
+                        attempt,
                     )
                     if row is not None:
                         rows.append(row)
                         run.write_points(rows)
+                    plan.observe(p, row["slo_met"] if row is not None and not aborted else None)
                     if aborted:
-                        status = "interrupted" if abort_flag else "failed"
                         log = engine.log_path()
-                        message = f"point {p.point_id}: {aborted}" + (f"; engine log: {log}" if log else "")
+                        msg = f"point {p.point_id}: {aborted}" + (f"; engine log: {log}" if log else "")
+                        if abort_flag:
+                            interrupted = msg
+                        else:
+                            failures.append(msg)
                         break
-                if status != "complete":
-                    break
+                    done.add(p.point_id)
+                    run.update_manifest(points_done=[q.point_id for q in points if q.point_id in done])
+                if search is not None and not interrupted and not failures:
+                    done.update(q.point_id for q in vpoints)  # the search replaces the planned rates
+                    run.update_manifest(points_done=[q.point_id for q in points if q.point_id in done])
+                if search is not None:
+                    found = {"variant": vi, **search.summary()}
+                    run.update_manifest(max_goodput=[*run.manifest.get("max_goodput", []), found])
+                    best = found["max_rate_rps"]
+                    console.print(
+                        f"variant {vi}: highest rate meeting the SLOs: "
+                        + (f"{best:g} req/s" if best is not None else "none of the rates tried")
+                    )
             finally:
                 if tel is not None:
                     tel.stop(run.path)
@@ -197,14 +301,58 @@ def run_scenario(
                     engine.stop()
                 run.sync()
     run.close()
-    run.update_manifest(points_done=[r["point_id"] for r in rows])
+    missing = [p.point_id for p in points if p.point_id not in done]
+    if interrupted:
+        status, message = "interrupted", interrupted
+    elif not missing:
+        status, message = "complete", None
+    else:
+        status = "partial" if done else "failed"
+        message = "; ".join(failures) or f"points not run: {', '.join(missing)}"
     run.set_status(status, message)
     if status != "complete":
         raise RunFailed(
-            f"run {status}: {message}. {len(rows)} point(s) and all finished requests kept in {run.path}",
+            f"run {status}: {message}. {len(done)} of {len(points)} point(s) done; finished requests kept in "
+            f"{run.path} (continue with: harness run {scenario_file or 'SCENARIO'} --resume {run.path})",
             run.path,
         )
     return RunResult(run.path, rows, status)
+
+
+def _make_client(s: Scenario, engine: Any, base_url: str, keep_text: bool) -> StreamClient:
+    w = s.workload
+    return StreamClient(
+        base_url,
+        engine.model_name,
+        api=w.api,
+        temperature=w.temperature,
+        seed=w.seed,
+        timeout_s=w.request_timeout_s,
+        extra_body=engine.request_extras(w.ignore_eos),
+        headers=engine.headers() if hasattr(engine, "headers") else {},
+        keep_text=keep_text,
+    )
+
+
+Counters = tuple[Any, Any]  # (prompt counter incl. server offset, plain text counter)
+
+
+def _prompt_counters(s: Scenario, engine: Any, base_url: str, run: RunDir, vi: int) -> Counters:
+    """Tokenizer for exact prompt lengths, calibrated once per engine by a probe request."""
+    try:
+        prompt, text, info = tokens.prepare_counter(
+            s.workload.tokenizer, engine, _make_client(s, engine, base_url, False), run_loop
+        )
+    except tokens.TokenizerError as e:
+        raise EngineError(f"workload.tokenizer: {e}") from None
+    run.update_manifest(prompt_tokens=[*run.manifest.get("prompt_tokens", []), {"variant": vi, **info}])
+    return prompt, text
+
+
+def _print_telemetry(console: Console, tel: TelemetrySet) -> None:
+    names = ", ".join(x.name for x in tel.samplers) or "none"
+    absent = "; ".join(f"{k}: {v}" for k, v in {**tel.absent, **tel.problems}.items())
+    console.print(f"telemetry: {names}" + (f" (absent: {absent})" if absent else ""), highlight=False)
 
 
 def _run_one_point(
@@ -218,40 +366,45 @@ def _run_one_point(
     next_id: int,
     should_abort: Callable[[], str | None],
     open_loop: bool,
+    counters: Counters = (None, None),
+    dataset: list[DatasetRow] | None = None,
+    console: Console | None = None,
+    attempt: int = 0,
 ) -> tuple[dict[str, Any] | None, str | None, int]:
-    w = s.workload
-    count = engine.tokenize if hasattr(engine, "tokenize") else None
-    n_warm = s.load.warmup_requests
-    warm = build_specs(w, n_warm, next_id, count, w.seed) if n_warm else []
-    specs = build_specs(w, s.load.requests, next_id + n_warm, count, w.seed)
+    w, ld = s.workload, s.load
+    count, count_text = counters
+    if count is None and hasattr(engine, "tokenize"):
+        count = engine.tokenize
+    n_warm, n_cool = ld.warmup_requests, ld.cooldown_requests
+    warm = build_specs(w, n_warm, next_id, count, w.seed, dataset) if n_warm else []
+    specs = build_specs(w, ld.requests, next_id + n_warm, count, w.seed, dataset)
+    cool = build_specs(w, n_cool, next_id + n_warm + ld.requests, count, w.seed, dataset) if n_cool else []
     label = f"{p.point_id} " + (f"concurrency {p.concurrency}" if p.concurrency else f"{p.rate_rps:g} req/s")
     task = progress.add_task(label, total=len(specs))
 
+    usage_in_stream = engine.usage_in_stream()
+
     def on_record(rec: RequestRecord) -> None:
+        rec.attempt = attempt
+        if not usage_in_stream:
+            _count_from_length(rec)
         run.append_record(rec)
         if not rec.warmup:
-            progress.advance(task)
+            live = tel.live()
+            progress.update(task, advance=1, description=f"{label} {live}" if live else label)
 
-    client = StreamClient(
-        base_url,
-        engine.model_name,
-        api=w.api,
-        temperature=w.temperature,
-        seed=w.seed,
-        timeout_s=w.request_timeout_s,
-        extra_body=engine.request_extras(w.ignore_eos),
-        headers=engine.headers() if hasattr(engine, "headers") else {},
-        keep_text=not engine.usage_in_stream(),
-    )
+    keep_text = not engine.usage_in_stream() or count_text is not None
+    client = _make_client(s, engine, base_url, keep_text)
     load = PointLoad(
         p.point_id,
         concurrency=p.concurrency,
         rate_rps=p.rate_rps,
-        arrival=s.load.arrival,
-        burstiness=s.load.burstiness,
-        max_concurrency=s.load.max_concurrency,
-        duration_s=s.load.duration_s,
-        seed=s.load.seed + p.index,
+        arrival=ld.arrival,
+        burstiness=ld.burstiness,
+        max_concurrency=ld.max_concurrency,
+        duration_s=ld.duration_s,
+        seed=ld.seed + p.index,
+        workers=ld.workers,
     )
 
     async def go() -> Any:
@@ -265,17 +418,36 @@ def _run_one_point(
                 on_record,
                 should_abort,
                 on_measure_start=lambda t: tel.begin_window(p.point_id, t),
+                cooldown_specs=cool,
             )
 
-    outcome = asyncio.run(go())
+    outcome = run_loop(go())
     tel_cols = tel.end_window(p.point_id, outcome.ended_ns)
     if not engine.usage_in_stream():
         _count_missing_usage(engine, outcome.records)
     measured = [r for r in outcome.records if not r.warmup]
+    if count_text is not None:
+        for r in measured:
+            if r.ok and r.output_text is not None:
+                r.output_text_tokens = count_text(r.output_text)
     row = None
     if measured:
         summary = metrics.summarize(measured, open_loop, s.slo.ttft_s, s.slo.tpot_s, s.slo.e2e_s)
         row = _point_row(s, p, engine, summary)
         row.update(tel_cols)
+        if "energy_j" in row:
+            row["energy_j_per_output_token"] = j_per_token(row["energy_j"], row.get("output_tokens"))
+        row.update(outcome.client)
+        row["slo_met"] = slo_met(row, s.slo.attainment)
         row["aborted"] = outcome.aborted or ""
-    return row, outcome.aborted, next_id + n_warm + len(specs)
+        if console is not None:
+            for msg in metrics.flags(row):
+                console.print(f"[yellow]warning[/] {p.point_id}: {msg}", highlight=False)
+            if row.get("client_saturated"):
+                console.print(
+                    f"[yellow]warning[/] {p.point_id}: the client is near saturation (busiest client "
+                    f"process at {row['client_cpu_util_max']:.0%} of a core): numbers may be the "
+                    "client's limit; raise load.workers",
+                    highlight=False,
+                )
+    return row, outcome.aborted, next_id + n_warm + len(specs) + n_cool

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -169,7 +170,12 @@ class Workload(Strict):
     output_tokens: int | LengthDist = 64
     ignore_eos: bool = True
     shared_prefix_tokens: int = Field(0, ge=0, description="tokens of prefix shared by all prompts (0: none)")
-    dataset: str | None = Field(None, description="JSONL file with {prompt, output_tokens} per line")
+    dataset: str | None = Field(
+        None, description="JSONL file: {prompt, output_tokens} or {input_tokens, output_tokens} per line"
+    )
+    tokenizer: str | None = Field(
+        None, description="local tokenizer.json for prompt lengths (default: the engine's tokenizer)"
+    )
     temperature: float = Field(0.0, ge=0)
     seed: int = 0
     request_timeout_s: float = Field(600.0, gt=0)
@@ -184,6 +190,10 @@ class Load(Strict):
     requests: int = Field(16, ge=1, description="measured requests per point")
     duration_s: float | None = Field(None, gt=0, description="stop a point after this long (whichever first)")
     warmup_requests: int = Field(1, ge=0)
+    cooldown_requests: int = Field(
+        0, ge=0, description="requests after the measured ones that keep the load up (not measured)"
+    )
+    workers: int = Field(1, ge=1, le=64, description="client processes (raise when the client saturates)")
     max_concurrency: int | None = Field(None, ge=1, description="open loop: cap on requests in flight")
     seed: int = 0
 
@@ -216,6 +226,9 @@ class Slo(Strict):
     ttft_s: float | None = Field(2.0, gt=0)
     tpot_s: float | None = Field(0.2, gt=0)
     e2e_s: float | None = Field(None, gt=0)
+    attainment: float = Field(
+        0.99, gt=0, le=1, description="share of requests that must meet every SLO (--find-max-goodput)"
+    )
 
 
 class Telemetry(Strict):
@@ -245,6 +258,10 @@ class Scenario(Strict):
     slo: Slo = Slo()
     telemetry: Telemetry = Telemetry()
     hardware: Hardware = Hardware()
+    on_engine_failure: Literal["stop", "next_variant"] = Field(
+        "stop",
+        description="when an engine fails to start or dies: stop the run, or go on with the next variant",
+    )
 
     @model_validator(mode="after")
     def _variants_valid(self) -> Scenario:
@@ -327,48 +344,56 @@ def _loc(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        else:
-            # drop pydantic's union-member tags like 'llamacpp' inside engine.llamacpp.model
+        elif re.fullmatch(r"[A-Za-z0-9_.-]+", str(part)):
             out += ("." if out else "") + str(part)
+        else:  # a key with spaces, newlines or other odd characters: quoted, on one line
+            out += f"[{str(part)!r}]"
     return out or "(top level)"
 
 
 def format_validation_error(file: str, e: ValidationError) -> list[str]:
     raw = e.errors()
+    # `int | LengthDist` fields report one error per branch: keep the branch matching the input's shape
+    int_branch: dict[tuple[Any, ...], bool] = {}  # field loc -> the value given is a mapping
+    for err in raw:
+        lc = tuple(err["loc"])
+        if "int" in lc:
+            int_branch[lc[: lc.index("int")]] = isinstance(err.get("input"), dict)
     msgs: list[str] = []
     seen: set[str] = set()
     for err in raw:
-        tags = [p for p in err["loc"] if isinstance(p, str) and p in _UNION_TAGS]
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
-        # `int | LengthDist` reports one error per branch: keep the branch that matches the input's shape
-        if "int" in tags and isinstance(err.get("input"), dict):
+        lc = tuple(err["loc"])
+        if "int" in lc and int_branch.get(lc[: lc.index("int")]):
             continue
-        if (
-            "LengthDist" in tags
-            and not isinstance(err.get("input"), dict)
-            and any("int" in [q for q in o["loc"] if isinstance(q, str)] for o in raw)
-        ):
+        if "LengthDist" in lc and int_branch.get(lc[: lc.index("LengthDist")]) is False:
             continue
-        msg = err["msg"]
-        ctx = err.get("ctx") or {}
-        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
-            # a bad or missing discriminator: point at the field itself (engine.type, model.source)
-            loc = (*loc, str(ctx.get("discriminator", "type")).strip("'"))
-            if err["type"] == "union_tag_not_found":
-                msg = "field required"
-            else:
-                err = {**err, "input": ctx.get("tag")}
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field"
-        elif err["type"] in ("literal_error", "union_tag_invalid", "enum"):
-            msg = f"invalid value {err.get('input')!r}"
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        line = f"{file}: {_loc(loc)}: {msg}{_allowed(err)}"
+        line = _format_one(file, err)
         if line not in seen:
             seen.add(line)
             msgs.append(line)
+    if not msgs:  # never reject without saying why
+        msgs = list(dict.fromkeys(_format_one(file, err) for err in raw))
     return msgs
+
+
+def _format_one(file: str, err: Any) -> str:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+    msg = err["msg"]
+    ctx = err.get("ctx") or {}
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        # a bad or missing discriminator: point at the field itself (engine.type, model.source)
+        loc = (*loc, str(ctx.get("discriminator", "type")).strip("'"))
+        if err["type"] == "union_tag_not_found":
+            msg = "field required"
+        else:
+            err = {**err, "input": ctx.get("tag")}
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field"
+    elif err["type"] in ("literal_error", "union_tag_invalid", "enum"):
+        msg = f"invalid value {err.get('input')!r}"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    return f"{file}: {_loc(loc)}: {' '.join(msg.split())}{_allowed(err)}"
 
 
 _UNION_TAGS = {
@@ -385,13 +410,55 @@ _UNION_TAGS = {
 }
 
 
+def combination_errors(s: Scenario, file: str) -> list[str]:
+    """Field combinations that validate one by one but cannot run together."""
+    msgs: list[str] = []
+    hw = s.hardware
+    gpus_total = hw.gpus * hw.nodes
+    for i, eng in enumerate(engine_configs(s)):
+        where = "engine" if not s.variants else f"variants[{i}]"
+        if eng.type == "llamacpp" and eng.n_gpu_layers != 0 and hw.gpus == 0:
+            msgs.append(
+                f"{file}: {where}.n_gpu_layers: offloading {eng.n_gpu_layers} layer(s) to a GPU needs a GPU, "
+                "but hardware.gpus is 0 (allowed: 0 on a CPU-only machine)"
+            )
+        if eng.type == "vllm":
+            need = eng.tensor_parallel_size * eng.pipeline_parallel_size
+            if need > gpus_total:
+                msgs.append(
+                    f"{file}: {where}.tensor_parallel_size: tensor x pipeline parallel = {need} GPUs, but "
+                    f"hardware has {gpus_total} (hardware.gpus x hardware.nodes; allowed: <= {gpus_total})"
+                )
+            if eng.cpu_offload_gb > 0 and eng.device == "cpu":
+                msgs.append(
+                    f"{file}: {where}.cpu_offload_gb: offloading weights to the CPU needs a GPU engine, "
+                    "but device is cpu (allowed: 0 with device cpu)"
+                )
+    return msgs
+
+
 def parse_scenario(data: Any, file: str = "<scenario>") -> Scenario:
     if not isinstance(data, dict):
         raise ScenarioError([f"{file}: (top level): expected a mapping of fields, got {type(data).__name__}"])
     try:
-        return Scenario.model_validate(data)
+        scenario = Scenario.model_validate(data)
     except ValidationError as e:
         raise ScenarioError(format_validation_error(file, e)) from None
+    msgs = combination_errors(scenario, file)
+    if msgs:
+        raise ScenarioError(msgs)
+    return scenario
+
+
+def model_file_errors(s: Scenario, file: str) -> list[str]:
+    """Model files named by path that do not exist (checked before a run starts anything)."""
+    msgs = []
+    for i, eng in enumerate(engine_configs(s)):
+        model = getattr(eng, "model", None)
+        if model is not None and model.source == "path" and not Path(model.path).expanduser().exists():
+            where = "engine" if not s.variants else f"variants[{i}]"
+            msgs.append(f"{file}: {where}.model.path: file not found: {model.path}")
+    return list(dict.fromkeys(msgs))
 
 
 def load_scenario(path: str | Path) -> Scenario:

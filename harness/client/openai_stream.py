@@ -2,6 +2,10 @@
 
 One `RequestRecord` per request. Errors are recorded on the record, never raised: a benchmark
 must keep going and report how many requests failed and why.
+
+Timing: the request bytes are built first (`prepare`), then `sent_ns` is stamped and the bytes
+are written in one call; each SSE event carries the stamp of the network read that delivered it
+(see `harness.client.http1`), and `done_ns` is the stamp of the read that ended the response.
 """
 
 from __future__ import annotations
@@ -12,14 +16,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
+from harness.client.http1 import Http1Pool, HttpError
+from harness.client.sse import SseEvents
 from harness.records import RequestRecord
 
 
 @dataclass(frozen=True)
 class RequestSpec:
-    """What to send: prompt (text or chat messages) and how many tokens to ask for."""
+    """What to send: prompt (text or chat messages) and how many tokens to ask for.
+
+    `input_tokens` is the prompt length the server is expected to report as
+    `usage.prompt_tokens` (see `harness.load.workload`), or None when unknown.
+    """
 
     prompt: str
     max_tokens: int
@@ -38,24 +46,20 @@ class StreamClient:
     timeout_s: float = 600.0
     extra_body: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
-    max_connections: int = 1024
+    max_connections: int = 4096
     keep_text: bool = False
-    _client: httpx.AsyncClient | None = None
+    _pool: Http1Pool | None = None
 
     async def __aenter__(self) -> StreamClient:
-        limits = httpx.Limits(
-            max_connections=self.max_connections, max_keepalive_connections=self.max_connections
-        )
-        timeout = httpx.Timeout(self.timeout_s, connect=min(30.0, self.timeout_s))
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url, limits=limits, timeout=timeout, headers=self.headers
+        self._pool = Http1Pool(
+            self.base_url, max_connections=self.max_connections, connect_timeout_s=min(30.0, self.timeout_s)
         )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
 
     def body(self, spec: RequestSpec) -> dict[str, Any]:
         b: dict[str, Any] = {
@@ -78,63 +82,85 @@ class StreamClient:
     def path(self) -> str:
         return "/v1/chat/completions" if self.api == "chat" else "/v1/completions"
 
-    async def send(self, rec: RequestRecord, spec: RequestSpec) -> RequestRecord:
-        """Stream one request, filling `rec` in place; returns it (also on error)."""
-        assert self._client is not None, "use `async with StreamClient(...)`"
+    def prepare(self, spec: RequestSpec) -> bytes:
+        """The complete HTTP request for `spec`, ready to write (build before the send stamp)."""
+        pool = self._pool or Http1Pool(self.base_url)
+        data = json.dumps(self.body(spec), separators=(",", ":")).encode()
+        hdrs = {"Content-Type": "application/json", "Accept": "text/event-stream", **self.headers}
+        return pool.build("POST", self.path, data, hdrs)
+
+    async def send(self, rec: RequestRecord, spec: RequestSpec, raw: bytes | None = None) -> RequestRecord:
+        """Stream one request, filling `rec` in place; returns it (also on error).
+
+        `raw` is the output of `prepare(spec)` when the caller built it ahead of time.
+        """
+        assert self._pool is not None, "use `async with StreamClient(...)`"
         rec.expected_output_tokens = spec.max_tokens
         rec.expected_input_tokens = spec.input_tokens
-        body = self.body(spec)
-        try:
+        if raw is None:
+            raw = self.prepare(spec)
+        events = SseEvents()
+
+        def on_send() -> None:
             rec.sent_ns = time.perf_counter_ns()
-            async with self._client.stream("POST", self.path, json=body) as resp:
-                rec.status_code = resp.status_code
-                if resp.status_code != 200:
-                    text = (await resp.aread()).decode(errors="replace")
-                    rec.error_kind, rec.error = "http", f"HTTP {resp.status_code}: {text[:300]}"
-                    rec.done_ns = time.perf_counter_ns()
-                    return rec
-                saw_done = await self._consume(resp, rec)
-            rec.done_ns = time.perf_counter_ns()
-            if rec.error_kind is None and not saw_done and rec.finish_reason is None:
-                rec.error_kind, rec.error = "disconnected", "stream ended without [DONE] or finish_reason"
-            elif rec.error_kind is None and rec.first_token_ns is None:
-                rec.error_kind, rec.error = "empty", "stream carried no content"
-        except httpx.TimeoutException as e:
-            rec.error_kind, rec.error = "timeout", f"{type(e).__name__}: {e}"
-        except httpx.ConnectError as e:
-            rec.error_kind, rec.error = "connect", f"{type(e).__name__}: {e}"
-        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as e:
-            rec.error_kind, rec.error = "disconnected", f"{type(e).__name__}: {e}"
-        except httpx.HTTPError as e:
-            rec.error_kind, rec.error = "http", f"{type(e).__name__}: {e}"
+
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                resp = await self._pool.request(raw, on_send, events.feed)
+        except TimeoutError:
+            rec.error_kind, rec.error = "timeout", f"no complete response within {self.timeout_s} s"
+        except HttpError as e:
+            rec.error_kind, rec.error = e.kind, f"{type(e).__name__}: {e}"
         except asyncio.CancelledError:
             rec.error_kind, rec.error = "cancelled", "cancelled"
             rec.done_ns = rec.done_ns or time.perf_counter_ns()
             raise
-        if rec.done_ns is None:
+        if rec.error_kind is not None:
             rec.done_ns = time.perf_counter_ns()
+            # what arrived before the failure still counts (e.g. tokens of a cut stream)
+            self._apply_events(rec, events)
+            return rec
+        rec.status_code = resp.status
+        rec.done_ns = resp.end_ns
+        if resp.status != 200:
+            text = bytes(resp.body).decode(errors="replace")
+            rec.error_kind, rec.error = "http", f"HTTP {resp.status}: {text[:300]}"
+            return rec
+        events.close(resp.end_ns)
+        saw_done = self._apply_events(rec, events)
+        if rec.error_kind is None and not saw_done and rec.finish_reason is None:
+            rec.error_kind, rec.error = "disconnected", "stream ended without [DONE] or finish_reason"
+        elif rec.error_kind is None and rec.first_token_ns is None:
+            rec.error_kind, rec.error = "empty", "stream carried no content"
         return rec
 
-    async def _consume(self, resp: httpx.Response, rec: RequestRecord) -> bool:
-        if self.keep_text:
-            rec.output_text = ""
-        async for line in resp.aiter_lines():
-            now = time.perf_counter_ns()
-            if not line.startswith("data:"):
-                continue
-            data = line[5:].strip()
-            if data == "[DONE]":
-                return True
-            try:
-                chunk = json.loads(data)
-            except json.JSONDecodeError:
-                rec.error_kind, rec.error = "protocol", f"bad SSE JSON: {data[:200]}"
-                return False
-            if "error" in chunk and not chunk.get("choices"):
-                rec.error_kind, rec.error = "http", f"error in stream: {str(chunk['error'])[:300]}"
-                return False
-            apply_chunk(rec, chunk, now)
-        return False
+    def _apply_events(self, rec: RequestRecord, events: SseEvents) -> bool:
+        """Decode the collected events into `rec`; True if `[DONE]` was seen."""
+        texts: list[str] | None = [] if self.keep_text else None
+        saw_done = False
+        try:
+            for now, data in events.events:
+                if data == b"[DONE]":
+                    saw_done = True
+                    break
+                try:
+                    chunk = json.loads(data)
+                except ValueError:
+                    if rec.error_kind is None:
+                        rec.error_kind = "protocol"
+                        rec.error = f"bad SSE JSON: {data[:200].decode(errors='replace')}"
+                    return False
+                if not isinstance(chunk, dict):
+                    continue
+                if "error" in chunk and not chunk.get("choices"):
+                    if rec.error_kind is None:
+                        rec.error_kind, rec.error = "http", f"error in stream: {str(chunk['error'])[:300]}"
+                    return False
+                apply_chunk(rec, chunk, now, texts)
+        finally:
+            if texts is not None:
+                rec.output_text = "".join(texts)
+        return saw_done
 
 
 def chunk_text(choice: dict[str, Any]) -> str:
@@ -145,8 +171,13 @@ def chunk_text(choice: dict[str, Any]) -> str:
     return delta.get("content") or ""
 
 
-def apply_chunk(rec: RequestRecord, chunk: dict[str, Any], now_ns: int) -> None:
-    """Fold one parsed SSE chunk into the record: content stamps, usage, finish reason, timings."""
+def apply_chunk(
+    rec: RequestRecord, chunk: dict[str, Any], now_ns: int, texts: list[str] | None = None
+) -> None:
+    """Fold one parsed SSE chunk into the record: content stamps, usage, finish reason, timings.
+
+    Content text goes to `texts` when given, else to `rec.output_text` if that is not None.
+    """
     for choice in chunk.get("choices") or []:
         text = chunk_text(choice)
         if text:
@@ -154,7 +185,9 @@ def apply_chunk(rec: RequestRecord, chunk: dict[str, Any], now_ns: int) -> None:
                 rec.first_token_ns = now_ns
             rec.chunk_ns.append(now_ns)
             rec.output_text_chars += len(text)
-            if rec.output_text is not None:
+            if texts is not None:
+                texts.append(text)
+            elif rec.output_text is not None:
                 rec.output_text += text
         if choice.get("finish_reason"):
             rec.finish_reason = choice["finish_reason"]
@@ -162,6 +195,7 @@ def apply_chunk(rec: RequestRecord, chunk: dict[str, Any], now_ns: int) -> None:
     if usage:
         if usage.get("completion_tokens") is not None:
             rec.output_tokens = int(usage["completion_tokens"])
+            rec.output_tokens_source = "usage"
         if usage.get("prompt_tokens") is not None:
             rec.prompt_tokens = int(usage["prompt_tokens"])
     if chunk.get("timings"):

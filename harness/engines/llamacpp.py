@@ -28,6 +28,11 @@ def _pkg_version(name: str) -> str | None:
         return None
 
 
+def _port_taken(log_tail: str) -> bool:
+    low = log_tail.lower()
+    return "address already in use" in low or "couldn't bind" in low or "failed to bind" in low
+
+
 class LlamaCppServer:
     """Launches and owns one llama.cpp server process."""
 
@@ -44,6 +49,7 @@ class LlamaCppServer:
         self.proc: ManagedProcess | None = None
         self.props: dict[str, Any] = {}
         self.health_wait_s: float | None = None
+        self._bos_tokens: int | None = None
 
     # -- command lines
     def build_argv(self, port: int) -> list[str]:
@@ -135,16 +141,25 @@ class LlamaCppServer:
             raise EngineError("launcher llama-cpp-python needs: pip install 'llm-harness[llama-cpp-python]'")
         if self.cfg.launcher == "xllamacpp" and _pkg_version("xllamacpp") is None:
             raise EngineError("launcher xllamacpp needs: pip install 'llm-harness[llamacpp]'")
-        self.port = free_port(self.cfg.host)
-        self.argv = self.build_argv(self.port)
-        self.base_url = f"http://{self.cfg.host}:{self.port}"
-        self.proc = ManagedProcess(self.argv, self._log)
-        self.proc.start()
-        self.health_wait_s = self.proc.wait_healthy(
-            self.base_url + self.health_path,
-            self.cfg.health_timeout_s,
-            what=f"llama.cpp ({self.cfg.launcher})",
-        )
+        for attempt in range(3):
+            self.port = free_port(self.cfg.host)
+            self.argv = self.build_argv(self.port)
+            self.base_url = f"http://{self.cfg.host}:{self.port}"
+            self.proc = ManagedProcess(self.argv, self._log)
+            self.proc.start()
+            try:
+                self.health_wait_s = self.proc.wait_healthy(
+                    self.base_url + self.health_path,
+                    self.cfg.health_timeout_s,
+                    what=f"llama.cpp ({self.cfg.launcher})",
+                )
+                break
+            except EngineError as e:
+                self.proc.stop()
+                # another process took the port between our check and the server's bind: try a new one
+                if attempt < 2 and _port_taken(str(e)):
+                    continue
+                raise
         if self.cfg.launcher != "llama-cpp-python":
             try:
                 self.props = httpx.get(self.base_url + "/props", timeout=10).json()
@@ -218,14 +233,22 @@ class LlamaCppServer:
         return self.cfg.launcher != "llama-cpp-python"
 
     def tokenize(self, text: str) -> int | None:
+        """Tokens in `text` by the served model's tokenizer, without BOS (as llama.cpp's /tokenize)."""
         try:
             if self.cfg.launcher == "llama-cpp-python":
-                r = httpx.post(self.base_url + "/extras/tokenize/count", json={"input": text}, timeout=30)
-                return int(r.json()["count"]) if r.status_code == 200 else None
+                # /extras/tokenize/count adds BOS when the model does: subtract what "" counts
+                if self._bos_tokens is None:
+                    self._bos_tokens = self._lcp_count("")
+                n = self._lcp_count(text)
+                return None if n is None or self._bos_tokens is None else n - self._bos_tokens
             r = httpx.post(self.base_url + "/tokenize", json={"content": text}, timeout=30)
             return len(r.json()["tokens"]) if r.status_code == 200 else None
         except (httpx.HTTPError, ValueError, KeyError):
             return None
+
+    def _lcp_count(self, text: str) -> int | None:
+        r = httpx.post(self.base_url + "/extras/tokenize/count", json={"input": text}, timeout=30)
+        return int(r.json()["count"]) if r.status_code == 200 else None
 
     def metrics_url(self) -> str | None:
         return None if self.cfg.launcher == "llama-cpp-python" else self.base_url + "/metrics"

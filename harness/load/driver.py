@@ -1,8 +1,18 @@
-"""Drives one load point: warmup, then closed-loop concurrency or open-loop arrivals.
+"""Drives one load point: warmup, measured requests and cooldown, closed or open loop.
+
+Closed loop: `concurrency` workers each send their next request when the previous one ends;
+warmup requests run first and are not measured. Open loop: one seeded arrival process
+(`harness.load.arrivals`) schedules warmup, measured and cooldown requests alike, so the
+measured ones meet a server already at its steady state and leave it loaded until they end.
+Each record keeps its *scheduled* time; TTFT/E2E are measured from it (no coordinated omission)
+and `sent_ns - scheduled_ns` is how late the harness sent it. Once every measured request is
+done, the cooldown requests still queued or in flight are cancelled: they only kept the load up.
 
 Every finished request (also failed or cancelled ones) is handed to `on_record` at once, so the
 caller can append it to disk before anything else happens. A watchdog polls `should_abort()`
-(engine died, Ctrl-C) and cancels the point; records completed so far are kept.
+(engine died, Ctrl-C) and cancels the point; records completed so far are kept. With
+`workers > 1` the requests are spread over that many client processes
+(`harness.load.workers`), each with its own event loop.
 """
 
 from __future__ import annotations
@@ -11,12 +21,15 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from harness.client.openai_stream import RequestSpec, StreamClient
 from harness.load.arrivals import offsets_s
+from harness.load.cpu import CpuMeter, LoopLagProbe
 from harness.records import RequestRecord
 
 OnRecord = Callable[[RequestRecord], None]
+SPIN_MAX_RATE_RPS = 100.0  # below this rate the sender busy-waits the last ms before a send
 
 
 @dataclass
@@ -31,6 +44,7 @@ class PointLoad:
     max_concurrency: int | None = None
     duration_s: float | None = None
     seed: int = 0
+    workers: int = 1
 
 
 @dataclass
@@ -39,83 +53,172 @@ class PointOutcome:
     aborted: str | None = None
     started_ns: int = 0
     ended_ns: int = 0
+    client: dict[str, Any] = field(default_factory=dict)  # client_* columns (CPU, loop lag)
 
 
-async def _one(
-    client: StreamClient, rec: RequestRecord, spec: RequestSpec, out: PointOutcome, on_record: OnRecord
-) -> None:
-    try:
-        await client.send(rec, spec)
-    finally:
-        out.records.append(rec)
-        on_record(rec)
+@dataclass
+class Job:
+    """One request to send: its id, spec, prebuilt bytes, role and (open loop) offset from t0."""
+
+    request_id: int
+    spec: RequestSpec
+    raw: bytes
+    role: str  # warmup | measured | cooldown
+    offset_ns: int = 0
 
 
-async def _closed(
+def plan_jobs(
     client: StreamClient,
-    specs: Sequence[RequestSpec],
-    first_id: int,
     load: PointLoad,
-    warmup: bool,
-    out: PointOutcome,
-    on_record: OnRecord,
-    deadline: float | None,
-) -> None:
-    next_i = 0
+    warmup: Sequence[RequestSpec],
+    measured: Sequence[RequestSpec],
+    cooldown: Sequence[RequestSpec],
+    first_id: int,
+) -> list[Job]:
+    """Jobs in send order with prebuilt request bytes; open loop: with arrival offsets."""
+    roles = ["warmup"] * len(warmup) + ["measured"] * len(measured) + ["cooldown"] * len(cooldown)
+    specs = [*warmup, *measured, *cooldown]
+    jobs = [
+        Job(first_id + i, s, client.prepare(s), r) for i, (s, r) in enumerate(zip(specs, roles, strict=True))
+    ]
+    if load.rate_rps is not None and jobs:
+        offs = offsets_s(len(jobs), load.rate_rps, load.arrival, load.burstiness, load.seed)
+        for j, o in zip(jobs, offs, strict=True):
+            j.offset_ns = int(o * 1e9)
+    return jobs
 
-    async def worker() -> None:
-        nonlocal next_i
-        while next_i < len(specs):
-            if deadline is not None and time.monotonic() >= deadline:
+
+class _Run:
+    """State shared by the senders of one point in one process."""
+
+    def __init__(
+        self, client: StreamClient, load: PointLoad, point_id: str, out: PointOutcome, on_record: OnRecord
+    ) -> None:
+        self.client, self.load, self.point_id = client, load, point_id
+        self.out, self.on_record = out, on_record
+        self.measured_left = 0
+        self.all_measured_done = asyncio.Event()
+        self.deadline_ns: int | None = None
+        self.on_measure_start: Callable[[int], None] | None = None
+
+    def past_deadline(self) -> bool:
+        return self.deadline_ns is not None and time.perf_counter_ns() >= self.deadline_ns
+
+    async def one(self, job: Job, scheduled_ns: int) -> None:
+        rec = RequestRecord(job.request_id, self.point_id, scheduled_ns, warmup=job.role != "measured")
+        try:
+            await self.client.send(rec, job.spec, job.raw)
+        finally:
+            self.out.records.append(rec)
+            self.on_record(rec)
+            if job.role == "measured":
+                self.measured_left -= 1
+                if self.measured_left <= 0:
+                    self.all_measured_done.set()
+
+    async def closed(self, jobs: Sequence[Job], concurrency: int) -> None:
+        it = iter(jobs)
+
+        async def worker() -> None:
+            for job in it:
+                if job.role != "warmup" and (self.all_measured_done.is_set() or self.past_deadline()):
+                    return
+                await self.one(job, time.perf_counter_ns())
+
+        await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(jobs))))))
+
+    async def open(self, jobs: Sequence[Job], t0_ns: int) -> None:
+        sem = asyncio.Semaphore(self.load.max_concurrency) if self.load.max_concurrency else None
+        tasks: list[asyncio.Task[None]] = []
+        spin = (self.load.rate_rps or 0) / max(1, self.load.workers) <= SPIN_MAX_RATE_RPS
+        started = False
+
+        async def gated(job: Job, when_ns: int) -> None:
+            if sem is None:
+                await self.one(job, when_ns)
                 return
-            i = next_i
-            next_i += 1
-            rec = RequestRecord(first_id + i, load.point_id, time.perf_counter_ns(), warmup=warmup)
-            await _one(client, rec, specs[i], out, on_record)
+            async with sem:
+                await self.one(job, when_ns)
 
-    n = min(load.concurrency or 1, len(specs))
-    await asyncio.gather(*(worker() for _ in range(n)))
+        try:
+            for job in jobs:
+                when_ns = t0_ns + job.offset_ns
+                await _sleep_until_ns(when_ns, spin)
+                if job.role == "measured" and not started:
+                    started = True
+                    self.out.started_ns = when_ns
+                    if self.on_measure_start is not None:
+                        self.on_measure_start(when_ns)
+                if job.role != "warmup" and (self.all_measured_done.is_set() or self.past_deadline()):
+                    break
+                tasks.append(asyncio.create_task(gated(job, when_ns)))
+            if tasks:
+                await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _open(
+async def _sleep_until_ns(when_ns: int, spin: bool) -> None:
+    """Timer sleep until `when_ns` (perf_counter_ns); with `spin` the last millisecond busy-waits."""
+    delay = (when_ns - time.perf_counter_ns()) / 1e9
+    if not spin:
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return
+    if delay > 0.0015:
+        await asyncio.sleep(delay - 0.001)
+    while time.perf_counter_ns() < when_ns:
+        await asyncio.sleep(0)
+
+
+async def run_jobs_here(
     client: StreamClient,
-    specs: Sequence[RequestSpec],
-    first_id: int,
     load: PointLoad,
-    out: PointOutcome,
+    jobs: Sequence[Job],
     on_record: OnRecord,
-    deadline: float | None,
+    out: PointOutcome,
+    t0_ns: int,
+    on_measure_start: Callable[[int], None] | None = None,
 ) -> None:
-    assert load.rate_rps is not None
-    offs = offsets_s(len(specs), load.rate_rps, load.arrival, load.burstiness, load.seed)
-    sem = asyncio.Semaphore(load.max_concurrency) if load.max_concurrency else None
-    tasks: list[asyncio.Task[None]] = []
-    t0 = time.perf_counter_ns()
+    """Run `jobs` in this process's event loop (one client process, or one worker of several)."""
+    run = _Run(client, load, load.point_id, out, on_record)
+    run.on_measure_start = on_measure_start
+    run.measured_left = sum(1 for j in jobs if j.role == "measured")
+    if not run.measured_left:
+        run.all_measured_done.set()
 
-    async def gated(rec: RequestRecord, spec: RequestSpec) -> None:
-        if sem is None:
-            await _one(client, rec, spec, out, on_record)
+    async def body() -> None:
+        if load.rate_rps is not None:
+            await run.open(jobs, t0_ns)
             return
-        async with sem:
-            await _one(client, rec, spec, out, on_record)
+        warm = [j for j in jobs if j.role == "warmup"]
+        rest = [j for j in jobs if j.role != "warmup"]
+        if warm:
+            await run.closed(warm, min(len(warm), load.concurrency or 1))
+        out.started_ns = time.perf_counter_ns()
+        if on_measure_start is not None:
+            on_measure_start(out.started_ns)
+        if load.duration_s:
+            run.deadline_ns = out.started_ns + int(load.duration_s * 1e9)
+        await run.closed(rest, load.concurrency or 1)
 
+    if load.duration_s and load.rate_rps is not None:
+        first = next((j.offset_ns for j in jobs if j.role == "measured"), 0)
+        run.deadline_ns = t0_ns + first + int(load.duration_s * 1e9)
+    task = asyncio.create_task(body())
+    waiter = asyncio.create_task(run.all_measured_done.wait())
     try:
-        for i, spec in enumerate(specs):
-            when_ns = t0 + int(offs[i] * 1e9)
-            delay = (when_ns - time.perf_counter_ns()) / 1e9
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-            rec = RequestRecord(first_id + i, load.point_id, when_ns)
-            tasks.append(asyncio.create_task(gated(rec, spec)))
-        if tasks:
-            await asyncio.gather(*tasks)
-    except asyncio.CancelledError:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
+        done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            task.result()
+    finally:
+        # measured requests all done (or we are cancelled): stop the cooldown ones
+        waiter.cancel()
+        if not task.done():
+            task.cancel()
+        await asyncio.gather(task, waiter, return_exceptions=True)
 
 
 async def run_point(
@@ -128,23 +231,23 @@ async def run_point(
     should_abort: Callable[[], str | None] = lambda: None,
     watch_interval_s: float = 0.2,
     on_measure_start: Callable[[int], None] | None = None,
+    cooldown_specs: Sequence[RequestSpec] = (),
 ) -> PointOutcome:
-    """Run warmup (closed loop, excluded from metrics) then the measured requests of one point."""
+    """Run one point: warmup and cooldown are recorded with `warmup=True` (not measured)."""
     out = PointOutcome()
+    jobs = plan_jobs(client, load, warmup_specs, specs, cooldown_specs, first_id)
+    meter = CpuMeter()
+    probe = LoopLagProbe()
 
     async def body() -> None:
-        if warmup_specs:
-            wl = PointLoad(load.point_id, concurrency=min(len(warmup_specs), load.concurrency or 1))
-            await _closed(client, warmup_specs, first_id, wl, True, out, on_record, None)
-        out.started_ns = time.perf_counter_ns()
-        if on_measure_start is not None:
-            on_measure_start(out.started_ns)
-        deadline = time.monotonic() + load.duration_s if load.duration_s else None
-        mid = first_id + len(warmup_specs)
-        if load.rate_rps is not None:
-            await _open(client, specs, mid, load, out, on_record, deadline)
+        probe.start()
+        t0_ns = time.perf_counter_ns() + 5_000_000
+        if load.workers > 1:
+            from harness.load.workers import run_jobs_in_workers
+
+            await run_jobs_in_workers(client, load, jobs, on_record, out, t0_ns, on_measure_start)
         else:
-            await _closed(client, specs, mid, load, False, out, on_record, deadline)
+            await run_jobs_here(client, load, jobs, on_record, out, t0_ns, on_measure_start)
 
     task = asyncio.create_task(body())
     while not task.done():
@@ -159,5 +262,33 @@ async def run_point(
     except asyncio.CancelledError:
         if out.aborted is None:
             raise
+    finally:
+        probe.stop()
     out.ended_ns = time.perf_counter_ns()
+    here = meter.read()
+    workers = out.client.pop("worker_cpu", [])
+    out.client.update(client_columns(here, workers, probe.lag_p99_s(), load.workers))
     return out
+
+
+def client_columns(
+    here: tuple[float, float],
+    workers: list[tuple[float, float]],
+    loop_lag_p99_s: float | None,
+    n_workers: int,
+) -> dict[str, Any]:
+    """client_* columns: CPU seconds of all client processes, the busiest one's share of a core,
+    and the 99th percentile of how late the main event loop woke (a saturated loop wakes late).
+
+    util = process CPU seconds / wall seconds of that process; saturated = busiest util >= 0.85.
+    """
+    procs = [here, *workers]
+    cpu = sum(c for c, _ in procs)
+    util = max((c / w for c, w in procs if w > 0), default=0.0)
+    return {
+        "client_procs": 1 + len(workers) if n_workers > 1 else 1,
+        "client_cpu_s": round(cpu, 4),
+        "client_cpu_util_max": round(util, 4),
+        "client_loop_lag_s_p99": loop_lag_p99_s,
+        "client_saturated": util >= 0.85,
+    }

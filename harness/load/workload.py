@@ -1,112 +1,44 @@
-"""Prompts with a chosen number of tokens, each with a unique prefix (no prompt-cache hits)."""
+"""Request specs: prompts of an exact token length, output lengths, datasets.
+
+"Input tokens" means what the server reports as `usage.prompt_tokens`: everything the model
+prefills, BOS and chat template included. A tokenizer counts only the text; the difference is
+measured once per engine (`harness.load.tokens`) and subtracted, so a request planned with
+N input tokens comes back with `prompt_tokens == N` (the metrics flag any that do not).
+
+Every prompt starts with its own random words (no prompt-cache hits between requests) unless
+`shared_prefix_tokens` asks for a common prefix, which then comes first.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from harness.client.openai_stream import RequestSpec
 from harness.scenario import LengthDist, Workload
 
-_WORDS = [
-    "time",
-    "year",
-    "people",
-    "way",
-    "day",
-    "man",
-    "thing",
-    "woman",
-    "life",
-    "child",
-    "world",
-    "school",
-    "state",
-    "family",
-    "student",
-    "group",
-    "country",
-    "problem",
-    "hand",
-    "part",
-    "place",
-    "case",
-    "week",
-    "company",
-    "system",
-    "program",
-    "question",
-    "work",
-    "government",
-    "number",
-    "night",
-    "point",
-    "home",
-    "water",
-    "room",
-    "mother",
-    "area",
-    "money",
-    "story",
-    "fact",
-    "month",
-    "lot",
-    "right",
-    "study",
-    "book",
-    "eye",
-    "job",
-    "word",
-    "business",
-    "issue",
-    "side",
-    "kind",
-    "head",
-    "house",
-    "service",
-    "friend",
-    "father",
-    "power",
-    "hour",
-    "game",
-    "line",
-    "end",
-    "member",
-    "law",
-    "car",
-    "city",
-    "community",
-    "name",
-    "president",
-    "team",
-    "minute",
-    "idea",
-    "kid",
-    "body",
-    "information",
-    "back",
-    "parent",
-    "face",
-    "others",
-    "level",
-    "office",
-    "door",
-    "health",
-    "person",
-    "art",
-    "war",
-    "history",
-    "party",
-    "result",
-    "change",
-    "morning",
-    "reason",
-    "research",
-    "girl",
-    "guy",
-]
+Count = Callable[[str], int | None]
+
+_WORDS_TEXT = (
+    "time year people way day man thing woman life child world school state family student group "
+    "country problem hand part place case week company system program question work government number "
+    "night point home water room mother area money story fact month lot right study book eye job word "
+    "business issue side kind head house service friend father power hour game line end member law "
+    "car city community name president team minute idea kid body information back parent face others "
+    "level office door health person art war history party result change morning reason research girl "
+    "guy"
+)
+_WORDS = _WORDS_TEXT.split(" ")
+_PREFIX_ID = 1 << 40  # rng stream of the shared prefix (request ids stay far below)
+_FILLERS = (" a", " the", " I", ".", ",")
+
+
+class DatasetError(Exception):
+    """A dataset file that cannot be used; the message is `file:line: field: problem`."""
 
 
 def draw_length(spec: int | LengthDist, rng: np.random.Generator) -> int:
@@ -125,62 +57,198 @@ def draw_length(spec: int | LengthDist, rng: np.random.Generator) -> int:
     return int(min(max(round(n), lo), hi))
 
 
+def largest_fit(f: Callable[[int], int | None], target: int, guess: int) -> tuple[int, int] | None:
+    """A k >= 0 with f(k) <= target and f(k+1) > target (or f(k) == target), for a non-decreasing f,
+    starting at `guess`. Returns (k, f(k)), or None if f(0) > target or f cannot tell (None).
+
+    Gallops away from the guess until the answer is bracketed, then bisects: a good guess costs
+    a few calls (each may be an HTTP round trip to the engine's tokenizer).
+    """
+    calls: dict[int, int | None] = {}
+
+    def g(k: int) -> int | None:
+        if k not in calls:
+            calls[k] = f(k)
+        return calls[k]
+
+    f0 = g(0)
+    if f0 is None or f0 > target:
+        return None
+    lo, f_lo = 0, f0  # f(lo) <= target
+    hi: int | None = None  # f(hi) > target
+    k = max(1, guess)
+    step = max(1, k // 16)
+    n = g(k)
+    if n is None:
+        return None
+    if n <= target:
+        lo, f_lo = k, n
+        while hi is None and f_lo < target:  # gallop up
+            k = lo + step
+            n = g(k)
+            if n is None:
+                return None
+            if n <= target:
+                lo, f_lo = k, n
+            else:
+                hi = k
+            step *= 2
+    else:
+        hi = k
+        while hi - step > lo:  # gallop down
+            k = hi - step
+            n = g(k)
+            if n is None:
+                return None
+            if n <= target:
+                lo, f_lo = k, n
+                break
+            hi = k
+            step *= 2
+    while hi is not None and hi - lo > 1 and f_lo < target:
+        mid = (lo + hi) // 2
+        n = g(mid)
+        if n is None:
+            return None
+        if n <= target:
+            lo, f_lo = mid, n
+        else:
+            hi = mid
+    return lo, f_lo
+
+
 @dataclass
 class PromptFactory:
-    """Builds prompt texts whose token count (by `count_tokens`, when given) is exactly the target.
-
-    Without a tokenizer the length is approximate (one word is assumed to be about one token).
-    """
+    """Texts whose count by `count_tokens` (the server's prompt length, see the module doc) is
+    exactly the target. Without a counter the length is approximate (about a token per word)."""
 
     seed: int = 0
-    count_tokens: Callable[[str], int | None] | None = None
+    count_tokens: Count | None = None
+    shared_prefix_tokens: int = 0
+    _words_per_token: float = 1.0
+    _prefix: str | None = field(default=None, repr=False)
+
+    def words(self, request_id: int, n: int) -> str:
+        rng = np.random.default_rng((self.seed, request_id))
+        head = f"{int(rng.integers(100000, 1000000))}"
+        ws = [_WORDS[i] for i in rng.integers(0, len(_WORDS), max(n, 0))]
+        return " ".join([head, *ws])
+
+    def prefix(self) -> str:
+        """The shared prefix (empty unless shared_prefix_tokens > 0), the same for every request."""
+        if self._prefix is None:
+            self._prefix = ""
+            if self.shared_prefix_tokens:
+                text, _ = self._fit(
+                    lambda k: "Context: " + self.words(_PREFIX_ID, k), self.shared_prefix_tokens
+                )
+                self._prefix = text + "\n"
+        return self._prefix
 
     def text(self, request_id: int, n_words: int) -> str:
-        rng = np.random.default_rng((self.seed, request_id))
-        words = [_WORDS[i] for i in rng.integers(0, len(_WORDS), max(n_words, 1))]
-        return f"{request_id}: " + " ".join(words)
+        return self.prefix() + self.words(request_id, n_words)
 
     def prompt(self, request_id: int, n_tokens: int) -> tuple[str, int | None]:
-        """(text, its measured token count or None): the longest word prefix with <= n_tokens tokens,
-        then padded with one-token pieces up to exactly n_tokens where the tokenizer allows."""
+        """(text, its count or None): exactly n_tokens where the tokenizer allows."""
         if self.count_tokens is None:
-            return self.text(request_id, max(1, n_tokens - 3)), None
+            return self.text(request_id, max(1, n_tokens - 1)), None
+        return self._fit(lambda k: self.text(request_id, k), n_tokens)
+
+    def _fit(self, make: Callable[[int], str], n_tokens: int) -> tuple[str, int | None]:
+        assert self.count_tokens is not None
         count = self.count_tokens
-        lo, hi = 1, max(2, 2 * n_tokens)
-        best_text, best_n = self.text(request_id, 1), count(self.text(request_id, 1))
-        if best_n is None:
-            return self.text(request_id, max(1, n_tokens - 3)), None
-        while lo <= hi:
-            mid = (lo + hi) // 2
-            t = self.text(request_id, mid)
-            n = count(t)
-            if n is None:
-                return best_text, best_n
-            if n <= n_tokens:
-                best_text, best_n, lo = t, n, mid + 1
+        fit = largest_fit(lambda k: count(make(k)), n_tokens, round(n_tokens * self._words_per_token))
+        if fit is None:
+            t = make(0)
+            return t, count(t)
+        k, n = fit
+        if k > 8:
+            self._words_per_token = k / max(n, 1)
+        text = make(k)
+        for _ in range(64):  # one-token fillers close the last gap (a word can be several tokens)
+            if n >= n_tokens:
+                break
+            for piece in _FILLERS:
+                m = count(text + piece)
+                if m is not None and m == n + 1:
+                    text, n = text + piece, m
+                    break
             else:
-                hi = mid - 1
-        for _ in range(16):
-            if best_n >= n_tokens:
                 break
-            t = best_text + " a"
-            n = count(t)
-            if n is None or n > n_tokens:
-                break
-            best_text, best_n = t, n
-        return best_text, best_n
+        return text, n
+
+
+@dataclass(frozen=True)
+class DatasetRow:
+    """One JSONL line: a prompt text or an input length, and the output length to ask for."""
+
+    output_tokens: int
+    prompt: str | None = None
+    input_tokens: int | None = None
+
+
+def load_dataset(path: str | Path) -> list[DatasetRow]:
+    """Lines `{"prompt": str, "output_tokens": int}` or `{"input_tokens": int, "output_tokens": int}`."""
+    p = Path(path)
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise DatasetError(f"{p}: cannot read: {e}") from None
+    rows: list[DatasetRow] = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DatasetError(f"{p}:{i}: invalid JSON: {e.msg}") from None
+        if not isinstance(d, dict):
+            raise DatasetError(f"{p}:{i}: expected an object with prompt/input_tokens and output_tokens")
+        out = d.get("output_tokens")
+        if not isinstance(out, int) or isinstance(out, bool) or out < 1:
+            raise DatasetError(f"{p}:{i}: output_tokens: must be an integer >= 1")
+        prompt, n_in = d.get("prompt"), d.get("input_tokens")
+        if prompt is not None and not isinstance(prompt, str):
+            raise DatasetError(f"{p}:{i}: prompt: must be a string")
+        if n_in is not None and (not isinstance(n_in, int) or isinstance(n_in, bool) or n_in < 1):
+            raise DatasetError(f"{p}:{i}: input_tokens: must be an integer >= 1")
+        if (prompt is None) == (n_in is None):
+            raise DatasetError(f"{p}:{i}: needs exactly one of prompt, input_tokens")
+        rows.append(DatasetRow(out, prompt, n_in))
+    if not rows:
+        raise DatasetError(f"{p}: no rows")
+    return rows
 
 
 def build_specs(
-    workload: Workload, n: int, first_id: int, count_tokens: Callable[[str], int | None] | None, seed: int
+    workload: Workload,
+    n: int,
+    first_id: int,
+    count_tokens: Count | None,
+    seed: int,
+    dataset: list[DatasetRow] | None = None,
 ) -> list[RequestSpec]:
-    """`n` request specs (prompt text, max_tokens) for request ids first_id .. first_id+n-1."""
+    """`n` request specs for request ids first_id .. first_id+n-1.
+
+    `count_tokens` gives the server-side prompt length of a text (see the module docstring).
+    With a dataset, request i uses row i modulo its length: a prompt is sent as is, an
+    input_tokens row gets a synthetic prompt of that length.
+    """
     rng = np.random.default_rng((seed, first_id))
-    factory = PromptFactory(seed=seed, count_tokens=count_tokens)
+    factory = PromptFactory(seed, count_tokens, workload.shared_prefix_tokens)
     specs = []
     for i in range(first_id, first_id + n):
-        n_in = draw_length(workload.input_tokens, rng)
-        n_out = draw_length(workload.output_tokens, rng)
+        row = dataset[i % len(dataset)] if dataset else None
+        if row is not None and row.prompt is not None:
+            measured = count_tokens(row.prompt) if count_tokens else None
+            specs.append(RequestSpec(row.prompt, row.output_tokens, measured))
+            continue
+        n_in = (
+            row.input_tokens
+            if row is not None and row.input_tokens
+            else draw_length(workload.input_tokens, rng)
+        )
+        n_out = row.output_tokens if row is not None else draw_length(workload.output_tokens, rng)
         text, measured = factory.prompt(i, n_in)
-        specs.append(RequestSpec(prompt=text, max_tokens=n_out, input_tokens=measured if measured else n_in))
+        specs.append(RequestSpec(prompt=text, max_tokens=n_out, input_tokens=measured))
     return specs

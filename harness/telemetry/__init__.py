@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from harness.scenario import Scenario
@@ -9,5 +11,49 @@ from harness.telemetry.base import TelemetrySet
 
 
 def default_samplers(s: Scenario, engine: Any) -> TelemetrySet:
-    """The samplers a scenario asks for; each one that cannot run is left out (never fails the run)."""
-    return TelemetrySet([])
+    """The samplers a scenario asks for; each one that cannot run is left out with the reason.
+
+    GPU: live NVML, or the trace named by $HARNESS_NVML_REPLAY (see `harness.telemetry.replay`).
+    CPU: the engine's process tree (if the harness started it), host CPU/memory, RAPL where readable;
+    sampled every `interval_s` but at most at 2 Hz (its columns come from counters read at the edges).
+    Engine metrics: the engine's Prometheus endpoint, if it has one.
+    """
+    t = s.telemetry
+    samplers: list[Any] = []
+    absent: dict[str, str] = {}
+    if t.nvml:
+        from harness.telemetry import nvml, replay
+
+        trace = os.environ.get(replay.ENV)
+        if trace:
+            try:
+                samplers.append(replay.ReplayNvmlSampler(Path(trace)))
+            except replay.TraceError as e:
+                absent["nvml"] = f"${replay.ENV}: {e}"
+        else:
+            try:
+                nvml.probe()
+                samplers.append(nvml.NvmlSampler(t.interval_s))
+            except nvml.NvmlError as e:
+                absent["nvml"] = str(e)
+    else:
+        absent["nvml"] = "off in the scenario (telemetry.nvml: false)"
+    if t.cpu:
+        from harness.telemetry import cpu
+        from harness.telemetry.cpu import CpuSampler
+
+        proc = getattr(engine, "proc", None)
+        samplers.append(CpuSampler(getattr(proc, "pid", None), max(t.interval_s, cpu.MIN_INTERVAL_S)))
+    else:
+        absent["cpu"] = "off in the scenario (telemetry.cpu: false)"
+    if t.engine_metrics:
+        url = engine.metrics_url() if hasattr(engine, "metrics_url") else None
+        if url:
+            from harness.telemetry.prometheus import PrometheusScraper
+
+            samplers.append(PrometheusScraper(url, t.interval_s))
+        else:
+            absent["engine_metrics"] = f"the {getattr(engine, 'name', '?')} engine has no metrics endpoint"
+    else:
+        absent["engine_metrics"] = "off in the scenario (telemetry.engine_metrics: false)"
+    return TelemetrySet(samplers, absent)

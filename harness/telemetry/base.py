@@ -33,12 +33,36 @@ class Sampler(Protocol):
         ...
 
 
-class TelemetrySet:
-    """Several samplers; an exception in any of them is recorded and that sampler is dropped."""
+def sampler_overhead(thread_cpu_s: float | None, started_ns: int, stopped_ns: int) -> dict[str, Any]:
+    """A sampler thread's own cost: CPU seconds and that as % of one core over its running time."""
+    wall_s = max(1e-9, ((stopped_ns or time.perf_counter_ns()) - started_ns) / 1e9)
+    pct = None if thread_cpu_s is None else round(100 * thread_cpu_s / wall_s, 3)
+    return {"sampler_thread_cpu_s": thread_cpu_s, "sampler_cpu_pct_of_core": pct}
 
-    def __init__(self, samplers: list[Any] | None = None) -> None:
+
+def energy_columns(cols: dict[str, Any]) -> dict[str, Any]:
+    """`energy_j` and `energy_scope` of a window from the samplers' columns.
+
+    energy_j = gpu_energy_j (NVML) where the GPUs were measured, else cpu_energy_j (RAPL package);
+    energy_scope says which (`gpu` or `cpu_package`). Neither measured: no columns.
+    """
+    for key, scope in (("gpu_energy_j", "gpu"), ("cpu_energy_j", "cpu_package")):
+        v = cols.get(key)
+        if v is not None:
+            return {"energy_j": v, "energy_scope": scope}
+    return {}
+
+
+class TelemetrySet:
+    """Several samplers; an exception in any of them is recorded and that sampler is dropped.
+
+    `absent` names samplers that were not started, with the reason (e.g. no NVML on this host).
+    """
+
+    def __init__(self, samplers: list[Any] | None = None, absent: dict[str, str] | None = None) -> None:
         self.samplers: list[Any] = list(samplers or [])
         self.problems: dict[str, str] = {}
+        self.absent: dict[str, str] = dict(absent or {})
 
     def _call(self, s: Any, method: str, *args: Any) -> Any:
         try:
@@ -64,7 +88,18 @@ class TelemetrySet:
             got = self._call(s, "end_window", name, t)
             if got:
                 cols.update(got)
+        cols.update(energy_columns(cols))
         return cols
+
+    def live(self) -> str:
+        """A short live reading (e.g. `GPU 312 W 87 % util`) from samplers that have one."""
+        parts = []
+        for s in list(self.samplers):
+            if hasattr(s, "live"):
+                got = self._call(s, "live")
+                if got:
+                    parts.append(got)
+        return " · ".join(parts)
 
     def stop(self, run_dir: Path | None = None) -> None:
         for s in list(self.samplers):
@@ -78,6 +113,8 @@ class TelemetrySet:
             m = self._call(s, "manifest")
             if m is not None:
                 out[s.name] = m
+        for name, why in self.absent.items():
+            out.setdefault(name, {})["absent"] = why
         for name, why in self.problems.items():
             out.setdefault(name, {})["error"] = why
         return out

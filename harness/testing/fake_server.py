@@ -1,9 +1,15 @@
 """A real loopback HTTP server speaking the OpenAI streaming protocol with scripted timing.
 
 It answers `/v1/completions` and `/v1/chat/completions` with `stream: true`: the first content
-chunk `ttft_s` after the request arrived, then one chunk per token every `itl_s`, then a usage
-chunk (if `stream_options.include_usage`) and `data: [DONE]`. Chunks are written at absolute
-deadlines (no drift). It exists to test the client's timing; `harness serve-fake` runs it.
+chunk `ttft_s` after the request arrived (its last body byte was read), then one chunk per
+token every `itl_s`, then a usage chunk (if `stream_options.include_usage`) and `data: [DONE]`.
+Chunks are due at absolute deadlines (no drift). While at most `spin_streams` streams are active
+the server busy-waits the last 1.5 ms before a deadline, so writes land within tens of
+microseconds of it; above that it relies on the event loop's timers (about 1 ms granularity).
+`GET /stats` reports how late the writes were and `GET /trace` the arrival and write stamps
+(`perf_counter_ns`, a clock shared by all processes of a Linux host) of the last 4096 streams;
+`POST /stats/reset` clears both. With them a test or benchmark can tell server error from
+client error. `harness serve-fake` runs it.
 """
 
 from __future__ import annotations
@@ -12,8 +18,20 @@ import asyncio
 import json
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
+
+from harness.client.aio import run_loop
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
 @dataclass
@@ -24,9 +42,13 @@ class FakeScript:
     itl_s: float | list[float] = 0.01
     default_max_tokens: int = 16
     prompt_tokens: int | None = None  # default: words in the prompt
-    fail_every: int = 0  # every n-th request answers HTTP 500 (0: never)
+    fail_every: int = 0  # every n-th request answers HTTP `fail_status` (0: never)
+    fail_status: int = 500
     drop_after_tokens: int | None = None  # close the stream after this many tokens (no [DONE])
+    bad_json_after_tokens: int | None = None  # send a malformed SSE event after this many tokens
+    stall_after_tokens: int | None = None  # stop sending (connection kept open) after this many tokens
     include_usage: bool = True
+    spin_streams: int = 16
 
     def gap_s(self, i: int) -> float:
         if isinstance(self.itl_s, list):
@@ -35,134 +57,214 @@ class FakeScript:
 
 
 @dataclass
+class ServerStats:
+    """Write lateness (actual write - deadline) of content chunks since the last reset."""
+
+    requests: int = 0
+    chunks: int = 0
+    late_ns: list[int] = field(default_factory=list)
+    # per streamed request, in arrival order: [arrived_ns, [write_ns of each content chunk]]
+    traces: deque[list[Any]] = field(default_factory=lambda: deque(maxlen=4096))
+
+    def summary(self) -> dict[str, Any]:
+        lat = sorted(self.late_ns)
+
+        def pct(p: float) -> float | None:
+            return lat[min(len(lat) - 1, int(p / 100 * len(lat)))] / 1e9 if lat else None
+
+        return {
+            "requests": self.requests,
+            "chunks": self.chunks,
+            "write_late_s_p50": pct(50),
+            "write_late_s_p99": pct(99),
+            "write_late_s_max": lat[-1] / 1e9 if lat else None,
+        }
+
+
+def _frame(data: bytes) -> bytes:
+    """One HTTP chunk (chunked transfer encoding)."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+class _Conn(asyncio.Protocol):
+    def __init__(self, server: FakeServer) -> None:
+        self.srv = server
+        self.buf = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.busy = False
+        self.last_rx = 0.0  # perf_counter() of the latest read
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        self.last_rx = time.perf_counter()
+        self.buf += data
+        if not self.busy:
+            self._next(self.last_rx)
+
+    def _next(self, arrived: float) -> None:
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = bytes(self.buf[:end]).decode("latin-1").split("\r\n")
+        length = 0
+        for h in head[1:]:
+            k, _, v = h.partition(":")
+            if k.strip().lower() == "content-length":
+                length = int(v.strip())
+        if len(self.buf) < end + 4 + length:
+            return  # body not complete yet: the request has not arrived
+        body = bytes(self.buf[end + 4 : end + 4 + length])
+        del self.buf[: end + 4 + length]
+        try:
+            method, path, _ = head[0].split(" ", 2)
+        except ValueError:
+            self._simple(400, {"error": "bad request line"})
+            return
+        self.busy = True
+        task = asyncio.get_running_loop().create_task(
+            self._serve(method, path.split("?", 1)[0], body, arrived)
+        )
+        self.srv._tasks.add(task)
+        task.add_done_callback(self.srv._tasks.discard)
+
+    async def _serve(self, method: str, path: str, body: bytes, arrived: float) -> None:
+        try:
+            keep = await self.srv._route(self, method, path, body, arrived)
+        except (ConnectionError, RuntimeError):
+            keep = False
+        self.busy = False
+        if not keep:
+            self.close()
+        elif self.buf:
+            self._next(self.last_rx)  # a request that arrived while this one was streaming
+
+    def _simple(self, code: int, payload: Any, ctype: str = "application/json") -> None:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.write(
+            f"HTTP/1.1 {code} {_REASONS[code]}\r\nContent-Type: {ctype}\r\nContent-Length: {len(data)}\r\n"
+            f"Connection: keep-alive\r\n\r\n".encode()
+            + data
+        )
+
+    def write(self, data: bytes) -> None:
+        if self.transport is None or self.transport.is_closing():
+            raise ConnectionError("client went away")
+        self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+@dataclass
 class FakeServer:
     script: FakeScript = field(default_factory=FakeScript)
     host: str = "127.0.0.1"
     port: int = 0
+    reuse_port: bool = False
     requests_seen: int = 0
+    active_streams: int = 0
+    stats: ServerStats = field(default_factory=ServerStats)
     _loop: asyncio.AbstractEventLoop | None = None
     _server: asyncio.Server | None = None
     _thread: threading.Thread | None = None
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    # -- HTTP plumbing
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                line = await reader.readline()
-                if not line:
-                    return
-                arrived = time.perf_counter()
-                method, path, _ = line.decode("latin-1").split(" ", 2)
-                headers: dict[str, str] = {}
-                while True:
-                    h = await reader.readline()
-                    if h in (b"\r\n", b"\n", b""):
-                        break
-                    k, _, v = h.decode("latin-1").partition(":")
-                    headers[k.strip().lower()] = v.strip()
-                body = b""
-                if "content-length" in headers:
-                    body = await reader.readexactly(int(headers["content-length"]))
-                keep = await self._route(method, path, body, arrived, writer)
-                if not keep:
-                    return
-        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
-            return
-        finally:
-            writer.close()
-
-    @staticmethod
-    def _simple(
-        writer: asyncio.StreamWriter, code: int, payload: Any, ctype: str = "application/json"
-    ) -> None:
-        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        reason = {200: "OK", 404: "Not Found", 400: "Bad Request", 500: "Internal Server Error"}[code]
-        writer.write(
-            f"HTTP/1.1 {code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len(data)}\r\n"
-            f"Connection: keep-alive\r\n\r\n".encode()
-            + data
-        )
-
-    async def _route(
-        self, method: str, path: str, body: bytes, arrived: float, writer: asyncio.StreamWriter
-    ) -> bool:
-        path = path.split("?", 1)[0]
+    async def _route(self, conn: _Conn, method: str, path: str, body: bytes, arrived: float) -> bool:
         if method == "GET" and path == "/health":
-            self._simple(writer, 200, {"status": "ok"})
+            conn._simple(200, {"status": "ok"})
         elif method == "GET" and path == "/v1/models":
-            self._simple(writer, 200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
+            conn._simple(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
+        elif method == "GET" and path == "/stats":
+            conn._simple(200, self.stats.summary())
+        elif method == "GET" and path == "/trace":
+            conn._simple(200, list(self.stats.traces))
+        elif method == "POST" and path == "/stats/reset":
+            self.stats = ServerStats()
+            conn._simple(200, {"status": "ok"})
         elif method == "POST" and path in ("/v1/completions", "/v1/chat/completions"):
-            return await self._complete(
-                path.endswith("chat/completions"), json.loads(body or b"{}"), arrived, writer
-            )
+            try:
+                req = json.loads(body or b"{}")
+            except ValueError:
+                conn._simple(400, {"error": {"message": "body is not JSON"}})
+                return True
+            return await self._complete(conn, path.endswith("chat/completions"), req, arrived)
         else:
-            self._simple(writer, 404, {"error": f"no route {method} {path}"})
-        await writer.drain()
+            conn._simple(404, {"error": f"no route {method} {path}"})
         return True
 
-    async def _complete(
-        self, chat: bool, req: dict[str, Any], arrived: float, writer: asyncio.StreamWriter
-    ) -> bool:
+    async def _complete(self, conn: _Conn, chat: bool, req: dict[str, Any], arrived: float) -> bool:
         s = self.script
         self.requests_seen += 1
+        self.stats.requests += 1
         if s.fail_every and self.requests_seen % s.fail_every == 0:
-            self._simple(writer, 500, {"error": {"message": "scripted failure"}})
-            await writer.drain()
+            conn._simple(s.fail_status, {"error": {"message": "scripted failure"}})
             return True
         n = int(req.get("max_tokens") or s.default_max_tokens)
         prompt = (
             req.get("prompt") if not chat else " ".join(m.get("content", "") for m in req.get("messages", []))
         )
         n_prompt = s.prompt_tokens if s.prompt_tokens is not None else len(str(prompt or "").split())
-        writer.write(
+        conn.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
             b"Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n"
         )
-        await writer.drain()
         obj = "chat.completion.chunk" if chat else "text_completion"
+        pre = b'data: {"id":"fake","object":"%s","model":"fake","choices":[{"index":0,' % obj.encode()
         deadline = arrived + s.ttft_s
-        for i in range(n):
-            if s.drop_after_tokens is not None and i >= s.drop_after_tokens:
-                return False  # connection closed mid-stream
-            await _sleep_until(deadline)
-            text = f" t{i}"
-            choice: dict[str, Any] = (
-                {"index": 0, "delta": {"content": text}, "finish_reason": None}
-                if chat
-                else {"index": 0, "text": text, "finish_reason": None}
-            )
-            if i == n - 1:
-                choice["finish_reason"] = "length"
-            await self._event(writer, {"id": "fake", "object": obj, "model": "fake", "choices": [choice]})
-            deadline += s.gap_s(i)
+        stats = self.stats
+        writes: list[int] = []
+        stats.traces.append([int(arrived * 1e9), writes])
+        self.active_streams += 1
+        try:
+            for i in range(n):
+                if s.drop_after_tokens is not None and i >= s.drop_after_tokens:
+                    return False  # connection closed mid-stream
+                if s.bad_json_after_tokens is not None and i == s.bad_json_after_tokens:
+                    conn.write(_frame(b'data: {"choices": [{"text": "unterminated\n\n'))  # then go on
+                if s.stall_after_tokens is not None and i >= s.stall_after_tokens:
+                    await asyncio.sleep(3600)  # hang with the connection open
+                await _sleep_until(deadline, self.active_streams <= s.spin_streams)
+                fin = b'"length"' if i == n - 1 else b"null"
+                if chat:
+                    piece = b'"delta":{"content":" t%d"},"finish_reason":%s}]}\n\n' % (i, fin)
+                else:
+                    piece = b'"text":" t%d","finish_reason":%s}]}\n\n' % (i, fin)
+                now = time.perf_counter()
+                conn.write(_frame(pre + piece))
+                writes.append(int(now * 1e9))
+                stats.late_ns.append(int((now - deadline) * 1e9))
+                stats.chunks += 1
+                deadline += s.gap_s(i)
+        finally:
+            self.active_streams -= 1
+        tail = b""
         if s.include_usage and (req.get("stream_options") or {}).get("include_usage"):
             usage = {"prompt_tokens": n_prompt, "completion_tokens": n, "total_tokens": n_prompt + n}
-            await self._event(
-                writer, {"id": "fake", "object": obj, "model": "fake", "choices": [], "usage": usage}
-            )
-        await self._raw(writer, b"data: [DONE]\n\n")
-        writer.write(b"0\r\n\r\n")
-        await writer.drain()
+            payload = {"id": "fake", "object": obj, "model": "fake", "choices": [], "usage": usage}
+            tail += _frame(b"data: " + json.dumps(payload).encode() + b"\n\n")
+        conn.write(tail + _frame(b"data: [DONE]\n\n") + b"0\r\n\r\n")
         return True
 
-    async def _event(self, writer: asyncio.StreamWriter, payload: dict[str, Any]) -> None:
-        await self._raw(writer, b"data: " + json.dumps(payload).encode() + b"\n\n")
-
-    @staticmethod
-    async def _raw(writer: asyncio.StreamWriter, data: bytes) -> None:
-        writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-        await writer.drain()
-
     # -- lifecycle
-    async def serve(self) -> None:
-        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+    async def _start(self) -> asyncio.Server:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Conn(self), self.host, self.port, reuse_port=self.reuse_port or None, backlog=4096
+        )
         self.port = self._server.sockets[0].getsockname()[1]
-        async with self._server:
-            await self._server.serve_forever()
+        return self._server
+
+    async def serve(self) -> None:
+        srv = await self._start()
+        async with srv:
+            await srv.serve_forever()
 
     def start_in_thread(self) -> FakeServer:
         """Serve from a daemon thread (tests); returns once the port is bound."""
@@ -172,11 +274,10 @@ class FakeServer:
             self._loop = asyncio.new_event_loop()
 
             async def main() -> None:
-                self._server = await asyncio.start_server(self._handle, self.host, self.port)
-                self.port = self._server.sockets[0].getsockname()[1]
+                srv = await self._start()
                 ready.set()
-                async with self._server:
-                    await self._server.serve_forever()
+                async with srv:
+                    await srv.serve_forever()
 
             try:
                 self._loop.run_until_complete(main())
@@ -196,9 +297,40 @@ class FakeServer:
             self._thread.join(timeout=5)
 
 
-async def _sleep_until(deadline: float) -> None:
-    """Sleep until perf_counter() reaches `deadline`: coarse sleep, then a short spin for precision."""
+def serve_processes(script: FakeScript, host: str, port: int, workers: int = 1) -> None:
+    """Serve until interrupted, from `workers` processes sharing the port (SO_REUSEPORT), on uvloop
+    where it is installed. Each process has its own `/stats`."""
+    import multiprocessing as mp
+
+    def one() -> None:
+        srv = FakeServer(script, host=host, port=port, reuse_port=workers > 1)
+        try:
+            run_loop(srv.serve())
+        except KeyboardInterrupt:
+            pass
+
+    if workers <= 1:
+        one()
+        return
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=one, daemon=True) for _ in range(workers - 1)]
+    for pr in procs:
+        pr.start()
+    try:
+        one()
+    finally:
+        for pr in procs:
+            pr.terminate()
+            pr.join(5)
+
+
+async def _sleep_until(deadline: float, spin: bool) -> None:
+    """Sleep until perf_counter() reaches `deadline`; with `spin`, busy-wait the last 1.5 ms."""
     remaining = deadline - time.perf_counter()
+    if not spin:
+        if remaining > 0:
+            await asyncio.sleep(remaining)
+        return
     if remaining > 0.002:
         await asyncio.sleep(remaining - 0.0015)
     while time.perf_counter() < deadline:

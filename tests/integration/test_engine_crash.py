@@ -36,7 +36,7 @@ def _start_run(write_scenario, tmp_path: Path) -> tuple[subprocess.Popen[str], P
             "name": "it-crash",
             "engine": {"type": "llamacpp", "model": {"source": "synthetic"}, "parallel": 2, "threads": 1},
             "workload": {"input_tokens": 16, "output_tokens": 256},
-            "load": {"concurrency": [2], "requests": 500, "warmup_requests": 0},
+            "load": {"concurrency": [2], "requests": 60, "warmup_requests": 0},
         }
     )
     results = tmp_path / "results"

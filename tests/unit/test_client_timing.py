@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from harness import metrics
@@ -15,6 +16,20 @@ from harness.client.openai_stream import RequestSpec, StreamClient
 from harness.engines.process import ManagedProcess, free_port
 from harness.records import RequestRecord
 from harness.testing.fake_server import FakeScript, FakeServer
+from harness.testing.quiet import too_busy_for
+
+TTFT_S, ITL_S = 0.040, 0.010
+MS = 1_000_000
+
+
+@pytest.fixture(autouse=True)
+def _quiet_host() -> None:
+    """The checks below are 2 ms ones: skip (with the measured reason) on a host whose scheduler
+    wakes processes late because other work saturates its CPUs; the server and the client would
+    both be delayed by the neighbours, which says nothing about the client."""
+    reason = too_busy_for(0.002)
+    if reason:
+        pytest.skip(reason)
 
 
 @pytest.fixture
@@ -30,9 +45,9 @@ def fake(tmp_path: Path) -> Iterator[str]:
             "--port",
             str(port),
             "--ttft-ms",
-            "80",
+            str(TTFT_S * 1000),
             "--itl-ms",
-            "20",
+            str(ITL_S * 1000),
         ],
         tmp_path / "fake.log",
     )
@@ -55,9 +70,14 @@ def _send(base_url: str, api: str, n: int, max_tokens: int) -> list[RequestRecor
     return asyncio.run(go())
 
 
+def _trace(base_url: str, n: int) -> list[tuple[int, list[int]]]:
+    """The server's own stamps of its last n streams: (request complete, [content chunk writes])."""
+    return [(a, w) for a, w in httpx.get(base_url + "/trace", timeout=10).json()[-n:]]
+
+
 @pytest.mark.parametrize("api", ["completion", "chat"])
 def test_ttft_and_itl_within_2ms_of_script(fake: str, api: str) -> None:
-    recs = _send(fake, api, 5, 10)
+    recs = _send(fake, api, 12, 10)
     assert all(r.ok for r in recs), [r.error for r in recs]
     for r in recs:
         assert r.output_tokens == 10 and len(r.chunk_ns) == 10
@@ -65,9 +85,34 @@ def test_ttft_and_itl_within_2ms_of_script(fake: str, api: str) -> None:
         assert r.finish_reason == "length"
     ttfts = [metrics.ttft_s(r) for r in recs]
     itls = [x for r in recs for x in metrics.itl_s(r)]
-    assert abs(statistics.median(ttfts) - 0.080) < 0.002, ttfts
-    assert abs(statistics.median(itls) - 0.020) < 0.002
-    assert max(abs(x - 0.020) for x in itls) < 0.010  # no single gap wildly off
+    assert abs(statistics.median(ttfts) - TTFT_S) < 0.002, ttfts
+    assert abs(statistics.median(itls) - ITL_S) < 0.002
+
+
+@pytest.mark.parametrize("api", ["completion", "chat"])
+def test_stamps_within_2ms_of_the_servers_own_stamps(fake: str, api: str) -> None:
+    """perf_counter_ns is one clock for all processes of a Linux host, so the client's stamps can be
+    compared with the server's: this isolates the client's error from the server's lateness."""
+    recs = _send(fake, api, 8, 10)
+    trace = _trace(fake, 8)
+    send_delay = [arrived - r.sent_ns for r, (arrived, _) in zip(recs, trace, strict=True)]
+    recv_delay = [
+        c - w
+        for r, (_, writes) in zip(recs, trace, strict=True)
+        for c, w in zip(r.chunk_ns, writes, strict=True)
+    ]
+    # the request is complete at the server shortly after the client's send stamp
+    assert all(d > 0 for d in send_delay), send_delay
+    assert statistics.median(send_delay) < 2 * MS, send_delay
+    # every chunk is stamped after the server wrote it, and within 2 ms of it (median)
+    assert all(d > 0 for d in recv_delay)
+    assert statistics.median(recv_delay) < 2 * MS, recv_delay
+    # the client's TTFT matches the server's actual TTFT (arrival to first write) within 2 ms
+    err = [
+        metrics.ttft_s(r) - (writes[0] - arrived) / 1e9
+        for r, (arrived, writes) in zip(recs, trace, strict=True)
+    ]
+    assert 0 < statistics.median(err) < 0.002, err
 
 
 def test_http_error_is_recorded_not_raised() -> None:

@@ -115,3 +115,54 @@ def test_validate_cli_good_file_exit_0() -> None:
     res = run_cli("validate", str(ROOT / "scenarios" / "quickstart-cpu.yaml"))
     assert res.returncode == 0, res.stderr
     assert "ok (3 points)" in res.stdout
+
+
+def test_gpu_offload_on_cpu_only_hardware_is_rejected() -> None:
+    data = {**BASE, "engine": {**BASE["engine"], "n_gpu_layers": -1}, "hardware": {"gpus": 0}}
+    assert messages(data) == [
+        "f.yaml: engine.n_gpu_layers: offloading -1 layer(s) to a GPU needs a GPU, but hardware.gpus is 0 "
+        "(allowed: 0 on a CPU-only machine)"
+    ]
+
+
+def test_tensor_parallel_larger_than_the_gpus_present_is_rejected() -> None:
+    data = {
+        "name": "t",
+        "engine": {
+            "type": "vllm",
+            "model": {"source": "catalog", "name": "llama-3.1-70b"},
+            "tensor_parallel_size": 8,
+        },
+        "hardware": {"gpu": "h100-sxm", "gpus": 4},
+    }
+    assert messages(data) == [
+        "f.yaml: engine.tensor_parallel_size: tensor x pipeline parallel = 8 GPUs, but hardware has 4 "
+        "(hardware.gpus x hardware.nodes; allowed: <= 4)"
+    ]
+    data["hardware"]["nodes"] = 2
+    assert parse_scenario(data).engine.tensor_parallel_size == 8
+
+
+def test_vllm_cpu_offload_with_cpu_device_is_rejected() -> None:
+    data = {
+        "name": "t",
+        "engine": {
+            "type": "vllm",
+            "model": {"source": "catalog", "name": "tiny-llama"},
+            "device": "cpu",
+            "cpu_offload_gb": 4,
+        },
+    }
+    (msg,) = messages(data)
+    assert msg.startswith("f.yaml: engine.cpu_offload_gb: offloading weights to the CPU needs a GPU engine")
+
+
+def test_run_with_missing_model_file_exits_2_before_starting_anything(tmp_path: Path) -> None:
+    scen = tmp_path / "s.yaml"
+    scen.write_text(
+        "name: s\nengine:\n  type: llamacpp\n  model: {source: path, path: /nonexistent/m.gguf}\n"
+    )
+    res = run_cli("run", str(scen), "--results", str(tmp_path / "results"))
+    assert res.returncode == 2
+    assert res.stderr.strip() == f"{scen}: engine.model.path: file not found: /nonexistent/m.gguf"
+    assert not (tmp_path / "results").exists()

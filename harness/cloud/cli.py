@@ -1,0 +1,225 @@
+"""`harness cloud launch`: run a scenario on rented GPUs through SkyPilot and bring the results back."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from harness.cloud import cost, launcher
+from harness.cloud.task import (
+    CloudError,
+    LaunchOptions,
+    build_task,
+    check_launch,
+    cluster_name,
+    resolve_accelerators,
+    source_tree,
+    task_yaml,
+)
+from harness.scenario import ScenarioError, load_scenario
+
+cloud_app = typer.Typer(
+    no_args_is_help=True,
+    help="Rent GPUs through SkyPilot: run a scenario there, bring the run directories back.",
+)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+def _fail(messages: list[str] | str, code: int = 2) -> typer.Exit:
+    for m in [messages] if isinstance(messages, str) else messages:
+        err.print(m, markup=False)
+    return typer.Exit(code)
+
+
+@dataclass
+class _Plan:
+    cluster: str
+    opts: LaunchOptions
+    yaml_text: str
+    task: dict[str, object]
+    price: cost.Price | None
+
+
+def _parse_envs(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise CloudError([f"--env: invalid value {item!r} (allowed: NAME=VALUE)"])
+        out[key] = value
+    return out
+
+
+def _cost_lines(plans: list[_Plan], max_hours: float) -> list[str]:
+    lines: list[str] = []
+    total_lo = total_hi = 0.0
+    unknown: list[str] = []
+    for p in plans:
+        acc, nodes = p.opts.accelerators, p.opts.nodes
+        head = f"{p.cluster}: {acc} × {nodes} node{'s' if nodes > 1 else ''}"
+        head += " (spot)" if p.opts.spot else ""
+        if p.price is None:
+            unknown.append(acc.name)
+            lines.append(f"{head}: no price known for {acc.name}")
+            continue
+        per_h = cost.hourly_usd(p.price, acc.count, nodes)
+        run = cost.run_cost_usd(p.price, acc.count, nodes, max_hours)
+        total_lo, total_hi = total_lo + run[0], total_hi + run[1]
+        lines.append(
+            f"{head}: {cost.fmt_range(*per_h)}/h; at most {max_hours:g} h: {cost.fmt_range(*run)}"
+            f"  [{p.price.source}]"
+        )
+    if len(plans) > 1 or unknown:
+        tail = f" + {', '.join(sorted(set(unknown)))} (unpriced)" if unknown else ""
+        lines.append(f"sweep, at most: {cost.fmt_range(total_lo, total_hi)}{tail}")
+    if unknown:
+        lines.append("pass --price USD_PER_GPU_HOUR to price it; SkyPilot's launch table shows live prices")
+    if any(p.opts.spot for p in plans):
+        lines.append("spot prices are usually lower than these on-demand ranges")
+    return lines
+
+
+@cloud_app.command()
+def launch(
+    scenario: Annotated[Path, typer.Argument(help="scenario YAML file")],
+    gpus: Annotated[
+        list[str] | None,
+        typer.Option("--gpus", help="NAME:COUNT per node, e.g. H100:8; repeat for a sweep over machines"),
+    ] = None,
+    cloud: Annotated[
+        str | None, typer.Option("--cloud", "--infra", help="aws, gcp, lambda, runpod, aws/us-east-1, …")
+    ] = None,
+    nodes: Annotated[int | None, typer.Option(min=1, help="nodes (default: hardware.nodes)")] = None,
+    spot: Annotated[bool, typer.Option("--spot", help="spot/preemptible instances")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the SkyPilot task(s) only")] = False,
+    keep: Annotated[bool, typer.Option("--keep", help="leave the cluster up afterwards")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask before launching")] = False,
+    results: Annotated[Path, typer.Option(help="local results root; runs land in RESULTS/CLUSTER/")] = Path(
+        "results"
+    ),
+    image: Annotated[
+        str | None, typer.Option(help="docker:IMAGE[:TAG] (default: the engine's pinned image) or none")
+    ] = None,
+    price: Annotated[float | None, typer.Option(min=0, help="USD per GPU-hour for the estimate")] = None,
+    max_hours: Annotated[float, typer.Option(min=0.05, help="stop the benchmark after this long")] = 2.0,
+    disk_size: Annotated[int, typer.Option(min=50, help="disk per node, GB")] = 256,
+    idle_minutes: Annotated[int, typer.Option(min=1, help="autodown after this idle time")] = 30,
+    env: Annotated[list[str] | None, typer.Option("--env", help="NAME=VALUE set on the cluster")] = None,
+    secret: Annotated[
+        list[str] | None, typer.Option("--secret", help="NAME of a local env var sent as a secret")
+    ] = None,
+) -> None:
+    """Rent the GPUs a scenario needs (SkyPilot), run it there, fetch the run directories, tear down."""
+    try:
+        s = load_scenario(scenario)
+    except ScenarioError as e:
+        raise _fail(e.messages) from None
+    workdir = source_tree()
+    if workdir is None and (image is None or image == "none"):
+        raise _fail("--image: needed when the harness is not a source checkout (nothing to sync)")
+    plans: list[_Plan] = []
+    warnings: list[str] = []
+    try:
+        envs = _parse_envs(env or [])
+        specs: list[str | None] = list(gpus) if gpus else [None]
+        for spec in specs:
+            acc = resolve_accelerators(s, str(scenario), spec)
+            opts = LaunchOptions(
+                accelerators=acc,
+                nodes=nodes or s.hardware.nodes,
+                infra=cloud,
+                spot=spot,
+                image=image,
+                disk_size_gb=disk_size,
+                max_hours=max_hours,
+                envs=envs,
+                secrets=tuple(secret or ()),
+            )
+            warnings += check_launch(s, str(scenario), opts)
+            name = cluster_name(s.name, acc, opts.nodes)
+            if any(p.cluster == name for p in plans):
+                raise CloudError([f"--gpus: {acc} is given twice"])
+            t = build_task(s, scenario, opts, workdir, name)
+            plans.append(_Plan(name, opts, task_yaml(t), t, cost.lookup_price(acc.name, price)))
+    except CloudError as e:
+        raise _fail(e.messages) from None
+    for w in dict.fromkeys(warnings):
+        err.print(f"warning: {w}", markup=False)
+
+    if dry_run:
+        for i, p in enumerate(plans):
+            print(("---\n" if i else "") + f"# cluster: {p.cluster}\n" + p.yaml_text, end="")
+        sys.stdout.flush()
+        _validate(plans)
+        for line in _cost_lines(plans, max_hours):
+            err.print(line, markup=False)
+        for p in plans:
+            local = results / p.cluster
+            cmds = [
+                launcher.sky_launch_argv(p.cluster, local / "task.yaml", p.opts.secrets, keep, idle_minutes),
+                launcher.rsync_argv(p.cluster, local),
+            ]
+            if not keep:
+                cmds.append(launcher.sky_down_argv(p.cluster))
+            err.print("would run:\n" + "\n".join("  " + " ".join(c) for c in cmds), markup=False)
+        return
+
+    missing = launcher.missing_tools()
+    if missing:
+        raise _fail(
+            f"cannot launch: {', '.join(missing)} not found on PATH "
+            "(pip install 'llm-harness[cloud]' or pipx install skypilot, then `sky check`; "
+            "rsync and ssh from your OS)"
+        )
+    for line in _cost_lines(plans, max_hours):
+        err.print(line, markup=False)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise _fail("--yes: needed to launch without a terminal to confirm on")
+        if not typer.confirm(f"Launch {len(plans)} cluster(s) now?", default=False, err=True):
+            raise _fail("not launched", 1)
+    done: list[launcher.MachineRun] = []
+    for p in plans:
+        m = launcher.MachineRun(
+            cluster=p.cluster,
+            accelerators=str(p.opts.accelerators),
+            nodes=p.opts.nodes,
+            local_dir=str(results / p.cluster),
+            task=dict(p.task),
+            price_usd_per_gpu_hour=(
+                [p.price.low_usd_per_gpu_hour, p.price.high_usd_per_gpu_hour] if p.price else None
+            ),
+            price_source=p.price.source if p.price else None,
+            max_hours=max_hours,
+        )
+        try:
+            done.append(launcher.launch_one(m, p.yaml_text, err.print, p.opts.secrets, keep, idle_minutes))
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+    runs = [r for m in done for r in m.run_dirs]
+    for m in done:
+        status = "ok" if m.ok else f"launch exit {m.launch_rc}, fetch exit {m.fetch_rc}"
+        err.print(f"{m.cluster}: {status}; {len(m.run_dirs)} run dir(s) in {m.local_dir}", markup=False)
+    if runs:
+        err.print("compare them: harness compare " + " ".join(runs), markup=False)
+    if not all(m.ok for m in done):
+        raise typer.Exit(3)
+
+
+def _validate(plans: list[_Plan]) -> None:
+    from harness.cloud.validate import SkyPilotUnavailable, TaskInvalid, validate_task_yamls
+
+    try:
+        got = validate_task_yamls([p.yaml_text for p in plans])
+    except SkyPilotUnavailable as e:
+        err.print(f"not checked with SkyPilot's loader: {e}", markup=False)
+        return
+    except TaskInvalid as e:
+        raise _fail(f"SkyPilot rejects the task: {e}") from None
+    for p, g in zip(plans, got, strict=True):
+        err.print(f"{p.cluster}: task accepted by SkyPilot {g['skypilot_version']}'s loader", markup=False)

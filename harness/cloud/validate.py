@@ -1,0 +1,98 @@
+"""Check a task YAML with SkyPilot's own loader (`sky.Task.from_yaml`: its JSON schema and resource
+parsing; works offline, no cloud credentials).
+
+The loader runs in a child process: of this interpreter when it can import `sky`, else of the one
+named by HARNESS_SKYPILOT_PYTHON (a pipx/uv tool environment, or the separate venv CI makes),
+because skypilot pins click<8.2 and uvicorn<0.36 and may live apart from the harness.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ENV_PYTHON = "HARNESS_SKYPILOT_PYTHON"
+
+_CHECK = """
+import json
+import sys
+
+import sky
+
+for i, path in enumerate(sys.argv[1:]):
+    try:
+        task = sky.Task.from_yaml(path)
+    except Exception as e:
+        print(f"task {i}: {type(e).__name__}: {e}", file=sys.stderr)
+        sys.exit(1)
+    res = list(task.resources)
+    print(json.dumps({
+        "skypilot_version": sky.__version__,
+        "name": task.name,
+        "num_nodes": task.num_nodes,
+        "accelerators": [r.accelerators for r in res],
+        "use_spot": [r.use_spot for r in res],
+        "image_id": [list((r.image_id or {}).values()) for r in res],
+        "cloud": [str(r.cloud) if r.cloud is not None else None for r in res],
+        "disk_size": [r.disk_size for r in res],
+        "file_mounts": task.file_mounts,
+        "workdir": task.workdir,
+        "envs": task.envs,
+    }), flush=True)
+"""
+
+
+class SkyPilotUnavailable(Exception):
+    """Neither an importable `sky` nor HARNESS_SKYPILOT_PYTHON."""
+
+
+class TaskInvalid(Exception):
+    """SkyPilot's loader rejected the task; the message is SkyPilot's."""
+
+
+def validate_task_yamls(texts: list[str], python: str | None = None) -> list[dict[str, Any]]:
+    """Load each text as a SkyPilot task (one child process for all); return what SkyPilot made of
+    each: skypilot_version, name, num_nodes, accelerators, use_spot, image_id, cloud, disk_size,
+    file_mounts, workdir, envs.
+
+    Raises TaskInvalid (SkyPilot's error, naming the task's index) or SkyPilotUnavailable."""
+    python = python or os.environ.get(ENV_PYTHON) or None
+    if python is None:
+        if importlib.util.find_spec("sky") is None:
+            raise SkyPilotUnavailable(
+                f"skypilot is not importable and {ENV_PYTHON} is not set "
+                "(pip install 'llm-harness[cloud]', or point it at a Python that has skypilot)"
+            )
+        python = sys.executable
+    with tempfile.TemporaryDirectory(prefix="harness-sky-") as d:
+        paths = []
+        for i, text in enumerate(texts):
+            paths.append(Path(d) / f"task-{i}.yaml")
+            paths[-1].write_text(text, encoding="utf-8")
+        try:
+            proc = subprocess.run(
+                [python, "-c", _CHECK, *map(str, paths)],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
+        except OSError as e:
+            raise SkyPilotUnavailable(f"{ENV_PYTHON}={python}: cannot run: {e}") from None
+    if proc.returncode != 0:
+        msg = proc.stderr.strip().splitlines()
+        if any("No module named 'sky'" in line for line in msg):
+            raise SkyPilotUnavailable(f"{python}: skypilot is not installed there")
+        raise TaskInvalid(msg[-1] if msg else f"exit {proc.returncode}")
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+
+
+def validate_task_yaml(text: str, python: str | None = None) -> dict[str, Any]:
+    """`validate_task_yamls` for one task."""
+    return validate_task_yamls([text], python)[0]

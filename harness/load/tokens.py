@@ -1,0 +1,101 @@
+"""Token counting for the workload: the engine's tokenizer or a local `tokenizer.json`.
+
+A tokenizer counts the text only; the server's `usage.prompt_tokens` adds what it puts around
+it (BOS, the chat template). `measure_offset` sends one probe request and takes the difference,
+so `PromptCounter` returns what the server will report. Nothing is ever downloaded: a local
+tokenizer is a file path (the `tokenizers` package reads Hugging Face `tokenizer.json` files).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from harness.client.openai_stream import RequestSpec, StreamClient
+from harness.records import RequestRecord
+
+Count = Callable[[str], int | None]
+PROBE_TEXT = "The quick brown fox jumps over the lazy dog while the band plays on"
+
+
+class TokenizerError(Exception):
+    pass
+
+
+def local_tokenizer(path: str) -> Count:
+    """Count with a local `tokenizer.json` (no special tokens: the probe measures those)."""
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        raise TokenizerError("workload.tokenizer needs: pip install tokenizers") from None
+    try:
+        tok = Tokenizer.from_file(path)
+    except Exception as e:  # the Rust side raises plain Exception subclasses
+        raise TokenizerError(f"{path}: cannot load tokenizer: {e}") from None
+
+    def count(text: str) -> int | None:
+        return len(tok.encode(text, add_special_tokens=False).ids)
+
+    return count
+
+
+def text_counter(tokenizer_path: str | None, engine: Any) -> tuple[Count | None, str]:
+    """(count, source): the local tokenizer if given, else the engine's, else none."""
+    if tokenizer_path:
+        return local_tokenizer(tokenizer_path), f"tokenizer.json {tokenizer_path}"
+    if engine is not None and hasattr(engine, "tokenize"):
+        probe = engine.tokenize("hello")
+        if probe is not None:
+            return engine.tokenize, f"engine {getattr(engine, 'name', '?')} tokenize"
+    return None, "none (prompt lengths approximate: about one token per word)"
+
+
+async def measure_offset(client: StreamClient, count: Count) -> tuple[int | None, dict[str, Any]]:
+    """Server prompt tokens minus tokenizer count of one probe prompt (1 output token asked)."""
+    n_text = count(PROBE_TEXT)
+    rec = RequestRecord(-1, "probe", 0, warmup=True)
+    await client.send(rec, RequestSpec(PROBE_TEXT, 1))
+    info: dict[str, Any] = {"probe_text_tokens": n_text, "probe_prompt_tokens": rec.prompt_tokens}
+    if n_text is None or rec.prompt_tokens is None or not rec.ok:
+        info["probe_error"] = rec.error or "no usage.prompt_tokens in the response"
+        return None, info
+    return rec.prompt_tokens - n_text, info
+
+
+@dataclass
+class PromptCounter:
+    """Server-side prompt length of a text: tokenizer count + the measured offset."""
+
+    count_text: Count
+    offset: int
+    source: str
+
+    def __call__(self, text: str) -> int | None:
+        n = self.count_text(text)
+        return None if n is None else n + self.offset
+
+
+def prepare_counter(
+    tokenizer_path: str | None, engine: Any, client: StreamClient, run: Callable[[Any], Any] = asyncio.run
+) -> tuple[PromptCounter | None, Count | None, dict[str, Any]]:
+    """(prompt counter, plain text counter, manifest info) for one engine.
+
+    The plain counter (no offset) is the one for streamed output text.
+    """
+    count, source = text_counter(tokenizer_path, engine)
+    info: dict[str, Any] = {"source": source}
+    if count is None:
+        return None, None, info
+
+    async def probe() -> tuple[int | None, dict[str, Any]]:
+        async with client:
+            return await measure_offset(client, count)
+
+    offset, details = run(probe())
+    info.update(details)
+    info["offset"] = offset
+    if offset is None:
+        info["note"] = "server did not report prompt_tokens: planned lengths count the text only"
+    return PromptCounter(count, offset or 0, source), count, info

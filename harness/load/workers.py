@@ -1,0 +1,192 @@
+"""Several client processes for one point, each with its own event loop.
+
+One event loop is one core: at high rates a single client process saturates before the server
+does. Here the jobs of a point are dealt round-robin to `load.workers` processes. All stamps
+are `perf_counter_ns()`, which on Linux reads CLOCK_MONOTONIC, one clock for every process of
+the host, so the records merge without any offset (checked at start-up: each worker reports
+its clock and a mismatch stops the point). Open loop: every worker keeps the absolute
+schedule of its share (same `t0`), so the merged arrivals are the planned process. Closed loop:
+the concurrency is split between the workers. Records come back over a pipe as each request
+ends and go to `on_record` at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, fields, replace
+from multiprocessing.connection import Connection
+from typing import Any
+
+from harness.client.openai_stream import StreamClient
+from harness.load.driver import Job, OnRecord, PointLoad, PointOutcome, run_jobs_here
+from harness.records import RequestRecord
+
+START_TIMEOUT_S = 120.0
+MAX_DELIVERY_NS = 120_000_000_000  # a "ready" message older than this means another clock
+
+
+def split(n: int | None, k: int, workers: int) -> int | None:
+    """Share of worker k of a total n (concurrency, cap): n // workers, plus one for the first n % workers."""
+    if n is None:
+        return None
+    return max(1, n // workers + (1 if k < n % workers else 0))
+
+
+def _client_config(client: StreamClient) -> dict[str, Any]:
+    return {f.name: getattr(client, f.name) for f in fields(client) if not f.name.startswith("_")}
+
+
+def _worker_main(conn: Connection, cfg: dict[str, Any], load: dict[str, Any], jobs: list[Job]) -> None:
+    from harness.client.aio import run_loop
+    from harness.load.cpu import CpuMeter, LoopLagProbe
+
+    async def main() -> None:
+        meter = CpuMeter()
+        probe = LoopLagProbe()
+        probe.start()
+        conn.send(("ready", time.perf_counter_ns()))
+        loop = asyncio.get_running_loop()
+        msg = await loop.run_in_executor(None, conn.recv)
+        if msg[0] != "go":
+            return
+        t0_ns = msg[1]
+        out = PointOutcome()
+        pl = PointLoad(**load)
+
+        def on_record(rec: RequestRecord) -> None:
+            conn.send(("rec", rec.to_json()))
+
+        async with StreamClient(**cfg) as client:
+            run = asyncio.create_task(
+                run_jobs_here(client, pl, jobs, on_record, out, t0_ns, lambda t: conn.send(("start", t)))
+            )
+            stop = loop.run_in_executor(None, conn.recv)
+            await asyncio.wait({run, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if not run.done():
+                run.cancel()
+            await asyncio.gather(run, return_exceptions=True)
+        probe.stop()
+        cpu_s, wall_s = meter.read()
+        conn.send(("done", cpu_s, wall_s, probe.lag_p99_s()))
+
+    try:
+        run_loop(main())
+    finally:
+        conn.close()
+
+
+async def run_jobs_in_workers(
+    client: StreamClient,
+    load: PointLoad,
+    jobs: Sequence[Job],
+    on_record: OnRecord,
+    out: PointOutcome,
+    t0_ns: int,
+    on_measure_start: Callable[[int], None] | None = None,
+) -> None:
+    """Run `jobs` in `load.workers` processes; fills `out.records` and `out.client['worker_cpu']`."""
+    n = load.workers
+    ctx = mp.get_context("spawn")
+    cfg = _client_config(client)
+    pipes: list[Connection] = []
+    procs: list[Any] = []
+    for k in range(n):
+        share = [j for i, j in enumerate(jobs) if i % n == k]
+        wl = replace(
+            load,
+            workers=1,
+            concurrency=split(load.concurrency, k, n),
+            max_concurrency=split(load.max_concurrency, k, n),
+        )
+        parent, child = ctx.Pipe()
+        p = ctx.Process(target=_worker_main, args=(child, cfg, asdict(wl), share), daemon=True)
+        p.start()
+        child.close()
+        pipes.append(parent)
+        procs.append(p)
+    loop = asyncio.get_running_loop()
+    ready: list[int] = []
+    finished: dict[int, tuple[float, float]] = {}
+    all_done = asyncio.Event()
+    all_ready = asyncio.Event()
+    dead: list[int] = []
+    problems: list[str] = []
+
+    def handle(k: int) -> None:
+        c = pipes[k]
+        try:
+            while c.poll():
+                msg = c.recv()
+                kind = msg[0]
+                if kind == "rec":
+                    rec = RequestRecord.from_json(msg[1])
+                    out.records.append(rec)
+                    on_record(rec)
+                elif kind == "ready":
+                    # the message was stamped before it was read: on one shared clock this is
+                    # the (small, positive) delivery time; anything else is another clock
+                    delay = time.perf_counter_ns() - msg[1]
+                    if not 0 <= delay < MAX_DELIVERY_NS:
+                        problems.append(f"client worker {k} is on another clock ({delay} ns): use workers: 1")
+                        all_ready.set()
+                    ready.append(k)
+                    if len(ready) == n:
+                        all_ready.set()
+                elif kind == "start":
+                    if not out.started_ns:
+                        out.started_ns = msg[1]
+                        if on_measure_start is not None:
+                            on_measure_start(msg[1])
+                elif kind == "done":
+                    finished[k] = (msg[1], msg[2])
+                    loop.remove_reader(c.fileno())
+                    c.send(("bye",))  # releases the worker's thread waiting for a stop
+                    if len(finished) == n:
+                        all_done.set()
+                    return
+        except (EOFError, OSError):
+            loop.remove_reader(c.fileno())
+            finished.setdefault(k, (0.0, 0.0))
+            if k not in ready:
+                dead.append(k)
+                all_ready.set()  # wake the start-up wait: it reports the dead worker
+            if len(finished) == n:
+                all_done.set()
+
+    for k, c in enumerate(pipes):
+        loop.add_reader(c.fileno(), handle, k)
+    try:
+        await asyncio.wait_for(all_ready.wait(), START_TIMEOUT_S)
+        if problems:
+            raise RuntimeError(problems[0])
+        if dead:
+            procs[dead[0]].join(5)
+            raise RuntimeError(f"client worker {dead[0]} exited at start (code {procs[dead[0]].exitcode})")
+        t0 = max(t0_ns, time.perf_counter_ns() + 20_000_000)
+        for c in pipes:
+            c.send(("go", t0))
+        await all_done.wait()
+    finally:
+        if not all_done.is_set():
+            for c in pipes:
+                try:
+                    c.send(("stop",))
+                except (OSError, BrokenPipeError):
+                    pass
+            try:
+                await asyncio.wait_for(all_done.wait(), 10)
+            except TimeoutError:
+                pass
+        for c in pipes:
+            try:
+                loop.remove_reader(c.fileno())
+            except (ValueError, OSError):
+                pass
+        for p in procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.terminate()
+        out.client["worker_cpu"] = list(finished.values())

@@ -1,0 +1,266 @@
+"""CPU telemetry: the engine's process tree (CPU time, RSS), the host, and RAPL package energy.
+
+Sampled on a thread every `interval_s` and at every window edge. Window columns:
+
+- `engine_cpu_pct_mean`: Δ CPU seconds of the engine process tree / window seconds × 100
+  (100 = one core busy; the tree's processes add up; a child that exits loses at most its last
+  interval, since children's times are not taken from their parent after reaping, to count once).
+- `engine_rss_bytes_max`: highest Σ RSS of the tree sampled in the window.
+- `host_cpu_pct_mean`: Δ busy / Δ total of the host's CPU time × 100 (all cores; 100 = all busy).
+- `host_mem_used_bytes_max`: highest total − available memory sampled in the window.
+- `cpu_energy_j`, `cpu_power_w_mean`: Σ over RAPL package domains of the `energy_uj` increase
+  (wraps at `max_energy_range_uj` handled) / 1e6, and that over the window seconds.
+  Absent, with the reason in the manifest, where /sys/class/powercap is missing or not readable.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from harness.telemetry.base import sampler_overhead
+from harness.telemetry.window import NS, counter_increase, window_values
+
+POWERCAP = Path("/sys/class/powercap")
+# CPU time and RAPL energy are counters read at every window edge, so the columns do not need fast
+# sampling; in between, 2 Hz catches RSS/memory peaks at a fraction of the cost of 10 Hz
+MIN_INTERVAL_S = 0.5
+
+
+@dataclass
+class RaplDomain:
+    name: str
+    path: Path
+    max_range_uj: int | None
+
+    def read_uj(self) -> int:
+        return int((self.path / "energy_uj").read_text().strip())
+
+
+def find_rapl(root: Path = POWERCAP) -> tuple[list[RaplDomain], str | None]:
+    """Readable RAPL package domains under `root`, or none and the reason why."""
+    if not root.is_dir():
+        return [], f"{root} does not exist (no powercap/RAPL driver on this host or in this container)"
+    doms: list[RaplDomain] = []
+    problems: list[str] = []
+    for d in sorted(root.glob("intel-rapl:*")):
+        if d.name.count(":") != 1:  # sub-domains (core, uncore, dram) are inside the package
+            continue
+        try:
+            name = (d / "name").read_text().strip()
+        except OSError as e:
+            problems.append(f"{d / 'name'}: {e.strerror}")
+            continue
+        if not name.startswith("package"):
+            continue
+        try:
+            rng: int | None = int((d / "max_energy_range_uj").read_text().strip())
+        except (OSError, ValueError):
+            rng = None
+        dom = RaplDomain(name, d, rng)
+        try:
+            dom.read_uj()
+        except PermissionError:
+            problems.append(
+                f"{d / 'energy_uj'}: permission denied (root only on kernels patched for CVE-2020-8694)"
+            )
+            continue
+        except (OSError, ValueError) as e:
+            problems.append(f"{d / 'energy_uj'}: {e}")
+            continue
+        doms.append(dom)
+    if doms:
+        return doms, None
+    return [], "; ".join(problems) or f"no intel-rapl package domain under {root}"
+
+
+class CpuSampler:
+    """Process-tree, host and RAPL sampling; `pid` is the engine's process (None: external engine)."""
+
+    name = "cpu"
+    TREE_REFRESH_S = 2.0  # new children are found this late at most; their CPU time is counted in full
+
+    def __init__(self, pid: int | None, interval_s: float = 0.1, powercap: Path = POWERCAP) -> None:
+        self.pid = pid
+        self.interval_s = interval_s
+        self.powercap = powercap
+        self.absent: dict[str, str] = {}
+        self.rapl: list[RaplDomain] = []
+        self.t_ns: list[int] = []
+        self.cols: dict[str, list[Any]] = {
+            k: [] for k in ("engine_cpu_s", "engine_rss_bytes", "host_busy_s", "host_total_s", "mem_used")
+        }
+        self.rapl_uj: list[list[int | None]] = []
+        self._proc: psutil.Process | None = None
+        self._seen: dict[tuple[int, float], float] = {}  # (pid, create_time) -> CPU seconds last seen
+        self._tree_cpu_s = 0.0
+        self._procs: list[psutil.Process] = []
+        self._tree_at = float("-inf")
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._open: dict[str, int] = {}
+        self.windows: dict[str, tuple[int, int]] = {}
+        self.thread_cpu_s: float | None = None
+        self.loop_error: str | None = None
+        self.started_ns = 0
+        self.stopped_ns = 0
+
+    def start(self) -> None:
+        if self.pid is None:
+            self.absent["engine"] = "the engine is not a local process the harness started (external)"
+        else:
+            try:
+                self._proc = psutil.Process(self.pid)
+            except psutil.Error as e:
+                self.absent["engine"] = f"pid {self.pid}: {type(e).__name__}"
+        self.rapl, why = find_rapl(self.powercap)
+        if why:
+            self.absent["rapl"] = why
+        self.rapl_uj = [[] for _ in self.rapl]
+        self.started_ns = time.perf_counter_ns()
+        self.sample()
+        self._thread = threading.Thread(target=self._loop, name="cpu-sampler", daemon=True)
+        self._thread.start()
+
+    def _tree(self) -> tuple[float | None, int | None]:
+        """Monotone CPU seconds of the engine tree (Σ of per-process increases) and its Σ RSS."""
+        if self._proc is None:
+            return None, None
+        now = time.monotonic()
+        if now - self._tree_at >= self.TREE_REFRESH_S:  # listing children scans all of /proc: not every tick
+            self._tree_at = now
+            try:
+                self._procs = [self._proc, *self._proc.children(recursive=True)]
+            except psutil.Error:
+                self._procs = []
+        procs = self._procs
+        rss = 0
+        first = not self.t_ns
+        for p in procs:
+            try:
+                with p.oneshot():
+                    ct = p.cpu_times()
+                    key = (p.pid, p.create_time())
+                    rss += p.memory_info().rss
+            except psutil.Error:
+                continue
+            cpu = ct.user + ct.system
+            prev = self._seen.get(key, cpu if first else 0.0)  # a process new since the start: all of it
+            self._tree_cpu_s += max(0.0, cpu - prev)
+            self._seen[key] = cpu
+        return self._tree_cpu_s, (rss if procs else None)
+
+    def sample(self) -> None:
+        with self._lock:
+            t = time.perf_counter_ns()
+            cpu_s, rss = self._tree()
+            ht = psutil.cpu_times()
+            total = sum(ht)
+            idle = ht.idle + getattr(ht, "iowait", 0.0)
+            vm = psutil.virtual_memory()
+            self.t_ns.append(t)
+            for k, v in (
+                ("engine_cpu_s", cpu_s),
+                ("engine_rss_bytes", rss),
+                ("host_busy_s", total - idle),
+                ("host_total_s", total),
+                ("mem_used", vm.total - vm.available),
+            ):
+                self.cols[k].append(v)
+            for dom, series in zip(self.rapl, self.rapl_uj, strict=True):
+                try:
+                    series.append(dom.read_uj())
+                except (OSError, ValueError):
+                    series.append(None)
+
+    def _loop(self) -> None:
+        nxt = time.monotonic() + self.interval_s
+        while not self._stop.wait(max(0.0, nxt - time.monotonic())):
+            try:
+                self.sample()
+            except Exception as e:  # keep sampling; the manifest says what went wrong
+                self.loop_error = f"{type(e).__name__}: {e}"
+            nxt += self.interval_s
+            if nxt < time.monotonic():
+                nxt = time.monotonic() + self.interval_s
+        self.thread_cpu_s = time.thread_time()
+
+    def begin_window(self, name: str, t_ns: int) -> None:
+        self.sample()
+        self._open[name] = t_ns
+
+    def end_window(self, name: str, t_ns: int) -> dict[str, Any]:
+        self.sample()
+        t0 = self._open.pop(name)
+        self.windows[name] = (t0, t_ns)
+        with self._lock:
+            return self.window_columns(t0, t_ns)
+
+    def window_columns(self, t0: int, t1: int) -> dict[str, Any]:
+        t, c = self.t_ns, self.cols
+        dur_s = (t1 - t0) / NS
+        out: dict[str, Any] = {}
+        if dur_s <= 0:
+            return out
+        if self._proc is not None:
+            cpu = counter_increase(t, c["engine_cpu_s"], t0, t1)
+            out["engine_cpu_pct_mean"] = None if cpu is None else 100.0 * cpu / dur_s
+            rss = window_values(t, c["engine_rss_bytes"], t0, t1)
+            out["engine_rss_bytes_max"] = max(rss) if rss else None
+        busy = counter_increase(t, c["host_busy_s"], t0, t1)
+        total = counter_increase(t, c["host_total_s"], t0, t1)
+        out["host_cpu_pct_mean"] = 100.0 * busy / total if busy is not None and total else None
+        mem = window_values(t, c["mem_used"], t0, t1)
+        out["host_mem_used_bytes_max"] = max(mem) if mem else None
+        if self.rapl:
+            incs = [
+                counter_increase(t, s, t0, t1, wrap_at=d.max_range_uj)
+                for d, s in zip(self.rapl, self.rapl_uj, strict=True)
+            ]
+            if all(x is not None for x in incs):
+                e = sum(x for x in incs if x is not None) / 1e6
+                out["cpu_energy_j"] = e
+                out["cpu_power_w_mean"] = e / dur_s
+        return out
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(timeout=5)
+            self._thread = None
+            self.stopped_ns = time.perf_counter_ns()
+
+    def live(self) -> str:
+        with self._lock:
+            if len(self.t_ns) < 2 or self.cols["engine_cpu_s"][-1] is None:
+                return ""
+            dt = (self.t_ns[-1] - self.t_ns[-2]) / NS
+            d = self.cols["engine_cpu_s"][-1] - self.cols["engine_cpu_s"][-2]
+        return f"engine CPU {100 * d / dt:.0f} %" if dt > 0 else ""
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "interval_s": self.interval_s,
+            "engine_pid": self.pid,
+            "samples": len(self.t_ns),
+            "rapl_domains": [{"name": d.name, "path": str(d.path)} for d in self.rapl],
+            "absent": dict(self.absent),
+            "loop_error": self.loop_error,
+            **sampler_overhead(self.thread_cpu_s, self.started_ns, self.stopped_ns),
+            "file": "telemetry-cpu.parquet",
+        }
+
+    def write(self, run_dir: Path) -> None:
+        import pandas as pd
+
+        with self._lock:
+            df = pd.DataFrame({"t_ns": self.t_ns, **self.cols})
+            for d, s in zip(self.rapl, self.rapl_uj, strict=True):
+                df[f"rapl_{d.name}_uj"] = s
+        df.to_parquet(Path(run_dir) / "telemetry-cpu.parquet", index=False)

@@ -1,0 +1,404 @@
+"""NVML (the nvidia-ml-py binding, module `pynvml`) behind one boundary, and the GPU sampler.
+
+Every NVML call goes through `call()`, which turns `pynvml.NVMLError` into this module's typed
+exceptions: `NvmlUnavailable` (binding not installed, no libnvidia-ml, driver not loaded, no GPU),
+`NvmlNotSupported` (the device or driver does not support a function or field), `NvmlGpuLost`, and
+`NvmlError` for the rest. Nothing else in the harness touches pynvml.
+
+`NvmlSampler` reads every GPU each `interval_s` on a thread (and once more at every window edge):
+energy counter, power, utilization, memory, clocks, temperature, clocks-event reasons, PCIe bytes.
+What a GPU does not support is probed once at start, left out, and listed in the manifest with the
+reason. Power comes from the `POWER_INSTANT` field where supported, else `nvmlDeviceGetPowerUsage`
+(a 1 s average on H100, near-instantaneous on A100); the manifest names the source per GPU.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.telemetry.base import sampler_overhead
+from harness.telemetry.trace import GpuSeries, gpu_window_columns, write_trace
+
+
+class NvmlError(Exception):
+    """An NVML call failed; `code` is NVML's return code when there is one."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class NvmlUnavailable(NvmlError):
+    """No NVML here: binding not installed, no libnvidia-ml, driver not loaded, or no GPU."""
+
+
+class NvmlNotSupported(NvmlError):
+    """This device or driver does not support the function or field."""
+
+
+class NvmlGpuLost(NvmlError):
+    """The GPU fell off the bus or needs a reset."""
+
+
+def binding() -> Any:
+    try:
+        import pynvml
+    except ImportError:
+        raise NvmlUnavailable("nvidia-ml-py is not installed (pip install 'llm-harness[gpu]')") from None
+    return pynvml
+
+
+def convert(e: Exception, what: str = "NVML") -> NvmlError:
+    """The typed exception for a `pynvml.NVMLError` (by its return code)."""
+    nv = binding()
+    code = getattr(e, "value", None)
+    msg = f"{what}: {e} (NVML return code {code})"
+    by_name = {
+        "NVML_ERROR_LIBRARY_NOT_FOUND": NvmlUnavailable,
+        "NVML_ERROR_DRIVER_NOT_LOADED": NvmlUnavailable,
+        "NVML_ERROR_LIB_RM_VERSION_MISMATCH": NvmlUnavailable,
+        "NVML_ERROR_NOT_SUPPORTED": NvmlNotSupported,
+        "NVML_ERROR_FUNCTION_NOT_FOUND": NvmlNotSupported,
+        "NVML_ERROR_GPU_IS_LOST": NvmlGpuLost,
+    }
+    if code == getattr(nv, "NVML_ERROR_LIBRARY_NOT_FOUND", None):
+        msg += ": libnvidia-ml.so.1 cannot be loaded (no NVIDIA driver on this host)"
+    for name, cls in by_name.items():
+        if hasattr(nv, name) and code == getattr(nv, name):
+            return cls(msg, code)
+    return NvmlError(msg, code)
+
+
+def call(name: str, *args: Any) -> Any:
+    """`pynvml.<name>(*args)` with NVML errors turned into this module's exceptions."""
+    nv = binding()
+    fn = getattr(nv, name, None)
+    if fn is None:
+        raise NvmlNotSupported(f"{name}: not in this nvidia-ml-py version")
+    try:
+        return fn(*args)
+    except nv.NVMLError as e:
+        raise convert(e, name) from None
+
+
+_lock = threading.Lock()
+_refs = 0
+
+
+def init() -> int:
+    """Initialise NVML (reference counted); returns the number of GPUs. Raises NvmlUnavailable."""
+    global _refs
+    with _lock:
+        call("nvmlInit")
+        _refs += 1
+    n = int(call("nvmlDeviceGetCount"))
+    if n == 0:
+        shutdown()
+        raise NvmlUnavailable("NVML loaded but sees no GPU (nvmlDeviceGetCount = 0)")
+    return n
+
+
+def shutdown() -> None:
+    global _refs
+    with _lock:
+        if _refs > 0:
+            _refs -= 1
+            try:
+                call("nvmlShutdown")
+            except NvmlError:
+                pass
+
+
+def probe() -> int:
+    """Number of GPUs NVML sees (raises NvmlUnavailable with the reason when none can be used)."""
+    n = init()
+    shutdown()
+    return n
+
+
+def field_value(fv: Any) -> float | int:
+    """The value of one `c_nvmlFieldValue_t`, by its valueType; raises on its nvmlReturn."""
+    nv = binding()
+    if fv.nvmlReturn != nv.NVML_SUCCESS:
+        raise convert(nv.NVMLError(fv.nvmlReturn), f"field {fv.fieldId}")
+    attr = {
+        nv.NVML_VALUE_TYPE_DOUBLE: "dVal",
+        nv.NVML_VALUE_TYPE_UNSIGNED_INT: "uiVal",
+        nv.NVML_VALUE_TYPE_UNSIGNED_LONG: "ulVal",
+        nv.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG: "ullVal",
+        nv.NVML_VALUE_TYPE_SIGNED_LONG_LONG: "sllVal",
+        nv.NVML_VALUE_TYPE_SIGNED_INT: "siVal",
+        getattr(nv, "NVML_VALUE_TYPE_UNSIGNED_SHORT", 6): "usVal",
+    }.get(fv.valueType)
+    if attr is None:
+        raise NvmlNotSupported(f"field {fv.fieldId}: unknown value type {fv.valueType}")
+    return getattr(fv.value, attr)
+
+
+# sample field -> (pynvml field constant, scale to the sample's unit)
+FIELD_IDS = {
+    "energy_mj": ("NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION", 1.0),
+    "power_w": ("NVML_FI_DEV_POWER_INSTANT", 1e-3),  # mW
+    "power_avg_w": ("NVML_FI_DEV_POWER_AVERAGE", 1e-3),
+    "pcie_tx_bytes": ("NVML_FI_DEV_PCIE_COUNT_TX_BYTES", 1.0),
+    "pcie_rx_bytes": ("NVML_FI_DEV_PCIE_COUNT_RX_BYTES", 1.0),
+}
+
+
+def _util(h: Any) -> dict[str, Any]:
+    u = call("nvmlDeviceGetUtilizationRates", h)
+    return {"util_gpu_pct": u.gpu, "util_mem_pct": u.memory}
+
+
+def _reasons(h: Any) -> dict[str, Any]:
+    try:
+        return {"clocks_event_reasons": call("nvmlDeviceGetCurrentClocksEventReasons", h)}
+    except NvmlNotSupported:  # drivers before the rename
+        return {"clocks_event_reasons": call("nvmlDeviceGetCurrentClocksThrottleReasons", h)}
+
+
+def _readers() -> list[tuple[str, Any]]:
+    nv = binding()
+    return [
+        ("util", _util),
+        ("mem_used_bytes", lambda h: {"mem_used_bytes": call("nvmlDeviceGetMemoryInfo", h).used}),
+        ("sm_clock_mhz", lambda h: {"sm_clock_mhz": call("nvmlDeviceGetClockInfo", h, nv.NVML_CLOCK_SM)}),
+        ("mem_clock_mhz", lambda h: {"mem_clock_mhz": call("nvmlDeviceGetClockInfo", h, nv.NVML_CLOCK_MEM)}),
+        ("temp_c", lambda h: {"temp_c": call("nvmlDeviceGetTemperature", h, nv.NVML_TEMPERATURE_GPU)}),
+        ("clocks_event_reasons", _reasons),
+    ]
+
+
+class GpuReader:
+    """Reads one GPU; `probe()` decides once what this GPU supports."""
+
+    PCIE_THROUGHPUT_PERIOD_NS = 1_000_000_000  # nvmlDeviceGetPcieThroughput samples for ~20 ms
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.handle = call("nvmlDeviceGetHandleByIndex", index)
+        self.fields: dict[str, tuple[int, float]] = {}
+        self.readers: list[tuple[str, Any]] = []
+        self.absent: dict[str, str] = {}
+        self.power_source: str | None = None
+        self.energy_source: str | None = None
+        self.errors: dict[str, str] = {}
+        self.error_count = 0
+        self._energy_fn = False
+        self._power_fn = False
+        self._pcie_fn = False
+        self._pcie_last_ns = 0
+
+    def probe(self) -> None:
+        nv = binding()
+        ids = {k: (getattr(nv, c), sc) for k, (c, sc) in FIELD_IDS.items() if hasattr(nv, c)}
+        for k, (c, _) in FIELD_IDS.items():
+            if not hasattr(nv, c):
+                self.absent[k] = f"{c}: not in this nvidia-ml-py version"
+        try:
+            got = call("nvmlDeviceGetFieldValues", self.handle, [i for i, _ in ids.values()])
+            for (k, spec), fv in zip(ids.items(), got, strict=True):
+                try:
+                    field_value(fv)
+                    self.fields[k] = spec
+                except NvmlError as e:
+                    self.absent[k] = str(e)
+        except NvmlError as e:
+            for k in ids:
+                self.absent[k] = str(e)
+        if "energy_mj" in self.fields:
+            self.energy_source = "field:TOTAL_ENERGY_CONSUMPTION"
+        else:
+            self._energy_fn = self._try("energy_mj", "nvmlDeviceGetTotalEnergyConsumption")
+            self.energy_source = "nvmlDeviceGetTotalEnergyConsumption" if self._energy_fn else None
+        if "power_w" in self.fields:
+            self.power_source = "field:POWER_INSTANT"
+        else:
+            self._power_fn = self._try("power_w", "nvmlDeviceGetPowerUsage")
+            self.power_source = "nvmlDeviceGetPowerUsage" if self._power_fn else None
+        if "pcie_tx_bytes" not in self.fields:
+            self._pcie_fn = self._try("pcie_tx_kb_s", "nvmlDeviceGetPcieThroughput", 0)
+        for label, fn in _readers():
+            try:
+                fn(self.handle)
+                self.readers.append((label, fn))
+            except NvmlError as e:
+                self.absent[label] = str(e)
+
+    def _try(self, key: str, fn: str, *args: Any) -> bool:
+        try:
+            call(fn, self.handle, *args)
+        except NvmlError as e:
+            self.absent[key] = f"{self.absent[key]}; {e}" if key in self.absent else str(e)
+            return False
+        self.absent.pop(key, None)
+        return True
+
+    def _err(self, what: str, e: NvmlError) -> None:
+        self.error_count += 1
+        self.errors[what] = str(e)
+
+    def read(self, t_ns: int) -> dict[str, Any]:
+        s: dict[str, Any] = {}
+        if self.fields:
+            try:
+                got = call("nvmlDeviceGetFieldValues", self.handle, [i for i, _ in self.fields.values()])
+                for (k, (_, scale)), fv in zip(self.fields.items(), got, strict=True):
+                    try:
+                        v = field_value(fv)
+                        s[k] = v * scale if scale != 1.0 else v
+                    except NvmlError as e:
+                        self._err(k, e)
+            except NvmlError as e:
+                self._err("field_values", e)
+        for flag, key, fn, scale in (
+            (self._energy_fn, "energy_mj", "nvmlDeviceGetTotalEnergyConsumption", 1.0),
+            (self._power_fn, "power_w", "nvmlDeviceGetPowerUsage", 1e-3),
+        ):
+            if flag:
+                try:
+                    s[key] = call(fn, self.handle) * scale
+                except NvmlError as e:
+                    self._err(key, e)
+        if self._pcie_fn and t_ns - self._pcie_last_ns >= self.PCIE_THROUGHPUT_PERIOD_NS:
+            self._pcie_last_ns = t_ns
+            try:
+                s["pcie_tx_kb_s"] = call("nvmlDeviceGetPcieThroughput", self.handle, 0)
+                s["pcie_rx_kb_s"] = call("nvmlDeviceGetPcieThroughput", self.handle, 1)
+            except NvmlError as e:
+                self._err("pcie_throughput", e)
+        for label, fn in self.readers:
+            try:
+                s.update(fn(self.handle))
+            except NvmlError as e:
+                self._err(label, e)
+        return s
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "power_source": self.power_source,
+            "energy_source": self.energy_source,
+            "absent": dict(self.absent),
+            "read_errors": self.error_count,
+            "last_errors": dict(self.errors),
+        }
+
+
+class NvmlSampler:
+    """Samples every GPU on a thread; windows give the `gpu_*` columns of `trace.gpu_window_columns`."""
+
+    name = "nvml"
+
+    def __init__(self, interval_s: float = 0.1) -> None:
+        self.interval_s = interval_s
+        self.readers: list[GpuReader] = []
+        self.series: list[GpuSeries] = []
+        self.windows: dict[str, tuple[int, int]] = {}
+        self._open: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._initialised = False
+        self.thread_cpu_s: float | None = None
+        self.loop_error: str | None = None
+        self.started_ns = 0
+        self.stopped_ns = 0
+        self.inventory: dict[str, Any] = {}
+
+    def start(self) -> None:
+        from harness.telemetry.inventory import gpu_inventory
+
+        self.inventory = gpu_inventory()
+        n = init()
+        self._initialised = True
+        for i in range(n):
+            r = GpuReader(i)
+            r.probe()
+            self.readers.append(r)
+            self.series.append(GpuSeries(i))
+        self.started_ns = time.perf_counter_ns()
+        self.sample()
+        self._thread = threading.Thread(target=self._loop, name="nvml-sampler", daemon=True)
+        self._thread.start()
+
+    def sample(self) -> None:
+        with self._lock:
+            for r, s in zip(self.readers, self.series, strict=True):
+                t = time.perf_counter_ns()  # per GPU: reading eight of them takes a while
+                s.append(t, r.read(t))
+
+    def _loop(self) -> None:
+        nxt = time.monotonic() + self.interval_s
+        while not self._stop.wait(max(0.0, nxt - time.monotonic())):
+            try:
+                self.sample()
+            except Exception as e:  # keep sampling; the manifest says what went wrong
+                self.loop_error = f"{type(e).__name__}: {e}"
+            nxt += self.interval_s
+            if nxt < time.monotonic():  # fell behind: do not burst
+                nxt = time.monotonic() + self.interval_s
+        self.thread_cpu_s = time.thread_time()
+
+    def begin_window(self, name: str, t_ns: int) -> None:
+        self.sample()
+        self._open[name] = t_ns
+
+    def end_window(self, name: str, t_ns: int) -> dict[str, Any]:
+        self.sample()
+        t0 = self._open.pop(name)
+        self.windows[name] = (t0, t_ns)
+        with self._lock:
+            return gpu_window_columns(self.series, t0, t_ns)
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(timeout=5)
+            self._thread = None
+            self.sample()
+            self.stopped_ns = time.perf_counter_ns()
+        if self._initialised:
+            shutdown()
+            self._initialised = False
+
+    def live(self) -> str:
+        with self._lock:
+            last = [s.last() for s in self.series]
+        pw = [x["power_w"] for x in last if x.get("power_w") is not None]
+        ut = [x["util_gpu_pct"] for x in last if x.get("util_gpu_pct") is not None]
+        parts = []
+        if pw:
+            parts.append(f"GPU {sum(pw):.0f} W")
+        if ut:
+            parts.append(f"{sum(ut) / len(ut):.0f} % util")
+        return " ".join(parts)
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "interval_s": self.interval_s,
+            "samples_per_gpu": len(self.series[0]) if self.series else 0,
+            **sampler_overhead(self.thread_cpu_s, self.started_ns, self.stopped_ns),
+            "gpus": [r.manifest() for r in self.readers],
+            "loop_error": self.loop_error,
+            "file": "telemetry-nvml.jsonl.gz",
+        }
+
+    def header(self) -> dict[str, Any]:
+        import datetime as dt
+
+        return {
+            "interval_s": self.interval_s,
+            "recorded_utc": dt.datetime.now(dt.UTC).isoformat(),
+            "inventory": self.inventory,
+            "power_source": {str(r.index): r.power_source for r in self.readers},
+            "energy_source": {str(r.index): r.energy_source for r in self.readers},
+            "absent": {str(r.index): r.absent for r in self.readers},
+        }
+
+    def write(self, run_dir: Path, filename: str = "telemetry-nvml.jsonl.gz") -> Path:
+        with self._lock:
+            return write_trace(Path(run_dir) / filename, self.header(), self.series, self.windows)

@@ -1,0 +1,173 @@
+"""Engine-internal metrics: scrape the engine's Prometheus `/metrics` around each window.
+
+Parsing is `prometheus_client.parser.text_string_to_metric_families`. The endpoint is scraped at
+every window edge and every `interval_s` (at least 1 s) in between. Columns per window, all with the
+prefix `server_` and `:`/odd characters turned into `_`:
+
+- counters, and histogram/summary `_sum`/`_count`: `server_<sample>_delta` = value at the window's
+  end − value at its start (None if it went down: the engine restarted);
+- gauges (and untyped): `server_<sample>` = last value, `server_<sample>_max` = highest value seen.
+
+Label values other than identity labels (`model_name`, `engine`, ...) become part of the name
+(`server_vllm_request_success_total__finished_reason_stop_delta`); samples that differ only in
+identity labels are added up. Histogram buckets and `_created` samples are left out of the columns
+(all scrapes are kept in `telemetry-engine-metrics.jsonl.gz`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+IDENTITY_LABELS = frozenset({"model_name", "engine", "instance", "job", "server", "model", "pod"})
+COUNTER_TYPES = frozenset({"counter"})
+Snapshot = dict[str, tuple[str, float]]  # column stem -> (kind "counter" | "gauge", value)
+
+
+def _clean(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]+", "_", s).strip("_")
+
+
+def parse_metrics(text: str) -> Snapshot:
+    """Flatten a Prometheus text payload into {stem: (kind, value)} (see the module docstring)."""
+    snap: dict[str, tuple[str, float]] = {}
+    for fam in text_string_to_metric_families(text):
+        for smp in fam.samples:
+            name = smp.name
+            if name.endswith(("_bucket", "_created", "_gsum", "_gcount")) or "le" in smp.labels:
+                continue
+            if fam.type in COUNTER_TYPES or (
+                fam.type in ("histogram", "summary") and name.endswith(("_sum", "_count"))
+            ):
+                kind = "counter"
+            else:
+                kind = "gauge"
+            extra = sorted((k, v) for k, v in smp.labels.items() if k not in IDENTITY_LABELS)
+            stem = _clean(name) + "".join(f"__{_clean(k)}_{_clean(v)}" for k, v in extra)
+            old = snap.get(stem)
+            snap[stem] = (kind, float(smp.value) + (old[1] if old else 0.0))
+    return snap
+
+
+def window_columns(
+    before: Snapshot, after: Snapshot, during: list[Snapshot], prefix: str = "server_"
+) -> dict[str, Any]:
+    """Columns for one window from the scrapes at its start and end and any in between.
+
+    counter: after − before (None if negative); gauge: last value (after) and max over all scrapes.
+    """
+    cols: dict[str, Any] = {}
+    for stem, (kind, v1) in after.items():
+        if kind == "counter":
+            if stem not in before:
+                continue
+            d = v1 - before[stem][1]
+            cols[f"{prefix}{stem}_delta"] = d if d >= 0 else None
+        else:
+            seen = [s[stem][1] for s in (before, *during, after) if stem in s]
+            cols[f"{prefix}{stem}"] = v1
+            cols[f"{prefix}{stem}_max"] = max(seen)
+    return cols
+
+
+class PrometheusScraper:
+    """Scrapes `url` around windows; columns from `window_columns`."""
+
+    name = "engine_metrics"
+
+    def __init__(self, url: str, interval_s: float = 1.0, prefix: str = "server_", timeout_s: float = 5.0):
+        self.url = url
+        self.interval_s = max(1.0, interval_s)
+        self.prefix = prefix
+        self.timeout_s = timeout_s
+        self.scrapes: list[tuple[int, Snapshot]] = []
+        self.failures = 0
+        self.last_error: str | None = None
+        self.families: dict[str, str] = {}
+        self._open: dict[str, tuple[int, Snapshot]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client: httpx.Client | None = None
+
+    def scrape(self) -> Snapshot | None:
+        """One scrape, kept in `scrapes`; None (and counted) when it fails."""
+        assert self._client is not None
+        t = time.perf_counter_ns()
+        try:
+            r = self._client.get(self.url)
+            r.raise_for_status()
+            text = r.text
+            snap = parse_metrics(text)
+        except (httpx.HTTPError, ValueError) as e:
+            with self._lock:
+                self.failures += 1
+                self.last_error = f"{type(e).__name__}: {e}"
+            return None
+        with self._lock:
+            if not self.families:
+                self.families = {f.name: f.type for f in text_string_to_metric_families(text)}
+            self.scrapes.append((t, snap))
+        return snap
+
+    def start(self) -> None:
+        self._client = httpx.Client(timeout=self.timeout_s)
+        if self.scrape() is None:
+            self._client.close()
+            self._client = None
+            raise RuntimeError(f"{self.url}: no usable metrics ({self.last_error})")
+        self._thread = threading.Thread(target=self._loop, name="metrics-scraper", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.scrape()
+
+    def begin_window(self, name: str, t_ns: int) -> None:
+        snap = self.scrape()
+        if snap is not None:
+            self._open[name] = (t_ns, snap)
+
+    def end_window(self, name: str, t_ns: int) -> dict[str, Any]:
+        after = self.scrape()
+        opened = self._open.pop(name, None)
+        if opened is None or after is None:
+            return {}
+        t0, before = opened
+        with self._lock:
+            during = [s for t, s in self.scrapes if t0 < t < t_ns]
+        return window_columns(before, after, during, self.prefix)
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(timeout=self.timeout_s + 1)
+            self._thread = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "interval_s": self.interval_s,
+            "column_prefix": self.prefix,
+            "scrapes": len(self.scrapes),
+            "failures": self.failures,
+            "last_error": self.last_error,
+            "families": self.families,
+            "file": "telemetry-engine-metrics.jsonl.gz",
+        }
+
+    def write(self, run_dir: Path) -> None:
+        with self._lock, gzip.open(Path(run_dir) / "telemetry-engine-metrics.jsonl.gz", "wt") as f:
+            for t, snap in self.scrapes:
+                f.write(json.dumps({"t_ns": t, "values": {k: v for k, (_, v) in snap.items()}}) + "\n")

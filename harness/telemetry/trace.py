@@ -1,0 +1,267 @@
+"""GPU sample series, their window columns, and the NVML trace file format.
+
+Trace file (`telemetry-nvml.jsonl.gz` in a run directory, or any file `harness gpu-info --record`
+writes): gzip-compressed JSON lines.
+
+- line 1, the header: `{"format": "llm-harness/nvml-trace", "version": 1, "interval_s": 0.1,
+  "recorded_utc": ..., "inventory": {...as in the manifest...}, "power_source": {"0": "field:POWER_INSTANT"},
+  "fields": [...], "windows": {"v0-c1": [t0_ns, t1_ns], ...}, "notes": [...]}`
+- every other line, one sample of one GPU: `{"gpu": 0, "t_ns": 123, "energy_mj": ..., "power_w": ...}`
+  with the names in `FIELDS`; a field that could not be read is null or left out.
+
+`t_ns` and `windows` are nanoseconds since the first sample (the live sampler's `perf_counter_ns`
+minus that origin). `energy_mj` is NVML's total energy counter (mJ since driver load); `power_w` the
+source named in `power_source` (`field:POWER_INSTANT`, else `nvmlDeviceGetPowerUsage`, which is a
+1 s average on H100 and near-instantaneous on A100); `power_avg_w` NVML's `POWER_AVERAGE` field;
+`clocks_event_reasons` the raw bit mask of `nvmlDeviceGetCurrentClocksEventReasons`; `pcie_*_bytes`
+cumulative PCIe byte counters (field values), `pcie_*_kb_s` the sampled throughput where only that exists.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.telemetry.window import (
+    NS,
+    clip_series,
+    counter_increase,
+    held_seconds,
+    integrate,
+    time_weighted_mean,
+    window_values,
+)
+
+FORMAT = "llm-harness/nvml-trace"
+VERSION = 1
+FIELDS = (
+    "energy_mj",
+    "power_w",
+    "power_avg_w",
+    "util_gpu_pct",
+    "util_mem_pct",
+    "mem_used_bytes",
+    "sm_clock_mhz",
+    "mem_clock_mhz",
+    "temp_c",
+    "clocks_event_reasons",
+    "pcie_tx_bytes",
+    "pcie_rx_bytes",
+    "pcie_tx_kb_s",
+    "pcie_rx_kb_s",
+)
+
+# nvmlClocksEventReason* bits (nvml.h); the throttling ones slow the GPU below what it was asked for
+CLOCKS_EVENT_REASONS = {
+    0x1: "gpu_idle",
+    0x2: "applications_clocks_setting",
+    0x4: "sw_power_cap",
+    0x8: "hw_slowdown",
+    0x10: "sync_boost",
+    0x20: "sw_thermal_slowdown",
+    0x40: "hw_thermal_slowdown",
+    0x80: "hw_power_brake_slowdown",
+    0x100: "display_clock_setting",
+}
+THROTTLE_MASK = 0x4 | 0x8 | 0x20 | 0x40 | 0x80
+
+
+def decode_reasons(mask: int) -> list[str]:
+    """Names of the bits set in a clocks-event-reasons mask (unknown bits as hex)."""
+    names = [n for bit, n in CLOCKS_EVENT_REASONS.items() if mask & bit]
+    rest = mask & ~sum(CLOCKS_EVENT_REASONS)
+    if rest:
+        names.append(hex(rest))
+    return names
+
+
+@dataclass
+class GpuSeries:
+    """Samples of one GPU as parallel columns (t_ns plus one list per field)."""
+
+    index: int
+    t_ns: list[int] = field(default_factory=list)
+    cols: dict[str, list[Any]] = field(default_factory=lambda: {f: [] for f in FIELDS})
+
+    def append(self, t_ns: int, sample: dict[str, Any]) -> None:
+        self.t_ns.append(t_ns)
+        for f in FIELDS:
+            self.cols[f].append(sample.get(f))
+
+    def last(self) -> dict[str, Any]:
+        return {f: self.cols[f][-1] for f in FIELDS} if self.t_ns else {}
+
+    def __len__(self) -> int:
+        return len(self.t_ns)
+
+
+def _mean(xs: list[float]) -> float | None:
+    return statistics.fmean(xs) if xs else None
+
+
+def gpu_window(s: GpuSeries, t0: int, t1: int) -> dict[str, Any]:
+    """One GPU's statistics over [t0, t1] (see `gpu_window_columns` for the definitions)."""
+    c, t = s.cols, s.t_ns
+    energy_mj = counter_increase(t, c["energy_mj"], t0, t1)
+    energy_j: float | None
+    if energy_mj is not None:
+        energy_j, source = energy_mj / 1000.0, "counter"
+    else:
+        energy_j, source = integrate(t, c["power_w"], t0, t1), "power_integral"
+        if energy_j is None:
+            source = "none"
+    dur_s = (t1 - t0) / NS
+    out: dict[str, Any] = {"energy_j": energy_j, "energy_source": source}
+    out["power_w_mean"] = time_weighted_mean(t, c["power_w"], t0, t1)
+    pw = window_values(t, c["power_w"], t0, t1)
+    out["power_w_max"] = max(pw) if pw else None
+    for name in ("util_gpu_pct", "util_mem_pct", "sm_clock_mhz"):
+        out[name + "_mean"] = time_weighted_mean(t, c[name], t0, t1)
+    sm = window_values(t, c["sm_clock_mhz"], t0, t1)
+    out["sm_clock_mhz_min"] = min(sm) if sm else None
+    for name in ("mem_used_bytes", "temp_c"):
+        vs = window_values(t, c[name], t0, t1)
+        out[name + "_max"] = max(vs) if vs else None
+    masks = c["clocks_event_reasons"]
+    flags = [None if m is None else bool(int(m) & THROTTLE_MASK) for m in masks]
+    out["throttle_s"] = held_seconds(t, flags, t0, t1) if any(m is not None for m in masks) else None
+    seen = 0
+    for ts, m in zip(t, masks, strict=True):
+        if m is not None and t0 <= ts <= t1:
+            seen |= int(m)
+    out["throttle_reasons"] = decode_reasons(seen & THROTTLE_MASK)
+    for d in ("tx", "rx"):
+        inc = counter_increase(t, c[f"pcie_{d}_bytes"], t0, t1)
+        if inc is not None and dur_s > 0:
+            out[f"pcie_{d}_bytes_s"] = inc / dur_s
+        else:
+            kb = time_weighted_mean(t, c[f"pcie_{d}_kb_s"], t0, t1)
+            out[f"pcie_{d}_bytes_s"] = kb * 1000.0 if kb is not None else None
+    out["samples"] = len(clip_series(*_present(t, c["power_w"]), t0, t1)[0])
+    return out
+
+
+def _present(t: list[int], v: list[Any]) -> tuple[list[int], list[float]]:
+    pts = [(a, float(b)) for a, b in zip(t, v, strict=True) if b is not None]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def _sum(xs: list[Any]) -> float | None:
+    return None if not xs or any(x is None for x in xs) else float(sum(xs))
+
+
+def gpu_window_columns(series: list[GpuSeries], t0: int, t1: int) -> dict[str, Any]:
+    """Point-row columns for all GPUs over the window [t0, t1] (perf_counter_ns).
+
+    - `gpu_energy_j`: Σ over GPUs of the energy counter increase (mJ / 1000), else of ∫ power dt
+      (trapezoid) where a GPU has no counter; `gpu_energy_source` says which (`counter`,
+      `power_integral`, `mixed`). None if any GPU has neither.
+    - `gpu_power_w_mean`: Σ over GPUs of the time-weighted mean power; `gpu_power_w_max`: the highest
+      single-GPU power sample in the window.
+    - `gpu_util_pct_mean`, `gpu_mem_util_pct_mean`, `gpu_sm_clock_mhz_mean`: mean over GPUs of the
+      time-weighted means; `gpu_sm_clock_mhz_min`: lowest SM clock sampled on any GPU.
+    - `gpu_mem_used_bytes_max`, `gpu_temp_c_max`: highest single-GPU sample.
+    - `gpu_throttle_s`: the longest time any GPU spent with a throttling clocks-event reason set
+      (power cap, thermal, HW slowdown, power brake); `gpu_throttle_reasons`: names seen on any GPU.
+    - `gpu_pcie_tx_bytes_s` / `gpu_pcie_rx_bytes_s`: Σ over GPUs of the mean PCIe byte rate.
+    - `gpu_count`, `gpu_samples` (samples within the window, edges included).
+    """
+    if not series:
+        return {}
+    per = [gpu_window(s, t0, t1) for s in series]
+
+    def vals(k: str) -> list[Any]:
+        return [p[k] for p in per]
+
+    def present(k: str) -> list[float]:
+        return [p[k] for p in per if p[k] is not None]
+
+    sources = set(vals("energy_source"))
+    cols: dict[str, Any] = {
+        "gpu_count": len(series),
+        "gpu_samples": sum(vals("samples")),
+        "gpu_energy_j": _sum(vals("energy_j")),
+        "gpu_energy_source": sources.pop() if len(sources) == 1 else "mixed",
+        "gpu_power_w_mean": _sum(vals("power_w_mean")),
+        "gpu_power_w_max": max(present("power_w_max"), default=None),
+        "gpu_util_pct_mean": _mean(present("util_gpu_pct_mean")),
+        "gpu_mem_util_pct_mean": _mean(present("util_mem_pct_mean")),
+        "gpu_sm_clock_mhz_mean": _mean(present("sm_clock_mhz_mean")),
+        "gpu_sm_clock_mhz_min": min(present("sm_clock_mhz_min"), default=None),
+        "gpu_mem_used_bytes_max": max(present("mem_used_bytes_max"), default=None),
+        "gpu_temp_c_max": max(present("temp_c_max"), default=None),
+        "gpu_throttle_s": max(present("throttle_s"), default=None),
+        "gpu_throttle_reasons": ",".join(sorted({n for p in per for n in p["throttle_reasons"]})),
+        "gpu_pcie_tx_bytes_s": _sum(vals("pcie_tx_bytes_s")),
+        "gpu_pcie_rx_bytes_s": _sum(vals("pcie_rx_bytes_s")),
+    }
+    if cols["gpu_energy_j"] is None:
+        cols["gpu_energy_source"] = "none"
+    return cols
+
+
+# ---------------------------------------------------------------- files
+class TraceError(Exception):
+    """A trace file that cannot be read; the message names the file and the problem."""
+
+
+def write_trace(
+    path: Path, header: dict[str, Any], series: list[GpuSeries], windows: dict[str, tuple[int, int]]
+) -> Path:
+    """Write `series` (absolute perf_counter_ns) as a trace, times relative to the first sample."""
+    starts = [s.t_ns[0] for s in series if s.t_ns]
+    origin = min(starts) if starts else 0
+    head = {"format": FORMAT, "version": VERSION, **header, "fields": list(FIELDS)}
+    head["windows"] = {k: [a - origin, b - origin] for k, (a, b) in windows.items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with gzip.open(tmp, "wt", encoding="utf-8") as f:
+        f.write(json.dumps(head, default=str) + "\n")
+        by_index = {s.index: s for s in series}
+        rows = [(t, s.index, i) for s in series for i, t in enumerate(s.t_ns)]
+        for t, gi, i in sorted(rows):
+            s = by_index[gi]
+            row: dict[str, Any] = {"gpu": gi, "t_ns": t - origin}
+            row.update({k: s.cols[k][i] for k in FIELDS if s.cols[k][i] is not None})
+            f.write(json.dumps(row, separators=(",", ":")) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_trace(path: Path) -> tuple[dict[str, Any], list[GpuSeries]]:
+    """Header and per-GPU series (times relative to the first sample) of a trace file."""
+    path = Path(path)
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, EOFError, UnicodeDecodeError) as e:
+        raise TraceError(f"{path}: cannot read trace: {e}") from None
+    if not lines:
+        raise TraceError(f"{path}: empty trace")
+    try:
+        head = json.loads(lines[0])
+    except json.JSONDecodeError as e:
+        raise TraceError(f"{path}: line 1: not JSON: {e}") from None
+    if not isinstance(head, dict) or head.get("format") != FORMAT:
+        raise TraceError(f"{path}: line 1: format: not an NVML trace (expected {FORMAT!r})")
+    if head.get("version") != VERSION:
+        raise TraceError(f"{path}: line 1: version: {head.get('version')!r} (allowed: {VERSION})")
+    by_gpu: dict[int, GpuSeries] = {}
+    for n, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            gi, t = int(row["gpu"]), int(row["t_ns"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise TraceError(f"{path}: line {n}: bad sample ({type(e).__name__}: {e})") from None
+        s = by_gpu.setdefault(gi, GpuSeries(gi))
+        if s.t_ns and t < s.t_ns[-1]:
+            raise TraceError(f"{path}: line {n}: t_ns goes backwards for gpu {gi}")
+        s.append(t, row)
+    return head, [by_gpu[k] for k in sorted(by_gpu)]

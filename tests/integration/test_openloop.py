@@ -1,0 +1,112 @@
+"""`harness run` in open loop against `harness serve-fake`: latencies from the scheduled time."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from harness import metrics
+from harness.engines.process import free_port
+from harness.results import iter_records, read_manifest
+from harness.testing.quiet import too_busy_for
+from tests.integration.conftest import ROOT, harness_cli
+
+pytestmark = pytest.mark.slow
+TTFT_S, ITL_S = 0.030, 0.008
+
+
+def run_dir_from(stderr: str) -> Path:
+    for line in stderr.splitlines():
+        if line.startswith("run directory: "):
+            return Path(line.split(": ", 1)[1].strip())
+    raise AssertionError(f"no run directory in output:\n{stderr}")
+
+
+@pytest.fixture
+def fake_url(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "harness", "serve-fake", "--port", str(port)]
+    cmd += ["--ttft-ms", str(TTFT_S * 1e3), "--itl-ms", str(ITL_S * 1e3)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            httpx.get(url + "/health", timeout=1)
+            break
+        except httpx.HTTPError:
+            pass
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def scenario(url: str, **load: object) -> dict[str, object]:
+    return {
+        "name": "it-openloop",
+        "engine": {"type": "external", "base_url": url, "model": {"source": "served", "name": "fake"}},
+        "workload": {"input_tokens": 16, "output_tokens": 12},
+        "load": {"mode": "open", "arrival": "poisson", "seed": 5, **load},
+        "slo": {"ttft_s": 0.5, "tpot_s": 0.05},
+    }
+
+
+def test_open_loop_matches_script_within_2ms(write_scenario, tmp_path: Path, fake_url: str) -> None:
+    reason = too_busy_for(0.002)
+    if reason:
+        pytest.skip(reason)
+    load = {"rates_rps": [20], "requests": 60, "warmup_requests": 5, "cooldown_requests": 5}
+    res = harness_cli(
+        "run",
+        str(write_scenario(scenario(fake_url, **load))),
+        "--results",
+        str(tmp_path / "r"),
+        "--no-progress",
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    run = run_dir_from(res.stderr)
+    recs = list(iter_records(run))
+    measured = [r for r in recs if not r.warmup]
+    assert len(measured) == 60 and all(r.ok for r in measured)
+    # warmup and cooldown were sent on the same arrival process and are excluded
+    assert len([r for r in recs if r.warmup]) >= 5
+    ids = sorted(r.request_id for r in measured)
+    assert ids == list(range(5, 65))
+    ttft = [metrics.ttft_s(r, open_loop=True) for r in measured]
+    itl = [x for r in measured for x in metrics.itl_s(r)]
+    assert abs(statistics.median(ttft) - TTFT_S) < 0.002, statistics.median(ttft)
+    assert abs(statistics.median(itl) - ITL_S) < 0.002
+    # the schedule was kept: sends went out on time (median), and the lag is reported
+    lags = sorted(metrics.send_lag_s(r) or 0 for r in measured)
+    assert lags[0] >= 0 and statistics.median(lags) < 0.002
+    p = pd.read_csv(run / "points.csv").iloc[0]
+    assert p["send_lag_s_p50"] == pytest.approx(statistics.median(lags), abs=1e-6)
+    assert 0 < p["client_cpu_util_max"] < 0.85 and not p["client_saturated"]
+    assert p["slo_met"] and p["goodput_req_s"] > 0
+    assert read_manifest(run)["client"]["event_loop"] in ("uvloop", "asyncio")
+
+
+def test_two_client_workers_and_rate_search(write_scenario, tmp_path: Path, fake_url: str) -> None:
+    # the fake server answers in 30 + 11 * 8 = 118 ms at any rate: every rate meets these SLOs,
+    # so the search doubles from 10 req/s until its probe budget ends; with 2 client processes
+    load = {"rates_rps": [10], "requests": 20, "warmup_requests": 2, "workers": 2}
+    scen = write_scenario(scenario(fake_url, **load))
+    res = harness_cli(
+        "run", str(scen), "--results", str(tmp_path / "r"), "--no-progress", "--find-max-goodput"
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    run = run_dir_from(res.stderr)
+    found = read_manifest(run)["max_goodput"][0]
+    rates = [p["rate_rps"] for p in found["probes"]]
+    assert rates == [10, 20, 40, 80, 160, 320, 640, 1280][: len(rates)] and len(rates) == 8
+    assert found["max_rate_rps"] == rates[-1]
+    points = pd.read_csv(run / "points.csv")
+    assert list(points["client_procs"]) == [3] * 8  # the runner process and two workers
+    assert (points["ok"] == 20).all()
+    assert "highest rate meeting the SLOs: 1280 req/s" in res.stderr

@@ -1,0 +1,83 @@
+"""Faulty streams (HTTP 429/500, cut streams, malformed events, stalls) through `harness run` against the
+fake server: the run finishes, each failed request is recorded with its kind, good ones are intact."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+
+from harness.engines.process import ManagedProcess, free_port
+from harness.results import iter_records, read_manifest
+
+from .conftest import harness_cli
+
+pytestmark = pytest.mark.slow
+
+FAULTS = [
+    (["--fail-every", "2", "--fail-status", "429"], "http", "HTTP 429"),
+    (["--fail-every", "2", "--fail-status", "500"], "http", "HTTP 500"),
+    (["--drop-after", "3"], "disconnected", ""),
+    (["--bad-json-after", "3"], "protocol", ""),
+    (["--stall-after", "3"], "timeout", "no complete response within 1.5 s"),
+]
+
+
+@pytest.mark.parametrize(("flags", "kind", "text"), FAULTS, ids=[f[0][0] + f[0][-1] for f in FAULTS])
+def test_stream_fault_is_recorded_with_its_kind(write_scenario, tmp_path: Path, flags, kind, text) -> None:
+    port = free_port()
+    server = ManagedProcess(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "serve-fake",
+            "--port",
+            str(port),
+            "--ttft-ms",
+            "5",
+            "--itl-ms",
+            "2",
+            *flags,
+        ],
+        tmp_path / "fake.log",
+    )
+    server.start()
+    try:
+        server.wait_healthy(f"http://127.0.0.1:{port}/health", 30)
+        scen = write_scenario(
+            {
+                "name": "it-fault",
+                "engine": {
+                    "type": "external",
+                    "base_url": f"http://127.0.0.1:{port}/v1",
+                    "health_path": "/health",
+                    "model": {"source": "served", "name": "fake"},
+                },
+                "workload": {"input_tokens": 8, "output_tokens": 8, "request_timeout_s": 1.5},
+                "load": {"concurrency": [2], "requests": 6, "warmup_requests": 0},
+            }
+        )
+        res = harness_cli(
+            "run", str(scen), "--results", str(tmp_path / "results"), "--no-progress", timeout=120
+        )
+    finally:
+        server.stop()
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr
+    run = next((tmp_path / "results").glob("*-it-fault"))
+    assert read_manifest(run)["status"] == "complete"
+    recs = [r for r in iter_records(run) if not r.warmup]
+    assert len(recs) == 6
+    bad = [r for r in recs if not r.ok]
+    good = [r for r in recs if r.ok]
+    assert bad and all(r.error_kind == kind for r in bad), [(r.error_kind, r.error) for r in recs]
+    assert all(text in (r.error or "") for r in bad)
+    if kind == "http":  # every second request fails, the others are complete and correct
+        assert len(good) == 3 and all(r.output_tokens == 8 for r in good)
+    point = pd.read_csv(run / "points.csv").iloc[0]
+    assert point["errors"] == len(bad) and point["error_kinds"] == f"{kind}:{len(bad)}"
+    assert not [c for c in psutil.Process().children(recursive=True) if "serve-fake" in " ".join(c.cmdline())]

@@ -1,0 +1,78 @@
+"""HTTP/1.1 framing and SSE splitting, fed in arbitrary pieces, against a whole-buffer parse."""
+
+from __future__ import annotations
+
+import asyncio
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness.client.http1 import Http1Pool, _Conn
+from harness.client.sse import SseEvents
+
+EVENTS = [b'{"a":1}', b'{"text":" t1"}', b"[DONE]"]
+SSE = b"".join(b"data: " + e + b"\n\n" for e in EVENTS)
+
+
+def chunked(body: bytes, size: int) -> bytes:
+    out = b""
+    for i in range(0, len(body), size):
+        part = body[i : i + size]
+        out += b"%x\r\n%s\r\n" % (len(part), part)
+    return out + b"0\r\n\r\n"
+
+
+def test_sse_events_with_crlf_comments_and_multiline_data() -> None:
+    ev = SseEvents()
+    ev.feed(b": keep-alive\r\ndata: one\r\ndata: two\r\n\r\nevent: x\ndata: [DONE]\n\n", 5)
+    assert ev.events == [(5, b"one\ntwo"), (5, b"[DONE]")]
+
+
+def test_sse_unterminated_event_counts_at_close() -> None:
+    ev = SseEvents()
+    ev.feed(b"data: last\n", 1)
+    ev.close(2)
+    assert ev.events == [(2, b"last")]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=60), st.integers(1, 17))
+def test_chunked_sse_split_anywhere(cuts: list[int], chunk_size: int) -> None:
+    resp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(SSE, chunk_size)
+    got = _feed(resp, cuts)
+    assert got[0] == 200
+    assert [d for _, d in got[1]] == EVENTS
+    # stamps are non-decreasing and each event carries the stamp of the read that completed it
+    stamps = [t for t, _ in got[1]]
+    assert stamps == sorted(stamps)
+
+
+def test_content_length_body_for_errors() -> None:
+    body = b'{"error":"nope"}'
+    resp = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    status, events, raw = _feed(resp, [7])
+    assert status == 500 and events == [] and raw == body
+
+
+def _feed(resp: bytes, cuts: list[int]) -> tuple[int, list[tuple[int, bytes]], bytes]:
+    async def go() -> tuple[int, list[tuple[int, bytes]], bytes]:
+        conn = _Conn()
+        ev = SseEvents()
+        fut = conn.expect(ev.feed)
+        i, k = 0, 0
+        while i < len(resp):
+            n = cuts[k % len(cuts)]
+            conn.data_received(resp[i : i + n])
+            i, k = i + n, k + 1
+        r = await asyncio.wait_for(fut, 1)
+        return r.status, ev.events, bytes(r.body)
+
+    return asyncio.run(go())
+
+
+def test_request_bytes_are_one_buffer_with_length() -> None:
+    pool = Http1Pool("http://127.0.0.1:9/base/")
+    raw = pool.build("POST", "/v1/completions", b'{"x":1}', {"Content-Type": "application/json"})
+    head, body = raw.split(b"\r\n\r\n")
+    assert head.startswith(b"POST /base/v1/completions HTTP/1.1\r\nHost: 127.0.0.1:9\r\n")
+    assert b"Content-Length: 7" in head and body == b'{"x":1}'

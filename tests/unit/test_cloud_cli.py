@@ -1,0 +1,171 @@
+"""`harness cloud launch` as a user runs it: dry runs, cost lines, refusals; the sky/rsync command
+lines it would run; the cloud.json it keeps; the price table."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.cloud import cost, launcher
+
+ROOT = Path(__file__).resolve().parents[2]
+CLOUD = ROOT / "scenarios" / "cloud"
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    e = {k: v for k, v in os.environ.items() if k != "HARNESS_SKYPILOT_PYTHON"}  # keep these fast
+    e.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "harness", "cloud", "launch", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=e,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_dry_run_sweep_prints_one_task_per_machine_and_the_cost() -> None:
+    res = run_cli(
+        str(CLOUD / "llama-3.1-8b-1gpu.yaml"), "--gpus", "A100-80GB:1", "--gpus", "H100:1", "--dry-run"
+    )
+    assert res.returncode == 0, res.stderr
+    docs = list(yaml.safe_load_all(res.stdout))
+    assert [d["name"] for d in docs] == ["h-llama-3-1-8b-1gpu-a100-80gbx1", "h-llama-3-1-8b-1gpu-h100x1"]
+    assert [d["resources"]["accelerators"] for d in docs] == ["A100-80GB:1", "H100:1"]
+    # prices.yaml: A100-80GB $1.49-4.50, H100 $2.49-6.00 per GPU-hour; default --max-hours 2
+    # A100: 1.49*2 = 2.98, 4.50*2 = 9.00; H100: 2.49*2 = 4.98, 6.00*2 = 12.00; sweep 7.96-21.00
+    err = res.stderr
+    a100, h100 = "h-llama-3-1-8b-1gpu-a100-80gbx1", "h-llama-3-1-8b-1gpu-h100x1"
+    assert f"{a100}: A100-80GB:1 × 1 node: $1.49-4.50/h; at most 2 h: $2.98-9.00" in err
+    assert f"{h100}: H100:1 × 1 node: $2.49-6.00/h; at most 2 h: $4.98-12.00" in err
+    assert "sweep, at most: $7.96-21.00" in err
+    assert (
+        f"  sky launch --yes --cluster {h100} --idle-minutes-to-autostop 30 --down results/{h100}/task.yaml"
+        in err
+    )
+    assert f"  rsync -az --partial {h100}:harness-results/ results/{h100}/" in err
+    assert f"  sky down --yes {h100}" in err
+
+
+def test_price_override_multi_node_and_keep() -> None:
+    res = run_cli(
+        str(CLOUD / "llama-3.1-405b-2node.yaml"),
+        "--dry-run",
+        "--price",
+        "2.99",
+        "--max-hours",
+        "1.5",
+        "--keep",
+    )
+    assert res.returncode == 0, res.stderr
+    (doc,) = yaml.safe_load_all(res.stdout)
+    assert doc["num_nodes"] == 2 and doc["resources"]["accelerators"] == "H100:8"
+    # 2.99 $/GPU-h × 8 GPUs × 2 nodes = 47.84 $/h; × 1.5 h = 71.76
+    assert "H100:8 × 2 nodes: $47.84/h; at most 1.5 h: $71.76  [--price]" in res.stderr
+    assert "--down" not in res.stderr and "sky down" not in res.stderr  # --keep
+
+
+def test_unpriced_accelerator_says_so() -> None:
+    res = run_cli(str(CLOUD / "llama-3.1-70b-tp8.yaml"), "--gpus", "H200:8", "--dry-run")
+    assert res.returncode == 0, res.stderr
+    assert "H200:8 × 1 node: no price known for H200" in res.stderr
+    assert "pass --price USD_PER_GPU_HOUR" in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--gpus", "H100:4"],
+            "variants[0].tensor_parallel_size: tensor_parallel_size 8 × pipeline_parallel_size",
+        ),
+        (["--gpus", "H100"], "needs 8 GPUs; the launch has 1 (H100:1 × 1 node)"),
+        (["--gpus", "H100:eight"], "--gpus: invalid value 'H100:eight' (allowed: NAME or NAME:COUNT"),
+        (["--image", "vllm/vllm-openai"], "--image: invalid value 'vllm/vllm-openai' (allowed: docker:"),
+        (["--env", "NO_VALUE"], "--env: invalid value 'NO_VALUE' (allowed: NAME=VALUE)"),
+    ],
+)
+def test_impossible_launches_exit_2_without_traceback(args: list[str], message: str) -> None:
+    res = run_cli(str(CLOUD / "llama-3.1-70b-tp8.yaml"), "--dry-run", *args)
+    assert res.returncode == 2
+    assert message in res.stderr and "Traceback" not in res.stderr
+    assert res.stdout == ""
+
+
+def test_bad_scenario_is_reported_as_file_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: bad\nengine: {type: vllm, model: {source: catalog, name: x}, tensor_parallel_size: 0}\n"
+    )
+    res = run_cli(str(bad), "--gpus", "H100:1", "--dry-run")
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines()[0].startswith(f"{bad}: engine.tensor_parallel_size:")
+
+
+def test_real_launch_needs_skypilot_and_rsync_on_path(tmp_path: Path) -> None:
+    res = run_cli(
+        str(CLOUD / "llama-3.1-70b-tp8.yaml"),
+        "--yes",
+        "--results",
+        str(tmp_path),
+        env={"PATH": str(tmp_path)},
+    )
+    assert res.returncode == 2
+    assert "cannot launch: sky, rsync, ssh not found on PATH" in res.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing launched, nothing written
+
+
+# ---------------------------------------------------------------- command lines and records
+def test_sky_and_rsync_command_lines() -> None:
+    task = Path("results/c1/task.yaml")
+    assert launcher.sky_launch_argv("c1", task) == [
+        "sky", "launch", "--yes", "--cluster", "c1", "--idle-minutes-to-autostop", "30", "--down",
+        "results/c1/task.yaml",
+    ]  # fmt: skip
+    assert launcher.sky_launch_argv("c1", task, secrets=("HF_TOKEN",), keep=True) == [
+        "sky", "launch", "--yes", "--cluster", "c1", "--secret", "HF_TOKEN", "results/c1/task.yaml",
+    ]  # fmt: skip
+    assert launcher.rsync_argv("c1", Path("results/c1")) == [
+        "rsync", "-az", "--partial", "c1:harness-results/", "results/c1/",
+    ]  # fmt: skip
+    assert launcher.sky_down_argv("c1") == ["sky", "down", "--yes", "c1"]
+
+
+def test_machine_record_is_written_as_json(tmp_path: Path) -> None:
+    m = launcher.MachineRun(
+        cluster="c1", accelerators="H100:8", nodes=1, local_dir=str(tmp_path), task={"name": "c1"},
+        price_usd_per_gpu_hour=[2.49, 6.0], price_source="prices.yaml", max_hours=2.0,
+    )  # fmt: skip
+    m.launch_rc, m.fetch_rc = 0, 0
+    m.save()
+    got = json.loads((tmp_path / "cloud.json").read_text())
+    assert got["cluster"] == "c1" and got["launch_rc"] == 0 and got["task"] == {"name": "c1"}
+    assert m.ok
+    m.fetch_rc = 23
+    assert not m.ok
+
+
+# ---------------------------------------------------------------- price table
+def test_cost_formulas_with_literal_values() -> None:
+    p = cost.Price(2.0, 3.0, "test")
+    assert cost.hourly_usd(p, gpus_per_node=8, nodes=2) == (32.0, 48.0)  # 2*8*2, 3*8*2
+    assert cost.run_cost_usd(p, gpus_per_node=4, nodes=1, hours=0.5) == (4.0, 6.0)  # 2*4*0.5, 3*4*0.5
+    assert cost.fmt_range(4.0, 6.0) == "$4.00-6.00" and cost.fmt_range(4.0, 4.0) == "$4.00"
+    assert cost.lookup_price("H100", 1.25) == cost.Price(1.25, 1.25, "--price")
+    assert cost.lookup_price("NO-SUCH-GPU") is None
+
+
+def test_price_table_rows_are_sourced_and_ordered() -> None:
+    table = cost.price_table()
+    assert table["as_of"] and table["sources"]
+    for name, row in table["accelerators"].items():
+        assert 0 < row["low_usd_per_gpu_hour"] <= row["high_usd_per_gpu_hour"], name
+        assert row["sources"] and set(row["sources"]) <= set(table["sources"]), name

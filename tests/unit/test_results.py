@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+from harness.engines.base import redact
+from harness.records import RequestRecord
+from harness.results import RunDir, iter_records, read_manifest
+
+NOW = dt.datetime(2026, 11, 25, 10, 0, 0, tzinfo=dt.UTC)
+
+
+def test_run_directories_are_never_reused(tmp_path: Path) -> None:
+    a = RunDir.create(tmp_path, "s", NOW)
+    b = RunDir.create(tmp_path, "s", NOW)
+    assert a.path.name == "20261125T100000Z-s"
+    assert b.path.name == "20261125T100000Z-s-2"
+
+
+def test_manifest_written_atomically_and_status_updates(tmp_path: Path) -> None:
+    run = RunDir.create(tmp_path, "s", NOW)
+    run.write_manifest({"run_id": run.path.name, "status": "running"})
+    run.set_status("partial", "point v0-c4: engine process exited (code -9)")
+    m = read_manifest(run.path)
+    assert m["status"] == "partial" and m["schema_version"] == 1
+    assert m["status_message"].endswith("(code -9)") and "finished_utc" in m
+    assert not list(run.path.glob(".*.tmp"))
+
+
+def test_records_survive_a_torn_last_line(tmp_path: Path) -> None:
+    run = RunDir.create(tmp_path, "s", NOW)
+    for i in range(3):
+        run.append_record(RequestRecord(i, "v0-c1", 100 + i, 101 + i, output_tokens=5))
+    run.close()
+    with open(run.path / "requests.jsonl", "a") as f:
+        f.write('{"request_id": 3, "point_id": "v0-c1", "sched')  # crash mid-write
+    recs = list(iter_records(run.path))
+    assert [r.request_id for r in recs] == [0, 1, 2]
+    assert recs[2].output_tokens == 5
+
+
+def test_points_table_csv_and_parquet(tmp_path: Path) -> None:
+    run = RunDir.create(tmp_path, "s", NOW)
+    run.write_points([{"point_id": "v0-c1", "output_tok_s": 12.5}])
+    df = run.write_points(
+        [{"point_id": "v0-c1", "output_tok_s": 12.5}, {"point_id": "v0-c2", "output_tok_s": 20.0}]
+    )
+    assert list(df["point_id"]) == ["v0-c1", "v0-c2"]
+    assert (run.path / "points.csv").read_text().splitlines()[0] == "point_id,output_tok_s"
+    assert (run.path / "points.parquet").stat().st_size > 0
+
+
+def test_record_round_trip() -> None:
+    r = RequestRecord(7, "v1-r2", 1, 2, 3, 9, [3, 5, 9], 10, 3, 3, 10, "length", {"predicted_n": 3})
+    assert RequestRecord.from_json(json.loads(json.dumps(r.to_json()))) == r
+
+
+def test_redact_hides_secret_flag_values() -> None:
+    argv = ["vllm", "serve", "m", "--api-key", "sk-123", "--hf-token=hf_abc", "--port", "8000"]
+    assert redact(argv) == ["vllm", "serve", "m", "--api-key", "***", "--hf-token=***", "--port", "8000"]

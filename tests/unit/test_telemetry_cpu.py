@@ -1,0 +1,158 @@
+"""CPU sampler on real processes; RAPL discovery and wrap handling; CPU inventory parsing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+
+from harness.hostinfo import cpu_inventory
+from harness.telemetry.cpu import CpuSampler, find_rapl
+
+BUSY = "import time\nt = time.time()\nwhile time.time() - t < 30: pass\n"
+IDLE = "import time\ntime.sleep(30)\n"
+
+
+def _window(sampler: CpuSampler, seconds: float, watch: list[psutil.Process] | None = None) -> dict:
+    """One window of `seconds`; with `watch`, also `truth_cpu_pct`: their CPU time read around it."""
+    sampler.start()
+    try:
+        time.sleep(0.3)
+        before = sum(p.cpu_times().user + p.cpu_times().system for p in watch or [])
+        t0 = time.perf_counter_ns()
+        sampler.begin_window("w", t0)
+        time.sleep(seconds)
+        t1 = time.perf_counter_ns()
+        cols = sampler.end_window("w", t1)
+        after = sum(p.cpu_times().user + p.cpu_times().system for p in watch or [])
+    finally:
+        sampler.stop()
+    cols["truth_cpu_pct"] = 100 * (after - before) / ((t1 - t0) / 1e9)
+    return cols
+
+
+def test_busy_engine_process_shows_cpu_and_rss(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", BUSY])
+    try:
+        s = CpuSampler(proc.pid, interval_s=0.1)
+        cols = _window(s, 1.5, [psutil.Process(proc.pid)])
+    finally:
+        proc.kill()
+        proc.wait()
+    # what the sampler says matches the process's own CPU time over the window (±5 points: the
+    # reference is read just outside the window edges); a spinning process gets some CPU even on a
+    # crowded machine, and one thread cannot use more than one core
+    assert cols["engine_cpu_pct_mean"] == pytest.approx(cols["truth_cpu_pct"], abs=5), cols
+    assert 5 < cols["engine_cpu_pct_mean"] < 110, cols
+    assert cols["engine_rss_bytes_max"] > 1_000_000
+    assert 0 < cols["host_cpu_pct_mean"] <= 100
+    assert cols["host_mem_used_bytes_max"] > 0
+    s.write(tmp_path)
+    df = pd.read_parquet(tmp_path / "telemetry-cpu.parquet")
+    assert len(df) == len(s.t_ns) >= 15
+    assert df["engine_cpu_s"].is_monotonic_increasing
+
+
+def test_idle_process_shows_little_cpu() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", IDLE])
+    try:
+        time.sleep(0.5)  # past interpreter start-up
+        cols = _window(CpuSampler(proc.pid, interval_s=0.1), 1.0)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert cols["engine_cpu_pct_mean"] < 10, cols
+
+
+def test_children_of_the_engine_are_counted() -> None:
+    # the "engine" is a shell whose child does the work
+    # "; true" keeps the shell from exec'ing its only command: it must stay as the parent
+    proc = subprocess.Popen(["/bin/sh", "-c", f"{sys.executable} -c '{BUSY}'; true"])
+    try:
+        time.sleep(0.3)
+        kids = psutil.Process(proc.pid).children(recursive=True)
+        assert kids, "the shell has not started its child"
+        cols = _window(CpuSampler(proc.pid, interval_s=0.1), 1.5, [psutil.Process(proc.pid), *kids])
+    finally:
+        for k in psutil.Process(proc.pid).children(recursive=True):
+            k.kill()
+        proc.kill()
+        proc.wait()
+    assert cols["engine_cpu_pct_mean"] == pytest.approx(cols["truth_cpu_pct"], abs=5), cols
+    assert cols["engine_cpu_pct_mean"] > 5, cols
+
+
+def test_external_engine_has_host_columns_only() -> None:
+    s = CpuSampler(None, interval_s=0.1)
+    cols = _window(s, 0.3)
+    assert "engine_cpu_pct_mean" not in cols
+    assert cols["host_mem_used_bytes_max"] > 0
+    assert "external" in s.manifest()["absent"]["engine"]
+
+
+def test_rapl_absent_on_this_host_or_readable() -> None:
+    doms, why = find_rapl()
+    if doms:
+        assert why is None and all(d.read_uj() >= 0 for d in doms)
+    else:
+        assert why and "powercap" in why
+
+
+def _fake_powercap(root: Path, uj: int, rng: int) -> Path:
+    pkg = root / "intel-rapl:0"
+    sub = root / "intel-rapl:0:0"
+    for d, name in ((pkg, "package-0"), (sub, "core")):
+        d.mkdir(parents=True)
+        (d / "name").write_text(name + "\n")
+        (d / "energy_uj").write_text(f"{uj}\n")
+        (d / "max_energy_range_uj").write_text(f"{rng}\n")
+    return pkg
+
+
+def test_find_rapl_reads_package_domains_only(tmp_path: Path) -> None:
+    _fake_powercap(tmp_path, 123, 1000)
+    doms, why = find_rapl(tmp_path)
+    assert why is None
+    assert [(d.name, d.max_range_uj, d.read_uj()) for d in doms] == [("package-0", 1000, 123)]
+    assert find_rapl(tmp_path / "nope")[1] is not None
+
+
+def test_rapl_window_energy_handles_wrap(tmp_path: Path) -> None:
+    """Literal counter values written to a powercap-shaped directory: 900 → 100 µJ wraps at 1000."""
+    pkg = _fake_powercap(tmp_path, 900, 1000)
+    s = CpuSampler(None, interval_s=10, powercap=tmp_path)
+    s.start()
+    try:
+        t0 = time.perf_counter_ns()
+        s.begin_window("w", t0)
+        (pkg / "energy_uj").write_text("100\n")
+        time.sleep(0.2)  # the end edge sample lands microseconds after t1, the begin one 0.2 s earlier
+        cols = s.end_window("w", time.perf_counter_ns())
+    finally:
+        s.stop()
+    # 900 → 1000 (wrap) → 100 = 200 µJ (less the few µs between t1 and the end sample, interpolated)
+    assert cols["cpu_energy_j"] == pytest.approx(200e-6, rel=0.01)
+    assert cols["cpu_power_w_mean"] > 0
+
+
+def test_cpu_inventory_counts_sockets() -> None:
+    info = "\n".join(
+        [
+            "processor\t: 0",
+            "physical id\t: 0",
+            "flags\t\t: fpu avx avx2 avx512f avx512_bf16 amx_tile",
+            "processor\t: 1",
+            "physical id\t: 1",
+            "flags\t\t: fpu avx avx2 avx512f avx512_bf16 amx_tile",
+        ]
+    )
+    inv = cpu_inventory(info)
+    assert inv["sockets"] == 2
+    assert inv["isa"] == ["avx", "avx2", "avx512f", "avx512_bf16", "amx_tile"]
+    assert inv["mem_total_bytes"] > 0
+    assert cpu_inventory("")["sockets"] == 1

@@ -1,0 +1,192 @@
+"""NVML boundary: the absent path for real (no libnvidia-ml on CI), error typing, field decoding, catalog."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+from pathlib import Path
+
+import pynvml
+import pytest
+import yaml
+
+from harness.scenario import Scenario
+from harness.telemetry import default_samplers, nvml
+from harness.telemetry.base import TelemetrySet
+from harness.telemetry.inventory import cuda_version, gpu_inventory, match_catalog
+
+from ..integration.conftest import harness_cli
+
+
+def _nvml_present() -> bool:
+    try:
+        nvml.probe()
+    except nvml.NvmlError:
+        return False
+    return True
+
+
+no_gpu = pytest.mark.skipif(_nvml_present(), reason="an NVIDIA GPU is visible: the absent path cannot happen")
+
+
+@no_gpu
+def test_probe_without_driver_raises_unavailable_with_reason() -> None:
+    with pytest.raises(nvml.NvmlUnavailable) as e:
+        nvml.probe()
+    assert "nvmlInit" in str(e.value) and e.value.code is not None
+
+
+@no_gpu
+def test_inventory_without_nvml_is_absent_with_reason() -> None:
+    inv = gpu_inventory()
+    assert inv["available"] is False
+    assert "NVML" in inv["reason"]
+
+
+@no_gpu
+def test_default_samplers_leave_nvml_out_and_say_why() -> None:
+    s = _scenario()
+
+    class NoMetrics:
+        name = "external"
+
+        def metrics_url(self) -> None:
+            return None
+
+    tel = default_samplers(s, NoMetrics())
+    assert [x.name for x in tel.samplers] == ["cpu"]
+    m = tel.manifest()
+    assert "nvmlInit" in m["nvml"]["absent"]
+    assert m["engine_metrics"]["absent"] == "the external engine has no metrics endpoint"
+
+
+@no_gpu
+def test_nvml_sampler_start_failure_is_recorded_and_the_set_goes_on(tmp_path: Path) -> None:
+    tel = TelemetrySet([nvml.NvmlSampler(0.1)])
+    tel.start()  # NvmlUnavailable inside: recorded, sampler dropped
+    tel.begin_window("p", 0)
+    assert tel.end_window("p", 1) == {}
+    tel.stop(tmp_path)
+    assert "NvmlUnavailable" in tel.manifest()["nvml"]["error"]
+    assert tel.samplers == []
+
+
+@no_gpu
+def test_gpu_info_command_prints_inventory_and_refuses_to_record(tmp_path: Path) -> None:
+    res = harness_cli("gpu-info", timeout=120)
+    assert res.returncode == 0, res.stderr
+    info = json.loads(res.stdout)
+    assert info["gpu"]["available"] is False and info["cpu"]["threads"] >= 1
+    res = harness_cli("gpu-info", "--record", str(tmp_path / "t.jsonl.gz"), "--seconds", "1", timeout=120)
+    assert res.returncode == 2
+    assert "--record: no NVML trace recorded" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "t.jsonl.gz").exists()
+
+
+def test_nvml_errors_become_typed_exceptions() -> None:
+    cases = {
+        pynvml.NVML_ERROR_LIBRARY_NOT_FOUND: nvml.NvmlUnavailable,
+        pynvml.NVML_ERROR_DRIVER_NOT_LOADED: nvml.NvmlUnavailable,
+        pynvml.NVML_ERROR_NOT_SUPPORTED: nvml.NvmlNotSupported,
+        pynvml.NVML_ERROR_FUNCTION_NOT_FOUND: nvml.NvmlNotSupported,
+        pynvml.NVML_ERROR_GPU_IS_LOST: nvml.NvmlGpuLost,
+        pynvml.NVML_ERROR_NO_PERMISSION: nvml.NvmlError,
+    }
+    for code, cls in cases.items():
+        e = nvml.convert(pynvml.NVMLError(code), "nvmlDeviceGetPowerUsage")
+        assert type(e) is cls, (code, e)
+        assert e.code == code and "nvmlDeviceGetPowerUsage" in str(e)
+
+
+def test_missing_binding_function_is_not_supported() -> None:
+    with pytest.raises(nvml.NvmlNotSupported, match="not in this nvidia-ml-py"):
+        nvml.call("nvmlDeviceGetSomethingThatDoesNotExist")
+
+
+def _fv(ret: int, vtype: int, **val: object) -> pynvml.c_nvmlFieldValue_t:
+    fv = pynvml.c_nvmlFieldValue_t()
+    fv.fieldId = pynvml.NVML_FI_DEV_POWER_INSTANT
+    fv.nvmlReturn = ret
+    fv.valueType = vtype
+    for k, v in val.items():
+        setattr(fv.value, k, v)
+    return fv
+
+
+def test_field_value_decoding_and_unsupported_field() -> None:
+    assert (
+        nvml.field_value(_fv(pynvml.NVML_SUCCESS, pynvml.NVML_VALUE_TYPE_UNSIGNED_INT, uiVal=71234)) == 71234
+    )
+    big = 2**40 + 5
+    fv = _fv(pynvml.NVML_SUCCESS, pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG, ullVal=big)
+    assert nvml.field_value(fv) == big
+    assert nvml.field_value(_fv(pynvml.NVML_SUCCESS, pynvml.NVML_VALUE_TYPE_DOUBLE, dVal=1.5)) == 1.5
+    with pytest.raises(nvml.NvmlNotSupported, match=f"field {pynvml.NVML_FI_DEV_POWER_INSTANT}"):
+        nvml.field_value(_fv(pynvml.NVML_ERROR_NOT_SUPPORTED, 0))
+    assert ctypes.sizeof(pynvml.c_nvmlFieldValue_t) > 0
+
+
+def test_cuda_version_text() -> None:
+    assert cuda_version(12040) == "12.4"
+    assert cuda_version(11080) == "11.8"
+
+
+def _catalog(tmp_path: Path, data: dict) -> Path:
+    p = tmp_path / "hardware.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def test_match_catalog_by_nvml_name_and_memory(tmp_path: Path) -> None:
+    cat = _catalog(
+        tmp_path,
+        {
+            "a100-40gb-sxm": {"nvml_names": ["NVIDIA A100-SXM4-40GB"], "memory_gib": 40},
+            "a100-80gb-sxm": {"nvml_names": ["NVIDIA A100-SXM4-80GB"], "memory_gib": 80},
+            "a100-80gb-pcie": {"nvml_names": ["NVIDIA A100 80GB PCIe"], "memory_gib": 80},
+            "h100-sxm": {"nvml_names": ["NVIDIA H100 80GB HBM3"], "memory_gib": 80},
+            "h100-pcie": {"nvml_names": ["NVIDIA H100 PCIe"], "memory_gib": 80},
+            "shared-name-small": {"nvml_names": ["Same Name"], "memory_gib": 16},
+            "shared-name-big": {"nvml_names": ["Same Name"], "memory_gib": 32},
+        },
+    )
+    gib = 2**30
+    assert match_catalog("NVIDIA H100 80GB HBM3", 79 * gib, cat) == "h100-sxm"
+    assert match_catalog("NVIDIA H100 PCIe", 79 * gib, cat) == "h100-pcie"
+    assert match_catalog(" nvidia a100 80gb pcie ", 80 * gib, cat) == "a100-80gb-pcie"
+    assert match_catalog("NVIDIA A100-SXM4-80GB", 80 * gib, cat) == "a100-80gb-sxm"
+    assert match_catalog("Same Name", 31 * gib, cat) == "shared-name-big"
+    assert match_catalog("Same Name", 15 * gib, cat) == "shared-name-small"
+    assert match_catalog("Same Name", 64 * gib, cat) is None  # name matches, memory does not
+    assert match_catalog("NVIDIA GeForce RTX 4090", 24 * gib, cat) is None
+
+
+def test_match_catalog_sectioned_file_and_missing_file(tmp_path: Path) -> None:
+    cat = _catalog(tmp_path, {"gpus": {"h200-sxm": {"nvml_names": ["NVIDIA H200"], "memory_gib": 141}}})
+    assert match_catalog("NVIDIA H200", 140 * 2**30, cat) == "h200-sxm"
+    assert match_catalog("NVIDIA H200", 140 * 2**30, tmp_path / "absent.yaml") is None
+
+
+def _scenario() -> Scenario:
+    return Scenario.model_validate(
+        {"name": "t", "engine": {"type": "external", "base_url": "http://127.0.0.1:9"}}
+    )
+
+
+def test_replay_env_uses_the_trace_or_says_why_not(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.telemetry.replay import ENV, ReplayNvmlSampler
+    from harness.telemetry.trace import GpuSeries, write_trace
+
+    bad = tmp_path / "bad.jsonl.gz"
+    bad.write_text("not a trace")
+    monkeypatch.setenv(ENV, str(bad))
+    tel = default_samplers(_scenario(), object())
+    assert f"${ENV}" in tel.absent["nvml"] and "bad.jsonl.gz" in tel.absent["nvml"]
+    assert all(s.name != "nvml" for s in tel.samplers)
+
+    g = GpuSeries(0)
+    g.append(0, {"power_w": 1.0})
+    good = write_trace(tmp_path / "good.jsonl.gz", {}, [g], {})
+    monkeypatch.setenv(ENV, str(good))
+    tel = default_samplers(_scenario(), object())
+    assert isinstance(tel.samplers[0], ReplayNvmlSampler) and "nvml" not in tel.absent

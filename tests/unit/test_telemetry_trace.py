@@ -1,0 +1,146 @@
+"""GPU window columns, the trace file format and the replay sampler, on literal series.
+
+These are unit tests of the arithmetic and the file format with hand-computed values; they are not
+measurements. Replays of traces recorded on a real GPU live in tests/integration and tests/gpu.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.telemetry.replay import ReplayNvmlSampler, replay_windows
+from harness.telemetry.trace import (
+    GpuSeries,
+    TraceError,
+    decode_reasons,
+    gpu_window_columns,
+    read_trace,
+    write_trace,
+)
+
+S = 1_000_000_000
+
+
+def series(index: int, t: list[int], **cols: list) -> GpuSeries:
+    s = GpuSeries(index)
+    for i, ti in enumerate(t):
+        s.append(ti, {k: v[i] for k, v in cols.items()})
+    return s
+
+
+def two_gpus(origin: int = 0) -> list[GpuSeries]:
+    t = [origin + i * S for i in range(5)]
+    g0 = series(
+        0,
+        t,
+        energy_mj=[0, 100_000, 200_000, 300_000, 400_000],  # 100 J per second
+        power_w=[100.0, 100.0, 100.0, 100.0, 100.0],
+        util_gpu_pct=[0, 50, 100, 100, 50],
+        mem_used_bytes=[10, 20, 30, 20, 10],
+        sm_clock_mhz=[1000, 1500, 1500, 1200, 1500],
+        temp_c=[40, 41, 45, 44, 43],
+        clocks_event_reasons=[0x1, 0x0, 0x4, 0x4, 0x0],  # idle, none, sw power cap x2, none
+        pcie_tx_bytes=[0, 1000, 2000, 3000, 4000],
+        pcie_rx_bytes=[0, 0, 0, 0, 0],
+    )
+    g1 = series(  # no energy counter: falls back to integrating power
+        1,
+        t,
+        power_w=[50.0, 50.0, 150.0, 150.0, 50.0],
+        util_gpu_pct=[0, 0, 0, 0, 0],
+        mem_used_bytes=[5, 5, 5, 5, 5],
+        sm_clock_mhz=[900, 900, 900, 900, 900],
+        temp_c=[30, 30, 30, 30, 30],
+        clocks_event_reasons=[0x0, 0x40, 0x40, 0x0, 0x0],  # hw thermal slowdown 1 s .. 3 s
+        pcie_tx_bytes=[0, 0, 0, 0, 0],
+        pcie_rx_bytes=[0, 500, 1000, 1500, 2000],
+    )
+    return [g0, g1]
+
+
+def test_gpu_window_columns_by_hand() -> None:
+    cols = gpu_window_columns(two_gpus(), S, 3 * S)
+    # gpu0: counter 300 J at 3 s − 100 J at 1 s = 200 J; gpu1: ∫ power = (50+150)/2 + (150+150)/2 = 250 J
+    assert cols["gpu_energy_j"] == pytest.approx(450.0)
+    assert cols["gpu_energy_source"] == "mixed"
+    # mean power: 100 W + 250 J / 2 s
+    assert cols["gpu_power_w_mean"] == pytest.approx(225.0)
+    assert cols["gpu_power_w_max"] == 150.0
+    # gpu0 util time-weighted over 1..3 s: (75 + 100) / 2 = 87.5; gpu1 0 → mean 43.75
+    assert cols["gpu_util_pct_mean"] == pytest.approx(43.75)
+    assert cols["gpu_sm_clock_mhz_min"] == 900
+    assert cols["gpu_mem_used_bytes_max"] == 30
+    assert cols["gpu_temp_c_max"] == 45
+    # gpu0 power cap from 2 s to 3 s (held to the window end) = 1 s; gpu1 thermal 1 s .. 3 s = 2 s
+    assert cols["gpu_throttle_s"] == pytest.approx(2.0)
+    assert cols["gpu_throttle_reasons"] == "hw_thermal_slowdown,sw_power_cap"
+    assert cols["gpu_pcie_tx_bytes_s"] == pytest.approx(1000.0)
+    assert cols["gpu_pcie_rx_bytes_s"] == pytest.approx(500.0)
+    assert cols["gpu_count"] == 2 and cols["gpu_samples"] == 6
+
+
+def test_window_outside_the_samples_has_no_energy() -> None:
+    cols = gpu_window_columns(two_gpus(), 3 * S, 9 * S)
+    assert cols["gpu_energy_j"] is None and cols["gpu_energy_source"] == "none"
+
+
+def test_counter_reset_falls_back_to_power_integral() -> None:
+    t = [0, S, 2 * S]
+    g = series(0, t, energy_mj=[5_000_000, 10, 110_010], power_w=[100.0, 100.0, 100.0])
+    cols = gpu_window_columns([g], 0, 2 * S)
+    assert cols["gpu_energy_source"] == "power_integral"
+    assert cols["gpu_energy_j"] == pytest.approx(200.0)
+
+
+def test_decode_reasons() -> None:
+    assert decode_reasons(0) == []
+    assert decode_reasons(0x1 | 0x4 | 0x80) == ["gpu_idle", "sw_power_cap", "hw_power_brake_slowdown"]
+    assert decode_reasons(0x10000) == ["0x10000"]
+
+
+def test_trace_round_trip(tmp_path: Path) -> None:
+    gpus = two_gpus(origin=123 * S)
+    p = write_trace(tmp_path / "t.jsonl.gz", {"interval_s": 1.0}, gpus, {"w": (124 * S, 126 * S)})
+    head, back = read_trace(p)
+    assert head["format"] == "llm-harness/nvml-trace" and head["version"] == 1
+    assert head["windows"] == {"w": [S, 3 * S]}
+    assert [s.index for s in back] == [0, 1]
+    assert back[0].t_ns == [i * S for i in range(5)]
+    assert back[0].cols["energy_mj"] == gpus[0].cols["energy_mj"]
+    assert back[1].cols["energy_mj"] == [None] * 5
+    # the stored window recomputes to the same columns as on the original series
+    assert replay_windows(p)["w"] == gpu_window_columns(gpus, 124 * S, 126 * S)
+
+
+def test_read_trace_errors_name_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl.gz"
+    with gzip.open(bad, "wt") as f:
+        f.write(json.dumps({"format": "something-else"}) + "\n")
+    with pytest.raises(TraceError, match=r"bad.jsonl.gz: line 1: format"):
+        read_trace(bad)
+    with gzip.open(bad, "wt") as f:
+        f.write(json.dumps({"format": "llm-harness/nvml-trace", "version": 1}) + "\n")
+        f.write('{"gpu": 0, "t_ns": 5}\n{"gpu": 0, "t_ns": 4}\n')
+    with pytest.raises(TraceError, match=r"line 3: t_ns goes backwards"):
+        read_trace(bad)
+    (tmp_path / "plain.txt").write_text("not gzip")
+    with pytest.raises(TraceError, match="cannot read trace"):
+        read_trace(tmp_path / "plain.txt")
+
+
+def test_replay_sampler_maps_windows_onto_trace_time(tmp_path: Path) -> None:
+    p = write_trace(tmp_path / "t.jsonl.gz", {"interval_s": 1.0}, two_gpus(), {})
+    r = ReplayNvmlSampler(p, offset_s=1.0)  # live start = trace time 1 s
+    r.start()
+    t0 = r.origin_ns + S
+    r.begin_window("p", t0)
+    cols = r.end_window("p", t0 + 2 * S)
+    assert cols == gpu_window_columns(two_gpus(), S, 3 * S)
+    assert r.manifest()["windows_s"] == {"p": [1.0, 3.0]}
+    assert r.duration_s == 4.0
+    assert time.perf_counter_ns() > r.origin_ns

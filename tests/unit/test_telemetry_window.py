@@ -1,0 +1,116 @@
+"""Window math with literal values computed by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.telemetry.base import energy_columns
+from harness.telemetry.window import (
+    clip_series,
+    counter_delta,
+    counter_increase,
+    held_seconds,
+    integrate,
+    interp_at,
+    j_per_token,
+    time_weighted_mean,
+    window_values,
+)
+
+S = 1_000_000_000
+
+
+def test_counter_delta_plain_wrap_and_reset() -> None:
+    assert counter_delta(100, 250) == 150
+    assert counter_delta(7, 7) == 0
+    # RAPL-style wrap: 262143328850 µJ range, counter went from range-1000 to 500
+    assert counter_delta(262_143_328_850 - 1000, 500, wrap_at=262_143_328_850) == 1500
+    # no wrap range known (NVML mJ counter): a decrease is a reset, delta unknown
+    assert counter_delta(5000, 10) is None
+
+
+def test_interp_and_clip() -> None:
+    t = [0, 1 * S, 2 * S]
+    v = [100.0, 200.0, 400.0]
+    assert interp_at(t, v, S // 2) == 150.0
+    assert interp_at(t, v, 3 * S // 2) == 300.0
+    assert interp_at(t, v, 2 * S) == 400.0
+    assert interp_at(t, v, -1) is None and interp_at(t, v, 2 * S + 1) is None
+    ts, vs = clip_series(t, v, S // 2, 3 * S // 2)
+    assert ts == [S // 2, S, 3 * S // 2] and vs == [150.0, 200.0, 300.0]
+
+
+def test_counter_increase_interpolates_edges() -> None:
+    # energy counter in mJ sampled each second
+    t = [0, S, 2 * S, 3 * S]
+    mj = [10_000, 10_300, 10_700, 11_000]
+    # window 0.5 s .. 2.5 s: 10_150 -> 10_850
+    assert counter_increase(t, mj, S // 2, 5 * S // 2) == pytest.approx(700.0)
+    assert counter_increase(t, mj, 0, 3 * S) == 1000.0
+    assert counter_increase(t, mj, S, S) == 0.0
+
+
+def test_counter_increase_across_wraps() -> None:
+    t = [0, S, 2 * S, 3 * S, 4 * S]
+    uj = [900, 950, 20, 70, 10]  # wraps at 1000 twice
+    # unwrapped: 900, 950, 1020, 1070, 2010; window 0.5 s .. 3.5 s: 925 -> 1540
+    assert counter_increase(t, uj, S // 2, 7 * S // 2, wrap_at=1000) == pytest.approx(615.0)
+    # without the wrap range the decrease makes the window unknown
+    assert counter_increase(t, uj, S // 2, 7 * S // 2) is None
+
+
+def test_counter_increase_needs_coverage_and_skips_missing_samples() -> None:
+    t = [S, 2 * S, 3 * S]
+    assert counter_increase(t, [0, 10, 20], 0, 2 * S) is None  # starts before the first sample
+    assert counter_increase(t, [0, 10, 20], S, 4 * S) is None  # ends after the last
+    assert counter_increase(t, [0, None, 20], S, 3 * S) == 20.0
+
+
+def test_integrate_power() -> None:
+    t = [0, S, 2 * S]
+    assert integrate(t, [200.0, 200.0, 200.0], 0, 2 * S) == pytest.approx(400.0)
+    ramp = [100.0, 200.0, 300.0]
+    assert integrate(t, ramp, 0, 2 * S) == pytest.approx(400.0)
+    # 0.5 .. 1.5 s: edges 150 and 250 W, through 200 W at 1 s: (175 + 225) * 0.5
+    assert integrate(t, ramp, S // 2, 3 * S // 2) == pytest.approx(200.0)
+    assert time_weighted_mean(t, ramp, S // 2, 3 * S // 2) == pytest.approx(200.0)
+    assert integrate(t, ramp, 0, 3 * S) is None
+
+
+def test_energy_from_counter_agrees_with_power_integral_when_consistent() -> None:
+    # 250 W for 4 s is 1000 J; a counter in mJ and a constant power reading describe the same thing
+    t = [0, S, 2 * S, 3 * S, 4 * S]
+    mj = [0, 250_000, 500_000, 750_000, 1_000_000]
+    assert counter_increase(t, mj, 0, 4 * S) / 1000 == integrate(t, [250.0] * 5, 0, 4 * S) == 1000.0
+
+
+def test_held_seconds_step_function() -> None:
+    t = [0, S, 2 * S, 3 * S]
+    flags = [False, True, True, False]
+    assert held_seconds(t, flags, S // 2, 7 * S // 2) == 2.0
+    assert held_seconds(t, flags, 3 * S // 2, 5 * S // 2) == 1.0
+    # the last sample holds until the window end
+    assert held_seconds([0, S], [False, True], 0, 3 * S) == 2.0
+    assert held_seconds(t, [None, None, None, None], 0, 3 * S) == 0.0
+
+
+def test_window_values_and_j_per_token() -> None:
+    t = [0, S, 2 * S]
+    assert window_values(t, [1, None, 3], 0, 2 * S) == [1.0, 3.0]
+    assert window_values(t, [1, 2, 3], S, S) == [2.0]
+    assert j_per_token(500.0, 250) == 2.0
+    assert j_per_token(500.0, 0) is None
+    assert j_per_token(None, 10) is None
+    assert j_per_token(float("nan"), 10) is None
+
+
+def test_energy_columns_prefers_gpu_then_rapl() -> None:
+    assert energy_columns({"gpu_energy_j": 10.0, "cpu_energy_j": 3.0}) == {
+        "energy_j": 10.0,
+        "energy_scope": "gpu",
+    }
+    assert energy_columns({"gpu_energy_j": None, "cpu_energy_j": 3.0}) == {
+        "energy_j": 3.0,
+        "energy_scope": "cpu_package",
+    }
+    assert energy_columns({"engine_cpu_pct_mean": 50.0}) == {}

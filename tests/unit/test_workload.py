@@ -1,0 +1,108 @@
+"""Prompt lengths, length search, datasets: with a real `tokenizers` tokenizer built here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.load.tokens import local_tokenizer
+from harness.load.workload import (
+    DatasetError,
+    PromptFactory,
+    build_specs,
+    draw_length,
+    largest_fit,
+    load_dataset,
+)
+from harness.scenario import LengthDist, Workload
+
+
+@pytest.fixture(scope="module")
+def tokenizer_json(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A BPE tokenizer trained on a few sentences: words split into several tokens, like real ones."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    corpus = ["time year people way day man thing woman life child world school state family"] * 50
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["[UNK]"]))
+    path = tmp_path_factory.mktemp("tok") / "tokenizer.json"
+    tok.save(str(path))
+    return str(path)
+
+
+def test_largest_fit_finds_the_boundary_with_few_calls() -> None:
+    calls = []
+
+    def f(k: int) -> int:
+        calls.append(k)
+        return 3 + 2 * k  # 3 tokens of head, 2 per word
+
+    assert largest_fit(f, 100, guess=40) == (48, 99)  # 3 + 2*48 = 99 <= 100 < 101
+    assert len(calls) <= 10
+    assert largest_fit(f, 2, guess=5) is None  # even the head is too long
+
+
+@pytest.mark.parametrize("target", [1, 7, 64, 257])
+def test_prompts_have_the_exact_token_count(tokenizer_json: str, target: int) -> None:
+    count = local_tokenizer(tokenizer_json)
+    f = PromptFactory(seed=1, count_tokens=count)
+    for rid in range(5):
+        text, n = f.prompt(rid, target)
+        if target < (count(f.words(rid, 0)) or 0):
+            continue  # shorter than the random head: not reachable
+        assert n == target and count(text) == target, (rid, text)
+
+
+def test_prompts_differ_from_the_first_token_unless_prefix_is_shared(tokenizer_json: str) -> None:
+    count = local_tokenizer(tokenizer_json)
+    plain = PromptFactory(seed=0, count_tokens=count)
+    firsts = {plain.prompt(i, 32)[0].split()[0] for i in range(20)}
+    assert len(firsts) >= 18  # random head per request
+    shared = PromptFactory(seed=0, count_tokens=count, shared_prefix_tokens=16)
+    a, na = shared.prompt(1, 48)
+    b, nb = shared.prompt(2, 48)
+    assert na == nb == 48
+    prefix = shared.prefix()
+    assert a.startswith(prefix) and b.startswith(prefix) and a != b
+    assert count(prefix.rstrip("\n")) == 16
+
+
+def test_length_distributions_are_clipped_and_seeded() -> None:
+    rng = np.random.default_rng(0)
+    d = LengthDist(dist="normal", mean=100, stddev=50, min=20, max=150)
+    xs = [draw_length(d, rng) for _ in range(2000)]
+    assert min(xs) >= 20 and max(xs) <= 150 and 90 < sum(xs) / len(xs) < 105
+    u = LengthDist(dist="uniform", mean=10, min=5, max=15)
+    assert {draw_length(u, rng) for _ in range(500)} == set(range(5, 16))
+
+
+def test_dataset_prompts_and_lengths(tmp_path: Path, tokenizer_json: str) -> None:
+    p = tmp_path / "d.jsonl"
+    rows = [{"prompt": "time year people", "output_tokens": 5}, {"input_tokens": 12, "output_tokens": 7}]
+    p.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    ds = load_dataset(p)
+    count = local_tokenizer(tokenizer_json)
+    specs = build_specs(Workload(), 4, 0, count, 0, ds)
+    assert [s.max_tokens for s in specs] == [5, 7, 5, 7]
+    assert specs[0].prompt == "time year people" and specs[0].input_tokens == count("time year people")
+    assert specs[1].input_tokens == 12 and count(specs[1].prompt) == 12
+
+
+@pytest.mark.parametrize(
+    ("line", "msg"),
+    [
+        ("not json", "d.jsonl:1: invalid JSON"),
+        ('{"prompt": "x"}', "d.jsonl:1: output_tokens: must be an integer >= 1"),
+        ('{"output_tokens": 3}', "d.jsonl:1: needs exactly one of prompt, input_tokens"),
+        ('{"prompt": 3, "output_tokens": 3}', "d.jsonl:1: prompt: must be a string"),
+    ],
+)
+def test_dataset_errors_name_file_line_and_field(tmp_path: Path, line: str, msg: str) -> None:
+    p = tmp_path / "d.jsonl"
+    p.write_text(line + "\n")
+    with pytest.raises(DatasetError, match=msg):
+        load_dataset(p)
