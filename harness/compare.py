@@ -136,7 +136,7 @@ def compare_runs(
         devs = dict(zip(points["config"], points["device"], strict=True))
         base = choose_baseline(list(dict.fromkeys(points["config"])), devs, baseline)
     points = add_speedup(points, base)
-    if "energy_j_per_output_token" not in points.columns:
+    if "energy_j_per_output_token" not in points.columns or points["energy_j_per_output_token"].isna().all():
         notes.append("no energy columns in these runs (no GPU energy telemetry): J/token shown as -")
     return Comparison(points.reset_index(drop=True), pivot(points), base, notes)
 

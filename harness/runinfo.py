@@ -70,8 +70,19 @@ def _strings(obj: Any) -> list[str]:
 
 
 def detected_gpu(manifest: dict[str, Any]) -> Device | None:
-    """A catalog GPU whose NVML name appears anywhere in the manifest's telemetry or host sections."""
-    for s in _strings([manifest.get("telemetry"), manifest.get("host")]):
+    """The catalog GPU the run really used: the `catalog_key` the GPU inventory recorded
+    (manifest hardware.gpu.gpus[*], matched by NVML name and memory size), else any NVML name in the
+    manifest's hardware, telemetry or host sections that a catalog entry lists."""
+    gpu_inv = (
+        ((manifest.get("hardware") or {}).get("gpu") or {})
+        if isinstance(manifest.get("hardware"), dict)
+        else {}
+    )
+    for g in gpu_inv.get("gpus") or []:
+        key = g.get("catalog_key") if isinstance(g, dict) else None
+        if key in devices():
+            return devices()[key]
+    for s in _strings([manifest.get("hardware"), manifest.get("telemetry"), manifest.get("host")]):
         dev = match_nvml(s)
         if dev is not None:
             return dev
@@ -90,7 +101,11 @@ def device_of(manifest: dict[str, Any], cfg: dict[str, Any]) -> tuple[str, int]:
         else:
             n = int(hw.get("gpus") or 1)
         return str(key), n
-    cpu = match_cpu((manifest.get("host") or {}).get("cpu_model"))
+    cpu_inv = (
+        (manifest.get("hardware") or {}).get("cpu") if isinstance(manifest.get("hardware"), dict) else None
+    )
+    cpu_name = (cpu_inv or {}).get("model") or (manifest.get("host") or {}).get("cpu_model")
+    cpu = match_cpu(cpu_name)
     return (cpu.key if cpu else "cpu"), 1
 
 
