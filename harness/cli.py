@@ -141,16 +141,12 @@ def _prices(price: list[str] | None, prices_file: Path | None, provider: str | N
 
 
 def _bandwidths(items: list[str] | None) -> dict[str, float]:
-    result: dict[str, float] = {}
-    for item in items or []:
-        dev, _, val = item.partition("=")
-        try:
-            result[dev.strip()] = float(val)
-        except ValueError:
-            raise _fail(f"--bandwidth: {item!r}: expected DEVICE=GB_PER_S, e.g. cpu=20") from None
-        if not dev.strip() or result[dev.strip()] <= 0:
-            raise _fail(f"--bandwidth: {item!r}: expected DEVICE=GB_PER_S, e.g. cpu=20")
-    return result
+    from harness.runinfo import parse_bandwidths
+
+    try:
+        return parse_bandwidths(items or [])
+    except ValueError as e:
+        raise _fail(str(e)) from None
 
 
 def _check_runs(runs: list[Path]) -> None:
@@ -225,7 +221,7 @@ def compare_cmd(
     ] = None,
 ) -> None:
     """One table over many runs: model x precision x load rows, hardware/engine columns."""
-    from harness.compare import CompareError, compare_runs, print_comparison, write
+    from harness.compare import CompareError, compare_runs, parse_metrics, print_comparison, write
     from harness.results import utc_stamp
 
     _check_runs(runs)
@@ -235,14 +231,10 @@ def compare_cmd(
         c = compare_runs(list(runs), baseline, usd, utilization, kwh, _bandwidths(bandwidth))
     except CompareError as e:
         raise _fail(str(e)) from None
-    shown = [m.strip() for m in metrics.split(",")] if metrics else None
-    from harness.compare import METRICS
-
-    known = [m for m, _, _ in METRICS]
-    if shown and not set(shown) <= set(known):
-        raise _fail(
-            f"--metrics: {', '.join(sorted(set(shown) - set(known)))} unknown (allowed: {', '.join(known)})"
-        )
+    try:
+        shown = parse_metrics(metrics)
+    except CompareError as e:
+        raise _fail(str(e)) from None
     print_comparison(c, out, shown)
     paths = write(c, out_dir or runs[0].parent / f"compare-{utc_stamp()}")
     err.print(f"wrote {', '.join(str(p) for p in paths)}")
@@ -264,41 +256,23 @@ def cost_cmd(
     kwh: Annotated[float | None, typer.Option("--kwh", help="US$ per kWh, adds energy cost")] = None,
 ) -> None:
     """US$ per 1M output tokens = $/device-hour x devices / (tok/s x 3600 x utilization) x 1e6."""
-    from harness.compare import fmt
-    from harness.cost import HEADERS, CostInputs, run_cost_frame
+    from harness.cost import CostInputs, run_cost_frame
     from harness.runinfo import points_frame
+    from harness.tables import cost_line, cost_table
 
     quotes = _prices(price, prices_file, provider)
     if not runs:
         if usd_per_hour is None or tok_s is None:
             raise _fail("cost: give run directories, or both --usd-per-hour and --tok-s")
-        row = CostInputs(usd_per_hour, tok_s, devices, utilization, j_per_token, kwh).row()
-        out.print(
-            f"${row['usd_per_1m_tokens']:.2f} per 1M output tokens (${row['usd_per_token']:.3g} per token) "
-            f"= ${usd_per_hour:g}/h x {devices} / ({tok_s:g} tok/s x 3600 x {utilization:g}) x 1e6",
-            highlight=False,
-        )
-        if "energy_usd_per_1m_tokens" in row:
-            out.print(
-                f"energy: ${fmt(row['energy_usd_per_1m_tokens'], '{:.4f}')} per 1M output tokens; "
-                f"total ${fmt(row['total_usd_per_1m_tokens'], '{:.2f}')}",
-                highlight=False,
-            )
+        for line in cost_line(CostInputs(usd_per_hour, tok_s, devices, utilization, j_per_token, kwh).row()):
+            out.print(line, highlight=False)
         return
     _check_runs(runs)
     usd = {k: q.usd_per_hour for k, q in quotes.items()}
     points = points_frame(list(runs))
     if points.empty:
         raise _fail("cost: no finished points in the given runs")
-    df = run_cost_frame(points, usd, utilization, kwh)
-    from rich.table import Table
-
-    t = Table(title=f"cost per 1M output tokens (utilization {utilization:g})")
-    for c in df.columns:
-        t.add_column(HEADERS.get(c, c), justify="left" if df[c].dtype == object else "right")
-    for _, r in df.iterrows():
-        t.add_row(*[v if isinstance(v, str) else fmt(v, "{:.4g}") for v in r])
-    out.print(t)
+    out.print(cost_table(run_cost_frame(points, usd, utilization, kwh), utilization))
     for d in sorted(set(points["device"])):
         if d in usd:
             err.print(f"price {d}: ${usd[d]:g}/h ({quotes[d].origin})")
@@ -322,65 +296,30 @@ def roofline_cmd(
     ] = 0,
 ) -> None:
     """Decode ceiling (bytes per step / bandwidth, batch-aware) and prefill compute ceiling."""
-    from rich.table import Table
-
     from harness.catalog import CatalogError, get_model
     from harness.catalog.hardware import get_device
-    from harness.compare import fmt
     from harness.roofline import Shape, roofline_table
+    from harness.tables import roofline_table as table
 
     try:
         shape, dev = Shape.of(get_model(model)), get_device(gpu)
         batches = [int(b) for b in batch.split(",") if b.strip()]
+        kv_bytes = 1.0 if kv_dtype.startswith("fp8") else 2.0
+        offload = cpu_offload_gb * 2**30
         rows, pre = roofline_table(
-            shape,
-            dev,
-            precision,
-            tp,
-            batches,
-            context,
-            input_tokens,
-            1.0 if kv_dtype.startswith("fp8") else 2.0,
-            efficiency,
-            cpu_offload_gb * 2**30,
+            shape, dev, precision, tp, batches, context, input_tokens, kv_bytes, efficiency, offload
         )
     except (CatalogError, ValueError) as e:
         raise _fail(f"roofline: {e}") from None
-    t = Table(
-        title=f"decode ceiling: {model} {precision} on {tp}x {gpu} ({dev.bandwidth_gbs:g} GB/s), "
+    title = (
+        f"decode ceiling: {model} {precision} on {tp}x {gpu} ({dev.bandwidth_gbs:g} GB/s), "
         f"context {context:g} tokens, efficiency {efficiency:g}"
-        + (
-            f", {cpu_offload_gb:g} GiB/device offloaded over {dev.host_link} ({dev.host_link_gbs:g} GB/s)"
-            if cpu_offload_gb
-            else ""
-        )
     )
-    heads = [
-        "batch",
-        "tok/s (all)",
-        "tok/s per seq",
-        "step ms",
-        "bound",
-        "weights GB/dev",
-        "KV GB/dev",
-        "fits",
-        "max batch",
-    ]
-    for h in heads:
-        t.add_column(h, justify="right")
-    for r in rows:
-        t.add_row(
-            str(r["batch"]),
-            fmt(r["tok_s"], "{:.1f}"),
-            fmt(r["tok_s_per_sequence"], "{:.1f}"),
-            fmt(r["t_step_ms"], "{:.2f}"),
-            r["bound"],
-            fmt(r["weights_gb_per_device"], "{:.1f}"),
-            fmt(r["kv_gb_per_device"], "{:.2f}"),
-            {True: "yes", False: "NO", None: "?"}[r["fits"]],
-            "-" if r["max_batch"] is None else str(r["max_batch"]),
+    if cpu_offload_gb:
+        title += (
+            f", {cpu_offload_gb:g} GiB/device offloaded over {dev.host_link} ({dev.host_link_gbs:g} GB/s)"
         )
-    out.print(t)
+    out.print(table(rows, title))
     out.print(
         f"prefill of {pre['input_tokens']} tokens: >= {pre['t_prefill_s'] * 1000:.1f} ms "
         f"({pre['prefill_tok_s']:.0f} tok/s, {pre['bound']}-bound)",
@@ -404,13 +343,11 @@ def claims_cmd(
     ] = None,
 ) -> None:
     """Each published claim: the measured value where a run matches, else its roofline plausibility."""
-    from rich.table import Table
-    from rich.text import Text
-
     from harness.catalog import CatalogError
     from harness.catalog.claims import claims, load_claims_file
     from harness.claims import check_all
     from harness.runinfo import points_frame
+    from harness.tables import claims_markdown, claims_table
 
     try:
         cl = load_claims_file(claims_file) if claims_file else list(claims())
@@ -421,25 +358,10 @@ def claims_cmd(
         if not cl:
             raise _fail(f"--source: no claims from {source!r}")
     _check_runs(runs or [])
-    points = points_frame(list(runs or []))
-    checks = check_all(cl, points)
-    t = Table(title=f"claims ({len(checks)}), checked against {len(runs or [])} run(s)", show_lines=True)
-    for h, w in (("claim", 34), ("measured", 22), ("roofline check", 60), ("verdict", 18)):
-        t.add_column(h, max_width=w, overflow="fold")
-    for ch in checks:
-        t.add_row(
-            *(Text(x) for x in (f"[{ch.claim.source}] {ch.claim.text}", ch.measured, ch.roofline, ch.verdict))
-        )
-    out.print(t)
+    checks = check_all(cl, points_frame(list(runs or [])))
+    out.print(claims_table(checks, len(runs or [])))
     if md_out is not None:
-        from harness.compare import md_row
-
-        lines = [
-            md_row(["source", "claim", "measured", "roofline check", "verdict"]),
-            "|---|---|---|---|---|",
-        ]
-        lines += [md_row([c.claim.source, c.claim.text, c.measured, c.roofline, c.verdict]) for c in checks]
-        md_out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        md_out.write_text(claims_markdown(checks), encoding="utf-8")
         err.print(f"wrote {md_out}")
 
 
@@ -463,12 +385,10 @@ def recommend_cmd(
     provider: ProviderOpt = None,
 ) -> None:
     """Rank hardware by $/1M output tokens among options meeting the SLOs (measured where possible)."""
-    from rich.table import Table
-
     from harness.catalog import CatalogError, get_model
-    from harness.compare import fmt
     from harness.recommend import Need, article_rule, recommend
     from harness.runinfo import points_frame
+    from harness.tables import recommend_table
 
     try:
         arch = get_model(model)
@@ -488,37 +408,11 @@ def recommend_cmd(
         )
     except ValueError as e:
         raise _fail(f"recommend: {e}") from None
-    t = Table(
-        title=f"{model} at concurrency {concurrency}, {input_tokens} in / {output_tokens} out, "
+    title = (
+        f"{model} at concurrency {concurrency}, {input_tokens} in / {output_tokens} out, "
         f"SLO TTFT <= {ttft_slo} s, TPOT <= {tpot_slo} s"
     )
-    for h in (
-        "rank",
-        "hardware",
-        "precision",
-        "tok/s",
-        "TTFT ms",
-        "TPOT ms",
-        "$/h",
-        "$/1M tok",
-        "SLO",
-        "basis",
-    ):
-        t.add_column(h, justify="left" if h in ("hardware", "precision", "SLO", "basis") else "right")
-    for rank, (_, r) in enumerate(df.head(top).iterrows(), start=1):
-        t.add_row(
-            str(rank),
-            f"{r['devices']}x {r['device']}",
-            r["precision"],
-            fmt(r["output_tok_s"], "{:.0f}"),
-            fmt(r["ttft_s"], "ms"),
-            fmt(r["tpot_s"], "ms"),
-            fmt(r["usd_per_device_hour"] * r["devices"], "{:.2f}"),
-            fmt(r["usd_per_1m_tokens"], "{:.3f}"),
-            "yes" if r["meets_slo"] else f"no: {r['why_not']}",
-            r["basis"],
-        )
-    out.print(t)
+    out.print(recommend_table(df, title, top))
     out.print(article_rule(need), highlight=False)
     out.print("roofline estimates are best cases: real engines reach a fraction of them (see --efficiency)")
     for n in notes:

@@ -30,6 +30,7 @@ METRICS: tuple[tuple[str, str, str], ...] = (
     ("tpot_s_p99", "TPOT p99 ms", "ms"),
     ("energy_j_per_output_token", "J/output token", "{:.3f}"),
     ("usd_per_1m_tokens", "$/1M output tokens", "{:.2f}"),
+    ("energy_usd_per_1m_tokens", "energy $/1M output tokens", "{:.4f}"),
     ("pct_roofline", "% of decode roofline", "{:.1f}"),
 )
 ROW_KEYS = ["model", "precision", "load"]
@@ -45,6 +46,18 @@ class Comparison:
     wide: pd.DataFrame  # index ROW_KEYS, columns (metric, config)
     baseline: str | None
     notes: list[str] = field(default_factory=list)
+
+
+def parse_metrics(text: str | None) -> list[str] | None:
+    """`--metrics a,b` -> ["a", "b"] (None: all); unknown names raise CompareError."""
+    if not text:
+        return None
+    shown = [m.strip() for m in text.split(",") if m.strip()]
+    known = [m for m, _, _ in METRICS]
+    bad = [m for m in shown if m not in known]
+    if bad:
+        raise CompareError(f"--metrics: {', '.join(bad)} unknown (allowed: {', '.join(known)})")
+    return shown
 
 
 def fmt(value: Any, spec: str) -> str:

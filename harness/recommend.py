@@ -171,7 +171,7 @@ def recommend(
                 notes.append(f"{key} {p}: {weights_gb[p]:.0f} GB of weights do not fit on {max(tps)} devices")
     df = pd.DataFrame(rows)
     if not df.empty:
-        df = df.sort_values(
-            ["meets_slo", "usd_per_1m_tokens", "devices"], ascending=[False, True, True]
-        ).reset_index(drop=True)
+        df["_cost"] = df["usd_per_1m_tokens"].round(9)  # TP 1 and TP 2 tie in the ideal roofline
+        df = df.sort_values(["meets_slo", "_cost", "devices"], ascending=[False, True, True])
+        df = df.drop(columns="_cost").reset_index(drop=True)
     return df, notes

@@ -50,14 +50,16 @@ def _lines(
 
 def make_plots(points: pd.DataFrame, out_dir: Path) -> tuple[list[Plot], list[str]]:
     """Write the PNGs into `out_dir`; returns the plots made and notes about the ones left out."""
-    import matplotlib
-
+    plots: list[Plot] = []
+    notes: list[str] = []
+    try:
+        import matplotlib
+    except ImportError:
+        return plots, ["No plots: matplotlib is not installed (pip install 'llm-harness[plots]')."]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    plots: list[Plot] = []
-    notes: list[str] = []
     closed = points[points["concurrency"].notna()] if "concurrency" in points else points.iloc[0:0]
     opened = points[points["concurrency"].isna()] if "concurrency" in points else points
 

@@ -148,6 +148,21 @@ def context_tokens(manifest: dict[str, Any]) -> float:
     return _mean_len(w.get("input_tokens")) + _mean_len(w.get("output_tokens")) / 2
 
 
+def parse_bandwidths(items: list[str]) -> dict[str, float]:
+    """`["cpu=20"]` -> {"cpu": 20.0} (GB/s); a malformed item raises ValueError with the fix."""
+    out: dict[str, float] = {}
+    for item in items:
+        dev, _, val = item.partition("=")
+        try:
+            gbs = float(val)
+        except ValueError:
+            gbs = -1.0
+        if not dev.strip() or gbs <= 0:
+            raise ValueError(f"--bandwidth: {item!r}: expected DEVICE=GB_PER_S, e.g. cpu=20")
+        out[dev.strip()] = gbs
+    return out
+
+
 def device_table(bandwidth_gbs: dict[str, float] | None = None) -> dict[str, Device]:
     """The hardware catalog, with bandwidths replaced or added (e.g. a measured `cpu` host) per key."""
     table = dict(devices())

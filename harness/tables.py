@@ -1,0 +1,106 @@
+"""Terminal (rich) and Markdown tables for the cost, roofline, claims and recommend commands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from rich.table import Table
+from rich.text import Text
+
+from harness.compare import fmt, md_row
+from harness.cost import HEADERS
+
+
+def cost_table(df: pd.DataFrame, utilization: float) -> Table:
+    t = Table(title=f"cost per 1M output tokens (utilization {utilization:g})")
+    for c in df.columns:
+        t.add_column(HEADERS.get(c, c), justify="left" if df[c].dtype == object else "right")
+    for _, r in df.iterrows():
+        t.add_row(*[v if isinstance(v, str) else fmt(v, "{:.4g}") for v in r])
+    return t
+
+
+def cost_line(row: dict[str, Any]) -> list[str]:
+    """`harness cost` with typed numbers: the result and the formula with the numbers filled in."""
+    lines = [
+        f"${row['usd_per_1m_tokens']:.2f} per 1M output tokens (${row['usd_per_token']:.3g} per token) "
+        f"= ${row['usd_per_device_hour']:g}/h x {row['devices']} / ({row['output_tok_s']:g} tok/s x 3600 x "
+        f"{row['utilization']:g}) x 1e6"
+    ]
+    if "energy_usd_per_1m_tokens" in row:
+        lines.append(
+            f"energy: ${fmt(row['energy_usd_per_1m_tokens'], '{:.4f}')} per 1M output tokens; "
+            f"total ${fmt(row['total_usd_per_1m_tokens'], '{:.2f}')}"
+        )
+    return lines
+
+
+ROOFLINE_HEADS = ("batch", "tok/s (all)", "tok/s per seq", "step ms", "bound", "weights GB/dev", "KV GB/dev")
+
+
+def roofline_table(rows: list[dict[str, Any]], title: str) -> Table:
+    t = Table(title=title)
+    for h in (*ROOFLINE_HEADS, "fits", "max batch"):
+        t.add_column(h, justify="right")
+    for r in rows:
+        t.add_row(
+            str(r["batch"]),
+            fmt(r["tok_s"], "{:.1f}"),
+            fmt(r["tok_s_per_sequence"], "{:.1f}"),
+            fmt(r["t_step_ms"], "{:.2f}"),
+            r["bound"],
+            fmt(r["weights_gb_per_device"], "{:.1f}"),
+            fmt(r["kv_gb_per_device"], "{:.2f}"),
+            {True: "yes", False: "NO", None: "?"}[r["fits"]],
+            "-" if r["max_batch"] is None else str(r["max_batch"]),
+        )
+    return t
+
+
+def claims_table(checks: list[Any], n_runs: int) -> Table:
+    t = Table(title=f"claims ({len(checks)}), checked against {n_runs} run(s)", show_lines=True)
+    for h, w in (("claim", 34), ("measured", 22), ("roofline check", 60), ("verdict", 18)):
+        t.add_column(h, max_width=w, overflow="fold")
+    for ch in checks:
+        cells = (f"[{ch.claim.source}] {ch.claim.text}", ch.measured, ch.roofline, ch.verdict)
+        t.add_row(*(Text(x) for x in cells))  # Text: "[source]" is not rich markup
+    return t
+
+
+def claims_markdown(checks: list[Any]) -> str:
+    lines = [md_row(["source", "claim", "measured", "roofline check", "verdict"]), "|---|---|---|---|---|"]
+    lines += [md_row([c.claim.source, c.claim.text, c.measured, c.roofline, c.verdict]) for c in checks]
+    return "\n".join(lines) + "\n"
+
+
+def recommend_table(df: pd.DataFrame, title: str, top: int) -> Table:
+    t = Table(title=title)
+    heads = (
+        "rank",
+        "hardware",
+        "precision",
+        "tok/s",
+        "TTFT ms",
+        "TPOT ms",
+        "$/h",
+        "$/1M tok",
+        "SLO",
+        "basis",
+    )
+    for h in heads:
+        t.add_column(h, justify="left" if h in ("hardware", "precision", "SLO", "basis") else "right")
+    for rank, (_, r) in enumerate(df.head(top).iterrows(), start=1):
+        t.add_row(
+            str(rank),
+            f"{r['devices']}x {r['device']}",
+            r["precision"],
+            fmt(r["output_tok_s"], "{:.0f}"),
+            fmt(r["ttft_s"], "ms"),
+            fmt(r["tpot_s"], "ms"),
+            fmt(r["usd_per_device_hour"] * r["devices"], "{:.2f}"),
+            fmt(r["usd_per_1m_tokens"], "{:.3f}"),
+            "yes" if r["meets_slo"] else f"no: {r['why_not']}",
+            r["basis"],
+        )
+    return t

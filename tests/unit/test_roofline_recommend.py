@@ -1,0 +1,82 @@
+"""`harness recommend`: roofline estimates and measured points ranked by $/1M tokens under SLOs."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from harness.catalog import get_model
+from harness.recommend import Need, article_rule, recommend
+
+PRICES = {"a100-80gb-sxm": 0.75, "h100-sxm": 1.20}  # the article's Mistral-7B example prices
+
+
+def _need(tpot_s: float | None = 0.2, model: str = "mistral-7b", concurrency: int = 1) -> Need:
+    return Need(get_model(model), concurrency, 1024, 256, 2.0, tpot_s)
+
+
+def test_roofline_estimates_rank_h100_first_for_mistral_single_stream() -> None:
+    df, _ = recommend(_need(), PRICES, precisions=("bf16",), only=tuple(PRICES))
+    # context = 1024 + 256/2 = 1152 tokens; KV/token = 2 x 32 x 8 x 128 x 2 = 131,072 B
+    # bytes/step = 14.48e9 + 1152 x 131,072 = 14.631e9
+    # A100: t = 14.631e9 / 2.039e12 = 7.1756 ms -> 139.36 tok/s -> 0.75 / (139.36 x 3600) x 1e6 = $1.4949
+    # H100: t = 14.631e9 / 3.35e12  = 4.3675 ms -> 228.97 tok/s -> 1.20 / (228.97 x 3600) x 1e6 = $1.4558
+    assert list(zip(df["device"], df["devices"], strict=True))[:3] == [
+        ("h100-sxm", 1),
+        ("h100-sxm", 2),  # ideal TP scaling: same $/token, more devices ranks after
+        ("a100-80gb-sxm", 1),
+    ]
+    h100, a100 = df.iloc[0], df.iloc[2]
+    assert h100["output_tok_s"] == pytest.approx(228.966, rel=1e-5)
+    assert h100["usd_per_1m_tokens"] == pytest.approx(1.45582, rel=1e-5)
+    assert a100["output_tok_s"] == pytest.approx(139.362, rel=1e-5)
+    assert a100["usd_per_1m_tokens"] == pytest.approx(1.49491, rel=1e-5)
+    # TTFT = prefill + one step: (2 x 7.24e9 x 1024 + 2 x 32 x 32 x 128 x 1024^2) = 1.5102e13 FLOP
+    # / 312e12 = 48.40 ms, + 7.18 ms = 55.58 ms
+    assert a100["ttft_s"] == pytest.approx(0.055581, rel=1e-4)
+    assert all(df["meets_slo"]) and all(df["basis"].str.startswith("roofline estimate"))
+
+
+def test_slo_filter_explains_why_an_option_fails() -> None:
+    df, _ = recommend(_need(tpot_s=0.005), PRICES, precisions=("bf16",), only=tuple(PRICES))
+    a100 = df[(df["device"] == "a100-80gb-sxm") & (df["devices"] == 1)].iloc[0]
+    assert not a100["meets_slo"] and a100["why_not"] == "TPOT 7.2 ms > 5.0 ms"
+    assert df.iloc[0]["meets_slo"] and df.iloc[-1]["device"] == "a100-80gb-sxm"  # failing rows rank last
+
+
+def test_measured_point_replaces_the_estimate() -> None:
+    points = pd.DataFrame(
+        [
+            {
+                "model": "mistral-7b",
+                "device": "a100-80gb-sxm",
+                "precision": "bf16",
+                "devices": 1,
+                "concurrency": 1,
+                "output_tok_s": 112.0,
+                "ttft_s_p99": 0.05,
+                "tpot_s_p99": 0.009,
+                "run_id": "r1",
+                "started_utc": "2026-11-01",
+            }
+        ]
+    )
+    df, _ = recommend(_need(), PRICES, points, precisions=("bf16",), only=("a100-80gb-sxm",))
+    got = df[df["devices"] == 1].iloc[0]
+    assert got["basis"] == "measured (r1, p99 latencies)"
+    assert got["usd_per_1m_tokens"] == pytest.approx(1.8601190, rel=1e-6)  # the article's $1.86
+
+
+def test_kv_cache_capacity_and_missing_prices() -> None:
+    df, notes = recommend(
+        _need(model="llama-3.1-70b", concurrency=256), {"a100-80gb-sxm": 1.49}, precisions=("bf16",)
+    )
+    tp2 = df[(df["device"] == "a100-80gb-sxm") & (df["devices"] == 2)].iloc[0]
+    # per GPU: 70.6 GB of weights, room 0.9 x 80 GiB - 70.6e9 = 6.7e9 B; 256 x 1280 x 163,840 B = 53.7e9 B
+    assert "KV cache for 256 x 1280 tokens does not fit" in tp2["why_not"]
+    assert "h100-sxm: no price (give --price h100-sxm=USD_PER_HOUR)" in notes
+
+
+def test_article_rule_of_thumb() -> None:
+    assert article_rule(_need(model="llama-3.1-70b")) == "article's rule of thumb: H100 (> 13B parameters)"
+    assert article_rule(_need()).startswith("article's rule of thumb: A100")
