@@ -123,7 +123,7 @@ def make_plots(points: pd.DataFrame, out_dir: Path) -> tuple[list[Plot], list[st
     else:
         notes.append(
             "Energy per output token: not plotted, these runs have no energy telemetry "
-            "(energy_j_per_output_token is absent)."
+            "(energy_j_per_output_token is absent or empty)."
         )
     if _has(points, "usd_per_1m_tokens"):
         per_load(

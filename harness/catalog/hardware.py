@@ -101,10 +101,10 @@ def gpus() -> dict[str, Device]:
 
 
 def match_nvml(name: str) -> Device | None:
-    """The catalog GPU whose `nvml_names` contains `name` exactly (after trimming), or None."""
-    name = name.strip()
+    """The catalog GPU one of whose `nvml_names` equals `name` (case and surrounding space ignored)."""
+    want = name.strip().lower()
     for dev in devices().values():
-        if name in dev.nvml_names:
+        if any(n.lower() == want for n in dev.nvml_names):
             return dev
     return None
 
