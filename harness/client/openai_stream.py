@@ -94,9 +94,12 @@ class StreamClient:
 
         `raw` is the output of `prepare(spec)` when the caller built it ahead of time.
         """
-        assert self._pool is not None, "use `async with StreamClient(...)`"
         rec.expected_output_tokens = spec.max_tokens
         rec.expected_input_tokens = spec.input_tokens
+        if self._pool is None:  # the point was stopped and the client closed: nothing is sent
+            rec.error_kind, rec.error = "cancelled", "client closed (use `async with StreamClient(...)`)"
+            rec.done_ns = time.perf_counter_ns()
+            return rec
         if raw is None:
             raw = self.prepare(spec)
         events = SseEvents()

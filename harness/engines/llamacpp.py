@@ -50,6 +50,7 @@ class LlamaCppServer:
         self.props: dict[str, Any] = {}
         self.health_wait_s: float | None = None
         self._bos_tokens: int | None = None
+        self._client: httpx.Client | None = None
 
     # -- command lines
     def build_argv(self, port: int) -> list[str]:
@@ -168,6 +169,9 @@ class LlamaCppServer:
         return self.base_url
 
     def stop(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
         if self.proc is not None:
             self.proc.stop()
 
@@ -241,13 +245,19 @@ class LlamaCppServer:
                     self._bos_tokens = self._lcp_count("")
                 n = self._lcp_count(text)
                 return None if n is None or self._bos_tokens is None else n - self._bos_tokens
-            r = httpx.post(self.base_url + "/tokenize", json={"content": text}, timeout=30)
+            r = self._http().post(self.base_url + "/tokenize", json={"content": text})
             return len(r.json()["tokens"]) if r.status_code == 200 else None
         except (httpx.HTTPError, ValueError, KeyError):
             return None
 
+    def _http(self) -> httpx.Client:
+        """One keep-alive connection for tokenizer calls (prompt fitting makes many of them)."""
+        if self._client is None:
+            self._client = httpx.Client(timeout=30)
+        return self._client
+
     def _lcp_count(self, text: str) -> int | None:
-        r = httpx.post(self.base_url + "/extras/tokenize/count", json={"input": text}, timeout=30)
+        r = self._http().post(self.base_url + "/extras/tokenize/count", json={"input": text})
         return int(r.json()["count"]) if r.status_code == 200 else None
 
     def metrics_url(self) -> str | None:

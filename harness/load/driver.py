@@ -121,6 +121,8 @@ class _Run:
 
         async def worker() -> None:
             for job in it:
+                if self.out.aborted:
+                    return
                 if job.role != "warmup" and (self.all_measured_done.is_set() or self.past_deadline()):
                     return
                 await self.one(job, time.perf_counter_ns())
@@ -149,6 +151,8 @@ class _Run:
                     self.out.started_ns = when_ns
                     if self.on_measure_start is not None:
                         self.on_measure_start(when_ns)
+                if self.out.aborted:
+                    break
                 if job.role != "warmup" and (self.all_measured_done.is_set() or self.past_deadline()):
                     break
                 tasks.append(asyncio.create_task(gated(job, when_ns)))
@@ -238,6 +242,17 @@ async def run_point(
     jobs = plan_jobs(client, load, warmup_specs, specs, cooldown_specs, first_id)
     meter = CpuMeter()
     probe = LoopLagProbe()
+    task: asyncio.Task[None] | None = None
+
+    def record_and_watch(rec: RequestRecord) -> None:
+        on_record(rec)
+        # a dead engine fails requests faster than the watchdog polls: check at once
+        if rec.error_kind in ("connect", "disconnected") and out.aborted is None:
+            reason = should_abort()
+            if reason:
+                out.aborted = reason
+                if task is not None:
+                    task.cancel()
 
     async def body() -> None:
         probe.start()
@@ -245,9 +260,9 @@ async def run_point(
         if load.workers > 1:
             from harness.load.workers import run_jobs_in_workers
 
-            await run_jobs_in_workers(client, load, jobs, on_record, out, t0_ns, on_measure_start)
+            await run_jobs_in_workers(client, load, jobs, record_and_watch, out, t0_ns, on_measure_start)
         else:
-            await run_jobs_here(client, load, jobs, on_record, out, t0_ns, on_measure_start)
+            await run_jobs_here(client, load, jobs, record_and_watch, out, t0_ns, on_measure_start)
 
     task = asyncio.create_task(body())
     while not task.done():
@@ -264,6 +279,8 @@ async def run_point(
             raise
     finally:
         probe.stop()
+    if out.aborted is None:
+        out.aborted = should_abort()  # the engine may have died after the last poll
     out.ended_ns = time.perf_counter_ns()
     here = meter.read()
     workers = out.client.pop("worker_cpu", [])

@@ -15,6 +15,7 @@ import pytest
 from harness.results import iter_records, read_manifest
 
 from .conftest import ROOT
+from .test_llamacpp_run import MODEL
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("xllamacpp")
@@ -34,9 +35,11 @@ def _start_run(write_scenario, tmp_path: Path) -> tuple[subprocess.Popen[str], P
     scen = write_scenario(
         {
             "name": "it-crash",
-            "engine": {"type": "llamacpp", "model": {"source": "synthetic"}, "parallel": 2, "threads": 1},
+            # a model where a token costs milliseconds, and far more requests than the test waits for:
+            # the run is still going when the engine is killed, however fast the machine
+            "engine": {"type": "llamacpp", "model": MODEL, "parallel": 2, "threads": 1},
             "workload": {"input_tokens": 16, "output_tokens": 256},
-            "load": {"concurrency": [2], "requests": 60, "warmup_requests": 0},
+            "load": {"concurrency": [2], "requests": 400, "warmup_requests": 0},
         }
     )
     results = tmp_path / "results"

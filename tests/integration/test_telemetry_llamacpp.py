@@ -105,7 +105,9 @@ def test_cpu_run_has_telemetry_and_server_counters_match_records(write_scenario,
         # the server's own counters over the window equal what the records say, token for token
         assert row["server_llamacpp_tokens_predicted_total_delta"] == out_tokens[pid] == row["output_tokens"]
         assert row["server_llamacpp_prompt_tokens_total_delta"] == prompt_tokens[pid]
-        assert row["server_llamacpp_requests_processing_max"] >= 1
+        # a gauge seen only at scrape times: on a fast machine a short window may never catch a request
+        # in flight, but it can never exceed the server's slots
+        assert 0 <= row["server_llamacpp_requests_processing_max"] <= 2
 
     doms, why = find_rapl()
     if doms:
