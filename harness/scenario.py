@@ -138,7 +138,9 @@ class VllmEngine(Strict):
     @model_validator(mode="after")
     def _model_source(self) -> VllmEngine:
         if self.model.source not in ("path", "catalog"):
-            raise ValueError(f"model source {self.model.source!r} is not usable with vllm (allowed: path, catalog)")
+            raise ValueError(
+                f"model source {self.model.source!r} is not usable with vllm (allowed: path, catalog)"
+            )
         if self.model.source == "catalog" and self.precision in ("int4", "awq", "gptq"):
             raise ValueError(
                 f"precision {self.precision!r} needs a pre-quantized checkpoint (model source path); "

