@@ -31,10 +31,10 @@ from harness.engines.base import redact
 from harness.engines.process import EngineError, ManagedProcess, free_port, tail
 from harness.hfmodel import HfModelError, catalog_model_dir
 from harness.models import ModelError
+from harness.roofline import bytes_per_param
 from harness.scenario import VllmEngine
 
 GIB = 1024**3
-BYTES_PER_PARAM = {"auto": 2.0, "fp16": 2.0, "bf16": 2.0, "fp8": 1.0, "int8": 1.0}
 
 # printed by the engine's Python: which vLLM distribution and torch it has (no import of vllm: fast)
 _ENV_PROBE = """
@@ -153,7 +153,7 @@ class VllmServer:
                 path = catalog_model_dir(m.name, self.cfg.precision)
             except (CatalogError, HfModelError) as e:
                 raise ModelError(f"engine.model: {e}") from None
-            return path, m.name, arch.weight_bytes(BYTES_PER_PARAM.get(self.cfg.precision, 2.0))
+            return path, m.name, arch.weight_bytes(bytes_per_param(self.cfg.precision))
         if m.source == "path":
             p = Path(m.path).expanduser()
             if not p.exists():

@@ -3,24 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from harness.client.openai_stream import apply_chunk
 from harness.metrics import server_comparison
-from harness.records import RequestRecord
 from harness.telemetry.prometheus import parse_metrics, window_columns
 
-PAYLOADS = Path(__file__).parent / "payloads"
-
-
-def replay(name: str) -> RequestRecord:
-    rec = RequestRecord(0, "p", 1, 1)
-    t = 10
-    for line in (PAYLOADS / name).read_text().splitlines():
-        if line.startswith("data: ") and line[6:] != "[DONE]":
-            apply_chunk(rec, json.loads(line[6:]), t)
-            t += 10
-    return rec
+from .sse import PAYLOADS, replay
 
 
 def test_completion_stream_one_chunk_per_token_then_usage() -> None:
