@@ -228,7 +228,7 @@ def test_output_tok_s_agrees_with_vllm_bench_serve(tmp_path: Path) -> None:
                 f"c{c}: side by side for {t1 - t0:.1f} s: ours {a:.1f} tok/s, vllm bench {b:.1f} tok/s; "
                 f"whole runs: ours {ours['output_tok_s']:.1f}, vllm bench {peer['output_throughput']:.1f}"
             )
-            # measured on this 2-core VM: 0.1 % to 13 % apart over six runs (docs/vllm.md); the bound
+            # measured on this 2-core VM: 0.1 % to 13 % apart in six comparisons (docs/vllm.md); the bound
             # catches a wrong window or token count (an error of whole requests), not host noise
             assert 0.75 <= a / b <= 1.33, (c, a, b)
     finally:
