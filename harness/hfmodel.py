@@ -27,6 +27,7 @@ from typing import Any
 
 from harness.catalog import ModelArch, get_model
 from harness.models import cache_dir
+from harness.scenario import DUMMY_PRECISIONS
 
 SPECIALS = ("<unk>", "<s>", "</s>")
 UNK_ID, BOS_ID, EOS_ID = 0, 1, 2
@@ -190,9 +191,6 @@ def tokenizer_config(arch: ModelArch) -> dict[str, Any]:
         "clean_up_tokenization_spaces": False,
         "chat_template": CHAT_TEMPLATE,
     }
-
-
-DUMMY_PRECISIONS = ("auto", "fp16", "bf16", "fp8", "int8")
 
 
 def write_model_dir(target: Path, arch: ModelArch, precision: str = "auto") -> Path:

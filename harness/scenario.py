@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 LLAMACPP_PRECISIONS = ("auto", "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m", "q5_k_m", "q6_k")
 VLLM_PRECISIONS = ("auto", "fp16", "bf16", "fp8", "int8", "int4", "awq", "gptq")
+# vLLM precisions that work with dummy weights (the rest need a pre-quantized checkpoint)
+DUMMY_PRECISIONS = ("auto", "fp16", "bf16", "fp8", "int8")
 
 
 class Strict(BaseModel):
@@ -141,10 +143,10 @@ class VllmEngine(Strict):
             raise ValueError(
                 f"model source {self.model.source!r} is not usable with vllm (allowed: path, catalog)"
             )
-        if self.model.source == "catalog" and self.precision in ("int4", "awq", "gptq"):
+        if self.model.source == "catalog" and self.precision not in DUMMY_PRECISIONS:
             raise ValueError(
                 f"precision {self.precision!r} needs a pre-quantized checkpoint (model source path); "
-                "dummy weights allow: auto, fp16, bf16, fp8, int8"
+                f"dummy weights allow: {', '.join(DUMMY_PRECISIONS)}"
             )
         return self
 

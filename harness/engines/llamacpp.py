@@ -17,7 +17,7 @@ import httpx
 
 from harness import models
 from harness.engines.base import redact
-from harness.engines.process import EngineError, ManagedProcess, free_port
+from harness.engines.process import EngineError, ManagedProcess, free_port, port_taken
 from harness.scenario import LlamaCppEngine
 
 
@@ -26,11 +26,6 @@ def _pkg_version(name: str) -> str | None:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def _port_taken(log_tail: str) -> bool:
-    low = log_tail.lower()
-    return "address already in use" in low or "couldn't bind" in low or "failed to bind" in low
 
 
 class LlamaCppServer:
@@ -158,7 +153,7 @@ class LlamaCppServer:
             except EngineError as e:
                 self.proc.stop()
                 # another process took the port between our check and the server's bind: try a new one
-                if attempt < 2 and _port_taken(str(e)):
+                if attempt < 2 and port_taken(str(e)):
                     continue
                 raise
         if self.cfg.launcher != "llama-cpp-python":

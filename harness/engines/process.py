@@ -35,6 +35,12 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def port_taken(message: str) -> bool:
+    """Whether a start-up error (log tail) says the port was taken: retry on another one."""
+    low = message.lower()
+    return "address already in use" in low or "couldn't bind" in low or "failed to bind" in low
+
+
 def _pdeathsig() -> None:  # runs in the child between fork and exec
     if sys.platform.startswith("linux"):
         with contextlib.suppress(Exception):

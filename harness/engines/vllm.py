@@ -28,7 +28,7 @@ import httpx
 
 from harness.catalog import CatalogError, get_model
 from harness.engines.base import redact
-from harness.engines.process import EngineError, ManagedProcess, free_port, tail
+from harness.engines.process import EngineError, ManagedProcess, free_port, port_taken, tail
 from harness.hfmodel import HfModelError, catalog_model_dir
 from harness.models import ModelError
 from harness.roofline import bytes_per_param
@@ -175,7 +175,7 @@ class VllmServer:
         argv += ["--host", c.host, "--port", str(port), "--served-model-name", self.model_name]
         if c.model.source == "catalog":
             argv += ["--load-format", "dummy"]
-        argv += precision_args(c.precision, c.model.source)
+        argv += precision_args(c.precision)
         if c.kv_cache_dtype != "auto":
             argv += ["--kv-cache-dtype", c.kv_cache_dtype]
         if c.tensor_parallel_size > 1:
@@ -229,7 +229,7 @@ class VllmServer:
                 break
             except EngineError as e:
                 self.proc.stop(grace_s=30.0)
-                if attempt < 2 and "address already in use" in str(e).lower():
+                if attempt < 2 and port_taken(str(e)):
                     continue
                 self._cleanup_rpc()
                 raise
@@ -359,7 +359,7 @@ class VllmServer:
         return self.base_url + "/metrics"
 
 
-def precision_args(precision: str, source: str) -> list[str]:
+def precision_args(precision: str) -> list[str]:
     """vLLM flags for a scenario precision.
 
     bf16/fp16 set `--dtype`; fp8 quantizes the weights online (`--quantization fp8`; on GPUs without FP8
