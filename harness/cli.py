@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -520,6 +520,44 @@ def make_gguf_cmd(
     except ModelError as e:
         raise _fail(str(e)) from None
     out.print(f"wrote {p} ({p.stat().st_size} bytes, {gguf_info(p)['gguf_type']})")
+
+
+@model_app.command("prepare")
+def model_prepare_cmd(
+    files: Annotated[list[Path], typer.Argument(help="scenario YAML files")],
+) -> None:
+    """Write (or find in the cache) every model the scenarios' engines use, before any run starts."""
+    import time
+
+    from harness.models import ModelError, resolve
+    from harness.scenario import engine_configs
+
+    specs: dict[str, Any] = {}
+    for f in files:
+        try:
+            s = load_scenario(f)
+        except ScenarioError as e:
+            raise _fail(e.messages) from None
+        for eng in engine_configs(s):
+            model = getattr(eng, "model", None)
+            if model is not None:
+                specs.setdefault(model.model_dump_json(), (eng.type, model))
+    for eng_type, model in specs.values():
+        t0 = time.perf_counter()
+        try:
+            if model.source == "catalog":
+                from harness.hfmodel import catalog_model_dir
+
+                path, what = catalog_model_dir(model.name), "config + tokenizer (dummy weights)"
+            else:
+                r = resolve(model)
+                if r.path is None:
+                    continue
+                size = r.path.stat().st_size if r.path.is_file() else 0
+                path, what = r.path, f"{r.gguf_type or r.source}, {size / 2**30:.2f} GiB, sha256 {r.sha256}"
+        except ModelError as e:
+            raise _fail(f"{eng_type} model {model.model_dump(exclude_defaults=True)}: {e}") from None
+        out.print(f"{path} ({what}) in {time.perf_counter() - t0:.1f} s", highlight=False)
 
 
 def main() -> None:

@@ -2,8 +2,10 @@
 
 `make_gguf` writes a small llama-architecture GGUF with the `gguf` package: a SentencePiece-style
 vocabulary with the 256 byte tokens, F32/F16/Q8_0 weights, and an output layer biased away from
-EOS, control and byte tokens, so every generation runs to `max_tokens` with one printable piece
-per token (what a throughput test needs; the text itself is meaningless).
+EOS, control and byte tokens and from pieces that would re-tokenize differently, so every generation
+runs to `max_tokens` with one printable word piece per token, and the streamed text tokenizes back to
+exactly the tokens generated (what a throughput test needs; the text itself is meaningless). Weights
+are windows of one random pool, so a model of Llama-3.1-8B's size is written in about a minute.
 """
 
 from __future__ import annotations
@@ -99,7 +101,21 @@ def gguf_info(path: Path) -> dict[str, Any]:
     if arch:
         for k in ("block_count", "embedding_length", "context_length"):
             info[k] = field(f"{arch}.{k}")
+    info["weight_bytes"] = weight_bytes(reader)
     return info
+
+
+def weight_bytes(reader: Any) -> dict[str, int]:
+    """Tensor bytes by where llama.cpp places them: repeating blocks, token embeddings, output layer.
+
+    Decoding one token reads every block and the output layer, but only one row of the embeddings.
+    """
+    groups = {"blocks": 0, "token_embd": 0, "output": 0, "other": 0}
+    for t in reader.tensors:
+        name = str(t.name)
+        key = "blocks" if name.startswith("blk.") else name.removesuffix(".weight")
+        groups[key if key in groups else "other"] += int(t.n_bytes)
+    return groups
 
 
 def gemma_path() -> Path:
@@ -199,17 +215,98 @@ def _vocab(size: int) -> tuple[list[str], list[float], list[int]]:
     pieces += list(string.ascii_letters + string.digits)
     pieces += ["\u2581" + c for c in string.ascii_lowercase]
     pieces += [".", ","]
+    want = size - len(tokens)
+    seen = dict.fromkeys(pieces)
     n = 0
-    while len(pieces) < size - len(tokens):
+    while len(seen) < want:
         a, b = string.ascii_lowercase[n % 26], string.ascii_lowercase[(n // 26) % 26]
-        pieces.append(f"\u2581{b}{a}{n // 676 or ''}")
+        seen.setdefault(f"\u2581{b}{a}{n // 676 or ''}")
         n += 1
-    uniq = list(dict.fromkeys(pieces))
-    uniq = uniq[: size - len(tokens)]
+    uniq = list(seen)[:want]
     tokens += uniq
     types += [gguf.TokenType.NORMAL] * len(uniq)
     scores = [0.0] * 259 + [-float(i) / 10 for i in range(len(uniq))]
     return tokens, scores, [int(t) for t in types]
+
+
+def stream_safe(tokens: list[str]) -> np.ndarray:
+    """Mask of the pieces a model may emit so that re-tokenizing the streamed text gives them back.
+
+    A piece qualifies when it starts a word ("\u2581...") and every prefix of it is a piece too: the
+    tokenizer's merges then rebuild it one character at a time, and nothing merges across words.
+    """
+    vocab = set(tokens)
+    return np.array(
+        [
+            t.startswith("\u2581") and len(t) > 1 and all(t[:i] in vocab for i in range(2, len(t)))
+            for t in tokens
+        ]
+    )
+
+
+# Weights are windows of one random pool: a prime length, so windows at random offsets never line up,
+# and generating a 16 GB Llama-3.1-8B-size model costs memory copies, not 8e9 random draws.
+_POOL_BLOCKS = 32_749  # Q8_0 blocks of 32 values: 1,047,968 values in the pool
+_Q8 = 32
+
+
+class _Weights:
+    """Deterministic pseudo-random tensors (from `seed`) in F32, F16 or Q8_0 bytes."""
+
+    def __init__(self, dtype: str, seed: int) -> None:
+        import gguf
+
+        self.gguf = gguf
+        self.dtype = dtype
+        self.rng = np.random.default_rng(seed)
+        self.pool = self.rng.standard_normal(_POOL_BLOCKS * _Q8, dtype=np.float32)
+        self._pools: dict[float, np.ndarray] = {}
+
+    def _scaled(self, scale: float) -> np.ndarray:
+        """The pool at `scale`, in the file's type (Q8_0: one row of 34 bytes per block)."""
+        if scale not in self._pools:
+            v = self.pool * np.float32(scale)
+            if self.dtype == "f16":
+                v = v.astype(np.float16)
+            elif self.dtype == "q8_0":
+                v = self._quantize(v.reshape(-1, _Q8))
+            self._pools[scale] = v
+        return self._pools[scale]
+
+    def _quantize(self, a: np.ndarray) -> np.ndarray:
+        return self.gguf.quants.quantize(a.astype(np.float32), self.gguf.GGMLQuantizationType.Q8_0)
+
+    def _window(self, pool: np.ndarray, n: int) -> np.ndarray:
+        start = int(self.rng.integers(len(pool)))
+        return np.resize(np.concatenate((pool[start:], pool[:start])), (n, *pool.shape[1:]))
+
+    def nbytes(self, rows: int, cols: int) -> int:
+        per = {"f32": 4 * cols, "f16": 2 * cols}.get(self.dtype, cols // _Q8 * 34)
+        return rows * per
+
+    def matrix(
+        self,
+        rows: int,
+        cols: int,
+        scale: float,
+        zero_row0: bool = False,
+        col0: np.ndarray | np.floating[Any] | None = None,
+    ) -> np.ndarray:
+        """A (rows, cols) weight; row 0 zeroed and/or column 0 set to `col0` when asked."""
+        pool = self._scaled(scale)
+        if self.dtype != "q8_0":
+            m = self._window(pool, rows * cols).reshape(rows, cols)
+            if col0 is not None:
+                m[:, 0] = col0
+        else:
+            m = self._window(pool, rows * cols // _Q8).reshape(rows, cols // _Q8 * 34)
+            if col0 is not None:  # re-quantize the first block of every row around the new column 0
+                first = self._window(self.pool * np.float32(scale), rows * _Q8).reshape(rows, _Q8)
+                first[:, 0] = col0
+                m[:, :34] = self._quantize(first)
+        if zero_row0:
+            m[0, :] = 0  # Q8_0 too: a zero scale and zero quants
+        return m
 
 
 def make_gguf(
@@ -224,17 +321,18 @@ def make_gguf(
     dtype: str = "f16",
     seed: int = 0,
 ) -> Path:
-    """Write a random-weight llama GGUF to `path` (atomically) and return it."""
+    """Write a random-weight llama GGUF to `path` (atomically, one tensor at a time) and return it."""
     import gguf
 
     if hidden % heads or heads % kv_heads:
         raise ModelError("hidden must be divisible by heads, and heads by kv_heads")
-    if dtype == "q8_0" and (hidden % 32 or ffn % 32):
+    if dtype == "q8_0" and (hidden % _Q8 or ffn % _Q8):
         raise ModelError("q8_0 needs hidden and ffn divisible by 32")
-    rng = np.random.default_rng(seed)
+    wt = _Weights(dtype, seed)
     tokens, scores, types = _vocab(vocab)
     n_vocab = len(tokens)
     head_dim = hidden // heads
+    kv = kv_heads * head_dim
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
@@ -262,48 +360,49 @@ def make_gguf(
     w.add_unk_token_id(0)
     w.add_add_bos_token(True)
     w.add_add_eos_token(False)
+    # streamed text starts with its own space (" word"): no second, implicit one, so that re-tokenizing
+    # the streamed text gives back exactly the generated tokens
+    w.add_add_space_prefix(False)
 
-    def put(name: str, arr: np.ndarray, quantize: bool = True) -> None:
-        arr = arr.astype(np.float32)
-        if not quantize or dtype == "f32" or arr.ndim == 1:
-            w.add_tensor(name, arr)
-        elif dtype == "f16":
-            w.add_tensor(name, arr.astype(np.float16))
-        else:
-            q = gguf.quants.quantize(arr, gguf.GGMLQuantizationType.Q8_0)
-            w.add_tensor(name, q, raw_shape=q.shape, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
-
-    def rand(*shape: int, scale: float = 0.02) -> np.ndarray:
-        return rng.standard_normal(shape, dtype=np.float32) * scale
-
-    # Residual dimension 0 carries a constant: embeddings set it, no block writes to it.
-    embd = rand(n_vocab, hidden, scale=0.5)
-    embd[:, 0] = 8.0
-    put("token_embd.weight", embd)
+    # Residual dimension 0 carries a constant: embeddings set it, no block writes to it (row 0 of the
+    # output projections is zero), so the output layer can push forbidden tokens (unk, control,
+    # bytes, pieces that would not survive re-tokenizing) far down through its column 0.
+    head_col0 = np.where(stream_safe(tokens), 0.0, -50.0).astype(np.float32)
+    ones = np.ones(hidden, dtype=np.float32)
+    plan: list[tuple[str, tuple[int, ...], Any]] = [
+        ("token_embd.weight", (n_vocab, hidden), lambda: wt.matrix(n_vocab, hidden, 0.5, col0=np.float32(8))),
+    ]
     for i in range(layers):
-        put(f"blk.{i}.attn_norm.weight", np.ones(hidden))
-        put(f"blk.{i}.attn_q.weight", rand(hidden, hidden, scale=0.2))
-        put(f"blk.{i}.attn_k.weight", rand(kv_heads * head_dim, hidden, scale=0.2))
-        put(f"blk.{i}.attn_v.weight", rand(kv_heads * head_dim, hidden, scale=0.2))
-        out = rand(hidden, hidden)
-        out[0, :] = 0.0
-        put(f"blk.{i}.attn_output.weight", out)
-        put(f"blk.{i}.ffn_norm.weight", np.ones(hidden))
-        put(f"blk.{i}.ffn_gate.weight", rand(ffn, hidden, scale=0.2))
-        put(f"blk.{i}.ffn_up.weight", rand(ffn, hidden, scale=0.2))
-        down = rand(hidden, ffn)
-        down[0, :] = 0.0
-        put(f"blk.{i}.ffn_down.weight", down)
-    put("output_norm.weight", np.ones(hidden))
-    # ...so the output layer can push forbidden tokens (unk, control, bytes) far down.
-    head = rand(n_vocab, hidden, scale=1.0)
-    head[:, 0] = 0.0
-    head[:259, 0] = -50.0
-    put("output.weight", head)
-
+        b = f"blk.{i}."
+        plan += [
+            (b + "attn_norm.weight", (hidden,), lambda: ones),
+            (b + "attn_q.weight", (hidden, hidden), lambda: wt.matrix(hidden, hidden, 0.2)),
+            (b + "attn_k.weight", (kv, hidden), lambda: wt.matrix(kv, hidden, 0.2)),
+            (b + "attn_v.weight", (kv, hidden), lambda: wt.matrix(kv, hidden, 0.2)),
+            (b + "attn_output.weight", (hidden, hidden), lambda: wt.matrix(hidden, hidden, 0.02, True)),
+            (b + "ffn_norm.weight", (hidden,), lambda: ones),
+            (b + "ffn_gate.weight", (ffn, hidden), lambda: wt.matrix(ffn, hidden, 0.2)),
+            (b + "ffn_up.weight", (ffn, hidden), lambda: wt.matrix(ffn, hidden, 0.2)),
+            (b + "ffn_down.weight", (hidden, ffn), lambda: wt.matrix(hidden, ffn, 0.02, True)),
+        ]
+    plan += [
+        ("output_norm.weight", (hidden,), lambda: ones),
+        ("output.weight", (n_vocab, hidden), lambda: wt.matrix(n_vocab, hidden, 1.0, col0=head_col0)),
+    ]
+    raw = {"f32": None, "f16": None}.get(dtype, gguf.GGMLQuantizationType.Q8_0)
+    np_dtype = {"f32": np.float32, "f16": np.float16}.get(dtype, np.uint8)
+    for name, shape, _ in plan:
+        if len(shape) == 1:
+            w.add_tensor_info(name, shape, np.dtype(np.float32), 4 * shape[0])
+            continue
+        rows, cols = shape
+        byte_shape = (rows, cols // _Q8 * 34) if raw is not None else shape
+        w.add_tensor_info(name, byte_shape, np.dtype(np_dtype), wt.nbytes(rows, cols), raw_dtype=raw)
     w.write_header_to_file()
     w.write_kv_data_to_file()
-    w.write_tensors_to_file()
+    w.write_ti_data_to_file()
+    for _, _, make in plan:
+        w.write_tensor_data(make())
     w.close()
     os.replace(tmp, path)
     return path
@@ -315,8 +414,9 @@ def synthetic_path(spec: Any) -> Path:
         k: getattr(spec, k)
         for k in ("layers", "hidden", "heads", "kv_heads", "ffn", "vocab", "context", "dtype", "seed")
     }
-    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
-    target = cache_dir() / "models" / f"random-llama-{key}.gguf"
+    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+    shape = f"{spec.layers}x{spec.hidden}-v{spec.vocab}-{spec.dtype}"
+    target = cache_dir() / "models" / f"random-llama-{shape}-{key}.gguf"
     if not target.is_file():
         make_gguf(target, **params)
     return target

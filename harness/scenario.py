@@ -89,7 +89,9 @@ class LlamaCppEngine(Strict):
     type: Literal["llamacpp"]
     model: ModelSpec
     launcher: Literal["xllamacpp", "llama-server", "llama-cpp-python"] = "xllamacpp"
-    binary: str | None = None
+    binary: str | None = Field(
+        None, description="llama-server executable (launcher llama-server; default: `llama-server` on PATH)"
+    )
     n_gpu_layers: int = Field(
         0, ge=-1, description="0: all layers on CPU; -1: all on GPU; else offloaded count"
     )
@@ -104,8 +106,8 @@ class LlamaCppEngine(Strict):
 
     @model_validator(mode="after")
     def _binary(self) -> LlamaCppEngine:
-        if self.launcher == "llama-server" and not self.binary:
-            raise ValueError("launcher llama-server needs `binary:` (path to the llama-server executable)")
+        if self.binary and self.launcher != "llama-server":
+            raise ValueError(f"`binary:` is for launcher llama-server, not {self.launcher}")
         if self.model.source in ("catalog", "served"):
             raise ValueError(f"model source {self.model.source!r} is not usable with llamacpp")
         return self

@@ -7,6 +7,7 @@ anything between splits the model (the rest of the layers run on the CPU).
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import shutil
 import subprocess
 import sys
@@ -78,7 +79,7 @@ class LlamaCppServer:
                 argv += ["--set", item]
             return argv
         if c.launcher == "llama-server":
-            binary = c.binary or shutil.which("llama-server") or "llama-server"
+            binary = self.server_binary()
             argv = [
                 binary,
                 "--model",
@@ -127,6 +128,12 @@ class LlamaCppServer:
             argv += ["--n_batch", str(c.batch_size)]
         return argv + list(c.extra_args)
 
+    def server_binary(self) -> str:
+        """The llama-server executable: `binary:` as given, else `llama-server` on PATH."""
+        if self.cfg.binary:
+            return str(Path(self.cfg.binary).expanduser())
+        return shutil.which("llama-server") or "llama-server"
+
     @property
     def health_path(self) -> str:
         return "/v1/models" if self.cfg.launcher == "llama-cpp-python" else "/health"
@@ -137,6 +144,14 @@ class LlamaCppServer:
             raise EngineError("launcher llama-cpp-python needs: pip install 'llm-harness[llama-cpp-python]'")
         if self.cfg.launcher == "xllamacpp" and _pkg_version("xllamacpp") is None:
             raise EngineError("launcher xllamacpp needs: pip install 'llm-harness[llamacpp]'")
+        if self.cfg.launcher == "llama-server":
+            exe = self.server_binary()
+            if not (Path(exe).is_file() and os.access(exe, os.X_OK)):
+                where = f"binary {self.cfg.binary!r}" if self.cfg.binary else "`llama-server` on PATH"
+                raise EngineError(
+                    f"launcher llama-server: no executable at {where}; build llama.cpp's server "
+                    "(cmake --build build --target llama-server) and name it in `binary:`"
+                )
         for attempt in range(3):
             self.port = free_port(self.cfg.host)
             self.argv = self.build_argv(self.port)

@@ -116,6 +116,7 @@ def gpu_window(s: GpuSeries, t0: int, t1: int) -> dict[str, Any]:
             source = "none"
     dur_s = (t1 - t0) / NS
     out: dict[str, Any] = {"energy_j": energy_j, "energy_source": source}
+    out["power_integral_j"] = integrate(t, c["power_w"], t0, t1)
     out["power_w_mean"] = time_weighted_mean(t, c["power_w"], t0, t1)
     pw = window_values(t, c["power_w"], t0, t1)
     out["power_w_max"] = max(pw) if pw else None
@@ -160,6 +161,8 @@ def gpu_window_columns(series: list[GpuSeries], t0: int, t1: int) -> dict[str, A
     - `gpu_energy_j`: Σ over GPUs of the energy counter increase (mJ / 1000), else of ∫ power dt
       (trapezoid) where a GPU has no counter; `gpu_energy_source` says which (`counter`,
       `power_integral`, `mixed`). None if any GPU has neither.
+    - `gpu_power_integral_j`: Σ over GPUs of ∫ power dt, next to the counter as a cross-check (on
+      GPUs whose power reading is a 1 s average it lags the counter at load steps).
     - `gpu_power_w_mean`: Σ over GPUs of the time-weighted mean power; `gpu_power_w_max`: the highest
       single-GPU power sample in the window.
     - `gpu_util_pct_mean`, `gpu_mem_util_pct_mean`, `gpu_sm_clock_mhz_mean`: mean over GPUs of the
@@ -186,6 +189,7 @@ def gpu_window_columns(series: list[GpuSeries], t0: int, t1: int) -> dict[str, A
         "gpu_samples": sum(vals("samples")),
         "gpu_energy_j": _sum(vals("energy_j")),
         "gpu_energy_source": sources.pop() if len(sources) == 1 else "mixed",
+        "gpu_power_integral_j": _sum(vals("power_integral_j")),
         "gpu_power_w_mean": _sum(vals("power_w_mean")),
         "gpu_power_w_max": max(present("power_w_max"), default=None),
         "gpu_util_pct_mean": _mean(present("util_gpu_pct_mean")),

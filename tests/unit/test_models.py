@@ -24,6 +24,21 @@ def test_make_gguf_writes_the_asked_type_and_shape(tmp_path: Path, dtype: str, g
     assert not list(tmp_path.glob("*.part"))
 
 
+def test_gguf_info_weight_bytes_by_group(tmp_path: Path) -> None:
+    p = make_gguf(tmp_path / "m.gguf", layers=3, hidden=64, heads=4, kv_heads=2, ffn=128, vocab=512)
+    wb = gguf_info(p)["weight_bytes"]
+    # per block: q, o 64x64; k, v 32x64; gate, up, down 128x64 -> 36,864 F16 params + two F32 norms of 64
+    assert wb["blocks"] == 3 * (36_864 * 2 + 2 * 64 * 4)
+    assert wb["token_embd"] == wb["output"] == 512 * 64 * 2
+    assert wb["other"] == 64 * 4  # output_norm
+
+
+def test_make_gguf_q8_0_is_34_bytes_per_32_weights(tmp_path: Path) -> None:
+    p = make_gguf(tmp_path / "q.gguf", layers=1, hidden=64, heads=4, kv_heads=4, ffn=128, dtype="q8_0")
+    wb = gguf_info(p)["weight_bytes"]
+    assert wb["blocks"] == (4 * 64 * 64 + 3 * 128 * 64) // 32 * 34 + 2 * 64 * 4
+
+
 def test_make_gguf_rejects_bad_shapes(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="divisible"):
         make_gguf(tmp_path / "x.gguf", hidden=64, heads=5)

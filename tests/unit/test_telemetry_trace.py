@@ -68,6 +68,8 @@ def test_gpu_window_columns_by_hand() -> None:
     # gpu0: counter 300 J at 3 s − 100 J at 1 s = 200 J; gpu1: ∫ power = (50+150)/2 + (150+150)/2 = 250 J
     assert cols["gpu_energy_j"] == pytest.approx(450.0)
     assert cols["gpu_energy_source"] == "mixed"
+    # the cross-check integrates power on both: gpu0 100 W x 2 s = 200 J, gpu1 250 J
+    assert cols["gpu_power_integral_j"] == pytest.approx(450.0)
     # mean power: 100 W + 250 J / 2 s
     assert cols["gpu_power_w_mean"] == pytest.approx(225.0)
     assert cols["gpu_power_w_max"] == 150.0
@@ -95,6 +97,17 @@ def test_counter_reset_falls_back_to_power_integral() -> None:
     cols = gpu_window_columns([g], 0, 2 * S)
     assert cols["gpu_energy_source"] == "power_integral"
     assert cols["gpu_energy_j"] == pytest.approx(200.0)
+    assert cols["gpu_power_integral_j"] == pytest.approx(200.0)
+
+
+def test_power_integral_column_beside_a_counter_that_disagrees() -> None:
+    # counter: 150 J over 0..2 s; power readings say 100 W -> the cross-check shows 200 J
+    t = [0, S, 2 * S]
+    g = series(0, t, energy_mj=[1_000_000, 1_075_000, 1_150_000], power_w=[100.0, 100.0, 100.0])
+    cols = gpu_window_columns([g], 0, 2 * S)
+    assert cols["gpu_energy_source"] == "counter"
+    assert cols["gpu_energy_j"] == pytest.approx(150.0)
+    assert cols["gpu_power_integral_j"] == pytest.approx(200.0)
 
 
 def test_decode_reasons() -> None:

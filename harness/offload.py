@@ -1,0 +1,76 @@
+"""llama.cpp partial offload: which weights each decode step reads from GPU memory and from host RAM.
+
+llama.cpp keeps the last `n_gpu_layers` repeating blocks on the GPU and, when `n_gpu_layers` exceeds
+the block count, the output layer too; the token embeddings stay in host RAM (one row is read per
+token). A decode step runs the CPU layers and the GPU layers one after the other, so for a step that
+is bound by reading weights:
+
+    t_step = cpu_bytes / cpu_bandwidth + gpu_bytes / gpu_bandwidth
+
+Effective bandwidths come from measurement (bytes read per step / measured time per output token);
+`step_time_s` then predicts the other offload levels and other models of the same kind. These are
+pure functions; scripts/gpu_table.py applies them to run directories.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.catalog import ModelArch
+
+Q8_0_BYTES_PER_PARAM = 34 / 32  # 32 int8 values and one f16 scale per block
+GGUF_BYTES_PER_PARAM = {"F32": 4.0, "F16": 2.0, "BF16": 2.0, "Q8_0": Q8_0_BYTES_PER_PARAM}
+
+
+@dataclass(frozen=True)
+class Split:
+    """Weight bytes one decode step reads on each side."""
+
+    gpu_blocks: int
+    blocks: int
+    output_on_gpu: bool
+    gpu_bytes: float
+    cpu_bytes: float
+
+    @property
+    def label(self) -> str:
+        out = " + output" if self.output_on_gpu else ""
+        return f"{self.gpu_blocks}/{self.blocks} blocks{out} on GPU"
+
+
+def split(n_gpu_layers: int, blocks: int, block_bytes: float, output_bytes: float) -> Split:
+    """`block_bytes` is all blocks together; -1 means everything on the GPU (the scenario's meaning)."""
+    if blocks < 1:
+        raise ValueError("blocks must be >= 1")
+    ngl = blocks + 1 if n_gpu_layers < 0 else n_gpu_layers
+    on_gpu = min(ngl, blocks)
+    per_block = block_bytes / blocks
+    output_on_gpu = ngl > blocks
+    gpu = on_gpu * per_block + (output_bytes if output_on_gpu else 0.0)
+    cpu = (blocks - on_gpu) * per_block + (0.0 if output_on_gpu else output_bytes)
+    return Split(on_gpu, blocks, output_on_gpu, gpu, cpu)
+
+
+def effective_bandwidth(bytes_per_step: float, step_s: float) -> float:
+    """Bytes per second that a step of `step_s` seconds reading `bytes_per_step` sustained."""
+    if step_s <= 0:
+        raise ValueError("step_s must be > 0")
+    return bytes_per_step / step_s
+
+
+def step_time_s(s: Split, gpu_bytes_s: float | None, cpu_bytes_s: float | None) -> float | None:
+    """Predicted seconds per decode step (sequential CPU then GPU layers); None if a side is unknown."""
+    t = 0.0
+    for nbytes, bw in ((s.gpu_bytes, gpu_bytes_s), (s.cpu_bytes, cpu_bytes_s)):
+        if nbytes:
+            if not bw:
+                return None
+            t += nbytes / bw
+    return t
+
+
+def llama_weight_bytes(arch: ModelArch, bytes_per_param: float) -> tuple[float, float]:
+    """(all blocks, output layer) bytes of a llama-style architecture at `bytes_per_param`."""
+    h, hd = arch.hidden, arch.head_dim
+    per_block = 2 * h * arch.heads * hd + 2 * h * arch.kv_heads * hd + 3 * h * arch.intermediate
+    return arch.layers * per_block * bytes_per_param, arch.vocab * h * bytes_per_param

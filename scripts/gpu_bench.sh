@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# Real-GPU evidence for llama.cpp: CPU-offload sweep with NVML telemetry, on a GPU machine that has
+# CUDA's compiler but no internet. Three steps, run from the repository root:
+#
+#   scripts/gpu_bench.sh prepare        # where PyPI is reachable: writes .gpu-bench/ (trimmed llama.cpp
+#                                       #   source from the llama-cpp-python sdist, wheels for Python 3.12)
+#   scripts/gpu_bench.sh device OUT     # on the GPU machine (with .gpu-bench/ copied along): builds
+#                                       #   llama-server with CUDA, records NVML traces, runs scenarios/gpu/,
+#                                       #   packs everything into OUT (at most 8 files)
+#   scripts/gpu_bench.sh collect DIR    # back here: unpacks DIR into results/gpu/ and tests/fixtures/nvml/,
+#                                       #   rewrites the table in results/gpu/README.md
+#
+# `build` alone builds llama-server from .gpu-bench/ (CUDA when nvcc is found; GPU_BENCH_CUDA=0 forces CPU).
+#
+# Knobs (environment):
+#   GPU_BENCH_BUDGET_S   seconds `device` may take in all (default 540); scenarios that would start
+#                        with under 60 s left are skipped, a running one is interrupted (SIGINT: the run
+#                        directory keeps every finished point)
+#   GPU_BENCH_SCENARIOS  scenario files to run, in order (default: scenarios/gpu/*.yaml, sorted)
+#   GPU_BENCH_CUDA       1 / 0: build with / without CUDA (default: 1 when nvcc and a GPU are there)
+#   GPU_BENCH_ARCH       CMAKE_CUDA_ARCHITECTURES (default 90-real: H100 / H200 machine code only)
+#   GPU_BENCH_JOBS       build jobs (default: cores - 2, so the model writer and NVML recorder keep a core)
+#   GPU_BENCH_LLAMA_SERVER  an llama-server executable to use instead of building one
+#   GPU_BENCH_DEST_ROOT  where `collect` puts results/gpu/ and tests/fixtures/nvml/ (default: this checkout)
+#   LLAMA_CPP_PYTHON_VERSION  sdist whose vendored llama.cpp is built (default 0.3.36)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+WORK=$ROOT/.gpu-bench
+SRC_TGZ=$WORK/llama.cpp-src.tar.gz
+LCP_VERSION=${LLAMA_CPP_PYTHON_VERSION:-0.3.36}
+BUILD_ROOT=${GPU_BENCH_BUILD_DIR:-/tmp/gpu-bench-llama.cpp}
+PY=${PYTHON:-python3}
+GPU_BENCH_RESULTS=${GPU_BENCH_RESULTS:-/tmp/gpu-bench-results}
+
+log() { printf '[gpu_bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ------------------------------------------------------------------ prepare (internet side)
+source_tarball() {
+  mkdir -p "$WORK"
+  if [ -f "$SRC_TGZ" ]; then log "source: $SRC_TGZ exists"; return; fi
+  local tmp; tmp=$(mktemp -d)
+  log "source: downloading the llama-cpp-python $LCP_VERSION sdist"
+  "$PY" -m pip download -q --no-binary :all: --no-deps "llama-cpp-python==$LCP_VERSION" -d "$tmp"
+  tar xzf "$tmp"/llama_cpp_python-"$LCP_VERSION".tar.gz -C "$tmp"
+  local src=$tmp/llama_cpp_python-$LCP_VERSION/vendor/llama.cpp
+  [ -f "$src/tools/server/server.cpp" ] || die "no tools/server in the vendored llama.cpp of $LCP_VERSION"
+  # what the llama-server target needs: the CMake tree, ggml (CPU and CUDA backends), src, include,
+  # common, vendor and tools (tools/CMakeLists.txt adds every tool's directory); no models, docs,
+  # tests, examples, web UI sources or other GPU backends
+  rm -rf "${src:?}"/{models,docs,media,tests,examples,pocs,benches,gguf-py,conversion,grammars,requirements,app}
+  rm -rf "$src"/.git* "$src"/*.py "$src"/scripts/*.py "$src"/scripts/*.sh
+  find "$src/tools/ui" -mindepth 1 -maxdepth 1 ! -name CMakeLists.txt ! -name '*.in' ! -name sources.cmake \
+    -exec rm -rf {} +
+  rm -rf "$src/tools/server/tests" "$src/tools/server/bench" "$src/tools/server/public"*
+  for b in "$src"/ggml/src/ggml-*/; do
+    case "$(basename "$b")" in ggml-cpu|ggml-cuda|ggml-blas) ;; *) rm -rf "$b" ;; esac
+  done
+  # the fine-tune/export tools add_subdirectory'd unconditionally still need their (small) sources
+  printf 'llama-cpp-python %s vendored llama.cpp, trimmed by scripts/gpu_bench.sh\n' "$LCP_VERSION" \
+    >"$src/TRIMMED"
+  tar czf "$SRC_TGZ.part" -C "$(dirname "$src")" llama.cpp
+  mv "$SRC_TGZ.part" "$SRC_TGZ"
+  rm -rf "$tmp"
+  log "source: $SRC_TGZ ($(du -h "$SRC_TGZ" | cut -f1))"
+}
+
+wheels() {
+  # the GPU image has Python 3.12 with torch, numpy, pandas, httpx, typer, rich, psutil,
+  # prometheus-client, pyyaml, pyarrow and nvidia-ml-py, but not these harness dependencies
+  mkdir -p "$WORK/whl"
+  local pyd pydc
+  pyd=$("$PY" -c 'import importlib.metadata as m; print(m.version("pydantic"))')
+  pydc=$("$PY" -c 'import importlib.metadata as m; print(m.version("pydantic-core"))')
+  log "wheels: pydantic $pyd, pydantic-core $pydc, annotated-types, typing-inspection, gguf (cp312)"
+  "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+    -d "$WORK/whl" "pydantic==$pyd" "pydantic-core==$pydc" annotated-types typing-inspection \
+    "gguf==$("$PY" -c 'import importlib.metadata as m; print(m.version("gguf"))')"
+}
+
+prepare() {
+  source_tarball
+  wheels
+  log "ready: $(du -sh "$WORK" | cut -f1) in .gpu-bench/ (git ignores it: pass it along explicitly)"
+}
+
+# ------------------------------------------------------------------ build (either side)
+want_cuda() {
+  case "${GPU_BENCH_CUDA:-auto}" in
+    1) return 0 ;;
+    0) return 1 ;;
+    *) command -v nvcc >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 ;;
+  esac
+}
+
+# CPU backend flags from this machine's /proc/cpuinfo instead of -march=native, without AMX: on
+# Firecracker VMs whose CPUID lists AMX, ggml's AMX kernels (used for Q8_0 on the CPU) die on their first
+# `ldtilecfg` (seen: SIGILL, and SIGSEGV under gdb, kernel 6.18.44-fc)
+cpu_flags() {
+  local f
+  f=" $(grep -m1 '^flags' "${GPU_BENCH_CPUINFO:-/proc/cpuinfo}" 2>/dev/null | cut -d: -f2) "
+  local o=(-DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON)
+  [[ $f == *" bmi2 "* ]] && o+=(-DGGML_BMI2=ON)
+  if [[ $f != *" avx2 "* ]]; then echo "-DGGML_NATIVE=ON"; return; fi
+  [[ $f == *" avx512f "* ]] && o+=(-DGGML_AVX512=ON)
+  [[ $f == *" avx512vbmi "* ]] && o+=(-DGGML_AVX512_VBMI=ON)
+  [[ $f == *" avx512_vnni "* ]] && o+=(-DGGML_AVX512_VNNI=ON)
+  [[ $f == *" avx512_bf16 "* ]] && o+=(-DGGML_AVX512_BF16=ON)
+  [[ $f == *" avx_vnni "* ]] && o+=(-DGGML_AVX_VNNI=ON)
+  echo "${o[@]}"
+}
+
+build() {
+  [ -f "$SRC_TGZ" ] || die "$SRC_TGZ is missing: run \`scripts/gpu_bench.sh prepare\` first"
+  local kind=cpu
+  if want_cuda; then kind=cuda${GPU_BENCH_ARCH:-90-real}; fi
+  local dir=$BUILD_ROOT/$LCP_VERSION-$kind
+  local src=$dir/llama.cpp bin=$dir/llama.cpp/build/bin/llama-server
+  if [ -x "$bin" ]; then log "build: $bin exists"; echo "$bin"; return; fi
+  rm -rf "$dir" && mkdir -p "$dir"
+  tar xzf "$SRC_TGZ" -C "$dir"
+  local jobs=${GPU_BENCH_JOBS:-$(($(nproc) > 3 ? $(nproc) - 2 : $(nproc)))}
+  local flags=(-DCMAKE_BUILD_TYPE=Release -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TESTS=OFF
+    -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF
+    -DLLAMA_OPENSSL=OFF -DGGML_CCACHE=OFF)
+  local cpu; read -r -a cpu <<<"$(cpu_flags)"
+  flags+=("${cpu[@]}")
+  log "build: CPU backend ${cpu[*]}"
+  if want_cuda; then
+    flags+=(-DGGML_CUDA=ON "-DCMAKE_CUDA_ARCHITECTURES=${GPU_BENCH_ARCH:-90-real}")
+    log "build: llama-server with CUDA (arch ${GPU_BENCH_ARCH:-90-real}), $jobs jobs"
+  else
+    log "build: llama-server for CPU only, $jobs jobs"
+  fi
+  local gen=()
+  if command -v ninja >/dev/null 2>&1; then gen=(-G Ninja); fi
+  cmake -S "$src" -B "$src/build" "${gen[@]}" "${flags[@]}" >&2
+  cmake --build "$src/build" --target llama-server -j "$jobs" >&2
+  [ -x "$bin" ] || die "build finished without $bin"
+  log "build: $bin ($("$bin" --version 2>&1 | head -n 2 | tr '\n' ' '))"
+  echo "$bin"
+}
+
+# ------------------------------------------------------------------ device (GPU side)
+device() {
+  local out=${1:?usage: gpu_bench.sh device OUT_DIR}
+  mkdir -p "$out"
+  local t0 budget deadline
+  t0=$(date +%s)
+  budget=${GPU_BENCH_BUDGET_S:-540}
+  deadline=$((t0 + budget))
+  exec 2> >(tee -a "$out/device.log" >&2)
+  # shellcheck disable=SC2064  # $out is fixed now
+  trap "pack '$out'" EXIT
+
+  if ! "$PY" -c 'import pydantic, gguf' 2>/dev/null && ls "$WORK"/whl/*.whl >/dev/null 2>&1; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target /tmp/gpu-bench-site "$WORK"/whl/*.whl
+    export PYTHONPATH=/tmp/gpu-bench-site:$ROOT${PYTHONPATH:+:$PYTHONPATH}
+  else
+    export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
+  fi
+  export HARNESS_CACHE=${HARNESS_CACHE:-/tmp/gpu-bench-cache} PYTHONUNBUFFERED=1
+  "$PY" -c 'import harness.cli, pydantic, gguf' || die "the harness does not import (missing wheels?)"
+  log "python: $("$PY" --version 2>&1), harness from $ROOT"
+  { nvidia-smi || true; } >"$out/nvidia-smi.txt" 2>&1
+  "$PY" -m harness gpu-info >"$out/gpu-info.json" || log "gpu-info failed (see above)"
+
+  local scenarios=()
+  if [ -n "${GPU_BENCH_SCENARIOS:-}" ]; then
+    read -r -a scenarios <<<"$GPU_BENCH_SCENARIOS"
+  else
+    mapfile -t scenarios < <(printf '%s\n' scenarios/gpu/*.yaml | sort)
+  fi
+  "$PY" -m harness validate "${scenarios[@]}"
+
+  # the build keeps the CPUs busy for minutes; meanwhile write the models and record NVML traces
+  local build_pid=""
+  if [ -n "${GPU_BENCH_LLAMA_SERVER:-}" ]; then
+    echo "$GPU_BENCH_LLAMA_SERVER" >"$out/.bin"
+    echo "using GPU_BENCH_LLAMA_SERVER=$GPU_BENCH_LLAMA_SERVER" >"$out/build.log"
+  else
+    build >"$out/.bin" 2>"$out/build.log" &
+    build_pid=$!
+  fi
+  log "models: writing every model the scenarios name"
+  nice -n 0 "$PY" -m harness model prepare "${scenarios[@]}"
+  mkdir -p "$out/traces"
+  log "nvml: idle / bf16 matmul / idle trace (tests/gpu)"
+  HARNESS_NVML_TRACE_DIR=$out/traces "$PY" -m pytest -q -s -p no:cacheprovider tests/gpu \
+    >"$out/nvml-test.log" 2>&1 || log "tests/gpu failed: see nvml-test.log"
+  if nvidia-smi -L >/dev/null 2>&1 && [ $(($(date +%s) + 300)) -lt "$deadline" ]; then
+    log "nvml: transformers generate, Llama-3.1-8B shape, random weights"
+    local note=""
+    if [ -n "$build_pid" ]; then note="measured while llama.cpp compiled on the CPUs"; fi
+    "$PY" benchmarks/gpu_transformers_energy.py --seconds 12 --note "$note" --out "$out/traces" \
+      >"$out/transformers.log" 2>&1 || log "transformers benchmark failed: see transformers.log"
+  fi
+  if [ -n "$build_pid" ] && ! wait "$build_pid"; then
+    tail -n 40 "$out/build.log" >&2
+    die "llama-server did not build (build.log)"
+  fi
+  local bin; bin=$(tail -n 1 "$out/.bin"); rm -f "$out/.bin"
+  PATH=$(dirname "$bin"):$PATH
+  export PATH
+  log "build done after $(($(date +%s) - t0)) s: $bin"
+
+  local results=$GPU_BENCH_RESULTS
+  mkdir -p "$results"
+  for scn in "${scenarios[@]}"; do
+    local left=$((deadline - $(date +%s) - 20))
+    if [ "$left" -lt 60 ]; then log "skipped $scn: ${left}s left"; continue; fi
+    log "run $scn (at most ${left}s)"
+    timeout -s INT -k 30 "$left" "$PY" -m harness run "$scn" --results "$results" --no-progress \
+      >>"$out/runs.log" 2>&1 || log "$scn ended with status $? (runs.log)"
+  done
+
+  log "done after $(($(date +%s) - t0)) s"
+}
+
+# at most 8 files come back from the GPU machine: pack the run directories and the traces (also
+# when a step failed, so what was measured is not lost)
+pack() {
+  local out=$1
+  if [ -d "$GPU_BENCH_RESULTS" ]; then tar czf "$out/runs.tar.gz" -C "$GPU_BENCH_RESULTS" .; fi
+  if [ -d "$out/traces" ]; then tar czf "$out/traces.tar.gz" -C "$out" traces && rm -rf "$out/traces"; fi
+  if [ -f "$out/build.log" ]; then
+    tail -n 400 "$out/build.log" >"$out/build.log.tail" && mv "$out/build.log.tail" "$out/build.log"
+  fi
+  rm -f "$out/.bin"
+  log "packed: $(cd "$out" && printf '%s ' *)"
+}
+
+# ------------------------------------------------------------------ collect (back here)
+collect() {
+  local from=${1:?usage: gpu_bench.sh collect DIR (the files that came back from device)}
+  [ -f "$from/runs.tar.gz" ] || die "$from/runs.tar.gz is missing"
+  local stamp dest fixtures
+  stamp=$(date -u +%Y%m%d)
+  dest=${GPU_BENCH_DEST_ROOT:-$ROOT}/results/gpu
+  fixtures=${GPU_BENCH_DEST_ROOT:-$ROOT}/tests/fixtures/nvml
+  mkdir -p "$dest" "$fixtures"
+  tar xzf "$from/runs.tar.gz" -C "$dest"
+  local dev=$dest/device-$stamp
+  mkdir -p "$dev"
+  for f in device.log nvidia-smi.txt gpu-info.json build.log nvml-test.log transformers.log runs.log; do
+    if [ -f "$from/$f" ]; then cp "$from/$f" "$dev/"; fi
+  done
+  if [ -f "$from/traces.tar.gz" ]; then
+    local tr; tr=$(mktemp -d)
+    tar xzf "$from/traces.tar.gz" -C "$tr"
+    cp "$tr"/traces/*.jsonl.gz "$fixtures/" 2>/dev/null || true
+    cp "$tr"/traces/*.json "$dev/" 2>/dev/null || true
+    rm -rf "$tr"
+  fi
+  "$PY" scripts/gpu_table.py "$dest" --readme "$dest/README.md"
+  log "collected into results/gpu/ and tests/fixtures/nvml/: review, then commit"
+}
+
+case "${1:-}" in
+  prepare) prepare ;;
+  source) source_tarball ;;
+  cpu-flags) cpu_flags ;;
+  wheels) wheels ;;
+  build) build ;;
+  device) shift; device "$@" ;;
+  collect) shift; collect "$@" ;;
+  *) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac

@@ -1,0 +1,247 @@
+"""Tables for results/gpu/README.md from llama.cpp offload-sweep run directories.
+
+    python scripts/gpu_table.py results/gpu [--readme results/gpu/README.md]
+
+For each run directory below the given folder whose engine is llama.cpp, one row per load point:
+offload level x concurrency -> output tok/s, TTFT and TPOT p50, J per output token, GPU power and
+memory, and the weight bytes each decode step reads from GPU memory and from host RAM (from the GGUF
+tensor sizes in the manifest). Then:
+
+- calibration: effective GPU and host bandwidth = bytes per step / TPOT p50 at concurrency 1, from
+  the all-on-GPU and all-on-CPU variants of each weight type;
+- a check of that model (harness.offload) against the partially offloaded variants;
+- an extrapolation to Llama-3.1-70B (catalog shape) on one GPU, labelled as such, next to the
+  article's CPU-offload claim.
+
+With --readme, the text between `<!-- gpu_table:begin -->` and `<!-- gpu_table:end -->` is replaced
+(the file is created when missing); without, the markdown is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from harness.catalog import get_model  # noqa: E402
+from harness.catalog.hardware import get_device, match_nvml  # noqa: E402
+from harness.offload import (  # noqa: E402
+    GGUF_BYTES_PER_PARAM,
+    Split,
+    effective_bandwidth,
+    llama_weight_bytes,
+    split,
+    step_time_s,
+)
+
+BEGIN, END = "<!-- gpu_table:begin -->", "<!-- gpu_table:end -->"
+GB = 1e9
+GIB = 2**30
+
+
+def _num(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def _fmt(v: Any, spec: str = ".1f", scale: float = 1.0) -> str:
+    f = _num(v)
+    return "–" if f is None else format(f * scale, spec)
+
+
+def load_rows(folder: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(point rows with offload fields added, one summary per run) for llama.cpp runs under `folder`."""
+    rows: list[dict[str, Any]] = []
+    runs: list[dict[str, Any]] = []
+    for manifest_path in sorted(folder.rglob("manifest.json")):
+        run = manifest_path.parent
+        points = run / "points.csv"
+        if not points.is_file():
+            continue
+        m = json.loads(manifest_path.read_text())
+        engines = {e["variant"]: e for e in m.get("engines", []) if e.get("name") == "llamacpp"}
+        if not engines:
+            continue
+        gpus = (m.get("hardware", {}).get("gpu") or {}).get("gpus") or []
+        gpu_name = gpus[0]["name"] if gpus else None
+        runs.append(
+            {
+                "run": run.name,
+                "status": m.get("status"),
+                "gpu": gpu_name,
+                "driver": (m.get("hardware", {}).get("gpu") or {}).get("driver_version"),
+                "cpu": (m.get("hardware", {}).get("cpu") or {}).get("model"),
+                "cores": (m.get("hardware", {}).get("cpu") or {}).get("cores"),
+                "version": next(iter(engines.values())).get("version"),
+            }
+        )
+        for p in pd.read_csv(points).to_dict("records"):
+            eng = engines.get(int(p["variant"]))
+            if eng is None:
+                continue
+            model = eng["model"]
+            wb = model.get("weight_bytes") or {}
+            s = None
+            if wb and model.get("block_count"):
+                s = split(int(p["n_gpu_layers"]), int(model["block_count"]), wb["blocks"], wb["output"])
+            rows.append({**p, "run": run.name, "gpu_name": gpu_name, "split": s, "model_bytes": wb})
+    return rows, runs
+
+
+def calibrate(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """{precision: {"gpu": bytes/s, "cpu": bytes/s}} from the concurrency-1 all-GPU / all-CPU points."""
+    cal: dict[str, dict[str, float]] = {}
+    for r in rows:
+        s: Split | None = r["split"]
+        tpot = _num(r.get("tpot_s_p50"))
+        if s is None or not tpot or int(r["concurrency"]) != 1:
+            continue
+        side = "gpu" if s.cpu_bytes == 0 else "cpu" if s.gpu_bytes == 0 else None
+        if side:
+            nbytes = s.gpu_bytes if side == "gpu" else s.cpu_bytes
+            cal.setdefault(str(r["precision"]), {})[side] = effective_bandwidth(nbytes, tpot)
+    return cal
+
+
+def measured_table(rows: list[dict[str, Any]], cal: dict[str, dict[str, float]]) -> str:
+    head = (
+        "| weights | offload | conc | ok | out tok/s | TTFT p50 ms | TPOT p50 ms | predicted TPOT ms "
+        "| J/out token | GPU W | GPU mem GiB | read/step GPU + host GB | % of GPU bandwidth |\n"
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+    )
+    lines = [head]
+    for r in rows:
+        s: Split | None = r["split"]
+        c = cal.get(str(r["precision"]), {})
+        pred = step_time_s(s, c.get("gpu"), c.get("cpu")) if s is not None else None
+        bw_pct = "–"
+        dev = match_nvml(r["gpu_name"]) if r.get("gpu_name") else None
+        tpot = _num(r.get("tpot_s_p50"))
+        if s is not None and s.cpu_bytes == 0 and dev and dev.bandwidth_gbs and tpot:
+            bw_pct = f"{100 * effective_bandwidth(s.gpu_bytes, tpot) / (dev.bandwidth_gbs * GB):.0f} %"
+        split_txt = f"{s.gpu_bytes / GB:.2f} + {s.cpu_bytes / GB:.2f}" if s is not None else "–"
+        lines.append(
+            f"| {r['precision']} | {s.label if s else r['n_gpu_layers']} | {int(r['concurrency'])} "
+            f"| {int(r['ok'])} | {_fmt(r.get('output_tok_s'))} | {_fmt(r.get('ttft_s_p50'), '.0f', 1e3)} "
+            f"| {_fmt(tpot, '.1f', 1e3)} | {_fmt(pred, '.1f', 1e3)} "
+            f"| {_fmt(r.get('energy_j_per_output_token'), '.3f')} | {_fmt(r.get('gpu_power_w_mean'), '.0f')} "
+            f"| {_fmt(r.get('gpu_mem_used_bytes_max'), '.1f', 1 / GIB)} | {split_txt} | {bw_pct} |"
+        )
+    return "\n".join(lines)
+
+
+def calibration_table(cal: dict[str, dict[str, float]]) -> str:
+    lines = ["| weights | GPU GB/s (all layers on GPU) | host GB/s (no layer on GPU) |", "|---|--:|--:|"]
+    for prec, c in sorted(cal.items()):
+        g, h = c.get("gpu"), c.get("cpu")
+        lines.append(f"| {prec} | {_fmt(g, '.0f', 1 / GB)} | {_fmt(h, '.1f', 1 / GB)} |")
+    return "\n".join(lines)
+
+
+def extrapolate_70b(
+    cal: dict[str, dict[str, float]], measured_on: str | None, kv_reserve_gib: float = 6.0
+) -> str:
+    """Llama-3.1-70B per-sequence decode rate at the calibrated bandwidths (GPU rate scaled by datasheet)."""
+    arch = get_model("llama-3.1-70b")
+    src = match_nvml(measured_on) if measured_on else None
+    lines = [
+        "| weights | GPU | blocks on GPU | read/step GPU + host GB | s/token | tok/s per sequence |",
+        "|---|---|--:|--:|--:|--:|",
+    ]
+    for prec, c in sorted(cal.items()):
+        bpp = GGUF_BYTES_PER_PARAM.get(prec)
+        if bpp is None or "cpu" not in c or "gpu" not in c or src is None or not src.bandwidth_gbs:
+            continue
+        blocks, output = llama_weight_bytes(arch, bpp)
+        per_block = blocks / arch.layers
+        for key in ("h100-sxm", src.key):
+            dev = get_device(key)
+            if not dev.bandwidth_gbs or not dev.memory_gib:
+                continue
+            gpu_bw = c["gpu"] * dev.bandwidth_gbs / src.bandwidth_gbs
+            room = dev.memory_gib * GIB - kv_reserve_gib * GIB - output
+            fit = max(0, min(arch.layers, int(room // per_block)))
+            for n in sorted({0, arch.layers // 2, fit}):
+                if n > fit:
+                    continue
+                s = split(n + (1 if n == arch.layers else 0), arch.layers, blocks, output)
+                t = step_time_s(s, gpu_bw, c["cpu"])
+                if t is None:
+                    continue
+                lines.append(
+                    f"| {prec} | {dev.name} | {s.label} | {s.gpu_bytes / GB:.1f} + {s.cpu_bytes / GB:.1f} "
+                    f"| {t:.2f} | {1 / t:.2f} |"
+                )
+    return "\n".join(lines)
+
+
+def render(folder: Path) -> str:
+    rows, runs = load_rows(folder)
+    if not rows:
+        raise SystemExit(f"{folder}: no llama.cpp run directories with points.csv")
+    cal = calibrate(rows)
+    gpu = next((r["gpu_name"] for r in rows if r.get("gpu_name")), None)
+    out = ["Generated by `scripts/gpu_table.py` from the run directories listed here.", ""]
+    for r in runs:
+        out.append(
+            f"- `{r['run']}` ({r['status']}): {r['gpu'] or 'no GPU'}, driver {r['driver'] or '–'}, "
+            f"{r['cpu']} ({r['cores']} cores), {r['version']}"
+        )
+    out += ["", "### Measured", "", measured_table(rows, cal), ""]
+    out += [
+        "Predicted TPOT: the sequential model of `harness/offload.py` with the bandwidths below; "
+        "% of GPU bandwidth: bytes read per step / TPOT p50 against the datasheet bandwidth.",
+        "",
+        "### Effective bandwidths (concurrency 1)",
+        "",
+        calibration_table(cal),
+        "",
+        "### Extrapolated, not measured: Llama-3.1-70B on one GPU",
+        "",
+        f"Host rate as measured here; GPU rate as measured on the {gpu or '?'} scaled by datasheet "
+        "bandwidth; blocks that fit leave 6 GiB for KV cache and buffers. The article's claim for CPU "
+        "offload of a 70B model is 1-5 tok/s (2-5 s per token).",
+        "",
+        extrapolate_70b(cal, gpu),
+    ]
+    return "\n".join(out) + "\n"
+
+
+def write_readme(path: Path, body: str) -> None:
+    block = f"{BEGIN}\n{body}{END}\n"
+    if path.is_file() and BEGIN in path.read_text():
+        text = path.read_text()
+        pre, rest = text.split(BEGIN, 1)
+        post = rest.split(END, 1)[1] if END in rest else ""
+        path.write_text(pre + block + post.lstrip("\n"))
+    else:
+        path.write_text("# GPU runs\n\n" + block)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("folder", type=Path)
+    ap.add_argument("--readme", type=Path, default=None)
+    a = ap.parse_args(argv)
+    body = render(a.folder)
+    if a.readme:
+        write_readme(a.readme, body)
+        print(f"wrote {a.readme}")
+    else:
+        print(body, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

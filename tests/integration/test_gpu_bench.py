@@ -1,0 +1,160 @@
+"""scripts/gpu_bench.sh and scripts/gpu_table.py on the CPU, with real llama.cpp servers.
+
+The GPU steps (CUDA build, NVML) cannot run here; everything around them does: the device step with a
+llama-server binary built by `scripts/gpu_bench.sh build` (CPU-only; `.ci/run` builds it and sets
+HARNESS_LLAMA_SERVER), its packing, `collect`, and the tables on real run directories.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from .conftest import ROOT, harness_cli
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import gpu_table
+
+TINY = {
+    "source": "synthetic",
+    "layers": 2,
+    "hidden": 128,
+    "heads": 4,
+    "kv_heads": 2,
+    "ffn": 256,
+    "vocab": 1024,
+}
+
+
+def _llama_server() -> str | None:
+    exe = os.environ.get("HARNESS_LLAMA_SERVER")
+    if exe and Path(exe).is_file():
+        return exe
+    if os.environ.get("HARNESS_REQUIRE_LLAMA_SERVER") == "1":
+        pytest.fail("HARNESS_REQUIRE_LLAMA_SERVER=1 but HARNESS_LLAMA_SERVER names no llama-server binary")
+    return None
+
+
+@pytest.mark.slow
+def test_gpu_table_on_a_real_cpu_run(tmp_path: Path, write_scenario) -> None:
+    scn = write_scenario(
+        {
+            "name": "offload-table",
+            "engine": {
+                "type": "llamacpp",
+                "launcher": "xllamacpp",
+                "model": {**TINY, "dtype": "q8_0"},
+                "parallel": 2,
+                "ctx_size": 1024,
+            },
+            "variants": [{"n_gpu_layers": 0}, {"n_gpu_layers": 0, "model": {**TINY, "dtype": "f16"}}],
+            "workload": {"input_tokens": 32, "output_tokens": 24},
+            "load": {"concurrency": [1, 2], "requests": 3},
+            "hardware": {"gpus": 0},
+        }
+    )
+    res = harness_cli("run", str(scn), "--results", str(tmp_path / "res"), "--no-progress")
+    assert res.returncode == 0, res.stderr
+    rows, runs = gpu_table.load_rows(tmp_path / "res")
+    assert [r["status"] for r in runs] == ["complete"]
+    assert [(r["precision"], int(r["concurrency"])) for r in rows] == [
+        ("Q8_0", 1),
+        ("Q8_0", 2),
+        ("F16", 1),
+        ("F16", 2),
+    ]
+    # every weight is in host RAM at n_gpu_layers 0: 2 blocks + output layer
+    run_dir = next((tmp_path / "res").iterdir())
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    wb = manifest["engines"][0]["model"]["weight_bytes"]
+    assert rows[0]["split"].cpu_bytes == wb["blocks"] + wb["output"] and rows[0]["split"].gpu_bytes == 0
+    assert rows[0]["split"].label == "0/2 blocks on GPU"
+    # host bandwidth = bytes per step / TPOT p50 of the concurrency-1 point, per weight type
+    cal = gpu_table.calibrate(rows)
+    points = pd.read_csv(run_dir / "points.csv")
+    tpot = float(points.loc[points.point_id == "v0-c1", "tpot_s_p50"].iloc[0])
+    if tpot > 0:
+        assert cal["Q8_0"]["cpu"] == pytest.approx((wb["blocks"] + wb["output"]) / tpot)
+    assert "gpu" not in cal.get("Q8_0", {})
+    md = gpu_table.render(tmp_path / "res")
+    assert md.count("| Q8_0 | 0/2 blocks on GPU |") == 2 and md.count("| F16 | 0/2 blocks on GPU |") == 2
+    # the README keeps what is outside the markers
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# GPU runs\n\nintro\n\n{gpu_table.BEGIN}\nold\n{gpu_table.END}\n\nafter\n")
+    gpu_table.write_readme(readme, md)
+    text = readme.read_text()
+    assert text.startswith("# GPU runs\n\nintro\n") and text.rstrip().endswith("after") and "old" not in text
+
+
+@pytest.mark.slow
+def test_device_step_and_collect_with_a_cpu_llama_server(tmp_path: Path, write_scenario) -> None:
+    exe = _llama_server()
+    if exe is None:
+        pytest.skip("no llama-server binary (scripts/gpu_bench.sh build; set HARNESS_LLAMA_SERVER)")
+    scn = write_scenario(
+        {
+            "name": "gpu-bench-rehearsal",
+            "engine": {
+                "type": "llamacpp",
+                "launcher": "llama-server",
+                "model": {**TINY, "dtype": "f16"},
+                "parallel": 2,
+                "ctx_size": 1024,
+            },
+            "workload": {"input_tokens": 32, "output_tokens": 16},
+            "load": {"concurrency": [1, 2], "requests": 3},
+            "hardware": {"gpus": 0},
+        }
+    )
+    out = tmp_path / "out"
+    env = {
+        **os.environ,
+        "GPU_BENCH_LLAMA_SERVER": exe,
+        "GPU_BENCH_SCENARIOS": str(scn),
+        "GPU_BENCH_RESULTS": str(tmp_path / "results"),
+        "GPU_BENCH_BUDGET_S": "300",
+        "PYTHON": sys.executable,
+    }
+    res = subprocess.run(
+        ["bash", "scripts/gpu_bench.sh", "device", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    files = sorted(p.name for p in out.iterdir())
+    assert len(files) <= 8, files  # what the GPU machine may send back
+    assert {"runs.tar.gz", "device.log", "gpu-info.json", "runs.log"} <= set(files)
+    with tarfile.open(out / "runs.tar.gz") as tar:
+        names = tar.getnames()
+    assert any(n.endswith("gpu-bench-rehearsal/manifest.json") for n in names), names
+
+    dest = tmp_path / "checkout"
+    shutil.copytree(ROOT / "scripts", dest / "scripts")
+    res = subprocess.run(
+        ["bash", "scripts/gpu_bench.sh", "collect", str(out)],
+        cwd=ROOT,
+        env={**env, "GPU_BENCH_DEST_ROOT": str(dest)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    manifests = list((dest / "results" / "gpu").rglob("manifest.json"))
+    assert len(manifests) == 1
+    m = json.loads(manifests[0].read_text())
+    assert m["status"] == "complete"
+    assert m["engines"][0]["launcher"] == "llama-server" and m["engines"][0]["version"]
+    readme = (dest / "results" / "gpu" / "README.md").read_text()
+    assert readme.count("| F16 | 0/2 blocks on GPU |") == 2
+    assert list((dest / "results" / "gpu").glob("device-*/device.log"))

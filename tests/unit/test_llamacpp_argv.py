@@ -1,0 +1,82 @@
+"""llama.cpp launcher command lines (literal), the llama-server binary lookup and its errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from harness.engines.llamacpp import LlamaCppServer
+from harness.engines.process import EngineError
+from harness.scenario import ScenarioError, parse_scenario
+
+
+def _engine(tiny_gguf: Path, **fields: object):
+    data = {"type": "llamacpp", "model": {"source": "path", "path": str(tiny_gguf)}, **fields}
+    return parse_scenario({"name": "t", "engine": data}, "t.yaml").engine
+
+
+def test_llama_server_argv(tiny_gguf: Path, tmp_path: Path) -> None:
+    exe = tmp_path / "llama-server"
+    cfg = _engine(
+        tiny_gguf,
+        launcher="llama-server",
+        binary=str(exe),
+        n_gpu_layers=16,
+        parallel=4,
+        ctx_size=4096,
+        threads=8,
+        flash_attn=True,
+        extra_args=["--fit", "off"],
+    )
+    srv = LlamaCppServer(cfg, tmp_path / "log")
+    assert srv.build_argv(8080) == [
+        str(exe),
+        "--model",
+        str(tiny_gguf),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "8080",
+        "--ctx-size",
+        "4096",
+        "--parallel",
+        "4",
+        "--n-gpu-layers",
+        "16",
+        "--metrics",
+        "--cont-batching",
+        "--threads",
+        "8",
+        "--flash-attn",
+        "on",
+        "--fit",
+        "off",
+    ]
+
+
+def test_llama_server_from_path(tiny_gguf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    exe = tmp_path / "llama-server"
+    exe.write_text("#!/bin/sh\nexit 1\n")
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    srv = LlamaCppServer(_engine(tiny_gguf, launcher="llama-server"), tmp_path / "log")
+    assert srv.server_binary() == str(exe)
+    assert srv.build_argv(1)[0] == str(exe)
+
+
+def test_missing_llama_server_is_a_clear_engine_error(tiny_gguf: Path, tmp_path: Path) -> None:
+    cfg = _engine(tiny_gguf, launcher="llama-server", binary=str(tmp_path / "nope" / "llama-server"))
+    with pytest.raises(EngineError) as ei:
+        LlamaCppServer(cfg, tmp_path / "log").start()
+    assert str(ei.value) == (
+        f"launcher llama-server: no executable at binary {str(tmp_path / 'nope' / 'llama-server')!r}; "
+        "build llama.cpp's server (cmake --build build --target llama-server) and name it in `binary:`"
+    )
+
+
+def test_binary_only_with_llama_server(tiny_gguf: Path) -> None:
+    with pytest.raises(ScenarioError) as ei:
+        _engine(tiny_gguf, launcher="xllamacpp", binary="/x/llama-server")
+    assert "`binary:` is for launcher llama-server, not xllamacpp" in str(ei.value)

@@ -1,0 +1,44 @@
+"""Offload split arithmetic on literal values (hand-computed), and the 8B/70B catalog weight sizes."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.catalog import get_model
+from harness.offload import Q8_0_BYTES_PER_PARAM, effective_bandwidth, llama_weight_bytes, split, step_time_s
+
+
+def test_split_levels() -> None:
+    # 4 blocks of 100 bytes, a 50-byte output layer
+    assert split(0, 4, 400, 50) == split(0, 4, 400.0, 50.0)
+    none = split(0, 4, 400, 50)
+    assert (none.gpu_bytes, none.cpu_bytes, none.output_on_gpu) == (0.0, 450.0, False)
+    half = split(2, 4, 400, 50)
+    assert (half.gpu_bytes, half.cpu_bytes) == (200.0, 250.0)
+    blocks_only = split(4, 4, 400, 50)
+    assert (blocks_only.gpu_bytes, blocks_only.cpu_bytes) == (400.0, 50.0)
+    for n in (5, 99, -1):
+        full = split(n, 4, 400, 50)
+        assert (full.gpu_bytes, full.cpu_bytes, full.gpu_blocks) == (450.0, 0.0, 4)
+        assert full.label == "4/4 blocks + output on GPU"
+    assert half.label == "2/4 blocks on GPU"
+
+
+def test_step_time_is_the_sum_of_both_sides() -> None:
+    s = split(2, 4, 400, 50)  # 200 B on the GPU, 250 B on the CPU
+    assert step_time_s(s, 1000.0, 100.0) == pytest.approx(0.2 + 2.5)
+    assert step_time_s(split(99, 4, 400, 50), 1000.0, None) == pytest.approx(0.45)
+    assert step_time_s(s, 1000.0, None) is None
+    assert effective_bandwidth(450.0, 0.5) == 900.0
+    with pytest.raises(ValueError):
+        effective_bandwidth(1.0, 0.0)
+
+
+def test_llama_catalog_weight_bytes() -> None:
+    # Llama-3.1-8B per block: q,o 2*4096*4096 + k,v 2*4096*1024 + ffn 3*4096*14336 = 218,103,808 params
+    blocks, output = llama_weight_bytes(get_model("llama-3.1-8b"), 2.0)
+    assert blocks == 32 * 218_103_808 * 2
+    assert output == 128_256 * 4096 * 2
+    # 70B at Q8_0: 80 blocks of 855,638,016 params
+    blocks70, _ = llama_weight_bytes(get_model("llama-3.1-70b"), Q8_0_BYTES_PER_PARAM)
+    assert blocks70 == pytest.approx(80 * 855_638_016 * 34 / 32)
