@@ -254,7 +254,7 @@ def run_scenario(
 
                 search = RateSearch(vpoints[0].rate_rps or 1.0) if find_max_goodput else None
                 plan = PointPlan(vpoints, search)
-                for p in plan:
+                for n_point, p in enumerate(plan):
                     row, aborted, next_id = _run_one_point(
                         s,
                         p,
@@ -270,6 +270,7 @@ def run_scenario(
                         dataset,
                         console,
                         attempt,
+                        warmup=s.load.warmup_scope == "point" or n_point == 0,
                     )
                     if row is not None:
                         rows.append(row)
@@ -373,12 +374,13 @@ def _run_one_point(
     dataset: list[DatasetRow] | None = None,
     console: Console | None = None,
     attempt: int = 0,
+    warmup: bool = True,
 ) -> tuple[dict[str, Any] | None, str | None, int]:
     w, ld = s.workload, s.load
     count, count_text = counters
     if count is None and hasattr(engine, "tokenize"):
         count = engine.tokenize
-    n_warm, n_cool = ld.warmup_requests, ld.cooldown_requests
+    n_warm, n_cool = (ld.warmup_requests if warmup else 0), ld.cooldown_requests
     warm = build_specs(w, n_warm, next_id, count, w.seed, dataset) if n_warm else []
     specs = build_specs(w, ld.requests, next_id + n_warm, count, w.seed, dataset)
     cool = build_specs(w, n_cool, next_id + n_warm + ld.requests, count, w.seed, dataset) if n_cool else []

@@ -210,6 +210,9 @@ class Load(Strict):
     requests: int = Field(16, ge=1, description="measured requests per point")
     duration_s: float | None = Field(None, gt=0, description="stop a point after this long (whichever first)")
     warmup_requests: int = Field(1, ge=0)
+    warmup_scope: Literal["point", "engine"] = Field(
+        "point", description="warm up before every point, or only the first point after each engine start"
+    )
     cooldown_requests: int = Field(
         0, ge=0, description="requests after the measured ones that keep the load up (not measured)"
     )

@@ -70,14 +70,15 @@ wheels() {
   # the GPU image has Python 3.12 with torch, numpy, pandas, httpx, typer, rich, psutil,
   # prometheus-client, pyyaml, pyarrow and nvidia-ml-py, but not these harness dependencies
   mkdir -p "$WORK/whl"
-  local pyd pydc
-  pyd=$("$PY" -c 'import importlib.metadata as m; print(m.version("pydantic"))')
-  pydc=$("$PY" -c 'import importlib.metadata as m; print(m.version("pydantic-core"))')
-  log "wheels: pydantic $pyd, pydantic-core $pydc, annotated-types, typing-inspection, gguf (cp312)"
+  # (typing-extensions too: pydantic wants a newer one than such an image may hold)
+  local pins=() name
+  for name in pydantic pydantic-core annotated-types typing-inspection typing-extensions gguf; do
+    pins+=("$name==$("$PY" -c "import importlib.metadata as m; print(m.version('$name'))")")
+  done
+  log "wheels (cp312, manylinux x86_64): ${pins[*]}"
   "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-    -d "$WORK/whl" "pydantic==$pyd" "pydantic-core==$pydc" annotated-types typing-inspection \
-    "gguf==$("$PY" -c 'import importlib.metadata as m; print(m.version("gguf"))')"
+    -d "$WORK/whl" "${pins[@]}"
 }
 
 prepare() {

@@ -57,12 +57,17 @@ def test_gpu_table_on_a_real_cpu_run(tmp_path: Path, write_scenario) -> None:
             },
             "variants": [{"n_gpu_layers": 0}, {"n_gpu_layers": 0, "model": {**TINY, "dtype": "f16"}}],
             "workload": {"input_tokens": 32, "output_tokens": 24},
-            "load": {"concurrency": [1, 2], "requests": 3},
+            "load": {"concurrency": [1, 2], "requests": 3, "warmup_scope": "engine"},
             "hardware": {"gpus": 0},
         }
     )
     res = harness_cli("run", str(scn), "--results", str(tmp_path / "res"), "--no-progress")
     assert res.returncode == 0, res.stderr
+    # warm-up only at each engine's first point
+    run_dir = next((tmp_path / "res").iterdir())
+    recs = [json.loads(line) for line in (run_dir / "requests.jsonl").read_text().splitlines()]
+    assert sorted({r["point_id"] for r in recs if r["warmup"]}) == ["v0-c1", "v1-c1"]
+    assert sum(1 for r in recs if not r["warmup"]) == 12
     rows, runs = gpu_table.load_rows(tmp_path / "res")
     assert [r["status"] for r in runs] == ["complete"]
     assert [(r["precision"], int(r["concurrency"])) for r in rows] == [
@@ -72,7 +77,6 @@ def test_gpu_table_on_a_real_cpu_run(tmp_path: Path, write_scenario) -> None:
         ("F16", 2),
     ]
     # every weight is in host RAM at n_gpu_layers 0: 2 blocks + output layer
-    run_dir = next((tmp_path / "res").iterdir())
     manifest = json.loads((run_dir / "manifest.json").read_text())
     wb = manifest["engines"][0]["model"]["weight_bytes"]
     assert rows[0]["split"].cpu_bytes == wb["blocks"] + wb["output"] and rows[0]["split"].gpu_bytes == 0
