@@ -147,7 +147,8 @@ build() {
 # ------------------------------------------------------------------ device (GPU side)
 device() {
   local out=${1:?usage: gpu_bench.sh device OUT_DIR}
-  mkdir -p "$out"
+  local logs=$out/logs
+  mkdir -p "$logs"
   local t0 budget deadline
   t0=$(date +%s)
   budget=${GPU_BENCH_BUDGET_S:-540}
@@ -166,8 +167,10 @@ device() {
   export HARNESS_CACHE=${HARNESS_CACHE:-/tmp/gpu-bench-cache} PYTHONUNBUFFERED=1
   "$PY" -c 'import harness.cli, pydantic, gguf' || die "the harness does not import (missing wheels?)"
   log "python: $("$PY" --version 2>&1), harness from $ROOT"
-  { nvidia-smi || true; } >"$out/nvidia-smi.txt" 2>&1
-  "$PY" -m harness gpu-info >"$out/gpu-info.json" || log "gpu-info failed (see above)"
+  { nvidia-smi || true; } >"$logs/nvidia-smi.txt" 2>&1
+  "$PY" -m harness gpu-info >"$logs/gpu-info.json" || log "gpu-info failed (see above)"
+  local gpu=0
+  if nvidia-smi -L >/dev/null 2>&1; then gpu=1; log "gpu: $(nvidia-smi -L | head -n 1)"; fi
 
   local scenarios=()
   if [ -n "${GPU_BENCH_SCENARIOS:-}" ]; then
@@ -180,30 +183,35 @@ device() {
   # the build keeps the CPUs busy for minutes; meanwhile write the models and record NVML traces
   local build_pid=""
   if [ -n "${GPU_BENCH_LLAMA_SERVER:-}" ]; then
-    echo "$GPU_BENCH_LLAMA_SERVER" >"$out/.bin"
-    echo "using GPU_BENCH_LLAMA_SERVER=$GPU_BENCH_LLAMA_SERVER" >"$out/build.log"
+    echo "$GPU_BENCH_LLAMA_SERVER" >"$logs/.bin"
+    echo "using GPU_BENCH_LLAMA_SERVER=$GPU_BENCH_LLAMA_SERVER" >"$logs/build.log"
   else
-    build >"$out/.bin" 2>"$out/build.log" &
+    build >"$logs/.bin" 2>"$logs/build.log" &
     build_pid=$!
   fi
   log "models: writing every model the scenarios name"
-  nice -n 0 "$PY" -m harness model prepare "${scenarios[@]}"
+  "$PY" -m harness model prepare "${scenarios[@]}"
   mkdir -p "$out/traces"
   log "nvml: idle / bf16 matmul / idle trace (tests/gpu)"
   HARNESS_NVML_TRACE_DIR=$out/traces "$PY" -m pytest -q -s -p no:cacheprovider tests/gpu \
-    >"$out/nvml-test.log" 2>&1 || log "tests/gpu failed: see nvml-test.log"
-  if nvidia-smi -L >/dev/null 2>&1 && [ $(($(date +%s) + 300)) -lt "$deadline" ]; then
+    >"$logs/nvml-test.log" 2>&1 || log "tests/gpu failed: see logs/nvml-test.log"
+  if [ "$gpu" = 1 ]; then
+    log "nvml: sampler overhead (thread CPU time at 100 ms)"
+    "$PY" -m benchmarks.telemetry_overhead --seconds 10 >"$logs/telemetry-overhead.log" 2>&1 \
+      || log "telemetry overhead benchmark failed: see logs/telemetry-overhead.log"
+  fi
+  if [ "$gpu" = 1 ] && [ $(($(date +%s) + 300)) -lt "$deadline" ]; then
     log "nvml: transformers generate, Llama-3.1-8B shape, random weights"
     local note=""
     if [ -n "$build_pid" ]; then note="measured while llama.cpp compiled on the CPUs"; fi
     "$PY" benchmarks/gpu_transformers_energy.py --seconds 12 --note "$note" --out "$out/traces" \
-      >"$out/transformers.log" 2>&1 || log "transformers benchmark failed: see transformers.log"
+      >"$logs/transformers.log" 2>&1 || log "transformers benchmark failed: see logs/transformers.log"
   fi
   if [ -n "$build_pid" ] && ! wait "$build_pid"; then
-    tail -n 40 "$out/build.log" >&2
-    die "llama-server did not build (build.log)"
+    tail -n 40 "$logs/build.log" >&2
+    die "llama-server did not build (logs/build.log)"
   fi
-  local bin; bin=$(tail -n 1 "$out/.bin"); rm -f "$out/.bin"
+  local bin; bin=$(tail -n 1 "$logs/.bin"); rm -f "$logs/.bin"
   PATH=$(dirname "$bin"):$PATH
   export PATH
   log "build done after $(($(date +%s) - t0)) s: $bin"
@@ -215,22 +223,24 @@ device() {
     if [ "$left" -lt 60 ]; then log "skipped $scn: ${left}s left"; continue; fi
     log "run $scn (at most ${left}s)"
     timeout -s INT -k 30 "$left" "$PY" -m harness run "$scn" --results "$results" --no-progress \
-      >>"$out/runs.log" 2>&1 || log "$scn ended with status $? (runs.log)"
+      >>"$logs/runs.log" 2>&1 || log "$scn ended with status $? (logs/runs.log)"
   done
-
   log "done after $(($(date +%s) - t0)) s"
 }
 
-# at most 8 files come back from the GPU machine: pack the run directories and the traces (also
-# when a step failed, so what was measured is not lost)
+# few files may come back from a GPU machine: device.log plus three tarballs (run directories, NVML
+# traces, logs), packed on every exit so that what was measured is not lost when a step fails
 pack() {
   local out=$1
   if [ -d "$GPU_BENCH_RESULTS" ]; then tar czf "$out/runs.tar.gz" -C "$GPU_BENCH_RESULTS" .; fi
   if [ -d "$out/traces" ]; then tar czf "$out/traces.tar.gz" -C "$out" traces && rm -rf "$out/traces"; fi
-  if [ -f "$out/build.log" ]; then
-    tail -n 400 "$out/build.log" >"$out/build.log.tail" && mv "$out/build.log.tail" "$out/build.log"
+  if [ -d "$out/logs" ]; then
+    rm -f "$out/logs/.bin"
+    if [ -f "$out/logs/build.log" ]; then
+      tail -n 400 "$out/logs/build.log" >"$out/build.tail" && mv "$out/build.tail" "$out/logs/build.log"
+    fi
+    tar czf "$out/logs.tar.gz" -C "$out" logs && rm -rf "$out/logs"
   fi
-  rm -f "$out/.bin"
   log "packed: $(cd "$out" && printf '%s ' *)"
 }
 
@@ -246,9 +256,8 @@ collect() {
   tar xzf "$from/runs.tar.gz" -C "$dest"
   local dev=$dest/device-$stamp
   mkdir -p "$dev"
-  for f in device.log nvidia-smi.txt gpu-info.json build.log nvml-test.log transformers.log runs.log; do
-    if [ -f "$from/$f" ]; then cp "$from/$f" "$dev/"; fi
-  done
+  if [ -f "$from/device.log" ]; then cp "$from/device.log" "$dev/"; fi
+  if [ -f "$from/logs.tar.gz" ]; then tar xzf "$from/logs.tar.gz" -C "$dev" --strip-components=1; fi
   if [ -f "$from/traces.tar.gz" ]; then
     local tr; tr=$(mktemp -d)
     tar xzf "$from/traces.tar.gz" -C "$tr"

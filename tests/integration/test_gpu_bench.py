@@ -138,7 +138,10 @@ def test_device_step_and_collect_with_a_cpu_llama_server(tmp_path: Path, write_s
     assert res.returncode == 0, res.stderr[-3000:]
     files = sorted(p.name for p in out.iterdir())
     assert len(files) <= 8, files  # what the GPU machine may send back
-    assert {"runs.tar.gz", "device.log", "gpu-info.json", "runs.log"} <= set(files)
+    assert {"runs.tar.gz", "device.log", "logs.tar.gz", "traces.tar.gz"} == set(files)
+    with tarfile.open(out / "logs.tar.gz") as tar:
+        logs = tar.getnames()
+    assert {"logs/gpu-info.json", "logs/runs.log", "logs/nvml-test.log", "logs/build.log"} <= set(logs)
     with tarfile.open(out / "runs.tar.gz") as tar:
         names = tar.getnames()
     assert any(n.endswith("gpu-bench-rehearsal/manifest.json") for n in names), names
@@ -162,3 +165,5 @@ def test_device_step_and_collect_with_a_cpu_llama_server(tmp_path: Path, write_s
     readme = (dest / "results" / "gpu" / "README.md").read_text()
     assert readme.count("| F16 | 0/2 blocks on GPU |") == 2
     assert list((dest / "results" / "gpu").glob("device-*/device.log"))
+    inventory = json.loads(next((dest / "results" / "gpu").glob("device-*/gpu-info.json")).read_text())
+    assert inventory["gpu"]["available"] is False and inventory["cpu"]["cores"] >= 1
