@@ -11,7 +11,9 @@ window. Columns per window, all with the prefix `server_` and `:`/odd characters
 Label values other than identity labels (`model_name`, `engine`, ...) become part of the name
 (`server_vllm_request_success_total__finished_reason_stop_delta`); samples that differ only in
 identity labels are added up. Histogram buckets and `_created` samples are left out of the columns
-(all scrapes are kept in `telemetry-engine-metrics.jsonl.gz`).
+(all scrapes are kept in `telemetry-engine-metrics.jsonl.gz`). Info metrics (type `info`, or a name
+ending in `_info`, such as vLLM's `cache_config_info` with its dozens of labels) are constant
+metadata: their labels go to the manifest once (`info`), not into columns.
 """
 
 from __future__ import annotations
@@ -36,10 +38,25 @@ def _clean(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]+", "_", s).strip("_")
 
 
+def _is_info(fam: Any) -> bool:
+    return fam.type == "info" or fam.name.endswith("_info")
+
+
+def info_labels(text: str) -> dict[str, list[dict[str, str]]]:
+    """{family: [labels of each sample]} of the info metrics in a Prometheus text payload."""
+    return {
+        fam.name: [dict(smp.labels) for smp in fam.samples]
+        for fam in text_string_to_metric_families(text)
+        if _is_info(fam)
+    }
+
+
 def parse_metrics(text: str) -> Snapshot:
     """Flatten a Prometheus text payload into {stem: (kind, value)} (see the module docstring)."""
     snap: dict[str, tuple[str, float]] = {}
     for fam in text_string_to_metric_families(text):
+        if _is_info(fam):
+            continue
         for smp in fam.samples:
             name = smp.name
             if name.endswith(("_bucket", "_created", "_gsum", "_gcount")) or "le" in smp.labels:
@@ -99,6 +116,7 @@ class PrometheusScraper:
         self.failures = 0
         self.last_error: str | None = None
         self.families: dict[str, str] = {}
+        self.info: dict[str, list[dict[str, str]]] = {}
         self._open: dict[str, tuple[int, int]] = {}  # window -> (start stamp, index of its first scrape)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -133,6 +151,7 @@ class PrometheusScraper:
             snap = parse_metrics(item)
             if not self.families:
                 self.families = {f.name: f.type for f in text_string_to_metric_families(item)}
+                self.info = info_labels(item)
         except ValueError as e:
             with self._lock:
                 self.failures += 1
@@ -193,6 +212,7 @@ class PrometheusScraper:
             "failures": self.failures,
             "last_error": self.last_error,
             "families": self.families,
+            "info": self.info,
             "file": "telemetry-engine-metrics.jsonl.gz",
         }
 

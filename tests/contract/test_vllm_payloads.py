@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from harness.metrics import server_comparison
-from harness.telemetry.prometheus import parse_metrics, window_columns
+from harness.telemetry.prometheus import info_labels, parse_metrics, window_columns
 
 from .sse import PAYLOADS, replay
 
@@ -44,6 +44,11 @@ def test_metrics_payload_columns_and_server_comparison() -> None:
     assert snap["vllm_generation_tokens_total"][0] == "counter"
     assert snap["vllm_time_to_first_token_seconds_count"][0] == "counter"
     assert snap["vllm_num_requests_running"] == ("gauge", 0.0)
+    # info metrics are metadata for the manifest, not columns
+    assert not [k for k in snap if "_info" in k]
+    info = info_labels((PAYLOADS / "vllm_metrics.txt").read_text())
+    assert info["vllm:cache_config_info"][0]["block_size"] == "128"
+    assert info["python_info"][0]["implementation"] == "CPython"
     # a window that saw nothing: every counter delta is 0, and there is nothing to compare
     cols = window_columns(snap, snap, [])
     assert cols["server_vllm_generation_tokens_total_delta"] == 0.0
