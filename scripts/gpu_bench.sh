@@ -17,7 +17,7 @@
 #                        with under 60 s left are skipped, a running one is interrupted (SIGINT: the run
 #                        directory keeps every finished point)
 #   GPU_BENCH_SCENARIOS  scenario files to run, in order (default: scenarios/gpu/*.yaml, sorted)
-#   GPU_BENCH_CUDA       1 / 0: build with / without CUDA (default: 1 when nvcc and a GPU are there)
+#   GPU_BENCH_CUDA       1 / 0: build with / without CUDA (default: 1 when nvidia-smi sees a GPU)
 #   GPU_BENCH_ARCH       CMAKE_CUDA_ARCHITECTURES (default 90-real: H100 / H200 machine code only)
 #   GPU_BENCH_JOBS       build jobs (default: cores - 2, so the model writer and NVML recorder keep a core)
 #   GPU_BENCH_LLAMA_SERVER  an llama-server executable to use instead of building one
@@ -92,8 +92,16 @@ want_cuda() {
   case "${GPU_BENCH_CUDA:-auto}" in
     1) return 0 ;;
     0) return 1 ;;
-    *) command -v nvcc >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 ;;
+    *) nvidia-smi -L >/dev/null 2>&1 ;;
   esac
+}
+
+find_nvcc() {
+  local c
+  for c in "$(command -v nvcc 2>/dev/null)" /usr/local/cuda/bin/nvcc /usr/local/cuda-*/bin/nvcc; do
+    if [ -n "$c" ] && [ -x "$c" ]; then echo "$c"; return 0; fi
+  done
+  return 1
 }
 
 # CPU backend flags from this machine's /proc/cpuinfo instead of -march=native, without AMX: on
@@ -130,8 +138,10 @@ build() {
   flags+=("${cpu[@]}")
   log "build: CPU backend ${cpu[*]}"
   if want_cuda; then
-    flags+=(-DGGML_CUDA=ON "-DCMAKE_CUDA_ARCHITECTURES=${GPU_BENCH_ARCH:-90-real}")
-    log "build: llama-server with CUDA (arch ${GPU_BENCH_ARCH:-90-real}), $jobs jobs"
+    local nvcc
+    nvcc=$(find_nvcc) || die "a CUDA build needs nvcc (not on PATH, not in /usr/local/cuda*/bin); GPU_BENCH_CUDA=0 builds for the CPU"
+    flags+=(-DGGML_CUDA=ON "-DCMAKE_CUDA_COMPILER=$nvcc" "-DCMAKE_CUDA_ARCHITECTURES=${GPU_BENCH_ARCH:-90-real}")
+    log "build: llama-server with CUDA ($("$nvcc" --version | tail -n 1), arch ${GPU_BENCH_ARCH:-90-real}), $jobs jobs"
   else
     log "build: llama-server for CPU only, $jobs jobs"
   fi
