@@ -6,11 +6,14 @@
 #                                       #   source from the llama-cpp-python sdist, wheels for Python 3.12)
 #   scripts/gpu_bench.sh device OUT     # on the GPU machine (with .gpu-bench/ copied along): builds
 #                                       #   llama-server with CUDA, records NVML traces, runs scenarios/gpu/,
-#                                       #   packs everything into OUT (at most 8 files)
+#                                       #   packs it into OUT: device.log + 3 tarballs
 #   scripts/gpu_bench.sh collect DIR    # back here: unpacks DIR into results/gpu/ and tests/fixtures/nvml/,
 #                                       #   rewrites the table in results/gpu/README.md
 #
-# `build` alone builds llama-server from .gpu-bench/ (CUDA when nvcc is found; GPU_BENCH_CUDA=0 forces CPU).
+# `build` alone builds llama-server from .gpu-bench/ (CUDA when a GPU is there; GPU_BENCH_CUDA=0: CPU only).
+# `prebuild` (optional, on any machine with CUDA's compiler, no GPU needed; about an hour on 2 cores)
+# compiles the CUDA backend into .gpu-bench/prebuilt/, so that `device` builds only the C++ rest and
+# spends its minutes measuring; if that backend does not load there, `device` builds it itself.
 #
 # Knobs (environment):
 #   GPU_BENCH_BUDGET_S   seconds `device` may take in all (default 540); scenarios that would start
@@ -21,6 +24,7 @@
 #   GPU_BENCH_ARCH       CMAKE_CUDA_ARCHITECTURES (default 90-real: H100 / H200 machine code only)
 #   GPU_BENCH_JOBS       build jobs (default: cores - 2, so the model writer and NVML recorder keep a core)
 #   GPU_BENCH_LLAMA_SERVER  an llama-server executable to use instead of building one
+#   GPU_BENCH_PREBUILT   0: ignore .gpu-bench/prebuilt/ (default 1: use it when it loads)
 #   GPU_BENCH_DEST_ROOT  where `collect` puts results/gpu/ and tests/fixtures/nvml/ (default: this checkout)
 #   LLAMA_CPP_PYTHON_VERSION  sdist whose vendored llama.cpp is built (default 0.3.36)
 set -euo pipefail
@@ -32,6 +36,7 @@ LCP_VERSION=${LLAMA_CPP_PYTHON_VERSION:-0.3.36}
 BUILD_ROOT=${GPU_BENCH_BUILD_DIR:-/tmp/gpu-bench-llama.cpp}
 PY=${PYTHON:-python3}
 GPU_BENCH_RESULTS=${GPU_BENCH_RESULTS:-/tmp/gpu-bench-results}
+CUDA_LIBS=""
 
 log() { printf '[gpu_bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -121,37 +126,135 @@ cpu_flags() {
   echo "${o[@]}"
 }
 
-build() {
-  [ -f "$SRC_TGZ" ] || die "$SRC_TGZ is missing: run \`scripts/gpu_bench.sh prepare\` first"
-  local kind=cpu
-  if want_cuda; then kind=cuda${GPU_BENCH_ARCH:-90-real}; fi
-  local dir=$BUILD_ROOT/$LCP_VERSION-$kind
-  local src=$dir/llama.cpp bin=$dir/llama.cpp/build/bin/llama-server
-  if [ -x "$bin" ]; then log "build: $bin exists"; echo "$bin"; return; fi
+# the flags every build shares: backends as loadable libraries (GGML_BACKEND_DL), so a CUDA backend
+# built elsewhere (`prebuild`) can sit beside a server built here; no VMM pool (the prebuilt backend
+# cannot link the driver library on a machine without one, and every build is kept alike)
+common_flags() {
+  echo -DCMAKE_BUILD_TYPE=Release -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TESTS=OFF \
+    -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
+    -DLLAMA_OPENSSL=OFF -DGGML_CCACHE=OFF -DGGML_BACKEND_DL=ON -DGGML_CUDA_NO_VMM=ON
+}
+
+jobs() { echo "${GPU_BENCH_JOBS:-$(($(nproc) > 3 ? $(nproc) - 2 : $(nproc)))}"; }
+
+# a build directory per source version, kind and flags (a finished build is reused only if all match)
+build_dir() {
+  local kind=$1
+  shift
+  echo "$BUILD_ROOT/$LCP_VERSION-$kind-$(printf '%s ' "$(common_flags)" "$@" | md5sum | cut -c1-8)"
+}
+
+# unpack the source into $1 and configure it with the common flags plus the rest of the arguments
+configure() {
+  local dir=$1
+  shift
   rm -rf "$dir" && mkdir -p "$dir"
   tar xzf "$SRC_TGZ" -C "$dir"
-  local jobs=${GPU_BENCH_JOBS:-$(($(nproc) > 3 ? $(nproc) - 2 : $(nproc)))}
-  local flags=(-DCMAKE_BUILD_TYPE=Release -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TESTS=OFF
-    -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF
-    -DLLAMA_OPENSSL=OFF -DGGML_CCACHE=OFF)
-  local cpu; read -r -a cpu <<<"$(cpu_flags)"
-  flags+=("${cpu[@]}")
-  log "build: CPU backend ${cpu[*]}"
-  if want_cuda; then
-    local nvcc
-    nvcc=$(find_nvcc) || die "a CUDA build needs nvcc (not on PATH, not in /usr/local/cuda*/bin); GPU_BENCH_CUDA=0 builds for the CPU"
-    flags+=(-DGGML_CUDA=ON "-DCMAKE_CUDA_COMPILER=$nvcc" "-DCMAKE_CUDA_ARCHITECTURES=${GPU_BENCH_ARCH:-90-real}")
-    log "build: llama-server with CUDA ($("$nvcc" --version | tail -n 1), arch ${GPU_BENCH_ARCH:-90-real}), $jobs jobs"
-  else
-    log "build: llama-server for CPU only, $jobs jobs"
-  fi
-  local gen=()
+  local gen=() flags
   if command -v ninja >/dev/null 2>&1; then gen=(-G Ninja); fi
-  cmake -S "$src" -B "$src/build" "${gen[@]}" "${flags[@]}" >&2
-  cmake --build "$src/build" --target llama-server -j "$jobs" >&2
+  read -r -a flags <<<"$(common_flags)"
+  cmake -S "$dir/llama.cpp" -B "$dir/llama.cpp/build" "${gen[@]}" "${flags[@]}" "$@" >&2
+}
+
+# folders holding libcublas / libcudart: the CUDA toolkit's, then Python's nvidia-* wheels (torch's)
+cuda_lib_dirs() {
+  "$PY" - <<'PYEOF'
+import glob, os, site
+found = []
+roots = ["/usr/local/cuda/lib64", "/usr/local/cuda/targets/x86_64-linux/lib"]
+for base in site.getsitepackages():
+    roots += sorted(glob.glob(os.path.join(base, "nvidia", "*", "lib")))
+    roots += sorted(glob.glob(os.path.join(base, "nvidia", "*", "*", "lib")))
+for d in roots:
+    if d not in found and (glob.glob(os.path.join(d, "libcublas.so*")) or glob.glob(os.path.join(d, "libcudart.so*"))):
+        found.append(d)
+print(":".join(found))
+PYEOF
+}
+
+# does this llama-server see a CUDA device? (with the backends found beside it)
+sees_cuda() { with_cuda_libs "$1" --list-devices 2>&1 | grep -q "CUDA0"; }
+
+with_cuda_libs() { LD_LIBRARY_PATH=$CUDA_LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} "$@"; }
+
+build() {
+  [ -f "$SRC_TGZ" ] || die "$SRC_TGZ is missing: run \`scripts/gpu_bench.sh prepare\` first"
+  local arch=${GPU_BENCH_ARCH:-90-real} cpu
+  read -r -a cpu <<<"$(cpu_flags)"
+  log "build: CPU backend ${cpu[*]}, $(jobs) jobs"
+  if ! want_cuda; then
+    local dir; dir=$(build_dir cpu "${cpu[@]}")
+    local bin=$dir/llama.cpp/build/bin/llama-server
+    if [ -x "$bin" ]; then log "build: $bin exists"; echo "$bin"; return; fi
+    log "build: llama-server for the CPU only"
+    configure "$dir" "${cpu[@]}"
+    cmake --build "$dir/llama.cpp/build" --target llama-server -j "$(jobs)" >&2
+    [ -x "$bin" ] || die "build finished without $bin"
+    echo "$bin"
+    return
+  fi
+  # a CUDA backend from `prebuild` (same source and flags): build only the server and CPU parts here
+  local pre=$WORK/prebuilt/libggml-cuda.so
+  if [ -f "$pre" ] && [ "${GPU_BENCH_PREBUILT:-1}" = 1 ]; then
+    local dir; dir=$(build_dir prebuilt "${cpu[@]}")
+    local bin=$dir/llama.cpp/build/bin/llama-server
+    log "build: server + CPU backend here, CUDA backend from .gpu-bench/prebuilt ($(cat "$WORK/prebuilt/BUILD.txt" 2>/dev/null | head -n 1))"
+    configure "$dir" "${cpu[@]}"
+    cmake --build "$dir/llama.cpp/build" --target llama-server -j "$(jobs)" >&2
+    cp "$pre" "$(dirname "$bin")/"
+    if [ -x "$bin" ] && sees_cuda "$bin"; then
+      log "build: the prebuilt CUDA backend loads: $(with_cuda_libs "$bin" --list-devices 2>&1 | grep CUDA0)"
+      echo "$bin"
+      return
+    fi
+    log "build: the prebuilt CUDA backend does not load here; building it (list-devices said:)"
+    with_cuda_libs "$bin" --list-devices 2>&1 | tail -n 5 >&2 || true
+  fi
+  local nvcc
+  nvcc=$(find_nvcc) || die "a CUDA build needs nvcc (not on PATH, not in /usr/local/cuda*/bin); GPU_BENCH_CUDA=0 builds for the CPU"
+  local cuda=(-DGGML_CUDA=ON "-DCMAKE_CUDA_COMPILER=$nvcc" "-DCMAKE_CUDA_ARCHITECTURES=$arch")
+  local dir; dir=$(build_dir cuda "${cpu[@]}" "${cuda[@]}")
+  local bin=$dir/llama.cpp/build/bin/llama-server
+  if [ -x "$bin" ]; then log "build: $bin exists"; echo "$bin"; return; fi
+  log "build: llama-server with CUDA ($("$nvcc" --version | tail -n 1), arch $arch)"
+  configure "$dir" "${cpu[@]}" "${cuda[@]}"
+  cmake --build "$dir/llama.cpp/build" --target llama-server ggml-cuda -j "$(jobs)" >&2
   [ -x "$bin" ] || die "build finished without $bin"
-  log "build: $bin ($("$bin" --version 2>&1 | head -n 2 | tr '\n' ' '))"
+  sees_cuda "$bin" || log "build: warning: $bin --list-devices shows no CUDA0"
   echo "$bin"
+}
+
+# ------------------------------------------------------------------ prebuild (no GPU needed)
+# The CUDA backend alone (the long part of a CUDA build: ~144 nvcc jobs), on a machine with CUDA's
+# compiler but no GPU, against cuBLAS from PyPI; `device` then builds only the rest (C++). Needs nvcc
+# of the same major version as the GPU machine's driver (13 for driver 580).
+prebuild() {
+  [ -f "$SRC_TGZ" ] || die "$SRC_TGZ is missing: run \`scripts/gpu_bench.sh source\` first"
+  local nvcc arch=${GPU_BENCH_ARCH:-90-real} ver=${GPU_BENCH_CUBLAS_VERSION:-13.0.2.14}
+  nvcc=$(find_nvcc) || die "prebuild needs CUDA's compiler (nvcc)"
+  local cub=${GPU_BENCH_CUBLAS_DIR:-/tmp/gpu-bench-cublas-$ver}
+  if [ ! -d "$cub/nvidia" ]; then
+    log "prebuild: cuBLAS $ver headers and libraries from PyPI (nvidia-cublas, about 420 MB)"
+    local tmp; tmp=$(mktemp -d)
+    "$PY" -m pip download -q --no-deps --only-binary=:all: "nvidia-cublas==$ver" -d "$tmp"
+    mkdir -p "$cub" && (cd "$cub" && unzip -q "$tmp"/nvidia_cublas-*.whl) && rm -rf "$tmp"
+  fi
+  local inc lib
+  inc=$(dirname "$(find "$cub" -name cublas_v2.h | head -n 1)")
+  lib=$(dirname "$(find "$cub" -name 'libcublas.so.*' | head -n 1)")
+  ln -sf "$(basename "$(find "$lib" -name 'libcublas.so.*' | head -n 1)")" "$lib/libcublas.so"
+  ln -sf "$(basename "$(find "$lib" -name 'libcublasLt.so.*' | head -n 1)")" "$lib/libcublasLt.so"
+  local dir; dir=$(build_dir prebuild "$arch" "$ver")
+  log "prebuild: CUDA backend ($("$nvcc" --version | tail -n 1), arch $arch, cuBLAS $ver), $(jobs) jobs"
+  configure "$dir" -DGGML_NATIVE=OFF -DGGML_CUDA=ON "-DCMAKE_CUDA_COMPILER=$nvcc" \
+    "-DCMAKE_CUDA_ARCHITECTURES=$arch" "-DCUDA_cublas_LIBRARY=$lib/libcublas.so" \
+    "-DCUDA_cublasLt_LIBRARY=$lib/libcublasLt.so" "-DCMAKE_CUDA_FLAGS=-I$inc" "-DCMAKE_CXX_FLAGS=-I$inc"
+  cmake --build "$dir/llama.cpp/build" --target ggml-cuda -j "$(jobs)" >&2
+  mkdir -p "$WORK/prebuilt"
+  cp "$dir/llama.cpp/build/bin/libggml-cuda.so" "$WORK/prebuilt/"
+  printf 'llama-cpp-python %s vendored llama.cpp, CUDA backend for %s, %s, cuBLAS %s, %s\n' \
+    "$LCP_VERSION" "$arch" "$("$nvcc" --version | tail -n 1)" "$ver" "$(date -u +%FT%TZ)" >"$WORK/prebuilt/BUILD.txt"
+  log "prebuild: $WORK/prebuilt/libggml-cuda.so ($(du -h "$WORK/prebuilt/libggml-cuda.so" | cut -f1))"
 }
 
 # ------------------------------------------------------------------ device (GPU side)
@@ -180,7 +283,14 @@ device() {
   { nvidia-smi || true; } >"$logs/nvidia-smi.txt" 2>&1
   "$PY" -m harness gpu-info >"$logs/gpu-info.json" || log "gpu-info failed (see above)"
   local gpu=0
-  if nvidia-smi -L >/dev/null 2>&1; then gpu=1; log "gpu: $(nvidia-smi -L | head -n 1)"; fi
+  if nvidia-smi -L >/dev/null 2>&1; then
+    gpu=1
+    log "gpu: $(nvidia-smi -L | head -n 1)"
+    # where a prebuilt CUDA backend finds cuBLAS and the CUDA runtime (set for llama-server only,
+    # not for torch)
+    CUDA_LIBS=$(cuda_lib_dirs)
+    log "cuda libraries for llama-server: ${CUDA_LIBS:-none found}"
+  fi
 
   local scenarios=()
   if [ -n "${GPU_BENCH_SCENARIOS:-}" ]; then
@@ -228,6 +338,7 @@ device() {
 
   local results=$GPU_BENCH_RESULTS
   mkdir -p "$results"
+  if [ -n "$CUDA_LIBS" ]; then export LD_LIBRARY_PATH=$CUDA_LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}; fi
   for scn in "${scenarios[@]}"; do
     local left=$((deadline - $(date +%s) - 20))
     if [ "$left" -lt 60 ]; then log "skipped $scn: ${left}s left"; continue; fi
@@ -285,7 +396,8 @@ case "${1:-}" in
   cpu-flags) cpu_flags ;;
   wheels) wheels ;;
   build) build ;;
+  prebuild) prebuild ;;
   device) shift; device "$@" ;;
   collect) shift; collect "$@" ;;
-  *) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
