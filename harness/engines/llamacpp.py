@@ -22,6 +22,12 @@ from harness.engines.process import EngineError, ManagedProcess, free_port, port
 from harness.scenario import LlamaCppEngine
 
 
+def native_ngl(n_gpu_layers: int) -> str:
+    """`--n-gpu-layers` for llama.cpp's own server: -1 (all) as 999, since recent builds read -1 as
+    "auto" (fit to free memory) and older ones take no "all"; any count above the layers means all."""
+    return "999" if n_gpu_layers < 0 else str(n_gpu_layers)
+
+
 def _pkg_version(name: str) -> str | None:
     try:
         return importlib.metadata.version(name)
@@ -67,7 +73,7 @@ class LlamaCppServer:
                 "--parallel",
                 str(c.parallel),
                 "--n-gpu-layers",
-                str(c.n_gpu_layers),
+                native_ngl(c.n_gpu_layers),
             ]
             if c.threads:
                 argv += ["--threads", str(c.threads)]
@@ -93,7 +99,7 @@ class LlamaCppServer:
                 "--parallel",
                 str(c.parallel),
                 "--n-gpu-layers",
-                str(c.n_gpu_layers),
+                native_ngl(c.n_gpu_layers),
                 "--metrics",
                 "--cont-batching",
             ]

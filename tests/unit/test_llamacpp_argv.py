@@ -80,3 +80,14 @@ def test_binary_only_with_llama_server(tiny_gguf: Path) -> None:
     with pytest.raises(ScenarioError) as ei:
         _engine(tiny_gguf, launcher="xllamacpp", binary="/x/llama-server")
     assert "`binary:` is for launcher llama-server, not xllamacpp" in str(ei.value)
+
+
+def test_all_layers_is_a_count_for_the_native_server(tiny_gguf: Path, tmp_path: Path) -> None:
+    for launcher in ("llama-server", "xllamacpp"):
+        argv = LlamaCppServer(
+            _engine(tiny_gguf, launcher=launcher, n_gpu_layers=-1), tmp_path / "l"
+        ).build_argv(1)
+        assert argv[argv.index("--n-gpu-layers") + 1] == "999"
+    lcp = LlamaCppServer(_engine(tiny_gguf, launcher="llama-cpp-python", n_gpu_layers=-1), tmp_path / "l")
+    argv = lcp.build_argv(1)
+    assert argv[argv.index("--n_gpu_layers") + 1] == "-1"  # llama-cpp-python's own "all"
