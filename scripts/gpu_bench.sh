@@ -173,7 +173,11 @@ PYEOF
 }
 
 # does this llama-server see a CUDA device? (with the backends found beside it)
-sees_cuda() { with_cuda_libs "$1" --list-devices 2>&1 | grep -q "CUDA0"; }
+sees_cuda() {
+  local o
+  o=$(with_cuda_libs "$1" --list-devices 2>&1 || true)
+  [[ $o == *CUDA0* ]]
+}
 
 with_cuda_libs() { LD_LIBRARY_PATH=$CUDA_LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} "$@"; }
 
