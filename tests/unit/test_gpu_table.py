@@ -1,0 +1,44 @@
+"""scripts/gpu_table.py's 70B extrapolation on literal bandwidths (hand-computed rows)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+import gpu_table  # noqa: E402
+
+# Llama-3.1-70B: 80 blocks of 855,638,016 params; output layer 128,256 x 8192
+BLOCK_PARAMS = 855_638_016
+OUTPUT_PARAMS = 128_256 * 8192
+
+
+def _rows(md: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip("|").split("|")] for line in md.splitlines()[2:]]
+
+
+def test_extrapolation_rows_by_hand() -> None:
+    cal = {"F16": {"gpu": 3.0e12, "cpu": 50e9}}
+    rows = _rows(gpu_table.extrapolate_70b(cal, "NVIDIA H200"))
+    by = {(r[1], r[2]): r for r in rows}
+    # no block on the GPU: every weight read from host RAM at 50 GB/s
+    host_only = (80 * BLOCK_PARAMS + OUTPUT_PARAMS) * 2 / 50e9
+    r = by[("NVIDIA H100 SXM5 80GB", "0/80 blocks on GPU")]
+    assert float(r[4]) == round(host_only, 2) and float(r[5]) == round(1 / host_only, 2)
+    # 40 blocks on an H100: GPU side at 3.0 TB/s x 3350/4800 (datasheet ratio), the rest from the host
+    gpu_bw = 3.0e12 * 3350 / 4800
+    t40 = 40 * BLOCK_PARAMS * 2 / gpu_bw + (40 * BLOCK_PARAMS + OUTPUT_PARAMS) * 2 / 50e9
+    assert float(by[("NVIDIA H100 SXM5 80GB", "40/80 blocks on GPU")][4]) == round(t40, 2)
+    # what fits in 80 GiB with 6 GiB kept: (74 GiB - output) / block bytes = 45 blocks
+    fit = int((74 * 2**30 - OUTPUT_PARAMS * 2) // (BLOCK_PARAMS * 2))
+    assert fit == 45
+    assert ("NVIDIA H100 SXM5 80GB", "45/80 blocks on GPU") in by
+    # on the H200 (141 GiB) all 80 blocks and the output layer fit: the GPU side only
+    full = by[("NVIDIA H200 SXM 141GB", "80/80 blocks + output on GPU")]
+    assert float(full[4]) == round((80 * BLOCK_PARAMS + OUTPUT_PARAMS) * 2 / 3.0e12, 2)
+
+
+def test_no_extrapolation_without_both_sides() -> None:
+    md = gpu_table.extrapolate_70b({"F16": {"cpu": 50e9}}, "NVIDIA H200")
+    assert len(md.splitlines()) == 2  # the header only
