@@ -198,14 +198,14 @@ build() {
     return
   fi
   # a CUDA backend from `prebuild` (same source and flags): build only the server and CPU parts here
-  local pre=$WORK/prebuilt/libggml-cuda.so
+  local pre=$WORK/prebuilt/libggml-cuda.so.gz
   if [ -f "$pre" ] && [ "${GPU_BENCH_PREBUILT:-1}" = 1 ]; then
     local dir; dir=$(build_dir prebuilt "${cpu[@]}")
     local bin=$dir/llama.cpp/build/bin/llama-server
     log "build: server + CPU backend here, CUDA backend from .gpu-bench/prebuilt ($(cat "$WORK/prebuilt/BUILD.txt" 2>/dev/null | head -n 1))"
     configure "$dir" "${cpu[@]}"
     cmake --build "$dir/llama.cpp/build" --target llama-server -j "$(jobs)" >&2
-    cp "$pre" "$(dirname "$bin")/"
+    gzip -dc "$pre" >"$(dirname "$bin")/libggml-cuda.so"
     if [ -x "$bin" ] && sees_cuda "$bin"; then
       log "build: the prebuilt CUDA backend loads: $(with_cuda_libs "$bin" --list-devices 2>&1 | grep CUDA0)"
       echo "$bin"
@@ -255,10 +255,10 @@ prebuild() {
     "-DCUDA_cublasLt_LIBRARY=$lib/libcublasLt.so" "-DCMAKE_CUDA_FLAGS=-I$inc" "-DCMAKE_CXX_FLAGS=-I$inc"
   cmake --build "$dir/llama.cpp/build" --target ggml-cuda -j "$(jobs)" >&2
   mkdir -p "$WORK/prebuilt"
-  cp "$dir/llama.cpp/build/bin/libggml-cuda.so" "$WORK/prebuilt/"
+  gzip -9c "$dir/llama.cpp/build/bin/libggml-cuda.so" >"$WORK/prebuilt/libggml-cuda.so.gz"
   printf 'llama-cpp-python %s vendored llama.cpp, CUDA backend for %s, %s, cuBLAS %s, %s\n' \
     "$LCP_VERSION" "$arch" "$("$nvcc" --version | tail -n 1)" "$ver" "$(date -u +%FT%TZ)" >"$WORK/prebuilt/BUILD.txt"
-  log "prebuild: $WORK/prebuilt/libggml-cuda.so ($(du -h "$WORK/prebuilt/libggml-cuda.so" | cut -f1))"
+  log "prebuild: $WORK/prebuilt/libggml-cuda.so.gz ($(du -h "$WORK/prebuilt/libggml-cuda.so.gz" | cut -f1))"
 }
 
 # ------------------------------------------------------------------ device (GPU side)
