@@ -18,9 +18,6 @@ from dataclasses import dataclass
 
 from harness.catalog import ModelArch
 
-Q8_0_BYTES_PER_PARAM = 34 / 32  # 32 int8 values and one f16 scale per block
-GGUF_BYTES_PER_PARAM = {"F32": 4.0, "F16": 2.0, "BF16": 2.0, "Q8_0": Q8_0_BYTES_PER_PARAM}
-
 
 @dataclass(frozen=True)
 class Split:

@@ -34,13 +34,13 @@ sys.path.insert(0, str(ROOT))
 from harness.catalog import get_model  # noqa: E402
 from harness.catalog.hardware import get_device, match_nvml  # noqa: E402
 from harness.offload import (  # noqa: E402
-    GGUF_BYTES_PER_PARAM,
     Split,
     effective_bandwidth,
     llama_weight_bytes,
     split,
     step_time_s,
 )
+from harness.roofline import BYTES_PER_PARAM  # noqa: E402
 
 BEGIN, END = "<!-- gpu_table:begin -->", "<!-- gpu_table:end -->"
 GB = 1e9
@@ -160,7 +160,7 @@ def extrapolate_70b(
         "|---|---|--:|--:|--:|--:|",
     ]
     for prec, c in sorted(cal.items()):
-        bpp = GGUF_BYTES_PER_PARAM.get(prec)
+        bpp = BYTES_PER_PARAM.get(prec.lower())
         if bpp is None or "cpu" not in c or "gpu" not in c or src is None or not src.bandwidth_gbs:
             continue
         blocks, output = llama_weight_bytes(arch, bpp)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from harness.catalog import get_model
-from harness.offload import Q8_0_BYTES_PER_PARAM, effective_bandwidth, llama_weight_bytes, split, step_time_s
+from harness.offload import effective_bandwidth, llama_weight_bytes, split, step_time_s
+from harness.roofline import BYTES_PER_PARAM
 
 
 def test_split_levels() -> None:
@@ -40,5 +41,5 @@ def test_llama_catalog_weight_bytes() -> None:
     assert blocks == 32 * 218_103_808 * 2
     assert output == 128_256 * 4096 * 2
     # 70B at Q8_0: 80 blocks of 855,638,016 params
-    blocks70, _ = llama_weight_bytes(get_model("llama-3.1-70b"), Q8_0_BYTES_PER_PARAM)
+    blocks70, _ = llama_weight_bytes(get_model("llama-3.1-70b"), BYTES_PER_PARAM["q8_0"])
     assert blocks70 == pytest.approx(80 * 855_638_016 * 34 / 32)
