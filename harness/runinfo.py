@@ -6,7 +6,8 @@ is inferred from directory names. One row per measured point comes out of `point
 * `model`: the catalog key when the scenario names a catalog model, else the engine's model name
 * `precision`: lower case (`bf16`, `fp8`, `f16`, `q4_k_m`)
 * `device`: hardware catalog key, from GPU names recorded by telemetry, else the scenario's
-  `hardware.gpu`, else the host CPU (a catalog CPU key when /proc/cpuinfo names one, else `cpu`)
+  `hardware.gpu`, else the host CPU (a catalog CPU key when /proc/cpuinfo names one, else `cpu`);
+  for an external endpoint on another host, the scenario's `hardware.gpu` (else `unknown`)
 * `devices`: how many of them one engine instance uses (TP x PP for vLLM, `hardware.gpus` else)
 * `config`: the column label `hardware | engine [| variant overrides]`
 * `roofline_tok_s`, `pct_roofline`: the decode ceiling at the point's concurrency (harness.roofline)
@@ -89,9 +90,16 @@ def detected_gpu(manifest: dict[str, Any]) -> Device | None:
     return None
 
 
-def device_of(manifest: dict[str, Any], cfg: dict[str, Any]) -> tuple[str, int]:
-    """(hardware key, device count) for one engine configuration of a run."""
+def device_of(
+    manifest: dict[str, Any], cfg: dict[str, Any], engine: dict[str, Any] | None = None
+) -> tuple[str, int]:
+    """(hardware key, device count) for one engine configuration of a run; `engine` is its manifest
+    entry. An external endpoint on another host (`local: false`) ran on the scenario's
+    `hardware.gpu` (else `unknown`): this machine's GPUs and CPU say nothing about it."""
     hw = (manifest.get("scenario") or {}).get("hardware") or {}
+    if cfg.get("type") == "external" and (engine or {}).get("local") is False:
+        n = int(hw.get("gpus") or 1) if hw.get("gpu") else 1
+        return str(hw.get("gpu") or "unknown"), n
     gpu = detected_gpu(manifest)
     key = gpu.key if gpu else hw.get("gpu")
     cpu_only = cfg.get("type") == "llamacpp" and cfg.get("n_gpu_layers", 0) == 0 and gpu is None
@@ -248,7 +256,7 @@ def run_points(run: str | Path, table: dict[str, Device] | None = None) -> pd.Da
         spec = cfg.get("model") or {}
         model = spec["name"] if spec.get("source") == "catalog" else (p.get("model") or "?")
         precision = str(p.get("precision") or cfg.get("precision") or "auto").lower()
-        device, n = device_of(manifest, cfg)
+        device, n = device_of(manifest, cfg, eng)
         hardware = device if n == 1 else f"{n}x {device}"
         engine = str(p.get("engine") or cfg.get("type"))
         launcher = p.get("launcher")

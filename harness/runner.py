@@ -30,6 +30,7 @@ from harness.load.workload import DatasetError, DatasetRow, build_specs, load_da
 from harness.models import ModelError
 from harness.records import RequestRecord
 from harness.results import RunDir, RunNotFound, iter_records, read_manifest, read_points
+from harness.runinfo import detected_gpu
 from harness.scenario import Point, Scenario, expand_points, scenario_hash
 from harness.telemetry.base import TelemetrySet
 from harness.telemetry.window import j_per_token
@@ -87,7 +88,29 @@ def _hardware() -> dict[str, Any]:
     return {"cpu": hostinfo.cpu_inventory(), "gpu": gpu_inventory()}
 
 
-def _point_row(s: Scenario, p: Point, engine: Any, summary: dict[str, Any]) -> dict[str, Any]:
+def _gpu_key(s: Scenario, described: dict[str, Any], manifest: dict[str, Any]) -> str | None:
+    """The GPU a point ran on: the catalog GPU this machine's inventory found, else the scenario's
+    `hardware.gpu`; for an external endpoint on another host, always the scenario's."""
+    if described.get("local") is False:
+        return s.hardware.gpu
+    found = detected_gpu(manifest)
+    return found.key if found else s.hardware.gpu
+
+
+def _gpu_mismatch(s: Scenario, described: dict[str, Any], manifest: dict[str, Any]) -> str | None:
+    """A warning when the scenario names one GPU and this machine has another."""
+    key = _gpu_key(s, described, manifest)
+    if s.hardware.gpu and key and key != s.hardware.gpu:
+        return (
+            f"the scenario says hardware.gpu {s.hardware.gpu!r} but this machine's GPU is {key!r}; "
+            f"points and tables use {key!r}"
+        )
+    return None
+
+
+def _point_row(
+    s: Scenario, p: Point, engine: Any, summary: dict[str, Any], manifest: dict[str, Any]
+) -> dict[str, Any]:
     d = engine.describe()
     row: dict[str, Any] = {
         "scenario": s.name,
@@ -98,7 +121,8 @@ def _point_row(s: Scenario, p: Point, engine: Any, summary: dict[str, Any]) -> d
         "model": (d.get("model") or {}).get("name"),
         "precision": d.get("precision") or getattr(p.engine, "precision", None),
         "n_gpu_layers": getattr(p.engine, "n_gpu_layers", None),
-        "gpu": s.hardware.gpu,
+        "gpu": _gpu_key(s, d, manifest),
+        "gpu_declared": s.hardware.gpu,
         "gpus": s.hardware.gpus,
         "mode": s.load.mode,
         "concurrency": p.concurrency,
@@ -236,7 +260,8 @@ def run_scenario(
                     continue
                 console.print(f"engine healthy at {base_url} after {time.monotonic() - t0:.1f} s")
                 described = engine.describe()
-                for w in described.get("warnings") or []:
+                warnings = [*(described.get("warnings") or []), _gpu_mismatch(s, described, run.manifest)]
+                for w in filter(None, warnings):
                     console.print(f"[yellow]warning[/] engine (variant {vi}): {w}", highlight=False)
                 run.manifest["engines"].append({"variant": vi, "attempt": attempt, **described})
                 tel = telemetry(s, engine)
@@ -438,7 +463,7 @@ def _run_one_point(
     row = None
     if measured:
         summary = metrics.summarize(measured, open_loop, s.slo.ttft_s, s.slo.tpot_s, s.slo.e2e_s)
-        row = _point_row(s, p, engine, summary)
+        row = _point_row(s, p, engine, summary, run.manifest)
         row.update(tel_cols)
         row.update(metrics.server_comparison(row))
         if "energy_j" in row:

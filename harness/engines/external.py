@@ -2,17 +2,58 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
+import psutil
 
 from harness.engines.process import EngineError
 from harness.scenario import ExternalEngine
 
 
+@lru_cache(maxsize=1)
+def _own_addresses() -> frozenset[str]:
+    """Addresses of this machine's network interfaces."""
+    out = set()
+    for addrs in psutil.net_if_addrs().values():
+        for a in addrs:
+            if a.family in (socket.AF_INET, socket.AF_INET6):
+                out.add(a.address.split("%", 1)[0])
+    return frozenset(out)
+
+
+def is_this_machine(host: str) -> bool | None:
+    """Whether `host` names this machine (loopback, or an address of one of its interfaces);
+    None when the name does not resolve."""
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError):
+        return None
+    addrs = {str(info[4][0]).split("%", 1)[0] for info in infos}
+    return any(ipaddress.ip_address(a).is_loopback or a in _own_addresses() for a in addrs)
+
+
+def has_metrics(base_url: str, headers: dict[str, str]) -> bool:
+    """Whether `base_url`/metrics answers with Prometheus text (vLLM, SGLang, llama-server --metrics)."""
+    try:
+        r = httpx.get(base_url + "/metrics", headers=headers, timeout=5)
+    except httpx.HTTPError:
+        return False
+    kind = r.headers.get("content-type", "")
+    return r.status_code == 200 and (kind.startswith("text/plain") or "openmetrics" in kind)
+
+
 class ExternalServer:
+    """`local`: whether the endpoint runs on this machine. Only then do this machine's GPUs and CPUs
+    (NVML, RAPL, host load) belong to the engine being measured; for a remote endpoint the runner
+    leaves that telemetry out and tables take the GPU from the scenario's `hardware.gpu`."""
+
     name = "external"
 
     def __init__(self, cfg: ExternalEngine, log_file: Path | None = None) -> None:
@@ -20,6 +61,9 @@ class ExternalServer:
         self.base_url = cfg.base_url.rstrip("/").removesuffix("/v1")
         self.model_name = cfg.model.name if cfg.model is not None and hasattr(cfg.model, "name") else ""
         self.server_version: str | None = None
+        self.host = urlsplit(self.base_url).hostname or ""
+        self.local = bool(is_this_machine(self.host))
+        self._metrics = False
 
     def headers(self) -> dict[str, str]:
         if self.cfg.api_key_env:
@@ -45,6 +89,7 @@ class ExternalServer:
                 raise EngineError(
                     f"{self.base_url}/v1/models did not name a model; set engine.model.name in the scenario"
                 ) from None
+        self._metrics = has_metrics(self.base_url, self.headers())
         return self.base_url
 
     def stop(self) -> None:
@@ -67,6 +112,8 @@ class ExternalServer:
             "launcher": "external",
             "version": None,
             "command": None,
+            "host": self.host,
+            "local": self.local,
         }
 
     def request_extras(self, ignore_eos: bool = True) -> dict[str, Any]:
@@ -79,4 +126,4 @@ class ExternalServer:
         return None
 
     def metrics_url(self) -> str | None:
-        return None
+        return self.base_url + "/metrics" if self._metrics else None

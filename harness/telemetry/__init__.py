@@ -17,11 +17,18 @@ def default_samplers(s: Scenario, engine: Any) -> TelemetrySet:
     CPU: the engine's process tree (if the harness started it), host CPU/memory, RAPL where readable;
     sampled every `interval_s` but at most at 2 Hz (its columns come from counters read at the edges).
     Engine metrics: the engine's Prometheus endpoint, if it has one.
+    An external endpoint on another host gets neither GPU nor CPU sampling: this machine's GPUs, RAPL
+    and load are not the engine's, and energy per token from them would be wrong.
     """
     t = s.telemetry
     samplers: list[Any] = []
     absent: dict[str, str] = {}
-    if t.nvml:
+    remote = getattr(engine, "local", True) is False
+    if remote:
+        why = f"the endpoint's host {getattr(engine, 'host', '?')!r} is not this machine"
+        absent["nvml"] = f"{why}: its GPUs are not visible here"
+        absent["cpu"] = f"{why}: host CPU, memory and RAPL here are not the engine's"
+    elif t.nvml:
         from harness.telemetry import nvml, replay
 
         trace = os.environ.get(replay.ENV)
@@ -38,7 +45,9 @@ def default_samplers(s: Scenario, engine: Any) -> TelemetrySet:
                 absent["nvml"] = str(e)
     else:
         absent["nvml"] = "off in the scenario (telemetry.nvml: false)"
-    if t.cpu:
+    if remote:
+        pass
+    elif t.cpu:
         from harness.telemetry import cpu
         from harness.telemetry.cpu import CpuSampler
 

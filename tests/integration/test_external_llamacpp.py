@@ -1,0 +1,76 @@
+"""`harness run` against an external endpoint that is a real llama.cpp server on this machine:
+local, so host telemetry applies, and its Prometheus /metrics is found and scraped."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness.engines.external import ExternalServer
+from harness.engines.llamacpp import LlamaCppServer
+from harness.results import read_manifest
+from harness.scenario import ExternalEngine, LlamaCppEngine
+
+from .conftest import harness_cli
+from .test_openloop import run_dir_from
+
+pytestmark = pytest.mark.slow
+pytest.importorskip("xllamacpp")
+
+MODEL = {
+    "source": "synthetic",
+    "layers": 2,
+    "hidden": 256,
+    "heads": 4,
+    "kv_heads": 4,
+    "ffn": 512,
+    "vocab": 600,
+}
+
+
+@pytest.fixture(scope="module")
+def llama_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log = tmp_path_factory.mktemp("ext") / "engine.log"
+    cfg = LlamaCppEngine.model_validate({"type": "llamacpp", "model": MODEL, "parallel": 2, "threads": 2})
+    server = LlamaCppServer(cfg, log)
+    url = server.start()
+    yield url
+    server.stop()
+
+
+def test_external_endpoint_finds_metrics_only_where_served(llama_url: str) -> None:
+    ext = ExternalServer(ExternalEngine(type="external", base_url=llama_url + "/v1", health_path="/health"))
+    assert ext.metrics_url() is None  # not known before start()
+    ext.start()
+    assert ext.metrics_url() == llama_url + "/metrics" and ext.local
+    assert ext.model_name  # taken from /v1/models
+
+
+def test_run_against_local_external_llamacpp(write_scenario, tmp_path: Path, llama_url: str) -> None:
+    scen = write_scenario(
+        {
+            "name": "it-external",
+            "engine": {"type": "external", "base_url": llama_url},
+            "workload": {"input_tokens": 16, "output_tokens": 8},
+            "load": {"concurrency": [2], "requests": 4, "warmup_requests": 1},
+            "hardware": {"gpu": "h100-sxm", "gpus": 1},
+            "telemetry": {"interval_s": 0.2},
+        }
+    )
+    res = harness_cli("run", str(scen), "--results", str(tmp_path / "r"), "--no-progress")
+    assert res.returncode == 0, res.stderr[-3000:]
+    run = run_dir_from(res.stderr)
+    m = read_manifest(run)
+    assert m["engines"][0]["local"] is True
+    assert {"cpu", "engine_metrics"} <= set(m["telemetry"]), m["telemetry"]
+    p = pd.read_csv(run / "points.csv").iloc[0]
+    assert p["ok"] == 4 and p["host_mem_used_bytes_max"] > 0
+    # the endpoint's own counter over the window: the tokens the records counted (warmup excluded)
+    assert m["telemetry"]["engine_metrics"]["failures"] == 0
+    assert p["server_llamacpp_tokens_predicted_total_delta"] == p["output_tokens"] == 4 * 8
+    # no GPU here: the scenario's GPU stands, and no mismatch is claimed
+    assert p["gpu"] == p["gpu_declared"] == "h100-sxm"
+    assert "this machine's GPU is" not in res.stderr

@@ -1,0 +1,105 @@
+"""External endpoints: whether they run on this machine decides which telemetry and GPU belong to them."""
+
+from __future__ import annotations
+
+import socket
+
+import psutil
+import pytest
+
+from harness.engines.external import ExternalServer, is_this_machine
+from harness.runinfo import device_of
+from harness.scenario import ExternalEngine, Scenario
+from harness.telemetry import default_samplers
+
+
+def _own_non_loopback() -> str | None:
+    for addrs in psutil.net_if_addrs().values():
+        for a in addrs:
+            if a.family == socket.AF_INET and not a.address.startswith("127."):
+                return str(a.address)
+    return None
+
+
+def test_loopback_and_own_addresses_are_this_machine() -> None:
+    assert is_this_machine("127.0.0.1") is True
+    assert is_this_machine("localhost") is True
+    own = _own_non_loopback()
+    if own is None:
+        pytest.skip("this machine has no non-loopback IPv4 address")
+    assert is_this_machine(own) is True
+
+
+def test_other_hosts_are_not_and_unresolvable_names_are_unknown() -> None:
+    assert is_this_machine("192.0.2.7") is False  # TEST-NET-1: documentation only, never assigned
+    assert is_this_machine("no-such-host.invalid") is None  # .invalid never resolves (RFC 2606)
+
+
+def _server(url: str) -> ExternalServer:
+    return ExternalServer(ExternalEngine(type="external", base_url=url))
+
+
+def test_describe_says_where_the_endpoint_runs() -> None:
+    d = _server("http://192.0.2.7:8000/v1").describe()
+    assert (d["host"], d["local"]) == ("192.0.2.7", False)
+    d = _server("http://localhost:8000").describe()
+    assert (d["host"], d["local"]) == ("localhost", True)
+
+
+def _scenario(url: str, gpu: str | None = None) -> Scenario:
+    hw = {"gpu": gpu, "gpus": 2} if gpu else {}
+    return Scenario.model_validate(
+        {"name": "t", "engine": {"type": "external", "base_url": url}, "hardware": hw}
+    )
+
+
+def test_remote_endpoint_gets_no_gpu_or_cpu_sampling_here() -> None:
+    tel = default_samplers(_scenario("http://192.0.2.7:8000"), _server("http://192.0.2.7:8000"))
+    assert tel.samplers == []
+    assert "'192.0.2.7' is not this machine" in tel.absent["nvml"]
+    assert "RAPL" in tel.absent["cpu"]
+
+
+def test_local_endpoint_keeps_host_sampling() -> None:
+    tel = default_samplers(_scenario("http://127.0.0.1:9"), _server("http://127.0.0.1:9"))
+    assert "cpu" in [x.name for x in tel.samplers]
+    assert "cpu" not in tel.absent
+
+
+def _manifest(gpu: str | None, local: bool, nvml_name: str | None) -> tuple[dict, dict, dict]:
+    s = _scenario("http://h:1", gpu)
+    gpus = [{"name": nvml_name, "catalog_key": "h100-sxm"}] if nvml_name else []
+    manifest = {
+        "scenario": s.model_dump(mode="json"),
+        "hardware": {"gpu": {"available": bool(gpus), "gpus": gpus}, "cpu": {"model": "Some CPU"}},
+        "engines": [{"variant": 0, "name": "external", "local": local}],
+    }
+    return manifest, manifest["scenario"]["engine"], manifest["engines"][0]
+
+
+def test_device_of_remote_endpoint_is_the_declared_gpu_not_this_machines() -> None:
+    m, cfg, eng = _manifest("a100-80gb-sxm", local=False, nvml_name="NVIDIA H100 80GB HBM3")
+    assert device_of(m, cfg, eng) == ("a100-80gb-sxm", 2)
+    m, cfg, eng = _manifest(None, local=False, nvml_name="NVIDIA H100 80GB HBM3")
+    assert device_of(m, cfg, eng) == ("unknown", 1)
+
+
+def test_device_of_local_endpoint_is_the_gpu_found_here() -> None:
+    m, cfg, eng = _manifest("a100-80gb-sxm", local=True, nvml_name="NVIDIA H100 80GB HBM3")
+    assert device_of(m, cfg, eng) == ("h100-sxm", 2)
+
+
+def test_points_name_the_gpu_found_here_and_warn_when_the_scenario_says_otherwise() -> None:
+    from harness.runner import _gpu_key, _gpu_mismatch
+
+    s = _scenario("http://h:1", "a100-80gb-sxm")
+    m, _, _ = _manifest("a100-80gb-sxm", local=True, nvml_name="NVIDIA H100 80GB HBM3")
+    assert _gpu_key(s, {"local": True}, m) == "h100-sxm"
+    msg = _gpu_mismatch(s, {"local": True}, m)
+    assert msg and "'a100-80gb-sxm'" in msg and "'h100-sxm'" in msg
+    # a remote endpoint: this machine's GPU is not the one serving it
+    assert _gpu_key(s, {"local": False}, m) == "a100-80gb-sxm"
+    assert _gpu_mismatch(s, {"local": False}, m) is None
+    # nothing found here (no NVML): the scenario's word stands, silently
+    m, _, _ = _manifest("a100-80gb-sxm", local=True, nvml_name=None)
+    assert _gpu_key(s, {}, m) == "a100-80gb-sxm" and _gpu_mismatch(s, {}, m) is None
