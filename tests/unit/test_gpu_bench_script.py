@@ -1,4 +1,5 @@
-"""scripts/gpu_bench.sh: shellcheck, usage, and the CPU-backend flags it derives from /proc/cpuinfo."""
+"""Shell scripts pass shellcheck (gpu_bench.sh, .ci/run, install_peers.sh); gpu_bench.sh usage and the
+CPU-backend flags it derives from /proc/cpuinfo."""
 
 from __future__ import annotations
 
@@ -20,7 +21,11 @@ def _shellcheck() -> str:
     return found
 
 
-@pytest.mark.parametrize("path", [SCRIPT, ROOT / ".ci" / "run"], ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "path",
+    [SCRIPT, ROOT / ".ci" / "run", ROOT / "benchmarks" / "install_peers.sh"],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
 def test_shellcheck_clean(path: Path) -> None:
     res = subprocess.run([_shellcheck(), "--severity=style", str(path)], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout
