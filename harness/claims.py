@@ -63,7 +63,8 @@ def _best(df: pd.DataFrame) -> dict[str, Any] | None:
     if df.empty:
         return None
     r = df.sort_values("output_tok_s", kind="stable").iloc[-1]
-    return {"tok_s": float(r["output_tok_s"]), "where": f"{r['config']} {r['load']} ({r['run_id']})"}
+    prec = f" {r['precision']}" if "precision" in r and isinstance(r["precision"], str) else ""
+    return {"tok_s": float(r["output_tok_s"]), "where": f"{r['config']}{prec} {r['load']} ({r['run_id']})"}
 
 
 def _fmt_tok(x: float) -> str:
@@ -160,13 +161,27 @@ def _side_ceiling(c: Claim, s: Side) -> tuple[float, float] | None:
     return b1.tok_s, n * peak
 
 
+def _ratio_sides(c: Claim, points: pd.DataFrame) -> list[dict[str, Any] | None]:
+    """Best point of each side. A side that does not fix its device count is matched at a count the
+    other side has too (the largest such), so a ratio never sets 8 GPUs against 1."""
+    assert c.numerator is not None and c.denominator is not None
+    sides = [
+        _match(points, c.model, s.device, s.devices, c.engine, s.precision, c.concurrency)
+        for s in (c.numerator, c.denominator)
+    ]
+    if c.numerator.devices is None and c.denominator.devices is None and not any(x.empty for x in sides):
+        common = set(sides[0]["devices"]) & set(sides[1]["devices"])
+        if not common:
+            return [None, None]
+        n = max(common)
+        sides = [x[x["devices"] == n] for x in sides]
+    return [_best(x) for x in sides]
+
+
 def _ratio(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
     assert c.numerator is not None and c.denominator is not None
     num, den = _side_ceiling(c, c.numerator), _side_ceiling(c, c.denominator)
-    got = [
-        _best(_match(points, c.model, s.device, s.devices, c.engine, s.precision, c.concurrency))
-        for s in (c.numerator, c.denominator)
-    ]
+    got = _ratio_sides(c, points)
     measured = "-"
     if got[0] and got[1]:
         measured = f"{got[0]['tok_s'] / got[1]['tok_s']:.2f}x ({got[0]['where']} / {got[1]['where']})"

@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness import offload
 from harness.catalog import models
 from harness.catalog.hardware import Device, devices, match_cpu, match_nvml
 from harness.results import read_manifest, read_points
@@ -109,12 +110,17 @@ def device_of(
         else:
             n = int(hw.get("gpus") or 1)
         return str(key), n
+    return host_cpu_key(manifest), 1
+
+
+def host_cpu_key(manifest: dict[str, Any]) -> str:
+    """The host CPU's catalog key (from the CPU inventory or /proc/cpuinfo's name), else `cpu`."""
     cpu_inv = (
         (manifest.get("hardware") or {}).get("cpu") if isinstance(manifest.get("hardware"), dict) else None
     )
     cpu_name = (cpu_inv or {}).get("model") or (manifest.get("host") or {}).get("cpu_model")
     cpu = match_cpu(cpu_name)
-    return (cpu.key if cpu else "cpu"), 1
+    return cpu.key if cpu else "cpu"
 
 
 def shape_of(
@@ -203,14 +209,26 @@ def roofline_tok_s(
     precision: str,
     table: dict[str, Device] | None = None,
 ) -> float:
-    """Decode ceiling (tok/s, all sequences) for a point; NaN when hardware or model shape is unknown."""
-    dev = (table or devices()).get(device)
+    """Decode ceiling (tok/s, all sequences) for a point; NaN when hardware or model shape is unknown.
+
+    The batch is the point's concurrency capped by the engine's slots (llama.cpp `parallel`, vLLM
+    `max_num_seqs` when set). Tensor parallelism divides the weight reads over GPUs; pipeline stages read
+    theirs one after the other, so pipeline parallelism adds no bandwidth to a decode step. llama.cpp
+    with layers left on the CPU (`n_gpu_layers` below the block count) reads those from host memory at
+    the host CPU's bandwidth (harness.offload), unknown host bandwidth giving NaN."""
+    table = table or devices()
+    dev = table.get(device)
     if dev is None or batch is None or (isinstance(batch, float) and math.isnan(batch)):
         return math.nan
     shape, weight = shape_of(manifest, cfg, engine)
     if shape is None or weight is None:
         return math.nan
-    tp = n_devices if cfg.get("type") == "vllm" else 1
+    batch = engine_batch(cfg, int(batch))
+    tp = int(cfg.get("tensor_parallel_size") or 1) if cfg.get("type") == "vllm" else 1
+    ngl = int(cfg.get("n_gpu_layers") or 0)
+    if cfg.get("type") == "llamacpp" and dev.kind == "gpu" and 0 <= ngl <= shape.layers:
+        host = table.get(host_cpu_key(manifest))
+        return partial_offload_tok_s(shape, engine, weight, ngl, batch, context_tokens(manifest), dev, host)
     kv_bpe = 1.0 if str(cfg.get("kv_cache_dtype", "auto")).startswith("fp8") else 2.0
     off = float(cfg.get("cpu_offload_gb") or 0) * GIB
     link = dev.host_link_gbs * 1e9 if dev.host_link_gbs else None
@@ -233,6 +251,38 @@ def roofline_tok_s(
     except ValueError:
         return math.nan
     return b.tok_s
+
+
+def engine_batch(cfg: dict[str, Any], concurrency: int) -> int:
+    """Sequences the engine decodes together: the concurrency, capped by its slots."""
+    slots = cfg.get("parallel") if cfg.get("type") == "llamacpp" else cfg.get("max_num_seqs")
+    return min(concurrency, int(slots)) if slots else concurrency
+
+
+def partial_offload_tok_s(
+    shape: Shape,
+    engine: dict[str, Any],
+    weight: float,
+    n_gpu_layers: int,
+    batch: int,
+    context: float,
+    gpu: Device,
+    host: Device | None,
+) -> float:
+    """llama.cpp decode ceiling with `n_gpu_layers` of the blocks on `gpu` and the rest on `host`.
+
+    Weight bytes per side from the GGUF's tensor sizes (the engine's `model.weight_bytes`; without
+    them, all of the file is counted as blocks); the KV cache (f16) sits with its layers."""
+    if host is None:
+        return math.nan
+    wb = (engine.get("model") or {}).get("weight_bytes") or {}
+    blocks, output = float(wb.get("blocks") or weight), float(wb.get("output") or 0)
+    sp = offload.split(n_gpu_layers, shape.layers, blocks, output)
+    kv = batch * context * shape.kv_bytes_per_token(2.0)
+    kv_gpu = kv * sp.gpu_blocks / shape.layers
+    t_gpu = (sp.gpu_bytes + kv_gpu) / gpu.bandwidth_bytes_s
+    t = t_gpu + (sp.cpu_bytes + kv - kv_gpu) / host.bandwidth_bytes_s
+    return batch / t
 
 
 def _engine_entry(manifest: dict[str, Any], variant: int) -> dict[str, Any]:

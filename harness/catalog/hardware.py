@@ -59,8 +59,11 @@ class Device(BaseModel):
         return None if self.memory_gib is None else self.memory_gib * GIB
 
     def peak_flops(self, precision: str) -> float | None:
-        """Dense peak FLOP/s for the math a precision runs in: fp8 on parts with fp8 tensor cores,
-        else bf16 (weight-only int8/int4/fp8 kernels on Ampere dequantize to bf16)."""
+        """Dense peak FLOP/s for the math a precision runs in: fp8 on parts with fp8 tensor cores;
+        int8 (W8A8: int8 weights and activations) on int8 tensor cores, A100 included; else bf16
+        (weight-only fp8/int4 kernels on Ampere dequantize to bf16)."""
+        if precision == "int8" and self.int8_tops:
+            return self.int8_tops * 1e12
         if precision in ("fp8", "int8") and self.fp8_tflops:
             return self.fp8_tflops * 1e12
         return None if self.bf16_tflops is None else self.bf16_tflops * 1e12

@@ -10,6 +10,18 @@ from harness.scenario import Scenario
 from harness.telemetry.base import TelemetrySet
 
 
+def engine_gpu_scope(engine: Any) -> tuple[str | None, int | None]:
+    """(CUDA_VISIBLE_DEVICES the engine runs with, how many of those GPUs it uses: vLLM TP x PP;
+    None: all of them) for `nvml.engine_gpus`."""
+    cfg = getattr(engine, "cfg", None)
+    env = dict(getattr(cfg, "env", None) or {})
+    visible = env.get("CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES"))
+    count = None
+    if cfg is not None and getattr(cfg, "type", None) == "vllm":
+        count = int(cfg.tensor_parallel_size or 1) * int(cfg.pipeline_parallel_size or 1)
+    return visible, count
+
+
 def default_samplers(s: Scenario, engine: Any) -> TelemetrySet:
     """The samplers a scenario asks for; each one that cannot run is left out with the reason.
 
@@ -40,7 +52,8 @@ def default_samplers(s: Scenario, engine: Any) -> TelemetrySet:
         else:
             try:
                 nvml.probe()
-                samplers.append(nvml.NvmlSampler(t.interval_s))
+                visible, count = engine_gpu_scope(engine)
+                samplers.append(nvml.NvmlSampler(t.interval_s, visible, count))
             except nvml.NvmlError as e:
                 absent["nvml"] = str(e)
     else:

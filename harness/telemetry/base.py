@@ -43,14 +43,16 @@ def sampler_overhead(thread_cpu_s: float | None, started_ns: int, stopped_ns: in
 def energy_columns(cols: dict[str, Any]) -> dict[str, Any]:
     """`energy_j` and `energy_scope` of a window from the samplers' columns.
 
-    energy_j = gpu_energy_j (NVML) where the GPUs were measured, else cpu_energy_j (RAPL package);
-    energy_scope says which (`gpu` or `cpu_package`). Neither measured: no columns.
+    energy_j = every energy measured in the window: the GPUs (NVML) plus the CPU packages (RAPL), so a
+    CPU or offload run on a GPU machine counts the CPU that did the work, not only the idle GPU;
+    energy_scope says what was summed (`gpu`, `cpu_package` or `gpu+cpu_package`). `gpu_energy_j` and
+    `cpu_energy_j` stay as columns of their own. Neither measured: no columns.
     """
-    for key, scope in (("gpu_energy_j", "gpu"), ("cpu_energy_j", "cpu_package")):
-        v = cols.get(key)
-        if v is not None:
-            return {"energy_j": v, "energy_scope": scope}
-    return {}
+    scopes = (("gpu_energy_j", "gpu"), ("cpu_energy_j", "cpu_package"))
+    parts: list[tuple[str, float]] = [(sc, float(cols[k])) for k, sc in scopes if cols.get(k) is not None]
+    if not parts:
+        return {}
+    return {"energy_j": sum(v for _, v in parts), "energy_scope": "+".join(sc for sc, _ in parts)}
 
 
 class TelemetrySet:

@@ -288,13 +288,54 @@ class GpuReader:
         }
 
 
+def _str(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def engine_gpus(visible: str | None, uuids: list[str], count: int | None = None) -> tuple[list[int], str]:
+    """NVML indices of the GPUs an engine runs on, and how that was decided.
+
+    NVML sees every GPU of the machine; the engine sees those `CUDA_VISIBLE_DEVICES` lists (indices, or
+    UUIDs / their prefixes; unset: all) and uses the first `count` of them (vLLM: TP x PP; None: all,
+    as llama.cpp splits layers over every visible GPU). Indices are taken in NVML (PCI bus) order, which
+    is CUDA's order too on machines with one GPU model. A MIG or unknown entry: all GPUs, said so.
+    """
+    n = len(uuids)
+    if visible is None:
+        picked, how = list(range(n)), "all GPUs (CUDA_VISIBLE_DEVICES not set)"
+    elif not visible.strip():
+        return [], "none (CUDA_VISIBLE_DEVICES is empty: the engine sees no GPU)"
+    else:
+        picked = []
+        for tok in (t.strip() for t in visible.split(",")):
+            if tok.lstrip("-").isdigit():
+                i = int(tok)
+                if not 0 <= i < n:
+                    break  # CUDA stops at the first invalid entry
+                picked.append(i)
+                continue
+            match = [i for i, u in enumerate(uuids) if u.startswith(tok) or u.startswith("GPU-" + tok)]
+            if len(match) != 1:
+                why = f"CUDA_VISIBLE_DEVICES entry {tok!r} names no single GPU here"
+                return list(range(n)), f"all GPUs ({why})"
+            picked.append(match[0])
+        how = f"CUDA_VISIBLE_DEVICES={visible}"
+    if count is not None and count < len(picked):
+        picked, how = picked[:count], f"{how}, the first {count} (the engine's GPU count)"
+    return picked, how
+
+
 class NvmlSampler:
-    """Samples every GPU on a thread; windows give the `gpu_*` columns of `trace.gpu_window_columns`."""
+    """Samples the engine's GPUs on a thread (`engine_gpus`; all of them without `visible`/`count`);
+    windows give the `gpu_*` columns of `trace.gpu_window_columns` over those GPUs only, so idle GPUs
+    of a shared machine add nothing to energy per token."""
 
     name = "nvml"
 
-    def __init__(self, interval_s: float = 0.1) -> None:
+    def __init__(self, interval_s: float = 0.1, visible: str | None = None, count: int | None = None) -> None:
         self.interval_s = interval_s
+        self.visible, self.count = visible, count
+        self.selection = ""
         self.readers: list[GpuReader] = []
         self.series: list[GpuSeries] = []
         self.windows: dict[str, tuple[int, int]] = {}
@@ -315,7 +356,9 @@ class NvmlSampler:
         self.inventory = gpu_inventory()
         n = init()
         self._initialised = True
-        for i in range(n):
+        uuids = [_str(call("nvmlDeviceGetUUID", call("nvmlDeviceGetHandleByIndex", i))) for i in range(n)]
+        picked, self.selection = engine_gpus(self.visible, uuids, self.count)
+        for i in picked:
             r = GpuReader(i)
             r.probe()
             self.readers.append(r)
@@ -383,6 +426,8 @@ class NvmlSampler:
             "samples_per_gpu": len(self.series[0]) if self.series else 0,
             **sampler_overhead(self.thread_cpu_s, self.started_ns, self.stopped_ns),
             "gpus": [r.manifest() for r in self.readers],
+            "sampled_gpus": [r.index for r in self.readers],
+            "gpu_selection": self.selection,
             "loop_error": self.loop_error,
             "file": "telemetry-nvml.jsonl.gz",
         }

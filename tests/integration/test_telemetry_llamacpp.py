@@ -137,6 +137,9 @@ def test_run_with_replayed_nvml_trace(write_scenario, tmp_path: Path, trace: Pat
     covered = points[points["gpu_energy_j"].notna()]
     assert len(covered) >= 1, json.dumps(tel)
     assert (covered["gpu_power_w_mean"] > 0).all()
-    assert (covered["energy_scope"] == "gpu").all()
+    # the replayed GPU energy, plus this host's CPU package energy where RAPL is readable
+    cpu_j = covered["cpu_energy_j"].fillna(0) if "cpu_energy_j" in covered else 0.0
+    assert (covered["energy_j"] == covered["gpu_energy_j"] + cpu_j).all()
+    assert covered["energy_scope"].isin(["gpu", "gpu+cpu_package"]).all()
     ratio = covered["energy_j"] / covered["output_tokens"]
     assert (covered["energy_j_per_output_token"] == ratio).all()

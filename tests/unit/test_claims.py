@@ -72,3 +72,76 @@ def test_every_catalog_claim_gets_a_check() -> None:
         r = check(c, NO_RUNS)
         assert r.roofline and r.verdict and r.measured == "-", c.id
         assert not r.roofline.startswith("no roofline"), c.id
+
+
+def _points(rows: list[dict]) -> pd.DataFrame:
+    base = {"engine_label": "vllm", "concurrency": 1, "cpu_offload_gb": 0.0, "n_gpu_layers": None}
+    out = []
+    for i, r in enumerate(rows):
+        row = {**base, **r, "run_id": f"run{i}", "load": f"c{r.get('concurrency', 1)}"}
+        row["config"] = f"{row['devices']}x {row['device']} | {row['engine_label']}"
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def test_ratio_claim_pairs_equal_device_counts() -> None:
+    pts = _points(
+        [
+            {
+                "model": "llama-3.1-70b",
+                "device": "h100-sxm",
+                "devices": 8,
+                "precision": "bf16",
+                "output_tok_s": 8000.0,
+            },
+            {
+                "model": "llama-3.1-70b",
+                "device": "h100-sxm",
+                "devices": 2,
+                "precision": "bf16",
+                "output_tok_s": 1500.0,
+            },
+            {
+                "model": "llama-3.1-70b",
+                "device": "a100-80gb-sxm",
+                "devices": 2,
+                "precision": "bf16",
+                "output_tok_s": 600.0,
+            },
+        ]
+    )
+    r = check(_claim("article-70b-ratio"), pts)
+    # 2 x H100 against 2 x A100 (1500 / 600), not the 8-GPU run against the 2-GPU one (8000 / 600)
+    assert r.measured.startswith("2.50x (2x h100-sxm | vllm bf16 c1 (run1) / 2x a100-80gb-sxm"), r.measured
+    # no device count on both sides: nothing to compare
+    r = check(_claim("article-70b-ratio"), pts[pts["devices"] != 2])
+    assert r.measured == "-"
+
+
+def test_offload_claim_matches_llamacpp_points_of_any_precision() -> None:
+    pts = _points(
+        [
+            {
+                "model": "llama-3.1-70b",
+                "device": "h100-sxm",
+                "devices": 1,
+                "precision": "q8_0",
+                "engine_label": "llamacpp",
+                "n_gpu_layers": 40,
+                "output_tok_s": 1.6,
+            },
+            {
+                "model": "llama-3.1-70b",
+                "device": "h100-sxm",
+                "devices": 1,
+                "precision": "q8_0",
+                "engine_label": "llamacpp",
+                "n_gpu_layers": 0,
+                "output_tok_s": 0.9,
+            },
+        ]
+    )
+    r = check(_claim("article-cpu-offload"), pts)
+    # the n_gpu_layers 0 point is not offload (everything on the CPU): the 40-layer one is the match
+    assert r.measured == "1.6 tok/s at 1x h100-sxm | llamacpp q8_0 c1 (run0)"
+    assert r.verdict == "measured 160% of the claim's low end"

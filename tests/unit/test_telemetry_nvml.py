@@ -190,3 +190,41 @@ def test_replay_env_uses_the_trace_or_says_why_not(tmp_path: Path, monkeypatch: 
     monkeypatch.setenv(ENV, str(good))
     tel = default_samplers(_scenario(), object())
     assert isinstance(tel.samplers[0], ReplayNvmlSampler) and "nvml" not in tel.absent
+
+
+UUIDS = [f"GPU-{c}1111111-2222-3333-4444-555555555555" for c in "abcdefgh"]  # an 8-GPU machine
+
+
+def test_engine_gpus_follow_cuda_visible_devices_and_the_engines_count() -> None:
+    assert nvml.engine_gpus(None, UUIDS) == (list(range(8)), "all GPUs (CUDA_VISIBLE_DEVICES not set)")
+    # vLLM with TP 2 on an 8-GPU machine: two GPUs, not eight (six idle ones would add ~420 W)
+    picked, how = nvml.engine_gpus(None, UUIDS, count=2)
+    assert picked == [0, 1] and "the first 2" in how
+    assert nvml.engine_gpus("3,5", UUIDS)[0] == [3, 5]
+    assert nvml.engine_gpus("6, 2", UUIDS, count=1)[0] == [6]
+    # UUIDs, whole or as prefixes, with or without "GPU-"
+    assert nvml.engine_gpus(f"{UUIDS[4]},GPU-h1", UUIDS)[0] == [4, 7]
+    assert nvml.engine_gpus("c111", UUIDS)[0] == [2]
+    # CUDA stops at the first invalid index
+    assert nvml.engine_gpus("1,9,2", UUIDS)[0] == [1]
+    assert nvml.engine_gpus("", UUIDS)[0] == []
+
+
+def test_engine_gpus_that_cannot_be_mapped_fall_back_to_all_and_say_so() -> None:
+    picked, how = nvml.engine_gpus("MIG-0c1f2a3b-aaaa-bbbb-cccc-000000000000", UUIDS)
+    assert picked == list(range(8)) and "MIG-0c1f" in how and "names no single GPU" in how
+
+
+def test_engine_gpu_scope_reads_the_engine_config_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.engines.vllm import VllmServer
+    from harness.scenario import VllmEngine
+    from harness.telemetry import engine_gpu_scope
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    cfg = {"type": "vllm", "model": {"source": "catalog", "name": "llama-3.1-70b"}}
+    cfg |= {"tensor_parallel_size": 2, "pipeline_parallel_size": 2}
+    cfg["env"] = {"CUDA_VISIBLE_DEVICES": "4,5,6,7"}
+    eng = VllmServer(VllmEngine.model_validate(cfg), Path("/dev/null"))
+    assert engine_gpu_scope(eng) == ("4,5,6,7", 4)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    assert engine_gpu_scope(object()) == ("1", None)  # an engine without a config: all it can see

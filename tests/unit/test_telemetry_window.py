@@ -104,8 +104,13 @@ def test_window_values_and_j_per_token() -> None:
     assert j_per_token(float("nan"), 10) is None
 
 
-def test_energy_columns_prefers_gpu_then_rapl() -> None:
+def test_energy_columns_sum_gpu_and_rapl() -> None:
+    # a CPU-offload run on a GPU machine: the CPU package did most of the work, the GPU idled
     assert energy_columns({"gpu_energy_j": 10.0, "cpu_energy_j": 3.0}) == {
+        "energy_j": 13.0,
+        "energy_scope": "gpu+cpu_package",
+    }
+    assert energy_columns({"gpu_energy_j": 10.0, "cpu_energy_j": None}) == {
         "energy_j": 10.0,
         "energy_scope": "gpu",
     }

@@ -1,0 +1,110 @@
+"""Per-point decode ceilings from a run's manifest: slots cap the batch, pipeline stages add no
+bandwidth, and llama.cpp layers left on the CPU are read at the host's bandwidth."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from harness.runinfo import device_of, engine_batch, roofline_tok_s
+from harness.scenario import Scenario
+
+# 4 blocks, hidden 64, 4 heads of 16, 4 KV heads: KV = 2 x 4 x 4 x 16 x 2 B = 1024 B per token
+SYNTH = {
+    "source": "synthetic",
+    "layers": 4,
+    "hidden": 64,
+    "heads": 4,
+    "kv_heads": 4,
+    "ffn": 128,
+    "vocab": 300,
+}
+H100, H100_BW, EPYC_BW = "h100-sxm", 3350e9, 460.8e9  # harness/catalog/hardware.yaml
+
+
+def _manifest(engine: dict[str, Any], hardware: dict[str, Any] | None = None) -> dict[str, Any]:
+    s = Scenario.model_validate(
+        {
+            "name": "t",
+            "engine": engine,
+            "workload": {"input_tokens": 96, "output_tokens": 8},  # context 96 + 8 / 2 = 100
+            "hardware": hardware or {},
+        }
+    )
+    return {
+        "scenario": s.model_dump(mode="json"),
+        "hardware": {
+            "gpu": {
+                "available": True,
+                "gpus": [{"name": "NVIDIA H100 80GB HBM3", "catalog_key": "h100-sxm"}],
+            },
+            "cpu": {"model": "AMD EPYC 9654 96-Core Processor"},
+        },
+    }
+
+
+# the GGUF's own tensor sizes, as harness.models.gguf_info records them
+ENGINE = {"model": {"size_bytes": 5.1e9, "weight_bytes": {"blocks": 4e9, "output": 1e9, "token_embd": 1e8}}}
+
+
+def _llama(ngl: int, conc: int = 8) -> float:
+    m = _manifest({"type": "llamacpp", "model": SYNTH, "n_gpu_layers": ngl, "parallel": 4})
+    cfg = m["scenario"]["engine"]
+    device, n = device_of(m, cfg, ENGINE)
+    return roofline_tok_s(m, cfg, ENGINE, device, n, conc, "f16")
+
+
+def test_llamacpp_half_offloaded_reads_cpu_layers_at_host_bandwidth() -> None:
+    # batch min(8, parallel 4) = 4; KV 4 x 100 x 1024 B = 409,600 B, half with the GPU's two blocks;
+    # GPU: 2 blocks = 2e9 B; CPU: 2 blocks + the output layer = 3e9 B
+    t = (2e9 + 204_800) / H100_BW + (3e9 + 204_800) / EPYC_BW
+    assert _llama(2) == pytest.approx(4 / t, rel=1e-12)
+    assert _llama(2) == pytest.approx(562.75, abs=0.01)  # 4 / (0.597 ms + 6.511 ms)
+
+
+def test_llamacpp_no_layers_on_the_gpu_is_host_bound_even_on_a_gpu_machine() -> None:
+    t = (4e9 + 1e9 + 409_600) / EPYC_BW
+    assert _llama(0) == pytest.approx(4 / t, rel=1e-12)
+    # every block on the GPU but not the output layer (n_gpu_layers = blocks): that one is read on the host
+    t = (4e9 + 409_600) / H100_BW + 1e9 / EPYC_BW
+    assert _llama(4) == pytest.approx(4 / t, rel=1e-12)
+
+
+def test_llamacpp_all_on_gpu_uses_the_gpu_roofline() -> None:
+    # -1 / above the block count: the whole file at GPU bandwidth (plain decode bound, no host side)
+    assert _llama(-1) == _llama(99) > _llama(4)
+    assert _llama(99) == pytest.approx(4 / ((5.1e9 + 409_600) / H100_BW), rel=1e-3)
+
+
+def test_unknown_host_cpu_gives_nan_for_partial_offload() -> None:
+    m = _manifest({"type": "llamacpp", "model": SYNTH, "n_gpu_layers": 2, "parallel": 4})
+    m["hardware"]["cpu"] = {"model": "Some Unlisted CPU"}
+    cfg = m["scenario"]["engine"]
+    assert math.isnan(roofline_tok_s(m, cfg, ENGINE, "h100-sxm", 1, 4, "f16"))
+
+
+def test_engine_batch_is_capped_by_slots() -> None:
+    assert engine_batch({"type": "llamacpp", "parallel": 4}, 16) == 4
+    assert engine_batch({"type": "llamacpp", "parallel": 4}, 2) == 2
+    assert engine_batch({"type": "vllm", "max_num_seqs": 8}, 64) == 8
+    assert engine_batch({"type": "vllm", "max_num_seqs": None}, 64) == 64
+
+
+def _vllm(tp: int, pp: int) -> float:
+    eng = {"type": "vllm", "model": {"source": "catalog", "name": "llama-3.1-70b"}, "precision": "bf16"}
+    eng |= {"tensor_parallel_size": tp, "pipeline_parallel_size": pp}
+    m = _manifest(eng, {"gpu": "a100-80gb-sxm", "gpus": 2})
+    m["hardware"]["gpu"] = {"available": False, "reason": "no NVML"}
+    cfg = m["scenario"]["engine"]
+    device, n = device_of(m, cfg, {})
+    assert (device, n) == ("a100-80gb-sxm", 2)
+    return roofline_tok_s(m, cfg, {}, device, n, 1, "bf16")
+
+
+def test_pipeline_stages_add_no_bandwidth_tensor_parallel_does() -> None:
+    one_gpu_equivalent = _vllm(2, 1) / 2  # TP 2: weights read by two GPUs at once
+    # PP 2: each stage reads its half in turn, so a step takes as long as on one GPU (KV split aside)
+    assert _vllm(1, 2) == pytest.approx(one_gpu_equivalent, rel=0.01)
+    assert _vllm(1, 2) < 0.51 * _vllm(2, 1)
