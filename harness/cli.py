@@ -47,8 +47,11 @@ def validate(files: Annotated[list[Path], typer.Argument(help="scenario YAML fil
     for f in files:
         try:
             s = load_scenario(f)
-            from harness.scenario import combination_warnings, expand_points
+            from harness.scenario import combination_warnings, expand_points, input_file_errors
 
+            missing = input_file_errors(s, str(f))
+            if missing:
+                raise ScenarioError(missing)
             out.print(f"{f}: ok ({len(expand_points(s))} points)", highlight=False)
             for w in combination_warnings(s, str(f)):
                 err.print(f"[yellow]warning[/] {w}", highlight=False)
@@ -78,9 +81,8 @@ def run(
 ) -> None:
     """Run a scenario: start the engine, sweep the load points, write results/<time>-<name>/."""
     from harness import report
-    from harness.load.workload import DatasetError, load_dataset
     from harness.runner import ResumeError, RunFailed, run_scenario
-    from harness.scenario import combination_warnings, model_file_errors
+    from harness.scenario import combination_warnings, input_file_errors
     from harness.telemetry import default_samplers
 
     try:
@@ -89,16 +91,11 @@ def run(
         raise _fail(e.messages) from None
     for w in combination_warnings(s, str(scenario)):
         err.print(f"[yellow]warning[/] {w}", highlight=False)
-    missing = model_file_errors(s, str(scenario))
+    missing = input_file_errors(s, str(scenario))
     if missing:
         raise _fail(missing)
     if find_max_goodput and s.load.mode != "open":
         raise _fail(f"{scenario}: load.mode: --find-max-goodput needs open (allowed: open)")
-    if s.workload.dataset:
-        try:
-            load_dataset(s.workload.dataset)
-        except DatasetError as e:
-            raise _fail(f"{scenario}: workload.dataset: {e}") from None
     try:
         res = run_scenario(
             s,
@@ -217,7 +214,7 @@ def compare_cmd(
     prices_file: PricesFileOpt = None,
     provider: ProviderOpt = None,
     utilization: Annotated[float, typer.Option(min=0.01, max=1.0, help="share of rented hours busy")] = 1.0,
-    kwh: Annotated[float | None, typer.Option("--kwh", help="US$ per kWh, adds energy cost")] = None,
+    kwh: Annotated[float | None, typer.Option("--kwh", min=0.0, help="US$ per kWh, adds energy cost")] = None,
     bandwidth: BandwidthOpt = None,
     metrics: Annotated[
         str | None,
@@ -249,15 +246,19 @@ def cost_cmd(
     runs: Annotated[
         list[Path] | None, typer.Argument(help="run directories (or use --usd-per-hour/--tok-s)")
     ] = None,
-    usd_per_hour: Annotated[float | None, typer.Option(help="US$ per device-hour (typed numbers)")] = None,
-    tok_s: Annotated[float | None, typer.Option(help="output tokens/s (typed numbers)")] = None,
+    usd_per_hour: Annotated[
+        float | None, typer.Option(min=0.0, help="US$ per device-hour (typed numbers)")
+    ] = None,
+    tok_s: Annotated[float | None, typer.Option(help="output tokens/s, > 0 (typed numbers)")] = None,
     devices: Annotated[int, typer.Option(min=1, help="devices rented (typed numbers)")] = 1,
-    j_per_token: Annotated[float | None, typer.Option(help="J per output token (typed numbers)")] = None,
+    j_per_token: Annotated[
+        float | None, typer.Option(min=0.0, help="J per output token (typed numbers)")
+    ] = None,
     price: PriceOpt = None,
     prices_file: PricesFileOpt = None,
     provider: ProviderOpt = None,
     utilization: Annotated[float, typer.Option(min=0.01, max=1.0, help="share of rented hours busy")] = 1.0,
-    kwh: Annotated[float | None, typer.Option("--kwh", help="US$ per kWh, adds energy cost")] = None,
+    kwh: Annotated[float | None, typer.Option("--kwh", min=0.0, help="US$ per kWh, adds energy cost")] = None,
 ) -> None:
     """US$ per 1M output tokens = $/device-hour x devices / (tok/s x 3600 x utilization) x 1e6."""
     from harness.cost import CostInputs, run_cost_frame
@@ -268,6 +269,8 @@ def cost_cmd(
     if not runs:
         if usd_per_hour is None or tok_s is None:
             raise _fail("cost: give run directories, or both --usd-per-hour and --tok-s")
+        if not tok_s > 0:
+            raise _fail(f"cost: --tok-s: must be > 0 (got {tok_s:g})")
         for line in cost_line(CostInputs(usd_per_hour, tok_s, devices, utilization, j_per_token, kwh).row()):
             out.print(line, highlight=False)
         return

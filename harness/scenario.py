@@ -6,12 +6,13 @@ workload and a load sweep. `expand_points` turns it into the ordered list of mea
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -223,8 +224,9 @@ class Load(Strict):
     @field_validator("concurrency")
     @classmethod
     def _conc(cls, v: tuple[int, ...]) -> tuple[int, ...]:
-        if any(c < 1 for c in v):
-            raise ValueError("every concurrency must be >= 1")
+        bad = [f"[{i}] is {c}" for i, c in enumerate(v) if c < 1]
+        if bad:
+            raise ValueError(f"every concurrency must be >= 1 ({', '.join(bad)})")
         return v
 
     @field_validator("rates_rps")
@@ -351,12 +353,56 @@ class ScenarioError(Exception):
         self.messages = messages
 
 
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models a field's annotation can hold (through unions, lists, tuples, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def fields_at(loc: tuple[Any, ...], root: type[BaseModel] | None = None) -> list[str]:
+    """Field names of the mapping at `loc` in a scenario (an error location; union tags such as
+    `llamacpp` pick the branch), or [] when `loc` does not lead to one."""
+    if loc[:1] == ("variants",):  # a variant overrides engine fields
+        loc = ("engine", *loc[2:])
+    current: list[type[BaseModel]] = [root or Scenario]
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        tagged = [m for m in current if part in _tags(m)]
+        if tagged:
+            current = tagged
+            continue
+        nxt = [m for m in current if part in m.model_fields]
+        if not nxt:
+            return []
+        current = _models_in(nxt[0].model_fields[part].annotation)
+        if not current:
+            return []
+    return sorted({f for m in current[:1] for f in m.model_fields})
+
+
+def _tags(model: type[BaseModel]) -> set[str]:
+    out: set[str] = set()
+    for name in ("type", "source"):
+        f = model.model_fields.get(name)
+        if f is not None and get_origin(f.annotation) is Literal:
+            out.update(str(a) for a in get_args(f.annotation))
+    return out
+
+
 def _allowed(err: Any) -> str:
     ctx = err.get("ctx") or {}
     if "expected" in ctx:
         return f" (allowed: {ctx['expected']})"
     if err.get("type") == "extra_forbidden":
-        return ""
+        loc = tuple(err["loc"])
+        names = fields_at(loc[:-1])
+        if not names:
+            return ""
+        close = difflib.get_close_matches(str(loc[-1]), names, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f" ({hint}allowed: {', '.join(names)})"
     if err.get("type") in ("union_tag_invalid", "union_tag_not_found") and "expected_tags" in ctx:
         return f" (allowed: {ctx['expected_tags']})"
     return ""
@@ -414,6 +460,10 @@ def _format_one(file: str, err: Any) -> str:
         msg = "unknown field"
     elif err["type"] in ("literal_error", "union_tag_invalid", "enum"):
         msg = f"invalid value {err.get('input')!r}"
+    elif err["type"] in ("tuple_type", "list_type"):
+        msg = f"expected a list, e.g. [1, 2, 4] (got {err.get('input')!r})"
+    elif err["type"] in ("model_type", "model_attributes_type", "dict_type"):
+        msg = f"expected a mapping of fields (got {err.get('input')!r})"
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     return f"{file}: {_loc(loc)}: {' '.join(msg.split())}{_allowed(err)}"
@@ -431,6 +481,30 @@ _UNION_TAGS = {
     "int",
     "LengthDist",
 }
+
+
+def _variant_errors(file: str, data: dict[str, Any]) -> list[str]:
+    """Every error in every variant, located as `variants[i].field`, when the rest of the scenario is
+    valid (the model's own check stops at the first one)."""
+    variants = data.get("variants")
+    if not isinstance(variants, list) or not variants:
+        return []
+    try:
+        base = Scenario.model_validate({**data, "variants": []})
+    except ValidationError:
+        return []
+    msgs: list[str] = []
+    for i, override in enumerate(variants):
+        if not isinstance(override, dict):
+            msgs.append(f"{file}: variants[{i}]: expected a mapping of engine fields (got {override!r})")
+            continue
+        try:
+            engine_with(base.engine, override)
+        except ValidationError as e:
+            for err in e.errors():
+                tag = base.engine.type
+                msgs.append(_format_one(file, {**err, "loc": ("variants", i, tag, *err["loc"])}))
+    return list(dict.fromkeys(msgs))
 
 
 def combination_errors(s: Scenario, file: str) -> list[str]:
@@ -462,13 +536,28 @@ def combination_errors(s: Scenario, file: str) -> list[str]:
                     f"{file}: {where}.cpu_offload_gb: offloading weights to the CPU needs a GPU engine, "
                     "but device is cpu (allowed: 0 with device cpu)"
                 )
-    return msgs
+        model = getattr(eng, "model", None)
+        if model is not None and model.source == "catalog":
+            from harness.catalog import models
+
+            known = models()
+            if model.name not in known:
+                msgs.append(
+                    f"{file}: {where}.model.name: {model.name!r} is not in the model catalog "
+                    f"(allowed: {', '.join(sorted(known))})"
+                )
+    return list(dict.fromkeys(msgs))
 
 
 def combination_warnings(s: Scenario, file: str) -> list[str]:
     """Combinations that run, but not the way the scenario probably means (printed, never fatal)."""
-    from harness.catalog.hardware import devices
+    from harness.catalog.hardware import devices, gpus
 
+    if s.hardware.gpu and s.hardware.gpu not in gpus():
+        return [
+            f"{file}: hardware.gpu: {s.hardware.gpu!r} is not in the hardware catalog: no roofline or "
+            f"catalog price for it (catalog GPUs: {', '.join(sorted(gpus()))})"
+        ]
     dev = devices().get(s.hardware.gpu or "")
     if dev is None or dev.kind != "gpu" or dev.fp8_tflops:
         return []
@@ -487,26 +576,36 @@ def combination_warnings(s: Scenario, file: str) -> list[str]:
 
 
 def parse_scenario(data: Any, file: str = "<scenario>") -> Scenario:
+    if data is None:
+        raise ScenarioError([f"{file}: the file is empty (expected a scenario: name, engine, load, ...)"])
     if not isinstance(data, dict):
         raise ScenarioError([f"{file}: (top level): expected a mapping of fields, got {type(data).__name__}"])
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as e:
-        raise ScenarioError(format_validation_error(file, e)) from None
+        raise ScenarioError(_variant_errors(file, data) or format_validation_error(file, e)) from None
     msgs = combination_errors(scenario, file)
     if msgs:
         raise ScenarioError(msgs)
     return scenario
 
 
-def model_file_errors(s: Scenario, file: str) -> list[str]:
-    """Model files named by path that do not exist (checked before a run starts anything)."""
+def input_file_errors(s: Scenario, file: str) -> list[str]:
+    """Model files named by path and a workload dataset that do not exist or do not load (checked by
+    `validate` and before a run starts anything)."""
     msgs = []
     for i, eng in enumerate(engine_configs(s)):
         model = getattr(eng, "model", None)
         if model is not None and model.source == "path" and not Path(model.path).expanduser().exists():
             where = "engine" if not s.variants else f"variants[{i}]"
             msgs.append(f"{file}: {where}.model.path: file not found: {model.path}")
+    if s.workload.dataset:
+        from harness.load.workload import DatasetError, load_dataset
+
+        try:
+            load_dataset(s.workload.dataset)
+        except DatasetError as e:
+            msgs.append(f"{file}: workload.dataset: {e}")
     return list(dict.fromkeys(msgs))
 
 
@@ -521,9 +620,9 @@ def load_scenario(path: str | Path) -> Scenario:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "(top level)"
-        raise ScenarioError([f"{p}: {where}: invalid YAML: {getattr(e, 'problem', e)}"]) from None
+        from harness.catalog import yaml_problem
+
+        raise ScenarioError([f"{p}: {yaml_problem(e)}"]) from None
     return parse_scenario(data, str(p))
 
 

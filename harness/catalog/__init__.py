@@ -50,11 +50,20 @@ class ModelArch(BaseModel):
         return self.params_b * 1e9 * bytes_per_param
 
 
+def yaml_problem(e: Exception) -> str:
+    """A YAML error on one line: `line N: invalid YAML: problem` (PyYAML's own text spans several)."""
+    mark = getattr(e, "problem_mark", None)
+    where = f"line {mark.line + 1}" if mark is not None else "(top level)"
+    return f"{where}: invalid YAML: {getattr(e, 'problem', None) or e}"
+
+
 def load_yaml(name: str) -> dict[str, Any]:
     path = CATALOG_DIR / name
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
+    except yaml.YAMLError as e:
+        raise CatalogError(f"{path}: {yaml_problem(e)}") from None
+    except OSError as e:
         raise CatalogError(f"{path}: cannot read catalog: {e}") from None
     if not isinstance(data, dict):
         raise CatalogError(f"{path}: expected a mapping")

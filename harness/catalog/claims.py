@@ -9,7 +9,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from harness.catalog import CatalogError, load_yaml
+from harness.catalog import CatalogError, load_yaml, yaml_problem
 
 
 class Side(BaseModel):
@@ -104,6 +104,8 @@ def load_claims_file(path: str | Path) -> list[Claim]:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CatalogError(f"{p}: file not found") from None
-    except (OSError, yaml.YAMLError) as e:
+    except yaml.YAMLError as e:
+        raise CatalogError(f"{p}: {yaml_problem(e)}") from None
+    except (OSError, UnicodeDecodeError) as e:
         raise CatalogError(f"{p}: cannot read: {e}") from None
     return parse_claims(data, str(p))

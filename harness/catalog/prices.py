@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from harness.catalog import CatalogError, load_yaml
+from harness.catalog import CatalogError, load_yaml, yaml_problem
 from harness.catalog.hardware import devices
 
 
@@ -87,7 +87,9 @@ def load_price_file(path: str | Path) -> list[Price]:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CatalogError(f"{p}: file not found") from None
-    except (OSError, yaml.YAMLError) as e:
+    except yaml.YAMLError as e:
+        raise CatalogError(f"{p}: {yaml_problem(e)}") from None
+    except (OSError, UnicodeDecodeError) as e:
         raise CatalogError(f"{p}: cannot read: {e}") from None
     # a user file may price devices outside the catalog (e.g. `cpu`, a private part)
     return parse_prices(data, str(p))

@@ -111,3 +111,17 @@ def test_cost_cli_bad_input_is_one_line_exit_2() -> None:
     res = _cli("cost", "--usd-per-hour", "0.75", "--tok-s", "1", "--price", "nonsense")
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "--price: 'nonsense': expected DEVICE=USD_PER_HOUR" in res.stderr
+    # zero or negative numbers would print $nan or a negative price
+    res = _cli("cost", "--usd-per-hour", "1", "--tok-s", "0")
+    assert res.returncode == 2 and res.stderr.strip() == "cost: --tok-s: must be > 0 (got 0)"
+    res = _cli("cost", "--usd-per-hour", "-3", "--tok-s", "5")
+    assert res.returncode == 2 and "--usd-per-hour" in res.stderr and "$" not in res.stdout
+
+
+def test_price_file_with_bad_yaml_is_one_line(tmp_path: Path) -> None:
+    f = tmp_path / "p.yaml"
+    f.write_text("prices: {a: [\n")
+    res = _cli("cost", "--prices", str(f), "--usd-per-hour", "1", "--tok-s", "3")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    problem = "expected the node content, but found '<stream end>'"
+    assert res.stderr.strip() == f"{f}: line 2: invalid YAML: {problem}"

@@ -42,9 +42,53 @@ def test_bad_enum_names_file_field_and_allowed_values() -> None:
     assert messages(data) == ["f.yaml: workload.api: invalid value 'grpc' (allowed: 'completion' or 'chat')"]
 
 
-def test_unknown_key_is_an_error() -> None:
+def test_unknown_key_is_an_error_with_the_allowed_names_and_a_close_match() -> None:
     data = {**BASE, "load": {"concurency": [1]}}
-    assert messages(data) == ["f.yaml: load.concurency: unknown field"]
+    (msg,) = messages(data)
+    assert msg.startswith("f.yaml: load.concurency: unknown field (did you mean 'concurrency'? allowed: ")
+    assert "arrival, burstiness, concurrency, cooldown_requests, duration_s" in msg
+    # inside a union branch: the branch's own fields (llama.cpp engine, synthetic model)
+    data = {**BASE, "engine": {"type": "llamacpp", "model": {"source": "synthetic", "layerz": 2}}}
+    assert messages(data) == [
+        "f.yaml: engine.model.layerz: unknown field (did you mean 'layers'? allowed: context, dtype, ffn, "
+        "heads, hidden, kv_heads, layers, seed, source, vocab)"
+    ]
+    # nothing close: only the allowed names
+    (msg,) = messages({**BASE, "engine": {**BASE["engine"], "zzz": 1}})
+    assert msg.startswith("f.yaml: engine.zzz: unknown field (allowed: batch_size, binary, ")
+
+
+def test_every_variant_error_is_reported_where_it_is() -> None:
+    data = {**BASE, "variants": [{"n_gpu_layers": -7}, {"threads": 2}, {"bogus": 1, "parallel": "x"}]}
+    msgs = messages(data)
+    assert msgs[0] == "f.yaml: variants[0].n_gpu_layers: Input should be greater than or equal to -1"
+    assert msgs[1].startswith("f.yaml: variants[2].parallel: Input should be a valid integer")
+    assert msgs[2].startswith("f.yaml: variants[2].bogus: unknown field (allowed: batch_size, ")
+    assert len(msgs) == 3
+    assert messages({**BASE, "variants": ["n_gpu_layers: 0"]}) == [
+        "f.yaml: variants[0]: expected a mapping of engine fields (got 'n_gpu_layers: 0')"
+    ]
+
+
+def test_wrong_shapes_say_what_was_expected() -> None:
+    assert messages({**BASE, "load": {"concurrency": 4}}) == [
+        "f.yaml: load.concurrency: expected a list, e.g. [1, 2, 4] (got 4)"
+    ]
+    assert messages({"name": "t", "engine": "llamacpp"}) == [
+        "f.yaml: engine: expected a mapping of fields (got 'llamacpp')"
+    ]
+    assert messages(None) == ["f.yaml: the file is empty (expected a scenario: name, engine, load, ...)"]  # type: ignore[arg-type]
+    assert messages({**BASE, "load": {"concurrency": [2, -2, 0]}}) == [
+        "f.yaml: load.concurrency: every concurrency must be >= 1 ([1] is -2, [2] is 0)"
+    ]
+
+
+def test_unknown_catalog_model_is_a_scenario_error() -> None:
+    data = {"name": "t", "engine": {"type": "vllm", "model": {"source": "catalog", "name": "llama-9000"}}}
+    data["hardware"] = {"gpus": 1}
+    (msg,) = messages(data)
+    assert msg.startswith("f.yaml: engine.model.name: 'llama-9000' is not in the model catalog (allowed: ")
+    assert "llama-3.1-70b" in msg
 
 
 def test_discriminated_engine_type() -> None:
@@ -98,7 +142,7 @@ def test_validate_cli_bad_file_exit_2_no_traceback(tmp_path: Path) -> None:
         f"{bad}: engine.launcher: invalid value 'ollama' "
         "(allowed: 'xllamacpp', 'llama-server' or 'llama-cpp-python')"
     )
-    assert lines[1] == f"{bad}: load.concurrency: every concurrency must be >= 1"
+    assert lines[1] == f"{bad}: load.concurrency: every concurrency must be >= 1 ([0] is 0)"
 
 
 def test_validate_cli_yaml_syntax_and_missing_file(tmp_path: Path) -> None:
@@ -109,6 +153,26 @@ def test_validate_cli_yaml_syntax_and_missing_file(tmp_path: Path) -> None:
     assert "Traceback" not in res.stderr
     assert f"{broken}: line 3: invalid YAML" in res.stderr
     assert f"{tmp_path / 'missing.yaml'}: file not found" in res.stderr
+
+
+def test_validate_cli_reports_missing_inputs_and_unknown_gpus(tmp_path: Path) -> None:
+    f = tmp_path / "s.yaml"
+    f.write_text(
+        "name: t\nengine:\n  type: llamacpp\n  model: {source: path, path: /nonexistent/m.gguf}\n"
+        "workload: {dataset: /nonexistent/d.jsonl}\nhardware: {gpu: rtx-9090, gpus: 1}\n"
+    )
+    res = run_cli("validate", str(f))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert f"{f}: engine.model.path: file not found: /nonexistent/m.gguf" in res.stderr
+    assert f"{f}: workload.dataset: /nonexistent/d.jsonl: cannot read" in res.stderr
+    f.write_text(
+        "name: t\nengine:\n  type: llamacpp\n  model: {source: synthetic}\nhardware: {gpu: rtx-9090}\n"
+    )
+    res = run_cli("validate", str(f))
+    assert res.returncode == 0, res.stderr
+    assert (
+        "hardware.gpu: 'rtx-9090' is not in the hardware catalog: no roofline or catalog price" in res.stderr
+    )
 
 
 def test_validate_cli_good_file_exit_0() -> None:
