@@ -288,7 +288,12 @@ class GpuReader:
         }
 
 
-def _str(v: Any) -> str:
+def _uuid(index: int) -> str:
+    """The GPU's UUID, or "" where NVML cannot say (CUDA_VISIBLE_DEVICES indices still match)."""
+    try:
+        v = call("nvmlDeviceGetUUID", call("nvmlDeviceGetHandleByIndex", index))
+    except NvmlError:
+        return ""
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
@@ -314,7 +319,8 @@ def engine_gpus(visible: str | None, uuids: list[str], count: int | None = None)
                     break  # CUDA stops at the first invalid entry
                 picked.append(i)
                 continue
-            match = [i for i, u in enumerate(uuids) if u.startswith(tok) or u.startswith("GPU-" + tok)]
+            names = (tok, "GPU-" + tok)
+            match = [i for i, u in enumerate(uuids) if u and u.startswith(names)]
             if len(match) != 1:
                 why = f"CUDA_VISIBLE_DEVICES entry {tok!r} names no single GPU here"
                 return list(range(n)), f"all GPUs ({why})"
@@ -356,7 +362,7 @@ class NvmlSampler:
         self.inventory = gpu_inventory()
         n = init()
         self._initialised = True
-        uuids = [_str(call("nvmlDeviceGetUUID", call("nvmlDeviceGetHandleByIndex", i))) for i in range(n)]
+        uuids = [_uuid(i) for i in range(n)]
         picked, self.selection = engine_gpus(self.visible, uuids, self.count)
         for i in picked:
             r = GpuReader(i)
