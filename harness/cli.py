@@ -21,6 +21,8 @@ app = typer.Typer(
 )
 model_app = typer.Typer(no_args_is_help=True, help="Make or inspect local model files.")
 app.add_typer(model_app, name="model")
+telemetry_app = typer.Typer(no_args_is_help=True, help="Record and inspect NVML traces.")
+app.add_typer(telemetry_app, name="telemetry")
 from harness.cloud.cli import cloud_app  # noqa: E402
 
 app.add_typer(cloud_app, name="cloud")
@@ -498,6 +500,67 @@ def gpu_info(
         except nvml.NvmlError as e:
             raise _fail(f"--record: no NVML trace recorded: {e}") from None
         err.print(f"wrote {p}")
+
+
+@telemetry_app.command("record")
+def telemetry_record(
+    path: Annotated[Path, typer.Argument(help="output trace (.jsonl.gz)")],
+    seconds: Annotated[float, typer.Option(min=0.1, help="how long to record")] = 10.0,
+    interval_s: Annotated[float, typer.Option(min=0.01, help="sampling interval")] = 0.1,
+) -> None:
+    """Record every GPU with the live NVML sampler into a trace that HARNESS_NVML_REPLAY can replay."""
+    from harness.telemetry import nvml
+    from harness.telemetry.replay import record_trace
+
+    try:
+        p = record_trace(path, seconds, interval_s)
+    except nvml.NvmlError as e:
+        raise _fail(f"telemetry record: no NVML trace recorded: {e}") from None
+    err.print(f"wrote {p}")
+    _show_trace(p)
+
+
+@telemetry_app.command("show")
+def telemetry_show(trace: Annotated[Path, typer.Argument(help="an NVML trace (.jsonl.gz)")]) -> None:
+    """Summarize a trace: its GPUs, and per stored window energy (counter and integrated power), power,
+    utilization, SM clock and memory."""
+    _show_trace(trace)
+
+
+def _show_trace(trace: Path) -> None:
+    from harness.telemetry.replay import replay_windows
+    from harness.telemetry.trace import TraceError, read_trace
+
+    try:
+        head, series = read_trace(trace)
+        windows = replay_windows(trace)
+    except TraceError as e:
+        raise _fail(str(e)) from None
+    gpus = (head.get("inventory") or {}).get("gpus") or []
+    names = ", ".join(str(g.get("name", "?")) for g in gpus if isinstance(g, dict)) or "?"
+    span_s = max((s.t_ns[-1] - s.t_ns[0] for s in series if s.t_ns), default=0) / 1e9
+    out.print(
+        f"{trace}: {len(series)} GPU(s) ({names}), {sum(len(x.t_ns) for x in series)} samples "
+        f"over {span_s:.1f} s",
+        highlight=False,
+    )
+    for name, c in windows.items():
+        out.print(f"  {name}: {_window_line(c)}", highlight=False)
+
+
+def _window_line(c: dict[str, Any]) -> str:
+    def num(key: str, fmt: str) -> str:
+        v = c.get(key)
+        return "-" if v is None else format(v, fmt)
+
+    e, integ = c.get("gpu_energy_j"), c.get("gpu_power_integral_j")
+    agree = f" ({(e - integ) / integ * 100:+.1f} %)" if e is not None and integ else ""
+    return (
+        f"energy {num('gpu_energy_j', '.1f')} J ({c.get('gpu_energy_source') or '-'}), integrated power "
+        f"{num('gpu_power_integral_j', '.1f')} J{agree}; power mean {num('gpu_power_w_mean', '.1f')} W, "
+        f"max {num('gpu_power_w_max', '.1f')} W; util {num('gpu_util_pct_mean', '.0f')} %; SM clock min "
+        f"{num('gpu_sm_clock_mhz_min', '.0f')} MHz; memory max {num('gpu_mem_used_bytes_max', ',.0f')} B"
+    )
 
 
 @model_app.command("make-gguf")

@@ -388,6 +388,10 @@ collect() {
     tar xzf "$from/traces.tar.gz" -C "$tr"
     cp "$tr"/traces/*.jsonl.gz "$fixtures/" 2>/dev/null || true
     cp "$tr"/traces/*.json "$dev/" 2>/dev/null || true
+    # per trace and window: energy (counter and integrated power), power, utilization, clocks
+    for t in "$tr"/traces/*.jsonl.gz; do
+      if [ -f "$t" ]; then "$PY" -m harness telemetry show "$fixtures/$(basename "$t")" >>"$dev/traces.txt" || true; fi
+    done
     rm -rf "$tr"
   fi
   "$PY" scripts/gpu_table.py "$dest" --readme "$dest/README.md"

@@ -445,6 +445,8 @@ class NvmlSampler:
             "interval_s": self.interval_s,
             "recorded_utc": dt.datetime.now(dt.UTC).isoformat(),
             "inventory": self.inventory,
+            "sampled_gpus": [r.index for r in self.readers],
+            "gpu_selection": self.selection,
             "power_source": {str(r.index): r.power_source for r in self.readers},
             "energy_source": {str(r.index): r.energy_source for r in self.readers},
             "absent": {str(r.index): r.absent for r in self.readers},

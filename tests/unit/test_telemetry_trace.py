@@ -157,3 +157,29 @@ def test_replay_sampler_maps_windows_onto_trace_time(tmp_path: Path) -> None:
     assert r.manifest()["windows_s"] == {"p": [1.0, 3.0]}
     assert r.duration_s == 4.0
     assert time.perf_counter_ns() > r.origin_ns
+
+
+def test_telemetry_show_summarizes_each_window(tmp_path: Path) -> None:
+    from ..integration.conftest import harness_cli
+
+    # counter +600 J over 3 s; power 100, 100, 300, 300 W: trapezoids 100 + 200 + 300 = 600 J
+    g = series(
+        0,
+        [0, S, 2 * S, 3 * S],
+        energy_mj=[0, 100_000, 300_000, 600_000],
+        power_w=[100.0, 100.0, 300.0, 300.0],
+    )
+    trace = write_trace(
+        tmp_path / "t.jsonl.gz", {"inventory": {"gpus": [{"name": "GPU A"}]}}, [g], {"all": (0, 3 * S)}
+    )
+    res = harness_cli("telemetry", "show", str(trace), timeout=120)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == f"{trace}: 1 GPU(s) (GPU A), 4 samples over 3.0 s"
+    assert lines[1].startswith(
+        "  all: energy 600.0 J (counter), integrated power 600.0 J (+0.0 %); power mean 200.0 W, max 300.0 W"
+    )
+    bad = tmp_path / "bad.jsonl.gz"
+    bad.write_text("x")
+    res = harness_cli("telemetry", "show", str(bad), timeout=120)
+    assert res.returncode == 2 and "Traceback" not in res.stderr and "cannot read trace" in res.stderr
