@@ -155,6 +155,22 @@ def test_validate_cli_yaml_syntax_and_missing_file(tmp_path: Path) -> None:
     assert f"{tmp_path / 'missing.yaml'}: file not found" in res.stderr
 
 
+def test_a_key_given_twice_is_an_error(tmp_path: Path) -> None:
+    f = tmp_path / "dup.yaml"
+    f.write_text(
+        "name: t\nengine:\n  type: llamacpp\n  model: {source: synthetic}\nload: {concurrency: [1]}\n"
+        "load: {concurrency: [2]}\n"
+    )
+    with pytest.raises(ScenarioError) as ei:
+        load_scenario(f)
+    assert ei.value.messages == [
+        f"{f}: line 6: invalid YAML: duplicate key 'load' (each key once per mapping)"
+    ]
+    f.write_text("name: t\nengine: {type: llamacpp, type: vllm}\n")
+    with pytest.raises(ScenarioError, match="line 2: invalid YAML: duplicate key 'type'"):
+        load_scenario(f)
+
+
 def test_validate_cli_reports_missing_inputs_and_unknown_gpus(tmp_path: Path) -> None:
     f = tmp_path / "s.yaml"
     f.write_text(
