@@ -8,6 +8,9 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+# a random-weight llama that builds in a second and decodes in milliseconds on a CPU
+SMALL_MODEL = {"source": "synthetic", "layers": 2, "hidden": 256, "heads": 4, "kv_heads": 4, "ffn": 512}
+SMALL_MODEL["vocab"] = 1000
 
 
 @pytest.fixture
@@ -24,3 +27,11 @@ def harness_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess
     return subprocess.run(
         [sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout
     )
+
+
+def run_dir_from(stderr: str) -> Path:
+    """The run directory `harness run` announced on stderr."""
+    for line in stderr.splitlines():
+        if line.startswith("run directory: "):
+            return Path(line.split(": ", 1)[1].strip())
+    raise AssertionError(f"no run directory in output:\n{stderr}")

@@ -14,27 +14,18 @@ from harness.engines.llamacpp import LlamaCppServer
 from harness.results import read_manifest
 from harness.scenario import ExternalEngine, LlamaCppEngine
 
-from .conftest import harness_cli
-from .test_openloop import run_dir_from
+from .conftest import SMALL_MODEL, harness_cli, run_dir_from
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("xllamacpp")
-
-MODEL = {
-    "source": "synthetic",
-    "layers": 2,
-    "hidden": 256,
-    "heads": 4,
-    "kv_heads": 4,
-    "ffn": 512,
-    "vocab": 600,
-}
 
 
 @pytest.fixture(scope="module")
 def llama_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("ext") / "engine.log"
-    cfg = LlamaCppEngine.model_validate({"type": "llamacpp", "model": MODEL, "parallel": 2, "threads": 2})
+    cfg = LlamaCppEngine.model_validate(
+        {"type": "llamacpp", "model": SMALL_MODEL, "parallel": 2, "threads": 2}
+    )
     server = LlamaCppServer(cfg, log)
     url = server.start()
     yield url

@@ -16,17 +16,10 @@ from harness import metrics
 from harness.engines.process import free_port
 from harness.results import iter_records, read_manifest
 from harness.testing.quiet import too_busy_for
-from tests.integration.conftest import ROOT, harness_cli
+from tests.integration.conftest import ROOT, harness_cli, run_dir_from
 
 pytestmark = pytest.mark.slow
 TTFT_S, ITL_S = 0.030, 0.008
-
-
-def run_dir_from(stderr: str) -> Path:
-    for line in stderr.splitlines():
-        if line.startswith("run directory: "):
-            return Path(line.split(": ", 1)[1].strip())
-    raise AssertionError(f"no run directory in output:\n{stderr}")
 
 
 @pytest.fixture

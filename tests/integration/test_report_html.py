@@ -15,20 +15,11 @@ import pytest
 from harness.compare import fmt
 from harness.results import read_manifest
 from harness.runinfo import device_of, engine_config
-from tests.integration.conftest import harness_cli
+from tests.integration.conftest import SMALL_MODEL, harness_cli
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("xllamacpp")
 
-MODEL = {
-    "source": "synthetic",
-    "layers": 2,
-    "hidden": 256,
-    "heads": 4,
-    "kv_heads": 4,
-    "ffn": 512,
-    "vocab": 1000,
-}
 PLOTS = ("output-throughput-vs-load", "ttft-vs-throughput", "tpot-vs-throughput", "cost-per-1m-output-tokens")
 TITLES = (
     "Output throughput vs load",
@@ -43,7 +34,12 @@ def _run(write_scenario, results: Path, name: str, dtype: str, variants: list[di
     scen = write_scenario(
         {
             "name": name,
-            "engine": {"type": "llamacpp", "model": {**MODEL, "dtype": dtype}, "parallel": 2, "threads": 1},
+            "engine": {
+                "type": "llamacpp",
+                "model": {**SMALL_MODEL, "dtype": dtype},
+                "parallel": 2,
+                "threads": 1,
+            },
             "variants": variants,
             "workload": {"input_tokens": 32, "output_tokens": 16},
             "load": {"concurrency": [1, 2], "requests": 4, "warmup_requests": 1},
