@@ -204,7 +204,6 @@ def roofline_tok_s(
     cfg: dict[str, Any],
     engine: dict[str, Any],
     device: str,
-    n_devices: int,
     batch: Any,
     precision: str,
     table: dict[str, Device] | None = None,
@@ -333,7 +332,7 @@ def run_points(run: str | Path, table: dict[str, Device] | None = None) -> pd.Da
             concurrency=conc,
             cpu_offload_gb=float(cfg.get("cpu_offload_gb") or 0),
             n_gpu_layers=cfg.get("n_gpu_layers"),
-            roofline_tok_s=roofline_tok_s(manifest, cfg, eng, device, n, conc, precision, table),
+            roofline_tok_s=roofline_tok_s(manifest, cfg, eng, device, conc, precision, table),
         )
         rows.append(row)
     out = pd.DataFrame(rows)

@@ -53,7 +53,8 @@ def _llama(ngl: int, conc: int = 8) -> float:
     m = _manifest({"type": "llamacpp", "model": SYNTH, "n_gpu_layers": ngl, "parallel": 4})
     cfg = m["scenario"]["engine"]
     device, n = device_of(m, cfg, ENGINE)
-    return roofline_tok_s(m, cfg, ENGINE, device, n, conc, "f16")
+    assert n == 1
+    return roofline_tok_s(m, cfg, ENGINE, device, conc, "f16")
 
 
 def test_llamacpp_half_offloaded_reads_cpu_layers_at_host_bandwidth() -> None:
@@ -82,7 +83,7 @@ def test_unknown_host_cpu_gives_nan_for_partial_offload() -> None:
     m = _manifest({"type": "llamacpp", "model": SYNTH, "n_gpu_layers": 2, "parallel": 4})
     m["hardware"]["cpu"] = {"model": "Some Unlisted CPU"}
     cfg = m["scenario"]["engine"]
-    assert math.isnan(roofline_tok_s(m, cfg, ENGINE, "h100-sxm", 1, 4, "f16"))
+    assert math.isnan(roofline_tok_s(m, cfg, ENGINE, "h100-sxm", 4, "f16"))
 
 
 def test_engine_batch_is_capped_by_slots() -> None:
@@ -100,7 +101,7 @@ def _vllm(tp: int, pp: int) -> float:
     cfg = m["scenario"]["engine"]
     device, n = device_of(m, cfg, {})
     assert (device, n) == ("a100-80gb-sxm", 2)
-    return roofline_tok_s(m, cfg, {}, device, n, 1, "bf16")
+    return roofline_tok_s(m, cfg, {}, device, 1, "bf16")
 
 
 def test_pipeline_stages_add_no_bandwidth_tensor_parallel_does() -> None:
