@@ -58,15 +58,13 @@ def default_samplers(s: Scenario, engine: Any) -> TelemetrySet:
                 absent["nvml"] = str(e)
     else:
         absent["nvml"] = "off in the scenario (telemetry.nvml: false)"
-    if remote:
-        pass
-    elif t.cpu:
+    if t.cpu and not remote:
         from harness.telemetry import cpu
         from harness.telemetry.cpu import CpuSampler
 
         proc = getattr(engine, "proc", None)
         samplers.append(CpuSampler(getattr(proc, "pid", None), max(t.interval_s, cpu.MIN_INTERVAL_S)))
-    else:
+    elif not t.cpu:
         absent["cpu"] = "off in the scenario (telemetry.cpu: false)"
     if t.engine_metrics:
         url = engine.metrics_url() if hasattr(engine, "metrics_url") else None
