@@ -242,6 +242,19 @@ class Load(Strict):
             raise ValueError("closed mode needs at least one concurrency level")
         if self.mode == "open" and not self.rates_rps:
             raise ValueError("open mode needs at least one rate in rates_rps")
+        # every client process holds at least one request in flight: more processes than the
+        # concurrency (or the open-loop cap) would exceed it
+        if self.workers > 1 and self.mode == "closed" and min(self.concurrency) < self.workers:
+            raise ValueError(
+                f"workers {self.workers}: each client process holds a request, so every concurrency "
+                f"must be >= {self.workers} (lowest is {min(self.concurrency)}; allowed: workers <= "
+                f"{min(self.concurrency)})"
+            )
+        if self.workers > 1 and self.max_concurrency is not None and self.max_concurrency < self.workers:
+            raise ValueError(
+                f"workers {self.workers}: each client process holds a request, so max_concurrency "
+                f"must be >= {self.workers} (allowed: workers <= {self.max_concurrency})"
+            )
         return self
 
 
@@ -616,6 +629,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: its keys may be overridden
+                continue
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(

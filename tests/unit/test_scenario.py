@@ -166,6 +166,13 @@ def test_a_key_given_twice_is_an_error(tmp_path: Path) -> None:
     assert ei.value.messages == [
         f"{f}: line 6: invalid YAML: duplicate key 'load' (each key once per mapping)"
     ]
+    # a merge key's fields may be overridden: that is not a duplicate
+    f.write_text(
+        "x: &e {type: llamacpp, model: {source: synthetic}, parallel: 2}\nname: t\n"
+        "engine: {<<: *e, parallel: 4}\n"
+    )
+    with pytest.raises(ScenarioError, match="x: unknown field"):  # parsed; only the helper key is extra
+        load_scenario(f)
     f.write_text("name: t\nengine: {type: llamacpp, type: vllm}\n")
     with pytest.raises(ScenarioError, match="line 2: invalid YAML: duplicate key 'type'"):
         load_scenario(f)
@@ -246,3 +253,15 @@ def test_run_with_missing_model_file_exits_2_before_starting_anything(tmp_path: 
     assert res.returncode == 2
     assert res.stderr.strip() == f"{scen}: engine.model.path: file not found: /nonexistent/m.gguf"
     assert not (tmp_path / "results").exists()
+
+
+def test_more_client_processes_than_concurrency_is_refused() -> None:
+    # each worker holds at least one request: 2 workers at concurrency 1 would run 2 in flight
+    assert messages({**BASE, "load": {"concurrency": [1, 4], "workers": 2}}) == [
+        "f.yaml: load: workers 2: each client process holds a request, so every concurrency must be >= 2 "
+        "(lowest is 1; allowed: workers <= 1)"
+    ]
+    open_loop = {"mode": "open", "rates_rps": [5], "max_concurrency": 1, "workers": 2}
+    (msg,) = messages({**BASE, "load": open_loop})
+    assert "max_concurrency must be >= 2 (allowed: workers <= 1)" in msg
+    assert parse_scenario({**BASE, "load": {"concurrency": [2, 4], "workers": 2}}).load.workers == 2
