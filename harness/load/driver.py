@@ -7,6 +7,9 @@ measured ones meet a server already at its steady state and leave it loaded unti
 Each record keeps its *scheduled* time; TTFT/E2E are measured from it (no coordinated omission)
 and `sent_ns - scheduled_ns` is how late the harness sent it. Once every measured request is
 done, the cooldown requests still queued or in flight are cancelled: they only kept the load up.
+With `duration_s`, the measured requests not yet sent at the deadline go out unmeasured, as
+cooldown, so the measured ones still in flight end under the same load rather than on a server
+that is emptying.
 
 Every finished request (also failed or cancelled ones) is handed to `on_record` at once, so the
 caller can append it to disk before anything else happens. A watchdog polls `should_abort()`
@@ -20,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harness.client.openai_stream import RequestSpec, StreamClient
@@ -96,7 +99,9 @@ class _Run:
     ) -> None:
         self.client, self.load, self.point_id = client, load, point_id
         self.out, self.on_record = out, on_record
-        self.measured_left = 0
+        self.measured_left = 0  # measured requests not yet ended
+        self.measured_running = 0
+        self.cut = False  # the deadline passed with measured requests left unsent
         self.all_measured_done = asyncio.Event()
         self.deadline_ns: int | None = None
         self.on_measure_start: Callable[[int], None] | None = None
@@ -104,28 +109,49 @@ class _Run:
     def past_deadline(self) -> bool:
         return self.deadline_ns is not None and time.perf_counter_ns() >= self.deadline_ns
 
+    def _check_done(self) -> None:
+        """Measured requests are done: all of them ended, or the deadline cut the rest and none is
+        still running."""
+        if self.measured_left <= 0 or (self.cut and self.measured_running == 0):
+            self.all_measured_done.set()
+
+    def gate(self, job: Job) -> Job | None:
+        """The job to send now, or None to stop sending. Past `duration_s` a measured job is sent
+        unmeasured instead (as cooldown: the load stays up while the measured ones in flight end);
+        cooldown jobs go out only while measured requests are still running."""
+        if self.out.aborted:
+            return None
+        if job.role == "measured" and self.past_deadline():
+            self.cut = True
+            self._check_done()
+            job = replace(job, role="cooldown")
+        if job.role == "cooldown" and self.all_measured_done.is_set():
+            return None
+        return job
+
     async def one(self, job: Job, scheduled_ns: int) -> None:
-        rec = RequestRecord(job.request_id, self.point_id, scheduled_ns, warmup=job.role != "measured")
+        measured = job.role == "measured"
+        rec = RequestRecord(job.request_id, self.point_id, scheduled_ns, warmup=not measured)
+        self.measured_running += measured
         try:
             await self.client.send(rec, job.spec, job.raw)
         finally:
             self.out.records.append(rec)
             self.on_record(rec)
-            if job.role == "measured":
+            if measured:
+                self.measured_running -= 1
                 self.measured_left -= 1
-                if self.measured_left <= 0:
-                    self.all_measured_done.set()
+                self._check_done()
 
     async def closed(self, jobs: Sequence[Job], concurrency: int) -> None:
         it = iter(jobs)
 
         async def worker() -> None:
             for job in it:
-                if self.out.aborted:
+                sent = self.gate(job)
+                if sent is None:
                     return
-                if job.role != "warmup" and (self.all_measured_done.is_set() or self.past_deadline()):
-                    return
-                await self.one(job, time.perf_counter_ns())
+                await self.one(sent, time.perf_counter_ns())
 
         await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(jobs))))))
 
@@ -151,11 +177,10 @@ class _Run:
                     self.out.started_ns = when_ns
                     if self.on_measure_start is not None:
                         self.on_measure_start(when_ns)
-                if self.out.aborted:
+                sent = self.gate(job)
+                if sent is None:
                     break
-                if job.role != "warmup" and (self.all_measured_done.is_set() or self.past_deadline()):
-                    break
-                tasks.append(asyncio.create_task(gated(job, when_ns)))
+                tasks.append(asyncio.create_task(gated(sent, when_ns)))
             if tasks:
                 await asyncio.gather(*tasks)
         finally:

@@ -1,0 +1,68 @@
+"""`load.duration_s`: the point stops sending measured requests at the deadline, and the ones still
+in flight end under load (the rest go out unmeasured, as cooldown), against `harness serve-fake`."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from harness.client.openai_stream import RequestSpec, StreamClient
+from harness.engines.process import ManagedProcess, free_port
+from harness.load.driver import PointLoad, PointOutcome, run_point
+from harness.records import RequestRecord
+
+TTFT_MS, ITL_MS, TOKENS = 20, 10, 16  # about 170 ms a request
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "harness", "serve-fake", "--port", str(port)]
+    proc = ManagedProcess(
+        [*cmd, "--ttft-ms", str(TTFT_MS), "--itl-ms", str(ITL_MS)], tmp_path_factory.mktemp("f") / "f.log"
+    )
+    proc.start()
+    url = f"http://127.0.0.1:{port}"
+    proc.wait_healthy(url + "/health", 30)
+    yield url
+    proc.stop()
+
+
+def _run(url: str, load: PointLoad) -> tuple[PointOutcome, list[RequestRecord]]:
+    specs = [RequestSpec("hello world", TOKENS)] * 200
+
+    async def go() -> PointOutcome:
+        async with StreamClient(url, "fake", extra_body={"ignore_eos": True}) as c:
+            return await run_point(c, load, [], specs, 0, lambda r: None)
+
+    out = asyncio.run(go())
+    return out, sorted(out.records, key=lambda r: r.sent_ns or r.scheduled_ns)
+
+
+@pytest.mark.parametrize(
+    "load",
+    [
+        PointLoad("closed", concurrency=2, duration_s=0.6),
+        PointLoad("open", rate_rps=20.0, arrival="constant", duration_s=0.6),
+    ],
+    ids=["closed", "open"],
+)
+def test_deadline_stops_measuring_and_keeps_the_load_until_measured_end(fake: str, load: PointLoad) -> None:
+    out, recs = _run(fake, load)
+    measured = [r for r in recs if not r.warmup]
+    after = [r for r in recs if r.warmup]
+    deadline = out.started_ns + int(0.6e9)
+    # measured: only what was sent before the deadline, a handful of the 200, all complete
+    assert 2 <= len(measured) <= 30 and all(r.ok for r in measured)
+    assert all(r.sent_ns < deadline for r in measured)
+    last_end = max(r.done_ns or 0 for r in measured)
+    assert last_end > deadline  # some were still running at the deadline ...
+    # ... and requests kept arriving while they ran (sent after the deadline, unmeasured)
+    assert any(deadline <= r.sent_ns < last_end for r in after), [(r.sent_ns, r.error_kind) for r in after]
+    # not the whole remaining list: only while measured requests were still running
+    assert len(after) <= 12
+    # the unmeasured ones still running when the last measured ended were cut off there
+    assert all(r.ok or r.error_kind == "cancelled" for r in after)
