@@ -37,6 +37,24 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _drop_torn_tail(path: Path) -> None:
+    """Cut a records file back to its last complete line: a run killed mid-write leaves a partial
+    one, and a record appended after it (on resume) would be glued to it and lost."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return
+    if size == 0:
+        return
+    with open(path, "rb+") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return
+        f.seek(0)
+        data = f.read()
+        f.truncate(data.rfind(b"\n") + 1)
+
+
 @dataclass
 class RunDir:
     """A results directory being written by a run."""
@@ -81,7 +99,9 @@ class RunDir:
     # -- records
     def append_record(self, rec: RequestRecord) -> None:
         if self._records is None:
-            self._records = open(self.path / "requests.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+            path = self.path / "requests.jsonl"
+            _drop_torn_tail(path)
+            self._records = open(path, "a", encoding="utf-8")  # noqa: SIM115
         self._records.write(json.dumps(rec.to_json(), separators=(",", ":")) + "\n")
         self._records.flush()
 

@@ -38,6 +38,14 @@ def test_records_survive_a_torn_last_line(tmp_path: Path) -> None:
     recs = list(iter_records(run.path))
     assert [r.request_id for r in recs] == [0, 1, 2]
     assert recs[2].output_tokens == 5
+    # resumed: the torn fragment is cut off first, so the next records are not glued to it
+    again = RunDir(run.path)
+    for i in (3, 4):
+        again.append_record(RequestRecord(i, "v0-c2", 200 + i, 201 + i, output_tokens=7))
+    again.close()
+    assert [r.request_id for r in iter_records(run.path)] == [0, 1, 2, 3, 4]
+    lines = (run.path / "requests.jsonl").read_text().splitlines()
+    assert [json.loads(x)["request_id"] for x in lines] == [0, 1, 2, 3, 4]  # every line whole
 
 
 def test_points_table_csv_and_parquet(tmp_path: Path) -> None:
