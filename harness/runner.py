@@ -151,7 +151,9 @@ class ResumeError(Exception):
     """The run directory cannot be resumed with this scenario; message is for the user."""
 
 
-def _new_run(s: Scenario, results_root: Path, scenario_file: str | None, points: list[Point]) -> RunDir:
+def _new_run(
+    s: Scenario, results_root: Path, scenario_file: str | None, points: list[Point], find_max_goodput: bool
+) -> RunDir:
     run = RunDir.create(results_root, s.name)
     run.write_manifest(
         {
@@ -172,17 +174,25 @@ def _new_run(s: Scenario, results_root: Path, scenario_file: str | None, points:
             "engines": [],
             "telemetry": {},
             "client": {"event_loop": loop_name(), "workers": s.load.workers},
+            "find_max_goodput": find_max_goodput,
         }
     )
     return run
 
 
-def _reopen(path: Path, s: Scenario) -> tuple[RunDir, list[dict[str, Any]], int, int]:
+def _reopen(path: Path, s: Scenario, find_max_goodput: bool) -> tuple[RunDir, list[dict[str, Any]], int, int]:
     """Reopen a run directory for `--resume`: (run, rows of finished points, next request id, attempt)."""
     try:
         manifest = read_manifest(path)
     except RunNotFound as e:
         raise ResumeError(str(e)) from None
+    if find_max_goodput or manifest.get("find_max_goodput"):
+        # the search's probes are not planned points, and its state is not kept: a resumed search
+        # would start over and overwrite the probes already measured
+        raise ResumeError(
+            f"{path}: a --find-max-goodput rate search cannot be resumed; start a new run "
+            "(its finished probes stay in this directory)"
+        )
     if manifest.get("scenario_hash") != scenario_hash(s):
         raise ResumeError(
             f"{path}: was run with a different scenario (hash {str(manifest.get('scenario_hash'))[:12]}, "
@@ -222,10 +232,10 @@ def run_scenario(
     points = expand_points(s)
     attempt = 0
     if resume is not None:
-        run, rows, next_id, attempt = _reopen(resume, s)
+        run, rows, next_id, attempt = _reopen(resume, s, find_max_goodput)
         console.print(f"resuming [bold]{run.path}[/]: {len(rows)} of {len(points)} point(s) already done")
     else:
-        run, rows, next_id = _new_run(s, results_root, scenario_file, points), [], 0
+        run, rows, next_id = _new_run(s, results_root, scenario_file, points, find_max_goodput), [], 0
         console.print(f"run directory: [bold]{run.path}[/]")
     done = {r["point_id"] for r in rows}
     failures: list[str] = []

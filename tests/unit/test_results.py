@@ -67,3 +67,21 @@ def test_record_round_trip() -> None:
 def test_redact_hides_secret_flag_values() -> None:
     argv = ["vllm", "serve", "m", "--api-key", "sk-123", "--hf-token=hf_abc", "--port", "8000"]
     assert redact(argv) == ["vllm", "serve", "m", "--api-key", "***", "--hf-token=***", "--port", "8000"]
+
+
+def test_a_rate_search_run_is_not_resumed(tmp_path: Path) -> None:
+    import pytest
+
+    from harness.runner import ResumeError, _reopen
+    from harness.scenario import parse_scenario, scenario_hash
+
+    s = parse_scenario({"name": "s", "engine": {"type": "external", "base_url": "http://127.0.0.1:9"}})
+    run = RunDir.create(tmp_path, "s", NOW)
+    run.write_manifest({"status": "partial", "scenario_hash": scenario_hash(s), "find_max_goodput": True})
+    with pytest.raises(ResumeError, match="rate search cannot be resumed"):
+        _reopen(run.path, s, find_max_goodput=False)
+    run.update_manifest(find_max_goodput=False)
+    with pytest.raises(ResumeError, match="rate search cannot be resumed"):
+        _reopen(run.path, s, find_max_goodput=True)
+    reopened, rows, next_id, attempt = _reopen(run.path, s, find_max_goodput=False)
+    assert (rows, next_id, attempt) == ([], 0, 1) and reopened.manifest["status"] == "running"
