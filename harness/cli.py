@@ -111,6 +111,12 @@ def run(
         )
     except ResumeError as e:
         raise _fail(str(e)) from None
+    except KeyboardInterrupt:
+        raise _fail(
+            "interrupted again: stopped at once; the run directory above is marked interrupted "
+            f"(continue with: harness run {scenario} --resume RUN_DIR)",
+            130,
+        ) from None
     except RunFailed as e:
         if (e.run_dir / "points.parquet").exists():
             report.report_run(e.run_dir, out)

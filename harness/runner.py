@@ -249,96 +249,102 @@ def run_scenario(
         console=console,
         disable=not show_progress,
     )
-    with _abort_on_signals() as abort_flag, progress:
-        for vi in sorted({p.variant_index for p in points}):
-            vpoints = [p for p in points if p.variant_index == vi and p.point_id not in done]
-            if not vpoints or interrupted:
-                continue
-            if failures and s.on_engine_failure == "stop":
-                break
-            engine: Any = None
-            tel: TelemetrySet | None = None
-            try:
-                try:
-                    engine = make_engine(vpoints[0].engine, run.path / f"engine-v{vi}.log")
-                    console.print(f"starting {vpoints[0].engine.type} engine (variant {vi}) ...")
-                    t0 = time.monotonic()
-                    base_url = engine.start()
-                    counters = _prompt_counters(s, engine, base_url, run, vi)
-                except (EngineError, ModelError) as e:
-                    failures.append(f"engine (variant {vi}) did not start: {e}")
+    try:
+        with _abort_on_signals() as abort_flag, progress:
+            for vi in sorted({p.variant_index for p in points}):
+                vpoints = [p for p in points if p.variant_index == vi and p.point_id not in done]
+                if not vpoints or interrupted:
                     continue
-                console.print(f"engine healthy at {base_url} after {time.monotonic() - t0:.1f} s")
-                described = engine.describe()
-                warnings = [*(described.get("warnings") or []), _gpu_mismatch(s, described, run.manifest)]
-                for w in filter(None, warnings):
-                    console.print(f"[yellow]warning[/] engine (variant {vi}): {w}", highlight=False)
-                run.manifest["engines"].append({"variant": vi, "attempt": attempt, **described})
-                tel = telemetry(s, engine)
-                tel.start()
-                _print_telemetry(console, tel)
-                run.update_manifest(engines=run.manifest["engines"])
+                if failures and s.on_engine_failure == "stop":
+                    break
+                engine: Any = None
+                tel: TelemetrySet | None = None
+                try:
+                    try:
+                        engine = make_engine(vpoints[0].engine, run.path / f"engine-v{vi}.log")
+                        console.print(f"starting {vpoints[0].engine.type} engine (variant {vi}) ...")
+                        t0 = time.monotonic()
+                        base_url = engine.start()
+                        counters = _prompt_counters(s, engine, base_url, run, vi)
+                    except (EngineError, ModelError) as e:
+                        failures.append(f"engine (variant {vi}) did not start: {e}")
+                        continue
+                    console.print(f"engine healthy at {base_url} after {time.monotonic() - t0:.1f} s")
+                    described = engine.describe()
+                    warnings = [*(described.get("warnings") or []), _gpu_mismatch(s, described, run.manifest)]
+                    for w in filter(None, warnings):
+                        console.print(f"[yellow]warning[/] engine (variant {vi}): {w}", highlight=False)
+                    run.manifest["engines"].append({"variant": vi, "attempt": attempt, **described})
+                    tel = telemetry(s, engine)
+                    tel.start()
+                    _print_telemetry(console, tel)
+                    run.update_manifest(engines=run.manifest["engines"])
 
-                def should_abort(engine: Any = engine) -> str | None:
-                    if abort_flag:
-                        return abort_flag[0]
-                    if not engine.alive():
-                        code = engine.proc.poll() if getattr(engine, "proc", None) else None
-                        return f"engine process exited (code {code})"
-                    return None
-
-                search = RateSearch(vpoints[0].rate_rps or 1.0) if find_max_goodput else None
-                plan = PointPlan(vpoints, search)
-                for n_point, p in enumerate(plan):
-                    row, aborted, next_id = _run_one_point(
-                        s,
-                        p,
-                        engine,
-                        base_url,
-                        run,
-                        tel,
-                        progress,
-                        next_id,
-                        should_abort,
-                        open_loop,
-                        counters,
-                        dataset,
-                        console,
-                        attempt,
-                        warmup=s.load.warmup_scope == "point" or n_point == 0,
-                    )
-                    if row is not None:
-                        rows.append(row)
-                        run.write_points(rows)
-                    plan.observe(p, row["slo_met"] if row is not None and not aborted else None)
-                    if aborted:
-                        log = engine.log_path()
-                        msg = f"point {p.point_id}: {aborted}" + (f"; engine log: {log}" if log else "")
+                    def should_abort(engine: Any = engine) -> str | None:
                         if abort_flag:
-                            interrupted = msg
-                        else:
-                            failures.append(msg)
-                        break
-                    done.add(p.point_id)
-                    run.update_manifest(points_done=[q.point_id for q in points if q.point_id in done])
-                if search is not None and not interrupted and not failures:
-                    done.update(q.point_id for q in vpoints)  # the search replaces the planned rates
-                    run.update_manifest(points_done=[q.point_id for q in points if q.point_id in done])
-                if search is not None:
-                    found = {"variant": vi, **search.summary()}
-                    run.update_manifest(max_goodput=[*run.manifest.get("max_goodput", []), found])
-                    best = found["max_rate_rps"]
-                    console.print(
-                        f"variant {vi}: highest rate meeting the SLOs: "
-                        + (f"{best:g} req/s" if best is not None else "none of the rates tried")
-                    )
-            finally:
-                if tel is not None:
-                    tel.stop(run.path)
-                    run.manifest.setdefault("telemetry", {}).update(tel.manifest())
-                if engine is not None:
-                    engine.stop()
-                run.sync()
+                            return abort_flag[0]
+                        if not engine.alive():
+                            code = engine.proc.poll() if getattr(engine, "proc", None) else None
+                            return f"engine process exited (code {code})"
+                        return None
+
+                    search = RateSearch(vpoints[0].rate_rps or 1.0) if find_max_goodput else None
+                    plan = PointPlan(vpoints, search)
+                    for n_point, p in enumerate(plan):
+                        row, aborted, next_id = _run_one_point(
+                            s,
+                            p,
+                            engine,
+                            base_url,
+                            run,
+                            tel,
+                            progress,
+                            next_id,
+                            should_abort,
+                            open_loop,
+                            counters,
+                            dataset,
+                            console,
+                            attempt,
+                            warmup=s.load.warmup_scope == "point" or n_point == 0,
+                        )
+                        if row is not None:
+                            rows.append(row)
+                            run.write_points(rows)
+                        plan.observe(p, row["slo_met"] if row is not None and not aborted else None)
+                        if aborted:
+                            log = engine.log_path()
+                            msg = f"point {p.point_id}: {aborted}" + (f"; engine log: {log}" if log else "")
+                            if abort_flag:
+                                interrupted = msg
+                            else:
+                                failures.append(msg)
+                            break
+                        done.add(p.point_id)
+                        run.update_manifest(points_done=[q.point_id for q in points if q.point_id in done])
+                    if search is not None and not interrupted and not failures:
+                        done.update(q.point_id for q in vpoints)  # the search replaces the planned rates
+                        run.update_manifest(points_done=[q.point_id for q in points if q.point_id in done])
+                    if search is not None:
+                        found = {"variant": vi, **search.summary()}
+                        run.update_manifest(max_goodput=[*run.manifest.get("max_goodput", []), found])
+                        best = found["max_rate_rps"]
+                        console.print(
+                            f"variant {vi}: highest rate meeting the SLOs: "
+                            + (f"{best:g} req/s" if best is not None else "none of the rates tried")
+                        )
+                finally:
+                    if tel is not None:
+                        tel.stop(run.path)
+                        run.manifest.setdefault("telemetry", {}).update(tel.manifest())
+                    if engine is not None:
+                        engine.stop()
+                    run.sync()
+    except BaseException as e:  # a second Ctrl-C, or a bug: the manifest must not stay "running"
+        run.close()
+        kind = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        run.set_status(kind, f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+        raise
     run.close()
     missing = [p.point_id for p in points if p.point_id not in done]
     if interrupted:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +67,29 @@ def test_deadline_stops_measuring_and_keeps_the_load_until_measured_end(fake: st
     assert len(after) <= 12
     # the unmeasured ones still running when the last measured ended were cut off there
     assert all(r.ok or r.error_kind == "cancelled" for r in after)
+
+
+def test_an_unexpected_error_mid_run_marks_the_run_failed(fake: str, tmp_path: Path) -> None:
+    """A bug (here: a telemetry factory that raises) must not leave the manifest at `running`."""
+    from harness.results import read_manifest
+    from harness.runner import run_scenario
+    from harness.scenario import parse_scenario
+
+    s = parse_scenario(
+        {
+            "name": "boom",
+            "engine": {"type": "external", "base_url": fake, "model": {"source": "served", "name": "fake"}},
+            "workload": {"input_tokens": 8, "output_tokens": 4},
+            "load": {"concurrency": [1], "requests": 2, "warmup_requests": 0},
+        }
+    )
+
+    def boom(scenario: object, engine: object) -> None:
+        raise RuntimeError("telemetry exploded")
+
+    with pytest.raises(RuntimeError, match="telemetry exploded"):
+        run_scenario(s, tmp_path, telemetry=boom, show_progress=False)  # type: ignore[arg-type]
+    (run,) = tmp_path.glob("*-boom")
+    m = read_manifest(run)
+    assert m["status"] == "failed" and m["status_message"] == "RuntimeError: telemetry exploded"
+    assert "finished_utc" in m
