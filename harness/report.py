@@ -96,5 +96,23 @@ def report_run(run: str | Path, console: Console | None = None) -> Path:
         f"- host: {host.get('cpu_model')} ({host.get('cpu_logical')} logical CPUs)",
         f"- engine: {' '.join((manifest.get('engines') or [{}])[0].get('command') or [])}\n",
     ]
-    md.write_text("\n".join(body) + "\n" + (markdown(df) if not df.empty else "no finished points\n"))
+    notes = aborted_notes(df)
+    for n in notes:
+        console.print(f"[yellow]note[/] {n}", highlight=False)
+    table = markdown(df) if not df.empty else "no finished points\n"
+    md.write_text(
+        "\n".join(body) + "\n" + table + "".join(f"\n- {n}" for n in notes) + ("\n" if notes else "")
+    )
     return md
+
+
+def aborted_notes(df: pd.DataFrame) -> list[str]:
+    """One line per point that was cut short: its row covers only part of the point."""
+    if df.empty or "aborted" not in df.columns:
+        return []
+    cut = df[df["aborted"].fillna("").astype(str) != ""]
+    return [
+        f"point {r['point_id']} was aborted ({r['aborted']}): its row covers only the requests finished "
+        "before that and is left out of compare, cost, claims and recommend"
+        for _, r in cut.iterrows()
+    ]

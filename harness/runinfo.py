@@ -295,6 +295,8 @@ def run_points(run: str | Path, table: dict[str, Device] | None = None) -> pd.Da
     """One run's points with the derived columns of the module docstring."""
     manifest = read_manifest(run)
     df = read_points(run)
+    if "aborted" in df.columns:  # cut short (engine died, Ctrl-C): not a measurement of the point
+        df = df[df["aborted"].fillna("").astype(str) == ""]
     if df.empty:
         return df
     rows = []
