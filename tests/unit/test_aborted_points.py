@@ -11,7 +11,6 @@ from harness.results import RunDir
 from harness.runinfo import run_points
 from harness.scenario import parse_scenario
 
-
 DIED = "engine process exited"
 
 
