@@ -1,7 +1,8 @@
 """Engine subprocess lifecycle: free port, own process group, health wait, guaranteed teardown.
 
-Every process started here is tracked; `stop_all()` runs at interpreter exit and from the runner's
-signal handlers, so no engine outlives the harness (SIGTERM to the group, then SIGKILL).
+Every process started here is tracked; the runner stops its engine in a `finally` (also on Ctrl-C),
+and `stop_all()` runs at interpreter exit as a backstop, so no engine outlives the harness (SIGTERM
+to the group, then SIGKILL).
 On Linux the child also gets PR_SET_PDEATHSIG, so a SIGKILLed harness takes the engine with it.
 """
 
