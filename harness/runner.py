@@ -22,7 +22,7 @@ from harness.client.aio import loop_name, run_loop
 from harness.client.openai_stream import StreamClient
 from harness.engines import make_engine
 from harness.engines.base import redact
-from harness.engines.process import EngineError
+from harness.engines.process import EngineError, set_abort_check
 from harness.load import tokens
 from harness.load.driver import PointLoad, run_point
 from harness.load.search import PointPlan, RateSearch, slo_met
@@ -74,9 +74,11 @@ def _abort_on_signals() -> Iterator[list[str]]:
             old[sig] = signal.signal(sig, handler)
         except ValueError:  # not the main thread
             pass
+    set_abort_check(lambda: flag[0] if flag else None)
     try:
         yield flag
     finally:
+        set_abort_check(None)
         for sig, h in old.items():
             signal.signal(sig, h)
 
@@ -267,6 +269,9 @@ def run_scenario(
                         base_url = engine.start()
                         counters = _prompt_counters(s, engine, base_url, run, vi)
                     except (EngineError, ModelError) as e:
+                        if abort_flag:
+                            interrupted = f"engine (variant {vi}) start-up: {abort_flag[0]}"
+                            continue
                         failures.append(f"engine (variant {vi}) did not start: {e}")
                         continue
                     console.print(f"engine healthy at {base_url} after {time.monotonic() - t0:.1f} s")

@@ -116,6 +116,10 @@ class ManagedProcess:
         last = "no answer yet"
         with httpx.Client(timeout=5.0) as client:
             while True:
+                reason = _abort_check() if _abort_check is not None else None
+                if reason:
+                    self.stop()
+                    raise EngineError(f"{what} start-up stopped: {reason}")
                 code = self.poll()
                 if code is not None:
                     raise EngineError(
@@ -157,6 +161,16 @@ class ManagedProcess:
             p.wait(timeout=5)
         _LIVE.discard(self)
         return p.returncode
+
+
+_abort_check: Callable[[], str | None] | None = None
+
+
+def set_abort_check(check: Callable[[], str | None] | None) -> None:
+    """While set, a health wait polls `check` and stops the engine when it names a reason (Ctrl-C
+    during a model load of many minutes)."""
+    global _abort_check
+    _abort_check = check
 
 
 def stop_all() -> None:
