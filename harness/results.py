@@ -55,6 +55,10 @@ def _drop_torn_tail(path: Path) -> None:
         f.truncate(data.rfind(b"\n") + 1)
 
 
+COUNTS_FILE = "token-counts.jsonl"
+COUNT_FIELDS = ("output_tokens", "output_tokens_source", "output_text_tokens")
+
+
 @dataclass
 class RunDir:
     """A results directory being written by a run."""
@@ -105,6 +109,18 @@ class RunDir:
         self._records.write(json.dumps(rec.to_json(), separators=(",", ":")) + "\n")
         self._records.flush()
 
+    def append_counts(self, recs: list[RequestRecord]) -> None:
+        """Token counts made after these records were written (tokenizing streamed text once the point
+        is over): `iter_records` applies them, so metrics recomputed from disk match the points."""
+        if not recs:
+            return
+        with open(self.path / COUNTS_FILE, "a", encoding="utf-8") as f:
+            for r in recs:
+                row = {"request_id": r.request_id, **{k: getattr(r, k) for k in COUNT_FIELDS}}
+                f.write(json.dumps(row, separators=(",", ":")) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
     def sync(self) -> None:
         if self._records is not None:
             self._records.flush()
@@ -147,20 +163,39 @@ def read_manifest(run: str | Path) -> dict[str, Any]:
     return data
 
 
+def _counts(run: Path) -> dict[int, dict[str, Any]]:
+    out: dict[int, dict[str, Any]] = {}
+    p = run / COUNTS_FILE
+    if not p.is_file():
+        return out
+    for line in p.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+            out[int(row.pop("request_id"))] = {k: v for k, v in row.items() if k in COUNT_FIELDS}
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+            continue  # a torn last line
+    return out
+
+
 def iter_records(run: str | Path) -> Iterator[RequestRecord]:
-    """Records of a run; a torn last line (crash mid-write) is skipped."""
+    """Records of a run, with the token counts of `token-counts.jsonl` applied; a torn last line
+    (crash mid-write) is skipped."""
     p = Path(run) / "requests.jsonl"
     if not p.is_file():
         return
+    counts = _counts(Path(run))
     with open(p, encoding="utf-8") as f:
         for line in f:
             line = line.strip()
             if not line:
                 continue
             try:
-                yield RequestRecord.from_json(json.loads(line))
+                rec = RequestRecord.from_json(json.loads(line))
             except (json.JSONDecodeError, TypeError):
                 continue
+            for k, v in counts.get(rec.request_id, {}).items():
+                setattr(rec, k, v)
+            yield rec
 
 
 def read_points(run: str | Path) -> pd.DataFrame:

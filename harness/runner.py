@@ -481,6 +481,13 @@ def _run_one_point(
         for r in measured:
             if r.ok and r.output_text is not None:
                 r.output_text_tokens = count_text(r.output_text)
+    # counts made after the records were written go beside them, so the records stay the whole input
+    late = [
+        r
+        for r in outcome.records
+        if r.output_tokens_source == "tokenizer" or r.output_text_tokens is not None
+    ]
+    run.append_counts(late)
     row = None
     if measured:
         summary = metrics.summarize(measured, open_loop, s.slo.ttft_s, s.slo.tpot_s, s.slo.e2e_s)

@@ -61,3 +61,6 @@ def test_server_reports_exactly_the_planned_prompt_tokens(write_scenario, tmp_pa
     assert row["output_chunks"] == row["output_tokens"] == 32
     # the random model emits only pieces that re-tokenize to themselves: text, chunks and usage agree
     assert row["output_text_tokens"] == 32 and row["text_token_mismatch"] == 0
+    # counted after the records were written: kept beside them, so the records on disk give the same
+    assert sum(r.output_text_tokens or 0 for r in recs) == 32
+    assert (run / "token-counts.jsonl").is_file()

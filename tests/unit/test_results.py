@@ -85,3 +85,20 @@ def test_a_rate_search_run_is_not_resumed(tmp_path: Path) -> None:
         _reopen(run.path, s, find_max_goodput=True)
     reopened, rows, next_id, attempt = _reopen(run.path, s, find_max_goodput=False)
     assert (rows, next_id, attempt) == ([], 0, 1) and reopened.manifest["status"] == "running"
+
+
+def test_counts_made_after_writing_are_applied_when_reading(tmp_path: Path) -> None:
+    run = RunDir.create(tmp_path, "s", NOW)
+    recs = [RequestRecord(i, "v0-c1", 100 + i, 101 + i, output_text="a b c") for i in range(3)]
+    for r in recs:
+        run.append_record(r)  # no usage in the stream: nothing counted yet
+    recs[0].output_tokens, recs[0].output_tokens_source = 3, "tokenizer"
+    recs[1].output_text_tokens = 4
+    run.append_counts(recs[:2])
+    run.close()
+    with open(run.path / "token-counts.jsonl", "a") as f:
+        f.write('{"request_id": 2, "output_tok')  # torn: ignored
+    got = {r.request_id: r for r in iter_records(run.path)}
+    assert (got[0].output_tokens, got[0].output_tokens_source) == (3, "tokenizer")
+    assert got[1].output_text_tokens == 4 and got[1].output_tokens is None
+    assert got[2].output_tokens is None and got[2].output_text_tokens is None
