@@ -102,6 +102,9 @@ class _Run:
         self.measured_left = 0  # measured requests not yet ended
         self.measured_running = 0
         self.cut = False  # the deadline passed with measured requests left unsent
+        # one of several client processes: its cooldown goes on until the parent stops it (when the
+        # measured requests of every process are done), not when its own share is
+        self.stop_cooldown_when_done = True
         self.all_measured_done = asyncio.Event()
         self.deadline_ns: int | None = None
         self.on_measure_start: Callable[[int], None] | None = None
@@ -125,7 +128,7 @@ class _Run:
             self.cut = True
             self._check_done()
             job = replace(job, role="cooldown")
-        if job.role == "cooldown" and self.all_measured_done.is_set():
+        if job.role == "cooldown" and self.stop_cooldown_when_done and self.all_measured_done.is_set():
             return None
         return job
 
@@ -210,10 +213,16 @@ async def run_jobs_here(
     out: PointOutcome,
     t0_ns: int,
     on_measure_start: Callable[[int], None] | None = None,
+    on_measured_done: Callable[[], None] | None = None,
 ) -> None:
-    """Run `jobs` in this process's event loop (one client process, or one worker of several)."""
+    """Run `jobs` in this process's event loop (one client process, or one worker of several).
+
+    Alone, it returns once its measured requests are done (cancelling the cooldown). As a worker
+    (`on_measured_done` given) it reports that moment and keeps sending cooldown until cancelled."""
     run = _Run(client, load, load.point_id, out, on_record)
     run.on_measure_start = on_measure_start
+    worker = on_measured_done is not None
+    run.stop_cooldown_when_done = not worker
     run.measured_left = sum(1 for j in jobs if j.role == "measured")
     if not run.measured_left:
         run.all_measured_done.set()
@@ -242,6 +251,11 @@ async def run_jobs_here(
         done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
         if task in done:
             task.result()
+            if on_measured_done is not None and run.all_measured_done.is_set():
+                on_measured_done()
+        elif on_measured_done is not None:
+            on_measured_done()
+            await task  # cooldown until the parent cancels this worker
     finally:
         # measured requests all done (or we are cancelled): stop the cooldown ones
         waiter.cancel()

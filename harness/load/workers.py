@@ -7,12 +7,15 @@ the host, so the records merge without any offset (checked at start-up: each wor
 its clock and a mismatch stops the point). Open loop: every worker keeps the absolute
 schedule of its share (same `t0`), so the merged arrivals are the planned process. Closed loop:
 the concurrency is split between the workers. Records come back over a pipe as each request
-ends and go to `on_record` at once.
+ends and go to `on_record` at once. A worker whose measured share is done keeps sending its
+cooldown until every worker's is (the parent then stops them all), so the load stays up until
+the last measured request ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing as mp
 import time
 from collections.abc import Callable, Sequence
@@ -61,7 +64,16 @@ def _worker_main(conn: Connection, cfg: dict[str, Any], load: dict[str, Any], jo
 
         async with StreamClient(**cfg) as client:
             run = asyncio.create_task(
-                run_jobs_here(client, pl, jobs, on_record, out, t0_ns, lambda t: conn.send(("start", t)))
+                run_jobs_here(
+                    client,
+                    pl,
+                    jobs,
+                    on_record,
+                    out,
+                    t0_ns,
+                    lambda t: conn.send(("start", t)),
+                    lambda: conn.send(("mdone",)),
+                )
             )
             stop = loop.run_in_executor(None, conn.recv)
             await asyncio.wait({run, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -110,6 +122,7 @@ async def run_jobs_in_workers(
     loop = asyncio.get_running_loop()
     ready: list[int] = []
     finished: dict[int, tuple[float, float]] = {}
+    measured_done: set[int] = set()
     all_done = asyncio.Event()
     all_ready = asyncio.Event()
     dead: list[int] = []
@@ -140,6 +153,13 @@ async def run_jobs_in_workers(
                         out.started_ns = msg[1]
                         if on_measure_start is not None:
                             on_measure_start(msg[1])
+                elif kind == "mdone":
+                    # the measured requests of every worker are done: stop all cooldowns
+                    measured_done.add(k)
+                    if len(measured_done) == n:
+                        for other in pipes:
+                            with contextlib.suppress(OSError, BrokenPipeError):
+                                other.send(("stop",))
                 elif kind == "done":
                     finished[k] = (msg[1], msg[2])
                     loop.remove_reader(c.fileno())

@@ -95,3 +95,34 @@ def test_an_unexpected_error_mid_run_marks_the_run_failed(fake: str, tmp_path: P
     m = read_manifest(run)
     assert m["status"] == "failed" and m["status_message"] == "RuntimeError: telemetry exploded"
     assert "finished_utc" in m
+
+
+def _in_flight(recs: list[RequestRecord], t_ns: int) -> int:
+    return sum(1 for r in recs if r.sent_ns and r.sent_ns <= t_ns < (r.done_ns or 2**63))
+
+
+def test_two_client_processes_keep_the_load_until_both_shares_end(fake: str) -> None:
+    """Jobs are dealt by turns: process 0 gets the short measured requests (50 ms), process 1 the
+    long ones (410 ms). Process 0 must keep sending cooldown until process 1's measured ones end."""
+    load = PointLoad("w2", concurrency=4, workers=2)
+    measured = [RequestSpec("hello world", n) for n in (4, 40) * 4]
+    cooldown = [RequestSpec("hello world", 4)] * 80
+
+    async def go() -> PointOutcome:
+        async with StreamClient(fake, "fake", extra_body={"ignore_eos": True}) as c:
+            return await run_point(c, load, [], measured, 0, lambda r: None, cooldown_specs=cooldown)
+
+    out = asyncio.run(go())
+    recs = out.records
+    m = [r for r in recs if not r.warmup]
+    assert len(m) == 8 and all(r.ok for r in m)
+    short_end = max(r.done_ns or 0 for r in m if r.request_id % 2 == 0)
+    long_end = max(r.done_ns or 0 for r in m if r.request_id % 2 == 1)
+    assert long_end - short_end > 300_000_000  # process 0's share ended long before process 1's
+    # half-way between: process 1's two measured streams and process 0's two cooldown streams
+    assert _in_flight(recs, (short_end + long_end) // 2) == 4
+    # and the cooldown stopped once the last measured request ended (the stop crosses two pipes: a
+    # cooldown request may still go out in those few milliseconds)
+    late = [(r.sent_ns - long_end) / 1e6 for r in recs if r.warmup and r.sent_ns and r.sent_ns >= long_end]
+    assert all(ms < 50 for ms in late), late
+    assert len(recs) < 8 + 40  # not process 0's whole cooldown share
