@@ -203,7 +203,12 @@ def launch(
             raise typer.Exit(130) from None
     runs = [r for m in done for r in m.run_dirs]
     for m in done:
-        status = "ok" if m.ok else f"launch exit {m.launch_rc}, fetch exit {m.fetch_rc}"
+        status = (
+            "ok"
+            if m.ok
+            else f"launch exit {m.launch_rc}, fetch exit {m.fetch_rc}"
+            + (f", sky down exit {m.down_rc}" if m.down_rc not in (0, None) else "")
+        )
         err.print(f"{m.cluster}: {status}; {len(m.run_dirs)} run dir(s) in {m.local_dir}", markup=False)
     if runs:
         err.print("compare them: harness compare " + " ".join(runs), markup=False)

@@ -45,6 +45,11 @@ def sky_down_argv(cluster: str) -> list[str]:
     return ["sky", "down", "--yes", cluster]
 
 
+def sky_autostop_argv(cluster: str, idle_minutes: int) -> list[str]:
+    """Autodown for a cluster already up (what `sky launch -i N --down` sets, set again)."""
+    return ["sky", "autostop", cluster, "-i", str(idle_minutes), "--down"]
+
+
 def missing_tools() -> list[str]:
     """Commands a real launch needs that are not on PATH."""
     return [t for t in ("sky", "rsync", "ssh") if shutil.which(t) is None]
@@ -67,11 +72,13 @@ class MachineRun:
     launch_rc: int | None = None
     fetch_rc: int | None = None
     down_rc: int | None = None
+    autostop_rc: int | None = None
     run_dirs: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.launch_rc == 0 and self.fetch_rc == 0
+        """Ran, fetched, and (unless kept) torn down."""
+        return self.launch_rc == 0 and self.fetch_rc == 0 and self.down_rc in (0, None)
 
     def save(self) -> None:
         p = Path(self.local_dir) / "cloud.json"
@@ -110,16 +117,24 @@ def launch_one(
         m.fetch_rc = _run(rsync_argv(m.cluster, local), say)
         m.run_dirs = sorted(str(p) for p in local.iterdir() if (p / "manifest.json").is_file())
         if m.fetch_rc != 0:
+            if not keep:  # make sure it goes down by itself once idle, whatever stage it reached
+                m.autostop_rc = _run(sky_autostop_argv(m.cluster, idle_minutes), say)
             say(
                 f"{m.cluster}: fetching results failed (rsync exit {m.fetch_rc}); not tearing down: it"
-                f" may still be up (check: sky status {m.cluster})."
-                f"\nRetry: {shlex.join(rsync_argv(m.cluster, local))}"
+                f" may still be up (check: sky status {m.cluster})"
+                + ("" if keep else f"; it tears itself down after {idle_minutes} idle minutes")
+                + f".\nRetry: {shlex.join(rsync_argv(m.cluster, local))}"
                 f"\nthen: {shlex.join(sky_down_argv(m.cluster))}"
             )
         elif keep:
             say(f"{m.cluster}: kept up (--keep); tear it down with: {shlex.join(sky_down_argv(m.cluster))}")
         else:
             m.down_rc = _run(sky_down_argv(m.cluster), say)
+            if m.down_rc != 0:
+                say(
+                    f"{m.cluster}: `sky down` failed (exit {m.down_rc}): it may still be up and billing "
+                    f"(check: sky status {m.cluster}; retry: {shlex.join(sky_down_argv(m.cluster))})"
+                )
     except KeyboardInterrupt:
         say(
             f"\ninterrupted; {m.cluster} may still be up. Fetch: {shlex.join(rsync_argv(m.cluster, local))}\n"

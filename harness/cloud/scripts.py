@@ -11,8 +11,16 @@ RAY_PORT = 6379
 RAY_JOIN_TIMEOUT_S = 600
 
 
-def setup_script(from_source: bool, multi_node: bool = False, extras: tuple[str, ...] = ("gpu",)) -> str:
-    """Install the harness with `extras` unless the image already has this version (HARNESS_VERSION)."""
+def setup_script(
+    from_source: bool,
+    multi_node: bool = False,
+    extras: tuple[str, ...] = ("gpu",),
+    results: str = "harness-results",
+) -> str:
+    """Install the harness with `extras` unless the image already has this version (HARNESS_VERSION).
+
+    The results directory is made first: when setup fails, the fetch then finds it (empty) and the
+    launcher tears the cluster down, instead of taking a missing directory for a failed fetch."""
     if from_source:
         install = f'python3 -m pip install --no-cache-dir "$HOME/sky_workdir[{",".join(extras)}]"'
     else:
@@ -23,6 +31,7 @@ def setup_script(from_source: bool, multi_node: bool = False, extras: tuple[str,
         )
     lines = [
         "set -euo pipefail",
+        f'mkdir -p "$HOME/{results}"',
         "export PIP_BREAK_SYSTEM_PACKAGES=1",
         'as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }',
         "py_ok() { python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; }",

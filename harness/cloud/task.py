@@ -247,7 +247,10 @@ def build_task(
         task["secrets"] = {k: None for k in opts.secrets}
     remote_arg = '"$HOME"/' + shlex.quote(remote_scenario.removeprefix("~/"))
     task["setup"] = scripts.setup_script(
-        from_source=workdir is not None, multi_node=opts.nodes > 1, extras=install_extras(s)
+        from_source=workdir is not None,
+        multi_node=opts.nodes > 1,
+        extras=install_extras(s),
+        results=REMOTE_RESULTS,
     )
     task["run"] = (
         scripts.multi_node_run_script(remote_arg, REMOTE_RESULTS)

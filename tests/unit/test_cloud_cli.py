@@ -137,6 +137,8 @@ def test_sky_and_rsync_command_lines() -> None:
         "rsync", "-az", "--partial", "c1:harness-results/", "results/c1/",
     ]  # fmt: skip
     assert launcher.sky_down_argv("c1") == ["sky", "down", "--yes", "c1"]
+    # set again after a failed fetch, whatever stage the launch reached
+    assert launcher.sky_autostop_argv("c1", 30) == ["sky", "autostop", "c1", "-i", "30", "--down"]
 
 
 def test_machine_record_is_written_as_json(tmp_path: Path) -> None:
@@ -151,6 +153,10 @@ def test_machine_record_is_written_as_json(tmp_path: Path) -> None:
     assert m.ok
     m.fetch_rc = 23
     assert not m.ok
+    m.fetch_rc, m.down_rc = 0, 1  # `sky down` failed: the cluster may still be billing
+    assert not m.ok
+    m.down_rc = 0
+    assert m.ok
 
 
 # ---------------------------------------------------------------- price table

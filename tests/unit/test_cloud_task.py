@@ -277,6 +277,13 @@ def test_generated_bash_passes_shellcheck(name: str) -> None:
     assert proc.returncode == 0, proc.stdout
 
 
+def test_setup_makes_the_results_directory_before_anything_can_fail() -> None:
+    # a failed setup then leaves an empty directory to fetch, and the launcher tears the cluster down
+    for name in ("setup-from-source", "setup-from-image", "setup-multi-node"):
+        lines = GENERATED_SCRIPTS[name].splitlines()
+        assert lines[:2] == ["set -euo pipefail", 'mkdir -p "$HOME/harness-results"'], name
+
+
 def test_setup_and_run_parse_with_bash() -> None:
     for name, text in GENERATED_SCRIPTS.items():
         proc = subprocess.run(["bash", "-n"], input=text, capture_output=True, text=True, check=False)
