@@ -3,8 +3,10 @@
 For each GPU with a price, each precision and each tensor-parallel size whose weights fit
 (weights / TP <= memory x 0.9), at the expected concurrency B:
 
-* measured, when a run has the same model, device, precision, device count and concurrency:
-  output tok/s, TTFT p99 and TPOT p99 from the run;
+* measured, when a run has the same model, device, precision, device count and concurrency, and
+  (where the points record it) the same mean input and output lengths: output tok/s, TTFT p99 and
+  TPOT p99 from the run; a measured point with failed requests does not meet the SLOs (its
+  percentiles cover only the requests that succeeded);
 * else a roofline estimate (labelled so): tok/s = B / t_step(B) and TPOT = t_step(B) from
   harness.roofline.decode_bound at context = input + output / 2, TTFT = prefill of one prompt +
   one decode step. These are best cases (upper bound on tok/s, lower bound on latency and cost),
@@ -64,6 +66,12 @@ def _measured(points: pd.DataFrame, need: Need, dev: str, precision: str, tp: in
         & (points["devices"] == tp)
         & (points["concurrency"] == need.concurrency)
     )
+    for col, want in (
+        ("workload_input_tokens", need.input_tokens),
+        ("workload_output_tokens", need.output_tokens),
+    ):
+        if col in points.columns:
+            m &= points[col] == want
     sub = points[m]
     if sub.empty:
         return None
@@ -132,9 +140,12 @@ def recommend(
                 for tp in tps
                 if dev.memory_bytes and weights_gb[p] * 1e9 / tp <= dev.memory_bytes * MEMORY_UTILIZATION
             ]
-            for tp in fitting[:2]:  # the smallest TP that fits, and the next one
+            for tp in fitting:
                 got = _measured(points, need, key, p, tp)
+                failed = total = 0
                 if got is not None:
+                    failed = int(got.get("errors", 0) or 0)
+                    total = failed + int(got.get("ok", 0) or 0)
                     est = Estimate(
                         float(got["output_tok_s"]),
                         float(got.get("ttft_s_p99", math.nan)),
@@ -145,6 +156,8 @@ def recommend(
                 else:
                     est = _estimate(need, dev, p, tp, efficiency)
                 why = []
+                if failed:
+                    why.append(f"{failed} of {total} measured requests failed")
                 if not est.kv_fits:
                     ctx = need.input_tokens + need.output_tokens
                     why.append(f"KV cache for {need.concurrency} x {ctx} tokens does not fit")

@@ -300,6 +300,7 @@ def run_points(run: str | Path, table: dict[str, Device] | None = None) -> pd.Da
     if df.empty:
         return df
     rows = []
+    workload = (manifest.get("scenario") or {}).get("workload") or {}
     for _, p in df.iterrows():
         v = int(p.get("variant", 0) or 0)
         cfg = engine_config(manifest, v)
@@ -335,6 +336,8 @@ def run_points(run: str | Path, table: dict[str, Device] | None = None) -> pd.Da
             cpu_offload_gb=float(cfg.get("cpu_offload_gb") or 0),
             n_gpu_layers=cfg.get("n_gpu_layers"),
             roofline_tok_s=roofline_tok_s(manifest, cfg, eng, device, conc, precision, table),
+            workload_input_tokens=_mean_len(workload.get("input_tokens")),
+            workload_output_tokens=_mean_len(workload.get("output_tokens")),
         )
         rows.append(row)
     out = pd.DataFrame(rows)

@@ -21,12 +21,16 @@ def test_roofline_estimates_rank_h100_first_for_mistral_single_stream() -> None:
     # bytes/step = 14.48e9 + 1152 x 131,072 = 14.631e9
     # A100: t = 14.631e9 / 2.039e12 = 7.1756 ms -> 139.36 tok/s -> 0.75 / (139.36 x 3600) x 1e6 = $1.4949
     # H100: t = 14.631e9 / 3.35e12  = 4.3675 ms -> 228.97 tok/s -> 1.20 / (228.97 x 3600) x 1e6 = $1.4558
-    assert list(zip(df["device"], df["devices"], strict=True))[:3] == [
+    # every TP size that fits is an option; with ideal TP scaling $/token is the same, so more devices
+    # rank after fewer
+    assert list(zip(df["device"], df["devices"], strict=True))[:5] == [
         ("h100-sxm", 1),
-        ("h100-sxm", 2),  # ideal TP scaling: same $/token, more devices ranks after
+        ("h100-sxm", 2),
+        ("h100-sxm", 4),
+        ("h100-sxm", 8),
         ("a100-80gb-sxm", 1),
     ]
-    h100, a100 = df.iloc[0], df.iloc[2]
+    h100, a100 = df.iloc[0], df.iloc[4]
     assert h100["output_tok_s"] == pytest.approx(228.966, rel=1e-5)
     assert h100["usd_per_1m_tokens"] == pytest.approx(1.45582, rel=1e-5)
     assert a100["output_tok_s"] == pytest.approx(139.362, rel=1e-5)
@@ -65,6 +69,32 @@ def test_measured_point_replaces_the_estimate() -> None:
     got = df[df["devices"] == 1].iloc[0]
     assert got["basis"] == "measured (r1, p99 latencies)"
     assert got["usd_per_1m_tokens"] == pytest.approx(1.8601190, rel=1e-6)  # the article's $1.86
+
+
+def _point(**over: object) -> dict[str, object]:
+    base = {
+        "model": "llama-3.1-70b", "device": "h100-sxm", "precision": "bf16", "devices": 8,
+        "concurrency": 32, "output_tok_s": 2500.0, "ttft_s_p99": 0.5, "tpot_s_p99": 0.02,
+        "run_id": "r8", "started_utc": "2026-11-01", "ok": 64, "errors": 0,
+        "workload_input_tokens": 1024, "workload_output_tokens": 256,
+    }  # fmt: skip
+    return {**base, **over}
+
+
+def test_measured_tp8_is_used_and_must_match_the_workload_and_have_no_failures() -> None:
+    need = Need(get_model("llama-3.1-70b"), 32, 1024, 256, 2.0, 0.2)
+    df, _ = recommend(need, {"h100-sxm": 2.0}, pd.DataFrame([_point()]), precisions=("bf16",))
+    tp8 = df[df["devices"] == 8].iloc[0]  # TP 8 is considered (not only the two smallest that fit)
+    assert tp8["basis"] == "measured (r8, p99 latencies)" and tp8["meets_slo"]
+    # another workload's numbers are not "measured" for this one
+    other = pd.DataFrame([_point(workload_input_tokens=8192)])
+    df, _ = recommend(need, {"h100-sxm": 2.0}, other, precisions=("bf16",))
+    assert df[df["devices"] == 8].iloc[0]["basis"].startswith("roofline estimate")
+    # a point where requests failed: its p99s cover only the successes, so it cannot meet the SLOs
+    failing = pd.DataFrame([_point(ok=40, errors=24)])
+    df, _ = recommend(need, {"h100-sxm": 2.0}, failing, precisions=("bf16",))
+    tp8 = df[df["devices"] == 8].iloc[0]
+    assert not tp8["meets_slo"] and tp8["why_not"] == "24 of 64 measured requests failed"
 
 
 def test_kv_cache_capacity_and_missing_prices() -> None:
