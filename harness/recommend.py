@@ -1,7 +1,8 @@
 """`harness recommend`: rank hardware by $/1M output tokens among the options that meet the SLOs.
 
 For each GPU with a price, each precision and each tensor-parallel size whose weights fit
-(weights / TP <= memory x 0.9), at the expected concurrency B:
+(weights / TP <= memory x 0.9) — the two smallest such sizes, and any larger one a run measured —
+at the expected concurrency B:
 
 * measured, when a run has the same model, device, precision, device count and concurrency, and
   (where the points record it) the same mean input and output lengths: output tok/s, TTFT p99 and
@@ -140,7 +141,10 @@ def recommend(
                 for tp in tps
                 if dev.memory_bytes and weights_gb[p] * 1e9 / tp <= dev.memory_bytes * MEMORY_UTILIZATION
             ]
-            for tp in fitting:
+            # estimates for the two smallest TP sizes that fit (with ideal scaling larger ones tie on
+            # $/token and only crowd the table), measurements for every TP size that has one
+            measured_tps = [tp for tp in fitting[2:] if _measured(points, need, key, p, tp) is not None]
+            for tp in fitting[:2] + measured_tps:
                 got = _measured(points, need, key, p, tp)
                 failed = total = 0
                 if got is not None:
