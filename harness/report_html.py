@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.compare import fmt
+from harness.compare import ROW_KEYS, dedupe, fmt
 from harness.cost import add_cost_columns
 from harness.report import display_frame
 from harness.results import read_manifest
@@ -38,12 +38,23 @@ def _slug(title: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in title.lower()).strip("-")
 
 
+def series_labels(df: pd.DataFrame) -> pd.Series:
+    """One line per configuration, model and precision: `config`, plus the model and the precision
+    where the plotted points have more than one (a bf16 and an fp8 run of one GPU and engine are two
+    lines, not one zigzag)."""
+    label = df["config"].astype(str)
+    for col in ("model", "precision"):
+        if col in df.columns and df[col].nunique(dropna=False) > 1:
+            label = label + " | " + df[col].astype(str)
+    return label
+
+
 def _lines(
     ax: Any, df: pd.DataFrame, x: str, y: str, scale: float = 1.0, style: str = "o-", label_suffix: str = ""
 ) -> None:
     # points are joined in order of increasing load (concurrency, then offered rate), as curves are read
     order = [c for c in ("concurrency", "rate_rps") if c in df.columns]
-    for i, (cfg, g) in enumerate(df.groupby("config", sort=False)):
+    for i, (cfg, g) in enumerate(df.groupby(series_labels(df), sort=False)):
         g = g.sort_values(order or x)
         ax.plot(g[x], g[y] * scale, style, color=f"C{i % 10}", label=f"{cfg}{label_suffix}")
 
@@ -60,6 +71,9 @@ def make_plots(points: pd.DataFrame, out_dir: Path) -> tuple[list[Plot], list[st
     import matplotlib.pyplot as plt
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    if {*ROW_KEYS, "config", "started_utc", "run_id", "point_id"} <= set(points.columns):
+        points, superseded = dedupe(points)  # reruns: the newest point, as in `harness compare`
+        notes += superseded
     closed = points[points["concurrency"].notna()] if "concurrency" in points else points.iloc[0:0]
     opened = points[points["concurrency"].isna()] if "concurrency" in points else points
 

@@ -46,3 +46,28 @@ def test_empty_energy_column_is_skipped_with_a_note(tmp_path: Path) -> None:
         "Energy per output token: not plotted, these runs have no energy telemetry "
         "(energy_j_per_output_token is absent or empty)."
     ]
+
+
+def test_one_line_per_config_model_and_precision() -> None:
+    from harness.report_html import series_labels
+
+    df = pd.DataFrame(
+        {
+            "config": ["h100-sxm | vllm"] * 4,
+            "model": ["llama-3.1-8b"] * 4,
+            "precision": ["bf16", "bf16", "fp8", "fp8"],
+        }
+    )
+    # a bf16 and an fp8 run of the same GPU and engine: two lines, not one zigzagging between them
+    assert list(series_labels(df)) == ["h100-sxm | vllm | bf16"] * 2 + ["h100-sxm | vllm | fp8"] * 2
+    assert list(series_labels(df[df["precision"] == "fp8"])) == ["h100-sxm | vllm"] * 2
+
+
+def test_reruns_are_plotted_once_with_a_note(tmp_path: Path) -> None:
+    pts = _points(energy=False)
+    pts["model"], pts["precision"], pts["load"] = "m", "bf16", [f"r{r:g}" for r in pts["rate_rps"]]
+    pts["point_id"], pts["run_id"], pts["started_utc"] = "v0-r1", "old", "2026-11-01"
+    newer = pts[pts["config"] == "h100-sxm | vllm"].assign(run_id="new", started_utc="2026-11-02")
+    plots, notes = make_plots(pd.concat([pts, newer]), tmp_path)
+    assert len([n for n in notes if "superseded by a newer run of h100-sxm | vllm" in n]) == 3
+    assert plots
