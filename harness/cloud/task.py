@@ -160,9 +160,11 @@ def check_launch(s: Scenario, file: str, opts: LaunchOptions) -> list[str]:
                 "(relative paths resolve inside the synced source tree)"
             )
         if isinstance(eng, LlamaCppEngine) and eng.n_gpu_layers != 0 and eng.launcher == "xllamacpp":
-            warnings.append(
-                f"{file}: {where}.launcher: 'xllamacpp' from PyPI is a CPU build; on the llama.cpp "
-                f"CUDA image use launcher: llama-server, binary: {images.LLAMACPP_SERVER_BINARY}"
+            # rented GPUs would sit idle while the CPU runs the model, and the points would carry the GPU
+            errors.append(
+                f"{file}: {where}.launcher: 'xllamacpp' from PyPI is a CPU build, but n_gpu_layers asks for "
+                f"the GPU; on the llama.cpp CUDA image use launcher: llama-server, binary: "
+                f"{images.LLAMACPP_SERVER_BINARY} (allowed with xllamacpp: n_gpu_layers: 0)"
             )
         if isinstance(eng, LlamaCppEngine) and eng.launcher == "llama-cpp-python" and opts.image is None:
             errors.append(

@@ -206,10 +206,12 @@ def test_llamacpp_on_the_cluster() -> None:
     assert install_extras(server) == ("gpu", "gemma")
     opts = LaunchOptions(accelerators=Accelerators("H100", 1))
     assert check_launch(server, "t.yaml", opts) == []
-    assert check_launch(llama(n_gpu_layers=-1), "t.yaml", opts) == [
-        "t.yaml: engine.launcher: 'xllamacpp' from PyPI is a CPU build; on the llama.cpp CUDA image use "
-        "launcher: llama-server, binary: /app/llama-server"
+    assert errors(llama(n_gpu_layers=-1), "H100:1") == [
+        "t.yaml: engine.launcher: 'xllamacpp' from PyPI is a CPU build, but n_gpu_layers asks for the GPU; "
+        "on the llama.cpp CUDA image use launcher: llama-server, binary: /app/llama-server "
+        "(allowed with xllamacpp: n_gpu_layers: 0)"
     ]
+    assert check_launch(llama(n_gpu_layers=0), "t.yaml", opts) == []
     assert errors(llama(launcher="llama-cpp-python"), "H100:1")[0].startswith(
         "t.yaml: engine.launcher: 'llama-cpp-python' needs an image with it built for CUDA"
     )
