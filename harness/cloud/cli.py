@@ -55,7 +55,9 @@ def _parse_envs(items: list[str]) -> dict[str, str]:
     return out
 
 
-def _cost_lines(plans: list[_Plan], max_hours: float) -> list[str]:
+def _cost_lines(plans: list[_Plan], max_hours: float, idle_minutes: int | None = None) -> list[str]:
+    """Estimated cost of `max_hours` of benchmarking per machine. Not a bound: provisioning, the image
+    pull, setup, and the idle time before autodown are billed on top (the last line says so)."""
     lines: list[str] = []
     total_lo = total_hi = 0.0
     unknown: list[str] = []
@@ -71,16 +73,18 @@ def _cost_lines(plans: list[_Plan], max_hours: float) -> list[str]:
         run = cost.run_cost_usd(p.price, acc.count, nodes, max_hours)
         total_lo, total_hi = total_lo + run[0], total_hi + run[1]
         lines.append(
-            f"{head}: {cost.fmt_range(*per_h)}/h; at most {max_hours:g} h: {cost.fmt_range(*run)}"
+            f"{head}: {cost.fmt_range(*per_h)}/h; {max_hours:g} h of benchmark: {cost.fmt_range(*run)}"
             f"  [{p.price.source}]"
         )
     if len(plans) > 1 or unknown:
         tail = f" + {', '.join(sorted(set(unknown)))} (unpriced)" if unknown else ""
-        lines.append(f"sweep, at most: {cost.fmt_range(total_lo, total_hi)}{tail}")
+        lines.append(f"sweep, benchmark time: {cost.fmt_range(total_lo, total_hi)}{tail}")
     if unknown:
         lines.append("pass --price USD_PER_GPU_HOUR to price it; SkyPilot's launch table shows live prices")
     if any(p.opts.spot for p in plans):
         lines.append("spot prices are usually lower than these on-demand ranges")
+    idle = f", and up to {idle_minutes} idle minutes before autodown" if idle_minutes else ""
+    lines.append(f"estimates: start-up (provisioning, image pull, setup){idle} are billed on top")
     return lines
 
 
@@ -156,7 +160,7 @@ def launch(
             print(("---\n" if i else "") + f"# cluster: {p.cluster}\n" + p.yaml_text, end="")
         sys.stdout.flush()
         _validate(plans)
-        for line in _cost_lines(plans, max_hours):
+        for line in _cost_lines(plans, max_hours, None if keep else idle_minutes):
             err.print(line, markup=False)
         for p in plans:
             local = results / p.cluster
@@ -176,7 +180,7 @@ def launch(
             "(pip install 'llm-harness[cloud]' or pipx install skypilot, then `sky check`; "
             "rsync and ssh from your OS)"
         )
-    for line in _cost_lines(plans, max_hours):
+    for line in _cost_lines(plans, max_hours, None if keep else idle_minutes):
         err.print(line, markup=False)
     if not yes:
         if not sys.stdin.isatty():

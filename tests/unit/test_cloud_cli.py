@@ -44,9 +44,11 @@ def test_dry_run_sweep_prints_one_task_per_machine_and_the_cost() -> None:
     # A100: 1.49*2 = 2.98, 4.50*2 = 9.00; H100: 2.49*2 = 4.98, 6.00*2 = 12.00; sweep 7.96-21.00
     err = res.stderr
     a100, h100 = "h-llama-3-1-8b-1gpu-a100-80gbx1", "h-llama-3-1-8b-1gpu-h100x1"
-    assert f"{a100}: A100-80GB:1 × 1 node: $1.49-4.50/h; at most 2 h: $2.98-9.00" in err
-    assert f"{h100}: H100:1 × 1 node: $2.49-6.00/h; at most 2 h: $4.98-12.00" in err
-    assert "sweep, at most: $7.96-21.00" in err
+    assert f"{a100}: A100-80GB:1 × 1 node: $1.49-4.50/h; 2 h of benchmark: $2.98-9.00" in err
+    assert f"{h100}: H100:1 × 1 node: $2.49-6.00/h; 2 h of benchmark: $4.98-12.00" in err
+    assert "sweep, benchmark time: $7.96-21.00" in err
+    # not a bound: what is billed besides the benchmark is said
+    assert "estimates: start-up (provisioning, image pull, setup), and up to 30 idle minutes" in err
     assert (
         f"  sky launch --yes --cluster {h100} --idle-minutes-to-autostop 30 --down results/{h100}/task.yaml"
         in err
@@ -69,7 +71,7 @@ def test_price_override_multi_node_and_keep() -> None:
     (doc,) = yaml.safe_load_all(res.stdout)
     assert doc["num_nodes"] == 2 and doc["resources"]["accelerators"] == "H100:8"
     # 2.99 $/GPU-h × 8 GPUs × 2 nodes = 47.84 $/h; × 1.5 h = 71.76
-    assert "H100:8 × 2 nodes: $47.84/h; at most 1.5 h: $71.76  [--price]" in res.stderr
+    assert "H100:8 × 2 nodes: $47.84/h; 1.5 h of benchmark: $71.76  [--price]" in res.stderr
     assert "--down" not in res.stderr and "sky down" not in res.stderr  # --keep
 
 
