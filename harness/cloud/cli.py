@@ -173,6 +173,13 @@ def launch(
             err.print("would run:\n" + "\n".join("  " + " ".join(c) for c in cmds), markup=False)
         return
 
+    taken = [str(results / p.cluster) for p in plans if (results / p.cluster / "cloud.json").exists()]
+    if taken:
+        # one cluster name per scenario x GPUs: a second launch would share (and tear down) the first's
+        raise _fail(
+            f"{', '.join(taken)}: an earlier launch of the same cluster name wrote here (it may still be "
+            "running: sky status); move that directory away or pass --results DIR"
+        )
     missing = launcher.missing_tools()
     if missing:
         raise _fail(

@@ -177,3 +177,17 @@ def test_price_table_rows_are_sourced_and_ordered() -> None:
     for name, row in table["accelerators"].items():
         assert 0 < row["low_usd_per_gpu_hour"] <= row["high_usd_per_gpu_hour"], name
         assert row["sources"] and set(row["sources"]) <= set(table["sources"]), name
+
+
+def test_a_second_launch_of_the_same_cluster_name_is_refused(tmp_path: Path) -> None:
+    # the same scenario and GPUs give the same cluster name: the second launch would share the first's
+    # cluster and tear it down when it ends
+    args = [str(CLOUD / "llama-3.1-70b-tp8.yaml"), "--gpus", "H100:8", "--yes", "--results", str(tmp_path)]
+    dry = run_cli(*args[:3], "--dry-run")
+    lines = dry.stdout.splitlines()
+    cluster = next(x.removeprefix("# cluster: ") for x in lines if x.startswith("# cluster: "))
+    (tmp_path / cluster).mkdir()
+    (tmp_path / cluster / "cloud.json").write_text("{}")
+    res = run_cli(*args, env={"PATH": str(tmp_path)})
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert f"{tmp_path / cluster}: an earlier launch of the same cluster name wrote here" in res.stderr
