@@ -82,6 +82,14 @@ def test_every_stage_bakes_in_this_harness_version(name: str) -> None:
         assert "ln -s /results /opt/llm-harness/results" in runs  # `harness run` writes to the volume
 
 
+def test_server_image_drops_the_base_images_health_check() -> None:
+    # llama.cpp's server image probes :8080/health; in ours the harness starts servers on free ports,
+    # so that probe would mark every container unhealthy
+    server = stages("Dockerfile.llamacpp")[1]
+    assert server[0]["value"].split()[0] == images.LLAMACPP_CUDA_IMAGE
+    assert [i["value"] for i in server if i["instruction"] == "HEALTHCHECK"] == ["NONE"]
+
+
 @pytest.mark.parametrize("name", DOCKERFILES)
 def test_copy_sources_exist_and_are_not_dockerignored(name: str) -> None:
     ignore = (DOCKER / f"{name}.dockerignore").read_text().splitlines()
