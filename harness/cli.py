@@ -495,17 +495,11 @@ def gpu_info(
     import json
 
     from harness.hostinfo import cpu_inventory
-    from harness.telemetry import nvml
     from harness.telemetry.inventory import gpu_inventory
-    from harness.telemetry.replay import record_trace
 
     out.print_json(json.dumps({"gpu": gpu_inventory(), "cpu": cpu_inventory()}))
     if record is not None:
-        try:
-            p = record_trace(record, seconds, interval_s)
-        except nvml.NvmlError as e:
-            raise _fail(f"--record: no NVML trace recorded: {e}") from None
-        err.print(f"wrote {p}")
+        _record(record, seconds, interval_s, "--record")
 
 
 @telemetry_app.command("record")
@@ -515,15 +509,20 @@ def telemetry_record(
     interval_s: Annotated[float, typer.Option(min=0.01, help="sampling interval")] = 0.1,
 ) -> None:
     """Record every GPU with the live NVML sampler into a trace that HARNESS_NVML_REPLAY can replay."""
+    _show_trace(_record(path, seconds, interval_s, "telemetry record"))
+
+
+def _record(path: Path, seconds: float, interval_s: float, what: str) -> Path:
+    """Record an NVML trace to `path`; without NVML, exit 2 saying so."""
     from harness.telemetry import nvml
     from harness.telemetry.replay import record_trace
 
     try:
         p = record_trace(path, seconds, interval_s)
     except nvml.NvmlError as e:
-        raise _fail(f"telemetry record: no NVML trace recorded: {e}") from None
+        raise _fail(f"{what}: no NVML trace recorded: {e}") from None
     err.print(f"wrote {p}")
-    _show_trace(p)
+    return p
 
 
 @telemetry_app.command("show")
@@ -534,12 +533,12 @@ def telemetry_show(trace: Annotated[Path, typer.Argument(help="an NVML trace (.j
 
 
 def _show_trace(trace: Path) -> None:
-    from harness.telemetry.replay import replay_windows
+    from harness.telemetry.replay import trace_windows
     from harness.telemetry.trace import TraceError, read_trace
 
     try:
         head, series = read_trace(trace)
-        windows = replay_windows(trace)
+        windows = trace_windows(head, series)
     except TraceError as e:
         raise _fail(str(e)) from None
     gpus = (head.get("inventory") or {}).get("gpus") or []

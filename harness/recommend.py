@@ -143,9 +143,9 @@ def recommend(
             ]
             # estimates for the two smallest TP sizes that fit (with ideal scaling larger ones tie on
             # $/token and only crowd the table), measurements for every TP size that has one
-            measured_tps = [tp for tp in fitting[2:] if _measured(points, need, key, p, tp) is not None]
-            for tp in fitting[:2] + measured_tps:
-                got = _measured(points, need, key, p, tp)
+            found = {tp: _measured(points, need, key, p, tp) for tp in fitting}
+            for tp in [t for i, t in enumerate(fitting) if i < 2 or found[t] is not None]:
+                got = found[tp]
                 failed = total = 0
                 if got is not None:
                     failed = int(got.get("errors", 0) or 0)

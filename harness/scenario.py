@@ -373,12 +373,12 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     return [m for arg in get_args(annotation) for m in _models_in(arg)]
 
 
-def fields_at(loc: tuple[Any, ...], root: type[BaseModel] | None = None) -> list[str]:
+def fields_at(loc: tuple[Any, ...]) -> list[str]:
     """Field names of the mapping at `loc` in a scenario (an error location; union tags such as
     `llamacpp` pick the branch), or [] when `loc` does not lead to one."""
     if loc[:1] == ("variants",):  # a variant overrides engine fields
         loc = ("engine", *loc[2:])
-    current: list[type[BaseModel]] = [root or Scenario]
+    current: list[type[BaseModel]] = [Scenario]
     for part in loc:
         if isinstance(part, int):
             continue
@@ -507,6 +507,7 @@ def _variant_errors(file: str, data: dict[str, Any]) -> list[str]:
     except ValidationError:
         return []
     msgs: list[str] = []
+    tag = base.engine.type
     for i, override in enumerate(variants):
         if not isinstance(override, dict):
             msgs.append(f"{file}: variants[{i}]: expected a mapping of engine fields (got {override!r})")
@@ -515,7 +516,6 @@ def _variant_errors(file: str, data: dict[str, Any]) -> list[str]:
             engine_with(base.engine, override)
         except ValidationError as e:
             for err in e.errors():
-                tag = base.engine.type
                 msgs.append(_format_one(file, {**err, "loc": ("variants", i, tag, *err["loc"])}))
     return list(dict.fromkeys(msgs))
 

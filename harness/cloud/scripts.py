@@ -7,6 +7,7 @@ tests/unit/test_cloud_task.py runs shellcheck over every script generated here.
 
 from __future__ import annotations
 
+REMOTE_RESULTS = "harness-results"  # relative to the remote $HOME; rsync resolves it the same way
 RAY_PORT = 6379
 RAY_JOIN_TIMEOUT_S = 600
 
@@ -15,7 +16,7 @@ def setup_script(
     from_source: bool,
     multi_node: bool = False,
     extras: tuple[str, ...] = ("gpu",),
-    results: str = "harness-results",
+    results: str = REMOTE_RESULTS,
 ) -> str:
     """Install the harness with `extras` unless the image already has this version (HARNESS_VERSION).
 

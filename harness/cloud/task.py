@@ -37,7 +37,7 @@ CATALOG_TO_SKYPILOT = {
 }
 
 REMOTE_JOB_DIR = "~/harness-job"
-REMOTE_RESULTS = "harness-results"  # relative to the remote $HOME; rsync resolves it the same way
+REMOTE_RESULTS = scripts.REMOTE_RESULTS  # the launcher fetches it from here
 
 
 class CloudError(Exception):

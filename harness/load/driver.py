@@ -221,8 +221,7 @@ async def run_jobs_here(
     (`on_measured_done` given) it reports that moment and keeps sending cooldown until cancelled."""
     run = _Run(client, load, load.point_id, out, on_record)
     run.on_measure_start = on_measure_start
-    worker = on_measured_done is not None
-    run.stop_cooldown_when_done = not worker
+    run.stop_cooldown_when_done = on_measured_done is None
     run.measured_left = sum(1 for j in jobs if j.role == "measured")
     if not run.measured_left:
         run.all_measured_done.set()

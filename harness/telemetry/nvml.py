@@ -288,15 +288,6 @@ class GpuReader:
         }
 
 
-def _uuid(index: int) -> str:
-    """The GPU's UUID, or "" where NVML cannot say (CUDA_VISIBLE_DEVICES indices still match)."""
-    try:
-        v = call("nvmlDeviceGetUUID", call("nvmlDeviceGetHandleByIndex", index))
-    except NvmlError:
-        return ""
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
 def engine_gpus(visible: str | None, uuids: list[str], count: int | None = None) -> tuple[list[int], str]:
     """NVML indices of the GPUs an engine runs on, and how that was decided.
 
@@ -362,7 +353,9 @@ class NvmlSampler:
         self.inventory = gpu_inventory()
         n = init()
         self._initialised = True
-        uuids = [_uuid(i) for i in range(n)]
+        # UUIDs from the inventory just taken ("" where NVML could not say: indices still match)
+        known = {g.get("index"): str(g.get("uuid") or "") for g in self.inventory.get("gpus") or []}
+        uuids = [known.get(i, "") for i in range(n)]
         picked, self.selection = engine_gpus(self.visible, uuids, self.count)
         for i in picked:
             r = GpuReader(i)

@@ -84,7 +84,11 @@ class ReplayNvmlSampler:
 
 def replay_windows(trace: Path) -> dict[str, dict[str, Any]]:
     """Window columns of every window stored in the trace header, recomputed from its samples."""
-    head, series = read_trace(Path(trace))
+    return trace_windows(*read_trace(Path(trace)))
+
+
+def trace_windows(head: dict[str, Any], series: list[GpuSeries]) -> dict[str, dict[str, Any]]:
+    """Window columns of the windows a trace header names, from that trace's series."""
     return {
         name: gpu_window_columns(series, int(t0), int(t1))
         for name, (t0, t1) in (head.get("windows") or {}).items()

@@ -75,7 +75,9 @@ def test_every_catalog_claim_gets_a_check() -> None:
 
 
 def _points(rows: list[dict]) -> pd.DataFrame:
-    base = {"engine_label": "vllm", "concurrency": 1, "cpu_offload_gb": 0.0, "n_gpu_layers": None}
+    """Points of Llama-3.1-70B at concurrency 1; each row gives what differs."""
+    base = {"model": "llama-3.1-70b", "engine_label": "vllm", "concurrency": 1, "cpu_offload_gb": 0.0}
+    base["n_gpu_layers"] = None
     out = []
     for i, r in enumerate(rows):
         row = {**base, **r, "run_id": f"run{i}", "load": f"c{r.get('concurrency', 1)}"}
@@ -85,29 +87,12 @@ def _points(rows: list[dict]) -> pd.DataFrame:
 
 
 def test_ratio_claim_pairs_equal_device_counts() -> None:
+    bf16 = {"precision": "bf16"}
     pts = _points(
         [
-            {
-                "model": "llama-3.1-70b",
-                "device": "h100-sxm",
-                "devices": 8,
-                "precision": "bf16",
-                "output_tok_s": 8000.0,
-            },
-            {
-                "model": "llama-3.1-70b",
-                "device": "h100-sxm",
-                "devices": 2,
-                "precision": "bf16",
-                "output_tok_s": 1500.0,
-            },
-            {
-                "model": "llama-3.1-70b",
-                "device": "a100-80gb-sxm",
-                "devices": 2,
-                "precision": "bf16",
-                "output_tok_s": 600.0,
-            },
+            {**bf16, "device": "h100-sxm", "devices": 8, "output_tok_s": 8000.0},
+            {**bf16, "device": "h100-sxm", "devices": 2, "output_tok_s": 1500.0},
+            {**bf16, "device": "a100-80gb-sxm", "devices": 2, "output_tok_s": 600.0},
         ]
     )
     r = check(_claim("article-70b-ratio"), pts)
@@ -119,26 +104,11 @@ def test_ratio_claim_pairs_equal_device_counts() -> None:
 
 
 def test_offload_claim_matches_llamacpp_points_of_any_precision() -> None:
+    llama = {"device": "h100-sxm", "devices": 1, "precision": "q8_0", "engine_label": "llamacpp"}
     pts = _points(
         [
-            {
-                "model": "llama-3.1-70b",
-                "device": "h100-sxm",
-                "devices": 1,
-                "precision": "q8_0",
-                "engine_label": "llamacpp",
-                "n_gpu_layers": 40,
-                "output_tok_s": 1.6,
-            },
-            {
-                "model": "llama-3.1-70b",
-                "device": "h100-sxm",
-                "devices": 1,
-                "precision": "q8_0",
-                "engine_label": "llamacpp",
-                "n_gpu_layers": 0,
-                "output_tok_s": 0.9,
-            },
+            {**llama, "n_gpu_layers": 40, "output_tok_s": 1.6},
+            {**llama, "n_gpu_layers": 0, "output_tok_s": 0.9},
         ]
     )
     r = check(_claim("article-cpu-offload"), pts)
