@@ -10,6 +10,10 @@ energy counter, power, utilization, memory, clocks, temperature, clocks-event re
 What a GPU does not support is probed once at start, left out, and listed in the manifest with the
 reason. Power comes from the `POWER_INSTANT` field where supported, else `nvmlDeviceGetPowerUsage`
 (a 1 s average on H100, near-instantaneous on A100); the manifest names the source per GPU.
+
+Drivers before R555 have no PCIe byte counters; there `nvmlDeviceGetPcieThroughput` (which blocks
+for about 20 ms a call) is read once a second by the sampler thread alone, outside the lock that
+window edges take, so a window edge on the load's event loop never waits for it.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 
 from harness.telemetry.base import sampler_overhead
 from harness.telemetry.trace import GpuSeries, gpu_window_columns, write_trace
+from harness.telemetry.window import unwrap_reading
 
 
 class NvmlError(Exception):
@@ -62,7 +67,9 @@ def convert(e: Exception, what: str = "NVML") -> NvmlError:
         "NVML_ERROR_LIB_RM_VERSION_MISMATCH": NvmlUnavailable,
         "NVML_ERROR_NOT_SUPPORTED": NvmlNotSupported,
         "NVML_ERROR_FUNCTION_NOT_FOUND": NvmlNotSupported,
+        "NVML_ERROR_GPU_NOT_FOUND": NvmlUnavailable,
         "NVML_ERROR_GPU_IS_LOST": NvmlGpuLost,
+        "NVML_ERROR_RESET_REQUIRED": NvmlGpuLost,
     }
     if code == getattr(nv, "NVML_ERROR_LIBRARY_NOT_FOUND", None):
         msg += ": libnvidia-ml.so.1 cannot be loaded (no NVIDIA driver on this host)"
@@ -92,9 +99,18 @@ def init() -> int:
     """Initialise NVML (reference counted); returns the number of GPUs. Raises NvmlUnavailable."""
     global _refs
     with _lock:
-        call("nvmlInit")
+        try:
+            call("nvmlInit")
+        except NvmlError as e:
+            if type(e) is NvmlError:  # e.g. no permission on /dev/nvidia*: no NVML for us either
+                raise NvmlUnavailable(str(e), e.code) from None
+            raise
         _refs += 1
-    n = int(call("nvmlDeviceGetCount"))
+    try:
+        n = int(call("nvmlDeviceGetCount"))
+    except NvmlError:
+        shutdown()
+        raise
     if n == 0:
         shutdown()
         raise NvmlUnavailable("NVML loaded but sees no GPU (nvmlDeviceGetCount = 0)")
@@ -121,6 +137,16 @@ def probe() -> int:
 
 def field_value(fv: Any) -> float | int:
     """The value of one `c_nvmlFieldValue_t`, by its valueType; raises on its nvmlReturn."""
+    return getattr(fv.value, _value_attr(fv))
+
+
+def field_bits(fv: Any) -> int:
+    """Width of a field's value: 32 for the unsigned/signed int types, else 64 (a 32-bit byte
+    counter wraps within seconds at PCIe rates)."""
+    return 32 if _value_attr(fv) in ("uiVal", "siVal") else 64
+
+
+def _value_attr(fv: Any) -> str:
     nv = binding()
     if fv.nvmlReturn != nv.NVML_SUCCESS:
         raise convert(nv.NVMLError(fv.nvmlReturn), f"field {fv.fieldId}")
@@ -135,9 +161,11 @@ def field_value(fv: Any) -> float | int:
     }.get(fv.valueType)
     if attr is None:
         raise NvmlNotSupported(f"field {fv.fieldId}: unknown value type {fv.valueType}")
-    return getattr(fv.value, attr)
+    return attr
 
 
+COUNTER_FIELDS = ("energy_mj", "pcie_tx_bytes", "pcie_rx_bytes")
+EDGE_LOCK_TIMEOUT_S = 2.0  # a window edge waits this long for the sampler thread, then skips its sample
 # sample field -> (pynvml field constant, scale to the sample's unit)
 FIELD_IDS = {
     "energy_mj": ("NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION", 1.0),
@@ -181,6 +209,8 @@ class GpuReader:
         self.index = index
         self.handle = call("nvmlDeviceGetHandleByIndex", index)
         self.fields: dict[str, tuple[int, float]] = {}
+        self.counter_bits: dict[str, int] = {}  # 32-bit counter fields, unwrapped as they are read
+        self._raw: dict[str, tuple[int, int]] = {}  # counter field -> (last raw value, wraps so far)
         self.readers: list[tuple[str, Any]] = []
         self.absent: dict[str, str] = {}
         self.power_source: str | None = None
@@ -204,6 +234,8 @@ class GpuReader:
                 try:
                     field_value(fv)
                     self.fields[k] = spec
+                    if k in COUNTER_FIELDS and field_bits(fv) == 32:
+                        self.counter_bits[k] = 32
                 except NvmlError as e:
                     self.absent[k] = str(e)
         except NvmlError as e:
@@ -241,7 +273,7 @@ class GpuReader:
         self.error_count += 1
         self.errors[what] = str(e)
 
-    def read(self, t_ns: int) -> dict[str, Any]:
+    def read(self) -> dict[str, Any]:
         s: dict[str, Any] = {}
         if self.fields:
             try:
@@ -249,6 +281,8 @@ class GpuReader:
                 for (k, (_, scale)), fv in zip(self.fields.items(), got, strict=True):
                     try:
                         v = field_value(fv)
+                        if k in self.counter_bits:
+                            v = self._unwrap(k, int(v))
                         s[k] = v * scale if scale != 1.0 else v
                     except NvmlError as e:
                         self._err(k, e)
@@ -263,13 +297,6 @@ class GpuReader:
                     s[key] = call(fn, self.handle) * scale
                 except NvmlError as e:
                     self._err(key, e)
-        if self._pcie_fn and t_ns - self._pcie_last_ns >= self.PCIE_THROUGHPUT_PERIOD_NS:
-            self._pcie_last_ns = t_ns
-            try:
-                s["pcie_tx_kb_s"] = call("nvmlDeviceGetPcieThroughput", self.handle, 0)
-                s["pcie_rx_kb_s"] = call("nvmlDeviceGetPcieThroughput", self.handle, 1)
-            except NvmlError as e:
-                self._err("pcie_throughput", e)
         for label, fn in self.readers:
             try:
                 s.update(fn(self.handle))
@@ -277,11 +304,33 @@ class GpuReader:
                 self._err(label, e)
         return s
 
+    def _unwrap(self, key: str, raw: int) -> int:
+        """A 32-bit counter made monotone: one more wrap for every decrease since the first read."""
+        self._raw[key], value = unwrap_reading(self._raw.get(key), raw, self.counter_bits[key])
+        return value
+
+    def pcie_due(self, t_ns: int) -> bool:
+        """The throughput fallback is due (once per `PCIE_THROUGHPUT_PERIOD_NS`)."""
+        return self._pcie_fn and t_ns - self._pcie_last_ns >= self.PCIE_THROUGHPUT_PERIOD_NS
+
+    def read_pcie(self) -> tuple[int, dict[str, Any]]:
+        """PCIe TX and RX throughput (KB/s, each measured over ~20 ms) and the time at their middle."""
+        t0 = time.perf_counter_ns()
+        self._pcie_last_ns = t0
+        s: dict[str, Any] = {}
+        try:
+            s["pcie_tx_kb_s"] = call("nvmlDeviceGetPcieThroughput", self.handle, 0)
+            s["pcie_rx_kb_s"] = call("nvmlDeviceGetPcieThroughput", self.handle, 1)
+        except NvmlError as e:
+            self._err("pcie_throughput", e)
+        return (t0 + time.perf_counter_ns()) // 2, s
+
     def manifest(self) -> dict[str, Any]:
         return {
             "index": self.index,
             "power_source": self.power_source,
             "energy_source": self.energy_source,
+            "counter_bits": dict(self.counter_bits),
             "absent": dict(self.absent),
             "read_errors": self.error_count,
             "last_errors": dict(self.errors),
@@ -346,6 +395,8 @@ class NvmlSampler:
         self.started_ns = 0
         self.stopped_ns = 0
         self.inventory: dict[str, Any] = {}
+        self.skipped: dict[int, str] = {}  # engine GPUs NVML could not open, with the reason
+        self.edge_skips = 0  # window-edge samples skipped because the sampler thread held the lock
 
     def start(self) -> None:
         from harness.telemetry.inventory import gpu_inventory
@@ -353,31 +404,61 @@ class NvmlSampler:
         self.inventory = gpu_inventory()
         n = init()
         self._initialised = True
-        # UUIDs from the inventory just taken ("" where NVML could not say: indices still match)
-        known = {g.get("index"): str(g.get("uuid") or "") for g in self.inventory.get("gpus") or []}
-        uuids = [known.get(i, "") for i in range(n)]
-        picked, self.selection = engine_gpus(self.visible, uuids, self.count)
-        for i in picked:
-            r = GpuReader(i)
-            r.probe()
-            self.readers.append(r)
-            self.series.append(GpuSeries(i))
+        try:
+            self._open_gpus(n)
+        except BaseException:
+            self.stop()
+            raise
         self.started_ns = time.perf_counter_ns()
         self.sample()
         self._thread = threading.Thread(target=self._loop, name="nvml-sampler", daemon=True)
         self._thread.start()
 
-    def sample(self) -> None:
-        with self._lock:
+    def _open_gpus(self, n: int) -> None:
+        # UUIDs from the inventory just taken ("" where NVML could not say: indices still match)
+        known = {g.get("index"): str(g.get("uuid") or "") for g in self.inventory.get("gpus") or []}
+        uuids = [known.get(i, "") for i in range(n)]
+        picked, self.selection = engine_gpus(self.visible, uuids, self.count)
+        for i in picked:
+            try:
+                r = GpuReader(i)
+                r.probe()
+            except NvmlError as e:  # one GPU that cannot be read costs only its own columns
+                self.skipped[i] = str(e)
+                continue
+            self.readers.append(r)
+            self.series.append(GpuSeries(i))
+        if picked and not self.readers:
+            raise NvmlUnavailable(f"no engine GPU could be opened: {self.skipped}")
+
+    def sample(self, timeout_s: float = -1) -> bool:
+        """One sample of every GPU under the lock; False when the lock was not had within `timeout_s`."""
+        if not self._lock.acquire(timeout=timeout_s):
+            self.edge_skips += 1
+            return False
+        try:
             for r, s in zip(self.readers, self.series, strict=True):
                 t = time.perf_counter_ns()  # per GPU: reading eight of them takes a while
-                s.append(t, r.read(t))
+                s.append(t, r.read())
+        finally:
+            self._lock.release()
+        return True
+
+    def _sample_pcie(self) -> None:
+        """The slow PCIe throughput fallback, off the lock; its samples go in at their own time."""
+        now = time.perf_counter_ns()
+        got = [(s, *r.read_pcie()) for r, s in zip(self.readers, self.series, strict=True) if r.pcie_due(now)]
+        if got:
+            with self._lock:
+                for s, t, x in got:
+                    s.append(t, x)
 
     def _loop(self) -> None:
         nxt = time.monotonic() + self.interval_s
         while not self._stop.wait(max(0.0, nxt - time.monotonic())):
             try:
                 self.sample()
+                self._sample_pcie()
             except Exception as e:  # keep sampling; the manifest says what went wrong
                 self.loop_error = f"{type(e).__name__}: {e}"
             nxt += self.interval_s
@@ -386,11 +467,11 @@ class NvmlSampler:
         self.thread_cpu_s = time.thread_time()
 
     def begin_window(self, name: str, t_ns: int) -> None:
-        self.sample()
+        self.sample(EDGE_LOCK_TIMEOUT_S)
         self._open[name] = t_ns
 
     def end_window(self, name: str, t_ns: int) -> dict[str, Any]:
-        self.sample()
+        self.sample(EDGE_LOCK_TIMEOUT_S)
         t0 = self._open.pop(name)
         self.windows[name] = (t0, t_ns)
         with self._lock:
@@ -400,8 +481,11 @@ class NvmlSampler:
         if self._thread is not None:
             self._stop.set()
             self._thread.join(timeout=5)
+            if self._thread.is_alive():  # stuck in an NVML call (a GPU going away): no last sample
+                self.loop_error = self.loop_error or "sampler thread still in an NVML call 5 s after stop"
+            else:
+                self.sample(EDGE_LOCK_TIMEOUT_S)
             self._thread = None
-            self.sample()
             self.stopped_ns = time.perf_counter_ns()
         if self._initialised:
             shutdown()
@@ -427,6 +511,8 @@ class NvmlSampler:
             "gpus": [r.manifest() for r in self.readers],
             "sampled_gpus": [r.index for r in self.readers],
             "gpu_selection": self.selection,
+            "skipped_gpus": {str(k): v for k, v in self.skipped.items()},
+            "edge_samples_skipped": self.edge_skips,
             "loop_error": self.loop_error,
             "file": "telemetry-nvml.jsonl.gz",
         }

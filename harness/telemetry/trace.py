@@ -14,11 +14,14 @@ minus that origin). `energy_mj` is NVML's total energy counter (mJ since driver 
 source named in `power_source` (`field:POWER_INSTANT`, else `nvmlDeviceGetPowerUsage`, which is a
 1 s average on H100 and near-instantaneous on A100); `power_avg_w` NVML's `POWER_AVERAGE` field;
 `clocks_event_reasons` the raw bit mask of `nvmlDeviceGetCurrentClocksEventReasons`; `pcie_*_bytes`
-cumulative PCIe byte counters (field values), `pcie_*_kb_s` the sampled throughput where only that exists.
+cumulative PCIe byte counters (field values; 32-bit ones unwrapped by the sampler), `pcie_*_kb_s` the
+throughput NVML measured over ~20 ms, once a second, where only that exists (drivers before R555): those
+readings are samples of their own, with the other fields left out.
 """
 
 from __future__ import annotations
 
+import bisect
 import gzip
 import json
 import statistics
@@ -55,7 +58,8 @@ FIELDS = (
     "pcie_rx_kb_s",
 )
 
-# nvmlClocksEventReason* bits (nvml.h); the throttling ones slow the GPU below what it was asked for
+# nvmlClocksEventReason* bits (nvml.h; board_limit and reliability only from the older
+# nvmlDeviceGetCurrentClocksThrottleReasons); the throttling ones slow the GPU below what it was asked for
 CLOCKS_EVENT_REASONS = {
     0x1: "gpu_idle",
     0x2: "applications_clocks_setting",
@@ -66,8 +70,11 @@ CLOCKS_EVENT_REASONS = {
     0x40: "hw_thermal_slowdown",
     0x80: "hw_power_brake_slowdown",
     0x100: "display_clock_setting",
+    0x200: "board_limit",
+    0x400: "reliability",
 }
-THROTTLE_MASK = 0x4 | 0x8 | 0x20 | 0x40 | 0x80
+THROTTLE_MASK = 0x4 | 0x8 | 0x20 | 0x40 | 0x80 | 0x200 | 0x400
+NOT_THROTTLE = 0x1 | 0x2 | 0x10 | 0x100  # idle, application clocks, sync boost, display: not slowdowns
 
 
 def decode_reasons(mask: int) -> list[str]:
@@ -88,12 +95,24 @@ class GpuSeries:
     cols: dict[str, list[Any]] = field(default_factory=lambda: {f: [] for f in FIELDS})
 
     def append(self, t_ns: int, sample: dict[str, Any]) -> None:
-        self.t_ns.append(t_ns)
+        """Add a sample, kept in time order (a slow reading may come in after a later one)."""
+        if not self.t_ns or t_ns >= self.t_ns[-1]:
+            self.t_ns.append(t_ns)
+            for f in FIELDS:
+                self.cols[f].append(sample.get(f))
+            return
+        i = bisect.bisect_right(self.t_ns, t_ns)
+        self.t_ns.insert(i, t_ns)
         for f in FIELDS:
-            self.cols[f].append(sample.get(f))
+            self.cols[f].insert(i, sample.get(f))
 
-    def last(self) -> dict[str, Any]:
-        return {f: self.cols[f][-1] for f in FIELDS} if self.t_ns else {}
+    def last(self, lookback: int = 8) -> dict[str, Any]:
+        """Each field's latest value among the last `lookback` samples (None if none has it)."""
+        out: dict[str, Any] = {}
+        for f in FIELDS:
+            col = self.cols[f]
+            out[f] = next((x for x in reversed(col[-lookback:]) if x is not None), None)
+        return out if self.t_ns else {}
 
     def __len__(self) -> int:
         return len(self.t_ns)
@@ -127,20 +146,21 @@ def gpu_window(s: GpuSeries, t0: int, t1: int) -> dict[str, Any]:
     for name in ("mem_used_bytes", "temp_c"):
         vs = window_values(t, c[name], t0, t1)
         out[name + "_max"] = max(vs) if vs else None
-    masks = c["clocks_event_reasons"]
-    flags = [None if m is None else bool(int(m) & THROTTLE_MASK) for m in masks]
-    out["throttle_s"] = held_seconds(t, flags, t0, t1) if any(m is not None for m in masks) else None
+    # samples without a mask (PCIe-only readings) neither set nor clear a reason: left out
+    mt = [(ts, int(m)) for ts, m in zip(t, c["clocks_event_reasons"], strict=True) if m is not None]
+    flags = [bool(m & THROTTLE_MASK) for _, m in mt]
+    out["throttle_s"] = held_seconds([ts for ts, _ in mt], flags, t0, t1) if mt else None
     seen = 0
-    for ts, m in zip(t, masks, strict=True):
-        if m is not None and t0 <= ts <= t1:
-            seen |= int(m)
-    out["throttle_reasons"] = decode_reasons(seen & THROTTLE_MASK)
+    for ts, m in mt:
+        if t0 <= ts <= t1:
+            seen |= m
+    out["throttle_reasons"] = decode_reasons(seen & ~NOT_THROTTLE)  # unknown bits shown as hex
     for d in ("tx", "rx"):
         inc = counter_increase(t, c[f"pcie_{d}_bytes"], t0, t1)
         if inc is not None and dur_s > 0:
             out[f"pcie_{d}_bytes_s"] = inc / dur_s
-        else:
-            kb = time_weighted_mean(t, c[f"pcie_{d}_kb_s"], t0, t1)
+        else:  # readings once a second: their mean within the window (none in a window under ~1 s)
+            kb = _mean(window_values(t, c[f"pcie_{d}_kb_s"], t0, t1))
             out[f"pcie_{d}_bytes_s"] = kb * 1000.0 if kb is not None else None
     out["samples"] = len(clip_series(*_present(t, c["power_w"]), t0, t1)[0])
     return out

@@ -113,6 +113,18 @@ def _unwrap(vs: list[float], wrap_at: float) -> list[float]:
     return out
 
 
+def unwrap_reading(state: tuple[int, int] | None, raw: int, bits: int) -> tuple[tuple[int, int], int]:
+    """One reading of a `bits`-wide counter made monotone as it is read.
+
+    `state` is (last raw reading, wraps so far), None before the first. A reading below the last one
+    is one more wrap: value = raw + wraps · 2**bits. Returns the new state and the value.
+    """
+    last, wraps = state if state is not None else (raw, 0)
+    if raw < last:
+        wraps += 1
+    return (raw, wraps), raw + wraps * (1 << bits)
+
+
 def integrate(t_ns: Sequence[int], v: Sequence[Num | None], t0: int, t1: int) -> float | None:
     """∫ v dt over [t0, t1] in value·seconds by the trapezoid rule (power in W → energy in J).
 

@@ -94,6 +94,8 @@ def test_nvml_errors_become_typed_exceptions() -> None:
         pynvml.NVML_ERROR_NOT_SUPPORTED: nvml.NvmlNotSupported,
         pynvml.NVML_ERROR_FUNCTION_NOT_FOUND: nvml.NvmlNotSupported,
         pynvml.NVML_ERROR_GPU_IS_LOST: nvml.NvmlGpuLost,
+        pynvml.NVML_ERROR_RESET_REQUIRED: nvml.NvmlGpuLost,
+        pynvml.NVML_ERROR_GPU_NOT_FOUND: nvml.NvmlUnavailable,
         pynvml.NVML_ERROR_NO_PERMISSION: nvml.NvmlError,
     }
     for code, cls in cases.items():
@@ -128,6 +130,12 @@ def test_field_value_decoding_and_unsupported_field() -> None:
     with pytest.raises(nvml.NvmlNotSupported, match=f"field {pynvml.NVML_FI_DEV_POWER_INSTANT}"):
         nvml.field_value(_fv(pynvml.NVML_ERROR_NOT_SUPPORTED, 0))
     assert ctypes.sizeof(pynvml.c_nvmlFieldValue_t) > 0
+
+
+def test_field_width_tells_32_bit_counters_apart() -> None:
+    ok = pynvml.NVML_SUCCESS
+    assert nvml.field_bits(_fv(ok, pynvml.NVML_VALUE_TYPE_UNSIGNED_INT, uiVal=1)) == 32
+    assert nvml.field_bits(_fv(ok, pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG, ullVal=1)) == 64
 
 
 def test_cuda_version_text() -> None:

@@ -114,6 +114,41 @@ def test_decode_reasons() -> None:
     assert decode_reasons(0) == []
     assert decode_reasons(0x1 | 0x4 | 0x80) == ["gpu_idle", "sw_power_cap", "hw_power_brake_slowdown"]
     assert decode_reasons(0x10000) == ["0x10000"]
+    assert decode_reasons(0x200 | 0x400) == ["board_limit", "reliability"]
+
+
+def test_older_throttle_bits_count_and_unknown_ones_are_named() -> None:
+    # the pre-rename call (A100, older drivers) can also say board limit (0x200) and reliability (0x400)
+    t = [i * S for i in range(4)]
+    g = series(0, t, power_w=[1.0] * 4, clocks_event_reasons=[0x0, 0x4 | 0x200, 0x400, 0x800])
+    cols = gpu_window_columns([g], 0, 3 * S)
+    assert cols["gpu_throttle_s"] == pytest.approx(2.0)  # 1 s .. 3 s; 0x800 is not a known throttle
+    assert cols["gpu_throttle_reasons"] == "0x800,board_limit,reliability,sw_power_cap"
+
+
+def test_pcie_throughput_readings_once_a_second_are_samples_of_their_own() -> None:
+    # drivers before R555: no byte counters; the sampler thread adds a PCIe-only reading once a second,
+    # which may come in after a later window-edge sample
+    g = GpuSeries(0)
+    for i in range(4):
+        g.append(i * S, {"power_w": 100.0, "clocks_event_reasons": 0x4, "util_gpu_pct": 50})
+    g.append(int(2.5 * S), {"pcie_tx_kb_s": 3000, "pcie_rx_kb_s": 1000})
+    g.append(int(0.5 * S), {"pcie_tx_kb_s": 1000, "pcie_rx_kb_s": 1000})  # late: goes in in order
+    assert g.t_ns == sorted(g.t_ns)
+    assert g.cols["pcie_tx_kb_s"][1] == 1000 and g.cols["power_w"][1] is None
+    cols = gpu_window_columns([g], 0, 3 * S)
+    assert cols["gpu_pcie_tx_bytes_s"] == pytest.approx(2_000_000.0)  # mean of 1000 and 3000 KB/s
+    assert cols["gpu_pcie_rx_bytes_s"] == pytest.approx(1_000_000.0)
+    # the PCIe-only rows leave the rest alone: throttled all along, power and util unchanged
+    assert cols["gpu_throttle_s"] == pytest.approx(3.0)
+    assert cols["gpu_power_w_mean"] == pytest.approx(100.0)
+    assert cols["gpu_util_pct_mean"] == pytest.approx(50.0)
+    assert cols["gpu_samples"] == 4
+    # a window between two readings has no PCIe rate rather than a made-up one
+    assert gpu_window_columns([g], int(0.6 * S), int(1.4 * S))["gpu_pcie_tx_bytes_s"] is None
+    # the live display looks past a PCIe-only last row
+    g.append(4 * S, {"pcie_tx_kb_s": 10, "pcie_rx_kb_s": 10})
+    assert g.last()["power_w"] == 100.0 and g.last()["pcie_tx_kb_s"] == 10
 
 
 def test_trace_round_trip(tmp_path: Path) -> None:

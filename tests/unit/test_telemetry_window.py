@@ -14,6 +14,7 @@ from harness.telemetry.window import (
     interp_at,
     j_per_token,
     time_weighted_mean,
+    unwrap_reading,
     window_values,
 )
 
@@ -119,3 +120,16 @@ def test_energy_columns_sum_gpu_and_rapl() -> None:
         "energy_scope": "cpu_package",
     }
     assert energy_columns({"engine_cpu_pct_mean": 50.0}) == {}
+
+
+def test_unwrap_reading_of_a_32_bit_counter() -> None:
+    st, v = unwrap_reading(None, 4_000_000_000, 32)
+    assert v == 4_000_000_000
+    st, v = unwrap_reading(st, 4_294_000_000, 32)
+    assert v == 4_294_000_000
+    st, v = unwrap_reading(st, 1_000, 32)  # wrapped past 2**32
+    assert st == (1_000, 1) and v == 2**32 + 1_000
+    st, v = unwrap_reading(st, 5_000, 32)
+    assert v == 2**32 + 5_000
+    st, v = unwrap_reading(st, 10, 32)  # a second wrap
+    assert v == 2 * 2**32 + 10
