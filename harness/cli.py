@@ -457,12 +457,20 @@ def serve_fake(
     stall_after: Annotated[
         int | None, typer.Option(help="fault: stop sending after this many tokens")
     ] = None,
+    error_after: Annotated[
+        int | None, typer.Option(help="fault: end streams with a server error after this many tokens")
+    ] = None,
+    error_as: Annotated[
+        str, typer.Option(help="how that error is sent: data (vLLM, llama.cpp) or field (older llama.cpp)")
+    ] = "data",
 ) -> None:
     """Serve the OpenAI streaming protocol with scripted timing (for testing clients and the harness)."""
     from harness.testing.fake_server import FakeScript, serve_processes
 
     if workers > 1 and port == 0:
         raise _fail("--port: must be set (not 0) when --workers > 1")
+    if error_as not in ("data", "field"):
+        raise _fail(f"--error-as: invalid value {error_as!r} (allowed: data, field)")
     if fail_status not in (400, 404, 429, 500, 503):
         raise _fail(f"--fail-status: invalid value {fail_status} (allowed: 400, 404, 429, 500, 503)")
     script = FakeScript(
@@ -474,6 +482,8 @@ def serve_fake(
         drop_after_tokens=drop_after,
         bad_json_after_tokens=bad_json_after,
         stall_after_tokens=stall_after,
+        error_after_tokens=error_after,
+        error_as=error_as,
     )
     err.print(
         f"fake OpenAI server on http://{host}:{port} (TTFT {ttft_ms} ms, ITL {itl_ms} ms, "

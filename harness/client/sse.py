@@ -11,6 +11,8 @@ class SseEvents:
     """Collects `(stamp_ns, data)` per event; `data` joins an event's `data:` lines with `\\n`.
 
     An event is complete at its blank line; its stamp is that of the read that delivered it.
+    An `error:` line (not an SSE field: llama.cpp servers before their server-http rewrite sent a
+    stream's error that way, then `[DONE]`) becomes the event `{"error": ...}`, as vLLM sends one.
     Other fields (`event:`, `id:`, `retry:`) and comments are ignored.
     """
 
@@ -40,6 +42,8 @@ class SseEvents:
             elif line[:5] == b"data:":
                 v = line[6:] if line[5:6] == b" " else line[5:]
                 self._data = v if self._data is None else self._data + b"\n" + v
+            elif line[:6] == b"error:":
+                self._data = b'{"error":' + (line[6:].strip() or b"null") + b"}"
         self._buf = buf[start:] if start < len(buf) else b""
 
     def close(self, now_ns: int) -> None:

@@ -47,6 +47,11 @@ class FakeScript:
     drop_after_tokens: int | None = None  # close the stream after this many tokens (no [DONE])
     bad_json_after_tokens: int | None = None  # send a malformed SSE event after this many tokens
     stall_after_tokens: int | None = None  # stop sending (connection kept open) after this many tokens
+    # end the stream with a server error after this many tokens, as `error_as` says real servers do:
+    # "data" — `data: {"error": {...}}` and no [DONE] (vLLM, llama.cpp since its server-http rewrite);
+    # "field" — an `error: {...}` line, then `data: [DONE]` (earlier llama.cpp servers)
+    error_after_tokens: int | None = None
+    error_as: str = "data"
     include_usage: bool = True
     spin_streams: int = 16
 
@@ -230,6 +235,15 @@ class FakeServer:
                     conn.write(_frame(b'data: {"choices": [{"text": "unterminated\n\n'))  # then go on
                 if s.stall_after_tokens is not None and i >= s.stall_after_tokens:
                     await asyncio.sleep(3600)  # hang with the connection open
+                if s.error_after_tokens is not None and i >= s.error_after_tokens:
+                    err = b'{"code":500,"message":"scripted error mid-stream","type":"server_error"}'
+                    if s.error_as == "field":
+                        conn.write(
+                            _frame(b"error: " + err + b"\n\n") + _frame(b"data: [DONE]\n\n") + b"0\r\n\r\n"
+                        )
+                    else:
+                        conn.write(_frame(b'data: {"error":' + err + b"}\n\n") + b"0\r\n\r\n")
+                    return True
                 await _sleep_until(deadline, self.active_streams <= s.spin_streams)
                 fin = b'"length"' if i == n - 1 else b"null"
                 if chat:

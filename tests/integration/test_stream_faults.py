@@ -23,6 +23,10 @@ FAULTS = [
     (["--drop-after", "3"], "disconnected", ""),
     (["--bad-json-after", "3"], "protocol", ""),
     (["--stall-after", "3"], "timeout", "no complete response within 1.5 s"),
+    # a server error after some tokens, as vLLM and llama.cpp send it, and as earlier llama.cpp servers did
+    # (an `error:` line, then [DONE]): the request failed, it is not a short success
+    (["--error-after", "3", "--error-as", "data"], "http", "error in stream: {'code': 500"),
+    (["--error-after", "3", "--error-as", "field"], "http", "scripted error mid-stream"),
 ]
 
 
@@ -76,7 +80,7 @@ def test_stream_fault_is_recorded_with_its_kind(write_scenario, tmp_path: Path, 
     good = [r for r in recs if r.ok]
     assert bad and all(r.error_kind == kind for r in bad), [(r.error_kind, r.error) for r in recs]
     assert all(text in (r.error or "") for r in bad)
-    if kind == "http":  # every second request fails, the others are complete and correct
+    if flags[0] == "--fail-every":  # every second request fails, the others are complete and correct
         assert len(good) == 3 and all(r.output_tokens == 8 for r in good)
     point = pd.read_csv(run / "points.csv").iloc[0]
     assert point["errors"] == len(bad) and point["error_kinds"] == f"{kind}:{len(bad)}"

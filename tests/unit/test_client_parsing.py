@@ -28,6 +28,13 @@ def test_sse_events_with_crlf_comments_and_multiline_data() -> None:
     assert ev.events == [(5, b"one\ntwo"), (5, b"[DONE]")]
 
 
+def test_sse_error_line_becomes_an_error_event() -> None:
+    # earlier llama.cpp servers: `error: {...}` (not an SSE field), a blank line, then data: [DONE]
+    ev = SseEvents()
+    ev.feed(b'data: {"a":1}\n\nerror: {"code":500,"message":"x"}\n\ndata: [DONE]\n\n', 7)
+    assert [d for _, d in ev.events] == [b'{"a":1}', b'{"error":{"code":500,"message":"x"}}', b"[DONE]"]
+
+
 def test_sse_unterminated_event_counts_at_close() -> None:
     ev = SseEvents()
     ev.feed(b"data: last\n", 1)
