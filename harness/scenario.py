@@ -242,6 +242,13 @@ class Load(Strict):
             raise ValueError("closed mode needs at least one concurrency level")
         if self.mode == "open" and not self.rates_rps:
             raise ValueError("open mode needs at least one rate in rates_rps")
+        # closed loop: a point never has more requests in flight than it has requests to send
+        if self.mode == "closed" and self.requests < max(self.concurrency):
+            raise ValueError(
+                f"requests {self.requests}: a closed-loop point never has more than its requests in flight, "
+                f"so requests must be >= every concurrency (highest is {max(self.concurrency)}; add "
+                "cooldown_requests to keep that load up until the last measured request ends)"
+            )
         # every client process holds at least one request in flight: more processes than the
         # concurrency (or the open-loop cap) would exceed it
         if self.workers > 1 and self.mode == "closed" and min(self.concurrency) < self.workers:

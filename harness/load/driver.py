@@ -100,7 +100,8 @@ class _Run:
         self.client, self.load, self.point_id = client, load, point_id
         self.out, self.on_record = out, on_record
         self.measured_left = 0  # measured requests not yet ended
-        self.measured_running = 0
+        self.measured_running = 0  # measured requests let through `gate` and not yet ended (open loop:
+        # also those still waiting for a `max_concurrency` slot: they were due before the deadline)
         self.cut = False  # the deadline passed with measured requests left unsent
         # one of several client processes: its cooldown goes on until the parent stops it (when the
         # measured requests of every process are done), not when its own share is
@@ -130,12 +131,12 @@ class _Run:
             job = replace(job, role="cooldown")
         if job.role == "cooldown" and self.stop_cooldown_when_done and self.all_measured_done.is_set():
             return None
+        self.measured_running += job.role == "measured"
         return job
 
     async def one(self, job: Job, scheduled_ns: int) -> None:
         measured = job.role == "measured"
         rec = RequestRecord(job.request_id, self.point_id, scheduled_ns, warmup=not measured)
-        self.measured_running += measured
         try:
             await self.client.send(rec, job.spec, job.raw)
         finally:
@@ -203,6 +204,13 @@ async def _sleep_until_ns(when_ns: int, spin: bool) -> None:
         await asyncio.sleep(delay - 0.001)
     while time.perf_counter_ns() < when_ns:
         await asyncio.sleep(0)
+
+
+async def run_warmup_here(
+    client: StreamClient, load: PointLoad, jobs: Sequence[Job], on_record: OnRecord, out: PointOutcome
+) -> None:
+    """Send warmup `jobs` closed loop, at most `load.concurrency` at a time, in this process."""
+    await _Run(client, load, load.point_id, out, on_record).closed(jobs, load.concurrency or 1)
 
 
 async def run_jobs_here(

@@ -6,7 +6,8 @@ are `perf_counter_ns()`, which on Linux reads CLOCK_MONOTONIC, one clock for eve
 the host, so the records merge without any offset (checked at start-up: each worker reports
 its clock and a mismatch stops the point). Open loop: every worker keeps the absolute
 schedule of its share (same `t0`), so the merged arrivals are the planned process. Closed loop:
-the concurrency is split between the workers. Records come back over a pipe as each request
+the concurrency is split between the workers, and the warmup requests run first, from this process,
+once every worker is ready: no worker starts measuring on a server still warming up. Records come back over a pipe as each request
 ends and go to `on_record` at once. A worker whose measured share is done keeps sending its
 cooldown until every worker's is (the parent then stops them all), so the load stays up until
 the last measured request ends.
@@ -24,7 +25,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from harness.client.openai_stream import StreamClient
-from harness.load.driver import Job, OnRecord, PointLoad, PointOutcome, run_jobs_here
+from harness.load.driver import Job, OnRecord, PointLoad, PointOutcome, run_jobs_here, run_warmup_here
 from harness.records import RequestRecord
 
 START_TIMEOUT_S = 120.0
@@ -105,11 +106,13 @@ async def run_jobs_in_workers(
     cfg = _client_config(client)
     pipes: list[Connection] = []
     procs: list[Any] = []
+    closed = load.rate_rps is None
+    warm = [j for j in jobs if j.role == "warmup"] if closed else []
+    dealt = [j for j in jobs if j.role != "warmup"] if closed else list(jobs)
     for k in range(n):
-        share = [j for i, j in enumerate(jobs) if i % n == k]
-        wl = replace(
+        share = [j for i, j in enumerate(dealt) if i % n == k]
+        wl = replace(  # `workers` stays: a worker sends its share of the rate (the busy-wait choice)
             load,
-            workers=1,
             concurrency=split(load.concurrency, k, n),
             max_concurrency=split(load.max_concurrency, k, n),
         )
@@ -185,6 +188,8 @@ async def run_jobs_in_workers(
         if dead:
             procs[dead[0]].join(5)
             raise RuntimeError(f"client worker {dead[0]} exited at start (code {procs[dead[0]].exitcode})")
+        if warm:  # closed loop: warm the server up before any worker measures
+            await run_warmup_here(client, load, warm, on_record, out)
         t0 = max(t0_ns, time.perf_counter_ns() + 20_000_000)
         for c in pipes:
             c.send(("go", t0))

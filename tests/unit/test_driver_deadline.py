@@ -126,3 +126,44 @@ def test_two_client_processes_keep_the_load_until_both_shares_end(fake: str) -> 
     late = [(r.sent_ns - long_end) / 1e6 for r in recs if r.warmup and r.sent_ns and r.sent_ns >= long_end]
     assert all(ms < 50 for ms in late), late
     assert len(recs) < 8 + 40  # not process 0's whole cooldown share
+
+
+def test_open_loop_requests_queued_for_a_slot_at_the_deadline_are_still_measured(fake: str) -> None:
+    """Open loop with `max_concurrency: 1` at 40 req/s of 50 ms requests: a queue builds. The requests
+    due before the deadline but still waiting for the slot there are measured to the end (their TTFT
+    includes the wait), not dropped or cancelled: they are the most-delayed ones."""
+    load = PointLoad("capped", rate_rps=40.0, arrival="constant", max_concurrency=1, duration_s=0.5)
+    specs = [RequestSpec("hello world", 4)] * 60
+
+    async def go() -> PointOutcome:
+        async with StreamClient(fake, "fake", extra_body={"ignore_eos": True}) as c:
+            return await run_point(c, load, [], specs, 0, lambda r: None)
+
+    out = asyncio.run(go())
+    measured = sorted((r for r in out.records if not r.warmup), key=lambda r: r.scheduled_ns)
+    deadline = out.started_ns + int(0.5e9)
+    # 40 req/s for 0.5 s: the 20 due before the deadline (the first at 0), each 50 ms, one at a time
+    assert len(measured) == 20 and all(r.ok for r in measured), [
+        (r.request_id, r.error_kind) for r in measured
+    ]
+    assert all(r.scheduled_ns < deadline for r in measured)
+    assert measured[-1].sent_ns is not None and measured[-1].sent_ns > deadline  # waited for the slot
+    assert (measured[-1].first_token_ns or 0) - measured[-1].scheduled_ns > 400_000_000
+
+
+def test_two_closed_loop_client_processes_measure_only_after_the_warmup(fake: str) -> None:
+    load = PointLoad("w2warm", concurrency=2, workers=2)
+    warm = [RequestSpec("hello world", 40)]  # 410 ms
+    measured = [RequestSpec("hello world", 4)] * 8
+
+    async def go() -> PointOutcome:
+        async with StreamClient(fake, "fake", extra_body={"ignore_eos": True}) as c:
+            return await run_point(c, load, warm, measured, 0, lambda r: None)
+
+    out = asyncio.run(go())
+    w = [r for r in out.records if r.warmup]
+    m = [r for r in out.records if not r.warmup]
+    assert len(w) == 1 and w[0].ok and len(m) == 8 and all(r.ok for r in m)
+    first_measured = min(r.sent_ns or 0 for r in m)
+    assert (w[0].done_ns or 0) <= first_measured  # no worker measured while the server warmed up
+    assert out.started_ns >= (w[0].done_ns or 0)

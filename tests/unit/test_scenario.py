@@ -265,3 +265,18 @@ def test_more_client_processes_than_concurrency_is_refused() -> None:
     (msg,) = messages({**BASE, "load": open_loop})
     assert "max_concurrency must be >= 2 (allowed: workers <= 1)" in msg
     assert parse_scenario({**BASE, "load": {"concurrency": [2, 4], "workers": 2}}).load.workers == 2
+
+
+def test_closed_loop_concurrency_above_the_request_count_is_refused() -> None:
+    # 16 requests at concurrency 64 would run at most 16 in flight under a label of 64
+    assert messages({**BASE, "load": {"concurrency": [1, 64], "requests": 16}}) == [
+        "f.yaml: load: requests 16: a closed-loop point never has more than its requests in flight, so "
+        "requests must be >= every concurrency (highest is 64; add cooldown_requests to keep that load up "
+        "until the last measured request ends)"
+    ]
+    assert parse_scenario({**BASE, "load": {"concurrency": [1, 64], "requests": 64}}).load.requests == 64
+    # open loop has no such bound: arrivals come at their rate
+    assert (
+        parse_scenario({**BASE, "load": {"mode": "open", "rates_rps": [100], "requests": 4}}).load.requests
+        == 4
+    )
