@@ -21,7 +21,7 @@ from harness import hostinfo, metrics
 from harness.client.aio import loop_name, run_loop
 from harness.client.openai_stream import StreamClient
 from harness.engines import make_engine
-from harness.engines.base import redact
+from harness.engines.base import redact, redact_scenario
 from harness.engines.process import EngineError, set_abort_check
 from harness.load import tokens
 from harness.load.driver import PointLoad, run_point
@@ -167,7 +167,7 @@ def _new_run(
             "command": redact(sys.argv),
             "scenario_file": scenario_file,
             "scenario_hash": scenario_hash(s),
-            "scenario": s.model_dump(mode="json"),
+            "scenario": redact_scenario(s.model_dump(mode="json")),
             "seeds": {"workload": s.workload.seed, "arrivals": s.load.seed},
             "host": hostinfo.host(),
             "hardware": _hardware(),

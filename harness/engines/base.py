@@ -45,6 +45,27 @@ class Engine(Protocol):
     def metrics_url(self) -> str | None: ...
 
 
+SECRET_WORDS = ("key", "token", "secret", "password")
+
+
+def redact_scenario(dump: Any) -> Any:
+    """A scenario's JSON dump for the manifest with secrets out: `extra_args` lists through `redact`,
+    and values of `env` entries whose names look secret (HF_TOKEN, OPENAI_API_KEY) as ***."""
+    if isinstance(dump, list):
+        return [redact_scenario(x) for x in dump]
+    if not isinstance(dump, dict):
+        return dump
+    out: dict[str, Any] = {}
+    for k, v in dump.items():
+        if k == "extra_args" and isinstance(v, list):
+            out[k] = redact([str(a) for a in v])
+        elif k == "env" and isinstance(v, dict):
+            out[k] = {n: "***" if any(w in n.lower() for w in SECRET_WORDS) else x for n, x in v.items()}
+        else:
+            out[k] = redact_scenario(v)
+    return out
+
+
 def redact(argv: list[str]) -> list[str]:
     """Command line with values of secret-looking flags replaced by ***."""
     out: list[str] = []
@@ -55,7 +76,7 @@ def redact(argv: list[str]) -> list[str]:
             hide_next = False
             continue
         low = a.lower()
-        if any(k in low for k in ("key", "token", "secret", "password")) and a.startswith("-"):
+        if any(k in low for k in SECRET_WORDS) and a.startswith("-"):
             if "=" in a:
                 out.append(a.split("=", 1)[0] + "=***")
             else:

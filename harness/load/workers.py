@@ -7,10 +7,10 @@ the host, so the records merge without any offset (checked at start-up: each wor
 its clock and a mismatch stops the point). Open loop: every worker keeps the absolute
 schedule of its share (same `t0`), so the merged arrivals are the planned process. Closed loop:
 the concurrency is split between the workers, and the warmup requests run first, from this process,
-once every worker is ready: no worker starts measuring on a server still warming up. Records come back over a pipe as each request
-ends and go to `on_record` at once. A worker whose measured share is done keeps sending its
-cooldown until every worker's is (the parent then stops them all), so the load stays up until
-the last measured request ends.
+once every worker is ready: no worker starts measuring on a server still warming up. Records come
+back over a pipe as each request ends and go to `on_record` at once. A worker whose measured share
+is done keeps sending its cooldown until every worker's is (the parent then stops them all), so the
+load stays up until the last measured request ends.
 """
 
 from __future__ import annotations

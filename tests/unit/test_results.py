@@ -4,7 +4,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from harness.engines.base import redact
+from harness.engines.base import redact, redact_scenario
 from harness.records import RequestRecord
 from harness.results import RunDir, iter_records, read_manifest
 
@@ -67,6 +67,28 @@ def test_record_round_trip() -> None:
 def test_redact_hides_secret_flag_values() -> None:
     argv = ["vllm", "serve", "m", "--api-key", "sk-123", "--hf-token=hf_abc", "--port", "8000"]
     assert redact(argv) == ["vllm", "serve", "m", "--api-key", "***", "--hf-token=***", "--port", "8000"]
+
+
+def test_the_manifests_scenario_carries_no_secrets() -> None:
+    from harness.scenario import parse_scenario
+
+    s = parse_scenario(
+        {
+            "name": "s",
+            "engine": {
+                "type": "llamacpp",
+                "model": {"source": "path", "path": "m.gguf"},
+                "extra_args": ["--api-key", "sekrit123", "--threads", "2"],
+            },
+            "variants": [{"extra_args": ["--api-key=v1secret"]}],
+        }
+    )
+    dump = redact_scenario(s.model_dump(mode="json"))
+    assert dump["engine"]["extra_args"] == ["--api-key", "***", "--threads", "2"]
+    assert dump["variants"][0]["extra_args"] == ["--api-key=***"]
+    assert "sekrit123" not in json.dumps(dump)
+    vllm_engine = {"engine": {"type": "vllm", "env": {"HF_TOKEN": "hf_abc", "OMP_NUM_THREADS": "2"}}}
+    assert redact_scenario(vllm_engine)["engine"]["env"] == {"HF_TOKEN": "***", "OMP_NUM_THREADS": "2"}
 
 
 def test_a_rate_search_run_is_not_resumed(tmp_path: Path) -> None:
