@@ -83,6 +83,7 @@ def run(
 ) -> None:
     """Run a scenario: start the engine, sweep the load points, write results/<time>-<name>/."""
     from harness import report
+    from harness.results import iter_records, read_points
     from harness.runner import ResumeError, RunFailed, run_scenario
     from harness.scenario import combination_warnings, input_file_errors
     from harness.telemetry import default_samplers
@@ -123,6 +124,14 @@ def run(
         raise _fail(str(e), EXIT_RUN_FAILED) from None
     md = report.report_run(res.run_dir, out)
     err.print(f"results: {res.run_dir} (table: {md})")
+    if report.nothing_measured(read_points(res.run_dir)):
+        first = next((r.error for r in iter_records(res.run_dir) if not r.warmup and r.error), None)
+        raise _fail(
+            "every measured request failed: the run measures nothing"
+            + (f" (first error: {first[:300]})" if first else "")
+            + f"; see {res.run_dir / 'requests.jsonl'} and the engine log",
+            EXIT_RUN_FAILED,
+        )
 
 
 # ---------------------------------------------------------------- report, compare, cost, roofline, claims

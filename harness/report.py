@@ -96,7 +96,7 @@ def report_run(run: str | Path, console: Console | None = None) -> Path:
         f"- host: {host.get('cpu_model')} ({host.get('cpu_logical')} logical CPUs)",
         f"- engine: {' '.join((manifest.get('engines') or [{}])[0].get('command') or [])}\n",
     ]
-    notes = aborted_notes(df)
+    notes = aborted_notes(df) + failed_request_notes(df)
     for n in notes:
         console.print(f"[yellow]note[/] {n}", highlight=False)
     table = markdown(df) if not df.empty else "no finished points\n"
@@ -104,6 +104,32 @@ def report_run(run: str | Path, console: Console | None = None) -> Path:
         "\n".join(body) + "\n" + table + "".join(f"\n- {n}" for n in notes) + ("\n" if notes else "")
     )
     return md
+
+
+def failed_request_notes(df: pd.DataFrame) -> list[str]:
+    """One line per point with failed measured requests: all of them (the row measures nothing) or some
+    (its latencies cover only the successes)."""
+    if df.empty or "errors" not in df.columns or "ok" not in df.columns:
+        return []
+    out = []
+    for _, r in df.iterrows():
+        bad, good = int(r["errors"] or 0), int(r["ok"] or 0)
+        if not bad:
+            continue
+        kinds = f" ({r['error_kinds']})" if str(r.get("error_kinds") or "") else ""
+        if good == 0:
+            out.append(f"point {r['point_id']}: all {bad} measured requests failed{kinds}: nothing measured")
+        else:
+            out.append(
+                f"point {r['point_id']}: {bad} of {bad + good} measured requests failed{kinds}; "
+                "its latencies cover the others only"
+            )
+    return out
+
+
+def nothing_measured(df: pd.DataFrame) -> bool:
+    """No point of the run has a single successful measured request."""
+    return not df.empty and "ok" in df.columns and not (df["ok"].fillna(0) > 0).any()
 
 
 def aborted_notes(df: pd.DataFrame) -> list[str]:
