@@ -1,6 +1,7 @@
 """`harness compare`: one table over many runs.
 
-Rows are model x precision x load level (concurrency `c8` or rate `r2`), columns are configurations
+Rows are model x precision x workload (mean input/output tokens, `128/64`) x load level (concurrency
+`c8` or rate `r2`), columns are configurations
 (`hardware | engine [| variant]`, read from each run's manifest, see harness.runinfo). Each metric is
 its own rows x configurations table; `speedup` is a configuration's output tok/s divided by the
 baseline configuration's output tok/s on the same row.
@@ -33,7 +34,7 @@ METRICS: tuple[tuple[str, str, str], ...] = (
     ("energy_usd_per_1m_tokens", "energy $/1M output tokens", "{:.4f}"),
     ("pct_roofline", "% of decode roofline", "{:.1f}"),
 )
-ROW_KEYS = ["model", "precision", "load"]
+ROW_KEYS = ["model", "precision", "workload", "load"]
 
 
 class CompareError(Exception):
@@ -127,7 +128,7 @@ def pivot(points: pd.DataFrame) -> pd.DataFrame:
     wide = points.pivot_table(index=ROW_KEYS, columns="config", values=metrics, aggfunc="first", dropna=False)
     wide = wide.reindex(columns=pd.MultiIndex.from_product([metrics, configs]))
     present = set(zip(*(points[k] for k in ROW_KEYS), strict=True))
-    order = sorted(present, key=lambda k: (str(k[0]), str(k[1]), _load_order(str(k[2]))))
+    order = sorted(present, key=lambda k: (*(str(x) for x in k[:-1]), _load_order(str(k[-1]))))
     return wide.reindex(order)
 
 

@@ -10,6 +10,8 @@ is inferred from directory names. One row per measured point comes out of `point
   for an external endpoint on another host, the scenario's `hardware.gpu` (else `unknown`)
 * `devices`: how many of them one engine instance uses (TP x PP for vLLM, `hardware.gpus` else)
 * `config`: the column label `hardware | engine [| variant overrides]`
+* `workload`: mean input/output tokens (`128/64`), or `dataset NAME`: points of different workloads
+  are never the same row
 * `roofline_tok_s`, `pct_roofline`: the decode ceiling at the point's concurrency (harness.roofline)
 """
 
@@ -154,6 +156,13 @@ def _mean_len(v: Any) -> float:
     if isinstance(v, dict):
         return float(v.get("mean") or 0)
     return float(v or 0)
+
+
+def workload_label(workload: dict[str, Any]) -> str:
+    """`IN/OUT` mean tokens of a scenario workload (`128/64`), or `dataset NAME` for a dataset."""
+    if workload.get("dataset"):
+        return f"dataset {Path(str(workload['dataset'])).name}"
+    return f"{_mean_len(workload.get('input_tokens')):g}/{_mean_len(workload.get('output_tokens')):g}"
 
 
 def context_tokens(manifest: dict[str, Any]) -> float:
@@ -331,6 +340,7 @@ def run_points(run: str | Path, table: dict[str, Device] | None = None) -> pd.Da
             engine_label=engine,
             variant_label=vl,
             config=" | ".join(x for x in (hardware, engine, vl) if x),
+            workload=workload_label(workload),
             load=f"c{conc}" if conc is not None else f"r{float(p.get('rate_rps') or 0):g}",
             concurrency=conc,
             cpu_offload_gb=float(cfg.get("cpu_offload_gb") or 0),

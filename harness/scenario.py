@@ -184,6 +184,17 @@ class LengthDist(Strict):
     max: int | None = Field(None, ge=1)
     stddev: float | None = Field(None, ge=0)
 
+    def problem(self) -> str | None:
+        """Why no length can be drawn from this distribution, or None."""
+        lo = self.min or 1
+        hi = self.max if self.max is not None else (2 * self.mean if self.dist == "uniform" else None)
+        if hi is not None and lo > hi:
+            shown = f"max {self.max}" if self.max is not None else f"the default max (2 x mean = {hi})"
+            return f"min {lo} is above {shown}: no length can be drawn"
+        if self.mean < lo or (hi is not None and self.mean > hi):
+            return f"mean {self.mean} is outside [min, max] = [{lo}, {hi if hi is not None else 'none'}]"
+        return None
+
 
 class Workload(Strict):
     api: Literal["completion", "chat"] = "completion"
@@ -200,6 +211,15 @@ class Workload(Strict):
     temperature: float = Field(0.0, ge=0)
     seed: int = 0
     request_timeout_s: float = Field(600.0, gt=0)
+
+    @field_validator("input_tokens", "output_tokens")
+    @classmethod
+    def _length(cls, v: int | LengthDist) -> int | LengthDist:
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"must be >= 1 token (got {v})")
+        if isinstance(v, LengthDist) and (why := v.problem()):
+            raise ValueError(why)
+        return v
 
 
 class Load(Strict):

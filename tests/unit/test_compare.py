@@ -23,7 +23,7 @@ from harness.compare import (
 
 
 def _rows() -> pd.DataFrame:
-    base = {"model": "llama-3.1-70b", "precision": "fp8"}
+    base = {"model": "llama-3.1-70b", "precision": "fp8", "workload": "1024/256"}
     rows = [
         # config A (baseline) and B at two loads; loads out of numeric order on purpose
         {
@@ -61,10 +61,11 @@ def test_speedup_is_tok_s_over_baseline_on_the_same_row() -> None:
 
 def test_pivot_rows_in_numeric_load_order_and_columns_per_config() -> None:
     wide = pivot(add_speedup(_rows(), "a100-80gb-sxm | vllm"))
-    assert [k[2] for k in wide.index] == ["c2", "c16", "c64"]
-    assert wide.loc[("llama-3.1-70b", "fp8", "c16"), ("output_tok_s", "h100-sxm | vllm")] == 500.0
-    assert wide.loc[("llama-3.1-70b", "fp8", "c2"), ("ttft_s_p50", "a100-80gb-sxm | vllm")] == 0.1
-    assert math.isnan(wide.loc[("llama-3.1-70b", "fp8", "c64"), ("output_tok_s", "a100-80gb-sxm | vllm")])
+    assert [k[3] for k in wide.index] == ["c2", "c16", "c64"]
+    row = ("llama-3.1-70b", "fp8", "1024/256")
+    assert wide.loc[(*row, "c16"), ("output_tok_s", "h100-sxm | vllm")] == 500.0
+    assert wide.loc[(*row, "c2"), ("ttft_s_p50", "a100-80gb-sxm | vllm")] == 0.1
+    assert math.isnan(wide.loc[(*row, "c64"), ("output_tok_s", "a100-80gb-sxm | vllm")])
     f = flat(wide)
     assert "output_tok_s [h100-sxm | vllm]" in f.columns and "speedup [h100-sxm | vllm]" in f.columns
     assert list(f["load"]) == ["c2", "c16", "c64"]
@@ -76,10 +77,10 @@ def test_markdown_has_one_table_per_metric_with_formatted_cells() -> None:
     pts["run_id"] = "r1"
     md = markdown(Comparison(pts, pivot(pts), "a100-80gb-sxm | vllm"))
     assert "## output tok/s" in md and "## speedup vs baseline" in md and "## TTFT p50 ms" in md
-    assert "| llama-3.1-70b | fp8 | c16 | 200.0 | 500.0 |" in md
-    assert "| llama-3.1-70b | fp8 | c16 | 1.00x | 2.50x |" in md
-    assert "| llama-3.1-70b | fp8 | c2 | 100.0 | 50.0 |" in md  # TTFT in ms
-    assert "| llama-3.1-70b | fp8 | c64 | - | 900.0 |" in md
+    assert "| llama-3.1-70b | fp8 | 1024/256 | c16 | 200.0 | 500.0 |" in md
+    assert "| llama-3.1-70b | fp8 | 1024/256 | c16 | 1.00x | 2.50x |" in md
+    assert "| llama-3.1-70b | fp8 | 1024/256 | c2 | 100.0 | 50.0 |" in md  # TTFT in ms
+    assert "| llama-3.1-70b | fp8 | 1024/256 | c64 | - | 900.0 |" in md
 
 
 def test_newest_run_wins_a_duplicate_cell() -> None:
@@ -91,6 +92,17 @@ def test_newest_run_wins_a_duplicate_cell() -> None:
     assert len(kept) == 2
     assert kept[kept["load"] == "c16"]["output_tok_s"].tolist() == [210.0]
     assert notes == ["old v0-c16: superseded by a newer run of a100-80gb-sxm | vllm at c16"]
+
+
+def test_runs_of_different_workloads_are_different_rows() -> None:
+    # 128/16 and 128/64 at the same load are two measurements, not a rerun: both kept, on two rows
+    df = _rows().iloc[:1].copy()
+    df["run_id"], df["point_id"], df["started_utc"] = "a", "v0-c16", "2026-01-01"
+    other = df.assign(run_id="b", started_utc="2026-02-01", workload="1024/64", output_tok_s=150.0)
+    kept, notes = dedupe(pd.concat([df, other]))
+    assert len(kept) == 2 and notes == []
+    wide = pivot(kept)
+    assert [k[2] for k in wide.index] == ["1024/256", "1024/64"]
 
 
 def test_baseline_by_device_key_label_or_prefix() -> None:

@@ -66,6 +66,7 @@ def test_one_line_per_config_model_and_precision() -> None:
 def test_reruns_are_plotted_once_with_a_note(tmp_path: Path) -> None:
     pts = _points(energy=False)
     pts["model"], pts["precision"], pts["load"] = "m", "bf16", [f"r{r:g}" for r in pts["rate_rps"]]
+    pts["workload"] = "128/64"
     pts["point_id"], pts["run_id"], pts["started_utc"] = "v0-r1", "old", "2026-11-01"
     newer = pts[pts["config"] == "h100-sxm | vllm"].assign(run_id="new", started_utc="2026-11-02")
     plots, notes = make_plots(pd.concat([pts, newer]), tmp_path)

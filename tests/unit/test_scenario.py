@@ -280,3 +280,21 @@ def test_closed_loop_concurrency_above_the_request_count_is_refused() -> None:
         parse_scenario({**BASE, "load": {"mode": "open", "rates_rps": [100], "requests": 4}}).load.requests
         == 4
     )
+
+
+def test_workload_lengths_that_cannot_be_drawn_are_refused() -> None:
+    def msg(w: dict) -> list[str]:
+        return messages({**BASE, "workload": w})
+
+    assert msg({"input_tokens": -5}) == ["f.yaml: workload.input_tokens: must be >= 1 token (got -5)"]
+    assert msg({"output_tokens": 0}) == ["f.yaml: workload.output_tokens: must be >= 1 token (got 0)"]
+    assert msg({"output_tokens": {"dist": "uniform", "mean": 100, "min": 200, "max": 50}}) == [
+        "f.yaml: workload.output_tokens: min 200 is above max 50: no length can be drawn"
+    ]
+    assert msg({"output_tokens": {"dist": "uniform", "mean": 10, "min": 30}}) == [
+        "f.yaml: workload.output_tokens: min 30 is above the default max (2 x mean = 20): "
+        "no length can be drawn"
+    ]
+    ok = {"dist": "normal", "mean": 100, "min": 30, "max": 200}
+    out = parse_scenario({**BASE, "workload": {"output_tokens": ok}}).workload.output_tokens
+    assert not isinstance(out, int) and out.mean == 100
