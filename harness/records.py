@@ -46,6 +46,8 @@ class RequestRecord:
     output_tokens_source: str | None = None  # usage | max_tokens (finish_reason length) | tokenizer
     output_text: str | None = None  # the streamed text, when the run keeps it (to count its tokens)
     output_text_tokens: int | None = None  # tokenizer count of output_text (filled after the point)
+    # usage | prompt_fit (no usage in the stream: the server's own count of the prompt as it was built)
+    prompt_tokens_source: str | None = None
 
     @property
     def ok(self) -> bool:

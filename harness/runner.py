@@ -135,9 +135,12 @@ def _point_row(
 
 
 def _count_from_length(r: RequestRecord) -> None:
-    """No usage in the stream, but it ended for `length`: it produced exactly max_tokens."""
+    """No usage in the stream, but it ended for `length`: it produced exactly max_tokens; and its prompt
+    has the length the server's tokenizer gave it when it was built (`expected_input_tokens`)."""
     if r.output_tokens is None and r.ok and r.finish_reason == "length" and r.expected_output_tokens:
         r.output_tokens, r.output_tokens_source = r.expected_output_tokens, "max_tokens"
+    if r.prompt_tokens is None and r.ok and r.expected_input_tokens is not None:
+        r.prompt_tokens, r.prompt_tokens_source = r.expected_input_tokens, "prompt_fit"
 
 
 def _count_missing_usage(engine: Any, records: list[RequestRecord]) -> None:

@@ -201,5 +201,6 @@ def apply_chunk(
             rec.output_tokens_source = "usage"
         if usage.get("prompt_tokens") is not None:
             rec.prompt_tokens = int(usage["prompt_tokens"])
+            rec.prompt_tokens_source = "usage"
     if chunk.get("timings"):
         rec.server_timings = dict(chunk["timings"])

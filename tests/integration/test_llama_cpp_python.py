@@ -54,3 +54,10 @@ def test_llama_cpp_python_launcher_sweep(write_scenario, tmp_path: Path) -> None
     assert (points["output_tokens"] == 4 * 12).all()
     assert (points["output_tokens_from"] == "max_tokens").all()
     assert (points["missing_usage"] == 0).all()
+    # and each prompt has the length the server's tokenizer gave it when it was built (24 tokens asked)
+    assert all(
+        r.prompt_tokens_source == "prompt_fit" and r.prompt_tokens == r.expected_input_tokens for r in recs
+    )
+    per_point = [sum(r.prompt_tokens or 0 for r in recs if r.point_id == p) for p in points["point_id"]]
+    assert list(points["input_tokens"]) == per_point and min(per_point) >= 4 * 20
+    assert (points["total_tok_s"] > points["output_tok_s"]).all()
