@@ -167,14 +167,19 @@ def _bandwidths(items: list[str] | None) -> dict[str, float]:
         raise _fail(str(e)) from None
 
 
-def _check_runs(runs: list[Path]) -> None:
-    from harness.results import RunNotFound, read_manifest
+def _check_runs(paths: list[Path]) -> list[Path]:
+    """The run directories `paths` name (see `results.resolve_runs`); exit 2 for one that is none."""
+    from harness.results import RunNotFound, resolve_runs
 
-    for r in runs:
-        try:
-            read_manifest(r)
-        except RunNotFound as e:
-            raise _fail(str(e)) from None
+    try:
+        runs, notes = resolve_runs(paths)
+    except RunNotFound as e:
+        raise _fail(str(e)) from None
+    for n in notes:
+        err.print(f"note: {n}", markup=False, highlight=False)
+    if paths and not runs:
+        raise _fail("no run directories among the paths given")
+    return runs
 
 
 @app.command("report")
@@ -194,7 +199,7 @@ def report_cmd(
     from harness.results import RunNotFound, utc_stamp
     from harness.runinfo import points_frame
 
-    _check_runs(runs)
+    runs = _check_runs(runs)
     for r in runs:
         try:
             md = report.report_run(r, out)
@@ -242,7 +247,7 @@ def compare_cmd(
     from harness.compare import CompareError, compare_runs, parse_metrics, print_comparison, write
     from harness.results import utc_stamp
 
-    _check_runs(runs)
+    runs = _check_runs(runs)
     quotes = _prices(price, prices_file, provider)
     usd = {k: q.usd_per_hour for k, q in quotes.items()}
     try:
@@ -291,7 +296,7 @@ def cost_cmd(
         for line in cost_line(CostInputs(usd_per_hour, tok_s, devices, utilization, j_per_token, kwh).row()):
             out.print(line, highlight=False)
         return
-    _check_runs(runs)
+    runs = _check_runs(runs)
     usd = {k: q.usd_per_hour for k, q in quotes.items()}
     points = points_frame(list(runs))
     if points.empty:
@@ -381,7 +386,7 @@ def claims_cmd(
         cl = [c for c in cl if c.source == source]
         if not cl:
             raise _fail(f"--source: no claims from {source!r}")
-    _check_runs(runs or [])
+    runs = _check_runs(runs or [])
     checks = check_all(cl, points_frame(list(runs or [])))
     out.print(claims_table(checks, len(runs or [])))
     if md_out is not None:
@@ -419,7 +424,7 @@ def recommend_cmd(
     except CatalogError as e:
         raise _fail(f"--model: {e}") from None
     quotes = _prices(price, prices_file, provider)
-    _check_runs(runs or [])
+    runs = _check_runs(runs or [])
     need = Need(arch, concurrency, input_tokens, output_tokens, ttft_slo, tpot_slo)
     try:
         df, notes = recommend(

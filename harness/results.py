@@ -163,6 +163,33 @@ def read_manifest(run: str | Path) -> dict[str, Any]:
     return data
 
 
+COMPARE_OUTPUT = "compare.md"  # `harness compare` writes it into every output directory
+
+
+def resolve_runs(paths: list[Path]) -> tuple[list[Path], list[str]]:
+    """The run directories named by `paths`, and notes on what was passed over.
+
+    A run directory (with manifest.json) stands for itself; a directory of runs (e.g. `results/evidence`,
+    or a cloud fetch `results/<cluster>`) for the runs directly in it; `harness compare` output
+    directories are passed over with a note (so `results/*/` still works after a compare). Anything
+    else raises RunNotFound. Each run comes once, in the order given.
+    """
+    runs: list[Path] = []
+    notes: list[str] = []
+    for p in paths:
+        if (p / "manifest.json").is_file():
+            read_manifest(p)  # readable
+            runs.append(p)
+        elif (p / COMPARE_OUTPUT).is_file():
+            notes.append(f"{p}: a compare output, not a run: passed over")
+        elif p.is_dir() and (inner := sorted(c for c in p.iterdir() if (c / "manifest.json").is_file())):
+            runs += inner
+            notes.append(f"{p}: not a run directory; using the {len(inner)} run(s) in it")
+        else:
+            read_manifest(p)  # raises with the reason
+    return list(dict.fromkeys(runs)), notes
+
+
 def _counts(run: Path) -> dict[int, dict[str, Any]]:
     out: dict[int, dict[str, Any]] = {}
     p = run / COUNTS_FILE

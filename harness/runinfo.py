@@ -3,7 +3,7 @@
 Everything is read from the manifest (scenario, engines, host, telemetry) and points table; nothing
 is inferred from directory names. One row per measured point comes out of `points_frame`, with:
 
-* `model`: the catalog key when the scenario names a catalog model, else the engine's model name
+* `model`: the catalog key when the scenario names a catalog or packaged model, else the engine's model name
 * `precision`: lower case (`bf16`, `fp8`, `f16`, `q4_k_m`)
 * `device`: hardware catalog key, from GPU names recorded by telemetry, else the scenario's
   `hardware.gpu`, else the host CPU (a catalog CPU key when /proc/cpuinfo names one, else `cpu`);
@@ -26,6 +26,7 @@ import pandas as pd
 from harness import offload
 from harness.catalog import models
 from harness.catalog.hardware import Device, devices, match_cpu, match_nvml
+from harness.models import PACKAGE_CATALOG
 from harness.results import read_manifest, read_points
 from harness.roofline import BYTES_PER_PARAM, Shape, decode_bound
 
@@ -138,7 +139,7 @@ def shape_of(
     if src == "catalog" and spec.get("name") in cat:
         shape = Shape.of(cat[spec["name"]])
     elif src == "package":
-        shape = Shape.of(cat["gemma-3-270m"])
+        shape = Shape.of(cat[PACKAGE_CATALOG[spec["package"]]])
     elif src == "synthetic":
         h, L, heads, kvh = spec["hidden"], spec["layers"], spec["heads"], spec["kv_heads"]
         hd = h // heads
@@ -156,6 +157,15 @@ def _mean_len(v: Any) -> float:
     if isinstance(v, dict):
         return float(v.get("mean") or 0)
     return float(v or 0)
+
+
+def model_key(spec: dict[str, Any], served_name: Any) -> str:
+    """The `model` column: the catalog key for catalog and packaged models, else the engine's name."""
+    if spec.get("source") == "catalog":
+        return str(spec["name"])
+    if spec.get("source") == "package" and spec.get("package") in PACKAGE_CATALOG:
+        return PACKAGE_CATALOG[spec["package"]]
+    return str(served_name or "?")
 
 
 def workload_label(workload: dict[str, Any]) -> str:
@@ -315,7 +325,7 @@ def run_points(run: str | Path, table: dict[str, Device] | None = None) -> pd.Da
         cfg = engine_config(manifest, v)
         eng = _engine_entry(manifest, v)
         spec = cfg.get("model") or {}
-        model = spec["name"] if spec.get("source") == "catalog" else (p.get("model") or "?")
+        model = model_key(spec, p.get("model"))
         precision = str(p.get("precision") or cfg.get("precision") or "auto").lower()
         device, n = device_of(manifest, cfg, eng)
         hardware = device if n == 1 else f"{n}x {device}"

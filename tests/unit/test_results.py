@@ -124,3 +124,29 @@ def test_counts_made_after_writing_are_applied_when_reading(tmp_path: Path) -> N
     assert (got[0].output_tokens, got[0].output_tokens_source) == (3, "tokenizer")
     assert got[1].output_text_tokens == 4 and got[1].output_tokens is None
     assert got[2].output_tokens is None and got[2].output_text_tokens is None
+
+
+def test_resolve_runs_expands_directories_of_runs_and_passes_over_compare_outputs(tmp_path: Path) -> None:
+    import pytest
+
+    from harness.results import RunNotFound, resolve_runs
+
+    def run(p: Path) -> Path:
+        p.mkdir(parents=True)
+        (p / "manifest.json").write_text("{}")
+        return p
+
+    a = run(tmp_path / "results" / "a")
+    b1, b2 = run(tmp_path / "results" / "cluster" / "r1"), run(tmp_path / "results" / "cluster" / "r2")
+    cmp_out = tmp_path / "results" / "compare-20261201T000000Z"
+    cmp_out.mkdir()
+    (cmp_out / "compare.md").write_text("# Comparison\n")
+    runs, notes = resolve_runs([a, tmp_path / "results" / "cluster", cmp_out, a])
+    assert runs == [a, b1, b2]
+    assert notes == [
+        f"{tmp_path / 'results' / 'cluster'}: not a run directory; using the 2 run(s) in it",
+        f"{cmp_out}: a compare output, not a run: passed over",
+    ]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RunNotFound, match="empty: not a run directory"):
+        resolve_runs([tmp_path / "empty"])

