@@ -152,6 +152,28 @@ def _count_missing_usage(engine: Any, records: list[RequestRecord]) -> None:
             r.output_tokens, r.output_tokens_source = engine.tokenize(r.output_text), "tokenizer"
 
 
+def search_result_text(found: dict[str, Any], rows: list[dict[str, Any]], variant: int) -> str:
+    """What a rate search found, said as what it is: a lower bound when no rate tried failed, with the
+    rate the point achieved beside the one offered."""
+    best, failing = found["max_rate_rps"], found["lowest_failing_rps"]
+    if best is None:
+        return "highest rate meeting the SLOs: none of the rates tried"
+    row = next(
+        (r for r in reversed(rows) if r.get("variant", 0) == variant and r.get("rate_rps") == best), None
+    )
+    got = row.get("req_s") if row is not None else None
+    achieved = f" offered ({got:.3g} req/s achieved)" if isinstance(got, float) and got == got else ""
+    if failing is None:
+        n = len(found["probes"])
+        return (
+            f"highest rate meeting the SLOs: at least {best:g} req/s{achieved}: no rate tried failed "
+            f"in {n} probes, so the limit is higher"
+        )
+    return (
+        f"highest rate meeting the SLOs: {best:g} req/s{achieved} (the next rate tried, {failing:g}, failed)"
+    )
+
+
 class ResumeError(Exception):
     """The run directory cannot be resumed with this scenario; message is for the user."""
 
@@ -336,11 +358,7 @@ def run_scenario(
                     if search is not None:
                         found = {"variant": vi, **search.summary()}
                         run.update_manifest(max_goodput=[*run.manifest.get("max_goodput", []), found])
-                        best = found["max_rate_rps"]
-                        console.print(
-                            f"variant {vi}: highest rate meeting the SLOs: "
-                            + (f"{best:g} req/s" if best is not None else "none of the rates tried")
-                        )
+                        console.print(f"variant {vi}: {search_result_text(found, rows, vi)}", highlight=False)
                 finally:
                     if tel is not None:
                         tel.stop(run.path)

@@ -42,3 +42,21 @@ def test_plan_yields_search_points() -> None:
         plan.observe(p, True)
     assert ids == ["v0-r5", "v0-r10", "v0-r20"]
     assert plan.search is not None and plan.search.best_rps == pytest.approx(20.0)
+
+
+def test_search_result_text_says_lower_bound_and_achieved_rate() -> None:
+    from harness.runner import search_result_text
+
+    rows = [{"variant": 0, "rate_rps": 40.0, "req_s": 36.2}, {"variant": 0, "rate_rps": 80.0, "req_s": 50.0}]
+    bounded = {"max_rate_rps": 40.0, "lowest_failing_rps": 80.0, "probes": [{}, {}]}
+    assert search_result_text(bounded, rows, 0) == (
+        "highest rate meeting the SLOs: 40 req/s offered (36.2 req/s achieved) "
+        "(the next rate tried, 80, failed)"
+    )
+    open_ended = {"max_rate_rps": 80.0, "lowest_failing_rps": None, "probes": [{}, {}]}
+    assert search_result_text(open_ended, rows, 0).startswith(
+        "highest rate meeting the SLOs: at least 80 req/s offered (50 req/s achieved): "
+        "no rate tried failed in 2"
+    )
+    none = {"max_rate_rps": None, "lowest_failing_rps": 10.0, "probes": [{}]}
+    assert search_result_text(none, rows, 0) == "highest rate meeting the SLOs: none of the rates tried"
