@@ -331,8 +331,15 @@ def roofline_cmd(
     from harness.tables import roofline_table as table
 
     try:
-        shape, dev = Shape.of(get_model(model)), get_device(gpu)
         batches = [int(b) for b in batch.split(",") if b.strip()]
+    except ValueError:
+        raise _fail(
+            f"roofline: --batch: {batch!r} is not a comma-separated list of integers, e.g. 1,8,64"
+        ) from None
+    if not batches or min(batches) < 1:
+        raise _fail(f"roofline: --batch: every batch size must be >= 1 (got {batch!r})")
+    try:
+        shape, dev = Shape.of(get_model(model)), get_device(gpu)
         kv_bytes = 1.0 if kv_dtype.startswith("fp8") else 2.0
         offload = cpu_offload_gb * 2**30
         rows, pre = roofline_table(
@@ -507,6 +514,8 @@ def serve_fake(
         serve_processes(script, host, port, workers)
     except KeyboardInterrupt:
         pass
+    except OSError as e:  # port taken, address not on this host
+        raise _fail(f"serve-fake: cannot listen on {host}:{port}: {e.strerror or e}") from None
 
 
 @app.command("gpu-info")

@@ -631,14 +631,18 @@ def parse_scenario(data: Any, file: str = "<scenario>") -> Scenario:
 
 
 def input_file_errors(s: Scenario, file: str) -> list[str]:
-    """Model files named by path and a workload dataset that do not exist or do not load (checked by
-    `validate` and before a run starts anything)."""
+    """Model files named by path, a `binary:` named by path, and a workload dataset that do not exist or
+    do not load (checked by `validate` and before a run starts anything). `llama-server` looked up on
+    PATH is not checked here: a machine may build it after validating (scripts/gpu_bench.sh does)."""
     msgs = []
     for i, eng in enumerate(engine_configs(s)):
+        where = "engine" if not s.variants else f"variants[{i}]"
         model = getattr(eng, "model", None)
         if model is not None and model.source == "path" and not Path(model.path).expanduser().exists():
-            where = "engine" if not s.variants else f"variants[{i}]"
             msgs.append(f"{file}: {where}.model.path: file not found: {model.path}")
+        binary = getattr(eng, "binary", None)
+        if binary and not Path(binary).expanduser().is_file():
+            msgs.append(f"{file}: {where}.binary: file not found: {binary}")
     if s.workload.dataset:
         from harness.load.workload import DatasetError, load_dataset
 

@@ -29,10 +29,16 @@ def cost_line(row: dict[str, Any]) -> list[str]:
         f"{row['utilization']:g}) x 1e6"
     ]
     if "energy_usd_per_1m_tokens" in row:
-        lines.append(
-            f"energy: ${fmt(row['energy_usd_per_1m_tokens'], '{:.4f}')} per 1M output tokens; "
-            f"total ${fmt(row['total_usd_per_1m_tokens'], '{:.2f}')}"
-        )
+        e = row["energy_usd_per_1m_tokens"]
+        if e is None or e != e:  # NaN: no J/token to price
+            lines.append(
+                "energy: not priced: --kwh needs --j-per-token (J per output token, e.g. from a run)"
+            )
+        else:
+            lines.append(
+                f"energy: ${fmt(row['energy_usd_per_1m_tokens'], '{:.4f}')} per 1M output tokens; "
+                f"total ${fmt(row['total_usd_per_1m_tokens'], '{:.2f}')}"
+            )
     return lines
 
 

@@ -51,28 +51,33 @@ def parse_prices(data: Any, file: str, known_devices: Iterable[str] | None = Non
     known = set(known_devices) if known_devices is not None else None
     out: list[Price] = []
     defaults: dict[str, int] = {}
+    problems: list[str] = []  # every mistake in the file, one line each
     for i, entry in enumerate(data["prices"]):
         if not isinstance(entry, dict):
-            raise CatalogError(f"{file}: prices[{i}]: expected a mapping of fields")
+            problems.append(f"{file}: prices[{i}]: expected a mapping of fields")
+            continue
         try:
             p = Price(**entry)
         except ValidationError as e:
-            first = e.errors()[0]
-            loc = ".".join(str(x) for x in first["loc"])
-            raise CatalogError(f"{file}: prices[{i}].{loc}: {first['msg']}") from None
+            for err in e.errors():
+                loc = ".".join(str(x) for x in err["loc"])
+                problems.append(f"{file}: prices[{i}].{loc}: {err['msg']}")
+            continue
         if known is not None and p.device not in known:
-            raise CatalogError(
+            problems.append(
                 f"{file}: prices[{i}].device: {p.device!r} is not in the hardware catalog "
                 f"(allowed: {', '.join(sorted(known))})"
             )
         if p.default:
             if p.device in defaults:
-                raise CatalogError(
+                problems.append(
                     f"{file}: prices[{i}].default: {p.device} already has a default "
                     f"(prices[{defaults[p.device]}])"
                 )
-            defaults[p.device] = i
+            defaults.setdefault(p.device, i)
         out.append(p)
+    if problems:
+        raise CatalogError("\n".join(problems))
     return out
 
 

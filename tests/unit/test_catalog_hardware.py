@@ -113,6 +113,18 @@ def test_price_file_errors_name_file_and_field() -> None:
         parse_prices({"prices": [entry, entry]}, "x.yaml")
 
 
+def test_price_file_errors_are_all_reported_at_once() -> None:
+    good = {"provider": "p", "usd_per_hour": 1, "seen": "s", "source": "u"}
+    bad = [{**good, "device": "h100-sxm", "usd_per_hour": "abc"}, {**good, "device": "h900"}, "x"]
+    with pytest.raises(CatalogError) as e:
+        parse_prices({"prices": bad}, "x.yaml", devices())
+    lines = str(e.value).splitlines()
+    assert lines[0].startswith("x.yaml: prices[0].usd_per_hour: Input should be a valid number")
+    assert lines[1].startswith("x.yaml: prices[1].device: 'h900' is not in the hardware catalog")
+    assert lines[2] == "x.yaml: prices[2]: expected a mapping of fields"
+    assert len(lines) == 3
+
+
 def test_every_claim_refers_to_catalog_models_and_devices() -> None:
     cl = claims()
     assert len(cl) >= 12

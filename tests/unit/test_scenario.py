@@ -298,3 +298,24 @@ def test_workload_lengths_that_cannot_be_drawn_are_refused() -> None:
     ok = {"dist": "normal", "mean": 100, "min": 30, "max": 200}
     out = parse_scenario({**BASE, "workload": {"output_tokens": ok}}).workload.output_tokens
     assert not isinstance(out, int) and out.mean == 100
+
+
+def test_a_binary_named_by_path_must_exist(tmp_path: Path) -> None:
+    from harness.scenario import input_file_errors
+
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    data = {
+        "name": "s",
+        "engine": {
+            "type": "llamacpp",
+            "launcher": "llama-server",
+            "binary": str(tmp_path / "nope" / "llama-server"),
+            "model": {"source": "path", "path": str(model)},
+        },
+    }
+    assert input_file_errors(parse_scenario(data), "f.yaml") == [
+        f"f.yaml: engine.binary: file not found: {tmp_path / 'nope' / 'llama-server'}"
+    ]
+    del data["engine"]["binary"]  # llama-server from PATH: found (or not) when the engine starts
+    assert input_file_errors(parse_scenario(data), "f.yaml") == []
