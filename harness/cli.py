@@ -19,7 +19,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Benchmark real LLM inference engines: throughput, latency, energy, cost.",
 )
-model_app = typer.Typer(no_args_is_help=True, help="Make or inspect local model files.")
+model_app = typer.Typer(
+    no_args_is_help=True,
+    help="Make local model files: random-weight GGUFs, and every model a scenario names.",
+)
 app.add_typer(model_app, name="model")
 telemetry_app = typer.Typer(no_args_is_help=True, help="Record and inspect NVML traces.")
 app.add_typer(telemetry_app, name="telemetry")

@@ -407,5 +407,5 @@ case "${1:-}" in
   prebuild) prebuild ;;
   device) shift; device "$@" ;;
   collect) shift; collect "$@" ;;
-  *) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"; exit 2 ;;
 esac
