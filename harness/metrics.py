@@ -166,6 +166,7 @@ def summarize(
         "output_chunks": sum(len(r.chunk_ns) for r in ok),
         "output_text_tokens": _sum_known(r.output_text_tokens for r in ok),
         "chunk_token_mismatch": sum(1 for r in ok if disagrees(len(r.chunk_ns), r.output_tokens)),
+        "one_read_streams": sum(1 for r in ok if one_read(r)),
         "text_token_mismatch": sum(1 for r in ok if disagrees(r.output_text_tokens, r.output_tokens)),
         "short_outputs": sum(
             1
@@ -198,6 +199,12 @@ def summarize(
             kinds[r.error_kind] = kinds.get(r.error_kind, 0) + 1
     row["error_kinds"] = ",".join(f"{k}:{n}" for k, n in sorted(kinds.items()))
     return row
+
+
+def one_read(r: RequestRecord) -> bool:
+    """Every content chunk of a stream of 3 or more arrived in one read (all stamps equal): its TPOT and
+    ITL are 0, which says the engine or the client held the stream back, not that decoding was free."""
+    return len(r.chunk_ns) >= 3 and r.chunk_ns[0] == r.chunk_ns[-1]
 
 
 def _sum_known(values: Iterable[int | None]) -> int | None:

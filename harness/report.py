@@ -96,7 +96,7 @@ def report_run(run: str | Path, console: Console | None = None) -> Path:
         f"- host: {host.get('cpu_model')} ({host.get('cpu_logical')} logical CPUs)",
         f"- engine: {' '.join((manifest.get('engines') or [{}])[0].get('command') or [])}\n",
     ]
-    notes = aborted_notes(df) + failed_request_notes(df)
+    notes = aborted_notes(df) + point_notes(df)
     for n in notes:
         console.print(f"[yellow]note[/] {n}", highlight=False)
     table = markdown(df) if not df.empty else "no finished points\n"
@@ -106,9 +106,9 @@ def report_run(run: str | Path, console: Console | None = None) -> Path:
     return md
 
 
-def failed_request_notes(df: pd.DataFrame) -> list[str]:
-    """One line per point with failed measured requests: all of them (the row measures nothing) or some
-    (its latencies cover only the successes)."""
+def point_notes(df: pd.DataFrame) -> list[str]:
+    """One line per point with failed measured requests (all of them: the row measures nothing; some: its
+    latencies cover only the successes), and per point with streams that arrived in a single read."""
     if df.empty or "errors" not in df.columns or "ok" not in df.columns:
         return []
     out = []
@@ -123,6 +123,13 @@ def failed_request_notes(df: pd.DataFrame) -> list[str]:
             out.append(
                 f"point {r['point_id']}: {bad} of {bad + good} measured requests failed{kinds}; "
                 "its latencies cover the others only"
+            )
+    for _, r in df.iterrows():
+        n = int(r.get("one_read_streams") or 0) if "one_read_streams" in df.columns else 0
+        if n:
+            out.append(
+                f"point {r['point_id']}: {n} of {int(r['ok'] or 0)} streams arrived in a single read "
+                "(TPOT and ITL 0): the engine or this client held them back (a saturated host?)"
             )
     return out
 

@@ -97,3 +97,21 @@ def test_empty_point_gives_nan_not_errors() -> None:
     row = metrics.summarize([])
     assert row["requests"] == 0
     assert math.isnan(row["output_tok_s"]) and math.isnan(row["ttft_s_p50"])
+
+
+def test_streams_that_arrived_in_one_read_are_counted_and_noted() -> None:
+    import pandas as pd
+
+    from harness.report import point_notes
+
+    held = rec(0, 0, 0, [300, 300, 300, 300], 300, 4)  # every chunk in the read at 300 ms
+    normal = rec(1, 0, 0, [100, 110, 120, 130], 130, 4)
+    short = rec(2, 0, 0, [50, 50], 50, 2)  # two chunks in one read: too short to say
+    assert [metrics.one_read(r) for r in (held, normal, short)] == [True, False, False]
+    row = metrics.summarize([held, normal, short])
+    assert row["one_read_streams"] == 1
+    notes = point_notes(pd.DataFrame([{"point_id": "v0-c2", **row}]))
+    assert notes == [
+        "point v0-c2: 1 of 3 streams arrived in a single read (TPOT and ITL 0): the engine or this client "
+        "held them back (a saturated host?)"
+    ]
