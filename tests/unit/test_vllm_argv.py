@@ -51,10 +51,10 @@ def test_gpu_serve_bf16_defaults(tmp_path: Path) -> None:
     [
         ({"precision": "auto"}, ["--no-enable-prefix-caching"]),
         ({"precision": "fp16"}, ["--dtype", "float16", "--no-enable-prefix-caching"]),
-        ({"precision": "fp8"}, ["--quantization", "fp8", "--no-enable-prefix-caching"]),
+        ({"precision": "fp8"}, ["--quantization", "fp8_per_tensor", "--no-enable-prefix-caching"]),
         (
             {"precision": "fp8", "kv_cache_dtype": "fp8"},
-            ["--quantization", "fp8", "--kv-cache-dtype", "fp8", "--no-enable-prefix-caching"],
+            ["--quantization", "fp8_per_tensor", "--kv-cache-dtype", "fp8", "--no-enable-prefix-caching"],
         ),
         # int8 with dummy weights: the W8A8 config is in config.json, no flag
         ({"precision": "int8"}, ["--no-enable-prefix-caching"]),
@@ -65,7 +65,8 @@ def test_gpu_serve_bf16_defaults(tmp_path: Path) -> None:
         (
             {"precision": "fp8", "tensor_parallel_size": 4, "pipeline_parallel_size": 2},
             [
-                "--quantization", "fp8", "--tensor-parallel-size", "4", "--pipeline-parallel-size", "2",
+                "--quantization", "fp8_per_tensor", "--tensor-parallel-size", "4",
+                "--pipeline-parallel-size", "2",
                 "--no-enable-prefix-caching",
             ],
         ),
@@ -106,7 +107,10 @@ def test_flags(tmp_path: Path, fields: dict[str, Any], expected: list[str]) -> N
 def test_cpu_build_runs_the_api_server_module(tmp_path: Path) -> None:
     srv = server(tmp_path, precision="bf16")
     argv = srv.build_argv(8001, CPU)
-    assert argv[:5] == [CPU.python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(srv.model_dir)]
+    module = (
+        "vllm.entrypoints.launchers.api_server.entry"  # vLLM 0.32: the old openai.api_server is deprecated
+    )
+    assert argv[:5] == [CPU.python, "-m", module, "--model", str(srv.model_dir)]
     assert argv[5:9] == ["--host", "127.0.0.1", "--port", "8001"]
 
 
@@ -188,3 +192,14 @@ def test_probe_env_of_a_python_without_vllm() -> None:
 def test_launcher_choice() -> None:
     assert GPU.launcher == "serve" and CPU.launcher == "api_server"
     assert VllmEnv("p", "0.33.0", "vllm", None, None).launcher == "api_server"  # no console command found
+
+
+def test_renamed_flags_follow_the_engines_vllm_version() -> None:
+    from harness.engines.vllm import api_server_module, precision_args, vllm_at_least
+
+    assert precision_args("fp8", "0.33.0") == ["--quantization", "fp8_per_tensor"]
+    assert precision_args("fp8", "0.10.2") == ["--quantization", "fp8"]
+    assert precision_args("fp8", None) == ["--quantization", "fp8_per_tensor"]  # unknown: as recent
+    assert api_server_module("0.32.0+cpu") == "vllm.entrypoints.launchers.api_server.entry"
+    assert api_server_module("0.11.0") == "vllm.entrypoints.openai.api_server"
+    assert vllm_at_least("0.32.1rc1", (0, 32)) and not vllm_at_least("0.31.9", (0, 32))
