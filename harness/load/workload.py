@@ -160,7 +160,10 @@ class PromptFactory:
         fit = largest_fit(lambda k: count(make(k)), n_tokens, round(n_tokens * self._words_per_token))
         if fit is None:
             t = make(0)
-            return t, count(t)
+            n0 = count(t)
+            if n0 is None:  # the counter cannot tell: about one token per word, as without one
+                return make(max(1, n_tokens - 1)), None
+            return t, n0
         k, n = fit
         if k > 8:
             self._words_per_token = k / max(n, 1)

@@ -111,6 +111,10 @@ def test_two_client_workers_and_rate_search(write_scenario, tmp_path: Path, fake
     points = pd.read_csv(run / "points.csv")
     assert list(points["client_procs"]) == [3] * 8  # the runner process and two workers
     assert (points["ok"] == 20).all()
+    # this endpoint has no tokenizer: prompts of about one token per word (the fake server counts words),
+    # not cut to a single word by a tokenizer that cannot tell
+    sizes = {r.prompt_tokens for r in iter_records(run) if not r.warmup}
+    assert sizes and all(14 <= (n or 0) <= 18 for n in sizes), sizes
     # no rate failed: said to be a lower bound, with the rate the last probe achieved beside the offered one
     said = " ".join(res.stderr.split())
     assert "highest rate meeting the SLOs: at least 1280 req/s offered (" in said

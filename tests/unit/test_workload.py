@@ -106,3 +106,10 @@ def test_dataset_errors_name_file_line_and_field(tmp_path: Path, line: str, msg:
     p.write_text(line + "\n")
     with pytest.raises(DatasetError, match=msg):
         load_dataset(p)
+
+
+def test_a_counter_that_cannot_tell_falls_back_to_words_not_to_an_empty_prompt() -> None:
+    # an external endpoint without /tokenize: about one token per word, the count unknown
+    f = PromptFactory(seed=1, count_tokens=lambda text: None)
+    text, n = f.prompt(3, 64)
+    assert n is None and len(text.split()) >= 60
