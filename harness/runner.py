@@ -444,7 +444,9 @@ def _run_one_point(
     warmup: bool = True,
 ) -> tuple[dict[str, Any] | None, str | None, int]:
     w, ld = s.workload, s.load
-    count, count_text = counters  # (None, None): no tokenizer, prompt lengths approximate (see _prompt_counters)
+    count, count_text = (
+        counters  # (None, None): no tokenizer, prompt lengths approximate (see _prompt_counters)
+    )
     n_warm, n_cool = (ld.warmup_requests if warmup else 0), ld.cooldown_requests
     warm = build_specs(w, n_warm, next_id, count, w.seed, dataset) if n_warm else []
     specs = build_specs(w, ld.requests, next_id + n_warm, count, w.seed, dataset)

@@ -64,6 +64,8 @@ class ExternalServer:
         self.host = urlsplit(self.base_url).hostname or ""
         self.local = bool(is_this_machine(self.host))
         self._metrics = False
+        self._tokenize_form: str | None = None  # "vllm" | "llamacpp" | "none", found on the first call
+        self._http: httpx.Client | None = None
 
     def headers(self) -> dict[str, str]:
         if self.cfg.api_key_env:
@@ -123,6 +125,31 @@ class ExternalServer:
         return True
 
     def tokenize(self, text: str) -> int | None:
+        """Tokens in `text` by the endpoint's own tokenizer, without special tokens, where it has one:
+        `/tokenize` as vLLM (and SGLang) serve it (`prompt` in, `count` out), else as llama.cpp serves
+        it (`content` in, `tokens` out). Which one works is found on the first call; with neither,
+        None (prompt lengths are then approximate, and the manifest says so)."""
+        if self._tokenize_form == "none":
+            return None
+        if self._http is None:
+            self._http = httpx.Client(timeout=30, headers=self.headers())
+        forms = [self._tokenize_form] if self._tokenize_form else ["vllm", "llamacpp"]
+        for form in forms:
+            body: dict[str, Any] = (
+                {"model": self.model_name, "prompt": text, "add_special_tokens": False}
+                if form == "vllm"
+                else {"content": text}
+            )
+            try:
+                r = self._http.post(self.base_url + "/tokenize", json=body)
+                data = r.json() if r.status_code == 200 else {}
+                n = int(data["count"]) if form == "vllm" else len(data["tokens"])
+            except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                continue
+            self._tokenize_form = form
+            return n
+        if self._tokenize_form is None:
+            self._tokenize_form = "none"
         return None
 
     def metrics_url(self) -> str | None:

@@ -38,6 +38,8 @@ def test_external_endpoint_finds_metrics_only_where_served(llama_url: str) -> No
     ext.start()
     assert ext.metrics_url() == llama_url + "/metrics" and ext.local
     assert ext.model_name  # taken from /v1/models
+    assert (ext.tokenize("hello world"), ext._tokenize_form) == (ext.tokenize("hello world"), "llamacpp")
+    assert (ext.tokenize("hello world") or 0) >= 2
 
 
 def test_run_against_local_external_llamacpp(write_scenario, tmp_path: Path, llama_url: str) -> None:
@@ -62,6 +64,9 @@ def test_run_against_local_external_llamacpp(write_scenario, tmp_path: Path, lla
     # the endpoint's own counter over the window: the tokens the records counted (warmup excluded)
     assert m["telemetry"]["engine_metrics"]["failures"] == 0
     assert p["server_llamacpp_tokens_predicted_total_delta"] == p["output_tokens"] == 4 * 8
+    # llama.cpp's /tokenize fitted the prompts: 16 tokens exactly, as the server counted them
+    assert m["prompt_tokens"][0]["source"].startswith("engine external tokenize"), m["prompt_tokens"]
+    assert p["input_tokens"] == 4 * 16 and p["prompt_token_mismatch"] == 0
     # no GPU here: the scenario's GPU stands, and no mismatch is claimed
     assert p["gpu"] == p["gpu_declared"] == "h100-sxm"
     assert "this machine's GPU is" not in res.stderr
