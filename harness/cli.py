@@ -246,7 +246,7 @@ def compare_cmd(
         typer.Option(help="comma-separated columns to print (default all), e.g. output_tok_s,speedup"),
     ] = None,
 ) -> None:
-    """One table over many runs: model x precision x load rows, hardware/engine columns."""
+    """One table over many runs: model x precision x workload x load rows, hardware/engine columns."""
     from harness.compare import CompareError, compare_runs, parse_metrics, print_comparison, write
     from harness.results import utc_stamp
 

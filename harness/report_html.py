@@ -39,11 +39,11 @@ def _slug(title: str) -> str:
 
 
 def series_labels(df: pd.DataFrame) -> pd.Series:
-    """One line per configuration, model and precision: `config`, plus the model and the precision
-    where the plotted points have more than one (a bf16 and an fp8 run of one GPU and engine are two
-    lines, not one zigzag)."""
+    """One line per configuration, model, precision and workload: `config`, plus the model, the
+    precision and the workload where the plotted points have more than one (a bf16 and an fp8 run of
+    one GPU and engine are two lines, not one zigzag)."""
     label = df["config"].astype(str)
-    for col in ("model", "precision"):
+    for col in ("model", "precision", "workload"):
         if col in df.columns and df[col].nunique(dropna=False) > 1:
             label = label + " | " + df[col].astype(str)
     return label

@@ -183,6 +183,8 @@ def resolve_runs(paths: list[Path]) -> tuple[list[Path], list[str]]:
         elif (p / COMPARE_OUTPUT).is_file():
             notes.append(f"{p}: a compare output, not a run: passed over")
         elif p.is_dir() and (inner := sorted(c for c in p.iterdir() if (c / "manifest.json").is_file())):
+            for c in inner:
+                read_manifest(c)  # readable
             runs += inner
             notes.append(f"{p}: not a run directory; using the {len(inner)} run(s) in it")
         else:

@@ -263,11 +263,12 @@ class Load(Strict):
         if self.mode == "open" and not self.rates_rps:
             raise ValueError("open mode needs at least one rate in rates_rps")
         # closed loop: a point never has more requests in flight than it has requests to send
-        if self.mode == "closed" and self.requests < max(self.concurrency):
+        sent = self.requests + self.cooldown_requests
+        if self.mode == "closed" and sent < max(self.concurrency):
             raise ValueError(
-                f"requests {self.requests}: a closed-loop point never has more than its requests in flight, "
-                f"so requests must be >= every concurrency (highest is {max(self.concurrency)}; add "
-                "cooldown_requests to keep that load up until the last measured request ends)"
+                f"requests {self.requests} + cooldown_requests {self.cooldown_requests}: a closed-loop point "
+                "never has more requests in flight than it sends, so they must add up to at least every "
+                f"concurrency (highest is {max(self.concurrency)})"
             )
         # every client process holds at least one request in flight: more processes than the
         # concurrency (or the open-loop cap) would exceed it

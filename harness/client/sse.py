@@ -6,6 +6,8 @@ decoded after the stream ends, so a busy client spends as little as possible bet
 
 from __future__ import annotations
 
+import json
+
 
 class SseEvents:
     """Collects `(stamp_ns, data)` per event; `data` joins an event's `data:` lines with `\\n`.
@@ -43,7 +45,10 @@ class SseEvents:
                 v = line[6:] if line[5:6] == b" " else line[5:]
                 self._data = v if self._data is None else self._data + b"\n" + v
             elif line[:6] == b"error:":
-                self._data = b'{"error":' + (line[6:].strip() or b"null") + b"}"
+                v = line[6:].strip()
+                if v[:1] not in (b"{", b"[", b'"'):  # plain text: as a JSON string
+                    v = json.dumps(v.decode(errors="replace")).encode()
+                self._data = b'{"error":' + v + b"}"
         self._buf = buf[start:] if start < len(buf) else b""
 
     def close(self, now_ns: int) -> None:

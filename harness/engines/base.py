@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -45,7 +46,14 @@ class Engine(Protocol):
     def metrics_url(self) -> str | None: ...
 
 
-SECRET_WORDS = ("key", "token", "secret", "password")
+SECRET_WORDS = frozenset({"key", "apikey", "token", "secret", "password", "passwd"})
+
+
+def looks_secret(name: str) -> bool:
+    """A flag, variable or attribute name with a secret-looking word in it (`--api-key`, `HF_TOKEN`,
+    `api_key`), as a whole word: `--max-num-batched-tokens`, `--tokenizer`, `TOKENIZERS_PARALLELISM`
+    are not."""
+    return any(part in SECRET_WORDS for part in re.split(r"[^a-z0-9]+", name.lower()))
 
 
 def redact_scenario(dump: Any) -> Any:
@@ -60,14 +68,15 @@ def redact_scenario(dump: Any) -> Any:
         if k == "extra_args" and isinstance(v, list):
             out[k] = redact([str(a) for a in v])
         elif k == "env" and isinstance(v, dict):
-            out[k] = {n: "***" if any(w in n.lower() for w in SECRET_WORDS) else x for n, x in v.items()}
+            out[k] = {n: "***" if looks_secret(n) else x for n, x in v.items()}
         else:
             out[k] = redact_scenario(v)
     return out
 
 
 def redact(argv: list[str]) -> list[str]:
-    """Command line with values of secret-looking flags replaced by ***."""
+    """Command line with values of secret-looking flags (`--api-key X`, `--hf-token=X`) and of
+    secret-looking `attr=value` items (xllamacpp's `--set api_key=X`) replaced by ***."""
     out: list[str] = []
     hide_next = False
     for a in argv:
@@ -75,10 +84,10 @@ def redact(argv: list[str]) -> list[str]:
             out.append("***")
             hide_next = False
             continue
-        low = a.lower()
-        if any(k in low for k in SECRET_WORDS) and a.startswith("-"):
-            if "=" in a:
-                out.append(a.split("=", 1)[0] + "=***")
+        name, eq, _ = a.partition("=")
+        if looks_secret(name) and (a.startswith("-") or eq):
+            if eq:
+                out.append(name + "=***")
             else:
                 out.append(a)
                 hide_next = True

@@ -397,6 +397,7 @@ class NvmlSampler:
         self.inventory: dict[str, Any] = {}
         self.skipped: dict[int, str] = {}  # engine GPUs NVML could not open, with the reason
         self.edge_skips = 0  # window-edge samples skipped because the sampler thread held the lock
+        self._live_last = ""
 
     def start(self) -> None:
         from harness.telemetry.inventory import gpu_inventory
@@ -474,8 +475,13 @@ class NvmlSampler:
         self.sample(EDGE_LOCK_TIMEOUT_S)
         t0 = self._open.pop(name)
         self.windows[name] = (t0, t_ns)
-        with self._lock:
+        if not self._lock.acquire(timeout=EDGE_LOCK_TIMEOUT_S):  # the thread is stuck in an NVML call
+            self.edge_skips += 1
+            return {}
+        try:
             return gpu_window_columns(self.series, t0, t_ns)
+        finally:
+            self._lock.release()
 
     def stop(self) -> None:
         if self._thread is not None:
@@ -485,15 +491,22 @@ class NvmlSampler:
                 self.loop_error = self.loop_error or "sampler thread still in an NVML call 5 s after stop"
             else:
                 self.sample(EDGE_LOCK_TIMEOUT_S)
+            stuck = self._thread.is_alive()
             self._thread = None
             self.stopped_ns = time.perf_counter_ns()
+            if stuck:  # no nvmlShutdown under a call still in progress: the process exit cleans up
+                self._initialised = False
         if self._initialised:
             shutdown()
             self._initialised = False
 
     def live(self) -> str:
-        with self._lock:
+        if not self._lock.acquire(blocking=False):  # the thread is sampling: what it last showed
+            return self._live_last
+        try:
             last = [s.last() for s in self.series]
+        finally:
+            self._lock.release()
         pw = [x["power_w"] for x in last if x.get("power_w") is not None]
         ut = [x["util_gpu_pct"] for x in last if x.get("util_gpu_pct") is not None]
         parts = []
@@ -501,7 +514,8 @@ class NvmlSampler:
             parts.append(f"GPU {sum(pw):.0f} W")
         if ut:
             parts.append(f"{sum(ut) / len(ut):.0f} % util")
-        return " ".join(parts)
+        self._live_last = " ".join(parts)
+        return self._live_last
 
     def manifest(self) -> dict[str, Any]:
         return {
@@ -532,5 +546,9 @@ class NvmlSampler:
         }
 
     def write(self, run_dir: Path, filename: str = "telemetry-nvml.jsonl.gz") -> Path:
-        with self._lock:
+        got = self._lock.acquire(timeout=EDGE_LOCK_TIMEOUT_S)  # else the thread is stuck: it adds nothing
+        try:
             return write_trace(Path(run_dir) / filename, self.header(), self.series, self.windows)
+        finally:
+            if got:
+                self._lock.release()

@@ -83,3 +83,9 @@ def test_request_bytes_are_one_buffer_with_length() -> None:
     head, body = raw.split(b"\r\n\r\n")
     assert head.startswith(b"POST /base/v1/completions HTTP/1.1\r\nHost: 127.0.0.1:9\r\n")
     assert b"Content-Length: 7" in head and body == b'{"x":1}'
+
+
+def test_sse_plain_text_error_line_is_still_an_error_event() -> None:
+    ev = SseEvents()
+    ev.feed(b"error: upstream failed\n\n", 1)
+    assert ev.events == [(1, b'{"error":"upstream failed"}')]

@@ -61,6 +61,9 @@ def test_one_line_per_config_model_and_precision() -> None:
     # a bf16 and an fp8 run of the same GPU and engine: two lines, not one zigzagging between them
     assert list(series_labels(df)) == ["h100-sxm | vllm | bf16"] * 2 + ["h100-sxm | vllm | fp8"] * 2
     assert list(series_labels(df[df["precision"] == "fp8"])) == ["h100-sxm | vllm"] * 2
+    # and two workloads of one configuration are two lines too
+    two = df.assign(precision="bf16", workload=["128/64", "128/64", "1024/256", "1024/256"])
+    assert list(series_labels(two)) == ["h100-sxm | vllm | 128/64"] * 2 + ["h100-sxm | vllm | 1024/256"] * 2
 
 
 def test_reruns_are_plotted_once_with_a_note(tmp_path: Path) -> None:

@@ -67,6 +67,10 @@ def test_record_round_trip() -> None:
 def test_redact_hides_secret_flag_values() -> None:
     argv = ["vllm", "serve", "m", "--api-key", "sk-123", "--hf-token=hf_abc", "--port", "8000"]
     assert redact(argv) == ["vllm", "serve", "m", "--api-key", "***", "--hf-token=***", "--port", "8000"]
+    # whole words only: these are settings, not secrets; and xllamacpp's --set attr=value items
+    keep = ["--max-num-batched-tokens", "8192", "--tokenizer", "/models/tok", "--set", "n_ctx=512"]
+    assert redact(keep) == keep
+    assert redact(["--set", "api_key=sk-1"]) == ["--set", "api_key=***"]
 
 
 def test_the_manifests_scenario_carries_no_secrets() -> None:
@@ -87,8 +91,14 @@ def test_the_manifests_scenario_carries_no_secrets() -> None:
     assert dump["engine"]["extra_args"] == ["--api-key", "***", "--threads", "2"]
     assert dump["variants"][0]["extra_args"] == ["--api-key=***"]
     assert "sekrit123" not in json.dumps(dump)
-    vllm_engine = {"engine": {"type": "vllm", "env": {"HF_TOKEN": "hf_abc", "OMP_NUM_THREADS": "2"}}}
-    assert redact_scenario(vllm_engine)["engine"]["env"] == {"HF_TOKEN": "***", "OMP_NUM_THREADS": "2"}
+    env = {"HF_TOKEN": "hf_abc", "OPENAI_API_KEY": "sk", "TOKENIZERS_PARALLELISM": "false", "KEYRING": "x"}
+    got = redact_scenario({"engine": {"type": "vllm", "env": env}})["engine"]["env"]
+    assert got == {
+        "HF_TOKEN": "***",
+        "OPENAI_API_KEY": "***",
+        "TOKENIZERS_PARALLELISM": "false",
+        "KEYRING": "x",
+    }
 
 
 def test_a_rate_search_run_is_not_resumed(tmp_path: Path) -> None:
@@ -150,3 +160,6 @@ def test_resolve_runs_expands_directories_of_runs_and_passes_over_compare_output
     (tmp_path / "empty").mkdir()
     with pytest.raises(RunNotFound, match="empty: not a run directory"):
         resolve_runs([tmp_path / "empty"])
+    (b2 / "manifest.json").write_text("{not json")  # a broken run inside a directory of runs: said so
+    with pytest.raises(RunNotFound, match="r2/manifest.json: unreadable manifest"):
+        resolve_runs([tmp_path / "results" / "cluster"])

@@ -270,11 +270,13 @@ def test_more_client_processes_than_concurrency_is_refused() -> None:
 def test_closed_loop_concurrency_above_the_request_count_is_refused() -> None:
     # 16 requests at concurrency 64 would run at most 16 in flight under a label of 64
     assert messages({**BASE, "load": {"concurrency": [1, 64], "requests": 16}}) == [
-        "f.yaml: load: requests 16: a closed-loop point never has more than its requests in flight, so "
-        "requests must be >= every concurrency (highest is 64; add cooldown_requests to keep that load up "
-        "until the last measured request ends)"
+        "f.yaml: load: requests 16 + cooldown_requests 0: a closed-loop point never has more requests in "
+        "flight than it sends, so they must add up to at least every concurrency (highest is 64)"
     ]
     assert parse_scenario({**BASE, "load": {"concurrency": [1, 64], "requests": 64}}).load.requests == 64
+    # cooldown requests keep the point at its concurrency while the 16 measured ones run
+    with_cooldown = {"concurrency": [64], "requests": 16, "cooldown_requests": 48}
+    assert parse_scenario({**BASE, "load": with_cooldown}).load.cooldown_requests == 48
     # open loop has no such bound: arrivals come at their rate
     assert (
         parse_scenario({**BASE, "load": {"mode": "open", "rates_rps": [100], "requests": 4}}).load.requests
