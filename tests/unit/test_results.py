@@ -161,5 +161,5 @@ def test_resolve_runs_expands_directories_of_runs_and_passes_over_compare_output
     with pytest.raises(RunNotFound, match="empty: not a run directory"):
         resolve_runs([tmp_path / "empty"])
     (b2 / "manifest.json").write_text("{not json")  # a broken run inside a directory of runs: said so
-    with pytest.raises(RunNotFound, match="r2/manifest.json: unreadable manifest"):
+    with pytest.raises(RunNotFound, match=r"r2/manifest\.json: unreadable manifest"):
         resolve_runs([tmp_path / "results" / "cluster"])
