@@ -6,7 +6,10 @@ window. Columns per window, all with the prefix `server_` and `:`/odd characters
 
 - counters, and histogram/summary `_sum`/`_count`: `server_<sample>_delta` = value at the window's
   end − value at its start (None if it went down: the engine restarted);
-- gauges (and untyped): `server_<sample>` = last value, `server_<sample>_max` = highest value seen.
+- gauges (and untyped): `server_<sample>` = last value, `server_<sample>_max` = highest value seen;
+- gauges that are running means since the engine started (llama.cpp's `n_busy_slots_per_decode`, the
+  mean over all `n_decode_total` calls): also `server_<sample>_window`, the mean over the window's calls
+  alone = (mean₁·n₁ − mean₀·n₀) / (n₁ − n₀).
 
 Label values other than identity labels (`model_name`, `engine`, ...) become part of the name
 (`server_vllm_request_success_total__finished_reason_stop_delta`); samples that differ only in
@@ -74,6 +77,10 @@ def parse_metrics(text: str) -> Snapshot:
     return snap
 
 
+# running-mean gauge stem -> the counter stem of the calls it averages over
+RUNNING_MEANS = {"llamacpp_n_busy_slots_per_decode": "llamacpp_n_decode_total"}
+
+
 def window_columns(
     before: Snapshot, after: Snapshot, during: list[Snapshot], prefix: str = "server_"
 ) -> dict[str, Any]:
@@ -92,6 +99,11 @@ def window_columns(
             seen = [s[stem][1] for s in (before, *during, after) if stem in s]
             cols[f"{prefix}{stem}"] = v1
             cols[f"{prefix}{stem}_max"] = max(seen)
+            calls = RUNNING_MEANS.get(stem)
+            if calls and stem in before and calls in before and calls in after:
+                n0, n1 = before[calls][1], after[calls][1]
+                m0 = before[stem][1]
+                cols[f"{prefix}{stem}_window"] = (v1 * n1 - m0 * n0) / (n1 - n0) if n1 > n0 else None
     return cols
 
 

@@ -41,6 +41,23 @@ def test_window_columns_deltas_and_gauges() -> None:
     assert window_columns(before, reset, [])["server_llamacpp_tokens_predicted_total_delta"] is None
 
 
+def test_running_mean_gauge_gets_its_window_mean() -> None:
+    # llama.cpp's n_busy_slots_per_decode is the mean since start: 1.0 over the first 14 calls (the
+    # recorded payload), 2.5 over 114 calls later -> the window's 100 calls averaged (2.5*114 - 14) / 100
+    before = parse_metrics(PAYLOAD.read_text())
+    assert before["llamacpp_n_decode_total"] == ("counter", 14.0)
+    assert before["llamacpp_n_busy_slots_per_decode"] == ("gauge", 1.0)
+    after = {
+        **before,
+        "llamacpp_n_decode_total": ("counter", 114.0),
+        "llamacpp_n_busy_slots_per_decode": ("gauge", 2.5),
+    }
+    cols = window_columns(before, after, [])
+    assert cols["server_llamacpp_n_busy_slots_per_decode"] == 2.5  # the engine's own, since start
+    assert cols["server_llamacpp_n_busy_slots_per_decode_window"] == (2.5 * 114 - 14) / 100
+    assert window_columns(before, before, [])["server_llamacpp_n_busy_slots_per_decode_window"] is None
+
+
 def _registry() -> tuple[CollectorRegistry, Counter, Gauge, Histogram]:
     reg = CollectorRegistry()
     c = Counter("demo:requests", "finished requests", ["model_name", "finished_reason"], registry=reg)
