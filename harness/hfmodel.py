@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,8 @@ CHAT_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
     "{% if add_generation_prompt %}assistant: {% endif %}"
 )
-FORMAT_VERSION = 1  # bump when the files written here change, so cached directories are rebuilt
+FORMAT_VERSION = 2  # bump when the files written here change, so cached directories are rebuilt
+TOKENIZER_DIR = "tokenizer"  # the tokenizer files again, for vLLM's --tokenizer (see write_model_dir)
 
 W8A8_CONFIG: dict[str, Any] = {
     "quant_method": "compressed-tensors",
@@ -194,7 +196,13 @@ def tokenizer_config(arch: ModelArch) -> dict[str, Any]:
 
 
 def write_model_dir(target: Path, arch: ModelArch, precision: str = "auto") -> Path:
-    """Write config.json, generation_config.json and the tokenizer files into `target` (atomically)."""
+    """Write config.json, generation_config.json and the tokenizer files into `target` (atomically).
+
+    The tokenizer files also go into `tokenizer/`, with a config.json that says only `model_type: llama`:
+    loaded from the model directory, transformers replaces the tokenizer class for some model types
+    (qwen2: its own Qwen2Tokenizer, which rebuilds the pre-tokenizer and decoder, drops the spaces
+    and adds a token beyond the vocabulary); from there it takes `PreTrainedTokenizerFast` as written.
+    """
     if precision not in DUMMY_PRECISIONS:
         raise HfModelError(
             f"precision {precision!r} needs a pre-quantized checkpoint (model source: path); "
@@ -213,14 +221,15 @@ def write_model_dir(target: Path, arch: ModelArch, precision: str = "auto") -> P
             "eos_token": SPECIALS[EOS_ID],
         },
     }
-    for name, data in files.items():
-        (tmp / name).write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    tok = {k: files[k] for k in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")}
+    for d, content in ((tmp, files), (tmp / TOKENIZER_DIR, {**tok, "config.json": {"model_type": "llama"}})):
+        d.mkdir(exist_ok=True)
+        for name, data in content.items():
+            (d / name).write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     try:
         os.replace(tmp, target)
     except OSError:  # another process wrote it first: keep theirs
-        for f in tmp.iterdir():
-            f.unlink()
-        tmp.rmdir()
+        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

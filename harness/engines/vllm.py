@@ -30,7 +30,7 @@ import httpx
 from harness.catalog import CatalogError, get_model
 from harness.engines.base import redact
 from harness.engines.process import EngineError, ManagedProcess, free_port, port_taken, tail
-from harness.hfmodel import HfModelError, catalog_model_dir
+from harness.hfmodel import TOKENIZER_DIR, HfModelError, catalog_model_dir
 from harness.models import ModelError
 from harness.roofline import bytes_per_param
 from harness.scenario import VllmEngine
@@ -174,8 +174,8 @@ class VllmServer:
         else:
             argv = [env.python, "-m", api_server_module(env.vllm), "--model", str(self.model_dir)]
         argv += ["--host", c.host, "--port", str(port), "--served-model-name", self.model_name]
-        if c.model.source == "catalog":
-            argv += ["--load-format", "dummy"]
+        if c.model.source == "catalog":  # dummy weights; the tokenizer as written (hfmodel.write_model_dir)
+            argv += ["--load-format", "dummy", "--tokenizer", str(self.model_dir / TOKENIZER_DIR)]
         argv += precision_args(c.precision, env.vllm)
         if c.kv_cache_dtype != "auto":
             argv += ["--kv-cache-dtype", c.kv_cache_dtype]

@@ -74,9 +74,19 @@ def test_catalog_dir_is_cached_per_precision(tmp_path: Path, monkeypatch: pytest
         "config.json",
         "generation_config.json",
         "special_tokens_map.json",
+        "tokenizer",
         "tokenizer.json",
         "tokenizer_config.json",
     ]
+    tok = a / "tokenizer"  # the tokenizer again, where transformers keeps the class it names (see vllm.md)
+    assert sorted(f.name for f in tok.iterdir()) == [
+        "config.json",
+        "special_tokens_map.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
+    assert json.loads((tok / "config.json").read_text()) == {"model_type": "llama"}
+    assert (tok / "tokenizer.json").read_text() == (a / "tokenizer.json").read_text()
     mtime = (a / "tokenizer.json").stat().st_mtime_ns
     assert catalog_model_dir("tiny-llama", "bf16") == a and (a / "tokenizer.json").stat().st_mtime_ns == mtime
     b = catalog_model_dir("tiny-llama", "int8")

@@ -30,12 +30,14 @@ def server(tmp_path: Path, gpus: int = 8, **engine: Any) -> VllmServer:
 
 
 def tail_args(srv: VllmServer, env: VllmEnv = GPU) -> list[str]:
-    """The flags after the fixed head (program, model, host, port, served name, dummy loading)."""
+    """The flags after the fixed head (program, model, host, port, served name, dummy loading and the
+    tokenizer directory written beside the config)."""
     argv = srv.build_argv(8000, env)
     head = [env.cli, "serve", str(srv.model_dir), "--host", "127.0.0.1", "--port", "8000"]
     assert argv[:7] == head
     assert argv[7:11] == ["--served-model-name", "llama-3.1-70b", "--load-format", "dummy"]
-    return argv[11:]
+    assert argv[11:13] == ["--tokenizer", str(srv.model_dir / "tokenizer")]
+    return argv[13:]
 
 
 def test_gpu_serve_bf16_defaults(tmp_path: Path) -> None:
