@@ -648,14 +648,16 @@ def model_prepare_cmd(
         for eng in engine_configs(s):
             model = getattr(eng, "model", None)
             if model is not None:
-                specs.setdefault(model.model_dump_json(), (eng.type, model))
-    for eng_type, model in specs.values():
+                precision = str(getattr(eng, "precision", "auto"))
+                specs.setdefault(model.model_dump_json() + precision, (eng.type, model, precision))
+    for eng_type, model, precision in specs.values():
         t0 = time.perf_counter()
         try:
             if model.source == "catalog":
                 from harness.hfmodel import catalog_model_dir
 
-                path, what = catalog_model_dir(model.name), "config + tokenizer (dummy weights)"
+                path = catalog_model_dir(model.name, precision)
+                what = f"config + tokenizer for {precision} (dummy weights)"
             else:
                 r = resolve(model)
                 if r.path is None:

@@ -157,9 +157,11 @@ def read_manifest(run: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise RunNotFound(f"{run}: not a run directory (no manifest.json)")
     try:
-        data: dict[str, Any] = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as e:  # not JSON, not UTF-8, unreadable
         raise RunNotFound(f"{p}: unreadable manifest: {e}") from None
+    if not isinstance(data, dict):
+        raise RunNotFound(f"{p}: unreadable manifest: expected a JSON object, got {type(data).__name__}")
     return data
 
 

@@ -46,14 +46,17 @@ class Engine(Protocol):
     def metrics_url(self) -> str | None: ...
 
 
-SECRET_WORDS = frozenset({"key", "apikey", "token", "secret", "password", "passwd"})
+SECRET_WORDS = frozenset(
+    {"key", "keys", "apikey", "apikeys", "token", "secret", "secrets", "password", "passwords", "passwd"}
+)
 
 
 def looks_secret(name: str) -> bool:
     """A flag, variable or attribute name with a secret-looking word in it (`--api-key`, `HF_TOKEN`,
     `api_key`), as a whole word: `--max-num-batched-tokens`, `--tokenizer`, `TOKENIZERS_PARALLELISM`
     are not."""
-    return any(part in SECRET_WORDS for part in re.split(r"[^a-z0-9]+", name.lower()))
+    words = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)  # camelCase: apiKeys -> api_Keys
+    return any(part in SECRET_WORDS for part in re.split(r"[^a-z0-9]+", words.lower()))
 
 
 def redact_scenario(dump: Any) -> Any:
@@ -79,13 +82,14 @@ def redact(argv: list[str]) -> list[str]:
     secret-looking `attr=value` items (xllamacpp's `--set api_key=X`) replaced by ***."""
     out: list[str] = []
     hide_next = False
-    for a in argv:
+    for i, a in enumerate(argv):
         if hide_next:
             out.append("***")
             hide_next = False
             continue
         name, eq, _ = a.partition("=")
-        if looks_secret(name) and (a.startswith("-") or eq):
+        setting = eq and i > 0 and argv[i - 1] == "--set"  # xllamacpp attr=value, not other key=value args
+        if looks_secret(name) and (a.startswith("-") or setting):
             if eq:
                 out.append(name + "=***")
             else:

@@ -95,7 +95,9 @@ class ExternalServer:
         return self.base_url
 
     def stop(self) -> None:
-        return None
+        if self._http is not None:
+            self._http.close()
+            self._http = None
 
     def alive(self) -> bool:
         return True
@@ -134,6 +136,7 @@ class ExternalServer:
         if self._http is None:
             self._http = httpx.Client(timeout=30, headers=self.headers())
         forms = [self._tokenize_form] if self._tokenize_form else ["vllm", "llamacpp"]
+        transient = False
         for form in forms:
             body: dict[str, Any] = (
                 {"model": self.model_name, "prompt": text, "add_special_tokens": False}
@@ -142,13 +145,20 @@ class ExternalServer:
             )
             try:
                 r = self._http.post(self.base_url + "/tokenize", json=body)
+            except httpx.HTTPError:
+                transient = True  # timeout, reset: try again next time
+                continue
+            if r.status_code == 429 or r.status_code >= 500:
+                transient = True
+                continue
+            try:
                 data = r.json() if r.status_code == 200 else {}
                 n = int(data["count"]) if form == "vllm" else len(data["tokens"])
-            except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError):
                 continue
             self._tokenize_form = form
             return n
-        if self._tokenize_form is None:
+        if self._tokenize_form is None and not transient:  # answered, but not as a tokenizer
             self._tokenize_form = "none"
         return None
 

@@ -176,7 +176,7 @@ class VllmServer:
         argv += ["--host", c.host, "--port", str(port), "--served-model-name", self.model_name]
         if c.model.source == "catalog":  # dummy weights; the tokenizer as written (hfmodel.write_model_dir)
             argv += ["--load-format", "dummy", "--tokenizer", str(self.model_dir / TOKENIZER_DIR)]
-        argv += precision_args(c.precision, env.vllm)
+        argv += precision_args(c.precision, env.vllm, checkpoint_quantization(self.model_dir))
         if c.kv_cache_dtype != "auto":
             argv += ["--kv-cache-dtype", c.kv_cache_dtype]
         if c.tensor_parallel_size > 1:
@@ -374,8 +374,19 @@ def api_server_module(version: str | None) -> str:
     return "vllm.entrypoints.openai.api_server"
 
 
-def precision_args(precision: str, version: str | None = None) -> list[str]:
-    """vLLM flags for a scenario precision (`version`: the engine's vLLM, for flags that were renamed).
+def checkpoint_quantization(model_dir: Path | None) -> str | None:
+    """`quant_method` of a checkpoint's config.json `quantization_config` (e.g. `fp8`), else None."""
+    try:
+        cfg = json.loads((Path(model_dir) / "config.json").read_text()) if model_dir else {}
+    except (OSError, ValueError):
+        return None
+    q = cfg.get("quantization_config") if isinstance(cfg, dict) else None
+    return str(q.get("quant_method")) if isinstance(q, dict) and q.get("quant_method") else None
+
+
+def precision_args(precision: str, version: str | None = None, checkpoint: str | None = None) -> list[str]:
+    """vLLM flags for a scenario precision (`version`: the engine's vLLM, for flags that were renamed;
+    `checkpoint`: the model's own `quant_method`, when it is pre-quantized).
 
     bf16/fp16 set `--dtype`; fp8 quantizes the weights online (`--quantization fp8_per_tensor` from vLLM
     0.32, where `fp8` for online quantization is deprecated; `fp8` before; on GPUs without FP8
@@ -388,7 +399,9 @@ def precision_args(precision: str, version: str | None = None) -> list[str]:
     if precision == "fp16":
         return ["--dtype", "float16"]
     if precision == "fp8":
-        return ["--quantization", "fp8_per_tensor" if vllm_at_least(version, (0, 32)) else "fp8"]
+        if checkpoint == "fp8" or not vllm_at_least(version, (0, 32)):  # an FP8 checkpoint: its own method
+            return ["--quantization", "fp8"]
+        return ["--quantization", "fp8_per_tensor"]
     if precision in ("awq", "gptq"):
         return ["--quantization", precision]
     return []

@@ -161,9 +161,11 @@ class PromptFactory:
         if fit is None:
             t = make(0)
             n0 = count(t)
-            if n0 is None:  # the counter cannot tell: about one token per word, as without one
-                return make(max(1, n_tokens - 1)), None
-            return t, n0
+            if n0 is not None and n0 > n_tokens:  # even the fixed start is longer than asked
+                return t, n0
+            # the counter could not tell (an endpoint's /tokenize failed on the way): about one token
+            # per word, as without a counter, and said to be approximate
+            return make(max(1, n_tokens - 1)), None
         k, n = fit
         if k > 8:
             self._words_per_token = k / max(n, 1)

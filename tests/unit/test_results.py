@@ -71,6 +71,16 @@ def test_redact_hides_secret_flag_values() -> None:
     keep = ["--max-num-batched-tokens", "8192", "--tokenizer", "/models/tok", "--set", "n_ctx=512"]
     assert redact(keep) == keep
     assert redact(["--set", "api_key=sk-1"]) == ["--set", "api_key=***"]
+    # xllamacpp's real field is api_keys; plurals and camelCase count, other key=value arguments are kept
+    assert redact(["--set", 'api_keys=["sk-1"]', "--api-keys", "sk-2"]) == [
+        "--set",
+        "api_keys=***",
+        "--api-keys",
+        "***",
+    ]
+    assert redact(["--apiKeys", "sk-3"]) == ["--apiKeys", "***"]
+    kv = ["--override-kv", "tokenizer.ggml.add_bos_token=bool:false"]
+    assert redact(kv) == kv
 
 
 def test_the_manifests_scenario_carries_no_secrets() -> None:
@@ -163,3 +173,14 @@ def test_resolve_runs_expands_directories_of_runs_and_passes_over_compare_output
     (b2 / "manifest.json").write_text("{not json")  # a broken run inside a directory of runs: said so
     with pytest.raises(RunNotFound, match=r"r2/manifest\.json: unreadable manifest"):
         resolve_runs([tmp_path / "results" / "cluster"])
+
+
+def test_manifests_that_are_not_a_json_object_are_said_to_be_unreadable(tmp_path: Path) -> None:
+    import pytest
+
+    from harness.results import RunNotFound
+
+    for body in (b"\xff\xfe{}", b"[]"):
+        (tmp_path / "manifest.json").write_bytes(body)
+        with pytest.raises(RunNotFound, match="unreadable manifest"):
+            read_manifest(tmp_path)

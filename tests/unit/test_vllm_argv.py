@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -205,3 +206,16 @@ def test_renamed_flags_follow_the_engines_vllm_version() -> None:
     assert api_server_module("0.32.0+cpu") == "vllm.entrypoints.launchers.api_server.entry"
     assert api_server_module("0.11.0") == "vllm.entrypoints.openai.api_server"
     assert vllm_at_least("0.32.1rc1", (0, 32)) and not vllm_at_least("0.31.9", (0, 32))
+
+
+def test_fp8_checkpoint_keeps_its_own_quantization_method(tmp_path: Path) -> None:
+    from harness.engines.vllm import checkpoint_quantization, precision_args
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text(json.dumps({"quantization_config": {"quant_method": "fp8"}}))
+    assert checkpoint_quantization(ckpt) == "fp8"
+    assert checkpoint_quantization(tmp_path) is None  # no config.json
+    # vLLM 0.32 refuses fp8_per_tensor against a checkpoint that says fp8 itself
+    assert precision_args("fp8", "0.33.0", "fp8") == ["--quantization", "fp8"]
+    assert precision_args("fp8", "0.33.0", None) == ["--quantization", "fp8_per_tensor"]
