@@ -124,12 +124,12 @@ def point_notes(df: pd.DataFrame) -> list[str]:
                 f"point {r['point_id']}: {bad} of {bad + good} measured requests failed{kinds}; "
                 "its latencies cover the others only"
             )
-    for _, r in df.iterrows():
-        n = int(r.get("one_read_streams") or 0) if "one_read_streams" in df.columns else 0
-        if n:
+    if "one_read_streams" in df.columns:
+        for _, r in df[df["one_read_streams"].fillna(0) > 0].iterrows():
+            n, ok = int(r["one_read_streams"]), int(r["ok"] or 0)
             out.append(
-                f"point {r['point_id']}: {n} of {int(r['ok'] or 0)} streams arrived in a single read "
-                "(TPOT and ITL 0): the engine or this client held them back (a saturated host?)"
+                f"point {r['point_id']}: {n} of {ok} streams arrived in a single read (TPOT and ITL 0): "
+                "the engine or this client held them back (a saturated host?)"
             )
     return out
 

@@ -134,8 +134,8 @@ def _point_row(
     return row
 
 
-def _count_from_length(r: RequestRecord) -> None:
-    """No usage in the stream, but it ended for `length`: it produced exactly max_tokens; and its prompt
+def _count_without_usage(r: RequestRecord) -> None:
+    """No usage in the stream: if it ended for `length`, it produced exactly max_tokens; and its prompt
     has the length the server's tokenizer gave it when it was built (`expected_input_tokens`)."""
     if r.output_tokens is None and r.ok and r.finish_reason == "length" and r.expected_output_tokens:
         r.output_tokens, r.output_tokens_source = r.expected_output_tokens, "max_tokens"
@@ -147,7 +147,7 @@ def _count_missing_usage(engine: Any, records: list[RequestRecord]) -> None:
     """Engines without usage in streams: streams that stopped early are counted by tokenizing the streamed
     text (approximate: re-tokenizing generated text can merge pieces differently)."""
     for r in records:
-        _count_from_length(r)
+        _count_without_usage(r)
         if r.output_tokens is None and r.ok and r.output_text is not None:
             r.output_tokens, r.output_tokens_source = engine.tokenize(r.output_text), "tokenizer"
 
@@ -444,9 +444,8 @@ def _run_one_point(
     warmup: bool = True,
 ) -> tuple[dict[str, Any] | None, str | None, int]:
     w, ld = s.workload, s.load
-    count, count_text = (
-        counters  # (None, None): no tokenizer, prompt lengths approximate (see _prompt_counters)
-    )
+    # (None, None): no tokenizer, prompt lengths approximate (see _prompt_counters)
+    count, count_text = counters
     n_warm, n_cool = (ld.warmup_requests if warmup else 0), ld.cooldown_requests
     warm = build_specs(w, n_warm, next_id, count, w.seed, dataset) if n_warm else []
     specs = build_specs(w, ld.requests, next_id + n_warm, count, w.seed, dataset)
@@ -459,7 +458,7 @@ def _run_one_point(
     def on_record(rec: RequestRecord) -> None:
         rec.attempt = attempt
         if not usage_in_stream:
-            _count_from_length(rec)
+            _count_without_usage(rec)
         run.append_record(rec)
         if not rec.warmup:
             live = tel.live()

@@ -36,7 +36,7 @@ def cost_line(row: dict[str, Any]) -> list[str]:
             )
         else:
             lines.append(
-                f"energy: ${fmt(row['energy_usd_per_1m_tokens'], '{:.4f}')} per 1M output tokens; "
+                f"energy: ${fmt(e, '{:.4f}')} per 1M output tokens; "
                 f"total ${fmt(row['total_usd_per_1m_tokens'], '{:.2f}')}"
             )
     return lines

@@ -438,12 +438,16 @@ class NvmlSampler:
             self.edge_skips += 1
             return False
         try:
-            for r, s in zip(self.readers, self.series, strict=True):
-                t = time.perf_counter_ns()  # per GPU: reading eight of them takes a while
-                s.append(t, r.read())
+            self._read_all()
         finally:
             self._lock.release()
         return True
+
+    def _read_all(self) -> None:
+        """One sample of every GPU (the caller holds the lock)."""
+        for r, s in zip(self.readers, self.series, strict=True):
+            t = time.perf_counter_ns()  # per GPU: reading eight of them takes a while
+            s.append(t, r.read())
 
     def _sample_pcie(self) -> None:
         """The slow PCIe throughput fallback, off the lock; its samples go in at their own time."""
@@ -472,13 +476,15 @@ class NvmlSampler:
         self._open[name] = t_ns
 
     def end_window(self, name: str, t_ns: int) -> dict[str, Any]:
-        self.sample(EDGE_LOCK_TIMEOUT_S)
         t0 = self._open.pop(name)
         self.windows[name] = (t0, t_ns)
-        if not self._lock.acquire(timeout=EDGE_LOCK_TIMEOUT_S):  # the thread is stuck in an NVML call
+        # one wait for the lock covers the edge sample and the columns (a thread stuck in an NVML
+        # call holds it: then neither)
+        if not self._lock.acquire(timeout=EDGE_LOCK_TIMEOUT_S):
             self.edge_skips += 1
             return {}
         try:
+            self._read_all()
             return gpu_window_columns(self.series, t0, t_ns)
         finally:
             self._lock.release()
@@ -487,15 +493,14 @@ class NvmlSampler:
         if self._thread is not None:
             self._stop.set()
             self._thread.join(timeout=5)
-            if self._thread.is_alive():  # stuck in an NVML call (a GPU going away): no last sample
+            stuck = self._thread.is_alive()  # in an NVML call (a GPU going away): no last sample
+            if stuck:
                 self.loop_error = self.loop_error or "sampler thread still in an NVML call 5 s after stop"
+                self._initialised = False  # no nvmlShutdown under a call in progress: process exit cleans up
             else:
                 self.sample(EDGE_LOCK_TIMEOUT_S)
-            stuck = self._thread.is_alive()
             self._thread = None
             self.stopped_ns = time.perf_counter_ns()
-            if stuck:  # no nvmlShutdown under a call still in progress: the process exit cleans up
-                self._initialised = False
         if self._initialised:
             shutdown()
             self._initialised = False
