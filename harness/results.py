@@ -171,10 +171,10 @@ COMPARE_OUTPUT = "compare.md"  # `harness compare` writes it into every output d
 def resolve_runs(paths: list[Path]) -> tuple[list[Path], list[str]]:
     """The run directories named by `paths`, and notes on what was passed over.
 
-    A run directory (with manifest.json) stands for itself; a directory of runs (e.g. `results/evidence`,
-    or a cloud fetch `results/<cluster>`) for the runs directly in it; `harness compare` output
-    directories are passed over with a note (so `results/*/` still works after a compare). Anything
-    else raises RunNotFound. Each run comes once, in the order given.
+    A run directory (with manifest.json) stands for itself; any other directory for the runs below it, at
+    any depth (`results`, `results/evidence`, a cloud fetch `results/<cluster>`); `harness compare` output
+    directories are passed over with a note (so `results/*/` still works after a compare). A path with no
+    run in or below it raises RunNotFound. Each run comes once, in the order given.
     """
     runs: list[Path] = []
     notes: list[str] = []
@@ -184,14 +184,25 @@ def resolve_runs(paths: list[Path]) -> tuple[list[Path], list[str]]:
             runs.append(p)
         elif (p / COMPARE_OUTPUT).is_file():
             notes.append(f"{p}: a compare output, not a run: passed over")
-        elif p.is_dir() and (inner := sorted(c for c in p.iterdir() if (c / "manifest.json").is_file())):
+        elif p.is_dir() and (inner := _runs_below(p)):
             for c in inner:
                 read_manifest(c)  # readable
             runs += inner
-            notes.append(f"{p}: not a run directory; using the {len(inner)} run(s) in it")
+            notes.append(f"{p}: not a run directory; using the {len(inner)} run(s) below it")
         else:
             read_manifest(p)  # raises with the reason
     return list(dict.fromkeys(runs)), notes
+
+
+def _runs_below(top: Path) -> list[Path]:
+    """Run directories under `top` (not descending into runs or compare outputs), sorted by path."""
+    found: list[Path] = []
+    for sub in sorted(c for c in top.iterdir() if c.is_dir() and not c.is_symlink()):
+        if (sub / "manifest.json").is_file():
+            found.append(sub)
+        elif not (sub / COMPARE_OUTPUT).is_file():
+            found += _runs_below(sub)
+    return found
 
 
 def _counts(run: Path) -> dict[int, dict[str, Any]]:

@@ -164,9 +164,13 @@ def test_resolve_runs_expands_directories_of_runs_and_passes_over_compare_output
     runs, notes = resolve_runs([a, tmp_path / "results" / "cluster", cmp_out, a])
     assert runs == [a, b1, b2]
     assert notes == [
-        f"{tmp_path / 'results' / 'cluster'}: not a run directory; using the 2 run(s) in it",
+        f"{tmp_path / 'results' / 'cluster'}: not a run directory; using the 2 run(s) below it",
         f"{cmp_out}: a compare output, not a run: passed over",
     ]
+    # the top of a results tree: runs at any depth, the compare output's inside passed over
+    (cmp_out / "points").mkdir()
+    (cmp_out / "points" / "manifest.json").write_text("{}")
+    assert resolve_runs([tmp_path / "results"])[0] == [a, b1, b2]
     (tmp_path / "empty").mkdir()
     with pytest.raises(RunNotFound, match="empty: not a run directory"):
         resolve_runs([tmp_path / "empty"])
