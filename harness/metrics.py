@@ -78,6 +78,22 @@ def send_lag_s(r: RequestRecord) -> float | None:
     return (r.sent_ns - r.scheduled_ns) / NS_PER_S
 
 
+def prompt_cache_hit(r: RequestRecord) -> bool:
+    """The engine took more of the prompt from its cache than the few tokens new prompts share (BOS, a
+    template's start, a digit of the random head): over 4 tokens and over 5 % of the prompt."""
+    cached = r.cached_prompt_tokens or 0
+    return cached > max(4, 0.05 * (r.prompt_tokens or 0))
+
+
+def off_asked(r: RequestRecord, rel: float = 0.05) -> bool:
+    """A prompt planned without an exact count (no tokenizer) whose reported length is more than 5 % (and
+    more than 1 token) off the length the workload asked for."""
+    a, got = r.asked_input_tokens, r.prompt_tokens
+    if r.expected_input_tokens is not None or a is None or got is None:
+        return False
+    return abs(got - a) > max(1, rel * a)
+
+
 def disagrees(a: int | None, b: int | None, rel: float = 0.02) -> bool:
     """True if both counts are known and |a - b| > rel * max(a, b) (2 % by default)."""
     if a is None or b is None:
@@ -175,6 +191,16 @@ def summarize(
             and r.output_tokens is not None
             and r.output_tokens < r.expected_output_tokens
         ),
+        "long_outputs": sum(
+            1
+            for r in ok
+            if r.expected_output_tokens is not None
+            and r.output_tokens is not None
+            and r.output_tokens > r.expected_output_tokens
+        ),
+        "prompts_off_asked": sum(1 for r in ok if off_asked(r)),
+        "cached_prompt_tokens": _sum_known(r.cached_prompt_tokens for r in ok),
+        "prompt_cache_hits": sum(1 for r in ok if prompt_cache_hit(r)),
         "prompt_token_mismatch": sum(
             1
             for r in ok
@@ -258,35 +284,78 @@ def server_comparison(row: dict[str, Any], prefix: str = "server_") -> dict[str,
     return out
 
 
+def _count(row: dict[str, Any], key: str) -> int:
+    """A count column as an int (0 when absent or NaN, as read back from a points table)."""
+    v = row.get(key)
+    return int(v) if isinstance(v, int | float) and not (isinstance(v, float) and math.isnan(v)) else 0
+
+
+def _value(row: dict[str, Any], key: str) -> float | None:
+    v = row.get(key)
+    return float(v) if isinstance(v, int | float) and not (isinstance(v, float) and math.isnan(v)) else None
+
+
+CLIENT_LAG_LIMIT_S = 0.005  # send or event-loop lateness (p99) beyond which the client is said to lag
+
+
 def flags(row: dict[str, Any]) -> list[str]:
-    """Plain-language warnings for a summarized point (empty when nothing looks wrong)."""
+    """Plain-language warnings for a summarized point (empty when nothing looks wrong). Pure on the row, so
+    a report made later from the points table says the same as the run did."""
     out = []
-    n = row.get("ok") or 0
-    if row.get("short_outputs"):
+    n = _count(row, "ok")
+    if short := _count(row, "short_outputs"):
+        why = "EOS not ignored?" if row.get("ignore_eos", True) is not False else "ignore_eos is off"
         out.append(
-            f"{row['short_outputs']}/{n} requests returned fewer tokens than asked (EOS not ignored?): "
-            "TPOT and tok/s mix lengths"
+            f"{short}/{n} requests returned fewer tokens than asked ({why}): TPOT and tok/s mix lengths"
         )
-    if row.get("chunk_token_mismatch"):
-        out.append(f"{row['chunk_token_mismatch']}/{n} requests: content chunks differ from usage by > 2 %")
-    if row.get("text_token_mismatch"):
+    if long := _count(row, "long_outputs"):
+        out.append(f"{long}/{n} requests returned more tokens than asked (max_tokens not honoured?)")
+    if k := _count(row, "chunk_token_mismatch"):
+        out.append(f"{k}/{n} requests: content chunks differ from usage by > 2 %")
+    if k := _count(row, "text_token_mismatch"):
+        out.append(f"{k}/{n} requests: tokenizer count of the streamed text differs from usage by > 2 %")
+    if k := _count(row, "prompt_token_mismatch"):
+        out.append(f"{k}/{n} requests: prompt tokens differ from the plan")
+    if k := _count(row, "prompts_off_asked"):
         out.append(
-            f"{row['text_token_mismatch']}/{n} requests: tokenizer count of the streamed text differs "
-            "from usage by > 2 %"
+            f"{k}/{n} prompts came out more than 5 % off the asked length: without a tokenizer prompt "
+            "lengths are approximate (set workload.tokenizer, or use an endpoint that serves /tokenize)"
         )
-    if row.get("prompt_token_mismatch"):
-        out.append(f"{row['prompt_token_mismatch']}/{n} requests: prompt tokens differ from the plan")
-    if row.get("missing_usage"):
-        out.append(f"{row['missing_usage']}/{n} requests carried no usage")
+    if (k := _count(row, "prompt_cache_hits")) and not _count(row, "shared_prefix_tokens"):
+        total = _value(row, "cached_prompt_tokens")
+        some = f"{total:.0f} prompt tokens in all" if total is not None else "prompt tokens"
+        out.append(
+            f"{k}/{n} requests had {some} served from the engine's prompt cache: TTFT and prefill read "
+            "faster than for new prompts"
+        )
+    if k := _count(row, "missing_usage"):
+        out.append(f"{k}/{n} requests carried no usage")
+    if row.get("client_saturated") is True or row.get("client_saturated") == 1:
+        util = _value(row, "client_cpu_util_max") or 0.0
+        out.append(
+            f"the client is near saturation (busiest client process at {util:.0%} of a core): numbers may be "
+            "the client's limit; raise load.workers"
+        )
+    lag = _value(row, "send_lag_s_p99")
+    if lag is not None and lag > CLIENT_LAG_LIMIT_S and not _count(row, "max_concurrency"):
+        out.append(
+            f"requests went out late (send lag p99 {lag * 1e3:.1f} ms): the client fell behind the schedule, "
+            "so the load offered was lower than planned; raise load.workers or lower the rate"
+        )
+    loop = _value(row, "client_loop_lag_s_p99")
+    if loop is not None and loop > CLIENT_LAG_LIMIT_S:
+        out.append(
+            f"the client's event loop woke up to {loop * 1e3:.1f} ms late (p99): its timestamps can be that "
+            "late too (a busy host, or too few client processes)"
+        )
     for key in ("ttft_s", "itl_s"):
-        d = row.get(f"server_{key}_rel_diff")
+        d = _value(row, f"server_{key}_rel_diff")
         if d is not None and abs(d) > SERVER_DISAGREEMENT:
             out.append(
                 f"client mean {key[:-2].upper()} differs from the engine's own by {d:+.1%} "
                 f"(client {row[f'{key}_mean'] * 1e3:.2f} ms, engine {row[f'server_{key}_mean'] * 1e3:.2f} ms)"
             )
     for key in SERVER_COUNTERS:
-        d = row.get(f"server_{key}_diff")
-        if d:
+        if d := _count(row, f"server_{key}_diff"):
             out.append(f"{key.replace('_', ' ')}: client counted {d:+d} vs the engine's counter")
     return out

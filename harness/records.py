@@ -35,6 +35,8 @@ class RequestRecord:
     output_tokens: int | None = None
     expected_output_tokens: int | None = None
     expected_input_tokens: int | None = None
+    asked_input_tokens: int | None = None  # the workload's length for a synthetic prompt (exact or not)
+    cached_prompt_tokens: int | None = None  # prompt tokens the engine took from its prompt cache
     finish_reason: str | None = None
     server_timings: dict[str, Any] | None = None
     status_code: int | None = None

@@ -10,6 +10,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from harness.metrics import flags
 from harness.results import read_manifest, read_points
 
 # (column, header, format) shown in the terminal / Markdown table, when present
@@ -108,7 +109,8 @@ def report_run(run: str | Path, console: Console | None = None) -> Path:
 
 def point_notes(df: pd.DataFrame) -> list[str]:
     """One line per point with failed measured requests (all of them: the row measures nothing; some: its
-    latencies cover only the successes), and per point with streams that arrived in a single read."""
+    latencies cover only the successes), per point with streams that arrived in a single read, and each
+    warning the run printed for a point (`metrics.flags`, made again from its row)."""
     if df.empty or "errors" not in df.columns or "ok" not in df.columns:
         return []
     out = []
@@ -131,6 +133,8 @@ def point_notes(df: pd.DataFrame) -> list[str]:
                 f"point {r['point_id']}: {n} of {ok} streams arrived in a single read (TPOT and ITL 0): "
                 "the engine or this client held them back (a saturated host?)"
             )
+    for _, r in df.iterrows():
+        out += [f"point {r['point_id']}: {msg}" for msg in flags(r.to_dict())]
     return out
 
 

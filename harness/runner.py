@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 import signal
 import sys
 import time
@@ -129,6 +130,10 @@ def _point_row(
         "mode": s.load.mode,
         "concurrency": p.concurrency,
         "rate_rps": p.rate_rps,
+        "max_concurrency": s.load.max_concurrency if s.load.mode == "open" else None,
+        # what the requests carried, which the warnings read (metrics.flags)
+        "ignore_eos": engine.request_extras(s.workload).get("ignore_eos") is True,
+        "shared_prefix_tokens": s.workload.shared_prefix_tokens,
     }
     row.update(summary)
     return row
@@ -178,6 +183,12 @@ class ResumeError(Exception):
     """The run directory cannot be resumed with this scenario; message is for the user."""
 
 
+def _prompt_salt(s: Scenario) -> int:
+    """The scenario's prompt salt, else a fresh one: a repeated run must not hit the prompt cache of an
+    engine that outlived the last one (an external endpoint)."""
+    return s.workload.prompt_salt if s.workload.prompt_salt is not None else secrets.randbelow(2**31)
+
+
 def _new_run(
     s: Scenario, results_root: Path, scenario_file: str | None, points: list[Point], find_max_goodput: bool
 ) -> RunDir:
@@ -193,7 +204,7 @@ def _new_run(
             "scenario_file": scenario_file,
             "scenario_hash": scenario_hash(s),
             "scenario": redact_scenario(s.model_dump(mode="json")),
-            "seeds": {"workload": s.workload.seed, "arrivals": s.load.seed},
+            "seeds": {"workload": s.workload.seed, "arrivals": s.load.seed, "prompt_salt": _prompt_salt(s)},
             "host": hostinfo.host(),
             "hardware": _hardware(),
             "points_planned": [p.point_id for p in points],
@@ -399,7 +410,7 @@ def _make_client(s: Scenario, engine: Any, base_url: str, keep_text: bool) -> St
         temperature=w.temperature,
         seed=w.seed,
         timeout_s=w.request_timeout_s,
-        extra_body=engine.request_extras(w.ignore_eos),
+        extra_body=engine.request_extras(w),
         headers=engine.headers() if hasattr(engine, "headers") else {},
         keep_text=keep_text,
     )
@@ -447,9 +458,11 @@ def _run_one_point(
     # (None, None): no tokenizer, prompt lengths approximate (see _prompt_counters)
     count, count_text = counters
     n_warm, n_cool = (ld.warmup_requests if warmup else 0), ld.cooldown_requests
-    warm = build_specs(w, n_warm, next_id, count, w.seed, dataset) if n_warm else []
-    specs = build_specs(w, ld.requests, next_id + n_warm, count, w.seed, dataset)
-    cool = build_specs(w, n_cool, next_id + n_warm + ld.requests, count, w.seed, dataset) if n_cool else []
+    salt = (run.manifest.get("seeds") or {}).get("prompt_salt")  # None in runs made before there was one
+    warm = build_specs(w, n_warm, next_id, count, w.seed, dataset, salt) if n_warm else []
+    specs = build_specs(w, ld.requests, next_id + n_warm, count, w.seed, dataset, salt)
+    first_cool = next_id + n_warm + ld.requests
+    cool = build_specs(w, n_cool, first_cool, count, w.seed, dataset, salt) if n_cool else []
     label = f"{p.point_id} " + (f"concurrency {p.concurrency}" if p.concurrency else f"{p.rate_rps:g} req/s")
     task = progress.add_task(label, total=len(specs))
 
@@ -522,11 +535,4 @@ def _run_one_point(
         if console is not None:
             for msg in metrics.flags(row):
                 console.print(f"[yellow]warning[/] {p.point_id}: {msg}", highlight=False)
-            if row.get("client_saturated"):
-                console.print(
-                    f"[yellow]warning[/] {p.point_id}: the client is near saturation (busiest client "
-                    f"process at {row['client_cpu_util_max']:.0%} of a core): numbers may be the "
-                    "client's limit; raise load.workers",
-                    highlight=False,
-                )
     return row, outcome.aborted, next_id + n_warm + len(specs) + n_cool

@@ -162,6 +162,11 @@ class ExternalEngine(Strict):
     model: ModelSpec | None = None
     api_key_env: str | None = Field(None, description="name of the environment variable holding the API key")
     health_path: str | None = "/health"
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict,
+        description="JSON fields added to every request, e.g. {ignore_eos: true} for a vLLM, SGLang or "
+        "llama.cpp endpoint (none by default: OpenAI's own API refuses fields it does not know)",
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -210,6 +215,12 @@ class Workload(Strict):
     )
     temperature: float = Field(0.0, ge=0)
     seed: int = 0
+    prompt_salt: int | None = Field(
+        None,
+        description="mixed into every synthetic prompt, so that an engine's prompt cache filled by an "
+        "earlier run cannot serve this one (default: drawn per run, kept in the manifest's seeds; set it "
+        "to send another run's prompts again)",
+    )
     request_timeout_s: float = Field(600.0, gt=0)
 
     @field_validator("input_tokens", "output_tokens")
@@ -592,6 +603,14 @@ def combination_errors(s: Scenario, file: str) -> list[str]:
 
 def combination_warnings(s: Scenario, file: str) -> list[str]:
     """Combinations that run, but not the way the scenario probably means (printed, never fatal)."""
+    return _catalog_warnings(s, file) + _request_warnings(s, file)
+
+
+def _where(s: Scenario, indices: list[int]) -> str:
+    return "engine" if not s.variants else f"variants[{', '.join(map(str, indices))}]"
+
+
+def _catalog_warnings(s: Scenario, file: str) -> list[str]:
     from harness.catalog.hardware import devices, gpus
 
     if s.hardware.gpu and s.hardware.gpu not in gpus():
@@ -609,11 +628,31 @@ def combination_warnings(s: Scenario, file: str) -> list[str]:
     ]
     if not fp8:
         return []
-    where = "engine" if not s.variants else f"variants[{', '.join(map(str, fp8))}]"
     return [
-        f"{file}: {where}.precision: {dev.name} ({dev.architecture}) has no FP8 tensor cores: vLLM runs "
-        "fp8 weight-only through its Marlin kernels (memory saved, no FP8 compute speed-up)"
+        f"{file}: {_where(s, fp8)}.precision: {dev.name} ({dev.architecture}) has no FP8 tensor cores: vLLM "
+        "runs fp8 weight-only through its Marlin kernels (memory saved, no FP8 compute speed-up)"
     ]
+
+
+def _request_warnings(s: Scenario, file: str) -> list[str]:
+    """What the requests will not carry although the workload asks for it."""
+    engines = engine_configs(s)
+    out = []
+    ext = [i for i, e in enumerate(engines) if e.type == "external" and "ignore_eos" not in e.extra_body]
+    if ext and s.workload.ignore_eos:
+        out.append(
+            f"{file}: {_where(s, ext)}.extra_body: ignore_eos is not sent to an external endpoint unless "
+            "extra_body names it (OpenAI's own API refuses fields it does not know): outputs may stop before "
+            "output_tokens (allowed: extra_body: {ignore_eos: true} for vLLM, SGLang or llama.cpp)"
+        )
+    cold = [i for i, e in enumerate(engines) if e.type == "vllm" and not e.enable_prefix_caching]
+    if cold and s.workload.shared_prefix_tokens:
+        out.append(
+            f"{file}: {_where(s, cold)}.enable_prefix_caching: the {s.workload.shared_prefix_tokens}-token "
+            "shared prefix is prefilled again for every request with prefix caching off (allowed: true, to "
+            "measure its reuse)"
+        )
+    return out
 
 
 def parse_scenario(data: Any, file: str = "<scenario>") -> Scenario:

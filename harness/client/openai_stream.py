@@ -26,12 +26,14 @@ class RequestSpec:
     """What to send: prompt (text or chat messages) and how many tokens to ask for.
 
     `input_tokens` is the prompt length the server is expected to report as
-    `usage.prompt_tokens` (see `harness.load.workload`), or None when unknown.
+    `usage.prompt_tokens` (see `harness.load.workload`), or None when unknown; `asked_input_tokens`
+    the length the workload asked for (a synthetic prompt without a tokenizer only approximates it).
     """
 
     prompt: str
     max_tokens: int
     input_tokens: int | None = None
+    asked_input_tokens: int | None = None
 
 
 @dataclass
@@ -96,6 +98,7 @@ class StreamClient:
         """
         rec.expected_output_tokens = spec.max_tokens
         rec.expected_input_tokens = spec.input_tokens
+        rec.asked_input_tokens = spec.asked_input_tokens
         if self._pool is None:  # the point was stopped and the client closed: nothing is sent
             rec.error_kind, rec.error = "cancelled", "client closed (use `async with StreamClient(...)`)"
             rec.done_ns = time.perf_counter_ns()
@@ -167,11 +170,18 @@ class StreamClient:
 
 
 def chunk_text(choice: dict[str, Any]) -> str:
-    """Content carried by one streamed choice (completions: `text`; chat: `delta.content`)."""
+    """Generated text carried by one streamed choice: completions `text`; chat `delta.content`, and the
+    delta's reasoning (`reasoning_content` as vLLM's and SGLang's reasoning parsers send it, or
+    `reasoning`) and tool-call arguments, which are generated tokens too (counted in `usage`)."""
     if "text" in choice:
         return choice.get("text") or ""
     delta = choice.get("delta") or {}
-    return delta.get("content") or ""
+    parts = [delta.get("reasoning_content"), delta.get("reasoning"), delta.get("content")]
+    for call in delta.get("tool_calls") or ():
+        fn = call.get("function") if isinstance(call, dict) else None
+        if isinstance(fn, dict):
+            parts += [fn.get("name"), fn.get("arguments")]
+    return "".join(p for p in parts if isinstance(p, str))
 
 
 def apply_chunk(
@@ -202,5 +212,11 @@ def apply_chunk(
         if usage.get("prompt_tokens") is not None:
             rec.prompt_tokens = int(usage["prompt_tokens"])
             rec.prompt_tokens_source = "usage"
-    if chunk.get("timings"):
-        rec.server_timings = dict(chunk["timings"])
+        details = usage.get("prompt_tokens_details")
+        if isinstance(details, dict) and details.get("cached_tokens") is not None:
+            rec.cached_prompt_tokens = int(details["cached_tokens"])
+    timings = chunk.get("timings")
+    if timings:
+        rec.server_timings = dict(timings)
+        if rec.cached_prompt_tokens is None and timings.get("cache_n") is not None:  # llama.cpp
+            rec.cached_prompt_tokens = int(timings["cache_n"])

@@ -1,10 +1,14 @@
-"""The `Engine` protocol and the registry mapping scenario engine types to implementations."""
+"""The `Engine` protocol (the registry that maps scenario engine types to it is `harness.engines`), and
+the redaction of secrets in what goes into manifests."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from harness.scenario import Workload
 
 
 class Engine(Protocol):
@@ -31,8 +35,8 @@ class Engine(Protocol):
         """What goes into the manifest: launcher, command line, model file, precision, options."""
         ...
 
-    def request_extras(self, ignore_eos: bool = True) -> dict[str, Any]:
-        """Extra JSON fields for every request (e.g. ignore_eos, cache_prompt)."""
+    def request_extras(self, workload: Workload) -> dict[str, Any]:
+        """Extra JSON fields for every request of `workload` (e.g. ignore_eos, cache_prompt)."""
         ...
 
     def usage_in_stream(self) -> bool:
@@ -61,7 +65,7 @@ def looks_secret(name: str) -> bool:
 
 def redact_scenario(dump: Any) -> Any:
     """A scenario's JSON dump for the manifest with secrets out: `extra_args` lists through `redact`,
-    and values of `env` entries whose names look secret (HF_TOKEN, OPENAI_API_KEY) as ***."""
+    and values of `env` and `extra_body` entries whose names look secret (HF_TOKEN, api_key) as ***."""
     if isinstance(dump, list):
         return [redact_scenario(x) for x in dump]
     if not isinstance(dump, dict):
@@ -70,11 +74,18 @@ def redact_scenario(dump: Any) -> Any:
     for k, v in dump.items():
         if k == "extra_args" and isinstance(v, list):
             out[k] = redact([str(a) for a in v])
-        elif k == "env" and isinstance(v, dict):
-            out[k] = {n: "***" if looks_secret(n) else x for n, x in v.items()}
+        elif k in ("env", "extra_body") and isinstance(v, dict):
+            out[k] = _redact_keys(v)
         else:
             out[k] = redact_scenario(v)
     return out
+
+
+def _redact_keys(d: dict[str, Any]) -> dict[str, Any]:
+    """`d` with the values of secret-looking keys as ***, at any depth."""
+    return {
+        n: "***" if looks_secret(n) else _redact_keys(x) if isinstance(x, dict) else x for n, x in d.items()
+    }
 
 
 def redact(argv: list[str]) -> list[str]:

@@ -14,7 +14,7 @@ import httpx
 import psutil
 
 from harness.engines.process import EngineError
-from harness.scenario import ExternalEngine
+from harness.scenario import ExternalEngine, Workload
 
 
 @lru_cache(maxsize=1)
@@ -120,8 +120,10 @@ class ExternalServer:
             "local": self.local,
         }
 
-    def request_extras(self, ignore_eos: bool = True) -> dict[str, Any]:
-        return {}
+    def request_extras(self, workload: Workload) -> dict[str, Any]:
+        """The scenario's `engine.extra_body`, as it is: an endpoint of unknown kind may refuse fields it
+        does not know (OpenAI's own API does), so ignore_eos is sent only where the scenario names it."""
+        return dict(self.cfg.extra_body)
 
     def usage_in_stream(self) -> bool:
         return True

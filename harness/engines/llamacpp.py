@@ -19,7 +19,7 @@ import httpx
 from harness import models
 from harness.engines.base import redact
 from harness.engines.process import EngineError, ManagedProcess, free_port, port_taken
-from harness.scenario import LlamaCppEngine
+from harness.scenario import LlamaCppEngine, Workload
 
 
 def native_ngl(n_gpu_layers: int) -> str:
@@ -243,11 +243,12 @@ class LlamaCppServer:
             }
         return d
 
-    def request_extras(self, ignore_eos: bool = True) -> dict[str, Any]:
+    def request_extras(self, workload: Workload) -> dict[str, Any]:
         if self.cfg.launcher == "llama-cpp-python":
             return {}
-        # llama.cpp reuses cached prompt prefixes per slot; switch it off so every prompt is prefilled
-        return {"ignore_eos": ignore_eos, "cache_prompt": False}
+        # llama.cpp reuses a slot's cached prompt prefix: off, so every prompt is prefilled, unless the
+        # workload shares a prefix between prompts, which is then there to be reused
+        return {"ignore_eos": workload.ignore_eos, "cache_prompt": workload.shared_prefix_tokens > 0}
 
     def usage_in_stream(self) -> bool:
         return self.cfg.launcher != "llama-cpp-python"

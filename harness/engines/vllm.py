@@ -33,7 +33,7 @@ from harness.engines.process import EngineError, ManagedProcess, free_port, port
 from harness.hfmodel import TOKENIZER_DIR, HfModelError, catalog_model_dir
 from harness.models import ModelError
 from harness.roofline import bytes_per_param
-from harness.scenario import VllmEngine
+from harness.scenario import VllmEngine, Workload
 
 GIB = 1024**3
 
@@ -339,8 +339,8 @@ class VllmServer:
             d["warnings"] = list(self.warnings)
         return d
 
-    def request_extras(self, ignore_eos: bool = True) -> dict[str, Any]:
-        return {"ignore_eos": ignore_eos}
+    def request_extras(self, workload: Workload) -> dict[str, Any]:
+        return {"ignore_eos": workload.ignore_eos}
 
     def usage_in_stream(self) -> bool:
         return True

@@ -125,11 +125,13 @@ class PromptFactory:
     seed: int = 0
     count_tokens: Count | None = None
     shared_prefix_tokens: int = 0
+    salt: int | None = None  # the run's prompt salt (None: prompts depend on the seed only)
     _words_per_token: float = 1.0
     _prefix: str | None = field(default=None, repr=False)
 
     def words(self, request_id: int, n: int) -> str:
-        rng = np.random.default_rng((self.seed, request_id))
+        key = (self.seed, request_id) if self.salt is None else (self.seed, self.salt, request_id)
+        rng = np.random.default_rng(key)
         head = f"{int(rng.integers(100000, 1000000))}"
         ws = [_WORDS[i] for i in rng.integers(0, len(_WORDS), max(n, 0))]
         return " ".join([head, *ws])
@@ -232,15 +234,17 @@ def build_specs(
     count_tokens: Count | None,
     seed: int,
     dataset: list[DatasetRow] | None = None,
+    salt: int | None = None,
 ) -> list[RequestSpec]:
     """`n` request specs for request ids first_id .. first_id+n-1.
 
-    `count_tokens` gives the server-side prompt length of a text (see the module docstring).
+    `count_tokens` gives the server-side prompt length of a text (see the module docstring); `salt`
+    (the run's prompt salt) changes the synthetic prompts' words, not their lengths.
     With a dataset, request i uses row i modulo its length: a prompt is sent as is, an
     input_tokens row gets a synthetic prompt of that length.
     """
     rng = np.random.default_rng((seed, first_id))
-    factory = PromptFactory(seed, count_tokens, workload.shared_prefix_tokens)
+    factory = PromptFactory(seed, count_tokens, workload.shared_prefix_tokens, salt)
     specs = []
     for i in range(first_id, first_id + n):
         row = dataset[i % len(dataset)] if dataset else None
@@ -255,5 +259,5 @@ def build_specs(
         )
         n_out = row.output_tokens if row is not None else draw_length(workload.output_tokens, rng)
         text, measured = factory.prompt(i, n_in)
-        specs.append(RequestSpec(prompt=text, max_tokens=n_out, input_tokens=measured))
+        specs.append(RequestSpec(text, n_out, input_tokens=measured, asked_input_tokens=n_in))
     return specs

@@ -70,3 +70,39 @@ def test_run_against_local_external_llamacpp(write_scenario, tmp_path: Path, lla
     # no GPU here: the scenario's GPU stands, and no mismatch is claimed
     assert p["gpu"] == p["gpu_declared"] == "h100-sxm"
     assert "this machine's GPU is" not in res.stderr
+
+
+def test_repeated_runs_do_not_hit_the_prompt_cache_unless_they_send_the_same_prompts(
+    write_scenario, tmp_path: Path, llama_url: str
+) -> None:
+    """llama.cpp keeps each slot's last prompt (and more in its prompt cache): a second run that sent the
+    same prompts would prefill almost nothing. Each run salts its prompts, and a run whose engine did
+    serve prompts from its cache (here: a fixed prompt_salt, so the same prompts again) says so."""
+
+    def run(name: str, salt: int | None) -> tuple[pd.Series, str]:
+        workload = {
+            "input_tokens": 48,
+            "output_tokens": 4,
+            **({"prompt_salt": salt} if salt is not None else {}),
+        }
+        scen = write_scenario(
+            {
+                "name": name,
+                "engine": {"type": "external", "base_url": llama_url, "extra_body": {"ignore_eos": True}},
+                "workload": workload,
+                "load": {"concurrency": [2], "requests": 2, "warmup_requests": 0},
+            },
+            f"{name}.yaml",
+        )
+        res = harness_cli("run", str(scen), "--results", str(tmp_path / "r"), "--no-progress")
+        assert res.returncode == 0, res.stderr[-3000:]
+        return pd.read_csv(run_dir_from(res.stderr) / "points.csv").iloc[0], res.stderr
+
+    for i in range(2):  # default: a fresh salt per run
+        p, err = run(f"salted-{i}", None)
+        assert p["prompt_cache_hits"] == 0 and "prompt cache" not in err, (p["cached_prompt_tokens"], err)
+        assert p["short_outputs"] == 0  # extra_body's ignore_eos reached the server
+    run("fixed-0", 7)
+    p, err = run("fixed-1", 7)  # the same prompts as the run before, on the same slots
+    assert p["prompt_cache_hits"] == 2 and p["cached_prompt_tokens"] >= 2 * 40, p
+    assert "2/2 requests had" in err and "served from the engine's prompt cache" in err

@@ -109,6 +109,9 @@ def test_the_manifests_scenario_carries_no_secrets() -> None:
         "TOKENIZERS_PARALLELISM": "false",
         "KEYRING": "x",
     }
+    body = {"ignore_eos": True, "api_key": "sk-1", "metadata": {"user_token": "t"}}
+    got = redact_scenario({"engine": {"type": "external", "extra_body": body}})["engine"]["extra_body"]
+    assert got == {"ignore_eos": True, "api_key": "***", "metadata": {"user_token": "***"}}
 
 
 def test_a_rate_search_run_is_not_resumed(tmp_path: Path) -> None:

@@ -1,0 +1,171 @@
+"""What requests carry (engine extras, prompt salt, reasoning deltas, cached prompt tokens) and the
+warnings a point gets from its row, the same at run time and in a later report."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from harness import metrics
+from harness.client.openai_stream import apply_chunk, chunk_text
+from harness.engines.external import ExternalServer
+from harness.engines.llamacpp import LlamaCppServer
+from harness.load.workload import build_specs
+from harness.records import RequestRecord
+from harness.report import point_notes
+from harness.scenario import ExternalEngine, LlamaCppEngine, Workload, combination_warnings, parse_scenario
+
+MS = 1_000_000
+
+
+def test_chat_deltas_count_reasoning_and_tool_call_arguments_as_generated_text() -> None:
+    # vLLM 0.32's DeltaMessage has `reasoning`; llama.cpp and older vLLM send `reasoning_content`
+    assert chunk_text({"delta": {"role": "assistant", "content": ""}}) == ""
+    assert chunk_text({"delta": {"reasoning": "Let me", "content": None}}) == "Let me"
+    assert chunk_text({"delta": {"reasoning_content": " think"}}) == " think"
+    call = {"index": 0, "id": "c1", "type": "function", "function": {"name": "get", "arguments": '{"a"'}}
+    assert chunk_text({"delta": {"tool_calls": [call]}}) == 'get{"a"'
+    assert chunk_text({"delta": {"tool_calls": [{"index": 0, "function": {"arguments": ": 1}"}}]}}) == ": 1}"
+    assert chunk_text({"text": " t1"}) == " t1"
+    rec = RequestRecord(0, "p", 1, 1)
+    for t, delta in enumerate(
+        [{"role": "assistant"}, {"reasoning": "a"}, {"reasoning": "b"}, {"content": "c"}]
+    ):
+        apply_chunk(rec, {"choices": [{"index": 0, "delta": delta}]}, 10 * (t + 1))
+    assert rec.first_token_ns == 20 and rec.chunk_ns == [20, 30, 40]  # the first reasoning token is the first
+
+
+def test_cached_prompt_tokens_from_usage_details_else_llamacpp_timings() -> None:
+    a = RequestRecord(0, "p", 1, 1)
+    apply_chunk(
+        a,
+        {"choices": [], "usage": {"prompt_tokens": 300, "prompt_tokens_details": {"cached_tokens": 256}}},
+        5,
+    )
+    assert a.cached_prompt_tokens == 256
+    b = RequestRecord(1, "p", 1, 1)
+    apply_chunk(
+        b, {"choices": [], "usage": {"prompt_tokens": 300}, "timings": {"cache_n": 295, "prompt_n": 5}}, 5
+    )
+    assert b.cached_prompt_tokens == 295
+    c = RequestRecord(2, "p", 1, 1)
+    apply_chunk(c, {"choices": [], "usage": {"prompt_tokens": 300}}, 5)  # vLLM without prompt-tokens details
+    assert c.cached_prompt_tokens is None
+    # BOS and a digit or two of the random head are shared by new prompts: not a hit
+    hits = [(4, 300, False), (5, 60, True), (14, 300, False), (16, 300, True)]
+    for cached, prompt, hit in hits:
+        r = RequestRecord(3, "p", 1, 1, prompt_tokens=prompt, cached_prompt_tokens=cached)
+        assert metrics.prompt_cache_hit(r) is hit, (cached, prompt)
+
+
+def test_the_prompt_salt_changes_the_words_and_keeps_the_lengths() -> None:
+    w = Workload(input_tokens={"dist": "uniform", "mean": 40, "min": 20, "max": 60})
+
+    def count(text: str) -> int:
+        return len(text.split())
+
+    plain = build_specs(w, 6, 0, count, seed=0)
+    again = build_specs(w, 6, 0, count, seed=0)
+    a, b = build_specs(w, 6, 0, count, seed=0, salt=11), build_specs(w, 6, 0, count, seed=0, salt=12)
+    assert [s.prompt for s in plain] == [s.prompt for s in again]
+    assert [s.prompt for s in a] == [s.prompt for s in build_specs(w, 6, 0, count, seed=0, salt=11)]
+    assert all(x.prompt.split()[0] != y.prompt.split()[0] for x, y in zip(a, b, strict=True))
+    lengths = [s.input_tokens for s in plain]
+    assert [s.input_tokens for s in a] == [s.input_tokens for s in b] == lengths
+    assert [s.asked_input_tokens for s in a] == lengths  # exact here, so asked == planned
+
+
+def test_engine_extras_follow_the_workload(tiny_gguf: Path, tmp_path: Path) -> None:
+    model = {"source": "path", "path": str(tiny_gguf)}
+    llama = LlamaCppServer(
+        LlamaCppEngine.model_validate({"type": "llamacpp", "model": model}), tmp_path / "log"
+    )
+    assert llama.request_extras(Workload()) == {"ignore_eos": True, "cache_prompt": False}
+    shared = Workload(shared_prefix_tokens=64, ignore_eos=False)
+    assert llama.request_extras(shared) == {"ignore_eos": False, "cache_prompt": True}  # the prefix is reused
+    plain = ExternalServer(ExternalEngine(type="external", base_url="http://127.0.0.1:9/v1"))
+    assert plain.request_extras(Workload()) == {}  # OpenAI's own API refuses unknown fields
+    body = {"ignore_eos": True, "top_k": 1}
+    ext = ExternalServer(ExternalEngine(type="external", base_url="http://127.0.0.1:9/v1", extra_body=body))
+    assert ext.request_extras(Workload()) == body
+
+
+def test_scenarios_are_warned_about_what_their_requests_will_not_carry() -> None:
+    ext = parse_scenario({"name": "e", "engine": {"type": "external", "base_url": "http://h:8000"}})
+    assert combination_warnings(ext, "e.yaml") == [
+        "e.yaml: engine.extra_body: ignore_eos is not sent to an external endpoint unless extra_body names "
+        "it (OpenAI's own API refuses fields it does not know): outputs may stop before output_tokens "
+        "(allowed: extra_body: {ignore_eos: true} for vLLM, SGLang or llama.cpp)"
+    ]
+    told = {"type": "external", "base_url": "http://h:8000", "extra_body": {"ignore_eos": False}}
+    assert combination_warnings(parse_scenario({"name": "e", "engine": told}), "e.yaml") == []
+    vllm = {"type": "vllm", "model": {"source": "catalog", "name": "llama-3.1-8b"}}
+    shared = parse_scenario(
+        {
+            "name": "v",
+            "engine": vllm,
+            "workload": {"shared_prefix_tokens": 512},
+            "variants": [{}, {"enable_prefix_caching": True}],
+        }
+    )
+    assert combination_warnings(shared, "v.yaml") == [
+        "v.yaml: variants[0].enable_prefix_caching: the 512-token shared prefix is prefilled again for every "
+        "request with prefix caching off (allowed: true, to measure its reuse)"
+    ]
+
+
+def _rec(i: int, **kw: object) -> RequestRecord:
+    r = RequestRecord(i, "p", 1000 * MS, 1000 * MS, 1010 * MS, 1100 * MS, [1010 * MS, 1100 * MS], 100, 2, 2)
+    for k, v in kw.items():
+        setattr(r, k, v)
+    r.chunk_ns = [(1010 + 10 * k) * MS for k in range(r.output_tokens or 0)]  # a chunk per token
+    return r
+
+
+def test_warnings_for_lengths_cache_and_a_lagging_client() -> None:
+    rs = [
+        _rec(0, output_tokens=3),  # more than the 2 asked
+        _rec(1, output_tokens=1, expected_output_tokens=2),
+        _rec(2, prompt_tokens=120, asked_input_tokens=100),  # no exact plan, 20 % off
+        _rec(3, prompt_tokens=104, asked_input_tokens=100),  # 4 % off: fine
+        _rec(
+            4, prompt_tokens=100, expected_input_tokens=100, asked_input_tokens=100, cached_prompt_tokens=90
+        ),
+    ]
+    row = metrics.summarize(rs)
+    assert (row["long_outputs"], row["short_outputs"], row["prompts_off_asked"]) == (1, 1, 1)
+    assert (row["prompt_cache_hits"], row["cached_prompt_tokens"]) == (1, None)  # not every request told
+    row.update(
+        ignore_eos=False, send_lag_s_p99=0.012, client_loop_lag_s_p99=0.002, client_saturated=True,
+        client_cpu_util_max=0.91,
+    )  # fmt: skip
+    got = metrics.flags(row)
+    assert got == [
+        "1/5 requests returned fewer tokens than asked (ignore_eos is off): TPOT and tok/s mix lengths",
+        "1/5 requests returned more tokens than asked (max_tokens not honoured?)",
+        "1/5 prompts came out more than 5 % off the asked length: without a tokenizer prompt lengths are "
+        "approximate (set workload.tokenizer, or use an endpoint that serves /tokenize)",
+        "1/5 requests had prompt tokens served from the engine's prompt cache: TTFT and prefill read faster "
+        "than for new prompts",
+        "the client is near saturation (busiest client process at 91% of a core): numbers may be the "
+        "client's limit; raise load.workers",
+        "requests went out late (send lag p99 12.0 ms): the client fell behind the schedule, so the load "
+        "offered was lower than planned; raise load.workers or lower the rate",
+    ]
+    # waiting for a max_concurrency slot is not the client's lag; a shared prefix is there to be cached
+    quiet = {**row, "max_concurrency": 4, "shared_prefix_tokens": 256, "client_loop_lag_s_p99": 0.02}
+    text = " | ".join(metrics.flags(quiet))
+    assert "went out late" not in text and "prompt cache" not in text
+    assert "event loop woke up to 20.0 ms late (p99)" in text
+
+
+def test_a_report_from_the_points_table_repeats_the_runs_warnings() -> None:
+    row = metrics.summarize([_rec(0, output_tokens=1, expected_output_tokens=2), _rec(1)])
+    row.update(point_id="v0-c2", ignore_eos=True, client_saturated=False, send_lag_s_p99=math.nan)
+    table = pd.DataFrame([row, {**metrics.summarize([_rec(2)]), "point_id": "v0-c4"}])  # NaN where absent
+    assert point_notes(table) == [
+        "point v0-c2: 1/2 requests returned fewer tokens than asked (EOS not ignored?): TPOT and tok/s mix "
+        "lengths"
+    ]
