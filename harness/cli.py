@@ -89,7 +89,6 @@ def run(
     from harness.results import iter_records, read_points
     from harness.runner import ResumeError, RunFailed, run_scenario
     from harness.scenario import combination_warnings, input_file_errors
-    from harness.telemetry import default_samplers
 
     try:
         s = load_scenario(scenario)
@@ -108,7 +107,6 @@ def run(
             results,
             str(scenario),
             console=err,
-            telemetry=default_samplers,
             show_progress=not no_progress,
             resume=resume,
             find_max_goodput=find_max_goodput,

@@ -33,6 +33,7 @@ from harness.records import RequestRecord
 from harness.results import RunDir, RunNotFound, iter_records, read_manifest, read_points
 from harness.runinfo import detected_gpu
 from harness.scenario import Point, Scenario, expand_points, scenario_hash
+from harness.telemetry import default_samplers
 from harness.telemetry.base import TelemetrySet
 from harness.telemetry.window import j_per_token
 
@@ -53,10 +54,6 @@ class RunResult:
 
 
 TelemetryFactory = Callable[[Scenario, Any], TelemetrySet]
-
-
-def default_telemetry(s: Scenario, engine: Any) -> TelemetrySet:
-    return TelemetrySet([])
 
 
 @contextmanager
@@ -256,7 +253,7 @@ def run_scenario(
     results_root: Path,
     scenario_file: str | None = None,
     console: Console | None = None,
-    telemetry: TelemetryFactory = default_telemetry,
+    telemetry: TelemetryFactory | None = None,
     show_progress: bool = True,
     resume: Path | None = None,
     find_max_goodput: bool = False,
@@ -316,7 +313,7 @@ def run_scenario(
                     for w in filter(None, warnings):
                         console.print(f"[yellow]warning[/] engine (variant {vi}): {w}", highlight=False)
                     run.manifest["engines"].append({"variant": vi, "attempt": attempt, **described})
-                    tel = telemetry(s, engine)
+                    tel = (telemetry or default_samplers)(s, engine)
                     tel.start()
                     _print_telemetry(console, tel)
                     run.update_manifest(engines=run.manifest["engines"])

@@ -518,21 +518,40 @@ def _format_one(file: str, err: Any) -> str:
         msg = f"expected a mapping of fields (got {err.get('input')!r})"
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
+    if err["type"] in _BOUNDS and _BOUNDS[err["type"]][0] in ctx:
+        key, op = _BOUNDS[err["type"]]
+        bound = ctx[key]
+        shown = f"{bound:g}" if isinstance(bound, float) else bound
+        return f"{file}: {_loc(loc)}: invalid value {err.get('input')!r} (allowed: {op} {shown})"
     return f"{file}: {_loc(loc)}: {' '.join(msg.split())}{_allowed(err)}"
 
 
-_UNION_TAGS = {
-    "llamacpp",
-    "vllm",
-    "external",
-    "path",
-    "package",
-    "synthetic",
-    "catalog",
-    "served",
-    "int",
-    "LengthDist",
+# pydantic's range errors: the ctx key of the bound, and how it reads
+_BOUNDS = {
+    "greater_than_equal": ("ge", ">="),
+    "greater_than": ("gt", ">"),
+    "less_than_equal": ("le", "<="),
+    "less_than": ("lt", "<"),
 }
+
+
+# discriminator values pydantic puts into error locations (engine.llamacpp.parallel), and the branch names of
+# `int | LengthDist` fields: left out of the located field
+_UNION_TAGS = {
+    tag for union in (EngineSpec, ModelSpec) for m in get_args(get_args(union)[0]) for tag in _tags(m)
+} | {"int", "LengthDist"}
+
+
+def merge_variants(msgs: list[str]) -> list[str]:
+    """The messages once each, with those that differ only in the variant index said once for all of them
+    (`variants[0, 2].model.path: ...`), in the order they first came."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for m in msgs:
+        hit = re.match(r"(.*?: )variants\[(\d+)\](.*)", m, re.S)
+        key = (hit.group(1), hit.group(3)) if hit else (m, "")
+        index = [hit.group(2)] if hit else []
+        groups[key] = [*groups.get(key, []), *(i for i in index if i not in groups.get(key, []))]
+    return [f"{head}variants[{', '.join(ix)}]{tail}" if ix else head for (head, tail), ix in groups.items()]
 
 
 def _variant_errors(file: str, data: dict[str, Any]) -> list[str]:
@@ -556,7 +575,7 @@ def _variant_errors(file: str, data: dict[str, Any]) -> list[str]:
         except ValidationError as e:
             for err in e.errors():
                 msgs.append(_format_one(file, {**err, "loc": ("variants", i, tag, *err["loc"])}))
-    return list(dict.fromkeys(msgs))
+    return merge_variants(msgs)
 
 
 def combination_errors(s: Scenario, file: str) -> list[str]:
@@ -598,7 +617,7 @@ def combination_errors(s: Scenario, file: str) -> list[str]:
                     f"{file}: {where}.model.name: {model.name!r} is not in the model catalog "
                     f"(allowed: {', '.join(sorted(known))})"
                 )
-    return list(dict.fromkeys(msgs))
+    return merge_variants(msgs)
 
 
 def combination_warnings(s: Scenario, file: str) -> list[str]:
@@ -690,7 +709,7 @@ def input_file_errors(s: Scenario, file: str) -> list[str]:
             load_dataset(s.workload.dataset)
         except DatasetError as e:
             msgs.append(f"{file}: workload.dataset: {e}")
-    return list(dict.fromkeys(msgs))
+    return merge_variants(msgs)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

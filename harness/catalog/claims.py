@@ -94,10 +94,6 @@ def claims() -> tuple[Claim, ...]:
     return tuple(parse_claims(load_yaml("claims.yaml"), "claims.yaml"))
 
 
-def claim_sources() -> dict[str, str]:
-    return dict(load_yaml("claims.yaml").get("sources") or {})
-
-
 def load_claims_file(path: str | Path) -> list[Claim]:
     p = Path(path)
     try:

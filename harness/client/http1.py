@@ -48,7 +48,6 @@ class ProtocolError(HttpError):
 class Response:
     status: int = 0
     headers: dict[str, str] = field(default_factory=dict)
-    head_ns: int = 0  # stamp of the read that completed the status line and headers
     end_ns: int = 0  # stamp of the read that completed the response
     body: bytearray = field(default_factory=bytearray)  # what `on_body` did not take (non-200 bodies)
 
@@ -157,7 +156,7 @@ class _Conn(asyncio.Protocol):
                     if len(buf) > 65536:
                         raise ProtocolError("response head over 64 KiB")
                     return
-                self._head(bytes(buf[:end]), now)
+                self._head(bytes(buf[:end]))
                 del buf[: end + 4]
             elif st == "chunk_size":
                 end = buf.find(b"\r\n")
@@ -206,7 +205,7 @@ class _Conn(asyncio.Protocol):
             else:
                 return
 
-    def _head(self, head: bytes, now: int) -> None:
+    def _head(self, head: bytes) -> None:
         lines = head.decode("latin-1").split("\r\n")
         parts = lines[0].split(" ", 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
@@ -220,7 +219,7 @@ class _Conn(asyncio.Protocol):
             k, _, v = ln.partition(":")
             headers[k.strip().lower()] = v.strip()
         assert self._resp is not None
-        self._resp.status, self._resp.headers, self._resp.head_ns = status, headers, now
+        self._resp.status, self._resp.headers = status, headers
         self._sink = self._on_body if status == 200 else None
         conn = headers.get("connection", "").lower()
         self._keep_alive = conn != "close" and parts[0] == "HTTP/1.1"

@@ -89,3 +89,20 @@ def test_sse_plain_text_error_line_is_still_an_error_event() -> None:
     ev = SseEvents()
     ev.feed(b"error: upstream failed\n\n", 1)
     assert ev.events == [(1, b'{"error":"upstream failed"}')]
+
+
+def test_every_error_kind_the_client_records_is_a_listed_one() -> None:
+    """`ERROR_KINDS` is what reports and docs name: every kind the client code sets must be in it."""
+    import re
+    from pathlib import Path
+
+    from harness.client import http1
+    from harness.records import ERROR_KINDS
+
+    source = (Path(http1.__file__).parent / "openai_stream.py").read_text()
+    set_here = set(re.findall(r'rec\.error_kind(?:, rec\.error)? = "(\w+)"', source))
+    transport = {
+        c.kind for c in vars(http1).values() if isinstance(c, type) and issubclass(c, http1.HttpError)
+    }
+    assert len(set_here) >= 5 and transport == {"protocol", "connect", "disconnected"}
+    assert set_here | transport <= set(ERROR_KINDS), (set_here | transport) - set(ERROR_KINDS)

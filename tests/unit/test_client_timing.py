@@ -22,9 +22,9 @@ TTFT_S, ITL_S = 0.040, 0.010
 MS = 1_000_000
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def _quiet_host() -> None:
-    """The checks below are 2 ms ones: skip (with the measured reason) on a host whose scheduler
+    """The timing checks are 2 ms ones: skip (with the measured reason) on a host whose scheduler
     wakes processes late because other work saturates its CPUs; the server and the client would
     both be delayed by the neighbours, which says nothing about the client."""
     reason = too_busy_for(0.002)
@@ -75,6 +75,7 @@ def _trace(base_url: str, n: int) -> list[tuple[int, list[int]]]:
     return [(a, w) for a, w in httpx.get(base_url + "/trace", timeout=10).json()[-n:]]
 
 
+@pytest.mark.usefixtures("_quiet_host")
 @pytest.mark.parametrize("api", ["completion", "chat"])
 def test_ttft_and_itl_within_2ms_of_script(fake: str, api: str) -> None:
     # against the script, the server's own lateness counts too (the test below takes it out): on a
@@ -96,6 +97,7 @@ def test_ttft_and_itl_within_2ms_of_script(fake: str, api: str) -> None:
     assert abs(statistics.median(itls) - ITL_S) < 0.002
 
 
+@pytest.mark.usefixtures("_quiet_host")
 @pytest.mark.parametrize("api", ["completion", "chat"])
 def test_stamps_within_2ms_of_the_servers_own_stamps(fake: str, api: str) -> None:
     """perf_counter_ns is one clock for all processes of a Linux host, so the client's stamps can be

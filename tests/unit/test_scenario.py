@@ -61,7 +61,7 @@ def test_unknown_key_is_an_error_with_the_allowed_names_and_a_close_match() -> N
 def test_every_variant_error_is_reported_where_it_is() -> None:
     data = {**BASE, "variants": [{"n_gpu_layers": -7}, {"threads": 2}, {"bogus": 1, "parallel": "x"}]}
     msgs = messages(data)
-    assert msgs[0] == "f.yaml: variants[0].n_gpu_layers: Input should be greater than or equal to -1"
+    assert msgs[0] == "f.yaml: variants[0].n_gpu_layers: invalid value -7 (allowed: >= -1)"
     assert msgs[1].startswith("f.yaml: variants[2].parallel: Input should be a valid integer")
     assert msgs[2].startswith("f.yaml: variants[2].bogus: unknown field (allowed: batch_size, ")
     assert len(msgs) == 3
@@ -98,11 +98,17 @@ def test_discriminated_engine_type() -> None:
     assert "'llamacpp'" in msgs[0] and "'vllm'" in msgs[0] and "'external'" in msgs[0]
 
 
-def test_field_errors_inside_engine_variant_are_located() -> None:
-    msgs = messages({**BASE, "engine": {**BASE["engine"], "parallel": 0}})
-    assert msgs == ["f.yaml: engine.parallel: must be >= 1 (got 0)"] or msgs[0].startswith(
-        "f.yaml: engine.parallel:"
-    )
+def test_range_errors_name_the_bound_in_engine_and_variants() -> None:
+    assert messages({**BASE, "engine": {**BASE["engine"], "parallel": 0}}) == [
+        "f.yaml: engine.parallel: invalid value 0 (allowed: >= 1)"
+    ]
+    assert messages({**BASE, "variants": [{"parallel": 2}, {"parallel": -3}]}) == [
+        "f.yaml: variants[1].parallel: invalid value -3 (allowed: >= 1)"
+    ]
+    assert messages({**BASE, "load": {"workers": 65, "duration_s": 0}}) == [
+        "f.yaml: load.duration_s: invalid value 0 (allowed: > 0)",
+        "f.yaml: load.workers: invalid value 65 (allowed: <= 64)",
+    ]
 
 
 def test_variants_override_engine_fields_and_multiply_points() -> None:
@@ -321,3 +327,18 @@ def test_a_binary_named_by_path_must_exist(tmp_path: Path) -> None:
     ]
     del data["engine"]["binary"]  # llama-server from PATH: found (or not) when the engine starts
     assert input_file_errors(parse_scenario(data), "f.yaml") == []
+
+
+def test_the_same_problem_in_several_variants_is_said_once() -> None:
+    from harness.scenario import input_file_errors
+
+    engine = {"type": "llamacpp", "model": {"source": "path", "path": "/nonexistent/70b.gguf"}}
+    data = {"name": "s", "engine": engine, "variants": [{"n_gpu_layers": 0}, {"n_gpu_layers": 40}, {}]}
+    assert input_file_errors(parse_scenario(data), "f.yaml") == [
+        "f.yaml: variants[0, 1, 2].model.path: file not found: /nonexistent/70b.gguf"
+    ]
+    data["variants"] = [{"model": {"source": "path", "path": "/nonexistent/a.gguf"}}, {}]
+    assert input_file_errors(parse_scenario(data), "f.yaml") == [
+        "f.yaml: variants[0].model.path: file not found: /nonexistent/a.gguf",
+        "f.yaml: variants[1].model.path: file not found: /nonexistent/70b.gguf",
+    ]
