@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -66,6 +67,19 @@ def validate(files: Annotated[list[Path], typer.Argument(help="scenario YAML fil
         raise _fail(bad)
 
 
+def _unwritable(results: Path) -> str | None:
+    """Why run directories cannot be made under `results` (None: they can; it is created if missing)."""
+    if results.exists() and not results.is_dir():
+        return "exists and is not a directory"
+    try:
+        results.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return f"cannot create it: {e.strerror or e}"
+    if not os.access(results, os.W_OK | os.X_OK):
+        return "not writable"
+    return None
+
+
 @app.command()
 def run(
     scenario: Annotated[Path, typer.Argument(help="scenario YAML file")],
@@ -87,7 +101,7 @@ def run(
     """Run a scenario: start the engine, sweep the load points, write results/<time>-<name>/."""
     from harness import report
     from harness.results import iter_records, read_points
-    from harness.runner import ResumeError, RunFailed, run_scenario
+    from harness.runner import InterruptedAgain, ResumeError, RunFailed, run_scenario
     from harness.scenario import combination_warnings, input_file_errors
 
     try:
@@ -99,6 +113,8 @@ def run(
     missing = input_file_errors(s, str(scenario))
     if missing:
         raise _fail(missing)
+    if resume is None and (why := _unwritable(results)):
+        raise _fail(f"--results {results}: {why}")
     if find_max_goodput and s.load.mode != "open":
         raise _fail(f"{scenario}: load.mode: --find-max-goodput needs open (allowed: open)")
     try:
@@ -113,11 +129,18 @@ def run(
         )
     except ResumeError as e:
         raise _fail(str(e)) from None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        where = e.run_dir if isinstance(e, InterruptedAgain) else "RUN_DIR"
         raise _fail(
-            "interrupted again: stopped at once; the run directory above is marked interrupted "
-            f"(continue with: harness run {scenario} --resume RUN_DIR)",
+            "interrupted again: stopped at once; the run directory is marked interrupted "
+            f"(continue with: harness run {scenario} --resume {where})",
             130,
+        ) from None
+    except OSError as e:  # the results disk: full, gone read-only, removed
+        raise _fail(
+            f"cannot write the run's files: {e.strerror or e}{f' ({e.filename})' if e.filename else ''}; "
+            "what was written so far is kept (harness run --resume continues a run whose manifest was saved)",
+            EXIT_RUN_FAILED,
         ) from None
     except RunFailed as e:
         if (e.run_dir / "points.parquet").exists():
@@ -126,7 +149,9 @@ def run(
     md = report.report_run(res.run_dir, out)
     err.print(f"results: {res.run_dir} (table: {md})")
     if report.nothing_measured(read_points(res.run_dir)):
-        first = next((r.error for r in iter_records(res.run_dir) if not r.warmup and r.error), None)
+        measured = [r for r in iter_records(res.run_dir) if not r.warmup]
+        latest = max((r.attempt for r in measured), default=0)  # a resume's, not an earlier attempt's
+        first = next((r.error for r in measured if r.attempt == latest and r.error), None)
         raise _fail(
             "every measured request failed: the run measures nothing"
             + (f" (first error: {first[:300]})" if first else "")
@@ -668,7 +693,13 @@ def model_prepare_cmd(
 
 
 def main() -> None:
-    app()
+    from harness.results import RunNotFound
+
+    try:
+        app()
+    except RunNotFound as e:  # a run directory found unreadable partway (its points table, say)
+        err.print(str(e), markup=False, highlight=False)
+        raise SystemExit(EXIT_BAD_INPUT) from None
 
 
 if __name__ == "__main__":

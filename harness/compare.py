@@ -121,6 +121,23 @@ def add_speedup(points: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
     return out
 
 
+def caveats(points: pd.DataFrame) -> list[str]:
+    """What the table's cells do not show: runs that did not finish, and points with failed requests (their
+    numbers cover the successes only)."""
+    out = []
+    if "run_status" in points.columns:
+        for run_id, status in dict(zip(points["run_id"], points["run_status"], strict=True)).items():
+            if status != "complete":
+                out.append(f"run {run_id} is {status}: only its finished points are shown")
+    if {"errors", "requests"} <= set(points.columns):
+        for _, r in points[points["errors"].fillna(0) > 0].iterrows():
+            out.append(
+                f"run {r['run_id']} point {r['point_id']}: {int(r['errors'])} of {int(r['requests'])} "
+                "measured requests failed; its numbers cover the others only"
+            )
+    return out
+
+
 def pivot(points: pd.DataFrame) -> pd.DataFrame:
     """Rows ROW_KEYS (loads in numeric order), columns (metric, config) for the metrics present."""
     metrics = [m for m, _, _ in METRICS if m in points.columns]
@@ -144,6 +161,7 @@ def compare_runs(
     if points.empty:
         raise CompareError("no finished points in the given runs")
     points, notes = dedupe(points)
+    notes += caveats(points)
     points = add_cost_columns(points, prices_usd_per_hour or {}, utilization, usd_per_kwh)
     base = None
     if baseline:

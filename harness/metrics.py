@@ -329,6 +329,8 @@ def flags(row: dict[str, Any]) -> list[str]:
         )
     if k := _count(row, "missing_usage"):
         out.append(f"{k}/{n} requests carried no usage")
+    if not n:
+        return out  # nothing succeeded: the client's figures (a few fast failures) say nothing of it
     if row.get("client_saturated") is True or row.get("client_saturated") == 1:
         util = _value(row, "client_cpu_util_max") or 0.0
         out.append(

@@ -66,6 +66,7 @@ class RunDir:
     path: Path
     manifest: dict[str, Any] = field(default_factory=dict)
     _records: IO[str] | None = None
+    _counts_checked: bool = False
 
     @classmethod
     def create(cls, root: str | Path, scenario_name: str, now: dt.datetime | None = None) -> RunDir:
@@ -114,6 +115,9 @@ class RunDir:
         is over): `iter_records` applies them, so metrics recomputed from disk match the points."""
         if not recs:
             return
+        if not self._counts_checked:  # the first append of this process: a killed one may have torn the end
+            _drop_torn_tail(self.path / COUNTS_FILE)
+            self._counts_checked = True
         with open(self.path / COUNTS_FILE, "a", encoding="utf-8") as f:
             for r in recs:
                 row = {"request_id": r.request_id, **{k: getattr(r, k) for k in COUNT_FIELDS}}
@@ -134,13 +138,15 @@ class RunDir:
 
     # -- points
     def write_points(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
+        """Both tables, each written whole to a temporary file, synced, then renamed over the old one (a lost
+        machine leaves the old table or the new one, never a torn one)."""
         df = pd.DataFrame(rows)
-        tmp_csv = self.path / ".points.csv.tmp"
-        df.to_csv(tmp_csv, index=False)
-        os.replace(tmp_csv, self.path / "points.csv")
-        tmp_pq = self.path / ".points.parquet.tmp"
-        df.to_parquet(tmp_pq, index=False)
-        os.replace(tmp_pq, self.path / "points.parquet")
+        for name, write in (("points.csv", df.to_csv), ("points.parquet", df.to_parquet)):
+            tmp = self.path / f".{name}.tmp"
+            write(tmp, index=False)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path / name)
         return df
 
     def log_path(self, name: str) -> Path:
@@ -241,9 +247,16 @@ def iter_records(run: str | Path) -> Iterator[RequestRecord]:
 
 
 def read_points(run: str | Path) -> pd.DataFrame:
+    """The run's points table: points.parquet, else points.csv (the same table), else an empty one.
+    RunNotFound when neither can be read (a truncated file)."""
     run = Path(run)
-    if (run / "points.parquet").is_file():
-        return pd.read_parquet(run / "points.parquet")
-    if (run / "points.csv").is_file():
-        return pd.read_csv(run / "points.csv")
+    problems = []
+    for name, read in (("points.parquet", pd.read_parquet), ("points.csv", pd.read_csv)):
+        if (run / name).is_file():
+            try:
+                return read(run / name)
+            except (OSError, ValueError, pd.errors.ParserError) as e:  # ArrowInvalid: a ValueError
+                problems.append(f"{name}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+    if problems:
+        raise RunNotFound(f"{run}: unreadable points table ({'; '.join(problems)})")
     return pd.DataFrame()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import secrets
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import psutil
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -22,7 +25,7 @@ from harness import hostinfo, metrics
 from harness.client.aio import loop_name, run_loop
 from harness.client.openai_stream import StreamClient
 from harness.engines import make_engine
-from harness.engines.base import redact, redact_scenario
+from harness.engines.base import Engine, redact, redact_scenario
 from harness.engines.process import EngineError, set_abort_check
 from harness.load import tokens
 from harness.load.driver import PointLoad, run_point
@@ -58,7 +61,8 @@ TelemetryFactory = Callable[[Scenario, Any], TelemetrySet]
 
 @contextmanager
 def _abort_on_signals() -> Iterator[list[str]]:
-    """Turn SIGINT/SIGTERM into an abort request the driver polls (a second one exits at once)."""
+    """Turn SIGINT, SIGTERM and SIGHUP (the terminal or ssh session gone) into an abort request the driver
+    polls (a second one exits at once)."""
     flag: list[str] = []
     old: dict[signal.Signals, Any] = {}
 
@@ -67,7 +71,7 @@ def _abort_on_signals() -> Iterator[list[str]]:
             raise KeyboardInterrupt
         flag.append(f"interrupted by {signal.Signals(signum).name}")
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         try:
             old[sig] = signal.signal(sig, handler)
         except ValueError:  # not the main thread
@@ -109,7 +113,7 @@ def _gpu_mismatch(s: Scenario, described: dict[str, Any], manifest: dict[str, An
 
 
 def _point_row(
-    s: Scenario, p: Point, engine: Any, summary: dict[str, Any], manifest: dict[str, Any]
+    s: Scenario, p: Point, engine: Engine, summary: dict[str, Any], manifest: dict[str, Any]
 ) -> dict[str, Any]:
     d = engine.describe()
     row: dict[str, Any] = {
@@ -136,6 +140,19 @@ def _point_row(
     return row
 
 
+def _endpoint_lost(engine: Engine, row: dict[str, Any]) -> str | None:
+    """Why a point whose requests failed to connect (or were cut) lost its endpoint, when the endpoint no
+    longer answers its health check: an external endpoint has no process whose death the run would see."""
+    kinds = str(row.get("error_kinds") or "")
+    healthy = getattr(engine, "healthy", None)
+    if healthy is None or not ("connect:" in kinds or "disconnected:" in kinds) or healthy():
+        return None
+    return (
+        f"the endpoint stopped answering ({row['errors']} of {row['requests']} measured requests failed: "
+        f"{kinds})"
+    )
+
+
 def _count_without_usage(r: RequestRecord) -> None:
     """No usage in the stream: if it ended for `length`, it produced exactly max_tokens; and its prompt
     has the length the server's tokenizer gave it when it was built (`expected_input_tokens`)."""
@@ -145,12 +162,13 @@ def _count_without_usage(r: RequestRecord) -> None:
         r.prompt_tokens, r.prompt_tokens_source = r.expected_input_tokens, "prompt_fit"
 
 
-def _count_missing_usage(engine: Any, records: list[RequestRecord]) -> None:
+def _count_missing_usage(engine: Engine | None, records: list[RequestRecord]) -> None:
     """Engines without usage in streams: streams that stopped early are counted by tokenizing the streamed
-    text (approximate: re-tokenizing generated text can merge pieces differently)."""
+    text (approximate: re-tokenizing generated text can merge pieces differently); not without an engine
+    to ask (None: the point was cut short)."""
     for r in records:
         _count_without_usage(r)
-        if r.output_tokens is None and r.ok and r.output_text is not None:
+        if engine is not None and r.output_tokens is None and r.ok and r.output_text is not None:
             r.output_tokens, r.output_tokens_source = engine.tokenize(r.output_text), "tokenizer"
 
 
@@ -178,6 +196,14 @@ def search_result_text(found: dict[str, Any], rows: list[dict[str, Any]], varian
 
 class ResumeError(Exception):
     """The run directory cannot be resumed with this scenario; message is for the user."""
+
+
+class InterruptedAgain(KeyboardInterrupt):
+    """A second Ctrl-C stopped the run at once; `run_dir` is marked interrupted."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__()
+        self.run_dir = run_dir
 
 
 def _prompt_salt(s: Scenario) -> int:
@@ -210,9 +236,31 @@ def _new_run(
             "telemetry": {},
             "client": {"event_loop": loop_name(), "workers": s.load.workers},
             "find_max_goodput": find_max_goodput,
+            "runner": _runner(),
         }
     )
     return run
+
+
+def _runner() -> dict[str, Any]:
+    """The process writing the run, so a second one does not resume it under its feet."""
+    return {"hostname": socket.gethostname(), "pid": os.getpid(), "started_s": psutil.Process().create_time()}
+
+
+def _still_running(manifest: dict[str, Any]) -> int | None:
+    """The pid of the harness process on this host that is still writing this run, if any."""
+    r = manifest.get("runner") or {}
+    pid = r.get("pid")
+    if manifest.get("status") != "running" or r.get("hostname") != socket.gethostname() or not pid:
+        return None
+    if pid == os.getpid():
+        return None
+    try:
+        p = psutil.Process(int(pid))
+        same = abs(p.create_time() - float(r.get("started_s") or 0)) < 1.0  # not a reused pid
+    except (psutil.Error, ValueError, TypeError):
+        return None
+    return int(pid) if same and p.status() != psutil.STATUS_ZOMBIE else None
 
 
 def _reopen(path: Path, s: Scenario, find_max_goodput: bool) -> tuple[RunDir, list[dict[str, Any]], int, int]:
@@ -229,12 +277,24 @@ def _reopen(path: Path, s: Scenario, find_max_goodput: bool) -> tuple[RunDir, li
             "(its finished probes stay in this directory)"
         )
     if manifest.get("scenario_hash") != scenario_hash(s):
+        made_by = manifest.get("harness_version"), manifest.get("git_sha")
+        other = (
+            f"; it was made by harness {made_by[0]} ({made_by[1] or 'commit unknown'}), this is "
+            f"{harness.__version__} ({hostinfo.git_sha() or 'commit unknown'}), which may read the same file "
+            "differently"
+            if made_by != (harness.__version__, hostinfo.git_sha())
+            else ""
+        )
         raise ResumeError(
             f"{path}: was run with a different scenario (hash {str(manifest.get('scenario_hash'))[:12]}, "
-            f"this one {scenario_hash(s)[:12]}); resume needs the same scenario file contents"
+            f"this one {scenario_hash(s)[:12]}); resume needs the same scenario file contents{other}"
         )
     if manifest.get("status") == "complete":
         raise ResumeError(f"{path}: run is already complete; nothing to resume")
+    if (pid := _still_running(manifest)) is not None:
+        raise ResumeError(
+            f"{path}: is still being run by process {pid} on this host; stop it (Ctrl-C) or let it finish"
+        )
     done = set(manifest.get("points_done") or [])
     old = read_points(path)
     rows = [{str(k): v for k, v in r.items()} for r in old.to_dict("records") if r.get("point_id") in done]
@@ -243,6 +303,7 @@ def _reopen(path: Path, s: Scenario, find_max_goodput: bool) -> tuple[RunDir, li
     attempt = len(manifest.get("resumed_utc") or []) + 1
     run.update_manifest(
         status="running",
+        runner=_runner(),
         resumed_utc=[*(manifest.get("resumed_utc") or []), dt.datetime.now(dt.UTC).isoformat()],
     )
     return run, rows, next_id, attempt
@@ -292,7 +353,7 @@ def run_scenario(
                     continue
                 if failures and s.on_engine_failure == "stop":
                     break
-                engine: Any = None
+                engine: Engine | None = None
                 tel: TelemetrySet | None = None
                 try:
                     try:
@@ -346,6 +407,8 @@ def run_scenario(
                             attempt,
                             warmup=s.load.warmup_scope == "point" or n_point == 0,
                         )
+                        if row is not None and not aborted and (lost := _endpoint_lost(engine, row)):
+                            aborted = row["aborted"] = lost  # cut short like a point whose engine died
                         if row is not None:
                             rows.append(row)
                             run.write_points(rows)
@@ -369,15 +432,27 @@ def run_scenario(
                         console.print(f"variant {vi}: {search_result_text(found, rows, vi)}", highlight=False)
                 finally:
                     if tel is not None:
-                        tel.stop(run.path)
-                        run.manifest.setdefault("telemetry", {}).update(tel.manifest())
+                        tel.stop(run.path, f"v{vi}" + (f"-a{attempt}" if attempt else ""))
+                        got = tel.manifest()
+                        run.manifest.setdefault("telemetry", {}).update(got)  # the last engine's
+                        entry = next(
+                            (e for e in reversed(run.manifest["engines"]) if e.get("variant") == vi), None
+                        )
+                        if entry is not None and entry.get("attempt") == attempt:
+                            entry["telemetry"] = got  # each engine's own, with the files of its samples
                     if engine is not None:
                         engine.stop()
                     run.sync()
     except BaseException as e:  # a second Ctrl-C, or a bug: the manifest must not stay "running"
-        run.close()
-        kind = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-        run.set_status(kind, f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+        again = isinstance(e, KeyboardInterrupt)
+        try:
+            run.close()
+            why = "a second Ctrl-C stopped it at once" if again else f"{type(e).__name__}: {e}".rstrip(": ")
+            run.set_status("interrupted" if again else "failed", why)
+        except OSError:
+            pass  # the disk that failed the run cannot take its status either: `running` stays, as on a kill
+        if again:
+            raise InterruptedAgain(run.path) from None
         raise
     run.close()
     missing = [p.point_id for p in points if p.point_id not in done]
@@ -398,7 +473,7 @@ def run_scenario(
     return RunResult(run.path, rows, status)
 
 
-def _make_client(s: Scenario, engine: Any, base_url: str, keep_text: bool) -> StreamClient:
+def _make_client(s: Scenario, engine: Engine, base_url: str, keep_text: bool) -> StreamClient:
     w = s.workload
     return StreamClient(
         base_url,
@@ -416,7 +491,7 @@ def _make_client(s: Scenario, engine: Any, base_url: str, keep_text: bool) -> St
 Counters = tuple[Any, Any]  # (prompt counter incl. server offset, plain text counter)
 
 
-def _prompt_counters(s: Scenario, engine: Any, base_url: str, run: RunDir, vi: int) -> Counters:
+def _prompt_counters(s: Scenario, engine: Engine, base_url: str, run: RunDir, vi: int) -> Counters:
     """Tokenizer for exact prompt lengths, calibrated once per engine by a probe request."""
     try:
         prompt, text, info = tokens.prepare_counter(
@@ -437,7 +512,7 @@ def _print_telemetry(console: Console, tel: TelemetrySet) -> None:
 def _run_one_point(
     s: Scenario,
     p: Point,
-    engine: Any,
+    engine: Engine,
     base_url: str,
     run: RunDir,
     tel: TelemetrySet,
@@ -504,10 +579,12 @@ def _run_one_point(
 
     outcome = run_loop(go())
     tel_cols = tel.end_window(p.point_id, outcome.ended_ns)
+    # a point cut short may have a hung or dead engine behind it: nothing more is asked of it (each
+    # tokenize call would wait out its timeout), and the counts it would have given stay unknown
     if not engine.usage_in_stream():
-        _count_missing_usage(engine, outcome.records)
+        _count_missing_usage(None if outcome.aborted else engine, outcome.records)
     measured = [r for r in outcome.records if not r.warmup]
-    if count_text is not None:
+    if count_text is not None and not outcome.aborted:
         for r in measured:
             if r.ok and r.output_text is not None:
                 r.output_text_tokens = count_text(r.output_text)

@@ -233,6 +233,16 @@ class Workload(Strict):
         return v
 
 
+def _once_each(levels: tuple[Any, ...], what: str) -> tuple[Any, ...]:
+    """Points are named by their level (v0-c4, v0-r2.5), so a level given twice would be one point done
+    twice over (or, on resume, done once): refused."""
+    twice = sorted({x for x in levels if levels.count(x) > 1})
+    if twice:
+        shown = ", ".join(f"{x:g}" for x in twice)
+        raise ValueError(f"{what} {shown} given more than once (allowed: each once)")
+    return levels
+
+
 class Load(Strict):
     mode: Literal["closed", "open"] = "closed"
     concurrency: tuple[int, ...] = (1,)
@@ -258,14 +268,14 @@ class Load(Strict):
         bad = [f"[{i}] is {c}" for i, c in enumerate(v) if c < 1]
         if bad:
             raise ValueError(f"every concurrency must be >= 1 ({', '.join(bad)})")
-        return v
+        return _once_each(v, "concurrency")
 
     @field_validator("rates_rps")
     @classmethod
     def _rates(cls, v: tuple[float, ...]) -> tuple[float, ...]:
         if any(r <= 0 for r in v):
             raise ValueError("every rate must be > 0")
-        return v
+        return _once_each(v, "rate")
 
     @model_validator(mode="after")
     def _points(self) -> Load:
@@ -748,6 +758,9 @@ def load_scenario(path: str | Path) -> Scenario:
 
 
 def scenario_hash(s: Scenario) -> str:
-    """sha256 of the canonical JSON of the validated scenario (stable across key order and comments)."""
-    canon = json.dumps(s.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """sha256 of the canonical JSON of the validated scenario's values that differ from the defaults: stable
+    across key order, comments, defaults written out or left out, and fields a later harness adds."""
+    canon = json.dumps(
+        s.model_dump(mode="json", exclude_defaults=True), sort_keys=True, separators=(",", ":")
+    )
     return hashlib.sha256(canon.encode()).hexdigest()

@@ -100,7 +100,16 @@ class ExternalServer:
             self._http = None
 
     def alive(self) -> bool:
-        return True
+        return True  # polled from the event loop while requests stream: no network call here
+
+    def healthy(self, timeout_s: float = 5.0) -> bool:
+        """Whether the endpoint's health check answers 200 now (asked after a point whose requests failed
+        to connect or were cut)."""
+        url = self.base_url + (self.cfg.health_path or "/v1/models")
+        try:
+            return httpx.get(url, headers=self.headers(), timeout=timeout_s).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def log_path(self) -> Path | None:
         return None

@@ -28,9 +28,15 @@ class Sampler(Protocol):
         """Inventory and capabilities (what is measured, what is absent and why)."""
         ...
 
-    def write(self, run_dir: Path) -> None:
-        """Persist raw samples (e.g. telemetry-<name>.parquet)."""
+    def write(self, run_dir: Path, tag: str = "") -> str | None:
+        """Write the raw samples into run_dir as `telemetry_file(...)`; its name (None: nothing written)."""
         ...
+
+
+def telemetry_file(name: str, ext: str, tag: str = "") -> str:
+    """`telemetry-<name>[-<tag>].<ext>`: the tag tells the engines of one run apart (`v1`, `v0-a1` for the
+    first resume of variant 0), so a later one does not overwrite an earlier one's samples."""
+    return f"telemetry-{name}{'-' + tag if tag else ''}.{ext}"
 
 
 def sampler_overhead(thread_cpu_s: float | None, started_ns: int, stopped_ns: int) -> dict[str, Any]:
@@ -65,6 +71,7 @@ class TelemetrySet:
         self.samplers: list[Any] = list(samplers or [])
         self.problems: dict[str, str] = {}
         self.absent: dict[str, str] = dict(absent or {})
+        self.files: dict[str, str] = {}  # sampler name -> the file its raw samples went to
 
     def _call(self, s: Any, method: str, *args: Any) -> Any:
         try:
@@ -103,18 +110,21 @@ class TelemetrySet:
                     parts.append(got)
         return " · ".join(parts)
 
-    def stop(self, run_dir: Path | None = None) -> None:
+    def stop(self, run_dir: Path | None = None, tag: str = "") -> None:
+        """Stop every sampler and write its samples into run_dir (file names carry `tag`)."""
         for s in list(self.samplers):
             self._call(s, "stop")
             if run_dir is not None:
-                self._call(s, "write", run_dir)
+                name = self._call(s, "write", run_dir, tag)
+                if name:
+                    self.files[s.name] = name
 
     def manifest(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for s in list(self.samplers):
             m = self._call(s, "manifest")
             if m is not None:
-                out[s.name] = m
+                out[s.name] = {**m, **({"file": self.files[s.name]} if s.name in self.files else {})}
         for name, why in self.absent.items():
             out.setdefault(name, {})["absent"] = why
         for name, why in self.problems.items():

@@ -23,7 +23,7 @@ from typing import Any
 
 import psutil
 
-from harness.telemetry.base import sampler_overhead
+from harness.telemetry.base import sampler_overhead, telemetry_file
 from harness.telemetry.window import NS, counter_increase, window_values
 
 POWERCAP = Path("/sys/class/powercap")
@@ -253,14 +253,15 @@ class CpuSampler:
             "absent": dict(self.absent),
             "loop_error": self.loop_error,
             **sampler_overhead(self.thread_cpu_s, self.started_ns, self.stopped_ns),
-            "file": "telemetry-cpu.parquet",
         }
 
-    def write(self, run_dir: Path) -> None:
+    def write(self, run_dir: Path, tag: str = "") -> str:
         import pandas as pd
 
         with self._lock:
             df = pd.DataFrame({"t_ns": self.t_ns, **self.cols})
             for d, s in zip(self.rapl, self.rapl_uj, strict=True):
                 df[f"rapl_{d.name}_uj"] = s
-        df.to_parquet(Path(run_dir) / "telemetry-cpu.parquet", index=False)
+        name = telemetry_file("cpu", "parquet", tag)
+        df.to_parquet(Path(run_dir) / name, index=False)
+        return name

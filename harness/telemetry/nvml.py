@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.telemetry.base import sampler_overhead
+from harness.telemetry.base import sampler_overhead, telemetry_file
 from harness.telemetry.trace import GpuSeries, gpu_window_columns, write_trace
 from harness.telemetry.window import unwrap_reading
 
@@ -533,7 +533,6 @@ class NvmlSampler:
             "skipped_gpus": {str(k): v for k, v in self.skipped.items()},
             "edge_samples_skipped": self.edge_skips,
             "loop_error": self.loop_error,
-            "file": "telemetry-nvml.jsonl.gz",
         }
 
     def header(self) -> dict[str, Any]:
@@ -550,10 +549,13 @@ class NvmlSampler:
             "absent": {str(r.index): r.absent for r in self.readers},
         }
 
-    def write(self, run_dir: Path, filename: str = "telemetry-nvml.jsonl.gz") -> Path:
+    def write(self, run_dir: Path, tag: str = "", filename: str | None = None) -> str:
+        """The trace into run_dir, as `filename` or else `telemetry-nvml[-tag].jsonl.gz`; its file name."""
+        name = filename or telemetry_file("nvml", "jsonl.gz", tag)
         got = self._lock.acquire(timeout=EDGE_LOCK_TIMEOUT_S)  # else the thread is stuck: it adds nothing
         try:
-            return write_trace(Path(run_dir) / filename, self.header(), self.series, self.windows)
+            write_trace(Path(run_dir) / name, self.header(), self.series, self.windows)
+            return name
         finally:
             if got:
                 self._lock.release()

@@ -32,6 +32,8 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.telemetry.base import telemetry_file
+
 IDENTITY_LABELS = frozenset({"model_name", "engine", "instance", "job", "server", "model", "pod"})
 COUNTER_TYPES = frozenset({"counter"})
 Snapshot = dict[str, tuple[str, float]]  # column stem -> (kind "counter" | "gauge", value)
@@ -225,11 +227,12 @@ class PrometheusScraper:
             "last_error": self.last_error,
             "families": self.families,
             "info": self.info,
-            "file": "telemetry-engine-metrics.jsonl.gz",
         }
 
-    def write(self, run_dir: Path) -> None:
+    def write(self, run_dir: Path, tag: str = "") -> str:
         snaps = [(self.scrapes[i][0], self.snapshot(i) or {}) for i in range(len(self.scrapes))]
-        with gzip.open(Path(run_dir) / "telemetry-engine-metrics.jsonl.gz", "wt") as f:
+        name = telemetry_file("engine-metrics", "jsonl.gz", tag)
+        with gzip.open(Path(run_dir) / name, "wt") as f:
             for t, snap in snaps:
                 f.write(json.dumps({"t_ns": t, "values": {k: v for k, (_, v) in snap.items()}}) + "\n")
+        return name

@@ -78,7 +78,7 @@ class ReplayNvmlSampler:
             },
         }
 
-    def write(self, run_dir: Path) -> None:
+    def write(self, run_dir: Path, tag: str = "") -> str | None:
         return None  # the trace itself is the raw data; the manifest names it
 
 
@@ -112,4 +112,4 @@ def record_trace(out: Path, seconds: float, interval_s: float = 0.1) -> Path:
         s.end_window("record", time.perf_counter_ns())
     finally:
         s.stop()
-    return s.write(out.parent, out.name)
+    return out.parent / s.write(out.parent, filename=out.name)

@@ -104,3 +104,31 @@ def test_sigint_harness_stops_engine_and_marks_interrupted(write_scenario, tmp_p
     assert sum(r.ok for r in iter_records(run)) >= 2
     for c in children:
         assert not c.is_running() or c.status() == psutil.STATUS_ZOMBIE, c
+
+
+def test_ctrl_c_with_a_hung_engine_lets_go_at_once(write_scenario, tmp_path: Path) -> None:
+    """An engine that stops answering (SIGSTOP: a hang) and then a Ctrl-C: the point is cut short and
+    nothing more is asked of the engine (re-tokenizing each finished stream waited out a 30 s timeout
+    per request, minutes in all), so the harness is done in seconds."""
+    proc, run = _start_run(write_scenario, tmp_path)
+    engines: list[psutil.Process] = []
+    try:
+        _wait_for(lambda: _records(run) >= 6, 120, "some finished requests")
+        children = psutil.Process(proc.pid).children(recursive=True)
+        engines = [c for c in children if "xllamacpp_server" in " ".join(c.cmdline())]
+        assert len(engines) == 1
+        engines[0].send_signal(signal.SIGSTOP)
+        time.sleep(1)
+        t0 = time.monotonic()
+        os.kill(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=90)
+        took_s = time.monotonic() - t0
+    finally:
+        for e in engines:
+            if e.is_running():
+                e.send_signal(signal.SIGCONT)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 3, stderr[-2000:]
+    assert read_manifest(run)["status"] == "interrupted"
+    assert took_s < 30, (took_s, stderr[-2000:])  # engine stop included (its SIGKILL after a grace period)

@@ -69,6 +69,10 @@ def test_killed_sweep_resumes_to_the_same_table(write_scenario, tmp_path: Path) 
     after = read_manifest(run)
     assert after["status"] == "complete" and len(after["resumed_utc"]) == 1
     assert after["points_done"] == ["v0-c1", "v0-c2", "v0-c4"]
+    # the resumed engine's samples went to files of its own (the killed one never wrote any)
+    assert after["engines"][-1]["attempt"] == 1
+    assert after["engines"][-1]["telemetry"]["cpu"]["file"] == "telemetry-cpu-v0-a1.parquet"
+    assert (run / "telemetry-cpu-v0-a1.parquet").is_file() and not (run / "telemetry-cpu-v0.parquet").exists()
     recs = list(iter_records(run))
     assert len(recs) >= n_before  # nothing dropped
     assert len({r.request_id for r in recs}) == len(recs)  # ids continue, never reused

@@ -92,3 +92,74 @@ def test_stream_fault_is_recorded_with_its_kind(write_scenario, tmp_path: Path, 
     point = pd.read_csv(run / "points.csv").iloc[0]
     assert point["errors"] == len(bad) and point["error_kinds"] == f"{kind}:{len(bad)}"
     assert not [c for c in psutil.Process().children(recursive=True) if "serve-fake" in " ".join(c.cmdline())]
+
+
+def test_an_external_endpoint_that_goes_away_ends_the_run_as_failed(write_scenario, tmp_path: Path) -> None:
+    """An endpoint has no process the run could watch: once requests fail to connect and its health check
+    no longer answers, the point is cut short, the later points are not run against nothing, exit 3."""
+    import subprocess
+    import time
+
+    from .conftest import ROOT, run_dir_from
+
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "harness",
+        "serve-fake",
+        "--port",
+        str(port),
+        "--ttft-ms",
+        "5",
+        "--itl-ms",
+        "5",
+    ]
+    server = ManagedProcess(argv, tmp_path / "fake.log")
+    server.start()
+    try:
+        server.wait_healthy(f"http://127.0.0.1:{port}/health", 30)
+        scen = write_scenario(
+            {
+                "name": "it-gone",
+                "engine": {
+                    "type": "external",
+                    "base_url": f"http://127.0.0.1:{port}",
+                    "health_path": "/health",
+                },
+                "workload": {"input_tokens": 8, "output_tokens": 20},
+                "load": {"concurrency": [2, 4], "requests": 400, "warmup_requests": 0},
+            }
+        )
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "harness",
+                "run",
+                str(scen),
+                "--results",
+                str(tmp_path / "r"),
+                "--no-progress",
+            ],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 60 and not [
+            p for p in (tmp_path / "r").glob("*/requests.jsonl") if len(p.read_text().splitlines()) >= 10
+        ]:
+            time.sleep(0.1)
+        server.stop()
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        server.stop()
+    assert proc.returncode == 3, stderr[-2000:]
+    said = " ".join(stderr.split())
+    assert "point v0-c2: the endpoint stopped answering (" in said and "connect:" in said
+    run = run_dir_from(stderr)
+    m = read_manifest(run)
+    assert m["status"] == "failed" and m["points_done"] == []
+    points = pd.read_csv(run / "points.csv")
+    assert list(points["point_id"]) == ["v0-c2"] and str(points["aborted"][0]).startswith("the endpoint")

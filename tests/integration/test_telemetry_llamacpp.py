@@ -86,7 +86,10 @@ def test_cpu_run_has_telemetry_and_server_counters_match_records(write_scenario,
     assert tel["cpu"]["engine_pid"] > 0
     # one sample at start, at each window edge (2 points: 4) and every interval in between: the count
     # follows the run's length, not a fixed number
-    cpu = pd.read_parquet(run / "telemetry-cpu.parquet")
+    assert (
+        tel["cpu"]["file"] == "telemetry-cpu-v0.parquet" == manifest["engines"][0]["telemetry"]["cpu"]["file"]
+    )
+    cpu = pd.read_parquet(run / tel["cpu"]["file"])
     assert len(cpu) == tel["cpu"]["samples"] >= 5
     span_s = (int(cpu["t_ns"].max()) - int(cpu["t_ns"].min())) / 1e9
     assert len(cpu) >= 0.8 * span_s / tel["cpu"]["interval_s"], (len(cpu), span_s)
@@ -124,8 +127,7 @@ def test_cpu_run_has_telemetry_and_server_counters_match_records(write_scenario,
     elif not _gpu_present():
         assert "energy_j" not in points.columns
         assert tel["cpu"]["absent"]["rapl"] == why
-    assert (run / "telemetry-cpu.parquet").is_file()
-    assert (run / "telemetry-engine-metrics.jsonl.gz").is_file()
+    assert (run / "telemetry-engine-metrics-v0.jsonl.gz").is_file()
 
 
 @pytest.mark.parametrize("trace", TRACES, ids=[t.name for t in TRACES])

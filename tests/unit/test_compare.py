@@ -115,3 +115,18 @@ def test_baseline_by_device_key_label_or_prefix() -> None:
         choose_baseline(configs, devs, "h100-sxm")
     with pytest.raises(CompareError, match="matches no configuration"):
         choose_baseline(configs, devs, "mi300x")
+
+
+def test_caveats_name_unfinished_runs_and_points_with_failed_requests() -> None:
+    from harness.compare import caveats
+
+    df = _rows()
+    df["run_id"] = ["a", "a", "b", "b", "b"]
+    df["run_status"] = ["complete", "complete", "partial", "partial", "partial"]
+    df["point_id"] = ["v0-c16", "v0-c2", "v0-c16", "v0-c2", "v0-c64"]
+    df["requests"] = 8
+    df["errors"] = [0, 6, 0, 0, float("nan")]
+    assert caveats(df) == [
+        "run b is partial: only its finished points are shown",
+        "run a point v0-c2: 6 of 8 measured requests failed; its numbers cover the others only",
+    ]

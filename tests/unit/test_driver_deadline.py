@@ -167,3 +167,18 @@ def test_two_closed_loop_client_processes_measure_only_after_the_warmup(fake: st
     first_measured = min(r.sent_ns or 0 for r in m)
     assert (w[0].done_ns or 0) <= first_measured  # no worker measured while the server warmed up
     assert out.started_ns >= (w[0].done_ns or 0)
+
+
+def test_a_hangup_is_an_interruption_like_ctrl_c() -> None:
+    """SIGHUP (the terminal or ssh session gone) killed the harness outright, losing the cut point's row
+    and the telemetry files; it now asks for an abort as SIGINT and SIGTERM do."""
+    import os
+    import signal
+
+    from harness.runner import _abort_on_signals
+
+    before = signal.getsignal(signal.SIGHUP)
+    with _abort_on_signals() as flag:
+        os.kill(os.getpid(), signal.SIGHUP)
+        assert flag == ["interrupted by SIGHUP"]
+    assert signal.getsignal(signal.SIGHUP) is before

@@ -147,6 +147,27 @@ def test_counts_made_after_writing_are_applied_when_reading(tmp_path: Path) -> N
     assert (got[0].output_tokens, got[0].output_tokens_source) == (3, "tokenizer")
     assert got[1].output_text_tokens == 4 and got[1].output_tokens is None
     assert got[2].output_tokens is None and got[2].output_text_tokens is None
+    # a resume's first count goes after the torn line, not glued to it (and so lost)
+    again = RunDir(run.path, dict(run.manifest))
+    recs[2].output_tokens, recs[2].output_tokens_source = 5, "tokenizer"
+    again.append_counts([recs[2]])
+    assert next(r for r in iter_records(run.path) if r.request_id == 2).output_tokens == 5
+
+
+def test_points_tables_fall_back_and_say_when_neither_reads(tmp_path: Path) -> None:
+    import pytest
+
+    from harness.results import RunNotFound, read_points
+
+    run = RunDir.create(tmp_path, "s", NOW)
+    run.write_points([{"point_id": "v0-c1", "ok": 4}, {"point_id": "v0-c2", "ok": 3}])
+    assert not list(run.path.glob(".*.tmp"))
+    whole = (run.path / "points.parquet").read_bytes()
+    (run.path / "points.parquet").write_bytes(whole[: len(whole) // 2])  # torn by a lost machine
+    assert list(read_points(run.path)["ok"]) == [4, 3]  # the CSV holds the same table
+    (run.path / "points.csv").write_text("")
+    with pytest.raises(RunNotFound, match=r"unreadable points table \(points\.parquet: .*; points\.csv: "):
+        read_points(run.path)
 
 
 def test_resolve_runs_expands_directories_of_runs_and_passes_over_compare_outputs(tmp_path: Path) -> None:
@@ -191,3 +212,37 @@ def test_manifests_that_are_not_a_json_object_are_said_to_be_unreadable(tmp_path
         (tmp_path / "manifest.json").write_bytes(body)
         with pytest.raises(RunNotFound, match="unreadable manifest"):
             read_manifest(tmp_path)
+
+
+def test_a_run_still_being_written_is_not_resumed(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    import psutil
+    import pytest
+
+    from harness.runner import ResumeError, _reopen
+    from harness.scenario import parse_scenario, scenario_hash
+
+    s = parse_scenario({"name": "s", "engine": {"type": "external", "base_url": "http://127.0.0.1:9"}})
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        run = RunDir.create(tmp_path, "s", NOW)
+        runner = {
+            "hostname": socket.gethostname(),
+            "pid": other.pid,
+            "started_s": psutil.Process(other.pid).create_time(),
+        }
+        run.write_manifest({"status": "running", "scenario_hash": scenario_hash(s), "runner": runner})
+        with pytest.raises(ResumeError, match=f"still being run by process {other.pid} on this host"):
+            _reopen(run.path, s, find_max_goodput=False)
+        run.update_manifest(runner={**runner, "started_s": runner["started_s"] - 3600})  # a reused pid
+        assert _reopen(run.path, s, find_max_goodput=False)[0].manifest["runner"]["pid"] != other.pid
+    finally:
+        other.kill()
+        other.wait()
+    run.update_manifest(status="running", runner=runner)  # killed: its process is gone
+    import os
+
+    assert _reopen(run.path, s, find_max_goodput=False)[0].manifest["runner"]["pid"] == os.getpid()

@@ -124,10 +124,15 @@ def test_open_loop_needs_rates() -> None:
     assert msgs == ["f.yaml: load: open mode needs at least one rate in rates_rps"]
 
 
-def test_hash_ignores_key_order() -> None:
+def test_hash_ignores_key_order_and_defaults_but_not_values() -> None:
     a = parse_scenario({"engine": BASE["engine"], "name": "t"})
     b = parse_scenario(BASE)
     assert scenario_hash(a) == scenario_hash(b)
+    # a default written out is the same scenario (and so is one read by a harness with more fields)
+    written = parse_scenario({**BASE, "workload": {"seed": 0, "ignore_eos": True}, "load": {"requests": 16}})
+    assert scenario_hash(written) == scenario_hash(b)
+    assert scenario_hash(parse_scenario({**BASE, "workload": {"seed": 1}})) != scenario_hash(b)
+    assert scenario_hash(parse_scenario({**BASE, "load": {"requests": 17}})) != scenario_hash(b)
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -341,4 +346,27 @@ def test_the_same_problem_in_several_variants_is_said_once() -> None:
     assert input_file_errors(parse_scenario(data), "f.yaml") == [
         "f.yaml: variants[0].model.path: file not found: /nonexistent/a.gguf",
         "f.yaml: variants[1].model.path: file not found: /nonexistent/70b.gguf",
+    ]
+
+
+def test_run_says_in_one_line_when_results_cannot_be_written(tmp_path: Path) -> None:
+    f = tmp_path / "s.yaml"
+    f.write_text("name: t\nengine: {type: external, base_url: 'http://127.0.0.1:9'}\n")
+    (tmp_path / "afile").write_text("")
+    for results, why in (
+        ("afile", "exists and is not a directory"),
+        ("afile/sub", "cannot create it: Not a directory"),
+    ):
+        res = run_cli("run", str(f), "--results", str(tmp_path / results), "--no-progress")
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+        assert res.stderr.strip().splitlines()[-1] == f"--results {tmp_path / results}: {why}"
+
+
+def test_a_load_level_given_twice_is_refused() -> None:
+    # points are named by level: [1, 2, 1] made two v0-c1 points, and a resume ran only one of them
+    assert messages({**BASE, "load": {"concurrency": [1, 2, 1]}}) == [
+        "f.yaml: load.concurrency: concurrency 1 given more than once (allowed: each once)"
+    ]
+    assert messages({**BASE, "load": {"mode": "open", "rates_rps": [0.5, 2, 0.5, 2]}}) == [
+        "f.yaml: load.rates_rps: rate 0.5, 2 given more than once (allowed: each once)"
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -156,3 +157,22 @@ def test_cpu_inventory_counts_sockets() -> None:
     assert inv["isa"] == ["avx", "avx2", "avx512f", "avx512_bf16", "amx_tile"]
     assert inv["mem_total_bytes"] > 0
     assert cpu_inventory("")["sockets"] == 1
+
+
+def test_each_engine_of_a_run_writes_samples_of_its_own(tmp_path: Path) -> None:
+    """Variants and resumes start an engine each, with samplers of their own: each writes its own file,
+    named in its manifest entry (the second variant's once overwrote the first one's)."""
+    from harness.telemetry.base import TelemetrySet
+
+    lengths = {}
+    for tag, seconds in (("v0", 0.35), ("v1", 0.15), ("v0-a1", 0.15)):
+        tel = TelemetrySet([CpuSampler(os.getpid(), interval_s=0.05)])
+        tel.start()
+        time.sleep(seconds)
+        tel.stop(tmp_path, tag)
+        assert tel.manifest()["cpu"]["file"] == f"telemetry-cpu-{tag}.parquet"
+        lengths[tag] = tel.manifest()["cpu"]["samples"]
+    for tag, n in lengths.items():
+        assert len(pd.read_parquet(tmp_path / f"telemetry-cpu-{tag}.parquet")) == n
+    assert lengths["v0"] > lengths["v1"]  # the longer one kept its own samples
+    assert not (tmp_path / "telemetry-cpu.parquet").exists()
