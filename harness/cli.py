@@ -212,7 +212,12 @@ def _check_runs(paths: list[Path]) -> list[Path]:
 def report_cmd(
     runs: Annotated[list[Path], typer.Argument(help="run directories")],
     html_out: Annotated[
-        Path | None, typer.Option("--html", help="combined HTML file (default: report.html in the run dir)")
+        Path | None,
+        typer.Option(
+            "--html",
+            help="combined HTML file (default: report.html in the run dir; for several runs "
+            "report-<UTC time>.html beside the first)",
+        ),
     ] = None,
     price: PriceOpt = None,
     prices_file: PricesFileOpt = None,
