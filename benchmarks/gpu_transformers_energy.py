@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         sampler.stop()
     gpu = sampler.inventory["gpus"][0]["name"].replace(" ", "-") if sampler.inventory.get("gpus") else "gpu"
     a.out.mkdir(parents=True, exist_ok=True)
-    trace = sampler.write(a.out, f"transformers-{gpu}.jsonl.gz")
+    trace = a.out / sampler.write(a.out, filename=f"transformers-{gpu}.jsonl.gz")
     result = {
         "model": a.model,
         "dtype": "bf16",

@@ -89,6 +89,7 @@ def one_level(server: VllmServer, base_url: str, c: int, n: int, lens: tuple[int
                 "type": "external",
                 "base_url": base_url,
                 "model": {"source": "served", "name": server.model_name},
+                "extra_body": {"ignore_eos": True},  # as the peer's --ignore-eos
             },
             "workload": {
                 "input_tokens": inp,

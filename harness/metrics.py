@@ -338,7 +338,11 @@ def flags(row: dict[str, Any]) -> list[str]:
             "the client's limit; raise load.workers"
         )
     lag = _value(row, "send_lag_s_p99")
-    if lag is not None and lag > CLIENT_LAG_LIMIT_S and not _count(row, "max_concurrency"):
+    # open loop only: a closed loop has no schedule to fall behind (its sends wait for a free worker, and a
+    # late-waking loop is the flag below), and max_concurrency's slot waits are not the client's lag
+    # (rows from before the column existed cannot say whether a cap was set: not judged)
+    open_loop = row.get("mode") == "open" and "max_concurrency" in row and not _count(row, "max_concurrency")
+    if lag is not None and lag > CLIENT_LAG_LIMIT_S and open_loop:
         out.append(
             f"requests went out late (send lag p99 {lag * 1e3:.1f} ms): the client fell behind the schedule, "
             "so the load offered was lower than planned; raise load.workers or lower the rate"

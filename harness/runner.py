@@ -263,6 +263,26 @@ def _still_running(manifest: dict[str, Any]) -> int | None:
     return int(pid) if same and p.status() != psutil.STATUS_ZOMBIE else None
 
 
+def _same_scenario(manifest: dict[str, Any], s: Scenario) -> bool:
+    """Whether the run was made with this scenario: by its hash, or, for a run whose hash was made another
+    way (before defaults were left out of it), by the scenario stored in its manifest, fields added to the
+    harness since left out of the comparison."""
+    if manifest.get("scenario_hash") == scenario_hash(s):
+        return True
+    stored = manifest.get("scenario")
+    now = redact_scenario(s.model_dump(mode="json"))
+    return isinstance(stored, dict) and _known_part(now, stored) == stored
+
+
+def _known_part(now: Any, stored: Any) -> Any:
+    """`now` with the mapping keys `stored` does not have left out, at every depth."""
+    if isinstance(now, dict) and isinstance(stored, dict):
+        return {k: _known_part(v, stored[k]) for k, v in now.items() if k in stored}
+    if isinstance(now, list) and isinstance(stored, list) and len(now) == len(stored):
+        return [_known_part(a, b) for a, b in zip(now, stored, strict=True)]
+    return now
+
+
 def _reopen(path: Path, s: Scenario, find_max_goodput: bool) -> tuple[RunDir, list[dict[str, Any]], int, int]:
     """Reopen a run directory for `--resume`: (run, rows of finished points, next request id, attempt)."""
     try:
@@ -276,7 +296,7 @@ def _reopen(path: Path, s: Scenario, find_max_goodput: bool) -> tuple[RunDir, li
             f"{path}: a --find-max-goodput rate search cannot be resumed; start a new run "
             "(its finished probes stay in this directory)"
         )
-    if manifest.get("scenario_hash") != scenario_hash(s):
+    if not _same_scenario(manifest, s):
         made_by = manifest.get("harness_version"), manifest.get("git_sha")
         other = (
             f"; it was made by harness {made_by[0]} ({made_by[1] or 'commit unknown'}), this is "

@@ -54,7 +54,7 @@ class SyntheticModel(Strict):
     vocab: int = Field(512, ge=300, le=300000)
     context: int = Field(4096, ge=128, le=131072)
     dtype: Literal["f32", "f16", "q8_0"] = "f16"
-    seed: int = 0
+    seed: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _heads_divide(self) -> SyntheticModel:
@@ -154,6 +154,12 @@ class VllmEngine(Strict):
         return self
 
 
+# what the client puts into every request body itself (harness.client.openai_stream): not for extra_body
+REQUEST_FIELDS = frozenset(
+    {"model", "prompt", "messages", "max_tokens", "stream", "stream_options", "temperature", "seed"}
+)
+
+
 class ExternalEngine(Strict):
     """An OpenAI-compatible endpoint that is already running; the harness does not manage it."""
 
@@ -167,6 +173,17 @@ class ExternalEngine(Strict):
         description="JSON fields added to every request, e.g. {ignore_eos: true} for a vLLM, SGLang or "
         "llama.cpp endpoint (none by default: OpenAI's own API refuses fields it does not know)",
     )
+
+    @field_validator("extra_body")
+    @classmethod
+    def _body(cls, v: dict[str, Any]) -> dict[str, Any]:
+        taken = sorted(set(v) & REQUEST_FIELDS)
+        if taken:
+            raise ValueError(
+                f"{', '.join(taken)}: set by the harness from the workload (allowed: other fields, such as "
+                "ignore_eos, top_k, min_tokens)"
+            )
+        return v
 
     @field_validator("base_url")
     @classmethod
@@ -214,9 +231,10 @@ class Workload(Strict):
         None, description="local tokenizer.json for prompt lengths (default: the engine's tokenizer)"
     )
     temperature: float = Field(0.0, ge=0)
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     prompt_salt: int | None = Field(
         None,
+        ge=0,
         description="mixed into every synthetic prompt, so that an engine's prompt cache filled by an "
         "earlier run cannot serve this one (default: drawn per run, kept in the manifest's seeds; set it "
         "to send another run's prompts again)",
@@ -236,9 +254,10 @@ class Workload(Strict):
 def _once_each(levels: tuple[Any, ...], what: str) -> tuple[Any, ...]:
     """Points are named by their level (v0-c4, v0-r2.5), so a level given twice would be one point done
     twice over (or, on resume, done once): refused."""
-    twice = sorted({x for x in levels if levels.count(x) > 1})
+    labels = [f"{x:g}" for x in levels]  # as the point ids show them (0.1 and 0.1000001 are one)
+    twice = list(dict.fromkeys(x for x in labels if labels.count(x) > 1))
     if twice:
-        shown = ", ".join(f"{x:g}" for x in twice)
+        shown = ", ".join(twice)
         raise ValueError(f"{what} {shown} given more than once (allowed: each once)")
     return levels
 
@@ -260,7 +279,7 @@ class Load(Strict):
     )
     workers: int = Field(1, ge=1, le=64, description="client processes (raise when the client saturates)")
     max_concurrency: int | None = Field(None, ge=1, description="open loop: cap on requests in flight")
-    seed: int = 0
+    seed: int = Field(0, ge=0)
 
     @field_validator("concurrency")
     @classmethod

@@ -176,7 +176,8 @@ def chunk_text(choice: dict[str, Any]) -> str:
     if "text" in choice:
         return choice.get("text") or ""
     delta = choice.get("delta") or {}
-    parts = [delta.get("reasoning_content"), delta.get("reasoning"), delta.get("content")]
+    # a server that fills both reasoning fields sends the same text twice: take one
+    parts = [delta.get("reasoning_content") or delta.get("reasoning"), delta.get("content")]
     for call in delta.get("tool_calls") or ():
         fn = call.get("function") if isinstance(call, dict) else None
         if isinstance(fn, dict):

@@ -82,10 +82,13 @@ def redact_scenario(dump: Any) -> Any:
 
 
 def _redact_keys(d: dict[str, Any]) -> dict[str, Any]:
-    """`d` with the values of secret-looking keys as ***, at any depth."""
-    return {
-        n: "***" if looks_secret(n) else _redact_keys(x) if isinstance(x, dict) else x for n, x in d.items()
-    }
+    """`d` with the values of secret-looking keys as ***, at any depth; lists of ids (`stop_token_ids`) are
+    not secrets."""
+
+    def secret(name: str) -> bool:
+        return looks_secret(name) and not re.search(r"(^|[_-])ids?$", name, re.I)
+
+    return {n: "***" if secret(n) else _redact_keys(x) if isinstance(x, dict) else x for n, x in d.items()}
 
 
 def redact(argv: list[str]) -> list[str]:

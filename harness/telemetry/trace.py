@@ -1,6 +1,6 @@
 """GPU sample series, their window columns, and the NVML trace file format.
 
-Trace file (`telemetry-nvml.jsonl.gz` in a run directory, or any file `harness gpu-info --record`
+Trace file (`telemetry-nvml-v<N>.jsonl.gz` in a run directory, or any file `harness gpu-info --record`
 writes): gzip-compressed JSON lines.
 
 - line 1, the header: `{"format": "llm-harness/nvml-trace", "version": 1, "interval_s": 0.1,

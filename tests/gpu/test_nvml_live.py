@@ -68,7 +68,7 @@ def test_live_sampler_idle_and_loaded(tmp_path: Path) -> None:
         after = _window(s, "idle-after", lambda: time.sleep(3.0))
     finally:
         s.stop()
-    path = s.write(tmp_path)
+    path = tmp_path / s.write(tmp_path)
     if os.environ.get("HARNESS_NVML_TRACE_DIR"):
         dest = Path(os.environ["HARNESS_NVML_TRACE_DIR"])
         dest.mkdir(parents=True, exist_ok=True)

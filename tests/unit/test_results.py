@@ -109,9 +109,14 @@ def test_the_manifests_scenario_carries_no_secrets() -> None:
         "TOKENIZERS_PARALLELISM": "false",
         "KEYRING": "x",
     }
-    body = {"ignore_eos": True, "api_key": "sk-1", "metadata": {"user_token": "t"}}
+    body = {"ignore_eos": True, "api_key": "sk-1", "metadata": {"user_token": "t"}, "stop_token_ids": [2]}
     got = redact_scenario({"engine": {"type": "external", "extra_body": body}})["engine"]["extra_body"]
-    assert got == {"ignore_eos": True, "api_key": "***", "metadata": {"user_token": "***"}}
+    assert got == {
+        "ignore_eos": True,
+        "api_key": "***",
+        "metadata": {"user_token": "***"},
+        "stop_token_ids": [2],
+    }
 
 
 def test_a_rate_search_run_is_not_resumed(tmp_path: Path) -> None:
@@ -246,3 +251,21 @@ def test_a_run_still_being_written_is_not_resumed(tmp_path: Path) -> None:
     import os
 
     assert _reopen(run.path, s, find_max_goodput=False)[0].manifest["runner"]["pid"] == os.getpid()
+
+
+def test_a_run_made_before_defaults_left_the_hash_still_resumes(tmp_path: Path) -> None:
+    import pytest
+
+    from harness.runner import ResumeError, _reopen
+    from harness.scenario import parse_scenario
+
+    s = parse_scenario({"name": "s", "engine": {"type": "external", "base_url": "http://127.0.0.1:9"}})
+    stored = redact_scenario(s.model_dump(mode="json"))
+    del stored["workload"]["prompt_salt"]  # a field that harness did not have yet
+    run = RunDir.create(tmp_path, "s", NOW)
+    run.write_manifest({"status": "partial", "scenario_hash": "0ld" * 20, "scenario": stored})
+    assert _reopen(run.path, s, find_max_goodput=False)[3] == 1
+    stored["load"]["requests"] = 99  # a different scenario after all
+    run.write_manifest({"status": "partial", "scenario_hash": "0ld" * 20, "scenario": stored})
+    with pytest.raises(ResumeError, match="was run with a different scenario"):
+        _reopen(run.path, s, find_max_goodput=False)

@@ -370,3 +370,7 @@ def test_a_load_level_given_twice_is_refused() -> None:
     assert messages({**BASE, "load": {"mode": "open", "rates_rps": [0.5, 2, 0.5, 2]}}) == [
         "f.yaml: load.rates_rps: rate 0.5, 2 given more than once (allowed: each once)"
     ]
+    # as the point ids show them: one point
+    assert messages({**BASE, "load": {"mode": "open", "rates_rps": [0.1, 0.1000001]}}) == [
+        "f.yaml: load.rates_rps: rate 0.1 given more than once (allowed: each once)"
+    ]

@@ -137,10 +137,8 @@ def test_warnings_for_lengths_cache_and_a_lagging_client() -> None:
     row = metrics.summarize(rs)
     assert (row["long_outputs"], row["short_outputs"], row["prompts_off_asked"]) == (1, 1, 1)
     assert (row["prompt_cache_hits"], row["cached_prompt_tokens"]) == (1, None)  # not every request told
-    row.update(
-        ignore_eos=False, send_lag_s_p99=0.012, client_loop_lag_s_p99=0.002, client_saturated=True,
-        client_cpu_util_max=0.91,
-    )  # fmt: skip
+    row.update(mode="open", max_concurrency=None, ignore_eos=False, send_lag_s_p99=0.012)
+    row.update(client_loop_lag_s_p99=0.002, client_saturated=True, client_cpu_util_max=0.91)
     got = metrics.flags(row)
     assert got == [
         "1/5 requests returned fewer tokens than asked (ignore_eos is off): TPOT and tok/s mix lengths",
@@ -159,6 +157,8 @@ def test_warnings_for_lengths_cache_and_a_lagging_client() -> None:
     text = " | ".join(metrics.flags(quiet))
     assert "went out late" not in text and "prompt cache" not in text
     assert "event loop woke up to 20.0 ms late (p99)" in text
+    closed = " | ".join(metrics.flags({**row, "mode": "closed"}))  # no schedule to fall behind
+    assert "went out late" not in closed and "saturation" in closed
 
 
 def test_a_report_from_the_points_table_repeats_the_runs_warnings() -> None:
@@ -169,3 +169,24 @@ def test_a_report_from_the_points_table_repeats_the_runs_warnings() -> None:
         "point v0-c2: 1/2 requests returned fewer tokens than asked (EOS not ignored?): TPOT and tok/s mix "
         "lengths"
     ]
+
+
+def test_what_the_scenario_cannot_set_and_rows_from_older_runs() -> None:
+    import pytest
+
+    from harness.scenario import ScenarioError
+
+    ext = {"type": "external", "base_url": "http://h:8000", "extra_body": {"max_tokens": 16, "stream": False}}
+    with pytest.raises(
+        ScenarioError, match=r"e\.yaml: engine\.extra_body: max_tokens, stream: set by the harness"
+    ):
+        parse_scenario({"name": "e", "engine": ext}, "e.yaml")
+    with pytest.raises(ScenarioError, match=r"workload.prompt_salt: invalid value -1 \(allowed: >= 0\)"):
+        parse_scenario(
+            {"name": "e", "engine": {**ext, "extra_body": {}}, "workload": {"prompt_salt": -1}}, "e.yaml"
+        )
+    both = {"delta": {"reasoning": "x", "reasoning_content": "x"}}  # the same text in both fields
+    assert chunk_text(both) == "x"
+    # a row written before max_concurrency was a column cannot say whether a cap set the lag
+    assert not metrics.flags({"ok": 4, "mode": "open", "send_lag_s_p99": 0.05})
+    assert metrics.flags({"ok": 4, "mode": "open", "send_lag_s_p99": 0.05, "max_concurrency": math.nan})
