@@ -347,11 +347,15 @@ def flags(row: dict[str, Any]) -> list[str]:
             f"requests went out late (send lag p99 {lag * 1e3:.1f} ms): the client fell behind the schedule, "
             "so the load offered was lower than planned; raise load.workers or lower the rate"
         )
+    # a late-waking loop delays the stamps it takes: it matters next to what they measure, the gaps
+    # between tokens (over 5 ms and over a tenth of the median ITL)
     loop = _value(row, "client_loop_lag_s_p99")
-    if loop is not None and loop > CLIENT_LAG_LIMIT_S:
+    itl = _value(row, "itl_s_p50") or 0.0
+    if loop is not None and loop > max(CLIENT_LAG_LIMIT_S, 0.1 * itl):
         out.append(
-            f"the client's event loop woke up to {loop * 1e3:.1f} ms late (p99): its timestamps can be that "
-            "late too (a busy host, or too few client processes)"
+            f"the client's event loop woke up to {loop * 1e3:.1f} ms late (p99; median ITL "
+            f"{itl * 1e3:.1f} ms): its timestamps can be that late too (a host whose CPUs the engine or "
+            "other work fills, or too few client processes)"
         )
     for key in ("ttft_s", "itl_s"):
         d = _value(row, f"server_{key}_rel_diff")
