@@ -283,15 +283,16 @@ def server_comparison(row: dict[str, Any], prefix: str = "server_") -> dict[str,
     return out
 
 
-def _count(row: dict[str, Any], key: str) -> int:
-    """A count column as an int (0 when absent or NaN, as read back from a points table)."""
-    v = row.get(key)
-    return int(v) if isinstance(v, int | float) and not (isinstance(v, float) and math.isnan(v)) else 0
-
-
 def _value(row: dict[str, Any], key: str) -> float | None:
+    """A number column as a float (None when absent or NaN, as read back from a points table)."""
     v = row.get(key)
     return float(v) if isinstance(v, int | float) and not (isinstance(v, float) and math.isnan(v)) else None
+
+
+def _count(row: dict[str, Any], key: str) -> int:
+    """A count column as an int (0 when absent or NaN)."""
+    v = _value(row, key)
+    return 0 if v is None else int(v)
 
 
 CLIENT_LAG_LIMIT_S = 0.005  # send or event-loop lateness (p99) beyond which the client is said to lag

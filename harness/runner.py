@@ -251,9 +251,9 @@ def _still_running(manifest: dict[str, Any]) -> int | None:
     """The pid of the harness process on this host that is still writing this run, if any."""
     r = manifest.get("runner") or {}
     pid = r.get("pid")
-    if manifest.get("status") != "running" or r.get("hostname") != socket.gethostname() or not pid:
+    if manifest.get("status") != "running" or r.get("hostname") != socket.gethostname():
         return None
-    if pid == os.getpid():
+    if not pid or pid == os.getpid():
         return None
     try:
         p = psutil.Process(int(pid))
@@ -297,12 +297,14 @@ def _reopen(path: Path, s: Scenario, find_max_goodput: bool) -> tuple[RunDir, li
             "(its finished probes stay in this directory)"
         )
     if not _same_scenario(manifest, s):
-        made_by = manifest.get("harness_version"), manifest.get("git_sha")
+        made_by, this = (
+            (manifest.get("harness_version"), manifest.get("git_sha")),
+            (harness.__version__, hostinfo.git_sha()),
+        )
         other = (
             f"; it was made by harness {made_by[0]} ({made_by[1] or 'commit unknown'}), this is "
-            f"{harness.__version__} ({hostinfo.git_sha() or 'commit unknown'}), which may read the same file "
-            "differently"
-            if made_by != (harness.__version__, hostinfo.git_sha())
+            f"{this[0]} ({this[1] or 'commit unknown'}), which may read the same file differently"
+            if made_by != this
             else ""
         )
         raise ResumeError(
@@ -375,6 +377,7 @@ def run_scenario(
                     break
                 engine: Engine | None = None
                 tel: TelemetrySet | None = None
+                entry: dict[str, Any] = {}  # this engine's manifest entry
                 try:
                     try:
                         engine = make_engine(vpoints[0].engine, run.path / f"engine-v{vi}.log")
@@ -393,7 +396,8 @@ def run_scenario(
                     warnings = [*(described.get("warnings") or []), _gpu_mismatch(s, described, run.manifest)]
                     for w in filter(None, warnings):
                         console.print(f"[yellow]warning[/] engine (variant {vi}): {w}", highlight=False)
-                    run.manifest["engines"].append({"variant": vi, "attempt": attempt, **described})
+                    entry = {"variant": vi, "attempt": attempt, **described}
+                    run.manifest["engines"].append(entry)
                     tel = (telemetry or default_samplers)(s, engine)
                     tel.start()
                     _print_telemetry(console, tel)
@@ -455,11 +459,7 @@ def run_scenario(
                         tel.stop(run.path, f"v{vi}" + (f"-a{attempt}" if attempt else ""))
                         got = tel.manifest()
                         run.manifest.setdefault("telemetry", {}).update(got)  # the last engine's
-                        entry = next(
-                            (e for e in reversed(run.manifest["engines"]) if e.get("variant") == vi), None
-                        )
-                        if entry is not None and entry.get("attempt") == attempt:
-                            entry["telemetry"] = got  # each engine's own, with the files of its samples
+                        entry["telemetry"] = got  # each engine's own, with the files of its samples
                     if engine is not None:
                         engine.stop()
                     run.sync()

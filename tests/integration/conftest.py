@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from ..conftest import HARNESS, ROOT
+
 # a random-weight llama that builds in a second and decodes in milliseconds on a CPU
 SMALL_MODEL = {"source": "synthetic", "layers": 2, "hidden": 256, "heads": 4, "kv_heads": 4, "ffn": 512}
 SMALL_MODEL["vocab"] = 1000
@@ -24,9 +24,7 @@ def write_scenario(tmp_path: Path):
 
 
 def harness_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout
-    )
+    return subprocess.run([*HARNESS, *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout)
 
 
 def run_dir_from(stderr: str) -> Path:

@@ -63,14 +63,20 @@ def _records(run: Path) -> int:
     return len(p.read_text().splitlines()) if p.is_file() else 0
 
 
+def _engine_of(proc: subprocess.Popen[str]) -> tuple[list[psutil.Process], psutil.Process]:
+    """The harness's child processes, and the one engine among them."""
+    children = psutil.Process(proc.pid).children(recursive=True)
+    engines = [c for c in children if "xllamacpp_server" in " ".join(c.cmdline())]
+    assert len(engines) == 1
+    return children, engines[0]
+
+
 def test_sigkill_engine_mid_run(write_scenario, tmp_path: Path) -> None:
     proc, run = _start_run(write_scenario, tmp_path)
     try:
         _wait_for(lambda: _records(run) >= 4, 120, "some finished requests")
-        children = psutil.Process(proc.pid).children(recursive=True)
-        engines = [c for c in children if "xllamacpp_server" in " ".join(c.cmdline())]
-        assert len(engines) == 1
-        engines[0].send_signal(signal.SIGKILL)
+        children, engine = _engine_of(proc)
+        engine.send_signal(signal.SIGKILL)
         _, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -111,22 +117,19 @@ def test_ctrl_c_with_a_hung_engine_lets_go_at_once(write_scenario, tmp_path: Pat
     nothing more is asked of the engine (re-tokenizing each finished stream waited out a 30 s timeout
     per request, minutes in all), so the harness is done in seconds."""
     proc, run = _start_run(write_scenario, tmp_path)
-    engines: list[psutil.Process] = []
+    engine: psutil.Process | None = None
     try:
         _wait_for(lambda: _records(run) >= 6, 120, "some finished requests")
-        children = psutil.Process(proc.pid).children(recursive=True)
-        engines = [c for c in children if "xllamacpp_server" in " ".join(c.cmdline())]
-        assert len(engines) == 1
-        engines[0].send_signal(signal.SIGSTOP)
+        _, engine = _engine_of(proc)
+        engine.send_signal(signal.SIGSTOP)
         time.sleep(1)
         t0 = time.monotonic()
         os.kill(proc.pid, signal.SIGINT)
         _, stderr = proc.communicate(timeout=90)
         took_s = time.monotonic() - t0
     finally:
-        for e in engines:
-            if e.is_running():
-                e.send_signal(signal.SIGCONT)
+        if engine is not None and engine.is_running():
+            engine.send_signal(signal.SIGCONT)
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 3, stderr[-2000:]

@@ -3,16 +3,15 @@ fake server: the run finishes, each failed request is recorded with its kind, go
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pandas as pd
 import psutil
 import pytest
 
-from harness.engines.process import ManagedProcess, free_port
 from harness.results import iter_records, read_manifest
 
+from ..conftest import HARNESS, start_fake_server
 from .conftest import harness_cli
 
 pytestmark = pytest.mark.slow
@@ -32,32 +31,14 @@ FAULTS = [
 
 @pytest.mark.parametrize(("flags", "kind", "text"), FAULTS, ids=[f[0][0] + f[0][-1] for f in FAULTS])
 def test_stream_fault_is_recorded_with_its_kind(write_scenario, tmp_path: Path, flags, kind, text) -> None:
-    port = free_port()
-    server = ManagedProcess(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "serve-fake",
-            "--port",
-            str(port),
-            "--ttft-ms",
-            "5",
-            "--itl-ms",
-            "2",
-            *flags,
-        ],
-        tmp_path / "fake.log",
-    )
-    server.start()
+    server, url = start_fake_server(tmp_path / "fake.log", 5, 2, *flags)
     try:
-        server.wait_healthy(f"http://127.0.0.1:{port}/health", 30)
         scen = write_scenario(
             {
                 "name": "it-fault",
                 "engine": {
                     "type": "external",
-                    "base_url": f"http://127.0.0.1:{port}/v1",
+                    "base_url": f"{url}/v1",
                     "health_path": "/health",
                     "model": {"source": "served", "name": "fake"},
                 },
@@ -102,29 +83,15 @@ def test_an_external_endpoint_that_goes_away_ends_the_run_as_failed(write_scenar
 
     from .conftest import ROOT, run_dir_from
 
-    port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "harness",
-        "serve-fake",
-        "--port",
-        str(port),
-        "--ttft-ms",
-        "5",
-        "--itl-ms",
-        "5",
-    ]
-    server = ManagedProcess(argv, tmp_path / "fake.log")
-    server.start()
+    server, url = start_fake_server(tmp_path / "fake.log", 5, 5)
+    proc = None
     try:
-        server.wait_healthy(f"http://127.0.0.1:{port}/health", 30)
         scen = write_scenario(
             {
                 "name": "it-gone",
                 "engine": {
                     "type": "external",
-                    "base_url": f"http://127.0.0.1:{port}",
+                    "base_url": url,
                     "health_path": "/health",
                 },
                 "workload": {"input_tokens": 8, "output_tokens": 20},
@@ -132,16 +99,7 @@ def test_an_external_endpoint_that_goes_away_ends_the_run_as_failed(write_scenar
             }
         )
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "harness",
-                "run",
-                str(scen),
-                "--results",
-                str(tmp_path / "r"),
-                "--no-progress",
-            ],
+            [*HARNESS, "run", str(scen), "--results", str(tmp_path / "r"), "--no-progress"],
             cwd=ROOT,
             stderr=subprocess.PIPE,
             text=True,
@@ -155,6 +113,8 @@ def test_an_external_endpoint_that_goes_away_ends_the_run_as_failed(write_scenar
         _, stderr = proc.communicate(timeout=120)
     finally:
         server.stop()
+        if proc is not None and proc.poll() is None:
+            proc.kill()
     assert proc.returncode == 3, stderr[-2000:]
     said = " ".join(stderr.split())
     assert "point v0-c2: the endpoint stopped answering (" in said and "connect:" in said

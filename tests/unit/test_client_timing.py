@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,10 +12,12 @@ import pytest
 
 from harness import metrics
 from harness.client.openai_stream import RequestSpec, StreamClient
-from harness.engines.process import ManagedProcess, free_port
+from harness.engines.process import free_port
 from harness.records import RequestRecord
 from harness.testing.fake_server import FakeScript, FakeServer
 from harness.testing.quiet import too_busy_for
+
+from ..conftest import start_fake_server
 
 TTFT_S, ITL_S = 0.040, 0.010
 MS = 1_000_000
@@ -35,25 +36,7 @@ def _quiet_host() -> None:
 @pytest.fixture
 def fake(tmp_path: Path) -> Iterator[str]:
     """`harness serve-fake` in its own process (no GIL shared with the client under test)."""
-    port = free_port()
-    proc = ManagedProcess(
-        [
-            sys.executable,
-            "-m",
-            "harness",
-            "serve-fake",
-            "--port",
-            str(port),
-            "--ttft-ms",
-            str(TTFT_S * 1000),
-            "--itl-ms",
-            str(ITL_S * 1000),
-        ],
-        tmp_path / "fake.log",
-    )
-    proc.start()
-    url = f"http://127.0.0.1:{port}"
-    proc.wait_healthy(url + "/health", 30)
+    proc, url = start_fake_server(tmp_path / "fake.log", TTFT_S * 1000, ITL_S * 1000)
     yield url
     proc.stop()
 
