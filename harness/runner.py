@@ -398,6 +398,7 @@ def run_scenario(
                         console.print(f"[yellow]warning[/] engine (variant {vi}): {w}", highlight=False)
                     entry = {"variant": vi, "attempt": attempt, **described}
                     run.manifest["engines"].append(entry)
+                    tag = f"v{vi}" + (f"-a{attempt}" if attempt else "")  # telemetry file names
                     tel = (telemetry or default_samplers)(s, engine)
                     tel.start()
                     _print_telemetry(console, tel)
@@ -436,6 +437,9 @@ def run_scenario(
                         if row is not None:
                             rows.append(row)
                             run.write_points(rows)
+                            tel.checkpoint(run.path, tag)  # a harness killed later keeps the samples so far
+                            _keep_telemetry(run, entry, tel)
+                            run.update_manifest(engines=run.manifest["engines"])
                         plan.observe(p, row["slo_met"] if row is not None and not aborted else None)
                         if aborted:
                             log = engine.log_path()
@@ -456,10 +460,8 @@ def run_scenario(
                         console.print(f"variant {vi}: {search_result_text(found, rows, vi)}", highlight=False)
                 finally:
                     if tel is not None:
-                        tel.stop(run.path, f"v{vi}" + (f"-a{attempt}" if attempt else ""))
-                        got = tel.manifest()
-                        run.manifest.setdefault("telemetry", {}).update(got)  # the last engine's
-                        entry["telemetry"] = got  # each engine's own, with the files of its samples
+                        tel.stop(run.path, tag)
+                        _keep_telemetry(run, entry, tel)
                     if engine is not None:
                         engine.stop()
                     run.sync()
@@ -521,6 +523,14 @@ def _prompt_counters(s: Scenario, engine: Engine, base_url: str, run: RunDir, vi
         raise EngineError(f"workload.tokenizer: {e}") from None
     run.update_manifest(prompt_tokens=[*run.manifest.get("prompt_tokens", []), {"variant": vi, **info}])
     return prompt, text
+
+
+def _keep_telemetry(run: RunDir, entry: dict[str, Any], tel: TelemetrySet) -> None:
+    """The telemetry manifest into the engine's entry (its own, with the files of its samples) and the
+    run's top-level `telemetry` (the last engine's); written with the next manifest update."""
+    got = tel.manifest()
+    run.manifest.setdefault("telemetry", {}).update(got)
+    entry["telemetry"] = got
 
 
 def _print_telemetry(console: Console, tel: TelemetrySet) -> None:

@@ -8,7 +8,10 @@ dict of columns for that point's row (e.g. `energy_j`, `power_w_mean`). Window e
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,7 +32,8 @@ class Sampler(Protocol):
         ...
 
     def write(self, run_dir: Path, tag: str = "") -> str | None:
-        """Write the raw samples into run_dir as `telemetry_file(...)`; its name (None: nothing written)."""
+        """Write the raw samples so far into run_dir as `telemetry_file(...)`, replacing the file whole
+        (also while sampling: the runner checkpoints after every point); its name (None: nothing written)."""
         ...
 
 
@@ -37,6 +41,20 @@ def telemetry_file(name: str, ext: str, tag: str = "") -> str:
     """`telemetry-<name>[-<tag>].<ext>`: the tag tells the engines of one run apart (`v1`, `v0-a1` for the
     first resume of variant 0), so a later one does not overwrite an earlier one's samples."""
     return f"telemetry-{name}{'-' + tag if tag else ''}.{ext}"
+
+
+@contextmanager
+def replaced_whole(path: Path) -> Iterator[Path]:
+    """A temporary name next to `path` to write to; once written it is synced and renamed over `path`, so
+    a crash (or a checkpoint cut short) leaves the old file or the new one, never a torn one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        yield tmp
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def sampler_overhead(thread_cpu_s: float | None, started_ns: int, stopped_ns: int) -> dict[str, Any]:
@@ -61,6 +79,16 @@ def energy_columns(cols: dict[str, Any]) -> dict[str, Any]:
     return {"energy_j": sum(v for _, v in parts), "energy_scope": "+".join(sc for sc, _ in parts)}
 
 
+CHECKPOINT_SHARE = 0.05  # of a run's time, at most, spent rewriting raw telemetry files mid-run
+
+
+def checkpoint_due(now_s: float, last_end_s: float | None, last_took_s: float) -> bool:
+    """Whether to rewrite the raw telemetry files now: always the first time, then once the time since the
+    last rewrite ended is at least 1/CHECKPOINT_SHARE times what that rewrite took (hours of 8-GPU NVML
+    samples take seconds to write: those are rewritten every few minutes, not after every short point)."""
+    return last_end_s is None or now_s - last_end_s >= last_took_s / CHECKPOINT_SHARE
+
+
 class TelemetrySet:
     """Several samplers; an exception in any of them is recorded and that sampler is dropped.
 
@@ -72,6 +100,8 @@ class TelemetrySet:
         self.problems: dict[str, str] = {}
         self.absent: dict[str, str] = dict(absent or {})
         self.files: dict[str, str] = {}  # sampler name -> the file its raw samples went to
+        self.checkpoint_errors: dict[str, str] = {}
+        self._last_checkpoint: tuple[float | None, float] = (None, 0.0)  # (when it ended, how long it took)
 
     def _call(self, s: Any, method: str, *args: Any) -> Any:
         try:
@@ -110,6 +140,26 @@ class TelemetrySet:
                     parts.append(got)
         return " · ".join(parts)
 
+    def checkpoint(self, run_dir: Path, tag: str = "") -> bool:
+        """Write every running sampler's samples so far (files as `stop` names them), so a run killed
+        later keeps its raw telemetry up to here; skipped (False) while `checkpoint_due` says it is too
+        soon. A failed write is recorded; the sampler keeps sampling."""
+        now_s = time.monotonic()
+        if not checkpoint_due(now_s, *self._last_checkpoint):
+            return False
+        for s in list(self.samplers):
+            try:
+                name = s.write(run_dir, tag)
+            except Exception as e:  # telemetry never kills a run; the next checkpoint or stop tries again
+                self.checkpoint_errors[s.name] = f"{type(e).__name__}: {e}"
+                continue
+            self.checkpoint_errors.pop(s.name, None)
+            if name:
+                self.files[s.name] = name
+        done_s = time.monotonic()
+        self._last_checkpoint = (done_s, done_s - now_s)
+        return True
+
     def stop(self, run_dir: Path | None = None, tag: str = "") -> None:
         """Stop every sampler and write its samples into run_dir (file names carry `tag`)."""
         for s in list(self.samplers):
@@ -129,4 +179,6 @@ class TelemetrySet:
             out.setdefault(name, {})["absent"] = why
         for name, why in self.problems.items():
             out.setdefault(name, {})["error"] = why
+        for name, why in self.checkpoint_errors.items():
+            out.setdefault(name, {})["checkpoint_error"] = why
         return out

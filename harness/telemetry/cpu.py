@@ -23,7 +23,7 @@ from typing import Any
 
 import psutil
 
-from harness.telemetry.base import sampler_overhead, telemetry_file
+from harness.telemetry.base import replaced_whole, sampler_overhead, telemetry_file
 from harness.telemetry.window import NS, counter_increase, window_values
 
 POWERCAP = Path("/sys/class/powercap")
@@ -263,5 +263,6 @@ class CpuSampler:
             for d, s in zip(self.rapl, self.rapl_uj, strict=True):
                 df[f"rapl_{d.name}_uj"] = s
         name = telemetry_file("cpu", "parquet", tag)
-        df.to_parquet(Path(run_dir) / name, index=False)
+        with replaced_whole(Path(run_dir) / name) as tmp:
+            df.to_parquet(tmp, index=False)
         return name

@@ -553,9 +553,10 @@ class NvmlSampler:
         """The trace into run_dir, as `filename` or else `telemetry-nvml[-tag].jsonl.gz`; its file name."""
         name = filename or telemetry_file("nvml", "jsonl.gz", tag)
         got = self._lock.acquire(timeout=EDGE_LOCK_TIMEOUT_S)  # else the thread is stuck: it adds nothing
-        try:
-            write_trace(Path(run_dir) / name, self.header(), self.series, self.windows)
-            return name
+        try:  # copied under the lock, written off it: the thread goes on sampling meanwhile
+            series, windows = [s.copy() for s in self.series], dict(self.windows)
         finally:
             if got:
                 self._lock.release()
+        write_trace(Path(run_dir) / name, self.header(), series, windows)
+        return name

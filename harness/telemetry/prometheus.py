@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness.telemetry.base import telemetry_file
+from harness.telemetry.base import replaced_whole, telemetry_file
 
 IDENTITY_LABELS = frozenset({"model_name", "engine", "instance", "job", "server", "model", "pod"})
 COUNTER_TYPES = frozenset({"counter"})
@@ -232,7 +232,7 @@ class PrometheusScraper:
     def write(self, run_dir: Path, tag: str = "") -> str:
         snaps = [(self.scrapes[i][0], self.snapshot(i) or {}) for i in range(len(self.scrapes))]
         name = telemetry_file("engine-metrics", "jsonl.gz", tag)
-        with gzip.open(Path(run_dir) / name, "wt") as f:
+        with replaced_whole(Path(run_dir) / name) as tmp, gzip.open(tmp, "wt") as f:
             for t, snap in snaps:
                 f.write(json.dumps({"t_ns": t, "values": {k: v for k, (_, v) in snap.items()}}) + "\n")
         return name

@@ -62,6 +62,11 @@ def test_killed_sweep_resumes_to_the_same_table(write_scenario, tmp_path: Path) 
     assert before["status"] == "running"  # killed: never got to mark itself
     assert "v0-c1" in before["points_done"] and "v0-c4" not in before["points_done"]
     n_before = len(list(iter_records(run)))
+    # the killed engine checkpointed its raw samples up to its last point; its manifest entry names them
+    killed = pd.read_parquet(run / "telemetry-cpu-v0.parquet")
+    assert before["engines"][0]["telemetry"]["cpu"]["file"] == "telemetry-cpu-v0.parquet"
+    c1_s = pd.read_csv(run / "points.csv").set_index("point_id").loc["v0-c1", "window_s"]
+    assert (killed["t_ns"].max() - killed["t_ns"].min()) / 1e9 >= c1_s  # the samples cover its first point
 
     res = harness_cli("run", str(scen), "--resume", str(run), "--no-progress")
     assert res.returncode == 0, res.stderr[-3000:]
@@ -69,10 +74,11 @@ def test_killed_sweep_resumes_to_the_same_table(write_scenario, tmp_path: Path) 
     after = read_manifest(run)
     assert after["status"] == "complete" and len(after["resumed_utc"]) == 1
     assert after["points_done"] == ["v0-c1", "v0-c2", "v0-c4"]
-    # the resumed engine's samples went to files of its own (the killed one never wrote any)
+    # the resumed engine's samples went to files of its own; the killed one's are left as they were
     assert after["engines"][-1]["attempt"] == 1
     assert after["engines"][-1]["telemetry"]["cpu"]["file"] == "telemetry-cpu-v0-a1.parquet"
-    assert (run / "telemetry-cpu-v0-a1.parquet").is_file() and not (run / "telemetry-cpu-v0.parquet").exists()
+    assert (run / "telemetry-cpu-v0-a1.parquet").is_file()
+    pd.testing.assert_frame_equal(pd.read_parquet(run / "telemetry-cpu-v0.parquet"), killed)
     recs = list(iter_records(run))
     assert len(recs) >= n_before  # nothing dropped
     assert len({r.request_id for r in recs}) == len(recs)  # ids continue, never reused

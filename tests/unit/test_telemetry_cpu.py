@@ -176,3 +176,53 @@ def test_each_engine_of_a_run_writes_samples_of_its_own(tmp_path: Path) -> None:
         assert len(pd.read_parquet(tmp_path / f"telemetry-cpu-{tag}.parquet")) == n
     assert lengths["v0"] > lengths["v1"]  # the longer one kept its own samples
     assert not (tmp_path / "telemetry-cpu.parquet").exists()
+
+
+def test_checkpoints_keep_the_samples_so_far_while_sampling_goes_on(tmp_path: Path) -> None:
+    """The runner checkpoints after every point: the file on disk grows with the run, the sampler keeps
+    sampling, and stop's file has everything (a harness killed after a point keeps its raw samples)."""
+    from harness.telemetry.base import TelemetrySet
+
+    tel = TelemetrySet([CpuSampler(os.getpid(), interval_s=0.05)])
+    tel.start()
+    f = tmp_path / "telemetry-cpu-v0.parquet"
+    try:
+        time.sleep(0.3)
+        assert tel.checkpoint(tmp_path, "v0")  # the first one is always written
+        assert tel.manifest()["cpu"]["file"] == f.name
+        sizes = [len(pd.read_parquet(f))]
+        assert not tel.checkpoint(tmp_path, "v0")  # at once again: too soon, the file is left as it was
+        assert len(pd.read_parquet(f)) == sizes[0]
+        deadline = time.monotonic() + 10
+        while not tel.checkpoint(tmp_path, "v0"):  # due again after 20x the first one's time
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        sizes.append(len(pd.read_parquet(f)))
+        assert 0 < sizes[0] < sizes[1]
+        time.sleep(0.3)
+    finally:
+        tel.stop(tmp_path, "v0")
+    final = pd.read_parquet(tmp_path / "telemetry-cpu-v0.parquet")
+    assert len(final) == tel.manifest()["cpu"]["samples"] > sizes[1]
+    assert final["t_ns"].is_monotonic_increasing
+    assert [p.name for p in tmp_path.iterdir()] == ["telemetry-cpu-v0.parquet"]  # no temporary left over
+
+
+def test_a_failed_checkpoint_is_recorded_and_the_sampler_goes_on(tmp_path: Path) -> None:
+    from harness.telemetry.base import TelemetrySet
+
+    s = CpuSampler(os.getpid(), interval_s=0.05)
+    tel = TelemetrySet([s])
+    tel.start()
+    try:
+        tel.checkpoint(tmp_path / "gone", "v0")  # no such directory: the write fails
+        assert tel.samplers == [s]
+        assert "gone" in tel.manifest()["cpu"]["checkpoint_error"]
+        t0 = time.perf_counter_ns()
+        tel.begin_window("w", t0)
+        time.sleep(0.2)
+        assert tel.end_window("w", time.perf_counter_ns())["engine_cpu_pct_mean"] is not None
+        assert tel.checkpoint(tmp_path, "v0")  # the next one that works clears it
+        assert "checkpoint_error" not in tel.manifest()["cpu"]
+    finally:
+        tel.stop(tmp_path, "v0")

@@ -165,6 +165,19 @@ def test_trace_round_trip(tmp_path: Path) -> None:
     assert replay_windows(p)["w"] == gpu_window_columns(gpus, 124 * S, 126 * S)
 
 
+def test_a_rewrite_cut_short_leaves_the_previous_trace_whole(tmp_path: Path) -> None:
+    """Checkpoints rewrite the trace during the run: one that fails part-way keeps the last good file."""
+    gpus = two_gpus()
+    p = write_trace(tmp_path / "t.jsonl.gz", {"interval_s": 1.0}, gpus, {})
+    later = [g.copy() for g in gpus]
+    later[0].append(5 * S, {"power_w": object()})  # not JSON: the write fails at the last sample
+    with pytest.raises(TypeError):
+        write_trace(p, {"interval_s": 1.0}, later, {})
+    assert [len(s) for s in read_trace(p)[1]] == [5, 5]
+    assert [x.name for x in tmp_path.iterdir()] == ["t.jsonl.gz"]
+    assert [len(g) for g in gpus] == [5, 5]  # the copy was appended to, not the original
+
+
 def test_read_trace_errors_name_file_and_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl.gz"
     with gzip.open(bad, "wt") as f:

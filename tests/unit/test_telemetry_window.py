@@ -133,3 +133,13 @@ def test_unwrap_reading_of_a_32_bit_counter() -> None:
     assert v == 2**32 + 5_000
     st, v = unwrap_reading(st, 10, 32)  # a second wrap
     assert v == 2 * 2**32 + 10
+
+
+def test_checkpoints_take_at_most_a_twentieth_of_the_time() -> None:
+    from harness.telemetry.base import checkpoint_due
+
+    assert checkpoint_due(5.0, None, 0.0)  # the first one
+    assert checkpoint_due(100.0, 99.9, 0.002)  # small files: after every point (20 x 2 ms = 40 ms)
+    assert not checkpoint_due(100.0, 99.99, 0.002)
+    assert not checkpoint_due(200.0, 100.0, 6.0)  # a 6 s rewrite: not again within 120 s of its end
+    assert checkpoint_due(220.0, 100.0, 6.0)
