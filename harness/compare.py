@@ -122,13 +122,17 @@ def add_speedup(points: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
 
 
 def caveats(points: pd.DataFrame) -> list[str]:
-    """What the table's cells do not show: runs that did not finish, and points with failed requests (their
-    numbers cover the successes only)."""
+    """What the table's cells do not show: runs that did not finish, points measured after a resume, and
+    points with failed requests (their numbers cover the successes only)."""
     out = []
     if "run_status" in points.columns:
         for run_id, status in dict(zip(points["run_id"], points["run_status"], strict=True)).items():
             if status != "complete":
                 out.append(f"run {run_id} is {status}: only its finished points are shown")
+    if "attempt" in points.columns:  # resumed runs: a restarted engine measured these
+        later = points[points["attempt"].fillna(0) > 0]
+        for run_id, ids in later.groupby("run_id", sort=False)["point_id"]:
+            out.append(f"run {run_id}: {', '.join(map(str, ids))} measured after a resume (engine restarted)")
     if {"errors", "requests"} <= set(points.columns):
         for _, r in points[points["errors"].fillna(0) > 0].iterrows():
             out.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.metrics import flags
-from harness.results import read_manifest, read_points
+from harness.results import live_runner, read_manifest, read_points
 
 # (column, header, format) shown in the terminal / Markdown table, when present
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -97,7 +98,7 @@ def report_run(run: str | Path, console: Console | None = None) -> Path:
         f"- host: {host.get('cpu_model')} ({host.get('cpu_logical')} logical CPUs)",
         f"- engine: {' '.join((manifest.get('engines') or [{}])[0].get('command') or [])}\n",
     ]
-    notes = aborted_notes(df) + point_notes(df)
+    notes = run_notes(manifest, df, Path(run)) + aborted_notes(df) + point_notes(df)
     for n in notes:
         console.print(f"[yellow]note[/] {n}", highlight=False)
     table = markdown(df) if not df.empty else "no finished points\n"
@@ -105,6 +106,45 @@ def report_run(run: str | Path, console: Console | None = None) -> Path:
         "\n".join(body) + "\n" + table + "".join(f"\n- {n}" for n in notes) + ("\n" if notes else "")
     )
     return md
+
+
+def run_notes(manifest: dict[str, Any], df: pd.DataFrame, run: Path) -> list[str]:
+    """How the run stands: still being written, killed (its manifest says `running` but the process that
+    wrote it is gone), ended otherwise than complete; and, for a resumed run, which points a resume
+    measured (on an engine started again from cold)."""
+    out = []
+    status, host, pid = manifest.get("status"), *_runner_of(manifest)
+    resume = f"harness run {manifest.get('scenario_file') or 'SCENARIO'} --resume {run}"
+    if status == "running":
+        if (live := live_runner(manifest)) is not None:
+            out.append(
+                f"the run is still going (process {live} on this host): the table has its finished points"
+            )
+        elif not host:  # made before runs recorded their process
+            out.append("the manifest says running; whether it still is is not recorded")
+        elif host != socket.gethostname():
+            out.append(f"the manifest says running on host {host}: still going there, or killed ({resume})")
+        else:
+            out.append(
+                f"the manifest says running, but its process (pid {pid}) is gone: killed, or its machine "
+                f"went down; continue it with: {resume}"
+            )
+    elif status not in ("complete", None):
+        out.append(f"run {status}: {manifest.get('status_message') or 'no reason recorded'}")
+    if resumed := manifest.get("resumed_utc") or []:
+        later = df[df["attempt"].fillna(0) > 0] if "attempt" in df.columns else df.iloc[:0]
+        which = ", ".join(
+            f"{p} (resume {int(a)})" for p, a in zip(later["point_id"], later["attempt"], strict=True)
+        )
+        out.append(
+            f"resumed {len(resumed)} time(s)" + (f"; measured after a resume: {which}" if which else "")
+        )
+    return out
+
+
+def _runner_of(manifest: dict[str, Any]) -> tuple[str | None, Any]:
+    r = manifest.get("runner") or {}
+    return r.get("hostname"), r.get("pid", "?")
 
 
 def point_notes(df: pd.DataFrame) -> list[str]:

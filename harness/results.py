@@ -10,12 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import pandas as pd
+import psutil
 
 from harness.records import RequestRecord
 
@@ -169,6 +171,28 @@ def read_manifest(run: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RunNotFound(f"{p}: unreadable manifest: expected a JSON object, got {type(data).__name__}")
     return data
+
+
+def runner_info() -> dict[str, Any]:
+    """The process writing a run (the manifest's `runner`): host, pid and the pid's start time."""
+    return {"hostname": socket.gethostname(), "pid": os.getpid(), "started_s": psutil.Process().create_time()}
+
+
+def live_runner(manifest: dict[str, Any]) -> int | None:
+    """The pid of another process on this host that is still writing this `running` run; None when there
+    is none (finished, killed, this process, another host, or the pid reused by a later process)."""
+    r = manifest.get("runner") or {}
+    pid = r.get("pid")
+    if manifest.get("status") != "running" or r.get("hostname") != socket.gethostname():
+        return None
+    if not pid or pid == os.getpid():
+        return None
+    try:
+        p = psutil.Process(int(pid))
+        same = abs(p.create_time() - float(r.get("started_s") or 0)) < 1.0  # not a reused pid
+    except (psutil.Error, ValueError, TypeError):
+        return None
+    return int(pid) if same and p.status() != psutil.STATUS_ZOMBIE else None
 
 
 COMPARE_OUTPUT = "compare.md"  # `harness compare` writes it into every output directory

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import secrets
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +14,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import psutil
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -33,7 +30,15 @@ from harness.load.search import PointPlan, RateSearch, slo_met
 from harness.load.workload import DatasetError, DatasetRow, build_specs, load_dataset
 from harness.models import ModelError
 from harness.records import RequestRecord
-from harness.results import RunDir, RunNotFound, iter_records, read_manifest, read_points
+from harness.results import (
+    RunDir,
+    RunNotFound,
+    iter_records,
+    live_runner,
+    read_manifest,
+    read_points,
+    runner_info,
+)
 from harness.runinfo import detected_gpu
 from harness.scenario import Point, Scenario, expand_points, scenario_hash
 from harness.telemetry import default_samplers
@@ -236,31 +241,10 @@ def _new_run(
             "telemetry": {},
             "client": {"event_loop": loop_name(), "workers": s.load.workers},
             "find_max_goodput": find_max_goodput,
-            "runner": _runner(),
+            "runner": runner_info(),
         }
     )
     return run
-
-
-def _runner() -> dict[str, Any]:
-    """The process writing the run, so a second one does not resume it under its feet."""
-    return {"hostname": socket.gethostname(), "pid": os.getpid(), "started_s": psutil.Process().create_time()}
-
-
-def _still_running(manifest: dict[str, Any]) -> int | None:
-    """The pid of the harness process on this host that is still writing this run, if any."""
-    r = manifest.get("runner") or {}
-    pid = r.get("pid")
-    if manifest.get("status") != "running" or r.get("hostname") != socket.gethostname():
-        return None
-    if not pid or pid == os.getpid():
-        return None
-    try:
-        p = psutil.Process(int(pid))
-        same = abs(p.create_time() - float(r.get("started_s") or 0)) < 1.0  # not a reused pid
-    except (psutil.Error, ValueError, TypeError):
-        return None
-    return int(pid) if same and p.status() != psutil.STATUS_ZOMBIE else None
 
 
 def _same_scenario(manifest: dict[str, Any], s: Scenario) -> bool:
@@ -313,7 +297,7 @@ def _reopen(path: Path, s: Scenario, find_max_goodput: bool) -> tuple[RunDir, li
         )
     if manifest.get("status") == "complete":
         raise ResumeError(f"{path}: run is already complete; nothing to resume")
-    if (pid := _still_running(manifest)) is not None:
+    if (pid := live_runner(manifest)) is not None:
         raise ResumeError(
             f"{path}: is still being run by process {pid} on this host; stop it (Ctrl-C) or let it finish"
         )
@@ -323,9 +307,13 @@ def _reopen(path: Path, s: Scenario, find_max_goodput: bool) -> tuple[RunDir, li
     next_id = 1 + max((r.request_id for r in iter_records(path)), default=-1)
     run = RunDir(Path(path), manifest)
     attempt = len(manifest.get("resumed_utc") or []) + 1
+    # how the attempt before ended goes to `previous_status`; its message must not outlive the resume
+    ended = {"status": manifest.get("status"), "message": manifest.pop("status_message", None)}
+    ended["finished_utc"] = manifest.pop("finished_utc", None)
     run.update_manifest(
+        previous_status=[*(manifest.get("previous_status") or []), ended],
         status="running",
-        runner=_runner(),
+        runner=runner_info(),
         resumed_utc=[*(manifest.get("resumed_utc") or []), dt.datetime.now(dt.UTC).isoformat()],
     )
     return run, rows, next_id, attempt
@@ -636,6 +624,7 @@ def _run_one_point(
         row.update(outcome.client)
         row["slo_met"] = slo_met(row, s.slo.attainment)
         row["aborted"] = outcome.aborted or ""
+        row["attempt"] = attempt  # 0: the run's first engine start; K: its K-th --resume
         if console is not None:
             for msg in metrics.flags(row):
                 console.print(f"[yellow]warning[/] {p.point_id}: {msg}", highlight=False)

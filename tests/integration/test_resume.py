@@ -83,6 +83,9 @@ def test_killed_sweep_resumes_to_the_same_table(write_scenario, tmp_path: Path) 
     assert len(recs) >= n_before  # nothing dropped
     assert len({r.request_id for r in recs}) == len(recs)  # ids continue, never reused
     resumed = pd.read_csv(run / "points.csv")
+    by_point = resumed.set_index("point_id")["attempt"]
+    assert by_point["v0-c1"] == 0 and by_point["v0-c4"] == 1  # which engine start measured each point
+    assert "v0-c4 (resume 1)" in (run / "report.md").read_text()
 
     clean = harness_cli("run", str(scen), "--results", str(tmp_path / "clean"), "--no-progress")
     assert clean.returncode == 0, clean.stderr[-3000:]

@@ -126,7 +126,9 @@ def test_caveats_name_unfinished_runs_and_points_with_failed_requests() -> None:
     df["point_id"] = ["v0-c16", "v0-c2", "v0-c16", "v0-c2", "v0-c64"]
     df["requests"] = 8
     df["errors"] = [0, 6, 0, 0, float("nan")]
+    df["attempt"] = [0, 0, 0, 1, float("nan")]  # NaN: a row from before points recorded it
     assert caveats(df) == [
         "run b is partial: only its finished points are shown",
+        "run b: v0-c2 measured after a resume (engine restarted)",
         "run a point v0-c2: 6 of 8 measured requests failed; its numbers cover the others only",
     ]

@@ -1,0 +1,81 @@
+"""What a report says about the run's state: still going, killed, ended early, resumed."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import psutil
+from rich.console import Console
+
+from harness.report import report_run, run_notes
+from harness.results import RunDir, read_manifest
+from harness.runner import _reopen
+from harness.scenario import parse_scenario, scenario_hash
+
+NO_POINTS = pd.DataFrame()
+
+
+def _runner(pid: int, host: str | None = None) -> dict:
+    return {
+        "hostname": host or socket.gethostname(),
+        "pid": pid,
+        "started_s": psutil.Process(pid).create_time(),
+    }
+
+
+def test_a_live_run_is_told_from_a_killed_one(tmp_path: Path) -> None:
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = {"status": "running", "scenario_file": "s.yaml", "runner": _runner(other.pid)}
+        assert run_notes(live, NO_POINTS, tmp_path) == [
+            f"the run is still going (process {other.pid} on this host): the table has its finished points"
+        ]
+    finally:
+        other.kill()
+        other.wait()
+    [note] = run_notes(live, NO_POINTS, tmp_path)  # the same manifest, its process gone
+    assert note == (
+        f"the manifest says running, but its process (pid {other.pid}) is gone: killed, or its machine went "
+        f"down; continue it with: harness run s.yaml --resume {tmp_path}"
+    )
+    elsewhere = {**live, "runner": {**live["runner"], "hostname": "gpu-node-7"}}
+    assert run_notes(elsewhere, NO_POINTS, tmp_path) == [
+        f"the manifest says running on host gpu-node-7: still going there, or killed "
+        f"(harness run s.yaml --resume {tmp_path})"
+    ]
+    assert run_notes({"status": "running"}, NO_POINTS, tmp_path) == [
+        "the manifest says running; whether it still is is not recorded"
+    ]
+    assert run_notes(
+        {"status": "partial", "status_message": "point v0-c4: engine process exited"}, NO_POINTS, tmp_path
+    ) == ["run partial: point v0-c4: engine process exited"]
+    assert run_notes({"status": "complete"}, NO_POINTS, tmp_path) == []
+
+
+def test_a_resumed_run_names_the_points_measured_after_a_resume(tmp_path: Path) -> None:
+    s = parse_scenario({"name": "s", "engine": {"type": "external", "base_url": "http://127.0.0.1:9"}})
+    run = RunDir.create(tmp_path, "s")
+    why, when = "point v0-c2: interrupted (SIGINT)", "2026-12-02T00:00:00+00:00"
+    ended = {"status": "interrupted", "status_message": why, "finished_utc": when}
+    run.write_manifest({"run_id": run.path.name, **ended, "scenario_hash": scenario_hash(s)})
+    reopened = _reopen(run.path, s, find_max_goodput=False)[0]
+    # the interrupted attempt's message is kept as history, not shown as the state of the resumed run
+    m = read_manifest(reopened.path)
+    assert "status_message" not in m and "finished_utc" not in m
+    assert m["previous_status"] == [{"status": "interrupted", "message": why, "finished_utc": when}]
+    reopened.write_points(
+        [
+            {"point_id": "v0-c1", "concurrency": 1, "ok": 4, "errors": 0, "attempt": 0},
+            {"point_id": "v0-c2", "concurrency": 2, "ok": 4, "errors": 0, "attempt": 1},
+        ]
+    )
+    reopened.set_status("complete")
+    console = Console(record=True, width=300)
+    md = report_run(reopened.path, console).read_text()
+    note = "resumed 1 time(s); measured after a resume: v0-c2 (resume 1)"
+    assert note in console.export_text() and note in md
+    assert "interrupted" not in md
