@@ -1,0 +1,43 @@
+"""The `harness` command line: the typer app; the commands live in the modules beside this one."""
+
+from __future__ import annotations
+
+import typer
+
+from harness.cli import results, run, tools
+from harness.cli.common import EXIT_BAD_INPUT, err
+from harness.cloud.cli import cloud_app
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Benchmark real LLM inference engines: throughput, latency, energy, cost.",
+)
+app.add_typer(tools.model_app, name="model")
+app.add_typer(tools.telemetry_app, name="telemetry")
+app.add_typer(cloud_app, name="cloud")
+app.command()(run.validate)
+app.command()(run.run)
+app.command("report")(results.report_cmd)
+app.command("compare")(results.compare_cmd)
+app.command("cost")(results.cost_cmd)
+app.command("roofline")(results.roofline_cmd)
+app.command("claims")(results.claims_cmd)
+app.command("recommend")(results.recommend_cmd)
+app.command("serve-fake")(tools.serve_fake)
+app.command("gpu-info")(tools.gpu_info)
+
+
+def main() -> None:
+    from harness.results import RunNotFound
+
+    try:
+        app()
+    except RunNotFound as e:  # a run directory found unreadable partway (its points table, say)
+        err.print(str(e), markup=False, highlight=False)
+        raise SystemExit(EXIT_BAD_INPUT) from None
+
+
+if __name__ == "__main__":
+    main()

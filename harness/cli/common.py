@@ -1,0 +1,74 @@
+"""What the `harness` commands share: consoles, exit codes, one-line failures, run and price options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from harness.catalog.prices import PriceQuote
+
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+if not out.is_terminal:  # pipes and CI logs: wide enough for the points table
+    out = Console(width=200)
+
+EXIT_BAD_INPUT = 2
+EXIT_RUN_FAILED = 3
+
+
+def fail(messages: list[str] | str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    """Print each message as one line on stderr (no traceback) and return the Exit to raise."""
+    for m in [messages] if isinstance(messages, str) else messages:
+        err.print(m, markup=False, highlight=False)
+    return typer.Exit(code)
+
+
+PriceOpt = Annotated[
+    list[str] | None, typer.Option("--price", help="DEVICE=USD_PER_HOUR, e.g. h100-sxm=2.99 (repeatable)")
+]
+PricesFileOpt = Annotated[Path | None, typer.Option("--prices", help="price YAML file (prices.yaml shape)")]
+ProviderOpt = Annotated[
+    str | None, typer.Option("--provider", help="use this provider's prices.yaml entries")
+]
+BandwidthOpt = Annotated[
+    list[str] | None,
+    typer.Option("--bandwidth", help="DEVICE=GB/s memory bandwidth to use for the roofline, e.g. cpu=20"),
+]
+
+
+def prices(price: list[str] | None, prices_file: Path | None, provider: str | None) -> dict[str, PriceQuote]:
+    from harness.catalog import CatalogError
+    from harness.catalog.prices import parse_price_overrides, resolve_prices
+
+    try:
+        return dict(resolve_prices(parse_price_overrides(price or []), prices_file, provider))
+    except CatalogError as e:
+        raise fail(str(e)) from None
+
+
+def bandwidths(items: list[str] | None) -> dict[str, float]:
+    from harness.runinfo import parse_bandwidths
+
+    try:
+        return parse_bandwidths(items or [])
+    except ValueError as e:
+        raise fail(str(e)) from None
+
+
+def check_runs(paths: list[Path]) -> list[Path]:
+    """The run directories `paths` name (see `results.resolve_runs`); exit 2 for one that is none."""
+    from harness.results import RunNotFound, resolve_runs
+
+    try:
+        runs, notes = resolve_runs(paths)
+    except RunNotFound as e:
+        raise fail(str(e)) from None
+    for n in notes:
+        err.print(f"note: {n}", markup=False, highlight=False)
+    if paths and not runs:
+        raise fail("no run directories among the paths given")
+    return runs

@@ -1,0 +1,293 @@
+"""`harness report`, `compare`, `cost`, `roofline`, `claims` and `recommend`: commands that read runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from harness.cli.common import (
+    BandwidthOpt,
+    PriceOpt,
+    PricesFileOpt,
+    ProviderOpt,
+    bandwidths,
+    check_runs,
+    err,
+    fail,
+    out,
+    prices,
+)
+
+
+def report_cmd(
+    runs: Annotated[list[Path], typer.Argument(help="run directories")],
+    html_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            help="combined HTML file (default: report.html in the run dir; for several runs "
+            "report-<UTC time>.html beside the first)",
+        ),
+    ] = None,
+    price: PriceOpt = None,
+    prices_file: PricesFileOpt = None,
+    provider: ProviderOpt = None,
+    bandwidth: BandwidthOpt = None,
+) -> None:
+    """Print each run's points table, write report.md into it, and write a self-contained HTML report."""
+    from harness import report
+    from harness.report_html import write_html
+    from harness.results import RunNotFound, utc_stamp
+    from harness.runinfo import points_frame
+
+    runs = check_runs(runs)
+    for r in runs:
+        try:
+            md = report.report_run(r, out)
+        except RunNotFound as e:
+            raise fail(str(e)) from None
+        err.print(f"wrote {md}")
+    quotes = prices(price, prices_file, provider)
+    usd = {k: q.usd_per_hour for k, q in quotes.items()}
+    origin = {k: q.origin for k, q in quotes.items()}
+    points = points_frame(list(runs), bandwidths(bandwidth))
+    if points.empty:
+        err.print("no finished points: no HTML report written")
+        return
+    if html_out is None:
+        html_out = (
+            runs[0] / "report.html" if len(runs) == 1 else runs[0].parent / f"report-{utc_stamp()}.html"
+        )
+    path, plots, notes = write_html(list(runs), points, html_out, usd, origin)
+    for n in notes:
+        err.print(f"note: {n}", markup=False, highlight=False)
+    err.print(f"wrote {path} ({len(plots)} plots, PNGs in {path.parent / (path.stem + '-plots')})")
+
+
+def compare_cmd(
+    runs: Annotated[list[Path], typer.Argument(help="run directories")],
+    baseline: Annotated[
+        str | None, typer.Option(help="configuration to divide by: hardware key (a100-80gb-sxm) or label")
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="directory for compare.csv/.parquet/.md")
+    ] = None,
+    price: PriceOpt = None,
+    prices_file: PricesFileOpt = None,
+    provider: ProviderOpt = None,
+    utilization: Annotated[float, typer.Option(min=0.01, max=1.0, help="share of rented hours busy")] = 1.0,
+    kwh: Annotated[float | None, typer.Option("--kwh", min=0.0, help="US$ per kWh, adds energy cost")] = None,
+    bandwidth: BandwidthOpt = None,
+    metrics: Annotated[
+        str | None,
+        typer.Option(help="comma-separated columns to print (default all), e.g. output_tok_s,speedup"),
+    ] = None,
+) -> None:
+    """One table over many runs: model x precision x workload x load rows, hardware/engine columns."""
+    from harness.compare import CompareError, compare_runs, parse_metrics, print_comparison, write
+    from harness.results import utc_stamp
+
+    runs = check_runs(runs)
+    quotes = prices(price, prices_file, provider)
+    usd = {k: q.usd_per_hour for k, q in quotes.items()}
+    try:
+        c = compare_runs(list(runs), baseline, usd, utilization, kwh, bandwidths(bandwidth))
+    except CompareError as e:
+        raise fail(str(e)) from None
+    try:
+        shown = parse_metrics(metrics)
+    except CompareError as e:
+        raise fail(str(e)) from None
+    print_comparison(c, out, shown)
+    paths = write(c, out_dir or runs[0].parent / f"compare-{utc_stamp()}")
+    err.print(f"wrote {', '.join(str(p) for p in paths)}")
+
+
+def cost_cmd(
+    runs: Annotated[
+        list[Path] | None, typer.Argument(help="run directories (or use --usd-per-hour/--tok-s)")
+    ] = None,
+    usd_per_hour: Annotated[
+        float | None, typer.Option(min=0.0, help="US$ per device-hour (typed numbers)")
+    ] = None,
+    tok_s: Annotated[float | None, typer.Option(help="output tokens/s, > 0 (typed numbers)")] = None,
+    devices: Annotated[int, typer.Option(min=1, help="devices rented (typed numbers)")] = 1,
+    j_per_token: Annotated[
+        float | None, typer.Option(min=0.0, help="J per output token (typed numbers)")
+    ] = None,
+    price: PriceOpt = None,
+    prices_file: PricesFileOpt = None,
+    provider: ProviderOpt = None,
+    utilization: Annotated[float, typer.Option(min=0.01, max=1.0, help="share of rented hours busy")] = 1.0,
+    kwh: Annotated[float | None, typer.Option("--kwh", min=0.0, help="US$ per kWh, adds energy cost")] = None,
+) -> None:
+    """US$ per 1M output tokens = $/device-hour x devices / (tok/s x 3600 x utilization) x 1e6."""
+    from harness.cost import CostInputs, run_cost_frame
+    from harness.runinfo import points_frame
+    from harness.tables import cost_line, cost_table
+
+    quotes = prices(price, prices_file, provider)
+    if not runs:
+        if usd_per_hour is None or tok_s is None:
+            raise fail("cost: give run directories, or both --usd-per-hour and --tok-s")
+        if not tok_s > 0:
+            raise fail(f"cost: --tok-s: must be > 0 (got {tok_s:g})")
+        for line in cost_line(CostInputs(usd_per_hour, tok_s, devices, utilization, j_per_token, kwh).row()):
+            out.print(line, highlight=False)
+        return
+    runs = check_runs(runs)
+    usd = {k: q.usd_per_hour for k, q in quotes.items()}
+    points = points_frame(list(runs))
+    if points.empty:
+        raise fail("cost: no finished points in the given runs")
+    out.print(cost_table(run_cost_frame(points, usd, utilization, kwh), utilization))
+    for d in sorted(set(points["device"])):
+        if d in usd:
+            err.print(f"price {d}: ${usd[d]:g}/h ({quotes[d].origin})")
+        else:
+            err.print(f"note: no price for {d}: give --price {d}=USD_PER_HOUR")
+
+
+def roofline_cmd(
+    model: Annotated[str, typer.Option(help="models.yaml key, e.g. llama-3.1-70b")],
+    gpu: Annotated[str, typer.Option(help="hardware.yaml key, e.g. h100-sxm")],
+    precision: Annotated[str, typer.Option(help="bf16, fp8, int4, q4_k_m, ...")] = "bf16",
+    tp: Annotated[int, typer.Option(min=1, help="tensor-parallel devices")] = 1,
+    batch: Annotated[str, typer.Option(help="comma-separated batch sizes")] = "1",
+    context: Annotated[float, typer.Option(help="tokens in context per sequence during decode")] = 0.0,
+    input_tokens: Annotated[int, typer.Option(min=1, help="prompt length for the prefill bound")] = 1024,
+    kv_dtype: Annotated[str, typer.Option(help="auto (2 bytes) or fp8 (1 byte)")] = "auto",
+    efficiency: Annotated[float, typer.Option(min=0.01, max=1.0, help="achievable share of peak")] = 1.0,
+    cpu_offload_gb: Annotated[
+        float, typer.Option(min=0, help="GiB of weights per device streamed from host")
+    ] = 0,
+) -> None:
+    """Decode ceiling (bytes per step / bandwidth, batch-aware) and prefill compute ceiling."""
+    from harness.catalog import CatalogError, get_model
+    from harness.catalog.hardware import get_device
+    from harness.roofline import Shape, roofline_table
+    from harness.tables import roofline_table as table
+
+    try:
+        batches = [int(b) for b in batch.split(",") if b.strip()]
+    except ValueError:
+        raise fail(
+            f"roofline: --batch: {batch!r} is not a comma-separated list of integers, e.g. 1,8,64"
+        ) from None
+    if not batches or min(batches) < 1:
+        raise fail(f"roofline: --batch: every batch size must be >= 1 (got {batch!r})")
+    try:
+        shape, dev = Shape.of(get_model(model)), get_device(gpu)
+        kv_bytes = 1.0 if kv_dtype.startswith("fp8") else 2.0
+        offload = cpu_offload_gb * 2**30
+        rows, pre = roofline_table(
+            shape, dev, precision, tp, batches, context, input_tokens, kv_bytes, efficiency, offload
+        )
+    except (CatalogError, ValueError) as e:
+        raise fail(f"roofline: {e}") from None
+    title = (
+        f"decode ceiling: {model} {precision} on {tp}x {gpu} ({dev.bandwidth_gbs:g} GB/s), "
+        f"context {context:g} tokens, efficiency {efficiency:g}"
+    )
+    if cpu_offload_gb:
+        title += (
+            f", {cpu_offload_gb:g} GiB/device offloaded over {dev.host_link} ({dev.host_link_gbs:g} GB/s)"
+        )
+    out.print(table(rows, title))
+    out.print(
+        f"prefill of {pre['input_tokens']} tokens: >= {pre['t_prefill_s'] * 1000:.1f} ms "
+        f"({pre['prefill_tok_s']:.0f} tok/s, {pre['bound']}-bound)",
+        highlight=False,
+    )
+
+
+def claims_cmd(
+    runs: Annotated[
+        list[Path] | None, typer.Argument(help="run directories to check the claims against")
+    ] = None,
+    claims_file: Annotated[
+        Path | None, typer.Option("--claims", help="claims YAML (claims.yaml shape)")
+    ] = None,
+    source: Annotated[
+        str | None, typer.Option(help="only claims from this source (article, lambda, ...)")
+    ] = None,
+    md_out: Annotated[
+        Path | None, typer.Option("--out", help="also write the table as Markdown here")
+    ] = None,
+) -> None:
+    """Each published claim: the measured value where a run matches, else its roofline plausibility."""
+    from harness.catalog import CatalogError
+    from harness.catalog.claims import claims, load_claims_file
+    from harness.claims import check_all
+    from harness.runinfo import points_frame
+    from harness.tables import claims_markdown, claims_table
+
+    try:
+        cl = load_claims_file(claims_file) if claims_file else list(claims())
+    except CatalogError as e:
+        raise fail(str(e)) from None
+    if source:
+        cl = [c for c in cl if c.source == source]
+        if not cl:
+            raise fail(f"--source: no claims from {source!r}")
+    runs = check_runs(runs or [])
+    checks = check_all(cl, points_frame(list(runs or [])))
+    out.print(claims_table(checks, len(runs or [])))
+    if md_out is not None:
+        md_out.write_text(claims_markdown(checks), encoding="utf-8")
+        err.print(f"wrote {md_out}")
+
+
+def recommend_cmd(
+    model: Annotated[str, typer.Option(help="models.yaml key, e.g. llama-3.1-70b")],
+    concurrency: Annotated[int, typer.Option(min=1, help="expected concurrent requests")],
+    runs: Annotated[
+        list[Path] | None, typer.Argument(help="run directories with measurements to prefer")
+    ] = None,
+    ttft_slo: Annotated[float | None, typer.Option(help="TTFT limit in seconds")] = 2.0,
+    tpot_slo: Annotated[float | None, typer.Option(help="TPOT limit in seconds")] = 0.2,
+    input_tokens: Annotated[int, typer.Option(min=1)] = 1024,
+    output_tokens: Annotated[int, typer.Option(min=1)] = 256,
+    precision: Annotated[str, typer.Option(help="comma-separated precisions to consider")] = "bf16,fp8",
+    gpu: Annotated[list[str] | None, typer.Option(help="only these hardware keys (repeatable)")] = None,
+    efficiency: Annotated[float, typer.Option(min=0.01, max=1.0, help="share of peak for estimates")] = 1.0,
+    top: Annotated[int, typer.Option(min=1, help="rows to show")] = 12,
+    price: PriceOpt = None,
+    prices_file: PricesFileOpt = None,
+    provider: ProviderOpt = None,
+) -> None:
+    """Rank hardware by $/1M output tokens among options meeting the SLOs (measured where possible)."""
+    from harness.catalog import CatalogError, get_model
+    from harness.recommend import Need, article_rule, recommend
+    from harness.runinfo import points_frame
+    from harness.tables import recommend_table
+
+    try:
+        arch = get_model(model)
+    except CatalogError as e:
+        raise fail(f"--model: {e}") from None
+    quotes = prices(price, prices_file, provider)
+    runs = check_runs(runs or [])
+    need = Need(arch, concurrency, input_tokens, output_tokens, ttft_slo, tpot_slo)
+    try:
+        df, notes = recommend(
+            need,
+            {k: q.usd_per_hour for k, q in quotes.items()},
+            points_frame(list(runs or [])),
+            tuple(p.strip() for p in precision.split(",") if p.strip()),
+            efficiency=efficiency,
+            only=tuple(gpu or ()),
+        )
+    except ValueError as e:
+        raise fail(f"recommend: {e}") from None
+    title = (
+        f"{model} at concurrency {concurrency}, {input_tokens} in / {output_tokens} out, "
+        f"SLO TTFT <= {ttft_slo} s, TPOT <= {tpot_slo} s"
+    )
+    out.print(recommend_table(df, title, top))
+    out.print(article_rule(need), highlight=False)
+    out.print("roofline estimates are best cases: real engines reach a fraction of them (see --efficiency)")
+    for n in notes:
+        err.print(f"note: {n}", markup=False, highlight=False)

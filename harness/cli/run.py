@@ -1,0 +1,124 @@
+"""`harness validate` and `harness run`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from harness.cli.common import EXIT_RUN_FAILED, err, fail, out
+from harness.scenario import ScenarioError, load_scenario
+
+
+def validate(files: Annotated[list[Path], typer.Argument(help="scenario YAML files")]) -> None:
+    """Check scenario files; print `file: field: problem (allowed: ...)` for each error, exit 2."""
+    bad: list[str] = []
+    for f in files:
+        try:
+            s = load_scenario(f)
+            from harness.scenario import combination_warnings, expand_points, input_file_errors
+
+            missing = input_file_errors(s, str(f))
+            if missing:
+                raise ScenarioError(missing)
+            out.print(f"{f}: ok ({len(expand_points(s))} points)", highlight=False)
+            for w in combination_warnings(s, str(f)):
+                err.print(f"[yellow]warning[/] {w}", highlight=False)
+        except ScenarioError as e:
+            bad.extend(e.messages)
+    if bad:
+        raise fail(bad)
+
+
+def _unwritable(results: Path) -> str | None:
+    """Why run directories cannot be made under `results` (None: they can; it is created if missing)."""
+    if results.exists() and not results.is_dir():
+        return "exists and is not a directory"
+    try:
+        results.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return f"cannot create it: {e.strerror or e}"
+    if not os.access(results, os.W_OK | os.X_OK):
+        return "not writable"
+    return None
+
+
+def run(
+    scenario: Annotated[Path, typer.Argument(help="scenario YAML file")],
+    results: Annotated[Path, typer.Option(help="directory holding run directories")] = Path("results"),
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="no progress bars")] = False,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="continue this unfinished run directory (same scenario): skip finished points"),
+    ] = None,
+    find_max_goodput: Annotated[
+        bool,
+        typer.Option(
+            "--find-max-goodput",
+            help="open loop: bisect over rate (from the first of load.rates_rps) for the highest rate "
+            "at which slo.attainment of the requests meet every SLO",
+        ),
+    ] = False,
+) -> None:
+    """Run a scenario: start the engine, sweep the load points, write results/<time>-<name>/."""
+    from harness import report
+    from harness.results import iter_records, read_points
+    from harness.runner import InterruptedAgain, ResumeError, RunFailed, run_scenario
+    from harness.scenario import combination_warnings, input_file_errors
+
+    try:
+        s = load_scenario(scenario)
+    except ScenarioError as e:
+        raise fail(e.messages) from None
+    for w in combination_warnings(s, str(scenario)):
+        err.print(f"[yellow]warning[/] {w}", highlight=False)
+    missing = input_file_errors(s, str(scenario))
+    if missing:
+        raise fail(missing)
+    if resume is None and (why := _unwritable(results)):
+        raise fail(f"--results {results}: {why}")
+    if find_max_goodput and s.load.mode != "open":
+        raise fail(f"{scenario}: load.mode: --find-max-goodput needs open (allowed: open)")
+    try:
+        res = run_scenario(
+            s,
+            results,
+            str(scenario),
+            console=err,
+            show_progress=not no_progress,
+            resume=resume,
+            find_max_goodput=find_max_goodput,
+        )
+    except ResumeError as e:
+        raise fail(str(e)) from None
+    except KeyboardInterrupt as e:
+        where = e.run_dir if isinstance(e, InterruptedAgain) else "RUN_DIR"
+        raise fail(
+            "interrupted again: stopped at once; the run directory is marked interrupted "
+            f"(continue with: harness run {scenario} --resume {where})",
+            130,
+        ) from None
+    except OSError as e:  # the results disk: full, gone read-only, removed
+        raise fail(
+            f"cannot write the run's files: {e.strerror or e}{f' ({e.filename})' if e.filename else ''}; "
+            "what was written so far is kept (harness run --resume continues a run whose manifest was saved)",
+            EXIT_RUN_FAILED,
+        ) from None
+    except RunFailed as e:
+        if (e.run_dir / "points.parquet").exists():
+            report.report_run(e.run_dir, out)
+        raise fail(str(e), EXIT_RUN_FAILED) from None
+    md = report.report_run(res.run_dir, out)
+    err.print(f"results: {res.run_dir} (table: {md})")
+    if report.nothing_measured(read_points(res.run_dir)):
+        measured = [r for r in iter_records(res.run_dir) if not r.warmup]
+        latest = max((r.attempt for r in measured), default=0)  # a resume's, not an earlier attempt's
+        first = next((r.error for r in measured if r.attempt == latest and r.error), None)
+        raise fail(
+            "every measured request failed: the run measures nothing"
+            + (f" (first error: {first[:300]})" if first else "")
+            + f"; see {res.run_dir / 'requests.jsonl'} and the engine log",
+            EXIT_RUN_FAILED,
+        )

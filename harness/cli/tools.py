@@ -1,0 +1,226 @@
+"""`harness serve-fake`, `gpu-info`, `telemetry record|show` and `model make-gguf|prepare`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from harness.cli.common import err, fail, out
+from harness.scenario import ScenarioError, load_scenario
+
+model_app = typer.Typer(
+    no_args_is_help=True,
+    help="Make local model files: random-weight GGUFs, and every model a scenario names.",
+)
+telemetry_app = typer.Typer(no_args_is_help=True, help="Record and inspect NVML traces.")
+
+
+def serve_fake(
+    port: Annotated[int, typer.Option(help="port (0: pick a free one)")] = 8000,
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    ttft_ms: Annotated[float, typer.Option(help="time to first token, ms")] = 50.0,
+    itl_ms: Annotated[float, typer.Option(help="gap between tokens, ms")] = 10.0,
+    workers: Annotated[int, typer.Option(min=1, help="server processes sharing the port")] = 1,
+    spin_streams: Annotated[
+        int, typer.Option(min=0, help="busy-wait for precise writes while at most this many streams run")
+    ] = 16,
+    fail_every: Annotated[int, typer.Option(min=0, help="fault: every n-th request fails (0: never)")] = 0,
+    fail_status: Annotated[
+        int, typer.Option(help="fault: HTTP status of failed requests (500, 429, 503)")
+    ] = 500,
+    drop_after: Annotated[
+        int | None, typer.Option(help="fault: close streams after this many tokens")
+    ] = None,
+    bad_json_after: Annotated[
+        int | None, typer.Option(help="fault: send a malformed event after this many tokens")
+    ] = None,
+    stall_after: Annotated[
+        int | None, typer.Option(help="fault: stop sending after this many tokens")
+    ] = None,
+    error_after: Annotated[
+        int | None, typer.Option(help="fault: end streams with a server error after this many tokens")
+    ] = None,
+    error_as: Annotated[
+        str, typer.Option(help="how that error is sent: data (vLLM, llama.cpp) or field (older llama.cpp)")
+    ] = "data",
+) -> None:
+    """Serve the OpenAI streaming protocol with scripted timing (for testing clients and the harness)."""
+    from harness.testing.fake_server import FakeScript, serve_processes
+
+    if workers > 1 and port == 0:
+        raise fail("--port: must be set (not 0) when --workers > 1")
+    if error_as not in ("data", "field"):
+        raise fail(f"--error-as: invalid value {error_as!r} (allowed: data, field)")
+    if fail_status not in (400, 404, 429, 500, 503):
+        raise fail(f"--fail-status: invalid value {fail_status} (allowed: 400, 404, 429, 500, 503)")
+    script = FakeScript(
+        ttft_s=ttft_ms / 1000,
+        itl_s=itl_ms / 1000,
+        spin_streams=spin_streams,
+        fail_every=fail_every,
+        fail_status=fail_status,
+        drop_after_tokens=drop_after,
+        bad_json_after_tokens=bad_json_after,
+        stall_after_tokens=stall_after,
+        error_after_tokens=error_after,
+        error_as=error_as,
+    )
+    err.print(
+        f"fake OpenAI server on http://{host}:{port} (TTFT {ttft_ms} ms, ITL {itl_ms} ms, "
+        f"{workers} process(es)); Ctrl-C stops"
+    )
+    try:
+        serve_processes(script, host, port, workers)
+    except KeyboardInterrupt:
+        pass
+    except OSError as e:  # port taken, address not on this host
+        raise fail(f"serve-fake: cannot listen on {host}:{port}: {e.strerror or e}") from None
+
+
+def gpu_info(
+    record: Annotated[Path | None, typer.Option(help="also record an NVML trace (.jsonl.gz) here")] = None,
+    seconds: Annotated[float, typer.Option(min=0.1, help="how long to record")] = 10.0,
+    interval_s: Annotated[float, typer.Option(min=0.01, help="sampling interval")] = 0.1,
+) -> None:
+    """Print the GPU (NVML) and CPU inventory as JSON; optionally record an NVML trace for replay."""
+    import json
+
+    from harness.hostinfo import cpu_inventory
+    from harness.telemetry.inventory import gpu_inventory
+
+    out.print_json(json.dumps({"gpu": gpu_inventory(), "cpu": cpu_inventory()}))
+    if record is not None:
+        _record(record, seconds, interval_s, "--record")
+
+
+@telemetry_app.command("record")
+def telemetry_record(
+    path: Annotated[Path, typer.Argument(help="output trace (.jsonl.gz)")],
+    seconds: Annotated[float, typer.Option(min=0.1, help="how long to record")] = 10.0,
+    interval_s: Annotated[float, typer.Option(min=0.01, help="sampling interval")] = 0.1,
+) -> None:
+    """Record every GPU with the live NVML sampler into a trace that HARNESS_NVML_REPLAY can replay."""
+    _show_trace(_record(path, seconds, interval_s, "telemetry record"))
+
+
+def _record(path: Path, seconds: float, interval_s: float, what: str) -> Path:
+    """Record an NVML trace to `path`; without NVML, exit 2 saying so."""
+    from harness.telemetry import nvml
+    from harness.telemetry.replay import record_trace
+
+    try:
+        p = record_trace(path, seconds, interval_s)
+    except nvml.NvmlError as e:
+        raise fail(f"{what}: no NVML trace recorded: {e}") from None
+    err.print(f"wrote {p}")
+    return p
+
+
+@telemetry_app.command("show")
+def telemetry_show(trace: Annotated[Path, typer.Argument(help="an NVML trace (.jsonl.gz)")]) -> None:
+    """Summarize a trace: its GPUs, and per stored window energy (counter and integrated power), power,
+    utilization, SM clock and memory."""
+    _show_trace(trace)
+
+
+def _show_trace(trace: Path) -> None:
+    from harness.telemetry.replay import trace_windows
+    from harness.telemetry.trace import TraceError, read_trace
+
+    try:
+        head, series = read_trace(trace)
+        windows = trace_windows(head, series)
+    except TraceError as e:
+        raise fail(str(e)) from None
+    gpus = (head.get("inventory") or {}).get("gpus") or []
+    names = ", ".join(str(g.get("name", "?")) for g in gpus if isinstance(g, dict)) or "?"
+    span_s = max((s.t_ns[-1] - s.t_ns[0] for s in series if s.t_ns), default=0) / 1e9
+    out.print(
+        f"{trace}: {len(series)} GPU(s) ({names}), {sum(len(x.t_ns) for x in series)} samples "
+        f"over {span_s:.1f} s",
+        highlight=False,
+    )
+    for name, c in windows.items():
+        out.print(f"  {name}: {_window_line(c)}", highlight=False)
+
+
+def _window_line(c: dict[str, Any]) -> str:
+    def num(key: str, fmt: str) -> str:
+        v = c.get(key)
+        return "-" if v is None else format(v, fmt)
+
+    e, integ = c.get("gpu_energy_j"), c.get("gpu_power_integral_j")
+    agree = f" ({(e - integ) / integ * 100:+.1f} %)" if e is not None and integ else ""
+    return (
+        f"energy {num('gpu_energy_j', '.1f')} J ({c.get('gpu_energy_source') or '-'}), integrated power "
+        f"{num('gpu_power_integral_j', '.1f')} J{agree}; power mean {num('gpu_power_w_mean', '.1f')} W, "
+        f"max {num('gpu_power_w_max', '.1f')} W; util {num('gpu_util_pct_mean', '.0f')} %; SM clock min "
+        f"{num('gpu_sm_clock_mhz_min', '.0f')} MHz; memory max {num('gpu_mem_used_bytes_max', ',.0f')} B"
+    )
+
+
+@model_app.command("make-gguf")
+def make_gguf_cmd(
+    path: Annotated[Path, typer.Argument(help="output .gguf file")],
+    layers: Annotated[int, typer.Option(min=1)] = 2,
+    hidden: Annotated[int, typer.Option(min=16)] = 64,
+    heads: Annotated[int, typer.Option(min=1)] = 4,
+    kv_heads: Annotated[int, typer.Option(min=1)] = 4,
+    ffn: Annotated[int, typer.Option(min=16)] = 128,
+    vocab: Annotated[int, typer.Option(min=300)] = 512,
+    context: Annotated[int, typer.Option(min=128)] = 4096,
+    dtype: Annotated[str, typer.Option(help="f32 | f16 | q8_0")] = "f16",
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Write a random-weight llama GGUF (every generation runs to max_tokens)."""
+    from harness.models import ModelError, gguf_info, make_gguf
+
+    if dtype not in ("f32", "f16", "q8_0"):
+        raise fail(f"--dtype: invalid value {dtype!r} (allowed: f32, f16, q8_0)")
+    try:
+        p = make_gguf(path, layers, hidden, heads, kv_heads, ffn, vocab, context, dtype, seed)
+    except ModelError as e:
+        raise fail(str(e)) from None
+    out.print(f"wrote {p} ({p.stat().st_size} bytes, {gguf_info(p)['gguf_type']})")
+
+
+@model_app.command("prepare")
+def model_prepare_cmd(
+    files: Annotated[list[Path], typer.Argument(help="scenario YAML files")],
+) -> None:
+    """Write (or find in the cache) every model the scenarios' engines use, before any run starts."""
+    import time
+
+    from harness.models import ModelError, resolve
+    from harness.scenario import engine_configs
+
+    specs: dict[str, Any] = {}
+    for f in files:
+        try:
+            s = load_scenario(f)
+        except ScenarioError as e:
+            raise fail(e.messages) from None
+        for eng in engine_configs(s):
+            model = getattr(eng, "model", None)
+            if model is not None:
+                precision = str(getattr(eng, "precision", "auto"))
+                specs.setdefault(model.model_dump_json() + precision, (eng.type, model, precision))
+    for eng_type, model, precision in specs.values():
+        t0 = time.perf_counter()
+        try:
+            if model.source == "catalog":
+                from harness.hfmodel import catalog_model_dir
+
+                path = catalog_model_dir(model.name, precision)
+                what = f"config + tokenizer for {precision} (dummy weights)"
+            else:
+                r = resolve(model)
+                if r.path is None:
+                    continue
+                size = r.path.stat().st_size if r.path.is_file() else 0
+                path, what = r.path, f"{r.gguf_type or r.source}, {size / 2**30:.2f} GiB, sha256 {r.sha256}"
+        except ModelError as e:
+            raise fail(f"{eng_type} model {model.model_dump(exclude_defaults=True)}: {e}") from None
+        out.print(f"{path} ({what}) in {time.perf_counter() - t0:.1f} s", highlight=False)
