@@ -65,7 +65,8 @@ def run(
     """Run a scenario: start the engine, sweep the load points, write results/<time>-<name>/."""
     from harness import report
     from harness.results import iter_records, read_points
-    from harness.runner import InterruptedAgain, ResumeError, RunFailed, run_scenario
+    from harness.resume import ResumeError
+    from harness.runner import InterruptedAgain, RunFailed, run_scenario
     from harness.scenario import combination_warnings, input_file_errors
 
     try:

@@ -90,16 +90,16 @@ def test_device_of_local_endpoint_is_the_gpu_found_here() -> None:
 
 
 def test_points_name_the_gpu_found_here_and_warn_when_the_scenario_says_otherwise() -> None:
-    from harness.runner import _gpu_key, _gpu_mismatch
+    from harness.point import gpu_key, gpu_mismatch
 
     s = _scenario("http://h:1", "a100-80gb-sxm")
     m, _, _ = _manifest("a100-80gb-sxm", local=True, nvml_name="NVIDIA H100 80GB HBM3")
-    assert _gpu_key(s, {"local": True}, m) == "h100-sxm"
-    msg = _gpu_mismatch(s, {"local": True}, m)
+    assert gpu_key(s, {"local": True}, m) == "h100-sxm"
+    msg = gpu_mismatch(s, {"local": True}, m)
     assert msg and "'a100-80gb-sxm'" in msg and "'h100-sxm'" in msg
     # a remote endpoint: this machine's GPU is not the one serving it
-    assert _gpu_key(s, {"local": False}, m) == "a100-80gb-sxm"
-    assert _gpu_mismatch(s, {"local": False}, m) is None
+    assert gpu_key(s, {"local": False}, m) == "a100-80gb-sxm"
+    assert gpu_mismatch(s, {"local": False}, m) is None
     # nothing found here (no NVML): the scenario's word stands, silently
     m, _, _ = _manifest("a100-80gb-sxm", local=True, nvml_name=None)
-    assert _gpu_key(s, {}, m) == "a100-80gb-sxm" and _gpu_mismatch(s, {}, m) is None
+    assert gpu_key(s, {}, m) == "a100-80gb-sxm" and gpu_mismatch(s, {}, m) is None

@@ -122,18 +122,18 @@ def test_the_manifests_scenario_carries_no_secrets() -> None:
 def test_a_rate_search_run_is_not_resumed(tmp_path: Path) -> None:
     import pytest
 
-    from harness.runner import ResumeError, _reopen
+    from harness.resume import ResumeError, reopen
     from harness.scenario import parse_scenario, scenario_hash
 
     s = parse_scenario({"name": "s", "engine": {"type": "external", "base_url": "http://127.0.0.1:9"}})
     run = RunDir.create(tmp_path, "s", NOW)
     run.write_manifest({"status": "partial", "scenario_hash": scenario_hash(s), "find_max_goodput": True})
     with pytest.raises(ResumeError, match="rate search cannot be resumed"):
-        _reopen(run.path, s, find_max_goodput=False)
+        reopen(run.path, s, find_max_goodput=False)
     run.update_manifest(find_max_goodput=False)
     with pytest.raises(ResumeError, match="rate search cannot be resumed"):
-        _reopen(run.path, s, find_max_goodput=True)
-    reopened, rows, next_id, attempt = _reopen(run.path, s, find_max_goodput=False)
+        reopen(run.path, s, find_max_goodput=True)
+    reopened, rows, next_id, attempt = reopen(run.path, s, find_max_goodput=False)
     assert (rows, next_id, attempt) == ([], 0, 1) and reopened.manifest["status"] == "running"
 
 
@@ -227,7 +227,7 @@ def test_a_run_still_being_written_is_not_resumed(tmp_path: Path) -> None:
     import psutil
     import pytest
 
-    from harness.runner import ResumeError, _reopen
+    from harness.resume import ResumeError, reopen
     from harness.scenario import parse_scenario, scenario_hash
 
     s = parse_scenario({"name": "s", "engine": {"type": "external", "base_url": "http://127.0.0.1:9"}})
@@ -241,22 +241,22 @@ def test_a_run_still_being_written_is_not_resumed(tmp_path: Path) -> None:
         }
         run.write_manifest({"status": "running", "scenario_hash": scenario_hash(s), "runner": runner})
         with pytest.raises(ResumeError, match=f"still being run by process {other.pid} on this host"):
-            _reopen(run.path, s, find_max_goodput=False)
+            reopen(run.path, s, find_max_goodput=False)
         run.update_manifest(runner={**runner, "started_s": runner["started_s"] - 3600})  # a reused pid
-        assert _reopen(run.path, s, find_max_goodput=False)[0].manifest["runner"]["pid"] != other.pid
+        assert reopen(run.path, s, find_max_goodput=False)[0].manifest["runner"]["pid"] != other.pid
     finally:
         other.kill()
         other.wait()
     run.update_manifest(status="running", runner=runner)  # killed: its process is gone
     import os
 
-    assert _reopen(run.path, s, find_max_goodput=False)[0].manifest["runner"]["pid"] == os.getpid()
+    assert reopen(run.path, s, find_max_goodput=False)[0].manifest["runner"]["pid"] == os.getpid()
 
 
 def test_a_run_made_before_defaults_left_the_hash_still_resumes(tmp_path: Path) -> None:
     import pytest
 
-    from harness.runner import ResumeError, _reopen
+    from harness.resume import ResumeError, reopen
     from harness.scenario import parse_scenario
 
     s = parse_scenario({"name": "s", "engine": {"type": "external", "base_url": "http://127.0.0.1:9"}})
@@ -264,8 +264,8 @@ def test_a_run_made_before_defaults_left_the_hash_still_resumes(tmp_path: Path) 
     del stored["workload"]["prompt_salt"]  # a field that harness did not have yet
     run = RunDir.create(tmp_path, "s", NOW)
     run.write_manifest({"status": "partial", "scenario_hash": "0ld" * 20, "scenario": stored})
-    assert _reopen(run.path, s, find_max_goodput=False)[3] == 1
+    assert reopen(run.path, s, find_max_goodput=False)[3] == 1
     stored["load"]["requests"] = 99  # a different scenario after all
     run.write_manifest({"status": "partial", "scenario_hash": "0ld" * 20, "scenario": stored})
     with pytest.raises(ResumeError, match="was run with a different scenario"):
-        _reopen(run.path, s, find_max_goodput=False)
+        reopen(run.path, s, find_max_goodput=False)

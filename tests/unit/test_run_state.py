@@ -13,7 +13,7 @@ from rich.console import Console
 
 from harness.report import report_run, run_notes
 from harness.results import RunDir, read_manifest
-from harness.runner import _reopen
+from harness.resume import reopen
 from harness.scenario import parse_scenario, scenario_hash
 
 NO_POINTS = pd.DataFrame()
@@ -62,7 +62,7 @@ def test_a_resumed_run_names_the_points_measured_after_a_resume(tmp_path: Path) 
     why, when = "point v0-c2: interrupted (SIGINT)", "2026-12-02T00:00:00+00:00"
     ended = {"status": "interrupted", "status_message": why, "finished_utc": when}
     run.write_manifest({"run_id": run.path.name, **ended, "scenario_hash": scenario_hash(s)})
-    reopened = _reopen(run.path, s, find_max_goodput=False)[0]
+    reopened = reopen(run.path, s, find_max_goodput=False)[0]
     # the interrupted attempt's message is kept as history, not shown as the state of the resumed run
     m = read_manifest(reopened.path)
     assert "status_message" not in m and "finished_utc" not in m

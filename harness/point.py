@@ -1,0 +1,240 @@
+"""One load point against a running engine: its requests sent and recorded, counted, summarized into the
+point's row with the telemetry window's columns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress
+
+from harness import metrics
+from harness.client.aio import run_loop
+from harness.client.openai_stream import StreamClient
+from harness.engines.base import Engine
+from harness.engines.process import EngineError
+from harness.load import tokens
+from harness.load.driver import PointLoad, run_point
+from harness.load.search import slo_met
+from harness.load.workload import DatasetRow, build_specs
+from harness.records import RequestRecord
+from harness.results import RunDir
+from harness.runinfo import detected_gpu
+from harness.scenario import Point, Scenario
+from harness.telemetry.base import TelemetrySet
+from harness.telemetry.window import j_per_token
+
+
+def gpu_key(s: Scenario, described: dict[str, Any], manifest: dict[str, Any]) -> str | None:
+    """The GPU a point ran on: the catalog GPU this machine's inventory found, else the scenario's
+    `hardware.gpu`; for an external endpoint on another host, always the scenario's."""
+    if described.get("local") is False:
+        return s.hardware.gpu
+    found = detected_gpu(manifest)
+    return found.key if found else s.hardware.gpu
+
+
+def gpu_mismatch(s: Scenario, described: dict[str, Any], manifest: dict[str, Any]) -> str | None:
+    """A warning when the scenario names one GPU and this machine has another."""
+    key = gpu_key(s, described, manifest)
+    if s.hardware.gpu and key and key != s.hardware.gpu:
+        return (
+            f"the scenario says hardware.gpu {s.hardware.gpu!r} but this machine's GPU is {key!r}; "
+            f"points and tables use {key!r}"
+        )
+    return None
+
+
+def _point_row(
+    s: Scenario, p: Point, engine: Engine, summary: dict[str, Any], manifest: dict[str, Any]
+) -> dict[str, Any]:
+    d = engine.describe()
+    row: dict[str, Any] = {
+        "scenario": s.name,
+        "point_id": p.point_id,
+        "variant": p.variant_index,
+        "engine": d.get("name"),
+        "launcher": d.get("launcher"),
+        "model": (d.get("model") or {}).get("name"),
+        "precision": d.get("precision") or getattr(p.engine, "precision", None),
+        "n_gpu_layers": getattr(p.engine, "n_gpu_layers", None),
+        "gpu": gpu_key(s, d, manifest),
+        "gpu_declared": s.hardware.gpu,
+        "gpus": s.hardware.gpus,
+        "mode": s.load.mode,
+        "concurrency": p.concurrency,
+        "rate_rps": p.rate_rps,
+        "max_concurrency": s.load.max_concurrency if s.load.mode == "open" else None,
+        # what the requests carried, which the warnings read (metrics.flags)
+        "ignore_eos": engine.request_extras(s.workload).get("ignore_eos") is True,
+        "shared_prefix_tokens": s.workload.shared_prefix_tokens,
+    }
+    row.update(summary)
+    return row
+
+
+def endpoint_lost(engine: Engine, row: dict[str, Any]) -> str | None:
+    """Why a point whose requests failed to connect (or were cut) lost its endpoint, when the endpoint no
+    longer answers its health check: an external endpoint has no process whose death the run would see."""
+    kinds = str(row.get("error_kinds") or "")
+    healthy = getattr(engine, "healthy", None)
+    if healthy is None or not ("connect:" in kinds or "disconnected:" in kinds) or healthy():
+        return None
+    return (
+        f"the endpoint stopped answering ({row['errors']} of {row['requests']} measured requests failed: "
+        f"{kinds})"
+    )
+
+
+def _count_without_usage(r: RequestRecord) -> None:
+    """No usage in the stream: if it ended for `length`, it produced exactly max_tokens; and its prompt
+    has the length the server's tokenizer gave it when it was built (`expected_input_tokens`)."""
+    if r.output_tokens is None and r.ok and r.finish_reason == "length" and r.expected_output_tokens:
+        r.output_tokens, r.output_tokens_source = r.expected_output_tokens, "max_tokens"
+    if r.prompt_tokens is None and r.ok and r.expected_input_tokens is not None:
+        r.prompt_tokens, r.prompt_tokens_source = r.expected_input_tokens, "prompt_fit"
+
+
+def _count_missing_usage(engine: Engine | None, records: list[RequestRecord]) -> None:
+    """Engines without usage in streams: streams that stopped early are counted by tokenizing the streamed
+    text (approximate: re-tokenizing generated text can merge pieces differently); not without an engine
+    to ask (None: the point was cut short)."""
+    for r in records:
+        _count_without_usage(r)
+        if engine is not None and r.output_tokens is None and r.ok and r.output_text is not None:
+            r.output_tokens, r.output_tokens_source = engine.tokenize(r.output_text), "tokenizer"
+
+
+def make_client(s: Scenario, engine: Engine, base_url: str, keep_text: bool) -> StreamClient:
+    w = s.workload
+    return StreamClient(
+        base_url,
+        engine.model_name,
+        api=w.api,
+        temperature=w.temperature,
+        seed=w.seed,
+        timeout_s=w.request_timeout_s,
+        extra_body=engine.request_extras(w),
+        headers=engine.headers() if hasattr(engine, "headers") else {},
+        keep_text=keep_text,
+    )
+
+
+Counters = tuple[Any, Any]  # (prompt counter incl. server offset, plain text counter)
+
+
+def prompt_counters(s: Scenario, engine: Engine, base_url: str, run: RunDir, vi: int) -> Counters:
+    """Tokenizer for exact prompt lengths, calibrated once per engine by a probe request."""
+    try:
+        prompt, text, info = tokens.prepare_counter(
+            s.workload.tokenizer, engine, make_client(s, engine, base_url, False), run_loop
+        )
+    except tokens.TokenizerError as e:
+        raise EngineError(f"workload.tokenizer: {e}") from None
+    run.update_manifest(prompt_tokens=[*run.manifest.get("prompt_tokens", []), {"variant": vi, **info}])
+    return prompt, text
+
+
+def measure_point(
+    s: Scenario,
+    p: Point,
+    engine: Engine,
+    base_url: str,
+    run: RunDir,
+    tel: TelemetrySet,
+    progress: Progress,
+    next_id: int,
+    should_abort: Callable[[], str | None],
+    open_loop: bool,
+    counters: Counters = (None, None),
+    dataset: list[DatasetRow] | None = None,
+    console: Console | None = None,
+    attempt: int = 0,
+    warmup: bool = True,
+) -> tuple[dict[str, Any] | None, str | None, int]:
+    w, ld = s.workload, s.load
+    # (None, None): no tokenizer, prompt lengths approximate (see prompt_counters)
+    count, count_text = counters
+    n_warm, n_cool = (ld.warmup_requests if warmup else 0), ld.cooldown_requests
+    salt = (run.manifest.get("seeds") or {}).get("prompt_salt")  # None in runs made before there was one
+    warm = build_specs(w, n_warm, next_id, count, w.seed, dataset, salt) if n_warm else []
+    specs = build_specs(w, ld.requests, next_id + n_warm, count, w.seed, dataset, salt)
+    first_cool = next_id + n_warm + ld.requests
+    cool = build_specs(w, n_cool, first_cool, count, w.seed, dataset, salt) if n_cool else []
+    label = f"{p.point_id} " + (f"concurrency {p.concurrency}" if p.concurrency else f"{p.rate_rps:g} req/s")
+    task = progress.add_task(label, total=len(specs))
+
+    usage_in_stream = engine.usage_in_stream()
+
+    def on_record(rec: RequestRecord) -> None:
+        rec.attempt = attempt
+        if not usage_in_stream:
+            _count_without_usage(rec)
+        run.append_record(rec)
+        if not rec.warmup:
+            live = tel.live()
+            progress.update(task, advance=1, description=f"{label} {live}" if live else label)
+
+    keep_text = not engine.usage_in_stream() or count_text is not None
+    client = make_client(s, engine, base_url, keep_text)
+    load = PointLoad(
+        p.point_id,
+        concurrency=p.concurrency,
+        rate_rps=p.rate_rps,
+        arrival=ld.arrival,
+        burstiness=ld.burstiness,
+        max_concurrency=ld.max_concurrency,
+        duration_s=ld.duration_s,
+        seed=ld.seed + p.index,
+        workers=ld.workers,
+    )
+
+    async def go() -> Any:
+        async with client:
+            return await run_point(
+                client,
+                load,
+                warm,
+                specs,
+                next_id,
+                on_record,
+                should_abort,
+                on_measure_start=lambda t: tel.begin_window(p.point_id, t),
+                cooldown_specs=cool,
+            )
+
+    outcome = run_loop(go())
+    tel_cols = tel.end_window(p.point_id, outcome.ended_ns)
+    # a point cut short may have a hung or dead engine behind it: nothing more is asked of it (each
+    # tokenize call would wait out its timeout), and the counts it would have given stay unknown
+    if not engine.usage_in_stream():
+        _count_missing_usage(None if outcome.aborted else engine, outcome.records)
+    measured = [r for r in outcome.records if not r.warmup]
+    if count_text is not None and not outcome.aborted:
+        for r in measured:
+            if r.ok and r.output_text is not None:
+                r.output_text_tokens = count_text(r.output_text)
+    # counts made after the records were written go beside them, so the records stay the whole input
+    late = [
+        r
+        for r in outcome.records
+        if r.output_tokens_source == "tokenizer" or r.output_text_tokens is not None
+    ]
+    run.append_counts(late)
+    row = None
+    if measured:
+        summary = metrics.summarize(measured, open_loop, s.slo.ttft_s, s.slo.tpot_s, s.slo.e2e_s)
+        row = _point_row(s, p, engine, summary, run.manifest)
+        row.update(tel_cols)
+        row.update(metrics.server_comparison(row))
+        if "energy_j" in row:
+            row["energy_j_per_output_token"] = j_per_token(row["energy_j"], row.get("output_tokens"))
+        row.update(outcome.client)
+        row["slo_met"] = slo_met(row, s.slo.attainment)
+        row["aborted"] = outcome.aborted or ""
+        row["attempt"] = attempt  # 0: the run's first engine start; K: its K-th --resume
+        if console is not None:
+            for msg in metrics.flags(row):
+                console.print(f"[yellow]warning[/] {p.point_id}: {msg}", highlight=False)
+    return row, outcome.aborted, next_id + n_warm + len(specs) + n_cool
