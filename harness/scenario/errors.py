@@ -1,0 +1,192 @@
+"""Pydantic errors as `file: field.path: problem (allowed: ...)`, one line each, variants merged."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any, Literal, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+
+from harness.scenario.models import EngineSpec, ModelSpec, Scenario, engine_with
+
+
+class ScenarioError(Exception):
+    """A scenario file that cannot be used; `str()` is the one-line user message(s)."""
+
+    def __init__(self, messages: list[str]):
+        super().__init__("\n".join(messages))
+        self.messages = messages
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models a field's annotation can hold (through unions, lists, tuples, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the mapping at `loc` in a scenario (an error location; union tags such as
+    `llamacpp` pick the branch), or [] when `loc` does not lead to one."""
+    if loc[:1] == ("variants",):  # a variant overrides engine fields
+        loc = ("engine", *loc[2:])
+    current: list[type[BaseModel]] = [Scenario]
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        tagged = [m for m in current if part in _tags(m)]
+        if tagged:
+            current = tagged
+            continue
+        nxt = [m for m in current if part in m.model_fields]
+        if not nxt:
+            return []
+        current = _models_in(nxt[0].model_fields[part].annotation)
+        if not current:
+            return []
+    return sorted({f for m in current[:1] for f in m.model_fields})
+
+
+def _tags(model: type[BaseModel]) -> set[str]:
+    out: set[str] = set()
+    for name in ("type", "source"):
+        f = model.model_fields.get(name)
+        if f is not None and get_origin(f.annotation) is Literal:
+            out.update(str(a) for a in get_args(f.annotation))
+    return out
+
+
+def _allowed(err: Any) -> str:
+    ctx = err.get("ctx") or {}
+    if "expected" in ctx:
+        return f" (allowed: {ctx['expected']})"
+    if err.get("type") == "extra_forbidden":
+        loc = tuple(err["loc"])
+        names = fields_at(loc[:-1])
+        if not names:
+            return ""
+        close = difflib.get_close_matches(str(loc[-1]), names, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f" ({hint}allowed: {', '.join(names)})"
+    if err.get("type") in ("union_tag_invalid", "union_tag_not_found") and "expected_tags" in ctx:
+        return f" (allowed: {ctx['expected_tags']})"
+    return ""
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z0-9_.-]+", str(part)):
+            out += ("." if out else "") + str(part)
+        else:  # a key with spaces, newlines or other odd characters: quoted, on one line
+            out += f"[{str(part)!r}]"
+    return out or "(top level)"
+
+
+def format_validation_error(file: str, e: ValidationError) -> list[str]:
+    raw = e.errors()
+    # `int | LengthDist` fields report one error per branch: keep the branch matching the input's shape
+    int_branch: dict[tuple[Any, ...], bool] = {}  # field loc -> the value given is a mapping
+    for err in raw:
+        lc = tuple(err["loc"])
+        if "int" in lc:
+            int_branch[lc[: lc.index("int")]] = isinstance(err.get("input"), dict)
+    msgs: list[str] = []
+    seen: set[str] = set()
+    for err in raw:
+        lc = tuple(err["loc"])
+        if "int" in lc and int_branch.get(lc[: lc.index("int")]):
+            continue
+        if "LengthDist" in lc and int_branch.get(lc[: lc.index("LengthDist")]) is False:
+            continue
+        line = _format_one(file, err)
+        if line not in seen:
+            seen.add(line)
+            msgs.append(line)
+    if not msgs:  # never reject without saying why
+        msgs = list(dict.fromkeys(_format_one(file, err) for err in raw))
+    return msgs
+
+
+def _format_one(file: str, err: Any) -> str:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+    msg = err["msg"]
+    ctx = err.get("ctx") or {}
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        # a bad or missing discriminator: point at the field itself (engine.type, model.source)
+        loc = (*loc, str(ctx.get("discriminator", "type")).strip("'"))
+        if err["type"] == "union_tag_not_found":
+            msg = "field required"
+        else:
+            err = {**err, "input": ctx.get("tag")}
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field"
+    elif err["type"] in ("literal_error", "union_tag_invalid", "enum"):
+        msg = f"invalid value {err.get('input')!r}"
+    elif err["type"] in ("tuple_type", "list_type"):
+        msg = f"expected a list, e.g. [1, 2, 4] (got {err.get('input')!r})"
+    elif err["type"] in ("model_type", "model_attributes_type", "dict_type"):
+        msg = f"expected a mapping of fields (got {err.get('input')!r})"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if err["type"] in _BOUNDS and _BOUNDS[err["type"]][0] in ctx:
+        key, op = _BOUNDS[err["type"]]
+        bound = ctx[key]
+        shown = f"{bound:g}" if isinstance(bound, float) else bound
+        return f"{file}: {_loc(loc)}: invalid value {err.get('input')!r} (allowed: {op} {shown})"
+    return f"{file}: {_loc(loc)}: {' '.join(msg.split())}{_allowed(err)}"
+
+
+# pydantic's range errors: the ctx key of the bound, and how it reads
+_BOUNDS = {
+    "greater_than_equal": ("ge", ">="),
+    "greater_than": ("gt", ">"),
+    "less_than_equal": ("le", "<="),
+    "less_than": ("lt", "<"),
+}
+
+
+# discriminator values pydantic puts into error locations (engine.llamacpp.parallel), and the branch names of
+# `int | LengthDist` fields: left out of the located field
+_UNION_TAGS = {
+    tag for union in (EngineSpec, ModelSpec) for m in get_args(get_args(union)[0]) for tag in _tags(m)
+} | {"int", "LengthDist"}
+
+
+def merge_variants(msgs: list[str]) -> list[str]:
+    """The messages once each, with those that differ only in the variant index said once for all of them
+    (`variants[0, 2].model.path: ...`), in the order they first came."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for m in msgs:
+        hit = re.match(r"(.*?: )variants\[(\d+)\](.*)", m, re.S)
+        key = (hit.group(1), hit.group(3)) if hit else (m, "")
+        index = [hit.group(2)] if hit else []
+        groups[key] = [*groups.get(key, []), *(i for i in index if i not in groups.get(key, []))]
+    return [f"{head}variants[{', '.join(ix)}]{tail}" if ix else head for (head, tail), ix in groups.items()]
+
+
+def variant_errors(file: str, data: dict[str, Any]) -> list[str]:
+    """Every error in every variant, located as `variants[i].field`, when the rest of the scenario is
+    valid (the model's own check stops at the first one)."""
+    variants = data.get("variants")
+    if not isinstance(variants, list) or not variants:
+        return []
+    try:
+        base = Scenario.model_validate({**data, "variants": []})
+    except ValidationError:
+        return []
+    msgs: list[str] = []
+    tag = base.engine.type
+    for i, override in enumerate(variants):
+        if not isinstance(override, dict):
+            msgs.append(f"{file}: variants[{i}]: expected a mapping of engine fields (got {override!r})")
+            continue
+        try:
+            engine_with(base.engine, override)
+        except ValidationError as e:
+            for err in e.errors():
+                msgs.append(_format_one(file, {**err, "loc": ("variants", i, tag, *err["loc"])}))
+    return merge_variants(msgs)
