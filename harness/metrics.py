@@ -249,20 +249,26 @@ SERVER_HISTOGRAMS = {
     "tpot_s": "vllm_request_time_per_output_token_seconds",
     "e2e_s": "vllm_e2e_request_latency_seconds",
 }
+# engines' token counters per client count: vLLM's; llama.cpp's generated tokens (its prompt counter leaves
+# out cached tokens, so it is not compared)
 SERVER_COUNTERS = {
-    "output_tokens": "vllm_generation_tokens_total",
-    "input_tokens": "vllm_prompt_tokens_total",
+    "output_tokens": ("vllm_generation_tokens_total", "llamacpp_tokens_predicted_total"),
+    "input_tokens": ("vllm_prompt_tokens_total",),
 }
 SERVER_DISAGREEMENT = 0.05
 
 
-def server_comparison(row: dict[str, Any], prefix: str = "server_") -> dict[str, Any]:
+def server_comparison(
+    row: dict[str, Any], prefix: str = "server_", unmeasured_in_window: int = 0
+) -> dict[str, Any]:
     """The engine's own view of a point next to the client's, from /metrics deltas over its window.
 
     server mean = Δ histogram _sum / Δ _count over the window; rel diff = (client mean − server mean) /
     server mean (positive: the client saw more, e.g. HTTP and detokenization time). Token counters are
-    compared exactly: `server_<tokens>` = Δ counter, `server_<tokens>_diff` = client − server.
-    Columns are absent when the engine exports no such metric.
+    compared exactly: `server_<tokens>` = Δ counter, `server_<tokens>_diff` = client − server, except when
+    `unmeasured_in_window` requests (cooldown, or sent unmeasured after a duration's deadline) also ran in
+    the window: the engine counted their tokens too, so no diff. Columns are absent when the engine exports
+    no such metric.
     """
     out: dict[str, Any] = {}
     for key, stem in SERVER_HISTOGRAMS.items():
@@ -274,11 +280,11 @@ def server_comparison(row: dict[str, Any], prefix: str = "server_") -> dict[str,
         client = row.get(f"{key}_mean")
         if client is not None and not math.isnan(client) and server > 0:
             out[f"server_{key}_rel_diff"] = (client - server) / server
-    for key, stem in SERVER_COUNTERS.items():
-        n = row.get(f"{prefix}{stem}_delta")
+    for key, stems in SERVER_COUNTERS.items():
+        n = next((v for st in stems if (v := row.get(f"{prefix}{st}_delta")) is not None), None)
         if n is not None:
             out[f"server_{key}"] = int(n)
-            if row.get(key) is not None:
+            if row.get(key) is not None and not unmeasured_in_window:
                 out[f"server_{key}_diff"] = int(row[key]) - int(n)
     return out
 

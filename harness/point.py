@@ -15,7 +15,7 @@ from harness.client.openai_stream import StreamClient
 from harness.engines.base import Engine
 from harness.engines.process import EngineError
 from harness.load import tokens
-from harness.load.driver import PointLoad, run_point
+from harness.load.driver import PointLoad, PointOutcome, run_point
 from harness.load.search import slo_met
 from harness.load.workload import DatasetRow, build_specs
 from harness.records import RequestRecord
@@ -84,6 +84,17 @@ def endpoint_lost(engine: Engine, row: dict[str, Any]) -> str | None:
     return (
         f"the endpoint stopped answering ({row['errors']} of {row['requests']} measured requests failed: "
         f"{kinds})"
+    )
+
+
+def _unmeasured_in(outcome: PointOutcome) -> int:
+    """Unmeasured requests (warmup, cooldown) that were at the engine during the measured window: its
+    counters over the window count their tokens too."""
+    t0, t1 = outcome.started_ns, outcome.ended_ns
+    return sum(
+        1
+        for r in outcome.records
+        if r.warmup and r.sent_ns is not None and r.sent_ns < t1 and (r.done_ns or t1) > t0
     )
 
 
@@ -227,7 +238,7 @@ def measure_point(
         summary = metrics.summarize(measured, open_loop, s.slo.ttft_s, s.slo.tpot_s, s.slo.e2e_s)
         row = _point_row(s, p, engine, summary, run.manifest)
         row.update(tel_cols)
-        row.update(metrics.server_comparison(row))
+        row.update(metrics.server_comparison(row, unmeasured_in_window=_unmeasured_in(outcome)))
         if "energy_j" in row:
             row["energy_j_per_output_token"] = j_per_token(row["energy_j"], row.get("output_tokens"))
         row.update(outcome.client)

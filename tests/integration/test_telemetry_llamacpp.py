@@ -79,6 +79,7 @@ def _run(write_scenario, tmp_path: Path, env: dict[str, str] | None = None) -> t
 
 def test_cpu_run_has_telemetry_and_server_counters_match_records(write_scenario, tmp_path: Path) -> None:
     run, stderr = _run(write_scenario, tmp_path)
+    assert "vs the engine's counter" not in stderr
     manifest = read_manifest(run)
     hw = manifest["hardware"]
     assert hw["cpu"]["threads"] >= 1 and hw["cpu"]["mem_total_bytes"] > 0
@@ -114,6 +115,7 @@ def test_cpu_run_has_telemetry_and_server_counters_match_records(write_scenario,
         # the server's own counters over the window equal what the records say, token for token
         assert row["server_llamacpp_tokens_predicted_total_delta"] == out_tokens[pid] == row["output_tokens"]
         assert row["server_llamacpp_prompt_tokens_total_delta"] == prompt_tokens[pid]
+        assert row["server_output_tokens"] == row["output_tokens"] and row["server_output_tokens_diff"] == 0
         # a gauge seen only at scrape times: on a fast machine a short window may never catch a request
         # in flight, but it can never exceed the server's slots
         assert 0 <= row["server_llamacpp_requests_processing_max"] <= 2

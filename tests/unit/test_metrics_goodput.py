@@ -110,3 +110,41 @@ def test_server_comparison_means_and_counters() -> None:
     assert any("TTFT differs from the engine's own by +20.0%" in m for m in msgs)
     assert not any("ITL" in m for m in msgs)
     assert "input tokens: client counted -10 vs the engine's counter" in msgs
+
+
+def test_server_counters_of_llamacpp_and_windows_shared_with_unmeasured_requests() -> None:
+    from harness.metrics import flags, server_comparison
+
+    row = {
+        "ok": 4,
+        "output_tokens": 96,
+        "input_tokens": 128,
+        "server_llamacpp_tokens_predicted_total_delta": 100.0,
+    }
+    got = server_comparison(row)
+    assert got == {"server_output_tokens": 100, "server_output_tokens_diff": -4}  # llama.cpp's counter
+    assert "output tokens: client counted -4 vs the engine's counter" in flags({**row, **got})
+    # cooldown requests were at the engine in the window: it counted their tokens too, no diff to judge
+    shared = server_comparison(row, unmeasured_in_window=2)
+    assert shared == {"server_output_tokens": 100}
+    assert not any("engine's counter" in m for m in flags({**row, **shared}))
+
+
+def test_unmeasured_requests_in_the_window_are_those_at_the_engine_during_it() -> None:
+    from harness.load.driver import PointOutcome
+    from harness.point import _unmeasured_in
+
+    def at(i: int, sent: int | None, done: int | None, warmup: bool = True) -> RequestRecord:
+        r = RequestRecord(i, "p", 0, sent, None, done, [])
+        r.warmup = warmup
+        return r
+
+    recs = [
+        at(0, 100, 900),  # warmup that ended before the window: not counted
+        at(1, 900, 1100),  # open-loop warmup still running when it opened
+        at(2, 1500, None),  # cooldown cancelled in flight (no done stamp)
+        at(3, None, None),  # cooldown never sent
+        at(4, 2500, 2600),  # sent after the window closed
+        at(5, 1000, 1200, warmup=False),  # measured
+    ]
+    assert _unmeasured_in(PointOutcome(recs, started_ns=1000, ended_ns=2000)) == 2
