@@ -246,8 +246,12 @@ def recommend_cmd(
     runs: Annotated[
         list[Path] | None, typer.Argument(help="run directories with measurements to prefer")
     ] = None,
-    ttft_slo: Annotated[float | None, typer.Option(help="TTFT limit in seconds")] = 2.0,
-    tpot_slo: Annotated[float | None, typer.Option(help="TPOT limit in seconds")] = 0.2,
+    ttft_slo: Annotated[
+        float | None, typer.Option("--ttft-slo-s", "--ttft-slo", help="TTFT limit in seconds")
+    ] = 2.0,
+    tpot_slo: Annotated[
+        float | None, typer.Option("--tpot-slo-s", "--tpot-slo", help="TPOT limit in seconds")
+    ] = 0.2,
     input_tokens: Annotated[int, typer.Option(min=1)] = 1024,
     output_tokens: Annotated[int, typer.Option(min=1)] = 256,
     precision: Annotated[str, typer.Option(help="comma-separated precisions to consider")] = "bf16,fp8",
