@@ -94,7 +94,7 @@ def _unmeasured_in(outcome: PointOutcome) -> int:
     return sum(
         1
         for r in outcome.records
-        if r.warmup and r.sent_ns is not None and r.sent_ns < t1 and (r.done_ns or t1) > t0
+        if r.warmup and r.sent_ns and r.sent_ns < t1 and (r.done_ns or t1) > t0  # sent_ns 0: never sent
     )
 
 

@@ -132,10 +132,12 @@ def run_notes(manifest: dict[str, Any], df: pd.DataFrame, run: Path) -> list[str
     elif status not in ("complete", None):
         out.append(f"run {status}: {manifest.get('status_message') or 'no reason recorded'}")
     if resumed := manifest.get("resumed_utc") or []:
-        later = df[df["attempt"].fillna(0) > 0] if "attempt" in df.columns else df.iloc[:0]
-        which = ", ".join(
-            f"{p} (resume {int(a)})" for p, a in zip(later["point_id"], later["attempt"], strict=True)
-        )
+        which = ""
+        if {"attempt", "point_id"} <= set(df.columns):  # points tables from before `attempt` have none
+            later = df[df["attempt"].fillna(0) > 0]
+            which = ", ".join(
+                f"{p} (resume {int(a)})" for p, a in zip(later["point_id"], later["attempt"], strict=True)
+            )
         out.append(
             f"resumed {len(resumed)} time(s)" + (f"; measured after a resume: {which}" if which else "")
         )

@@ -33,7 +33,8 @@ class Sampler(Protocol):
 
     def write(self, run_dir: Path, tag: str = "") -> str | None:
         """Write the raw samples so far into run_dir as `telemetry_file(...)`, replacing the file whole
-        (also while sampling: the runner checkpoints after every point); its name (None: nothing written)."""
+        (also while sampling: the runner checkpoints after points, see `checkpoint_due`); its name (None:
+        nothing written)."""
         ...
 
 
@@ -170,9 +171,15 @@ class TelemetrySet:
                     self.files[s.name] = name
 
     def manifest(self) -> dict[str, Any]:
+        """Every sampler's manifest entry; read after each point too, so a sampler whose manifest fails is
+        not dropped (it is still sampling, and must still be stopped): the error is recorded instead."""
         out: dict[str, Any] = {}
         for s in list(self.samplers):
-            m = self._call(s, "manifest")
+            try:
+                m = s.manifest()
+            except Exception as e:  # telemetry never kills a run
+                out[s.name] = {"error": f"manifest: {type(e).__name__}: {e}"}
+                continue
             if m is not None:
                 out[s.name] = {**m, **({"file": self.files[s.name]} if s.name in self.files else {})}
         for name, why in self.absent.items():

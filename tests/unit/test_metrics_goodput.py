@@ -134,8 +134,8 @@ def test_unmeasured_requests_in_the_window_are_those_at_the_engine_during_it() -
     from harness.load.driver import PointOutcome
     from harness.point import _unmeasured_in
 
-    def at(i: int, sent: int | None, done: int | None, warmup: bool = True) -> RequestRecord:
-        r = RequestRecord(i, "p", 0, sent, None, done, [])
+    def at(i: int, sent: int, done: int | None, warmup: bool = True) -> RequestRecord:
+        r = RequestRecord(i, "p", 0, sent, None, done, [])  # sent 0: never sent, as records have it
         r.warmup = warmup
         return r
 
@@ -143,7 +143,8 @@ def test_unmeasured_requests_in_the_window_are_those_at_the_engine_during_it() -
         at(0, 100, 900),  # warmup that ended before the window: not counted
         at(1, 900, 1100),  # open-loop warmup still running when it opened
         at(2, 1500, None),  # cooldown cancelled in flight (no done stamp)
-        at(3, None, None),  # cooldown never sent
+        at(3, 0, None),  # cooldown never sent
+        at(6, 0, 1500),  # failed before it was sent (connect error), stamped done in the window
         at(4, 2500, 2600),  # sent after the window closed
         at(5, 1000, 1200, warmup=False),  # measured
     ]

@@ -109,3 +109,17 @@ def test_kv_cache_capacity_and_missing_prices() -> None:
 def test_article_rule_of_thumb() -> None:
     assert article_rule(_need(model="llama-3.1-70b")) == "article's rule of thumb: H100 (> 13B parameters)"
     assert article_rule(_need()).startswith("article's rule of thumb: A100")
+
+
+def test_recommend_slo_options_carry_their_unit_and_the_older_names_still_work() -> None:
+    import subprocess
+
+    from tests.conftest import HARNESS
+
+    for ttft, tpot in (("--ttft-slo-s", "--tpot-slo-s"), ("--ttft-slo", "--tpot-slo")):
+        args = ["recommend", "--model", "llama-3.1-8b", "--concurrency", "4", ttft, "1.5", tpot, "0.04"]
+        res = subprocess.run(
+            [*HARNESS, *args, "--price", "h100-sxm=3", "--top", "1"], capture_output=True, text=True
+        )
+        assert res.returncode == 0, res.stderr[-2000:]
+        assert "SLO TTFT <= 1.5 s, TPOT <= 0.04 s" in res.stdout

@@ -79,3 +79,13 @@ def test_a_resumed_run_names_the_points_measured_after_a_resume(tmp_path: Path) 
     note = "resumed 1 time(s); measured after a resume: v0-c2 (resume 1)"
     assert note in console.export_text() and note in md
     assert "interrupted" not in md
+
+
+def test_resumed_runs_without_an_attempt_column_or_points_are_still_reported(tmp_path: Path) -> None:
+    resumed = {"status": "complete", "resumed_utc": ["2026-12-02T00:00:00+00:00"]}
+    older = pd.DataFrame([{"point_id": "v0-c1", "ok": 4}])  # a points table from before `attempt`
+    assert run_notes(resumed, older, tmp_path) == ["resumed 1 time(s)"]
+    assert run_notes({**resumed, "status": "interrupted"}, NO_POINTS, tmp_path) == [
+        "run interrupted: no reason recorded",
+        "resumed 1 time(s)",
+    ]

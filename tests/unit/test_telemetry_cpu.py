@@ -191,12 +191,12 @@ def test_checkpoints_keep_the_samples_so_far_while_sampling_goes_on(tmp_path: Pa
         assert tel.checkpoint(tmp_path, "v0")  # the first one is always written
         assert tel.manifest()["cpu"]["file"] == f.name
         sizes = [len(pd.read_parquet(f))]
-        assert not tel.checkpoint(tmp_path, "v0")  # at once again: too soon, the file is left as it was
+        tel._last_checkpoint = (time.monotonic(), 60.0)  # as if it had taken a minute: too soon again
+        assert not tel.checkpoint(tmp_path, "v0")  # the file is left as it was
         assert len(pd.read_parquet(f)) == sizes[0]
-        deadline = time.monotonic() + 10
-        while not tel.checkpoint(tmp_path, "v0"):  # due again after 20x the first one's time
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        tel._last_checkpoint = (time.monotonic() - 2.0, 0.1)  # a 0.1 s write 2 s ago: due again
+        time.sleep(0.3)
+        assert tel.checkpoint(tmp_path, "v0")
         sizes.append(len(pd.read_parquet(f)))
         assert 0 < sizes[0] < sizes[1]
         time.sleep(0.3)
@@ -226,3 +226,20 @@ def test_a_failed_checkpoint_is_recorded_and_the_sampler_goes_on(tmp_path: Path)
         assert "checkpoint_error" not in tel.manifest()["cpu"]
     finally:
         tel.stop(tmp_path, "v0")
+
+
+def test_a_sampler_whose_manifest_fails_mid_run_keeps_sampling_and_is_stopped(tmp_path: Path) -> None:
+    from harness.telemetry.base import TelemetrySet
+
+    s = CpuSampler(os.getpid(), interval_s=0.05)
+    tel = TelemetrySet([s])
+    tel.start()
+    absent, s.absent = s.absent, None  # breaks its manifest only (sampling never reads it)
+    try:
+        assert "manifest: TypeError" in tel.manifest()["cpu"]["error"]
+        assert tel.samplers == [s]  # not dropped: the runner reads manifests after every point
+    finally:
+        s.absent = absent
+        tel.stop(tmp_path, "v0")
+    assert s._thread is None  # its thread was stopped with the others
+    assert (tmp_path / "telemetry-cpu-v0.parquet").is_file()
