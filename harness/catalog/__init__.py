@@ -57,6 +57,19 @@ def yaml_problem(e: Exception) -> str:
     return f"{where}: invalid YAML: {getattr(e, 'problem', None) or e}"
 
 
+def read_user_yaml(path: str | Path) -> Any:
+    """A YAML file the user names (a price or claims file): its data, or a one-line CatalogError."""
+    p = Path(path)
+    try:
+        return yaml.safe_load(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CatalogError(f"{p}: file not found") from None
+    except yaml.YAMLError as e:
+        raise CatalogError(f"{p}: {yaml_problem(e)}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise CatalogError(f"{p}: cannot read: {e}") from None
+
+
 def load_yaml(name: str) -> dict[str, Any]:
     path = CATALOG_DIR / name
     try:

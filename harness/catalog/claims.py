@@ -6,10 +6,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from harness.catalog import CatalogError, load_yaml, yaml_problem
+from harness.catalog import CatalogError, load_yaml, read_user_yaml
 
 
 class Side(BaseModel):
@@ -96,12 +95,5 @@ def claims() -> tuple[Claim, ...]:
 
 def load_claims_file(path: str | Path) -> list[Claim]:
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CatalogError(f"{p}: file not found") from None
-    except yaml.YAMLError as e:
-        raise CatalogError(f"{p}: {yaml_problem(e)}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise CatalogError(f"{p}: cannot read: {e}") from None
+    data = read_user_yaml(p)
     return parse_claims(data, str(p))

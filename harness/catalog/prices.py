@@ -8,10 +8,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from harness.catalog import CatalogError, load_yaml, yaml_problem
+from harness.catalog import CatalogError, load_yaml, read_user_yaml
 from harness.catalog.hardware import devices
 
 
@@ -88,14 +87,7 @@ def prices() -> tuple[Price, ...]:
 
 def load_price_file(path: str | Path) -> list[Price]:
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CatalogError(f"{p}: file not found") from None
-    except yaml.YAMLError as e:
-        raise CatalogError(f"{p}: {yaml_problem(e)}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise CatalogError(f"{p}: cannot read: {e}") from None
+    data = read_user_yaml(p)
     # a user file may price devices outside the catalog (e.g. `cpu`, a private part)
     return parse_prices(data, str(p))
 

@@ -57,11 +57,13 @@ class LlamaCppServer:
     # -- command lines
     def build_argv(self, port: int) -> list[str]:
         c, path = self.cfg, str(self.model.path)
-        if c.launcher == "xllamacpp":
+        if c.launcher in ("xllamacpp", "llama-server"):
+            # the same llama.cpp server options, through xllamacpp's embedded server or the native binary
+            head = [sys.executable, "-m", "harness.engines.xllamacpp_server"]
+            if c.launcher == "llama-server":
+                head = [self.server_binary()]
             argv = [
-                sys.executable,
-                "-m",
-                "harness.engines.xllamacpp_server",
+                *head,
                 "--model",
                 path,
                 "--host",
@@ -75,40 +77,16 @@ class LlamaCppServer:
                 "--n-gpu-layers",
                 native_ngl(c.n_gpu_layers),
             ]
+            if c.launcher == "llama-server":
+                argv += ["--metrics", "--cont-batching"]
             if c.threads:
                 argv += ["--threads", str(c.threads)]
             if c.batch_size:
                 argv += ["--batch-size", str(c.batch_size)]
             if c.flash_attn is not None:
                 argv += ["--flash-attn", "on" if c.flash_attn else "off"]
-            for item in c.extra_args:
-                argv += ["--set", item]
-            return argv
-        if c.launcher == "llama-server":
-            binary = self.server_binary()
-            argv = [
-                binary,
-                "--model",
-                path,
-                "--host",
-                c.host,
-                "--port",
-                str(port),
-                "--ctx-size",
-                str(c.ctx_size),
-                "--parallel",
-                str(c.parallel),
-                "--n-gpu-layers",
-                native_ngl(c.n_gpu_layers),
-                "--metrics",
-                "--cont-batching",
-            ]
-            if c.threads:
-                argv += ["--threads", str(c.threads)]
-            if c.batch_size:
-                argv += ["--batch-size", str(c.batch_size)]
-            if c.flash_attn is not None:
-                argv += ["--flash-attn", "on" if c.flash_attn else "off"]
+            if c.launcher == "xllamacpp":  # its own server takes extra llama.cpp options as --set KEY=VALUE
+                return argv + [x for item in c.extra_args for x in ("--set", item)]
             return argv + list(c.extra_args)
         # llama-cpp-python: one model, requests handled one at a time
         argv = [
