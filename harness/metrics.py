@@ -301,6 +301,7 @@ def _count(row: dict[str, Any], key: str) -> int:
     return 0 if v is None else int(v)
 
 
+STEAL_LIMIT_PCT = 5.0  # of the host's CPU time taken by the hypervisor, beyond which a point is warned about
 CLIENT_LAG_LIMIT_S = 0.005  # send or event-loop lateness (p99) beyond which the client is said to lag
 
 
@@ -338,6 +339,11 @@ def flags(row: dict[str, Any]) -> list[str]:
         out.append(f"{k}/{n} requests carried no usage")
     if not n:
         return out  # nothing succeeded: the client's figures (a few fast failures) say nothing of it
+    if (steal := _value(row, "host_cpu_steal_pct_mean")) is not None and steal > STEAL_LIMIT_PCT:
+        out.append(
+            f"the VM's hypervisor took {steal:.0f} % of its CPU time during the point (steal): what ran on "
+            "the CPU (a CPU engine or offload, the client's timestamps) was slower than on this machine alone"
+        )
     if row.get("client_saturated") is True or row.get("client_saturated") == 1:
         util = _value(row, "client_cpu_util_max") or 0.0
         out.append(

@@ -6,7 +6,12 @@ Sampled on a thread every `interval_s` and at every window edge. Window columns:
   (100 = one core busy; the tree's processes add up; a child that exits loses at most its last
   interval, since children's times are not taken from their parent after reaping, to count once).
 - `engine_rss_bytes_max`: highest Σ RSS of the tree sampled in the window.
-- `host_cpu_pct_mean`: Δ busy / Δ total of the host's CPU time × 100 (all cores; 100 = all busy).
+- `host_cpu_pct_mean`: Δ busy / Δ total of the host's CPU time × 100 (all cores; 100 = all busy), busy
+  being neither idle, I/O wait nor steal.
+- `host_cpu_steal_pct_mean`: Δ steal / Δ total × 100, the share of a virtual machine's CPU time its
+  hypervisor gave to others (Linux; absent where the kernel does not report it). A shared cloud VM can
+  lose tens of % this way, and everything CPU-bound in the point (a CPU engine, offload, the client's
+  timestamps) reads slower than on the same machine alone.
 - `host_mem_used_bytes_max`: highest total − available memory sampled in the window.
 - `cpu_energy_j`, `cpu_power_w_mean`: Σ over RAPL package domains of the `energy_uj` increase
   (wraps at `max_energy_range_uj` handled) / 1e6, and that over the window seconds.
@@ -93,7 +98,15 @@ class CpuSampler:
         self.rapl: list[RaplDomain] = []
         self.t_ns: list[int] = []
         self.cols: dict[str, list[Any]] = {
-            k: [] for k in ("engine_cpu_s", "engine_rss_bytes", "host_busy_s", "host_total_s", "mem_used")
+            k: []
+            for k in (
+                "engine_cpu_s",
+                "engine_rss_bytes",
+                "host_busy_s",
+                "host_steal_s",
+                "host_total_s",
+                "mem_used",
+            )
         }
         self.rapl_uj: list[list[int | None]] = []
         self._proc: psutil.Process | None = None
@@ -161,14 +174,17 @@ class CpuSampler:
             t = time.perf_counter_ns()
             cpu_s, rss = self._tree()
             ht = psutil.cpu_times()
-            total = sum(ht)
-            idle = ht.idle + getattr(ht, "iowait", 0.0)
+            # Linux counts guest time inside user time already (psutil reports both)
+            total = sum(ht) - getattr(ht, "guest", 0.0) - getattr(ht, "guest_nice", 0.0)
+            steal = getattr(ht, "steal", None)
+            idle = ht.idle + getattr(ht, "iowait", 0.0) + (steal or 0.0)
             vm = psutil.virtual_memory()
             self.t_ns.append(t)
             for k, v in (
                 ("engine_cpu_s", cpu_s),
                 ("engine_rss_bytes", rss),
                 ("host_busy_s", total - idle),
+                ("host_steal_s", steal),
                 ("host_total_s", total),
                 ("mem_used", vm.total - vm.available),
             ):
@@ -216,6 +232,9 @@ class CpuSampler:
         busy = counter_increase(t, c["host_busy_s"], t0, t1)
         total = counter_increase(t, c["host_total_s"], t0, t1)
         out["host_cpu_pct_mean"] = 100.0 * busy / total if busy is not None and total else None
+        steal = counter_increase(t, c["host_steal_s"], t0, t1)
+        if steal is not None and total:
+            out["host_cpu_steal_pct_mean"] = 100.0 * steal / total
         mem = window_values(t, c["mem_used"], t0, t1)
         out["host_mem_used_bytes_max"] = max(mem) if mem else None
         if self.rapl:

@@ -149,3 +149,11 @@ def test_unmeasured_requests_in_the_window_are_those_at_the_engine_during_it() -
         at(5, 1000, 1200, warmup=False),  # measured
     ]
     assert _unmeasured_in(PointOutcome(recs, started_ns=1000, ended_ns=2000)) == 2
+
+
+def test_points_on_a_vm_whose_hypervisor_took_cpu_time_are_warned_about() -> None:
+    from harness.metrics import flags
+
+    assert any("hypervisor took 41 %" in m for m in flags({"ok": 8, "host_cpu_steal_pct_mean": 41.2}))
+    assert not any("hypervisor" in m for m in flags({"ok": 8, "host_cpu_steal_pct_mean": 4.9}))
+    assert not any("hypervisor" in m for m in flags({"ok": 8}))  # not measured (not Linux)

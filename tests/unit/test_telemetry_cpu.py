@@ -52,6 +52,8 @@ def test_busy_engine_process_shows_cpu_and_rss(tmp_path: Path) -> None:
     assert 5 < cols["engine_cpu_pct_mean"] < 110, cols
     assert cols["engine_rss_bytes_max"] > 1_000_000
     assert 0 < cols["host_cpu_pct_mean"] <= 100
+    if sys.platform == "linux":  # the kernel reports steal time (0 on bare metal)
+        assert 0 <= cols["host_cpu_steal_pct_mean"] <= 100 - cols["host_cpu_pct_mean"] + 1e-6
     assert cols["host_mem_used_bytes_max"] > 0
     s.write(tmp_path)
     df = pd.read_parquet(tmp_path / "telemetry-cpu.parquet")
@@ -243,3 +245,22 @@ def test_a_sampler_whose_manifest_fails_mid_run_keeps_sampling_and_is_stopped(tm
         tel.stop(tmp_path, "v0")
     assert s._thread is None  # its thread was stopped with the others
     assert (tmp_path / "telemetry-cpu-v0.parquet").is_file()
+
+
+def test_host_busy_and_steal_shares_by_hand() -> None:
+    """Two seconds of a 2-vCPU VM (4 CPU-seconds): 1 s busy, 0.8 s taken by the hypervisor (steal)."""
+    s = CpuSampler(None)
+    s.t_ns = [0, 1_000_000_000, 2_000_000_000]
+    s.cols.update(
+        engine_cpu_s=[None] * 3,
+        engine_rss_bytes=[None] * 3,
+        host_busy_s=[10.0, 10.5, 11.0],
+        host_steal_s=[3.0, 3.4, 3.8],
+        host_total_s=[100.0, 102.0, 104.0],
+        mem_used=[1, 2, 1],
+    )
+    cols = s.window_columns(0, 2_000_000_000)
+    assert cols["host_cpu_pct_mean"] == pytest.approx(25.0)  # 1.0 / 4.0
+    assert cols["host_cpu_steal_pct_mean"] == pytest.approx(20.0)  # 0.8 / 4.0
+    s.cols["host_steal_s"] = [None] * 3  # a kernel that does not report it: no column
+    assert "host_cpu_steal_pct_mean" not in s.window_columns(0, 2_000_000_000)
