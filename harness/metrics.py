@@ -368,7 +368,7 @@ def flags(row: dict[str, Any]) -> list[str]:
         out.append(
             f"the client's event loop woke up to {loop * 1e3:.1f} ms late (p99; median ITL "
             f"{itl * 1e3:.1f} ms): its timestamps can be that late too (a host whose CPUs the engine or "
-            "other work fills, or too few client processes)"
+            "other work fills or the hypervisor takes, or too few client processes)"
         )
     for key in ("ttft_s", "itl_s"):
         d = _value(row, f"server_{key}_rel_diff")

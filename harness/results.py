@@ -19,6 +19,7 @@ from typing import IO, Any
 import pandas as pd
 import psutil
 
+from harness.fileio import replaced_whole, write_text_whole
 from harness.records import RequestRecord
 
 SCHEMA_VERSION = 1
@@ -28,15 +29,6 @@ STATUSES = ("running", "complete", "partial", "failed", "interrupted")
 def utc_stamp(now: dt.datetime | None = None) -> str:
     now = now or dt.datetime.now(dt.UTC)
     return now.strftime("%Y%m%dT%H%M%SZ")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _drop_torn_tail(path: Path) -> None:
@@ -88,7 +80,7 @@ class RunDir:
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         self.manifest = dict(manifest)
         self.manifest.setdefault("schema_version", SCHEMA_VERSION)
-        _atomic_write(self.path / "manifest.json", json.dumps(self.manifest, indent=2, default=str) + "\n")
+        write_text_whole(self.path / "manifest.json", json.dumps(self.manifest, indent=2, default=str) + "\n")
 
     def update_manifest(self, **fields: Any) -> None:
         self.manifest.update(fields)
@@ -144,11 +136,8 @@ class RunDir:
         machine leaves the old table or the new one, never a torn one)."""
         df = pd.DataFrame(rows)
         for name, write in (("points.csv", df.to_csv), ("points.parquet", df.to_parquet)):
-            tmp = self.path / f".{name}.tmp"
-            write(tmp, index=False)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path / name)
+            with replaced_whole(self.path / name) as tmp:
+                write(tmp, index=False)
         return df
 
     def log_path(self, name: str) -> Path:

@@ -8,10 +8,7 @@ dict of columns for that point's row (e.g. `energy_j`, `power_w_mean`). Window e
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,20 +39,6 @@ def telemetry_file(name: str, ext: str, tag: str = "") -> str:
     """`telemetry-<name>[-<tag>].<ext>`: the tag tells the engines of one run apart (`v1`, `v0-a1` for the
     first resume of variant 0), so a later one does not overwrite an earlier one's samples."""
     return f"telemetry-{name}{'-' + tag if tag else ''}.{ext}"
-
-
-@contextmanager
-def replaced_whole(path: Path) -> Iterator[Path]:
-    """A temporary name next to `path` to write to; once written it is synced and renamed over `path`, so
-    a crash (or a checkpoint cut short) leaves the old file or the new one, never a torn one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        yield tmp
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def sampler_overhead(thread_cpu_s: float | None, started_ns: int, stopped_ns: int) -> dict[str, Any]:

@@ -28,7 +28,8 @@ from typing import Any
 
 import psutil
 
-from harness.telemetry.base import replaced_whole, sampler_overhead, telemetry_file
+from harness.fileio import replaced_whole
+from harness.telemetry.base import sampler_overhead, telemetry_file
 from harness.telemetry.window import NS, counter_increase, window_values
 
 POWERCAP = Path("/sys/class/powercap")

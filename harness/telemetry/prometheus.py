@@ -32,7 +32,8 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness.telemetry.base import replaced_whole, telemetry_file
+from harness.fileio import replaced_whole
+from harness.telemetry.base import telemetry_file
 
 IDENTITY_LABELS = frozenset({"model_name", "engine", "instance", "job", "server", "model", "pod"})
 COUNTER_TYPES = frozenset({"counter"})

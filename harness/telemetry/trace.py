@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.telemetry.base import replaced_whole
+from harness.fileio import replaced_whole
 from harness.telemetry.window import (
     NS,
     clip_series,

@@ -269,3 +269,19 @@ def test_a_run_made_before_defaults_left_the_hash_still_resumes(tmp_path: Path) 
     run.write_manifest({"status": "partial", "scenario_hash": "0ld" * 20, "scenario": stored})
     with pytest.raises(ResumeError, match="was run with a different scenario"):
         reopen(run.path, s, find_max_goodput=False)
+
+
+def test_a_file_replaced_whole_is_the_old_one_or_the_new_one(tmp_path: Path) -> None:
+    import pytest
+
+    from harness.fileio import replaced_whole, write_text_whole
+
+    f = tmp_path / "manifest.json"
+    write_text_whole(f, "old\n")
+    with pytest.raises(RuntimeError), replaced_whole(f) as tmp:
+        tmp.write_text("half a new fi")
+        raise RuntimeError("the disk filled up")
+    assert f.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]  # no temporary left
+    write_text_whole(f, "new\n")
+    assert f.read_text() == "new\n" and sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]

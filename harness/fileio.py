@@ -1,0 +1,44 @@
+"""Files replaced whole: written under a temporary name, synced, renamed over the old one, and the rename
+synced too, so a crash or a lost machine leaves the old file or the new one, never a torn one."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def sync_dir(path: Path) -> None:
+    """Make a rename in directory `path` durable (best effort: some file systems cannot sync a directory)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def replaced_whole(path: Path) -> Iterator[Path]:
+    """A temporary name next to `path` to write to; once written it is synced and renamed over `path`.
+    Nothing is renamed when the body raises, and the temporary file is removed."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        yield tmp
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        sync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_whole(path: Path, text: str) -> None:
+    with replaced_whole(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
