@@ -266,9 +266,8 @@ def server_comparison(
     server mean = Δ histogram _sum / Δ _count over the window; rel diff = (client mean − server mean) /
     server mean (positive: the client saw more, e.g. HTTP and detokenization time). Token counters are
     compared exactly: `server_<tokens>` = Δ counter, `server_<tokens>_diff` = client − server, except when
-    `unmeasured_in_window` requests (cooldown, or sent unmeasured after a duration's deadline) also ran in
-    the window: the engine counted their tokens too, so no diff. Columns are absent when the engine exports
-    no such metric.
+    `unmeasured_in_window` requests (warmup or cooldown) were at the engine during the window: it counted
+    their tokens too, so no diff. Columns are absent when the engine exports no such metric.
     """
     out: dict[str, Any] = {}
     for key, stem in SERVER_HISTOGRAMS.items():

@@ -259,8 +259,11 @@ def run_scenario(
                             run.write_points(rows)
                             tel.checkpoint(run.path, tag)  # a harness killed later keeps the samples so far
                             _keep_telemetry(run, entry, tel)
-                            run.update_manifest(engines=run.manifest["engines"])
                         plan.observe(p, row["slo_met"] if row is not None and not aborted else None)
+                        if not aborted:
+                            done.add(p.point_id)
+                        # one manifest write a point: points done, and this engine's entry with its telemetry
+                        run.update_manifest(points_done=[q.point_id for q in points if q.point_id in done])
                         if aborted:
                             log = engine.log_path()
                             msg = f"point {p.point_id}: {aborted}" + (f"; engine log: {log}" if log else "")
@@ -269,8 +272,6 @@ def run_scenario(
                             else:
                                 failures.append(msg)
                             break
-                        done.add(p.point_id)
-                        run.update_manifest(points_done=[q.point_id for q in points if q.point_id in done])
                     if search is not None and not interrupted and not failures:
                         done.update(q.point_id for q in vpoints)  # the search replaces the planned rates
                         run.update_manifest(points_done=[q.point_id for q in points if q.point_id in done])
