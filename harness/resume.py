@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Any
 
@@ -25,24 +26,70 @@ class ResumeError(Exception):
     """The run directory cannot be resumed with this scenario; message is for the user."""
 
 
-def _same_scenario(manifest: dict[str, Any], s: Scenario) -> bool:
-    """Whether the run was made with this scenario: by its hash, or, for a run whose hash was made another
-    way (before defaults were left out of it), by the scenario stored in its manifest, fields added to the
-    harness since left out of the comparison."""
-    if manifest.get("scenario_hash") == scenario_hash(s):
-        return True
+def scenario_differences(stored: Any, now: Any, where: str = "") -> list[str]:
+    """Where the scenario stored in a run's manifest and this one, both as dumped for the manifest (all
+    values, defaults written out), differ: `path: stored -> now` for each value. Keys only `now` has are
+    fields the harness added since the run was made and are not compared."""
+    if isinstance(stored, dict) and isinstance(now, dict):
+        out: list[str] = []
+        for k, v in stored.items():
+            at = f"{where}.{k}" if where else str(k)
+            out += scenario_differences(v, now[k], at) if k in now else [f"{at}: {_short(v)} -> (none)"]
+        return out
+    if isinstance(stored, list) and isinstance(now, list) and len(stored) == len(now):
+        return [
+            d
+            for i, (a, b) in enumerate(zip(stored, now, strict=True))
+            for d in scenario_differences(a, b, f"{where}[{i}]")
+        ]
+    return [] if stored == now else [f"{where}: {_short(stored)} -> {_short(now)}"]
+
+
+def _short(v: Any) -> str:
+    text = json.dumps(v, sort_keys=True)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_same_scenario(path: Path, manifest: dict[str, Any], s: Scenario) -> None:
+    """Raise ResumeError unless the run was made with this scenario, value for value.
+
+    The hash covers the values that differ from the defaults, so it is the same for the same file, but
+    a harness whose defaults changed since the run was made would measure the rest of the points
+    another way: the scenario stored in the manifest (every value) is compared too. A run whose hash
+    was made another way (before defaults were left out of it) resumes when the stored values agree."""
+    same_hash = manifest.get("scenario_hash") == scenario_hash(s)
     stored = manifest.get("scenario")
-    now = redact_scenario(s.model_dump(mode="json"))
-    return isinstance(stored, dict) and _known_part(now, stored) == stored
-
-
-def _known_part(now: Any, stored: Any) -> Any:
-    """`now` with the mapping keys `stored` does not have left out, at every depth."""
-    if isinstance(now, dict) and isinstance(stored, dict):
-        return {k: _known_part(v, stored[k]) for k, v in now.items() if k in stored}
-    if isinstance(now, list) and isinstance(stored, list) and len(now) == len(stored):
-        return [_known_part(a, b) for a, b in zip(now, stored, strict=True)]
-    return now
+    diffs = (
+        scenario_differences(stored, redact_scenario(s.model_dump(mode="json")))
+        if isinstance(stored, dict)
+        else None
+    )
+    if diffs == [] or (same_hash and diffs is None):
+        return
+    shown = "; ".join((diffs or [])[:4]) + ("; ..." if len(diffs or []) > 4 else "")
+    made_by, this = (
+        (manifest.get("harness_version"), manifest.get("git_sha")),
+        (harness.__version__, hostinfo.git_sha()),
+    )
+    if same_hash:
+        # the same file read by a harness with other defaults
+        raise ResumeError(
+            f"{path}: the same scenario file, but this harness ({this[0]}, {this[1] or 'commit unknown'}) "
+            f"has other defaults than the one that made the run ({made_by[0]}, "
+            f"{made_by[1] or 'commit unknown'}): {shown}; write the run's values into the scenario file "
+            "to resume with them, or start a new run"
+        )
+    other = (
+        f"; it was made by harness {made_by[0]} ({made_by[1] or 'commit unknown'}), this is "
+        f"{this[0]} ({this[1] or 'commit unknown'}), which may read the same file differently"
+        if made_by != this
+        else ""
+    )
+    raise ResumeError(
+        f"{path}: was run with a different scenario (hash {str(manifest.get('scenario_hash'))[:12]}, "
+        f"this one {scenario_hash(s)[:12]}){': ' + shown if shown else ''}; resume needs the same "
+        f"scenario file contents{other}"
+    )
 
 
 def reopen(path: Path, s: Scenario, find_max_goodput: bool) -> tuple[RunDir, list[dict[str, Any]], int, int]:
@@ -58,21 +105,7 @@ def reopen(path: Path, s: Scenario, find_max_goodput: bool) -> tuple[RunDir, lis
             f"{path}: a --find-max-goodput rate search cannot be resumed; start a new run "
             "(its finished probes stay in this directory)"
         )
-    if not _same_scenario(manifest, s):
-        made_by, this = (
-            (manifest.get("harness_version"), manifest.get("git_sha")),
-            (harness.__version__, hostinfo.git_sha()),
-        )
-        other = (
-            f"; it was made by harness {made_by[0]} ({made_by[1] or 'commit unknown'}), this is "
-            f"{this[0]} ({this[1] or 'commit unknown'}), which may read the same file differently"
-            if made_by != this
-            else ""
-        )
-        raise ResumeError(
-            f"{path}: was run with a different scenario (hash {str(manifest.get('scenario_hash'))[:12]}, "
-            f"this one {scenario_hash(s)[:12]}); resume needs the same scenario file contents{other}"
-        )
+    _check_same_scenario(path, manifest, s)
     if manifest.get("status") == "complete":
         raise ResumeError(f"{path}: run is already complete; nothing to resume")
     if (pid := live_runner(manifest)) is not None:

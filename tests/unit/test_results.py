@@ -271,6 +271,40 @@ def test_a_run_made_before_defaults_left_the_hash_still_resumes(tmp_path: Path) 
         reopen(run.path, s, find_max_goodput=False)
 
 
+def test_a_harness_with_other_defaults_does_not_resume_the_run(tmp_path: Path) -> None:
+    import pytest
+
+    from harness.resume import ResumeError, reopen, scenario_differences
+    from harness.scenario import parse_scenario, scenario_hash
+
+    s = parse_scenario({"name": "s", "engine": {"type": "external", "base_url": "http://127.0.0.1:9"}})
+    stored = redact_scenario(s.model_dump(mode="json"))
+    stored["workload"]["output_tokens"] = 128  # the old harness's default
+    run = RunDir.create(tmp_path, "s", NOW)
+    run.write_manifest({"status": "partial", "scenario_hash": scenario_hash(s), "scenario": stored})
+    now = redact_scenario(s.model_dump(mode="json"))
+    diffs = scenario_differences(stored, now)
+    assert diffs == [f"workload.output_tokens: 128 -> {s.workload.output_tokens}"]
+    with pytest.raises(ResumeError, match=r"other defaults .*workload\.output_tokens: 128 -> 64; write"):
+        reopen(run.path, s, find_max_goodput=False)
+    # the same values everywhere: it resumes
+    run.write_manifest({"status": "partial", "scenario_hash": scenario_hash(s), "scenario": now})
+    assert reopen(run.path, s, find_max_goodput=False)[3] == 1
+
+
+def test_scenario_differences_name_each_value_and_skip_fields_added_since() -> None:
+    from harness.resume import scenario_differences
+
+    stored = {"load": {"requests": 8, "points": [1, 2]}, "gone": True}
+    now = {"load": {"requests": 9, "points": [1, 3], "new_field": 0}}
+    assert scenario_differences(stored, now) == [
+        "load.requests: 8 -> 9",
+        "load.points[1]: 2 -> 3",
+        "gone: true -> (none)",
+    ]
+    assert scenario_differences({"a": [1]}, {"a": [1, 2]}) == ["a: [1] -> [1, 2]"]
+
+
 def test_a_file_replaced_whole_is_the_old_one_or_the_new_one(tmp_path: Path) -> None:
     import pytest
 
