@@ -159,6 +159,8 @@ class VllmServer:
             p = Path(m.path).expanduser()
             if not p.exists():
                 raise ModelError(f"engine.model.path: {p} does not exist")
+            if why := checkpoint_conflict(self.cfg.precision, checkpoint_quantization(p)):
+                raise ModelError(why)
             size = sum(f.stat().st_size for f in p.glob("*.safetensors")) if p.is_dir() else p.stat().st_size
             return p, p.name if p.is_dir() else p.stem, float(size) or None
         raise ModelError(
@@ -329,6 +331,7 @@ class VllmServer:
                 "source": c.model.source,
                 "path": str(self.model_dir),
                 "weights": "dummy" if c.model.source == "catalog" else "checkpoint",
+                "quant_method": checkpoint_quantization(self.model_dir),
                 "weight_bytes": self.weight_bytes,
             },
             "weights_gpu_gib_loaded": self.loaded_gib,
@@ -391,17 +394,42 @@ def precision_args(precision: str, version: str | None = None, checkpoint: str |
     bf16/fp16 set `--dtype`; fp8 quantizes the weights online (`--quantization fp8_per_tensor` from vLLM
     0.32, where `fp8` for online quantization is deprecated; `fp8` before; on GPUs without FP8
     units vLLM runs them weight-only through its Marlin kernels); int8 with dummy weights is described by
-    the W8A8 compressed-tensors config written into config.json (nothing to pass); awq/gptq and int4 are
-    read from a pre-quantized checkpoint's own config (awq/gptq named explicitly).
+    the W8A8 compressed-tensors config written into config.json (nothing to pass); a pre-quantized
+    checkpoint (fp8, awq, gptq, int4) is read from its own config, nothing passed; awq/gptq are named
+    only for a checkpoint whose config names no method.
     """
     if precision == "bf16":
         return ["--dtype", "bfloat16"]
     if precision == "fp16":
         return ["--dtype", "float16"]
+    if precision in CHECKPOINT_METHODS and checkpoint:
+        # a pre-quantized checkpoint: vLLM reads the method from its config and picks the fastest kernel
+        # for it (awq_marlin, gptq_marlin); a method named here forces that one (plain awq is several
+        # times slower), and one that differs from the config's (fp8_per_tensor against
+        # compressed-tensors) is refused at start-up
+        return []
     if precision == "fp8":
-        if checkpoint == "fp8" or not vllm_at_least(version, (0, 32)):  # an FP8 checkpoint: its own method
-            return ["--quantization", "fp8"]
-        return ["--quantization", "fp8_per_tensor"]
+        return ["--quantization", "fp8_per_tensor" if vllm_at_least(version, (0, 32)) else "fp8"]
     if precision in ("awq", "gptq"):
         return ["--quantization", precision]
     return []
+
+
+# quant_method values of checkpoints that can hold each quantized precision
+CHECKPOINT_METHODS = {
+    "fp8": ("fp8", "compressed-tensors", "modelopt", "fbgemm_fp8"),
+    "awq": ("awq", "awq_marlin"),
+    "gptq": ("gptq", "gptq_marlin", "compressed-tensors"),
+}
+
+
+def checkpoint_conflict(precision: str, checkpoint: str | None) -> str | None:
+    """Why a scenario's precision cannot be what a pre-quantized checkpoint holds, else None."""
+    allowed = CHECKPOINT_METHODS.get(precision)
+    if checkpoint is None or allowed is None or checkpoint in allowed:
+        return None
+    return (
+        f"engine.precision: {precision!r}, but the checkpoint's config.json says quant_method "
+        f"{checkpoint!r} (a {precision} checkpoint says one of: {', '.join(allowed)}); set the precision "
+        "the checkpoint holds"
+    )

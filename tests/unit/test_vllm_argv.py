@@ -12,6 +12,7 @@ import pytest
 from harness.engines.process import EngineError
 from harness.engines.vllm import VllmEnv, VllmServer, expected_gpu_weight_gib, offload_check, probe_env
 from harness.hfmodel import W8A8_CONFIG
+from harness.models import ModelError
 from harness.scenario import ScenarioError, parse_scenario
 
 GPU = VllmEnv("/opt/venv/bin/python", "0.33.0", "vllm", "2.9.0", "/opt/venv/bin/vllm")
@@ -216,6 +217,31 @@ def test_fp8_checkpoint_keeps_its_own_quantization_method(tmp_path: Path) -> Non
     (ckpt / "config.json").write_text(json.dumps({"quantization_config": {"quant_method": "fp8"}}))
     assert checkpoint_quantization(ckpt) == "fp8"
     assert checkpoint_quantization(tmp_path) is None  # no config.json
-    # vLLM 0.32 refuses fp8_per_tensor against a checkpoint that says fp8 itself
-    assert precision_args("fp8", "0.33.0", "fp8") == ["--quantization", "fp8"]
+    # vLLM 0.32 refuses fp8_per_tensor against a checkpoint that says fp8 (or compressed-tensors) itself,
+    # and a named awq forces the slow kernel where it would pick awq_marlin: nothing is passed
+    assert precision_args("fp8", "0.33.0", "fp8") == []
+    assert precision_args("fp8", "0.33.0", "compressed-tensors") == []
+    assert precision_args("awq", "0.33.0", "awq") == []
+    assert precision_args("gptq", "0.33.0", "gptq") == []
     assert precision_args("fp8", "0.33.0", None) == ["--quantization", "fp8_per_tensor"]
+    assert precision_args("awq", "0.33.0", None) == ["--quantization", "awq"]  # a config without a method
+
+
+def test_a_precision_the_checkpoint_does_not_hold_is_refused(tmp_path: Path) -> None:
+    from harness.engines.vllm import checkpoint_conflict
+
+    assert checkpoint_conflict("awq", "awq_marlin") is None and checkpoint_conflict("bf16", "fp8") is None
+    assert checkpoint_conflict("fp8", None) is None
+    ckpt = tmp_path / "Llama-70B-GPTQ"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text(json.dumps({"quantization_config": {"quant_method": "gptq"}}))
+    eng = {"type": "vllm", "model": {"source": "path", "path": str(ckpt)}, "precision": "awq"}
+    s = parse_scenario({"name": "t", "engine": eng, "hardware": {"gpu": "a100-80gb-sxm"}})
+    with pytest.raises(
+        ModelError, match=r"'awq', but the checkpoint's config\.json says quant_method 'gptq'"
+    ):
+        VllmServer(s.engine, tmp_path / "log")
+    eng["precision"] = "gptq"
+    srv = VllmServer(parse_scenario({"name": "t", "engine": eng}).engine, tmp_path / "log")
+    assert "--quantization" not in srv.build_argv(9, GPU)
+    assert srv.describe()["model"]["quant_method"] == "gptq"
