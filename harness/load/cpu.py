@@ -14,14 +14,18 @@ import numpy as np
 
 
 class CpuMeter:
-    """CPU seconds (user + system) and wall seconds of this process since creation."""
+    """CPU seconds (user + system) and wall seconds of this process since creation or `restart`."""
 
     def __init__(self) -> None:
+        self.restart()
+
+    def restart(self) -> None:
+        """Count from now (the measured part of a point: start-up and warmup would dilute the share)."""
         self._cpu0 = time.process_time()
         self._wall0 = time.perf_counter()
 
     def read(self) -> tuple[float, float]:
-        """(cpu_s, wall_s) since creation."""
+        """(cpu_s, wall_s) since creation or the last restart."""
         return time.process_time() - self._cpu0, time.perf_counter() - self._wall0
 
 

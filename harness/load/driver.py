@@ -164,6 +164,7 @@ class _Run:
         tasks: list[asyncio.Task[None]] = []
         spin = (self.load.rate_rps or 0) / max(1, self.load.workers) <= SPIN_MAX_RATE_RPS
         started = False
+        edge: asyncio.Future[None] | None = None
 
         async def gated(job: Job, when_ns: int) -> None:
             if sem is None:
@@ -175,12 +176,17 @@ class _Run:
         try:
             for job in jobs:
                 when_ns = t0_ns + job.offset_ns
-                await _sleep_until_ns(when_ns, spin)
                 if job.role == "measured" and not started:
                     started = True
                     self.out.started_ns = when_ns
                     if self.on_measure_start is not None:
-                        self.on_measure_start(when_ns)
+                        # the window's edge samples (a /metrics scrape, NVML, CPU) are taken off the event
+                        # loop, in the gap before the first measured send: in it they would hold back the
+                        # requests due meanwhile, whose latencies count from their scheduled times
+                        edge = asyncio.get_running_loop().run_in_executor(
+                            None, self.on_measure_start, when_ns
+                        )
+                await _sleep_until_ns(when_ns, spin)
                 sent = self.gate(job)
                 if sent is None:
                     break
@@ -191,6 +197,8 @@ class _Run:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if edge is not None:  # the window is open before the point ends
+                await asyncio.gather(edge, return_exceptions=True)
 
 
 async def _sleep_until_ns(when_ns: int, spin: bool) -> None:
@@ -242,9 +250,11 @@ async def run_jobs_here(
         rest = [j for j in jobs if j.role != "warmup"]
         if warm:
             await run.closed(warm, min(len(warm), load.concurrency or 1))
+        t_ns = time.perf_counter_ns()
+        if on_measure_start is not None:  # edge samples before the first measured request is sent
+            on_measure_start(t_ns)
+        # the window from the first send: the edge samples' time is not in it
         out.started_ns = time.perf_counter_ns()
-        if on_measure_start is not None:
-            on_measure_start(out.started_ns)
         if load.duration_s:
             run.deadline_ns = out.started_ns + int(load.duration_s * 1e9)
         await run.closed(rest, load.concurrency or 1)
@@ -290,6 +300,11 @@ async def run_point(
     probe = LoopLagProbe()
     task: asyncio.Task[None] | None = None
 
+    def measure_start(t_ns: int) -> None:
+        meter.restart()  # the client's CPU share over the measured requests, not its warmup
+        if on_measure_start is not None:
+            on_measure_start(t_ns)
+
     def record_and_watch(rec: RequestRecord) -> None:
         on_record(rec)
         # a dead engine fails requests faster than the watchdog polls: check at once
@@ -306,9 +321,9 @@ async def run_point(
         if load.workers > 1:
             from harness.load.workers import run_jobs_in_workers
 
-            await run_jobs_in_workers(client, load, jobs, record_and_watch, out, t0_ns, on_measure_start)
+            await run_jobs_in_workers(client, load, jobs, record_and_watch, out, t0_ns, measure_start)
         else:
-            await run_jobs_here(client, load, jobs, record_and_watch, out, t0_ns, on_measure_start)
+            await run_jobs_here(client, load, jobs, record_and_watch, out, t0_ns, measure_start)
 
     task = asyncio.create_task(body())
     while not task.done():

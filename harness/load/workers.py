@@ -63,6 +63,11 @@ def _worker_main(conn: Connection, cfg: dict[str, Any], load: dict[str, Any], jo
         def on_record(rec: RequestRecord) -> None:
             conn.send(("rec", rec.to_json()))
 
+        def on_start(t_ns: int) -> None:
+            meter.restart()  # this worker's share of a core over its measured requests
+            # called off the event loop in open loop: the pipe is written from the loop's thread only
+            loop.call_soon_threadsafe(conn.send, ("start", t_ns))
+
         async with StreamClient(**cfg) as client:
             run = asyncio.create_task(
                 run_jobs_here(
@@ -72,7 +77,7 @@ def _worker_main(conn: Connection, cfg: dict[str, Any], load: dict[str, Any], jo
                     on_record,
                     out,
                     t0_ns,
-                    lambda t: conn.send(("start", t)),
+                    on_start,
                     lambda: conn.send(("mdone",)),
                 )
             )
@@ -129,7 +134,13 @@ async def run_jobs_in_workers(
     all_done = asyncio.Event()
     all_ready = asyncio.Event()
     dead: list[int] = []
+    lost: list[int] = []  # workers gone mid-point
     problems: list[str] = []
+
+    def stop_all() -> None:
+        for other in pipes:
+            with contextlib.suppress(OSError, BrokenPipeError):
+                other.send(("stop",))
 
     def handle(k: int) -> None:
         c = pipes[k]
@@ -160,9 +171,7 @@ async def run_jobs_in_workers(
                     # the measured requests of every worker are done: stop all cooldowns
                     measured_done.add(k)
                     if len(measured_done) == n:
-                        for other in pipes:
-                            with contextlib.suppress(OSError, BrokenPipeError):
-                                other.send(("stop",))
+                        stop_all()
                 elif kind == "done":
                     finished[k] = (msg[1], msg[2])
                     loop.remove_reader(c.fileno())
@@ -172,10 +181,15 @@ async def run_jobs_in_workers(
                     return
         except (EOFError, OSError):
             loop.remove_reader(c.fileno())
-            finished.setdefault(k, (0.0, 0.0))
             if k not in ready:
                 dead.append(k)
                 all_ready.set()  # wake the start-up wait: it reports the dead worker
+            elif k not in finished:
+                # killed (out of memory) or failed mid-point: its unsent and in-flight requests are lost,
+                # often the slow tail, so the point is not whole; the others stop now, not after cooldown
+                lost.append(k)
+                stop_all()
+            finished.setdefault(k, (0.0, 0.0))
             if len(finished) == n:
                 all_done.set()
 
@@ -194,6 +208,12 @@ async def run_jobs_in_workers(
         for c in pipes:
             c.send(("go", t0))
         await all_done.wait()
+        if lost:
+            procs[lost[0]].join(5)
+            out.aborted = out.aborted or (
+                f"client worker {lost[0]} exited mid-point (code {procs[lost[0]].exitcode}): "
+                "its requests were not all measured"
+            )
     finally:
         if not all_done.is_set():
             for c in pipes:

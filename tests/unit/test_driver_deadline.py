@@ -182,3 +182,101 @@ def test_a_hangup_is_an_interruption_like_ctrl_c() -> None:
         os.kill(os.getpid(), signal.SIGHUP)
         assert flag == ["interrupted by SIGHUP"]
     assert signal.getsignal(signal.SIGHUP) is before
+
+
+@pytest.mark.parametrize("mode", ["open", "closed"])
+def test_slow_window_edge_samples_do_not_hold_back_measured_requests(fake: str, mode: str) -> None:
+    """A /metrics scrape over a slow link (here 300 ms) when the window opens: in the open loop it runs
+    beside the schedule, in the closed loop before the first send, so no measured latency contains it."""
+    import time
+
+    calls: list[int] = []
+
+    def slow_edge(t_ns: int) -> None:
+        calls.append(t_ns)
+        time.sleep(0.3)
+
+    load = (
+        PointLoad("open", rate_rps=50.0, arrival="constant")
+        if mode == "open"
+        else PointLoad("closed", concurrency=2)
+    )
+    specs = [RequestSpec("hello world", 4) for _ in range(20)]
+    warm = [RequestSpec("hello world", 4) for _ in range(2)]
+
+    async def go() -> PointOutcome:
+        async with StreamClient(fake, "fake", extra_body={"ignore_eos": True}) as c:
+            return await run_point(c, load, warm, specs, 0, lambda r: None, on_measure_start=slow_edge)
+
+    out = asyncio.run(go())
+    measured = [r for r in out.records if not r.warmup]
+    assert len(calls) == 1 and len(measured) == 20 and all(r.ok for r in measured)
+    late_s = max((r.sent_ns - r.scheduled_ns) / 1e9 for r in measured)
+    assert late_s < 0.1, late_s  # the 300 ms edge is in no request's send time
+    if mode == "closed":
+        assert calls[0] < out.started_ns <= min(r.sent_ns for r in measured)
+        assert out.started_ns - calls[0] >= 0.3e9  # the window opens after the edge samples
+    else:
+        assert calls[0] == out.started_ns == min(r.scheduled_ns for r in measured)
+
+
+def test_the_client_cpu_share_is_over_the_measured_requests_only(fake: str) -> None:
+    """Idle warmup (two 410 ms requests) must not dilute the client's CPU share: it is CPU seconds over
+    the wall time from the first measured send, where the saturation warning looks."""
+    import time
+
+    burned = [0.0]
+
+    def on_record(r: RequestRecord) -> None:
+        if not r.warmup:  # 20 ms of CPU per measured request, as a busy client would spend
+            t = time.process_time()
+            while time.process_time() - t < 0.02:
+                pass
+            burned[0] += time.process_time() - t
+
+    load = PointLoad("c", concurrency=1)
+    warm = [RequestSpec("hello world", 40) for _ in range(2)]
+    specs = [RequestSpec("hello world", 4) for _ in range(10)]
+
+    async def go() -> PointOutcome:
+        async with StreamClient(fake, "fake", extra_body={"ignore_eos": True}) as c:
+            return await run_point(c, load, warm, specs, 0, on_record)
+
+    out = asyncio.run(go())
+    measured_s = (out.ended_ns - out.started_ns) / 1e9
+    assert out.client["client_cpu_s"] >= burned[0] > 0.19
+    # counted from the warmup's start it would be about half of this
+    assert out.client["client_cpu_util_max"] >= 0.8 * burned[0] / measured_s
+
+
+def test_a_client_worker_killed_mid_point_aborts_the_point(fake: str) -> None:
+    """Out of memory or a bug in one of two client processes: its requests are lost, so the point is
+    said to be cut short, not reported whole with fewer requests."""
+    import threading
+    import time
+
+    import psutil
+
+    first = threading.Event()
+    killed_ns: list[int] = []
+
+    def kill_a_worker() -> None:  # once measured requests are coming back: mid-point
+        first.wait(30)
+        kids = [c for c in psutil.Process().children() if "spawn_main" in " ".join(c.cmdline())]
+        assert len(kids) == 2, kids
+        kids[0].kill()
+        killed_ns.append(time.perf_counter_ns())
+
+    load = PointLoad("w", concurrency=2, workers=2)
+    specs = [RequestSpec("hello world", 40) for _ in range(20)]  # 10 of 410 ms in turn per worker
+    threading.Thread(target=kill_a_worker, daemon=True).start()
+
+    async def go() -> PointOutcome:
+        async with StreamClient(fake, "fake", extra_body={"ignore_eos": True}) as c:
+            return await run_point(c, load, [], specs, 0, lambda r: first.set())
+
+    out = asyncio.run(go())
+    assert out.aborted is not None and "exited mid-point (code -9)" in out.aborted, out.aborted
+    assert len([r for r in out.records if not r.warmup]) < 20
+    # the other worker was stopped, not left to play out its share (3.7 s more)
+    assert (out.ended_ns - killed_ns[0]) / 1e9 < 2.0
