@@ -143,8 +143,9 @@ def meets_slo(
     for name, limit, value in checks:
         if limit is None:
             continue
-        if value is None and name == "tpot":
+        if value is None and name == "tpot" and r.output_tokens is not None:
             continue  # TPOT of a one-token output is undefined and cannot violate the SLO
+        # (an unknown token count leaves TPOT unknown: the request is not counted as meeting it)
         if value is None or value > limit:
             return False
     return True

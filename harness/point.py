@@ -176,12 +176,10 @@ def measure_point(
     label = f"{p.point_id} " + (f"concurrency {p.concurrency}" if p.concurrency else f"{p.rate_rps:g} req/s")
     task = progress.add_task(label, total=len(specs))
 
-    usage_in_stream = engine.usage_in_stream()
-
     def on_record(rec: RequestRecord) -> None:
         rec.attempt = attempt
-        if not usage_in_stream:
-            _count_without_usage(rec)
+        # also where usage should be in the stream: an endpoint that ignores stream_options sends none
+        _count_without_usage(rec)
         run.append_record(rec)
         if not rec.warmup:
             live = tel.live()

@@ -45,6 +45,9 @@ def serve_fake(
     error_as: Annotated[
         str, typer.Option(help="how that error is sent: data (vLLM, llama.cpp) or field (older llama.cpp)")
     ] = "data",
+    no_usage: Annotated[
+        bool, typer.Option("--no-usage", help="fault: ignore stream_options, send no usage chunk")
+    ] = False,
 ) -> None:
     """Serve the OpenAI streaming protocol with scripted timing (for testing clients and the harness)."""
     from harness.testing.fake_server import FakeScript, serve_processes
@@ -66,6 +69,7 @@ def serve_fake(
         stall_after_tokens=stall_after,
         error_after_tokens=error_after,
         error_as=error_as,
+        include_usage=not no_usage,
     )
     err.print(
         f"fake OpenAI server on http://{host}:{port} (TTFT {ttft_ms} ms, ITL {itl_ms} ms, "

@@ -141,9 +141,13 @@ class PromptFactory:
         if self._prefix is None:
             self._prefix = ""
             if self.shared_prefix_tokens:
-                text, _ = self._fit(
-                    lambda k: "Context: " + self.words(_PREFIX_ID, k), self.shared_prefix_tokens
-                )
+
+                def make(k: int) -> str:
+                    return "Context: " + self.words(_PREFIX_ID, k)
+
+                n = self.shared_prefix_tokens
+                # without a counter about a token per word: "Context:", the number and n - 2 words
+                text = make(max(1, n - 2)) if self.count_tokens is None else self._fit(make, n)[0]
                 self._prefix = text + "\n"
         return self._prefix
 
@@ -152,8 +156,8 @@ class PromptFactory:
 
     def prompt(self, request_id: int, n_tokens: int) -> tuple[str, int | None]:
         """(text, its count or None): exactly n_tokens where the tokenizer allows."""
-        if self.count_tokens is None:
-            return self.text(request_id, max(1, n_tokens - 1)), None
+        if self.count_tokens is None:  # the number and n - 1 words, the shared prefix within them
+            return self.text(request_id, max(1, n_tokens - 1 - self.shared_prefix_tokens)), None
         return self._fit(lambda k: self.text(request_id, k), n_tokens)
 
     def _fit(self, make: Callable[[int], str], n_tokens: int) -> tuple[str, int | None]:

@@ -119,3 +119,30 @@ def test_two_client_workers_and_rate_search(write_scenario, tmp_path: Path, fake
     said = " ".join(res.stderr.split())
     assert "highest rate meeting the SLOs: at least 1280 req/s offered (" in said
     assert "req/s achieved): no rate tried failed in 8 probes, so the limit is higher" in said
+
+
+def test_an_endpoint_that_sends_no_usage_is_counted_from_max_tokens(write_scenario, tmp_path: Path) -> None:
+    """An OpenAI-compatible endpoint that ignores stream_options: streams that ended for `length` ran to
+    max_tokens, so tok/s is measured, not zero, and TPOT exists for the SLO."""
+    from tests.conftest import start_fake_server
+
+    proc, url = start_fake_server(tmp_path / "fake.log", TTFT_S * 1e3, ITL_S * 1e3, "--no-usage")
+    try:
+        load = {"rates_rps": [20], "requests": 12, "warmup_requests": 2}
+        res = harness_cli(
+            "run",
+            str(write_scenario(scenario(url, **load))),
+            "--results",
+            str(tmp_path / "r"),
+            "--no-progress",
+        )
+    finally:
+        proc.stop()
+    assert res.returncode == 0, res.stderr[-2000:]
+    run = run_dir_from(res.stderr)
+    measured = [r for r in iter_records(run) if not r.warmup]
+    assert len(measured) == 12 and all(r.finish_reason == "length" for r in measured)
+    assert {(r.output_tokens, r.output_tokens_source) for r in measured} == {(12, "max_tokens")}
+    p = pd.read_csv(run / "points.csv").iloc[0]
+    assert p["output_tokens"] == 12 * 12 and p["output_tok_s"] > 0 and p["missing_usage"] == 0
+    assert p["slo_met"] and p["tpot_s_p50"] == pytest.approx(ITL_S, abs=0.004)

@@ -91,6 +91,12 @@ def test_goodput_counts_only_requests_within_every_slo() -> None:
     assert row["slo_attainment"] == pytest.approx(1 / 3)
     assert metrics.meets_slo(fast, 2.0, 0.1, None)
     assert not metrics.meets_slo(slow_tpot, 2.0, 0.1, None)
+    # a one-token output has no TPOT to violate; an unknown token count (no usage) has no TPOT to meet
+    one = rec(4, 1000, 1000, [1100], 1100, 1)
+    unknown = rec(5, 1000, 1000, [1100, 1200], 3100, 11)
+    unknown.output_tokens = None
+    assert metrics.meets_slo(one, 2.0, 0.1, None) and not metrics.meets_slo(unknown, 2.0, 0.1, None)
+    assert metrics.meets_slo(unknown, 2.0, None, None)  # without a TPOT limit it is not asked
 
 
 def test_empty_point_gives_nan_not_errors() -> None:

@@ -71,6 +71,17 @@ def test_prompts_differ_from_the_first_token_unless_prefix_is_shared(tokenizer_j
     assert count(prefix.rstrip("\n")) == 16
 
 
+def test_a_shared_prefix_without_a_tokenizer_is_about_a_token_per_word() -> None:
+    """An endpoint with no /tokenize and no workload.tokenizer: the prefix and the prompt around it are
+    sized by words, the prefix within the asked length as with a tokenizer."""
+    f = PromptFactory(seed=0, count_tokens=None, shared_prefix_tokens=16)
+    a, na = f.prompt(1, 48)
+    b, _ = f.prompt(2, 48)
+    assert na is None and a.startswith(f.prefix()) and b.startswith(f.prefix()) and a != b
+    assert len(f.prefix().split()) == 16
+    assert len(a.split()) == 48
+
+
 def test_length_distributions_are_clipped_and_seeded() -> None:
     rng = np.random.default_rng(0)
     d = LengthDist(dist="normal", mean=100, stddev=50, min=20, max=150)
