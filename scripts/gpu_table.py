@@ -93,8 +93,14 @@ def load_rows(folder: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
             model = eng["model"]
             wb = model.get("weight_bytes") or {}
             s = None
+            ngl = int(p["n_gpu_layers"])
+            placed = eng.get("placement") or {}
+            if placed.get("gpu_layers_ignored") or (
+                placed.get("model_buffers_mib") and not placed.get("gpu_weights_mib")
+            ):
+                ngl = 0  # llama.cpp put no weights on a GPU (a CPU build): every layer ran on the CPU
             if wb and model.get("block_count"):
-                s = split(int(p["n_gpu_layers"]), int(model["block_count"]), wb["blocks"], wb["output"])
+                s = split(ngl, int(model["block_count"]), wb["blocks"], wb["output"])
             rows.append({**p, "run": run.name, "gpu_name": gpu_name, "split": s, "model_bytes": wb})
     return rows, runs
 

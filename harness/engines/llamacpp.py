@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,64 @@ def native_ngl(n_gpu_layers: int) -> str:
     """`--n-gpu-layers` for llama.cpp's own server: -1 (all) as 999, since recent builds read -1 as
     "auto" (fit to free memory) and older ones take no "all"; any count above the layers means all."""
     return "999" if n_gpu_layers < 0 else str(n_gpu_layers)
+
+
+IGNORED_GPU_LAYERS = "no usable GPU found, --gpu-layers option will be ignored"
+_OFFLOADED = re.compile(r"offloaded (\d+)/(\d+) layers to GPU")
+_BUFFER = re.compile(r"(\S+) (?:model )?buffer size =\s*([\d.]+) MiB")
+
+
+def on_gpu(buffer: str) -> bool:
+    """Whether a llama.cpp model buffer (CUDA0, Vulkan1, MTL0, CPU_Mapped, CUDA_Host) is GPU memory:
+    CPU buffers and pinned host buffers (`*_Host`) are not."""
+    return not buffer.upper().startswith("CPU") and not buffer.endswith("_Host")
+
+
+def load_placement(log_text: str) -> dict[str, Any]:
+    """Where llama.cpp put the model, from its log: `gpu_layers_ignored` when it said it has no usable
+    GPU; from the `load_tensors:` lines (info level in older builds and xllamacpp, trace level (-lv 4)
+    in recent llama-server builds) `model_buffers_mib` per buffer (CUDA0, CPU_Mapped, ...), their sums
+    `gpu_weights_mib` / `host_weights_mib`, and `offloaded_layers` / `offloadable_layers` where the
+    build prints them (a CPU build with RPC support does too, so the buffers are what tells). The last
+    load in the text counts."""
+    out: dict[str, Any] = {}
+    if IGNORED_GPU_LAYERS in log_text:  # printed at start-up by builds without a usable GPU backend
+        out["gpu_layers_ignored"] = True
+    loads = log_text.split("loading model tensors")
+    text = loads[-1] if len(loads) > 1 else log_text
+    if found := _OFFLOADED.findall(text):
+        done, total = found[-1]
+        out["offloaded_layers"], out["offloadable_layers"] = int(done), int(total)
+    buffers = {
+        name: float(mib)
+        for line in text.splitlines()
+        if "load_tensors" in line and (m := _BUFFER.search(line))
+        for name, mib in [m.groups()]
+    }
+    if buffers:
+        out["model_buffers_mib"] = buffers
+        out["gpu_weights_mib"] = round(sum(v for k, v in buffers.items() if on_gpu(k)), 2)
+        out["host_weights_mib"] = round(sum(v for k, v in buffers.items() if not on_gpu(k)), 2)
+    return out
+
+
+def placement_warning(n_gpu_layers: int, placement: dict[str, Any]) -> str | None:
+    """A warning when llama.cpp put no weights on a GPU though `n_gpu_layers` asked it to (None when it
+    did, or the log could not tell)."""
+    if n_gpu_layers == 0:
+        return None
+    if placement.get("gpu_layers_ignored"):
+        return (
+            f"n_gpu_layers {n_gpu_layers} asked for the GPU, but llama.cpp found no usable GPU and ignored "
+            "it: every layer ran on the CPU (a build without a GPU backend, or no GPU visible)"
+        )
+    if "model_buffers_mib" not in placement or placement["gpu_weights_mib"] > 0:
+        return None
+    held = ", ".join(f"{k} {v:.1f} MiB" for k, v in placement["model_buffers_mib"].items())
+    return (
+        f"n_gpu_layers {n_gpu_layers} asked for the GPU, but llama.cpp put no weights on one ({held}): "
+        "every layer ran on the CPU (a build without a GPU backend, or no GPU visible)"
+    )
 
 
 def _pkg_version(name: str) -> str | None:
@@ -53,6 +112,8 @@ class LlamaCppServer:
         self.health_wait_s: float | None = None
         self._bos_tokens: int | None = None
         self._client: httpx.Client | None = None
+        self.placement: dict[str, Any] = {}
+        self.warnings: list[str] = []
 
     # -- command lines
     def build_argv(self, port: int) -> list[str]:
@@ -136,6 +197,7 @@ class LlamaCppServer:
                     f"launcher llama-server: no executable at {where}; build llama.cpp's server "
                     "(cmake --build build --target llama-server) and name it in `binary:`"
                 )
+        log_from = self._log.stat().st_size if self._log.exists() else 0
         for attempt in range(3):
             self.port = free_port(self.cfg.host)
             self.argv = self.build_argv(self.port)
@@ -160,6 +222,14 @@ class LlamaCppServer:
                 self.props = httpx.get(self.base_url + "/props", timeout=10).json()
             except (httpx.HTTPError, ValueError):
                 self.props = {}
+        try:
+            with open(self._log, "rb") as f:
+                f.seek(log_from)
+                self.placement = load_placement(f.read().decode("utf-8", "replace"))
+        except OSError:
+            self.placement = {}
+        if why := placement_warning(self.cfg.n_gpu_layers, self.placement):
+            self.warnings.append(why)
         return self.base_url
 
     def stop(self) -> None:
@@ -219,6 +289,14 @@ class LlamaCppServer:
             d["server_props"] = {
                 k: self.props[k] for k in ("build_info", "total_slots", "model_path") if k in self.props
             }
+        if self.placement:
+            d["placement"] = dict(self.placement)
+            if placement_warning(self.cfg.n_gpu_layers, self.placement):
+                d["offload"] = (
+                    f"all layers on CPU (n_gpu_layers {self.cfg.n_gpu_layers} asked; none on a GPU)"
+                )
+        if self.warnings:
+            d["warnings"] = list(self.warnings)
         return d
 
     def request_extras(self, workload: Workload) -> dict[str, Any]:

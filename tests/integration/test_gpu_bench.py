@@ -112,10 +112,10 @@ def test_device_step_and_collect_with_a_cpu_llama_server(tmp_path: Path, write_s
                 "model": {**TINY, "dtype": "f16"},
                 "parallel": 2,
                 "ctx_size": 1024,
+                "n_gpu_layers": 99,  # asked of a CPU build: every layer runs on the CPU, and it is said
             },
             "workload": {"input_tokens": 32, "output_tokens": 16},
             "load": {"concurrency": [1, 2], "requests": 3},
-            "hardware": {"gpus": 0},
         }
     )
     out = tmp_path / "out"
@@ -161,7 +161,11 @@ def test_device_step_and_collect_with_a_cpu_llama_server(tmp_path: Path, write_s
     assert len(manifests) == 1
     m = json.loads(manifests[0].read_text())
     assert m["status"] == "complete"
-    assert m["engines"][0]["launcher"] == "llama-server" and m["engines"][0]["version"]
+    eng = m["engines"][0]
+    assert eng["launcher"] == "llama-server" and eng["version"]
+    # what llama.cpp's load log says it did, not what n_gpu_layers asked
+    assert eng["placement"] == {"gpu_layers_ignored": True}, eng["placement"]
+    assert eng["offload"].startswith("all layers on CPU") and "found no usable GPU" in eng["warnings"][0]
     readme = (dest / "results" / "gpu" / "README.md").read_text()
     assert readme.count("| F16 | 0/2 blocks on GPU |") == 2
     assert list((dest / "results" / "gpu").glob("device-*/device.log"))
