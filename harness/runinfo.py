@@ -106,14 +106,28 @@ def device_of(
         return str(hw.get("gpu") or "unknown"), n
     gpu = detected_gpu(manifest)
     key = gpu.key if gpu else hw.get("gpu")
-    cpu_only = cfg.get("type") == "llamacpp" and cfg.get("n_gpu_layers", 0) == 0 and gpu is None
-    if key and not cpu_only:
+    if key and not ran_on_cpu(cfg, hw, engine or {}, gpu is not None):
         if cfg.get("type") == "vllm":
             n = int(cfg.get("tensor_parallel_size") or 1) * int(cfg.get("pipeline_parallel_size") or 1)
         else:
             n = int(hw.get("gpus") or 1)
         return str(key), n
     return host_cpu_key(manifest), 1
+
+
+def ran_on_cpu(cfg: dict[str, Any], hw: dict[str, Any], engine: dict[str, Any], gpu_here: bool) -> bool:
+    """Whether an engine configuration ran on the host CPU though the machine may have GPUs: vLLM's CPU
+    build (`device: cpu`), a scenario with `hardware.gpus: 0`, llama.cpp whose log says it put no
+    weights on a GPU, or llama.cpp with every layer on the CPU on a machine without a GPU (on a GPU
+    machine its CUDA build still runs large prompt batches there)."""
+    if hw.get("gpus") == 0 or (cfg.get("type") == "vllm" and cfg.get("device") == "cpu"):
+        return True
+    if cfg.get("type") != "llamacpp":
+        return False
+    placed = engine.get("placement") or {}
+    if placed.get("gpu_layers_ignored") or ("gpu_weights_mib" in placed and not placed["gpu_weights_mib"]):
+        return True
+    return cfg.get("n_gpu_layers", 0) == 0 and not gpu_here
 
 
 def host_cpu_key(manifest: dict[str, Any]) -> str:

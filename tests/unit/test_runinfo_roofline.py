@@ -120,3 +120,21 @@ def test_model_column_is_the_catalog_key_for_packaged_models_too() -> None:
     assert model_key({"source": "catalog", "name": "llama-3.1-8b"}, "whatever") == "llama-3.1-8b"
     assert model_key({"source": "path", "path": "m.gguf"}, "m") == "m"
     assert model_key({"source": "served"}, None) == "?"
+
+
+def test_engines_that_ran_on_the_cpu_of_a_gpu_machine_are_the_cpu() -> None:
+    """vLLM's CPU build, `hardware.gpus: 0`, and llama.cpp whose log says it put nothing on the GPU ran on
+    the host CPU of this H100 machine: labelled, priced and bounded as that CPU, not the H100."""
+    tiny = {"type": "vllm", "model": {"source": "catalog", "name": "tiny-llama"}, "device": "cpu"}
+    m = _manifest(tiny, {"gpus": 0})
+    assert device_of(m, m["scenario"]["engine"], {}) == ("epyc-9654", 1)
+    m = _manifest({**tiny, "device": "cpu"})
+    assert device_of(m, m["scenario"]["engine"], {}) == ("epyc-9654", 1)
+    m = _manifest({"type": "llamacpp", "model": SYNTH, "n_gpu_layers": 99})
+    cfg = m["scenario"]["engine"]
+    assert device_of(m, cfg, ENGINE) == (H100, 1)
+    assert device_of(m, cfg, {**ENGINE, "placement": {"gpu_layers_ignored": True}}) == ("epyc-9654", 1)
+    no_gpu_weights = {"model_buffers_mib": {"CPU_Mapped": 16.0}, "gpu_weights_mib": 0.0}
+    assert device_of(m, cfg, {**ENGINE, "placement": no_gpu_weights}) == ("epyc-9654", 1)
+    on_gpu = {"model_buffers_mib": {"CUDA0": 5049.7}, "gpu_weights_mib": 5049.7}
+    assert device_of(m, cfg, {**ENGINE, "placement": on_gpu}) == (H100, 1)
