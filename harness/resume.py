@@ -92,8 +92,24 @@ def _check_same_scenario(path: Path, manifest: dict[str, Any], s: Scenario) -> N
     )
 
 
-def reopen(path: Path, s: Scenario, find_max_goodput: bool) -> tuple[RunDir, list[dict[str, Any]], int, int]:
-    """Reopen a run directory for `--resume`: (run, rows of finished points, next request id, attempt)."""
+def machine(hardware: Any) -> str:
+    """What a run's points depend on in a manifest's `hardware`: the GPUs by name and count, and the CPU
+    model (`8x NVIDIA H100 80GB HBM3, AMD EPYC 9654 96-Core Processor`; serials and UUIDs left out)."""
+    hw = hardware if isinstance(hardware, dict) else {}
+    gpu = hw.get("gpu") if isinstance(hw.get("gpu"), dict) else {}
+    names = [str(g.get("name") or "?") for g in gpu.get("gpus") or [] if isinstance(g, dict)]
+    gpus = ", ".join(f"{names.count(n)}x {n}" for n in sorted(set(names))) or "no GPU"
+    cpu = (hw.get("cpu") or {}).get("model") if isinstance(hw.get("cpu"), dict) else None
+    return f"{gpus}, {cpu or 'CPU unknown'}"
+
+
+def reopen(
+    path: Path, s: Scenario, find_max_goodput: bool, hardware: dict[str, Any] | None = None
+) -> tuple[RunDir, list[dict[str, Any]], int, int]:
+    """Reopen a run directory for `--resume`: (run, rows of finished points, next request id, attempt).
+
+    `hardware`: this machine's inventory, as the manifest records it; a run made on other GPUs or
+    another CPU is not resumed here (its points and the new ones would not compare)."""
     try:
         manifest = read_manifest(path)
     except RunNotFound as e:
@@ -106,6 +122,13 @@ def reopen(path: Path, s: Scenario, find_max_goodput: bool) -> tuple[RunDir, lis
             "(its finished probes stay in this directory)"
         )
     _check_same_scenario(path, manifest, s)
+    if hardware is not None and "hardware" in manifest:
+        was, now = machine(manifest["hardware"]), machine(hardware)
+        if was != now:
+            raise ResumeError(
+                f"{path}: was made on another machine ({was}) than this one ({now}); its points and new "
+                "ones would not compare: start a new run here"
+            )
     if manifest.get("status") == "complete":
         raise ResumeError(f"{path}: run is already complete; nothing to resume")
     if (pid := live_runner(manifest)) is not None:

@@ -170,7 +170,7 @@ def run_scenario(
     points = expand_points(s)
     attempt = 0
     if resume is not None:
-        run, rows, next_id, attempt = reopen(resume, s, find_max_goodput)
+        run, rows, next_id, attempt = reopen(resume, s, find_max_goodput, _hardware())
         console.print(f"resuming [bold]{run.path}[/]: {len(rows)} of {len(points)} point(s) already done")
     else:
         run, rows, next_id = _new_run(s, results_root, scenario_file, points, find_max_goodput), [], 0

@@ -319,3 +319,26 @@ def test_a_file_replaced_whole_is_the_old_one_or_the_new_one(tmp_path: Path) -> 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]  # no temporary left
     write_text_whole(f, "new\n")
     assert f.read_text() == "new\n" and sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]
+
+
+def test_a_run_made_on_other_gpus_is_not_resumed_here(tmp_path: Path) -> None:
+    import pytest
+
+    from harness.resume import ResumeError, machine, reopen
+    from harness.scenario import parse_scenario, scenario_hash
+
+    s = parse_scenario({"name": "s", "engine": {"type": "external", "base_url": "http://127.0.0.1:9"}})
+    h100 = {"name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-1", "catalog_key": "h100-sxm"}
+    hw = {"cpu": {"model": "AMD EPYC 9654 96-Core Processor"}, "gpu": {"available": True, "gpus": [h100] * 2}}
+    assert machine(hw) == "2x NVIDIA H100 80GB HBM3, AMD EPYC 9654 96-Core Processor"
+    assert machine({"cpu": {}, "gpu": {"available": False, "reason": "no NVML"}}) == "no GPU, CPU unknown"
+    run = RunDir.create(tmp_path, "s", NOW)
+    manifest = {"status": "partial", "scenario_hash": scenario_hash(s), "hardware": hw}
+    run.write_manifest(manifest)
+    a100 = {**h100, "name": "NVIDIA A100-SXM4-80GB", "uuid": "GPU-2"}
+    other = {**hw, "gpu": {"available": True, "gpus": [a100] * 2}}
+    with pytest.raises(ResumeError, match=r"another machine \(2x NVIDIA H100 80GB HBM3, .*\(2x NVIDIA A100"):
+        reopen(run.path, s, find_max_goodput=False, hardware=other)
+    # the same kind of machine (other GPU serials): it resumes
+    same = {**hw, "gpu": {"available": True, "gpus": [{**h100, "uuid": "GPU-9"}] * 2}}
+    assert reopen(run.path, s, find_max_goodput=False, hardware=same)[3] == 1
