@@ -161,30 +161,50 @@ def _side_ceiling(c: Claim, s: Side) -> tuple[float, float] | None:
     return b1.tok_s, n * peak
 
 
-def _ratio_sides(c: Claim, points: pd.DataFrame) -> list[dict[str, Any] | None]:
-    """Best point of each side. A side that does not fix its device count is matched at a count the
-    other side has too (the largest such), so a ratio never sets 8 GPUs against 1."""
+# what the two sides of a measured ratio must share, so that it compares the hardware (or precision) it
+# names and not two workloads, loads or engines
+RATIO_KEY = ("workload", "load", "engine_label")
+
+
+def _ratio_pairs(c: Claim, points: pd.DataFrame) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(numerator, denominator) best points per configuration both sides were measured in: the same
+    workload, load and engine, the same device count unless a side fixes its own, and the same
+    precision unless a side fixes its own (so 8 GPUs are never set against 1, nor FP8 against BF16
+    when the claim is about GPUs). Sorted by the numerator's tok/s, highest first."""
     assert c.numerator is not None and c.denominator is not None
     sides = [
         _match(points, c.model, s.device, s.devices, c.engine, s.precision, c.concurrency)
         for s in (c.numerator, c.denominator)
     ]
-    if c.numerator.devices is None and c.denominator.devices is None and not any(x.empty for x in sides):
-        common = set(sides[0]["devices"]) & set(sides[1]["devices"])
-        if not common:
-            return [None, None]
-        n = max(common)
-        sides = [x[x["devices"] == n] for x in sides]
-    return [_best(x) for x in sides]
+    if any(x.empty for x in sides):
+        return []
+    key = list(RATIO_KEY)
+    if c.numerator.devices is None and c.denominator.devices is None:
+        key.append("devices")
+    if c.numerator.precision is None and c.denominator.precision is None:
+        key.append("precision")
+    key = [k for k in key if k in sides[0].columns and k in sides[1].columns]
+    groups = [{k: g for k, g in x.groupby(key, dropna=False, sort=False)} for x in sides]
+    pairs = []
+    for k, num in groups[0].items():
+        den = groups[1].get(k)
+        a, b = _best(num), _best(den) if den is not None else None
+        if a is not None and b is not None:
+            pairs.append((a, b))
+    return sorted(pairs, key=lambda ab: -ab[0]["tok_s"])
 
 
 def _ratio(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
     assert c.numerator is not None and c.denominator is not None
     num, den = _side_ceiling(c, c.numerator), _side_ceiling(c, c.denominator)
-    got = _ratio_sides(c, points)
+    pairs = _ratio_pairs(c, points)
     measured = "-"
-    if got[0] and got[1]:
-        measured = f"{got[0]['tok_s'] / got[1]['tok_s']:.2f}x ({got[0]['where']} / {got[1]['where']})"
+    if pairs:
+        a, b = pairs[0]
+        measured = f"{a['tok_s'] / b['tok_s']:.2f}x ({a['where']} / {b['where']})"
+        if len(pairs) > 1:
+            ratios = [x["tok_s"] / y["tok_s"] for x, y in pairs]
+            measured += f"; {len(pairs)} matched configurations: {min(ratios):.2f}-{max(ratios):.2f}x"
     if num is None or den is None:
         return measured, "no roofline: device or model not in the catalogs", "unchecked"
     mem_ratio, cmp_ratio = num[0] / den[0], num[1] / den[1]
@@ -195,7 +215,7 @@ def _ratio(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
     )
     inside = c.value <= hi + 1e-9 and c.high >= lo - 1e-9
     verdict = "within the roofline range" if inside else f"outside the roofline range {lo:.2f}-{hi:.2f}x"
-    if got[0] and got[1]:
+    if pairs:
         verdict = f"measured {measured.split(' ')[0]}; " + verdict
     return measured, text, verdict
 

@@ -103,6 +103,35 @@ def test_ratio_claim_pairs_equal_device_counts() -> None:
     assert r.measured == "-"
 
 
+def test_ratio_claim_pairs_the_same_precision_workload_and_load() -> None:
+    h100 = {"device": "h100-sxm", "devices": 8, "workload": "128/64"}
+    a100 = {"device": "a100-80gb-sxm", "devices": 8, "workload": "128/64"}
+    pts = _points(
+        [
+            {**h100, "precision": "fp8", "concurrency": 64, "output_tok_s": 9000.0},
+            {**a100, "precision": "bf16", "concurrency": 1, "output_tok_s": 100.0},
+        ]
+    )
+    # FP8 at concurrency 64 against BF16 at concurrency 1 is no GPU ratio: nothing to pair
+    assert check(_claim("article-70b-ratio"), pts).measured == "-"
+    pts = _points(
+        [
+            {**h100, "precision": "fp8", "concurrency": 64, "output_tok_s": 9000.0},
+            {**h100, "precision": "bf16", "concurrency": 1, "output_tok_s": 300.0},
+            {**h100, "precision": "bf16", "concurrency": 64, "output_tok_s": 5000.0},
+            {**a100, "precision": "bf16", "concurrency": 1, "output_tok_s": 100.0},
+            {**a100, "precision": "bf16", "concurrency": 64, "output_tok_s": 2000.0},
+            {**a100, "precision": "bf16", "concurrency": 64, "workload": "1024/256", "output_tok_s": 900.0},
+        ]
+    )
+    r = check(_claim("article-70b-ratio"), pts)
+    # the numerator's best configuration that the denominator has too (bf16, c64, 128/64), and the range
+    assert r.measured.startswith(
+        "2.50x (8x h100-sxm | vllm bf16 c64 (run2) / 8x a100-80gb-sxm | vllm bf16 c64"
+    ), r.measured
+    assert r.measured.endswith("; 2 matched configurations: 2.50-3.00x"), r.measured
+
+
 def test_offload_claim_matches_llamacpp_points_of_any_precision() -> None:
     llama = {"device": "h100-sxm", "devices": 1, "precision": "q8_0", "engine_label": "llamacpp"}
     pts = _points(
