@@ -9,6 +9,7 @@ baseline configuration's output tok/s on the same row.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,9 +95,48 @@ def _load_order(load: str) -> tuple[int, float]:
     return (0 if load.startswith("c") else 1, float(load[1:]))
 
 
-def dedupe(points: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Keep the newest run's point where several runs measured the same row and configuration."""
+def _flat(obj: Any, at: str = "") -> dict[str, Any]:
+    if isinstance(obj, dict):
+        return {k: v for key, val in obj.items() for k, v in _flat(val, f"{at}.{key}" if at else key).items()}
+    return {at: json.dumps(obj, sort_keys=True)}
+
+
+def split_settings(points: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Runs under one configuration label whose settings differ (see runinfo.settings_of) are not reruns
+    of each other: each gets the differing values added to its label (`... [engine.cpu_offload_gb=40]`),
+    and a note says so."""
+    if "settings" not in points.columns or points.empty:
+        return points, []
+    out = points.copy()
     notes: list[str] = []
+    for config, rows in points.groupby("config", sort=False):
+        kinds = rows["settings"].dropna().unique()
+        if len(kinds) < 2:
+            continue
+        flat = {s: _flat(json.loads(s)) for s in kinds}
+        # fields only some runs have were added to the harness between them: not a difference
+        keys = sorted(set.intersection(*(set(f) for f in flat.values())))
+        differ = [k for k in keys if len({f[k] for f in flat.values()}) > 1]
+        if not differ:
+            continue
+        label = {
+            s: f"{config} ["
+            + " ".join(f"{k}={json.loads(f.get(k, 'null'))}" for k in differ[:3])
+            + (" ..." if len(differ) > 3 else "")
+            + "]"
+            for s, f in flat.items()
+        }
+        mask = (out["config"] == config) & out["settings"].isin(kinds)
+        out.loc[mask, "config"] = out.loc[mask, "settings"].map(label)
+        more = " ..." if len(differ) > 3 else ""
+        notes.append(f"{config}: runs with other settings ({', '.join(differ[:3])}{more}) are shown apart")
+    return out, notes
+
+
+def dedupe(points: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Keep the newest run's point where several runs measured the same row and configuration with the
+    same settings (runs with other settings get labels of their own first: `split_settings`)."""
+    points, notes = split_settings(points)
     ordered = points.sort_values("started_utc", kind="stable")
     dup = ordered.duplicated(subset=[*ROW_KEYS, "config"], keep="last")
     for _, r in ordered[dup].iterrows():

@@ -17,6 +17,7 @@ is inferred from directory names. One row per measured point comes out of `point
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -180,6 +181,18 @@ def model_key(spec: dict[str, Any], served_name: Any) -> str:
     if spec.get("source") == "package" and spec.get("package") in PACKAGE_CATALOG:
         return PACKAGE_CATALOG[spec["package"]]
     return str(served_name or "?")
+
+
+# engine fields that say where things are or how long to wait, not how the engine runs
+NOT_SETTINGS = frozenset({"python", "binary", "host", "health_timeout_s"})
+
+
+def settings_of(cfg: dict[str, Any], workload: dict[str, Any]) -> str:
+    """The effective engine configuration and workload of a point as canonical JSON: two runs under
+    one configuration label whose settings differ (a base `engine:` field, `api`, a shared prefix) did
+    not measure the same thing."""
+    engine = {k: v for k, v in cfg.items() if k not in NOT_SETTINGS}
+    return json.dumps({"engine": engine, "workload": workload}, sort_keys=True, default=str)
 
 
 def workload_label(workload: dict[str, Any]) -> str:
@@ -372,6 +385,7 @@ def run_points(run: str | Path, table: dict[str, Device] | None = None) -> pd.Da
             roofline_tok_s=roofline_tok_s(manifest, cfg, eng, device, conc, precision, table),
             workload_input_tokens=_mean_len(workload.get("input_tokens")),
             workload_output_tokens=_mean_len(workload.get("output_tokens")),
+            settings=settings_of(cfg, workload),
         )
         rows.append(row)
     out = pd.DataFrame(rows)

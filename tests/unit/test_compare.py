@@ -94,6 +94,34 @@ def test_newest_run_wins_a_duplicate_cell() -> None:
     assert notes == ["old v0-c16: superseded by a newer run of a100-80gb-sxm | vllm at c16"]
 
 
+def test_runs_with_other_engine_settings_under_one_label_are_not_reruns() -> None:
+    """cpu_offload_gb 70 and 40 in the base `engine:` block: the same label, two configurations."""
+    from harness.runinfo import settings_of
+
+    df = _rows().iloc[:2].copy()
+    df["run_id"], df["point_id"], df["started_utc"] = ["a", "a"], ["v0-c16", "v0-c2"], ["2026-01-01"] * 2
+    df["settings"] = settings_of({"type": "vllm", "cpu_offload_gb": 70, "python": "/a"}, {"api": "chat"})
+    other = df.assign(run_id="b", started_utc="2026-02-01", output_tok_s=[150.0, 20.0])
+    other["settings"] = settings_of({"type": "vllm", "cpu_offload_gb": 40, "python": "/b"}, {"api": "chat"})
+    kept, notes = dedupe(pd.concat([df, other]))
+    assert len(kept) == 4  # nothing superseded
+    assert sorted(set(kept["config"])) == [
+        "a100-80gb-sxm | vllm [engine.cpu_offload_gb=40]",
+        "a100-80gb-sxm | vllm [engine.cpu_offload_gb=70]",
+    ]
+    assert notes == ["a100-80gb-sxm | vllm: runs with other settings (engine.cpu_offload_gb) are shown apart"]
+    # the same settings (the python path is not one): a rerun, the newer run wins
+    again = df.assign(run_id="c", started_utc="2026-03-01", output_tok_s=[1.0, 2.0])
+    again["settings"] = settings_of({"type": "vllm", "cpu_offload_gb": 70, "python": "/c"}, {"api": "chat"})
+    kept, notes = dedupe(pd.concat([df, again]))
+    assert len(kept) == 2 and set(kept["run_id"]) == {"c"} and len(notes) == 2
+    # a field a later harness added (present in one run only) is no difference either
+    later = df.assign(run_id="d", started_utc="2026-04-01")
+    later["settings"] = settings_of({"type": "vllm", "cpu_offload_gb": 70, "new_knob": 1}, {"api": "chat"})
+    kept, notes = dedupe(pd.concat([df, later]))
+    assert set(kept["run_id"]) == {"d"} and all("superseded" in n for n in notes)
+
+
 def test_runs_of_different_workloads_are_different_rows() -> None:
     # 128/16 and 128/64 at the same load are two measurements, not a rerun: both kept, on two rows
     df = _rows().iloc[:1].copy()
