@@ -3,7 +3,11 @@
 Every process started here is tracked; the runner stops its engine in a `finally` (also on Ctrl-C),
 and `stop_all()` runs at interpreter exit as a backstop, so no engine outlives the harness (SIGTERM
 to the group, then SIGKILL).
-On Linux the child also gets PR_SET_PDEATHSIG, so a SIGKILLed harness takes the engine with it.
+On Linux the child also gets PR_SET_PDEATHSIG, so a SIGKILLed harness takes the engine with it, and a
+guard process (a few lines of Python, in a session of its own) holds a pipe from the harness: when the
+pipe closes because the harness died, it kills the engine's whole process group, so the children the
+engine started (vLLM's EngineCore and tensor-parallel workers, which outlive a killed API server and
+keep the GPUs) go too.
 """
 
 from __future__ import annotations
@@ -42,11 +46,64 @@ def port_taken(message: str) -> bool:
     return "address already in use" in low or "couldn't bind" in low or "failed to bind" in low
 
 
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True) if sys.platform.startswith("linux") else None
+    except OSError:
+        return None
+
+
+# loaded here, not in the child: between fork and exec a child of a threaded parent may only make plain
+# calls (loading a library takes locks another thread may hold)
+_LIBC = _libc()
+
+
 def _pdeathsig() -> None:  # runs in the child between fork and exec
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(Exception):
-            libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if _LIBC is not None:
+        _LIBC.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+# the guard: waits for EOF on stdin (the harness closed the pipe, or died), then SIGTERMs the engine's
+# process group, gives it `grace` seconds and SIGKILLs what is left
+_GUARD = """
+import os, signal, sys, time
+pgid, grace = int(sys.argv[1]), float(sys.argv[2])
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+try:
+    sys.stdin.buffer.read()
+except BaseException:
+    pass
+def alive():
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except OSError:
+        return False
+if alive():
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except OSError:
+        pass
+    end = time.monotonic() + grace
+    while alive() and time.monotonic() < end:
+        time.sleep(0.1)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+GUARD_GRACE_S = 10.0
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of group `pgid` is left (zombies count until reaped)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def tail(path: Path, lines: int = 30) -> str:
@@ -69,6 +126,7 @@ class ManagedProcess:
         self.log_path = Path(log_path)
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
+        self.guard: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,6 +147,15 @@ class ManagedProcess:
             except OSError as e:
                 raise EngineError(f"cannot start {self.argv[0]}: {e}") from None
         _LIVE.add(self)
+        if sys.platform.startswith("linux"):
+            with contextlib.suppress(OSError):
+                self.guard = subprocess.Popen(
+                    [sys.executable, "-c", _GUARD, str(self.proc.pid), str(GUARD_GRACE_S)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
 
     @property
     def pid(self) -> int | None:
@@ -159,8 +226,25 @@ class ManagedProcess:
             os.killpg(pgid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             p.wait(timeout=5)
+        # a killed process frees its GPU memory and ports only once it is gone: wait for the whole group
+        # (bounded: orphans of a container without an init that reaps them stay zombies)
+        end = time.monotonic() + 5.0
+        while group_alive(pgid) and time.monotonic() < end:
+            time.sleep(0.05)
+        self._release_guard()
         _LIVE.discard(self)
         return p.returncode
+
+    def _release_guard(self) -> None:
+        """The group is gone: closing the pipe lets the guard find nothing to kill and exit."""
+        g, self.guard = self.guard, None
+        if g is None:
+            return
+        with contextlib.suppress(OSError):
+            if g.stdin is not None:
+                g.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            g.wait(timeout=5)
 
 
 _abort_check: Callable[[], str | None] | None = None

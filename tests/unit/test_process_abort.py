@@ -24,3 +24,85 @@ def test_health_wait_stops_the_engine_when_an_abort_is_requested(tmp_path: Path)
         set_abort_check(None)
     assert time.monotonic() - t0 < 10
     assert proc.poll() is not None  # the engine was stopped, not left running
+
+
+def _engine_with_a_child(tmp_path: Path) -> tuple[object, int]:
+    """A harness stand-in (its own process) that starts an engine whose child outlives the engine's own
+    death, as vLLM's EngineCore does: (that process, the engine's process group)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from harness.engines.process import ManagedProcess\n"
+        "p = ManagedProcess(['sh', '-c', 'sleep 300 & sleep 300'], Path(sys.argv[1]))\n"
+        "p.start()\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(300)\n"
+    )
+    harness = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path / "engine.log")], stdout=subprocess.PIPE, text=True
+    )
+    assert harness.stdout is not None
+    pgid = int(harness.stdout.readline())
+    return harness, pgid
+
+
+def test_a_killed_harness_takes_the_engines_children_with_it(tmp_path: Path) -> None:
+    """SIGKILL of the harness: the engine (PR_SET_PDEATHSIG) and its children (the guard kills the
+    group) are gone, where the children used to keep the GPUs."""
+    import os
+    import signal
+
+    from harness.engines.process import group_alive
+
+    harness, pgid = _engine_with_a_child(tmp_path)
+    try:
+        deadline = time.monotonic() + 10
+        while len(_members(pgid)) < 2 and time.monotonic() < deadline:  # sh and its background sleep
+            time.sleep(0.05)
+        assert len(_members(pgid)) >= 2
+        harness.send_signal(signal.SIGKILL)  # type: ignore[attr-defined]
+        harness.wait(10)  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 10
+        while group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not group_alive(pgid), _members(pgid)
+    finally:
+        if group_alive(pgid):
+            os.killpg(pgid, signal.SIGKILL)
+
+
+def test_stop_waits_until_the_whole_group_is_gone(tmp_path: Path) -> None:
+    from harness.engines.process import group_alive
+
+    proc = ManagedProcess(["sh", "-c", "trap '' TERM; sleep 300 & sleep 300"], tmp_path / "engine.log")
+    proc.start()
+    pgid = proc.pid
+    assert pgid is not None and proc.guard is not None
+    deadline = time.monotonic() + 10
+    while len(_members(pgid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.stop(grace_s=0.5)
+    assert not group_alive(pgid)  # SIGTERM ignored by sh: SIGKILL, and the wait for every member
+    assert proc.guard is None  # released: it found nothing left to kill
+
+
+def _members(pgid: int) -> list[int]:
+    import psutil
+
+    out = []
+    for p in psutil.process_iter(["pid"]):
+        try:
+            if os_getpgid(p.info["pid"]) == pgid and p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p.info["pid"])
+        except (psutil.Error, ProcessLookupError, PermissionError):
+            pass
+    return out
+
+
+def os_getpgid(pid: int) -> int:
+    import os
+
+    return os.getpgid(pid)
