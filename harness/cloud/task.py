@@ -12,6 +12,7 @@ tensor/pipeline-parallel workers across the nodes.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -179,12 +180,20 @@ def check_launch(s: Scenario, file: str, opts: LaunchOptions) -> list[str]:
 
 
 def cluster_name(scenario_name: str, acc: Accelerators, nodes: int = 1) -> str:
-    """A SkyPilot cluster name: letters, digits and dashes, starting with a letter, at most 40 chars."""
+    """A SkyPilot cluster name: letters, digits and dashes, starting with a letter, at most 40 chars. A
+    longer one keeps its end (the accelerators and node count) and gets a short hash of the whole, so
+    two launches that differ only there never share a cluster."""
     slug = re.sub(r"[^a-z0-9]+", "-", f"{scenario_name}-{acc.name}x{acc.count}".lower())
     if nodes > 1:
         slug += f"-{nodes}n"
     slug = "h-" + slug.strip("-")
-    return slug[:40].rstrip("-")
+    if len(slug) <= 40:
+        return slug
+    digest = hashlib.sha256(slug.encode()).hexdigest()[:6]
+    tail = re.sub(r"[^a-z0-9]+", "-", f"{acc.name}x{acc.count}".lower()).strip("-")
+    tail += f"-{nodes}n" if nodes > 1 else ""
+    head = slug[: max(2, 40 - len(tail) - len(digest) - 2)].rstrip("-")
+    return f"{head}-{digest}-{tail}"[:40].rstrip("-")
 
 
 def default_image(s: Scenario) -> str | None:

@@ -247,6 +247,12 @@ def test_cluster_names_are_valid_for_skypilot() -> None:
     for name in ("A_b.c", "9lives", "x" * 80, "weird..name__", "Z"):
         c = cluster_name(name, Accelerators("H100", 8), nodes=3)
         assert rule.fullmatch(c) and len(c) <= 40, c
+    # a long name keeps the accelerators and node count: launches differing only there do not collide
+    long = "llama70b-offload-llamacpp-h100-sxm"
+    names = {cluster_name(long, Accelerators("H100", n), nodes=k) for n in (1, 8) for k in (1, 2)}
+    assert len(names) == 4 and all(rule.fullmatch(c) and len(c) <= 40 for c in names), names
+    assert cluster_name(long, Accelerators("H100", 8)).endswith("-h100x8")
+    assert cluster_name(long, Accelerators("H100", 8), nodes=2).endswith("-h100x8-2n")
 
 
 # ---------------------------------------------------------------- shellcheck on the generated bash
