@@ -21,6 +21,7 @@ from harness.cloud.task import (
     source_tree,
     task_yaml,
 )
+from harness.engines.base import looks_secret
 from harness.scenario import ScenarioError, load_scenario
 
 cloud_app = typer.Typer(
@@ -51,6 +52,14 @@ def _parse_envs(items: list[str]) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key.isidentifier():
             raise CloudError([f"--env: invalid value {item!r} (allowed: NAME=VALUE)"])
+        if looks_secret(key):
+            # --env values are written into task.yaml and cloud.json under results/, which get committed
+            raise CloudError(
+                [
+                    f"--env: {key} looks like a secret; pass it as --secret {key} (its value is read from your "
+                    "environment and sent to the cluster without being written to any file)"
+                ]
+            )
         out[key] = value
     return out
 
