@@ -95,11 +95,11 @@ def _check_same_scenario(path: Path, manifest: dict[str, Any], s: Scenario) -> N
 def machine(hardware: Any) -> str:
     """What a run's points depend on in a manifest's `hardware`: the GPUs by name and count, and the CPU
     model (`8x NVIDIA H100 80GB HBM3, AMD EPYC 9654 96-Core Processor`; serials and UUIDs left out)."""
-    hw = hardware if isinstance(hardware, dict) else {}
-    gpu = hw.get("gpu") if isinstance(hw.get("gpu"), dict) else {}
+    hw: dict[str, Any] = hardware if isinstance(hardware, dict) else {}
+    gpu: dict[str, Any] = hw["gpu"] if isinstance(hw.get("gpu"), dict) else {}
     names = [str(g.get("name") or "?") for g in gpu.get("gpus") or [] if isinstance(g, dict)]
     gpus = ", ".join(f"{names.count(n)}x {n}" for n in sorted(set(names))) or "no GPU"
-    cpu = (hw.get("cpu") or {}).get("model") if isinstance(hw.get("cpu"), dict) else None
+    cpu = hw["cpu"].get("model") if isinstance(hw.get("cpu"), dict) else None
     return f"{gpus}, {cpu or 'CPU unknown'}"
 
 

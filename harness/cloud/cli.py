@@ -56,8 +56,8 @@ def _parse_envs(items: list[str]) -> dict[str, str]:
             # --env values are written into task.yaml and cloud.json under results/, which get committed
             raise CloudError(
                 [
-                    f"--env: {key} looks like a secret; pass it as --secret {key} (its value is read from your "
-                    "environment and sent to the cluster without being written to any file)"
+                    f"--env: {key} looks like a secret; pass it as --secret {key} (its value is read from "
+                    "your environment and sent to the cluster without being written to any file)"
                 ]
             )
         out[key] = value
