@@ -275,7 +275,9 @@ class LlamaCppServer:
                 if self.cfg.n_gpu_layers == -1
                 else f"{self.cfg.n_gpu_layers} layers on GPU"
             ),
-            "parallel_slots": self.cfg.parallel if self.cfg.launcher != "llama-cpp-python" else 1,
+            # what the server says it has (/props), else what it was asked for
+            "parallel_slots": self.props.get("total_slots")
+            or (self.cfg.parallel if self.cfg.launcher != "llama-cpp-python" else 1),
             "precision": self.model.gguf_type,
             "model": self.model.manifest(),
             "health_wait_s": self.health_wait_s,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.scenario.errors import merge_variants
-from harness.scenario.models import Scenario, engine_configs
+from harness.scenario.models import LengthDist, LlamaCppEngine, Scenario, engine_configs
 
 
 def combination_errors(s: Scenario, file: str) -> list[str]:
@@ -38,6 +38,8 @@ def combination_errors(s: Scenario, file: str) -> list[str]:
                     f"{file}: {where}.cpu_offload_gb: offloading weights to the CPU needs a GPU engine, "
                     "but device is cpu (allowed: 0 with device cpu)"
                 )
+        if eng.type == "llamacpp" and (why := _slot_context_problem(s, eng)):
+            msgs.append(f"{file}: {where}.ctx_size: {why}")
         model = getattr(eng, "model", None)
         if model is not None and model.source == "catalog":
             from harness.catalog import models
@@ -49,6 +51,34 @@ def combination_errors(s: Scenario, file: str) -> list[str]:
                     f"(allowed: {', '.join(sorted(known))})"
                 )
     return merge_variants(msgs)
+
+
+def longest(length: int | LengthDist) -> int:
+    """The longest length a workload field asks for (a distribution without a max: its mean, 2 x mean
+    for uniform, as the sampler draws it)."""
+    if isinstance(length, int):
+        return length
+    if length.max is not None:
+        return length.max
+    return 2 * length.mean if length.dist == "uniform" else length.mean
+
+
+def _slot_context_problem(s: Scenario, eng: LlamaCppEngine) -> str | None:
+    """llama.cpp's server splits ctx_size between its `parallel` slots (unless --kv-unified): a request
+    longer than one slot's share fails. llama-cpp-python has one slot with all of it."""
+    if s.workload.dataset:
+        return None  # lengths known only once the file is read
+    unified = any(a in ("--kv-unified", "-kvu") for a in eng.extra_args)
+    slots = 1 if eng.launcher == "llama-cpp-python" or unified else eng.parallel
+    per_slot = eng.ctx_size // slots
+    need = longest(s.workload.input_tokens) + longest(s.workload.output_tokens)
+    if need <= per_slot:
+        return None
+    return (
+        f"{eng.ctx_size} tokens over {slots} slot(s) is {per_slot} per request, but the workload asks for "
+        f"up to {need} (input + output tokens): llama.cpp would refuse them (allowed: ctx_size >= "
+        f"{need * slots} with parallel {slots}, or fewer slots)"
+    )
 
 
 def combination_warnings(s: Scenario, file: str) -> list[str]:

@@ -223,6 +223,24 @@ def test_gpu_offload_on_cpu_only_hardware_is_rejected() -> None:
     ]
 
 
+def test_requests_longer_than_a_llamacpp_slot_are_rejected() -> None:
+    """ctx_size is split between the server's slots: 4096 over 4 is 1024 a request."""
+    eng = {**BASE["engine"], "ctx_size": 4096, "parallel": 4}
+    data = {**BASE, "engine": eng, "workload": {"input_tokens": 1000, "output_tokens": 64}}
+    assert messages(data) == [
+        "f.yaml: engine.ctx_size: 4096 tokens over 4 slot(s) is 1024 per request, but the workload asks for "
+        "up to 1064 (input + output tokens): llama.cpp would refuse them (allowed: ctx_size >= 4256 with "
+        "parallel 4, or fewer slots)"
+    ]
+    # a distribution counts by its max; a unified KV cache gives each slot all of it
+    data["workload"] = {"input_tokens": {"dist": "uniform", "mean": 500, "max": 1000}, "output_tokens": 64}
+    assert len(messages(data)) == 1
+    data["engine"] = {**eng, "extra_args": ["--kv-unified"]}
+    assert parse_scenario(data, "f.yaml").engine.ctx_size == 4096
+    data["engine"] = {**eng, "parallel": 1}
+    assert parse_scenario(data, "f.yaml").engine.ctx_size == 4096
+
+
 def test_tensor_parallel_larger_than_the_gpus_present_is_rejected() -> None:
     data = {
         "name": "t",
