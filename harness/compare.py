@@ -102,33 +102,33 @@ def _flat(obj: Any, at: str = "") -> dict[str, Any]:
 
 
 def split_settings(points: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Runs under one configuration label whose settings differ (see runinfo.settings_of) are not reruns
-    of each other: each gets the differing values added to its label (`... [engine.cpu_offload_gb=40]`),
-    and a note says so."""
+    """Points of one row and configuration label whose settings differ (see runinfo.settings_of) are not
+    reruns of each other: each gets the differing values added to its label (`... [engine.cpu_offload_gb=
+    40]`) on all its rows, and a note says so. Settings that only differ between rows (a precision, a
+    workload) are what the rows are for and change no label."""
     if "settings" not in points.columns or points.empty:
         return points, []
     out = points.copy()
     notes: list[str] = []
-    for config, rows in points.groupby("config", sort=False):
-        kinds = rows["settings"].dropna().unique()
-        if len(kinds) < 2:
-            continue
-        flat = {s: _flat(json.loads(s)) for s in kinds}
+    clashing: dict[str, set[str]] = {}
+    for (*_, config), cell in points.groupby([*ROW_KEYS, "config"], sort=False, dropna=False):
+        kinds = set(cell["settings"].dropna())
+        if len(kinds) > 1:
+            clashing.setdefault(str(config), set()).update(kinds)
+    for config, kinds in clashing.items():
+        flat = {s: _flat(json.loads(s)) for s in sorted(kinds)}
         # fields only some runs have were added to the harness between them: not a difference
         keys = sorted(set.intersection(*(set(f) for f in flat.values())))
         differ = [k for k in keys if len({f[k] for f in flat.values()}) > 1]
         if not differ:
             continue
+        more = " ..." if len(differ) > 3 else ""
         label = {
-            s: f"{config} ["
-            + " ".join(f"{k}={json.loads(f.get(k, 'null'))}" for k in differ[:3])
-            + (" ..." if len(differ) > 3 else "")
-            + "]"
+            s: f"{config} [" + " ".join(f"{k}={json.loads(f[k])}" for k in differ[:3]) + f"{more}]"
             for s, f in flat.items()
         }
-        mask = (out["config"] == config) & out["settings"].isin(kinds)
+        mask = (out["config"] == config) & out["settings"].isin(list(kinds))
         out.loc[mask, "config"] = out.loc[mask, "settings"].map(label)
-        more = " ..." if len(differ) > 3 else ""
         notes.append(f"{config}: runs with other settings ({', '.join(differ[:3])}{more}) are shown apart")
     return out, notes
 
@@ -200,12 +200,22 @@ def compare_runs(
     utilization: float = 1.0,
     usd_per_kwh: float | None = None,
     bandwidth_gbs: dict[str, float] | None = None,
+    price_origins: dict[str, str] | None = None,
 ) -> Comparison:
+    """`price_origins`: where each device's $/hour came from (a flag, a file, the catalog), for the notes
+    that say which price the $/1M tokens rows use."""
     points = points_frame(runs, bandwidth_gbs)
     if points.empty:
         raise CompareError("no finished points in the given runs")
     points, notes = dedupe(points)
     notes += caveats(points)
+    usd = prices_usd_per_hour or {}
+    for d in sorted(set(points["device"])):
+        if d in usd:
+            origin = (price_origins or {}).get(d)
+            notes.append(f"price {d}: ${usd[d]:g}/device-hour" + (f" ({origin})" if origin else ""))
+        else:
+            notes.append(f"no price for {d}: its $/1M tokens shown as - (give --price {d}=USD_PER_HOUR)")
     points = add_cost_columns(points, prices_usd_per_hour or {}, utilization, usd_per_kwh)
     base = None
     if baseline:

@@ -93,7 +93,8 @@ def compare_cmd(
     quotes = prices(price, prices_file, provider)
     usd = {k: q.usd_per_hour for k, q in quotes.items()}
     try:
-        c = compare_runs(list(runs), baseline, usd, utilization, kwh, bandwidths(bandwidth))
+        origins = {k: q.origin for k, q in quotes.items()}
+        c = compare_runs(list(runs), baseline, usd, utilization, kwh, bandwidths(bandwidth), origins)
     except CompareError as e:
         raise fail(str(e)) from None
     try:

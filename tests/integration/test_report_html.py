@@ -173,6 +173,9 @@ def test_compare_matches_the_points_files_by_manifest(runs: dict[str, Path], tmp
     )
     assert res.returncode == 0, res.stderr
     assert "speedup vs baseline" in res.stdout
+    # which price the $/1M rows use, and where it came from
+    assert f"note: price {dev}: $0.5/device-hour (--price)" in res.stdout
+    assert f"- price {dev}: $0.5/device-hour (--price)" in (out / "compare.md").read_text()
     wide = pd.read_csv(out / "compare.csv")
     assert set(wide["precision"]) == {"f16", "q8_0"} and set(wide["load"]) == {"c1", "c2"}
     assert not any("h100" in c for c in wide.columns)

@@ -120,6 +120,11 @@ def test_runs_with_other_engine_settings_under_one_label_are_not_reruns() -> Non
     later["settings"] = settings_of({"type": "vllm", "cpu_offload_gb": 70, "new_knob": 1}, {"api": "chat"})
     kept, notes = dedupe(pd.concat([df, later]))
     assert set(kept["run_id"]) == {"d"} and all("superseded" in n for n in notes)
+    # runs whose settings differ only where the rows do (here the workload): rows, not labels
+    wl = df.assign(run_id="e", workload="4096/64")
+    wl["settings"] = settings_of({"type": "vllm", "cpu_offload_gb": 70}, {"input_tokens": 4096})
+    kept, notes = dedupe(pd.concat([df, wl]))
+    assert set(kept["config"]) == {"a100-80gb-sxm | vllm"} and len(kept) == 4 and notes == []
 
 
 def test_runs_of_different_workloads_are_different_rows() -> None:
