@@ -33,6 +33,7 @@ METRICS: tuple[tuple[str, str, str], ...] = (
     ("energy_j_per_output_token", "J/output token", "{:.3f}"),
     ("usd_per_1m_tokens", "$/1M output tokens", "{:.2f}"),
     ("energy_usd_per_1m_tokens", "energy $/1M output tokens", "{:.4f}"),
+    ("total_usd_per_1m_tokens", "rent + energy $/1M output tokens", "{:.2f}"),
     ("pct_roofline", "% of decode roofline", "{:.1f}"),
 )
 ROW_KEYS = ["model", "precision", "workload", "load"]

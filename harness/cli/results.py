@@ -135,9 +135,21 @@ def cost_cmd(
             raise fail("cost: give run directories, or both --usd-per-hour and --tok-s")
         if not tok_s > 0:
             raise fail(f"cost: --tok-s: must be > 0 (got {tok_s:g})")
+        if j_per_token is not None and kwh is None:
+            raise fail("cost: --j-per-token needs --kwh (US$ per kWh) to price the energy")
         for line in cost_line(CostInputs(usd_per_hour, tok_s, devices, utilization, j_per_token, kwh).row()):
             out.print(line, highlight=False)
         return
+    typed = [
+        n
+        for n, v in (("--usd-per-hour", usd_per_hour), ("--tok-s", tok_s), ("--j-per-token", j_per_token))
+        if v is not None
+    ]
+    if typed:
+        raise fail(
+            f"cost: {typed[0]} is for typed numbers, not run directories (their tok/s and J/token are "
+            "measured; give a device's price as --price DEVICE=USD_PER_HOUR)"
+        )
     runs = check_runs(runs)
     usd = {k: q.usd_per_hour for k, q in quotes.items()}
     points = points_frame(list(runs))
@@ -157,7 +169,9 @@ def roofline_cmd(
     precision: Annotated[str, typer.Option(help="bf16, fp8, int4, q4_k_m, ...")] = "bf16",
     tp: Annotated[int, typer.Option(min=1, help="tensor-parallel devices")] = 1,
     batch: Annotated[str, typer.Option(help="comma-separated batch sizes")] = "1",
-    context: Annotated[float, typer.Option(help="tokens in context per sequence during decode")] = 0.0,
+    context: Annotated[
+        float, typer.Option(min=0.0, help="tokens in context per sequence during decode")
+    ] = 0.0,
     input_tokens: Annotated[int, typer.Option(min=1, help="prompt length for the prefill bound")] = 1024,
     kv_dtype: Annotated[str, typer.Option(help="auto (2 bytes) or fp8 (1 byte)")] = "auto",
     efficiency: Annotated[float, typer.Option(min=0.01, max=1.0, help="achievable share of peak")] = 1.0,
@@ -168,7 +182,7 @@ def roofline_cmd(
     """Decode ceiling (bytes per step / bandwidth, batch-aware) and prefill compute ceiling."""
     from harness.catalog import CatalogError, get_model
     from harness.catalog.hardware import get_device
-    from harness.roofline import Shape, roofline_table
+    from harness.roofline import Shape, bytes_per_param, roofline_table
     from harness.tables import roofline_table as table
 
     try:
@@ -183,6 +197,12 @@ def roofline_cmd(
         shape, dev = Shape.of(get_model(model)), get_device(gpu)
         kv_bytes = 1.0 if kv_dtype.startswith("fp8") else 2.0
         offload = cpu_offload_gb * 2**30
+        per_device = shape.params * bytes_per_param(precision) / tp
+        if offload > per_device:
+            raise fail(
+                f"roofline: --cpu-offload-gb: {cpu_offload_gb:g} GiB is more than each device's share of the "
+                f"{precision} weights ({per_device / 2**30:.1f} GiB; allowed: 0 to {per_device / 2**30:.1f})"
+            )
         rows, pre = roofline_table(
             shape, dev, precision, tp, batches, context, input_tokens, kv_bytes, efficiency, offload
         )
@@ -230,9 +250,10 @@ def claims_cmd(
     except CatalogError as e:
         raise fail(str(e)) from None
     if source:
+        known = sorted({c.source for c in cl})
         cl = [c for c in cl if c.source == source]
         if not cl:
-            raise fail(f"--source: no claims from {source!r}")
+            raise fail(f"--source: no claims from {source!r} (allowed: {', '.join(known)})")
     runs = check_runs(runs or [])
     checks = check_all(cl, points_frame(list(runs or [])))
     out.print(claims_table(checks, len(runs or [])))
@@ -273,6 +294,14 @@ def recommend_cmd(
         arch = get_model(model)
     except CatalogError as e:
         raise fail(f"--model: {e}") from None
+    from harness.catalog.hardware import gpus
+
+    unknown = [g for g in gpu or () if g not in gpus()]
+    if unknown:
+        raise fail(
+            f"--gpu: {unknown[0]!r} is not a GPU in the hardware catalog "
+            f"(allowed: {', '.join(sorted(gpus()))})"
+        )
     quotes = prices(price, prices_file, provider)
     runs = check_runs(runs or [])
     need = Need(arch, concurrency, input_tokens, output_tokens, ttft_slo, tpot_slo)

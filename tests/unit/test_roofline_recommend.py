@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -123,3 +125,46 @@ def test_recommend_slo_options_carry_their_unit_and_the_older_names_still_work()
         )
         assert res.returncode == 0, res.stderr[-2000:]
         assert "SLO TTFT <= 1.5 s, TPOT <= 0.04 s" in res.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["recommend", "--model", "llama-3.1-70b", "--concurrency", "8", "--gpu", "h100"],
+            "--gpu: 'h100' is not a GPU in the hardware catalog (allowed: a100-40gb-pcie,",
+        ),
+        (["claims", "--source", "foo"], "--source: no claims from 'foo' (allowed: article,"),
+        (
+            ["cost", "--usd-per-hour", "2", "--tok-s", "100", "--j-per-token", "0.5"],
+            "cost: --j-per-token needs --kwh",
+        ),
+        (
+            ["roofline", "--model", "llama-3.1-70b", "--gpu", "h100-sxm", "--cpu-offload-gb", "500"],
+            "roofline: --cpu-offload-gb: 500 GiB is more than each device's share of the bf16 weights",
+        ),
+    ],
+)
+def test_bad_options_say_what_is_allowed_without_a_traceback(args: list[str], message: str) -> None:
+    import subprocess
+
+    from tests.conftest import HARNESS
+
+    res = subprocess.run([*HARNESS, *args], capture_output=True, text=True)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert message in " ".join(res.stderr.split()), res.stderr
+
+
+def test_cost_of_run_directories_refuses_typed_numbers(tmp_path: Path) -> None:
+    import subprocess
+
+    from harness.results import RunDir
+    from tests.conftest import HARNESS
+
+    run = RunDir.create(tmp_path, "s")
+    run.write_manifest({"run_id": run.path.name, "status": "complete"})
+    res = subprocess.run(
+        [*HARNESS, "cost", str(run.path), "--usd-per-hour", "3"], capture_output=True, text=True
+    )
+    assert res.returncode == 2
+    assert "cost: --usd-per-hour is for typed numbers, not run directories" in " ".join(res.stderr.split())
