@@ -104,7 +104,11 @@ def gguf_info(path: Path) -> dict[str, Any]:
     if arch:
         for k in ("block_count", "embedding_length", "context_length"):
             info[k] = field(f"{arch}.{k}")
+        info["head_count"] = field(f"{arch}.attention.head_count")
+        info["head_count_kv"] = field(f"{arch}.attention.head_count_kv")
+        info["head_dim"] = field(f"{arch}.attention.key_length")
     info["weight_bytes"] = weight_bytes(reader)
+    info["parameters"] = sum(int(t.n_elements) for t in reader.tensors)
     return info
 
 

@@ -131,6 +131,21 @@ def ran_on_cpu(cfg: dict[str, Any], hw: dict[str, Any], engine: dict[str, Any], 
     return cfg.get("n_gpu_layers", 0) == 0 and not gpu_here
 
 
+def partial_offload(cfg: dict[str, Any], engine: dict[str, Any], on_cpu: bool) -> bool:
+    """Whether a configuration split the weights between a GPU and host memory: vLLM with
+    cpu_offload_gb, llama.cpp with some but not every layer on the GPU (n_gpu_layers 1 .. the GGUF's
+    block count; 999 or -1 is all of them). Not when it ran on the CPU alone."""
+    if on_cpu:
+        return False
+    if cfg.get("type") == "vllm":
+        return float(cfg.get("cpu_offload_gb") or 0) > 0
+    if cfg.get("type") != "llamacpp":
+        return False
+    ngl = int(cfg.get("n_gpu_layers") or 0)
+    blocks = (engine.get("model") or {}).get("block_count")
+    return 0 < ngl <= (int(blocks) if isinstance(blocks, int) and blocks > 0 else 998)
+
+
 def host_cpu_key(manifest: dict[str, Any]) -> str:
     """The host CPU's catalog key (from the CPU inventory or /proc/cpuinfo's name), else `cpu`."""
     cpu_inv = (
@@ -153,6 +168,10 @@ def shape_of(
     cat = models()
     if src == "catalog" and spec.get("name") in cat:
         shape = Shape.of(cat[spec["name"]])
+    elif src == "path" and spec.get("catalog") in cat:
+        shape = Shape.of(cat[spec["catalog"]])
+    elif src == "path" and (from_file := gguf_shape(emodel)) is not None:
+        shape = from_file
     elif src == "package":
         shape = Shape.of(cat[PACKAGE_CATALOG[spec["package"]]])
     elif src == "synthetic":
@@ -168,6 +187,25 @@ def shape_of(
     return shape, weight
 
 
+def gguf_shape(model: dict[str, Any]) -> Shape | None:
+    """A model's shape from the GGUF header fields its manifest entry records (harness.models.gguf_info),
+    None when some are missing (a file read by an older harness, or not a GGUF)."""
+    need = ("parameters", "block_count", "embedding_length", "head_count")
+    if not all(isinstance(model.get(k), int) and model[k] > 0 for k in need):
+        return None
+    heads = int(model["head_count"])
+    kv = model.get("head_count_kv")
+    hd = model.get("head_dim")
+    return Shape(
+        str(model.get("name") or "gguf"),
+        float(model["parameters"]),
+        int(model["block_count"]),
+        heads,
+        int(kv) if isinstance(kv, int) and kv > 0 else heads,
+        int(hd) if isinstance(hd, int) and hd > 0 else int(model["embedding_length"]) // heads,
+    )
+
+
 def _mean_len(v: Any) -> float:
     if isinstance(v, dict):
         return float(v.get("mean") or 0)
@@ -178,6 +216,8 @@ def model_key(spec: dict[str, Any], served_name: Any) -> str:
     """The `model` column: the catalog key for catalog and packaged models, else the engine's name."""
     if spec.get("source") == "catalog":
         return str(spec["name"])
+    if spec.get("source") == "path" and spec.get("catalog"):
+        return str(spec["catalog"])
     if spec.get("source") == "package" and spec.get("package") in PACKAGE_CATALOG:
         return PACKAGE_CATALOG[spec["package"]]
     return str(served_name or "?")
@@ -382,6 +422,7 @@ def run_points(run: str | Path, table: dict[str, Device] | None = None) -> pd.Da
             concurrency=conc,
             cpu_offload_gb=float(cfg.get("cpu_offload_gb") or 0),
             n_gpu_layers=cfg.get("n_gpu_layers"),
+            partial_offload=partial_offload(cfg, eng, device == host_cpu_key(manifest)),
             roofline_tok_s=roofline_tok_s(manifest, cfg, eng, device, conc, precision, table),
             workload_input_tokens=_mean_len(workload.get("input_tokens")),
             workload_output_tokens=_mean_len(workload.get("output_tokens")),

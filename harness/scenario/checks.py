@@ -41,13 +41,17 @@ def combination_errors(s: Scenario, file: str) -> list[str]:
         if eng.type == "llamacpp" and (why := _slot_context_problem(s, eng)):
             msgs.append(f"{file}: {where}.ctx_size: {why}")
         model = getattr(eng, "model", None)
-        if model is not None and model.source == "catalog":
+        named = model.name if model is not None and model.source == "catalog" else None
+        field = "name"
+        if model is not None and model.source == "path" and model.catalog is not None:
+            named, field = model.catalog, "catalog"
+        if named is not None:
             from harness.catalog import models
 
             known = models()
-            if model.name not in known:
+            if named not in known:
                 msgs.append(
-                    f"{file}: {where}.model.name: {model.name!r} is not in the model catalog "
+                    f"{file}: {where}.model.{field}: {named!r} is not in the model catalog "
                     f"(allowed: {', '.join(sorted(known))})"
                 )
     return merge_variants(msgs)

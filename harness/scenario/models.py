@@ -27,6 +27,11 @@ class PathModel(Strict):
 
     source: Literal["path"]
     path: str
+    catalog: str | None = Field(
+        None,
+        description="models.yaml key of the model the file holds (llama-3.1-70b): its name in tables and "
+        "claims, and its shape for the roofline",
+    )
 
 
 class PackageModel(Strict):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from harness.catalog.claims import Claim, claims
@@ -143,4 +145,58 @@ def test_offload_claim_matches_llamacpp_points_of_any_precision() -> None:
     r = check(_claim("article-cpu-offload"), pts)
     # the n_gpu_layers 0 point is not offload (everything on the CPU): the 40-layer one is the match
     assert r.measured == "1.6 tok/s at 1x h100-sxm | llamacpp q8_0 c1 (run0)"
+    assert r.verdict == "measured 160% of the claim's low end"
+
+
+def test_a_gguf_named_after_its_catalog_model_is_matched_and_has_a_roofline(tmp_path: Path) -> None:
+    """The article's 70B offload scenario: a GGUF file (`catalog: llama-3.1-70b`) on llama.cpp with 40 of
+    80 layers on an H100 is the CPU-offload claim's measurement, bounded by the GGUF's own sizes; all 80
+    layers (n_gpu_layers 999) are no offload."""
+    from harness.results import RunDir
+    from harness.runinfo import run_points
+    from harness.scenario import Scenario
+
+    model = {"source": "path", "path": "m/Meta-Llama-3.1-70B-Instruct-Q8_0.gguf", "catalog": "llama-3.1-70b"}
+    s = Scenario.model_validate(
+        {
+            "name": "t",
+            "engine": {"type": "llamacpp", "launcher": "llama-server", "model": model, "ctx_size": 8192},
+            "variants": [{"n_gpu_layers": 40}, {"n_gpu_layers": 999}],
+            "hardware": {"gpu": "h100-sxm"},
+        }
+    )
+    gguf = {
+        "name": "Meta-Llama-3.1-70B-Instruct-Q8_0",
+        "size_bytes": 75e9,
+        "block_count": 80,
+        "weight_bytes": {"blocks": 72e9, "token_embd": 1.1e9, "output": 1.1e9, "other": 0},
+    }
+    h100 = {"name": "NVIDIA H100 80GB HBM3", "catalog_key": "h100-sxm"}
+    run = RunDir.create(tmp_path, "t")
+    run.write_manifest(
+        {
+            "run_id": run.path.name,
+            "status": "complete",
+            "scenario": s.model_dump(mode="json"),
+            "hardware": {
+                "gpu": {"available": True, "gpus": [h100]},
+                "cpu": {"model": "AMD EPYC 9654 96-Core Processor"},
+            },
+            "engines": [{"variant": v, "name": "llamacpp", "model": gguf} for v in (0, 1)],
+        }
+    )
+    base = {"engine": "llamacpp", "launcher": "llama-server", "precision": "Q8_0", "concurrency": 1}
+    run.write_points(
+        [
+            {**base, "point_id": "v0-c1", "variant": 0, "output_tok_s": 1.6, "model": gguf["name"]},
+            {**base, "point_id": "v1-c1", "variant": 1, "output_tok_s": 30.0, "model": gguf["name"]},
+        ]
+    )
+    pts = run_points(run.path)
+    assert list(pts["model"]) == ["llama-3.1-70b"] * 2 and list(pts["partial_offload"]) == [True, False]
+    assert (
+        pts["roofline_tok_s"].notna().all() and pts["roofline_tok_s"].iloc[1] > pts["roofline_tok_s"].iloc[0]
+    )
+    r = check(_claim("article-cpu-offload"), pts)
+    assert r.measured.startswith("1.6 tok/s at h100-sxm | llamacpp/llama-server | ngl=40 q8_0 c1"), r.measured
     assert r.verdict == "measured 160% of the claim's low end"

@@ -33,6 +33,21 @@ def test_gguf_info_weight_bytes_by_group(tmp_path: Path) -> None:
     assert wb["other"] == 64 * 4  # output_norm
 
 
+def test_a_gguf_header_gives_the_roofline_its_shape(tmp_path: Path) -> None:
+    from harness.runinfo import gguf_shape
+
+    p = make_gguf(tmp_path / "m.gguf", layers=3, hidden=64, heads=4, kv_heads=2, ffn=128, vocab=512)
+    info = gguf_info(p)
+    assert (info["head_count"], info["head_count_kv"]) == (4, 2)
+    # q, o 64x64; k, v 32x64; gate, up, down 128x64; two norms of 64 per block; embeddings, output, norm
+    assert info["parameters"] == 3 * (36_864 + 2 * 64) + 2 * 512 * 64 + 64
+    shape = gguf_shape({"name": "m", **info})
+    assert shape is not None
+    assert (shape.layers, shape.heads, shape.kv_heads, shape.head_dim) == (3, 4, 2, 16)
+    assert shape.kv_bytes_per_token() == 2 * 3 * 2 * 16 * 2
+    assert gguf_shape({"name": "m", "block_count": 3}) is None  # a file read by an older harness
+
+
 def test_make_gguf_q8_0_is_34_bytes_per_32_weights(tmp_path: Path) -> None:
     p = make_gguf(tmp_path / "q.gguf", layers=1, hidden=64, heads=4, kv_heads=4, ffn=128, dtype="q8_0")
     wb = gguf_info(p)["weight_bytes"]
