@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -28,8 +27,15 @@ from typing import Any
 import httpx
 
 from harness.catalog import CatalogError, get_model
+from harness.engines import vllm_log
 from harness.engines.base import redact
 from harness.engines.process import EngineError, ManagedProcess, free_port, port_taken, tail
+from harness.engines.vllm_flags import (
+    api_server_module,
+    checkpoint_conflict,
+    checkpoint_quantization,
+    precision_args,
+)
 from harness.hfmodel import TOKENIZER_DIR, HfModelError, catalog_model_dir
 from harness.models import ModelError
 from harness.roofline import bytes_per_param
@@ -51,7 +57,6 @@ print(json.dumps(out))
 """
 
 SMOKE_PROMPT = "The quick brown fox jumps over the lazy dog while the band plays on"
-_LOADED_RE = re.compile(r"Model loading took ([0-9.]+) GiB")
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,7 @@ class VllmServer:
         self.health_wait_s: float | None = None
         self.server_version: str | None = None
         self.loaded_gib: float | None = None
+        self.settings: dict[str, str] = {}  # dtype, quantization, kv_cache_dtype as vLLM logged them
         self.warnings: list[str] = []
         self.offload: dict[str, Any] = {}
         self._client: httpx.Client | None = None
@@ -237,7 +243,9 @@ class VllmServer:
                 self._cleanup_rpc()
                 raise
         self.server_version = self._get_json("/version").get("version")
-        self.loaded_gib = self._loaded_gib()
+        log = self._read_log()
+        self.loaded_gib = vllm_log.loaded_gib(log)
+        self.settings = vllm_log.engine_settings(log)
         fields, warning = offload_check(
             self.loaded_gib,
             self.weight_bytes,
@@ -276,14 +284,11 @@ class VllmServer:
             return {}
         return data if isinstance(data, dict) else {}
 
-    def _loaded_gib(self) -> float | None:
-        """GiB of weights the GPU worker reported loading (its log line), None on CPU or when absent."""
+    def _read_log(self) -> str:
         try:
-            text = self._log.read_text(errors="replace")
+            return self._log.read_text(errors="replace")
         except OSError:
-            return None
-        found = _LOADED_RE.findall(text)
-        return float(found[-1]) if found else None
+            return ""
 
     def _cleanup_rpc(self) -> None:
         if self.rpc_dir is not None:
@@ -320,7 +325,10 @@ class VllmServer:
             "torch_version": self.env.torch if self.env else None,
             "python": self.python,
             "command": redact(self.argv),
-            "precision": c.precision,
+            # what it ran at: `auto` resolved from vLLM's own engine config line
+            "precision": vllm_log.served_precision(c.precision, self.settings),
+            "precision_asked": c.precision,
+            "served": dict(self.settings),
             "kv_cache_dtype": c.kv_cache_dtype,
             "tensor_parallel_size": c.tensor_parallel_size,
             "pipeline_parallel_size": c.pipeline_parallel_size,
@@ -361,75 +369,3 @@ class VllmServer:
 
     def metrics_url(self) -> str | None:
         return self.base_url + "/metrics"
-
-
-def vllm_at_least(version: str | None, want: tuple[int, int]) -> bool:
-    """The vLLM version string (e.g. `0.33.0`, `0.32.1rc1+cpu`) is `want` (major, minor) or later; an
-    unknown or unparsable version counts as recent (the images this harness pins are)."""
-    m = re.match(r"(\d+)\.(\d+)", version or "")
-    return m is None or (int(m[1]), int(m[2])) >= want
-
-
-def api_server_module(version: str | None) -> str:
-    """The OpenAI API server's module for `python -m`: its launcher module from vLLM 0.32 on."""
-    if vllm_at_least(version, (0, 32)):
-        return "vllm.entrypoints.launchers.api_server.entry"
-    return "vllm.entrypoints.openai.api_server"
-
-
-def checkpoint_quantization(model_dir: Path | None) -> str | None:
-    """`quant_method` of a checkpoint's config.json `quantization_config` (e.g. `fp8`), else None."""
-    try:
-        cfg = json.loads((Path(model_dir) / "config.json").read_text()) if model_dir else {}
-    except (OSError, ValueError):
-        return None
-    q = cfg.get("quantization_config") if isinstance(cfg, dict) else None
-    return str(q.get("quant_method")) if isinstance(q, dict) and q.get("quant_method") else None
-
-
-def precision_args(precision: str, version: str | None = None, checkpoint: str | None = None) -> list[str]:
-    """vLLM flags for a scenario precision (`version`: the engine's vLLM, for flags that were renamed;
-    `checkpoint`: the model's own `quant_method`, when it is pre-quantized).
-
-    bf16/fp16 set `--dtype`; fp8 quantizes the weights online (`--quantization fp8_per_tensor` from vLLM
-    0.32, where `fp8` for online quantization is deprecated; `fp8` before; on GPUs without FP8
-    units vLLM runs them weight-only through its Marlin kernels); int8 with dummy weights is described by
-    the W8A8 compressed-tensors config written into config.json (nothing to pass); a pre-quantized
-    checkpoint (fp8, awq, gptq, int4) is read from its own config, nothing passed; awq/gptq are named
-    only for a checkpoint whose config names no method.
-    """
-    if precision == "bf16":
-        return ["--dtype", "bfloat16"]
-    if precision == "fp16":
-        return ["--dtype", "float16"]
-    if precision in CHECKPOINT_METHODS and checkpoint:
-        # a pre-quantized checkpoint: vLLM reads the method from its config and picks the fastest kernel
-        # for it (awq_marlin, gptq_marlin); a method named here forces that one (plain awq is several
-        # times slower), and one that differs from the config's (fp8_per_tensor against
-        # compressed-tensors) is refused at start-up
-        return []
-    if precision == "fp8":
-        return ["--quantization", "fp8_per_tensor" if vllm_at_least(version, (0, 32)) else "fp8"]
-    if precision in ("awq", "gptq"):
-        return ["--quantization", precision]
-    return []
-
-
-# quant_method values of checkpoints that can hold each quantized precision
-CHECKPOINT_METHODS = {
-    "fp8": ("fp8", "compressed-tensors", "modelopt", "fbgemm_fp8"),
-    "awq": ("awq", "awq_marlin"),
-    "gptq": ("gptq", "gptq_marlin", "compressed-tensors"),
-}
-
-
-def checkpoint_conflict(precision: str, checkpoint: str | None) -> str | None:
-    """Why a scenario's precision cannot be what a pre-quantized checkpoint holds, else None."""
-    allowed = CHECKPOINT_METHODS.get(precision)
-    if checkpoint is None or allowed is None or checkpoint in allowed:
-        return None
-    return (
-        f"engine.precision: {precision!r}, but the checkpoint's config.json says quant_method "
-        f"{checkpoint!r} (a {precision} checkpoint says one of: {', '.join(allowed)}); set the precision "
-        "the checkpoint holds"
-    )

