@@ -242,6 +242,17 @@ def workload_label(workload: dict[str, Any]) -> str:
     return f"{_mean_len(workload.get('input_tokens')):g}/{_mean_len(workload.get('output_tokens')):g}"
 
 
+def mean_lengths(workload: dict[str, Any], point: Any) -> tuple[float, float]:
+    """(input, output) tokens per request of a point: the scenario's mean lengths, or for a dataset
+    (whose rows set them) the point's measured means (NaN without successful requests)."""
+    if not workload.get("dataset"):
+        return _mean_len(workload.get("input_tokens")), _mean_len(workload.get("output_tokens"))
+    ok = point.get("ok")
+    if not isinstance(ok, int | float) or not ok > 0:
+        return math.nan, math.nan
+    return float(point.get("input_tokens") or 0) / ok, float(point.get("output_tokens") or 0) / ok
+
+
 def context_tokens(manifest: dict[str, Any]) -> float:
     """Average tokens in context during decode = input + output / 2 (from the scenario's workload)."""
     w = (manifest.get("scenario") or {}).get("workload") or {}
@@ -293,8 +304,10 @@ def roofline_tok_s(
     batch: Any,
     precision: str,
     table: dict[str, Device] | None = None,
+    context: float | None = None,
 ) -> float:
     """Decode ceiling (tok/s, all sequences) for a point; NaN when hardware or model shape is unknown.
+    `context`: tokens in context during decode (default: from the scenario's workload lengths).
 
     The batch is the point's concurrency capped by the engine's slots (llama.cpp `parallel`, vLLM
     `max_num_seqs` when set). Tensor parallelism divides the weight reads over GPUs; pipeline stages read
@@ -309,11 +322,14 @@ def roofline_tok_s(
     if shape is None or weight is None:
         return math.nan
     batch = engine_batch(cfg, int(batch))
+    ctx = context_tokens(manifest) if context is None else context
+    if math.isnan(ctx):
+        return math.nan
     tp = int(cfg.get("tensor_parallel_size") or 1) if cfg.get("type") == "vllm" else 1
     ngl = int(cfg.get("n_gpu_layers") or 0)
     if cfg.get("type") == "llamacpp" and dev.kind == "gpu" and 0 <= ngl <= shape.layers:
         host = table.get(host_cpu_key(manifest))
-        return partial_offload_tok_s(shape, engine, weight, ngl, batch, context_tokens(manifest), dev, host)
+        return partial_offload_tok_s(shape, engine, weight, ngl, batch, ctx, dev, host)
     kv_bpe = 1.0 if str(cfg.get("kv_cache_dtype", "auto")).startswith("fp8") else 2.0
     off = float(cfg.get("cpu_offload_gb") or 0) * GIB
     link = dev.host_link_gbs * 1e9 if dev.host_link_gbs else None
@@ -326,7 +342,7 @@ def roofline_tok_s(
             weight,
             tp,
             int(batch),
-            context_tokens(manifest),
+            ctx,
             kv_bpe,
             1.0,
             precision or "bf16",
@@ -403,6 +419,7 @@ def run_points(run: str | Path, table: dict[str, Device] | None = None) -> pd.Da
         vl = variant_label(manifest, v)
         conc = p.get("concurrency")
         conc = None if conc is None or (isinstance(conc, float) and math.isnan(conc)) else int(conc)
+        lengths = mean_lengths(workload, p)
         row = dict(p)
         row.update(
             run_id=manifest.get("run_id") or Path(run).name,
@@ -423,9 +440,11 @@ def run_points(run: str | Path, table: dict[str, Device] | None = None) -> pd.Da
             cpu_offload_gb=float(cfg.get("cpu_offload_gb") or 0),
             n_gpu_layers=cfg.get("n_gpu_layers"),
             partial_offload=partial_offload(cfg, eng, device == host_cpu_key(manifest)),
-            roofline_tok_s=roofline_tok_s(manifest, cfg, eng, device, conc, precision, table),
-            workload_input_tokens=_mean_len(workload.get("input_tokens")),
-            workload_output_tokens=_mean_len(workload.get("output_tokens")),
+            roofline_tok_s=roofline_tok_s(
+                manifest, cfg, eng, device, conc, precision, table, lengths[0] + lengths[1] / 2
+            ),
+            workload_input_tokens=lengths[0],
+            workload_output_tokens=lengths[1],
             settings=settings_of(cfg, workload),
         )
         rows.append(row)

@@ -138,3 +138,18 @@ def test_engines_that_ran_on_the_cpu_of_a_gpu_machine_are_the_cpu() -> None:
     assert device_of(m, cfg, {**ENGINE, "placement": no_gpu_weights}) == ("epyc-9654", 1)
     on_gpu = {"model_buffers_mib": {"CUDA0": 5049.7}, "gpu_weights_mib": 5049.7}
     assert device_of(m, cfg, {**ENGINE, "placement": on_gpu}) == (H100, 1)
+
+
+def test_a_dataset_points_lengths_are_its_measured_means_not_the_default_lengths() -> None:
+    from harness.runinfo import mean_lengths
+
+    assert mean_lengths({"input_tokens": 96, "output_tokens": 8}, {"ok": 4}) == (96.0, 8.0)
+    ds = {"dataset": "sharegpt.jsonl", "input_tokens": 128, "output_tokens": 64}  # the defaults, unused
+    assert mean_lengths(ds, {"ok": 4, "input_tokens": 4000, "output_tokens": 1000}) == (1000.0, 250.0)
+    assert all(math.isnan(x) for x in mean_lengths(ds, {"ok": 0}))
+    # the decode ceiling at the measured context (1000 + 250 / 2), not the defaults' 160
+    m = _manifest({"type": "llamacpp", "model": SYNTH, "n_gpu_layers": 99, "parallel": 4})
+    cfg = m["scenario"]["engine"]
+    short = roofline_tok_s(m, cfg, ENGINE, H100, 4, "f16", context=160.0)
+    long = roofline_tok_s(m, cfg, ENGINE, H100, 4, "f16", context=1125.0)
+    assert long < short and math.isnan(roofline_tok_s(m, cfg, ENGINE, H100, 4, "f16", context=math.nan))
