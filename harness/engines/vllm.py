@@ -33,6 +33,7 @@ from harness.engines.process import EngineError, ManagedProcess, free_port, port
 from harness.engines.vllm_flags import (
     api_server_module,
     checkpoint_conflict,
+    checkpoint_precision,
     checkpoint_quantization,
     precision_args,
 )
@@ -182,7 +183,7 @@ class VllmServer:
             p = Path(m.path).expanduser()
             if not p.exists():
                 raise ModelError(f"engine.model.path: {p} does not exist")
-            if why := checkpoint_conflict(self.cfg.precision, checkpoint_quantization(p)):
+            if why := checkpoint_conflict(self.cfg.precision, checkpoint_precision(p)):
                 raise ModelError(why)
             size = sum(f.stat().st_size for f in p.glob("*.safetensors")) if p.is_dir() else p.stat().st_size
             return p, p.name if p.is_dir() else p.stem, float(size) or None
@@ -345,7 +346,9 @@ class VllmServer:
             "python": self.python,
             "command": redact(self.argv),
             # what it ran at: `auto` resolved from vLLM's own engine config line
-            "precision": vllm_log.served_precision(c.precision, self.settings),
+            "precision": vllm_log.served_precision(
+                c.precision, self.settings, checkpoint_precision(self.model_dir)
+            ),
             "precision_asked": c.precision,
             "served": dict(self.settings),
             "kv_cache_dtype": c.kv_cache_dtype,

@@ -60,21 +60,58 @@ def precision_args(precision: str, version: str | None = None, checkpoint: str |
     return []
 
 
-# quant_method values of checkpoints that can hold each quantized precision
+# quant_method values of checkpoints that can hold each quantized precision (vLLM reads them itself)
 CHECKPOINT_METHODS = {
     "fp8": ("fp8", "compressed-tensors", "modelopt", "fbgemm_fp8"),
     "awq": ("awq", "awq_marlin"),
     "gptq": ("gptq", "gptq_marlin", "compressed-tensors"),
 }
+# what a scenario precision accepts of the precision a checkpoint holds
+HELD_OK = {
+    "fp8": ("fp8",),
+    "int8": ("int8",),
+    "int4": ("int4", "awq", "gptq"),
+    "awq": ("awq",),
+    "gptq": ("gptq", "int4"),
+}
 
 
-def checkpoint_conflict(precision: str, checkpoint: str | None) -> str | None:
-    """Why a scenario's precision cannot be what a pre-quantized checkpoint holds, else None."""
-    allowed = CHECKPOINT_METHODS.get(precision)
-    if checkpoint is None or allowed is None or checkpoint in allowed:
+def checkpoint_precision(model_dir: Path | None) -> str | None:
+    """The precision a pre-quantized checkpoint's weights hold, from its config.json: fp8, int8, int4,
+    awq or gptq (compressed-tensors by its weights' num_bits and type); None when it is not quantized
+    or the config does not say."""
+    try:
+        cfg = json.loads((Path(model_dir) / "config.json").read_text()) if model_dir else {}
+    except (OSError, ValueError):
+        return None
+    q = cfg.get("quantization_config") if isinstance(cfg, dict) else None
+    if not isinstance(q, dict):
+        return None
+    method = str(q.get("quant_method") or "")
+    if method in ("fp8", "modelopt", "fbgemm_fp8"):
+        return "fp8"
+    if method.startswith(("awq", "gptq")):
+        return method.split("_")[0]
+    if method != "compressed-tensors":
+        return None
+    groups = q.get("config_groups")
+    for g in groups.values() if isinstance(groups, dict) else ():
+        w = g.get("weights") if isinstance(g, dict) else None
+        if isinstance(w, dict) and w.get("num_bits") == 8:
+            return "fp8" if w.get("type") == "float" else "int8"
+        if isinstance(w, dict) and w.get("num_bits") == 4:
+            return "int4"
+    return None
+
+
+def checkpoint_conflict(precision: str, held: str | None) -> str | None:
+    """Why a scenario's quantized precision cannot be what a checkpoint holds (`held`, from
+    checkpoint_precision), else None. bf16/fp16/auto with a quantized checkpoint is no conflict: the
+    weights stay quantized and the point records what they hold."""
+    allowed = HELD_OK.get(precision)
+    if held is None or allowed is None or held in allowed:
         return None
     return (
-        f"engine.precision: {precision!r}, but the checkpoint's config.json says quant_method "
-        f"{checkpoint!r} (a {precision} checkpoint says one of: {', '.join(allowed)}); set the precision "
-        "the checkpoint holds"
+        f"engine.precision: {precision!r}, but the checkpoint's config.json holds {held} weights; set "
+        f"precision: {held} (or auto)"
     )

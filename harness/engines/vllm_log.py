@@ -43,9 +43,15 @@ def engine_settings(text: str) -> dict[str, str]:
     return out
 
 
-def served_precision(asked: str, settings: dict[str, str]) -> str:
-    """The precision a server ran at: what the scenario asked, unless it asked `auto`; then the quantization
-    vLLM applied, else the dtype it chose (`auto` stays where the log does not say)."""
+def served_precision(asked: str, settings: dict[str, str], held: str | None = None) -> str:
+    """The precision a server ran at. A quantized precision asked is what ran (the checkpoint was checked
+    to hold it). bf16, fp16 or auto on a quantized checkpoint ran at what its weights hold (`held`,
+    from its config); `auto` otherwise is the quantization vLLM applied, else the dtype it chose (`auto`
+    stays where the log does not say)."""
+    if asked not in ("auto", "bf16", "fp16"):
+        return asked
+    if held is not None:
+        return held
     if asked != "auto":
         return asked
     q = settings.get("quantization")

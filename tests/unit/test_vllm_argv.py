@@ -227,24 +227,64 @@ def test_fp8_checkpoint_keeps_its_own_quantization_method(tmp_path: Path) -> Non
     assert precision_args("awq", "0.33.0", None) == ["--quantization", "awq"]  # a config without a method
 
 
+def _ckpt(tmp_path: Path, name: str, quantization_config: dict[str, Any]) -> Path:
+    d = tmp_path / name
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({"quantization_config": quantization_config}))
+    return d
+
+
+def test_what_a_quantized_checkpoint_holds_is_read_from_its_config(tmp_path: Path) -> None:
+    from harness.engines.vllm_flags import checkpoint_precision
+
+    def ct(num_bits: int, kind: str) -> dict[str, Any]:  # llm-compressor's compressed-tensors layout
+        w = {"num_bits": num_bits, "type": kind, "strategy": "channel", "symmetric": True}
+        return {"quant_method": "compressed-tensors", "config_groups": {"group_0": {"weights": w}}}
+
+    held = {
+        "fp8": {"quant_method": "fp8"},
+        "awq": {"quant_method": "awq", "bits": 4},
+        "gptq": {"quant_method": "gptq", "bits": 4},
+        "w8a8": W8A8_CONFIG,
+        "fp8-ct": ct(8, "float"),
+        "w4a16": ct(4, "int"),
+    }
+    got = {k: checkpoint_precision(_ckpt(tmp_path, k, v)) for k, v in held.items()}
+    assert got == {
+        "fp8": "fp8",
+        "awq": "awq",
+        "gptq": "gptq",
+        "w8a8": "int8",
+        "fp8-ct": "fp8",
+        "w4a16": "int4",
+    }
+    assert checkpoint_precision(tmp_path) is None  # no config.json
+
+
 def test_a_precision_the_checkpoint_does_not_hold_is_refused(tmp_path: Path) -> None:
     from harness.engines.vllm_flags import checkpoint_conflict
 
-    assert checkpoint_conflict("awq", "awq_marlin") is None and checkpoint_conflict("bf16", "fp8") is None
+    assert checkpoint_conflict("int4", "awq") is None and checkpoint_conflict("bf16", "fp8") is None
     assert checkpoint_conflict("fp8", None) is None
-    ckpt = tmp_path / "Llama-70B-GPTQ"
-    ckpt.mkdir()
-    (ckpt / "config.json").write_text(json.dumps({"quantization_config": {"quant_method": "gptq"}}))
+    assert checkpoint_conflict("fp8", "int4") is not None  # a W4A16 compressed-tensors file is no FP8
+    ckpt = _ckpt(tmp_path, "Llama-70B-GPTQ", {"quant_method": "gptq"})
     eng = {"type": "vllm", "model": {"source": "path", "path": str(ckpt)}, "precision": "awq"}
     s = parse_scenario({"name": "t", "engine": eng, "hardware": {"gpu": "a100-80gb-sxm"}})
-    with pytest.raises(
-        ModelError, match=r"'awq', but the checkpoint's config\.json says quant_method 'gptq'"
-    ):
+    with pytest.raises(ModelError, match=r"'awq', but the checkpoint's config\.json holds gptq weights"):
         VllmServer(s.engine, tmp_path / "log")
     eng["precision"] = "gptq"
     srv = VllmServer(parse_scenario({"name": "t", "engine": eng}).engine, tmp_path / "log")
     assert "--quantization" not in srv.build_argv(9, GPU)
     assert srv.describe()["model"]["quant_method"] == "gptq"
+    # bf16 asked of an FP8 checkpoint runs FP8 weights: the point says fp8, not bf16
+    eng = {
+        "type": "vllm",
+        "model": {"source": "path", "path": str(_ckpt(tmp_path, "f", {"quant_method": "fp8"}))},
+    }
+    srv = VllmServer(
+        parse_scenario({"name": "t", "engine": {**eng, "precision": "bf16"}}).engine, tmp_path / "l"
+    )
+    assert srv.describe()["precision"] == "fp8" and srv.describe()["precision_asked"] == "bf16"
 
 
 def test_a_scenario_device_the_vllm_build_cannot_be_is_refused() -> None:
