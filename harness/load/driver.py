@@ -173,6 +173,22 @@ class _Run:
             async with sem:
                 await self.one(job, when_ns)
 
+        if (
+            jobs
+            and jobs[0].role == "measured"
+            and self.on_measure_start is not None
+            and self.stop_cooldown_when_done
+        ):
+            # nothing is in flight yet (no warmup) and this process keeps the whole schedule: the window's
+            # edge samples (a /metrics scrape, NVML, CPU) are taken first, and the schedule starts after
+            # them, so the engine's counters are read before any measured request reaches it
+            self.on_measure_start(time.perf_counter_ns())
+            shift = max(0, time.perf_counter_ns() + 5_000_000 - t0_ns)
+            t0_ns += shift
+            if self.deadline_ns is not None:
+                self.deadline_ns += shift
+            started = True
+            self.out.started_ns = t0_ns + jobs[0].offset_ns
         try:
             for job in jobs:
                 when_ns = t0_ns + job.offset_ns
@@ -180,9 +196,10 @@ class _Run:
                     started = True
                     self.out.started_ns = when_ns
                     if self.on_measure_start is not None:
-                        # the window's edge samples (a /metrics scrape, NVML, CPU) are taken off the event
-                        # loop, in the gap before the first measured send: in it they would hold back the
-                        # requests due meanwhile, whose latencies count from their scheduled times
+                        # after warmup sends: the edge samples are taken off the event loop, from one
+                        # arrival gap before the first measured send on (in the loop they would hold back
+                        # the requests due meanwhile, whose latencies count from their scheduled times);
+                        # warmup still in flight at the engine rules out its token-count comparison
                         edge = asyncio.get_running_loop().run_in_executor(
                             None, self.on_measure_start, when_ns
                         )
@@ -253,7 +270,8 @@ async def run_jobs_here(
         t_ns = time.perf_counter_ns()
         if on_measure_start is not None:  # edge samples before the first measured request is sent
             on_measure_start(t_ns)
-        # the window from the first send: the edge samples' time is not in it
+        # tok/s counts from the first send; the telemetry window opened at t_ns, so it also holds the
+        # edge samples' moment, with nothing running
         out.started_ns = time.perf_counter_ns()
         if load.duration_s:
             run.deadline_ns = out.started_ns + int(load.duration_s * 1e9)

@@ -206,7 +206,8 @@ async def run_jobs_in_workers(
             await run_warmup_here(client, load, warm, on_record, out)
         t0 = max(t0_ns, time.perf_counter_ns() + 20_000_000)
         for c in pipes:
-            c.send(("go", t0))
+            with contextlib.suppress(OSError):  # a worker gone during the warmup: `lost` says so below
+                c.send(("go", t0))
         await all_done.wait()
         if lost:
             procs[lost[0]].join(5)
