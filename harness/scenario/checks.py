@@ -60,8 +60,8 @@ def combination_errors(s: Scenario, file: str) -> list[str]:
 def longest(length: int | LengthDist) -> int:
     """The longest length a workload field asks for (a distribution without a max: its mean, 2 x mean
     for uniform, as the sampler draws it)."""
-    if isinstance(length, int):
-        return length
+    if isinstance(length, int) or length.dist == "fixed":
+        return length if isinstance(length, int) else length.mean
     if length.max is not None:
         return length.max
     return 2 * length.mean if length.dist == "uniform" else length.mean
@@ -72,7 +72,11 @@ def _slot_context_problem(s: Scenario, eng: LlamaCppEngine) -> str | None:
     longer than one slot's share fails. llama-cpp-python has one slot with all of it."""
     if s.workload.dataset:
         return None  # lengths known only once the file is read
-    unified = any(a in ("--kv-unified", "-kvu") for a in eng.extra_args)
+    # llama-server's flag, or xllamacpp's `--set kv_unified=true`
+    unified = any(
+        a in ("--kv-unified", "-kvu") or a.replace(" ", "").lower() in ("kv_unified=true", "kv_unified=1")
+        for a in eng.extra_args
+    )
     slots = 1 if eng.launcher == "llama-cpp-python" or unified else eng.parallel
     per_slot = eng.ctx_size // slots
     need = longest(s.workload.input_tokens) + longest(s.workload.output_tokens)
@@ -81,7 +85,8 @@ def _slot_context_problem(s: Scenario, eng: LlamaCppEngine) -> str | None:
     return (
         f"{eng.ctx_size} tokens over {slots} slot(s) is {per_slot} per request, but the workload asks for "
         f"up to {need} (input + output tokens): llama.cpp would refuse them (allowed: ctx_size >= "
-        f"{need * slots} with parallel {slots}, or fewer slots)"
+        f"{need * slots} with parallel {slots}, fewer slots, or one KV cache shared by all slots: "
+        "extra_args --kv-unified)"
     )
 
 

@@ -230,12 +230,18 @@ def test_requests_longer_than_a_llamacpp_slot_are_rejected() -> None:
     assert messages(data) == [
         "f.yaml: engine.ctx_size: 4096 tokens over 4 slot(s) is 1024 per request, but the workload asks for "
         "up to 1064 (input + output tokens): llama.cpp would refuse them (allowed: ctx_size >= 4256 with "
-        "parallel 4, or fewer slots)"
+        "parallel 4, fewer slots, or one KV cache shared by all slots: extra_args --kv-unified)"
     ]
     # a distribution counts by its max; a unified KV cache gives each slot all of it
     data["workload"] = {"input_tokens": {"dist": "uniform", "mean": 500, "max": 1000}, "output_tokens": 64}
     assert len(messages(data)) == 1
     data["engine"] = {**eng, "extra_args": ["--kv-unified"]}
+    assert parse_scenario(data, "f.yaml").engine.ctx_size == 4096
+    data["engine"] = {**eng, "extra_args": ["--set", "kv_unified=true"]}  # xllamacpp's spelling
+    assert parse_scenario(data, "f.yaml").engine.ctx_size == 4096
+    # a fixed distribution draws its mean only, whatever max it carries
+    data["engine"] = eng
+    data["workload"] = {"input_tokens": {"dist": "fixed", "mean": 500, "max": 1000}, "output_tokens": 64}
     assert parse_scenario(data, "f.yaml").engine.ctx_size == 4096
     data["engine"] = {**eng, "parallel": 1}
     assert parse_scenario(data, "f.yaml").engine.ctx_size == 4096
