@@ -67,6 +67,8 @@ def _measured(points: pd.DataFrame, need: Need, dev: str, precision: str, tp: in
         & (points["devices"] == tp)
         & (points["concurrency"] == need.concurrency)
     )
+    # the lengths of the asked workload exactly (a dataset run's measured means rarely are: it is then
+    # not taken for this workload)
     for col, want in (
         ("workload_input_tokens", need.input_tokens),
         ("workload_output_tokens", need.output_tokens),

@@ -79,14 +79,14 @@ def test_stop_waits_until_the_whole_group_is_gone(tmp_path: Path) -> None:
 
     proc = ManagedProcess(["sh", "-c", "trap '' TERM; sleep 300 & sleep 300"], tmp_path / "engine.log")
     proc.start()
-    pgid = proc.pid
-    assert pgid is not None and proc.guard is not None
+    pgid, guard = proc.pid, proc.guard
+    assert pgid is not None and guard is not None and guard.poll() is None  # watching
     deadline = time.monotonic() + 10
     while len(_members(pgid)) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.stop(grace_s=0.5)
     assert not group_alive(pgid)  # SIGTERM ignored by sh: SIGKILL, and the wait for every member
-    assert proc.guard is None  # released: it found nothing left to kill
+    assert guard.poll() == 0  # released: it found nothing left to kill, and exited
 
 
 def _members(pgid: int) -> list[int]:
