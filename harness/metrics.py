@@ -268,7 +268,8 @@ def server_comparison(
     server mean (positive: the client saw more, e.g. HTTP and detokenization time). Token counters are
     compared exactly: `server_<tokens>` = Δ counter, `server_<tokens>_diff` = client − server, except when
     `unmeasured_in_window` requests (warmup or cooldown) were at the engine during the window: it counted
-    their tokens too, so no diff. Columns are absent when the engine exports no such metric.
+    their tokens and latencies too, so no diff and no rel diff (the engine's means are still given).
+    Columns are absent when the engine exports no such metric.
     """
     out: dict[str, Any] = {}
     for key, stem in SERVER_HISTOGRAMS.items():
@@ -278,7 +279,8 @@ def server_comparison(
         server = total / count
         out[f"server_{key}_mean"] = server
         client = row.get(f"{key}_mean")
-        if client is not None and not math.isnan(client) and server > 0:
+        # with unmeasured requests in the window the engine's mean is over other requests too: not judged
+        if client is not None and not math.isnan(client) and server > 0 and not unmeasured_in_window:
             out[f"server_{key}_rel_diff"] = (client - server) / server
     for key, stems in SERVER_COUNTERS.items():
         n = next((v for st in stems if (v := row.get(f"{prefix}{st}_delta")) is not None), None)
