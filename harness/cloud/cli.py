@@ -64,6 +64,27 @@ def _parse_envs(items: list[str]) -> dict[str, str]:
     return out
 
 
+def parse_gpu_prices(items: list[str]) -> dict[str, float]:
+    """`--price` values: `2.99` (every accelerator: key "") or `H100=2.99` (that SkyPilot accelerator name,
+    lower-cased), USD per GPU-hour."""
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.rpartition("=")
+        try:
+            usd = float(value)
+        except ValueError:
+            usd = -1.0
+        if usd < 0 or (sep and not name.strip()):
+            raise CloudError(
+                [
+                    f"--price: invalid value {item!r} (allowed: USD_PER_GPU_HOUR, or NAME=USD such as "
+                    "H100=2.99)"
+                ]
+            )
+        out[name.strip().lower()] = usd
+    return out
+
+
 def _cost_lines(plans: list[_Plan], max_hours: float, idle_minutes: int | None = None) -> list[str]:
     """Estimated cost of `max_hours` of benchmarking per machine. Not a bound: provisioning, the image
     pull, setup, and the idle time before autodown are billed on top (the last line says so)."""
@@ -118,7 +139,13 @@ def launch(
     image: Annotated[
         str | None, typer.Option(help="docker:IMAGE[:TAG] (default: the engine's pinned image) or none")
     ] = None,
-    price: Annotated[float | None, typer.Option(min=0, help="USD per GPU-hour for the estimate")] = None,
+    price: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="USD per GPU-hour for the estimate: a number for every --gpus, or NAME=USD for one "
+            "(H100=2.99; repeatable)"
+        ),
+    ] = None,
     max_hours: Annotated[float, typer.Option(min=0.05, help="stop the benchmark after this long")] = 2.0,
     disk_size: Annotated[int, typer.Option(min=50, help="disk per node, GB")] = 256,
     idle_minutes: Annotated[int, typer.Option(min=1, help="autodown after this idle time")] = 30,
@@ -139,6 +166,7 @@ def launch(
     warnings: list[str] = []
     try:
         envs = _parse_envs(env or [])
+        prices = parse_gpu_prices(price or [])
         specs: list[str | None] = list(gpus) if gpus else [None]
         for spec in specs:
             acc = resolve_accelerators(s, str(scenario), spec)
@@ -158,7 +186,8 @@ def launch(
             if any(p.cluster == name for p in plans):
                 raise CloudError([f"--gpus: {acc} is given twice"])
             t = build_task(s, scenario, opts, workdir, name)
-            plans.append(_Plan(name, opts, task_yaml(t), t, cost.lookup_price(acc.name, price)))
+            usd = prices.get(acc.name.lower(), prices.get(""))
+            plans.append(_Plan(name, opts, task_yaml(t), t, cost.lookup_price(acc.name, usd)))
     except CloudError as e:
         raise _fail(e.messages) from None
     for w in dict.fromkeys(warnings):

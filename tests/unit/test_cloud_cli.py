@@ -75,6 +75,20 @@ def test_price_override_multi_node_and_keep() -> None:
     assert "--down" not in res.stderr and "sky down" not in res.stderr  # --keep
 
 
+def test_prices_per_accelerator_name_in_a_sweep() -> None:
+    """`--price NAME=USD` as the other commands take it: one price per --gpus of a sweep."""
+    scen = str(CLOUD / "llama-3.1-70b-tp8.yaml")
+    args = ["--gpus", "H100:8", "--gpus", "A100-80GB:8", "--dry-run", "--max-hours", "1"]
+    res = run_cli(scen, *args, "--price", "h100=3", "--price", "A100-80GB=1.5")
+    assert res.returncode == 0, res.stderr
+    assert "H100:8 × 1 node: $24.00/h; 1 h of benchmark: $24.00  [--price]" in res.stderr
+    assert "A100-80GB:8 × 1 node: $12.00/h; 1 h of benchmark: $12.00  [--price]" in res.stderr
+    res = run_cli(scen, "--dry-run", "--price", "h100-sxm=")
+    assert (
+        res.returncode == 2 and "--price: invalid value 'h100-sxm=' (allowed: USD_PER_GPU_HOUR" in res.stderr
+    )
+
+
 def test_unpriced_accelerator_says_so() -> None:
     res = run_cli(str(CLOUD / "llama-3.1-70b-tp8.yaml"), "--gpus", "H200:8", "--dry-run")
     assert res.returncode == 0, res.stderr
