@@ -269,17 +269,12 @@ def context_tokens(manifest: dict[str, Any]) -> float:
 
 def parse_bandwidths(items: list[str]) -> dict[str, float]:
     """`["cpu=20"]` -> {"cpu": 20.0} (GB/s); a malformed item raises ValueError with the fix."""
-    out: dict[str, float] = {}
-    for item in items:
-        dev, _, val = item.partition("=")
-        try:
-            gbs = float(val)
-        except ValueError:
-            gbs = -1.0
-        if not dev.strip() or gbs <= 0:
-            raise ValueError(f"--bandwidth: {item!r}: expected DEVICE=GB_PER_S, e.g. cpu=20")
-        out[dev.strip()] = gbs
-    return out
+    from harness.keyvalues import name_numbers
+
+    try:
+        return name_numbers(items)
+    except ValueError as e:
+        raise ValueError(f"--bandwidth: {e.args[0]!r}: expected DEVICE=GB_PER_S, e.g. cpu=20") from None
 
 
 def device_table(bandwidth_gbs: dict[str, float] | None = None) -> dict[str, Device]:

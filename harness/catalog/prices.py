@@ -94,17 +94,14 @@ def load_price_file(path: str | Path) -> list[Price]:
 
 def parse_price_overrides(items: Iterable[str]) -> dict[str, float]:
     """`["h100-sxm=2.99", "cpu=0.1"]` -> {"h100-sxm": 2.99, "cpu": 0.1}; bad items raise CatalogError."""
-    out: dict[str, float] = {}
-    for item in items:
-        dev, sep, val = item.partition("=")
-        try:
-            usd = float(val.strip().lstrip("$"))
-        except ValueError:
-            usd = -1.0
-        if not sep or not dev.strip() or usd <= 0:
-            raise CatalogError(f"--price: {item!r}: expected DEVICE=USD_PER_HOUR, e.g. h100-sxm=2.99")
-        out[dev.strip()] = usd
-    return out
+    from harness.keyvalues import name_numbers
+
+    try:
+        return name_numbers(items, unit_prefix="$")
+    except ValueError as e:
+        raise CatalogError(
+            f"--price: {e.args[0]!r}: expected DEVICE=USD_PER_HOUR, e.g. h100-sxm=2.99"
+        ) from None
 
 
 def resolve_prices(

@@ -67,22 +67,17 @@ def _parse_envs(items: list[str]) -> dict[str, str]:
 def parse_gpu_prices(items: list[str]) -> dict[str, float]:
     """`--price` values: `2.99` (every accelerator: key "") or `H100=2.99` (that SkyPilot accelerator name,
     lower-cased), USD per GPU-hour."""
-    out: dict[str, float] = {}
-    for item in items:
-        name, sep, value = item.rpartition("=")
-        try:
-            usd = float(value)
-        except ValueError:
-            usd = -1.0
-        if usd < 0 or (sep and not name.strip()):
-            raise CloudError(
-                [
-                    f"--price: invalid value {item!r} (allowed: USD_PER_GPU_HOUR, or NAME=USD such as "
-                    "H100=2.99)"
-                ]
-            )
-        out[name.strip().lower()] = usd
-    return out
+    from harness.keyvalues import name_numbers
+
+    try:
+        return {k.lower(): v for k, v in name_numbers(items, bare=True).items()}
+    except ValueError as e:
+        raise CloudError(
+            [
+                f"--price: invalid value {e.args[0]!r} (allowed: USD_PER_GPU_HOUR, or NAME=USD such as "
+                "H100=2.99)"
+            ]
+        ) from None
 
 
 def _cost_lines(plans: list[_Plan], max_hours: float, idle_minutes: int | None = None) -> list[str]:

@@ -125,3 +125,16 @@ def test_price_file_with_bad_yaml_is_one_line(tmp_path: Path) -> None:
     assert res.returncode == 2 and "Traceback" not in res.stderr
     problem = "expected the node content, but found '<stream end>'"
     assert res.stderr.strip() == f"{f}: line 2: invalid YAML: {problem}"
+
+
+def test_name_number_options_are_parsed_one_way() -> None:
+    import pytest
+
+    from harness.keyvalues import name_numbers
+
+    assert name_numbers(["h100-sxm=2.99", "cpu = $0.1"], unit_prefix="$") == {"h100-sxm": 2.99, "cpu": 0.1}
+    assert name_numbers(["2.5", "H100=3"], bare=True) == {"": 2.5, "H100": 3.0}
+    for bad, bare in (("2.5", False), ("=3", True), ("h100=0", False), ("h100=x", False), ("h100=", True)):
+        with pytest.raises(ValueError) as e:
+            name_numbers([bad], bare=bare)
+        assert e.value.args == (bad,)
