@@ -67,19 +67,28 @@ def _pdeathsig() -> None:  # runs in the child between fork and exec
 # process group, gives it `grace` seconds and SIGKILLs what is left
 _GUARD = """
 import os, signal, sys, time
-pgid, grace = int(sys.argv[1]), float(sys.argv[2])
+pgid, grace, born = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 try:
     sys.stdin.buffer.read()
 except BaseException:
     pass
+def started(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
 def alive():
     try:
         os.killpg(pgid, 0)
         return True
     except OSError:
         return False
-if alive():
+# a process with the leader's number but another start time: the engine's group emptied and the number
+# went to a new group, which is not ours to kill
+now = started(pgid)
+if alive() and (now is None or born == "?" or now == born):
     try:
         os.killpg(pgid, signal.SIGTERM)
     except OSError:
@@ -93,6 +102,16 @@ if alive():
         pass
 """
 GUARD_GRACE_S = 10.0
+
+
+def _started(pid: int) -> str:
+    """A process's start time (clock ticks since boot, /proc/PID/stat field 22): with its number, who it
+    is; `?` where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "?"
 
 
 def group_alive(pgid: int) -> bool:
@@ -150,7 +169,14 @@ class ManagedProcess:
         if sys.platform.startswith("linux"):
             with contextlib.suppress(OSError):
                 self.guard = subprocess.Popen(
-                    [sys.executable, "-c", _GUARD, str(self.proc.pid), str(GUARD_GRACE_S)],
+                    [
+                        sys.executable,
+                        "-c",
+                        _GUARD,
+                        str(self.proc.pid),
+                        str(GUARD_GRACE_S),
+                        _started(self.proc.pid),
+                    ],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,

@@ -106,3 +106,34 @@ def os_getpgid(pid: int) -> int:
     import os
 
     return os.getpgid(pid)
+
+
+def test_the_guard_leaves_a_group_whose_leader_number_went_to_another_process(tmp_path: Path) -> None:
+    """The engine's group emptied and its number was reused by a new process: the guard, started with the
+    engine leader's start time, finds another start time there and kills nothing."""
+    import subprocess
+    import sys
+
+    from harness.engines.process import _GUARD, _started, group_alive
+
+    other = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        born = _started(other.pid)
+        wrong = str(int(born) - 1)  # what the (gone) engine leader's start time would have been
+        guard = subprocess.Popen(
+            [sys.executable, "-c", _GUARD, str(other.pid), "1", wrong], stdin=subprocess.PIPE
+        )
+        assert guard.stdin is not None
+        guard.stdin.close()  # as if the harness died
+        assert guard.wait(10) == 0
+        assert group_alive(other.pid) and other.poll() is None  # not ours: left alone
+        # the same start time: it is the engine's group, and it goes
+        guard = subprocess.Popen(
+            [sys.executable, "-c", _GUARD, str(other.pid), "1", born], stdin=subprocess.PIPE
+        )
+        assert guard.stdin is not None
+        guard.stdin.close()
+        assert guard.wait(10) == 0 and other.wait(5) is not None
+    finally:
+        other.kill()
+        other.wait()
