@@ -7,6 +7,7 @@ Needs the `ray` package (the vLLM image ships it); imported here only.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 
@@ -21,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
-    ray.init(address=args.address, logging_level="ERROR")
+    ray.init(address=args.address, logging_level=logging.ERROR)
     try:
         deadline = time.monotonic() + args.timeout_s
         while True:
