@@ -339,6 +339,13 @@ def flags(row: dict[str, Any]) -> list[str]:
         )
     if k := _count(row, "missing_usage"):
         out.append(f"{k}/{n} requests carried no usage")
+    if row.get("energy_scope") == "incomplete":
+        out.append("GPU energy unknown for this window (a GPU's samples missing): no J/token")
+    elif row.get("energy_tokens_source") == "client+unmeasured":
+        out.append(
+            "J/token overstated: the window's energy also went to unmeasured (warmup/cooldown) requests, and "
+            "the engine exports no token counter to count them"
+        )
     if not n:
         return out  # nothing succeeded: the client's figures (a few fast failures) say nothing of it
     if (steal := _value(row, "host_cpu_steal_pct_mean")) is not None and steal > STEAL_LIMIT_PCT:

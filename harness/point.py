@@ -117,6 +117,21 @@ def _count_missing_usage(engine: Engine | None, records: list[RequestRecord]) ->
             r.output_tokens, r.output_tokens_source = engine.tokenize(r.output_text), "tokenizer"
 
 
+def energy_per_token(row: dict[str, Any], unmeasured_in_window: int) -> dict[str, Any]:
+    """J per output token of a point: the window's energy over the tokens generated in it. With unmeasured
+    requests (warmup, cooldown) at the engine in the window, its energy went to their tokens too: the
+    engine's own generated-token count of the window is the denominator where it exports one
+    (`energy_tokens_source: engine`); else the measured tokens, said to overstate it (`client+unmeasured`)."""
+    tokens, source = row.get("output_tokens"), "client"
+    if unmeasured_in_window:
+        engine_tokens = row.get("server_output_tokens")
+        tokens, source = (engine_tokens, "engine") if engine_tokens else (tokens, "client+unmeasured")
+    return {
+        "energy_j_per_output_token": j_per_token(row["energy_j"], tokens),
+        "energy_tokens_source": source,
+    }
+
+
 def make_client(s: Scenario, engine: Engine, base_url: str, keep_text: bool) -> StreamClient:
     w = s.workload
     return StreamClient(
@@ -236,9 +251,10 @@ def measure_point(
         summary = metrics.summarize(measured, open_loop, s.slo.ttft_s, s.slo.tpot_s, s.slo.e2e_s)
         row = _point_row(s, p, engine, summary, run.manifest)
         row.update(tel_cols)
-        row.update(metrics.server_comparison(row, unmeasured_in_window=_unmeasured_in(outcome)))
+        unmeasured = _unmeasured_in(outcome)
+        row.update(metrics.server_comparison(row, unmeasured_in_window=unmeasured))
         if "energy_j" in row:
-            row["energy_j_per_output_token"] = j_per_token(row["energy_j"], row.get("output_tokens"))
+            row.update(energy_per_token(row, unmeasured))
         row.update(outcome.client)
         row["slo_met"] = slo_met(row, s.slo.attainment)
         row["aborted"] = outcome.aborted or ""

@@ -159,9 +159,10 @@ def _window_line(c: dict[str, Any]) -> str:
     agree = f" ({(e - integ) / integ * 100:+.1f} %)" if e is not None and integ else ""
     return (
         f"energy {num('gpu_energy_j', '.1f')} J ({c.get('gpu_energy_source') or '-'}), integrated power "
-        f"{num('gpu_power_integral_j', '.1f')} J{agree}; power mean {num('gpu_power_w_mean', '.1f')} W, "
-        f"max {num('gpu_power_w_max', '.1f')} W; util {num('gpu_util_pct_mean', '.0f')} %; SM clock min "
-        f"{num('gpu_sm_clock_mhz_min', '.0f')} MHz; memory max {num('gpu_mem_used_bytes_max', ',.0f')} B"
+        f"{num('gpu_power_integral_j', '.1f')} J{agree}; power mean {num('gpu_power_w_mean', '.1f')} W "
+        f"(all GPUs), max {num('gpu_power_w_max', '.1f')} W (one GPU); util "
+        f"{num('gpu_util_pct_mean', '.0f')} %; SM clock min {num('gpu_sm_clock_mhz_min', '.0f')} MHz; "
+        f"memory max {num('gpu_mem_used_bytes_max', ',.0f')} B (one GPU)"
     )
 
 

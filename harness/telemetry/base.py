@@ -54,8 +54,12 @@ def energy_columns(cols: dict[str, Any]) -> dict[str, Any]:
     energy_j = every energy measured in the window: the GPUs (NVML) plus the CPU packages (RAPL), so a
     CPU or offload run on a GPU machine counts the CPU that did the work, not only the idle GPU;
     energy_scope says what was summed (`gpu`, `cpu_package` or `gpu+cpu_package`). `gpu_energy_j` and
-    `cpu_energy_j` stay as columns of their own. Neither measured: no columns.
+    `cpu_energy_j` stay as columns of their own. Neither measured: no columns. GPUs sampled but their
+    energy unknown for the window (a GPU lost, a window its samples do not cover, a stuck NVML call):
+    energy_j None, scope `incomplete`, never the CPU's share alone passed off as the whole.
     """
+    if ("gpu_count" in cols or cols.get("gpu_window_skipped")) and cols.get("gpu_energy_j") is None:
+        return {"energy_j": None, "energy_scope": "incomplete"}
     scopes = (("gpu_energy_j", "gpu"), ("cpu_energy_j", "cpu_package"))
     parts: list[tuple[str, float]] = [(sc, float(cols[k])) for k, sc in scopes if cols.get(k) is not None]
     if not parts:

@@ -80,6 +80,16 @@ def _reasons(h: Any) -> dict[str, Any]:
         return {"clocks_event_reasons": call("nvmlDeviceGetCurrentClocksThrottleReasons", h)}
 
 
+def _temp(h: Any) -> dict[str, Any]:
+    """GPU temperature: nvmlDeviceGetTemperatureV (the old call is deprecated, to go in CUDA 14), else the
+    old call on drivers and bindings without it."""
+    sensor = binding().NVML_TEMPERATURE_GPU
+    try:
+        return {"temp_c": call("nvmlDeviceGetTemperatureV", h, sensor)}
+    except NvmlNotSupported:
+        return {"temp_c": call("nvmlDeviceGetTemperature", h, sensor)}
+
+
 def _readers() -> list[tuple[str, Any]]:
     nv = binding()
     return [
@@ -87,7 +97,7 @@ def _readers() -> list[tuple[str, Any]]:
         ("mem_used_bytes", lambda h: {"mem_used_bytes": call("nvmlDeviceGetMemoryInfo", h).used}),
         ("sm_clock_mhz", lambda h: {"sm_clock_mhz": call("nvmlDeviceGetClockInfo", h, nv.NVML_CLOCK_SM)}),
         ("mem_clock_mhz", lambda h: {"mem_clock_mhz": call("nvmlDeviceGetClockInfo", h, nv.NVML_CLOCK_MEM)}),
-        ("temp_c", lambda h: {"temp_c": call("nvmlDeviceGetTemperature", h, nv.NVML_TEMPERATURE_GPU)}),
+        ("temp_c", _temp),
         ("clocks_event_reasons", _reasons),
     ]
 
@@ -374,7 +384,7 @@ class NvmlSampler:
         # call holds it: then neither)
         if not self._lock.acquire(timeout=EDGE_LOCK_TIMEOUT_S):
             self.edge_skips += 1
-            return {}
+            return {"gpu_window_skipped": True}  # the GPUs were sampled, this window's columns are unknown
         try:
             self._read_all()
             return gpu_window_columns(self.series, t0, t_ns)

@@ -225,7 +225,8 @@ def test_telemetry_show_summarizes_each_window(tmp_path: Path) -> None:
     lines = res.stdout.splitlines()
     assert lines[0] == f"{trace}: 1 GPU(s) (GPU A), 4 samples over 3.0 s"
     assert lines[1].startswith(
-        "  all: energy 600.0 J (counter), integrated power 600.0 J (+0.0 %); power mean 200.0 W, max 300.0 W"
+        "  all: energy 600.0 J (counter), integrated power 600.0 J (+0.0 %); power mean 200.0 W (all GPUs), "
+        "max 300.0 W (one GPU)"
     )
     bad = tmp_path / "bad.jsonl.gz"
     bad.write_text("x")

@@ -120,6 +120,26 @@ def test_energy_columns_sum_gpu_and_rapl() -> None:
         "energy_scope": "cpu_package",
     }
     assert energy_columns({"engine_cpu_pct_mean": 50.0}) == {}
+    # GPUs sampled (vLLM TP=8) but one GPU's energy unknown: not the CPU's 120 J passed off as the whole
+    lost = {"gpu_count": 8, "gpu_energy_j": None, "cpu_energy_j": 120.0}
+    assert energy_columns(lost) == {"energy_j": None, "energy_scope": "incomplete"}
+    # the window's columns skipped (an NVML call held the sampler's lock): the same
+    assert energy_columns({"gpu_window_skipped": True, "cpu_energy_j": 120.0})["energy_j"] is None
+
+
+def test_energy_per_token_counts_every_token_the_energy_went_to() -> None:
+    from harness.metrics import flags
+    from harness.point import energy_per_token
+
+    row = {"energy_j": 100.0, "output_tokens": 50, "server_output_tokens": 80, "ok": 5}
+    assert energy_per_token(row, 0) == {"energy_j_per_output_token": 2.0, "energy_tokens_source": "client"}
+    # cooldown requests in the window: the engine generated 80 tokens with that energy, 50 measured
+    shared = energy_per_token(row, 2)
+    assert shared == {"energy_j_per_output_token": 1.25, "energy_tokens_source": "engine"}
+    alone = energy_per_token({**row, "server_output_tokens": None}, 2)
+    assert alone["energy_tokens_source"] == "client+unmeasured"
+    assert any("J/token overstated" in m for m in flags({**row, **alone}))
+    assert any("GPU energy unknown" in m for m in flags({**row, "energy_scope": "incomplete"}))
 
 
 def test_unwrap_reading_of_a_32_bit_counter() -> None:
