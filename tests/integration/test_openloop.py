@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import statistics
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pandas as pd
 import pytest
 
 from harness import metrics
-from harness.engines.process import free_port
 from harness.results import iter_records, read_manifest
 from harness.testing.quiet import too_busy_for
-from tests.integration.conftest import ROOT, harness_cli, run_dir_from
+from tests.integration.conftest import harness_cli, run_dir_from
 
 pytestmark = pytest.mark.slow
 TTFT_S, ITL_S = 0.030, 0.008
@@ -24,20 +20,11 @@ TTFT_S, ITL_S = 0.030, 0.008
 
 @pytest.fixture
 def fake_url(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "harness", "serve-fake", "--port", str(port)]
-    cmd += ["--ttft-ms", str(TTFT_S * 1e3), "--itl-ms", str(ITL_S * 1e3)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            httpx.get(url + "/health", timeout=1)
-            break
-        except httpx.HTTPError:
-            pass
+    from tests.conftest import start_fake_server
+
+    proc, url = start_fake_server(tmp_path / "fake.log", TTFT_S * 1e3, ITL_S * 1e3)  # once it answers
     yield url
-    proc.terminate()
-    proc.wait(10)
+    proc.stop()
 
 
 def scenario(url: str, **load: object) -> dict[str, object]:
