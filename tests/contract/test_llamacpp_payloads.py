@@ -30,10 +30,14 @@ def test_chat_stream_role_chunk_is_not_the_first_token() -> None:
     assert rec.output_tokens is not None and rec.output_tokens == len(rec.chunk_ns)
 
 
-def test_metrics_payload_parses_with_prometheus_client() -> None:
-    from prometheus_client.parser import text_string_to_metric_families
+def test_metrics_payload_gives_the_counter_compared_with_the_client() -> None:
+    """llama.cpp's `llamacpp:` names, cleaned as the harness keeps them; the generated-token counter is
+    what server_comparison sets against the client's count (12 tokens in the recorded streams)."""
+    from harness.metrics import server_comparison
+    from harness.telemetry.prometheus import parse_metrics
 
-    fams = {
-        f.name: f for f in text_string_to_metric_families((PAYLOADS / "llamacpp_metrics.txt").read_text())
-    }
-    assert "llamacpp:tokens_predicted" in fams or "llamacpp:tokens_predicted_total" in fams
+    snap = parse_metrics((PAYLOADS / "llamacpp_metrics.txt").read_text())
+    assert snap["llamacpp_tokens_predicted_total"] == ("counter", 12.0)
+    assert snap["llamacpp_predicted_tokens_seconds"][0] == "gauge"
+    row = {"output_tokens": 12, "server_llamacpp_tokens_predicted_total_delta": 12.0}
+    assert server_comparison(row) == {"server_output_tokens": 12, "server_output_tokens_diff": 0}

