@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -48,6 +49,9 @@ def serve_fake(
     no_usage: Annotated[
         bool, typer.Option("--no-usage", help="fault: ignore stream_options, send no usage chunk")
     ] = False,
+    api_key_env: Annotated[
+        str | None, typer.Option(help="want `Authorization: Bearer $NAME` (the key read from this variable)")
+    ] = None,
 ) -> None:
     """Serve the OpenAI streaming protocol with scripted timing (for testing clients and the harness)."""
     from harness.testing.fake_server import FakeScript, serve_processes
@@ -70,7 +74,10 @@ def serve_fake(
         error_after_tokens=error_after,
         error_as=error_as,
         include_usage=not no_usage,
+        api_key=os.environ.get(api_key_env) if api_key_env else None,
     )
+    if api_key_env and not script.api_key:
+        raise fail(f"--api-key-env: {api_key_env} is not set")
     err.print(
         f"fake OpenAI server on http://{host}:{port} (TTFT {ttft_ms} ms, ITL {itl_ms} ms, "
         f"{workers} process(es)); Ctrl-C stops"

@@ -81,18 +81,30 @@ class ExternalServer:
             r = httpx.get(url, headers=self.headers(), timeout=10)
         except httpx.HTTPError as e:
             raise EngineError(f"external endpoint {url} unreachable: {type(e).__name__}: {e}") from None
+        if r.status_code in (401, 403):
+            raise EngineError(self._refused(r))
         if r.status_code != 200:
             raise EngineError(f"external endpoint {url} answered HTTP {r.status_code}: {r.text[:200]}")
         if not self.model_name:
             try:
-                m = httpx.get(self.base_url + "/v1/models", headers=self.headers(), timeout=10).json()
-                self.model_name = m["data"][0]["id"]
+                r = httpx.get(self.base_url + "/v1/models", headers=self.headers(), timeout=10)
+                if r.status_code in (401, 403):
+                    raise EngineError(self._refused(r))
+                self.model_name = r.json()["data"][0]["id"]
             except (httpx.HTTPError, ValueError, KeyError, IndexError):
                 raise EngineError(
                     f"{self.base_url}/v1/models did not name a model; set engine.model.name in the scenario"
                 ) from None
         self._metrics = has_metrics(self.base_url, self.headers())
         return self.base_url
+
+    def _refused(self, r: httpx.Response) -> str:
+        key = (
+            f"the key in ${self.cfg.api_key_env}"
+            if self.cfg.api_key_env
+            else "no API key (engine.api_key_env)"
+        )
+        return f"external endpoint {r.request.url} answered HTTP {r.status_code} to {key}: {r.text[:200]}"
 
     def stop(self) -> None:
         if self._http is not None:

@@ -27,6 +27,7 @@ from harness.client.aio import run_loop
 _REASONS = {
     200: "OK",
     400: "Bad Request",
+    401: "Unauthorized",
     404: "Not Found",
     429: "Too Many Requests",
     500: "Internal Server Error",
@@ -53,6 +54,7 @@ class FakeScript:
     error_after_tokens: int | None = None
     error_as: str = "data"
     include_usage: bool = True
+    api_key: str | None = None  # when set, the /v1 routes want `Authorization: Bearer <api_key>`
     spin_streams: int = 16
 
     def gap_s(self, i: int) -> float:
@@ -98,6 +100,7 @@ class _Conn(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.busy = False
         self.last_rx = 0.0  # perf_counter() of the latest read
+        self.auth = ""  # the Authorization header of the request being served
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -113,11 +116,13 @@ class _Conn(asyncio.Protocol):
         if end < 0:
             return
         head = bytes(self.buf[:end]).decode("latin-1").split("\r\n")
-        length = 0
+        length, auth = 0, ""
         for h in head[1:]:
             k, _, v = h.partition(":")
             if k.strip().lower() == "content-length":
                 length = int(v.strip())
+            elif k.strip().lower() == "authorization":
+                auth = v.strip()
         if len(self.buf) < end + 4 + length:
             return  # body not complete yet: the request has not arrived
         body = bytes(self.buf[end + 4 : end + 4 + length])
@@ -127,7 +132,7 @@ class _Conn(asyncio.Protocol):
         except ValueError:
             self._simple(400, {"error": "bad request line"})
             return
-        self.busy = True
+        self.busy, self.auth = True, auth
         task = asyncio.get_running_loop().create_task(
             self._serve(method, path.split("?", 1)[0], body, arrived)
         )
@@ -182,6 +187,11 @@ class FakeServer:
         return f"http://{self.host}:{self.port}"
 
     async def _route(self, conn: _Conn, method: str, path: str, body: bytes, arrived: float) -> bool:
+        key = self.script.api_key
+        # as vLLM's --api-key: the /v1 routes want the key, /health and the rest do not
+        if key and path.startswith("/v1/") and conn.auth != f"Bearer {key}":
+            conn._simple(401, {"error": {"message": "invalid api key", "code": 401}})
+            return True
         if method == "GET" and path == "/health":
             conn._simple(200, {"status": "ok"})
         elif method == "GET" and path == "/v1/models":
