@@ -55,6 +55,9 @@ class FakeScript:
     error_as: str = "data"
     include_usage: bool = True
     api_key: str | None = None  # when set, the /v1 routes want `Authorization: Bearer <api_key>`
+    # a keep-alive connection that served this many requests is closed when the next one arrives, before
+    # any byte of an answer, as a server whose idle timeout ran out as the request came (0: never)
+    close_after_requests: int = 0
     spin_streams: int = 16
 
     def gap_s(self, i: int) -> float:
@@ -101,6 +104,7 @@ class _Conn(asyncio.Protocol):
         self.busy = False
         self.last_rx = 0.0  # perf_counter() of the latest read
         self.auth = ""  # the Authorization header of the request being served
+        self.served = 0  # requests answered on this connection
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -132,6 +136,11 @@ class _Conn(asyncio.Protocol):
         except ValueError:
             self._simple(400, {"error": "bad request line"})
             return
+        limit = self.srv.script.close_after_requests
+        if limit and self.served >= limit:
+            self.srv.dropped_on_reuse += 1
+            self.close()
+            return
         self.busy, self.auth = True, auth
         task = asyncio.get_running_loop().create_task(
             self._serve(method, path.split("?", 1)[0], body, arrived)
@@ -145,6 +154,7 @@ class _Conn(asyncio.Protocol):
         except (ConnectionError, RuntimeError):
             keep = False
         self.busy = False
+        self.served += 1
         if not keep:
             self.close()
         elif self.buf:
@@ -175,6 +185,7 @@ class FakeServer:
     port: int = 0
     reuse_port: bool = False
     requests_seen: int = 0
+    dropped_on_reuse: int = 0  # requests met by close_after_requests
     active_streams: int = 0
     stats: ServerStats = field(default_factory=ServerStats)
     _loop: asyncio.AbstractEventLoop | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import statistics
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,6 +133,21 @@ def test_stream_cut_mid_way_is_recorded_as_disconnected() -> None:
         srv.stop()
     assert rec.error_kind == "disconnected"
     assert len(rec.chunk_ns) == 3
+
+
+def test_a_keep_alive_connection_closed_as_a_request_arrives_is_retried_once_on_a_new_one() -> None:
+    """llama.cpp closes keep-alive connections after 5 idle seconds: a request written to one just closed
+    got no byte back, so it is sent again on a new connection (its send stamp taken again); a stream cut
+    after bytes came back is never re-sent (test above)."""
+    srv = FakeServer(FakeScript(ttft_s=0.0, itl_s=0.001, close_after_requests=1)).start_in_thread()
+    try:
+        recs = _send(srv.base_url, "completion", 3, 4)
+    finally:
+        srv.stop()
+    assert [r.ok for r in recs] == [True, True, True] and all(r.output_tokens == 4 for r in recs)
+    # requests 2 and 3 each met a reused connection that the server closed: one retry each, not more
+    assert srv.dropped_on_reuse == 2 and srv.requests_seen == 3
+    assert all(a.done_ns is not None and a.done_ns <= b.sent_ns for a, b in itertools.pairwise(recs))
 
 
 def test_connection_refused_is_recorded() -> None:
