@@ -212,7 +212,7 @@ def test_slow_window_edge_samples_do_not_hold_back_measured_requests(fake: str, 
     measured = [r for r in out.records if not r.warmup]
     assert len(calls) == 1 and len(measured) == 20 and all(r.ok for r in measured)
     late_s = max((r.sent_ns - r.scheduled_ns) / 1e9 for r in measured)
-    assert late_s < 0.1, late_s  # the 300 ms edge is in no request's send time
+    assert late_s < 0.2, late_s  # the 300 ms edge is in no request's send time
     if mode == "open":  # beside the schedule, from the first measured job's scheduled time
         assert calls[0] == out.started_ns == min(r.scheduled_ns for r in measured)
     else:  # nothing in flight yet: the edge samples first, every measured request after them
@@ -268,7 +268,7 @@ def test_a_client_worker_killed_mid_point_aborts_the_point(fake: str) -> None:
         killed_ns.append(time.perf_counter_ns())
 
     load = PointLoad("w", concurrency=2, workers=2)
-    specs = [RequestSpec("hello world", 40) for _ in range(20)]  # 10 of 410 ms in turn per worker
+    specs = [RequestSpec("hello world", 80) for _ in range(20)]  # 10 of 810 ms in turn per worker
     threading.Thread(target=kill_a_worker, daemon=True).start()
 
     async def go() -> PointOutcome:
@@ -278,5 +278,5 @@ def test_a_client_worker_killed_mid_point_aborts_the_point(fake: str) -> None:
     out = asyncio.run(go())
     assert out.aborted is not None and "exited mid-point (code -9)" in out.aborted, out.aborted
     assert len([r for r in out.records if not r.warmup]) < 20
-    # the other worker was stopped, not left to play out its share (3.7 s more)
-    assert (out.ended_ns - killed_ns[0]) / 1e9 < 2.0
+    # the other worker was stopped, not left to play out its share (over 7 s more)
+    assert (out.ended_ns - killed_ns[0]) / 1e9 < 3.0
