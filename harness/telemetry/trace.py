@@ -127,9 +127,17 @@ def _mean(xs: list[float]) -> float | None:
     return statistics.fmean(xs) if xs else None
 
 
+# samples this long before and after a window are enough for its edges (interpolation, counters, the
+# once-a-second PCIe readings); the rest of an hours-long series is not scanned for it
+WINDOW_SLACK_NS = 30_000_000_000
+
+
 def gpu_window(s: GpuSeries, t0: int, t1: int) -> dict[str, Any]:
     """One GPU's statistics over [t0, t1] (see `gpu_window_columns` for the definitions)."""
-    c, t = s.cols, s.t_ns
+    lo = bisect.bisect_left(s.t_ns, t0 - WINDOW_SLACK_NS)
+    hi = bisect.bisect_right(s.t_ns, t1 + WINDOW_SLACK_NS)
+    t = s.t_ns[lo:hi]
+    c = {k: v[lo:hi] for k, v in s.cols.items()}
     energy_mj = counter_increase(t, c["energy_mj"], t0, t1)
     energy_j: float | None
     if energy_mj is not None:

@@ -232,3 +232,28 @@ def test_telemetry_show_summarizes_each_window(tmp_path: Path) -> None:
     bad.write_text("x")
     res = harness_cli("telemetry", "show", str(bad), timeout=120)
     assert res.returncode == 2 and "Traceback" not in res.stderr and "cannot read trace" in res.stderr
+
+
+def test_a_window_of_a_long_series_reads_only_the_samples_around_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two hours at 10 Hz: a 20 s window gives the same columns from its neighbourhood as from the whole
+    series (PCIe readings once a second, energy counter, power), without scanning every sample."""
+    import math
+
+    from harness.telemetry import trace
+
+    n = 72_000
+    t = [i * S // 10 for i in range(n)]
+    g = series(
+        0,
+        t,
+        energy_mj=[i * 30_000 for i in range(n)],  # 300 W
+        power_w=[250.0 + 100.0 * math.sin(i / 50) for i in range(n)],
+        util_gpu_pct=[i % 100 for i in range(n)],
+        sm_clock_mhz=[1500 + i % 7 for i in range(n)],
+        pcie_tx_kb_s=[float(i % 13) if i % 10 == 0 else None for i in range(n)],
+    )
+    t0, t1 = 3_600 * S + S // 20, 3_620 * S + S // 20  # edges between samples
+    near = trace.gpu_window(g, t0, t1)
+    monkeypatch.setattr(trace, "WINDOW_SLACK_NS", 10**15)  # the whole series
+    assert trace.gpu_window(g, t0, t1) == near
+    assert near["energy_j"] == pytest.approx(6000.0) and near["samples"] > 190
