@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 
 from harness import metrics
@@ -261,5 +262,5 @@ def measure_point(
         row["attempt"] = attempt  # 0: the run's first engine start; K: its K-th --resume
         if console is not None:
             for msg in metrics.flags(row):
-                console.print(f"[yellow]warning[/] {p.point_id}: {msg}", highlight=False)
+                console.print(f"[yellow]warning[/] {p.point_id}: {escape(msg)}", highlight=False)
     return row, outcome.aborted, next_id + n_warm + len(specs) + n_cool

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from harness.metrics import flags
@@ -100,7 +101,7 @@ def report_run(run: str | Path, console: Console | None = None) -> Path:
     ]
     notes = run_notes(manifest, df, Path(run)) + aborted_notes(df) + point_notes(df)
     for n in notes:
-        console.print(f"[yellow]note[/] {n}", highlight=False)
+        console.print(f"[yellow]note[/] {escape(n)}", highlight=False)
     table = markdown(df) if not df.empty else "no finished points\n"
     md.write_text(
         "\n".join(body) + "\n" + table + "".join(f"\n- {n}" for n in notes) + ("\n" if notes else "")

@@ -15,6 +15,7 @@ from types import FrameType
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import harness
@@ -171,10 +172,12 @@ def run_scenario(
     attempt = 0
     if resume is not None:
         run, rows, next_id, attempt = reopen(resume, s, find_max_goodput, _hardware())
-        console.print(f"resuming [bold]{run.path}[/]: {len(rows)} of {len(points)} point(s) already done")
+        console.print(
+            f"resuming [bold]{escape(str(run.path))}[/]: {len(rows)} of {len(points)} point(s) already done"
+        )
     else:
         run, rows, next_id = _new_run(s, results_root, scenario_file, points, find_max_goodput), [], 0
-        console.print(f"run directory: [bold]{run.path}[/]")
+        console.print(f"run directory: [bold]{escape(str(run.path))}[/]")
     done = {r["point_id"] for r in rows}
     failures: list[str] = []
     interrupted: str | None = None
@@ -215,7 +218,9 @@ def run_scenario(
                     described = engine.describe()
                     warnings = [*(described.get("warnings") or []), gpu_mismatch(s, described, run.manifest)]
                     for w in filter(None, warnings):
-                        console.print(f"[yellow]warning[/] engine (variant {vi}): {w}", highlight=False)
+                        console.print(
+                            f"[yellow]warning[/] engine (variant {vi}): {escape(w)}", highlight=False
+                        )
                     entry = {"variant": vi, "attempt": attempt, **described}
                     run.manifest["engines"].append(entry)
                     tag = f"v{vi}" + (f"-a{attempt}" if attempt else "")  # telemetry file names
@@ -327,4 +332,6 @@ def _keep_telemetry(run: RunDir, entry: dict[str, Any], tel: TelemetrySet) -> No
 def _print_telemetry(console: Console, tel: TelemetrySet) -> None:
     names = ", ".join(x.name for x in tel.samplers) or "none"
     absent = "; ".join(f"{k}: {v}" for k, v in {**tel.absent, **tel.problems}.items())
-    console.print(f"telemetry: {names}" + (f" (absent: {absent})" if absent else ""), highlight=False)
+    console.print(
+        f"telemetry: {names}" + (f" (absent: {absent})" if absent else ""), markup=False, highlight=False
+    )

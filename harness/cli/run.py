@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from harness.cli.common import EXIT_RUN_FAILED, err, fail, out
 from harness.scenario import ScenarioError, load_scenario
@@ -25,7 +26,7 @@ def validate(files: Annotated[list[Path], typer.Argument(help="scenario YAML fil
                 raise ScenarioError(missing)
             out.print(f"{f}: ok ({len(expand_points(s))} points)", highlight=False)
             for w in combination_warnings(s, str(f)):
-                err.print(f"[yellow]warning[/] {w}", highlight=False)
+                err.print(f"[yellow]warning[/] {escape(w)}", highlight=False)
         except ScenarioError as e:
             bad.extend(e.messages)
     if bad:
@@ -74,7 +75,7 @@ def run(
     except ScenarioError as e:
         raise fail(e.messages) from None
     for w in combination_warnings(s, str(scenario)):
-        err.print(f"[yellow]warning[/] {w}", highlight=False)
+        err.print(f"[yellow]warning[/] {escape(w)}", highlight=False)
     missing = input_file_errors(s, str(scenario))
     if missing:
         raise fail(missing)

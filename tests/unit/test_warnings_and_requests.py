@@ -197,3 +197,18 @@ def test_what_the_scenario_cannot_set_and_rows_from_older_runs() -> None:
     # a row written before max_concurrency was a column cannot say whether a cap set the lag
     assert not metrics.flags({"ok": 4, "mode": "open", "send_lag_s_p99": 0.05})
     assert metrics.flags({"ok": 4, "mode": "open", "send_lag_s_p99": 0.05, "max_concurrency": math.nan})
+
+
+def test_printed_reasons_keep_their_brackets() -> None:
+    """Reasons and warnings are printed as text, not rich markup: `llm-harness[gpu]` stayed
+    `llm-harness` (rich took `[gpu]` for a style), and a compare label's `[engine.x=1]` would too."""
+    from rich.console import Console
+
+    from harness.runner import _print_telemetry
+    from harness.telemetry.base import TelemetrySet
+
+    console = Console(record=True, width=200)
+    _print_telemetry(
+        console, TelemetrySet([], {"nvml": "nvidia-ml-py is not installed (pip install 'llm-harness[gpu]')"})
+    )
+    assert "pip install 'llm-harness[gpu]'" in console.export_text()
