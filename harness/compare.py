@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from harness.cost import add_cost_columns
@@ -251,11 +252,12 @@ def rich_tables(c: Comparison, metrics: list[str] | None = None) -> list[Table]:
             continue
         df = metric_frame(c, m, spec)
         title = header + (f" (baseline: {c.baseline})" if m == "speedup" else "")
-        t = Table(title=title, title_justify="left")
+        # labels are text: `[engine.cpu_offload_gb=40]` would be taken for rich markup and dropped
+        t = Table(title=escape(title), title_justify="left")
         for col in df.columns:
-            t.add_column(str(col), justify="left" if col in ROW_KEYS else "right")
+            t.add_column(escape(str(col)), justify="left" if col in ROW_KEYS else "right")
         for _, r in df.iterrows():
-            t.add_row(*[str(x) for x in r])
+            t.add_row(*[escape(str(x)) for x in r])
         tables.append(t)
     return tables
 

@@ -19,6 +19,7 @@ from harness.compare import (
     flat,
     markdown,
     pivot,
+    print_comparison,
 )
 
 
@@ -165,3 +166,14 @@ def test_caveats_name_unfinished_runs_and_points_with_failed_requests() -> None:
         "run b: v0-c2 measured after a resume (engine restarted)",
         "run a point v0-c2: 6 of 8 measured requests failed; its numbers cover the others only",
     ]
+
+
+def test_printed_tables_keep_labels_with_brackets() -> None:
+    from rich.console import Console
+
+    df = _rows().iloc[:2].copy()
+    df["config"] = "a100-80gb-sxm | vllm [engine.cpu_offload_gb=40]"
+    c = Comparison(df, pivot(add_speedup(df, None)), None)
+    console = Console(record=True, width=300)
+    print_comparison(c, console, ["output_tok_s"])
+    assert "a100-80gb-sxm | vllm [engine.cpu_offload_gb=40]" in console.export_text()
