@@ -226,7 +226,23 @@ def compare_runs(
     points = add_speedup(points, base)
     if "energy_j_per_output_token" not in points.columns or points["energy_j_per_output_token"].isna().all():
         notes.append("no energy columns in these runs (no GPU energy telemetry): J/token shown as -")
+    elif "energy_scope" in points.columns:
+        notes += energy_scope_notes(points)
     return Comparison(points.reset_index(drop=True), pivot(points), base, notes)
+
+
+def energy_scope_notes(points: pd.DataFrame) -> list[str]:
+    """A note when the J/token of the configurations compared count different things: GPUs alone, the
+    CPU packages alone, or both (RAPL is readable on some hosts and not others), or incomplete windows."""
+    known = points.dropna(subset=["energy_j_per_output_token"])
+    scopes = known.groupby("config")["energy_scope"].agg(lambda s: "/".join(sorted(set(s.dropna()))))
+    out = []
+    if scopes.nunique() > 1:
+        said = "; ".join(f"{cfg}: {sc}" for cfg, sc in scopes.items())
+        out.append(f"J/token counts different energy per configuration ({said}): compare with care")
+    if (points["energy_scope"] == "incomplete").any():
+        out.append("some points have no J/token: a GPU's energy was unknown in their window")
+    return out
 
 
 def _present(c: Comparison) -> list[tuple[str, str, str]]:

@@ -177,3 +177,18 @@ def test_printed_tables_keep_labels_with_brackets() -> None:
     console = Console(record=True, width=300)
     print_comparison(c, console, ["output_tok_s"])
     assert "a100-80gb-sxm | vllm [engine.cpu_offload_gb=40]" in console.export_text()
+
+
+def test_j_per_token_of_different_energy_scopes_is_said_to_differ() -> None:
+    from harness.compare import energy_scope_notes
+
+    df = _rows().iloc[:3].copy()
+    df["config"] = ["h100 | vllm", "h100 | vllm", "a100 | vllm"]
+    df["energy_j_per_output_token"] = [0.5, 0.6, 0.9]
+    df["energy_scope"] = ["gpu", "gpu", "gpu+cpu_package"]
+    (note,) = energy_scope_notes(df)
+    assert note.startswith(
+        "J/token counts different energy per configuration (a100 | vllm: gpu+cpu_package; h100"
+    )
+    df["energy_scope"] = "gpu"
+    assert energy_scope_notes(df) == []
