@@ -135,6 +135,7 @@ async def run_jobs_in_workers(
     all_ready = asyncio.Event()
     dead: list[int] = []
     lost: list[int] = []  # workers gone mid-point
+    edge_taken = False  # the window's edge samples taken before the workers were let go
     problems: list[str] = []
 
     def stop_all() -> None:
@@ -165,7 +166,7 @@ async def run_jobs_in_workers(
                 elif kind == "start":
                     if not out.started_ns:
                         out.started_ns = msg[1]
-                        if on_measure_start is not None:
+                        if on_measure_start is not None and not edge_taken:
                             on_measure_start(msg[1])
                 elif kind == "mdone":
                     # the measured requests of every worker are done: stop all cooldowns
@@ -204,6 +205,11 @@ async def run_jobs_in_workers(
             raise RuntimeError(f"client worker {dead[0]} exited at start (code {procs[dead[0]].exitcode})")
         if warm:  # closed loop: warm the server up before any worker measures
             await run_warmup_here(client, load, warm, on_record, out)
+        if on_measure_start is not None and (closed or (dealt and dealt[0].role == "measured")):
+            # nothing is in flight (closed loop after its warmup, open loop without one): the window's edge
+            # samples are taken before any worker sends; otherwise when the first worker starts measuring
+            on_measure_start(time.perf_counter_ns())
+            edge_taken = True
         t0 = max(t0_ns, time.perf_counter_ns() + 20_000_000)
         for c in pipes:
             with contextlib.suppress(OSError):  # a worker gone during the warmup: `lost` says so below

@@ -184,7 +184,9 @@ def test_a_hangup_is_an_interruption_like_ctrl_c() -> None:
     assert signal.getsignal(signal.SIGHUP) is before
 
 
-@pytest.mark.parametrize("mode", ["open", "open-no-warmup", "closed"])
+@pytest.mark.parametrize(
+    "mode", ["open", "open-no-warmup", "closed", "closed-2-workers", "open-no-warmup-2-workers"]
+)
 def test_slow_window_edge_samples_do_not_hold_back_measured_requests(fake: str, mode: str) -> None:
     """A /metrics scrape over a slow link (here 300 ms) when the window opens: in the open loop it runs
     beside the schedule, in the closed loop before the first send, so no measured latency contains it."""
@@ -196,13 +198,14 @@ def test_slow_window_edge_samples_do_not_hold_back_measured_requests(fake: str, 
         calls.append(t_ns)
         time.sleep(0.3)
 
+    workers = 2 if mode.endswith("2-workers") else 1
     load = (
-        PointLoad("open", rate_rps=50.0, arrival="constant")
+        PointLoad("open", rate_rps=50.0, arrival="constant", workers=workers)
         if mode.startswith("open")
-        else PointLoad("closed", concurrency=2)
+        else PointLoad("closed", concurrency=2, workers=workers)
     )
     specs = [RequestSpec("hello world", 4) for _ in range(20)]
-    warm = [] if mode == "open-no-warmup" else [RequestSpec("hello world", 4) for _ in range(2)]
+    warm = [] if "no-warmup" in mode else [RequestSpec("hello world", 4) for _ in range(2)]
 
     async def go() -> PointOutcome:
         async with StreamClient(fake, "fake", extra_body={"ignore_eos": True}) as c:
