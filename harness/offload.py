@@ -15,8 +15,18 @@ pure functions; scripts/gpu_table.py applies them to run directories.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from harness.catalog import ModelArch
+
+
+def no_weights_on_gpu(placement: dict[str, Any]) -> bool:
+    """Whether llama.cpp's load log, as `engines.llamacpp.load_placement` reads it, says the run put no
+    weights on a GPU: it ignored --gpu-layers (no usable GPU), or every model buffer is host memory.
+    False where the log does not tell."""
+    if placement.get("gpu_layers_ignored"):
+        return True
+    return "gpu_weights_mib" in placement and not placement["gpu_weights_mib"]
 
 
 @dataclass(frozen=True)

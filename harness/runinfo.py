@@ -132,9 +132,7 @@ def ran_on_cpu(cfg: dict[str, Any], hw: dict[str, Any], engine: dict[str, Any], 
     if cfg.get("type") != "llamacpp":
         return False
     ngl = int(cfg.get("n_gpu_layers") or 0)
-    placed = engine.get("placement") or {}
-    nothing_on_gpu = "gpu_weights_mib" in placed and not placed["gpu_weights_mib"]
-    if ngl != 0 and (placed.get("gpu_layers_ignored") or nothing_on_gpu):
+    if ngl != 0 and offload.no_weights_on_gpu(engine.get("placement") or {}):
         return True
     return ngl == 0 and not gpu_here
 

@@ -37,6 +37,7 @@ from harness.offload import (  # noqa: E402
     Split,
     effective_bandwidth,
     llama_weight_bytes,
+    no_weights_on_gpu,
     split,
     step_time_s,
 )
@@ -94,10 +95,7 @@ def load_rows(folder: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
             wb = model.get("weight_bytes") or {}
             s = None
             ngl = int(p["n_gpu_layers"])
-            placed = eng.get("placement") or {}
-            if placed.get("gpu_layers_ignored") or (
-                placed.get("model_buffers_mib") and not placed.get("gpu_weights_mib")
-            ):
+            if no_weights_on_gpu(eng.get("placement") or {}):
                 ngl = 0  # llama.cpp put no weights on a GPU (a CPU build): every layer ran on the CPU
             if wb and model.get("block_count"):
                 s = split(ngl, int(model["block_count"]), wb["blocks"], wb["output"])

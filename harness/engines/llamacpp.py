@@ -20,6 +20,7 @@ import httpx
 from harness import models
 from harness.engines.base import redact
 from harness.engines.process import EngineError, ManagedProcess, free_port, port_taken
+from harness.offload import no_weights_on_gpu
 from harness.scenario import LlamaCppEngine, Workload
 
 
@@ -71,15 +72,13 @@ def load_placement(log_text: str) -> dict[str, Any]:
 def placement_warning(n_gpu_layers: int, placement: dict[str, Any]) -> str | None:
     """A warning when llama.cpp put no weights on a GPU though `n_gpu_layers` asked it to (None when it
     did, or the log could not tell)."""
-    if n_gpu_layers == 0:
+    if n_gpu_layers == 0 or not no_weights_on_gpu(placement):
         return None
     if placement.get("gpu_layers_ignored"):
         return (
             f"n_gpu_layers {n_gpu_layers} asked for the GPU, but llama.cpp found no usable GPU and ignored "
             "it: every layer ran on the CPU (a build without a GPU backend, or no GPU visible)"
         )
-    if "model_buffers_mib" not in placement or placement["gpu_weights_mib"] > 0:
-        return None
     held = ", ".join(f"{k} {v:.1f} MiB" for k, v in placement["model_buffers_mib"].items())
     return (
         f"n_gpu_layers {n_gpu_layers} asked for the GPU, but llama.cpp put no weights on one ({held}): "
@@ -293,7 +292,7 @@ class LlamaCppServer:
             }
         if self.placement:
             d["placement"] = dict(self.placement)
-            if placement_warning(self.cfg.n_gpu_layers, self.placement):
+            if self.cfg.n_gpu_layers != 0 and no_weights_on_gpu(self.placement):
                 d["offload"] = (
                     f"all layers on CPU (n_gpu_layers {self.cfg.n_gpu_layers} asked; none on a GPU)"
                 )
