@@ -155,6 +155,11 @@ class VllmServer:
         self._log = log_file
         self.python = cfg.python or os.environ.get("HARNESS_VLLM_PYTHON") or sys.executable
         self.model_dir, self.model_name, self.weight_bytes = self._resolve_model()
+        # the checkpoint's own quantization, read once: its method (for the flags) and what it holds
+        self.quant_method = checkpoint_quantization(self.model_dir)
+        self.holds = checkpoint_precision(self.model_dir)
+        if cfg.model.source == "path" and (why := checkpoint_conflict(cfg.precision, self.holds)):
+            raise ModelError(why)
         self.env: VllmEnv | None = None
         self.port = 0
         self.base_url = ""
@@ -183,8 +188,6 @@ class VllmServer:
             p = Path(m.path).expanduser()
             if not p.exists():
                 raise ModelError(f"engine.model.path: {p} does not exist")
-            if why := checkpoint_conflict(self.cfg.precision, checkpoint_precision(p)):
-                raise ModelError(why)
             size = sum(f.stat().st_size for f in p.glob("*.safetensors")) if p.is_dir() else p.stat().st_size
             return p, p.name if p.is_dir() else p.stem, float(size) or None
         raise ModelError(
@@ -202,7 +205,7 @@ class VllmServer:
         argv += ["--host", c.host, "--port", str(port), "--served-model-name", self.model_name]
         if c.model.source == "catalog":  # dummy weights; the tokenizer as written (hfmodel.write_model_dir)
             argv += ["--load-format", "dummy", "--tokenizer", str(self.model_dir / TOKENIZER_DIR)]
-        argv += precision_args(c.precision, env.vllm, checkpoint_quantization(self.model_dir))
+        argv += precision_args(c.precision, env.vllm, self.quant_method)
         if c.kv_cache_dtype != "auto":
             argv += ["--kv-cache-dtype", c.kv_cache_dtype]
         if c.tensor_parallel_size > 1:
@@ -346,9 +349,7 @@ class VllmServer:
             "python": self.python,
             "command": redact(self.argv),
             # what it ran at: `auto` resolved from vLLM's own engine config line
-            "precision": vllm_log.served_precision(
-                c.precision, self.settings, checkpoint_precision(self.model_dir)
-            ),
+            "precision": vllm_log.served_precision(c.precision, self.settings, self.holds),
             "precision_asked": c.precision,
             "served": dict(self.settings),
             "kv_cache_dtype": c.kv_cache_dtype,
@@ -361,7 +362,7 @@ class VllmServer:
                 "source": c.model.source,
                 "path": str(self.model_dir),
                 "weights": "dummy" if c.model.source == "catalog" else "checkpoint",
-                "quant_method": checkpoint_quantization(self.model_dir),
+                "quant_method": self.quant_method,
                 "weight_bytes": self.weight_bytes,
             },
             "weights_gpu_gib_loaded": self.loaded_gib,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 
 def vllm_at_least(version: str | None, want: tuple[int, int]) -> bool:
@@ -22,14 +23,20 @@ def api_server_module(version: str | None) -> str:
     return "vllm.entrypoints.openai.api_server"
 
 
-def checkpoint_quantization(model_dir: Path | None) -> str | None:
-    """`quant_method` of a checkpoint's config.json `quantization_config` (e.g. `fp8`), else None."""
+def quantization_config(model_dir: Path | None) -> dict[str, Any] | None:
+    """A checkpoint's config.json `quantization_config`, None when it has none (or no readable config)."""
     try:
         cfg = json.loads((Path(model_dir) / "config.json").read_text()) if model_dir else {}
     except (OSError, ValueError):
         return None
     q = cfg.get("quantization_config") if isinstance(cfg, dict) else None
-    return str(q.get("quant_method")) if isinstance(q, dict) and q.get("quant_method") else None
+    return q if isinstance(q, dict) else None
+
+
+def checkpoint_quantization(model_dir: Path | None) -> str | None:
+    """`quant_method` of a checkpoint's config.json `quantization_config` (e.g. `fp8`), else None."""
+    q = quantization_config(model_dir)
+    return str(q["quant_method"]) if q and q.get("quant_method") else None
 
 
 def precision_args(precision: str, version: str | None = None, checkpoint: str | None = None) -> list[str]:
@@ -80,12 +87,8 @@ def checkpoint_precision(model_dir: Path | None) -> str | None:
     """The precision a pre-quantized checkpoint's weights hold, from its config.json: fp8, int8, int4,
     awq or gptq (compressed-tensors by its weights' num_bits and type); None when it is not quantized
     or the config does not say."""
-    try:
-        cfg = json.loads((Path(model_dir) / "config.json").read_text()) if model_dir else {}
-    except (OSError, ValueError):
-        return None
-    q = cfg.get("quantization_config") if isinstance(cfg, dict) else None
-    if not isinstance(q, dict):
+    q = quantization_config(model_dir)
+    if q is None:
         return None
     method = str(q.get("quant_method") or "")
     if method in ("fp8", "modelopt", "fbgemm_fp8"):
