@@ -218,7 +218,7 @@ def compare_runs(
             notes.append(f"price {d}: ${usd[d]:g}/device-hour" + (f" ({origin})" if origin else ""))
         else:
             notes.append(f"no price for {d}: its $/1M tokens shown as - (give --price {d}=USD_PER_HOUR)")
-    points = add_cost_columns(points, prices_usd_per_hour or {}, utilization, usd_per_kwh)
+    points = add_cost_columns(points, usd, utilization, usd_per_kwh)
     base = None
     if baseline:
         devs = dict(zip(points["config"], points["device"], strict=True))

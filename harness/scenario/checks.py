@@ -62,9 +62,7 @@ def longest(length: int | LengthDist) -> int:
     for uniform, as the sampler draws it)."""
     if isinstance(length, int) or length.dist == "fixed":
         return length if isinstance(length, int) else length.mean
-    if length.max is not None:
-        return length.max
-    return 2 * length.mean if length.dist == "uniform" else length.mean
+    return length.upper() or length.mean
 
 
 def _slot_context_problem(s: Scenario, eng: LlamaCppEngine) -> str | None:

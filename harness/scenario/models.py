@@ -205,10 +205,15 @@ class LengthDist(Strict):
     max: int | None = Field(None, ge=1)
     stddev: float | None = Field(None, ge=0)
 
+    def upper(self) -> int | None:
+        """The bound lengths are drawn under: `max`, else 2 x mean for uniform; None for a distribution
+        with no upper bound (normal without max; fixed draws its mean)."""
+        return self.max if self.max is not None else (2 * self.mean if self.dist == "uniform" else None)
+
     def problem(self) -> str | None:
         """Why no length can be drawn from this distribution, or None."""
         lo = self.min or 1
-        hi = self.max if self.max is not None else (2 * self.mean if self.dist == "uniform" else None)
+        hi = self.upper()
         if hi is not None and lo > hi:
             shown = f"max {self.max}" if self.max is not None else f"the default max (2 x mean = {hi})"
             return f"min {lo} is above {shown}: no length can be drawn"
