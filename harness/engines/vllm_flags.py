@@ -83,6 +83,17 @@ HELD_OK = {
 }
 
 
+def method_precision(method: str) -> str | None:
+    """The precision a vLLM quantization method's weights hold, as configs name it and vLLM logs it
+    (`fp8`, `fp8_per_tensor`, `modelopt`, `fbgemm_fp8`: fp8; `awq`, `awq_marlin`: awq; `gptq*`: gptq);
+    None for other methods (compressed-tensors says it in its config groups)."""
+    if method in ("fp8", "fp8_per_tensor", "modelopt", "fbgemm_fp8"):
+        return "fp8"
+    if method.startswith(("awq", "gptq")):
+        return method.split("_")[0]
+    return None
+
+
 def checkpoint_precision(model_dir: Path | None) -> str | None:
     """The precision a pre-quantized checkpoint's weights hold, from its config.json: fp8, int8, int4,
     awq or gptq (compressed-tensors by its weights' num_bits and type); None when it is not quantized
@@ -91,10 +102,8 @@ def checkpoint_precision(model_dir: Path | None) -> str | None:
     if q is None:
         return None
     method = str(q.get("quant_method") or "")
-    if method in ("fp8", "modelopt", "fbgemm_fp8"):
-        return "fp8"
-    if method.startswith(("awq", "gptq")):
-        return method.split("_")[0]
+    if held := method_precision(method):
+        return held
     if method != "compressed-tensors":
         return None
     groups = q.get("config_groups")

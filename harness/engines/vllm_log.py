@@ -6,23 +6,14 @@ from __future__ import annotations
 
 import re
 
+from harness.engines.vllm_flags import method_precision
+
 _LOADED_RE = re.compile(r"Model loading took ([0-9.]+) GiB")
 _CONFIG_RE = re.compile(r"with config: (.*)")
 _FIELD_RE = re.compile(r"\b(dtype|quantization|kv_cache_dtype)=([\w.-]+)")
 
 # torch dtypes as the scenario's precision names
 PRECISION_OF_DTYPE = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
-# vLLM quantization methods (as it logs them) as precision names; a quantized model's weights are that
-PRECISION_OF_QUANT = {
-    "fp8": "fp8",
-    "fp8_per_tensor": "fp8",
-    "modelopt": "fp8",
-    "fbgemm_fp8": "fp8",
-    "awq": "awq",
-    "awq_marlin": "awq",
-    "gptq": "gptq",
-    "gptq_marlin": "gptq",
-}
 
 
 def loaded_gib(text: str) -> float | None:
@@ -56,5 +47,5 @@ def served_precision(asked: str, settings: dict[str, str], held: str | None = No
         return asked
     q = settings.get("quantization")
     if q and q != "None":
-        return PRECISION_OF_QUANT.get(q, q)
+        return method_precision(q) or q
     return PRECISION_OF_DTYPE.get(settings.get("dtype", ""), "auto")
