@@ -164,10 +164,12 @@ async def run_jobs_in_workers(
                     if len(ready) == n:
                         all_ready.set()
                 elif kind == "start":
-                    if not out.started_ns:
-                        out.started_ns = msg[1]
-                        if on_measure_start is not None and not edge_taken:
-                            on_measure_start(msg[1])
+                    # the earliest worker's start, not the first one read: another worker's message can
+                    # arrive first though it started measuring later
+                    first = not out.started_ns
+                    out.started_ns = msg[1] if first else min(out.started_ns, msg[1])
+                    if first and on_measure_start is not None and not edge_taken:
+                        on_measure_start(msg[1])
                 elif kind == "mdone":
                     # the measured requests of every worker are done: stop all cooldowns
                     measured_done.add(k)
