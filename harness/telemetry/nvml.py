@@ -38,6 +38,8 @@ from harness.telemetry.window import unwrap_reading
 
 __all__ = [
     "EDGE_LOCK_TIMEOUT_S",
+    "MEMORY_V1",
+    "MEMORY_V2",
     "GpuReader",
     "NvmlError",
     "NvmlGpuLost",
@@ -51,6 +53,8 @@ __all__ = [
     "field_bits",
     "field_value",
     "init",
+    "memory_info",
+    "memory_v2_supported",
     "probe",
     "shutdown",
 ]
@@ -90,11 +94,34 @@ def _temp(h: Any) -> dict[str, Any]:
         return {"temp_c": call("nvmlDeviceGetTemperature", h, sensor)}
 
 
-def _readers() -> list[tuple[str, Any]]:
+MEMORY_V1 = "nvmlDeviceGetMemoryInfo (v1: used includes memory the driver reserves)"
+MEMORY_V2 = "nvmlDeviceGetMemoryInfo_v2"
+
+
+def memory_info(h: Any, v2: bool) -> Any:
+    """`nvmlDeviceGetMemoryInfo` as version 2 (whose `used` leaves out what the driver reserves, as
+    nvidia-smi shows it, with `reserved` apart) or version 1 (`used` = total - free, reserved included)."""
+    if v2:
+        return call("nvmlDeviceGetMemoryInfo", h, binding().nvmlMemory_v2)
+    return call("nvmlDeviceGetMemoryInfo", h)
+
+
+def memory_v2_supported(h: Any) -> tuple[bool, str | None]:
+    """Whether this binding and driver answer the version-2 memory call, and why not where they don't."""
+    if not hasattr(binding(), "nvmlMemory_v2"):
+        return False, "nvmlMemory_v2: not in this nvidia-ml-py version"
+    try:
+        memory_info(h, v2=True)
+    except NvmlNotSupported as e:  # also an older driver's version mismatch
+        return False, str(e)
+    return True, None
+
+
+def _readers(memory_v2: bool = False) -> list[tuple[str, Any]]:
     nv = binding()
     return [
         ("util", _util),
-        ("mem_used_bytes", lambda h: {"mem_used_bytes": call("nvmlDeviceGetMemoryInfo", h).used}),
+        ("mem_used_bytes", lambda h: {"mem_used_bytes": memory_info(h, memory_v2).used}),
         ("sm_clock_mhz", lambda h: {"sm_clock_mhz": call("nvmlDeviceGetClockInfo", h, nv.NVML_CLOCK_SM)}),
         ("mem_clock_mhz", lambda h: {"mem_clock_mhz": call("nvmlDeviceGetClockInfo", h, nv.NVML_CLOCK_MEM)}),
         ("temp_c", _temp),
@@ -117,6 +144,7 @@ class GpuReader:
         self.absent: dict[str, str] = {}
         self.power_source: str | None = None
         self.energy_source: str | None = None
+        self.memory_source: str | None = None
         self.errors: dict[str, str] = {}
         self.error_count = 0
         self._energy_fn = False
@@ -155,12 +183,17 @@ class GpuReader:
             self.power_source = "nvmlDeviceGetPowerUsage" if self._power_fn else None
         if "pcie_tx_bytes" not in self.fields:
             self._pcie_fn = self._try("pcie_tx_kb_s", "nvmlDeviceGetPcieThroughput", 0)
-        for label, fn in _readers():
+        memory_v2, why_not = memory_v2_supported(self.handle)
+        for label, fn in _readers(memory_v2):
             try:
                 fn(self.handle)
                 self.readers.append((label, fn))
             except NvmlError as e:
                 self.absent[label] = str(e)
+        if any(label == "mem_used_bytes" for label, _ in self.readers):
+            self.memory_source = MEMORY_V2 if memory_v2 else MEMORY_V1
+            if why_not:
+                self.absent["mem_used_bytes_v2"] = why_not
 
     def _try(self, key: str, fn: str, *args: Any) -> bool:
         try:
@@ -232,6 +265,7 @@ class GpuReader:
             "index": self.index,
             "power_source": self.power_source,
             "energy_source": self.energy_source,
+            "memory_source": self.memory_source,
             "counter_bits": dict(self.counter_bits),
             "absent": dict(self.absent),
             "read_errors": self.error_count,
@@ -448,6 +482,7 @@ class NvmlSampler:
             "gpu_selection": self.selection,
             "power_source": {str(r.index): r.power_source for r in self.readers},
             "energy_source": {str(r.index): r.energy_source for r in self.readers},
+            "memory_source": {str(r.index): r.memory_source for r in self.readers},
             "absent": {str(r.index): r.absent for r in self.readers},
         }
 

@@ -51,6 +51,8 @@ def convert(e: Exception, what: str = "NVML") -> NvmlError:
         "NVML_ERROR_LIB_RM_VERSION_MISMATCH": NvmlUnavailable,
         "NVML_ERROR_NOT_SUPPORTED": NvmlNotSupported,
         "NVML_ERROR_FUNCTION_NOT_FOUND": NvmlNotSupported,
+        # a versioned struct (e.g. nvmlMemory_v2) that this driver does not know
+        "NVML_ERROR_ARGUMENT_VERSION_MISMATCH": NvmlNotSupported,
         "NVML_ERROR_GPU_NOT_FOUND": NvmlUnavailable,
         "NVML_ERROR_GPU_IS_LOST": NvmlGpuLost,
         "NVML_ERROR_RESET_REQUIRED": NvmlGpuLost,

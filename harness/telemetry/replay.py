@@ -72,6 +72,7 @@ class ReplayNvmlSampler:
             "trace_duration_s": round(self.duration_s, 3),
             "trace_recorded_utc": self.header.get("recorded_utc"),
             "power_source": self.header.get("power_source"),
+            "memory_source": self.header.get("memory_source"),
             "inventory": self.header.get("inventory"),
             "windows_s": {
                 k: [round((a - self.origin_ns) / 1e9, 3), round((b - self.origin_ns) / 1e9, 3)]

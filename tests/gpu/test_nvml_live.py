@@ -80,6 +80,15 @@ def test_live_sampler_idle_and_loaded(tmp_path: Path) -> None:
     print(
         "power source:", [r.power_source for r in s.readers], "energy:", [r.energy_source for r in s.readers]
     )
+    print("memory:", [r.memory_source for r in s.readers])
+    for r in s.readers:
+        v1 = nvml.memory_info(r.handle, v2=False)
+        if r.memory_source == nvml.MEMORY_V2:  # v2 leaves out what the driver reserves; v1 counts it as used
+            v2 = nvml.memory_info(r.handle, v2=True)
+            assert v2.total == v1.total and v2.used <= v1.used
+            assert v2.used + v2.reserved + v2.free == pytest.approx(v2.total, rel=0.01)
+        else:
+            assert r.memory_source == nvml.MEMORY_V1 and "mem_used_bytes_v2" in r.absent
     for name, cols in (("idle", idle), ("matmul", loaded), ("idle-after", after)):
         print(
             name,

@@ -93,6 +93,7 @@ def test_nvml_errors_become_typed_exceptions() -> None:
         pynvml.NVML_ERROR_DRIVER_NOT_LOADED: nvml.NvmlUnavailable,
         pynvml.NVML_ERROR_NOT_SUPPORTED: nvml.NvmlNotSupported,
         pynvml.NVML_ERROR_FUNCTION_NOT_FOUND: nvml.NvmlNotSupported,
+        pynvml.NVML_ERROR_ARGUMENT_VERSION_MISMATCH: nvml.NvmlNotSupported,
         pynvml.NVML_ERROR_GPU_IS_LOST: nvml.NvmlGpuLost,
         pynvml.NVML_ERROR_RESET_REQUIRED: nvml.NvmlGpuLost,
         pynvml.NVML_ERROR_GPU_NOT_FOUND: nvml.NvmlUnavailable,
