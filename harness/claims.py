@@ -10,7 +10,6 @@ precision, bf16 and fp8 are both tried; where it does not state the device count
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,15 +149,15 @@ def _throughput(c: Claim, target: float, precision: str | None, points: pd.DataF
     return measured, text, verdict
 
 
-def _side_ceiling(c: Claim, s: Side) -> tuple[float, float] | None:
+def _side_ceiling(c: Claim, s: Side) -> tuple[float, float | None] | None:
     shape, dev, _ = _shape_dev(c.model, s.device)
     if shape is None or dev is None:
         return None
     p = s.precision or "bf16"
     n = s.devices or 1
     b1 = decode_bound(shape, dev, shape.params * bytes_per_param(p), n, 1, 0.0, 2.0, 1.0, p)
-    peak = dev.peak_flops(p) or math.nan
-    return b1.tok_s, n * peak
+    peak = dev.peak_flops(p)
+    return b1.tok_s, n * peak if peak else None
 
 
 # what the two sides of a measured ratio must share, so that it compares the hardware (or precision) it
@@ -207,12 +206,15 @@ def _ratio(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
             measured += f"; {len(pairs)} matched configurations: {min(ratios):.2f}-{max(ratios):.2f}x"
     if num is None or den is None:
         return measured, "no roofline: device or model not in the catalogs", "unchecked"
-    mem_ratio, cmp_ratio = num[0] / den[0], num[1] / den[1]
-    lo, hi = min(mem_ratio, cmp_ratio), max(mem_ratio, cmp_ratio)
-    text = (
-        f"memory-bound (small batch) ceiling ratio {mem_ratio:.2f}x, compute-bound (large batch) "
-        f"{cmp_ratio:.2f}x"
-    )
+    mem_ratio = num[0] / den[0]
+    text = f"memory-bound (small batch) ceiling ratio {mem_ratio:.2f}x, compute-bound (large batch) "
+    if num[1] is None or den[1] is None:  # a side without a FLOP/s peak in the catalog (a CPU)
+        lo = hi = mem_ratio
+        text += "unknown (no FLOP/s peak in the catalog)"
+    else:
+        cmp_ratio = num[1] / den[1]
+        lo, hi = min(mem_ratio, cmp_ratio), max(mem_ratio, cmp_ratio)
+        text += f"{cmp_ratio:.2f}x"
     inside = c.value <= hi + 1e-9 and c.high >= lo - 1e-9
     verdict = "within the roofline range" if inside else f"outside the roofline range {lo:.2f}-{hi:.2f}x"
     if pairs:

@@ -15,6 +15,9 @@ offload_bytes / offload_bandwidth) (perfect overlap: still an upper bound on tok
 Prefill of a prompt of L tokens: flops = 2 x params x L + 2 x layers x heads x head_dim x L^2
 (causal attention), t_prefill >= max(flops / (TP x peak), weight_bytes / (TP x bandwidth)).
 
+A device without a FLOP/s peak in the catalog (the CPUs) has memory bounds only: its bound is then
+`NO_PEAK_BOUND`, not "memory", since compute may well be what limits it (prefill on a CPU is).
+
 KV heads are split over TP ranks up to kv_heads and replicated beyond that, hence min(TP, kv_heads).
 Weights are counted at the precision's bytes per parameter for every parameter (embeddings included).
 """
@@ -27,6 +30,8 @@ from typing import Any
 
 from harness.catalog import ModelArch
 from harness.catalog.hardware import Device
+
+NO_PEAK_BOUND = "memory (no FLOP/s peak known)"
 
 # bytes per parameter of each precision name the engines use (GGUF k-quants are averages over a file)
 BYTES_PER_PARAM: dict[str, float] = {
@@ -139,6 +144,8 @@ def decode_bound(
     t_cmp = flops / (peak * efficiency) if peak else 0.0
     if t_cmp > t_mem:
         bound = "compute"
+    elif not peak and bound == "memory":
+        bound = NO_PEAK_BOUND
     fits: bool | None = None
     max_batch: int | None = None
     mem = device.memory_bytes
@@ -164,15 +171,15 @@ def prefill_bound(
     """Lower bound on the time to prefill one prompt and the matching tok/s (module docstring)."""
     L = input_tokens
     flops = 2 * shape.params * L + 2 * shape.layers * shape.heads * shape.head_dim * L * L
-    peak = device.peak_flops(flops_precision) or math.nan
-    t_cmp = flops / (tp * peak * efficiency)
+    peak = device.peak_flops(flops_precision)
+    t_cmp = flops / (tp * peak * efficiency) if peak else 0.0
     t_mem = weight_bytes / (tp * device.bandwidth_bytes_s * efficiency)
     t = max(t_cmp, t_mem)
     return {
         "input_tokens": L,
         "t_prefill_s": t,
         "prefill_tok_s": L / t,
-        "bound": "compute" if t_cmp >= t_mem else "memory",
+        "bound": "compute" if peak and t_cmp >= t_mem else ("memory" if peak else NO_PEAK_BOUND),
     }
 
 

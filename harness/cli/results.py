@@ -182,7 +182,7 @@ def roofline_cmd(
     """Decode ceiling (bytes per step / bandwidth, batch-aware) and prefill compute ceiling."""
     from harness.catalog import CatalogError, get_model
     from harness.catalog.hardware import get_device
-    from harness.roofline import Shape, bytes_per_param, roofline_table
+    from harness.roofline import NO_PEAK_BOUND, Shape, bytes_per_param, roofline_table
     from harness.tables import roofline_table as table
 
     try:
@@ -219,7 +219,12 @@ def roofline_cmd(
     out.print(table(rows, title))
     out.print(
         f"prefill of {pre['input_tokens']} tokens: >= {pre['t_prefill_s'] * 1000:.1f} ms "
-        f"({pre['prefill_tok_s']:.0f} tok/s, {pre['bound']}-bound)",
+        f"({pre['prefill_tok_s']:.0f} tok/s, "
+        + (
+            "the weight read only: no FLOP/s peak in the catalog for this device)"
+            if pre["bound"] == NO_PEAK_BOUND
+            else f"{pre['bound']}-bound)"
+        ),
         highlight=False,
     )
 

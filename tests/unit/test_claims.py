@@ -200,3 +200,29 @@ def test_a_gguf_named_after_its_catalog_model_is_matched_and_has_a_roofline(tmp_
     r = check(_claim("article-cpu-offload"), pts)
     assert r.measured.startswith("1.6 tok/s at h100-sxm | llamacpp/llama-server | ngl=40 q8_0 c1"), r.measured
     assert r.verdict == "measured 160% of the claim's low end"
+
+
+def test_a_ratio_claim_with_a_cpu_side_has_no_compute_ratio() -> None:
+    """The CPUs have no FLOP/s peak in the catalog: only the bandwidth ratio is a ceiling there, where it
+    was a 'nanx' compute ratio that put every claim outside the range."""
+    c = Claim(
+        id="gpu-vs-cpu",
+        source="test",
+        text="H100 is 7-8x an EPYC 9654 for 8B decode",
+        kind="ratio",
+        value=7.0,
+        value_high=8.0,
+        model="llama-3.1-8b",
+        numerator={"device": "h100-sxm"},
+        denominator={"device": "epyc-9654"},
+    )
+    r = check(c, NO_RUNS)
+    # memory-bound: 3350 / 460.8 = 7.27
+    assert (
+        "ceiling ratio 7.27x, compute-bound (large batch) unknown" in r.roofline and "nan" not in r.roofline
+    )
+    assert r.verdict == "within the roofline range"
+    assert (
+        check(c.model_copy(update={"value": 9.0, "value_high": 10.0}), NO_RUNS).verdict
+        == "outside the roofline range 7.27-7.27x"
+    )

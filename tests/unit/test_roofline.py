@@ -121,3 +121,25 @@ def test_roofline_cli_prints_the_batch_table() -> None:
         capture_output=True, text=True, cwd=ROOT,
     )  # fmt: skip
     assert bad.returncode == 2 and "allowed:" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_cpu_without_a_flops_peak_has_memory_bounds_labelled_as_such() -> None:
+    """A CPU has no FLOP/s peak in the catalog: the prefill bound was NaN ms, labelled memory-bound."""
+    epyc = get_device("epyc-9654")  # 460.8 GB/s, no FLOP/s peak
+    assert epyc.peak_flops("bf16") is None
+    llama8 = Shape.of(get_model("llama-3.1-8b"))
+    # the weight read alone: 8.03e9 x 2 B / 460.8e9 B/s
+    p = prefill_bound(llama8, epyc, llama8.params * 2, 512)
+    assert p["t_prefill_s"] == pytest.approx(llama8.params * 2 / 460.8e9, rel=1e-9)
+    assert p["prefill_tok_s"] == pytest.approx(512 / p["t_prefill_s"], rel=1e-9)
+    assert p["bound"] == "memory (no FLOP/s peak known)"
+    d = decode_bound(llama8, epyc, llama8.params * 2, batch=64)
+    assert d.bound == "memory (no FLOP/s peak known)" and d.t_compute_s == 0.0
+    assert decode_bound(llama8, H100, llama8.params * 2).bound == "memory"
+    cli = subprocess.run(
+        [sys.executable, "-m", "harness", "roofline", "--model", "llama-3.1-8b", "--gpu", "epyc-9654",
+         "--context", "512"],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    assert "nan" not in cli.stdout and "no FLOP/s peak in the catalog for this device" in cli.stdout
