@@ -7,7 +7,9 @@ Definitions (all times from integer `perf_counter_ns` stamps, converted to secon
 * E2E    = done - the same start as TTFT
 * TPOT   = (E2E - TTFT) / (output_tokens - 1), per request; undefined for one-token outputs
 * ITL    = gaps between consecutive content chunks, pooled over requests
-* window = last done - first send over the measured (non-warmup) requests of a point
+* window = last done - first send over the measured (non-warmup) requests of a point, failed ones
+           included (as wall time in vLLM's benchmark: a request that fails late stretches it);
+           rates are NaN for a point where no request succeeded
 * output tok/s = sum of server-reported output tokens of successful requests / window
 * goodput      = successful requests meeting every SLO / window (req/s); goodput tok/s counts
                  the output tokens of those requests only
@@ -110,6 +112,16 @@ def window_s(records: Sequence[RequestRecord]) -> float:
     return max(0, max(done) - min(sent)) / NS_PER_S
 
 
+def failed_tail_s(records: Sequence[RequestRecord]) -> float:
+    """How long after the last successful request the last failed one ended, in seconds (0 when none
+    did): the part of the window that only failures filled."""
+    ok = [r.done_ns for r in records if r.ok and r.done_ns is not None]
+    failed = [r.done_ns for r in records if not r.ok and r.done_ns is not None and r.sent_ns]
+    if not ok or not failed:
+        return 0.0
+    return max(0, max(failed) - max(ok)) / NS_PER_S
+
+
 def stats(values: Iterable[float | None], prefix: str) -> dict[str, float]:
     """mean, p50, p90, p99 (linear interpolation) of the non-None values, as `{prefix}_{stat}`."""
     v = np.array([x for x in values if x is not None], dtype=float)
@@ -165,19 +177,25 @@ def summarize(
     out_tokens = sum(r.output_tokens or 0 for r in ok)
     in_tokens = sum(r.prompt_tokens or 0 for r in ok)
     good = [r for r in ok if meets_slo(r, slo_ttft_s, slo_tpot_s, slo_e2e_s, open_loop)]
+
+    def per_s(n: float) -> float:
+        # no request succeeded: nothing was measured (0.0 or NaN by how the requests failed, before)
+        return n / win if ok and win > 0 else math.nan
+
     row: dict[str, Any] = {
         "requests": len(measured),
         "ok": len(ok),
         "errors": len(measured) - len(ok),
         "window_s": win,
+        "failed_tail_s": failed_tail_s(measured),
         "input_tokens": in_tokens,
         "output_tokens": out_tokens,
-        "output_tok_s": out_tokens / win if win > 0 else math.nan,
-        "total_tok_s": (in_tokens + out_tokens) / win if win > 0 else math.nan,
-        "req_s": len(ok) / win if win > 0 else math.nan,
-        "goodput_req_s": len(good) / win if win > 0 else math.nan,
+        "output_tok_s": per_s(out_tokens),
+        "total_tok_s": per_s(in_tokens + out_tokens),
+        "req_s": per_s(len(ok)),
+        "goodput_req_s": per_s(len(good)),
         "slo_attainment": len(good) / len(measured) if measured else math.nan,
-        "goodput_tok_s": sum(r.output_tokens or 0 for r in good) / win if win > 0 else math.nan,
+        "goodput_tok_s": per_s(sum(r.output_tokens or 0 for r in good)),
         "missing_usage": sum(1 for r in ok if r.output_tokens is None),
         "output_chunks": sum(len(r.chunk_ns) for r in ok),
         "output_text_tokens": _sum_known(r.output_text_tokens for r in ok),
@@ -305,6 +323,9 @@ def _count(row: dict[str, Any], key: str) -> int:
 
 STEAL_LIMIT_PCT = 5.0  # of the host's CPU time taken by the hypervisor, beyond which a point is warned about
 CLIENT_LAG_LIMIT_S = 0.005  # send or event-loop lateness (p99) beyond which the client is said to lag
+FAILED_TAIL_SHARE = (
+    0.1  # of the window that only failed requests filled, beyond which a point is warned about
+)
 
 
 def flags(row: dict[str, Any]) -> list[str]:
@@ -345,6 +366,12 @@ def flags(row: dict[str, Any]) -> list[str]:
         out.append(
             "J/token overstated: the window's energy also went to unmeasured (warmup/cooldown) requests, and "
             "the engine exports no token counter to count them"
+        )
+    tail, win = _value(row, "failed_tail_s"), _value(row, "window_s")
+    if n and tail is not None and win and tail > FAILED_TAIL_SHARE * win:
+        out.append(
+            f"failed requests ended {tail:.1f} s after the last successful one: {tail / win:.0%} of the "
+            "window, over which tok/s and req/s are counted, is failures only"
         )
     if not n:
         return out  # nothing succeeded: the client's figures (a few fast failures) say nothing of it

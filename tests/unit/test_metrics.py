@@ -121,3 +121,34 @@ def test_streams_that_arrived_in_one_read_are_counted_and_noted() -> None:
         "point v0-c2: 1 of 3 streams arrived in a single read (TPOT and ITL 0): the engine or this client "
         "held them back (a saturated host?)"
     ]
+
+
+def test_a_point_where_nothing_succeeded_has_no_rates() -> None:
+    """Sent and failed (a timeout) gave 0.0 tok/s, never sent (connect error) NaN: both are now NaN."""
+    timed_out = rec(1, 100, 100, [], 700, 0)
+    refused = rec(2, 100, 0, [], 100, 0)
+    for r in (timed_out, refused):
+        r.error_kind, r.first_token_ns, r.output_tokens = "timeout", None, None
+    for rs in ([timed_out], [refused], [timed_out, refused]):
+        row = metrics.summarize(rs)
+        assert row["ok"] == 0 and row["errors"] == len(rs)
+        for k in ("output_tok_s", "total_tok_s", "req_s", "goodput_req_s", "goodput_tok_s"):
+            assert math.isnan(row[k]), (k, rs)
+
+
+def test_failures_that_outlast_the_successes_are_measured_and_flagged() -> None:
+    # 2 successes end at 300 ms; a timeout sent at 100 ms ends at 1100 ms: window 1.0 s, 0.8 s of it failures
+    rs = [rec(1, 100, 100, [200, 250], 300, 10), rec(2, 100, 100, [150, 200], 250, 10)]
+    late = rec(3, 100, 100, [], 1100, 0)
+    late.error_kind, late.first_token_ns = "timeout", None
+    row = metrics.summarize([*rs, late])
+    assert row["window_s"] == pytest.approx(1.0) and row["output_tok_s"] == pytest.approx(20.0)
+    assert row["failed_tail_s"] == pytest.approx(0.8)
+    assert any("ended 0.8 s after the last successful one: 80%" in w for w in metrics.flags(row))
+    # a failure that ends before the last success adds nothing
+    early = rec(4, 100, 100, [], 200, 0)
+    early.error_kind, early.first_token_ns = "http", None
+    row = metrics.summarize([*rs, early])
+    assert row["failed_tail_s"] == 0.0 and not any(
+        "after the last successful" in w for w in metrics.flags(row)
+    )
