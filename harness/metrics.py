@@ -328,6 +328,19 @@ FAILED_TAIL_SHARE = (
 )
 
 
+def kv_cache_short(row: dict[str, Any]) -> tuple[float, float, int] | None:
+    """(tokens the KV cache holds, mean input + output tokens of a request, concurrency) of a closed-loop
+    point whose concurrent requests do not all fit in the engine's KV cache at their full length; None
+    when they do or it is not known."""
+    held, n, conc = _value(row, "kv_cache_tokens"), _count(row, "ok"), _value(row, "concurrency")
+    if row.get("mode") != "closed" or held is None or not n or not conc:
+        return None
+    each = ((_value(row, "input_tokens") or 0) + (_value(row, "output_tokens") or 0)) / n
+    if each <= 0 or conc * each <= held:
+        return None
+    return held, each, int(conc)
+
+
 def flags(row: dict[str, Any]) -> list[str]:
     """Plain-language warnings for a summarized point (empty when nothing looks wrong). Pure on the row, so
     a report made later from the points table says the same as the run did."""
@@ -366,6 +379,13 @@ def flags(row: dict[str, Any]) -> list[str]:
         out.append(
             "J/token overstated: the window's energy also went to unmeasured (warmup/cooldown) requests, and "
             "the engine exports no token counter to count them"
+        )
+    if fit := kv_cache_short(row):
+        held, each, conc = fit
+        out.append(
+            f"the engine's KV cache holds {held:,.0f} tokens: about {held // each:.0f} of the {conc} "
+            f"concurrent requests ({each:,.0f} tokens each) fit at once, the others waited (or were "
+            "preempted), so latencies include that queue"
         )
     tail, win = _value(row, "failed_tail_s"), _value(row, "window_s")
     if n and tail is not None and win and tail > FAILED_TAIL_SHARE * win:

@@ -70,6 +70,8 @@ def _point_row(
         # what the requests carried, which the warnings read (metrics.flags)
         "ignore_eos": engine.request_extras(s.workload).get("ignore_eos") is True,
         "shared_prefix_tokens": s.workload.shared_prefix_tokens,
+        # the tokens the engine's KV cache holds, where it says (vLLM's start-up log)
+        "kv_cache_tokens": d.get("kv_cache_tokens"),
     }
     row.update(summary)
     return row

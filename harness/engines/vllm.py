@@ -169,6 +169,7 @@ class VllmServer:
         self.health_wait_s: float | None = None
         self.server_version: str | None = None
         self.loaded_gib: float | None = None
+        self.kv_cache: dict[str, float] = {}  # what vLLM logged of the KV cache it allocated
         self.settings: dict[str, str] = {}  # dtype, quantization, kv_cache_dtype as vLLM logged them
         self.warnings: list[str] = []
         self.offload: dict[str, Any] = {}
@@ -269,6 +270,7 @@ class VllmServer:
         log = self._read_log()
         self.loaded_gib = vllm_log.loaded_gib(log)
         self.settings = vllm_log.engine_settings(log)
+        self.kv_cache = vllm_log.kv_cache_capacity(log)
         fields, warning = offload_check(
             self.loaded_gib,
             self.weight_bytes,
@@ -366,6 +368,7 @@ class VllmServer:
                 "weight_bytes": self.weight_bytes,
             },
             "weights_gpu_gib_loaded": self.loaded_gib,
+            **self.kv_cache,
             "health_wait_s": self.health_wait_s,
         }
         d.update(self.offload)

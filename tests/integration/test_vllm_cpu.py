@@ -67,6 +67,9 @@ def test_harness_run_launches_vllm_and_metrics_match_the_records(write_scenario,
     for flag in ("--load-format", "--served-model-name", "--max-model-len", "--no-enable-prefix-caching"):
         assert flag in cmd
     assert cmd[cmd.index("--dtype") + 1] == "bfloat16"
+    # the KV cache vLLM allocated, from its log: VLLM_CPU_KVCACHE_SPACE=1 GiB of tiny-llama's KV cache
+    assert eng["kv_cache_tokens"] > 8 * 1024 and eng["kv_cache_max_concurrency_at_tokens"] == 1024
+    assert eng["kv_cache_max_concurrency"] == pytest.approx(eng["kv_cache_tokens"] / 1024, abs=0.01)
 
     records = [r for r in iter_records(run) if not r.warmup]
     assert len(records) == 24
@@ -78,6 +81,7 @@ def test_harness_run_launches_vllm_and_metrics_match_the_records(write_scenario,
     points = pd.read_parquet(run / "points.parquet").set_index("point_id")
     assert list(points.index) == ["v0-c1", "v0-c4"]
     for _, row in points.iterrows():
+        assert row["kv_cache_tokens"] == eng["kv_cache_tokens"]
         # vLLM's own counters over the window equal what the records say, token for token
         assert row["server_output_tokens"] == row["output_tokens"] == 12 * OUT_TOKENS
         assert row["server_input_tokens"] == row["input_tokens"] == 12 * IN_TOKENS

