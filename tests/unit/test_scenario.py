@@ -22,6 +22,18 @@ def test_every_scenario_file_validates(path: Path) -> None:
     assert expand_points(s), f"{path} expands to no points"
 
 
+GPU_VLLM = [p for p in SCENARIOS if p.parent.name in ("article", "cloud") and "type: vllm" in p.read_text()]
+
+
+@pytest.mark.parametrize("path", GPU_VLLM, ids=lambda p: str(p.relative_to(ROOT)))
+def test_gpu_vllm_scenarios_fix_the_scheduler_settings_vllm_picks_by_gpu(path: Path) -> None:
+    """vLLM sets max_num_batched_tokens and max_num_seqs from the GPU when they are unset (8192 / 1024 on
+    an H100, 2048 / 256 on an A100): a scenario run on both must set them, or its ratio compares those."""
+    for p in expand_points(load_scenario(path)):
+        assert p.engine.max_num_batched_tokens and p.engine.max_num_seqs, p.point_id
+        assert p.engine.max_num_seqs >= (p.concurrency or 0), p.point_id  # no point queues in the client
+
+
 def test_quickstart_expands_to_three_concurrency_points() -> None:
     s = load_scenario(ROOT / "scenarios" / "quickstart-cpu.yaml")
     assert [p.point_id for p in expand_points(s)] == ["v0-c1", "v0-c2", "v0-c4"]
