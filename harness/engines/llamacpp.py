@@ -30,6 +30,7 @@ def native_ngl(n_gpu_layers: int) -> str:
     return "999" if n_gpu_layers < 0 else str(n_gpu_layers)
 
 
+VERBOSITY_FLAGS = frozenset({"-lv", "--verbosity", "--log-verbosity", "-v", "--verbose", "--log-verbose"})
 IGNORED_GPU_LAYERS = "no usable GPU found, --gpu-layers option will be ignored"
 _OFFLOADED = re.compile(r"offloaded (\d+)/(\d+) layers to GPU")
 _BUFFER = re.compile(r"(\S+) (?:model )?buffer size =\s*([\d.]+) MiB")
@@ -43,11 +44,11 @@ def on_gpu(buffer: str) -> bool:
 
 def load_placement(log_text: str) -> dict[str, Any]:
     """Where llama.cpp put the model, from its log: `gpu_layers_ignored` when it said it has no usable
-    GPU; from the `load_tensors:` lines (info level in older builds and xllamacpp, trace level (-lv 4)
-    in recent llama-server builds) `model_buffers_mib` per buffer (CUDA0, CPU_Mapped, ...), their sums
-    `gpu_weights_mib` / `host_weights_mib`, and `offloaded_layers` / `offloadable_layers` where the
-    build prints them (a CPU build with RPC support does too, so the buffers are what tells). The last
-    load in the text counts."""
+    GPU; from the `load_tensors:` lines (info level in older builds and xllamacpp, trace level in recent
+    llama-server builds, which the harness starts at --verbosity 4 for them) `model_buffers_mib` per
+    buffer (CUDA0, CPU_Mapped, ...), their sums `gpu_weights_mib` / `host_weights_mib`, and
+    `offloaded_layers` / `offloadable_layers` where the build prints them (a CPU build with RPC support
+    does too, so the buffers are what tells). The last load in the text counts."""
     out: dict[str, Any] = {}
     if IGNORED_GPU_LAYERS in log_text:  # printed at start-up by builds without a usable GPU backend
         out["gpu_layers_ignored"] = True
@@ -139,6 +140,10 @@ class LlamaCppServer:
             ]
             if c.launcher == "llama-server":
                 argv += ["--metrics", "--cont-batching"]
+                if not any(a in VERBOSITY_FLAGS or a.startswith("--verbosity=") for a in c.extra_args):
+                    # recent builds log where the weights went (load_tensors: buffer sizes) at level 4 only;
+                    # it adds some 40 lines a request, none a token
+                    argv += ["--verbosity", "4"]
             if c.threads:
                 argv += ["--threads", str(c.threads)]
             if c.batch_size:

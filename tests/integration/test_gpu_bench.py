@@ -164,7 +164,10 @@ def test_device_step_and_collect_with_a_cpu_llama_server(tmp_path: Path, write_s
     eng = m["engines"][0]
     assert eng["launcher"] == "llama-server" and eng["version"]
     # what llama.cpp's load log says it did, not what n_gpu_layers asked
-    assert eng["placement"] == {"gpu_layers_ignored": True}, eng["placement"]
+    # (the load_tensors buffer lines come at --verbosity 4: where the weights went, here the CPU only)
+    pl = eng["placement"]
+    assert pl["gpu_layers_ignored"] is True and pl["gpu_weights_mib"] == 0 and pl["host_weights_mib"] > 0, pl
+    assert all(name.startswith("CPU") for name in pl["model_buffers_mib"]), pl
     assert eng["offload"].startswith("all layers on CPU") and "found no usable GPU" in eng["warnings"][0]
     readme = (dest / "results" / "gpu" / "README.md").read_text()
     assert readme.count("| F16 | 0/2 blocks on GPU |") == 2

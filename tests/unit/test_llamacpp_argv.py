@@ -47,6 +47,8 @@ def test_llama_server_argv(tiny_gguf: Path, tmp_path: Path) -> None:
         "16",
         "--metrics",
         "--cont-batching",
+        "--verbosity",  # for the load_tensors lines that tell where the weights went (load_placement)
+        "4",
         "--threads",
         "8",
         "--flash-attn",
@@ -54,6 +56,9 @@ def test_llama_server_argv(tiny_gguf: Path, tmp_path: Path) -> None:
         "--fit",
         "off",
     ]
+    # a verbosity the scenario sets is left as it is
+    cfg = cfg.model_copy(update={"extra_args": ("-lv", "3")})
+    assert "--verbosity" not in LlamaCppServer(cfg, tmp_path / "log").build_argv(8080)
 
 
 def test_llama_server_from_path(tiny_gguf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
