@@ -44,8 +44,8 @@ def on_gpu(buffer: str) -> bool:
 
 def load_placement(log_text: str) -> dict[str, Any]:
     """Where llama.cpp put the model, from its log: `gpu_layers_ignored` when it said it has no usable
-    GPU; from the `load_tensors:` lines (info level in older builds and xllamacpp, trace level in recent
-    llama-server builds, which the harness starts at --verbosity 4 for them) `model_buffers_mib` per
+    GPU; from the `load_tensors:` lines (info level in older builds, trace level in recent ones, which
+    the harness starts at verbosity 4 for them, llama-server and xllamacpp alike) `model_buffers_mib` per
     buffer (CUDA0, CPU_Mapped, ...), their sums `gpu_weights_mib` / `host_weights_mib`, and
     `offloaded_layers` / `offloadable_layers` where the build prints them (a CPU build with RPC support
     does too, so the buffers are what tells). The last load in the text counts."""
@@ -57,12 +57,11 @@ def load_placement(log_text: str) -> dict[str, Any]:
     if found := _OFFLOADED.findall(text):
         done, total = found[-1]
         out["offloaded_layers"], out["offloadable_layers"] = int(done), int(total)
-    buffers = {
-        name: float(mib)
-        for line in text.splitlines()
-        if "load_tensors" in line and (m := _BUFFER.search(line))
-        for name, mib in [m.groups()]
-    }
+    buffers: dict[str, float] = {}
+    for line in text.splitlines():
+        if "load_tensors" in line and (m := _BUFFER.search(line)):
+            # a model in split files has one mapped buffer per file, all named alike: summed
+            buffers[m.group(1)] = round(buffers.get(m.group(1), 0.0) + float(m.group(2)), 2)
     if buffers:
         out["model_buffers_mib"] = buffers
         out["gpu_weights_mib"] = round(sum(v for k, v in buffers.items() if on_gpu(k)), 2)

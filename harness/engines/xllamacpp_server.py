@@ -25,6 +25,9 @@ def build_params(ns: argparse.Namespace) -> Any:
     p.n_parallel = ns.parallel
     p.n_gpu_layers = ns.n_gpu_layers
     p.endpoint_metrics = True
+    # llama.cpp logs where the weights went (load_tensors buffer sizes) at level 4 only (`--set verbosity=N`
+    # overrides it); some 40 lines a request, none a token
+    p.verbosity = 4
     p.port = ns.port
     p.hostnames = [ns.host]
     if ns.threads:
