@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ __all__ = [
     "make_gguf",
     "resolve",
     "sha256_file",
+    "split_paths",
     "synthetic_path",
     "weight_bytes",
 ]
@@ -110,18 +112,54 @@ def gguf_info(path: Path) -> dict[str, Any]:
         info["head_count"] = field(f"{arch}.attention.head_count")
         info["head_count_kv"] = field(f"{arch}.attention.head_count_kv")
         info["head_dim"] = field(f"{arch}.attention.key_length")
-    info["weight_bytes"] = weight_bytes(reader)
-    info["parameters"] = sum(int(t.n_elements) for t in reader.tensors)
+    readers = [reader]
+    count = field("split.count")
+    if count is not None and int(count) > 1:  # a model in split files: the tensors are spread over all
+        if int(field("split.no") or 0) != 0:
+            raise ModelError(
+                f"{path}: file {int(field('split.no')) + 1} of a split GGUF of {count}: name the first one "
+                "(llama.cpp loads a split model from its first file)"
+            )
+        shards = split_paths(path, int(count))
+        for shard in shards[1:]:
+            try:
+                readers.append(gguf.GGUFReader(str(shard)))
+            except FileNotFoundError:
+                raise ModelError(
+                    f"{path}: split GGUF file {shards.index(shard) + 1} of {count} missing: {shard}"
+                ) from None
+            except Exception as e:
+                raise ModelError(f"{shard}: not a readable GGUF file ({e})") from None
+        info["split_count"] = int(count)
+        info["size_bytes"] = sum(p.stat().st_size for p in shards)
+    info["weight_bytes"] = weight_bytes(*readers)
+    info["parameters"] = sum(int(t.n_elements) for r in readers for t in r.tensors)
     return info
 
 
-def weight_bytes(reader: Any) -> dict[str, int]:
-    """Tensor bytes by where llama.cpp places them: repeating blocks, token embeddings, output layer.
+_SPLIT = re.compile(r"^(.*)-(\d{5})-of-(\d{5})\.gguf$")
+
+
+def split_paths(first: Path, count: int) -> list[Path]:
+    """The files of a split GGUF, named as llama.cpp names them (`NAME-00001-of-00003.gguf`), from any
+    of them; ModelError for a file not so named."""
+    m = _SPLIT.match(first.name)
+    if m is None or int(m.group(3)) != count:
+        raise ModelError(
+            f"{first}: a split GGUF ({count} files) must be named NAME-0000K-of-{count:05d}.gguf, as "
+            "llama.cpp looks for the other files by that name"
+        )
+    return [first.with_name(f"{m.group(1)}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)]
+
+
+def weight_bytes(*readers: Any) -> dict[str, int]:
+    """Tensor bytes (of all the files of a split model) by where llama.cpp places them: repeating blocks,
+    token embeddings, output layer.
 
     Decoding one token reads every block and the output layer, but only one row of the embeddings.
     """
     groups = {"blocks": 0, "token_embd": 0, "output": 0, "other": 0}
-    for t in reader.tensors:
+    for t in (t for r in readers for t in r.tensors):
         name = str(t.name)
         key = "blocks" if name.startswith("blk.") else name.removesuffix(".weight")
         groups[key if key in groups else "other"] += int(t.n_bytes)

@@ -94,3 +94,33 @@ def test_engine_start_failure_is_a_clear_error(write_scenario, tmp_path: Path) -
     assert res.returncode in (2, 3)
     assert "Traceback" not in res.stderr
     assert "not-a-model.gguf" in res.stderr
+
+
+def test_a_model_in_split_files_runs_with_all_its_weights_counted(write_scenario, tmp_path: Path) -> None:
+    """A GGUF written in 3 split files, named by its first: llama.cpp loads all three, and the manifest
+    counts the weights of all three (the roofline's bytes per token), as llama.cpp's buffers do."""
+    from harness.models import make_gguf
+
+    from ..gguf_split import write_split
+
+    shape = {k: v for k, v in MODEL.items() if k not in ("source", "dtype")}
+    whole = make_gguf(tmp_path / "whole.gguf", **shape)
+    first = write_split(whole, tmp_path / "split", max_tensors=16)[0]
+    scen = write_scenario(
+        {
+            "name": "it-split",
+            "engine": {"type": "llamacpp", "model": {"source": "path", "path": str(first)}, "threads": 1},
+            "workload": {"input_tokens": 16, "output_tokens": 8},
+            "load": {"concurrency": [1], "requests": 2},
+        }
+    )
+    res = harness_cli("run", str(scen), "--results", str(tmp_path / "results"), "--no-progress")
+    assert res.returncode == 0, res.stderr[-3000:]
+    eng = read_manifest(run_dir_from(res.stderr))["engines"][0]
+    model = eng["model"]
+    assert model["split_count"] == 3 and model["size_bytes"] > 2 * first.stat().st_size
+    weights_mib = sum(model["weight_bytes"].values()) / 2**20
+    # what llama.cpp mapped over the three files, as its load log says
+    assert eng["placement"]["host_weights_mib"] == pytest.approx(weights_mib, rel=0.02)
+    points = pd.read_parquet(next((tmp_path / "results").glob("*-it-split/points.parquet")))
+    assert points["ok"].tolist() == [2]

@@ -83,3 +83,19 @@ def test_the_last_load_in_a_log_counts_and_pinned_host_memory_is_not_the_gpu() -
     assert load_placement(CPU_BUILD + CUDA_ALL)["gpu_weights_mib"] == 5049.71
     assert on_gpu("CUDA0") and on_gpu("Vulkan1") and on_gpu("MTL0")
     assert not on_gpu("CPU_Mapped") and not on_gpu("CPU_REPACK") and not on_gpu("CUDA_Host")
+
+
+# the same CPU build loading a model written in 3 split files (NAME-0000K-of-00003.gguf): one mapped
+# buffer per file
+CPU_SPLIT_TRACE = """\
+0.00.009.523 I llama_model_loader: - kv  23:                                split.count u16              = 3
+0.00.010.067 I load_tensors:   CPU_Mapped model buffer size =     0.10 MiB
+0.00.010.080 I load_tensors:   CPU_Mapped model buffer size =     0.06 MiB
+0.00.010.081 I load_tensors:   CPU_Mapped model buffer size =     0.11 MiB
+0.00.010.349 I llama_context:        CPU  output buffer size =     0.01 MiB
+"""
+
+
+def test_the_buffers_of_a_split_model_are_summed() -> None:
+    p = load_placement(CPU_SPLIT_TRACE)
+    assert p["model_buffers_mib"] == {"CPU_Mapped": 0.27} and p["host_weights_mib"] == 0.27

@@ -103,3 +103,26 @@ def test_make_gguf_cli(tmp_path: Path) -> None:
     )
     assert res.returncode == 2
     assert res.stderr.strip() == "--dtype: invalid value 'q4' (allowed: f32, f16, q8_0)"
+
+
+def test_a_split_model_counts_the_weights_of_all_its_files(tmp_path: Path) -> None:
+    """A big GGUF comes in split files (llama.cpp loads them all from the first): its weights, parameters
+    and size are those of every file, where they were the first file's alone."""
+    from ..gguf_split import write_split
+
+    whole = make_gguf(tmp_path / "whole.gguf", layers=2, hidden=64, heads=4, kv_heads=2, ffn=128, vocab=512)
+    files = write_split(whole, tmp_path / "split", max_tensors=8)  # 21 tensors -> 3 files
+    assert [f.name for f in files] == [f"m-0000{i}-of-00003.gguf" for i in (1, 2, 3)]
+    one, split = gguf_info(whole), gguf_info(files[0])
+    assert split["split_count"] == 3 and split["size_bytes"] == sum(f.stat().st_size for f in files)
+    assert split["weight_bytes"] == one["weight_bytes"] and split["parameters"] == one["parameters"]
+    assert split["gguf_type"] == "F16" and split["block_count"] == 2
+
+    with pytest.raises(ModelError, match="file 2 of a split GGUF of 3: name the first one"):
+        gguf_info(files[1])
+    files[2].unlink()
+    with pytest.raises(ModelError, match="split GGUF file 3 of 3 missing"):
+        gguf_info(files[0])
+    renamed = files[0].rename(tmp_path / "split" / "model.gguf")
+    with pytest.raises(ModelError, match=r"must be named NAME-0000K-of-00003\.gguf"):
+        gguf_info(renamed)
