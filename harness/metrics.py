@@ -116,7 +116,7 @@ def failed_tail_s(records: Sequence[RequestRecord]) -> float:
     """How long after the last successful request the last failed one ended, in seconds (0 when none
     did): the part of the window that only failures filled."""
     ok = [r.done_ns for r in records if r.ok and r.done_ns is not None]
-    failed = [r.done_ns for r in records if not r.ok and r.done_ns is not None and r.sent_ns]
+    failed = [r.done_ns for r in records if not r.ok and r.done_ns is not None]
     if not ok or not failed:
         return 0.0
     return max(0, max(failed) - max(ok)) / NS_PER_S
@@ -179,8 +179,7 @@ def summarize(
     good = [r for r in ok if meets_slo(r, slo_ttft_s, slo_tpot_s, slo_e2e_s, open_loop)]
 
     def per_s(n: float) -> float:
-        # no request succeeded: nothing was measured (0.0 or NaN by how the requests failed, before)
-        return n / win if ok and win > 0 else math.nan
+        return n / win if ok and win > 0 else math.nan  # no request succeeded: no rate was measured
 
     row: dict[str, Any] = {
         "requests": len(measured),
@@ -323,9 +322,8 @@ def _count(row: dict[str, Any], key: str) -> int:
 
 STEAL_LIMIT_PCT = 5.0  # of the host's CPU time taken by the hypervisor, beyond which a point is warned about
 CLIENT_LAG_LIMIT_S = 0.005  # send or event-loop lateness (p99) beyond which the client is said to lag
-FAILED_TAIL_SHARE = (
-    0.1  # of the window that only failed requests filled, beyond which a point is warned about
-)
+# of the window that only failed requests filled, beyond which a point is warned about
+FAILED_TAIL_SHARE = 0.1
 
 
 def kv_cache_short(row: dict[str, Any]) -> tuple[float, float, int] | None:
@@ -380,6 +378,8 @@ def flags(row: dict[str, Any]) -> list[str]:
             "J/token overstated: the window's energy also went to unmeasured (warmup/cooldown) requests, and "
             "the engine exports no token counter to count them"
         )
+    if not n:
+        return out  # nothing succeeded: the client's figures (a few fast failures) say nothing of it
     if fit := kv_cache_short(row):
         held, each, conc = fit
         out.append(
@@ -388,13 +388,11 @@ def flags(row: dict[str, Any]) -> list[str]:
             "preempted), so latencies include that queue"
         )
     tail, win = _value(row, "failed_tail_s"), _value(row, "window_s")
-    if n and tail is not None and win and tail > FAILED_TAIL_SHARE * win:
+    if tail is not None and win and tail > FAILED_TAIL_SHARE * win:
         out.append(
             f"failed requests ended {tail:.1f} s after the last successful one: {tail / win:.0%} of the "
             "window, over which tok/s and req/s are counted, is failures only"
         )
-    if not n:
-        return out  # nothing succeeded: the client's figures (a few fast failures) say nothing of it
     if (steal := _value(row, "host_cpu_steal_pct_mean")) is not None and steal > STEAL_LIMIT_PCT:
         out.append(
             f"the VM's hypervisor took {steal:.0f} % of its CPU time during the point (steal): what ran on "

@@ -115,19 +115,17 @@ def gguf_info(path: Path) -> dict[str, Any]:
     readers = [reader]
     count = field("split.count")
     if count is not None and int(count) > 1:  # a model in split files: the tensors are spread over all
-        if int(field("split.no") or 0) != 0:
+        if no := int(field("split.no") or 0):
             raise ModelError(
-                f"{path}: file {int(field('split.no')) + 1} of a split GGUF of {count}: name the first one "
+                f"{path}: file {no + 1} of a split GGUF of {count}: name the first one "
                 "(llama.cpp loads a split model from its first file)"
             )
         shards = split_paths(path, int(count))
-        for shard in shards[1:]:
+        for number, shard in enumerate(shards[1:], start=2):
             try:
                 readers.append(gguf.GGUFReader(str(shard)))
             except FileNotFoundError:
-                raise ModelError(
-                    f"{path}: split GGUF file {shards.index(shard) + 1} of {count} missing: {shard}"
-                ) from None
+                raise ModelError(f"{path}: split GGUF file {number} of {count} missing: {shard}") from None
             except Exception as e:
                 raise ModelError(f"{shard}: not a readable GGUF file ({e})") from None
         info["split_count"] = int(count)

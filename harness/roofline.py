@@ -179,7 +179,7 @@ def prefill_bound(
         "input_tokens": L,
         "t_prefill_s": t,
         "prefill_tok_s": L / t,
-        "bound": "compute" if peak and t_cmp >= t_mem else ("memory" if peak else NO_PEAK_BOUND),
+        "bound": NO_PEAK_BOUND if not peak else ("compute" if t_cmp >= t_mem else "memory"),
     }
 
 

@@ -139,7 +139,7 @@ class LlamaCppServer:
             ]
             if c.launcher == "llama-server":
                 argv += ["--metrics", "--cont-batching"]
-                if not any(a in VERBOSITY_FLAGS or a.startswith("--verbosity=") for a in c.extra_args):
+                if not any(a.split("=", 1)[0] in VERBOSITY_FLAGS for a in c.extra_args):
                     # recent builds log where the weights went (load_tensors: buffer sizes) at level 4 only;
                     # it adds some 40 lines a request, none a token
                     argv += ["--verbosity", "4"]

@@ -59,14 +59,6 @@ def _nvlink_active(h: Any) -> int:
     return active
 
 
-def _reserved(h: Any) -> int:
-    """Memory the driver reserves (version 2 of the memory call only)."""
-    ok, why = nvml.memory_v2_supported(h)
-    if not ok:
-        raise nvml.NvmlNotSupported(why or "nvmlDeviceGetMemoryInfo_v2")
-    return int(nvml.memory_info(h, v2=True).reserved)
-
-
 def gpu_info(index: int, catalog: Path | None = None) -> dict[str, Any]:
     """Facts about one GPU (NVML must be initialised)."""
     h = nvml.call("nvmlDeviceGetHandleByIndex", index)
@@ -76,7 +68,8 @@ def gpu_info(index: int, catalog: Path | None = None) -> dict[str, Any]:
     f.get("uuid", lambda: _text(nvml.call("nvmlDeviceGetUUID", h)))
     f.get("pci_bus_id", lambda: _text(nvml.call("nvmlDeviceGetPciInfo", h).busId))
     mem = f.get("memory_total_bytes", lambda: int(nvml.call("nvmlDeviceGetMemoryInfo", h).total))
-    f.get("memory_reserved_bytes", lambda: _reserved(h))
+    # what the driver reserves: version 2 of the memory call only
+    f.get("memory_reserved_bytes", lambda: int(nvml.memory_info(h, v2=True).reserved))
     f.get(
         "compute_capability", lambda: ".".join(map(str, nvml.call("nvmlDeviceGetCudaComputeCapability", h)))
     )

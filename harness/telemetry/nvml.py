@@ -101,15 +101,16 @@ MEMORY_V2 = "nvmlDeviceGetMemoryInfo_v2"
 def memory_info(h: Any, v2: bool) -> Any:
     """`nvmlDeviceGetMemoryInfo` as version 2 (whose `used` leaves out what the driver reserves, as
     nvidia-smi shows it, with `reserved` apart) or version 1 (`used` = total - free, reserved included)."""
-    if v2:
-        return call("nvmlDeviceGetMemoryInfo", h, binding().nvmlMemory_v2)
-    return call("nvmlDeviceGetMemoryInfo", h)
+    if not v2:
+        return call("nvmlDeviceGetMemoryInfo", h)
+    version = getattr(binding(), "nvmlMemory_v2", None)
+    if version is None:
+        raise NvmlNotSupported("nvmlMemory_v2: not in this nvidia-ml-py version")
+    return call("nvmlDeviceGetMemoryInfo", h, version)
 
 
 def memory_v2_supported(h: Any) -> tuple[bool, str | None]:
     """Whether this binding and driver answer the version-2 memory call, and why not where they don't."""
-    if not hasattr(binding(), "nvmlMemory_v2"):
-        return False, "nvmlMemory_v2: not in this nvidia-ml-py version"
     try:
         memory_info(h, v2=True)
     except NvmlNotSupported as e:  # also an older driver's version mismatch

@@ -57,8 +57,9 @@ def test_llama_server_argv(tiny_gguf: Path, tmp_path: Path) -> None:
         "off",
     ]
     # a verbosity the scenario sets is left as it is
-    cfg = cfg.model_copy(update={"extra_args": ("-lv", "3")})
-    assert "--verbosity" not in LlamaCppServer(cfg, tmp_path / "log").build_argv(8080)
+    for given in (("-lv", "3"), ("--log-verbosity=3",), ("--verbose",)):
+        cfg = cfg.model_copy(update={"extra_args": given})
+        assert "--verbosity" not in LlamaCppServer(cfg, tmp_path / "log").build_argv(8080), given
 
 
 def test_llama_server_from_path(tiny_gguf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
