@@ -25,6 +25,7 @@ __all__ = [
     "make_gguf",
     "resolve",
     "sha256_file",
+    "sha256_files",
     "split_paths",
     "synthetic_path",
     "weight_bytes",
@@ -65,18 +66,32 @@ class ResolvedModel:
 
 def sha256_file(path: Path) -> str:
     """sha256 of a file, cached next to the cache dir keyed by path, size and mtime."""
-    st = path.stat()
-    key = hashlib.sha256(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:32]
+    return sha256_files([path])[0]
+
+
+def sha256_files(paths: list[Path]) -> tuple[str, list[str]]:
+    """sha256 of the files' bytes one after the other (a split model's one identity) and of each file
+    (as published next to each file), in one read; cached keyed by every file's path, size and mtime."""
+    stats = [(p.resolve(), p.stat()) for p in paths]
+    ident = "|".join(f"{r}:{st.st_size}:{st.st_mtime_ns}" for r, st in stats)
+    key = hashlib.sha256(ident.encode()).hexdigest()[:32]
     memo = cache_dir() / "sha256" / key
     if memo.is_file():
-        return memo.read_text().strip()
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
+        lines = memo.read_text().split()
+        if len(lines) == len(paths) + 1:
+            return lines[0], lines[1:]
+    whole, each = hashlib.sha256(), []
+    for path in paths:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+                whole.update(block)
+        each.append(h.hexdigest())
+    digest = each[0] if len(paths) == 1 else whole.hexdigest()
     memo.parent.mkdir(parents=True, exist_ok=True)
-    memo.write_text(h.hexdigest())
-    return h.hexdigest()
+    memo.write_text("\n".join([digest, *each]))
+    return digest, each
 
 
 def gguf_info(path: Path) -> dict[str, Any]:
@@ -207,6 +222,9 @@ def resolve(spec: Any) -> ResolvedModel:
             raise ModelError(f"model file {p} does not exist")
         if p.is_file():
             info = gguf_info(p) if p.suffix == ".gguf" else {}
+            if count := info.get("split_count"):  # one digest over all the files, and each file's
+                digest, info["split_sha256"] = sha256_files(split_paths(p, count))
+                return ResolvedModel(p, p.stem, src, digest, info.get("gguf_type"), info)
             return ResolvedModel(p, p.stem, src, sha256_file(p), info.get("gguf_type"), info)
         return ResolvedModel(p, p.name, src, None, None, {})
     if src == "package":

@@ -14,13 +14,15 @@ at the expected concurrency B:
   scaled by `efficiency` (achievable share of peak bandwidth and FLOP/s).
 
 $/1M tokens = price x TP / (tok/s x 3600) x 1e6 (harness.cost). Options whose KV cache cannot hold
-B sequences at input + output tokens are marked and do not meet the SLOs.
+B sequences at input + output tokens are marked and do not meet the SLOs: for an estimate, the KV cache
+the engine allocated in a run of the same model, device, precision and device count (at any load, as
+vLLM logs it) where there is one, else the roofline's room beside the weights.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -79,6 +81,27 @@ def _measured(points: pd.DataFrame, need: Need, dev: str, precision: str, tp: in
     if sub.empty:
         return None
     return sub.sort_values("started_utc").iloc[-1]
+
+
+def _measured_kv_tokens(
+    points: pd.DataFrame, need: Need, dev: str, precision: str, tp: int
+) -> tuple[int, str] | None:
+    """The KV cache (tokens) the engine allocated in the latest run of this model, device, precision
+    and device count, at any load (vLLM logs it at start-up), and that run's id."""
+    if points.empty or "kv_cache_tokens" not in points.columns:
+        return None
+    m = (
+        (points["model"] == need.model.name)
+        & (points["device"] == dev)
+        & (points["precision"] == precision)
+        & (points["devices"] == tp)
+        & points["kv_cache_tokens"].notna()
+    )
+    sub = points[m]
+    if sub.empty:
+        return None
+    last = sub.sort_values("started_utc").iloc[-1]
+    return int(last["kv_cache_tokens"]), str(last["run_id"])
 
 
 @dataclass(frozen=True)
@@ -161,6 +184,14 @@ def recommend(
                     )
                 else:
                     est = _estimate(need, dev, p, tp, efficiency)
+                    if kv := _measured_kv_tokens(points, need, key, p, tp):
+                        # the engine's own allocation, where a run measured it, over the estimate's
+                        held = need.concurrency * (need.input_tokens + need.output_tokens)
+                        est = replace(
+                            est,
+                            kv_fits=kv[0] >= held,
+                            basis=f"{est.basis}; KV cache measured ({kv[0]:,} tokens, {kv[1]})",
+                        )
                 why = []
                 if failed:
                     why.append(f"{failed} of {total} measured requests failed")

@@ -231,7 +231,7 @@ def model_prepare_cmd(
                 r = resolve(model)
                 if r.path is None:
                     continue
-                size = r.path.stat().st_size if r.path.is_file() else 0
+                size = r.manifest()["size_bytes"] or 0  # a split model's: all its files
                 path, what = r.path, f"{r.gguf_type or r.source}, {size / 2**30:.2f} GiB, sha256 {r.sha256}"
         except ModelError as e:
             raise fail(f"{eng_type} model {model.model_dump(exclude_defaults=True)}: {e}") from None

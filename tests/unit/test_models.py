@@ -126,3 +126,27 @@ def test_a_split_model_counts_the_weights_of_all_its_files(tmp_path: Path) -> No
     renamed = files[0].rename(tmp_path / "split" / "model.gguf")
     with pytest.raises(ModelError, match=r"must be named NAME-0000K-of-00003\.gguf"):
         gguf_info(renamed)
+
+
+def test_a_split_model_has_one_digest_over_all_its_files_and_each_files(tmp_path: Path) -> None:
+    """A split model's sha256 covers the bytes of every file in order (a change in any file changes it),
+    and each file's own sha256 is recorded, as published next to each file."""
+    import hashlib
+
+    from ..gguf_split import write_split
+
+    whole = make_gguf(tmp_path / "whole.gguf", layers=2, hidden=64, heads=4, kv_heads=2, ffn=128, vocab=512)
+    files = write_split(whole, tmp_path / "split", max_tensors=8)
+    m = resolve(PathModel(source="path", path=str(files[0])))
+    data = [f.read_bytes() for f in files]
+    assert m.sha256 == hashlib.sha256(b"".join(data)).hexdigest()
+    assert m.info is not None and m.info["split_sha256"] == [hashlib.sha256(d).hexdigest() for d in data]
+    assert m.manifest()["size_bytes"] == sum(len(d) for d in data)
+
+    last = bytearray(data[2])
+    last[-1] ^= 0xFF  # the last file changes: the model's digest changes, the first file's does not
+    files[2].write_bytes(bytes(last))
+    again = resolve(PathModel(source="path", path=str(files[0])))
+    assert again.sha256 != m.sha256
+    assert again.info is not None and again.info["split_sha256"][0] == m.info["split_sha256"][0]
+    assert again.info["split_sha256"][2] == hashlib.sha256(bytes(last)).hexdigest()

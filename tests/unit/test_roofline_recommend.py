@@ -108,6 +108,34 @@ def test_kv_cache_capacity_and_missing_prices() -> None:
     assert "h100-sxm: no price (give --price h100-sxm=USD_PER_HOUR)" in notes
 
 
+def test_the_kv_cache_a_run_allocated_overrides_the_estimated_room() -> None:
+    """An estimate's KV check takes the tokens vLLM allocated in a run of the same model, device,
+    precision and device count (at another load too) over the roofline's room beside the weights."""
+    need = Need(get_model("llama-3.1-70b"), 256, 1024, 256, None, None)  # 256 x 1280 = 327,680 tokens
+    base, _ = recommend(need, {"h100-sxm": 2.0}, precisions=("bf16",))
+    tp4 = base[base["devices"] == 4].iloc[0]
+    assert tp4["meets_slo"] and tp4["basis"] == "roofline estimate (efficiency 1)"
+    small = pd.DataFrame([_point(devices=4, concurrency=8, kv_cache_tokens=300_000.0)])
+    df, _ = recommend(need, {"h100-sxm": 2.0}, small, precisions=("bf16",))
+    tp4 = df[df["devices"] == 4].iloc[0]
+    assert not tp4["meets_slo"] and tp4["why_not"] == "KV cache for 256 x 1280 tokens does not fit"
+    assert tp4["basis"] == "roofline estimate (efficiency 1); KV cache measured (300,000 tokens, r8)"
+    # the latest run counts; other device counts are not taken
+    roomy = pd.DataFrame(
+        [
+            _point(devices=4, concurrency=8, kv_cache_tokens=300_000.0),
+            _point(
+                devices=4, concurrency=8, kv_cache_tokens=400_000.0, run_id="r9", started_utc="2026-11-02"
+            ),
+            _point(devices=2, concurrency=8, kv_cache_tokens=10.0),
+        ]
+    )
+    df, _ = recommend(need, {"h100-sxm": 2.0}, roomy, precisions=("bf16",))
+    tp4, tp2 = (df[df["devices"] == n].iloc[0] for n in (4, 2))
+    assert tp4["meets_slo"] and tp4["basis"].endswith("KV cache measured (400,000 tokens, r9)")
+    assert "KV cache measured" in tp2["basis"] and "does not fit" in tp2["why_not"]
+
+
 def test_article_rule_of_thumb() -> None:
     assert article_rule(_need(model="llama-3.1-70b")) == "article's rule of thumb: H100 (> 13B parameters)"
     assert article_rule(_need()).startswith("article's rule of thumb: A100")
