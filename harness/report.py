@@ -76,7 +76,7 @@ def title_of(manifest: dict[str, Any]) -> str:
     e = engines[0]
     model = (e.get("model") or {}).get("name", "?")
     return (
-        f"{manifest.get('scenario', {}).get('name', '?')} — {e.get('name', '?')} "
+        f"{(manifest.get('scenario') or {}).get('name', '?')} — {e.get('name', '?')} "
         f"({e.get('launcher', '?')}) — {model} — {manifest.get('status', '?')}"
     )
 
@@ -92,7 +92,7 @@ def report_run(run: str | Path, console: Console | None = None) -> Path:
     else:
         console.print(rich_table(df, title))
     md = Path(run) / "report.md"
-    host = manifest.get("host", {})
+    host = manifest.get("host") or {}
     body = [
         f"# {title}\n",
         f"- run: `{manifest.get('run_id')}`",
@@ -158,7 +158,7 @@ def point_notes(df: pd.DataFrame) -> list[str]:
         return []
     out = []
     for _, r in df.iterrows():
-        bad, good = int(r["errors"] or 0), int(r["ok"] or 0)
+        bad, good = (int(r[c]) if pd.notna(r[c]) else 0 for c in ("errors", "ok"))
         if not bad:
             continue
         kinds = f" ({r['error_kinds']})" if str(r.get("error_kinds") or "") else ""

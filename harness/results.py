@@ -159,7 +159,27 @@ def read_manifest(run: str | Path) -> dict[str, Any]:
         raise RunNotFound(f"{p}: unreadable manifest: {e}") from None
     if not isinstance(data, dict):
         raise RunNotFound(f"{p}: unreadable manifest: expected a JSON object, got {type(data).__name__}")
+    for key, kind in MANIFEST_SHAPE.items():
+        v = data.get(key)
+        if v is not None and not isinstance(v, kind):
+            raise RunNotFound(f"{p}: unreadable manifest: {key}: expected {_JSON_NAMES[kind]}")
+    if any(not isinstance(e, dict) for e in data.get("engines") or []):
+        raise RunNotFound(f"{p}: unreadable manifest: engines: expected a list of objects")
     return data
+
+
+# the manifest's parts the readers go into, and what each is when present
+MANIFEST_SHAPE: dict[str, type] = {
+    "scenario": dict,
+    "host": dict,
+    "hardware": dict,
+    "telemetry": dict,
+    "runner": dict,
+    "engines": list,
+    "status": str,
+    "run_id": str,
+}
+_JSON_NAMES: dict[type, str] = {dict: "an object", list: "a list", str: "a string"}
 
 
 def runner_info() -> dict[str, Any]:
@@ -259,6 +279,25 @@ def iter_records(run: str | Path) -> Iterator[RequestRecord]:
             yield rec
 
 
+# the column every point has, and the columns that hold numbers where present
+POINT_KEY_COLUMNS = ("point_id",)
+POINT_NUMBER_COLUMNS = ("ok", "errors", "requests", "output_tok_s", "concurrency", "rate_rps", "window_s")
+
+
+def _points_problem(df: pd.DataFrame) -> str | None:
+    if df.empty and not len(df.columns):
+        return None
+    missing = [c for c in POINT_KEY_COLUMNS if c not in df.columns]
+    if missing:
+        return f"no column {', '.join(missing)}"
+    for c in POINT_NUMBER_COLUMNS:
+        if c in df.columns and not (pd.api.types.is_numeric_dtype(df[c]) or df[c].isna().all()):
+            bad = [v for v in df[c] if pd.notna(v) and pd.isna(pd.to_numeric(v, errors="coerce"))]
+            if bad:
+                return f"column {c}: {bad[0]!r} is not a number"
+    return None
+
+
 def read_points(run: str | Path) -> pd.DataFrame:
     """The run's points table: points.parquet, else points.csv (the same table), else an empty one.
     RunNotFound when neither can be read (a truncated file)."""
@@ -267,9 +306,13 @@ def read_points(run: str | Path) -> pd.DataFrame:
     for name, read in (("points.parquet", pd.read_parquet), ("points.csv", pd.read_csv)):
         if (run / name).is_file():
             try:
-                return read(run / name)
+                df = read(run / name)
             except (OSError, ValueError, pd.errors.ParserError) as e:  # ArrowInvalid: a ValueError
                 problems.append(f"{name}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+                continue
+            if problem := _points_problem(df):
+                raise RunNotFound(f"{run / name}: not a points table of this harness: {problem}")
+            return df
     if problems:
         raise RunNotFound(f"{run}: unreadable points table ({'; '.join(problems)})")
     return pd.DataFrame()

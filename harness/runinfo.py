@@ -28,7 +28,7 @@ from harness import offload
 from harness.catalog import models
 from harness.catalog.hardware import Device, devices, match_cpu, match_nvml
 from harness.models import PACKAGE_CATALOG
-from harness.results import read_manifest, read_points
+from harness.results import RunNotFound, read_manifest, read_points
 from harness.roofline import BYTES_PER_PARAM, Shape, decode_bound
 
 GIB = 1024**3
@@ -272,7 +272,9 @@ def parse_bandwidths(items: list[str]) -> dict[str, float]:
     try:
         return name_numbers(items)
     except ValueError as e:
-        raise ValueError(f"--bandwidth: {e.args[0]!r}: expected DEVICE=GB_PER_S, e.g. cpu=20") from None
+        raise ValueError(
+            f"--bandwidth: {e.args[0]!r}: expected DEVICE=GB_PER_S (a number > 0), e.g. cpu=20"
+        ) from None
 
 
 def device_table(bandwidth_gbs: dict[str, float] | None = None) -> dict[str, Device]:
@@ -402,6 +404,8 @@ def run_points(run: str | Path, table: dict[str, Device] | None = None) -> pd.Da
         df = df[df["aborted"].fillna("").astype(str) == ""]
     if df.empty:
         return df
+    if "output_tok_s" not in df.columns:  # the column every comparison divides
+        raise RunNotFound(f"{run}: not a points table of this harness: no column output_tok_s")
     rows = []
     workload = (manifest.get("scenario") or {}).get("workload") or {}
     for _, p in df.iterrows():

@@ -37,6 +37,13 @@ def main() -> None:
     except RunNotFound as e:  # a run directory found unreadable partway (its points table, say)
         err.print(str(e), markup=False, highlight=False)
         raise SystemExit(EXIT_BAD_INPUT) from None
+    except OSError as e:
+        if e.filename is None:  # not about a path the user gave or set: a real fault, with its traceback
+            raise
+        # a path that cannot be read or written (HARNESS_CACHE naming a file, a full disk, no permission)
+        where = f"{e.filename} -> {e.filename2}" if e.filename2 else str(e.filename)
+        err.print(f"{where}: {e.strerror or e}", markup=False, highlight=False)
+        raise SystemExit(EXIT_BAD_INPUT) from None
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,10 +13,11 @@ from rich.console import Console
 if TYPE_CHECKING:
     from harness.catalog.prices import PriceQuote
 
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
+# emoji=False: a file named `:fire:.yaml` is printed as named
+out = Console(emoji=False)
+err = Console(stderr=True, soft_wrap=True, emoji=False)
 if not out.is_terminal:  # pipes and CI logs: wide enough for the points table
-    out = Console(width=200)
+    out = Console(width=200, emoji=False)
 
 EXIT_BAD_INPUT = 2
 EXIT_RUN_FAILED = 3
@@ -25,6 +28,49 @@ def fail(messages: list[str] | str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     for m in [messages] if isinstance(messages, str) else messages:
         err.print(m, markup=False, highlight=False)
     return typer.Exit(code)
+
+
+def finite(value: float | None) -> float | None:
+    """typer callback for a float option: nan and inf pass typer's min/max checks, so refuse them here."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
+def positive(value: float | None) -> float | None:
+    """typer callback for a float option that must be finite and > 0 (a limit, a rate)."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"{value} is not a finite number > 0")
+    return value
+
+
+def _writable_parent(option: str, path: Path) -> None:
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise fail(f"{option}: {path}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise fail(f"{option}: {path}: cannot write in {parent}")
+
+
+def output_file(option: str, path: Path | None) -> Path | None:
+    """Check an output file option before any work: not a directory, and its folder can be made."""
+    if path is not None:
+        if path.is_dir():
+            raise fail(f"{option}: {path} is a directory (give a file path)")
+        _writable_parent(option, path)
+    return path
+
+
+def output_dir(option: str, path: Path | None) -> Path | None:
+    """Check an output directory option before any work: not a file, and it can be made."""
+    if path is not None:
+        if path.exists() and not path.is_dir():
+            raise fail(f"{option}: {path} is not a directory")
+        if not path.exists():
+            _writable_parent(option, path)
+    return path
 
 
 PriceOpt = Annotated[

