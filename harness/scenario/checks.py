@@ -170,7 +170,8 @@ def input_file_errors(s: Scenario, file: str) -> list[str]:
                 msgs.append(f"{file}: {where}.model.path: {model.path}: {problem}")
         binary = getattr(eng, "binary", None)
         if binary and not Path(binary).expanduser().is_file():
-            msgs.append(f"{file}: {where}.binary: file not found: {binary}")
+            why = "is a directory" if Path(binary).expanduser().is_dir() else "file not found"
+            msgs.append(f"{file}: {where}.binary: {why}: {binary}")
     if s.workload.tokenizer:
         from harness.load.tokens import TokenizerError, local_tokenizer
 

@@ -94,6 +94,11 @@ def test_scenario_files_the_run_would_open_are_checked_by_validate(tmp_path: Pat
         )
         res = harness("validate", str(_scenario(tmp_path, yaml_text)))
         assert refused(res, f"engine.model.path: {path}: {why}"), res.stderr
+    binary = QUICKSTART.replace(
+        "  launcher: xllamacpp\n", f"  launcher: llama-server\n  binary: {tmp_path}\n"
+    )
+    res = harness("validate", str(_scenario(tmp_path, binary)))
+    assert refused(res, f"engine.binary: is a directory: {tmp_path}"), res.stderr
 
 
 def test_find_max_goodput_on_a_closed_loop_scenario_makes_no_results_directory(tmp_path: Path) -> None:
