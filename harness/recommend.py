@@ -59,16 +59,20 @@ def article_rule(need: Need) -> str:
     return "article's rule of thumb: A100 (< 13B parameters, moderate concurrency, budget)"
 
 
-def _measured(points: pd.DataFrame, need: Need, dev: str, precision: str, tp: int) -> pd.Series | None:
-    if points.empty:
-        return None
-    m = (
+def _same_config(points: pd.DataFrame, need: Need, dev: str, precision: str, tp: int) -> pd.Series:
+    """Rows of this model on `tp` devices `dev` at `precision`."""
+    return (
         (points["model"] == need.model.name)
         & (points["device"] == dev)
         & (points["precision"] == precision)
         & (points["devices"] == tp)
-        & (points["concurrency"] == need.concurrency)
     )
+
+
+def _measured(points: pd.DataFrame, need: Need, dev: str, precision: str, tp: int) -> pd.Series | None:
+    if points.empty:
+        return None
+    m = _same_config(points, need, dev, precision, tp) & (points["concurrency"] == need.concurrency)
     # the lengths of the asked workload exactly (a dataset run's measured means rarely are: it is then
     # not taken for this workload)
     for col, want in (
@@ -90,13 +94,7 @@ def _measured_kv_tokens(
     and device count, at any load (vLLM logs it at start-up), and that run's id."""
     if points.empty or "kv_cache_tokens" not in points.columns:
         return None
-    m = (
-        (points["model"] == need.model.name)
-        & (points["device"] == dev)
-        & (points["precision"] == precision)
-        & (points["devices"] == tp)
-        & points["kv_cache_tokens"].notna()
-    )
+    m = _same_config(points, need, dev, precision, tp) & points["kv_cache_tokens"].notna()
     sub = points[m]
     if sub.empty:
         return None

@@ -24,6 +24,12 @@ from harness.cli.common import (
     prices,
 )
 
+UtilizationOpt = Annotated[
+    float, typer.Option(min=0.01, max=1.0, callback=finite, help="share of rented hours busy")
+]
+KwhOpt = Annotated[
+    float | None, typer.Option("--kwh", min=0.0, callback=finite, help="US$ per kWh, adds energy cost")
+]
 # bytes per KV element for vLLM's --kv-cache-dtype values
 KV_DTYPE_BYTES = {"auto": 2.0, "bfloat16": 2.0, "float16": 2.0, "fp8": 1.0, "fp8_e4m3": 1.0, "fp8_e5m2": 1.0}
 
@@ -86,12 +92,8 @@ def compare_cmd(
     price: PriceOpt = None,
     prices_file: PricesFileOpt = None,
     provider: ProviderOpt = None,
-    utilization: Annotated[
-        float, typer.Option(min=0.01, max=1.0, callback=finite, help="share of rented hours busy")
-    ] = 1.0,
-    kwh: Annotated[
-        float | None, typer.Option("--kwh", min=0.0, callback=finite, help="US$ per kWh, adds energy cost")
-    ] = None,
+    utilization: UtilizationOpt = 1.0,
+    kwh: KwhOpt = None,
     bandwidth: BandwidthOpt = None,
     metrics: Annotated[
         str | None,
@@ -137,12 +139,8 @@ def cost_cmd(
     price: PriceOpt = None,
     prices_file: PricesFileOpt = None,
     provider: ProviderOpt = None,
-    utilization: Annotated[
-        float, typer.Option(min=0.01, max=1.0, callback=finite, help="share of rented hours busy")
-    ] = 1.0,
-    kwh: Annotated[
-        float | None, typer.Option("--kwh", min=0.0, callback=finite, help="US$ per kWh, adds energy cost")
-    ] = None,
+    utilization: UtilizationOpt = 1.0,
+    kwh: KwhOpt = None,
 ) -> None:
     """US$ per 1M output tokens = $/device-hour x devices / (tok/s x 3600 x utilization) x 1e6."""
     from harness.cost import CostInputs, run_cost_frame
