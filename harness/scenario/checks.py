@@ -169,8 +169,8 @@ def input_file_errors(s: Scenario, file: str) -> list[str]:
             elif eng.type == "llamacpp" and (problem := _gguf_problem(path)):
                 msgs.append(f"{file}: {where}.model.path: {model.path}: {problem}")
         binary = getattr(eng, "binary", None)
-        if binary and not Path(binary).expanduser().is_file():
-            why = "is a directory" if Path(binary).expanduser().is_dir() else "file not found"
+        if binary and not (b := Path(binary).expanduser()).is_file():
+            why = "is a directory" if b.is_dir() else "file not found"
             msgs.append(f"{file}: {where}.binary: {why}: {binary}")
     if s.workload.tokenizer:
         from harness.load.tokens import TokenizerError, local_tokenizer
