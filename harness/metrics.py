@@ -232,8 +232,13 @@ def summarize(
     row.update(stats((x for r in ok for x in itl_s(r)), "itl_s"))
     row.update(stats((e2e_s(r, open_loop) for r in ok), "e2e_s"))
     row["decode_tok_s_mean"] = stats((decode_tok_s(r) for r in ok), "d")["d_mean"]
-    server = [r.server_timings.get("predicted_per_second") for r in ok if r.server_timings]
-    row["server_decode_tok_s_mean"] = stats(server, "s")["s_mean"]
+    # llama.cpp's own timings of each request (the engine inside the server, without HTTP or streaming)
+    timed = (
+        ("server_decode_tok_s_mean", "predicted_per_second"),
+        ("server_prefill_tok_s_mean", "prompt_per_second"),
+    )
+    for col, key in timed:
+        row[col] = stats((r.server_timings.get(key) for r in ok if r.server_timings), "s")["s_mean"]
     sources = sorted({r.output_tokens_source for r in ok if r.output_tokens_source})
     row["output_tokens_from"] = ",".join(sources)
     kinds: dict[str, int] = {}

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from harness import llama_bench
 from harness.metrics import flags
 from harness.results import live_runner, read_manifest, read_points
 
@@ -55,17 +56,24 @@ def display_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def rich_table(df: pd.DataFrame, title: str) -> Table:
-    shown = display_frame(df)
-    t = Table(title=title)
+    return rich_frame(display_frame(df), title)
+
+
+def rich_frame(shown: pd.DataFrame, title: str) -> Table:
+    """A table of strings for the terminal (labels left, numbers right)."""
+    t = Table(title=escape(title))
     for h in shown.columns:
-        t.add_column(h, justify="left" if h in ("point", "precision") else "right")
+        t.add_column(h, justify="left" if h in ("point", "precision", "test") else "right")
     for _, r in shown.iterrows():
-        t.add_row(*[str(x) for x in r])
+        t.add_row(*[escape(str(x)) for x in r])
     return t
 
 
 def markdown(df: pd.DataFrame) -> str:
-    shown = display_frame(df)
+    return markdown_frame(display_frame(df))
+
+
+def markdown_frame(shown: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
     lines += ["| " + " | ".join(str(x) for x in r) + " |" for _, r in shown.iterrows()]
     return "\n".join(lines) + "\n"
@@ -103,10 +111,50 @@ def report_run(run: str | Path, console: Console | None = None) -> Path:
     for n in notes:
         console.print(f"[yellow]note[/] {escape(n)}", highlight=False)
     table = markdown(df) if not df.empty else "no finished points\n"
+    bench_md = ""
+    for title, frame, bench_notes in bench_frames(manifest, df):
+        if frame.empty:
+            console.print(f"[yellow]note[/] {escape(title)}", highlight=False)
+        else:
+            console.print(rich_frame(frame, title))
+        for n in bench_notes:
+            console.print(f"[yellow]note[/] {escape(n)}", highlight=False)
+        bench_md += f"\n## {title}\n" + (f"\n{markdown_frame(frame)}" if not frame.empty else "")
+        bench_md += "".join(f"\n- {n}" for n in bench_notes) + ("\n" if bench_notes else "")
     md.write_text(
-        "\n".join(body) + "\n" + table + "".join(f"\n- {n}" for n in notes) + ("\n" if notes else "")
+        "\n".join(body)
+        + "\n"
+        + table
+        + "".join(f"\n- {n}" for n in notes)
+        + ("\n" if notes else "")
+        + bench_md
     )
     return md
+
+
+def bench_frames(manifest: dict[str, Any], df: pd.DataFrame) -> list[tuple[str, pd.DataFrame, list[str]]]:
+    """llama-bench beside the server and the client (`harness.llama_bench.sections`), as display tables
+    with their notes."""
+    rows = df.to_dict("records") if not df.empty else []
+    out = []
+    for title, cmp, notes in llama_bench.sections(manifest, rows):
+        frame = pd.DataFrame(
+            {
+                "test": [c["test"] for c in cmp],
+                "llama-bench tok/s": [
+                    f"{c['bench_tok_s']:.1f} ± {c['bench_stddev_tok_s']:.1f}"
+                    if c["bench_stddev_tok_s"] == c["bench_stddev_tok_s"]
+                    else _fmt(c["bench_tok_s"], "{:.1f}")
+                    for c in cmp
+                ],
+                "server timings tok/s": [_fmt(c["server_tok_s"], "{:.1f}") for c in cmp],
+                "client tok/s": [_fmt(c["client_tok_s"], "{:.1f}") for c in cmp],
+                "server / bench": [_fmt(c["server_vs_bench"], "{:.2f}") for c in cmp],
+                "client / bench": [_fmt(c["client_vs_bench"], "{:.2f}") for c in cmp],
+            }
+        )
+        out.append((title, frame, notes))
+    return out
 
 
 def run_notes(manifest: dict[str, Any], df: pd.DataFrame, run: Path) -> list[str]:

@@ -10,7 +10,8 @@
 #   scripts/gpu_bench.sh collect DIR    # back here: unpacks DIR into results/gpu/ and tests/fixtures/nvml/,
 #                                       #   rewrites the table in results/gpu/README.md
 #
-# `build` alone builds llama-server from .gpu-bench/ (CUDA when a GPU is there; GPU_BENCH_CUDA=0: CPU only).
+# `build` alone builds llama-server and llama-bench beside it from .gpu-bench/ (CUDA when a GPU is
+# there; GPU_BENCH_CUDA=0: CPU only).
 # `prebuild` (optional, on any machine with CUDA's compiler, no GPU needed; about an hour on 2 cores)
 # compiles the CUDA backend into .gpu-bench/prebuilt/, so that `device` builds only the C++ rest and
 # spends its minutes measuring; if that backend does not load there, `device` builds it itself.
@@ -181,6 +182,9 @@ sees_cuda() {
 
 with_cuda_libs() { LD_LIBRARY_PATH=$CUDA_LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} "$@"; }
 
+# a finished build: llama-server and llama-bench (the harness runs it where a scenario sets llama_bench)
+built() { [ -x "$1" ] && [ -x "$(dirname "$1")/llama-bench" ]; }
+
 build() {
   [ -f "$SRC_TGZ" ] || die "$SRC_TGZ is missing: run \`scripts/gpu_bench.sh prepare\` first"
   local arch=${GPU_BENCH_ARCH:-90-real} cpu
@@ -189,11 +193,11 @@ build() {
   if ! want_cuda; then
     local dir; dir=$(build_dir cpu "${cpu[@]}")
     local bin=$dir/llama.cpp/build/bin/llama-server
-    if [ -x "$bin" ]; then log "build: $bin exists"; echo "$bin"; return; fi
-    log "build: llama-server for the CPU only"
+    if built "$bin"; then log "build: $bin exists"; echo "$bin"; return; fi
+    log "build: llama-server and llama-bench for the CPU only"
     configure "$dir" "${cpu[@]}"
-    cmake --build "$dir/llama.cpp/build" --target llama-server -j "$(jobs)" >&2
-    [ -x "$bin" ] || die "build finished without $bin"
+    cmake --build "$dir/llama.cpp/build" --target llama-server llama-bench -j "$(jobs)" >&2
+    built "$bin" || die "build finished without $bin and llama-bench beside it"
     echo "$bin"
     return
   fi
@@ -204,9 +208,9 @@ build() {
     local bin=$dir/llama.cpp/build/bin/llama-server
     log "build: server + CPU backend here, CUDA backend from .gpu-bench/prebuilt ($(cat "$WORK/prebuilt/BUILD.txt" 2>/dev/null | head -n 1))"
     configure "$dir" "${cpu[@]}"
-    cmake --build "$dir/llama.cpp/build" --target llama-server -j "$(jobs)" >&2
+    cmake --build "$dir/llama.cpp/build" --target llama-server llama-bench -j "$(jobs)" >&2
     gzip -dc "$pre" >"$(dirname "$bin")/libggml-cuda.so"
-    if [ -x "$bin" ] && sees_cuda "$bin"; then
+    if built "$bin" && sees_cuda "$bin"; then
       log "build: the prebuilt CUDA backend loads: $(with_cuda_libs "$bin" --list-devices 2>&1 | grep CUDA0)"
       echo "$bin"
       return
@@ -219,11 +223,11 @@ build() {
   local cuda=(-DGGML_CUDA=ON "-DCMAKE_CUDA_COMPILER=$nvcc" "-DCMAKE_CUDA_ARCHITECTURES=$arch")
   local dir; dir=$(build_dir cuda "${cpu[@]}" "${cuda[@]}")
   local bin=$dir/llama.cpp/build/bin/llama-server
-  if [ -x "$bin" ]; then log "build: $bin exists"; echo "$bin"; return; fi
-  log "build: llama-server with CUDA ($("$nvcc" --version | tail -n 1), arch $arch)"
+  if built "$bin"; then log "build: $bin exists"; echo "$bin"; return; fi
+  log "build: llama-server and llama-bench with CUDA ($("$nvcc" --version | tail -n 1), arch $arch)"
   configure "$dir" "${cpu[@]}" "${cuda[@]}"
-  cmake --build "$dir/llama.cpp/build" --target llama-server ggml-cuda -j "$(jobs)" >&2
-  [ -x "$bin" ] || die "build finished without $bin"
+  cmake --build "$dir/llama.cpp/build" --target llama-server llama-bench ggml-cuda -j "$(jobs)" >&2
+  built "$bin" || die "build finished without $bin and llama-bench beside it"
   sees_cuda "$bin" || log "build: warning: $bin --list-devices shows no CUDA0"
   echo "$bin"
 }

@@ -11,7 +11,8 @@ tensor sizes in the manifest). Then:
   the all-on-GPU and all-on-CPU variants of each weight type;
 - a check of that model (harness.offload) against the partially offloaded variants;
 - an extrapolation to Llama-3.1-70B (catalog shape) on one GPU, labelled as such, next to the
-  article's CPU-offload claim.
+  article's CPU-offload claim;
+- llama-bench beside the server, for the variants that ran it (`engine.llama_bench`).
 
 With --readme, the text between `<!-- gpu_table:begin -->` and `<!-- gpu_table:end -->` is replaced
 (the file is created when missing); without, the markdown is printed.
@@ -41,6 +42,7 @@ from harness.offload import (  # noqa: E402
     split,
     step_time_s,
 )
+from harness.report import bench_frames, markdown_frame  # noqa: E402
 from harness.roofline import BYTES_PER_PARAM  # noqa: E402
 
 BEGIN, END = "<!-- gpu_table:begin -->", "<!-- gpu_table:end -->"
@@ -203,6 +205,8 @@ def render(folder: Path) -> str:
             f"{r['cpu']} ({r['cores']} cores), {r['version']}"
         )
     out += ["", "### Measured", "", measured_table(rows, cal), ""]
+    if bench := bench_tables(folder):
+        out += ["### llama-bench beside the server", "", *bench]
     out += [
         "Predicted TPOT: the sequential model of `harness/offload.py` with the bandwidths below; "
         "% of GPU bandwidth: bytes read per step / TPOT p50 against the datasheet bandwidth.",
@@ -220,6 +224,20 @@ def render(folder: Path) -> str:
         extrapolate_70b(cal, gpu),
     ]
     return "\n".join(out) + "\n"
+
+
+def bench_tables(folder: Path) -> list[str]:
+    """Markdown lines: for each run under `folder` that ran llama-bench (`engine.llama_bench`), its tests
+    beside the server's own timings and the client at concurrency 1 (`harness report` shows the same)."""
+    out: list[str] = []
+    for manifest_path in sorted(folder.rglob("manifest.json")):
+        points = manifest_path.parent / "points.csv"
+        df = pd.read_csv(points) if points.is_file() else pd.DataFrame()
+        for title, frame, notes in bench_frames(json.loads(manifest_path.read_text()), df):
+            out += [f"`{manifest_path.parent.name}`: {title}", ""]
+            out += [markdown_frame(frame)] if not frame.empty else []
+            out += [*(f"- {n}" for n in notes), ""] if notes else []
+    return out
 
 
 def write_readme(path: Path, body: str) -> None:

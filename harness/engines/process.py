@@ -138,11 +138,19 @@ def tail(path: Path, lines: int = 30) -> str:
 
 
 class ManagedProcess:
-    """A subprocess in its own session/process group with stdout+stderr captured to `log_path`."""
+    """A subprocess in its own session/process group with stdout+stderr captured to `log_path` (stdout to
+    `stdout_path` instead where one is given: a tool whose output is data)."""
 
-    def __init__(self, argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        stdout_path: Path | None = None,
+    ) -> None:
         self.argv = list(argv)
         self.log_path = Path(log_path)
+        self.stdout_path = stdout_path
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
         self.guard: subprocess.Popen[bytes] | None = None
@@ -152,12 +160,14 @@ class ManagedProcess:
         env = dict(os.environ)
         if self.env:
             env.update(self.env)
-        with open(self.log_path, "ab") as log:
+        with contextlib.ExitStack() as files:
+            log = files.enter_context(open(self.log_path, "ab"))
+            out = files.enter_context(open(self.stdout_path, "wb")) if self.stdout_path else None
             try:
                 self.proc = subprocess.Popen(
                     self.argv,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
+                    stdout=out or log,
+                    stderr=log if out else subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
                     env=env,
                     start_new_session=True,
@@ -209,7 +219,7 @@ class ManagedProcess:
         last = "no answer yet"
         with httpx.Client(timeout=5.0) as client:
             while True:
-                reason = _abort_check() if _abort_check is not None else None
+                reason = abort_reason()
                 if reason:
                     self.stop()
                     raise EngineError(f"{what} start-up stopped: {reason}")
@@ -233,6 +243,19 @@ class ManagedProcess:
                         f"last log lines ({self.log_path}):\n{tail(self.log_path)}"
                     )
                 time.sleep(poll_s)
+
+    def wait_exit(self, timeout_s: float, what: str, poll_s: float = 0.2) -> int:
+        """Wait for the process to end by itself; returns its exit code. Raises EngineError (after
+        stopping it) when the timeout passes or the abort check names a reason (Ctrl-C)."""
+        end = time.monotonic() + timeout_s
+        while (code := self.poll()) is None:
+            reason = abort_reason()
+            if reason or time.monotonic() > end:
+                self.stop()
+                raise EngineError(f"{what} stopped: {reason or f'still running after {timeout_s:g} s'}")
+            time.sleep(poll_s)
+        self.stop()  # reaps it, releases the guard
+        return code
 
     def stop(self, grace_s: float = 10.0) -> int | None:
         """SIGTERM the process group, wait up to `grace_s`, then SIGKILL it. Idempotent."""
@@ -281,6 +304,11 @@ def set_abort_check(check: Callable[[], str | None] | None) -> None:
     during a model load of many minutes)."""
     global _abort_check
     _abort_check = check
+
+
+def abort_reason() -> str | None:
+    """Why the run is being stopped (Ctrl-C, SIGTERM), while the runner has an abort check set."""
+    return _abort_check() if _abort_check is not None else None
 
 
 def stop_all() -> None:

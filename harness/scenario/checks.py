@@ -38,6 +38,12 @@ def combination_errors(s: Scenario, file: str) -> list[str]:
                     f"{file}: {where}.cpu_offload_gb: offloading weights to the CPU needs a GPU engine, "
                     "but device is cpu (allowed: 0 with device cpu)"
                 )
+        if eng.type == "llamacpp" and eng.llama_bench is not None and s.workload.dataset:
+            msgs.append(
+                f"{file}: {where}.llama_bench: llama-bench runs the workload's input_tokens and "
+                "output_tokens, but workload.dataset sets them per request (allowed: no llama_bench with a "
+                "dataset)"
+            )
         if eng.type == "llamacpp" and (why := _slot_context_problem(s, eng)):
             msgs.append(f"{file}: {where}.ctx_size: {why}")
         model = getattr(eng, "model", None)
@@ -155,9 +161,10 @@ def _gguf_problem(path: Path) -> str | None:
 
 
 def input_file_errors(s: Scenario, file: str) -> list[str]:
-    """Model files named by path, a `binary:` named by path, and a workload dataset that do not exist or
-    do not load (checked by `validate` and before a run starts anything). `llama-server` looked up on
-    PATH is not checked here: a machine may build it after validating (scripts/gpu_bench.sh does)."""
+    """Model files named by path, a `binary:` (or `llama_bench.binary:`) named by path, and a workload
+    dataset that do not exist or do not load (checked by `validate` and before a run starts anything).
+    `llama-server` and `llama-bench` looked up on PATH are not checked here: a machine may build them
+    after validating (scripts/gpu_bench.sh does)."""
     msgs = []
     for i, eng in enumerate(engine_configs(s)):
         where = "engine" if not s.variants else f"variants[{i}]"
@@ -168,10 +175,12 @@ def input_file_errors(s: Scenario, file: str) -> list[str]:
                 msgs.append(f"{file}: {where}.model.path: file not found: {model.path}")
             elif eng.type == "llamacpp" and (problem := _gguf_problem(path)):
                 msgs.append(f"{file}: {where}.model.path: {model.path}: {problem}")
-        binary = getattr(eng, "binary", None)
-        if binary and not (b := Path(binary).expanduser()).is_file():
-            why = "is a directory" if b.is_dir() else "file not found"
-            msgs.append(f"{file}: {where}.binary: {why}: {binary}")
+        bench = getattr(eng, "llama_bench", None)
+        binaries = (("binary", getattr(eng, "binary", None)), ("llama_bench.binary", bench and bench.binary))
+        for field, binary in binaries:
+            if binary and not (b := Path(binary).expanduser()).is_file():
+                why = "is a directory" if b.is_dir() else "file not found"
+                msgs.append(f"{file}: {where}.{field}: {why}: {binary}")
     if s.workload.tokenizer:
         from harness.load.tokens import TokenizerError, local_tokenizer
 

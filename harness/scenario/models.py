@@ -83,6 +83,19 @@ ModelSpec = Annotated[
 
 
 # ---------------------------------------------------------------- engines
+class LlamaBench(Strict):
+    """llama.cpp's own `llama-bench` on the variant's model and settings, run before its server starts,
+    so the report can set the engine alone beside the server and the client (harness/llama_bench.py)."""
+
+    binary: str | None = Field(
+        None,
+        description="llama-bench executable (default: beside the llama-server binary, else on PATH)",
+    )
+    repetitions: int = Field(3, ge=1, le=100, description="runs of each test (llama-bench -r)")
+    extra_args: tuple[str, ...] = Field((), description="more llama-bench arguments, after the harness's own")
+    timeout_s: float = Field(900.0, gt=0, description="llama-bench is stopped after this long")
+
+
 class LlamaCppEngine(Strict):
     """llama.cpp's native server (xllamacpp in-process, or a `llama-server` binary), or llama-cpp-python."""
 
@@ -103,6 +116,9 @@ class LlamaCppEngine(Strict):
     host: str = "127.0.0.1"
     extra_args: tuple[str, ...] = ()
     health_timeout_s: float = Field(120.0, gt=0)
+    llama_bench: LlamaBench | None = Field(
+        None, description="also run llama-bench with the same model and settings ({} for the defaults)"
+    )
 
     @model_validator(mode="after")
     def _binary(self) -> LlamaCppEngine:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -33,3 +34,14 @@ def run_dir_from(stderr: str) -> Path:
         if line.startswith("run directory: "):
             return Path(line.split(": ", 1)[1].strip())
     raise AssertionError(f"no run directory in output:\n{stderr}")
+
+
+def llama_server_binary() -> str | None:
+    """The llama-server that `scripts/gpu_bench.sh build` made (llama-bench beside it), named by
+    HARNESS_LLAMA_SERVER; None without one, a failure where HARNESS_REQUIRE_LLAMA_SERVER=1 (CI)."""
+    exe = os.environ.get("HARNESS_LLAMA_SERVER")
+    if exe and Path(exe).is_file():
+        return exe
+    if os.environ.get("HARNESS_REQUIRE_LLAMA_SERVER") == "1":
+        pytest.fail("HARNESS_REQUIRE_LLAMA_SERVER=1 but HARNESS_LLAMA_SERVER names no llama-server binary")
+    return None

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from .conftest import ROOT, harness_cli
+from .conftest import ROOT, harness_cli, llama_server_binary
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import gpu_table
@@ -32,15 +32,6 @@ TINY = {
     "ffn": 256,
     "vocab": 1024,
 }
-
-
-def _llama_server() -> str | None:
-    exe = os.environ.get("HARNESS_LLAMA_SERVER")
-    if exe and Path(exe).is_file():
-        return exe
-    if os.environ.get("HARNESS_REQUIRE_LLAMA_SERVER") == "1":
-        pytest.fail("HARNESS_REQUIRE_LLAMA_SERVER=1 but HARNESS_LLAMA_SERVER names no llama-server binary")
-    return None
 
 
 @pytest.mark.slow
@@ -100,7 +91,7 @@ def test_gpu_table_on_a_real_cpu_run(tmp_path: Path, write_scenario) -> None:
 
 @pytest.mark.slow
 def test_device_step_and_collect_with_a_cpu_llama_server(tmp_path: Path, write_scenario) -> None:
-    exe = _llama_server()
+    exe = llama_server_binary()
     if exe is None:
         pytest.skip("no llama-server binary (scripts/gpu_bench.sh build; set HARNESS_LLAMA_SERVER)")
     scn = write_scenario(
@@ -113,6 +104,7 @@ def test_device_step_and_collect_with_a_cpu_llama_server(tmp_path: Path, write_s
                 "parallel": 2,
                 "ctx_size": 1024,
                 "n_gpu_layers": 99,  # asked of a CPU build: every layer runs on the CPU, and it is said
+                "llama_bench": {"repetitions": 1},  # the llama-bench built beside it, found through PATH
             },
             "workload": {"input_tokens": 32, "output_tokens": 16},
             "load": {"concurrency": [1, 2], "requests": 3},
@@ -169,8 +161,14 @@ def test_device_step_and_collect_with_a_cpu_llama_server(tmp_path: Path, write_s
     assert pl["gpu_layers_ignored"] is True and pl["gpu_weights_mib"] == 0 and pl["host_weights_mib"] > 0, pl
     assert all(name.startswith("CPU") for name in pl["model_buffers_mib"]), pl
     assert eng["offload"].startswith("all layers on CPU") and "found no usable GPU" in eng["warnings"][0]
+    bench = eng["llama_bench"]
+    assert "error" not in bench, bench
+    cmd = bench["command"]
+    assert Path(cmd[0]) == Path(exe).parent / "llama-bench" and cmd[cmd.index("-ngl") + 1] == "99"
+    assert [t["test"] for t in bench["tests"]] == ["pp32", "tg16", "pp32+tg16"]
     readme = (dest / "results" / "gpu" / "README.md").read_text()
     assert readme.count("| F16 | 0/2 blocks on GPU |") == 2
+    assert "### llama-bench beside the server" in readme and "| pp32+tg16 |" in readme
     assert list((dest / "results" / "gpu").glob("device-*/device.log"))
     inventory = json.loads(next((dest / "results" / "gpu").glob("device-*/gpu-info.json")).read_text())
     assert inventory["gpu"]["available"] is False and inventory["cpu"]["cores"] >= 1
