@@ -59,6 +59,8 @@ def report_cmd(
     quotes = prices(price, prices_file, provider)  # the options are checked before any work
     bandwidth_gbs = bandwidths(bandwidth)
     runs = check_runs(runs)
+    # every run's table is read (and a malformed one refused) before any report is written
+    points = points_frame(list(runs), bandwidth_gbs)
     for r in runs:
         try:
             md = report.report_run(r, out)
@@ -67,7 +69,6 @@ def report_cmd(
         err.print(f"wrote {md}")
     usd = {k: q.usd_per_hour for k, q in quotes.items()}
     origin = {k: q.origin for k, q in quotes.items()}
-    points = points_frame(list(runs), bandwidth_gbs)
     if points.empty:
         err.print("no finished points: no HTML report written")
         return

@@ -127,9 +127,11 @@ def test_points_tables_without_the_columns_or_numbers_the_readers_need(run_copy:
     df = pd.read_parquet(run_copy / "points.parquet")
     (run_copy / "points.parquet").unlink()
     df.drop(columns=["output_tok_s"]).to_csv(run_copy / "points.csv", index=False)
+    (run_copy / "report.md").unlink(missing_ok=True)
     for cmd in ("report", "compare", "claims"):
         res = harness(cmd, str(run_copy))
         assert refused(res, "not a points table of this harness: no column output_tok_s"), res.stderr
+    assert not (run_copy / "report.md").exists()  # refused before anything was written
     df.assign(errors=["abc", "0", "0"]).to_csv(run_copy / "points.csv", index=False)
     res = harness("report", str(run_copy))
     assert refused(res, "column errors: 'abc' is not a number"), res.stderr
