@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness.catalog import CatalogError, load_yaml, read_user_yaml
+from harness.field_errors import value_problem
 
 
 class Side(BaseModel):
@@ -74,8 +75,7 @@ def parse_claims(data: Any, file: str) -> list[Claim]:
         except ValidationError as e:
             first = e.errors()[0]
             loc = ".".join(str(x) for x in first["loc"])
-            msg = first["msg"].removeprefix("Value error, ")
-            raise CatalogError(f"{file}: claims[{i}].{loc}: {msg}") from None
+            raise CatalogError(f"{file}: claims[{i}].{loc}: {value_problem(first)}") from None
         if c.id in ids:
             raise CatalogError(f"{file}: claims[{i}].id: duplicate id {c.id!r}")
         if sources and c.source not in sources:

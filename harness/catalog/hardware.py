@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from harness.catalog import CatalogError, load_yaml
+from harness.field_errors import value_problem
 
 GIB = 1024**3
 
@@ -81,7 +82,7 @@ def devices() -> dict[str, Device]:
         except ValidationError as e:
             first = e.errors()[0]
             loc = ".".join(str(p) for p in first["loc"])
-            raise CatalogError(f"hardware.yaml: {key}.{loc}: {first['msg']}") from None
+            raise CatalogError(f"hardware.yaml: {key}.{loc}: {value_problem(first)}") from None
         for n in dev.nvml_names:
             if n in seen_names:
                 raise CatalogError(f"hardware.yaml: {key}.nvml_names: {n!r} already used by {seen_names[n]}")

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from harness.catalog import CatalogError, load_yaml, read_user_yaml
 from harness.catalog.hardware import devices
+from harness.field_errors import value_problem
 
 
 class Price(BaseModel):
@@ -60,7 +61,7 @@ def parse_prices(data: Any, file: str, known_devices: Iterable[str] | None = Non
         except ValidationError as e:
             for err in e.errors():
                 loc = ".".join(str(x) for x in err["loc"])
-                problems.append(f"{file}: prices[{i}].{loc}: {err['msg']}")
+                problems.append(f"{file}: prices[{i}].{loc}: {value_problem(err)}")
             continue
         if known is not None and p.device not in known:
             problems.append(

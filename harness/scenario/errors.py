@@ -8,6 +8,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from harness.field_errors import value_problem
 from harness.scenario.models import EngineSpec, ModelSpec, Scenario, engine_with
 
 
@@ -113,40 +114,21 @@ def format_validation_error(file: str, e: ValidationError) -> list[str]:
 
 def _format_one(file: str, err: Any) -> str:
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
-    msg = err["msg"]
     ctx = err.get("ctx") or {}
-    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
-        # a bad or missing discriminator: point at the field itself (engine.type, model.source)
+    if err["type"] == "union_tag_not_found":  # a missing discriminator: the field itself (engine.type)
         loc = (*loc, str(ctx.get("discriminator", "type")).strip("'"))
-        if err["type"] == "union_tag_not_found":
-            msg = "field required"
-        else:
-            err = {**err, "input": ctx.get("tag")}
+        return f"{file}: {_loc(loc)}: field required{_allowed(err)}"
+    if err["type"] == "union_tag_invalid":
+        loc = (*loc, str(ctx.get("discriminator", "type")).strip("'"))
+        return f"{file}: {_loc(loc)}: invalid value {ctx.get('tag')!r}{_allowed(err)}"
     if err["type"] == "extra_forbidden":
-        msg = "unknown field"
-    elif err["type"] in ("literal_error", "union_tag_invalid", "enum"):
-        msg = f"invalid value {err.get('input')!r}"
-    elif err["type"] in ("tuple_type", "list_type"):
-        msg = f"expected a list, e.g. [1, 2, 4] (got {err.get('input')!r})"
-    elif err["type"] in ("model_type", "model_attributes_type", "dict_type"):
-        msg = f"expected a mapping of fields (got {err.get('input')!r})"
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, ") :]
-    if err["type"] in _BOUNDS and _BOUNDS[err["type"]][0] in ctx:
-        key, op = _BOUNDS[err["type"]]
-        bound = ctx[key]
-        shown = f"{bound:g}" if isinstance(bound, float) else bound
-        return f"{file}: {_loc(loc)}: invalid value {err.get('input')!r} (allowed: {op} {shown})"
-    return f"{file}: {_loc(loc)}: {' '.join(msg.split())}{_allowed(err)}"
-
-
-# pydantic's range errors: the ctx key of the bound, and how it reads
-_BOUNDS = {
-    "greater_than_equal": ("ge", ">="),
-    "greater_than": ("gt", ">"),
-    "less_than_equal": ("le", "<="),
-    "less_than": ("lt", "<"),
-}
+        return f"{file}: {_loc(loc)}: unknown field{_allowed(err)}"
+    if err["type"] == "string_pattern_mismatch" and loc == ("name",):
+        return (
+            f"{file}: name: invalid value {err.get('input')!r} (allowed: letters, digits, '_', '.' and '-', "
+            "starting with a letter or digit: it names the run directory)"
+        )
+    return f"{file}: {_loc(loc)}: {value_problem(err)}"
 
 
 # discriminator values pydantic puts into error locations (engine.llamacpp.parallel), and the branch names of

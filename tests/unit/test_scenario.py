@@ -74,12 +74,45 @@ def test_every_variant_error_is_reported_where_it_is() -> None:
     data = {**BASE, "variants": [{"n_gpu_layers": -7}, {"threads": 2}, {"bogus": 1, "parallel": "x"}]}
     msgs = messages(data)
     assert msgs[0] == "f.yaml: variants[0].n_gpu_layers: invalid value -7 (allowed: >= -1)"
-    assert msgs[1].startswith("f.yaml: variants[2].parallel: Input should be a valid integer")
+    assert msgs[1] == "f.yaml: variants[2].parallel: expected a whole number (got 'x')"
     assert msgs[2].startswith("f.yaml: variants[2].bogus: unknown field (allowed: batch_size, ")
     assert len(msgs) == 3
     assert messages({**BASE, "variants": ["n_gpu_layers: 0"]}) == [
         "f.yaml: variants[0]: expected a mapping of engine fields (got 'n_gpu_layers: 0')"
     ]
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        (
+            "name: 2026-01-01",
+            "f.yaml: name: expected text (got the date 2026-01-01: YAML reads it as one; quote it)",
+        ),
+        (
+            "name: my run",
+            "f.yaml: name: invalid value 'my run' (allowed: letters, digits, '_', '.' and '-', "
+            "starting with a letter or digit: it names the run directory)",
+        ),
+        (
+            "load: {requests: 1e3}",
+            "f.yaml: load.requests: expected a whole number (got '1e3'): write the number out "
+            "(YAML reads 1e3 as text)",
+        ),
+        ("load: {concurrency: [1, x]}", "f.yaml: load.concurrency[1]: expected a whole number (got 'x')"),
+        ("engine: {host: 5}", "f.yaml: engine.host: expected text (got 5): quote it"),
+        ("engine: {threads: 2.5}", "f.yaml: engine.threads: expected a whole number (got 2.5)"),
+        ("engine: {flash_attn: maybe}", "f.yaml: engine.flash_attn: expected true or false (got 'maybe')"),
+        ("slo: {ttft_s: abc}", "f.yaml: slo.ttft_s: expected a number (got 'abc')"),
+    ],
+)
+def test_values_of_the_wrong_type_say_what_the_field_takes(yaml_text: str, message: str) -> None:
+    import yaml
+
+    data = {**BASE, "engine": dict(BASE["engine"])}
+    for key, value in yaml.safe_load(yaml_text).items():
+        data[key] = {**data[key], **value} if isinstance(value, dict) and key in data else value
+    assert messages(data) == [message]
 
 
 def test_wrong_shapes_say_what_was_expected() -> None:

@@ -1,0 +1,64 @@
+"""One pydantic error about a value, said for people: what the field takes and what it got.
+
+Shared by the scenario loader (which adds the file and field path, and the names of unknown fields) and
+the catalog loaders (hardware, prices, claims files).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+# pydantic's type errors for plain values, and what the field takes
+EXPECTED = {
+    "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "int_type": "a whole number",
+    "float_parsing": "a number",
+    "float_type": "a number",
+    "string_type": "text",
+    "bool_parsing": "true or false",
+    "bool_type": "true or false",
+}
+
+# pydantic's range errors: the ctx key of the bound, and how it reads
+BOUNDS = {
+    "greater_than_equal": ("ge", ">="),
+    "greater_than": ("gt", ">"),
+    "less_than_equal": ("le", "<="),
+    "less_than": ("lt", "<"),
+}
+
+
+def expected(kind: str, given: Any) -> str:
+    """`expected a whole number (got '1e3')`, with a hint where YAML read the value as another type than
+    it looks (a date; a number in exponent form without a dot or sign, which YAML 1.1 reads as text)."""
+    msg = f"expected {EXPECTED[kind]} (got {given!r})"
+    if kind == "string_type" and isinstance(given, dt.date):
+        return f"expected text (got the date {given.isoformat()}: YAML reads it as one; quote it)"
+    if kind == "string_type" and isinstance(given, bool | int | float):
+        return f"{msg}: quote it"
+    if isinstance(given, str) and re.fullmatch(r"[+-]?\d+(\.\d*)?[eE][+-]?\d+", given.strip()):
+        return f"{msg}: write the number out (YAML reads {given} as text)"
+    return msg
+
+
+def value_problem(err: Any) -> str:
+    """The problem of one pydantic error (an item of `ValidationError.errors()`), without its location."""
+    kind, given, ctx = err["type"], err.get("input"), err.get("ctx") or {}
+    if kind in ("literal_error", "enum"):
+        allowed = f" (allowed: {ctx['expected']})" if "expected" in ctx else ""
+        return f"invalid value {given!r}{allowed}"
+    if kind in ("tuple_type", "list_type"):
+        return f"expected a list, e.g. [1, 2, 4] (got {given!r})"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"expected a mapping of fields (got {given!r})"
+    if kind in EXPECTED:
+        return expected(kind, given)
+    if kind in BOUNDS and BOUNDS[kind][0] in ctx:
+        key, op = BOUNDS[kind]
+        bound = ctx[key]
+        shown = f"{bound:g}" if isinstance(bound, float) else bound
+        return f"invalid value {given!r} (allowed: {op} {shown})"
+    return " ".join(str(err["msg"]).removeprefix("Value error, ").split())
