@@ -2,19 +2,23 @@
 
 People compare `llama-bench` numbers with what a `llama-server` delivers and find they disagree. Both
 run the same llama.cpp code; what differs is what each times and with which settings. A scenario's
-`engine.llama_bench` runs llama-bench on the variant's GGUF with the server's settings (GPU layers,
-threads, batch size, flash attention, the KV cache and split options of `extra_args`) and the
-workload's lengths, before that variant's server starts (so neither takes CPU or memory from the other):
+`engine.llama_bench` (launcher llama-server) runs the llama-bench built beside that server on the
+variant's GGUF with the server's settings (GPU layers, threads, batch sizes, flash attention, and the KV
+cache, split, placement and thread options of `extra_args`) and the workload's lengths P and N, before the
+variant's server starts (so neither takes CPU or memory from the other). Its tests do the work of one
+request of the workload:
 
-* `ppP`      prompt processing: P prompt tokens in one batch, tok/s = P / time
-* `tgN`      text generation: N tokens one at a time from an empty context, tok/s = N / time
-* `ppP+tgN`  one whole request: P prompt tokens, then N generated, tok/s = (P + N) / time
+* `ppP`               prefill: a P-token prompt in one batch; tok/s = P / time
+* `tgN @ dP`          decode: N tokens one at a time after P tokens of context, as the server decodes;
+                      tok/s = N / time
+* `ppP+tg(N-1)`       one whole request: the prompt, then N - 1 decode steps (the first output token
+                      comes from the prefill, as in the server); tok/s = (P + N - 1) / time
 
 The report sets beside them, from the variant's concurrency-1 closed-loop point (one request at a time,
-as llama-bench runs): llama.cpp's own `timings` in the streams (prompt and predicted tokens per second,
-the engine inside the server) and the client's view (P / TTFT, 1 / TPOT, (P + N) / E2E), which adds HTTP,
-streaming, sampling, detokenization and the first generated token to the prefill. The ratios say where
-the gap comes from.
+as llama-bench runs): llama.cpp's own `timings` in the streams (prompt and predicted tokens per second:
+the engine inside the server, its slot loop and sampling included) and the client's view (P / TTFT,
+1 / TPOT, and the same P + N - 1 over E2E), which adds HTTP, streaming and detokenization. The ratios say
+where the gap comes from.
 """
 
 from __future__ import annotations
@@ -23,77 +27,107 @@ import json
 import math
 import numbers
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 from harness.engines.process import EngineError, ManagedProcess, abort_reason
 from harness.scenario import LlamaCppEngine, Workload
 
-# server options llama-bench takes in the same form (flag, one value): carried over from extra_args
-SAME_FLAGS = frozenset(
-    {
-        "-ctk",
-        "--cache-type-k",
-        "-ctv",
-        "--cache-type-v",
-        "-ub",
-        "--ubatch-size",
-        "-sm",
-        "--split-mode",
-        "-mg",
-        "--main-gpu",
-        "-ts",
-        "--tensor-split",
-        "-ot",
-        "--override-tensor",
-        "-ncmoe",
-        "--n-cpu-moe",
-    }
-)
-# server switches llama-bench takes as a 0/1 option
-SWITCHES = {"-nkvo": ("-nkvo", "1"), "--no-kv-offload": ("-nkvo", "1"), "--no-mmap": ("-mmp", "0")}
+# llama-server options llama-bench also takes, with the separator llama-bench wants between the items of
+# a list value ("": no list; a comma there would make llama-bench run one test configuration per item)
+CARRIED: dict[str, tuple[str, str]] = {
+    **dict.fromkeys(("-ngl", "--n-gpu-layers", "--gpu-layers"), ("-ngl", "")),
+    **dict.fromkeys(("-t", "--threads"), ("-t", "")),
+    **dict.fromkeys(("-b", "--batch-size"), ("-b", "")),
+    **dict.fromkeys(("-ub", "--ubatch-size"), ("-ub", "")),
+    **dict.fromkeys(("-fa", "--flash-attn"), ("-fa", "")),
+    **dict.fromkeys(("-ctk", "--cache-type-k"), ("-ctk", "")),
+    **dict.fromkeys(("-ctv", "--cache-type-v"), ("-ctv", "")),
+    **dict.fromkeys(("-sm", "--split-mode"), ("-sm", "")),
+    **dict.fromkeys(("-mg", "--main-gpu"), ("-mg", "")),
+    **dict.fromkeys(("-ncmoe", "--n-cpu-moe"), ("-ncmoe", "")),
+    **dict.fromkeys(("-lm", "--load-mode"), ("-lm", "")),
+    **dict.fromkeys(("-C", "--cpu-mask"), ("-C", "")),
+    "--cpu-strict": ("--cpu-strict", ""),
+    "--poll": ("--poll", ""),
+    **dict.fromkeys(("-ts", "--tensor-split"), ("-ts", "/")),
+    **dict.fromkeys(("-dev", "--device"), ("-dev", "/")),
+    **dict.fromkeys(("-ot", "--override-tensor"), ("-ot", ";")),
+}
+# llama-server switches llama-bench takes as a 0/1 option
+SWITCHES = {"-nkvo": ("-nkvo", "1"), "--no-kv-offload": ("-nkvo", "1")}
 
 
 def binary(cfg: LlamaCppEngine) -> str | None:
-    """The llama-bench executable: `llama_bench.binary`, else `llama-bench` beside the llama-server
-    binary the scenario names (one build makes both), else on PATH; None when there is none."""
+    """The llama-bench executable: `llama_bench.binary`, else `llama-bench` beside the llama-server binary
+    (one build makes both), else on PATH; None when there is none."""
     lb = cfg.llama_bench
     if lb is not None and lb.binary:
         return str(Path(lb.binary).expanduser())
-    if cfg.launcher == "llama-server":
-        server = Path(cfg.binary).expanduser() if cfg.binary else None
-        if server is None and (found := shutil.which("llama-server")):
-            server = Path(found)
-        if server is not None and (beside := server.resolve().parent / "llama-bench").is_file():
-            return str(beside)
+    server = Path(cfg.binary).expanduser() if cfg.binary else None
+    if server is None and (found := shutil.which("llama-server")):
+        server = Path(found)
+    if server is not None and (beside := server.resolve().parent / "llama-bench").is_file():
+        return str(beside)
     return shutil.which("llama-bench")
 
 
-def carried_args(cfg: LlamaCppEngine) -> tuple[list[str], list[str]]:
-    """The server's `extra_args` as llama-bench options, and those llama-bench has no equivalent for
-    (xllamacpp's KEY=VALUE settings are not carried)."""
-    if cfg.launcher == "xllamacpp":
-        return [], list(cfg.extra_args)
-    carried: list[str] = []
-    left: list[str] = []
-    args = list(cfg.extra_args)
+def _pairs(args: list[str], takes_value: set[str]) -> list[tuple[str, str | None]]:
+    """Command-line items as (option, value) for the options in `takes_value` (`-x V` and `-x=V`), and
+    (item, None) for everything else."""
+    out: list[tuple[str, str | None]] = []
     i = 0
     while i < len(args):
         name, eq, value = args[i].partition("=")
-        if name in SAME_FLAGS:
-            if eq:
-                carried += [name, value]
-            elif i + 1 < len(args):
-                carried += [name, args[i + 1]]
-                i += 1
-            else:
-                left.append(args[i])
-        elif args[i] in SWITCHES:
-            carried += list(SWITCHES[args[i]])
+        if name in takes_value and (eq or i + 1 < len(args)):
+            out.append((name, value if eq else args[i + 1]))
+            i += 1 if eq else 2
         else:
-            left.append(args[i])
-        i += 1
-    return carried, left
+            out.append((args[i], None))
+            i += 1
+    return out
+
+
+def options(cfg: LlamaCppEngine) -> tuple[dict[str, str], list[str], list[str]]:
+    """What llama-bench gets of the server's settings: {llama-bench option: value} from the scenario's
+    fields and then `extra_args` (the last one given counts, as for the server), the server options left
+    out (llama-bench has no equivalent, or the value would split into several test configurations), and
+    `llama_bench.extra_args` (whose options of the table replace the server's)."""
+    from harness.engines.llamacpp import native_ngl
+
+    opts = {"-ngl": native_ngl(cfg.n_gpu_layers)}
+    if cfg.threads:
+        opts["-t"] = str(cfg.threads)
+    if cfg.batch_size:
+        opts["-b"] = str(cfg.batch_size)
+    if cfg.flash_attn is not None:
+        opts["-fa"] = "on" if cfg.flash_attn else "off"
+    left: list[str] = []
+    for name, value in _pairs(list(cfg.extra_args), set(CARRIED)):
+        if value is None:
+            if name in SWITCHES:
+                opts.update([SWITCHES[name]])
+            else:
+                left.append(name)
+            continue
+        bench, sep = CARRIED[name]
+        if sep:
+            value = value.replace(",", sep)
+            if bench == "-ot" and bench in opts:  # the server adds up repeated overrides
+                value = opts[bench] + sep + value
+        elif "," in value:
+            left += [name, value]
+            continue
+        opts[bench] = value
+    extra: list[str] = []
+    lb = cfg.llama_bench
+    for name, value in _pairs(list(lb.extra_args if lb else ()), {b for b, _ in CARRIED.values()}):
+        if value is not None:
+            opts[name] = value
+        else:
+            extra.append(name)
+    return opts, left, extra
 
 
 def lengths(workload: Workload) -> tuple[int, int]:
@@ -103,23 +137,17 @@ def lengths(workload: Workload) -> tuple[int, int]:
     return (p if isinstance(p, int) else p.mean), (n if isinstance(n, int) else n.mean)
 
 
-def argv(exe: str, cfg: LlamaCppEngine, model_path: str, n_prompt: int, n_gen: int) -> list[str]:
-    """llama-bench's command line: the three tests at the workload's lengths, JSON on stdout, and the
-    settings the server gets (batch size, threads, flash attention as the server is started with them;
-    llama-bench's defaults equal llama-server's for the rest)."""
-    from harness.engines.llamacpp import native_ngl
-
-    lb = cfg.llama_bench
-    reps = lb.repetitions if lb is not None else 3
-    out = [exe, "-m", model_path, "-p", str(n_prompt), "-n", str(n_gen), "-pg", f"{n_prompt},{n_gen}"]
-    out += ["-r", str(reps), "-o", "json", "-ngl", native_ngl(cfg.n_gpu_layers)]
-    if cfg.threads:
-        out += ["-t", str(cfg.threads)]
-    if cfg.batch_size:
-        out += ["-b", str(cfg.batch_size)]
-    if cfg.flash_attn is not None:
-        out += ["-fa", "on" if cfg.flash_attn else "off"]
-    return out + carried_args(cfg)[0] + list(lb.extra_args if lb is not None else ())
+def argvs(exe: str, cfg: LlamaCppEngine, model_path: str, n_prompt: int, n_gen: int) -> list[list[str]]:
+    """llama-bench's two command lines: prefill and the whole request from an empty context, then decode
+    after the prompt's context (a depth applies to every test of one invocation); JSON lines on stdout,
+    with the server's settings (`options`)."""
+    opts, _, extra = options(cfg)
+    reps = cfg.llama_bench.repetitions if cfg.llama_bench is not None else 3
+    tail = ["-r", str(reps), "-o", "jsonl", *(x for kv in opts.items() for x in kv), *extra]
+    return [
+        [exe, "-m", model_path, "-p", str(n_prompt), "-n", "0", "-pg", f"{n_prompt},{n_gen - 1}", *tail],
+        [exe, "-m", model_path, "-p", "0", "-n", str(n_gen), "-d", str(n_prompt), *tail],
+    ]
 
 
 def test_name(n_prompt: int, n_gen: int, n_depth: int = 0) -> str:
@@ -143,16 +171,30 @@ KEPT = (
     "flash_attn",
     "type_k",
     "type_v",
+    "no_kv_offload",
+    "tensor_split",
     "backends",
 )
 
 
 def parse(text: str) -> list[dict[str, Any]]:
-    """llama-bench's `-o json` output -> one dict per test: its name, the KEPT fields and the tok/s of
-    every repetition (`samples_ts`). Raises ValueError when the text is not such output."""
-    data = json.loads(text)
+    """llama-bench's `-o jsonl` (or `-o json`) output -> one dict per test: its name, the KEPT fields and
+    the tok/s of every repetition (`samples_ts`). A last line cut short (llama-bench stopped while
+    writing it) is left out; anything else that is not such output raises ValueError."""
+    stripped = text.strip()
+    if stripped.startswith("["):
+        data = json.loads(stripped)
+    else:
+        lines = stripped.splitlines()
+        data = []
+        for i, line in enumerate(lines):
+            try:
+                data.append(json.loads(line))
+            except ValueError:
+                if i < len(lines) - 1:
+                    raise
     if not isinstance(data, list) or not all(isinstance(t, dict) for t in data):
-        raise ValueError("llama-bench output is not a JSON list of tests")
+        raise ValueError("llama-bench output is not a list of tests")
     tests = []
     for t in data:
         if not all(isinstance(t.get(k), int) for k in ("n_prompt", "n_gen")) or "avg_ts" not in t:
@@ -165,10 +207,11 @@ def parse(text: str) -> list[dict[str, Any]]:
 
 
 def build_of(text: str) -> str | None:
-    """`build_commit (build_number)` of the llama-bench that wrote the JSON, where it knows them (a build
-    from a source tree without git history says `unknown`)."""
+    """`build_commit (build_number)` of the llama-bench that wrote the output, where it knows them (a
+    build from a source tree without git history says `unknown`)."""
+    stripped = text.strip()
     try:
-        first = json.loads(text)[0]
+        first = json.loads(stripped)[0] if stripped.startswith("[") else json.loads(stripped.splitlines()[0])
         commit, number = first["build_commit"], first["build_number"]
     except (ValueError, LookupError, TypeError):
         return None
@@ -176,14 +219,18 @@ def build_of(text: str) -> str | None:
 
 
 def run(cfg: LlamaCppEngine, model_path: str, workload: Workload, run_dir: Path, tag: str) -> dict[str, Any]:
-    """Run llama-bench for one engine config; its JSON goes to `llama-bench-<tag>.json` and its log to
-    `llama-bench-<tag>.log` in the run directory. Returns the manifest entry: the command, the tests, and
-    `error` where it could not run or its output could not be read (the run goes on without it).
-    Re-raises EngineError when the run is being stopped (Ctrl-C)."""
+    """Run llama-bench for one engine config; its JSON lines go to `llama-bench-<tag>.jsonl` and its log
+    to `llama-bench-<tag>.log` in the run directory. Returns the manifest entry: the commands, the tests
+    that finished, and `error` where it could not run, failed or ran out of time (the run goes on without
+    it). Re-raises EngineError when the run is being stopped (Ctrl-C)."""
     n_prompt, n_gen = lengths(workload)
-    _, left = carried_args(cfg)
+    _, left, _ = options(cfg)
     exe = binary(cfg)
-    entry: dict[str, Any] = {"file": f"llama-bench-{tag}.json", "log": f"llama-bench-{tag}.log"}
+    entry: dict[str, Any] = {
+        "n_gpu_layers": cfg.n_gpu_layers,
+        "file": f"llama-bench-{tag}.jsonl",
+        "log": f"llama-bench-{tag}.log",
+    }
     if left:
         entry["server_args_not_carried"] = left
     if exe is None:
@@ -192,25 +239,27 @@ def run(cfg: LlamaCppEngine, model_path: str, workload: Workload, run_dir: Path,
             "(scripts/gpu_bench.sh build makes it beside llama-server)"
         )
         return entry
-    cmd = argv(exe, cfg, model_path, n_prompt, n_gen)
-    entry["command"] = cmd
+    cmds = argvs(exe, cfg, model_path, n_prompt, n_gen)
+    entry["commands"] = cmds
     out = run_dir / entry["file"]
-    proc = ManagedProcess(cmd, run_dir / entry["log"], stdout_path=out)
     timeout = cfg.llama_bench.timeout_s if cfg.llama_bench is not None else 900.0
-    try:
-        proc.start()
-        code = proc.wait_exit(timeout, "llama-bench")
-    except EngineError as e:
-        if abort_reason():
-            raise
-        entry["error"] = str(e)
-        return entry
+    deadline = time.monotonic() + timeout
+    for cmd in cmds:
+        proc = ManagedProcess(cmd, run_dir / entry["log"], stdout_path=out)
+        try:
+            proc.start()
+            code = proc.wait_exit(max(0.0, deadline - time.monotonic()), "llama-bench")
+        except EngineError as e:
+            if abort_reason():
+                raise
+            entry["error"] = str(e) if "still running" not in str(e) else f"stopped after {timeout:g} s"
+            break
+        if code != 0:
+            entry["error"] = f"llama-bench exited with code {code} (see {entry['log']})"
+            break
     text = out.read_text(errors="replace") if out.exists() else ""
-    if code != 0:
-        entry["error"] = f"llama-bench exited with code {code} (see {entry['log']})"
-        return entry
     try:
-        entry["tests"] = parse(text)
+        entry["tests"] = parse(text) if text.strip() else []
     except ValueError as e:
         entry["error"] = f"llama-bench's output could not be read: {e}"
         return entry
@@ -231,22 +280,20 @@ def _rate(tokens: float, seconds: Any) -> float:
 def compare(tests: list[dict[str, Any]], row: dict[str, Any]) -> list[dict[str, Any]]:
     """llama-bench's tests beside a concurrency-1 point of the same engine config, one dict per test:
 
-    * prefill `ppP`:      llama-bench P / t;  server `timings.prompt_per_second` (mean over requests);
-                          client P / TTFT (mean prompt tokens per request / mean TTFT)
-    * decode `tgN`:       llama-bench N / t;  server `timings.predicted_per_second`; client 1 / mean TPOT
-    * request `ppP+tgN`:  llama-bench (P + N) / t;  client (P + N) / mean E2E
+    * prefill `ppP`:            llama-bench P / t;  server `timings.prompt_per_second` (mean over
+                                requests);  client P / TTFT (mean prompt tokens per request / mean TTFT)
+    * decode `tgN @ dP`:        llama-bench N / t;  server `timings.predicted_per_second`;
+                                client 1 / mean TPOT
+    * request `ppP+tg(N-1)`:    llama-bench (P + N - 1) / t;  client (P + N - 1) / mean E2E, the same
+                                work (P and N - 1 from the test) over the time a request took
 
     `client_vs_bench` = client / llama-bench, `server_vs_bench` = server / llama-bench (NaN where either
-    is unknown). P and N are the point's measured means (input and output tokens / successful requests)."""
+    is unknown). `point_prompt_tokens` / `point_output_tokens` are the point's measured means (input and
+    output tokens / successful requests), to hold against the test's lengths."""
     ok = _num(row.get("ok"))
     p = _num(row.get("input_tokens")) / ok if ok > 0 else math.nan
     n = _num(row.get("output_tokens")) / ok if ok > 0 else math.nan
     tpot = _num(row.get("tpot_s_mean"))
-    client = {
-        "prefill": _rate(p, row.get("ttft_s_mean")),
-        "decode": 1.0 / tpot if ok > 0 and tpot > 0 else math.nan,
-        "request": _rate(p + n, row.get("e2e_s_mean")),
-    }
     server = {
         "prefill": _num(row.get("server_prefill_tok_s_mean")),
         "decode": _num(row.get("server_decode_tok_s_mean")),
@@ -255,6 +302,11 @@ def compare(tests: list[dict[str, Any]], row: dict[str, Any]) -> list[dict[str, 
     out = []
     for t in tests:
         kind = "request" if t["n_prompt"] and t["n_gen"] else "prefill" if t["n_prompt"] else "decode"
+        client = {
+            "prefill": _rate(p, row.get("ttft_s_mean")),
+            "decode": 1.0 / tpot if ok > 0 and tpot > 0 else math.nan,
+            "request": _rate(t["n_prompt"] + t["n_gen"], row.get("e2e_s_mean")) if ok > 0 else math.nan,
+        }[kind]
         bench = _num(t.get("avg_ts"))
         out.append(
             {
@@ -263,9 +315,9 @@ def compare(tests: list[dict[str, Any]], row: dict[str, Any]) -> list[dict[str, 
                 "bench_tok_s": bench,
                 "bench_stddev_tok_s": _num(t.get("stddev_ts")),
                 "server_tok_s": server[kind],
-                "client_tok_s": client[kind],
+                "client_tok_s": client,
                 "server_vs_bench": server[kind] / bench if bench > 0 else math.nan,
-                "client_vs_bench": client[kind] / bench if bench > 0 else math.nan,
+                "client_vs_bench": client / bench if bench > 0 else math.nan,
                 "point_prompt_tokens": p,
                 "point_output_tokens": n,
             }
@@ -295,33 +347,48 @@ def noisy(tests: list[dict[str, Any]]) -> list[str]:
 Section = tuple[str, list[dict[str, Any]], list[str]]
 
 
+def _attempt(point: dict[str, Any]) -> float:
+    """The engine start a point was measured after (0 where the table has no `attempt`)."""
+    a = _num(point.get("attempt", 0))
+    return 0.0 if math.isnan(a) else a
+
+
 def sections(manifest: dict[str, Any], points: list[dict[str, Any]]) -> list[Section]:
-    """For each engine of the run that ran llama-bench: a title, its `compare` rows against that variant's
-    concurrency-1 closed-loop point (the last measured, not cut short) and notes (`noisy`); a title alone
-    where llama-bench failed or there is no such point."""
+    """For each llama-bench run of the run directory (the manifest's `llama_bench`, one per engine start):
+    a title, its `compare` rows against the concurrency-1 closed-loop point of that variant measured after
+    the same engine start (the last one, not cut short), and notes (`noisy`); a title alone where
+    llama-bench measured nothing or there is no such point."""
     out: list[Section] = []
-    for e in manifest.get("engines") or []:
-        b = e.get("llama_bench") if isinstance(e, dict) else None
+    for b in manifest.get("llama_bench") or []:
         if not isinstance(b, dict):
             continue
-        vi = e.get("variant", 0)
-        head = f"llama-bench beside the server, variant {vi} ({e.get('offload') or 'n_gpu_layers ?'})"
-        if b.get("error") or not b.get("tests"):
-            out.append((f"{head}: llama-bench did not measure: {b.get('error') or 'no tests'}", [], []))
+        vi, attempt = b.get("variant", 0), b.get("attempt", 0)
+        resumed = f", resume {attempt}" if attempt else ""
+        ngl = b.get("n_gpu_layers", "?")
+        head = f"llama-bench beside the server, variant {vi} (n_gpu_layers {ngl}{resumed})"
+        tests = b.get("tests") or []
+        notes = noisy(tests)
+        if b.get("error"):
+            notes.insert(
+                0, f"llama-bench: {b['error']}" + (f" ({len(tests)} test(s) finished)" if tests else "")
+            )
+        if not tests:
+            out.append((f"{head}: llama-bench measured nothing", [], notes))
             continue
         c1 = [
             p
             for p in points
             if p.get("variant", 0) == vi
+            and _attempt(p) == attempt
             and p.get("mode", "closed") == "closed"
             and _num(p.get("concurrency")) == 1
             and not (isinstance(p.get("aborted"), str) and p["aborted"])  # NaN where read from a table
             and _num(p.get("ok")) > 0
         ]
         if not c1:
-            out.append((f"{head}: no concurrency-1 closed-loop point to compare with", [], noisy(b["tests"])))
+            out.append((f"{head}: no concurrency-1 closed-loop point to compare with", [], notes))
             continue
         build = f"; llama-bench {b['build']}" if b.get("build") else ""
         title = f"{head}, point {c1[-1].get('point_id')}{build}"
-        out.append((title, compare(b["tests"], c1[-1]), noisy(b["tests"])))
+        out.append((title, compare(tests, c1[-1]), notes))
     return out

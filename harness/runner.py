@@ -201,13 +201,12 @@ def run_scenario(
                 engine: Engine | None = None
                 tel: TelemetrySet | None = None
                 entry: dict[str, Any] = {}  # this engine's manifest entry
-                bench: dict[str, Any] | None = None  # its llama-bench run, where the scenario asks
                 tag = f"v{vi}" + (f"-a{attempt}" if attempt else "")  # telemetry and llama-bench file names
                 try:
                     try:
                         engine = make_engine(vpoints[0].engine, run.path / f"engine-v{vi}.log")
                         if getattr(vpoints[0].engine, "llama_bench", None) is not None:
-                            bench = _llama_bench(vpoints[0].engine, engine, s, run, tag, console, vi)
+                            _llama_bench(vpoints[0].engine, engine, s, run, tag, console, vi, attempt)
                         console.print(f"starting {vpoints[0].engine.type} engine (variant {vi}) ...")
                         t0 = time.monotonic()
                         base_url = engine.start()
@@ -226,8 +225,6 @@ def run_scenario(
                             f"[yellow]warning[/] engine (variant {vi}): {escape(w)}", highlight=False
                         )
                     entry = {"variant": vi, "attempt": attempt, **described}
-                    if bench is not None:
-                        entry["llama_bench"] = bench
                     run.manifest["engines"].append(entry)
                     tel = (telemetry or default_samplers)(s, engine)
                     tel.start()
@@ -327,12 +324,16 @@ def run_scenario(
 
 
 def _llama_bench(
-    cfg: Any, engine: Any, s: Scenario, run: RunDir, tag: str, console: Console, vi: int
-) -> dict[str, Any]:
+    cfg: Any, engine: Any, s: Scenario, run: RunDir, tag: str, console: Console, vi: int, attempt: int
+) -> None:
     """llama-bench on the variant's model and settings, before its server starts; what it measured (or
-    why it could not) is printed and returned for the engine's manifest entry."""
+    why it could not) is printed and kept in the manifest's `llama_bench` list at once (also when the
+    server then fails to start)."""
     console.print(f"llama-bench (variant {vi}) on {engine.model.path.name} ...", markup=False)
     got = llama_bench.run(cfg, str(engine.model.path), s.workload, run.path, tag)
+    run.update_manifest(
+        llama_bench=[*run.manifest.get("llama_bench", []), {"variant": vi, "attempt": attempt, **got}]
+    )
     if left := got.get("server_args_not_carried"):
         console.print(
             f"[yellow]warning[/] llama-bench (variant {vi}): server options it was not given: "
@@ -341,10 +342,9 @@ def _llama_bench(
         )
     if err := got.get("error"):
         console.print(f"[yellow]warning[/] llama-bench (variant {vi}): {escape(err)}", highlight=False)
-    else:
+    if got.get("tests"):
         said = ", ".join(f"{t['test']} {t['avg_ts']:.1f} tok/s" for t in got["tests"])
         console.print(f"llama-bench (variant {vi}): {said}", markup=False, highlight=False)
-    return got
 
 
 def _keep_telemetry(run: RunDir, entry: dict[str, Any], tel: TelemetrySet) -> None:

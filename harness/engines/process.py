@@ -162,7 +162,7 @@ class ManagedProcess:
             env.update(self.env)
         with contextlib.ExitStack() as files:
             log = files.enter_context(open(self.log_path, "ab"))
-            out = files.enter_context(open(self.stdout_path, "wb")) if self.stdout_path else None
+            out = files.enter_context(open(self.stdout_path, "ab")) if self.stdout_path else None
             try:
                 self.proc = subprocess.Popen(
                     self.argv,

@@ -38,12 +38,8 @@ def combination_errors(s: Scenario, file: str) -> list[str]:
                     f"{file}: {where}.cpu_offload_gb: offloading weights to the CPU needs a GPU engine, "
                     "but device is cpu (allowed: 0 with device cpu)"
                 )
-        if eng.type == "llamacpp" and eng.llama_bench is not None and s.workload.dataset:
-            msgs.append(
-                f"{file}: {where}.llama_bench: llama-bench runs the workload's input_tokens and "
-                "output_tokens, but workload.dataset sets them per request (allowed: no llama_bench with a "
-                "dataset)"
-            )
+        if eng.type == "llamacpp" and eng.llama_bench is not None and (why := _llama_bench_problem(s)):
+            msgs.append(f"{file}: {where}.llama_bench: {why}")
         if eng.type == "llamacpp" and (why := _slot_context_problem(s, eng)):
             msgs.append(f"{file}: {where}.ctx_size: {why}")
         model = getattr(eng, "model", None)
@@ -146,6 +142,25 @@ def _request_warnings(s: Scenario, file: str) -> list[str]:
             "measure its reuse)"
         )
     return out
+
+
+def _llama_bench_problem(s: Scenario) -> str | None:
+    """Why llama-bench cannot do the work of the workload's requests."""
+    w = s.workload
+    if w.dataset:
+        return (
+            "llama-bench runs the workload's input_tokens and output_tokens, but workload.dataset sets them "
+            "per request (allowed: no llama_bench with a dataset)"
+        )
+    if w.shared_prefix_tokens:
+        return (
+            "llama-bench prefills every prompt whole, but with workload.shared_prefix_tokens the server "
+            "reuses the shared prefix from its cache (allowed: shared_prefix_tokens 0 with llama_bench)"
+        )
+    out = w.output_tokens if isinstance(w.output_tokens, int) else w.output_tokens.mean
+    if out < 2:
+        return "llama-bench's decode test needs output_tokens of 2 or more (allowed: output_tokens >= 2)"
+    return None
 
 
 def _gguf_problem(path: Path) -> str | None:

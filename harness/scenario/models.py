@@ -92,8 +92,26 @@ class LlamaBench(Strict):
         description="llama-bench executable (default: beside the llama-server binary, else on PATH)",
     )
     repetitions: int = Field(3, ge=1, le=100, description="runs of each test (llama-bench -r)")
-    extra_args: tuple[str, ...] = Field((), description="more llama-bench arguments, after the harness's own")
+    extra_args: tuple[str, ...] = Field(
+        (), description="more llama-bench arguments (those it shares with the server replace the server's)"
+    )
     timeout_s: float = Field(900.0, gt=0, description="llama-bench is stopped after this long")
+
+    @field_validator("extra_args")
+    @classmethod
+    def _not_the_tests(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        own = sorted({a.split("=", 1)[0] for a in v} & LLAMA_BENCH_OWN)
+        if own:
+            raise ValueError(
+                f"{', '.join(own)}: the harness sets llama-bench's model, lengths, depth, repetitions and "
+                "output itself (allowed: other llama-bench options)"
+            )
+        return v
+
+
+# llama-bench options the harness sets for its tests (model, lengths, depth, repetitions, output)
+LLAMA_BENCH_OWN = frozenset({"-m", "--model", "-p", "--n-prompt", "-n", "--n-gen", "-pg", "-d", "--n-depth"})
+LLAMA_BENCH_OWN |= frozenset({"-r", "--repetitions", "-o", "--output", "-oe", "--output-err"})
 
 
 class LlamaCppEngine(Strict):
@@ -124,6 +142,12 @@ class LlamaCppEngine(Strict):
     def _binary(self) -> LlamaCppEngine:
         if self.binary and self.launcher != "llama-server":
             raise ValueError(f"`binary:` is for launcher llama-server, not {self.launcher}")
+        if self.llama_bench is not None and self.launcher != "llama-server":
+            raise ValueError(
+                f"llama_bench needs launcher llama-server, not {self.launcher}: llama-bench is set beside "
+                "the server of its own build (xllamacpp and llama-cpp-python embed another llama.cpp, "
+                "with other defaults)"
+            )
         if self.model.source in ("catalog", "served"):
             raise ValueError(f"model source {self.model.source!r} is not usable with llamacpp")
         return self

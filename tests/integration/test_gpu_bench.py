@@ -161,14 +161,14 @@ def test_device_step_and_collect_with_a_cpu_llama_server(tmp_path: Path, write_s
     assert pl["gpu_layers_ignored"] is True and pl["gpu_weights_mib"] == 0 and pl["host_weights_mib"] > 0, pl
     assert all(name.startswith("CPU") for name in pl["model_buffers_mib"]), pl
     assert eng["offload"].startswith("all layers on CPU") and "found no usable GPU" in eng["warnings"][0]
-    bench = eng["llama_bench"]
+    (bench,) = m["llama_bench"]
     assert "error" not in bench, bench
-    cmd = bench["command"]
+    cmd = bench["commands"][0]
     assert Path(cmd[0]) == Path(exe).parent / "llama-bench" and cmd[cmd.index("-ngl") + 1] == "99"
-    assert [t["test"] for t in bench["tests"]] == ["pp32", "tg16", "pp32+tg16"]
+    assert [t["test"] for t in bench["tests"]] == ["pp32", "pp32+tg15", "tg16 @ d32"]
     readme = (dest / "results" / "gpu" / "README.md").read_text()
     assert readme.count("| F16 | 0/2 blocks on GPU |") == 2
-    assert "### llama-bench beside the server" in readme and "| pp32+tg16 |" in readme
+    assert "### llama-bench beside the server" in readme and "| pp32+tg15 |" in readme
     assert list((dest / "results" / "gpu").glob("device-*/device.log"))
     inventory = json.loads(next((dest / "results" / "gpu").glob("device-*/gpu-info.json")).read_text())
     assert inventory["gpu"]["available"] is False and inventory["cpu"]["cores"] >= 1

@@ -1,6 +1,8 @@
 """`engine.llama_bench` end to end on the CPU: a real llama-bench (built beside llama-server by
 `scripts/gpu_bench.sh build`; `.ci/run` sets HARNESS_LLAMA_SERVER) runs before the server, and the report
-sets it beside the server's own timings and the client; a llama-bench that fails leaves the run intact."""
+sets it beside the server's own timings and the client; every server option the harness carries over is
+one that this llama-bench takes as one test configuration; a llama-bench that fails or runs out of time
+leaves the run intact, with the tests it finished."""
 
 from __future__ import annotations
 
@@ -11,29 +13,39 @@ import pandas as pd
 import pytest
 
 from harness import llama_bench
+from harness.scenario import parse_scenario
 
 from .conftest import SMALL_MODEL, harness_cli, llama_server_binary
 
 
-@pytest.mark.slow
-def test_llama_bench_beside_a_real_llama_server(tmp_path: Path, write_scenario) -> None:
+def _server() -> str:
     exe = llama_server_binary()
     if exe is None:
         pytest.skip("no llama-server binary (scripts/gpu_bench.sh build; set HARNESS_LLAMA_SERVER)")
+    return exe
+
+
+def _engine(exe: str, **fields: object) -> dict:
+    return {
+        "type": "llamacpp",
+        "launcher": "llama-server",
+        "binary": exe,
+        "model": {**SMALL_MODEL, "dtype": "f16"},
+        "parallel": 2,
+        "ctx_size": 1024,
+        **fields,
+    }
+
+
+@pytest.mark.slow
+def test_llama_bench_beside_a_real_llama_server(tmp_path: Path, write_scenario) -> None:
+    exe = _server()
     scn = write_scenario(
         {
             "name": "llama-bench-beside",
-            "engine": {
-                "type": "llamacpp",
-                "launcher": "llama-server",
-                "binary": exe,
-                "model": {**SMALL_MODEL, "dtype": "f16"},
-                "parallel": 2,
-                "ctx_size": 1024,
-                "threads": 1,
-                "extra_args": ["-ctk", "f16", "--fit", "off"],
-                "llama_bench": {"repetitions": 2},
-            },
+            "engine": _engine(
+                exe, threads=1, extra_args=["-ctk", "f16", "--fit", "off"], llama_bench={"repetitions": 2}
+            ),
             "workload": {"input_tokens": 32, "output_tokens": 16},
             "load": {"concurrency": [1, 2], "requests": 3},
             "hardware": {"gpus": 0},
@@ -44,15 +56,17 @@ def test_llama_bench_beside_a_real_llama_server(tmp_path: Path, write_scenario) 
     assert "llama-bench (variant 0): pp32 " in res.stderr
     assert "server options it was not given: --fit off" in res.stderr
     run = next((tmp_path / "res").iterdir())
-    entry = json.loads((run / "manifest.json").read_text())["engines"][0]["llama_bench"]
+    manifest = json.loads((run / "manifest.json").read_text())
+    (entry,) = manifest["llama_bench"]
     assert "error" not in entry, entry
-    cmd = entry["command"]
-    assert Path(cmd[0]).name == "llama-bench" and Path(cmd[0]).parent == Path(exe).parent
-    assert cmd[cmd.index("-ngl") + 1] == "0" and cmd[cmd.index("-t") + 1] == "1"
-    assert cmd[cmd.index("-ctk") + 1] == "f16"
+    assert (entry["variant"], entry["attempt"], entry["n_gpu_layers"]) == (0, 0, 0)
+    for cmd in entry["commands"]:
+        assert Path(cmd[0]) == Path(exe).parent / "llama-bench"
+        assert cmd[cmd.index("-ngl") + 1] == "0" and cmd[cmd.index("-t") + 1] == "1"
+        assert cmd[cmd.index("-ctk") + 1] == "f16"
     # what llama-bench wrote is in the run directory, and the manifest holds its tests as read from it
     assert entry["tests"] == llama_bench.parse((run / entry["file"]).read_text())
-    assert [t["test"] for t in entry["tests"]] == ["pp32", "tg16", "pp32+tg16"]
+    assert [t["test"] for t in entry["tests"]] == ["pp32", "pp32+tg15", "tg16 @ d32"]
     for t in entry["tests"]:
         assert t["avg_ts"] > 0 and len(t["samples_ts"]) == 2
         assert (t["n_threads"], t["n_gpu_layers"], t["type_k"]) == (1, 0, "f16")
@@ -61,30 +75,59 @@ def test_llama_bench_beside_a_real_llama_server(tmp_path: Path, write_scenario) 
     points = pd.read_csv(run / "points.csv")
     c1 = points[points.point_id == "v0-c1"].iloc[0]
     assert c1["server_prefill_tok_s_mean"] > 0 and c1["server_decode_tok_s_mean"] > 0
-    ((title, rows, _),) = llama_bench.sections(
-        json.loads((run / "manifest.json").read_text()), points.to_dict("records")
-    )
-    assert title.startswith("llama-bench beside the server, variant 0 (all layers on CPU), point v0-c1")
+    ((title, rows, _),) = llama_bench.sections(manifest, points.to_dict("records"))
+    assert title.startswith("llama-bench beside the server, variant 0 (n_gpu_layers 0), point v0-c1")
     pp = rows[0]
     assert pp["test"] == "pp32" and pp["client_tok_s"] == pytest.approx(32 / c1["ttft_s_mean"], rel=0.05)
     assert pp["server_vs_bench"] == pytest.approx(c1["server_prefill_tok_s_mean"] / pp["bench_tok_s"])
     md = (run / "report.md").read_text()
-    assert f"## {title}" in md and "| pp32 |" in md and "| pp32+tg16 |" in md
+    assert f"## {title}" in md and "| pp32 |" in md and "| tg16 @ d32 |" in md
+
+
+@pytest.mark.slow
+def test_every_carried_server_option_is_one_llama_bench_configuration(tmp_path: Path) -> None:
+    """The server options the harness hands to llama-bench, each in the form llama-bench reads: the real
+    llama-bench accepts them all and runs one configuration per test (a list value written with the
+    server's commas would run several), and records the settings asked."""
+    exe = _server()
+    extra = [
+        "-ub", "64", "-ctk", "q8_0", "-ctv", "q8_0", "--no-kv-offload", "-sm", "none", "-mg", "0",
+        "--n-cpu-moe", "0", "-lm", "mmap", "--poll", "0", "--cpu-strict", "0", "-ts", "1,0",
+    ]  # fmt: skip
+    data = {
+        "name": "t",
+        "engine": _engine(
+            exe, threads=1, batch_size=128, flash_attn=True, extra_args=extra, llama_bench={"repetitions": 1}
+        ),
+        "workload": {"input_tokens": 16, "output_tokens": 4},
+    }
+    s = parse_scenario(data, "t.yaml")
+    assert llama_bench.options(s.engine)[1] == []  # nothing left out
+    model = tmp_path / "m.gguf"
+    from harness.models import make_gguf
+
+    make_gguf(model, layers=2, hidden=128, dtype="f16")
+    got = llama_bench.run(s.engine, str(model), s.workload, tmp_path, "v0")
+    assert "error" not in got, (got, (tmp_path / "llama-bench-v0.log").read_text()[-2000:])
+    assert [t["test"] for t in got["tests"]] == ["pp16", "pp16+tg3", "tg4 @ d16"]
+    for t in got["tests"]:
+        assert (t["n_threads"], t["n_batch"], t["n_ubatch"], t["flash_attn"]) == (1, 128, 64, 1)
+        assert (t["type_k"], t["type_v"], t["no_kv_offload"], t["tensor_split"]) == (
+            "q8_0",
+            "q8_0",
+            True,
+            "1.00",
+        )
 
 
 @pytest.mark.slow
 def test_a_failing_llama_bench_is_recorded_and_the_run_goes_on(tmp_path: Path, write_scenario) -> None:
+    exe = _server()
     # /bin/false stands for a llama-bench that crashes at start (a missing library, an illegal instruction)
     scn = write_scenario(
         {
             "name": "llama-bench-fails",
-            "engine": {
-                "type": "llamacpp",
-                "model": {**SMALL_MODEL, "dtype": "f16"},
-                "parallel": 1,
-                "ctx_size": 512,
-                "llama_bench": {"binary": "/bin/false"},
-            },
+            "engine": _engine(exe, parallel=1, ctx_size=512, llama_bench={"binary": "/bin/false"}),
             "workload": {"input_tokens": 16, "output_tokens": 8},
             "load": {"concurrency": [1], "requests": 2},
             "hardware": {"gpus": 0},
@@ -96,6 +139,29 @@ def test_a_failing_llama_bench_is_recorded_and_the_run_goes_on(tmp_path: Path, w
     run = next((tmp_path / "res").iterdir())
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "complete"
-    assert manifest["engines"][0]["llama_bench"]["error"].startswith("llama-bench exited with code 1")
+    assert manifest["llama_bench"][0]["error"].startswith("llama-bench exited with code 1")
     md = (run / "report.md").read_text()
-    assert "llama-bench did not measure: llama-bench exited with code 1" in md
+    assert "llama-bench measured nothing" in md and "- llama-bench: llama-bench exited with code 1" in md
+
+
+@pytest.mark.slow
+def test_llama_bench_out_of_time_keeps_the_tests_it_finished(tmp_path: Path) -> None:
+    """Stopped at its time limit, llama-bench leaves the tests it finished (one JSON line each) and the
+    entry says it was stopped: a 16-token prefill of a 0.2 GB model ends in a fraction of a second here,
+    its 1023 decode steps (each reading every weight) take many seconds."""
+    exe = _server()
+    data = {
+        "name": "t",
+        "engine": _engine(
+            exe, threads=1, parallel=1, ctx_size=2048, llama_bench={"repetitions": 1, "timeout_s": 4}
+        ),
+        "workload": {"input_tokens": 16, "output_tokens": 1024},
+    }
+    s = parse_scenario(data, "t.yaml")
+    model = tmp_path / "m.gguf"
+    from harness.models import make_gguf
+
+    make_gguf(model, layers=8, hidden=1024, heads=8, kv_heads=8, ffn=2816, dtype="f16")
+    got = llama_bench.run(s.engine, str(model), s.workload, tmp_path, "v0")
+    assert got["error"] == "stopped after 4 s", got
+    assert [t["test"] for t in got["tests"]] == ["pp16"]
