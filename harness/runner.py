@@ -361,3 +361,6 @@ def _print_telemetry(console: Console, tel: TelemetrySet) -> None:
     console.print(
         f"telemetry: {names}" + (f" (absent: {absent})" if absent else ""), markup=False, highlight=False
     )
+    for s in tel.samplers:
+        for note in s.notes() if hasattr(s, "notes") else []:
+            console.print(f"[yellow]note[/] telemetry {s.name}: {escape(note)}", highlight=False)

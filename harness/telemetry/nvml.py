@@ -34,7 +34,7 @@ from harness.telemetry.nvml_api import (
     shutdown,
 )
 from harness.telemetry.trace import GpuSeries, gpu_window_columns, write_trace
-from harness.telemetry.window import unwrap_reading
+from harness.telemetry.window import counter_wrap_s, pcie_wrap_note, unwrap_reading
 
 __all__ = [
     "EDGE_LOCK_TIMEOUT_S",
@@ -459,9 +459,28 @@ class NvmlSampler:
         self._live_last = " ".join(parts)
         return self._live_last
 
+    def pcie_wrap_s(self) -> dict[int, float | None]:
+        """Per sampled GPU whose PCIe byte counters are 32 bits wide: how long they take to wrap at its
+        link's full rate (the inventory's maximum PCIe generation and width)."""
+        links = {g.get("index"): g for g in self.inventory.get("gpus") or [] if isinstance(g, dict)}
+        return {
+            r.index: counter_wrap_s(
+                32, links.get(r.index, {}).get("pcie_gen_max"), links.get(r.index, {}).get("pcie_width_max")
+            )
+            for r in self.readers
+            if r.counter_bits.get("pcie_tx_bytes") == 32 or r.counter_bits.get("pcie_rx_bytes") == 32
+        }
+
+    def notes(self) -> list[str]:
+        """What the numbers of this sampler cannot show, said once at start (and kept in the manifest)."""
+        note = pcie_wrap_note(self.interval_s, self.pcie_wrap_s())
+        return [note] if note else []
+
     def manifest(self) -> dict[str, Any]:
         return {
             "interval_s": self.interval_s,
+            "pcie_counter_wrap_s": {str(k): v for k, v in self.pcie_wrap_s().items()},
+            "notes": self.notes(),
             "samples_per_gpu": len(self.series[0]) if self.series else 0,
             **sampler_overhead(self.thread_cpu_s, self.started_ns, self.stopped_ns),
             "gpus": [r.manifest() for r in self.readers],

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from typing import Any
 
 Num = int | float
 NS = 1_000_000_000
@@ -123,6 +124,36 @@ def unwrap_reading(state: tuple[int, int] | None, raw: int, bits: int) -> tuple[
     if raw < last:
         wraps += 1
     return (raw, wraps), raw + wraps * (1 << bits)
+
+
+# PCIe bytes per second per lane and direction, after line coding (Gen1-2 8b/10b, Gen3-5 128b/130b, Gen6
+# FLIT mode), by link generation
+PCIE_LANE_BYTES_S = {1: 0.25e9, 2: 0.5e9, 3: 0.985e9, 4: 1.969e9, 5: 3.938e9, 6: 7.563e9}
+
+
+def counter_wrap_s(bits: int, gen: Any, width: Any) -> float | None:
+    """Seconds a `bits`-wide PCIe byte counter takes to wrap at the link's full rate (gen x width lanes,
+    one direction): 2**bits / (width · PCIE_LANE_BYTES_S[gen]); None where the link is not known.
+    Gen5 x16, 32 bits: 4294967296 / 63.0e9 = 0.068 s."""
+    if not isinstance(gen, int) or not isinstance(width, int) or gen not in PCIE_LANE_BYTES_S or width <= 0:
+        return None
+    return (1 << bits) / (width * PCIE_LANE_BYTES_S[gen])
+
+
+def pcie_wrap_note(interval_s: float, wrap_s: dict[int, float | None]) -> str | None:
+    """What to say when a GPU's 32-bit PCIe byte counter can wrap more than once between two samples:
+    a sample interval at least as long as the wrap period at full link rate leaves rates that can be
+    lower bounds (one wrap per decrease is all a reading can show)."""
+    short = {i: w for i, w in wrap_s.items() if w is not None and interval_s >= w}
+    if not short:
+        return None
+    fastest = min(short.values())
+    gpus = ", ".join(str(i) for i in sorted(short))
+    return (
+        f"PCIe byte counters of GPU {gpus} wrap every {fastest * 1000:.0f} ms at the link's full rate, and "
+        f"are read every {interval_s * 1000:.0f} ms: gpu_pcie_*_bytes_s are lower bounds where the link ran "
+        f"above {(1 << 32) / interval_s / 1e9:.0f} GB/s (telemetry.interval_s under {fastest:.3f} avoids it)"
+    )
 
 
 def integrate(t_ns: Sequence[int], v: Sequence[Num | None], t0: int, t1: int) -> float | None:

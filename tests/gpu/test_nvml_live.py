@@ -81,6 +81,12 @@ def test_live_sampler_idle_and_loaded(tmp_path: Path) -> None:
         "power source:", [r.power_source for r in s.readers], "energy:", [r.energy_source for r in s.readers]
     )
     print("memory:", [r.memory_source for r in s.readers])
+    # 32-bit PCIe byte counters: their wrap period from the link the inventory reports (None: unknown)
+    m = s.manifest()
+    print("pcie counter bits:", [r.counter_bits for r in s.readers], "wrap s:", m["pcie_counter_wrap_s"])
+    for r in s.readers:
+        if r.counter_bits.get("pcie_tx_bytes") == 32 and inv["gpus"][r.index].get("pcie_gen_max"):
+            assert 0 < m["pcie_counter_wrap_s"][str(r.index)] < 100
     for r in s.readers:
         v1 = nvml.memory_info(r.handle, v2=False)
         if r.memory_source == nvml.MEMORY_V2:  # v2 leaves out what the driver reserves; v1 counts it as used

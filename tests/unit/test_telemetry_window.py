@@ -163,3 +163,30 @@ def test_checkpoints_take_at_most_a_twentieth_of_the_time() -> None:
     assert not checkpoint_due(100.0, 99.99, 0.002)
     assert not checkpoint_due(200.0, 100.0, 6.0)  # a 6 s rewrite: not again within 120 s of its end
     assert checkpoint_due(220.0, 100.0, 6.0)
+
+
+def test_pcie_counter_wrap_period_by_link() -> None:
+    from harness.telemetry.window import counter_wrap_s
+
+    # 2**32 B / (16 lanes x 3.938 GB/s) at Gen5, / (16 x 1.969 GB/s) at Gen4, / (16 x 0.985 GB/s) at Gen3
+    assert counter_wrap_s(32, 5, 16) == pytest.approx(4294967296 / 63.008e9)  # 0.068 s
+    assert counter_wrap_s(32, 4, 16) == pytest.approx(4294967296 / 31.504e9)  # 0.136 s
+    assert counter_wrap_s(32, 3, 8) == pytest.approx(4294967296 / 7.88e9)  # 0.545 s
+    assert counter_wrap_s(32, None, 16) is None and counter_wrap_s(32, 5, 0) is None
+    assert counter_wrap_s(32, 9, 16) is None  # a generation this table does not know
+
+
+def test_pcie_wrap_note_only_where_a_wrap_can_go_unseen() -> None:
+    from harness.telemetry.window import counter_wrap_s, pcie_wrap_note
+
+    gen5, gen4 = counter_wrap_s(32, 5, 16), counter_wrap_s(32, 4, 16)
+    assert pcie_wrap_note(0.1, {0: gen5, 1: gen4, 2: None}) == (
+        "PCIe byte counters of GPU 0 wrap every 68 ms at the link's full rate, and are read every 100 ms: "
+        "gpu_pcie_*_bytes_s are lower bounds where the link ran above 43 GB/s (telemetry.interval_s under "
+        "0.068 avoids it)"
+    )
+    assert pcie_wrap_note(0.05, {0: gen5, 1: gen4}) is None  # read faster than either wraps
+    assert pcie_wrap_note(0.2, {1: gen4, 0: gen5}).startswith(
+        "PCIe byte counters of GPU 0, 1 wrap every 68 ms"
+    )
+    assert pcie_wrap_note(0.1, {}) is None
