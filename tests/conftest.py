@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,6 +11,22 @@ from harness.engines.process import ManagedProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 HARNESS = [sys.executable, "-m", "harness"]  # the command line, as tests start it
+
+
+def run_harness(
+    *args: str, cwd: Path = ROOT, env: dict[str, str | None] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """`harness ARGS` in a child process, from the repository root unless `cwd` says otherwise; `env`
+    sets variables, or unsets those given as None."""
+    e = dict(os.environ)
+    for k, v in (env or {}).items():
+        if v is None:
+            e.pop(k, None)
+        else:
+            e[k] = v
+    return subprocess.run(
+        [*HARNESS, *args], capture_output=True, text=True, cwd=cwd, env=e, timeout=timeout, check=False
+    )
 
 
 def start_fake_server(log: Path, ttft_ms: float, itl_ms: float, *flags: str) -> tuple[ManagedProcess, str]:

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from ..conftest import HARNESS, ROOT
+from ..conftest import run_harness
 
 # a random-weight llama that builds in a second and decodes in milliseconds on a CPU
 SMALL_MODEL = {"source": "synthetic", "layers": 2, "hidden": 256, "heads": 4, "kv_heads": 4, "ffn": 512}
@@ -24,8 +23,7 @@ def write_scenario(tmp_path: Path):
     return write
 
 
-def harness_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*HARNESS, *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout)
+harness_cli = run_harness
 
 
 def run_dir_from(stderr: str) -> Path:

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from tests.conftest import run_harness
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN = ROOT / "results" / "evidence" / "20261125T114708Z-quickstart-cpu"
@@ -21,22 +21,8 @@ RUN = ROOT / "results" / "evidence" / "20261125T114708Z-quickstart-cpu"
 def harness(
     *args: str, cwd: Path = ROOT, env: dict[str, str | None] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """`harness ARGS` in a child process; `env` sets variables, or unsets those given as None."""
-    e = {k: v for k, v in os.environ.items() if k != "HARNESS_SKYPILOT_PYTHON"}
-    for k, v in (env or {}).items():
-        if v is None:
-            e.pop(k, None)
-        else:
-            e[k] = v
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=e,
-        timeout=120,
-        check=False,
-    )
+    """`harness ARGS` (`run_harness`), without SkyPilot's own Python: the cloud commands stay fast."""
+    return run_harness(*args, cwd=cwd, env={"HARNESS_SKYPILOT_PYTHON": None, **(env or {})}, timeout=120)
 
 
 def refused(res: subprocess.CompletedProcess[str], message: str) -> bool:

@@ -4,31 +4,23 @@ lines it would run; the cloud.json it keeps; the price table."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from harness.cloud import cost, launcher
+from tests.conftest import run_harness
 
 ROOT = Path(__file__).resolve().parents[2]
 CLOUD = ROOT / "scenarios" / "cloud"
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    e = {k: v for k, v in os.environ.items() if k != "HARNESS_SKYPILOT_PYTHON"}  # keep these fast
-    e.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "harness", "cloud", "launch", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=e,
-        timeout=300,
-        check=False,
+    """`harness cloud launch ARGS`, without SkyPilot's own Python (keeps these fast)."""
+    return run_harness(
+        "cloud", "launch", *args, env={"HARNESS_SKYPILOT_PYTHON": None, **(env or {})}, timeout=300
     )
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,8 +10,7 @@ import pytest
 from harness.catalog import CatalogError
 from harness.catalog.prices import parse_price_overrides, resolve_prices
 from harness.cost import CostInputs, energy_usd_per_million_tokens, usd_per_million_tokens, usd_per_token
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import run_harness
 
 
 def test_article_mistral_a100_example() -> None:
@@ -92,8 +89,7 @@ def test_bad_user_price_file_names_file_and_field(tmp_path: Path) -> None:
         resolve_prices(price_file=user)
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=ROOT)
+_cli = run_harness
 
 
 def test_cost_cli_typed_numbers_reproduce_the_article() -> None:

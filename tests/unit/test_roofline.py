@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from harness.catalog import get_model
 from harness.catalog.hardware import get_device
 from harness.roofline import Shape, bytes_per_param, decode_bound, min_batch_for, prefill_bound
+from tests.conftest import run_harness
 
-ROOT = Path(__file__).resolve().parents[2]
 MISTRAL = Shape.of(get_model("mistral-7b"))  # 7.24e9 params
 LLAMA70 = Shape.of(get_model("llama-3.1-70b"))  # 70.6e9 params, 80 layers, 64 heads, 8 KV heads, head dim 128
 A100 = get_device("a100-80gb-sxm")  # 2039 GB/s, 312 TFLOPS bf16, 80 GiB
@@ -103,10 +99,9 @@ def test_bytes_per_param() -> None:
 
 
 def test_roofline_cli_prints_the_batch_table() -> None:
-    res = subprocess.run(
-        [sys.executable, "-m", "harness", "roofline", "--model", "llama-3.1-70b", "--gpu", "h100-sxm",
-         "--precision", "fp8", "--batch", "1,8", "--context", "1024"],
-        capture_output=True, text=True, cwd=ROOT,
+    res = run_harness(
+        "roofline", "--model", "llama-3.1-70b", "--gpu", "h100-sxm", "--precision", "fp8", "--batch", "1,8",
+        "--context", "1024",
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     rows = [
@@ -116,10 +111,7 @@ def test_roofline_cli_prints_the_batch_table() -> None:
     assert rows[0][:5] == ["1", "47.2", "47.2", "21.17", "memory"]
     assert rows[1][:3] == ["8", "365.7", "45.7"]
     assert "prefill of 1024 tokens" in res.stdout
-    bad = subprocess.run(
-        [sys.executable, "-m", "harness", "roofline", "--model", "llama-9", "--gpu", "h100-sxm"],
-        capture_output=True, text=True, cwd=ROOT,
-    )  # fmt: skip
+    bad = run_harness("roofline", "--model", "llama-9", "--gpu", "h100-sxm")
     assert bad.returncode == 2 and "allowed:" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -136,10 +128,6 @@ def test_a_cpu_without_a_flops_peak_has_memory_bounds_labelled_as_such() -> None
     d = decode_bound(llama8, epyc, llama8.params * 2, batch=64)
     assert d.bound == "memory (no FLOP/s peak known)" and d.t_compute_s == 0.0
     assert decode_bound(llama8, H100, llama8.params * 2).bound == "memory"
-    cli = subprocess.run(
-        [sys.executable, "-m", "harness", "roofline", "--model", "llama-3.1-8b", "--gpu", "epyc-9654",
-         "--context", "512"],
-        capture_output=True, text=True, cwd=ROOT,
-    )  # fmt: skip
+    cli = run_harness("roofline", "--model", "llama-3.1-8b", "--gpu", "epyc-9654", "--context", "512")
     assert cli.returncode == 0, cli.stderr
     assert "nan" not in cli.stdout and "no FLOP/s peak in the catalog for this device" in cli.stdout

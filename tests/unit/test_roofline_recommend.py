@@ -174,11 +174,9 @@ def test_recommend_slo_options_carry_their_unit_and_the_older_names_still_work()
     ],
 )
 def test_bad_options_say_what_is_allowed_without_a_traceback(args: list[str], message: str) -> None:
-    import subprocess
+    from tests.conftest import run_harness
 
-    from tests.conftest import HARNESS
-
-    res = subprocess.run([*HARNESS, *args], capture_output=True, text=True)
+    res = run_harness(*args)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert message in " ".join(res.stderr.split()), res.stderr
 

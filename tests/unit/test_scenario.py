@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from harness.scenario import ScenarioError, expand_points, load_scenario, parse_scenario, scenario_hash
+from tests.conftest import run_harness
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = sorted((ROOT / "scenarios").rglob("*.yaml"))
@@ -180,8 +179,7 @@ def test_hash_ignores_key_order_and_defaults_but_not_values() -> None:
     assert scenario_hash(parse_scenario({**BASE, "load": {"requests": 17}})) != scenario_hash(b)
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=ROOT)
+run_cli = run_harness
 
 
 def test_validate_cli_bad_file_exit_2_no_traceback(tmp_path: Path) -> None:
