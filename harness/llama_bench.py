@@ -252,7 +252,7 @@ def run(cfg: LlamaCppEngine, model_path: str, workload: Workload, run_dir: Path,
         except EngineError as e:
             if abort_reason():
                 raise
-            entry["error"] = str(e) if "still running" not in str(e) else f"stopped after {timeout:g} s"
+            entry["error"] = f"stopped after {timeout:g} s" if time.monotonic() >= deadline else str(e)
             break
         if code != 0:
             entry["error"] = f"llama-bench exited with code {code} (see {entry['log']})"

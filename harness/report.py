@@ -142,9 +142,8 @@ def bench_frames(manifest: dict[str, Any], df: pd.DataFrame) -> list[tuple[str, 
             {
                 "test": [c["test"] for c in cmp],
                 "llama-bench tok/s": [
-                    f"{c['bench_tok_s']:.1f} ± {c['bench_stddev_tok_s']:.1f}"
-                    if c["bench_stddev_tok_s"] == c["bench_stddev_tok_s"]
-                    else _fmt(c["bench_tok_s"], "{:.1f}")
+                    _fmt(c["bench_tok_s"], "{:.1f}")
+                    + ("" if math.isnan(c["bench_stddev_tok_s"]) else f" ± {c['bench_stddev_tok_s']:.1f}")
                     for c in cmp
                 ],
                 "server timings tok/s": [_fmt(c["server_tok_s"], "{:.1f}") for c in cmp],
