@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.engines.llamacpp import native_ngl
 from harness.engines.process import EngineError, ManagedProcess, abort_reason
 from harness.scenario import LlamaCppEngine, Workload
 
@@ -94,8 +95,6 @@ def options(cfg: LlamaCppEngine) -> tuple[dict[str, str], list[str], list[str]]:
     fields and then `extra_args` (the last one given counts, as for the server), the server options left
     out (llama-bench has no equivalent, or the value would split into several test configurations), and
     `llama_bench.extra_args` (whose options of the table replace the server's)."""
-    from harness.engines.llamacpp import native_ngl
-
     opts = {"-ngl": native_ngl(cfg.n_gpu_layers)}
     if cfg.threads:
         opts["-t"] = str(cfg.threads)
