@@ -19,8 +19,8 @@ import pandas as pd
 
 from harness.compare import ROW_KEYS, dedupe, fmt
 from harness.cost import add_cost_columns
-from harness.report import display_frame
-from harness.results import read_manifest
+from harness.report import bench_frames, display_frame
+from harness.results import read_manifest, read_points
 
 
 @dataclass
@@ -247,6 +247,8 @@ def write_html(
         if rows:
             parts.append("<h2>Prices used</h2>" + _table(["device", "US$/device-hour", "source"], rows))
     for r in runs:
+        parts += bench_parts(r)
+    for r in runs:
         parts.append(f"<h2>Manifest: {html.escape(Path(r).name)}</h2>")
         parts.append(
             "<table class='manifest'>"
@@ -259,6 +261,18 @@ def write_html(
     out_html.parent.mkdir(parents=True, exist_ok=True)
     out_html.write_text("\n".join(parts), encoding="utf-8")
     return out_html, plots, notes
+
+
+def bench_parts(run: str | Path) -> list[str]:
+    """A run's llama-bench comparisons (`harness.report.bench_frames`) as HTML: a heading, the table and
+    its notes each."""
+    out = []
+    for title, frame, notes in bench_frames(read_manifest(run), read_points(run)):
+        out.append(f"<h2>{html.escape(Path(run).name)}: {html.escape(title)}</h2>")
+        if not frame.empty:
+            out.append(_table(list(frame.columns), frame.astype(str).values.tolist()))
+        out += [f"<p class='note'>{html.escape(n)}</p>" for n in notes]
+    return out
 
 
 def _title(runs: list[str | Path]) -> str:

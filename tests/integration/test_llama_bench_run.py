@@ -82,6 +82,11 @@ def test_llama_bench_beside_a_real_llama_server(tmp_path: Path, write_scenario) 
     assert pp["server_vs_bench"] == pytest.approx(c1["server_prefill_tok_s_mean"] / pp["bench_tok_s"])
     md = (run / "report.md").read_text()
     assert f"## {title}" in md and "| pp32 |" in md and "| tg16 @ d32 |" in md
+    # and the HTML report has the same table
+    res = harness_cli("report", str(run), "--html", str(tmp_path / "r.html"))
+    assert res.returncode == 0, res.stderr
+    page = (tmp_path / "r.html").read_text()
+    assert f"<h2>{run.name}: {title}</h2>" in page and "<td>tg16 @ d32</td>" in page
 
 
 @pytest.mark.slow
