@@ -14,7 +14,7 @@ import pytest
 
 from harness.results import iter_records, read_manifest
 
-from .conftest import ROOT
+from ..conftest import ROOT
 from .test_llamacpp_run import MODEL
 
 pytestmark = pytest.mark.slow

@@ -18,7 +18,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from .conftest import ROOT, harness_cli, llama_server_binary
+from ..conftest import ROOT
+from .conftest import harness_cli, llama_server_binary
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import gpu_table

@@ -14,7 +14,8 @@ import pytest
 
 from harness.results import iter_records, read_manifest
 
-from .conftest import ROOT, harness_cli
+from ..conftest import ROOT
+from .conftest import harness_cli
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("xllamacpp")

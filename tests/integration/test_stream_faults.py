@@ -82,7 +82,8 @@ def test_an_external_endpoint_that_goes_away_ends_the_run_as_failed(write_scenar
     import subprocess
     import time
 
-    from .conftest import ROOT, run_dir_from
+    from ..conftest import ROOT
+    from .conftest import run_dir_from
 
     server, url = start_fake_server(tmp_path / "fake.log", 5, 5)
     proc = None

@@ -20,7 +20,7 @@ from harness.results import iter_records, read_manifest
 from harness.telemetry import nvml
 from harness.telemetry.cpu import find_rapl
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("xllamacpp")
