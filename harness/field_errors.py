@@ -47,6 +47,8 @@ def expected(kind: str, given: Any) -> str:
 def value_problem(err: Any) -> str:
     """The problem of one pydantic error (an item of `ValidationError.errors()`), without its location."""
     kind, given, ctx = err["type"], err.get("input"), err.get("ctx") or {}
+    if kind == "missing":
+        return "field required"
     if kind in ("literal_error", "enum"):
         allowed = f" (allowed: {ctx['expected']})" if "expected" in ctx else ""
         return f"invalid value {given!r}{allowed}"

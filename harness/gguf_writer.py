@@ -211,7 +211,9 @@ def make_gguf(
     import gguf
 
     if hidden % heads or heads % kv_heads:
-        raise ModelError("hidden must be divisible by heads, and heads by kv_heads")
+        raise ModelError(
+            f"hidden {hidden} must be divisible by heads {heads}, and heads {heads} by kv_heads {kv_heads}"
+        )
     if dtype == "q8_0" and (hidden % _Q8 or ffn % _Q8):
         raise ModelError("q8_0 needs hidden and ffn divisible by 32")
     wt = _Weights(dtype, seed)

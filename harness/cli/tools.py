@@ -213,11 +213,15 @@ def model_prepare_cmd(
     from harness.scenario import engine_configs
 
     specs: dict[str, Any] = {}
-    for f in files:
+    scenarios, problems = [], []
+    for f in files:  # every file is checked before any model is written
         try:
-            s = load_scenario(f)
+            scenarios.append(load_scenario(f))
         except ScenarioError as e:
-            raise fail(e.messages) from None
+            problems += e.messages
+    if problems:
+        raise fail(problems)
+    for s in scenarios:
         for eng in engine_configs(s):
             model = getattr(eng, "model", None)
             if model is not None:

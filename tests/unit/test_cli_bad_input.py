@@ -104,6 +104,16 @@ def test_find_max_goodput_on_a_closed_loop_scenario_makes_no_results_directory(t
     assert not (tmp_path / "r").exists()
 
 
+def test_model_prepare_names_every_bad_file_before_writing_any_model(tmp_path: Path) -> None:
+    bad = [_scenario(tmp_path, f"name: {n}\nengine: {{type: llamacpp}}\n", f"{n}.yaml") for n in ("a", "b")]
+    good = _scenario(tmp_path, "name: c\nengine: {type: llamacpp, model: {source: synthetic}}\n", "c.yaml")
+    cache = tmp_path / "cache"
+    res = harness("model", "prepare", str(good), *map(str, bad), env={"HARNESS_CACHE": str(cache)})
+    assert refused(res, f"{bad[0]}: engine.model: field required"), res.stderr
+    assert f"{bad[1]}: engine.model: field required" in res.stderr
+    assert not list(cache.rglob("*.gguf"))  # nothing written before the files were all read
+
+
 def test_a_file_name_is_printed_as_given(tmp_path: Path) -> None:
     res = harness("validate", ":fire:.yaml", cwd=tmp_path)
     assert refused(res, ":fire:.yaml: file not found"), res.stderr

@@ -55,8 +55,9 @@ def test_make_gguf_q8_0_is_34_bytes_per_32_weights(tmp_path: Path) -> None:
 
 
 def test_make_gguf_rejects_bad_shapes(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="divisible"):
+    with pytest.raises(ModelError) as e:
         make_gguf(tmp_path / "x.gguf", hidden=64, heads=5)
+    assert str(e.value) == "hidden 64 must be divisible by heads 5, and heads 5 by kv_heads 4"
 
 
 def test_resolve_path_model_reports_sha256_and_type(tiny_gguf: Path) -> None:
