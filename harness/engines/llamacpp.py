@@ -170,10 +170,12 @@ class LlamaCppServer:
             "--interrupt_requests",
             "False",
         ]
-        if c.threads:
-            argv += ["--n_threads", str(c.threads)]
+        if c.threads:  # for prompt batches too, as llama.cpp's own -t sets both
+            argv += ["--n_threads", str(c.threads), "--n_threads_batch", str(c.threads)]
         if c.batch_size:
             argv += ["--n_batch", str(c.batch_size)]
+        if c.flash_attn is not None:
+            argv += ["--flash_attn", str(c.flash_attn)]
         return argv + list(c.extra_args)
 
     def server_binary(self) -> str:

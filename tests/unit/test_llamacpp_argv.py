@@ -97,3 +97,23 @@ def test_all_layers_is_a_count_for_the_native_server(tiny_gguf: Path, tmp_path: 
     lcp = LlamaCppServer(_engine(tiny_gguf, launcher="llama-cpp-python", n_gpu_layers=-1), tmp_path / "l")
     argv = lcp.build_argv(1)
     assert argv[argv.index("--n_gpu_layers") + 1] == "-1"  # llama-cpp-python's own "all"
+
+
+def test_llama_cpp_python_gets_the_threads_and_flash_attention_asked(tiny_gguf: Path, tmp_path: Path) -> None:
+    """Its server takes batch threads apart (default: every CPU) and flash attention off unless told:
+    both as the scenario says, as llama.cpp's own -t and --flash-attn give them."""
+    cfg = _engine(tiny_gguf, launcher="llama-cpp-python", threads=3, flash_attn=False)
+    argv = LlamaCppServer(cfg, tmp_path / "l").build_argv(1)
+    assert argv[argv.index("--n_threads") + 1] == "3" and argv[argv.index("--n_threads_batch") + 1] == "3"
+    assert argv[argv.index("--flash_attn") + 1] == "False"
+    # and its own argument parser reads them so
+    import argparse
+
+    from llama_cpp.server.cli import add_args_from_model, parse_model_from_args
+    from llama_cpp.server.settings import ModelSettings, ServerSettings
+
+    p = argparse.ArgumentParser()
+    add_args_from_model(p, ModelSettings)
+    add_args_from_model(p, ServerSettings)
+    got = parse_model_from_args(ModelSettings, p.parse_args(argv[3:]))
+    assert (got.n_threads, got.n_threads_batch, got.flash_attn) == (3, 3, False)
