@@ -36,6 +36,8 @@ METRICS: tuple[tuple[str, str, str], ...] = (
     ("energy_usd_per_1m_tokens", "energy $/1M output tokens", "{:.4f}"),
     ("total_usd_per_1m_tokens", "rent + energy $/1M output tokens", "{:.2f}"),
     ("pct_roofline", "% of decode roofline", "{:.1f}"),
+    ("reruns", "runs (median over reruns)", "{:.0f}"),
+    ("output_tok_s_spread_pct", "output tok/s spread over reruns, % of median", "{:.0f}"),
 )
 ROW_KEYS = ["model", "precision", "workload", "load"]
 
@@ -135,17 +137,48 @@ def split_settings(points: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return out, notes
 
 
-def dedupe(points: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Keep the newest run's point where several runs measured the same row and configuration with the
-    same settings (runs with other settings get labels of their own first: `split_settings`)."""
+def dedupe(points: pd.DataFrame, reruns: str = "newest") -> tuple[pd.DataFrame, list[str]]:
+    """One point per row and configuration where several runs measured it with the same settings (runs
+    with other settings get labels of their own first: `split_settings`): the newest run's point, or with
+    `reruns="median"` the median of every measured number over the reruns (`median_of_reruns`)."""
     points, notes = split_settings(points)
     ordered = points.sort_values("started_utc", kind="stable")
+    if reruns == "median":
+        return median_of_reruns(ordered, notes)
     dup = ordered.duplicated(subset=[*ROW_KEYS, "config"], keep="last")
     for _, r in ordered[dup].iterrows():
         notes.append(
             f"{r['run_id']} {r['point_id']}: superseded by a newer run of {r['config']} at {r['load']}"
         )
     return ordered[~dup], notes
+
+
+def median_of_reruns(ordered: pd.DataFrame, notes: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """One row per row key and configuration: the newest run's labels, the median of each numeric column
+    over the runs that measured it (in time order), `reruns` = how many, and `output_tok_s_spread_pct` =
+    (max - min) / median of their output tok/s x 100: how far apart the reruns were."""
+    numeric = [
+        c
+        for c in ordered.columns
+        if pd.api.types.is_numeric_dtype(ordered[c]) and not pd.api.types.is_bool_dtype(ordered[c])
+    ]
+    rows = []
+    for _, g in ordered.groupby([*ROW_KEYS, "config"], sort=False, dropna=False):
+        row = g.iloc[-1].copy()
+        row["reruns"] = len(g)
+        tok = g["output_tok_s"].dropna()
+        row["output_tok_s_spread_pct"] = (
+            (tok.max() - tok.min()) / tok.median() * 100 if len(tok) > 1 and tok.median() > 0 else math.nan
+        )
+        if len(g) > 1:
+            for c in numeric:
+                row[c] = g[c].median()
+            notes.append(
+                f"{row['config']} at {row['load']}: median of {len(g)} runs "
+                f"({', '.join(map(str, g['run_id']))}), output tok/s {tok.min():.4g}-{tok.max():.4g}"
+            )
+        rows.append(row)
+    return pd.DataFrame(rows).reset_index(drop=True), notes
 
 
 def add_speedup(points: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
@@ -203,13 +236,15 @@ def compare_runs(
     usd_per_kwh: float | None = None,
     bandwidth_gbs: dict[str, float] | None = None,
     price_origins: dict[str, str] | None = None,
+    reruns: str = "newest",
 ) -> Comparison:
     """`price_origins`: where each device's $/hour came from (a flag, a file, the catalog), for the notes
-    that say which price the $/1M tokens rows use."""
+    that say which price the $/1M tokens rows use. `reruns`: what a cell shows where several runs measured
+    it, the newest run's point or the median over them (`dedupe`)."""
     points = points_frame(runs, bandwidth_gbs)
     if points.empty:
         raise CompareError("no finished points in the given runs")
-    points, notes = dedupe(points)
+    points, notes = dedupe(points, reruns)
     notes += caveats(points)
     usd = prices_usd_per_hour or {}
     for d in sorted(set(points["device"])):

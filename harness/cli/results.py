@@ -100,18 +100,27 @@ def compare_cmd(
         str | None,
         typer.Option(help="comma-separated columns to print (default all), e.g. output_tok_s,speedup"),
     ] = None,
+    reruns: Annotated[
+        str,
+        typer.Option(
+            help="where several runs measured a cell with the same settings: newest (that run's point) or "
+            "median (of each number over them, with their spread)"
+        ),
+    ] = "newest",
 ) -> None:
     """One table over many runs: model x precision x workload x load rows, hardware/engine columns."""
     from harness.compare import CompareError, compare_runs, parse_metrics, print_comparison, write
     from harness.results import utc_stamp
 
     output_dir("--out", out_dir)
+    if reruns not in ("newest", "median"):
+        raise fail(f"--reruns: invalid value {reruns!r} (allowed: newest, median)")
     runs = check_runs(runs)
     quotes = prices(price, prices_file, provider)
     usd = {k: q.usd_per_hour for k, q in quotes.items()}
     try:
         origins = {k: q.origin for k, q in quotes.items()}
-        c = compare_runs(list(runs), baseline, usd, utilization, kwh, bandwidths(bandwidth), origins)
+        c = compare_runs(list(runs), baseline, usd, utilization, kwh, bandwidths(bandwidth), origins, reruns)
     except CompareError as e:
         raise fail(str(e)) from None
     try:

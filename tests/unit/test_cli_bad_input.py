@@ -209,6 +209,10 @@ def test_output_paths_are_checked_before_any_work(run_copy: Path, tmp_path: Path
             "--precision: ',' names no",
         ),
         (["serve-fake", "--port", "70000"], "Input should be less than or equal to 65535"),
+        (
+            ["compare", str(RUN), "--reruns", "mean"],
+            "--reruns: invalid value 'mean' (allowed: newest, median)",
+        ),
         (["model", "make-gguf", "x.gguf", "--seed", "-1"], "Input should be greater than or equal to 0"),
     ],
 )

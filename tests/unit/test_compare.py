@@ -95,6 +95,28 @@ def test_newest_run_wins_a_duplicate_cell() -> None:
     assert notes == ["old v0-c16: superseded by a newer run of a100-80gb-sxm | vllm at c16"]
 
 
+def test_reruns_can_be_shown_as_their_median_and_spread() -> None:
+    df = _rows().iloc[:2].copy()
+    df["run_id"], df["point_id"], df["started_utc"] = ["r1", "r1"], ["v0-c16", "v0-c2"], ["2026-01-01"] * 2
+    r2 = df.assign(run_id="r2", started_utc="2026-01-02", output_tok_s=[240.0, 55.0], ttft_s_p50=[0.7, 0.2])
+    r3 = df.assign(run_id="r3", started_utc="2026-01-03", output_tok_s=[180.0, 50.0], ttft_s_p50=[0.4, 0.3])
+    kept, notes = dedupe(pd.concat([r3, df, r2]), reruns="median")
+    got = kept.set_index("load")
+    # c16: 200, 240, 180 -> median 200, spread (240 - 180) / 200 = 30 %; TTFT 0.5, 0.7, 0.4 -> 0.5
+    assert got.loc["c16", "output_tok_s"] == 200.0 and got.loc["c16", "ttft_s_p50"] == 0.5
+    assert got.loc["c16", "output_tok_s_spread_pct"] == pytest.approx(30.0)
+    assert got.loc["c2", "output_tok_s"] == 50.0 and got.loc["c2", "output_tok_s_spread_pct"] == 10.0
+    assert (got["reruns"] == 3).all() and (got["run_id"] == "r3").all()  # labels of the newest run
+    assert notes[0] == ("a100-80gb-sxm | vllm at c16: median of 3 runs (r1, r2, r3), output tok/s 180-240")
+    # one run alone: itself, no spread
+    alone, notes = dedupe(df, reruns="median")
+    assert alone["output_tok_s"].tolist() == [200.0, 50.0] and alone["output_tok_s_spread_pct"].isna().all()
+    assert notes == []
+    # the default stays the newest run's point
+    kept, _ = dedupe(pd.concat([r3, df, r2]))
+    assert kept.set_index("load").loc["c16", "output_tok_s"] == 180.0
+
+
 def test_runs_with_other_engine_settings_under_one_label_are_not_reruns() -> None:
     """cpu_offload_gb 70 and 40 in the base `engine:` block: the same label, two configurations."""
     from harness.runinfo import settings_of
