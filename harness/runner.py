@@ -202,18 +202,21 @@ def run_scenario(
                 tel: TelemetrySet | None = None
                 entry: dict[str, Any] = {}  # this engine's manifest entry
                 tag = f"v{vi}" + (f"-a{attempt}" if attempt else "")  # telemetry and llama-bench file names
+                stage = f"engine (variant {vi}) start-up"  # what a Ctrl-C before the first point stopped
                 try:
                     try:
                         engine = make_engine(vpoints[0].engine, run.path / f"engine-v{vi}.log")
                         if getattr(vpoints[0].engine, "llama_bench", None) is not None:
+                            stage = f"llama-bench (variant {vi})"
                             _llama_bench(vpoints[0].engine, engine, s, run, tag, console, vi, attempt)
+                            stage = f"engine (variant {vi}) start-up"
                         console.print(f"starting {vpoints[0].engine.type} engine (variant {vi}) ...")
                         t0 = time.monotonic()
                         base_url = engine.start()
                         counters = prompt_counters(s, engine, base_url, run, vi)
                     except (EngineError, ModelError) as e:
                         if abort_flag:
-                            interrupted = f"engine (variant {vi}) start-up: {abort_flag[0]}"
+                            interrupted = f"{stage}: {abort_flag[0]}"
                             continue
                         failures.append(f"engine (variant {vi}) did not start: {e}")
                         continue

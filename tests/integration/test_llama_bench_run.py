@@ -170,3 +170,58 @@ def test_llama_bench_out_of_time_keeps_the_tests_it_finished(tmp_path: Path) -> 
     got = llama_bench.run(s.engine, str(model), s.workload, tmp_path, "v0")
     assert got["error"] == "stopped after 4 s", got
     assert [t["test"] for t in got["tests"]] == ["pp16"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_llama_bench_stops_it_and_says_so(tmp_path: Path, write_scenario) -> None:
+    import signal
+    import subprocess
+    import time
+
+    import psutil
+
+    from harness.models import make_gguf
+
+    from ..conftest import HARNESS, ROOT
+
+    exe = _server()
+    # a 0.2 GB model: its 2047 decode steps take far longer than this test waits
+    model = make_gguf(tmp_path / "m.gguf", layers=8, hidden=1024, heads=8, kv_heads=8, ffn=2816, dtype="f16")
+    scn = write_scenario(
+        {
+            "name": "llama-bench-ctrl-c",
+            "engine": {
+                **_engine(exe, threads=1, parallel=1, ctx_size=4096, llama_bench={"repetitions": 5}),
+                "model": {"source": "path", "path": str(model)},
+            },
+            "workload": {"input_tokens": 16, "output_tokens": 2048},
+            "load": {"concurrency": [1], "requests": 1},
+            "hardware": {"gpus": 0},
+        }
+    )
+    results = tmp_path / "res"
+    proc = subprocess.Popen(
+        [*HARNESS, "run", str(scn), "--results", str(results), "--no-progress"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        end = time.monotonic() + 60
+        while time.monotonic() < end and not list(results.glob("*/llama-bench-v0.log")):
+            time.sleep(0.2)
+        time.sleep(1.0)  # llama-bench is loading or measuring now
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 3, err
+    run = next(results.iterdir())
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    assert manifest["status_message"] == "llama-bench (variant 0): interrupted by SIGINT"
+    # the server never started, and no llama-bench is left running
+    assert manifest["engines"] == [] and "llama_bench" not in manifest
+    left = [p for p in psutil.process_iter(["cmdline"]) if str(model) in " ".join(p.info["cmdline"] or [])]
+    assert left == []
