@@ -140,11 +140,14 @@ def split_settings(points: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 def dedupe(points: pd.DataFrame, reruns: str = "newest") -> tuple[pd.DataFrame, list[str]]:
     """One point per row and configuration where several runs measured it with the same settings (runs
     with other settings get labels of their own first: `split_settings`): the newest run's point, or with
-    `reruns="median"` the median of every measured number over the reruns (`median_of_reruns`)."""
+    `reruns="median"` the median of every measured number over the reruns (`median_of_reruns`; its notes
+    then include the `caveats` of every point the medians were taken over, which the kept rows no longer
+    show one by one)."""
     points, notes = split_settings(points)
     ordered = points.sort_values("started_utc", kind="stable")
     if reruns == "median":
-        return median_of_reruns(ordered, notes)
+        kept, more = median_of_reruns(ordered)
+        return kept, notes + more + caveats(ordered)
     dup = ordered.duplicated(subset=[*ROW_KEYS, "config"], keep="last")
     for _, r in ordered[dup].iterrows():
         notes.append(
@@ -153,29 +156,35 @@ def dedupe(points: pd.DataFrame, reruns: str = "newest") -> tuple[pd.DataFrame, 
     return ordered[~dup], notes
 
 
-def median_of_reruns(ordered: pd.DataFrame, notes: list[str]) -> tuple[pd.DataFrame, list[str]]:
-    """One row per row key and configuration: the newest run's labels, the median of each numeric column
-    over the runs that measured it (in time order), `reruns` = how many, and `output_tok_s_spread_pct` =
-    (max - min) / median of their output tok/s x 100: how far apart the reruns were."""
+# columns of a point that say how it went rather than what it measured: the worst run's value is kept
+WORST_OF_RERUNS = ("errors", "attempt", "failed_tail_s")
+
+
+def median_of_reruns(ordered: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """One row per row key and configuration: the newest run's labels, `run_id` naming every run, the
+    median of each numeric column over the runs (the highest of WORST_OF_RERUNS), `reruns` = how many
+    runs measured output tok/s, and `output_tok_s_spread_pct` = (max - min) / median of their output
+    tok/s x 100: how far apart the reruns were. Returns the rows and a note per cell of several runs."""
     numeric = [
         c
         for c in ordered.columns
         if pd.api.types.is_numeric_dtype(ordered[c]) and not pd.api.types.is_bool_dtype(ordered[c])
     ]
-    rows = []
+    rows, notes = [], []
     for _, g in ordered.groupby([*ROW_KEYS, "config"], sort=False, dropna=False):
         row = g.iloc[-1].copy()
-        row["reruns"] = len(g)
         tok = g["output_tok_s"].dropna()
+        row["reruns"] = len(tok)
         row["output_tok_s_spread_pct"] = (
             (tok.max() - tok.min()) / tok.median() * 100 if len(tok) > 1 and tok.median() > 0 else math.nan
         )
         if len(g) > 1:
             for c in numeric:
-                row[c] = g[c].median()
+                row[c] = g[c].max() if c in WORST_OF_RERUNS else g[c].median()
+            row["run_id"] = ", ".join(map(str, g["run_id"]))
+            said = f"output tok/s {tok.min():.4g}-{tok.max():.4g}" if len(tok) else "no output tok/s measured"
             notes.append(
-                f"{row['config']} at {row['load']}: median of {len(g)} runs "
-                f"({', '.join(map(str, g['run_id']))}), output tok/s {tok.min():.4g}-{tok.max():.4g}"
+                f"{row['config']} at {row['load']}: median of {len(g)} runs ({row['run_id']}), {said}"
             )
         rows.append(row)
     return pd.DataFrame(rows).reset_index(drop=True), notes
@@ -245,7 +254,8 @@ def compare_runs(
     if points.empty:
         raise CompareError("no finished points in the given runs")
     points, notes = dedupe(points, reruns)
-    notes += caveats(points)
+    if reruns == "newest":
+        notes += caveats(points)
     usd = prices_usd_per_hour or {}
     for d in sorted(set(points["device"])):
         if d in usd:

@@ -31,16 +31,23 @@ BOUNDS = {
 }
 
 
+# what reads as a number in exponent form but is text to YAML 1.1 (PyYAML's safe_load): a float there
+# needs a dot and a signed exponent (1.5e+3), so 1e3, 1E3, 1e+3, 1.5e3 and 6.02e23 stay strings
+_EXPONENT_TEXT = re.compile(r"[+-]?(\d+(\.\d*)?[eE]\d+|\d+[eE][+-]\d+)")
+
+
 def expected(kind: str, given: Any) -> str:
     """`expected a whole number (got '1e3')`, with a hint where YAML read the value as another type than
-    it looks (a date; a number in exponent form without a dot or sign, which YAML 1.1 reads as text)."""
-    msg = f"expected {EXPECTED[kind]} (got {given!r})"
+    it looks: a date, or a number in an exponent form that YAML 1.1 reads as text (`_EXPONENT_TEXT`)."""
+    shown = given.isoformat() if isinstance(given, dt.date) else repr(given)
+    msg = f"expected {EXPECTED[kind]} (got {shown})"
     if kind == "string_type" and isinstance(given, dt.date):
-        return f"expected text (got the date {given.isoformat()}: YAML reads it as one; quote it)"
+        return f"expected text (got the date {shown}: YAML reads it as one; quote it)"
     if kind == "string_type" and isinstance(given, bool | int | float):
         return f"{msg}: quote it"
-    if isinstance(given, str) and re.fullmatch(r"[+-]?\d+(\.\d*)?[eE][+-]?\d+", given.strip()):
-        return f"{msg}: write the number out (YAML reads {given} as text)"
+    number = kind.startswith(("int", "float"))
+    if number and isinstance(given, str) and _EXPONENT_TEXT.fullmatch(given.strip()):
+        return f"{msg}: YAML reads {given} as text; write the number out, or with a dot and a signed exponent"
     return msg
 
 

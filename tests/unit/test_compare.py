@@ -98,7 +98,9 @@ def test_newest_run_wins_a_duplicate_cell() -> None:
 def test_reruns_can_be_shown_as_their_median_and_spread() -> None:
     df = _rows().iloc[:2].copy()
     df["run_id"], df["point_id"], df["started_utc"] = ["r1", "r1"], ["v0-c16", "v0-c2"], ["2026-01-01"] * 2
+    df["requests"], df["errors"] = 16, 0
     r2 = df.assign(run_id="r2", started_utc="2026-01-02", output_tok_s=[240.0, 55.0], ttft_s_p50=[0.7, 0.2])
+    r2["errors"] = [3, 0]  # the run in the middle had failures at c16: said, and kept as the worst
     r3 = df.assign(run_id="r3", started_utc="2026-01-03", output_tok_s=[180.0, 50.0], ttft_s_p50=[0.4, 0.3])
     kept, notes = dedupe(pd.concat([r3, df, r2]), reruns="median")
     got = kept.set_index("load")
@@ -106,8 +108,13 @@ def test_reruns_can_be_shown_as_their_median_and_spread() -> None:
     assert got.loc["c16", "output_tok_s"] == 200.0 and got.loc["c16", "ttft_s_p50"] == 0.5
     assert got.loc["c16", "output_tok_s_spread_pct"] == pytest.approx(30.0)
     assert got.loc["c2", "output_tok_s"] == 50.0 and got.loc["c2", "output_tok_s_spread_pct"] == 10.0
-    assert (got["reruns"] == 3).all() and (got["run_id"] == "r3").all()  # labels of the newest run
-    assert notes[0] == ("a100-80gb-sxm | vllm at c16: median of 3 runs (r1, r2, r3), output tok/s 180-240")
+    assert (got["reruns"] == 3).all() and (got["run_id"] == "r1, r2, r3").all()
+    assert got.loc["c16", "errors"] == 3 and got.loc["c2", "errors"] == 0
+    assert notes == [
+        "a100-80gb-sxm | vllm at c16: median of 3 runs (r1, r2, r3), output tok/s 180-240",
+        "a100-80gb-sxm | vllm at c2: median of 3 runs (r1, r2, r3), output tok/s 50-55",
+        "run r2 point v0-c16: 3 of 16 measured requests failed; its numbers cover the others only",
+    ]
     # one run alone: itself, no spread
     alone, notes = dedupe(df, reruns="median")
     assert alone["output_tok_s"].tolist() == [200.0, 50.0] and alone["output_tok_s_spread_pct"].isna().all()

@@ -183,7 +183,7 @@ def test_pcie_wrap_note_only_where_a_wrap_can_go_unseen() -> None:
     assert pcie_wrap_note(0.1, {0: gen5, 1: gen4, 2: None}) == (
         "PCIe byte counters of GPU 0 wrap every 68 ms at the link's full rate, and are read every 100 ms: "
         "gpu_pcie_*_bytes_s are lower bounds where the link ran above 43 GB/s (telemetry.interval_s under "
-        "0.068 avoids it)"
+        "0.055 avoids it)"
     )
     assert pcie_wrap_note(0.05, {0: gen5, 1: gen4}) is None  # read faster than either wraps
     assert pcie_wrap_note(0.2, {1: gen4, 0: gen5}).startswith(
