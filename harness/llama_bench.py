@@ -176,23 +176,30 @@ KEPT = (
 )
 
 
-def parse(text: str) -> list[dict[str, Any]]:
-    """llama-bench's `-o jsonl` (or `-o json`) output -> one dict per test: its name, the KEPT fields and
-    the tok/s of every repetition (`samples_ts`). A last line cut short (llama-bench stopped while
-    writing it) is left out; anything else that is not such output raises ValueError."""
+def _records(text: str) -> list[Any]:
+    """llama-bench's `-o json` (one array) or `-o jsonl` (one test a line) output as a list; a last line
+    cut short (llama-bench stopped while writing it) is left out, any other broken line raises
+    ValueError."""
     stripped = text.strip()
     if stripped.startswith("["):
         data = json.loads(stripped)
-    else:
-        lines = stripped.splitlines()
-        data = []
-        for i, line in enumerate(lines):
-            try:
-                data.append(json.loads(line))
-            except ValueError:
-                if i < len(lines) - 1:
-                    raise
-    if not isinstance(data, list) or not all(isinstance(t, dict) for t in data):
+        return data if isinstance(data, list) else [data]
+    lines = stripped.splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            if i < len(lines) - 1:
+                raise
+    return out
+
+
+def parse(text: str) -> list[dict[str, Any]]:
+    """llama-bench's output (`_records`) -> one dict per test: its name, the KEPT fields and the tok/s of
+    every repetition (`samples_ts`). Output that is not a list of tests raises ValueError."""
+    data = _records(text)
+    if not all(isinstance(t, dict) for t in data):
         raise ValueError("llama-bench output is not a list of tests")
     tests = []
     for t in data:
@@ -208,9 +215,8 @@ def parse(text: str) -> list[dict[str, Any]]:
 def build_of(text: str) -> str | None:
     """`build_commit (build_number)` of the llama-bench that wrote the output, where it knows them (a
     build from a source tree without git history says `unknown`)."""
-    stripped = text.strip()
     try:
-        first = json.loads(stripped)[0] if stripped.startswith("[") else json.loads(stripped.splitlines()[0])
+        first = _records(text)[0]
         commit, number = first["build_commit"], first["build_number"]
     except (ValueError, LookupError, TypeError):
         return None
