@@ -59,6 +59,35 @@ def _nvlink_active(h: Any) -> int:
     return active
 
 
+def _mig_devices(h: Any) -> list[dict[str, Any]]:
+    """The MIG instances of a GPU in MIG mode: slot, UUID (`MIG-…`, as CUDA_VISIBLE_DEVICES names
+    them) and memory; empty slots are left out."""
+    out = []
+    for slot in range(int(nvml.call("nvmlDeviceGetMaxMigDeviceCount", h))):
+        try:
+            m = nvml.call("nvmlDeviceGetMigDeviceHandleByIndex", h, slot)
+        except nvml.NvmlError:
+            continue  # no instance in this slot
+        d: dict[str, Any] = {"slot": slot, "uuid": _text(nvml.call("nvmlDeviceGetUUID", m))}
+        try:
+            d["memory_total_bytes"] = int(nvml.call("nvmlDeviceGetMemoryInfo", m).total)
+        except nvml.NvmlError as e:
+            d["memory_total_bytes"] = None
+            d["absent"] = {"memory_total_bytes": str(e)}
+        out.append(d)
+    return out
+
+
+def mig_parents(inventory: dict[str, Any]) -> dict[str, int]:
+    """MIG instance UUID → NVML index of the GPU it is part of, from `gpu_inventory()`."""
+    return {
+        str(m["uuid"]): int(g["index"])
+        for g in inventory.get("gpus") or []
+        for m in g.get("mig_devices") or []
+        if m.get("uuid") and g.get("index") is not None
+    }
+
+
 def gpu_info(index: int, catalog: Path | None = None) -> dict[str, Any]:
     """Facts about one GPU (NVML must be initialised)."""
     h = nvml.call("nvmlDeviceGetHandleByIndex", index)
@@ -83,6 +112,8 @@ def gpu_info(index: int, catalog: Path | None = None) -> dict[str, Any]:
     mig = f.get("mig_mode", lambda: nvml.call("nvmlDeviceGetMigMode", h))
     if mig is not None:
         f.data["mig_mode"] = {"current": int(mig[0]), "pending": int(mig[1])}
+        if int(mig[0]) == 1:
+            f.get("mig_devices", lambda: _mig_devices(h))
     key = match_catalog(name, mem, catalog) if name and mem else None
     f.data["catalog_key"] = key
     f.data["catalog"] = catalog_entry(key, catalog) if key else None

@@ -274,21 +274,26 @@ class GpuReader:
         }
 
 
-def engine_gpus(visible: str | None, uuids: list[str], count: int | None = None) -> tuple[list[int], str]:
+def engine_gpus(
+    visible: str | None, uuids: list[str], count: int | None = None, mig: dict[str, int] | None = None
+) -> tuple[list[int], str]:
     """NVML indices of the GPUs an engine runs on, and how that was decided.
 
     NVML sees every GPU of the machine; the engine sees those `CUDA_VISIBLE_DEVICES` lists (indices, or
     UUIDs / their prefixes; unset: all) and uses the first `count` of them (vLLM: TP x PP; None: all,
     as llama.cpp splits layers over every visible GPU). Indices are taken in NVML (PCI bus) order, which
-    is CUDA's order too on machines with one GPU model. A MIG or unknown entry: all GPUs, said so.
+    is CUDA's order too on machines with one GPU model. A MIG instance (`MIG-…`, found in `mig`: its
+    UUID → the index of the GPU it is part of) counts as that whole GPU, said so: NVML's power, energy,
+    clocks and PCIe counters are the whole GPU's. An entry that names no single GPU: all GPUs, said so.
     """
     n = len(uuids)
+    mig = mig or {}
     if visible is None:
         picked, how = list(range(n)), "all GPUs (CUDA_VISIBLE_DEVICES not set)"
     elif not visible.strip():
         return [], "none (CUDA_VISIBLE_DEVICES is empty: the engine sees no GPU)"
     else:
-        picked = []
+        picked, parts = [], []
         for tok in (t.strip() for t in visible.split(",")):
             if tok.lstrip("-").isdigit():
                 i = int(tok)
@@ -296,13 +301,27 @@ def engine_gpus(visible: str | None, uuids: list[str], count: int | None = None)
                     break  # CUDA stops at the first invalid entry
                 picked.append(i)
                 continue
-            names = (tok, "GPU-" + tok)
-            match = [i for i, u in enumerate(uuids) if u and u.startswith(names)]
-            if len(match) != 1:
-                why = f"CUDA_VISIBLE_DEVICES entry {tok!r} names no single GPU here"
-                return list(range(n)), f"all GPUs ({why})"
-            picked.append(match[0])
+            if tok.startswith("MIG-"):
+                match = sorted({i for u, i in mig.items() if u.startswith(tok)})
+                if len(match) == 1:
+                    parts.append(f"{tok} is part of GPU {match[0]}")
+                    if match[0] not in picked:
+                        picked.append(match[0])
+                    continue
+            else:
+                names = (tok, "GPU-" + tok)
+                match = [i for i, u in enumerate(uuids) if u and u.startswith(names)]
+                if len(match) == 1:
+                    picked.append(match[0])
+                    continue
+            why = f"CUDA_VISIBLE_DEVICES entry {tok!r} names no single GPU here"
+            return list(range(n)), f"all GPUs ({why})"
         how = f"CUDA_VISIBLE_DEVICES={visible}"
+        if parts:
+            how += (
+                f" ({'; '.join(parts)}: power, energy, clocks and PCIe are the whole GPU's,"
+                " shared with its other MIG instances)"
+            )
     if count is not None and count < len(picked):
         picked, how = picked[:count], f"{how}, the first {count} (the engine's GPU count)"
     return picked, how
@@ -353,10 +372,12 @@ class NvmlSampler:
         self._thread.start()
 
     def _open_gpus(self, n: int) -> None:
+        from harness.telemetry.inventory import mig_parents
+
         # UUIDs from the inventory just taken ("" where NVML could not say: indices still match)
         known = {g.get("index"): str(g.get("uuid") or "") for g in self.inventory.get("gpus") or []}
         uuids = [known.get(i, "") for i in range(n)]
-        picked, self.selection = engine_gpus(self.visible, uuids, self.count)
+        picked, self.selection = engine_gpus(self.visible, uuids, self.count, mig_parents(self.inventory))
         for i in picked:
             try:
                 r = GpuReader(i)

@@ -228,6 +228,40 @@ def test_engine_gpus_that_cannot_be_mapped_fall_back_to_all_and_say_so() -> None
     assert picked == list(range(8)) and "MIG-0c1f" in how and "names no single GPU" in how
 
 
+MIG = {
+    "MIG-0c1f2a3b-aaaa-bbbb-cccc-000000000000": 3,
+    "MIG-0c1f2a3b-aaaa-bbbb-cccc-111111111111": 3,
+    "MIG-9d8e7f60-aaaa-bbbb-cccc-000000000000": 5,
+}
+
+
+def test_engine_gpus_map_a_mig_instance_to_its_whole_gpu_and_say_what_that_measures() -> None:
+    picked, how = nvml.engine_gpus("MIG-9d8e7f60", UUIDS, mig=MIG)
+    assert picked == [5]
+    assert "MIG-9d8e7f60 is part of GPU 5" in how and "whole GPU's" in how
+    # two instances of one GPU: that GPU once
+    both = "MIG-0c1f2a3b-aaaa-bbbb-cccc-000000000000,MIG-0c1f2a3b-aaaa-bbbb-cccc-111111111111"
+    assert nvml.engine_gpus(both, UUIDS, mig=MIG)[0] == [3]
+    # a prefix shared by instances of one GPU still names one GPU; an unknown instance: all, said so
+    assert nvml.engine_gpus("MIG-0c1f", UUIDS, mig=MIG)[0] == [3]
+    picked, how = nvml.engine_gpus("MIG-ffffffff", UUIDS, mig=MIG)
+    assert picked == list(range(8)) and "names no single GPU" in how
+
+
+def test_mig_parents_come_from_the_inventory() -> None:
+    from harness.telemetry.inventory import mig_parents
+
+    inv = {
+        "gpus": [
+            {"index": 0, "mig_mode": {"current": 0, "pending": 0}},
+            {"index": 1, "mig_devices": [{"slot": 0, "uuid": "MIG-aa"}, {"slot": 2, "uuid": "MIG-bb"}]},
+            {"index": 2, "error": "NVML_ERROR_GPU_IS_LOST"},
+        ]
+    }
+    assert mig_parents(inv) == {"MIG-aa": 1, "MIG-bb": 1}
+    assert mig_parents({"available": False, "reason": "no driver"}) == {}
+
+
 def test_engine_gpu_scope_reads_the_engine_config_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     from harness.engines.vllm import VllmServer
     from harness.scenario import VllmEngine
