@@ -58,6 +58,16 @@ def split(n_gpu_layers: int, blocks: int, block_bytes: float, output_bytes: floa
     return Split(on_gpu, blocks, output_on_gpu, gpu, cpu)
 
 
+def decode_weight_bytes(groups: dict[str, Any]) -> tuple[float, float]:
+    """(all blocks, output layer) bytes a decode step reads, from a GGUF's tensor bytes by group
+    (`harness.models.weight_bytes`). A GGUF without `output.weight` ties the output layer to the token
+    embeddings: llama.cpp then loads `token_embd` a second time as the output layer (placed as the
+    output layer is), and every step reads all of it."""
+    blocks = float(groups.get("blocks") or 0)
+    output = float(groups.get("output") or 0) or float(groups.get("token_embd") or 0)
+    return blocks, output
+
+
 def effective_bandwidth(bytes_per_step: float, step_s: float) -> float:
     """Bytes per second that a step of `step_s` seconds reading `bytes_per_step` sustained."""
     if step_s <= 0:

@@ -375,12 +375,13 @@ def partial_offload_tok_s(
 ) -> float:
     """llama.cpp decode ceiling with `n_gpu_layers` of the blocks on `gpu` and the rest on `host`.
 
-    Weight bytes per side from the GGUF's tensor sizes (the engine's `model.weight_bytes`; without
-    them, all of the file is counted as blocks); the KV cache (f16) sits with its layers."""
+    Weight bytes per side from the GGUF's tensor sizes (the engine's `model.weight_bytes`, a tied
+    output layer counted as the token embeddings; without them, all of the file is counted as blocks);
+    the KV cache (f16) sits with its layers."""
     if host is None:
         return math.nan
     wb = (engine.get("model") or {}).get("weight_bytes") or {}
-    blocks, output = float(wb.get("blocks") or weight), float(wb.get("output") or 0)
+    blocks, output = offload.decode_weight_bytes(wb) if wb.get("blocks") else (weight, 0.0)
     sp = offload.split(n_gpu_layers, shape.layers, blocks, output)
     kv = batch * context * shape.kv_bytes_per_token(2.0)
     kv_gpu = kv * sp.gpu_blocks / shape.layers

@@ -8,7 +8,8 @@ memory, and the weight bytes each decode step reads from GPU memory and from hos
 tensor sizes in the manifest). Then:
 
 - calibration: effective GPU and host bandwidth = bytes per step / TPOT p50 at concurrency 1, from
-  the all-on-GPU and all-on-CPU variants of each weight type;
+  the all-on-GPU and all-on-CPU variants of each weight type (and, where those variants ran
+  llama-bench, bytes per step x its decode tok/s beside it);
 - a check of that model (harness.offload) against the partially offloaded variants;
 - an extrapolation to Llama-3.1-70B (catalog shape) on one GPU, labelled as such, next to the
   article's CPU-offload claim;
@@ -36,6 +37,7 @@ from harness.catalog import get_model  # noqa: E402
 from harness.catalog.hardware import get_device, match_nvml  # noqa: E402
 from harness.offload import (  # noqa: E402
     Split,
+    decode_weight_bytes,
     effective_bandwidth,
     llama_weight_bytes,
     no_weights_on_gpu,
@@ -93,16 +95,43 @@ def load_rows(folder: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
             eng = engines.get(int(p["variant"]))
             if eng is None:
                 continue
-            model = eng["model"]
-            wb = model.get("weight_bytes") or {}
-            s = None
-            ngl = int(p["n_gpu_layers"])
-            if no_weights_on_gpu(eng.get("placement") or {}):
-                ngl = 0  # llama.cpp put no weights on a GPU (a CPU build): every layer ran on the CPU
-            if wb and model.get("block_count"):
-                s = split(ngl, int(model["block_count"]), wb["blocks"], wb["output"])
+            s = variant_split(eng, int(p["n_gpu_layers"]))
+            wb = eng["model"].get("weight_bytes") or {}
             rows.append({**p, "run": run.name, "gpu_name": gpu_name, "split": s, "model_bytes": wb})
     return rows, runs
+
+
+def variant_split(eng: dict[str, Any], ngl: int) -> Split | None:
+    """The weight bytes a decode step reads from GPU and host memory, for one manifest engine entry."""
+    model = eng["model"]
+    wb = model.get("weight_bytes") or {}
+    if no_weights_on_gpu(eng.get("placement") or {}):
+        ngl = 0  # llama.cpp put no weights on a GPU (a CPU build): every layer ran on the CPU
+    if not wb or not model.get("block_count"):
+        return None
+    return split(ngl, int(model["block_count"]), *decode_weight_bytes(wb))
+
+
+def bench_calibrate(folder: Path, rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """{precision: {"gpu"/"cpu": bytes/s}} from llama-bench's decode test (`tgN @ dP`) of the all-GPU /
+    all-CPU variants: bytes per step x its tokens/s, a check of `calibrate` made without the server."""
+    prec = {(r["run"], int(r["variant"])): str(r["precision"]) for r in rows}
+    cal: dict[str, dict[str, float]] = {}
+    for manifest_path in sorted(folder.rglob("manifest.json")):
+        m = json.loads(manifest_path.read_text())
+        engines = {e["variant"]: e for e in m.get("engines", []) if e.get("name") == "llamacpp"}
+        for b in m.get("llama_bench") or []:
+            eng = engines.get(b.get("variant"))
+            p = prec.get((manifest_path.parent.name, b.get("variant")))
+            tg = [t for t in b.get("tests") or [] if not t.get("n_prompt") and t.get("n_gen")]
+            if eng is None or p is None or not tg or _num(tg[-1].get("avg_ts")) is None:
+                continue
+            s = variant_split(eng, int(b.get("n_gpu_layers") or 0))
+            side = None if s is None else "gpu" if s.cpu_bytes == 0 else "cpu" if s.gpu_bytes == 0 else None
+            if s is not None and side:
+                nbytes = s.gpu_bytes if side == "gpu" else s.cpu_bytes
+                cal.setdefault(p, {})[side] = nbytes * float(tg[-1]["avg_ts"])
+    return cal
 
 
 def calibrate(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -147,11 +176,23 @@ def measured_table(rows: list[dict[str, Any]], cal: dict[str, dict[str, float]])
     return "\n".join(lines)
 
 
-def calibration_table(cal: dict[str, dict[str, float]]) -> str:
-    lines = ["| weights | GPU GB/s (all layers on GPU) | host GB/s (no layer on GPU) |", "|---|--:|--:|"]
-    for prec, c in sorted(cal.items()):
-        g, h = c.get("gpu"), c.get("cpu")
-        lines.append(f"| {prec} | {_fmt(g, '.0f', 1 / GB)} | {_fmt(h, '.1f', 1 / GB)} |")
+def calibration_table(
+    cal: dict[str, dict[str, float]], bench: dict[str, dict[str, float]] | None = None
+) -> str:
+    """Server TPOT p50 calibration; with `bench` (llama-bench decode), its bandwidths beside it."""
+    bench = bench or {}
+    head = "| weights | GPU GB/s (all layers on GPU) | host GB/s (no layer on GPU) |"
+    rule = "|---|--:|--:|"
+    if bench:
+        head += " GPU GB/s, llama-bench tg | host GB/s, llama-bench tg |"
+        rule += "--:|--:|"
+    lines = [head, rule]
+    for prec in sorted(set(cal) | set(bench)):
+        c, b = cal.get(prec, {}), bench.get(prec, {})
+        line = f"| {prec} | {_fmt(c.get('gpu'), '.0f', 1 / GB)} | {_fmt(c.get('cpu'), '.1f', 1 / GB)} |"
+        if bench:
+            line += f" {_fmt(b.get('gpu'), '.0f', 1 / GB)} | {_fmt(b.get('cpu'), '.1f', 1 / GB)} |"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -213,7 +254,11 @@ def render(folder: Path) -> str:
         "",
         "### Effective bandwidths (concurrency 1)",
         "",
-        calibration_table(cal),
+        calibration_table(cal, bench_calibrate(folder, rows)),
+        "",
+        "Bytes per decode step / TPOT p50 of the server at concurrency 1; where llama-bench ran, also "
+        "bytes per step x its decode tok/s (`tgN @ dP`: one sequence, no HTTP, no sampling). The "
+        "extrapolation below uses the server's.",
         "",
         "### Extrapolated, not measured: Llama-3.1-70B on one GPU",
         "",

@@ -42,3 +42,17 @@ def test_extrapolation_rows_by_hand() -> None:
 def test_no_extrapolation_without_both_sides() -> None:
     md = gpu_table.extrapolate_70b({"F16": {"cpu": 50e9}}, "NVIDIA H200")
     assert len(md.splitlines()) == 2  # the header only
+
+
+def test_llama_bench_calibration_from_a_committed_cpu_run(tmp_path: Path) -> None:
+    import shutil
+
+    run = ROOT / "results/evidence/llama-bench-cpu/20261206T001355Z-llama-bench-cpu"
+    shutil.copytree(run, tmp_path / run.name)
+    rows, _ = gpu_table.load_rows(tmp_path)
+    bench = gpu_table.bench_calibrate(tmp_path, rows)
+    # Gemma-3-270M Q4_K_M, no layer on a GPU: 18 blocks (68,327,424 B) + the tied output layer
+    # (token_embd, 178,257,920 B) per step, at llama-bench's tg64 @ d128 of 80.627694 tok/s
+    assert bench == {"Q4_K_M": {"cpu": (68_327_424 + 178_257_920) * 80.627694}}
+    table = gpu_table.calibration_table(gpu_table.calibrate(rows), bench)
+    assert table.splitlines()[2].endswith("| – | 19.9 |")

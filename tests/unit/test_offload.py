@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.catalog import get_model
-from harness.offload import effective_bandwidth, llama_weight_bytes, split, step_time_s
+from harness.offload import decode_weight_bytes, effective_bandwidth, llama_weight_bytes, split, step_time_s
 from harness.roofline import BYTES_PER_PARAM
 
 
@@ -43,3 +43,12 @@ def test_llama_catalog_weight_bytes() -> None:
     # 70B at Q8_0: 80 blocks of 855,638,016 params
     blocks70, _ = llama_weight_bytes(get_model("llama-3.1-70b"), BYTES_PER_PARAM["q8_0"])
     assert blocks70 == pytest.approx(80 * 855_638_016 * 34 / 32)
+
+
+def test_decode_weight_bytes_counts_a_tied_output_layer_as_the_embeddings() -> None:
+    # Gemma-3-270M Q4_K_M as shipped: no output.weight, 178,257,920 B of token_embd
+    gemma = {"blocks": 68_327_424, "token_embd": 178_257_920, "output": 0, "other": 2560}
+    assert decode_weight_bytes(gemma) == (68_327_424.0, 178_257_920.0)
+    # an own output layer: the embeddings (one row read per token) are left out
+    assert decode_weight_bytes({"blocks": 4e9, "token_embd": 1e9, "output": 1.1e9}) == (4e9, 1.1e9)
+    assert decode_weight_bytes({}) == (0.0, 0.0)

@@ -73,6 +73,16 @@ def test_llamacpp_no_layers_on_the_gpu_is_host_bound_even_on_a_gpu_machine() -> 
     assert _llama(4) == pytest.approx(4 / t, rel=1e-12)
 
 
+def test_a_tied_output_layer_is_read_as_the_token_embeddings() -> None:
+    # no output.weight in the GGUF (Gemma 3, for one): llama.cpp loads token_embd again as the output
+    # layer, which every step reads whole; before, the output counted 0 B
+    tied = {"model": {"size_bytes": 5.1e9, "weight_bytes": {"blocks": 4e9, "output": 0, "token_embd": 1e9}}}
+    m = _manifest({"type": "llamacpp", "model": SYNTH, "n_gpu_layers": 2, "parallel": 4})
+    cfg = m["scenario"]["engine"]
+    t = (2e9 + 204_800) / H100_BW + (3e9 + 204_800) / EPYC_BW
+    assert roofline_tok_s(m, cfg, tied, "h100-sxm", 8, "f16") == pytest.approx(4 / t, rel=1e-12)
+
+
 def test_llamacpp_all_on_gpu_uses_the_gpu_roofline() -> None:
     # -1 / above the block count: the whole file at GPU bandwidth (plain decode bound, no host side)
     assert _llama(-1) == _llama(99) > _llama(4)
