@@ -152,14 +152,40 @@ def partial_offload(cfg: dict[str, Any], engine: dict[str, Any], on_cpu: bool) -
     return 0 < ngl <= (int(blocks) if isinstance(blocks, int) and blocks > 0 else 998)
 
 
+def _cpu_inventory(manifest: dict[str, Any]) -> dict[str, Any]:
+    hw = manifest.get("hardware")
+    inv = hw.get("cpu") if isinstance(hw, dict) else None
+    return inv if isinstance(inv, dict) else {}
+
+
 def host_cpu_key(manifest: dict[str, Any]) -> str:
     """The host CPU's catalog key (from the CPU inventory or /proc/cpuinfo's name), else `cpu`."""
-    cpu_inv = (
-        (manifest.get("hardware") or {}).get("cpu") if isinstance(manifest.get("hardware"), dict) else None
-    )
-    cpu_name = (cpu_inv or {}).get("model") or (manifest.get("host") or {}).get("cpu_model")
+    cpu_name = _cpu_inventory(manifest).get("model") or (manifest.get("host") or {}).get("cpu_model")
     cpu = match_cpu(cpu_name)
     return cpu.key if cpu else "cpu"
+
+
+# the widest vector unit a CPU has, widest first (what a CPU engine's kernels are built for)
+VECTOR_ISA = (("amx_tile", "AMX"), ("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"))
+
+
+def host_cpu_label(manifest: dict[str, Any]) -> str | None:
+    """What tells one host CPU from another for a CPU run: `AMD EPYC, 2 threads, AVX-512`. Cloud VMs
+    often name their CPU only by vendor and family, so two machines of one name can differ in threads
+    and vector units, and CPU engines' speed with them. None when the manifest records no CPU."""
+    inv = _cpu_inventory(manifest)
+    name = inv.get("model") or (manifest.get("host") or {}).get("cpu_model")
+    if not name:
+        return None
+    parts = [str(name)]
+    threads = inv.get("usable_threads") or inv.get("threads")
+    if threads:
+        parts.append(f"{threads} threads")
+    isa = set(inv.get("isa") or [])
+    widest = next((label for flag, label in VECTOR_ISA if flag in isa), None)
+    if widest:
+        parts.append(widest)
+    return ", ".join(parts)
 
 
 def shape_of(
@@ -233,12 +259,16 @@ def model_key(spec: dict[str, Any], served_name: Any) -> str:
 NOT_SETTINGS = frozenset({"python", "binary", "host", "health_timeout_s"})
 
 
-def settings_of(cfg: dict[str, Any], workload: dict[str, Any]) -> str:
+def settings_of(cfg: dict[str, Any], workload: dict[str, Any], host_cpu: str | None = None) -> str:
     """The effective engine configuration and workload of a point as canonical JSON: two runs under
     one configuration label whose settings differ (a base `engine:` field, `api`, a shared prefix) did
-    not measure the same thing."""
+    not measure the same thing. `host_cpu` (`host_cpu_label`, for points that ran on the host CPU):
+    CPUs the catalog does not know share the label `cpu`, so this tells their machines apart."""
     engine = {k: v for k, v in cfg.items() if k not in NOT_SETTINGS}
-    return json.dumps({"engine": engine, "workload": workload}, sort_keys=True, default=str)
+    out: dict[str, Any] = {"engine": engine, "workload": workload}
+    if host_cpu:
+        out["host"] = {"cpu": host_cpu}
+    return json.dumps(out, sort_keys=True, default=str)
 
 
 def workload_label(workload: dict[str, Any]) -> str:
@@ -418,6 +448,7 @@ def run_points(run: str | Path, table: dict[str, Device] | None = None) -> pd.Da
         precision = str(p.get("precision") or cfg.get("precision") or "auto").lower()
         device, n = device_of(manifest, cfg, eng)
         hardware = device if n == 1 else f"{n}x {device}"
+        on_cpu = device == host_cpu_key(manifest)
         engine = str(p.get("engine") or cfg.get("type"))
         launcher = p.get("launcher")
         if isinstance(launcher, str) and launcher and launcher != engine:
@@ -445,13 +476,13 @@ def run_points(run: str | Path, table: dict[str, Device] | None = None) -> pd.Da
             concurrency=conc,
             cpu_offload_gb=float(cfg.get("cpu_offload_gb") or 0),
             n_gpu_layers=cfg.get("n_gpu_layers"),
-            partial_offload=partial_offload(cfg, eng, device == host_cpu_key(manifest)),
+            partial_offload=partial_offload(cfg, eng, on_cpu),
             roofline_tok_s=roofline_tok_s(
                 manifest, cfg, eng, device, conc, precision, table, lengths[0] + lengths[1] / 2
             ),
             workload_input_tokens=lengths[0],
             workload_output_tokens=lengths[1],
-            settings=settings_of(cfg, workload),
+            settings=settings_of(cfg, workload, host_cpu_label(manifest) if on_cpu else None),
         )
         rows.append(row)
     out = pd.DataFrame(rows)

@@ -221,3 +221,33 @@ def test_j_per_token_of_different_energy_scopes_is_said_to_differ() -> None:
     )
     df["energy_scope"] = "gpu"
     assert energy_scope_notes(df) == []
+
+
+def test_cpu_runs_on_machines_the_catalog_does_not_know_are_not_reruns_of_each_other(tmp_path) -> None:
+    """Both label as `cpu`: a VM that calls its CPU "AMD EPYC" can have AVX2 or AVX-512, 2 threads or 16."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from harness.runinfo import host_cpu_label, points_frame
+
+    src = Path(__file__).resolve().parents[2] / "results/evidence/20261125T114708Z-quickstart-cpu"
+    for name, isa, threads in (("a", None, None), ("b", "avx512f", None), ("c", None, 16)):
+        shutil.copytree(src, tmp_path / name)
+        m = json.loads((tmp_path / name / "manifest.json").read_text())
+        m["run_id"], m["started_utc"] = name, f"2026-11-2{ord(name) - 90}T00:00:00Z"
+        if isa:
+            m["hardware"]["cpu"]["isa"].append(isa)
+        if threads:
+            m["hardware"]["cpu"]["usable_threads"] = threads
+        (tmp_path / name / "manifest.json").write_text(json.dumps(m))
+    assert host_cpu_label(json.loads((tmp_path / "a/manifest.json").read_text())) == "AMD EPYC, 2 threads, AVX2"
+    kept, notes = dedupe(points_frame([tmp_path / n for n in "abc"]))
+    assert sorted(set(kept["config"])) == [
+        f"cpu | llamacpp/xllamacpp [host.cpu=AMD EPYC, {t}]"
+        for t in ("16 threads, AVX2", "2 threads, AVX-512", "2 threads, AVX2")
+    ]
+    assert len(kept) == 9 and not any("superseded" in n for n in notes)
+    # the same machine again: a rerun
+    kept, notes = dedupe(points_frame([tmp_path / "a", src]))
+    assert len(kept) == 3 and sum("superseded" in n for n in notes) == 3
