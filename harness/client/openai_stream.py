@@ -105,26 +105,33 @@ class StreamClient:
             return rec
         if raw is None:
             raw = self.prepare(spec)
-        events = SseEvents()
+        decoder = StreamDecoder(rec, [] if self.keep_text else None)
+        events = SseEvents(decoder)
 
         def on_send() -> None:
             rec.sent_ns = time.perf_counter_ns()
 
+        failed: tuple[str, str] | None = None
         try:
             async with asyncio.timeout(self.timeout_s):
                 resp = await self._pool.request(raw, on_send, events.feed)
         except TimeoutError:
-            rec.error_kind, rec.error = "timeout", f"no complete response within {self.timeout_s} s"
+            failed = "timeout", f"no complete response within {self.timeout_s} s"
         except HttpError as e:
-            rec.error_kind, rec.error = e.kind, f"{type(e).__name__}: {e}"
+            failed = e.kind, f"{type(e).__name__}: {e}"
         except asyncio.CancelledError:
-            rec.error_kind, rec.error = "cancelled", "cancelled"
+            decoder.finish()
+            if rec.error_kind is None:
+                rec.error_kind, rec.error = "cancelled", "cancelled"
             rec.done_ns = rec.done_ns or time.perf_counter_ns()
             raise
-        if rec.error_kind is not None:
+        if failed is not None:
             rec.done_ns = time.perf_counter_ns()
-            # what arrived before the failure still counts (e.g. tokens of a cut stream)
-            self._apply_events(rec, events)
+            # what arrived before the failure still counts (e.g. tokens of a cut stream); the transport
+            # failure is the error, unless the stream had said what went wrong first
+            decoder.finish()
+            if rec.error_kind is None:
+                rec.error_kind, rec.error = failed
             return rec
         rec.status_code = resp.status
         rec.done_ns = resp.end_ns
@@ -133,40 +140,55 @@ class StreamClient:
             rec.error_kind, rec.error = "http", f"HTTP {resp.status}: {text[:300]}"
             return rec
         events.close(resp.end_ns)
-        saw_done = self._apply_events(rec, events)
-        if rec.error_kind is None and not saw_done and rec.finish_reason is None:
+        decoder.finish()
+        if rec.error_kind is None and not decoder.saw_done and rec.finish_reason is None:
             rec.error_kind, rec.error = "disconnected", "stream ended without [DONE] or finish_reason"
         elif rec.error_kind is None and rec.first_token_ns is None:
             rec.error_kind, rec.error = "empty", "stream carried no content"
         return rec
 
-    def _apply_events(self, rec: RequestRecord, events: SseEvents) -> bool:
-        """Decode the collected events into `rec`; True if `[DONE]` was seen."""
-        texts: list[str] | None = [] if self.keep_text else None
-        saw_done = False
+
+class StreamDecoder:
+    """Folds each SSE event into a record as it completes (`SseEvents` calls it with the stamp of the
+    read that delivered the event). Decoding one chunk takes microseconds; decoding a whole stream at
+    its end would hold the event loop for milliseconds and stamp other streams' reads late.
+
+    After `[DONE]`, a JSON error or an `error` event, later events are ignored."""
+
+    __slots__ = ("rec", "saw_done", "stopped", "texts")
+
+    def __init__(self, rec: RequestRecord, texts: list[str] | None = None) -> None:
+        self.rec, self.texts = rec, texts
+        self.saw_done = self.stopped = False
+
+    def __call__(self, now_ns: int, data: bytes) -> None:
+        if self.stopped:
+            return
+        rec = self.rec
+        if data == b"[DONE]":
+            self.saw_done = self.stopped = True
+            return
         try:
-            for now, data in events.events:
-                if data == b"[DONE]":
-                    saw_done = True
-                    break
-                try:
-                    chunk = json.loads(data)
-                except ValueError:
-                    if rec.error_kind is None:
-                        rec.error_kind = "protocol"
-                        rec.error = f"bad SSE JSON: {data[:200].decode(errors='replace')}"
-                    return False
-                if not isinstance(chunk, dict):
-                    continue
-                if "error" in chunk and not chunk.get("choices"):
-                    if rec.error_kind is None:
-                        rec.error_kind, rec.error = "http", f"error in stream: {str(chunk['error'])[:300]}"
-                    return False
-                apply_chunk(rec, chunk, now, texts)
-        finally:
-            if texts is not None:
-                rec.output_text = "".join(texts)
-        return saw_done
+            chunk = json.loads(data)
+        except ValueError:
+            self.stopped = True
+            if rec.error_kind is None:
+                rec.error_kind = "protocol"
+                rec.error = f"bad SSE JSON: {data[:200].decode(errors='replace')}"
+            return
+        if not isinstance(chunk, dict):
+            return
+        if "error" in chunk and not chunk.get("choices"):
+            self.stopped = True
+            if rec.error_kind is None:
+                rec.error_kind, rec.error = "http", f"error in stream: {str(chunk['error'])[:300]}"
+            return
+        apply_chunk(rec, chunk, now_ns, self.texts)
+
+    def finish(self) -> None:
+        """The stream is over: the kept text goes to the record."""
+        if self.texts is not None:
+            self.rec.output_text = "".join(self.texts)
 
 
 def chunk_text(choice: dict[str, Any]) -> str:

@@ -42,6 +42,30 @@ def test_sse_unterminated_event_counts_at_close() -> None:
     assert ev.events == [(2, b"last")]
 
 
+def test_each_event_is_decoded_into_the_record_when_it_completes() -> None:
+    """Not in a burst at the stream's end, which would hold the loop and stamp other streams late."""
+    from harness.client.openai_stream import StreamDecoder
+    from harness.records import RequestRecord
+
+    rec = RequestRecord(request_id=0, point_id="p", scheduled_ns=0)
+    dec = StreamDecoder(rec, [])
+    ev = SseEvents(dec)
+    ev.feed(b'data: {"choices":[{"text":"a"}]}\n\ndata: {"choices":[{"te', 10)
+    assert (rec.first_token_ns, rec.chunk_ns) == (10, [10]) and ev.events == []
+    ev.feed(b'xt":"b"}]}\n\ndata: {"choices":[],"usage":{"completion_tokens":2}}\n\n', 20)
+    assert rec.chunk_ns == [10, 20] and rec.output_tokens == 2
+    ev.feed(b'data: [DONE]\n\ndata: {"choices":[{"text":"late"}]}\n\n', 30)
+    dec.finish()
+    assert dec.saw_done and rec.chunk_ns == [10, 20] and rec.output_text == "ab"
+    # bad JSON stops the stream's decoding with a protocol error; what came before stays
+    rec = RequestRecord(request_id=1, point_id="p", scheduled_ns=0)
+    dec = StreamDecoder(rec)
+    SseEvents(dec).feed(
+        b'data: {"choices":[{"text":"a"}]}\n\ndata: {oops\n\ndata: {"choices":[{"text":"b"}]}\n\n', 5
+    )
+    assert rec.error_kind == "protocol" and rec.chunk_ns == [5] and not dec.saw_done
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(1, 40), min_size=1, max_size=60), st.integers(1, 17))
 def test_chunked_sse_split_anywhere(cuts: list[int], chunk_size: int) -> None:

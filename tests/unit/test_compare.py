@@ -241,7 +241,9 @@ def test_cpu_runs_on_machines_the_catalog_does_not_know_are_not_reruns_of_each_o
         if threads:
             m["hardware"]["cpu"]["usable_threads"] = threads
         (tmp_path / name / "manifest.json").write_text(json.dumps(m))
-    assert host_cpu_label(json.loads((tmp_path / "a/manifest.json").read_text())) == "AMD EPYC, 2 threads, AVX2"
+    assert (
+        host_cpu_label(json.loads((tmp_path / "a/manifest.json").read_text())) == "AMD EPYC, 2 threads, AVX2"
+    )
     kept, notes = dedupe(points_frame([tmp_path / n for n in "abc"]))
     assert sorted(set(kept["config"])) == [
         f"cpu | llamacpp/xllamacpp [host.cpu=AMD EPYC, {t}]"
