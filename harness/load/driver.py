@@ -219,14 +219,16 @@ class _Run:
 
 
 async def _sleep_until_ns(when_ns: int, spin: bool) -> None:
-    """Timer sleep until `when_ns` (perf_counter_ns); with `spin` the last millisecond busy-waits."""
+    """Sleep until `when_ns` (perf_counter_ns), never returning before it: latencies count from the
+    scheduled time, so an early send would shorten them. With `spin` the last millisecond busy-waits
+    (sends on time); without, the timer sleeps all the way and only the part it woke early is
+    busy-waited (uvloop rounds timers to whole milliseconds on a cached clock: up to ~1.2 ms early)."""
     delay = (when_ns - time.perf_counter_ns()) / 1e9
-    if not spin:
-        if delay > 0:
-            await asyncio.sleep(delay)
-        return
-    if delay > 0.0015:
-        await asyncio.sleep(delay - 0.001)
+    if spin:
+        if delay > 0.0015:
+            await asyncio.sleep(delay - 0.001)
+    elif delay > 0:
+        await asyncio.sleep(delay)
     while time.perf_counter_ns() < when_ns:
         await asyncio.sleep(0)
 

@@ -283,3 +283,36 @@ def test_a_client_worker_killed_mid_point_aborts_the_point(fake: str) -> None:
     assert len([r for r in out.records if not r.warmup]) < 20
     # the other worker was stopped, not left to play out its share (over 7 s more)
     assert (out.ended_ns - killed_ns[0]) / 1e9 < 3.0
+
+
+@pytest.mark.parametrize("spin", [False, True])
+def test_a_send_is_never_released_before_its_scheduled_time(spin: bool) -> None:
+    """Latencies count from the scheduled time: a timer that fires early (uvloop rounds to whole ms on a
+    cached clock) must not let a request go out before it."""
+    import random
+    import time
+
+    from harness.load.driver import _sleep_until_ns
+
+    try:
+        import uvloop
+
+        new_loop = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop is a dev dependency
+        new_loop = asyncio.new_event_loop
+
+    async def main() -> list[int]:
+        rng = random.Random(1)
+        late = []
+        for _ in range(150):
+            when = time.perf_counter_ns() + int(rng.uniform(0.1e6, 3e6))
+            await _sleep_until_ns(when, spin)
+            late.append(time.perf_counter_ns() - when)
+        return late
+
+    loop = new_loop()
+    try:
+        late = loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert min(late) >= 0
