@@ -362,11 +362,20 @@ async def run_point(
         probe.stop()
     if out.aborted is None:
         out.aborted = should_abort()  # the engine may have died after the last poll
-    out.ended_ns = time.perf_counter_ns()
+    out.ended_ns = window_end_ns(out.records, out.aborted, time.perf_counter_ns())
     here = meter.read()
     workers = out.client.pop("worker_cpu", [])
     out.client.update(client_columns(here, workers, probe.lag_p99_s(), load.workers))
     return out
+
+
+def window_end_ns(records: Sequence[RequestRecord], aborted: str | None, now_ns: int) -> int:
+    """Where a point's measured window (and so its telemetry window) ends: when its last measured
+    request ended. Not when the client finished: cancelling cooldown requests and, with several client
+    processes, reporting back and joining them takes up to a second in which the engine idles, and its
+    energy would count against the point's tokens. A point cut short ends now."""
+    done = [r.done_ns for r in records if not r.warmup and r.done_ns]
+    return max(done) if done and aborted is None else now_ns
 
 
 def client_columns(

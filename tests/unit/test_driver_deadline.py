@@ -316,3 +316,16 @@ def test_a_send_is_never_released_before_its_scheduled_time(spin: bool) -> None:
     finally:
         loop.close()
     assert min(late) >= 0
+
+
+def test_the_window_ends_with_the_last_measured_request_not_the_client() -> None:
+    from harness.load.driver import window_end_ns
+
+    def rec(i: int, done: int | None, warmup: bool = False) -> RequestRecord:
+        return RequestRecord(request_id=i, point_id="p", scheduled_ns=0, done_ns=done, warmup=warmup)
+
+    records = [rec(0, 900, warmup=True), rec(1, 500), rec(2, 700), rec(3, None), rec(4, 2_000, warmup=True)]
+    # cooldown (warmup=True) ending later and the client's teardown until 5,000 are not the point's
+    assert window_end_ns(records, None, 5_000) == 700
+    assert window_end_ns(records, "engine died", 5_000) == 5_000  # cut short: it ends now
+    assert window_end_ns([rec(0, 900, warmup=True)], None, 5_000) == 5_000
