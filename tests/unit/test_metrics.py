@@ -163,3 +163,22 @@ def test_concurrency_beyond_the_kv_cache_is_flagged() -> None:
     # room for all of them, an unknown cache (NaN as read back from a table), an open loop: no warning
     for other in ({"kv_cache_tokens": 5120}, {"kv_cache_tokens": math.nan}, {"mode": "open"}, {"ok": 0}):
         assert metrics.kv_cache_short({**row, "kv_cache_tokens": 3000, **other}) is None
+
+
+def test_open_loop_points_set_a_ttft_from_the_send_beside_the_engines() -> None:
+    """A request that waited 400 ms for a max_concurrency slot: its TTFT (from the schedule) holds that
+    wait, which the engine never saw; the comparison with the engine's histogram uses the send."""
+    r = [rec(0, 0, 400, [450, 460], 470, 2), rec(1, 100, 100, [150, 160], 170, 2)]
+    row = metrics.summarize(r, open_loop=True)
+    assert row["ttft_s_mean"] == pytest.approx((0.450 + 0.050) / 2)
+    assert row["ttft_from_send_s_mean"] == pytest.approx(0.050)
+    assert row["e2e_from_send_s_mean"] == pytest.approx(0.070)
+    vllm = "server_vllm_time_to_first_token_seconds"
+    row |= {f"{vllm}_sum_delta": 0.1, f"{vllm}_count_delta": 2}  # the engine's 50 ms mean
+    cmp = metrics.server_comparison(row)
+    assert cmp["server_ttft_s_mean"] == pytest.approx(0.050) and cmp[
+        "server_ttft_s_rel_diff"
+    ] == pytest.approx(0)
+    # closed loop: TTFT counts from the send already
+    closed = metrics.summarize(r)
+    assert "ttft_from_send_s_mean" not in closed and closed["ttft_s_mean"] == pytest.approx(0.050)
