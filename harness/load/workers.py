@@ -1,11 +1,14 @@
 """Several client processes for one point, each with its own event loop.
 
 One event loop is one core: at high rates a single client process saturates before the server
-does. Here the jobs of a point are dealt round-robin to `load.workers` processes. All stamps
+does. Here the jobs of a point are dealt in turn to `load.workers` processes, in proportion to the
+slots each holds (`deal`). All stamps
 are `perf_counter_ns()`, which on Linux reads CLOCK_MONOTONIC, one clock for every process of
 the host, so the records merge without any offset (checked at start-up: each worker reports
 its clock and a mismatch stops the point). Open loop: every worker keeps the absolute
-schedule of its share (same `t0`), so the merged arrivals are the planned process. Closed loop:
+schedule of its share (same `t0`), so the merged arrivals are the planned process; a
+`max_concurrency` cap is split between the workers, each enforcing its share (a request can wait for
+a slot in its process while another has one free: for one exact cap, use one worker). Closed loop:
 the concurrency is split between the workers, and the warmup requests run first, from this process,
 once every worker is ready: no worker starts measuring on a server still warming up. Records come
 back over a pipe as each request ends and go to `on_record` at once. A worker whose measured share
@@ -37,6 +40,20 @@ def split(n: int | None, k: int, workers: int) -> int | None:
     if n is None:
         return None
     return max(1, n // workers + (1 if k < n % workers else 0))
+
+
+def deal(jobs: Sequence[Job], weights: Sequence[int]) -> list[list[Job]]:
+    """Jobs dealt to workers in proportion to `weights` (their slots: concurrency or cap share), in
+    turn: each job goes to the worker furthest below its share so far (ties: the lower index). A
+    worker with 2 of 3 slots gets 2 of every 3 jobs, so its slots stay as busy as the other's and the
+    point runs at the concurrency asked for until its end (equal shares would leave it idle early);
+    in open loop each worker's arrivals stay spread over the whole schedule."""
+    total = sum(weights)
+    out: list[list[Job]] = [[] for _ in weights]
+    for i, job in enumerate(jobs):
+        k = max(range(len(weights)), key=lambda k: ((i + 1) * weights[k] / total - len(out[k]), -k))
+        out[k].append(job)
+    return out
 
 
 def _client_config(client: StreamClient) -> dict[str, Any]:
@@ -114,8 +131,10 @@ async def run_jobs_in_workers(
     closed = load.rate_rps is None
     warm = [j for j in jobs if j.role == "warmup"] if closed else []
     dealt = [j for j in jobs if j.role != "warmup"] if closed else list(jobs)
+    slots = [split(load.concurrency if closed else load.max_concurrency, k, n) for k in range(n)]
+    shares = deal(dealt, [w or 1 for w in slots])
     for k in range(n):
-        share = [j for i, j in enumerate(dealt) if i % n == k]
+        share = shares[k]
         wl = replace(  # `workers` stays: a worker sends its share of the rate (the busy-wait choice)
             load,
             concurrency=split(load.concurrency, k, n),

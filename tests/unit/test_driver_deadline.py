@@ -329,3 +329,15 @@ def test_the_window_ends_with_the_last_measured_request_not_the_client() -> None
     assert window_end_ns(records, None, 5_000) == 700
     assert window_end_ns(records, "engine died", 5_000) == 5_000  # cut short: it ends now
     assert window_end_ns([rec(0, 900, warmup=True)], None, 5_000) == 5_000
+
+
+def test_jobs_are_dealt_to_client_processes_in_proportion_to_their_slots() -> None:
+    """Concurrency 3 over 2 processes holds 2 + 1 slots: equal halves of the jobs would leave the
+    2-slot process done early and the point at concurrency 1 for its second half."""
+    from harness.load.workers import deal
+
+    jobs = list(range(12))
+    shares = deal(jobs, [2, 1])  # type: ignore[arg-type]
+    assert shares == [[0, 2, 3, 5, 6, 8, 9, 11], [1, 4, 7, 10]]
+    assert deal(jobs, [1, 1]) == [jobs[0::2], jobs[1::2]]  # type: ignore[arg-type]
+    assert [len(s) for s in deal(list(range(10)), [3, 3, 2])] == [4, 4, 2]  # 3.75, 3.75, 2.5  # type: ignore[arg-type]
