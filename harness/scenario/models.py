@@ -322,7 +322,12 @@ class Load(Strict):
         0, ge=0, description="requests after the measured ones that keep the load up (not measured)"
     )
     workers: int = Field(1, ge=1, le=64, description="client processes (raise when the client saturates)")
-    max_concurrency: int | None = Field(None, ge=1, description="open loop: cap on requests in flight")
+    max_concurrency: int | None = Field(
+        None,
+        ge=1,
+        description="open loop: cap on requests in flight (with workers > 1, split between the client "
+        "processes, each holding its share)",
+    )
     seed: int = Field(0, ge=0)
 
     @field_validator("concurrency")
