@@ -343,7 +343,9 @@ def roofline_tok_s(
     `context`: tokens in context during decode (default: from the scenario's workload lengths).
 
     The batch is the point's concurrency capped by the engine's slots (llama.cpp `parallel`, vLLM
-    `max_num_seqs` when set). Tensor parallelism divides the weight reads over GPUs; pipeline stages read
+    `max_num_seqs` when set) and by how many sequences' KV cache fits in device memory beside the
+    weights at that context (`DecodeBound.max_batch`; vLLM's `gpu_memory_utilization`, else 0.9).
+    Tensor parallelism divides the weight reads over GPUs; pipeline stages read
     theirs one after the other, so pipeline parallelism adds no bandwidth to a decode step. llama.cpp
     with layers left on the CPU (`n_gpu_layers` below the block count) reads those from host memory at
     the host CPU's bandwidth (harness.offload), unknown host bandwidth giving NaN."""
@@ -368,20 +370,18 @@ def roofline_tok_s(
     link = dev.host_link_gbs * 1e9 if dev.host_link_gbs else None
     if off and not link:
         return math.nan
-    try:
-        b = decode_bound(
-            shape,
-            dev,
-            weight,
-            tp,
-            int(batch),
-            ctx,
-            kv_bpe,
-            1.0,
-            precision or "bf16",
-            off,
-            link,
+    mem_util = float(cfg.get("gpu_memory_utilization") or 0.9) if cfg.get("type") == "vllm" else 0.9
+
+    def bound(b: int) -> Any:
+        return decode_bound(
+            shape, dev, weight, tp, b, ctx, kv_bpe, 1.0, precision or "bf16", off, link, mem_util
         )
+
+    try:
+        b = bound(int(batch))
+        # no more sequences decode together than their KV cache fits beside the weights: the rest wait
+        if b.max_batch is not None and 1 <= b.max_batch < batch:
+            b = bound(b.max_batch)
     except ValueError:
         return math.nan
     return b.tok_s

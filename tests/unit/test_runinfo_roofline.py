@@ -177,3 +177,24 @@ def test_a_dataset_points_lengths_are_its_measured_means_not_the_default_lengths
     short = roofline_tok_s(m, cfg, ENGINE, H100, 4, "f16", context=160.0)
     long = roofline_tok_s(m, cfg, ENGINE, H100, 4, "f16", context=1125.0)
     assert long < short and math.isnan(roofline_tok_s(m, cfg, ENGINE, H100, 4, "f16", context=math.nan))
+
+
+def test_the_batch_is_capped_by_the_kv_cache_that_fits_beside_the_weights() -> None:
+    """Llama-3.1-70B FP8 on one A100 80GB at 1,152 tokens of context: 17 sequences' KV fit beside the
+    70.6 GB of weights (0.9 of 80 GiB), so 64 in flight decode 17 at a time and the rest wait."""
+    from harness.catalog import get_model
+    from harness.catalog.hardware import get_device
+    from harness.roofline import Shape, decode_bound
+
+    eng = {"type": "vllm", "model": {"source": "catalog", "name": "llama-3.1-70b"}, "precision": "fp8"}
+    m = _manifest(eng, {"gpu": "a100-80gb-sxm"})
+    m["hardware"]["gpu"] = {"available": False, "reason": "no NVML"}
+    cfg = m["scenario"]["engine"]
+    shape, dev = Shape.of(get_model("llama-3.1-70b")), get_device("a100-80gb-sxm")
+    at_17 = decode_bound(shape, dev, shape.params * 1.0, 1, 17, 1152.0, 2.0, 1.0, "fp8")
+    assert decode_bound(shape, dev, shape.params * 1.0, 1, 64, 1152.0, 2.0, 1.0, "fp8").max_batch == 17
+    got = roofline_tok_s(m, cfg, {}, "a100-80gb-sxm", 64, "fp8", context=1152.0)
+    assert got == pytest.approx(at_17.tok_s, rel=1e-12) and got == pytest.approx(450.1, abs=0.1)
+    # a vLLM gpu_memory_utilization of 0.95 leaves room for more
+    cfg = {**cfg, "gpu_memory_utilization": 0.95}
+    assert roofline_tok_s(m, cfg, {}, "a100-80gb-sxm", 64, "fp8", context=1152.0) > got
