@@ -105,6 +105,15 @@ def parse_price_overrides(items: Iterable[str]) -> dict[str, float]:
         ) from None
 
 
+def origin(p: Price) -> str:
+    """Where a price comes from, and for a range that it is the low end: `typical-gpu-cloud, seen
+    2026-Q1, low end of $1.49-2.49`."""
+    text = f"{p.provider}, seen {p.seen}"
+    if p.usd_per_hour_high is not None and p.usd_per_hour_high != p.usd_per_hour:
+        text += f", low end of ${p.usd_per_hour:g}-{p.usd_per_hour_high:g}"
+    return text
+
+
 def resolve_prices(
     overrides: dict[str, float] | None = None,
     price_file: str | Path | None = None,
@@ -118,11 +127,11 @@ def resolve_prices(
         raise CatalogError(f"--provider: {provider!r} has no prices in prices.yaml (allowed: {allowed})")
     for p in catalog:
         if p.default and p.device not in table:
-            table[p.device] = PriceQuote(p.device, p.usd_per_hour, f"{p.provider}, seen {p.seen}")
+            table[p.device] = PriceQuote(p.device, p.usd_per_hour, origin(p))
     if provider is not None:
         for p in catalog:
             if p.provider == provider:
-                table[p.device] = PriceQuote(p.device, p.usd_per_hour, f"{p.provider}, seen {p.seen}")
+                table[p.device] = PriceQuote(p.device, p.usd_per_hour, origin(p))
     if price_file is not None:
         user = load_price_file(price_file)
         chosen: dict[str, Price] = {}
@@ -130,7 +139,7 @@ def resolve_prices(
             if p.device not in chosen or (p.default and not chosen[p.device].default):
                 chosen[p.device] = p
         for dev, p in chosen.items():
-            table[dev] = PriceQuote(dev, p.usd_per_hour, f"{p.provider}, seen {p.seen} ({price_file})")
+            table[dev] = PriceQuote(dev, p.usd_per_hour, f"{origin(p)} ({price_file})")
     for dev, usd in (overrides or {}).items():
         table[dev] = PriceQuote(dev, usd, "--price")
     return table

@@ -65,7 +65,10 @@ def test_price_overrides_parse_and_reject_garbage() -> None:
 
 def test_price_precedence_override_file_provider_default(tmp_path: Path) -> None:
     default = resolve_prices()
-    assert default["h100-sxm"].usd_per_hour == 2.99  # lambda, marked default in prices.yaml
+    # the article's two GPUs from one source, both at the low end of its range, and said so
+    assert default["h100-sxm"].usd_per_hour == 2.49 and default["a100-80gb-sxm"].usd_per_hour == 1.49
+    assert default["h100-sxm"].origin == "typical-gpu-cloud, seen 2026-Q1, low end of $2.49-3.99"
+    assert default["a100-80gb-sxm"].origin == "typical-gpu-cloud, seen 2026-Q1, low end of $1.49-2.49"
     article = resolve_prices(provider="article-example")
     assert article["h100-sxm"].usd_per_hour == 1.20 and article["a100-80gb-sxm"].usd_per_hour == 0.75
     user = tmp_path / "prices.yaml"
