@@ -218,8 +218,18 @@ def _ratio(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
     inside = c.value <= hi + 1e-9 and c.high >= lo - 1e-9
     verdict = "within the roofline range" if inside else f"outside the roofline range {lo:.2f}-{hi:.2f}x"
     if pairs:
-        verdict = f"measured {measured.split(' ')[0]}; " + verdict
+        a, b = pairs[0]
+        verdict = f"{measured_vs_claimed(a['tok_s'] / b['tok_s'], c.value, c.high)}; the claim is {verdict}"
     return measured, text, verdict
+
+
+def measured_vs_claimed(ratio: float, low: float, high: float) -> str:
+    """A measured ratio against a claimed one (or range): `measured 1.05x = 32% of the claimed 3.3x`."""
+    if high > low:
+        if low - 1e-9 <= ratio <= high + 1e-9:
+            return f"measured {ratio:.2f}x, inside the claimed {low:g}-{high:g}x"
+        return f"measured {ratio:.2f}x = {ratio / low * 100:.0f}% of the claim's low end {low:g}x"
+    return f"measured {ratio:.2f}x = {ratio / low * 100:.0f}% of the claimed {low:g}x"
 
 
 def _cost(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:

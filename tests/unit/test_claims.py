@@ -226,3 +226,34 @@ def test_a_ratio_claim_with_a_cpu_side_has_no_compute_ratio() -> None:
         check(c.model_copy(update={"value": 9.0, "value_high": 10.0}), NO_RUNS).verdict
         == "outside the roofline range 7.27-7.27x"
     )
+
+
+def test_a_measured_ratio_is_set_against_the_claimed_one() -> None:
+    """H100 FP8 at 315 tok/s against A100 BF16 at 300: 1.05x is a third of the claimed 3.3x, whatever the
+    roofline allows; before, the verdict only said the claim was within the roofline range."""
+    from harness.claims import measured_vs_claimed
+
+    base = {"model": "llama-3.1-70b", "devices": 1, "workload": "1024/256", "load": "c16"}
+    base |= {"engine_label": "vllm", "concurrency": 16, "run_id": "r"}
+    pts = pd.DataFrame(
+        [
+            {
+                **base,
+                "device": "h100-sxm",
+                "precision": "fp8",
+                "output_tok_s": 315.0,
+                "config": "h100-sxm | vllm",
+            },
+            {
+                **base,
+                "device": "a100-80gb-sxm",
+                "precision": "bf16",
+                "output_tok_s": 300.0,
+                "config": "a100 | vllm",
+            },
+        ]
+    )
+    r = check(_claim("article-fp8-ratio"), pts)
+    assert r.verdict == "measured 1.05x = 32% of the claimed 3.3x; the claim is within the roofline range"
+    assert measured_vs_claimed(1.7, 1.5, 2.0) == "measured 1.70x, inside the claimed 1.5-2x"
+    assert measured_vs_claimed(1.2, 1.5, 2.0) == "measured 1.20x = 80% of the claim's low end 1.5x"
