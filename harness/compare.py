@@ -31,10 +31,10 @@ METRICS: tuple[tuple[str, str, str], ...] = (
     ("ttft_s_p99", "TTFT p99 ms", "ms"),
     ("tpot_s_p50", "TPOT p50 ms", "ms"),
     ("tpot_s_p99", "TPOT p99 ms", "ms"),
-    ("energy_j_per_output_token", "J/output token", "{:.3f}"),
-    ("usd_per_1m_tokens", "$/1M output tokens", "{:.2f}"),
-    ("energy_usd_per_1m_tokens", "energy $/1M output tokens", "{:.4f}"),
-    ("total_usd_per_1m_tokens", "rent + energy $/1M output tokens", "{:.2f}"),
+    ("energy_j_per_output_token", "J/output token", "sig3"),
+    ("usd_per_1m_tokens", "$/1M output tokens", "usd"),
+    ("energy_usd_per_1m_tokens", "energy $/1M output tokens", "usd"),
+    ("total_usd_per_1m_tokens", "rent + energy $/1M output tokens", "usd"),
     ("pct_roofline", "% of decode roofline", "{:.1f}"),
     ("reruns", "runs (median over reruns)", "{:.0f}"),
     ("output_tok_s_spread_pct", "output tok/s spread over reruns, % of median", "{:.0f}"),
@@ -66,13 +66,32 @@ def parse_metrics(text: str | None) -> list[str] | None:
     return shown
 
 
+def significant(x: float, digits: int = 3, min_decimals: int = 0) -> str:
+    """`x` with at least `digits` significant digits (and `min_decimals` decimals), no exponent:
+    0.03611 -> 0.0361, 1.384 -> 1.38, 23456 -> 23456 (a fixed number of decimals shows 0.036 and 0.045
+    $/1M both as 0.04)."""
+    if x == 0 or not math.isfinite(x):
+        return f"{x:.{min_decimals}f}" if math.isfinite(x) else f"{x:g}"
+    decimals = max(min_decimals, digits - 1 - math.floor(math.log10(abs(x))))
+    return f"{x:.{decimals}f}"
+
+
 def fmt(value: Any, spec: str) -> str:
+    """A table cell: `-` for missing; spec `ms` (seconds as ms), `x` (ratio), `sigN` (N significant
+    digits, `significant`), `usd` (cents, or 3 significant digits below them), else a format string."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if spec == "ms":
         return f"{float(value) * 1000:.1f}"
     if spec == "x":
         return f"{float(value):.2f}x"
+    if spec.startswith("sig") or spec == "usd":
+        try:  # money: cents at least, and three significant digits below a dollar
+            return (
+                significant(float(value), 3, 2) if spec == "usd" else significant(float(value), int(spec[3:]))
+            )
+        except (TypeError, ValueError):
+            return str(value)
     try:
         return spec.format(value)
     except (ValueError, TypeError):

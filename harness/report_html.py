@@ -234,7 +234,7 @@ def write_html(
     shown = display_frame(points)
     extra = [
         ("config", "config", "{}"),
-        ("usd_per_1m_tokens", "$/1M tok", "{:.2f}"),
+        ("usd_per_1m_tokens", "$/1M tok", "usd"),
         ("pct_roofline", "% roofline", "{:.1f}"),
     ]
     for col, head, spec in extra:

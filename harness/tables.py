@@ -17,14 +17,15 @@ def cost_table(df: pd.DataFrame, utilization: float) -> Table:
     for c in df.columns:
         t.add_column(HEADERS.get(c, c), justify="left" if df[c].dtype == object else "right")
     for _, r in df.iterrows():
-        t.add_row(*[Text(v) if isinstance(v, str) else fmt(v, "{:.4g}") for v in r])  # labels: not markup
+        t.add_row(*[Text(v) if isinstance(v, str) else fmt(v, "sig4") for v in r])  # labels: not markup
     return t
 
 
 def cost_line(row: dict[str, Any]) -> list[str]:
     """`harness cost` with typed numbers: the result and the formula with the numbers filled in."""
     lines = [
-        f"${row['usd_per_1m_tokens']:.2f} per 1M output tokens (${row['usd_per_token']:.3g} per token) "
+        f"${fmt(row['usd_per_1m_tokens'], 'usd')} per 1M output tokens "
+        f"(${row['usd_per_token']:.3g} per token) "
         f"= ${row['usd_per_device_hour']:g}/h x {row['devices']} / ({row['output_tok_s']:g} tok/s x 3600 x "
         f"{row['utilization']:g}) x 1e6"
     ]
@@ -36,8 +37,8 @@ def cost_line(row: dict[str, Any]) -> list[str]:
             )
         else:
             lines.append(
-                f"energy: ${fmt(e, '{:.4f}')} per 1M output tokens; "
-                f"total ${fmt(row['total_usd_per_1m_tokens'], '{:.2f}')}"
+                f"energy: ${fmt(e, 'usd')} per 1M output tokens; "
+                f"total ${fmt(row['total_usd_per_1m_tokens'], 'usd')}"
             )
     return lines
 
@@ -105,7 +106,7 @@ def recommend_table(df: pd.DataFrame, title: str, top: int) -> Table:
             fmt(r["ttft_s"], "ms"),
             fmt(r["tpot_s"], "ms"),
             fmt(r["usd_per_device_hour"] * r["devices"], "{:.2f}"),
-            fmt(r["usd_per_1m_tokens"], "{:.3f}"),
+            fmt(r["usd_per_1m_tokens"], "usd"),
             "yes" if r["meets_slo"] else f"no: {r['why_not']}",
             r["basis"],
         )

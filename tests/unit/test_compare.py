@@ -253,3 +253,18 @@ def test_cpu_runs_on_machines_the_catalog_does_not_know_are_not_reruns_of_each_o
     # the same machine again: a rerun
     kept, notes = dedupe(points_frame([tmp_path / "a", src]))
     assert len(kept) == 3 and sum("superseded" in n for n in notes) == 3
+
+
+def test_cells_keep_three_significant_digits_so_small_costs_stay_apart() -> None:
+    from harness.compare import fmt, significant
+
+    # $/1M of 0.0361 and 0.0448 were both "0.04"; 23,456 tok/s was "2.346e+04"
+    assert [fmt(x, "usd") for x in (0.03611, 0.0448, 13.2889, 1.384, 1234.5)] == [
+        "0.0361",
+        "0.0448",
+        "13.29",
+        "1.38",
+        "1234.50",
+    ]
+    assert fmt(23456.0, "sig4") == "23456" and fmt(0.000421, "sig3") == "0.000421"
+    assert fmt(float("nan"), "usd") == "-" and fmt(0.0, "usd") == "0.00" and significant(0.5) == "0.500"
