@@ -27,6 +27,7 @@ from harness.runinfo import points_frame
 METRICS: tuple[tuple[str, str, str], ...] = (
     ("output_tok_s", "output tok/s", "{:.1f}"),
     ("speedup", "speedup vs baseline", "x"),
+    ("speedup_per_device", "speedup per device vs baseline (other device counts only)", "x"),
     ("ttft_s_p50", "TTFT p50 ms", "ms"),
     ("ttft_s_p99", "TTFT p99 ms", "ms"),
     ("tpot_s_p50", "TPOT p50 ms", "ms"),
@@ -210,18 +211,43 @@ def median_of_reruns(ordered: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 
 
 def add_speedup(points: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
-    """speedup = output_tok_s / output_tok_s of the baseline configuration on the same row."""
+    """speedup = output_tok_s / output_tok_s of the baseline configuration on the same row; where a
+    configuration runs on another number of devices than the baseline, speedup_per_device = speedup x
+    baseline devices / its devices (8 GPUs against 1 is not a GPU against a GPU)."""
     out = points.copy()
+    out["speedup_per_device"] = math.nan
     if baseline is None:
         out["speedup"] = math.nan
         return out
-    base = out[out["config"] == baseline].set_index(ROW_KEYS)["output_tok_s"]
+    rows = out[out["config"] == baseline].set_index(ROW_KEYS)
+    base = rows["output_tok_s"]
     keys = list(zip(*(out[k] for k in ROW_KEYS), strict=True))
     out["speedup"] = [
         t / base[k] if k in base.index and base[k] > 0 else math.nan
         for t, k in zip(out["output_tok_s"], keys, strict=True)
     ]
+    if "devices" in out.columns:
+        base_n = rows["devices"]
+        out["speedup_per_device"] = [
+            x * base_n[k] / n if k in base_n.index and n and n != base_n[k] else math.nan
+            for x, k, n in zip(out["speedup"], keys, out["devices"], strict=True)
+        ]
     return out
+
+
+def device_count_note(points: pd.DataFrame, baseline: str | None) -> list[str]:
+    """A note naming the configurations whose speedup sets more (or fewer) devices against the baseline."""
+    if baseline is None or "devices" not in points.columns or points["speedup_per_device"].isna().all():
+        return []
+    n_base = points.loc[points["config"] == baseline, "devices"].iloc[0]
+    other = points.dropna(subset=["speedup_per_device"]).drop_duplicates("config")
+    said = ", ".join(
+        f"{c} ({int(n)} devices)" for c, n in zip(other["config"], other["devices"], strict=True)
+    )
+    return [
+        f"speedup sets {said} against the baseline's {int(n_base)} device(s); "
+        "see 'speedup per device' for a device against a device"
+    ]
 
 
 def caveats(points: pd.DataFrame) -> list[str]:
@@ -288,6 +314,7 @@ def compare_runs(
         devs = dict(zip(points["config"], points["device"], strict=True))
         base = choose_baseline(list(dict.fromkeys(points["config"])), devs, baseline)
     points = add_speedup(points, base)
+    notes += device_count_note(points, base)
     if "energy_j_per_output_token" not in points.columns or points["energy_j_per_output_token"].isna().all():
         notes.append("no energy columns in these runs (no GPU energy telemetry): J/token shown as -")
     elif "energy_scope" in points.columns:

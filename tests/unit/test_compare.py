@@ -60,6 +60,23 @@ def test_speedup_is_tok_s_over_baseline_on_the_same_row() -> None:
     assert math.isnan(got[("h100-sxm | vllm", "c64")])  # no baseline measured at c64
 
 
+def test_speedup_over_another_device_count_is_also_given_per_device() -> None:
+    from harness.compare import device_count_note
+
+    df = _rows().assign(devices=[1, 1, 8, 8, 8])
+    df["config"] = df["config"].str.replace("h100-sxm", "8x h100-sxm")
+    out = add_speedup(df, "a100-80gb-sxm | vllm")
+    per = dict(zip(zip(out["config"], out["load"], strict=True), out["speedup_per_device"], strict=True))
+    assert per[("8x h100-sxm | vllm", "c16")] == pytest.approx(2.5 / 8)  # 500 / 200 over 8 GPUs against 1
+    assert math.isnan(per[("a100-80gb-sxm | vllm", "c16")])  # the same count: nothing to add
+    assert device_count_note(out, "a100-80gb-sxm | vllm") == [
+        "speedup sets 8x h100-sxm | vllm (8 devices) against the baseline's 1 device(s); "
+        "see 'speedup per device' for a device against a device"
+    ]
+    same = add_speedup(_rows().assign(devices=1), "a100-80gb-sxm | vllm")
+    assert same["speedup_per_device"].isna().all() and device_count_note(same, "a100-80gb-sxm | vllm") == []
+
+
 def test_pivot_rows_in_numeric_load_order_and_columns_per_config() -> None:
     wide = pivot(add_speedup(_rows(), "a100-80gb-sxm | vllm"))
     assert [k[3] for k in wide.index] == ["c2", "c16", "c64"]
