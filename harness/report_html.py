@@ -230,8 +230,13 @@ def write_html(
             f"src='data:image/png;base64,{data}'><figcaption>{html.escape(p.caption)}</figcaption></figure>"
         )
     parts += [f"<p class='note'>{html.escape(n)}</p>" for n in notes]
-    parts.append("<h2>Points</h2>")
     shown = display_frame(points)
+    if _has(points, "run_id") and points["run_id"].nunique() > 1:
+        # every run's points, reruns included (the plots take the newest): which run each row is from
+        parts.append("<h2>Points of every run (the plots take the newest of reruns)</h2>")
+        shown.insert(0, "run", [str(v) for v in points["run_id"]])
+    else:
+        parts.append("<h2>Points</h2>")
     extra = [
         ("config", "config", "{}"),
         ("usd_per_1m_tokens", "$/1M tok", "usd"),

@@ -75,3 +75,20 @@ def test_reruns_are_plotted_once_with_a_note(tmp_path: Path) -> None:
     plots, notes = make_plots(pd.concat([pts, newer]), tmp_path)
     assert len([n for n in notes if "superseded by a newer run of h100-sxm | vllm" in n]) == 3
     assert plots
+
+
+def test_the_html_points_table_says_which_run_each_row_is_from(tmp_path) -> None:
+    """Three reruns of one configuration: the plots take the newest, the table lists all three, which
+    without a run column read as three identical rows with different numbers."""
+    from pathlib import Path
+
+    from harness.report_html import write_html
+    from harness.runinfo import points_frame
+
+    runs = sorted((Path(__file__).resolve().parents[2] / "results/evidence/llama-bench-cpu").glob("2026*"))
+    assert len(runs) == 3
+    out, _, notes = write_html(runs, points_frame(runs), tmp_path / "r.html")
+    text = out.read_text()
+    assert "Points of every run (the plots take the newest of reruns)" in text
+    assert all(f"<td>{r.name}</td>" in text for r in runs)
+    assert sum("superseded" in n for n in notes) == 4  # two older runs x two loads
