@@ -119,8 +119,17 @@ def checkpoint_precision(model_dir: Path | None) -> str | None:
 def checkpoint_conflict(precision: str, held: str | None) -> str | None:
     """Why a scenario's quantized precision cannot be what a checkpoint holds (`held`, from
     checkpoint_precision), else None. bf16/fp16/auto with a quantized checkpoint is no conflict: the
-    weights stay quantized and the point records what they hold."""
+    weights stay quantized and the point records what they hold. int8/int4 need a checkpoint that holds
+    them (nothing quantizes to them at load)."""
     allowed = HELD_OK.get(precision)
+    if held is None and precision in ("int8", "int4"):
+        # no flag quantizes weights to these online: vLLM would run the checkpoint's own dtype, and the
+        # point would be labelled int8/int4
+        return (
+            f"engine.precision: {precision!r} needs a checkpoint that holds {precision} weights, but its "
+            "config.json has no quantization_config (vLLM would run it unquantized); use a pre-quantized "
+            "checkpoint, precision: fp8 (quantized at load), or bf16"
+        )
     if held is None or allowed is None or held in allowed:
         return None
     return (

@@ -267,6 +267,18 @@ def test_a_precision_the_checkpoint_does_not_hold_is_refused(tmp_path: Path) -> 
     assert checkpoint_conflict("int4", "awq") is None and checkpoint_conflict("bf16", "fp8") is None
     assert checkpoint_conflict("fp8", None) is None
     assert checkpoint_conflict("fp8", "int4") is not None  # a W4A16 compressed-tensors file is no FP8
+    # nothing quantizes to int8/int4 at load: an unquantized checkpoint would run bf16 labelled int8
+    for prec in ("int8", "int4"):
+        assert "has no quantization_config (vLLM would run it unquantized)" in str(
+            checkpoint_conflict(prec, None)
+        )
+    plain = tmp_path / "Llama-8B"
+    plain.mkdir()
+    (plain / "config.json").write_text(json.dumps({"model_type": "llama", "torch_dtype": "bfloat16"}))
+    eng8 = {"type": "vllm", "model": {"source": "path", "path": str(plain)}, "precision": "int8"}
+    s8 = parse_scenario({"name": "t", "engine": eng8, "hardware": {"gpu": "a100-80gb-sxm"}})
+    with pytest.raises(ModelError, match=r"'int8' needs a checkpoint that holds int8 weights"):
+        VllmServer(s8.engine, tmp_path / "log")
     ckpt = _ckpt(tmp_path, "Llama-70B-GPTQ", {"quant_method": "gptq"})
     eng = {"type": "vllm", "model": {"source": "path", "path": str(ckpt)}, "precision": "awq"}
     s = parse_scenario({"name": "t", "engine": eng, "hardware": {"gpu": "a100-80gb-sxm"}})
