@@ -19,7 +19,9 @@ import numpy as np
 
 from harness.model_errors import ModelError
 
-GENERATOR_VERSION = 2  # of make_gguf's weights: 2 scales them by fan-in (1 let forbidden tokens through)
+# of make_gguf's output: 2 scales weights by fan-in (1 let forbidden tokens through); 3 keeps stream-safe
+# pieces in vocabularies too small for every piece
+GENERATOR_VERSION = 3
 
 
 # ---------------------------------------------------------------- random-weight GGUF
@@ -108,7 +110,13 @@ def _vocab(size: int) -> tuple[list[str], list[float], list[int]]:
         a, b = string.ascii_lowercase[n % 26], string.ascii_lowercase[(n // 26) % 26]
         seen.setdefault(f"\u2581{b}{a}{n // 676 or ''}")
         n += 1
-    uniq = list(seen)[:want]
+    uniq = list(seen)
+    if want < len(uniq):
+        # too small for every piece: the single-letter word starts first, the pieces a model can emit
+        # that re-tokenize to themselves (`stream_safe`); without them every token would be as likely
+        # as the byte and control tokens
+        first = ["\u2581" + c for c in string.ascii_lowercase]
+        uniq = (first + [p for p in uniq if p not in first])[:want]
     tokens += uniq
     types += [gguf.TokenType.NORMAL] * len(uniq)
     scores = [0.0] * 259 + [-float(i) / 10 for i in range(len(uniq))]

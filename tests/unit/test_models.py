@@ -151,3 +151,15 @@ def test_a_split_model_has_one_digest_over_all_its_files_and_each_files(tmp_path
     assert again.sha256 != m.sha256
     assert again.info is not None and again.info["split_sha256"][0] == m.info["split_sha256"][0]
     assert again.info["split_sha256"][2] == hashlib.sha256(bytes(last)).hexdigest()
+
+
+@pytest.mark.parametrize("size", [300, 350, 512])
+def test_every_allowed_vocab_size_has_pieces_a_model_may_emit(size: int) -> None:
+    """Below 384 the truncated piece list held no stream-safe piece, so a model of that vocab emitted
+    byte and control tokens (invalid UTF-8 that did not re-tokenize to itself)."""
+    from harness.gguf_writer import _vocab, stream_safe
+
+    tokens, scores, types = _vocab(size)
+    assert len(tokens) == len(scores) == len(types) == size and len(set(tokens)) == size
+    safe = [t for t, ok in zip(tokens, stream_safe(tokens), strict=True) if ok]
+    assert {"\u2581" + c for c in "abcdefghijklmnopqrstuvwxyz"} <= set(safe)
