@@ -265,7 +265,8 @@ class Http1Pool:
         self.tls = u.scheme == "https"
         self.prefix = u.path.rstrip("/")
         default_port = 443 if self.tls else 80
-        self.host_header = self.host if self.port == default_port else f"{self.host}:{self.port}"
+        name = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address in brackets
+        self.host_header = name if self.port == default_port else f"{name}:{self.port}"
 
     def build(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> bytes:
         """The full request bytes (head and body) for one write."""

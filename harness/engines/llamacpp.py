@@ -19,7 +19,7 @@ import httpx
 
 from harness import models
 from harness.engines.base import redact
-from harness.engines.process import EngineError, ManagedProcess, free_port, port_taken
+from harness.engines.process import EngineError, ManagedProcess, free_port, http_url, port_taken
 from harness.offload import no_weights_on_gpu
 from harness.scenario import LlamaCppEngine, Workload
 
@@ -206,7 +206,7 @@ class LlamaCppServer:
         for attempt in range(3):
             self.port = free_port(self.cfg.host)
             self.argv = self.build_argv(self.port)
-            self.base_url = f"http://{self.cfg.host}:{self.port}"
+            self.base_url = http_url(self.cfg.host, self.port)
             self.proc = ManagedProcess(self.argv, self._log)
             self.proc.start()
             try:

@@ -34,10 +34,20 @@ class EngineError(Exception):
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free on `host` a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A TCP port that was free on `host` (a name, an IPv4 or an IPv6 address) a moment ago (the OS
+    picks it); a host this machine cannot bind is an EngineError."""
+    try:
+        family, kind, _, _, addr = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind) as s:
+            s.bind(addr)
+            return int(s.getsockname()[1])
+    except OSError as e:
+        raise EngineError(f"engine.host {host!r}: cannot listen there ({e})") from None
+
+
+def http_url(host: str, port: int) -> str:
+    """`http://host:port`, an IPv6 address in brackets (`http://[::1]:8080`)."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def port_taken(message: str) -> bool:

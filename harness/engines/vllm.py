@@ -29,7 +29,7 @@ import httpx
 from harness.catalog import CatalogError, get_model
 from harness.engines import vllm_log
 from harness.engines.base import redact
-from harness.engines.process import EngineError, ManagedProcess, free_port, port_taken, tail
+from harness.engines.process import EngineError, ManagedProcess, free_port, http_url, port_taken, tail
 from harness.engines.vllm_flags import (
     api_server_module,
     checkpoint_conflict,
@@ -251,7 +251,7 @@ class VllmServer:
         for attempt in range(3):
             self.port = free_port(self.cfg.host)
             self.argv = self.build_argv(self.port, self.env)
-            self.base_url = f"http://{self.cfg.host}:{self.port}"
+            self.base_url = http_url(self.cfg.host, self.port)
             self.proc = ManagedProcess(self.argv, self._log, env=self.process_env(self.rpc_dir))
             self.proc.start()
             try:

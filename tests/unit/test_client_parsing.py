@@ -130,3 +130,23 @@ def test_every_error_kind_the_client_records_is_a_listed_one() -> None:
     }
     assert len(set_here) >= 5 and transport == {"protocol", "connect", "disconnected"}
     assert set_here | transport <= set(ERROR_KINDS), (set_here | transport) - set(ERROR_KINDS)
+
+
+def test_an_ipv6_engine_host_gets_brackets_in_urls_and_host_headers() -> None:
+    import socket
+
+    import pytest
+
+    from harness.engines.process import EngineError, free_port, http_url
+
+    assert http_url("::1", 8080) == "http://[::1]:8080" and http_url("127.0.0.1", 80) == "http://127.0.0.1:80"
+    pool = Http1Pool("http://[::1]:8080")
+    assert (pool.host, pool.port, pool.host_header) == ("::1", 8080, "[::1]:8080")
+    with pytest.raises(EngineError, match=r"engine\.host 'no-such-host\.invalid': cannot listen there"):
+        free_port("no-such-host.invalid")  # an error the run reports, not a traceback
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback on this host")
+    assert 0 < free_port("::1") < 65536  # an AF_INET socket raised gaierror here
