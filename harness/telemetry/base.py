@@ -78,7 +78,8 @@ def checkpoint_due(now_s: float, last_end_s: float | None, last_took_s: float) -
 
 
 class TelemetrySet:
-    """Several samplers; an exception in any of them is recorded and that sampler is dropped.
+    """Several samplers; an exception in any of them is recorded and that sampler gives no more windows
+    (it is still stopped, and its samples written, at the end).
 
     `absent` names samplers that were not started, with the reason (e.g. no NVML on this host).
     """
@@ -88,6 +89,7 @@ class TelemetrySet:
         self.problems: dict[str, str] = {}
         self.absent: dict[str, str] = dict(absent or {})
         self.files: dict[str, str] = {}  # sampler name -> the file its raw samples went to
+        self.dropped: list[Any] = []  # samplers that raised: no more windows, still stopped and written
         self.checkpoint_errors: dict[str, str] = {}
         self._last_checkpoint: tuple[float | None, float] = (None, 0.0)  # (when it ended, how long it took)
 
@@ -95,8 +97,11 @@ class TelemetrySet:
         try:
             return getattr(s, method)(*args)
         except Exception as e:  # telemetry never kills a run
-            self.problems[s.name] = f"{method}: {type(e).__name__}: {e}"
-            self.samplers = [x for x in self.samplers if x is not s]
+            self.problems.setdefault(s.name, f"{method}: {type(e).__name__}: {e}")  # the first says why
+            if any(x is s for x in self.samplers):
+                # no more windows from it, but it is still stopped and its samples written at the end
+                self.samplers = [x for x in self.samplers if x is not s]
+                self.dropped.append(s)
             return None
 
     def start(self) -> None:
@@ -149,8 +154,9 @@ class TelemetrySet:
         return True
 
     def stop(self, run_dir: Path | None = None, tag: str = "") -> None:
-        """Stop every sampler and write its samples into run_dir (file names carry `tag`)."""
-        for s in list(self.samplers):
+        """Stop every sampler (those dropped after an error too: their threads still run) and write its
+        samples into run_dir (file names carry `tag`)."""
+        for s in [*self.samplers, *self.dropped]:
             self._call(s, "stop")
             if run_dir is not None:
                 name = self._call(s, "write", run_dir, tag)
@@ -161,7 +167,7 @@ class TelemetrySet:
         """Every sampler's manifest entry; read after each point too, so a sampler whose manifest fails is
         not dropped (it is still sampling, and must still be stopped): the error is recorded instead."""
         out: dict[str, Any] = {}
-        for s in list(self.samplers):
+        for s in [*self.samplers, *self.dropped]:
             try:
                 m = s.manifest()
             except Exception as e:  # telemetry never kills a run

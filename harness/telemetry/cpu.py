@@ -214,7 +214,9 @@ class CpuSampler:
 
     def end_window(self, name: str, t_ns: int) -> dict[str, Any]:
         self.sample()
-        t0 = self._open.pop(name)
+        t0 = self._open.pop(name, None)
+        if t0 is None:  # a point cut short before its measured requests: no window was opened
+            return {}
         self.windows[name] = (t0, t_ns)
         with self._lock:
             return self.window_columns(t0, t_ns)

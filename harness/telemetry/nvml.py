@@ -434,7 +434,9 @@ class NvmlSampler:
         self._open[name] = t_ns
 
     def end_window(self, name: str, t_ns: int) -> dict[str, Any]:
-        t0 = self._open.pop(name)
+        t0 = self._open.pop(name, None)
+        if t0 is None:  # a point cut short before its measured requests: no window was opened
+            return {}
         self.windows[name] = (t0, t_ns)
         # one wait for the lock covers the edge sample and the columns (a thread stuck in an NVML
         # call holds it: then neither)

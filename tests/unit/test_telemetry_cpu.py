@@ -264,3 +264,33 @@ def test_host_busy_and_steal_shares_by_hand() -> None:
     assert cols["host_cpu_steal_pct_mean"] == pytest.approx(20.0)  # 0.8 / 4.0
     s.cols["host_steal_s"] = [None] * 3  # a kernel that does not report it: no column
     assert "host_cpu_steal_pct_mean" not in s.window_columns(0, 2_000_000_000)
+
+
+def test_a_point_cut_short_before_its_window_leaves_the_samplers_running_and_written(tmp_path: Path) -> None:
+    """Ctrl-C during warmup: end_window of a window never opened used to raise, which dropped the
+    sampler for good: its thread kept running and its samples since the last checkpoint were lost."""
+    from harness.telemetry.base import TelemetrySet
+    from harness.telemetry.cpu import CpuSampler
+
+    cpu = CpuSampler(os.getpid(), interval_s=0.05)
+    tel = TelemetrySet([cpu])
+    tel.start()
+    assert tel.end_window("v0-c1") == {} and tel.samplers == [cpu] and tel.problems == {}
+
+    class Broken(CpuSampler):  # a sampler whose window fails for a reason of its own
+        name = "broken"
+
+        def end_window(self, name: str, t_ns: int) -> dict:
+            raise RuntimeError("boom")
+
+    broken = Broken(os.getpid(), interval_s=0.05)
+    tel = TelemetrySet([broken])
+    tel.start()
+    tel.begin_window("p")
+    time.sleep(0.2)
+    tel.end_window("p")
+    assert tel.samplers == [] and tel.problems == {"broken": "end_window: RuntimeError: boom"}
+    tel.stop(tmp_path)
+    assert broken._thread is None or not broken._thread.is_alive()  # stopped all the same
+    written = pd.read_parquet(tmp_path / tel.files["broken"])
+    assert len(written) >= 3 and tel.manifest()["broken"]["error"] == "end_window: RuntimeError: boom"
