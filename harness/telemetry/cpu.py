@@ -3,8 +3,10 @@
 Sampled on a thread every `interval_s` and at every window edge. Window columns:
 
 - `engine_cpu_pct_mean`: Δ CPU seconds of the engine process tree / window seconds × 100
-  (100 = one core busy; the tree's processes add up; a child that exits loses at most its last
-  interval, since children's times are not taken from their parent after reaping, to count once).
+  (100 = one core busy; the tree's processes add up). A child that exits is counted through its
+  parent's reaped-children times (less what was already counted of it), so children that come and go
+  between two listings of the tree count too (`tree_cpu_increase`); the tree is listed every 2 s and
+  at every window edge.
 - `engine_rss_bytes_max`: highest Σ RSS of the tree sampled in the window.
 - `host_cpu_pct_mean`: Δ busy / Δ total of the host's CPU time × 100 (all cores; 100 = all busy), busy
   being neither idle, I/O wait nor steal.
@@ -85,6 +87,45 @@ def find_rapl(root: Path = POWERCAP) -> tuple[list[RaplDomain], str | None]:
     return [], "; ".join(problems) or f"no intel-rapl package domain under {root}"
 
 
+ProcKey = tuple[int, float]  # (pid, create_time): a pid reused later is another process
+
+
+@dataclass(frozen=True)
+class ProcCpu:
+    """One process of the engine tree at a sample: its own CPU seconds (user + system), those of its
+    children it has reaped (children_user + children_system), and its parent's pid."""
+
+    own_s: float
+    reaped_s: float
+    ppid: int
+
+
+def tree_cpu_increase(
+    prev: dict[ProcKey, ProcCpu], now: dict[ProcKey, ProcCpu], first: bool = False, debt_s: float = 0.0
+) -> tuple[float, float]:
+    """CPU seconds the process tree used between two samples, and the debt to carry: (increase, debt).
+
+    Processes in both: their own and reaped-children increases. New ones: all of both (a process born
+    since the last sample used all of it since; on the first sample nothing counts, it is the origin).
+    A child gone since whose parent is still in the tree was reaped by it: the parent's reaped-children
+    time grew by all of the child's, of which what `prev` showed was counted already, so that is taken
+    off, so children too short-lived to be listed still count once. A parent that has not been seen to
+    reap yet (the jump comes later) would make the increase negative: it is carried as `debt_s` into
+    the next samples, so the tree's CPU seconds never go down."""
+    if first:
+        return 0.0, 0.0
+    inc = 0.0
+    for key, p in now.items():
+        q = prev.get(key)
+        inc += (p.own_s - q.own_s) + (p.reaped_s - q.reaped_s) if q else p.own_s + p.reaped_s
+    alive = {pid for pid, _ in now}
+    for key, q in prev.items():
+        if key not in now and q.ppid in alive:
+            inc -= q.own_s + q.reaped_s
+    inc -= debt_s
+    return (inc, 0.0) if inc >= 0 else (0.0, -inc)
+
+
 class CpuSampler:
     """Process-tree, host and RAPL sampling; `pid` is the engine's process (None: external engine)."""
 
@@ -111,7 +152,8 @@ class CpuSampler:
         }
         self.rapl_uj: list[list[int | None]] = []
         self._proc: psutil.Process | None = None
-        self._seen: dict[tuple[int, float], float] = {}  # (pid, create_time) -> CPU seconds last seen
+        self._seen: dict[ProcKey, ProcCpu] = {}  # what each process of the tree had at the last sample
+        self._debt_s = 0.0  # counted ahead of a parent reaping (`tree_cpu_increase`)
         self._tree_cpu_s = 0.0
         self._procs: list[psutil.Process] = []
         self._tree_at = float("-inf")
@@ -142,38 +184,39 @@ class CpuSampler:
         self._thread = threading.Thread(target=self._loop, name="cpu-sampler", daemon=True)
         self._thread.start()
 
-    def _tree(self) -> tuple[float | None, int | None]:
-        """Monotone CPU seconds of the engine tree (Σ of per-process increases) and its Σ RSS."""
+    def _tree(self, refresh: bool = False) -> tuple[float | None, int | None]:
+        """Monotone CPU seconds of the engine tree (`tree_cpu_increase` per sample) and its Σ RSS."""
         if self._proc is None:
             return None, None
         now = time.monotonic()
-        if now - self._tree_at >= self.TREE_REFRESH_S:  # listing children scans all of /proc: not every tick
+        # listing children scans all of /proc: every TREE_REFRESH_S, and at window edges
+        if refresh or now - self._tree_at >= self.TREE_REFRESH_S:
             self._tree_at = now
             try:
                 self._procs = [self._proc, *self._proc.children(recursive=True)]
             except psutil.Error:
                 self._procs = []
-        procs = self._procs
         rss = 0
-        first = not self.t_ns
-        for p in procs:
+        seen: dict[ProcKey, ProcCpu] = {}
+        for p in self._procs:
             try:
                 with p.oneshot():
                     ct = p.cpu_times()
-                    key = (p.pid, p.create_time())
+                    seen[(p.pid, p.create_time())] = ProcCpu(
+                        ct.user + ct.system, ct.children_user + ct.children_system, p.ppid()
+                    )
                     rss += p.memory_info().rss
             except psutil.Error:
                 continue
-            cpu = ct.user + ct.system
-            prev = self._seen.get(key, cpu if first else 0.0)  # a process new since the start: all of it
-            self._tree_cpu_s += max(0.0, cpu - prev)
-            self._seen[key] = cpu
-        return self._tree_cpu_s, (rss if procs else None)
+        inc, self._debt_s = tree_cpu_increase(self._seen, seen, first=not self.t_ns, debt_s=self._debt_s)
+        self._tree_cpu_s += inc
+        self._seen = seen
+        return self._tree_cpu_s, (rss if self._procs else None)
 
-    def sample(self) -> None:
+    def sample(self, refresh: bool = False) -> None:
         with self._lock:
             t = time.perf_counter_ns()
-            cpu_s, rss = self._tree()
+            cpu_s, rss = self._tree(refresh)
             ht = psutil.cpu_times()
             # Linux counts guest time inside user time already (psutil reports both)
             total = sum(ht) - getattr(ht, "guest", 0.0) - getattr(ht, "guest_nice", 0.0)
@@ -209,11 +252,11 @@ class CpuSampler:
         self.thread_cpu_s = time.thread_time()
 
     def begin_window(self, name: str, t_ns: int) -> None:
-        self.sample()
+        self.sample(refresh=True)
         self._open[name] = t_ns
 
     def end_window(self, name: str, t_ns: int) -> dict[str, Any]:
-        self.sample()
+        self.sample(refresh=True)
         t0 = self._open.pop(name, None)
         if t0 is None:  # a point cut short before its measured requests: no window was opened
             return {}

@@ -294,3 +294,36 @@ def test_a_point_cut_short_before_its_window_leaves_the_samplers_running_and_wri
     assert broken._thread is None or not broken._thread.is_alive()  # stopped all the same
     written = pd.read_parquet(tmp_path / tel.files["broken"])
     assert len(written) >= 3 and tel.manifest()["broken"]["error"] == "end_window: RuntimeError: boom"
+
+
+def test_the_tree_counts_children_that_come_and_go_once() -> None:
+    from harness.telemetry.cpu import ProcCpu, tree_cpu_increase
+
+    parent, child, brief = (100, 1.0), (101, 2.0), (102, 3.0)
+    prev = {parent: ProcCpu(10.0, 0.0, 1), child: ProcCpu(3.0, 0.0, 100)}
+    # the child exits after 1.5 s more (4.5 s in all) and a child never listed used 0.8 s: the parent
+    # reaped both (5.3 s), and itself used 0.5 s; 3.0 s of the child were counted before
+    now = {parent: ProcCpu(10.5, 5.3, 1)}
+    assert tree_cpu_increase(prev, now) == (pytest.approx(0.5 + 1.5 + 0.8), 0.0)
+    # the first sample is the origin; a process new since the last sample counts whole
+    assert tree_cpu_increase({}, now, first=True) == (0.0, 0.0)
+    assert tree_cpu_increase({parent: ProcCpu(10.5, 5.3, 1)}, {**now, brief: ProcCpu(0.2, 0.0, 100)}) == (
+        pytest.approx(0.2),
+        0.0,
+    )
+    # gone but not yet reaped (the parent's times have not grown): carried as debt, never negative
+    inc, debt = tree_cpu_increase(prev, {parent: ProcCpu(10.2, 0.0, 1)})
+    assert (inc, debt) == (0.0, pytest.approx(2.8))
+    assert tree_cpu_increase(
+        {parent: ProcCpu(10.2, 0.0, 1)}, {parent: ProcCpu(10.3, 4.5, 1)}, debt_s=debt
+    ) == (
+        pytest.approx(0.1 + 4.5 - 2.8),
+        0.0,
+    )
+    # an orphan (its parent not in the tree) that is gone: nothing more to count for it
+    assert tree_cpu_increase(
+        {parent: ProcCpu(1.0, 0, 1), (7, 0.0): ProcCpu(2.0, 0, 55)}, {parent: ProcCpu(1.0, 0, 1)}
+    ) == (
+        0.0,
+        0.0,
+    )
