@@ -120,15 +120,28 @@ def _count_missing_usage(engine: Engine | None, records: list[RequestRecord]) ->
             r.output_tokens, r.output_tokens_source = engine.tokenize(r.output_text), "tokenizer"
 
 
-def energy_per_token(row: dict[str, Any], unmeasured_in_window: int) -> dict[str, Any]:
-    """J per output token of a point: the window's energy over the tokens generated in it. With unmeasured
-    requests (warmup, cooldown) at the engine in the window, its energy went to their tokens too: the
-    engine's own generated-token count of the window is the denominator where it exports one
-    (`energy_tokens_source: engine`); else the measured tokens, said to overstate it (`client+unmeasured`)."""
-    tokens, source = row.get("output_tokens"), "client"
-    if unmeasured_in_window:
-        engine_tokens = row.get("server_output_tokens")
-        tokens, source = (engine_tokens, "engine") if engine_tokens else (tokens, "client+unmeasured")
+def unmeasured_tokens_in(records: list[RequestRecord], t0_ns: int, t1_ns: int) -> float:
+    """Tokens unmeasured requests (warmup, cooldown) streamed inside [t0_ns, t1_ns]: their content chunks
+    stamped there, each worth the request's tokens per chunk where it reported usage (else one)."""
+    total = 0.0
+    for r in records:
+        if not r.warmup or not r.chunk_ns:
+            continue
+        per_chunk = r.output_tokens / len(r.chunk_ns) if r.output_tokens else 1.0
+        total += per_chunk * sum(1 for t in r.chunk_ns if t0_ns <= t <= t1_ns)
+    return total
+
+
+def energy_per_token(row: dict[str, Any], unmeasured_tokens: float = 0.0) -> dict[str, Any]:
+    """J per output token of a point: the window's energy over every token generated in it, the measured
+    requests' and those unmeasured requests (warmup, cooldown) streamed inside the window
+    (`unmeasured_tokens_in`; `energy_tokens_source: client+unmeasured`). Counted from the stream, on the
+    window's own clock: engines' token counters are scraped off the window's edges, and llama.cpp's
+    counts a request only when it ends (a cooldown request cut at the window's end never)."""
+    tokens = row.get("output_tokens")
+    source = "client"
+    if unmeasured_tokens and tokens is not None:
+        tokens, source = tokens + unmeasured_tokens, "client+unmeasured"
     return {
         "energy_j_per_output_token": j_per_token(row["energy_j"], tokens),
         "energy_tokens_source": source,
@@ -257,7 +270,11 @@ def measure_point(
         unmeasured = _unmeasured_in(outcome)
         row.update(metrics.server_comparison(row, unmeasured_in_window=unmeasured))
         if "energy_j" in row:
-            row.update(energy_per_token(row, unmeasured))
+            row.update(
+                energy_per_token(
+                    row, unmeasured_tokens_in(outcome.records, outcome.started_ns, outcome.ended_ns)
+                )
+            )
         row.update(outcome.client)
         row["slo_met"] = slo_met(row, s.slo.attainment)
         row["aborted"] = outcome.aborted or ""

@@ -129,17 +129,42 @@ def test_energy_columns_sum_gpu_and_rapl() -> None:
 
 def test_energy_per_token_counts_every_token_the_energy_went_to() -> None:
     from harness.metrics import flags
-    from harness.point import energy_per_token
+    from harness.point import energy_per_token, unmeasured_tokens_in
+    from harness.records import RequestRecord
 
     row = {"energy_j": 100.0, "output_tokens": 50, "server_output_tokens": 80, "ok": 5}
-    assert energy_per_token(row, 0) == {"energy_j_per_output_token": 2.0, "energy_tokens_source": "client"}
-    # cooldown requests in the window: the engine generated 80 tokens with that energy, 50 measured
-    shared = energy_per_token(row, 2)
-    assert shared == {"energy_j_per_output_token": 1.25, "energy_tokens_source": "engine"}
-    alone = energy_per_token({**row, "server_output_tokens": None}, 2)
-    assert alone["energy_tokens_source"] == "client+unmeasured"
-    assert any("J/token overstated" in m for m in flags({**row, **alone}))
+    assert energy_per_token(row) == {"energy_j_per_output_token": 2.0, "energy_tokens_source": "client"}
+
+    def rec(chunks: list[int], tokens: int | None, warmup: bool = True) -> RequestRecord:
+        r = RequestRecord(request_id=0, point_id="p", scheduled_ns=0, warmup=warmup, output_tokens=tokens)
+        r.chunk_ns = chunks
+        return r
+
+    # window [100, 200]: a warmup request streaming into it (3 of its chunks), a cooldown request cut
+    # at the end (2 chunks in, no usage: a token each), one that streamed 2 tokens a chunk, a measured
+    # request (counted by the point itself) and a warmup request wholly before the window
+    records = [
+        rec([80, 90, 110, 150, 190], 5),
+        rec([180, 195, 205], None),
+        rec([120, 130], 4),
+        rec([120, 130], 2, warmup=False),
+        rec([10, 20], 2),
+    ]
+    assert unmeasured_tokens_in(records, 100, 200) == 3 + 2 + 4
+    # the engine's counter (80 here) is not used: scraped off the window's edges, and llama.cpp's
+    # counts a request only when it ends
+    shared = energy_per_token(row, 30.0)
+    assert shared == {"energy_j_per_output_token": 1.25, "energy_tokens_source": "client+unmeasured"}
+    assert not any("J/token" in m for m in flags({**row, **shared}))
     assert any("GPU energy unknown" in m for m in flags({**row, "energy_scope": "incomplete"}))
+    # a window shorter than a second: the counter's 20-100 ms updates are a large share of it
+    assert any(
+        "energy over a 0.35 s window" in m for m in flags({**row, "window_s": 0.35, "gpu_energy_j": 90.0})
+    )
+    assert not any(
+        "energy over a" in m for m in flags({**row, "window_s": 0.35, "cpu_energy_j": 9.0})
+    )  # RAPL: ~1 ms
+    assert not any("energy over a" in m for m in flags({**row, "window_s": 4.0}))
 
 
 def test_unwrap_reading_of_a_32_bit_counter() -> None:
