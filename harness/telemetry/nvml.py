@@ -429,8 +429,24 @@ class NvmlSampler:
                 nxt = time.monotonic() + self.interval_s
         self.thread_cpu_s = time.thread_time()
 
+    def edge_sample(self) -> bool:
+        """A sample at a window edge, taken on a helper thread that the caller waits for at most
+        EDGE_LOCK_TIMEOUT_S: an NVML call that hangs (a GPU falling off the bus) must not hold the run.
+        False when it did not finish in time (the helper stays in its call; it holds the lock, so the
+        sampler thread and later edges skip their samples rather than wait on it)."""
+        got: list[bool] = []
+        t = threading.Thread(
+            target=lambda: got.append(self.sample(EDGE_LOCK_TIMEOUT_S)), name="nvml-edge", daemon=True
+        )
+        t.start()
+        t.join(EDGE_LOCK_TIMEOUT_S + 0.5)
+        if t.is_alive():
+            self.edge_skips += 1
+            return False
+        return bool(got and got[0])  # False: the lock was held that long (`sample` counted the skip)
+
     def begin_window(self, name: str, t_ns: int) -> None:
-        self.sample(EDGE_LOCK_TIMEOUT_S)
+        self.edge_sample()
         self._open[name] = t_ns
 
     def end_window(self, name: str, t_ns: int) -> dict[str, Any]:
@@ -438,13 +454,10 @@ class NvmlSampler:
         if t0 is None:  # a point cut short before its measured requests: no window was opened
             return {}
         self.windows[name] = (t0, t_ns)
-        # one wait for the lock covers the edge sample and the columns (a thread stuck in an NVML
-        # call holds it: then neither)
-        if not self._lock.acquire(timeout=EDGE_LOCK_TIMEOUT_S):
-            self.edge_skips += 1
+        # a thread stuck in an NVML call holds the lock: then neither the edge sample nor the columns
+        if not self.edge_sample() or not self._lock.acquire(timeout=EDGE_LOCK_TIMEOUT_S):
             return {"gpu_window_skipped": True}  # the GPUs were sampled, this window's columns are unknown
         try:
-            self._read_all()
             return gpu_window_columns(self.series, t0, t_ns)
         finally:
             self._lock.release()

@@ -275,3 +275,35 @@ def test_engine_gpu_scope_reads_the_engine_config_and_environment(monkeypatch: p
     assert engine_gpu_scope(eng) == ("4,5,6,7", 4)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
     assert engine_gpu_scope(object()) == ("1", None)  # an engine without a config: all it can see
+
+
+def test_a_window_edge_does_not_wait_on_an_nvml_call_that_hangs() -> None:
+    """A GPU falling off the bus can hang an NVML call for good; the edge sample runs on a helper thread
+    the caller waits for at most EDGE_LOCK_TIMEOUT_S, so the run goes on with the window's columns marked
+    skipped. (The reader here only hangs: it gives no readings, so no GPU data is made up.)"""
+    import threading
+    import time
+
+    from harness.telemetry.nvml import EDGE_LOCK_TIMEOUT_S, NvmlSampler
+    from harness.telemetry.trace import GpuSeries
+
+    release = threading.Event()
+
+    class Hung:
+        index = 0
+
+        def read(self) -> dict:
+            release.wait(60)
+            return {}
+
+    s = NvmlSampler(0.1)
+    s.readers, s.series = [Hung()], [GpuSeries(0)]  # type: ignore[list-item]
+    try:
+        t0 = time.monotonic()
+        s.begin_window("p", time.perf_counter_ns())
+        cols = s.end_window("p", time.perf_counter_ns())
+        took = time.monotonic() - t0
+    finally:
+        release.set()
+    assert cols == {"gpu_window_skipped": True} and s.edge_skips == 2
+    assert took < 3 * (EDGE_LOCK_TIMEOUT_S + 0.5)  # bounded (the hang would last 60 s)
