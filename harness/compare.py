@@ -21,6 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.cost import add_cost_columns
+from harness.fileio import replaced_whole, write_text_whole
 from harness.runinfo import points_frame
 
 # (column, header, format); "ms" shows seconds as milliseconds, "x" as a ratio
@@ -403,10 +404,14 @@ def write(c: Comparison, out_dir: str | Path) -> list[Path]:
     d.mkdir(parents=True, exist_ok=True)
     f = flat(c.wide)
     paths = [d / "compare.csv", d / "compare.parquet", d / "compare.md", d / "points.csv"]
-    f.to_csv(paths[0], index=False)
-    f.to_parquet(paths[1], index=False)
-    paths[2].write_text(markdown(c), encoding="utf-8")
-    c.points.to_csv(paths[3], index=False)
+    # each file whole or not at all (a full disk leaves no truncated table that reads as a result)
+    with replaced_whole(paths[0]) as tmp:
+        f.to_csv(tmp, index=False)
+    with replaced_whole(paths[1]) as tmp:
+        f.to_parquet(tmp, index=False)
+    write_text_whole(paths[2], markdown(c))
+    with replaced_whole(paths[3]) as tmp:
+        c.points.to_csv(tmp, index=False)
     return paths
 
 

@@ -298,11 +298,14 @@ def make_gguf(
         rows, cols = shape
         byte_shape = (rows, cols // _Q8 * 34) if raw is not None else shape
         w.add_tensor_info(name, byte_shape, np.dtype(np_dtype), wt.nbytes(rows, cols), raw_dtype=raw)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_ti_data_to_file()
-    for _, _, make in plan:
-        w.write_tensor_data(make())
-    w.close()
-    os.replace(tmp, path)
+    try:
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_ti_data_to_file()
+        for _, _, make in plan:
+            w.write_tensor_data(make())
+        w.close()
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a disk that filled, Ctrl-C: no half-written model left behind
     return path

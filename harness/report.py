@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness import llama_bench
+from harness.fileio import write_text_whole
 from harness.metrics import flags
 from harness.results import live_runner, read_manifest, read_points
 
@@ -121,13 +122,14 @@ def report_run(run: str | Path, console: Console | None = None) -> Path:
             console.print(f"[yellow]note[/] {escape(n)}", highlight=False)
         bench_md += f"\n## {title}\n" + (f"\n{markdown_frame(frame)}" if not frame.empty else "")
         bench_md += "".join(f"\n- {n}" for n in bench_notes) + ("\n" if bench_notes else "")
-    md.write_text(
+    write_text_whole(
+        md,
         "\n".join(body)
         + "\n"
         + table
         + "".join(f"\n- {n}" for n in notes)
         + ("\n" if notes else "")
-        + bench_md
+        + bench_md,
     )
     return md
 

@@ -19,6 +19,7 @@ import pandas as pd
 
 from harness.compare import ROW_KEYS, dedupe, fmt
 from harness.cost import add_cost_columns
+from harness.fileio import write_text_whole
 from harness.report import bench_frames, display_frame
 from harness.results import read_manifest, read_points
 
@@ -264,7 +265,7 @@ def write_html(
         )
     parts.append("</body></html>")
     out_html.parent.mkdir(parents=True, exist_ok=True)
-    out_html.write_text("\n".join(parts), encoding="utf-8")
+    write_text_whole(out_html, "\n".join(parts))
     return out_html, plots, notes
 
 

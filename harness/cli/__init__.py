@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import typer
 
 from harness.cli import results, run, tools
@@ -38,6 +40,10 @@ def main() -> None:
         err.print(str(e), markup=False, highlight=False)
         raise SystemExit(EXIT_BAD_INPUT) from None
     except OSError as e:
+        if e.filename is None and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            # a full disk met inside a writer (pandas, pyarrow, PIL, gguf) that does not name the file
+            err.print(f"{e.strerror}: the output could not be written", markup=False, highlight=False)
+            raise SystemExit(EXIT_BAD_INPUT) from None
         if e.filename is None:  # not about a path the user gave or set: a real fault, with its traceback
             raise
         # a path that cannot be read or written (HARNESS_CACHE naming a file, a full disk, no permission)

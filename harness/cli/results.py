@@ -281,6 +281,7 @@ def claims_cmd(
     from harness.catalog import CatalogError
     from harness.catalog.claims import claims, load_claims_file
     from harness.claims import check_all
+    from harness.fileio import write_text_whole
     from harness.runinfo import points_frame
     from harness.tables import claims_markdown, claims_table
 
@@ -298,7 +299,7 @@ def claims_cmd(
     checks = check_all(cl, points_frame(list(runs or [])))
     out.print(claims_table(checks, len(runs or [])))
     if md_out is not None:
-        md_out.write_text(claims_markdown(checks), encoding="utf-8")
+        write_text_whole(md_out, claims_markdown(checks))
         err.print(f"wrote {md_out}")
 
 

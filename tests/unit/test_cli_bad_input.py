@@ -263,3 +263,35 @@ def test_a_cloud_secret_must_be_set_here() -> None:
     assert refused(res, "--secret: HARNESS_TEST_UNSET_SECRET is not set in your environment"), res.stderr
     res = harness("cloud", "launch", scenario, "--dry-run", "--secret", "bad name")
     assert refused(res, "--secret: invalid value 'bad name'"), res.stderr
+
+
+def test_a_full_disk_inside_a_writer_is_one_line_not_a_traceback(monkeypatch, capsys) -> None:
+    """pandas, pyarrow, PIL and gguf raise ENOSPC without naming the file they were writing."""
+    import errno
+
+    import pytest
+
+    import harness.cli as cli
+
+    def full() -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cli, "app", full)
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    assert e.value.code == 2
+    assert "No space left on device: the output could not be written" in capsys.readouterr().err
+
+
+def test_a_model_not_written_whole_leaves_no_part_file(tmp_path: Path, monkeypatch) -> None:
+    import pytest
+
+    from harness import gguf_writer
+
+    def interrupted(self, tensor) -> None:  # as a full disk or Ctrl-C would, mid-tensor
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("gguf.GGUFWriter.write_tensor_data", interrupted)
+    with pytest.raises(OSError):
+        gguf_writer.make_gguf(tmp_path / "m.gguf", dtype="f16")
+    assert list(tmp_path.iterdir()) == []
