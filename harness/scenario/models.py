@@ -150,7 +150,68 @@ class LlamaCppEngine(Strict):
             )
         if self.model.source in ("catalog", "served"):
             raise ValueError(f"model source {self.model.source!r} is not usable with llamacpp")
+        if problem := extra_args_problem(self.launcher, self.extra_args):
+            raise ValueError(problem)
         return self
+
+
+# options the harness sets from scenario fields, per launcher (aliases included): in extra_args they would
+# clash with its own (a second --port) or make the manifest and tables say what did not run
+HARNESS_OWN_ARGS = {
+    "llama-server": {
+        "--model": "model",
+        "-m": "model",
+        "--host": "host",
+        "--port": "the harness's own choice",
+        "--ctx-size": "ctx_size",
+        "-c": "ctx_size",
+        "--parallel": "parallel",
+        "-np": "parallel",
+        "--n-gpu-layers": "n_gpu_layers",
+        "--gpu-layers": "n_gpu_layers",
+        "-ngl": "n_gpu_layers",
+    },
+    "llama-cpp-python": {
+        "--model": "model",
+        "--host": "host",
+        "--port": "the harness's own choice",
+        "--n_ctx": "ctx_size",
+        "--n_gpu_layers": "n_gpu_layers",
+    },
+    "xllamacpp": {
+        "model": "model",
+        "hostnames": "host",
+        "port": "the harness's own choice",
+        "n_ctx": "ctx_size",
+        "n_parallel": "parallel",
+        "n_gpu_layers": "n_gpu_layers",
+    },
+}
+
+
+def extra_args_problem(launcher: str, args: tuple[str, ...]) -> str | None:
+    """Why a llama.cpp launcher's `extra_args` cannot be used, else None: xllamacpp takes `FIELD=VALUE`
+    items (fields of its CommonParams), the others command-line options; none may set what the harness
+    sets from the scenario's own fields."""
+    own = HARNESS_OWN_ARGS[launcher]
+    if launcher == "xllamacpp":
+        bad = [a for a in args if a.startswith("-") or "=" not in a or not a.split("=", 1)[0]]
+        if bad:
+            return (
+                f"extra_args {bad[0]!r}: launcher xllamacpp takes FIELD=VALUE items (fields of xllamacpp's "
+                "CommonParams, e.g. n_batch=512), not command-line options; for those use launcher "
+                "llama-server"
+            )
+        keys = [a.split("=", 1)[0] for a in args]
+    else:
+        keys = [a.split("=", 1)[0] for a in args if a.startswith("-")]
+    clash = [k for k in keys if k in own]
+    if not clash:
+        return None
+    k = clash[0]
+    field = own[k]
+    fix = "the harness picks it" if field.startswith("the harness") else f"set engine.{field} instead"
+    return f"extra_args {k!r}: the harness sets it itself ({fix})"
 
 
 class VllmEngine(Strict):

@@ -91,6 +91,7 @@ def test_the_manifests_scenario_carries_no_secrets() -> None:
             "name": "s",
             "engine": {
                 "type": "llamacpp",
+                "launcher": "llama-server",
                 "model": {"source": "path", "path": "m.gguf"},
                 "extra_args": ["--api-key", "sekrit123", "--threads", "2"],
             },

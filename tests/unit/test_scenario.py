@@ -288,9 +288,9 @@ def test_requests_longer_than_a_llamacpp_slot_are_rejected() -> None:
     # a distribution counts by its max; a unified KV cache gives each slot all of it
     data["workload"] = {"input_tokens": {"dist": "uniform", "mean": 500, "max": 1000}, "output_tokens": 64}
     assert len(messages(data)) == 1
-    data["engine"] = {**eng, "extra_args": ["--kv-unified"]}
+    data["engine"] = {**eng, "launcher": "llama-server", "extra_args": ["--kv-unified"]}
     assert parse_scenario(data, "f.yaml").engine.ctx_size == 4096
-    data["engine"] = {**eng, "extra_args": ["--set", "kv_unified=true"]}  # xllamacpp's spelling
+    data["engine"] = {**eng, "extra_args": ["kv_unified=true"]}  # xllamacpp's spelling (its launcher's default)
     assert parse_scenario(data, "f.yaml").engine.ctx_size == 4096
     # a fixed distribution draws its mean only, whatever max it carries
     data["engine"] = eng

@@ -19,7 +19,7 @@ VALID: dict[str, Any] = {
         "model": {"source": "synthetic", "layers": 2},
         "parallel": 4,
         "n_gpu_layers": 0,
-        "extra_args": ["--foo"],
+        "extra_args": ["n_batch=256"],
     },
     "variants": [{"n_gpu_layers": -1}],
     "workload": {
