@@ -105,6 +105,17 @@ class DecodeBound:
         return 1.0 / self.t_step_s
 
 
+def tensor_parallel_problem(heads: int, kv_heads: int, tp: int) -> str | None:
+    """Why vLLM cannot split a model of `heads` attention heads and `kv_heads` KV heads over `tp` GPUs,
+    else None: the heads must divide evenly, and the KV heads too (or, with more GPUs than KV heads,
+    the GPUs must be a multiple of them, each KV head then held by several)."""
+    if heads % tp:
+        return f"{heads} attention heads do not split evenly over {tp} GPUs"
+    if (kv_heads % tp) if tp <= kv_heads else (tp % kv_heads):
+        return f"{kv_heads} KV heads do not split evenly over {tp} GPUs (nor {tp} over them)"
+    return None
+
+
 def _kv_per_device(shape: Shape, tp: int, kv_bytes_per_elem: float) -> float:
     return shape.kv_bytes_per_token(kv_bytes_per_elem) / min(tp, shape.kv_heads)
 

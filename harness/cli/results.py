@@ -214,7 +214,13 @@ def roofline_cmd(
     """Decode ceiling (bytes per step / bandwidth, batch-aware) and prefill compute ceiling."""
     from harness.catalog import CatalogError, get_model
     from harness.catalog.hardware import get_device
-    from harness.roofline import NO_PEAK_BOUND, Shape, bytes_per_param, roofline_table
+    from harness.roofline import (
+        NO_PEAK_BOUND,
+        Shape,
+        bytes_per_param,
+        roofline_table,
+        tensor_parallel_problem,
+    )
     from harness.tables import roofline_table as table
 
     try:
@@ -229,6 +235,9 @@ def roofline_cmd(
         raise fail(f"roofline: --kv-dtype: invalid value {kv_dtype!r} (allowed: {', '.join(KV_DTYPE_BYTES)})")
     try:
         shape, dev = Shape.of(get_model(model)), get_device(gpu)
+        if why := tensor_parallel_problem(shape.heads, shape.kv_heads, tp):
+            ok = [n for n in range(1, 65) if tensor_parallel_problem(shape.heads, shape.kv_heads, n) is None]
+            raise fail(f"roofline: --tp: {model}: {why} (allowed: {', '.join(map(str, ok))})")
         kv_bytes = KV_DTYPE_BYTES[kv_dtype]
         offload = cpu_offload_gb * 2**30
         per_device = shape.params * bytes_per_param(precision) / tp

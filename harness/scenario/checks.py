@@ -3,8 +3,10 @@ and input files that are missing or do not load."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 from harness.scenario.errors import merge_variants
 from harness.scenario.models import LengthDist, LlamaCppEngine, Scenario, engine_configs
@@ -34,6 +36,8 @@ def combination_errors(s: Scenario, file: str) -> list[str]:
                     f"{file}: {where}.tensor_parallel_size: tensor x pipeline parallel = {need} GPUs, but "
                     f"hardware has {gpus_total} (hardware.gpus x hardware.nodes; allowed: <= {gpus_total})"
                 )
+            if why := _tensor_parallel_problem(eng):
+                msgs.append(f"{file}: {where}.tensor_parallel_size: {why}")
             if eng.cpu_offload_gb > 0 and eng.device == "cpu":
                 msgs.append(
                     f"{file}: {where}.cpu_offload_gb: offloading weights to the CPU needs a GPU engine, "
@@ -162,6 +166,33 @@ def _llama_bench_problem(s: Scenario) -> str | None:
     if out < 2:
         return "llama-bench's decode test needs output_tokens of 2 or more (allowed: output_tokens >= 2)"
     return None
+
+
+def _tensor_parallel_problem(eng: Any) -> str | None:
+    """A tensor-parallel size vLLM would refuse for the model's heads (catalog shape, or a checkpoint's
+    config.json), with the sizes that work; None when fine or the heads are unknown."""
+    from harness.roofline import tensor_parallel_problem
+
+    tp, m = eng.tensor_parallel_size, eng.model
+    heads = kv = None
+    name = m.name if m.source == "catalog" else m.catalog if m.source == "path" else None
+    if name:
+        from harness.catalog import models
+
+        arch = models().get(name)
+        if arch is not None:
+            heads, kv = arch.heads, arch.kv_heads
+    elif m.source == "path" and (cfg := Path(m.path).expanduser() / "config.json").is_file():
+        try:
+            data = json.loads(cfg.read_text(encoding="utf-8"))
+            heads = int(data["num_attention_heads"])
+            kv = int(data.get("num_key_value_heads") or heads)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+    if not heads or not kv or not (why := tensor_parallel_problem(heads, kv, tp)):
+        return None
+    ok = [n for n in range(1, 65) if tensor_parallel_problem(heads, kv, n) is None]
+    return f"{why}: vLLM would refuse it (allowed: {', '.join(map(str, ok))})"
 
 
 def _gguf_problem(path: Path) -> str | None:

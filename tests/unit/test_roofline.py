@@ -131,3 +131,13 @@ def test_a_cpu_without_a_flops_peak_has_memory_bounds_labelled_as_such() -> None
     cli = run_harness("roofline", "--model", "llama-3.1-8b", "--gpu", "epyc-9654", "--context", "512")
     assert cli.returncode == 0, cli.stderr
     assert "nan" not in cli.stdout and "no FLOP/s peak in the catalog for this device" in cli.stdout
+
+
+def test_tensor_parallel_sizes_vllm_can_split_the_heads_over() -> None:
+    from harness.roofline import tensor_parallel_problem
+
+    # Llama-3.1-70B: 64 heads, 8 KV heads; 16 GPUs hold each KV head twice
+    assert [n for n in range(1, 17) if tensor_parallel_problem(64, 8, n) is None] == [1, 2, 4, 8, 16]
+    assert tensor_parallel_problem(64, 8, 3) == "64 attention heads do not split evenly over 3 GPUs"
+    # 48 heads over 12 GPUs divide, 8 KV heads do not (nor 12 over 8)
+    assert "8 KV heads do not split evenly over 12 GPUs" in str(tensor_parallel_problem(48, 8, 12))

@@ -396,8 +396,9 @@ def test_workload_lengths_that_cannot_be_drawn_are_refused() -> None:
 def test_a_binary_named_by_path_must_exist(tmp_path: Path) -> None:
     from harness.scenario import input_file_errors
 
-    model = tmp_path / "m.gguf"
-    model.write_bytes(b"GGUF")
+    from harness.models import make_gguf
+
+    model = make_gguf(tmp_path / "m.gguf", dtype="f16")
     data = {
         "name": "s",
         "engine": {
@@ -453,4 +454,29 @@ def test_a_load_level_given_twice_is_refused() -> None:
     # as the point ids show them: one point
     assert messages({**BASE, "load": {"mode": "open", "rates_rps": [0.1, 0.1000001]}}) == [
         "f.yaml: load.rates_rps: rate 0.1 given more than once (allowed: each once)"
+    ]
+
+
+def test_a_tensor_parallel_size_the_heads_do_not_split_over_is_refused(tmp_path) -> None:
+    import json
+
+    eng = {"type": "vllm", "model": {"source": "catalog", "name": "llama-3.1-70b"}, "precision": "fp8"}
+    data = {
+        "name": "t",
+        "engine": {**eng, "tensor_parallel_size": 3},
+        "hardware": {"gpu": "h100-sxm", "gpus": 8},
+    }
+    assert messages(data) == [
+        "f.yaml: engine.tensor_parallel_size: 64 attention heads do not split evenly over 3 GPUs: vLLM would "
+        "refuse it (allowed: 1, 2, 4, 8, 16, 32, 64)"
+    ]
+    # a checkpoint's own config.json says its heads
+    (tmp_path / "config.json").write_text(json.dumps({"num_attention_heads": 40, "num_key_value_heads": 8}))
+    path = {"type": "vllm", "model": {"source": "path", "path": str(tmp_path)}, "tensor_parallel_size": 4}
+    data = {"name": "t", "engine": path, "hardware": {"gpu": "h100-sxm", "gpus": 8}}
+    assert parse_scenario(data, "f.yaml").engine.tensor_parallel_size == 4  # 40 / 4 and 8 / 4: fine
+    data["engine"] = {**path, "tensor_parallel_size": 5}
+    assert messages(data) == [
+        "f.yaml: engine.tensor_parallel_size: 8 KV heads do not split evenly over 5 GPUs (nor 5 over them): "
+        "vLLM would refuse it (allowed: 1, 2, 4, 8, 40)"
     ]
