@@ -54,6 +54,7 @@ def serve_fake(
     ] = None,
 ) -> None:
     """Serve the OpenAI streaming protocol with scripted timing (for testing clients and the harness)."""
+    from harness.engines.process import EngineError, free_port, http_url
     from harness.testing.fake_server import FakeScript, serve_processes
 
     if workers > 1 and port == 0:
@@ -78,8 +79,13 @@ def serve_fake(
     )
     if api_key_env and not script.api_key:
         raise fail(f"--api-key-env: {api_key_env} is not set")
+    if port == 0:  # pick it here, so that the address printed is the one served
+        try:
+            port = free_port(host)
+        except EngineError:
+            raise fail(f"serve-fake: cannot listen on {host}: no such address here") from None
     err.print(
-        f"fake OpenAI server on http://{host}:{port} (TTFT {ttft_ms} ms, ITL {itl_ms} ms, "
+        f"fake OpenAI server on {http_url(host, port)} (TTFT {ttft_ms} ms, ITL {itl_ms} ms, "
         f"{workers} process(es)); Ctrl-C stops"
     )
     try:

@@ -153,3 +153,32 @@ def test_a_keep_alive_connection_closed_as_a_request_arrives_is_retried_once_on_
 def test_connection_refused_is_recorded() -> None:
     (rec,) = _send(f"http://127.0.0.1:{free_port()}", "completion", 1, 4)
     assert rec.error_kind == "connect"
+
+
+def test_serve_fake_on_port_0_prints_the_port_it_serves() -> None:
+    import re
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    p = subprocess.Popen(
+        [sys.executable, "-m", "harness", "serve-fake", "--port", "0"], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert p.stderr is not None
+        line = p.stderr.readline()
+        m = re.search(r"http://127\.0\.0\.1:(\d+) ", line)
+        assert m and int(m.group(1)) != 0, line
+        for _ in range(100):  # the line comes just before the socket is bound
+            try:
+                assert httpx.get(f"http://127.0.0.1:{m.group(1)}/health", timeout=1).status_code == 200
+                break
+            except httpx.ConnectError:
+                time.sleep(0.05)
+        else:
+            raise AssertionError(f"nothing listens on the port printed: {line}")
+    finally:
+        p.terminate()
+        p.wait(10)

@@ -394,9 +394,8 @@ def test_workload_lengths_that_cannot_be_drawn_are_refused() -> None:
 
 
 def test_a_binary_named_by_path_must_exist(tmp_path: Path) -> None:
-    from harness.scenario import input_file_errors
-
     from harness.models import make_gguf
+    from harness.scenario import input_file_errors
 
     model = make_gguf(tmp_path / "m.gguf", dtype="f16")
     data = {
