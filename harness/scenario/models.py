@@ -9,7 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 LLAMACPP_PRECISIONS = ("auto", "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m", "q5_k_m", "q6_k")
 VLLM_PRECISIONS = ("auto", "fp16", "bf16", "fp8", "int8", "int4", "awq", "gptq")
@@ -45,15 +55,15 @@ class SyntheticModel(Strict):
     """A random-weight llama GGUF generated locally (`harness model make-gguf`)."""
 
     source: Literal["synthetic"]
-    layers: int = Field(2, ge=1, le=200)
-    hidden: int = Field(64, ge=16, le=32768)
-    heads: int = Field(4, ge=1, le=256)
-    kv_heads: int = Field(4, ge=1, le=256)
-    ffn: int = Field(128, ge=16, le=131072)
-    vocab: int = Field(512, ge=300, le=300000)
-    context: int = Field(4096, ge=128, le=131072)
+    layers: StrictInt = Field(2, ge=1, le=200)
+    hidden: StrictInt = Field(64, ge=16, le=32768)
+    heads: StrictInt = Field(4, ge=1, le=256)
+    kv_heads: StrictInt = Field(4, ge=1, le=256)
+    ffn: StrictInt = Field(128, ge=16, le=131072)
+    vocab: StrictInt = Field(512, ge=300, le=300000)
+    context: StrictInt = Field(4096, ge=128, le=131072)
     dtype: Literal["f32", "f16", "q8_0"] = "f16"
-    seed: int = Field(0, ge=0)
+    seed: StrictInt = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _heads_divide(self) -> SyntheticModel:
@@ -91,11 +101,11 @@ class LlamaBench(Strict):
         None,
         description="llama-bench executable (default: beside the llama-server binary, else on PATH)",
     )
-    repetitions: int = Field(3, ge=1, le=100, description="runs of each test (llama-bench -r)")
+    repetitions: StrictInt = Field(3, ge=1, le=100, description="runs of each test (llama-bench -r)")
     extra_args: tuple[str, ...] = Field(
         (), description="more llama-bench arguments (those it shares with the server replace the server's)"
     )
-    timeout_s: float = Field(900.0, gt=0, description="llama-bench is stopped after this long")
+    timeout_s: StrictFloat = Field(900.0, gt=0, description="llama-bench is stopped after this long")
 
     @field_validator("extra_args")
     @classmethod
@@ -123,17 +133,17 @@ class LlamaCppEngine(Strict):
     binary: str | None = Field(
         None, description="llama-server executable (launcher llama-server; default: `llama-server` on PATH)"
     )
-    n_gpu_layers: int = Field(
+    n_gpu_layers: StrictInt = Field(
         0, ge=-1, description="0: all layers on CPU; -1: all on GPU; else offloaded count"
     )
-    threads: int | None = Field(None, ge=1)
-    parallel: int = Field(4, ge=1, le=512)
-    ctx_size: int = Field(4096, ge=128)
-    batch_size: int | None = Field(None, ge=1)
-    flash_attn: bool | None = None
+    threads: StrictInt | None = Field(None, ge=1)
+    parallel: StrictInt = Field(4, ge=1, le=512)
+    ctx_size: StrictInt = Field(4096, ge=128)
+    batch_size: StrictInt | None = Field(None, ge=1)
+    flash_attn: StrictBool | None = None
     host: str = "127.0.0.1"
     extra_args: tuple[str, ...] = ()
-    health_timeout_s: float = Field(120.0, gt=0)
+    health_timeout_s: StrictFloat = Field(120.0, gt=0)
     llama_bench: LlamaBench | None = Field(
         None, description="also run llama-bench with the same model and settings ({} for the defaults)"
     )
@@ -221,16 +231,16 @@ class VllmEngine(Strict):
     model: ModelSpec
     precision: Literal["auto", "fp16", "bf16", "fp8", "int8", "int4", "awq", "gptq"] = "auto"
     kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] = "auto"
-    tensor_parallel_size: int = Field(1, ge=1, le=64)
-    pipeline_parallel_size: int = Field(1, ge=1, le=64)
-    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
-    max_model_len: int | None = Field(None, ge=16)
-    max_num_seqs: int | None = Field(None, ge=1)
-    max_num_batched_tokens: int | None = Field(None, ge=1)
-    enable_prefix_caching: bool = False
-    cpu_offload_gb: float = Field(0, ge=0)
-    enforce_eager: bool = False
-    trust_remote_code: bool = False
+    tensor_parallel_size: StrictInt = Field(1, ge=1, le=64)
+    pipeline_parallel_size: StrictInt = Field(1, ge=1, le=64)
+    gpu_memory_utilization: StrictFloat | None = Field(None, gt=0, le=1)
+    max_model_len: StrictInt | None = Field(None, ge=16)
+    max_num_seqs: StrictInt | None = Field(None, ge=1)
+    max_num_batched_tokens: StrictInt | None = Field(None, ge=1)
+    enable_prefix_caching: StrictBool = False
+    cpu_offload_gb: StrictFloat = Field(0, ge=0)
+    enforce_eager: StrictBool = False
+    trust_remote_code: StrictBool = False
     device: Literal["auto", "cuda", "cpu"] = "auto"
     host: str = "127.0.0.1"
     extra_args: tuple[str, ...] = ()
@@ -238,7 +248,7 @@ class VllmEngine(Strict):
     python: str | None = Field(
         None, description="Python of the environment with vLLM (default: $HARNESS_VLLM_PYTHON, else this one)"
     )
-    health_timeout_s: float = Field(600.0, gt=0)
+    health_timeout_s: StrictFloat = Field(600.0, gt=0)
 
     @model_validator(mode="after")
     def _model_source(self) -> VllmEngine:
@@ -301,10 +311,10 @@ class LengthDist(Strict):
     """A token-length distribution; `fixed` uses `mean` only."""
 
     dist: Literal["fixed", "uniform", "normal"] = "fixed"
-    mean: int = Field(ge=1)
-    min: int | None = Field(None, ge=1)
-    max: int | None = Field(None, ge=1)
-    stddev: float | None = Field(None, ge=0)
+    mean: StrictInt = Field(ge=1)
+    min: StrictInt | None = Field(None, ge=1)
+    max: StrictInt | None = Field(None, ge=1)
+    stddev: StrictFloat | None = Field(None, ge=0)
 
     def upper(self) -> int | None:
         """The bound lengths are drawn under: `max`, else 2 x mean for uniform; None for a distribution
@@ -325,26 +335,28 @@ class LengthDist(Strict):
 
 class Workload(Strict):
     api: Literal["completion", "chat"] = "completion"
-    input_tokens: int | LengthDist = 128
-    output_tokens: int | LengthDist = 64
-    ignore_eos: bool = True
-    shared_prefix_tokens: int = Field(0, ge=0, description="tokens of prefix shared by all prompts (0: none)")
+    input_tokens: StrictInt | LengthDist = 128
+    output_tokens: StrictInt | LengthDist = 64
+    ignore_eos: StrictBool = True
+    shared_prefix_tokens: StrictInt = Field(
+        0, ge=0, description="tokens of prefix shared by all prompts (0: none)"
+    )
     dataset: str | None = Field(
         None, description="JSONL file: {prompt, output_tokens} or {input_tokens, output_tokens} per line"
     )
     tokenizer: str | None = Field(
         None, description="local tokenizer.json for prompt lengths (default: the engine's tokenizer)"
     )
-    temperature: float = Field(0.0, ge=0)
-    seed: int = Field(0, ge=0)
-    prompt_salt: int | None = Field(
+    temperature: StrictFloat = Field(0.0, ge=0)
+    seed: StrictInt = Field(0, ge=0)
+    prompt_salt: StrictInt | None = Field(
         None,
         ge=0,
         description="mixed into every synthetic prompt, so that an engine's prompt cache filled by an "
         "earlier run cannot serve this one (default: drawn per run, kept in the manifest's seeds; set it "
         "to send another run's prompts again)",
     )
-    request_timeout_s: float = Field(600.0, gt=0)
+    request_timeout_s: StrictFloat = Field(600.0, gt=0)
 
     @field_validator("input_tokens", "output_tokens")
     @classmethod
@@ -369,27 +381,31 @@ def _once_each(levels: tuple[Any, ...], what: str) -> tuple[Any, ...]:
 
 class Load(Strict):
     mode: Literal["closed", "open"] = "closed"
-    concurrency: tuple[int, ...] = (1,)
-    rates_rps: tuple[float, ...] = ()
+    concurrency: tuple[StrictInt, ...] = (1,)
+    rates_rps: tuple[StrictFloat, ...] = ()
     arrival: Literal["constant", "poisson", "gamma"] = "poisson"
-    burstiness: float = Field(1.0, gt=0, description="gamma shape; 1.0 is Poisson")
-    requests: int = Field(16, ge=1, description="measured requests per point")
-    duration_s: float | None = Field(None, gt=0, description="stop a point after this long (whichever first)")
-    warmup_requests: int = Field(1, ge=0)
+    burstiness: StrictFloat = Field(1.0, gt=0, description="gamma shape; 1.0 is Poisson")
+    requests: StrictInt = Field(16, ge=1, description="measured requests per point")
+    duration_s: StrictFloat | None = Field(
+        None, gt=0, description="stop a point after this long (whichever first)"
+    )
+    warmup_requests: StrictInt = Field(1, ge=0)
     warmup_scope: Literal["point", "engine"] = Field(
         "point", description="warm up before every point, or only the first point after each engine start"
     )
-    cooldown_requests: int = Field(
+    cooldown_requests: StrictInt = Field(
         0, ge=0, description="requests after the measured ones that keep the load up (not measured)"
     )
-    workers: int = Field(1, ge=1, le=64, description="client processes (raise when the client saturates)")
-    max_concurrency: int | None = Field(
+    workers: StrictInt = Field(
+        1, ge=1, le=64, description="client processes (raise when the client saturates)"
+    )
+    max_concurrency: StrictInt | None = Field(
         None,
         ge=1,
         description="open loop: cap on requests in flight (with workers > 1, split between the client "
         "processes, each holding its share)",
     )
-    seed: int = Field(0, ge=0)
+    seed: StrictInt = Field(0, ge=0)
 
     @field_validator("concurrency")
     @classmethod
@@ -439,27 +455,27 @@ class Load(Strict):
 class Slo(Strict):
     """Service-level objectives; defaults are MLPerf Inference's server scenario for Llama-2-70B."""
 
-    ttft_s: float | None = Field(2.0, gt=0)
-    tpot_s: float | None = Field(0.2, gt=0)
-    e2e_s: float | None = Field(None, gt=0)
-    attainment: float = Field(
+    ttft_s: StrictFloat | None = Field(2.0, gt=0)
+    tpot_s: StrictFloat | None = Field(0.2, gt=0)
+    e2e_s: StrictFloat | None = Field(None, gt=0)
+    attainment: StrictFloat = Field(
         0.99, gt=0, le=1, description="share of requests that must meet every SLO (--find-max-goodput)"
     )
 
 
 class Telemetry(Strict):
-    interval_s: float = Field(0.1, gt=0, le=10)
-    nvml: bool = True
-    cpu: bool = True
-    engine_metrics: bool = True
+    interval_s: StrictFloat = Field(0.1, gt=0, le=10)
+    nvml: StrictBool = True
+    cpu: StrictBool = True
+    engine_metrics: StrictBool = True
 
 
 class Hardware(Strict):
     """What the scenario expects to run on; used for checks, cost and cloud launches."""
 
     gpu: str | None = Field(None, description="hardware catalog key, e.g. h100-sxm, a100-80gb-sxm")
-    gpus: int = Field(1, ge=0, le=64)
-    nodes: int = Field(1, ge=1, le=64)
+    gpus: StrictInt = Field(1, ge=0, le=64)
+    nodes: StrictInt = Field(1, ge=1, le=64)
 
 
 class Scenario(Strict):

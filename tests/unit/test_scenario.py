@@ -479,3 +479,22 @@ def test_a_tensor_parallel_size_the_heads_do_not_split_over_is_refused(tmp_path)
         "f.yaml: engine.tensor_parallel_size: 8 KV heads do not split evenly over 5 GPUs (nor 5 over them): "
         "vLLM would refuse it (allowed: 1, 2, 4, 8, 40)"
     ]
+
+
+def test_yaml_booleans_and_quoted_numbers_are_not_taken_as_numbers() -> None:
+    """`concurrency: [true]` ran at concurrency 1, `requests: true` as 1 request, `input_tokens: "128"`
+    and `ignore_eos: "yes"` were taken silently."""
+    for load, field, got in (
+        ({"concurrency": [True]}, "load.concurrency[0]", "True"),
+        ({"requests": True}, "load.requests", "True"),
+        ({"requests": 8.0}, "load.requests", "8.0"),
+    ):
+        assert messages({**BASE, "load": load}) == [f"f.yaml: {field}: expected a whole number (got {got})"]
+    assert messages({**BASE, "workload": {"input_tokens": "128"}})[0].startswith(
+        "f.yaml: workload.input_tokens"
+    )
+    assert messages({**BASE, "workload": {"ignore_eos": "yes"}}) == [
+        "f.yaml: workload.ignore_eos: expected true or false (got 'yes')"
+    ]
+    # an int where a number is asked for is fine
+    assert parse_scenario({**BASE, "load": {"burstiness": 2}}).load.burstiness == 2
