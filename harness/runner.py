@@ -269,6 +269,10 @@ def run_scenario(
                             run.write_points(rows)
                             tel.checkpoint(run.path, tag)  # a harness killed later keeps the samples so far
                             _keep_telemetry(run, entry, tel)
+                        if row is None and not aborted:
+                            # no measured request ended (a duration_s shorter than the first one): not a
+                            # measurement; a rate search cannot judge it and would probe it again and again
+                            aborted = "no measured request ended in the point (duration_s too short?)"
                         plan.observe(p, row["slo_met"] if row is not None and not aborted else None)
                         if not aborted:
                             done.add(p.point_id)
@@ -318,11 +322,13 @@ def run_scenario(
         message = "; ".join(failures) or f"points not run: {', '.join(missing)}"
     run.set_status(status, message)
     if status != "complete":
-        raise RunFailed(
-            f"run {status}: {message}. {len(done)} of {len(points)} point(s) done; finished requests kept in "
-            f"{run.path} (continue with: harness run {scenario_file or 'SCENARIO'} --resume {run.path})",
-            run.path,
-        )
+        if find_max_goodput:  # probes, not the planned points; a search starts again rather than resumes
+            did = f"{len(rows)} probe(s) measured; finished requests kept in {run.path} (a rate search is "
+            did += "not resumed: run it again)"
+        else:
+            did = f"{len(done)} of {len(points)} point(s) done; finished requests kept in {run.path} "
+            did += f"(continue with: harness run {scenario_file or 'SCENARIO'} --resume {run.path})"
+        raise RunFailed(f"run {status}: {message}. {did}", run.path)
     return RunResult(run.path, rows, status)
 
 
