@@ -26,21 +26,33 @@ class ResumeError(Exception):
     """The run directory cannot be resumed with this scenario; message is for the user."""
 
 
-def scenario_differences(stored: Any, now: Any, where: str = "") -> list[str]:
+def scenario_differences(stored: Any, now: Any, where: str = "", set_now: Any = None) -> list[str]:
     """Where the scenario stored in a run's manifest and this one, both as dumped for the manifest (all
-    values, defaults written out), differ: `path: stored -> now` for each value. Keys only `now` has are
-    fields the harness added since the run was made and are not compared."""
+    values, defaults written out), differ: `path: stored -> now` for each value. `set_now`: this
+    scenario's values that differ from the defaults (dumped with exclude_defaults). A key only `now` has
+    is a field the harness added since the run was made, not compared, unless `set_now` has it too: then
+    it was set (a key added to `extra_body`, `env` or a variant's overrides)."""
     if isinstance(stored, dict) and isinstance(now, dict):
         out: list[str] = []
+        sub = set_now if isinstance(set_now, dict) else {}
         for k, v in stored.items():
             at = f"{where}.{k}" if where else str(k)
-            out += scenario_differences(v, now[k], at) if k in now else [f"{at}: {_short(v)} -> (none)"]
+            out += (
+                scenario_differences(v, now[k], at, sub.get(k))
+                if k in now
+                else [f"{at}: {_short(v)} -> (none)"]
+            )
+        for k in now.keys() - stored.keys():
+            if k in sub:
+                at = f"{where}.{k}" if where else str(k)
+                out.append(f"{at}: (none) -> {_short(now[k])}")
         return out
     if isinstance(stored, list) and isinstance(now, list) and len(stored) == len(now):
+        sets = set_now if isinstance(set_now, list) and len(set_now) == len(now) else [None] * len(now)
         return [
             d
-            for i, (a, b) in enumerate(zip(stored, now, strict=True))
-            for d in scenario_differences(a, b, f"{where}[{i}]")
+            for i, (a, b, c) in enumerate(zip(stored, now, sets, strict=True))
+            for d in scenario_differences(a, b, f"{where}[{i}]", c)
         ]
     return [] if stored == now else [f"{where}: {_short(stored)} -> {_short(now)}"]
 
@@ -59,8 +71,9 @@ def _check_same_scenario(path: Path, manifest: dict[str, Any], s: Scenario) -> N
     was made another way (before defaults were left out of it) resumes when the stored values agree."""
     same_hash = manifest.get("scenario_hash") == scenario_hash(s)
     stored = manifest.get("scenario")
+    set_now = redact_scenario(s.model_dump(mode="json", exclude_defaults=True))
     diffs = (
-        scenario_differences(stored, redact_scenario(s.model_dump(mode="json")))
+        scenario_differences(stored, redact_scenario(s.model_dump(mode="json")), set_now=set_now)
         if isinstance(stored, dict)
         else None
     )

@@ -304,6 +304,18 @@ def test_scenario_differences_name_each_value_and_skip_fields_added_since() -> N
         "gone: true -> (none)",
     ]
     assert scenario_differences({"a": [1]}, {"a": [1, 2]}) == ["a: [1] -> [1, 2]"]
+    # a key set now (it differs from the default) that the stored run did not have: a key added to
+    # extra_body or a variant's overrides, not a field added to the harness since
+    stored = {"engine": {"extra_body": {}}, "variants": [{"extra_body": {}}]}
+    now = {
+        "engine": {"extra_body": {"top_k": 1}, "new": 0},
+        "variants": [{"extra_body": {}, "base_url": "x"}],
+    }
+    set_now = {"engine": {"extra_body": {"top_k": 1}}, "variants": [{"base_url": "x"}]}
+    assert scenario_differences(stored, now, set_now=set_now) == [
+        "engine.extra_body.top_k: (none) -> 1",
+        'variants[0].base_url: (none) -> "x"',
+    ]
 
 
 def test_a_file_replaced_whole_is_the_old_one_or_the_new_one(tmp_path: Path) -> None:
@@ -343,3 +355,19 @@ def test_a_run_made_on_other_gpus_is_not_resumed_here(tmp_path: Path) -> None:
     # the same kind of machine (other GPU serials): it resumes
     same = {**hw, "gpu": {"available": True, "gpus": [{**h100, "uuid": "GPU-9"}] * 2}}
     assert reopen(run.path, s, find_max_goodput=False, hardware=same)[3] == 1
+
+
+def test_a_run_is_not_resumed_with_keys_added_to_a_free_form_field() -> None:
+    import pytest
+
+    from harness.engines.base import redact_scenario
+    from harness.resume import ResumeError, _check_same_scenario
+    from harness.scenario import parse_scenario, scenario_hash
+
+    eng = {"type": "external", "base_url": "http://127.0.0.1:9", "model": {"source": "served", "name": "m"}}
+    a = parse_scenario({"name": "t", "engine": eng})
+    manifest = {"scenario": redact_scenario(a.model_dump(mode="json")), "scenario_hash": scenario_hash(a)}
+    _check_same_scenario(Path("r"), manifest, a)  # the same scenario resumes
+    b = parse_scenario({"name": "t", "engine": {**eng, "extra_body": {"ignore_eos": True, "top_k": 1}}})
+    with pytest.raises(ResumeError, match=r"engine\\.extra_body\\.ignore_eos: \\(none\\) -> true"):
+        _check_same_scenario(Path("r"), manifest, b)
