@@ -369,5 +369,5 @@ def test_a_run_is_not_resumed_with_keys_added_to_a_free_form_field() -> None:
     manifest = {"scenario": redact_scenario(a.model_dump(mode="json")), "scenario_hash": scenario_hash(a)}
     _check_same_scenario(Path("r"), manifest, a)  # the same scenario resumes
     b = parse_scenario({"name": "t", "engine": {**eng, "extra_body": {"ignore_eos": True, "top_k": 1}}})
-    with pytest.raises(ResumeError, match=r"engine\\.extra_body\\.ignore_eos: \\(none\\) -> true"):
+    with pytest.raises(ResumeError, match=r"engine\.extra_body\.ignore_eos: \(none\) -> true"):
         _check_same_scenario(Path("r"), manifest, b)
