@@ -105,6 +105,21 @@ def _check_same_scenario(path: Path, manifest: dict[str, Any], s: Scenario) -> N
     )
 
 
+def input_digests(s: Scenario) -> dict[str, str]:
+    """sha256 of the workload's input files (dataset, tokenizer.json) by field, for the manifest: a run
+    resumed after one of them changed would measure its remaining points on other prompts."""
+    from harness.models import sha256_file
+
+    out = {}
+    for field, path in (
+        ("workload.dataset", s.workload.dataset),
+        ("workload.tokenizer", s.workload.tokenizer),
+    ):
+        if path and Path(path).expanduser().is_file():
+            out[field] = sha256_file(Path(path).expanduser())
+    return out
+
+
 def machine(hardware: Any) -> str:
     """What a run's points depend on in a manifest's `hardware`: the GPUs by name and count, and the CPU
     model (`8x NVIDIA H100 80GB HBM3, AMD EPYC 9654 96-Core Processor`; serials and UUIDs left out)."""
@@ -135,6 +150,14 @@ def reopen(
             "(its finished probes stay in this directory)"
         )
     _check_same_scenario(path, manifest, s)
+    if isinstance(inputs := manifest.get("input_sha256"), dict):
+        digests = input_digests(s)
+        changed = [f for f, digest in inputs.items() if digests.get(f) != digest]
+        if changed:
+            raise ResumeError(
+                f"{path}: {', '.join(changed)} changed since the run was made (its sha256 differs): the "
+                "remaining points would run on other prompts; start a new run"
+            )
     if hardware is not None and "hardware" in manifest:
         was, now = machine(manifest["hardware"]), machine(hardware)
         if was != now:

@@ -420,11 +420,12 @@ def partial_offload_tok_s(
     return batch / t
 
 
-def _engine_entry(manifest: dict[str, Any], variant: int) -> dict[str, Any]:
-    for e in manifest.get("engines") or []:
-        if e.get("variant") == variant:
-            return dict(e)
-    return {}
+def engine_entry(manifest: dict[str, Any], variant: int, attempt: int = 0) -> dict[str, Any]:
+    """The manifest's entry of the engine that measured a point: its variant's entry of the point's
+    attempt (a resume starts the engine again, maybe on another build), else the latest before it."""
+    mine = [e for e in manifest.get("engines") or [] if e.get("variant") == variant]
+    before = [e for e in mine if int(e.get("attempt") or 0) <= attempt]
+    return dict(before[-1] if before else mine[0]) if mine else {}
 
 
 def run_points(run: str | Path, table: dict[str, Device] | None = None) -> pd.DataFrame:
@@ -442,7 +443,8 @@ def run_points(run: str | Path, table: dict[str, Device] | None = None) -> pd.Da
     for _, p in df.iterrows():
         v = int(p.get("variant", 0) or 0)
         cfg = engine_config(manifest, v)
-        eng = _engine_entry(manifest, v)
+        att = p.get("attempt")
+        eng = engine_entry(manifest, v, int(att) if isinstance(att, int | float) and att == att else 0)
         spec = cfg.get("model") or {}
         model = model_key(spec, p.get("model"))
         precision = str(p.get("precision") or cfg.get("precision") or "auto").lower()

@@ -29,7 +29,7 @@ from harness.load.workload import DatasetError, load_dataset
 from harness.models import ModelError
 from harness.point import endpoint_lost, gpu_mismatch, measure_point, prompt_counters
 from harness.results import RunDir, runner_info
-from harness.resume import reopen
+from harness.resume import input_digests, reopen
 from harness.scenario import Point, Scenario, expand_points, scenario_hash
 from harness.telemetry import default_samplers
 from harness.telemetry.base import TelemetrySet
@@ -122,6 +122,25 @@ def _prompt_salt(s: Scenario) -> int:
     return s.workload.prompt_salt if s.workload.prompt_salt is not None else secrets.randbelow(2**31)
 
 
+def model_changed(manifest: dict[str, Any], variant: int, engine: Any) -> str | None:
+    """Why a resumed variant must not run: its model file is not the one its earlier attempts measured
+    (another sha256 at the same path), else None."""
+    model = getattr(engine, "model", None)
+    now = getattr(model, "sha256", None)
+    before = [
+        (e.get("model") or {}).get("sha256")
+        for e in manifest.get("engines") or []
+        if e.get("variant") == variant
+    ]
+    was = next((d for d in reversed(before) if d), None)
+    if not now or not was or now == was:
+        return None
+    return (
+        f"engine.model: {getattr(model, 'path', '?')} is not the file this run measured before (sha256 "
+        f"{was[:12]}, now {now[:12]}): its points and new ones would not compare; start a new run"
+    )
+
+
 def _new_run(
     s: Scenario, results_root: Path, scenario_file: str | None, points: list[Point], find_max_goodput: bool
 ) -> RunDir:
@@ -138,6 +157,7 @@ def _new_run(
             "scenario_hash": scenario_hash(s),
             "scenario": redact_scenario(s.model_dump(mode="json")),
             "seeds": {"workload": s.workload.seed, "arrivals": s.load.seed, "prompt_salt": _prompt_salt(s)},
+            "input_sha256": input_digests(s),
             "host": hostinfo.host(),
             "hardware": _hardware(),
             "points_planned": [p.point_id for p in points],
@@ -206,6 +226,8 @@ def run_scenario(
                 try:
                     try:
                         engine = make_engine(vpoints[0].engine, run.path / f"engine-v{vi}.log")
+                        if why := model_changed(run.manifest, vi, engine):
+                            raise ModelError(why)
                         if getattr(vpoints[0].engine, "llama_bench", None) is not None:
                             stage = f"llama-bench (variant {vi})"
                             _llama_bench(vpoints[0].engine, engine, s, run, tag, console, vi, attempt)

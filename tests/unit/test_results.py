@@ -371,3 +371,50 @@ def test_a_run_is_not_resumed_with_keys_added_to_a_free_form_field() -> None:
     b = parse_scenario({"name": "t", "engine": {**eng, "extra_body": {"ignore_eos": True, "top_k": 1}}})
     with pytest.raises(ResumeError, match=r"engine\.extra_body\.ignore_eos: \(none\) -> true"):
         _check_same_scenario(Path("r"), manifest, b)
+
+
+def test_a_run_is_not_resumed_after_its_dataset_or_model_file_changed(tmp_path: Path) -> None:
+    import types
+
+    import pytest
+
+    from harness.resume import ResumeError, input_digests, reopen
+    from harness.runner import model_changed
+    from harness.scenario import parse_scenario, scenario_hash
+
+    data = tmp_path / "ds.jsonl"
+    data.write_text('{"input_tokens": 20, "output_tokens": 200}\n')
+    eng = {"type": "external", "base_url": "http://127.0.0.1:9"}
+    s = parse_scenario({"name": "s", "engine": eng, "workload": {"dataset": str(data)}})
+    run = RunDir.create(tmp_path, "s", NOW)
+    stored = redact_scenario(s.model_dump(mode="json"))
+    digests = input_digests(s)
+    assert set(digests) == {"workload.dataset"}
+    run.write_manifest(
+        {"status": "partial", "scenario_hash": scenario_hash(s), "scenario": stored, "input_sha256": digests}
+    )
+    data.write_text('{"input_tokens": 500, "output_tokens": 3}\n')  # the same path, other rows
+    with pytest.raises(ResumeError, match=r"workload\.dataset changed since the run was made"):
+        reopen(run.path, s, find_max_goodput=False)
+    # a model file replaced at the same path: the variant does not start
+    manifest = {"engines": [{"variant": 0, "attempt": 0, "model": {"sha256": "a" * 64}}]}
+    same = types.SimpleNamespace(model=types.SimpleNamespace(path="m.gguf", sha256="a" * 64))
+    other = types.SimpleNamespace(model=types.SimpleNamespace(path="m.gguf", sha256="b" * 64))
+    assert model_changed(manifest, 0, same) is None and model_changed(manifest, 1, other) is None
+    assert "m.gguf is not the file this run measured before" in str(model_changed(manifest, 0, other))
+
+
+def test_a_point_is_described_by_the_engine_of_its_own_attempt() -> None:
+    from harness.runinfo import engine_entry
+
+    m = {
+        "engines": [
+            {"variant": 0, "attempt": 0, "model": {"gguf_type": "F16"}},
+            {"variant": 1, "attempt": 0, "model": {"gguf_type": "Q8_0"}},
+            {"variant": 0, "attempt": 2, "model": {"gguf_type": "Q4_0"}},
+        ]
+    }
+    assert engine_entry(m, 0, 0)["model"]["gguf_type"] == "F16"
+    assert engine_entry(m, 0, 2)["model"]["gguf_type"] == "Q4_0"
+    assert engine_entry(m, 0, 1)["model"]["gguf_type"] == "F16"  # attempt 1 did not start variant 0
+    assert engine_entry(m, 1, 2)["model"]["gguf_type"] == "Q8_0" and engine_entry(m, 5) == {}
