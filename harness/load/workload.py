@@ -48,7 +48,7 @@ def draw_length(spec: int | LengthDist, rng: np.random.Generator) -> int:
     if spec.dist == "fixed":
         n = float(spec.mean)
     elif spec.dist == "uniform":
-        lo, hi = spec.min or 1, spec.upper()
+        lo, hi = spec.lower(), spec.upper()
         assert hi is not None  # a uniform distribution always has its bound
         n = float(rng.integers(lo, hi + 1))
     else:

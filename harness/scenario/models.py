@@ -316,20 +316,41 @@ class LengthDist(Strict):
     max: StrictInt | None = Field(None, ge=1)
     stddev: StrictFloat | None = Field(None, ge=0)
 
+    def lower(self) -> int:
+        """The bound lengths are drawn above: `min`; for uniform without it, as far below the mean as
+        `max` is above it (1 without either); else 1."""
+        if self.min is not None:
+            return self.min
+        if self.dist == "uniform" and self.max is not None:
+            return 2 * self.mean - self.max
+        return 1
+
     def upper(self) -> int | None:
-        """The bound lengths are drawn under: `max`, else 2 x mean for uniform; None for a distribution
-        with no upper bound (normal without max; fixed draws its mean)."""
-        return self.max if self.max is not None else (2 * self.mean if self.dist == "uniform" else None)
+        """The bound lengths are drawn under: `max`; for uniform without it, as far above the mean as the
+        lower bound is below it; None for a distribution with no upper bound (normal without max; fixed
+        draws its mean)."""
+        if self.max is not None:
+            return self.max
+        return 2 * self.mean - self.lower() if self.dist == "uniform" else None
 
     def problem(self) -> str | None:
-        """Why no length can be drawn from this distribution, or None."""
-        lo = self.min or 1
-        hi = self.upper()
-        if hi is not None and lo > hi:
-            shown = f"max {self.max}" if self.max is not None else f"the default max (2 x mean = {hi})"
-            return f"min {lo} is above {shown}: no length can be drawn"
-        if self.mean < lo or (hi is not None and self.mean > hi):
-            return f"mean {self.mean} is outside [min, max] = [{lo}, {hi if hi is not None else 'none'}]"
+        """Why no length can be drawn from this distribution, or its mean is not `mean`; or None."""
+        if self.min is not None and self.max is not None and self.min > self.max:
+            return f"min {self.min} is above max {self.max}: no length can be drawn"
+        if (self.min is not None and self.mean < self.min) or (self.max is not None and self.mean > self.max):
+            shown = self.max if self.max is not None else "none"
+            return f"mean {self.mean} is outside [min, max] = [{self.min or 1}, {shown}]"
+        lo, hi = self.lower(), self.upper()
+        if self.dist == "uniform" and lo < 1:
+            return (
+                f"a uniform distribution of mean {self.mean} up to max {self.max} would start at {lo}: "
+                f"set min (allowed: max <= {2 * self.mean - 1} without min)"
+            )
+        if self.dist == "uniform" and hi is not None and abs((lo + hi) / 2 - self.mean) > 0.5:
+            return (
+                f"uniform from {lo} to {hi} has mean {(lo + hi) / 2:g}, not {self.mean}: the tables and the "
+                f"roofline would use {self.mean} (set mean: {(lo + hi) // 2}, or bounds around it)"
+            )
         return None
 
 

@@ -286,7 +286,7 @@ def test_requests_longer_than_a_llamacpp_slot_are_rejected() -> None:
         "parallel 4, fewer slots, or one KV cache shared by all slots: extra_args --kv-unified)"
     ]
     # a distribution counts by its max; a unified KV cache gives each slot all of it
-    data["workload"] = {"input_tokens": {"dist": "uniform", "mean": 500, "max": 1000}, "output_tokens": 64}
+    data["workload"] = {"input_tokens": {"dist": "uniform", "mean": 500, "max": 999}, "output_tokens": 64}
     assert len(messages(data)) == 1
     data["engine"] = {**eng, "launcher": "llama-server", "extra_args": ["--kv-unified"]}
     assert parse_scenario(data, "f.yaml").engine.ctx_size == 4096
@@ -385,8 +385,17 @@ def test_workload_lengths_that_cannot_be_drawn_are_refused() -> None:
         "f.yaml: workload.output_tokens: min 200 is above max 50: no length can be drawn"
     ]
     assert msg({"output_tokens": {"dist": "uniform", "mean": 10, "min": 30}}) == [
-        "f.yaml: workload.output_tokens: min 30 is above the default max (2 x mean = 20): "
-        "no length can be drawn"
+        "f.yaml: workload.output_tokens: mean 10 is outside [min, max] = [30, none]"
+    ]
+    # a uniform distribution is drawn around its mean: one bound gives the other, both must agree with it
+    # (drawn from [min, 2 x mean] before: {mean 100, min 80} averaged 141)
+    assert msg({"output_tokens": {"dist": "uniform", "mean": 100, "min": 80, "max": 200}}) == [
+        "f.yaml: workload.output_tokens: uniform from 80 to 200 has mean 140, not 100: the tables and the "
+        "roofline would use 100 (set mean: 140, or bounds around it)"
+    ]
+    assert msg({"output_tokens": {"dist": "uniform", "mean": 100, "max": 250}}) == [
+        "f.yaml: workload.output_tokens: a uniform distribution of mean 100 up to max 250 would start at "
+        "-50: set min (allowed: max <= 199 without min)"
     ]
     ok = {"dist": "normal", "mean": 100, "min": 30, "max": 200}
     out = parse_scenario({**BASE, "workload": {"output_tokens": ok}}).workload.output_tokens

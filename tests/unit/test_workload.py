@@ -135,3 +135,22 @@ def test_a_tokenizer_call_failing_mid_fit_gives_an_approximate_prompt_not_an_emp
 
     text, n = PromptFactory(seed=1, count_tokens=flaky).prompt(0, 300)
     assert n is None and len(text.split()) >= 290
+
+
+def test_a_uniform_length_is_drawn_around_its_mean() -> None:
+    import numpy as np
+
+    from harness.load.workload import draw_length
+    from harness.scenario.models import LengthDist
+
+    rng = np.random.default_rng(0)
+    for spec, lo, hi in (
+        ({"dist": "uniform", "mean": 100, "min": 80}, 80, 120),
+        ({"dist": "uniform", "mean": 100, "max": 150}, 50, 150),
+        ({"dist": "uniform", "mean": 100}, 1, 199),
+    ):
+        d = LengthDist.model_validate(spec)
+        assert (d.lower(), d.upper()) == (lo, hi)
+        draws = [draw_length(d, rng) for _ in range(4000)]
+        assert min(draws) >= lo and max(draws) <= hi
+        assert abs(sum(draws) / len(draws) - 100) < 3  # {min 80} averaged 141 when drawn up to 2 x mean
