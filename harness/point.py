@@ -200,10 +200,13 @@ def measure_point(
     count, count_text = counters
     n_warm, n_cool = (ld.warmup_requests if warmup else 0), ld.cooldown_requests
     salt = (run.manifest.get("seeds") or {}).get("prompt_salt")  # None in runs made before there was one
-    warm = build_specs(w, n_warm, next_id, count, w.seed, dataset, salt) if n_warm else []
-    specs = build_specs(w, ld.requests, next_id + n_warm, count, w.seed, dataset, salt)
+    # every point measures the same lengths and dataset rows (slots 0..requests-1); warmup and cooldown
+    # take the slots after those
+    warm = build_specs(w, n_warm, next_id, count, w.seed, dataset, salt, ld.requests) if n_warm else []
+    specs = build_specs(w, ld.requests, next_id + n_warm, count, w.seed, dataset, salt, 0)
     first_cool = next_id + n_warm + ld.requests
-    cool = build_specs(w, n_cool, first_cool, count, w.seed, dataset, salt) if n_cool else []
+    cool_slot = ld.requests + n_warm
+    cool = build_specs(w, n_cool, first_cool, count, w.seed, dataset, salt, cool_slot) if n_cool else []
     label = f"{p.point_id} " + (f"concurrency {p.concurrency}" if p.concurrency else f"{p.rate_rps:g} req/s")
     task = progress.add_task(label, total=len(specs))
 

@@ -240,19 +240,24 @@ def build_specs(
     seed: int,
     dataset: list[DatasetRow] | None = None,
     salt: int | None = None,
+    slot: int | None = None,
 ) -> list[RequestSpec]:
     """`n` request specs for request ids first_id .. first_id+n-1.
 
     `count_tokens` gives the server-side prompt length of a text (see the module docstring); `salt`
     (the run's prompt salt) changes the synthetic prompts' words, not their lengths.
-    With a dataset, request i uses row i modulo its length: a prompt is sent as is, an
-    input_tokens row gets a synthetic prompt of that length.
+    `slot`: where in its point the first request is (measured requests from 0, then warmup, then
+    cooldown; default: its request id). Lengths are drawn, and dataset rows taken (row `slot` modulo
+    the dataset's length), by slot, so every point measures the same sequence of lengths and rows; the
+    prompts' words still differ by request id. A dataset prompt is sent as is, an input_tokens row gets
+    a synthetic prompt of that length.
     """
-    rng = np.random.default_rng((seed, first_id))
+    start = first_id if slot is None else slot
+    rng = np.random.default_rng((seed, start))
     factory = PromptFactory(seed, count_tokens, workload.shared_prefix_tokens, salt)
     specs = []
-    for i in range(first_id, first_id + n):
-        row = dataset[i % len(dataset)] if dataset else None
+    for k, i in enumerate(range(first_id, first_id + n)):
+        row = dataset[(start + k) % len(dataset)] if dataset else None
         if row is not None and row.prompt is not None:
             measured = count_tokens(row.prompt) if count_tokens else None
             specs.append(RequestSpec(row.prompt, row.output_tokens, measured))

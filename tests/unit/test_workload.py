@@ -103,6 +103,23 @@ def test_dataset_prompts_and_lengths(tmp_path: Path, tokenizer_json: str) -> Non
     assert specs[1].input_tokens == 12 and count(specs[1].prompt) == 12
 
 
+def test_every_point_measures_the_same_rows_and_lengths(tmp_path: Path) -> None:
+    """Rows were taken by global request id, which runs on over warmup, cooldown and earlier points: with
+    3 rows and 4 requests a point, c1 measured rows 1,2,0,1 and c2 rows 0,1,2,0."""
+    p = tmp_path / "d.jsonl"
+    p.write_text(
+        "".join(json.dumps({"input_tokens": 8 * (i + 1), "output_tokens": i + 1}) + "\n" for i in range(3))
+    )
+    ds = load_dataset(p)
+    first = build_specs(Workload(), 4, 1, None, 0, ds, slot=0)  # after one warmup request
+    second = build_specs(Workload(), 4, 6, None, 0, ds, slot=0)  # the next point
+    assert [s.max_tokens for s in first] == [s.max_tokens for s in second] == [1, 2, 3, 1]
+    assert first[0].prompt != second[0].prompt  # prompts still differ (no prompt-cache hits)
+    dist = Workload(input_tokens=LengthDist(dist="uniform", mean=50, min=10))
+    a, b = build_specs(dist, 5, 3, None, 0, slot=0), build_specs(dist, 5, 40, None, 0, slot=0)
+    assert [s.asked_input_tokens for s in a] == [s.asked_input_tokens for s in b]
+
+
 @pytest.mark.parametrize(
     ("line", "msg"),
     [
