@@ -147,9 +147,12 @@ class PromptFactory:
                     return "Context: " + self.words(_PREFIX_ID, k)
 
                 n = self.shared_prefix_tokens
-                # without a counter about a token per word: "Context:", the number and n - 2 words
-                text = make(max(1, n - 2)) if self.count_tokens is None else self._fit(make, n)[0]
-                self._prefix = text + "\n"
+                # without a counter about a token per word: "Context:", the number and n - 2 words (and
+                # the line end); with one, fitted with its line end, which is a token of the prefix too
+                if self.count_tokens is None:
+                    self._prefix = make(max(1, n - 2)) + "\n"
+                else:
+                    self._prefix = self._fit(lambda k: make(k) + "\n", n)[0]
         return self._prefix
 
     def text(self, request_id: int, n_words: int) -> str:
@@ -159,9 +162,14 @@ class PromptFactory:
         """(text, its count or None): exactly n_tokens where the tokenizer allows."""
         if self.count_tokens is None:  # the number and n - 1 words, the shared prefix within them
             return self.text(request_id, max(1, n_tokens - 1 - self.shared_prefix_tokens)), None
-        return self._fit(lambda k: self.text(request_id, k), n_tokens)
+        return self._fit(lambda k: self.text(request_id, k), n_tokens, self.shared_prefix_tokens)
 
-    def _fit(self, make: Callable[[int], str], n_tokens: int) -> tuple[str, int | None]:
+    def _fit(
+        self, make: Callable[[int], str], n_tokens: int, fixed_tokens: int = 0
+    ) -> tuple[str, int | None]:
+        """`make(k)` with the largest k whose count is `n_tokens` (closed with one-token fillers);
+        `fixed_tokens`: what of the count `make(0)` holds already (a shared prefix), for the guess made
+        when the counter fails."""
         assert self.count_tokens is not None
         count = self.count_tokens
         fit = largest_fit(lambda k: count(make(k)), n_tokens, round(n_tokens * self._words_per_token))
@@ -172,7 +180,7 @@ class PromptFactory:
                 return t, n0
             # the counter could not tell (an endpoint's /tokenize failed on the way): about one token
             # per word, as without a counter, and said to be approximate
-            return make(max(1, n_tokens - 1)), None
+            return make(max(1, n_tokens - 1 - fixed_tokens)), None
         k, n = fit
         if k > 8:
             self._words_per_token = k / max(n, 1)

@@ -388,6 +388,19 @@ class Workload(Strict):
             raise ValueError(why)
         return v
 
+    @model_validator(mode="after")
+    def _prefix_within_inputs(self) -> Workload:
+        if not self.shared_prefix_tokens or self.dataset:
+            return self
+        n = self.input_tokens
+        shortest = n if isinstance(n, int) else n.mean if n.dist == "fixed" else n.lower()
+        if self.shared_prefix_tokens >= shortest:
+            raise ValueError(
+                f"shared_prefix_tokens {self.shared_prefix_tokens} leaves no room for a request's own words "
+                f"in its input_tokens (shortest {shortest}; allowed: shared_prefix_tokens < {shortest})"
+            )
+        return self
+
 
 def _once_each(levels: tuple[Any, ...], what: str) -> tuple[Any, ...]:
     """Points are named by their level (v0-c4, v0-r2.5), so a level given twice would be one point done

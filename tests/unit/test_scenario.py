@@ -507,3 +507,18 @@ def test_yaml_booleans_and_quoted_numbers_are_not_taken_as_numbers() -> None:
     ]
     # an int where a number is asked for is fine
     assert parse_scenario({**BASE, "load": {"burstiness": 2}}).load.burstiness == 2
+
+
+def test_a_shared_prefix_as_long_as_the_inputs_is_refused() -> None:
+    """input_tokens 20 with a 30-token prefix made 31-token prompts, planned and counted as such, with
+    nothing said about the 20 asked for."""
+    assert messages({**BASE, "workload": {"input_tokens": 20, "shared_prefix_tokens": 30}}) == [
+        "f.yaml: workload: shared_prefix_tokens 30 leaves no room for a request's own words in its "
+        "input_tokens (shortest 20; allowed: shared_prefix_tokens < 20)"
+    ]
+    short = {"dist": "uniform", "mean": 100, "min": 40}
+    assert (
+        "(shortest 40;"
+        in messages({**BASE, "workload": {"input_tokens": short, "shared_prefix_tokens": 40}})[0]
+    )
+    assert parse_scenario({**BASE, "workload": {"input_tokens": 64, "shared_prefix_tokens": 32}})

@@ -106,7 +106,7 @@ def test_scenarios_are_warned_about_what_their_requests_will_not_carry() -> None
         {
             "name": "v",
             "engine": vllm,
-            "workload": {"shared_prefix_tokens": 512},
+            "workload": {"shared_prefix_tokens": 512, "input_tokens": 1024},
             "variants": [{}, {"enable_prefix_caching": True}],
         }
     )
