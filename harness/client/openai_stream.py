@@ -183,7 +183,13 @@ class StreamDecoder:
             if rec.error_kind is None:
                 rec.error_kind, rec.error = "http", f"error in stream: {str(chunk['error'])[:300]}"
             return
-        apply_chunk(rec, chunk, now_ns, self.texts)
+        try:
+            apply_chunk(rec, chunk, now_ns, self.texts)
+        except (ValueError, TypeError, AttributeError) as e:  # a field of the wrong type ("n/a" tokens)
+            self.stopped = True
+            if rec.error_kind is None:
+                rec.error_kind = "protocol"
+                rec.error = f"bad SSE chunk ({type(e).__name__}: {e}): {data[:200].decode(errors='replace')}"
 
     def finish(self) -> None:
         """The stream is over: the kept text goes to the record."""

@@ -36,6 +36,7 @@ from harness.engines.vllm_flags import (
     checkpoint_precision,
     checkpoint_quantization,
     precision_args,
+    quantization_config,
 )
 from harness.hfmodel import TOKENIZER_DIR, HfModelError, catalog_model_dir
 from harness.models import ModelError
@@ -158,7 +159,8 @@ class VllmServer:
         # the checkpoint's own quantization, read once: its method (for the flags) and what it holds
         self.quant_method = checkpoint_quantization(self.model_dir)
         self.holds = checkpoint_precision(self.model_dir)
-        if cfg.model.source == "path" and (why := checkpoint_conflict(cfg.precision, self.holds)):
+        quantized = quantization_config(self.model_dir) is not None
+        if cfg.model.source == "path" and (why := checkpoint_conflict(cfg.precision, self.holds, quantized)):
             raise ModelError(why)
         self.env: VllmEnv | None = None
         self.port = 0

@@ -116,13 +116,14 @@ def checkpoint_precision(model_dir: Path | None) -> str | None:
     return None
 
 
-def checkpoint_conflict(precision: str, held: str | None) -> str | None:
+def checkpoint_conflict(precision: str, held: str | None, quantized: bool | None = None) -> str | None:
     """Why a scenario's quantized precision cannot be what a checkpoint holds (`held`, from
     checkpoint_precision), else None. bf16/fp16/auto with a quantized checkpoint is no conflict: the
     weights stay quantized and the point records what they hold. int8/int4 need a checkpoint that holds
-    them (nothing quantizes to them at load)."""
+    them (nothing quantizes to them at load): refused where `quantized` is False (its config.json has no
+    quantization_config; a method the harness does not classify, such as bitsandbytes, is let through)."""
     allowed = HELD_OK.get(precision)
-    if held is None and precision in ("int8", "int4"):
+    if held is None and quantized is False and precision in ("int8", "int4"):
         # no flag quantizes weights to these online: vLLM would run the checkpoint's own dtype, and the
         # point would be labelled int8/int4
         return (

@@ -119,8 +119,15 @@ def tree_cpu_increase(
         q = prev.get(key)
         inc += (p.own_s - q.own_s) + (p.reaped_s - q.reaped_s) if q else p.own_s + p.reaped_s
     alive = {pid for pid, _ in now}
-    for key, q in prev.items():
-        if key not in now and q.ppid in alive:
+    gone = {key[0]: q for key, q in prev.items() if key not in now}
+    for q in gone.values():
+        # reaped by a live process of the tree, directly or through parents gone too (whose reaped
+        # times held it when they were reaped in turn): what was counted of it is in that jump again
+        parent, seen = q.ppid, set()
+        while parent in gone and parent not in seen:
+            seen.add(parent)
+            parent = gone[parent].ppid
+        if parent in alive:
             inc -= q.own_s + q.reaped_s
     inc -= debt_s
     return (inc, 0.0) if inc >= 0 else (0.0, -inc)

@@ -435,14 +435,22 @@ class NvmlSampler:
         False when it did not finish in time (the helper stays in its call; it holds the lock, so the
         sampler thread and later edges skip their samples rather than wait on it)."""
         got: list[bool] = []
-        t = threading.Thread(
-            target=lambda: got.append(self.sample(EDGE_LOCK_TIMEOUT_S)), name="nvml-edge", daemon=True
-        )
+        raised: list[BaseException] = []
+
+        def edge() -> None:
+            try:
+                got.append(self.sample(EDGE_LOCK_TIMEOUT_S))
+            except BaseException as e:  # raised again in the caller, who records it
+                raised.append(e)
+
+        t = threading.Thread(target=edge, name="nvml-edge", daemon=True)
         t.start()
         t.join(EDGE_LOCK_TIMEOUT_S + 0.5)
         if t.is_alive():
             self.edge_skips += 1
             return False
+        if raised:
+            raise raised[0]
         return bool(got and got[0])  # False: the lock was held that long (`sample` counted the skip)
 
     def begin_window(self, name: str, t_ns: int) -> None:

@@ -150,3 +150,20 @@ def test_an_ipv6_engine_host_gets_brackets_in_urls_and_host_headers() -> None:
     except OSError:
         pytest.skip("no IPv6 loopback on this host")
     assert 0 < free_port("::1") < 65536  # an AF_INET socket raised gaierror here
+
+
+def test_a_chunk_with_a_field_of_the_wrong_type_is_a_protocol_error() -> None:
+    """It raised inside the connection's data callback, which closed the socket: recorded as a
+    disconnect, which sets off the dead-engine checks."""
+    from harness.client.openai_stream import StreamDecoder
+    from harness.records import RequestRecord
+
+    rec = RequestRecord(request_id=0, point_id="p", scheduled_ns=0)
+    dec = StreamDecoder(rec)
+    ev = SseEvents(dec)
+    ev.feed(
+        b'data: {"choices":[{"text":"a"}]}\n\ndata: {"choices":[],"usage":{"completion_tokens":"n/a"}}\n\n', 3
+    )
+    assert (
+        rec.error_kind == "protocol" and "bad SSE chunk (ValueError" in str(rec.error) and rec.chunk_ns == [3]
+    )

@@ -327,3 +327,14 @@ def test_the_tree_counts_children_that_come_and_go_once() -> None:
         0.0,
         0.0,
     )
+
+
+def test_a_parent_and_its_child_gone_together_are_counted_once() -> None:
+    from harness.telemetry.cpu import ProcCpu, tree_cpu_increase
+
+    root, parent, child = (1, 0.0), (2, 0.0), (3, 0.0)
+    prev = {root: ProcCpu(1.0, 0.0, 0), parent: ProcCpu(2.0, 0.0, 1), child: ProcCpu(3.0, 0.0, 2)}
+    # the child runs 1 s more and is reaped by the parent (its reaped: 4.0), which runs 0.5 s more and is
+    # reaped by the root: the root's reaped time grows by 2.5 + 4.0
+    now = {root: ProcCpu(1.0, 6.5, 0)}
+    assert tree_cpu_increase(prev, now) == (pytest.approx(1.5), 0.0)

@@ -307,3 +307,23 @@ def test_a_window_edge_does_not_wait_on_an_nvml_call_that_hangs() -> None:
         release.set()
     assert cols == {"gpu_window_skipped": True} and s.edge_skips == 2
     assert took < 3 * (EDGE_LOCK_TIMEOUT_S + 0.5)  # bounded (the hang would last 60 s)
+
+
+def test_an_nvml_error_at_a_window_edge_reaches_the_telemetry_set() -> None:
+    """The edge sample runs on a helper thread: its error is raised again in the caller, so the set
+    records it (and drops the sampler) rather than a traceback going to the terminal."""
+    from harness.telemetry.base import TelemetrySet
+    from harness.telemetry.nvml import NvmlSampler
+    from harness.telemetry.trace import GpuSeries
+
+    class Lost:
+        index = 0
+
+        def read(self) -> dict:
+            raise RuntimeError("GPU is lost")
+
+    s = NvmlSampler(0.1)
+    s.readers, s.series = [Lost()], [GpuSeries(0)]  # type: ignore[list-item]
+    tel = TelemetrySet([s])
+    tel.begin_window("p")
+    assert tel.problems == {"nvml": "begin_window: RuntimeError: GPU is lost"} and tel.samplers == []
