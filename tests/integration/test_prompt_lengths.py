@@ -39,7 +39,7 @@ def test_server_reports_exactly_the_planned_prompt_tokens(write_scenario, tmp_pa
             "engine": {"type": "llamacpp", "model": MODEL, "parallel": 2, "threads": 2, "ctx_size": 2048},
             "workload": {
                 "api": api,
-                "input_tokens": {"dist": "uniform", "mean": 60, "min": 9, "max": 300},
+                "input_tokens": {"dist": "uniform", "mean": 154, "min": 9, "max": 300},
                 "output_tokens": 4,
             },
             "load": {"concurrency": [2], "requests": 8, "warmup_requests": 0},
