@@ -133,8 +133,11 @@ def decode_bound(
     offload_bytes: float = 0.0,
     offload_bandwidth_bytes_s: float | None = None,
     memory_utilization: float = 0.9,
+    pipeline_stages: int = 1,
 ) -> DecodeBound:
-    """Upper bound on decode tok/s for `batch` sequences at `context_tokens` each (module docstring)."""
+    """Upper bound on decode tok/s for `batch` sequences at `context_tokens` each (module docstring).
+    `pipeline_stages`: each device holds 1/stages of the weights and of the KV cache, which only changes
+    what fits (`fits`, `max_batch`): the stages read theirs one after the other, adding no bandwidth."""
     if tp < 1 or batch < 1 or not 0 < efficiency <= 1:
         raise ValueError("tp and batch must be >= 1 and efficiency in (0, 1]")
     w_dev = weight_bytes / tp
@@ -161,10 +164,11 @@ def decode_bound(
     max_batch: int | None = None
     mem = device.memory_bytes
     if mem is not None:
-        room = mem * memory_utilization - (w_dev - offload_bytes)
-        fits = room >= kv_dev
+        pp = max(1, pipeline_stages)
+        room = mem * memory_utilization - (w_dev - offload_bytes) / pp
+        fits = room >= kv_dev / pp
         if context_tokens > 0:
-            max_batch = max(0, math.floor(room / (context_tokens * kv_tok)))
+            max_batch = max(0, math.floor(room / (context_tokens * kv_tok / pp)))
     return DecodeBound(
         batch, context_tokens, w_dev, kv_dev, t_mem, t_cmp, batch / max(t_mem, t_cmp), bound, fits, max_batch
     )

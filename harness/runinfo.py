@@ -372,9 +372,11 @@ def roofline_tok_s(
         return math.nan
     mem_util = float(cfg.get("gpu_memory_utilization") or 0.9) if cfg.get("type") == "vllm" else 0.9
 
+    pp = int(cfg.get("pipeline_parallel_size") or 1) if cfg.get("type") == "vllm" else 1
+
     def bound(b: int) -> Any:
         return decode_bound(
-            shape, dev, weight, tp, b, ctx, kv_bpe, 1.0, precision or "bf16", off, link, mem_util
+            shape, dev, weight, tp, b, ctx, kv_bpe, 1.0, precision or "bf16", off, link, mem_util, pp
         )
 
     try:

@@ -198,3 +198,17 @@ def test_the_batch_is_capped_by_the_kv_cache_that_fits_beside_the_weights() -> N
     # a vLLM gpu_memory_utilization of 0.95 leaves room for more
     cfg = {**cfg, "gpu_memory_utilization": 0.95}
     assert roofline_tok_s(m, cfg, {}, "a100-80gb-sxm", 64, "fp8", context=1152.0) > got
+
+
+def test_pipeline_stages_each_hold_part_of_the_weights_and_kv_so_more_sequences_fit() -> None:
+    eng = {"type": "vllm", "model": {"source": "catalog", "name": "llama-3.1-70b"}, "precision": "fp8"}
+    m = _manifest({**eng, "pipeline_parallel_size": 2}, {"gpu": "a100-80gb-sxm", "gpus": 2})
+    m["hardware"]["gpu"] = {"available": False, "reason": "no NVML"}
+    cfg = m["scenario"]["engine"]
+    one_stage = _manifest(eng, {"gpu": "a100-80gb-sxm"})["scenario"]["engine"]
+    capped = roofline_tok_s(m, one_stage, {}, "a100-80gb-sxm", 64, "fp8", context=1152.0)
+    # one GPU fits 17 sequences at this context; two stages hold half each: all 64 fit, no cap
+    assert capped == pytest.approx(450.1, abs=0.1)
+    assert roofline_tok_s(m, cfg, {}, "a100-80gb-sxm", 64, "fp8", context=1152.0) == pytest.approx(
+        1377, abs=1
+    )
