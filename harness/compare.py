@@ -80,13 +80,23 @@ def significant(x: float, digits: int = 3, min_decimals: int = 0) -> str:
 
 def fmt(value: Any, spec: str) -> str:
     """A table cell: `-` for missing; spec `ms` (seconds as ms), `x` (ratio), `sigN` (N significant
-    digits, `significant`), `usd` (cents, or 3 significant digits below them), else a format string."""
+    digits, `significant`), `usd` (cents, or 3 significant digits below them), `num` (whole numbers as
+    such, else 4 significant digits without trailing zeros), else a format string."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if spec == "ms":
         return f"{float(value) * 1000:.1f}"
     if spec == "x":
         return f"{float(value):.2f}x"
+    if spec == "num":  # a plain number: whole ones as such, others 4 significant digits, no trailing zeros
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            return str(value)
+        if x.is_integer():
+            return f"{int(x)}"
+        text = significant(x, 4)
+        return text.rstrip("0").rstrip(".") if "." in text else text
     if spec.startswith("sig") or spec == "usd":
         try:  # money: cents at least, and three significant digits below a dollar
             return (

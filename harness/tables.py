@@ -17,7 +17,7 @@ def cost_table(df: pd.DataFrame, utilization: float) -> Table:
     for c in df.columns:
         t.add_column(HEADERS.get(c, c), justify="left" if df[c].dtype == object else "right")
     for _, r in df.iterrows():
-        t.add_row(*[Text(v) if isinstance(v, str) else fmt(v, "sig4") for v in r])  # labels: not markup
+        t.add_row(*[Text(v) if isinstance(v, str) else fmt(v, "num") for v in r])  # labels: not markup
     return t
 
 

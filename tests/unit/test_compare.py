@@ -284,4 +284,12 @@ def test_cells_keep_three_significant_digits_so_small_costs_stay_apart() -> None
         "1234.50",
     ]
     assert fmt(23456.0, "sig4") == "23456" and fmt(0.000421, "sig3") == "0.000421"
+    # the cost table's plain numbers: counts and prices as given, rates without exponents
+    assert [fmt(x, "num") for x in (1.0, 0.05, 23456.7, 7.93214, 0.000123456)] == [
+        "1",
+        "0.05",
+        "23457",
+        "7.932",
+        "0.0001235",
+    ]
     assert fmt(float("nan"), "usd") == "-" and fmt(0.0, "usd") == "0.00" and significant(0.5) == "0.500"
