@@ -77,13 +77,14 @@ def _slot_context_problem(s: Scenario, eng: LlamaCppEngine) -> str | None:
     longer than one slot's share fails. llama-cpp-python has one slot with all of it."""
     if s.workload.dataset:
         return None  # lengths known only once the file is read
-    # llama-server's flag, or xllamacpp's `--set kv_unified=true`
+    # llama-server's flag, or xllamacpp's `kv_unified=true` (a field of its CommonParams)
     unified = any(
         a in ("--kv-unified", "-kvu") or a.replace(" ", "").lower() in ("kv_unified=true", "kv_unified=1")
         for a in eng.extra_args
     )
     slots = 1 if eng.launcher == "llama-cpp-python" or unified else eng.parallel
     per_slot = eng.ctx_size // slots
+    unified_hint = "[kv_unified=true]" if eng.launcher == "xllamacpp" else "[--kv-unified]"
     need = longest(s.workload.input_tokens) + longest(s.workload.output_tokens)
     if need <= per_slot:
         return None
@@ -91,7 +92,7 @@ def _slot_context_problem(s: Scenario, eng: LlamaCppEngine) -> str | None:
         f"{eng.ctx_size} tokens over {slots} slot(s) is {per_slot} per request, but the workload asks for "
         f"up to {need} (input + output tokens): llama.cpp would refuse them (allowed: ctx_size >= "
         f"{need * slots} with parallel {slots}, fewer slots, or one KV cache shared by all slots: "
-        "extra_args --kv-unified)"
+        f"extra_args {unified_hint})"
     )
 
 

@@ -169,6 +169,12 @@ class LlamaCppEngine(Strict):
 # clash with its own (a second --port) or make the manifest and tables say what did not run
 HARNESS_OWN_ARGS = {
     "llama-server": {
+        "--threads": "threads",
+        "-t": "threads",
+        "--batch-size": "batch_size",
+        "-b": "batch_size",
+        "--flash-attn": "flash_attn",
+        "-fa": "flash_attn",
         "--model": "model",
         "-m": "model",
         "--host": "host",
@@ -182,6 +188,9 @@ HARNESS_OWN_ARGS = {
         "-ngl": "n_gpu_layers",
     },
     "llama-cpp-python": {
+        "--n_threads": "threads",
+        "--n_batch": "batch_size",
+        "--flash_attn": "flash_attn",
         "--model": "model",
         "--host": "host",
         "--port": "the harness's own choice",
@@ -189,6 +198,8 @@ HARNESS_OWN_ARGS = {
         "--n_gpu_layers": "n_gpu_layers",
     },
     "xllamacpp": {
+        "n_batch": "batch_size",
+        "flash_attn_type": "flash_attn",
         "model": "model",
         "hostnames": "host",
         "port": "the harness's own choice",
@@ -393,6 +404,12 @@ class Workload(Strict):
         if not self.shared_prefix_tokens or self.dataset:
             return self
         n = self.input_tokens
+        if isinstance(n, LengthDist) and n.dist == "normal" and n.min is None:
+            raise ValueError(
+                f"shared_prefix_tokens {self.shared_prefix_tokens} with input_tokens drawn from a normal "
+                "distribution without min: a draw can be as short as 1 token, shorter than the prefix; set "
+                f"input_tokens.min (allowed: min > {self.shared_prefix_tokens})"
+            )
         shortest = n if isinstance(n, int) else n.mean if n.dist == "fixed" else n.lower()
         if self.shared_prefix_tokens >= shortest:
             raise ValueError(

@@ -93,13 +93,13 @@ def test_the_manifests_scenario_carries_no_secrets() -> None:
                 "type": "llamacpp",
                 "launcher": "llama-server",
                 "model": {"source": "path", "path": "m.gguf"},
-                "extra_args": ["--api-key", "sekrit123", "--threads", "2"],
+                "extra_args": ["--api-key", "sekrit123", "--ubatch-size", "2"],
             },
             "variants": [{"extra_args": ["--api-key=v1secret"]}],
         }
     )
     dump = redact_scenario(s.model_dump(mode="json"))
-    assert dump["engine"]["extra_args"] == ["--api-key", "***", "--threads", "2"]
+    assert dump["engine"]["extra_args"] == ["--api-key", "***", "--ubatch-size", "2"]
     assert dump["variants"][0]["extra_args"] == ["--api-key=***"]
     assert "sekrit123" not in json.dumps(dump)
     env = {"HF_TOKEN": "hf_abc", "OPENAI_API_KEY": "sk", "TOKENIZERS_PARALLELISM": "false", "KEYRING": "x"}

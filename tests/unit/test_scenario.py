@@ -283,7 +283,7 @@ def test_requests_longer_than_a_llamacpp_slot_are_rejected() -> None:
     assert messages(data) == [
         "f.yaml: engine.ctx_size: 4096 tokens over 4 slot(s) is 1024 per request, but the workload asks for "
         "up to 1064 (input + output tokens): llama.cpp would refuse them (allowed: ctx_size >= 4256 with "
-        "parallel 4, fewer slots, or one KV cache shared by all slots: extra_args --kv-unified)"
+        "parallel 4, fewer slots, or one KV cache shared by all slots: extra_args [kv_unified=true])"
     ]
     # a distribution counts by its max; a unified KV cache gives each slot all of it
     data["workload"] = {"input_tokens": {"dist": "uniform", "mean": 500, "max": 999}, "output_tokens": 64}
@@ -522,3 +522,23 @@ def test_a_shared_prefix_as_long_as_the_inputs_is_refused() -> None:
         in messages({**BASE, "workload": {"input_tokens": short, "shared_prefix_tokens": 40}})[0]
     )
     assert parse_scenario({**BASE, "workload": {"input_tokens": 64, "shared_prefix_tokens": 32}})
+
+
+def test_extra_args_may_not_set_threads_batch_or_flash_attention_either() -> None:
+    eng = {**BASE["engine"], "launcher": "llama-server", "threads": 2, "extra_args": ["-t", "8"]}
+    assert messages({**BASE, "engine": eng}) == [
+        "f.yaml: engine: extra_args '-t': the harness sets it itself (set engine.threads instead)"
+    ]
+    py = {**BASE["engine"], "launcher": "llama-cpp-python", "extra_args": ["--n_batch", "64"]}
+    assert "set engine.batch_size instead" in messages({**BASE, "engine": py})[0]
+    x = {**BASE["engine"], "extra_args": ["flash_attn_type=1"]}
+    assert "set engine.flash_attn instead" in messages({**BASE, "engine": x})[0]
+    # a shared prefix over inputs drawn from a normal distribution needs a floor under the draws
+    normal = {"dist": "normal", "mean": 2000, "stddev": 50}
+    assert (
+        "set input_tokens.min (allowed: min > 256)"
+        in messages({**BASE, "workload": {"input_tokens": normal, "shared_prefix_tokens": 256}})[0]
+    )
+    assert parse_scenario(
+        {**BASE, "workload": {"input_tokens": {**normal, "min": 1000}, "shared_prefix_tokens": 256}}
+    )
