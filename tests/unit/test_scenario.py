@@ -539,6 +539,6 @@ def test_extra_args_may_not_set_threads_batch_or_flash_attention_either() -> Non
         "set input_tokens.min (allowed: min > 256)"
         in messages({**BASE, "workload": {"input_tokens": normal, "shared_prefix_tokens": 256}})[0]
     )
-    assert parse_scenario(
-        {**BASE, "workload": {"input_tokens": {**normal, "min": 1000}, "shared_prefix_tokens": 256}}
-    )
+    roomy = {**BASE["engine"], "ctx_size": 16384}
+    workload = {"input_tokens": {**normal, "min": 1000}, "shared_prefix_tokens": 256}
+    assert parse_scenario({**BASE, "engine": roomy, "workload": workload})
