@@ -150,6 +150,15 @@ def reopen(
             "(its finished probes stay in this directory)"
         )
     _check_same_scenario(path, manifest, s)
+    from harness.load.workload import SAMPLING_SCHEME, sampled
+
+    scheme = (manifest.get("seeds") or {}).get("sampling")
+    if sampled(s.workload) and scheme != SAMPLING_SCHEME:
+        raise ResumeError(
+            f"{path}: was made by a harness that drew request lengths and dataset rows another way "
+            f"(sampling scheme {scheme or 1}, this one {SAMPLING_SCHEME}): its remaining points would not "
+            "measure the same workload; start a new run"
+        )
     if isinstance(inputs := manifest.get("input_sha256"), dict):
         digests = input_digests(s)
         changed = [f for f, digest in inputs.items() if digests.get(f) != digest]

@@ -25,7 +25,7 @@ from harness.engines import make_engine
 from harness.engines.base import Engine, redact, redact_scenario
 from harness.engines.process import EngineError, set_abort_check
 from harness.load.search import PointPlan, RateSearch
-from harness.load.workload import DatasetError, load_dataset
+from harness.load.workload import SAMPLING_SCHEME, DatasetError, load_dataset
 from harness.models import ModelError
 from harness.point import endpoint_lost, gpu_mismatch, measure_point, prompt_counters
 from harness.results import RunDir, runner_info
@@ -156,7 +156,12 @@ def _new_run(
             "scenario_file": scenario_file,
             "scenario_hash": scenario_hash(s),
             "scenario": redact_scenario(s.model_dump(mode="json")),
-            "seeds": {"workload": s.workload.seed, "arrivals": s.load.seed, "prompt_salt": _prompt_salt(s)},
+            "seeds": {
+                "workload": s.workload.seed,
+                "arrivals": s.load.seed,
+                "prompt_salt": _prompt_salt(s),
+                "sampling": SAMPLING_SCHEME,
+            },
             "input_sha256": input_digests(s),
             "host": hostinfo.host(),
             "hardware": _hardware(),

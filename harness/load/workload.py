@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +36,16 @@ _WORDS_TEXT = (
 _WORDS = _WORDS_TEXT.split(" ")
 _PREFIX_ID = 1 << 40  # rng stream of the shared prefix (request ids stay far below)
 _FILLERS = (" a", " the", " I", ".", ",")
+
+
+# how requests' lengths are drawn and dataset rows taken; a run resumes only with the scheme that made it.
+# 2: by the request's place in its point (`build_specs` slot), uniform lengths around their mean
+SAMPLING_SCHEME = 2
+
+
+def sampled(w: Any) -> bool:
+    """Whether a workload draws lengths or takes dataset rows (where the sampling scheme matters)."""
+    return bool(w.dataset) or not isinstance(w.input_tokens, int) or not isinstance(w.output_tokens, int)
 
 
 class DatasetError(Exception):

@@ -418,3 +418,27 @@ def test_a_point_is_described_by_the_engine_of_its_own_attempt() -> None:
     assert engine_entry(m, 0, 2)["model"]["gguf_type"] == "Q4_0"
     assert engine_entry(m, 0, 1)["model"]["gguf_type"] == "F16"  # attempt 1 did not start variant 0
     assert engine_entry(m, 1, 2)["model"]["gguf_type"] == "Q8_0" and engine_entry(m, 5) == {}
+
+
+def test_a_run_drawn_another_way_is_not_resumed_where_its_draws_matter(tmp_path: Path) -> None:
+    import pytest
+
+    from harness.resume import ResumeError, reopen
+    from harness.scenario import parse_scenario, scenario_hash
+
+    eng = {"type": "external", "base_url": "http://127.0.0.1:9"}
+    for workload, refused in (
+        ({"input_tokens": {"dist": "uniform", "mean": 100, "min": 80}}, True),
+        ({}, False),
+    ):
+        s = parse_scenario({"name": "s", "engine": eng, "workload": workload})
+        run = RunDir.create(tmp_path / str(refused), "s", NOW)
+        stored = redact_scenario(s.model_dump(mode="json"))
+        run.write_manifest(
+            {"status": "partial", "scenario_hash": scenario_hash(s), "scenario": stored, "seeds": {}}
+        )
+        if refused:  # made before the scheme was recorded: lengths drawn by global request id
+            with pytest.raises(ResumeError, match=r"sampling scheme 1, this one 2"):
+                reopen(run.path, s, find_max_goodput=False)
+        else:  # fixed lengths: nothing is drawn, the run resumes
+            assert reopen(run.path, s, find_max_goodput=False)[3] == 1
