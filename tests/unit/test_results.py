@@ -391,7 +391,13 @@ def test_a_run_is_not_resumed_after_its_dataset_or_model_file_changed(tmp_path: 
     digests = input_digests(s)
     assert set(digests) == {"workload.dataset"}
     run.write_manifest(
-        {"status": "partial", "scenario_hash": scenario_hash(s), "scenario": stored, "input_sha256": digests}
+        {
+            "status": "partial",
+            "scenario_hash": scenario_hash(s),
+            "scenario": stored,
+            "input_sha256": digests,
+            "seeds": {"sampling": 2},
+        }
     )
     data.write_text('{"input_tokens": 500, "output_tokens": 3}\n')  # the same path, other rows
     with pytest.raises(ResumeError, match=r"workload\.dataset changed since the run was made"):
