@@ -374,7 +374,9 @@ class Workload(Strict):
         0, ge=0, description="tokens of prefix shared by all prompts (0: none)"
     )
     dataset: str | None = Field(
-        None, description="JSONL file: {prompt, output_tokens} or {input_tokens, output_tokens} per line"
+        None,
+        description="JSONL file: {prompt, output_tokens} or {input_tokens, output_tokens} per line; every "
+        "point sends the same rows in the same order (prompt rows as written)",
     )
     tokenizer: str | None = Field(
         None, description="local tokenizer.json for prompt lengths (default: the engine's tokenizer)"
