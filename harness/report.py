@@ -163,6 +163,8 @@ def run_notes(manifest: dict[str, Any], df: pd.DataFrame, run: Path) -> list[str
     wrote it is gone), ended otherwise than complete; and, for a resumed run, which points a resume
     measured (on an engine started again from cold)."""
     out = []
+    if note := df.attrs.get("read_note"):
+        out.append(f"points table: {note}")
     status, host, pid = manifest.get("status"), *_runner_of(manifest)
     resume = f"harness run {manifest.get('scenario_file') or 'SCENARIO'} --resume {run}"
     if status == "running":

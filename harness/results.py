@@ -298,9 +298,21 @@ def _points_problem(df: pd.DataFrame) -> str | None:
     return None
 
 
+def manifest_points_done(run: Path) -> list[str] | None:
+    """The manifest's `points_done`, None when it cannot be read or names planned rates a rate search
+    replaced by its probes (`find_max_goodput`)."""
+    try:
+        m = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
+        done = None if m.get("find_max_goodput") else m.get("points_done")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return [str(p) for p in done] if isinstance(done, list) else None
+
+
 def read_points(run: str | Path) -> pd.DataFrame:
     """The run's points table: points.parquet, else points.csv (the same table), else an empty one.
-    RunNotFound when neither can be read (a truncated file)."""
+    RunNotFound when neither can be read (a truncated file). Where the parquet table could not be read,
+    or the table lacks points the manifest says are done, `df.attrs["read_note"]` says so."""
     run = Path(run)
     problems = []
     for name, read in (("points.parquet", pd.read_parquet), ("points.csv", pd.read_csv)):
@@ -312,6 +324,16 @@ def read_points(run: str | Path) -> pd.DataFrame:
                 continue
             if problem := _points_problem(df):
                 raise RunNotFound(f"{run / name}: not a points table of this harness: {problem}")
+            if problems:  # the parquet table is damaged (both are written whole): say the CSV was read
+                df.attrs["read_note"] = f"{'; '.join(problems)}: the points were read from {name}"
+            done = manifest_points_done(run)
+            if done is not None and "point_id" in df.columns and not set(done) <= set(df["point_id"]):
+                missing = sorted(set(done) - set(df["point_id"]))
+                df.attrs["read_note"] = (
+                    df.attrs.get("read_note", "")
+                    + f"; {name} lacks point(s) the manifest says are done: "
+                    + ", ".join(map(str, missing))
+                ).lstrip("; ")
             return df
     if problems:
         raise RunNotFound(f"{run}: unreadable points table ({'; '.join(problems)})")

@@ -448,3 +448,22 @@ def test_a_run_drawn_another_way_is_not_resumed_where_its_draws_matter(tmp_path:
                 reopen(run.path, s, find_max_goodput=False)
         else:  # fixed lengths: nothing is drawn, the run resumes
             assert reopen(run.path, s, find_max_goodput=False)[3] == 1
+
+
+def test_a_damaged_points_table_is_said_to_be_so(tmp_path: Path) -> None:
+    """Both tables are written whole; one damaged later (a copy cut short, a bad disk) was read past
+    silently: the CSV taken for an unreadable parquet table, a lost row not missed."""
+    from harness.report import run_notes
+    from harness.results import read_points
+
+    run = RunDir.create(tmp_path, "s", NOW)
+    run.write_manifest({"status": "complete", "points_done": ["v0-c1", "v0-c2"]})
+    rows = [{"point_id": p, "output_tok_s": 10.0} for p in ("v0-c1", "v0-c2")]
+    run.write_points(rows)
+    assert "read_note" not in read_points(run.path).attrs
+    (run.path / "points.parquet").write_bytes(b"PAR1 not really")
+    run.path.joinpath("points.csv").write_text("point_id,output_tok_s\nv0-c1,10.0\n")
+    df = read_points(run.path)
+    note = df.attrs["read_note"]
+    assert "points.parquet" in note and "read from points.csv" in note and "done: v0-c2" in note
+    assert any(n.startswith("points table: ") for n in run_notes(run.manifest, df, run.path))
