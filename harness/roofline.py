@@ -165,7 +165,7 @@ def decode_bound(
     mem = device.memory_bytes
     if mem is not None:
         pp = max(1, pipeline_stages)
-        room = mem * memory_utilization - (w_dev - offload_bytes) / pp
+        room = mem * memory_utilization - (w_dev / pp - offload_bytes)  # offload_bytes is per device
         fits = room >= kv_dev / pp
         if context_tokens > 0:
             max_batch = max(0, math.floor(room / (context_tokens * kv_tok / pp)))

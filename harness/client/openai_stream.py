@@ -185,7 +185,7 @@ class StreamDecoder:
             return
         try:
             apply_chunk(rec, chunk, now_ns, self.texts)
-        except (ValueError, TypeError, AttributeError) as e:  # a field of the wrong type ("n/a" tokens)
+        except (ValueError, TypeError, AttributeError, ArithmeticError) as e:  # "n/a" or 1e999 tokens
             self.stopped = True
             if rec.error_kind is None:
                 rec.error_kind = "protocol"

@@ -45,7 +45,8 @@ SAMPLING_SCHEME = 2
 
 def sampled(w: Any) -> bool:
     """Whether a workload draws lengths or takes dataset rows (where the sampling scheme matters)."""
-    return bool(w.dataset) or not isinstance(w.input_tokens, int) or not isinstance(w.output_tokens, int)
+    drawn = [n for n in (w.input_tokens, w.output_tokens) if not isinstance(n, int) and n.dist != "fixed"]
+    return bool(w.dataset) or bool(drawn)
 
 
 class DatasetError(Exception):

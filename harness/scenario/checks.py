@@ -84,15 +84,19 @@ def _slot_context_problem(s: Scenario, eng: LlamaCppEngine) -> str | None:
     )
     slots = 1 if eng.launcher == "llama-cpp-python" or unified else eng.parallel
     per_slot = eng.ctx_size // slots
-    unified_hint = "[kv_unified=true]" if eng.launcher == "xllamacpp" else "[--kv-unified]"
+    hint = "[kv_unified=true]" if eng.launcher == "xllamacpp" else "[--kv-unified]"
     need = longest(s.workload.input_tokens) + longest(s.workload.output_tokens)
     if need <= per_slot:
         return None
-    return (
+    text = (
         f"{eng.ctx_size} tokens over {slots} slot(s) is {per_slot} per request, but the workload asks for "
         f"up to {need} (input + output tokens): llama.cpp would refuse them (allowed: ctx_size >= "
-        f"{need * slots} with parallel {slots}, fewer slots, or one KV cache shared by all slots: "
-        f"extra_args {unified_hint})"
+        f"{need * slots}"
+    )
+    if slots == 1:  # one slot (llama-cpp-python, or a unified cache already): only a larger context helps
+        return text + ")"
+    return (
+        f"{text} with parallel {slots}, fewer slots, or one KV cache shared by all slots: extra_args {hint})"
     )
 
 

@@ -220,7 +220,7 @@ def extra_args_problem(launcher: str, args: tuple[str, ...]) -> str | None:
         if bad:
             return (
                 f"extra_args {bad[0]!r}: launcher xllamacpp takes FIELD=VALUE items (fields of xllamacpp's "
-                "CommonParams, e.g. n_batch=512), not command-line options; for those use launcher "
+                "CommonParams, e.g. n_ubatch=256), not command-line options; for those use launcher "
                 "llama-server"
             )
         keys = [a.split("=", 1)[0] for a in args]

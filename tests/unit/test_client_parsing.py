@@ -167,3 +167,12 @@ def test_a_chunk_with_a_field_of_the_wrong_type_is_a_protocol_error() -> None:
     assert (
         rec.error_kind == "protocol" and "bad SSE chunk (ValueError" in str(rec.error) and rec.chunk_ns == [3]
     )
+
+
+def test_an_infinite_token_count_is_a_protocol_error_too() -> None:
+    from harness.client.openai_stream import StreamDecoder
+    from harness.records import RequestRecord
+
+    rec = RequestRecord(request_id=0, point_id="p", scheduled_ns=0)
+    SseEvents(StreamDecoder(rec)).feed(b'data: {"choices":[],"usage":{"completion_tokens":1e999}}\n\n', 3)
+    assert rec.error_kind == "protocol" and "OverflowError" in str(rec.error)

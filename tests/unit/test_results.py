@@ -467,3 +467,11 @@ def test_a_damaged_points_table_is_said_to_be_so(tmp_path: Path) -> None:
     note = df.attrs["read_note"]
     assert "points.parquet" in note and "read from points.csv" in note and "done: v0-c2" in note
     assert any(n.startswith("points table: ") for n in run_notes(run.manifest, df, run.path))
+
+
+def test_a_fixed_length_distribution_draws_nothing_and_resumes() -> None:
+    from harness.load.workload import sampled
+    from harness.scenario import Workload
+
+    assert not sampled(Workload(input_tokens={"dist": "fixed", "mean": 100}, output_tokens=64))
+    assert sampled(Workload(input_tokens={"dist": "normal", "mean": 100, "stddev": 5}))

@@ -212,3 +212,17 @@ def test_pipeline_stages_each_hold_part_of_the_weights_and_kv_so_more_sequences_
     assert roofline_tok_s(m, cfg, {}, "a100-80gb-sxm", 64, "fp8", context=1152.0) == pytest.approx(
         1377, abs=1
     )
+
+
+def test_cpu_offload_is_per_device_also_across_pipeline_stages() -> None:
+    """vLLM's --cpu-offload-gb is per GPU: a stage holds its share of the weights less that."""
+    from harness.catalog import get_model
+    from harness.catalog.hardware import get_device
+    from harness.roofline import Shape, decode_bound
+
+    shape, dev = Shape.of(get_model("llama-3.1-70b")), get_device("a100-80gb-sxm")
+    off = 30 * 2**30
+    b = decode_bound(shape, dev, shape.params * 2.0, 1, 1, 4096.0, 2.0, 1.0, "bf16", off, 63e9, 0.9, 2)
+    per_gpu = shape.params * 2.0 / 2 - off  # 70.6e9 x 2 B / 2 stages - 30 GiB
+    room = dev.memory_bytes * 0.9 - per_gpu
+    assert b.max_batch == int(room // (4096 * shape.kv_bytes_per_token(2.0) / 2)) == 57

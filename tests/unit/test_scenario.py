@@ -542,3 +542,14 @@ def test_extra_args_may_not_set_threads_batch_or_flash_attention_either() -> Non
     roomy = {**BASE["engine"], "ctx_size": 16384}
     workload = {"input_tokens": {**normal, "min": 1000}, "shared_prefix_tokens": 256}
     assert parse_scenario({**BASE, "engine": roomy, "workload": workload})
+
+
+def test_a_one_slot_server_is_told_only_to_take_a_larger_context() -> None:
+    eng = {**BASE["engine"], "launcher": "llama-cpp-python", "ctx_size": 512}
+    assert messages({**BASE, "engine": eng, "workload": {"input_tokens": 1024, "output_tokens": 8}}) == [
+        "f.yaml: engine.ctx_size: 512 tokens over 1 slot(s) is 512 per request, but the workload asks for up "
+        "to 1032 (input + output tokens): llama.cpp would refuse them (allowed: ctx_size >= 1032)"
+    ]
+    # the README's xllamacpp example validates
+    x = {**BASE["engine"], "extra_args": ["kv_unified=true", "n_ubatch=256"]}
+    assert parse_scenario({**BASE, "engine": x}).engine.extra_args == ("kv_unified=true", "n_ubatch=256")
