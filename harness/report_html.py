@@ -60,7 +60,7 @@ def _lines(
         ax.plot(g[x], g[y] * scale, style, color=f"C{i % 10}", label=f"{cfg}{label_suffix}")
 
 
-def make_plots(points: pd.DataFrame, out_dir: Path) -> tuple[list[Plot], list[str]]:
+def make_plots(points: pd.DataFrame, out_dir: Path, reruns: str = "newest") -> tuple[list[Plot], list[str]]:
     """Write the PNGs into `out_dir`; returns the plots made and notes about the ones left out."""
     plots: list[Plot] = []
     notes: list[str] = []
@@ -73,7 +73,7 @@ def make_plots(points: pd.DataFrame, out_dir: Path) -> tuple[list[Plot], list[st
 
     out_dir.mkdir(parents=True, exist_ok=True)
     if {*ROW_KEYS, "config", "started_utc", "run_id", "point_id"} <= set(points.columns):
-        points, superseded = dedupe(points)  # reruns: the newest point, as in `harness compare`
+        points, superseded = dedupe(points, reruns)  # reruns: the newest point or the median, as in compare
         notes += superseded
     closed = points[points["concurrency"].notna()] if "concurrency" in points else points.iloc[0:0]
     opened = points[points["concurrency"].isna()] if "concurrency" in points else points
@@ -213,10 +213,12 @@ def write_html(
     out_html: Path,
     price_usd_per_hour: dict[str, float] | None = None,
     price_origin: dict[str, str] | None = None,
+    reruns: str = "newest",
 ) -> tuple[Path, list[Plot], list[str]]:
-    """Write `out_html` (PNG files in `<name>-plots/` beside it); returns (path, plots, notes)."""
+    """Write `out_html` (PNG files in `<name>-plots/` beside it); returns (path, plots, notes). `reruns`:
+    what the plots show where several runs measured a point with the same settings (`compare.dedupe`)."""
     points = add_cost_columns(points, price_usd_per_hour or {})
-    plots, notes = make_plots(points, out_html.parent / f"{out_html.stem}-plots")
+    plots, notes = make_plots(points, out_html.parent / f"{out_html.stem}-plots", reruns)
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(_title(runs))}</title>"
         f"<style>{CSS}</style></head><body>",
@@ -234,7 +236,8 @@ def write_html(
     shown = display_frame(points)
     if _has(points, "run_id") and points["run_id"].nunique() > 1:
         # every run's points, reruns included (the plots take the newest): which run each row is from
-        parts.append("<h2>Points of every run (the plots take the newest of reruns)</h2>")
+        taken = "the median over reruns" if reruns == "median" else "the newest of reruns"
+        parts.append(f"<h2>Points of every run (the plots take {taken})</h2>")
         shown.insert(0, "run", [str(v) for v in points["run_id"]])
     else:
         parts.append("<h2>Points</h2>")

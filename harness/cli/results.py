@@ -48,6 +48,13 @@ def report_cmd(
     prices_file: PricesFileOpt = None,
     provider: ProviderOpt = None,
     bandwidth: BandwidthOpt = None,
+    reruns: Annotated[
+        str,
+        typer.Option(
+            help="what the HTML plots show where several runs measured a point with the same settings: "
+            "newest (that run's point) or median (of each number over them), as in compare"
+        ),
+    ] = "newest",
 ) -> None:
     """Print each run's points table, write report.md into it, and write a self-contained HTML report."""
     from harness import report
@@ -56,6 +63,8 @@ def report_cmd(
     from harness.runinfo import points_frame
 
     output_file("--html", html_out)
+    if reruns not in ("newest", "median"):
+        raise fail(f"--reruns: invalid value {reruns!r} (allowed: newest, median)")
     quotes = prices(price, prices_file, provider)  # the options are checked before any work
     bandwidth_gbs = bandwidths(bandwidth)
     runs = check_runs(runs)
@@ -76,7 +85,7 @@ def report_cmd(
         html_out = (
             runs[0] / "report.html" if len(runs) == 1 else runs[0].parent / f"report-{utc_stamp()}.html"
         )
-    path, plots, notes = write_html(list(runs), points, html_out, usd, origin)
+    path, plots, notes = write_html(list(runs), points, html_out, usd, origin, reruns)
     for n in notes:
         err.print(f"note: {n}", markup=False, highlight=False)
     err.print(f"wrote {path} ({len(plots)} plots, PNGs in {path.parent / (path.stem + '-plots')})")

@@ -92,3 +92,9 @@ def test_the_html_points_table_says_which_run_each_row_is_from(tmp_path) -> None
     assert "Points of every run (the plots take the newest of reruns)" in text
     assert all(f"<td>{r.name}</td>" in text for r in runs)
     assert sum("superseded" in n for n in notes) == 4  # two older runs x two loads
+    # or the median over the reruns, as compare --reruns median gives it
+    out, _, notes = write_html(runs, points_frame(runs), tmp_path / "m.html", reruns="median")
+    assert "the plots take the median over reruns" in out.read_text()
+    assert (
+        sum(n.startswith("cpu | llamacpp/llama-server at c") and "median of 3 runs" in n for n in notes) == 2
+    )
