@@ -390,7 +390,10 @@ def roofline_tok_s(
 
 
 def engine_batch(cfg: dict[str, Any], concurrency: int) -> int:
-    """Sequences the engine decodes together: the concurrency, capped by its slots."""
+    """Sequences the engine decodes together: the concurrency, capped by its slots (llama-cpp-python's
+    server has one: it serves a request at a time)."""
+    if cfg.get("type") == "llamacpp" and cfg.get("launcher") == "llama-cpp-python":
+        return min(concurrency, 1)
     slots = cfg.get("parallel") if cfg.get("type") == "llamacpp" else cfg.get("max_num_seqs")
     return min(concurrency, int(slots)) if slots else concurrency
 

@@ -65,8 +65,8 @@ def combination_errors(s: Scenario, file: str) -> list[str]:
 
 
 def longest(length: int | LengthDist) -> int:
-    """The longest length a workload field asks for (a distribution without a max: its mean, 2 x mean
-    for uniform, as the sampler draws it)."""
+    """The longest length a workload field asks for (its max; without one: for uniform the bound as far
+    above the mean as the lower one is below it, as the sampler draws it; else its mean)."""
     if isinstance(length, int) or length.dist == "fixed":
         return length if isinstance(length, int) else length.mean
     return length.upper() or length.mean

@@ -6,6 +6,7 @@ workload and a load sweep. `expand_points` turns it into the ordered list of mea
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -171,6 +172,8 @@ HARNESS_OWN_ARGS = {
     "llama-server": {
         "--threads": "threads",
         "-t": "threads",
+        "--threads-batch": "threads",
+        "-tb": "threads",
         "--batch-size": "batch_size",
         "-b": "batch_size",
         "--flash-attn": "flash_attn",
@@ -189,6 +192,7 @@ HARNESS_OWN_ARGS = {
     },
     "llama-cpp-python": {
         "--n_threads": "threads",
+        "--n_threads_batch": "threads",
         "--n_batch": "batch_size",
         "--flash_attn": "flash_attn",
         "--model": "model",
@@ -210,6 +214,16 @@ HARNESS_OWN_ARGS = {
 }
 
 
+def _not_xllamacpp_fields(keys: list[str]) -> list[str]:
+    """The keys xllamacpp's CommonParams does not have (none checked where xllamacpp is not installed)."""
+    try:
+        import xllamacpp
+    except ImportError:
+        return []
+    params = xllamacpp.CommonParams()
+    return [k for k in keys if not hasattr(params, k)]
+
+
 def extra_args_problem(launcher: str, args: tuple[str, ...]) -> str | None:
     """Why a llama.cpp launcher's `extra_args` cannot be used, else None: xllamacpp takes `FIELD=VALUE`
     items (fields of its CommonParams), the others command-line options; none may set what the harness
@@ -224,6 +238,11 @@ def extra_args_problem(launcher: str, args: tuple[str, ...]) -> str | None:
                 "llama-server"
             )
         keys = [a.split("=", 1)[0] for a in args]
+        if unknown := _not_xllamacpp_fields(keys):
+            return (
+                f"extra_args {unknown[0]!r}: xllamacpp's CommonParams has no such field (the launcher would "
+                "stop at start)"
+            )
     else:
         keys = [a.split("=", 1)[0] for a in args if a.startswith("-")]
     clash = [k for k in keys if k in own]
@@ -344,6 +363,28 @@ class LengthDist(Strict):
             return self.max
         return 2 * self.mean - self.lower() if self.dist == "uniform" else None
 
+    def clipped_mean(self) -> float:
+        """The mean of a normal distribution's draws once clipped to [lower, upper] (as `draw_length` clips
+        them): a·Φ(α) + b·(1 − Φ(β)) + μ·(Φ(β) − Φ(α)) + σ·(φ(α) − φ(β)), α, β the bounds in σ from μ."""
+        mu = float(self.mean)
+        sd = self.stddev if self.stddev is not None else mu / 4
+        a, b = float(self.lower()), self.upper()
+        if not sd:
+            return min(max(mu, a), b if b is not None else mu)
+
+        def cdf(z: float) -> float:
+            return 0.5 * (1 + math.erf(z / math.sqrt(2)))
+
+        def pdf(z: float) -> float:
+            return math.exp(-z * z / 2) / math.sqrt(2 * math.pi)
+
+        al = (a - mu) / sd
+        out = a * cdf(al) + sd * pdf(al)
+        if b is None:
+            return out + mu * (1 - cdf(al))
+        be = (b - mu) / sd
+        return out + b * (1 - cdf(be)) + mu * (cdf(be) - cdf(al)) - sd * pdf(be)
+
     def problem(self) -> str | None:
         """Why no length can be drawn from this distribution, or its mean is not `mean`; or None."""
         if self.min is not None and self.max is not None and self.min > self.max:
@@ -356,6 +397,15 @@ class LengthDist(Strict):
             return (
                 f"a uniform distribution of mean {self.mean} up to max {self.max} would start at {lo}: "
                 f"set min (allowed: max <= {2 * self.mean - 1} without min)"
+            )
+        got = self.clipped_mean() if self.dist == "normal" else float(self.mean)
+        if abs(got - self.mean) > max(0.5, 0.01 * self.mean):
+            sd = self.stddev if self.stddev is not None else self.mean / 4
+            shown = hi if hi is not None else "none"
+            return (
+                f"normal of mean {self.mean} and stddev {sd:g} clipped to [{lo}, {shown}] averages about "
+                f"{got:.1f}, not {self.mean}: the tables and the roofline would use {self.mean} (set bounds "
+                "as far below the mean as above it, or further from it)"
             )
         if self.dist == "uniform" and hi is not None and abs((lo + hi) / 2 - self.mean) > 0.5:
             return (

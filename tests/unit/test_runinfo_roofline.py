@@ -101,6 +101,8 @@ def test_engine_batch_is_capped_by_slots() -> None:
     assert engine_batch({"type": "llamacpp", "parallel": 4}, 2) == 2
     assert engine_batch({"type": "vllm", "max_num_seqs": 8}, 64) == 8
     assert engine_batch({"type": "vllm", "max_num_seqs": None}, 64) == 64
+    # llama-cpp-python serves one request at a time, whatever `parallel` says
+    assert engine_batch({"type": "llamacpp", "launcher": "llama-cpp-python", "parallel": 4}, 8) == 1
 
 
 def _vllm(tp: int, pp: int) -> float:

@@ -553,3 +553,22 @@ def test_a_one_slot_server_is_told_only_to_take_a_larger_context() -> None:
     # the README's xllamacpp example validates
     x = {**BASE["engine"], "extra_args": ["kv_unified=true", "n_ubatch=256"]}
     assert parse_scenario({**BASE, "engine": x}).engine.extra_args == ("kv_unified=true", "n_ubatch=256")
+
+
+def test_a_normal_length_clipped_on_one_side_is_refused_for_its_drifting_mean() -> None:
+    """{normal, mean 100, stddev 50, min 80} averaged about 111.6 while the tables used 100."""
+    one_sided = {"dist": "normal", "mean": 100, "stddev": 50, "min": 80}
+    assert messages({**BASE, "workload": {"output_tokens": one_sided}}) == [
+        "f.yaml: workload.output_tokens: normal of mean 100 and stddev 50 clipped to [80, none] averages "
+        "about 111.5, not 100: the tables and the roofline would use 100 (set bounds as far below the mean "
+        "as above it, or further from it)"
+    ]
+    even = {"dist": "normal", "mean": 100, "stddev": 50, "min": 20, "max": 180}
+    assert parse_scenario({**BASE, "workload": {"output_tokens": even}})
+
+
+def test_xllamacpp_fields_and_batch_threads_are_checked() -> None:
+    x = {**BASE["engine"], "extra_args": ["n_threads=8"]}
+    assert "CommonParams has no such field" in messages({**BASE, "engine": x})[0]
+    tb = {**BASE["engine"], "launcher": "llama-server", "extra_args": ["-tb", "8"]}
+    assert "set engine.threads instead" in messages({**BASE, "engine": tb})[0]
