@@ -63,7 +63,7 @@ def test_engine_dying_at_start_quotes_its_log_and_exits_3(write_scenario, tmp_pa
             "engine": {
                 "type": "llamacpp",
                 "model": {"source": "synthetic"},
-                "extra_args": ["no_such_param=1"],
+                "extra_args": ["n_ubatch=not-a-number"],  # a field xllamacpp has, a value it refuses
             },
             "load": {"concurrency": [1], "requests": 1},
         }
@@ -73,5 +73,5 @@ def test_engine_dying_at_start_quotes_its_log_and_exits_3(write_scenario, tmp_pa
     assert "Traceback (most recent call last)" not in res.stderr.split("last log lines")[0]
     assert "engine (variant 0) did not start" in res.stderr
     assert "exited with code 1 before becoming healthy" in res.stderr
-    assert "xllamacpp CommonParams has no field 'no_such_param'" in res.stderr
+    assert "has incorrect type (expected int, got str)" in res.stderr  # the engine's own log, quoted
     assert "run failed" in res.stderr
