@@ -19,7 +19,7 @@ VALID: dict[str, Any] = {
         "model": {"source": "synthetic", "layers": 2},
         "parallel": 4,
         "n_gpu_layers": 0,
-        "extra_args": ["n_batch=256"],
+        "extra_args": ["n_ubatch=256"],
     },
     "variants": [{"n_gpu_layers": -1}],
     "workload": {
@@ -128,3 +128,10 @@ def test_arbitrary_yaml_text_never_escapes_as_another_exception(text: str) -> No
         parse_scenario(data, "gen.yaml")
     except ScenarioError as e:
         assert all(m.startswith("gen.yaml: ") for m in e.messages)
+
+
+def test_the_scenario_the_fuzzing_starts_from_is_valid() -> None:
+    """Otherwise every mutation starts from an error already, and the fuzzing tests little."""
+    from harness.scenario import parse_scenario
+
+    assert parse_scenario(copy.deepcopy(VALID), "fuzz.yaml").name == "fuzz"
