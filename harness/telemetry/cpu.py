@@ -6,7 +6,7 @@ Sampled on a thread every `interval_s` and at every window edge. Window columns:
   (100 = one core busy; the tree's processes add up). A child that exits is counted through its
   parent's reaped-children times (less what was already counted of it), so children that come and go
   between two listings of the tree count too (`tree_cpu_increase`); the tree is listed every 2 s and
-  at every window edge.
+  at the end of every window.
 - `engine_rss_bytes_max`: highest Σ RSS of the tree sampled in the window.
 - `host_cpu_pct_mean`: Δ busy / Δ total of the host's CPU time × 100 (all cores; 100 = all busy), busy
   being neither idle, I/O wait nor steal.
@@ -259,7 +259,9 @@ class CpuSampler:
         self.thread_cpu_s = time.thread_time()
 
     def begin_window(self, name: str, t_ns: int) -> None:
-        self.sample(refresh=True)
+        # no listing of the tree here: it scans all of /proc holding the GIL while the point's first
+        # requests are being timed (the end edge comes after the point's requests)
+        self.sample()
         self._open[name] = t_ns
 
     def end_window(self, name: str, t_ns: int) -> dict[str, Any]:
