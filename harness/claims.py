@@ -257,7 +257,7 @@ def _offload(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
     shape, dev, why = _shape_dev(c.model, c.device)
     sub = _match(points, c.model, c.device, c.devices, c.engine, c.precision, c.concurrency)
     if not sub.empty and "partial_offload" in sub.columns:  # weights split between a GPU and the host
-        sub = sub[sub["partial_offload"].fillna(False).astype(bool)]
+        sub = sub[sub["partial_offload"].astype(object).fillna(False).astype(bool)]
     elif not sub.empty:
         sub = sub[(sub["cpu_offload_gb"] > 0) | (sub["n_gpu_layers"].fillna(0).astype(float) > 0)]
     best = _best(sub)

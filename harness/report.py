@@ -15,7 +15,7 @@ from rich.table import Table
 from harness import llama_bench
 from harness.fileio import write_text_whole
 from harness.metrics import flags
-from harness.results import live_runner, read_manifest, read_points
+from harness.results import aborted_rows, live_runner, read_manifest, read_points
 
 # (column, header, format) shown in the terminal / Markdown table, when present
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -94,7 +94,7 @@ def report_run(run: str | Path, console: Console | None = None) -> Path:
     """Print the run's table and write `report.md` next to it; returns the Markdown path."""
     console = console or Console()
     manifest = read_manifest(run)
-    df = read_points(run)
+    df = read_points(run, manifest)
     title = title_of(manifest)
     if df.empty:
         console.print(f"{run}: no finished points (status: {manifest.get('status')})")
@@ -241,7 +241,7 @@ def aborted_notes(df: pd.DataFrame) -> list[str]:
     """One line per point that was cut short: its row covers only part of the point."""
     if df.empty or "aborted" not in df.columns:
         return []
-    cut = df[df["aborted"].fillna("").astype(str) != ""]
+    cut = df[aborted_rows(df)]
     return [
         f"point {r['point_id']} was aborted ({r['aborted']}): its row covers only the requests finished "
         "before that and is left out of compare, cost, claims and recommend"

@@ -276,7 +276,8 @@ def bench_parts(run: str | Path) -> list[str]:
     """A run's llama-bench comparisons (`harness.report.bench_frames`) as HTML: a heading, the table and
     its notes each."""
     out = []
-    for title, frame, notes in bench_frames(read_manifest(run), read_points(run)):
+    manifest = read_manifest(run)
+    for title, frame, notes in bench_frames(manifest, read_points(run, manifest)):
         out.append(f"<h2>{html.escape(Path(run).name)}: {html.escape(title)}</h2>")
         if not frame.empty:
             out.append(_table(list(frame.columns), frame.astype(str).values.tolist()))

@@ -298,21 +298,26 @@ def _points_problem(df: pd.DataFrame) -> str | None:
     return None
 
 
-def manifest_points_done(run: Path) -> list[str] | None:
-    """The manifest's `points_done`, None when it cannot be read or names planned rates a rate search
+def manifest_points_done(manifest: dict[str, Any]) -> list[str] | None:
+    """The manifest's `points_done`, None when absent or when it names planned rates a rate search
     replaced by its probes (`find_max_goodput`)."""
-    try:
-        m = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
-        done = None if m.get("find_max_goodput") else m.get("points_done")
-    except (OSError, ValueError, AttributeError):
-        return None
+    done = None if manifest.get("find_max_goodput") else manifest.get("points_done")
     return [str(p) for p in done] if isinstance(done, list) else None
 
 
-def read_points(run: str | Path) -> pd.DataFrame:
+def aborted_rows(df: pd.DataFrame) -> pd.Series:
+    """True for the points cut short (engine died, Ctrl-C): `aborted` holds the reason. A CSV-read table
+    whose `aborted` column is empty reads it as floats (NaN), hence no string fill."""
+    if "aborted" not in df.columns:
+        return pd.Series(False, index=df.index)
+    return df["aborted"].map(lambda v: isinstance(v, str) and v != "").astype(bool)
+
+
+def read_points(run: str | Path, manifest: dict[str, Any] | None = None) -> pd.DataFrame:
     """The run's points table: points.parquet, else points.csv (the same table), else an empty one.
     RunNotFound when neither can be read (a truncated file). Where the parquet table could not be read,
-    or the table lacks points the manifest says are done, `df.attrs["read_note"]` says so."""
+    or the table lacks points the manifest says are done, `df.attrs["read_note"]` says so. `manifest`:
+    the run's manifest when the caller has read it already (else it is read here, if it can be)."""
     run = Path(run)
     problems = []
     for name, read in (("points.parquet", pd.read_parquet), ("points.csv", pd.read_csv)):
@@ -326,7 +331,12 @@ def read_points(run: str | Path) -> pd.DataFrame:
                 raise RunNotFound(f"{run / name}: not a points table of this harness: {problem}")
             if problems:  # the parquet table is damaged (both are written whole): say the CSV was read
                 df.attrs["read_note"] = f"{'; '.join(problems)}: the points were read from {name}"
-            done = manifest_points_done(run)
+            if manifest is None:
+                try:
+                    manifest = read_manifest(run)
+                except RunNotFound:
+                    manifest = {}
+            done = manifest_points_done(manifest)
             if done is not None and "point_id" in df.columns and not set(done) <= set(df["point_id"]):
                 missing = sorted(set(done) - set(df["point_id"]))
                 df.attrs["read_note"] = (

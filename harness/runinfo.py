@@ -28,7 +28,7 @@ from harness import offload
 from harness.catalog import models
 from harness.catalog.hardware import Device, devices, match_cpu, match_nvml
 from harness.models import PACKAGE_CATALOG
-from harness.results import RunNotFound, read_manifest, read_points
+from harness.results import RunNotFound, aborted_rows, read_manifest, read_points
 from harness.roofline import BYTES_PER_PARAM, Shape, decode_bound
 
 GIB = 1024**3
@@ -436,9 +436,8 @@ def engine_entry(manifest: dict[str, Any], variant: int, attempt: int = 0) -> di
 def run_points(run: str | Path, table: dict[str, Device] | None = None) -> pd.DataFrame:
     """One run's points with the derived columns of the module docstring."""
     manifest = read_manifest(run)
-    df = read_points(run)
-    if "aborted" in df.columns:  # cut short (engine died, Ctrl-C): not a measurement of the point
-        df = df[df["aborted"].fillna("").astype(str) == ""]
+    df = read_points(run, manifest)
+    df = df[~aborted_rows(df)]  # cut short (engine died, Ctrl-C): not a measurement of the point
     if df.empty:
         return df
     if "output_tok_s" not in df.columns:  # the column every comparison divides

@@ -65,16 +65,22 @@ def _fmt(v: Any, spec: str = ".1f", scale: float = 1.0) -> str:
     return "–" if f is None else format(f * scale, spec)
 
 
-def load_rows(folder: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(point rows with offload fields added, one summary per run) for llama.cpp runs under `folder`."""
+Manifests = list[tuple[Path, dict[str, Any]]]
+
+
+def read_manifests(folder: Path) -> Manifests:
+    """(run directory, its manifest) for every run under `folder`, each manifest read once."""
+    return [(p.parent, json.loads(p.read_text())) for p in sorted(folder.rglob("manifest.json"))]
+
+
+def load_rows(manifests: Manifests) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(point rows with offload fields added, one summary per run) for the llama.cpp runs."""
     rows: list[dict[str, Any]] = []
     runs: list[dict[str, Any]] = []
-    for manifest_path in sorted(folder.rglob("manifest.json")):
-        run = manifest_path.parent
+    for run, m in manifests:
         points = run / "points.csv"
         if not points.is_file():
             continue
-        m = json.loads(manifest_path.read_text())
         engines = {e["variant"]: e for e in m.get("engines", []) if e.get("name") == "llamacpp"}
         if not engines:
             continue
@@ -112,17 +118,16 @@ def variant_split(eng: dict[str, Any], ngl: int) -> Split | None:
     return split(ngl, int(model["block_count"]), *decode_weight_bytes(wb))
 
 
-def bench_calibrate(folder: Path, rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+def bench_calibrate(manifests: Manifests, rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """{precision: {"gpu"/"cpu": bytes/s}} from llama-bench's decode test (`tgN @ dP`) of the all-GPU /
     all-CPU variants: bytes per step x its tokens/s, a check of `calibrate` made without the server."""
     prec = {(r["run"], int(r["variant"])): str(r["precision"]) for r in rows}
     cal: dict[str, dict[str, float]] = {}
-    for manifest_path in sorted(folder.rglob("manifest.json")):
-        m = json.loads(manifest_path.read_text())
+    for run, m in manifests:
         engines = {e["variant"]: e for e in m.get("engines", []) if e.get("name") == "llamacpp"}
         for b in m.get("llama_bench") or []:
             eng = engines.get(b.get("variant"))
-            p = prec.get((manifest_path.parent.name, b.get("variant")))
+            p = prec.get((run.name, b.get("variant")))
             tg = [t for t in b.get("tests") or [] if not t.get("n_prompt") and t.get("n_gen")]
             if eng is None or p is None or not tg or _num(tg[-1].get("avg_ts")) is None:
                 continue
@@ -234,7 +239,8 @@ def extrapolate_70b(
 
 
 def render(folder: Path) -> str:
-    rows, runs = load_rows(folder)
+    manifests = read_manifests(folder)
+    rows, runs = load_rows(manifests)
     if not rows:
         raise SystemExit(f"{folder}: no llama.cpp run directories with points.csv")
     cal = calibrate(rows)
@@ -246,7 +252,7 @@ def render(folder: Path) -> str:
             f"{r['cpu']} ({r['cores']} cores), {r['version']}"
         )
     out += ["", "### Measured", "", measured_table(rows, cal), ""]
-    if bench := bench_tables(folder):
+    if bench := bench_tables(manifests):
         out += ["### llama-bench beside the server", "", *bench]
     out += [
         "Predicted TPOT: the sequential model of `harness/offload.py` with the bandwidths below; "
@@ -254,7 +260,7 @@ def render(folder: Path) -> str:
         "",
         "### Effective bandwidths (concurrency 1)",
         "",
-        calibration_table(cal, bench_calibrate(folder, rows)),
+        calibration_table(cal, bench_calibrate(manifests, rows)),
         "",
         "Bytes per decode step / TPOT p50 of the server at concurrency 1; where llama-bench ran, also "
         "bytes per step x its decode tok/s (`tgN @ dP`: one sequence, no HTTP, no sampling). The "
@@ -271,15 +277,15 @@ def render(folder: Path) -> str:
     return "\n".join(out) + "\n"
 
 
-def bench_tables(folder: Path) -> list[str]:
+def bench_tables(manifests: Manifests) -> list[str]:
     """Markdown lines: for each run under `folder` that ran llama-bench (`engine.llama_bench`), its tests
     beside the server's own timings and the client at concurrency 1 (`harness report` shows the same)."""
     out: list[str] = []
-    for manifest_path in sorted(folder.rglob("manifest.json")):
-        points = manifest_path.parent / "points.csv"
+    for run, m in manifests:
+        points = run / "points.csv"
         df = pd.read_csv(points) if points.is_file() else pd.DataFrame()
-        for title, frame, notes in bench_frames(json.loads(manifest_path.read_text()), df):
-            out += [f"`{manifest_path.parent.name}`: {title}", ""]
+        for title, frame, notes in bench_frames(m, df):
+            out += [f"`{run.name}`: {title}", ""]
             out += [markdown_frame(frame)] if not frame.empty else []
             out += [*(f"- {n}" for n in notes), ""] if notes else []
     return out

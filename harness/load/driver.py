@@ -7,9 +7,9 @@ measured ones meet a server already at its steady state and leave it loaded unti
 Each record keeps its *scheduled* time; TTFT/E2E are measured from it (no coordinated omission)
 and `sent_ns - scheduled_ns` is how late the harness sent it. Once every measured request is
 done, the cooldown requests still queued or in flight are cancelled: they only kept the load up.
-With `duration_s`, the measured requests not yet sent at the deadline go out unmeasured, as
-cooldown, so the measured ones still in flight end under the same load rather than on a server
-that is emptying.
+With `duration_s`, the measured requests not sent before the deadline (open loop: not *scheduled*
+before it, however late a busy event loop dispatches them) go out unmeasured, as cooldown, so the
+measured ones still in flight end under the same load rather than on a server that is emptying.
 
 Every finished request (also failed or cancelled ones) is handed to `on_record` at once, so the
 caller can append it to disk before anything else happens. A watchdog polls `should_abort()`
@@ -87,7 +87,7 @@ def plan_jobs(
     if load.rate_rps is not None and jobs:
         offs = offsets_s(len(jobs), load.rate_rps, load.arrival, load.burstiness, load.seed)
         for j, o in zip(jobs, offs, strict=True):
-            j.offset_ns = int(o * 1e9)
+            j.offset_ns = round(o * 1e9)  # nearest: a cumulative sum of gaps lands a hair early
     return jobs
 
 
@@ -110,8 +110,10 @@ class _Run:
         self.deadline_ns: int | None = None
         self.on_measure_start: Callable[[int], None] | None = None
 
-    def past_deadline(self) -> bool:
-        return self.deadline_ns is not None and time.perf_counter_ns() >= self.deadline_ns
+    def past_deadline(self, at_ns: int | None = None) -> bool:
+        """`at_ns` (default: now) is at or after the deadline."""
+        at = time.perf_counter_ns() if at_ns is None else at_ns
+        return self.deadline_ns is not None and at >= self.deadline_ns
 
     def _check_done(self) -> None:
         """Measured requests are done: all of them ended, or the deadline cut the rest and none is
@@ -119,13 +121,15 @@ class _Run:
         if self.measured_left <= 0 or (self.cut and self.measured_running == 0):
             self.all_measured_done.set()
 
-    def gate(self, job: Job) -> Job | None:
+    def gate(self, job: Job, scheduled_ns: int | None = None) -> Job | None:
         """The job to send now, or None to stop sending. Past `duration_s` a measured job is sent
         unmeasured instead (as cooldown: the load stays up while the measured ones in flight end);
-        cooldown jobs go out only while measured requests are still running."""
+        cooldown jobs go out only while measured requests are still running. `scheduled_ns`: the
+        job's time in an open-loop schedule, which decides whether it falls before the deadline (a
+        loop woken late must not turn a job due before it into cooldown)."""
         if self.out.aborted:
             return None
-        if job.role == "measured" and self.past_deadline():
+        if job.role == "measured" and self.past_deadline(scheduled_ns):
             self.cut = True
             self._check_done()
             job = replace(job, role="cooldown")
@@ -204,7 +208,7 @@ class _Run:
                             None, self.on_measure_start, when_ns
                         )
                 await _sleep_until_ns(when_ns, spin)
-                sent = self.gate(job)
+                sent = self.gate(job, when_ns)
                 if sent is None:
                     break
                 tasks.append(asyncio.create_task(gated(sent, when_ns)))

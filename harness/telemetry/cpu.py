@@ -286,7 +286,9 @@ class CpuSampler:
             out["engine_rss_bytes_max"] = max(rss) if rss else None
         busy = counter_increase(t, c["host_busy_s"], t0, t1)
         total = counter_increase(t, c["host_total_s"], t0, t1)
-        out["host_cpu_pct_mean"] = 100.0 * busy / total if busy is not None and total else None
+        # busy <= total in every sample interval; their edge-interpolated increases can differ in the
+        # last bits (100.00000000006 on a saturated host)
+        out["host_cpu_pct_mean"] = min(100.0, 100.0 * busy / total) if busy is not None and total else None
         steal = counter_increase(t, c["host_steal_s"], t0, t1)
         if steal is not None and total:
             out["host_cpu_steal_pct_mean"] = 100.0 * steal / total

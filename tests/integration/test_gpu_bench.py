@@ -60,7 +60,7 @@ def test_gpu_table_on_a_real_cpu_run(tmp_path: Path, write_scenario) -> None:
     recs = [json.loads(line) for line in (run_dir / "requests.jsonl").read_text().splitlines()]
     assert sorted({r["point_id"] for r in recs if r["warmup"]}) == ["v0-c1", "v1-c1"]
     assert sum(1 for r in recs if not r["warmup"]) == 12
-    rows, runs = gpu_table.load_rows(tmp_path / "res")
+    rows, runs = gpu_table.load_rows(gpu_table.read_manifests(tmp_path / "res"))
     assert [r["status"] for r in runs] == ["complete"]
     assert [(r["precision"], int(r["concurrency"])) for r in rows] == [
         ("Q8_0", 1),

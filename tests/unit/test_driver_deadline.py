@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -152,6 +153,37 @@ def test_open_loop_requests_queued_for_a_slot_at_the_deadline_are_still_measured
     assert all(r.scheduled_ns < deadline for r in measured)
     assert measured[-1].sent_ns is not None and measured[-1].sent_ns > deadline  # waited for the slot
     assert (measured[-1].first_token_ns or 0) - measured[-1].scheduled_ns > 400_000_000
+
+
+def test_open_loop_requests_scheduled_before_the_deadline_stay_measured_when_the_loop_is_late(
+    fake: str,
+) -> None:
+    """Which open-loop requests belong to the point is decided by the schedule, not by how late a busy
+    event loop dispatches them: here the loop is held 0.6 s (past the 0.5 s deadline) by the first
+    record's callback, and the 10 requests due before the deadline are still measured."""
+    load = PointLoad("late", rate_rps=20.0, arrival="constant", duration_s=0.5)
+    specs = [RequestSpec("hello world", 4)] * 30
+    held: list[int] = []
+
+    def on_record(r: RequestRecord) -> None:
+        if not held:
+            held.append(r.request_id)
+            time.sleep(0.6)  # the event loop: nothing else runs meanwhile
+
+    async def go() -> PointOutcome:
+        async with StreamClient(fake, "fake", extra_body={"ignore_eos": True}) as c:
+            return await run_point(c, load, [], specs, 0, on_record)
+
+    out = asyncio.run(go())
+    measured = sorted((r for r in out.records if not r.warmup), key=lambda r: r.scheduled_ns)
+    deadline = out.started_ns + int(0.5e9)
+    assert len(measured) == 10 and all(r.ok for r in measured), [
+        (r.request_id, r.error_kind) for r in measured
+    ]
+    assert all(r.scheduled_ns < deadline for r in measured)
+    late = [r for r in measured if (r.sent_ns or 0) >= deadline]
+    assert len(late) >= 5  # sent after the deadline, measured all the same (their TTFT holds the delay)
+    assert all((r.first_token_ns or 0) - r.scheduled_ns > (deadline - r.scheduled_ns) for r in late)
 
 
 def test_two_closed_loop_client_processes_measure_only_after_the_warmup(fake: str) -> None:

@@ -49,8 +49,9 @@ def test_llama_bench_calibration_from_a_committed_cpu_run(tmp_path: Path) -> Non
 
     run = ROOT / "results/evidence/llama-bench-cpu/20261206T001355Z-llama-bench-cpu"
     shutil.copytree(run, tmp_path / run.name)
-    rows, _ = gpu_table.load_rows(tmp_path)
-    bench = gpu_table.bench_calibrate(tmp_path, rows)
+    manifests = gpu_table.read_manifests(tmp_path)
+    rows, _ = gpu_table.load_rows(manifests)
+    bench = gpu_table.bench_calibrate(manifests, rows)
     # Gemma-3-270M Q4_K_M, no layer on a GPU: 18 blocks (68,327,424 B) + the tied output layer
     # (token_embd, 178,257,920 B) per step, at llama-bench's tg64 @ d128 of 80.627694 tok/s
     assert bench == {"Q4_K_M": {"cpu": (68_327_424 + 178_257_920) * 80.627694}}
