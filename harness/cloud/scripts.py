@@ -96,11 +96,23 @@ def multi_node_run_script(scenario_arg: str, results: str) -> str:
                 'HEAD_IP="$(echo "$SKYPILOT_NODE_IPS" | head -n1)"',
                 'VLLM_HOST_IP="$(echo "$SKYPILOT_NODE_IPS" | sed -n "$((SKYPILOT_NODE_RANK + 1))p")"',
                 "export VLLM_HOST_IP",
+                # this cluster's Ray processes only (their command lines name its port): SkyPilot runs
+                # its own Ray on every node (port 6380) and runs this script as one of its tasks, so
+                # `ray stop`, which stops every Ray process on the host, would fail the job
+                "ray_down() {",
+                '  pkill -f "ray.*[=:]$RAY_PORT( |\\$)" 2>/dev/null || true',
+                "  for _ in 1 2 3 4 5 6 7 8 9 10; do",
+                '    pgrep -f "ray.*[=:]$RAY_PORT( |\\$)" >/dev/null 2>&1 || return 0',
+                "    sleep 1",
+                "  done",
+                '  pkill -9 -f "ray.*[=:]$RAY_PORT( |\\$)" 2>/dev/null || true',
+                "}",
                 'if [ "$SKYPILOT_NODE_RANK" = "0" ]; then',
-                "  trap 'ray stop --force >/dev/null 2>&1 || true' EXIT",
+                "  trap 'ray_down' EXIT",
                 "  trap 'exit 143' TERM",
                 '  ray start --head --port="$RAY_PORT" --disable-usage-stats',
-                '  python3 -m harness.cloud.ray_wait --nodes "$SKYPILOT_NUM_NODES"'
+                '  export RAY_ADDRESS="127.0.0.1:$RAY_PORT"  # vLLM joins this cluster, never SkyPilot\'s',
+                '  python3 -m harness.cloud.ray_wait --address "$RAY_ADDRESS" --nodes "$SKYPILOT_NUM_NODES"'
                 f" --timeout-s {RAY_JOIN_TIMEOUT_S}",
                 f'  mkdir -p "$HOME/{results}"',
                 "  nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv || true",
@@ -130,7 +142,7 @@ def multi_node_run_script(scenario_arg: str, results: str) -> str:
                 "    fi",
                 '    sleep "${HARNESS_RAY_PROBE_S:-15}"',
                 "  done",
-                "  ray stop --force || true",
+                "  ray_down",
                 "fi",
             ]
         )

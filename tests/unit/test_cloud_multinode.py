@@ -4,7 +4,8 @@ worker joining and leaving once the head's Ray is gone. The engine is the projec
 server (an `external` engine), so no vLLM or GPU is needed; what is tested is the orchestration.
 
 Needs the `ray` package (in the dev extra; about a minute on two cores); skipped without it, except in
-CI (HARNESS_REQUIRE_ALL=1). `ray stop --force` in the script stops every Ray process of this user.
+CI (HARNESS_REQUIRE_ALL=1). A second Ray cluster stands in for SkyPilot's own (which runs on every
+node, port 6380, and runs the script as one of its tasks): the script must leave it running.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -34,7 +37,28 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _ray(bindir: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(Path(bindir) / "ray"), *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
 def test_two_node_script_runs_the_benchmark_on_the_head_and_every_node_exits(tmp_path: Path) -> None:
+    bindir = str(Path(sys.executable).parent)  # `python3` and `ray` of this environment
+    bystander = str(_free_port())
+    short_tmp = tempfile.mkdtemp(prefix="rb-", dir="/tmp")
+    base_env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
+    started = _ray(
+        bindir,
+        "start",
+        "--head",
+        f"--port={bystander}",
+        f"--temp-dir={short_tmp}",  # Ray's socket paths must stay under 107 bytes
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+        env=base_env,
+    )
+    assert started.returncode == 0, started.stdout + started.stderr
     srv = FakeServer(FakeScript(ttft_s=0.005, itl_s=0.002), host="127.0.0.1", port=0).start_in_thread()
     try:
         scenario = tmp_path / "fake.yaml"
@@ -47,10 +71,8 @@ def test_two_node_script_runs_the_benchmark_on_the_head_and_every_node_exits(tmp
         )
         script = tmp_path / "run.sh"
         script.write_text(scripts.multi_node_run_script(str(scenario), "mn-results"))
-        bindir = str(Path(sys.executable).parent)  # `python3` and `ray` of this environment
         env = {
-            **os.environ,
-            "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
+            **base_env,
             "HOME": str(tmp_path),
             "SKYPILOT_NODE_IPS": "127.0.0.1\n127.0.0.1",
             "SKYPILOT_NUM_NODES": "2",
@@ -81,8 +103,13 @@ def test_two_node_script_runs_the_benchmark_on_the_head_and_every_node_exits(tmp
                 if p.poll() is None:
                     p.kill()
                 log.close()
+        # the other cluster is still up after both nodes' scripts ended
+        alive = _ray(bindir, "status", f"--address=127.0.0.1:{bystander}", env=base_env)
+        assert alive.returncode == 0, alive.stdout + alive.stderr
     finally:
         srv.stop()
+        subprocess.run(["pkill", "-f", f"ray.*[=:]{bystander}( |$)"], check=False)
+        shutil.rmtree(short_tmp, ignore_errors=True)
     head = (tmp_path / "rank0.log").read_text()
     worker = (tmp_path / "rank1.log").read_text()
     assert rcs == {0: 0, 1: 0}, head[-3000:] + "\n----\n" + worker[-3000:]
