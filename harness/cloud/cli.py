@@ -142,6 +142,13 @@ def launch(
         str | None, typer.Option("--cloud", "--infra", help="aws, gcp, lambda, runpod, aws/us-east-1, …")
     ] = None,
     nodes: Annotated[int | None, typer.Option(min=1, help="nodes (default: hardware.nodes)")] = None,
+    network_tier: Annotated[
+        str,
+        typer.Option(
+            help="multi-node interconnect: best (the fastest the cloud offers: AWS, GCP, Nebius) or "
+            "default (the cloud's ordinary network; Lambda and Azure have only this)"
+        ),
+    ] = "best",
     spot: Annotated[bool, typer.Option("--spot", help="spot/preemptible instances")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the SkyPilot task(s) only")] = False,
     keep: Annotated[bool, typer.Option("--keep", help="leave the cluster up afterwards")] = False,
@@ -194,6 +201,7 @@ def launch(
                 max_hours=max_hours,
                 envs=envs,
                 secrets=secrets,
+                network_tier=network_tier,
             )
             warnings += check_launch(s, str(scenario), opts)
             name = cluster_name(s.name, acc, opts.nodes)
@@ -279,6 +287,15 @@ def launch(
         raise typer.Exit(3)
 
 
+# what to change when the named cloud lacks a feature the task needs (SkyPilot's feature names)
+FEATURE_HINTS = {
+    "custom_network_tier": " (pass --network-tier default: the nodes then use the cloud's ordinary network)",
+    "multi-node": " (multi-node launches need another cloud: aws, gcp, nebius, kubernetes)",
+    "spot_instance": " (drop --spot)",
+    "docker_image": " (pass --image none and a scenario whose engine the harness can install)",
+}
+
+
 def _validate(plans: list[_Plan]) -> None:
     from harness.cloud.validate import SkyPilotUnavailable, TaskInvalid, validate_task_yamls
 
@@ -289,5 +306,12 @@ def _validate(plans: list[_Plan]) -> None:
         return
     except TaskInvalid as e:
         raise _fail(f"SkyPilot rejects the task: {e}") from None
+    problems = []
+    for p, g in zip(plans, got, strict=True):
+        for cloud, feature, reason in g.get("unsupported") or []:
+            hint = FEATURE_HINTS.get(feature, "")
+            problems.append(f"--cloud {p.opts.infra}: {p.cluster}: {cloud} lacks {feature}: {reason}{hint}")
+    if problems:
+        raise _fail([f"SkyPilot {got[0]['skypilot_version']} would refuse the launch:", *problems])
     for p, g in zip(plans, got, strict=True):
         err.print(f"{p.cluster}: task accepted by SkyPilot {g['skypilot_version']}'s loader", markup=False)

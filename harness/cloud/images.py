@@ -9,7 +9,8 @@ follows its project's published tag scheme (vLLM: `v<release>`, the PyPI version
 from __future__ import annotations
 
 # vLLM's OpenAI-compatible server image; tag = the vLLM release on PyPI (0.33.0 as of 2026-11).
-VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"
+VLLM_VERSION = "0.33.0"
+VLLM_IMAGE = f"vllm/vllm-openai:v{VLLM_VERSION}"
 
 # llama.cpp's CUDA server image (Ubuntu 24.04, CUDA runtime, /app/llama-server, no Python).
 LLAMACPP_CUDA_IMAGE = "ghcr.io/ggml-org/llama.cpp:server-cuda-b11382"

@@ -7,6 +7,8 @@ tests/unit/test_cloud_task.py runs shellcheck over every script generated here.
 
 from __future__ import annotations
 
+import shlex
+
 REMOTE_RESULTS = "harness-results"  # relative to the remote $HOME; rsync resolves it the same way
 RAY_PORT = 6379
 RAY_JOIN_TIMEOUT_S = 600
@@ -17,13 +19,16 @@ def setup_script(
     multi_node: bool = False,
     extras: tuple[str, ...] = ("gpu",),
     results: str = REMOTE_RESULTS,
+    packages: tuple[str, ...] = (),
 ) -> str:
-    """Install the harness with `extras` unless the image already has this version (HARNESS_VERSION).
+    """Install the harness with `extras` (and `packages`, pip requirements: the engine on a VM image)
+    unless the image already has this version (HARNESS_VERSION).
 
     The results directory is made first: when setup fails, the fetch then finds it (empty) and the
     launcher tears the cluster down, instead of taking a missing directory for a failed fetch."""
     if from_source:
         install = f'python3 -m pip install --no-cache-dir "$HOME/sky_workdir[{",".join(extras)}]"'
+        install += "".join(f" {shlex.quote(p)}" for p in packages)
     else:
         install = (
             'echo "the image has llm-harness ${have:-none}, this launch needs $HARNESS_VERSION:'

@@ -38,6 +38,11 @@ CATALOG_TO_SKYPILOT = {
     "mi300x": "MI300X",
 }
 
+NETWORK_TIERS = ("best", "default")
+# SkyPilot accelerator names that some clouds' catalogs give to both SXM and PCIe cards (Lambda's H100,
+# RunPod's H100 and A100-80GB, Azure's NC A100 v4 are PCIe); the clouds whose instances with them are SXM
+SHARED_SXM_PCIE_NAMES = ("H100", "A100-80GB", "A100")
+SXM_ONLY_CLOUDS = ("aws", "gcp")
 REMOTE_JOB_DIR = "~/harness-job"
 REMOTE_RESULTS = scripts.REMOTE_RESULTS  # the launcher fetches it from here
 
@@ -79,6 +84,9 @@ class LaunchOptions:
     max_hours: float = 2.0
     envs: dict[str, str] = field(default_factory=dict)
     secrets: tuple[str, ...] = ()
+    # multi-node: SkyPilot's network_tier "best" (the fastest interconnect the cloud offers for the
+    # instance; AWS, GCP, Nebius) or "default" (the cloud's ordinary network: Lambda, Azure)
+    network_tier: str = "best"
 
 
 def resolve_accelerators(s: Scenario, file: str, gpus: str | None) -> Accelerators:
@@ -174,11 +182,33 @@ def check_launch(s: Scenario, file: str, opts: LaunchOptions) -> list[str]:
                 f"the GPU; on the llama.cpp CUDA image use launcher: llama-server, binary: "
                 f"{images.LLAMACPP_SERVER_BINARY} (allowed with xllamacpp: n_gpu_layers: 0)"
             )
-        if isinstance(eng, LlamaCppEngine) and eng.launcher == "llama-cpp-python" and opts.image is None:
+        if isinstance(eng, LlamaCppEngine) and eng.launcher == "llama-server" and opts.image == "none":
+            errors.append(
+                f"{file}: {where}.launcher: 'llama-server' comes with llama.cpp's CUDA image, which "
+                "--image none leaves out (allowed: the default image, or --image docker:REF with it)"
+            )
+        if (
+            isinstance(eng, LlamaCppEngine)
+            and eng.launcher == "llama-cpp-python"
+            and opts.image in (None, "none")
+        ):
             errors.append(
                 f"{file}: {where}.launcher: 'llama-cpp-python' needs an image with it built for CUDA: "
                 "build docker/Dockerfile.llamacpp --target llama-cpp-python, push it, pass --image docker:REF"
             )
+    hw_gpu = s.hardware.gpu or ""
+    cloud_name = (opts.infra or "").split("/")[0].lower()
+    if hw_gpu.endswith("-sxm") and acc.name in SHARED_SXM_PCIE_NAMES and cloud_name not in SXM_ONLY_CLOUDS:
+        where_to = f"on {cloud_name}" if cloud_name else "on whichever cloud SkyPilot picks"
+        warnings.append(
+            f"{file}: hardware.gpu: {hw_gpu}, but SkyPilot's {acc.name} also names PCIe cards (Lambda, "
+            f"RunPod, Azure), with less memory bandwidth, {where_to}: pass --cloud aws or gcp, or "
+            f"--gpus {acc.name}-SXM:{acc.count} on RunPod; each run's manifest records the GPU it ran on"
+        )
+    if opts.network_tier not in NETWORK_TIERS:
+        errors.append(
+            f"--network-tier: invalid value {opts.network_tier!r} (allowed: {', '.join(NETWORK_TIERS)})"
+        )
     if opts.image is not None and opts.image != "none" and not opts.image.startswith("docker:"):
         errors.append(f"--image: invalid value {opts.image!r} (allowed: docker:IMAGE[:TAG], none)")
     if errors:
@@ -227,6 +257,16 @@ def install_extras(s: Scenario) -> tuple[str, ...]:
     return tuple(dict.fromkeys(extras))
 
 
+def engine_packages(s: Scenario, image: str | None) -> tuple[str, ...]:
+    """Engines to pip-install on the cluster: with `--image none` (the cloud's VM image) vLLM, at the
+    version of the pinned image; the images bring their engines otherwise."""
+    if image != "none":
+        return ()
+    if any(isinstance(eng, VllmEngine) for eng in engine_configs(s)):
+        return (f"vllm=={images.VLLM_VERSION}",)
+    return ()
+
+
 def unsynced(rel: str, root: Path | None) -> str | None:
     """Why a path relative to the synced source tree (where `harness run` runs on the cluster) will not be
     there, or None when it will or git cannot tell: SkyPilot does not sync what .gitignore leaves out."""
@@ -261,8 +301,8 @@ def build_task(
         resources["infra"] = opts.infra
     if opts.spot:
         resources["use_spot"] = True
-    if opts.nodes > 1:
-        resources["network_tier"] = "best"  # the fastest interconnect the cloud offers for the instance
+    if opts.nodes > 1 and opts.network_tier == "best":
+        resources["network_tier"] = "best"
     remote_scenario = f"{REMOTE_JOB_DIR}/{scenario_path.name}"
     envs = {
         "HARNESS_VERSION": __version__,
@@ -285,6 +325,7 @@ def build_task(
         multi_node=opts.nodes > 1,
         extras=install_extras(s),
         results=REMOTE_RESULTS,
+        packages=engine_packages(s, image),
     )
     task["run"] = (
         scripts.multi_node_run_script(remote_arg, REMOTE_RESULTS)

