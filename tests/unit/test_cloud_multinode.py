@@ -115,6 +115,7 @@ def test_two_node_script_runs_the_benchmark_on_the_head_and_every_node_exits(tmp
     assert rcs == {0: 0, 1: 0}, head[-3000:] + "\n----\n" + worker[-3000:]
     assert "ray: 2/2 nodes alive" in head
     assert "harness run" not in worker and "mn-fake" not in worker
+    assert "could not prepare" not in head + worker  # every node wrote the scenario's models
     (run_dir,) = (tmp_path / "mn-results").iterdir()
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "complete"
