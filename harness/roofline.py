@@ -13,7 +13,8 @@ device are read over a slower path each step: t_memory = max(on-device bytes / b
 offload_bytes / offload_bandwidth) (perfect overlap: still an upper bound on tok/s).
 
 Prefill of a prompt of L tokens: flops = 2 x params x L + 2 x layers x heads x head_dim x L^2
-(causal attention), t_prefill >= max(flops / (TP x peak), weight_bytes / (TP x bandwidth)).
+(causal attention), t_prefill >= max(flops / (TP x peak), weight_bytes / (TP x bandwidth)); offloaded
+weights are read once in the pass over the slower path, as in a decode step.
 
 A device without a FLOP/s peak in the catalog (the CPUs) has memory bounds only: its bound is then
 `NO_PEAK_BOUND`, not "memory", since compute may well be what limits it (prefill on a CPU is).
@@ -182,20 +183,29 @@ def prefill_bound(
     tp: int = 1,
     efficiency: float = 1.0,
     flops_precision: str = "bf16",
+    offload_bytes: float = 0.0,
+    offload_bandwidth_bytes_s: float | None = None,
 ) -> dict[str, Any]:
-    """Lower bound on the time to prefill one prompt and the matching tok/s (module docstring)."""
+    """Lower bound on the time to prefill one prompt and the matching tok/s (module docstring).
+    `offload_bytes` per device are read over the slower path once in the pass, as in a decode step."""
     L = input_tokens
     flops = 2 * shape.params * L + 2 * shape.layers * shape.heads * shape.head_dim * L * L
     peak = device.peak_flops(flops_precision)
     t_cmp = flops / (tp * peak * efficiency) if peak else 0.0
-    t_mem = weight_bytes / (tp * device.bandwidth_bytes_s * efficiency)
+    t_mem = (weight_bytes / tp - offload_bytes) / (device.bandwidth_bytes_s * efficiency)
+    mem_bound = "memory"
+    if offload_bytes > 0:
+        if not offload_bandwidth_bytes_s:
+            raise ValueError("offload_bytes needs offload_bandwidth_bytes_s")
+        t_off = offload_bytes / (offload_bandwidth_bytes_s * efficiency)
+        if t_off > t_mem:
+            t_mem, mem_bound = t_off, "offload"
     t = max(t_cmp, t_mem)
-    return {
-        "input_tokens": L,
-        "t_prefill_s": t,
-        "prefill_tok_s": L / t,
-        "bound": NO_PEAK_BOUND if not peak else ("compute" if t_cmp >= t_mem else "memory"),
-    }
+    if t_cmp >= t_mem and peak:
+        bound = "compute"
+    else:
+        bound = NO_PEAK_BOUND if not peak and mem_bound == "memory" else mem_bound
+    return {"input_tokens": L, "t_prefill_s": t, "prefill_tok_s": L / t, "bound": bound}
 
 
 def min_batch_for(
@@ -288,5 +298,5 @@ def roofline_table(
                 "max_batch": d.max_batch,
             }
         )
-    pre = prefill_bound(shape, device, weight, input_tokens, tp, efficiency, precision)
+    pre = prefill_bound(shape, device, weight, input_tokens, tp, efficiency, precision, offload_bytes, link)
     return rows, pre

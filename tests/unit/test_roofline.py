@@ -81,6 +81,22 @@ def test_prefill_compute_bound() -> None:
     assert p["prefill_tok_s"] == pytest.approx(13883.61, rel=1e-5)
 
 
+def test_prefill_with_offloaded_weights_waits_for_them() -> None:
+    # 70B fp8 on H100 with 30 GB offloaded over a 64 GB/s link: 30e9 / 64e9 = 468.75 ms, above the
+    # 73.76 ms of compute and the (70.6e9 - 30e9) / 3.35e12 = 12.1 ms of on-device weights
+    p = prefill_bound(LLAMA70, H100, LLAMA70.params, 1024, flops_precision="fp8", offload_bytes=30e9,
+                      offload_bandwidth_bytes_s=64e9)  # fmt: skip
+    assert p["bound"] == "offload"
+    assert p["t_prefill_s"] == pytest.approx(0.46875, rel=1e-9)
+    assert p["prefill_tok_s"] == pytest.approx(1024 / 0.46875, rel=1e-9)
+    # 1 GB offloaded: 15.6 ms over the link, still below the compute time
+    small = prefill_bound(LLAMA70, H100, LLAMA70.params, 1024, flops_precision="fp8", offload_bytes=1e9,
+                          offload_bandwidth_bytes_s=64e9)  # fmt: skip
+    assert small["bound"] == "compute" and small["t_prefill_s"] == pytest.approx(0.0737560, rel=1e-5)
+    with pytest.raises(ValueError, match="offload_bandwidth"):
+        prefill_bound(LLAMA70, H100, LLAMA70.params, 1024, offload_bytes=1e9)
+
+
 def test_min_batch_for_the_articles_3311_tok_s_on_one_h100() -> None:
     # B >= 3311 x 70.6e9 / (3.35e12 - 3311 x 1024 x 327,680) = 104.4 -> 105; only 19 fit
     got = min_batch_for(3311, LLAMA70, H100, LLAMA70.params, context_tokens=1024, flops_precision="fp8")
