@@ -182,6 +182,14 @@ def _window_line(c: dict[str, Any]) -> str:
     )
 
 
+def _is_gguf(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            return f.read(4) == b"GGUF"
+    except OSError:
+        return False
+
+
 @model_app.command("make-gguf")
 def make_gguf_cmd(
     path: Annotated[Path, typer.Argument(help="output .gguf file")],
@@ -195,12 +203,15 @@ def make_gguf_cmd(
     dtype: Annotated[str, typer.Option(help="f32 | f16 | q8_0")] = "f16",
     seed: Annotated[int, typer.Option(min=0)] = 0,
 ) -> None:
-    """Write a random-weight llama GGUF (every generation runs to max_tokens)."""
+    """Write a random-weight llama GGUF (every generation runs to max_tokens). An existing GGUF at PATH
+    is replaced; any other file is left alone."""
     from harness.models import ModelError, gguf_info, make_gguf
 
     if dtype not in ("f32", "f16", "q8_0"):
         raise fail(f"--dtype: invalid value {dtype!r} (allowed: f32, f16, q8_0)")
     output_file("make-gguf: PATH", path)
+    if path.is_file() and not _is_gguf(path):
+        raise fail(f"make-gguf: PATH: {path} exists and is not a GGUF file; not overwriting it")
     try:
         p = make_gguf(path, layers, hidden, heads, kv_heads, ffn, vocab, context, dtype, seed)
     except ModelError as e:

@@ -188,12 +188,18 @@ def test_output_paths_are_checked_before_any_work(run_copy: Path, tmp_path: Path
         (["claims", "--out", str(tmp_path)], f"--out: {tmp_path} is a directory"),
         (["model", "make-gguf", str(tmp_path)], f"make-gguf: PATH: {tmp_path} is a directory"),
         (["model", "make-gguf", str(afile / "m.gguf")], f"{afile} is not a directory"),
+        (["model", "make-gguf", str(afile)], f"make-gguf: PATH: {afile} exists and is not a GGUF file"),
     ):
         res = harness(*args)
         assert refused(res, message), (args, res.stderr)
     assert not (run_copy / "report.md").exists()  # the bad option was found before the report was written
     assert not (tmp_path.parent / f"{tmp_path.name}-plots").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "run"]  # no .part file left
+    assert afile.read_text() == "x"
+    # a folder that does not exist yet is made for the output, as the check said it could be
+    res = harness("claims", "--out", str(tmp_path / "new" / "dir" / "claims.md"))
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "new" / "dir" / "claims.md").read_text().startswith("|")
 
 
 @pytest.mark.parametrize(
