@@ -179,13 +179,18 @@ def cost_cmd(
         return
     typed = [
         n
-        for n, v in (("--usd-per-hour", usd_per_hour), ("--tok-s", tok_s), ("--j-per-token", j_per_token))
+        for n, v in (
+            ("--usd-per-hour", usd_per_hour),
+            ("--tok-s", tok_s),
+            ("--j-per-token", j_per_token),
+            ("--devices", None if devices == 1 else devices),
+        )
         if v is not None
     ]
     if typed:
         raise fail(
-            f"cost: {typed[0]} is for typed numbers, not run directories (their tok/s and J/token are "
-            "measured; give a device's price as --price DEVICE=USD_PER_HOUR)"
+            f"cost: {typed[0]} is for typed numbers, not run directories (their tok/s, J/token and device "
+            "counts are measured and recorded; give a device's price as --price DEVICE=USD_PER_HOUR)"
         )
     runs = check_runs(runs)
     usd = {k: q.usd_per_hour for k, q in quotes.items()}

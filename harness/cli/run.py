@@ -48,11 +48,15 @@ def _unwritable(results: Path) -> str | None:
 
 def run(
     scenario: Annotated[Path, typer.Argument(help="scenario YAML file")],
-    results: Annotated[Path, typer.Option(help="directory holding run directories")] = Path("results"),
+    results: Annotated[
+        Path | None, typer.Option(help="directory holding run directories (default: results)")
+    ] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="no progress bars")] = False,
     resume: Annotated[
         Path | None,
-        typer.Option(help="continue this unfinished run directory (same scenario): skip finished points"),
+        typer.Option(
+            help="continue this unfinished run directory (same scenario, in place): skip finished points"
+        ),
     ] = None,
     find_max_goodput: Annotated[
         bool,
@@ -81,6 +85,9 @@ def run(
         raise fail(missing)
     if find_max_goodput and s.load.mode != "open":
         raise fail(f"{scenario}: load.mode: --find-max-goodput needs open (allowed: open)")
+    if resume is not None and results is not None:
+        raise fail(f"--results: not used with --resume (the run continues in {resume} itself)")
+    results = Path("results") if results is None else results
     if resume is None and (why := _unwritable(results)):  # last: it makes the directory
         raise fail(f"--results {results}: {why}")
     try:

@@ -106,3 +106,9 @@ def test_resume_refuses_a_different_scenario(write_scenario, tmp_path: Path) -> 
     assert "different scenario" in res.stderr and "Traceback" not in res.stderr
     res = harness_cli("run", str(scen), "--resume", str(run), "--no-progress")
     assert res.returncode == 2 and "already complete" in res.stderr
+    # a resumed run stays in its own directory: another --results would be ignored, so it is refused
+    res = harness_cli("run", str(scen), "--resume", str(run), "--results", str(tmp_path / "x"))
+    assert (
+        res.returncode == 2 and f"--results: not used with --resume (the run continues in {run}" in res.stderr
+    )
+    assert not (tmp_path / "x").exists()

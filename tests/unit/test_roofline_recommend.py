@@ -194,3 +194,7 @@ def test_cost_of_run_directories_refuses_typed_numbers(tmp_path: Path) -> None:
     )
     assert res.returncode == 2
     assert "cost: --usd-per-hour is for typed numbers, not run directories" in " ".join(res.stderr.split())
+    # a run records how many devices it used: a typed count would be ignored, so it is refused
+    res = subprocess.run([*HARNESS, "cost", str(run.path), "--devices", "4"], capture_output=True, text=True)
+    assert res.returncode == 2
+    assert "cost: --devices is for typed numbers, not run directories" in " ".join(res.stderr.split())
