@@ -90,6 +90,13 @@ def search_result_text(found: dict[str, Any], rows: list[dict[str, Any]], varian
     """What a rate search found, said as what it is: a lower bound when no rate tried failed, with the
     rate the point achieved beside the one offered."""
     best, failing = found["max_rate_rps"], found["lowest_failing_rps"]
+    if stopped := found.get("stopped"):
+        # the point being probed was cut short: it judged nothing, and the search did not finish
+        judged = len(found.get("probes") or [])
+        head = f"rate search {stopped} after {judged} judged probe(s)"
+        if best is None:
+            return head + (": no rate met the SLOs" if judged else ": no rate was judged")
+        return f"{head}: {best:g} req/s met the SLOs (a lower bound; the search did not finish)"
     if best is None:
         return "highest rate meeting the SLOs: none of the rates tried"
     row = next(
@@ -318,6 +325,9 @@ def run_scenario(
                         run.update_manifest(points_done=[q.point_id for q in points if q.point_id in done])
                     if search is not None:
                         found = {"variant": vi, **search.summary()}
+                        stopped = "interrupted" if interrupted else "failed" if failures else None
+                        if stopped:
+                            found["stopped"] = stopped
                         run.update_manifest(max_goodput=[*run.manifest.get("max_goodput", []), found])
                         console.print(f"variant {vi}: {search_result_text(found, rows, vi)}", highlight=False)
                 finally:
@@ -350,7 +360,8 @@ def run_scenario(
     run.set_status(status, message)
     if status != "complete":
         if find_max_goodput:  # probes, not the planned points; a search starts again rather than resumes
-            did = f"{len(rows)} probe(s) measured; finished requests kept in {run.path} (a rate search is "
+            judged = sum(1 for r in rows if not r.get("aborted"))
+            did = f"{judged} probe(s) measured; finished requests kept in {run.path} (a rate search is "
             did += "not resumed: run it again)"
         else:
             did = f"{len(done)} of {len(points)} point(s) done; finished requests kept in {run.path} "

@@ -60,3 +60,19 @@ def test_search_result_text_says_lower_bound_and_achieved_rate() -> None:
     )
     none = {"max_rate_rps": None, "lowest_failing_rps": 10.0, "probes": [{}]}
     assert search_result_text(none, rows, 0) == "highest rate meeting the SLOs: none of the rates tried"
+    # interrupted while the first probe ran: nothing was judged, which is not "no rate met the SLOs"
+    cut = {"max_rate_rps": None, "lowest_failing_rps": None, "probes": [], "stopped": "interrupted"}
+    assert (
+        search_result_text(cut, rows, 0)
+        == "rate search interrupted after 0 judged probe(s): no rate was judged"
+    )
+    cut_later = {**bounded, "stopped": "interrupted"}
+    assert search_result_text(cut_later, rows, 0) == (
+        "rate search interrupted after 2 judged probe(s): 40 req/s met the SLOs (a lower bound; the search "
+        "did not finish)"
+    )
+    failed = {**none, "stopped": "failed"}
+    assert (
+        search_result_text(failed, rows, 0)
+        == "rate search failed after 1 judged probe(s): no rate met the SLOs"
+    )
