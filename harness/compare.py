@@ -425,8 +425,33 @@ def write(c: Comparison, out_dir: str | Path) -> list[Path]:
     return paths
 
 
+# why a metric asked for by name can have no value in any cell
+EMPTY_METRIC_HINTS = {
+    "speedup": "needs --baseline, one of the configuration columns",
+    "speedup_per_device": "only against a --baseline with another device count",
+    "energy_j_per_output_token": "no GPU or CPU energy was measured in these runs",
+    "usd_per_1m_tokens": "needs a price for the device: --price DEVICE=USD_PER_HOUR",
+    "energy_usd_per_1m_tokens": "needs --kwh and measured energy",
+    "total_usd_per_1m_tokens": "needs a price, --kwh and measured energy",
+    "pct_roofline": "needs the device's memory bandwidth, from the catalog or --bandwidth "
+    "DEVICE=GB_PER_S, and the model's size",
+    "reruns": "only with --reruns median",
+    "output_tok_s_spread_pct": "only with --reruns median over several runs of a cell",
+}
+
+
+def empty_metric_notes(c: Comparison, metrics: list[str] | None) -> list[str]:
+    """A line for each metric asked for by name that no cell has a value for (it would vanish unsaid)."""
+    shown = {m for m, _, _ in _present(c)}
+    return [
+        f"{m}: no values to show ({EMPTY_METRIC_HINTS.get(m, 'not measured in these runs')})"
+        for m in metrics or []
+        if m not in shown
+    ]
+
+
 def print_comparison(c: Comparison, console: Console, metrics: list[str] | None = None) -> None:
     for t in rich_tables(c, metrics):
         console.print(t)
-    for n in c.notes:
+    for n in [*empty_metric_notes(c, metrics), *c.notes]:
         console.print(f"note: {n}", markup=False, highlight=False)

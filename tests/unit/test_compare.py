@@ -225,6 +225,22 @@ def test_printed_tables_keep_labels_with_brackets() -> None:
     assert "a100-80gb-sxm | vllm [engine.cpu_offload_gb=40]" in console.export_text()
 
 
+def test_a_metric_asked_for_that_no_cell_has_is_said_so() -> None:
+    from rich.console import Console
+
+    df = _rows()
+    c = Comparison(df, pivot(add_speedup(df, None)), None)  # no baseline: no speedup anywhere
+    console = Console(record=True, width=300)
+    print_comparison(c, console, ["output_tok_s", "speedup", "pct_roofline"])
+    text = console.export_text()
+    assert "output tok/s" in text and "speedup vs baseline" not in text
+    assert "note: speedup: no values to show (needs --baseline, one of the configuration columns)" in text
+    assert "note: pct_roofline: no values to show (needs the device's memory bandwidth" in text
+    console = Console(record=True, width=300)
+    print_comparison(c, console, None)  # all metrics by default: the empty ones go unsaid
+    assert "no values to show" not in console.export_text()
+
+
 def test_j_per_token_of_different_energy_scopes_is_said_to_differ() -> None:
     from harness.compare import energy_scope_notes
 
