@@ -331,12 +331,7 @@ def read_points(run: str | Path, manifest: dict[str, Any] | None = None) -> pd.D
                 raise RunNotFound(f"{run / name}: not a points table of this harness: {problem}")
             if problems:  # the parquet table is damaged (both are written whole): say the CSV was read
                 df.attrs["read_note"] = f"{'; '.join(problems)}: the points were read from {name}"
-            if manifest is None:
-                try:
-                    manifest = read_manifest(run)
-                except RunNotFound:
-                    manifest = {}
-            done = manifest_points_done(manifest)
+            done = manifest_points_done(_manifest_or_empty(run, manifest))
             if done is not None and "point_id" in df.columns and not set(done) <= set(df["point_id"]):
                 missing = sorted(set(done) - set(df["point_id"]))
                 df.attrs["read_note"] = (
@@ -347,4 +342,19 @@ def read_points(run: str | Path, manifest: dict[str, Any] | None = None) -> pd.D
             return df
     if problems:
         raise RunNotFound(f"{run}: unreadable points table ({'; '.join(problems)})")
-    return pd.DataFrame()
+    df = pd.DataFrame()
+    if done := manifest_points_done(_manifest_or_empty(run, manifest)):
+        df.attrs["read_note"] = (
+            f"no points table (points.parquet, points.csv) though the manifest says {len(done)} point(s) "
+            "are done: the files were removed"
+        )
+    return df
+
+
+def _manifest_or_empty(run: Path, manifest: dict[str, Any] | None) -> dict[str, Any]:
+    if manifest is not None:
+        return manifest
+    try:
+        return read_manifest(run)
+    except RunNotFound:
+        return {}

@@ -181,8 +181,14 @@ def reopen(
             f"{path}: is still being run by process {pid} on this host; stop it (Ctrl-C) or let it finish"
         )
     done = set(manifest.get("points_done") or [])
-    old = read_points(path)
+    old = read_points(path, manifest)
     rows = [{str(k): v for k, v in r.items()} for r in old.to_dict("records") if r.get("point_id") in done]
+    if lost := sorted(done - {str(r.get("point_id")) for r in rows}):
+        # measuring them again would put a second set of their requests into requests.jsonl
+        raise ResumeError(
+            f"{path}: the points table lacks point(s) the manifest says are done ({', '.join(lost)}): "
+            f"{old.attrs.get('read_note') or 'points.parquet and points.csv are missing'}; start a new run"
+        )
     next_id = 1 + max((r.request_id for r in iter_records(path)), default=-1)
     run = RunDir(Path(path), manifest)
     attempt = len(manifest.get("resumed_utc") or []) + 1

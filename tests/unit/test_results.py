@@ -467,6 +467,42 @@ def test_a_damaged_points_table_is_said_to_be_so(tmp_path: Path) -> None:
     note = df.attrs["read_note"]
     assert "points.parquet" in note and "read from points.csv" in note and "done: v0-c2" in note
     assert any(n.startswith("points table: ") for n in run_notes(run.manifest, df, run.path))
+    # both removed: an empty table, said to be missing, not "no finished points" alone
+    (run.path / "points.parquet").unlink()
+    (run.path / "points.csv").unlink()
+    df = read_points(run.path)
+    assert df.empty
+    assert df.attrs["read_note"] == (
+        "no points table (points.parquet, points.csv) though the manifest says 2 point(s) are done: the "
+        "files were removed"
+    )
+
+
+def test_resume_refuses_a_run_whose_points_table_lost_done_points(tmp_path: Path) -> None:
+    """Measuring them again would add a second set of their requests to requests.jsonl."""
+    import pytest
+
+    from harness.resume import ResumeError, reopen
+    from harness.scenario import parse_scenario, scenario_hash
+
+    s = parse_scenario({"name": "s", "engine": {"type": "external", "base_url": "http://127.0.0.1:1"}})
+    run = RunDir.create(tmp_path, "s", NOW)
+    stored = redact_scenario(s.model_dump(mode="json"))
+    run.write_manifest(
+        {
+            "status": "partial",
+            "scenario_hash": scenario_hash(s),
+            "scenario": stored,
+            "seeds": {},
+            "points_done": ["v0-c1"],
+        }
+    )
+    with pytest.raises(
+        ResumeError, match=r"lacks point\(s\) the manifest says are done \(v0-c1\): no points table"
+    ):
+        reopen(run.path, s, find_max_goodput=False)
+    run.write_points([{"point_id": "v0-c1", "output_tok_s": 10.0}])
+    assert reopen(run.path, s, find_max_goodput=False)[1][0]["point_id"] == "v0-c1"
 
 
 def test_a_fixed_length_distribution_draws_nothing_and_resumes() -> None:
