@@ -32,16 +32,16 @@ def serve_fake(
         int, typer.Option(help="fault: HTTP status of failed requests (500, 429, 503)")
     ] = 500,
     drop_after: Annotated[
-        int | None, typer.Option(help="fault: close streams after this many tokens")
+        int | None, typer.Option(min=0, help="fault: close streams after this many tokens")
     ] = None,
     bad_json_after: Annotated[
-        int | None, typer.Option(help="fault: send a malformed event after this many tokens")
+        int | None, typer.Option(min=0, help="fault: send a malformed event after this many tokens")
     ] = None,
     stall_after: Annotated[
-        int | None, typer.Option(help="fault: stop sending after this many tokens")
+        int | None, typer.Option(min=0, help="fault: stop sending after this many tokens")
     ] = None,
     error_after: Annotated[
-        int | None, typer.Option(help="fault: end streams with a server error after this many tokens")
+        int | None, typer.Option(min=0, help="fault: end streams with a server error after this many tokens")
     ] = None,
     error_as: Annotated[
         str, typer.Option(help="how that error is sent: data (vLLM, llama.cpp) or field (older llama.cpp)")
@@ -84,12 +84,15 @@ def serve_fake(
             port = free_port(host)
         except EngineError:
             raise fail(f"serve-fake: cannot listen on {host}: no such address here") from None
-    err.print(
-        f"fake OpenAI server on {http_url(host, port)} (TTFT {ttft_ms} ms, ITL {itl_ms} ms, "
-        f"{workers} process(es)); Ctrl-C stops"
-    )
+
+    def listening() -> None:
+        err.print(
+            f"fake OpenAI server on {http_url(host, port)} (TTFT {ttft_ms} ms, ITL {itl_ms} ms, "
+            f"{workers} process(es)); Ctrl-C stops"
+        )
+
     try:
-        serve_processes(script, host, port, workers)
+        serve_processes(script, host, port, workers, listening)
     except KeyboardInterrupt:
         pass
     except OSError as e:  # port taken, address not on this host

@@ -19,6 +19,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -296,8 +297,11 @@ class FakeServer:
         self.port = self._server.sockets[0].getsockname()[1]
         return self._server
 
-    async def serve(self) -> None:
+    async def serve(self, on_listening: Callable[[], None] | None = None) -> None:
+        """Serve forever; `on_listening` is called once the port is bound."""
         srv = await self._start()
+        if on_listening is not None:
+            on_listening()
         async with srv:
             await srv.serve_forever()
 
@@ -332,27 +336,30 @@ class FakeServer:
             self._thread.join(timeout=5)
 
 
-def serve_processes(script: FakeScript, host: str, port: int, workers: int = 1) -> None:
+def serve_processes(
+    script: FakeScript, host: str, port: int, workers: int = 1, on_listening: Callable[[], None] | None = None
+) -> None:
     """Serve until interrupted, from `workers` processes sharing the port (SO_REUSEPORT), on uvloop
-    where it is installed. Each process has its own `/stats`."""
+    where it is installed. Each process has its own `/stats`. `on_listening`: called in this process
+    once its port is bound (OSError before that: the port is taken, the address is not here)."""
     import multiprocessing as mp
 
-    def one() -> None:
+    def one(ready: Callable[[], None] | None = None) -> None:
         srv = FakeServer(script, host=host, port=port, reuse_port=workers > 1)
         try:
-            run_loop(srv.serve())
+            run_loop(srv.serve(ready))
         except KeyboardInterrupt:
             pass
 
     if workers <= 1:
-        one()
+        one(on_listening)
         return
     ctx = mp.get_context("fork")
     procs = [ctx.Process(target=one, daemon=True) for _ in range(workers - 1)]
     for pr in procs:
         pr.start()
     try:
-        one()
+        one(on_listening)
     finally:
         for pr in procs:
             pr.terminate()

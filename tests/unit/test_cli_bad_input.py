@@ -232,6 +232,7 @@ def test_output_paths_are_checked_before_any_work(run_copy: Path, tmp_path: Path
             "--precision: ',' names no",
         ),
         (["serve-fake", "--port", "70000"], "Input should be less than or equal to 65535"),
+        (["serve-fake", "--drop-after", "-1"], "Input should be greater than or equal to 0"),
         (
             ["compare", str(RUN), "--reruns", "mean"],
             "--reruns: invalid value 'mean' (allowed: newest, median)",
@@ -318,3 +319,15 @@ def test_a_model_not_written_whole_leaves_no_part_file(tmp_path: Path, monkeypat
     with pytest.raises(OSError):
         gguf_writer.make_gguf(tmp_path / "m.gguf", dtype="f16")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_serve_fake_on_a_taken_port_fails_without_announcing_itself() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        res = harness("serve-fake", "--port", str(port))
+    assert refused(res, f"serve-fake: cannot listen on 127.0.0.1:{port}"), res.stderr
+    assert "fake OpenAI server on" not in res.stderr  # the banner is printed once the port is bound
