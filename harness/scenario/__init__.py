@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,18 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+# booleans as YAML 1.2 writes them: true/false only. YAML 1.1 (PyYAML's default) also reads yes/no/on/off
+# as booleans, so `ignore_eos: yes` passed as true while the schema refuses anything but a boolean, and a
+# free-form value `no` (an env var, an extra_body field) became False
+_UniqueKeyLoader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 def load_scenario(path: str | Path) -> Scenario:

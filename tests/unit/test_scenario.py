@@ -509,6 +509,26 @@ def test_yaml_booleans_and_quoted_numbers_are_not_taken_as_numbers() -> None:
     assert parse_scenario({**BASE, "load": {"burstiness": 2}}).load.burstiness == 2
 
 
+def test_yaml_reads_only_true_and_false_as_booleans(tmp_path: Path) -> None:
+    """YAML 1.1 also reads yes/no/on/off as booleans: `ignore_eos: yes` passed as true, and a free-form
+    `no` (an extra_body value) was sent as false."""
+    f = tmp_path / "s.yaml"
+    text = (
+        "name: y\n"
+        "engine: {type: external, base_url: 'http://127.0.0.1:9', extra_body: {flag: no, on: off}}\n"
+        "workload: {input_tokens: 16, output_tokens: 8, ignore_eos: %s}\n"
+    )
+    f.write_text(text % "yes")
+    with pytest.raises(ScenarioError) as ei:
+        load_scenario(f)
+    assert ei.value.messages == [f"{f}: workload.ignore_eos: expected true or false (got 'yes')"]
+    for word, value in (("true", True), ("False", False), ("TRUE", True)):
+        f.write_text(text % word)
+        s = load_scenario(f)
+        assert s.workload.ignore_eos is value
+        assert s.engine.extra_body == {"flag": "no", "on": "off"}
+
+
 def test_a_shared_prefix_as_long_as_the_inputs_is_refused() -> None:
     """input_tokens 20 with a 30-token prefix made 31-token prompts, planned and counted as such, with
     nothing said about the 20 asked for."""
