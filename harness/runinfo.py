@@ -259,13 +259,36 @@ def model_key(spec: dict[str, Any], served_name: Any) -> str:
 NOT_SETTINGS = frozenset({"python", "binary", "host", "health_timeout_s"})
 
 
-def settings_of(cfg: dict[str, Any], workload: dict[str, Any], host_cpu: str | None = None) -> str:
-    """The effective engine configuration and workload of a point as canonical JSON: two runs under
-    one configuration label whose settings differ (a base `engine:` field, `api`, a shared prefix) did
-    not measure the same thing. `host_cpu` (`host_cpu_label`, for points that ran on the host CPU):
-    CPUs the catalog does not know share the label `cpu`, so this tells their machines apart."""
+def load_shape(load: dict[str, Any]) -> dict[str, Any]:
+    """What, besides its rate, an open-loop point offers the server: how arrivals are spread and how many
+    requests may be in flight (a `max_concurrency` cap queues the rest on the client, inside their
+    TTFT). Empty for closed loop, whose `cN` row key says it all. Every key is always present (None
+    when unset): a run without the cap must differ from one with it, not lack the field."""
+    if load.get("mode") != "open":
+        return {}
+    arrival = load.get("arrival") or "poisson"
+    return {
+        "arrival": arrival,
+        "burstiness": load.get("burstiness", 1.0) if arrival == "gamma" else None,
+        "max_concurrency": load.get("max_concurrency"),
+    }
+
+
+def settings_of(
+    cfg: dict[str, Any],
+    workload: dict[str, Any],
+    host_cpu: str | None = None,
+    load: dict[str, Any] | None = None,
+) -> str:
+    """The effective engine configuration, workload and open-loop shape (`load_shape`) of a point as
+    canonical JSON: two runs under one configuration label whose settings differ (a base `engine:`
+    field, `api`, a shared prefix, Poisson against constant arrivals) did not measure the same thing.
+    `host_cpu` (`host_cpu_label`, for points that ran on the host CPU): CPUs the catalog does not know
+    share the label `cpu`, so this tells their machines apart."""
     engine = {k: v for k, v in cfg.items() if k not in NOT_SETTINGS}
     out: dict[str, Any] = {"engine": engine, "workload": workload}
+    if shape := load_shape(load or {}):
+        out["load"] = shape
     if host_cpu:
         out["host"] = {"cpu": host_cpu}
     return json.dumps(out, sort_keys=True, default=str)
@@ -443,7 +466,8 @@ def run_points(run: str | Path, table: dict[str, Device] | None = None) -> pd.Da
     if "output_tok_s" not in df.columns:  # the column every comparison divides
         raise RunNotFound(f"{run}: not a points table of this harness: no column output_tok_s")
     rows = []
-    workload = (manifest.get("scenario") or {}).get("workload") or {}
+    scenario = manifest.get("scenario") or {}
+    workload = scenario.get("workload") or {}
     for _, p in df.iterrows():
         v = int(p.get("variant", 0) or 0)
         cfg = engine_config(manifest, v)
@@ -488,7 +512,9 @@ def run_points(run: str | Path, table: dict[str, Device] | None = None) -> pd.Da
             ),
             workload_input_tokens=lengths[0],
             workload_output_tokens=lengths[1],
-            settings=settings_of(cfg, workload, host_cpu_label(manifest) if on_cpu else None),
+            settings=settings_of(
+                cfg, workload, host_cpu_label(manifest) if on_cpu else None, scenario.get("load") or {}
+            ),
         )
         rows.append(row)
     out = pd.DataFrame(rows)

@@ -174,6 +174,37 @@ def test_runs_with_other_engine_settings_under_one_label_are_not_reruns() -> Non
     assert set(kept["config"]) == {"a100-80gb-sxm | vllm"} and len(kept) == 4 and notes == []
 
 
+def test_open_loop_runs_with_other_arrivals_or_a_cap_are_not_reruns() -> None:
+    """At r40, a run with `max_concurrency: 2` queued requests on the client (TTFT 2 s) where one without
+    it did not (TTFT 50 ms): their median was printed as a measurement neither run made."""
+    from harness.runinfo import settings_of
+
+    df = _rows().iloc[:1].copy()
+    df["load"], df["run_id"], df["point_id"], df["started_utc"] = "r40", "a", "v0-r40", "2026-01-01"
+    eng, wl = {"type": "vllm"}, {"api": "completion"}
+    df["settings"] = settings_of(eng, wl, load={"mode": "open", "arrival": "constant"})
+    capped = df.assign(run_id="b", started_utc="2026-02-01", output_tok_s=50.0)
+    capped["settings"] = settings_of(
+        eng, wl, load={"mode": "open", "arrival": "constant", "max_concurrency": 2}
+    )
+    kept, notes = dedupe(pd.concat([df, capped]))
+    assert sorted(kept["config"]) == [
+        "a100-80gb-sxm | vllm [load.max_concurrency=2]",
+        "a100-80gb-sxm | vllm [load.max_concurrency=None]",
+    ]
+    assert notes == ["a100-80gb-sxm | vllm: runs with other settings (load.max_concurrency) are shown apart"]
+    poisson = df.assign(run_id="c", started_utc="2026-03-01")
+    poisson["settings"] = settings_of(eng, wl, load={"mode": "open"})  # poisson by default
+    kept, _ = dedupe(pd.concat([df, poisson]))
+    assert len(kept) == 2 and any("load.arrival=poisson" in c for c in kept["config"])
+    # another seed is a rerun (the same offered load, another draw of it); closed loop has no shape
+    again = df.assign(run_id="d", started_utc="2026-04-01")
+    again["settings"] = settings_of(eng, wl, load={"mode": "open", "arrival": "constant", "seed": 7})
+    kept, _ = dedupe(pd.concat([df, again]))
+    assert list(kept["run_id"]) == ["d"]
+    assert settings_of(eng, wl, load={"mode": "closed", "max_concurrency": 3}) == settings_of(eng, wl)
+
+
 def test_runs_of_different_workloads_are_different_rows() -> None:
     # 128/16 and 128/64 at the same load are two measurements, not a rerun: both kept, on two rows
     df = _rows().iloc[:1].copy()
