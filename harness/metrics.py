@@ -14,6 +14,9 @@ Definitions (all times from integer `perf_counter_ns` stamps, converted to secon
 * goodput      = successful requests meeting every SLO / window (req/s); goodput tok/s counts
                  the output tokens of those requests only
 * send lag     = sent - scheduled, per request: how late the harness sent it (open loop)
+* offered rate = (measured requests - 1) / (last - first scheduled time) (open loop): the rate the
+                 arrival draw really offered, which a short Poisson or gamma schedule can put well off
+                 the point's `rate_rps`
 
 Tokens are counted from the server's `usage`, never from chunks; a chunk is not a token. Two
 cross-checks are reported beside it: the tokenizer count of the streamed text and the number of
@@ -110,6 +113,15 @@ def window_s(records: Sequence[RequestRecord]) -> float:
     if not sent or not done:
         return 0.0
     return max(0, max(done) - min(sent)) / NS_PER_S
+
+
+def offered_req_s(records: Sequence[RequestRecord]) -> float:
+    """Requests per second the schedule offered: (n - 1) / (last - first scheduled time) over the
+    records, NaN for fewer than two or a zero span."""
+    t = [r.scheduled_ns for r in records]
+    if len(t) < 2 or max(t) == min(t):
+        return math.nan
+    return (len(t) - 1) / ((max(t) - min(t)) / NS_PER_S)
 
 
 def failed_tail_s(records: Sequence[RequestRecord]) -> float:
@@ -232,6 +244,7 @@ def summarize(
     row.update(stats((x for r in ok for x in itl_s(r)), "itl_s"))
     row.update(stats((e2e_s(r, open_loop) for r in ok), "e2e_s"))
     if open_loop:
+        row["offered_req_s"] = offered_req_s(measured)
         # from the send, as the engine times a request: without a wait for a `max_concurrency` slot
         for key, fn in (("ttft", ttft_s), ("e2e", e2e_s)):
             row[f"{key}_from_send_s_mean"] = stats((fn(r) for r in ok), "m")["m_mean"]
@@ -342,6 +355,8 @@ STEAL_LIMIT_PCT = 5.0  # of the host's CPU time taken by the hypervisor, beyond 
 CLIENT_LAG_LIMIT_S = 0.005  # send or event-loop lateness (p99) beyond which the client is said to lag
 # of the window that only failed requests filled, beyond which a point is warned about
 FAILED_TAIL_SHARE = 0.1
+# by how much (a share) the rate an open-loop schedule offered may miss rate_rps unwarned
+OFFERED_RATE_OFF = 0.1
 
 
 def kv_cache_short(row: dict[str, Any]) -> tuple[float, float, int] | None:
@@ -396,6 +411,13 @@ def flags(row: dict[str, Any]) -> list[str]:
         out.append(
             f"energy over a {win:.2f} s window: the GPU energy counter updates every 20-100 ms, so J/token "
             "can be off by one update's worth (run more requests for a longer window)"
+        )
+    offered, rate = _value(row, "offered_req_s"), _value(row, "rate_rps")
+    if offered is not None and rate and abs(offered - rate) > OFFERED_RATE_OFF * rate:
+        n_req = _count(row, "requests")
+        out.append(
+            f"the arrival draw offered {offered:.3g} req/s, not the point's {rate:g} ({n_req} requests are "
+            "a short sample of a random schedule): compare points by offered_req_s, or send more"
         )
     if not n:
         return out  # nothing succeeded: the client's figures (a few fast failures) say nothing of it

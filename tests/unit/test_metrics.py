@@ -154,6 +154,19 @@ def test_failures_that_outlast_the_successes_are_measured_and_flagged() -> None:
     )
 
 
+def test_offered_rate_is_what_the_schedule_offered_and_a_far_draw_is_flagged() -> None:
+    # scheduled at 0, 100, 150, 400 ms: 3 gaps over 0.4 s = 7.5 req/s offered
+    rs = [rec(i, t, t, [t + 10, t + 20], t + 30, 2) for i, t in enumerate((0, 100, 150, 400))]
+    row = metrics.summarize(rs, open_loop=True)
+    assert row["offered_req_s"] == pytest.approx(7.5)
+    assert metrics.offered_req_s(rs[:1]) != metrics.offered_req_s(rs[:1])  # NaN: one request, no span
+    assert "offered_req_s" not in metrics.summarize(rs)  # closed loop has no schedule
+    (w,) = [w for w in metrics.flags({**row, "rate_rps": 10.0}) if "arrival draw" in w]
+    assert w.startswith("the arrival draw offered 7.5 req/s, not the point's 10 (4 requests are a short")
+    # within 10 % of the rate: nothing to say
+    assert not any("arrival draw" in w for w in metrics.flags({**row, "rate_rps": 8.0}))
+
+
 def test_concurrency_beyond_the_kv_cache_is_flagged() -> None:
     # 4 concurrent requests of 1000 + 280 tokens = 5120 tokens; the cache holds 3000: about 2 fit at once
     row = {"mode": "closed", "concurrency": 4, "ok": 4, "input_tokens": 4000, "output_tokens": 1120}
