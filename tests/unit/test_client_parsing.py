@@ -73,9 +73,25 @@ def test_chunked_sse_split_anywhere(cuts: list[int], chunk_size: int) -> None:
     got = _feed(resp, cuts)
     assert got[0] == 200
     assert [d for _, d in got[1]] == EVENTS
-    # stamps are non-decreasing and each event carries the stamp of the read that completed it
+    # stamps are non-decreasing (which read stamps which event: the test below)
     stamps = [t for t, _ in got[1]]
     assert stamps == sorted(stamps)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=60))
+def test_each_event_carries_the_stamp_of_the_read_that_completed_it(cuts: list[int]) -> None:
+    """An event split over reads arrived with the read holding its closing blank line: stamped with an
+    earlier read, TTFT and ITL would read early."""
+    ev = SseEvents()
+    ends = [SSE.index(b"\n\n", SSE.index(b"data: " + e)) + 1 for e in EVENTS]  # each blank line's byte
+    i, k, read_of = 0, 0, {}
+    while i < len(SSE):
+        n = cuts[k % len(cuts)]
+        ev.feed(SSE[i : i + n], 1000 + k)  # read k stamped 1000 + k
+        read_of.update({b: 1000 + k for b in range(i, min(i + n, len(SSE)))})
+        i, k = i + n, k + 1
+    assert ev.events == [(read_of[end], e) for end, e in zip(ends, EVENTS, strict=True)]
 
 
 def test_content_length_body_for_errors() -> None:

@@ -73,6 +73,10 @@ def test_speedup_over_another_device_count_is_also_given_per_device() -> None:
         "speedup sets 8x h100-sxm | vllm (8 devices) against the baseline's 1 device(s); "
         "see 'speedup per device' for a device against a device"
     ]
+    # a 2-device baseline against 8: speedup x 2 / 8
+    two = add_speedup(df.assign(devices=[2, 2, 8, 8, 8]), "a100-80gb-sxm | vllm")
+    per = dict(zip(zip(two["config"], two["load"], strict=True), two["speedup_per_device"], strict=True))
+    assert per[("8x h100-sxm | vllm", "c2")] == pytest.approx(1.6 * 2 / 8)  # 80 / 50 = 1.6
     same = add_speedup(_rows().assign(devices=1), "a100-80gb-sxm | vllm")
     assert same["speedup_per_device"].isna().all() and device_count_note(same, "a100-80gb-sxm | vllm") == []
 

@@ -47,6 +47,34 @@ def test_cost_inputs_row_adds_energy_to_rent() -> None:
     assert row["total_usd_per_1m_tokens"] == pytest.approx(1.3495276653 + 0.0833333333)
 
 
+def test_cost_columns_of_measured_points_count_devices_and_energy() -> None:
+    """`harness cost RUN`, compare and the HTML report price points this way."""
+    import pandas as pd
+
+    from harness.cost import add_cost_columns
+
+    points = pd.DataFrame(
+        {
+            "device": ["h100-sxm", "a100-80gb-sxm", "cpu"],
+            "devices": [8, 1, 1],
+            "output_tok_s": [2000.0, 100.0, 10.0],
+            "energy_j_per_output_token": [0.9, None, 3.6],
+        }
+    )
+    got = add_cost_columns(points, {"h100-sxm": 2.5, "a100-80gb-sxm": 1.5}, utilization=0.5, usd_per_kwh=0.2)
+    # 2.5 $/h x 8 / (2000 tok/s x 3600 x 0.5) x 1e6 = 20 / 3.6e6 x 1e6 = 5.5556
+    # 1.5 / (100 x 3600 x 0.5) x 1e6 = 8.3333; the cpu has no price
+    assert got["usd_per_1m_tokens"].iloc[0] == pytest.approx(20 / 3.6)
+    assert got["usd_per_1m_tokens"].iloc[1] == pytest.approx(1.5 / 0.18)
+    assert math.isnan(got["usd_per_1m_tokens"].iloc[2])
+    # energy: 0.9 J/token x 1e6 = 0.9e6 J = 0.25 kWh x 0.2 $/kWh = 0.05 $; 3.6 J/token: 0.2 $
+    assert list(got["energy_usd_per_1m_tokens"].iloc[[0, 2]]) == pytest.approx([0.05, 0.2])
+    assert math.isnan(got["energy_usd_per_1m_tokens"].iloc[1])
+    assert got["total_usd_per_1m_tokens"].iloc[0] == pytest.approx(20 / 3.6 + 0.05)
+    assert math.isnan(got["total_usd_per_1m_tokens"].iloc[1])  # energy unknown: no total
+    assert "energy_usd_per_1m_tokens" not in add_cost_columns(points, {"h100-sxm": 2.5})
+
+
 def test_no_throughput_is_not_a_price() -> None:
     assert math.isnan(usd_per_million_tokens(2.0, 0))
     assert math.isnan(usd_per_million_tokens(2.0, math.nan))

@@ -80,6 +80,36 @@ def test_summary_throughput_window_and_percentiles() -> None:
     assert row["chunk_token_mismatch"] == 2
 
 
+def test_summary_pools_itl_times_open_loop_from_the_schedule_and_keeps_failures_out() -> None:
+    """Open loop, four measured requests (times in ms):
+    r1 scheduled 0, sent 10, chunks 50 60, done 70: TTFT 50, E2E 70 (from the schedule), gaps [10]
+    r2 scheduled 100, sent 100, chunks 120 130 140 150 160 200, done 200: TTFT 20, E2E 100,
+       gaps [10, 10, 10, 10, 40]
+    r3 cut mid-stream (disconnected) after chunks 105 and 400: no TTFT, ITL or E2E of it counts
+    r4 scheduled 200, sent 200, chunks 230 240, done 250, no usage: TTFT 30, E2E 50, gaps [10]"""
+    r1 = rec(1, 0, 10, [50, 60], 70, 2)
+    r2 = rec(2, 100, 100, [120, 130, 140, 150, 160, 200], 200, 6)
+    r3 = rec(3, 100, 100, [105, 400], 400, 2)
+    r3.error_kind = "disconnected"
+    r4 = rec(4, 200, 200, [230, 240], 250, 2)
+    r4.output_tokens = None
+    row = metrics.summarize([r1, r2, r3, r4], open_loop=True, slo_ttft_s=0.040)
+    # ITL pooled over the successful requests: [10] * 6 + [40]; the mean of per-request means would be 12
+    assert row["itl_s_mean"] == pytest.approx(0.100 / 7)
+    assert row["itl_s_p50"] == pytest.approx(0.010)
+    assert row["itl_s_p99"] == pytest.approx(0.010 + 0.94 * 0.030)  # rank 0.99 x 6 = 5.94
+    assert row["ttft_s_mean"] == pytest.approx((0.050 + 0.020 + 0.030) / 3)
+    assert row["e2e_s_mean"] == pytest.approx((0.070 + 0.100 + 0.050) / 3)  # from sent it would be 0.210 / 3
+    assert row["ttft_from_send_s_mean"] == pytest.approx((0.040 + 0.020 + 0.030) / 3)
+    # TPOT of the successful requests with usage: r1 (70 - 50) / 1 = 20 ms, r2 (200 - 120) / 5 = 16 ms
+    assert row["tpot_s_mean"] == pytest.approx(0.018)
+    assert row["missing_usage"] == 1
+    assert "1/3 requests carried no usage" in metrics.flags(row)
+    # TTFT SLO 40 ms: r2 and r4 meet it, r1 does not, the failed r3 cannot; attainment is over all four
+    assert row["slo_attainment"] == pytest.approx(2 / 4)
+    assert row["goodput_req_s"] == pytest.approx(2 / 0.390)  # window: last done 400 - first send 10
+
+
 def test_goodput_counts_only_requests_within_every_slo() -> None:
     # sent_ns == 0 means "never sent", so the stamps start at 1000 ms
     fast = rec(1, 1000, 1000, [1100, 1110], 1200, 11)  # ttft 0.1 s, tpot 0.01 s

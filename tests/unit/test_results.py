@@ -511,3 +511,13 @@ def test_a_fixed_length_distribution_draws_nothing_and_resumes() -> None:
 
     assert not sampled(Workload(input_tokens={"dist": "fixed", "mean": 100}, output_tokens=64))
     assert sampled(Workload(input_tokens={"dist": "normal", "mean": 100, "stddev": 5}))
+
+
+def test_each_record_is_on_disk_as_soon_as_it_is_appended(tmp_path: Path) -> None:
+    """Nothing lost on a crash: a record is written through to the file before the next request ends,
+    not held in a buffer until the run closes it."""
+    run = RunDir.create(tmp_path, "s", NOW)
+    run.write_manifest({"status": "running"})
+    run.append_record(RequestRecord(7, "v0-c1", 1, 2, 3, 4, [3], 5, 6))
+    lines = (run.path / "requests.jsonl").read_text().splitlines()  # read by another handle, unclosed
+    assert len(lines) == 1 and json.loads(lines[0])["request_id"] == 7

@@ -61,6 +61,16 @@ def test_huge_batch_becomes_compute_bound() -> None:
     assert b.tok_s == pytest.approx(21546.961, rel=1e-6)
 
 
+def test_attention_flops_grow_with_the_context() -> None:
+    # the same at 100 tokens of context: per token 2 x 7.24e9 + 4 x 32 layers x 32 heads x 128 x 100
+    # = 1.448e10 + 5.24288e7 FLOP; still compute-bound (KV read: 4096 x 100 x 131,072 B = 53.7 GB,
+    # 26.3 ms beside the 7.1 ms of weights, against 191 ms of compute) -> 312e12 / 1.4532429e10
+    b = decode_bound(MISTRAL, A100, MISTRAL.params * 2, batch=4096, context_tokens=100)
+    assert b.bound == "compute"
+    assert b.tok_s == pytest.approx(312e12 / (2 * 7.24e9 + 4 * 32 * 32 * 128 * 100), rel=1e-9)
+    assert b.t_memory_s == pytest.approx((14.48e9 + 4096 * 100 * 131_072) / 2039e9, rel=1e-9)
+
+
 def test_offloaded_weights_are_capped_by_the_host_link() -> None:
     # 70 GiB = 75.16e9 B over PCIe Gen5 x16 (63 GB/s) = 1.193 s per step -> 0.838 tok/s;
     # the remaining 66.0e9 B on the GPU take only 19.7 ms

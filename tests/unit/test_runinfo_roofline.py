@@ -228,3 +228,21 @@ def test_cpu_offload_is_per_device_also_across_pipeline_stages() -> None:
     per_gpu = shape.params * 2.0 / 2 - off  # 70.6e9 x 2 B / 2 stages - 30 GiB
     room = dev.memory_bytes * 0.9 - per_gpu
     assert b.max_batch == int(room // (4096 * shape.kv_bytes_per_token(2.0) / 2)) == 57
+
+
+def test_pct_roofline_of_a_run_is_its_tok_s_over_the_ceiling(tmp_path: Any) -> None:
+    """The `% of decode roofline` compare and the HTML report show, from a run directory: half the
+    562.75 tok/s ceiling of the half-offloaded point above reads 50 %."""
+    from harness.results import RunDir
+    from harness.runinfo import run_points
+
+    m = _manifest({"type": "llamacpp", "model": SYNTH, "n_gpu_layers": 2, "parallel": 4})
+    m["engines"] = [{"variant": 0, "name": "llamacpp", **ENGINE}]
+    run = RunDir.create(tmp_path, "t")
+    run.write_manifest({**m, "run_id": run.path.name, "status": "complete", "points_done": ["v0-c8"]})
+    row = {"point_id": "v0-c8", "variant": 0, "concurrency": 8, "precision": "f16", "output_tok_s": 0.0}
+    row["output_tok_s"] = _llama(2) / 2
+    run.write_points([row])
+    (p,) = run_points(run.path).to_dict("records")
+    assert p["roofline_tok_s"] == pytest.approx(562.75, abs=0.01)
+    assert p["pct_roofline"] == pytest.approx(50.0, rel=1e-12)

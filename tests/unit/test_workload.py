@@ -52,8 +52,11 @@ def test_prompts_have_the_exact_token_count(tokenizer_json: str, target: int) ->
     f = PromptFactory(seed=1, count_tokens=count)
     for rid in range(5):
         text, n = f.prompt(rid, target)
-        if target < (count(f.words(rid, 0)) or 0):
-            continue  # shorter than the random head: not reachable
+        head = f.words(rid, 0)
+        if target < (count(head) or 0):
+            # shorter than the random head: not reachable; the head alone, with its true count
+            assert (text, n) == (head, count(head)) and n > target, (rid, text)
+            continue
         assert n == target and count(text) == target, (rid, text)
 
 
