@@ -257,3 +257,39 @@ def test_a_measured_ratio_is_set_against_the_claimed_one() -> None:
     assert r.verdict == "measured 1.05x = 32% of the claimed 3.3x; the claim is within the roofline range"
     assert measured_vs_claimed(1.7, 1.5, 2.0) == "measured 1.70x, inside the claimed 1.5-2x"
     assert measured_vs_claimed(1.2, 1.5, 2.0) == "measured 1.20x = 80% of the claim's low end 1.5x"
+
+
+def test_a_throughput_claim_takes_the_best_point_matching_every_field_it_names() -> None:
+    """A claim names model, device, device count, engine, precision and concurrency: a point differing in
+    any one of them is not a measurement of it; of the points that match, the fastest is."""
+    claim = Claim(
+        id="t", source="t", text="t", kind="throughput", value=1000.0, model="llama-3.1-70b",
+        device="h100-sxm", devices=2, engine="vllm", precision="fp8", concurrency=1,
+    )  # fmt: skip
+    match = {"device": "h100-sxm", "devices": 2, "precision": "fp8"}
+    rows = [
+        {**match, "output_tok_s": 90.0},
+        {**match, "output_tok_s": 95.0},  # the best match
+        {**match, "device": "a100-80gb-sxm", "output_tok_s": 900.0},
+        {**match, "devices": 8, "output_tok_s": 800.0},
+        {**match, "engine_label": "llamacpp", "output_tok_s": 700.0},
+        {**match, "precision": "bf16", "output_tok_s": 600.0},
+        {**match, "concurrency": 64, "output_tok_s": 500.0},
+        {**match, "model": "llama-3.1-8b", "output_tok_s": 400.0},
+    ]
+    r = check(claim, _points(rows))
+    assert r.measured.startswith("95 tok/s at 2x h100-sxm | vllm fp8 c1 (run1)"), r.measured
+    assert r.verdict.startswith("measured 10% of the claim")  # 95 / 1000
+
+
+def test_a_cost_claim_whose_arithmetic_is_wrong_is_said_to_be() -> None:
+    # $2/h at 100 tok/s: 2 / (100 x 3600) x 1e6 = $5.56/1M, not the $4 claimed
+    wrong = Claim(
+        id="c", source="t", text="t", kind="cost", value=4.0, model="mistral-7b", device="h100-sxm",
+        usd_per_hour=2.0, tok_s=100.0,
+    )  # fmt: skip
+    r = check(wrong, NO_RUNS)
+    assert r.verdict == "arithmetic wrong"
+    assert "$2/h / (100 tok/s x 3600) = $5.56/1M (does NOT match $4)" in r.roofline
+    right = wrong.model_copy(update={"value": 5.56})
+    assert check(right, NO_RUNS).verdict == "arithmetic checks"
