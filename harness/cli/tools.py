@@ -43,6 +43,10 @@ def serve_fake(
     error_after: Annotated[
         int | None, typer.Option(min=0, help="fault: end streams with a server error after this many tokens")
     ] = None,
+    end_after: Annotated[
+        int | None,
+        typer.Option(min=0, help="fault: end responses cleanly after this many tokens, without [DONE]"),
+    ] = None,
     error_as: Annotated[
         str, typer.Option(help="how that error is sent: data (vLLM, llama.cpp) or field (older llama.cpp)")
     ] = "data",
@@ -73,6 +77,7 @@ def serve_fake(
         bad_json_after_tokens=bad_json_after,
         stall_after_tokens=stall_after,
         error_after_tokens=error_after,
+        end_after_tokens=end_after,
         error_as=error_as,
         include_usage=not no_usage,
         api_key=os.environ.get(api_key_env) if api_key_env else None,

@@ -49,6 +49,9 @@ class FakeScript:
     drop_after_tokens: int | None = None  # close the stream after this many tokens (no [DONE])
     bad_json_after_tokens: int | None = None  # send a malformed SSE event after this many tokens
     stall_after_tokens: int | None = None  # stop sending (connection kept open) after this many tokens
+    # end the response cleanly after this many tokens with neither a finish_reason nor [DONE]: a server
+    # (or a proxy) that stopped early without saying why
+    end_after_tokens: int | None = None
     # end the stream with a server error after this many tokens, as `error_as` says real servers do:
     # "data" — `data: {"error": {...}}` and no [DONE] (vLLM, llama.cpp since its server-http rewrite);
     # "field" — an `error: {...}` line, then `data: [DONE]` (earlier llama.cpp servers)
@@ -257,6 +260,9 @@ class FakeServer:
                     conn.write(_frame(b'data: {"choices": [{"text": "unterminated\n\n'))  # then go on
                 if s.stall_after_tokens is not None and i >= s.stall_after_tokens:
                     await asyncio.sleep(3600)  # hang with the connection open
+                if s.end_after_tokens is not None and i >= s.end_after_tokens:
+                    conn.write(b"0\r\n\r\n")  # the chunked body's end: the HTTP response is whole
+                    return True
                 if s.error_after_tokens is not None and i >= s.error_after_tokens:
                     err = b'{"code":500,"message":"scripted error mid-stream","type":"server_error"}'
                     if s.error_as == "field":

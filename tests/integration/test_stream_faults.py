@@ -22,6 +22,8 @@ FAULTS = [
     (["--drop-after", "3"], "disconnected", "Disconnected: connection closed in state chunk_size"),
     (["--bad-json-after", "3"], "protocol", 'bad SSE JSON: {"choices": [{"text": "unterminated'),
     (["--stall-after", "3"], "timeout", "no complete response within 1.5 s"),
+    # a whole HTTP response that never said the stream was over: cut short somewhere, not a success
+    (["--end-after", "3"], "disconnected", "stream ended without [DONE] or finish_reason"),
     # a server error after some tokens, as vLLM and llama.cpp send it, and as earlier llama.cpp servers did
     # (an `error:` line, then [DONE]): the request failed, it is not a short success
     (["--error-after", "3", "--error-as", "data"], "http", "error in stream: {'code': 500"),
