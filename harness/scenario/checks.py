@@ -102,7 +102,24 @@ def _slot_context_problem(s: Scenario, eng: LlamaCppEngine) -> str | None:
 
 def combination_warnings(s: Scenario, file: str) -> list[str]:
     """Combinations that run, but not the way the scenario probably means (printed, never fatal)."""
-    return _catalog_warnings(s, file) + _request_warnings(s, file)
+    return _catalog_warnings(s, file) + _request_warnings(s, file) + _load_warnings(s, file)
+
+
+# load fields each mode leaves unused
+_OPEN_ONLY = ("rates_rps", "arrival", "burstiness", "max_concurrency")
+_CLOSED_ONLY = ("concurrency",)
+
+
+def _load_warnings(s: Scenario, file: str) -> list[str]:
+    """Load fields set in the file that the scenario's mode does not use."""
+    unused = _OPEN_ONLY if s.load.mode == "closed" else _CLOSED_ONLY
+    other = "open" if s.load.mode == "closed" else "closed"
+    return [
+        f"{file}: load.{f}: only used with mode: {other}; a mode: {s.load.mode} scenario sweeps "
+        + ("concurrency" if s.load.mode == "closed" else "rates_rps")
+        for f in unused
+        if f in s.load.model_fields_set
+    ]
 
 
 def _where(s: Scenario, indices: list[int]) -> str:

@@ -116,6 +116,25 @@ def test_scenarios_are_warned_about_what_their_requests_will_not_carry() -> None
     ]
 
 
+def test_load_fields_the_mode_does_not_use_are_warned_about() -> None:
+    told = {"type": "external", "base_url": "http://h:8000", "extra_body": {"ignore_eos": True}}
+    closed = parse_scenario(
+        {"name": "c", "engine": told, "load": {"rates_rps": [1, 2], "max_concurrency": 3}}
+    )
+    assert combination_warnings(closed, "c.yaml") == [
+        "c.yaml: load.rates_rps: only used with mode: open; a mode: closed scenario sweeps concurrency",
+        "c.yaml: load.max_concurrency: only used with mode: open; a mode: closed scenario sweeps concurrency",
+    ]
+    opened = parse_scenario(
+        {"name": "o", "engine": told, "load": {"mode": "open", "rates_rps": [1], "concurrency": [4]}}
+    )
+    assert combination_warnings(opened, "o.yaml") == [
+        "o.yaml: load.concurrency: only used with mode: closed; a mode: open scenario sweeps rates_rps"
+    ]
+    fine = {"mode": "open", "rates_rps": [1], "arrival": "gamma", "burstiness": 0.5, "max_concurrency": 2}
+    assert combination_warnings(parse_scenario({"name": "f", "engine": told, "load": fine}), "f.yaml") == []
+
+
 def _rec(i: int, **kw: object) -> RequestRecord:
     r = RequestRecord(i, "p", 1000 * MS, 1000 * MS, 1010 * MS, 1100 * MS, [1010 * MS, 1100 * MS], 100, 2, 2)
     for k, v in kw.items():
