@@ -22,6 +22,7 @@ vLLM logs it) where there is one, else the roofline's room beside the weights.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, replace
 
 import pandas as pd
@@ -102,6 +103,48 @@ def _measured_kv_tokens(
     return int(last["kv_cache_tokens"]), str(last["run_id"])
 
 
+def unused_run_notes(
+    points: pd.DataFrame, need: Need, used: set[str], precisions: tuple[str, ...], only: tuple[str, ...] = ()
+) -> list[str]:
+    """Why each run given was not taken as a measurement of the asked workload (else it would go
+    unsaid, and its numbers look considered)."""
+    if points.empty or "run_id" not in points.columns:
+        return []
+    catalog = gpus()
+    out = []
+    for run_id, sub in points.groupby("run_id", sort=True):
+        if str(run_id) in used:
+            continue
+        sub = sub[sub["model"] == need.model.name]
+        if sub.empty:
+            why = f"measures another model than {need.model.name}"
+        elif not (sub := sub[sub["device"].isin([k for k in catalog if not only or k in only])]).empty:
+            prec = sub[sub["precision"].isin(precisions)]
+            conc = prec[prec["concurrency"] == need.concurrency]
+            if prec.empty:
+                why = (
+                    f"precision {', '.join(sorted(set(map(str, sub['precision']))))} not asked (--precision)"
+                )
+            elif conc.empty:
+                have = sorted({int(c) for c in prec["concurrency"].dropna()})
+                why = (
+                    f"no point at concurrency {need.concurrency} (has {', '.join(map(str, have)) or 'none'})"
+                )
+            else:
+                w = conc.iloc[0]
+                lengths = "/".join(
+                    f"{float(v):g}" if isinstance(v, numbers.Real) else "?"
+                    for v in (w.get("workload_input_tokens"), w.get("workload_output_tokens"))
+                )
+                why = f"workload {lengths} tokens, not the {need.input_tokens}/{need.output_tokens} asked"
+        else:
+            why = (
+                "ran on a device that is not ranked (GPUs of the catalog" + (", --gpu" if only else "") + ")"
+            )
+        out.append(f"run {run_id} not used: {why}")
+    return out
+
+
 @dataclass(frozen=True)
 class Estimate:
     output_tok_s: float
@@ -150,6 +193,7 @@ def recommend(
     points = points if points is not None else pd.DataFrame()
     rows: list[dict[str, object]] = []
     notes: list[str] = []
+    used: set[str] = set()  # runs whose points a row took
     weights_gb = {p: need.model.params_b * bytes_per_param(p) for p in precisions}
     for key, dev in gpus().items():
         if only and key not in only:
@@ -171,6 +215,7 @@ def recommend(
                 got = found[tp]
                 failed = total = 0
                 if got is not None:
+                    used.add(str(got["run_id"]))
                     failed = int(got.get("errors", 0) or 0)
                     total = failed + int(got.get("ok", 0) or 0)
                     est = Estimate(
@@ -183,6 +228,7 @@ def recommend(
                 else:
                     est = _estimate(need, dev, p, tp, efficiency)
                     if kv := _measured_kv_tokens(points, need, key, p, tp):
+                        used.add(kv[1])
                         # the engine's own allocation, where a run measured it, over the estimate's
                         held = need.concurrency * (need.input_tokens + need.output_tokens)
                         est = replace(
@@ -217,6 +263,7 @@ def recommend(
                 )
             if not fitting:
                 notes.append(f"{key} {p}: {weights_gb[p]:.0f} GB of weights do not fit on {max(tps)} devices")
+    notes += unused_run_notes(points, need, used, precisions, only)
     df = pd.DataFrame(rows)
     if not df.empty:
         df["_cost"] = df["usd_per_1m_tokens"].round(9)  # TP 1 and TP 2 tie in the ideal roofline

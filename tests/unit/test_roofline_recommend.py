@@ -92,10 +92,34 @@ def test_measured_tp8_is_used_and_must_match_the_workload_and_have_no_failures()
     df, _ = recommend(need, {"h100-sxm": 2.0}, other, precisions=("bf16",))
     assert sorted(df["devices"]) == [2, 4] and df["basis"].str.startswith("roofline estimate").all()
     # a point where requests failed: its p99s cover only the successes, so it cannot meet the SLOs
+    other = pd.DataFrame([_point(workload_input_tokens=8192)])
+    _, notes = recommend(need, {"h100-sxm": 2.0}, other, precisions=("bf16",))
+    assert "run r8 not used: workload 8192/256 tokens, not the 1024/256 asked" in notes
     failing = pd.DataFrame([_point(ok=40, errors=24)])
     df, _ = recommend(need, {"h100-sxm": 2.0}, failing, precisions=("bf16",))
     tp8 = df[df["devices"] == 8].iloc[0]
     assert not tp8["meets_slo"] and tp8["why_not"] == "24 of 64 measured requests failed"
+
+
+def test_runs_given_but_not_used_are_said_so_with_the_reason() -> None:
+    need = Need(get_model("llama-3.1-70b"), 32, 1024, 256, 2.0, 0.2)
+    runs = pd.DataFrame(
+        [
+            _point(run_id="used"),
+            _point(run_id="cpu", device="cpu"),
+            _point(run_id="8b", model="llama-3.1-8b"),
+            _point(run_id="fp8", precision="fp8"),
+            _point(run_id="c1", concurrency=1),
+        ]
+    )
+    _, notes = recommend(need, {"h100-sxm": 2.0}, runs, precisions=("bf16",))
+    said = [n for n in notes if n.startswith("run ")]
+    assert said == [
+        "run 8b not used: measures another model than llama-3.1-70b",
+        "run c1 not used: no point at concurrency 32 (has 1)",
+        "run cpu not used: ran on a device that is not ranked (GPUs of the catalog)",
+        "run fp8 not used: precision fp8 not asked (--precision)",
+    ]
 
 
 def test_kv_cache_capacity_and_missing_prices() -> None:
