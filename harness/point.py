@@ -3,6 +3,7 @@ point's row with the telemetry window's columns."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -77,17 +78,88 @@ def _point_row(
     return row
 
 
-def endpoint_lost(engine: Engine, row: dict[str, Any]) -> str | None:
-    """Why a point whose requests failed to connect (or were cut) lost its endpoint, when the endpoint no
-    longer answers its health check: an external endpoint has no process whose death the run would see."""
-    kinds = str(row.get("error_kinds") or "")
-    healthy = getattr(engine, "healthy", None)
-    if healthy is None or not ("connect:" in kinds or "disconnected:" in kinds) or healthy():
-        return None
+# request failures that an engine no longer answering would give
+_LOST_KINDS = ("connect", "disconnected", "timeout")
+
+
+def lost_message(engine: Engine, records: list[RequestRecord]) -> str:
+    """What a point whose engine stopped answering its health check says, with its failures."""
+    measured = [r for r in records if not r.warmup]
+    failed = [r for r in measured if r.error_kind in _LOST_KINDS]
+    kinds: dict[str, int] = {}
+    for r in failed:
+        kinds[str(r.error_kind)] = kinds.get(str(r.error_kind), 0) + 1
+    said = ",".join(f"{k}:{n}" for k, n in sorted(kinds.items())) or "none"
+    who = "the endpoint"
+    if getattr(engine, "proc", None) is not None:
+        who = "the engine (its process still runs: hung?)"
     return (
-        f"the endpoint stopped answering ({row['errors']} of {row['requests']} measured requests failed: "
-        f"{kinds})"
+        f"{who} stopped answering its health check ({len(failed)} of {len(measured)} measured requests "
+        f"failed: {said})"
     )
+
+
+def endpoint_lost(engine: Engine, records: list[RequestRecord]) -> str | None:
+    """Why a point whose measured requests failed to connect, were cut or timed out lost its engine, when
+    the engine's health check no longer answers: an external endpoint has no process whose death the run
+    would see, and a launched engine's process can be alive and hung (frozen, deadlocked)."""
+    healthy = getattr(engine, "healthy", None)
+    failed = [r for r in records if not r.warmup and r.error_kind in _LOST_KINDS]
+    if healthy is None or not failed or healthy():
+        return None
+    return lost_message(engine, records)
+
+
+class LostWatch:
+    """During a point: once `STREAK` requests in a row failed as a lost engine's would (no answer, cut,
+    timed out), the engine's health check is asked, off the event loop; `reason` is set when it does not
+    answer, and the point's abort check returns it. A frozen engine's requests would otherwise time out
+    one after another, each after `request_timeout_s`."""
+
+    STREAK = 2
+    REASON = "the engine stopped answering its health check"
+
+    def __init__(self, engine: Engine) -> None:
+        self.healthy: Callable[[], bool] | None = getattr(engine, "healthy", None)
+        self.streak = 0
+        self.reason: str | None = None
+        self._probing = False
+
+    def saw(self, rec: RequestRecord) -> None:
+        if self.healthy is None or self.reason is not None:
+            return
+        if rec.error_kind in _LOST_KINDS:
+            self.streak += 1
+        elif rec.ok:
+            self.streak = 0
+        if self.streak >= self.STREAK and not self._probing:
+            self.streak, self._probing = 0, True
+            threading.Thread(target=self._probe, name="health-probe", daemon=True).start()
+
+    def _probe(self) -> None:
+        try:
+            if self.healthy is not None and not self.healthy():
+                self.reason = self.REASON
+        finally:
+            self._probing = False
+
+
+class _Aborted(Exception):
+    """The run was asked to stop (Ctrl-C, the engine died) while a point's prompts were being made."""
+
+
+def _abortable(count: Callable[[str], int | None] | None, should_abort: Callable[[], str | None]) -> Any:
+    """`count` checking `should_abort` before each call: fitting a prompt asks the tokenizer many times,
+    and a hung engine holds each call for its timeout."""
+    if count is None:
+        return None
+
+    def checked(text: str) -> int | None:
+        if why := should_abort():
+            raise _Aborted(why)
+        return count(text)
+
+    return checked
 
 
 def _unmeasured_in(outcome: PointOutcome) -> int:
@@ -202,15 +274,22 @@ def measure_point(
     salt = (run.manifest.get("seeds") or {}).get("prompt_salt")  # None in runs made before there was one
     # every point measures the same lengths and dataset rows (slots 0..requests-1); warmup and cooldown
     # take the slots after those
-    warm = build_specs(w, n_warm, next_id, count, w.seed, dataset, salt, ld.requests) if n_warm else []
-    specs = build_specs(w, ld.requests, next_id + n_warm, count, w.seed, dataset, salt, 0)
+    count = _abortable(count, should_abort)
     first_cool = next_id + n_warm + ld.requests
     cool_slot = ld.requests + n_warm
-    cool = build_specs(w, n_cool, first_cool, count, w.seed, dataset, salt, cool_slot) if n_cool else []
+    try:
+        warm = build_specs(w, n_warm, next_id, count, w.seed, dataset, salt, ld.requests) if n_warm else []
+        specs = build_specs(w, ld.requests, next_id + n_warm, count, w.seed, dataset, salt, 0)
+        cool = build_specs(w, n_cool, first_cool, count, w.seed, dataset, salt, cool_slot) if n_cool else []
+    except _Aborted as e:  # nothing was sent: no row
+        return None, str(e), next_id
     label = f"{p.point_id} " + (f"concurrency {p.concurrency}" if p.concurrency else f"{p.rate_rps:g} req/s")
     task = progress.add_task(label, total=len(specs))
 
+    watch = LostWatch(engine)
+
     def on_record(rec: RequestRecord) -> None:
+        watch.saw(rec)
         rec.attempt = attempt
         # also where usage should be in the stream: an endpoint that ignores stream_options sends none
         _count_without_usage(rec)
@@ -242,13 +321,17 @@ def measure_point(
                 specs,
                 next_id,
                 on_record,
-                should_abort,
+                lambda: should_abort() or watch.reason,
                 on_measure_start=lambda t: tel.begin_window(p.point_id, t),
                 cooldown_specs=cool,
             )
 
     outcome = run_loop(go())
     tel_cols = tel.end_window(p.point_id, outcome.ended_ns)
+    if outcome.aborted is not None and outcome.aborted == watch.reason:
+        outcome.aborted = lost_message(engine, outcome.records)
+    elif not outcome.aborted and (lost := endpoint_lost(engine, outcome.records)):
+        outcome.aborted = lost  # cut short like a point whose engine died: nothing more is asked of it
     # a point cut short may have a hung or dead engine behind it: nothing more is asked of it (each
     # tokenize call would wait out its timeout), and the counts it would have given stay unknown
     if not engine.usage_in_stream():

@@ -27,7 +27,7 @@ from harness.engines.process import EngineError, set_abort_check
 from harness.load.search import PointPlan, RateSearch
 from harness.load.workload import SAMPLING_SCHEME, DatasetError, load_dataset
 from harness.models import ModelError
-from harness.point import endpoint_lost, gpu_mismatch, measure_point, prompt_counters
+from harness.point import gpu_mismatch, measure_point, prompt_counters
 from harness.results import RunDir, runner_info
 from harness.resume import input_digests, reopen
 from harness.scenario import Point, Scenario, expand_points, scenario_hash
@@ -296,8 +296,6 @@ def run_scenario(
                             attempt,
                             warmup=s.load.warmup_scope == "point" or n_point == 0,
                         )
-                        if row is not None and not aborted and (lost := endpoint_lost(engine, row)):
-                            aborted = row["aborted"] = lost  # cut short like a point whose engine died
                         if row is not None:
                             rows.append(row)
                             run.write_points(rows)

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 
-from harness.engines.process import EngineError
+from harness.engines.process import TOKENIZE_TIMEOUT_S, EngineError
 from harness.scenario import ExternalEngine, Workload
 
 
@@ -157,7 +157,7 @@ class ExternalServer:
         if self._tokenize_form == "none":
             return None
         if self._http is None:
-            self._http = httpx.Client(timeout=30, headers=self.headers())
+            self._http = httpx.Client(timeout=TOKENIZE_TIMEOUT_S, headers=self.headers())
         forms = [self._tokenize_form] if self._tokenize_form else ["vllm", "llamacpp"]
         transient = False
         for form in forms:

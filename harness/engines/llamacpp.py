@@ -19,7 +19,15 @@ import httpx
 
 from harness import models
 from harness.engines.base import redact
-from harness.engines.process import EngineError, ManagedProcess, free_port, http_url, port_taken
+from harness.engines.process import (
+    TOKENIZE_TIMEOUT_S,
+    EngineError,
+    ManagedProcess,
+    answers_health,
+    free_port,
+    http_url,
+    port_taken,
+)
 from harness.offload import no_weights_on_gpu
 from harness.scenario import LlamaCppEngine, Workload
 
@@ -247,6 +255,11 @@ class LlamaCppServer:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.alive()
 
+    def healthy(self) -> bool:
+        """Whether the server's health check answers now (asked after a point whose requests timed out,
+        failed to connect or were cut: a process can be alive and hung)."""
+        return answers_health(self.base_url + self.health_path)
+
     def log_path(self) -> Path | None:
         return self._log
 
@@ -333,7 +346,7 @@ class LlamaCppServer:
     def _http(self) -> httpx.Client:
         """One keep-alive connection for tokenizer calls (prompt fitting makes many of them)."""
         if self._client is None:
-            self._client = httpx.Client(timeout=30)
+            self._client = httpx.Client(timeout=TOKENIZE_TIMEOUT_S)
         return self._client
 
     def _lcp_count(self, text: str) -> int | None:

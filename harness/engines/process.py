@@ -29,6 +29,11 @@ import httpx
 _LIVE: set[ManagedProcess] = set()
 
 
+# a tokenizer call (prompt fitting, counting streamed text) answers in milliseconds from a healthy
+# server; a hung one holds each call this long
+TOKENIZE_TIMEOUT_S = 10.0
+
+
 class EngineError(Exception):
     """The engine could not be started, became unhealthy, or died; message is for the user."""
 
@@ -48,6 +53,18 @@ def free_port(host: str = "127.0.0.1") -> int:
 def http_url(host: str, port: int) -> str:
     """`http://host:port`, an IPv6 address in brackets (`http://[::1]:8080`)."""
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def answers_health(url: str, timeout_s: float = 10.0, tries: int = 2) -> bool:
+    """Whether GET `url` answers 200 within `timeout_s`, in one of `tries` attempts (a busy server may
+    miss one; a hung one misses all)."""
+    for _ in range(tries):
+        try:
+            if httpx.get(url, timeout=timeout_s).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+    return False
 
 
 def port_taken(message: str) -> bool:

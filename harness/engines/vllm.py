@@ -29,7 +29,16 @@ import httpx
 from harness.catalog import CatalogError, get_model
 from harness.engines import vllm_log
 from harness.engines.base import redact
-from harness.engines.process import EngineError, ManagedProcess, free_port, http_url, port_taken, tail
+from harness.engines.process import (
+    TOKENIZE_TIMEOUT_S,
+    EngineError,
+    ManagedProcess,
+    answers_health,
+    free_port,
+    http_url,
+    port_taken,
+    tail,
+)
 from harness.engines.vllm_flags import (
     api_server_module,
     checkpoint_conflict,
@@ -333,6 +342,11 @@ class VllmServer:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.alive()
 
+    def healthy(self) -> bool:
+        """Whether `/health` answers now (asked after a point whose requests timed out, failed to connect
+        or were cut: a process can be alive and hung)."""
+        return answers_health(self.base_url + "/health")
+
     def log_path(self) -> Path | None:
         return self._log
 
@@ -387,7 +401,7 @@ class VllmServer:
     def tokenize(self, text: str) -> int | None:
         """Tokens in `text` by the served tokenizer, without special tokens (vLLM's /tokenize)."""
         if self._client is None:
-            self._client = httpx.Client(timeout=30)
+            self._client = httpx.Client(timeout=TOKENIZE_TIMEOUT_S)
         body = {"model": self.model_name, "prompt": text, "add_special_tokens": False}
         with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
             r = self._client.post(self.base_url + "/tokenize", json=body)

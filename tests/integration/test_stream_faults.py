@@ -121,9 +121,65 @@ def test_an_external_endpoint_that_goes_away_ends_the_run_as_failed(write_scenar
             proc.kill()
     assert proc.returncode == 3, stderr[-2000:]
     said = " ".join(stderr.split())
-    assert "point v0-c2: the endpoint stopped answering (" in said and "connect:" in said
+    assert "point v0-c2: the endpoint stopped answering its health check (" in said and "connect:" in said
     run = run_dir_from(stderr)
     m = read_manifest(run)
     assert m["status"] == "failed" and m["points_done"] == []
     points = pd.read_csv(run / "points.csv")
     assert list(points["point_id"]) == ["v0-c2"] and str(points["aborted"][0]).startswith("the endpoint")
+
+
+def test_a_frozen_endpoint_ends_the_run_instead_of_stalling_it(write_scenario, tmp_path: Path) -> None:
+    """A server that stops answering without closing anything (frozen, deadlocked; here SIGSTOP): its
+    requests time out, its health check does not answer, so the point is cut short and the run ends,
+    rather than asking it for more (tokenizer calls, the next point's requests) one timeout at a time."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from ..conftest import ROOT
+    from .conftest import run_dir_from
+
+    server, url = start_fake_server(tmp_path / "fake.log", 5, 50)
+    proc = None
+    try:
+        scen = write_scenario(
+            {
+                "name": "it-frozen",
+                "engine": {"type": "external", "base_url": url, "health_path": "/health"},
+                "workload": {"input_tokens": 8, "output_tokens": 10, "request_timeout_s": 1.0},
+                "load": {"concurrency": [1, 2], "requests": 40, "warmup_requests": 0},
+            }
+        )
+        proc = subprocess.Popen(
+            [*HARNESS, "run", str(scen), "--results", str(tmp_path / "r"), "--no-progress"],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 60 and not [
+            p for p in (tmp_path / "r").glob("*/requests.jsonl") if len(p.read_text().splitlines()) >= 3
+        ]:
+            time.sleep(0.05)
+        pid = server.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        t_frozen = time.monotonic()
+        _, stderr = proc.communicate(timeout=300)
+        took = time.monotonic() - t_frozen
+        os.kill(pid, signal.SIGCONT)
+    finally:
+        if (pid := server.pid) is not None:
+            os.kill(pid, signal.SIGCONT)
+        server.stop()
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 3, stderr[-2000:]
+    said = " ".join(stderr.split())
+    assert "point v0-c1: the endpoint stopped answering its health check (" in said and "timeout:" in said
+    m = read_manifest(run_dir_from(stderr))
+    assert m["status"] == "failed" and m["points_done"] == []  # c2 was not sent to a frozen server
+    # 37 requests of 1 s timeouts would take 37 s; the health check gives up after 5 s
+    assert took < 30, took
