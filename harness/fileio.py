@@ -26,10 +26,8 @@ def sync_dir(path: Path) -> None:
 @contextmanager
 def replaced_whole(path: Path) -> Iterator[Path]:
     """A temporary name next to `path` to write to; once written it is synced and renamed over `path`.
-    Nothing is renamed when the body raises, and the temporary file is removed. A missing folder is
-    made (output options are checked to be makeable before the work starts)."""
+    Nothing is renamed when the body raises, and the temporary file is removed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         yield tmp

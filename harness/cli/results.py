@@ -322,6 +322,7 @@ def claims_cmd(
     checks = check_all(cl, points_frame(list(runs or [])))
     out.print(claims_table(checks, len(runs or [])))
     if md_out is not None:
+        md_out.parent.mkdir(parents=True, exist_ok=True)  # output_file checked that it can be made
         write_text_whole(md_out, claims_markdown(checks))
         err.print(f"wrote {md_out}")
 

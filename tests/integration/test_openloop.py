@@ -135,20 +135,30 @@ def test_an_endpoint_that_sends_no_usage_is_counted_from_max_tokens(write_scenar
     assert p["slo_met"] and p["tpot_s_p50"] == pytest.approx(ITL_S, abs=0.004)
 
 
-def test_a_point_that_measured_nothing_is_not_done_and_a_search_does_not_probe_it_forever(
-    write_scenario, tmp_path: Path, fake_url: str
-) -> None:
-    """duration_s shorter than any request: every measured request goes out as cooldown. The point used
-    to count as done (status complete, no points table) and --find-max-goodput re-probed it endlessly."""
-    load = {"rates_rps": [20, 50], "requests": 4, "warmup_requests": 0, "duration_s": 0.000001}
-    scen = write_scenario(scenario(fake_url, **load))
+def test_a_point_that_measured_nothing_is_not_done(write_scenario, tmp_path: Path, fake_url: str) -> None:
+    """Closed loop with duration_s shorter than any request: every measured request goes out as
+    cooldown. The point used to count as done (status complete, no points table). In open loop the
+    schedule decides instead: the requests scheduled before the deadline (here the first) are measured,
+    however late the loop sends them, so a rate search always has a point to judge."""
+    closed = {
+        **scenario(fake_url),
+        "load": {
+            "mode": "closed",
+            "concurrency": [1, 2],
+            "requests": 4,
+            "warmup_requests": 0,
+            "duration_s": 1e-6,
+        },
+    }
+    scen = write_scenario(closed)
     res = harness_cli("run", str(scen), "--results", str(tmp_path / "r"), "--no-progress", timeout=120)
     assert res.returncode == 3, res.stderr[-2000:]
-    assert "point v0-r20: no measured request ended in the point" in res.stderr
+    assert "point v0-c1: no measured request ended in the point" in res.stderr
     m = read_manifest(run_dir_from(res.stderr))
     assert m["status"] == "failed" and m["points_done"] == []
-    res = harness_cli(
-        "run", str(scen), "--results", str(tmp_path / "s"), "--no-progress", "--find-max-goodput", timeout=120
-    )
-    assert res.returncode == 3, res.stderr[-2000:]
-    assert "a rate search is not resumed: run it again" in res.stderr and "--resume" not in res.stderr
+    load = {"rates_rps": [20, 50], "requests": 4, "warmup_requests": 0, "duration_s": 0.000001}
+    scen = write_scenario(scenario(fake_url, **load), "open.yaml")
+    res = harness_cli("run", str(scen), "--results", str(tmp_path / "s"), "--no-progress", timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    points = pd.read_csv(run_dir_from(res.stderr) / "points.csv")
+    assert list(points["requests"]) == [1, 1] and list(points["ok"]) == [1, 1]
