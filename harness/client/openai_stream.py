@@ -141,7 +141,13 @@ class StreamClient:
             return rec
         events.close(resp.end_ns)
         decoder.finish()
-        if rec.error_kind is None and not decoder.saw_done and rec.finish_reason is None:
+        ctype = resp.headers.get("content-type", "")
+        if rec.error_kind is None and rec.first_token_ns is None and "text/event-stream" not in ctype:
+            # a whole answer of another kind (a JSON completion: the endpoint ignored `stream`, a proxy's
+            # HTML page): no connection was lost
+            rec.error_kind = "protocol"
+            rec.error = f"the response is not an event stream (Content-Type: {ctype or 'none'})"
+        elif rec.error_kind is None and not decoder.saw_done and rec.finish_reason is None:
             rec.error_kind, rec.error = "disconnected", "stream ended without [DONE] or finish_reason"
         elif rec.error_kind is None and rec.first_token_ns is None:
             rec.error_kind, rec.error = "empty", "stream carried no content"
@@ -213,6 +219,14 @@ def chunk_text(choice: dict[str, Any]) -> str:
     return "".join(p for p in parts if isinstance(p, str))
 
 
+def _token_count(value: Any, name: str) -> int:
+    """A usage count: a whole number >= 0 (anything else is the stream's protocol error)."""
+    n = int(value)
+    if n < 0 or n != value:
+        raise ValueError(f"usage {name} is not a count of tokens: {value!r}")
+    return n
+
+
 def apply_chunk(
     rec: RequestRecord, chunk: dict[str, Any], now_ns: int, texts: list[str] | None = None
 ) -> None:
@@ -236,14 +250,14 @@ def apply_chunk(
     usage = chunk.get("usage")
     if usage:
         if usage.get("completion_tokens") is not None:
-            rec.output_tokens = int(usage["completion_tokens"])
+            rec.output_tokens = _token_count(usage["completion_tokens"], "completion_tokens")
             rec.output_tokens_source = "usage"
         if usage.get("prompt_tokens") is not None:
-            rec.prompt_tokens = int(usage["prompt_tokens"])
+            rec.prompt_tokens = _token_count(usage["prompt_tokens"], "prompt_tokens")
             rec.prompt_tokens_source = "usage"
         details = usage.get("prompt_tokens_details")
         if isinstance(details, dict) and details.get("cached_tokens") is not None:
-            rec.cached_prompt_tokens = int(details["cached_tokens"])
+            rec.cached_prompt_tokens = _token_count(details["cached_tokens"], "cached_tokens")
     timings = chunk.get("timings")
     if timings:
         rec.server_timings = dict(timings)
