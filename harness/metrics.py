@@ -307,10 +307,13 @@ def server_comparison(
     server mean (positive: the client saw more, e.g. HTTP and detokenization time). Token counters are
     compared exactly: `server_<tokens>` = Δ counter, `server_<tokens>_diff` = client − server, except when
     `unmeasured_in_window` requests (warmup or cooldown) were at the engine during the window: it counted
-    their tokens and latencies too, so no diff and no rel diff (the engine's means are still given).
+    their tokens and latencies too, so no diff and no rel diff (the engine's means are still given); the
+    same when measured requests failed (cut, timed out, cancelled by Ctrl-C): the engine counted what it
+    generated for them, the client's totals cover the successful ones only.
     Columns are absent when the engine exports no such metric.
     """
     out: dict[str, Any] = {}
+    judged = not unmeasured_in_window and not row.get("errors")
     for key, stem in SERVER_HISTOGRAMS.items():
         total, count = row.get(f"{prefix}{stem}_sum_delta"), row.get(f"{prefix}{stem}_count_delta")
         if total is None or not count:
@@ -319,13 +322,13 @@ def server_comparison(
         out[f"server_{key}_mean"] = server
         client = _client_mean(row, key)
         # with unmeasured requests in the window the engine's mean is over other requests too: not judged
-        if client is not None and not math.isnan(client) and server > 0 and not unmeasured_in_window:
+        if client is not None and not math.isnan(client) and server > 0 and judged:
             out[f"server_{key}_rel_diff"] = (client - server) / server
     for key, stems in SERVER_COUNTERS.items():
         n = next((v for st in stems if (v := row.get(f"{prefix}{st}_delta")) is not None), None)
         if n is not None:
             out[f"server_{key}"] = int(n)
-            if row.get(key) is not None and not unmeasured_in_window:
+            if row.get(key) is not None and judged:
                 out[f"server_{key}_diff"] = int(row[key]) - int(n)
     return out
 

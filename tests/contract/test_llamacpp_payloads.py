@@ -41,3 +41,6 @@ def test_metrics_payload_gives_the_counter_compared_with_the_client() -> None:
     assert snap["llamacpp_predicted_tokens_seconds"][0] == "gauge"
     row = {"output_tokens": 12, "server_llamacpp_tokens_predicted_total_delta": 12.0}
     assert server_comparison(row) == {"server_output_tokens": 12, "server_output_tokens_diff": 0}
+    # a measured request failed (cut, timed out, cancelled): the engine counted its tokens, the client's
+    # total has the successful ones only, so no diff is made (it read -806 after a Ctrl-C)
+    assert server_comparison({**row, "output_tokens": 4, "errors": 1}) == {"server_output_tokens": 12}
