@@ -188,6 +188,7 @@ def summarize(
     win = window_s(measured)
     out_tokens = sum(r.output_tokens or 0 for r in ok)
     in_tokens = sum(r.prompt_tokens or 0 for r in ok)
+    missing_prompt = sum(1 for r in ok if r.prompt_tokens is None)
     good = [r for r in ok if meets_slo(r, slo_ttft_s, slo_tpot_s, slo_e2e_s, open_loop)]
 
     def per_s(n: float) -> float:
@@ -202,7 +203,9 @@ def summarize(
         "input_tokens": in_tokens,
         "output_tokens": out_tokens,
         "output_tok_s": per_s(out_tokens),
-        "total_tok_s": per_s(in_tokens + out_tokens),
+        # prompt tokens unknown (no usage and no tokenizer) for some: a total would pass output for it
+        "total_tok_s": per_s(in_tokens + out_tokens) if not missing_prompt else math.nan,
+        "missing_prompt_tokens": missing_prompt,
         "req_s": per_s(len(ok)),
         "goodput_req_s": per_s(len(good)),
         "slo_attainment": len(good) / len(measured) if measured else math.nan,
@@ -407,6 +410,11 @@ def flags(row: dict[str, Any]) -> list[str]:
         )
     if k := _count(row, "missing_usage"):
         out.append(f"{k}/{n} requests carried no usage")
+    if k := _count(row, "missing_prompt_tokens"):
+        out.append(
+            f"{k}/{n} requests: prompt tokens unknown (no usage in the stream, no tokenizer): total tok/s "
+            "is not given"
+        )
     if row.get("energy_scope") == "incomplete":
         out.append("GPU energy unknown for this window (a GPU's samples missing): no J/token")
     win = _value(row, "window_s")

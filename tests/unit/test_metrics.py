@@ -110,6 +110,21 @@ def test_summary_pools_itl_times_open_loop_from_the_schedule_and_keeps_failures_
     assert row["goodput_req_s"] == pytest.approx(2 / 0.390)  # window: last done 400 - first send 10
 
 
+def test_total_tok_s_needs_every_prompt_count() -> None:
+    """An endpoint without usage and without a tokenizer: the prompt counts are unknown, and a total of
+    output tokens alone read as total tok/s (the same number as output tok/s)."""
+    known = rec(1, 100, 100, [200, 250], 300, 10)
+    unknown = rec(2, 100, 100, [200, 250], 300, 10)
+    unknown.prompt_tokens = None
+    row = metrics.summarize([known, unknown])
+    assert row["output_tok_s"] == pytest.approx(100.0)  # 20 tokens / 0.2 s
+    assert math.isnan(row["total_tok_s"]) and row["missing_prompt_tokens"] == 1
+    assert "1/2 requests: prompt tokens unknown (no usage in the stream, no tokenizer)" in " ".join(
+        metrics.flags(row)
+    )
+    assert metrics.summarize([known])["total_tok_s"] == pytest.approx(100.0)  # (10 + 10) / 0.2
+
+
 def test_goodput_counts_only_requests_within_every_slo() -> None:
     # sent_ns == 0 means "never sent", so the stamps start at 1000 ms
     fast = rec(1, 1000, 1000, [1100, 1110], 1200, 11)  # ttft 0.1 s, tpot 0.01 s
