@@ -179,12 +179,18 @@ def dedupe(points: pd.DataFrame, reruns: str = "newest") -> tuple[pd.DataFrame, 
     if reruns == "median":
         kept, more = median_of_reruns(ordered)
         return kept, notes + more + caveats(ordered)
+    # the newest point that measured something: one whose every request failed (no tok/s) does not hide
+    # an earlier run's measurement of the cell
+    measured = ordered["output_tok_s"].notna()
+    ordered = ordered.assign(_measured=measured).sort_values(["_measured", "started_utc"], kind="stable")
     dup = ordered.duplicated(subset=[*ROW_KEYS, "config"], keep="last")
     for _, r in ordered[dup].iterrows():
-        notes.append(
-            f"{r['run_id']} {r['point_id']}: superseded by a newer run of {r['config']} at {r['load']}"
-        )
-    return ordered[~dup], notes
+        if r["_measured"]:
+            said = f"superseded by a newer run of {r['config']} at {r['load']}"
+        else:
+            said = f"measured nothing; another run's point of {r['config']} at {r['load']} is shown"
+        notes.append(f"{r['run_id']} {r['point_id']}: {said}")
+    return ordered[~dup].drop(columns="_measured").sort_values("started_utc", kind="stable"), notes
 
 
 # columns of a point that say how it went rather than what it measured: the worst run's value is kept

@@ -232,11 +232,6 @@ def point_notes(df: pd.DataFrame) -> list[str]:
     return out
 
 
-def nothing_measured(df: pd.DataFrame) -> bool:
-    """No point of the run has a single successful measured request."""
-    return not df.empty and "ok" in df.columns and not (df["ok"].fillna(0) > 0).any()
-
-
 def aborted_notes(df: pd.DataFrame) -> list[str]:
     """One line per point that was cut short: its row covers only part of the point."""
     if df.empty or "aborted" not in df.columns:

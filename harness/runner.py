@@ -28,7 +28,7 @@ from harness.load.search import PointPlan, RateSearch
 from harness.load.workload import SAMPLING_SCHEME, DatasetError, load_dataset
 from harness.models import ModelError
 from harness.point import gpu_mismatch, measure_point, prompt_counters
-from harness.results import RunDir, runner_info
+from harness.results import RunDir, iter_records, runner_info
 from harness.resume import input_digests, reopen
 from harness.scenario import Point, Scenario, expand_points, scenario_hash
 from harness.telemetry import default_samplers
@@ -348,8 +348,19 @@ def run_scenario(
         raise
     run.close()
     missing = [p.point_id for p in points if p.point_id not in done]
+    measured_nothing = bool(rows) and not any((r.get("ok") or 0) > 0 for r in rows)
     if interrupted:
         status, message = "interrupted", interrupted
+    elif not missing and measured_nothing:
+        # every point ran and every measured request failed: not a measurement (compare would take its
+        # empty points over an earlier run's); a run again, not a resume, is what measures it
+        first = next(
+            (r.error for r in iter_records(run.path) if not r.warmup and r.attempt == attempt and r.error),
+            None,
+        )
+        status = "failed"
+        message = "every measured request failed: the run measures nothing"
+        message += f" (first error: {first[:300]})" if first else ""
     elif not missing:
         status, message = "complete", None
     else:
@@ -357,7 +368,9 @@ def run_scenario(
         message = "; ".join(failures) or f"points not run: {', '.join(missing)}"
     run.set_status(status, message)
     if status != "complete":
-        if find_max_goodput:  # probes, not the planned points; a search starts again rather than resumes
+        if measured_nothing and not missing and not interrupted:
+            did = f"their records are in {run.path / 'requests.jsonl'}"
+        elif find_max_goodput:  # probes, not the planned points; a search starts again rather than resumes
             judged = sum(1 for r in rows if not r.get("aborted"))
             did = f"{judged} probe(s) measured; finished requests kept in {run.path} (a rate search is "
             did += "not resumed: run it again)"

@@ -55,7 +55,6 @@ def test_stream_fault_is_recorded_with_its_kind(write_scenario, tmp_path: Path, 
         server.stop()
     assert "Traceback" not in res.stderr
     run = next((tmp_path / "results").glob("*-it-fault"))
-    assert read_manifest(run)["status"] == "complete"
     recs = [r for r in iter_records(run) if not r.warmup]
     assert len(recs) == 6
     bad = [r for r in recs if not r.ok]
@@ -63,13 +62,18 @@ def test_stream_fault_is_recorded_with_its_kind(write_scenario, tmp_path: Path, 
     said = " ".join((res.stdout + res.stderr).split())  # the terminal wraps long lines
     # every second request fails with --fail-every 2; every request meets the other faults
     assert len(good) == (3 if flags[0] == "--fail-every" else 0), [(r.error_kind, r.error) for r in recs]
+    m = read_manifest(run)
     if good:  # the point measured something: exit 0, the failures noted under the table
         assert res.returncode == 0, res.stderr[-2000:]
+        assert m["status"] == "complete"
         assert f"point v0-c2: {len(bad)} of 6 measured requests failed" in said
     else:  # nothing measured: said so, with the first error, and exit 3
         assert res.returncode == 3, res.stderr[-2000:]
         assert "point v0-c2: all 6 measured requests failed" in said
         assert "every measured request failed: the run measures nothing (first error: " in said
+        # the run is failed, not complete: compare does not take its empty points over an earlier run's
+        assert m["status"] == "failed" and m["status_message"].startswith("every measured request failed")
+        assert "--resume" not in said
     assert bad and all(r.error_kind == kind for r in bad), [(r.error_kind, r.error) for r in recs]
     assert all(text in (r.error or "") for r in bad), [r.error for r in bad]
     assert all(r.output_tokens == 8 for r in good)  # the others are complete and correct

@@ -114,6 +114,12 @@ def test_newest_run_wins_a_duplicate_cell() -> None:
     assert len(kept) == 2
     assert kept[kept["load"] == "c16"]["output_tok_s"].tolist() == [210.0]
     assert notes == ["old v0-c16: superseded by a newer run of a100-80gb-sxm | vllm at c16"]
+    # a newer run whose every request failed (no tok/s) does not hide the measurement
+    failed = newer.assign(run_id="bad", started_utc="2026-03-01", output_tok_s=math.nan)
+    kept, notes = dedupe(pd.concat([newer, df, failed]))
+    assert kept[kept["load"] == "c16"]["run_id"].tolist() == ["new"]
+    said = "bad v0-c16: measured nothing; another run's point of a100-80gb-sxm | vllm at c16 is shown"
+    assert said in notes
 
 
 def test_reruns_can_be_shown_as_their_median_and_spread() -> None:
