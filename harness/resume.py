@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +193,10 @@ def reopen(
     next_id = 1 + max((r.request_id for r in iter_records(path)), default=-1)
     run = RunDir(Path(path), manifest)
     attempt = len(manifest.get("resumed_utc") or []) + 1
+    # an HTML report made of the unfinished run would stand beside the finished one as if it were its
+    # report (the run itself rewrites report.md, not this): `harness report` makes it again
+    (run.path / "report.html").unlink(missing_ok=True)
+    shutil.rmtree(run.path / "report-plots", ignore_errors=True)
     # how the attempt before ended goes to `previous_status`; its message must not outlive the resume
     ended = {"status": manifest.get("status"), "message": manifest.pop("status_message", None)}
     ended["finished_utc"] = manifest.pop("finished_utc", None)

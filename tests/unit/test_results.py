@@ -502,7 +502,11 @@ def test_resume_refuses_a_run_whose_points_table_lost_done_points(tmp_path: Path
     ):
         reopen(run.path, s, find_max_goodput=False)
     run.write_points([{"point_id": "v0-c1", "output_tok_s": 10.0}])
+    (run.path / "report.html").write_text("<html>made before the resume</html>")
+    (run.path / "report-plots").mkdir()
     assert reopen(run.path, s, find_max_goodput=False)[1][0]["point_id"] == "v0-c1"
+    # the HTML report of the unfinished run is not left beside the resumed one
+    assert not (run.path / "report.html").exists() and not (run.path / "report-plots").exists()
 
 
 def test_a_fixed_length_distribution_draws_nothing_and_resumes() -> None:
