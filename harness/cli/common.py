@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -118,3 +118,22 @@ def check_runs(paths: list[Path]) -> list[Path]:
     if paths and not runs:
         raise fail("no run directories among the paths given")
     return runs
+
+
+def note_runs_without_points(runs: list[Path], points: Any) -> None:
+    """A note for each run given that has no finished point in `points` (a `runinfo.points_frame`):
+    else it would add nothing to a table without a word (claims, recommend)."""
+    from harness.results import RunNotFound, read_manifest
+
+    have = set(points["run_id"]) if "run_id" in getattr(points, "columns", ()) else set()
+    for r in runs:
+        try:
+            m = read_manifest(r)
+        except RunNotFound:
+            continue
+        if (m.get("run_id") or r.name) not in have:
+            err.print(
+                f"note: {r}: no finished points (status: {m.get('status')}): nothing of it is used here",
+                markup=False,
+                highlight=False,
+            )

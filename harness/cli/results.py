@@ -17,6 +17,7 @@ from harness.cli.common import (
     err,
     fail,
     finite,
+    note_runs_without_points,
     out,
     output_dir,
     output_file,
@@ -319,7 +320,9 @@ def claims_cmd(
             raise fail(f"--source: no claims from {source!r} (allowed: {', '.join(known)})")
     output_file("--out", md_out)
     runs = check_runs(runs or [])
-    checks = check_all(cl, points_frame(list(runs or [])))
+    points = points_frame(list(runs or []))
+    note_runs_without_points(runs, points)
+    checks = check_all(cl, points)
     out.print(claims_table(checks, len(runs or [])))
     if md_out is not None:
         md_out.parent.mkdir(parents=True, exist_ok=True)  # output_file checked that it can be made
@@ -377,11 +380,13 @@ def recommend_cmd(
     quotes = prices(price, prices_file, provider)
     runs = check_runs(runs or [])
     need = Need(arch, concurrency, input_tokens, output_tokens, ttft_slo, tpot_slo)
+    points = points_frame(list(runs or []))
+    note_runs_without_points(runs, points)
     try:
         df, notes = recommend(
             need,
             {k: q.usd_per_hour for k, q in quotes.items()},
-            points_frame(list(runs or [])),
+            points,
             precisions,
             efficiency=efficiency,
             only=tuple(gpu or ()),

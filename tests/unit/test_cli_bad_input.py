@@ -331,3 +331,20 @@ def test_serve_fake_on_a_taken_port_fails_without_announcing_itself() -> None:
         res = harness("serve-fake", "--port", str(port))
     assert refused(res, f"serve-fake: cannot listen on 127.0.0.1:{port}"), res.stderr
     assert "fake OpenAI server on" not in res.stderr  # the banner is printed once the port is bound
+
+
+def test_claims_and_recommend_say_which_runs_gave_them_nothing(tmp_path: Path) -> None:
+    from harness.results import RunDir
+
+    run = RunDir.create(tmp_path, "s")
+    run.write_manifest({"run_id": run.path.name, "status": "interrupted"})
+    for args in (
+        ["claims", str(run.path)],
+        ["recommend", "--model", "llama-3.1-8b", "--concurrency", "1", str(run.path)],
+    ):
+        res = harness(*args)
+        assert res.returncode == 0, res.stderr
+        said = " ".join(res.stderr.split())
+        assert (
+            f"note: {run.path}: no finished points (status: interrupted): nothing of it is used here" in said
+        )
