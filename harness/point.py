@@ -4,6 +4,7 @@ point's row with the telemetry window's columns."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -101,11 +102,13 @@ def lost_message(engine: Engine, records: list[RequestRecord]) -> str:
 
 def endpoint_lost(engine: Engine, records: list[RequestRecord]) -> str | None:
     """Why a point whose measured requests failed to connect, were cut or timed out lost its engine, when
-    the engine's health check no longer answers: an external endpoint has no process whose death the run
-    would see, and a launched engine's process can be alive and hung (frozen, deadlocked)."""
+    the engine's health check no longer answers (asked once the point is over, nothing in flight): an
+    external endpoint has no process whose death the run would see, and a launched engine's process can
+    be alive and hung (frozen, deadlocked). `healthy()` None: the engine cannot tell (a health route that
+    waits for the model), never taken for lost."""
     healthy = getattr(engine, "healthy", None)
     failed = [r for r in records if not r.warmup and r.error_kind in _LOST_KINDS]
-    if healthy is None or not failed or healthy():
+    if healthy is None or not failed or healthy() is not False:
         return None
     return lost_message(engine, records)
 
@@ -113,19 +116,27 @@ def endpoint_lost(engine: Engine, records: list[RequestRecord]) -> str | None:
 class LostWatch:
     """During a point: once `STREAK` requests in a row failed as a lost engine's would (no answer, cut,
     timed out), the engine's health check is asked, off the event loop; `reason` is set when it does not
-    answer, and the point's abort check returns it. A frozen engine's requests would otherwise time out
-    one after another, each after `request_timeout_s`."""
+    answer *and* nothing was heard from the engine meanwhile (no stream received an event, no request
+    ended well), and the point's abort check returns it. A frozen engine's requests would otherwise time
+    out one after another, each after `request_timeout_s`; a busy one whose health route waits behind
+    generation (llama-cpp-python's /v1/models, an overloaded server's HTTP threads) is still streaming.
+
+    `heard_ns()`: perf_counter_ns of the last event a stream of the point received (0: none)."""
 
     STREAK = 2
     REASON = "the engine stopped answering its health check"
 
-    def __init__(self, engine: Engine) -> None:
-        self.healthy: Callable[[], bool] | None = getattr(engine, "healthy", None)
+    def __init__(self, engine: Engine, heard_ns: Callable[[], int] = lambda: 0) -> None:
+        self.healthy: Callable[[], bool | None] | None = getattr(engine, "healthy", None)
+        self.heard_ns = heard_ns
         self.streak = 0
         self.reason: str | None = None
+        self.last_ok_ns = 0
         self._probing = False
 
     def saw(self, rec: RequestRecord) -> None:
+        if rec.ok:
+            self.last_ok_ns = max(self.last_ok_ns, rec.done_ns or 0)
         if self.healthy is None or self.reason is not None:
             return
         if rec.error_kind in _LOST_KINDS:
@@ -138,7 +149,10 @@ class LostWatch:
 
     def _probe(self) -> None:
         try:
-            if self.healthy is not None and not self.healthy():
+            t0 = time.perf_counter_ns()
+            answered = self.healthy() if self.healthy is not None else None
+            heard = max(self.heard_ns(), self.last_ok_ns)
+            if answered is False and heard < t0:
                 self.reason = self.REASON
         finally:
             self._probing = False
@@ -286,7 +300,8 @@ def measure_point(
     label = f"{p.point_id} " + (f"concurrency {p.concurrency}" if p.concurrency else f"{p.rate_rps:g} req/s")
     task = progress.add_task(label, total=len(specs))
 
-    watch = LostWatch(engine)
+    client = make_client(s, engine, base_url, not engine.usage_in_stream() or count_text is not None)
+    watch = LostWatch(engine, lambda: client.heard_ns[0])
 
     def on_record(rec: RequestRecord) -> None:
         watch.saw(rec)
@@ -298,8 +313,6 @@ def measure_point(
             live = tel.live()
             progress.update(task, advance=1, description=f"{label} {live}" if live else label)
 
-    keep_text = not engine.usage_in_stream() or count_text is not None
-    client = make_client(s, engine, base_url, keep_text)
     load = PointLoad(
         p.point_id,
         concurrency=p.concurrency,

@@ -47,6 +47,12 @@ def serve_fake(
         int | None,
         typer.Option(min=0, help="fault: end responses cleanly after this many tokens, without [DONE]"),
     ] = None,
+    health_waits: Annotated[
+        bool,
+        typer.Option(
+            "--health-waits", help="fault: /health answers only while no stream runs (busy, not hung)"
+        ),
+    ] = False,
     error_as: Annotated[
         str, typer.Option(help="how that error is sent: data (vLLM, llama.cpp) or field (older llama.cpp)")
     ] = "data",
@@ -78,6 +84,7 @@ def serve_fake(
         stall_after_tokens=stall_after,
         error_after_tokens=error_after,
         end_after_tokens=end_after,
+        health_waits_for_streams=health_waits,
         error_as=error_as,
         include_usage=not no_usage,
         api_key=os.environ.get(api_key_env) if api_key_env else None,

@@ -50,6 +50,9 @@ class StreamClient:
     headers: dict[str, str] = field(default_factory=dict)
     max_connections: int = 4096
     keep_text: bool = False
+    # [perf_counter_ns of the last event any stream of this client received]: whether an engine whose
+    # health check does not answer is still producing (read from another thread; one int store a chunk)
+    heard_ns: list[int] = field(default_factory=lambda: [0])
     _pool: Http1Pool | None = None
 
     async def __aenter__(self) -> StreamClient:
@@ -105,7 +108,7 @@ class StreamClient:
             return rec
         if raw is None:
             raw = self.prepare(spec)
-        decoder = StreamDecoder(rec, [] if self.keep_text else None)
+        decoder = StreamDecoder(rec, [] if self.keep_text else None, self.heard_ns)
         events = SseEvents(decoder)
 
         def on_send() -> None:
@@ -161,13 +164,18 @@ class StreamDecoder:
 
     After `[DONE]`, a JSON error or an `error` event, later events are ignored."""
 
-    __slots__ = ("rec", "saw_done", "stopped", "texts")
+    __slots__ = ("heard_ns", "rec", "saw_done", "stopped", "texts")
 
-    def __init__(self, rec: RequestRecord, texts: list[str] | None = None) -> None:
+    def __init__(
+        self, rec: RequestRecord, texts: list[str] | None = None, heard_ns: list[int] | None = None
+    ) -> None:
         self.rec, self.texts = rec, texts
+        self.heard_ns = heard_ns  # [stamp]: set at every event, shared by a client's streams
         self.saw_done = self.stopped = False
 
     def __call__(self, now_ns: int, data: bytes) -> None:
+        if self.heard_ns is not None:
+            self.heard_ns[0] = now_ns
         if self.stopped:
             return
         rec = self.rec

@@ -255,9 +255,12 @@ class LlamaCppServer:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.alive()
 
-    def healthy(self) -> bool:
-        """Whether the server's health check answers now (asked after a point whose requests timed out,
-        failed to connect or were cut: a process can be alive and hung)."""
+    def healthy(self) -> bool | None:
+        """Whether the server's health check answers now (asked after requests timed out, failed to
+        connect or were cut: a process can be alive and hung). None for llama-cpp-python: its only
+        route that could tell (/v1/models) waits for the model lock, so a busy server looks hung."""
+        if self.cfg.launcher == "llama-cpp-python":
+            return None
         return answers_health(self.base_url + self.health_path)
 
     def log_path(self) -> Path | None:

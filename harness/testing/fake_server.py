@@ -52,6 +52,9 @@ class FakeScript:
     # end the response cleanly after this many tokens with neither a finish_reason nor [DONE]: a server
     # (or a proxy) that stopped early without saying why
     end_after_tokens: int | None = None
+    # /health answers only while no stream runs, as llama-cpp-python's /v1/models waits for the model
+    # lock (a busy server whose health check says nothing of its health)
+    health_waits_for_streams: bool = False
     # end the stream with a server error after this many tokens, as `error_as` says real servers do:
     # "data" — `data: {"error": {...}}` and no [DONE] (vLLM, llama.cpp since its server-http rewrite);
     # "field" — an `error: {...}` line, then `data: [DONE]` (earlier llama.cpp servers)
@@ -208,6 +211,8 @@ class FakeServer:
             conn._simple(401, {"error": {"message": "invalid api key", "code": 401}})
             return True
         if method == "GET" and path == "/health":
+            while self.script.health_waits_for_streams and self.active_streams:
+                await asyncio.sleep(0.01)  # as a health route that takes the model's lock
             conn._simple(200, {"status": "ok"})
         elif method == "GET" and path == "/v1/models":
             conn._simple(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})

@@ -187,3 +187,26 @@ def test_a_frozen_endpoint_ends_the_run_instead_of_stalling_it(write_scenario, t
     assert m["status"] == "failed" and m["points_done"] == []  # c2 was not sent to a frozen server
     # 37 requests of 1 s timeouts would take 37 s; the health check gives up after 5 s
     assert took < 30, took
+
+
+def test_a_busy_engine_whose_health_check_waits_is_not_taken_for_hung(write_scenario, tmp_path: Path) -> None:
+    """Requests time out (1.5 s against 4 s of output) while the server keeps streaming, and its health
+    route waits for the streams to end (as llama-cpp-python's /v1/models): still producing, so not lost."""
+    server, url = start_fake_server(tmp_path / "fake.log", 5, 20, "--health-waits")
+    try:
+        scen = write_scenario(
+            {
+                "name": "it-busy",
+                "engine": {"type": "external", "base_url": url, "health_path": "/health"},
+                "workload": {"input_tokens": 8, "output_tokens": 200, "request_timeout_s": 1.5},
+                "load": {"concurrency": [2], "requests": 12, "warmup_requests": 0},
+            }
+        )
+        res = harness_cli("run", str(scen), "--results", str(tmp_path / "r"), "--no-progress", timeout=180)
+    finally:
+        server.stop()
+    said = " ".join(res.stderr.split())
+    assert "stopped answering its health check" not in said, said[-2000:]
+    run = next((tmp_path / "r").glob("*-it-busy"))
+    recs = [r for r in iter_records(run) if not r.warmup]
+    assert len(recs) == 12 and all(r.error_kind == "timeout" and r.chunk_ns for r in recs)
