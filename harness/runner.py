@@ -277,6 +277,7 @@ def run_scenario(
                         return None
 
                     search = RateSearch(vpoints[0].rate_rps or 1.0) if find_max_goodput else None
+                    failed_before = len(failures)  # an earlier variant's failure is not this one's
                     plan = PointPlan(vpoints, search)
                     for n_point, p in enumerate(plan):
                         row, aborted, next_id = measure_point(
@@ -318,12 +319,13 @@ def run_scenario(
                             else:
                                 failures.append(msg)
                             break
-                    if search is not None and not interrupted and not failures:
+                    variant_failed = len(failures) > failed_before
+                    if search is not None and not interrupted and not variant_failed:
                         done.update(q.point_id for q in vpoints)  # the search replaces the planned rates
                         run.update_manifest(points_done=[q.point_id for q in points if q.point_id in done])
                     if search is not None:
                         found = {"variant": vi, **search.summary()}
-                        stopped = "interrupted" if interrupted else "failed" if failures else None
+                        stopped = "interrupted" if interrupted else "failed" if variant_failed else None
                         if stopped:
                             found["stopped"] = stopped
                         run.update_manifest(max_goodput=[*run.manifest.get("max_goodput", []), found])

@@ -108,6 +108,26 @@ def test_two_client_workers_and_rate_search(write_scenario, tmp_path: Path, fake
     assert "req/s achieved): no rate tried failed in 8 probes, so the limit is higher" in said
 
 
+def test_a_finished_search_is_not_called_failed_because_an_earlier_variant_failed(
+    write_scenario, tmp_path: Path, fake_url: str
+) -> None:
+    data = scenario(fake_url, rates_rps=[10], requests=8, warmup_requests=0)
+    data["variants"] = [{"base_url": "http://127.0.0.1:9"}, {}]  # the first cannot connect
+    data["on_engine_failure"] = "next_variant"
+    res = harness_cli(
+        "run",
+        str(write_scenario(data)),
+        "--results",
+        str(tmp_path / "r"),
+        "--no-progress",
+        "--find-max-goodput",
+    )
+    said = " ".join(res.stderr.split())
+    assert "variant 1: highest rate meeting the SLOs: at least 1280 req/s offered (" in said, said[-2000:]
+    found = read_manifest(run_dir_from(res.stderr))["max_goodput"]
+    assert [f["variant"] for f in found] == [1] and "stopped" not in found[0]
+
+
 def test_an_endpoint_that_sends_no_usage_is_counted_from_max_tokens(write_scenario, tmp_path: Path) -> None:
     """An OpenAI-compatible endpoint that ignores stream_options: streams that ended for `length` ran to
     max_tokens, so tok/s is measured, not zero, and TPOT exists for the SLO."""
