@@ -104,43 +104,63 @@ def _measured_kv_tokens(
 
 
 def unused_run_notes(
-    points: pd.DataFrame, need: Need, used: set[str], precisions: tuple[str, ...], only: tuple[str, ...] = ()
+    points: pd.DataFrame,
+    need: Need,
+    used: set[str],
+    precisions: tuple[str, ...],
+    only: tuple[str, ...] = (),
+    priced: frozenset[str] | None = None,
+    tps: tuple[int, ...] = (1, 2, 4, 8),
 ) -> list[str]:
     """Why each run given was not taken as a measurement of the asked workload (else it would go
-    unsaid, and its numbers look considered)."""
+    unsaid, and its numbers look considered): the first filter of `recommend` its points all fail, or,
+    where some point passes them all, that a newer run of that configuration was taken."""
     if points.empty or "run_id" not in points.columns:
         return []
-    catalog = gpus()
+    ranked = [k for k in gpus() if not only or k in only]
+    asked = (float(need.input_tokens), float(need.output_tokens))
+
+    def lengths(r: pd.Series) -> tuple[float, float] | None:
+        v = (r.get("workload_input_tokens"), r.get("workload_output_tokens"))
+        return (float(v[0]), float(v[1])) if all(isinstance(x, numbers.Real) for x in v) else None
+
+    def said(v: tuple[float, float] | None) -> str:
+        return "?/?" if v is None else f"{v[0]:g}/{v[1]:g}"
+
     out = []
     for run_id, sub in points.groupby("run_id", sort=True):
         if str(run_id) in used:
             continue
+        steps: list[tuple[pd.DataFrame, str]] = []
         sub = sub[sub["model"] == need.model.name]
-        if sub.empty:
-            why = f"measures another model than {need.model.name}"
-        elif not (sub := sub[sub["device"].isin([k for k in catalog if not only or k in only])]).empty:
-            prec = sub[sub["precision"].isin(precisions)]
-            conc = prec[prec["concurrency"] == need.concurrency]
-            if prec.empty:
-                why = (
-                    f"precision {', '.join(sorted(set(map(str, sub['precision']))))} not asked (--precision)"
-                )
-            elif conc.empty:
-                have = sorted({int(c) for c in prec["concurrency"].dropna()})
-                why = (
-                    f"no point at concurrency {need.concurrency} (has {', '.join(map(str, have)) or 'none'})"
-                )
-            else:
-                w = conc.iloc[0]
-                lengths = "/".join(
-                    f"{float(v):g}" if isinstance(v, numbers.Real) else "?"
-                    for v in (w.get("workload_input_tokens"), w.get("workload_output_tokens"))
-                )
-                why = f"workload {lengths} tokens, not the {need.input_tokens}/{need.output_tokens} asked"
-        else:
-            why = (
-                "ran on a device that is not ranked (GPUs of the catalog" + (", --gpu" if only else "") + ")"
+        steps.append((sub, f"measures another model than {need.model.name}"))
+        dev = sub[sub["device"].isin(ranked)]
+        steps.append(
+            (
+                dev,
+                "ran on a device that is not ranked (GPUs of the catalog" + (", --gpu" if only else "") + ")",
             )
+        )
+        unpriced = sorted(set(map(str, dev["device"])))
+        dev = dev[dev["device"].isin(priced)] if priced is not None else dev
+        steps.append((dev, f"no price for {', '.join(unpriced)} (give --price DEVICE=USD_PER_HOUR)"))
+        have_prec = ", ".join(sorted(set(map(str, dev["precision"]))))
+        prec = dev[dev["precision"].isin(precisions)]
+        steps.append((prec, f"precision {have_prec} not asked (--precision)"))
+        have_n = ", ".join(str(int(n)) for n in sorted(set(prec["devices"].dropna())))
+        tp = prec[prec["devices"].isin(tps)]
+        steps.append(
+            (tp, f"{have_n} device(s): not among the device counts ranked ({', '.join(map(str, tps))})")
+        )
+        have_c = ", ".join(str(int(c)) for c in sorted(set(tp["concurrency"].dropna())))
+        conc = tp[tp["concurrency"] == need.concurrency]
+        steps.append((conc, f"no point at concurrency {need.concurrency} (has {have_c or 'none'})"))
+        got = {said(lengths(r)) for _, r in conc.iterrows()}
+        work = conc[[lengths(r) == asked for _, r in conc.iterrows()]] if not conc.empty else conc
+        steps.append((work, f"workload {', '.join(sorted(got))} tokens, not the {said(asked)} asked"))
+        why = next((reason for frame, reason in steps if frame.empty), None)
+        if why is None:
+            why = "a newer run of the same configuration was taken"
         out.append(f"run {run_id} not used: {why}")
     return out
 
@@ -263,7 +283,7 @@ def recommend(
                 )
             if not fitting:
                 notes.append(f"{key} {p}: {weights_gb[p]:.0f} GB of weights do not fit on {max(tps)} devices")
-    notes += unused_run_notes(points, need, used, precisions, only)
+    notes += unused_run_notes(points, need, used, precisions, only, frozenset(prices_usd_per_hour), tps)
     df = pd.DataFrame(rows)
     if not df.empty:
         df["_cost"] = df["usd_per_1m_tokens"].round(9)  # TP 1 and TP 2 tie in the ideal roofline

@@ -120,6 +120,23 @@ def test_runs_given_but_not_used_are_said_so_with_the_reason() -> None:
         "run cpu not used: ran on a device that is not ranked (GPUs of the catalog)",
         "run fp8 not used: precision fp8 not asked (--precision)",
     ]
+    # an older rerun of the point taken, a device without a price, a device count not ranked
+    more = pd.DataFrame(
+        [
+            _point(run_id="new", started_utc="2026-11-02"),
+            _point(run_id="old"),
+            _point(run_id="a100", device="a100-80gb-sxm"),
+            _point(run_id="tp16", devices=16),
+            _point(run_id="long", workload_input_tokens=8192),
+        ]
+    )
+    _, notes = recommend(need, {"h100-sxm": 2.0}, more, precisions=("bf16",))
+    assert [n for n in notes if n.startswith("run ")] == [
+        "run a100 not used: no price for a100-80gb-sxm (give --price DEVICE=USD_PER_HOUR)",
+        "run long not used: workload 8192/256 tokens, not the 1024/256 asked",
+        "run old not used: a newer run of the same configuration was taken",
+        "run tp16 not used: 16 device(s): not among the device counts ranked (1, 2, 4, 8)",
+    ]
 
 
 def test_kv_cache_capacity_and_missing_prices() -> None:
