@@ -361,7 +361,7 @@ STEAL_LIMIT_PCT = 5.0  # of the host's CPU time taken by the hypervisor, beyond 
 CLIENT_LAG_LIMIT_S = 0.005  # send or event-loop lateness (p99) beyond which the client is said to lag
 # of the window that only failed requests filled, beyond which a point is warned about
 FAILED_TAIL_SHARE = 0.1
-# by how much (a share) the rate an open-loop schedule offered may miss rate_rps unwarned
+# by how much (a share, at least) the rate an open-loop schedule offered may miss rate_rps unwarned
 OFFERED_RATE_OFF = 0.1
 
 
@@ -424,11 +424,13 @@ def flags(row: dict[str, Any]) -> list[str]:
             "can be off by one update's worth (run more requests for a longer window)"
         )
     offered, rate = _value(row, "offered_req_s"), _value(row, "rate_rps")
-    if offered is not None and rate and abs(offered - rate) > OFFERED_RATE_OFF * rate:
+    # a random schedule of n requests offers rate x (1 +- about 1/sqrt(n - 1)): twice that is unusual
+    spread = 2 / math.sqrt(max(1, _count(row, "requests") - 1))
+    if offered is not None and rate and abs(offered - rate) > max(OFFERED_RATE_OFF, spread) * rate:
         n_req = _count(row, "requests")
         out.append(
             f"the arrival draw offered {offered:.3g} req/s, not the point's {rate:g} ({n_req} requests are "
-            "a short sample of a random schedule): compare points by offered_req_s, or send more"
+            "a short sample of a random schedule): compare points by offered_req_s, or send more requests"
         )
     if not n:
         return out  # nothing succeeded: the client's figures (a few fast failures) say nothing of it

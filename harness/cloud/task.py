@@ -42,6 +42,8 @@ NETWORK_TIERS = ("best", "default")
 # SkyPilot accelerator names that some clouds' catalogs give to both SXM and PCIe cards (Lambda's H100,
 # RunPod's H100 and A100-80GB, Azure's NC A100 v4 are PCIe); the clouds whose instances with them are SXM
 SHARED_SXM_PCIE_NAMES = ("H100", "A100-80GB", "A100")
+# RunPod's names for the SXM parts (its `H100` and `A100-80GB` are PCIe cards)
+RUNPOD_SXM_NAMES = {"H100": "H100-SXM", "A100-80GB": "A100-80GB-SXM"}
 SXM_ONLY_CLOUDS = ("aws", "gcp")
 REMOTE_JOB_DIR = "~/harness-job"
 REMOTE_RESULTS = scripts.REMOTE_RESULTS  # the launcher fetches it from here
@@ -200,10 +202,12 @@ def check_launch(s: Scenario, file: str, opts: LaunchOptions) -> list[str]:
     cloud_name = (opts.infra or "").split("/")[0].lower()
     if hw_gpu.endswith("-sxm") and acc.name in SHARED_SXM_PCIE_NAMES and cloud_name not in SXM_ONLY_CLOUDS:
         where_to = f"on {cloud_name}" if cloud_name else "on whichever cloud SkyPilot picks"
+        runpod = RUNPOD_SXM_NAMES.get(acc.name)
+        on_runpod = f", or --gpus {runpod}:{acc.count} on RunPod" if runpod else ""
         warnings.append(
             f"{file}: hardware.gpu: {hw_gpu}, but SkyPilot's {acc.name} also names PCIe cards (Lambda, "
-            f"RunPod, Azure), with less memory bandwidth, {where_to}: pass --cloud aws or gcp, or "
-            f"--gpus {acc.name}-SXM:{acc.count} on RunPod; each run's manifest records the GPU it ran on"
+            f"RunPod, Azure), with less memory bandwidth, {where_to}: pass --cloud aws or gcp{on_runpod}; "
+            "each run's manifest records the GPU it ran on"
         )
     if opts.network_tier not in NETWORK_TIERS:
         errors.append(
