@@ -207,6 +207,11 @@ class _Run:
                         edge = asyncio.get_running_loop().run_in_executor(
                             None, self.on_measure_start, when_ns
                         )
+                if job.role == "measured" and self.past_deadline(when_ns):
+                    # due after duration_s: cut now, not once its time comes (at a low rate the wait is
+                    # a whole arrival gap); with no measured request running the point is over
+                    self.cut = True
+                    self._check_done()
                 await _sleep_until_ns(when_ns, spin)
                 sent = self.gate(job, when_ns)
                 if sent is None:

@@ -186,6 +186,23 @@ def test_open_loop_requests_scheduled_before_the_deadline_stay_measured_when_the
     assert all((r.first_token_ns or 0) - r.scheduled_ns > (deadline - r.scheduled_ns) for r in late)
 
 
+def test_an_open_loop_point_ends_at_its_deadline_not_one_arrival_gap_later(fake: str) -> None:
+    """0.1 req/s for 2 s: only the first request is due before the deadline; the point ended when the
+    second one's time came, 10 s later (at 0.01 req/s, 100 s)."""
+    load = PointLoad("slow", rate_rps=0.1, arrival="constant", duration_s=2.0)
+    specs = [RequestSpec("hello world", 4)] * 50
+
+    async def go() -> PointOutcome:
+        async with StreamClient(fake, "fake", extra_body={"ignore_eos": True}) as c:
+            return await run_point(c, load, [], specs, 0, lambda r: None)
+
+    t0 = time.monotonic()
+    out = asyncio.run(go())
+    assert time.monotonic() - t0 < 5.0
+    measured = [r for r in out.records if not r.warmup]
+    assert len(measured) == 1 and measured[0].ok
+
+
 def test_two_closed_loop_client_processes_measure_only_after_the_warmup(fake: str) -> None:
     load = PointLoad("w2warm", concurrency=2, workers=2)
     warm = [RequestSpec("hello world", 40)]  # 410 ms
