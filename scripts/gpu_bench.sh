@@ -10,16 +10,18 @@
 #   scripts/gpu_bench.sh collect DIR    # back here: unpacks DIR into results/gpu/ and tests/fixtures/nvml/,
 #                                       #   rewrites the table in results/gpu/README.md
 #
-# `build` alone builds llama-server and llama-bench beside it from .gpu-bench/ (CUDA when a GPU is
-# there; GPU_BENCH_CUDA=0: CPU only).
+# `prepare` is `source` (the trimmed llama.cpp source) then `wheels` (the Python 3.12 wheels); each can
+# run alone. `build` alone builds llama-server and llama-bench beside it from .gpu-bench/ (CUDA when a
+# GPU is there; GPU_BENCH_CUDA=0: CPU only).
 # `prebuild` (optional, on any machine with CUDA's compiler, no GPU needed; about an hour on 2 cores)
 # compiles the CUDA backend into .gpu-bench/prebuilt/, so that `device` builds only the C++ rest and
 # spends its minutes measuring; if that backend does not load there, `device` builds it itself.
 #
 # Knobs (environment):
-#   GPU_BENCH_BUDGET_S   seconds `device` may take in all (default 540); scenarios that would start
-#                        with under 60 s left are skipped, a running one is interrupted (SIGINT: the run
-#                        directory keeps every finished point)
+#   GPU_BENCH_BUDGET_S   seconds `device` may take in all (default 540); 20 s are kept for packing, so
+#                        scenarios that would start with under 80 s left are skipped, and a running one is
+#                        interrupted 20 s before the deadline (SIGINT: the run directory keeps every
+#                        finished point; SIGKILL 30 s later)
 #   GPU_BENCH_SCENARIOS  scenario files to run, in order (default: scenarios/gpu/*.yaml, sorted)
 #   GPU_BENCH_CUDA       1 / 0: build with / without CUDA (default: 1 when nvidia-smi sees a GPU)
 #   GPU_BENCH_ARCH       CMAKE_CUDA_ARCHITECTURES (default 90-real: H100 / H200 machine code only)
@@ -186,7 +188,7 @@ with_cuda_libs() { LD_LIBRARY_PATH=$CUDA_LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PAT
 built() { [ -x "$1" ] && [ -x "$(dirname "$1")/llama-bench" ]; }
 
 build() {
-  [ -f "$SRC_TGZ" ] || die "$SRC_TGZ is missing: run \`scripts/gpu_bench.sh prepare\` first"
+  [ -f "$SRC_TGZ" ] || die "$SRC_TGZ is missing: run \`scripts/gpu_bench.sh prepare\` (or \`source\`) first"
   local arch=${GPU_BENCH_ARCH:-90-real} cpu
   read -r -a cpu <<<"$(cpu_flags)"
   log "build: CPU backend ${cpu[*]}, $(jobs) jobs"
@@ -237,7 +239,7 @@ build() {
 # compiler but no GPU, against cuBLAS from PyPI; `device` then builds only the rest (C++). Needs nvcc
 # of the same major version as the GPU machine's driver (13 for driver 580).
 prebuild() {
-  [ -f "$SRC_TGZ" ] || die "$SRC_TGZ is missing: run \`scripts/gpu_bench.sh source\` first"
+  [ -f "$SRC_TGZ" ] || die "$SRC_TGZ is missing: run \`scripts/gpu_bench.sh source\` (or \`prepare\`) first"
   local nvcc arch=${GPU_BENCH_ARCH:-90-real} ver=${GPU_BENCH_CUBLAS_VERSION:-13.0.2.14}
   nvcc=$(find_nvcc) || die "prebuild needs CUDA's compiler (nvcc)"
   local cub=${GPU_BENCH_CUBLAS_DIR:-/tmp/gpu-bench-cublas-$ver}
