@@ -89,6 +89,11 @@ def _hardware() -> dict[str, Any]:
 def search_result_text(found: dict[str, Any], rows: list[dict[str, Any]], variant: int) -> str:
     """What a rate search found, said as what it is: a lower bound when no rate tried failed, with the
     rate the point achieved beside the one offered."""
+    text = _search_text(found, rows, variant)
+    return text + (f"; the search stopped: {found['stop_reason']}" if found.get("stop_reason") else "")
+
+
+def _search_text(found: dict[str, Any], rows: list[dict[str, Any]], variant: int) -> str:
     best, failing = found["max_rate_rps"], found["lowest_failing_rps"]
     if stopped := found.get("stopped"):
         # the point being probed was cut short: it judged nothing, and the search did not finish
@@ -306,7 +311,7 @@ def run_scenario(
                             # no measured request ended (a duration_s shorter than the first one): not a
                             # measurement; a rate search cannot judge it and would probe it again and again
                             aborted = "no measured request ended in the point (duration_s too short?)"
-                        plan.observe(p, row["slo_met"] if row is not None and not aborted else None)
+                        plan.observe(p, row["slo_met"] if row is not None and not aborted else None, row)
                         if not aborted:
                             done.add(p.point_id)
                         # one manifest write a point: points done, and this engine's entry with its telemetry

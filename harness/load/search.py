@@ -22,6 +22,7 @@ class RateSearch:
     rel_tol: float = 0.05
     max_probes: int = 8
     probes: list[tuple[float, bool]] = field(default_factory=list)
+    stop_reason: str | None = None  # the search ended before its bracket closed, and why
 
     @property
     def best_rps(self) -> float | None:
@@ -38,7 +39,7 @@ class RateSearch:
         """The next rate to try, or None when done."""
         if not self.probes:
             return self.start_rps
-        if len(self.probes) >= self.max_probes:
+        if len(self.probes) >= self.max_probes or self.stop_reason is not None:
             return None
         lo, hi = self.bracket()
         if hi is None:
@@ -53,12 +54,16 @@ class RateSearch:
     def record(self, rate_rps: float, met: bool) -> None:
         self.probes.append((rate_rps, met))
 
+    def stop(self, reason: str) -> None:
+        self.stop_reason = reason
+
     def summary(self) -> dict[str, Any]:
         _, hi = self.bracket()
         return {
             "max_rate_rps": self.best_rps,
             "lowest_failing_rps": hi,
             "probes": [{"rate_rps": r, "slo_met": ok} for r, ok in self.probes],
+            **({"stop_reason": self.stop_reason} if self.stop_reason else {}),
         }
 
 
@@ -82,9 +87,20 @@ class PointPlan:
         base = self.points[0]
         i = 0
         while (rate := self.search.next_rate()) is not None:
-            yield Point(base.index + i, base.variant_index, base.engine, None, round(rate, 4))
+            rate = float(f"{rate:.4g}")  # 4 significant figures: readable point ids at any scale
+            if any(r == rate for r, _ in self.search.probes):
+                self.search.stop(f"the next rate, {rate:g} req/s, was probed already (4 significant figures)")
+                return
+            yield Point(base.index + i, base.variant_index, base.engine, None, rate)
             i += 1
 
-    def observe(self, point: Point, met: bool | None) -> None:
-        if self.search is not None and point.rate_rps is not None and met is not None:
-            self.search.record(point.rate_rps, met)
+    def observe(self, point: Point, met: bool | None, row: dict[str, Any] | None = None) -> None:
+        """`met`: whether the probe met the SLOs (None: not judged). A probe whose every measured request
+        failed ends the search: failures are an error to look at, not an SLO miss that a lower rate cures."""
+        if self.search is None or point.rate_rps is None or met is None:
+            return
+        self.search.record(point.rate_rps, met)
+        if row is not None and row.get("requests") and not row.get("ok"):
+            self.search.stop(
+                f"every measured request failed at {point.rate_rps:g} req/s ({row.get('error_kinds')})"
+            )

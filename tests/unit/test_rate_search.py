@@ -76,3 +76,41 @@ def test_search_result_text_says_lower_bound_and_achieved_rate() -> None:
         search_result_text(failed, rows, 0)
         == "rate search failed after 1 judged probe(s): no rate met the SLOs"
     )
+
+
+def _points(start_rps: float) -> list[Point]:
+    # the planned point a search starts from: index, variant, engine, concurrency, rate
+    return [Point(0, 0, None, None, start_rps)]  # type: ignore[arg-type]
+
+
+def test_probe_rates_keep_four_significant_figures_at_any_scale() -> None:
+    """Rates rounded to 4 decimals made 0.00001 req/s a probe of 0 (a crash) and repeated 0.0001."""
+    plan = PointPlan(_points(0.00001), RateSearch(0.00001))
+    rates = []
+    for p in plan:
+        rates.append(p.rate_rps)
+        plan.observe(p, False, {"requests": 4, "ok": 4})
+    assert rates[:3] == [0.00001, 0.000005, 0.0000025] and all(r > 0 for r in rates)
+    assert len(set(rates)) == len(rates)
+
+
+def test_a_probe_whose_every_request_failed_ends_the_search() -> None:
+    plan = PointPlan(_points(10.0), RateSearch(10.0))
+    rates = []
+    for p in plan:
+        rates.append(p.rate_rps)
+        plan.observe(p, False, {"requests": 8, "ok": 0, "error_kinds": "http:8"})
+    assert rates == [10.0]  # not halved 7 more times: a lower rate does not cure errors
+    assert plan.search is not None
+    assert plan.search.summary()["stop_reason"] == "every measured request failed at 10 req/s (http:8)"
+
+
+def test_a_rate_probed_already_ends_the_search() -> None:
+    search = RateSearch(1.0, rel_tol=0.0, max_probes=40)  # never within tolerance: the repeat stops it
+    plan = PointPlan(_points(1.0), search)
+    rates = []
+    for p in plan:
+        rates.append(p.rate_rps)
+        plan.observe(p, p.rate_rps <= 1.0001, {"requests": 8, "ok": 8})
+    assert len(rates) == len(set(rates)) and search.stop_reason is not None
+    assert "was probed already" in search.stop_reason
