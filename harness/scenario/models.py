@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -330,7 +331,27 @@ class ExternalEngine(Strict):
     def _url(cls, v: str) -> str:
         if not v.startswith(("http://", "https://")):
             raise ValueError("base_url must start with http:// or https://")
+        try:
+            parts = urlsplit(v)
+            port = parts.port  # a port that is not a number in 1-65535 raises here
+        except ValueError as e:
+            raise ValueError(
+                f"base_url is not a URL ({e}): e.g. http://host:8000 or http://[::1]:8000"
+            ) from None
+        if not parts.hostname or any(c.isspace() for c in v):
+            raise ValueError("base_url needs a host and no spaces: e.g. http://host:8000")
+        if parts.query or parts.fragment:
+            raise ValueError("base_url takes no ?query or #fragment (allowed: scheme, host, port, path)")
+        if port == 0:
+            raise ValueError("base_url port 0 is no port (allowed: 1-65535)")
         return v.rstrip("/")
+
+    @field_validator("health_path")
+    @classmethod
+    def _health(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("/"):
+            raise ValueError(f"health_path is a path on the endpoint and starts with / (e.g. /{v})")
+        return v
 
 
 EngineSpec = Annotated[LlamaCppEngine | VllmEngine | ExternalEngine, Field(discriminator="type")]

@@ -592,3 +592,26 @@ def test_xllamacpp_fields_and_batch_threads_are_checked() -> None:
     assert "CommonParams has no such field" in messages({**BASE, "engine": x})[0]
     tb = {**BASE["engine"], "launcher": "llama-server", "extra_args": ["-tb", "8"]}
     assert "set engine.threads instead" in messages({**BASE, "engine": tb})[0]
+
+
+def test_external_urls_that_cannot_be_requested_are_refused() -> None:
+    """They validated, then crashed the run at start with httpx's InvalidURL traceback."""
+
+    def ext(**engine: object) -> dict:
+        return {"name": "e", "engine": {"type": "external", "base_url": "http://h:8000", **engine}}
+
+    for url, said in (
+        ("http://[::1", "base_url is not a URL (Invalid IPv6 URL)"),
+        ("http://h:8000 x", "base_url is not a URL (Port could not be cast to integer value as '8000 x')"),
+        ("http://h:99999", "base_url is not a URL (Port out of range 0-65535)"),
+        ("http://:8000", "base_url needs a host and no spaces"),
+        ("http://h:8000/v1?key=1", "base_url takes no ?query or #fragment"),
+        ("ftp://h", "base_url must start with http:// or https://"),
+    ):
+        (m,) = messages(ext(base_url=url))
+        assert m.startswith("f.yaml: engine.base_url: " + said), m
+    (m,) = messages(ext(health_path="health"))
+    assert m.startswith("f.yaml: engine.health_path: health_path is a path on the endpoint and starts with /")
+    assert m.endswith("(e.g. /health)")
+    for url in ("http://[::1]:8000", "https://host/v1/", "http://10.0.0.2:8000/v1"):
+        assert parse_scenario(ext(base_url=url)).engine.base_url == url.rstrip("/")
