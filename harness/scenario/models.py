@@ -436,6 +436,12 @@ class LengthDist(Strict):
         return None
 
 
+# bounds past which a value is a typo, and would overflow the schedule's nanoseconds or numpy's int64
+MAX_TOKENS = 10_000_000
+MAX_DURATION_S = 7 * 24 * 3600.0
+MIN_RATE_RPS, MAX_RATE_RPS = 1e-6, 1e6
+
+
 class Workload(Strict):
     api: Literal["completion", "chat"] = "completion"
     input_tokens: StrictInt | LengthDist = 128
@@ -468,6 +474,9 @@ class Workload(Strict):
     def _length(cls, v: int | LengthDist) -> int | LengthDist:
         if isinstance(v, int) and v < 1:
             raise ValueError(f"must be >= 1 token (got {v})")
+        top = v if isinstance(v, int) else max(x for x in (v.mean, v.min, v.max) if x is not None)
+        if top > MAX_TOKENS:
+            raise ValueError(f"{top} tokens is more than any model's context (allowed: <= {MAX_TOKENS:,})")
         if isinstance(v, LengthDist) and (why := v.problem()):
             raise ValueError(why)
         return v
@@ -511,7 +520,7 @@ class Load(Strict):
     burstiness: StrictFloat = Field(1.0, gt=0, description="gamma shape; 1.0 is Poisson")
     requests: StrictInt = Field(16, ge=1, description="measured requests per point")
     duration_s: StrictFloat | None = Field(
-        None, gt=0, description="stop a point after this long (whichever first)"
+        None, gt=0, le=MAX_DURATION_S, description="stop a point after this long (whichever first)"
     )
     warmup_requests: StrictInt = Field(1, ge=0)
     warmup_scope: Literal["point", "engine"] = Field(
@@ -544,6 +553,10 @@ class Load(Strict):
     def _rates(cls, v: tuple[float, ...]) -> tuple[float, ...]:
         if any(r <= 0 for r in v):
             raise ValueError("every rate must be > 0")
+        if bad := [r for r in v if not MIN_RATE_RPS <= r <= MAX_RATE_RPS]:
+            raise ValueError(
+                f"rate {bad[0]:g} req/s is out of range (allowed: {MIN_RATE_RPS:g} to {MAX_RATE_RPS:g})"
+            )
         return _once_each(v, "rate")
 
     @model_validator(mode="after")

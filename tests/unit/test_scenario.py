@@ -615,3 +615,19 @@ def test_external_urls_that_cannot_be_requested_are_refused() -> None:
     assert m.endswith("(e.g. /health)")
     for url in ("http://[::1]:8000", "https://host/v1/", "http://10.0.0.2:8000/v1"):
         assert parse_scenario(ext(base_url=url)).engine.base_url == url.rstrip("/")
+
+
+def test_values_past_any_sensible_bound_are_refused() -> None:
+    """They validated, then overflowed: duration_s 1e300 and rates of 1e-300 req/s in the schedule's
+    nanoseconds, a uniform length of 1e22 tokens in numpy's int64."""
+    (m,) = messages({**BASE, "load": {"duration_s": 1e300}})
+    assert m.startswith("f.yaml: load.duration_s: ") and "604800" in m
+    (m,) = messages({**BASE, "load": {"mode": "open", "rates_rps": [1e-300]}})
+    assert m == "f.yaml: load.rates_rps: rate 1e-300 req/s is out of range (allowed: 1e-06 to 1e+06)"
+    huge = {"dist": "uniform", "mean": 5 * 10**21, "min": 1, "max": 10**22 - 1}
+    (m,) = messages({**BASE, "workload": {"output_tokens": huge}})
+    assert m.startswith(
+        "f.yaml: workload.output_tokens: 9999999999999999999999 tokens is more than any model's"
+    )
+    ext = {"name": "e", "engine": {"type": "external", "base_url": "http://h:8000"}}
+    assert parse_scenario({**ext, "workload": {"input_tokens": 128_000}}).workload.input_tokens == 128_000
