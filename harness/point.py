@@ -18,6 +18,7 @@ from harness.client.openai_stream import StreamClient
 from harness.engines.base import Engine
 from harness.engines.process import EngineError
 from harness.load import tokens
+from harness.load.arrivals import point_seed
 from harness.load.driver import PointLoad, PointOutcome, run_point
 from harness.load.search import slo_met
 from harness.load.workload import DatasetRow, build_specs
@@ -321,7 +322,7 @@ def measure_point(
         burstiness=ld.burstiness,
         max_concurrency=ld.max_concurrency,
         duration_s=ld.duration_s,
-        seed=ld.seed + p.index,
+        seed=point_seed(ld.seed, p.rate_rps),
         workers=ld.workers,
     )
 

@@ -154,9 +154,9 @@ def reopen(
     from harness.load.workload import SAMPLING_SCHEME, sampled
 
     scheme = (manifest.get("seeds") or {}).get("sampling")
-    if sampled(s.workload) and scheme != SAMPLING_SCHEME:
+    if sampled(s.workload, s.load, len(s.variants or [])) and scheme != SAMPLING_SCHEME:
         raise ResumeError(
-            f"{path}: was made by a harness that drew request lengths and dataset rows another way "
+            f"{path}: was made by a harness that drew request lengths, dataset rows or arrivals another way "
             f"(sampling scheme {scheme or 1}, this one {SAMPLING_SCHEME}): its remaining points would not "
             "measure the same workload; start a new run"
         )

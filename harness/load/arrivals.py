@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
+
+
+def point_seed(seed: int, rate_rps: float | None) -> int:
+    """The arrival seed of the point at `rate_rps`: the same for every engine variant at that rate (and a
+    rerun), so their requests arrive on one schedule; another rate, another draw."""
+    return seed + (zlib.crc32(f"{rate_rps:g}".encode()) if rate_rps is not None else 0)
 
 
 def intervals_s(

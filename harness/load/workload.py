@@ -38,15 +38,20 @@ _PREFIX_ID = 1 << 40  # rng stream of the shared prefix (request ids stay far be
 _FILLERS = (" a", " the", " I", ".", ",")
 
 
-# how requests' lengths are drawn and dataset rows taken; a run resumes only with the scheme that made it.
+# how requests' lengths are drawn, dataset rows taken and open-loop arrivals seeded; a run resumes only
+# with the scheme that made it.
 # 2: by the request's place in its point (`build_specs` slot), uniform lengths around their mean
-SAMPLING_SCHEME = 2
+# 3: open-loop arrivals seeded by the point's rate (`arrivals.point_seed`), not its place in the run, so
+#    engine variants at one rate get one schedule
+SAMPLING_SCHEME = 3
 
 
-def sampled(w: Any) -> bool:
-    """Whether a workload draws lengths or takes dataset rows (where the sampling scheme matters)."""
+def sampled(w: Any, load: Any = None, variants: int = 1) -> bool:
+    """Whether a workload draws lengths or takes dataset rows, or a load with several engine variants draws
+    open-loop arrivals (where the sampling scheme matters)."""
     drawn = [n for n in (w.input_tokens, w.output_tokens) if not isinstance(n, int) and n.dist != "fixed"]
-    return bool(w.dataset) or bool(drawn)
+    arrivals = load is not None and load.mode == "open" and load.arrival != "constant" and variants > 1
+    return bool(w.dataset) or bool(drawn) or arrivals
 
 
 class DatasetError(Exception):

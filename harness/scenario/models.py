@@ -538,7 +538,9 @@ class Load(Strict):
         description="open loop: cap on requests in flight (with workers > 1, split between the client "
         "processes, each holding its share)",
     )
-    seed: StrictInt = Field(0, ge=0)
+    seed: StrictInt = Field(
+        0, ge=0, description="open loop: arrival draws; every engine variant at one rate gets one schedule"
+    )
 
     @field_validator("concurrency")
     @classmethod

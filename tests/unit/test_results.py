@@ -396,7 +396,7 @@ def test_a_run_is_not_resumed_after_its_dataset_or_model_file_changed(tmp_path: 
             "scenario_hash": scenario_hash(s),
             "scenario": stored,
             "input_sha256": digests,
-            "seeds": {"sampling": 2},
+            "seeds": {"sampling": 3},
         }
     )
     data.write_text('{"input_tokens": 500, "output_tokens": 3}\n')  # the same path, other rows
@@ -444,7 +444,7 @@ def test_a_run_drawn_another_way_is_not_resumed_where_its_draws_matter(tmp_path:
             {"status": "partial", "scenario_hash": scenario_hash(s), "scenario": stored, "seeds": {}}
         )
         if refused:  # made before the scheme was recorded: lengths drawn by global request id
-            with pytest.raises(ResumeError, match=r"sampling scheme 1, this one 2"):
+            with pytest.raises(ResumeError, match=r"sampling scheme 1, this one 3"):
                 reopen(run.path, s, find_max_goodput=False)
         else:  # fixed lengths: nothing is drawn, the run resumes
             assert reopen(run.path, s, find_max_goodput=False)[3] == 1
@@ -525,3 +525,41 @@ def test_each_record_is_on_disk_as_soon_as_it_is_appended(tmp_path: Path) -> Non
     run.append_record(RequestRecord(7, "v0-c1", 1, 2, 3, 4, [3], 5, 6))
     lines = (run.path / "requests.jsonl").read_text().splitlines()  # read by another handle, unclosed
     assert len(lines) == 1 and json.loads(lines[0])["request_id"] == 7
+
+
+def test_an_open_loop_run_with_variants_from_the_older_arrival_seeds_is_not_resumed(tmp_path: Path) -> None:
+    """Scheme 2 seeded arrivals by the point's place in the run: variants at one rate drew different
+    schedules. A run of several variants made so would mix both ways after a resume."""
+    import pytest
+
+    from harness.resume import ResumeError, reopen
+    from harness.scenario import parse_scenario, scenario_hash
+
+    eng = {"type": "external", "base_url": "http://127.0.0.1:9"}
+    for variants, refused in (([{}, {"health_path": "/v1/models"}], True), ([], False)):
+        load = {"mode": "open", "rates_rps": [5], "arrival": "poisson"}
+        s = parse_scenario({"name": "s", "engine": eng, "load": load, "variants": variants})
+        run = RunDir.create(tmp_path / str(refused), "s", NOW)
+        stored = redact_scenario(s.model_dump(mode="json"))
+        run.write_manifest(
+            {
+                "status": "partial",
+                "scenario_hash": scenario_hash(s),
+                "scenario": stored,
+                "seeds": {"sampling": 2},
+            }
+        )
+        if refused:
+            with pytest.raises(ResumeError, match=r"arrivals another way \(sampling scheme 2, this one 3\)"):
+                reopen(run.path, s, find_max_goodput=False)
+        else:  # one variant: each point is its own draw either way
+            assert reopen(run.path, s, find_max_goodput=False)[3] == 1
+
+
+def test_variants_at_one_rate_share_an_arrival_schedule() -> None:
+    from harness.load.arrivals import offsets_s, point_seed
+
+    assert point_seed(7, 20.0) == point_seed(7, 20.0) != point_seed(7, 40.0)
+    a = offsets_s(16, 20.0, "poisson", seed=point_seed(0, 20.0))
+    b = offsets_s(16, 20.0, "poisson", seed=point_seed(0, 20.0))
+    assert list(a) == list(b) and point_seed(3, None) == 3
