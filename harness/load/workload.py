@@ -228,7 +228,7 @@ def load_dataset(path: str | Path) -> list[DatasetRow]:
     """Lines `{"prompt": str, "output_tokens": int}` or `{"input_tokens": int, "output_tokens": int}`."""
     p = Path(path)
     try:
-        lines = p.read_text(encoding="utf-8").splitlines()
+        lines = p.read_text(encoding="utf-8-sig").splitlines()  # a BOM (Windows editors) is no JSON
     except OSError as e:
         raise DatasetError(f"{p}: cannot read: {e}") from None
     rows: list[DatasetRow] = []

@@ -104,6 +104,9 @@ def test_dataset_prompts_and_lengths(tmp_path: Path, tokenizer_json: str) -> Non
     assert [s.max_tokens for s in specs] == [5, 7, 5, 7]
     assert specs[0].prompt == "time year people" and specs[0].input_tokens == count("time year people")
     assert specs[1].input_tokens == 12 and count(specs[1].prompt) == 12
+    # the same file as a Windows editor saves it (a BOM first): the same rows
+    p.write_bytes(b"\xef\xbb\xbf" + p.read_bytes())
+    assert load_dataset(p) == ds
 
 
 def test_every_point_measures_the_same_rows_and_lengths(tmp_path: Path) -> None:
