@@ -99,6 +99,13 @@ def off_asked(r: RequestRecord, rel: float = 0.05) -> bool:
     return abs(got - a) > max(1, rel * a)
 
 
+def over_asked(r: RequestRecord) -> bool:
+    """A prompt fitted with a tokenizer that came out longer than the workload asked: its fixed start
+    (the number that opens it, a shared prefix) alone is longer than the length asked."""
+    a, planned = r.asked_input_tokens, r.expected_input_tokens
+    return a is not None and planned is not None and planned > a
+
+
 def disagrees(a: int | None, b: int | None, rel: float = 0.02) -> bool:
     """True if both counts are known and |a - b| > rel * max(a, b) (2 % by default)."""
     if a is None or b is None:
@@ -231,6 +238,7 @@ def summarize(
             and r.output_tokens > r.expected_output_tokens
         ),
         "prompts_off_asked": sum(1 for r in ok if off_asked(r)),
+        "prompts_over_asked": sum(1 for r in ok if over_asked(r)),
         "cached_prompt_tokens": _sum_known(r.cached_prompt_tokens for r in ok),
         "prompt_cache_hits": sum(1 for r in ok if prompt_cache_hit(r)),
         "prompt_token_mismatch": sum(
@@ -407,6 +415,11 @@ def flags(row: dict[str, Any]) -> list[str]:
         out.append(
             f"{k}/{n} requests had {some} served from the engine's prompt cache: TTFT and prefill read "
             "faster than for new prompts"
+        )
+    if k := _count(row, "prompts_over_asked"):
+        out.append(
+            f"{k}/{n} prompts are longer than the workload asked: their fixed start (the number that opens "
+            "them, and the shared prefix) alone is longer; ask for more input tokens or a shorter prefix"
         )
     if k := _count(row, "missing_usage"):
         out.append(f"{k}/{n} requests carried no usage")

@@ -102,7 +102,22 @@ def _slot_context_problem(s: Scenario, eng: LlamaCppEngine) -> str | None:
 
 def combination_warnings(s: Scenario, file: str) -> list[str]:
     """Combinations that run, but not the way the scenario probably means (printed, never fatal)."""
-    return _catalog_warnings(s, file) + _request_warnings(s, file) + _load_warnings(s, file)
+    return (
+        _catalog_warnings(s, file)
+        + _request_warnings(s, file)
+        + _load_warnings(s, file)
+        + _prefix_warnings(s, file)
+    )
+
+
+def _prefix_warnings(s: Scenario, file: str) -> list[str]:
+    w = s.workload
+    if not (w.shared_prefix_tokens and w.dataset):
+        return []
+    return [
+        f"{file}: workload.shared_prefix_tokens: with a dataset the prefix opens its input_tokens rows only "
+        "(inside their length); its prompt rows are sent as written, without it"
+    ]
 
 
 # load fields each mode leaves unused

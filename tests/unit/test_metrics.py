@@ -34,7 +34,7 @@ def rec(
         out,
         out,
         prompt,
-        "length",
+        finish_reason="length",
         warmup=warmup,
     )
 
@@ -123,6 +123,18 @@ def test_total_tok_s_needs_every_prompt_count() -> None:
         metrics.flags(row)
     )
     assert metrics.summarize([known])["total_tok_s"] == pytest.approx(100.0)  # (10 + 10) / 0.2
+
+
+def test_prompts_fitted_longer_than_asked_are_flagged() -> None:
+    """input_tokens 2 with a 1-token shared prefix: the fitted prompt is 3 tokens (its opening number
+    and the prefix alone); the prompt-token check compares against the fitted count, so it said nothing."""
+    r = rec(1, 100, 100, [200, 250], 300, 10, prompt=3)
+    r.expected_input_tokens, r.asked_input_tokens = 3, 2
+    fine = rec(2, 100, 100, [200, 250], 300, 10, prompt=8)
+    fine.expected_input_tokens, fine.asked_input_tokens = 8, 8
+    row = metrics.summarize([r, fine])
+    assert row["prompts_over_asked"] == 1 and row["prompt_token_mismatch"] == 0
+    assert any(w.startswith("1/2 prompts are longer than the workload asked") for w in metrics.flags(row))
 
 
 def test_goodput_counts_only_requests_within_every_slo() -> None:

@@ -29,7 +29,7 @@ def rec(
         out,
         out,
         10,
-        "length",
+        finish_reason="length",
     )
 
 

@@ -135,6 +135,17 @@ def test_load_fields_the_mode_does_not_use_are_warned_about() -> None:
     assert combination_warnings(parse_scenario({"name": "f", "engine": told, "load": fine}), "f.yaml") == []
 
 
+def test_a_shared_prefix_with_a_dataset_is_said_to_skip_its_prompt_rows(tmp_path: Path) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "hello there", "output_tokens": 4}\n')
+    told = {"type": "external", "base_url": "http://h:8000", "extra_body": {"ignore_eos": True}}
+    wl = {"dataset": str(data), "shared_prefix_tokens": 20}
+    (w,) = combination_warnings(parse_scenario({"name": "d", "engine": told, "workload": wl}), "d.yaml")
+    assert w.startswith(
+        "d.yaml: workload.shared_prefix_tokens: with a dataset the prefix opens its input_tokens"
+    )
+
+
 def _rec(i: int, **kw: object) -> RequestRecord:
     r = RequestRecord(i, "p", 1000 * MS, 1000 * MS, 1010 * MS, 1100 * MS, [1010 * MS, 1100 * MS], 100, 2, 2)
     for k, v in kw.items():
