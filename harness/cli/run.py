@@ -33,6 +33,10 @@ def validate(files: Annotated[list[Path], typer.Argument(help="scenario YAML fil
         raise fail(bad)
 
 
+# measured requests a rate-search probe should send at least: fewer leave the engine nearly idle
+MIN_SEARCH_REQUESTS = 10
+
+
 def _unwritable(results: Path) -> str | None:
     """Why run directories cannot be made under `results` (None: they can; it is created if missing)."""
     if results.exists() and not results.is_dir():
@@ -84,6 +88,13 @@ def run(
         raise fail(missing)
     if find_max_goodput and s.load.mode != "open":
         raise fail(f"{scenario}: load.mode: --find-max-goodput needs open (allowed: open)")
+    if find_max_goodput and s.load.requests < MIN_SEARCH_REQUESTS:
+        err.print(
+            f"[yellow]warning[/] {escape(str(scenario))}: load.requests: {s.load.requests} requests a probe "
+            "are over before they load the engine at the probe's rate, so the search judges a nearly idle "
+            f"engine (allowed: >= {MIN_SEARCH_REQUESTS}, or more)",
+            highlight=False,
+        )
     if resume is not None and results is not None:
         raise fail(f"--results: not used with --resume (the run continues in {resume} itself)")
     results = Path("results") if results is None else results

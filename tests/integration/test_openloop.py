@@ -126,6 +126,8 @@ def test_a_finished_search_is_not_called_failed_because_an_earlier_variant_faile
     assert "variant 1: highest rate meeting the SLOs: at least 1280 req/s offered (" in said, said[-2000:]
     found = read_manifest(run_dir_from(res.stderr))["max_goodput"]
     assert [f["variant"] for f in found] == [1] and "stopped" not in found[0]
+    # 8 requests a probe: said to be too few to load an engine at a probe's rate
+    assert "load.requests: 8 requests a probe are over before they load the engine" in said
 
 
 def test_an_endpoint_that_sends_no_usage_is_counted_from_max_tokens(write_scenario, tmp_path: Path) -> None:
