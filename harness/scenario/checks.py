@@ -176,6 +176,18 @@ def _request_warnings(s: Scenario, file: str) -> list[str]:
             "extra_body names it (OpenAI's own API refuses fields it does not know): outputs may stop before "
             "output_tokens (allowed: extra_body: {ignore_eos: true} for vLLM, SGLang or llama.cpp)"
         )
+    wanted = s.workload.ignore_eos
+    told = [
+        i
+        for i, e in enumerate(engines)
+        if e.type == "external" and e.extra_body.get("ignore_eos", wanted) != wanted
+    ]
+    if told:
+        sent = json.dumps(engines[told[0]].extra_body["ignore_eos"])
+        out.append(
+            f"{file}: workload.ignore_eos: {json.dumps(wanted)}, but {_where(s, told)}.extra_body sends "
+            f"ignore_eos: {sent}, and an external endpoint gets extra_body as written"
+        )
     cold = [i for i, e in enumerate(engines) if e.type == "vllm" and not e.enable_prefix_caching]
     if cold and s.workload.shared_prefix_tokens:
         out.append(

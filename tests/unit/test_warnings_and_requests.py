@@ -99,8 +99,14 @@ def test_scenarios_are_warned_about_what_their_requests_will_not_carry() -> None
         "it (OpenAI's own API refuses fields it does not know): outputs may stop before output_tokens "
         "(allowed: extra_body: {ignore_eos: true} for vLLM, SGLang or llama.cpp)"
     ]
-    told = {"type": "external", "base_url": "http://h:8000", "extra_body": {"ignore_eos": False}}
+    told = {"type": "external", "base_url": "http://h:8000", "extra_body": {"ignore_eos": True}}
     assert combination_warnings(parse_scenario({"name": "e", "engine": told}), "e.yaml") == []
+    # the workload says false, extra_body sends true: what is sent is extra_body's
+    off = parse_scenario({"name": "e", "engine": told, "workload": {"ignore_eos": False}})
+    assert combination_warnings(off, "e.yaml") == [
+        "e.yaml: workload.ignore_eos: false, but engine.extra_body sends ignore_eos: true, and an external "
+        "endpoint gets extra_body as written"
+    ]
     vllm = {"type": "vllm", "model": {"source": "catalog", "name": "llama-3.1-8b"}}
     shared = parse_scenario(
         {
