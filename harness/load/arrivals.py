@@ -14,7 +14,7 @@ def point_seed(seed: int, rate_rps: float | None) -> int:
 
 
 def intervals_s(
-    n: int, rate_rps: float, arrival: str = "poisson", burstiness: float = 1.0, seed: int = 0
+    n: int, rate_rps: float, arrival: str = "poisson", burstiness: float = 1.0, seed: int | list[int] = 0
 ) -> np.ndarray:
     """`n` gaps between consecutive sends, in seconds, with mean 1/rate_rps.
 

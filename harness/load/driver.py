@@ -26,8 +26,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 from harness.client.openai_stream import RequestSpec, StreamClient
-from harness.load.arrivals import offsets_s
+from harness.load.arrivals import intervals_s, offsets_s
 from harness.load.cpu import CpuMeter, LoopLagProbe
 from harness.records import RequestRecord
 
@@ -85,7 +87,14 @@ def plan_jobs(
         Job(first_id + i, s, client.prepare(s), r) for i, (s, r) in enumerate(zip(specs, roles, strict=True))
     ]
     if load.rate_rps is not None and jobs:
-        offs = offsets_s(len(jobs), load.rate_rps, load.arrival, load.burstiness, load.seed)
+        # the measured (and cooldown) requests' schedule is its own draw, the same whether warmup comes
+        # first or not (`warmup_scope: engine` warms only a variant's first point, and a resume another);
+        # warmup gaps come from a stream of their own, before it
+        n_w = len(warmup)
+        rest = offsets_s(len(jobs) - n_w, load.rate_rps, load.arrival, load.burstiness, load.seed)
+        warm_gaps = intervals_s(n_w, load.rate_rps, load.arrival, load.burstiness, [load.seed, 1])
+        warm = np.concatenate([[0.0], np.cumsum(warm_gaps)]) if n_w else np.zeros(1)
+        offs = np.concatenate([warm[:-1], rest + warm[-1]])
         for j, o in zip(jobs, offs, strict=True):
             j.offset_ns = round(o * 1e9)  # nearest: a cumulative sum of gaps lands a hair early
     return jobs

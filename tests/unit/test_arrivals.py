@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -42,3 +44,26 @@ def test_bad_inputs() -> None:
         intervals_s(3, 0.0)
     with pytest.raises(ValueError, match="allowed: constant, poisson, gamma"):
         intervals_s(3, 1.0, "uniform")
+
+
+def test_the_measured_schedule_does_not_depend_on_the_warmup_before_it() -> None:
+    """With `warmup_scope: engine` a variant's first point has warmup and the others not (and a resume
+    moves which point is first): the measured requests' gaps must be the same draw either way."""
+    from harness.client.openai_stream import RequestSpec, StreamClient
+    from harness.load.driver import PointLoad, plan_jobs
+
+    client = StreamClient("http://127.0.0.1:9", "m")
+    load = PointLoad("p", rate_rps=20.0, arrival="poisson", seed=11)
+    spec = RequestSpec("hello", 4)
+
+    def measured_gaps(n_warm: int) -> list[int]:
+        jobs = plan_jobs(client, load, [spec] * n_warm, [spec] * 8, [spec] * 2, 0)
+        t = [j.offset_ns for j in jobs if j.role != "warmup"]
+        assert [j.role for j in jobs[:n_warm]] == ["warmup"] * n_warm
+        if n_warm:  # the measured requests come after the warmup, one gap on
+            assert t[0] > max(j.offset_ns for j in jobs[:n_warm])
+        return [b - a for a, b in itertools.pairwise(t)]
+
+    base = measured_gaps(0)  # the same to the nanosecond (each offset is rounded on its own)
+    assert measured_gaps(3) == pytest.approx(base, abs=2) and measured_gaps(1) == pytest.approx(base, abs=2)
+    assert plan_jobs(client, load, [], [spec] * 3, [], 0)[0].offset_ns == 0
