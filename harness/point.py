@@ -122,7 +122,8 @@ class LostWatch:
     out one after another, each after `request_timeout_s`; a busy one whose health route waits behind
     generation (llama-cpp-python's /v1/models, an overloaded server's HTTP threads) is still streaming.
 
-    `heard_ns()`: perf_counter_ns of the last event a stream of the point received (0: none)."""
+    `heard_ns()`: perf_counter_ns of the last event a stream of this process received (0: none); with
+    several client processes, the records they send back as requests end say what was heard."""
 
     STREAK = 2
     REASON = "the engine stopped answering its health check"
@@ -132,12 +133,16 @@ class LostWatch:
         self.heard_ns = heard_ns
         self.streak = 0
         self.reason: str | None = None
-        self.last_ok_ns = 0
+        self.last_heard_ns = 0
         self._probing = False
 
     def saw(self, rec: RequestRecord) -> None:
+        # what the engine last sent: a finished request's end, or the last chunk of any request (with
+        # client processes the records are all the parent hears of the streams, as each one ends)
         if rec.ok:
-            self.last_ok_ns = max(self.last_ok_ns, rec.done_ns or 0)
+            self.last_heard_ns = max(self.last_heard_ns, rec.done_ns or 0)
+        if rec.chunk_ns:
+            self.last_heard_ns = max(self.last_heard_ns, rec.chunk_ns[-1])
         if self.healthy is None or self.reason is not None:
             return
         if rec.error_kind in _LOST_KINDS:
@@ -152,7 +157,7 @@ class LostWatch:
         try:
             t0 = time.perf_counter_ns()
             answered = self.healthy() if self.healthy is not None else None
-            heard = max(self.heard_ns(), self.last_ok_ns)
+            heard = max(self.heard_ns(), self.last_heard_ns)
             if answered is False and heard < t0:
                 self.reason = self.REASON
         finally:

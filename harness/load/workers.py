@@ -57,7 +57,12 @@ def deal(jobs: Sequence[Job], weights: Sequence[int]) -> list[list[Job]]:
 
 
 def _client_config(client: StreamClient) -> dict[str, Any]:
-    return {f.name: getattr(client, f.name) for f in fields(client) if not f.name.startswith("_")}
+    # not `heard_ns`: each process hears its own streams, the parent reads the records they send back
+    return {
+        f.name: getattr(client, f.name)
+        for f in fields(client)
+        if not f.name.startswith("_") and f.name != "heard_ns"
+    }
 
 
 def _worker_main(conn: Connection, cfg: dict[str, Any], load: dict[str, Any], jobs: list[Job]) -> None:

@@ -189,9 +189,13 @@ def test_a_frozen_endpoint_ends_the_run_instead_of_stalling_it(write_scenario, t
     assert took < 30, took
 
 
-def test_a_busy_engine_whose_health_check_waits_is_not_taken_for_hung(write_scenario, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_busy_engine_whose_health_check_waits_is_not_taken_for_hung(
+    write_scenario, tmp_path: Path, workers: int
+) -> None:
     """Requests time out (1.5 s against 4 s of output) while the server keeps streaming, and its health
-    route waits for the streams to end (as llama-cpp-python's /v1/models): still producing, so not lost."""
+    route waits for the streams to end (as llama-cpp-python's /v1/models): still producing, so not lost.
+    With client processes the parent hears the streams through the records they send back."""
     server, url = start_fake_server(tmp_path / "fake.log", 5, 20, "--health-waits")
     try:
         scen = write_scenario(
@@ -199,7 +203,7 @@ def test_a_busy_engine_whose_health_check_waits_is_not_taken_for_hung(write_scen
                 "name": "it-busy",
                 "engine": {"type": "external", "base_url": url, "health_path": "/health"},
                 "workload": {"input_tokens": 8, "output_tokens": 200, "request_timeout_s": 1.5},
-                "load": {"concurrency": [2], "requests": 12, "warmup_requests": 0},
+                "load": {"concurrency": [2], "requests": 12, "warmup_requests": 0, "workers": workers},
             }
         )
         res = harness_cli("run", str(scen), "--results", str(tmp_path / "r"), "--no-progress", timeout=180)
