@@ -151,13 +151,13 @@ def reopen(
             "(its finished probes stay in this directory)"
         )
     _check_same_scenario(path, manifest, s)
-    from harness.load.workload import SAMPLING_SCHEME, sampled
+    from harness.load.workload import SAMPLING_SCHEME, sampling_needed
 
-    scheme = (manifest.get("seeds") or {}).get("sampling")
-    if sampled(s.workload, s.load, len(s.variants or [])) and scheme != SAMPLING_SCHEME:
+    scheme = (manifest.get("seeds") or {}).get("sampling") or 1
+    if scheme < sampling_needed(s.workload, s.load, len(s.variants or [])):
         raise ResumeError(
             f"{path}: was made by a harness that drew request lengths, dataset rows or arrivals another way "
-            f"(sampling scheme {scheme or 1}, this one {SAMPLING_SCHEME}): its remaining points would not "
+            f"(sampling scheme {scheme}, this one {SAMPLING_SCHEME}): its remaining points would not "
             "measure the same workload; start a new run"
         )
     if isinstance(inputs := manifest.get("input_sha256"), dict):

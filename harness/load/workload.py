@@ -46,12 +46,13 @@ _FILLERS = (" a", " the", " I", ".", ",")
 SAMPLING_SCHEME = 3
 
 
-def sampled(w: Any, load: Any = None, variants: int = 1) -> bool:
-    """Whether a workload draws lengths or takes dataset rows, or a load with several engine variants draws
-    open-loop arrivals (where the sampling scheme matters)."""
+def sampling_needed(w: Any, load: Any = None, variants: int = 1) -> int:
+    """The oldest sampling scheme whose draws a run of this workload and load shares with today's (1: any):
+    2 where lengths are drawn or dataset rows taken, 3 where several engine variants draw open-loop
+    arrivals. A run made by an older scheme is not resumed: its remaining points would be drawn otherwise."""
     drawn = [n for n in (w.input_tokens, w.output_tokens) if not isinstance(n, int) and n.dist != "fixed"]
     arrivals = load is not None and load.mode == "open" and load.arrival != "constant" and variants > 1
-    return bool(w.dataset) or bool(drawn) or arrivals
+    return 3 if arrivals else 2 if (w.dataset or drawn) else 1
 
 
 class DatasetError(Exception):

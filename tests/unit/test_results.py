@@ -510,11 +510,16 @@ def test_resume_refuses_a_run_whose_points_table_lost_done_points(tmp_path: Path
 
 
 def test_a_fixed_length_distribution_draws_nothing_and_resumes() -> None:
-    from harness.load.workload import sampled
-    from harness.scenario import Workload
+    from harness.load.workload import sampling_needed
+    from harness.scenario import Load, Workload
 
-    assert not sampled(Workload(input_tokens={"dist": "fixed", "mean": 100}, output_tokens=64))
-    assert sampled(Workload(input_tokens={"dist": "normal", "mean": 100, "stddev": 5}))
+    assert sampling_needed(Workload(input_tokens={"dist": "fixed", "mean": 100}, output_tokens=64)) == 1
+    assert sampling_needed(Workload(input_tokens={"dist": "normal", "mean": 100, "stddev": 5})) == 2
+    # scheme 3 changed open-loop arrivals only: a closed-loop run of scheme 2 that draws lengths resumes
+    drawn = Workload(input_tokens={"dist": "normal", "mean": 100, "stddev": 5})
+    assert sampling_needed(drawn, Load(), 3) == 2
+    assert sampling_needed(Workload(), Load(mode="open", rates_rps=(5.0,)), 2) == 3
+    assert sampling_needed(Workload(), Load(mode="open", rates_rps=(5.0,), arrival="constant"), 2) == 1
 
 
 def test_each_record_is_on_disk_as_soon_as_it_is_appended(tmp_path: Path) -> None:
