@@ -21,6 +21,7 @@ import numpy as np
 
 from harness.client.openai_stream import RequestSpec
 from harness.scenario import LengthDist, Workload
+from harness.scenario.models import MAX_TOKENS
 
 Count = Callable[[str], int | None]
 
@@ -243,13 +244,15 @@ def load_dataset(path: str | Path) -> list[DatasetRow]:
         if not isinstance(d, dict):
             raise DatasetError(f"{p}:{i}: expected an object with prompt/input_tokens and output_tokens")
         out = d.get("output_tokens")
-        if not isinstance(out, int) or isinstance(out, bool) or out < 1:
-            raise DatasetError(f"{p}:{i}: output_tokens: must be an integer >= 1")
+        if not isinstance(out, int) or isinstance(out, bool) or not 1 <= out <= MAX_TOKENS:
+            raise DatasetError(f"{p}:{i}: output_tokens: must be an integer from 1 to {MAX_TOKENS:,}")
         prompt, n_in = d.get("prompt"), d.get("input_tokens")
         if prompt is not None and not isinstance(prompt, str):
             raise DatasetError(f"{p}:{i}: prompt: must be a string")
-        if n_in is not None and (not isinstance(n_in, int) or isinstance(n_in, bool) or n_in < 1):
-            raise DatasetError(f"{p}:{i}: input_tokens: must be an integer >= 1")
+        if n_in is not None and (
+            not isinstance(n_in, int) or isinstance(n_in, bool) or not 1 <= n_in <= MAX_TOKENS
+        ):
+            raise DatasetError(f"{p}:{i}: input_tokens: must be an integer from 1 to {MAX_TOKENS:,}")
         if (prompt is None) == (n_in is None):
             raise DatasetError(f"{p}:{i}: needs exactly one of prompt, input_tokens")
         rows.append(DatasetRow(out, prompt, n_in))

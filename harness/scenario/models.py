@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+import httpx
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -301,6 +302,9 @@ REQUEST_FIELDS = frozenset(
 )
 
 
+_URL_EXAMPLES = "e.g. http://host:8000, http://[::1]:8000"
+
+
 class ExternalEngine(Strict):
     """An OpenAI-compatible endpoint that is already running; the harness does not manage it."""
 
@@ -344,6 +348,12 @@ class ExternalEngine(Strict):
             raise ValueError("base_url takes no ?query or #fragment (allowed: scheme, host, port, path)")
         if port == 0:
             raise ValueError("base_url port 0 is no port (allowed: 1-65535)")
+        try:
+            httpx.URL(v)  # what the client will request: its own checks (brackets, control characters)
+        except httpx.InvalidURL as e:
+            raise ValueError(
+                f"base_url is not a URL ({e}): e.g. http://host:8000, http://[::1]:8000"
+            ) from None
         return v.rstrip("/")
 
     @field_validator("health_path")

@@ -606,6 +606,8 @@ def test_external_urls_that_cannot_be_requested_are_refused() -> None:
         ("http://h:99999", "base_url is not a URL (Port out of range 0-65535)"),
         ("http://:8000", "base_url needs a host and no spaces"),
         ("http://h:8000/v1?key=1", "base_url takes no ?query or #fragment"),
+        ("http://[::1]]:80", "base_url is not a URL (Invalid IPv6 address"),
+        ("http://h:8000/v1\x01", "base_url is not a URL (Invalid non-printable ASCII character in URL"),
         ("ftp://h", "base_url must start with http:// or https://"),
     ):
         (m,) = messages(ext(base_url=url))

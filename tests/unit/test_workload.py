@@ -130,7 +130,13 @@ def test_every_point_measures_the_same_rows_and_lengths(tmp_path: Path) -> None:
     ("line", "msg"),
     [
         ("not json", "d.jsonl:1: invalid JSON"),
-        ('{"prompt": "x"}', "d.jsonl:1: output_tokens: must be an integer >= 1"),
+        ('{"prompt": "x"}', "d.jsonl:1: output_tokens: must be an integer from 1 to 10,000,000"),
+        # past any context: it validated, then the run tried to allocate 149 GiB of prompt
+        (
+            '{"input_tokens": 20000000000, "output_tokens": 8}',
+            "d.jsonl:1: input_tokens: must be an integer from 1",
+        ),
+        ('{"prompt": "x", "output_tokens": 100000000000000000000}', "d.jsonl:1: output_tokens: must be an"),
         ('{"output_tokens": 3}', "d.jsonl:1: needs exactly one of prompt, input_tokens"),
         ('{"prompt": 3, "output_tokens": 3}', "d.jsonl:1: prompt: must be a string"),
     ],
