@@ -117,7 +117,15 @@ def unused_run_notes(
     where some point passes them all, that a newer run of that configuration was taken."""
     if points.empty or "run_id" not in points.columns:
         return []
-    ranked = [k for k in gpus() if not only or k in only]
+    catalog = gpus()
+    ranked = [k for k in catalog if not only or k in only]
+
+    def fits(r: pd.Series) -> bool:
+        """Its weights fit on its device count (recommend ranks only such TP sizes)."""
+        mem = catalog[str(r["device"])].memory_bytes
+        weight = need.model.params_b * 1e9 * bytes_per_param(str(r["precision"]))
+        return mem is not None and weight / int(r["devices"]) <= mem * MEMORY_UTILIZATION
+
     asked = (float(need.input_tokens), float(need.output_tokens))
 
     def lengths(r: pd.Series) -> tuple[float, float] | None:
@@ -152,6 +160,11 @@ def unused_run_notes(
         steps.append(
             (tp, f"{have_n} device(s): not among the device counts ranked ({', '.join(map(str, tps))})")
         )
+        held = tp[[fits(r) for _, r in tp.iterrows()]] if not tp.empty else tp
+        steps.append(
+            (held, "its weights do not fit on its device count, which recommend does not rank (offloaded?)")
+        )
+        tp = held
         have_c = ", ".join(str(int(c)) for c in sorted(set(tp["concurrency"].dropna())))
         conc = tp[tp["concurrency"] == need.concurrency]
         steps.append((conc, f"no point at concurrency {need.concurrency} (has {have_c or 'none'})"))
