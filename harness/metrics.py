@@ -437,8 +437,10 @@ def flags(row: dict[str, Any]) -> list[str]:
             "can be off by one update's worth (run more requests for a longer window)"
         )
     offered, rate = _value(row, "offered_req_s"), _value(row, "rate_rps")
-    # a random schedule of n requests offers rate x (1 +- about 1/sqrt(n - 1)): twice that is unusual
-    spread = 2 / math.sqrt(max(1, _count(row, "requests") - 1))
+    # a random schedule of n requests offers rate x (1 +- about 1/sqrt(shape x (n - 1))), the gamma
+    # shape being 1 for Poisson (burstier draws spread wider): twice that is unusual
+    shape = _value(row, "burstiness") or 1.0
+    spread = 2 / math.sqrt(shape * max(1, _count(row, "requests") - 1))
     if offered is not None and rate and abs(offered - rate) > max(OFFERED_RATE_OFF, spread) * rate:
         n_req = _count(row, "requests")
         out.append(

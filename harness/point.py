@@ -70,6 +70,8 @@ def _point_row(
         "concurrency": p.concurrency,
         "rate_rps": p.rate_rps,
         "max_concurrency": s.load.max_concurrency if s.load.mode == "open" else None,
+        "arrival": s.load.arrival if s.load.mode == "open" else None,
+        "burstiness": s.load.burstiness if s.load.mode == "open" and s.load.arrival == "gamma" else None,
         # what the requests carried, which the warnings read (metrics.flags)
         "ignore_eos": engine.request_extras(s.workload).get("ignore_eos") is True,
         "shared_prefix_tokens": s.workload.shared_prefix_tokens,

@@ -226,6 +226,9 @@ def test_offered_rate_is_what_the_schedule_offered_and_a_far_draw_is_flagged() -
     assert w.startswith("the arrival draw offered 7.5 req/s, not the point's 10 (400 requests are a short")
     # within 10 % of the rate: nothing to say
     assert not any("arrival draw" in w for w in metrics.flags({**many, "rate_rps": 8.0}))
+    # gamma arrivals of shape 0.1 spread wider: 2 / sqrt(0.1 x 399) = 32 %, so 25 % off is expected
+    assert not any("arrival draw" in w for w in metrics.flags({**many, "burstiness": 0.1}))
+    assert any("arrival draw" in w for w in metrics.flags({**many, "burstiness": 0.25}))  # 20 %
 
 
 def test_concurrency_beyond_the_kv_cache_is_flagged() -> None:
