@@ -121,6 +121,24 @@ def _kv_per_device(shape: Shape, tp: int, kv_bytes_per_elem: float) -> float:
     return shape.kv_bytes_per_token(kv_bytes_per_elem) / min(tp, shape.kv_heads)
 
 
+def _memory_time(
+    on_device_bytes: float,
+    device: Device,
+    offload_bytes: float,
+    offload_bandwidth_bytes_s: float | None,
+    efficiency: float,
+) -> tuple[float, str]:
+    """(seconds, "memory" or "offload"): reading `on_device_bytes` at the device's bandwidth and, in
+    parallel, `offload_bytes` over the slower path; the longer of the two bounds the pass."""
+    t_mem = on_device_bytes / (device.bandwidth_bytes_s * efficiency)
+    if offload_bytes <= 0:
+        return t_mem, "memory"
+    if not offload_bandwidth_bytes_s:
+        raise ValueError("offload_bytes needs offload_bandwidth_bytes_s")
+    t_off = offload_bytes / (offload_bandwidth_bytes_s * efficiency)
+    return (t_off, "offload") if t_off > t_mem else (t_mem, "memory")
+
+
 def decode_bound(
     shape: Shape,
     device: Device,
@@ -144,16 +162,9 @@ def decode_bound(
     w_dev = weight_bytes / tp
     kv_tok = _kv_per_device(shape, tp, kv_bytes_per_elem)
     kv_dev = batch * context_tokens * kv_tok
-    bw = device.bandwidth_bytes_s * efficiency
-    on_device = w_dev - offload_bytes + kv_dev
-    t_mem = on_device / bw
-    bound = "memory"
-    if offload_bytes > 0:
-        if not offload_bandwidth_bytes_s:
-            raise ValueError("offload_bytes needs offload_bandwidth_bytes_s")
-        t_off = offload_bytes / (offload_bandwidth_bytes_s * efficiency)
-        if t_off > t_mem:
-            t_mem, bound = t_off, "offload"
+    t_mem, bound = _memory_time(
+        w_dev - offload_bytes + kv_dev, device, offload_bytes, offload_bandwidth_bytes_s, efficiency
+    )
     peak = device.peak_flops(flops_precision)
     flops = batch * (2 * shape.params + 4 * shape.layers * shape.heads * shape.head_dim * context_tokens) / tp
     t_cmp = flops / (peak * efficiency) if peak else 0.0
@@ -192,14 +203,9 @@ def prefill_bound(
     flops = 2 * shape.params * L + 2 * shape.layers * shape.heads * shape.head_dim * L * L
     peak = device.peak_flops(flops_precision)
     t_cmp = flops / (tp * peak * efficiency) if peak else 0.0
-    t_mem = (weight_bytes / tp - offload_bytes) / (device.bandwidth_bytes_s * efficiency)
-    mem_bound = "memory"
-    if offload_bytes > 0:
-        if not offload_bandwidth_bytes_s:
-            raise ValueError("offload_bytes needs offload_bandwidth_bytes_s")
-        t_off = offload_bytes / (offload_bandwidth_bytes_s * efficiency)
-        if t_off > t_mem:
-            t_mem, mem_bound = t_off, "offload"
+    t_mem, mem_bound = _memory_time(
+        weight_bytes / tp - offload_bytes, device, offload_bytes, offload_bandwidth_bytes_s, efficiency
+    )
     t = max(t_cmp, t_mem)
     if t_cmp >= t_mem and peak:
         bound = "compute"
