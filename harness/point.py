@@ -330,7 +330,8 @@ def measure_point(
         max_concurrency=ld.max_concurrency,
         duration_s=ld.duration_s,
         seed=point_seed(ld.seed, p.rate_rps),
-        workers=ld.workers,
+        # each client process holds at least one request: a closed-loop point below `workers` uses fewer
+        workers=min(ld.workers, p.concurrency) if p.concurrency else ld.workers,
     )
 
     async def go() -> Any:

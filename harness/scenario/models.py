@@ -540,7 +540,11 @@ class Load(Strict):
         0, ge=0, description="requests after the measured ones that keep the load up (not measured)"
     )
     workers: StrictInt = Field(
-        1, ge=1, le=64, description="client processes (raise when the client saturates)"
+        1,
+        ge=1,
+        le=64,
+        description="client processes (raise when the client saturates); a closed-loop point uses no more "
+        "than its concurrency, as each holds a request",
     )
     max_concurrency: StrictInt | None = Field(
         None,
@@ -587,12 +591,6 @@ class Load(Strict):
             )
         # every client process holds at least one request in flight: more processes than the
         # concurrency (or the open-loop cap) would exceed it
-        if self.workers > 1 and self.mode == "closed" and min(self.concurrency) < self.workers:
-            raise ValueError(
-                f"workers {self.workers}: each client process holds a request, so every concurrency "
-                f"must be >= {self.workers} (lowest is {min(self.concurrency)}; allowed: workers <= "
-                f"{min(self.concurrency)})"
-            )
         if self.workers > 1 and self.max_concurrency is not None and self.max_concurrency < self.workers:
             raise ValueError(
                 f"workers {self.workers}: each client process holds a request, so max_concurrency "

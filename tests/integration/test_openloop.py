@@ -184,3 +184,18 @@ def test_a_point_that_measured_nothing_is_not_done(write_scenario, tmp_path: Pat
     assert res.returncode == 0, res.stderr[-2000:]
     points = pd.read_csv(run_dir_from(res.stderr) / "points.csv")
     assert list(points["requests"]) == [1, 1] and list(points["ok"]) == [1, 1]
+
+
+def test_a_closed_loop_point_below_workers_uses_fewer_client_processes(
+    write_scenario, tmp_path: Path, fake_url: str
+) -> None:
+    """Each client process holds a request: `workers: 2` at concurrency 1 would keep 2 in flight, so that
+    point runs in the harness process alone (such sweeps used to be refused)."""
+    data = {
+        **scenario(fake_url),
+        "load": {"mode": "closed", "concurrency": [1, 2], "requests": 6, "warmup_requests": 0, "workers": 2},
+    }
+    res = harness_cli("run", str(write_scenario(data)), "--results", str(tmp_path / "r"), "--no-progress")
+    assert res.returncode == 0, res.stderr[-2000:]
+    points = pd.read_csv(run_dir_from(res.stderr) / "points.csv")
+    assert list(points["client_procs"]) == [1, 3] and list(points["ok"]) == [6, 6]
