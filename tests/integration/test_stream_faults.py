@@ -3,6 +3,10 @@ fake server: the run finishes, each failed request is recorded with its kind, go
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -11,7 +15,7 @@ import pytest
 
 from harness.results import iter_records, read_manifest
 
-from ..conftest import HARNESS, start_fake_server
+from ..conftest import HARNESS, ROOT, start_fake_server
 from .conftest import harness_cli
 
 pytestmark = pytest.mark.slow
@@ -29,6 +33,23 @@ FAULTS = [
     (["--error-after", "3", "--error-as", "data"], "http", "error in stream: {'code': 500"),
     (["--error-after", "3", "--error-as", "field"], "http", "scripted error mid-stream"),
 ]
+
+
+def _run_until_records(scenario: Path, results: Path, n: int) -> subprocess.Popen[str]:
+    """`harness run SCENARIO` in the background, returned once its run has `n` request records (or 60 s
+    passed)."""
+    proc = subprocess.Popen(
+        [*HARNESS, "run", str(scenario), "--results", str(results), "--no-progress"],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 60 and not [
+        p for p in results.glob("*/requests.jsonl") if len(p.read_text().splitlines()) >= n
+    ]:
+        time.sleep(0.05)
+    return proc
 
 
 @pytest.mark.parametrize(("flags", "kind", "text"), FAULTS, ids=[f[0][0] + f[0][-1] for f in FAULTS])
@@ -85,10 +106,7 @@ def test_stream_fault_is_recorded_with_its_kind(write_scenario, tmp_path: Path, 
 def test_an_external_endpoint_that_goes_away_ends_the_run_as_failed(write_scenario, tmp_path: Path) -> None:
     """An endpoint has no process the run could watch: once requests fail to connect and its health check
     no longer answers, the point is cut short, the later points are not run against nothing, exit 3."""
-    import subprocess
-    import time
 
-    from ..conftest import ROOT
     from .conftest import run_dir_from
 
     server, url = start_fake_server(tmp_path / "fake.log", 5, 5)
@@ -106,17 +124,7 @@ def test_an_external_endpoint_that_goes_away_ends_the_run_as_failed(write_scenar
                 "load": {"concurrency": [2, 4], "requests": 400, "warmup_requests": 0},
             }
         )
-        proc = subprocess.Popen(
-            [*HARNESS, "run", str(scen), "--results", str(tmp_path / "r"), "--no-progress"],
-            cwd=ROOT,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < 60 and not [
-            p for p in (tmp_path / "r").glob("*/requests.jsonl") if len(p.read_text().splitlines()) >= 10
-        ]:
-            time.sleep(0.1)
+        proc = _run_until_records(scen, tmp_path / "r", 10)
         server.stop()
         _, stderr = proc.communicate(timeout=120)
     finally:
@@ -137,12 +145,7 @@ def test_a_frozen_endpoint_ends_the_run_instead_of_stalling_it(write_scenario, t
     """A server that stops answering without closing anything (frozen, deadlocked; here SIGSTOP): its
     requests time out, its health check does not answer, so the point is cut short and the run ends,
     rather than asking it for more (tokenizer calls, the next point's requests) one timeout at a time."""
-    import os
-    import signal
-    import subprocess
-    import time
 
-    from ..conftest import ROOT
     from .conftest import run_dir_from
 
     server, url = start_fake_server(tmp_path / "fake.log", 5, 50)
@@ -156,17 +159,7 @@ def test_a_frozen_endpoint_ends_the_run_instead_of_stalling_it(write_scenario, t
                 "load": {"concurrency": [1, 2], "requests": 40, "warmup_requests": 0},
             }
         )
-        proc = subprocess.Popen(
-            [*HARNESS, "run", str(scen), "--results", str(tmp_path / "r"), "--no-progress"],
-            cwd=ROOT,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < 60 and not [
-            p for p in (tmp_path / "r").glob("*/requests.jsonl") if len(p.read_text().splitlines()) >= 3
-        ]:
-            time.sleep(0.05)
+        proc = _run_until_records(scen, tmp_path / "r", 3)
         pid = server.pid
         assert pid is not None
         os.kill(pid, signal.SIGSTOP)
