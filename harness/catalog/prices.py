@@ -101,7 +101,7 @@ def parse_price_overrides(items: Iterable[str]) -> dict[str, float]:
         return name_numbers(items, unit_prefix="$")
     except ValueError as e:
         raise CatalogError(
-            f"--price: {e.args[0]!r}: expected DEVICE=USD_PER_HOUR (a number > 0), e.g. h100-sxm=2.99"
+            f"--price: {e.args[0]!r}: expected DEVICE=USD_PER_HOUR (a number > 0), e.g. h100-sxm=3.10"
         ) from None
 
 

@@ -74,7 +74,7 @@ def output_dir(option: str, path: Path | None) -> Path | None:
 
 
 PriceOpt = Annotated[
-    list[str] | None, typer.Option("--price", help="DEVICE=USD_PER_HOUR, e.g. h100-sxm=2.99 (repeatable)")
+    list[str] | None, typer.Option("--price", help="DEVICE=USD_PER_HOUR, e.g. h100-sxm=3.10 (repeatable)")
 ]
 PricesFileOpt = Annotated[Path | None, typer.Option("--prices", help="price YAML file (prices.yaml shape)")]
 ProviderOpt = Annotated[
