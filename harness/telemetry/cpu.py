@@ -133,6 +133,17 @@ def tree_cpu_increase(
     return (inc, 0.0) if inc >= 0 else (0.0, -inc)
 
 
+def host_cpu_seconds(ht: Any, last: tuple[float, float] = (0.0, 0.0)) -> tuple[float, float, float | None]:
+    """(busy, total, steal) CPU seconds of the host from psutil's `cpu_times()` fields. Linux counts guest
+    time inside user time already (psutil reports both); idle takes iowait and steal. Linux's iowait can
+    step backwards (proc(5)), and so can a total that holds it: busy and total are held at their highest
+    so far (`last`), so a window's increase is never an unknown negative step."""
+    total = sum(ht) - getattr(ht, "guest", 0.0) - getattr(ht, "guest_nice", 0.0)
+    steal = getattr(ht, "steal", None)
+    idle = ht.idle + getattr(ht, "iowait", 0.0) + (steal or 0.0)
+    return max(total - idle, last[0]), max(total, last[1]), steal
+
+
 class CpuSampler:
     """Process-tree, host and RAPL sampling; `pid` is the engine's process (None: external engine)."""
 
@@ -158,6 +169,7 @@ class CpuSampler:
             )
         }
         self.rapl_uj: list[list[int | None]] = []
+        self._last_host = (0.0, 0.0)  # (busy, total) host CPU seconds last sampled
         self._proc: psutil.Process | None = None
         self._seen: dict[ProcKey, ProcCpu] = {}  # what each process of the tree had at the last sample
         self._debt_s = 0.0  # counted ahead of a parent reaping (`tree_cpu_increase`)
@@ -224,17 +236,14 @@ class CpuSampler:
         with self._lock:
             t = time.perf_counter_ns()
             cpu_s, rss = self._tree(refresh)
-            ht = psutil.cpu_times()
-            # Linux counts guest time inside user time already (psutil reports both)
-            total = sum(ht) - getattr(ht, "guest", 0.0) - getattr(ht, "guest_nice", 0.0)
-            steal = getattr(ht, "steal", None)
-            idle = ht.idle + getattr(ht, "iowait", 0.0) + (steal or 0.0)
+            busy, total, steal = host_cpu_seconds(psutil.cpu_times(), self._last_host)
+            self._last_host = (busy, total)
             vm = psutil.virtual_memory()
             self.t_ns.append(t)
             for k, v in (
                 ("engine_cpu_s", cpu_s),
                 ("engine_rss_bytes", rss),
-                ("host_busy_s", total - idle),
+                ("host_busy_s", busy),
                 ("host_steal_s", steal),
                 ("host_total_s", total),
                 ("mem_used", vm.total - vm.available),

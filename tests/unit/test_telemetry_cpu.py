@@ -338,3 +338,21 @@ def test_a_parent_and_its_child_gone_together_are_counted_once() -> None:
     # reaped by the root: the root's reaped time grows by 2.5 + 4.0
     now = {root: ProcCpu(1.0, 6.5, 0)}
     assert tree_cpu_increase(prev, now) == (pytest.approx(1.5), 0.0)
+
+
+def test_host_cpu_seconds_never_step_back_when_iowait_does() -> None:
+    """Linux's iowait can decrease between two reads of /proc/stat (proc(5)); the total holding it then
+    stepped back, the window's increase was unknown, and host_cpu_pct_mean came out empty."""
+    from collections import namedtuple
+
+    from harness.telemetry.cpu import host_cpu_seconds
+
+    times = namedtuple("times", "user nice system idle iowait irq softirq steal guest guest_nice")
+    a = times(100.0, 0.0, 50.0, 800.0, 10.0, 1.0, 1.0, 5.0, 0.0, 0.0)
+    busy, total, steal = host_cpu_seconds(a)
+    assert (busy, total, steal) == (152.0, 967.0, 5.0)  # 100 + 50 + 1 + 1; all fields
+    b = a._replace(user=101.0, iowait=9.5)  # one second busier, iowait 0.5 s lower
+    busy2, total2, _ = host_cpu_seconds(b, (busy, total))
+    assert busy2 == 153.0 and total2 == 967.5  # the total held would have read 967.5, not dropped
+    c = a._replace(iowait=5.0)  # total drops by 5 s with nothing else moving: held at its highest
+    assert host_cpu_seconds(c, (busy2, total2))[:2] == (153.0, 967.5)
