@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,18 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _stop_cluster(port: str) -> None:
+    """The cluster on `port` stopped as the script stops its own: SIGTERM, then SIGKILL for what is left
+    after 10 s (its GCS server can outlive a SIGTERM)."""
+    pattern = f"ray.*[=:]{port}( |$)"
+    subprocess.run(["pkill", "-f", pattern], check=False)
+    for _ in range(20):
+        if subprocess.run(["pgrep", "-f", pattern], capture_output=True, check=False).returncode != 0:
+            return
+        time.sleep(0.5)
+    subprocess.run(["pkill", "-9", "-f", pattern], check=False)
 
 
 def _ray(bindir: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -108,7 +121,7 @@ def test_two_node_script_runs_the_benchmark_on_the_head_and_every_node_exits(tmp
         assert alive.returncode == 0, alive.stdout + alive.stderr
     finally:
         srv.stop()
-        subprocess.run(["pkill", "-f", f"ray.*[=:]{bystander}( |$)"], check=False)
+        _stop_cluster(bystander)
         shutil.rmtree(short_tmp, ignore_errors=True)
     head = (tmp_path / "rank0.log").read_text()
     worker = (tmp_path / "rank1.log").read_text()
