@@ -101,13 +101,13 @@ def multi_node_run_script(scenario_arg: str, results: str) -> str:
                 'HEAD_IP="$(echo "$SKYPILOT_NODE_IPS" | head -n1)"',
                 'VLLM_HOST_IP="$(echo "$SKYPILOT_NODE_IPS" | sed -n "$((SKYPILOT_NODE_RANK + 1))p")"',
                 "export VLLM_HOST_IP",
-                # this cluster's Ray processes only (their command lines name its port): SkyPilot runs
-                # its own Ray on every node (port 6380) and runs this script as one of its tasks, so
-                # `ray stop`, which stops every Ray process on the host, would fail the job
                 # the model directory vLLM is given (a catalog model's config and tokenizer, written
                 # under ~/.cache) at the same path on every node, for Ray workers that read it
                 f"python3 -m harness model prepare {scenario_arg} || "
                 'echo "warning: could not prepare the scenario\'s models on node $SKYPILOT_NODE_RANK" >&2',
+                # this cluster's Ray processes only (their command lines name its port): SkyPilot runs
+                # its own Ray on every node (port 6380) and runs this script as one of its tasks, so
+                # `ray stop`, which stops every Ray process on the host, would fail the job
                 "ray_down() {",
                 '  pkill -f "ray.*[=:]$RAY_PORT( |\\$)" 2>/dev/null || true',
                 "  for _ in 1 2 3 4 5 6 7 8 9 10; do",

@@ -339,9 +339,7 @@ class ExternalEngine(Strict):
             parts = urlsplit(v)
             port = parts.port  # a port that is not a number in 1-65535 raises here
         except ValueError as e:
-            raise ValueError(
-                f"base_url is not a URL ({e}): e.g. http://host:8000 or http://[::1]:8000"
-            ) from None
+            raise ValueError(f"base_url is not a URL ({e}): {_URL_EXAMPLES}") from None
         if not parts.hostname or any(c.isspace() for c in v):
             raise ValueError("base_url needs a host and no spaces: e.g. http://host:8000")
         if parts.query or parts.fragment:
@@ -351,9 +349,7 @@ class ExternalEngine(Strict):
         try:
             httpx.URL(v)  # what the client will request: its own checks (brackets, control characters)
         except httpx.InvalidURL as e:
-            raise ValueError(
-                f"base_url is not a URL ({e}): e.g. http://host:8000, http://[::1]:8000"
-            ) from None
+            raise ValueError(f"base_url is not a URL ({e}): {_URL_EXAMPLES}") from None
         return v.rstrip("/")
 
     @field_validator("health_path")
@@ -589,8 +585,8 @@ class Load(Strict):
                 "never has more requests in flight than it sends, so they must add up to at least every "
                 f"concurrency (highest is {max(self.concurrency)})"
             )
-        # every client process holds at least one request in flight: more processes than the
-        # concurrency (or the open-loop cap) would exceed it
+        # every client process holds at least one request in flight: more processes than the open-loop
+        # cap would exceed it (a closed-loop point below `workers` uses fewer processes)
         if self.workers > 1 and self.max_concurrency is not None and self.max_concurrency < self.workers:
             raise ValueError(
                 f"workers {self.workers}: each client process holds a request, so max_concurrency "
