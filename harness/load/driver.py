@@ -93,7 +93,7 @@ def plan_jobs(
         n_w = len(warmup)
         rest = offsets_s(len(jobs) - n_w, load.rate_rps, load.arrival, load.burstiness, load.seed)
         warm_gaps = intervals_s(n_w, load.rate_rps, load.arrival, load.burstiness, [load.seed, 1])
-        warm = np.concatenate([[0.0], np.cumsum(warm_gaps)]) if n_w else np.zeros(1)
+        warm = np.concatenate([[0.0], np.cumsum(warm_gaps)])
         offs = np.concatenate([warm[:-1], rest + warm[-1]])
         for j, o in zip(jobs, offs, strict=True):
             j.offset_ns = round(o * 1e9)  # nearest: a cumulative sum of gaps lands a hair early
@@ -130,6 +130,15 @@ class _Run:
         if self.measured_left <= 0 or (self.cut and self.measured_running == 0):
             self.all_measured_done.set()
 
+    def cut_if_late(self, job: Job, at_ns: int | None = None) -> bool:
+        """A measured job at `at_ns` (default: now) at or after the deadline is cut: the point measures no
+        more, and is over once no measured request runs. True when it was cut."""
+        if job.role != "measured" or not self.past_deadline(at_ns):
+            return False
+        self.cut = True
+        self._check_done()
+        return True
+
     def gate(self, job: Job, scheduled_ns: int | None = None) -> Job | None:
         """The job to send now, or None to stop sending. Past `duration_s` a measured job is sent
         unmeasured instead (as cooldown: the load stays up while the measured ones in flight end);
@@ -138,9 +147,7 @@ class _Run:
         loop woken late must not turn a job due before it into cooldown)."""
         if self.out.aborted:
             return None
-        if job.role == "measured" and self.past_deadline(scheduled_ns):
-            self.cut = True
-            self._check_done()
+        if self.cut_if_late(job, scheduled_ns):
             job = replace(job, role="cooldown")
         if job.role == "cooldown" and self.stop_cooldown_when_done and self.all_measured_done.is_set():
             return None
@@ -216,11 +223,9 @@ class _Run:
                         edge = asyncio.get_running_loop().run_in_executor(
                             None, self.on_measure_start, when_ns
                         )
-                if job.role == "measured" and self.past_deadline(when_ns):
-                    # due after duration_s: cut now, not once its time comes (at a low rate the wait is
-                    # a whole arrival gap); with no measured request running the point is over
-                    self.cut = True
-                    self._check_done()
+                # due after duration_s: cut now, not once its time comes (at a low rate the wait is a
+                # whole arrival gap); with no measured request running the point is over
+                self.cut_if_late(job, when_ns)
                 await _sleep_until_ns(when_ns, spin)
                 sent = self.gate(job, when_ns)
                 if sent is None:
