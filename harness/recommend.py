@@ -103,6 +103,14 @@ def _measured_kv_tokens(
     return int(last["kv_cache_tokens"]), str(last["run_id"])
 
 
+def weights_fit(need: Need, dev: Device, precision: str, devices: int) -> bool:
+    """The model's weights at `precision`, split over `devices`, fit in each device's usable memory
+    (recommend ranks only such device counts)."""
+    weight = need.model.params_b * 1e9 * bytes_per_param(precision)
+    mem = dev.memory_bytes
+    return mem is not None and mem > 0 and weight / devices <= mem * MEMORY_UTILIZATION
+
+
 def unused_run_notes(
     points: pd.DataFrame,
     need: Need,
@@ -119,12 +127,6 @@ def unused_run_notes(
         return []
     catalog = gpus()
     ranked = [k for k in catalog if not only or k in only]
-
-    def fits(r: pd.Series) -> bool:
-        """Its weights fit on its device count (recommend ranks only such TP sizes)."""
-        mem = catalog[str(r["device"])].memory_bytes
-        weight = need.model.params_b * 1e9 * bytes_per_param(str(r["precision"]))
-        return mem is not None and weight / int(r["devices"]) <= mem * MEMORY_UTILIZATION
 
     asked = (float(need.input_tokens), float(need.output_tokens))
 
@@ -160,7 +162,11 @@ def unused_run_notes(
         steps.append(
             (tp, f"{have_n} device(s): not among the device counts ranked ({', '.join(map(str, tps))})")
         )
-        held = tp[[fits(r) for _, r in tp.iterrows()]] if not tp.empty else tp
+        fit = [
+            weights_fit(need, catalog[str(r["device"])], str(r["precision"]), int(r["devices"]))
+            for _, r in tp.iterrows()
+        ]
+        held = tp[fit] if not tp.empty else tp
         steps.append(
             (held, "its weights do not fit on its device count, which recommend does not rank (offloaded?)")
         )
@@ -236,11 +242,7 @@ def recommend(
             notes.append(f"{key}: no price (give --price {key}=USD_PER_HOUR)")
             continue
         for p in precisions:
-            fitting = [
-                tp
-                for tp in tps
-                if dev.memory_bytes and weights_gb[p] * 1e9 / tp <= dev.memory_bytes * MEMORY_UTILIZATION
-            ]
+            fitting = [tp for tp in tps if weights_fit(need, dev, p, tp)]
             # estimates for the two smallest TP sizes that fit (with ideal scaling larger ones tie on
             # $/token and only crowd the table), measurements for every TP size that has one
             found = {tp: _measured(points, need, key, p, tp) for tp in fitting}
