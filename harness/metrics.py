@@ -440,9 +440,9 @@ def flags(row: dict[str, Any]) -> list[str]:
     # a random schedule of n requests offers rate x (1 +- about 1/sqrt(shape x (n - 1))), the gamma
     # shape being 1 for Poisson (burstier draws spread wider): twice that is unusual
     shape = _value(row, "burstiness") or 1.0
-    spread = 2 / math.sqrt(shape * max(1, _count(row, "requests") - 1))
+    n_req = _count(row, "requests")
+    spread = 2 / math.sqrt(shape * max(1, n_req - 1))
     if offered is not None and rate and abs(offered - rate) > max(OFFERED_RATE_OFF, spread) * rate:
-        n_req = _count(row, "requests")
         out.append(
             f"the arrival draw offered {offered:.3g} req/s, not the point's {rate:g} ({n_req} requests are "
             "a short sample of a random schedule): compare points by offered_req_s, or send more requests"

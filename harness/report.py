@@ -234,8 +234,6 @@ def point_notes(df: pd.DataFrame) -> list[str]:
 
 def aborted_notes(df: pd.DataFrame) -> list[str]:
     """One line per point that was cut short: its row covers only part of the point."""
-    if df.empty or "aborted" not in df.columns:
-        return []
     cut = df[aborted_rows(df)]
     return [
         f"point {r['point_id']} was aborted ({r['aborted']}): its row covers only the requests finished "

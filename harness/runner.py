@@ -355,12 +355,15 @@ def run_scenario(
         raise
     run.close()
     missing = [p.point_id for p in points if p.point_id not in done]
-    measured_nothing = bool(rows) and not any((r.get("ok") or 0) > 0 for r in rows)
+    # every point ran and every measured request failed
+    measured_nothing = (
+        not interrupted and not missing and bool(rows) and not any((r.get("ok") or 0) > 0 for r in rows)
+    )
     if interrupted:
         status, message = "interrupted", interrupted
-    elif not missing and measured_nothing:
-        # every point ran and every measured request failed: not a measurement (compare would take its
-        # empty points over an earlier run's); a run again, not a resume, is what measures it
+    elif measured_nothing:
+        # not a measurement (compare would take its empty points over an earlier run's); a run again,
+        # not a resume, is what measures it
         first = next(
             (r.error for r in iter_records(run.path) if not r.warmup and r.attempt == attempt and r.error),
             None,
@@ -375,7 +378,7 @@ def run_scenario(
         message = "; ".join(failures) or f"points not run: {', '.join(missing)}"
     run.set_status(status, message)
     if status != "complete":
-        if measured_nothing and not missing and not interrupted:
+        if measured_nothing:
             did = f"their records are in {run.path / 'requests.jsonl'}"
         elif find_max_goodput:  # probes, not the planned points; a search starts again rather than resumes
             judged = sum(1 for r in rows if not r.get("aborted"))
