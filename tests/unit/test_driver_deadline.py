@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,16 +34,22 @@ def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc.stop()
 
 
+def _point(url: str, *args: Any, **kwargs: Any) -> PointOutcome:
+    """`run_point(client, *args, **kwargs)` against the fake server at `url`, run to its end."""
+
+    async def go() -> PointOutcome:
+        async with StreamClient(url, "fake", extra_body={"ignore_eos": True}) as c:
+            return await run_point(c, *args, **kwargs)
+
+    return asyncio.run(go())
+
+
 def _run(url: str, load: PointLoad) -> tuple[PointOutcome, list[RequestRecord]]:
     # short and long requests by turns (50 ms / 410 ms): the closed-loop workers drift apart, so at the
     # deadline one is mid-request while the other picks its next job
     specs = [RequestSpec("hello world", n) for n in (4, 40) * 100]
 
-    async def go() -> PointOutcome:
-        async with StreamClient(url, "fake", extra_body={"ignore_eos": True}) as c:
-            return await run_point(c, load, [], specs, 0, lambda r: None)
-
-    out = asyncio.run(go())
+    out = _point(url, load, [], specs, 0, lambda r: None)
     return out, sorted(out.records, key=lambda r: r.sent_ns or r.scheduled_ns)
 
 
@@ -109,11 +116,7 @@ def test_two_client_processes_keep_the_load_until_both_shares_end(fake: str) -> 
     measured = [RequestSpec("hello world", n) for n in (4, 40) * 4]
     cooldown = [RequestSpec("hello world", 4)] * 80
 
-    async def go() -> PointOutcome:
-        async with StreamClient(fake, "fake", extra_body={"ignore_eos": True}) as c:
-            return await run_point(c, load, [], measured, 0, lambda r: None, cooldown_specs=cooldown)
-
-    out = asyncio.run(go())
+    out = _point(fake, load, [], measured, 0, lambda r: None, cooldown_specs=cooldown)
     recs = out.records
     m = [r for r in recs if not r.warmup]
     assert len(m) == 8 and all(r.ok for r in m)
@@ -139,11 +142,7 @@ def test_open_loop_requests_queued_for_a_slot_at_the_deadline_are_still_measured
     load = PointLoad("capped", rate_rps=40.0, arrival="constant", max_concurrency=1, duration_s=0.5)
     specs = [RequestSpec("hello world", 4)] * 60
 
-    async def go() -> PointOutcome:
-        async with StreamClient(fake, "fake", extra_body={"ignore_eos": True}) as c:
-            return await run_point(c, load, [], specs, 0, lambda r: None)
-
-    out = asyncio.run(go())
+    out = _point(fake, load, [], specs, 0, lambda r: None)
     measured = sorted((r for r in out.records if not r.warmup), key=lambda r: r.scheduled_ns)
     deadline = out.started_ns + int(0.5e9)
     # 40 req/s for 0.5 s: the 20 due before the deadline (the first at 0), each 50 ms, one at a time
@@ -170,11 +169,7 @@ def test_open_loop_requests_scheduled_before_the_deadline_stay_measured_when_the
             held.append(r.request_id)
             time.sleep(0.6)  # the event loop: nothing else runs meanwhile
 
-    async def go() -> PointOutcome:
-        async with StreamClient(fake, "fake", extra_body={"ignore_eos": True}) as c:
-            return await run_point(c, load, [], specs, 0, on_record)
-
-    out = asyncio.run(go())
+    out = _point(fake, load, [], specs, 0, on_record)
     measured = sorted((r for r in out.records if not r.warmup), key=lambda r: r.scheduled_ns)
     deadline = out.started_ns + int(0.5e9)
     assert len(measured) == 10 and all(r.ok for r in measured), [
@@ -192,12 +187,8 @@ def test_an_open_loop_point_ends_at_its_deadline_not_one_arrival_gap_later(fake:
     load = PointLoad("slow", rate_rps=0.1, arrival="constant", duration_s=2.0)
     specs = [RequestSpec("hello world", 4)] * 50
 
-    async def go() -> PointOutcome:
-        async with StreamClient(fake, "fake", extra_body={"ignore_eos": True}) as c:
-            return await run_point(c, load, [], specs, 0, lambda r: None)
-
     t0 = time.monotonic()
-    out = asyncio.run(go())
+    out = _point(fake, load, [], specs, 0, lambda r: None)
     assert time.monotonic() - t0 < 5.0
     measured = [r for r in out.records if not r.warmup]
     assert len(measured) == 1 and measured[0].ok
@@ -208,11 +199,7 @@ def test_two_closed_loop_client_processes_measure_only_after_the_warmup(fake: st
     warm = [RequestSpec("hello world", 40)]  # 410 ms
     measured = [RequestSpec("hello world", 4)] * 8
 
-    async def go() -> PointOutcome:
-        async with StreamClient(fake, "fake", extra_body={"ignore_eos": True}) as c:
-            return await run_point(c, load, warm, measured, 0, lambda r: None)
-
-    out = asyncio.run(go())
+    out = _point(fake, load, warm, measured, 0, lambda r: None)
     w = [r for r in out.records if r.warmup]
     m = [r for r in out.records if not r.warmup]
     assert len(w) == 1 and w[0].ok and len(m) == 8 and all(r.ok for r in m)
@@ -259,11 +246,7 @@ def test_slow_window_edge_samples_do_not_hold_back_measured_requests(fake: str, 
     specs = [RequestSpec("hello world", 4) for _ in range(20)]
     warm = [] if "no-warmup" in mode else [RequestSpec("hello world", 4) for _ in range(2)]
 
-    async def go() -> PointOutcome:
-        async with StreamClient(fake, "fake", extra_body={"ignore_eos": True}) as c:
-            return await run_point(c, load, warm, specs, 0, lambda r: None, on_measure_start=slow_edge)
-
-    out = asyncio.run(go())
+    out = _point(fake, load, warm, specs, 0, lambda r: None, on_measure_start=slow_edge)
     measured = [r for r in out.records if not r.warmup]
     assert len(calls) == 1 and len(measured) == 20 and all(r.ok for r in measured)
     late_s = max((r.sent_ns - r.scheduled_ns) / 1e9 for r in measured)
@@ -293,11 +276,7 @@ def test_the_client_cpu_share_is_over_the_measured_requests_only(fake: str) -> N
     warm = [RequestSpec("hello world", 40) for _ in range(2)]
     specs = [RequestSpec("hello world", 4) for _ in range(10)]
 
-    async def go() -> PointOutcome:
-        async with StreamClient(fake, "fake", extra_body={"ignore_eos": True}) as c:
-            return await run_point(c, load, warm, specs, 0, on_record)
-
-    out = asyncio.run(go())
+    out = _point(fake, load, warm, specs, 0, on_record)
     measured_s = (out.ended_ns - out.started_ns) / 1e9
     assert out.client["client_cpu_s"] >= burned[0] > 0.19
     # counted from the warmup's start it would be about half of this
@@ -326,11 +305,7 @@ def test_a_client_worker_killed_mid_point_aborts_the_point(fake: str) -> None:
     specs = [RequestSpec("hello world", 80) for _ in range(20)]  # 10 of 810 ms in turn per worker
     threading.Thread(target=kill_a_worker, daemon=True).start()
 
-    async def go() -> PointOutcome:
-        async with StreamClient(fake, "fake", extra_body={"ignore_eos": True}) as c:
-            return await run_point(c, load, [], specs, 0, lambda r: first.set())
-
-    out = asyncio.run(go())
+    out = _point(fake, load, [], specs, 0, lambda r: first.set())
     assert out.aborted is not None and "exited mid-point (code -9)" in out.aborted, out.aborted
     assert len([r for r in out.records if not r.warmup]) < 20
     # the other worker was stopped, not left to play out its share (over 7 s more)
