@@ -128,6 +128,11 @@ def _format_one(file: str, err: Any) -> str:
             f"{file}: name: invalid value {err.get('input')!r} (allowed: letters, digits, '_', '.' and '-', "
             "starting with a letter or digit: it names the run directory)"
         )
+    if err["type"] == "string_too_long" and loc == ("name",):
+        return (
+            f"{file}: name: {len(err.get('input') or '')} characters is too long (allowed: at most "
+            f"{ctx.get('max_length')}: it names the run directory)"
+        )
     return f"{file}: {_loc(loc)}: {value_problem(err)}"
 
 

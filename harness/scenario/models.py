@@ -28,6 +28,8 @@ LLAMACPP_PRECISIONS = ("auto", "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m", "
 VLLM_PRECISIONS = ("auto", "fp16", "bf16", "fp8", "int8", "int4", "awq", "gptq")
 # vLLM precisions that work with dummy weights (the rest need a pre-quantized checkpoint)
 DUMMY_PRECISIONS = ("auto", "fp16", "bf16", "fp8", "int8")
+# seeds go into requests' `seed`, which vLLM takes as a signed 64-bit number
+MAX_SEED = 2**63 - 1
 
 
 class Strict(BaseModel):
@@ -66,7 +68,7 @@ class SyntheticModel(Strict):
     vocab: StrictInt = Field(512, ge=300, le=300000)
     context: StrictInt = Field(4096, ge=128, le=131072)
     dtype: Literal["f32", "f16", "q8_0"] = "f16"
-    seed: StrictInt = Field(0, ge=0)
+    seed: StrictInt = Field(0, ge=0, le=MAX_SEED)
 
     @model_validator(mode="after")
     def _heads_divide(self) -> SyntheticModel:
@@ -445,6 +447,7 @@ class LengthDist(Strict):
 # bounds past which a value is a typo, and would overflow the schedule's nanoseconds or numpy's int64
 MAX_TOKENS = 10_000_000
 MAX_DURATION_S = 7 * 24 * 3600.0
+MAX_NAME_CHARS = 200
 MIN_RATE_RPS, MAX_RATE_RPS = 1e-6, 1e6
 
 
@@ -465,10 +468,11 @@ class Workload(Strict):
         None, description="local tokenizer.json for prompt lengths (default: the engine's tokenizer)"
     )
     temperature: StrictFloat = Field(0.0, ge=0)
-    seed: StrictInt = Field(0, ge=0)
+    seed: StrictInt = Field(0, ge=0, le=MAX_SEED)
     prompt_salt: StrictInt | None = Field(
         None,
         ge=0,
+        le=MAX_SEED,
         description="mixed into every synthetic prompt, so that an engine's prompt cache filled by an "
         "earlier run cannot serve this one (default: drawn per run, kept in the manifest's seeds; set it "
         "to send another run's prompts again)",
@@ -549,7 +553,10 @@ class Load(Strict):
         "processes, each holding its share)",
     )
     seed: StrictInt = Field(
-        0, ge=0, description="open loop: arrival draws; every engine variant at one rate gets one schedule"
+        0,
+        ge=0,
+        le=MAX_SEED,
+        description="open loop: arrival draws; every engine variant at one rate gets one schedule",
     )
 
     @field_validator("concurrency")
@@ -622,7 +629,11 @@ class Hardware(Strict):
 
 
 class Scenario(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        max_length=MAX_NAME_CHARS,
+        description="names the run directory <UTC time>-<name>, whose name a file system caps at 255 bytes",
+    )
     description: str = ""
     engine: EngineSpec
     variants: tuple[dict[str, Any], ...] = Field(

@@ -630,3 +630,12 @@ def test_values_past_any_sensible_bound_are_refused() -> None:
     )
     ext = {"name": "e", "engine": {"type": "external", "base_url": "http://h:8000"}}
     assert parse_scenario({**ext, "workload": {"input_tokens": 128_000}}).workload.input_tokens == 128_000
+    # a 260-character name failed the run with "File name too long"; seeds past int64 reached the request
+    assert messages({**BASE, "name": "a" * 201}) == [
+        "f.yaml: name: 201 characters is too long (allowed: at most 200: it names the run directory)"
+    ]
+    assert parse_scenario({**BASE, "name": "a" * 200}).name == "a" * 200
+    assert messages({**BASE, "workload": {"seed": 2**63}}) == [
+        "f.yaml: workload.seed: invalid value 9223372036854775808 (allowed: <= 9223372036854775807)"
+    ]
+    assert parse_scenario({**BASE, "load": {"seed": 2**63 - 1}}).load.seed == 2**63 - 1
