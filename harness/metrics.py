@@ -486,12 +486,14 @@ def flags(row: dict[str, Any]) -> list[str]:
     # a late-waking loop delays the stamps it takes: it matters next to what they measure, the gaps
     # between tokens (over 5 ms and over a tenth of the median ITL)
     loop = _value(row, "client_loop_lag_s_p99")
-    itl = _value(row, "itl_s_p50") or 0.0
-    if loop is not None and loop > max(CLIENT_LAG_LIMIT_S, 0.1 * itl):
+    itl = _value(row, "itl_s_p50")
+    if loop is not None and loop > max(CLIENT_LAG_LIMIT_S, 0.1 * (itl or 0.0)):
+        # with one-token outputs there are no gaps between tokens, and no median to quote
+        beside = f"; median ITL {itl * 1e3:.1f} ms" if itl is not None else ""
         out.append(
-            f"the client's event loop woke up to {loop * 1e3:.1f} ms late (p99; median ITL "
-            f"{itl * 1e3:.1f} ms): its timestamps can be that late too (a host whose CPUs the engine or "
-            "other work fills or the hypervisor takes, or too few client processes)"
+            f"the client's event loop woke up to {loop * 1e3:.1f} ms late (p99{beside}): its timestamps can "
+            "be that late too (a host whose CPUs the engine or other work fills or the hypervisor takes, or "
+            "too few client processes)"
         )
     for key in ("ttft_s", "itl_s"):
         d = _value(row, f"server_{key}_rel_diff")

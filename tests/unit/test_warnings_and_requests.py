@@ -200,6 +200,9 @@ def test_warnings_for_lengths_cache_and_a_lagging_client() -> None:
     assert "event loop" in " | ".join(
         metrics.flags({**quiet, "client_loop_lag_s_p99": 0.009, "itl_s_p50": 0.08})
     )
+    # one-token outputs have no gaps between tokens: no median ITL to quote (it read "0.0 ms")
+    (one_token,) = [f for f in metrics.flags({**quiet, "itl_s_p50": math.nan}) if "event loop" in f]
+    assert one_token.startswith("the client's event loop woke up to 20.0 ms late (p99): its timestamps")
     closed = " | ".join(metrics.flags({**row, "mode": "closed"}))  # no schedule to fall behind
     assert "went out late" not in closed and "saturation" in closed
 
