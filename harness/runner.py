@@ -380,15 +380,22 @@ def run_scenario(
     if status != "complete":
         if measured_nothing:
             did = f"their records are in {run.path / 'requests.jsonl'}"
-        elif find_max_goodput:  # probes, not the planned points; a search starts again rather than resumes
-            judged = sum(1 for r in rows if not r.get("aborted"))
-            did = f"{judged} probe(s) measured; finished requests kept in {run.path} (a rate search is "
-            did += "not resumed: run it again)"
         else:
-            did = f"{len(done)} of {len(points)} point(s) done; finished requests kept in {run.path} "
-            did += f"(continue with: harness run {scenario_file or 'SCENARIO'} --resume {run.path})"
+            # an engine that never started leaves logs and the manifest, not requests
+            kept = "finished requests kept in" if _has_records(run.path) else "no request finished; logs in"
+            if find_max_goodput:  # probes, not the planned points; a search starts again, not resumes
+                judged = sum(1 for r in rows if not r.get("aborted"))
+                did = f"{judged} probe(s) measured; {kept} {run.path} (a rate search is not resumed: run it "
+                did += "again)"
+            else:
+                did = f"{len(done)} of {len(points)} point(s) done; {kept} {run.path} (continue with: "
+                did += f"harness run {scenario_file or 'SCENARIO'} --resume {run.path})"
         raise RunFailed(f"run {status}: {message}. {did}", run.path)
     return RunResult(run.path, rows, status)
+
+
+def _has_records(run: Path) -> bool:
+    return next(iter_records(run), None) is not None
 
 
 def _llama_bench(

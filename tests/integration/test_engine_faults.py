@@ -75,3 +75,6 @@ def test_engine_dying_at_start_quotes_its_log_and_exits_3(write_scenario, tmp_pa
     assert "exited with code 1 before becoming healthy" in res.stderr
     assert "has incorrect type (expected int, got str)" in res.stderr  # the engine's own log, quoted
     assert "run failed" in res.stderr
+    # no request ran, so none is said to be kept (the logs and the manifest are)
+    said = " ".join(res.stderr.split())
+    assert "0 of 1 point(s) done; no request finished; logs in" in said, said[-2000:]
