@@ -249,6 +249,8 @@ def load_dataset(path: str | Path) -> list[DatasetRow]:
         prompt, n_in = d.get("prompt"), d.get("input_tokens")
         if prompt is not None and not isinstance(prompt, str):
             raise DatasetError(f"{p}:{i}: prompt: must be a string")
+        if isinstance(prompt, str) and not prompt.strip():  # a data bug: nothing to prefill but a BOS
+            raise DatasetError(f"{p}:{i}: prompt: is empty (or only whitespace)")
         if n_in is not None and (
             not isinstance(n_in, int) or isinstance(n_in, bool) or not 1 <= n_in <= MAX_TOKENS
         ):

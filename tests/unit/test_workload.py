@@ -139,6 +139,7 @@ def test_every_point_measures_the_same_rows_and_lengths(tmp_path: Path) -> None:
         ('{"prompt": "x", "output_tokens": 100000000000000000000}', "d.jsonl:1: output_tokens: must be an"),
         ('{"output_tokens": 3}', "d.jsonl:1: needs exactly one of prompt, input_tokens"),
         ('{"prompt": 3, "output_tokens": 3}', "d.jsonl:1: prompt: must be a string"),
+        (r'{"prompt": " \n", "output_tokens": 3}', r"d.jsonl:1: prompt: is empty \(or only whitespace\)"),
     ],
 )
 def test_dataset_errors_name_file_line_and_field(tmp_path: Path, line: str, msg: str) -> None:
