@@ -43,6 +43,15 @@ class RunFailed(Exception):
         self.run_dir = run_dir
 
 
+class RunWriteFailed(Exception):
+    """A run's files could not be written (a full disk, one gone read-only or removed)."""
+
+    def __init__(self, run_dir: Path, error: OSError) -> None:
+        where = f" ({error.filename})" if error.filename else ""
+        super().__init__(f"{error.strerror or error}{where}")
+        self.run_dir = run_dir
+
+
 @dataclass
 class RunResult:
     run_dir: Path
@@ -352,6 +361,8 @@ def run_scenario(
             pass  # the disk that failed the run cannot take its status either: `running` stays, as on a kill
         if again:
             raise InterruptedAgain(run.path) from None
+        if isinstance(e, OSError):
+            raise RunWriteFailed(run.path, e) from e
         raise
     run.close()
     missing = [p.point_id for p in points if p.point_id not in done]

@@ -74,7 +74,7 @@ def run(
     """Run a scenario: start the engine, sweep the load points, write results/<time>-<name>/."""
     from harness import report
     from harness.resume import ResumeError
-    from harness.runner import InterruptedAgain, RunFailed, run_scenario
+    from harness.runner import InterruptedAgain, RunFailed, RunWriteFailed, run_scenario
     from harness.scenario import combination_warnings, input_file_errors
 
     try:
@@ -119,7 +119,13 @@ def run(
             f"(continue with: harness run {scenario} --resume {where})",
             130,
         ) from None
-    except OSError as e:  # the results disk: full, gone read-only, removed
+    except RunWriteFailed as e:
+        raise fail(
+            f"cannot write the run's files in {e.run_dir}: {e}; what was written so far is kept (continue "
+            f"with: harness run {scenario} --resume {e.run_dir})",
+            EXIT_RUN_FAILED,
+        ) from None
+    except OSError as e:  # the results disk, before the run directory was made
         raise fail(
             f"cannot write the run's files: {e.strerror or e}{f' ({e.filename})' if e.filename else ''}; "
             "what was written so far is kept (harness run --resume continues a run whose manifest was saved)",

@@ -105,6 +105,36 @@ def test_an_unexpected_error_mid_run_marks_the_run_failed(fake: str, tmp_path: P
     assert "finished_utc" in m
 
 
+def test_a_full_disk_mid_run_names_the_run_directory(
+    fake: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pandas and pyarrow raise ENOSPC without a file name: the error says which run holds what was kept."""
+    import errno
+
+    from harness.results import RunDir
+    from harness.runner import RunWriteFailed, run_scenario
+    from harness.scenario import parse_scenario
+
+    s = parse_scenario(
+        {
+            "name": "full",
+            "engine": {"type": "external", "base_url": fake, "model": {"source": "served", "name": "fake"}},
+            "workload": {"input_tokens": 8, "output_tokens": 4},
+            "load": {"concurrency": [1], "requests": 2, "warmup_requests": 0},
+        }
+    )
+
+    def full(self: RunDir, rows: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(RunDir, "write_points", full)
+    with pytest.raises(RunWriteFailed) as e:
+        run_scenario(s, tmp_path, show_progress=False)
+    (run,) = tmp_path.glob("*-full")
+    assert e.value.run_dir == run and str(e.value) == "No space left on device"
+    assert len((run / "requests.jsonl").read_text().splitlines()) == 2  # the records written are kept
+
+
 def _in_flight(recs: list[RequestRecord], t_ns: int) -> int:
     return sum(1 for r in recs if r.sent_ns and r.sent_ns <= t_ns < (r.done_ns or 2**63))
 
