@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -25,7 +25,7 @@ from harness.engines import make_engine
 from harness.engines.base import Engine, redact, redact_scenario
 from harness.engines.process import EngineError, set_abort_check
 from harness.load.search import PointPlan, RateSearch
-from harness.load.workload import SAMPLING_SCHEME, DatasetError, load_dataset
+from harness.load.workload import SAMPLING_SCHEME, DatasetError, DatasetRow, load_dataset
 from harness.models import ModelError
 from harness.point import gpu_mismatch, measure_point, prompt_counters
 from harness.results import RunDir, iter_records, runner_info
@@ -224,10 +224,6 @@ def run_scenario(
     else:
         run, rows, next_id = _new_run(s, results_root, scenario_file, points, find_max_goodput), [], 0
         console.print(f"run directory: [bold]{escape(str(run.path))}[/]")
-    done = {r["point_id"] for r in rows}
-    failures: list[str] = []
-    interrupted: str | None = None
-    open_loop = s.load.mode == "open"
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -236,121 +232,19 @@ def run_scenario(
         console=console,
         disable=not show_progress,
     )
+    sweep = _Sweep(
+        s, run, points, rows, next_id, attempt, dataset, console, progress, telemetry or default_samplers
+    )
     try:
         with _abort_on_signals() as abort_flag, progress:
+            sweep.abort_flag = abort_flag
             for vi in sorted({p.variant_index for p in points}):
-                vpoints = [p for p in points if p.variant_index == vi and p.point_id not in done]
-                if not vpoints or interrupted:
+                vpoints = [p for p in points if p.variant_index == vi and p.point_id not in sweep.done]
+                if not vpoints or sweep.interrupted:
                     continue
-                if failures and s.on_engine_failure == "stop":
+                if sweep.failures and s.on_engine_failure == "stop":
                     break
-                engine: Engine | None = None
-                tel: TelemetrySet | None = None
-                entry: dict[str, Any] = {}  # this engine's manifest entry
-                tag = f"v{vi}" + (f"-a{attempt}" if attempt else "")  # telemetry and llama-bench file names
-                stage = f"engine (variant {vi}) start-up"  # what a Ctrl-C before the first point stopped
-                try:
-                    try:
-                        engine = make_engine(vpoints[0].engine, run.path / f"engine-v{vi}.log")
-                        if why := model_changed(run.manifest, vi, engine):
-                            raise ModelError(why)
-                        if getattr(vpoints[0].engine, "llama_bench", None) is not None:
-                            stage = f"llama-bench (variant {vi})"
-                            _llama_bench(vpoints[0].engine, engine, s, run, tag, console, vi, attempt)
-                            stage = f"engine (variant {vi}) start-up"
-                        console.print(f"starting {vpoints[0].engine.type} engine (variant {vi}) ...")
-                        t0 = time.monotonic()
-                        base_url = engine.start()
-                        counters = prompt_counters(s, engine, base_url, run, vi)
-                    except (EngineError, ModelError) as e:
-                        if abort_flag:
-                            interrupted = f"{stage}: {abort_flag[0]}"
-                            continue
-                        failures.append(f"engine (variant {vi}) did not start: {e}")
-                        continue
-                    console.print(f"engine healthy at {base_url} after {time.monotonic() - t0:.1f} s")
-                    described = engine.describe()
-                    warnings = [*(described.get("warnings") or []), gpu_mismatch(s, described, run.manifest)]
-                    for w in filter(None, warnings):
-                        console.print(
-                            f"[yellow]warning[/] engine (variant {vi}): {escape(w)}", highlight=False
-                        )
-                    entry = {"variant": vi, "attempt": attempt, **described}
-                    run.manifest["engines"].append(entry)
-                    tel = (telemetry or default_samplers)(s, engine)
-                    tel.start()
-                    _print_telemetry(console, tel)
-                    run.update_manifest(engines=run.manifest["engines"])
-
-                    def should_abort(engine: Any = engine) -> str | None:
-                        if abort_flag:
-                            return abort_flag[0]
-                        if not engine.alive():
-                            code = engine.proc.poll() if getattr(engine, "proc", None) else None
-                            return f"engine process exited (code {code})"
-                        return None
-
-                    search = RateSearch(vpoints[0].rate_rps or 1.0) if find_max_goodput else None
-                    failed_before = len(failures)  # an earlier variant's failure is not this one's
-                    plan = PointPlan(vpoints, search)
-                    for n_point, p in enumerate(plan):
-                        row, aborted, next_id = measure_point(
-                            s,
-                            p,
-                            engine,
-                            base_url,
-                            run,
-                            tel,
-                            progress,
-                            next_id,
-                            should_abort,
-                            open_loop,
-                            counters,
-                            dataset,
-                            console,
-                            attempt,
-                            warmup=s.load.warmup_scope == "point" or n_point == 0,
-                        )
-                        if row is not None:
-                            rows.append(row)
-                            run.write_points(rows)
-                            tel.checkpoint(run.path, tag)  # a harness killed later keeps the samples so far
-                            _keep_telemetry(run, entry, tel)
-                        if row is None and not aborted:
-                            # no measured request ended (a duration_s shorter than the first one): not a
-                            # measurement; a rate search cannot judge it and would probe it again and again
-                            aborted = "no measured request ended in the point (duration_s too short?)"
-                        plan.observe(p, row["slo_met"] if row is not None and not aborted else None, row)
-                        if not aborted:
-                            done.add(p.point_id)
-                        # one manifest write a point: points done, and this engine's entry with its telemetry
-                        run.update_manifest(points_done=[q.point_id for q in points if q.point_id in done])
-                        if aborted:
-                            log = engine.log_path()
-                            msg = f"point {p.point_id}: {aborted}" + (f"; engine log: {log}" if log else "")
-                            if abort_flag:
-                                interrupted = msg
-                            else:
-                                failures.append(msg)
-                            break
-                    variant_failed = len(failures) > failed_before
-                    if search is not None and not interrupted and not variant_failed:
-                        done.update(q.point_id for q in vpoints)  # the search replaces the planned rates
-                        run.update_manifest(points_done=[q.point_id for q in points if q.point_id in done])
-                    if search is not None:
-                        found = {"variant": vi, **search.summary()}
-                        stopped = "interrupted" if interrupted else "failed" if variant_failed else None
-                        if stopped:
-                            found["stopped"] = stopped
-                        run.update_manifest(max_goodput=[*run.manifest.get("max_goodput", []), found])
-                        console.print(f"variant {vi}: {search_result_text(found, rows, vi)}", highlight=False)
-                finally:
-                    if tel is not None:
-                        tel.stop(run.path, tag)
-                        _keep_telemetry(run, entry, tel)
-                    if engine is not None:
-                        engine.stop()
-                    run.sync()
+                sweep.variant(vi, vpoints, find_max_goodput)
     except BaseException as e:  # a second Ctrl-C, or a bug: the manifest must not stay "running"
         again = isinstance(e, KeyboardInterrupt)
         try:
@@ -365,30 +259,207 @@ def run_scenario(
             raise RunWriteFailed(run.path, e) from e
         raise
     run.close()
-    missing = [p.point_id for p in points if p.point_id not in done]
-    # every point ran and every measured request failed
-    measured_nothing = (
-        not interrupted and not missing and bool(rows) and not any((r.get("ok") or 0) > 0 for r in rows)
-    )
-    if interrupted:
-        status, message = "interrupted", interrupted
-    elif measured_nothing:
-        # not a measurement (compare would take its empty points over an earlier run's); a run again,
-        # not a resume, is what measures it
-        first = next(
-            (r.error for r in iter_records(run.path) if not r.warmup and r.attempt == attempt and r.error),
-            None,
+    return sweep.finish(scenario_file, find_max_goodput)
+
+
+@dataclass
+class _Sweep:
+    """One run's sweep over its variants: what has been measured, and what stopped it."""
+
+    s: Scenario
+    run: RunDir
+    points: list[Point]
+    rows: list[dict[str, Any]]
+    next_id: int
+    attempt: int
+    dataset: list[DatasetRow] | None
+    console: Console
+    progress: Progress
+    telemetry: TelemetryFactory
+    abort_flag: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    interrupted: str | None = None
+    engine: Engine | None = None  # the variant's, from when it is made (a failed start stops it too)
+    done: set[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.done = {r["point_id"] for r in self.rows}
+
+    def variant(self, vi: int, vpoints: list[Point], find_max_goodput: bool) -> None:
+        """Start variant `vi`'s engine and measure its points (or search its rate); the engine and its
+        telemetry stop however this ends."""
+        tel: TelemetrySet | None = None
+        entry: dict[str, Any] = {}  # this engine's manifest entry
+        tag = f"v{vi}" + (f"-a{self.attempt}" if self.attempt else "")  # telemetry and llama-bench file names
+        try:
+            started = self._start(vi, vpoints, tag)
+            if started is None:
+                return
+            engine, base_url, counters = started
+            entry = {"variant": vi, "attempt": self.attempt, **engine.describe()}
+            self._warn(vi, entry)
+            self.run.manifest["engines"].append(entry)
+            tel = self.telemetry(self.s, engine)
+            tel.start()
+            _print_telemetry(self.console, tel)
+            self.run.update_manifest(engines=self.run.manifest["engines"])
+            search = RateSearch(vpoints[0].rate_rps or 1.0) if find_max_goodput else None
+            failed_before = len(self.failures)  # an earlier variant's failure is not this one's
+            self._measure(PointPlan(vpoints, search), engine, base_url, counters, tel, entry, tag)
+            variant_failed = len(self.failures) > failed_before
+            if search is not None:
+                self._searched(vi, vpoints, search, variant_failed)
+        finally:
+            if tel is not None:
+                tel.stop(self.run.path, tag)
+                _keep_telemetry(self.run, entry, tel)
+            if self.engine is not None:
+                self.engine.stop()
+                self.engine = None
+            self.run.sync()
+
+    def _start(self, vi: int, vpoints: list[Point], tag: str) -> tuple[Engine, str, Any] | None:
+        """The variant's engine started and healthy, with its base URL and prompt counters; None when it
+        did not start (the failure, or the interruption, is kept)."""
+        stage = f"engine (variant {vi}) start-up"  # what a Ctrl-C before the first point stopped
+        cfg = vpoints[0].engine
+        try:
+            self.engine = engine = make_engine(cfg, self.run.path / f"engine-v{vi}.log")
+            if why := model_changed(self.run.manifest, vi, engine):
+                raise ModelError(why)
+            if getattr(cfg, "llama_bench", None) is not None:
+                stage = f"llama-bench (variant {vi})"
+                _llama_bench(cfg, engine, self.s, self.run, tag, self.console, vi, self.attempt)
+                stage = f"engine (variant {vi}) start-up"
+            self.console.print(f"starting {cfg.type} engine (variant {vi}) ...")
+            t0 = time.monotonic()
+            base_url = engine.start()
+            counters = prompt_counters(self.s, engine, base_url, self.run, vi)
+        except (EngineError, ModelError) as e:
+            if self.abort_flag:
+                self.interrupted = f"{stage}: {self.abort_flag[0]}"
+            else:
+                self.failures.append(f"engine (variant {vi}) did not start: {e}")
+            return None
+        self.console.print(f"engine healthy at {base_url} after {time.monotonic() - t0:.1f} s")
+        return engine, base_url, counters
+
+    def _warn(self, vi: int, described: dict[str, Any]) -> None:
+        warnings = [*(described.get("warnings") or []), gpu_mismatch(self.s, described, self.run.manifest)]
+        for w in filter(None, warnings):
+            self.console.print(f"[yellow]warning[/] engine (variant {vi}): {escape(w)}", highlight=False)
+
+    def _should_abort(self, engine: Any) -> str | None:
+        if self.abort_flag:
+            return self.abort_flag[0]
+        if not engine.alive():
+            code = engine.proc.poll() if getattr(engine, "proc", None) else None
+            return f"engine process exited (code {code})"
+        return None
+
+    def _measure(
+        self,
+        plan: PointPlan,
+        engine: Engine,
+        base_url: str,
+        counters: Any,
+        tel: TelemetrySet,
+        entry: dict[str, Any],
+        tag: str,
+    ) -> None:
+        """Measure the plan's points in turn; the first point cut short ends the variant."""
+        s, run = self.s, self.run
+        for n_point, p in enumerate(plan):
+            row, aborted, self.next_id = measure_point(
+                s,
+                p,
+                engine,
+                base_url,
+                run,
+                tel,
+                self.progress,
+                self.next_id,
+                lambda: self._should_abort(engine),
+                s.load.mode == "open",
+                counters,
+                self.dataset,
+                self.console,
+                self.attempt,
+                warmup=s.load.warmup_scope == "point" or n_point == 0,
+            )
+            if row is not None:
+                self.rows.append(row)
+                run.write_points(self.rows)
+                tel.checkpoint(run.path, tag)  # a harness killed later keeps the samples so far
+                _keep_telemetry(run, entry, tel)
+            if row is None and not aborted:
+                # no measured request ended (a duration_s shorter than the first one): not a
+                # measurement; a rate search cannot judge it and would probe it again and again
+                aborted = "no measured request ended in the point (duration_s too short?)"
+            plan.observe(p, row["slo_met"] if row is not None and not aborted else None, row)
+            if not aborted:
+                self.done.add(p.point_id)
+            # one manifest write a point: points done, and this engine's entry with its telemetry
+            self._points_done()
+            if aborted:
+                log = engine.log_path()
+                msg = f"point {p.point_id}: {aborted}" + (f"; engine log: {log}" if log else "")
+                if self.abort_flag:
+                    self.interrupted = msg
+                else:
+                    self.failures.append(msg)
+                return
+
+    def _points_done(self) -> None:
+        self.run.update_manifest(points_done=[q.point_id for q in self.points if q.point_id in self.done])
+
+    def _searched(self, vi: int, vpoints: list[Point], search: RateSearch, variant_failed: bool) -> None:
+        """Keep what the variant's rate search found, and say it."""
+        if not self.interrupted and not variant_failed:
+            self.done.update(q.point_id for q in vpoints)  # the search replaces the planned rates
+            self._points_done()
+        found = {"variant": vi, **search.summary()}
+        stopped = "interrupted" if self.interrupted else "failed" if variant_failed else None
+        if stopped:
+            found["stopped"] = stopped
+        self.run.update_manifest(max_goodput=[*self.run.manifest.get("max_goodput", []), found])
+        self.console.print(f"variant {vi}: {search_result_text(found, self.rows, vi)}", highlight=False)
+
+    def finish(self, scenario_file: str | None, find_max_goodput: bool) -> RunResult:
+        """The run's status, kept in its manifest; a run that is not complete raises `RunFailed`."""
+        run, rows, points, done = self.run, self.rows, self.points, self.done
+        missing = [p.point_id for p in points if p.point_id not in done]
+        # every point ran and every measured request failed
+        measured_nothing = (
+            not self.interrupted
+            and not missing
+            and bool(rows)
+            and not any((r.get("ok") or 0) > 0 for r in rows)
         )
-        status = "failed"
-        message = "every measured request failed: the run measures nothing"
-        message += f" (first error: {first[:300]})" if first else ""
-    elif not missing:
-        status, message = "complete", None
-    else:
-        status = "partial" if done else "failed"
-        message = "; ".join(failures) or f"points not run: {', '.join(missing)}"
-    run.set_status(status, message)
-    if status != "complete":
+        if self.interrupted:
+            status, message = "interrupted", self.interrupted
+        elif measured_nothing:
+            # not a measurement (compare would take its empty points over an earlier run's); a run again,
+            # not a resume, is what measures it
+            first = next(
+                (
+                    r.error
+                    for r in iter_records(run.path)
+                    if not r.warmup and r.attempt == self.attempt and r.error
+                ),
+                None,
+            )
+            status = "failed"
+            message = "every measured request failed: the run measures nothing"
+            message += f" (first error: {first[:300]})" if first else ""
+        elif not missing:
+            status, message = "complete", None
+        else:
+            status = "partial" if done else "failed"
+            message = "; ".join(self.failures) or f"points not run: {', '.join(missing)}"
+        run.set_status(status, message)
+        if status == "complete":
+            return RunResult(run.path, rows, status)
         if measured_nothing:
             did = f"their records are in {run.path / 'requests.jsonl'}"
         else:
@@ -402,7 +473,6 @@ def run_scenario(
                 did = f"{len(done)} of {len(points)} point(s) done; {kept} {run.path} (continue with: "
                 did += f"harness run {scenario_file or 'SCENARIO'} --resume {run.path})"
         raise RunFailed(f"run {status}: {message}. {did}", run.path)
-    return RunResult(run.path, rows, status)
 
 
 def _has_records(run: Path) -> bool:
