@@ -218,6 +218,7 @@ def summarize(
         "slo_attainment": len(good) / len(measured) if measured else math.nan,
         "goodput_tok_s": per_s(sum(r.output_tokens or 0 for r in good)),
         "missing_usage": sum(1 for r in ok if r.output_tokens is None),
+        "chunk_counted": sum(1 for r in ok if r.output_tokens_source == "chunks"),
         "output_chunks": sum(len(r.chunk_ns) for r in ok),
         "output_text_tokens": _sum_known(r.output_text_tokens for r in ok),
         "chunk_token_mismatch": sum(1 for r in ok if disagrees(len(r.chunk_ns), r.output_tokens)),
@@ -422,7 +423,12 @@ def flags(row: dict[str, Any]) -> list[str]:
             "them, and the shared prefix) alone is longer; ask for more input tokens or a shorter prefix"
         )
     if k := _count(row, "missing_usage"):
-        out.append(f"{k}/{n} requests carried no usage")
+        out.append(f"{k}/{n} requests carried no usage: their output tokens are unknown, left out of tok/s")
+    if k := _count(row, "chunk_counted"):
+        out.append(
+            f"{k}/{n} requests carried no usage (an endpoint that ignores stream_options.include_usage?): "
+            "their output tokens are counted one per content chunk streamed, which is approximate"
+        )
     if k := _count(row, "missing_prompt_tokens"):
         out.append(
             f"{k}/{n} requests: prompt tokens unknown (no usage in the stream, no tokenizer): total tok/s "

@@ -45,7 +45,7 @@ class RequestRecord:
     warmup: bool = False
     attempt: int = 0  # 0: first run of the point; n: its n-th `--resume`
     output_text_chars: int = 0
-    output_tokens_source: str | None = None  # usage | max_tokens (finish_reason length) | tokenizer
+    output_tokens_source: str | None = None  # usage | max_tokens (finish_reason length) | tokenizer | chunks
     output_text: str | None = None  # the streamed text, when the run keeps it (to count its tokens)
     output_text_tokens: int | None = None  # tokenizer count of output_text (filled after the point)
     # usage | prompt_fit (no usage in the stream: the server's own count of the prompt as it was built)

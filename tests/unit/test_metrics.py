@@ -104,7 +104,10 @@ def test_summary_pools_itl_times_open_loop_from_the_schedule_and_keeps_failures_
     # TPOT of the successful requests with usage: r1 (70 - 50) / 1 = 20 ms, r2 (200 - 120) / 5 = 16 ms
     assert row["tpot_s_mean"] == pytest.approx(0.018)
     assert row["missing_usage"] == 1
-    assert "1/3 requests carried no usage" in metrics.flags(row)
+    assert (
+        "1/3 requests carried no usage: their output tokens are unknown, left out of tok/s"
+        in metrics.flags(row)
+    )
     # TTFT SLO 40 ms: r2 and r4 meet it, r1 does not, the failed r3 cannot; attainment is over all four
     assert row["slo_attainment"] == pytest.approx(2 / 4)
     assert row["goodput_req_s"] == pytest.approx(2 / 0.390)  # window: last done 400 - first send 10
@@ -259,3 +262,30 @@ def test_open_loop_points_set_a_ttft_from_the_send_beside_the_engines() -> None:
     # closed loop: TTFT counts from the send already
     closed = metrics.summarize(r)
     assert "ttft_from_send_s_mean" not in closed and closed["ttft_s_mean"] == pytest.approx(0.050)
+
+
+def test_a_stream_without_usage_that_stopped_early_is_counted_by_its_chunks() -> None:
+    """An endpoint that ignores stream_options.include_usage: a stream that ended for `length` ran to
+    max_tokens; one that stopped early is counted one token per content chunk, flagged as approximate.
+    Counted as 0 tokens, it had read 90 tok/s where 180 were streamed."""
+    from harness.point import _count_without_usage
+
+    full = rec(0, 1, 1, [100 + 10 * k for k in range(90)], 1001, 90)
+    early = rec(1, 1, 1, [100 + 10 * k for k in range(90)], 1001, 90)
+    early.output_tokens, early.finish_reason = None, "stop"
+    early.expected_output_tokens = 128
+    _count_without_usage(early)  # a tokenizer pass follows (an engine that never sends usage)
+    assert early.output_tokens is None
+    _count_without_usage(early, by_chunks=True)
+    assert (early.output_tokens, early.output_tokens_source) == (90, "chunks")
+    row = metrics.summarize([full, early])
+    assert row["output_tokens"] == 180 and row["output_tok_s"] == pytest.approx(180 / 1.0)
+    assert (row["missing_usage"], row["chunk_counted"]) == (0, 1)
+    assert row["output_tokens_from"] == "chunks"  # `full` was built without a source
+    (said,) = [f for f in metrics.flags(row) if "no usage" in f]
+    assert said.startswith("1/2 requests carried no usage (an endpoint that ignores stream_options")
+    # a stream that ran to max_tokens is counted as max_tokens, not by its chunks
+    length = rec(2, 0, 0, [100, 110], 200, 0)
+    length.output_tokens, length.expected_output_tokens = None, 64
+    _count_without_usage(length, by_chunks=True)
+    assert (length.output_tokens, length.output_tokens_source) == (64, "max_tokens")
