@@ -487,7 +487,8 @@ def flags(row: dict[str, Any]) -> list[str]:
     if lag is not None and lag > CLIENT_LAG_LIMIT_S and open_loop:
         out.append(
             f"requests went out late (send lag p99 {lag * 1e3:.1f} ms): the client fell behind the schedule, "
-            "so the load offered was lower than planned; raise load.workers or lower the rate"
+            "so the load offered was lower than planned; raise load.workers (on a host with idle cores) or "
+            "lower the rate"
         )
     # a late-waking loop delays the stamps it takes: it matters next to what they measure, the gaps
     # between tokens (over 5 ms and over a tenth of the median ITL)

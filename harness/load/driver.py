@@ -403,22 +403,25 @@ def window_end_ns(records: Sequence[RequestRecord], aborted: str | None, now_ns:
 
 def client_columns(
     here: tuple[float, float],
-    workers: list[tuple[float, float]],
+    workers: list[tuple[float, float, float | None]],
     loop_lag_p99_s: float | None,
     n_workers: int,
 ) -> dict[str, Any]:
     """client_* columns: CPU seconds of all client processes, the busiest one's share of a core,
-    and the 99th percentile of how late the main event loop woke (a saturated loop wakes late).
+    and the 99th percentile of how late an event loop woke (a saturated loop wakes late): the latest of
+    this process's and the client processes' (`workers`: CPU s, wall s, lag p99 s each), whose loops
+    stamp the chunks.
 
     util = process CPU seconds / wall seconds of that process; saturated = busiest util >= 0.85.
     """
-    procs = [here, *workers]
+    procs = [here, *((c, w) for c, w, _ in workers)]
     cpu = sum(c for c, _ in procs)
     util = max((c / w for c, w in procs if w > 0), default=0.0)
+    lags = [x for x in (loop_lag_p99_s, *(lag for _, _, lag in workers)) if x is not None]
     return {
         "client_procs": 1 + len(workers) if n_workers > 1 else 1,
         "client_cpu_s": round(cpu, 4),
         "client_cpu_util_max": round(util, 4),
-        "client_loop_lag_s_p99": loop_lag_p99_s,
+        "client_loop_lag_s_p99": max(lags, default=None),
         "client_saturated": util >= 0.85,
     }

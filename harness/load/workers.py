@@ -127,7 +127,8 @@ async def run_jobs_in_workers(
     t0_ns: int,
     on_measure_start: Callable[[int], None] | None = None,
 ) -> None:
-    """Run `jobs` in `load.workers` processes; fills `out.records` and `out.client['worker_cpu']`."""
+    """Run `jobs` in `load.workers` processes; fills `out.records` and `out.client['worker_cpu']` (each
+    process's CPU seconds, wall seconds and event-loop lag p99)."""
     n = load.workers
     ctx = mp.get_context("spawn")
     cfg = _client_config(client)
@@ -153,7 +154,7 @@ async def run_jobs_in_workers(
         procs.append(p)
     loop = asyncio.get_running_loop()
     ready: list[int] = []
-    finished: dict[int, tuple[float, float]] = {}
+    finished: dict[int, tuple[float, float, float | None]] = {}  # CPU s, wall s, loop lag p99 s
     measured_done: set[int] = set()
     all_done = asyncio.Event()
     all_ready = asyncio.Event()
@@ -200,7 +201,7 @@ async def run_jobs_in_workers(
                     if len(measured_done) == n:
                         stop_all()
                 elif kind == "done":
-                    finished[k] = (msg[1], msg[2])
+                    finished[k] = (msg[1], msg[2], msg[3])
                     loop.remove_reader(c.fileno())
                     c.send(("bye",))  # releases the worker's thread waiting for a stop
                     if len(finished) == n:
@@ -216,7 +217,7 @@ async def run_jobs_in_workers(
                 # often the slow tail, so the point is not whole; the others stop now, not after cooldown
                 lost.append(k)
                 stop_all()
-            finished.setdefault(k, (0.0, 0.0))
+            finished.setdefault(k, (0.0, 0.0, None))
             if len(finished) == n:
                 all_done.set()
 

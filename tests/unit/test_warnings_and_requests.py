@@ -186,7 +186,7 @@ def test_warnings_for_lengths_cache_and_a_lagging_client() -> None:
         "the client is near saturation (busiest client process at 91% of a core): numbers may be the "
         "client's limit; raise load.workers",
         "requests went out late (send lag p99 12.0 ms): the client fell behind the schedule, so the load "
-        "offered was lower than planned; raise load.workers or lower the rate",
+        "offered was lower than planned; raise load.workers (on a host with idle cores) or lower the rate",
     ]
     # waiting for a max_concurrency slot is not the client's lag; a shared prefix is there to be cached
     quiet = {**row, "max_concurrency": 4, "shared_prefix_tokens": 256, "client_loop_lag_s_p99": 0.02}
@@ -251,3 +251,20 @@ def test_printed_reasons_keep_their_brackets() -> None:
         console, TelemetrySet([], {"nvml": "nvidia-ml-py is not installed (pip install 'llm-harness[gpu]')"})
     )
     assert "pip install 'llm-harness[gpu]'" in console.export_text()
+
+
+def test_client_columns_take_the_latest_loop_of_every_client_process() -> None:
+    """With workers, the client processes' loops stamp the chunks; the main one only relays records.
+    Its lag alone was reported (21 ms where the workers' loops were 26 and 38 ms late)."""
+    from harness.load.driver import client_columns
+
+    got = client_columns((1.0, 2.0), [(1.5, 2.0, 0.038), (0.5, 2.0, None)], 0.021, 2)
+    assert got == {
+        "client_procs": 3,
+        "client_cpu_s": 3.0,
+        "client_cpu_util_max": 0.75,  # 1.5 CPU s over 2 s
+        "client_loop_lag_s_p99": 0.038,
+        "client_saturated": False,
+    }
+    assert client_columns((1.8, 2.0), [], None, 1)["client_loop_lag_s_p99"] is None
+    assert client_columns((1.8, 2.0), [], None, 1)["client_saturated"] is True  # 0.9 of a core
