@@ -82,10 +82,16 @@ def _measured(points: pd.DataFrame, need: Need, dev: str, precision: str, tp: in
     ):
         if col in points.columns:
             m &= points[col] == want
+    if "partial_offload" in points.columns:  # weights read over the host link: another configuration
+        m &= ~points["partial_offload"].fillna(False).astype(bool)
     sub = points[m]
     if sub.empty:
         return None
-    return sub.sort_values("started_utc").iloc[-1]
+    # the newest point that measured something: one whose every request failed does not hide an earlier
+    # run's measurement (as in compare)
+    return (
+        sub.assign(_measured=sub["output_tok_s"].notna()).sort_values(["_measured", "started_utc"]).iloc[-1]
+    )
 
 
 def _measured_kv_tokens(
@@ -177,6 +183,14 @@ def unused_run_notes(
         got = {said(lengths(r)) for _, r in conc.iterrows()}
         work = conc[[lengths(r) == asked for _, r in conc.iterrows()]] if not conc.empty else conc
         steps.append((work, f"workload {', '.join(sorted(got))} tokens, not the {said(asked)} asked"))
+        if "partial_offload" in work.columns:
+            work = work[~work["partial_offload"].fillna(False).astype(bool)]
+        steps.append(
+            (work, "it offloads weights to host memory (recommend ranks GPU-resident configurations)")
+        )
+        steps.append(
+            (work[work["output_tok_s"].notna()], "it measured nothing (every measured request failed)")
+        )
         why = next((reason for frame, reason in steps if frame.empty), None)
         if why is None:
             why = "a newer run of the same configuration was taken"

@@ -142,6 +142,31 @@ def test_runs_given_but_not_used_are_said_so_with_the_reason() -> None:
     ]
 
 
+def test_a_newer_run_that_measured_nothing_or_offloaded_does_not_hide_a_measurement() -> None:
+    """A rerun whose every request failed (no tok/s) was taken over the older run that measured 2500
+    tok/s and met the SLOs; so was a newer run that offloaded weights to host memory."""
+    need = Need(get_model("llama-3.1-70b"), 32, 1024, 256, 2.0, 0.2)
+    runs = pd.DataFrame(
+        [
+            _point(run_id="good"),
+            _point(run_id="failed", started_utc="2026-11-02", ok=0, errors=64, output_tok_s=float("nan")),
+            _point(run_id="offload", started_utc="2026-11-03", partial_offload=True, output_tok_s=900.0),
+        ]
+    )
+    df, notes = recommend(need, {"h100-sxm": 2.0}, runs, precisions=("bf16",))
+    tp8 = df[df["devices"] == 8].iloc[0]
+    assert tp8["basis"] == "measured (good, p99 latencies)" and tp8["output_tok_s"] == 2500.0
+    assert [n for n in notes if n.startswith("run ")] == [
+        "run failed not used: it measured nothing (every measured request failed)",
+        "run offload not used: it offloads weights to host memory (recommend ranks GPU-resident "
+        "configurations)",
+    ]
+    # the only run of the configuration measured nothing: it is the measurement, and says so
+    df, _ = recommend(need, {"h100-sxm": 2.0}, runs[runs["run_id"] == "failed"], precisions=("bf16",))
+    tp8 = df[df["devices"] == 8].iloc[0]
+    assert tp8["basis"] == "measured (failed, p99 latencies)" and not tp8["meets_slo"]
+
+
 def test_kv_cache_capacity_and_missing_prices() -> None:
     df, notes = recommend(
         _need(model="llama-3.1-70b", concurrency=256), {"a100-80gb-sxm": 1.49}, precisions=("bf16",)
