@@ -10,6 +10,7 @@ precision, bf16 and fp8 are both tried; where it does not state the device count
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,11 +60,31 @@ def _match(
 
 
 def _best(df: pd.DataFrame) -> dict[str, Any] | None:
+    """The matching point of highest output tok/s: its tok/s, device count, and where it was measured
+    (with how many of its requests failed, where some did: its tok/s counts the others only)."""
     if df.empty:
         return None
     r = df.sort_values("output_tok_s", kind="stable").iloc[-1]
     prec = f" {r['precision']}" if "precision" in r and isinstance(r["precision"], str) else ""
-    return {"tok_s": float(r["output_tok_s"]), "where": f"{r['config']}{prec} {r['load']} ({r['run_id']})"}
+    errors, requests, devices = (_count(r.get(k)) for k in ("errors", "requests", "devices"))
+    failed = f"; {errors}{'' if requests is None else f' of {requests}'} requests failed" if errors else ""
+    return {
+        "tok_s": float(r["output_tok_s"]),
+        "devices": devices or 1,
+        "where": f"{r['config']}{prec} {r['load']} ({r['run_id']}{failed})",
+    }
+
+
+def _count(x: Any) -> int | None:
+    """A table count as an int (numpy's too); None where absent or NaN."""
+    return int(float(x)) if isinstance(x, numbers.Real) and not isinstance(x, bool) and x == x else None
+
+
+def _stated_to(value: float, got: float) -> bool:
+    """Whether `got` rounds to `value` at the decimals the claim states it with ($1.9 is 1.85 to 1.95)."""
+    text = f"{value:g}"
+    decimals = len(text.split(".")[1]) if "." in text and "e" not in text else 0
+    return abs(got - value) <= 0.5 * 10**-decimals + 1e-9
 
 
 def _fmt_tok(x: float) -> str:
@@ -237,11 +258,11 @@ def _cost(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
     n = c.devices or 1
     usd = usd_per_million_tokens(c.usd_per_hour, c.tok_s, n)
     arithmetic = f"${c.usd_per_hour:g}/h / ({c.tok_s:g} tok/s x 3600) = ${usd:.2f}/1M"
-    arith_ok = abs(round(usd, 2) - c.value) < 0.006
+    arith_ok = _stated_to(c.value, usd)
     best = _best(_match(points, c.model, c.device, c.devices, c.engine, c.precision, c.concurrency))
     measured = "-"
-    if best is not None:
-        m_usd = usd_per_million_tokens(c.usd_per_hour, best["tok_s"], n)
+    if best is not None:  # the measured point's devices, all paid for
+        m_usd = usd_per_million_tokens(c.usd_per_hour, best["tok_s"], best["devices"])
         measured = f"${m_usd:.2f}/1M at {_fmt_tok(best['tok_s'])} tok/s ({best['where']})"
     _, tput, _ = _throughput(c, c.tok_s, c.precision, points.iloc[0:0])
     agrees = "matches" if arith_ok else "does NOT match"

@@ -293,3 +293,29 @@ def test_a_cost_claim_whose_arithmetic_is_wrong_is_said_to_be() -> None:
     assert "$2/h / (100 tok/s x 3600) = $5.56/1M (does NOT match $4)" in r.roofline
     right = wrong.model_copy(update={"value": 5.56})
     assert check(right, NO_RUNS).verdict == "arithmetic checks"
+
+
+def test_a_cost_claim_prices_the_matched_point_on_its_own_device_count() -> None:
+    """A claim without a device count matched a 2-GPU point and priced it as one GPU ($1.90 where the
+    two GPUs it ran on cost 2 x $2.49 / (364.8 x 3600) x 1e6 = $3.79)."""
+    claim = Claim(
+        id="c", source="t", text="t", kind="cost", value=1.9, model="llama-3.1-70b", device="h100-sxm",
+        usd_per_hour=2.49, tok_s=364.0,
+    )  # fmt: skip
+    pts = _points([{"device": "h100-sxm", "devices": 2, "precision": "bf16", "output_tok_s": 364.8}])
+    r = check(claim, pts)
+    assert r.measured.startswith("$3.79/1M at 365 tok/s (2x h100-sxm | vllm bf16 c1 (run0))"), r.measured
+    # $2.49 / (364 x 3600) x 1e6 = $1.9002: "$1.9" states it to one decimal
+    assert r.verdict == "arithmetic checks; measured"
+    assert check(claim.model_copy(update={"value": 1.8}), NO_RUNS).verdict == "arithmetic wrong"
+
+
+def test_a_matched_point_with_failed_requests_says_so() -> None:
+    claim = Claim(
+        id="t", source="t", text="t", kind="throughput", value=100.0, model="llama-3.1-70b",
+        device="h100-sxm", devices=1,
+    )  # fmt: skip
+    row = {"device": "h100-sxm", "devices": 1, "precision": "bf16", "output_tok_s": 121.0}
+    r = check(claim, _points([{**row, "errors": 4, "requests": 8}]))
+    assert r.measured.startswith("121 tok/s at 1x h100-sxm | vllm bf16 c1 (run0; 4 of 8 requests failed)")
+    assert "failed" not in check(claim, _points([{**row, "errors": 0, "requests": 8}])).measured
