@@ -106,9 +106,9 @@ def report_run(run: str | Path, console: Console | None = None) -> Path:
         f"# {title}\n",
         f"- run: `{manifest.get('run_id')}`",
         f"- host: {host.get('cpu_model')} ({host.get('cpu_logical')} logical CPUs)",
-        f"- engine: {' '.join((manifest.get('engines') or [{}])[0].get('command') or [])}\n",
+        f"- engine: {engine_line((manifest.get('engines') or [{}])[0])}\n",
     ]
-    notes = run_notes(manifest, df, Path(run)) + aborted_notes(df) + point_notes(df)
+    notes = all_notes(manifest, df, Path(run))
     for n in notes:
         console.print(f"[yellow]note[/] {escape(n)}", highlight=False)
     table = markdown(df) if not df.empty else "no finished points\n"
@@ -156,6 +156,21 @@ def bench_frames(manifest: dict[str, Any], df: pd.DataFrame) -> list[tuple[str, 
         )
         out.append((title, frame, notes))
     return out
+
+
+def engine_line(engine: dict[str, Any]) -> str:
+    """How an engine was run: its command, or (an external endpoint, started by nobody here) its name and
+    URL."""
+    if command := engine.get("command"):
+        return " ".join(command)
+    where = engine.get("base_url")
+    return " ".join(str(x) for x in (engine.get("name"), f"at {where}" if where else None) if x) or "-"
+
+
+def all_notes(manifest: dict[str, Any], df: pd.DataFrame, run: Path) -> list[str]:
+    """Every note a report of the run gives: how the run stands, points cut short, failed requests and
+    the warnings of each point."""
+    return run_notes(manifest, df, run) + aborted_notes(df) + point_notes(df)
 
 
 def run_notes(manifest: dict[str, Any], df: pd.DataFrame, run: Path) -> list[str]:

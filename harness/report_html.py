@@ -20,7 +20,7 @@ import pandas as pd
 from harness.compare import ROW_KEYS, dedupe, fmt
 from harness.cost import add_cost_columns
 from harness.fileio import write_text_whole
-from harness.report import bench_frames, display_frame
+from harness.report import all_notes, bench_frames, display_frame, engine_line
 from harness.results import read_manifest, read_points
 
 
@@ -147,12 +147,32 @@ def make_plots(points: pd.DataFrame, out_dir: Path, reruns: str = "newest") -> t
             "US$ per 1M output tokens",
             "Device rent over measured output throughput (prices in the table below).",
         )
-    else:
+    elif unpriced := sorted(set(points["device"]) - _priced(points)):
         notes.append(
-            "Cost per 1M output tokens: not plotted, no price for "
-            f"{', '.join(sorted(set(points['device'])))} (give one with --price DEVICE=USD_PER_HOUR)."
+            f"Cost per 1M output tokens: not plotted, no price for {', '.join(unpriced)} (give one with "
+            "--price DEVICE=USD_PER_HOUR)."
         )
+    else:
+        notes.append("Cost per 1M output tokens: not plotted, no priced point measured output tokens/s.")
     return plots, notes
+
+
+def _priced(points: pd.DataFrame) -> set[str]:
+    if "usd_per_device_hour" not in points.columns:
+        return set()
+    return set(points.loc[points["usd_per_device_hour"].notna(), "device"])
+
+
+def run_note_parts(run: str | Path) -> list[str]:
+    """A run's notes (`report.all_notes`: its status, points cut short, failed requests, each point's
+    warnings) as HTML: a heading and a paragraph each; nothing when it has none."""
+    manifest = read_manifest(run)
+    notes = all_notes(manifest, read_points(run, manifest), Path(run))
+    if not notes:
+        return []
+    return [f"<h2>Notes: {html.escape(Path(run).name)}</h2>"] + [
+        f"<p class='note'>{html.escape(n)}</p>" for n in notes
+    ]
 
 
 def _manifest_rows(run: str | Path) -> list[tuple[str, str]]:
@@ -161,7 +181,7 @@ def _manifest_rows(run: str | Path) -> list[tuple[str, str]]:
     scen = m.get("scenario") or {}
     rows: list[tuple[str, str]] = [
         ("run", str(m.get("run_id"))),
-        ("status", f"{m.get('status')} {m.get('status_message') or ''}".strip()),
+        ("status", ": ".join(str(x) for x in (m.get("status"), m.get("status_message")) if x)),
         (
             "scenario",
             f"{scen.get('name')} ({m.get('scenario_file')}, sha256 {str(m.get('scenario_hash'))[:12]})",
@@ -180,18 +200,41 @@ def _manifest_rows(run: str | Path) -> list[tuple[str, str]]:
     for e in m.get("engines") or []:
         model = e.get("model") or {}
         v = e.get("variant")
-        rows.append((f"engine v{v}", f"{e.get('name')} ({e.get('launcher')}) {e.get('version') or ''}"))
-        rows.append((f"engine v{v} command", " ".join(e.get("command") or [])))
+        rows.append((f"engine v{v}", _known(e.get("name"), f"({e.get('launcher')})", e.get("version"))))
+        rows.append((f"engine v{v} command", engine_line(e)))
+        sha, size = model.get("sha256"), model.get("size_bytes")
         rows.append(
             (
                 f"engine v{v} model",
-                f"{model.get('name')} [{model.get('source')}] "
-                f"{e.get('precision')} sha256 {str(model.get('sha256'))[:12]} size {model.get('size_bytes')}",
+                _known(
+                    model.get("name"),
+                    model.get("source") and f"[{model['source']}]",
+                    e.get("precision"),
+                    sha and f"sha256 {str(sha)[:12]}",
+                    size and f"size {size}",
+                ),
             )
         )
     tel = m.get("telemetry") or {}
-    rows.append(("telemetry", ", ".join(sorted(tel)) or "none recorded"))
+    # a source that could not run (no NVML library, no metrics endpoint) says why in `absent`, text; one
+    # that ran without some of its parts (RAPL) names them in a mapping
+    absent: dict[str, str] = {}
+    for name, entry in sorted(tel.items()):
+        why = entry.get("absent") if isinstance(entry, dict) else None
+        if isinstance(why, str):
+            absent[name] = why
+        elif isinstance(why, dict):
+            absent.update({f"{name}.{part}": str(w) for part, w in why.items()})
+    recorded = [k for k in sorted(tel) if k not in absent]
+    rows.append(("telemetry", ", ".join(recorded) or "none recorded"))
+    if absent:
+        rows.append(("telemetry absent", "; ".join(f"{k}: {why}" for k, why in absent.items())))
     return rows
+
+
+def _known(*parts: Any) -> str:
+    """The parts that are known, in order (a manifest leaves out what an engine could not say)."""
+    return " ".join(str(p) for p in parts if p not in (None, "", "(None)")) or "-"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -233,6 +276,8 @@ def write_html(
             f"src='data:image/png;base64,{data}'><figcaption>{html.escape(p.caption)}</figcaption></figure>"
         )
     parts += [f"<p class='note'>{html.escape(n)}</p>" for n in notes]
+    for r in runs:
+        parts += run_note_parts(r)
     shown = display_frame(points)
     if _has(points, "run_id") and points["run_id"].nunique() > 1:
         # every run's points, reruns included (the plots take the newest): which run each row is from

@@ -98,3 +98,42 @@ def test_the_html_points_table_says_which_run_each_row_is_from(tmp_path) -> None
     assert (
         sum(n.startswith("cpu | llamacpp/llama-server at c") and "median of 3 runs" in n for n in notes) == 2
     )
+
+
+def test_the_html_report_says_what_failed_and_which_telemetry_is_absent(tmp_path) -> None:
+    """A point with failed requests was plotted without a word in the HTML (report.md said it); NVML that
+    never loaded was listed as telemetry; a run with nothing measured had its cost plot 'not plotted, no
+    price' beside a table of the price used."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from harness.report_html import write_html
+    from harness.runinfo import points_frame
+
+    src = Path(__file__).resolve().parents[2] / "results/evidence/20261125T114708Z-quickstart-cpu"
+    run = tmp_path / src.name
+    shutil.copytree(src, run)
+    pts = pd.read_parquet(run / "points.parquet")
+    pts.loc[0, ["errors", "ok", "error_kinds"]] = [4, 4, "http:4"]
+    pts.to_parquet(run / "points.parquet")
+    (run / "points.csv").unlink()
+    m = json.loads((run / "manifest.json").read_text())
+    m.update(status="partial", status_message="point v0-c4: engine process exited")
+    (run / "manifest.json").write_text(json.dumps(m))
+    out, _, notes = write_html([run], points_frame([run]), tmp_path / "r.html", {"cpu": 0.1})
+    text = out.read_text()
+    assert "<h2>Notes: 20261125T114708Z-quickstart-cpu</h2>" in text
+    assert (
+        "point v0-c1: 4 of 8 measured requests failed (http:4); its latencies cover the others only" in text
+    )
+    assert "<td>status</td><td>partial: point v0-c4: engine process exited</td>" in text
+    assert "<td>telemetry</td><td>cpu, engine_metrics</td>" in text
+    assert "<td>telemetry absent</td><td>cpu.rapl: /sys/class/powercap does not exist" in text
+    assert "nvml: nvmlInit: NVML Shared Library Not Found" in text
+    # nothing measured: the cost plot is left out for that, not for a price
+    empty = points_frame([run]).assign(output_tok_s=math.nan)
+    _, _, notes = write_html([run], empty, tmp_path / "e.html", {"cpu": 0.1})
+    assert "Cost per 1M output tokens: not plotted, no priced point measured output tokens/s." in notes
+    _, _, notes = write_html([run], points_frame([run]), tmp_path / "n.html", {})
+    assert any(n.startswith("Cost per 1M output tokens: not plotted, no price for ") for n in notes)

@@ -89,3 +89,13 @@ def test_resumed_runs_without_an_attempt_column_or_points_are_still_reported(tmp
         "run interrupted: no reason recorded",
         "resumed 1 time(s)",
     ]
+
+
+def test_the_engine_line_of_an_external_endpoint_names_its_url() -> None:
+    """report.md read `- engine: ` with nothing after it for an endpoint nobody here started."""
+    from harness.report import engine_line
+
+    assert engine_line({"command": ["llama-server", "-m", "m.gguf"]}) == "llama-server -m m.gguf"
+    external = {"name": "external", "command": None, "base_url": "http://10.0.0.2:8000"}
+    assert engine_line(external) == "external at http://10.0.0.2:8000"
+    assert engine_line({}) == "-"
