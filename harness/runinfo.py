@@ -371,10 +371,15 @@ def roofline_tok_s(
     Tensor parallelism divides the weight reads over GPUs; pipeline stages read
     theirs one after the other, so pipeline parallelism adds no bandwidth to a decode step. llama.cpp
     with layers left on the CPU (`n_gpu_layers` below the block count) reads those from host memory at
-    the host CPU's bandwidth (harness.offload), unknown host bandwidth giving NaN."""
+    the host CPU's bandwidth (harness.offload), unknown host bandwidth giving NaN. llama.cpp over several
+    GPUs splits its layers between them (read one after another, like pipeline stages): one device's
+    bandwidth. An external endpoint on several GPUs split the model in a way not known here: NaN."""
     table = table or devices()
     dev = table.get(device)
     if dev is None or batch is None or (isinstance(batch, float) and math.isnan(batch)):
+        return math.nan
+    hw = (manifest.get("scenario") or {}).get("hardware") or {}
+    if cfg.get("type") == "external" and int(hw.get("gpus") or 1) > 1:
         return math.nan
     shape, weight = shape_of(manifest, cfg, engine)
     if shape is None or weight is None:

@@ -246,3 +246,21 @@ def test_pct_roofline_of_a_run_is_its_tok_s_over_the_ceiling(tmp_path: Any) -> N
     (p,) = run_points(run.path).to_dict("records")
     assert p["roofline_tok_s"] == pytest.approx(562.75, abs=0.01)
     assert p["pct_roofline"] == pytest.approx(50.0, rel=1e-12)
+
+
+def test_an_external_endpoint_on_several_gpus_has_no_ceiling() -> None:
+    """How the endpoint split the model over its GPUs is not known: 2 GPUs read 43.8 % of one GPU's
+    ceiling, as if the second GPU added nothing (while its cost counted both)."""
+    engine = {
+        "type": "external",
+        "base_url": "http://h:8000",
+        "model": {"source": "catalog", "name": "llama-3.1-8b"},
+    }
+    got = {}
+    for gpus in (1, 2):
+        m = _manifest(engine, {"gpu": H100, "gpus": gpus})
+        cfg = m["scenario"]["engine"]
+        device, n = device_of(m, cfg, {"local": False})
+        assert (device, n) == (H100, gpus)
+        got[gpus] = roofline_tok_s(m, cfg, {"local": False}, device, 4, "bf16")
+    assert got[1] > 0 and math.isnan(got[2])
