@@ -281,10 +281,13 @@ def caveats(points: pd.DataFrame) -> list[str]:
             out.append(f"run {run_id}: {', '.join(map(str, ids))} measured after a resume (engine restarted)")
     if {"errors", "requests"} <= set(points.columns):
         for _, r in points[points["errors"].fillna(0) > 0].iterrows():
-            out.append(
-                f"run {r['run_id']} point {r['point_id']}: {int(r['errors'])} of {int(r['requests'])} "
-                "measured requests failed; its numbers cover the others only"
+            bad, n = int(r["errors"]), int(r["requests"])
+            said = (
+                f"all {n} measured requests failed: it measured nothing"
+                if bad >= n
+                else f"{bad} of {n} measured requests failed; its numbers cover the others only"
             )
+            out.append(f"run {r['run_id']} point {r['point_id']}: {said}")
     return out
 
 
@@ -369,7 +372,22 @@ def metric_frame(c: Comparison, metric: str, spec: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*ROW_KEYS, *sub.columns])
 
 
-def rich_tables(c: Comparison, metrics: list[str] | None = None) -> list[Table]:
+# terminal columns a table's row keys (model, precision, workload, load) and its borders take, about
+ROW_KEYS_WIDTH = 60
+
+
+def column_keys(configs: list[str], width: int) -> dict[str, str]:
+    """Column headings for the configurations: their labels where the table fits `width` terminal
+    columns, else `#1`, `#2`, ... (a legend gives the labels): cut to fit, long labels that differ only
+    at their end read the same."""
+    if ROW_KEYS_WIDTH + sum(len(c) + 3 for c in configs) <= width:
+        return {c: c for c in configs}
+    return {c: f"#{i}" for i, c in enumerate(configs, 1)}
+
+
+def rich_tables(
+    c: Comparison, metrics: list[str] | None = None, keys: dict[str, str] | None = None
+) -> list[Table]:
     tables = []
     for m, header, spec in _present(c):
         if metrics is not None and m not in metrics:
@@ -379,7 +397,8 @@ def rich_tables(c: Comparison, metrics: list[str] | None = None) -> list[Table]:
         # labels are text: `[engine.cpu_offload_gb=40]` would be taken for rich markup and dropped
         t = Table(title=escape(title), title_justify="left")
         for col in df.columns:
-            t.add_column(escape(str(col)), justify="left" if col in ROW_KEYS else "right")
+            head = (keys or {}).get(str(col), str(col))
+            t.add_column(escape(head), justify="left" if col in ROW_KEYS else "right")
         for _, r in df.iterrows():
             t.add_row(*[escape(str(x)) for x in r])
         tables.append(t)
@@ -457,7 +476,13 @@ def empty_metric_notes(c: Comparison, metrics: list[str] | None) -> list[str]:
 
 
 def print_comparison(c: Comparison, console: Console, metrics: list[str] | None = None) -> None:
-    for t in rich_tables(c, metrics):
+    configs = [str(x) for x in dict.fromkeys(c.wide.columns.get_level_values(1))]
+    keys = column_keys(configs, console.width)
+    if any(k != label for label, k in keys.items()):
+        console.print("columns:", markup=False, highlight=False)
+        for label, k in keys.items():
+            console.print(f"  {k} = {label}", markup=False, highlight=False, soft_wrap=True)
+    for t in rich_tables(c, metrics, keys):
         console.print(t)
     for n in [*empty_metric_notes(c, metrics), *c.notes]:
         console.print(f"note: {n}", markup=False, highlight=False)

@@ -350,3 +350,31 @@ def test_cells_keep_three_significant_digits_so_small_costs_stay_apart() -> None
         "0.0001235",
     ]
     assert fmt(float("nan"), "usd") == "-" and fmt(0.0, "usd") == "0.00" and significant(0.5) == "0.500"
+
+
+def test_labels_too_wide_for_the_terminal_become_numbered_columns_with_a_legend() -> None:
+    """Two variants whose labels differ only at their end were cut to the same text in an 80-column
+    terminal; numbered headings and a legend keep them apart."""
+    from rich.console import Console
+
+    df = _rows().iloc[:2].copy()
+    long = "cpu | llamacpp/xllamacpp | model=source=synthetic,layers=2,hidden=256"
+    df = pd.concat([df.assign(config=f"{long},dtype=f16"), df.assign(config=f"{long},dtype=q8_0")])
+    df["output_tok_s"] = [10.0, 20.0, 30.0, 40.0]
+    c = Comparison(df, pivot(add_speedup(df, None)), None)
+    console = Console(record=True, width=80)
+    print_comparison(c, console, ["output_tok_s"])
+    text = console.export_text()
+    assert f"  #1 = {long},dtype=f16\n  #2 = {long},dtype=q8_0\n" in text
+    assert "#1" in text.split("output tok/s")[1] and "#2" in text.split("output tok/s")[1]
+    wide = Console(record=True, width=400)  # room for the labels: no legend
+    print_comparison(c, wide, ["output_tok_s"])
+    text = wide.export_text()
+    assert "columns:" not in text and f"{long},dtype=q8_0" in text
+
+
+def test_a_point_whose_every_request_failed_is_not_said_to_cover_the_others() -> None:
+    from harness.compare import caveats
+
+    df = pd.DataFrame([{"run_id": "r", "point_id": "v0-c4", "errors": 8, "requests": 8}])
+    assert caveats(df) == ["run r point v0-c4: all 8 measured requests failed: it measured nothing"]
