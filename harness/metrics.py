@@ -253,7 +253,12 @@ def summarize(
     row.update(stats((send_lag_s(r) for r in measured), "send_lag_s"))
     row.update(stats((ttft_s(r, open_loop) for r in ok), "ttft_s"))
     row.update(stats((tpot_s(r) for r in ok), "tpot_s"))
-    row.update(stats((x for r in ok for x in itl_s(r)), "itl_s"))
+    gaps = [x for r in ok for x in itl_s(r)]
+    row.update(stats(gaps, "itl_s"))
+    # chunks that came in one read share a stamp: their gap is the client's delivery, not the engine's pace
+    # (streams that came whole in one read are `one_read_streams`, said apart)
+    spread = [x for r in ok if not one_read(r) for x in itl_s(r)]
+    row["itl_zero_frac"] = sum(1 for x in spread if x == 0) / len(spread) if spread else math.nan
     row.update(stats((e2e_s(r, open_loop) for r in ok), "e2e_s"))
     if open_loop:
         row["offered_req_s"] = offered_req_s(measured)
@@ -368,6 +373,7 @@ def _count(row: dict[str, Any], key: str) -> int:
 SHORT_ENERGY_WINDOW_S = 1.0  # below this the energy counter's update period makes J/token noisy
 STEAL_LIMIT_PCT = 5.0  # of the host's CPU time taken by the hypervisor, beyond which a point is warned about
 CLIENT_LAG_LIMIT_S = 0.005  # send or event-loop lateness (p99) beyond which the client is said to lag
+ITL_ZERO_LIMIT = 0.1  # share of zero gaps between chunks beyond which ITL is said to be the delivery's
 # of the window that only failed requests filled, beyond which a point is warned about
 FAILED_TAIL_SHARE = 0.1
 # by how much (a share, at least) the rate an open-loop schedule offered may miss rate_rps unwarned
@@ -421,6 +427,13 @@ def flags(row: dict[str, Any]) -> list[str]:
         out.append(
             f"{k}/{n} prompts are longer than the workload asked: their fixed start (the number that opens "
             "them, and the shared prefix) alone is longer; ask for more input tokens or a shorter prefix"
+        )
+    zero = _value(row, "itl_zero_frac")
+    if zero is not None and zero > ITL_ZERO_LIMIT:
+        out.append(
+            f"{zero:.0%} of the gaps between content chunks were 0 (chunks that arrived in one read): ITL "
+            "percentiles show how tokens were delivered, not how fast they were generated (an engine "
+            "that sends tokens in bursts, or a client that read late)"
         )
     if k := _count(row, "missing_usage"):
         out.append(f"{k}/{n} requests carried no usage: their output tokens are unknown, left out of tok/s")

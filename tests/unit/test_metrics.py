@@ -177,9 +177,15 @@ def test_streams_that_arrived_in_one_read_are_counted_and_noted() -> None:
     row = metrics.summarize([held, normal, short])
     assert row["one_read_streams"] == 1
     notes = point_notes(pd.DataFrame([{"point_id": "v0-c2", **row}]))
-    assert notes == [
+    assert notes[0] == (
         "point v0-c2: 1 of 3 streams arrived in a single read (TPOT and ITL 0): the engine or this client "
         "held them back (a saturated host?)"
+    )
+    # the whole stream's gaps are said above; of the others, `short`'s one gap of 4 was 0
+    assert notes[1:] == [
+        "point v0-c2: 25% of the gaps between content chunks were 0 (chunks that arrived in one read): ITL "
+        "percentiles show how tokens were delivered, not how fast they were generated (an engine that sends "
+        "tokens in bursts, or a client that read late)"
     ]
 
 
@@ -289,3 +295,17 @@ def test_a_stream_without_usage_that_stopped_early_is_counted_by_its_chunks() ->
     length.output_tokens, length.expected_output_tokens = None, 64
     _count_without_usage(length, by_chunks=True)
     assert (length.output_tokens, length.output_tokens_source) == (64, "max_tokens")
+
+
+def test_gaps_of_chunks_that_came_in_one_read_are_said_to_be_the_delivery() -> None:
+    """At saturation most chunks arrived several to a read and ITL p50 read 0.0 ms with nothing saying why."""
+    burst = rec(0, 0, 100, [150, 150, 150, 160, 160], 170, 5)  # gaps 0, 0, 10, 0 ms
+    even = rec(1, 0, 100, [150, 160, 170, 180, 190], 200, 5)  # gaps 10 ms each
+    row = metrics.summarize([burst, even])
+    assert row["itl_zero_frac"] == pytest.approx(3 / 8)
+    assert row["itl_s_p50"] == pytest.approx(0.010)
+    (said,) = [f for f in metrics.flags(row) if "in one read" in f]
+    assert said.startswith("38% of the gaps between content chunks were 0 (chunks that arrived in one read)")
+    assert metrics.summarize([even])["itl_zero_frac"] == 0.0
+    assert not [f for f in metrics.flags(metrics.summarize([even])) if "in one read" in f]
+    assert math.isnan(metrics.summarize([rec(2, 0, 100, [150], 150, 1)])["itl_zero_frac"])  # no gaps
