@@ -335,11 +335,27 @@ def compare_runs(
         base = choose_baseline(list(dict.fromkeys(points["config"])), devs, baseline)
     points = add_speedup(points, base)
     notes += device_count_note(points, base)
+    notes += above_roofline_notes(points)
     if "energy_j_per_output_token" not in points.columns or points["energy_j_per_output_token"].isna().all():
         notes.append("no energy columns in these runs (no GPU energy telemetry): J/token shown as -")
     elif "energy_scope" in points.columns:
         notes += energy_scope_notes(points)
     return Comparison(points.reset_index(drop=True), pivot(points), base, notes)
+
+
+def above_roofline_notes(points: pd.DataFrame) -> list[str]:
+    """A note for each point measured above its decode ceiling: no engine decodes faster than its weights
+    can be read, so the ceiling was worked out for other hardware, precision or model than ran (a
+    `hardware.gpu` that is not the machine's, a quantized file taken for its catalog precision)."""
+    if "pct_roofline" not in points.columns:
+        return []
+    over = points[points["pct_roofline"] > 100]
+    return [
+        f"run {r['run_id']} point {r['point_id']}: {r['pct_roofline']:.0f}% of its roofline, above the "
+        f"ceiling: the hardware ({r['device']}), precision or model it was worked out for is likely not "
+        "what ran"
+        for _, r in over.iterrows()
+    ]
 
 
 def energy_scope_notes(points: pd.DataFrame) -> list[str]:

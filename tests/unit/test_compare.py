@@ -378,3 +378,20 @@ def test_a_point_whose_every_request_failed_is_not_said_to_cover_the_others() ->
 
     df = pd.DataFrame([{"run_id": "r", "point_id": "v0-c4", "errors": 8, "requests": 8}])
     assert caveats(df) == ["run r point v0-c4: all 8 measured requests failed: it measured nothing"]
+
+
+def test_a_point_above_its_roofline_is_said_to_have_the_wrong_ceiling() -> None:
+    """169.8 % of the roofline with a declared L40S on another GPU went without a word."""
+    from harness.compare import above_roofline_notes
+
+    df = pd.DataFrame(
+        [
+            {"run_id": "r", "point_id": "v0-c1", "device": "l40s", "pct_roofline": 169.8},
+            {"run_id": "r", "point_id": "v0-c4", "device": "l40s", "pct_roofline": 64.0},
+            {"run_id": "r", "point_id": "v0-c8", "device": "l40s", "pct_roofline": math.nan},
+        ]
+    )
+    assert above_roofline_notes(df) == [
+        "run r point v0-c1: 170% of its roofline, above the ceiling: the hardware (l40s), precision or model "
+        "it was worked out for is likely not what ran"
+    ]
