@@ -204,6 +204,14 @@ def cost_cmd(
             err.print(f"price {d}: ${usd[d]:g}/h ({quotes[d].origin})")
         else:
             err.print(f"note: no price for {d}: give --price {d}=USD_PER_HOUR")
+    jpt = points.get("energy_j_per_output_token")
+    if kwh is not None and (jpt is None or jpt.isna().any()):
+        # a total without the energy would read as the rent alone: it is shown as - instead
+        err.print(
+            "note: --kwh: points without J/token (no energy telemetry in their window) have no energy or "
+            "total $/1M tokens",
+            highlight=False,
+        )
 
 
 def roofline_cmd(

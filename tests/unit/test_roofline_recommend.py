@@ -267,3 +267,17 @@ def test_cost_of_run_directories_refuses_typed_numbers(tmp_path: Path) -> None:
     res = subprocess.run([*HARNESS, "cost", str(run.path), "--devices", "4"], capture_output=True, text=True)
     assert res.returncode == 2
     assert "cost: --devices is for typed numbers, not run directories" in " ".join(res.stderr.split())
+
+
+def test_energy_priced_runs_without_j_per_token_say_why_the_totals_are_empty() -> None:
+    """The CPU quickstart has no J/token (no RAPL there): `--kwh` left its energy and total columns `-`
+    with no word, and the total without the energy reads as the rent alone."""
+    from tests.conftest import run_harness
+
+    run = Path(__file__).resolve().parents[2] / "results/evidence/20261125T114708Z-quickstart-cpu"
+    res = run_harness("cost", str(run), "--price", "cpu=0.10", "--kwh", "0.2")
+    assert res.returncode == 0, res.stderr
+    said = " ".join(res.stderr.split())
+    assert "note: --kwh: points without J/token (no energy telemetry in their window) have no energy" in said
+    res = run_harness("cost", str(run), "--price", "cpu=0.10")
+    assert "--kwh" not in res.stderr
