@@ -385,6 +385,8 @@ def recommend_cmd(
     precisions = tuple(p.strip() for p in precision.split(",") if p.strip())
     if not precisions:
         raise fail(f"--precision: {precision!r} names no precision (e.g. bf16,fp8)")
+    if "auto" in (p.lower() for p in precisions):  # estimated as bf16: a second row of bf16's numbers
+        raise fail("--precision: auto is an engine's own choice, not one to rank: name it (e.g. bf16,fp8)")
     quotes = prices(price, prices_file, provider)
     runs = check_runs(runs or [])
     need = Need(arch, concurrency, input_tokens, output_tokens, ttft_slo, tpot_slo)

@@ -233,6 +233,10 @@ def test_recommend_slo_options_carry_their_unit_and_the_older_names_still_work()
         ),
         (["claims", "--source", "foo"], "--source: no claims from 'foo' (allowed: article,"),
         (
+            ["recommend", "--model", "llama-3.1-8b", "--concurrency", "4", "--precision", "auto,bf16"],
+            "--precision: auto is an engine's own choice, not one to rank: name it (e.g. bf16,fp8)",
+        ),
+        (
             ["cost", "--usd-per-hour", "2", "--tok-s", "100", "--j-per-token", "0.5"],
             "cost: --j-per-token needs --kwh",
         ),
