@@ -96,6 +96,7 @@ def make_plots(points: pd.DataFrame, out_dir: Path, reruns: str = "newest") -> t
             if x == "concurrency":
                 if df[x].max() / max(df[x].min(), 1) >= 8:
                     ax.set_xscale("log", base=2)
+                    xlabel += " (log scale)"
                 ticks = sorted(set(df[x].astype(int)))
                 ax.set_xticks(ticks, [str(t) for t in ticks])
             ax.set_xlabel(xlabel)

@@ -275,7 +275,7 @@ def roofline_cmd(
     except (CatalogError, ValueError) as e:
         raise fail(f"roofline: {e}") from None
     title = (
-        f"decode ceiling: {model} {precision} on {tp}x {gpu} ({dev.bandwidth_gbs:g} GB/s), "
+        f"decode ceiling: {model} {precision} on {tp}x {gpu} ({dev.bandwidth_gbs:g} GB/s each), "
         f"context {context:g} tokens, efficiency {efficiency:g}"
     )
     if cpu_offload_gb:
