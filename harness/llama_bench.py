@@ -288,7 +288,8 @@ def compare(tests: list[dict[str, Any]], row: dict[str, Any]) -> list[dict[str, 
     * prefill `ppP`:            llama-bench P / t;  server `timings.prompt_per_second` (mean over
                                 requests);  client P / TTFT (mean prompt tokens per request / mean TTFT)
     * decode `tgN @ dP`:        llama-bench N / t;  server `timings.predicted_per_second`;
-                                client 1 / mean TPOT
+                                client 1 / TPOT; each a mean over repetitions or requests (the
+                                client's 1 / mean TPOT in points tables from before its mean rate)
     * request `ppP+tg(N-1)`:    llama-bench (P + N - 1) / t;  client (P + N - 1) / mean E2E, the same
                                 work (P and N - 1 from the test) over the time a request took
 
@@ -299,6 +300,11 @@ def compare(tests: list[dict[str, Any]], row: dict[str, Any]) -> list[dict[str, 
     p = _num(row.get("input_tokens")) / ok if ok > 0 else math.nan
     n = _num(row.get("output_tokens")) / ok if ok > 0 else math.nan
     tpot = _num(row.get("tpot_s_mean"))
+    # a mean of per-request rates, as the server's and llama-bench's are (1 / mean TPOT is another mean:
+    # requests at 10 and 30 ms per token give 50 tok/s one way and 66.7 the other)
+    decode = _num(row.get("decode_tok_s_mean"))
+    if math.isnan(decode):
+        decode = 1.0 / tpot if ok > 0 and tpot > 0 else math.nan
     server = {
         "prefill": _num(row.get("server_prefill_tok_s_mean")),
         "decode": _num(row.get("server_decode_tok_s_mean")),
@@ -309,7 +315,7 @@ def compare(tests: list[dict[str, Any]], row: dict[str, Any]) -> list[dict[str, 
         kind = "request" if t["n_prompt"] and t["n_gen"] else "prefill" if t["n_prompt"] else "decode"
         client = {
             "prefill": _rate(p, row.get("ttft_s_mean")),
-            "decode": 1.0 / tpot if ok > 0 and tpot > 0 else math.nan,
+            "decode": decode if ok > 0 else math.nan,
             "request": _rate(t["n_prompt"] + t["n_gen"], row.get("e2e_s_mean")) if ok > 0 else math.nan,
         }[kind]
         bench = _num(t.get("avg_ts"))

@@ -167,6 +167,16 @@ def test_compare_by_hand() -> None:
     assert pg["point_prompt_tokens"] == 100 and pg["point_output_tokens"] == 20
 
 
+def test_the_client_decode_rate_is_a_mean_of_rates_as_the_servers_and_the_benchs_are() -> None:
+    """Requests at 10 and 30 ms per token: their rates average 66.7 tok/s, as llama.cpp's timings and
+    llama-bench average theirs; 1 / mean TPOT (20 ms) is 50, and set the two apart by 25 %."""
+    row = {**ROW, "tpot_s_mean": 0.020, "decode_tok_s_mean": (100 + 1000 / 30) / 2}
+    row["server_decode_tok_s_mean"] = row["decode_tok_s_mean"]
+    tg = {c["test"]: c for c in llama_bench.compare(TESTS, row)}["tg20 @ d100"]
+    assert tg["client_tok_s"] == pytest.approx(66.667, rel=1e-4)
+    assert tg["client_tok_s"] == pytest.approx(tg["server_tok_s"])
+
+
 def test_compare_without_successes_is_nan() -> None:
     got = llama_bench.compare(TESTS, {**ROW, "ok": 0})
     assert all(math.isnan(c["client_tok_s"]) for c in got)
