@@ -207,6 +207,19 @@ class Estimate:
     basis: str
 
 
+def efficiency_note(reached: list[float], efficiency: float, estimated: bool) -> list[str]:
+    """Where measured options sit beside ideal roofline estimates: what share of their own ceiling the
+    measured ones reached, and the --efficiency that puts the estimates on that footing."""
+    if not reached or not estimated or efficiency != 1.0:
+        return []
+    lo, hi = min(reached), max(reached)
+    span = f"{lo:.0%}" if round(lo, 2) == round(hi, 2) else f"{lo:.0%}-{hi:.0%}"
+    return [
+        f"measured options reached {span} of their roofline estimate; the estimates assume 100 %: "
+        f"--efficiency {lo:.2g} ranks them on the measured footing"
+    ]
+
+
 def _estimate(need: Need, dev: Device, precision: str, tp: int, efficiency: float) -> Estimate:
     shape = Shape.of(need.model)
     weight = shape.params * bytes_per_param(precision)
@@ -247,6 +260,7 @@ def recommend(
     rows: list[dict[str, object]] = []
     notes: list[str] = []
     used: set[str] = set()  # runs whose points a row took
+    reached: list[float] = []  # measured tok/s over the roofline estimate of the same option
     weights_gb = {p: need.model.params_b * bytes_per_param(p) for p in precisions}
     for key, dev in gpus().items():
         if only and key not in only:
@@ -274,6 +288,9 @@ def recommend(
                         True,
                         f"measured ({got['run_id']}, p99 latencies)",
                     )
+                    ceiling = _estimate(need, dev, p, tp, 1.0).output_tok_s
+                    if ceiling > 0 and est.output_tok_s == est.output_tok_s:
+                        reached.append(est.output_tok_s / ceiling)
                 else:
                     est = _estimate(need, dev, p, tp, efficiency)
                     if kv := _measured_kv_tokens(points, need, key, p, tp):
@@ -313,6 +330,9 @@ def recommend(
             if not fitting:
                 notes.append(f"{key} {p}: {weights_gb[p]:.0f} GB of weights do not fit on {max(tps)} devices")
     notes += unused_run_notes(points, need, used, precisions, only, frozenset(prices_usd_per_hour), tps)
+    notes += efficiency_note(
+        reached, efficiency, any(not str(r["basis"]).startswith("measured") for r in rows)
+    )
     df = pd.DataFrame(rows)
     if not df.empty:
         df["_cost"] = df["usd_per_1m_tokens"].round(9)  # TP 1 and TP 2 tie in the ideal roofline

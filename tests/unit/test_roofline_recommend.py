@@ -285,3 +285,22 @@ def test_energy_priced_runs_without_j_per_token_say_why_the_totals_are_empty() -
     assert "note: --kwh: points without J/token (no energy telemetry in their window) have no energy" in said
     res = run_harness("cost", str(run), "--price", "cpu=0.10")
     assert "--kwh" not in res.stderr
+
+
+def test_estimates_beside_measured_options_say_what_share_of_the_ceiling_was_reached() -> None:
+    """A 2x A100 estimate at 100 % ranked first above a measured A100 that reached 36 % of its ceiling."""
+    from harness.recommend import _estimate, efficiency_note
+
+    assert efficiency_note([0.36, 0.52], 1.0, True) == [
+        "measured options reached 36%-52% of their roofline estimate; the estimates assume 100 %: "
+        "--efficiency 0.36 ranks them on the measured footing"
+    ]
+    assert efficiency_note([0.36], 1.0, True)[0].startswith("measured options reached 36% of their")
+    assert efficiency_note([0.36], 0.4, True) == []  # an efficiency given: the user chose it
+    assert efficiency_note([0.36], 1.0, False) == []  # nothing estimated
+    need = Need(get_model("llama-3.1-70b"), 32, 1024, 256, 2.0, 0.2)
+    _, notes = recommend(need, {"h100-sxm": 2.0}, pd.DataFrame([_point()]), precisions=("bf16",))
+    from harness.catalog.hardware import gpus
+
+    share = 2500.0 / _estimate(need, gpus()["h100-sxm"], "bf16", 8, 1.0).output_tok_s
+    assert f"measured options reached {share:.0%} of their roofline estimate" in " | ".join(notes)
