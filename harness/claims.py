@@ -81,10 +81,14 @@ def _count(x: Any) -> int | None:
 
 
 def _stated_to(value: float, got: float) -> bool:
-    """Whether `got` rounds to `value` at the decimals the claim states it with ($1.9 is 1.85 to 1.95)."""
+    """Whether `got` rounds to `value` as the claim states it: within half a unit of its last decimal
+    ($1.9 is 1.85 to 1.95), between half a cent and 5 cents, and at most 5 % of the value. (The
+    decimals are read off the number, which keeps no trailing zeros: "$4.00" reads as 4, held to 5 cents,
+    not to 50.)"""
     text = f"{value:g}"
     decimals = len(text.split(".")[1]) if "." in text and "e" not in text else 0
-    return abs(got - value) <= 0.5 * 10**-decimals + 1e-9
+    tol = min(max(min(0.5 * 10**-decimals, 0.05), 0.005), 0.05 * abs(value))
+    return abs(got - value) <= tol + 1e-12
 
 
 def _fmt_tok(x: float) -> str:

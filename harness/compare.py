@@ -343,13 +343,18 @@ def compare_runs(
     return Comparison(points.reset_index(drop=True), pivot(points), base, notes)
 
 
+# % of the decode roofline past which a point is said to be above it: a few % over can be the catalog's
+# nominal bandwidth or the bytes counted per step, well over is a ceiling for something else
+ABOVE_ROOFLINE_PCT = 110.0
+
+
 def above_roofline_notes(points: pd.DataFrame) -> list[str]:
     """A note for each point measured above its decode ceiling: no engine decodes faster than its weights
     can be read, so the ceiling was worked out for other hardware, precision or model than ran (a
     `hardware.gpu` that is not the machine's, a quantized file taken for its catalog precision)."""
     if "pct_roofline" not in points.columns:
         return []
-    over = points[points["pct_roofline"] > 100]
+    over = points[points["pct_roofline"] > ABOVE_ROOFLINE_PCT]
     return [
         f"run {r['run_id']} point {r['point_id']}: {r['pct_roofline']:.0f}% of its roofline, above the "
         f"ceiling: the hardware ({r['device']}), precision or model it was worked out for is likely not "
@@ -494,11 +499,12 @@ def empty_metric_notes(c: Comparison, metrics: list[str] | None) -> list[str]:
 def print_comparison(c: Comparison, console: Console, metrics: list[str] | None = None) -> None:
     configs = [str(x) for x in dict.fromkeys(c.wide.columns.get_level_values(1))]
     keys = column_keys(configs, console.width)
-    if any(k != label for label, k in keys.items()):
+    tables = rich_tables(c, metrics, keys)
+    if tables and any(k != label for label, k in keys.items()):
         console.print("columns:", markup=False, highlight=False)
         for label, k in keys.items():
             console.print(f"  {k} = {label}", markup=False, highlight=False, soft_wrap=True)
-    for t in rich_tables(c, metrics, keys):
+    for t in tables:
         console.print(t)
     for n in [*empty_metric_notes(c, metrics), *c.notes]:
         console.print(f"note: {n}", markup=False, highlight=False)

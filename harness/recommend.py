@@ -162,6 +162,8 @@ def unused_run_notes(
         steps.append((dev, f"no price for {', '.join(unpriced)} (give --price DEVICE=USD_PER_HOUR)"))
         have_prec = ", ".join(sorted(set(map(str, dev["precision"]))))
         prec = dev[dev["precision"].isin(precisions)]
+        if have_prec == "auto":  # an external endpoint, a vLLM log that did not say: no precision to rank
+            steps.append((prec, "its precision is not recorded (auto), so recommend cannot rank it"))
         steps.append((prec, f"precision {have_prec} not asked (--precision)"))
         have_n = ", ".join(str(int(n)) for n in sorted(set(prec["devices"].dropna())))
         tp = prec[prec["devices"].isin(tps)]

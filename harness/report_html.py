@@ -217,13 +217,14 @@ def _manifest_rows(run: str | Path) -> list[tuple[str, str]]:
             )
         )
     tel = m.get("telemetry") or {}
-    # a source that could not run (no NVML library, no metrics endpoint) says why in `absent`, text; one
-    # that ran without some of its parts (RAPL) names them in a mapping
+    # a source that could not run (no NVML library, no metrics endpoint) says why in `absent`, text, one
+    # that failed to start in `error`; one that ran without some of its parts (RAPL) names them in a mapping
     absent: dict[str, str] = {}
     for name, entry in sorted(tel.items()):
-        why = entry.get("absent") if isinstance(entry, dict) else None
-        if isinstance(why, str):
-            absent[name] = why
+        entry = entry if isinstance(entry, dict) else {}
+        why = entry.get("absent")
+        if isinstance(why, str) or entry.get("error"):
+            absent[name] = str(why if isinstance(why, str) else entry["error"])
         elif isinstance(why, dict):
             absent.update({f"{name}.{part}": str(w) for part, w in why.items()})
     recorded = [k for k in sorted(tel) if k not in absent]

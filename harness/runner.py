@@ -44,12 +44,13 @@ class RunFailed(Exception):
 
 
 class RunWriteFailed(Exception):
-    """A run's files could not be written (a full disk, one gone read-only or removed)."""
+    """A run's files could not be written (a full disk, one gone read-only or removed); `resumable`: a
+    resume can continue it (a rate search is run again instead)."""
 
-    def __init__(self, run_dir: Path, error: OSError) -> None:
+    def __init__(self, run_dir: Path, error: OSError, resumable: bool) -> None:
         where = f" ({error.filename})" if error.filename else ""
         super().__init__(f"{error.strerror or error}{where}")
-        self.run_dir = run_dir
+        self.run_dir, self.resumable = run_dir, resumable
 
 
 @dataclass
@@ -256,10 +257,13 @@ def run_scenario(
         if again:
             raise InterruptedAgain(run.path) from None
         if isinstance(e, OSError):
-            raise RunWriteFailed(run.path, e) from e
+            raise RunWriteFailed(run.path, e, not find_max_goodput) from e
         raise
-    run.close()
-    return sweep.finish(scenario_file, find_max_goodput)
+    try:
+        run.close()
+        return sweep.finish(scenario_file, find_max_goodput)
+    except OSError as e:  # the last records, or the status
+        raise RunWriteFailed(run.path, e, not find_max_goodput) from e
 
 
 @dataclass

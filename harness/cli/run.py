@@ -120,12 +120,16 @@ def run(
             130,
         ) from None
     except RunWriteFailed as e:
+        then = (
+            f"continue with: harness run {scenario} --resume {e.run_dir}"
+            if e.resumable
+            else "a rate search is not resumed: run it again"
+        )
         raise fail(
-            f"cannot write the run's files in {e.run_dir}: {e}; what was written so far is kept (continue "
-            f"with: harness run {scenario} --resume {e.run_dir})",
+            f"cannot write the run's files in {e.run_dir}: {e}; what was written so far is kept ({then})",
             EXIT_RUN_FAILED,
         ) from None
-    except OSError as e:  # the results disk, before the run directory was made
+    except OSError as e:  # the results disk, before the run directory was made or after the run
         raise fail(
             f"cannot write the run's files: {e.strerror or e}{f' ({e.filename})' if e.filename else ''}; "
             "what was written so far is kept (harness run --resume continues a run whose manifest was saved)",

@@ -308,6 +308,15 @@ def test_a_cost_claim_prices_the_matched_point_on_its_own_device_count() -> None
     # $2.49 / (364 x 3600) x 1e6 = $1.9002: "$1.9" states it to one decimal
     assert r.verdict == "arithmetic checks; measured"
     assert check(claim.model_copy(update={"value": 1.8}), NO_RUNS).verdict == "arithmetic wrong"
+    # the old rule, round(usd, 2) within 0.006, failed "$1.9" for $1.905 (round gives 1.91)
+    from harness.claims import _stated_to
+
+    assert _stated_to(1.9, 1.9051) and not _stated_to(1.91, 1.9051 + 0.01)
+    # a float keeps no trailing zeros: "$4.00" reads as 4, yet is held to 5 cents, not to 50
+    four = claim.model_copy(update={"value": 4.0, "usd_per_hour": 2.0, "tok_s": 125.0})  # $4.44/1M
+    assert check(four, NO_RUNS).verdict == "arithmetic wrong"
+    tiny = claim.model_copy(update={"value": 1e-05, "usd_per_hour": 0.001, "tok_s": 1000.0})  # $0.00028
+    assert check(tiny, NO_RUNS).verdict == "arithmetic wrong"
 
 
 def test_a_matched_point_with_failed_requests_says_so() -> None:

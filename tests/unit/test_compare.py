@@ -388,6 +388,7 @@ def test_a_point_above_its_roofline_is_said_to_have_the_wrong_ceiling() -> None:
         [
             {"run_id": "r", "point_id": "v0-c1", "device": "l40s", "pct_roofline": 169.8},
             {"run_id": "r", "point_id": "v0-c4", "device": "l40s", "pct_roofline": 64.0},
+            {"run_id": "r", "point_id": "v0-c2", "device": "l40s", "pct_roofline": 104.0},  # nominal GB/s
             {"run_id": "r", "point_id": "v0-c8", "device": "l40s", "pct_roofline": math.nan},
         ]
     )

@@ -120,6 +120,7 @@ def test_the_html_report_says_what_failed_and_which_telemetry_is_absent(tmp_path
     (run / "points.csv").unlink()
     m = json.loads((run / "manifest.json").read_text())
     m.update(status="partial", status_message="point v0-c4: engine process exited")
+    m["telemetry"]["engine_metrics"]["error"] = "start: RuntimeError: scrape refused"  # failed to start
     (run / "manifest.json").write_text(json.dumps(m))
     out, _, notes = write_html([run], points_frame([run]), tmp_path / "r.html", {"cpu": 0.1})
     text = out.read_text()
@@ -128,7 +129,8 @@ def test_the_html_report_says_what_failed_and_which_telemetry_is_absent(tmp_path
         "point v0-c1: 4 of 8 measured requests failed (http:4); its latencies cover the others only" in text
     )
     assert "<td>status</td><td>partial: point v0-c4: engine process exited</td>" in text
-    assert "<td>telemetry</td><td>cpu, engine_metrics</td>" in text
+    assert "<td>telemetry</td><td>cpu</td>" in text
+    assert "engine_metrics: start: RuntimeError: scrape refused" in text
     assert "<td>telemetry absent</td><td>cpu.rapl: /sys/class/powercap does not exist" in text
     assert "nvml: nvmlInit: NVML Shared Library Not Found" in text
     # nothing measured: the cost plot is left out for that, not for a price

@@ -131,7 +131,11 @@ def test_a_full_disk_mid_run_names_the_run_directory(
     with pytest.raises(RunWriteFailed) as e:
         run_scenario(s, tmp_path, show_progress=False)
     (run,) = tmp_path.glob("*-full")
-    assert e.value.run_dir == run and str(e.value) == "No space left on device"
+    assert e.value.run_dir == run and str(e.value) == "No space left on device" and e.value.resumable
+    # a rate search is run again, not resumed: the error must not offer a resume that is refused
+    with pytest.raises(RunWriteFailed) as e:
+        run_scenario(s, tmp_path / "search", show_progress=False, find_max_goodput=True)
+    assert not e.value.resumable
     assert len((run / "requests.jsonl").read_text().splitlines()) == 2  # the records written are kept
 
 

@@ -129,11 +129,13 @@ def test_runs_given_but_not_used_are_said_so_with_the_reason() -> None:
             _point(run_id="tp16", devices=16),
             _point(run_id="long", workload_input_tokens=8192),
             _point(run_id="offload", devices=1),  # 141 GB of bf16 weights on one 80 GB GPU
+            _point(run_id="ext", precision="auto"),  # an external endpoint: no precision recorded
         ]
     )
     _, notes = recommend(need, {"h100-sxm": 2.0}, more, precisions=("bf16",))
     assert [n for n in notes if n.startswith("run ")] == [
         "run a100 not used: no price for a100-80gb-sxm (give --price DEVICE=USD_PER_HOUR)",
+        "run ext not used: its precision is not recorded (auto), so recommend cannot rank it",
         "run long not used: workload 8192/256 tokens, not the 1024/256 asked",
         "run offload not used: its weights do not fit on its device count, which recommend does not rank "
         "(offloaded?)",
