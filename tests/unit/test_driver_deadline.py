@@ -79,20 +79,26 @@ def test_deadline_stops_measuring_and_keeps_the_load_until_measured_end(fake: st
     assert all(r.ok or r.error_kind == "cancelled" for r in after)
 
 
-def test_an_unexpected_error_mid_run_marks_the_run_failed(fake: str, tmp_path: Path) -> None:
-    """A bug (here: a telemetry factory that raises) must not leave the manifest at `running`."""
-    from harness.results import read_manifest
-    from harness.runner import run_scenario
+def _two_requests(name: str, url: str) -> Any:
+    """A scenario of two closed-loop requests to the fake endpoint at `url`."""
     from harness.scenario import parse_scenario
 
-    s = parse_scenario(
+    return parse_scenario(
         {
-            "name": "boom",
-            "engine": {"type": "external", "base_url": fake, "model": {"source": "served", "name": "fake"}},
+            "name": name,
+            "engine": {"type": "external", "base_url": url, "model": {"source": "served", "name": "fake"}},
             "workload": {"input_tokens": 8, "output_tokens": 4},
             "load": {"concurrency": [1], "requests": 2, "warmup_requests": 0},
         }
     )
+
+
+def test_an_unexpected_error_mid_run_marks_the_run_failed(fake: str, tmp_path: Path) -> None:
+    """A bug (here: a telemetry factory that raises) must not leave the manifest at `running`."""
+    from harness.results import read_manifest
+    from harness.runner import run_scenario
+
+    s = _two_requests("boom", fake)
 
     def boom(scenario: object, engine: object) -> None:
         raise RuntimeError("telemetry exploded")
@@ -113,16 +119,8 @@ def test_a_full_disk_mid_run_names_the_run_directory(
 
     from harness.results import RunDir
     from harness.runner import RunWriteFailed, run_scenario
-    from harness.scenario import parse_scenario
 
-    s = parse_scenario(
-        {
-            "name": "full",
-            "engine": {"type": "external", "base_url": fake, "model": {"source": "served", "name": "fake"}},
-            "workload": {"input_tokens": 8, "output_tokens": 4},
-            "load": {"concurrency": [1], "requests": 2, "warmup_requests": 0},
-        }
-    )
+    s = _two_requests("full", fake)
 
     def full(self: RunDir, rows: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
