@@ -59,6 +59,12 @@ def serve_fake(
     no_usage: Annotated[
         bool, typer.Option("--no-usage", help="fault: ignore stream_options, send no usage chunk")
     ] = False,
+    stop_after: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="the answer ends (finish_reason stop) after this many tokens, unless ignore_eos"
+        ),
+    ] = None,
     api_key_env: Annotated[
         str | None, typer.Option(help="want `Authorization: Bearer $NAME` (the key read from this variable)")
     ] = None,
@@ -87,6 +93,7 @@ def serve_fake(
         health_waits_for_streams=health_waits,
         error_as=error_as,
         include_usage=not no_usage,
+        stop_after_tokens=stop_after,
         api_key=os.environ.get(api_key_env) if api_key_env else None,
     )
     if api_key_env and not script.api_key:

@@ -61,6 +61,9 @@ class FakeScript:
     error_after_tokens: int | None = None
     error_as: str = "data"
     include_usage: bool = True
+    # the model ends its answer (EOS, finish_reason "stop") after this many tokens, unless the request
+    # says ignore_eos, as vLLM and llama.cpp honour it
+    stop_after_tokens: int | None = None
     api_key: str | None = None  # when set, the /v1 routes want `Authorization: Bearer <api_key>`
     # a keep-alive connection that served this many requests is closed when the next one arrives, before
     # any byte of an answer, as a server whose idle timeout ran out as the request came (0: never)
@@ -242,6 +245,10 @@ class FakeServer:
             conn._simple(s.fail_status, {"error": {"message": "scripted failure"}})
             return True
         n = int(req.get("max_tokens") or s.default_max_tokens)
+        stops = s.stop_after_tokens is not None and s.stop_after_tokens < n and not req.get("ignore_eos")
+        if stops:
+            n = max(1, s.stop_after_tokens or 0)
+        last = b'"stop"' if stops else b'"length"'
         prompt = (
             req.get("prompt") if not chat else " ".join(m.get("content", "") for m in req.get("messages", []))
         )
@@ -278,7 +285,7 @@ class FakeServer:
                         conn.write(_frame(b'data: {"error":' + err + b"}\n\n") + b"0\r\n\r\n")
                     return True
                 await _sleep_until(deadline, self.active_streams <= s.spin_streams)
-                fin = b'"length"' if i == n - 1 else b"null"
+                fin = last if i == n - 1 else b"null"
                 if chat:
                     piece = b'"delta":{"content":" t%d"},"finish_reason":%s}]}\n\n' % (i, fin)
                 else:

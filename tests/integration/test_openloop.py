@@ -157,6 +157,40 @@ def test_an_endpoint_that_sends_no_usage_is_counted_from_max_tokens(write_scenar
     assert p["slo_met"] and p["tpot_s_p50"] == pytest.approx(ITL_S, abs=0.004)
 
 
+def test_an_endpoint_without_usage_whose_answers_stop_early_is_counted_by_chunks(
+    write_scenario, tmp_path: Path
+) -> None:
+    """Answers that end for `stop` after 5 of the 12 tokens asked, without usage: counted as 0 tokens they
+    made tok/s 0 with only "carried no usage" said; one token per content chunk, said to be approximate."""
+    from tests.conftest import start_fake_server
+
+    proc, url = start_fake_server(
+        tmp_path / "fake.log", TTFT_S * 1e3, ITL_S * 1e3, "--no-usage", "--stop-after", "5"
+    )
+    try:
+        load = {"rates_rps": [20], "requests": 12, "warmup_requests": 2}
+        res = harness_cli(
+            "run",
+            str(write_scenario(scenario(url, **load))),
+            "--results",
+            str(tmp_path / "r"),
+            "--no-progress",
+        )
+    finally:
+        proc.stop()
+    assert res.returncode == 0, res.stderr[-2000:]
+    run = run_dir_from(res.stderr)
+    measured = [r for r in iter_records(run) if not r.warmup]
+    assert {(r.finish_reason, r.output_tokens, r.output_tokens_source) for r in measured} == {
+        ("stop", 5, "chunks")
+    }
+    p = pd.read_csv(run / "points.csv").iloc[0]
+    assert p["output_tokens"] == 12 * 5 and p["output_tok_s"] > 0
+    assert (p["missing_usage"], p["chunk_counted"]) == (0, 12)
+    said = " ".join(res.stderr.split())
+    assert "12/12 requests carried no usage (an endpoint that ignores stream_options.include_usage?)" in said
+
+
 def test_a_point_that_measured_nothing_is_not_done(write_scenario, tmp_path: Path, fake_url: str) -> None:
     """Closed loop with duration_s shorter than any request: every measured request goes out as
     cooldown. The point used to count as done (status complete, no points table). In open loop the
