@@ -118,6 +118,125 @@ def _worker_main(conn: Connection, cfg: dict[str, Any], load: dict[str, Any], jo
         conn.close()
 
 
+class _Workers:
+    """The parent's side of a point's client processes: their pipes, and what each has said so far.
+    `handle` reads a process's messages as they arrive (an event-loop reader per pipe)."""
+
+    def __init__(
+        self,
+        out: PointOutcome,
+        on_record: OnRecord,
+        on_measure_start: Callable[[int], None] | None,
+    ) -> None:
+        self.out, self.on_record, self.on_measure_start = out, on_record, on_measure_start
+        self.loop = asyncio.get_running_loop()
+        self.pipes: list[Connection] = []
+        self.procs: list[Any] = []
+        self.ready: list[int] = []
+        # CPU s, wall s, loop lag p99 s of each process that said it is done (zeros: it died)
+        self.finished: dict[int, tuple[float, float, float | None]] = {}
+        self.measured_done: set[int] = set()
+        self.all_done = asyncio.Event()
+        self.all_ready = asyncio.Event()
+        self.dead: list[int] = []  # gone before they were ready
+        self.lost: list[int] = []  # gone mid-point
+        self.problems: list[str] = []
+        self.edge_taken = False  # the window's edge samples taken before the workers were let go
+
+    def spawn(self, cfg: dict[str, Any], loads: list[PointLoad], shares: list[list[Job]]) -> None:
+        ctx = mp.get_context("spawn")
+        for load, share in zip(loads, shares, strict=True):
+            parent, child = ctx.Pipe()
+            p = ctx.Process(target=_worker_main, args=(child, cfg, asdict(load), share), daemon=True)
+            p.start()
+            child.close()
+            self.pipes.append(parent)
+            self.procs.append(p)
+        for k, c in enumerate(self.pipes):
+            self.loop.add_reader(c.fileno(), self.handle, k)
+
+    def stop_all(self) -> None:
+        for other in self.pipes:
+            with contextlib.suppress(OSError, BrokenPipeError):
+                other.send(("stop",))
+
+    def handle(self, k: int) -> None:
+        c = self.pipes[k]
+        try:
+            while c.poll():
+                msg = c.recv()
+                if self._message(k, msg):
+                    return
+        except (EOFError, OSError):
+            self._gone(k)
+
+    def _message(self, k: int, msg: tuple[Any, ...]) -> bool:
+        """Act on one message of process `k`; True when it was its last (`done`)."""
+        n, out, kind = len(self.pipes), self.out, msg[0]
+        if kind == "rec":
+            rec = RequestRecord.from_json(msg[1])
+            out.records.append(rec)
+            self.on_record(rec)
+        elif kind == "ready":
+            # the message was stamped before it was read: on one shared clock this is the (small,
+            # positive) delivery time; anything else is another clock
+            delay = time.perf_counter_ns() - msg[1]
+            if not 0 <= delay < MAX_DELIVERY_NS:
+                self.problems.append(f"client worker {k} is on another clock ({delay} ns): use workers: 1")
+                self.all_ready.set()
+            self.ready.append(k)
+            if len(self.ready) == n:
+                self.all_ready.set()
+        elif kind == "start":
+            # the earliest worker's start, not the first one read: another worker's message can arrive
+            # first though it started measuring later
+            first = not out.started_ns
+            out.started_ns = msg[1] if first else min(out.started_ns, msg[1])
+            if first and self.on_measure_start is not None and not self.edge_taken:
+                self.on_measure_start(msg[1])
+        elif kind == "mdone":
+            # the measured requests of every worker are done: stop all cooldowns
+            self.measured_done.add(k)
+            if len(self.measured_done) == n:
+                self.stop_all()
+        elif kind == "done":
+            self.finished[k] = (msg[1], msg[2], msg[3])
+            self.loop.remove_reader(self.pipes[k].fileno())
+            self.pipes[k].send(("bye",))  # releases the worker's thread waiting for a stop
+            if len(self.finished) == n:
+                self.all_done.set()
+            return True
+        return False
+
+    def _gone(self, k: int) -> None:
+        self.loop.remove_reader(self.pipes[k].fileno())
+        if k not in self.ready:
+            self.dead.append(k)
+            self.all_ready.set()  # wake the start-up wait: it reports the dead worker
+        elif k not in self.finished:
+            # killed (out of memory) or failed mid-point: its unsent and in-flight requests are lost,
+            # often the slow tail, so the point is not whole; the others stop now, not after cooldown
+            self.lost.append(k)
+            self.stop_all()
+        self.finished.setdefault(k, (0.0, 0.0, None))
+        if len(self.finished) == len(self.pipes):
+            self.all_done.set()
+
+    async def close(self) -> None:
+        """Stop what still runs (a point cut short), let go of the pipes, and reap the processes."""
+        if not self.all_done.is_set():
+            self.stop_all()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.all_done.wait(), 10)
+        for c in self.pipes:
+            with contextlib.suppress(ValueError, OSError):
+                self.loop.remove_reader(c.fileno())
+        for p in self.procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.terminate()
+
+
 async def run_jobs_in_workers(
     client: StreamClient,
     load: PointLoad,
@@ -130,142 +249,47 @@ async def run_jobs_in_workers(
     """Run `jobs` in `load.workers` processes; fills `out.records` and `out.client['worker_cpu']` (each
     process's CPU seconds, wall seconds and event-loop lag p99)."""
     n = load.workers
-    ctx = mp.get_context("spawn")
-    cfg = _client_config(client)
-    pipes: list[Connection] = []
-    procs: list[Any] = []
     closed = load.rate_rps is None
     warm = [j for j in jobs if j.role == "warmup"] if closed else []
     dealt = [j for j in jobs if j.role != "warmup"] if closed else list(jobs)
     slots = [split(load.concurrency if closed else load.max_concurrency, k, n) for k in range(n)]
     shares = deal(dealt, [w or 1 for w in slots])
-    for k in range(n):
-        share = shares[k]
-        wl = replace(  # `workers` stays: a worker sends its share of the rate (the busy-wait choice)
-            load,
-            concurrency=split(load.concurrency, k, n),
-            max_concurrency=split(load.max_concurrency, k, n),
+    # `workers` stays in each share's load: a worker sends its share of the rate (the busy-wait choice)
+    loads = [
+        replace(
+            load, concurrency=split(load.concurrency, k, n), max_concurrency=split(load.max_concurrency, k, n)
         )
-        parent, child = ctx.Pipe()
-        p = ctx.Process(target=_worker_main, args=(child, cfg, asdict(wl), share), daemon=True)
-        p.start()
-        child.close()
-        pipes.append(parent)
-        procs.append(p)
-    loop = asyncio.get_running_loop()
-    ready: list[int] = []
-    finished: dict[int, tuple[float, float, float | None]] = {}  # CPU s, wall s, loop lag p99 s
-    measured_done: set[int] = set()
-    all_done = asyncio.Event()
-    all_ready = asyncio.Event()
-    dead: list[int] = []
-    lost: list[int] = []  # workers gone mid-point
-    edge_taken = False  # the window's edge samples taken before the workers were let go
-    problems: list[str] = []
-
-    def stop_all() -> None:
-        for other in pipes:
-            with contextlib.suppress(OSError, BrokenPipeError):
-                other.send(("stop",))
-
-    def handle(k: int) -> None:
-        c = pipes[k]
-        try:
-            while c.poll():
-                msg = c.recv()
-                kind = msg[0]
-                if kind == "rec":
-                    rec = RequestRecord.from_json(msg[1])
-                    out.records.append(rec)
-                    on_record(rec)
-                elif kind == "ready":
-                    # the message was stamped before it was read: on one shared clock this is
-                    # the (small, positive) delivery time; anything else is another clock
-                    delay = time.perf_counter_ns() - msg[1]
-                    if not 0 <= delay < MAX_DELIVERY_NS:
-                        problems.append(f"client worker {k} is on another clock ({delay} ns): use workers: 1")
-                        all_ready.set()
-                    ready.append(k)
-                    if len(ready) == n:
-                        all_ready.set()
-                elif kind == "start":
-                    # the earliest worker's start, not the first one read: another worker's message can
-                    # arrive first though it started measuring later
-                    first = not out.started_ns
-                    out.started_ns = msg[1] if first else min(out.started_ns, msg[1])
-                    if first and on_measure_start is not None and not edge_taken:
-                        on_measure_start(msg[1])
-                elif kind == "mdone":
-                    # the measured requests of every worker are done: stop all cooldowns
-                    measured_done.add(k)
-                    if len(measured_done) == n:
-                        stop_all()
-                elif kind == "done":
-                    finished[k] = (msg[1], msg[2], msg[3])
-                    loop.remove_reader(c.fileno())
-                    c.send(("bye",))  # releases the worker's thread waiting for a stop
-                    if len(finished) == n:
-                        all_done.set()
-                    return
-        except (EOFError, OSError):
-            loop.remove_reader(c.fileno())
-            if k not in ready:
-                dead.append(k)
-                all_ready.set()  # wake the start-up wait: it reports the dead worker
-            elif k not in finished:
-                # killed (out of memory) or failed mid-point: its unsent and in-flight requests are lost,
-                # often the slow tail, so the point is not whole; the others stop now, not after cooldown
-                lost.append(k)
-                stop_all()
-            finished.setdefault(k, (0.0, 0.0, None))
-            if len(finished) == n:
-                all_done.set()
-
-    for k, c in enumerate(pipes):
-        loop.add_reader(c.fileno(), handle, k)
+        for k in range(n)
+    ]
+    w = _Workers(out, on_record, on_measure_start)
     try:
-        await asyncio.wait_for(all_ready.wait(), START_TIMEOUT_S)
-        if problems:
-            raise RuntimeError(problems[0])
-        if dead:
-            procs[dead[0]].join(5)
-            raise RuntimeError(f"client worker {dead[0]} exited at start (code {procs[dead[0]].exitcode})")
+        w.spawn(_client_config(client), loads, shares)
+        await asyncio.wait_for(w.all_ready.wait(), START_TIMEOUT_S)
+        if w.problems:
+            raise RuntimeError(w.problems[0])
+        if w.dead:
+            w.procs[w.dead[0]].join(5)
+            raise RuntimeError(
+                f"client worker {w.dead[0]} exited at start (code {w.procs[w.dead[0]].exitcode})"
+            )
         if warm:  # closed loop: warm the server up before any worker measures
             await run_warmup_here(client, load, warm, on_record, out)
         if on_measure_start is not None and (closed or (dealt and dealt[0].role == "measured")):
             # nothing is in flight (closed loop after its warmup, open loop without one): the window's edge
             # samples are taken before any worker sends; otherwise when the first worker starts measuring
             on_measure_start(time.perf_counter_ns())
-            edge_taken = True
+            w.edge_taken = True
         t0 = max(t0_ns, time.perf_counter_ns() + 20_000_000)
-        for c in pipes:
+        for c in w.pipes:
             with contextlib.suppress(OSError):  # a worker gone during the warmup: `lost` says so below
                 c.send(("go", t0))
-        await all_done.wait()
-        if lost:
-            procs[lost[0]].join(5)
+        await w.all_done.wait()
+        if w.lost:
+            w.procs[w.lost[0]].join(5)
             out.aborted = out.aborted or (
-                f"client worker {lost[0]} exited mid-point (code {procs[lost[0]].exitcode}): "
+                f"client worker {w.lost[0]} exited mid-point (code {w.procs[w.lost[0]].exitcode}): "
                 "its requests were not all measured"
             )
     finally:
-        if not all_done.is_set():
-            for c in pipes:
-                try:
-                    c.send(("stop",))
-                except (OSError, BrokenPipeError):
-                    pass
-            try:
-                await asyncio.wait_for(all_done.wait(), 10)
-            except TimeoutError:
-                pass
-        for c in pipes:
-            try:
-                loop.remove_reader(c.fileno())
-            except (ValueError, OSError):
-                pass
-        for p in procs:
-            p.join(timeout=5)
-            if p.is_alive():
-                p.terminate()
-        out.client["worker_cpu"] = list(finished.values())
+        await w.close()
+        out.client["worker_cpu"] = list(w.finished.values())
