@@ -303,14 +303,17 @@ def measure_point(
     count = _abortable(count, should_abort)
     first_cool = next_id + n_warm + ld.requests
     cool_slot = ld.requests + n_warm
+    label = f"{p.point_id} " + (f"concurrency {p.concurrency}" if p.concurrency else f"{p.rate_rps:g} req/s")
+    # fitting prompts asks the tokenizer for each: thousands of requests take a while, said meanwhile
+    task = progress.add_task(f"{label} (preparing prompts)", total=ld.requests)
     try:
         warm = build_specs(w, n_warm, next_id, count, w.seed, dataset, salt, ld.requests) if n_warm else []
         specs = build_specs(w, ld.requests, next_id + n_warm, count, w.seed, dataset, salt, 0)
         cool = build_specs(w, n_cool, first_cool, count, w.seed, dataset, salt, cool_slot) if n_cool else []
     except _Aborted as e:  # nothing was sent: no row
+        progress.remove_task(task)
         return None, str(e), next_id
-    label = f"{p.point_id} " + (f"concurrency {p.concurrency}" if p.concurrency else f"{p.rate_rps:g} req/s")
-    task = progress.add_task(label, total=len(specs))
+    progress.update(task, description=label)
 
     client = make_client(s, engine, base_url, not engine.usage_in_stream() or count_text is not None)
     watch = LostWatch(engine, lambda: client.heard_ns[0])
