@@ -34,6 +34,7 @@ from harness.telemetry.window import (
     NS,
     clip_series,
     counter_increase,
+    edge_values,
     held_seconds,
     integrate,
     time_weighted_mean,
@@ -150,20 +151,22 @@ def gpu_window(s: GpuSeries, t0: int, t1: int) -> dict[str, Any]:
     out: dict[str, Any] = {"energy_j": energy_j, "energy_source": source}
     out["power_integral_j"] = integrate(t, c["power_w"], t0, t1)
     out["power_w_mean"] = time_weighted_mean(t, c["power_w"], t0, t1)
-    pw = window_values(t, c["power_w"], t0, t1)
+    pw = edge_values(t, c["power_w"], t0, t1)
     out["power_w_max"] = max(pw) if pw else None
     for name in ("util_gpu_pct", "util_mem_pct", "sm_clock_mhz"):
         out[name + "_mean"] = time_weighted_mean(t, c[name], t0, t1)
-    sm = window_values(t, c["sm_clock_mhz"], t0, t1)
+    sm = edge_values(t, c["sm_clock_mhz"], t0, t1)
     out["sm_clock_mhz_min"] = min(sm) if sm else None
     for name in ("mem_used_bytes", "temp_c"):
-        vs = window_values(t, c[name], t0, t1)
+        vs = edge_values(t, c[name], t0, t1)
         out[name + "_max"] = max(vs) if vs else None
     # samples without a mask (PCIe-only readings) neither set nor clear a reason: left out
     mt = [(ts, int(m)) for ts, m in zip(t, c["clocks_event_reasons"], strict=True) if m is not None]
     flags = [bool(m & THROTTLE_MASK) for _, m in mt]
     out["throttle_s"] = held_seconds([ts for ts, _ in mt], flags, t0, t1) if mt else None
-    seen = 0
+    # the reasons of the samples inside the window and of the one before it, whose state held into it
+    before = [m for ts, m in mt if ts <= t0]
+    seen = before[-1] if before else 0
     for ts, m in mt:
         if t0 <= ts <= t1:
             seen |= m

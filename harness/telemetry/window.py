@@ -190,11 +190,21 @@ def window_values(t_ns: Sequence[int], v: Sequence[Num | None], t0: int, t1: int
     return [float(x) for t, x in zip(t_ns, v, strict=True) if t0 <= t <= t1 and x is not None]
 
 
-def held_seconds(t_ns: Sequence[int], flags: Sequence[bool | None], t0: int, t1: int) -> float:
+def edge_values(t_ns: Sequence[int], v: Sequence[Num | None], t0: int, t1: int) -> list[float]:
+    """Sample values inside (t0, t1) plus the values interpolated at t0 and t1 where the samples cover
+    them: for max/min of gauges over the same span their time-weighted means see (a window shorter than
+    the sampling interval has no sample inside it, yet a mean)."""
+    ts, vs = _clean(t_ns, v)
+    return clip_series(ts, vs, t0, t1)[1]
+
+
+def held_seconds(t_ns: Sequence[int], flags: Sequence[bool | None], t0: int, t1: int) -> float | None:
     """Seconds within [t0, t1] during which a flag was set, the flag held from each sample to the next.
 
-    The last sample's value holds until t1; time before the first sample counts as unset.
-    """
+    None where the samples do not cover the window (none at or before t0, or none at or after t1): the
+    state there is not known, as a mean is not (`integrate`)."""
+    if not t_ns or t_ns[0] > t0 or t_ns[-1] < t1:
+        return None
     total = 0
     for i, (t, f) in enumerate(zip(t_ns, flags, strict=True)):
         if not f:

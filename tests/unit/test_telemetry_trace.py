@@ -257,3 +257,21 @@ def test_a_window_of_a_long_series_reads_only_the_samples_around_it(monkeypatch:
     monkeypatch.setattr(trace, "WINDOW_SLACK_NS", 10**15)  # the whole series
     assert trace.gpu_window(g, t0, t1) == near
     assert near["energy_j"] == pytest.approx(6000.0) and near["samples"] > 190
+
+
+def test_a_window_between_two_samples_has_consistent_columns() -> None:
+    """60 ms between samples 100 ms apart, power capped all along: it read throttle_s 0.06 with no
+    throttle reason, and a mean power with no max."""
+    ms = S // 1000
+    t = [0, 100 * ms]
+    g = series(0, t, power_w=[300.0, 340.0], clocks_event_reasons=[0x4, 0x4], sm_clock_mhz=[1980, 1900])
+    cols = gpu_window_columns([g], 20 * ms, 80 * ms)
+    assert cols["gpu_power_w_mean"] == pytest.approx(320.0)
+    assert cols["gpu_power_w_max"] == pytest.approx(332.0)  # interpolated at 80 ms
+    assert cols["gpu_sm_clock_mhz_min"] == pytest.approx(1916.0)
+    assert cols["gpu_throttle_s"] == pytest.approx(0.06)
+    assert cols["gpu_throttle_reasons"] == "sw_power_cap"
+    # one sample inside, none at the edges: throttle time is not known, as energy is not
+    inside = series(0, [50 * ms], power_w=[300.0], clocks_event_reasons=[0x4])
+    cols = gpu_window_columns([inside], 20 * ms, 80 * ms)
+    assert cols["gpu_energy_j"] is None and cols["gpu_throttle_s"] is None

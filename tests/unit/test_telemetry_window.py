@@ -88,11 +88,23 @@ def test_energy_from_counter_agrees_with_power_integral_when_consistent() -> Non
 def test_held_seconds_step_function() -> None:
     t = [0, S, 2 * S, 3 * S]
     flags = [False, True, True, False]
-    assert held_seconds(t, flags, S // 2, 7 * S // 2) == 2.0
+    assert held_seconds(t, flags, S // 2, 3 * S) == 2.0
     assert held_seconds(t, flags, 3 * S // 2, 5 * S // 2) == 1.0
-    # the last sample holds until the window end
-    assert held_seconds([0, S], [False, True], 0, 3 * S) == 2.0
     assert held_seconds(t, [None, None, None, None], 0, 3 * S) == 0.0
+    # past the samples the state is not known: not "unthrottled" before the first, nor the last one's
+    # held to the window's end (one sample at 1.5 s in [1 s, 2 s] read 0.5 s where energy was unknown)
+    assert held_seconds([0, S], [False, True], 0, 3 * S) is None
+    assert held_seconds(t, flags, S // 2, 7 * S // 2) is None
+    assert held_seconds([3 * S // 2], [True], S, 2 * S) is None
+
+
+def test_gauge_extremes_of_a_window_between_two_samples_are_its_interpolated_edges() -> None:
+    """A 60 ms window between samples 100 ms apart had a mean power but no max (no sample inside)."""
+    from harness.telemetry.window import edge_values
+
+    t = [0, S // 10]
+    assert edge_values(t, [100.0, 200.0], S // 50, S // 50 + 6 * S // 100) == [120.0, 180.0]
+    assert edge_values(t, [100.0, None], S // 50, S // 20) == []  # not covered: nothing to take
 
 
 def test_window_values_and_j_per_token() -> None:
