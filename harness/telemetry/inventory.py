@@ -46,16 +46,19 @@ class _Facts:
 
 
 def _nvlink_active(h: Any) -> int:
-    """Active NVLink links: links whose state is 1, up to the first link that does not exist."""
+    """Active NVLink links: links whose state is 1 (a link the GPU does not have, or cannot say, counts
+    as not active; none answering at all is an error: no NVLink)."""
     nv = nvml.binding()
-    active = 0
+    active = answered = 0
+    last: nvml.NvmlError | None = None
     for link in range(getattr(nv, "NVML_NVLINK_MAX_LINKS", 18)):
         try:
             active += int(nvml.call("nvmlDeviceGetNvLinkState", h, link) == 1)
-        except nvml.NvmlError:
-            if link == 0:
-                raise
-            break
+            answered += 1
+        except nvml.NvmlError as e:
+            last = e
+    if not answered and last is not None:
+        raise last
     return active
 
 

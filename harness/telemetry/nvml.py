@@ -113,7 +113,7 @@ def memory_v2_supported(h: Any) -> tuple[bool, str | None]:
     """Whether this binding and driver answer the version-2 memory call, and why not where they don't."""
     try:
         memory_info(h, v2=True)
-    except NvmlNotSupported as e:  # also an older driver's version mismatch
+    except NvmlError as e:  # not supported, an older driver's version mismatch, or another refusal
         return False, str(e)
     return True, None
 
@@ -182,7 +182,7 @@ class GpuReader:
         else:
             self._power_fn = self._try("power_w", "nvmlDeviceGetPowerUsage")
             self.power_source = "nvmlDeviceGetPowerUsage" if self._power_fn else None
-        if "pcie_tx_bytes" not in self.fields:
+        if "pcie_tx_bytes" not in self.fields or "pcie_rx_bytes" not in self.fields:
             self._pcie_fn = self._try("pcie_tx_kb_s", "nvmlDeviceGetPcieThroughput", 0)
         memory_v2, why_not = memory_v2_supported(self.handle)
         for label, fn in _readers(memory_v2):

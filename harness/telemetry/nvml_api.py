@@ -53,6 +53,7 @@ def convert(e: Exception, what: str = "NVML") -> NvmlError:
         "NVML_ERROR_FUNCTION_NOT_FOUND": NvmlNotSupported,
         # a versioned struct (e.g. nvmlMemory_v2) that this driver does not know
         "NVML_ERROR_ARGUMENT_VERSION_MISMATCH": NvmlNotSupported,
+        "NVML_ERROR_DEPRECATED": NvmlNotSupported,  # a call newer drivers no longer serve
         "NVML_ERROR_GPU_NOT_FOUND": NvmlUnavailable,
         "NVML_ERROR_GPU_IS_LOST": NvmlGpuLost,
         "NVML_ERROR_RESET_REQUIRED": NvmlGpuLost,

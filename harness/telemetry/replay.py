@@ -74,6 +74,7 @@ class ReplayNvmlSampler:
             "trace_duration_s": round(self.duration_s, 3),
             "trace_recorded_utc": self.header.get("recorded_utc"),
             "power_source": self.header.get("power_source"),
+            "energy_source": self.header.get("energy_source"),
             "memory_source": self.header.get("memory_source"),
             "inventory": self.header.get("inventory"),
             "windows_s": {

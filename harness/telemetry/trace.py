@@ -4,8 +4,9 @@ Trace file (`telemetry-nvml-v<N>.jsonl.gz` in a run directory, or any file `harn
 writes): gzip-compressed JSON lines.
 
 - line 1, the header: `{"format": "llm-harness/nvml-trace", "version": 1, "interval_s": 0.1,
-  "recorded_utc": ..., "inventory": {...as in the manifest...}, "power_source": {"0": "field:POWER_INSTANT"},
-  "fields": [...], "windows": {"v0-c1": [t0_ns, t1_ns], ...}, "notes": [...]}`
+  "recorded_utc": ..., "inventory": {...as in the manifest...}, "sampled_gpus": [0], "gpu_selection": ...,
+  "power_source": {"0": "field:POWER_INSTANT"}, "energy_source": {...}, "memory_source": {...},
+  "absent": {"0": {...}}, "fields": [...], "windows": {"v0-c1": [t0_ns, t1_ns], ...}}`
 - every other line, one sample of one GPU: `{"gpu": 0, "t_ns": 123, "energy_mj": ..., "power_w": ...}`
   with the names in `FIELDS`; a field that could not be read is null or left out.
 

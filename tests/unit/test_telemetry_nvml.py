@@ -97,6 +97,7 @@ def test_nvml_errors_become_typed_exceptions() -> None:
         pynvml.NVML_ERROR_GPU_IS_LOST: nvml.NvmlGpuLost,
         pynvml.NVML_ERROR_RESET_REQUIRED: nvml.NvmlGpuLost,
         pynvml.NVML_ERROR_GPU_NOT_FOUND: nvml.NvmlUnavailable,
+        pynvml.NVML_ERROR_DEPRECATED: nvml.NvmlNotSupported,
         pynvml.NVML_ERROR_NO_PERMISSION: nvml.NvmlError,
     }
     for code, cls in cases.items():
