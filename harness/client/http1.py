@@ -285,6 +285,9 @@ class Http1Pool:
                 c.reused = True
                 return c
             self._open -= 1
+        return await self._connect()
+
+    async def _connect(self) -> _Conn:
         loop = asyncio.get_running_loop()
         ctx = ssl.create_default_context() if self.tls else None
         try:
@@ -339,6 +342,21 @@ class Http1Pool:
                 self._release(c)
                 return resp
         raise Disconnected("unreachable")  # pragma: no cover
+
+    async def preconnect(self, n: int) -> int:
+        """Open connections until `n` are idle (at most `max_connections`), all at once; returns how many
+        are. One that cannot be opened is left to the request that needs it (which then says why)."""
+        want = max(0, min(n, self.max_connections) - len(self._idle))
+
+        async def one() -> None:
+            try:
+                c = await self._connect()
+            except ConnectError:
+                return
+            self._idle.append(c)
+
+        await asyncio.gather(*(one() for _ in range(want)))
+        return len(self._idle)
 
     async def aclose(self) -> None:
         for c in self._idle:

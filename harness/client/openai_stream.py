@@ -61,6 +61,10 @@ class StreamClient:
         )
         return self
 
+    async def preconnect(self, n: int) -> int:
+        """Open `n` keep-alive connections ahead (see `Http1Pool.preconnect`); how many are open."""
+        return await self._pool.preconnect(n) if self._pool is not None else 0
+
     async def __aexit__(self, *exc: object) -> None:
         if self._pool is not None:
             await self._pool.aclose()

@@ -118,6 +118,7 @@ class _Conn(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.srv.connected_ns.append(time.perf_counter_ns())
 
     def data_received(self, data: bytes) -> None:
         self.last_rx = time.perf_counter()
@@ -196,6 +197,7 @@ class FakeServer:
     reuse_port: bool = False
     requests_seen: int = 0
     dropped_on_reuse: int = 0  # requests met by close_after_requests
+    connected_ns: list[int] = field(default_factory=list)  # perf_counter_ns() of each connection accepted
     active_streams: int = 0
     stats: ServerStats = field(default_factory=ServerStats)
     _loop: asyncio.AbstractEventLoop | None = None
