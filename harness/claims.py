@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
@@ -82,13 +83,11 @@ def _count(x: Any) -> int | None:
 
 def _stated_to(value: float, got: float) -> bool:
     """Whether `got` rounds to `value` as the claim states it: within half a unit of its last decimal
-    ($1.9 is 1.85 to 1.95), between half a cent and 5 cents, and at most 5 % of the value. (The
-    decimals are read off the number, which keeps no trailing zeros: "$4.00" reads as 4, held to 5 cents,
-    not to 50.)"""
-    text = f"{value:g}"
-    decimals = len(text.split(".")[1]) if "." in text and "e" not in text else 0
-    tol = min(max(min(0.5 * 10**-decimals, 0.05), 0.005), 0.05 * abs(value))
-    return abs(got - value) <= tol + 1e-12
+    ($1.9 is 1.85 to 1.95, $5.56 is 5.555 to 5.565, $1e-05 is 0.5e-05 to 1.5e-05). A float keeps no
+    trailing zeros, so "$4.00" reads as 4.0, held to 5 cents."""
+    exponent = Decimal(repr(float(value))).as_tuple().exponent
+    places = -exponent if isinstance(exponent, int) else 2
+    return abs(got - value) <= 0.5 * 10.0**-places + 1e-12
 
 
 def _fmt_tok(x: float) -> str:

@@ -209,16 +209,22 @@ class Estimate:
     basis: str
 
 
+MIN_EFFICIENCY = 0.01  # the lowest --efficiency the CLI takes
+
+
 def efficiency_note(reached: list[float], efficiency: float, estimated: bool) -> list[str]:
     """Where measured options sit beside ideal roofline estimates: what share of their own ceiling the
     measured ones reached, and the --efficiency that puts the estimates on that footing."""
     if not reached or not estimated or efficiency != 1.0:
         return []
     lo, hi = min(reached), max(reached)
+    if lo >= 1.0:  # at or above their ceilings: nothing to scale the estimates down by
+        return []
     span = f"{lo:.0%}" if round(lo, 2) == round(hi, 2) else f"{lo:.0%}-{hi:.0%}"
+    suggest = max(MIN_EFFICIENCY, lo)  # what --efficiency takes
     return [
         f"measured options reached {span} of their roofline estimate; the estimates assume 100 %: "
-        f"--efficiency {lo:.2g} ranks them on the measured footing"
+        f"--efficiency {suggest:.2g} ranks them on the measured footing"
     ]
 
 

@@ -218,19 +218,28 @@ def _manifest_rows(run: str | Path) -> list[tuple[str, str]]:
         )
     tel = m.get("telemetry") or {}
     # a source that could not run (no NVML library, no metrics endpoint) says why in `absent`, text, one
-    # that failed to start in `error`; one that ran without some of its parts (RAPL) names them in a mapping
+    # that failed to start has an `error` from `start` and no file; one that ran without some of its
+    # parts (RAPL) names them in a mapping; a source that recorded and then failed once keeps its file
     absent: dict[str, str] = {}
+    errors: dict[str, str] = {}
     for name, entry in sorted(tel.items()):
         entry = entry if isinstance(entry, dict) else {}
-        why = entry.get("absent")
-        if isinstance(why, str) or entry.get("error"):
-            absent[name] = str(why if isinstance(why, str) else entry["error"])
-        elif isinstance(why, dict):
-            absent.update({f"{name}.{part}": str(w) for part, w in why.items()})
+        why, error = entry.get("absent"), entry.get("error")
+        if isinstance(why, str):
+            absent[name] = why
+        elif error and (str(error).startswith("start:") or not entry.get("file")):
+            absent[name] = str(error)
+        else:
+            if isinstance(why, dict):
+                absent.update({f"{name}.{part}": str(w) for part, w in why.items()})
+            if error:
+                errors[name] = str(error)
     recorded = [k for k in sorted(tel) if k not in absent]
     rows.append(("telemetry", ", ".join(recorded) or "none recorded"))
     if absent:
         rows.append(("telemetry absent", "; ".join(f"{k}: {why}" for k, why in absent.items())))
+    if errors:
+        rows.append(("telemetry errors", "; ".join(f"{k}: {why}" for k, why in errors.items())))
     return rows
 
 

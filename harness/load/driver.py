@@ -292,12 +292,14 @@ async def run_jobs_here(
         rest = [j for j in jobs if j.role != "warmup"]
         if warm:
             await run.closed(warm, min(len(warm), load.concurrency or 1))
-        # a connection for every worker before the first measured send: opened all at once by the first
-        # round instead, 64 of them held up the client's loop (TTFT p99 127 ms where 55 ms with them open)
-        await client.preconnect(min(load.concurrency or 1, len(rest)))
         t_ns = time.perf_counter_ns()
         if on_measure_start is not None:  # edge samples before the first measured request is sent
             on_measure_start(t_ns)
+        # a connection for every worker before the first measured send: opened all at once by the first
+        # round instead, 64 of them held up the client's loop (TTFT p99 127 ms where 55 ms with them open).
+        # After the edge samples: a server that gives each open connection a thread (llama-server) could
+        # leave none for the metrics scrape
+        await client.preconnect(min(load.concurrency or 1, len(rest)))
         # tok/s counts from the first send; the telemetry window opened at t_ns, so it also holds the
         # edge samples' moment, with nothing running
         out.started_ns = time.perf_counter_ns()

@@ -142,6 +142,7 @@ class _Workers:
         self.lost: list[int] = []  # gone mid-point
         self.problems: list[str] = []
         self.edge_taken = False  # the window's edge samples taken before the workers were let go
+        self.spawned = False  # every process started and read from
 
     def spawn(self, cfg: dict[str, Any], loads: list[PointLoad], shares: list[list[Job]]) -> None:
         ctx = mp.get_context("spawn")
@@ -154,6 +155,7 @@ class _Workers:
             self.procs.append(p)
         for k, c in enumerate(self.pipes):
             self.loop.add_reader(c.fileno(), self.handle, k)
+        self.spawned = True
 
     def stop_all(self) -> None:
         for other in self.pipes:
@@ -223,14 +225,17 @@ class _Workers:
             self.all_done.set()
 
     async def close(self) -> None:
-        """Stop what still runs (a point cut short), let go of the pipes, and reap the processes."""
-        if not self.all_done.is_set():
+        """Stop what still runs (a point cut short), let go of the pipes, and reap the processes (a start
+        that failed part-way has no readers to say they are done: not waited for)."""
+        if self.spawned and not self.all_done.is_set():
             self.stop_all()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.all_done.wait(), 10)
         for c in self.pipes:
             with contextlib.suppress(ValueError, OSError):
                 self.loop.remove_reader(c.fileno())
+        if not self.spawned:
+            self.stop_all()
         for p in self.procs:
             p.join(timeout=5)
             if p.is_alive():

@@ -235,7 +235,8 @@ def gpu_window_columns(series: list[GpuSeries], t0: int, t1: int) -> dict[str, A
         "gpu_sm_clock_mhz_min": min(present("sm_clock_mhz_min"), default=None),
         "gpu_mem_used_bytes_max": max(present("mem_used_bytes_max"), default=None),
         "gpu_temp_c_max": max(present("temp_c_max"), default=None),
-        "gpu_throttle_s": max(present("throttle_s"), default=None),
+        # unknown on any GPU: unknown, as energy is (another GPU's time would pass for the longest)
+        "gpu_throttle_s": None if None in vals("throttle_s") else max(present("throttle_s"), default=None),
         "gpu_throttle_reasons": ",".join(sorted({n for p in per for n in p["throttle_reasons"]})),
         "gpu_pcie_tx_bytes_s": _sum(vals("pcie_tx_bytes_s")),
         "gpu_pcie_rx_bytes_s": _sum(vals("pcie_rx_bytes_s")),

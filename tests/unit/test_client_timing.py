@@ -7,6 +7,7 @@ import itertools
 import statistics
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -191,23 +192,19 @@ def test_a_closed_loop_point_opens_a_connection_per_worker_before_its_first_meas
 
     srv = FakeServer(FakeScript(ttft_s=0.002, itl_s=0.001)).start_in_thread()
     try:
-        open_at_start: list[int] = []
+        open_at_send: list[int] = []
+
+        class Counting(StreamClient):  # how many connections are open as each request is handed over
+            async def send(self, rec: RequestRecord, spec: RequestSpec, raw: bytes | None = None) -> Any:
+                assert self._pool is not None
+                open_at_send.append(self._pool._open)
+                return await super().send(rec, spec, raw)
 
         async def go() -> list[RequestRecord]:
-            async with StreamClient(srv.base_url, "fake") as c:
+            async with Counting(srv.base_url, "fake") as c:
                 assert await c.preconnect(3) == 3 and await c.preconnect(2) == 3  # idle ones count
-                pool = c._pool
-                assert pool is not None
                 specs = [RequestSpec("hello world", 4)] * 12
-                out = await run_point(
-                    c,
-                    PointLoad("p", concurrency=6),
-                    [],
-                    specs,
-                    0,
-                    lambda r: None,
-                    on_measure_start=lambda t: open_at_start.append(pool._open),
-                )
+                out = await run_point(c, PointLoad("p", concurrency=6), [], specs, 0, lambda r: None)
                 return out.records
 
         recs = asyncio.run(go())
@@ -215,4 +212,4 @@ def test_a_closed_loop_point_opens_a_connection_per_worker_before_its_first_meas
         srv.stop()
     assert len(recs) == 12 and all(r.ok for r in recs)
     # 3 opened by hand, 3 more for the point's 6 workers before its first send, and none after it
-    assert open_at_start == [6] and len(srv.connected_ns) == 6
+    assert open_at_send == [6] * 12 and len(srv.connected_ns) == 6

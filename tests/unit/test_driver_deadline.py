@@ -400,3 +400,20 @@ def test_jobs_are_dealt_to_client_processes_in_proportion_to_their_slots() -> No
     assert shares == [[0, 2, 3, 5, 6, 8, 9, 11], [1, 4, 7, 10]]
     assert deal(jobs, [1, 1]) == [jobs[0::2], jobs[1::2]]  # type: ignore[arg-type]
     assert [len(s) for s in deal(list(range(10)), [3, 3, 2])] == [4, 4, 2]  # 3.75, 3.75, 2.5  # type: ignore[arg-type]
+
+
+def test_client_processes_that_fail_to_start_fail_the_point_at_once(
+    fake: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start that fails before any process reads back has no process to say it is done: the clean-up
+    waited 10 s for one."""
+    from harness.load import workers
+
+    def broken(client: object) -> dict[str, object]:
+        raise RuntimeError("cannot describe the client")
+
+    monkeypatch.setattr(workers, "_client_config", broken)
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError, match="cannot describe the client"):
+        _point(fake, PointLoad("w", concurrency=2, workers=2), [], [RequestSpec("hi", 2)] * 4, 0, print)
+    assert time.monotonic() - t0 < 5

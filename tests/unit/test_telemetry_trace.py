@@ -275,3 +275,14 @@ def test_a_window_between_two_samples_has_consistent_columns() -> None:
     inside = series(0, [50 * ms], power_w=[300.0], clocks_event_reasons=[0x4])
     cols = gpu_window_columns([inside], 20 * ms, 80 * ms)
     assert cols["gpu_energy_j"] is None and cols["gpu_throttle_s"] is None
+
+
+def test_throttle_time_unknown_on_one_gpu_is_unknown_for_all() -> None:
+    """One GPU's samples end inside the window: energy was unknown, yet the other GPU's 60 ms of power
+    cap passed for the longest throttle."""
+    ms = S // 1000
+    covered = series(0, [0, 100 * ms], power_w=[300.0, 300.0], clocks_event_reasons=[0x4, 0x4])
+    short = series(1, [0, 50 * ms], power_w=[300.0, 300.0], clocks_event_reasons=[0x0, 0x0])
+    cols = gpu_window_columns([covered, short], 20 * ms, 80 * ms)
+    assert cols["gpu_energy_j"] is None and cols["gpu_throttle_s"] is None
+    assert gpu_window_columns([covered], 20 * ms, 80 * ms)["gpu_throttle_s"] == pytest.approx(0.06)
