@@ -107,7 +107,32 @@ def combination_warnings(s: Scenario, file: str) -> list[str]:
         + _request_warnings(s, file)
         + _load_warnings(s, file)
         + _prefix_warnings(s, file)
+        + _slot_warnings(s, file)
     )
+
+
+def _slot_warnings(s: Scenario, file: str) -> list[str]:
+    """Closed-loop concurrency above what the engine decodes at once: the rest wait in its queue."""
+    if s.load.mode != "closed" or not s.load.concurrency:
+        return []
+    top = max(s.load.concurrency)
+    short: dict[tuple[str, int], list[int]] = {}  # (field, slots) -> the configurations
+    for i, eng in enumerate(engine_configs(s)):
+        if eng.type == "llamacpp":
+            one = eng.launcher == "llama-cpp-python"  # its server serves one request at a time
+            slots, field = (1, "launcher") if one else (eng.parallel, "parallel")
+        elif eng.type == "vllm" and eng.max_num_seqs is not None:
+            slots, field = eng.max_num_seqs, "max_num_seqs"
+        else:
+            continue
+        if top > slots:
+            short.setdefault((field, slots), []).append(i)
+    return [
+        f"{file}: {_where(s, at)}.{field}: the engine decodes at most {slots} request(s) at a time, but "
+        f"load.concurrency goes up to {top}: the others wait in its queue (the wait is in their TTFT), so "
+        "points above it measure queueing, not a larger batch"
+        for (field, slots), at in short.items()
+    ]
 
 
 def _prefix_warnings(s: Scenario, file: str) -> list[str]:

@@ -141,6 +141,30 @@ def test_load_fields_the_mode_does_not_use_are_warned_about() -> None:
     assert combination_warnings(parse_scenario({"name": "f", "engine": told, "load": fine}), "f.yaml") == []
 
 
+def test_concurrency_above_what_the_engine_decodes_at_once_is_said_to_measure_queueing() -> None:
+    """8 concurrent requests on 2 llama.cpp slots: 6 wait in the server's queue, which reads as a slow
+    TTFT and no batching gain rather than the batch of 8 the sweep looks like."""
+    lc = {"type": "llamacpp", "model": {"source": "synthetic"}, "parallel": 2}
+    s = parse_scenario(
+        {
+            "name": "q",
+            "engine": lc,
+            "variants": [{"parallel": 2}, {"parallel": 8}, {"launcher": "llama-cpp-python"}],
+            "load": {"concurrency": [1, 8], "requests": 8},
+        }
+    )
+    assert combination_warnings(s, "q.yaml") == [
+        "q.yaml: variants[0].parallel: the engine decodes at most 2 request(s) at a time, but load.concurrency "
+        "goes up to 8: the others wait in its queue (the wait is in their TTFT), so points above it measure "
+        "queueing, not a larger batch",
+        "q.yaml: variants[2].launcher: the engine decodes at most 1 request(s) at a time, but load.concurrency "
+        "goes up to 8: the others wait in its queue (the wait is in their TTFT), so points above it measure "
+        "queueing, not a larger batch",
+    ]
+    fits = {"name": "f", "engine": {**lc, "parallel": 8}, "load": {"concurrency": [1, 8], "requests": 8}}
+    assert combination_warnings(parse_scenario(fits), "f.yaml") == []
+
+
 def test_a_shared_prefix_with_a_dataset_is_said_to_skip_its_prompt_rows(tmp_path: Path) -> None:
     data = tmp_path / "d.jsonl"
     data.write_text('{"prompt": "hello there", "output_tokens": 4}\n')
