@@ -55,6 +55,10 @@ class RequestRecord:
     def ok(self) -> bool:
         return self.error_kind is None and self.done_ns is not None
 
+    def set_status(self, status: int) -> None:
+        """The response's HTTP status, as soon as its head is in (a stream that then times out keeps it)."""
+        self.status_code = status
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -63,6 +63,7 @@ class _Conn(asyncio.Protocol):
         self._fut: asyncio.Future[Response] | None = None
         self._resp: Response | None = None
         self._on_body: OnBody | None = None
+        self._on_head: Callable[[int], None] | None = None
         self._sink: OnBody | None = None
         self._now = 0
         self._state = "idle"  # idle | head | length | chunk_size | chunk_data | chunk_crlf | trailer | eof
@@ -101,20 +102,26 @@ class _Conn(asyncio.Protocol):
             self._fail(e)
 
     # -- request/response
-    def request(self, raw: bytes, on_body: OnBody | None) -> asyncio.Future[Response]:
+    def request(
+        self, raw: bytes, on_body: OnBody | None, on_head: Callable[[int], None] | None = None
+    ) -> asyncio.Future[Response]:
         """Write one request and return the future of its response."""
         assert self.transport is not None
-        fut = self.expect(on_body)
+        fut = self.expect(on_body, on_head)
         self.transport.write(raw)
         return fut
 
-    def expect(self, on_body: OnBody | None) -> asyncio.Future[Response]:
-        """Get ready to parse one response (body bytes to `on_body`); `data_received` feeds it."""
+    def expect(
+        self, on_body: OnBody | None, on_head: Callable[[int], None] | None = None
+    ) -> asyncio.Future[Response]:
+        """Get ready to parse one response (body bytes to `on_body`, its status to `on_head` as soon as
+        its head is in); `data_received` feeds it."""
         assert self._state == "idle"
         loop = asyncio.get_running_loop()
         self._fut = loop.create_future()
         self._resp = Response()
         self._on_body = on_body
+        self._on_head = on_head
         self._sink = None
         self._state = "head"
         self._got_bytes = False
@@ -220,6 +227,8 @@ class _Conn(asyncio.Protocol):
             headers[k.strip().lower()] = v.strip()
         assert self._resp is not None
         self._resp.status, self._resp.headers = status, headers
+        if self._on_head is not None:
+            self._on_head(status)
         self._sink = self._on_body if status == 200 else None
         conn = headers.get("connection", "").lower()
         self._keep_alive = conn != "close" and parts[0] == "HTTP/1.1"
@@ -310,9 +319,14 @@ class Http1Pool:
             self._idle.append(c)
 
     async def request(
-        self, raw: bytes, on_send: Callable[[], None] | None = None, on_body: OnBody | None = None
+        self,
+        raw: bytes,
+        on_send: Callable[[], None] | None = None,
+        on_body: OnBody | None = None,
+        on_head: Callable[[int], None] | None = None,
     ) -> Response:
-        """Send prepared request bytes and wait for the whole response (body to `on_body` if given).
+        """Send prepared request bytes and wait for the whole response (body to `on_body` if given, the
+        status to `on_head` once the head is in: a response that then times out still has one).
 
         `on_send` runs right before the bytes are written (the caller's send stamp). A reused
         keep-alive connection that turns out to be closed before any response byte arrived is
@@ -325,7 +339,7 @@ class Http1Pool:
                 c = await self._acquire()
                 if on_send is not None:
                     on_send()
-                fut = c.request(raw, on_body)
+                fut = c.request(raw, on_body, on_head)
                 try:
                     resp = await fut
                 except Disconnected:

@@ -121,7 +121,7 @@ class StreamClient:
         failed: tuple[str, str] | None = None
         try:
             async with asyncio.timeout(self.timeout_s):
-                resp = await self._pool.request(raw, on_send, events.feed)
+                resp = await self._pool.request(raw, on_send, events.feed, rec.set_status)
         except TimeoutError:
             failed = "timeout", f"no complete response within {self.timeout_s} s"
         except HttpError as e:

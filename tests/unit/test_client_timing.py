@@ -126,6 +126,21 @@ def test_http_error_is_recorded_not_raised() -> None:
     assert rec.error_kind == "http" and rec.status_code == 500 and not rec.ok
 
 
+def test_a_stream_that_times_out_after_its_head_keeps_its_status() -> None:
+    """The server answered 200 and stalled after 2 tokens: the record said timeout with status null."""
+    srv = FakeServer(FakeScript(ttft_s=0.0, itl_s=0.001, stall_after_tokens=2)).start_in_thread()
+
+    async def go() -> RequestRecord:
+        async with StreamClient(srv.base_url, "fake", timeout_s=0.5) as c:
+            return await c.send(RequestRecord(0, "p", 0), RequestSpec("hello world", 8))
+
+    try:
+        rec = asyncio.run(go())
+    finally:
+        srv.stop()
+    assert (rec.error_kind, rec.status_code, len(rec.chunk_ns)) == ("timeout", 200, 2)
+
+
 def test_stream_cut_mid_way_is_recorded_as_disconnected() -> None:
     srv = FakeServer(FakeScript(ttft_s=0.0, itl_s=0.001, drop_after_tokens=3)).start_in_thread()
     try:
