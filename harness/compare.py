@@ -357,8 +357,8 @@ def above_roofline_notes(points: pd.DataFrame) -> list[str]:
     over = points[points["pct_roofline"] > ABOVE_ROOFLINE_PCT]
     return [
         f"run {r['run_id']} point {r['point_id']}: {r['pct_roofline']:.0f}% of its roofline, above the "
-        f"ceiling: the hardware ({r['device']}), precision or model it was worked out for is likely not "
-        "what ran"
+        f"ceiling: the hardware ({r['device']}, or a --bandwidth given for it), precision or model it was "
+        "worked out for is likely not what ran"
         for _, r in over.iterrows()
     ]
 

@@ -10,7 +10,7 @@ Definitions (all times from integer `perf_counter_ns` stamps, converted to secon
 * window = last done - first send over the measured (non-warmup) requests of a point, failed ones
            included (as wall time in vLLM's benchmark: a request that fails late stretches it);
            rates are NaN for a point where no request succeeded
-* output tok/s = sum of server-reported output tokens of successful requests / window
+* output tok/s = sum of output tokens of successful requests / window
 * goodput      = successful requests meeting every SLO / window (req/s); goodput tok/s counts
                  the output tokens of those requests only
 * send lag     = sent - scheduled, per request: how late the harness sent it (open loop)
@@ -18,11 +18,13 @@ Definitions (all times from integer `perf_counter_ns` stamps, converted to secon
                  arrival draw really offered, which a short Poisson or gamma schedule can put well off
                  the point's `rate_rps`
 
-Tokens are counted from the server's `usage`, never from chunks; a chunk is not a token. Two
-cross-checks are reported beside it: the tokenizer count of the streamed text and the number of
-content chunks; a request whose count differs from `usage` by more than 2 % is flagged. Input
-tokens mean what the server reports as `usage.prompt_tokens` (what the model prefills: special
-tokens such as BOS and any chat template included); the workload aims at exactly that number.
+Tokens are counted from the server's `usage`; a chunk is not a token. A stream without usage (counted
+before these functions see it, `harness.point`) ran to max_tokens if it ended for `length`, else is
+re-tokenized (engines that never send usage) or counted one token per content chunk, which is flagged
+(`chunk_counted`). Two cross-checks are reported beside it: the tokenizer count of the streamed text
+and the number of content chunks; a request whose count differs from `usage` by more than 2 % is
+flagged. Input tokens mean what the server reports as `usage.prompt_tokens` (what the model prefills:
+special tokens such as BOS and any chat template included); the workload aims at exactly that number.
 """
 
 from __future__ import annotations

@@ -29,7 +29,10 @@ UtilizationOpt = Annotated[
     float, typer.Option(min=0.01, max=1.0, callback=finite, help="share of rented hours busy")
 ]
 KwhOpt = Annotated[
-    float | None, typer.Option("--kwh", min=0.0, callback=finite, help="US$ per kWh, adds energy cost")
+    float | None,
+    typer.Option(
+        "--kwh", min=0.0, callback=finite, help="US$ per kWh, adds energy cost (points with J/token)"
+    ),
 ]
 # bytes per KV element for vLLM's --kv-cache-dtype values
 KV_DTYPE_BYTES = {"auto": 2.0, "bfloat16": 2.0, "float16": 2.0, "fp8": 1.0, "fp8_e4m3": 1.0, "fp8_e5m2": 1.0}
@@ -354,7 +357,9 @@ def recommend_cmd(
     ] = 0.2,
     input_tokens: Annotated[int, typer.Option(min=1)] = 1024,
     output_tokens: Annotated[int, typer.Option(min=1)] = 256,
-    precision: Annotated[str, typer.Option(help="comma-separated precisions to consider")] = "bf16,fp8",
+    precision: Annotated[
+        str, typer.Option(help="comma-separated precisions to consider (named: not auto)")
+    ] = "bf16,fp8",
     gpu: Annotated[list[str] | None, typer.Option(help="only these hardware keys (repeatable)")] = None,
     efficiency: Annotated[
         float, typer.Option(min=0.01, max=1.0, callback=finite, help="share of peak for estimates")

@@ -393,6 +393,6 @@ def test_a_point_above_its_roofline_is_said_to_have_the_wrong_ceiling() -> None:
         ]
     )
     assert above_roofline_notes(df) == [
-        "run r point v0-c1: 170% of its roofline, above the ceiling: the hardware (l40s), precision or model "
-        "it was worked out for is likely not what ran"
+        "run r point v0-c1: 170% of its roofline, above the ceiling: the hardware (l40s, or a --bandwidth "
+        "given for it), precision or model it was worked out for is likely not what ran"
     ]

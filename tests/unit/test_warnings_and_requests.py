@@ -153,13 +153,13 @@ def test_concurrency_above_what_the_engine_decodes_at_once_is_said_to_measure_qu
             "load": {"concurrency": [1, 8], "requests": 8},
         }
     )
+    tail = (
+        "but load.concurrency goes up to 8: the others wait in its queue (the wait is in their TTFT), so "
+        "points above it measure queueing, not a larger batch"
+    )
     assert combination_warnings(s, "q.yaml") == [
-        "q.yaml: variants[0].parallel: the engine decodes at most 2 request(s) at a time, but load.concurrency "
-        "goes up to 8: the others wait in its queue (the wait is in their TTFT), so points above it measure "
-        "queueing, not a larger batch",
-        "q.yaml: variants[2].launcher: the engine decodes at most 1 request(s) at a time, but load.concurrency "
-        "goes up to 8: the others wait in its queue (the wait is in their TTFT), so points above it measure "
-        "queueing, not a larger batch",
+        f"q.yaml: variants[0].parallel: the engine decodes at most 2 request(s) at a time, {tail}",
+        f"q.yaml: variants[2].launcher: the engine decodes at most 1 request(s) at a time, {tail}",
     ]
     fits = {"name": "f", "engine": {**lc, "parallel": 8}, "load": {"concurrency": [1, 8], "requests": 8}}
     assert combination_warnings(parse_scenario(fits), "f.yaml") == []
