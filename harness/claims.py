@@ -22,6 +22,7 @@ from harness.catalog.claims import Claim, Side
 from harness.catalog.hardware import Device, devices
 from harness.cost import usd_per_million_tokens
 from harness.roofline import Shape, bytes_per_param, decode_bound, min_batch_for
+from harness.runinfo import offloaded
 
 DEFAULT_CONTEXT_TOKENS = 1024.0
 MEMORY_UTILIZATION = 0.9
@@ -281,7 +282,7 @@ def _offload(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
     shape, dev, why = _shape_dev(c.model, c.device)
     sub = _match(points, c.model, c.device, c.devices, c.engine, c.precision, c.concurrency)
     if not sub.empty and "partial_offload" in sub.columns:  # weights split between a GPU and the host
-        sub = sub[sub["partial_offload"].astype(object).fillna(False).astype(bool)]
+        sub = sub[offloaded(sub)]
     elif not sub.empty:
         sub = sub[(sub["cpu_offload_gb"] > 0) | (sub["n_gpu_layers"].fillna(0).astype(float) > 0)]
     best = _best(sub)

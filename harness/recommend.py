@@ -31,6 +31,7 @@ from harness.catalog import ModelArch
 from harness.catalog.hardware import Device, gpus
 from harness.cost import usd_per_million_tokens
 from harness.roofline import Shape, bytes_per_param, decode_bound, prefill_bound
+from harness.runinfo import offloaded
 
 MEMORY_UTILIZATION = 0.9
 
@@ -82,8 +83,7 @@ def _measured(points: pd.DataFrame, need: Need, dev: str, precision: str, tp: in
     ):
         if col in points.columns:
             m &= points[col] == want
-    if "partial_offload" in points.columns:  # weights read over the host link: another configuration
-        m &= ~points["partial_offload"].fillna(False).astype(bool)
+    m &= ~offloaded(points)  # weights read over the host link: another configuration
     sub = points[m]
     if sub.empty:
         return None
@@ -185,8 +185,7 @@ def unused_run_notes(
         got = {said(lengths(r)) for _, r in conc.iterrows()}
         work = conc[[lengths(r) == asked for _, r in conc.iterrows()]] if not conc.empty else conc
         steps.append((work, f"workload {', '.join(sorted(got))} tokens, not the {said(asked)} asked"))
-        if "partial_offload" in work.columns:
-            work = work[~work["partial_offload"].fillna(False).astype(bool)]
+        work = work[~offloaded(work)]
         steps.append(
             (work, "it offloads weights to host memory (recommend ranks GPU-resident configurations)")
         )

@@ -216,10 +216,17 @@ def _manifest_rows(run: str | Path) -> list[tuple[str, str]]:
                 ),
             )
         )
-    tel = m.get("telemetry") or {}
-    # a source that could not run (no NVML library, no metrics endpoint) says why in `absent`, text, one
-    # that failed to start has an `error` from `start` and no file; one that ran without some of its
-    # parts (RAPL) names them in a mapping; a source that recorded and then failed once keeps its file
+    rows += _telemetry_rows(m.get("telemetry") or {})
+    return rows
+
+
+def _telemetry_rows(tel: dict[str, Any]) -> list[tuple[str, str]]:
+    """The manifest's telemetry sources: those that recorded, those absent (with why), errors of the
+    recorded ones.
+
+    A source that could not run (no NVML library, no metrics endpoint) says why in `absent`, text; one
+    that failed to start has an `error` from `start` and no file; one that ran without some of its parts
+    (RAPL) names them in a mapping; a source that recorded and then failed once keeps its file."""
     absent: dict[str, str] = {}
     errors: dict[str, str] = {}
     for name, entry in sorted(tel.items()):
@@ -235,7 +242,7 @@ def _manifest_rows(run: str | Path) -> list[tuple[str, str]]:
             if error:
                 errors[name] = str(error)
     recorded = [k for k in sorted(tel) if k not in absent]
-    rows.append(("telemetry", ", ".join(recorded) or "none recorded"))
+    rows = [("telemetry", ", ".join(recorded) or "none recorded")]
     if absent:
         rows.append(("telemetry absent", "; ".join(f"{k}: {why}" for k, why in absent.items())))
     if errors:

@@ -152,6 +152,14 @@ def partial_offload(cfg: dict[str, Any], engine: dict[str, Any], on_cpu: bool) -
     return 0 < ngl <= (int(blocks) if isinstance(blocks, int) and blocks > 0 else 998)
 
 
+def offloaded(points: pd.DataFrame) -> pd.Series:
+    """Which points split their weights between a GPU and host memory (`partial_offload`; all False in
+    frames without the column, and where a row does not say)."""
+    if "partial_offload" not in points.columns:
+        return pd.Series(False, index=points.index)
+    return points["partial_offload"].astype(object).fillna(False).astype(bool)
+
+
 def _cpu_inventory(manifest: dict[str, Any]) -> dict[str, Any]:
     hw = manifest.get("hardware")
     inv = hw.get("cpu") if isinstance(hw, dict) else None
