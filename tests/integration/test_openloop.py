@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -130,25 +131,26 @@ def test_a_finished_search_is_not_called_failed_because_an_earlier_variant_faile
     assert "load.requests: 8 requests a probe are over before they load the engine" in said
 
 
-def test_an_endpoint_that_sends_no_usage_is_counted_from_max_tokens(write_scenario, tmp_path: Path) -> None:
-    """An OpenAI-compatible endpoint that ignores stream_options: streams that ended for `length` ran to
-    max_tokens, so tok/s is measured, not zero, and TPOT exists for the SLO."""
+def _twelve_requests_to_a_fake(write_scenario: Any, tmp_path: Path, *flags: str) -> tuple[Any, Path]:
+    """12 measured requests at 20 req/s to a `serve-fake` of its own started with `flags`: the finished
+    harness process and its run directory."""
     from tests.conftest import start_fake_server
 
-    proc, url = start_fake_server(tmp_path / "fake.log", TTFT_S * 1e3, ITL_S * 1e3, "--no-usage")
+    proc, url = start_fake_server(tmp_path / "fake.log", TTFT_S * 1e3, ITL_S * 1e3, *flags)
     try:
         load = {"rates_rps": [20], "requests": 12, "warmup_requests": 2}
-        res = harness_cli(
-            "run",
-            str(write_scenario(scenario(url, **load))),
-            "--results",
-            str(tmp_path / "r"),
-            "--no-progress",
-        )
+        scen = str(write_scenario(scenario(url, **load)))
+        res = harness_cli("run", scen, "--results", str(tmp_path / "r"), "--no-progress")
     finally:
         proc.stop()
     assert res.returncode == 0, res.stderr[-2000:]
-    run = run_dir_from(res.stderr)
+    return res, run_dir_from(res.stderr)
+
+
+def test_an_endpoint_that_sends_no_usage_is_counted_from_max_tokens(write_scenario, tmp_path: Path) -> None:
+    """An OpenAI-compatible endpoint that ignores stream_options: streams that ended for `length` ran to
+    max_tokens, so tok/s is measured, not zero, and TPOT exists for the SLO."""
+    _, run = _twelve_requests_to_a_fake(write_scenario, tmp_path, "--no-usage")
     measured = [r for r in iter_records(run) if not r.warmup]
     assert len(measured) == 12 and all(r.finish_reason == "length" for r in measured)
     assert {(r.output_tokens, r.output_tokens_source) for r in measured} == {(12, "max_tokens")}
@@ -162,24 +164,7 @@ def test_an_endpoint_without_usage_whose_answers_stop_early_is_counted_by_chunks
 ) -> None:
     """Answers that end for `stop` after 5 of the 12 tokens asked, without usage: counted as 0 tokens they
     made tok/s 0 with only "carried no usage" said; one token per content chunk, said to be approximate."""
-    from tests.conftest import start_fake_server
-
-    proc, url = start_fake_server(
-        tmp_path / "fake.log", TTFT_S * 1e3, ITL_S * 1e3, "--no-usage", "--stop-after", "5"
-    )
-    try:
-        load = {"rates_rps": [20], "requests": 12, "warmup_requests": 2}
-        res = harness_cli(
-            "run",
-            str(write_scenario(scenario(url, **load))),
-            "--results",
-            str(tmp_path / "r"),
-            "--no-progress",
-        )
-    finally:
-        proc.stop()
-    assert res.returncode == 0, res.stderr[-2000:]
-    run = run_dir_from(res.stderr)
+    res, run = _twelve_requests_to_a_fake(write_scenario, tmp_path, "--no-usage", "--stop-after", "5")
     measured = [r for r in iter_records(run) if not r.warmup]
     assert {(r.finish_reason, r.output_tokens, r.output_tokens_source) for r in measured} == {
         ("stop", 5, "chunks")
