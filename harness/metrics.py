@@ -255,11 +255,11 @@ def summarize(
     row.update(stats((send_lag_s(r) for r in measured), "send_lag_s"))
     row.update(stats((ttft_s(r, open_loop) for r in ok), "ttft_s"))
     row.update(stats((tpot_s(r) for r in ok), "tpot_s"))
-    gaps = [x for r in ok for x in itl_s(r)]
-    row.update(stats(gaps, "itl_s"))
+    per_request = [(r, itl_s(r)) for r in ok]
+    row.update(stats((x for _, gaps in per_request for x in gaps), "itl_s"))
     # chunks that came in one read share a stamp: their gap is the client's delivery, not the engine's pace
     # (streams that came whole in one read are `one_read_streams`, said apart)
-    spread = [x for r in ok if not one_read(r) for x in itl_s(r)]
+    spread = [x for r, gaps in per_request if not one_read(r) for x in gaps]
     row["itl_zero_frac"] = sum(1 for x in spread if x == 0) / len(spread) if spread else math.nan
     row.update(stats((e2e_s(r, open_loop) for r in ok), "e2e_s"))
     if open_loop:
