@@ -216,6 +216,8 @@ def test_a_closed_loop_point_opens_a_connection_per_worker_before_its_first_meas
                 return await super().send(rec, spec, raw)
 
         async def go() -> list[RequestRecord]:
+            async with StreamClient(srv.base_url, "fake", max_connections=2) as capped:
+                assert await capped.preconnect(5) == 2  # no more than the pool may hold
             async with Counting(srv.base_url, "fake") as c:
                 assert await c.preconnect(3) == 3 and await c.preconnect(2) == 3  # idle ones count
                 specs = [RequestSpec("hello world", 4)] * 12
@@ -227,4 +229,4 @@ def test_a_closed_loop_point_opens_a_connection_per_worker_before_its_first_meas
         srv.stop()
     assert len(recs) == 12 and all(r.ok for r in recs)
     # 3 opened by hand, 3 more for the point's 6 workers before its first send, and none after it
-    assert open_at_send == [6] * 12 and len(srv.connected_ns) == 6
+    assert open_at_send == [6] * 12 and len(srv.connected_ns) == 2 + 6

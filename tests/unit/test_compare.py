@@ -367,6 +367,10 @@ def test_labels_too_wide_for_the_terminal_become_numbered_columns_with_a_legend(
     text = console.export_text()
     assert f"  #1 = {long},dtype=f16\n  #2 = {long},dtype=q8_0\n" in text
     assert "#1" in text.split("output tok/s")[1] and "#2" in text.split("output tok/s")[1]
+    from harness.compare import ROW_KEYS_WIDTH, column_keys
+
+    assert column_keys(["a" * 7], ROW_KEYS_WIDTH + 10) == {"a" * 7: "a" * 7}  # 7 + 3 columns: it just fits
+    assert column_keys(["a" * 7], ROW_KEYS_WIDTH + 9) == {"a" * 7: "#1"}
     wide = Console(record=True, width=400)  # room for the labels: no legend
     print_comparison(c, wide, ["output_tok_s"])
     text = wide.export_text()

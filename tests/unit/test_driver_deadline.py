@@ -417,3 +417,25 @@ def test_client_processes_that_fail_to_start_fail_the_point_at_once(
     with pytest.raises(RuntimeError, match="cannot describe the client"):
         _point(fake, PointLoad("w", concurrency=2, workers=2), [], [RequestSpec("hi", 2)] * 4, 0, print)
     assert time.monotonic() - t0 < 5
+
+
+def test_each_client_process_reports_its_own_loop_lag(fake: str) -> None:
+    """The client processes' loops stamp the chunks: each says how late it woke, beside its CPU time
+    (the parent kept only the CPU time, and reported its own loop's lag for all)."""
+    from harness.load.driver import PointOutcome, plan_jobs
+    from harness.load.workers import run_jobs_in_workers
+
+    load = PointLoad("w", concurrency=2, workers=2)
+
+    async def go() -> PointOutcome:
+        out = PointOutcome()
+        async with StreamClient(fake, "fake") as c:
+            jobs = plan_jobs(c, load, [], [RequestSpec("hello world", 8)] * 6, [], 0)
+            await run_jobs_in_workers(c, load, jobs, lambda r: None, out, time.perf_counter_ns())
+        return out
+
+    out = asyncio.run(go())
+    assert len(out.records) == 6 and all(r.ok for r in out.records)
+    workers = out.client["worker_cpu"]
+    assert len(workers) == 2
+    assert all(cpu > 0 and wall > 0 and isinstance(lag, float) for cpu, wall, lag in workers), workers

@@ -309,3 +309,7 @@ def test_gaps_of_chunks_that_came_in_one_read_are_said_to_be_the_delivery() -> N
     assert metrics.summarize([even])["itl_zero_frac"] == 0.0
     assert not [f for f in metrics.flags(metrics.summarize([even])) if "in one read" in f]
     assert math.isnan(metrics.summarize([rec(2, 0, 100, [150], 150, 1)])["itl_zero_frac"])  # no gaps
+    # one zero gap in 10 is at the limit, not over it
+    tenth = rec(3, 0, 100, [150, 150, *range(160, 250, 10)], 250, 11)
+    assert metrics.summarize([tenth])["itl_zero_frac"] == pytest.approx(0.1)
+    assert not [f for f in metrics.flags(metrics.summarize([tenth])) if "in one read" in f]

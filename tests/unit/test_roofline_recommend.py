@@ -301,6 +301,8 @@ def test_estimates_beside_measured_options_say_what_share_of_the_ceiling_was_rea
     assert efficiency_note([0.36], 0.4, True) == []  # an efficiency given: the user chose it
     assert efficiency_note([0.36], 1.0, False) == []  # nothing estimated
     assert efficiency_note([1.2], 1.0, True) == []  # above the ceiling: nothing to scale down by
+    (said,) = efficiency_note([0.5, 1.2], 1.0, True)  # one below its ceiling: the lowest share is taken
+    assert said.endswith("--efficiency 0.5 ranks them on the measured footing")
     (said,) = efficiency_note([0.004, 0.3], 1.0, True)
     assert said.endswith("--efficiency 0.01 ranks them on the measured footing")  # the lowest it takes
     need = Need(get_model("llama-3.1-70b"), 32, 1024, 256, 2.0, 0.2)

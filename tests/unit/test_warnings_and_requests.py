@@ -161,6 +161,15 @@ def test_concurrency_above_what_the_engine_decodes_at_once_is_said_to_measure_qu
         f"q.yaml: variants[0].parallel: the engine decodes at most 2 request(s) at a time, {tail}",
         f"q.yaml: variants[2].launcher: the engine decodes at most 1 request(s) at a time, {tail}",
     ]
+    # configurations short of slots the same way are said once
+    same = {
+        "name": "s",
+        "engine": lc,
+        "variants": [{"parallel": 2}, {"parallel": 2, "threads": 1}],
+        "load": {"concurrency": [1, 8], "requests": 8},
+    }
+    (once,) = combination_warnings(parse_scenario(same), "s.yaml")
+    assert once.startswith("s.yaml: variants[0, 1].parallel: the engine decodes at most 2 request(s)")
     fits = {"name": "f", "engine": {**lc, "parallel": 8}, "load": {"concurrency": [1, 8], "requests": 8}}
     assert combination_warnings(parse_scenario(fits), "f.yaml") == []
 
