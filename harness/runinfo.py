@@ -30,6 +30,7 @@ from harness.catalog.hardware import Device, devices, match_cpu, match_nvml
 from harness.models import PACKAGE_CATALOG
 from harness.results import RunNotFound, aborted_rows, read_manifest, read_points
 from harness.roofline import BYTES_PER_PARAM, Shape, decode_bound
+from harness.slots import engine_slots
 
 GIB = 1024**3
 # short names for variant fields in column labels
@@ -426,12 +427,10 @@ def roofline_tok_s(
 
 
 def engine_batch(cfg: dict[str, Any], concurrency: int) -> int:
-    """Sequences the engine decodes together: the concurrency, capped by its slots (llama-cpp-python's
-    server has one: it serves a request at a time)."""
-    if cfg.get("type") == "llamacpp" and cfg.get("launcher") == "llama-cpp-python":
-        return min(concurrency, 1)
-    slots = cfg.get("parallel") if cfg.get("type") == "llamacpp" else cfg.get("max_num_seqs")
-    return min(concurrency, int(slots)) if slots else concurrency
+    """Sequences the engine decodes together: the concurrency, capped by its slots (`engine_slots`:
+    llama-cpp-python's server has one, it serves a request at a time)."""
+    slots = engine_slots(cfg)
+    return min(concurrency, slots[1]) if slots else concurrency
 
 
 def partial_offload_tok_s(

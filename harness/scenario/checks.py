@@ -10,6 +10,7 @@ from typing import Any
 
 from harness.scenario.errors import merge_variants
 from harness.scenario.models import LengthDist, LlamaCppEngine, Scenario, engine_configs
+from harness.slots import engine_slots
 
 
 def combination_errors(s: Scenario, file: str) -> list[str]:
@@ -118,15 +119,9 @@ def _slot_warnings(s: Scenario, file: str) -> list[str]:
     top = max(s.load.concurrency)
     short: dict[tuple[str, int], list[int]] = {}  # (field, slots) -> the configurations
     for i, eng in enumerate(engine_configs(s)):
-        if eng.type == "llamacpp":
-            one = eng.launcher == "llama-cpp-python"  # its server serves one request at a time
-            slots, field = (1, "launcher") if one else (eng.parallel, "parallel")
-        elif eng.type == "vllm" and eng.max_num_seqs is not None:
-            slots, field = eng.max_num_seqs, "max_num_seqs"
-        else:
-            continue
-        if top > slots:
-            short.setdefault((field, slots), []).append(i)
+        slots = engine_slots(eng.model_dump())
+        if slots is not None and top > slots[1]:
+            short.setdefault(slots, []).append(i)
     return [
         f"{file}: {_where(s, at)}.{field}: the engine decodes at most {slots} request(s) at a time, but "
         f"load.concurrency goes up to {top}: the others wait in its queue (the wait is in their TTFT), so "
