@@ -395,11 +395,9 @@ def kv_cache_short(row: dict[str, Any]) -> tuple[float, float, int] | None:
     return held, each, int(conc)
 
 
-def flags(row: dict[str, Any]) -> list[str]:
-    """Plain-language warnings for a summarized point (empty when nothing looks wrong). Pure on the row, so
-    a report made later from the points table says the same as the run did."""
+def _output_flags(row: dict[str, Any], n: int) -> list[str]:
+    """Output and prompt lengths against the plan and the engine's usage."""
     out = []
-    n = _count(row, "ok")
     if short := _count(row, "short_outputs"):
         why = "EOS not ignored?" if row.get("ignore_eos", True) is not False else "ignore_eos is off"
         out.append(
@@ -430,6 +428,12 @@ def flags(row: dict[str, Any]) -> list[str]:
             f"{k}/{n} prompts are longer than the workload asked: their fixed start (the number that opens "
             "them, and the shared prefix) alone is longer; ask for more input tokens or a shorter prefix"
         )
+    return out
+
+
+def _usage_flags(row: dict[str, Any], n: int) -> list[str]:
+    """How tokens were delivered and counted: zero gaps, missing usage."""
+    out = []
     zero = _value(row, "itl_zero_frac")
     if zero is not None and zero > ITL_ZERO_LIMIT:
         out.append(
@@ -449,6 +453,12 @@ def flags(row: dict[str, Any]) -> list[str]:
             f"{k}/{n} requests: prompt tokens unknown (no usage in the stream, no tokenizer): total tok/s "
             "is not given"
         )
+    return out
+
+
+def _window_flags(row: dict[str, Any]) -> list[str]:
+    """The point's window: energy coverage and length, the arrival draw against the rate."""
+    out = []
     if row.get("energy_scope") == "incomplete":
         out.append("GPU energy unknown for this window (a GPU's samples missing): no J/token")
     win = _value(row, "window_s")
@@ -468,8 +478,12 @@ def flags(row: dict[str, Any]) -> list[str]:
             f"the arrival draw offered {offered:.3g} req/s, not the point's {rate:g} ({n_req} requests are "
             "a short sample of a random schedule): compare points by offered_req_s, or send more requests"
         )
-    if not n:
-        return out  # nothing succeeded: the client's figures (a few fast failures) say nothing of it
+    return out
+
+
+def _load_flags(row: dict[str, Any]) -> list[str]:
+    """What the engine and host did to the load: a short KV cache, a failing tail, steal."""
+    out = []
     if fit := kv_cache_short(row):
         held, each, conc = fit
         out.append(
@@ -488,6 +502,12 @@ def flags(row: dict[str, Any]) -> list[str]:
             f"the VM's hypervisor took {steal:.0f} % of its CPU time during the point (steal): what ran on "
             "the CPU (a CPU engine or offload, the client's timestamps) was slower than on this machine alone"
         )
+    return out
+
+
+def _client_flags(row: dict[str, Any]) -> list[str]:
+    """Whether the client kept up: its CPU, its send lag, its event loop."""
+    out = []
     if row.get("client_saturated") is True or row.get("client_saturated") == 1:
         util = _value(row, "client_cpu_util_max") or 0.0
         out.append(
@@ -517,6 +537,12 @@ def flags(row: dict[str, Any]) -> list[str]:
             "be that late too (a host whose CPUs the engine or other work fills or the hypervisor takes, or "
             "too few client processes)"
         )
+    return out
+
+
+def _server_flags(row: dict[str, Any]) -> list[str]:
+    """The client's figures against the engine's own."""
+    out = []
     for key in ("ttft_s", "itl_s"):
         d = _value(row, f"server_{key}_rel_diff")
         if d is not None and abs(d) > SERVER_DISAGREEMENT:
@@ -529,3 +555,13 @@ def flags(row: dict[str, Any]) -> list[str]:
         if d := _count(row, f"server_{key}_diff"):
             out.append(f"{key.replace('_', ' ')}: client counted {d:+d} vs the engine's counter")
     return out
+
+
+def flags(row: dict[str, Any]) -> list[str]:
+    """Plain-language warnings for a summarized point (empty when nothing looks wrong). Pure on the row, so
+    a report made later from the points table says the same as the run did."""
+    n = _count(row, "ok")
+    out = _output_flags(row, n) + _usage_flags(row, n) + _window_flags(row)
+    if not n:
+        return out  # nothing succeeded: the client's figures (a few fast failures) say nothing of it
+    return out + _load_flags(row) + _client_flags(row) + _server_flags(row)
