@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -23,7 +25,7 @@ from harness.cloud.task import (
     task_yaml,
 )
 from harness.engines.base import looks_secret
-from harness.scenario import ScenarioError, load_scenario
+from harness.scenario import Scenario, ScenarioError, load_scenario
 
 cloud_app = typer.Typer(
     no_args_is_help=True,
@@ -182,57 +184,99 @@ def launch(
     workdir = source_tree()
     if workdir is None and (image is None or image == "none"):
         raise _fail("--image: needed when the harness is not a source checkout (nothing to sync)")
-    plans: list[_Plan] = []
-    warnings: list[str] = []
     try:
-        envs = _parse_envs(env or [])
-        secrets = _check_secrets(secret or [])
-        prices = parse_gpu_prices(price or [])
-        specs: list[str | None] = list(gpus) if gpus else [None]
-        for spec in specs:
-            acc = resolve_accelerators(s, str(scenario), spec)
-            opts = LaunchOptions(
-                accelerators=acc,
-                nodes=nodes or s.hardware.nodes,
-                infra=cloud,
-                spot=spot,
-                image=image,
-                disk_size_gb=disk_size,
-                max_hours=max_hours,
-                envs=envs,
-                secrets=secrets,
-                network_tier=network_tier,
-            )
-            warnings += check_launch(s, str(scenario), opts)
-            name = cluster_name(s.name, acc, opts.nodes)
-            if any(p.cluster == name for p in plans):
-                raise CloudError([f"--gpus: {acc} is given twice"])
-            t = build_task(s, scenario, opts, workdir, name)
-            usd = prices.get(acc.name.lower(), prices.get(""))
-            plans.append(_Plan(name, opts, task_yaml(t), t, cost.lookup_price(acc.name, usd)))
+        options = functools.partial(
+            LaunchOptions,
+            nodes=nodes or s.hardware.nodes,
+            infra=cloud,
+            spot=spot,
+            image=image,
+            disk_size_gb=disk_size,
+            max_hours=max_hours,
+            envs=_parse_envs(env or []),
+            secrets=_check_secrets(secret or []),
+            network_tier=network_tier,
+        )
+        plans, warnings = _plans(s, scenario, gpus, options, parse_gpu_prices(price or []), workdir)
     except CloudError as e:
         raise _fail(e.messages) from None
     for w in dict.fromkeys(warnings):
         err.print(f"warning: {w}", markup=False)
-
+    idle = None if keep else idle_minutes
     if dry_run:
-        for i, p in enumerate(plans):
-            print(("---\n" if i else "") + f"# cluster: {p.cluster}\n" + p.yaml_text, end="")
-        sys.stdout.flush()
-        _validate(plans)
-        for line in _cost_lines(plans, max_hours, None if keep else idle_minutes):
-            err.print(line, markup=False)
-        for p in plans:
-            local = results / p.cluster
-            cmds = [
-                launcher.sky_launch_argv(p.cluster, local / "task.yaml", p.opts.secrets, keep, idle_minutes),
-                launcher.rsync_argv(p.cluster, local),
-            ]
-            if not keep:
-                cmds.append(launcher.sky_down_argv(p.cluster))
-            err.print("would run:\n" + "\n".join("  " + " ".join(c) for c in cmds), markup=False)
+        _print_dry_run(plans, results, keep, idle_minutes, max_hours)
         return
+    _check_can_launch(plans, results)
+    for line in _cost_lines(plans, max_hours, idle):
+        err.print(line, markup=False)
+    _confirm(yes, len(plans))
+    done: list[launcher.MachineRun] = []
+    for p in plans:
+        try:
+            done.append(
+                launcher.launch_one(
+                    _machine_run(p, results, max_hours),
+                    p.yaml_text,
+                    err.print,
+                    p.opts.secrets,
+                    keep,
+                    idle_minutes,
+                )
+            )
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+    _print_outcome(done)
+    if not all(m.ok for m in done):
+        raise typer.Exit(3)
 
+
+def _plans(
+    s: Scenario,
+    scenario: Path,
+    gpus: list[str] | None,
+    options: Callable[..., LaunchOptions],
+    prices: dict[str, float],
+    workdir: Path | None,
+) -> tuple[list[_Plan], list[str]]:
+    """One plan (cluster name, options, SkyPilot task, price) per `--gpus`, and the checks' warnings."""
+    plans: list[_Plan] = []
+    warnings: list[str] = []
+    for spec in list(gpus) if gpus else [None]:
+        acc = resolve_accelerators(s, str(scenario), spec)
+        opts = options(accelerators=acc)
+        warnings += check_launch(s, str(scenario), opts)
+        name = cluster_name(s.name, acc, opts.nodes)
+        if any(p.cluster == name for p in plans):
+            raise CloudError([f"--gpus: {acc} is given twice"])
+        t = build_task(s, scenario, opts, workdir, name)
+        usd = prices.get(acc.name.lower(), prices.get(""))
+        plans.append(_Plan(name, opts, task_yaml(t), t, cost.lookup_price(acc.name, usd)))
+    return plans, warnings
+
+
+def _print_dry_run(
+    plans: list[_Plan], results: Path, keep: bool, idle_minutes: int, max_hours: float
+) -> None:
+    """The tasks on stdout; SkyPilot's verdict on them, the cost and the commands a launch would run."""
+    for i, p in enumerate(plans):
+        print(("---\n" if i else "") + f"# cluster: {p.cluster}\n" + p.yaml_text, end="")
+    sys.stdout.flush()
+    _validate(plans)
+    for line in _cost_lines(plans, max_hours, None if keep else idle_minutes):
+        err.print(line, markup=False)
+    for p in plans:
+        local = results / p.cluster
+        cmds = [
+            launcher.sky_launch_argv(p.cluster, local / "task.yaml", p.opts.secrets, keep, idle_minutes),
+            launcher.rsync_argv(p.cluster, local),
+        ]
+        if not keep:
+            cmds.append(launcher.sky_down_argv(p.cluster))
+        err.print("would run:\n" + "\n".join("  " + " ".join(c) for c in cmds), markup=False)
+
+
+def _check_can_launch(plans: list[_Plan], results: Path) -> None:
+    """Refuse before renting anything: a cluster name an earlier launch wrote under, tools missing."""
     taken = [str(results / p.cluster) for p in plans if (results / p.cluster / "cloud.json").exists()]
     if taken:
         # one cluster name per scenario x GPUs: a second launch would share (and tear down) the first's
@@ -247,32 +291,33 @@ def launch(
             "(pip install 'llm-harness[cloud]' or pipx install skypilot, then `sky check`; "
             "rsync and ssh from your OS)"
         )
-    for line in _cost_lines(plans, max_hours, None if keep else idle_minutes):
-        err.print(line, markup=False)
-    if not yes:
-        if not sys.stdin.isatty():
-            raise _fail("--yes: needed to launch without a terminal to confirm on")
-        if not typer.confirm(f"Launch {len(plans)} cluster(s) now?", default=False, err=True):
-            raise _fail("not launched", 1)
-    done: list[launcher.MachineRun] = []
-    for p in plans:
-        m = launcher.MachineRun(
-            cluster=p.cluster,
-            accelerators=str(p.opts.accelerators),
-            nodes=p.opts.nodes,
-            local_dir=str(results / p.cluster),
-            task=dict(p.task),
-            price_usd_per_gpu_hour=(
-                [p.price.low_usd_per_gpu_hour, p.price.high_usd_per_gpu_hour] if p.price else None
-            ),
-            price_source=p.price.source if p.price else None,
-            max_hours=max_hours,
-        )
-        try:
-            done.append(launcher.launch_one(m, p.yaml_text, err.print, p.opts.secrets, keep, idle_minutes))
-        except KeyboardInterrupt:
-            raise typer.Exit(130) from None
-    runs = [r for m in done for r in m.run_dirs]
+
+
+def _confirm(yes: bool, clusters: int) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise _fail("--yes: needed to launch without a terminal to confirm on")
+    if not typer.confirm(f"Launch {clusters} cluster(s) now?", default=False, err=True):
+        raise _fail("not launched", 1)
+
+
+def _machine_run(p: _Plan, results: Path, max_hours: float) -> launcher.MachineRun:
+    return launcher.MachineRun(
+        cluster=p.cluster,
+        accelerators=str(p.opts.accelerators),
+        nodes=p.opts.nodes,
+        local_dir=str(results / p.cluster),
+        task=dict(p.task),
+        price_usd_per_gpu_hour=(
+            [p.price.low_usd_per_gpu_hour, p.price.high_usd_per_gpu_hour] if p.price else None
+        ),
+        price_source=p.price.source if p.price else None,
+        max_hours=max_hours,
+    )
+
+
+def _print_outcome(done: list[launcher.MachineRun]) -> None:
     for m in done:
         status = (
             "ok"
@@ -281,10 +326,9 @@ def launch(
             + (f", sky down exit {m.down_rc}" if m.down_rc not in (0, None) else "")
         )
         err.print(f"{m.cluster}: {status}; {len(m.run_dirs)} run dir(s) in {m.local_dir}", markup=False)
+    runs = [r for m in done for r in m.run_dirs]
     if runs:
         err.print("compare them: harness compare " + " ".join(runs), markup=False)
-    if not all(m.ok for m in done):
-        raise typer.Exit(3)
 
 
 # what to change when the named cloud lacks a feature the task needs (SkyPilot's feature names)
