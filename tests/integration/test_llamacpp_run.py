@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from harness.metrics import decode_tok_s
 from harness.results import iter_records, read_manifest
 
 from .conftest import harness_cli
@@ -72,10 +74,12 @@ def test_sweep_completes_with_exact_output_tokens(write_scenario, tmp_path: Path
     assert (points["output_tokens"] == 6 * 32).all()
     merged = sum(1 for r in measured if len(r.chunk_ns) != r.output_tokens)
     assert points["chunk_token_mismatch"].sum() == merged
-    c1 = points.iloc[0]
-    # our decode rate agrees with llama.cpp's own timings within 10 %
-    ratio = c1["decode_tok_s_mean"] / c1["server_decode_tok_s_mean"]
-    assert 0.9 <= ratio <= 1.1, (c1["decode_tok_s_mean"], c1["server_decode_tok_s_mean"])
+    # each request's decode rate from its stream agrees with llama.cpp's own timing of it within 10 %
+    # (the median at concurrency 1: one request's stream delayed by a busy host does not decide it)
+    c1 = [r for r in measured if r.point_id == "v0-c1"]
+    ratios = [decode_tok_s(r) / r.server_timings["predicted_per_second"] for r in c1 if r.server_timings]
+    assert len(ratios) == 6
+    assert 0.9 <= statistics.median(ratios) <= 1.1, ratios
     assert "v0-c4" in (run / "report.md").read_text()
     assert "out tok/s" in res.stdout
 
