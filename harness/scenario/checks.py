@@ -294,6 +294,19 @@ def gguf_incomplete(path: Path) -> str | None:
     return None
 
 
+def _relative_hint(path: Path, file: str) -> str:
+    """Where a relative path that was not found was looked for: paths in a scenario resolve from the
+    current directory (as on a cloud machine, where the job runs in the synced source tree), not from
+    the scenario file's folder; say so, and point at the file beside the scenario if there is one."""
+    if path.is_absolute():
+        return ""
+    hint = f" (relative paths resolve from the current directory, {Path.cwd()}"
+    beside = Path(file).parent / path
+    if Path(file).parent != Path(".") and beside.exists():
+        hint += f"; the scenario's folder has it: {beside}"
+    return hint + ")"
+
+
 def input_file_errors(s: Scenario, file: str) -> list[str]:
     """Model files named by path, a `binary:` (or `llama_bench.binary:`) named by path, and a workload
     dataset that do not exist or do not load (checked by `validate` and before a run starts anything).
@@ -306,7 +319,9 @@ def input_file_errors(s: Scenario, file: str) -> list[str]:
         if model is not None and model.source == "path":
             path = Path(model.path).expanduser()
             if not path.exists():
-                msgs.append(f"{file}: {where}.model.path: file not found: {model.path}")
+                msgs.append(
+                    f"{file}: {where}.model.path: file not found: {model.path}{_relative_hint(path, file)}"
+                )
             elif eng.type == "llamacpp" and (problem := _gguf_problem(path)):
                 msgs.append(f"{file}: {where}.model.path: {model.path}: {problem}")
         bench = getattr(eng, "llama_bench", None)
@@ -314,7 +329,8 @@ def input_file_errors(s: Scenario, file: str) -> list[str]:
         for field, binary in binaries:
             if binary and not (b := Path(binary).expanduser()).is_file():
                 why = "is a directory" if b.is_dir() else "file not found"
-                msgs.append(f"{file}: {where}.{field}: {why}: {binary}")
+                hint = "" if b.is_dir() else _relative_hint(b, file)
+                msgs.append(f"{file}: {where}.{field}: {why}: {binary}{hint}")
             elif binary and not os.access(b, os.X_OK):
                 msgs.append(f"{file}: {where}.{field}: not executable (chmod +x?): {binary}")
     if s.workload.tokenizer:
@@ -330,5 +346,6 @@ def input_file_errors(s: Scenario, file: str) -> list[str]:
         try:
             load_dataset(s.workload.dataset)
         except DatasetError as e:
-            msgs.append(f"{file}: workload.dataset: {e}")
+            hint = _relative_hint(Path(s.workload.dataset), file) if "cannot read" in str(e) else ""
+            msgs.append(f"{file}: workload.dataset: {e}{hint}")
     return merge_variants(msgs)

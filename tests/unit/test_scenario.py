@@ -420,6 +420,39 @@ def test_a_binary_named_by_path_must_exist(tmp_path: Path) -> None:
     assert input_file_errors(parse_scenario(data), "f.yaml") == []
 
 
+def test_a_relative_path_not_found_says_where_it_was_looked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.models import make_gguf
+    from harness.scenario import input_file_errors
+
+    (tmp_path / "scenarios").mkdir()
+    make_gguf(tmp_path / "scenarios" / "m.gguf", dtype="f16")
+    (tmp_path / "scenarios" / "d.jsonl").write_text('{"input_tokens": 8, "output_tokens": 4}\n')
+    monkeypatch.chdir(tmp_path)
+    data = {
+        "name": "s",
+        "engine": {"type": "llamacpp", "model": {"source": "path", "path": "m.gguf"}},
+        "workload": {"dataset": "d.jsonl"},
+    }
+    errors = input_file_errors(parse_scenario(data), "scenarios/s.yaml")
+    cwd = f"relative paths resolve from the current directory, {tmp_path}"
+    assert errors[0] == (
+        f"scenarios/s.yaml: engine.model.path: file not found: m.gguf ({cwd}; the scenario's folder has it: "
+        "scenarios/m.gguf)"
+    )
+    assert errors[1].startswith("scenarios/s.yaml: workload.dataset: d.jsonl: cannot read")
+    assert errors[1].endswith(f"({cwd}; the scenario's folder has it: scenarios/d.jsonl)")
+    # from the scenario's folder the same file validates; a path found nowhere gets no pointer
+    monkeypatch.chdir(tmp_path / "scenarios")
+    assert input_file_errors(parse_scenario(data), "s.yaml") == []
+    data["engine"]["model"]["path"] = "other.gguf"
+    assert input_file_errors(parse_scenario(data), "s.yaml") == [
+        f"s.yaml: engine.model.path: file not found: other.gguf (relative paths resolve from the current "
+        f"directory, {tmp_path / 'scenarios'})"
+    ]
+
+
 def test_the_same_problem_in_several_variants_is_said_once() -> None:
     from harness.scenario import input_file_errors
 
