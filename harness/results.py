@@ -212,7 +212,8 @@ def resolve_runs(paths: list[Path]) -> tuple[list[Path], list[str]]:
 
     A run directory (with manifest.json) stands for itself; any other directory for the runs below it, at
     any depth (`results`, `results/evidence`, a cloud fetch `results/<cluster>`); `harness compare` output
-    directories are passed over with a note (so `results/*/` still works after a compare). A path with no
+    directories and the plot folders of a report over several runs are passed over with a note (so
+    `results/*/` still works after a compare or such a report). A path with no
     run in or below it raises RunNotFound. Each run comes once, in the order given.
     """
     runs: list[Path] = []
@@ -223,6 +224,8 @@ def resolve_runs(paths: list[Path]) -> tuple[list[Path], list[str]]:
             runs.append(p)
         elif (p / COMPARE_OUTPUT).is_file():
             notes.append(f"{p}: a compare output, not a run: passed over")
+        elif report_plots_dir(p):
+            notes.append(f"{p}: a report's plots, not a run: passed over")
         elif p.is_dir() and (inner := _runs_below(p)):
             for c in inner:
                 read_manifest(c)  # readable
@@ -231,6 +234,11 @@ def resolve_runs(paths: list[Path]) -> tuple[list[Path], list[str]]:
         else:
             read_manifest(p)  # raises with the reason
     return list(dict.fromkeys(runs)), notes
+
+
+def report_plots_dir(p: Path) -> bool:
+    """`p` is the `<name>-plots/` folder an HTML report `<name>.html` beside it wrote its PNGs into."""
+    return p.name.endswith("-plots") and (p.parent / f"{p.name.removesuffix('-plots')}.html").is_file()
 
 
 def _runs_below(top: Path) -> list[Path]:

@@ -176,7 +176,7 @@ def test_points_tables_fall_back_and_say_when_neither_reads(tmp_path: Path) -> N
         read_points(run.path)
 
 
-def test_resolve_runs_expands_directories_of_runs_and_passes_over_compare_outputs(tmp_path: Path) -> None:
+def test_resolve_runs_expands_run_folders_and_passes_over_compare_and_report_outputs(tmp_path: Path) -> None:
     import pytest
 
     from harness.results import RunNotFound, resolve_runs
@@ -191,11 +191,19 @@ def test_resolve_runs_expands_directories_of_runs_and_passes_over_compare_output
     cmp_out = tmp_path / "results" / "compare-20261201T000000Z"
     cmp_out.mkdir()
     (cmp_out / "compare.md").write_text("# Comparison\n")
-    runs, notes = resolve_runs([a, tmp_path / "results" / "cluster", cmp_out, a])
+    # a report over several runs writes report-<time>.html and its PNGs in report-<time>-plots/ beside them
+    plots = tmp_path / "results" / "report-20261201T000000Z-plots"
+    plots.mkdir()
+    (plots / "tok_s.png").write_bytes(b"\x89PNG")
+    with pytest.raises(RunNotFound, match="plots: not a run directory"):  # a folder of PNGs, no report
+        resolve_runs([plots])
+    (tmp_path / "results" / "report-20261201T000000Z.html").write_text("<html></html>")
+    runs, notes = resolve_runs([a, tmp_path / "results" / "cluster", cmp_out, plots, a])
     assert runs == [a, b1, b2]
     assert notes == [
         f"{tmp_path / 'results' / 'cluster'}: not a run directory; using the 2 run(s) below it",
         f"{cmp_out}: a compare output, not a run: passed over",
+        f"{plots}: a report's plots, not a run: passed over",
     ]
     # the top of a results tree: runs at any depth, the compare output's inside passed over
     (cmp_out / "points").mkdir()
