@@ -13,11 +13,26 @@ from rich.console import Console
 if TYPE_CHECKING:
     from harness.catalog.prices import PriceQuote
 
+
+class PipeConsole(Console):
+    """A console whose reader went away (`harness compare ... | head -1`) goes quiet instead of ending the
+    command (rich exits 1 there): the files a command writes after printing its table are still written."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.file.fileno())  # later writes (and the exit's flush) go nowhere, quietly
+            os.close(devnull)
+        except (OSError, ValueError):  # a stream with no descriptor: quiet is enough
+            pass
+
+
 # emoji=False: a file named `:fire:.yaml` is printed as named
-out = Console(emoji=False)
-err = Console(stderr=True, soft_wrap=True, emoji=False)
+out = PipeConsole(emoji=False)
+err = PipeConsole(stderr=True, soft_wrap=True, emoji=False)
 if not out.is_terminal:  # pipes and CI logs: wide enough for the points table
-    out = Console(width=200, emoji=False)
+    out = PipeConsole(width=200, emoji=False)
 
 EXIT_BAD_INPUT = 2
 EXIT_RUN_FAILED = 3

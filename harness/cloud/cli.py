@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from harness.cli.common import PipeConsole
 from harness.cloud import cost, launcher
 from harness.cloud.task import (
     CloudError,
@@ -31,7 +31,7 @@ cloud_app = typer.Typer(
     no_args_is_help=True,
     help="Rent GPUs through SkyPilot: run a scenario there, bring the run directories back.",
 )
-err = Console(stderr=True, soft_wrap=True, highlight=False, emoji=False)
+err = PipeConsole(stderr=True, soft_wrap=True, highlight=False, emoji=False)
 
 
 def _fail(messages: list[str] | str, code: int = 2) -> typer.Exit:

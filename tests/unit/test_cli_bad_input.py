@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -348,3 +349,32 @@ def test_claims_and_recommend_say_which_runs_gave_them_nothing(tmp_path: Path) -
         assert (
             f"note: {run.path}: no finished points (status: interrupted): nothing of it is used here" in said
         )
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_a_reader_that_goes_away_does_not_stop_the_files_being_written(
+    tmp_path: Path, run_copy: Path, stream: str
+) -> None:
+    """`harness compare RUN | head -1`: the table goes nowhere once the reader has gone, the files are
+    written all the same, and the command ends quietly (rich alone would exit 1 at the first write)."""
+    from tests.conftest import HARNESS
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the command writes anything
+    out = tmp_path / "cmp"
+    other = subprocess.PIPE
+    with subprocess.Popen(
+        [*HARNESS, "compare", str(run_copy), "--out", str(out)],
+        cwd=ROOT,
+        stdout=write_end if stream == "stdout" else other,
+        stderr=write_end if stream == "stderr" else other,
+        text=True,
+    ) as proc:
+        os.close(write_end)
+        stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, (stdout, stderr)
+    assert "Traceback" not in (stdout or "") + (stderr or "")
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["compare.csv", "compare.md", "compare.parquet", "points.csv"]
+    if stream == "stderr":  # the table still reached the reader that stayed
+        assert "output tok/s" in stdout
