@@ -233,6 +233,12 @@ def load_dataset(path: str | Path) -> list[DatasetRow]:
         lines = p.read_text(encoding="utf-8-sig").splitlines()  # a BOM (Windows editors) is no JSON
     except OSError as e:
         raise DatasetError(f"{p}: cannot read: {e}") from None
+    except UnicodeDecodeError as e:
+        utf16 = e.object[:2] in (b"\xff\xfe", b"\xfe\xff")
+        raise DatasetError(
+            f"{p}: not UTF-8 text (byte {e.start}{': UTF-16, as PowerShell writes' if utf16 else ''}): "
+            "save it as UTF-8"
+        ) from None
     rows: list[DatasetRow] = []
     for i, line in enumerate(lines, 1):
         if not line.strip():

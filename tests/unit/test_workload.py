@@ -149,6 +149,22 @@ def test_dataset_errors_name_file_line_and_field(tmp_path: Path, line: str, msg:
         load_dataset(p)
 
 
+@pytest.mark.parametrize(
+    ("encoding", "msg"),
+    [
+        ("utf-16", r"d.jsonl: not UTF-8 text \(byte 0: UTF-16, as PowerShell writes\): save it as UTF-8"),
+        ("latin-1", r"d.jsonl: not UTF-8 text \(byte 15\): save it as UTF-8"),
+    ],
+)
+def test_a_dataset_that_is_not_utf8_is_said_to_be(tmp_path: Path, encoding: str, msg: str) -> None:
+    p = tmp_path / "d.jsonl"
+    p.write_bytes('{"prompt": "café", "output_tokens": 4}\n'.encode(encoding))
+    with pytest.raises(DatasetError, match=msg):
+        load_dataset(p)
+    p.write_bytes('{"prompt": "café", "output_tokens": 4}\n'.encode("utf-8-sig"))  # UTF-8, even with a BOM
+    assert load_dataset(p)[0].prompt == "café"
+
+
 def test_a_counter_that_cannot_tell_falls_back_to_words_not_to_an_empty_prompt() -> None:
     # an external endpoint without /tokenize: about one token per word, the count unknown
     f = PromptFactory(seed=1, count_tokens=lambda text: None)
