@@ -15,7 +15,7 @@ from harness.field_errors import value_problem
 class Side(BaseModel):
     """One configuration of a ratio claim."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     device: str
     devices: int | None = Field(None, ge=1)
@@ -23,7 +23,7 @@ class Side(BaseModel):
 
 
 class Claim(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     id: str
     source: str
@@ -61,21 +61,42 @@ class Claim(BaseModel):
         return self.value_high if self.value_high is not None else self.value
 
 
+def _precision_problems(c: Claim) -> list[tuple[str, str]]:
+    """(field, problem) for each precision the roofline has no bytes per parameter for."""
+    from harness.roofline import BYTES_PER_PARAM
+
+    sides = [("precision", c.precision)]
+    sides += [
+        (f"{k}.precision", s.precision)
+        for k, s in (("numerator", c.numerator), ("denominator", c.denominator))
+        if s
+    ]
+    return [
+        (field, f"invalid value {p!r} (allowed: {', '.join(BYTES_PER_PARAM)})")
+        for field, p in sides
+        if p is not None and p.lower() not in BYTES_PER_PARAM
+    ]
+
+
 def parse_claims(data: Any, file: str) -> list[Claim]:
     if not isinstance(data, dict) or not isinstance(data.get("claims"), list):
         raise CatalogError(f"{file}: (top level): expected a mapping with a `claims:` list")
     sources = data.get("sources") or {}
+    if not isinstance(sources, dict):
+        raise CatalogError(f"{file}: sources: expected a mapping of source id to where it is from")
     out: list[Claim] = []
     ids: set[str] = set()
     for i, entry in enumerate(data["claims"]):
         if not isinstance(entry, dict):
             raise CatalogError(f"{file}: claims[{i}]: expected a mapping of fields")
         try:
-            c = Claim(**entry)
+            c = Claim.model_validate(entry)
         except ValidationError as e:
             first = e.errors()[0]
             loc = ".".join(str(x) for x in first["loc"])
             raise CatalogError(f"{file}: claims[{i}].{loc}: {value_problem(first)}") from None
+        for field, problem in _precision_problems(c):
+            raise CatalogError(f"{file}: claims[{i}].{field}: {problem}")
         if c.id in ids:
             raise CatalogError(f"{file}: claims[{i}].id: duplicate id {c.id!r}")
         if sources and c.source not in sources:

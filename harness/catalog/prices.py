@@ -18,7 +18,7 @@ from harness.field_errors import value_problem
 class Price(BaseModel):
     """A dated, sourced rental price for one device (US$ per device-hour)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     device: str
     provider: str
@@ -57,7 +57,7 @@ def parse_prices(data: Any, file: str, known_devices: Iterable[str] | None = Non
             problems.append(f"{file}: prices[{i}]: expected a mapping of fields")
             continue
         try:
-            p = Price(**entry)
+            p = Price.model_validate(entry)
         except ValidationError as e:
             for err in e.errors():
                 loc = ".".join(str(x) for x in err["loc"])

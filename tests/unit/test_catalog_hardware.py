@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -142,6 +143,48 @@ def test_claim_file_errors_name_field() -> None:
             {"claims": [{"id": "a", "source": "s", "text": "t", "kind": "ratio", "value": 2, "model": "m"}]},
             "c.yaml",
         )
+
+
+CLAIM = {"id": "a", "source": "s", "text": "t", "kind": "throughput", "value": 2, "model": "m", "device": "d"}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        # a precision the roofline cannot weigh had been taken, then ended `claims` in a traceback
+        ({"claims": [{**CLAIM, "precision": "fp4"}]}, r"claims\[0\].precision: invalid value 'fp4' \(allo"),
+        (
+            {
+                "claims": [
+                    {
+                        **CLAIM,
+                        "kind": "ratio",
+                        "numerator": {"device": "h100-sxm", "precision": "FP-8"},
+                        "denominator": {"device": "a100-80gb-sxm", "precision": "bf16"},
+                    }
+                ]
+            },
+            r"claims\[0\].numerator.precision: invalid value 'FP-8'",
+        ),
+        ({"claims": [{**CLAIM, "value": math.inf}]}, r"claims\[0\].value: Input should be a finite number"),
+        ({"claims": [{1: "a"}]}, r"claims\[0\].id: field required"),  # keys that are not strings
+        ({"sources": 5, "claims": [CLAIM]}, r"c.yaml: sources: expected a mapping"),
+    ],
+)
+def test_claim_files_with_wrong_values_are_refused_by_field(data: dict, message: str) -> None:
+    with pytest.raises(CatalogError, match=message):
+        parse_claims(data, "c.yaml")
+    assert parse_claims({"claims": [{**CLAIM, "precision": "FP8"}]}, "c.yaml")[0].precision == "FP8"
+
+
+def test_price_files_with_infinite_prices_or_odd_keys_are_refused_by_field() -> None:
+    good = {"device": "l40s", "provider": "p", "usd_per_hour": 1, "seen": "s", "source": "u"}
+    with pytest.raises(CatalogError) as e:
+        parse_prices({"prices": [{**good, "usd_per_hour": math.inf}, {**good, 1: "x"}]}, "x.yaml")
+    assert str(e.value).splitlines() == [
+        "x.yaml: prices[0].usd_per_hour: Input should be a finite number",
+        "x.yaml: prices[1].1: Keys should be strings",
+    ]
 
 
 @pytest.mark.parametrize("path", ARTICLE, ids=lambda p: p.name)
