@@ -83,6 +83,8 @@ def output_dir(option: str, path: Path | None) -> Path | None:
     if path is not None:
         if path.exists() and not path.is_dir():
             raise fail(f"{option}: {path} is not a directory")
+        if (path / "manifest.json").is_file():  # its points.csv would be replaced by the output's
+            raise fail(f"{option}: {path} is a run directory: give a folder of its own for the output")
         if not path.exists():
             _writable_parent(option, path)
     return path

@@ -186,6 +186,8 @@ def test_output_paths_are_checked_before_any_work(run_copy: Path, tmp_path: Path
             "--bandwidth: 'cpu=inf': expected DEVICE=GB_PER_S",
         ),
         (["compare", str(run_copy), "--out", str(afile)], f"--out: {afile} is not a directory"),
+        # the comparison's points.csv would have replaced the run's own
+        (["compare", str(run_copy), "--out", str(run_copy)], f"--out: {run_copy} is a run directory"),
         (["claims", "--out", str(tmp_path)], f"--out: {tmp_path} is a directory"),
         (["model", "make-gguf", str(tmp_path)], f"make-gguf: PATH: {tmp_path} is a directory"),
         (["model", "make-gguf", str(afile / "m.gguf")], f"{afile} is not a directory"),
