@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.catalog import ModelArch, get_model
-from harness.models import cache_dir
+from harness.models import cache_dir, writing_into_cache
 from harness.scenario import DUMMY_PRECISIONS
 
 SPECIALS = ("<unk>", "<s>", "</s>")
@@ -241,6 +241,7 @@ def catalog_model_dir(name: str, precision: str = "auto") -> Path:
     ).hexdigest()[:12]
     target = cache_dir() / "hf" / f"{name}-{precision}-{key}"
     if not (target / "config.json").is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write_model_dir(target, arch, precision)
+        with writing_into_cache(target):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_model_dir(target, arch, precision)
     return target

@@ -7,6 +7,8 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,9 +39,25 @@ PACKAGE_CATALOG = {GEMMA_PACKAGE: "gemma-3-270m"}
 
 
 def cache_dir() -> Path:
-    d = Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "llm-harness"))
-    d.mkdir(parents=True, exist_ok=True)
+    """Where generated and assembled models are kept: $HARNESS_CACHE, unset or empty ~/.cache/llm-harness."""
+    d = Path(os.environ.get("HARNESS_CACHE") or Path.home() / ".cache" / "llm-harness")
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        why = e.strerror or e
+        raise ModelError(f"model cache {d}: {why} (set HARNESS_CACHE to a writable folder)") from None
     return d
+
+
+@contextmanager
+def writing_into_cache(target: Path) -> Iterator[None]:
+    """A model being written into the cache that cannot be (a full disk, a read-only folder) is a ModelError
+    naming it: the run says its engine did not start for that reason, not that its own files failed."""
+    try:
+        yield
+    except OSError as e:
+        why = e.strerror or f"{e} (a full disk?)"  # numpy's short write carries no errno
+        raise ModelError(f"cannot write {target}: {why} (HARNESS_CACHE sets the model cache's folder)") from None
 
 
 @dataclass(frozen=True)
@@ -75,8 +93,11 @@ def sha256_files(paths: list[Path]) -> tuple[str, list[str]]:
     stats = [(p.resolve(), p.stat()) for p in paths]
     ident = "|".join(f"{r}:{st.st_size}:{st.st_mtime_ns}" for r, st in stats)
     key = hashlib.sha256(ident.encode()).hexdigest()[:32]
-    memo = cache_dir() / "sha256" / key
-    if memo.is_file():
+    try:
+        memo: Path | None = cache_dir() / "sha256" / key
+    except ModelError:  # no cache: the digest is worked out each time
+        memo = None
+    if memo is not None and memo.is_file():
         lines = memo.read_text().split()
         if len(lines) == len(paths) + 1:
             return lines[0], lines[1:]
@@ -89,8 +110,12 @@ def sha256_files(paths: list[Path]) -> tuple[str, list[str]]:
                 whole.update(block)
         each.append(h.hexdigest())
     digest = each[0] if len(paths) == 1 else whole.hexdigest()
-    memo.parent.mkdir(parents=True, exist_ok=True)
-    memo.write_text("\n".join([digest, *each]))
+    if memo is not None:
+        try:
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            memo.write_text("\n".join([digest, *each]))
+        except OSError:
+            memo.unlink(missing_ok=True)  # a memo cut short by a full disk would be read back as garbage
     return digest, each
 
 
@@ -190,10 +215,14 @@ def gemma_path() -> Path:
         ) from None
     target = cache_dir() / "models" / "gemma-3-270m-q4_k_m.gguf"
     if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(".part")
-        g.assemble(str(tmp))
-        os.replace(tmp, target)
+        with writing_into_cache(target):
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                g.assemble(str(tmp))
+                os.replace(tmp, target)
+            finally:
+                tmp.unlink(missing_ok=True)
     return target
 
 
@@ -209,7 +238,8 @@ def synthetic_path(spec: Any) -> Path:
     shape = f"{spec.layers}x{spec.hidden}-v{spec.vocab}-{spec.dtype}"
     target = cache_dir() / "models" / f"random-llama-{shape}-{key}.gguf"
     if not target.is_file():
-        make_gguf(target, **params)
+        with writing_into_cache(target):
+            make_gguf(target, **params)
     return target
 
 

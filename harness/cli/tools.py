@@ -238,6 +238,8 @@ def make_gguf_cmd(
         p = make_gguf(path, layers, hidden, heads, kv_heads, ffn, vocab, context, dtype, seed)
     except ModelError as e:
         raise fail(str(e)) from None
+    except OSError as e:  # numpy's short write on a full disk carries no errno
+        raise fail(f"make-gguf: PATH: cannot write {path}: {e.strerror or f'{e} (a full disk?)'}") from None
     out.print(f"wrote {p} ({p.stat().st_size} bytes, {gguf_info(p)['gguf_type']})")
 
 

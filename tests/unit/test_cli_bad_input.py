@@ -257,6 +257,35 @@ def test_a_cache_directory_that_is_a_file(tmp_path: Path) -> None:
     assert refused(res, f"{afile}: File exists"), res.stderr
 
 
+def test_a_model_cache_that_cannot_be_written_stops_the_engine_not_the_run_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run's own files are fine: the error is the model's (it had said "cannot write the run's files"
+    and offered a --resume that would fail the same way), and model digests work without the cache."""
+    from harness.models import ModelError, cache_dir, make_gguf, sha256_file
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    scen = _scenario(
+        tmp_path,
+        "name: s\nengine: {type: llamacpp, model: {source: synthetic, layers: 1, hidden: 64, heads: 4, "
+        "kv_heads: 4, ffn: 128, vocab: 512}}\nload: {concurrency: [1], requests: 1}\n",
+    )
+    res = harness("run", str(scen), "--results", str(tmp_path / "r"), env={"HARNESS_CACHE": str(afile)})
+    assert res.returncode == 3 and "Traceback" not in res.stderr, res.stderr
+    assert f"engine (variant 0) did not start: model cache {afile}: File exists" in res.stderr
+    assert "cannot write the run's files" not in res.stderr
+    model = make_gguf(tmp_path / "m.gguf")
+    monkeypatch.setenv("HARNESS_CACHE", str(afile))
+    with pytest.raises(ModelError, match="set HARNESS_CACHE to a writable folder"):
+        cache_dir()
+    assert len(sha256_file(model)) == 64  # not memoized, still known
+    # set but empty is unset (it had put the cache in the current directory)
+    monkeypatch.setenv("HARNESS_CACHE", "")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir() == tmp_path / "home" / ".cache" / "llm-harness"
+
+
 def _trace(path: Path, head: dict[str, object], *samples: dict[str, object]) -> Path:
     lines = [{"format": "llm-harness/nvml-trace", "version": 1, **head}, *samples]
     with gzip.open(path, "wt", encoding="utf-8") as f:
