@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from harness.cli.common import PipeConsole
+from harness.cli.common import PipeConsole, finite
 from harness.cloud import cost, launcher
 from harness.cloud.task import (
     CloudError,
@@ -168,7 +168,9 @@ def launch(
             "(H100=2.99; repeatable)"
         ),
     ] = None,
-    max_hours: Annotated[float, typer.Option(min=0.05, help="stop the benchmark after this long")] = 2.0,
+    max_hours: Annotated[
+        float, typer.Option(min=0.05, callback=finite, help="stop the benchmark after this long")
+    ] = 2.0,
     disk_size: Annotated[int, typer.Option(min=50, help="disk per node, GB")] = 256,
     idle_minutes: Annotated[int, typer.Option(min=1, help="autodown after this idle time")] = 30,
     env: Annotated[list[str] | None, typer.Option("--env", help="NAME=VALUE set on the cluster")] = None,

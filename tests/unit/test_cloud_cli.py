@@ -101,6 +101,7 @@ def test_unpriced_accelerator_says_so() -> None:
         (["--env", "NO_VALUE"], "--env: invalid value 'NO_VALUE' (allowed: NAME=VALUE)"),
         (["--network-tier", "fast"], "--network-tier: invalid value 'fast' (allowed: best, default)"),
         (["--env", "HF_TOKEN=hf_abc"], "--env: HF_TOKEN looks like a secret; pass it as --secret HF_TOKEN"),
+        (["--max-hours", "inf"], "inf is not a finite number"),  # had overflowed into a traceback
     ],
 )
 def test_impossible_launches_exit_2_without_traceback(args: list[str], message: str) -> None:
