@@ -212,6 +212,24 @@ def _is_gguf(path: Path) -> bool:
         return False
 
 
+def _synthetic_limits(fields: dict[str, int]) -> None:
+    """The limits a scenario's `source: synthetic` model has (past them a value is a typo that would fill
+    memory or disk), said as the option's."""
+    from pydantic import ValidationError
+
+    from harness.field_errors import value_problem
+    from harness.scenario.models import SyntheticModel
+
+    try:
+        SyntheticModel.model_validate({"source": "synthetic", **fields})
+    except ValidationError as e:
+        # a field's own limit; shapes that do not divide are said by make_gguf, with the numbers
+        if problems := [
+            f"--{str(x['loc'][0]).replace('_', '-')}: {value_problem(x)}" for x in e.errors() if x["loc"]
+        ]:
+            raise fail(problems) from None
+
+
 @model_app.command("make-gguf")
 def make_gguf_cmd(
     path: Annotated[Path, typer.Argument(help="output .gguf file")],
@@ -231,6 +249,8 @@ def make_gguf_cmd(
 
     if dtype not in ("f32", "f16", "q8_0"):
         raise fail(f"--dtype: invalid value {dtype!r} (allowed: f32, f16, q8_0)")
+    shape = {"layers": layers, "hidden": hidden, "heads": heads, "kv_heads": kv_heads, "ffn": ffn}
+    _synthetic_limits({**shape, "vocab": vocab, "context": context, "seed": seed})
     output_file("make-gguf: PATH", path)
     if path.is_file() and not _is_gguf(path):
         raise fail(f"make-gguf: PATH: {path} exists and is not a GGUF file; not overwriting it")
