@@ -57,7 +57,8 @@ def writing_into_cache(target: Path) -> Iterator[None]:
         yield
     except OSError as e:
         why = e.strerror or f"{e} (a full disk?)"  # numpy's short write carries no errno
-        raise ModelError(f"cannot write {target}: {why} (HARNESS_CACHE sets the model cache's folder)") from None
+        where = "HARNESS_CACHE sets the model cache's folder"
+        raise ModelError(f"cannot write {target}: {why} ({where})") from None
 
 
 @dataclass(frozen=True)

@@ -448,6 +448,9 @@ class LengthDist(Strict):
 MAX_TOKENS = 10_000_000
 MAX_DURATION_S = 7 * 24 * 3600.0
 MAX_NAME_CHARS = 200
+# every request of a point is planned (prompt, length, arrival) before it starts: about 45 us and 1 KB
+# each, so a million is 45 s and 1 GB before the first send (longer points: load.duration_s)
+MAX_REQUESTS = 1_000_000
 MIN_RATE_RPS, MAX_RATE_RPS = 1e-6, 1e6
 
 
@@ -528,16 +531,19 @@ class Load(Strict):
     rates_rps: tuple[StrictFloat, ...] = ()
     arrival: Literal["constant", "poisson", "gamma"] = "poisson"
     burstiness: StrictFloat = Field(1.0, gt=0, description="gamma shape; 1.0 is Poisson")
-    requests: StrictInt = Field(16, ge=1, description="measured requests per point")
+    requests: StrictInt = Field(16, ge=1, le=MAX_REQUESTS, description="measured requests per point")
     duration_s: StrictFloat | None = Field(
         None, gt=0, le=MAX_DURATION_S, description="stop a point after this long (whichever first)"
     )
-    warmup_requests: StrictInt = Field(1, ge=0)
+    warmup_requests: StrictInt = Field(1, ge=0, le=MAX_REQUESTS)
     warmup_scope: Literal["point", "engine"] = Field(
         "point", description="warm up before every point, or only the first point after each engine start"
     )
     cooldown_requests: StrictInt = Field(
-        0, ge=0, description="requests after the measured ones that keep the load up (not measured)"
+        0,
+        ge=0,
+        le=MAX_REQUESTS,
+        description="requests after the measured ones that keep the load up (not measured)",
     )
     workers: StrictInt = Field(
         1,
@@ -549,6 +555,7 @@ class Load(Strict):
     max_concurrency: StrictInt | None = Field(
         None,
         ge=1,
+        le=MAX_REQUESTS,
         description="open loop: cap on requests in flight (with workers > 1, split between the client "
         "processes, each holding its share)",
     )

@@ -672,3 +672,8 @@ def test_values_past_any_sensible_bound_are_refused() -> None:
         "f.yaml: workload.seed: invalid value 9223372036854775808 (allowed: <= 9223372036854775807)"
     ]
     assert parse_scenario({**BASE, "load": {"seed": 2**63 - 1}}).load.seed == 2**63 - 1
+    # a billion requests validated, then the run spent its memory planning them before the first send
+    assert messages({**BASE, "load": {"requests": 10**9}}) == [
+        "f.yaml: load.requests: invalid value 1000000000 (allowed: <= 1000000)"
+    ]
+    assert parse_scenario({**BASE, "load": {"requests": 10**6}}).load.requests == 10**6
