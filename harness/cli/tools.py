@@ -29,7 +29,7 @@ def serve_fake(
     ] = 16,
     fail_every: Annotated[int, typer.Option(min=0, help="fault: every n-th request fails (0: never)")] = 0,
     fail_status: Annotated[
-        int, typer.Option(help="fault: HTTP status of failed requests (500, 429, 503)")
+        int, typer.Option(help="fault: HTTP status of failed requests (400, 404, 429, 500, 503)")
     ] = 500,
     drop_after: Annotated[
         int | None, typer.Option(min=0, help="fault: close streams after this many tokens")

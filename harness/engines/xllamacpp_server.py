@@ -41,7 +41,12 @@ def build_params(ns: argparse.Namespace) -> Any:
         key, _, raw = item.partition("=")
         if not hasattr(p, key):
             raise SystemExit(f"xllamacpp CommonParams has no field {key!r} (from --set {item})")
-        setattr(p, key, yaml.safe_load(raw))
+        try:
+            setattr(p, key, yaml.safe_load(raw))
+        except (TypeError, ValueError, OverflowError, AttributeError, yaml.YAMLError) as e:
+            raise SystemExit(
+                f"xllamacpp CommonParams.{key} does not take {raw!r}: {e} (from --set {item})"
+            ) from None
     return p
 
 

@@ -218,14 +218,28 @@ HARNESS_OWN_ARGS = {
 }
 
 
-def _not_xllamacpp_fields(keys: list[str]) -> list[str]:
-    """The keys xllamacpp's CommonParams does not have (none checked where xllamacpp is not installed)."""
+def _xllamacpp_field_problem(args: tuple[str, ...]) -> str | None:
+    """The first `FIELD=VALUE` item xllamacpp's CommonParams has no field for, or whose field refuses the
+    value as the launcher sets it (a YAML scalar); None where xllamacpp is not installed."""
     try:
         import xllamacpp
     except ImportError:
-        return []
+        return None
+    import yaml
+
     params = xllamacpp.CommonParams()
-    return [k for k in keys if not hasattr(params, k)]
+    for item in args:
+        key, _, raw = item.partition("=")
+        if not hasattr(params, key):
+            return (
+                f"extra_args {key!r}: xllamacpp's CommonParams has no such field (the launcher would stop "
+                "at start)"
+            )
+        try:
+            setattr(params, key, yaml.safe_load(raw))
+        except (TypeError, ValueError, OverflowError, AttributeError, yaml.YAMLError) as e:
+            return f"extra_args {item!r}: xllamacpp's CommonParams.{key} does not take {raw!r} ({e})"
+    return None
 
 
 def extra_args_problem(launcher: str, args: tuple[str, ...]) -> str | None:
@@ -242,11 +256,8 @@ def extra_args_problem(launcher: str, args: tuple[str, ...]) -> str | None:
                 "llama-server"
             )
         keys = [a.split("=", 1)[0] for a in args]
-        if unknown := _not_xllamacpp_fields(keys):
-            return (
-                f"extra_args {unknown[0]!r}: xllamacpp's CommonParams has no such field (the launcher would "
-                "stop at start)"
-            )
+        if problem := _xllamacpp_field_problem(args):
+            return problem
     else:
         keys = [a.split("=", 1)[0] for a in args if a.startswith("-")]
     clash = [k for k in keys if k in own]

@@ -620,6 +620,10 @@ def test_a_normal_length_clipped_on_one_side_is_refused_for_its_drifting_mean() 
 def test_xllamacpp_fields_and_batch_threads_are_checked() -> None:
     x = {**BASE["engine"], "extra_args": ["n_threads=8"]}
     assert "CommonParams has no such field" in messages({**BASE, "engine": x})[0]
+    # a value of the wrong type validated, then stopped the launcher with a traceback in the engine log
+    x = {**BASE["engine"], "extra_args": ["n_ubatch=256", "n_batch=abc"]}
+    (m,) = messages({**BASE, "engine": x})
+    assert m.startswith("f.yaml: engine: extra_args 'n_batch=abc': xllamacpp's CommonParams.n_batch does not")
     tb = {**BASE["engine"], "launcher": "llama-server", "extra_args": ["-tb", "8"]}
     assert "set engine.threads instead" in messages({**BASE, "engine": tb})[0]
 
