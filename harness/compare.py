@@ -65,6 +65,8 @@ def parse_metrics(text: str | None) -> list[str] | None:
     bad = [m for m in shown if m not in known]
     if bad:
         raise CompareError(f"--metrics: {', '.join(bad)} unknown (allowed: {', '.join(known)})")
+    if not shown:  # `--metrics ,`: no table at all, said by nothing
+        raise CompareError(f"--metrics: {text!r} names no metric (allowed: {', '.join(known)})")
     return shown
 
 

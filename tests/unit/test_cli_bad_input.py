@@ -241,6 +241,7 @@ def test_output_paths_are_checked_before_any_work(run_copy: Path, tmp_path: Path
             "--reruns: invalid value 'mean' (allowed: newest, median)",
         ),
         (["model", "make-gguf", "x.gguf", "--seed", "-1"], "Input should be greater than or equal to 0"),
+        (["compare", str(RUN), "--metrics", ",,"], "--metrics: ',,' names no metric (allowed: "),
         # the scenario's limits for a synthetic model: 10 billion tokens had filled the memory
         (["model", "make-gguf", "x.gguf", "--vocab", "10000000000"], "--vocab: invalid value 10000000000"),
         (["model", "make-gguf", "x.gguf", "--kv-heads", "999"], "--kv-heads: invalid value 999 (allowed"),
