@@ -257,7 +257,7 @@ def _counts(run: Path) -> dict[int, dict[str, Any]]:
     p = run / COUNTS_FILE
     if not p.is_file():
         return out
-    for line in p.read_text(encoding="utf-8").splitlines():
+    for line in p.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             row = json.loads(line)
             out[int(row.pop("request_id"))] = {k: v for k, v in row.items() if k in COUNT_FIELDS}
@@ -273,7 +273,8 @@ def iter_records(run: str | Path) -> Iterator[RequestRecord]:
     if not p.is_file():
         return
     counts = _counts(Path(run))
-    with open(p, encoding="utf-8") as f:
+    # records are written as ASCII JSON: bytes that are not UTF-8 are damage, skipped like a torn line
+    with open(p, encoding="utf-8", errors="replace") as f:
         for line in f:
             line = line.strip()
             if not line:

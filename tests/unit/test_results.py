@@ -33,8 +33,8 @@ def test_records_survive_a_torn_last_line(tmp_path: Path) -> None:
     for i in range(3):
         run.append_record(RequestRecord(i, "v0-c1", 100 + i, 101 + i, output_tokens=5))
     run.close()
-    with open(run.path / "requests.jsonl", "a") as f:
-        f.write('{"request_id": 3, "point_id": "v0-c1", "sched')  # crash mid-write
+    with open(run.path / "requests.jsonl", "ab") as f:
+        f.write(b'{"request_id": 3, "point_id": "v0-c1", "sched\xe2\x82')  # crash mid-write; damaged bytes
     recs = list(iter_records(run.path))
     assert [r.request_id for r in recs] == [0, 1, 2]
     assert recs[2].output_tokens == 5
