@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -178,7 +179,10 @@ def cost_cmd(
             raise fail(f"cost: --tok-s: must be > 0 (got {tok_s:g})")
         if j_per_token is not None and kwh is None:
             raise fail("cost: --j-per-token needs --kwh (US$ per kWh) to price the energy")
-        for line in cost_line(CostInputs(usd_per_hour, tok_s, devices, utilization, j_per_token, kwh).row()):
+        row = CostInputs(usd_per_hour, tok_s, devices, utilization, j_per_token, kwh).row()
+        if any(isinstance(v, float) and math.isinf(v) for v in row.values()):  # 1e308 $/h over 1e-308 tok/s
+            raise fail("cost: these numbers give a cost too large for a float: check --usd-per-hour, --tok-s")
+        for line in cost_line(row):
             out.print(line, highlight=False)
         return
     typed = [
