@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing as mp
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, fields, replace
@@ -66,6 +67,9 @@ def _client_config(client: StreamClient) -> dict[str, Any]:
 
 
 def _worker_main(conn: Connection, cfg: dict[str, Any], load: dict[str, Any], jobs: list[Job]) -> None:
+    # a terminal's Ctrl-C reaches the whole process group: the parent stops the point and tells each
+    # worker over its pipe (a worker's own KeyboardInterrupt was a traceback of some 15 lines each)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     from harness.client.aio import run_loop
     from harness.load.cpu import CpuMeter, LoopLagProbe
 

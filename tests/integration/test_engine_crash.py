@@ -31,7 +31,11 @@ def _wait_for(pred, timeout_s: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _start_run(write_scenario, tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
+def _start_run(
+    write_scenario, tmp_path: Path, workers: int = 1, own_group: bool = False
+) -> tuple[subprocess.Popen[str], Path]:
+    """`harness run` of a long point in a child process (`own_group`: leading a process group of its own,
+    as a shell starts a command, so a terminal's Ctrl-C can be sent to the whole group)."""
     scen = write_scenario(
         {
             "name": "it-crash",
@@ -39,7 +43,7 @@ def _start_run(write_scenario, tmp_path: Path) -> tuple[subprocess.Popen[str], P
             # the run is still going when the engine is killed, however fast the machine
             "engine": {"type": "llamacpp", "model": MODEL, "parallel": 2, "threads": 1},
             "workload": {"input_tokens": 16, "output_tokens": 256},
-            "load": {"concurrency": [2], "requests": 400, "warmup_requests": 0},
+            "load": {"concurrency": [2], "requests": 400, "warmup_requests": 0, "workers": workers},
         }
     )
     results = tmp_path / "results"
@@ -49,6 +53,7 @@ def _start_run(write_scenario, tmp_path: Path) -> tuple[subprocess.Popen[str], P
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        process_group=0 if own_group else None,
     )
     run = _wait_for(
         lambda: next(iter(results.glob("*-it-crash")), None) if results.is_dir() else None,
@@ -110,6 +115,23 @@ def test_sigint_harness_stops_engine_and_marks_interrupted(write_scenario, tmp_p
     assert sum(r.ok for r in iter_records(run)) >= 2
     for c in children:
         assert not c.is_running() or c.status() == psutil.STATUS_ZOMBIE, c
+
+
+def test_a_terminals_ctrl_c_with_client_workers_prints_no_traceback(write_scenario, tmp_path: Path) -> None:
+    """Ctrl-C in a terminal signals the whole process group: each client worker process ended in a
+    KeyboardInterrupt traceback before the harness's own one-line message."""
+    proc, run = _start_run(write_scenario, tmp_path, workers=2, own_group=True)
+    try:
+        _wait_for(lambda: _records(run) >= 2, 120, "some finished requests")
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 3, stderr[-2000:]
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
+    assert "interrupted by SIGINT" in stderr
+    assert read_manifest(run)["status"] == "interrupted"
 
 
 def test_ctrl_c_with_a_hung_engine_lets_go_at_once(write_scenario, tmp_path: Path) -> None:
