@@ -28,7 +28,7 @@ def replaced_whole(path: Path) -> Iterator[Path]:
     """A temporary name next to `path` to write to; once written it is synced and renamed over `path`.
     Nothing is renamed when the body raises, and the temporary file is removed."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # two writers do not remove each other's
     try:
         yield tmp
         with open(tmp, "rb") as f:

@@ -53,6 +53,10 @@ COUNTS_FILE = "token-counts.jsonl"
 COUNT_FIELDS = ("output_tokens", "output_tokens_source", "output_text_tokens")
 
 
+# run directories this process has locked (RunDir.lock): path -> the descriptor that holds the lock
+_LOCKED: dict[str, int] = {}
+
+
 @dataclass
 class RunDir:
     """A results directory being written by a run."""
@@ -61,6 +65,26 @@ class RunDir:
     manifest: dict[str, Any] = field(default_factory=dict)
     _records: IO[str] | None = None
     _counts_checked: bool = False
+
+    def lock(self) -> bool:
+        """Take the directory's exclusive lock for as long as this process lives (the system lets it go
+        when the process ends, a kill included); False when another process holds it. Two `--resume`s
+        started together both saw no live runner in the manifest, then both measured the same points."""
+        try:
+            import fcntl
+        except ImportError:  # no flock on this system: the manifest's runner check alone
+            return True
+        key = os.path.realpath(self.path)
+        if key in _LOCKED:  # this process holds it already (a lock is per open file, not per process)
+            return True
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        _LOCKED[key] = fd
+        return True
 
     @classmethod
     def create(cls, root: str | Path, scenario_name: str, now: dt.datetime | None = None) -> RunDir:
@@ -73,7 +97,9 @@ class RunDir:
                 p.mkdir()
             except FileExistsError:
                 continue
-            return cls(p)
+            run = cls(p)
+            run.lock()  # new, so nobody else holds it: held against a --resume of it while it runs
+            return run
         raise RuntimeError(f"could not create a new run directory under {root}")
 
     # -- manifest

@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import harness
 from harness import hostinfo
@@ -21,6 +21,9 @@ from harness.results import (
     runner_info,
 )
 from harness.scenario import Scenario, scenario_hash
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class ResumeError(Exception):
@@ -132,6 +135,16 @@ def machine(hardware: Any) -> str:
     return f"{gpus}, {cpu or 'CPU unknown'}"
 
 
+def finished_rows(points: pd.DataFrame) -> set[str]:
+    """Points whose row in the table says they finished (not cut short): the table is written before the
+    manifest's `points_done`, so a run killed between the two has such a row the manifest does not name
+    (measuring it again would put a second set of its requests into requests.jsonl)."""
+    if "aborted" not in points.columns or "point_id" not in points.columns:
+        return set()  # a table from before the column: the manifest alone says
+    whole = points["aborted"].isna() | (points["aborted"].astype(str) == "")  # "" comes back NaN from CSV
+    return {str(p) for p in points.loc[whole, "point_id"]}
+
+
 def reopen(
     path: Path, s: Scenario, find_max_goodput: bool, hardware: dict[str, Any] | None = None
 ) -> tuple[RunDir, list[dict[str, Any]], int, int]:
@@ -140,7 +153,14 @@ def reopen(
     `hardware`: this machine's inventory, as the manifest records it; a run made on other GPUs or
     another CPU is not resumed here (its points and the new ones would not compare)."""
     try:
-        manifest = read_manifest(path)
+        manifest = read_manifest(path)  # readable: a run directory, before its lock is taken
+        run = RunDir(Path(path))
+        if not run.lock():
+            raise ResumeError(
+                f"{path}: is being run by another process on this host (its directory is locked); stop it "
+                "(Ctrl-C) or let it finish"
+            )
+        manifest = read_manifest(path)  # as left by whoever held the lock last
     except RunNotFound as e:
         raise ResumeError(str(e)) from None
     if find_max_goodput or manifest.get("find_max_goodput"):
@@ -181,8 +201,8 @@ def reopen(
         raise ResumeError(
             f"{path}: is still being run by process {pid} on this host; stop it (Ctrl-C) or let it finish"
         )
-    done = set(manifest.get("points_done") or [])
     old = read_points(path, manifest)
+    done = set(manifest.get("points_done") or []) | finished_rows(old)
     rows = [{str(k): v for k, v in r.items()} for r in old.to_dict("records") if r.get("point_id") in done]
     if lost := sorted(done - {str(r.get("point_id")) for r in rows}):
         # measuring them again would put a second set of their requests into requests.jsonl
@@ -191,7 +211,7 @@ def reopen(
             f"{old.attrs.get('read_note') or 'points.parquet and points.csv are missing'}; start a new run"
         )
     next_id = 1 + max((r.request_id for r in iter_records(path)), default=-1)
-    run = RunDir(Path(path), manifest)
+    run.manifest = manifest
     attempt = len(manifest.get("resumed_utc") or []) + 1
     # an HTML report made of the unfinished run would stand beside the finished one as if it were its
     # report (the run itself rewrites report.md, not this): `harness report` makes it again

@@ -262,6 +262,63 @@ def test_a_run_still_being_written_is_not_resumed(tmp_path: Path) -> None:
     assert reopen(run.path, s, find_max_goodput=False)[0].manifest["runner"]["pid"] == os.getpid()
 
 
+def test_a_run_directory_another_process_holds_is_not_resumed(tmp_path: Path) -> None:
+    """Two `--resume`s started together both found no live runner in the manifest and both measured the
+    same points: the directory's lock, held while a process runs it, lets only one of them in."""
+    import subprocess
+    import sys
+
+    import pytest
+
+    from harness.resume import ResumeError, reopen
+    from harness.scenario import parse_scenario, scenario_hash
+
+    s = parse_scenario({"name": "s", "engine": {"type": "external", "base_url": "http://127.0.0.1:9"}})
+    run = RunDir(tmp_path / "run")  # made by a process that has ended (RunDir.create would hold it here)
+    run.path.mkdir()
+    run.write_manifest({"status": "interrupted", "scenario_hash": scenario_hash(s)})
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from harness.results import RunDir; "
+            "from pathlib import Path; assert RunDir(Path(sys.argv[1])).lock(); print('held', flush=True); "
+            "time.sleep(60)",
+            str(run.path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with pytest.raises(ResumeError, match="is being run by another process on this host"):
+            reopen(run.path, s, find_max_goodput=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert reopen(run.path, s, find_max_goodput=False)[3] == 1  # its holder gone (killed): resumed
+
+
+def test_a_finished_point_the_manifest_missed_is_kept_on_resume(tmp_path: Path) -> None:
+    """The points table is written before the manifest's points_done: a run killed between the two had
+    its finished point dropped and measured again, with a second set of its requests."""
+    from harness.resume import reopen
+    from harness.scenario import parse_scenario, scenario_hash
+
+    s = parse_scenario({"name": "s", "engine": {"type": "external", "base_url": "http://127.0.0.1:9"}})
+    run = RunDir.create(tmp_path, "s", NOW)
+    run.write_manifest({"status": "running", "scenario_hash": scenario_hash(s), "points_done": ["v0-c1"]})
+    run.write_points(
+        [
+            {"point_id": "v0-c1", "ok": 4, "aborted": ""},
+            {"point_id": "v0-c2", "ok": 4, "aborted": ""},  # finished; the kill came before points_done
+            {"point_id": "v0-c4", "ok": 1, "aborted": "engine died"},  # cut short: measured again
+        ]
+    )
+    (run.path / "points.parquet").unlink()  # read from the CSV, where "" comes back as NaN
+    assert [r["point_id"] for r in reopen(run.path, s, find_max_goodput=False)[1]] == ["v0-c1", "v0-c2"]
+
+
 def test_a_run_made_before_defaults_left_the_hash_still_resumes(tmp_path: Path) -> None:
     import pytest
 
