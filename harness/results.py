@@ -186,7 +186,9 @@ def read_manifest(run: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RunNotFound(f"{p}: unreadable manifest: expected a JSON object, got {type(data).__name__}")
     for key, kind in MANIFEST_SHAPE.items():
-        v = data.get(key)
+        v: Any = data
+        for part in key.split("."):  # a part inside a part that is not an object was said already
+            v = v.get(part) if isinstance(v, dict) else None
         if v is not None and not isinstance(v, kind):
             raise RunNotFound(f"{p}: unreadable manifest: {key}: expected {_JSON_NAMES[kind]}")
     if any(not isinstance(e, dict) for e in data.get("engines") or []):
@@ -197,6 +199,13 @@ def read_manifest(run: str | Path) -> dict[str, Any]:
 # the manifest's parts the readers go into, and what each is when present
 MANIFEST_SHAPE: dict[str, type] = {
     "scenario": dict,
+    "scenario.engine": dict,
+    "scenario.workload": dict,
+    "scenario.load": dict,
+    "scenario.slo": dict,
+    "scenario.hardware": dict,
+    "scenario.variants": list,
+    "seeds": dict,
     "host": dict,
     "hardware": dict,
     "telemetry": dict,

@@ -226,6 +226,17 @@ def test_manifests_that_are_not_a_json_object_are_said_to_be_unreadable(tmp_path
         (tmp_path / "manifest.json").write_bytes(body)
         with pytest.raises(RunNotFound, match="unreadable manifest"):
             read_manifest(tmp_path)
+    # a hand-edited part that the readers go into ended report, compare, cost and claims in a traceback
+    for body, where in (
+        ({"scenario": {"load": "closed"}}, "scenario.load: expected an object"),
+        ({"scenario": {"variants": {"a": 1}}}, "scenario.variants: expected a list"),
+        ({"seeds": "0"}, "seeds: expected an object"),
+    ):
+        (tmp_path / "manifest.json").write_text(json.dumps(body))
+        with pytest.raises(RunNotFound, match=f"unreadable manifest: {where}"):
+            read_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({"scenario": {"load": {}, "variants": None}}))
+    assert read_manifest(tmp_path)["scenario"]["load"] == {}
 
 
 def test_a_run_still_being_written_is_not_resumed(tmp_path: Path) -> None:
