@@ -6,7 +6,7 @@ Everything else (TTFT, TPOT, throughput, ...) is derived from these by pure func
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 # error kinds (a request that did not complete normally)
@@ -60,7 +60,9 @@ class RequestRecord:
         self.status_code = status
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields as they are, lists shared, not copied: `dataclasses.asdict` deep-copied every stamp
+        of `chunk_ns` on the event loop (22 ms for a 32k-token stream, against 3 ms to write it)."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> RequestRecord:

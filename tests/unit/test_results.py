@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
@@ -62,6 +63,7 @@ def test_points_table_csv_and_parquet(tmp_path: Path) -> None:
 def test_record_round_trip() -> None:
     r = RequestRecord(7, "v1-r2", 1, 2, 3, 9, [3, 5, 9], 10, 3, 3, 10, "length", {"predicted_n": 3})
     assert RequestRecord.from_json(json.loads(json.dumps(r.to_json()))) == r
+    assert r.to_json() == dataclasses.asdict(r)  # every field, by name, without the deep copy
 
 
 def test_redact_hides_secret_flag_values() -> None:
