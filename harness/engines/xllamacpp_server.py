@@ -70,7 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         f"xllamacpp {getattr(xllamacpp, '__version__', '?')} serving {ns.model} on {ns.host}:{ns.port}",
         flush=True,
     )
-    server = xllamacpp.Server(build_params(ns))
+    try:
+        server = xllamacpp.Server(build_params(ns))
+    except RuntimeError as e:  # llama.cpp refused the settings; its own log lines above say which
+        print(f"xllamacpp did not start the server: {e}", file=sys.stderr, flush=True)
+        return 1
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:

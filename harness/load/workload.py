@@ -278,6 +278,7 @@ def build_specs(
     dataset: list[DatasetRow] | None = None,
     salt: int | None = None,
     slot: int | None = None,
+    every_1k: Callable[[int], None] | None = None,
 ) -> list[RequestSpec]:
     """`n` request specs for request ids first_id .. first_id+n-1.
 
@@ -287,13 +288,16 @@ def build_specs(
     cooldown; default: its request id). Lengths are drawn, and dataset rows taken (row `slot` modulo
     the dataset's length), by slot, so every point measures the same sequence of lengths and rows; the
     prompts' words still differ by request id. A dataset prompt is sent as is, an input_tokens row gets
-    a synthetic prompt of that length.
+    a synthetic prompt of that length. `every_1k` is called with the number made so far before each
+    thousand (a million take the better part of a minute: it can show progress, or stop them by raising).
     """
     start = first_id if slot is None else slot
     rng = np.random.default_rng((seed, start))
     factory = PromptFactory(seed, count_tokens, workload.shared_prefix_tokens, salt)
     specs = []
     for k, i in enumerate(range(first_id, first_id + n)):
+        if every_1k is not None and k % 1000 == 0:
+            every_1k(k)
         row = dataset[(start + k) % len(dataset)] if dataset else None
         if row is not None and row.prompt is not None:
             measured = count_tokens(row.prompt) if count_tokens else None

@@ -63,7 +63,8 @@ def test_engine_dying_at_start_quotes_its_log_and_exits_3(write_scenario, tmp_pa
             "engine": {
                 "type": "llamacpp",
                 "model": {"source": "synthetic"},
-                "extra_args": ["n_ubatch=not-a-number"],  # a field xllamacpp has, a value it refuses
+                # a field xllamacpp has and takes a value for, which llama.cpp refuses at start
+                "extra_args": ["cache_type_k=7"],
             },
             "load": {"concurrency": [1], "requests": 1},
         }
@@ -73,7 +74,7 @@ def test_engine_dying_at_start_quotes_its_log_and_exits_3(write_scenario, tmp_pa
     assert "Traceback (most recent call last)" not in res.stderr.split("last log lines")[0]
     assert "engine (variant 0) did not start" in res.stderr
     assert "exited with code 1 before becoming healthy" in res.stderr
-    assert "has incorrect type (expected int, got str)" in res.stderr  # the engine's own log, quoted
+    assert "xllamacpp did not start the server: Failed to init server" in res.stderr  # its log, quoted
     assert "run failed" in res.stderr
     # no request ran, so none is said to be kept (the logs and the manifest are)
     said = " ".join(res.stderr.split())

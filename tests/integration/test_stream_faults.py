@@ -207,3 +207,46 @@ def test_a_busy_engine_whose_health_check_waits_is_not_taken_for_hung(
     run = next((tmp_path / "r").glob("*-it-busy"))
     recs = [r for r in iter_records(run) if not r.warmup]
     assert len(recs) == 12 and all(r.error_kind == "timeout" and r.chunk_ns for r in recs)
+
+
+def test_ctrl_c_while_a_large_point_is_planned_stops_the_planning(write_scenario, tmp_path: Path) -> None:
+    """An endpoint without /tokenize gives no token count to stop at: a Ctrl-C waited for every prompt of
+    the point to be made (43 s for a million). It now stops within a thousand of them."""
+    server, url = start_fake_server(tmp_path / "fake.log", 1, 1)
+    try:
+        scen = write_scenario(
+            {
+                "name": "it-plan",
+                "engine": {
+                    "type": "external",
+                    "base_url": f"{url}/v1",
+                    "health_path": "/health",
+                    "model": {"source": "served", "name": "fake"},
+                },
+                "workload": {"input_tokens": 8, "output_tokens": 4},
+                "load": {"concurrency": [1], "requests": 1_000_000, "warmup_requests": 0},
+            }
+        )
+        results = tmp_path / "results"
+        proc = subprocess.Popen(
+            [*HARNESS, "run", str(scen), "--results", str(results)],  # with the progress display
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 60 and not list(results.glob("*/manifest.json")):
+            time.sleep(0.05)
+        time.sleep(3)  # the engine is up and the planning well under way
+        asked = time.monotonic()
+        os.kill(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+        took_s = time.monotonic() - asked
+    finally:
+        server.stop()
+    assert proc.returncode == 3, stderr[-2000:]
+    assert "Traceback" not in stderr and "interrupted by SIGINT" in stderr, stderr[-2000:]
+    assert took_s < 10, took_s  # a million prompts take about 45 s here
+    run = next(results.glob("*-it-plan"))
+    assert read_manifest(run)["status"] == "interrupted"
+    assert not list(iter_records(run))  # nothing was sent

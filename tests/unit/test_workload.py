@@ -200,3 +200,21 @@ def test_a_uniform_length_is_drawn_around_its_mean() -> None:
         draws = [draw_length(d, rng) for _ in range(4000)]
         assert min(draws) >= lo and max(draws) <= hi
         assert abs(sum(draws) / len(draws) - 100) < 3  # {min 80} averaged 141 when drawn up to 2 x mean
+
+
+def test_building_many_specs_reports_every_thousand_and_can_be_stopped() -> None:
+    """A million prompts take the better part of a minute: without a tokenizer nothing else asked
+    whether to stop, so a Ctrl-C waited for all of them."""
+    seen: list[int] = []
+    specs = build_specs(Workload(), 2500, 0, None, 0, every_1k=seen.append)
+    assert len(specs) == 2500 and seen == [0, 1000, 2000]
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_1000(made: int) -> None:
+        if made >= 1000:
+            raise Stop
+
+    with pytest.raises(Stop):
+        build_specs(Workload(), 5000, 0, None, 0, every_1k=stop_at_1000)
