@@ -47,6 +47,8 @@ def test_single_request_latencies() -> None:
     assert metrics.e2e_s(r) == pytest.approx(0.100)  # 200 - 100
     assert metrics.tpot_s(r) == pytest.approx(0.050 / 3)  # (200 - 150) / (4 - 1)
     assert metrics.itl_s(r) == pytest.approx([0.010, 0.020, 0.010])
+    assert metrics.itl_array_s(r).tolist() == metrics.itl_s(r)  # the same floats, as an array
+    assert metrics.itl_array_s(rec(0, 90, 100, [], 200, 0)).size == 0
     assert metrics.decode_tok_s(r) == pytest.approx(60.0)  # 3 tokens / 0.05 s
 
 
