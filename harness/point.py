@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.progress import Progress
 
 from harness import metrics
-from harness.client.aio import run_loop
+from harness.client.aio import no_full_collections, run_loop
 from harness.client.openai_stream import StreamClient
 from harness.engines.base import Engine
 from harness.engines.process import EngineError
@@ -363,7 +363,8 @@ def measure_point(
                 cooldown_specs=cool,
             )
 
-    outcome = run_loop(go())
+    with no_full_collections():
+        outcome = run_loop(go())
     tel_cols = tel.end_window(p.point_id, outcome.ended_ns)
     if outcome.aborted is not None and outcome.aborted == watch.reason:
         outcome.aborted = lost_message(engine, outcome.records)

@@ -1,10 +1,13 @@
-"""Event loop choice: uvloop where installed (faster wake-ups and socket I/O), else asyncio's."""
+"""Event loop choice: uvloop where installed (faster wake-ups and socket I/O), else asyncio's; and no
+full garbage collection while a point's loop runs."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -28,3 +31,23 @@ def run_loop(coro: Coroutine[Any, Any, T]) -> T:
 
         return uvloop.run(coro)
     return asyncio.run(coro)
+
+
+@contextmanager
+def no_full_collections() -> Iterator[None]:
+    """While a point's loop runs, only the young generations are collected.
+
+    A full collection walks every object alive, the point's records (with their stamps) included, and
+    stops the loop meanwhile: in points of 300k to 1M requests the pauses grew to 0.25-2 s, each a gap
+    in the sends and a tail in TTFT and E2E that no other figure showed. What a request leaves behind dies
+    young and is still collected. Everything made before the point (its planned requests) is collected
+    once now and then frozen out of later collections; afterwards the thresholds are set back."""
+    was = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(was[0], was[1], 2**31 - 1)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*was)
+        gc.unfreeze()

@@ -70,7 +70,7 @@ def _worker_main(conn: Connection, cfg: dict[str, Any], load: dict[str, Any], jo
     # a terminal's Ctrl-C reaches the whole process group: the parent stops the point and tells each
     # worker over its pipe (a worker's own KeyboardInterrupt was a traceback of some 15 lines each)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from harness.client.aio import run_loop
+    from harness.client.aio import no_full_collections, run_loop
     from harness.load.cpu import CpuMeter, LoopLagProbe
 
     async def main() -> None:
@@ -117,7 +117,8 @@ def _worker_main(conn: Connection, cfg: dict[str, Any], load: dict[str, Any], jo
         conn.send(("done", cpu_s, wall_s, probe.lag_p99_s()))
 
     try:
-        run_loop(main())
+        with no_full_collections():
+            run_loop(main())
     finally:
         conn.close()
 
