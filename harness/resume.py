@@ -14,8 +14,8 @@ from harness.engines.base import redact_scenario
 from harness.results import (
     RunDir,
     RunNotFound,
-    iter_records,
     live_runner,
+    max_request_id,
     read_manifest,
     read_points,
     runner_info,
@@ -210,7 +210,7 @@ def reopen(
             f"{path}: the points table lacks point(s) the manifest says are done ({', '.join(lost)}): "
             f"{old.attrs.get('read_note') or 'points.parquet and points.csv are missing'}; start a new run"
         )
-    next_id = 1 + max((r.request_id for r in iter_records(path)), default=-1)
+    next_id = 1 + max_request_id(path)
     run.manifest = manifest
     attempt = len(manifest.get("resumed_utc") or []) + 1
     # an HTML report made of the unfinished run would stand beside the finished one as if it were its

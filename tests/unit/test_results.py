@@ -7,7 +7,7 @@ from pathlib import Path
 
 from harness.engines.base import redact, redact_scenario
 from harness.records import RequestRecord
-from harness.results import RunDir, iter_records, read_manifest
+from harness.results import RunDir, iter_records, max_request_id, read_manifest
 
 NOW = dt.datetime(2026, 11, 25, 10, 0, 0, tzinfo=dt.UTC)
 
@@ -39,6 +39,7 @@ def test_records_survive_a_torn_last_line(tmp_path: Path) -> None:
     recs = list(iter_records(run.path))
     assert [r.request_id for r in recs] == [0, 1, 2]
     assert recs[2].output_tokens == 5
+    assert max_request_id(run.path) == 2  # the torn line's 3 is not a record
     # resumed: the torn fragment is cut off first, so the next records are not glued to it
     again = RunDir(run.path)
     for i in (3, 4):
@@ -47,6 +48,11 @@ def test_records_survive_a_torn_last_line(tmp_path: Path) -> None:
     assert [r.request_id for r in iter_records(run.path)] == [0, 1, 2, 3, 4]
     lines = (run.path / "requests.jsonl").read_text().splitlines()
     assert [json.loads(x)["request_id"] for x in lines] == [0, 1, 2, 3, 4]  # every line whole
+    assert max_request_id(run.path) == 4
+    with open(run.path / "requests.jsonl", "a") as f:  # written some other way: the id is not first
+        f.write(json.dumps({"point_id": "v0-c2", "request_id": 11, "scheduled_ns": 1}) + "\n")
+    assert max_request_id(run.path) == 11 == max(r.request_id for r in iter_records(run.path))
+    assert max_request_id(tmp_path / "nowhere") == -1
 
 
 def test_points_table_csv_and_parquet(tmp_path: Path) -> None:
