@@ -20,47 +20,21 @@ import argparse
 import contextlib
 import itertools
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import harness.point  # noqa: E402
+from benchmarks.client_capacity import start_server  # noqa: E402
 from harness.engines.process import free_port  # noqa: E402
 from harness.results import iter_records  # noqa: E402
 from harness.runner import run_scenario  # noqa: E402
 from harness.scenario import parse_scenario  # noqa: E402
-
-
-def start_server(port: int, log: Path) -> subprocess.Popen[bytes]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "harness",
-        "serve-fake",
-        "--port",
-        str(port),
-        "--ttft-ms",
-        "0",
-        "--itl-ms",
-        "0",
-    ]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    for _ in range(300):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit(f"serve-fake did not start (log: {log})")
 
 
 def measure(url: str, requests: int, concurrency: int, out: Path, full_collections: bool) -> dict[str, Any]:
@@ -107,7 +81,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
-        server = start_server(port, Path(tmp) / "fake.log")
+        server = start_server(port, 0, 0, Path(tmp) / "fake.log")  # no scripted delay
         try:
             url = f"http://127.0.0.1:{port}"
             rows = {
