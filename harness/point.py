@@ -307,16 +307,27 @@ def measure_point(
     # fitting prompts asks the tokenizer for each: thousands of requests take a while, said meanwhile
     task = progress.add_task(f"{label} (preparing prompts)", total=ld.requests)
 
-    def every_1k(made: int) -> None:
+    def stop_if_asked(made: int) -> None:
         # without a tokenizer there is no count to stop at: a Ctrl-C waited for a million prompts
         if why := should_abort():
             raise _Aborted(why)
+
+    def every_1k(made: int) -> None:
+        stop_if_asked(made)
         progress.update(task, completed=made)
 
     try:
-        warm = build_specs(w, n_warm, next_id, count, w.seed, dataset, salt, ld.requests) if n_warm else []
+        warm = (
+            build_specs(w, n_warm, next_id, count, w.seed, dataset, salt, ld.requests, stop_if_asked)
+            if n_warm
+            else []
+        )
         specs = build_specs(w, ld.requests, next_id + n_warm, count, w.seed, dataset, salt, 0, every_1k)
-        cool = build_specs(w, n_cool, first_cool, count, w.seed, dataset, salt, cool_slot) if n_cool else []
+        cool = (
+            build_specs(w, n_cool, first_cool, count, w.seed, dataset, salt, cool_slot, stop_if_asked)
+            if n_cool
+            else []
+        )
     except _Aborted as e:  # nothing was sent: no row
         progress.remove_task(task)
         return None, str(e), next_id
