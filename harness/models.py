@@ -3,6 +3,7 @@ by harness.gguf_writer, cached by shape), resolved from a scenario's model spec;
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -115,8 +116,9 @@ def sha256_files(paths: list[Path]) -> tuple[str, list[str]]:
         try:
             memo.parent.mkdir(parents=True, exist_ok=True)
             memo.write_text("\n".join([digest, *each]))
-        except OSError:
-            memo.unlink(missing_ok=True)  # a memo cut short by a full disk would be read back as garbage
+        except OSError:  # a memo cut short by a full disk would be read back as garbage
+            with contextlib.suppress(OSError):
+                memo.unlink(missing_ok=True)
     return digest, each
 
 
