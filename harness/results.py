@@ -8,6 +8,7 @@ point, rewritten after every point), `engine-*.log`. A run never overwrites an e
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import os
 import re
@@ -78,14 +79,24 @@ class RunDir:
         key = os.path.realpath(self.path)
         if key in _LOCKED:  # this process holds it already (a lock is per open file, not per process)
             return True
-        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:  # not a directory this process can open: the manifest's runner check alone
+            return True
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except OSError as e:
             os.close(fd)
-            return False
+            # held by another process; any other error is a file system without flock (some network and
+            # cluster file systems): the manifest's runner check alone, as without fcntl
+            return e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN)
         _LOCKED[key] = fd
         return True
+
+    def unlock(self) -> None:
+        """Let the directory's lock go (the run is over: its status is written)."""
+        if (fd := _LOCKED.pop(os.path.realpath(self.path), None)) is not None:
+            os.close(fd)
 
     @classmethod
     def create(cls, root: str | Path, scenario_name: str, now: dt.datetime | None = None) -> RunDir:
@@ -293,9 +304,9 @@ def _counts(run: Path) -> dict[int, dict[str, Any]]:
     p = run / COUNTS_FILE
     if not p.is_file():
         return out
-    for line in p.read_text(encoding="utf-8", errors="replace").splitlines():
+    for raw in p.read_bytes().splitlines():
         try:
-            row = json.loads(line)
+            row = json.loads(raw.decode("utf-8"))
             out[int(row.pop("request_id"))] = {k: v for k, v in row.items() if k in COUNT_FIELDS}
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
             continue  # a torn last line
@@ -309,10 +320,14 @@ def iter_records(run: str | Path) -> Iterator[RequestRecord]:
     if not p.is_file():
         return
     counts = _counts(Path(run))
-    # records are written as ASCII JSON: bytes that are not UTF-8 are damage, skipped like a torn line
-    with open(p, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            line = line.strip()
+    # records are written as ASCII JSON: a line with bytes that are not UTF-8 is damaged, skipped as a
+    # torn one is
+    with open(p, "rb") as f:
+        for raw in f:
+            try:
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                continue
             if not line:
                 continue
             try:
@@ -336,7 +351,8 @@ def max_request_id(run: str | Path) -> int:
     top = -1
     with open(p, "rb") as f:
         for line in f:
-            if m := _ID_HEAD.match(line):
+            # a torn last line (no newline) starts as a whole one does: decoded, it is not a record
+            if line.endswith(b"\n") and (m := _ID_HEAD.match(line)):
                 top = max(top, int(m.group(1)))
                 continue
             try:

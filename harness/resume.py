@@ -14,6 +14,7 @@ from harness.engines.base import redact_scenario
 from harness.results import (
     RunDir,
     RunNotFound,
+    aborted_rows,
     live_runner,
     max_request_id,
     read_manifest,
@@ -141,8 +142,7 @@ def finished_rows(points: pd.DataFrame) -> set[str]:
     (measuring it again would put a second set of its requests into requests.jsonl)."""
     if "aborted" not in points.columns or "point_id" not in points.columns:
         return set()  # a table from before the column: the manifest alone says
-    whole = points["aborted"].isna() | (points["aborted"].astype(str) == "")  # "" comes back NaN from CSV
-    return {str(p) for p in points.loc[whole, "point_id"]}
+    return {str(p) for p in points.loc[~aborted_rows(points), "point_id"]}
 
 
 def reopen(
@@ -163,6 +163,21 @@ def reopen(
         manifest = read_manifest(path)  # as left by whoever held the lock last
     except RunNotFound as e:
         raise ResumeError(str(e)) from None
+    try:
+        return _reopen_locked(run, manifest, s, find_max_goodput, hardware)
+    except BaseException:
+        run.unlock()
+        raise
+
+
+def _reopen_locked(
+    run: RunDir,
+    manifest: dict[str, Any],
+    s: Scenario,
+    find_max_goodput: bool,
+    hardware: dict[str, Any] | None,
+) -> tuple[RunDir, list[dict[str, Any]], int, int]:
+    path = run.path
     if find_max_goodput or manifest.get("find_max_goodput"):
         # the search's probes are not planned points, and its state is not kept: a resumed search
         # would start over and overwrite the probes already measured
@@ -222,6 +237,7 @@ def reopen(
     ended["finished_utc"] = manifest.pop("finished_utc", None)
     run.update_manifest(
         previous_status=[*(manifest.get("previous_status") or []), ended],
+        points_done=[r["point_id"] for r in rows],  # with any finished row the manifest had missed
         status="running",
         runner=runner_info(),
         resumed_utc=[*(manifest.get("resumed_utc") or []), dt.datetime.now(dt.UTC).isoformat()],

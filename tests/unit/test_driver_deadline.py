@@ -4,6 +4,7 @@ in flight end under load (the rest go out unmeasured, as cooldown), against `har
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -135,6 +136,10 @@ def test_a_full_disk_mid_run_names_the_run_directory(
         run_scenario(s, tmp_path / "search", show_progress=False, find_max_goodput=True)
     assert not e.value.resumable
     assert len((run / "requests.jsonl").read_text().splitlines()) == 2  # the records written are kept
+    # the run is over: its directory's lock is let go, so another process's --resume may take it
+    from harness.results import _LOCKED
+
+    assert os.path.realpath(run) not in _LOCKED
 
 
 def _in_flight(recs: list[RequestRecord], t_ns: int) -> int:

@@ -35,7 +35,7 @@ def test_records_survive_a_torn_last_line(tmp_path: Path) -> None:
         run.append_record(RequestRecord(i, "v0-c1", 100 + i, 101 + i, output_tokens=5))
     run.close()
     with open(run.path / "requests.jsonl", "ab") as f:
-        f.write(b'{"request_id": 3, "point_id": "v0-c1", "sched\xe2\x82')  # crash mid-write; damaged bytes
+        f.write(b'{"request_id":3,"point_id":"v0-c1","sched\xe2\x82')  # crash mid-write, as written
     recs = list(iter_records(run.path))
     assert [r.request_id for r in recs] == [0, 1, 2]
     assert recs[2].output_tokens == 5
@@ -52,6 +52,9 @@ def test_records_survive_a_torn_last_line(tmp_path: Path) -> None:
     with open(run.path / "requests.jsonl", "a") as f:  # written some other way: the id is not first
         f.write(json.dumps({"point_id": "v0-c2", "request_id": 11, "scheduled_ns": 1}) + "\n")
     assert max_request_id(run.path) == 11 == max(r.request_id for r in iter_records(run.path))
+    with open(run.path / "requests.jsonl", "ab") as f:  # a whole line damaged inside a string: skipped
+        f.write(b'{"request_id":12,"point_id":"v0-\xffc2","scheduled_ns":1}\n')
+    assert [r.request_id for r in iter_records(run.path)][-1] == 11
     assert max_request_id(tmp_path / "nowhere") == -1
 
 
@@ -293,9 +296,9 @@ def test_a_run_directory_another_process_holds_is_not_resumed(tmp_path: Path) ->
     from harness.scenario import parse_scenario, scenario_hash
 
     s = parse_scenario({"name": "s", "engine": {"type": "external", "base_url": "http://127.0.0.1:9"}})
-    run = RunDir(tmp_path / "run")  # made by a process that has ended (RunDir.create would hold it here)
-    run.path.mkdir()
+    run = RunDir.create(tmp_path, "s", NOW)  # this process holds it until the run is over
     run.write_manifest({"status": "interrupted", "scenario_hash": scenario_hash(s)})
+    run.unlock()  # over: its status is written
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -315,7 +318,22 @@ def test_a_run_directory_another_process_holds_is_not_resumed(tmp_path: Path) ->
     finally:
         holder.kill()
         holder.wait()
-    assert reopen(run.path, s, find_max_goodput=False)[3] == 1  # its holder gone (killed): resumed
+    reopened = reopen(run.path, s, find_max_goodput=False)[0]  # its holder gone (killed): resumed
+    reopened.unlock()
+    with pytest.raises(ResumeError, match="already complete"):  # refused: the lock is let go again
+        reopened.update_manifest(status="complete")
+        reopen(run.path, s, find_max_goodput=False)
+    other = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from harness.results import RunDir; from pathlib import Path; "
+            "sys.exit(0 if RunDir(Path(sys.argv[1])).lock() else 1)",
+            str(run.path),
+        ],
+        check=False,
+    )
+    assert other.returncode == 0
 
 
 def test_a_finished_point_the_manifest_missed_is_kept_on_resume(tmp_path: Path) -> None:
@@ -335,7 +353,9 @@ def test_a_finished_point_the_manifest_missed_is_kept_on_resume(tmp_path: Path) 
         ]
     )
     (run.path / "points.parquet").unlink()  # read from the CSV, where "" comes back as NaN
-    assert [r["point_id"] for r in reopen(run.path, s, find_max_goodput=False)[1]] == ["v0-c1", "v0-c2"]
+    run, rows, _, _ = reopen(run.path, s, find_max_goodput=False)
+    assert [r["point_id"] for r in rows] == ["v0-c1", "v0-c2"]
+    assert run.manifest["points_done"] == ["v0-c1", "v0-c2"]  # said so, though nothing is left to run
 
 
 def test_a_run_made_before_defaults_left_the_hash_still_resumes(tmp_path: Path) -> None:
