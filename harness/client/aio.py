@@ -41,7 +41,8 @@ def no_full_collections() -> Iterator[None]:
     stops the loop meanwhile: in points of 300k to 1M requests the pauses grew to 0.25-2 s, each a gap
     in the sends and a tail in TTFT and E2E that no other figure showed. What a request leaves behind dies
     young and is still collected. Everything made before the point (its planned requests) is collected
-    once now and then frozen out of later collections; afterwards the thresholds are set back."""
+    once now and then frozen out of later collections; afterwards the thresholds are set back. (An
+    incremental collector, which scans the old objects a step at a time, ignores the third threshold.)"""
     was = gc.get_threshold()
     gc.collect()
     gc.freeze()

@@ -242,7 +242,9 @@ def test_a_point_runs_without_full_collections_and_gives_them_back_after() -> No
     before = gc.get_threshold()
     with no_full_collections():
         inside = gc.get_threshold()
-        assert inside[:2] == before[:2] and inside[2] >= 2**31 - 1
+        assert inside[:2] == before[:2]
+        # an incremental collector (whose steps are short) has no third threshold: it reads 0
+        assert inside[2] >= 2**31 - 1 or before[2] == 0
         assert gc.get_freeze_count() > 0  # what the point was planned with is not walked again
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
     with pytest.raises(RuntimeError), no_full_collections():  # also when the point ends in an error
