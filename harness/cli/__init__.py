@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import errno
-import os
-import sys
 
 import typer
 
@@ -38,10 +36,6 @@ def main() -> None:
 
     try:
         app()
-    except BrokenPipeError:  # a plain print() whose reader went away (`cloud launch --dry-run | head`)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # no second error from the exit's flush
-        raise SystemExit(0) from None
     except RunNotFound as e:  # a run directory found unreadable partway (its points table, say)
         err.print(str(e), markup=False, highlight=False)
         raise SystemExit(EXIT_BAD_INPUT) from None

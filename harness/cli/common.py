@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,12 +21,28 @@ class PipeConsole(Console):
 
     def on_broken_pipe(self) -> None:
         self.quiet = True
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, self.file.fileno())  # later writes (and the exit's flush) go nowhere, quietly
-            os.close(devnull)
-        except (OSError, ValueError):  # a stream with no descriptor: quiet is enough
-            pass
+        to_devnull(self.file)
+
+
+def to_devnull(stream: IO[str]) -> None:
+    """Point a stream whose reader went away at /dev/null: later writes, and the exit's flush, go nowhere
+    quietly (a stream with no descriptor is left as it is)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def write_stdout(text: str) -> None:
+    """`text` on stdout as it is (a task file to pipe on); a reader that went away (`| head`) is not an
+    error (typer would end the command with exit 1)."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        to_devnull(sys.stdout)
 
 
 # emoji=False: a file named `:fire:.yaml` is printed as named

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from harness.cli.common import PipeConsole, finite
+from harness.cli.common import PipeConsole, finite, write_stdout
 from harness.cloud import cost, launcher
 from harness.cloud.task import (
     CloudError,
@@ -261,8 +261,7 @@ def _print_dry_run(
 ) -> None:
     """The tasks on stdout; SkyPilot's verdict on them, the cost and the commands a launch would run."""
     for i, p in enumerate(plans):
-        print(("---\n" if i else "") + f"# cluster: {p.cluster}\n" + p.yaml_text, end="")
-    sys.stdout.flush()
+        write_stdout(("---\n" if i else "") + f"# cluster: {p.cluster}\n" + p.yaml_text)
     _validate(plans)
     for line in _cost_lines(plans, max_hours, None if keep else idle_minutes):
         err.print(line, markup=False)
