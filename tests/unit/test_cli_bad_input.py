@@ -242,6 +242,7 @@ def test_output_paths_are_checked_before_any_work(run_copy: Path, tmp_path: Path
         ),
         (["model", "make-gguf", "x.gguf", "--seed", "-1"], "Input should be greater than or equal to 0"),
         (["compare", str(RUN), "--metrics", ",,"], "--metrics: ',,' names no metric (allowed: "),
+        (["cost", "--usd-per-hour", "1e308", "--tok-s", "1e-308"], "a cost too large for a float"),
         # the scenario's limits for a synthetic model: 10 billion tokens had filled the memory
         (["model", "make-gguf", "x.gguf", "--vocab", "10000000000"], "--vocab: invalid value 10000000000"),
         (["model", "make-gguf", "x.gguf", "--kv-heads", "999"], "--kv-heads: invalid value 999 (allowed"),
@@ -284,6 +285,33 @@ def test_a_model_cache_that_cannot_be_written_stops_the_engine_not_the_run_files
     with pytest.raises(ModelError, match="set HARNESS_CACHE to a writable folder"):
         cache_dir()
     assert len(sha256_file(model)) == 64  # not memoized, still known
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "sha256").write_text("x")  # the memo's folder is a file: the memo cannot be written
+    monkeypatch.setenv("HARNESS_CACHE", str(cache))
+    assert sha256_file(model) == sha256_file(model) and len(sha256_file(model)) == 64
+    # a model that cannot be written into the cache (a full disk) is the model's error, named with its path
+    import errno
+
+    from harness import hfmodel
+    from harness import models as model_files
+    from harness.scenario import parse_scenario
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache2"))
+    monkeypatch.setattr(model_files, "make_gguf", full)
+    monkeypatch.setattr(hfmodel, "write_model_dir", full)
+    spec = parse_scenario(
+        {"name": "s", "engine": {"type": "llamacpp", "model": {"source": "synthetic", "layers": 1}}}
+    ).engine.model
+    with pytest.raises(
+        ModelError, match=r"cannot write .*random-llama-1x64.*: No space left on device \(HARNESS"
+    ):
+        model_files.synthetic_path(spec)
+    with pytest.raises(ModelError, match=r"cannot write .*hf/llama-3.1-8b-bf16-.*: No space left on device"):
+        hfmodel.catalog_model_dir("llama-3.1-8b", "bf16")
     # set but empty is unset (it had put the cache in the current directory)
     monkeypatch.setenv("HARNESS_CACHE", "")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
@@ -413,3 +441,26 @@ def test_a_reader_that_goes_away_does_not_stop_the_files_being_written(
     assert written == ["compare.csv", "compare.md", "compare.parquet", "points.csv"]
     if stream == "stderr":  # the table still reached the reader that stayed
         assert "output tok/s" in stdout
+
+
+def test_a_dry_run_whose_reader_goes_away_ends_quietly() -> None:
+    """`harness cloud launch ... --dry-run | head`: the task file is cut short where the reader stopped,
+    and the command ends with 0 (typer's own handling of the broken pipe exits 1)."""
+    from tests.conftest import HARNESS
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    env = {k: v for k, v in os.environ.items() if k != "HARNESS_SKYPILOT_PYTHON"}
+    scenario = ROOT / "scenarios" / "cloud" / "llama-3.1-8b-1gpu.yaml"
+    with subprocess.Popen(
+        [*HARNESS, "cloud", "launch", str(scenario), "--gpus", "H100:1", "--dry-run"],
+        cwd=ROOT,
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as proc:
+        os.close(write_end)
+        _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr and "would run:" in stderr  # the rest of the dry run went on

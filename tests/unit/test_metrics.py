@@ -306,11 +306,14 @@ def test_gaps_of_chunks_that_came_in_one_read_are_said_to_be_the_delivery() -> N
     row = metrics.summarize([burst, even])
     assert row["itl_zero_frac"] == pytest.approx(3 / 8)
     assert row["itl_s_p50"] == pytest.approx(0.010)
+    assert row["itl_s_mean"] == pytest.approx(0.050 / 8)  # the zero gaps are gaps too
     (said,) = [f for f in metrics.flags(row) if "in one read" in f]
     assert said.startswith("38% of the gaps between content chunks were 0 (chunks that arrived in one read)")
     assert metrics.summarize([even])["itl_zero_frac"] == 0.0
     assert not [f for f in metrics.flags(metrics.summarize([even])) if "in one read" in f]
     assert math.isnan(metrics.summarize([rec(2, 0, 100, [150], 150, 1)])["itl_zero_frac"])  # no gaps
+    whole = rec(4, 0, 100, [150, 150, 150], 150, 3)  # one stream in one read: said apart, not a zero gap
+    assert math.isnan(metrics.summarize([whole])["itl_zero_frac"])
     # one zero gap in 10 is at the limit, not over it
     tenth = rec(3, 0, 100, [150, 150, *range(160, 250, 10)], 250, 11)
     assert metrics.summarize([tenth])["itl_zero_frac"] == pytest.approx(0.1)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import os
 from pathlib import Path
 
 from harness.engines.base import redact, redact_scenario
@@ -52,9 +53,13 @@ def test_records_survive_a_torn_last_line(tmp_path: Path) -> None:
     with open(run.path / "requests.jsonl", "a") as f:  # written some other way: the id is not first
         f.write(json.dumps({"point_id": "v0-c2", "request_id": 11, "scheduled_ns": 1}) + "\n")
     assert max_request_id(run.path) == 11 == max(r.request_id for r in iter_records(run.path))
+    again = RunDir(run.path)
+    again.append_record(RequestRecord(5, "v0-c2", 300, 301))  # records go in as requests end, not by id
+    again.close()
+    assert max_request_id(run.path) == 11
     with open(run.path / "requests.jsonl", "ab") as f:  # a whole line damaged inside a string: skipped
         f.write(b'{"request_id":12,"point_id":"v0-\xffc2","scheduled_ns":1}\n')
-    assert [r.request_id for r in iter_records(run.path)][-1] == 11
+    assert [r.request_id for r in iter_records(run.path)][-1] == 5
     assert max_request_id(tmp_path / "nowhere") == -1
 
 
@@ -169,6 +174,9 @@ def test_counts_made_after_writing_are_applied_when_reading(tmp_path: Path) -> N
     recs[2].output_tokens, recs[2].output_tokens_source = 5, "tokenizer"
     again.append_counts([recs[2]])
     assert next(r for r in iter_records(run.path) if r.request_id == 2).output_tokens == 5
+    with open(run.path / "token-counts.jsonl", "ab") as f:  # damaged bytes: the line is not applied
+        f.write(b'{"request_id": 1, "output_tokens": 9, "output_tokens_source": "us\xffage"}\n')
+    assert next(r for r in iter_records(run.path) if r.request_id == 1).output_tokens is None
 
 
 def test_points_tables_fall_back_and_say_when_neither_reads(tmp_path: Path) -> None:
@@ -279,7 +287,6 @@ def test_a_run_still_being_written_is_not_resumed(tmp_path: Path) -> None:
         other.kill()
         other.wait()
     run.update_manifest(status="running", runner=runner)  # killed: its process is gone
-    import os
 
     assert reopen(run.path, s, find_max_goodput=False)[0].manifest["runner"]["pid"] == os.getpid()
 
@@ -298,6 +305,14 @@ def test_a_run_directory_another_process_holds_is_not_resumed(tmp_path: Path) ->
     s = parse_scenario({"name": "s", "engine": {"type": "external", "base_url": "http://127.0.0.1:9"}})
     run = RunDir.create(tmp_path, "s", NOW)  # this process holds it until the run is over
     run.write_manifest({"status": "interrupted", "scenario_hash": scenario_hash(s)})
+    try_lock = [
+        sys.executable,
+        "-c",
+        "import sys; from harness.results import RunDir; from pathlib import Path; "
+        "sys.exit(0 if RunDir(Path(sys.argv[1])).lock() else 1)",
+        str(run.path),
+    ]
+    assert subprocess.run(try_lock, check=False).returncode == 1  # held by its maker
     run.unlock()  # over: its status is written
     holder = subprocess.Popen(
         [
@@ -323,17 +338,7 @@ def test_a_run_directory_another_process_holds_is_not_resumed(tmp_path: Path) ->
     with pytest.raises(ResumeError, match="already complete"):  # refused: the lock is let go again
         reopened.update_manifest(status="complete")
         reopen(run.path, s, find_max_goodput=False)
-    other = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from harness.results import RunDir; from pathlib import Path; "
-            "sys.exit(0 if RunDir(Path(sys.argv[1])).lock() else 1)",
-            str(run.path),
-        ],
-        check=False,
-    )
-    assert other.returncode == 0
+    assert subprocess.run(try_lock, check=False).returncode == 0
 
 
 def test_a_finished_point_the_manifest_missed_is_kept_on_resume(tmp_path: Path) -> None:
@@ -356,6 +361,11 @@ def test_a_finished_point_the_manifest_missed_is_kept_on_resume(tmp_path: Path) 
     run, rows, _, _ = reopen(run.path, s, find_max_goodput=False)
     assert [r["point_id"] for r in rows] == ["v0-c1", "v0-c2"]
     assert run.manifest["points_done"] == ["v0-c1", "v0-c2"]  # said so, though nothing is left to run
+    run.unlock()
+    # a table from before the `aborted` column cannot tell: the manifest alone says what is done
+    run.write_manifest({"status": "running", "scenario_hash": scenario_hash(s), "points_done": ["v0-c1"]})
+    run.write_points([{"point_id": "v0-c1", "ok": 4}, {"point_id": "v0-c2", "ok": 4}])
+    assert [r["point_id"] for r in reopen(run.path, s, find_max_goodput=False)[1]] == ["v0-c1"]
 
 
 def test_a_run_made_before_defaults_left_the_hash_still_resumes(tmp_path: Path) -> None:
@@ -436,6 +446,9 @@ def test_a_file_replaced_whole_is_the_old_one_or_the_new_one(tmp_path: Path) -> 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]  # no temporary left
     write_text_whole(f, "new\n")
     assert f.read_text() == "new\n" and sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]
+    with replaced_whole(f) as tmp:  # each process its own: two writers do not remove each other's
+        assert tmp.name == f".manifest.json.{os.getpid()}.tmp"
+        tmp.write_text("newer\n")
 
 
 def test_a_run_made_on_other_gpus_is_not_resumed_here(tmp_path: Path) -> None:

@@ -443,6 +443,20 @@ def test_a_relative_path_not_found_says_where_it_was_looked_for(
     )
     assert errors[1].startswith("scenarios/s.yaml: workload.dataset: d.jsonl: cannot read")
     assert errors[1].endswith(f"({cwd}; the scenario's folder has it: scenarios/d.jsonl)")
+    # a file found nowhere gets no pointer; a dataset that reads but is wrong gets no hint
+    data["engine"]["model"]["path"] = "missing.gguf"
+    (tmp_path / "scenarios" / "d.jsonl").write_text("not json\n")
+    errors = input_file_errors(parse_scenario(data), "scenarios/s.yaml")
+    assert errors[0] == f"scenarios/s.yaml: engine.model.path: file not found: missing.gguf ({cwd})"
+    assert (
+        errors[1] == "scenarios/s.yaml: workload.dataset: d.jsonl: cannot read: [Errno 2] No such file "
+        "or directory: 'd.jsonl' (" + cwd + "; the scenario's folder has it: scenarios/d.jsonl)"
+    )
+    (tmp_path / "d.jsonl").write_text("not json\n")
+    assert "relative paths" not in input_file_errors(parse_scenario(data), "scenarios/s.yaml")[1]
+    (tmp_path / "d.jsonl").unlink()
+    (tmp_path / "scenarios" / "d.jsonl").write_text('{"input_tokens": 8, "output_tokens": 4}\n')
+    data["engine"]["model"]["path"] = "m.gguf"
     # from the scenario's folder the same file validates; a path found nowhere gets no pointer
     monkeypatch.chdir(tmp_path / "scenarios")
     assert input_file_errors(parse_scenario(data), "s.yaml") == []
@@ -658,6 +672,9 @@ def test_values_past_any_sensible_bound_are_refused() -> None:
     nanoseconds, a uniform length of 1e22 tokens in numpy's int64."""
     (m,) = messages({**BASE, "load": {"duration_s": 1e300}})
     assert m.startswith("f.yaml: load.duration_s: ") and "604800" in m
+    for field in ("warmup_requests", "cooldown_requests", "max_concurrency"):  # each request is planned
+        (m,) = messages({**BASE, "load": {field: 10**9}})
+        assert m == f"f.yaml: load.{field}: invalid value 1000000000 (allowed: <= 1000000)"
     (m,) = messages({**BASE, "load": {"mode": "open", "rates_rps": [1e-300]}})
     assert m == "f.yaml: load.rates_rps: rate 1e-300 req/s is out of range (allowed: 1e-06 to 1e+06)"
     huge = {"dist": "uniform", "mean": 5 * 10**21, "min": 1, "max": 10**22 - 1}
