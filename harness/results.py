@@ -69,9 +69,11 @@ class RunDir:
     _counts_checked: bool = False
 
     def lock(self) -> bool:
-        """Take the directory's exclusive lock for as long as this process lives (the system lets it go
-        when the process ends, a kill included); False when another process holds it. Two `--resume`s
-        started together both saw no live runner in the manifest, then both measured the same points."""
+        """Take the directory's exclusive lock until `unlock` (a run lets it go once its status is
+        written) or this process ends (the system lets it go, a kill included); False when another process
+        holds it. Two `--resume`s started together both saw no live runner in the manifest, then both
+        measured the same points. Where the file system has no flock, no lock is taken (True): the
+        manifest's runner check alone then keeps a second process out."""
         try:
             import fcntl
         except ImportError:  # no flock on this system: the manifest's runner check alone

@@ -153,17 +153,20 @@ def reopen(
     `hardware`: this machine's inventory, as the manifest records it; a run made on other GPUs or
     another CPU is not resumed here (its points and the new ones would not compare)."""
     try:
-        manifest = read_manifest(path)  # readable: a run directory, before its lock is taken
-        run = RunDir(Path(path))
-        if not run.lock():
-            raise ResumeError(
-                f"{path}: is being run by another process on this host (its directory is locked); stop it "
-                "(Ctrl-C) or let it finish"
-            )
-        manifest = read_manifest(path)  # as left by whoever held the lock last
+        read_manifest(path)  # readable: a run directory, before its lock is taken
     except RunNotFound as e:
         raise ResumeError(str(e)) from None
+    run = RunDir(Path(path))
+    if not run.lock():
+        raise ResumeError(
+            f"{path}: is being run by another process on this host (its directory is locked); stop it "
+            "(Ctrl-C) or let it finish"
+        )
     try:
+        try:
+            manifest = read_manifest(path)  # as left by whoever held the lock last
+        except RunNotFound as e:
+            raise ResumeError(str(e)) from None
         return _reopen_locked(run, manifest, s, find_max_goodput, hardware)
     except BaseException:
         run.unlock()

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import psutil
@@ -209,10 +210,18 @@ def test_a_busy_engine_whose_health_check_waits_is_not_taken_for_hung(
     assert len(recs) == 12 and all(r.error_kind == "timeout" and r.chunk_ns for r in recs)
 
 
-def test_ctrl_c_while_a_large_point_is_planned_stops_the_planning(write_scenario, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("requests", "warmup"), [(1_000_000, 0), (1_000, 1_000_000)], ids=["measured", "warmup"]
+)
+def test_ctrl_c_while_a_large_point_is_planned_stops_the_planning(
+    write_scenario, tmp_path: Path, requests: int, warmup: int
+) -> None:
     """An endpoint without /tokenize gives no token count to stop at: a Ctrl-C waited for every prompt of
     the point to be made (43 s for a million). It now stops within a thousand of them."""
+    import threading
+
     server, url = start_fake_server(tmp_path / "fake.log", 1, 1)
+    proc: subprocess.Popen[str] | None = None
     try:
         scen = write_scenario(
             {
@@ -224,29 +233,40 @@ def test_ctrl_c_while_a_large_point_is_planned_stops_the_planning(write_scenario
                     "model": {"source": "served", "name": "fake"},
                 },
                 "workload": {"input_tokens": 8, "output_tokens": 4},
-                "load": {"concurrency": [1], "requests": 1_000_000, "warmup_requests": 0},
+                "load": {"concurrency": [1], "requests": requests, "warmup_requests": warmup},
             }
         )
         results = tmp_path / "results"
+        env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
         proc = subprocess.Popen(
-            [*HARNESS, "run", str(scen), "--results", str(results)],  # with the progress display
+            [*HARNESS, "run", str(scen), "--results", str(results), "--no-progress"],
             cwd=ROOT,
             stderr=subprocess.PIPE,
             text=True,
+            env=env,
         )
-        assert proc.stderr is not None
-        said = []
-        for line in proc.stderr:  # the planning starts right after the engine is found healthy
-            said.append(line)
-            if line.startswith("engine healthy"):
-                break
+        said: list[str] = []
+        healthy = threading.Event()
+
+        def read(stream: Any) -> None:
+            for line in stream:
+                said.append(line)
+                if "engine healthy" in line:  # the planning starts right after
+                    healthy.set()
+
+        reader = threading.Thread(target=read, args=(proc.stderr,), daemon=True)
+        reader.start()
+        assert healthy.wait(60), "".join(said)[-2000:]
         time.sleep(2)  # well into the planning (about 45 s for a million prompts here)
         asked = time.monotonic()
         os.kill(proc.pid, signal.SIGINT)
-        _, rest = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
         took_s = time.monotonic() - asked
-        stderr = "".join(said) + rest
+        reader.join(10)
+        stderr = "".join(said)
     finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
         server.stop()
     assert proc.returncode == 3, stderr[-2000:]
     assert "Traceback" not in stderr and "interrupted by SIGINT" in stderr, stderr[-2000:]

@@ -6,9 +6,11 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from harness.engines.base import redact, redact_scenario
 from harness.records import RequestRecord
-from harness.results import RunDir, iter_records, max_request_id, read_manifest
+from harness.results import _LOCKED, RunDir, iter_records, max_request_id, read_manifest
 
 NOW = dt.datetime(2026, 11, 25, 10, 0, 0, tzinfo=dt.UTC)
 
@@ -309,10 +311,10 @@ def test_a_run_directory_another_process_holds_is_not_resumed(tmp_path: Path) ->
         sys.executable,
         "-c",
         "import sys; from harness.results import RunDir; from pathlib import Path; "
-        "sys.exit(0 if RunDir(Path(sys.argv[1])).lock() else 1)",
+        "sys.exit(0 if RunDir(Path(sys.argv[1])).lock() else 3)",
         str(run.path),
     ]
-    assert subprocess.run(try_lock, check=False).returncode == 1  # held by its maker
+    assert subprocess.run(try_lock, check=False).returncode == 3  # held by its maker
     run.unlock()  # over: its status is written
     holder = subprocess.Popen(
         [
@@ -339,6 +341,25 @@ def test_a_run_directory_another_process_holds_is_not_resumed(tmp_path: Path) ->
         reopened.update_manifest(status="complete")
         reopen(run.path, s, find_max_goodput=False)
     assert subprocess.run(try_lock, check=False).returncode == 0
+
+
+def test_a_file_system_without_flock_leaves_the_manifest_check_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some network and cluster file systems refuse flock itself: that is no other process holding the run
+    (every --resume would have been refused for good), so no lock is taken and the manifest's runner
+    check stands alone."""
+    import errno
+    import fcntl
+
+    def refused(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", refused)
+    run = RunDir(tmp_path)
+    assert run.lock() is True
+    assert os.path.realpath(tmp_path) not in _LOCKED  # nothing held, nothing to let go
+    run.unlock()
 
 
 def test_a_finished_point_the_manifest_missed_is_kept_on_resume(tmp_path: Path) -> None:
