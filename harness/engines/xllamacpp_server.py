@@ -38,16 +38,22 @@ def build_params(ns: argparse.Namespace) -> Any:
     if ns.flash_attn is not None:
         p.flash_attn_type = 1 if ns.flash_attn == "on" else 0
     for item in ns.set or []:
-        key, _, raw = item.partition("=")
-        if not hasattr(p, key):
-            raise SystemExit(f"xllamacpp CommonParams has no field {key!r} (from --set {item})")
-        try:
-            setattr(p, key, yaml.safe_load(raw))
-        except (TypeError, ValueError, OverflowError, AttributeError, yaml.YAMLError) as e:
-            raise SystemExit(
-                f"xllamacpp CommonParams.{key} does not take {raw!r}: {e} (from --set {item})"
-            ) from None
+        if problem := set_field(p, item):
+            raise SystemExit(f"{problem} (from --set {item})")
     return p
+
+
+def set_field(params: Any, item: str) -> str | None:
+    """Set `FIELD=VALUE` (the value read as a YAML scalar) on xllamacpp's CommonParams `params`; what is
+    wrong with it instead, if anything (`validate` asks the same of a fresh CommonParams)."""
+    key, _, raw = item.partition("=")
+    if not hasattr(params, key):
+        return f"xllamacpp's CommonParams has no such field ({key})"
+    try:
+        setattr(params, key, yaml.safe_load(raw))
+    except (TypeError, ValueError, OverflowError, AttributeError, yaml.YAMLError) as e:
+        return f"xllamacpp's CommonParams.{key} does not take {raw!r} ({e})"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:

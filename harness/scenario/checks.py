@@ -346,6 +346,7 @@ def input_file_errors(s: Scenario, file: str) -> list[str]:
         try:
             load_dataset(s.workload.dataset)
         except DatasetError as e:
-            hint = _relative_hint(Path(s.workload.dataset), file) if "cannot read" in str(e) else ""
+            data = Path(s.workload.dataset)
+            hint = "" if data.exists() else _relative_hint(data, file)
             msgs.append(f"{file}: workload.dataset: {e}{hint}")
     return merge_variants(msgs)

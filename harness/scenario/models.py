@@ -225,20 +225,12 @@ def _xllamacpp_field_problem(args: tuple[str, ...]) -> str | None:
         import xllamacpp
     except ImportError:
         return None
-    import yaml
+    from harness.engines.xllamacpp_server import set_field
 
     params = xllamacpp.CommonParams()
     for item in args:
-        key, _, raw = item.partition("=")
-        if not hasattr(params, key):
-            return (
-                f"extra_args {key!r}: xllamacpp's CommonParams has no such field (the launcher would stop "
-                "at start)"
-            )
-        try:
-            setattr(params, key, yaml.safe_load(raw))
-        except (TypeError, ValueError, OverflowError, AttributeError, yaml.YAMLError) as e:
-            return f"extra_args {item!r}: xllamacpp's CommonParams.{key} does not take {raw!r} ({e})"
+        if problem := set_field(params, item):
+            return f"extra_args {item!r}: {problem} (the launcher would stop at start)"
     return None
 
 
