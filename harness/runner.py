@@ -237,17 +237,15 @@ def run_scenario(
         s, run, points, rows, next_id, attempt, dataset, console, progress, telemetry or default_samplers
     )
     try:
-        return _sweep_all(sweep, run, points, scenario_file, find_max_goodput)
+        return _sweep_all(sweep, scenario_file, find_max_goodput)
     finally:
         run.unlock()  # the run's status is written: a --resume of it may go ahead
 
 
-def _sweep_all(
-    sweep: _Sweep, run: RunDir, points: list[Point], scenario_file: str | None, find_max_goodput: bool
-) -> RunResult:
+def _sweep_all(sweep: _Sweep, scenario_file: str | None, find_max_goodput: bool) -> RunResult:
     """Every variant's points not yet done, then the run's status; the manifest is left `running` by
     nothing but a kill."""
-    s = sweep.s
+    s, run, points = sweep.s, sweep.run, sweep.points
     try:
         with _abort_on_signals() as abort_flag, sweep.progress:
             sweep.abort_flag = abort_flag
