@@ -272,11 +272,14 @@ async def run_jobs_here(
     t0_ns: int,
     on_measure_start: Callable[[int], None] | None = None,
     on_measured_done: Callable[[], None] | None = None,
+    measured_from_ns: int | None = None,
 ) -> None:
     """Run `jobs` in this process's event loop (one client process, or one worker of several).
 
     Alone, it returns once its measured requests are done (cancelling the cooldown). As a worker
-    (`on_measured_done` given) it reports that moment and keeps sending cooldown until cancelled."""
+    (`on_measured_done` given) it reports that moment and keeps sending cooldown until cancelled.
+    `measured_from_ns`: in open loop, the point's first measured arrival, where `duration_s` counts
+    from (a worker's own share may start later); by default this share's first."""
     run = _Run(client, load, load.point_id, out, on_record)
     run.on_measure_start = on_measure_start
     run.stop_cooldown_when_done = on_measured_done is None
@@ -308,8 +311,9 @@ async def run_jobs_here(
         await run.closed(rest, load.concurrency or 1)
 
     if load.duration_s and load.rate_rps is not None:
-        first = next((j.offset_ns for j in jobs if j.role == "measured"), 0)
-        run.deadline_ns = t0_ns + first + int(load.duration_s * 1e9)
+        if measured_from_ns is None:
+            measured_from_ns = t0_ns + next((j.offset_ns for j in jobs if j.role == "measured"), 0)
+        run.deadline_ns = measured_from_ns + int(load.duration_s * 1e9)
     task = asyncio.create_task(body())
     waiter = asyncio.create_task(run.all_measured_done.wait())
     try:

@@ -82,7 +82,7 @@ def _worker_main(conn: Connection, cfg: dict[str, Any], load: dict[str, Any], jo
         msg = await loop.run_in_executor(None, conn.recv)
         if msg[0] != "go":
             return
-        t0_ns = msg[1]
+        t0_ns, measured_from_ns = msg[1], msg[2]
         out = PointOutcome()
         pl = PointLoad(**load)
 
@@ -105,6 +105,7 @@ def _worker_main(conn: Connection, cfg: dict[str, Any], load: dict[str, Any], jo
                     t0_ns,
                     on_start,
                     lambda: conn.send(("mdone",)),
+                    measured_from_ns,
                 )
             )
             stop = loop.run_in_executor(None, conn.recv)
@@ -127,13 +128,8 @@ class _Workers:
     """The parent's side of a point's client processes: their pipes, and what each has said so far.
     `handle` reads a process's messages as they arrive (an event-loop reader per pipe)."""
 
-    def __init__(
-        self,
-        out: PointOutcome,
-        on_record: OnRecord,
-        on_measure_start: Callable[[int], None] | None,
-    ) -> None:
-        self.out, self.on_record, self.on_measure_start = out, on_record, on_measure_start
+    def __init__(self, out: PointOutcome, on_record: OnRecord) -> None:
+        self.out, self.on_record = out, on_record
         self.loop = asyncio.get_running_loop()
         self.pipes: list[Connection] = []
         self.procs: list[Any] = []
@@ -146,7 +142,6 @@ class _Workers:
         self.dead: list[int] = []  # gone before they were ready
         self.lost: list[int] = []  # gone mid-point
         self.problems: list[str] = []
-        self.edge_taken = False  # the window's edge samples taken before the workers were let go
         self.spawned = False  # every process started and read from
 
     def spawn(self, cfg: dict[str, Any], loads: list[PointLoad], shares: list[list[Job]]) -> None:
@@ -197,10 +192,7 @@ class _Workers:
         elif kind == "start":
             # the earliest worker's start, not the first one read: another worker's message can arrive
             # first though it started measuring later
-            first = not out.started_ns
-            out.started_ns = msg[1] if first else min(out.started_ns, msg[1])
-            if first and self.on_measure_start is not None and not self.edge_taken:
-                self.on_measure_start(msg[1])
+            out.started_ns = min(out.started_ns, msg[1]) if out.started_ns else msg[1]
         elif kind == "mdone":
             # the measured requests of every worker are done: stop all cooldowns
             self.measured_done.add(k)
@@ -271,7 +263,8 @@ async def run_jobs_in_workers(
         )
         for k in range(n)
     ]
-    w = _Workers(out, on_record, on_measure_start)
+    w = _Workers(out, on_record)
+    edge: asyncio.Task[None] | None = None
     try:
         w.spawn(_client_config(client), loads, shares)
         await asyncio.wait_for(w.all_ready.wait(), START_TIMEOUT_S)
@@ -284,15 +277,20 @@ async def run_jobs_in_workers(
             )
         if warm:  # closed loop: warm the server up before any worker measures
             await run_warmup_here(client, load, warm, on_record, out)
-        if on_measure_start is not None and (closed or (dealt and dealt[0].role == "measured")):
+        first = min((j for j in dealt if j.role == "measured"), key=lambda j: j.offset_ns, default=None)
+        edge_now = closed or (first is not None and first.offset_ns == min(j.offset_ns for j in dealt))
+        if on_measure_start is not None and edge_now:
             # nothing is in flight (closed loop after its warmup, open loop without one): the window's edge
-            # samples are taken before any worker sends; otherwise when the first worker starts measuring
+            # samples are taken before any worker sends
             on_measure_start(time.perf_counter_ns())
-            w.edge_taken = True
         t0 = max(t0_ns, time.perf_counter_ns() + 20_000_000)
+        # open loop: the point's first measured arrival, for every worker (its deadline counts from it)
+        measured_from = t0 + first.offset_ns if first is not None and not closed else None
         for c in w.pipes:
             with contextlib.suppress(OSError):  # a worker gone during the warmup: `lost` says so below
-                c.send(("go", t0))
+                c.send(("go", t0, measured_from))
+        if on_measure_start is not None and not edge_now and first is not None:
+            edge = asyncio.create_task(_open_window_at(on_measure_start, t0, dealt, first))
         await w.all_done.wait()
         if w.lost:
             w.procs[w.lost[0]].join(5)
@@ -301,5 +299,19 @@ async def run_jobs_in_workers(
                 "its requests were not all measured"
             )
     finally:
+        if edge is not None:  # the window is open before the point ends
+            await asyncio.gather(edge, return_exceptions=True)
         await w.close()
         out.client["worker_cpu"] = list(w.finished.values())
+
+
+async def _open_window_at(
+    on_measure_start: Callable[[int], None], t0_ns: int, jobs: Sequence[Job], first: Job
+) -> None:
+    """Open loop after warmup sends: the window opens at the first measured arrival of the whole point,
+    known here from the schedule (the first worker to say it started measuring may not hold that
+    arrival). Its edge samples are taken off the event loop from the arrival before it on, as in one
+    process."""
+    before = max((j.offset_ns for j in jobs if j.offset_ns < first.offset_ns), default=0)
+    await asyncio.sleep(max(0.0, (t0_ns + before - time.perf_counter_ns()) / 1e9))
+    await asyncio.get_running_loop().run_in_executor(None, on_measure_start, t0_ns + first.offset_ns)
