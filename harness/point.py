@@ -218,24 +218,34 @@ def _count_missing_usage(engine: Engine | None, records: list[RequestRecord]) ->
             r.output_tokens, r.output_tokens_source = engine.tokenize(r.output_text), "tokenizer"
 
 
-def unmeasured_tokens_in(records: list[RequestRecord], t0_ns: int, t1_ns: int) -> float:
-    """Tokens unmeasured requests (warmup, cooldown) streamed inside [t0_ns, t1_ns]: their content chunks
-    stamped there, each worth the request's tokens per chunk where it reported usage (else one)."""
+def uncounted_tokens_in(
+    records: list[RequestRecord], t0_ns: int, t1_ns: int, tokens_per_chunk: float = 1.0
+) -> float:
+    """Tokens streamed inside [t0_ns, t1_ns] by the requests the point's `output_tokens` leaves out:
+    unmeasured ones (warmup, cooldown) and measured ones that failed. Their content chunks stamped
+    there, each worth the request's tokens per chunk where it reported usage, else `tokens_per_chunk`
+    (the point's own ratio: engines may put several tokens in a chunk)."""
     total = 0.0
     for r in records:
-        if not r.warmup or not r.chunk_ns:
+        if (r.ok and not r.warmup) or not r.chunk_ns:
             continue
-        per_chunk = r.output_tokens / len(r.chunk_ns) if r.output_tokens else 1.0
+        per_chunk = r.output_tokens / len(r.chunk_ns) if r.output_tokens else tokens_per_chunk
         total += per_chunk * sum(1 for t in r.chunk_ns if t0_ns <= t <= t1_ns)
     return total
 
 
+def tokens_per_chunk(row: dict[str, Any]) -> float:
+    """The point's output tokens per content chunk (1.0 when it has none to tell)."""
+    tokens, chunks = row.get("output_tokens"), row.get("output_chunks")
+    return tokens / chunks if tokens and chunks else 1.0
+
+
 def energy_per_token(row: dict[str, Any], unmeasured_tokens: float = 0.0) -> dict[str, Any]:
     """J per output token of a point: the window's energy over every token generated in it, the measured
-    requests' and those unmeasured requests (warmup, cooldown) streamed inside the window
-    (`unmeasured_tokens_in`; `energy_tokens_source: client+unmeasured`). Counted from the stream, on the
-    window's own clock: engines' token counters are scraped off the window's edges, and llama.cpp's
-    counts a request only when it ends (a cooldown request cut at the window's end never)."""
+    requests' and those the count leaves out that streamed inside the window (warmup, cooldown, failed
+    measured ones: `uncounted_tokens_in`; `energy_tokens_source: client+unmeasured`). Counted from the
+    stream, on the window's own clock: engines' token counters are scraped off the window's edges, and
+    llama.cpp's counts a request only when it ends (a cooldown request cut at the window's end never)."""
     tokens = row.get("output_tokens")
     source = "client"
     if unmeasured_tokens and tokens is not None:
@@ -407,7 +417,10 @@ def measure_point(
         if "energy_j" in row:
             row.update(
                 energy_per_token(
-                    row, unmeasured_tokens_in(outcome.records, outcome.started_ns, outcome.ended_ns)
+                    row,
+                    uncounted_tokens_in(
+                        outcome.records, outcome.started_ns, outcome.ended_ns, tokens_per_chunk(row)
+                    ),
                 )
             )
         row.update(outcome.client)

@@ -141,15 +141,17 @@ def test_energy_columns_sum_gpu_and_rapl() -> None:
 
 def test_energy_per_token_counts_every_token_the_energy_went_to() -> None:
     from harness.metrics import flags
-    from harness.point import energy_per_token, unmeasured_tokens_in
+    from harness.point import energy_per_token, tokens_per_chunk, uncounted_tokens_in
     from harness.records import RequestRecord
 
     row = {"energy_j": 100.0, "output_tokens": 50, "server_output_tokens": 80, "ok": 5}
     assert energy_per_token(row) == {"energy_j_per_output_token": 2.0, "energy_tokens_source": "client"}
 
-    def rec(chunks: list[int], tokens: int | None, warmup: bool = True) -> RequestRecord:
+    def rec(
+        chunks: list[int], tokens: int | None, warmup: bool = True, error: str | None = None
+    ) -> RequestRecord:
         r = RequestRecord(request_id=0, point_id="p", scheduled_ns=0, warmup=warmup, output_tokens=tokens)
-        r.chunk_ns = chunks
+        r.chunk_ns, r.error_kind, r.done_ns = chunks, error, chunks[-1]
         return r
 
     # window [100, 200]: a warmup request streaming into it (3 of its chunks), a cooldown request cut
@@ -162,7 +164,14 @@ def test_energy_per_token_counts_every_token_the_energy_went_to() -> None:
         rec([120, 130], 2, warmup=False),
         rec([10, 20], 2),
     ]
-    assert unmeasured_tokens_in(records, 100, 200) == 3 + 2 + 4
+    assert uncounted_tokens_in(records, 100, 200) == 3 + 2 + 4
+    # a measured request that failed after 3 chunks in the window, without usage: not in the point's
+    # output_tokens, its chunks count at the point's own tokens per chunk (here 2)
+    failed = rec([150, 160, 170], None, warmup=False, error="disconnected")
+    assert not failed.ok
+    assert tokens_per_chunk({"output_tokens": 50, "output_chunks": 25}) == 2.0
+    assert tokens_per_chunk({"output_tokens": 50, "output_chunks": 0}) == 1.0
+    assert uncounted_tokens_in([*records, failed], 100, 200, 2.0) == 3 + 2 * 2 + 4 + 3 * 2
     # the engine's counter (80 here) is not used: scraped off the window's edges, and llama.cpp's
     # counts a request only when it ends
     shared = energy_per_token(row, 30.0)
