@@ -261,8 +261,8 @@ def resolve_runs(paths: list[Path]) -> tuple[list[Path], list[str]]:
 
     A run directory (with manifest.json) stands for itself; any other directory for the runs below it, at
     any depth (`results`, `results/evidence`, a cloud fetch `results/<cluster>`); `harness compare` output
-    directories and the plot folders of a report over several runs are passed over with a note (so
-    `results/*/` still works after a compare or such a report). A path with no
+    directories, HTML reports and the plot folders of a report over several runs are passed over with a
+    note (so `results/*` still works after a compare or such a report). A path with no
     run in or below it raises RunNotFound. Each run comes once, in the order given.
     """
     runs: list[Path] = []
@@ -275,6 +275,8 @@ def resolve_runs(paths: list[Path]) -> tuple[list[Path], list[str]]:
             notes.append(f"{p}: a compare output, not a run: passed over")
         elif report_plots_dir(p):
             notes.append(f"{p}: a report's plots, not a run: passed over")
+        elif p.suffix == ".html" and p.is_file():
+            notes.append(f"{p}: a report, not a run: passed over")
         elif p.is_dir() and (inner := _runs_below(p)):
             for c in inner:
                 read_manifest(c)  # readable

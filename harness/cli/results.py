@@ -93,7 +93,8 @@ def report_cmd(
     path, plots, notes = write_html(list(runs), points, html_out, usd, origin, reruns)
     for n in notes:
         err.print(f"note: {n}", markup=False, highlight=False)
-    err.print(f"wrote {path} ({len(plots)} plots, PNGs in {path.parent / (path.stem + '-plots')})")
+    pngs = f", PNGs in {path.parent / (path.stem + '-plots')}" if plots else ""
+    err.print(f"wrote {path} ({len(plots)} plots{pngs})")
 
 
 def compare_cmd(

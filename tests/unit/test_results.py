@@ -218,14 +218,20 @@ def test_resolve_runs_expands_run_folders_and_passes_over_compare_and_report_out
     (plots / "tok_s.png").write_bytes(b"\x89PNG")
     with pytest.raises(RunNotFound, match="plots: not a run directory"):  # a folder of PNGs, no report
         resolve_runs([plots])
-    (tmp_path / "results" / "report-20261201T000000Z.html").write_text("<html></html>")
-    runs, notes = resolve_runs([a, tmp_path / "results" / "cluster", cmp_out, plots, a])
+    html = tmp_path / "results" / "report-20261201T000000Z.html"
+    html.write_text("<html></html>")
+    # `results/*` names the report itself too
+    runs, notes = resolve_runs([a, tmp_path / "results" / "cluster", cmp_out, plots, html, a])
     assert runs == [a, b1, b2]
     assert notes == [
         f"{tmp_path / 'results' / 'cluster'}: not a run directory; using the 2 run(s) below it",
         f"{cmp_out}: a compare output, not a run: passed over",
         f"{plots}: a report's plots, not a run: passed over",
+        f"{html}: a report, not a run: passed over",
     ]
+    with pytest.raises(RunNotFound, match=r"notes\.txt: not a run directory"):  # any other file: said so
+        (tmp_path / "notes.txt").write_text("x")
+        resolve_runs([tmp_path / "notes.txt"])
     # the top of a results tree: runs at any depth, the compare output's inside passed over
     (cmp_out / "points").mkdir()
     (cmp_out / "points" / "manifest.json").write_text("{}")
