@@ -121,7 +121,7 @@ def _cost_lines(plans: list[_Plan], max_hours: float, idle_minutes: int | None =
             f"{head}: {cost.fmt_range(*per_h)}/h; {max_hours:g} h of benchmark: {cost.fmt_range(*run)}"
             f"  [{p.price.source}]"
         )
-    if len(plans) > 1 or unknown:
+    if len(plans) > len(unknown) and (len(plans) > 1 or unknown):  # nothing priced: no total to give
         tail = f" + {', '.join(sorted(set(unknown)))} (unpriced)" if unknown else ""
         lines.append(f"sweep, benchmark time: {cost.fmt_range(total_lo, total_hi)}{tail}")
     if unknown:

@@ -86,6 +86,22 @@ def test_unpriced_accelerator_says_so() -> None:
     assert res.returncode == 0, res.stderr
     assert "H200:8 × 1 node: no price known for H200" in res.stderr
     assert "pass --price USD_PER_GPU_HOUR" in res.stderr
+    assert "$0.00" not in res.stderr and "sweep" not in res.stderr  # nothing priced: no total of $0
+    # a sweep with one of two priced: its total, and the unpriced one named beside it
+    res = run_cli(
+        str(CLOUD / "llama-3.1-70b-tp8.yaml"),
+        "--gpus",
+        "H200:8",
+        "--gpus",
+        "H100:8",
+        "--dry-run",
+        "--price",
+        "h100=3",
+        "--max-hours",
+        "1",
+    )
+    assert res.returncode == 0, res.stderr
+    assert "sweep, benchmark time: $24.00 + H200 (unpriced)" in res.stderr
 
 
 @pytest.mark.parametrize(
