@@ -107,8 +107,17 @@ def test_server_comparison_means_and_counters() -> None:
     assert got["server_input_tokens"] == 650 and got["server_input_tokens_diff"] == -10
     assert "server_tpot_s_mean" not in got  # not exported in this row
     msgs = flags({**row, **got})
-    assert any("TTFT differs from the engine's own by +20.0%" in m for m in msgs)
-    assert not any("ITL" in m for m in msgs)
+    # 3 ms more at the client (+20 %): the HTTP request and the first event, what any loopback costs
+    assert not any("TTFT differs" in m or "ITL" in m for m in msgs)
+    slow = {**row, "ttft_s_mean": 0.024}  # 9 ms more: said
+    msgs = flags({**slow, **server_comparison(slow)})
+    assert (
+        "client mean TTFT differs from the engine's own by +60.0% (client 24.00 ms, engine 15.00 ms)" in msgs
+    )
+    # ITL: 1.5 ms more than 6.3 ms (+24 %) is said; 0.5 ms (+8 %) is not
+    for itl_s, said in ((0.0078, True), (0.0068, False)):
+        r = {**row, "itl_s_mean": itl_s}
+        assert any("ITL differs" in m for m in flags({**r, **server_comparison(r)})) is said
     assert "input tokens: client counted -10 vs the engine's counter" in msgs
     # cooldown requests finished in the window: the engine's means include them, so they are shown, not judged
     shared = server_comparison(row, unmeasured_in_window=3)
