@@ -16,6 +16,7 @@ from harness import llama_bench
 from harness.fileio import write_text_whole
 from harness.metrics import flags
 from harness.results import aborted_rows, live_runner, read_manifest, read_points
+from harness.runinfo import variant_label, workload_label
 
 # (column, header, format) shown in the terminal / Markdown table, when present
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -101,13 +102,7 @@ def report_run(run: str | Path, console: Console | None = None) -> Path:
     else:
         console.print(rich_table(df, title))
     md = Path(run) / "report.md"
-    host = manifest.get("host") or {}
-    body = [
-        f"# {title}\n",
-        f"- run: `{manifest.get('run_id')}`",
-        f"- host: {host.get('cpu_model')} ({host.get('cpu_logical')} logical CPUs)",
-        f"- engine: {engine_line((manifest.get('engines') or [{}])[0])}\n",
-    ]
+    body = [f"# {title}\n", *(f"- {line}" for line in header_lines(manifest)), ""]
     notes = all_notes(manifest, df, Path(run))
     for n in notes:
         console.print(f"[yellow]note[/] {escape(n)}", highlight=False)
@@ -156,6 +151,48 @@ def bench_frames(manifest: dict[str, Any], df: pd.DataFrame) -> list[tuple[str, 
         )
         out.append((title, frame, notes))
     return out
+
+
+def header_lines(manifest: dict[str, Any]) -> list[str]:
+    """What a run's table is of: run, host, each variant's engine command, workload and load, and the
+    SLO its goodput is judged against."""
+    host = manifest.get("host") or {}
+    scen = manifest.get("scenario") or {}
+    lines = [
+        f"run: `{manifest.get('run_id')}`",
+        f"host: {host.get('cpu_model')} ({host.get('cpu_logical')} logical CPUs)",
+    ]
+    engines = manifest.get("engines") or [{}]
+    for e in engines:
+        if len(engines) == 1:
+            lines.append(f"engine: {engine_line(e)}")
+            continue
+        v = e.get("variant")
+        said = [variant_label(manifest, v) if isinstance(v, int) else ""]
+        said.append(f"resume {e['attempt']}" if e.get("attempt") else "")  # started again by a --resume
+        label = ", ".join(x for x in said if x)
+        lines.append(f"engine v{v}{f' ({label})' if label else ''}: {engine_line(e)}")
+    return [*lines, workload_line(scen), slo_line(scen.get("slo") or {})]
+
+
+def workload_line(scen: dict[str, Any]) -> str:
+    """`workload: 128/64 tokens in/out (mean), completion API; closed loop, 8 requests a point (+1 warmup)`"""
+    w, ld = scen.get("workload") or {}, scen.get("load") or {}
+    what = workload_label(w) + ("" if w.get("dataset") else " tokens in/out (mean)")
+    n = f"{ld['requests']} requests a point" if ld.get("requests") else ""
+    if ld.get("duration_s"):
+        n = f"{n} or {ld['duration_s']:g} s" if n else f"{ld['duration_s']:g} s a point"
+    warm = f" (+{ld['warmup_requests']} warmup)" if ld.get("warmup_requests") else ""
+    return f"workload: {what}, {w.get('api', 'completion')} API; {ld.get('mode', 'closed')} loop, {n}{warm}"
+
+
+def slo_line(slo: dict[str, Any]) -> str:
+    """`goodput SLO: TTFT <= 2 s, TPOT <= 0.2 s` (a request meets every one set)."""
+    parts = [f"{name} <= {slo[key]:g} s" for key, name in _SLO_NAMES if slo.get(key) is not None]
+    return "goodput SLO: " + (", ".join(parts) if parts else "none set (every successful request counts)")
+
+
+_SLO_NAMES = (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "E2E"))
 
 
 def engine_line(engine: dict[str, Any]) -> str:

@@ -20,7 +20,7 @@ import pandas as pd
 from harness.compare import ROW_KEYS, dedupe, fmt
 from harness.cost import add_cost_columns
 from harness.fileio import write_text_whole
-from harness.report import all_notes, bench_frames, display_frame, engine_line
+from harness.report import all_notes, bench_frames, display_frame, engine_line, slo_line
 from harness.results import read_manifest, read_points
 
 
@@ -189,14 +189,15 @@ def _manifest_rows(run: str | Path) -> list[tuple[str, str]]:
         ),
         ("started / finished (UTC)", f"{m.get('started_utc')} / {m.get('finished_utc')}"),
         ("harness", f"{m.get('harness_version')} (git {m.get('git_sha')})"),
-        ("declared hardware", str(scen.get("hardware"))),
+        ("declared hardware", _fields(scen.get("hardware"))),
         (
             "host",
             f"{host.get('cpu_model')}, {host.get('cpu_logical')} logical CPUs, "
             f"{(host.get('mem_total_bytes') or 0) / 2**30:.1f} GiB, {host.get('os')}",
         ),
-        ("workload", str(scen.get("workload"))),
-        ("load", str(scen.get("load"))),
+        ("workload", _fields(scen.get("workload"))),
+        ("load", _fields(scen.get("load"))),
+        ("goodput SLO", slo_line(scen.get("slo") or {}).removeprefix("goodput SLO: ")),
     ]
     for e in m.get("engines") or []:
         model = e.get("model") or {}
@@ -248,6 +249,21 @@ def _telemetry_rows(tel: dict[str, Any]) -> list[tuple[str, str]]:
     if errors:
         rows.append(("telemetry errors", "; ".join(f"{k}: {why}" for k, why in errors.items())))
     return rows
+
+
+def _fields(value: Any, top: bool = True) -> str:
+    """A scenario part as `key: value` pairs (`gpu: -, gpus: 1`), as the scenario file writes them:
+    unset ones as `-`, nested parts in braces, lists as `[a, b]`, true/false."""
+    if value is None:
+        return "-"
+    if isinstance(value, dict):
+        inner = ", ".join(f"{k}: {_fields(v, False)}" for k, v in value.items())
+        return inner if top else "{" + inner + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_fields(v, False) for v in value) + "]"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
 
 
 def _known(*parts: Any) -> str:

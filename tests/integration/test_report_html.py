@@ -81,7 +81,11 @@ def test_report_keeps_table_and_md_and_writes_self_contained_html(runs: dict[str
     res = harness_cli("report", str(a), "--price", f"{dev}=0.5", "--bandwidth", f"{dev}=20")
     assert res.returncode == 0, res.stderr
     assert "out tok/s" in res.stdout and "v1-c2" in res.stdout  # the terminal table as before
-    assert "v1-c2" in (a / "report.md").read_text()
+    md = (a / "report.md").read_text()
+    assert "v1-c2" in md
+    # each variant's command, the workload and the SLO goodput is judged against
+    assert "- engine v0 (parallel=1): " in md and "- engine v1 (parallel=2): " in md
+    assert "\n- goodput SLO: " in md and "\n- workload: " in md and " tokens in/out (mean)" in md
     assert "Energy per output token: not plotted" in res.stderr  # CPU runs carry no energy columns
     html = (a / "report.html").read_text()
     assert "<script" not in html and not re.search(r"""src=['"]https?:""", html)
@@ -89,6 +93,8 @@ def test_report_keeps_table_and_md_and_writes_self_contained_html(runs: dict[str
     for t in TITLES:
         assert f"<h2>{t}</h2>" in html
     assert "--parallel" in html and "Prices used" in html and "no energy telemetry" in html
+    # scenario parts as the file writes them, not Python's repr
+    assert "<td>goodput SLO</td>" in html and "ignore_eos: true" in html and "'" + "api" not in html
     for p in PLOTS:
         png = a / "report-plots" / f"{p}.png"
         img = Image.open(png).convert("RGB")

@@ -99,3 +99,48 @@ def test_the_engine_line_of_an_external_endpoint_names_its_url() -> None:
     external = {"name": "external", "command": None, "base_url": "http://10.0.0.2:8000"}
     assert engine_line(external) == "external at http://10.0.0.2:8000"
     assert engine_line({}) == "-"
+
+
+def test_the_report_header_names_each_variants_engine_the_workload_and_the_slo() -> None:
+    """A run of two variants showed only the first's command, and no report said which SLO its goodput
+    was judged against, nor the workload."""
+    from harness.report import header_lines
+
+    manifest = {
+        "run_id": "r",
+        "host": {"cpu_model": "EPYC", "cpu_logical": 2},
+        "scenario": {
+            "variants": [{"threads": 1}, {"threads": 2}],
+            "workload": {
+                "input_tokens": 128,
+                "output_tokens": {"dist": "uniform", "mean": 64, "low": 32, "high": 96},
+            },
+            "load": {"mode": "closed", "requests": 8, "warmup_requests": 1},
+            "slo": {"ttft_s": 2.0, "tpot_s": 0.2, "e2e_s": None},
+        },
+        "engines": [
+            {"variant": 0, "command": ["srv", "--threads", "1"]},
+            {"variant": 1, "command": ["srv", "--threads", "2"]},
+            {"variant": 1, "attempt": 1, "command": ["srv", "--threads", "2", "--port", "9"]},
+        ],
+    }
+    assert header_lines(manifest) == [
+        "run: `r`",
+        "host: EPYC (2 logical CPUs)",
+        "engine v0 (threads=1): srv --threads 1",
+        "engine v1 (threads=2): srv --threads 2",
+        "engine v1 (threads=2, resume 1): srv --threads 2 --port 9",
+        "workload: 128/64 tokens in/out (mean), completion API; closed loop, 8 requests a point (+1 warmup)",
+        "goodput SLO: TTFT <= 2 s, TPOT <= 0.2 s",
+    ]
+    manifest["scenario"] = {
+        "workload": {"dataset": "/d/sharegpt.jsonl", "api": "chat"},
+        "load": {"mode": "open", "duration_s": 60.0},
+        "slo": {},
+    }
+    manifest["engines"] = [{"name": "external", "base_url": "http://h:8000"}]
+    assert header_lines(manifest)[2:] == [
+        "engine: external at http://h:8000",
+        "workload: dataset sharegpt.jsonl, chat API; open loop, 60 s a point",
+        "goodput SLO: none set (every successful request counts)",
+    ]
