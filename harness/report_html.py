@@ -51,13 +51,58 @@ def series_labels(df: pd.DataFrame) -> pd.Series:
 
 
 def _lines(
-    ax: Any, df: pd.DataFrame, x: str, y: str, scale: float = 1.0, style: str = "o-", label_suffix: str = ""
+    ax: Any,
+    df: pd.DataFrame,
+    x: str,
+    y: str,
+    scale: float = 1.0,
+    style: str = "o-",
+    label_suffix: str = "",
+    mark_load: bool = False,
 ) -> None:
-    # points are joined in order of increasing load (concurrency, then offered rate), as curves are read
+    # points are joined in order of increasing load (concurrency, then offered rate), as curves are read;
+    # `mark_load`: each marker is labelled with its load (c4, r8), where x is not the load
     order = [c for c in ("concurrency", "rate_rps") if c in df.columns]
     for i, (cfg, g) in enumerate(df.groupby(series_labels(df), sort=False)):
         g = g.sort_values(order or x)
         ax.plot(g[x], g[y] * scale, style, color=f"C{i % 10}", label=f"{cfg}{label_suffix}")
+        if mark_load:
+            for _, r in g.iterrows():
+                if pd.notna(r[x]) and pd.notna(r[y]):
+                    ax.annotate(
+                        load_tag(r),
+                        (r[x], r[y] * scale),
+                        textcoords="offset points",
+                        xytext=(3, 3),
+                        fontsize=6,
+                    )
+
+
+def _log_y(ax: Any, values: Any) -> str:
+    """A log y axis where the values are `wide`; the label's suffix saying so."""
+    if not wide(values):
+        return ""
+    ax.set_yscale("log")
+    return " (log scale)"
+
+
+def load_tag(point: Any) -> str:
+    """A point's load, short: `c4` (closed loop, concurrency 4) or `r8` (open loop, 8 req/s)."""
+    c = point.get("concurrency")
+    if c is not None and pd.notna(c):
+        return f"c{int(c)}"
+    r = point.get("rate_rps")
+    return f"r{r:g}" if r is not None and pd.notna(r) else ""
+
+
+WIDE_RANGE = 20.0  # max / min of the plotted values from which an axis is logarithmic
+
+
+def wide(values: Any) -> bool:
+    """Positive values spread over more than WIDE_RANGE x: on a linear axis the small ones sit on zero."""
+    v = pd.to_numeric(pd.Series(values), errors="coerce").dropna()
+    v = v[v > 0]
+    return len(v) > 1 and float(v.max()) / float(v.min()) >= WIDE_RANGE
 
 
 def make_plots(points: pd.DataFrame, out_dir: Path, reruns: str = "newest") -> tuple[list[Plot], list[str]]:
@@ -100,11 +145,11 @@ def make_plots(points: pd.DataFrame, out_dir: Path, reruns: str = "newest") -> t
                 ticks = sorted(set(df[x].astype(int)))
                 ax.set_xticks(ticks, [str(t) for t in ticks])
             ax.set_xlabel(xlabel)
-            ax.set_ylabel(ylabel)
+            ax.set_ylabel(ylabel + _log_y(ax, df[y]))
             ax.set_title(title + suffix)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
-            save(fig, title + suffix, caption)
+            save(fig, title + suffix, caption + (" Log y axis." if ax.get_yscale() == "log" else ""))
 
     per_load(
         "Output throughput vs load",
@@ -116,18 +161,26 @@ def make_plots(points: pd.DataFrame, out_dir: Path, reruns: str = "newest") -> t
         if not _has(points, f"{metric}_p50"):
             continue
         fig, ax = plt.subplots(figsize=(7, 4))
-        _lines(ax, points, "output_tok_s", f"{metric}_p50", 1000, "o-", " p50")
+        _lines(ax, points, "output_tok_s", f"{metric}_p50", 1000, "o-", " p50", mark_load=True)
+        ys = [points[f"{metric}_p50"]]
         if _has(points, f"{metric}_p99"):
             _lines(ax, points, "output_tok_s", f"{metric}_p99", 1000, "s--", " p99")
-        ax.set_xlabel("output tokens/s")
-        ax.set_ylabel(f"{name} (ms)")
+            ys.append(points[f"{metric}_p99"])
+        log_x = wide(points["output_tok_s"])
+        if log_x:
+            ax.set_xscale("log")
+        ax.set_xlabel("output tokens/s" + (" (log scale)" if log_x else ""))
+        ax.set_ylabel(f"{name} (ms)" + _log_y(ax, pd.concat(ys)))
         ax.set_title(f"{name} vs throughput")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
+        logs = [a for a, on in (("x", log_x), ("y", ax.get_yscale() == "log")) if on]
         save(
             fig,
             f"{name} vs throughput",
-            f"{name} p50 (solid) and p99 (dashed) against output tokens/s; one marker per load point.",
+            f"{name} p50 (solid) and p99 (dashed) against output tokens/s; one marker per load point, "
+            "labelled with its load (c: concurrency, r: offered req/s)."
+            + (f" Log {' and '.join(logs)} axis." if logs else ""),
         )
     if _has(points, "energy_j_per_output_token"):
         per_load(
@@ -320,8 +373,15 @@ def write_html(
         shown.insert(0, "run", [str(v) for v in points["run_id"]])
     else:
         parts.append("<h2>Points</h2>")
+    # runs of different models or workloads side by side: each row says which (the plots' legends do)
+    varied = [
+        (col, head, "{}")
+        for col, head in (("model", "model"), ("workload", "workload (in/out)"))
+        if col in points.columns and points[col].nunique(dropna=False) > 1
+    ]
     extra = [
         ("config", "config", "{}"),
+        *varied,
         ("usd_per_1m_tokens", "$/1M tok", "usd"),
         ("pct_roofline", "% roofline", "{:.1f}"),
     ]

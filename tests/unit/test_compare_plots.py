@@ -142,3 +142,36 @@ def test_the_html_report_says_what_failed_and_which_telemetry_is_absent(tmp_path
     assert "Cost per 1M output tokens: not plotted, no priced point measured output tokens/s." in notes
     _, _, notes = write_html([run], points_frame([run]), tmp_path / "n.html", {})
     assert any(n.startswith("Cost per 1M output tokens: not plotted, no price for ") for n in notes)
+
+
+def test_values_spread_over_orders_of_magnitude_get_log_axes_and_load_labels(tmp_path: Path) -> None:
+    """A CPU run at 2-60 tok/s beside a GPU run at 650: on linear axes the CPU lines sat on zero; and a
+    marker of TTFT against throughput did not say which load it was."""
+    from harness.report_html import load_tag, wide
+
+    assert wide([1.5, 64.0, 658.0]) and not wide([100.0, 400.0]) and not wide([0.0, 5.0])
+    assert not wide([math.nan, 3.0])  # one value: nothing to spread
+    assert load_tag({"concurrency": 4.0, "rate_rps": math.nan}) == "c4"
+    assert load_tag({"concurrency": math.nan, "rate_rps": 2.5}) == "r2.5"
+    pts = _points(energy=False)
+    pts.loc[pts["config"].str.startswith("a100"), ["output_tok_s", "ttft_s_p50"]] = [2.0, 9.0]
+    plots, _ = make_plots(pts, tmp_path)
+    by_title = {p.title: p.caption for p in plots}
+    assert by_title["Output throughput vs load (open loop)"].endswith("Log y axis.")
+    assert by_title["TTFT vs throughput"].endswith("Log x and y axis.")
+    assert "labelled with its load" in by_title["TTFT vs throughput"]
+    assert not by_title["Cost per 1M output tokens (open loop)"].endswith("axis.")  # 0.75-3 $: linear
+
+
+def test_the_html_points_table_names_model_and_workload_where_they_differ(tmp_path: Path) -> None:
+    from harness.report_html import write_html
+    from harness.runinfo import points_frame
+
+    ev = Path(__file__).resolve().parents[2] / "results/evidence"
+    runs = [ev / "20261125T114708Z-quickstart-cpu", ev / "20261201T120142Z-vllm-tiny-cpu"]
+    out, _, _ = write_html(runs, points_frame(runs), tmp_path / "r.html")
+    text = out.read_text()
+    assert "<th>model</th>" in text and "<th>workload (in/out)</th>" in text
+    assert "<td>128/64</td>" in text and "<td>64/32</td>" in text
+    out, _, _ = write_html(runs[:1], points_frame(runs[:1]), tmp_path / "one.html")
+    assert "<th>model</th>" not in out.read_text()  # one model, one workload: the header says it
