@@ -86,10 +86,10 @@ def fmt(value: Any, spec: str) -> str:
     such, else 4 significant digits without trailing zeros), else a format string."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    if spec == "ms":
-        return f"{float(value) * 1000:.1f}"
-    if spec == "x":
-        return f"{float(value):.2f}x"
+    if spec == "ms":  # one decimal, and two significant digits below 1 ms (0.041, not 0.0)
+        return significant(float(value) * 1000, 2, 1)
+    if spec == "x":  # two decimals, and two significant digits below 0.1 (0.024x, not 0.02x)
+        return significant(float(value), 2, 2) + "x"
     if spec == "num":  # a plain number: whole ones as such, others 4 significant digits, no trailing zeros
         try:
             x = float(value)

@@ -269,12 +269,13 @@ def recommend(
     used: set[str] = set()  # runs whose points a row took
     reached: list[float] = []  # measured tok/s over the roofline estimate of the same option
     weights_gb = {p: need.model.params_b * bytes_per_param(p) for p in precisions}
+    unpriced: list[str] = []  # catalog GPUs without a price: not ranked
     for key, dev in gpus().items():
         if only and key not in only:
             continue
         price = prices_usd_per_hour.get(key)
         if price is None:
-            notes.append(f"{key}: no price (give --price {key}=USD_PER_HOUR)")
+            unpriced.append(key)
             continue
         for p in precisions:
             fitting = [tp for tp in tps if weights_fit(need, dev, p, tp)]
@@ -336,6 +337,8 @@ def recommend(
                 )
             if not fitting:
                 notes.append(f"{key} {p}: {weights_gb[p]:.0f} GB of weights do not fit on {max(tps)} devices")
+    if unpriced:  # one line: the catalog's GPUs without a price, the same on every call
+        notes.append(f"not ranked, no price: {', '.join(unpriced)} (give --price {unpriced[0]}=USD_PER_HOUR)")
     notes += unused_run_notes(points, need, used, precisions, only, frozenset(prices_usd_per_hour), tps)
     notes += efficiency_note(
         reached, efficiency, any(not str(r["basis"]).startswith("measured") for r in rows)

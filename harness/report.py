@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness import llama_bench
+from harness.compare import significant
 from harness.fileio import write_text_whole
 from harness.metrics import flags
 from harness.results import aborted_rows, live_runner, read_manifest, read_points
@@ -43,8 +44,8 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 def _fmt(value: Any, fmt: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    if fmt == "ms":
-        return f"{float(value) * 1000:.1f}"
+    if fmt == "ms":  # one decimal, and two significant digits below 1 ms
+        return significant(float(value) * 1000, 2, 1)
     try:
         return fmt.format(value)
     except (ValueError, TypeError):

@@ -90,7 +90,7 @@ def recommend_table(df: pd.DataFrame, title: str, top: int) -> Table:
         "tok/s",
         "TTFT ms",
         "TPOT ms",
-        "$/h",
+        "$/h (all)",
         "$/1M tok",
         "SLO",
         "basis",

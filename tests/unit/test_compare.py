@@ -350,6 +350,9 @@ def test_cells_keep_three_significant_digits_so_small_costs_stay_apart() -> None
         "0.0001235",
     ]
     assert fmt(float("nan"), "usd") == "-" and fmt(0.0, "usd") == "0.00" and significant(0.5) == "0.500"
+    # latencies under a millisecond and ratios under 0.1 were "0.0" and "0.02x"
+    assert [fmt(x, "ms") for x in (0.0000412, 0.00093, 0.01142, 9.2)] == ["0.041", "0.93", "11.4", "9200.0"]
+    assert [fmt(x, "x") for x in (0.0241, 0.052, 1.994, 12.0)] == ["0.024x", "0.052x", "1.99x", "12.00x"]
 
 
 def test_labels_too_wide_for_the_terminal_become_numbered_columns_with_a_legend() -> None:

@@ -176,7 +176,8 @@ def test_kv_cache_capacity_and_missing_prices() -> None:
     tp2 = df[(df["device"] == "a100-80gb-sxm") & (df["devices"] == 2)].iloc[0]
     # per GPU: 70.6 GB of weights, room 0.9 x 80 GiB - 70.6e9 = 6.7e9 B; 256 x 1280 x 163,840 B = 53.7e9 B
     assert "KV cache for 256 x 1280 tokens does not fit" in tp2["why_not"]
-    assert "h100-sxm: no price (give --price h100-sxm=USD_PER_HOUR)" in notes
+    (unpriced,) = [n for n in notes if n.startswith("not ranked, no price: ")]
+    assert "h100-sxm" in unpriced and "a100-80gb-sxm" not in unpriced and "(give --price " in unpriced
 
 
 def test_the_kv_cache_a_run_allocated_overrides_the_estimated_room() -> None:
