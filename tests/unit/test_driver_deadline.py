@@ -461,3 +461,13 @@ def test_each_client_process_reports_its_own_loop_lag(fake: str) -> None:
     workers = out.client["worker_cpu"]
     assert len(workers) == 2
     assert all(cpu > 0 and wall > 0 and isinstance(lag, float) for cpu, wall, lag in workers), workers
+
+
+def test_a_loop_held_up_shows_in_the_client_loop_lag(fake: str) -> None:
+    """The event loop stamps the chunks: when something holds it (here each record's handling, 60 ms),
+    its wake-ups come late, and `client_loop_lag_s_p99` says by how much; a free loop wakes on time."""
+    specs = [RequestSpec("hello world", 8)] * 6
+    free = _point(fake, PointLoad("free", concurrency=2), [], specs, 0, lambda r: None)
+    held = _point(fake, PointLoad("held", concurrency=2), [], specs, 0, lambda r: time.sleep(0.06))
+    assert held.client["client_loop_lag_s_p99"] >= 0.04
+    assert free.client["client_loop_lag_s_p99"] < held.client["client_loop_lag_s_p99"] / 2

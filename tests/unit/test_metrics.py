@@ -159,6 +159,10 @@ def test_goodput_counts_only_requests_within_every_slo() -> None:
     unknown.output_tokens = None
     assert metrics.meets_slo(one, 2.0, 0.1, None) and not metrics.meets_slo(unknown, 2.0, 0.1, None)
     assert metrics.meets_slo(unknown, 2.0, None, None)  # without a TPOT limit it is not asked
+    # a failed request meets no SLO, however fast its stamps (cut after its first chunks)
+    cut = rec(6, 1000, 1000, [1100, 1110], 1200, 11)
+    cut.error_kind = "disconnected"
+    assert not metrics.meets_slo(cut, 2.0, 0.1, None) and not metrics.meets_slo(cut, None, None, None)
 
 
 def test_empty_point_gives_nan_not_errors() -> None:
@@ -223,8 +227,13 @@ def test_failures_that_outlast_the_successes_are_measured_and_flagged() -> None:
 
 
 def test_offered_rate_is_what_the_schedule_offered_and_a_far_draw_is_flagged() -> None:
-    # scheduled at 0, 100, 150, 400 ms: 3 gaps over 0.4 s = 7.5 req/s offered
-    rs = [rec(i, t, t, [t + 10, t + 20], t + 30, 2) for i, t in enumerate((0, 100, 150, 400))]
+    # scheduled at 0, 100, 150, 400 ms after a perf_counter origin 1000 s on: 3 gaps over 0.4 s = 7.5 req/s
+    # offered (from an origin of 0, the span and its end were one number)
+    t0 = 1_000_000
+    rs = [
+        rec(i, t0 + t, t0 + t, [t0 + t + 10, t0 + t + 20], t0 + t + 30, 2)
+        for i, t in enumerate((0, 100, 150, 400))
+    ]
     row = metrics.summarize(rs, open_loop=True)
     assert row["offered_req_s"] == pytest.approx(7.5)
     assert metrics.offered_req_s(rs[:1]) != metrics.offered_req_s(rs[:1])  # NaN: one request, no span

@@ -82,6 +82,21 @@ def test_labels_histograms_and_created_samples_from_prometheus_client() -> None:
     assert not any(k.endswith(("_bucket", "_created")) or "created" in k for k in snap)
 
 
+def test_samples_that_differ_only_in_identity_labels_are_added_up() -> None:
+    """vLLM labels every sample with `engine` (one per data-parallel rank) and `model_name`: two ranks'
+    counters and gauges are the server's sum, not the last rank's."""
+    reg = CollectorRegistry()
+    tokens = Counter("vllm:generation_tokens", "tokens", ["model_name", "engine"], registry=reg)
+    running = Gauge("vllm:num_requests_running", "running", ["model_name", "engine"], registry=reg)
+    tokens.labels("m", "0").inc(5)
+    tokens.labels("m", "1").inc(7)
+    running.labels("m", "0").set(2)
+    running.labels("m", "1").set(3)
+    snap = parse_metrics(generate_latest(reg).decode())
+    assert snap["vllm_generation_tokens_total"] == ("counter", 12.0)
+    assert snap["vllm_num_requests_running"] == ("gauge", 5.0)
+
+
 class _Metrics(BaseHTTPRequestHandler):
     registry: CollectorRegistry
 
