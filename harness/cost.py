@@ -106,6 +106,7 @@ def run_cost_frame(
         "config",
         "model",
         "precision",
+        "workload",
         "load",
         "output_tok_s",
         "devices",
@@ -120,6 +121,8 @@ def run_cost_frame(
 
 
 HEADERS = {
+    "run_id": "run",
+    "workload": "workload (in/out)",
     "output_tok_s": "out tok/s",
     "usd_per_device_hour": "$/device-hour",
     "usd_per_1m_tokens": "$/1M out tok",

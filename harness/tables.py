@@ -15,9 +15,14 @@ from harness.cost import HEADERS
 def cost_table(df: pd.DataFrame, utilization: float) -> Table:
     t = Table(title=f"cost per 1M output tokens (utilization {utilization:g})")
     for c in df.columns:
-        t.add_column(HEADERS.get(c, c), justify="left" if df[c].dtype == object else "right")
+        t.add_column(HEADERS.get(c, c), justify="right" if pd.api.types.is_numeric_dtype(df[c]) else "left")
     for _, r in df.iterrows():
-        t.add_row(*[Text(v) if isinstance(v, str) else fmt(v, "num") for v in r])  # labels: not markup
+        t.add_row(  # labels: not markup; money in cents at least
+            *[
+                Text(v) if isinstance(v, str) else fmt(v, "usd" if c.startswith("usd") else "num")
+                for c, v in r.items()
+            ]
+        )
     return t
 
 

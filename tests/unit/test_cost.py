@@ -165,3 +165,16 @@ def test_name_number_options_are_parsed_one_way() -> None:
         with pytest.raises(ValueError) as e:
             name_numbers([bad], bare=bare)
         assert e.value.args == (bad,)
+
+
+def test_the_cost_table_of_runs_names_each_rows_workload(tmp_path: Path) -> None:
+    """Runs of 128/64 and 64/32 tokens sat side by side with nothing to tell their workloads apart."""
+    ev = Path(__file__).resolve().parents[2] / "results" / "evidence"
+    runs = [ev / "20261125T114708Z-quickstart-cpu", ev / "20261201T120142Z-vllm-tiny-cpu"]
+    res = _cli("cost", *map(str, runs), "--price", "cpu=0.10", env={"COLUMNS": "250"})
+    assert res.returncode == 0, res.stderr
+    head = next(line for line in res.stdout.splitlines() if "workload (in/out)" in line)
+    assert "┃ run " in head and "run_id" not in head
+    rows = [line for line in res.stdout.splitlines() if "cpu |" in line]
+    assert sum("128/64" in r for r in rows) == 3 and sum("64/32" in r for r in rows) == 2
+    assert all("│         0.100 │" in r for r in rows)  # money: three significant digits, not "0.1"
