@@ -489,11 +489,18 @@ EMPTY_METRIC_HINTS = {
 
 
 def empty_metric_notes(c: Comparison, metrics: list[str] | None) -> list[str]:
-    """A line for each metric asked for by name that no cell has a value for (it would vanish unsaid)."""
+    """A line for each metric asked for by name that no cell has a value for (it would vanish unsaid);
+    by default, for the roofline share (price and energy have notes of their own)."""
     shown = {m for m, _, _ in _present(c)}
+    if metrics is None:
+        return (
+            []
+            if "pct_roofline" in shown
+            else [f"no % of roofline table: {EMPTY_METRIC_HINTS['pct_roofline']}"]
+        )
     return [
         f"{m}: no values to show ({EMPTY_METRIC_HINTS.get(m, 'not measured in these runs')})"
-        for m in metrics or []
+        for m in metrics
         if m not in shown
     ]
 
