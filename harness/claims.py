@@ -61,6 +61,49 @@ def _match(
     return points[m & points["output_tok_s"].notna()]
 
 
+def no_match_reason(
+    points: pd.DataFrame,
+    model: str,
+    device: str | None,
+    n: int | None,
+    engine: str | None,
+    precision: str | None,
+    concurrency: int | None,
+) -> str:
+    """Why `_match` finds nothing: the first of its conditions no point meets, with what the points have
+    instead ('' when some point matches, or there are no points at all: nothing to explain)."""
+    if points.empty:
+        return ""
+
+    def has(df: pd.DataFrame, col: str) -> str:
+        return ", ".join(sorted({str(v) for v in df[col].dropna()})) or "none"
+
+    sub = points[points["model"] == model]
+    if sub.empty:
+        return f"no run of {model} (runs of: {has(points, 'model')})"
+    engines = sub["engine_label"].str.split("/").str[0]
+    steps: list[tuple[str, Any, str, str]] = [
+        ("device", device, f"on {device}", "device"),
+        ("devices", n, f"on {n} device(s)", "devices"),
+        ("engine", engine, f"on engine {engine}", "engine_label"),
+        ("precision", precision, f"at {precision}", "precision"),
+        ("concurrency", concurrency, f"at concurrency {concurrency}", "concurrency"),
+    ]
+    for field, want, said, col in steps:
+        if want is None:
+            continue
+        got = engines[sub.index] == want if field == "engine" else sub[col] == want
+        if not got.any():
+            return f"no {model} point {said} (measured: {has(sub, col)})"
+        sub = sub[got]
+    return "" if sub["output_tok_s"].notna().any() else f"no {model} point with a measured tok/s"
+
+
+def _unmatched(reason: str) -> str:
+    """The measured cell of a claim no point matches: `-`, and why."""
+    return f"- ({reason})" if reason else "-"
+
+
 def _best(df: pd.DataFrame) -> dict[str, Any] | None:
     """The matching point of highest output tok/s: its tok/s, device count, and where it was measured
     (with how many of its requests failed, where some did: its tok/s counts the others only)."""
@@ -144,8 +187,13 @@ def _shape_dev(model: str, device: str | None) -> tuple[Shape | None, Device | N
 
 def _throughput(c: Claim, target: float, precision: str | None, points: pd.DataFrame) -> tuple[str, str, str]:
     shape, dev, why = _shape_dev(c.model, c.device)
-    best = _best(_match(points, c.model, c.device, c.devices, c.engine, c.precision, c.concurrency))
-    measured = "-" if best is None else f"{_fmt_tok(best['tok_s'])} tok/s at {best['where']}"
+    want = (c.model, c.device, c.devices, c.engine, c.precision, c.concurrency)
+    best = _best(_match(points, *want))
+    measured = (
+        _unmatched(no_match_reason(points, *want))
+        if best is None
+        else f"{_fmt_tok(best['tok_s'])} tok/s at {best['where']}"
+    )
     if shape is None or dev is None:
         return (
             measured,
@@ -218,11 +266,25 @@ def _ratio_pairs(c: Claim, points: pd.DataFrame) -> list[tuple[dict[str, Any], d
     return sorted(pairs, key=lambda ab: -ab[0]["tok_s"])
 
 
+def _ratio_unmatched(c: Claim, points: pd.DataFrame) -> str:
+    """Why no pair of points measures a ratio claim: a side without a matching point, else no
+    configuration both sides were measured in."""
+    assert c.numerator is not None and c.denominator is not None
+    if points.empty:
+        return ""
+    for s in (c.numerator, c.denominator):
+        if why := no_match_reason(points, c.model, s.device, s.devices, c.engine, s.precision, c.concurrency):
+            return why
+    return (
+        "no configuration measured on both sides: same workload, load and engine, device count and precision"
+    )
+
+
 def _ratio(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
     assert c.numerator is not None and c.denominator is not None
     num, den = _side_ceiling(c, c.numerator), _side_ceiling(c, c.denominator)
     pairs = _ratio_pairs(c, points)
-    measured = "-"
+    measured = _unmatched(_ratio_unmatched(c, points))
     if pairs:
         a, b = pairs[0]
         measured = f"{a['tok_s'] / b['tok_s']:.2f}x ({a['where']} / {b['where']})"
@@ -263,8 +325,9 @@ def _cost(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
     usd = usd_per_million_tokens(c.usd_per_hour, c.tok_s, n)
     arithmetic = f"${c.usd_per_hour:g}/h / ({c.tok_s:g} tok/s x 3600) = ${usd:.2f}/1M"
     arith_ok = _stated_to(c.value, usd)
-    best = _best(_match(points, c.model, c.device, c.devices, c.engine, c.precision, c.concurrency))
-    measured = "-"
+    want = (c.model, c.device, c.devices, c.engine, c.precision, c.concurrency)
+    best = _best(_match(points, *want))
+    measured = _unmatched(no_match_reason(points, *want))
     if best is not None:  # the measured point's devices, all paid for
         m_usd = usd_per_million_tokens(c.usd_per_hour, best["tok_s"], best["devices"])
         measured = f"${m_usd:.2f}/1M at {_fmt_tok(best['tok_s'])} tok/s ({best['where']})"
@@ -280,13 +343,19 @@ def _cost(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
 
 def _offload(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
     shape, dev, why = _shape_dev(c.model, c.device)
-    sub = _match(points, c.model, c.device, c.devices, c.engine, c.precision, c.concurrency)
+    want = (c.model, c.device, c.devices, c.engine, c.precision, c.concurrency)
+    sub = _match(points, *want)
+    unmatched = no_match_reason(points, *want) or (
+        "no point with weights offloaded to the host" if not points.empty else ""
+    )
     if not sub.empty and "partial_offload" in sub.columns:  # weights split between a GPU and the host
         sub = sub[offloaded(sub)]
     elif not sub.empty:
         sub = sub[(sub["cpu_offload_gb"] > 0) | (sub["n_gpu_layers"].fillna(0).astype(float) > 0)]
     best = _best(sub)
-    measured = "-" if best is None else f"{_fmt_tok(best['tok_s'])} tok/s at {best['where']}"
+    measured = (
+        _unmatched(unmatched) if best is None else f"{_fmt_tok(best['tok_s'])} tok/s at {best['where']}"
+    )
     if shape is None or dev is None or dev.memory_bytes is None or not dev.host_link_gbs:
         return measured, why or "no roofline: device memory or host link unknown", "unchecked"
     p = c.precision or "bf16"

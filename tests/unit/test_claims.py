@@ -102,7 +102,7 @@ def test_ratio_claim_pairs_equal_device_counts() -> None:
     assert r.measured.startswith("2.50x (2x h100-sxm | vllm bf16 c1 (run1) / 2x a100-80gb-sxm"), r.measured
     # no device count on both sides: nothing to compare
     r = check(_claim("article-70b-ratio"), pts[pts["devices"] != 2])
-    assert r.measured == "-"
+    assert r.measured == "- (no llama-3.1-70b point on a100-80gb-sxm (measured: h100-sxm))"
 
 
 def test_ratio_claim_pairs_the_same_precision_workload_and_load() -> None:
@@ -115,7 +115,10 @@ def test_ratio_claim_pairs_the_same_precision_workload_and_load() -> None:
         ]
     )
     # FP8 at concurrency 64 against BF16 at concurrency 1 is no GPU ratio: nothing to pair
-    assert check(_claim("article-70b-ratio"), pts).measured == "-"
+    assert check(_claim("article-70b-ratio"), pts).measured == (
+        "- (no configuration measured on both sides: same workload, load and engine, device count and "
+        "precision)"
+    )
     pts = _points(
         [
             {**h100, "precision": "fp8", "concurrency": 64, "output_tok_s": 9000.0},
