@@ -300,8 +300,19 @@ def pivot(points: pd.DataFrame) -> pd.DataFrame:
     wide = points.pivot_table(index=ROW_KEYS, columns="config", values=metrics, aggfunc="first", dropna=False)
     wide = wide.reindex(columns=pd.MultiIndex.from_product([metrics, configs]))
     present = set(zip(*(points[k] for k in ROW_KEYS), strict=True))
-    order = sorted(present, key=lambda k: (*(str(x) for x in k[:-1]), _load_order(str(k[-1]))))
+    order = sorted(
+        present, key=lambda k: (str(k[0]), str(k[1]), _workload_order(str(k[2])), _load_order(str(k[3])))
+    )
     return wide.reindex(order)
+
+
+def _workload_order(workload: str) -> tuple[int, float, float, str]:
+    """`64/16` before `512/32` (by the numbers, not the text), datasets after the token lengths."""
+    try:
+        a, b = workload.split("/")
+        return (0, float(a), float(b), "")
+    except ValueError:
+        return (1, 0.0, 0.0, workload)
 
 
 def compare_runs(

@@ -92,6 +92,17 @@ def test_pivot_rows_in_numeric_load_order_and_columns_per_config() -> None:
     assert "output_tok_s [h100-sxm | vllm]" in f.columns and "speedup [h100-sxm | vllm]" in f.columns
     assert list(f["load"]) == ["c2", "c16", "c64"]
     assert f["speedup [h100-sxm | vllm]"].tolist()[:2] == [1.6, 2.5]
+    # workloads by their numbers too: 64/16 before 512/32 before 1024/256, datasets after them
+    more = pd.concat(
+        [_rows()]
+        + [_rows().iloc[:1].assign(workload=w) for w in ("512/32", "64/16", "dataset sharegpt.jsonl")]
+    )
+    assert list(dict.fromkeys(k[2] for k in pivot(more).index)) == [
+        "64/16",
+        "512/32",
+        "1024/256",
+        "dataset sharegpt.jsonl",
+    ]
 
 
 def test_markdown_has_one_table_per_metric_with_formatted_cells() -> None:
@@ -223,7 +234,7 @@ def test_runs_of_different_workloads_are_different_rows() -> None:
     kept, notes = dedupe(pd.concat([df, other]))
     assert len(kept) == 2 and notes == []
     wide = pivot(kept)
-    assert [k[2] for k in wide.index] == ["1024/256", "1024/64"]
+    assert [k[2] for k in wide.index] == ["1024/64", "1024/256"]  # by the numbers
 
 
 def test_baseline_by_device_key_label_or_prefix() -> None:
