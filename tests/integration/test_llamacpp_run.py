@@ -11,7 +11,7 @@ import pytest
 from harness.metrics import decode_tok_s
 from harness.results import iter_records, read_manifest
 
-from .conftest import harness_cli
+from .conftest import harness_cli, run_dir_from
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("xllamacpp")
@@ -27,13 +27,6 @@ MODEL = {
     "vocab": 1000,
     "dtype": "f16",
 }
-
-
-def run_dir_from(stderr: str) -> Path:
-    for line in stderr.splitlines():
-        if line.startswith("run directory: "):
-            return Path(line.split(": ", 1)[1].strip())
-    raise AssertionError(f"no run directory in output:\n{stderr}")
 
 
 def test_sweep_completes_with_exact_output_tokens(write_scenario, tmp_path: Path) -> None:

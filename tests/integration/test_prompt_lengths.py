@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from harness.results import iter_records, read_manifest
-from tests.integration.conftest import harness_cli
+from tests.integration.conftest import harness_cli, run_dir_from
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("xllamacpp")
@@ -22,13 +22,6 @@ MODEL = {
     "ffn": 256,
     "vocab": 1000,
 }
-
-
-def run_dir_from(stderr: str) -> Path:
-    for line in stderr.splitlines():
-        if line.startswith("run directory: "):
-            return Path(line.split(": ", 1)[1].strip())
-    raise AssertionError(stderr)
 
 
 @pytest.mark.parametrize("api", ["completion", "chat"])
