@@ -208,7 +208,7 @@ def test_cost_over_a_real_run(runs: dict[str, Path]) -> None:
     res = harness_cli("cost", str(a), "--price", f"{dev}=0.5")
     assert res.returncode == 0, res.stderr
     for tok_s in pd.read_csv(a / "points.csv")["output_tok_s"]:
-        assert fmt(0.5 / (tok_s * 3600) * 1e6, "{:.4g}") in res.stdout
+        assert fmt(0.5 / (tok_s * 3600) * 1e6, "usd") in res.stdout
     assert f"price {dev}: $0.5/h (--price)" in res.stderr
 
 
