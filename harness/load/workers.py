@@ -265,6 +265,7 @@ async def run_jobs_in_workers(
     ]
     w = _Workers(out, on_record)
     edge: asyncio.Task[None] | None = None
+    opening: list[bool] = []  # the window's edge samples have started (set by `_open_window_at`)
     try:
         w.spawn(_client_config(client), loads, shares)
         await asyncio.wait_for(w.all_ready.wait(), START_TIMEOUT_S)
@@ -290,7 +291,7 @@ async def run_jobs_in_workers(
             with contextlib.suppress(OSError):  # a worker gone during the warmup: `lost` says so below
                 c.send(("go", t0, measured_from))
         if on_measure_start is not None and not edge_now and first is not None:
-            edge = asyncio.create_task(_open_window_at(on_measure_start, t0, dealt, first))
+            edge = asyncio.create_task(_open_window_at(on_measure_start, t0, dealt, first, opening))
         await w.all_done.wait()
         if w.lost:
             w.procs[w.lost[0]].join(5)
@@ -299,19 +300,23 @@ async def run_jobs_in_workers(
                 "its requests were not all measured"
             )
     finally:
-        if edge is not None:  # the window is open before the point ends
-            await asyncio.gather(edge, return_exceptions=True)
+        if edge is not None:
+            if not opening:  # cut short before its first measured arrival: no window is opened
+                edge.cancel()
+            await asyncio.gather(edge, return_exceptions=True)  # else it is open before the point ends
         await w.close()
         out.client["worker_cpu"] = list(w.finished.values())
 
 
 async def _open_window_at(
-    on_measure_start: Callable[[int], None], t0_ns: int, jobs: Sequence[Job], first: Job
+    on_measure_start: Callable[[int], None], t0_ns: int, jobs: Sequence[Job], first: Job, opening: list[bool]
 ) -> None:
     """Open loop after warmup sends: the window opens at the first measured arrival of the whole point,
     known here from the schedule (the first worker to say it started measuring may not hold that
     arrival). Its edge samples are taken off the event loop from the arrival before it on, as in one
-    process."""
+    process; `opening` gets an item once they have started (from then on the task is waited for, not
+    cancelled: the samples run on in their thread)."""
     before = max((j.offset_ns for j in jobs if j.offset_ns < first.offset_ns), default=0)
     await asyncio.sleep(max(0.0, (t0_ns + before - time.perf_counter_ns()) / 1e9))
+    opening.append(True)
     await asyncio.get_running_loop().run_in_executor(None, on_measure_start, t0_ns + first.offset_ns)

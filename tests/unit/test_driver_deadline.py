@@ -471,3 +471,22 @@ def test_a_loop_held_up_shows_in_the_client_loop_lag(fake: str) -> None:
     held = _point(fake, PointLoad("held", concurrency=2), [], specs, 0, lambda r: time.sleep(0.06))
     assert held.client["client_loop_lag_s_p99"] >= 0.04
     assert free.client["client_loop_lag_s_p99"] < held.client["client_loop_lag_s_p99"] / 2
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_point_cut_during_warmup_opens_no_window_and_ends_at_once(fake: str, workers: int) -> None:
+    """Open loop, arrivals 4 s apart, 4 warmups first; the engine is declared dead after 1 s. With 2
+    client processes the parent had waited out the warmup schedule (the workers sending on), then opened
+    the telemetry window after the point had ended."""
+    opened: list[int] = []
+    t0 = time.monotonic()
+    load = PointLoad("cut", rate_rps=0.25, arrival="constant", workers=workers)
+    warm, specs = [RequestSpec("hello world", 2)] * 4, [RequestSpec("hello world", 2)] * 4
+
+    def dead() -> str | None:
+        return "engine died" if time.monotonic() - t0 > 1.0 else None
+
+    out = _point(fake, load, warm, specs, 0, lambda r: None, dead, 0.1, opened.append)
+    assert out.aborted == "engine died" and opened == []
+    assert time.monotonic() - t0 < 6  # the warmup schedule alone runs 12 s
+    assert not [r for r in out.records if not r.warmup]
