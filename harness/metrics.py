@@ -563,8 +563,9 @@ def _server_flags(row: dict[str, Any]) -> list[str]:
     out = []
     for key in ("ttft_s", "itl_s"):
         d = _value(row, f"server_{key}_rel_diff")
-        client = _client_mean(row, key) or math.nan
-        gap_s = abs(client - (_value(row, f"server_{key}_mean") or math.nan))
+        mean, server = _client_mean(row, key), _value(row, f"server_{key}_mean")
+        client = math.nan if mean is None else mean  # 0.0 is a mean (streams read in one piece)
+        gap_s = abs(client - (math.nan if server is None else server))
         if d is not None and abs(d) > SERVER_DISAGREEMENT and not gap_s <= SERVER_DISAGREEMENT_MIN_S[key]:
             out.append(
                 f"client mean {key[:-2].upper()} differs from the engine's own by {d:+.1%} "

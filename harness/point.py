@@ -234,13 +234,14 @@ def uncounted_tokens_in(
     return total
 
 
-def tokens_per_chunk(row: dict[str, Any]) -> float:
-    """The point's output tokens per content chunk (1.0 when it has none to tell)."""
-    tokens, chunks = row.get("output_tokens"), row.get("output_chunks")
-    return tokens / chunks if tokens and chunks else 1.0
+def tokens_per_chunk(records: list[RequestRecord]) -> float:
+    """Output tokens per content chunk of the requests that reported both (1.0 when none did)."""
+    known = [r for r in records if r.output_tokens and r.chunk_ns]
+    chunks = sum(len(r.chunk_ns) for r in known)
+    return sum(r.output_tokens or 0 for r in known) / chunks if chunks else 1.0
 
 
-def energy_per_token(row: dict[str, Any], unmeasured_tokens: float = 0.0) -> dict[str, Any]:
+def energy_per_token(row: dict[str, Any], uncounted_tokens: float = 0.0) -> dict[str, Any]:
     """J per output token of a point: the window's energy over every token generated in it, the measured
     requests' and those the count leaves out that streamed inside the window (warmup, cooldown, failed
     measured ones: `uncounted_tokens_in`; `energy_tokens_source: client+unmeasured`). Counted from the
@@ -248,8 +249,10 @@ def energy_per_token(row: dict[str, Any], unmeasured_tokens: float = 0.0) -> dic
     llama.cpp's counts a request only when it ends (a cooldown request cut at the window's end never)."""
     tokens = row.get("output_tokens")
     source = "client"
-    if unmeasured_tokens and tokens is not None:
-        tokens, source = tokens + unmeasured_tokens, "client+unmeasured"
+    if not row.get("ok"):  # nothing measured succeeded: what failed streams cost is no price per token
+        tokens = None
+    elif uncounted_tokens and tokens is not None:
+        tokens, source = tokens + uncounted_tokens, "client+unmeasured"
     return {
         "energy_j_per_output_token": j_per_token(row["energy_j"], tokens),
         "energy_tokens_source": source,
@@ -419,7 +422,7 @@ def measure_point(
                 energy_per_token(
                     row,
                     uncounted_tokens_in(
-                        outcome.records, outcome.started_ns, outcome.ended_ns, tokens_per_chunk(row)
+                        outcome.records, outcome.started_ns, outcome.ended_ns, tokens_per_chunk(measured)
                     ),
                 )
             )

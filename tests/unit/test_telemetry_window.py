@@ -169,14 +169,18 @@ def test_energy_per_token_counts_every_token_the_energy_went_to() -> None:
     # output_tokens, its chunks count at the point's own tokens per chunk (here 2)
     failed = rec([150, 160, 170], None, warmup=False, error="disconnected")
     assert not failed.ok
-    assert tokens_per_chunk({"output_tokens": 50, "output_chunks": 25}) == 2.0
-    assert tokens_per_chunk({"output_tokens": 50, "output_chunks": 0}) == 1.0
+    # the ratio of the requests that reported both: 2 + 4 tokens over 3 chunks (a stream without usage
+    # adds no tokens and so none of its chunks either)
+    assert tokens_per_chunk([rec([1, 2], 2), rec([1], 4), rec([1, 2, 3], None)]) == 2.0
+    assert tokens_per_chunk([rec([1, 2, 3], None)]) == 1.0
     assert uncounted_tokens_in([*records, failed], 100, 200, 2.0) == 3 + 2 * 2 + 4 + 3 * 2
     # the engine's counter (80 here) is not used: scraped off the window's edges, and llama.cpp's
     # counts a request only when it ends
     shared = energy_per_token(row, 30.0)
     assert shared == {"energy_j_per_output_token": 1.25, "energy_tokens_source": "client+unmeasured"}
     assert not any("J/token" in m for m in flags({**row, **shared}))
+    # nothing measured succeeded: no J/token, whatever failed or unmeasured streams generated
+    assert energy_per_token({**row, "ok": 0, "output_tokens": 0}, 30.0)["energy_j_per_output_token"] is None
     assert any("GPU energy unknown" in m for m in flags({**row, "energy_scope": "incomplete"}))
     # a window shorter than a second: the counter's 20-100 ms updates are a large share of it
     assert any(
