@@ -73,10 +73,11 @@ def parse_metrics(text: str | None) -> list[str] | None:
 def significant(x: float, digits: int = 3, min_decimals: int = 0) -> str:
     """`x` with at least `digits` significant digits (and `min_decimals` decimals), no exponent:
     0.03611 -> 0.0361, 1.384 -> 1.38, 23456 -> 23456 (a fixed number of decimals shows 0.036 and 0.045
-    $/1M both as 0.04)."""
+    $/1M both as 0.04). The decimals are those of `x` rounded to `digits` (0.099996 to 3 is 0.100)."""
     if x == 0 or not math.isfinite(x):
         return f"{x:.{min_decimals}f}" if math.isfinite(x) else f"{x:g}"
-    decimals = max(min_decimals, digits - 1 - math.floor(math.log10(abs(x))))
+    rounded = float(f"{x:.{digits - 1}e}")
+    decimals = max(min_decimals, digits - 1 - math.floor(math.log10(abs(rounded))))
     return f"{x:.{decimals}f}"
 
 
@@ -300,10 +301,18 @@ def pivot(points: pd.DataFrame) -> pd.DataFrame:
     wide = points.pivot_table(index=ROW_KEYS, columns="config", values=metrics, aggfunc="first", dropna=False)
     wide = wide.reindex(columns=pd.MultiIndex.from_product([metrics, configs]))
     present = set(zip(*(points[k] for k in ROW_KEYS), strict=True))
-    order = sorted(
-        present, key=lambda k: (str(k[0]), str(k[1]), _workload_order(str(k[2])), _load_order(str(k[3])))
+    return wide.reindex(sorted(present, key=_row_order))
+
+
+def _row_order(key: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Rows by ROW_KEYS: text for model and precision, numbers for workload and load."""
+    row = dict(zip(ROW_KEYS, key, strict=True))
+    return (
+        str(row["model"]),
+        str(row["precision"]),
+        _workload_order(str(row["workload"])),
+        _load_order(str(row["load"])),
     )
-    return wide.reindex(order)
 
 
 def _workload_order(workload: str) -> tuple[int, float, float, str]:
@@ -455,9 +464,10 @@ def markdown(c: Comparison) -> str:
         parts.append("|" + "---|" * len(df.columns))
         parts += [md_row(r) for _, r in df.iterrows()]
         parts.append("")
-    if c.notes:
+    notes = [*empty_metric_notes(c, None), *c.notes]  # every metric present is written here
+    if notes:
         parts.append("## Notes\n")
-        parts += [f"- {n}" for n in c.notes]
+        parts += [f"- {n}" for n in notes]
     return "\n".join(parts) + "\n"
 
 

@@ -261,12 +261,14 @@ def resolve_runs(paths: list[Path]) -> tuple[list[Path], list[str]]:
 
     A run directory (with manifest.json) stands for itself; any other directory for the runs below it, at
     any depth (`results`, `results/evidence`, a cloud fetch `results/<cluster>`); `harness compare` output
-    directories, HTML reports and the plot folders of a report over several runs are passed over with a
-    note (so `results/*` still works after a compare or such a report). A path with no
+    directories, files (a report's HTML, a README) and the plot folders of a report over several runs are
+    passed over with a note (so `results/*` works, also after a compare or such a report), unless nothing
+    else is given. A path with no
     run in or below it raises RunNotFound. Each run comes once, in the order given.
     """
     runs: list[Path] = []
     notes: list[str] = []
+    files: list[Path] = []  # passed over, unless nothing else is given
     for p in paths:
         if (p / "manifest.json").is_file():
             read_manifest(p)  # readable
@@ -275,8 +277,10 @@ def resolve_runs(paths: list[Path]) -> tuple[list[Path], list[str]]:
             notes.append(f"{p}: a compare output, not a run: passed over")
         elif report_plots_dir(p):
             notes.append(f"{p}: a report's plots, not a run: passed over")
-        elif p.suffix == ".html" and p.is_file():
-            notes.append(f"{p}: a report, not a run: passed over")
+        elif p.is_file():  # a glob's README.md, a report's HTML
+            what = "a report" if p.suffix == ".html" else "a file"
+            notes.append(f"{p}: {what}, not a run: passed over")
+            files.append(p)
         elif p.is_dir() and (inner := _runs_below(p)):
             for c in inner:
                 read_manifest(c)  # readable
@@ -284,6 +288,8 @@ def resolve_runs(paths: list[Path]) -> tuple[list[Path], list[str]]:
             notes.append(f"{p}: not a run directory; using the {len(inner)} run(s) below it")
         else:
             read_manifest(p)  # raises with the reason
+    if files and not runs:
+        read_manifest(files[0])  # files alone: "not a run directory"
     return list(dict.fromkeys(runs)), notes
 
 

@@ -18,10 +18,7 @@ def cost_table(df: pd.DataFrame, utilization: float) -> Table:
         t.add_column(HEADERS.get(c, c), justify="right" if pd.api.types.is_numeric_dtype(df[c]) else "left")
     for _, r in df.iterrows():
         t.add_row(  # labels: not markup; money in cents at least
-            *[
-                Text(v) if isinstance(v, str) else fmt(v, "usd" if c.startswith("usd") else "num")
-                for c, v in r.items()
-            ]
+            *[Text(v) if isinstance(v, str) else fmt(v, "usd" if "usd" in c else "num") for c, v in r.items()]
         )
     return t
 

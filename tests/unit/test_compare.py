@@ -294,6 +294,8 @@ def test_a_metric_asked_for_that_no_cell_has_is_said_so() -> None:
     assert "no values to show" not in text
     # ... but the roofline's table, which needs what a CPU run or an external endpoint may not give
     assert "note: no % of roofline table: needs the device's memory bandwidth, from the catalog or" in text
+    c.points["run_id"] = "r1"
+    assert "- no % of roofline table: needs the device's memory bandwidth" in markdown(c)  # compare.md too
 
 
 def test_j_per_token_of_different_energy_scopes_is_said_to_differ() -> None:
@@ -367,6 +369,8 @@ def test_cells_keep_three_significant_digits_so_small_costs_stay_apart() -> None
     # latencies under a millisecond and ratios under 0.1 were "0.0" and "0.02x"
     assert [fmt(x, "ms") for x in (0.0000412, 0.00093, 0.01142, 9.2)] == ["0.041", "0.93", "11.4", "9200.0"]
     assert [fmt(x, "x") for x in (0.0241, 0.052, 1.994, 12.0)] == ["0.024x", "0.052x", "1.99x", "12.00x"]
+    # decimals from the rounded value: just under 1 ms or 0.1x reads as 1 ms and 0.1x do
+    assert (fmt(0.00099996, "ms"), fmt(0.0999, "x"), fmt(0.099996, "usd")) == ("1.0", "0.10x", "0.100")
 
 
 def test_labels_too_wide_for_the_terminal_become_numbered_columns_with_a_legend() -> None:

@@ -178,3 +178,23 @@ def test_the_cost_table_of_runs_names_each_rows_workload(tmp_path: Path) -> None
     rows = [line for line in res.stdout.splitlines() if "cpu |" in line]
     assert sum("128/64" in r for r in rows) == 3 and sum("64/32" in r for r in rows) == 2
     assert all("│         0.100 │" in r for r in rows)  # money: three significant digits, not "0.1"
+
+
+def test_every_money_column_of_the_cost_table_is_in_dollars_and_cents() -> None:
+    import pandas as pd
+    from rich.console import Console
+
+    from harness.tables import cost_table
+
+    df = pd.DataFrame(
+        {
+            "config": ["h100"],
+            "usd_per_1m_tokens": [5.5],
+            "energy_usd_per_1m_tokens": [0.5],
+            "total_usd_per_1m_tokens": [6.0],
+        }
+    )
+    console = Console(record=True, width=200)
+    console.print(cost_table(df, 1.0))
+    row = next(line for line in console.export_text().splitlines() if "h100" in line)
+    assert [c.strip() for c in row.split("│")[2:5]] == ["5.50", "0.500", "6.00"]

@@ -229,8 +229,13 @@ def test_resolve_runs_expands_run_folders_and_passes_over_compare_and_report_out
         f"{plots}: a report's plots, not a run: passed over",
         f"{html}: a report, not a run: passed over",
     ]
-    with pytest.raises(RunNotFound, match=r"notes\.txt: not a run directory"):  # any other file: said so
-        (tmp_path / "notes.txt").write_text("x")
+    # any other file beside runs too (results/README.md), but a file alone is said not to be a run
+    (tmp_path / "notes.txt").write_text("x")
+    assert resolve_runs([a, tmp_path / "notes.txt"]) == (
+        [a],
+        [f"{tmp_path / 'notes.txt'}: a file, not a run: passed over"],
+    )
+    with pytest.raises(RunNotFound, match=r"notes\.txt: not a run directory"):
         resolve_runs([tmp_path / "notes.txt"])
     # the top of a results tree: runs at any depth, the compare output's inside passed over
     (cmp_out / "points").mkdir()
