@@ -49,8 +49,10 @@ BYTES_PER_PARAM: dict[str, float] = {
     "gptq": 0.5,
     "q8_0": 34 / 32,  # 32 int8 weights + one fp16 scale per block
     "q6_k": 210 / 256,
-    "q5_k_m": 5.69 / 8,  # average bits per weight of llama.cpp's Q5_K_M mix
-    "q4_k_m": 4.89 / 8,  # average bits per weight of llama.cpp's Q4_K_M mix
+    # average bits per weight of llama.cpp's mixes, as its tools/quantize/README.md gives them for
+    # Llama-3.1-8B (other shapes differ a little: the mix is per tensor)
+    "q5_k_m": 5.7036 / 8,
+    "q4_k_m": 4.8944 / 8,
     "q4_0": 18 / 32,
 }
 

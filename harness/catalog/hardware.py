@@ -28,6 +28,7 @@ class Device(BaseModel):
     nvml_note: str | None = None
     cpu_match: tuple[str, ...] = ()
     memory_gib: float | None = None
+    nvml_memory_mib: int | None = None
     memory_type: str
     bandwidth_gbs: float
     bf16_tflops: float | None = None
@@ -57,6 +58,10 @@ class Device(BaseModel):
 
     @property
     def memory_bytes(self) -> float | None:
+        """What the engines allocate from: the total NVML reports where the catalog has it (an "80GB" H100
+        has 81,559 MiB, 79.6 GiB), else the datasheet's capacity read as GiB."""
+        if self.nvml_memory_mib is not None:
+            return self.nvml_memory_mib * 2**20
         return None if self.memory_gib is None else self.memory_gib * GIB
 
     def peak_flops(self, precision: str) -> float | None:

@@ -55,6 +55,10 @@ def test_datasheet_numbers_match_the_reference_table() -> None:
             mem,
         ), key
     assert get_device("epyc-9654").bandwidth_gbs == 460.8  # 12 channels x 4800 MT/s x 8 B
+    # what fits is a share of what NVML reports (ECC on), not of the datasheet's "80GB" read as GiB
+    assert get_device("h100-sxm").memory_bytes == 81_559 * 2**20 < 80 * 2**30
+    assert get_device("l40s").memory_bytes == 46_068 * 2**20  # 45.0 GiB of a "48GB" card
+    assert get_device("mi300x").memory_bytes == 192 * 2**30  # none recorded: the datasheet's, as GiB
 
 
 def test_nvml_names_identify_form_factors() -> None:

@@ -11,8 +11,8 @@ from tests.conftest import run_harness
 
 MISTRAL = Shape.of(get_model("mistral-7b"))  # 7.24e9 params
 LLAMA70 = Shape.of(get_model("llama-3.1-70b"))  # 70.6e9 params, 80 layers, 64 heads, 8 KV heads, head dim 128
-A100 = get_device("a100-80gb-sxm")  # 2039 GB/s, 312 TFLOPS bf16, 80 GiB
-H100 = get_device("h100-sxm")  # 3350 GB/s, 989 bf16 / 1979 fp8 TFLOPS, 80 GiB
+A100 = get_device("a100-80gb-sxm")  # 2039 GB/s, 312 TFLOPS bf16, 81,920 MiB
+H100 = get_device("h100-sxm")  # 3350 GB/s, 989 bf16 / 1979 fp8 TFLOPS, 81,559 MiB
 
 
 def test_single_stream_weights_only_examples_from_reference() -> None:
@@ -33,8 +33,9 @@ def test_batch_shares_the_weight_read_but_not_the_kv_read() -> None:
     assert b.kv_bytes_per_device == 8 * 1024 * 327_680
     assert b.tok_s == pytest.approx(365.6988, rel=1e-5)
     assert b.tok_s_per_sequence == pytest.approx(365.6988 / 8, rel=1e-5)
-    # room for KV = 0.9 x 80 GiB - 70.6e9 = 6.709e9 B -> / (1024 x 327,680) = 19.99 -> 19 sequences
-    assert b.max_batch == 19 and b.fits is True
+    # room for KV = 0.9 x 81,559 MiB (what NVML reports) - 70.6e9 = 6.369e9 B -> / (1024 x 327,680) = 18.98
+    # -> 18 sequences
+    assert b.max_batch == 18 and b.fits is True
     assert decode_bound(LLAMA70, H100, LLAMA70.params, batch=64, context_tokens=1024).fits is False
 
 
@@ -108,10 +109,10 @@ def test_prefill_with_offloaded_weights_waits_for_them() -> None:
 
 
 def test_min_batch_for_the_articles_3311_tok_s_on_one_h100() -> None:
-    # B >= 3311 x 70.6e9 / (3.35e12 - 3311 x 1024 x 327,680) = 104.4 -> 105; only 19 fit
+    # B >= 3311 x 70.6e9 / (3.35e12 - 3311 x 1024 x 327,680) = 104.4 -> 105; only 18 fit
     got = min_batch_for(3311, LLAMA70, H100, LLAMA70.params, context_tokens=1024, flops_precision="fp8")
     assert got["min_batch"] == 105
-    assert got["max_batch"] == 19 and got["fits"] is False
+    assert got["max_batch"] == 18 and got["fits"] is False
     # memory cap as B -> inf: 3.35e12 / (1024 x 327,680) = 9,983.8 tok/s; above it no batch helps
     assert got["memory_cap_tok_s"] == pytest.approx(9983.778, rel=1e-6)
     assert min_batch_for(10_000, LLAMA70, H100, LLAMA70.params, context_tokens=1024)["min_batch"] is None
