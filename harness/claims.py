@@ -20,6 +20,7 @@ import pandas as pd
 from harness.catalog import models
 from harness.catalog.claims import Claim, Side
 from harness.catalog.hardware import Device, devices
+from harness.compare import fmt
 from harness.cost import usd_per_million_tokens
 from harness.roofline import Shape, bytes_per_param, decode_bound, min_batch_for
 from harness.runinfo import offloaded
@@ -76,11 +77,11 @@ def no_match_reason(
         return ""
 
     def has(df: pd.DataFrame, col: str) -> str:
-        return ", ".join(sorted({str(v) for v in df[col].dropna()})) or "none"
+        return ", ".join(sorted({fmt(v, "num") for v in df[col].dropna()})) or "none"
 
     sub = points[points["model"] == model]
     if sub.empty:
-        return f"no run of {model} (runs of: {has(points, 'model')})"
+        return f"no run of {model}; runs of: {has(points, 'model')}"
     engines = sub["engine_label"].str.split("/").str[0]
     steps: list[tuple[str, Any, str, str]] = [
         ("device", device, f"on {device}", "device"),
@@ -94,7 +95,7 @@ def no_match_reason(
             continue
         got = engines[sub.index] == want if field == "engine" else sub[col] == want
         if not got.any():
-            return f"no {model} point {said} (measured: {has(sub, col)})"
+            return f"no {model} point {said}; measured: {has(sub, col)}"
         sub = sub[got]
     return "" if sub["output_tok_s"].notna().any() else f"no {model} point with a measured tok/s"
 

@@ -99,10 +99,12 @@ WIDE_RANGE = 20.0  # max / min of the plotted values from which an axis is logar
 
 
 def wide(values: Any) -> bool:
-    """Positive values spread over more than WIDE_RANGE x: on a linear axis the small ones sit on zero."""
+    """Values spread over more than WIDE_RANGE x: on a linear axis the small ones sit on zero. Only
+    when all are positive (a log axis would drop a zero TPOT of one-token outputs without a word)."""
     v = pd.to_numeric(pd.Series(values), errors="coerce").dropna()
-    v = v[v > 0]
-    return len(v) > 1 and float(v.max()) / float(v.min()) >= WIDE_RANGE
+    if len(v) < 2 or (v <= 0).any():
+        return False
+    return float(v.max()) / float(v.min()) >= WIDE_RANGE
 
 
 def make_plots(points: pd.DataFrame, out_dir: Path, reruns: str = "newest") -> tuple[list[Plot], list[str]]:

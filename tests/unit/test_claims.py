@@ -102,7 +102,12 @@ def test_ratio_claim_pairs_equal_device_counts() -> None:
     assert r.measured.startswith("2.50x (2x h100-sxm | vllm bf16 c1 (run1) / 2x a100-80gb-sxm"), r.measured
     # no device count on both sides: nothing to compare
     r = check(_claim("article-70b-ratio"), pts[pts["devices"] != 2])
-    assert r.measured == "- (no llama-3.1-70b point on a100-80gb-sxm (measured: h100-sxm))"
+    assert r.measured == "- (no llama-3.1-70b point on a100-80gb-sxm; measured: h100-sxm)"
+    # numbers as numbers: a concurrency column read back as floats
+    from harness.claims import no_match_reason
+
+    why = no_match_reason(pts.assign(concurrency=4.0), "llama-3.1-70b", "h100-sxm", None, None, None, 32)
+    assert why == "no llama-3.1-70b point at concurrency 32; measured: 4"
 
 
 def test_ratio_claim_pairs_the_same_precision_workload_and_load() -> None:

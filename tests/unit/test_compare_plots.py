@@ -150,6 +150,7 @@ def test_values_spread_over_orders_of_magnitude_get_log_axes_and_load_labels(tmp
     from harness.report_html import load_tag, wide
 
     assert wide([1.5, 64.0, 658.0]) and not wide([100.0, 400.0]) and not wide([0.0, 5.0])
+    assert not wide([0.0, 1.5, 658.0])  # a zero would fall off a log axis: linear
     assert not wide([math.nan, 3.0])  # one value: nothing to spread
     assert load_tag({"concurrency": 4.0, "rate_rps": math.nan}) == "c4"
     assert load_tag({"concurrency": math.nan, "rate_rps": 2.5}) == "r2.5"
