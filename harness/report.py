@@ -22,7 +22,7 @@ from harness.runinfo import variant_label, workload_label
 # (column, header, format) shown in the terminal / Markdown table, when present
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("point_id", "point", "{}"),
-    ("precision", "precision", "{}"),
+    ("precision", "precision", "lower"),
     ("concurrency", "conc", "{:.0f}"),
     ("rate_rps", "rate req/s", "{:g}"),
     ("ok", "ok", "{:.0f}"),
@@ -44,6 +44,8 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 def _fmt(value: Any, fmt: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
+    if fmt == "lower":  # names as compare, cost and the HTML report write them (q4_k_m, not Q4_K_M)
+        return str(value).lower()
     if fmt == "ms":  # one decimal, and two significant digits below 1 ms
         return significant(float(value) * 1000, 2, 1)
     try:
