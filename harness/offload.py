@@ -1,9 +1,12 @@
 """llama.cpp partial offload: which weights each decode step reads from GPU memory and from host RAM.
 
-llama.cpp keeps the last `n_gpu_layers` repeating blocks on the GPU and, when `n_gpu_layers` exceeds
-the block count, the output layer too; the token embeddings stay in host RAM (one row is read per
-token). A decode step runs the CPU layers and the GPU layers one after the other, so for a step that
-is bound by reading weights:
+llama.cpp counts the output layer as the layer after the last block and fills the GPU from the end:
+`n_gpu_layers` = k puts the output layer and the last k - 1 blocks on the GPU (its load log: "offloading
+output layer to GPU", "offloading k-1 repeating layers"; src/llama-model.cpp, i_gpu_start =
+n_layer + 1 - k, in the llama.cpp llama-cpp-python 0.3.36 vendors; before llama.cpp PR #18148 the
+output layer went last). The token embeddings stay in host RAM (one row is read per token). A decode
+step runs the CPU layers and the GPU layers one after the other, so for a step that is bound by reading
+weights:
 
     t_step = cpu_bytes / cpu_bandwidth + gpu_bytes / gpu_bandwidth
 
@@ -46,13 +49,14 @@ class Split:
 
 
 def split(n_gpu_layers: int, blocks: int, block_bytes: float, output_bytes: float) -> Split:
-    """`block_bytes` is all blocks together; -1 means everything on the GPU (the scenario's meaning)."""
+    """`block_bytes` is all blocks together; -1 means everything on the GPU (the scenario's meaning).
+    The output layer takes the first of the `n_gpu_layers` slots, the last blocks the others."""
     if blocks < 1:
         raise ValueError("blocks must be >= 1")
-    ngl = blocks + 1 if n_gpu_layers < 0 else n_gpu_layers
-    on_gpu = min(ngl, blocks)
+    slots = blocks + 1 if n_gpu_layers < 0 else min(n_gpu_layers, blocks + 1)
+    output_on_gpu = slots >= 1
+    on_gpu = max(0, slots - 1)
     per_block = block_bytes / blocks
-    output_on_gpu = ngl > blocks
     gpu = on_gpu * per_block + (output_bytes if output_on_gpu else 0.0)
     cpu = (blocks - on_gpu) * per_block + (0.0 if output_on_gpu else output_bytes)
     return Split(on_gpu, blocks, output_on_gpu, gpu, cpu)

@@ -8,9 +8,10 @@ Decode (one step produces one token for each of B sequences), per device of a TP
     t_compute   = flops_step / (peak_flops x efficiency)
     t_step      = max(t_memory, t_compute);   tok/s <= B / t_step;   per-sequence tok/s <= 1 / t_step
 
-With offloaded weights (vLLM --cpu-offload-gb, llama.cpp layers left on the CPU), `offload_bytes` per
-device are read over a slower path each step: t_memory = max(on-device bytes / bandwidth,
-offload_bytes / offload_bandwidth) (perfect overlap: still an upper bound on tok/s).
+With vLLM's --cpu-offload-gb, `offload_bytes` per device are streamed over the host link each step:
+t_memory = max(on-device bytes / bandwidth, offload_bytes / offload_bandwidth) (perfect overlap: still an
+upper bound on tok/s). llama.cpp's layers left on the CPU are not streamed but computed there, from host
+RAM, before the GPU's: harness.offload sums the two sides instead.
 
 Prefill of a prompt of L tokens: flops = 2 x params x L + 2 x layers x heads x head_dim x L^2
 (causal attention), t_prefill >= max(flops / (TP x peak), weight_bytes / (TP x bandwidth)); offloaded
@@ -157,15 +158,17 @@ def decode_bound(
     pipeline_stages: int = 1,
 ) -> DecodeBound:
     """Upper bound on decode tok/s for `batch` sequences at `context_tokens` each (module docstring).
-    `pipeline_stages`: each device holds 1/stages of the weights and of the KV cache, which only changes
-    what fits (`fits`, `max_batch`): the stages read theirs one after the other, adding no bandwidth."""
+    `pipeline_stages`: each device holds 1/stages of the weights and of the KV cache, which changes what
+    fits (`fits`, `max_batch`): the stages read theirs one after the other, adding no bandwidth; each
+    streams its own `offload_bytes` (per device) in its turn, so a step streams stages x that."""
     if tp < 1 or batch < 1 or not 0 < efficiency <= 1:
         raise ValueError("tp and batch must be >= 1 and efficiency in (0, 1]")
     w_dev = weight_bytes / tp
     kv_tok = _kv_per_device(shape, tp, kv_bytes_per_elem)
     kv_dev = batch * context_tokens * kv_tok
+    streamed = offload_bytes * max(1, pipeline_stages)  # each stage streams its own, in turn
     t_mem, bound = _memory_time(
-        w_dev - offload_bytes + kv_dev, device, offload_bytes, offload_bandwidth_bytes_s, efficiency
+        w_dev - streamed + kv_dev, device, streamed, offload_bandwidth_bytes_s, efficiency
     )
     peak = device.peak_flops(flops_precision)
     flops = batch * (2 * shape.params + 4 * shape.layers * shape.heads * shape.head_dim * context_tokens) / tp

@@ -410,6 +410,7 @@ def roofline_tok_s(
     mem_util = float(cfg.get("gpu_memory_utilization") or 0.9) if cfg.get("type") == "vllm" else 0.9
 
     pp = int(cfg.get("pipeline_parallel_size") or 1) if cfg.get("type") == "vllm" else 1
+    off = min(off, weight / (tp * pp))  # vLLM offloads at most a device's share of the weights
 
     def bound(b: int) -> Any:
         return decode_bound(

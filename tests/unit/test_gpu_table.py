@@ -26,17 +26,25 @@ def test_extrapolation_rows_by_hand() -> None:
     host_only = (80 * BLOCK_PARAMS + OUTPUT_PARAMS) * 2 / 50e9
     r = by[("NVIDIA H100 SXM5 80GB", "0/80 blocks on GPU")]
     assert float(r[4]) == round(host_only, 2) and float(r[5]) == round(1 / host_only, 2)
-    # 40 blocks on an H100: GPU side at 3.0 TB/s x 3350/4800 (datasheet ratio), the rest from the host
+    # n_gpu_layers 40 on an H100: the output layer and the last 39 blocks, read at 3.0 TB/s x 3350/4800
+    # (datasheet ratio); the first 41 blocks from the host
     gpu_bw = 3.0e12 * 3350 / 4800
-    t40 = 40 * BLOCK_PARAMS * 2 / gpu_bw + (40 * BLOCK_PARAMS + OUTPUT_PARAMS) * 2 / 50e9
-    assert float(by[("NVIDIA H100 SXM5 80GB", "40/80 blocks on GPU")][4]) == round(t40, 2)
-    # what fits in 80 GiB with 6 GiB kept: (74 GiB - output) / block bytes = 45 blocks
-    fit = int((74 * 2**30 - OUTPUT_PARAMS * 2) // (BLOCK_PARAMS * 2))
-    assert fit == 45
-    assert ("NVIDIA H100 SXM5 80GB", "45/80 blocks on GPU") in by
+    t40 = (39 * BLOCK_PARAMS + OUTPUT_PARAMS) * 2 / gpu_bw + 41 * BLOCK_PARAMS * 2 / 50e9
+    assert float(by[("NVIDIA H100 SXM5 80GB", "39/80 blocks + output on GPU")][4]) == round(t40, 2)
+    # what fits in the 81,559 MiB NVML reports with 6 GiB kept: the output layer first, then
+    # (85.52e9 - 6.44e9 - 2.10e9) / 1.711e9 B = 44.98 -> 44 blocks
+    fit = int((81_559 * 2**20 - 6 * 2**30 - OUTPUT_PARAMS * 2) // (BLOCK_PARAMS * 2))
+    assert fit == 44
+    assert ("NVIDIA H100 SXM5 80GB", "44/80 blocks + output on GPU") in by
     # on the H200 (141 GiB) all 80 blocks and the output layer fit: the GPU side only
     full = by[("NVIDIA H200 SXM 141GB", "80/80 blocks + output on GPU")]
     assert float(full[4]) == round((80 * BLOCK_PARAMS + OUTPUT_PARAMS) * 2 / 3.0e12, 2)
+
+
+def test_a_run_on_an_h100_sxm_gives_each_extrapolated_row_once() -> None:
+    """The table sets an H100 SXM beside the GPU the run was on: on an H100 SXM, the same rows twice."""
+    rows = _rows(gpu_table.extrapolate_70b({"F16": {"gpu": 2.5e12, "cpu": 50e9}}, "NVIDIA H100 80GB HBM3"))
+    assert len(rows) == 3 and len({(r[1], r[2]) for r in rows}) == 3
 
 
 def test_no_extrapolation_without_both_sides() -> None:

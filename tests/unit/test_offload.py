@@ -10,24 +10,28 @@ from harness.roofline import BYTES_PER_PARAM
 
 
 def test_split_levels() -> None:
-    # 4 blocks of 100 bytes, a 50-byte output layer
+    """4 blocks of 100 bytes, a 50-byte output layer. llama.cpp fills the GPU from the end, the output
+    layer first: n_gpu_layers 2 is the output and the last block (its log: "offloading output layer to
+    GPU", "offloading 1 repeating layers to GPU")."""
     assert split(0, 4, 400, 50) == split(0, 4, 400.0, 50.0)
     none = split(0, 4, 400, 50)
     assert (none.gpu_bytes, none.cpu_bytes, none.output_on_gpu) == (0.0, 450.0, False)
+    output_only = split(1, 4, 400, 50)
+    assert (output_only.gpu_bytes, output_only.cpu_bytes, output_only.gpu_blocks) == (50.0, 400.0, 0)
     half = split(2, 4, 400, 50)
-    assert (half.gpu_bytes, half.cpu_bytes) == (200.0, 250.0)
-    blocks_only = split(4, 4, 400, 50)
-    assert (blocks_only.gpu_bytes, blocks_only.cpu_bytes) == (400.0, 50.0)
+    assert (half.gpu_bytes, half.cpu_bytes, half.gpu_blocks) == (150.0, 300.0, 1)
+    all_but_one = split(4, 4, 400, 50)  # as many slots as blocks: the first block stays on the CPU
+    assert (all_but_one.gpu_bytes, all_but_one.cpu_bytes) == (350.0, 100.0)
     for n in (5, 99, -1):
         full = split(n, 4, 400, 50)
         assert (full.gpu_bytes, full.cpu_bytes, full.gpu_blocks) == (450.0, 0.0, 4)
         assert full.label == "4/4 blocks + output on GPU"
-    assert half.label == "2/4 blocks on GPU"
+    assert half.label == "1/4 blocks + output on GPU" and none.label == "0/4 blocks on GPU"
 
 
 def test_step_time_is_the_sum_of_both_sides() -> None:
-    s = split(2, 4, 400, 50)  # 200 B on the GPU, 250 B on the CPU
-    assert step_time_s(s, 1000.0, 100.0) == pytest.approx(0.2 + 2.5)
+    s = split(2, 4, 400, 50)  # 150 B on the GPU, 300 B on the CPU
+    assert step_time_s(s, 1000.0, 100.0) == pytest.approx(0.15 + 3.0)
     assert step_time_s(split(99, 4, 400, 50), 1000.0, None) == pytest.approx(0.45)
     assert step_time_s(s, 1000.0, None) is None
     assert effective_bandwidth(450.0, 0.5) == 900.0
