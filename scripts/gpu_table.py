@@ -50,6 +50,7 @@ from harness.roofline import BYTES_PER_PARAM  # noqa: E402
 BEGIN, END = "<!-- gpu_table:begin -->", "<!-- gpu_table:end -->"
 GB = 1e9
 GIB = 2**30
+MIB = 2**20
 
 
 def _num(v: Any) -> float | None:
@@ -103,7 +104,17 @@ def load_rows(manifests: Manifests) -> tuple[list[dict[str, Any]], list[dict[str
                 continue
             s = variant_split(eng, int(p["n_gpu_layers"]))
             wb = eng["model"].get("weight_bytes") or {}
-            rows.append({**p, "run": run.name, "gpu_name": gpu_name, "split": s, "model_bytes": wb})
+            logged = (eng.get("placement") or {}).get("gpu_weights_mib")
+            rows.append(
+                {
+                    **p,
+                    "run": run.name,
+                    "gpu_name": gpu_name,
+                    "split": s,
+                    "model_bytes": wb,
+                    "logged_mib": logged,
+                }
+            )
     return rows, runs
 
 
@@ -157,8 +168,9 @@ def calibrate(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 def measured_table(rows: list[dict[str, Any]], cal: dict[str, dict[str, float]]) -> str:
     head = (
         "| weights | offload | conc | ok | out tok/s | TTFT p50 ms | TPOT p50 ms | predicted TPOT ms "
-        "| J/out token | GPU W | GPU mem GiB | read/step GPU + host GB | % of GPU bandwidth |\n"
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+        "| J/out token | GPU W | GPU mem GiB | read/step GPU + host GB | % of GPU bandwidth "
+        "| GPU weights MiB, split / llama.cpp log |\n"
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
     )
     lines = [head]
     for r in rows:
@@ -176,9 +188,21 @@ def measured_table(rows: list[dict[str, Any]], cal: dict[str, dict[str, float]])
             f"| {int(r['ok'])} | {_fmt(r.get('output_tok_s'))} | {_fmt(r.get('ttft_s_p50'), '.0f', 1e3)} "
             f"| {_fmt(tpot, '.1f', 1e3)} | {_fmt(pred, '.1f', 1e3)} "
             f"| {_fmt(r.get('energy_j_per_output_token'), '.3f')} | {_fmt(r.get('gpu_power_w_mean'), '.0f')} "
-            f"| {_fmt(r.get('gpu_mem_used_bytes_max'), '.1f', 1 / GIB)} | {split_txt} | {bw_pct} |"
+            f"| {_fmt(r.get('gpu_mem_used_bytes_max'), '.1f', 1 / GIB)} | {split_txt} | {bw_pct} "
+            f"| {placement_check(s, r.get('logged_mib'))} |"
         )
     return "\n".join(lines)
+
+
+def placement_check(s: Split | None, logged_mib: Any) -> str:
+    """The split model's GPU weight bytes beside the CUDA buffers llama.cpp's load log gave, flagged (!)
+    where they differ by over 5 %: the model's placement rule no longer matches the build's."""
+    logged = _num(logged_mib)
+    if s is None or logged is None:
+        return "–"
+    model = s.gpu_bytes / MIB
+    off = abs(model - logged) > 0.05 * max(model, logged, 1.0)
+    return f"{model:.0f} / {logged:.0f}{' (!)' if off else ''}"
 
 
 def calibration_table(

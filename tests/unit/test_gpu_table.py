@@ -65,3 +65,14 @@ def test_llama_bench_calibration_from_a_committed_cpu_run(tmp_path: Path) -> Non
     assert bench == {"Q4_K_M": {"cpu": (68_327_424 + 178_257_920) * 80.627694}}
     table = gpu_table.calibration_table(gpu_table.calibrate(rows), bench)
     assert table.splitlines()[2].endswith("| – | 19.9 |")
+
+
+def test_the_split_models_gpu_bytes_are_set_beside_llama_cpps_own_buffers() -> None:
+    """The measured table shows the GPU weights the split model expects beside the CUDA buffers
+    llama.cpp's load log gave, and flags a gap over 5 %: its placement rule changed once already."""
+    from harness.offload import split
+
+    s = split(17, 32, 32 * 436.2e6, 1050.7e6)  # the output layer and the last 16 blocks: 8,029.9e6 B
+    assert gpu_table.placement_check(s, 7_658.0) == "7658 / 7658"  # 8,029.9e6 B = 7,657.9 MiB
+    assert gpu_table.placement_check(s, 7_242.0) == "7658 / 7242 (!)"  # 5.4 % fewer on the GPU
+    assert gpu_table.placement_check(s, None) == "–" and gpu_table.placement_check(None, 7_658.0) == "–"
