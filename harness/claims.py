@@ -37,40 +37,42 @@ class ClaimCheck:
     verdict: str
 
 
-def _match(
-    points: pd.DataFrame,
-    model: str,
-    device: str | None,
-    n: int | None,
-    engine: str | None,
-    precision: str | None,
-    concurrency: int | None,
-) -> pd.DataFrame:
+Want = tuple[str, str | None, int | None, str | None, str | None, int | None]  # model, device, devices,
+# engine, precision, concurrency: what a claim (or one side of a ratio) is about; None is any
+
+
+def _want(c: Claim, side: Side | None = None) -> Want:
+    """What the claim is about, or one side of a ratio claim (its own device, count and precision)."""
+    if side is None:
+        return c.model, c.device, c.devices, c.engine, c.precision, c.concurrency
+    return c.model, side.device, side.devices, c.engine, side.precision, c.concurrency
+
+
+def _conditions(points: pd.DataFrame, want: Want) -> list[tuple[str, str, pd.Series]]:
+    """(how it reads, the column, which points meet it) for each condition `want` sets beyond the model."""
+    _, device, n, engine, precision, concurrency = want
+    engines = points["engine_label"].str.split("/").str[0]
+    asked = (
+        (device, f"on {device}", "device", points["device"]),
+        (n, f"on {n} device(s)", "devices", points["devices"]),
+        (engine, f"on engine {engine}", "engine_label", engines),
+        (precision, f"at {precision}", "precision", points["precision"]),
+        (concurrency, f"at concurrency {concurrency}", "concurrency", points["concurrency"]),
+    )
+    return [(said, col, values == value) for value, said, col, values in asked if value is not None]
+
+
+def _match(points: pd.DataFrame, want: Want) -> pd.DataFrame:
+    """The points of the model that meet every condition of `want` and measured a tok/s."""
     if points.empty:
         return points
-    m = points["model"] == model
-    if device is not None:
-        m &= points["device"] == device
-    if n is not None:
-        m &= points["devices"] == n
-    if engine is not None:
-        m &= points["engine_label"].str.split("/").str[0] == engine
-    if precision is not None:
-        m &= points["precision"] == precision
-    if concurrency is not None:
-        m &= points["concurrency"] == concurrency
+    m = points["model"] == want[0]
+    for _, _, meets in _conditions(points, want):
+        m &= meets
     return points[m & points["output_tok_s"].notna()]
 
 
-def no_match_reason(
-    points: pd.DataFrame,
-    model: str,
-    device: str | None,
-    n: int | None,
-    engine: str | None,
-    precision: str | None,
-    concurrency: int | None,
-) -> str:
+def no_match_reason(points: pd.DataFrame, want: Want) -> str:
     """Why `_match` finds nothing: the first of its conditions no point meets, with what the points have
     instead ('' when some point matches, or there are no points at all: nothing to explain)."""
     if points.empty:
@@ -79,25 +81,15 @@ def no_match_reason(
     def has(df: pd.DataFrame, col: str) -> str:
         return ", ".join(sorted({fmt(v, "num") for v in df[col].dropna()})) or "none"
 
-    sub = points[points["model"] == model]
-    if sub.empty:
+    model = want[0]
+    m = points["model"] == model
+    if not m.any():
         return f"no run of {model}; runs of: {has(points, 'model')}"
-    engines = sub["engine_label"].str.split("/").str[0]
-    steps: list[tuple[str, Any, str, str]] = [
-        ("device", device, f"on {device}", "device"),
-        ("devices", n, f"on {n} device(s)", "devices"),
-        ("engine", engine, f"on engine {engine}", "engine_label"),
-        ("precision", precision, f"at {precision}", "precision"),
-        ("concurrency", concurrency, f"at concurrency {concurrency}", "concurrency"),
-    ]
-    for field, want, said, col in steps:
-        if want is None:
-            continue
-        got = engines[sub.index] == want if field == "engine" else sub[col] == want
-        if not got.any():
-            return f"no {model} point {said}; measured: {has(sub, col)}"
-        sub = sub[got]
-    return "" if sub["output_tok_s"].notna().any() else f"no {model} point with a measured tok/s"
+    for said, col, meets in _conditions(points, want):
+        if not (m & meets).any():
+            return f"no {model} point {said}; measured: {has(points[m], col)}"
+        m &= meets
+    return "" if points.loc[m, "output_tok_s"].notna().any() else f"no {model} point with a measured tok/s"
 
 
 def _unmatched(reason: str) -> str:
@@ -188,10 +180,10 @@ def _shape_dev(model: str, device: str | None) -> tuple[Shape | None, Device | N
 
 def _throughput(c: Claim, target: float, precision: str | None, points: pd.DataFrame) -> tuple[str, str, str]:
     shape, dev, why = _shape_dev(c.model, c.device)
-    want = (c.model, c.device, c.devices, c.engine, c.precision, c.concurrency)
-    best = _best(_match(points, *want))
+    want = _want(c)
+    best = _best(_match(points, want))
     measured = (
-        _unmatched(no_match_reason(points, *want))
+        _unmatched(no_match_reason(points, want))
         if best is None
         else f"{_fmt_tok(best['tok_s'])} tok/s at {best['where']}"
     )
@@ -245,10 +237,7 @@ def _ratio_pairs(c: Claim, points: pd.DataFrame) -> list[tuple[dict[str, Any], d
     precision unless a side fixes its own (so 8 GPUs are never set against 1, nor FP8 against BF16
     when the claim is about GPUs). Sorted by the numerator's tok/s, highest first."""
     assert c.numerator is not None and c.denominator is not None
-    sides = [
-        _match(points, c.model, s.device, s.devices, c.engine, s.precision, c.concurrency)
-        for s in (c.numerator, c.denominator)
-    ]
+    sides = [_match(points, _want(c, s)) for s in (c.numerator, c.denominator)]
     if any(x.empty for x in sides):
         return []
     key = list(RATIO_KEY)
@@ -274,7 +263,7 @@ def _ratio_unmatched(c: Claim, points: pd.DataFrame) -> str:
     if points.empty:
         return ""
     for s in (c.numerator, c.denominator):
-        if why := no_match_reason(points, c.model, s.device, s.devices, c.engine, s.precision, c.concurrency):
+        if why := no_match_reason(points, _want(c, s)):
             return why
     return (
         "no configuration measured on both sides: same workload, load and engine, device count and precision"
@@ -326,9 +315,9 @@ def _cost(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
     usd = usd_per_million_tokens(c.usd_per_hour, c.tok_s, n)
     arithmetic = f"${c.usd_per_hour:g}/h / ({c.tok_s:g} tok/s x 3600) = ${usd:.2f}/1M"
     arith_ok = _stated_to(c.value, usd)
-    want = (c.model, c.device, c.devices, c.engine, c.precision, c.concurrency)
-    best = _best(_match(points, *want))
-    measured = _unmatched(no_match_reason(points, *want))
+    want = _want(c)
+    best = _best(_match(points, want))
+    measured = _unmatched(no_match_reason(points, want))
     if best is not None:  # the measured point's devices, all paid for
         m_usd = usd_per_million_tokens(c.usd_per_hour, best["tok_s"], best["devices"])
         measured = f"${m_usd:.2f}/1M at {_fmt_tok(best['tok_s'])} tok/s ({best['where']})"
@@ -344,9 +333,9 @@ def _cost(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
 
 def _offload(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
     shape, dev, why = _shape_dev(c.model, c.device)
-    want = (c.model, c.device, c.devices, c.engine, c.precision, c.concurrency)
-    sub = _match(points, *want)
-    unmatched = no_match_reason(points, *want) or (
+    want = _want(c)
+    sub = _match(points, want)
+    unmatched = no_match_reason(points, want) or (
         "no point with weights offloaded to the host" if not points.empty else ""
     )
     if not sub.empty and "partial_offload" in sub.columns:  # weights split between a GPU and the host

@@ -111,7 +111,7 @@ def test_ratio_claim_pairs_equal_device_counts() -> None:
     # numbers as numbers: a concurrency column read back as floats
     from harness.claims import no_match_reason
 
-    why = no_match_reason(pts.assign(concurrency=4.0), "llama-3.1-70b", "h100-sxm", None, None, None, 32)
+    why = no_match_reason(pts.assign(concurrency=4.0), ("llama-3.1-70b", "h100-sxm", None, None, None, 32))
     assert why == "no llama-3.1-70b point at concurrency 32; measured: 4"
 
 
