@@ -37,8 +37,9 @@ class ClaimCheck:
     verdict: str
 
 
-Want = tuple[str, str | None, int | None, str | None, str | None, int | None]  # model, device, devices,
-# engine, precision, concurrency: what a claim (or one side of a ratio) is about; None is any
+# what a claim (or one side of a ratio) is about: model, device, devices, engine, precision, concurrency
+# (None: any)
+Want = tuple[str, str | None, int | None, str | None, str | None, int | None]
 
 
 def _want(c: Claim, side: Side | None = None) -> Want:
@@ -360,7 +361,7 @@ def _offload(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
         f"ceiling {b.tok_s:.2f} tok/s ({b.t_step_s:.2f} s/token) at batch 1"
     )
     ceiling = b.tok_s
-    if c.engine in (None, "llamacpp") and (split := _host_split_ceiling(weight / n, off, dev)) is not None:
+    if c.engine in (None, "llamacpp") and (split := _host_split_ceiling(weight, n * off, dev)) is not None:
         tok_s, host = split
         text += (
             f"; or computed by the CPU from host RAM, as llama.cpp does with layers it keeps there (the "
@@ -381,7 +382,8 @@ def _offload(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
 
 def _host_split_ceiling(weight: float, host_bytes: float, gpu: Device) -> tuple[float, Device] | None:
     """Batch-1 tok/s when the CPU reads `host_bytes` of the weights from host RAM (the catalog CPU of the
-    highest memory bandwidth) and the GPU the rest, one after the other (harness.offload's model)."""
+    highest memory bandwidth) and the GPUs the rest, one after the other (harness.offload's model:
+    llama.cpp gives each GPU its own layers, which run in turn, so they add no bandwidth)."""
     hosts = [d for d in devices().values() if d.kind == "cpu" and d.bandwidth_gbs]
     if not hosts:
         return None

@@ -569,7 +569,7 @@ def _server_flags(row: dict[str, Any]) -> list[str]:
         if d is not None and abs(d) > SERVER_DISAGREEMENT and not gap_s <= SERVER_DISAGREEMENT_MIN_S[key]:
             out.append(
                 f"client mean {key[:-2].upper()} differs from the engine's own by {d:+.1%} "
-                f"(client {client * 1e3:.2f} ms, engine {row[f'server_{key}_mean'] * 1e3:.2f} ms)"
+                f"(client {client * 1e3:.2f} ms, engine {(server or math.nan) * 1e3:.2f} ms)"
             )
     for key in SERVER_COUNTERS:
         if d := _count(row, f"server_{key}_diff"):

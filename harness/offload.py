@@ -2,7 +2,8 @@
 
 llama.cpp counts the output layer as the layer after the last block and fills the GPU from the end:
 `n_gpu_layers` = k puts the output layer and the last k - 1 blocks on the GPU (its load log: "offloading
-output layer to GPU", "offloading k-1 repeating layers"; src/llama-model.cpp, i_gpu_start =
+output layer to GPU", "offloading k-1 repeating layers", which says one block short for k > blocks,
+though all are placed; src/llama-model.cpp, i_gpu_start =
 n_layer + 1 - k, in the llama.cpp llama-cpp-python 0.3.36 vendors; before llama.cpp PR #18148 the
 output layer went last). The token embeddings stay in host RAM (one row is read per token). A decode
 step runs the CPU layers and the GPU layers one after the other, so for a step that is bound by reading

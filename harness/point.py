@@ -235,8 +235,9 @@ def uncounted_tokens_in(
 
 
 def tokens_per_chunk(records: list[RequestRecord]) -> float:
-    """Output tokens per content chunk of the requests that reported both (1.0 when none did)."""
-    known = [r for r in records if r.output_tokens and r.chunk_ns]
+    """Output tokens per content chunk of the requests whose token count did not come from their chunks
+    (usage, max_tokens, a tokenizer) (1.0 when none)."""
+    known = [r for r in records if r.output_tokens and r.chunk_ns and r.output_tokens_source != "chunks"]
     chunks = sum(len(r.chunk_ns) for r in known)
     return sum(r.output_tokens or 0 for r in known) / chunks if chunks else 1.0
 
@@ -250,8 +251,8 @@ def energy_per_token(row: dict[str, Any], uncounted_tokens: float = 0.0) -> dict
     tokens = row.get("output_tokens")
     source = "client"
     if not row.get("ok"):  # nothing measured succeeded: what failed streams cost is no price per token
-        tokens = None
-    elif uncounted_tokens and tokens is not None:
+        return {"energy_j_per_output_token": None, "energy_tokens_source": None}
+    if uncounted_tokens and tokens is not None:
         tokens, source = tokens + uncounted_tokens, "client+unmeasured"
     return {
         "energy_j_per_output_token": j_per_token(row["energy_j"], tokens),

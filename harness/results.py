@@ -262,8 +262,8 @@ def resolve_runs(paths: list[Path]) -> tuple[list[Path], list[str]]:
     A run directory (with manifest.json) stands for itself; any other directory for the runs below it, at
     any depth (`results`, `results/evidence`, a cloud fetch `results/<cluster>`); `harness compare` output
     directories, files (a report's HTML, a README) and the plot folders of a report over several runs are
-    passed over with a note (so `results/*` works, also after a compare or such a report), unless nothing
-    else is given. A path with no
+    passed over with a note (so `results/*` works, also after a compare or such a report); where no run is
+    found at all, the first file given is said not to be a run. A path with no
     run in or below it raises RunNotFound. Each run comes once, in the order given.
     """
     runs: list[Path] = []

@@ -379,7 +379,8 @@ def roofline_tok_s(
     weights at that context (`DecodeBound.max_batch`; vLLM's `gpu_memory_utilization`, else 0.9).
     Tensor parallelism divides the weight reads over GPUs; pipeline stages read
     theirs one after the other, so pipeline parallelism adds no bandwidth to a decode step. llama.cpp
-    with layers left on the CPU (`n_gpu_layers` below the block count) reads those from host memory at
+    with layers left on the CPU (`n_gpu_layers` up to the block count: the output layer and the last
+    `n_gpu_layers` - 1 blocks on the GPU, harness.offload.split) reads those from host memory at
     the host CPU's bandwidth (harness.offload), unknown host bandwidth giving NaN. llama.cpp over several
     GPUs splits its layers between them (read one after another, like pipeline stages): one device's
     bandwidth. An external endpoint on several GPUs split the model in a way not known here: NaN."""
@@ -444,7 +445,8 @@ def partial_offload_tok_s(
     gpu: Device,
     host: Device | None,
 ) -> float:
-    """llama.cpp decode ceiling with `n_gpu_layers` of the blocks on `gpu` and the rest on `host`.
+    """llama.cpp decode ceiling with the output layer and the last `n_gpu_layers` - 1 blocks on `gpu`
+    (`offload.split`) and the rest on `host`.
 
     Weight bytes per side from the GGUF's tensor sizes (the engine's `model.weight_bytes`, a tied
     output layer counted as the token embeddings; without them, all of the file is counted as blocks);

@@ -36,7 +36,7 @@ def test_extrapolation_rows_by_hand() -> None:
     fit = int((81_559 * 2**20 - 6 * 2**30 - OUTPUT_PARAMS * 2) // (BLOCK_PARAMS * 2))
     assert fit == 44
     assert ("NVIDIA H100 SXM5 80GB", "44/80 blocks + output on GPU") in by
-    # on the H200 (141 GiB) all 80 blocks and the output layer fit: the GPU side only
+    # on the H200 (143,771 MiB) all 80 blocks and the output layer fit: the GPU side only
     full = by[("NVIDIA H200 SXM 141GB", "80/80 blocks + output on GPU")]
     assert float(full[4]) == round((80 * BLOCK_PARAMS + OUTPUT_PARAMS) * 2 / 3.0e12, 2)
 

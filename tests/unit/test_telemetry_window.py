@@ -173,6 +173,9 @@ def test_energy_per_token_counts_every_token_the_energy_went_to() -> None:
     # adds no tokens and so none of its chunks either)
     assert tokens_per_chunk([rec([1, 2], 2), rec([1], 4), rec([1, 2, 3], None)]) == 2.0
     assert tokens_per_chunk([rec([1, 2, 3], None)]) == 1.0
+    counted = rec([1, 2, 3, 4], 4)
+    counted.output_tokens_source = "chunks"  # one per chunk by construction: no evidence of the ratio
+    assert tokens_per_chunk([rec([1, 2], 4), counted]) == 2.0
     assert uncounted_tokens_in([*records, failed], 100, 200, 2.0) == 3 + 2 * 2 + 4 + 3 * 2
     # the engine's counter (80 here) is not used: scraped off the window's edges, and llama.cpp's
     # counts a request only when it ends
@@ -180,7 +183,10 @@ def test_energy_per_token_counts_every_token_the_energy_went_to() -> None:
     assert shared == {"energy_j_per_output_token": 1.25, "energy_tokens_source": "client+unmeasured"}
     assert not any("J/token" in m for m in flags({**row, **shared}))
     # nothing measured succeeded: no J/token, whatever failed or unmeasured streams generated
-    assert energy_per_token({**row, "ok": 0, "output_tokens": 0}, 30.0)["energy_j_per_output_token"] is None
+    assert energy_per_token({**row, "ok": 0, "output_tokens": 0}, 30.0) == {
+        "energy_j_per_output_token": None,
+        "energy_tokens_source": None,
+    }
     assert any("GPU energy unknown" in m for m in flags({**row, "energy_scope": "incomplete"}))
     # a window shorter than a second: the counter's 20-100 ms updates are a large share of it
     assert any(
