@@ -176,9 +176,10 @@ def match_catalog(gpu_name: str, mem_bytes: int, catalog: Path | None = None) ->
 
     The catalog (harness/catalog/hardware.yaml) maps keys to devices; a device matches when one of
     its `nvml_names` equals `gpu_name` (case and surrounding space ignored). Where several match
-    (one NVML name for two memory sizes), the one whose `memory_gib` is closest to
-    mem_bytes / 2**30 wins, and it must be within 15 % of it (NVML reports a little less than the
-    datasheet). No catalog file, no name match, or no memory match: None.
+    (one NVML name for two memory sizes), the one whose memory is closest to mem_bytes wins (the total
+    NVML reports for it, `nvml_memory_mib`, where the catalog has one, else the datasheet's
+    `memory_gib`, a little more), and it must be within 15 % of it. No catalog file, no name match, or
+    no memory match: None.
     """
     want = gpu_name.strip().lower()
     found: list[tuple[str, dict[str, Any]]] = []
@@ -192,11 +193,18 @@ def match_catalog(gpu_name: str, mem_bytes: int, catalog: Path | None = None) ->
         return None
     gib = mem_bytes / 2**30
 
-    def off(dev: dict[str, Any]) -> float:
-        m = dev.get("memory_gib")
-        return abs(float(m) - gib) / float(m) if isinstance(m, int | float) and m > 0 else float("inf")
+    def mem_gib(dev: dict[str, Any]) -> float | None:
+        for field, scale in (("nvml_memory_mib", 1 / 1024), ("memory_gib", 1.0)):
+            m = dev.get(field)
+            if isinstance(m, int | float) and m > 0:
+                return float(m) * scale
+        return None
 
-    with_mem = [(k, d) for k, d in found if isinstance(d.get("memory_gib"), int | float)]
+    def off(dev: dict[str, Any]) -> float:
+        m = mem_gib(dev)
+        return abs(m - gib) / m if m is not None else float("inf")
+
+    with_mem = [(k, d) for k, d in found if mem_gib(d) is not None]
     if not with_mem:
         return found[0][0] if len(found) == 1 else None
     key, dev = min(with_mem, key=lambda kd: off(kd[1]))

@@ -173,6 +173,18 @@ def test_match_catalog_by_nvml_name_and_memory(tmp_path: Path) -> None:
     assert match_catalog("Same Name", 15 * gib, cat) == "shared-name-small"
     assert match_catalog("Same Name", 64 * gib, cat) is None  # name matches, memory does not
     assert match_catalog("NVIDIA GeForce RTX 4090", 24 * gib, cat) is None
+    # where the catalog has NVML's total, it is what the reading is held against: 40.9 GiB is nearer
+    # the small part's datasheet 40 than the big one's 42, but nearer the big one's NVML total (41.99
+    # GiB) than the small one's (39.06)
+    both = _catalog(
+        tmp_path,
+        {
+            "small": {"nvml_names": ["Pair"], "memory_gib": 40, "nvml_memory_mib": 40_000},
+            "big": {"nvml_names": ["Pair"], "memory_gib": 42, "nvml_memory_mib": 43_000},
+        },
+    )
+    assert match_catalog("Pair", 41_882 * 2**20, both) == "big"
+    assert match_catalog("Pair", 40_000 * 2**20, both) == "small"
 
 
 def test_match_catalog_sectioned_file_and_missing_file(tmp_path: Path) -> None:
