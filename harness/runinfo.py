@@ -450,16 +450,23 @@ def partial_offload_tok_s(
 
     Weight bytes per side from the GGUF's tensor sizes (the engine's `model.weight_bytes`, a tied
     output layer counted as the token embeddings; without them, all of the file is counted as blocks);
-    the KV cache (f16) sits with its layers."""
+    where llama.cpp's load log gave its GPU buffers (`placement.gpu_weights_mib`), those are the GPU's
+    side and the rest the host's (builds before llama.cpp PR #18148 placed the output layer last). The
+    KV cache (f16) sits with its layers."""
     if host is None:
         return math.nan
     wb = (engine.get("model") or {}).get("weight_bytes") or {}
     blocks, output = offload.decode_weight_bytes(wb) if wb.get("blocks") else (weight, 0.0)
     sp = offload.split(n_gpu_layers, shape.layers, blocks, output)
+    gpu_bytes, cpu_bytes = sp.gpu_bytes, sp.cpu_bytes
+    logged = (engine.get("placement") or {}).get("gpu_weights_mib")
+    if isinstance(logged, int | float) and 0 < logged * 2**20 < blocks + output:
+        gpu_bytes = logged * 2**20
+        cpu_bytes = blocks + output - gpu_bytes
     kv = batch * context * shape.kv_bytes_per_token(2.0)
     kv_gpu = kv * sp.gpu_blocks / shape.layers
-    t_gpu = (sp.gpu_bytes + kv_gpu) / gpu.bandwidth_bytes_s
-    t = t_gpu + (sp.cpu_bytes + kv - kv_gpu) / host.bandwidth_bytes_s
+    t_gpu = (gpu_bytes + kv_gpu) / gpu.bandwidth_bytes_s
+    t = t_gpu + (cpu_bytes + kv - kv_gpu) / host.bandwidth_bytes_s
     return batch / t
 
 

@@ -65,6 +65,21 @@ def test_llamacpp_half_offloaded_reads_cpu_layers_at_host_bandwidth() -> None:
     assert _llama(2) == pytest.approx(562.74, abs=0.01)  # 4 / (0.597 ms + 6.511 ms)
 
 
+def test_llamacpp_gpu_buffers_from_its_load_log_decide_the_split() -> None:
+    """The CUDA buffers llama.cpp's load log gave are taken over the placement rule (an older build put
+    the output layer last): a log of 3e9 B on the GPU leaves 4e9 + 1e9 - 3e9 = 2e9 B to the host, so
+    4 / (3e9 B / 3.35 TB/s + 2e9 B / 460.8 GB/s), KV split as the rule places the blocks."""
+    m = _manifest({"type": "llamacpp", "model": SYNTH, "n_gpu_layers": 2, "parallel": 4})
+    cfg = m["scenario"]["engine"]
+    logged = {**ENGINE, "placement": {"gpu_weights_mib": 3e9 / 2**20, "host_weights_mib": 2.1e9 / 2**20}}
+    t = (3e9 + 102_400) / H100_BW + (2e9 + 307_200) / EPYC_BW
+    assert roofline_tok_s(m, cfg, logged, "h100-sxm", 8, "f16") == pytest.approx(4 / t, rel=1e-12)
+    # a log that gave no GPU buffer, or more than the model: the placement rule's split
+    for mib in (0.0, 6e9 / 2**20):
+        odd = {**ENGINE, "placement": {"gpu_weights_mib": mib}}
+        assert roofline_tok_s(m, cfg, odd, "h100-sxm", 8, "f16") == pytest.approx(_llama(2), rel=1e-12)
+
+
 def test_llamacpp_no_layers_on_the_gpu_is_host_bound_even_on_a_gpu_machine() -> None:
     t = (4e9 + 1e9 + 409_600) / EPYC_BW
     assert _llama(0) == pytest.approx(4 / t, rel=1e-12)
