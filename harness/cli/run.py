@@ -112,13 +112,14 @@ def run(
         )
     except ResumeError as e:
         raise fail(str(e)) from None
-    except KeyboardInterrupt as e:
-        where = e.run_dir if isinstance(e, InterruptedAgain) else "RUN_DIR"
+    except InterruptedAgain as e:
         raise fail(
             "interrupted again: stopped at once; the run directory is marked interrupted "
-            f"(continue with: harness run {scenario} --resume {where})",
+            f"(continue with: harness run {scenario} --resume {e.run_dir})",
             130,
         ) from None
+    except KeyboardInterrupt:  # before the run's own Ctrl-C handling was in place: nothing was measured
+        raise fail("interrupted while the run was starting: nothing was measured", 130) from None
     except RunWriteFailed as e:
         then = (
             f"continue with: harness run {scenario} --resume {e.run_dir}"

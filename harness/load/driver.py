@@ -379,8 +379,9 @@ async def run_point(
 
     task = asyncio.create_task(body())
     while not task.done():
-        reason = should_abort()
-        if reason:
+        # once a failed record has cut the point (`record_and_watch`), its teardown is let finish: a
+        # second cancel landed in it and left the client processes unjoined
+        if out.aborted is None and (reason := should_abort()):
             out.aborted = reason
             task.cancel()
             break

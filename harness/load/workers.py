@@ -115,11 +115,16 @@ def _worker_main(conn: Connection, cfg: dict[str, Any], load: dict[str, Any], jo
             await asyncio.gather(run, return_exceptions=True)
         probe.stop()
         cpu_s, wall_s = meter.read()
-        conn.send(("done", cpu_s, wall_s, probe.lag_p99_s()))
+        if stop.done() and stop.exception() is not None:  # EOF: the parent is gone (killed), nobody to tell
+            return
+        with contextlib.suppress(OSError):  # the parent went away since: the same
+            conn.send(("done", cpu_s, wall_s, probe.lag_p99_s()))
 
     try:
         with no_full_collections():
             run_loop(main())
+    except (EOFError, OSError):  # the parent is gone (killed): its pipe closed under a send or a read
+        pass
     finally:
         conn.close()
 

@@ -490,3 +490,19 @@ def test_a_point_cut_during_warmup_opens_no_window_and_ends_at_once(fake: str, w
     assert out.aborted == "engine died" and opened == []
     assert time.monotonic() - t0 < 6  # the warmup schedule alone runs 12 s
     assert not [r for r in out.records if not r.warmup]
+
+
+def test_a_point_cut_by_a_failed_request_lets_its_client_processes_close(fake: str) -> None:
+    """A dropped stream with the engine declared dead cuts the point from the record's handler; the
+    watchdog then cancelled it a second time, inside the teardown: the client processes were not
+    joined (each printed a BrokenPipeError) and their CPU figures were lost (client_procs 1)."""
+    from harness.engines.process import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens: every request fails to connect
+    load = PointLoad("cut", rate_rps=50.0, arrival="constant", workers=2)
+    specs = [RequestSpec("hello world", 2)] * 20
+    failed: list[RequestRecord] = []  # the engine is declared dead once a request failed
+
+    out = _point(dead, load, [], specs, 0, failed.append, lambda: "engine died" if failed else None, 0.01)
+    assert out.aborted == "engine died" and failed
+    assert out.client["client_procs"] == 3  # this process and the two it started, all accounted for

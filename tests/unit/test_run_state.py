@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import psutil
+import pytest
 from rich.console import Console
 
 from harness.report import report_run, run_notes
@@ -144,3 +145,23 @@ def test_the_report_header_names_each_variants_engine_the_workload_and_the_slo()
         "workload: dataset sharegpt.jsonl, chat API; open loop, 60 s a point",
         "goodput SLO: none set (every successful request counts)",
     ]
+
+
+def test_a_ctrl_c_before_the_run_can_mark_itself_interrupted_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C in the first second, before the run's own handling is in place, said "interrupted again"
+    and pointed at a run directory to resume that held nothing."""
+    from typer.testing import CliRunner
+
+    from harness import runner
+    from harness.cli import app
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # as the terminal's Ctrl-C arrives there
+
+    monkeypatch.setattr(runner, "run_scenario", interrupted)
+    res = CliRunner().invoke(app, ["run", "scenarios/quickstart-cpu.yaml", "--results", str(tmp_path)])
+    assert res.exit_code == 130
+    assert "interrupted while the run was starting: nothing was measured" in res.output
+    assert "again" not in res.output and "--resume" not in res.output
