@@ -175,7 +175,7 @@ def header_lines(manifest: dict[str, Any]) -> list[str]:
         said.append(f"resume {e['attempt']}" if e.get("attempt") else "")  # started again by a --resume
         label = ", ".join(x for x in said if x)
         lines.append(f"engine v{v}{f' ({label})' if label else ''}: {engine_line(e)}")
-    return [*lines, workload_line(scen), slo_line(scen.get("slo") or {})]
+    return [*lines, workload_line(scen), f"goodput SLO: {slo_text(scen.get('slo') or {})}"]
 
 
 def workload_line(scen: dict[str, Any]) -> str:
@@ -189,10 +189,10 @@ def workload_line(scen: dict[str, Any]) -> str:
     return f"workload: {what}, {w.get('api', 'completion')} API; {ld.get('mode', 'closed')} loop, {n}{warm}"
 
 
-def slo_line(slo: dict[str, Any]) -> str:
-    """`goodput SLO: TTFT <= 2 s, TPOT <= 0.2 s` (a request meets every one set)."""
+def slo_text(slo: dict[str, Any]) -> str:
+    """`TTFT <= 2 s, TPOT <= 0.2 s`: the scenario's SLOs, which a request must all meet for goodput."""
     parts = [f"{name} <= {slo[key]:g} s" for key, name in _SLO_NAMES if slo.get(key) is not None]
-    return "goodput SLO: " + (", ".join(parts) if parts else "none set (every successful request counts)")
+    return ", ".join(parts) if parts else "none set (every successful request counts)"
 
 
 _SLO_NAMES = (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "E2E"))

@@ -20,7 +20,7 @@ import pandas as pd
 from harness.compare import ROW_KEYS, dedupe, fmt
 from harness.cost import add_cost_columns
 from harness.fileio import write_text_whole
-from harness.report import all_notes, bench_frames, display_frame, engine_line, slo_line
+from harness.report import all_notes, bench_frames, display_frame, engine_line, slo_text
 from harness.results import read_manifest, read_points
 
 
@@ -252,7 +252,7 @@ def _manifest_rows(run: str | Path) -> list[tuple[str, str]]:
         ),
         ("workload", _fields(scen.get("workload"))),
         ("load", _fields(scen.get("load"))),
-        ("goodput SLO", slo_line(scen.get("slo") or {}).removeprefix("goodput SLO: ")),
+        ("goodput SLO", slo_text(scen.get("slo") or {})),
     ]
     for e in m.get("engines") or []:
         model = e.get("model") or {}
