@@ -84,11 +84,14 @@ def counter_increase(
 
     Summing pairwise deltas survives several wraps, if samples are closer than one wrap period.
     None if the series does not cover both edges, or a step went backwards with no `wrap_at`.
-    For t1 ≤ t0 the increase is 0.
+    For t1 ≤ t0 the increase is 0, if the series has any reading at all (a device with no counter has
+    no increase to report, not a zero one).
     """
+    ts, vs = _clean(t_ns, counter)
+    if not ts:
+        return None
     if t1 <= t0:
         return 0.0
-    ts, vs = _clean(t_ns, counter)
     if wrap_at is not None:
         vs = _unwrap(vs, float(wrap_at))
     if not ts or ts[0] > t0 or ts[-1] < t1:
@@ -166,12 +169,15 @@ def integrate(t_ns: Sequence[int], v: Sequence[Num | None], t0: int, t1: int) ->
     """∫ v dt over [t0, t1] in value·seconds by the trapezoid rule (power in W → energy in J).
 
     Samples are clipped to the window with interpolated edges: Σ (v[i] + v[i+1]) / 2 · (t[i+1] − t[i]) / 1e9.
-    None if the series does not cover both edges.
+    None if the series does not cover both edges, or has no values at all (even for t1 ≤ t0, where the
+    integral of a series with values is 0).
     """
+    ts, vs = _clean(t_ns, v)
+    if not ts:
+        return None
     if t1 <= t0:
         return 0.0
-    ts, vs = _clean(t_ns, v)
-    if not ts or ts[0] > t0 or ts[-1] < t1:
+    if ts[0] > t0 or ts[-1] < t1:
         return None
     cts, cvs = clip_series(ts, vs, t0, t1)
     return sum((cvs[i] + cvs[i + 1]) / 2 * (cts[i + 1] - cts[i]) for i in range(len(cts) - 1)) / NS

@@ -115,6 +115,19 @@ def test_gpu_window_columns_of_a_zero_length_window() -> None:
     assert cols["gpu_samples"] == 1
 
 
+def test_zero_length_window_of_a_gpu_without_an_energy_counter() -> None:
+    """A GPU whose energy counter never read (pre-Volta) has no increase to report even over no time:
+    its 0 J comes from the power integral, and a GPU with neither reading has no energy at all."""
+    no_counter = series(0, [0, S], energy_mj=[None, None], power_w=[100.0, 200.0])
+    assert counter_increase(no_counter.t_ns, no_counter.cols["energy_mj"], S // 2, S // 2) is None
+    cols = gpu_window_columns([no_counter], S // 2, S // 2)
+    assert cols["gpu_energy_j"] == 0.0 and cols["gpu_energy_source"] == "power_integral"
+    blind = series(0, [0, S], energy_mj=[None, None], power_w=[None, None])
+    assert integrate(blind.t_ns, blind.cols["power_w"], S // 2, S // 2) is None
+    cols = gpu_window_columns([blind], S // 2, S // 2)
+    assert cols["gpu_energy_j"] is None and cols["gpu_energy_source"] == "none"
+
+
 # ---------------------------------------------------------------- counters
 def test_counter_delta_needs_a_positive_wrap_range_however_small() -> None:
     """A decrease with wrap_at 0 is a reset (None); any positive range is a wrap: 0.25 + 1.0 − 0.75."""
