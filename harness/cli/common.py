@@ -62,18 +62,30 @@ def fail(messages: list[str] | str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     return typer.Exit(code)
 
 
-def finite(value: float | None) -> float | None:
-    """typer callback for a float option: nan and inf pass typer's min/max checks, so refuse them here."""
-    if value is not None and not math.isfinite(value):
-        raise typer.BadParameter(f"{value} is not a finite number")
-    return value
+def finite(
+    min: float | None = None, max: float | None = None, *, above: float | None = None
+) -> dict[str, Any]:
+    """`typer.Option` arguments of a float option that must be finite and within [min, max], or above
+    `above` (a limit, a rate): a parser that checks all of it, and min/max for the range `--help` shows.
+    nan fails every comparison, so typer's own range check refused it with a misleading message
+    ("should be <= 1"), and with a parser typer checks no range: the parser names both."""
 
+    def parse(text: str) -> float:
+        try:
+            number = float(text)
+        except ValueError:
+            raise typer.BadParameter(f"{text!r} is not a number") from None
+        if not math.isfinite(number):
+            raise typer.BadParameter(f"{text} is not a finite number")
+        if above is not None and not number > above:
+            raise typer.BadParameter(f"{text} is not > {above:g}")
+        if min is not None and number < min:
+            raise typer.BadParameter(f"{text} is not >= {min:g}")
+        if max is not None and number > max:
+            raise typer.BadParameter(f"{text} is not <= {max:g}")
+        return number
 
-def positive(value: float | None) -> float | None:
-    """typer callback for a float option that must be finite and > 0 (a limit, a rate)."""
-    if value is not None and not (math.isfinite(value) and value > 0):
-        raise typer.BadParameter(f"{value} is not a finite number > 0")
-    return value
+    return {"min": min, "max": max, "parser": parse}
 
 
 def _writable_parent(option: str, path: Path) -> None:

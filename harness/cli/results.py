@@ -22,18 +22,13 @@ from harness.cli.common import (
     out,
     output_dir,
     output_file,
-    positive,
     prices,
 )
 
-UtilizationOpt = Annotated[
-    float, typer.Option(min=0.01, max=1.0, callback=finite, help="share of rented hours busy")
-]
+UtilizationOpt = Annotated[float, typer.Option(**finite(0.01, 1.0), help="share of rented hours busy")]
 KwhOpt = Annotated[
     float | None,
-    typer.Option(
-        "--kwh", min=0.0, callback=finite, help="US$ per kWh, adds energy cost (points with J/token)"
-    ),
+    typer.Option("--kwh", **finite(0.0), help="US$ per kWh, adds energy cost (points with J/token)"),
 ]
 # bytes per KV element for vLLM's --kv-cache-dtype values
 KV_DTYPE_BYTES = {"auto": 2.0, "bfloat16": 2.0, "float16": 2.0, "fp8": 1.0, "fp8_e4m3": 1.0, "fp8_e5m2": 1.0}
@@ -152,14 +147,14 @@ def cost_cmd(
         list[Path] | None, typer.Argument(help="run directories (or use --usd-per-hour/--tok-s)")
     ] = None,
     usd_per_hour: Annotated[
-        float | None, typer.Option(min=0.0, callback=finite, help="US$ per device-hour (typed numbers)")
+        float | None, typer.Option(**finite(0.0), help="US$ per device-hour (typed numbers)")
     ] = None,
     tok_s: Annotated[
-        float | None, typer.Option(callback=finite, help="output tokens/s, > 0 (typed numbers)")
+        float | None, typer.Option(**finite(above=0), help="output tokens/s, > 0 (typed numbers)")
     ] = None,
     devices: Annotated[int, typer.Option(min=1, help="devices rented (typed numbers)")] = 1,
     j_per_token: Annotated[
-        float | None, typer.Option(min=0.0, callback=finite, help="J per output token (typed numbers)")
+        float | None, typer.Option(**finite(0.0), help="J per output token (typed numbers)")
     ] = None,
     price: PriceOpt = None,
     prices_file: PricesFileOpt = None,
@@ -176,8 +171,6 @@ def cost_cmd(
     if not runs:
         if usd_per_hour is None or tok_s is None:
             raise fail("cost: give run directories, or both --usd-per-hour and --tok-s")
-        if not tok_s > 0:
-            raise fail(f"cost: --tok-s: must be > 0 (got {tok_s:g})")
         if j_per_token is not None and kwh is None:
             raise fail("cost: --j-per-token needs --kwh (US$ per kWh) to price the energy")
         row = CostInputs(usd_per_hour, tok_s, devices, utilization, j_per_token, kwh).row()
@@ -229,17 +222,15 @@ def roofline_cmd(
     tp: Annotated[int, typer.Option(min=1, max=64, help="tensor-parallel devices")] = 1,
     batch: Annotated[str, typer.Option(help="comma-separated batch sizes")] = "1",
     context: Annotated[
-        float, typer.Option(min=0.0, callback=finite, help="tokens in context per sequence during decode")
+        float, typer.Option(**finite(0.0), help="tokens in context per sequence during decode")
     ] = 0.0,
     input_tokens: Annotated[int, typer.Option(min=1, help="prompt length for the prefill bound")] = 1024,
     kv_dtype: Annotated[
         str, typer.Option(help=f"KV cache dtype, as vLLM's --kv-cache-dtype ({', '.join(KV_DTYPE_BYTES)})")
     ] = "auto",
-    efficiency: Annotated[
-        float, typer.Option(min=0.01, max=1.0, callback=finite, help="achievable share of peak")
-    ] = 1.0,
+    efficiency: Annotated[float, typer.Option(**finite(0.01, 1.0), help="achievable share of peak")] = 1.0,
     cpu_offload_gb: Annotated[
-        float, typer.Option(min=0, callback=finite, help="GiB of weights per device streamed from host")
+        float, typer.Option(**finite(0), help="GiB of weights per device streamed from host")
     ] = 0,
 ) -> None:
     """Decode ceiling (bytes per step / bandwidth, batch-aware) and prefill compute ceiling."""
@@ -354,11 +345,11 @@ def recommend_cmd(
     ] = None,
     ttft_slo: Annotated[
         float | None,
-        typer.Option("--ttft-slo-s", "--ttft-slo", callback=positive, help="TTFT limit in seconds"),
+        typer.Option("--ttft-slo-s", "--ttft-slo", **finite(above=0), help="TTFT limit in seconds"),
     ] = 2.0,
     tpot_slo: Annotated[
         float | None,
-        typer.Option("--tpot-slo-s", "--tpot-slo", callback=positive, help="TPOT limit in seconds"),
+        typer.Option("--tpot-slo-s", "--tpot-slo", **finite(above=0), help="TPOT limit in seconds"),
     ] = 0.2,
     input_tokens: Annotated[int, typer.Option(min=1)] = 1024,
     output_tokens: Annotated[int, typer.Option(min=1)] = 256,
@@ -366,9 +357,7 @@ def recommend_cmd(
         str, typer.Option(help="comma-separated precisions to consider (named: not auto)")
     ] = "bf16,fp8",
     gpu: Annotated[list[str] | None, typer.Option(help="only these hardware keys (repeatable)")] = None,
-    efficiency: Annotated[
-        float, typer.Option(min=0.01, max=1.0, callback=finite, help="share of peak for estimates")
-    ] = 1.0,
+    efficiency: Annotated[float, typer.Option(**finite(0.01, 1.0), help="share of peak for estimates")] = 1.0,
     top: Annotated[int, typer.Option(min=1, help="rows to show")] = 12,
     price: PriceOpt = None,
     prices_file: PricesFileOpt = None,

@@ -21,8 +21,8 @@ telemetry_app = typer.Typer(no_args_is_help=True, help="Record and inspect NVML 
 def serve_fake(
     port: Annotated[int, typer.Option(min=0, max=65535, help="port (0: pick a free one)")] = 8000,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
-    ttft_ms: Annotated[float, typer.Option(min=0.0, callback=finite, help="time to first token, ms")] = 50.0,
-    itl_ms: Annotated[float, typer.Option(min=0.0, callback=finite, help="gap between tokens, ms")] = 10.0,
+    ttft_ms: Annotated[float, typer.Option(**finite(0.0), help="time to first token, ms")] = 50.0,
+    itl_ms: Annotated[float, typer.Option(**finite(0.0), help="gap between tokens, ms")] = 10.0,
     workers: Annotated[int, typer.Option(min=1, help="server processes sharing the port")] = 1,
     spin_streams: Annotated[
         int, typer.Option(min=0, help="busy-wait for precise writes while at most this many streams run")
@@ -120,8 +120,8 @@ def serve_fake(
 
 def gpu_info(
     record: Annotated[Path | None, typer.Option(help="also record an NVML trace (.jsonl.gz) here")] = None,
-    seconds: Annotated[float, typer.Option(min=0.1, callback=finite, help="how long to record")] = 10.0,
-    interval_s: Annotated[float, typer.Option(min=0.01, callback=finite, help="sampling interval")] = 0.1,
+    seconds: Annotated[float, typer.Option(**finite(0.1), help="how long to record")] = 10.0,
+    interval_s: Annotated[float, typer.Option(**finite(0.01), help="sampling interval")] = 0.1,
 ) -> None:
     """Print the GPU (NVML) and CPU inventory as JSON; optionally record an NVML trace for replay."""
     import json
@@ -139,8 +139,8 @@ def gpu_info(
 @telemetry_app.command("record")
 def telemetry_record(
     path: Annotated[Path, typer.Argument(help="output trace (.jsonl.gz)")],
-    seconds: Annotated[float, typer.Option(min=0.1, callback=finite, help="how long to record")] = 10.0,
-    interval_s: Annotated[float, typer.Option(min=0.01, callback=finite, help="sampling interval")] = 0.1,
+    seconds: Annotated[float, typer.Option(**finite(0.1), help="how long to record")] = 10.0,
+    interval_s: Annotated[float, typer.Option(**finite(0.01), help="sampling interval")] = 0.1,
 ) -> None:
     """Record every GPU with the live NVML sampler into a trace that HARNESS_NVML_REPLAY can replay."""
     output_file("telemetry record: PATH", path)

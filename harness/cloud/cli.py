@@ -169,7 +169,7 @@ def launch(
         ),
     ] = None,
     max_hours: Annotated[
-        float, typer.Option(min=0.05, callback=finite, help="stop the benchmark after this long")
+        float, typer.Option(**finite(0.05), help="stop the benchmark after this long")
     ] = 2.0,
     disk_size: Annotated[int, typer.Option(min=50, help="disk per node, GB")] = 256,
     idle_minutes: Annotated[int, typer.Option(min=1, help="autodown after this idle time")] = 30,

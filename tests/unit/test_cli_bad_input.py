@@ -210,6 +210,12 @@ def test_output_paths_are_checked_before_any_work(run_copy: Path, tmp_path: Path
     [
         (["cost", "--usd-per-hour", "inf", "--tok-s", "10"], "inf is not a finite number"),
         (["cost", "--usd-per-hour", "2", "--tok-s", "nan"], "nan is not a finite number"),
+        (["cost", "--usd-per-hour", "2", "--tok-s", "0"], "'--tok-s': 0 is not > 0"),
+        # nan passes every range comparison: it is named, not given the range's message
+        (["cost", "--utilization", "nan"], "'--utilization': nan is not a finite number"),
+        (["cost", "--utilization", "1.5"], "'--utilization': 1.5 is not <= 1"),
+        (["cost", "--utilization", "half"], "'--utilization': 'half' is not a number"),
+        (["telemetry", "record", "t.jsonl.gz", "--interval-s", "0"], "'--interval-s': 0 is not >= 0.01"),
         (
             ["roofline", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--context", "inf"],
             "inf is not a finite",
@@ -224,7 +230,7 @@ def test_output_paths_are_checked_before_any_work(run_copy: Path, tmp_path: Path
         ),
         (
             ["recommend", "--model", "llama-3.1-8b", "--concurrency", "1", "--ttft-slo-s", "-1"],
-            "is not a finite number",
+            "'--ttft-slo': -1 is not > 0",
         ),
         (
             ["recommend", "--model", "llama-3.1-8b", "--concurrency", "1", "--tpot-slo-s", "nan"],
