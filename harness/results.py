@@ -116,6 +116,22 @@ class RunDir:
             return run
         raise RuntimeError(f"could not create a new run directory under {root}")
 
+    def discard_unstarted(self) -> bool:
+        """Remove a new run directory that holds nothing but its first manifest (a Ctrl-C before its first
+        point): an empty run left behind looked like a run that had failed. False, and the directory
+        kept, when anything else is in it."""
+        self.unlock()
+        names = {p.name for p in self.path.iterdir()}
+        if not names <= {"manifest.json"} | {n for n in names if n.startswith(".manifest.json.")}:
+            return False
+        for name in names:
+            (self.path / name).unlink(missing_ok=True)
+        try:
+            self.path.rmdir()
+        except OSError:
+            return False
+        return True
+
     # -- manifest
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         self.manifest = dict(manifest)

@@ -167,6 +167,17 @@ def _new_run(
     s: Scenario, results_root: Path, scenario_file: str | None, points: list[Point], find_max_goodput: bool
 ) -> RunDir:
     run = RunDir.create(results_root, s.name)
+    try:
+        _first_manifest(run, s, scenario_file, points, find_max_goodput)
+    except KeyboardInterrupt:  # before the run's own Ctrl-C handling: nothing was measured
+        run.discard_unstarted()
+        raise
+    return run
+
+
+def _first_manifest(
+    run: RunDir, s: Scenario, scenario_file: str | None, points: list[Point], find_max_goodput: bool
+) -> None:
     run.write_manifest(
         {
             "run_id": run.path.name,
@@ -196,7 +207,6 @@ def _new_run(
             "runner": runner_info(),
         }
     )
-    return run
 
 
 def run_scenario(
@@ -257,15 +267,28 @@ def _sweep_all(sweep: _Sweep, scenario_file: str | None, find_max_goodput: bool)
                     break
                 sweep.variant(vi, vpoints, find_max_goodput)
     except BaseException as e:  # a second Ctrl-C, or a bug: the manifest must not stay "running"
-        again = isinstance(e, KeyboardInterrupt)
+        # a Ctrl-C before the run's own handling was in place (no abort asked for) measured nothing here:
+        # a new run directory goes; a resumed one keeps its points, marked interrupted
+        early = isinstance(e, KeyboardInterrupt) and not sweep.abort_flag
+        if early and sweep.attempt == 0 and not sweep.rows and run.discard_unstarted():
+            raise
+        again = isinstance(e, KeyboardInterrupt) and not early
         try:
             run.close()
-            why = "a second Ctrl-C stopped it at once" if again else f"{type(e).__name__}: {e}".rstrip(": ")
-            run.set_status("interrupted" if again else "failed", why)
+            why = (
+                "a second Ctrl-C stopped it at once"
+                if again
+                else "interrupted while starting"
+                if early
+                else f"{type(e).__name__}: {e}".rstrip(": ")
+            )
+            run.set_status("interrupted" if isinstance(e, KeyboardInterrupt) else "failed", why)
         except OSError:
             pass  # the disk that failed the run cannot take its status either: `running` stays, as on a kill
         if again:
             raise InterruptedAgain(run.path) from None
+        if early:
+            raise KeyboardInterrupt from None
         if isinstance(e, OSError):
             raise RunWriteFailed(run.path, e, not find_max_goodput) from e
         raise

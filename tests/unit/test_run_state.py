@@ -165,3 +165,38 @@ def test_a_ctrl_c_before_the_run_can_mark_itself_interrupted_says_so(
     assert res.exit_code == 130
     assert "interrupted while the run was starting: nothing was measured" in res.output
     assert "again" not in res.output and "--resume" not in res.output
+
+
+def test_a_ctrl_c_while_a_new_run_is_made_leaves_no_run_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C during the run's first second (its inventory, or before its signal handling) had left a
+    run directory holding only a `running` manifest, or nothing: it is removed, and the CLI says nothing
+    was measured."""
+    from typer.testing import CliRunner
+
+    from harness import runner
+    from harness.cli import app
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # as the terminal's Ctrl-C arrives there
+
+    for where in ("_hardware", "_abort_on_signals"):
+        with monkeypatch.context() as m:
+            m.setattr(runner, where, interrupted)
+            results = tmp_path / where
+            res = CliRunner().invoke(app, ["run", "scenarios/quickstart-cpu.yaml", "--results", str(results)])
+        assert res.exit_code == 130, (where, res.output)
+        assert "interrupted while the run was starting: nothing was measured" in res.output
+        assert list(results.iterdir()) == [], where
+
+
+def test_discarding_an_unstarted_run_keeps_a_directory_with_anything_else_in_it(tmp_path: Path) -> None:
+    run = RunDir.create(tmp_path, "s")
+    run.write_manifest({"status": "running"})
+    (run.path / "requests.jsonl").write_text("{}\n")
+    assert run.discard_unstarted() is False
+    assert sorted(p.name for p in run.path.iterdir()) == ["manifest.json", "requests.jsonl"]
+    bare = RunDir.create(tmp_path, "t")
+    bare.write_manifest({"status": "running"})
+    assert bare.discard_unstarted() is True and not bare.path.exists()
