@@ -78,17 +78,20 @@ def _strings(obj: Any) -> list[str]:
 
 def detected_gpu(manifest: dict[str, Any]) -> Device | None:
     """The catalog GPU the run really used: the `catalog_key` the GPU inventory recorded
-    (manifest hardware.gpu.gpus[*], matched by NVML name and memory size), else any NVML name in the
-    manifest's hardware, telemetry or host sections that a catalog entry lists."""
+    (manifest hardware.gpu.gpus[*], matched by NVML name and memory size; None where it matched none),
+    else, in a manifest with no such inventory, any NVML name in its hardware, telemetry or host sections
+    that a catalog entry lists."""
     gpu_inv = (
         ((manifest.get("hardware") or {}).get("gpu") or {})
         if isinstance(manifest.get("hardware"), dict)
         else {}
     )
-    for g in gpu_inv.get("gpus") or []:
-        key = g.get("catalog_key") if isinstance(g, dict) else None
-        if key in devices():
-            return devices()[key]
+    inventoried = [g for g in gpu_inv.get("gpus") or [] if isinstance(g, dict) and "catalog_key" in g]
+    for g in inventoried:
+        if g["catalog_key"] in devices():
+            return devices()[g["catalog_key"]]
+    if inventoried:  # matched by name and memory, and none was a catalog GPU (its memory was not)
+        return None
     for s in _strings([manifest.get("hardware"), manifest.get("telemetry"), manifest.get("host")]):
         dev = match_nvml(s)
         if dev is not None:

@@ -6,15 +6,13 @@ Each per-GPU fact the device does not support is None, with the reason under `ab
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
+import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
-import yaml
-
+from harness.catalog import CatalogError
+from harness.catalog.hardware import Device, devices
 from harness.telemetry import nvml
-
-CATALOG = Path(__file__).resolve().parent.parent / "catalog" / "hardware.yaml"
 
 
 def cuda_version(v: int) -> str:
@@ -91,7 +89,7 @@ def mig_parents(inventory: dict[str, Any]) -> dict[str, int]:
     }
 
 
-def gpu_info(index: int, catalog: Path | None = None) -> dict[str, Any]:
+def gpu_info(index: int) -> dict[str, Any]:
     """Facts about one GPU (NVML must be initialised)."""
     h = nvml.call("nvmlDeviceGetHandleByIndex", index)
     f = _Facts()
@@ -117,14 +115,14 @@ def gpu_info(index: int, catalog: Path | None = None) -> dict[str, Any]:
         f.data["mig_mode"] = {"current": int(mig[0]), "pending": int(mig[1])}
         if int(mig[0]) == 1:
             f.get("mig_devices", lambda: _mig_devices(h))
-    key = match_catalog(name, mem, catalog) if name and mem else None
+    key = match_catalog(name, mem) if name and mem else None
     f.data["catalog_key"] = key
-    f.data["catalog"] = catalog_entry(key, catalog) if key else None
+    f.data["catalog"] = catalog_entry(key) if key else None
     f.data["absent"] = f.absent
     return f.data
 
 
-def gpu_inventory(catalog: Path | None = None) -> dict[str, Any]:
+def gpu_inventory() -> dict[str, Any]:
     """Driver, CUDA driver version and per-GPU facts; `{"available": False, "reason": ...}` without NVML."""
     try:
         n = nvml.init()
@@ -145,7 +143,7 @@ def gpu_inventory(catalog: Path | None = None) -> dict[str, Any]:
         out["gpus"] = []
         for i in range(n):
             try:
-                out["gpus"].append(gpu_info(i, catalog))
+                out["gpus"].append(gpu_info(i))
             except nvml.NvmlError as e:
                 out["gpus"].append({"index": i, "error": str(e)})
         return out
@@ -154,64 +152,39 @@ def gpu_inventory(catalog: Path | None = None) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- catalog
-def _devices(catalog: Path | None) -> dict[str, dict[str, Any]]:
-    path = catalog or CATALOG
-    if not path.is_file():
-        return {}
+def _catalog_devices() -> Mapping[str, Device]:
+    """The hardware catalog's devices; none where it cannot be read (the inventory never raises)."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
+        return devices()
+    except CatalogError:
         return {}
-    if not isinstance(data, dict):
-        return {}
-    for section in ("gpus", "devices", "hardware"):
-        if isinstance(data.get(section), dict):
-            data = data[section]
-            break
-    return {str(k): v for k, v in data.items() if isinstance(v, dict)}
 
 
-def match_catalog(gpu_name: str, mem_bytes: int, catalog: Path | None = None) -> str | None:
+def match_catalog(gpu_name: str, mem_bytes: int, catalog: Mapping[str, Device] | None = None) -> str | None:
     """The hardware-catalog key of the GPU NVML calls `gpu_name` with `mem_bytes` of memory, or None.
 
-    The catalog (harness/catalog/hardware.yaml) maps keys to devices; a device matches when one of
-    its `nvml_names` equals `gpu_name` (case and surrounding space ignored). Where several match
-    (one NVML name for two memory sizes), the one whose memory is closest to mem_bytes wins (the total
-    NVML reports for it, `nvml_memory_mib`, where the catalog has one, else the datasheet's
-    `memory_gib`, a little more), and it must be within 15 % of it. No catalog file, no name match, or
-    no memory match: None.
+    A device matches when one of its `nvml_names` equals `gpu_name` (case and surrounding space ignored)
+    and its memory (`Device.memory_bytes`: the total NVML reports for it where the catalog has one, else
+    the datasheet's) is within 15 % of `mem_bytes`; where several match by name, the nearest in memory.
+    `catalog`: the devices to match against (default: the hardware catalog).
     """
     want = gpu_name.strip().lower()
-    found: list[tuple[str, dict[str, Any]]] = []
-    for key, dev in _devices(catalog).items():
-        names = dev.get("nvml_names") or []
-        if isinstance(names, str):
-            names = [names]
-        if any(isinstance(n, str) and n.strip().lower() == want for n in names):
-            found.append((key, dev))
-    if not found:
-        return None
-    gib = mem_bytes / 2**30
+    devs = _catalog_devices() if catalog is None else catalog
+    found = [d for d in devs.values() if any(n.strip().lower() == want for n in d.nvml_names)]
 
-    def mem_gib(dev: dict[str, Any]) -> float | None:
-        for field, scale in (("nvml_memory_mib", 1 / 1024), ("memory_gib", 1.0)):
-            m = dev.get(field)
-            if isinstance(m, int | float) and m > 0:
-                return float(m) * scale
-        return None
+    def off(dev: Device) -> float:
+        m = dev.memory_bytes
+        return abs(m - mem_bytes) / m if m else math.inf
 
-    def off(dev: dict[str, Any]) -> float:
-        m = mem_gib(dev)
-        return abs(m - gib) / m if m is not None else float("inf")
-
-    with_mem = [(k, d) for k, d in found if mem_gib(d) is not None]
-    if not with_mem:
-        return found[0][0] if len(found) == 1 else None
-    key, dev = min(with_mem, key=lambda kd: off(kd[1]))
-    return key if off(dev) <= 0.15 else None
+    best = min(found, key=off, default=None)
+    return best.key if best is not None and off(best) <= 0.15 else None
 
 
-def catalog_entry(key: str, catalog: Path | None = None) -> dict[str, Any] | None:
-    """The catalog's facts for `key` (without `nvml_names`)."""
-    dev = _devices(catalog).get(key)
-    return None if dev is None else {k: v for k, v in dev.items() if k != "nvml_names"}
+def catalog_entry(key: str) -> dict[str, Any] | None:
+    """The catalog's facts for `key` (without `key` and `nvml_names`), for the manifest."""
+    dev = _catalog_devices().get(key)
+    return (
+        None
+        if dev is None
+        else dev.model_dump(mode="json", exclude={"key", "nvml_names"}, exclude_defaults=True)
+    )

@@ -305,3 +305,19 @@ def test_vllm_offloads_no_more_than_a_devices_weights() -> None:
     cfg = m["scenario"]["engine"]
     got = roofline_tok_s(m, cfg, {}, "h100-sxm", 1, "bf16", context=0.0)
     assert got == pytest.approx(63e9 / (8.03e9 * 2), rel=1e-3)
+
+
+def test_a_gpu_the_inventory_matched_to_no_catalog_entry_is_not_found_again_by_its_name() -> None:
+    """The inventory matches by NVML name and memory: a GPU named like the H100 SXM with a quarter of its
+    memory (no catalog entry) is not taken for an H100 by its name alone; a manifest with no inventory
+    still is matched by the names it holds."""
+    from harness.runinfo import detected_gpu
+
+    m = _manifest({"type": "llamacpp", "model": SYNTH})
+    found = detected_gpu(m)
+    assert found is not None and found.key == "h100-sxm"
+    m["hardware"]["gpu"]["gpus"] = [{"name": "NVIDIA H100 80GB HBM3", "catalog_key": None}]
+    assert detected_gpu(m) is None
+    m["hardware"]["gpu"] = {"name": "NVIDIA H100 80GB HBM3"}  # no inventory of GPUs: names only
+    found = detected_gpu(m)
+    assert found is not None and found.key == "h100-sxm"

@@ -5,15 +5,17 @@ from __future__ import annotations
 import ctypes
 import json
 from pathlib import Path
+from typing import Any
 
 import pynvml
 import pytest
-import yaml
 
+from harness.catalog import CatalogError
+from harness.catalog.hardware import Device
 from harness.scenario import Scenario
-from harness.telemetry import default_samplers, nvml
+from harness.telemetry import default_samplers, inventory, nvml
 from harness.telemetry.base import TelemetrySet
-from harness.telemetry.inventory import cuda_version, gpu_inventory, match_catalog
+from harness.telemetry.inventory import catalog_entry, cuda_version, gpu_inventory, match_catalog
 
 from ..integration.conftest import harness_cli
 
@@ -145,15 +147,15 @@ def test_cuda_version_text() -> None:
     assert cuda_version(11080) == "11.8"
 
 
-def _catalog(tmp_path: Path, data: dict) -> Path:
-    p = tmp_path / "hardware.yaml"
-    p.write_text(yaml.safe_dump(data))
-    return p
+def _catalog(data: dict[str, dict[str, Any]]) -> dict[str, Device]:
+    """Catalog GPUs with the fields given; the rest any valid value (matching reads names and memory)."""
+    base = {"kind": "gpu", "vendor": "nvidia", "architecture": "x", "form_factor": "sxm", "memory_type": "x"}
+    base |= {"bandwidth_gbs": 1.0, "bf16_tflops": 1.0, "tdp_w": 1.0, "source": "x"}
+    return {k: Device(key=k, name=k, **base, **fields) for k, fields in data.items()}
 
 
-def test_match_catalog_by_nvml_name_and_memory(tmp_path: Path) -> None:
+def test_match_catalog_by_nvml_name_and_memory() -> None:
     cat = _catalog(
-        tmp_path,
         {
             "a100-40gb-sxm": {"nvml_names": ["NVIDIA A100-SXM4-40GB"], "memory_gib": 40},
             "a100-80gb-sxm": {"nvml_names": ["NVIDIA A100-SXM4-80GB"], "memory_gib": 80},
@@ -177,7 +179,6 @@ def test_match_catalog_by_nvml_name_and_memory(tmp_path: Path) -> None:
     # the small part's datasheet 40 than the big one's 42, but nearer the big one's NVML total (41.99
     # GiB) than the small one's (39.06)
     both = _catalog(
-        tmp_path,
         {
             "small": {"nvml_names": ["Pair"], "memory_gib": 40, "nvml_memory_mib": 40_000},
             "big": {"nvml_names": ["Pair"], "memory_gib": 42, "nvml_memory_mib": 43_000},
@@ -187,10 +188,22 @@ def test_match_catalog_by_nvml_name_and_memory(tmp_path: Path) -> None:
     assert match_catalog("Pair", 40_000 * 2**20, both) == "small"
 
 
-def test_match_catalog_sectioned_file_and_missing_file(tmp_path: Path) -> None:
-    cat = _catalog(tmp_path, {"gpus": {"h200-sxm": {"nvml_names": ["NVIDIA H200"], "memory_gib": 141}}})
-    assert match_catalog("NVIDIA H200", 140 * 2**30, cat) == "h200-sxm"
-    assert match_catalog("NVIDIA H200", 140 * 2**30, tmp_path / "absent.yaml") is None
+def test_match_catalog_against_the_shipped_catalog_and_an_unreadable_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The shipped catalog's H100 SXM at the 81,559 MiB NVML reports, and at half that (not it); an
+    unreadable catalog matches nothing and gives no entry, and the inventory goes on."""
+    assert match_catalog("NVIDIA H100 80GB HBM3", 81_559 * 2**20) == "h100-sxm"
+    assert match_catalog("NVIDIA H100 80GB HBM3", 40 * 2**30) is None
+    entry = catalog_entry("h100-sxm")
+    assert entry is not None and entry["bandwidth_gbs"] == 3350 and "nvml_names" not in entry
+
+    def unreadable() -> dict[str, Device]:
+        raise CatalogError("hardware.yaml: broken")
+
+    monkeypatch.setattr(inventory, "devices", unreadable)
+    assert match_catalog("NVIDIA H100 80GB HBM3", 81_559 * 2**20) is None
+    assert catalog_entry("h100-sxm") is None
 
 
 def _scenario() -> Scenario:
