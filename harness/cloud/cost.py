@@ -1,4 +1,4 @@
-"""Launch-time cost estimates from a dated $/GPU-hour table (prices.yaml) or a price the user gives.
+"""Launch-time cost estimates from the price catalog's default $/GPU-hour or a price the user gives.
 
 These are estimates of what renting will cost before anything runs; the cost of a measured token
 ($/1M output tokens from measured tok/s) is a different calculation that works on run directories.
@@ -7,13 +7,10 @@ These are estimates of what renting will cost before anything runs; the cost of 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
-from typing import Any
 
-import yaml
-
-PRICES_FILE = Path(__file__).with_name("prices.yaml")
+from harness.catalog.hardware import devices
+from harness.catalog.prices import prices
+from harness.cloud.task import CATALOG_TO_SKYPILOT, RUNPOD_SXM_NAMES
 
 
 @dataclass(frozen=True)
@@ -25,27 +22,32 @@ class Price:
     source: str
 
 
-@cache
-def price_table() -> dict[str, Any]:
-    data = yaml.safe_load(PRICES_FILE.read_text(encoding="utf-8"))
-    assert isinstance(data, dict) and isinstance(data.get("accelerators"), dict), PRICES_FILE
-    return data
+def catalog_devices(accelerator: str) -> list[str]:
+    """The hardware-catalog keys a SkyPilot accelerator name can be (`H100`: the SXM and the PCIe card;
+    RunPod's `H100-SXM`: the SXM one)."""
+    sxm_only = {v: k for k, v in RUNPOD_SXM_NAMES.items()}
+    name = sxm_only.get(accelerator, accelerator)
+    keys = [k for k, v in CATALOG_TO_SKYPILOT.items() if v == name]
+    if accelerator in sxm_only:
+        keys = [k for k in keys if devices()[k].form_factor == "sxm"]
+    return keys
 
 
 def lookup_price(accelerator: str, override_usd_per_gpu_hour: float | None = None) -> Price | None:
-    """The price to use for `accelerator` (SkyPilot name): the override if given, else the table's range."""
+    """The price to use for `accelerator` (SkyPilot name): the override if given, else the range of the
+    price catalog's defaults (harness/catalog/prices.yaml, the ones `harness cost` uses) over the
+    catalog devices the name can be; None where none is priced."""
     if override_usd_per_gpu_hour is not None:
         p = float(override_usd_per_gpu_hour)
         return Price(p, p, "--price")
-    table = price_table()
-    row = table["accelerators"].get(accelerator)
-    if row is None:
+    keys = catalog_devices(accelerator)
+    rows = [p for p in prices() if p.default and p.device in keys]
+    if not rows:
         return None
-    names = ", ".join(row.get("sources", []))
+    low = min(p.usd_per_hour for p in rows)
+    high = max(p.usd_per_hour_high or p.usd_per_hour for p in rows)
     return Price(
-        float(row["low_usd_per_gpu_hour"]),
-        float(row["high_usd_per_gpu_hour"]),
-        f"prices.yaml as of {table.get('as_of', '?')} ({names})",
+        low, high, "prices.yaml: " + ", ".join(f"{p.device} ({p.provider}, seen {p.seen})" for p in rows)
     )
 
 

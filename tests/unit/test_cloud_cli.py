@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness.catalog.prices import prices
 from harness.cloud import cost, launcher
+from harness.cloud.task import CATALOG_TO_SKYPILOT
 from tests.conftest import run_harness
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,9 +38,10 @@ def test_dry_run_sweep_prints_one_task_per_machine_and_the_cost() -> None:
     # A100: 1.49*2 = 2.98, 4.50*2 = 9.00; H100: 2.49*2 = 4.98, 6.00*2 = 12.00; sweep 7.96-21.00
     err = res.stderr
     a100, h100 = "h-llama-3-1-8b-1gpu-a100-80gbx1", "h-llama-3-1-8b-1gpu-h100x1"
-    assert f"{a100}: A100-80GB:1 × 1 node: $1.49-4.50/h; 2 h of benchmark: $2.98-9.00" in err
-    assert f"{h100}: H100:1 × 1 node: $2.49-6.00/h; 2 h of benchmark: $4.98-12.00" in err
-    assert "sweep, benchmark time: $7.96-21.00" in err
+    # prices.yaml's defaults: A100 80GB SXM $1.49-2.49 and PCIe $2.10; H100 SXM $2.49-3.99 and PCIe $2.86
+    assert f"{a100}: A100-80GB:1 × 1 node: $1.49-2.49/h; 2 h of benchmark: $2.98-4.98" in err
+    assert f"{h100}: H100:1 × 1 node: $2.49-3.99/h; 2 h of benchmark: $4.98-7.98" in err
+    assert "sweep, benchmark time: $7.96-12.96" in err
     # not a bound: what is billed besides the benchmark is said
     assert "estimates: start-up (provisioning, image pull, setup), and up to 30 idle minutes" in err
     assert (
@@ -82,16 +85,16 @@ def test_prices_per_accelerator_name_in_a_sweep() -> None:
 
 
 def test_unpriced_accelerator_says_so() -> None:
-    res = run_cli(str(CLOUD / "llama-3.1-70b-tp8.yaml"), "--gpus", "H200:8", "--dry-run")
+    res = run_cli(str(CLOUD / "llama-3.1-70b-tp8.yaml"), "--gpus", "B200:8", "--dry-run")
     assert res.returncode == 0, res.stderr
-    assert "H200:8 × 1 node: no price known for H200" in res.stderr
+    assert "B200:8 × 1 node: no price known for B200" in res.stderr
     assert "pass --price USD_PER_GPU_HOUR" in res.stderr
     assert "$0.00" not in res.stderr and "sweep" not in res.stderr  # nothing priced: no total of $0
     # a sweep with one of two priced: its total, and the unpriced one named beside it
     res = run_cli(
         str(CLOUD / "llama-3.1-70b-tp8.yaml"),
         "--gpus",
-        "H200:8",
+        "B200:8",
         "--gpus",
         "H100:8",
         "--dry-run",
@@ -101,7 +104,7 @@ def test_unpriced_accelerator_says_so() -> None:
         "1",
     )
     assert res.returncode == 0, res.stderr
-    assert "sweep, benchmark time: $24.00 + H200 (unpriced)" in res.stderr
+    assert "sweep, benchmark time: $24.00 + B200 (unpriced)" in res.stderr
 
 
 @pytest.mark.parametrize(
@@ -196,12 +199,22 @@ def test_cost_formulas_with_literal_values() -> None:
     assert cost.lookup_price("NO-SUCH-GPU") is None
 
 
-def test_price_table_rows_are_sourced_and_ordered() -> None:
-    table = cost.price_table()
-    assert table["as_of"] and table["sources"]
-    for name, row in table["accelerators"].items():
-        assert 0 < row["low_usd_per_gpu_hour"] <= row["high_usd_per_gpu_hour"], name
-        assert row["sources"] and set(row["sources"]) <= set(table["sources"]), name
+def test_launch_prices_are_the_price_catalogs_defaults_for_the_devices_a_name_can_be() -> None:
+    """SkyPilot's `H100` is the SXM or the PCIe card: the range spans both defaults of prices.yaml (PCIe
+    $2.86, SXM $2.49-3.99); RunPod's `H100-SXM` is the SXM one alone; every catalog GPU with a SkyPilot
+    name and a default price is priced (the launch's own table had only A100-80GB and H100)."""
+    h100 = cost.lookup_price("H100")
+    assert h100 is not None and (h100.low_usd_per_gpu_hour, h100.high_usd_per_gpu_hour) == (2.49, 3.99)
+    assert "h100-pcie (lambda-1x" in h100.source and "h100-sxm (typical-gpu-cloud" in h100.source
+    sxm = cost.lookup_price("H100-SXM")
+    assert sxm is not None and "h100-pcie" not in sxm.source
+    assert cost.catalog_devices("A100-80GB") == ["a100-80gb-sxm", "a100-80gb-pcie"]
+    assert cost.catalog_devices("A100-80GB-SXM") == ["a100-80gb-sxm"]
+    h200 = cost.lookup_price("H200")
+    assert h200 is not None and (h200.low_usd_per_gpu_hour, h200.high_usd_per_gpu_hour) == (3.5, 4.5)
+    assert {p.device for p in prices() if p.default} >= set(CATALOG_TO_SKYPILOT)
+    assert all(cost.lookup_price(name) is not None for name in CATALOG_TO_SKYPILOT.values())
+    assert cost.lookup_price("V100") is None  # no catalog device of that name
 
 
 def test_a_second_launch_of_the_same_cluster_name_is_refused(tmp_path: Path) -> None:

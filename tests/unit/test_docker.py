@@ -141,7 +141,7 @@ def test_what_the_images_copy_builds_a_wheel_of_this_version(tmp_path: Path) -> 
     (wheel,) = tmp_path.glob("llm_harness-*.whl")
     assert wheel.name.startswith(f"llm_harness-{__version__}-")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "harness/cloud/prices.yaml" in names  # package data the launch's cost estimate reads
+    assert "harness/catalog/prices.yaml" in names  # package data cost and the launch estimate read
     assert "harness/cloud/ray_wait.py" in names  # run on the head node of multi-node tasks
 
 
