@@ -335,9 +335,7 @@ SERVER_DISAGREEMENT = 0.05
 SERVER_DISAGREEMENT_MIN_S = {"ttft_s": 0.005, "itl_s": 0.001}
 
 
-def server_comparison(
-    row: dict[str, Any], prefix: str = "server_", unmeasured_in_window: int = 0
-) -> dict[str, Any]:
+def server_comparison(row: dict[str, Any], unmeasured_in_window: int = 0) -> dict[str, Any]:
     """The engine's own view of a point next to the client's, from /metrics deltas over its window.
 
     server mean = Δ histogram _sum / Δ _count over the window; rel diff = (client mean − server mean) /
@@ -352,7 +350,7 @@ def server_comparison(
     out: dict[str, Any] = {}
     judged = not unmeasured_in_window and not row.get("errors")
     for key, stem in SERVER_HISTOGRAMS.items():
-        total, count = row.get(f"{prefix}{stem}_sum_delta"), row.get(f"{prefix}{stem}_count_delta")
+        total, count = row.get(f"server_{stem}_sum_delta"), row.get(f"server_{stem}_count_delta")
         if total is None or not count:
             continue
         server = total / count
@@ -362,7 +360,7 @@ def server_comparison(
         if client is not None and not math.isnan(client) and server > 0 and judged:
             out[f"server_{key}_rel_diff"] = (client - server) / server
     for key, stems in SERVER_COUNTERS.items():
-        n = next((v for st in stems if (v := row.get(f"{prefix}{st}_delta")) is not None), None)
+        n = next((v for st in stems if (v := row.get(f"server_{st}_delta")) is not None), None)
         if n is not None:
             out[f"server_{key}"] = int(n)
             if row.get(key) is not None and judged:

@@ -17,9 +17,7 @@ from harness.scenario.checks import combination_errors, combination_warnings, in
 from harness.scenario.errors import ScenarioError, format_validation_error, merge_variants, variant_errors
 from harness.scenario.models import (
     DUMMY_PRECISIONS,
-    LLAMACPP_PRECISIONS,
     REQUEST_FIELDS,
-    VLLM_PRECISIONS,
     CatalogModel,
     EngineSpec,
     ExternalEngine,
@@ -47,9 +45,7 @@ from harness.scenario.models import (
 
 __all__ = [
     "DUMMY_PRECISIONS",
-    "LLAMACPP_PRECISIONS",
     "REQUEST_FIELDS",
-    "VLLM_PRECISIONS",
     "CatalogModel",
     "EngineSpec",
     "ExternalEngine",

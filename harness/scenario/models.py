@@ -24,8 +24,6 @@ from pydantic import (
     model_validator,
 )
 
-LLAMACPP_PRECISIONS = ("auto", "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m", "q5_k_m", "q6_k")
-VLLM_PRECISIONS = ("auto", "fp16", "bf16", "fp8", "int8", "int4", "awq", "gptq")
 # vLLM precisions that work with dummy weights (the rest need a pre-quantized checkpoint)
 DUMMY_PRECISIONS = ("auto", "fp16", "bf16", "fp8", "int8")
 # seeds go into requests' `seed`, which vLLM takes as a signed 64-bit number

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.scenario import Scenario
-from harness.telemetry.base import TelemetrySet
+from harness.telemetry.base import Sampler, TelemetrySet
 
 
 def engine_gpu_scope(engine: Any) -> tuple[str | None, int | None]:
@@ -33,7 +33,7 @@ def default_samplers(s: Scenario, engine: Any) -> TelemetrySet:
     and load are not the engine's, and energy per token from them would be wrong.
     """
     t = s.telemetry
-    samplers: list[Any] = []
+    samplers: list[Sampler] = []
     absent: dict[str, str] = {}
     remote = getattr(engine, "local", True) is False
     if remote:

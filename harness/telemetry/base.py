@@ -84,16 +84,16 @@ class TelemetrySet:
     `absent` names samplers that were not started, with the reason (e.g. no NVML on this host).
     """
 
-    def __init__(self, samplers: list[Any] | None = None, absent: dict[str, str] | None = None) -> None:
-        self.samplers: list[Any] = list(samplers or [])
+    def __init__(self, samplers: list[Sampler] | None = None, absent: dict[str, str] | None = None) -> None:
+        self.samplers: list[Sampler] = list(samplers or [])
         self.problems: dict[str, str] = {}
         self.absent: dict[str, str] = dict(absent or {})
         self.files: dict[str, str] = {}  # sampler name -> the file its raw samples went to
-        self.dropped: list[Any] = []  # samplers that raised: no more windows, still stopped and written
+        self.dropped: list[Sampler] = []  # samplers that raised: no more windows, still stopped and written
         self.checkpoint_errors: dict[str, str] = {}
         self._last_checkpoint: tuple[float | None, float] = (None, 0.0)  # (when it ended, how long it took)
 
-    def _call(self, s: Any, method: str, *args: Any) -> Any:
+    def _call(self, s: Sampler, method: str, *args: Any) -> Any:
         try:
             return getattr(s, method)(*args)
         except Exception as e:  # telemetry never kills a run

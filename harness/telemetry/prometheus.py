@@ -35,6 +35,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from harness.fileio import replaced_whole
 from harness.telemetry.base import telemetry_file
 
+# every column the scraper adds to a point's row starts with this
+PREFIX = "server_"
 IDENTITY_LABELS = frozenset({"model_name", "engine", "instance", "job", "server", "model", "pod"})
 COUNTER_TYPES = frozenset({"counter"})
 Snapshot = dict[str, tuple[str, float]]  # column stem -> (kind "counter" | "gauge", value)
@@ -84,9 +86,7 @@ def parse_metrics(text: str) -> Snapshot:
 RUNNING_MEANS = {"llamacpp_n_busy_slots_per_decode": "llamacpp_n_decode_total"}
 
 
-def window_columns(
-    before: Snapshot, after: Snapshot, during: list[Snapshot], prefix: str = "server_"
-) -> dict[str, Any]:
+def window_columns(before: Snapshot, after: Snapshot, during: list[Snapshot]) -> dict[str, Any]:
     """Columns for one window from the scrapes at its start and end and any in between.
 
     counter: after − before (None if negative); gauge: last value (after) and max over all scrapes.
@@ -97,16 +97,16 @@ def window_columns(
             if stem not in before:
                 continue
             d = v1 - before[stem][1]
-            cols[f"{prefix}{stem}_delta"] = d if d >= 0 else None
+            cols[f"{PREFIX}{stem}_delta"] = d if d >= 0 else None
         else:
             seen = [s[stem][1] for s in (before, *during, after) if stem in s]
-            cols[f"{prefix}{stem}"] = v1
-            cols[f"{prefix}{stem}_max"] = max(seen)
+            cols[f"{PREFIX}{stem}"] = v1
+            cols[f"{PREFIX}{stem}_max"] = max(seen)
             calls = RUNNING_MEANS.get(stem)
             if calls and stem in before and calls in before and calls in after:
                 n0, n1 = before[calls][1], after[calls][1]
                 m0 = before[stem][1]
-                cols[f"{prefix}{stem}_window"] = (v1 * n1 - m0 * n0) / (n1 - n0) if n1 > n0 else None
+                cols[f"{PREFIX}{stem}_window"] = (v1 * n1 - m0 * n0) / (n1 - n0) if n1 > n0 else None
     return cols
 
 
@@ -121,10 +121,9 @@ class PrometheusScraper:
 
     name = "engine_metrics"
 
-    def __init__(self, url: str, interval_s: float = 1.0, prefix: str = "server_", timeout_s: float = 5.0):
+    def __init__(self, url: str, interval_s: float = 1.0, timeout_s: float = 5.0):
         self.url = url
         self.interval_s = max(1.0, interval_s)
-        self.prefix = prefix
         self.timeout_s = timeout_s
         # (stamp, raw text until parsed, then its snapshot; None when it could not be parsed)
         self.scrapes: list[tuple[int, Snapshot | str | None]] = []
@@ -207,7 +206,7 @@ class PrometheusScraper:
         if before is None or after is None:
             return {}
         during = [snap for k in between if (snap := self.snapshot(k)) is not None]
-        return window_columns(before, after, during, self.prefix)
+        return window_columns(before, after, during)
 
     def stop(self) -> None:
         if self._thread is not None:
@@ -222,7 +221,7 @@ class PrometheusScraper:
         return {
             "url": self.url,
             "interval_s": self.interval_s,
-            "column_prefix": self.prefix,
+            "column_prefix": PREFIX,
             "scrapes": len(self.scrapes),
             "failures": self.failures,
             "last_error": self.last_error,
