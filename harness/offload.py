@@ -91,8 +91,13 @@ def step_time_s(s: Split, gpu_bytes_s: float | None, cpu_bytes_s: float | None) 
     return t
 
 
+def llama_block_params(hidden: int, heads: int, kv_heads: int, head_dim: int, ffn: int) -> int:
+    """Weights of one llama-style block: the q and o projections (hidden x heads x head_dim each), k and v
+    (hidden x kv_heads x head_dim each) and the three FFN matrices (hidden x ffn each); norms left out."""
+    return 2 * hidden * heads * head_dim + 2 * hidden * kv_heads * head_dim + 3 * hidden * ffn
+
+
 def llama_weight_bytes(arch: ModelArch, bytes_per_param: float) -> tuple[float, float]:
     """(all blocks, output layer) bytes of a llama-style architecture at `bytes_per_param`."""
-    h, hd = arch.hidden, arch.head_dim
-    per_block = 2 * h * arch.heads * hd + 2 * h * arch.kv_heads * hd + 3 * h * arch.intermediate
-    return arch.layers * per_block * bytes_per_param, arch.vocab * h * bytes_per_param
+    per_block = llama_block_params(arch.hidden, arch.heads, arch.kv_heads, arch.head_dim, arch.intermediate)
+    return arch.layers * per_block * bytes_per_param, arch.vocab * arch.hidden * bytes_per_param

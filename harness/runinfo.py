@@ -17,6 +17,7 @@ is inferred from directory names. One row per measured point comes out of `point
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -200,9 +201,7 @@ def host_cpu_label(manifest: dict[str, Any]) -> str | None:
     return ", ".join(parts)
 
 
-def shape_of(
-    manifest: dict[str, Any], cfg: dict[str, Any], engine: dict[str, Any]
-) -> tuple[Shape | None, float | None]:
+def shape_of(cfg: dict[str, Any], engine: dict[str, Any]) -> tuple[Shape | None, float | None]:
     """The model's shape for the roofline and its weight bytes (the GGUF file size when there is one)."""
     spec = cfg.get("model") or {}
     emodel = engine.get("model") or {}
@@ -221,7 +220,7 @@ def shape_of(
     elif src == "synthetic":
         h, L, heads, kvh = spec["hidden"], spec["layers"], spec["heads"], spec["kv_heads"]
         hd = h // heads
-        per_layer = h * h * 2 + 2 * h * kvh * hd + 3 * h * spec["ffn"]
+        per_layer = offload.llama_block_params(h, heads, kvh, hd, spec["ffn"])
         shape = Shape("synthetic", float(L * per_layer + 2 * spec["vocab"] * h), L, heads, kvh, hd)
     weight = float(size) if size else None
     if weight is None and shape is not None:
@@ -394,7 +393,7 @@ def roofline_tok_s(
     hw = (manifest.get("scenario") or {}).get("hardware") or {}
     if cfg.get("type") == "external" and int(hw.get("gpus") or 1) > 1:
         return math.nan
-    shape, weight = shape_of(manifest, cfg, engine)
+    shape, weight = shape_of(cfg, engine)
     if shape is None or weight is None:
         return math.nan
     batch = engine_batch(cfg, int(batch))
@@ -468,9 +467,9 @@ def partial_offload_tok_s(
         cpu_bytes = blocks + output - gpu_bytes
     kv = batch * context * shape.kv_bytes_per_token(2.0)
     kv_gpu = kv * sp.gpu_blocks / shape.layers
-    t_gpu = (gpu_bytes + kv_gpu) / gpu.bandwidth_bytes_s
-    t = t_gpu + (cpu_bytes + kv - kv_gpu) / host.bandwidth_bytes_s
-    return batch / t
+    read = dataclasses.replace(sp, gpu_bytes=gpu_bytes + kv_gpu, cpu_bytes=cpu_bytes + kv - kv_gpu)
+    t = offload.step_time_s(read, gpu.bandwidth_bytes_s, host.bandwidth_bytes_s)
+    return batch / t if t else math.nan
 
 
 def engine_entry(manifest: dict[str, Any], variant: int, attempt: int = 0) -> dict[str, Any]:
