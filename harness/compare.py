@@ -82,11 +82,14 @@ def significant(x: float, digits: int = 3, min_decimals: int = 0) -> str:
 
 
 def fmt(value: Any, spec: str) -> str:
-    """A table cell: `-` for missing; spec `ms` (seconds as ms), `x` (ratio), `sigN` (N significant
-    digits, `significant`), `usd` (cents, or 3 significant digits below them), `num` (whole numbers as
-    such, else 4 significant digits without trailing zeros), else a format string."""
+    """A table cell: `-` for missing; spec `lower` (a name in lower case), `ms` (seconds as ms), `x`
+    (ratio), `sigN` (N significant digits, `significant`), `usd` (cents, or 3 significant digits below
+    them), `num` (whole numbers as such, else 4 significant digits without trailing zeros), else a format
+    string."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
+    if spec == "lower":  # names as written everywhere (q4_k_m, not Q4_K_M)
+        return str(value).lower()
     if spec == "ms":  # one decimal, and two significant digits below 1 ms (0.041, not 0.0)
         return significant(float(value) * 1000, 2, 1)
     if spec == "x":  # two decimals, and two significant digits below 0.1 (0.024x, not 0.02x)

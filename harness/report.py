@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness import llama_bench
-from harness.compare import significant
+from harness.compare import fmt, md_row
 from harness.fileio import write_text_whole
 from harness.metrics import flags
 from harness.results import aborted_rows, live_runner, read_manifest, read_points
@@ -41,23 +41,10 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _fmt(value: Any, fmt: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if fmt == "lower":  # names as compare, cost and the HTML report write them (q4_k_m, not Q4_K_M)
-        return str(value).lower()
-    if fmt == "ms":  # one decimal, and two significant digits below 1 ms
-        return significant(float(value) * 1000, 2, 1)
-    try:
-        return fmt.format(value)
-    except (ValueError, TypeError):
-        return str(value)
-
-
 def display_frame(df: pd.DataFrame) -> pd.DataFrame:
     """The points table with the display columns present in `df`, formatted as strings."""
     cols = [(c, h, f) for c, h, f in COLUMNS if c in df.columns and not df[c].isna().all()]
-    return pd.DataFrame({h: [_fmt(v, f) for v in df[c]] for c, h, f in cols})
+    return pd.DataFrame({h: [fmt(v, f) for v in df[c]] for c, h, f in cols})
 
 
 def rich_table(df: pd.DataFrame, title: str) -> Table:
@@ -79,8 +66,8 @@ def markdown(df: pd.DataFrame) -> str:
 
 
 def markdown_frame(shown: pd.DataFrame) -> str:
-    lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
-    lines += ["| " + " | ".join(str(x) for x in r) + " |" for _, r in shown.iterrows()]
+    lines = [md_row(shown.columns), "|" + "---|" * len(shown.columns)]
+    lines += [md_row(r) for _, r in shown.iterrows()]
     return "\n".join(lines) + "\n"
 
 
@@ -142,14 +129,14 @@ def bench_frames(manifest: dict[str, Any], df: pd.DataFrame) -> list[tuple[str, 
             {
                 "test": [c["test"] for c in cmp],
                 "llama-bench tok/s": [
-                    _fmt(c["bench_tok_s"], "{:.1f}")
+                    fmt(c["bench_tok_s"], "{:.1f}")
                     + ("" if math.isnan(c["bench_stddev_tok_s"]) else f" ± {c['bench_stddev_tok_s']:.1f}")
                     for c in cmp
                 ],
-                "server timings tok/s": [_fmt(c["server_tok_s"], "{:.1f}") for c in cmp],
-                "client tok/s": [_fmt(c["client_tok_s"], "{:.1f}") for c in cmp],
-                "server / bench": [_fmt(c["server_vs_bench"], "{:.2f}") for c in cmp],
-                "client / bench": [_fmt(c["client_vs_bench"], "{:.2f}") for c in cmp],
+                "server timings tok/s": [fmt(c["server_tok_s"], "{:.1f}") for c in cmp],
+                "client tok/s": [fmt(c["client_tok_s"], "{:.1f}") for c in cmp],
+                "server / bench": [fmt(c["server_vs_bench"], "{:.2f}") for c in cmp],
+                "client / bench": [fmt(c["client_vs_bench"], "{:.2f}") for c in cmp],
             }
         )
         out.append((title, frame, notes))
