@@ -9,6 +9,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from harness.yamlio import strict_yaml
+
 CATALOG_DIR = Path(__file__).resolve().parent
 
 
@@ -61,7 +63,7 @@ def read_user_yaml(path: str | Path) -> Any:
     """A YAML file the user names (a price or claims file): its data, or a one-line CatalogError."""
     p = Path(path)
     try:
-        return yaml.safe_load(p.read_text(encoding="utf-8"))
+        return strict_yaml(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CatalogError(f"{p}: file not found") from None
     except yaml.YAMLError as e:
@@ -73,7 +75,7 @@ def read_user_yaml(path: str | Path) -> Any:
 def load_yaml(name: str) -> dict[str, Any]:
     path = CATALOG_DIR / name
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = strict_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise CatalogError(f"{path}: {yaml_problem(e)}") from None
     except OSError as e:

@@ -8,7 +8,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
 from harness.catalog import CatalogError, load_yaml, read_user_yaml
 from harness.catalog.hardware import devices
@@ -27,7 +27,7 @@ class Price(BaseModel):
     seen: str
     source: str
     note: str | None = None
-    default: bool = False
+    default: StrictBool = False
 
     @model_validator(mode="after")
     def _range(self) -> Price:

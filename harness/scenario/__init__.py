@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
-from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +40,7 @@ from harness.scenario.models import (
     engine_with,
     expand_points,
 )
+from harness.yamlio import strict_yaml
 
 __all__ = [
     "DUMMY_PRECISIONS",
@@ -96,40 +95,6 @@ def parse_scenario(data: Any, file: str = "<scenario>") -> Scenario:
     return scenario
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, except that a key given twice in one mapping is an error (PyYAML keeps the
-    last one silently, so `load:` written twice would drop the first block without a word)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: its keys may be overridden
-                continue
-            key = self.construct_object(key_node, deep=deep)
-            if not isinstance(key, Hashable):  # `? [a, b]`: PyYAML's own error, before the set takes it
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"a key must be a scalar, not {type(key).__name__}", key_node.start_mark
-                )
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (each key once per mapping)", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-# booleans as YAML 1.2 writes them: true/false only. YAML 1.1 (PyYAML's default) also reads yes/no/on/off
-# as booleans, so `ignore_eos: yes` passed as true while the schema refuses anything but a boolean, and a
-# free-form value `no` (an env var, an extra_body field) became False
-_UniqueKeyLoader.yaml_implicit_resolvers = {
-    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_UniqueKeyLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-
-
 def load_scenario(path: str | Path) -> Scenario:
     p = Path(path)
     try:
@@ -139,7 +104,7 @@ def load_scenario(path: str | Path) -> Scenario:
     except (OSError, UnicodeDecodeError) as e:
         raise ScenarioError([f"{p}: cannot read: {e}"]) from None
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+        data = strict_yaml(text)
     except yaml.YAMLError as e:
         from harness.catalog import yaml_problem
 

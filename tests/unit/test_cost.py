@@ -154,6 +154,30 @@ def test_price_file_with_bad_yaml_is_one_line(tmp_path: Path) -> None:
     assert res.stderr.strip() == f"{f}: line 2: invalid YAML: {problem}"
 
 
+def test_price_and_claims_files_are_read_as_strictly_as_scenarios(tmp_path: Path) -> None:
+    """A key given twice, or `yes` for a boolean, is refused in a user's price or claims file as in a
+    scenario (YAML 1.1 read `default: yes` as true, and a second `usd_per_hour:` replaced the first)."""
+    from harness.catalog import CatalogError
+    from harness.catalog.claims import load_claims_file
+    from harness.catalog.prices import load_price_file
+
+    entry = "  - {device: cpu, provider: me, usd_per_hour: 1, usd_per_hour: 2, seen: now, source: me}\n"
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("prices:\n" + entry)
+    with pytest.raises(CatalogError, match=r"twice.yaml: line 2: invalid YAML: duplicate key 'usd_per_hour'"):
+        load_price_file(twice)
+    yes = tmp_path / "yes.yaml"
+    yes.write_text(
+        "prices:\n  - {device: cpu, provider: me, usd_per_hour: 1, seen: now, source: me, default: yes}\n"
+    )
+    with pytest.raises(CatalogError, match=r"yes.yaml: prices\[0\].default"):
+        load_price_file(yes)
+    claims = tmp_path / "claims.yaml"
+    claims.write_text("claims:\n  a: 1\n  a: 2\n")
+    with pytest.raises(CatalogError, match="duplicate key 'a'"):
+        load_claims_file(claims)
+
+
 def test_name_number_options_are_parsed_one_way() -> None:
     import pytest
 
