@@ -31,11 +31,6 @@ def usd_per_million_tokens(
     return usd_per_device_hour * devices / (tok_s * SECONDS_PER_HOUR * utilization) * 1e6
 
 
-def usd_per_token(usd_per_device_hour: float, tok_s: float, devices: int = 1) -> float:
-    """$/token = usd_per_device_hour x devices / 3600 / tok_s (the article's form)."""
-    return usd_per_million_tokens(usd_per_device_hour, tok_s, devices) / 1e6
-
-
 def energy_usd_per_million_tokens(j_per_token: float | None, usd_per_kwh: float) -> float:
     """Energy $/1M tokens = j_per_token x usd_per_kwh / 3.6e6 x 1e6; NaN without a J/token."""
     if j_per_token is None or (isinstance(j_per_token, float) and math.isnan(j_per_token)):

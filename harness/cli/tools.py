@@ -172,7 +172,7 @@ def _show_trace(trace: Path) -> None:
     from harness.telemetry.trace import TraceError, read_trace
 
     try:
-        head, series = read_trace(trace)
+        head, series = read_trace(trace)  # the header is shown too
         windows = trace_windows(head, series)
     except TraceError as e:
         raise fail(str(e)) from None

@@ -110,8 +110,3 @@ def validate_task_yamls(texts: list[str], python: str | None = None) -> list[dic
             raise SkyPilotUnavailable(f"{python}: skypilot is not installed there")
         raise TaskInvalid(msg[-1] if msg else f"exit {proc.returncode}")
     return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-
-
-def validate_task_yaml(text: str, python: str | None = None) -> dict[str, Any]:
-    """`validate_task_yamls` for one task."""
-    return validate_task_yamls([text], python)[0]

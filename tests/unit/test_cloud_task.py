@@ -31,7 +31,6 @@ from harness.cloud.validate import (
     ENV_PYTHON,
     SkyPilotUnavailable,
     TaskInvalid,
-    validate_task_yaml,
     validate_task_yamls,
 )
 from harness.scenario import load_scenario, parse_scenario
@@ -397,17 +396,17 @@ def test_skypilot_rejects_a_bad_task() -> None:
     _skypilot_or_skip()
     t = make_task(ONE_GPU, "H100:1", infra="nosuchcloud")
     with pytest.raises(TaskInvalid, match="nosuchcloud"):
-        validate_task_yaml(task_yaml(t))
+        validate_task_yamls([task_yaml(t)])
 
 
 def test_validator_reports_a_missing_skypilot(tmp_path: Path) -> None:
     with pytest.raises(SkyPilotUnavailable, match="cannot run"):
-        validate_task_yaml("name: x\nrun: echo\n", python=str(tmp_path / "no-python"))
+        validate_task_yamls(["name: x\nrun: echo\n"], python=str(tmp_path / "no-python"))
     import importlib.util
 
     if importlib.util.find_spec("sky") is None:
         with pytest.raises(SkyPilotUnavailable, match="skypilot is not installed there"):
-            validate_task_yaml("name: x\nrun: echo\n", python=sys.executable)
+            validate_task_yamls(["name: x\nrun: echo\n"], python=sys.executable)
 
 
 def test_a_model_path_the_synced_tree_lacks_is_an_error() -> None:

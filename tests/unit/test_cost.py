@@ -9,7 +9,7 @@ import pytest
 
 from harness.catalog import CatalogError
 from harness.catalog.prices import parse_price_overrides, resolve_prices
-from harness.cost import CostInputs, energy_usd_per_million_tokens, usd_per_million_tokens, usd_per_token
+from harness.cost import CostInputs, energy_usd_per_million_tokens, usd_per_million_tokens
 from tests.conftest import run_harness
 
 
@@ -19,7 +19,7 @@ def test_article_mistral_a100_example() -> None:
     assert got == pytest.approx(1.8601190476, rel=1e-9)
     assert round(got, 2) == 1.86
     # the article states it per token: $1.86e-6
-    assert round(usd_per_token(0.75, 112), 8) == 1.86e-6
+    assert round(got / 1e6, 8) == 1.86e-6
 
 
 def test_article_mistral_h100_example() -> None:
