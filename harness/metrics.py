@@ -30,7 +30,8 @@ special tokens such as BOS and any chat template included); the workload aims at
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -207,16 +208,30 @@ def summarize(
     """All point-level metrics of the measured (non-warmup) records; see the module docstring."""
     measured = [r for r in records if not r.warmup]
     ok = [r for r in measured if r.ok]
+    good = [r for r in ok if meets_slo(r, slo_ttft_s, slo_tpot_s, slo_e2e_s, open_loop)]
+    row = _rate_columns(measured, ok, good)
+    row.update(_count_columns(ok))
+    row.update(_latency_columns(measured, ok, open_loop))
+    sources = sorted({r.output_tokens_source for r in ok if r.output_tokens_source})
+    row["output_tokens_from"] = ",".join(sources)
+    kinds = Counter(r.error_kind for r in measured if r.error_kind)
+    row["error_kinds"] = ",".join(f"{k}:{n}" for k, n in sorted(kinds.items()))
+    return row
+
+
+def _rate_columns(
+    measured: list[RequestRecord], ok: list[RequestRecord], good: list[RequestRecord]
+) -> dict[str, Any]:
+    """Requests, tokens, and their rates over the point's window (goodput: the requests that met the SLO)."""
     win = window_s(measured)
     out_tokens = sum(r.output_tokens or 0 for r in ok)
     in_tokens = sum(r.prompt_tokens or 0 for r in ok)
     missing_prompt = sum(1 for r in ok if r.prompt_tokens is None)
-    good = [r for r in ok if meets_slo(r, slo_ttft_s, slo_tpot_s, slo_e2e_s, open_loop)]
 
     def per_s(n: float) -> float:
         return n / win if ok and win > 0 else math.nan  # no request succeeded: no rate was measured
 
-    row: dict[str, Any] = {
+    return {
         "requests": len(measured),
         "ok": len(ok),
         "errors": len(measured) - len(ok),
@@ -232,40 +247,50 @@ def summarize(
         "goodput_req_s": per_s(len(good)),
         "slo_attainment": len(good) / len(measured) if measured else math.nan,
         "goodput_tok_s": per_s(sum(r.output_tokens or 0 for r in good)),
-        "missing_usage": sum(1 for r in ok if r.output_tokens is None),
-        "chunk_counted": sum(1 for r in ok if r.output_tokens_source == "chunks"),
+    }
+
+
+def _count_columns(ok: list[RequestRecord]) -> dict[str, Any]:
+    """How the successful requests' tokens were counted, and how many disagree with what was asked."""
+
+    def count(test: Callable[[RequestRecord], bool]) -> int:
+        return sum(1 for r in ok if test(r))
+
+    # output tokens against those asked for, where both are known
+    off = [
+        r.output_tokens - r.expected_output_tokens
+        for r in ok
+        if r.expected_output_tokens is not None and r.output_tokens is not None
+    ]
+    return {
+        "missing_usage": count(lambda r: r.output_tokens is None),
+        "chunk_counted": count(lambda r: r.output_tokens_source == "chunks"),
         "output_chunks": sum(len(r.chunk_ns) for r in ok),
         "output_text_tokens": _sum_known(r.output_text_tokens for r in ok),
-        "chunk_token_mismatch": sum(1 for r in ok if disagrees(len(r.chunk_ns), r.output_tokens)),
-        "one_read_streams": sum(1 for r in ok if one_read(r)),
-        "text_token_mismatch": sum(1 for r in ok if disagrees(r.output_text_tokens, r.output_tokens)),
-        "short_outputs": sum(
-            1
-            for r in ok
-            if r.expected_output_tokens is not None
-            and r.output_tokens is not None
-            and r.output_tokens < r.expected_output_tokens
-        ),
-        "long_outputs": sum(
-            1
-            for r in ok
-            if r.expected_output_tokens is not None
-            and r.output_tokens is not None
-            and r.output_tokens > r.expected_output_tokens
-        ),
-        "prompts_off_asked": sum(1 for r in ok if off_asked(r)),
-        "prompts_over_asked": sum(1 for r in ok if over_asked(r)),
+        "chunk_token_mismatch": count(lambda r: disagrees(len(r.chunk_ns), r.output_tokens)),
+        "one_read_streams": count(one_read),
+        "text_token_mismatch": count(lambda r: disagrees(r.output_text_tokens, r.output_tokens)),
+        "short_outputs": sum(1 for d in off if d < 0),
+        "long_outputs": sum(1 for d in off if d > 0),
+        "prompts_off_asked": count(off_asked),
+        "prompts_over_asked": count(over_asked),
         "cached_prompt_tokens": _sum_known(r.cached_prompt_tokens for r in ok),
-        "prompt_cache_hits": sum(1 for r in ok if prompt_cache_hit(r)),
-        "prompt_token_mismatch": sum(
-            1
-            for r in ok
-            if r.expected_input_tokens is not None
-            and r.prompt_tokens is not None
-            and r.prompt_tokens != r.expected_input_tokens
+        "prompt_cache_hits": count(prompt_cache_hit),
+        "prompt_token_mismatch": count(
+            lambda r: (
+                r.expected_input_tokens is not None
+                and r.prompt_tokens is not None
+                and r.prompt_tokens != r.expected_input_tokens
+            )
         ),
     }
-    row.update(stats((send_lag_s(r) for r in measured), "send_lag_s"))
+
+
+def _latency_columns(
+    measured: list[RequestRecord], ok: list[RequestRecord], open_loop: bool
+) -> dict[str, Any]:
+    """Send lag, TTFT, TPOT, ITL and E2E statistics, and the decode rates the client and llama.cpp saw."""
+    row = stats((send_lag_s(r) for r in measured), "send_lag_s")
     row.update(stats((ttft_s(r, open_loop) for r in ok), "ttft_s"))
     row.update(stats((tpot_s(r) for r in ok), "tpot_s"))
     # itl_s of every request, as arrays: a point's gaps are its output tokens, millions of them (as Python
@@ -280,24 +305,20 @@ def summarize(
     if open_loop:
         row["offered_req_s"] = offered_req_s(measured)
         # from the send, as the engine times a request: without a wait for a `max_concurrency` slot
-        for key, fn in (("ttft", ttft_s), ("e2e", e2e_s)):
-            row[f"{key}_from_send_s_mean"] = stats((fn(r) for r in ok), "m")["m_mean"]
-    row["decode_tok_s_mean"] = stats((decode_tok_s(r) for r in ok), "d")["d_mean"]
+        row["ttft_from_send_s_mean"] = _mean(ttft_s(r) for r in ok)
+        row["e2e_from_send_s_mean"] = _mean(e2e_s(r) for r in ok)
+    row["decode_tok_s_mean"] = _mean(decode_tok_s(r) for r in ok)
     # llama.cpp's own timings of each request (the engine inside the server, without HTTP or streaming)
-    timed = (
-        ("server_decode_tok_s_mean", "predicted_per_second"),
-        ("server_prefill_tok_s_mean", "prompt_per_second"),
-    )
-    for col, key in timed:
-        row[col] = stats((r.server_timings.get(key) for r in ok if r.server_timings), "s")["s_mean"]
-    sources = sorted({r.output_tokens_source for r in ok if r.output_tokens_source})
-    row["output_tokens_from"] = ",".join(sources)
-    kinds: dict[str, int] = {}
-    for r in measured:
-        if r.error_kind:
-            kinds[r.error_kind] = kinds.get(r.error_kind, 0) + 1
-    row["error_kinds"] = ",".join(f"{k}:{n}" for k, n in sorted(kinds.items()))
+    timed = [r.server_timings for r in ok if r.server_timings]
+    row["server_decode_tok_s_mean"] = _mean(t.get("predicted_per_second") for t in timed)
+    row["server_prefill_tok_s_mean"] = _mean(t.get("prompt_per_second") for t in timed)
     return row
+
+
+def _mean(values: Iterable[float | None]) -> float:
+    """Mean of the values that are not None (`stats`' mean); NaN with none."""
+    v = np.fromiter((x for x in values if x is not None), dtype=float)
+    return float(v.mean()) if v.size else math.nan
 
 
 def one_read(r: RequestRecord) -> bool:
