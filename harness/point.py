@@ -14,7 +14,7 @@ from rich.progress import Progress
 
 from harness import metrics
 from harness.client.aio import no_full_collections, run_loop
-from harness.client.openai_stream import StreamClient
+from harness.client.openai_stream import RequestSpec, StreamClient
 from harness.engines.base import Engine
 from harness.engines.process import EngineError
 from harness.load import tokens
@@ -300,52 +300,31 @@ def measure_point(
     progress: Progress,
     next_id: int,
     should_abort: Callable[[], str | None],
-    open_loop: bool,
     counters: Counters = (None, None),
     dataset: list[DatasetRow] | None = None,
     console: Console | None = None,
     attempt: int = 0,
     warmup: bool = True,
 ) -> tuple[dict[str, Any] | None, str | None, int]:
-    w, ld = s.workload, s.load
+    """Measure one point: its row (None when nothing was measured), why it was cut short (None: it was
+    not), and the next request id."""
     # (None, None): no tokenizer, prompt lengths approximate (see prompt_counters)
     count, count_text = counters
-    n_warm, n_cool = (ld.warmup_requests if warmup else 0), ld.cooldown_requests
-    salt = (run.manifest.get("seeds") or {}).get("prompt_salt")  # None in runs made before there was one
-    # every point measures the same lengths and dataset rows (slots 0..requests-1); warmup and cooldown
-    # take the slots after those
-    count = _abortable(count, should_abort)
-    first_cool = next_id + n_warm + ld.requests
-    cool_slot = ld.requests + n_warm
     label = f"{p.point_id} " + (f"concurrency {p.concurrency}" if p.concurrency else f"{p.rate_rps:g} req/s")
     # fitting prompts asks the tokenizer for each: thousands of requests take a while, said meanwhile
-    task = progress.add_task(f"{label} (preparing prompts)", total=ld.requests)
+    task = progress.add_task(f"{label} (preparing prompts)", total=s.load.requests)
 
-    def stop_if_asked(made: int) -> None:
-        # without a tokenizer there is no count to stop at: a Ctrl-C waited for a million prompts
-        if why := should_abort():
-            raise _Aborted(why)
-
-    def every_1k(made: int) -> None:
-        stop_if_asked(made)
-        progress.update(task, completed=made)
+    def made(n: int) -> None:
+        progress.update(task, completed=n)
 
     try:
-        warm = (
-            build_specs(w, n_warm, next_id, count, w.seed, dataset, salt, ld.requests, stop_if_asked)
-            if n_warm
-            else []
-        )
-        specs = build_specs(w, ld.requests, next_id + n_warm, count, w.seed, dataset, salt, 0, every_1k)
-        cool = (
-            build_specs(w, n_cool, first_cool, count, w.seed, dataset, salt, cool_slot, stop_if_asked)
-            if n_cool
-            else []
-        )
+        counted = _abortable(count, should_abort)
+        warm, specs, cool = _point_specs(s, run, next_id, counted, dataset, warmup, should_abort, made)
     except _Aborted as e:  # nothing was sent: no row
         progress.remove_task(task)
         return None, str(e), next_id
     progress.update(task, description=label, completed=0)  # from here it counts measured requests done
+    next_after = next_id + len(warm) + len(specs) + len(cool)
 
     client = make_client(s, engine, base_url, not engine.usage_in_stream() or count_text is not None)
     watch = LostWatch(engine, lambda: client.heard_ns[0])
@@ -361,24 +340,11 @@ def measure_point(
             live = tel.live()
             progress.update(task, advance=1, description=f"{label} {live}" if live else label)
 
-    load = PointLoad(
-        p.point_id,
-        concurrency=p.concurrency,
-        rate_rps=p.rate_rps,
-        arrival=ld.arrival,
-        burstiness=ld.burstiness,
-        max_concurrency=ld.max_concurrency,
-        duration_s=ld.duration_s,
-        seed=point_seed(ld.seed, p.rate_rps),
-        # each client process holds at least one request: a closed-loop point below `workers` uses fewer
-        workers=min(ld.workers, p.concurrency) if p.concurrency else ld.workers,
-    )
-
     async def go() -> Any:
         async with client:
             return await run_point(
                 client,
-                load,
+                _point_load(s, p),
                 warm,
                 specs,
                 next_id,
@@ -395,6 +361,72 @@ def measure_point(
         outcome.aborted = lost_message(engine, outcome.records)
     elif not outcome.aborted and (lost := endpoint_lost(engine, outcome.records)):
         outcome.aborted = lost  # cut short like a point whose engine died: nothing more is asked of it
+    measured = _settle_counts(engine, outcome, count_text, run)
+    if not measured:
+        return None, outcome.aborted, next_after
+    row = _measured_row(s, p, engine, run, outcome, measured, tel_cols, attempt)
+    if console is not None:
+        for msg in metrics.flags(row):
+            console.print(f"[yellow]warning[/] {p.point_id}: {escape(msg)}", highlight=False)
+    return row, outcome.aborted, next_after
+
+
+def _point_specs(
+    s: Scenario,
+    run: RunDir,
+    next_id: int,
+    count: Callable[[str], int] | None,
+    dataset: list[DatasetRow] | None,
+    warmup: bool,
+    should_abort: Callable[[], str | None],
+    progress: Callable[[int], None],
+) -> tuple[list[RequestSpec], list[RequestSpec], list[RequestSpec]]:
+    """The point's warmup, measured and cooldown requests. Every point measures the same lengths and
+    dataset rows (slots 0..requests-1); warmup and cooldown take the slots after those. Raises _Aborted
+    when asked to stop meanwhile (`progress` is told every thousand measured prompts made)."""
+    w, ld = s.workload, s.load
+    n_warm, n_cool = (ld.warmup_requests if warmup else 0), ld.cooldown_requests
+    salt = (run.manifest.get("seeds") or {}).get("prompt_salt")  # None in runs made before there was one
+
+    def stop_if_asked(made: int) -> None:
+        # without a tokenizer there is no count to stop at: a Ctrl-C waited for a million prompts
+        if why := should_abort():
+            raise _Aborted(why)
+
+    def every_1k(made: int) -> None:
+        stop_if_asked(made)
+        progress(made)
+
+    def some(n: int, first_id: int, slot: int, told: Callable[[int], None]) -> list[RequestSpec]:
+        return build_specs(w, n, first_id, count, w.seed, dataset, salt, slot, told) if n else []
+
+    warm = some(n_warm, next_id, ld.requests, stop_if_asked)
+    specs = build_specs(w, ld.requests, next_id + n_warm, count, w.seed, dataset, salt, 0, every_1k)
+    cool = some(n_cool, next_id + n_warm + ld.requests, ld.requests + n_warm, stop_if_asked)
+    return warm, specs, cool
+
+
+def _point_load(s: Scenario, p: Point) -> PointLoad:
+    ld = s.load
+    return PointLoad(
+        p.point_id,
+        concurrency=p.concurrency,
+        rate_rps=p.rate_rps,
+        arrival=ld.arrival,
+        burstiness=ld.burstiness,
+        max_concurrency=ld.max_concurrency,
+        duration_s=ld.duration_s,
+        seed=point_seed(ld.seed, p.rate_rps),
+        # each client process holds at least one request: a closed-loop point below `workers` uses fewer
+        workers=min(ld.workers, p.concurrency) if p.concurrency else ld.workers,
+    )
+
+
+def _settle_counts(
+    engine: Engine, outcome: PointOutcome, count_text: Callable[[str], int] | None, run: RunDir
+) -> list[RequestRecord]:
+    """Count the tokens the stream did not (no usage in it; the answers' text for the tokenizer check),
+    write those counts beside the records, and return the measured records."""
     # a point cut short may have a hung or dead engine behind it: nothing more is asked of it (each
     # tokenize call would wait out its timeout), and the counts it would have given stay unknown
     if not engine.usage_in_stream():
@@ -411,27 +443,32 @@ def measure_point(
         if r.output_tokens_source == "tokenizer" or r.output_text_tokens is not None
     ]
     run.append_counts(late)
-    row = None
-    if measured:
-        summary = metrics.summarize(measured, open_loop, s.slo.ttft_s, s.slo.tpot_s, s.slo.e2e_s)
-        row = _point_row(s, p, engine, summary, run.manifest)
-        row.update(tel_cols)
-        unmeasured = _unmeasured_in(outcome)
-        row.update(metrics.server_comparison(row, unmeasured_in_window=unmeasured))
-        if "energy_j" in row:
-            row.update(
-                energy_per_token(
-                    row,
-                    uncounted_tokens_in(
-                        outcome.records, outcome.started_ns, outcome.ended_ns, tokens_per_chunk(measured)
-                    ),
-                )
-            )
-        row.update(outcome.client)
-        row["slo_met"] = slo_met(row, s.slo.attainment)
-        row["aborted"] = outcome.aborted or ""
-        row["attempt"] = attempt  # 0: the run's first engine start; K: its K-th --resume
-        if console is not None:
-            for msg in metrics.flags(row):
-                console.print(f"[yellow]warning[/] {p.point_id}: {escape(msg)}", highlight=False)
-    return row, outcome.aborted, next_id + n_warm + len(specs) + n_cool
+    return measured
+
+
+def _measured_row(
+    s: Scenario,
+    p: Point,
+    engine: Engine,
+    run: RunDir,
+    outcome: PointOutcome,
+    measured: list[RequestRecord],
+    tel_cols: dict[str, Any],
+    attempt: int,
+) -> dict[str, Any]:
+    """The point's row: its metrics, telemetry, engine-counter comparison, energy per token and client."""
+    open_loop = p.rate_rps is not None
+    summary = metrics.summarize(measured, open_loop, s.slo.ttft_s, s.slo.tpot_s, s.slo.e2e_s)
+    row = _point_row(s, p, engine, summary, run.manifest)
+    row.update(tel_cols)
+    row.update(metrics.server_comparison(row, unmeasured_in_window=_unmeasured_in(outcome)))
+    if "energy_j" in row:
+        uncounted = uncounted_tokens_in(
+            outcome.records, outcome.started_ns, outcome.ended_ns, tokens_per_chunk(measured)
+        )
+        row.update(energy_per_token(row, uncounted))
+    row.update(outcome.client)
+    row["slo_met"] = slo_met(row, s.slo.attainment)
+    row["aborted"] = outcome.aborted or ""
+    row["attempt"] = attempt  # 0: the run's first engine start; K: its K-th --resume
+    return row

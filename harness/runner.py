@@ -417,7 +417,6 @@ class _Sweep:
                 self.progress,
                 self.next_id,
                 lambda: self._should_abort(engine),
-                s.load.mode == "open",
                 counters,
                 self.dataset,
                 self.console,
