@@ -127,88 +127,25 @@ def check_launch(s: Scenario, file: str, opts: LaunchOptions) -> list[str]:
     """
     errors: list[str] = []
     warnings: list[str] = []
-    acc, nodes = opts.accelerators, opts.nodes
-    total = acc.count * nodes
     for i, eng in enumerate(engine_configs(s)):
-        where = "engine" if not s.variants else f"variants[{i}]"
+        where = f"{file}: " + ("engine" if not s.variants else f"variants[{i}]")
         if not isinstance(eng, VllmEngine | LlamaCppEngine):
             errors.append(
                 f"{file}: engine.type: {eng.type!r} is not launched by the harness, nothing to rent "
                 "(allowed: 'vllm', 'llamacpp')"
             )
             break
-        if nodes > 1 and not isinstance(eng, VllmEngine):
+        if opts.nodes > 1 and not isinstance(eng, VllmEngine):
             errors.append(
-                f"{file}: hardware.nodes: {nodes} nodes need engine.type 'vllm' (Ray) (allowed: 'vllm')"
+                f"{file}: hardware.nodes: {opts.nodes} nodes need engine.type 'vllm' (Ray) (allowed: 'vllm')"
             )
             break
         if isinstance(eng, VllmEngine):
-            need = eng.tensor_parallel_size * eng.pipeline_parallel_size
-            tp_pp = f"tensor_parallel_size {eng.tensor_parallel_size} × pipeline_parallel_size "
-            tp_pp += f"{eng.pipeline_parallel_size}"
-            if need > total:
-                errors.append(
-                    f"{file}: {where}.tensor_parallel_size: {tp_pp} needs {need} GPUs; "
-                    f"the launch has {total} ({acc} × {nodes} node{'s' if nodes > 1 else ''})"
-                )
-            elif need < total:
-                warnings.append(
-                    f"{file}: {where}: {tp_pp} uses {need} of the {total} GPUs rented; the rest sit idle"
-                )
-            if nodes > 1 and not _has_ray_backend(eng.extra_args):
-                errors.append(
-                    f"{file}: {where}.extra_args: a {nodes}-node launch needs vLLM's Ray executor: "
-                    'add ["--distributed-executor-backend", "ray"]'
-                )
-            if nodes > 1 and eng.tensor_parallel_size > acc.count:
-                warnings.append(
-                    f"{file}: {where}.tensor_parallel_size: {eng.tensor_parallel_size} spans nodes "
-                    f"({acc.count} GPUs each); vLLM recommends TP = GPUs per node and PP = nodes"
-                )
-        model = getattr(eng, "model", None)
-        if model is not None and model.source == "path":
-            if Path(model.path).expanduser().is_absolute():
-                warnings.append(
-                    f"{file}: {where}.model.path: {model.path} must exist on the cluster "
-                    "(relative paths resolve inside the synced source tree)"
-                )
-            elif why := unsynced(model.path, source_tree()):
-                errors.append(
-                    f"{file}: {where}.model.path: {model.path} {why}: give the path the model has on the "
-                    "cluster's disk (absolute), e.g. where the image or a SkyPilot file mount puts it"
-                )
-        if isinstance(eng, LlamaCppEngine) and eng.n_gpu_layers != 0 and eng.launcher == "xllamacpp":
-            # rented GPUs would sit idle while the CPU runs the model, and the points would carry the GPU
-            errors.append(
-                f"{file}: {where}.launcher: 'xllamacpp' from PyPI is a CPU build, but n_gpu_layers asks for "
-                f"the GPU; on the llama.cpp CUDA image use launcher: llama-server, binary: "
-                f"{images.LLAMACPP_SERVER_BINARY} (allowed with xllamacpp: n_gpu_layers: 0)"
-            )
-        if isinstance(eng, LlamaCppEngine) and eng.launcher == "llama-server" and opts.image == "none":
-            errors.append(
-                f"{file}: {where}.launcher: 'llama-server' comes with llama.cpp's CUDA image, which "
-                "--image none leaves out (allowed: the default image, or --image docker:REF with it)"
-            )
-        if (
-            isinstance(eng, LlamaCppEngine)
-            and eng.launcher == "llama-cpp-python"
-            and opts.image in (None, "none")
-        ):
-            errors.append(
-                f"{file}: {where}.launcher: 'llama-cpp-python' needs an image with it built for CUDA: "
-                "build docker/Dockerfile.llamacpp --target llama-cpp-python, push it, pass --image docker:REF"
-            )
-    hw_gpu = s.hardware.gpu or ""
-    cloud_name = (opts.infra or "").split("/")[0].lower()
-    if hw_gpu.endswith("-sxm") and acc.name in SHARED_SXM_PCIE_NAMES and cloud_name not in SXM_ONLY_CLOUDS:
-        where_to = f"on {cloud_name}" if cloud_name else "on whichever cloud SkyPilot picks"
-        runpod = RUNPOD_SXM_NAMES.get(acc.name)
-        on_runpod = f", or --gpus {runpod}:{acc.count} on RunPod" if runpod else ""
-        warnings.append(
-            f"{file}: hardware.gpu: {hw_gpu}, but SkyPilot's {acc.name} also names PCIe cards (Lambda, "
-            f"RunPod, Azure), with less memory bandwidth, {where_to}: pass --cloud aws or gcp{on_runpod}; "
-            "each run's manifest records the GPU it ran on"
-        )
+            _check_vllm(eng, where, opts, errors, warnings)
+        else:
+            _check_llamacpp(eng, where, opts, errors)
+        _check_model_path(eng, where, errors, warnings)
+    warnings += _sxm_warnings(s, file, opts)
     if opts.network_tier not in NETWORK_TIERS:
         errors.append(
             f"--network-tier: invalid value {opts.network_tier!r} (allowed: {', '.join(NETWORK_TIERS)})"
@@ -218,6 +155,93 @@ def check_launch(s: Scenario, file: str, opts: LaunchOptions) -> list[str]:
     if errors:
         raise CloudError(errors)
     return warnings
+
+
+def _check_vllm(
+    eng: VllmEngine, where: str, opts: LaunchOptions, errors: list[str], warnings: list[str]
+) -> None:
+    """vLLM's parallelism against the GPUs rented, and the Ray executor a multi-node launch needs."""
+    acc, nodes = opts.accelerators, opts.nodes
+    total = acc.count * nodes
+    need = eng.tensor_parallel_size * eng.pipeline_parallel_size
+    tp_pp = f"tensor_parallel_size {eng.tensor_parallel_size} × pipeline_parallel_size "
+    tp_pp += f"{eng.pipeline_parallel_size}"
+    if need > total:
+        errors.append(
+            f"{where}.tensor_parallel_size: {tp_pp} needs {need} GPUs; "
+            f"the launch has {total} ({acc} × {nodes} node{'s' if nodes > 1 else ''})"
+        )
+    elif need < total:
+        warnings.append(f"{where}: {tp_pp} uses {need} of the {total} GPUs rented; the rest sit idle")
+    if nodes > 1 and not _has_ray_backend(eng.extra_args):
+        errors.append(
+            f"{where}.extra_args: a {nodes}-node launch needs vLLM's Ray executor: "
+            'add ["--distributed-executor-backend", "ray"]'
+        )
+    if nodes > 1 and eng.tensor_parallel_size > acc.count:
+        warnings.append(
+            f"{where}.tensor_parallel_size: {eng.tensor_parallel_size} spans nodes "
+            f"({acc.count} GPUs each); vLLM recommends TP = GPUs per node and PP = nodes"
+        )
+
+
+def _check_llamacpp(eng: LlamaCppEngine, where: str, opts: LaunchOptions, errors: list[str]) -> None:
+    """The llama.cpp launcher against the image the launch uses: each needs its own build there."""
+    if eng.n_gpu_layers != 0 and eng.launcher == "xllamacpp":
+        # rented GPUs would sit idle while the CPU runs the model, and the points would carry the GPU
+        errors.append(
+            f"{where}.launcher: 'xllamacpp' from PyPI is a CPU build, but n_gpu_layers asks for "
+            f"the GPU; on the llama.cpp CUDA image use launcher: llama-server, binary: "
+            f"{images.LLAMACPP_SERVER_BINARY} (allowed with xllamacpp: n_gpu_layers: 0)"
+        )
+    if eng.launcher == "llama-server" and opts.image == "none":
+        errors.append(
+            f"{where}.launcher: 'llama-server' comes with llama.cpp's CUDA image, which "
+            "--image none leaves out (allowed: the default image, or --image docker:REF with it)"
+        )
+    if eng.launcher == "llama-cpp-python" and opts.image in (None, "none"):
+        errors.append(
+            f"{where}.launcher: 'llama-cpp-python' needs an image with it built for CUDA: "
+            "build docker/Dockerfile.llamacpp --target llama-cpp-python, push it, pass --image docker:REF"
+        )
+
+
+def _check_model_path(
+    eng: VllmEngine | LlamaCppEngine, where: str, errors: list[str], warnings: list[str]
+) -> None:
+    """A model file must be on the cluster: an absolute path there, or a relative one the sync carries."""
+    model = eng.model
+    if model.source != "path":
+        return
+    if Path(model.path).expanduser().is_absolute():
+        warnings.append(
+            f"{where}.model.path: {model.path} must exist on the cluster "
+            "(relative paths resolve inside the synced source tree)"
+        )
+    elif why := unsynced(model.path, source_tree()):
+        errors.append(
+            f"{where}.model.path: {model.path} {why}: give the path the model has on the "
+            "cluster's disk (absolute), e.g. where the image or a SkyPilot file mount puts it"
+        )
+
+
+def _sxm_warnings(s: Scenario, file: str, opts: LaunchOptions) -> list[str]:
+    """A scenario written for an SXM part, rented by a SkyPilot name some clouds give PCIe cards too."""
+    acc = opts.accelerators
+    hw_gpu = s.hardware.gpu or ""
+    cloud_name = (opts.infra or "").split("/")[0].lower()
+    if not (
+        hw_gpu.endswith("-sxm") and acc.name in SHARED_SXM_PCIE_NAMES and cloud_name not in SXM_ONLY_CLOUDS
+    ):
+        return []
+    where_to = f"on {cloud_name}" if cloud_name else "on whichever cloud SkyPilot picks"
+    runpod = RUNPOD_SXM_NAMES.get(acc.name)
+    on_runpod = f", or --gpus {runpod}:{acc.count} on RunPod" if runpod else ""
+    return [
+        f"{file}: hardware.gpu: {hw_gpu}, but SkyPilot's {acc.name} also names PCIe cards (Lambda, "
+        f"RunPod, Azure), with less memory bandwidth, {where_to}: pass --cloud aws or gcp{on_runpod}; "
+        "each run's manifest records the GPU it ran on"
+    ]
 
 
 def cluster_name(scenario_name: str, acc: Accelerators, nodes: int = 1) -> str:
