@@ -244,15 +244,26 @@ def run_scenario(
         disable=not show_progress,
     )
     sweep = _Sweep(
-        s, run, points, rows, next_id, attempt, dataset, console, progress, telemetry or default_samplers
+        s,
+        run,
+        points,
+        rows,
+        next_id,
+        attempt,
+        dataset,
+        console,
+        progress,
+        telemetry or default_samplers,
+        scenario_file=scenario_file,
+        find_max_goodput=find_max_goodput,
     )
     try:
-        return _sweep_all(sweep, scenario_file, find_max_goodput)
+        return _sweep_all(sweep)
     finally:
         run.unlock()  # the run's status is written: a --resume of it may go ahead
 
 
-def _sweep_all(sweep: _Sweep, scenario_file: str | None, find_max_goodput: bool) -> RunResult:
+def _sweep_all(sweep: _Sweep) -> RunResult:
     """Every variant's points not yet done, then the run's status; the manifest is left `running` by
     nothing but a kill."""
     s, run, points = sweep.s, sweep.run, sweep.points
@@ -265,7 +276,7 @@ def _sweep_all(sweep: _Sweep, scenario_file: str | None, find_max_goodput: bool)
                     continue
                 if sweep.failures and s.on_engine_failure == "stop":
                     break
-                sweep.variant(vi, vpoints, find_max_goodput)
+                sweep.variant(vi, vpoints)
     except BaseException as e:  # a second Ctrl-C, or a bug: the manifest must not stay "running"
         # a Ctrl-C before the run's own handling was in place (no abort asked for) measured nothing here:
         # a new run directory goes; a resumed one keeps its points, marked interrupted
@@ -290,13 +301,13 @@ def _sweep_all(sweep: _Sweep, scenario_file: str | None, find_max_goodput: bool)
         if early:
             raise KeyboardInterrupt from None
         if isinstance(e, OSError):
-            raise RunWriteFailed(run.path, e, not find_max_goodput) from e
+            raise RunWriteFailed(run.path, e, not sweep.find_max_goodput) from e
         raise
     try:
         run.close()
-        return sweep.finish(scenario_file, find_max_goodput)
+        return sweep.finish()
     except OSError as e:  # the last records, or the status
-        raise RunWriteFailed(run.path, e, not find_max_goodput) from e
+        raise RunWriteFailed(run.path, e, not sweep.find_max_goodput) from e
 
 
 @dataclass
@@ -317,12 +328,14 @@ class _Sweep:
     failures: list[str] = field(default_factory=list)
     interrupted: str | None = None
     engine: Engine | None = None  # the variant's, from when it is made (a failed start stops it too)
+    scenario_file: str | None = None  # as the user named it, for the resume command the run's end prints
+    find_max_goodput: bool = False  # a rate search instead of the planned points
     done: set[str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.done = {r["point_id"] for r in self.rows}
 
-    def variant(self, vi: int, vpoints: list[Point], find_max_goodput: bool) -> None:
+    def variant(self, vi: int, vpoints: list[Point]) -> None:
         """Start variant `vi`'s engine and measure its points (or search its rate); the engine and its
         telemetry stop however this ends."""
         tel: TelemetrySet | None = None
@@ -340,7 +353,7 @@ class _Sweep:
             tel.start()
             _print_telemetry(self.console, tel)
             self.run.update_manifest(engines=self.run.manifest["engines"])
-            search = RateSearch(vpoints[0].rate_rps or 1.0) if find_max_goodput else None
+            search = RateSearch(vpoints[0].rate_rps or 1.0) if self.find_max_goodput else None
             failed_before = len(self.failures)  # an earlier variant's failure is not this one's
             self._measure(PointPlan(vpoints, search), engine, base_url, counters, tel, entry, tag)
             variant_failed = len(self.failures) > failed_before
@@ -461,7 +474,7 @@ class _Sweep:
         self.run.update_manifest(max_goodput=[*self.run.manifest.get("max_goodput", []), found])
         self.console.print(f"variant {vi}: {search_result_text(found, self.rows, vi)}", highlight=False)
 
-    def finish(self, scenario_file: str | None, find_max_goodput: bool) -> RunResult:
+    def finish(self) -> RunResult:
         """The run's status, kept in its manifest; a run that is not complete raises `RunFailed`."""
         run, rows, points, done = self.run, self.rows, self.points, self.done
         missing = [p.point_id for p in points if p.point_id not in done]
@@ -501,13 +514,13 @@ class _Sweep:
         else:
             # an engine that never started leaves logs and the manifest, not requests
             kept = "finished requests kept in" if _has_records(run.path) else "no request finished; logs in"
-            if find_max_goodput:  # probes, not the planned points; a search starts again, not resumes
+            if self.find_max_goodput:  # probes, not the planned points; a search starts again, not resumes
                 judged = sum(1 for r in rows if not r.get("aborted"))
                 did = f"{judged} probe(s) measured; {kept} {run.path} (a rate search is not resumed: run it "
                 did += "again)"
             else:
                 did = f"{len(done)} of {len(points)} point(s) done; {kept} {run.path} (continue with: "
-                did += f"harness run {scenario_file or 'SCENARIO'} --resume {run.path})"
+                did += f"harness run {self.scenario_file or 'SCENARIO'} --resume {run.path})"
         raise RunFailed(f"run {status}: {message}. {did}", run.path)
 
 
