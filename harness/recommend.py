@@ -253,6 +253,66 @@ def _estimate(need: Need, dev: Device, precision: str, tp: int, efficiency: floa
     )
 
 
+def _measured_estimate(
+    got: pd.Series, need: Need, dev: Device, p: str, tp: int, used: set[str], reached: list[float]
+) -> tuple[Estimate, int, int]:
+    """An option a run measured: its tok/s and p99 latencies, and (failed, total) requests. Notes the run
+    as used, and what share of the option's roofline it reached."""
+    used.add(str(got["run_id"]))
+    failed = int(got.get("errors", 0) or 0)
+    total = failed + int(got.get("ok", 0) or 0)
+    est = Estimate(
+        float(got["output_tok_s"]),
+        float(got.get("ttft_s_p99", math.nan)),
+        float(got.get("tpot_s_p99", math.nan)),
+        True,
+        f"measured ({got['run_id']}, p99 latencies)",
+    )
+    ceiling = _estimate(need, dev, p, tp, 1.0).output_tok_s
+    if ceiling > 0 and est.output_tok_s == est.output_tok_s:
+        reached.append(est.output_tok_s / ceiling)
+    return est, failed, total
+
+
+def _catalog_estimate(
+    points: pd.DataFrame,
+    need: Need,
+    key: str,
+    dev: Device,
+    p: str,
+    tp: int,
+    efficiency: float,
+    used: set[str],
+) -> Estimate:
+    """An option no run measured: the roofline estimate, with the KV cache room a run of it measured where
+    one did (the engine's own allocation, over the estimate's)."""
+    est = _estimate(need, dev, p, tp, efficiency)
+    if kv := _measured_kv_tokens(points, need, key, p, tp):
+        used.add(kv[1])
+        held = need.concurrency * (need.input_tokens + need.output_tokens)
+        est = replace(
+            est,
+            kv_fits=kv[0] >= held,
+            basis=f"{est.basis}; KV cache measured ({kv[0]:,} tokens, {kv[1]})",
+        )
+    return est
+
+
+def _why_not(need: Need, est: Estimate, failed: int, total: int) -> list[str]:
+    """Why an option does not meet the need (none: it does)."""
+    why = []
+    if failed:
+        why.append(f"{failed} of {total} measured requests failed")
+    if not est.kv_fits:
+        ctx = need.input_tokens + need.output_tokens
+        why.append(f"KV cache for {need.concurrency} x {ctx} tokens does not fit")
+    if need.ttft_s is not None and not est.ttft_s <= need.ttft_s:
+        why.append(f"TTFT {est.ttft_s * 1000:.0f} ms > {need.ttft_s * 1000:.0f} ms")
+    if need.tpot_s is not None and not est.tpot_s <= need.tpot_s:
+        why.append(f"TPOT {est.tpot_s * 1000:.1f} ms > {need.tpot_s * 1000:.1f} ms")
+    return why
+
+
 def recommend(
     need: Need,
     prices_usd_per_hour: dict[str, float],
@@ -284,42 +344,15 @@ def recommend(
             found = {tp: _measured(points, need, key, p, tp) for tp in fitting}
             for tp in [t for i, t in enumerate(fitting) if i < 2 or found[t] is not None]:
                 got = found[tp]
-                failed = total = 0
                 if got is not None:
-                    used.add(str(got["run_id"]))
-                    failed = int(got.get("errors", 0) or 0)
-                    total = failed + int(got.get("ok", 0) or 0)
-                    est = Estimate(
-                        float(got["output_tok_s"]),
-                        float(got.get("ttft_s_p99", math.nan)),
-                        float(got.get("tpot_s_p99", math.nan)),
-                        True,
-                        f"measured ({got['run_id']}, p99 latencies)",
-                    )
-                    ceiling = _estimate(need, dev, p, tp, 1.0).output_tok_s
-                    if ceiling > 0 and est.output_tok_s == est.output_tok_s:
-                        reached.append(est.output_tok_s / ceiling)
+                    est, failed, total = _measured_estimate(got, need, dev, p, tp, used, reached)
                 else:
-                    est = _estimate(need, dev, p, tp, efficiency)
-                    if kv := _measured_kv_tokens(points, need, key, p, tp):
-                        used.add(kv[1])
-                        # the engine's own allocation, where a run measured it, over the estimate's
-                        held = need.concurrency * (need.input_tokens + need.output_tokens)
-                        est = replace(
-                            est,
-                            kv_fits=kv[0] >= held,
-                            basis=f"{est.basis}; KV cache measured ({kv[0]:,} tokens, {kv[1]})",
-                        )
-                why = []
-                if failed:
-                    why.append(f"{failed} of {total} measured requests failed")
-                if not est.kv_fits:
-                    ctx = need.input_tokens + need.output_tokens
-                    why.append(f"KV cache for {need.concurrency} x {ctx} tokens does not fit")
-                if need.ttft_s is not None and not est.ttft_s <= need.ttft_s:
-                    why.append(f"TTFT {est.ttft_s * 1000:.0f} ms > {need.ttft_s * 1000:.0f} ms")
-                if need.tpot_s is not None and not est.tpot_s <= need.tpot_s:
-                    why.append(f"TPOT {est.tpot_s * 1000:.1f} ms > {need.tpot_s * 1000:.1f} ms")
+                    est, failed, total = (
+                        _catalog_estimate(points, need, key, dev, p, tp, efficiency, used),
+                        0,
+                        0,
+                    )
+                why = _why_not(need, est, failed, total)
                 rows.append(
                     {
                         "device": key,
