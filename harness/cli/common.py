@@ -98,11 +98,19 @@ def _writable_parent(option: str, path: Path) -> None:
         raise fail(f"{option}: {path}: cannot write in {parent}")
 
 
+# what a run directory's own files are: written over by an output, the run is lost (its reports are not)
+RUN_DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet", ".gz", ".log", ".txt", ".yaml")
+
+
 def output_file(option: str, path: Path | None) -> Path | None:
-    """Check an output file option before any work: not a directory, and its folder can be made."""
+    """Check an output file option before any work: not a directory, not one of a run's own files (`--html
+    RUN/manifest.json` had replaced the manifest, and the run could not be read again), and its folder can
+    be made."""
     if path is not None:
         if path.is_dir():
             raise fail(f"{option}: {path} is a directory (give a file path)")
+        if (path.parent / "manifest.json").is_file() and path.exists() and path.suffix in RUN_DATA_SUFFIXES:
+            raise fail(f"{option}: {path} is a file of the run in {path.parent}: give another path")
         _writable_parent(option, path)
     return path
 

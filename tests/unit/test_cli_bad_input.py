@@ -188,6 +188,15 @@ def test_output_paths_are_checked_before_any_work(run_copy: Path, tmp_path: Path
         (["compare", str(run_copy), "--out", str(afile)], f"--out: {afile} is not a directory"),
         # the comparison's points.csv would have replaced the run's own
         (["compare", str(run_copy), "--out", str(run_copy)], f"--out: {run_copy} is a run directory"),
+        # an output over one of a run's own files: the manifest had become HTML, the run unreadable
+        (
+            ["report", str(run_copy), "--html", str(run_copy / "manifest.json")],
+            f"--html: {run_copy / 'manifest.json'} is a file of the run in {run_copy}: give another path",
+        ),
+        (
+            ["claims", str(run_copy), "--out", str(run_copy / "points.parquet")],
+            f"--out: {run_copy / 'points.parquet'} is a file of the run in {run_copy}",
+        ),
         (["claims", "--out", str(tmp_path)], f"--out: {tmp_path} is a directory"),
         (["model", "make-gguf", str(tmp_path)], f"make-gguf: PATH: {tmp_path} is a directory"),
         (["model", "make-gguf", str(afile / "m.gguf")], f"{afile} is not a directory"),
@@ -196,6 +205,7 @@ def test_output_paths_are_checked_before_any_work(run_copy: Path, tmp_path: Path
         res = harness(*args)
         assert refused(res, message), (args, res.stderr)
     assert not (run_copy / "report.md").exists()  # the bad option was found before the report was written
+    assert (run_copy / "manifest.json").read_text().startswith("{")
     assert not (tmp_path.parent / f"{tmp_path.name}-plots").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "run"]  # no .part file left
     assert afile.read_text() == "x"
