@@ -88,7 +88,7 @@ def report_run(run: str | Path, console: Console | None = None) -> Path:
     df = read_points(run, manifest)
     title = title_of(manifest)
     if df.empty:
-        console.print(f"{run}: no finished points (status: {manifest.get('status')})")
+        console.print(f"{run}: no finished points (status: {manifest.get('status')})", markup=False)
     else:
         console.print(rich_table(df, title))
     md = Path(run) / "report.md"

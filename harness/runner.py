@@ -391,7 +391,7 @@ class _Sweep:
             else:
                 self.failures.append(f"engine (variant {vi}) did not start: {e}")
             return None
-        self.console.print(f"engine healthy at {base_url} after {time.monotonic() - t0:.1f} s")
+        self.console.print(f"engine healthy at {base_url} after {time.monotonic() - t0:.1f} s", markup=False)
         return engine, base_url, counters
 
     def _warn(self, vi: int, described: dict[str, Any]) -> None:
@@ -472,7 +472,9 @@ class _Sweep:
         if stopped:
             found["stopped"] = stopped
         self.run.update_manifest(max_goodput=[*self.run.manifest.get("max_goodput", []), found])
-        self.console.print(f"variant {vi}: {search_result_text(found, self.rows, vi)}", highlight=False)
+        self.console.print(
+            f"variant {vi}: {search_result_text(found, self.rows, vi)}", markup=False, highlight=False
+        )
 
     def finish(self) -> RunResult:
         """The run's status, kept in its manifest; a run that is not complete raises `RunFailed`."""

@@ -75,7 +75,7 @@ def report_cmd(
             md = report.report_run(r, out)
         except RunNotFound as e:
             raise fail(str(e)) from None
-        err.print(f"wrote {md}")
+        err.print(f"wrote {md}", markup=False)
     usd = {k: q.usd_per_hour for k, q in quotes.items()}
     origin = {k: q.origin for k, q in quotes.items()}
     if points.empty:
@@ -89,7 +89,7 @@ def report_cmd(
     for n in notes:
         err.print(f"note: {n}", markup=False, highlight=False)
     pngs = f", PNGs in {path.parent / (path.stem + '-plots')}" if plots else ""
-    err.print(f"wrote {path} ({len(plots)} plots{pngs})")
+    err.print(f"wrote {path} ({len(plots)} plots{pngs})", markup=False)
 
 
 def compare_cmd(
@@ -139,7 +139,7 @@ def compare_cmd(
         raise fail(str(e)) from None
     print_comparison(c, out, shown)
     paths = write(c, out_dir or runs[0].parent / f"compare-{utc_stamp()}")
-    err.print(f"wrote {', '.join(str(p) for p in paths)}")
+    err.print(f"wrote {', '.join(str(p) for p in paths)}", markup=False)
 
 
 def cost_cmd(
@@ -177,7 +177,7 @@ def cost_cmd(
         if any(isinstance(v, float) and math.isinf(v) for v in row.values()):  # 1e308 $/h over 1e-308 tok/s
             raise fail("cost: these numbers give a cost too large for a float: check --usd-per-hour, --tok-s")
         for line in cost_line(row):
-            out.print(line, highlight=False)
+            out.print(line, markup=False, highlight=False)
         return
     typed = [
         n
@@ -202,9 +202,9 @@ def cost_cmd(
     out.print(cost_table(run_cost_frame(points, usd, utilization, kwh), utilization))
     for d in sorted(set(points["device"])):
         if d in usd:
-            err.print(f"price {d}: ${usd[d]:g}/h ({quotes[d].origin})")
+            err.print(f"price {d}: ${usd[d]:g}/h ({quotes[d].origin})", markup=False)
         else:
-            err.print(f"note: no price for {d}: give --price {d}=USD_PER_HOUR")
+            err.print(f"note: no price for {d}: give --price {d}=USD_PER_HOUR", markup=False)
     jpt = points.get("energy_j_per_output_token")
     if kwh is not None and (jpt is None or jpt.isna().any()):
         # a total without the energy would read as the rent alone: it is shown as - instead
@@ -334,7 +334,7 @@ def claims_cmd(
     if md_out is not None:
         md_out.parent.mkdir(parents=True, exist_ok=True)  # output_file checked that it can be made
         write_text_whole(md_out, claims_markdown(checks))
-        err.print(f"wrote {md_out}")
+        err.print(f"wrote {md_out}", markup=False)
 
 
 def recommend_cmd(

@@ -24,7 +24,7 @@ def validate(files: Annotated[list[Path], typer.Argument(help="scenario YAML fil
             missing = input_file_errors(s, str(f))
             if missing:
                 raise ScenarioError(missing)
-            out.print(f"{f}: ok ({len(expand_points(s))} points)", highlight=False)
+            out.print(f"{f}: ok ({len(expand_points(s))} points)", markup=False, highlight=False)
             for w in combination_warnings(s, str(f)):
                 err.print(f"[yellow]warning[/] {escape(w)}", highlight=False)
         except ScenarioError as e:
@@ -141,4 +141,4 @@ def run(
             report.report_run(e.run_dir, out)
         raise fail(str(e), EXIT_RUN_FAILED) from None
     md = report.report_run(res.run_dir, out)
-    err.print(f"results: {res.run_dir} (table: {md})")
+    err.print(f"results: {res.run_dir} (table: {md})", markup=False)

@@ -156,7 +156,7 @@ def _record(path: Path, seconds: float, interval_s: float, what: str) -> Path:
         p = record_trace(path, seconds, interval_s)
     except nvml.NvmlError as e:
         raise fail(f"{what}: no NVML trace recorded: {e}") from None
-    err.print(f"wrote {p}")
+    err.print(f"wrote {p}", markup=False)
     return p
 
 
@@ -182,10 +182,11 @@ def _show_trace(trace: Path) -> None:
     out.print(
         f"{trace}: {len(series)} GPU(s) ({names}), {sum(len(x.t_ns) for x in series)} samples "
         f"over {span_s:.1f} s",
+        markup=False,
         highlight=False,
     )
     for name, c in windows.items():
-        out.print(f"  {name}: {_window_line(c)}", highlight=False)
+        out.print(f"  {name}: {_window_line(c)}", markup=False, highlight=False)
 
 
 def _window_line(c: dict[str, Any]) -> str:
@@ -260,7 +261,7 @@ def make_gguf_cmd(
         raise fail(str(e)) from None
     except OSError as e:  # numpy's short write on a full disk carries no errno
         raise fail(f"make-gguf: PATH: cannot write {path}: {e.strerror or f'{e} (a full disk?)'}") from None
-    out.print(f"wrote {p} ({p.stat().st_size} bytes, {gguf_info(p)['gguf_type']})")
+    out.print(f"wrote {p} ({p.stat().st_size} bytes, {gguf_info(p)['gguf_type']})", markup=False)
 
 
 @model_app.command("prepare")
@@ -304,4 +305,4 @@ def model_prepare_cmd(
                 path, what = r.path, f"{r.gguf_type or r.source}, {size / 2**30:.2f} GiB, sha256 {r.sha256}"
         except ModelError as e:
             raise fail(f"{eng_type} model {model.model_dump(exclude_defaults=True)}: {e}") from None
-        out.print(f"{path} ({what}) in {time.perf_counter() - t0:.1f} s", highlight=False)
+        out.print(f"{path} ({what}) in {time.perf_counter() - t0:.1f} s", markup=False, highlight=False)

@@ -480,3 +480,17 @@ def test_a_dry_run_whose_reader_goes_away_ends_quietly() -> None:
         _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr and "would run:" in stderr  # the rest of the dry run went on
+
+
+def test_paths_that_read_as_console_markup_are_printed_as_they_are(run_copy: Path, tmp_path: Path) -> None:
+    """A file or folder name with `[bold]` or `[/b]` in it was read as the console's markup: the name
+    printed without it, or a MarkupError traceback (a closing tag with nothing open)."""
+    odd = tmp_path / "[/b]x"  # a folder `[` holding `b]x`
+    odd.mkdir(parents=True)
+    scenario = odd / "[bold]s.yaml"
+    scenario.write_text((ROOT / "scenarios" / "quickstart-cpu.yaml").read_text())
+    res = harness("validate", str(scenario))
+    assert res.returncode == 0 and f"{scenario}: ok (3 points)" in res.stdout, res.stderr
+    html = odd / "r.html"
+    res = harness("report", str(run_copy), "--html", str(html))
+    assert res.returncode == 0 and f"wrote {html} (" in res.stderr, res.stderr
