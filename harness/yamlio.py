@@ -45,5 +45,27 @@ _UniqueKeyLoader.add_implicit_resolver(
 
 
 def strict_yaml(text: str) -> Any:
-    """The data of a YAML document; a duplicate key or any YAML error raises `yaml.YAMLError`."""
-    return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+    """The data of a YAML document; a duplicate key, a value that holds itself (`&a [*a]`), nesting
+    deeper than Python recurses or an integer over its 4300 digits raise `yaml.YAMLError`."""
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply") from None
+    except ValueError:  # not a YAML error: Python's limit on the digits of an integer
+        raise yaml.YAMLError("an integer of more than 4,300 digits") from None
+    if _holds_itself(data, set()):
+        raise yaml.YAMLError("a value holds itself (an alias inside its own anchor): it has no end")
+    return data
+
+
+def _holds_itself(value: Any, open_ids: set[int]) -> bool:
+    """Whether a list or mapping contains itself (YAML aliases can make such a value; JSON cannot)."""
+    if not isinstance(value, list | dict):
+        return False
+    if id(value) in open_ids:
+        return True
+    open_ids.add(id(value))
+    items = value.values() if isinstance(value, dict) else value
+    found = any(_holds_itself(v, open_ids) for v in items)
+    open_ids.discard(id(value))
+    return found

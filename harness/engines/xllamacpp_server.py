@@ -51,7 +51,7 @@ def set_field(params: Any, item: str) -> str | None:
         return f"xllamacpp's CommonParams has no such field ({key})"
     try:
         setattr(params, key, yaml.safe_load(raw))
-    except (TypeError, ValueError, OverflowError, AttributeError, yaml.YAMLError) as e:
+    except (TypeError, ValueError, OverflowError, AttributeError, RecursionError, yaml.YAMLError) as e:
         return f"xllamacpp's CommonParams.{key} does not take {raw!r} ({e})"
     return None
 

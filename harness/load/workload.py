@@ -231,14 +231,14 @@ def load_dataset(path: str | Path) -> list[DatasetRow]:
     p = Path(path)
     try:
         lines = p.read_text(encoding="utf-8-sig").splitlines()  # a BOM (Windows editors) is no JSON
-    except OSError as e:
-        raise DatasetError(f"{p}: cannot read: {e}") from None
     except UnicodeDecodeError as e:
         utf16 = e.object[:2] in (b"\xff\xfe", b"\xfe\xff")
         raise DatasetError(
             f"{p}: not UTF-8 text (byte {e.start}{': UTF-16, as PowerShell writes' if utf16 else ''}): "
             "save it as UTF-8"
         ) from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL in the name
+        raise DatasetError(f"{p}: cannot read: {e}") from None
     rows: list[DatasetRow] = []
     for i, line in enumerate(lines, 1):
         if not line.strip():
@@ -247,6 +247,10 @@ def load_dataset(path: str | Path) -> list[DatasetRow]:
             d = json.loads(line)
         except json.JSONDecodeError as e:
             raise DatasetError(f"{p}:{i}: invalid JSON: {e.msg}") from None
+        except ValueError:  # not a JSON error: Python's limit on the digits of an integer
+            raise DatasetError(f"{p}:{i}: invalid JSON: an integer of more than 4,300 digits") from None
+        except RecursionError:
+            raise DatasetError(f"{p}:{i}: invalid JSON: nested too deeply") from None
         if not isinstance(d, dict):
             raise DatasetError(f"{p}:{i}: expected an object with prompt/input_tokens and output_tokens")
         out = d.get("output_tokens")

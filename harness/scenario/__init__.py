@@ -80,11 +80,30 @@ __all__ = [
 ]
 
 
+def _nul_in(value: Any, where: str) -> str | None:
+    """The field (`workload.dataset`, `variants[0].binary`) of the first text with a NUL character in it
+    (a YAML "\\0"), None if there is none: a path with one fails every file call with a ValueError."""
+    if isinstance(value, str):
+        return where if "\0" in value else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for k, v in items:
+        inner = f"{where}[{k}]" if isinstance(k, int) else f"{where}.{k}" if where else str(k)
+        if isinstance(k, str) and "\0" in k:
+            return inner
+        if (found := _nul_in(v, inner)) is not None:
+            return found
+    return None
+
+
 def parse_scenario(data: Any, file: str = "<scenario>") -> Scenario:
     if data is None:
         raise ScenarioError([f"{file}: the file is empty (expected a scenario: name, engine, load, ...)"])
     if not isinstance(data, dict):
         raise ScenarioError([f"{file}: (top level): expected a mapping of fields, got {type(data).__name__}"])
+    if (where := _nul_in(data, "")) is not None:
+        raise ScenarioError(
+            [f"{file}: {where or '(top level)'}: holds a NUL character, which no path or value can"]
+        )
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as e:

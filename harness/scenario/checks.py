@@ -270,12 +270,12 @@ def _tensor_parallel_problem(eng: Any) -> str | None:
         arch = models().get(name)
         if arch is not None:
             heads, kv = arch.heads, arch.kv_heads
-    elif m.source == "path" and (cfg := Path(m.path).expanduser() / "config.json").is_file():
+    elif m.source == "path" and (cfg := user_path(m.path) / "config.json").is_file():
         try:
             data = json.loads(cfg.read_text(encoding="utf-8"))
             heads = int(data["num_attention_heads"])
             kv = int(data.get("num_key_value_heads") or heads)
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, OverflowError, RecursionError):
             return None
     if not heads or not kv or not (why := tensor_parallel_problem(heads, kv, tp)):
         return None
@@ -313,6 +313,15 @@ def gguf_incomplete(path: Path) -> str | None:
     return None
 
 
+def user_path(text: str) -> Path:
+    """A path as a scenario gives it, `~` expanded; a `~name` that names no user is left as written (its
+    file is then not found, said as such)."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        return Path(text)
+
+
 def _relative_hint(path: Path, file: str) -> str:
     """Where a relative path that was not found was looked for: paths in a scenario resolve from the
     current directory (as on a cloud machine, where the job runs in the synced source tree), not from
@@ -336,7 +345,7 @@ def input_file_errors(s: Scenario, file: str) -> list[str]:
         where = "engine" if not s.variants else f"variants[{i}]"
         model = getattr(eng, "model", None)
         if model is not None and model.source == "path":
-            path = Path(model.path).expanduser()
+            path = user_path(model.path)
             if not path.exists():
                 msgs.append(
                     f"{file}: {where}.model.path: file not found: {model.path}{_relative_hint(path, file)}"
@@ -346,7 +355,7 @@ def input_file_errors(s: Scenario, file: str) -> list[str]:
         bench = getattr(eng, "llama_bench", None)
         binaries = (("binary", getattr(eng, "binary", None)), ("llama_bench.binary", bench and bench.binary))
         for field, binary in binaries:
-            if binary and not (b := Path(binary).expanduser()).is_file():
+            if binary and not (b := user_path(binary)).is_file():
                 why = "is a directory" if b.is_dir() else "file not found"
                 hint = "" if b.is_dir() else _relative_hint(b, file)
                 msgs.append(f"{file}: {where}.{field}: {why}: {binary}{hint}")

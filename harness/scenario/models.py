@@ -573,6 +573,9 @@ class Load(Strict):
         bad = [f"[{i}] is {c}" for i, c in enumerate(v) if c < 1]
         if bad:
             raise ValueError(f"every concurrency must be >= 1 ({', '.join(bad)})")
+        # no more in flight than a point's requests can be, which have the same cap
+        if over := [i for i, c in enumerate(v) if c > MAX_REQUESTS]:
+            raise ValueError(f"[{over[0]}]: concurrency is out of range (allowed: 1 to {MAX_REQUESTS:,})")
         return _once_each(v, "concurrency")
 
     @field_validator("rates_rps")

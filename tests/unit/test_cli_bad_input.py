@@ -62,6 +62,28 @@ QUICKSTART = (ROOT / "scenarios" / "quickstart-cpu.yaml").read_text()
             QUICKSTART.replace("  tpot_s: 0.2", "  tpot_s: .inf"),
             "slo.tpot_s: Input should be a finite number",
         ),
+        # each of these had ended in a traceback
+        ("name: x\ndescription: " + "[" * 2000 + "]" * 2000 + "\n", "invalid YAML: nested too deeply"),
+        (
+            QUICKSTART.replace("  requests: 8", "  requests: " + "9" * 5000),
+            "invalid YAML: an integer of more than 4,300 digits",
+        ),
+        (
+            'name: x\nengine: {type: external, base_url: "http://h:1", extra_body: {ignore_eos: &a [*a]}}\n',
+            "invalid YAML: a value holds itself (an alias inside its own anchor)",
+        ),
+        (
+            QUICKSTART.replace("  concurrency: [1, 2, 4]", "  concurrency: [1" + "0" * 400 + "]"),
+            "load.concurrency: [0]: concurrency is out of range (allowed: 1 to 1,000,000)",
+        ),
+        (
+            QUICKSTART + 'variants:\n  - {binary: "llama\\0server"}\n',
+            "variants[0].binary: holds a NUL character, which no path or value can",
+        ),
+        (
+            'name: x\nengine: {type: vllm, model: {source: path, path: "~nosuchuser/m"}}\n',
+            "engine.model.path: file not found: ~nosuchuser/m",
+        ),
     ],
 )
 def test_scenario_values_a_yaml_file_can_hold_but_a_scenario_cannot(

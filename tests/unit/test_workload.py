@@ -218,3 +218,18 @@ def test_building_many_specs_reports_every_thousand_and_can_be_stopped() -> None
 
     with pytest.raises(Stop):
         build_specs(Workload(), 5000, 0, None, 0, every_1k=stop_at_1000)
+
+
+def test_dataset_lines_python_cannot_read_as_json_name_their_line(tmp_path: Path) -> None:
+    """Nesting deeper than Python recurses, and an integer over its 4300 digits, are no JSON errors to
+    Python's reader (RecursionError, ValueError): they had ended in a traceback."""
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text('{"output_tokens": 1, "input_tokens": 5}\n{"x": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    with pytest.raises(DatasetError, match=r"deep.jsonl:2: invalid JSON: nested too deeply"):
+        load_dataset(deep)
+    big = tmp_path / "big.jsonl"
+    big.write_text('{"output_tokens": ' + "9" * 5000 + ', "input_tokens": 5}\n')
+    with pytest.raises(
+        DatasetError, match=r"big.jsonl:1: invalid JSON: an integer of more than 4,300 digits"
+    ):
+        load_dataset(big)
