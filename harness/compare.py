@@ -90,10 +90,14 @@ def fmt(value: Any, spec: str) -> str:
         return "-"
     if spec == "lower":  # names as written everywhere (q4_k_m, not Q4_K_M)
         return str(value).lower()
-    if spec == "ms":  # one decimal, and two significant digits below 1 ms (0.041, not 0.0)
-        return significant(float(value) * 1000, 2, 1)
-    if spec == "x":  # two decimals, and two significant digits below 0.1 (0.024x, not 0.02x)
-        return significant(float(value), 2, 2) + "x"
+    if spec in ("ms", "x"):
+        try:
+            x = float(value)
+        except (TypeError, ValueError):  # not a number (a hand-edited table): shown as it is
+            return str(value)
+        if spec == "ms":  # one decimal, and two significant digits below 1 ms (0.041, not 0.0)
+            return significant(x * 1000, 2, 1)
+        return significant(x, 2, 2) + "x"  # two decimals, and two significant below 0.1 (0.024x, not 0.02x)
     if spec == "num":  # a plain number: whole ones as such, others 4 significant digits, no trailing zeros
         try:
             x = float(value)

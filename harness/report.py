@@ -16,7 +16,7 @@ from harness import llama_bench
 from harness.compare import fmt, md_row
 from harness.fileio import write_text_whole
 from harness.metrics import flags
-from harness.results import aborted_rows, live_runner, read_manifest, read_points
+from harness.results import aborted_rows, live_runner, read_manifest, read_points, reading
 from harness.runinfo import variant_label, workload_label
 
 # (column, header, format) shown in the terminal / Markdown table, when present
@@ -83,6 +83,11 @@ def title_of(manifest: dict[str, Any]) -> str:
 
 def report_run(run: str | Path, console: Console | None = None) -> Path:
     """Print the run's table and write `report.md` next to it; returns the Markdown path."""
+    with reading(run):
+        return _report_run(run, console)
+
+
+def _report_run(run: str | Path, console: Console | None) -> Path:
     console = console or Console()
     manifest = read_manifest(run)
     df = read_points(run, manifest)

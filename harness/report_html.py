@@ -21,7 +21,7 @@ from harness.compare import ROW_KEYS, dedupe, fmt
 from harness.cost import add_cost_columns
 from harness.fileio import write_text_whole
 from harness.report import all_notes, bench_frames, display_frame, engine_line, slo_text
-from harness.results import read_manifest, read_points
+from harness.results import read_manifest, read_points, reading
 
 
 @dataclass
@@ -366,7 +366,8 @@ def write_html(
         )
     parts += [f"<p class='note'>{html.escape(n)}</p>" for n in notes]
     for r in runs:
-        parts += run_note_parts(r)
+        with reading(r):
+            parts += run_note_parts(r)
     shown = display_frame(points)
     if _has(points, "run_id") and points["run_id"].nunique() > 1:
         # every run's points, reruns included (the plots take the newest): which run each row is from
@@ -397,16 +398,16 @@ def write_html(
         if rows:
             parts.append("<h2>Prices used</h2>" + _table(["device", "US$/device-hour", "source"], rows))
     for r in runs:
-        parts += bench_parts(r)
+        with reading(r):
+            parts += bench_parts(r)
     for r in runs:
         parts.append(f"<h2>Manifest: {html.escape(Path(r).name)}</h2>")
-        parts.append(
-            "<table class='manifest'>"
-            + "".join(
-                f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in _manifest_rows(r)
-            )
-            + "</table>"
+        with reading(r):
+            manifest_rows = _manifest_rows(r)
+        cells = "".join(
+            f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in manifest_rows
         )
+        parts.append(f"<table class='manifest'>{cells}</table>")
     parts.append("</body></html>")
     out_html.parent.mkdir(parents=True, exist_ok=True)
     write_text_whole(out_html, "\n".join(parts))

@@ -13,7 +13,9 @@ import json
 import os
 import re
 import socket
+import traceback
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -390,21 +392,54 @@ def max_request_id(run: str | Path) -> int:
 
 # the column every point has, and the columns that hold numbers where present
 POINT_KEY_COLUMNS = ("point_id",)
-POINT_NUMBER_COLUMNS = ("ok", "errors", "requests", "output_tok_s", "concurrency", "rate_rps", "window_s")
+# counts and indices: whole numbers (inf read from a CSV is a float, and no count)
+POINT_COUNT_COLUMNS = ("ok", "errors", "requests", "concurrency", "variant", "attempt", "one_read_streams")
+POINT_NUMBER_COLUMNS = (*POINT_COUNT_COLUMNS, "output_tok_s", "rate_rps", "window_s")
 
 
 def _points_problem(df: pd.DataFrame) -> str | None:
+    """What makes `df` no points table this harness wrote (None: nothing); its number columns are made
+    numbers where they were numbers written as text (a parquet table written by other tools)."""
     if df.empty and not len(df.columns):
         return None
     missing = [c for c in POINT_KEY_COLUMNS if c not in df.columns]
     if missing:
         return f"no column {', '.join(missing)}"
+    if bad_ids := [v for v in df["point_id"] if not isinstance(v, str)]:
+        return f"column point_id: {bad_ids[0]!r} is not a point id (such as v0-c4)"
     for c in POINT_NUMBER_COLUMNS:
-        if c in df.columns and not (pd.api.types.is_numeric_dtype(df[c]) or df[c].isna().all()):
+        if c not in df.columns:
+            continue
+        if not (pd.api.types.is_numeric_dtype(df[c]) or df[c].isna().all()):
             bad = [v for v in df[c] if pd.notna(v) and pd.isna(pd.to_numeric(v, errors="coerce"))]
             if bad:
                 return f"column {c}: {bad[0]!r} is not a number"
+            df[c] = pd.to_numeric(df[c], errors="coerce")
+        if c in POINT_COUNT_COLUMNS and (
+            odd := [v for v in df[c] if pd.notna(v) and not float(v).is_integer()]
+        ):
+            return f"column {c}: {odd[0]!r} is not a whole number"
     return None
+
+
+# what a value of the wrong kind in a run's files raises where a reader uses it
+HAND_EDIT_ERRORS = (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError)
+
+
+@contextmanager
+def reading(run: str | Path) -> Iterator[None]:
+    """Read a run's files within: a value of a kind this harness does not write there (a manifest or
+    points table edited by hand, or written by other tools) becomes RunNotFound naming the run and where
+    the reading stopped, not a traceback."""
+    try:
+        yield
+    except HAND_EDIT_ERRORS as e:
+        frames = [f for f in traceback.extract_tb(e.__traceback__) if "/harness/" in f.filename]
+        at = f", in {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+        raise RunNotFound(
+            f"{run}: its manifest.json or points table holds a value of a kind this harness does not write "
+            f"({type(e).__name__}: {e}{at}): was it edited by hand?"
+        ) from None
 
 
 def manifest_points_done(manifest: dict[str, Any]) -> list[str] | None:

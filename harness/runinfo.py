@@ -29,7 +29,7 @@ from harness import offload
 from harness.catalog import models
 from harness.catalog.hardware import Device, devices, match_cpu, match_nvml
 from harness.models import PACKAGE_CATALOG
-from harness.results import RunNotFound, aborted_rows, read_manifest, read_points
+from harness.results import RunNotFound, aborted_rows, read_manifest, read_points, reading
 from harness.roofline import BYTES_PER_PARAM, Shape, decode_bound
 from harness.slots import engine_slots
 
@@ -481,7 +481,13 @@ def engine_entry(manifest: dict[str, Any], variant: int, attempt: int = 0) -> di
 
 
 def run_points(run: str | Path, table: dict[str, Device] | None = None) -> pd.DataFrame:
-    """One run's points with the derived columns of the module docstring."""
+    """One run's points with the derived columns of the module docstring (RunNotFound for a run whose
+    files hold values of kinds this harness does not write)."""
+    with reading(run):
+        return _run_points(run, table)
+
+
+def _run_points(run: str | Path, table: dict[str, Device] | None) -> pd.DataFrame:
     manifest = read_manifest(run)
     df = read_points(run, manifest)
     df = df[~aborted_rows(df)]  # cut short (engine died, Ctrl-C): not a measurement of the point

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, Any
 
@@ -113,6 +114,13 @@ def output_file(option: str, path: Path | None) -> Path | None:
             raise fail(f"{option}: {path} is a file of the run in {path.parent}: give another path")
         _writable_parent(option, path)
     return path
+
+
+def reading_runs(runs: list[Path]) -> AbstractContextManager[None]:
+    """`harness.results.reading` over the runs a command reads, named as the run, or how many they were."""
+    from harness.results import reading
+
+    return reading(str(runs[0]) if len(runs) == 1 else f"one of the {len(runs)} runs")
 
 
 def output_dir(option: str, path: Path | None) -> Path | None:

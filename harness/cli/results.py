@@ -23,6 +23,7 @@ from harness.cli.common import (
     output_dir,
     output_file,
     prices,
+    reading_runs,
 )
 
 UtilizationOpt = Annotated[float, typer.Option(**finite(0.01, 1.0), help="share of rented hours busy")]
@@ -85,7 +86,8 @@ def report_cmd(
         html_out = (
             runs[0] / "report.html" if len(runs) == 1 else runs[0].parent / f"report-{utc_stamp()}.html"
         )
-    path, plots, notes = write_html(list(runs), points, html_out, usd, origin, reruns)
+    with reading_runs(runs):
+        path, plots, notes = write_html(list(runs), points, html_out, usd, origin, reruns)
     for n in notes:
         err.print(f"note: {n}", markup=False, highlight=False)
     pngs = f", PNGs in {path.parent / (path.stem + '-plots')}" if plots else ""
@@ -130,7 +132,10 @@ def compare_cmd(
     usd = {k: q.usd_per_hour for k, q in quotes.items()}
     try:
         origins = {k: q.origin for k, q in quotes.items()}
-        c = compare_runs(list(runs), baseline, usd, utilization, kwh, bandwidths(bandwidth), origins, reruns)
+        with reading_runs(runs):
+            c = compare_runs(
+                list(runs), baseline, usd, utilization, kwh, bandwidths(bandwidth), origins, reruns
+            )
     except CompareError as e:
         raise fail(str(e)) from None
     try:
@@ -199,7 +204,9 @@ def cost_cmd(
     points = points_frame(list(runs))
     if points.empty:
         raise fail("cost: no finished points in the given runs")
-    out.print(cost_table(run_cost_frame(points, usd, utilization, kwh), utilization))
+    with reading_runs(runs):
+        frame = run_cost_frame(points, usd, utilization, kwh)
+    out.print(cost_table(frame, utilization))
     for d in sorted(set(points["device"])):
         if d in usd:
             err.print(f"price {d}: ${usd[d]:g}/h ({quotes[d].origin})", markup=False)
@@ -329,7 +336,8 @@ def claims_cmd(
     runs = check_runs(runs or [])
     points = points_frame(list(runs or []))
     note_runs_without_points(runs, points)
-    checks = check_all(cl, points)
+    with reading_runs(runs):
+        checks = check_all(cl, points)
     out.print(claims_table(checks, len(runs or [])))
     if md_out is not None:
         md_out.parent.mkdir(parents=True, exist_ok=True)  # output_file checked that it can be made

@@ -308,8 +308,8 @@ def read_trace(path: Path) -> tuple[dict[str, Any], list[GpuSeries]]:
         raise TraceError(f"{path}: empty trace")
     try:
         head = json.loads(lines[0])
-    except json.JSONDecodeError as e:
-        raise TraceError(f"{path}: line 1: not JSON: {e}") from None
+    except (ValueError, RecursionError) as e:  # JSONDecodeError; an integer over 4300 digits; deep nesting
+        raise TraceError(f"{path}: line 1: not JSON: {e or 'nested too deeply'}") from None
     if not isinstance(head, dict) or head.get("format") != FORMAT:
         raise TraceError(f"{path}: line 1: format: not an NVML trace (expected {FORMAT!r})")
     if head.get("version") != VERSION:
@@ -323,7 +323,7 @@ def read_trace(path: Path) -> tuple[dict[str, Any], list[GpuSeries]]:
         try:
             row = json.loads(line)
             gi, t = int(row["gpu"]), int(row["t_ns"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, OverflowError, RecursionError) as e:
             raise TraceError(f"{path}: line {n}: bad sample ({type(e).__name__}: {e})") from None
         bad = next((f for f in FIELDS if not _number(row.get(f))), None)
         if bad is not None:

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -516,3 +517,63 @@ def test_paths_that_read_as_console_markup_are_printed_as_they_are(run_copy: Pat
     html = odd / "r.html"
     res = harness("report", str(run_copy), "--html", str(html))
     assert res.returncode == 0 and f"wrote {html} (" in res.stderr, res.stderr
+
+
+HAND_EDITED = "holds a value of a kind this harness does not write"
+
+
+@pytest.mark.parametrize(
+    ("edit", "command", "message"),
+    [
+        # manifest fields below the ones read_manifest checks: each had ended in a traceback
+        (lambda m: m["scenario"]["engine"].update(model="x"), "compare", HAND_EDITED),
+        (lambda m: m["hardware"].update(gpu="x"), "cost", HAND_EDITED),
+        (lambda m: m["scenario"]["workload"].update(output_tokens=[64]), "claims", HAND_EDITED),
+        (lambda m: m["scenario"]["slo"].update(ttft_s={"s": 2}), "report", HAND_EDITED),
+        (lambda m: m["engines"][0].update(model="x"), "report", HAND_EDITED),
+    ],
+)
+def test_a_hand_edited_manifest_is_refused_by_name_not_with_a_traceback(
+    run_copy: Path, edit: Any, command: str, message: str
+) -> None:
+    path = run_copy / "manifest.json"
+    manifest = json.loads(path.read_text())
+    edit(manifest)
+    path.write_text(json.dumps(manifest))
+    res = harness(command, str(run_copy))
+    assert refused(res, f"{run_copy}: its manifest.json or points table {message}"), res.stderr
+    assert "was it edited by hand?" in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("variant", "inf", "column variant: inf is not a whole number"),
+        ("concurrency", "1.5", "column concurrency: 1.5 is not a whole number"),
+        ("errors", "abc", "column errors: 'abc' is not a number"),
+    ],
+)
+def test_points_tables_with_counts_that_are_no_counts(
+    run_copy: Path, column: str, value: str, message: str
+) -> None:
+    df = pd.read_parquet(run_copy / "points.parquet")
+    (run_copy / "points.parquet").unlink()
+    df[column] = df[column].astype(object)
+    df.loc[0, column] = value
+    df.to_csv(run_copy / "points.csv", index=False)
+    for command in ("compare", "report"):
+        res = harness(command, str(run_copy))
+        assert refused(res, f"points.csv: not a points table of this harness: {message}"), res.stderr
+
+
+def test_a_latency_that_is_no_number_is_shown_as_it_is(run_copy: Path) -> None:
+    """A text in a latency column passes the table's checks (they cover counts and rates): the tables
+    show it as written instead of ending in a traceback."""
+    df = pd.read_parquet(run_copy / "points.parquet")
+    (run_copy / "points.parquet").unlink()
+    df["ttft_s_p50"] = df["ttft_s_p50"].astype(object)
+    df.loc[0, "ttft_s_p50"] = "abc"
+    df.to_csv(run_copy / "points.csv", index=False)
+    res = harness("compare", str(run_copy), "--out", str(run_copy.parent / "cmp"))
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    assert "abc" in res.stdout
