@@ -319,7 +319,11 @@ def report_plots_dir(p: Path) -> bool:
 def _runs_below(top: Path) -> list[Path]:
     """Run directories under `top` (not descending into runs or compare outputs), sorted by path."""
     found: list[Path] = []
-    for sub in sorted(c for c in top.iterdir() if c.is_dir() and not c.is_symlink()):
+    try:
+        subs = sorted(c for c in top.iterdir() if c.is_dir() and not c.is_symlink())
+    except OSError:  # a folder this user cannot list (`harness report /` passes through /proc): no runs
+        return found
+    for sub in subs:
         if (sub / "manifest.json").is_file():
             found.append(sub)
         elif not (sub / COMPARE_OUTPUT).is_file():

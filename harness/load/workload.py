@@ -229,6 +229,8 @@ class DatasetRow:
 def load_dataset(path: str | Path) -> list[DatasetRow]:
     """Lines `{"prompt": str, "output_tokens": int}` or `{"input_tokens": int, "output_tokens": int}`."""
     p = Path(path)
+    if p.exists() and not p.is_file():  # a directory; a pipe or a device, whose reading never ends
+        raise DatasetError(f"{p}: not a file")
     try:
         lines = p.read_text(encoding="utf-8-sig").splitlines()  # a BOM (Windows editors) is no JSON
     except UnicodeDecodeError as e:

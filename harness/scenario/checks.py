@@ -350,6 +350,8 @@ def input_file_errors(s: Scenario, file: str) -> list[str]:
                 msgs.append(
                     f"{file}: {where}.model.path: file not found: {model.path}{_relative_hint(path, file)}"
                 )
+            elif not (path.is_file() or path.is_dir()):  # a pipe or a device: reading it never ends
+                msgs.append(f"{file}: {where}.model.path: {model.path}: not a file or directory")
             elif eng.type == "llamacpp" and (problem := _gguf_problem(path)):
                 msgs.append(f"{file}: {where}.model.path: {model.path}: {problem}")
         bench = getattr(eng, "llama_bench", None)

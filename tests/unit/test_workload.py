@@ -233,3 +233,26 @@ def test_dataset_lines_python_cannot_read_as_json_name_their_line(tmp_path: Path
         DatasetError, match=r"big.jsonl:1: invalid JSON: an integer of more than 4,300 digits"
     ):
         load_dataset(big)
+
+
+def test_a_dataset_or_model_that_is_a_pipe_is_refused_not_read_forever(tmp_path: Path) -> None:
+    """A named pipe (or /dev/zero) exists but is no file: reading it waited for a writer, or read without
+    end, and `harness validate` never returned."""
+    import os
+    import subprocess
+    import sys
+
+    pipe = tmp_path / "p.jsonl"
+    os.mkfifo(pipe)
+    with pytest.raises(DatasetError, match=r"p.jsonl: not a file"):
+        load_dataset(pipe)
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(f"name: x\nengine: {{type: llamacpp, model: {{source: path, path: {pipe}}}}}\n")
+    res = subprocess.run(
+        [sys.executable, "-m", "harness", "validate", str(scenario)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert res.returncode == 2 and f"engine.model.path: {pipe}: not a file or directory" in res.stderr
