@@ -58,14 +58,17 @@ def strict_yaml(text: str) -> Any:
     return data
 
 
-def _holds_itself(value: Any, open_ids: set[int]) -> bool:
-    """Whether a list or mapping contains itself (YAML aliases can make such a value; JSON cannot)."""
-    if not isinstance(value, list | dict):
+def _holds_itself(value: Any, open_ids: set[int], done: set[int] | None = None) -> bool:
+    """Whether a list or mapping contains itself (YAML aliases can make such a value; JSON cannot). Each
+    container is walked once: an alias used many times (or aliases of aliases) costs no more."""
+    done = set() if done is None else done
+    if not isinstance(value, list | dict) or id(value) in done:
         return False
     if id(value) in open_ids:
         return True
     open_ids.add(id(value))
     items = value.values() if isinstance(value, dict) else value
-    found = any(_holds_itself(v, open_ids) for v in items)
+    found = any(_holds_itself(v, open_ids, done) for v in items)
     open_ids.discard(id(value))
+    done.add(id(value))
     return found
