@@ -93,8 +93,8 @@ def parse_claims(data: Any, file: str) -> list[Claim]:
             c = Claim.model_validate(entry)
         except ValidationError as e:
             first = e.errors()[0]
-            loc = ".".join(str(x) for x in first["loc"])
-            raise CatalogError(f"{file}: claims[{i}].{loc}: {value_problem(first)}") from None
+            loc = "".join(f".{x}" for x in first["loc"])  # none for a check of the whole entry
+            raise CatalogError(f"{file}: claims[{i}]{loc}: {value_problem(first)}") from None
         for field, problem in _precision_problems(c):
             raise CatalogError(f"{file}: claims[{i}].{field}: {problem}")
         if c.id in ids:

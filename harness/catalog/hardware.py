@@ -86,8 +86,8 @@ def devices() -> dict[str, Device]:
             dev = Device(key=key, **entry)
         except ValidationError as e:
             first = e.errors()[0]
-            loc = ".".join(str(p) for p in first["loc"])
-            raise CatalogError(f"hardware.yaml: {key}.{loc}: {value_problem(first)}") from None
+            loc = "".join(f".{p}" for p in first["loc"])  # none for a check of the whole entry
+            raise CatalogError(f"hardware.yaml: {key}{loc}: {value_problem(first)}") from None
         for n in dev.nvml_names:
             if n in seen_names:
                 raise CatalogError(f"hardware.yaml: {key}.nvml_names: {n!r} already used by {seen_names[n]}")

@@ -60,8 +60,8 @@ def parse_prices(data: Any, file: str, known_devices: Iterable[str] | None = Non
             p = Price.model_validate(entry)
         except ValidationError as e:
             for err in e.errors():
-                loc = ".".join(str(x) for x in err["loc"])
-                problems.append(f"{file}: prices[{i}].{loc}: {value_problem(err)}")
+                loc = "".join(f".{x}" for x in err["loc"])  # none for a check of the whole entry
+                problems.append(f"{file}: prices[{i}]{loc}: {value_problem(err)}")
             continue
         if known is not None and p.device not in known:
             problems.append(

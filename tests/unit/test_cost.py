@@ -178,6 +178,21 @@ def test_price_and_claims_files_are_read_as_strictly_as_scenarios(tmp_path: Path
         load_claims_file(claims)
 
 
+def test_a_price_entry_whose_range_is_upside_down_is_named_without_a_field(tmp_path: Path) -> None:
+    """A check of the whole entry has no field to name: `prices[0]: ...`, not `prices[0].: ...`."""
+    from harness.catalog import CatalogError
+    from harness.catalog.prices import load_price_file
+
+    f = tmp_path / "p.yaml"
+    f.write_text(
+        "prices:\n  - {device: cpu, provider: me, usd_per_hour: 2, usd_per_hour_high: 1, seen: x, source: y}"
+        "\n"
+    )
+    with pytest.raises(CatalogError) as e:
+        load_price_file(f)
+    assert str(e.value) == f"{f}: prices[0]: usd_per_hour_high is below usd_per_hour"
+
+
 def test_name_number_options_are_parsed_one_way() -> None:
     import pytest
 
