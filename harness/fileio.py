@@ -42,3 +42,12 @@ def replaced_whole(path: Path) -> Iterator[Path]:
 def write_text_whole(path: Path, text: str) -> None:
     with replaced_whole(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def user_path(text: str) -> Path:
+    """A path as a scenario gives it, `~` expanded; a `~name` that names no user is left as written (its
+    file is then not found, said as such)."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        return Path(text)

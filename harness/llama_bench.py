@@ -33,6 +33,7 @@ from typing import Any
 
 from harness.engines.llamacpp import native_ngl
 from harness.engines.process import EngineError, ManagedProcess, abort_reason
+from harness.fileio import user_path
 from harness.scenario import LlamaCppEngine, Workload
 
 # llama-server options llama-bench also takes, with the separator llama-bench wants between the items of
@@ -65,8 +66,8 @@ def binary(cfg: LlamaCppEngine) -> str | None:
     (one build makes both), else on PATH; None when there is none."""
     lb = cfg.llama_bench
     if lb is not None and lb.binary:
-        return str(Path(lb.binary).expanduser())
-    server = Path(cfg.binary).expanduser() if cfg.binary else None
+        return str(user_path(lb.binary))
+    server = user_path(cfg.binary) if cfg.binary else None
     if server is None and (found := shutil.which("llama-server")):
         server = Path(found)
     if server is not None and (beside := server.resolve().parent / "llama-bench").is_file():

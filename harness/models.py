@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.fileio import user_path
 from harness.gguf_writer import GENERATOR_VERSION, make_gguf
 from harness.model_errors import ModelError
 
@@ -250,7 +251,7 @@ def resolve(spec: Any) -> ResolvedModel:
     """Turn a scenario model spec into a local file (GGUF engines) or a name (served/catalog)."""
     src = spec.source
     if src == "path":
-        p = Path(spec.path).expanduser()
+        p = user_path(spec.path)
         if not p.exists():
             raise ModelError(f"model file {p} does not exist")
         if p.is_file():

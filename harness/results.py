@@ -122,10 +122,10 @@ class RunDir:
         """Remove a new run directory that holds nothing but its first manifest (a Ctrl-C before its first
         point): an empty run left behind looked like a run that had failed. False, and the directory
         kept, when anything else is in it."""
-        self.unlock()
         names = {p.name for p in self.path.iterdir()}
         if not names <= {"manifest.json"} | {n for n in names if n.startswith(".manifest.json.")}:
             return False
+        self.unlock()
         for name in names:
             (self.path / name).unlink(missing_ok=True)
         try:
@@ -437,8 +437,11 @@ def reading(run: str | Path) -> Iterator[None]:
     the reading stopped, not a traceback."""
     try:
         yield
+    except UnicodeError:  # the terminal's encoding, not the run's files
+        raise
     except HAND_EDIT_ERRORS as e:
-        frames = [f for f in traceback.extract_tb(e.__traceback__) if "/harness/" in f.filename]
+        package = str(Path(__file__).resolve().parent)
+        frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename.startswith(package)]
         at = f", in {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
         raise RunNotFound(
             f"{run}: its manifest.json or points table holds a value of a kind this harness does not write "

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import harness
 from harness import hostinfo
 from harness.engines.base import redact_scenario
+from harness.fileio import user_path
 from harness.results import (
     RunDir,
     RunNotFound,
@@ -120,8 +121,8 @@ def input_digests(s: Scenario) -> dict[str, str]:
         ("workload.dataset", s.workload.dataset),
         ("workload.tokenizer", s.workload.tokenizer),
     ):
-        if path and Path(path).expanduser().is_file():
-            out[field] = sha256_file(Path(path).expanduser())
+        if path and user_path(path).is_file():
+            out[field] = sha256_file(user_path(path))
     return out
 
 

@@ -80,18 +80,23 @@ def _strings(obj: Any) -> list[str]:
 def detected_gpu(manifest: dict[str, Any]) -> Device | None:
     """The catalog GPU the run really used: the `catalog_key` the GPU inventory recorded
     (manifest hardware.gpu.gpus[*], matched by NVML name and memory size; None where it matched none),
-    else, in a manifest with no such inventory, any NVML name in its hardware, telemetry or host sections
-    that a catalog entry lists."""
+    else, where no GPU of the inventory had its memory read, any NVML name in the manifest's hardware,
+    telemetry or host sections that a catalog entry lists."""
     gpu_inv = (
         ((manifest.get("hardware") or {}).get("gpu") or {})
         if isinstance(manifest.get("hardware"), dict)
         else {}
     )
-    inventoried = [g for g in gpu_inv.get("gpus") or [] if isinstance(g, dict) and "catalog_key" in g]
+    # matched by name and memory (a GPU whose memory NVML did not give was matched by nothing)
+    inventoried = [
+        g
+        for g in gpu_inv.get("gpus") or []
+        if isinstance(g, dict) and "catalog_key" in g and g.get("memory_total_bytes")
+    ]
     for g in inventoried:
         if g["catalog_key"] in devices():
             return devices()[g["catalog_key"]]
-    if inventoried:  # matched by name and memory, and none was a catalog GPU (its memory was not)
+    if inventoried:  # none was a catalog GPU: a name of one with another memory is not that GPU
         return None
     for s in _strings([manifest.get("hardware"), manifest.get("telemetry"), manifest.get("host")]):
         dev = match_nvml(s)

@@ -49,11 +49,13 @@ def strict_yaml(text: str) -> Any:
     deeper than Python recurses or an integer over its 4300 digits raise `yaml.YAMLError`."""
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+        loops = _holds_itself(data, set())
     except RecursionError:
         raise yaml.YAMLError("nested too deeply") from None
-    except ValueError:  # not a YAML error: Python's limit on the digits of an integer
-        raise yaml.YAMLError("an integer of more than 4,300 digits") from None
-    if _holds_itself(data, set()):
+    except ValueError as e:  # not a YAML error: an integer over Python's digit limit, a date of no day
+        too_long = "Exceeds the limit" in str(e)
+        raise yaml.YAMLError("an integer of more than 4,300 digits" if too_long else str(e)) from None
+    if loops:
         raise yaml.YAMLError("a value holds itself (an alias inside its own anchor): it has no end")
     return data
 

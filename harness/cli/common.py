@@ -99,8 +99,19 @@ def _writable_parent(option: str, path: Path) -> None:
         raise fail(f"{option}: {path}: cannot write in {parent}")
 
 
-# what a run directory's own files are: written over by an output, the run is lost (its reports are not)
-RUN_DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet", ".gz", ".log", ".txt", ".yaml")
+# the files a run writes in its directory (telemetry-*, engine-*.log too): an output over one loses it
+RUN_FILES = (
+    "manifest.json",
+    "points.csv",
+    "points.parquet",
+    "requests.jsonl",
+    "token-counts.jsonl",
+    "report.md",
+)
+
+
+def _a_run_file(name: str) -> bool:
+    return name in RUN_FILES or name.startswith(("telemetry-", "engine-"))
 
 
 def output_file(option: str, path: Path | None) -> Path | None:
@@ -110,7 +121,7 @@ def output_file(option: str, path: Path | None) -> Path | None:
     if path is not None:
         if path.is_dir():
             raise fail(f"{option}: {path} is a directory (give a file path)")
-        if (path.parent / "manifest.json").is_file() and path.exists() and path.suffix in RUN_DATA_SUFFIXES:
+        if (path.parent / "manifest.json").is_file() and _a_run_file(path.name):
             raise fail(f"{option}: {path} is a file of the run in {path.parent}: give another path")
         _writable_parent(option, path)
     return path

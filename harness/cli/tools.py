@@ -107,7 +107,8 @@ def serve_fake(
     def listening() -> None:
         err.print(
             f"fake OpenAI server on {http_url(host, port)} (TTFT {ttft_ms} ms, ITL {itl_ms} ms, "
-            f"{workers} process(es)); Ctrl-C stops"
+            f"{workers} process(es)); Ctrl-C stops",
+            markup=False,
         )
 
     try:

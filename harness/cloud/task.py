@@ -24,6 +24,7 @@ import yaml
 
 from harness import __version__
 from harness.cloud import images, scripts
+from harness.fileio import user_path
 from harness.scenario import LlamaCppEngine, Scenario, VllmEngine, engine_configs
 
 # hardware catalog key (scenario `hardware.gpu`) → SkyPilot accelerator name (`sky show-gpus`)
@@ -213,7 +214,7 @@ def _check_model_path(
     model = eng.model
     if model.source != "path":
         return
-    if Path(model.path).expanduser().is_absolute():
+    if user_path(model.path).is_absolute():
         warnings.append(
             f"{where}.model.path: {model.path} must exist on the cluster "
             "(relative paths resolve inside the synced source tree)"

@@ -28,6 +28,7 @@ from harness.engines.process import (
     http_url,
     port_taken,
 )
+from harness.fileio import user_path
 from harness.offload import no_weights_on_gpu
 from harness.scenario import LlamaCppEngine, Workload
 
@@ -189,7 +190,7 @@ class LlamaCppServer:
     def server_binary(self) -> str:
         """The llama-server executable: `binary:` as given, else `llama-server` on PATH."""
         if self.cfg.binary:
-            return str(Path(self.cfg.binary).expanduser())
+            return str(user_path(self.cfg.binary))
         return shutil.which("llama-server") or "llama-server"
 
     @property

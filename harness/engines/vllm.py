@@ -47,6 +47,7 @@ from harness.engines.vllm_flags import (
     precision_args,
     quantization_config,
 )
+from harness.fileio import user_path
 from harness.hfmodel import TOKENIZER_DIR, HfModelError, catalog_model_dir
 from harness.models import ModelError
 from harness.roofline import bytes_per_param
@@ -197,7 +198,7 @@ class VllmServer:
                 raise ModelError(f"engine.model: {e}") from None
             return path, m.name, arch.weight_bytes(bytes_per_param(self.cfg.precision))
         if m.source == "path":
-            p = Path(m.path).expanduser()
+            p = user_path(m.path)
             if not p.exists():
                 raise ModelError(f"engine.model.path: {p} does not exist")
             size = sum(f.stat().st_size for f in p.glob("*.safetensors")) if p.is_dir() else p.stat().st_size

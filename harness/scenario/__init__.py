@@ -80,17 +80,22 @@ __all__ = [
 ]
 
 
-def _nul_in(value: Any, where: str) -> str | None:
+def _nul_in(value: Any, where: str, seen: set[int] | None = None) -> str | None:
     """The field (`workload.dataset`, `variants[0].binary`) of the first text with a NUL character in it
-    (a YAML "\\0"), None if there is none: a path with one fails every file call with a ValueError."""
+    (a YAML "\\0"), None if there is none: a path with one fails every file call with a ValueError.
+    A container met again through an alias is not walked again."""
     if isinstance(value, str):
         return where if "\0" in value else None
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    seen = set() if seen is None else seen
+    if not isinstance(value, dict | list) or id(value) in seen:
+        return None
+    seen.add(id(value))
+    items = value.items() if isinstance(value, dict) else enumerate(value)
     for k, v in items:
         inner = f"{where}[{k}]" if isinstance(k, int) else f"{where}.{k}" if where else str(k)
         if isinstance(k, str) and "\0" in k:
             return inner
-        if (found := _nul_in(v, inner)) is not None:
+        if (found := _nul_in(v, inner, seen)) is not None:
             return found
     return None
 

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from harness.fileio import user_path
 from harness.scenario.errors import merge_variants
 from harness.scenario.models import LengthDist, LlamaCppEngine, Scenario, engine_configs
 from harness.slots import engine_slots
@@ -311,15 +312,6 @@ def gguf_incomplete(path: Path) -> str | None:
     if end > size:
         return f"truncated: its tensors end at byte {end:,}, the file has {size:,}"
     return None
-
-
-def user_path(text: str) -> Path:
-    """A path as a scenario gives it, `~` expanded; a `~name` that names no user is left as written (its
-    file is then not found, said as such)."""
-    try:
-        return Path(text).expanduser()
-    except RuntimeError:
-        return Path(text)
 
 
 def _relative_hint(path: Path, file: str) -> str:

@@ -308,8 +308,10 @@ def read_trace(path: Path) -> tuple[dict[str, Any], list[GpuSeries]]:
         raise TraceError(f"{path}: empty trace")
     try:
         head = json.loads(lines[0])
-    except (ValueError, RecursionError) as e:  # JSONDecodeError; an integer over 4300 digits; deep nesting
-        raise TraceError(f"{path}: line 1: not JSON: {e or 'nested too deeply'}") from None
+    except RecursionError:
+        raise TraceError(f"{path}: line 1: not JSON: nested too deeply") from None
+    except ValueError as e:  # JSONDecodeError; an integer over 4300 digits
+        raise TraceError(f"{path}: line 1: not JSON: {e}") from None
     if not isinstance(head, dict) or head.get("format") != FORMAT:
         raise TraceError(f"{path}: line 1: format: not an NVML trace (expected {FORMAT!r})")
     if head.get("version") != VERSION:

@@ -85,6 +85,10 @@ QUICKSTART = (ROOT / "scenarios" / "quickstart-cpu.yaml").read_text()
             'name: x\nengine: {type: vllm, model: {source: path, path: "~nosuchuser/m"}}\n',
             "engine.model.path: file not found: ~nosuchuser/m",
         ),
+        # deeper than the self-reference check recursed, though PyYAML read it
+        ("name: x\ndescription: " + "[" * 400 + "]" * 400 + "\n", "invalid YAML: nested too deeply"),
+        # a date of no day: PyYAML's ValueError, said as it is (not as an over-long integer)
+        (QUICKSTART + "x-when: 2024-13-01\n", "invalid YAML: month must be in 1..12"),
     ],
 )
 def test_scenario_values_a_yaml_file_can_hold_but_a_scenario_cannot(
@@ -577,3 +581,20 @@ def test_a_latency_that_is_no_number_is_shown_as_it_is(run_copy: Path) -> None:
     res = harness("compare", str(run_copy), "--out", str(run_copy.parent / "cmp"))
     assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
     assert "abc" in res.stdout
+
+
+def test_aliases_of_aliases_are_checked_once_each(tmp_path: Path) -> None:
+    """30 anchors each listing the one before twice stand for 2**30 leaves: the checks for a value that
+    holds itself, or a NUL, walk each list once (walking every path had taken minutes)."""
+    anchors = "  a0: &a0 [x]\n" + "".join(f"  a{i}: &a{i} [*a{i - 1}, *a{i - 1}]\n" for i in range(1, 31))
+    res = harness("validate", str(_scenario(tmp_path, QUICKSTART + "x-anchors:\n" + anchors)))  # 120 s cap
+    assert refused(res, "x-anchors"), res.stderr
+
+
+def test_outputs_may_go_inside_a_run_directory_under_names_of_their_own(run_copy: Path) -> None:
+    """Only a run's own files are refused: a claims table written into the run twice is written twice."""
+    for _ in range(2):
+        res = harness("claims", str(run_copy), "--out", str(run_copy / "claims.md"))
+        assert res.returncode == 0, res.stderr
+    res = harness("report", str(run_copy), "--html", str(run_copy / "report.md"))
+    assert refused(res, "is a file of the run"), res.stderr

@@ -34,11 +34,11 @@ def test_dry_run_sweep_prints_one_task_per_machine_and_the_cost() -> None:
     docs = list(yaml.safe_load_all(res.stdout))
     assert [d["name"] for d in docs] == ["h-llama-3-1-8b-1gpu-a100-80gbx1", "h-llama-3-1-8b-1gpu-h100x1"]
     assert [d["resources"]["accelerators"] for d in docs] == ["A100-80GB:1", "H100:1"]
-    # prices.yaml: A100-80GB $1.49-4.50, H100 $2.49-6.00 per GPU-hour; default --max-hours 2
-    # A100: 1.49*2 = 2.98, 4.50*2 = 9.00; H100: 2.49*2 = 4.98, 6.00*2 = 12.00; sweep 7.96-21.00
+    # default --max-hours 2: A100 1.49*2 = 2.98, 2.49*2 = 4.98; H100 2.49*2 = 4.98, 3.99*2 = 7.98;
+    # sweep 2.98 + 4.98 = 7.96 to 4.98 + 7.98 = 12.96
     err = res.stderr
     a100, h100 = "h-llama-3-1-8b-1gpu-a100-80gbx1", "h-llama-3-1-8b-1gpu-h100x1"
-    # prices.yaml's defaults: A100 80GB SXM $1.49-2.49 and PCIe $2.10; H100 SXM $2.49-3.99 and PCIe $2.86
+    # the price catalog's defaults: A100 80GB SXM $1.49-2.49, PCIe $2.10; H100 SXM $2.49-3.99, PCIe $2.86
     assert f"{a100}: A100-80GB:1 × 1 node: $1.49-2.49/h; 2 h of benchmark: $2.98-4.98" in err
     assert f"{h100}: H100:1 × 1 node: $2.49-3.99/h; 2 h of benchmark: $4.98-7.98" in err
     assert "sweep, benchmark time: $7.96-12.96" in err

@@ -316,8 +316,14 @@ def test_a_gpu_the_inventory_matched_to_no_catalog_entry_is_not_found_again_by_i
     m = _manifest({"type": "llamacpp", "model": SYNTH})
     found = detected_gpu(m)
     assert found is not None and found.key == "h100-sxm"
-    m["hardware"]["gpu"]["gpus"] = [{"name": "NVIDIA H100 80GB HBM3", "catalog_key": None}]
+    m["hardware"]["gpu"]["gpus"] = [
+        {"name": "NVIDIA H100 80GB HBM3", "memory_total_bytes": 20 * 2**30, "catalog_key": None}
+    ]
     assert detected_gpu(m) is None
+    # NVML gave no memory: the inventory matched nothing, and the name alone decides
+    m["hardware"]["gpu"]["gpus"][0]["memory_total_bytes"] = None
+    found = detected_gpu(m)
+    assert found is not None and found.key == "h100-sxm"
     m["hardware"]["gpu"] = {"name": "NVIDIA H100 80GB HBM3"}  # no inventory of GPUs: names only
     found = detected_gpu(m)
     assert found is not None and found.key == "h100-sxm"
