@@ -138,6 +138,11 @@ class InterruptedAgain(KeyboardInterrupt):
         self.run_dir = run_dir
 
 
+class InterruptedStarting(InterruptedAgain):
+    """A Ctrl-C before the run's own handling was in place stopped a resumed run: nothing new was
+    measured, and `run_dir` (with its earlier points) is marked interrupted."""
+
+
 def _prompt_salt(s: Scenario) -> int:
     """The scenario's prompt salt, else a fresh one: a repeated run must not hit the prompt cache of an
     engine that outlived the last one (an external endpoint)."""
@@ -299,7 +304,7 @@ def _sweep_all(sweep: _Sweep) -> RunResult:
         if again:
             raise InterruptedAgain(run.path) from None
         if early:
-            raise KeyboardInterrupt from None
+            raise InterruptedStarting(run.path) from None
         if isinstance(e, OSError):
             raise RunWriteFailed(run.path, e, not sweep.find_max_goodput) from e
         raise

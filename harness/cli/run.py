@@ -74,7 +74,7 @@ def run(
     """Run a scenario: start the engine, sweep the load points, write results/<time>-<name>/."""
     from harness import report
     from harness.resume import ResumeError
-    from harness.runner import InterruptedAgain, RunFailed, RunWriteFailed, run_scenario
+    from harness.runner import InterruptedAgain, InterruptedStarting, RunFailed, RunWriteFailed, run_scenario
     from harness.scenario import combination_warnings, input_file_errors
 
     try:
@@ -112,6 +112,12 @@ def run(
         )
     except ResumeError as e:
         raise fail(str(e)) from None
+    except InterruptedStarting as e:  # a resumed run, before its first point: it keeps its points
+        raise fail(
+            "interrupted while the run was starting: nothing new was measured "
+            f"(continue with: harness run {scenario} --resume {e.run_dir})",
+            130,
+        ) from None
     except InterruptedAgain as e:
         raise fail(
             "interrupted again: stopped at once; the run directory is marked interrupted "

@@ -200,3 +200,31 @@ def test_discarding_an_unstarted_run_keeps_a_directory_with_anything_else_in_it(
     bare = RunDir.create(tmp_path, "t")
     bare.write_manifest({"status": "running"})
     assert bare.discard_unstarted() is True and not bare.path.exists()
+
+
+def test_a_ctrl_c_while_a_resumed_run_starts_keeps_it_and_says_how_to_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resumed run holds earlier points: the early Ctrl-C marks it interrupted (not 'a second Ctrl-C')
+    and the command says how to continue it."""
+    from typer.testing import CliRunner
+
+    from harness import runner
+    from harness.cli import app
+
+    run = RunDir.create(tmp_path, "quickstart-cpu")
+    run.write_manifest({"status": "interrupted", "points_done": ["v0-c1"]})
+
+    def reopened(*args: object, **kwargs: object) -> tuple[RunDir, list[dict[str, str]], int, int]:
+        return run, [{"point_id": "v0-c1"}], 9, 1
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # as the terminal's Ctrl-C arrives before the run's own handling
+
+    monkeypatch.setattr(runner, "reopen", reopened)
+    monkeypatch.setattr(runner, "_abort_on_signals", interrupted)
+    res = CliRunner().invoke(app, ["run", "scenarios/quickstart-cpu.yaml", "--resume", str(run.path)])
+    assert res.exit_code == 130
+    assert "nothing new was measured" in res.output and f"--resume {run.path}" in res.output
+    manifest = read_manifest(run.path)
+    assert manifest["status"] == "interrupted" and "interrupted while starting" in str(manifest)
