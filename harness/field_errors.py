@@ -36,13 +36,23 @@ BOUNDS = {
 _EXPONENT_TEXT = re.compile(r"[+-]?(\d+(\.\d*)?[eE]\d+|\d+[eE][+-]\d+)")
 
 
+# a value given is echoed up to this many characters (a 5,000-character string filled the terminal)
+MAX_SHOWN_CHARS = 80
+
+
+def shown(value: Any) -> str:
+    """`repr(value)`, cut to MAX_SHOWN_CHARS with the length it had."""
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN_CHARS else f"{text[:MAX_SHOWN_CHARS]}... ({len(text):,} characters)"
+
+
 def expected(kind: str, given: Any) -> str:
     """`expected a whole number (got '1e3')`, with a hint where YAML read the value as another type than
     it looks: a date, or a number in an exponent form that YAML 1.1 reads as text (`_EXPONENT_TEXT`)."""
-    shown = given.isoformat() if isinstance(given, dt.date) else repr(given)
-    msg = f"expected {EXPECTED[kind]} (got {shown})"
+    got = given.isoformat() if isinstance(given, dt.date) else shown(given)
+    msg = f"expected {EXPECTED[kind]} (got {got})"
     if kind == "string_type" and isinstance(given, dt.date):
-        return f"expected text (got the date {shown}: YAML reads it as one; quote it)"
+        return f"expected text (got the date {got}: YAML reads it as one; quote it)"
     if kind == "string_type" and isinstance(given, bool | int | float):
         return f"{msg}: quote it"
     number = kind.startswith(("int", "float"))
@@ -58,16 +68,16 @@ def value_problem(err: Any) -> str:
         return "field required"
     if kind in ("literal_error", "enum"):
         allowed = f" (allowed: {ctx['expected']})" if "expected" in ctx else ""
-        return f"invalid value {given!r}{allowed}"
+        return f"invalid value {shown(given)}{allowed}"
     if kind in ("tuple_type", "list_type"):
-        return f"expected a list, e.g. [1, 2, 4] (got {given!r})"
+        return f"expected a list, e.g. [1, 2, 4] (got {shown(given)})"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return f"expected a mapping of fields (got {given!r})"
+        return f"expected a mapping of fields (got {shown(given)})"
     if kind in EXPECTED:
         return expected(kind, given)
     if kind in BOUNDS and BOUNDS[kind][0] in ctx:
         key, op = BOUNDS[kind]
         bound = ctx[key]
-        shown = f"{bound:g}" if isinstance(bound, float) else bound
-        return f"invalid value {given!r} (allowed: {op} {shown})"
+        bound_text = f"{bound:g}" if isinstance(bound, float) else bound
+        return f"invalid value {shown(given)} (allowed: {op} {bound_text})"
     return " ".join(str(err["msg"]).removeprefix("Value error, ").split())

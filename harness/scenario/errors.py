@@ -8,7 +8,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from harness.field_errors import value_problem
+from harness.field_errors import shown, value_problem
 from harness.scenario.models import EngineSpec, ModelSpec, Scenario, engine_with
 
 
@@ -120,13 +120,13 @@ def _format_one(file: str, err: Any) -> str:
         return f"{file}: {_loc(loc)}: field required{_allowed(err)}"
     if err["type"] == "union_tag_invalid":
         loc = (*loc, str(ctx.get("discriminator", "type")).strip("'"))
-        return f"{file}: {_loc(loc)}: invalid value {ctx.get('tag')!r}{_allowed(err)}"
+        return f"{file}: {_loc(loc)}: invalid value {shown(ctx.get('tag'))}{_allowed(err)}"
     if err["type"] == "extra_forbidden":
         return f"{file}: {_loc(loc)}: unknown field{_allowed(err)}"
     if err["type"] == "string_pattern_mismatch" and loc == ("name",):
         return (
-            f"{file}: name: invalid value {err.get('input')!r} (allowed: letters, digits, '_', '.' and '-', "
-            "starting with a letter or digit: it names the run directory)"
+            f"{file}: name: invalid value {shown(err.get('input'))} (allowed: letters, digits, '_', '.' and "
+            "'-', starting with a letter or digit: it names the run directory)"
         )
     if err["type"] == "string_too_long" and loc == ("name",):
         return (
@@ -169,7 +169,7 @@ def variant_errors(file: str, data: dict[str, Any]) -> list[str]:
     tag = base.engine.type
     for i, override in enumerate(variants):
         if not isinstance(override, dict):
-            msgs.append(f"{file}: variants[{i}]: expected a mapping of engine fields (got {override!r})")
+            msgs.append(f"{file}: variants[{i}]: expected a mapping of engine fields (got {shown(override)})")
             continue
         try:
             engine_with(base.engine, override)

@@ -53,6 +53,15 @@ def test_bad_enum_names_file_field_and_allowed_values() -> None:
     assert messages(data) == ["f.yaml: workload.api: invalid value 'grpc' (allowed: 'completion' or 'chat')"]
 
 
+def test_a_long_value_is_echoed_cut_short_with_its_length() -> None:
+    """A 5,000-character value filled the terminal: the message shows 80 characters and the length."""
+    data = {**BASE, "workload": {"api": "g" * 5000}}
+    shown = repr("g" * 5000)[:80]
+    assert messages(data) == [
+        f"f.yaml: workload.api: invalid value {shown}... (5,002 characters) (allowed: 'completion' or 'chat')"
+    ]
+
+
 def test_unknown_key_is_an_error_with_the_allowed_names_and_a_close_match() -> None:
     data = {**BASE, "load": {"concurency": [1]}}
     (msg,) = messages(data)
