@@ -75,6 +75,8 @@ def value_problem(err: Any) -> str:
         return f"expected a mapping of fields (got {shown(given)})"
     if kind in EXPECTED:
         return expected(kind, given)
+    if kind == "finite_number":  # YAML's .nan and .inf
+        return f"expected a finite number (got {shown(given)})"
     if kind in BOUNDS and BOUNDS[kind][0] in ctx:
         key, op = BOUNDS[kind]
         bound = ctx[key]

@@ -170,7 +170,10 @@ CLAIM = {"id": "a", "source": "s", "text": "t", "kind": "throughput", "value": 2
             },
             r"claims\[0\].numerator.precision: invalid value 'FP-8'",
         ),
-        ({"claims": [{**CLAIM, "value": math.inf}]}, r"claims\[0\].value: Input should be a finite number"),
+        (
+            {"claims": [{**CLAIM, "value": math.inf}]},
+            r"claims\[0\].value: expected a finite number \(got inf\)",
+        ),
         ({"claims": [{1: "a"}]}, r"claims\[0\].id: field required"),  # keys that are not strings
         ({"sources": 5, "claims": [CLAIM]}, r"c.yaml: sources: expected a mapping"),
     ],
@@ -186,7 +189,7 @@ def test_price_files_with_infinite_prices_or_odd_keys_are_refused_by_field() -> 
     with pytest.raises(CatalogError) as e:
         parse_prices({"prices": [{**good, "usd_per_hour": math.inf}, {**good, 1: "x"}]}, "x.yaml")
     assert str(e.value).splitlines() == [
-        "x.yaml: prices[0].usd_per_hour: Input should be a finite number",
+        "x.yaml: prices[0].usd_per_hour: expected a finite number (got inf)",
         "x.yaml: prices[1].1: Keys should be strings",
     ]
 

@@ -57,11 +57,11 @@ QUICKSTART = (ROOT / "scenarios" / "quickstart-cpu.yaml").read_text()
             QUICKSTART.replace(
                 "  mode: closed\n  concurrency: [1, 2, 4]", "  mode: open\n  rates_rps: [.nan]"
             ),
-            "load.rates_rps[0]: Input should be a finite number",
+            "load.rates_rps[0]: expected a finite number (got nan)",
         ),
         (
             QUICKSTART.replace("  tpot_s: 0.2", "  tpot_s: .inf"),
-            "slo.tpot_s: Input should be a finite number",
+            "slo.tpot_s: expected a finite number (got inf)",
         ),
         # each of these had ended in a traceback
         ("name: x\ndescription: " + "[" * 2000 + "]" * 2000 + "\n", "invalid YAML: nested too deeply"),
