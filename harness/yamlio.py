@@ -44,6 +44,17 @@ _UniqueKeyLoader.add_implicit_resolver(
 )
 
 
+def _refuse_tag(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    kind = node.tag.rsplit(":", 1)[-1]
+    what = f"{kind} values are not taken (write text, a list or a mapping)"
+    raise yaml.constructor.ConstructorError(None, None, what, node.start_mark)
+
+
+# YAML's other types, which JSON has not: bytes, sets and ordered pairs passed as text or lists
+for _tag in ("binary", "set", "omap", "pairs"):
+    _UniqueKeyLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse_tag)
+
+
 def strict_yaml(text: str) -> Any:
     """The data of a YAML document; a duplicate key, a value that holds itself (`&a [*a]`), nesting
     deeper than Python recurses or an integer over its 4300 digits raise `yaml.YAMLError`."""

@@ -87,6 +87,9 @@ QUICKSTART = (ROOT / "scenarios" / "quickstart-cpu.yaml").read_text()
         ),
         # deeper than the self-reference check recursed, though PyYAML read it
         ("name: x\ndescription: " + "[" * 400 + "]" * 400 + "\n", "invalid YAML: nested too deeply"),
+        # YAML types JSON has not: bytes passed as text, a set as a list
+        ("name: x\ndescription: !!binary aGVsbG8=\n", "binary values are not taken"),
+        (QUICKSTART.replace("[1, 2, 4]", "!!set {1, 2}"), "set values are not taken"),
         # a date of no day: PyYAML's ValueError, said as it is (not as an over-long integer)
         (QUICKSTART + "x-when: 2024-13-01\n", "invalid YAML: month must be in 1..12"),
     ],
