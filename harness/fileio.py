@@ -51,3 +51,13 @@ def user_path(text: str) -> Path:
         return Path(text).expanduser()
     except RuntimeError:
         return Path(text)
+
+
+def parse_problem(e: BaseException) -> str:
+    """What a JSON or YAML reader's error means, where it hit one of Python's own limits rather than the
+    format's rules (RecursionError; the ValueError of an integer over 4,300 digits); else its text."""
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    if "Exceeds the limit" in str(e):
+        return "an integer of more than 4,300 digits"
+    return str(e)

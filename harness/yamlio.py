@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from harness.fileio import parse_problem
+
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """YAML's safe loader, except that a key given twice in one mapping is an error (PyYAML keeps the
@@ -61,11 +63,8 @@ def strict_yaml(text: str) -> Any:
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
         loops = _holds_itself(data, set())
-    except RecursionError:
-        raise yaml.YAMLError("nested too deeply") from None
-    except ValueError as e:  # not a YAML error: an integer over Python's digit limit, a date of no day
-        too_long = "Exceeds the limit" in str(e)
-        raise yaml.YAMLError("an integer of more than 4,300 digits" if too_long else str(e)) from None
+    except (RecursionError, ValueError) as e:  # no YAML errors: Python's limits, a date of no day
+        raise yaml.YAMLError(parse_problem(e)) from None
     if loops:
         raise yaml.YAMLError("a value holds itself (an alias inside its own anchor): it has no end")
     return data

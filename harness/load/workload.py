@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from harness.client.openai_stream import RequestSpec
+from harness.fileio import parse_problem
 from harness.scenario import LengthDist, Workload
 from harness.scenario.models import MAX_TOKENS
 
@@ -249,10 +250,8 @@ def load_dataset(path: str | Path) -> list[DatasetRow]:
             d = json.loads(line)
         except json.JSONDecodeError as e:
             raise DatasetError(f"{p}:{i}: invalid JSON: {e.msg}") from None
-        except ValueError:  # not a JSON error: Python's limit on the digits of an integer
-            raise DatasetError(f"{p}:{i}: invalid JSON: an integer of more than 4,300 digits") from None
-        except RecursionError:
-            raise DatasetError(f"{p}:{i}: invalid JSON: nested too deeply") from None
+        except (ValueError, RecursionError) as e:  # no JSON errors: Python's own limits
+            raise DatasetError(f"{p}:{i}: invalid JSON: {parse_problem(e)}") from None
         if not isinstance(d, dict):
             raise DatasetError(f"{p}:{i}: expected an object with prompt/input_tokens and output_tokens")
         out = d.get("output_tokens")

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.fileio import replaced_whole
+from harness.fileio import parse_problem, replaced_whole
 from harness.telemetry.window import (
     NS,
     clip_series,
@@ -308,10 +308,8 @@ def read_trace(path: Path) -> tuple[dict[str, Any], list[GpuSeries]]:
         raise TraceError(f"{path}: empty trace")
     try:
         head = json.loads(lines[0])
-    except RecursionError:
-        raise TraceError(f"{path}: line 1: not JSON: nested too deeply") from None
-    except ValueError as e:  # JSONDecodeError; an integer over 4300 digits
-        raise TraceError(f"{path}: line 1: not JSON: {e}") from None
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, or one of Python's own limits
+        raise TraceError(f"{path}: line 1: not JSON: {parse_problem(e)}") from None
     if not isinstance(head, dict) or head.get("format") != FORMAT:
         raise TraceError(f"{path}: line 1: format: not an NVML trace (expected {FORMAT!r})")
     if head.get("version") != VERSION:
