@@ -289,16 +289,15 @@ def _sweep_all(sweep: _Sweep) -> RunResult:
         if early and sweep.attempt == 0 and not sweep.rows and run.discard_unstarted():
             raise
         again = isinstance(e, KeyboardInterrupt) and not early
+        if early:
+            status, why = "interrupted", "interrupted while starting"
+        elif again:
+            status, why = "interrupted", "a second Ctrl-C stopped it at once"
+        else:
+            status, why = "failed", f"{type(e).__name__}: {e}".rstrip(": ")
         try:
             run.close()
-            why = (
-                "a second Ctrl-C stopped it at once"
-                if again
-                else "interrupted while starting"
-                if early
-                else f"{type(e).__name__}: {e}".rstrip(": ")
-            )
-            run.set_status("interrupted" if isinstance(e, KeyboardInterrupt) else "failed", why)
+            run.set_status(status, why)
         except OSError:
             pass  # the disk that failed the run cannot take its status either: `running` stays, as on a kill
         if again:
