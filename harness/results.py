@@ -402,8 +402,7 @@ POINT_NUMBER_COLUMNS = (*POINT_COUNT_COLUMNS, "output_tok_s", "rate_rps", "windo
 
 
 def _points_problem(df: pd.DataFrame) -> str | None:
-    """What makes `df` no points table this harness wrote (None: nothing); its number columns are made
-    numbers where they were numbers written as text (a parquet table written by other tools)."""
+    """What makes `df` no points table this harness wrote (None: nothing)."""
     if df.empty and not len(df.columns):
         return None
     missing = [c for c in POINT_KEY_COLUMNS if c not in df.columns]
@@ -418,7 +417,6 @@ def _points_problem(df: pd.DataFrame) -> str | None:
             bad = [v for v in df[c] if pd.notna(v) and pd.isna(pd.to_numeric(v, errors="coerce"))]
             if bad:
                 return f"column {c}: {bad[0]!r} is not a number"
-            df[c] = pd.to_numeric(df[c], errors="coerce")
         if c in POINT_COUNT_COLUMNS and (
             odd := [v for v in df[c] if pd.notna(v) and not float(v).is_integer()]
         ):
@@ -480,6 +478,9 @@ def read_points(run: str | Path, manifest: dict[str, Any] | None = None) -> pd.D
                 continue
             if problem := _points_problem(df):
                 raise RunNotFound(f"{run / name}: not a points table of this harness: {problem}")
+            for c in POINT_NUMBER_COLUMNS:  # numbers written as text (a table other tools wrote)
+                if c in df.columns and not (pd.api.types.is_numeric_dtype(df[c]) or df[c].isna().all()):
+                    df[c] = pd.to_numeric(df[c], errors="coerce")
             if problems:  # the parquet table is damaged (both are written whole): say the CSV was read
                 df.attrs["read_note"] = f"{'; '.join(problems)}: the points were read from {name}"
             done = manifest_points_done(_manifest_or_empty(run, manifest))
