@@ -401,6 +401,11 @@ POINT_COUNT_COLUMNS = ("ok", "errors", "requests", "concurrency", "variant", "at
 POINT_NUMBER_COLUMNS = (*POINT_COUNT_COLUMNS, "output_tok_s", "rate_rps", "window_s")
 
 
+def _not_numbers(column: pd.Series) -> bool:
+    """A column read as something other than numbers, with values in it (text, or mixed)."""
+    return not (pd.api.types.is_numeric_dtype(column) or column.isna().all())
+
+
 def _points_problem(df: pd.DataFrame) -> str | None:
     """What makes `df` no points table this harness wrote (None: nothing)."""
     if df.empty and not len(df.columns):
@@ -413,7 +418,7 @@ def _points_problem(df: pd.DataFrame) -> str | None:
     for c in POINT_NUMBER_COLUMNS:
         if c not in df.columns:
             continue
-        if not (pd.api.types.is_numeric_dtype(df[c]) or df[c].isna().all()):
+        if _not_numbers(df[c]):
             bad = [v for v in df[c] if pd.notna(v) and pd.isna(pd.to_numeric(v, errors="coerce"))]
             if bad:
                 return f"column {c}: {bad[0]!r} is not a number"
@@ -479,7 +484,7 @@ def read_points(run: str | Path, manifest: dict[str, Any] | None = None) -> pd.D
             if problem := _points_problem(df):
                 raise RunNotFound(f"{run / name}: not a points table of this harness: {problem}")
             for c in POINT_NUMBER_COLUMNS:  # numbers written as text (a table other tools wrote)
-                if c in df.columns and not (pd.api.types.is_numeric_dtype(df[c]) or df[c].isna().all()):
+                if c in df.columns and _not_numbers(df[c]):
                     df[c] = pd.to_numeric(df[c], errors="coerce")
             if problems:  # the parquet table is damaged (both are written whole): say the CSV was read
                 df.attrs["read_note"] = f"{'; '.join(problems)}: the points were read from {name}"
