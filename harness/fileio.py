@@ -4,6 +4,7 @@ synced too, so a crash or a lost machine leaves the old file or the new one, nev
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,6 +52,25 @@ def user_path(text: str) -> Path:
         return Path(text).expanduser()
     except RuntimeError:
         return Path(text)
+
+
+def input_problem(path: Path, folder_ok: bool = False) -> str | None:
+    """Why `path` cannot be read as an input file (or, with `folder_ok`, a folder); None when it can.
+    A pipe or a device is refused: reading one may never end. A name the system refuses (too long, no
+    permission to look) is said as the system says it."""
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return "file not found"
+    except OSError as e:
+        return e.strerror or str(e)
+    except ValueError:  # a NUL in the name
+        return "not a usable file name"
+    if stat.S_ISREG(mode) or (folder_ok and stat.S_ISDIR(mode)):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a directory"
+    return f"not a file{' or directory' if folder_ok else ''} (a pipe or a device?)"
 
 
 def parse_problem(e: BaseException) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from harness.client.openai_stream import RequestSpec
-from harness.fileio import parse_problem
+from harness.fileio import input_problem, parse_problem
 from harness.scenario import LengthDist, Workload
 from harness.scenario.models import MAX_TOKENS
 
@@ -230,8 +230,8 @@ class DatasetRow:
 def load_dataset(path: str | Path) -> list[DatasetRow]:
     """Lines `{"prompt": str, "output_tokens": int}` or `{"input_tokens": int, "output_tokens": int}`."""
     p = Path(path)
-    if p.exists() and not p.is_file():  # a directory; a pipe or a device, whose reading never ends
-        raise DatasetError(f"{p}: not a file")
+    if problem := input_problem(p):  # a pipe or a device among them: reading one may never end
+        raise DatasetError(f"{p}: {problem}")
     try:
         lines = p.read_text(encoding="utf-8-sig").splitlines()  # a BOM (Windows editors) is no JSON
     except UnicodeDecodeError as e:

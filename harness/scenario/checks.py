@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from harness.fileio import user_path
+from harness.fileio import input_problem, user_path
 from harness.scenario.errors import merge_variants
 from harness.scenario.models import LengthDist, LlamaCppEngine, Scenario, engine_configs
 from harness.slots import engine_slots
@@ -271,7 +271,7 @@ def _tensor_parallel_problem(eng: Any) -> str | None:
         arch = models().get(name)
         if arch is not None:
             heads, kv = arch.heads, arch.kv_heads
-    elif m.source == "path" and (cfg := user_path(m.path) / "config.json").is_file():
+    elif m.source == "path" and input_problem(cfg := user_path(m.path) / "config.json") is None:
         try:
             data = json.loads(cfg.read_text(encoding="utf-8"))
             heads = int(data["num_attention_heads"])
@@ -327,6 +327,13 @@ def _relative_hint(path: Path, file: str) -> str:
     return hint + ")"
 
 
+def _path_message(field: str, text: str, problem: str, file: str) -> str:
+    """`file: field: path: problem`; a missing file says where relative paths were looked for."""
+    if problem == "file not found":
+        return f"{file}: {field}: file not found: {text}{_relative_hint(user_path(text), file)}"
+    return f"{file}: {field}: {text}: {problem}"
+
+
 def input_file_errors(s: Scenario, file: str) -> list[str]:
     """Model files named by path, a `binary:` (or `llama_bench.binary:`) named by path, and a workload
     dataset that do not exist or do not load (checked by `validate` and before a run starts anything).
@@ -338,30 +345,27 @@ def input_file_errors(s: Scenario, file: str) -> list[str]:
         model = getattr(eng, "model", None)
         if model is not None and model.source == "path":
             path = user_path(model.path)
-            if not path.exists():
-                msgs.append(
-                    f"{file}: {where}.model.path: file not found: {model.path}{_relative_hint(path, file)}"
-                )
-            elif not (path.is_file() or path.is_dir()):  # a pipe or a device: reading it never ends
-                msgs.append(f"{file}: {where}.model.path: {model.path}: not a file or directory")
+            if problem := input_problem(path, folder_ok=True):
+                msgs.append(_path_message(f"{where}.model.path", model.path, problem, file))
             elif eng.type == "llamacpp" and (problem := _gguf_problem(path)):
                 msgs.append(f"{file}: {where}.model.path: {model.path}: {problem}")
         bench = getattr(eng, "llama_bench", None)
         binaries = (("binary", getattr(eng, "binary", None)), ("llama_bench.binary", bench and bench.binary))
         for field, binary in binaries:
-            if binary and not (b := user_path(binary)).is_file():
-                why = "is a directory" if b.is_dir() else "file not found"
-                hint = "" if b.is_dir() else _relative_hint(b, file)
-                msgs.append(f"{file}: {where}.{field}: {why}: {binary}{hint}")
+            if binary and (problem := input_problem(b := user_path(binary))):
+                msgs.append(_path_message(f"{where}.{field}", binary, problem, file))
             elif binary and not os.access(b, os.X_OK):
                 msgs.append(f"{file}: {where}.{field}: not executable (chmod +x?): {binary}")
     if s.workload.tokenizer:
         from harness.load.tokens import TokenizerError, local_tokenizer
 
-        try:
-            local_tokenizer(s.workload.tokenizer)
-        except TokenizerError as e:
-            msgs.append(f"{file}: workload.tokenizer: {e}")
+        if problem := input_problem(user_path(s.workload.tokenizer)):
+            msgs.append(_path_message("workload.tokenizer", s.workload.tokenizer, problem, file))
+        else:
+            try:
+                local_tokenizer(str(user_path(s.workload.tokenizer)))
+            except TokenizerError as e:
+                msgs.append(f"{file}: workload.tokenizer: {e}")
     if s.workload.dataset:
         from harness.load.workload import DatasetError, load_dataset
 
@@ -369,6 +373,6 @@ def input_file_errors(s: Scenario, file: str) -> list[str]:
             load_dataset(s.workload.dataset)
         except DatasetError as e:
             data = Path(s.workload.dataset)
-            hint = "" if data.exists() else _relative_hint(data, file)
+            hint = _relative_hint(data, file) if str(e).endswith("file not found") else ""
             msgs.append(f"{file}: workload.dataset: {e}{hint}")
     return merge_variants(msgs)

