@@ -34,7 +34,7 @@ def fields_at(loc: tuple[Any, ...]) -> list[str]:
         loc = ("engine", *loc[2:])
     current: list[type[BaseModel]] = [Scenario]
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, int) or part in _BRANCHES:
             continue
         tagged = [m for m in current if part in _tags(m)]
         if tagged:
@@ -123,6 +123,10 @@ def _format_one(file: str, err: Any) -> str:
         return f"{file}: {_loc(loc)}: invalid value {shown(ctx.get('tag'))}{_allowed(err)}"
     if err["type"] == "extra_forbidden":
         return f"{file}: {_loc(loc)}: unknown field{_allowed(err)}"
+    if err["type"] == "invalid_key":  # a YAML key that is a number, a boolean, null or a date
+        names = fields_at(tuple(err["loc"])[:-1])
+        allowed = f" (allowed: {', '.join(names)})" if names else ""
+        return f"{file}: {_loc(loc[:-1])}: field name {shown(err.get('input'))} is not text{allowed}"
     if err["type"] == "string_pattern_mismatch" and loc == ("name",):
         return (
             f"{file}: name: invalid value {shown(err.get('input'))} (allowed: letters, digits, '_', '.' and "
@@ -138,9 +142,10 @@ def _format_one(file: str, err: Any) -> str:
 
 # discriminator values pydantic puts into error locations (engine.llamacpp.parallel), and the branch names of
 # `int | LengthDist` fields: left out of the located field
+_BRANCHES = {"int", "LengthDist"}
 _UNION_TAGS = {
     tag for union in (EngineSpec, ModelSpec) for m in get_args(get_args(union)[0]) for tag in _tags(m)
-} | {"int", "LengthDist"}
+} | _BRANCHES
 
 
 def merge_variants(msgs: list[str]) -> list[str]:

@@ -77,6 +77,22 @@ def test_unknown_key_is_an_error_with_the_allowed_names_and_a_close_match() -> N
     (msg,) = messages({**BASE, "engine": {**BASE["engine"], "zzz": 1}})
     assert msg.startswith("f.yaml: engine.zzz: unknown field (allowed: batch_size, binary, ")
 
+    # a length distribution's fields (the message had no allowed names: its location has a branch name)
+    assert messages({**BASE, "workload": {"input_tokens": {"mean": 8, "value": 3}}}) == [
+        "f.yaml: workload.input_tokens.value: unknown field (allowed: dist, max, mean, min, stddev)"
+    ]
+
+
+def test_a_key_that_is_not_text_is_named_with_the_fields_allowed_there() -> None:
+    """YAML reads `1:` or `true:` as a number or a boolean; pydantic's own text was "[1]: Keys should be
+    strings", as if an item of a list."""
+    assert messages({**BASE, 1: "x"}) == [
+        "f.yaml: (top level): field name 1 is not text (allowed: description, engine, hardware, load, name, "
+        "on_engine_failure, slo, telemetry, variants, workload)"
+    ]
+    (msg,) = messages({**BASE, "load": {True: [1]}})
+    assert msg.startswith("f.yaml: load: field name True is not text (allowed: arrival, burstiness, ")
+
 
 def test_every_variant_error_is_reported_where_it_is() -> None:
     data = {**BASE, "variants": [{"n_gpu_layers": -7}, {"threads": 2}, {"bogus": 1, "parallel": "x"}]}
@@ -260,7 +276,7 @@ def test_validate_cli_reports_missing_inputs_and_unknown_gpus(tmp_path: Path) ->
     res = run_cli("validate", str(f))
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert f"{f}: engine.model.path: file not found: /nonexistent/m.gguf" in res.stderr
-    assert f"{f}: workload.dataset: /nonexistent/d.jsonl: cannot read" in res.stderr
+    assert f"{f}: workload.dataset: /nonexistent/d.jsonl: file not found" in res.stderr
     f.write_text(
         "name: t\nengine:\n  type: llamacpp\n  model: {source: synthetic}\nhardware: {gpu: rtx-9090}\n"
     )
@@ -450,7 +466,7 @@ def test_a_relative_path_not_found_says_where_it_was_looked_for(
         f"scenarios/s.yaml: engine.model.path: file not found: m.gguf ({cwd}; the scenario's folder has it: "
         "scenarios/m.gguf)"
     )
-    assert errors[1].startswith("scenarios/s.yaml: workload.dataset: d.jsonl: cannot read")
+    assert errors[1].startswith("scenarios/s.yaml: workload.dataset: d.jsonl: file not found")
     assert errors[1].endswith(f"({cwd}; the scenario's folder has it: scenarios/d.jsonl)")
     # a file found nowhere gets no pointer; a dataset that reads but is wrong gets no hint
     data["engine"]["model"]["path"] = "missing.gguf"
@@ -458,8 +474,10 @@ def test_a_relative_path_not_found_says_where_it_was_looked_for(
     errors = input_file_errors(parse_scenario(data), "scenarios/s.yaml")
     assert errors[0] == f"scenarios/s.yaml: engine.model.path: file not found: missing.gguf ({cwd})"
     assert (
-        errors[1] == "scenarios/s.yaml: workload.dataset: d.jsonl: cannot read: [Errno 2] No such file "
-        "or directory: 'd.jsonl' (" + cwd + "; the scenario's folder has it: scenarios/d.jsonl)"
+        errors[1]
+        == "scenarios/s.yaml: workload.dataset: d.jsonl: file not found (" + cwd
+        + "; the scenario's "
+        "folder has it: scenarios/d.jsonl)"
     )
     (tmp_path / "d.jsonl").write_text("not json\n")
     assert "relative paths" not in input_file_errors(parse_scenario(data), "scenarios/s.yaml")[1]
@@ -541,6 +559,9 @@ def test_a_tensor_parallel_size_the_heads_do_not_split_over_is_refused(tmp_path)
         "f.yaml: engine.tensor_parallel_size: 8 KV heads do not split evenly over 5 GPUs (nor 5 over them): "
         "vLLM would refuse it (allowed: 1, 2, 4, 8, 40)"
     ]
+    # head counts no checkpoint has: vLLM says what is wrong with its config (this had said "(allowed: )")
+    (tmp_path / "config.json").write_text(json.dumps({"num_attention_heads": 40, "num_key_value_heads": -8}))
+    assert parse_scenario(data, "f.yaml").engine.tensor_parallel_size == 5
 
 
 def test_yaml_booleans_and_quoted_numbers_are_not_taken_as_numbers() -> None:
