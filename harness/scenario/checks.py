@@ -278,7 +278,9 @@ def _tensor_parallel_problem(eng: Any) -> str | None:
             kv = int(data.get("num_key_value_heads") or heads)
         except (OSError, ValueError, KeyError, TypeError, OverflowError, RecursionError):
             return None
-    if not heads or not kv or not (why := tensor_parallel_problem(heads, kv, tp)):
+    if heads is None or kv is None or heads < 1 or kv < 1:  # unknown, or no head counts vLLM would load
+        return None
+    if not (why := tensor_parallel_problem(heads, kv, tp)):
         return None
     ok = [n for n in range(1, 65) if tensor_parallel_problem(heads, kv, n) is None]
     return f"{why}: vLLM would refuse it (allowed: {', '.join(map(str, ok))})"
