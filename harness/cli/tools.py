@@ -193,7 +193,9 @@ def _show_trace(trace: Path) -> None:
 def _window_line(c: dict[str, Any]) -> str:
     def num(key: str, fmt: str) -> str:
         v = c.get(key)
-        return "-" if v is None else format(v, fmt)
+        if v is None:
+            return "-"
+        return format(v, fmt) if abs(v) < 1e15 else format(v, ".3e")  # no 300-digit numbers
 
     e, integ = c.get("gpu_energy_j"), c.get("gpu_power_integral_j")
     agree = f" ({(e - integ) / integ * 100:+.1f} %)" if e is not None and integ else ""

@@ -234,6 +234,16 @@ def test_telemetry_show_summarizes_each_window(tmp_path: Path) -> None:
     assert res.returncode == 2 and "Traceback" not in res.stderr and "cannot read trace" in res.stderr
 
 
+def test_telemetry_show_writes_huge_readings_in_exponent_form() -> None:
+    """A trace sample of `power_w: 1e308` had been printed as a 309-digit wattage."""
+    from harness.cli.tools import _window_line
+
+    line = _window_line({"gpu_power_w_mean": 1e308, "gpu_power_w_max": 250.0, "gpu_mem_used_bytes_max": 2e20})
+    assert "power mean 1.000e+308 W (all GPUs), max 250.0 W (one GPU)" in line
+    assert "memory max 2.000e+20 B (one GPU)" in line
+    assert "util - %" in line
+
+
 def test_a_window_of_a_long_series_reads_only_the_samples_around_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """Two hours at 10 Hz: a 20 s window gives the same columns from its neighbourhood as from the whole
     series (PCIe readings once a second, energy counter, power), without scanning every sample."""
