@@ -277,8 +277,9 @@ COMPARE_OUTPUT = "compare.md"  # `harness compare` writes it into every output d
 def resolve_runs(paths: list[Path]) -> tuple[list[Path], list[str]]:
     """The run directories named by `paths`, and notes on what was passed over.
 
-    A run directory (with manifest.json) stands for itself; any other directory for the runs below it, at
-    any depth (`results`, `results/evidence`, a cloud fetch `results/<cluster>`); `harness compare` output
+    A run directory (with manifest.json) stands for itself; any other directory for the runs below it, up
+    to MAX_SEARCH_DEPTH folders down, hidden ones passed over (`results`, `results/evidence`, a cloud fetch
+    `results/<cluster>`); `harness compare` output
     directories, files (a report's HTML, a README) and the plot folders of a report over several runs are
     passed over with a note (so `results/*` works, also after a compare or such a report); where no run is
     found at all, the first file given is said not to be a run. A path with no
@@ -316,18 +317,26 @@ def report_plots_dir(p: Path) -> bool:
     return p.name.endswith("-plots") and (p.parent / f"{p.name.removesuffix('-plots')}.html").is_file()
 
 
-def _runs_below(top: Path) -> list[Path]:
-    """Run directories under `top` (not descending into runs or compare outputs), sorted by path."""
+# how many folders below a given one runs are looked for (`results/<cluster>/evidence/<run>` is 3): a home
+# folder or `/` given by mistake is not walked whole
+MAX_SEARCH_DEPTH = 6
+
+
+def _runs_below(top: Path, depth: int = MAX_SEARCH_DEPTH) -> list[Path]:
+    """Run directories under `top`, at most `depth` folders down, sorted by path; runs, compare outputs,
+    hidden folders (`.venv`, `.git`) and links are not descended into."""
     found: list[Path] = []
     try:
-        subs = sorted(c for c in top.iterdir() if c.is_dir() and not c.is_symlink())
+        subs = sorted(
+            c for c in top.iterdir() if not c.name.startswith(".") and c.is_dir() and not c.is_symlink()
+        )
     except OSError:  # a folder this user cannot list (`harness report /` passes through /proc): no runs
         return found
     for sub in subs:
         if (sub / "manifest.json").is_file():
             found.append(sub)
-        elif not (sub / COMPARE_OUTPUT).is_file():
-            found += _runs_below(sub)
+        elif depth > 1 and not (sub / COMPARE_OUTPUT).is_file():
+            found += _runs_below(sub, depth - 1)
     return found
 
 

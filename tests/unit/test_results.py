@@ -241,6 +241,14 @@ def test_resolve_runs_expands_run_folders_and_passes_over_compare_and_report_out
     (cmp_out / "points").mkdir()
     (cmp_out / "points" / "manifest.json").write_text("{}")
     assert resolve_runs([tmp_path / "results"])[0] == [a, b1, b2]
+    # six folders down at most, hidden folders passed over: `report ~` or `report /` is not a walk of all
+    deep = run(tmp_path / "deep" / "1" / "2" / "3" / "4" / "5" / "run")
+    assert resolve_runs([tmp_path / "deep"])[0] == [deep]
+    too_deep = run(tmp_path / "deeper" / "1" / "2" / "3" / "4" / "5" / "6" / "run")
+    hidden = run(tmp_path / "deeper" / ".venv" / "run")
+    with pytest.raises(RunNotFound, match="deeper: not a run directory"):
+        resolve_runs([tmp_path / "deeper"])
+    assert resolve_runs([too_deep, hidden])[0] == [too_deep, hidden]  # named, they are runs
     (tmp_path / "empty").mkdir()
     with pytest.raises(RunNotFound, match="empty: not a run directory"):
         resolve_runs([tmp_path / "empty"])
