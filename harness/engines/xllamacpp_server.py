@@ -43,6 +43,18 @@ def build_params(ns: argparse.Namespace) -> Any:
     return p
 
 
+# what CommonParams raises for a value it does not take (AssertionError: its check of a list's length)
+_REFUSED = (
+    TypeError,
+    ValueError,
+    OverflowError,
+    AttributeError,
+    AssertionError,
+    RecursionError,
+    yaml.YAMLError,
+)
+
+
 def set_field(params: Any, item: str) -> str | None:
     """Set `FIELD=VALUE` (the value read as a YAML scalar) on xllamacpp's CommonParams `params`; what is
     wrong with it instead, if anything (`validate` asks the same of a fresh CommonParams)."""
@@ -51,7 +63,7 @@ def set_field(params: Any, item: str) -> str | None:
         return f"xllamacpp's CommonParams has no such field ({key})"
     try:
         setattr(params, key, yaml.safe_load(raw))
-    except (TypeError, ValueError, OverflowError, AttributeError, RecursionError, yaml.YAMLError) as e:
+    except _REFUSED as e:
         return f"xllamacpp's CommonParams.{key} does not take {raw!r} ({e})"
     return None
 

@@ -668,6 +668,12 @@ def test_xllamacpp_fields_and_batch_threads_are_checked() -> None:
     x = {**BASE["engine"], "extra_args": ["n_ubatch=256", "n_batch=abc"]}
     (m,) = messages({**BASE, "engine": x})
     assert m.startswith("f.yaml: engine: extra_args 'n_batch=abc': xllamacpp's CommonParams.n_batch does not")
+    # a list of the wrong length: xllamacpp's own assertion, said as a value the field does not take
+    x = {**BASE["engine"], "extra_args": ["tensor_split=[]"]}
+    (m,) = messages({**BASE, "engine": x})
+    assert m.startswith(
+        "f.yaml: engine: extra_args 'tensor_split=[]': xllamacpp's CommonParams.tensor_split "
+    )
     tb = {**BASE["engine"], "launcher": "llama-server", "extra_args": ["-tb", "8"]}
     assert "set engine.threads instead" in messages({**BASE, "engine": tb})[0]
 
