@@ -57,30 +57,47 @@ for _tag in ("binary", "set", "omap", "pairs"):
     _UniqueKeyLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse_tag)
 
 
+# values a document may hold once its aliases are written out: each alias is a copy of its anchor to
+# what reads the data (pydantic copies it), so 30 levels of anchors each used twice are a billion values
+MAX_EXPANDED_VALUES = 100_000
+
+
 def strict_yaml(text: str) -> Any:
-    """The data of a YAML document; a duplicate key, a value that holds itself (`&a [*a]`), nesting
-    deeper than Python recurses or an integer over its 4300 digits raise `yaml.YAMLError`."""
+    """The data of a YAML document; a duplicate key, a value that holds itself (`&a [*a]`), aliases that
+    expand to more than MAX_EXPANDED_VALUES values, nesting deeper than Python recurses or an integer over
+    its 4300 digits raise `yaml.YAMLError`."""
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
-        loops = _holds_itself(data, set())
+        values = _expanded_values(data, set(), {})
     except (RecursionError, ValueError) as e:  # no YAML errors: Python's limits, a date of no day
         raise yaml.YAMLError(parse_problem(e)) from None
-    if loops:
-        raise yaml.YAMLError("a value holds itself (an alias inside its own anchor): it has no end")
+    except _Endless:
+        raise yaml.YAMLError("a value holds itself (an alias inside its own anchor): it has no end") from None
+    if values > MAX_EXPANDED_VALUES:
+        raise yaml.YAMLError(
+            f"its aliases expand it to {values:.3g} values, more than the {MAX_EXPANDED_VALUES:,} taken "
+            "(each alias is a copy of its anchor)"
+        )
     return data
 
 
-def _holds_itself(value: Any, open_ids: set[int], done: set[int] | None = None) -> bool:
-    """Whether a list or mapping contains itself (YAML aliases can make such a value; JSON cannot). Each
-    container is walked once: an alias used many times (or aliases of aliases) costs no more."""
-    done = set() if done is None else done
-    if not isinstance(value, list | dict) or id(value) in done:
-        return False
+class _Endless(Exception):
+    """A list or mapping that contains itself."""
+
+
+def _expanded_values(value: Any, open_ids: set[int], sizes: dict[int, int]) -> int:
+    """How many values `value` holds, itself included, with every alias written out as a copy; raises
+    _Endless where a list or mapping contains itself (YAML aliases can make such a value; JSON cannot).
+    Each container is walked once: an alias used many times (or aliases of aliases) costs no more."""
+    if not isinstance(value, list | dict):
+        return 1
+    if id(value) in sizes:
+        return sizes[id(value)]
     if id(value) in open_ids:
-        return True
+        raise _Endless
     open_ids.add(id(value))
     items = value.values() if isinstance(value, dict) else value
-    found = any(_holds_itself(v, open_ids, done) for v in items)
+    n = 1 + sum(_expanded_values(v, open_ids, sizes) for v in items)
     open_ids.discard(id(value))
-    done.add(id(value))
-    return found
+    sizes[id(value)] = n
+    return n

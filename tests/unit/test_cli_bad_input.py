@@ -85,8 +85,9 @@ QUICKSTART = (ROOT / "scenarios" / "quickstart-cpu.yaml").read_text()
             'name: x\nengine: {type: vllm, model: {source: path, path: "~nosuchuser/m"}}\n',
             "engine.model.path: file not found: ~nosuchuser/m",
         ),
-        # deeper than the self-reference check recursed, though PyYAML read it
-        ("name: x\ndescription: " + "[" * 400 + "]" * 400 + "\n", "invalid YAML: nested too deeply"),
+        # as deep as the harness's own checks of the YAML recurse, then deeper (this had given tracebacks)
+        ("name: x\ndescription: " + "[" * 400 + "]" * 400 + "\n", "description: expected text (got [[["),
+        ("name: x\ndescription: " + "[" * 600 + "]" * 600 + "\n", "invalid YAML: nested too deeply"),
         # YAML types JSON has not: bytes passed as text, a set as a list
         ("name: x\ndescription: !!binary aGVsbG8=\n", "binary values are not taken"),
         (QUICKSTART.replace("[1, 2, 4]", "!!set {1, 2}"), "set values are not taken"),
@@ -603,12 +604,25 @@ def test_a_latency_that_is_no_number_is_shown_as_it_is(run_copy: Path) -> None:
     assert "abc" in res.stdout
 
 
-def test_aliases_of_aliases_are_checked_once_each(tmp_path: Path) -> None:
-    """30 anchors each listing the one before twice stand for 2**30 leaves: the checks for a value that
-    holds itself, or a NUL, walk each list once (walking every path had taken minutes)."""
-    anchors = "  a0: &a0 [x]\n" + "".join(f"  a{i}: &a{i} [*a{i - 1}, *a{i - 1}]\n" for i in range(1, 31))
-    res = harness("validate", str(_scenario(tmp_path, QUICKSTART + "x-anchors:\n" + anchors)))  # 120 s cap
-    assert refused(res, "x-anchors"), res.stderr
+def test_aliases_that_expand_past_the_cap_are_refused_without_expanding_them(tmp_path: Path) -> None:
+    """30 anchors each listing the one before twice stand for 2**30 leaves: walking every path had taken
+    minutes, and pydantic copies each alias of a free-form field (`extra_body`) in full. The count is
+    made once per list; ten such levels are well under the cap and read as written."""
+
+    def anchors(levels: int) -> str:
+        chain = "".join(f"  a{i}: &a{i} [*a{i - 1}, *a{i - 1}]\n" for i in range(1, levels + 1))
+        return "  a0: &a0 [x]\n" + chain
+
+    res = harness("validate", str(_scenario(tmp_path, QUICKSTART + "x-anchors:\n" + anchors(30))))
+    assert refused(res, "invalid YAML: its aliases expand it to 6.44e+09 values, more than the 100,000"), (
+        res.stderr
+    )
+    external = "name: e\nengine:\n  type: external\n  base_url: http://127.0.0.1:9\n  extra_body:\n"
+    extra_body = external + anchors(30).replace("  a", "    a")
+    res = harness("validate", str(_scenario(tmp_path, extra_body)))
+    assert refused(res, "its aliases expand it to"), res.stderr
+    res = harness("validate", str(_scenario(tmp_path, QUICKSTART + "x-anchors:\n" + anchors(10))))
+    assert refused(res, "x-anchors: unknown field"), res.stderr
 
 
 def test_outputs_may_go_inside_a_run_directory_under_names_of_their_own(run_copy: Path) -> None:
