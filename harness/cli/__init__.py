@@ -3,13 +3,31 @@
 from __future__ import annotations
 
 import errno
+from typing import Any
 
 import typer
+import typer.core
 
 from harness.cli import results, run, tools
 from harness.cli.common import EXIT_BAD_INPUT, err
 from harness.cloud.cli import cloud_app
 
+
+def _flags_show_no_type() -> None:
+    """Typer 0.2x writes a switch's type in help (`--dry-run <bool>`) as if it took a value, and
+    `--dry-run true` then fails: show no type for switches (flags) at all."""
+    option = getattr(typer.core, "TyperOption", None)
+    shown = getattr(option, "display_type_rich", None)
+    if option is None or shown is None:
+        return
+
+    def display_type_rich(self: Any, ctx: Any) -> str | None:
+        return None if getattr(self, "is_flag", False) else shown(self, ctx)
+
+    option.display_type_rich = display_type_rich
+
+
+_flags_show_no_type()
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,

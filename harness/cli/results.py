@@ -359,8 +359,8 @@ def recommend_cmd(
         float | None,
         typer.Option("--tpot-slo-s", "--tpot-slo", **finite(above=0), help="TPOT limit in seconds"),
     ] = 0.2,
-    input_tokens: Annotated[int, typer.Option(min=1)] = 1024,
-    output_tokens: Annotated[int, typer.Option(min=1)] = 256,
+    input_tokens: Annotated[int, typer.Option(min=1, help="prompt length per request, tokens")] = 1024,
+    output_tokens: Annotated[int, typer.Option(min=1, help="output length per request, tokens")] = 256,
     precision: Annotated[
         str, typer.Option(help="comma-separated precisions to consider (named: not auto)")
     ] = "bf16,fp8",

@@ -20,7 +20,7 @@ telemetry_app = typer.Typer(no_args_is_help=True, help="Record and inspect NVML 
 
 def serve_fake(
     port: Annotated[int, typer.Option(min=0, max=65535, help="port (0: pick a free one)")] = 8000,
-    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="address to listen on (0.0.0.0: every interface)")] = "127.0.0.1",
     ttft_ms: Annotated[float, typer.Option(**finite(0.0), help="time to first token, ms")] = 50.0,
     itl_ms: Annotated[float, typer.Option(**finite(0.0), help="gap between tokens, ms")] = 10.0,
     workers: Annotated[int, typer.Option(min=1, help="server processes sharing the port")] = 1,
@@ -237,15 +237,15 @@ def _synthetic_limits(fields: dict[str, int]) -> None:
 @model_app.command("make-gguf")
 def make_gguf_cmd(
     path: Annotated[Path, typer.Argument(help="output .gguf file")],
-    layers: Annotated[int, typer.Option(min=1)] = 2,
-    hidden: Annotated[int, typer.Option(min=16)] = 64,
-    heads: Annotated[int, typer.Option(min=1)] = 4,
-    kv_heads: Annotated[int, typer.Option(min=1)] = 4,
-    ffn: Annotated[int, typer.Option(min=16)] = 128,
-    vocab: Annotated[int, typer.Option(min=300)] = 512,
-    context: Annotated[int, typer.Option(min=128)] = 4096,
-    dtype: Annotated[str, typer.Option(help="f32 | f16 | q8_0")] = "f16",
-    seed: Annotated[int, typer.Option(min=0)] = 0,
+    layers: Annotated[int, typer.Option(min=1, help="transformer blocks")] = 2,
+    hidden: Annotated[int, typer.Option(min=16, help="hidden size (embedding width)")] = 64,
+    heads: Annotated[int, typer.Option(min=1, help="attention heads")] = 4,
+    kv_heads: Annotated[int, typer.Option(min=1, help="KV heads (fewer than --heads: grouped-query)")] = 4,
+    ffn: Annotated[int, typer.Option(min=16, help="feed-forward (MLP) width")] = 128,
+    vocab: Annotated[int, typer.Option(min=300, help="vocabulary size, tokens")] = 512,
+    context: Annotated[int, typer.Option(min=128, help="trained context length, tokens")] = 4096,
+    dtype: Annotated[str, typer.Option(help="weight type: f32 | f16 | q8_0")] = "f16",
+    seed: Annotated[int, typer.Option(min=0, help="random seed of the weights")] = 0,
 ) -> None:
     """Write a random-weight llama GGUF (every generation runs to max_tokens). An existing GGUF at PATH
     is replaced; any other file is left alone."""

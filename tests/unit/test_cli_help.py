@@ -1,0 +1,50 @@
+"""The help of every command: each option and argument says what it is for, and a switch shows no type
+(typer 0.2x wrote `--dry-run <bool>`, and `--dry-run true` then failed)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import typer.main
+from typer.testing import CliRunner
+
+from harness.cli import app
+
+
+def _commands(cmd: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    subs = getattr(cmd, "commands", None)
+    if subs is None:
+        yield path, cmd
+        return
+    for name, sub in subs.items():
+        yield from _commands(sub, (*path, name))
+
+
+COMMANDS = list(_commands(typer.main.get_command(app)))
+
+
+def test_every_option_and_argument_has_a_help_text() -> None:
+    assert len(COMMANDS) >= 15  # the walk reached the subcommands (model, telemetry, cloud)
+    missing = [
+        f"{' '.join(path)} {p.name}"
+        for path, cmd in COMMANDS
+        for p in cmd.params
+        if not (getattr(p, "help", None) or "").strip()
+    ]
+    assert missing == []
+
+
+def test_switches_show_no_type_in_help() -> None:
+    runner = CliRunner()
+    for path in (("run",), ("serve-fake",), ("cloud", "launch")):
+        res = runner.invoke(app, [*path, "--help"], terminal_width=200)
+        assert res.exit_code == 0, res.output
+        assert "--help" in res.output and "<bool>" not in res.output, res.output
+    flags = [(path, p.name) for path, cmd in COMMANDS for p in cmd.params if getattr(p, "is_flag", False)]
+    assert len(flags) >= 8
+    for path, cmd in COMMANDS:
+        ctx = cmd.make_context(cmd.name, [], resilient_parsing=True)
+        for p in cmd.params:
+            if getattr(p, "is_flag", False):
+                assert p.display_type_rich(ctx) is None, (path, p.name)
