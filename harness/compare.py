@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from harness.catalog.prices import unused_override_notes
 from harness.cost import add_cost_columns
 from harness.fileio import replaced_whole, write_text_whole
 from harness.runinfo import points_frame
@@ -357,6 +358,7 @@ def compare_runs(
             notes.append(f"price {d}: ${usd[d]:g}/device-hour" + (f" ({origin})" if origin else ""))
         else:
             notes.append(f"no price for {d}: its $/1M tokens shown as - (give --price {d}=USD_PER_HOUR)")
+    notes += unused_override_notes(price_origins or {}, points["device"])
     points = add_cost_columns(points, usd, utilization, usd_per_kwh)
     base = None
     if baseline:

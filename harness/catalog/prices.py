@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
@@ -105,6 +106,27 @@ def parse_price_overrides(items: Iterable[str]) -> dict[str, float]:
         ) from None
 
 
+# the origin of a price given on the command line
+OVERRIDE = "--price"
+
+
+def unused_override_notes(origins: dict[str, str], devices: Iterable[str]) -> list[str]:
+    """A note for each `--price` device that no point given is on (a typo, or not the hardware key the
+    runs record, e.g. `h100` for `h100-sxm`): its price is used nowhere."""
+    used = sorted(set(devices))
+    notes = []
+    for dev, where in origins.items():
+        if where != OVERRIDE or dev in used:
+            continue
+        close = difflib.get_close_matches(dev, used, n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]}? " if close else ""
+        notes.append(
+            f"--price {dev}: no point here is on that device, so it is not used ({hint}devices: "
+            f"{', '.join(used)})"
+        )
+    return notes
+
+
 def origin(p: Price) -> str:
     """Where a price comes from, and for a range that it is the low end: `typical-gpu-cloud, seen
     2026-Q1, low end of $1.49-2.49`."""
@@ -141,5 +163,5 @@ def resolve_prices(
         for dev, p in chosen.items():
             table[dev] = PriceQuote(dev, p.usd_per_hour, f"{origin(p)} ({price_file})")
     for dev, usd in (overrides or {}).items():
-        table[dev] = PriceQuote(dev, usd, "--price")
+        table[dev] = PriceQuote(dev, usd, OVERRIDE)
     return table

@@ -59,6 +59,7 @@ def report_cmd(
 ) -> None:
     """Print each run's points table, write report.md into it, and write a self-contained HTML report."""
     from harness import report
+    from harness.catalog.prices import unused_override_notes
     from harness.report_html import write_html
     from harness.results import RunNotFound, utc_stamp
     from harness.runinfo import points_frame
@@ -88,6 +89,7 @@ def report_cmd(
         )
     with reading_runs(runs):
         path, plots, notes = write_html(list(runs), points, html_out, usd, origin, reruns)
+    notes += unused_override_notes(origin, points["device"])
     for n in notes:
         err.print(f"note: {n}", markup=False, highlight=False)
     pngs = f", PNGs in {path.parent / (path.stem + '-plots')}" if plots else ""
@@ -168,6 +170,7 @@ def cost_cmd(
     kwh: KwhOpt = None,
 ) -> None:
     """US$ per 1M output tokens = $/device-hour x devices / (tok/s x 3600 x utilization) x 1e6."""
+    from harness.catalog.prices import unused_override_notes
     from harness.cost import CostInputs, run_cost_frame
     from harness.runinfo import points_frame
     from harness.tables import cost_line, cost_table
@@ -212,6 +215,8 @@ def cost_cmd(
             err.print(f"price {d}: ${usd[d]:g}/h ({quotes[d].origin})", markup=False)
         else:
             err.print(f"note: no price for {d}: give --price {d}=USD_PER_HOUR", markup=False)
+    for n in unused_override_notes({k: q.origin for k, q in quotes.items()}, points["device"]):
+        err.print(f"note: {n}", markup=False, highlight=False)
     jpt = points.get("energy_j_per_output_token")
     if kwh is not None and (jpt is None or jpt.isna().any()):
         # a total without the energy would read as the rent alone: it is shown as - instead
@@ -382,6 +387,7 @@ def recommend_cmd(
     except CatalogError as e:
         raise fail(f"--model: {e}") from None
     from harness.catalog.hardware import gpus
+    from harness.catalog.prices import OVERRIDE
 
     unknown = [g for g in gpu or () if g not in gpus()]
     if unknown:
@@ -395,6 +401,10 @@ def recommend_cmd(
     if "auto" in (p.lower() for p in precisions):  # estimated as bf16: a second row of bf16's numbers
         raise fail("--precision: auto is an engine's own choice, not one to rank: name it (e.g. bf16,fp8)")
     quotes = prices(price, prices_file, provider)
+    if off := [k for k, q in quotes.items() if q.origin == OVERRIDE and k not in gpus()]:  # ranked: none
+        raise fail(
+            f"--price: {off[0]!r} is not a GPU in the hardware catalog (allowed: {', '.join(sorted(gpus()))})"
+        )
     runs = check_runs(runs or [])
     need = Need(arch, concurrency, input_tokens, output_tokens, ttft_slo, tpot_slo)
     points = points_frame(list(runs or []))

@@ -253,6 +253,15 @@ def _plans(
         t = build_task(s, scenario, opts, workdir, name)
         usd = prices.get(acc.name.lower(), prices.get(""))
         plans.append(_Plan(name, opts, task_yaml(t), t, cost.lookup_price(acc.name, usd)))
+    named = {p.opts.accelerators.name.lower(): p.opts.accelerators.name for p in plans}
+    for key in prices:
+        if key and key not in named:  # a catalog key (h100-sxm) or a typo: its price would go unused
+            raise CloudError(
+                [
+                    f"--price {key}: no accelerator of this launch has that name (allowed: "
+                    f"{', '.join(f'{n}=USD' for n in named.values())}, as --gpus names it, or USD alone)"
+                ]
+            )
     return plans, warnings
 
 

@@ -78,6 +78,12 @@ def test_prices_per_accelerator_name_in_a_sweep() -> None:
     assert res.returncode == 0, res.stderr
     assert "H100:8 × 1 node: $24.00/h; 1 h of benchmark: $24.00  [--price]" in res.stderr
     assert "A100-80GB:8 × 1 node: $12.00/h; 1 h of benchmark: $12.00  [--price]" in res.stderr
+    # a name no --gpus has (the catalog's key, a typo): its price would go unused
+    res = run_cli(scen, *args, "--price", "h100-sxm=3")
+    assert res.returncode == 2 and (
+        "--price h100-sxm: no accelerator of this launch has that name (allowed: H100=USD, A100-80GB=USD, as "
+        "--gpus names it, or USD alone)" in res.stderr
+    ), res.stderr
     res = run_cli(scen, "--dry-run", "--price", "h100-sxm=")
     assert (
         res.returncode == 2 and "--price: invalid value 'h100-sxm=' (allowed: USD_PER_GPU_HOUR" in res.stderr

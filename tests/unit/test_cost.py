@@ -217,6 +217,16 @@ def test_the_cost_table_of_runs_names_each_rows_workload(tmp_path: Path) -> None
     rows = [line for line in res.stdout.splitlines() if "cpu |" in line]
     assert sum("128/64" in r for r in rows) == 3 and sum("64/32" in r for r in rows) == 2
     assert all("│         0.100 │" in r for r in rows)  # money: three significant digits, not "0.1"
+    # a price for a device no point is on (not the recorded key): said, with the devices there are
+    res = _cli("cost", str(runs[0]), "--price", "cpus=0.10", "--price", "h100=2")
+    assert res.returncode == 0, res.stderr
+    assert (
+        "note: --price cpus: no point here is on that device, so it is not used (did you mean cpu? devices: "
+        "cpu)" in res.stderr
+    )
+    assert (
+        "note: --price h100: no point here is on that device, so it is not used (devices: cpu)" in res.stderr
+    )
 
 
 def test_every_money_column_of_the_cost_table_is_in_dollars_and_cents() -> None:
@@ -237,3 +247,14 @@ def test_every_money_column_of_the_cost_table_is_in_dollars_and_cents() -> None:
     console.print(cost_table(df, 1.0))
     row = next(line for line in console.export_text().splitlines() if "h100" in line)
     assert [c.strip() for c in row.split("│")[2:5]] == ["5.50", "0.500", "6.00"]
+
+
+def test_unused_price_overrides_are_named_with_the_devices_there_are() -> None:
+    from harness.catalog.prices import OVERRIDE, unused_override_notes
+
+    origins = {"h100": OVERRIDE, "cpu": OVERRIDE, "a100-80gb-sxm": "typical-gpu-cloud, seen 2026-Q1"}
+    assert unused_override_notes(origins, ["cpu", "h100-sxm", "cpu"]) == [
+        "--price h100: no point here is on that device, so it is not used (did you mean h100-sxm? devices: "
+        "cpu, h100-sxm)"
+    ]
+    assert unused_override_notes(origins, ["h100", "cpu"]) == []  # a catalog price unused: no note
