@@ -24,6 +24,7 @@ from harness.catalog.prices import unused_override_notes
 from harness.cost import add_cost_columns
 from harness.fileio import replaced_whole, write_text_whole
 from harness.runinfo import points_frame
+from harness.table_fit import print_fitted
 
 # (column, header, format); "ms" shows seconds as milliseconds, "x" as a ratio
 METRICS: tuple[tuple[str, str, str], ...] = (
@@ -543,7 +544,7 @@ def print_comparison(c: Comparison, console: Console, metrics: list[str] | None 
         console.print("columns:", markup=False, highlight=False)
         for label, k in keys.items():
             console.print(f"  {k} = {label}", markup=False, highlight=False, soft_wrap=True)
-    for t in tables:
-        console.print(t)
+    for t in tables:  # the row labels (ROW_KEYS) are its left-justified columns, first
+        print_fitted(console, t, keys=sum(col.justify == "left" for col in t.columns))
     for n in [*empty_metric_notes(c, metrics), *c.notes]:
         console.print(f"note: {n}", markup=False, highlight=False)

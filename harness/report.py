@@ -18,6 +18,7 @@ from harness.fileio import write_text_whole
 from harness.metrics import flags
 from harness.results import aborted_rows, live_runner, read_manifest, read_points, reading
 from harness.runinfo import variant_label, workload_label
+from harness.table_fit import print_fitted
 
 # (column, header, format) shown in the terminal / Markdown table, when present
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -95,7 +96,7 @@ def _report_run(run: str | Path, console: Console | None) -> Path:
     if df.empty:
         console.print(f"{run}: no finished points (status: {manifest.get('status')})", markup=False)
     else:
-        console.print(rich_table(df, title))
+        print_fitted(console, rich_table(df, title), keys=1)  # the point id
     md = Path(run) / "report.md"
     body = [f"# {title}\n", *(f"- {line}" for line in header_lines(manifest)), ""]
     notes = all_notes(manifest, df, Path(run))

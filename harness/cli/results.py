@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -25,6 +25,14 @@ from harness.cli.common import (
     prices,
     reading_runs,
 )
+from harness.table_fit import print_fitted
+
+
+def _label_columns(frame: Any) -> int:
+    """How many of a table's first columns are text (the row labels), at least one."""
+    n = next((i for i, c in enumerate(frame.columns) if frame[c].dtype.kind in "biuf"), len(frame.columns))
+    return max(n, 1)
+
 
 UtilizationOpt = Annotated[float, typer.Option(**finite(0.01, 1.0), help="share of rented hours busy")]
 KwhOpt = Annotated[
@@ -209,7 +217,7 @@ def cost_cmd(
         raise fail("cost: no finished points in the given runs")
     with reading_runs(runs):
         frame = run_cost_frame(points, usd, utilization, kwh)
-    out.print(cost_table(frame, utilization))
+    print_fitted(out, cost_table(frame, utilization), keys=_label_columns(frame))
     for d in sorted(set(points["device"])):
         if d in usd:
             err.print(f"price {d}: ${usd[d]:g}/h ({quotes[d].origin})", markup=False)
@@ -293,7 +301,7 @@ def roofline_cmd(
         title += (
             f", {cpu_offload_gb:g} GiB/device offloaded over {dev.host_link} ({dev.host_link_gbs:g} GB/s)"
         )
-    out.print(table(rows, title))
+    print_fitted(out, table(rows, title), keys=1)  # the batch
     out.print(
         f"prefill of {pre['input_tokens']} tokens: >= {pre['t_prefill_s'] * 1000:.1f} ms "
         f"({pre['prefill_tok_s']:.0f} tok/s, "
@@ -424,7 +432,7 @@ def recommend_cmd(
         f"{model} at concurrency {concurrency}, {input_tokens} in / {output_tokens} out, "
         f"SLO TTFT <= {ttft_slo} s, TPOT <= {tpot_slo} s"
     )
-    out.print(recommend_table(df, title, top))
+    print_fitted(out, recommend_table(df, title, top), keys=2)  # rank, hardware
     out.print(article_rule(need), highlight=False)
     out.print("roofline estimates are best cases: real engines reach a fraction of them (see --efficiency)")
     for n in notes:

@@ -1,0 +1,69 @@
+"""Wide tables in narrow terminals: split into parts, never a number cut short."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.table_fit import fitted, print_fitted
+
+RUN = Path(__file__).resolve().parents[2] / "results" / "evidence" / "20261125T114708Z-quickstart-cpu"
+
+
+def _table(n_columns: int) -> Table:
+    t = Table(title="t")
+    t.add_column("point")
+    for i in range(n_columns):
+        t.add_column(f"metric {i} ms", justify="right")
+    t.add_row("v0-c1", *(f"{1000 + i}.25" for i in range(n_columns)))
+    return t
+
+
+def _printed(width: int, table: Table, keys: int = 1) -> str:
+    console = Console(file=io.StringIO(), width=width, color_system=None)
+    print_fitted(console, table, keys)
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_a_table_that_fits_is_printed_as_it_is() -> None:
+    t = _table(3)
+    assert fitted(Console(width=200), t) == [t]
+    text = _printed(200, t)
+    assert "metric 2 ms" in text and "(1/" not in text
+
+
+def test_a_wide_table_is_split_with_its_label_column_in_each_part_and_every_cell_whole() -> None:
+    # 12 columns of 7-character numbers: 10 characters each with padding and border, 130 in all
+    t = _table(12)
+    text = _printed(80, t)
+    assert "…" not in text
+    assert all(f"{1000 + i}.25" in text for i in range(12))
+    assert text.count("v0-c1") == 2 and "t (1/2)" in text and "t (2/2)" in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+    parts = fitted(Console(width=80), t)
+    assert [len(p.columns) for p in parts] == [8, 6]  # the label column, then 7 and 5 of the 12
+
+
+def test_wrapping_headers_is_enough_where_it_fits() -> None:
+    # 6 columns of `metric i ms` (11 characters) fit 80 only with the headers on two lines
+    t = _table(6)
+    parts = fitted(Console(width=80), t)
+    assert len(parts) == 1 and parts[0].title == "t"
+    text = _printed(80, t)
+    assert "…" not in text and "1005.25" in text and "5 ms" in text
+
+
+def test_the_points_table_of_a_run_keeps_its_numbers_in_an_80_column_terminal() -> None:
+    """A run's 15-column table had been squeezed to `5…`, `1…`, `0.…` at 80 columns."""
+    from harness.report import rich_table
+    from harness.results import read_manifest, read_points
+
+    manifest = read_manifest(RUN)
+    df = read_points(RUN, manifest)
+    text = _printed(80, rich_table(df, "quickstart"))
+    assert "…" not in text
+    for value in ("36.8", "110.5", "1638.7", "1921.3", "51.1", "4.93", "0.81"):
+        assert value in text
