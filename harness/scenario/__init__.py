@@ -12,7 +12,13 @@ import yaml
 from pydantic import ValidationError
 
 from harness.scenario.checks import combination_errors, combination_warnings, input_file_errors
-from harness.scenario.errors import ScenarioError, format_validation_error, merge_variants, variant_errors
+from harness.scenario.errors import (
+    ScenarioError,
+    field_path,
+    format_validation_error,
+    merge_variants,
+    variant_errors,
+)
 from harness.scenario.models import (
     DUMMY_PRECISIONS,
     REQUEST_FIELDS,
@@ -80,19 +86,19 @@ __all__ = [
 ]
 
 
-def _nul_in(value: Any, where: str, seen: set[int] | None = None) -> str | None:
-    """The field (`workload.dataset`, `variants[0].binary`) of the first text with a NUL character in it
-    (a YAML "\\0"), None if there is none: a path with one fails every file call with a ValueError.
-    A container met again through an alias is not walked again."""
+def _nul_in(value: Any, loc: tuple[Any, ...] = (), seen: set[int] | None = None) -> tuple[Any, ...] | None:
+    """The location (`("workload", "dataset")`) of the first text with a NUL character in it (a YAML
+    "\\0"), None if there is none: a path with one fails every file call with a ValueError. A container
+    met again through an alias is not walked again."""
     if isinstance(value, str):
-        return where if "\0" in value else None
+        return loc if "\0" in value else None
     seen = set() if seen is None else seen
     if not isinstance(value, dict | list) or id(value) in seen:
         return None
     seen.add(id(value))
     items = value.items() if isinstance(value, dict) else enumerate(value)
     for k, v in items:
-        inner = f"{where}[{k}]" if isinstance(k, int) else f"{where}.{k}" if where else str(k)
+        inner = (*loc, k)
         if isinstance(k, str) and "\0" in k:
             return inner
         if (found := _nul_in(v, inner, seen)) is not None:
@@ -105,9 +111,9 @@ def parse_scenario(data: Any, file: str = "<scenario>") -> Scenario:
         raise ScenarioError([f"{file}: the file is empty (expected a scenario: name, engine, load, ...)"])
     if not isinstance(data, dict):
         raise ScenarioError([f"{file}: (top level): expected a mapping of fields, got {type(data).__name__}"])
-    if (where := _nul_in(data, "")) is not None:
+    if (where := _nul_in(data)) is not None:
         raise ScenarioError(
-            [f"{file}: {where or '(top level)'}: holds a NUL character, which no path or value can"]
+            [f"{file}: {field_path(where)}: holds a NUL character, which no path or value can"]
         )
     try:
         scenario = Scenario.model_validate(data)

@@ -75,7 +75,9 @@ def _allowed(err: Any) -> str:
     return ""
 
 
-def _loc(loc: tuple[Any, ...]) -> str:
+def field_path(loc: tuple[Any, ...]) -> str:
+    """A field's location as a message names it: `load.concurrency[0]`; a key with odd characters
+    (spaces, a newline) quoted as Python writes it, so that the message stays on one line."""
     out = ""
     for part in loc:
         if isinstance(part, int):
@@ -117,16 +119,16 @@ def _format_one(file: str, err: Any) -> str:
     ctx = err.get("ctx") or {}
     if err["type"] == "union_tag_not_found":  # a missing discriminator: the field itself (engine.type)
         loc = (*loc, str(ctx.get("discriminator", "type")).strip("'"))
-        return f"{file}: {_loc(loc)}: field required{_allowed(err)}"
+        return f"{file}: {field_path(loc)}: field required{_allowed(err)}"
     if err["type"] == "union_tag_invalid":
         loc = (*loc, str(ctx.get("discriminator", "type")).strip("'"))
-        return f"{file}: {_loc(loc)}: invalid value {shown(ctx.get('tag'))}{_allowed(err)}"
+        return f"{file}: {field_path(loc)}: invalid value {shown(ctx.get('tag'))}{_allowed(err)}"
     if err["type"] == "extra_forbidden":
-        return f"{file}: {_loc(loc)}: unknown field{_allowed(err)}"
+        return f"{file}: {field_path(loc)}: unknown field{_allowed(err)}"
     if err["type"] == "invalid_key":  # a YAML key that is a number, a boolean, null or a date
         names = fields_at(tuple(err["loc"])[:-1])
         allowed = f" (allowed: {', '.join(names)})" if names else ""
-        return f"{file}: {_loc(loc[:-1])}: field name {shown(err.get('input'))} is not text{allowed}"
+        return f"{file}: {field_path(loc[:-1])}: field name {shown(err.get('input'))} is not text{allowed}"
     if err["type"] == "string_pattern_mismatch" and loc == ("name",):
         return (
             f"{file}: name: invalid value {shown(err.get('input'))} (allowed: letters, digits, '_', '.' and "
@@ -137,7 +139,7 @@ def _format_one(file: str, err: Any) -> str:
             f"{file}: name: {len(err.get('input') or '')} characters is too long (allowed: at most "
             f"{ctx.get('max_length')}: it names the run directory)"
         )
-    return f"{file}: {_loc(loc)}: {value_problem(err)}"
+    return f"{file}: {field_path(loc)}: {value_problem(err)}"
 
 
 # discriminator values pydantic puts into error locations (engine.llamacpp.parallel), and the branch names of

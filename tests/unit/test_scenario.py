@@ -94,6 +94,16 @@ def test_a_key_that_is_not_text_is_named_with_the_fields_allowed_there() -> None
     assert msg.startswith("f.yaml: load: field name True is not text (allowed: arrival, burstiness, ")
 
 
+def test_a_nul_character_is_located_on_one_line_under_an_odd_key() -> None:
+    """A NUL under a key with a newline in it had split the message over two lines."""
+    assert messages({**BASE, "\n": [{"\0": None}]}) == [
+        "f.yaml: ['\\n'][0]['\\x00']: holds a NUL character, which no path or value can"
+    ]
+    assert messages({**BASE, "workload": {"dataset": "a\0b"}}) == [
+        "f.yaml: workload.dataset: holds a NUL character, which no path or value can"
+    ]
+
+
 def test_every_variant_error_is_reported_where_it_is() -> None:
     data = {**BASE, "variants": [{"n_gpu_layers": -7}, {"threads": 2}, {"bogus": 1, "parallel": "x"}]}
     msgs = messages(data)
