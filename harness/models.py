@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.fileio import user_path
+from harness.gguf_header import GGUFHeader, GGUFHeaderError, TensorInfo, read_header
 from harness.gguf_writer import GENERATOR_VERSION, make_gguf
 from harness.model_errors import ModelError
 
@@ -125,58 +126,51 @@ def sha256_files(paths: list[Path]) -> tuple[str, list[str]]:
 
 def gguf_info(path: Path) -> dict[str, Any]:
     """GGUF file type (e.g. Q4_K_M), architecture and size fields read from the file header."""
-    import gguf
+    from gguf import LlamaFileType
 
-    try:
-        reader = gguf.GGUFReader(str(path))
-    except Exception as e:  # a corrupt or non-GGUF file
-        raise ModelError(f"{path}: not a readable GGUF file ({e})") from None
-
-    def field(name: str) -> Any:
-        f = reader.fields.get(name)
-        if f is None or not f.data:
-            return None
-        v = f.parts[f.data[0]]
-        if f.types and f.types[0] == gguf.GGUFValueType.STRING:
-            return bytes(v).decode(errors="replace")
-        return v.tolist()[0] if hasattr(v, "tolist") else v
-
-    arch = field("general.architecture")
-    ftype = field("general.file_type")
+    head = _header(path)
+    fields = head.fields
+    arch = fields.get("general.architecture")
+    ftype = fields.get("general.file_type")
     type_name = None
     if ftype is not None:
         try:
-            type_name = gguf.LlamaFileType(int(ftype)).name.removeprefix("MOSTLY_").removeprefix("ALL_")
+            type_name = LlamaFileType(int(ftype)).name.removeprefix("MOSTLY_").removeprefix("ALL_")
         except ValueError:
             type_name = str(ftype)
     info: dict[str, Any] = {"architecture": arch, "gguf_type": type_name}
     if arch:
         for k in ("block_count", "embedding_length", "context_length"):
-            info[k] = field(f"{arch}.{k}")
-        info["head_count"] = field(f"{arch}.attention.head_count")
-        info["head_count_kv"] = field(f"{arch}.attention.head_count_kv")
-        info["head_dim"] = field(f"{arch}.attention.key_length")
-    readers = [reader]
-    count = field("split.count")
+            info[k] = fields.get(f"{arch}.{k}")
+        info["head_count"] = fields.get(f"{arch}.attention.head_count")
+        info["head_count_kv"] = fields.get(f"{arch}.attention.head_count_kv")
+        info["head_dim"] = fields.get(f"{arch}.attention.key_length")
+    headers = [head]
+    count = fields.get("split.count")
     if count is not None and int(count) > 1:  # a model in split files: the tensors are spread over all
-        if no := int(field("split.no") or 0):
+        if no := int(fields.get("split.no") or 0):
             raise ModelError(
                 f"{path}: file {no + 1} of a split GGUF of {count}: name the first one "
                 "(llama.cpp loads a split model from its first file)"
             )
         shards = split_paths(path, int(count))
         for number, shard in enumerate(shards[1:], start=2):
-            try:
-                readers.append(gguf.GGUFReader(str(shard)))
-            except FileNotFoundError:
-                raise ModelError(f"{path}: split GGUF file {number} of {count} missing: {shard}") from None
-            except Exception as e:
-                raise ModelError(f"{shard}: not a readable GGUF file ({e})") from None
+            if not shard.is_file():
+                raise ModelError(f"{path}: split GGUF file {number} of {count} missing: {shard}")
+            headers.append(_header(shard))
         info["split_count"] = int(count)
         info["size_bytes"] = sum(p.stat().st_size for p in shards)
-    info["weight_bytes"] = weight_bytes(*readers)
-    info["parameters"] = sum(int(t.n_elements) for r in readers for t in r.tensors)
+    tensors = [t for h in headers for t in h.tensors]
+    info["weight_bytes"] = weight_bytes(tensors)
+    info["parameters"] = sum(t.n_elements for t in tensors)
     return info
+
+
+def _header(path: Path) -> GGUFHeader:
+    try:
+        return read_header(path)
+    except (GGUFHeaderError, OSError) as e:  # a corrupt, cut or non-GGUF file
+        raise ModelError(f"{path}: not a readable GGUF file ({e})") from None
 
 
 _SPLIT = re.compile(r"^(.*)-(\d{5})-of-(\d{5})\.gguf$")
@@ -194,17 +188,16 @@ def split_paths(first: Path, count: int) -> list[Path]:
     return [first.with_name(f"{m.group(1)}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)]
 
 
-def weight_bytes(*readers: Any) -> dict[str, int]:
+def weight_bytes(tensors: list[TensorInfo]) -> dict[str, int]:
     """Tensor bytes (of all the files of a split model) by where llama.cpp places them: repeating blocks,
     token embeddings, output layer.
 
     Decoding one token reads every block and the output layer, but only one row of the embeddings.
     """
     groups = {"blocks": 0, "token_embd": 0, "output": 0, "other": 0}
-    for t in (t for r in readers for t in r.tensors):
-        name = str(t.name)
-        key = "blocks" if name.startswith("blk.") else name.removesuffix(".weight")
-        groups[key if key in groups else "other"] += int(t.n_bytes)
+    for t in tensors:
+        key = "blocks" if t.name.startswith("blk.") else t.name.removesuffix(".weight")
+        groups[key if key in groups else "other"] += t.n_bytes
     return groups
 
 

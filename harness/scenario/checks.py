@@ -302,15 +302,15 @@ def _gguf_problem(path: Path) -> str | None:
 
 def gguf_incomplete(path: Path) -> str | None:
     """Why a file that starts like a GGUF is not a whole one (a copy cut short), else None: its header
-    must parse and its tensors must end within the file. Reads the header only (the data is mapped)."""
-    import gguf
+    must parse and its tensors must end within the file. Reads the header only."""
+    from harness.gguf_header import GGUFHeaderError, read_header
 
     size = path.stat().st_size
     try:
-        reader = gguf.GGUFReader(str(path))
-    except Exception as e:  # numpy's words for a header or tensor table that runs past the file's end
+        head = read_header(path)
+    except GGUFHeaderError as e:
         return f"not a whole GGUF file ({size:,} bytes; a copy cut short?): its header does not read ({e})"
-    end = max((int(t.data_offset) + int(t.n_bytes) for t in reader.tensors), default=0)
+    end = max((t.data_offset + t.n_bytes for t in head.tensors), default=0)
     if end > size:
         return f"truncated: its tensors end at byte {end:,}, the file has {size:,}"
     return None
