@@ -312,7 +312,7 @@ def gguf_incomplete(path: Path) -> str | None:
         return f"not a whole GGUF file ({size:,} bytes; a copy cut short?): its header does not read ({e})"
     end = max((t.data_offset + t.n_bytes for t in head.tensors), default=0)
     if end > size:
-        return f"truncated: its tensors end at byte {end:,}, the file has {size:,}"
+        return f"not a whole GGUF file (a copy cut short?): its tensors end at byte {end:,}, it has {size:,}"
     return None
 
 
