@@ -411,6 +411,9 @@ def _count(row: dict[str, Any], key: str) -> int:
 
 SHORT_ENERGY_WINDOW_S = 1.0  # below this the energy counter's update period makes J/token noisy
 STEAL_LIMIT_PCT = 5.0  # of the host's CPU time taken by the hypervisor, beyond which a point is warned about
+# cores other processes kept busy (the host's busy cores less the engine's and the client's), beyond
+# which a point is warned about: on a shared machine a CPU engine or offload then had less CPU than alone
+OTHER_LOAD_LIMIT_CORES = 0.5
 CLIENT_LAG_LIMIT_S = 0.005  # send or event-loop lateness (p99) beyond which the client is said to lag
 ITL_ZERO_LIMIT = 0.1  # share of zero gaps between chunks beyond which ITL is said to be the delivery's
 # of the window that only failed requests filled, beyond which a point is warned about
@@ -519,7 +522,7 @@ def _window_flags(row: dict[str, Any]) -> list[str]:
 
 
 def _load_flags(row: dict[str, Any]) -> list[str]:
-    """What the engine and host did to the load: a short KV cache, a failing tail, steal."""
+    """What the engine and host did to the load: a short KV cache, a failing tail, steal, other load."""
     out = []
     if fit := kv_cache_short(row):
         held, each, conc = fit
@@ -539,7 +542,24 @@ def _load_flags(row: dict[str, Any]) -> list[str]:
             f"the VM's hypervisor took {steal:.0f} % of its CPU time during the point (steal): what ran on "
             "the CPU (a CPU engine or offload, the client's timestamps) was slower than on this machine alone"
         )
+    if (others := other_busy_cores(row)) is not None and others > OTHER_LOAD_LIMIT_CORES:
+        out.append(
+            f"other processes kept about {others:.1f} of the host's cores busy during the point (besides "
+            "the engine and the client): a CPU engine or offload had less CPU than on this machine alone, "
+            "and the client's timestamps can be late"
+        )
     return out
+
+
+def other_busy_cores(row: dict[str, Any]) -> float | None:
+    """Cores busy on the host beyond the engine's process tree and the client's processes, over the
+    point's window: host busy cores − engine CPU % / 100 − client CPU s / window s. None without the
+    engine's CPU (an external engine) or the host's."""
+    host, engine = _value(row, "host_busy_cores_mean"), _value(row, "engine_cpu_pct_mean")
+    client, win = _value(row, "client_cpu_s"), _value(row, "window_s")
+    if host is None or engine is None or client is None or not win:
+        return None
+    return host - engine / 100 - client / win
 
 
 def _client_flags(row: dict[str, Any]) -> list[str]:

@@ -10,6 +10,8 @@ Sampled on a thread every `interval_s` and at every window edge. Window columns:
 - `engine_rss_bytes_max`: highest Σ RSS of the tree sampled in the window.
 - `host_cpu_pct_mean`: Δ busy / Δ total of the host's CPU time × 100 (all cores; 100 = all busy), busy
   being neither idle, I/O wait nor steal.
+- `host_busy_cores_mean`: Δ busy / window seconds, in cores (2.0 = two cores busy); less the engine's
+  and the client's, what other processes used (`metrics.other_busy_cores`, warned about over half a core).
 - `host_cpu_steal_pct_mean`: Δ steal / Δ total × 100, the share of a virtual machine's CPU time its
   hypervisor gave to others (Linux; absent where the kernel does not report it). A shared cloud VM can
   lose tens of % this way, and everything CPU-bound in the point (a CPU engine, offload, the client's
@@ -298,6 +300,7 @@ class CpuSampler:
         # busy <= total in every sample interval; their edge-interpolated increases can differ in the
         # last bits (100.00000000006 on a saturated host)
         out["host_cpu_pct_mean"] = min(100.0, 100.0 * busy / total) if busy is not None and total else None
+        out["host_busy_cores_mean"] = None if busy is None else busy / dur_s
         steal = counter_increase(t, c["host_steal_s"], t0, t1)
         if steal is not None and total:
             out["host_cpu_steal_pct_mean"] = 100.0 * steal / total

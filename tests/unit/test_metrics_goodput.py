@@ -173,3 +173,25 @@ def test_points_on_a_vm_whose_hypervisor_took_cpu_time_are_warned_about() -> Non
     assert any("hypervisor took 41 %" in m for m in flags({"ok": 8, "host_cpu_steal_pct_mean": 41.2}))
     assert not any("hypervisor" in m for m in flags({"ok": 8, "host_cpu_steal_pct_mean": 4.9}))
     assert not any("hypervisor" in m for m in flags({"ok": 8}))  # not measured (not Linux)
+
+
+def test_a_point_whose_host_other_processes_kept_busy_is_flagged() -> None:
+    """1.9 cores busy on the host over a 10 s window, the engine 75 % of a core, the client 0.5 s: other
+    processes used 1.9 - 0.75 - 0.05 = 1.1 cores (the quickstart at a sixth of its usual speed)."""
+    from harness.metrics import flags, other_busy_cores
+
+    row = {
+        "ok": 8,
+        "host_busy_cores_mean": 1.9,
+        "engine_cpu_pct_mean": 75.0,
+        "client_cpu_s": 0.5,
+        "window_s": 10.0,
+    }
+    assert other_busy_cores(row) == pytest.approx(1.1)
+    assert any("other processes kept about 1.1 of the host's cores busy" in m for m in flags(row))
+    # the engine itself on both cores: nothing else ran
+    alone = {**row, "host_busy_cores_mean": 1.99, "engine_cpu_pct_mean": 194.0}
+    assert other_busy_cores(alone) == pytest.approx(0.0)
+    assert not any("other processes" in m for m in flags(alone))
+    assert not any("other processes" in m for m in flags({**row, "host_busy_cores_mean": 1.25}))  # 0.45
+    assert other_busy_cores({**row, "engine_cpu_pct_mean": None}) is None  # an external engine

@@ -262,6 +262,7 @@ def test_host_busy_and_steal_shares_by_hand() -> None:
     cols = s.window_columns(0, 2_000_000_000)
     assert cols["host_cpu_pct_mean"] == pytest.approx(25.0)  # 1.0 / 4.0
     assert cols["host_cpu_steal_pct_mean"] == pytest.approx(20.0)  # 0.8 / 4.0
+    assert cols["host_busy_cores_mean"] == pytest.approx(0.5)  # 1.0 CPU-second over 2 s
     s.cols["host_steal_s"] = [None] * 3  # a kernel that does not report it: no column
     assert "host_cpu_steal_pct_mean" not in s.window_columns(0, 2_000_000_000)
 
