@@ -76,10 +76,10 @@ def title_of(manifest: dict[str, Any]) -> str:
     engines = manifest.get("engines") or [{}]
     e = engines[0]
     model = (e.get("model") or {}).get("name", "?")
-    return (
-        f"{(manifest.get('scenario') or {}).get('name', '?')} — {e.get('name', '?')} "
-        f"({e.get('launcher', '?')}) — {model} — {manifest.get('status', '?')}"
-    )
+    name, launcher = e.get("name", "?"), e.get("launcher", "?")
+    engine = name if launcher == name else f"{name} ({launcher})"  # external (external): said once
+    scenario = (manifest.get("scenario") or {}).get("name", "?")
+    return f"{scenario} — {engine} — {model} — {manifest.get('status', '?')}"
 
 
 def report_run(run: str | Path, console: Console | None = None) -> Path:

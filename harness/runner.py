@@ -385,7 +385,10 @@ class _Sweep:
                 stage = f"llama-bench (variant {vi})"
                 _llama_bench(cfg, engine, self.s, self.run, tag, self.console, vi, self.attempt)
                 stage = f"engine (variant {vi}) start-up"
-            self.console.print(f"starting {cfg.type} engine (variant {vi}) ...")
+            doing = (
+                "reaching the external endpoint" if cfg.type == "external" else f"starting {cfg.type} engine"
+            )
+            self.console.print(f"{doing} (variant {vi}) ...")
             t0 = time.monotonic()
             base_url = engine.start()
             counters = prompt_counters(self.s, engine, base_url, self.run, vi)

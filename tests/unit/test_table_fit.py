@@ -67,3 +67,14 @@ def test_the_points_table_of_a_run_keeps_its_numbers_in_an_80_column_terminal() 
     assert "…" not in text
     for value in ("36.8", "110.5", "1638.7", "1921.3", "51.1", "4.93", "0.81"):
         assert value in text
+
+
+def test_a_table_title_names_the_engine_and_its_launcher_once_each() -> None:
+    from harness.report import title_of
+
+    def manifest(name: str, launcher: str) -> dict[str, object]:
+        engine = {"name": name, "launcher": launcher, "model": {"name": "m"}}
+        return {"scenario": {"name": "s"}, "engines": [engine], "status": "complete"}
+
+    assert title_of(manifest("llamacpp", "xllamacpp")) == "s — llamacpp (xllamacpp) — m — complete"
+    assert title_of(manifest("external", "external")) == "s — external — m — complete"
