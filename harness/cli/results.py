@@ -302,6 +302,8 @@ def roofline_cmd(
             f", {cpu_offload_gb:g} GiB/device offloaded over {dev.host_link} ({dev.host_link_gbs:g} GB/s)"
         )
     print_fitted(out, table(rows, title), keys=1)  # the batch
+    for n in _roofline_notes(rows, dev, context):
+        out.print(f"note: {n}", markup=False, highlight=False, soft_wrap=True)
     out.print(
         f"prefill of {pre['input_tokens']} tokens: >= {pre['t_prefill_s'] * 1000:.1f} ms "
         f"({pre['prefill_tok_s']:.0f} tok/s, "
@@ -312,6 +314,25 @@ def roofline_cmd(
         ),
         highlight=False,
     )
+
+
+def _roofline_notes(rows: list[dict[str, Any]], dev: Any, context: float) -> list[str]:
+    """What the ceiling table cannot say by its numbers alone: rows that do not fit the device (their
+    tok/s is what the bandwidth would give if they did), and a max batch that needs a context."""
+    notes = []
+    if unfit := [r for r in rows if r["fits"] is False]:
+        r = unfit[0]
+        weights, kv, memory = r["weights_gb_per_device"], r["kv_gb_per_device"], dev.memory_bytes / 1e9
+        notes.append(
+            f"'fits NO': {weights:.1f} GB of weights and {kv:.2f} GB of KV per device (batch {r['batch']}) "
+            f"exceed 90 % of its {memory:.1f} GB: the tok/s shown is the bandwidth's ceiling if they fit, "
+            "not a setup that runs (more --tp, a smaller --precision or batch, or --cpu-offload-gb)"
+        )
+    if context <= 0:
+        notes.append(
+            "max batch: give --context (tokens held per sequence) to bound the batch by its KV cache"
+        )
+    return notes
 
 
 def claims_cmd(

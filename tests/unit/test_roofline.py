@@ -137,7 +137,16 @@ def test_roofline_cli_prints_the_batch_table() -> None:
     # batch 1: (70.6e9 + 1024 x 327,680) / 3.35e12 = 21.17 ms -> 47.2 tok/s; batch 8 as above: 365.7
     assert rows[0][:5] == ["1", "47.2", "47.2", "21.17", "memory"]
     assert rows[1][:3] == ["8", "365.7", "45.7"]
-    assert "prefill of 1024 tokens" in res.stdout
+    assert "prefill of 1024 tokens" in res.stdout and "note:" not in res.stdout
+    # bf16 on one H100: 141.2 GB of weights in 85.5 GB (81,559 MiB); no context, no batch bound
+    res = run_harness("roofline", "--model", "llama-3.1-70b", "--gpu", "h100-sxm")
+    assert "│   NO │" in res.stdout
+    text = " ".join(res.stdout.split())
+    assert (
+        "note: 'fits NO': 141.2 GB of weights and 0.00 GB of KV per device (batch 1) exceed 90 % of its "
+        "85.5 GB: the tok/s shown is the bandwidth's ceiling if they fit, not a setup that runs" in text
+    )
+    assert "note: max batch: give --context" in text
     bad = run_harness("roofline", "--model", "llama-9", "--gpu", "h100-sxm")
     assert bad.returncode == 2 and "allowed:" in bad.stderr and "Traceback" not in bad.stderr
 
