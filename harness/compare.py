@@ -358,7 +358,7 @@ def compare_runs(
             origin = (price_origins or {}).get(d)
             notes.append(f"price {d}: ${usd[d]:g}/device-hour" + (f" ({origin})" if origin else ""))
         else:
-            notes.append(f"no price for {d}: its $/1M tokens shown as - (give --price {d}=USD_PER_HOUR)")
+            notes.append(f"no price for {d}: no $/1M tokens for its points (give --price {d}=USD_PER_HOUR)")
     notes += unused_override_notes(price_origins or {}, points["device"])
     points = add_cost_columns(points, usd, utilization, usd_per_kwh)
     base = None
@@ -369,7 +369,7 @@ def compare_runs(
     notes += device_count_note(points, base)
     notes += above_roofline_notes(points)
     if "energy_j_per_output_token" not in points.columns or points["energy_j_per_output_token"].isna().all():
-        notes.append("no energy columns in these runs (no GPU energy telemetry): J/token shown as -")
+        notes.append("no energy measured in these runs (no GPU or CPU energy telemetry): no J/token")
     elif "energy_scope" in points.columns:
         notes += energy_scope_notes(points)
     return Comparison(points.reset_index(drop=True), pivot(points), base, notes)

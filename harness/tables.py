@@ -17,10 +17,14 @@ def cost_table(df: pd.DataFrame, utilization: float) -> Table:
     for c in df.columns:
         t.add_column(HEADERS.get(c, c), justify="right" if pd.api.types.is_numeric_dtype(df[c]) else "left")
     for _, r in df.iterrows():
-        t.add_row(  # labels: not markup; money in cents at least
-            *[Text(v) if isinstance(v, str) else fmt(v, "usd" if "usd" in c else "num") for c, v in r.items()]
+        t.add_row(  # labels: not markup; money in cents at least; tok/s with one decimal, as report shows it
+            *[Text(v) if isinstance(v, str) else fmt(v, _cost_spec(str(c))) for c, v in r.items()]
         )
     return t
+
+
+def _cost_spec(column: str) -> str:
+    return "usd" if "usd" in column else "{:.1f}" if column.endswith("tok_s") else "num"
 
 
 def cost_line(row: dict[str, Any]) -> list[str]:

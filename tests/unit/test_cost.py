@@ -241,12 +241,14 @@ def test_every_money_column_of_the_cost_table_is_in_dollars_and_cents() -> None:
             "usd_per_1m_tokens": [5.5],
             "energy_usd_per_1m_tokens": [0.5],
             "total_usd_per_1m_tokens": [6.0],
+            "output_tok_s": [36.8312],
         }
     )
     console = Console(record=True, width=200)
     console.print(cost_table(df, 1.0))
     row = next(line for line in console.export_text().splitlines() if "h100" in line)
-    assert [c.strip() for c in row.split("│")[2:5]] == ["5.50", "0.500", "6.00"]
+    # tok/s with one decimal, as the points table and compare show it
+    assert [c.strip() for c in row.split("│")[2:6]] == ["5.50", "0.500", "6.00", "36.8"]
 
 
 def test_unused_price_overrides_are_named_with_the_devices_there_are() -> None:
