@@ -163,8 +163,9 @@ def _record(path: Path, seconds: float, interval_s: float, what: str) -> Path:
 
 @telemetry_app.command("show")
 def telemetry_show(trace: Annotated[Path, typer.Argument(help="an NVML trace (.jsonl.gz)")]) -> None:
-    """Summarize a trace: its GPUs, and per stored window energy (counter and integrated power), power,
-    utilization, SM clock and memory."""
+    """Summarize a trace: its GPUs, and each stored window's energy, power, utilization, clock, memory.
+
+    Energy is given from the counter and from integrated power, with how far they differ."""
     _show_trace(trace)
 
 
@@ -247,8 +248,9 @@ def make_gguf_cmd(
     dtype: Annotated[str, typer.Option(help="weight type: f32 | f16 | q8_0")] = "f16",
     seed: Annotated[int, typer.Option(min=0, help="random seed of the weights")] = 0,
 ) -> None:
-    """Write a random-weight llama GGUF (every generation runs to max_tokens). An existing GGUF at PATH
-    is replaced; any other file is left alone."""
+    """Write a random-weight llama GGUF (every generation runs to max_tokens).
+
+    An existing GGUF at PATH is replaced; any other file is left alone."""
     from harness.models import ModelError, gguf_info, make_gguf
 
     if dtype not in ("f32", "f16", "q8_0"):

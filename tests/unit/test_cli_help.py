@@ -48,3 +48,11 @@ def test_switches_show_no_type_in_help() -> None:
         for p in cmd.params:
             if getattr(p, "is_flag", False):
                 assert p.display_type_rich(ctx) is None, (path, p.name)
+
+
+def test_each_commands_summary_is_one_line() -> None:
+    """Command lists show a command's first paragraph with its line breaks: a docstring wrapped there
+    broke the list mid-sentence."""
+    summaries = {" ".join(path): (cmd.help or "").strip().split("\n\n")[0] for path, cmd in COMMANDS}
+    assert all(summaries.values())
+    assert [path for path, text in summaries.items() if "\n" in text] == []
