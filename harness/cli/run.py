@@ -19,13 +19,18 @@ def validate(files: Annotated[list[Path], typer.Argument(help="scenario YAML fil
     for f in files:
         try:
             s = load_scenario(f)
-            from harness.scenario import combination_warnings, expand_points, input_file_errors
+            from harness.scenario import (
+                combination_warnings,
+                expand_points,
+                input_file_errors,
+                machine_warnings,
+            )
 
             missing = input_file_errors(s, str(f))
             if missing:
                 raise ScenarioError(missing)
             out.print(f"{f}: ok ({len(expand_points(s))} points)", markup=False, highlight=False)
-            for w in combination_warnings(s, str(f)):
+            for w in combination_warnings(s, str(f)) + machine_warnings(s, str(f)):
                 err.print(f"[yellow]warning[/] {escape(w)}", highlight=False)
         except ScenarioError as e:
             bad.extend(e.messages)
@@ -75,13 +80,13 @@ def run(
     from harness import report
     from harness.resume import ResumeError
     from harness.runner import InterruptedAgain, InterruptedStarting, RunFailed, RunWriteFailed, run_scenario
-    from harness.scenario import combination_warnings, input_file_errors
+    from harness.scenario import combination_warnings, input_file_errors, machine_warnings
 
     try:
         s = load_scenario(scenario)
     except ScenarioError as e:
         raise fail(e.messages) from None
-    for w in combination_warnings(s, str(scenario)):
+    for w in combination_warnings(s, str(scenario)) + machine_warnings(s, str(scenario)):
         err.print(f"[yellow]warning[/] {escape(w)}", highlight=False)
     missing = input_file_errors(s, str(scenario))
     if missing:

@@ -104,6 +104,11 @@ def device_mismatch(asked: str, env: VllmEnv) -> str | None:
     )
 
 
+def vllm_python(cfg: Any) -> str:
+    """The Python that runs a vLLM engine: `engine.python`, else `$HARNESS_VLLM_PYTHON`, else this one."""
+    return cfg.python or os.environ.get("HARNESS_VLLM_PYTHON") or sys.executable
+
+
 def probe_env(python: str, timeout_s: float = 60.0) -> VllmEnv:
     """Ask `python` which vLLM and torch it has; EngineError when it cannot run or has no vLLM."""
     try:
@@ -164,7 +169,7 @@ class VllmServer:
     def __init__(self, cfg: VllmEngine, log_file: Path) -> None:
         self.cfg = cfg
         self._log = log_file
-        self.python = cfg.python or os.environ.get("HARNESS_VLLM_PYTHON") or sys.executable
+        self.python = vllm_python(cfg)
         self.model_dir, self.model_name, self.weight_bytes = self._resolve_model()
         # the checkpoint's own quantization, read once: its method (for the flags) and what it holds
         self.quant_method = checkpoint_quantization(self.model_dir)

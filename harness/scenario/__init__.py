@@ -11,7 +11,12 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from harness.scenario.checks import combination_errors, combination_warnings, input_file_errors
+from harness.scenario.checks import (
+    combination_errors,
+    combination_warnings,
+    input_file_errors,
+    machine_warnings,
+)
 from harness.scenario.errors import (
     ScenarioError,
     field_path,
@@ -80,6 +85,7 @@ __all__ = [
     "format_validation_error",
     "input_file_errors",
     "load_scenario",
+    "machine_warnings",
     "merge_variants",
     "parse_scenario",
     "scenario_hash",

@@ -111,8 +111,13 @@ def combination_warnings(s: Scenario, file: str) -> list[str]:
         + _load_warnings(s, file)
         + _prefix_warnings(s, file)
         + _slot_warnings(s, file)
-        + _path_warnings(s, file)
     )
+
+
+def machine_warnings(s: Scenario, file: str) -> list[str]:
+    """What this machine lacks for the scenario's engines (`llama-server` not on PATH, no vLLM in the
+    engine's Python): warnings, since the machine that runs a scenario may be another."""
+    return _path_warnings(s, file) + _vllm_warnings(s, file)
 
 
 def _path_warnings(s: Scenario, file: str) -> list[str]:
@@ -129,6 +134,34 @@ def _path_warnings(s: Scenario, file: str) -> list[str]:
         f"{file}: {_where(s, at)}.binary: `llama-server` is not on PATH here: a run on this machine stops "
         "at start (build it: cmake --build build --target llama-server; name it in `binary:` or put it on "
         "PATH)"
+    ]
+
+
+def _vllm_warnings(s: Scenario, file: str) -> list[str]:
+    """A vLLM engine whose Python (engine.python, $HARNESS_VLLM_PYTHON, else this one) has no vLLM: not an
+    error, as for `llama-server` above (the machine that runs it may be another), but said."""
+    from harness.engines.process import EngineError
+    from harness.engines.vllm import device_mismatch, probe_env, vllm_python
+
+    engines = [(i, e) for i, e in enumerate(engine_configs(s)) if e.type == "vllm"]
+    envs: dict[str, Any] = {}  # python -> its VllmEnv, or the reason it has none
+    for _, e in engines:
+        python = vllm_python(e)
+        if python not in envs:
+            try:
+                envs[python] = probe_env(python, timeout_s=30)
+            except EngineError as err:
+                envs[python] = str(err)
+    by_problem: dict[tuple[str, str], list[int]] = {}  # (field, problem) -> the configurations
+    for i, e in engines:
+        env = envs[vllm_python(e)]
+        if isinstance(env, str):
+            by_problem.setdefault(("", env), []).append(i)
+        elif mismatch := device_mismatch(e.device, env):
+            by_problem.setdefault((".device", mismatch.removeprefix("engine.device: ")), []).append(i)
+    return [
+        f"{file}: {_where(s, at)}{field}: {problem}: a run on this machine stops at start"
+        for (field, problem), at in by_problem.items()
     ]
 
 

@@ -16,7 +16,14 @@ from harness.engines.llamacpp import LlamaCppServer
 from harness.load.workload import build_specs
 from harness.records import RequestRecord
 from harness.report import point_notes
-from harness.scenario import ExternalEngine, LlamaCppEngine, Workload, combination_warnings, parse_scenario
+from harness.scenario import (
+    ExternalEngine,
+    LlamaCppEngine,
+    Workload,
+    combination_warnings,
+    machine_warnings,
+    parse_scenario,
+)
 
 MS = 1_000_000
 
@@ -314,12 +321,12 @@ def test_a_llama_server_missing_from_path_is_a_warning_not_an_error(
         {"name": "s", "engine": {"type": "llamacpp", "launcher": "llama-server", "model": model}}
     )
     monkeypatch.setenv("PATH", str(tmp_path))
-    (warning,) = combination_warnings(scen, "s.yaml")
+    (warning,) = machine_warnings(scen, "s.yaml")
     assert warning.startswith("s.yaml: engine.binary: `llama-server` is not on PATH here")
     exe = tmp_path / "llama-server"
     exe.write_text("#!/bin/sh\n")
     exe.chmod(0o755)
-    assert combination_warnings(scen, "s.yaml") == []
+    assert machine_warnings(scen, "s.yaml") == []
     named = parse_scenario(
         {
             "name": "s",
@@ -327,4 +334,14 @@ def test_a_llama_server_missing_from_path_is_a_warning_not_an_error(
         }
     )
     monkeypatch.setenv("PATH", str(tmp_path / "none"))
-    assert combination_warnings(named, "s.yaml") == []  # `binary:` is checked as a file, an error if absent
+    assert machine_warnings(named, "s.yaml") == []  # `binary:` is checked as a file, an error if absent
+
+
+def test_a_vllm_engine_whose_python_has_no_vllm_is_a_warning_not_an_error() -> None:
+    """`validate` had said ok, then `run` stopped at start with "no vLLM in ..."."""
+    vllm = {"type": "vllm", "model": {"source": "catalog", "name": "llama-3.1-8b"}, "python": "/bin/false"}
+    scen = parse_scenario({"name": "v", "engine": vllm, "variants": [{}, {"max_num_seqs": 8}]})
+    (warning,) = machine_warnings(scen, "v.yaml")
+    assert warning.startswith("v.yaml: variants[0, 1]: engine.python: cannot run /bin/false")
+    assert warning.endswith(": a run on this machine stops at start")
+    assert combination_warnings(scen, "v.yaml") == []  # the scenario's own checks ask no machine
