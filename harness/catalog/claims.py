@@ -86,26 +86,30 @@ def parse_claims(data: Any, file: str) -> list[Claim]:
         raise CatalogError(f"{file}: sources: expected a mapping of source id to where it is from")
     out: list[Claim] = []
     ids: set[str] = set()
+    problems: list[str] = []  # every mistake in the file, one line each
     for i, entry in enumerate(data["claims"]):
         if not isinstance(entry, dict):
-            raise CatalogError(f"{file}: claims[{i}]: expected a mapping of fields")
+            problems.append(f"{file}: claims[{i}]: expected a mapping of fields")
+            continue
         try:
             c = Claim.model_validate(entry)
         except ValidationError as e:
-            first = e.errors()[0]
-            loc = "".join(f".{x}" for x in first["loc"])  # none for a check of the whole entry
-            raise CatalogError(f"{file}: claims[{i}]{loc}: {value_problem(first)}") from None
-        for field, problem in _precision_problems(c):
-            raise CatalogError(f"{file}: claims[{i}].{field}: {problem}")
+            for err in e.errors():
+                loc = "".join(f".{x}" for x in err["loc"])  # none for a check of the whole entry
+                problems.append(f"{file}: claims[{i}]{loc}: {value_problem(err)}")
+            continue
+        problems += [f"{file}: claims[{i}].{field}: {problem}" for field, problem in _precision_problems(c)]
         if c.id in ids:
-            raise CatalogError(f"{file}: claims[{i}].id: duplicate id {c.id!r}")
+            problems.append(f"{file}: claims[{i}].id: duplicate id {c.id!r}")
         if sources and c.source not in sources:
-            raise CatalogError(
+            problems.append(
                 f"{file}: claims[{i}].source: {c.source!r} is not listed under sources "
                 f"(allowed: {', '.join(sources)})"
             )
         ids.add(c.id)
         out.append(c)
+    if problems:
+        raise CatalogError("\n".join(problems))
     return out
 
 

@@ -152,6 +152,22 @@ def test_claim_file_errors_name_field() -> None:
 CLAIM = {"id": "a", "source": "s", "text": "t", "kind": "throughput", "value": 2, "model": "m", "device": "d"}
 
 
+def test_every_mistake_in_a_claims_file_is_said_at_once() -> None:
+    """One at a time, a file of several mistakes took as many tries to fix."""
+    with pytest.raises(CatalogError) as e:
+        parse_claims({"claims": [{"id": "x", "kind": "speed"}, CLAIM, CLAIM, 5]}, "c.yaml")
+    lines = str(e.value).splitlines()
+    assert lines[0] == "c.yaml: claims[0].source: field required"
+    assert (
+        "c.yaml: claims[0].kind: invalid value 'speed' (allowed: 'throughput', 'cost', 'ratio' or 'offload')"
+        in lines
+    )
+    assert lines[-2:] == [
+        "c.yaml: claims[2].id: duplicate id 'a'",
+        "c.yaml: claims[3]: expected a mapping of fields",
+    ]
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
