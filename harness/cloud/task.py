@@ -227,9 +227,18 @@ def _check_model_path(
 
 
 def _sxm_warnings(s: Scenario, file: str, opts: LaunchOptions) -> list[str]:
-    """A scenario written for an SXM part, rented by a SkyPilot name some clouds give PCIe cards too."""
+    """A scenario written for another GPU than the one rented; or for an SXM part, rented by a SkyPilot
+    name some clouds give PCIe cards too."""
+    from harness.cloud.cost import catalog_devices
+
     acc = opts.accelerators
     hw_gpu = s.hardware.gpu or ""
+    can_be = catalog_devices(acc.name)
+    if hw_gpu and can_be and hw_gpu not in can_be:  # another GPU altogether: that, not SXM or PCIe
+        return [
+            f"{file}: hardware.gpu: {hw_gpu}, but --gpus rents {acc.name} ({' or '.join(can_be)}): the run "
+            "measures the GPU it gets, and its points and tables name that one, not the scenario's"
+        ]
     cloud_name = (opts.infra or "").split("/")[0].lower()
     if not (
         hw_gpu.endswith("-sxm") and acc.name in SHARED_SXM_PCIE_NAMES and cloud_name not in SXM_ONLY_CLOUDS

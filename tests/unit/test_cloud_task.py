@@ -108,8 +108,15 @@ def test_an_sxm_scenario_on_a_shared_skypilot_name_warns_unless_the_cloud_has_on
     assert "on lambda:" in w
     for infra in ("aws", "gcp/us-central1"):
         assert check_launch(s, str(TP8), LaunchOptions(accelerators=acc, infra=infra)) == []
-    # a name that is SXM everywhere (RunPod's H100-SXM) or another GPU: nothing to say
+    # a name that is SXM everywhere (RunPod's H100-SXM), or a GPU the catalog does not know: nothing to say
     assert check_launch(s, str(TP8), LaunchOptions(accelerators=Accelerators("H100-SXM", 8))) == []
+    assert check_launch(s, str(TP8), LaunchOptions(accelerators=Accelerators("B200", 8))) == []
+    # another GPU altogether: said as such (it had read as the SXM/PCIe warning, naming the A100's PCIe cards)
+    (w,) = check_launch(s, str(TP8), LaunchOptions(accelerators=Accelerators("A100-80GB", 8)))
+    assert w == (
+        f"{TP8}: hardware.gpu: h100-sxm, but --gpus rents A100-80GB (a100-80gb-sxm or a100-80gb-pcie): the "
+        "run measures the GPU it gets, and its points and tables name that one, not the scenario's"
+    )
 
 
 def test_two_node_task_starts_ray_then_runs_the_harness_on_the_head() -> None:
