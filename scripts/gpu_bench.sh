@@ -39,7 +39,7 @@ LCP_VERSION=${LLAMA_CPP_PYTHON_VERSION:-0.3.36}
 BUILD_ROOT=${GPU_BENCH_BUILD_DIR:-/tmp/gpu-bench-llama.cpp}
 PY=${PYTHON:-python3}
 GPU_BENCH_RESULTS=${GPU_BENCH_RESULTS:-/tmp/gpu-bench-results}
-CUDA_LIBS=""
+CUDA_LIBS=${CUDA_LIBS:-}  # set by `device` for the build it starts
 
 log() { printf '[gpu_bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -217,8 +217,15 @@ build() {
       echo "$bin"
       return
     fi
-    log "build: the prebuilt CUDA backend does not load here; building it (list-devices said:)"
+    log "build: the prebuilt CUDA backend does not load here (list-devices said, then what it lacks:)"
     with_cuda_libs "$bin" --list-devices 2>&1 | tail -n 5 >&2 || true
+    with_cuda_libs ldd "$(dirname "$bin")/libggml-cuda.so" 2>&1 | grep -i 'not found' >&2 || true
+  fi
+  # the whole CUDA backend is ~144 nvcc jobs (about 6 minutes on 14 cores): not begun where the device
+  # step's deadline would cut it short (GPU_BENCH_DEADLINE, epoch seconds, set by `device`)
+  local need=${GPU_BENCH_CUDA_BUILD_S:-420}
+  if [ -n "${GPU_BENCH_DEADLINE:-}" ] && [ $(($(date +%s) + need + 120)) -gt "$GPU_BENCH_DEADLINE" ]; then
+    die "no time left for a full CUDA build (about ${need}s, $((GPU_BENCH_DEADLINE - $(date +%s)))s left)"
   fi
   local nvcc
   nvcc=$(find_nvcc) || die "a CUDA build needs nvcc (not on PATH, not in /usr/local/cuda*/bin); GPU_BENCH_CUDA=0 builds for the CPU"
@@ -268,6 +275,45 @@ prebuild() {
 }
 
 # ------------------------------------------------------------------ device (GPU side)
+# step NAME SECONDS LOG CMD...: CMD with a time limit, its output to LOG (- : to device.log); under 5 s
+# left it is not started; a failure or a timeout is logged, and `device` goes on
+step() {
+  local name=$1 limit=$2 to=$3 rc=0
+  shift 3
+  if [ "$limit" -lt 5 ]; then log "$name: skipped (${limit}s left for it)"; return 0; fi
+  if [ "$to" = - ]; then
+    timeout -k 10 "$limit" "$@" || rc=$?
+  else
+    timeout -k 10 "$limit" "$@" >"$to" 2>&1 || rc=$?
+  fi
+  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+    log "$name: stopped at its limit of ${limit}s"
+  elif [ "$rc" != 0 ] && [ "$to" = - ]; then
+    log "$name: failed (status $rc)"
+  elif [ "$rc" != 0 ]; then
+    log "$name: failed (status $rc; see logs/$(basename "$to"))"
+  fi
+  return 0
+}
+
+# finish_build PID BY: wait for the background build until epoch second BY; a build still running then
+# is stopped (its whole session), and that is a failure
+finish_build() {
+  local pid=$1 by=$2
+  while kill -0 "$pid" 2>/dev/null; do
+    if [ "$(date +%s)" -ge "$by" ]; then
+      log "build: still running at its limit: stopped"
+      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+      sleep 5
+      kill -KILL -- "-$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+      return 1
+    fi
+    sleep 2
+  done
+  wait "$pid"
+}
+
 device() {
   local out=${1:?usage: gpu_bench.sh device OUT_DIR}
   local logs=$out/logs
@@ -279,6 +325,8 @@ device() {
   exec 2> >(tee -a "$out/device.log" >&2)
   # shellcheck disable=SC2064  # $out is fixed now
   trap "pack '$out'" EXIT
+  export GPU_BENCH_DEADLINE=$deadline
+  log "budget ${budget}s; $(nproc) cores; disk: $(df -h /tmp | awk 'NR == 2 { print $4 " free in " $6 }')"
 
   if ! "$PY" -c 'import pydantic, gguf' 2>/dev/null && ls "$WORK"/whl/*.whl >/dev/null 2>&1; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -310,41 +358,47 @@ device() {
   fi
   "$PY" -m harness validate "${scenarios[@]}"
 
-  # the build keeps the CPUs busy for minutes; meanwhile write the models and record NVML traces
+  # the build keeps the CPUs busy for minutes; meanwhile write the models and record NVML traces. Every
+  # step has a time limit from the deadline and a failed one is logged, not fatal: what the others
+  # measured still comes back
   local build_pid=""
   if [ -n "${GPU_BENCH_LLAMA_SERVER:-}" ]; then
     echo "$GPU_BENCH_LLAMA_SERVER" >"$logs/.bin"
     echo "using GPU_BENCH_LLAMA_SERVER=$GPU_BENCH_LLAMA_SERVER" >"$logs/build.log"
   else
-    build >"$logs/.bin" 2>"$logs/build.log" &
+    # a session of its own where setsid is there, so that a build still running at its limit is stopped
+    # whole
+    local session=()
+    if command -v setsid >/dev/null 2>&1; then session=(setsid); fi
+    CUDA_LIBS=$CUDA_LIBS PYTHON=$PY "${session[@]}" bash "$ROOT/scripts/gpu_bench.sh" build \
+      >"$logs/.bin" 2>"$logs/build.log" &
     build_pid=$!
   fi
   log "models: writing every model the scenarios name"
-  "$PY" -m harness model prepare "${scenarios[@]}"
+  step "model prepare" $((deadline - $(date +%s) - 150)) - "$PY" -m harness model prepare "${scenarios[@]}"
   mkdir -p "$out/traces"
   log "nvml: idle / bf16 matmul / idle trace (tests/gpu)"
-  HARNESS_NVML_TRACE_DIR=$out/traces "$PY" -m pytest -q -s -p no:cacheprovider tests/gpu \
-    >"$logs/nvml-test.log" 2>&1 || log "tests/gpu failed: see logs/nvml-test.log"
+  HARNESS_NVML_TRACE_DIR=$out/traces step "tests/gpu" 90 "$logs/nvml-test.log" \
+    "$PY" -m pytest -q -s -p no:cacheprovider tests/gpu
   if [ "$gpu" = 1 ]; then
     log "nvml: sampler overhead (thread CPU time at 100 ms)"
-    "$PY" -m benchmarks.telemetry_overhead --seconds 10 >"$logs/telemetry-overhead.log" 2>&1 \
-      || log "telemetry overhead benchmark failed: see logs/telemetry-overhead.log"
+    step "telemetry overhead benchmark" 60 "$logs/telemetry-overhead.log" \
+      "$PY" -m benchmarks.telemetry_overhead --seconds 6 --trace-hours 0.25
   fi
-  if [ "$gpu" = 1 ] && [ $(($(date +%s) + 300)) -lt "$deadline" ]; then
-    log "nvml: transformers generate, Llama-3.1-8B shape, random weights"
-    local note=""
-    if [ -n "$build_pid" ]; then note="measured while llama.cpp compiled on the CPUs"; fi
-    "$PY" benchmarks/gpu_transformers_energy.py --seconds 12 --note "$note" --out "$out/traces" \
-      >"$logs/transformers.log" 2>&1 || log "transformers benchmark failed: see logs/transformers.log"
-  fi
-  if [ -n "$build_pid" ] && ! wait "$build_pid"; then
+  if [ -n "$build_pid" ] && ! finish_build "$build_pid" $((deadline - 90)); then
     tail -n 40 "$logs/build.log" >&2
-    die "llama-server did not build (logs/build.log)"
+    log "llama-server did not build (logs/build.log): no scenarios"
+    return 1
   fi
   local bin; bin=$(tail -n 1 "$logs/.bin"); rm -f "$logs/.bin"
   PATH=$(dirname "$bin"):$PATH
   export PATH
   log "build done after $(($(date +%s) - t0)) s: $bin"
+  if [ "$gpu" = 1 ] && ! sees_cuda "$bin"; then  # the scenarios would measure the CPU alone
+    log "$bin --list-devices shows no CUDA0: no scenarios (logs/build.log)"
+    with_cuda_libs "$bin" --list-devices 2>&1 | tail -n 5 >&2 || true
+    return 1
+  fi
 
   local results=$GPU_BENCH_RESULTS
   mkdir -p "$results"
@@ -356,6 +410,13 @@ device() {
     timeout -s INT -k 30 "$left" "$PY" -m harness run "$scn" --results "$results" --no-progress \
       >>"$logs/runs.log" 2>&1 || log "$scn ended with status $? (logs/runs.log)"
   done
+  # the offload sweep first; with time left, the same 8B shape under transformers (NVML evidence of
+  # another engine)
+  if [ "$gpu" = 1 ] && [ $(($(date +%s) + 110)) -lt "$deadline" ]; then
+    log "nvml: transformers generate, Llama-3.1-8B shape, random weights"
+    step "transformers benchmark" $((deadline - $(date +%s) - 25)) "$logs/transformers.log" \
+      "$PY" benchmarks/gpu_transformers_energy.py --seconds 12 --out "$out/traces"
+  fi
   log "done after $(($(date +%s) - t0)) s"
 }
 
@@ -363,28 +424,42 @@ device() {
 # traces, logs), packed on every exit so that what was measured is not lost when a step fails
 pack() {
   local out=$1
-  if [ -d "$GPU_BENCH_RESULTS" ]; then tar czf "$out/runs.tar.gz" -C "$GPU_BENCH_RESULTS" .; fi
-  if [ -d "$out/traces" ]; then tar czf "$out/traces.tar.gz" -C "$out" traces && rm -rf "$out/traces"; fi
+  set +e  # every part is packed whatever happens to another (an EXIT trap runs under errexit too)
+  if [ -d "$GPU_BENCH_RESULTS" ]; then packed "$out/runs.tar.gz" -C "$GPU_BENCH_RESULTS" .; fi
+  if [ -d "$out/traces" ]; then packed "$out/traces.tar.gz" -C "$out" traces && rm -rf "$out/traces"; fi
   if [ -d "$out/logs" ]; then
     rm -f "$out/logs/.bin"
     if [ -f "$out/logs/build.log" ]; then
       tail -n 400 "$out/logs/build.log" >"$out/build.tail" && mv "$out/build.tail" "$out/logs/build.log"
     fi
-    tar czf "$out/logs.tar.gz" -C "$out" logs && rm -rf "$out/logs"
+    packed "$out/logs.tar.gz" -C "$out" logs && rm -rf "$out/logs"
   fi
   log "packed: $(cd "$out" && printf '%s ' *)"
+}
+
+# packed TARBALL TAR-ARGS...: tar czf, where a file that changed while it was read (a server that had not
+# quite stopped writing its log) is no failure (GNU tar's status 1)
+packed() {
+  local to=$1 rc=0
+  shift
+  tar czf "$to" --warning=no-file-changed --ignore-failed-read "$@" || rc=$?
+  [ "$rc" -le 1 ] || { log "pack: $to failed (tar status $rc)"; return 1; }
 }
 
 # ------------------------------------------------------------------ collect (back here)
 collect() {
   local from=${1:?usage: gpu_bench.sh collect DIR (the files that came back from device)}
-  [ -f "$from/runs.tar.gz" ] || die "$from/runs.tar.gz is missing"
+  [ -d "$from" ] || die "$from is not a directory"
   local stamp dest fixtures
-  stamp=$(date -u +%Y%m%d)
+  stamp=$(date -u +%Y%m%dT%H%M%SZ)  # one folder per collect: two in a day do not mix
   dest=${GPU_BENCH_DEST_ROOT:-$ROOT}/results/gpu
   fixtures=${GPU_BENCH_DEST_ROOT:-$ROOT}/tests/fixtures/nvml
   mkdir -p "$dest" "$fixtures"
-  tar xzf "$from/runs.tar.gz" -C "$dest"
+  if [ -f "$from/runs.tar.gz" ]; then
+    tar xzf "$from/runs.tar.gz" -C "$dest"
+  else
+    log "no runs.tar.gz in $from (no scenario ran?): collecting the logs and traces"
+  fi
   local dev=$dest/device-$stamp
   mkdir -p "$dev"
   if [ -f "$from/device.log" ]; then cp "$from/device.log" "$dev/"; fi
@@ -412,6 +487,11 @@ case "${1:-}" in
   build) build ;;
   prebuild) prebuild ;;
   device) shift; device "$@" ;;
-  collect) shift; collect "$@" ;;
+  collect)
+    shift
+    # back here the tables need pandas: the checkout's environment unless PYTHON says otherwise
+    if [ -z "${PYTHON:-}" ] && [ -x "$ROOT/.venv/bin/python" ]; then PY=$ROOT/.venv/bin/python; fi
+    collect "$@"
+    ;;
   *) awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"; exit 2 ;;
 esac

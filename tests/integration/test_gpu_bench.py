@@ -173,3 +173,58 @@ def test_device_step_and_collect_with_a_cpu_llama_server(tmp_path: Path, write_s
     assert list((dest / "results" / "gpu").glob("device-*/device.log"))
     inventory = json.loads(next((dest / "results" / "gpu").glob("device-*/gpu-info.json")).read_text())
     assert inventory["gpu"]["available"] is False and inventory["cpu"]["cores"] >= 1
+
+
+@pytest.mark.slow
+def test_a_build_still_running_at_its_limit_is_stopped_and_what_was_done_comes_back(
+    tmp_path: Path, write_scenario
+) -> None:
+    """The device step's build gets until 90 s before the deadline: here a CPU build of llama.cpp with a
+    120 s budget is stopped after about 30 s, with its compilers, and the logs and traces are packed
+    all the same; `collect` takes them without run directories."""
+    if not (ROOT / ".gpu-bench" / "llama.cpp-src.tar.gz").is_file() or shutil.which("cmake") is None:
+        pytest.skip("no llama.cpp source in .gpu-bench (scripts/gpu_bench.sh source) or no cmake")
+    scn = write_scenario(
+        {
+            "name": "gpu-bench-stopped",
+            "engine": {"type": "llamacpp", "launcher": "llama-server", "model": {**TINY, "dtype": "f16"}},
+            "load": {"concurrency": [1], "requests": 2},
+        }
+    )
+    out = tmp_path / "out"
+    env = {
+        **os.environ,
+        "GPU_BENCH_BUILD_DIR": str(tmp_path / "build"),  # a fresh build, not a finished one reused
+        "GPU_BENCH_CUDA": "0",
+        "GPU_BENCH_SCENARIOS": str(scn),
+        "GPU_BENCH_RESULTS": str(tmp_path / "results"),
+        "GPU_BENCH_BUDGET_S": "120",
+        "PYTHON": sys.executable,
+    }
+    env.pop("GPU_BENCH_LLAMA_SERVER", None)
+    res = subprocess.run(
+        ["bash", "scripts/gpu_bench.sh", "device", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 1, res.stderr[-3000:]
+    assert "build: still running at its limit: stopped" in res.stderr
+    assert "llama-server did not build (logs/build.log): no scenarios" in res.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["device.log", "logs.tar.gz", "traces.tar.gz"]
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    assert str(tmp_path / "build") not in ps  # no compiler of the stopped build left running
+    dest = tmp_path / "checkout"
+    shutil.copytree(ROOT / "scripts", dest / "scripts")
+    res = subprocess.run(
+        ["bash", "scripts/gpu_bench.sh", "collect", str(out)],
+        cwd=ROOT,
+        env={**env, "GPU_BENCH_DEST_ROOT": str(dest)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "no runs.tar.gz" in res.stderr, res.stderr[-2000:]
+    assert list((dest / "results" / "gpu").glob("device-*/device.log"))
