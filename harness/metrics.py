@@ -412,8 +412,10 @@ def _count(row: dict[str, Any], key: str) -> int:
 SHORT_ENERGY_WINDOW_S = 1.0  # below this the energy counter's update period makes J/token noisy
 STEAL_LIMIT_PCT = 5.0  # of the host's CPU time taken by the hypervisor, beyond which a point is warned about
 # cores other processes kept busy (the host's busy cores less the engine's and the client's), beyond
-# which a point is warned about: on a shared machine a CPU engine or offload then had less CPU than alone
+# which a point is warned about where the host's CPUs were nearly all busy: on a shared machine a CPU
+# engine or offload then had less CPU than alone (on a large host with idle cores, others cost nothing)
 OTHER_LOAD_LIMIT_CORES = 0.5
+HOST_BUSY_LIMIT_PCT = 90.0
 CLIENT_LAG_LIMIT_S = 0.005  # send or event-loop lateness (p99) beyond which the client is said to lag
 ITL_ZERO_LIMIT = 0.1  # share of zero gaps between chunks beyond which ITL is said to be the delivery's
 # of the window that only failed requests filled, beyond which a point is warned about
@@ -542,11 +544,17 @@ def _load_flags(row: dict[str, Any]) -> list[str]:
             f"the VM's hypervisor took {steal:.0f} % of its CPU time during the point (steal): what ran on "
             "the CPU (a CPU engine or offload, the client's timestamps) was slower than on this machine alone"
         )
-    if (others := other_busy_cores(row)) is not None and others > OTHER_LOAD_LIMIT_CORES:
+    others, busy = other_busy_cores(row), _value(row, "host_cpu_pct_mean")
+    if (
+        others is not None
+        and busy is not None
+        and others > OTHER_LOAD_LIMIT_CORES
+        and busy >= HOST_BUSY_LIMIT_PCT
+    ):
         out.append(
-            f"other processes kept about {others:.1f} of the host's cores busy during the point (besides "
-            "the engine and the client): a CPU engine or offload had less CPU than on this machine alone, "
-            "and the client's timestamps can be late"
+            f"the host's CPUs were {busy:.0f} % busy during the point, about {others:.1f} cores of it other "
+            "processes (besides the engine and the client): a CPU engine or offload had less CPU than on "
+            "this machine alone, and the client's timestamps can be late"
         )
     return out
 
