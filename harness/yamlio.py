@@ -75,8 +75,8 @@ def strict_yaml(text: str) -> Any:
         raise yaml.YAMLError("a value holds itself (an alias inside its own anchor): it has no end") from None
     if values > MAX_EXPANDED_VALUES:
         raise yaml.YAMLError(
-            f"its aliases expand it to {values:.3g} values, more than the {MAX_EXPANDED_VALUES:,} taken "
-            "(each alias is a copy of its anchor)"
+            f"it holds {values:.3g} values with its aliases written out, more than the "
+            f"{MAX_EXPANDED_VALUES:,} taken (each alias is a copy of its anchor)"
         )
     return data
 

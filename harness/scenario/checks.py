@@ -138,8 +138,9 @@ def _path_warnings(s: Scenario, file: str) -> list[str]:
 
 
 def _vllm_warnings(s: Scenario, file: str) -> list[str]:
-    """A vLLM engine whose Python (engine.python, $HARNESS_VLLM_PYTHON, else this one) has no vLLM: not an
-    error, as for `llama-server` above (the machine that runs it may be another), but said."""
+    """A vLLM engine whose Python (engine.python, $HARNESS_VLLM_PYTHON, else this one) has no vLLM, or a
+    build for another device than `engine.device`: not an error, as for `llama-server` above (the machine
+    that runs it may be another), but said."""
     from harness.engines.process import EngineError
     from harness.engines.vllm import device_mismatch, probe_env, vllm_python
 
