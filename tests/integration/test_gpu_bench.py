@@ -35,6 +35,18 @@ TINY = {
 }
 
 
+def _gpu_bench(step: str, out: Path, env: dict[str, str], timeout_s: int) -> subprocess.CompletedProcess[str]:
+    """`scripts/gpu_bench.sh STEP OUT` from the checkout, its output captured."""
+    return subprocess.run(
+        ["bash", "scripts/gpu_bench.sh", step, str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+
+
 @pytest.mark.slow
 def test_gpu_table_on_a_real_cpu_run(tmp_path: Path, write_scenario) -> None:
     scn = write_scenario(
@@ -120,14 +132,7 @@ def test_device_step_and_collect_with_a_cpu_llama_server(tmp_path: Path, write_s
         "GPU_BENCH_BUDGET_S": "300",
         "PYTHON": sys.executable,
     }
-    res = subprocess.run(
-        ["bash", "scripts/gpu_bench.sh", "device", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    res = _gpu_bench("device", out, env, timeout_s=600)
     assert res.returncode == 0, res.stderr[-3000:]
     files = sorted(p.name for p in out.iterdir())
     assert len(files) <= 8, files  # what the GPU machine may send back
@@ -141,14 +146,7 @@ def test_device_step_and_collect_with_a_cpu_llama_server(tmp_path: Path, write_s
 
     dest = tmp_path / "checkout"
     shutil.copytree(ROOT / "scripts", dest / "scripts")
-    res = subprocess.run(
-        ["bash", "scripts/gpu_bench.sh", "collect", str(out)],
-        cwd=ROOT,
-        env={**env, "GPU_BENCH_DEST_ROOT": str(dest)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    res = _gpu_bench("collect", out, {**env, "GPU_BENCH_DEST_ROOT": str(dest)}, timeout_s=120)
     assert res.returncode == 0, res.stderr[-3000:]
     manifests = list((dest / "results" / "gpu").rglob("manifest.json"))
     assert len(manifests) == 1
@@ -202,14 +200,7 @@ def test_a_build_still_running_at_its_limit_is_stopped_and_what_was_done_comes_b
         "PYTHON": sys.executable,
     }
     env.pop("GPU_BENCH_LLAMA_SERVER", None)
-    res = subprocess.run(
-        ["bash", "scripts/gpu_bench.sh", "device", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    res = _gpu_bench("device", out, env, timeout_s=300)
     assert res.returncode == 1, res.stderr[-3000:]
     assert "build: still running at its limit: stopped" in res.stderr
     assert "llama-server did not build (logs/build.log): no scenarios" in res.stderr
@@ -218,13 +209,6 @@ def test_a_build_still_running_at_its_limit_is_stopped_and_what_was_done_comes_b
     assert str(tmp_path / "build") not in ps  # no compiler of the stopped build left running
     dest = tmp_path / "checkout"
     shutil.copytree(ROOT / "scripts", dest / "scripts")
-    res = subprocess.run(
-        ["bash", "scripts/gpu_bench.sh", "collect", str(out)],
-        cwd=ROOT,
-        env={**env, "GPU_BENCH_DEST_ROOT": str(dest)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    res = _gpu_bench("collect", out, {**env, "GPU_BENCH_DEST_ROOT": str(dest)}, timeout_s=120)
     assert "no runs.tar.gz" in res.stderr, res.stderr[-2000:]
     assert list((dest / "results" / "gpu").glob("device-*/device.log"))
