@@ -2,8 +2,8 @@
 
 Rich fits a table to the terminal by wrapping headers and text first, then by cutting cells short
 (`2246…`). Numbers cut short are worse than no table: a table whose cells do not fit at their full
-width is printed as several tables instead, each with the first `keys` columns (the row labels) and
-as many of the others as fit, in order.
+width is printed as several tables instead, each with the row labels (or, where they are wide, a row
+number standing for them) and as many of the other columns as fit, in order.
 """
 
 from __future__ import annotations
@@ -16,46 +16,55 @@ from rich.measure import Measurement
 from rich.table import Column, Table
 
 
-def _widths(console: Console, table: Table, column: Column) -> tuple[int, int]:
-    """(narrowest, natural) width of a column with its padding and one border line: narrowest with its
-    header wrapped at spaces and its cells whole, natural with neither wrapped."""
+def _widths(console: Console, column: Column) -> tuple[int, int]:
+    """(narrowest, natural) width of a column's content: narrowest with its header wrapped at spaces and
+    its cells whole, natural with neither wrapped."""
     options = console.options.update(max_width=1_000_000)
     head = Measurement.get(console, options, column.header) if column.header else Measurement(0, 0)
     cells = max((Measurement.get(console, options, c).maximum for c in column.cells), default=0)
-    extra = table.padding[3] + table.padding[1] + 1
-    return max(head.minimum, cells, 1) + extra, max(head.maximum, cells, 1) + extra
+    return max(head.minimum, cells, 1), max(head.maximum, cells, 1)
 
 
 def fitted(console: Console, table: Table, keys: int = 1) -> list[Table]:
     """`table` itself where it fits `console.width` unwrapped; else parts of it that fit with headers
-    wrapped and cells whole, each repeating the first `keys` columns, titled `(1/N)`... (one part where
-    wrapping the headers is enough). A column wider than the terminal alone gets a part of its own (the
-    terminal then wraps its lines)."""
-    widths = [_widths(console, table, c) for c in table.columns]
-    if sum(w for _, w in widths) + 1 <= console.width:
+    wrapped and cells whole, titled `(1/N)`... (one part where wrapping the headers is enough). Each part
+    repeats the first `keys` columns (the row labels); labels wider than a third of the terminal are
+    given once, in the first part, and a row number (`#`) beside them and in every part stands for them.
+    A column wider than the terminal alone gets a part of its own (the terminal then wraps its lines)."""
+    widths = [_widths(console, c) for c in table.columns]
+    edges = table.padding[3] + table.padding[1] + 1  # a column's padding and one border line
+    if sum(w + edges for _, w in widths) + 1 <= console.width:
         return [table]
-    narrow = [w for w, _ in widths]
-    base = sum(narrow[:keys]) + 1
-    groups: list[list[int]] = [[]]
-    used = base
-    for i in range(keys, len(narrow)):
-        if groups[-1] and used + narrow[i] > console.width:
+    columns = [dataclasses.replace(c, width=w) for c, (w, _) in zip(table.columns, widths, strict=True)]
+    if sum(c.width or 0 for c in columns[:keys]) + keys * edges > console.width // 3:
+        rows = _row_numbers(table.row_count)
+        columns.insert(0, dataclasses.replace(rows, width=_widths(console, rows)[0]))
+        first, later = columns[: keys + 1], columns[:1]
+    else:
+        first = later = columns[:keys]
+    groups: list[list[Column]] = [[]]
+    for c in columns[len(first) :]:
+        head = first if len(groups) == 1 else later
+        if groups[-1] and sum((x.width or 0) + edges for x in [*head, *groups[-1], c]) + 1 > console.width:
             groups.append([])
-            used = base
-        groups[-1].append(i)
-        used += narrow[i]
-    extra = table.padding[3] + table.padding[1] + 1
+        groups[-1].append(c)
     parts = []
     for n, group in enumerate(groups, start=1):
         part = copy.copy(table)
-        # a fixed width per column: rich would otherwise narrow the widest column first, cutting its cells
-        part.columns = [
-            dataclasses.replace(table.columns[i], width=narrow[i] - extra) for i in (*range(keys), *group)
-        ]
+        # fixed widths: rich would otherwise narrow the widest column first, cutting its cells
+        part.columns = [*(first if n == 1 else later), *group]
         if table.title is not None and len(groups) > 1:
             part.title = f"{table.title} ({n}/{len(groups)})"
         parts.append(part)
     return parts
+
+
+def _row_numbers(n: int) -> Column:
+    numbers = Table()
+    numbers.add_column("#", justify="right")
+    for i in range(1, n + 1):
+        numbers.add_row(str(i))
+    return numbers.columns[0]
 
 
 def print_fitted(console: Console, table: Table, keys: int = 1) -> None:

@@ -29,9 +29,12 @@ from harness.table_fit import print_fitted
 
 
 def _label_columns(frame: Any) -> int:
-    """How many of a table's first columns are text (the row labels), at least one."""
-    n = next((i for i, c in enumerate(frame.columns) if frame[c].dtype.kind in "biuf"), len(frame.columns))
-    return max(n, 1)
+    """How many of a table's first columns are not numbers (the row labels, as `cost_table` justifies
+    them), at least one."""
+    import pandas as pd
+
+    numeric = (i for i, c in enumerate(frame.columns) if pd.api.types.is_numeric_dtype(frame[c]))
+    return max(next(numeric, len(frame.columns)), 1)
 
 
 UtilizationOpt = Annotated[float, typer.Option(**finite(0.01, 1.0), help="share of rented hours busy")]

@@ -56,6 +56,28 @@ def test_wrapping_headers_is_enough_where_it_fits() -> None:
     assert "…" not in text and "1005.25" in text and "5 ms" in text
 
 
+def test_wide_row_labels_are_given_once_with_a_row_number_standing_for_them() -> None:
+    """Five label columns of 70 characters repeated in every part left room for one number each."""
+    t = Table(title="t")
+    for h in ("config", "model", "precision", "workload", "load"):
+        t.add_column(h)
+    for i in range(6):
+        t.add_column(f"metric {i}", justify="right")
+    for row in (1, 2):
+        t.add_row(
+            "cpu | llamacpp/xllamacpp", "gemma-3-270m", "q4_k_m", "128/64", f"c{row}", *(["1000.25"] * 6)
+        )
+    parts = fitted(Console(width=90), t, keys=5)
+    # 4 + 27 + 15 + 12 + 11 + 7 + 1 = 77 characters of labels and edges: one 10-character metric beside them
+    assert [[str(c.header) for c in p.columns] for p in parts] == [
+        ["#", "config", "model", "precision", "workload", "load", "metric 0"],
+        ["#", "metric 1", "metric 2", "metric 3", "metric 4", "metric 5"],
+    ]
+    text = _printed(90, t, keys=5)
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 90
+    assert text.count("cpu | llamacpp/xllamacpp") == 2  # once per row, in the first part only
+
+
 def test_the_points_table_of_a_run_keeps_its_numbers_in_an_80_column_terminal() -> None:
     """A run's 15-column table had been squeezed to `5…`, `1…`, `0.…` at 80 columns."""
     from harness.report import rich_table
