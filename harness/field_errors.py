@@ -83,3 +83,9 @@ def value_problem(err: Any) -> str:
         bound_text = f"{bound:g}" if isinstance(bound, float) else bound
         return f"invalid value {shown(given)} (allowed: {op} {bound_text})"
     return " ".join(str(err["msg"]).removeprefix("Value error, ").split())
+
+
+def entry_problems(where: str, errors: list[Any]) -> list[str]:
+    """`where.field: problem` for each pydantic error of one catalog entry (`ValidationError.errors()`);
+    `where: problem` for a check of the whole entry, which has no field."""
+    return [f"{where}{''.join(f'.{x}' for x in err['loc'])}: {value_problem(err)}" for err in errors]

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness.catalog import CatalogError, load_yaml, read_user_yaml
-from harness.field_errors import value_problem
+from harness.field_errors import entry_problems
 
 
 class Side(BaseModel):
@@ -94,9 +94,7 @@ def parse_claims(data: Any, file: str) -> list[Claim]:
         try:
             c = Claim.model_validate(entry)
         except ValidationError as e:
-            for err in e.errors():
-                loc = "".join(f".{x}" for x in err["loc"])  # none for a check of the whole entry
-                problems.append(f"{file}: claims[{i}]{loc}: {value_problem(err)}")
+            problems += entry_problems(f"{file}: claims[{i}]", e.errors())
             continue
         problems += [f"{file}: claims[{i}].{field}: {problem}" for field, problem in _precision_problems(c)]
         if c.id in ids:

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from harness.catalog import CatalogError, load_yaml
-from harness.field_errors import value_problem
+from harness.field_errors import entry_problems
 
 GIB = 1024**3
 
@@ -85,9 +85,7 @@ def devices() -> dict[str, Device]:
         try:
             dev = Device(key=key, **entry)
         except ValidationError as e:
-            first = e.errors()[0]
-            loc = "".join(f".{p}" for p in first["loc"])  # none for a check of the whole entry
-            raise CatalogError(f"hardware.yaml: {key}{loc}: {value_problem(first)}") from None
+            raise CatalogError(entry_problems(f"hardware.yaml: {key}", e.errors()[:1])[0]) from None
         for n in dev.nvml_names:
             if n in seen_names:
                 raise CatalogError(f"hardware.yaml: {key}.nvml_names: {n!r} already used by {seen_names[n]}")

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, 
 
 from harness.catalog import CatalogError, load_yaml, read_user_yaml
 from harness.catalog.hardware import devices
-from harness.field_errors import value_problem
+from harness.field_errors import entry_problems
 
 
 class Price(BaseModel):
@@ -60,9 +60,7 @@ def parse_prices(data: Any, file: str, known_devices: Iterable[str] | None = Non
         try:
             p = Price.model_validate(entry)
         except ValidationError as e:
-            for err in e.errors():
-                loc = "".join(f".{x}" for x in err["loc"])  # none for a check of the whole entry
-                problems.append(f"{file}: prices[{i}]{loc}: {value_problem(err)}")
+            problems += entry_problems(f"{file}: prices[{i}]", e.errors())
             continue
         if known is not None and p.device not in known:
             problems.append(
