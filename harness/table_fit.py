@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Column, Table
@@ -27,7 +28,8 @@ def _widths(console: Console, column: Column) -> tuple[int, int]:
 
 def fitted(console: Console, table: Table, keys: int = 1) -> list[Table]:
     """`table` itself where it fits `console.width` unwrapped; else parts of it that fit with headers
-    wrapped and cells whole, titled `(1/N)`... (one part where wrapping the headers is enough). Each part
+    wrapped and cells whole, titled `(1/N)`... (one part where wrapping the headers is enough; a later part
+    too narrow for the whole title on one line is titled by its number alone). Each part
     repeats the first `keys` columns (the row labels); labels wider than a third of the terminal are
     given once, in the first part, and a row number (`#`) beside them and in every part stands for them.
     A column wider than the terminal alone gets a part of its own (the terminal then wraps its lines)."""
@@ -55,6 +57,9 @@ def fitted(console: Console, table: Table, keys: int = 1) -> list[Table]:
         part.columns = [*(first if n == 1 else later), *group]
         if table.title is not None and len(groups) > 1:
             part.title = f"{table.title} ({n}/{len(groups)})"
+            inner = sum((c.width or 0) + edges for c in part.columns) - 1  # inside the outer borders
+            if n > 1 and cell_len(str(table.title)) + 6 > inner:
+                part.title = f"({n}/{len(groups)})"  # the title would wrap over lines: part 1 gave it
         parts.append(part)
     return parts
 

@@ -78,6 +78,16 @@ def test_wide_row_labels_are_given_once_with_a_row_number_standing_for_them() ->
     assert text.count("cpu | llamacpp/xllamacpp") == 2  # once per row, in the first part only
 
 
+def test_a_later_part_too_narrow_for_the_title_is_titled_by_its_number_alone() -> None:
+    """The quickstart's second part at 100 columns had its title wrapped over three lines."""
+    t = _table(12)
+    t.title = "quickstart-cpu — llamacpp (xllamacpp) — gemma-3-270m-q4_k_m — complete"
+    parts = fitted(Console(width=80), t)
+    assert [p.title for p in parts] == [f"{t.title} (1/2)", "(2/2)"]
+    t.title = "short"
+    assert [p.title for p in fitted(Console(width=80), t)] == ["short (1/2)", "short (2/2)"]
+
+
 def test_the_points_table_of_a_run_keeps_its_numbers_in_an_80_column_terminal() -> None:
     """A run's 15-column table had been squeezed to `5…`, `1…`, `0.…` at 80 columns."""
     from harness.report import rich_table
@@ -100,3 +110,16 @@ def test_a_table_title_names_the_engine_and_its_launcher_once_each() -> None:
 
     assert title_of(manifest("llamacpp", "xllamacpp")) == "s — llamacpp (xllamacpp) — m — complete"
     assert title_of(manifest("external", "external")) == "s — external — m — complete"
+
+
+def test_a_piped_table_takes_the_width_columns_gives(tmp_path: Path) -> None:
+    """Piped output is 200 characters wide, for logs; `COLUMNS=90 harness ... > file` had been ignored."""
+    from tests.conftest import run_harness
+
+    widths = {}
+    for columns in ("90", None):
+        out = str(tmp_path / str(columns))
+        res = run_harness("compare", str(RUN), "--out", out, env={"COLUMNS": columns})
+        assert res.returncode == 0, res.stderr
+        widths[columns] = max(len(line) for line in res.stdout.splitlines())
+    assert widths["90"] <= 90 < widths[None] <= 200
