@@ -72,6 +72,9 @@ def _allowed(err: Any) -> str:
         return f" ({hint}allowed: {', '.join(names)})"
     if err.get("type") in ("union_tag_invalid", "union_tag_not_found") and "expected_tags" in ctx:
         return f" (allowed: {ctx['expected_tags']})"
+    if err.get("type") == "union_tag_not_found":  # pydantic names no tags when the field is missing
+        tags = _UNION_TAG_LISTS.get(str(ctx.get("discriminator", "")).strip("'"))
+        return f" (allowed: {', '.join(tags)})" if tags else ""
     return ""
 
 
@@ -145,6 +148,11 @@ def _format_one(file: str, err: Any) -> str:
 # discriminator values pydantic puts into error locations (engine.llamacpp.parallel), and the branch names of
 # `int | LengthDist` fields: left out of the located field
 _BRANCHES = {"int", "LengthDist"}
+# the values of each discriminator, in the order the unions list them (engine.type, engine.model.source)
+_UNION_TAG_LISTS = {
+    name: [tag for m in get_args(get_args(union)[0]) for tag in sorted(_tags(m))]
+    for name, union in (("type", EngineSpec), ("source", ModelSpec))
+}
 _UNION_TAGS = {
     tag for union in (EngineSpec, ModelSpec) for m in get_args(get_args(union)[0]) for tag in _tags(m)
 } | _BRANCHES

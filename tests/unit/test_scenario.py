@@ -53,6 +53,18 @@ def test_bad_enum_names_file_field_and_allowed_values() -> None:
     assert messages(data) == ["f.yaml: workload.api: invalid value 'grpc' (allowed: 'completion' or 'chat')"]
 
 
+def test_a_missing_engine_type_or_model_source_lists_the_values_it_takes() -> None:
+    """pydantic names no tags for a missing discriminator: `engine.model.source: field required` had said
+    nothing of what to write there."""
+    assert messages({**BASE, "engine": {"model": {"source": "synthetic"}}}) == [
+        "f.yaml: engine.type: field required (allowed: llamacpp, vllm, external)"
+    ]
+    external = {"type": "external", "base_url": "http://host:8000", "model": {"name": "m"}}
+    assert messages({**BASE, "engine": external}) == [
+        "f.yaml: engine.model.source: field required (allowed: path, package, synthetic, catalog, served)"
+    ]
+
+
 def test_a_long_value_is_echoed_cut_short_with_its_length() -> None:
     """A 5,000-character value filled the terminal: the message shows 80 characters and the length."""
     data = {**BASE, "workload": {"api": "g" * 5000}}
