@@ -17,10 +17,8 @@ def run_harness(
     *args: str, cwd: Path = ROOT, env: dict[str, str | None] | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
     """`harness ARGS` in a child process, from the repository root unless `cwd` says otherwise; `env`
-    sets variables, or unsets those given as None. A COLUMNS of the caller's terminal is not passed on:
-    piped tables are then 200 characters wide, as the tests expect."""
+    sets variables, or unsets those given as None."""
     e = dict(os.environ)
-    e.pop("COLUMNS", None)
     for k, v in (env or {}).items():
         if v is None:
             e.pop(k, None)

@@ -49,7 +49,7 @@ def write_stdout(text: str) -> None:
 # emoji=False: a file named `:fire:.yaml` is printed as named
 out = PipeConsole(emoji=False)
 err = PipeConsole(stderr=True, soft_wrap=True, emoji=False)
-if not out.is_terminal and not os.environ.get("COLUMNS"):  # pipes, CI logs: wide enough for the points table
+if not out.is_terminal:  # pipes and CI logs: wide enough for the points table
     out = PipeConsole(width=200, emoji=False)
 
 EXIT_BAD_INPUT = 2

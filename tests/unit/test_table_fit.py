@@ -110,16 +110,3 @@ def test_a_table_title_names_the_engine_and_its_launcher_once_each() -> None:
 
     assert title_of(manifest("llamacpp", "xllamacpp")) == "s — llamacpp (xllamacpp) — m — complete"
     assert title_of(manifest("external", "external")) == "s — external — m — complete"
-
-
-def test_a_piped_table_takes_the_width_columns_gives(tmp_path: Path) -> None:
-    """Piped output is 200 characters wide, for logs; `COLUMNS=90 harness ... > file` had been ignored."""
-    from tests.conftest import run_harness
-
-    widths = {}
-    for columns in ("90", None):
-        out = str(tmp_path / str(columns))
-        res = run_harness("compare", str(RUN), "--out", out, env={"COLUMNS": columns})
-        assert res.returncode == 0, res.stderr
-        widths[columns] = max(len(line) for line in res.stdout.splitlines())
-    assert widths["90"] <= 90 < widths[None] <= 200
