@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.progress import Progress
 
 from harness import metrics
+from harness.catalog.hardware import devices
 from harness.client.aio import no_full_collections, run_loop
 from harness.client.openai_stream import RequestSpec, StreamClient
 from harness.engines.base import Engine
@@ -24,28 +25,47 @@ from harness.load.search import slo_met
 from harness.load.workload import DatasetRow, build_specs
 from harness.records import RequestRecord
 from harness.results import RunDir
-from harness.runinfo import detected_gpu
+from harness.runinfo import machine_gpu, run_gpu
 from harness.scenario import Point, Scenario
 from harness.telemetry.base import TelemetrySet
 from harness.telemetry.window import j_per_token
 
 
 def gpu_key(s: Scenario, described: dict[str, Any], manifest: dict[str, Any]) -> str | None:
-    """The GPU a point ran on: the catalog GPU this machine's inventory found, else the scenario's
-    `hardware.gpu`; for an external endpoint on another host, always the scenario's."""
+    """The GPU a point ran on (`runinfo.run_gpu`): the GPU this machine's inventory found, else (where
+    nothing found one) the scenario's `hardware.gpu`, except for an engine the harness launched on a
+    machine NVML says has none; for an external endpoint on another host, always the scenario's."""
     if described.get("local") is False:
         return s.hardware.gpu
-    found = detected_gpu(manifest)
-    return found.key if found else s.hardware.gpu
+    return run_gpu(manifest, s.hardware.gpu, launched=s.engine.type != "external")
 
 
 def gpu_mismatch(s: Scenario, described: dict[str, Any], manifest: dict[str, Any]) -> str | None:
-    """A warning when the scenario names one GPU and this machine has another."""
+    """A warning when the scenario names one GPU and this machine has another, or none."""
+    declared = s.hardware.gpu
+    if not declared or described.get("local") is False:
+        return None
     key = gpu_key(s, described, manifest)
-    if s.hardware.gpu and key and key != s.hardware.gpu:
+    here = machine_gpu(manifest)
+    if key is None:  # launched here, and NVML says there is no GPU
         return (
-            f"the scenario says hardware.gpu {s.hardware.gpu!r} but this machine's GPU is {key!r}; "
+            f"the scenario says hardware.gpu {declared!r} but this machine has no GPU ({here.reason}); "
+            "points and tables name its CPU"
+        )
+    if key != declared:
+        unknown = (
+            ""
+            if key in devices()
+            else ", which the hardware catalog lacks (no roofline; price it with --price)"
+        )
+        return (
+            f"the scenario says hardware.gpu {declared!r} but this machine's GPU is {key!r}{unknown}; "
             f"points and tables use {key!r}"
+        )
+    if here.none_here:  # an endpoint not launched here, on a machine with no GPU
+        return (
+            f"this machine has no GPU, so the endpoint runs on its CPU or on another host through a "
+            f"tunnel: points and tables name hardware.gpu {declared!r} as the scenario says"
         )
     return None
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 import pandas as pd
 
 from harness.catalog import ModelArch
-from harness.catalog.hardware import Device, gpus
+from harness.catalog.hardware import Device, devices, gpus
 from harness.cost import usd_per_million_tokens
 from harness.roofline import Shape, bytes_per_param, decode_bound, prefill_bound
 from harness.runinfo import offloaded
@@ -382,3 +382,20 @@ def recommend(
         df = df.sort_values(["meets_slo", "_cost", "devices"], ascending=[False, True, True])
         df = df.drop(columns="_cost").reset_index(drop=True)
     return df, notes
+
+
+def vendor_notes(shown: pd.DataFrame) -> list[str]:
+    """A note for each GPU of another vendor than NVIDIA among the rows shown: what running it takes."""
+    if shown.empty:
+        return []
+    catalog = devices()
+    keys = [
+        k
+        for k in dict.fromkeys(shown["device"])
+        if k in catalog and catalog[k].kind == "gpu" and catalog[k].vendor != "nvidia"
+    ]
+    return [
+        f"{k} is an {catalog[k].vendor.upper()} GPU: `harness cloud launch` needs --image with an engine "
+        "built for it, and its runs have no GPU power or energy (the telemetry is NVIDIA's NVML)"
+        for k in keys
+    ]

@@ -5,9 +5,10 @@ is inferred from directory names. One row per measured point comes out of `point
 
 * `model`: the catalog key when the scenario names a catalog or packaged model, else the engine's model name
 * `precision`: lower case (`bf16`, `fp8`, `f16`, `q4_k_m`)
-* `device`: hardware catalog key, from GPU names recorded by telemetry, else the scenario's
-  `hardware.gpu`, else the host CPU (a catalog CPU key when /proc/cpuinfo names one, else `cpu`);
-  for an external endpoint on another host, the scenario's `hardware.gpu` (else `unknown`)
+* `device`: hardware catalog key, from GPU names recorded by telemetry (a GPU the catalog lacks: its NVML
+  name, `nvidia-l4`), else the scenario's `hardware.gpu` where nothing told whether this machine has a
+  GPU, else the host CPU (a catalog CPU key when /proc/cpuinfo names one, else `cpu`); for an external
+  endpoint on another host, the scenario's `hardware.gpu` (else `unknown`)
 * `devices`: how many of them one engine instance uses (TP x PP for vLLM, `hardware.gpus` else)
 * `config`: the column label `hardware | engine [| variant overrides]`
 * `workload`: mean input/output tokens (`128/64`), or `dataset NAME`: points of different workloads
@@ -20,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -77,16 +79,18 @@ def _strings(obj: Any) -> list[str]:
     return []
 
 
+def _gpu_inventory(manifest: dict[str, Any]) -> dict[str, Any]:
+    hw = manifest.get("hardware")
+    inv = hw.get("gpu") if isinstance(hw, dict) else None
+    return inv if isinstance(inv, dict) else {}
+
+
 def detected_gpu(manifest: dict[str, Any]) -> Device | None:
     """The catalog GPU the run really used: the `catalog_key` the GPU inventory recorded
     (manifest hardware.gpu.gpus[*], matched by NVML name and memory size; None where it matched none),
     else, where no GPU of the inventory had its memory read, any NVML name in the manifest's hardware,
     telemetry or host sections that a catalog entry lists."""
-    gpu_inv = (
-        ((manifest.get("hardware") or {}).get("gpu") or {})
-        if isinstance(manifest.get("hardware"), dict)
-        else {}
-    )
+    gpu_inv = _gpu_inventory(manifest)
     # matched by name and memory (a GPU whose memory NVML did not give was matched by nothing)
     inventoried = [
         g
@@ -105,6 +109,48 @@ def detected_gpu(manifest: dict[str, Any]) -> Device | None:
     return None
 
 
+@dataclasses.dataclass(frozen=True)
+class MachineGpu:
+    """What the run's inventory says of this machine's GPU. `key`: the catalog GPU found, else the NVML
+    name of a GPU the catalog lacks (`nvidia-l4`), else None. `none_here`: NVML said this host has no
+    GPU an engine could use (no driver, none counted); with neither, nothing could tell (nvidia-ml-py
+    not installed, or a manifest without an inventory)."""
+
+    key: str | None
+    none_here: bool
+    reason: str = ""
+
+
+def machine_gpu(manifest: dict[str, Any]) -> MachineGpu:
+    found = detected_gpu(manifest)
+    if found is not None:
+        return MachineGpu(found.key, False)
+    inv = _gpu_inventory(manifest)
+    names = [
+        g["name"] for g in inv.get("gpus") or [] if isinstance(g, dict) and isinstance(g.get("name"), str)
+    ]
+    if names:
+        return MachineGpu(nvml_key(names[0]), False)
+    return MachineGpu(None, inv.get("no_gpu") is True, str(inv.get("reason") or ""))
+
+
+def nvml_key(name: str) -> str:
+    """The key a GPU without a catalog entry goes by in tables and `--price`: its NVML name, lower
+    case, words joined by `-` (`NVIDIA L4` -> `nvidia-l4`)."""
+    return "-".join(re.findall(r"[a-z0-9.]+", name.lower())) or "gpu"
+
+
+def run_gpu(manifest: dict[str, Any], declared: str | None, launched: bool) -> str | None:
+    """The GPU an engine on this machine ran on: the one found here (`machine_gpu`), else, where NVML
+    found none, None for an engine the harness launched (it ran on the CPU) and the scenario's
+    `hardware.gpu` for an endpoint it did not (a port tunnelled to another host looks local), else the
+    scenario's `hardware.gpu` (nothing could tell)."""
+    here = machine_gpu(manifest)
+    if here.key is not None:
+        return here.key
+    return None if here.none_here and launched else declared
+
+
 def device_of(
     manifest: dict[str, Any], cfg: dict[str, Any], engine: dict[str, Any] | None = None
 ) -> tuple[str, int]:
@@ -115,9 +161,8 @@ def device_of(
     if cfg.get("type") == "external" and (engine or {}).get("local") is False:
         n = int(hw.get("gpus") or 1) if hw.get("gpu") else 1
         return str(hw.get("gpu") or "unknown"), n
-    gpu = detected_gpu(manifest)
-    key = gpu.key if gpu else hw.get("gpu")
-    if key and not ran_on_cpu(cfg, hw, engine or {}, gpu is not None):
+    key = run_gpu(manifest, hw.get("gpu"), launched=cfg.get("type") != "external")
+    if key and not ran_on_cpu(cfg, hw, engine or {}, machine_gpu(manifest).key is not None):
         if cfg.get("type") == "vllm":
             n = int(cfg.get("tensor_parallel_size") or 1) * int(cfg.get("pipeline_parallel_size") or 1)
         else:

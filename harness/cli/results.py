@@ -410,7 +410,7 @@ def recommend_cmd(
 ) -> None:
     """Rank hardware by $/1M output tokens among options meeting the SLOs (measured where possible)."""
     from harness.catalog import CatalogError, get_model
-    from harness.recommend import Need, article_rule, recommend
+    from harness.recommend import Need, article_rule, recommend, vendor_notes
     from harness.runinfo import points_frame
     from harness.tables import recommend_table
 
@@ -459,5 +459,5 @@ def recommend_cmd(
     print_fitted(out, recommend_table(df, title, top), keys=2)  # rank, hardware
     out.print(article_rule(need), highlight=False)
     out.print("roofline estimates are best cases: real engines reach a fraction of them (see --efficiency)")
-    for n in notes:
+    for n in [*notes, *vendor_notes(df.head(top))]:
         err.print(f"note: {n}", markup=False, highlight=False)

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from harness import __version__
+from harness.catalog.hardware import devices
 from harness.cloud import images, scripts
 from harness.fileio import user_path
 from harness.scenario import LlamaCppEngine, Scenario, VllmEngine, engine_configs
@@ -147,6 +148,7 @@ def check_launch(s: Scenario, file: str, opts: LaunchOptions) -> list[str]:
             _check_llamacpp(eng, where, opts, errors)
         _check_model_path(eng, where, errors, warnings)
     warnings += _sxm_warnings(s, file, opts)
+    _check_vendor(opts, errors, warnings)
     if opts.network_tier not in NETWORK_TIERS:
         errors.append(
             f"--network-tier: invalid value {opts.network_tier!r} (allowed: {', '.join(NETWORK_TIERS)})"
@@ -226,6 +228,28 @@ def _check_model_path(
         )
 
 
+def _check_vendor(opts: LaunchOptions, errors: list[str], warnings: list[str]) -> None:
+    """A GPU of another vendor than NVIDIA: the default images are CUDA builds, and GPU telemetry is
+    NVML's."""
+    from harness.cloud.cost import catalog_devices
+
+    acc = opts.accelerators
+    vendors = {devices()[k].vendor for k in catalog_devices(acc.name)}
+    if not vendors or vendors == {"nvidia"}:
+        return
+    vendor = "/".join(sorted(v.upper() for v in vendors))
+    if opts.image in (None, "none"):
+        errors.append(
+            f"--gpus: {acc.name} is an {vendor} GPU, and the default images are CUDA builds for NVIDIA GPUs "
+            "(allowed: an NVIDIA accelerator, or --image docker:REF with a build of the engine for it)"
+        )
+    else:
+        warnings.append(
+            f"--gpus: {acc.name} is an {vendor} GPU: GPU telemetry is NVIDIA's NVML, so its points have no "
+            "GPU power, energy or J/token"
+        )
+
+
 def _sxm_warnings(s: Scenario, file: str, opts: LaunchOptions) -> list[str]:
     """A scenario written for another GPU than the one rented; or for an SXM part, rented by a SkyPilot
     name some clouds give PCIe cards too."""
@@ -238,6 +262,12 @@ def _sxm_warnings(s: Scenario, file: str, opts: LaunchOptions) -> list[str]:
         return [
             f"{file}: hardware.gpu: {hw_gpu}, but --gpus rents {acc.name} ({' or '.join(can_be)}): the run "
             "measures the GPU it gets, and its points and tables name that one, not the scenario's"
+        ]
+    if hw_gpu and not can_be:
+        return [
+            f"{file}: hardware.gpu: {hw_gpu}, but --gpus rents {acc.name}, which the hardware catalog lacks: "
+            "the run measures the GPU it gets, and its points and tables name it by its NVML name (no "
+            "roofline; --price prices it), not the scenario's"
         ]
     cloud_name = (opts.infra or "").split("/")[0].lower()
     if not (

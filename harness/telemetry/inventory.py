@@ -123,11 +123,16 @@ def gpu_info(index: int) -> dict[str, Any]:
 
 
 def gpu_inventory() -> dict[str, Any]:
-    """Driver, CUDA driver version and per-GPU facts; `{"available": False, "reason": ...}` without NVML."""
+    """Driver, CUDA driver version and per-GPU facts; `{"available": False, "reason": ...}` without NVML,
+    with `no_gpu: True` where NVML says this host has no GPU an engine could use (no driver, none counted)."""
     try:
         n = nvml.init()
     except nvml.NvmlError as e:
-        return {"available": False, "reason": str(e)}
+        return {
+            "available": False,
+            "reason": str(e),
+            **({"no_gpu": True} if isinstance(e, nvml.NvmlNoGpu) else {}),
+        }
     try:
         out: dict[str, Any] = {"available": True, "count": n}
         for key, fn, conv in (

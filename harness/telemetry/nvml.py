@@ -22,6 +22,7 @@ from harness.telemetry.base import sampler_overhead, telemetry_file
 from harness.telemetry.nvml_api import (
     NvmlError,
     NvmlGpuLost,
+    NvmlNoGpu,
     NvmlNotSupported,
     NvmlUnavailable,
     binding,
@@ -43,6 +44,7 @@ __all__ = [
     "GpuReader",
     "NvmlError",
     "NvmlGpuLost",
+    "NvmlNoGpu",
     "NvmlNotSupported",
     "NvmlSampler",
     "NvmlUnavailable",

@@ -2,7 +2,8 @@
 
 Every NVML call goes through `call()`, which turns `pynvml.NVMLError` into this module's typed
 exceptions: `NvmlUnavailable` (binding not installed, no libnvidia-ml, driver not loaded, no GPU),
-`NvmlNotSupported` (the device or driver does not support a function or field), `NvmlGpuLost`, and
+`NvmlNoGpu` (an NvmlUnavailable that says this host has no usable GPU), `NvmlNotSupported` (the device or
+driver does not support a function or field), `NvmlGpuLost`, and
 `NvmlError` for the rest. Nothing else in the harness touches pynvml.
 """
 
@@ -22,6 +23,11 @@ class NvmlError(Exception):
 
 class NvmlUnavailable(NvmlError):
     """No NVML here: binding not installed, no libnvidia-ml, driver not loaded, or no GPU."""
+
+
+class NvmlNoGpu(NvmlUnavailable):
+    """This host has no GPU an engine could use: no libnvidia-ml (no NVIDIA driver), the driver not
+    loaded, or NVML counts no GPU. (A binding not installed says nothing about the GPUs.)"""
 
 
 class NvmlNotSupported(NvmlError):
@@ -46,15 +52,15 @@ def convert(e: Exception, what: str = "NVML") -> NvmlError:
     code = getattr(e, "value", None)
     msg = f"{what}: {e} (NVML return code {code})"
     by_name = {
-        "NVML_ERROR_LIBRARY_NOT_FOUND": NvmlUnavailable,
-        "NVML_ERROR_DRIVER_NOT_LOADED": NvmlUnavailable,
+        "NVML_ERROR_LIBRARY_NOT_FOUND": NvmlNoGpu,
+        "NVML_ERROR_DRIVER_NOT_LOADED": NvmlNoGpu,
         "NVML_ERROR_LIB_RM_VERSION_MISMATCH": NvmlUnavailable,
         "NVML_ERROR_NOT_SUPPORTED": NvmlNotSupported,
         "NVML_ERROR_FUNCTION_NOT_FOUND": NvmlNotSupported,
         # a versioned struct (e.g. nvmlMemory_v2) that this driver does not know
         "NVML_ERROR_ARGUMENT_VERSION_MISMATCH": NvmlNotSupported,
         "NVML_ERROR_DEPRECATED": NvmlNotSupported,  # a call newer drivers no longer serve
-        "NVML_ERROR_GPU_NOT_FOUND": NvmlUnavailable,
+        "NVML_ERROR_GPU_NOT_FOUND": NvmlNoGpu,
         "NVML_ERROR_GPU_IS_LOST": NvmlGpuLost,
         "NVML_ERROR_RESET_REQUIRED": NvmlGpuLost,
     }
@@ -100,7 +106,7 @@ def init() -> int:
         raise
     if n == 0:
         shutdown()
-        raise NvmlUnavailable("NVML loaded but sees no GPU (nvmlDeviceGetCount = 0)")
+        raise NvmlNoGpu("NVML loaded but sees no GPU (nvmlDeviceGetCount = 0)")
     return n
 
 

@@ -108,14 +108,34 @@ def test_an_sxm_scenario_on_a_shared_skypilot_name_warns_unless_the_cloud_has_on
     assert "on lambda:" in w
     for infra in ("aws", "gcp/us-central1"):
         assert check_launch(s, str(TP8), LaunchOptions(accelerators=acc, infra=infra)) == []
-    # a name that is SXM everywhere (RunPod's H100-SXM), or a GPU the catalog does not know: nothing to say
+    # a name that is SXM everywhere (RunPod's H100-SXM): nothing to say
     assert check_launch(s, str(TP8), LaunchOptions(accelerators=Accelerators("H100-SXM", 8))) == []
-    assert check_launch(s, str(TP8), LaunchOptions(accelerators=Accelerators("B200", 8))) == []
+    # a GPU the catalog does not know (an L4 had been rented for an H100 scenario without a word)
+    (w,) = check_launch(s, str(TP8), LaunchOptions(accelerators=Accelerators("B200", 8)))
+    assert w.startswith(
+        f"{TP8}: hardware.gpu: h100-sxm, but --gpus rents B200, which the hardware catalog lacks"
+    )
     # another GPU altogether: said as such (it had read as the SXM/PCIe warning, naming the A100's PCIe cards)
     (w,) = check_launch(s, str(TP8), LaunchOptions(accelerators=Accelerators("A100-80GB", 8)))
     assert w == (
         f"{TP8}: hardware.gpu: h100-sxm, but --gpus rents A100-80GB (a100-80gb-sxm or a100-80gb-pcie): the "
         "run measures the GPU it gets, and its points and tables name that one, not the scenario's"
+    )
+
+
+def test_an_amd_gpu_needs_an_image_built_for_it() -> None:
+    """`recommend` can rank the MI300X first; the default images are CUDA builds."""
+    s = load_scenario(TP8)
+    with pytest.raises(CloudError) as e:
+        check_launch(s, str(TP8), LaunchOptions(accelerators=Accelerators("MI300X", 8)))
+    assert "--gpus: MI300X is an AMD GPU, and the default images are CUDA builds for NVIDIA GPUs" in str(
+        e.value
+    )
+    image = LaunchOptions(accelerators=Accelerators("MI300X", 8), image="docker:rocm/vllm:latest")
+    warnings = check_launch(s, str(TP8), image)
+    assert (
+        "--gpus: MI300X is an AMD GPU: GPU telemetry is NVIDIA's NVML, so its points have no GPU power, "
+        "energy or J/token" in warnings
     )
 
 

@@ -103,3 +103,35 @@ def test_points_name_the_gpu_found_here_and_warn_when_the_scenario_says_otherwis
     # nothing found here (no NVML): the scenario's word stands, silently
     m, _, _ = _manifest("a100-80gb-sxm", local=True, nvml_name=None)
     assert gpu_key(s, {}, m) == "a100-80gb-sxm" and gpu_mismatch(s, {}, m) is None
+
+
+def test_a_gpu_the_catalog_lacks_or_no_gpu_here_is_said_at_the_point() -> None:
+    from harness.point import gpu_key, gpu_mismatch
+
+    s = _scenario("http://h:1", "h100-sxm")
+    m, cfg, eng = _manifest("h100-sxm", local=True, nvml_name="NVIDIA L4")
+    m["hardware"]["gpu"]["gpus"][0]["catalog_key"] = None
+    assert gpu_key(s, {"local": True}, m) == "nvidia-l4" and device_of(m, cfg, eng) == ("nvidia-l4", 2)
+    msg = gpu_mismatch(s, {"local": True}, m)
+    assert msg and "this machine's GPU is 'nvidia-l4', which the hardware catalog lacks" in msg
+    # no GPU here: a local endpoint may be a tunnel to another host, so the scenario's GPU stands, said
+    m, cfg, eng = _manifest("h100-sxm", local=True, nvml_name=None)
+    m["hardware"]["gpu"].update(no_gpu=True, reason="no driver")
+    assert gpu_key(s, {"local": True}, m) == "h100-sxm" and device_of(m, cfg, eng) == ("h100-sxm", 2)
+    msg = gpu_mismatch(s, {"local": True}, m)
+    assert msg and "this machine has no GPU" in msg and "tunnel" in msg
+    assert gpu_mismatch(s, {"local": False}, m) is None  # on another host: this machine says nothing
+    # an engine the harness launched on it ran on its CPU
+    launched = Scenario.model_validate(
+        {
+            "name": "t",
+            "engine": {"type": "llamacpp", "model": {"source": "synthetic"}, "n_gpu_layers": 99},
+            "hardware": {"gpu": "h100-sxm"},
+        }
+    )
+    assert gpu_key(launched, {}, m) is None
+    msg = gpu_mismatch(launched, {}, m)
+    assert msg == (
+        "the scenario says hardware.gpu 'h100-sxm' but this machine has no GPU (no driver); points and "
+        "tables name its CPU"
+    )

@@ -316,3 +316,13 @@ def test_estimates_beside_measured_options_say_what_share_of_the_ceiling_was_rea
 
     share = 2500.0 / _estimate(need, gpus()["h100-sxm"], "bf16", 8, 1.0).output_tok_s
     assert f"measured options reached {share:.0%} of their roofline estimate" in " | ".join(notes)
+
+
+def test_an_amd_gpu_among_the_rows_shown_says_what_running_it_takes() -> None:
+    """The MI300X ranks first for Llama-3.1-70B, and `cloud launch` refuses it with the CUDA images."""
+    from harness.recommend import vendor_notes
+
+    shown = pd.DataFrame({"device": ["mi300x", "mi300x", "h100-sxm", "epyc-9654", "cpu"]})  # an AMD CPU too
+    (note,) = vendor_notes(shown)
+    assert note.startswith("mi300x is an AMD GPU: `harness cloud launch` needs --image")
+    assert vendor_notes(shown.iloc[2:]) == [] and vendor_notes(shown.iloc[:0]) == []

@@ -181,6 +181,25 @@ def test_engines_that_ran_on_the_cpu_of_a_gpu_machine_are_the_cpu() -> None:
     assert device_of(m0, cfg0, ENGINE) == (H100, 1)
 
 
+def test_a_gpu_the_catalog_lacks_goes_by_its_nvml_name_and_no_gpu_here_means_the_cpu() -> None:
+    """An L4 run of a scenario saying `hardware.gpu: h100-sxm` had been labelled, priced and checked
+    against claims as an H100; so had a launched engine on a machine whose NVML found no GPU."""
+    llama = {"type": "llamacpp", "model": SYNTH, "n_gpu_layers": 99}
+    m = _manifest(llama, {"gpu": H100, "gpus": 1})
+    cfg = m["scenario"]["engine"]
+    m["hardware"]["gpu"] = {
+        "available": True,
+        "gpus": [{"name": "NVIDIA L4", "memory_total_bytes": 23034462208, "catalog_key": None}],
+    }
+    assert device_of(m, cfg, ENGINE) == ("nvidia-l4", 1)
+    # NVML loaded and said there is no GPU (no driver): the engine the harness launched ran on the CPU
+    m["hardware"]["gpu"] = {"available": False, "reason": "nvmlInit: ...", "no_gpu": True}
+    assert device_of(m, cfg, ENGINE) == ("epyc-9654", 1)
+    # nothing could tell (nvidia-ml-py not installed): the scenario's word stands
+    m["hardware"]["gpu"] = {"available": False, "reason": "nvidia-ml-py is not installed"}
+    assert device_of(m, cfg, ENGINE) == (H100, 1)
+
+
 def test_a_dataset_points_lengths_are_its_measured_means_not_the_default_lengths() -> None:
     from harness.runinfo import mean_lengths
 

@@ -43,6 +43,7 @@ def test_inventory_without_nvml_is_absent_with_reason() -> None:
     inv = gpu_inventory()
     assert inv["available"] is False
     assert "NVML" in inv["reason"]
+    assert inv["no_gpu"] is True  # no libnvidia-ml here: no engine ran on a GPU
 
 
 @no_gpu
@@ -69,7 +70,7 @@ def test_nvml_sampler_start_failure_is_recorded_and_the_set_goes_on(tmp_path: Pa
     tel.begin_window("p", 0)
     assert tel.end_window("p", 1) == {}
     tel.stop(tmp_path)
-    assert "NvmlUnavailable" in tel.manifest()["nvml"]["error"]
+    assert "NvmlNoGpu" in tel.manifest()["nvml"]["error"]  # an NvmlUnavailable: no driver here
     assert tel.samplers == []
 
 
@@ -91,14 +92,15 @@ def test_gpu_info_command_prints_inventory_and_refuses_to_record(tmp_path: Path)
 
 def test_nvml_errors_become_typed_exceptions() -> None:
     cases = {
-        pynvml.NVML_ERROR_LIBRARY_NOT_FOUND: nvml.NvmlUnavailable,
-        pynvml.NVML_ERROR_DRIVER_NOT_LOADED: nvml.NvmlUnavailable,
+        pynvml.NVML_ERROR_LIBRARY_NOT_FOUND: nvml.NvmlNoGpu,
+        pynvml.NVML_ERROR_DRIVER_NOT_LOADED: nvml.NvmlNoGpu,
+        pynvml.NVML_ERROR_LIB_RM_VERSION_MISMATCH: nvml.NvmlUnavailable,
         pynvml.NVML_ERROR_NOT_SUPPORTED: nvml.NvmlNotSupported,
         pynvml.NVML_ERROR_FUNCTION_NOT_FOUND: nvml.NvmlNotSupported,
         pynvml.NVML_ERROR_ARGUMENT_VERSION_MISMATCH: nvml.NvmlNotSupported,
         pynvml.NVML_ERROR_GPU_IS_LOST: nvml.NvmlGpuLost,
         pynvml.NVML_ERROR_RESET_REQUIRED: nvml.NvmlGpuLost,
-        pynvml.NVML_ERROR_GPU_NOT_FOUND: nvml.NvmlUnavailable,
+        pynvml.NVML_ERROR_GPU_NOT_FOUND: nvml.NvmlNoGpu,
         pynvml.NVML_ERROR_DEPRECATED: nvml.NvmlNotSupported,
         pynvml.NVML_ERROR_NO_PERMISSION: nvml.NvmlError,
     }
