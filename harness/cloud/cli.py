@@ -252,7 +252,15 @@ def _plans(
             raise CloudError([f"--gpus: {acc} is given twice"])
         t = build_task(s, scenario, opts, workdir, name)
         usd = prices.get(acc.name.lower(), prices.get(""))
-        plans.append(_Plan(name, opts, task_yaml(t), t, cost.lookup_price(acc.name, usd)))
+        plans.append(
+            _Plan(
+                name,
+                opts,
+                task_yaml(t),
+                t,
+                cost.lookup_price(acc.name, usd, (opts.infra or "").split("/")[0].lower() or None),
+            )
+        )
     named = {p.opts.accelerators.name.lower(): p.opts.accelerators.name for p in plans}
     for key in prices:
         if key and key not in named:  # a catalog key (h100-sxm) or a typo: its price would go unused

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from harness.catalog.hardware import devices
 from harness.catalog.prices import prices
-from harness.cloud.task import CATALOG_TO_SKYPILOT, RUNPOD_SXM_NAMES
+from harness.cloud.task import CATALOG_TO_SKYPILOT, RUNPOD_SXM_NAMES, SXM_ONLY_CLOUDS
 
 
 @dataclass(frozen=True)
@@ -23,9 +23,13 @@ class Price:
 
 
 def catalog_devices(accelerator: str) -> list[str]:
-    """The hardware-catalog keys a SkyPilot accelerator name can be (`H100`: the SXM and the PCIe card;
-    RunPod's `H100-SXM`: the SXM one)."""
+    """The hardware-catalog keys a SkyPilot accelerator name (any case, as SkyPilot takes it) can be
+    (`H100`: the SXM and the PCIe card; RunPod's `H100-SXM`: the SXM one)."""
     sxm_only = {v: k for k, v in RUNPOD_SXM_NAMES.items()}
+    accelerator = next(
+        (v for v in (*CATALOG_TO_SKYPILOT.values(), *sxm_only) if v.lower() == accelerator.lower()),
+        accelerator,
+    )
     name = sxm_only.get(accelerator, accelerator)
     keys = [k for k, v in CATALOG_TO_SKYPILOT.items() if v == name]
     if accelerator in sxm_only:
@@ -33,22 +37,29 @@ def catalog_devices(accelerator: str) -> list[str]:
     return keys
 
 
-def lookup_price(accelerator: str, override_usd_per_gpu_hour: float | None = None) -> Price | None:
+def lookup_price(
+    accelerator: str, override_usd_per_gpu_hour: float | None = None, cloud: str | None = None
+) -> Price | None:
     """The price to use for `accelerator` (SkyPilot name): the override if given, else the range of the
     price catalog's defaults (harness/catalog/prices.yaml, the ones `harness cost` uses) over the
-    catalog devices the name can be; None where none is priced."""
+    catalog devices the name can be (on a cloud with SXM parts only, `SXM_ONLY_CLOUDS`, the SXM ones);
+    None where none is priced. `cloud`: the `--cloud` given (its first part), which the source names
+    where the prices are other providers'."""
     if override_usd_per_gpu_hour is not None:
         p = float(override_usd_per_gpu_hour)
         return Price(p, p, "--price")
     keys = catalog_devices(accelerator)
+    if cloud in SXM_ONLY_CLOUDS:
+        keys = [k for k in keys if devices()[k].form_factor != "pcie"] or keys
     rows = [p for p in prices() if p.default and p.device in keys]
     if not rows:
         return None
     low = min(p.usd_per_hour for p in rows)
     high = max(p.usd_per_hour_high or p.usd_per_hour for p in rows)
-    return Price(
-        low, high, "prices.yaml: " + ", ".join(f"{p.device} ({p.provider}, seen {p.seen})" for p in rows)
-    )
+    source = "prices.yaml: " + ", ".join(f"{p.device} ({p.provider}, seen {p.seen})" for p in rows)
+    if cloud and not any(p.provider.split("-")[0] == cloud for p in rows):
+        source += f"; not {cloud}'s own prices, which can be far higher: SkyPilot's launch table has them"
+    return Price(low, high, source)
 
 
 def hourly_usd(price: Price, gpus_per_node: int, nodes: int) -> tuple[float, float]:

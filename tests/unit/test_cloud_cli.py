@@ -223,6 +223,21 @@ def test_launch_prices_are_the_price_catalogs_defaults_for_the_devices_a_name_ca
     assert cost.lookup_price("V100") is None  # no catalog device of that name
 
 
+def test_a_launch_price_follows_the_cloud_and_the_name_in_any_case() -> None:
+    """`--cloud aws` had been priced with Lambda's H100 PCIe (AWS rents SXM parts only), as if its own
+    prices were those; `--gpus h100:1` (SkyPilot takes any case) had no price at all."""
+    aws = cost.lookup_price("H100", cloud="aws")
+    assert aws is not None and "h100-pcie" not in aws.source
+    assert (aws.low_usd_per_gpu_hour, aws.high_usd_per_gpu_hour) == (2.49, 3.99)  # h100-sxm's default range
+    assert aws.source.endswith(
+        "; not aws's own prices, which can be far higher: SkyPilot's launch table has them"
+    )
+    lam = cost.lookup_price("H100", cloud="lambda")
+    assert lam is not None and "h100-pcie (lambda-1x" in lam.source and "not lambda's" not in lam.source
+    assert cost.lookup_price("h100") == cost.lookup_price("H100")
+    assert cost.catalog_devices("h100-sxm") == ["h100-sxm"]
+
+
 def test_a_second_launch_of_the_same_cluster_name_is_refused(tmp_path: Path) -> None:
     # the same scenario and GPUs give the same cluster name: the second launch would share the first's
     # cluster and tear it down when it ends

@@ -115,6 +115,12 @@ def test_an_sxm_scenario_on_a_shared_skypilot_name_warns_unless_the_cloud_has_on
     assert w.startswith(
         f"{TP8}: hardware.gpu: h100-sxm, but --gpus rents B200, which the hardware catalog lacks"
     )
+    # `H100x8` (for H100:8) passed the dry run, priced at nothing
+    one = load_scenario(ONE_GPU)
+    (w,) = check_launch(one, str(ONE_GPU), LaunchOptions(accelerators=Accelerators("H100x1", 1)))
+    assert w.startswith(
+        f"{ONE_GPU}: --gpus rents H100x1, which the hardware catalog lacks (did you mean H100:1?)"
+    )
     # another GPU altogether: said as such (it had read as the SXM/PCIe warning, naming the A100's PCIe cards)
     (w,) = check_launch(s, str(TP8), LaunchOptions(accelerators=Accelerators("A100-80GB", 8)))
     assert w == (
