@@ -261,7 +261,7 @@ def shape_of(cfg: dict[str, Any], engine: dict[str, Any]) -> tuple[Shape | None,
     cat = models()
     if src == "catalog" and spec.get("name") in cat:
         shape = Shape.of(cat[spec["name"]])
-    elif src == "path" and spec.get("catalog") in cat:
+    elif src in ("path", "served") and spec.get("catalog") in cat:
         shape = Shape.of(cat[spec["catalog"]])
     elif src == "path" and (from_file := gguf_shape(emodel)) is not None:
         shape = from_file
@@ -309,7 +309,7 @@ def model_key(spec: dict[str, Any], served_name: Any) -> str:
     """The `model` column: the catalog key for catalog and packaged models, else the engine's name."""
     if spec.get("source") == "catalog":
         return str(spec["name"])
-    if spec.get("source") == "path" and spec.get("catalog"):
+    if spec.get("source") in ("path", "served") and spec.get("catalog"):
         return str(spec["catalog"])
     if spec.get("source") == "package" and spec.get("package") in PACKAGE_CATALOG:
         return PACKAGE_CATALOG[spec["package"]]

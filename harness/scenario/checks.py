@@ -53,7 +53,7 @@ def combination_errors(s: Scenario, file: str) -> list[str]:
         model = getattr(eng, "model", None)
         named = model.name if model is not None and model.source == "catalog" else None
         field = "name"
-        if model is not None and model.source == "path" and model.catalog is not None:
+        if model is not None and model.source in ("path", "served") and model.catalog is not None:
             named, field = model.catalog, "catalog"
         if named is not None:
             from harness.catalog import models

@@ -88,6 +88,11 @@ class ServedModel(Strict):
 
     source: Literal["served"]
     name: str
+    catalog: str | None = Field(
+        None,
+        description="models.yaml key of the model the endpoint serves (llama-3.1-70b): its name in tables "
+        "and claims, and its shape for the roofline",
+    )
 
 
 ModelSpec = Annotated[
@@ -314,6 +319,11 @@ class ExternalEngine(Strict):
     type: Literal["external"]
     base_url: str
     model: ModelSpec | None = None
+    precision: str | None = Field(
+        None,
+        description="what the endpoint's weights are (bf16, fp8, q4_k_m): a label in tables and the bytes "
+        "per parameter of the roofline (the harness cannot ask the endpoint)",
+    )
     api_key_env: str | None = Field(None, description="name of the environment variable holding the API key")
     health_path: str | None = "/health"
     extra_body: dict[str, Any] = Field(
@@ -321,6 +331,15 @@ class ExternalEngine(Strict):
         description="JSON fields added to every request, e.g. {ignore_eos: true} for a vLLM, SGLang or "
         "llama.cpp endpoint (none by default: OpenAI's own API refuses fields it does not know)",
     )
+
+    @field_validator("precision")
+    @classmethod
+    def _precision(cls, v: str | None) -> str | None:
+        from harness.roofline import BYTES_PER_PARAM
+
+        if v is not None and v.lower() not in BYTES_PER_PARAM:
+            raise ValueError(f"invalid value {v!r} (allowed: {', '.join(BYTES_PER_PARAM)})")
+        return v.lower() if v is not None else None
 
     @field_validator("extra_body")
     @classmethod

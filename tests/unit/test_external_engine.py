@@ -135,3 +135,27 @@ def test_a_gpu_the_catalog_lacks_or_no_gpu_here_is_said_at_the_point() -> None:
         "the scenario says hardware.gpu 'h100-sxm' but this machine has no GPU (no driver); points and "
         "tables name its CPU"
     )
+
+
+def test_an_endpoint_can_say_which_catalog_model_and_precision_it_serves() -> None:
+    """A run against one's own vLLM had precision `auto`, no roofline, and was left out of claims and
+    recommend as `another model` than llama-3.1-70b: `catalog` and `precision` were unknown fields."""
+    from harness.runinfo import model_key, shape_of
+    from harness.scenario.checks import combination_errors
+
+    served = {"source": "served", "name": "meta-llama/Llama-3.1-70B-Instruct", "catalog": "llama-3.1-70b"}
+    eng = {"type": "external", "base_url": "http://h:1", "precision": "FP8", "model": served}
+    s = Scenario.model_validate({"name": "t", "engine": eng})
+    assert s.engine.precision == "fp8"  # type: ignore[union-attr]
+    cfg = s.model_dump(mode="json")["engine"]
+    assert model_key(cfg["model"], served["name"]) == "llama-3.1-70b"
+    shape, _ = shape_of(cfg, {})
+    assert shape is not None and (shape.layers, shape.kv_heads) == (80, 8)
+    assert combination_errors(s, "f.yaml") == []
+    unknown = Scenario.model_validate(
+        {"name": "t", "engine": {**eng, "model": {**served, "catalog": "llama-70b"}}}
+    )
+    (msg,) = combination_errors(unknown, "f.yaml")
+    assert msg.startswith("f.yaml: engine.model.catalog: 'llama-70b' is not in the model catalog (allowed: ")
+    with pytest.raises(ValueError, match=r"precision\n.*invalid value 'fp4' \(allowed: auto, fp32"):
+        Scenario.model_validate({"name": "t", "engine": {**eng, "precision": "fp4"}})
