@@ -149,6 +149,7 @@ def check_launch(s: Scenario, file: str, opts: LaunchOptions) -> list[str]:
         _check_model_path(eng, where, errors, warnings)
     warnings += _sxm_warnings(s, file, opts)
     _check_vendor(opts, errors, warnings)
+    _check_fit(s, file, opts, errors, warnings)
     if opts.network_tier not in NETWORK_TIERS:
         errors.append(
             f"--network-tier: invalid value {opts.network_tier!r} (allowed: {', '.join(NETWORK_TIERS)})"
@@ -226,6 +227,31 @@ def _check_model_path(
             f"{where}.model.path: {model.path} {why}: give the path the model has on the "
             "cluster's disk (absolute), e.g. where the image or a SkyPilot file mount puts it"
         )
+
+
+def _check_fit(s: Scenario, file: str, opts: LaunchOptions, errors: list[str], warnings: list[str]) -> None:
+    """vLLM engines whose weights the rented GPU cannot hold: each stops at start, and the run goes on
+    with the others (warned); where none fits, nothing would be measured (refused)."""
+    from harness.cloud.cost import catalog_devices
+    from harness.scenario.checks import weights_over_memory
+
+    acc = opts.accelerators
+    cards = [devices()[k] for k in catalog_devices(acc.name)]
+    configs = engine_configs(s)
+    never: list[str] = []  # configurations no card of that name holds
+    for i, eng in enumerate(configs):
+        where = f"{file}: " + ("engine" if not s.variants else f"variants[{i}]")
+        over = [why for d in cards if (why := weights_over_memory(eng, d))]
+        if over and len(over) == len(cards):
+            never.append(f"{where}.tensor_parallel_size: on {acc.name}: {over[0]}")
+        elif over:
+            warnings.append(
+                f"{where}.tensor_parallel_size: where SkyPilot's {acc.name} is that card: {over[0]}"
+            )
+    if never and len(never) == len(configs):
+        errors.extend(never)
+    else:
+        warnings.extend(f"{w}: its engine will not start (the others run)" for w in never)
 
 
 def _check_vendor(opts: LaunchOptions, errors: list[str], warnings: list[str]) -> None:

@@ -107,6 +107,7 @@ def combination_warnings(s: Scenario, file: str) -> list[str]:
     """Combinations that run, but not the way the scenario probably means (printed, never fatal)."""
     return (
         _catalog_warnings(s, file)
+        + _fit_warnings(s, file)
         + _request_warnings(s, file)
         + _load_warnings(s, file)
         + _prefix_warnings(s, file)
@@ -237,6 +238,58 @@ def _catalog_warnings(s: Scenario, file: str) -> list[str]:
         f"{file}: {_where(s, fp8)}.precision: {dev.name} ({dev.architecture}) has no FP8 tensor cores: vLLM "
         "runs fp8 weight-only through its Marlin kernels (memory saved, no FP8 compute speed-up)"
     ]
+
+
+# vLLM's default --gpu-memory-utilization: the share of each GPU's memory it takes
+VLLM_MEMORY_UTILIZATION = 0.9
+
+
+def weights_over_memory(eng: Any, dev: Any) -> str | None:
+    """Where a vLLM engine's catalog model cannot fit `dev` (a hardware catalog device): its weights per
+    GPU (parameters × bytes per parameter at its precision / (TP × PP), less `cpu_offload_gb`) above the
+    memory vLLM takes (`gpu_memory_utilization`, default 0.9, of the device's); before any KV cache. None
+    where they fit, or where the model's size or the device's memory is unknown."""
+    from harness.catalog import models
+    from harness.roofline import bytes_per_param
+
+    if eng.type != "vllm" or not dev.memory_bytes:
+        return None
+    m = eng.model
+    name = m.name if m.source == "catalog" else m.catalog if m.source == "path" else None
+    arch = models().get(name or "")
+    if arch is None:
+        return None
+    per_gpu = (
+        arch.params_b
+        * 1e9
+        * bytes_per_param(eng.precision)
+        / (eng.tensor_parallel_size * eng.pipeline_parallel_size)
+    )
+    per_gpu -= eng.cpu_offload_gb * 2**30
+    util = eng.gpu_memory_utilization or VLLM_MEMORY_UTILIZATION
+    usable = dev.memory_bytes * util
+    if per_gpu <= usable:
+        return None
+    return (
+        f"{name} at {eng.precision} over TP {eng.tensor_parallel_size} × PP {eng.pipeline_parallel_size} "
+        f"is {per_gpu / 2**30:.1f} GiB of weights per GPU, more than the {usable / 2**30:.1f} GiB vLLM "
+        f"takes of {dev.key}'s {dev.memory_bytes / 2**30:.1f} GiB (gpu_memory_utilization {util:g}), before "
+        "any KV cache"
+    )
+
+
+def _fit_warnings(s: Scenario, file: str) -> list[str]:
+    """A vLLM engine whose weights cannot fit the scenario's `hardware.gpu` (it would stop at start)."""
+    from harness.catalog.hardware import devices
+
+    dev = devices().get(s.hardware.gpu or "")
+    if dev is None:
+        return []
+    out = []
+    for i, eng in enumerate(engine_configs(s)):
+        if why := weights_over_memory(eng, dev):
+            out.append(f"{file}: {_where(s, [i])}.tensor_parallel_size: {why}")
+    return out
 
 
 def _request_warnings(s: Scenario, file: str) -> list[str]:

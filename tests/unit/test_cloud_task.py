@@ -461,3 +461,35 @@ def test_a_model_path_the_synced_tree_lacks_is_an_error() -> None:
         "the synced source tree)"
     ]
     assert check_launch(llama("scenarios/quickstart-cpu.yaml"), "t.yaml", opts) == []
+
+
+def test_weights_a_rented_gpu_cannot_hold_are_said_before_the_launch(tmp_path: Path) -> None:
+    """The article's bf16 pack on SkyPilot's `A100` (the 40 GB card) had been priced and launched: its TP 2
+    variant needs 141.2e9 / 2 B = 65.8 GiB of weights per GPU, over 0.9 × 39.6 GiB."""
+    bf16 = load_scenario(ROOT / "scenarios" / "article" / "llama70b-h100-sxm-bf16.yaml")
+    warnings = check_launch(bf16, "f.yaml", LaunchOptions(accelerators=Accelerators("A100", 8)))
+    (fit,) = [w for w in warnings if "GiB" in w]
+    assert fit == (
+        "f.yaml: variants[0].tensor_parallel_size: on A100: llama-3.1-70b at bf16 over TP 2 × PP 1 is "
+        "65.8 GiB of weights per GPU, more than the 35.6 GiB vLLM takes of a100-40gb-sxm's 39.6 GiB "
+        "(gpu_memory_utilization 0.9), before any KV cache: its engine will not start (the others run)"
+    )
+    assert not any(
+        "GiB" in w for w in check_launch(bf16, "f.yaml", LaunchOptions(accelerators=Accelerators("H100", 8)))
+    )
+    # no configuration fits: nothing would be measured, so the launch is refused
+    one = tmp_path / "one.yaml"
+    one.write_text(
+        "name: one\nengine: {type: vllm, model: {source: catalog, name: llama-3.1-70b}, precision: bf16}\n"
+    )
+    with pytest.raises(
+        CloudError, match=r"engine.tensor_parallel_size: on H100: llama-3.1-70b at bf16 over TP 1"
+    ):
+        check_launch(load_scenario(one), "one.yaml", LaunchOptions(accelerators=Accelerators("H100", 1)))
+    # cpu_offload_gb takes its share off each GPU: 131.5 - 70 GiB fits
+    offload = tmp_path / "offload.yaml"
+    offload.write_text(one.read_text().replace("bf16}", "bf16, cpu_offload_gb: 70}"))
+    assert (
+        check_launch(load_scenario(offload), "o.yaml", LaunchOptions(accelerators=Accelerators("H100", 1)))
+        == []
+    )
