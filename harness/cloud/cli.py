@@ -342,6 +342,7 @@ def _print_outcome(done: list[launcher.MachineRun]) -> None:
             if m.ok
             else f"launch exit {m.launch_rc}, fetch exit {m.fetch_rc}"
             + (f", sky down exit {m.down_rc}" if m.down_rc not in (0, None) else "")
+            + ("" if m.run_dirs else ", no run directory came back (the job's output is above)")
         )
         err.print(f"{m.cluster}: {status}; {len(m.run_dirs)} run dir(s) in {m.local_dir}", markup=False)
     runs = [r for m in done for r in m.run_dirs]

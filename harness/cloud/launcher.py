@@ -77,8 +77,10 @@ class MachineRun:
 
     @property
     def ok(self) -> bool:
-        """Ran, fetched, and (unless kept) torn down."""
-        return self.launch_rc == 0 and self.fetch_rc == 0 and self.down_rc in (0, None)
+        """Ran, fetched at least one run directory, and (unless kept) torn down."""
+        return (
+            self.launch_rc == 0 and self.fetch_rc == 0 and self.down_rc in (0, None) and bool(self.run_dirs)
+        )
 
     def save(self) -> None:
         p = Path(self.local_dir) / "cloud.json"

@@ -186,6 +186,8 @@ def test_machine_record_is_written_as_json(tmp_path: Path) -> None:
     m.save()
     got = json.loads((tmp_path / "cloud.json").read_text())
     assert got["cluster"] == "c1" and got["launch_rc"] == 0 and got["task"] == {"name": "c1"}
+    assert not m.ok  # ran and fetched, but no run directory came back (it had said "ok; 0 run dir(s)")
+    m.run_dirs = [str(tmp_path / "20261206T000000Z-s")]
     assert m.ok
     m.fetch_rc = 23
     assert not m.ok
