@@ -67,7 +67,8 @@ class Device(BaseModel):
     def peak_flops(self, precision: str) -> float | None:
         """Dense peak FLOP/s for the math a precision runs in: fp8 on parts with fp8 tensor cores;
         int8 (W8A8: int8 weights and activations) on int8 tensor cores, A100 included; else bf16
-        (weight-only fp8/int4 kernels on Ampere dequantize to bf16)."""
+        (weight-only fp8/int4 kernels on Ampere dequantize to bf16). Any case: `FP8` is fp8."""
+        precision = precision.lower()
         if precision == "int8" and self.int8_tops:
             return self.int8_tops * 1e12
         if precision in ("fp8", "int8") and self.fp8_tflops:

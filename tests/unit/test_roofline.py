@@ -177,3 +177,15 @@ def test_tensor_parallel_sizes_vllm_can_split_the_heads_over() -> None:
     assert tensor_parallel_problem(64, 8, 3) == "64 attention heads do not split evenly over 3 GPUs"
     # 48 heads over 12 GPUs divide, 8 KV heads do not (nor 12 over 8)
     assert "8 KV heads do not split evenly over 12 GPUs" in str(tensor_parallel_problem(48, 8, 12))
+
+
+def test_a_precision_in_capitals_is_that_precision_for_the_flops_peak_too() -> None:
+    """`roofline --precision FP8` counted fp8 weights against the bf16 peak: prefill at TP 1 took 147.6 ms,
+    not 73.8."""
+    h100 = get_device("h100-sxm")
+    assert h100.peak_flops("FP8") == h100.peak_flops("fp8") == 1979e12  # dense (3958 with sparsity)
+    assert h100.peak_flops("BF16") == h100.peak_flops("bf16")
+    lower = run_harness("roofline", "--model", "llama-3.1-70b", "--gpu", "h100-sxm", "--precision", "fp8")
+    upper = run_harness("roofline", "--model", "llama-3.1-70b", "--gpu", "h100-sxm", "--precision", "FP8")
+    assert lower.returncode == upper.returncode == 0, upper.stderr
+    assert upper.stdout.replace("FP8", "fp8") == lower.stdout
