@@ -6,6 +6,7 @@ import datetime as dt
 import secrets
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,7 +17,8 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, Task, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 import harness
 from harness import hostinfo, llama_bench
@@ -243,7 +245,7 @@ def run_scenario(
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        _Count(),
         TimeElapsedColumn(),
         console=console,
         disable=not show_progress,
@@ -266,6 +268,56 @@ def run_scenario(
         return _sweep_all(sweep)
     finally:
         run.unlock()  # the run's status is written: a --resume of it may go ahead
+
+
+class _Count(MofNCompleteColumn):
+    """Requests done of the point's; nothing for a task of no set size (an engine's start-up)."""
+
+    def render(self, task: Task) -> Text:
+        return Text("") if task.total is None else super().render(task)
+
+
+# the widest part of the engine log's last line shown beside the start-up's elapsed time
+LOG_LINE_CHARS = 60
+
+
+@contextmanager
+def _start_task(progress: Progress, label: str, log: Path) -> Iterator[None]:
+    """A progress line while the engine starts (loading a 70B model takes minutes): its elapsed time and
+    the engine log's last line, read once a second."""
+    task = progress.add_task(label, total=None)
+    stop = threading.Event()
+
+    def follow() -> None:
+        while not stop.wait(1.0):
+            line = last_log_line(log)
+            progress.update(task, description=f"{label} {escape(line)}" if line else label)
+
+    reader = threading.Thread(target=follow, name="start-up-log", daemon=True)
+    reader.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        reader.join()
+        progress.remove_task(task)
+
+
+def last_log_line(log: Path, chars: int = LOG_LINE_CHARS) -> str:
+    """The last non-empty line of a log, printable characters only, cut to `chars` (… where cut); ""
+    where there is none yet."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 4096))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        text = "".join(c for c in line if c.isprintable()).strip()
+        if text:
+            return text if len(text) <= chars else text[: chars - 1] + "…"
+    return ""
 
 
 def _sweep_all(sweep: _Sweep) -> RunResult:
@@ -390,7 +442,8 @@ class _Sweep:
             )
             self.console.print(f"{doing} (variant {vi}) ...")
             t0 = time.monotonic()
-            base_url = engine.start()
+            with _start_task(self.progress, f"v{vi} start-up", self.run.path / f"engine-v{vi}.log"):
+                base_url = engine.start()
             counters = prompt_counters(self.s, engine, base_url, self.run, vi)
         except (EngineError, ModelError) as e:
             if self.abort_flag:
