@@ -75,7 +75,7 @@ def strict_yaml(text: str) -> Any:
         raise yaml.YAMLError("a value holds itself (an alias inside its own anchor): it has no end") from None
     if values > MAX_EXPANDED_VALUES:
         raise yaml.YAMLError(
-            f"it holds {values:.3g} values with its aliases written out, more than the "
+            f"it holds {values:,} values with its aliases written out, more than the "
             f"{MAX_EXPANDED_VALUES:,} taken (each alias is a copy of its anchor)"
         )
     return data

@@ -110,3 +110,42 @@ def test_a_table_title_names_the_engine_and_its_launcher_once_each() -> None:
 
     assert title_of(manifest("llamacpp", "xllamacpp")) == "s — llamacpp (xllamacpp) — m — complete"
     assert title_of(manifest("external", "external")) == "s — external — m — complete"
+
+
+def _labelled(label_chars: int, rows: int = 2, metrics: int = 8) -> Table:
+    t = Table(title="t")
+    t.add_column("label")
+    for i in range(metrics):
+        t.add_column(f"m{i}", justify="right")
+    for _ in range(rows):
+        t.add_row("x" * label_chars, *["1000.25"] * metrics)
+    return t
+
+
+def test_a_table_of_exactly_the_terminals_width_is_not_split() -> None:
+    t = _table(3)  # 5 + 3 x 11 characters of content, 3 of padding and border per column, 1 border: 51
+    assert fitted(Console(width=51), t) == [t]
+    assert fitted(Console(width=50), t) != [t]
+    # a part filled to its last character: 8 + 7 x 10 + 1 = 79
+    assert [len(p.columns) for p in fitted(Console(width=79), _table(12))] == [8, 6]
+
+
+def test_labels_get_a_row_number_from_a_third_of_the_terminal() -> None:
+    """At 90 columns the labels stand alone while their width and 3 edges are at most 30."""
+
+    def first_header(label_chars: int) -> str:
+        return str(fitted(Console(width=90), _labelled(label_chars), keys=1)[0].columns[0].header)
+
+    assert [first_header(n) for n in (24, 27, 28, 35)] == ["label", "label", "#", "#"]
+    # labels wider than the terminal: given once, in the first part, beside the first number
+    parts = fitted(Console(width=60), _labelled(100, rows=1, metrics=3), keys=1)
+    assert [[str(c.header) for c in p.columns] for p in parts] == [["#", "label", "m0"], ["#", "m1", "m2"]]
+
+
+def test_row_numbers_count_from_one_and_one_label_column_is_the_default() -> None:
+    text = _printed(90, _labelled(40, rows=9), 1)
+    assert "│ 1 │ xxx" in text and "│ 9 │" in text and "│ 0 │" not in text
+    console = Console(file=io.StringIO(), width=80, color_system=None)
+    print_fitted(console, _table(12))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert text.count("v0-c1") == 2 and text.count("1000.25") == 1
