@@ -23,7 +23,7 @@ def _widths(console: Console, column: Column) -> tuple[int, int]:
     options = console.options.update(max_width=1_000_000)
     head = Measurement.get(console, options, column.header) if column.header else Measurement(0, 0)
     cells = max((Measurement.get(console, options, c).maximum for c in column.cells), default=0)
-    return max(head.minimum, cells, 1), max(head.maximum, cells, 1)
+    return max(head.minimum, cells), max(head.maximum, cells)
 
 
 def fitted(console: Console, table: Table, keys: int = 1) -> list[Table]:

@@ -126,6 +126,12 @@ def test_a_table_of_exactly_the_terminals_width_is_not_split() -> None:
     t = _table(3)  # 5 + 3 x 11 characters of content, 3 of padding and border per column, 1 border: 51
     assert fitted(Console(width=51), t) == [t]
     assert fitted(Console(width=50), t) != [t]
+    # an empty column is drawn 0 wide (it had counted 1, and a table of exactly 12 was split)
+    empty = Table()
+    for head in ("a", "", "b"):
+        empty.add_column(head)
+    empty.add_row("1", "", "2")
+    assert fitted(Console(width=12), empty) == [empty]
     # a part filled to its last character: 8 + 7 x 10 + 1 = 79
     assert [len(p.columns) for p in fitted(Console(width=79), _table(12))] == [8, 6]
 
