@@ -80,9 +80,13 @@ def _strings(obj: Any) -> list[str]:
 
 
 def _gpu_inventory(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's GPU inventory ({} where there is none); TypeError for one that is not a mapping (a
+    hand edit: `harness.results.reading` says so)."""
     hw = manifest.get("hardware")
-    inv = hw.get("gpu") if isinstance(hw, dict) else None
-    return inv if isinstance(inv, dict) else {}
+    inv = (hw.get("gpu") if isinstance(hw, dict) else None) or {}
+    if not isinstance(inv, dict):
+        raise TypeError(f"hardware.gpu is a {type(inv).__name__}, not a mapping")
+    return inv
 
 
 def detected_gpu(manifest: dict[str, Any]) -> Device | None:
