@@ -118,7 +118,32 @@ def combination_warnings(s: Scenario, file: str) -> list[str]:
 def machine_warnings(s: Scenario, file: str) -> list[str]:
     """What this machine lacks for the scenario's engines (`llama-server` not on PATH, no vLLM in the
     engine's Python): warnings, since the machine that runs a scenario may be another."""
-    return _path_warnings(s, file) + _vllm_warnings(s, file)
+    return _gpu_warnings(s, file) + _path_warnings(s, file) + _vllm_warnings(s, file)
+
+
+def _gpu_warnings(s: Scenario, file: str) -> list[str]:
+    """Engines that want a GPU (vLLM not set to `device: cpu`, llama.cpp with GPU layers) on a machine
+    NVML says has none: not an error, since the machine that runs a scenario may be another."""
+    at = [
+        i
+        for i, e in enumerate(engine_configs(s))
+        if s.hardware.gpus != 0
+        and ((e.type == "vllm" and e.device != "cpu") or (e.type == "llamacpp" and e.n_gpu_layers != 0))
+    ]
+    if not at:
+        return []
+    from harness.telemetry import nvml_api
+
+    try:
+        nvml_api.probe()
+    except nvml_api.NvmlNoGpu:
+        return [
+            f"{file}: {_where(s, at)}: NVML finds no GPU on this machine (`harness gpu-info` says why): a "
+            "run here stops at start or measures its CPU (and names the CPU in its tables)"
+        ]
+    except nvml_api.NvmlError:  # nvidia-ml-py not installed, or NVML broken: nothing to tell
+        pass
+    return []
 
 
 def _path_warnings(s: Scenario, file: str) -> list[str]:

