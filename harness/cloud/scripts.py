@@ -7,7 +7,10 @@ tests/unit/test_cloud_task.py runs shellcheck over every script generated here.
 
 from __future__ import annotations
 
+import posixpath
 import shlex
+
+from harness.cloud.images import LLAMACPP_SERVER_BINARY as SERVER
 
 REMOTE_RESULTS = "harness-results"  # relative to the remote $HOME; rsync resolves it the same way
 RAY_PORT = 6379
@@ -82,6 +85,9 @@ def single_node_run_script(scenario_arg: str, results: str) -> str:
             [
                 "set -euo pipefail",
                 f'mkdir -p "$HOME/{results}"',
+                # llama.cpp's CUDA image keeps llama-server off PATH, where `launcher: llama-server`
+                # without `binary:` looks for it
+                f'if [ -x {SERVER} ]; then export PATH="{posixpath.dirname(SERVER)}:$PATH"; fi',
                 "nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv || true",
                 _harness_run(scenario_arg, results),
             ]

@@ -148,6 +148,7 @@ def check_launch(s: Scenario, file: str, opts: LaunchOptions) -> list[str]:
             _check_llamacpp(eng, where, opts, errors)
         _check_model_path(eng, where, errors, warnings)
     warnings += _sxm_warnings(s, file, opts)
+    warnings += _idle_gpu_warnings(s, file)
     _check_vendor(opts, errors, warnings)
     _check_fit(s, file, opts, errors, warnings)
     if opts.network_tier not in NETWORK_TIERS:
@@ -254,6 +255,21 @@ def _check_fit(s: Scenario, file: str, opts: LaunchOptions, errors: list[str], w
         warnings.extend(f"{w}: its engine will not start (the others run)" for w in never)
 
 
+def _idle_gpu_warnings(s: Scenario, file: str) -> list[str]:
+    """Every engine on the CPU (llama.cpp without GPU layers, vLLM on device cpu, `hardware.gpus: 0`):
+    the GPUs rented would sit idle."""
+    on_cpu = [
+        (e.type == "llamacpp" and e.n_gpu_layers == 0) or (e.type == "vllm" and e.device == "cpu")
+        for e in engine_configs(s)
+    ]
+    if s.hardware.gpus != 0 and not all(on_cpu):
+        return []
+    return [
+        f"{file}: every engine configuration runs on the CPU (n_gpu_layers: 0, device: cpu or hardware.gpus: "
+        "0): the GPUs rented sit idle"
+    ]
+
+
 def _check_vendor(opts: LaunchOptions, errors: list[str], warnings: list[str]) -> None:
     """A GPU of another vendor than NVIDIA: the default images are CUDA builds, and GPU telemetry is
     NVML's."""
@@ -301,17 +317,17 @@ def _sxm_warnings(s: Scenario, file: str, opts: LaunchOptions) -> list[str]:
             "--price prices it)" + (", not the scenario's" if hw_gpu else "")
         ]
     cloud_name = (opts.infra or "").split("/")[0].lower()
-    if not (
-        hw_gpu.endswith("-sxm") and acc.name in SHARED_SXM_PCIE_NAMES and cloud_name not in SXM_ONLY_CLOUDS
-    ):
+    if hw_gpu.endswith("-pcie") or acc.name not in SHARED_SXM_PCIE_NAMES or cloud_name in SXM_ONLY_CLOUDS:
         return []
     where_to = f"on {cloud_name}" if cloud_name else "on whichever cloud SkyPilot picks"
     runpod = RUNPOD_SXM_NAMES.get(acc.name)
     on_runpod = f", or --gpus {runpod}:{acc.count} on RunPod" if runpod else ""
+    # a scenario for no GPU in particular (an A100 against H100 comparison): the SXM parts are meant
+    said = f"hardware.gpu: {hw_gpu}, but " if hw_gpu else ""
     return [
-        f"{file}: hardware.gpu: {hw_gpu}, but SkyPilot's {acc.name} also names PCIe cards (Lambda, "
-        f"RunPod, Azure), with less memory bandwidth, {where_to}: pass --cloud aws or gcp{on_runpod}; "
-        "each run's manifest records the GPU it ran on"
+        f"{file}: {said}SkyPilot's {acc.name} also names PCIe cards (Lambda, RunPod, Azure), with less "
+        f"memory bandwidth, {where_to}: pass --cloud aws or gcp{on_runpod} for the SXM part; each run's "
+        "manifest records the GPU it ran on"
     ]
 
 

@@ -40,6 +40,10 @@ CLOUD = ROOT / "scenarios" / "cloud"
 ONE_GPU = CLOUD / "llama-3.1-8b-1gpu.yaml"
 TP8 = CLOUD / "llama-3.1-70b-tp8.yaml"
 TWO_NODE = CLOUD / "llama-3.1-405b-2node.yaml"
+IDLE_GPUS = (
+    "t.yaml: every engine configuration runs on the CPU (n_gpu_layers: 0, device: cpu or hardware.gpus: 0): "
+    "the GPUs rented sit idle"
+)
 
 
 def make_task(path: Path, gpus: str | None = None, **kw: Any) -> dict[str, Any]:
@@ -108,6 +112,11 @@ def test_an_sxm_scenario_on_a_shared_skypilot_name_warns_unless_the_cloud_has_on
     assert "on lambda:" in w
     for infra in ("aws", "gcp/us-central1"):
         assert check_launch(s, str(TP8), LaunchOptions(accelerators=acc, infra=infra)) == []
+    # a scenario for no GPU in particular (the README's A100 against H100 launch): the SXM part is meant
+    one = load_scenario(ONE_GPU)
+    (w,) = check_launch(one, "o.yaml", LaunchOptions(accelerators=Accelerators("H100", 1)))
+    assert w.startswith("o.yaml: SkyPilot's H100 also names PCIe cards (Lambda, RunPod, Azure)")
+    assert check_launch(one, "o.yaml", LaunchOptions(accelerators=Accelerators("H100", 1), infra="gcp")) == []
     # a name that is SXM everywhere (RunPod's H100-SXM): nothing to say
     assert check_launch(s, str(TP8), LaunchOptions(accelerators=Accelerators("H100-SXM", 8))) == []
     # a GPU the catalog does not know (an L4 had been rented for an H100 scenario without a word)
@@ -214,7 +223,7 @@ def test_multi_node_needs_the_ray_executor_and_vllm() -> None:
             "extra_args": ["--distributed-executor-backend=ray"],
         }
     )
-    opts = LaunchOptions(accelerators=Accelerators("H100", 8), nodes=2)
+    opts = LaunchOptions(accelerators=Accelerators("H100", 8), infra="aws", nodes=2)
     assert check_launch(ok, "t.yaml", opts) == []
     llama = parse_scenario(
         {"name": "t", "engine": {"type": "llamacpp", "model": {"source": "synthetic"}}}, "t.yaml"
@@ -233,15 +242,17 @@ def test_external_engine_is_not_launched() -> None:
 
 
 def test_wasteful_launches_warn() -> None:
-    s = scenario(engine={"tensor_parallel_size": 1})
-    assert check_launch(s, "t.yaml", LaunchOptions(accelerators=Accelerators("H100", 8))) == [
+    s = scenario(engine={"tensor_parallel_size": 1, "precision": "fp8"})  # 70B fp8: 65.8 GiB fits one H100
+    assert check_launch(s, "t.yaml", LaunchOptions(accelerators=Accelerators("H100", 8), infra="aws")) == [
         "t.yaml: engine: tensor_parallel_size 1 × pipeline_parallel_size 1 uses 1 of the 8 GPUs rented; "
         "the rest sit idle"
     ]
     wide = scenario(
         engine={"tensor_parallel_size": 16, "extra_args": ["--distributed-executor-backend", "ray"]}
     )
-    warns = check_launch(wide, "t.yaml", LaunchOptions(accelerators=Accelerators("H100", 8), nodes=2))
+    warns = check_launch(
+        wide, "t.yaml", LaunchOptions(accelerators=Accelerators("H100", 8), infra="aws", nodes=2)
+    )
     assert warns == [
         "t.yaml: engine.tensor_parallel_size: 16 spans nodes (8 GPUs each); vLLM recommends "
         "TP = GPUs per node and PP = nodes"
@@ -267,16 +278,19 @@ def test_llamacpp_on_the_cluster() -> None:
     assert install_extras(load_scenario(TP8)) == ("gpu",)
     server = llama(launcher="llama-server", binary="/app/llama-server", n_gpu_layers=-1)
     assert install_extras(server) == ("gpu", "gemma")
-    opts = LaunchOptions(accelerators=Accelerators("H100", 1))
+    opts = LaunchOptions(accelerators=Accelerators("H100", 1), infra="aws")
     assert check_launch(server, "t.yaml", opts) == []
     assert errors(llama(n_gpu_layers=-1), "H100:1") == [
         "t.yaml: engine.launcher: 'xllamacpp' from PyPI is a CPU build, but n_gpu_layers asks for the GPU; "
         "on the llama.cpp CUDA image use launcher: llama-server, binary: /app/llama-server "
         "(allowed with xllamacpp: n_gpu_layers: 0)"
     ]
-    assert check_launch(llama(n_gpu_layers=0), "t.yaml", opts) == []
+    # the quickstart's llama.cpp on the CPU, on a rented H100: said
+    assert check_launch(llama(n_gpu_layers=0), "t.yaml", opts) == [IDLE_GPUS]
     with pytest.raises(CloudError) as ei:
-        check_launch(server, "t.yaml", LaunchOptions(accelerators=Accelerators("H100", 1), image="none"))
+        check_launch(
+            server, "t.yaml", LaunchOptions(accelerators=Accelerators("H100", 1), infra="aws", image="none")
+        )
     assert ei.value.messages == [
         "t.yaml: engine.launcher: 'llama-server' comes with llama.cpp's CUDA image, which --image none "
         "leaves out (allowed: the default image, or --image docker:REF with it)"
@@ -454,13 +468,14 @@ def test_a_model_path_the_synced_tree_lacks_is_an_error() -> None:
         model = {"source": "path", "path": path}
         return parse_scenario({"name": "t", "engine": {"type": "llamacpp", "model": model}}, "t.yaml")
 
-    opts = LaunchOptions(accelerators=Accelerators("H100", 1))
+    opts = LaunchOptions(accelerators=Accelerators("H100", 1), infra="aws")
     # absolute: on the cluster's disk, which only the cluster can tell (a warning); tracked: synced
     assert check_launch(llama("/data/m.gguf"), "t.yaml", opts) == [
         "t.yaml: engine.model.path: /data/m.gguf must exist on the cluster (relative paths resolve inside "
-        "the synced source tree)"
+        "the synced source tree)",
+        IDLE_GPUS,  # n_gpu_layers: 0 by default
     ]
-    assert check_launch(llama("scenarios/quickstart-cpu.yaml"), "t.yaml", opts) == []
+    assert check_launch(llama("scenarios/quickstart-cpu.yaml"), "t.yaml", opts) == [IDLE_GPUS]
 
 
 def test_weights_a_rented_gpu_cannot_hold_are_said_before_the_launch(tmp_path: Path) -> None:
@@ -490,6 +505,23 @@ def test_weights_a_rented_gpu_cannot_hold_are_said_before_the_launch(tmp_path: P
     offload = tmp_path / "offload.yaml"
     offload.write_text(one.read_text().replace("bf16}", "bf16, cpu_offload_gb: 70}"))
     assert (
-        check_launch(load_scenario(offload), "o.yaml", LaunchOptions(accelerators=Accelerators("H100", 1)))
+        check_launch(
+            load_scenario(offload), "o.yaml", LaunchOptions(accelerators=Accelerators("H100", 1), infra="aws")
+        )
         == []
     )
+
+
+def test_the_run_finds_llama_server_where_the_llama_cpp_image_keeps_it(tmp_path: Path) -> None:
+    """`launcher: llama-server` without `binary:` looks on PATH; the CUDA image keeps it in /app, off PATH."""
+    from harness.cloud.images import LLAMACPP_SERVER_BINARY
+
+    line = next(x for x in GENERATED_SCRIPTS["run-single-node"].splitlines() if "llama-server" in x)
+    server = tmp_path / "llama-server"
+    server.write_text("#!/bin/sh\n")
+    server.chmod(0o755)
+    here = line.replace(str(Path(LLAMACPP_SERVER_BINARY).parent), str(tmp_path))
+    found = subprocess.run(["bash", "-c", f"{here}\ncommand -v llama-server"], capture_output=True, text=True)
+    assert found.stdout.strip() == str(server)
+    gone = subprocess.run(["bash", "-c", f'{line}\necho "$PATH"'], capture_output=True, text=True)
+    assert gone.returncode == 0 and gone.stdout.strip() == os.environ["PATH"]  # no /app: PATH as it was
