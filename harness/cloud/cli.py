@@ -360,7 +360,7 @@ FEATURE_HINTS = {
 
 
 def _validate(plans: list[_Plan]) -> None:
-    from harness.cloud.validate import SkyPilotUnavailable, TaskInvalid, validate_task_yamls
+    from harness.cloud.validate import SkyPilotUnavailable, TaskInvalid, unknown_cloud, validate_task_yamls
 
     try:
         got = validate_task_yamls([p.yaml_text for p in plans])
@@ -368,7 +368,7 @@ def _validate(plans: list[_Plan]) -> None:
         err.print(f"not checked with SkyPilot's loader: {e}", markup=False)
         return
     except TaskInvalid as e:
-        raise _fail(f"SkyPilot rejects the task: {e}") from None
+        raise _fail(unknown_cloud(str(e), plans[0].opts.infra) or f"SkyPilot rejects the task: {e}") from None
     problems = []
     for p, g in zip(plans, got, strict=True):
         for cloud, feature, reason in g.get("unsupported") or []:

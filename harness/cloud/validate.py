@@ -8,9 +8,11 @@ because skypilot pins click<8.2 and uvicorn<0.36 and may live apart from the har
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -110,3 +112,16 @@ def validate_task_yamls(texts: list[str], python: str | None = None) -> list[dic
             raise SkyPilotUnavailable(f"{python}: skypilot is not installed there")
         raise TaskInvalid(msg[-1] if msg else f"exit {proc.returncode}")
     return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+
+
+def unknown_cloud(message: str, infra: str | None) -> str | None:
+    """SkyPilot's refusal of an `infra` whose cloud it does not know, said as a bad --cloud value with the
+    names its schema takes (the refusal quotes the schema's pattern, `(?i:(aws|azure|...))`)."""
+    groups = re.findall(r"\(\?i:\(?([a-z0-9_|-]+)\)?\)", message)
+    if not infra or not groups or "does not match" not in message:
+        return None
+    names = [n for g in groups for n in g.split("|")]
+    cloud = infra.split("/")[0]
+    close = difflib.get_close_matches(cloud.lower(), names, n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return f"--cloud: {cloud!r} is not a cloud SkyPilot knows ({hint}allowed: {', '.join(names)})"

@@ -252,3 +252,21 @@ def test_a_second_launch_of_the_same_cluster_name_is_refused(tmp_path: Path) -> 
     res = run_cli(*args, env={"PATH": str(tmp_path)})
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert f"{tmp_path / cluster}: an earlier launch of the same cluster name wrote here" in res.stderr
+
+
+def test_a_cloud_skypilot_does_not_know_is_said_as_a_bad_cloud_value() -> None:
+    """`--cloud lamda` printed SkyPilot's schema pattern; its refusal, as SkyPilot 0.14.1 words it:"""
+    from harness.cloud.validate import unknown_cloud
+
+    refusal = (
+        "task 0: InvalidSkyPilotConfigError: Invalid resources YAML: 'lamda' does not match "
+        "'^(?:(?i:(aws|azure|gcp|ibm|lambda|scp|oci|runpod|vast|vsphere|cudo|fluidstack|paperspace|"
+        "primeintellect|do|nebius|ssh|slurm|hyperbolic|seeweb|shadeform|yotta|mithril|verda))(?:/[^/]+(?:/[^/]+)"
+        "?)?|\\*(?:/[^/]+(?:/[^/]+)?)?|(?i:kubernetes|k8s)(?:/.+)?)$'. Check problematic field(s): $.infra"
+    )
+    got = unknown_cloud(refusal, "lamda/us-east-1")
+    assert got is not None and got.startswith(
+        "--cloud: 'lamda' is not a cloud SkyPilot knows (did you mean lambda? "
+    )
+    assert got.endswith("yotta, mithril, verda, kubernetes, k8s)")
+    assert unknown_cloud("task 0: something else", "aws") is None
