@@ -209,6 +209,8 @@ class RunNotFound(Exception):
 
 def read_manifest(run: str | Path) -> dict[str, Any]:
     p = Path(run) / "manifest.json"
+    if not Path(run).exists():  # a glob that matched nothing reaches here as written (results/h-*/*/)
+        raise RunNotFound(f"{run}: no such file or directory")
     if not p.is_file():
         raise RunNotFound(f"{run}: not a run directory (no manifest.json)")
     try:

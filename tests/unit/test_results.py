@@ -252,6 +252,9 @@ def test_resolve_runs_expands_run_folders_and_passes_over_compare_and_report_out
     (tmp_path / "empty").mkdir()
     with pytest.raises(RunNotFound, match="empty: not a run directory"):
         resolve_runs([tmp_path / "empty"])
+    # a shell glob that matched nothing comes as written: it is no directory at all
+    with pytest.raises(RunNotFound, match=r"h-\*/\*: no such file or directory"):
+        resolve_runs([tmp_path / "h-*" / "*"])
     (b2 / "manifest.json").write_text("{not json")  # a broken run inside a directory of runs: said so
     with pytest.raises(RunNotFound, match=r"r2/manifest\.json: unreadable manifest"):
         resolve_runs([tmp_path / "results" / "cluster"])
