@@ -32,12 +32,11 @@ from harness.telemetry.window import j_per_token
 
 
 def gpu_key(s: Scenario, described: dict[str, Any], manifest: dict[str, Any]) -> str | None:
-    """The GPU a point ran on (`runinfo.run_gpu`): the GPU this machine's inventory found, else (where
-    nothing found one) the scenario's `hardware.gpu`, except for an engine the harness launched on a
-    machine NVML says has none; for an external endpoint on another host, always the scenario's."""
+    """The GPU a point ran on (`runinfo.run_gpu`); for an external endpoint on another host, always the
+    scenario's `hardware.gpu`."""
     if described.get("local") is False:
         return s.hardware.gpu
-    return run_gpu(manifest, s.hardware.gpu, launched=s.engine.type != "external")
+    return run_gpu(manifest, s.hardware.gpu, s.engine.type)
 
 
 def gpu_mismatch(s: Scenario, described: dict[str, Any], manifest: dict[str, Any]) -> str | None:
@@ -47,25 +46,25 @@ def gpu_mismatch(s: Scenario, described: dict[str, Any], manifest: dict[str, Any
         return None
     key = gpu_key(s, described, manifest)
     here = machine_gpu(manifest)
-    if key is None:  # launched here, and NVML says there is no GPU
+    if key is None:  # llama.cpp launched here, and NVML says there is no NVIDIA GPU
         return (
-            f"the scenario says hardware.gpu {declared!r} but this machine has no GPU ({here.reason}); "
-            "points and tables name its CPU"
+            f"the scenario says hardware.gpu {declared!r} but this machine has no NVIDIA GPU "
+            f"({here.reason}); points and tables name its CPU"
         )
     if key != declared:
-        unknown = (
-            ""
-            if key in devices()
-            else ", which the hardware catalog lacks (no roofline; price it with --price)"
+        lacks = (
+            "" if key in devices() else ", which the hardware catalog lacks (no roofline; --price prices it)"
         )
         return (
-            f"the scenario says hardware.gpu {declared!r} but this machine's GPU is {key!r}{unknown}; "
+            f"the scenario says hardware.gpu {declared!r} but this machine's GPU is {key!r}{lacks}; "
             f"points and tables use {key!r}"
         )
-    if here.none_here:  # an endpoint not launched here, on a machine with no GPU
+    if s.engine.type == "external" and here.key != declared and (here.key is not None or here.none_here):
+        seen = f"whose GPU is {here.key!r}" if here.key else "which has no NVIDIA GPU"
         return (
-            f"this machine has no GPU, so the endpoint runs on its CPU or on another host through a "
-            f"tunnel: points and tables name hardware.gpu {declared!r} as the scenario says"
+            f"the endpoint's address is this machine's, {seen}: points and tables take it to run on "
+            f"hardware.gpu {declared!r}, as the scenario says (a port tunnelled from another host looks "
+            "local)"
         )
     return None
 

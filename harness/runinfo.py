@@ -5,10 +5,10 @@ is inferred from directory names. One row per measured point comes out of `point
 
 * `model`: the catalog key when the scenario names a catalog or packaged model, else the engine's model name
 * `precision`: lower case (`bf16`, `fp8`, `f16`, `q4_k_m`)
-* `device`: hardware catalog key, from GPU names recorded by telemetry (a GPU the catalog lacks: its NVML
-  name, `nvidia-l4`), else the scenario's `hardware.gpu` where nothing told whether this machine has a
-  GPU, else the host CPU (a catalog CPU key when /proc/cpuinfo names one, else `cpu`); for an external
-  endpoint on another host, the scenario's `hardware.gpu` (else `unknown`)
+* `device`: hardware catalog key, from GPU names recorded by telemetry (for an engine the harness launched,
+  a GPU the catalog lacks goes by its NVML name, `nvidia-l4`), else the scenario's `hardware.gpu`
+  (`run_gpu` says when), else the host CPU (a catalog CPU key when /proc/cpuinfo names one, else `cpu`);
+  for an external endpoint on another host, the scenario's `hardware.gpu` (else `unknown`)
 * `devices`: how many of them one engine instance uses (TP x PP for vLLM, `hardware.gpus` else)
 * `config`: the column label `hardware | engine [| variant overrides]`
 * `workload`: mean input/output tokens (`128/64`), or `dataset NAME`: points of different workloads
@@ -117,8 +117,9 @@ def detected_gpu(manifest: dict[str, Any]) -> Device | None:
 class MachineGpu:
     """What the run's inventory says of this machine's GPU. `key`: the catalog GPU found, else the NVML
     name of a GPU the catalog lacks (`nvidia-l4`), else None. `none_here`: NVML said this host has no
-    GPU an engine could use (no driver, none counted); with neither, nothing could tell (nvidia-ml-py
-    not installed, or a manifest without an inventory)."""
+    NVIDIA GPU an engine could use (no NVIDIA driver, none counted; another vendor's GPU NVML cannot
+    see); with neither, nothing could tell (nvidia-ml-py not installed, or a manifest without an
+    inventory)."""
 
     key: str | None
     none_here: bool
@@ -144,15 +145,28 @@ def nvml_key(name: str) -> str:
     return "-".join(re.findall(r"[a-z0-9.]+", name.lower())) or "gpu"
 
 
-def run_gpu(manifest: dict[str, Any], declared: str | None, launched: bool) -> str | None:
-    """The GPU an engine on this machine ran on: the one found here (`machine_gpu`), else, where NVML
-    found none, None for an engine the harness launched (it ran on the CPU) and the scenario's
-    `hardware.gpu` for an endpoint it did not (a port tunnelled to another host looks local), else the
-    scenario's `hardware.gpu` (nothing could tell)."""
+def run_gpu(manifest: dict[str, Any], declared: str | None, engine_type: str) -> str | None:
+    """The GPU an engine on this machine ran on (`declared`: the scenario's `hardware.gpu`):
+    - a catalog GPU the inventory found here;
+    - else, for an external endpoint, `declared`: a port tunnelled from another host looks local, and a
+      workstation's own card (or none) says nothing of it;
+    - else an NVIDIA GPU the catalog lacks, by its NVML name (`nvidia-l4`);
+    - else, for llama.cpp on a machine NVML says has no NVIDIA GPU, None (the CPU: its build runs there
+      without a word), unless `declared` is another vendor's GPU, which NVML cannot see;
+    - else `declared` (nothing could tell; vLLM's GPU build does not start without its GPU, and its CPU
+      build is told apart by `ran_on_cpu`)."""
+    found = detected_gpu(manifest)
+    if found is not None:
+        return found.key
+    if engine_type == "external":
+        return declared
     here = machine_gpu(manifest)
     if here.key is not None:
         return here.key
-    return None if here.none_here and launched else declared
+    other_vendor = declared in devices() and devices()[declared or ""].vendor != "nvidia"
+    if here.none_here and engine_type == "llamacpp" and not other_vendor:
+        return None
+    return declared
 
 
 def device_of(
@@ -165,8 +179,8 @@ def device_of(
     if cfg.get("type") == "external" and (engine or {}).get("local") is False:
         n = int(hw.get("gpus") or 1) if hw.get("gpu") else 1
         return str(hw.get("gpu") or "unknown"), n
-    key = run_gpu(manifest, hw.get("gpu"), launched=cfg.get("type") != "external")
-    if key and not ran_on_cpu(cfg, hw, engine or {}, machine_gpu(manifest).key is not None):
+    key = run_gpu(manifest, hw.get("gpu"), str(cfg.get("type")))
+    if key and not ran_on_cpu(cfg, hw, engine or {}, detected_gpu(manifest) is not None):
         if cfg.get("type") == "vllm":
             n = int(cfg.get("tensor_parallel_size") or 1) * int(cfg.get("pipeline_parallel_size") or 1)
         else:

@@ -22,14 +22,18 @@ class Price:
     source: str
 
 
+def skypilot_name(accelerator: str) -> str:
+    """A SkyPilot accelerator name the catalog knows, as the catalog spells it (SkyPilot takes any case:
+    `h100` is `H100`); any other name as given."""
+    known = (*CATALOG_TO_SKYPILOT.values(), *RUNPOD_SXM_NAMES.values())
+    return next((v for v in known if v.lower() == accelerator.lower()), accelerator)
+
+
 def catalog_devices(accelerator: str) -> list[str]:
     """The hardware-catalog keys a SkyPilot accelerator name (any case, as SkyPilot takes it) can be
     (`H100`: the SXM and the PCIe card; RunPod's `H100-SXM`: the SXM one)."""
     sxm_only = {v: k for k, v in RUNPOD_SXM_NAMES.items()}
-    accelerator = next(
-        (v for v in (*CATALOG_TO_SKYPILOT.values(), *sxm_only) if v.lower() == accelerator.lower()),
-        accelerator,
-    )
+    accelerator = skypilot_name(accelerator)
     name = sxm_only.get(accelerator, accelerator)
     keys = [k for k, v in CATALOG_TO_SKYPILOT.items() if v == name]
     if accelerator in sxm_only:

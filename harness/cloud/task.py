@@ -147,8 +147,8 @@ def check_launch(s: Scenario, file: str, opts: LaunchOptions) -> list[str]:
         else:
             _check_llamacpp(eng, where, opts, errors)
         _check_model_path(eng, where, errors, warnings)
-    warnings += _sxm_warnings(s, file, opts)
-    warnings += _idle_gpu_warnings(s, file)
+    idle = _idle_gpu_warnings(s, file)
+    warnings += idle or _sxm_warnings(s, file, opts)  # which GPU matters not where none is used
     _check_vendor(opts, errors, warnings)
     _check_fit(s, file, opts, errors, warnings)
     if opts.network_tier not in NETWORK_TIERS:
@@ -295,9 +295,10 @@ def _check_vendor(opts: LaunchOptions, errors: list[str], warnings: list[str]) -
 def _sxm_warnings(s: Scenario, file: str, opts: LaunchOptions) -> list[str]:
     """A scenario written for another GPU than the one rented; or for an SXM part, rented by a SkyPilot
     name some clouds give PCIe cards too."""
-    from harness.cloud.cost import catalog_devices
+    from harness.cloud.cost import catalog_devices, skypilot_name
 
     acc = opts.accelerators
+    name = skypilot_name(acc.name)  # SkyPilot takes any case: h100 is H100
     hw_gpu = s.hardware.gpu or ""
     can_be = catalog_devices(acc.name)
     if hw_gpu and can_be and hw_gpu not in can_be:  # another GPU altogether: that, not SXM or PCIe
@@ -313,19 +314,19 @@ def _sxm_warnings(s: Scenario, file: str, opts: LaunchOptions) -> list[str]:
         said = f"hardware.gpu: {hw_gpu}, but " if hw_gpu else ""
         return [
             f"{file}: {said}--gpus rents {acc.name}, which the hardware catalog lacks{hint}: the run "
-            "measures the GPU it gets, and its points and tables name it by its NVML name (no roofline; "
-            "--price prices it)" + (", not the scenario's" if hw_gpu else "")
+            "measures the GPU it gets, and its points and tables name it by its NVML name (no roofline; cost "
+            "and compare price it by that name)" + (", not the scenario's" if hw_gpu else "")
         ]
     cloud_name = (opts.infra or "").split("/")[0].lower()
-    if hw_gpu.endswith("-pcie") or acc.name not in SHARED_SXM_PCIE_NAMES or cloud_name in SXM_ONLY_CLOUDS:
+    if hw_gpu.endswith("-pcie") or name not in SHARED_SXM_PCIE_NAMES or cloud_name in SXM_ONLY_CLOUDS:
         return []
     where_to = f"on {cloud_name}" if cloud_name else "on whichever cloud SkyPilot picks"
-    runpod = RUNPOD_SXM_NAMES.get(acc.name)
+    runpod = RUNPOD_SXM_NAMES.get(name)
     on_runpod = f", or --gpus {runpod}:{acc.count} on RunPod" if runpod else ""
     # a scenario for no GPU in particular (an A100 against H100 comparison): the SXM parts are meant
     said = f"hardware.gpu: {hw_gpu}, but " if hw_gpu else ""
     return [
-        f"{file}: {said}SkyPilot's {acc.name} also names PCIe cards (Lambda, RunPod, Azure), with less "
+        f"{file}: {said}SkyPilot's {name} also names PCIe cards (Lambda, RunPod, Azure), with less "
         f"memory bandwidth, {where_to}: pass --cloud aws or gcp{on_runpod} for the SXM part; each run's "
         "manifest records the GPU it ran on"
     ]

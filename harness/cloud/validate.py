@@ -118,10 +118,12 @@ def unknown_cloud(message: str, infra: str | None) -> str | None:
     """SkyPilot's refusal of an `infra` whose cloud it does not know, said as a bad --cloud value with the
     names its schema takes (the refusal quotes the schema's pattern, `(?i:(aws|azure|...))`)."""
     groups = re.findall(r"\(\?i:\(?([a-z0-9_|-]+)\)?\)", message)
-    if not infra or not groups or "does not match" not in message:
+    if not infra or not groups or "does not match" not in message or "$.infra" not in message:
         return None
     names = [n for g in groups for n in g.split("|")]
     cloud = infra.split("/")[0]
+    if cloud.lower() in names:  # a known cloud, with a region or zone SkyPilot refused: its own words
+        return None
     close = difflib.get_close_matches(cloud.lower(), names, n=1)
     hint = f"did you mean {close[0]}? " if close else ""
     return f"--cloud: {cloud!r} is not a cloud SkyPilot knows ({hint}allowed: {', '.join(names)})"

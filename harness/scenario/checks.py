@@ -275,19 +275,28 @@ def weights_over_memory(eng: Any, dev: Any) -> str | None:
     memory vLLM takes (`gpu_memory_utilization`, default 0.9, of the device's); before any KV cache. None
     where they fit, or where the model's size or the device's memory is unknown."""
     from harness.catalog import models
+    from harness.engines.vllm_flags import checkpoint_precision
     from harness.roofline import bytes_per_param
 
-    if eng.type != "vllm" or not dev.memory_bytes:
+    if eng.type != "vllm" or eng.device == "cpu" or not dev.memory_bytes:
         return None
     m = eng.model
     name = m.name if m.source == "catalog" else m.catalog if m.source == "path" else None
     arch = models().get(name or "")
     if arch is None:
         return None
+    precision = eng.precision
+    if m.source == "path" and precision in ("auto", "bf16", "fp16"):
+        # a pre-quantized checkpoint keeps its weights' precision under these; one not readable here (a
+        # path on the cluster's disk) may be one
+        local = user_path(m.path)
+        if not (local / "config.json").is_file():
+            return None
+        precision = checkpoint_precision(local) or precision
     per_gpu = (
         arch.params_b
         * 1e9
-        * bytes_per_param(eng.precision)
+        * bytes_per_param(precision)
         / (eng.tensor_parallel_size * eng.pipeline_parallel_size)
     )
     per_gpu -= eng.cpu_offload_gb * 2**30
@@ -296,7 +305,7 @@ def weights_over_memory(eng: Any, dev: Any) -> str | None:
     if per_gpu <= usable:
         return None
     return (
-        f"{name} at {eng.precision} over TP {eng.tensor_parallel_size} × PP {eng.pipeline_parallel_size} "
+        f"{name} at {precision} over TP {eng.tensor_parallel_size} × PP {eng.pipeline_parallel_size} "
         f"is {per_gpu / 2**30:.1f} GiB of weights per GPU, more than the {usable / 2**30:.1f} GiB vLLM "
         f"takes of {dev.key}'s {dev.memory_bytes / 2**30:.1f} GiB (gpu_memory_utilization {util:g}), before "
         "any KV cache"
@@ -308,7 +317,7 @@ def _fit_warnings(s: Scenario, file: str) -> list[str]:
     from harness.catalog.hardware import devices
 
     dev = devices().get(s.hardware.gpu or "")
-    if dev is None:
+    if dev is None or s.hardware.gpus == 0:
         return []
     out = []
     for i, eng in enumerate(engine_configs(s)):

@@ -124,7 +124,8 @@ def gpu_info(index: int) -> dict[str, Any]:
 
 def gpu_inventory() -> dict[str, Any]:
     """Driver, CUDA driver version and per-GPU facts; `{"available": False, "reason": ...}` without NVML,
-    with `no_gpu: True` where NVML says this host has no GPU an engine could use (no driver, none counted)."""
+    with `no_gpu: True` where NVML says this host has no NVIDIA GPU an engine could use (no NVIDIA driver,
+    none counted)."""
     try:
         n = nvml.init()
     except nvml.NvmlError as e:

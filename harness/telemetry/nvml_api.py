@@ -2,9 +2,9 @@
 
 Every NVML call goes through `call()`, which turns `pynvml.NVMLError` into this module's typed
 exceptions: `NvmlUnavailable` (binding not installed, no libnvidia-ml, driver not loaded, no GPU),
-`NvmlNoGpu` (an NvmlUnavailable that says this host has no usable GPU), `NvmlNotSupported` (the device or
-driver does not support a function or field), `NvmlGpuLost`, and
-`NvmlError` for the rest. Nothing else in the harness touches pynvml.
+`NvmlNoGpu` (an NvmlUnavailable that says this host has no usable NVIDIA GPU), `NvmlNotSupported`
+(the device or driver does not support a function or field), `NvmlGpuLost`, and `NvmlError` for the
+rest. Nothing else in the harness touches pynvml.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ class NvmlUnavailable(NvmlError):
 
 
 class NvmlNoGpu(NvmlUnavailable):
-    """This host has no GPU an engine could use: no libnvidia-ml (no NVIDIA driver), the driver not
-    loaded, or NVML counts no GPU. (A binding not installed says nothing about the GPUs.)"""
+    """This host has no NVIDIA GPU an engine could use: no libnvidia-ml (no NVIDIA driver), the driver
+    not loaded, or NVML counts no GPU. (Another vendor's GPU NVML cannot see; a binding not installed
+    says nothing about the GPUs.)"""
 
 
 class NvmlNotSupported(NvmlError):

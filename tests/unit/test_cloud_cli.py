@@ -270,3 +270,5 @@ def test_a_cloud_skypilot_does_not_know_is_said_as_a_bad_cloud_value() -> None:
     )
     assert got.endswith("yotta, mithril, verda, kubernetes, k8s)")
     assert unknown_cloud("task 0: something else", "aws") is None
+    # a cloud SkyPilot knows, with a region it refused: SkyPilot's own words stand
+    assert unknown_cloud(refusal.replace("'lamda'", "'aws/'"), "aws/") is None

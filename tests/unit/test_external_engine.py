@@ -106,35 +106,38 @@ def test_points_name_the_gpu_found_here_and_warn_when_the_scenario_says_otherwis
 
 
 def test_a_gpu_the_catalog_lacks_or_no_gpu_here_is_said_at_the_point() -> None:
+    """An L4 run of an H100 scenario had been labelled, priced and checked against claims as an H100."""
     from harness.point import gpu_key, gpu_mismatch
 
-    s = _scenario("http://h:1", "h100-sxm")
-    m, cfg, eng = _manifest("h100-sxm", local=True, nvml_name="NVIDIA L4")
-    m["hardware"]["gpu"]["gpus"][0]["catalog_key"] = None
-    assert gpu_key(s, {"local": True}, m) == "nvidia-l4" and device_of(m, cfg, eng) == ("nvidia-l4", 2)
-    msg = gpu_mismatch(s, {"local": True}, m)
+    def llama(gpu: str, **engine: object) -> Scenario:
+        eng = {"type": "llamacpp", "model": {"source": "synthetic"}, "n_gpu_layers": 99, **engine}
+        return Scenario.model_validate({"name": "t", "engine": eng, "hardware": {"gpu": gpu}})
+
+    l4, cfg, eng = _manifest("h100-sxm", local=True, nvml_name="NVIDIA L4")
+    l4["hardware"]["gpu"]["gpus"][0]["catalog_key"] = None
+    # an engine the harness launched ran on the L4, named by NVML
+    assert gpu_key(llama("h100-sxm"), {}, l4) == "nvidia-l4"
+    msg = gpu_mismatch(llama("h100-sxm"), {}, l4)
     assert msg and "this machine's GPU is 'nvidia-l4', which the hardware catalog lacks" in msg
-    # no GPU here: a local endpoint may be a tunnel to another host, so the scenario's GPU stands, said
-    m, cfg, eng = _manifest("h100-sxm", local=True, nvml_name=None)
-    m["hardware"]["gpu"].update(no_gpu=True, reason="no driver")
-    assert gpu_key(s, {"local": True}, m) == "h100-sxm" and device_of(m, cfg, eng) == ("h100-sxm", 2)
-    msg = gpu_mismatch(s, {"local": True}, m)
-    assert msg and "this machine has no GPU" in msg and "tunnel" in msg
-    assert gpu_mismatch(s, {"local": False}, m) is None  # on another host: this machine says nothing
-    # an engine the harness launched on it ran on its CPU
-    launched = Scenario.model_validate(
-        {
-            "name": "t",
-            "engine": {"type": "llamacpp", "model": {"source": "synthetic"}, "n_gpu_layers": 99},
-            "hardware": {"gpu": "h100-sxm"},
-        }
+    # a local endpoint may be a port tunnelled from another host: a workstation's card says nothing of it
+    s = _scenario("http://h:1", "h100-sxm")
+    assert gpu_key(s, {"local": True}, l4) == "h100-sxm" and device_of(l4, cfg, eng) == ("h100-sxm", 2)
+    msg = gpu_mismatch(s, {"local": True}, l4)
+    assert msg and "whose GPU is 'nvidia-l4'" in msg and "tunnelled" in msg
+    none, cfg, eng = _manifest("h100-sxm", local=True, nvml_name=None)
+    none["hardware"]["gpu"].update(no_gpu=True, reason="no driver")
+    assert gpu_key(s, {"local": True}, none) == "h100-sxm" and device_of(none, cfg, eng) == ("h100-sxm", 2)
+    msg = gpu_mismatch(s, {"local": True}, none)
+    assert msg and "which has no NVIDIA GPU" in msg
+    assert gpu_mismatch(s, {"local": False}, none) is None  # on another host: this machine says nothing
+    # llama.cpp launched on a machine without an NVIDIA GPU ran on its CPU
+    assert gpu_key(llama("h100-sxm"), {}, none) is None
+    assert gpu_mismatch(llama("h100-sxm"), {}, none) == (
+        "the scenario says hardware.gpu 'h100-sxm' but this machine has no NVIDIA GPU (no driver); points "
+        "and tables name its CPU"
     )
-    assert gpu_key(launched, {}, m) is None
-    msg = gpu_mismatch(launched, {}, m)
-    assert msg == (
-        "the scenario says hardware.gpu 'h100-sxm' but this machine has no GPU (no driver); points and "
-        "tables name its CPU"
-    )
+    # unless the scenario names another vendor's GPU, which NVML cannot see (llama.cpp's ROCm build)
+    assert gpu_key(llama("mi300x"), {}, none) == "mi300x"
 
 
 def test_an_endpoint_can_say_which_catalog_model_and_precision_it_serves() -> None:

@@ -192,9 +192,22 @@ def test_a_gpu_the_catalog_lacks_goes_by_its_nvml_name_and_no_gpu_here_means_the
         "gpus": [{"name": "NVIDIA L4", "memory_total_bytes": 23034462208, "catalog_key": None}],
     }
     assert device_of(m, cfg, ENGINE) == ("nvidia-l4", 1)
-    # NVML loaded and said there is no GPU (no driver): the engine the harness launched ran on the CPU
+    # a consumer card the catalog lacks, and the CPU quickstart (n_gpu_layers 0): the CPU, as before
+    m0 = _manifest({"type": "llamacpp", "model": SYNTH, "n_gpu_layers": 0})
+    m0["hardware"]["gpu"] = {
+        "available": True,
+        "gpus": [{"name": "NVIDIA GeForce RTX 4090", "catalog_key": None}],
+    }
+    assert device_of(m0, m0["scenario"]["engine"], ENGINE) == ("epyc-9654", 1)
+    # NVML said there is no NVIDIA GPU (no driver): llama.cpp ran on the CPU
     m["hardware"]["gpu"] = {"available": False, "reason": "nvmlInit: ...", "no_gpu": True}
     assert device_of(m, cfg, ENGINE) == ("epyc-9654", 1)
+    # vLLM's GPU build does not start without its GPU (an AMD one NVML cannot see): the scenario's stands
+    vllm = _manifest(
+        {"type": "vllm", "model": {"source": "catalog", "name": "tiny-llama"}}, {"gpu": "mi300x"}
+    )
+    vllm["hardware"]["gpu"] = {"available": False, "reason": "nvmlInit: ...", "no_gpu": True}
+    assert device_of(vllm, vllm["scenario"]["engine"], {"vllm_distribution": "vllm"}) == ("mi300x", 1)
     # nothing could tell (nvidia-ml-py not installed): the scenario's word stands
     m["hardware"]["gpu"] = {"available": False, "reason": "nvidia-ml-py is not installed"}
     assert device_of(m, cfg, ENGINE) == (H100, 1)

@@ -388,3 +388,25 @@ def test_engines_that_want_a_gpu_are_warned_about_where_nvml_finds_none() -> Non
     assert any("NVML finds no GPU" in w for w in machine_warnings(offload, "g.yaml"))
     cpu_only = parse_scenario({"name": "g", "engine": {**llama, "n_gpu_layers": 0}})
     assert not any("NVML" in w for w in machine_warnings(cpu_only, "g.yaml"))
+
+
+def test_a_prequantized_checkpoint_or_one_not_here_is_not_taken_for_bf16(tmp_path: Path) -> None:
+    """An FP8 checkpoint of Llama-3.1-70B with precision auto had been counted at 2 bytes a parameter
+    (131.5 GiB on one H100, refused at launch); its weights stay fp8 (65.8 GiB: they fit)."""
+    import json
+
+    ckpt = tmp_path / "Llama-3.1-70B-FP8"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text(json.dumps({"quantization_config": {"quant_method": "fp8"}}))
+    model = {"source": "path", "path": str(ckpt), "catalog": "llama-3.1-70b"}
+    base = {"name": "q", "engine": {"type": "vllm", "model": model}, "hardware": {"gpu": "h100-sxm"}}
+    assert combination_warnings(parse_scenario(base), "q.yaml") == []
+    (ckpt / "config.json").write_text("{}")  # not quantized: bf16, 131.5 GiB
+    (w,) = combination_warnings(parse_scenario(base), "q.yaml")
+    assert "llama-3.1-70b at auto over TP 1 × PP 1 is 131.5 GiB" in w
+    # a path on another machine's disk (the cluster's): nothing to tell from here
+    elsewhere = {**base, "engine": {"type": "vllm", "model": {**model, "path": "/data/none"}}}
+    assert combination_warnings(parse_scenario(elsewhere), "q.yaml") == []
+    # vLLM on the CPU holds no weights on the GPU
+    cpu = {**base, "engine": {**base["engine"], "device": "cpu"}}
+    assert combination_warnings(parse_scenario(cpu), "q.yaml") == []
