@@ -130,7 +130,10 @@ def _gpu_warnings(s: Scenario, file: str) -> list[str]:
         if s.hardware.gpus != 0
         and ((e.type == "vllm" and e.device != "cpu") or (e.type == "llamacpp" and e.n_gpu_layers != 0))
     ]
-    if not at:
+    from harness.catalog.hardware import devices
+
+    declared = devices().get(s.hardware.gpu or "")
+    if not at or (declared is not None and declared.vendor != "nvidia"):  # NVML sees NVIDIA GPUs only
         return []
     from harness.telemetry import nvml_api
 
@@ -138,8 +141,8 @@ def _gpu_warnings(s: Scenario, file: str) -> list[str]:
         nvml_api.probe()
     except nvml_api.NvmlNoGpu:
         return [
-            f"{file}: {_where(s, at)}: NVML finds no GPU on this machine (`harness gpu-info` says why): a "
-            "run here stops at start or measures its CPU (and names the CPU in its tables)"
+            f"{file}: {_where(s, at)}: NVML finds no NVIDIA GPU on this machine (`harness gpu-info` says "
+            "why): a run here stops at start or measures its CPU (and names the CPU in its tables)"
         ]
     except nvml_api.NvmlError:  # nvidia-ml-py not installed, or NVML broken: nothing to tell
         pass

@@ -380,12 +380,15 @@ def test_engines_that_want_a_gpu_are_warned_about_where_nvml_finds_none() -> Non
     scen = parse_scenario({"name": "g", "engine": vllm, "variants": [{}, {"device": "cpu"}]})
     (warning,) = [w for w in machine_warnings(scen, "g.yaml") if "NVML" in w]
     assert warning == (
-        "g.yaml: variants[0]: NVML finds no GPU on this machine (`harness gpu-info` says why): a run here "
-        "stops at start or measures its CPU (and names the CPU in its tables)"
+        "g.yaml: variants[0]: NVML finds no NVIDIA GPU on this machine (`harness gpu-info` says why): a run "
+        "here stops at start or measures its CPU (and names the CPU in its tables)"
     )
+    # another vendor's GPU, which NVML cannot see: nothing to say
+    amd = parse_scenario({"name": "g", "engine": vllm, "hardware": {"gpu": "mi300x"}})
+    assert not any("NVML" in w for w in machine_warnings(amd, "g.yaml"))
     llama = {"type": "llamacpp", "model": {"source": "synthetic"}}
     offload = parse_scenario({"name": "g", "engine": {**llama, "n_gpu_layers": 8}})
-    assert any("NVML finds no GPU" in w for w in machine_warnings(offload, "g.yaml"))
+    assert any("NVML finds no NVIDIA GPU" in w for w in machine_warnings(offload, "g.yaml"))
     cpu_only = parse_scenario({"name": "g", "engine": {**llama, "n_gpu_layers": 0}})
     assert not any("NVML" in w for w in machine_warnings(cpu_only, "g.yaml"))
 
