@@ -110,9 +110,20 @@ OVERRIDE = "--price"
 
 def unused_override_notes(origins: dict[str, str], devices: Iterable[str]) -> list[str]:
     """A note for each `--price` device that no point given is on (a typo, or not the hardware key the
-    runs record, e.g. `h100` for `h100-sxm`): its price is used nowhere."""
+    runs record, e.g. `h100` for `h100-sxm`): its price is used nowhere. A name that priced several
+    devices (`--price H100`: origin `--price H100`) is noted where none of them is used."""
     used = sorted(set(devices))
     notes = []
+    named: dict[str, list[str]] = {}  # a name given -> the devices it priced
+    for dev, where in origins.items():
+        if where.startswith(OVERRIDE + " "):
+            named.setdefault(where.removeprefix(OVERRIDE + " "), []).append(dev)
+    for name, devs in named.items():
+        if not set(devs) & set(used):
+            notes.append(
+                f"--price {name}: it prices {', '.join(devs)}, and no point here is on one, so it is not "
+                f"used (devices: {', '.join(used)})"
+            )
     for dev, where in origins.items():
         if where != OVERRIDE or dev in used:
             continue

@@ -147,7 +147,12 @@ def output_dir(option: str, path: Path | None) -> Path | None:
 
 
 PriceOpt = Annotated[
-    list[str] | None, typer.Option("--price", help="DEVICE=USD_PER_HOUR, e.g. h100-sxm=3.10 (repeatable)")
+    list[str] | None,
+    typer.Option(
+        "--price",
+        help="DEVICE=USD_PER_HOUR, e.g. h100-sxm=3.10, or a SkyPilot name for the devices it can be, e.g. "
+        "H100=2.99 (repeatable)",
+    ),
 ]
 PricesFileOpt = Annotated[Path | None, typer.Option("--prices", help="price YAML file (prices.yaml shape)")]
 ProviderOpt = Annotated[
@@ -160,13 +165,25 @@ BandwidthOpt = Annotated[
 
 
 def prices(price: list[str] | None, prices_file: Path | None, provider: str | None) -> dict[str, PriceQuote]:
+    """The price of each device: `--price` (a hardware key, or the SkyPilot name `cloud launch --price`
+    takes, for every catalog device it can be: `H100=2.99` prices h100-sxm and h100-pcie), else the
+    prices file, the provider's or the default."""
     from harness.catalog import CatalogError
-    from harness.catalog.prices import parse_price_overrides, resolve_prices
+    from harness.catalog.hardware import devices
+    from harness.catalog.prices import OVERRIDE, PriceQuote, parse_price_overrides, resolve_prices
+    from harness.cloud.cost import catalog_devices
 
     try:
-        return dict(resolve_prices(parse_price_overrides(price or []), prices_file, provider))
+        given = parse_price_overrides(price or [])
+        table = dict(resolve_prices(given, prices_file, provider))
     except CatalogError as e:
         raise fail(str(e)) from None
+    for name, usd in given.items():
+        keys = [] if name in devices() else catalog_devices(name)
+        if keys:  # a SkyPilot name: its devices take the price, unless given by their own key
+            del table[name]
+            table |= {k: PriceQuote(k, usd, f"{OVERRIDE} {name}") for k in keys if k not in given}
+    return table
 
 
 def bandwidths(items: list[str] | None) -> dict[str, float]:

@@ -224,8 +224,9 @@ def test_the_cost_table_of_runs_names_each_rows_workload(tmp_path: Path) -> None
         "note: --price cpus: no point here is on that device, so it is not used (did you mean cpu? devices: "
         "cpu)" in res.stderr
     )
-    assert (
-        "note: --price h100: no point here is on that device, so it is not used (devices: cpu)" in res.stderr
+    assert (  # h100, SkyPilot's name (any case), prices both H100s
+        "note: --price h100: it prices h100-pcie, h100-sxm, and no point here is on one, so it is not used "
+        "(devices: cpu)" in res.stderr
     )
 
 
@@ -260,3 +261,31 @@ def test_unused_price_overrides_are_named_with_the_devices_there_are() -> None:
         "cpu, h100-sxm)"
     ]
     assert unused_override_notes(origins, ["h100", "cpu"]) == []  # a catalog price unused: no note
+
+
+def test_a_skypilot_name_prices_every_catalog_device_it_can_be(tmp_path: Path) -> None:
+    """`cloud launch --price H100=2.99` takes SkyPilot's names; `cost --price H100=2.99` had ignored the
+    same price (a note only) and costed the run at the catalog's $2.49."""
+    import json
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(
+        Path(__file__).resolve().parents[2] / "results" / "evidence" / "20261125T114708Z-quickstart-cpu", run
+    )
+    m = json.loads((run / "manifest.json").read_text())
+    # as recorded on an H100 machine: the quickstart's points are then that GPU's
+    m["hardware"]["gpu"] = {
+        "available": True,
+        "gpus": [{"name": "NVIDIA H100 80GB HBM3", "catalog_key": "h100-sxm"}],
+    }
+    (run / "manifest.json").write_text(json.dumps(m))
+    res = _cli("cost", str(run), "--price", "H100=2.99")
+    assert res.returncode == 0, res.stderr
+    assert "price h100-sxm: $2.99/h (--price H100)" in res.stderr
+    rows = [line for line in res.stdout.splitlines() if "h100-sxm | llamacpp" in line]
+    assert len(rows) == 3 and all("│          2.99 │" in r for r in rows)
+    assert "no point here" not in res.stderr
+    # a device's own key wins over the name that covers it
+    res = _cli("cost", str(run), "--price", "H100=2.99", "--price", "h100-sxm=3.5")
+    assert "price h100-sxm: $3.5/h (--price)" in res.stderr

@@ -235,8 +235,8 @@ def test_recommend_slo_options_carry_their_unit_and_the_older_names_still_work()
             "--gpu: 'h100' is not a GPU in the hardware catalog (allowed: a100-40gb-pcie,",
         ),
         (  # a price of no catalog GPU had been taken and used nowhere, without a word
-            ["recommend", "--model", "llama-3.1-70b", "--concurrency", "8", "--price", "h100=1"],
-            "--price: 'h100' is not a GPU in the hardware catalog (allowed: a100-40gb-pcie,",
+            ["recommend", "--model", "llama-3.1-70b", "--concurrency", "8", "--price", "h100x=1"],
+            "--price: 'h100x' is not a GPU in the hardware catalog (allowed: a100-40gb-pcie,",
         ),
         (["claims", "--source", "foo"], "--source: no claims from 'foo' (allowed: article,"),
         (
