@@ -25,7 +25,7 @@ from harness import hostinfo, llama_bench
 from harness.client.aio import loop_name
 from harness.engines import make_engine
 from harness.engines.base import Engine, redact, redact_scenario
-from harness.engines.process import EngineError, set_abort_check
+from harness.engines.process import EngineError, set_abort_check, tail_lines
 from harness.load.search import PointPlan, RateSearch
 from harness.load.workload import SAMPLING_SCHEME, DatasetError, DatasetRow, load_dataset
 from harness.models import ModelError
@@ -306,14 +306,7 @@ def _start_task(progress: Progress, label: str, log: Path) -> Iterator[None]:
 def last_log_line(log: Path, chars: int = LOG_LINE_CHARS) -> str:
     """The last non-empty line of a log, printable characters only, cut to `chars` (… where cut); ""
     where there is none yet."""
-    try:
-        with open(log, "rb") as f:
-            f.seek(0, 2)
-            f.seek(max(0, f.tell() - 4096))
-            lines = f.read().decode(errors="replace").splitlines()
-    except OSError:
-        return ""
-    for line in reversed(lines):
+    for line in reversed(tail_lines(log, 20) or []):
         text = "".join(c for c in line if c.isprintable()).strip()
         if text:
             return text if len(text) <= chars else text[: chars - 1] + "…"

@@ -307,10 +307,9 @@ def _sxm_warnings(s: Scenario, file: str, opts: LaunchOptions) -> list[str]:
             "measures the GPU it gets, and its points and tables name that one, not the scenario's"
         ]
     if not can_be:  # a GPU the catalog lacks, or a misspelt name (SkyPilot refuses those at launch)
-        names = {n.lower(): n for n in (*CATALOG_TO_SKYPILOT.values(), *RUNPOD_SXM_NAMES.values())}
         times = re.fullmatch(r"(.+?)[x*](\d+)", acc.name, re.I)  # H100x8 for H100:8
-        known = names.get(times.group(1).lower()) if times else None
-        hint = f" (did you mean {known}:{times.group(2)}?)" if known and times else ""
+        known = skypilot_name(times.group(1)) if times else ""
+        hint = f" (did you mean {known}:{times.group(2)}?)" if times and catalog_devices(known) else ""
         said = f"hardware.gpu: {hw_gpu}, but " if hw_gpu else ""
         return [
             f"{file}: {said}--gpus rents {acc.name}, which the hardware catalog lacks{hint}: the run "

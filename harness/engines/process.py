@@ -152,7 +152,8 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def tail(path: Path, lines: int = 30) -> str:
+def tail_lines(path: Path, lines: int = 30) -> list[str] | None:
+    """The last `lines` lines of a log (of its last 16 KiB); None where it cannot be read (not yet)."""
     try:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
@@ -160,8 +161,13 @@ def tail(path: Path, lines: int = 30) -> str:
             f.seek(max(0, size - 16384))
             text = f.read().decode(errors="replace")
     except OSError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:])
+        return None
+    return text.splitlines()[-lines:]
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    got = tail_lines(path, lines)
+    return "(no log)" if got is None else "\n".join(got)
 
 
 class ManagedProcess:
