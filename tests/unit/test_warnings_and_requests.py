@@ -342,7 +342,9 @@ def test_a_vllm_engine_whose_python_has_no_vllm_is_a_warning_not_an_error() -> N
     vllm = {"type": "vllm", "model": {"source": "catalog", "name": "llama-3.1-8b"}, "python": "/bin/false"}
     scen = parse_scenario({"name": "v", "engine": vllm, "variants": [{}, {"max_num_seqs": 8}]})
     (warning,) = [w for w in machine_warnings(scen, "v.yaml") if "NVML" not in w]  # a GPU here or not
-    assert warning.startswith("v.yaml: variants[0, 1]: engine.python: cannot run /bin/false")
+    assert warning.startswith(
+        "v.yaml: variants[0, 1]: engine.python: /bin/false is not a Python that answers (exit code 1"
+    )
     assert warning.endswith(": a run on this machine stops at start")
     assert combination_warnings(scen, "v.yaml") == []  # the scenario's own checks ask no machine
 
