@@ -208,8 +208,9 @@ def all_notes(manifest: dict[str, Any], df: pd.DataFrame, run: Path) -> list[str
 
 def run_notes(manifest: dict[str, Any], df: pd.DataFrame, run: Path) -> list[str]:
     """How the run stands: still being written, killed (its manifest says `running` but the process that
-    wrote it is gone), ended otherwise than complete; and, for a resumed run, which points a resume
-    measured (on an engine started again from cold)."""
+    wrote it is gone), ended otherwise than complete; its engines' warnings (the GPU it is labelled with,
+    llama.cpp layers that stayed on the CPU, ...); and, for a resumed run, which points a resume measured
+    (on an engine started again from cold)."""
     out = []
     if note := df.attrs.get("read_note"):
         out.append(f"points table: {note}")
@@ -231,6 +232,12 @@ def run_notes(manifest: dict[str, Any], df: pd.DataFrame, run: Path) -> list[str
             )
     elif status not in ("complete", None):
         out.append(f"run {status}: {manifest.get('status_message') or 'no reason recorded'}")
+    engines = manifest.get("engines") or []
+    out += list(
+        dict.fromkeys(
+            f"engine (variant {e.get('variant')}): {w}" for e in engines for w in e.get("warnings") or []
+        )
+    )
     if resumed := manifest.get("resumed_utc") or []:
         which = ""
         if {"attempt", "point_id"} <= set(df.columns):  # points tables from before `attempt` have none

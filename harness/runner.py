@@ -447,9 +447,12 @@ class _Sweep:
         self.console.print(f"engine healthy at {base_url} after {time.monotonic() - t0:.1f} s", markup=False)
         return engine, base_url, counters
 
-    def _warn(self, vi: int, described: dict[str, Any]) -> None:
-        warnings = [*(described.get("warnings") or []), gpu_mismatch(self.s, described, self.run.manifest)]
-        for w in filter(None, warnings):
+    def _warn(self, vi: int, entry: dict[str, Any]) -> None:
+        """Print the engine's warnings, the GPU the run is labelled with among them, which goes into its
+        manifest entry too (report gives them again)."""
+        if mismatch := gpu_mismatch(self.s, entry, self.run.manifest):
+            entry["warnings"] = [*(entry.get("warnings") or []), mismatch]
+        for w in entry.get("warnings") or []:
             self.console.print(f"[yellow]warning[/] engine (variant {vi}): {escape(w)}", highlight=False)
 
     def _should_abort(self, engine: Any) -> str | None:

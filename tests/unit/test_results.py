@@ -727,3 +727,25 @@ def test_a_points_seed_depends_on_the_scenario_seed_and_the_rate_only() -> None:
 
     assert point_seed(7, 20.0) != point_seed(7, 40.0) and point_seed(7, 20.0) != point_seed(8, 20.0)
     assert point_seed(3, None) == 3
+
+
+def test_engine_warnings_are_given_again_by_the_report(tmp_path: Path) -> None:
+    """The GPU a run was labelled with had been printed during the run and kept nowhere: a later reader
+    could not tell an assumed H100 from a measured one."""
+    import pandas as pd
+
+    from harness.report import run_notes
+
+    tunnelled = "the endpoint's address is this machine's, which has no NVIDIA GPU: ..."
+    manifest = {
+        "status": "complete",
+        "engines": [
+            {"variant": 0, "warnings": [tunnelled]},
+            {"variant": 1, "attempt": 0, "warnings": ["llama.cpp put no weights on the GPU"]},
+            {"variant": 0, "attempt": 1, "warnings": [tunnelled]},  # a resume starts it again: said once
+        ],
+    }
+    assert run_notes(manifest, pd.DataFrame(), tmp_path) == [
+        f"engine (variant 0): {tunnelled}",
+        "engine (variant 1): llama.cpp put no weights on the GPU",
+    ]
