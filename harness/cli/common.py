@@ -179,8 +179,12 @@ def prices(price: list[str] | None, prices_file: Path | None, provider: str | No
     except CatalogError as e:
         raise fail(str(e)) from None
     for name, usd in given.items():
-        keys = [] if name in devices() else catalog_devices(name)
-        if keys:  # a SkyPilot name: its devices take the price, unless given by their own key
+        if name in devices():
+            continue
+        # a device key in capitals (GH200), or a SkyPilot name: its devices take the price, unless given
+        # by their own key
+        keys = [name.lower()] if name.lower() in devices() else catalog_devices(name)
+        if keys:
             del table[name]
             table |= {k: PriceQuote(k, usd, f"{OVERRIDE} {name}") for k in keys if k not in given}
     return table

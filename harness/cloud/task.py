@@ -150,6 +150,7 @@ def check_launch(s: Scenario, file: str, opts: LaunchOptions) -> list[str]:
     idle = _idle_gpu_warnings(s, file)
     warnings += idle or _sxm_warnings(s, file, opts)  # which GPU matters not where none is used
     _check_vendor(opts, errors, warnings)
+    _check_name(opts, errors)
     _check_fit(s, file, opts, errors, warnings)
     if opts.network_tier not in NETWORK_TIERS:
         errors.append(
@@ -270,6 +271,17 @@ def _idle_gpu_warnings(s: Scenario, file: str) -> list[str]:
     ]
 
 
+def _check_name(opts: LaunchOptions, errors: list[str]) -> None:
+    """A count written into the name (`H100x8` for H100:8): SkyPilot would look for a GPU of that name."""
+    from harness.cloud.cost import catalog_devices, skypilot_name
+
+    name = opts.accelerators.name
+    if (times := re.fullmatch(r"(.+?)[x*](\d+)", name, re.I)) and catalog_devices(
+        known := skypilot_name(times.group(1))
+    ):
+        errors.append(f"--gpus: {name!r} is no accelerator name (did you mean {known}:{times.group(2)}?)")
+
+
 def _check_vendor(opts: LaunchOptions, errors: list[str], warnings: list[str]) -> None:
     """A GPU of another vendor than NVIDIA: the default images are CUDA builds, and GPU telemetry is
     NVML's."""
@@ -306,13 +318,10 @@ def _sxm_warnings(s: Scenario, file: str, opts: LaunchOptions) -> list[str]:
             f"{file}: hardware.gpu: {hw_gpu}, but --gpus rents {acc.name} ({' or '.join(can_be)}): the run "
             "measures the GPU it gets, and its points and tables name that one, not the scenario's"
         ]
-    if not can_be:  # a GPU the catalog lacks, or a misspelt name (SkyPilot refuses those at launch)
-        times = re.fullmatch(r"(.+?)[x*](\d+)", acc.name, re.I)  # H100x8 for H100:8
-        known = skypilot_name(times.group(1)) if times else ""
-        hint = f" (did you mean {known}:{times.group(2)}?)" if times and catalog_devices(known) else ""
+    if not can_be:  # a GPU the catalog lacks (a misspelt name: SkyPilot refuses it at launch)
         said = f"hardware.gpu: {hw_gpu}, but " if hw_gpu else ""
         return [
-            f"{file}: {said}--gpus rents {acc.name}, which the hardware catalog lacks{hint}: the run "
+            f"{file}: {said}--gpus rents {acc.name}, which the hardware catalog lacks: the run "
             "measures the GPU it gets, and its points and tables name it by its NVML name (no roofline; cost "
             "and compare price it by that name)" + (", not the scenario's" if hw_gpu else "")
         ]

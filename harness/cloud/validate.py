@@ -115,15 +115,19 @@ def validate_task_yamls(texts: list[str], python: str | None = None) -> list[dic
 
 
 def unknown_cloud(message: str, infra: str | None) -> str | None:
-    """SkyPilot's refusal of an `infra` whose cloud it does not know, said as a bad --cloud value with the
-    names its schema takes (the refusal quotes the schema's pattern, `(?i:(aws|azure|...))`)."""
+    """SkyPilot's refusal of an `infra` it cannot read, said as a bad --cloud value: a cloud it does not know
+    with the names its schema takes (the refusal quotes the schema's pattern, `(?i:(aws|azure|...))`), or
+    a known cloud whose region or zone part is empty or one too many."""
     groups = re.findall(r"\(\?i:\(?([a-z0-9_|-]+)\)?\)", message)
     if not infra or not groups or "does not match" not in message or "$.infra" not in message:
         return None
     names = [n for g in groups for n in g.split("|")]
     cloud = infra.split("/")[0]
-    if cloud.lower() in names:  # a known cloud, with a region or zone SkyPilot refused: its own words
-        return None
+    if cloud.lower() in names:  # a known cloud: the region or zone after it is what SkyPilot refused
+        return (
+            f"--cloud: {infra!r}: a region or zone after {cloud} is empty or one too many (allowed: CLOUD, "
+            "CLOUD/REGION, CLOUD/REGION/ZONE)"
+        )
     close = difflib.get_close_matches(cloud.lower(), names, n=1)
     hint = f"did you mean {close[0]}? " if close else ""
     return f"--cloud: {cloud!r} is not a cloud SkyPilot knows ({hint}allowed: {', '.join(names)})"

@@ -270,5 +270,8 @@ def test_a_cloud_skypilot_does_not_know_is_said_as_a_bad_cloud_value() -> None:
     )
     assert got.endswith("yotta, mithril, verda, kubernetes, k8s)")
     assert unknown_cloud("task 0: something else", "aws") is None
-    # a cloud SkyPilot knows, with a region it refused: SkyPilot's own words stand
-    assert unknown_cloud(refusal.replace("'lamda'", "'aws/'"), "aws/") is None
+    # a cloud SkyPilot knows, with an empty region: said so, not as SkyPilot's pattern
+    assert unknown_cloud(refusal.replace("'lamda'", "'aws/'"), "aws/") == (
+        "--cloud: 'aws/': a region or zone after aws is empty or one too many (allowed: CLOUD, CLOUD/REGION, "
+        "CLOUD/REGION/ZONE)"
+    )

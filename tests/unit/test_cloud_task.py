@@ -129,10 +129,11 @@ def test_an_sxm_scenario_on_a_shared_skypilot_name_warns_unless_the_cloud_has_on
     )
     # `H100x8` (for H100:8) passed the dry run, priced at nothing
     one = load_scenario(ONE_GPU)
-    (w,) = check_launch(one, str(ONE_GPU), LaunchOptions(accelerators=Accelerators("H100x1", 1)))
-    assert w.startswith(
-        f"{ONE_GPU}: --gpus rents H100x1, which the hardware catalog lacks (did you mean H100:1?)"
-    )
+    with pytest.raises(CloudError) as e:
+        check_launch(one, str(ONE_GPU), LaunchOptions(accelerators=Accelerators("h100x8", 1)))
+    assert e.value.messages == ["--gpus: 'h100x8' is no accelerator name (did you mean H100:8?)"]
+    (w,) = check_launch(one, str(ONE_GPU), LaunchOptions(accelerators=Accelerators("L4", 1)))
+    assert w.startswith(f"{ONE_GPU}: --gpus rents L4, which the hardware catalog lacks: the run measures")
     # another GPU altogether: said as such (it had read as the SXM/PCIe warning, naming the A100's PCIe cards)
     (w,) = check_launch(s, str(TP8), LaunchOptions(accelerators=Accelerators("A100-80GB", 8)))
     assert w == (

@@ -326,3 +326,12 @@ def test_an_amd_gpu_among_the_rows_shown_says_what_running_it_takes() -> None:
     (note,) = vendor_notes(shown)
     assert note.startswith("mi300x is an AMD GPU: `harness cloud launch` needs --image")
     assert vendor_notes(shown.iloc[2:]) == [] and vendor_notes(shown.iloc[:0]) == []
+
+
+def test_a_device_key_in_capitals_is_that_device() -> None:
+    """`--price GH200=2` had been refused with `gh200` among the allowed keys."""
+    from tests.conftest import run_harness
+
+    res = run_harness("recommend", "--model", "llama-3.1-70b", "--concurrency", "8", "--price", "GH200=2")
+    assert res.returncode == 0, res.stderr
+    assert "gh200" in res.stdout and "no price: a100-40gb-pcie, h100-nvl (" in res.stderr
