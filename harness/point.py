@@ -25,7 +25,7 @@ from harness.load.search import slo_met
 from harness.load.workload import DatasetRow, build_specs
 from harness.records import RequestRecord
 from harness.results import RunDir
-from harness.runinfo import machine_gpu, run_gpu
+from harness.runinfo import detected_gpu, machine_gpu, ran_on_cpu, run_gpu
 from harness.scenario import Point, Scenario
 from harness.telemetry.base import TelemetrySet
 from harness.telemetry.window import j_per_token
@@ -69,6 +69,15 @@ def gpu_mismatch(s: Scenario, described: dict[str, Any], manifest: dict[str, Any
     return None
 
 
+def _on_cpu(s: Scenario, p: Point, described: dict[str, Any], manifest: dict[str, Any]) -> bool:
+    """The point's engine ran on the host CPU (`runinfo.ran_on_cpu`: vLLM's CPU build, llama.cpp whose
+    log shows no weights on a GPU, ...): its row names no GPU, as the tables name the CPU."""
+    if described.get("local") is False:
+        return False
+    cfg = p.engine.model_dump(mode="json")
+    return ran_on_cpu(cfg, s.hardware.model_dump(mode="json"), described, detected_gpu(manifest) is not None)
+
+
 def _point_row(
     s: Scenario, p: Point, engine: Engine, summary: dict[str, Any], manifest: dict[str, Any]
 ) -> dict[str, Any]:
@@ -82,7 +91,7 @@ def _point_row(
         "model": (d.get("model") or {}).get("name"),
         "precision": d.get("precision") or getattr(p.engine, "precision", None),
         "n_gpu_layers": getattr(p.engine, "n_gpu_layers", None),
-        "gpu": gpu_key(s, d, manifest),
+        "gpu": None if _on_cpu(s, p, d, manifest) else gpu_key(s, d, manifest),
         "gpu_declared": s.hardware.gpu,
         "gpus": s.hardware.gpus,
         "mode": s.load.mode,

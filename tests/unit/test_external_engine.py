@@ -162,3 +162,19 @@ def test_an_endpoint_can_say_which_catalog_model_and_precision_it_serves() -> No
     assert msg.startswith("f.yaml: engine.model.catalog: 'llama-70b' is not in the model catalog (allowed: ")
     with pytest.raises(ValueError, match=r"precision\n.*invalid value 'fp4' \(allowed: auto, fp32"):
         Scenario.model_validate({"name": "t", "engine": {**eng, "precision": "fp4"}})
+
+
+def test_a_point_whose_llama_cpp_put_nothing_on_a_gpu_names_no_gpu() -> None:
+    """`n_gpu_layers: -1` with `hardware.gpu: mi300x` on a CPU build: points.csv said gpu mi300x while the
+    tables (runinfo.ran_on_cpu, the load log's placement) named the CPU."""
+    from harness.point import _on_cpu
+    from harness.scenario import expand_points
+
+    eng = {"type": "llamacpp", "model": {"source": "synthetic"}, "n_gpu_layers": -1}
+    s = Scenario.model_validate({"name": "t", "engine": eng, "hardware": {"gpu": "mi300x"}})
+    point = expand_points(s)[0]
+    manifest = {"hardware": {"gpu": {"available": False, "no_gpu": True}}}
+    nothing = {"placement": {"model_buffers_mib": {"CPU_Mapped": 16.0}, "gpu_weights_mib": 0.0}}
+    assert _on_cpu(s, point, nothing, manifest) is True
+    on_gpu = {"placement": {"model_buffers_mib": {"ROCm0": 50.0}, "gpu_weights_mib": 50.0}}
+    assert _on_cpu(s, point, on_gpu, manifest) is False
