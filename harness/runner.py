@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 import signal
 import sys
@@ -303,11 +304,16 @@ def _start_task(progress: Progress, label: str, log: Path) -> Iterator[None]:
         progress.remove_task(task)
 
 
+# llama.cpp's log prefix (`0.02.174.496 I `: time since start and level), which takes the room of what it says
+_LLAMA_LOG_PREFIX = re.compile(r"^\d+\.\d+\.\d+\.\d+ [A-Z] ")
+
+
 def last_log_line(log: Path, chars: int = LOG_LINE_CHARS) -> str:
-    """The last non-empty line of a log, printable characters only, cut to `chars` (… where cut); ""
-    where there is none yet."""
+    """The last non-empty line of a log, printable characters only, without llama.cpp's time-and-level
+    prefix, runs of spaces as one, cut to `chars` (… where cut); "" where there is none yet."""
     for line in reversed(tail_lines(log, 20) or []):
         text = "".join(c for c in line if c.isprintable()).strip()
+        text = " ".join(_LLAMA_LOG_PREFIX.sub("", text).split())
         if text:
             return text if len(text) <= chars else text[: chars - 1] + "…"
     return ""

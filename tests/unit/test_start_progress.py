@@ -21,6 +21,9 @@ def test_the_last_log_line_is_printable_and_cut_short(tmp_path: Path) -> None:
     assert last_log_line(log, chars=10) == "x" * 9 + "…"
     log.write_bytes(b"\xff\xfeweights\n")  # not UTF-8: replaced, not an error
     assert last_log_line(log) == "\ufffd\ufffdweights"
+    # llama.cpp's time-and-level prefix and its column padding take the room of what the line says
+    log.write_text("0.01.123.040 I llama_kv_cache:        CPU KV buffer size =    12.00 MiB\n")
+    assert last_log_line(log) == "llama_kv_cache: CPU KV buffer size = 12.00 MiB"
 
 
 def test_start_up_shows_the_log_while_it_lasts_and_leaves_no_line(tmp_path: Path) -> None:
