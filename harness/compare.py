@@ -513,7 +513,7 @@ EMPTY_METRIC_HINTS = {
     "energy_usd_per_1m_tokens": "needs --kwh and measured energy",
     "total_usd_per_1m_tokens": "needs a price, --kwh and measured energy",
     "pct_roofline": "needs the device's memory bandwidth, from the catalog or --bandwidth "
-    "DEVICE=GB_PER_S, and the model's size",
+    "DEVICE=GB_PER_S, and the model's size (for an external endpoint, engine.precision and model.catalog)",
     "reruns": "only with --reruns median",
     "output_tok_s_spread_pct": "only with --reruns median over several runs of a cell",
 }

@@ -269,8 +269,12 @@ def host_cpu_label(manifest: dict[str, Any]) -> str | None:
     return ", ".join(parts)
 
 
-def shape_of(cfg: dict[str, Any], engine: dict[str, Any]) -> tuple[Shape | None, float | None]:
-    """The model's shape for the roofline and its weight bytes (the GGUF file size when there is one)."""
+def shape_of(
+    cfg: dict[str, Any], engine: dict[str, Any], precision: str | None = None
+) -> tuple[Shape | None, float | None]:
+    """The model's shape for the roofline and its weight bytes: the GGUF file size when there is one, else
+    parameters × bytes at `precision` (what the point ran at; default the configuration's), None at
+    `auto` (bytes a parameter not known)."""
     spec = cfg.get("model") or {}
     emodel = engine.get("model") or {}
     size = emodel.get("size_bytes")
@@ -292,8 +296,8 @@ def shape_of(cfg: dict[str, Any], engine: dict[str, Any]) -> tuple[Shape | None,
         shape = Shape("synthetic", float(L * per_layer + 2 * spec["vocab"] * h), L, heads, kvh, hd)
     weight = float(size) if size else None
     if weight is None and shape is not None:
-        prec = str(cfg.get("precision") or "auto").lower()
-        if prec in BYTES_PER_PARAM:
+        prec = str(precision or cfg.get("precision") or "auto").lower()
+        if prec in BYTES_PER_PARAM and prec != "auto":
             weight = shape.params * BYTES_PER_PARAM[prec]
     return shape, weight
 
@@ -399,10 +403,15 @@ def context_tokens(manifest: dict[str, Any]) -> float:
 
 def parse_bandwidths(items: list[str]) -> dict[str, float]:
     """`["cpu=20"]` -> {"cpu": 20.0} (GB/s); a malformed item raises ValueError with the fix."""
-    from harness.keyvalues import name_numbers
+    from harness.keyvalues import RepeatedName, name_numbers
 
     try:
         return name_numbers(items)
+    except RepeatedName as e:
+        a, b = e.args
+        raise ValueError(
+            f"--bandwidth: {a!r} and {b!r} give one device two bandwidths (give each once)"
+        ) from None
     except ValueError as e:
         raise ValueError(
             f"--bandwidth: {e.args[0]!r}: expected DEVICE=GB_PER_S (a number > 0), e.g. cpu=20"
@@ -461,7 +470,7 @@ def roofline_tok_s(
     hw = (manifest.get("scenario") or {}).get("hardware") or {}
     if cfg.get("type") == "external" and int(hw.get("gpus") or 1) > 1:
         return math.nan
-    shape, weight = shape_of(cfg, engine)
+    shape, weight = shape_of(cfg, engine, precision)
     if shape is None or weight is None:
         return math.nan
     batch = engine_batch(cfg, int(batch))

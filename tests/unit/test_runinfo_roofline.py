@@ -359,3 +359,24 @@ def test_a_gpu_the_inventory_matched_to_no_catalog_entry_is_not_found_again_by_i
     m["hardware"]["gpu"] = {"name": "NVIDIA H100 80GB HBM3"}  # no inventory of GPUs: names only
     found = detected_gpu(m)
     assert found is not None and found.key == "h100-sxm"
+
+
+def test_weights_go_by_the_precision_a_point_ran_at_and_auto_has_none() -> None:
+    """An external endpoint whose precision is not recorded (`auto`) had a % of roofline at 2 B a
+    parameter, which claims and recommend refuse to assume; a vLLM `auto` whose log said fp8 went by the
+    configuration's precision."""
+    vllm = {"type": "vllm", "model": {"source": "catalog", "name": "llama-3.1-8b", "weights": "dummy"}}
+    m = _manifest(vllm, {"gpu": H100, "gpus": 1})
+    cfg = m["scenario"]["engine"]
+    at = {p: roofline_tok_s(m, cfg, {}, H100, 1, p) for p in ("auto", "bf16", "fp8")}
+    assert math.isnan(at["auto"])
+    # batch 1 decode streams the weights once a token: fp8's half the bytes, about twice the ceiling
+    assert at["fp8"] / at["bf16"] == pytest.approx(2.0, rel=0.02)
+    ext = {"type": "external", "base_url": "http://h:8000", "model": {"source": "served", "name": "m"}}
+    ext["model"]["catalog"] = "llama-3.1-8b"
+    m = _manifest(ext, {"gpu": H100, "gpus": 1})
+    cfg = m["scenario"]["engine"]
+    assert math.isnan(roofline_tok_s(m, cfg, {"local": False}, H100, 1, "auto"))
+    m = _manifest({**ext, "precision": "bf16"}, {"gpu": H100, "gpus": 1})
+    cfg = m["scenario"]["engine"]
+    assert roofline_tok_s(m, cfg, {"local": False}, H100, 1, "bf16") == pytest.approx(at["bf16"])
