@@ -94,14 +94,22 @@ def load_price_file(path: str | Path) -> list[Price]:
 
 def parse_price_overrides(items: Iterable[str]) -> dict[str, float]:
     """`["h100-sxm=2.99", "cpu=0.1"]` -> {"h100-sxm": 2.99, "cpu": 0.1}; bad items raise CatalogError."""
-    from harness.keyvalues import name_numbers
+    from harness.keyvalues import RepeatedName, name_numbers
 
     try:
         return name_numbers(items, unit_prefix="$")
+    except RepeatedName as e:
+        raise CatalogError(f"--price: {repeated(e)}") from None
     except ValueError as e:
         raise CatalogError(
             f"--price: {e.args[0]!r}: expected DEVICE=USD_PER_HOUR (a number > 0), e.g. h100-sxm=3.10"
         ) from None
+
+
+def repeated(e: Exception) -> str:
+    """A RepeatedName said for --price."""
+    a, b = e.args
+    return f"{a!r} and {b!r} give one name two prices (give each name once)"
 
 
 # the origin of a price given on the command line

@@ -178,6 +178,7 @@ def prices(price: list[str] | None, prices_file: Path | None, provider: str | No
         table = dict(resolve_prices(given, prices_file, provider))
     except CatalogError as e:
         raise fail(str(e)) from None
+    by: dict[str, str] = {}  # a device priced through another name -> that name
     for name, usd in given.items():
         if name in devices():
             continue
@@ -186,7 +187,14 @@ def prices(price: list[str] | None, prices_file: Path | None, provider: str | No
         keys = [name.lower()] if name.lower() in devices() else catalog_devices(name)
         if keys:
             del table[name]
-            table |= {k: PriceQuote(k, usd, f"{OVERRIDE} {name}") for k in keys if k not in given}
+        for k in (k for k in keys if k not in given):
+            if k in by and table[k].usd_per_hour != usd:  # H100=2 and H100-SXM=3 both price h100-sxm
+                raise fail(
+                    f"--price: {by[k]}={given[by[k]]:g} and {name}={usd:g} both price {k} (give {k}=USD "
+                    "for it, or one of the two)"
+                )
+            by[k] = name
+            table[k] = PriceQuote(k, usd, f"{OVERRIDE} {name}")
     return table
 
 

@@ -87,10 +87,13 @@ def _check_secrets(names: list[str]) -> tuple[str, ...]:
 def parse_gpu_prices(items: list[str]) -> dict[str, float]:
     """`--price` values: `2.99` (every accelerator: key "") or `H100=2.99` (that SkyPilot accelerator name,
     lower-cased), USD per GPU-hour."""
-    from harness.keyvalues import name_numbers
+    from harness.catalog.prices import repeated
+    from harness.keyvalues import RepeatedName, name_numbers
 
     try:
         return {k.lower(): v for k, v in name_numbers(items, bare=True).items()}
+    except RepeatedName as e:
+        raise CloudError([f"--price: {repeated(e)}"]) from None
     except ValueError as e:
         raise CloudError(
             [
@@ -202,13 +205,17 @@ def launch(
         plans, warnings = _plans(s, scenario, gpus, options, parse_gpu_prices(price or []), workdir)
     except CloudError as e:
         raise _fail(e.messages) from None
+    if not dry_run:
+        _check_can_launch(plans, results)
+    # SkyPilot's refusal (a cloud it does not know, a feature the cloud lacks) comes before anything else:
+    # the warnings would be about a launch that cannot happen, and a dry run prints no task it refuses
+    _validate(plans, quiet_unavailable=not dry_run)
     for w in dict.fromkeys(warnings):
         err.print(f"warning: {w}", markup=False)
     idle = None if keep else idle_minutes
     if dry_run:
         _print_dry_run(plans, results, keep, idle_minutes, max_hours)
         return
-    _check_can_launch(plans, results)
     for line in _cost_lines(plans, max_hours, idle):
         err.print(line, markup=False)
     _confirm(yes, len(plans))
@@ -276,10 +283,9 @@ def _plans(
 def _print_dry_run(
     plans: list[_Plan], results: Path, keep: bool, idle_minutes: int, max_hours: float
 ) -> None:
-    """The tasks on stdout; SkyPilot's verdict on them, the cost and the commands a launch would run."""
+    """The tasks on stdout; the cost and the commands a launch would run."""
     for i, p in enumerate(plans):
         write_stdout(("---\n" if i else "") + f"# cluster: {p.cluster}\n" + p.yaml_text)
-    _validate(plans)
     for line in _cost_lines(plans, max_hours, None if keep else idle_minutes):
         err.print(line, markup=False)
     for p in plans:
@@ -359,13 +365,16 @@ FEATURE_HINTS = {
 }
 
 
-def _validate(plans: list[_Plan]) -> None:
+def _validate(plans: list[_Plan], quiet_unavailable: bool = False) -> None:
+    """Exit 2 where SkyPilot's loader refuses a task or its cloud lacks a feature it needs. Without an
+    importable SkyPilot (`sky` from pipx), a note, or nothing for a launch (`sky launch` checks then)."""
     from harness.cloud.validate import SkyPilotUnavailable, TaskInvalid, unknown_cloud, validate_task_yamls
 
     try:
         got = validate_task_yamls([p.yaml_text for p in plans])
     except SkyPilotUnavailable as e:
-        err.print(f"not checked with SkyPilot's loader: {e}", markup=False)
+        if not quiet_unavailable:
+            err.print(f"not checked with SkyPilot's loader: {e}", markup=False)
         return
     except TaskInvalid as e:
         raise _fail(unknown_cloud(str(e), plans[0].opts.infra) or f"SkyPilot rejects the task: {e}") from None

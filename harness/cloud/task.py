@@ -152,6 +152,7 @@ def check_launch(s: Scenario, file: str, opts: LaunchOptions) -> list[str]:
     _check_vendor(opts, errors, warnings)
     _check_name(opts, errors)
     _check_fit(s, file, opts, errors, warnings)
+    warnings += _max_hours_warnings(s, file, opts.max_hours)
     if opts.network_tier not in NETWORK_TIERS:
         errors.append(
             f"--network-tier: invalid value {opts.network_tier!r} (allowed: {', '.join(NETWORK_TIERS)})"
@@ -269,6 +270,30 @@ def _idle_gpu_warnings(s: Scenario, file: str) -> list[str]:
         f"{file}: every engine configuration runs on the CPU (n_gpu_layers: 0, device: cpu or hardware.gpus: "
         "0): the GPUs rented sit idle"
     ]
+
+
+def _max_hours_warnings(s: Scenario, file: str, max_hours: float) -> list[str]:
+    """`--max-hours` shorter than the scenario's load: the job is stopped there (its finished points kept)."""
+    from harness.scenario.timing import load_time
+
+    t = load_time(s)
+    limit_s = max_hours * 3600
+    starts = f"{t.engines} engine start{'s' if t.engines > 1 else ''}"
+    stop = f"--max-hours {max_hours:g} ({limit_s / 60:.0f} min) stops the run"
+    kept = "finished points are kept; raise --max-hours, or set fewer points"
+    if t.at_least_s > limit_s:
+        points = f"{t.points} point{'s' if t.points > 1 else ''}"
+        return [
+            f"{file}: load: the open-loop arrivals of its {points} alone take {t.at_least_s / 60:.0f} min, "
+            f"before {starts}: {stop} before the last points ({kept})"
+        ]
+    if t.at_most_s is not None and t.at_most_s > limit_s:
+        return [
+            f"{file}: load.duration_s: {t.points} points of up to {s.load.duration_s:g} s are up to "
+            f"{t.at_most_s / 60:.0f} min of load, before {starts}: {stop} before the last points where they "
+            f"run that long ({kept})"
+        ]
+    return []
 
 
 def _check_name(opts: LaunchOptions, errors: list[str]) -> None:

@@ -88,6 +88,11 @@ def test_prices_per_accelerator_name_in_a_sweep() -> None:
     assert (
         res.returncode == 2 and "--price: invalid value 'h100-sxm=' (allowed: USD_PER_GPU_HOUR" in res.stderr
     )
+    # one name twice, in any case, at two prices (the last had won without a word)
+    res = run_cli(scen, *args, "--price", "H100=3", "--price", "h100=3.5")
+    assert res.returncode == 2 and (
+        "--price: 'H100=3' and 'h100=3.5' give one name two prices (give each name once)" in res.stderr
+    ), res.stderr
 
 
 def test_unpriced_accelerator_says_so() -> None:
@@ -275,3 +280,38 @@ def test_a_cloud_skypilot_does_not_know_is_said_as_a_bad_cloud_value() -> None:
         "--cloud: 'aws/': a region or zone after aws is empty or one too many (allowed: CLOUD, CLOUD/REGION, "
         "CLOUD/REGION/ZONE)"
     )
+
+
+@pytest.mark.slow
+def test_skypilots_refusal_comes_first_and_before_anything_is_launched(tmp_path: Path) -> None:
+    """`--cloud lamda` had printed the task YAML and a warning about H100s "on lamda" before the refusal
+    in a dry run, and a real launch was not checked with SkyPilot's loader before asking to rent."""
+    import os
+
+    from harness.cloud.validate import ENV_PYTHON
+
+    sky_python = os.environ.get(ENV_PYTHON)
+    if not sky_python:
+        pytest.skip(f"{ENV_PYTHON} not set (.ci/run sets it)")
+    scen = str(CLOUD / "llama-3.1-70b-tp8.yaml")
+    env = {ENV_PYTHON: sky_python}
+    dry = run_cli(scen, "--gpus", "H100:8", "--cloud", "lamda", "--dry-run", env=env)
+    assert dry.returncode == 2 and dry.stdout == ""
+    assert dry.stderr.splitlines()[0].startswith("--cloud: 'lamda' is not a cloud SkyPilot knows"), dry.stderr
+    assert "warning" not in dry.stderr
+    # a real launch: refused before the cost, the question and `sky launch` (a stand-in that records calls)
+    calls = tmp_path / "calls"
+    for tool in ("sky", "rsync", "ssh"):
+        (tmp_path / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> {calls}\n')
+        (tmp_path / tool).chmod(0o755)
+    path = f"{tmp_path}{os.pathsep}{os.environ['PATH']}"
+    args = [scen, "--gpus", "H100:8", "--yes", "--results", str(tmp_path / "r")]
+    res = run_cli(*args, "--cloud", "lamda", env={**env, "PATH": path})
+    assert res.returncode == 2 and "is not a cloud SkyPilot knows" in res.stderr, res.stderr
+    assert "$" not in res.stderr and not calls.exists() and not (tmp_path / "r").exists()
+    # a cloud lacking a feature the task needs: refused too (Lambda has no network tier for two nodes)
+    res = run_cli(
+        str(CLOUD / "llama-3.1-405b-2node.yaml"), *args[1:], "--cloud", "lambda", env={**env, "PATH": path}
+    )
+    assert res.returncode == 2 and "would refuse the launch" in res.stderr, res.stderr
+    assert not calls.exists()

@@ -534,3 +534,39 @@ def test_the_run_finds_llama_server_where_the_llama_cpp_image_keeps_it(tmp_path:
         return  # inside the llama.cpp image itself: nothing to tell apart
     gone = subprocess.run(["bash", "-c", f'{line}\necho "$PATH"'], capture_output=True, text=True)
     assert gone.returncode == 0 and gone.stdout.strip() == os.environ["PATH"]  # no /app: PATH as it was
+
+
+def test_max_hours_shorter_than_the_scenarios_load_is_said_before_the_launch() -> None:
+    """The article's fp8 pack at `--max-hours 0.1` had been accepted: its 36 points of up to 120 s would be
+    stopped after 6 minutes."""
+    fp8 = load_scenario(ROOT / "scenarios" / "article" / "llama70b-h100-sxm-fp8.yaml")
+
+    def said(s: Any, hours: float) -> list[str]:
+        opts = LaunchOptions(accelerators=Accelerators("H100", 8), max_hours=hours)
+        return [w for w in check_launch(s, "f.yaml", opts) if "--max-hours" in w]
+
+    # 4 TP sizes × 9 concurrencies = 36 points × 120 s = 72 min
+    assert said(fp8, 0.1) == [
+        "f.yaml: load.duration_s: 36 points of up to 120 s are up to 72 min of load, before 4 engine starts: "
+        "--max-hours 0.1 (6 min) stops the run before the last points where they run that long (finished "
+        "points are kept; raise --max-hours, or set fewer points)"
+    ]
+    assert said(fp8, 1.2) == []  # 72 min exactly
+    assert said(fp8, 1.19)[0].startswith("f.yaml: load.duration_s: 36 points of up to 120 s are up to 72 min")
+    # open loop: 64 requests at 0.1 req/s arrive over 640 s whatever the engine: at least that
+    data = {
+        "name": "t",
+        "engine": {
+            "type": "vllm",
+            "model": {"source": "catalog", "name": "llama-3.1-8b", "weights": "dummy"},
+        },
+        "load": {"mode": "open", "rates_rps": [0.1], "requests": 64},
+    }
+    assert said(parse_scenario(data, "f.yaml"), 0.1) == [
+        "f.yaml: load: the open-loop arrivals of its 1 point alone take 11 min, before 1 engine start: "
+        "--max-hours 0.1 (6 min) stops the run before the last points (finished points are kept; raise "
+        "--max-hours, or set fewer points)"
+    ]
+    # a closed loop without duration_s: nothing the file can tell
+    data["load"] = {"concurrency": [1, 2], "requests": 10_000}
+    assert said(parse_scenario(data, "f.yaml"), 0.05) == []

@@ -196,7 +196,7 @@ def test_a_price_entry_whose_range_is_upside_down_is_named_without_a_field(tmp_p
 def test_name_number_options_are_parsed_one_way() -> None:
     import pytest
 
-    from harness.keyvalues import name_numbers
+    from harness.keyvalues import RepeatedName, name_numbers
 
     assert name_numbers(["h100-sxm=2.99", "cpu = $0.1"], unit_prefix="$") == {"h100-sxm": 2.99, "cpu": 0.1}
     assert name_numbers(["2.5", "H100=3"], bare=True) == {"": 2.5, "H100": 3.0}
@@ -204,6 +204,15 @@ def test_name_number_options_are_parsed_one_way() -> None:
         with pytest.raises(ValueError) as e:
             name_numbers([bad], bare=bare)
         assert e.value.args == (bad,)
+    # a name given twice in any case: the same number is one price, two numbers cannot both be meant
+    assert name_numbers(["h100=2.99", "H100=2.99"]) == {"h100": 2.99, "H100": 2.99}
+    for items in (["h100=2.99", "H100=3.05"], ["h100=2.99", "cpu=1", "h100 = 3"]):
+        with pytest.raises(RepeatedName) as r:
+            name_numbers(items)
+        assert r.value.args == (items[0], items[-1])
+    with pytest.raises(RepeatedName) as r:
+        name_numbers(["2", "3"], bare=True)
+    assert r.value.args == ("2", "3")
 
 
 def test_the_cost_table_of_runs_names_each_rows_workload(tmp_path: Path) -> None:
@@ -289,3 +298,18 @@ def test_a_skypilot_name_prices_every_catalog_device_it_can_be(tmp_path: Path) -
     # a device's own key wins over the name that covers it
     res = _cli("cost", str(run), "--price", "H100=2.99", "--price", "h100-sxm=3.5")
     assert "price h100-sxm: $3.5/h (--price)" in res.stderr
+    # two names that both price h100-sxm, at two prices: which was meant cannot be told (the last had won)
+    res = _cli("cost", str(run), "--price", "H100=2.99", "--price", "H100-SXM=3.5")
+    assert res.returncode == 2 and (
+        "--price: H100=2.99 and H100-SXM=3.5 both price h100-sxm (give h100-sxm=USD for it, or one of the "
+        "two)" in res.stderr
+    ), res.stderr
+    res = _cli("cost", str(run), "--price", "h100=2.99", "--price", "H100=3.05")
+    assert res.returncode == 2 and (
+        "--price: 'h100=2.99' and 'H100=3.05' give one name two prices (give each name once)" in res.stderr
+    ), res.stderr
+    # ... at one price there is nothing to choose between; another device's key does not settle it
+    res = _cli("cost", str(run), "--price", "H100=2.99", "--price", "H100-SXM=2.99", "--price", "h100=2.99")
+    assert res.returncode == 0 and "price h100-sxm: $2.99/h (--price " in res.stderr, res.stderr
+    res = _cli("cost", str(run), "--price", "H100=2.99", "--price", "H100-SXM=3.5", "--price", "h100-pcie=4")
+    assert res.returncode == 2 and "both price h100-sxm" in res.stderr, res.stderr

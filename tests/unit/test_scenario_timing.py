@@ -1,0 +1,34 @@
+"""Bounds on the time a scenario's points hold an engine under load, read from the file alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.scenario import parse_scenario
+from harness.scenario.timing import LoadTime, load_time
+
+ENGINE = {"type": "external", "base_url": "http://127.0.0.1:8000", "model": {"source": "served", "name": "m"}}
+
+
+def scenario(load: dict[str, Any], variants: int = 0) -> Any:
+    data: dict[str, Any] = {"name": "t", "engine": ENGINE, "load": load}
+    if variants:
+        data["variants"] = [{"base_url": f"http://127.0.0.1:{8000 + i}"} for i in range(variants)]
+    return parse_scenario(data, "t.yaml")
+
+
+def test_open_loop_arrivals_are_a_lower_bound_cut_at_duration() -> None:
+    # 16 measured + 4 cooldown requests: at 0.5 req/s they arrive over 40 s, cut to 30 s by duration_s;
+    # at 2 req/s over 10 s. Two engines: 2 × (30 + 10) = 80 s at least, 4 points × 30 s = 120 s at most
+    load = {"mode": "open", "rates_rps": [0.5, 2], "requests": 16, "cooldown_requests": 4, "duration_s": 30}
+    assert load_time(scenario(load, variants=2)) == LoadTime(4, 2, 80.0, 120.0)
+    # no duration_s: no upper bound, and the arrivals are not cut
+    del load["duration_s"]
+    assert load_time(scenario(load)) == LoadTime(2, 1, 50.0, None)
+
+
+def test_a_closed_loop_has_no_lower_bound_the_file_can_tell() -> None:
+    assert load_time(scenario({"concurrency": [1, 4, 16], "requests": 64, "duration_s": 120})) == LoadTime(
+        3, 1, 0.0, 360.0
+    )
+    assert load_time(scenario({"concurrency": [1], "requests": 8})) == LoadTime(1, 1, 0.0, None)
