@@ -87,11 +87,31 @@ def _measured(points: pd.DataFrame, need: Need, dev: str, precision: str, tp: in
     sub = points[m]
     if sub.empty:
         return None
-    # the newest point that measured something: one whose every request failed does not hide an earlier
+    # the newest run that measured something: one whose every request failed does not hide an earlier
     # run's measurement (as in compare)
-    return (
-        sub.assign(_measured=sub["output_tok_s"].notna()).sort_values(["_measured", "started_utc"]).iloc[-1]
+    measured = sub[sub["output_tok_s"].notna()]
+    if measured.empty:
+        return sub.sort_values("started_utc").iloc[-1]
+    newest = measured[measured["run_id"] == measured.sort_values("started_utc").iloc[-1]["run_id"]]
+    return _best_of(newest, need)
+
+
+def _best_of(rows: pd.DataFrame, need: Need) -> pd.Series:
+    """Of one run's points for one option (its variants: another batch size, KV cache dtype, flag), the
+    one the option is best served by: no failed requests, then within the SLOs, then the most tok/s.
+    `_of` says how many there were."""
+    every = pd.Series(True, index=rows.index)
+
+    def within(col: str, limit: float | None) -> pd.Series:
+        return rows[col] <= limit if limit is not None and col in rows.columns else every
+
+    rank = rows.assign(
+        _ok=rows["errors"].fillna(0) == 0 if "errors" in rows.columns else every,
+        _slo=within("ttft_s_p99", need.ttft_s) & within("tpot_s_p99", need.tpot_s),
     )
+    best = rank.sort_values(["_ok", "_slo", "output_tok_s"], kind="stable").iloc[-1].drop(["_ok", "_slo"])
+    best["_of"] = len(rows)
+    return best
 
 
 def _measured_kv_tokens(
@@ -266,12 +286,19 @@ def _measured_estimate(
         float(got.get("ttft_s_p99", math.nan)),
         float(got.get("tpot_s_p99", math.nan)),
         True,
-        f"measured ({got['run_id']}, p99 latencies)",
+        f"measured ({got['run_id']}{_variant_said(got)}, p99 latencies)",
     )
     ceiling = _estimate(need, dev, p, tp, 1.0).output_tok_s
     if ceiling > 0 and est.output_tok_s == est.output_tok_s:
         reached.append(est.output_tok_s / ceiling)
     return est, failed, total
+
+
+def _variant_said(got: pd.Series) -> str:
+    """Which of a run's configurations of one option was taken, where it had several."""
+    of = int(got.get("_of", 1))
+    label = str(got.get("variant_label") or "").strip()
+    return f" {label}, the best of {of} configurations" if of > 1 and label else ""
 
 
 def _catalog_estimate(
