@@ -31,3 +31,20 @@ def load_time(s: Scenario) -> LoadTime:
     least = sum(min(sent / p.rate_rps, cap) for p in points if p.rate_rps is not None)
     most = None if load.duration_s is None else load.duration_s * len(points)
     return LoadTime(len(points), len({p.variant_index for p in points}), least, most)
+
+
+def describe(t: LoadTime) -> str:
+    """One line for a launch's plan: `10 points on 2 engines: up to 30 min of load (load.duration_s),
+    before engine start-ups`."""
+    head = (
+        f"{t.points} point{'s' if t.points != 1 else ''} on {t.engines} engine{'s' if t.engines != 1 else ''}"
+    )
+    if t.at_most_s is not None:
+        span = f"up to {t.at_most_s / 60:.0f} min of load (load.duration_s)"
+        if t.at_least_s > 0:
+            span = f"{t.at_least_s / 60:.0f} to {t.at_most_s / 60:.0f} min of load"
+    elif t.at_least_s > 0:
+        span = f"at least {t.at_least_s / 60:.0f} min of load (open-loop arrivals)"
+    else:
+        span = "a time the engine's speed sets (no load.duration_s)"
+    return f"{head}: {span}, before engine start-ups"

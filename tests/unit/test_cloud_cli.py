@@ -42,6 +42,10 @@ def test_dry_run_sweep_prints_one_task_per_machine_and_the_cost() -> None:
     assert f"{a100}: A100-80GB:1 × 1 node: $1.49-2.49/h; 2 h of benchmark: $2.98-4.98" in err
     assert f"{h100}: H100:1 × 1 node: $2.49-3.99/h; 2 h of benchmark: $4.98-7.98" in err
     assert "sweep, benchmark time: $7.96-12.96" in err
+    # 2 variants × 5 concurrencies of up to 180 s
+    assert (
+        "plan: 10 points on 2 engines: up to 30 min of load (load.duration_s), before engine start-ups" in err
+    )
     # not a bound: what is billed besides the benchmark is said
     assert "estimates: start-up (provisioning, image pull, setup), and up to 30 idle minutes" in err
     assert (

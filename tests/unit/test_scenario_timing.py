@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.scenario import parse_scenario
-from harness.scenario.timing import LoadTime, load_time
+from harness.scenario.timing import LoadTime, describe, load_time
 
 ENGINE = {"type": "external", "base_url": "http://127.0.0.1:8000", "model": {"source": "served", "name": "m"}}
 
@@ -32,3 +32,18 @@ def test_a_closed_loop_has_no_lower_bound_the_file_can_tell() -> None:
         3, 1, 0.0, 360.0
     )
     assert load_time(scenario({"concurrency": [1], "requests": 8})) == LoadTime(1, 1, 0.0, None)
+
+
+def test_the_plan_line_says_what_the_file_can_tell() -> None:
+    assert describe(LoadTime(10, 2, 0.0, 1800.0)) == (
+        "10 points on 2 engines: up to 30 min of load (load.duration_s), before engine start-ups"
+    )
+    assert describe(LoadTime(4, 2, 80.0 * 60, 120.0 * 60)) == (
+        "4 points on 2 engines: 80 to 120 min of load, before engine start-ups"
+    )
+    assert describe(LoadTime(1, 1, 600.0, None)) == (
+        "1 point on 1 engine: at least 10 min of load (open-loop arrivals), before engine start-ups"
+    )
+    assert describe(LoadTime(3, 1, 0.0, None)) == (
+        "3 points on 1 engine: a time the engine's speed sets (no load.duration_s), before engine start-ups"
+    )
