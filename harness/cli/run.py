@@ -21,15 +21,15 @@ def validate(files: Annotated[list[Path], typer.Argument(help="scenario YAML fil
             s = load_scenario(f)
             from harness.scenario import (
                 combination_warnings,
-                expand_points,
                 input_file_errors,
                 machine_warnings,
             )
+            from harness.scenario.timing import counts, load_time
 
             missing = input_file_errors(s, str(f))
             if missing:
                 raise ScenarioError(missing)
-            out.print(f"{f}: ok ({len(expand_points(s))} points)", markup=False, highlight=False)
+            out.print(f"{f}: ok ({counts(load_time(s))})", markup=False, highlight=False)
             for w in combination_warnings(s, str(f)) + machine_warnings(s, str(f)):
                 err.print(f"[yellow]warning[/] {escape(w)}", highlight=False)
         except ScenarioError as e:

@@ -48,3 +48,16 @@ def describe(t: LoadTime) -> str:
     else:
         span = "a time the engine's speed sets (no load.duration_s)"
     return f"{head}: {span}, before engine start-ups"
+
+
+def counts(t: LoadTime) -> str:
+    """`10 points, 2 engines, up to 30 min of load`: what `validate` says of a scenario that is ok."""
+    parts = [
+        f"{t.points} point{'s' if t.points != 1 else ''}",
+        f"{t.engines} engine{'s' if t.engines != 1 else ''}",
+    ]
+    if t.at_most_s is not None:
+        parts.append(f"up to {t.at_most_s / 60:.0f} min of load")
+    elif t.at_least_s > 0:
+        parts.append(f"at least {t.at_least_s / 60:.0f} min of load")
+    return ", ".join(parts)

@@ -538,7 +538,7 @@ def test_paths_that_read_as_console_markup_are_printed_as_they_are(run_copy: Pat
     scenario = odd / "[bold]s.yaml"
     scenario.write_text((ROOT / "scenarios" / "quickstart-cpu.yaml").read_text())
     res = harness("validate", str(scenario))
-    assert res.returncode == 0 and f"{scenario}: ok (3 points)" in res.stdout, res.stderr
+    assert res.returncode == 0 and f"{scenario}: ok (3 points, 1 engine)" in res.stdout, res.stderr
     html = odd / "r.html"
     res = harness("report", str(run_copy), "--html", str(html))
     assert res.returncode == 0 and f"wrote {html} (" in res.stderr, res.stderr

@@ -312,7 +312,7 @@ def test_validate_cli_reports_missing_inputs_and_unknown_gpus(tmp_path: Path) ->
 def test_validate_cli_good_file_exit_0() -> None:
     res = run_cli("validate", str(ROOT / "scenarios" / "quickstart-cpu.yaml"))
     assert res.returncode == 0, res.stderr
-    assert "ok (3 points)" in res.stdout
+    assert "ok (3 points, 1 engine)" in res.stdout
 
 
 def test_gpu_offload_on_cpu_only_hardware_is_rejected() -> None:

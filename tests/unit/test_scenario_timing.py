@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.scenario import parse_scenario
-from harness.scenario.timing import LoadTime, describe, load_time
+from harness.scenario.timing import LoadTime, counts, describe, load_time
 
 ENGINE = {"type": "external", "base_url": "http://127.0.0.1:8000", "model": {"source": "served", "name": "m"}}
 
@@ -47,3 +47,9 @@ def test_the_plan_line_says_what_the_file_can_tell() -> None:
     assert describe(LoadTime(3, 1, 0.0, None)) == (
         "3 points on 1 engine: a time the engine's speed sets (no load.duration_s), before engine start-ups"
     )
+
+
+def test_validate_counts_points_engines_and_the_bound() -> None:
+    assert counts(LoadTime(10, 2, 0.0, 1800.0)) == "10 points, 2 engines, up to 30 min of load"
+    assert counts(LoadTime(1, 1, 600.0, None)) == "1 point, 1 engine, at least 10 min of load"
+    assert counts(LoadTime(3, 1, 0.0, None)) == "3 points, 1 engine"
