@@ -9,6 +9,7 @@ rest. Nothing else in the harness touches pynvml.
 
 from __future__ import annotations
 
+import glob
 import threading
 from typing import Any
 
@@ -66,11 +67,28 @@ def convert(e: Exception, what: str = "NVML") -> NvmlError:
         "NVML_ERROR_RESET_REQUIRED": NvmlGpuLost,
     }
     if code == getattr(nv, "NVML_ERROR_LIBRARY_NOT_FOUND", None):
+        if nodes := device_files():
+            # GPUs handed to this container without the driver's "utility" capability, which brings
+            # libnvidia-ml: CUDA can use them; which they are, NVML cannot say
+            return NvmlUnavailable(
+                f"{msg}: libnvidia-ml.so.1 cannot be loaded, though NVIDIA device files are here "
+                f"({', '.join(nodes[:2])}): in a container, add the driver's utility capability "
+                "(NVIDIA_DRIVER_CAPABILITIES=compute,utility, or all)",
+                code,
+            )
         msg += ": libnvidia-ml.so.1 cannot be loaded (no NVIDIA driver on this host)"
     for name, cls in by_name.items():
         if hasattr(nv, name) and code == getattr(nv, name):
             return cls(msg, code)
     return NvmlError(msg, code)
+
+
+# a GPU's device file (/dev/nvidia0 ...; not nvidiactl or nvidia-uvm): present where a GPU is handed in
+DEVICE_FILES = "/dev/nvidia[0-9]*"
+
+
+def device_files() -> list[str]:
+    return sorted(glob.glob(DEVICE_FILES))
 
 
 def call(name: str, *args: Any) -> Any:

@@ -13,7 +13,7 @@ import pytest
 from harness.catalog import CatalogError
 from harness.catalog.hardware import Device
 from harness.scenario import Scenario
-from harness.telemetry import default_samplers, inventory, nvml
+from harness.telemetry import default_samplers, inventory, nvml, nvml_api
 from harness.telemetry.base import TelemetrySet
 from harness.telemetry.inventory import catalog_entry, cuda_version, gpu_inventory, match_catalog
 
@@ -111,6 +111,25 @@ def test_nvml_errors_become_typed_exceptions() -> None:
         e = nvml.convert(pynvml.NVMLError(code), "nvmlDeviceGetPowerUsage")
         assert type(e) is cls, (code, e)
         assert e.code == code and "nvmlDeviceGetPowerUsage" in str(e)
+
+
+def test_no_nvml_library_beside_a_gpus_device_file_is_not_said_as_no_gpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A container given a GPU without the driver's utility capability has /dev/nvidia0 but no
+    libnvidia-ml: CUDA runs there, so a llama.cpp run must not be labelled as the CPU's."""
+    monkeypatch.setattr(nvml_api, "DEVICE_FILES", str(tmp_path / "nvidia[0-9]*"))
+    (tmp_path / "nvidiactl").touch()  # the control file alone is no GPU
+    e = nvml.convert(pynvml.NVMLError(pynvml.NVML_ERROR_LIBRARY_NOT_FOUND), "nvmlInit")
+    assert type(e) is nvml.NvmlNoGpu and "no NVIDIA driver on this host" in str(e)
+    (tmp_path / "nvidia0").touch()
+    e = nvml.convert(pynvml.NVMLError(pynvml.NVML_ERROR_LIBRARY_NOT_FOUND), "nvmlInit")
+    assert type(e) is nvml.NvmlUnavailable
+    assert f"NVIDIA device files are here ({tmp_path / 'nvidia0'})" in str(e)
+    assert "NVIDIA_DRIVER_CAPABILITIES=compute,utility" in str(e)
+    # the driver's other answers do not depend on the files
+    e = nvml.convert(pynvml.NVMLError(pynvml.NVML_ERROR_DRIVER_NOT_LOADED), "nvmlInit")
+    assert type(e) is nvml.NvmlNoGpu
 
 
 def test_missing_binding_function_is_not_supported() -> None:
