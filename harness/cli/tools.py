@@ -68,6 +68,10 @@ def serve_fake(
     api_key_env: Annotated[
         str | None, typer.Option(help="want `Authorization: Bearer $NAME` (the key read from this variable)")
     ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="serve https with this PEM certificate (chain); needs --tls-key")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="the PEM private key of --tls-cert")] = None,
 ) -> None:
     """Serve the OpenAI streaming protocol with scripted timing (for testing clients and the harness)."""
     from harness.engines.process import EngineError, free_port, http_url
@@ -98,6 +102,7 @@ def serve_fake(
     )
     if api_key_env and not script.api_key:
         raise fail(f"--api-key-env: {api_key_env} is not set")
+    tls = _tls_files(tls_cert, tls_key)
     if port == 0:  # pick it here, so that the address printed is the one served
         try:
             port = free_port(host)
@@ -106,17 +111,37 @@ def serve_fake(
 
     def listening() -> None:
         err.print(
-            f"fake OpenAI server on {http_url(host, port)} (TTFT {ttft_ms} ms, ITL {itl_ms} ms, "
+            f"fake OpenAI server on {http_url(host, port, 'https' if tls else 'http')} (TTFT"
+            f" {ttft_ms} ms, ITL {itl_ms} ms, "
             f"{workers} process(es)); Ctrl-C stops",
             markup=False,
         )
 
     try:
-        serve_processes(script, host, port, workers, listening)
+        serve_processes(script, host, port, workers, listening, tls)
     except KeyboardInterrupt:
         pass
     except OSError as e:  # port taken, address not on this host
         raise fail(f"serve-fake: cannot listen on {host}:{port}: {e.strerror or e}") from None
+
+
+def _tls_files(cert: Path | None, key: Path | None) -> tuple[str, str] | None:
+    """--tls-cert and --tls-key: both or neither, and a certificate and key the TLS library takes."""
+    import ssl
+
+    from harness.testing.fake_server import tls_context
+
+    if cert is None and key is None:
+        return None
+    if cert is None:
+        raise fail("--tls-cert: needed with --tls-key")
+    if key is None:
+        raise fail("--tls-key: needed with --tls-cert")
+    try:
+        tls_context(str(cert), str(key))
+    except (ssl.SSLError, OSError) as e:
+        raise fail(f"--tls-cert {cert}, --tls-key {key}: not a PEM certificate and its key ({e})") from None
+    return str(cert), str(key)
 
 
 def gpu_info(

@@ -272,6 +272,13 @@ class Http1Pool:
         self.host = u.hostname
         self.port = u.port or (443 if u.scheme == "https" else 80)
         self.tls = u.scheme == "https"
+        # one context for every connection (loading the CA bundle takes milliseconds), trusting what httpx
+        # does for the engines' health and metrics requests: $SSL_CERT_FILE or $SSL_CERT_DIR, else certifi's
+        self._ssl: ssl.SSLContext | None = None
+        if self.tls:
+            import httpx
+
+            self._ssl = httpx.create_ssl_context()
         self.prefix = u.path.rstrip("/")
         default_port = 443 if self.tls else 80
         name = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address in brackets
@@ -298,7 +305,7 @@ class Http1Pool:
 
     async def _connect(self) -> _Conn:
         loop = asyncio.get_running_loop()
-        ctx = ssl.create_default_context() if self.tls else None
+        ctx = self._ssl
         try:
             _, proto = await asyncio.wait_for(
                 loop.create_connection(

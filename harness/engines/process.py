@@ -50,9 +50,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         raise EngineError(f"engine.host {host!r}: cannot listen there ({e})") from None
 
 
-def http_url(host: str, port: int) -> str:
+def http_url(host: str, port: int, scheme: str = "http") -> str:
     """`http://host:port`, an IPv6 address in brackets (`http://[::1]:8080`)."""
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def answers_health(url: str, timeout_s: float = 10.0, tries: int = 2) -> bool:

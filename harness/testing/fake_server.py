@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import threading
 import time
 from collections import deque
@@ -195,6 +196,7 @@ class FakeServer:
     host: str = "127.0.0.1"
     port: int = 0
     reuse_port: bool = False
+    tls: ssl.SSLContext | None = None  # serve https with this server context
     requests_seen: int = 0
     dropped_on_reuse: int = 0  # requests met by close_after_requests
     connected_ns: list[int] = field(default_factory=list)  # perf_counter_ns() of each connection accepted
@@ -207,7 +209,7 @@ class FakeServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     async def _route(self, conn: _Conn, method: str, path: str, body: bytes, arrived: float) -> bool:
         key = self.script.api_key
@@ -312,7 +314,12 @@ class FakeServer:
     async def _start(self) -> asyncio.Server:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _Conn(self), self.host, self.port, reuse_port=self.reuse_port or None, backlog=4096
+            lambda: _Conn(self),
+            self.host,
+            self.port,
+            reuse_port=self.reuse_port or None,
+            backlog=4096,
+            ssl=self.tls,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         return self._server
@@ -356,16 +363,32 @@ class FakeServer:
             self._thread.join(timeout=5)
 
 
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    """A server context from a PEM certificate (chain) and its key; ssl.SSLError or OSError for files
+    that are not those."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
 def serve_processes(
-    script: FakeScript, host: str, port: int, workers: int = 1, on_listening: Callable[[], None] | None = None
+    script: FakeScript,
+    host: str,
+    port: int,
+    workers: int = 1,
+    on_listening: Callable[[], None] | None = None,
+    tls: tuple[str, str] | None = None,
 ) -> None:
     """Serve until interrupted, from `workers` processes sharing the port (SO_REUSEPORT), on uvloop
     where it is installed. Each process has its own `/stats`. `on_listening`: called in this process
-    once its port is bound (OSError before that: the port is taken, the address is not here)."""
+    once its port is bound (OSError before that: the port is taken, the address is not here). `tls`:
+    (certificate, key) PEM files to serve https with."""
     import multiprocessing as mp
 
+    server_tls = tls_context(*tls) if tls else None
+
     def one(ready: Callable[[], None] | None = None) -> None:
-        srv = FakeServer(script, host=host, port=port, reuse_port=workers > 1)
+        srv = FakeServer(script, host=host, port=port, reuse_port=workers > 1, tls=server_tls)
         try:
             run_loop(srv.serve(ready))
         except KeyboardInterrupt:
