@@ -84,7 +84,13 @@ class ExternalServer:
         if r.status_code in (401, 403):
             raise EngineError(self._refused(r))
         if r.status_code != 200:
-            raise EngineError(f"external endpoint {url} answered HTTP {r.status_code}: {r.text[:200]}")
+            # hosted APIs have no /health: /v1/models, which every OpenAI-compatible server has, does
+            hint = (
+                " (engine.health_path: null asks /v1/models instead)"
+                if r.status_code == 404 and self.cfg.health_path
+                else ""
+            )
+            raise EngineError(f"external endpoint {url} answered HTTP {r.status_code}{hint}: {r.text[:200]}")
         if not self.model_name:
             try:
                 r = httpx.get(self.base_url + "/v1/models", headers=self.headers(), timeout=10)

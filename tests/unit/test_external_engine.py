@@ -178,3 +178,26 @@ def test_a_point_whose_llama_cpp_put_nothing_on_a_gpu_names_no_gpu() -> None:
     assert _on_cpu(s, point, nothing, manifest) is True
     on_gpu = {"placement": {"model_buffers_mib": {"ROCm0": 50.0}, "gpu_weights_mib": 50.0}}
     assert _on_cpu(s, point, on_gpu, manifest) is False
+
+
+def test_an_endpoint_without_the_health_route_is_told_how_to_ask_another() -> None:
+    """A hosted API has no /health: its 404 had been said with nothing on what to change."""
+    from harness.engines.process import EngineError
+    from harness.testing.fake_server import FakeScript, FakeServer
+
+    srv = FakeServer(FakeScript(ttft_s=0.0, itl_s=0.0)).start_in_thread()
+    try:
+        model = {"source": "served", "name": "fake"}
+        eng = ExternalEngine(type="external", base_url=srv.base_url, model=model, health_path="/status")
+        with pytest.raises(EngineError) as e:
+            ExternalServer(eng).start()
+        assert str(e.value).startswith(
+            f"external endpoint {srv.base_url}/status answered HTTP 404 (engine.health_path: null asks "
+            "/v1/models instead): "
+        )
+        # health_path null: /v1/models, which it has
+        ExternalServer(
+            ExternalEngine(type="external", base_url=srv.base_url, model=model, health_path=None)
+        ).start()
+    finally:
+        srv.stop()
