@@ -59,3 +59,12 @@ def test_an_nvml_name_without_letters_or_digits_goes_by_gpu() -> None:
 
 def test_an_external_endpoint_is_not_said_to_have_run_on_the_cpu() -> None:
     assert ran_on_cpu({"type": "external"}, {"gpus": 1}, {}, False) is False
+
+
+def test_no_gpu_here_carries_the_inventorys_reason_and_none_where_it_gives_none() -> None:
+    said = {"available": False, "reason": "nvmlInit: driver not loaded", "no_gpu": True}
+    assert machine_gpu({"hardware": {"gpu": said}}) == MachineGpu(None, True, "nvmlInit: driver not loaded")
+    assert machine_gpu({"hardware": {"gpu": {"available": False, "no_gpu": True}}}) == MachineGpu(
+        None, True, ""
+    )
+    assert machine_gpu({}) == MachineGpu(None, False, "")
