@@ -1,0 +1,70 @@
+"""Which GPU a manifest says the run had: the inventory's catalog match by name and memory, the names
+in any section of the manifest where there is no inventory, the first named GPU the catalog lacks, and
+an inventory that is not a mapping; an external endpoint is not said to have run on this CPU."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.runinfo import MachineGpu, detected_gpu, machine_gpu, nvml_key, ran_on_cpu, run_gpu
+
+H100_NVML = "NVIDIA H100 80GB HBM3"
+
+
+def test_an_inventoried_catalog_gpu_with_its_memory_is_that_gpu() -> None:
+    m = {
+        "hardware": {
+            "gpu": {
+                "available": True,
+                "gpus": [{"name": H100_NVML, "memory_total_bytes": 85520809984, "catalog_key": "h100-sxm"}],
+            }
+        }
+    }
+    found = detected_gpu(m)
+    assert found is not None and found.key == "h100-sxm"
+    assert machine_gpu(m) == MachineGpu("h100-sxm", False)
+    assert run_gpu(m, "a100-80gb-sxm", "vllm") == "h100-sxm"  # not the scenario's
+
+
+def test_without_an_inventory_a_gpu_name_in_any_section_is_found() -> None:
+    """After other strings of the hardware section, or in the telemetry or host section."""
+    later = {"hardware": {"cpu": {"model": "AMD EPYC 9654 96-Core Processor"}, "gpu": {"name": H100_NVML}}}
+    found = detected_gpu(later)
+    assert found is not None and found.key == "h100-sxm"
+    cpu_only = {"cpu": {"model": "AMD EPYC 9654 96-Core Processor"}}
+    for section in ("telemetry", "host"):
+        found = detected_gpu({"hardware": cpu_only, section: {"gpu": H100_NVML}})
+        assert found is not None and found.key == "h100-sxm", section
+
+
+def test_a_gpu_the_catalog_lacks_goes_by_the_first_inventoried_name() -> None:
+    """An entry without a name is passed over; of two named GPUs, the first names the machine."""
+    l4 = {"name": "NVIDIA L4", "memory_total_bytes": 23034462208, "catalog_key": None}
+    a10 = {"name": "NVIDIA A10", "memory_total_bytes": 24146608128, "catalog_key": None}
+    m = {"hardware": {"gpu": {"available": True, "gpus": [{"name": None}, l4, a10]}}}
+    assert machine_gpu(m) == MachineGpu("nvidia-l4", False)
+    assert run_gpu(m, "h100-sxm", "llamacpp") == "nvidia-l4"
+
+
+def test_an_inventory_that_is_not_a_mapping_is_a_type_error() -> None:
+    with pytest.raises(TypeError) as e:
+        machine_gpu({"hardware": {"gpu": ["NVIDIA L4"]}})
+    assert str(e.value) == "hardware.gpu is a list, not a mapping"
+
+
+def test_an_nvml_name_without_letters_or_digits_goes_by_gpu() -> None:
+    assert nvml_key("NVIDIA GeForce RTX 4090") == "nvidia-geforce-rtx-4090"
+    assert nvml_key("(!)") == "gpu"
+
+
+def test_an_external_endpoint_is_not_said_to_have_run_on_the_cpu() -> None:
+    assert ran_on_cpu({"type": "external"}, {"gpus": 1}, {}, False) is False
+
+
+def test_no_gpu_here_carries_the_inventorys_reason_and_none_where_it_gives_none() -> None:
+    said = {"available": False, "reason": "nvmlInit: driver not loaded", "no_gpu": True}
+    assert machine_gpu({"hardware": {"gpu": said}}) == MachineGpu(None, True, "nvmlInit: driver not loaded")
+    assert machine_gpu({"hardware": {"gpu": {"available": False, "no_gpu": True}}}) == MachineGpu(
+        None, True, ""
+    )
+    assert machine_gpu({}) == MachineGpu(None, False, "")
