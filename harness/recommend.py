@@ -279,8 +279,8 @@ def _measured_estimate(
     """An option a run measured: its tok/s and p99 latencies, and (failed, total) requests. Notes the run
     as used, and what share of the option's roofline it reached."""
     used.add(str(got["run_id"]))
-    failed = int(got.get("errors", 0) or 0)
-    total = failed + int(got.get("ok", 0) or 0)
+    failed, total = _count(got.get("errors")), _count(got.get("ok"))
+    total += failed
     est = Estimate(
         float(got["output_tok_s"]),
         float(got.get("ttft_s_p99", math.nan)),
@@ -292,6 +292,11 @@ def _measured_estimate(
     if ceiling > 0 and est.output_tok_s == est.output_tok_s:
         reached.append(est.output_tok_s / ceiling)
     return est, failed, total
+
+
+def _count(v: object) -> int:
+    """A request count from a points row; 0 where the row has none (absent, empty, NaN)."""
+    return int(float(v)) if isinstance(v, numbers.Real) and v == v else 0
 
 
 def _variant_said(got: pd.Series) -> str:

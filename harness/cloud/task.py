@@ -278,22 +278,33 @@ def _max_hours_warnings(s: Scenario, file: str, max_hours: float) -> list[str]:
 
     t = load_time(s)
     limit_s = max_hours * 3600
+    over = t.at_least_s if t.at_least_s > limit_s else t.at_most_s
+    if over is None or over <= limit_s:
+        return []
+    load_min, limit_min = _minutes(over, limit_s)
     starts = f"{t.engines} engine start{'s' if t.engines > 1 else ''}"
-    stop = f"--max-hours {max_hours:g} ({limit_s / 60:.0f} min) stops the run"
+    stop = f"--max-hours {max_hours:g} ({limit_min} min) stops the run before the last points"
     kept = "finished points are kept; raise --max-hours, or set fewer points"
-    if t.at_least_s > limit_s:
-        points = f"{t.points} point{'s' if t.points > 1 else ''}"
+    points = f"{t.points} point{'s' if t.points > 1 else ''}"
+    if over == t.at_least_s:
         return [
-            f"{file}: load: the open-loop arrivals of its {points} alone take {t.at_least_s / 60:.0f} min, "
-            f"before {starts}: {stop} before the last points ({kept})"
+            f"{file}: load: the open-loop arrivals of its {points} alone take {load_min} min, before "
+            f"{starts}: {stop} ({kept})"
         ]
-    if t.at_most_s is not None and t.at_most_s > limit_s:
-        return [
-            f"{file}: load.duration_s: {t.points} points of up to {s.load.duration_s:g} s are up to "
-            f"{t.at_most_s / 60:.0f} min of load, before {starts}: {stop} before the last points where they "
-            f"run that long ({kept})"
-        ]
-    return []
+    are = "are" if t.points > 1 else "is"
+    return [
+        f"{file}: load.duration_s: {points} of up to {s.load.duration_s:g} s {are} up to {load_min} min of "
+        f"load, before {starts}: {stop} where they run that long ({kept})"
+    ]
+
+
+def _minutes(longer_s: float, shorter_s: float) -> tuple[str, str]:
+    """Two spans in minutes, with as many decimals (up to 2) as it takes for the longer not to read as
+    the shorter (3601 s against 3600 s: 60.02 and 60)."""
+    digits = 0
+    while digits < 2 and round(longer_s / 60, digits) <= round(shorter_s / 60, digits):
+        digits += 1
+    return f"{longer_s / 60:.{digits}f}", f"{round(shorter_s / 60, digits):g}"
 
 
 def _check_name(opts: LaunchOptions, errors: list[str]) -> None:

@@ -97,7 +97,7 @@ def test_open_loop_arrivals_as_long_as_max_hours_are_not_said() -> None:
 
     assert max_hours_said(open_loop([0.1], 36), 0.1) == []
     assert max_hours_said(open_loop([0.1], 37), 0.1) == [
-        "t.yaml: load: the open-loop arrivals of its 1 point alone take 6 min, before 1 engine start: "
+        "t.yaml: load: the open-loop arrivals of its 1 point alone take 6.2 min, before 1 engine start: "
         "--max-hours 0.1 (6 min) stops the run before the last points (finished points are kept; raise "
         "--max-hours, or set fewer points)"
     ]
@@ -114,13 +114,18 @@ def test_points_one_second_over_max_hours_are_said() -> None:
     load = {"concurrency": [1, 2], "requests": 8, "duration_s": 1800.5}
     s = scenario({"type": "vllm", "model": LLAMA_8B}, load=load)
     assert max_hours_said(s, 1) == [
-        "t.yaml: load.duration_s: 2 points of up to 1800.5 s are up to 60 min of load, before 1 engine "
+        "t.yaml: load.duration_s: 2 points of up to 1800.5 s are up to 60.02 min of load, before 1 engine "
         "start: --max-hours 1 (60 min) stops the run before the last points where they run that long "
         "(finished points are kept; raise --max-hours, or set fewer points)"
     ]
     assert (
         max_hours_said(scenario({"type": "vllm", "model": LLAMA_8B}, load={**load, "duration_s": 1800}), 1)
         == []
+    )
+    # one point: said as one
+    one = scenario({"type": "vllm", "model": LLAMA_8B}, load={"concurrency": [1], "duration_s": 3601})
+    assert max_hours_said(one, 1)[0].startswith(
+        "t.yaml: load.duration_s: 1 point of up to 3601 s is up to 60.02 min of load"
     )
 
 

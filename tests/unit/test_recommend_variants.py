@@ -91,3 +91,12 @@ def test_several_unlabelled_points_of_one_option_are_named_by_their_run_alone() 
     df, _ = recommend(need, {"h100-sxm": 2.0}, points, precisions=("bf16",))
     tp8 = df[df["devices"] == 8].iloc[0]
     assert tp8["basis"] == "measured (r8, p99 latencies)" and tp8["output_tok_s"] == 2500.0
+
+
+def test_a_point_without_request_counts_is_taken_as_no_failures() -> None:
+    """A points table another tool wrote, or one whose counts are empty: NaN had crashed the ranking."""
+    need = Need(get_model("llama-3.1-70b"), 32, 1024, 256, 2.0, 0.2)
+    points = pd.DataFrame([_point(errors=float("nan"), ok=float("nan"))])
+    df, _ = recommend(need, {"h100-sxm": 2.0}, points, precisions=("bf16",))
+    tp8 = df[df["devices"] == 8].iloc[0]
+    assert tp8["basis"] == "measured (r8, p99 latencies)" and tp8["meets_slo"] and tp8["why_not"] == ""
