@@ -107,8 +107,10 @@ def parse_price_overrides(items: Iterable[str]) -> dict[str, float]:
 
 
 def repeated(e: Exception) -> str:
-    """A RepeatedName said for --price."""
+    """A RepeatedName said for --price (a number alone prices every accelerator of a launch)."""
     a, b = e.args
+    if "=" not in a:
+        return f"{a!r} and {b!r} give every accelerator two prices (give one)"
     return f"{a!r} and {b!r} give one name two prices (give each name once)"
 
 

@@ -178,23 +178,21 @@ def prices(price: list[str] | None, prices_file: Path | None, provider: str | No
         table = dict(resolve_prices(given, prices_file, provider))
     except CatalogError as e:
         raise fail(str(e)) from None
-    by: dict[str, str] = {}  # a device priced through another name -> that name
+    # a device key in any case is that device's own price (GH200 is gh200, RunPod's H100-SXM is h100-sxm),
+    # which wins over a SkyPilot name that covers it (H100: h100-sxm and h100-pcie). No two SkyPilot names
+    # the catalog knows cover one device unless one of them is its key
+    own = {name.lower() for name in given if name.lower() in devices()}
     for name, usd in given.items():
         if name in devices():
             continue
-        # a device key in capitals (GH200), or a SkyPilot name: its devices take the price, unless given
-        # by their own key
-        keys = [name.lower()] if name.lower() in devices() else catalog_devices(name)
-        if keys:
+        if name != name.lower() and name.lower() in given:  # CPU=0.1 beside cpu=0.1 (one price: RepeatedName)
             del table[name]
-        for k in (k for k in keys if k not in given):
-            if k in by and table[k].usd_per_hour != usd:  # H100=2 and H100-SXM=3 both price h100-sxm
-                raise fail(
-                    f"--price: {by[k]}={given[by[k]]:g} and {name}={usd:g} both price {k} (give {k}=USD "
-                    "for it, or one of the two)"
-                )
-            by[k] = name
-            table[k] = PriceQuote(k, usd, f"{OVERRIDE} {name}")
+        elif name.lower() in devices():
+            del table[name]
+            table[name.lower()] = PriceQuote(name.lower(), usd, OVERRIDE)
+        elif keys := catalog_devices(name):
+            del table[name]
+            table |= {k: PriceQuote(k, usd, f"{OVERRIDE} {name}") for k in keys if k not in own}
     return table
 
 

@@ -102,6 +102,10 @@ def run(
         )
     if resume is not None and results is not None:
         raise fail(f"--results: not used with --resume (the run continues in {resume} itself)")
+    from harness.client.http1 import trust_env_problem
+
+    if why := trust_env_problem():
+        raise fail(why)
     results = Path("results") if results is None else results
     if resume is None and (why := _unwritable(results)):  # last: it makes the directory
         raise fail(f"--results {results}: {why}")

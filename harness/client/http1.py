@@ -254,6 +254,25 @@ class _Conn(asyncio.Protocol):
             self.transport.close()
 
 
+def trust_env_problem() -> str | None:
+    """Why $SSL_CERT_FILE or $SSL_CERT_DIR cannot be read, where one is set: httpx (every health check,
+    over http too) and the https client load their certificates from there, and a missing file would
+    surface as a bare FileNotFoundError."""
+    import os
+
+    for var, ok, kind in (
+        ("SSL_CERT_FILE", os.path.isfile, "a readable file (a PEM bundle)"),
+        ("SSL_CERT_DIR", os.path.isdir, "a readable directory"),
+    ):
+        where = os.environ.get(var)
+        if where and not (ok(where) and os.access(where, os.R_OK)):
+            return (
+                f"{var}={where}: not {kind}; the engines' health checks and https endpoints read "
+                "certificates there (unset it, or point it at one)"
+            )
+    return None
+
+
 @dataclass
 class Http1Pool:
     """Keep-alive connections to one origin (`http://host:port` or `https://...`)."""

@@ -370,13 +370,20 @@ FEATURE_HINTS = {
 
 def _validate(plans: list[_Plan], quiet_unavailable: bool = False) -> None:
     """Exit 2 where SkyPilot's loader refuses a task or its cloud lacks a feature it needs. Without an
-    importable SkyPilot (`sky` from pipx), a note, or nothing for a launch (`sky launch` checks then)."""
-    from harness.cloud.validate import SkyPilotUnavailable, TaskInvalid, unknown_cloud, validate_task_yamls
+    importable SkyPilot (`sky` from pipx), a note, or nothing for a launch (`sky launch` checks then) unless
+    HARNESS_SKYPILOT_PYTHON names a Python that does not answer."""
+    from harness.cloud.validate import (
+        ENV_PYTHON,
+        SkyPilotUnavailable,
+        TaskInvalid,
+        unknown_cloud,
+        validate_task_yamls,
+    )
 
     try:
         got = validate_task_yamls([p.yaml_text for p in plans])
     except SkyPilotUnavailable as e:
-        if not quiet_unavailable:
+        if not quiet_unavailable or os.environ.get(ENV_PYTHON):  # a Python named that does not answer: said
             err.print(f"not checked with SkyPilot's loader: {e}", markup=False)
         return
     except TaskInvalid as e:

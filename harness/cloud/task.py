@@ -283,8 +283,12 @@ def _max_hours_warnings(s: Scenario, file: str, max_hours: float) -> list[str]:
         return []
     load_min, limit_min = _minutes(over, limit_s)
     starts = f"{t.engines} engine start{'s' if t.engines > 1 else ''}"
-    stop = f"--max-hours {max_hours:g} ({limit_min} min) stops the run before the last points"
-    kept = "finished points are kept; raise --max-hours, or set fewer points"
+    if t.points > 1:
+        stop = f"--max-hours {max_hours:g} ({limit_min} min) stops the run before the last points"
+        kept = "finished points are kept; raise --max-hours, or set fewer points"
+    else:
+        stop = f"--max-hours {max_hours:g} ({limit_min} min) stops the run before its point is done"
+        kept = "raise --max-hours, or shorten the point"
     points = f"{t.points} point{'s' if t.points > 1 else ''}"
     if over == t.at_least_s:
         return [

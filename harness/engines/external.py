@@ -87,7 +87,7 @@ class ExternalServer:
             # hosted APIs have no /health: /v1/models, which every OpenAI-compatible server has, does
             hint = (
                 " (engine.health_path: null asks /v1/models instead)"
-                if r.status_code == 404 and self.cfg.health_path
+                if r.status_code == 404 and self.cfg.health_path not in (None, "/v1/models")
                 else ""
             )
             raise EngineError(f"external endpoint {url} answered HTTP {r.status_code}{hint}: {r.text[:200]}")

@@ -12,10 +12,10 @@ class LoadTime:
     """Bounds on the seconds a scenario's points spend under load; engine start-ups, warm-up requests and
     llama-bench runs are not counted.
 
-    `at_least_s`: open loop, the measured and cooldown requests of a point arrive over
-    (requests + cooldown_requests) / rate seconds, or duration_s where that is shorter; closed loop, 0 (the
-    engine's speed sets it). `at_most_s`: duration_s per point, None without it (requests still in flight
-    when a point's duration ends are not counted)."""
+    `at_least_s`: open loop, a point's measured requests arrive over requests / rate seconds, or duration_s
+    where that is shorter (cooldown requests end with the last measured one, so they add nothing); closed
+    loop, 0 (the engine's speed sets it). `at_most_s`: duration_s per point, None without it (requests
+    still in flight when a point's duration ends are not counted)."""
 
     points: int
     engines: int
@@ -27,10 +27,14 @@ def load_time(s: Scenario) -> LoadTime:
     points = expand_points(s)
     load = s.load
     cap = load.duration_s if load.duration_s is not None else float("inf")
-    sent = load.requests + load.cooldown_requests
-    least = sum(min(sent / p.rate_rps, cap) for p in points if p.rate_rps is not None)
+    least = sum(min(load.requests / p.rate_rps, cap) for p in points if p.rate_rps is not None)
     most = None if load.duration_s is None else load.duration_s * len(points)
     return LoadTime(len(points), len({p.variant_index for p in points}), least, most)
+
+
+def span(seconds: float) -> str:
+    """`45 s` under two minutes, else `12 min`."""
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
 def describe(t: LoadTime) -> str:
@@ -40,14 +44,15 @@ def describe(t: LoadTime) -> str:
         f"{t.points} point{'s' if t.points != 1 else ''} on {t.engines} engine{'s' if t.engines != 1 else ''}"
     )
     if t.at_most_s is not None:
-        span = f"up to {t.at_most_s / 60:.0f} min of load (load.duration_s)"
+        span_ = f"up to {span(t.at_most_s)} of load (load.duration_s)"
         if t.at_least_s > 0:
-            span = f"{t.at_least_s / 60:.0f} to {t.at_most_s / 60:.0f} min of load"
+            lo, hi = span(t.at_least_s), span(t.at_most_s)
+            span_ = f"{hi} of load" if lo == hi else f"{lo} to {hi} of load"
     elif t.at_least_s > 0:
-        span = f"at least {t.at_least_s / 60:.0f} min of load (open-loop arrivals)"
+        span_ = f"at least {span(t.at_least_s)} of load (open-loop arrivals)"
     else:
-        span = "a time the engine's speed sets (no load.duration_s)"
-    return f"{head}: {span}, before engine start-ups"
+        span_ = "a time the engine's speed sets (no load.duration_s)"
+    return f"{head}: {span_}, before engine start-ups"
 
 
 def counts(t: LoadTime) -> str:
@@ -57,7 +62,7 @@ def counts(t: LoadTime) -> str:
         f"{t.engines} engine{'s' if t.engines != 1 else ''}",
     ]
     if t.at_most_s is not None:
-        parts.append(f"up to {t.at_most_s / 60:.0f} min of load")
+        parts.append(f"up to {span(t.at_most_s)} of load")
     elif t.at_least_s > 0:
-        parts.append(f"at least {t.at_least_s / 60:.0f} min of load")
+        parts.append(f"at least {span(t.at_least_s)} of load")
     return ", ".join(parts)

@@ -170,3 +170,31 @@ def test_serve_fake_serves_https_and_a_run_of_an_external_endpoint_measures_it(t
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_a_certificate_path_that_is_not_there_is_said_before_a_run(tmp_path: Path) -> None:
+    """$SSL_CERT_FILE naming no file had failed a run, over http too, as "cannot write the run's files"
+    (httpx's FileNotFoundError, caught as a disk error)."""
+    import os
+
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(
+        "name: t\n"
+        "engine: {type: external, base_url: 'http://127.0.0.1:9', model: {source: served, name: m}}\n"
+    )
+    for var, where, said in (
+        ("SSL_CERT_FILE", tmp_path / "none.pem", "not a readable file (a PEM bundle)"),
+        ("SSL_CERT_DIR", tmp_path / "s.yaml", "not a readable directory"),
+    ):
+        env = {k: v for k, v in os.environ.items() if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
+        res = subprocess.run(
+            [sys.executable, "-m", "harness", "run", str(scenario), "--results", str(tmp_path / "r")],
+            capture_output=True,
+            text=True,
+            env={**env, var: str(where)},
+            timeout=120,
+            cwd=ROOT,
+        )
+        assert res.returncode == 2 and "Traceback" not in res.stderr
+        assert f"{var}={where}: {said}; the engines' health checks and https endpoints read" in res.stderr
+        assert not (tmp_path / "r").exists()

@@ -98,8 +98,8 @@ def test_open_loop_arrivals_as_long_as_max_hours_are_not_said() -> None:
     assert max_hours_said(open_loop([0.1], 36), 0.1) == []
     assert max_hours_said(open_loop([0.1], 37), 0.1) == [
         "t.yaml: load: the open-loop arrivals of its 1 point alone take 6.2 min, before 1 engine start: "
-        "--max-hours 0.1 (6 min) stops the run before the last points (finished points are kept; raise "
-        "--max-hours, or set fewer points)"
+        "--max-hours 0.1 (6 min) stops the run before its point is done (raise --max-hours, or shorten the "
+        "point)"
     ]
     # 64 requests at 0.1 and at 0.2 req/s: 640 + 320 s
     assert max_hours_said(open_loop([0.1, 0.2], 64), 0.1) == [

@@ -97,6 +97,10 @@ def test_prices_per_accelerator_name_in_a_sweep() -> None:
     assert res.returncode == 2 and (
         "--price: 'H100=3' and 'h100=3.5' give one name two prices (give each name once)" in res.stderr
     ), res.stderr
+    res = run_cli(scen, *args, "--price", "3", "--price", "3.5")
+    assert res.returncode == 2 and (
+        "--price: '3' and '3.5' give every accelerator two prices (give one)" in res.stderr
+    ), res.stderr
 
 
 def test_unpriced_accelerator_says_so() -> None:

@@ -564,8 +564,8 @@ def test_max_hours_shorter_than_the_scenarios_load_is_said_before_the_launch() -
     }
     assert said(parse_scenario(data, "f.yaml"), 0.1) == [
         "f.yaml: load: the open-loop arrivals of its 1 point alone take 11 min, before 1 engine start: "
-        "--max-hours 0.1 (6 min) stops the run before the last points (finished points are kept; raise "
-        "--max-hours, or set fewer points)"
+        "--max-hours 0.1 (6 min) stops the run before its point is done (raise --max-hours, or shorten the "
+        "point)"
     ]
     # a closed loop without duration_s: nothing the file can tell
     data["load"] = {"concurrency": [1, 2], "requests": 10_000}

@@ -195,6 +195,13 @@ def test_an_endpoint_without_the_health_route_is_told_how_to_ask_another() -> No
             f"external endpoint {srv.base_url}/status answered HTTP 404 (engine.health_path: null asks "
             "/v1/models instead): "
         )
+        # a /v1/models that answers 404 is not told to ask /v1/models
+        eng = ExternalEngine(
+            type="external", base_url=srv.base_url + "/x", model=model, health_path="/v1/models"
+        )
+        with pytest.raises(EngineError) as e:
+            ExternalServer(eng).start()
+        assert "answered HTTP 404: " in str(e.value) and "instead" not in str(e.value)
         # health_path null: /v1/models, which it has
         ExternalServer(
             ExternalEngine(type="external", base_url=srv.base_url, model=model, health_path=None)

@@ -118,6 +118,17 @@ def test_no_nvml_library_beside_a_gpus_device_file_is_not_said_as_no_gpu(
 ) -> None:
     """A container given a GPU without the driver's utility capability has /dev/nvidia0 but no
     libnvidia-ml: CUDA runs there, so a llama.cpp run must not be labelled as the CPU's."""
+    import fnmatch
+
+    # the pattern matches a GPU's file and not the driver's control or unified-memory files
+    assert [
+        f
+        for f in ("nvidia0", "nvidia7", "nvidiactl", "nvidia-uvm")
+        if fnmatch.fnmatch(f"/dev/{f}", nvml_api.DEVICE_FILES)
+    ] == [
+        "nvidia0",
+        "nvidia7",
+    ]
     monkeypatch.setattr(nvml_api, "DEVICE_FILES", str(tmp_path / "nvidia[0-9]*"))
     (tmp_path / "nvidiactl").touch()  # the control file alone is no GPU
     e = nvml.convert(pynvml.NVMLError(pynvml.NVML_ERROR_LIBRARY_NOT_FOUND), "nvmlInit")
