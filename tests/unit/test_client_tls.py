@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import ssl
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,7 @@ import trustme
 from harness.client.openai_stream import RequestSpec, StreamClient
 from harness.records import RequestRecord
 from harness.testing.fake_server import FakeScript, FakeServer
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import HARNESS, run_harness
 
 
 def _tls_server(ca: trustme.CA) -> FakeServer:
@@ -87,8 +85,7 @@ def test_a_certificate_nobody_trusts_is_a_connect_error_that_says_so(
 def test_serve_fake_serves_https_and_a_run_of_an_external_endpoint_measures_it(tmp_path: Path) -> None:
     """`serve-fake --tls-cert --tls-key` and a whole `harness run` of an https endpoint: its health
     check (httpx) and its streams (the harness's client) both trust $SSL_CERT_FILE."""
-    import os
-    import socket
+    from harness.engines.process import free_port
 
     ca = trustme.CA()
     leaf = ca.issue_cert("127.0.0.1")
@@ -96,40 +93,19 @@ def test_serve_fake_serves_https_and_a_run_of_an_external_endpoint_measures_it(t
     leaf.cert_chain_pems[0].write_to_path(str(cert))
     leaf.private_key_pem.write_to_path(str(key))
     ca.cert_pem.write_to_path(str(pem))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "SSL_CERT_FILE": str(pem)}
-    env.pop("SSL_CERT_DIR", None)
-    argv = [
-        sys.executable,
-        "-m",
-        "harness",
-        "serve-fake",
-        "--port",
-        str(port),
-        "--ttft-ms",
-        "5",
-        "--itl-ms",
-        "1",
-    ]
+    port = free_port()
+    env: dict[str, str | None] = {"SSL_CERT_FILE": str(pem), "SSL_CERT_DIR": None}
+    serve = ["serve-fake", "--port", str(port), "--ttft-ms", "5", "--itl-ms", "1"]
     # a key without its certificate, or files that are not PEM: said, nothing served
-    bad = subprocess.run([*argv, "--tls-key", str(key)], capture_output=True, text=True, env=env, timeout=60)
+    bad = run_harness(*serve, "--tls-key", str(key), env=env, timeout=60)
     assert bad.returncode == 2 and bad.stderr.strip() == "--tls-cert: needed with --tls-key"
-    bad = subprocess.run(
-        [*argv, "--tls-cert", str(pem.parent / "nothing.pem"), "--tls-key", str(key)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-    assert (
-        bad.returncode == 2
-        and "not a PEM certificate and its key" in bad.stderr
-        and "Traceback" not in bad.stderr
-    )
+    bad = run_harness(*serve, "--tls-cert", str(tmp_path / "nothing.pem"), "--tls-key", str(key), env=env)
+    assert bad.returncode == 2 and "not a PEM certificate and its key" in bad.stderr
+    assert "Traceback" not in bad.stderr
     server = subprocess.Popen(
-        [*argv, "--tls-cert", str(cert), "--tls-key", str(key)], stderr=subprocess.PIPE, text=True, env=env
+        [*HARNESS, *serve, "--tls-cert", str(cert), "--tls-key", str(key)],
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert server.stderr is not None
@@ -144,23 +120,7 @@ def test_serve_fake_serves_https_and_a_run_of_an_external_endpoint_measures_it(t
             "workload: {input_tokens: 16, output_tokens: 8}\n"
             "load: {concurrency: [2], requests: 4}\n"
         )
-        res = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "harness",
-                "run",
-                str(scenario),
-                "--results",
-                str(tmp_path / "r"),
-                "--no-progress",
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-            cwd=ROOT,
-        )
+        res = run_harness("run", str(scenario), "--results", str(tmp_path / "r"), "--no-progress", env=env)
         assert res.returncode == 0, res.stderr
         (run,) = (tmp_path / "r").iterdir()
         import pandas as pd
@@ -175,8 +135,6 @@ def test_serve_fake_serves_https_and_a_run_of_an_external_endpoint_measures_it(t
 def test_a_certificate_path_that_is_not_there_is_said_before_a_run(tmp_path: Path) -> None:
     """$SSL_CERT_FILE naming no file had failed a run, over http too, as "cannot write the run's files"
     (httpx's FileNotFoundError, caught as a disk error)."""
-    import os
-
     scenario = tmp_path / "s.yaml"
     scenario.write_text(
         "name: t\n"
@@ -186,15 +144,8 @@ def test_a_certificate_path_that_is_not_there_is_said_before_a_run(tmp_path: Pat
         ("SSL_CERT_FILE", tmp_path / "none.pem", "not a readable file (a PEM bundle)"),
         ("SSL_CERT_DIR", tmp_path / "s.yaml", "not a readable directory"),
     ):
-        env = {k: v for k, v in os.environ.items() if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
-        res = subprocess.run(
-            [sys.executable, "-m", "harness", "run", str(scenario), "--results", str(tmp_path / "r")],
-            capture_output=True,
-            text=True,
-            env={**env, var: str(where)},
-            timeout=120,
-            cwd=ROOT,
-        )
+        env: dict[str, str | None] = {"SSL_CERT_FILE": None, "SSL_CERT_DIR": None, var: str(where)}
+        res = run_harness("run", str(scenario), "--results", str(tmp_path / "r"), env=env, timeout=120)
         assert res.returncode == 2 and "Traceback" not in res.stderr
         assert f"{var}={where}: {said}; the engines' health checks and https endpoints read" in res.stderr
         assert not (tmp_path / "r").exists()
