@@ -213,11 +213,11 @@ def launch(
     _validate(plans, quiet_unavailable=not dry_run)
     for w in dict.fromkeys(warnings):
         err.print(f"warning: {w}", markup=False)
+    err.print(f"plan: {describe(load_time(s))}", markup=False)
     idle = None if keep else idle_minutes
     if dry_run:
-        _print_dry_run(s, plans, results, keep, idle_minutes, max_hours)
+        _print_dry_run(plans, results, keep, idle_minutes, max_hours)
         return
-    err.print(f"plan: {describe(load_time(s))}", markup=False)
     for line in _cost_lines(plans, max_hours, idle):
         err.print(line, markup=False)
     _confirm(yes, len(plans))
@@ -283,12 +283,11 @@ def _plans(
 
 
 def _print_dry_run(
-    s: Scenario, plans: list[_Plan], results: Path, keep: bool, idle_minutes: int, max_hours: float
+    plans: list[_Plan], results: Path, keep: bool, idle_minutes: int, max_hours: float
 ) -> None:
-    """The tasks on stdout; the scenario's load time, the cost and the commands a launch would run."""
+    """The tasks on stdout; the cost and the commands a launch would run."""
     for i, p in enumerate(plans):
         write_stdout(("---\n" if i else "") + f"# cluster: {p.cluster}\n" + p.yaml_text)
-    err.print(f"plan: {describe(load_time(s))}", markup=False)
     for line in _cost_lines(plans, max_hours, None if keep else idle_minutes):
         err.print(line, markup=False)
     for p in plans:

@@ -274,7 +274,7 @@ def _idle_gpu_warnings(s: Scenario, file: str) -> list[str]:
 
 def _max_hours_warnings(s: Scenario, file: str, max_hours: float) -> list[str]:
     """`--max-hours` shorter than the scenario's load: the job is stopped there (its finished points kept)."""
-    from harness.scenario.timing import load_time
+    from harness.scenario.timing import counted, load_time
 
     t = load_time(s)
     limit_s = max_hours * 3600
@@ -282,14 +282,14 @@ def _max_hours_warnings(s: Scenario, file: str, max_hours: float) -> list[str]:
     if over is None or over <= limit_s:
         return []
     load_min, limit_min = _minutes(over, limit_s)
-    starts = f"{t.engines} engine start{'s' if t.engines > 1 else ''}"
+    starts, points = counted(t.engines, "engine start"), counted(t.points, "point")
+    stop = f"--max-hours {max_hours:g} ({limit_min} min) stops the run"
     if t.points > 1:
-        stop = f"--max-hours {max_hours:g} ({limit_min} min) stops the run before the last points"
+        stop += " before the last points"
         kept = "finished points are kept; raise --max-hours, or set fewer points"
     else:
-        stop = f"--max-hours {max_hours:g} ({limit_min} min) stops the run before its point is done"
+        stop += " before its point is done"
         kept = "raise --max-hours, or shorten the point"
-    points = f"{t.points} point{'s' if t.points > 1 else ''}"
     if over == t.at_least_s:
         return [
             f"{file}: load: the open-loop arrivals of its {points} alone take {load_min} min, before "

@@ -32,6 +32,11 @@ def load_time(s: Scenario) -> LoadTime:
     return LoadTime(len(points), len({p.variant_index for p in points}), least, most)
 
 
+def counted(n: int, noun: str) -> str:
+    """`1 point`, `2 points`."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def span(seconds: float) -> str:
     """`45 s` under two minutes, else `12 min`."""
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
@@ -40,27 +45,21 @@ def span(seconds: float) -> str:
 def describe(t: LoadTime) -> str:
     """One line for a launch's plan: `10 points on 2 engines: up to 30 min of load (load.duration_s),
     before engine start-ups`."""
-    head = (
-        f"{t.points} point{'s' if t.points != 1 else ''} on {t.engines} engine{'s' if t.engines != 1 else ''}"
-    )
-    if t.at_most_s is not None:
-        span_ = f"up to {span(t.at_most_s)} of load (load.duration_s)"
-        if t.at_least_s > 0:
-            lo, hi = span(t.at_least_s), span(t.at_most_s)
-            span_ = f"{hi} of load" if lo == hi else f"{lo} to {hi} of load"
+    if t.at_most_s is not None and t.at_least_s > 0:
+        lo, hi = span(t.at_least_s), span(t.at_most_s)
+        load = f"{hi} of load" if lo == hi else f"{lo} to {hi} of load"
+    elif t.at_most_s is not None:
+        load = f"up to {span(t.at_most_s)} of load (load.duration_s)"
     elif t.at_least_s > 0:
-        span_ = f"at least {span(t.at_least_s)} of load (open-loop arrivals)"
+        load = f"at least {span(t.at_least_s)} of load (open-loop arrivals)"
     else:
-        span_ = "a time the engine's speed sets (no load.duration_s)"
-    return f"{head}: {span_}, before engine start-ups"
+        load = "a time the engine's speed sets (no load.duration_s)"
+    return f"{counted(t.points, 'point')} on {counted(t.engines, 'engine')}: {load}, before engine start-ups"
 
 
 def counts(t: LoadTime) -> str:
     """`10 points, 2 engines, up to 30 min of load`: what `validate` says of a scenario that is ok."""
-    parts = [
-        f"{t.points} point{'s' if t.points != 1 else ''}",
-        f"{t.engines} engine{'s' if t.engines != 1 else ''}",
-    ]
+    parts = [counted(t.points, "point"), counted(t.engines, "engine")]
     if t.at_most_s is not None:
         parts.append(f"up to {span(t.at_most_s)} of load")
     elif t.at_least_s > 0:
