@@ -109,10 +109,11 @@ def serve_fake(
         except EngineError:
             raise fail(f"serve-fake: cannot listen on {host}: no such address here") from None
 
+    url = http_url(host, port, "https" if tls else "http")
+
     def listening() -> None:
         err.print(
-            f"fake OpenAI server on {http_url(host, port, 'https' if tls else 'http')} (TTFT"
-            f" {ttft_ms} ms, ITL {itl_ms} ms, "
+            f"fake OpenAI server on {url} (TTFT {ttft_ms} ms, ITL {itl_ms} ms, "
             f"{workers} process(es)); Ctrl-C stops",
             markup=False,
         )
