@@ -209,7 +209,9 @@ class FakeServer:
 
     @property
     def base_url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
+        from harness.engines.process import http_url
+
+        return http_url(self.host, self.port, "https" if self.tls else "http")
 
     async def _route(self, conn: _Conn, method: str, path: str, body: bytes, arrived: float) -> bool:
         key = self.script.api_key

@@ -250,3 +250,10 @@ def test_a_point_runs_without_full_collections_and_gives_them_back_after() -> No
     with pytest.raises(RuntimeError), no_full_collections():  # also when the point ends in an error
         raise RuntimeError
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+def test_a_fake_server_on_an_ipv6_address_names_it_in_brackets() -> None:
+    """`http://::1:8080` was no URL a client could use (the client's side of `[::1]` is tested with the
+    pool's URL parsing)."""
+    assert FakeServer(host="::1", port=8080).base_url == "http://[::1]:8080"
+    assert FakeServer(host="127.0.0.1", port=8080).base_url == "http://127.0.0.1:8080"
