@@ -307,19 +307,22 @@ def test_skypilots_refusal_comes_first_and_before_anything_is_launched(tmp_path:
     assert dry.returncode == 2 and dry.stdout == ""
     assert dry.stderr.splitlines()[0].startswith("--cloud: 'lamda' is not a cloud SkyPilot knows"), dry.stderr
     assert "warning" not in dry.stderr
-    # a real launch: refused before the cost, the question and `sky launch` (a stand-in that records calls)
-    calls = tmp_path / "calls"
-    for tool in ("sky", "rsync", "ssh"):
-        (tmp_path / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> {calls}\n')
-        (tmp_path / tool).chmod(0o755)
-    path = f"{tmp_path}{os.pathsep}{os.environ['PATH']}"
+    # a real launch, with SkyPilot's own `sky` and the system's rsync and ssh on PATH: refused before the
+    # cost, the question and `sky launch` (which the launcher prints as `$ sky launch ...` before running it)
+    import shutil
+
+    sky = Path(sky_python).parent / "sky"
+    assert sky.is_file(), sky
+    missing = [t for t in ("rsync", "ssh") if shutil.which(t) is None]
+    assert not missing, f"{missing} not installed (.ci/run installs them)"
+    path = f"{sky.parent}{os.pathsep}{os.environ['PATH']}"
     args = [scen, "--gpus", "H100:8", "--yes", "--results", str(tmp_path / "r")]
     res = run_cli(*args, "--cloud", "lamda", env={**env, "PATH": path})
     assert res.returncode == 2 and "is not a cloud SkyPilot knows" in res.stderr, res.stderr
-    assert "$" not in res.stderr and not calls.exists() and not (tmp_path / "r").exists()
+    assert "$ sky" not in res.stderr and "$" not in res.stderr and not (tmp_path / "r").exists()
     # a cloud lacking a feature the task needs: refused too (Lambda has no network tier for two nodes)
     res = run_cli(
         str(CLOUD / "llama-3.1-405b-2node.yaml"), *args[1:], "--cloud", "lambda", env={**env, "PATH": path}
     )
     assert res.returncode == 2 and "would refuse the launch" in res.stderr, res.stderr
-    assert not calls.exists()
+    assert "$ sky" not in res.stderr and not (tmp_path / "r").exists()
