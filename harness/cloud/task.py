@@ -260,11 +260,9 @@ def _check_fit(s: Scenario, file: str, opts: LaunchOptions, errors: list[str], w
 def _idle_gpu_warnings(s: Scenario, file: str) -> list[str]:
     """Every engine on the CPU (llama.cpp without GPU layers, vLLM on device cpu, `hardware.gpus: 0`):
     the GPUs rented would sit idle."""
-    on_cpu = [
-        (e.type == "llamacpp" and e.n_gpu_layers == 0) or (e.type == "vllm" and e.device == "cpu")
-        for e in engine_configs(s)
-    ]
-    if s.hardware.gpus != 0 and not all(on_cpu):
+    from harness.scenario.checks import wants_gpu
+
+    if s.hardware.gpus != 0 and any(wants_gpu(e) for e in engine_configs(s)):
         return []
     return [
         f"{file}: every engine configuration runs on the CPU (n_gpu_layers: 0, device: cpu or hardware.gpus: "

@@ -124,12 +124,7 @@ def machine_warnings(s: Scenario, file: str) -> list[str]:
 def _gpu_warnings(s: Scenario, file: str) -> list[str]:
     """Engines that want a GPU (vLLM not set to `device: cpu`, llama.cpp with GPU layers) on a machine
     NVML says has none: not an error, since the machine that runs a scenario may be another."""
-    at = [
-        i
-        for i, e in enumerate(engine_configs(s))
-        if s.hardware.gpus != 0
-        and ((e.type == "vllm" and e.device != "cpu") or (e.type == "llamacpp" and e.n_gpu_layers != 0))
-    ]
+    at = [i for i, e in enumerate(engine_configs(s)) if s.hardware.gpus != 0 and wants_gpu(e)]
     from harness.catalog.hardware import devices
 
     declared = devices().get(s.hardware.gpu or "")
@@ -238,6 +233,12 @@ def _load_warnings(s: Scenario, file: str) -> list[str]:
         for f in unused
         if f in s.load.model_fields_set
     ]
+
+
+def wants_gpu(eng: Any) -> bool:
+    """An engine configuration that runs on a GPU: vLLM not set to `device: cpu`, llama.cpp with GPU
+    layers (an external endpoint's GPU is not this machine's)."""
+    return (eng.type == "vllm" and eng.device != "cpu") or (eng.type == "llamacpp" and eng.n_gpu_layers != 0)
 
 
 def _where(s: Scenario, indices: list[int]) -> str:
