@@ -297,11 +297,8 @@ def weights_over_memory(eng: Any, dev: Any) -> str | None:
         if not (local / "config.json").is_file():
             return None
         precision = checkpoint_precision(local) or precision
-    per_gpu = (
-        arch.params_b
-        * 1e9
-        * bytes_per_param(precision)
-        / (eng.tensor_parallel_size * eng.pipeline_parallel_size)
+    per_gpu = arch.weight_bytes(bytes_per_param(precision)) / (
+        eng.tensor_parallel_size * eng.pipeline_parallel_size
     )
     per_gpu -= eng.cpu_offload_gb * 2**30
     util = eng.gpu_memory_utilization or VLLM_MEMORY_UTILIZATION
