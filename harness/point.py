@@ -293,6 +293,7 @@ def make_client(s: Scenario, engine: Engine, base_url: str, keep_text: bool) -> 
     return StreamClient(
         base_url,
         engine.model_name,
+        api_prefix=engine.api_prefix,
         api=w.api,
         temperature=w.temperature,
         seed=w.seed,

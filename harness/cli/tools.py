@@ -68,6 +68,9 @@ def serve_fake(
     api_key_env: Annotated[
         str | None, typer.Option(help="want `Authorization: Bearer $NAME` (the key read from this variable)")
     ] = None,
+    api_prefix: Annotated[
+        str, typer.Option(help="where the API routes are (a hosted API's own, e.g. /v1beta/openai)")
+    ] = "/v1",
     tls_cert: Annotated[
         Path | None, typer.Option(help="serve https with this PEM certificate (chain); needs --tls-key")
     ] = None,
@@ -83,6 +86,9 @@ def serve_fake(
         raise fail(f"--error-as: invalid value {error_as!r} (allowed: data, field)")
     if fail_status not in (400, 404, 429, 500, 503):
         raise fail(f"--fail-status: invalid value {fail_status} (allowed: 400, 404, 429, 500, 503)")
+    prefix = "/" + api_prefix.strip("/")
+    if prefix == "/" or any(c.isspace() or c in "?#" for c in prefix):
+        raise fail(f"--api-prefix: invalid value {api_prefix!r} (a path such as /v1 or /v1beta/openai)")
     script = FakeScript(
         ttft_s=ttft_ms / 1000,
         itl_s=itl_ms / 1000,
@@ -99,6 +105,7 @@ def serve_fake(
         include_usage=not no_usage,
         stop_after_tokens=stop_after,
         api_key=os.environ.get(api_key_env) if api_key_env else None,
+        api_prefix=prefix,
     )
     if api_key_env and not script.api_key:
         raise fail(f"--api-key-env: {api_key_env} is not set")
@@ -110,10 +117,11 @@ def serve_fake(
             raise fail(f"serve-fake: cannot listen on {host}: no such address here") from None
 
     url = http_url(host, port, "https" if tls else "http")
+    shown = url if prefix == "/v1" else url + prefix  # the base URL a scenario names
 
     def listening() -> None:
         err.print(
-            f"fake OpenAI server on {url} (TTFT {ttft_ms} ms, ITL {itl_ms} ms, "
+            f"fake OpenAI server on {shown} (TTFT {ttft_ms} ms, ITL {itl_ms} ms, "
             f"{workers} process(es)); Ctrl-C stops",
             markup=False,
         )

@@ -38,10 +38,12 @@ class RequestSpec:
 
 @dataclass
 class StreamClient:
-    """Sends streamed completions to `base_url` (e.g. http://127.0.0.1:8080) and times them."""
+    """Sends streamed completions to `base_url` (e.g. http://127.0.0.1:8080) and times them; the API's
+    routes are under `api_prefix` there (`/v1/completions`)."""
 
     base_url: str
     model: str
+    api_prefix: str = "/v1"
     api: str = "completion"  # completion | chat
     temperature: float = 0.0
     seed: int | None = 0
@@ -89,7 +91,7 @@ class StreamClient:
 
     @property
     def path(self) -> str:
-        return "/v1/chat/completions" if self.api == "chat" else "/v1/completions"
+        return self.api_prefix + ("/chat/completions" if self.api == "chat" else "/completions")
 
     def prepare(self, spec: RequestSpec) -> bytes:
         """The complete HTTP request for `spec`, ready to write (build before the send stamp)."""

@@ -14,12 +14,14 @@ if TYPE_CHECKING:
 class Engine(Protocol):
     """An inference server the harness drives over HTTP.
 
-    `start()` launches it (or connects to it) and returns the base URL, after it is healthy.
-    `stop()` must be safe to call at any time and more than once.
+    `start()` launches it (or connects to it) and returns the base URL, after it is healthy; the
+    OpenAI routes are under `api_prefix` there (`/v1`). `stop()` must be safe to call at any time and
+    more than once.
     """
 
     name: str
     model_name: str
+    api_prefix: str
 
     def start(self) -> str: ...
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import psutil
@@ -39,6 +40,23 @@ def is_this_machine(host: str) -> bool | None:
     return any(ipaddress.ip_address(a).is_loopback or a in _own_addresses() for a in addrs)
 
 
+_VERSION_SEGMENT = re.compile(r"v\d+[a-z0-9]*", re.IGNORECASE)
+
+
+def split_base_url(base_url: str) -> tuple[str, str]:
+    """`base_url` as (server root, API prefix). The API prefix starts at the first path segment that
+    names a version, as OpenAI's own clients take a base URL: `http://host:8000/v1` (vLLM, llama.cpp,
+    SGLang), `…/openai/v1` (Groq), `…/v1beta/openai` (Gemini), `…/v1/openai` (DeepInfra). A URL with
+    no such segment is the server's root, with the API at `/v1` under it (`http://host:8000`, or a
+    proxy's `http://host/vllm`). The root is where `/health`, `/metrics` and `/tokenize` are asked."""
+    u = urlsplit(base_url.rstrip("/"))
+    parts = u.path.split("/")
+    for i, part in enumerate(parts):
+        if _VERSION_SEGMENT.fullmatch(part):
+            return urlunsplit(u._replace(path="/".join(parts[:i]))), "/" + "/".join(parts[i:])
+    return urlunsplit(u), "/v1"
+
+
 def has_metrics(base_url: str, headers: dict[str, str]) -> bool:
     """Whether `base_url`/metrics answers with Prometheus text (vLLM, SGLang, llama-server --metrics)."""
     try:
@@ -58,7 +76,7 @@ class ExternalServer:
 
     def __init__(self, cfg: ExternalEngine, log_file: Path | None = None) -> None:
         self.cfg = cfg
-        self.base_url = cfg.base_url.rstrip("/").removesuffix("/v1")
+        self.base_url, self.api_prefix = split_base_url(cfg.base_url)
         self.model_name = cfg.model.name if cfg.model is not None and hasattr(cfg.model, "name") else ""
         self.server_version: str | None = None
         self.host = urlsplit(self.base_url).hostname or ""
@@ -75,8 +93,16 @@ class ExternalServer:
             return {"Authorization": f"Bearer {key}"}
         return {}
 
+    @property
+    def models_url(self) -> str:
+        return f"{self.base_url}{self.api_prefix}/models"
+
+    @property
+    def health_url(self) -> str:
+        return self.base_url + self.cfg.health_path if self.cfg.health_path else self.models_url
+
     def start(self) -> str:
-        url = self.base_url + (self.cfg.health_path or "/v1/models")
+        url = self.health_url
         try:
             r = httpx.get(url, headers=self.headers(), timeout=10)
         except httpx.HTTPError as e:
@@ -84,25 +110,35 @@ class ExternalServer:
         if r.status_code in (401, 403):
             raise EngineError(self._refused(r))
         if r.status_code != 200:
-            # hosted APIs have no /health: /v1/models, which every OpenAI-compatible server has, does
-            hint = (
-                " (engine.health_path: null asks /v1/models instead)"
-                if r.status_code == 404 and self.cfg.health_path not in (None, "/v1/models")
-                else ""
-            )
-            raise EngineError(f"external endpoint {url} answered HTTP {r.status_code}{hint}: {r.text[:200]}")
+            raise EngineError(self._answered(r))
         if not self.model_name:
             try:
-                r = httpx.get(self.base_url + "/v1/models", headers=self.headers(), timeout=10)
+                r = httpx.get(self.models_url, headers=self.headers(), timeout=10)
                 if r.status_code in (401, 403):
                     raise EngineError(self._refused(r))
+                if r.status_code == 404:
+                    raise EngineError(self._answered(r))
                 self.model_name = r.json()["data"][0]["id"]
             except (httpx.HTTPError, ValueError, KeyError, IndexError):
                 raise EngineError(
-                    f"{self.base_url}/v1/models did not name a model; set engine.model.name in the scenario"
+                    f"{self.models_url} did not name a model; set engine.model.name in the scenario"
                 ) from None
         self._metrics = has_metrics(self.base_url, self.headers())
         return self.base_url
+
+    def _answered(self, r: httpx.Response) -> str:
+        """An answer other than 200 to the health check or the model list, with what to change on a 404:
+        hosted APIs have no /health (the API's /models, which every OpenAI-compatible server has, does),
+        and some have their API under a path of their own."""
+        url, hint = str(r.request.url), ""
+        if r.status_code == 404 and url != self.models_url:
+            hint = f" (engine.health_path: null asks {self.api_prefix}/models instead)"
+        elif r.status_code == 404:
+            hint = (
+                f" (engine.base_url: the API is asked under {self.api_prefix}; where it has a path of its"
+                " own, base_url names it, as in https://host/v1beta/openai)"
+            )
+        return f"external endpoint {url} answered HTTP {r.status_code}{hint}: {r.text[:200]}"
 
     def _refused(self, r: httpx.Response) -> str:
         key = (
@@ -123,7 +159,7 @@ class ExternalServer:
     def healthy(self, timeout_s: float = 5.0) -> bool:
         """Whether the endpoint's health check answers 200 now (asked after a point whose requests failed
         to connect or were cut)."""
-        url = self.base_url + (self.cfg.health_path or "/v1/models")
+        url = self.health_url
         try:
             return httpx.get(url, headers=self.headers(), timeout=timeout_s).status_code == 200
         except httpx.HTTPError:
@@ -139,6 +175,7 @@ class ExternalServer:
         return {
             "name": self.name,
             "base_url": self.base_url,
+            "api_prefix": self.api_prefix,
             "model": {"name": self.model_name},
             "launcher": "external",
             "version": None,

@@ -106,6 +106,7 @@ class LlamaCppServer:
     """Launches and owns one llama.cpp server process."""
 
     name = "llamacpp"
+    api_prefix = "/v1"
 
     def __init__(self, cfg: LlamaCppEngine, log_file: Path) -> None:
         self.cfg = cfg

@@ -169,6 +169,7 @@ class VllmServer:
     """Launches and owns one vLLM OpenAI-compatible server."""
 
     name = "vllm"
+    api_prefix = "/v1"
 
     def __init__(self, cfg: VllmEngine, log_file: Path) -> None:
         self.cfg = cfg

@@ -65,7 +65,10 @@ class FakeScript:
     # the model ends its answer (EOS, finish_reason "stop") after this many tokens, unless the request
     # says ignore_eos, as vLLM and llama.cpp honour it
     stop_after_tokens: int | None = None
-    api_key: str | None = None  # when set, the /v1 routes want `Authorization: Bearer <api_key>`
+    api_key: str | None = None  # when set, the API routes want `Authorization: Bearer <api_key>`
+    # where the API routes are: /v1/models, /v1/completions; a hosted API's own prefix (Gemini's
+    # /v1beta/openai) tries the harness against such a base URL
+    api_prefix: str = "/v1"
     # a keep-alive connection that served this many requests is closed when the next one arrives, before
     # any byte of an answer, as a server whose idle timeout ran out as the request came (0: never)
     close_after_requests: int = 0
@@ -214,16 +217,16 @@ class FakeServer:
         return http_url(self.host, self.port, "https" if self.tls else "http")
 
     async def _route(self, conn: _Conn, method: str, path: str, body: bytes, arrived: float) -> bool:
-        key = self.script.api_key
+        key, api = self.script.api_key, self.script.api_prefix
         # as vLLM's --api-key: the /v1 routes want the key, /health and the rest do not
-        if key and path.startswith("/v1/") and conn.auth != f"Bearer {key}":
+        if key and path.startswith(api + "/") and conn.auth != f"Bearer {key}":
             conn._simple(401, {"error": {"message": "invalid api key", "code": 401}})
             return True
         if method == "GET" and path == "/health":
             while self.script.health_waits_for_streams and self.active_streams:
                 await asyncio.sleep(0.01)  # as a health route that takes the model's lock
             conn._simple(200, {"status": "ok"})
-        elif method == "GET" and path == "/v1/models":
+        elif method == "GET" and path == api + "/models":
             conn._simple(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
         elif method == "GET" and path == "/stats":
             conn._simple(200, self.stats.summary())
@@ -232,7 +235,7 @@ class FakeServer:
         elif method == "POST" and path == "/stats/reset":
             self.stats = ServerStats()
             conn._simple(200, {"status": "ok"})
-        elif method == "POST" and path in ("/v1/completions", "/v1/chat/completions"):
+        elif method == "POST" and path in (api + "/completions", api + "/chat/completions"):
             try:
                 req = json.loads(body or b"{}")
             except ValueError:

@@ -461,6 +461,12 @@ def test_serve_fake_on_a_taken_port_fails_without_announcing_itself() -> None:
     assert "fake OpenAI server on" not in res.stderr  # the banner is printed once the port is bound
 
 
+def test_serve_fake_wants_an_api_prefix_that_is_a_path() -> None:
+    for bad in ("/", "/v1 beta", "/v1?x"):
+        res = harness("serve-fake", "--port", "0", "--api-prefix", bad)
+        assert refused(res, f"--api-prefix: invalid value {bad!r} (a path such as /v1"), res.stderr
+
+
 def test_claims_and_recommend_say_which_runs_gave_them_nothing(tmp_path: Path) -> None:
     from harness.results import RunDir
 

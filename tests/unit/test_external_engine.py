@@ -7,7 +7,7 @@ import socket
 import psutil
 import pytest
 
-from harness.engines.external import ExternalServer, is_this_machine
+from harness.engines.external import ExternalServer, is_this_machine, split_base_url
 from harness.runinfo import device_of
 from harness.scenario import ExternalEngine, Scenario
 from harness.telemetry import default_samplers
@@ -195,16 +195,43 @@ def test_an_endpoint_without_the_health_route_is_told_how_to_ask_another() -> No
             f"external endpoint {srv.base_url}/status answered HTTP 404 (engine.health_path: null asks "
             "/v1/models instead): "
         )
-        # a /v1/models that answers 404 is not told to ask /v1/models
+        # a /v1/models that answers 404 is not told to ask /v1/models, but where the API may be
         eng = ExternalEngine(
             type="external", base_url=srv.base_url + "/x", model=model, health_path="/v1/models"
         )
         with pytest.raises(EngineError) as e:
             ExternalServer(eng).start()
-        assert "answered HTTP 404: " in str(e.value) and "instead" not in str(e.value)
+        assert str(e.value).startswith(
+            f"external endpoint {srv.base_url}/x/v1/models answered HTTP 404 (engine.base_url: the API is"
+            " asked under /v1; where it has a path of its own, base_url names it, as in"
+            " https://host/v1beta/openai): "
+        )
+        assert "instead" not in str(e.value)
         # health_path null: /v1/models, which it has
         ExternalServer(
             ExternalEngine(type="external", base_url=srv.base_url, model=model, health_path=None)
         ).start()
     finally:
         srv.stop()
+
+
+def test_base_urls_split_where_a_version_segment_starts() -> None:
+    """Base URLs as providers document them for OpenAI's clients: the API's routes go under the path
+    from the first version segment on; a URL with none is a server root with /v1 under it."""
+    for url, root, prefix in (
+        ("http://h:8000", "http://h:8000", "/v1"),
+        ("http://h:8000/", "http://h:8000", "/v1"),
+        ("http://h:8000/v1", "http://h:8000", "/v1"),
+        ("http://h:8000/v1/", "http://h:8000", "/v1"),
+        ("http://proxy/vllm", "http://proxy/vllm", "/v1"),
+        ("http://proxy/vllm/v1", "http://proxy/vllm", "/v1"),
+        ("https://api.groq.com/openai/v1", "https://api.groq.com/openai", "/v1"),
+        ("https://generativelanguage.googleapis.com/v1beta/openai/", "https://generativelanguage.googleapis.com",
+         "/v1beta/openai"),
+        ("https://api.deepinfra.com/v1/openai", "https://api.deepinfra.com", "/v1/openai"),
+        ("http://[::1]:8000/V2", "http://[::1]:8000", "/V2"),
+        ("http://h/video/v1", "http://h/video", "/v1"),  # "video" is no version: only v<digits>...
+    ):  # fmt: skip
+        assert split_base_url(url) == (root, prefix), url
+        s = _server(url)
+        assert (s.base_url, s.api_prefix, s.models_url) == (root, prefix, f"{root}{prefix}/models")
