@@ -48,6 +48,7 @@ class _Plan:
     yaml_text: str
     task: dict[str, object]
     price: cost.Price | None
+    devices: list[str]  # the catalog devices the accelerator can be on this launch (`cost.launch_devices`)
 
 
 def _parse_envs(items: list[str]) -> dict[str, str]:
@@ -169,7 +170,7 @@ def launch(
         list[str] | None,
         typer.Option(
             help="USD per GPU-hour for the estimate: a number for every --gpus, or NAME=USD for one "
-            "(H100=2.99; repeatable)"
+            "(H100=2.99, or h100-sxm=2.99 where the cloud has SXM cards only; repeatable)"
         ),
     ] = None,
     max_hours: Annotated[
@@ -260,26 +261,38 @@ def _plans(
         if any(p.cluster == name for p in plans):
             raise CloudError([f"--gpus: {acc} is given twice"])
         t = build_task(s, scenario, opts, workdir, name)
-        usd = prices.get(acc.name.lower(), prices.get(""))
-        plans.append(
-            _Plan(
-                name,
-                opts,
-                task_yaml(t),
-                t,
-                cost.lookup_price(acc.name, usd, (opts.infra or "").split("/")[0].lower() or None),
-            )
+        cloud = (opts.infra or "").split("/")[0].lower() or None
+        can_be = cost.launch_devices(acc.name, cloud)
+        own = can_be[0] if len(can_be) == 1 else None  # the catalog key that names this launch's device
+        # the device's own key wins over the name that covers it, as `--price` elsewhere
+        usd = (
+            prices[own] if own is not None and own in prices else prices.get(acc.name.lower(), prices.get(""))
         )
+        plans.append(_Plan(name, opts, task_yaml(t), t, cost.lookup_price(acc.name, usd, cloud), can_be))
     named = {p.opts.accelerators.name.lower(): p.opts.accelerators.name for p in plans}
+    keys = {p.devices[0] for p in plans if len(p.devices) == 1}
     for key in prices:
-        if key and key not in named:  # a catalog key (h100-sxm) or a typo: its price would go unused
-            raise CloudError(
-                [
-                    f"--price {key}: no accelerator of this launch has that name (allowed: "
-                    f"{', '.join(f'{n}=USD' for n in named.values())}, as --gpus names it, or USD alone)"
-                ]
-            )
+        if key and key not in named and key not in keys:  # its price would go unused
+            raise CloudError([_unused_price(key, plans)])
     return plans, warnings
+
+
+def _unused_price(key: str, plans: list[_Plan]) -> str:
+    """Why `--price key` prices no machine of the launch: a device the launch's accelerator name may or
+    may not get (H100: h100-sxm or h100-pcie, unless the cloud has SXM parts only), or no name of it."""
+    allowed = ", ".join(dict.fromkeys(f"{p.opts.accelerators.name}=USD" for p in plans))
+    for p in plans:
+        if key in p.devices:
+            acc = p.opts.accelerators.name
+            return (
+                f"--price {key}: {acc} can be {' or '.join(p.devices)} on this launch, so that price may not"
+                f" be what it pays; price the accelerator as --gpus names it (allowed: {allowed}, or USD"
+                " alone)"
+            )
+    return (
+        f"--price {key}: no accelerator of this launch has that name (allowed: {allowed}, as --gpus names it,"
+        " a catalog device it is sure to be, or USD alone)"
+    )
 
 
 def _print_dry_run(

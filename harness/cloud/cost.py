@@ -41,6 +41,15 @@ def catalog_devices(accelerator: str) -> list[str]:
     return keys
 
 
+def launch_devices(accelerator: str, cloud: str | None = None) -> list[str]:
+    """The catalog devices a launch of `accelerator` (SkyPilot name) can get: `catalog_devices`, the SXM
+    ones alone on a cloud with SXM parts only (`SXM_ONLY_CLOUDS`; `cloud` is `--cloud`'s first part)."""
+    keys = catalog_devices(accelerator)
+    if cloud in SXM_ONLY_CLOUDS:
+        keys = [k for k in keys if devices()[k].form_factor != "pcie"] or keys
+    return keys
+
+
 def lookup_price(
     accelerator: str, override_usd_per_gpu_hour: float | None = None, cloud: str | None = None
 ) -> Price | None:
@@ -52,9 +61,7 @@ def lookup_price(
     if override_usd_per_gpu_hour is not None:
         p = float(override_usd_per_gpu_hour)
         return Price(p, p, "--price")
-    keys = catalog_devices(accelerator)
-    if cloud in SXM_ONLY_CLOUDS:
-        keys = [k for k in keys if devices()[k].form_factor != "pcie"] or keys
+    keys = launch_devices(accelerator, cloud)
     rows = [p for p in prices() if p.default and p.device in keys]
     if not rows:
         return None

@@ -82,12 +82,25 @@ def test_prices_per_accelerator_name_in_a_sweep() -> None:
     assert res.returncode == 0, res.stderr
     assert "H100:8 × 1 node: $24.00/h; 1 h of benchmark: $24.00  [--price]" in res.stderr
     assert "A100-80GB:8 × 1 node: $12.00/h; 1 h of benchmark: $12.00  [--price]" in res.stderr
-    # a name no --gpus has (the catalog's key, a typo): its price would go unused
+    # a catalog device the launch may not get: an H100 can be an SXM or a PCIe card
     res = run_cli(scen, *args, "--price", "h100-sxm=3")
     assert res.returncode == 2 and (
-        "--price h100-sxm: no accelerator of this launch has that name (allowed: H100=USD, A100-80GB=USD, as "
-        "--gpus names it, or USD alone)" in res.stderr
+        "--price h100-sxm: H100 can be h100-sxm or h100-pcie on this launch, so that price may not be what it"
+        " pays; price the accelerator as --gpus names it (allowed: H100=USD, A100-80GB=USD, or USD alone)"
+        in " ".join(res.stderr.split())
     ), res.stderr
+    # a name no --gpus has (a typo): its price would go unused
+    res = run_cli(scen, *args, "--price", "h10=3")
+    assert res.returncode == 2 and (
+        "--price h10: no accelerator of this launch has that name (allowed: H100=USD, A100-80GB=USD, as"
+        " --gpus names it, a catalog device it is sure to be, or USD alone)" in " ".join(res.stderr.split())
+    ), res.stderr
+    # on a cloud with SXM parts only an H100 is an h100-sxm: its key prices it, and wins over the name
+    res = run_cli(scen, *args, "--cloud", "aws", "--price", "h100-sxm=3", "--price", "H100=9")
+    assert res.returncode == 0, res.stderr
+    assert "H100:8 × 1 node: $24.00/h; 1 h of benchmark: $24.00  [--price]" in res.stderr
+    # the A100 keeps the catalog's range, the SXM card's alone on AWS: 1.49 and 2.49 $/GPU-h × 8
+    assert "A100-80GB:8 × 1 node: $11.92-19.92/h; 1 h of benchmark: $11.92-19.92  [prices.yaml" in res.stderr
     res = run_cli(scen, "--dry-run", "--price", "h100-sxm=")
     assert (
         res.returncode == 2 and "--price: invalid value 'h100-sxm=' (allowed: USD_PER_GPU_HOUR" in res.stderr
