@@ -4,6 +4,7 @@ synced too, so a crash or a lost machine leaves the old file or the new one, nev
 from __future__ import annotations
 
 import os
+import secrets
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,12 +25,25 @@ def sync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _new_file(folder: Path, prefix: str) -> Path:
+    """An empty file made here and now under a name no one chose ahead: a link planted at a name known
+    beforehand (as one fetched from a rented machine could be) would take the write elsewhere. Its mode
+    is the umask's, as a plain open's; two writers never share one."""
+    while True:
+        tmp = folder / f"{prefix}{secrets.token_hex(4)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+
+
 @contextmanager
 def replaced_whole(path: Path) -> Iterator[Path]:
     """A temporary name next to `path` to write to; once written it is synced and renamed over `path`.
     Nothing is renamed when the body raises, and the temporary file is removed."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # two writers do not remove each other's
+    tmp = _new_file(path.parent, f".{path.name}.{os.getpid()}.")
     try:
         yield tmp
         with open(tmp, "rb") as f:

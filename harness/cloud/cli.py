@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -368,7 +369,7 @@ def _print_outcome(done: list[launcher.MachineRun]) -> None:
         err.print(f"{m.cluster}: {status}; {len(m.run_dirs)} run dir(s) in {m.local_dir}", markup=False)
     runs = [r for m in done for r in m.run_dirs]
     if runs:
-        err.print("compare them: harness compare " + " ".join(runs), markup=False)
+        err.print("compare them: " + shlex.join(["harness", "compare", *runs]), markup=False)
 
 
 # what to change when the named cloud lacks a feature the task needs (SkyPilot's feature names)

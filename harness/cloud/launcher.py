@@ -3,7 +3,7 @@
 The `sky` command is used rather than the Python SDK because `sky launch` (SkyPilot 0.14) is what
 writes the cluster's SSH alias that rsync needs (the SDK leaves that to the CLI) and exits with the
 job's exit code; and it lets SkyPilot live in its own environment (pipx/uv tool), apart from the
-harness's dependencies. Results come back with `rsync -az CLUSTER:harness-results/ LOCAL/`, the
+harness's dependencies. Results come back with `rsync -az --no-links CLUSTER:harness-results/ LOCAL/`, the
 download path SkyPilot documents; on multi-node clusters the run directory is on the head node.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.cloud.task import REMOTE_RESULTS
+from harness.fileio import write_text_whole
 
 
 def sky_launch_argv(
@@ -37,8 +38,10 @@ def sky_launch_argv(
 
 
 def rsync_argv(cluster: str, local_dir: Path) -> list[str]:
-    """Copy every run directory from the head node; never deletes local files."""
-    return ["rsync", "-az", "--partial", f"{cluster}:{REMOTE_RESULTS}/", f"{local_dir}/"]
+    """Copy every run directory from the head node; never deletes local files. Links are not copied
+    (`--no-links`): a run directory has none, and one planted on the rented machine would have later
+    writes here (cloud.json, a resumed run's records) go wherever it points."""
+    return ["rsync", "-az", "--no-links", "--partial", f"{cluster}:{REMOTE_RESULTS}/", f"{local_dir}/"]
 
 
 def sky_down_argv(cluster: str) -> list[str]:
@@ -83,10 +86,22 @@ class MachineRun:
         )
 
     def save(self) -> None:
-        p = Path(self.local_dir) / "cloud.json"
-        tmp = p.with_name(".cloud.json.tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, p)
+        write_text_whole(Path(self.local_dir) / "cloud.json", json.dumps(asdict(self), indent=2) + "\n")
+
+
+# a run directory's name: <UTC time>-<scenario name>, whose characters the scenario's name allows
+RUN_DIR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def fetched_runs(local: Path) -> list[str]:
+    """The run directories fetched into `local`. A name no run directory has (shell or terminal control
+    characters, from the rented machine) is left out, so the commands printed with these paths are
+    safe to paste."""
+    return sorted(
+        str(p)
+        for p in local.iterdir()
+        if RUN_DIR_NAME.fullmatch(p.name) and not p.is_symlink() and (p / "manifest.json").is_file()
+    )
 
 
 def _run(argv: list[str], say: Callable[[str], None]) -> int:
@@ -117,7 +132,7 @@ def launch_one(
         m.launch_rc = _run(sky_launch_argv(m.cluster, task_file, secrets, keep, idle_minutes), say)
         m.save()
         m.fetch_rc = _run(rsync_argv(m.cluster, local), say)
-        m.run_dirs = sorted(str(p) for p in local.iterdir() if (p / "manifest.json").is_file())
+        m.run_dirs = fetched_runs(local)
         if m.fetch_rc != 0:
             if not keep:  # make sure it goes down by itself once idle, whatever stage it reached
                 m.autostop_rc = _run(sky_autostop_argv(m.cluster, idle_minutes), say)

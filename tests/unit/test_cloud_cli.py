@@ -4,6 +4,7 @@ lines it would run; the cloud.json it keeps; the price table."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def test_dry_run_sweep_prints_one_task_per_machine_and_the_cost() -> None:
         f"  sky launch --yes --cluster {h100} --idle-minutes-to-autostop 30 --down results/{h100}/task.yaml"
         in err
     )
-    assert f"  rsync -az --partial {h100}:harness-results/ results/{h100}/" in err
+    assert f"  rsync -az --no-links --partial {h100}:harness-results/ results/{h100}/" in err
     assert f"  sky down --yes {h100}" in err
 
 
@@ -196,11 +197,54 @@ def test_sky_and_rsync_command_lines() -> None:
         "sky", "launch", "--yes", "--cluster", "c1", "--secret", "HF_TOKEN", "results/c1/task.yaml",
     ]  # fmt: skip
     assert launcher.rsync_argv("c1", Path("results/c1")) == [
-        "rsync", "-az", "--partial", "c1:harness-results/", "results/c1/",
+        "rsync", "-az", "--no-links", "--partial", "c1:harness-results/", "results/c1/",
     ]  # fmt: skip
     assert launcher.sky_down_argv("c1") == ["sky", "down", "--yes", "c1"]
     # set again after a failed fetch, whatever stage the launch reached
     assert launcher.sky_autostop_argv("c1", 30) == ["sky", "autostop", "c1", "-i", "30", "--down"]
+
+
+def test_the_fetch_leaves_links_on_the_rented_machine(tmp_path: Path) -> None:
+    """The fetch's own options, run by the system's rsync from a folder here in place of the head node:
+    run files come, a link planted beside them (at a name a later write uses, or to a folder) does not."""
+    if shutil.which("rsync") is None:
+        pytest.fail("rsync is not installed (.ci/run installs it)")
+    remote, local = tmp_path / "remote", tmp_path / "results" / "c1"
+    (remote / "run1").mkdir(parents=True)
+    (remote / "run1" / "manifest.json").write_text("{}\n")
+    (remote / "run1" / "requests.jsonl").symlink_to(tmp_path / "victim")
+    (remote / ".cloud.json.tmp").symlink_to(tmp_path / "victim")
+    (remote / "etc").symlink_to("/etc")
+    local.mkdir(parents=True)
+    argv = launcher.rsync_argv("c1", local)
+    assert argv[-2] == "c1:harness-results/"
+    res = subprocess.run([*argv[:-2], f"{remote}/", argv[-1]], capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+    found = sorted(str(p.relative_to(local)) for p in local.rglob("*"))
+    assert found == ["run1", "run1/manifest.json"]
+
+
+def test_only_run_directories_fetched_are_named_and_the_command_printed_pastes_safely(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Names come from the rented machine: one with `$(...)` or a terminal escape in it is no run
+    directory of the harness's, and is not printed in a command to paste."""
+    import harness.cli  # noqa: F401  (harness.cloud.cli is imported through it)
+    from harness.cloud.cli import _print_outcome
+
+    local = tmp_path / "my results" / "c1"
+    for name in ("20261206T120000Z-a", "run-$(id)", "x\x1b]0;t\x07", "no-manifest"):
+        (local / name).mkdir(parents=True)
+        if name != "no-manifest":
+            (local / name / "manifest.json").write_text("{}\n")
+    (local / "linked").symlink_to(local / "20261206T120000Z-a")
+    runs = launcher.fetched_runs(local)
+    assert runs == [str(local / "20261206T120000Z-a")]
+    m = launcher.MachineRun("c1", "H100:1", 1, str(local), {}, launch_rc=0, fetch_rc=0, down_rc=0)
+    m.run_dirs = runs
+    _print_outcome([m])
+    said = capsys.readouterr().err
+    assert f"compare them: harness compare '{local}/20261206T120000Z-a'" in said, said
 
 
 def test_machine_record_is_written_as_json(tmp_path: Path) -> None:
@@ -322,8 +366,6 @@ def test_skypilots_refusal_comes_first_and_before_anything_is_launched(tmp_path:
     assert "warning" not in dry.stderr
     # a real launch, with SkyPilot's own `sky` and the system's rsync and ssh on PATH: refused before the
     # cost, the question and `sky launch` (which the launcher prints as `$ sky launch ...` before running it)
-    import shutil
-
     sky = Path(sky_python).parent / "sky"
     assert sky.is_file(), sky
     missing = [t for t in ("rsync", "ssh") if shutil.which(t) is None]

@@ -4,6 +4,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -489,9 +490,38 @@ def test_a_file_replaced_whole_is_the_old_one_or_the_new_one(tmp_path: Path) -> 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]  # no temporary left
     write_text_whole(f, "new\n")
     assert f.read_text() == "new\n" and sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]
-    with replaced_whole(f) as tmp:  # each process its own: two writers do not remove each other's
-        assert tmp.name == f".manifest.json.{os.getpid()}.tmp"
+    with replaced_whole(f) as tmp, replaced_whole(f) as tmp2:  # two writers do not remove each other's
+        assert tmp.name.startswith(f".manifest.json.{os.getpid()}.") and tmp.name.endswith(".tmp")
+        assert tmp2 != tmp and tmp2.name.startswith(f".manifest.json.{os.getpid()}.")
         tmp.write_text("newer\n")
+        tmp2.write_text("newest\n")
+    # the outer one finishes last, and its file is the one left
+    assert f.read_text() == "newer\n" and sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]
+    assert stat.S_IMODE(f.stat().st_mode) == 0o666 & ~_umask()  # as a plain open leaves it
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_a_planted_link_does_not_take_a_write_elsewhere(tmp_path: Path) -> None:
+    """A run directory fetched from a rented machine could hold links at the names a write uses."""
+    from harness.cloud.launcher import MachineRun
+
+    victim = tmp_path / "victim"
+    victim.write_text("mine\n")
+    local = tmp_path / "h-x"
+    local.mkdir()
+    for name in (".cloud.json.tmp", f".cloud.json.{os.getpid()}.tmp"):  # the names earlier versions used
+        (local / name).symlink_to(victim)
+    m = MachineRun("h-x", "H100:1", 1, str(local), {})
+    m.save()
+    assert victim.read_text() == "mine\n"
+    assert (
+        not (local / "cloud.json").is_symlink() and '"cluster": "h-x"' in (local / "cloud.json").read_text()
+    )
 
 
 def test_a_run_made_on_other_gpus_is_not_resumed_here(tmp_path: Path) -> None:
