@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shlex
 import sys
 from collections.abc import Callable
@@ -58,16 +59,22 @@ def _parse_envs(items: list[str]) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key.isidentifier():
             raise CloudError([f"--env: invalid value {item!r} (allowed: NAME=VALUE)"])
-        if looks_secret(key):
+        if looks_secret(key) or _has_password(value):
             # --env values are written into task.yaml and cloud.json under results/, which get committed
+            what = " (a URL with a password)" if _has_password(value) else ""
             raise CloudError(
                 [
-                    f"--env: {key} looks like a secret; pass it as --secret {key} (its value is read from "
-                    "your environment and sent to the cluster without being written to any file)"
+                    f"--env: {key} looks like a secret{what}; pass it as --secret {key} (its value is read"
+                    " from your environment and sent to the cluster without being written to any file)"
                 ]
             )
         out[key] = value
     return out
+
+
+def _has_password(value: str) -> bool:
+    """A URL with a password in it (`postgres://user:pw@host/db`)."""
+    return re.search(r"[A-Za-z][A-Za-z0-9+.-]*://[^/@\s:]*:[^/@\s]+@", value) is not None
 
 
 def _check_secrets(names: list[str]) -> tuple[str, ...]:

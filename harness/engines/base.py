@@ -53,8 +53,11 @@ class Engine(Protocol):
 
 
 SECRET_WORDS = frozenset(
-    {"key", "keys", "apikey", "apikeys", "token", "secret", "secrets", "password", "passwords", "passwd"}
-)
+    {
+        "key", "keys", "apikey", "apikeys", "token", "secret", "secrets", "password", "passwords", "passwd",
+        "passphrase", "auth", "authorization", "bearer", "credential", "credentials", "cookie", "pat",
+    }
+)  # fmt: skip
 
 
 def looks_secret(name: str) -> bool:

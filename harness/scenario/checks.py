@@ -3,11 +3,13 @@ and input files that are missing or do not load."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from harness.fileio import input_problem, user_path
 from harness.scenario.errors import merge_variants
@@ -327,6 +329,17 @@ def _fit_warnings(s: Scenario, file: str) -> list[str]:
     return out
 
 
+def _key_in_clear(e: Any) -> bool:
+    """An API key sent over plain http to another host (loopback names and addresses are this machine)."""
+    host = urlsplit(e.base_url).hostname or ""
+    if not e.api_key_env or not e.base_url.startswith("http://") or host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name
+        return True
+
+
 def _request_warnings(s: Scenario, file: str) -> list[str]:
     """What the requests will not carry although the workload asks for it."""
     engines = engine_configs(s)
@@ -349,6 +362,13 @@ def _request_warnings(s: Scenario, file: str) -> list[str]:
         out.append(
             f"{file}: workload.ignore_eos: {json.dumps(wanted)}, but {_where(s, told)}.extra_body sends "
             f"ignore_eos: {sent}, and an external endpoint gets extra_body as written"
+        )
+    clear = [i for i, e in enumerate(engines) if e.type == "external" and _key_in_clear(e)]
+    if clear:
+        e = engines[clear[0]]
+        out.append(
+            f"{file}: {_where(s, clear)}.base_url: http:// sends the key in ${e.api_key_env} unencrypted to "
+            f"{urlsplit(e.base_url).hostname} (allowed: https://, or an SSH tunnel to a local port)"
         )
     cold = [i for i, e in enumerate(engines) if e.type == "vllm" and not e.enable_prefix_caching]
     if cold and s.workload.shared_prefix_tokens:

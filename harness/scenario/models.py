@@ -218,6 +218,30 @@ HARNESS_OWN_ARGS = {
         "n_parallel": "parallel",
         "n_gpu_layers": "n_gpu_layers",
     },
+    # vLLM takes --max_num_seqs as --max-num-seqs, and keeps the last of a flag given twice
+    "vllm": {
+        "--model": "model",
+        "--host": "host",
+        "--port": "the harness's own choice",
+        "--served-model-name": "the harness's own choice",
+        "--dtype": "precision",
+        "--quantization": "precision",
+        "-q": "precision",
+        "--kv-cache-dtype": "kv_cache_dtype",
+        "--tensor-parallel-size": "tensor_parallel_size",
+        "-tp": "tensor_parallel_size",
+        "--pipeline-parallel-size": "pipeline_parallel_size",
+        "-pp": "pipeline_parallel_size",
+        "--gpu-memory-utilization": "gpu_memory_utilization",
+        "--max-model-len": "max_model_len",
+        "--max-num-seqs": "max_num_seqs",
+        "--max-num-batched-tokens": "max_num_batched_tokens",
+        "--enable-prefix-caching": "enable_prefix_caching",
+        "--no-enable-prefix-caching": "enable_prefix_caching",
+        "--cpu-offload-gb": "cpu_offload_gb",
+        "--enforce-eager": "enforce_eager",
+        "--trust-remote-code": "trust_remote_code",
+    },
 }
 
 
@@ -237,10 +261,15 @@ def _xllamacpp_field_problem(args: tuple[str, ...]) -> str | None:
     return None
 
 
+def _vllm_flag(flag: str) -> str:
+    """A vLLM flag as its parser takes it: `--max_num_seqs` is `--max-num-seqs`."""
+    return "--" + flag[2:].replace("_", "-") if flag.startswith("--") else flag
+
+
 def extra_args_problem(launcher: str, args: tuple[str, ...]) -> str | None:
-    """Why a llama.cpp launcher's `extra_args` cannot be used, else None: xllamacpp takes `FIELD=VALUE`
-    items (fields of its CommonParams), the others command-line options; none may set what the harness
-    sets from the scenario's own fields."""
+    """Why a launcher's `extra_args` cannot be used, else None: xllamacpp takes `FIELD=VALUE` items
+    (fields of its CommonParams), the others command-line options; none may set what the harness sets
+    from the scenario's own fields."""
     own = HARNESS_OWN_ARGS[launcher]
     if launcher == "xllamacpp":
         bad = [a for a in args if a.startswith("-") or "=" not in a or not a.split("=", 1)[0]]
@@ -253,6 +282,13 @@ def extra_args_problem(launcher: str, args: tuple[str, ...]) -> str | None:
         keys = [a.split("=", 1)[0] for a in args]
         if problem := _xllamacpp_field_problem(args):
             return problem
+    elif launcher == "vllm":
+        keys = [_vllm_flag(a.split("=", 1)[0]) for a in args if a.startswith("-")]
+        if "--api-key" in keys:
+            return (
+                "extra_args '--api-key': the server would refuse the harness's own requests, which carry no"
+                " key (a server the harness starts listens on engine.host for it alone)"
+            )
     else:
         keys = [a.split("=", 1)[0] for a in args if a.startswith("-")]
     clash = [k for k in keys if k in own]
@@ -289,6 +325,12 @@ class VllmEngine(Strict):
         None, description="Python of the environment with vLLM (default: $HARNESS_VLLM_PYTHON, else this one)"
     )
     health_timeout_s: StrictFloat = Field(600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _own_args(self) -> VllmEngine:
+        if problem := extra_args_problem("vllm", self.extra_args):
+            raise ValueError(problem)
+        return self
 
     @model_validator(mode="after")
     def _model_source(self) -> VllmEngine:
@@ -366,6 +408,11 @@ class ExternalEngine(Strict):
             raise ValueError("base_url needs a host and no spaces: e.g. http://host:8000")
         if parts.query or parts.fragment:
             raise ValueError("base_url takes no ?query or #fragment (allowed: scheme, host, port, path)")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(
+                "base_url takes no user:password@ (the URL is written into the run's manifest and report):"
+                " give a key through engine.api_key_env, sent as a Bearer token"
+            )
         if port == 0:
             raise ValueError("base_url port 0 is no port (allowed: 1-65535)")
         try:

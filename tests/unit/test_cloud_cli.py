@@ -153,6 +153,14 @@ def test_unpriced_accelerator_says_so() -> None:
         (["--env", "NO_VALUE"], "--env: invalid value 'NO_VALUE' (allowed: NAME=VALUE)"),
         (["--network-tier", "fast"], "--network-tier: invalid value 'fast' (allowed: best, default)"),
         (["--env", "HF_TOKEN=hf_abc"], "--env: HF_TOKEN looks like a secret; pass it as --secret HF_TOKEN"),
+        (
+            ["--env", "GITHUB_PAT=ghp_1"],
+            "--env: GITHUB_PAT looks like a secret; pass it as --secret GITHUB_PAT",
+        ),
+        (
+            ["--env", "DB=postgres://me:pw@db/x"],
+            "--env: DB looks like a secret (a URL with a password); pass it as --secret DB",
+        ),
         (["--max-hours", "inf"], "inf is not a finite number"),  # had overflowed into a traceback
     ],
 )

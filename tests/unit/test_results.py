@@ -100,6 +100,9 @@ def test_redact_hides_secret_flag_values() -> None:
     assert redact(["--apiKeys", "sk-3"]) == ["--apiKeys", "***"]
     kv = ["--override-kv", "tokenizer.ggml.add_bos_token=bool:false"]
     assert redact(kv) == kv
+    # other words secrets go by
+    for flag in ("--auth", "--authorization", "--bearer", "--credentials", "--cookie", "--passphrase"):
+        assert redact([flag, "s3cr3t"]) == [flag, "***"]
 
 
 def test_the_manifests_scenario_carries_no_secrets() -> None:

@@ -640,6 +640,27 @@ def test_a_shared_prefix_as_long_as_the_inputs_is_refused() -> None:
     assert parse_scenario({**BASE, "workload": {"input_tokens": 64, "shared_prefix_tokens": 32}})
 
 
+def test_vllm_extra_args_may_not_set_what_the_harness_sets() -> None:
+    """vLLM keeps the last of a flag given twice: a second --quantization had run while the manifest said
+    the precision field's."""
+    vllm = {"type": "vllm", "model": {"source": "catalog", "name": "llama-3.1-8b"}}
+    for args, field in (
+        (["--quantization", "awq"], "precision"),
+        (["-q", "awq"], "precision"),
+        (["--max_num_seqs=64"], "max_num_seqs"),  # vLLM's parser takes underscores as dashes
+        (["--enable-prefix-caching"], "enable_prefix_caching"),
+        (["-tp", "2"], "tensor_parallel_size"),
+    ):
+        (m,) = messages({"name": "v", "engine": {**vllm, "extra_args": args}})
+        assert m.endswith(f"the harness sets it itself (set engine.{field} instead)"), m
+    (m,) = messages({"name": "v", "engine": {**vllm, "extra_args": ["--port", "9000"]}})
+    assert m.endswith("extra_args '--port': the harness sets it itself (the harness picks it)"), m
+    (m,) = messages({"name": "v", "engine": {**vllm, "extra_args": ["--api-key", "k"]}})
+    assert "extra_args '--api-key': the server would refuse the harness's own requests" in m
+    ok = ["--distributed-executor-backend", "ray", "--max-num-partial-prefills", "2"]
+    assert parse_scenario({"name": "v", "engine": {**vllm, "extra_args": ok}})
+
+
 def test_extra_args_may_not_set_threads_batch_or_flash_attention_either() -> None:
     eng = {**BASE["engine"], "launcher": "llama-server", "threads": 2, "extra_args": ["-t", "8"]}
     assert messages({**BASE, "engine": eng}) == [
@@ -712,6 +733,8 @@ def test_external_urls_that_cannot_be_requested_are_refused() -> None:
         ("http://h:99999", "base_url is not a URL (Port out of range 0-65535)"),
         ("http://:8000", "base_url needs a host and no spaces"),
         ("http://h:8000/v1?key=1", "base_url takes no ?query or #fragment"),
+        ("https://me:s3cret@h/v1", "base_url takes no user:password@ (the URL is written into the run's"),
+        ("https://token@h/v1", "base_url takes no user:password@"),
         ("http://[::1]]:80", "base_url is not a URL (Invalid IPv6 address"),
         ("http://h:8000/v1\x01", "base_url is not a URL (Invalid non-printable ASCII character in URL"),
         ("ftp://h", "base_url must start with http:// or https://"),

@@ -130,6 +130,23 @@ def test_scenarios_are_warned_about_what_their_requests_will_not_carry() -> None
     ]
 
 
+def test_a_key_sent_over_plain_http_to_another_host_is_warned_about() -> None:
+    def warned(url: str, key: str | None = "BENCH_KEY") -> list[str]:
+        told = {"type": "external", "base_url": url, "extra_body": {"ignore_eos": True}, "api_key_env": key}
+        return combination_warnings(parse_scenario({"name": "e", "engine": told}), "e.yaml")
+
+    assert warned("http://gpu-box:8000") == [
+        "e.yaml: engine.base_url: http:// sends the key in $BENCH_KEY unencrypted to gpu-box (allowed: "
+        "https://, or an SSH tunnel to a local port)"
+    ]
+    assert warned("http://10.0.0.2:8000/v1")[0].endswith("unencrypted to 10.0.0.2 (allowed: https://, or an "
+                                                          "SSH tunnel to a local port)")  # fmt: skip
+    # this machine, TLS, or no key: nothing goes out in clear
+    for url, key in (("http://127.0.0.1:8000", "K"), ("http://[::1]:8000", "K"), ("http://localhost:1", "K"),
+                     ("https://api.groq.com/openai/v1", "K"), ("http://gpu-box:8000", None)):  # fmt: skip
+        assert warned(url, key) == [], url
+
+
 def test_load_fields_the_mode_does_not_use_are_warned_about() -> None:
     told = {"type": "external", "base_url": "http://h:8000", "extra_body": {"ignore_eos": True}}
     closed = parse_scenario(
