@@ -25,6 +25,7 @@ from harness.cloud.task import (
     resolve_accelerators,
     source_tree,
     task_yaml,
+    untracked,
 )
 from harness.engines.base import looks_secret
 from harness.scenario import Scenario, ScenarioError, load_scenario
@@ -222,6 +223,13 @@ def launch(
     _validate(plans, quiet_unavailable=not dry_run)
     for w in dict.fromkeys(warnings):
         err.print(f"warning: {w}", markup=False)
+    if workdir is not None and (extra := untracked(workdir)):
+        more = f" (+{len(extra) - 5} more)" if len(extra) > 5 else ""
+        err.print(
+            f"note: {workdir} is synced to the rented machine, with {len(extra)} file(s) git does not track:"
+            f" {', '.join(extra[:5])}{more}; what .gitignore lists stays here",
+            markup=False,
+        )
     err.print(f"plan: {describe(load_time(s))}", markup=False)
     idle = None if keep else idle_minutes
     if dry_run:

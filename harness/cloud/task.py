@@ -445,6 +445,22 @@ def unsynced(rel: str, root: Path | None) -> str | None:
     return None
 
 
+def untracked(root: Path) -> list[str]:
+    """Files under `root` that git neither tracks nor ignores (a `.env`, a key, a scratch file): SkyPilot
+    syncs them to the rented machine with the rest of the workdir. Empty where git cannot tell."""
+    try:
+        res = subprocess.run(
+            ["git", "-C", str(root), "ls-files", "--others", "--exclude-standard", "-z"],
+            capture_output=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    if res.returncode != 0:
+        return []
+    return sorted(n for n in res.stdout.decode(errors="replace").split("\0") if n)
+
+
 def source_tree() -> Path | None:
     """The harness checkout to sync as SkyPilot's workdir (None when installed from a wheel)."""
     root = Path(__file__).resolve().parents[2]

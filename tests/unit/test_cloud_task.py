@@ -570,3 +570,24 @@ def test_max_hours_shorter_than_the_scenarios_load_is_said_before_the_launch() -
     # a closed loop without duration_s: nothing the file can tell
     data["load"] = {"concurrency": [1, 2], "requests": 10_000}
     assert said(parse_scenario(data, "f.yaml"), 0.05) == []
+
+
+def test_files_git_neither_tracks_nor_ignores_are_listed_as_synced(tmp_path: Path) -> None:
+    """SkyPilot syncs the workdir whole but for what .gitignore lists: a `.env` beside the code goes to
+    the rented machine, and the launch names it."""
+    from harness.cloud.task import untracked
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / ".gitignore").write_text("/models/\n")
+    (tmp_path / "pyproject.toml").write_text("[project]\n")
+    git("add", ".gitignore", "pyproject.toml")
+    (tmp_path / ".env").write_text("HF_TOKEN=hf_x\n")
+    (tmp_path / "notes dir").mkdir()
+    (tmp_path / "notes dir" / "a b.txt").write_text("x\n")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "m.gguf").write_text("x\n")
+    assert untracked(tmp_path) == [".env", "notes dir/a b.txt"]
+    assert untracked(tmp_path / "no-such-dir") == []  # git cannot tell: nothing said
