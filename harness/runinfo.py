@@ -30,6 +30,7 @@ import pandas as pd
 from harness import offload
 from harness.catalog import models
 from harness.catalog.hardware import Device, devices, match_cpu, match_nvml
+from harness.engines.vllm_flags import DEFAULT_GPU_MEMORY_UTILIZATION
 from harness.models import PACKAGE_CATALOG
 from harness.results import RunNotFound, aborted_rows, read_manifest, read_points, reading
 from harness.roofline import BYTES_PER_PARAM, Shape, decode_bound
@@ -455,7 +456,8 @@ def roofline_tok_s(
 
     The batch is the point's concurrency capped by the engine's slots (llama.cpp `parallel`, vLLM
     `max_num_seqs` when set) and by how many sequences' KV cache fits in device memory beside the
-    weights at that context (`DecodeBound.max_batch`; vLLM's `gpu_memory_utilization`, else 0.9).
+    weights at that context (`DecodeBound.max_batch`; vLLM's `gpu_memory_utilization`, else its default,
+    0.92; 0.9 for other engines).
     Tensor parallelism divides the weight reads over GPUs; pipeline stages read
     theirs one after the other, so pipeline parallelism adds no bandwidth to a decode step. llama.cpp
     with layers left on the CPU (`n_gpu_layers` up to the block count: the output layer and the last
@@ -487,7 +489,8 @@ def roofline_tok_s(
     link = dev.host_link_gbs * 1e9 if dev.host_link_gbs else None
     if off and not link:
         return math.nan
-    mem_util = float(cfg.get("gpu_memory_utilization") or 0.9) if cfg.get("type") == "vllm" else 0.9
+    vllm_util = float(cfg.get("gpu_memory_utilization") or DEFAULT_GPU_MEMORY_UTILIZATION)
+    mem_util = vllm_util if cfg.get("type") == "vllm" else 0.9
 
     pp = int(cfg.get("pipeline_parallel_size") or 1) if cfg.get("type") == "vllm" else 1
     off = min(off, weight / (tp * pp))  # vLLM offloads at most a device's share of the weights
