@@ -46,6 +46,7 @@ from harness.engines.vllm_flags import (
     checkpoint_quantization,
     precision_args,
     quantization_config,
+    vllm_at_least,
 )
 from harness.fileio import user_path
 from harness.hfmodel import TOKENIZER_DIR, HfModelError, catalog_model_dir
@@ -226,6 +227,8 @@ class VllmServer:
         else:
             argv = [env.python, "-m", api_server_module(env.vllm), "--model", str(self.model_dir)]
         argv += ["--host", c.host, "--port", str(port), "--served-model-name", self.model_name]
+        if vllm_at_least(env.vllm, (0, 10)):  # each stream's usage says the prompt tokens it found cached
+            argv.append("--enable-prompt-tokens-details")
         if c.model.source == "catalog":  # dummy weights; the tokenizer as written (hfmodel.write_model_dir)
             argv += ["--load-format", "dummy", "--tokenizer", str(self.model_dir / TOKENIZER_DIR)]
         argv += precision_args(c.precision, env.vllm, self.quant_method)

@@ -327,9 +327,16 @@ class VllmEngine(Strict):
     health_timeout_s: StrictFloat = Field(600.0, gt=0)
 
     @model_validator(mode="after")
-    def _own_args(self) -> VllmEngine:
+    def _what_vllm_takes(self) -> VllmEngine:
         if problem := extra_args_problem("vllm", self.extra_args):
             raise ValueError(problem)
+        batched, seqs = self.max_num_batched_tokens, self.max_num_seqs
+        if batched is not None and seqs is not None and batched < seqs:
+            # vLLM's scheduler config refuses it at start, after the model was loaded
+            raise ValueError(
+                f"max_num_batched_tokens {batched} is less than max_num_seqs {seqs}, which vLLM refuses at"
+                f" start (allowed: max_num_batched_tokens >= {seqs})"
+            )
         return self
 
     @model_validator(mode="after")

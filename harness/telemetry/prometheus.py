@@ -59,6 +59,12 @@ def info_labels(text: str) -> dict[str, list[dict[str, str]]]:
     }
 
 
+# high-water marks a server types as counters (llama.cpp's largest sequence seen, which the text parser
+# names with the `_total` it gives counters): the delta of one over a window is how far the mark rose, not
+# what it is, so they are kept as gauges, under their own names
+HIGH_WATER_MARKS = {"llamacpp_n_tokens_max_total": "llamacpp_n_tokens_max"}
+
+
 def parse_metrics(text: str) -> Snapshot:
     """Flatten a Prometheus text payload into {stem: (kind, value)} (see the module docstring)."""
     snap: dict[str, tuple[str, float]] = {}
@@ -75,6 +81,8 @@ def parse_metrics(text: str) -> Snapshot:
                 kind = "counter"
             else:
                 kind = "gauge"
+            if (mark := HIGH_WATER_MARKS.get(_clean(name))) is not None:
+                name, kind = mark, "gauge"
             extra = sorted((k, v) for k, v in smp.labels.items() if k not in IDENTITY_LABELS)
             stem = _clean(name) + "".join(f"__{_clean(k)}_{_clean(v)}" for k, v in extra)
             old = snap.get(stem)

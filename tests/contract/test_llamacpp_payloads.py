@@ -34,11 +34,17 @@ def test_metrics_payload_gives_the_counter_compared_with_the_client() -> None:
     """llama.cpp's `llamacpp:` names, cleaned as the harness keeps them; the generated-token counter is
     what server_comparison sets against the client's count (12 tokens in the recorded streams)."""
     from harness.metrics import server_comparison
-    from harness.telemetry.prometheus import parse_metrics
+    from harness.telemetry.prometheus import parse_metrics, window_columns
 
     snap = parse_metrics((PAYLOADS / "llamacpp_metrics.txt").read_text())
     assert snap["llamacpp_tokens_predicted_total"] == ("counter", 12.0)
     assert snap["llamacpp_predicted_tokens_seconds"][0] == "gauge"
+    # the largest sequence seen is typed a counter, but is a high-water mark: its value, not its rise
+    assert snap["llamacpp_n_tokens_max"] == ("gauge", 27.0) and "llamacpp_n_tokens_max_total" not in snap
+    before = {**snap, "llamacpp_n_tokens_max": ("gauge", 20.0)}
+    cols = window_columns(before, snap, [])
+    assert (cols["server_llamacpp_n_tokens_max"], cols["server_llamacpp_n_tokens_max_max"]) == (27.0, 27.0)
+    assert not any(k.startswith("server_llamacpp_n_tokens_max_total") for k in cols)
     row = {"output_tokens": 12, "server_llamacpp_tokens_predicted_total_delta": 12.0}
     assert server_comparison(row) == {"server_output_tokens": 12, "server_output_tokens_diff": 0}
     # a measured request failed (cut, timed out, cancelled): the engine counted its tokens, the client's

@@ -66,6 +66,7 @@ def test_harness_run_launches_vllm_and_metrics_match_the_records(write_scenario,
     assert cmd[1:3] == ["-m", "vllm.entrypoints.launchers.api_server.entry"]  # not the deprecated module
     for flag in ("--load-format", "--served-model-name", "--max-model-len", "--no-enable-prefix-caching"):
         assert flag in cmd
+    assert "--enable-prompt-tokens-details" in cmd
     assert cmd[cmd.index("--dtype") + 1] == "bfloat16"
     # the KV cache vLLM allocated, from its log: VLLM_CPU_KVCACHE_SPACE=1 GiB of tiny-llama's KV cache
     assert eng["kv_cache_tokens"] > 8 * 1024 and eng["kv_cache_max_concurrency_at_tokens"] == 1024
@@ -77,6 +78,8 @@ def test_harness_run_launches_vllm_and_metrics_match_the_records(write_scenario,
         assert r.ok, r.error
         assert r.output_tokens == OUT_TOKENS and r.prompt_tokens == IN_TOKENS
         assert r.finish_reason == "length"
+        # each stream's usage says how many prompt tokens came from the cache: none, with prefix caching off
+        assert r.cached_prompt_tokens == 0
 
     points = pd.read_parquet(run / "points.parquet").set_index("point_id")
     assert list(points.index) == ["v0-c1", "v0-c4"]

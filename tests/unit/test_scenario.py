@@ -657,6 +657,11 @@ def test_vllm_extra_args_may_not_set_what_the_harness_sets() -> None:
     assert m.endswith("extra_args '--port': the harness sets it itself (the harness picks it)"), m
     (m,) = messages({"name": "v", "engine": {**vllm, "extra_args": ["--api-key", "k"]}})
     assert "extra_args '--api-key': the server would refuse the harness's own requests" in m
+    (m,) = messages({"name": "v", "engine": {**vllm, "max_num_batched_tokens": 64, "max_num_seqs": 256}})
+    assert m == (
+        "f.yaml: engine: max_num_batched_tokens 64 is less than max_num_seqs 256, which vLLM refuses at start"
+        " (allowed: max_num_batched_tokens >= 256)"
+    )
     ok = ["--distributed-executor-backend", "ray", "--max-num-partial-prefills", "2"]
     assert parse_scenario({"name": "v", "engine": {**vllm, "extra_args": ok}})
 

@@ -32,14 +32,15 @@ def server(tmp_path: Path, gpus: int = 8, **engine: Any) -> VllmServer:
 
 
 def tail_args(srv: VllmServer, env: VllmEnv = GPU) -> list[str]:
-    """The flags after the fixed head (program, model, host, port, served name, dummy loading and the
-    tokenizer directory written beside the config)."""
+    """The flags after the fixed head (program, model, host, port, served name, the cached-token counts
+    in each usage, dummy loading and the tokenizer directory written beside the config)."""
     argv = srv.build_argv(8000, env)
     head = [env.cli, "serve", str(srv.model_dir), "--host", "127.0.0.1", "--port", "8000"]
     assert argv[:7] == head
-    assert argv[7:11] == ["--served-model-name", "llama-3.1-70b", "--load-format", "dummy"]
-    assert argv[11:13] == ["--tokenizer", str(srv.model_dir / "tokenizer")]
-    return argv[13:]
+    assert argv[7:10] == ["--served-model-name", "llama-3.1-70b", "--enable-prompt-tokens-details"]
+    assert argv[10:12] == ["--load-format", "dummy"]
+    assert argv[12:14] == ["--tokenizer", str(srv.model_dir / "tokenizer")]
+    return argv[14:]
 
 
 def test_gpu_serve_bf16_defaults(tmp_path: Path) -> None:
@@ -128,8 +129,12 @@ def test_checkpoint_path_awq_gets_no_dummy_loading(tmp_path: Path) -> None:
     assert srv.model_name == "Llama-70B-AWQ" and srv.weight_bytes == 1000.0
     assert srv.build_argv(9, GPU) == [
         GPU.cli, "serve", str(ckpt), "--host", "127.0.0.1", "--port", "9",
-        "--served-model-name", "Llama-70B-AWQ", "--quantization", "awq", "--no-enable-prefix-caching",
+        "--served-model-name", "Llama-70B-AWQ", "--enable-prompt-tokens-details", "--quantization", "awq",
+        "--no-enable-prefix-caching",
     ]  # fmt: skip
+    # a vLLM before 0.10 is not asked for the cached-token counts
+    old = VllmEnv(GPU.python, "0.9.2", "vllm", None, GPU.cli)
+    assert "--enable-prompt-tokens-details" not in srv.build_argv(9, old)
 
 
 def test_catalog_model_directory_and_int8_config(tmp_path: Path) -> None:
