@@ -9,8 +9,8 @@ import typer
 import typer.core
 
 from harness.cli import results, run, tools
+from harness.cli.cloud import cloud_app
 from harness.cli.common import EXIT_BAD_INPUT, err
-from harness.cloud.cli import cloud_app
 
 
 def _flags_show_no_type() -> None:

@@ -237,8 +237,7 @@ def test_only_run_directories_fetched_are_named_and_the_command_printed_pastes_s
 ) -> None:
     """Names come from the rented machine: one with `$(...)` or a terminal escape in it is no run
     directory of the harness's, and is not printed in a command to paste."""
-    import harness.cli  # noqa: F401  (harness.cloud.cli is imported through it)
-    from harness.cloud.cli import _print_outcome
+    from harness.cli.cloud import _print_outcome
 
     local = tmp_path / "my results" / "c1"
     for name in ("20261206T120000Z-a", "run-$(id)", "x\x1b]0;t\x07", "no-manifest"):
