@@ -27,6 +27,7 @@ from harness.catalog.hardware import devices
 from harness.cloud import images, scripts
 from harness.fileio import user_path
 from harness.scenario import LlamaCppEngine, Scenario, VllmEngine, engine_configs
+from harness.scenario.checks import where_in
 
 # hardware catalog key (scenario `hardware.gpu`) → SkyPilot accelerator name (`sky show-gpus`)
 CATALOG_TO_SKYPILOT = {
@@ -130,7 +131,7 @@ def check_launch(s: Scenario, file: str, opts: LaunchOptions) -> list[str]:
     errors: list[str] = []
     warnings: list[str] = []
     for i, eng in enumerate(engine_configs(s)):
-        where = f"{file}: " + ("engine" if not s.variants else f"variants[{i}]")
+        where = f"{file}: {where_in(s, [i])}"
         if not isinstance(eng, VllmEngine | LlamaCppEngine):
             errors.append(
                 f"{file}: engine.type: {eng.type!r} is not launched by the harness, nothing to rent "
@@ -243,7 +244,7 @@ def _check_fit(s: Scenario, file: str, opts: LaunchOptions, errors: list[str], w
     configs = engine_configs(s)
     never: list[str] = []  # configurations no card of that name holds
     for i, eng in enumerate(configs):
-        where = f"{file}: " + ("engine" if not s.variants else f"variants[{i}]")
+        where = f"{file}: {where_in(s, [i])}"
         over = [why for d in cards if (why := weights_over_memory(eng, d))]
         if over and len(over) == len(cards):
             never.append(f"{where}.tensor_parallel_size: on {acc.name}: {over[0]}")

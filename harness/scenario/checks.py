@@ -23,7 +23,7 @@ def combination_errors(s: Scenario, file: str) -> list[str]:
     hw = s.hardware
     gpus_total = hw.gpus * hw.nodes
     for i, eng in enumerate(engine_configs(s)):
-        where = "engine" if not s.variants else f"variants[{i}]"
+        where = where_in(s, [i])
         if eng.type == "llamacpp" and eng.n_gpu_layers != 0 and hw.gpus == 0:
             msgs.append(
                 f"{file}: {where}.n_gpu_layers: offloading {eng.n_gpu_layers} layer(s) to a GPU needs a GPU, "
@@ -138,7 +138,7 @@ def _gpu_warnings(s: Scenario, file: str) -> list[str]:
         nvml_api.probe()
     except nvml_api.NvmlNoGpu:
         return [
-            f"{file}: {_where(s, at)}: NVML finds no NVIDIA GPU on this machine (`harness gpu-info` says "
+            f"{file}: {where_in(s, at)}: NVML finds no NVIDIA GPU on this machine (`harness gpu-info` says "
             "why): a run here stops at start or measures its CPU (and names the CPU in its tables)"
         ]
     except nvml_api.NvmlError:  # nvidia-ml-py not installed, or NVML broken: nothing to tell
@@ -157,7 +157,7 @@ def _path_warnings(s: Scenario, file: str) -> list[str]:
     if not at or shutil.which("llama-server"):
         return []
     return [
-        f"{file}: {_where(s, at)}.binary: `llama-server` is not on PATH here: a run on this machine stops "
+        f"{file}: {where_in(s, at)}.binary: `llama-server` is not on PATH here: a run on this machine stops "
         "at start (build it: cmake --build build --target llama-server; name it in `binary:` or put it on "
         "PATH)"
     ]
@@ -187,7 +187,7 @@ def _vllm_warnings(s: Scenario, file: str) -> list[str]:
         elif mismatch := device_mismatch(e.device, env):
             by_problem.setdefault((".device", mismatch.removeprefix("engine.device: ")), []).append(i)
     return [
-        f"{file}: {_where(s, at)}{field}: {problem}: a run on this machine stops at start"
+        f"{file}: {where_in(s, at)}{field}: {problem}: a run on this machine stops at start"
         for (field, problem), at in by_problem.items()
     ]
 
@@ -203,7 +203,7 @@ def _slot_warnings(s: Scenario, file: str) -> list[str]:
         if slots is not None and top > slots[1]:
             short.setdefault(slots, []).append(i)
     return [
-        f"{file}: {_where(s, at)}.{field}: the engine decodes at most {slots} request(s) at a time, but "
+        f"{file}: {where_in(s, at)}.{field}: the engine decodes at most {slots} request(s) at a time, but "
         f"load.concurrency goes up to {top}: the others wait in its queue (the wait is in their TTFT), so "
         "points above it measure queueing, not a larger batch"
         for (field, slots), at in short.items()
@@ -243,7 +243,8 @@ def wants_gpu(eng: Any) -> bool:
     return (eng.type == "vllm" and eng.device != "cpu") or (eng.type == "llamacpp" and eng.n_gpu_layers != 0)
 
 
-def _where(s: Scenario, indices: list[int]) -> str:
+def where_in(s: Scenario, indices: list[int]) -> str:
+    """Where engine configurations `indices` are written in the file: `engine`, or `variants[0, 2]`."""
     return "engine" if not s.variants else f"variants[{', '.join(map(str, indices))}]"
 
 
@@ -266,8 +267,8 @@ def _catalog_warnings(s: Scenario, file: str) -> list[str]:
     if not fp8:
         return []
     return [
-        f"{file}: {_where(s, fp8)}.precision: {dev.name} ({dev.architecture}) has no FP8 tensor cores: vLLM "
-        "runs fp8 weight-only through its Marlin kernels (memory saved, no FP8 compute speed-up)"
+        f"{file}: {where_in(s, fp8)}.precision: {dev.name} ({dev.architecture}) has no FP8 tensor cores:"
+        " vLLM runs fp8 weight-only through its Marlin kernels (memory saved, no FP8 compute speed-up)"
     ]
 
 
@@ -321,7 +322,7 @@ def _fit_warnings(s: Scenario, file: str) -> list[str]:
     out = []
     for i, eng in enumerate(engine_configs(s)):
         if why := weights_over_memory(eng, dev):
-            out.append(f"{file}: {_where(s, [i])}.tensor_parallel_size: {why}")
+            out.append(f"{file}: {where_in(s, [i])}.tensor_parallel_size: {why}")
     return out
 
 
@@ -343,7 +344,7 @@ def _request_warnings(s: Scenario, file: str) -> list[str]:
     ext = [i for i, e in enumerate(engines) if e.type == "external" and "ignore_eos" not in e.extra_body]
     if ext and s.workload.ignore_eos:
         out.append(
-            f"{file}: {_where(s, ext)}.extra_body: ignore_eos is not sent to an external endpoint unless "
+            f"{file}: {where_in(s, ext)}.extra_body: ignore_eos is not sent to an external endpoint unless "
             "extra_body names it (OpenAI's own API refuses fields it does not know): outputs may stop before "
             "output_tokens (allowed: extra_body: {ignore_eos: true} for vLLM, SGLang or llama.cpp)"
         )
@@ -356,20 +357,20 @@ def _request_warnings(s: Scenario, file: str) -> list[str]:
     if told:
         sent = json.dumps(engines[told[0]].extra_body["ignore_eos"])
         out.append(
-            f"{file}: workload.ignore_eos: {json.dumps(wanted)}, but {_where(s, told)}.extra_body sends "
+            f"{file}: workload.ignore_eos: {json.dumps(wanted)}, but {where_in(s, told)}.extra_body sends "
             f"ignore_eos: {sent}, and an external endpoint gets extra_body as written"
         )
     clear = [i for i, e in enumerate(engines) if e.type == "external" and _key_in_clear(e)]
     if clear:
         e = engines[clear[0]]
         out.append(
-            f"{file}: {_where(s, clear)}.base_url: http:// sends the key in ${e.api_key_env} unencrypted to "
-            f"{urlsplit(e.base_url).hostname} (allowed: https://, or an SSH tunnel to a local port)"
+            f"{file}: {where_in(s, clear)}.base_url: http:// sends the key in ${e.api_key_env} unencrypted"
+            f" to {urlsplit(e.base_url).hostname} (allowed: https://, or an SSH tunnel to a local port)"
         )
     cold = [i for i, e in enumerate(engines) if e.type == "vllm" and not e.enable_prefix_caching]
     if cold and s.workload.shared_prefix_tokens:
         out.append(
-            f"{file}: {_where(s, cold)}.enable_prefix_caching: the {s.workload.shared_prefix_tokens}-token "
+            f"{file}: {where_in(s, cold)}.enable_prefix_caching: the {s.workload.shared_prefix_tokens}-token "
             "shared prefix is prefilled again for every request with prefix caching off (allowed: true, to "
             "measure its reuse)"
         )
@@ -481,7 +482,7 @@ def input_file_errors(s: Scenario, file: str) -> list[str]:
     after validating (scripts/gpu_bench.sh does)."""
     msgs = []
     for i, eng in enumerate(engine_configs(s)):
-        where = "engine" if not s.variants else f"variants[{i}]"
+        where = where_in(s, [i])
         model = getattr(eng, "model", None)
         if model is not None and model.source == "path":
             path = user_path(model.path)
