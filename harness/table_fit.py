@@ -31,8 +31,9 @@ def fitted(console: Console, table: Table, keys: int = 1) -> list[Table]:
     wrapped and cells whole, titled `(1/N)`... (one part where wrapping the headers is enough; a later part
     too narrow for the whole title on one line is titled by its number alone). Each part
     repeats the first `keys` columns (the row labels); labels wider than a third of the terminal are
-    given once, in the first part, and a row number (`#`) beside them and in every part stands for them.
-    A column wider than the terminal alone gets a part of its own (the terminal then wraps its lines)."""
+    given once, in the first part (wrapped where wider than the terminal, and alone where no column fits
+    beside them), and a row number (`#`) beside them and in every part stands for them. A column wider
+    than the terminal alone gets a part of its own (the terminal then wraps its lines)."""
     widths = [_widths(console, c) for c in table.columns]
     edges = table.padding[3] + table.padding[1] + 1  # a column's padding and one border line
     if sum(w + edges for _, w in widths) + 1 <= console.width:
@@ -44,12 +45,20 @@ def fitted(console: Console, table: Table, keys: int = 1) -> list[Table]:
         first, later = columns[: keys + 1], columns[:1]
     else:
         first = later = columns[:keys]
+    numbered = first is not later
     groups: list[list[Column]] = [[]]
     for c in columns[len(first) :]:
         head = first if len(groups) == 1 else later
-        if groups[-1] and sum((x.width or 0) + edges for x in [*head, *groups[-1], c]) + 1 > console.width:
+        over = sum((x.width or 0) + edges for x in [*head, *groups[-1], c]) + 1 > console.width
+        # a column that does not fit beside the row labels goes to the next part, where the row numbers
+        # stand for them (without them, it gets a part of its own)
+        if over and (groups[-1] or (numbered and len(groups) == 1)):
             groups.append([])
         groups[-1].append(c)
+    if sum((x.width or 0) + edges for x in first) + 1 > console.width:
+        # labels wider than the terminal: they wrap, and the row numbers keep their width
+        first = [first[0], *(dataclasses.replace(x, width=None, overflow="fold") for x in first[1:])]
+        first[0] = dataclasses.replace(first[0], min_width=first[0].width)
     parts = []
     for n, group in enumerate(groups, start=1):
         part = copy.copy(table)

@@ -143,9 +143,12 @@ def test_labels_get_a_row_number_from_a_third_of_the_terminal() -> None:
         return str(fitted(Console(width=90), _labelled(label_chars), keys=1)[0].columns[0].header)
 
     assert [first_header(n) for n in (24, 27, 28, 35)] == ["label", "label", "#", "#"]
-    # labels wider than the terminal: given once, in the first part, beside the first number
+    # labels wider than the terminal: given once, in the first part, wrapped, and the numbers after them
+    # (beside them, the first number had been cut short)
     parts = fitted(Console(width=60), _labelled(100, rows=1, metrics=3), keys=1)
-    assert [[str(c.header) for c in p.columns] for p in parts] == [["#", "label", "m0"], ["#", "m1", "m2"]]
+    assert [[str(c.header) for c in p.columns] for p in parts] == [["#", "label"], ["#", "m0", "m1", "m2"]]
+    text = _printed(60, _labelled(100, rows=1, metrics=3))
+    assert "…" not in text and text.count("1000.25") == 3 and text.count("x") == 100
 
 
 def test_row_numbers_count_from_one_and_one_label_column_is_the_default() -> None:
@@ -155,3 +158,25 @@ def test_row_numbers_count_from_one_and_one_label_column_is_the_default() -> Non
     print_fitted(console, _table(12))
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert text.count("v0-c1") == 2 and text.count("1000.25") == 1
+
+
+def test_row_labels_wider_than_the_terminal_wrap_and_every_number_comes_whole_after_them() -> None:
+    """In 40 columns the labels of `compare` filled the first part, and its one number beside them was
+    cut (`377…`), as the row numbers were (drawn 0 wide)."""
+    t = Table(title="output tok/s")
+    for h in ("model", "precision", "workload", "load"):
+        t.add_column(h)
+    for i in range(3):
+        t.add_column(f"#{i + 1}", justify="right")
+    for row, name in enumerate(("meta-llama/Llama-3.1-8B-Instruct", "org/模型 name 🚀"), start=1):
+        t.add_row(name, "bf16", "1024/256", f"c{row}", "377.91", "8813.62", "12.5")
+    parts = fitted(Console(width=40), t, keys=4)
+    # the labels alone, then the numbers beside the row numbers that stand for them
+    assert [[str(c.header) for c in p.columns] for p in parts] == [
+        ["#", "model", "precision", "workload", "load"],
+        ["#", "#1", "#2", "#3"],
+    ]
+    text = _printed(40, t, keys=4)
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 40
+    assert all(n in text for n in ("377.91", "8813.62", "12.5"))
+    assert "│ 1 │" in text and "│ 2 │" in text  # the row numbers, in both parts
