@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -458,9 +459,16 @@ def rich_tables(
     return tables
 
 
+def md_text(text: Any) -> str:
+    """Text as Markdown shows it literally on one line: line breaks and other control characters as
+    spaces, `<` and `>` as entities (raw HTML would render), `|` escaped (it would end a table cell)."""
+    flat = "".join(" " if unicodedata.category(c).startswith("C") else c for c in str(text))
+    return flat.replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+
+
 def md_row(cells: Any) -> str:
-    """One Markdown table row; `|` inside a cell (configuration labels) is escaped."""
-    return "| " + " | ".join(str(x).replace("|", "\\|") for x in cells) + " |"
+    """One Markdown table row, each cell through `md_text`."""
+    return "| " + " | ".join(md_text(x) for x in cells) + " |"
 
 
 def markdown(c: Comparison) -> str:

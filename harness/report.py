@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness import llama_bench
-from harness.compare import fmt, md_row
+from harness.compare import fmt, md_row, md_text
 from harness.fileio import write_text_whole
 from harness.metrics import flags
 from harness.results import aborted_rows, live_runner, read_manifest, read_points, reading
@@ -98,7 +98,7 @@ def _report_run(run: str | Path, console: Console | None) -> Path:
     else:
         print_fitted(console, rich_table(df, title), keys=1)  # the point id
     md = Path(run) / "report.md"
-    body = [f"# {title}\n", *(f"- {line}" for line in header_lines(manifest)), ""]
+    body = [f"# {md_text(title)}\n", *(f"- {line}" for line in header_lines(manifest)), ""]
     notes = all_notes(manifest, df, Path(run))
     for n in notes:
         console.print(f"[yellow]note[/] {escape(n)}", highlight=False)

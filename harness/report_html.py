@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,16 +109,24 @@ def wide(values: Any) -> bool:
 
 
 def make_plots(points: pd.DataFrame, out_dir: Path, reruns: str = "newest") -> tuple[list[Plot], list[str]]:
-    """Write the PNGs into `out_dir`; returns the plots made and notes about the ones left out."""
-    plots: list[Plot] = []
-    notes: list[str] = []
+    """Write the PNGs into `out_dir`; returns the plots made and notes about the ones left out. Labels
+    are drawn as written: `$` is no maths markup (`price $5 and $10`), and a character the font lacks is
+    an empty box, not a warning a label."""
     try:
         import matplotlib
     except ImportError:
-        return plots, ["No plots: matplotlib is not installed (pip install 'llm-harness[plots]')."]
+        return [], ["No plots: matplotlib is not installed (pip install 'llm-harness[plots]')."]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    with plt.rc_context({"text.parse_math": False}), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
+        return _draw_plots(plt, points, out_dir, reruns)
+
+
+def _draw_plots(plt: Any, points: pd.DataFrame, out_dir: Path, reruns: str) -> tuple[list[Plot], list[str]]:
+    plots: list[Plot] = []
+    notes: list[str] = []
     out_dir.mkdir(parents=True, exist_ok=True)
     if {*ROW_KEYS, "config", "started_utc", "run_id", "point_id"} <= set(points.columns):
         points, superseded = dedupe(points, reruns)  # reruns: the newest point or the median, as in compare

@@ -7,6 +7,7 @@ workload and a load sweep. `expand_points` turns it into the ordered list of mea
 from __future__ import annotations
 
 import math
+import unicodedata
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -93,6 +94,17 @@ class ServedModel(Strict):
         description="models.yaml key of the model the endpoint serves (llama-3.1-70b): its name in tables "
         "and claims, and its shape for the roofline",
     )
+
+    @field_validator("name")
+    @classmethod
+    def _printable(cls, v: str) -> str:
+        # it names the run in tables, report.md and plots: a line break or a control character would
+        # break them, and no server's model list has one
+        if not v.strip() or any(unicodedata.category(c).startswith("C") for c in v):
+            raise ValueError(
+                f"invalid value {v!r} (allowed: a name without line breaks or control characters)"
+            )
+        return v
 
 
 ModelSpec = Annotated[

@@ -116,6 +116,18 @@ def test_markdown_has_one_table_per_metric_with_formatted_cells() -> None:
     assert "| llama-3.1-70b | fp8 | 1024/256 | c64 | - | 900.0 |" in md
 
 
+def test_markdown_cells_show_free_text_literally_on_one_line() -> None:
+    """A served model's name went into report.md and compare.md as it was: a line break split a table
+    row, and `<i>` rendered as HTML (only `|` had been escaped)."""
+    from harness.compare import md_row, md_text
+
+    assert md_text("org/模型 name|<i>x</i> 🚀") == "org/模型 name\\|&lt;i&gt;x&lt;/i&gt; 🚀"
+    assert md_text("line1\n| injected | row |\r\n# Heading\t`tick`") == (
+        "line1 \\| injected \\| row \\|  # Heading `tick`"
+    )
+    assert md_row(["a\nb", 1.5, None]) == "| a b | 1.5 | None |"
+
+
 def test_newest_run_wins_a_duplicate_cell() -> None:
     df = _rows().iloc[:2].copy()
     df["run_id"], df["point_id"], df["started_utc"] = ["old", "old"], ["v0-c16", "v0-c2"], ["2026-01-01"] * 2

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from harness.report_html import make_plots
 
@@ -176,3 +177,33 @@ def test_the_html_points_table_names_model_and_workload_where_they_differ(tmp_pa
     assert "<td>128/64</td>" in text and "<td>64/32</td>" in text
     out, _, _ = write_html(runs[:1], points_frame(runs[:1]), tmp_path / "one.html")
     assert "<th>model</th>" not in out.read_text()  # one model, one workload: the header says it
+
+
+def test_labels_are_drawn_as_written(tmp_path: Path, recwarn: pytest.WarningsRecorder) -> None:
+    """A served model's name is free text: `$...$` had been read as maths markup (an unknown command
+    failed the whole report), and a character the font lacks printed a warning per label."""
+    import matplotlib.pyplot as plt
+
+    pts = _points(energy=False)
+    pts["config"] = pts["config"].replace(
+        {
+            "h100-sxm | vllm": "bad $\\undefinedcmd{x}$ model",
+            "a100-80gb-sxm | vllm": "price $5 and $10 模型 🚀",
+        }
+    )
+    seen: list[str] = []
+    close = plt.close
+
+    def legend_texts(fig: object = None) -> None:  # read each figure's legend before it is closed
+        for ax in getattr(fig, "axes", []):
+            if (leg := ax.get_legend()) is not None:
+                seen.extend(t.get_text() for t in leg.get_texts())
+        close(fig)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plt, "close", legend_texts)
+        plots, _ = make_plots(pts, tmp_path)
+    assert plots and all(p.path.is_file() for p in plots)
+    assert "bad $\\undefinedcmd{x}$ model" in seen and "price $5 and $10 模型 🚀" in seen
+    assert not [w for w in recwarn if "missing from font" in str(w.message)]
+    assert plt.rcParams["text.parse_math"]  # the setting is the plots' own, not left on the process

@@ -640,6 +640,25 @@ def test_a_shared_prefix_as_long_as_the_inputs_is_refused() -> None:
     assert parse_scenario({**BASE, "workload": {"input_tokens": 64, "shared_prefix_tokens": 32}})
 
 
+def test_a_served_model_name_is_one_printable_line() -> None:
+    """It names the run in tables, report.md and plots: a line break had split report.md's rows."""
+
+    def scenario(name: str) -> dict:
+        model = {"source": "served", "name": name}
+        return {"name": "e", "engine": {"type": "external", "base_url": "http://h:1", "model": model}}
+
+    def served(name: str) -> list[str]:
+        return messages(scenario(name))
+
+    for bad in ("line1\n| injected |", "a\tb", "  ", "x\x1b[31m"):
+        (m,) = served(bad)
+        assert m.startswith("f.yaml: engine.model.name: invalid value "), m
+        assert m.endswith("(allowed: a name without line breaks or control characters)"), m
+    assert (
+        parse_scenario(scenario("org/模型 name|<i>x</i> 🚀")).engine.model.name == "org/模型 name|<i>x</i> 🚀"
+    )
+
+
 def test_vllm_extra_args_may_not_set_what_the_harness_sets() -> None:
     """vLLM keeps the last of a flag given twice: a second --quantization had run while the manifest said
     the precision field's."""
