@@ -150,12 +150,13 @@ def bench_frames(manifest: dict[str, Any], df: pd.DataFrame) -> list[tuple[str, 
 
 
 def header_lines(manifest: dict[str, Any]) -> list[str]:
-    """What a run's table is of: run, host, each variant's engine command, workload and load, and the
-    SLO its goodput is judged against."""
+    """What a run's table is of: run, its description, host, each variant's engine command, workload and
+    load, and the SLO its goodput is judged against."""
     host = manifest.get("host") or {}
     scen = manifest.get("scenario") or {}
     lines = [
         f"run: `{manifest.get('run_id')}`",
+        *([f"description: {md_text(scen['description'])}"] if scen.get("description") else []),
         f"host: {host.get('cpu_model')} ({host.get('cpu_logical')} logical CPUs)",
     ]
     engines = manifest.get("engines") or [{}]

@@ -251,6 +251,7 @@ def _manifest_rows(run: str | Path) -> list[tuple[str, str]]:
             "scenario",
             f"{scen.get('name')} ({m.get('scenario_file')}, sha256 {str(m.get('scenario_hash'))[:12]})",
         ),
+        *([("description", str(scen["description"]))] if scen.get("description") else []),
         ("started / finished (UTC)", f"{m.get('started_utc')} / {m.get('finished_utc')}"),
         ("harness", f"{m.get('harness_version')} (git {m.get('git_sha')})"),
         ("declared hardware", _fields(scen.get("hardware"))),

@@ -279,7 +279,8 @@ COMPARE_OUTPUT = "compare.md"  # `harness compare` writes it into every output d
 def resolve_runs(paths: list[Path]) -> tuple[list[Path], list[str]]:
     """The run directories named by `paths`, and notes on what was passed over.
 
-    A run directory (with manifest.json) stands for itself; any other directory for the runs below it, up
+    A run directory (with manifest.json) stands for itself, and so does a file in it (its manifest.json);
+    any other directory for the runs below it, up
     to MAX_SEARCH_DEPTH folders down, hidden ones passed over (`results`, `results/evidence`, a cloud fetch
     `results/<cluster>`); `harness compare` output
     directories, files (a report's HTML, a README) and the plot folders of a report over several runs are
@@ -298,6 +299,10 @@ def resolve_runs(paths: list[Path]) -> tuple[list[Path], list[str]]:
             notes.append(f"{p}: a compare output, not a run: passed over")
         elif report_plots_dir(p):
             notes.append(f"{p}: a report's plots, not a run: passed over")
+        elif p.is_file() and (p.parent / "manifest.json").is_file():  # RUN/manifest.json, RUN/points.csv
+            read_manifest(p.parent)
+            runs.append(p.parent)
+            notes.append(f"{p}: a file of run directory {p.parent}: using that run")
         elif p.is_file():  # a glob's README.md, a report's HTML
             what = "a report" if p.suffix == ".html" else "a file"
             notes.append(f"{p}: {what}, not a run: passed over")

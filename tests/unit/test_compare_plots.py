@@ -124,6 +124,7 @@ def test_the_html_report_says_what_failed_and_which_telemetry_is_absent(tmp_path
     m["telemetry"]["engine_metrics"]["error"] = "start: RuntimeError: scrape refused"  # failed to start
     # recorded every point, then failed once: still recorded, its error said apart
     m["telemetry"]["cpu"]["error"] = "end_window: OSError: gone"
+    m["scenario"]["description"] = "Gemma <b>270M</b> & llama.cpp"  # said, as text
     (run / "manifest.json").write_text(json.dumps(m))
     out, _, notes = write_html([run], points_frame([run]), tmp_path / "r.html", {"cpu": 0.1})
     text = out.read_text()
@@ -133,6 +134,7 @@ def test_the_html_report_says_what_failed_and_which_telemetry_is_absent(tmp_path
     )
     assert "<td>status</td><td>partial: point v0-c4: engine process exited</td>" in text
     assert "<td>telemetry</td><td>cpu</td>" in text
+    assert "<td>description</td><td>Gemma &lt;b&gt;270M&lt;/b&gt; &amp; llama.cpp</td>" in text
     assert "<td>telemetry errors</td><td>cpu: end_window: OSError: gone</td>" in text
     assert "engine_metrics: start: RuntimeError: scrape refused" in text
     assert "<td>telemetry absent</td><td>cpu.rapl: /sys/class/powercap does not exist" in text

@@ -241,6 +241,11 @@ def test_resolve_runs_expands_run_folders_and_passes_over_compare_and_report_out
     )
     with pytest.raises(RunNotFound, match=r"notes\.txt: not a run directory"):
         resolve_runs([tmp_path / "notes.txt"])
+    # a file in a run directory (`harness report RUN/manifest.json`) stands for its run
+    assert resolve_runs([a / "manifest.json"]) == (
+        [a],
+        [f"{a / 'manifest.json'}: a file of run directory {a}: using that run"],
+    )
     # the top of a results tree: runs at any depth, the compare output's inside passed over
     (cmp_out / "points").mkdir()
     (cmp_out / "points" / "manifest.json").write_text("{}")

@@ -145,6 +145,9 @@ def test_the_report_header_names_each_variants_engine_the_workload_and_the_slo()
         "workload: dataset sharegpt.jsonl, chat API; open loop, 60 s a point",
         "goodput SLO: none set (every successful request counts)",
     ]
+    # the scenario's description, as Markdown shows it literally on its line
+    manifest["scenario"]["description"] = "H100 <b>fp8</b>\n# not a heading | x"
+    assert header_lines(manifest)[1] == "description: H100 &lt;b&gt;fp8&lt;/b&gt; # not a heading \\| x"
 
 
 def test_a_ctrl_c_before_the_run_can_mark_itself_interrupted_says_so(
