@@ -461,9 +461,13 @@ def rich_tables(
 
 def md_text(text: Any) -> str:
     """Text as Markdown shows it literally on one line: line breaks and other control characters as
-    spaces, `<` and `>` as entities (raw HTML would render), `|` escaped (it would end a table cell)."""
+    spaces, and a backslash before what would be markup here: `<` `>` (raw HTML), `&` (an entity),
+    backticks (a code span, where no escape works), `|` (the end of a table cell), and `\\` itself."""
     flat = "".join(" " if unicodedata.category(c).startswith("C") else c for c in str(text))
-    return flat.replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+    return "".join("\\" + c if c in _MD_SPECIAL else c for c in flat)
+
+
+_MD_SPECIAL = frozenset("\\`<>&|")
 
 
 def md_row(cells: Any) -> str:

@@ -194,10 +194,12 @@ _SLO_NAMES = (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "E2E"))
 
 def engine_line(engine: dict[str, Any]) -> str:
     """How an engine was run: its command, or (an external endpoint, started by nobody here) its name and
-    URL."""
+    URL (with the API's path where it is not /v1)."""
     if command := engine.get("command"):
         return " ".join(command)
     where = engine.get("base_url")
+    if where and engine.get("api_prefix") not in (None, "/v1"):  # the API's own path, as the scenario gave it
+        where += engine["api_prefix"]
     return " ".join(str(x) for x in (engine.get("name"), f"at {where}" if where else None) if x) or "-"
 
 

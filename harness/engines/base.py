@@ -102,10 +102,11 @@ def redact(argv: list[str]) -> list[str]:
     out: list[str] = []
     hide_next = False
     for i, a in enumerate(argv):
-        if hide_next:
+        if hide_next and not a.startswith("-"):  # a switch (`--allow-credentials`) takes no value
             out.append("***")
             hide_next = False
             continue
+        hide_next = False
         name, eq, _ = a.partition("=")
         setting = eq and i > 0 and argv[i - 1] == "--set"  # xllamacpp attr=value, not other key=value args
         if looks_secret(name) and (a.startswith("-") or setting):

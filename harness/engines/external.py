@@ -40,21 +40,24 @@ def is_this_machine(host: str) -> bool | None:
     return any(ipaddress.ip_address(a).is_loopback or a in _own_addresses() for a in addrs)
 
 
-_VERSION_SEGMENT = re.compile(r"v\d+[a-z0-9]*", re.IGNORECASE)
+_VERSION_SEGMENT = re.compile(r"v\d+(?:(?:alpha|beta)\d*)?", re.IGNORECASE)
 
 
 def split_base_url(base_url: str) -> tuple[str, str]:
-    """`base_url` as (server root, API prefix). The API prefix starts at the first path segment that
-    names a version, as OpenAI's own clients take a base URL: `http://host:8000/v1` (vLLM, llama.cpp,
-    SGLang), `…/openai/v1` (Groq), `…/v1beta/openai` (Gemini), `…/v1/openai` (DeepInfra). A URL with
-    no such segment is the server's root, with the API at `/v1` under it (`http://host:8000`, or a
-    proxy's `http://host/vllm`). The root is where `/health`, `/metrics` and `/tokenize` are asked."""
+    """`base_url` as (server root, API prefix). OpenAI's clients append the routes (`/completions`) to a
+    base URL that ends with the API's path; which part of that path is the API's is found by its version
+    segment: the last segment where the path ends with one (`http://host:8000/v1` for vLLM, llama.cpp
+    and SGLang, Groq's `…/openai/v1`, a gateway's `…/team-a/vllm/v1`), else the first (Gemini's
+    `…/v1beta/openai`, DeepInfra's `…/v1/openai`). A URL with none is the server's root, with the API at
+    `/v1` under it (`http://host:8000`, a proxy's `http://host/vllm`). The root is where `/health`,
+    `/metrics` and `/tokenize` are asked."""
     u = urlsplit(base_url.rstrip("/"))
     parts = u.path.split("/")
-    for i, part in enumerate(parts):
-        if _VERSION_SEGMENT.fullmatch(part):
-            return urlunsplit(u._replace(path="/".join(parts[:i]))), "/" + "/".join(parts[i:])
-    return urlunsplit(u), "/v1"
+    versions = [i for i, part in enumerate(parts) if _VERSION_SEGMENT.fullmatch(part)]
+    if not versions:
+        return urlunsplit(u), "/v1"
+    i = versions[-1] if versions[-1] == len(parts) - 1 else versions[0]
+    return urlunsplit(u._replace(path="/".join(parts[:i]))), "/" + "/".join(parts[i:])
 
 
 def has_metrics(base_url: str, headers: dict[str, str]) -> bool:
@@ -110,14 +113,14 @@ class ExternalServer:
         if r.status_code in (401, 403):
             raise EngineError(self._refused(r))
         if r.status_code != 200:
-            raise EngineError(self._answered(r))
+            raise EngineError(self._answered(r, url == self.models_url))
         if not self.model_name:
             try:
                 r = httpx.get(self.models_url, headers=self.headers(), timeout=10)
                 if r.status_code in (401, 403):
                     raise EngineError(self._refused(r))
                 if r.status_code == 404:
-                    raise EngineError(self._answered(r))
+                    raise EngineError(self._answered(r, True))
                 self.model_name = r.json()["data"][0]["id"]
             except (httpx.HTTPError, ValueError, KeyError, IndexError):
                 raise EngineError(
@@ -126,12 +129,12 @@ class ExternalServer:
         self._metrics = has_metrics(self.base_url, self.headers())
         return self.base_url
 
-    def _answered(self, r: httpx.Response) -> str:
-        """An answer other than 200 to the health check or the model list, with what to change on a 404:
-        hosted APIs have no /health (the API's /models, which every OpenAI-compatible server has, does),
-        and some have their API under a path of their own."""
+    def _answered(self, r: httpx.Response, model_list: bool) -> str:
+        """An answer other than 200 to the health check or (`model_list`) the API's model list, with what
+        to change on a 404: hosted APIs have no /health (the API's /models, which every OpenAI-compatible
+        server has, does), and some have their API under a path of their own."""
         url, hint = str(r.request.url), ""
-        if r.status_code == 404 and url != self.models_url:
+        if r.status_code == 404 and not model_list:
             hint = f" (engine.health_path: null asks {self.api_prefix}/models instead)"
         elif r.status_code == 404:
             hint = (

@@ -252,7 +252,12 @@ HARNESS_OWN_ARGS = {
         "--no-enable-prefix-caching": "enable_prefix_caching",
         "--cpu-offload-gb": "cpu_offload_gb",
         "--enforce-eager": "enforce_eager",
+        "--no-enforce-eager": "enforce_eager",
         "--trust-remote-code": "trust_remote_code",
+        "--no-trust-remote-code": "trust_remote_code",
+        "--device-memory-utilization": "gpu_memory_utilization",  # vLLM's other name for it
+        "--enable-prompt-tokens-details": "the harness's own choice",
+        "--no-enable-prompt-tokens-details": "the harness's own choice",
     },
 }
 
@@ -294,22 +299,48 @@ def extra_args_problem(launcher: str, args: tuple[str, ...]) -> str | None:
         keys = [a.split("=", 1)[0] for a in args]
         if problem := _xllamacpp_field_problem(args):
             return problem
-    elif launcher == "vllm":
-        keys = [_vllm_flag(a.split("=", 1)[0]) for a in args if a.startswith("-")]
-        if "--api-key" in keys:
+    else:
+        keys = [a.split("=", 1)[0] for a in args if a.startswith("-")]
+    clash = [k for k in keys if k in own]
+    return _own_arg(clash[0], own[clash[0]]) if clash else None
+
+
+def _own_arg(flag: str, field: str) -> str:
+    return f"extra_args {flag!r}: the harness sets it itself ({_instead(field)})"
+
+
+def _instead(field: str) -> str:
+    return "the harness picks it" if field.startswith("the harness") else f"set engine.{field} instead"
+
+
+def vllm_extra_args_problem(args: tuple[str, ...], catalog_model: bool) -> str | None:
+    """Why vLLM `extra_args` cannot be used, else None: a flag the harness sets from a field (vLLM keeps
+    the last of a flag given twice, so the manifest would say what did not run), in any spelling vLLM's
+    parser takes (`--max_num_seqs`, an alias, a `--no-` form, an abbreviation such as `--max-num-seq`);
+    for a catalog model, how it is loaded; and `--api-key`."""
+    own = HARNESS_OWN_ARGS["vllm"]
+    for flag in (_vllm_flag(a.split("=", 1)[0]) for a in args if a.startswith("-")):
+        if flag == "--api-key":
             return (
                 "extra_args '--api-key': the server would refuse the harness's own requests, which carry no"
                 " key (a server the harness starts listens on engine.host for it alone)"
             )
-    else:
-        keys = [a.split("=", 1)[0] for a in args if a.startswith("-")]
-    clash = [k for k in keys if k in own]
-    if not clash:
-        return None
-    k = clash[0]
-    field = own[k]
-    fix = "the harness picks it" if field.startswith("the harness") else f"set engine.{field} instead"
-    return f"extra_args {k!r}: the harness sets it itself ({fix})"
+        if catalog_model and flag in ("--load-format", "--tokenizer"):
+            return (
+                f"extra_args {flag!r}: the harness sets it itself for a catalog model (dummy weights, and the"
+                " tokenizer written beside its config); a checkpoint of your own is model.source: path"
+            )
+        if flag in own:
+            return _own_arg(flag, own[flag])
+        if flag.startswith("--") and (longer := [o for o in own if o.startswith(flag)]):
+            # argparse takes an unambiguous abbreviation; no vLLM flag is itself a prefix of these
+            fields = {own[o] for o in longer}
+            field = fields.pop() if len(fields) == 1 else "the harness's own choice"
+            return (
+                f"extra_args {flag!r}: an abbreviation of {' or '.join(longer)}, which the harness sets"
+                f" itself ({_instead(field)})"
+            )
+    return None
 
 
 class VllmEngine(Strict):
@@ -340,8 +371,12 @@ class VllmEngine(Strict):
 
     @model_validator(mode="after")
     def _what_vllm_takes(self) -> VllmEngine:
-        if problem := extra_args_problem("vllm", self.extra_args):
+        if problem := vllm_extra_args_problem(self.extra_args, self.model.source == "catalog"):
             raise ValueError(problem)
+        if "VLLM_API_KEY" in self.env:
+            raise ValueError(
+                "env VLLM_API_KEY: the server would refuse the harness's own requests, which carry no key"
+            )
         batched, seqs = self.max_num_batched_tokens, self.max_num_seqs
         if batched is not None and seqs is not None and batched < seqs:
             # vLLM's scheduler config refuses it at start, after the model was loaded

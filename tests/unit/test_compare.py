@@ -121,10 +121,12 @@ def test_markdown_cells_show_free_text_literally_on_one_line() -> None:
     row, and `<i>` rendered as HTML (only `|` had been escaped)."""
     from harness.compare import md_row, md_text
 
-    assert md_text("org/模型 name|<i>x</i> 🚀") == "org/模型 name\\|&lt;i&gt;x&lt;/i&gt; 🚀"
+    assert md_text("org/模型 name|<i>x</i> 🚀") == "org/模型 name\\|\\<i\\>x\\</i\\> 🚀"
     assert md_text("line1\n| injected | row |\r\n# Heading\t`tick`") == (
-        "line1 \\| injected \\| row \\|  # Heading `tick`"
+        "line1 \\| injected \\| row \\|  # Heading \\`tick\\`"
     )
+    # no code span or entity: each shows as written (`<N>` in a code span had read `&lt;N&gt;`)
+    assert md_text("`--max-num-seqs <N>` &lt; C:\\m") == "\\`--max-num-seqs \\<N\\>\\` \\&lt; C:\\\\m"
     assert md_row(["a\nb", 1.5, None]) == "| a b | 1.5 | None |"
 
 

@@ -207,6 +207,14 @@ def test_an_endpoint_without_the_health_route_is_told_how_to_ask_another() -> No
             " https://host/v1beta/openai): "
         )
         assert "instead" not in str(e.value)
+        # which request was refused is known, not read back from the URL the client sent (it lowercases
+        # the host): a model list under another prefix is told to name it
+        eng = ExternalEngine(
+            type="external", base_url=srv.base_url.replace("127.0.0.1", "LocalHost") + "/x", health_path=None
+        )
+        with pytest.raises(EngineError) as e:
+            ExternalServer(eng).start()
+        assert "(engine.base_url: the API is asked under /v1;" in str(e.value), str(e.value)
         # health_path null: /v1/models, which it has
         ExternalServer(
             ExternalEngine(type="external", base_url=srv.base_url, model=model, health_path=None)
@@ -231,6 +239,10 @@ def test_base_urls_split_where_a_version_segment_starts() -> None:
         ("https://api.deepinfra.com/v1/openai", "https://api.deepinfra.com", "/v1/openai"),
         ("http://[::1]:8000/V2", "http://[::1]:8000", "/V2"),
         ("http://h/video/v1", "http://h/video", "/v1"),  # "video" is no version: only v<digits>...
+        ("http://gw/v2ray/v1", "http://gw/v2ray", "/v1"),  # nor is "v2ray"
+        ("http://gw/v2ray", "http://gw/v2ray", "/v1"),
+        ("http://gw/v1/team-a/vllm/v1", "http://gw/v1/team-a/vllm", "/v1"),  # ends with one: that one
+        ("http://h/v1alpha2/openai", "http://h", "/v1alpha2/openai"),
     ):  # fmt: skip
         assert split_base_url(url) == (root, prefix), url
         s = _server(url)

@@ -103,6 +103,10 @@ def test_redact_hides_secret_flag_values() -> None:
     # other words secrets go by
     for flag in ("--auth", "--authorization", "--bearer", "--credentials", "--cookie", "--passphrase"):
         assert redact([flag, "s3cr3t"]) == [flag, "***"]
+    # switches take no value: the flag after one is kept (vLLM's --allow-credentials, llama-server's
+    # --no-cors-credentials, vLLM's --return-tokens-as-token-ids)
+    for switch in ("--allow-credentials", "--no-cors-credentials", "--return-tokens-as-token-ids"):
+        assert redact(["srv", switch, "--max-num-seqs", "8"]) == ["srv", switch, "--max-num-seqs", "8"]
 
 
 def test_the_manifests_scenario_carries_no_secrets() -> None:

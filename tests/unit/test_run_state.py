@@ -145,9 +145,11 @@ def test_the_report_header_names_each_variants_engine_the_workload_and_the_slo()
         "workload: dataset sharegpt.jsonl, chat API; open loop, 60 s a point",
         "goodput SLO: none set (every successful request counts)",
     ]
+    manifest["engines"] = [{"name": "external", "base_url": "https://h", "api_prefix": "/v1beta/openai"}]
+    assert header_lines(manifest)[2] == "engine: external at https://h/v1beta/openai"
     # the scenario's description, as Markdown shows it literally on its line
     manifest["scenario"]["description"] = "H100 <b>fp8</b>\n# not a heading | x"
-    assert header_lines(manifest)[1] == "description: H100 &lt;b&gt;fp8&lt;/b&gt; # not a heading \\| x"
+    assert header_lines(manifest)[1] == "description: H100 \\<b\\>fp8\\</b\\> # not a heading \\| x"
 
 
 def test_a_ctrl_c_before_the_run_can_mark_itself_interrupted_says_so(

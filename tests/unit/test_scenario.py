@@ -672,6 +672,20 @@ def test_vllm_extra_args_may_not_set_what_the_harness_sets() -> None:
     ):
         (m,) = messages({"name": "v", "engine": {**vllm, "extra_args": args}})
         assert m.endswith(f"the harness sets it itself (set engine.{field} instead)"), m
+    # the other spellings vLLM's parser takes: an alias, the --no- forms, abbreviations
+    for args, said in (
+        (["--device-memory-utilization", "0.5"], "itself (set engine.gpu_memory_utilization instead)"),
+        (["--no-enforce-eager"], "the harness sets it itself (set engine.enforce_eager instead)"),
+        (["--no-enable-prompt-tokens-details"], "the harness sets it itself (the harness picks it)"),
+        (["--max-num-seq", "4"], "an abbreviation of --max-num-seqs, which the harness sets itself (set"),
+        (["--gpu-memory", "0.5"], "an abbreviation of --gpu-memory-utilization, which the harness sets"),
+        (["--max-num", "4"], "an abbreviation of --max-num-seqs or --max-num-batched-tokens, which the"),
+        (["--load-format", "auto"], "the harness sets it itself for a catalog model (dummy weights"),
+    ):  # fmt: skip
+        (m,) = messages({"name": "v", "engine": {**vllm, "extra_args": args}})
+        assert said in m, m
+    (m,) = messages({"name": "v", "engine": {**vllm, "env": {"VLLM_API_KEY": "k"}}})
+    assert "env VLLM_API_KEY: the server would refuse the harness's own requests" in m
     (m,) = messages({"name": "v", "engine": {**vllm, "extra_args": ["--port", "9000"]}})
     assert m.endswith("extra_args '--port': the harness sets it itself (the harness picks it)"), m
     (m,) = messages({"name": "v", "engine": {**vllm, "extra_args": ["--api-key", "k"]}})
@@ -681,6 +695,9 @@ def test_vllm_extra_args_may_not_set_what_the_harness_sets() -> None:
         "f.yaml: engine: max_num_batched_tokens 64 is less than max_num_seqs 256, which vLLM refuses at start"
         " (allowed: max_num_batched_tokens >= 256)"
     )
+    # a checkpoint of one's own may be loaded with dummy weights
+    own = {**vllm, "model": {"source": "path", "path": "/models/x"}, "extra_args": ["--load-format", "dummy"]}
+    assert parse_scenario({"name": "v", "engine": own})
     ok = ["--distributed-executor-backend", "ray", "--max-num-partial-prefills", "2"]
     assert parse_scenario({"name": "v", "engine": {**vllm, "extra_args": ok}})
 
