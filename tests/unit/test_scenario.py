@@ -535,9 +535,11 @@ def test_run_says_in_one_line_when_results_cannot_be_written(tmp_path: Path) -> 
     f = tmp_path / "s.yaml"
     f.write_text("name: t\nengine: {type: external, base_url: 'http://127.0.0.1:9'}\n")
     (tmp_path / "afile").write_text("")
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")  # had said "cannot create it: File exists"
     for results, why in (
         ("afile", "exists and is not a directory"),
         ("afile/sub", "cannot create it: Not a directory"),
+        ("dangling", f"a link to {tmp_path / 'gone'}, which does not exist"),
     ):
         res = run_cli("run", str(f), "--results", str(tmp_path / results), "--no-progress")
         assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
