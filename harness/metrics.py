@@ -344,11 +344,15 @@ SERVER_HISTOGRAMS = {
     "tpot_s": "vllm_request_time_per_output_token_seconds",
     "e2e_s": "vllm_e2e_request_latency_seconds",
 }
-# engines' token counters per client count: vLLM's; llama.cpp's generated tokens (its prompt counter leaves
-# out cached tokens, so it is not compared)
+# engines' token counters per client count, each a sum of counters: vLLM's; llama.cpp's, whose prompt
+# counter leaves out the tokens it took from its cache, counted beside it (a build without that counter is
+# not compared)
 SERVER_COUNTERS = {
-    "output_tokens": ("vllm_generation_tokens_total", "llamacpp_tokens_predicted_total"),
-    "input_tokens": ("vllm_prompt_tokens_total",),
+    "output_tokens": (("vllm_generation_tokens_total",), ("llamacpp_tokens_predicted_total",)),
+    "input_tokens": (
+        ("vllm_prompt_tokens_total",),
+        ("llamacpp_prompt_tokens_total", "llamacpp_prompt_tokens_cached_total"),
+    ),
 }
 SERVER_DISAGREEMENT = 0.05
 # and by at least this much: the client's TTFT holds the HTTP request and the first SSE event, a few ms
@@ -380,13 +384,19 @@ def server_comparison(row: dict[str, Any], unmeasured_in_window: int = 0) -> dic
         # with unmeasured requests in the window the engine's mean is over other requests too: not judged
         if client is not None and not math.isnan(client) and server > 0 and judged:
             out[f"server_{key}_rel_diff"] = (client - server) / server
-    for key, stems in SERVER_COUNTERS.items():
-        n = next((v for st in stems if (v := row.get(f"server_{st}_delta")) is not None), None)
+    for key, sums in SERVER_COUNTERS.items():
+        n = next((v for stems in sums if (v := _counter_sum(row, stems)) is not None), None)
         if n is not None:
             out[f"server_{key}"] = int(n)
             if row.get(key) is not None and judged:
                 out[f"server_{key}_diff"] = int(row[key]) - int(n)
     return out
+
+
+def _counter_sum(row: dict[str, Any], stems: tuple[str, ...]) -> float | None:
+    """The sum of the counters' deltas over the window; None unless the engine exports each of them."""
+    deltas = [row.get(f"server_{st}_delta") for st in stems]
+    return None if any(d is None for d in deltas) else float(sum(float(d) for d in deltas if d is not None))
 
 
 def _client_mean(row: dict[str, Any], key: str) -> float | None:

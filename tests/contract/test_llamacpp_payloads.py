@@ -47,6 +47,13 @@ def test_metrics_payload_gives_the_counter_compared_with_the_client() -> None:
     assert not any(k.startswith("server_llamacpp_n_tokens_max_total") for k in cols)
     row = {"output_tokens": 12, "server_llamacpp_tokens_predicted_total_delta": 12.0}
     assert server_comparison(row) == {"server_output_tokens": 12, "server_output_tokens_diff": 0}
+    # its prompt counter leaves out the tokens taken from its cache, counted beside it: the two together
+    # are the prompt tokens the client's usage says (without the cached one, a build is not compared)
+    assert snap["llamacpp_prompt_tokens_total"] == ("counter", 31.0)
+    prompts = {"input_tokens": 40, "server_llamacpp_prompt_tokens_total_delta": 31.0}
+    assert "server_input_tokens" not in server_comparison(prompts)
+    prompts["server_llamacpp_prompt_tokens_cached_total_delta"] = 9.0
+    assert server_comparison(prompts) == {"server_input_tokens": 40, "server_input_tokens_diff": 0}
     # a measured request failed (cut, timed out, cancelled): the engine counted its tokens, the client's
     # total has the successful ones only, so no diff is made (it read -806 after a Ctrl-C)
     assert server_comparison({**row, "output_tokens": 4, "errors": 1}) == {"server_output_tokens": 12}

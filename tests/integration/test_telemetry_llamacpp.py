@@ -117,6 +117,8 @@ def test_cpu_run_has_telemetry_and_server_counters_match_records(write_scenario,
         assert row["server_llamacpp_tokens_predicted_total_delta"] == out_tokens[pid] == row["output_tokens"]
         assert row["server_llamacpp_prompt_tokens_total_delta"] == prompt_tokens[pid]
         assert row["server_output_tokens"] == row["output_tokens"] and row["server_output_tokens_diff"] == 0
+        # its prompt counter and the cached one beside it (none cached here) against the client's count
+        assert row["server_input_tokens"] == row["input_tokens"] and row["server_input_tokens_diff"] == 0
         # a gauge seen only at scrape times: on a fast machine a short window may never catch a request
         # in flight, but it can never exceed the server's slots
         assert 0 <= row["server_llamacpp_requests_processing_max"] <= 2
