@@ -111,7 +111,7 @@ def wide(values: Any) -> bool:
 def make_plots(points: pd.DataFrame, out_dir: Path, reruns: str = "newest") -> tuple[list[Plot], list[str]]:
     """Write the PNGs into `out_dir`; returns the plots made and notes about the ones left out. Labels
     are drawn as written: `$` is no maths markup (`price $5 and $10`), and a character the font lacks is
-    an empty box, not a warning a label."""
+    an empty box, not a warning per label."""
     try:
         import matplotlib
     except ImportError:
