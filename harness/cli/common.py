@@ -134,11 +134,21 @@ def reading_runs(runs: list[Path]) -> AbstractContextManager[None]:
     return reading(str(runs[0]) if len(runs) == 1 else f"one of the {len(runs)} runs")
 
 
+def dangling(path: Path) -> str | None:
+    """Why `path` cannot be made as a directory although nothing is there: a link to nothing."""
+    if path.is_symlink() and not path.exists():
+        return f"a link to {os.readlink(path)}, which does not exist"
+    return None
+
+
 def output_dir(option: str, path: Path | None) -> Path | None:
-    """Check an output directory option before any work: not a file, and it can be made."""
+    """Check an output directory option before any work: not a file nor a link to nothing, and it can be
+    made."""
     if path is not None:
         if path.exists() and not path.is_dir():
             raise fail(f"{option}: {path} is not a directory")
+        if why := dangling(path):
+            raise fail(f"{option}: {path}: {why}")
         if (path / "manifest.json").is_file():  # its points.csv would be replaced by the output's
             raise fail(f"{option}: {path} is a run directory: give a folder of its own for the output")
         if not path.exists():

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from harness.cli.common import EXIT_RUN_FAILED, err, fail, out
+from harness.cli.common import EXIT_RUN_FAILED, dangling, err, fail, out
 from harness.scenario import ScenarioError, load_scenario
 
 
@@ -46,8 +46,8 @@ def _unwritable(results: Path) -> str | None:
     """Why run directories cannot be made under `results` (None: they can; it is created if missing)."""
     if results.exists() and not results.is_dir():
         return "exists and is not a directory"
-    if results.is_symlink() and not results.exists():
-        return f"a link to {os.readlink(results)}, which does not exist"
+    if why := dangling(results):
+        return why
     try:
         results.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -461,6 +461,18 @@ def test_serve_fake_on_a_taken_port_fails_without_announcing_itself() -> None:
     assert "fake OpenAI server on" not in res.stderr  # the banner is printed once the port is bound
 
 
+def test_an_output_folder_that_is_a_link_to_nothing_is_said_so(run_copy: Path, tmp_path: Path) -> None:
+    """It had passed the check and failed later as `File exists`."""
+    link = tmp_path / "links" / "out"
+    link.parent.mkdir()
+    link.symlink_to(tmp_path / "links" / "gone")
+    res = harness("compare", str(run_copy), "--out", str(link))
+    assert refused(res, f"--out: {link}: a link to {tmp_path / 'links' / 'gone'}, which does not exist"), (
+        res.stderr
+    )
+    assert sorted(p.name for p in link.parent.iterdir()) == ["out"]
+
+
 def test_serve_fake_wants_an_api_prefix_that_is_a_path() -> None:
     for bad in ("/", "/v1 beta", "/v1?x"):
         res = harness("serve-fake", "--port", "0", "--api-prefix", bad)
