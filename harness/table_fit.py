@@ -58,7 +58,6 @@ def fitted(console: Console, table: Table, keys: int = 1) -> list[Table]:
     if sum((x.width or 0) + edges for x in first) + 1 > console.width:
         # labels wider than the terminal: they wrap, and the row numbers keep their width
         first = [first[0], *(dataclasses.replace(x, width=None, overflow="fold") for x in first[1:])]
-        first[0] = dataclasses.replace(first[0], min_width=first[0].width)
     parts = []
     for n, group in enumerate(groups, start=1):
         part = copy.copy(table)
