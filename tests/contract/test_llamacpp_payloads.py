@@ -54,6 +54,7 @@ def test_metrics_payload_gives_the_counter_compared_with_the_client() -> None:
     assert "server_input_tokens" not in server_comparison(prompts)
     prompts["server_llamacpp_prompt_tokens_cached_total_delta"] = 9.0
     assert server_comparison(prompts) == {"server_input_tokens": 40, "server_input_tokens_diff": 0}
+    assert all(type(v) is int for v in server_comparison(prompts).values())  # counts, not 40.0 in the tables
     # a measured request failed (cut, timed out, cancelled): the engine counted its tokens, the client's
     # total has the successful ones only, so no diff is made (it read -806 after a Ctrl-C)
     assert server_comparison({**row, "output_tokens": 4, "errors": 1}) == {"server_output_tokens": 12}

@@ -96,10 +96,22 @@ def test_prices_per_accelerator_name_in_a_sweep() -> None:
         "--price h10: no accelerator of this launch has that name (allowed: H100=USD, A100-80GB=USD, as"
         " --gpus names it, a catalog device it is sure to be, or USD alone)" in " ".join(res.stderr.split())
     ), res.stderr
-    # on a cloud with SXM parts only an H100 is an h100-sxm: its key prices it, and wins over the name
-    res = run_cli(scen, *args, "--cloud", "aws", "--price", "h100-sxm=3", "--price", "H100=9")
+    res = run_cli(scen, *args, "--price", "h100-pcie=3")  # either card the name can be
+    assert res.returncode == 2 and "--price h100-pcie: H100 can be h100-sxm or h100-pcie" in res.stderr
+    # each accelerator name once in what is allowed, however many machines have it
+    small = str(CLOUD / "llama-3.1-8b-1gpu.yaml")
+    res = run_cli(small, "--gpus", "H100:1", "--gpus", "H100:2", "--dry-run", "--price", "h10=3")
+    assert res.returncode == 2 and " ".join(res.stderr.split()).count("H100=USD") == 1, res.stderr
+    # a key prices only the machine sure to be that device: RunPod's H100-SXM, not the H100 beside it
+    res = run_cli(scen, "--gpus", "H100-SXM:8", "--gpus", "H100:8", "--dry-run", "--price", "h100-sxm=3")
     assert res.returncode == 0, res.stderr
-    assert "H100:8 × 1 node: $24.00/h; 1 h of benchmark: $24.00  [--price]" in res.stderr
+    assert "H100-SXM:8 × 1 node: $24.00/h" in res.stderr and "[--price]" in res.stderr
+    assert "H100:8 × 1 node: $24.00/h" not in res.stderr
+    # on a cloud with SXM parts only an H100 is an h100-sxm: its key prices it, and wins over the name
+    for cloud in ("aws", "aws/us-east-1"):  # the cloud, with or without its region
+        res = run_cli(scen, *args, "--cloud", cloud, "--price", "h100-sxm=3", "--price", "H100=9")
+        assert res.returncode == 0, res.stderr
+        assert "H100:8 × 1 node: $24.00/h; 1 h of benchmark: $24.00  [--price]" in res.stderr
     # the A100 keeps the catalog's range, the SXM card's alone on AWS: 1.49 and 2.49 $/GPU-h × 8
     assert "A100-80GB:8 × 1 node: $11.92-19.92/h; 1 h of benchmark: $11.92-19.92  [prices.yaml" in res.stderr
     res = run_cli(scen, "--dry-run", "--price", "h100-sxm=")
@@ -233,25 +245,35 @@ def test_the_fetch_leaves_links_on_the_rented_machine(tmp_path: Path) -> None:
 
 
 def test_only_run_directories_fetched_are_named_and_the_command_printed_pastes_safely(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Names come from the rented machine: one with `$(...)` or a terminal escape in it is no run
     directory of the harness's, and is not printed in a command to paste."""
     from harness.cli.cloud import _print_outcome
 
     local = tmp_path / "my results" / "c1"
-    for name in ("20261206T120000Z-a", "run-$(id)", "x\x1b]0;t\x07", "no-manifest"):
+    for name in (
+        "20261206T120000Z-b",
+        "20261206T120000Z-a",
+        "run-$(id)",
+        "x; rm -rf ~",
+        "x\x1b]0;t\x07",
+        "no-manifest",
+    ):
         (local / name).mkdir(parents=True)
         if name != "no-manifest":
             (local / name / "manifest.json").write_text("{}\n")
     (local / "linked").symlink_to(local / "20261206T120000Z-a")
+    listed = Path.iterdir
+    monkeypatch.setattr(Path, "iterdir", lambda p: iter(sorted(listed(p), reverse=True)))  # any order
     runs = launcher.fetched_runs(local)
-    assert runs == [str(local / "20261206T120000Z-a")]
+    monkeypatch.undo()
+    assert runs == [str(local / "20261206T120000Z-a"), str(local / "20261206T120000Z-b")]  # in order
     m = launcher.MachineRun("c1", "H100:1", 1, str(local), {}, launch_rc=0, fetch_rc=0, down_rc=0)
     m.run_dirs = runs
     _print_outcome([m])
     said = capsys.readouterr().err
-    assert f"compare them: harness compare '{local}/20261206T120000Z-a'" in said, said
+    assert f"compare them: harness compare '{local}/20261206T120000Z-a' '{local}/20261206T120000Z-b'" in said
 
 
 def test_machine_record_is_written_as_json(tmp_path: Path) -> None:
@@ -388,3 +410,17 @@ def test_skypilots_refusal_comes_first_and_before_anything_is_launched(tmp_path:
     )
     assert res.returncode == 2 and "would refuse the launch" in res.stderr, res.stderr
     assert "$ sky" not in res.stderr and not (tmp_path / "r").exists()
+
+
+def test_a_url_with_a_password_in_an_env_value_is_told_apart() -> None:
+    from harness.cli.cloud import _has_password
+
+    for value in (
+        "postgres://me:pw@db/x",
+        "s3://AKIA:sec@b",
+        "jdbc:postgresql://u:pw@h/db",
+        "x=redis://:pw@h",
+    ):
+        assert _has_password(value), value
+    for value in ("postgres://me:@db", "postgres://me@db", "http://h:8000/v1", "a:b@c"):
+        assert not _has_password(value), value

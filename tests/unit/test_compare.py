@@ -128,6 +128,7 @@ def test_markdown_cells_show_free_text_literally_on_one_line() -> None:
     # no code span or entity: each shows as written (`<N>` in a code span had read `&lt;N&gt;`)
     assert md_text("`--max-num-seqs <N>` &lt; C:\\m") == "\\`--max-num-seqs \\<N\\>\\` \\&lt; C:\\\\m"
     assert md_row(["a\nb", 1.5, None]) == "| a b | 1.5 | None |"
+    assert md_text("a\u202eb\u200bc") == "a b c"  # format characters (right-to-left override, zero width)
 
 
 def test_newest_run_wins_a_duplicate_cell() -> None:

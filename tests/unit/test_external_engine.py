@@ -243,7 +243,28 @@ def test_base_urls_split_where_a_version_segment_starts() -> None:
         ("http://gw/v2ray", "http://gw/v2ray", "/v1"),
         ("http://gw/v1/team-a/vllm/v1", "http://gw/v1/team-a/vllm", "/v1"),  # ends with one: that one
         ("http://h/v1alpha2/openai", "http://h", "/v1alpha2/openai"),
+        ("http://h/v1/x/v2/openai", "http://h", "/v1/x/v2/openai"),  # not ending with one: the first
     ):  # fmt: skip
         assert split_base_url(url) == (root, prefix), url
         s = _server(url)
         assert (s.base_url, s.api_prefix, s.models_url) == (root, prefix, f"{root}{prefix}/models")
+
+
+def test_what_a_refusal_says_follows_which_request_and_status() -> None:
+    """The hint names the API's own path, only a 404 gets one, and the body is said up to 200 characters."""
+    import httpx
+
+    srv = _server("https://generativelanguage.googleapis.com/v1beta/openai")
+
+    def answer(status: int, url: str, models: bool) -> str:
+        return srv._answered(
+            httpx.Response(status, request=httpx.Request("GET", url), text="x" * 300), models
+        )
+
+    health = answer(404, "https://generativelanguage.googleapis.com/health", False)
+    assert "(engine.health_path: null asks /v1beta/openai/models instead)" in health
+    assert health.endswith(": " + "x" * 200)
+    assert "(engine.base_url: the API is asked under /v1beta/openai;" in answer(404, srv.models_url, True)
+    for models in (False, True):  # a server error is no question of paths
+        said = answer(500, srv.models_url, models)
+        assert said == f"external endpoint {srv.models_url} answered HTTP 500: " + "x" * 200

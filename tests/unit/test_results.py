@@ -107,6 +107,9 @@ def test_redact_hides_secret_flag_values() -> None:
     # --no-cors-credentials, vLLM's --return-tokens-as-token-ids)
     for switch in ("--allow-credentials", "--no-cors-credentials", "--return-tokens-as-token-ids"):
         assert redact(["srv", switch, "--max-num-seqs", "8"]) == ["srv", switch, "--max-num-seqs", "8"]
+    # one value is hidden, not the words after it; a `key=value` item is a setting only after --set
+    assert redact(["--api-key", "k", "model.gguf"]) == ["--api-key", "***", "model.gguf"]
+    assert redact(["token=x", "--set"]) == ["token=x", "--set"]
 
 
 def test_the_manifests_scenario_carries_no_secrets() -> None:
@@ -516,6 +519,26 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_a_temporary_name_already_taken_is_not_written_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first name drawn is taken (a file, or a link to one elsewhere): the next one is used, and what
+    was there is left as it was; the file is synced before it replaces the old one."""
+    from harness import fileio
+
+    names = iter(["aaaaaaaa", "bbbbbbbb"])
+    monkeypatch.setattr(fileio.secrets, "token_hex", lambda n: next(names))
+    target, victim = tmp_path / "manifest.json", tmp_path / "victim"
+    victim.write_text("mine\n")
+    (tmp_path / f".manifest.json.{os.getpid()}.aaaaaaaa.tmp").symlink_to(victim)
+    synced: list[int] = []
+    fsync = os.fsync
+    monkeypatch.setattr(fileio.os, "fsync", lambda fd: (synced.append(fd), fsync(fd))[1])
+    fileio.write_text_whole(target, "new\n")
+    assert target.read_text() == "new\n" and victim.read_text() == "mine\n" and synced
+    assert (tmp_path / f".manifest.json.{os.getpid()}.aaaaaaaa.tmp").is_symlink()  # not removed, not used
 
 
 def test_a_planted_link_does_not_take_a_write_elsewhere(tmp_path: Path) -> None:

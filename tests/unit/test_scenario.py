@@ -652,7 +652,7 @@ def test_a_served_model_name_is_one_printable_line() -> None:
     def served(name: str) -> list[str]:
         return messages(scenario(name))
 
-    for bad in ("line1\n| injected |", "a\tb", "  ", "x\x1b[31m"):
+    for bad in ("line1\n| injected |", "a\tb", "  ", "x\x1b[31m", "a\u200bb", "a\u202eb"):
         (m,) = served(bad)
         assert m.startswith("f.yaml: engine.model.name: invalid value "), m
         assert m.endswith("(allowed: a name without line breaks or control characters)"), m
@@ -683,6 +683,7 @@ def test_vllm_extra_args_may_not_set_what_the_harness_sets() -> None:
         (["--gpu-memory", "0.5"], "an abbreviation of --gpu-memory-utilization, which the harness sets"),
         (["--max-num", "4"], "an abbreviation of --max-num-seqs or --max-num-batched-tokens, which the"),
         (["--load-format", "auto"], "the harness sets it itself for a catalog model (dummy weights"),
+        (["--tokenizer", "/t"], "the harness sets it itself for a catalog model (dummy weights"),
     ):  # fmt: skip
         (m,) = messages({"name": "v", "engine": {**vllm, "extra_args": args}})
         assert said in m, m
@@ -692,6 +693,15 @@ def test_vllm_extra_args_may_not_set_what_the_harness_sets() -> None:
     assert m.endswith("extra_args '--port': the harness sets it itself (the harness picks it)"), m
     (m,) = messages({"name": "v", "engine": {**vllm, "extra_args": ["--api-key", "k"]}})
     assert "extra_args '--api-key': the server would refuse the harness's own requests" in m
+    # an abbreviation of two flags set from two fields names no one field
+    (m,) = messages({"name": "v", "engine": {**vllm, "extra_args": ["--max-num", "4"]}})
+    assert m.endswith("which the harness sets itself (the harness picks it)"), m
+    # a value that starts with a dash is no flag, nor an abbreviation of one
+    from harness.scenario.models import vllm_extra_args_problem
+
+    assert vllm_extra_args_problem(("--chat-template", "-"), False) is None
+    # as many batched tokens as sequences is what vLLM takes
+    assert parse_scenario({"name": "v", "engine": {**vllm, "max_num_batched_tokens": 64, "max_num_seqs": 64}})
     (m,) = messages({"name": "v", "engine": {**vllm, "max_num_batched_tokens": 64, "max_num_seqs": 256}})
     assert m == (
         "f.yaml: engine: max_num_batched_tokens 64 is less than max_num_seqs 256, which vLLM refuses at start"

@@ -180,3 +180,15 @@ def test_row_labels_wider_than_the_terminal_wrap_and_every_number_comes_whole_af
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= 40
     assert all(n in text for n in ("377.91", "8813.62", "12.5"))
     assert "│ 1 │" in text and "│ 2 │" in text  # the row numbers, in both parts
+
+
+def test_narrow_labels_keep_a_column_beside_them_in_every_part() -> None:
+    """Labels narrower than a third of the terminal are repeated, not numbered: a column wider than the
+    terminal gets a part of its own beside them, and no part holds the labels alone."""
+    t = Table(title="t")
+    t.add_column("point")
+    t.add_column("note", justify="right")
+    t.add_column("metric", justify="right")
+    t.add_row("v0-c1", "x" * 60, "1000.25")
+    parts = fitted(Console(width=40), t)
+    assert [[str(c.header) for c in p.columns] for p in parts] == [["point", "note"], ["point", "metric"]]
