@@ -60,9 +60,10 @@ def _parse_envs(items: list[str]) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key.isidentifier():
             raise CloudError([f"--env: invalid value {item!r} (allowed: NAME=VALUE)"])
-        if looks_secret(key) or _has_password(value):
+        password = _has_password(value)
+        if looks_secret(key) or password:
             # --env values are written into task.yaml and cloud.json under results/, which get committed
-            what = " (a URL with a password)" if _has_password(value) else ""
+            what = " (a URL with a password)" if password else ""
             raise CloudError(
                 [
                     f"--env: {key} looks like a secret{what}; pass it as --secret {key} (its value is read"

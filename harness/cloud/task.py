@@ -430,18 +430,21 @@ def engine_packages(s: Scenario, image: str | None) -> tuple[str, ...]:
     return ()
 
 
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess[bytes] | None:
+    """`git -C root ARGS`, or None where git cannot be run or does not answer in 10 s."""
+    try:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
 def unsynced(rel: str, root: Path | None) -> str | None:
     """Why a path relative to the synced source tree (where `harness run` runs on the cluster) will not be
     there, or None when it will or git cannot tell: SkyPilot does not sync what .gitignore leaves out."""
     if root is None:
         return "is relative, but the harness is installed from a wheel: no source tree is synced to hold it"
-    try:
-        res = subprocess.run(
-            ["git", "-C", str(root), "check-ignore", "-q", "--", rel], capture_output=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if res.returncode == 0:
+    res = _git(root, "check-ignore", "-q", "--", rel)
+    if res is not None and res.returncode == 0:
         return "is ignored by git in the harness source tree, so the copy synced to the cluster lacks it"
     return None
 
@@ -449,15 +452,8 @@ def unsynced(rel: str, root: Path | None) -> str | None:
 def untracked(root: Path) -> list[str]:
     """Files under `root` that git neither tracks nor ignores (a `.env`, a key, a scratch file): SkyPilot
     syncs them to the rented machine with the rest of the workdir. Empty where git cannot tell."""
-    try:
-        res = subprocess.run(
-            ["git", "-C", str(root), "ls-files", "--others", "--exclude-standard", "-z"],
-            capture_output=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    if res.returncode != 0:
+    res = _git(root, "ls-files", "--others", "--exclude-standard", "-z")
+    if res is None or res.returncode != 0:
         return []
     return sorted(n for n in res.stdout.decode(errors="replace").split("\0") if n)
 
