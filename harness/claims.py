@@ -2,10 +2,13 @@
 
 A run matches a claim when its points have the claim's model, device, device count, engine,
 precision and concurrency (fields the claim leaves null match anything); the measured value is the
-highest output tok/s among the matching points. The roofline check (harness.roofline) asks whether
-the claimed tok/s is reachable at batch 1, from which batch it could be, and whether that batch's
-KV cache fits beside the weights (memory_utilization 0.9). Where the claim does not state the
-precision, bf16 and fp8 are both tried; where it does not state the device count, one is assumed.
+highest output tok/s among the matching points, reruns of a point counting as one, at their median
+(`reruns_as_one`: the luckiest of several runs is not a measurement). A ratio sets concurrency points
+against each other only: at an arrival rate, tok/s is the rate's. The roofline check
+(harness.roofline) asks whether the claimed tok/s is reachable at batch 1, from which batch it could
+be, and whether that batch's KV cache fits beside the weights (memory_utilization 0.9). Where the
+claim does not state the precision, bf16 and fp8 are both tried; where it does not state the device
+count, one is assumed.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import pandas as pd
 from harness.catalog import models
 from harness.catalog.claims import Claim, Side
 from harness.catalog.hardware import Device, devices
-from harness.compare import fmt
+from harness.compare import ROW_KEYS, at_rate, dedupe, fmt
 from harness.cost import usd_per_million_tokens
 from harness.roofline import Shape, bytes_per_param, decode_bound, min_batch_for
 from harness.runinfo import offloaded
@@ -98,19 +101,34 @@ def _unmatched(reason: str) -> str:
     return f"- ({reason})" if reason else "-"
 
 
+def reruns_as_one(points: pd.DataFrame) -> pd.DataFrame:
+    """One row per point that several runs measured under the same configuration and settings: the
+    median of their numbers, with how many runs and their tok/s range (compare's `--reruns median`)."""
+    if points.empty:
+        return points
+    missing = [k for k in [*ROW_KEYS, "config", "started_utc"] if k not in points.columns]
+    one, _ = dedupe(points.reindex(columns=[*points.columns, *missing]), "median")
+    return one.drop(columns=missing)
+
+
 def _best(df: pd.DataFrame) -> dict[str, Any] | None:
     """The matching point of highest output tok/s: its tok/s, device count, and where it was measured
-    (with how many of its requests failed, where some did: its tok/s counts the others only)."""
+    (with how many of its requests failed, where some did: its tok/s counts the others only; and, for a
+    median of reruns, how many and their range)."""
     if df.empty:
         return None
     r = df.sort_values("output_tok_s", kind="stable").iloc[-1]
     prec = f" {r['precision']}" if "precision" in r and isinstance(r["precision"], str) else ""
-    errors, requests, devices = (_count(r.get(k)) for k in ("errors", "requests", "devices"))
+    errors, requests, devices, runs = (_count(r.get(k)) for k in ("errors", "requests", "devices", "reruns"))
     failed = f"; {errors}{'' if requests is None else f' of {requests}'} requests failed" if errors else ""
+    median = ""
+    if runs and runs > 1:
+        low, high = _fmt_tok(float(r["output_tok_s_min"])), _fmt_tok(float(r["output_tok_s_max"]))
+        median = f"median of {runs} runs, {low}-{high} tok/s: "
     return {
         "tok_s": float(r["output_tok_s"]),
         "devices": devices or 1,
-        "where": f"{r['config']}{prec} {r['load']} ({r['run_id']}{failed})",
+        "where": f"{r['config']}{prec} {r['load']} ({median}{r['run_id']}{failed})",
     }
 
 
@@ -238,7 +256,7 @@ def _ratio_pairs(c: Claim, points: pd.DataFrame) -> list[tuple[dict[str, Any], d
     precision unless a side fixes its own (so 8 GPUs are never set against 1, nor FP8 against BF16
     when the claim is about GPUs). Sorted by the numerator's tok/s, highest first."""
     assert c.numerator is not None and c.denominator is not None
-    sides = [_match(points, _want(c, s)) for s in (c.numerator, c.denominator)]
+    sides = [_ratio_side(points, _want(c, s)) for s in (c.numerator, c.denominator)]
     if any(x.empty for x in sides):
         return []
     key = list(RATIO_KEY)
@@ -257,15 +275,24 @@ def _ratio_pairs(c: Claim, points: pd.DataFrame) -> list[tuple[dict[str, Any], d
     return sorted(pairs, key=lambda ab: -ab[0]["tok_s"])
 
 
+def _ratio_side(points: pd.DataFrame, want: Want) -> pd.DataFrame:
+    """The points matching one side of a ratio claim at a concurrency (a throughput at an arrival rate is
+    the rate's while the engine keeps up: a ratio of two would be one of latencies)."""
+    m = _match(points, want)
+    return m[~at_rate(m["load"])] if not m.empty else m
+
+
 def _ratio_unmatched(c: Claim, points: pd.DataFrame) -> str:
-    """Why no pair of points measures a ratio claim: a side without a matching point, else no
-    configuration both sides were measured in."""
+    """Why no pair of points measures a ratio claim: a side without a matching point, or with points at
+    arrival rates only, else no configuration both sides were measured in."""
     assert c.numerator is not None and c.denominator is not None
     if points.empty:
         return ""
     for s in (c.numerator, c.denominator):
         if why := no_match_reason(points, _want(c, s)):
             return why
+        if _ratio_side(points, _want(c, s)).empty:
+            return f"{s.device} measured at arrival rates only: a ratio needs concurrency points"
     return (
         "no configuration measured on both sides: same workload, load and engine, device count and precision"
     )
@@ -405,4 +432,5 @@ def check(c: Claim, points: pd.DataFrame) -> ClaimCheck:
 
 
 def check_all(claims: list[Claim], points: pd.DataFrame) -> list[ClaimCheck]:
-    return [check(c, points) for c in claims]
+    one = reruns_as_one(points)
+    return [check(c, one) for c in claims]

@@ -4,7 +4,8 @@ Rows are model x precision x workload (mean input/output tokens, `128/64`) x loa
 `c8` or rate `r2`), columns are configurations
 (`hardware | engine [| variant]`, read from each run's manifest, see harness.runinfo). Each metric is
 its own rows x configurations table; `speedup` is a configuration's output tok/s divided by the
-baseline configuration's output tok/s on the same row.
+baseline configuration's output tok/s on the same row (concurrency rows only: at an arrival rate the
+tok/s is the rate's).
 """
 
 from __future__ import annotations
@@ -213,8 +214,9 @@ WORST_OF_RERUNS = ("errors", "attempt", "failed_tail_s")
 def median_of_reruns(ordered: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """One row per row key and configuration: the newest run's labels, `run_id` naming every run, the
     median of each numeric column over the runs (the highest of WORST_OF_RERUNS), `reruns` = how many
-    runs measured output tok/s, and `output_tok_s_spread_pct` = (max - min) / median of their output
-    tok/s x 100: how far apart the reruns were. Returns the rows and a note per cell of several runs."""
+    runs measured output tok/s, `output_tok_s_min`/`_max` over them, and `output_tok_s_spread_pct` =
+    (max - min) / median of their output tok/s x 100: how far apart the reruns were. Returns the rows and
+    a note per cell of several runs."""
     numeric = [
         c
         for c in ordered.columns
@@ -225,6 +227,8 @@ def median_of_reruns(ordered: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         row = g.iloc[-1].copy()
         tok = g["output_tok_s"].dropna()
         row["reruns"] = len(tok)
+        row["output_tok_s_min"] = tok.min() if len(tok) else math.nan
+        row["output_tok_s_max"] = tok.max() if len(tok) else math.nan
         row["output_tok_s_spread_pct"] = (
             (tok.max() - tok.min()) / tok.median() * 100 if len(tok) > 1 and tok.median() > 0 else math.nan
         )
@@ -240,10 +244,16 @@ def median_of_reruns(ordered: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return pd.DataFrame(rows).reset_index(drop=True), notes
 
 
+def at_rate(load: pd.Series) -> pd.Series:
+    """Which row keys are open-loop arrival rates (`r2`), not concurrencies (`c8`)."""
+    return load.astype(str).str.startswith("r")
+
+
 def add_speedup(points: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
     """speedup = output_tok_s / output_tok_s of the baseline configuration on the same row; where a
     configuration runs on another number of devices than the baseline, speedup_per_device = speedup x
-    baseline devices / its devices (8 GPUs against 1 is not a GPU against a GPU)."""
+    baseline devices / its devices (8 GPUs against 1 is not a GPU against a GPU). Rows at an arrival
+    rate get none (`rate_rows_note`): there output tok/s follows the rate offered, not the hardware."""
     out = points.copy()
     out["speedup_per_device"] = math.nan
     if baseline is None:
@@ -253,8 +263,8 @@ def add_speedup(points: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
     base = rows["output_tok_s"]
     keys = list(zip(*(out[k] for k in ROW_KEYS), strict=True))
     out["speedup"] = [
-        t / base[k] if k in base.index and base[k] > 0 else math.nan
-        for t, k in zip(out["output_tok_s"], keys, strict=True)
+        t / base[k] if k in base.index and base[k] > 0 and not rate else math.nan
+        for t, k, rate in zip(out["output_tok_s"], keys, at_rate(out["load"]), strict=True)
     ]
     if "devices" in out.columns:
         base_n = rows["devices"]
@@ -263,6 +273,18 @@ def add_speedup(points: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
             for x, k, n in zip(out["speedup"], keys, out["devices"], strict=True)
         ]
     return out
+
+
+def rate_rows_note(points: pd.DataFrame, baseline: str | None) -> list[str]:
+    """Why rows at an arrival rate have no speedup."""
+    if baseline is None or not at_rate(points["load"]).any():
+        return []
+    return [
+        "rows at an arrival rate (r...) have no speedup: while an engine keeps up, its output tok/s is "
+        "the rate offered, and what differs is how long the last requests took (a ratio of latencies, not "
+        "of capacity); compare their TTFT and TPOT, or capacity at concurrency rows (c...) or with "
+        "`harness run --find-max-goodput`"
+    ]
 
 
 def device_count_note(points: pd.DataFrame, baseline: str | None) -> list[str]:
@@ -367,7 +389,7 @@ def compare_runs(
         devs = dict(zip(points["config"], points["device"], strict=True))
         base = choose_baseline(list(dict.fromkeys(points["config"])), devs, baseline)
     points = add_speedup(points, base)
-    notes += device_count_note(points, base)
+    notes += rate_rows_note(points, base) + device_count_note(points, base)
     notes += above_roofline_notes(points)
     if "energy_j_per_output_token" not in points.columns or points["energy_j_per_output_token"].isna().all():
         notes.append("no energy measured in these runs (no GPU or CPU energy telemetry): no J/token")

@@ -347,3 +347,41 @@ def test_a_matched_point_with_failed_requests_says_so() -> None:
     r = check(claim, _points([{**row, "errors": 4, "requests": 8}]))
     assert r.measured.startswith("121 tok/s at 1x h100-sxm | vllm bf16 c1 (run0; 4 of 8 requests failed)")
     assert "failed" not in check(claim, _points([{**row, "errors": 0, "requests": 8}])).measured
+
+
+def test_reruns_of_a_point_count_once_at_their_median_with_their_range() -> None:
+    """Three runs of one configuration at 56.2, 63.5 and 67.1 tok/s: the claim is set against 63.5, not
+    the luckiest run, and the measured cell names the runs and their range."""
+    from harness.claims import check_all
+
+    claim = Claim(
+        id="t", source="t", text="t", kind="throughput", value=60.0, model="llama-3.1-70b",
+        device="h100-sxm", devices=1, concurrency=1,
+    )  # fmt: skip
+    one = {"device": "h100-sxm", "devices": 1, "precision": "bf16", "workload": "128/64"}
+    pts = _points([{**one, "output_tok_s": x} for x in (67.1, 56.2, 63.5)])
+    pts["started_utc"] = ["2026-12-06T00:12", "2026-12-06T00:13", "2026-12-06T00:14"]
+    (r,) = check_all([claim], pts)
+    assert r.measured.startswith(
+        "63.5 tok/s at 1x h100-sxm | vllm bf16 c1 (median of 3 runs, 56.2-67.1 tok/s: run0, run1, run2)"
+    ), r.measured
+    assert r.verdict.startswith("measured 106% of the claim")  # 63.5 / 60
+    # another precision is another point, not a rerun: the faster one is the measurement
+    pts.loc[0, "precision"] = "fp8"
+    (r,) = check_all([claim], pts)
+    assert r.measured.startswith("67.1 tok/s at 1x h100-sxm | vllm fp8 c1 (run0)"), r.measured
+
+
+def test_a_ratio_claim_pairs_concurrency_points_not_arrival_rates() -> None:
+    """At 2 req/s both GPUs serve the rate: their tok/s differ by how long the last requests took, which
+    is no hardware ratio. Only concurrency points are paired."""
+    h100 = {"device": "h100-sxm", "devices": 8, "workload": "128/64", "precision": "bf16"}
+    a100 = {**h100, "device": "a100-80gb-sxm"}
+    rate = _points([{**h100, "output_tok_s": 105.2}, {**a100, "output_tok_s": 93.2}])
+    rate = rate.assign(load="r2", concurrency=None)
+    r = check(_claim("article-70b-ratio"), rate)
+    assert r.measured == "- (h100-sxm measured at arrival rates only: a ratio needs concurrency points)"
+    conc = _points([{**h100, "output_tok_s": 5000.0}, {**a100, "output_tok_s": 2000.0}])
+    r = check(_claim("article-70b-ratio"), pd.concat([rate, conc], ignore_index=True))
+    assert r.measured.startswith("2.50x (8x h100-sxm | vllm bf16 c1"), r.measured
+    assert "matched configurations" not in r.measured  # the rate pair is not among them

@@ -60,6 +60,21 @@ def test_speedup_is_tok_s_over_baseline_on_the_same_row() -> None:
     assert math.isnan(got[("h100-sxm | vllm", "c64")])  # no baseline measured at c64
 
 
+def test_rows_at_an_arrival_rate_get_no_speedup_and_a_note_says_why() -> None:
+    from harness.compare import rate_rows_note
+
+    # two engines that both kept up with 2 req/s: the slower one's window ends later, so its tok/s is
+    # lower, but that is its latency, not its capacity
+    rate = _rows().iloc[[0, 2]].assign(load="r2", output_tok_s=[93.2, 105.2])
+    df = add_speedup(pd.concat([_rows(), rate], ignore_index=True), "a100-80gb-sxm | vllm")
+    got = dict(zip(zip(df["config"], df["load"], strict=True), df["speedup"], strict=True))
+    assert math.isnan(got[("h100-sxm | vllm", "r2")]) and math.isnan(got[("a100-80gb-sxm | vllm", "r2")])
+    assert got[("h100-sxm | vllm", "c16")] == 2.5  # concurrency rows keep theirs
+    (note,) = rate_rows_note(df, "a100-80gb-sxm | vllm")
+    assert note.startswith("rows at an arrival rate (r...) have no speedup") and "--find-max-goodput" in note
+    assert rate_rows_note(df, None) == [] and rate_rows_note(_rows(), "a100-80gb-sxm | vllm") == []
+
+
 def test_speedup_over_another_device_count_is_also_given_per_device() -> None:
     from harness.compare import device_count_note
 
