@@ -17,7 +17,8 @@ ERROR_KINDS = ("http", "connect", "timeout", "protocol", "disconnected", "cancel
 class RequestRecord:
     """Timing and accounting of one streamed request.
 
-    Stamps are `time.perf_counter_ns()` integers in the harness process:
+    Stamps are `time.perf_counter_ns()` integers taken in the client process that sent the request (the
+    harness, or one of its `load.workers` processes: one clock on Linux):
     `scheduled_ns` when the load generator intended to send it (open loop) or picked it up (closed loop),
     `sent_ns` just before the HTTP request was written, `first_token_ns` at the first chunk carrying
     content, `chunk_ns` at every content chunk (first included), `done_ns` when the stream ended.

@@ -1,4 +1,4 @@
-"""Tables of a run's points: rich on the terminal, Markdown and CSV on disk."""
+"""Tables of a run's points: rich on the terminal, Markdown (`report.md`) on disk."""
 
 from __future__ import annotations
 

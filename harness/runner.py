@@ -320,8 +320,8 @@ def last_log_line(log: Path, chars: int = LOG_LINE_CHARS) -> str:
 
 
 def _sweep_all(sweep: _Sweep) -> RunResult:
-    """Every variant's points not yet done, then the run's status; the manifest is left `running` by
-    nothing but a kill."""
+    """Every variant's points not yet done, then the run's status; the manifest is left `running` only
+    by a kill, or by a disk that cannot take the status write."""
     s, run, points = sweep.s, sweep.run, sweep.points
     try:
         with _abort_on_signals() as abort_flag, sweep.progress:

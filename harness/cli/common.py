@@ -99,7 +99,8 @@ def _writable_parent(option: str, path: Path) -> None:
         raise fail(f"{option}: {path}: cannot write in {parent}")
 
 
-# the files a run writes in its directory (telemetry-*, engine-*.log too): an output over one loses it
+# the files a run writes in its directory (telemetry-*, engine-*.log, llama-bench-* too): an output over
+# one loses it
 RUN_FILES = (
     "manifest.json",
     "points.csv",
@@ -111,7 +112,7 @@ RUN_FILES = (
 
 
 def _a_run_file(name: str) -> bool:
-    return name in RUN_FILES or name.startswith(("telemetry-", "engine-"))
+    return name in RUN_FILES or name.startswith(("telemetry-", "engine-", "llama-bench-"))
 
 
 def output_file(option: str, path: Path | None) -> Path | None:

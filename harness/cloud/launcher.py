@@ -3,8 +3,9 @@
 The `sky` command is used rather than the Python SDK because `sky launch` (SkyPilot 0.14) is what
 writes the cluster's SSH alias that rsync needs (the SDK leaves that to the CLI) and exits with the
 job's exit code; and it lets SkyPilot live in its own environment (pipx/uv tool), apart from the
-harness's dependencies. Results come back with `rsync -az --no-links CLUSTER:harness-results/ LOCAL/`, the
-download path SkyPilot documents; on multi-node clusters the run directory is on the head node.
+harness's dependencies. Results come back with
+`rsync -az --no-links --partial CLUSTER:harness-results/ LOCAL/`, the download path SkyPilot documents;
+on multi-node clusters the run directory is on the head node.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ and runs `harness run` in `run` on the head node; results stay on the head node 
 `~/harness-results/` until `harness cloud launch` fetches them with rsync.
 
 Multi-node (hardware.nodes > 1) is vLLM's Ray recipe: rank 0 starts a Ray head, the other ranks join
-it, and vLLM (launched by the harness on rank 0 with `--distributed-executor-backend ray`) places its
-tensor/pipeline-parallel workers across the nodes.
+it, and vLLM (launched by the harness on rank 0, with the `--distributed-executor-backend ray` the
+scenario's `extra_args` must carry: checked at launch) places its tensor/pipeline-parallel workers
+across the nodes.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Drives one load point: warmup, measured requests and cooldown, closed or open loop.
 
 Closed loop: `concurrency` workers each send their next request when the previous one ends;
-warmup requests run first and are not measured. Open loop: one seeded arrival process
-(`harness.load.arrivals`) schedules warmup, measured and cooldown requests alike, so the
-measured ones meet a server already at its steady state and leave it loaded until they end.
+warmup requests run first and are not measured. Open loop: a seeded arrival draw
+(`harness.load.arrivals`) schedules the measured and cooldown requests, the same whether warmup
+precedes them or not (warmup gaps come from a stream of their own, before it), so the measured ones
+meet a server already at its steady state and leave it loaded until they end.
 Each record keeps its *scheduled* time; TTFT/E2E are measured from it (no coordinated omission)
 and `sent_ns - scheduled_ns` is how late the harness sent it. Once every measured request is
 done, the cooldown requests still queued or in flight are cancelled: they only kept the load up.
@@ -34,7 +35,9 @@ from harness.load.cpu import CpuMeter, LoopLagProbe
 from harness.records import RequestRecord
 
 OnRecord = Callable[[RequestRecord], None]
-SPIN_MAX_RATE_RPS = 100.0  # below this rate the sender busy-waits the last ms before a send
+# at or below this rate per client process (rate_rps / workers) the sender busy-waits the last ms before
+# a send
+SPIN_MAX_RATE_RPS = 100.0
 
 
 @dataclass

@@ -37,7 +37,8 @@ MAX_DELIVERY_NS = 120_000_000_000  # a "ready" message older than this means ano
 
 
 def split(n: int | None, k: int, workers: int) -> int | None:
-    """Share of worker k of a total n (concurrency, cap): n // workers, plus one for the first n % workers."""
+    """Share of worker k of a total n (concurrency, cap): n // workers, plus one for the first
+    n % workers, at least 1 each."""
     if n is None:
         return None
     return max(1, n // workers + (1 if k < n % workers else 0))

@@ -2,7 +2,7 @@
 
 A sampler measures something over time (GPU power, CPU usage, engine counters). The runner opens a
 window per load point with `begin_window(name)`, closes it with `end_window(name)` and gets a flat
-dict of columns for that point's row (e.g. `energy_j`, `power_w_mean`). Window edges are
+dict of columns for that point's row (e.g. `energy_j`, `gpu_power_w_mean`). Window edges are
 `time.perf_counter_ns()` stamps, the clock the request records use.
 """
 

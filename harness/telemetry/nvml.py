@@ -1,7 +1,8 @@
 """The GPU sampler on NVML (through `harness.telemetry.nvml_api`, whose names it also exports).
 
-`NvmlSampler` reads every GPU each `interval_s` on a thread (and once more at every window edge):
-energy counter, power, utilization, memory, clocks, temperature, clocks-event reasons, PCIe bytes.
+`NvmlSampler` reads the engine's GPUs (`engine_gpus`) each `interval_s` on a thread (and once more at
+every window edge): energy counter, power, utilization, memory, clocks, temperature, clocks-event
+reasons, PCIe bytes.
 What a GPU does not support is probed once at start, left out, and listed in the manifest with the
 reason. Power comes from the `POWER_INSTANT` field where supported, else `nvmlDeviceGetPowerUsage`
 (a 1 s average on H100, near-instantaneous on A100); the manifest names the source per GPU.

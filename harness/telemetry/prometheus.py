@@ -14,7 +14,8 @@ window. Columns per window, all with the prefix `server_` and `:`/odd characters
 Label values other than identity labels (`model_name`, `engine`, ...) become part of the name
 (`server_vllm_request_success_total__finished_reason_stop_delta`); samples that differ only in
 identity labels are added up. Histogram buckets and `_created` samples are left out of the columns
-(all scrapes are kept in `telemetry-engine-metrics-v<N>.jsonl.gz`). Info metrics (type `info`, or a name
+and of the file: `telemetry-engine-metrics-v<N>[-a<K>].jsonl.gz` keeps every scrape as its parsed
+snapshot (`{t_ns, values: {name: value}}`). Info metrics (type `info`, or a name
 ending in `_info`, such as vLLM's `cache_config_info` with its dozens of labels) are constant
 metadata: their labels go to the manifest once (`info`), not into columns.
 """

@@ -2,7 +2,7 @@
 
 `record_trace(out, seconds)` runs the live `NvmlSampler` for a while and writes its trace (format:
 see `harness.telemetry.trace`); every GPU run also leaves them in its run directory
-(`telemetry-nvml-v<N>.jsonl.gz`, one per engine started). `ReplayNvmlSampler(trace)` is a sampler with
+(`telemetry-nvml-v<N>[-a<K>].jsonl.gz`, one per engine started). `ReplayNvmlSampler(trace)` is a sampler with
 the live one's API whose
 samples come from such a file: trace time 0 (plus `offset_s`) is the moment `start()` is called, so
 windows opened during a run cover the same stretch of the trace, and the window columns, J/token

@@ -1,7 +1,7 @@
 """GPU sample series, their window columns, and the NVML trace file format.
 
-Trace file (`telemetry-nvml-v<N>.jsonl.gz` in a run directory, or any file `harness gpu-info --record`
-writes): gzip-compressed JSON lines.
+Trace file (`telemetry-nvml-v<N>[-a<K>].jsonl.gz` in a run directory, or any file
+`harness gpu-info --record` writes): gzip-compressed JSON lines.
 
 - line 1, the header: `{"format": "llm-harness/nvml-trace", "version": 1, "interval_s": 0.1,
   "recorded_utc": ..., "inventory": {...as in the manifest...}, "sampled_gpus": [0], "gpu_selection": ...,
