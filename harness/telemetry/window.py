@@ -62,15 +62,23 @@ def clip_series(t_ns: Sequence[int], v: Sequence[float], t0: int, t1: int) -> tu
     return ts, vs
 
 
+# a counter step back this small, relative to the counter, is float rounding, not a reset or a wrap
+FLOAT_NOISE = 1e-9
+
+
 def counter_delta(first: Num, last: Num, wrap_at: Num | None = None) -> float | None:
     """Increase of a cumulative counter from `first` to `last`.
 
     last ≥ first: last − first. last < first: the counter wrapped (RAPL `energy_uj` wraps at
     `max_energy_range_uj`) → last + wrap_at − first; with no `wrap_at` (NVML's 64-bit energy counter
     never wraps in practice) a decrease means a reset (driver reload) and the delta is unknown: None.
+    A decrease within float rounding (CPU seconds summed as floats: 4368.860000000002 then
+    4368.860000000001) is no decrease: 0.
     """
     if last >= first:
         return float(last - first)
+    if first - last <= FLOAT_NOISE * max(1.0, abs(float(first))):
+        return 0.0
     if wrap_at is None or wrap_at <= 0:
         return None
     return float(last + wrap_at - first)
@@ -111,7 +119,7 @@ def _unwrap(vs: list[float], wrap_at: float) -> list[float]:
     out: list[float] = []
     offset = 0.0
     for i, x in enumerate(vs):
-        if i and x < vs[i - 1]:
+        if i and vs[i - 1] - x > FLOAT_NOISE * max(1.0, abs(vs[i - 1])):
             offset += wrap_at
         out.append(x + offset)
     return out

@@ -272,3 +272,16 @@ def test_read_trace_compares_each_sample_with_the_previous_one_of_its_gpu(tmp_pa
         f.write('{"gpu": 0, "t_ns": 5}\n{"gpu": 0, "t_ns": 9}\n{"gpu": 0, "t_ns": 7}\n')
     with pytest.raises(TraceError, match=r"line 4: t_ns goes backwards for gpu 0"):
         read_trace(bad)
+
+
+def test_a_step_back_within_float_rounding_is_no_reset_and_no_wrap() -> None:
+    """Host CPU seconds are sums of floats: 4368.860000000002 then 4368.860000000001 (a committed CPU
+    trace) had made the window's CPU % empty, as if the counter had been reset."""
+    assert counter_delta(4368.860000000002, 4368.860000000001) == 0.0
+    assert counter_delta(4368.86, 4368.85) is None  # 10 ms back is a real decrease
+    t = [0, 100, 200, 300]
+    busy = [4368.85, 4368.860000000002, 4368.860000000001, 4368.87]
+    assert counter_increase(t, busy, 0, 300) == pytest.approx(0.02)
+    # nor a wrap: a counter that wraps at 1000 does not gain 1000 from rounding
+    assert counter_increase(t, busy, 0, 300, wrap_at=1000.0) == pytest.approx(0.02)
+    assert counter_increase(t, [990.0, 999.0, 4.0, 6.0], 0, 300, wrap_at=1000.0) == pytest.approx(16.0)
