@@ -287,6 +287,29 @@ def rate_rows_note(points: pd.DataFrame, baseline: str | None) -> list[str]:
     ]
 
 
+# up to this many requests, a point's p99 (numpy's linear interpolation at 0.99 x (n - 1), which is
+# >= n - 2 for n <= 100) lies between its two slowest requests
+P99_BETWEEN_SLOWEST_MAX_REQUESTS = 100
+
+
+def few_requests_for_p99_note(points: pd.DataFrame) -> list[str]:
+    """A note where per-request p99s (TTFT, TPOT, E2E) come from so few requests that they are no tail
+    estimate: with 100 successful requests or fewer, p99 lies between the two slowest of them."""
+    if "ok" not in points.columns or not any(str(c).endswith("_p99") for c in points.columns):
+        return []
+    ok = pd.to_numeric(points["ok"], errors="coerce")
+    few = ok[(ok > 0) & (ok <= P99_BETWEEN_SLOWEST_MAX_REQUESTS)]
+    if few.empty:
+        return []
+    counts = sorted({int(n) for n in few})
+    said = ", ".join(map(str, counts[:5])) + (" ..." if len(counts) > 5 else "")
+    return [
+        f"p99 latencies of {len(few)} of {len(points)} points come from {said} requests each: with "
+        f"{P99_BETWEEN_SLOWEST_MAX_REQUESTS} or fewer a p99 lies between the two slowest requests, a "
+        "near-maximum, not a tail estimate (more `load.requests` per point give one)"
+    ]
+
+
 def device_count_note(points: pd.DataFrame, baseline: str | None) -> list[str]:
     """A note naming the configurations whose speedup sets more (or fewer) devices against the baseline."""
     if baseline is None or "devices" not in points.columns or points["speedup_per_device"].isna().all():
@@ -390,6 +413,7 @@ def compare_runs(
         base = choose_baseline(list(dict.fromkeys(points["config"])), devs, baseline)
     points = add_speedup(points, base)
     notes += rate_rows_note(points, base) + device_count_note(points, base)
+    notes += few_requests_for_p99_note(points)
     notes += above_roofline_notes(points)
     if "energy_j_per_output_token" not in points.columns or points["energy_j_per_output_token"].isna().all():
         notes.append("no energy measured in these runs (no GPU or CPU energy telemetry): no J/token")

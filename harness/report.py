@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness import llama_bench
-from harness.compare import fmt, md_row, md_text
+from harness.compare import few_requests_for_p99_note, fmt, md_row, md_text
 from harness.fileio import write_text_whole
 from harness.metrics import flags
 from harness.results import aborted_rows, live_runner, read_manifest, read_points, reading
@@ -204,9 +204,9 @@ def engine_line(engine: dict[str, Any]) -> str:
 
 
 def all_notes(manifest: dict[str, Any], df: pd.DataFrame, run: Path) -> list[str]:
-    """Every note a report of the run gives: how the run stands, points cut short, failed requests and
-    the warnings of each point."""
-    return run_notes(manifest, df, run) + aborted_notes(df) + point_notes(df)
+    """Every note a report of the run gives: how the run stands, points cut short, failed requests, the
+    warnings of each point, and p99s from too few requests to be tail estimates."""
+    return run_notes(manifest, df, run) + aborted_notes(df) + point_notes(df) + few_requests_for_p99_note(df)
 
 
 def run_notes(manifest: dict[str, Any], df: pd.DataFrame, run: Path) -> list[str]:

@@ -451,3 +451,21 @@ def test_a_point_above_its_roofline_is_said_to_have_the_wrong_ceiling() -> None:
         "run r point v0-c1: 170% of its roofline, above the ceiling: the hardware (l40s, or a --bandwidth "
         "given for it), precision or model it was worked out for is likely not what ran"
     ]
+
+
+def test_p99s_of_100_requests_or_fewer_are_said_to_lie_between_the_two_slowest() -> None:
+    import numpy as np
+
+    from harness.compare import P99_BETWEEN_SLOWEST_MAX_REQUESTS, few_requests_for_p99_note
+
+    # the note's claim, for numpy's percentile as metrics.stats takes it: up to 100 values p99 is between
+    # the two largest, from 101 on it is not above the second largest
+    for n in range(2, P99_BETWEEN_SLOWEST_MAX_REQUESTS + 1):
+        values = np.arange(n, dtype=float)
+        assert n - 2 < np.percentile(values, 99) <= n - 1, n
+    assert np.percentile(np.arange(101.0), 99) == 99.0  # the second largest of 101
+    pts = _rows().assign(ok=[8, 8, 16, 101, 0], ttft_s_p99=0.5)
+    (note,) = few_requests_for_p99_note(pts)
+    assert note.startswith("p99 latencies of 3 of 5 points come from 8, 16 requests each: with 100 or fewer")
+    assert few_requests_for_p99_note(pts.assign(ok=[101, 200, 0, 500, 1000])) == []
+    assert few_requests_for_p99_note(pts.drop(columns="ttft_s_p99")) == []  # no p99 shown, nothing to say
