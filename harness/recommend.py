@@ -286,12 +286,18 @@ def _measured_estimate(
         float(got.get("ttft_s_p99", math.nan)),
         float(got.get("tpot_s_p99", math.nan)),
         True,
-        f"measured ({got['run_id']}{_variant_said(got)}, p99 latencies)",
+        f"measured ({got['run_id']}{_variant_said(got)}, {_p99_said(_count(got.get('ok')))})",
     )
     ceiling = _estimate(need, dev, p, tp, 1.0).output_tok_s
     if ceiling > 0 and est.output_tok_s == est.output_tok_s:
         reached.append(est.output_tok_s / ceiling)
     return est, failed, total
+
+
+def _p99_said(n: int) -> str:
+    """What a measured option's latencies are: p99s, and over how many requests (up to 100 a p99 lies
+    between the two slowest, harness.compare.P99_BETWEEN_SLOWEST_MAX_REQUESTS)."""
+    return f"p99 of {n} requests" if n else "p99 latencies"
 
 
 def _count(v: object) -> int:

@@ -390,11 +390,11 @@ def recommend_cmd(
     ] = None,
     ttft_slo: Annotated[
         float | None,
-        typer.Option("--ttft-slo-s", "--ttft-slo", **finite(above=0), help="TTFT limit in seconds"),
+        typer.Option("--ttft-slo-s", "--ttft-slo", **finite(above=0), help="p99 TTFT limit in seconds"),
     ] = 2.0,
     tpot_slo: Annotated[
         float | None,
-        typer.Option("--tpot-slo-s", "--tpot-slo", **finite(above=0), help="TPOT limit in seconds"),
+        typer.Option("--tpot-slo-s", "--tpot-slo", **finite(above=0), help="p99 TPOT limit in seconds"),
     ] = 0.2,
     input_tokens: Annotated[int, typer.Option(min=1, help="prompt length per request, tokens")] = 1024,
     output_tokens: Annotated[int, typer.Option(min=1, help="output length per request, tokens")] = 256,
@@ -454,7 +454,7 @@ def recommend_cmd(
         raise fail(f"recommend: {e}") from None
     title = (
         f"{model} at concurrency {concurrency}, {input_tokens} in / {output_tokens} out, "
-        f"SLO TTFT <= {ttft_slo} s, TPOT <= {tpot_slo} s"
+        f"SLO p99 TTFT <= {ttft_slo} s, p99 TPOT <= {tpot_slo} s"
     )
     print_fitted(out, recommend_table(df, title, top), keys=2)  # rank, hardware
     out.print(article_rule(need), highlight=False)

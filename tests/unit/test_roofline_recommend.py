@@ -71,6 +71,9 @@ def test_measured_point_replaces_the_estimate() -> None:
     got = df[df["devices"] == 1].iloc[0]
     assert got["basis"] == "measured (r1, p99 latencies)"
     assert got["usd_per_1m_tokens"] == pytest.approx(1.8601190, rel=1e-6)  # the article's $1.86
+    # with the point's successful requests counted, the basis says how many its p99s come from
+    df, _ = recommend(_need(), PRICES, points.assign(ok=16), precisions=("bf16",), only=("a100-80gb-sxm",))
+    assert df[df["devices"] == 1].iloc[0]["basis"] == "measured (r1, p99 of 16 requests)"
 
 
 def _point(**over: object) -> dict[str, object]:
@@ -87,7 +90,7 @@ def test_measured_tp8_is_used_and_must_match_the_workload_and_have_no_failures()
     need = Need(get_model("llama-3.1-70b"), 32, 1024, 256, 2.0, 0.2)
     df, _ = recommend(need, {"h100-sxm": 2.0}, pd.DataFrame([_point()]), precisions=("bf16",))
     tp8 = df[df["devices"] == 8].iloc[0]  # beyond the two smallest TP sizes that fit: measured
-    assert tp8["basis"] == "measured (r8, p99 latencies)" and tp8["meets_slo"]
+    assert tp8["basis"] == "measured (r8, p99 of 64 requests)" and tp8["meets_slo"]
     assert sorted(df["devices"]) == [2, 4, 8]  # bf16 70B: TP 2 and 4 estimated, 8 measured
     # another workload's numbers are not "measured" for this one (and TP 8 is then not listed)
     other = pd.DataFrame([_point(workload_input_tokens=8192)])
@@ -159,7 +162,7 @@ def test_a_newer_run_that_measured_nothing_or_offloaded_does_not_hide_a_measurem
     )
     df, notes = recommend(need, {"h100-sxm": 2.0}, runs, precisions=("bf16",))
     tp8 = df[df["devices"] == 8].iloc[0]
-    assert tp8["basis"] == "measured (good, p99 latencies)" and tp8["output_tok_s"] == 2500.0
+    assert tp8["basis"] == "measured (good, p99 of 64 requests)" and tp8["output_tok_s"] == 2500.0
     assert [n for n in notes if n.startswith("run ")] == [
         "run failed not used: it measured nothing (every measured request failed)",
         "run offload not used: it offloads weights to host memory (recommend ranks GPU-resident "
@@ -226,7 +229,7 @@ def test_recommend_slo_options_carry_their_unit_and_the_older_names_still_work()
             [*HARNESS, *args, "--price", "h100-sxm=3", "--top", "1"], capture_output=True, text=True
         )
         assert res.returncode == 0, res.stderr[-2000:]
-        assert "SLO TTFT <= 1.5 s, TPOT <= 0.04 s" in res.stdout
+        assert "SLO p99 TTFT <= 1.5 s, p99 TPOT <= 0.04 s" in res.stdout
 
 
 @pytest.mark.parametrize(
@@ -351,7 +354,7 @@ def test_of_a_runs_configurations_of_one_option_the_best_is_taken_and_named() ->
         df, _ = recommend(need, {"h100-sxm": 2.0}, pd.DataFrame(order), precisions=("bf16",))
         tp8 = df[df["devices"] == 8].iloc[0]
         assert tp8["output_tok_s"] == 2500.0
-        assert tp8["basis"] == "measured (r8 mnbt=8192, the best of 2 configurations, p99 latencies)"
+        assert tp8["basis"] == "measured (r8 mnbt=8192, the best of 2 configurations, p99 of 64 requests)"
     # the faster one over the TTFT asked, or with failed requests: the other meets the need
     for slower in ({"ttft_s_p99": 2.5}, {"ok": 60, "errors": 4}):
         rows = [{**variants[0], **slower}, variants[1]]
@@ -397,7 +400,7 @@ def test_without_a_ttft_limit_the_tpot_limit_still_picks_the_configuration() -> 
         df, _ = recommend(need, {"h100-sxm": 2.0}, pd.DataFrame(order), precisions=("bf16",))
         tp8 = df[df["devices"] == 8].iloc[0]
         assert tp8["output_tok_s"] == 2100.0 and tp8["meets_slo"]
-        assert tp8["basis"] == "measured (r8 mnbt=2048, the best of 2 configurations, p99 latencies)"
+        assert tp8["basis"] == "measured (r8 mnbt=2048, the best of 2 configurations, p99 of 64 requests)"
 
 
 def test_a_configuration_exactly_at_the_tpot_limit_is_within_it() -> None:
@@ -409,7 +412,7 @@ def test_a_configuration_exactly_at_the_tpot_limit_is_within_it() -> None:
     df, _ = recommend(need, {"h100-sxm": 2.0}, pd.DataFrame(variants), precisions=("bf16",))
     tp8 = df[df["devices"] == 8].iloc[0]
     assert tp8["output_tok_s"] == 2500.0
-    assert tp8["basis"] == "measured (r8 mnbt=8192, the best of 2 configurations, p99 latencies)"
+    assert tp8["basis"] == "measured (r8 mnbt=8192, the best of 2 configurations, p99 of 64 requests)"
 
 
 def test_a_lone_configuration_that_measured_nothing_is_not_called_the_best_of_several() -> None:
@@ -424,7 +427,7 @@ def test_a_run_of_one_labelled_configuration_is_named_by_its_run_alone() -> None
     df, _ = recommend(
         need, {"h100-sxm": 2.0}, pd.DataFrame([_point(variant_label="mnbt=8192")]), precisions=("bf16",)
     )
-    assert df[df["devices"] == 8].iloc[0]["basis"] == "measured (r8, p99 latencies)"
+    assert df[df["devices"] == 8].iloc[0]["basis"] == "measured (r8, p99 of 64 requests)"
 
 
 def test_several_unlabelled_points_of_one_option_are_named_by_their_run_alone() -> None:
@@ -432,7 +435,7 @@ def test_several_unlabelled_points_of_one_option_are_named_by_their_run_alone() 
     points = pd.DataFrame([_point(output_tok_s=2400.0), _point()])
     df, _ = recommend(need, {"h100-sxm": 2.0}, points, precisions=("bf16",))
     tp8 = df[df["devices"] == 8].iloc[0]
-    assert tp8["basis"] == "measured (r8, p99 latencies)" and tp8["output_tok_s"] == 2500.0
+    assert tp8["basis"] == "measured (r8, p99 of 64 requests)" and tp8["output_tok_s"] == 2500.0
 
 
 def test_a_point_without_request_counts_is_taken_as_no_failures() -> None:
