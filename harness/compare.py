@@ -204,8 +204,15 @@ def dedupe(points: pd.DataFrame, reruns: str = "newest") -> tuple[pd.DataFrame, 
         else:
             said = f"measured nothing; another run's point of {r['config']} at {r['load']} is shown"
         notes.append(f"{r['run_id']} {r['point_id']}: {said}")
+    if ordered[dup]["_measured"].any():
+        notes.append(RERUNS_HINT)
     return ordered[~dup].drop(columns="_measured").sort_values("started_utc", kind="stable"), notes
 
+
+# said once under the notes of older runs a newer one replaced
+RERUNS_HINT = (
+    "older runs of a cell are left out: --reruns median shows the median over all and how far apart they were"
+)
 
 # columns of a point that say how it went rather than what it measured: the worst run's value is kept
 WORST_OF_RERUNS = ("errors", "attempt", "failed_tail_s")
@@ -284,6 +291,28 @@ def rate_rows_note(points: pd.DataFrame, baseline: str | None) -> list[str]:
         "the rate offered, and what differs is how long the last requests took (a ratio of latencies, not "
         "of capacity); compare their TTFT and TPOT, or capacity at concurrency rows (c...) or with "
         "`harness run --find-max-goodput`"
+    ]
+
+
+def within_spread_note(points: pd.DataFrame, baseline: str | None) -> list[str]:
+    """A note naming the speedups whose configuration and baseline were rerun (`median_of_reruns`) and
+    whose tok/s ranges over the reruns overlap: the difference is inside what the reruns varied by."""
+    need = {"output_tok_s_min", "output_tok_s_max", "reruns", "speedup"}
+    if baseline is None or not need <= set(points.columns):
+        return []
+    base = points[points["config"] == baseline].set_index(ROW_KEYS)
+    inside = []
+    for _, r in points[(points["config"] != baseline) & points["speedup"].notna()].iterrows():
+        b = base.loc[tuple(r[k] for k in ROW_KEYS)]
+        if max(r["reruns"], b["reruns"]) < 2:  # one run each: no spread measured
+            continue
+        if r["output_tok_s_min"] <= b["output_tok_s_max"] and b["output_tok_s_min"] <= r["output_tok_s_max"]:
+            inside.append(f"{r['config']} at {r['load']} ({r['speedup']:.2f}x)")
+    if not inside:
+        return []
+    return [
+        "speedups inside the reruns' spread (their tok/s range overlaps the baseline's): "
+        f"{'; '.join(inside)}: no difference was measured there"
     ]
 
 
@@ -413,7 +442,7 @@ def compare_runs(
         base = choose_baseline(list(dict.fromkeys(points["config"])), devs, baseline)
     points = add_speedup(points, base)
     notes += rate_rows_note(points, base) + device_count_note(points, base)
-    notes += few_requests_for_p99_note(points)
+    notes += within_spread_note(points, base) + few_requests_for_p99_note(points)
     notes += above_roofline_notes(points)
     if "energy_j_per_output_token" not in points.columns or points["energy_j_per_output_token"].isna().all():
         notes.append("no energy measured in these runs (no GPU or CPU energy telemetry): no J/token")

@@ -154,7 +154,11 @@ def test_newest_run_wins_a_duplicate_cell() -> None:
     kept, notes = dedupe(pd.concat([newer, df]))
     assert len(kept) == 2
     assert kept[kept["load"] == "c16"]["output_tok_s"].tolist() == [210.0]
-    assert notes == ["old v0-c16: superseded by a newer run of a100-80gb-sxm | vllm at c16"]
+    assert notes == [
+        "old v0-c16: superseded by a newer run of a100-80gb-sxm | vllm at c16",
+        "older runs of a cell are left out: --reruns median shows the median over all and how far apart they "
+        "were",
+    ]
     # a newer run whose every request failed (no tok/s) does not hide the measurement
     failed = newer.assign(run_id="bad", started_utc="2026-03-01", output_tok_s=math.nan)
     kept, notes = dedupe(pd.concat([newer, df, failed]))
@@ -212,12 +216,12 @@ def test_runs_with_other_engine_settings_under_one_label_are_not_reruns() -> Non
     again = df.assign(run_id="c", started_utc="2026-03-01", output_tok_s=[1.0, 2.0])
     again["settings"] = settings_of({"type": "vllm", "cpu_offload_gb": 70, "python": "/c"}, {"api": "chat"})
     kept, notes = dedupe(pd.concat([df, again]))
-    assert len(kept) == 2 and set(kept["run_id"]) == {"c"} and len(notes) == 2
+    assert len(kept) == 2 and set(kept["run_id"]) == {"c"} and len(notes) == 3  # 2 superseded, the hint
     # a field a later harness added (present in one run only) is no difference either
     later = df.assign(run_id="d", started_utc="2026-04-01")
     later["settings"] = settings_of({"type": "vllm", "cpu_offload_gb": 70, "new_knob": 1}, {"api": "chat"})
     kept, notes = dedupe(pd.concat([df, later]))
-    assert set(kept["run_id"]) == {"d"} and all("superseded" in n for n in notes)
+    assert set(kept["run_id"]) == {"d"} and all("superseded" in n for n in notes[:-1])
     # runs whose settings differ only where the rows do (here the workload): rows, not labels
     wl = df.assign(run_id="e", workload="4096/64")
     wl["settings"] = settings_of({"type": "vllm", "cpu_offload_gb": 70}, {"input_tokens": 4096})
@@ -469,3 +473,29 @@ def test_p99s_of_100_requests_or_fewer_are_said_to_lie_between_the_two_slowest()
     assert note.startswith("p99 latencies of 3 of 5 points come from 8, 16 requests each: with 100 or fewer")
     assert few_requests_for_p99_note(pts.assign(ok=[101, 200, 0, 500, 1000])) == []
     assert few_requests_for_p99_note(pts.drop(columns="ttft_s_p99")) == []  # no p99 shown, nothing to say
+
+
+def test_a_speedup_inside_the_reruns_spread_is_said_to_measure_no_difference() -> None:
+    """Baseline reruns at c16 gave 180-240 tok/s; the other configuration's 230 (1.15x the median 200)
+    lies inside that range; at c2 its 80 is outside the 50-55 the baseline gave."""
+    from harness.compare import add_speedup, within_spread_note
+
+    df = _rows().iloc[:4].copy()
+    df["run_id"], df["point_id"], df["started_utc"] = "r1", ["v0-c16", "v0-c2"] * 2, "2026-01-01"
+    df.loc[2, "output_tok_s"] = 230.0
+    r2 = df.iloc[:2].assign(run_id="r2", started_utc="2026-01-02", output_tok_s=[240.0, 55.0])
+    r3 = df.iloc[:2].assign(run_id="r3", started_utc="2026-01-03", output_tok_s=[180.0, 50.0])
+    kept, _ = dedupe(pd.concat([df, r2, r3]), reruns="median")
+    out = add_speedup(kept, "a100-80gb-sxm | vllm")
+    assert within_spread_note(out, "a100-80gb-sxm | vllm") == [
+        "speedups inside the reruns' spread (their tok/s range overlaps the baseline's): "
+        "h100-sxm | vllm at c16 (1.15x): no difference was measured there"
+    ]
+    # one run each side: no spread was measured, nothing to say; nor without a baseline
+    single = add_speedup(dedupe(df, reruns="median")[0], "a100-80gb-sxm | vllm")
+    assert within_spread_note(single, "a100-80gb-sxm | vllm") == []
+    assert within_spread_note(out, None) == []
+    # the newest-run view has no ranges to compare
+    assert (
+        within_spread_note(add_speedup(dedupe(df)[0], "a100-80gb-sxm | vllm"), "a100-80gb-sxm | vllm") == []
+    )
