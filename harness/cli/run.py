@@ -80,6 +80,7 @@ def run(
 ) -> None:
     """Run a scenario: start the engine, sweep the load points, write results/<time>-<name>/."""
     from harness import report
+    from harness.load.search import attainment_resolution_note
     from harness.resume import ResumeError
     from harness.runner import InterruptedAgain, InterruptedStarting, RunFailed, RunWriteFailed, run_scenario
     from harness.scenario import combination_warnings, input_file_errors, machine_warnings
@@ -102,6 +103,8 @@ def run(
             f"engine (allowed: >= {MIN_SEARCH_REQUESTS}, or more)",
             highlight=False,
         )
+    if find_max_goodput and (why := attainment_resolution_note(s.load.requests, s.slo.attainment)):
+        err.print(f"[yellow]warning[/] {escape(str(scenario))}: {escape(why)}", highlight=False)
     if resume is not None and results is not None:
         raise fail(f"--results: not used with --resume (the run continues in {resume} itself)")
     from harness.client.http1 import trust_env_problem

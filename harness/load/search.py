@@ -9,6 +9,7 @@ have run. Each probe is a full open-loop point, recorded like any other.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,6 +66,22 @@ class RateSearch:
             "probes": [{"rate_rps": r, "slo_met": ok} for r, ok in self.probes],
             **({"stop_reason": self.stop_reason} if self.stop_reason else {}),
         }
+
+
+def attainment_resolution_note(requests: int, attainment: float) -> str | None:
+    """Why `requests` a probe cannot judge `attainment` (None where they can): with fewer than
+    1 / (1 - attainment) requests, meeting it means every request met the SLOs, and a rate that passes so
+    may still miss them for up to 1 - 0.05^(1/n) of its requests (the 95 % upper bound with no miss in n
+    tries; about 3/n)."""
+    if attainment >= 1 or requests * (1 - attainment) >= 1 - 1e-9:
+        return None
+    bound = 1 - 0.05 ** (1 / requests)
+    return (
+        f"load.requests: {requests} requests a probe meet slo.attainment {attainment:g} only when every one "
+        f"meets the SLOs, and a rate that passes so may still miss them for up to {bound:.0%} of its "
+        f"requests (95 % bound); {math.ceil(1 / (1 - attainment) - 1e-9)} or more a probe judge the share "
+        "asked"
+    )
 
 
 def slo_met(row: dict[str, Any], attainment: float) -> bool:

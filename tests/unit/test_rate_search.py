@@ -114,3 +114,17 @@ def test_a_rate_probed_already_ends_the_search() -> None:
         plan.observe(p, p.rate_rps <= 1.0001, {"requests": 8, "ok": 8})
     assert len(rates) == len(set(rates)) and search.stop_reason is not None
     assert "was probed already" in search.stop_reason
+
+
+def test_too_few_requests_a_probe_to_judge_the_attainment_asked_are_said_to_be() -> None:
+    from harness.load.search import attainment_resolution_note
+
+    # 16 requests at 0.99: passing means all 16 met; none missing in 16 still allows 17 % (1 - 0.05^(1/16))
+    said = attainment_resolution_note(16, 0.99)
+    assert said is not None
+    assert said.startswith("load.requests: 16 requests a probe meet slo.attainment 0.99 only when every one")
+    assert "for up to 17% of its requests (95 % bound); 100 or more a probe judge the share asked" in said
+    assert attainment_resolution_note(100, 0.99) is None  # one miss in 100 is allowed: the share is judged
+    assert attainment_resolution_note(99, 0.99) is not None
+    assert attainment_resolution_note(10, 0.9) is None and attainment_resolution_note(9, 0.9) is not None
+    assert attainment_resolution_note(5, 1.0) is None  # every request asked for: that is what is judged
