@@ -7,7 +7,8 @@ Starts vLLM through the harness's engine class (tiny-llama, dummy weights; on GP
 the same time, each with that many streams, and prints, over the interval where both were streaming, the
 tokens per second each tool saw arrive (ours from its chunk stamps, vllm bench serve's from its per-request
 start times, TTFTs and ITLs: the same monotonic clock), plus each tool's own output tok/s. Side by side,
-because back-to-back runs on a shared 2-core VM drift by up to 25 %. Writes results/evidence/vllm_peer.json.
+because back-to-back runs on a shared 2-core VM drift with the host. Writes results/evidence/vllm_peer.json
+(--out elsewhere).
 """
 
 from __future__ import annotations
