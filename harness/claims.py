@@ -3,12 +3,12 @@
 A run matches a claim when its points have the claim's model, device, device count, engine,
 precision and concurrency (fields the claim leaves null match anything); the measured value is the
 highest output tok/s among the matching points, reruns of a point counting as one, at their median
-(`reruns_as_one`: the luckiest of several runs is not a measurement). A ratio sets concurrency points
-against each other only: at an arrival rate, tok/s is the rate's. The roofline check
-(harness.roofline) asks whether the claimed tok/s is reachable at batch 1, from which batch it could
-be, and whether that batch's KV cache fits beside the weights (memory_utilization 0.9). Where the
-claim does not state the precision, bf16 and fp8 are both tried; where it does not state the device
-count, one is assumed.
+(`reruns_as_one`: the luckiest of several runs is not a measurement). Points at an arrival rate are not
+taken: their tok/s is the rate offered while the engine keeps up, not what the hardware can do. The
+roofline check (harness.roofline) asks whether the claimed tok/s is reachable at batch 1, from which
+batch it could be, and whether that batch's KV cache fits beside the weights (memory_utilization 0.9).
+Where the claim does not state the precision, bf16 and fp8 are both tried; where it does not state the
+device count, one is assumed.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pandas as pd
 from harness.catalog import models
 from harness.catalog.claims import Claim, Side
 from harness.catalog.hardware import Device, devices
-from harness.compare import ROW_KEYS, at_rate, dedupe, fmt
+from harness.compare import ROW_KEYS, at_rate, fmt, median_of_reruns, split_settings
 from harness.cost import usd_per_million_tokens
 from harness.roofline import Shape, bytes_per_param, decode_bound, min_batch_for
 from harness.runinfo import offloaded
@@ -66,14 +66,22 @@ def _conditions(points: pd.DataFrame, want: Want) -> list[tuple[str, str, pd.Ser
     return [(said, col, values == value) for value, said, col, values in asked if value is not None]
 
 
+def _at_rate(points: pd.DataFrame) -> pd.Series:
+    """Which points ran at an arrival rate (their tok/s is the rate offered, not a capacity)."""
+    if "load" not in points.columns:
+        return pd.Series(False, index=points.index)
+    return at_rate(points["load"])
+
+
 def _match(points: pd.DataFrame, want: Want) -> pd.DataFrame:
-    """The points of the model that meet every condition of `want` and measured a tok/s."""
+    """The points of the model at a concurrency that meet every condition of `want` and measured a
+    tok/s."""
     if points.empty:
         return points
     m = points["model"] == want[0]
     for _, _, meets in _conditions(points, want):
         m &= meets
-    return points[m & points["output_tok_s"].notna()]
+    return points[m & points["output_tok_s"].notna() & ~_at_rate(points)]
 
 
 def no_match_reason(points: pd.DataFrame, want: Want) -> str:
@@ -93,7 +101,11 @@ def no_match_reason(points: pd.DataFrame, want: Want) -> str:
         if not (m & meets).any():
             return f"no {model} point {said}; measured: {has(points[m], col)}"
         m &= meets
-    return "" if points.loc[m, "output_tok_s"].notna().any() else f"no {model} point with a measured tok/s"
+    if not points.loc[m, "output_tok_s"].notna().any():
+        return f"no {model} point with a measured tok/s"
+    if _at_rate(points)[m].all():
+        return f"{model} measured at arrival rates only: their tok/s is the rate offered, not a capacity"
+    return ""
 
 
 def _unmatched(reason: str) -> str:
@@ -103,11 +115,15 @@ def _unmatched(reason: str) -> str:
 
 def reruns_as_one(points: pd.DataFrame) -> pd.DataFrame:
     """One row per point that several runs measured under the same configuration and settings: the
-    median of their numbers, with how many runs and their tok/s range (compare's `--reruns median`)."""
-    if points.empty:
+    median of their numbers, with how many runs and their tok/s range (compare's `--reruns median`).
+    Runs of a point that measured nothing (every request failed) are left out first: a claim is checked
+    against measurements, and their failures are not the measured runs' (`_match` passes them over)."""
+    if points.empty or "output_tok_s" not in points.columns:
         return points
-    missing = [k for k in [*ROW_KEYS, "config", "started_utc"] if k not in points.columns]
-    one, _ = dedupe(points.reindex(columns=[*points.columns, *missing]), "median")
+    measured = points[points["output_tok_s"].notna()]
+    missing = [k for k in [*ROW_KEYS, "config", "started_utc"] if k not in measured.columns]
+    split, _ = split_settings(measured.reindex(columns=[*measured.columns, *missing]))
+    one, _ = median_of_reruns(split.sort_values("started_utc", kind="stable"))
     return one.drop(columns=missing)
 
 
@@ -256,7 +272,7 @@ def _ratio_pairs(c: Claim, points: pd.DataFrame) -> list[tuple[dict[str, Any], d
     precision unless a side fixes its own (so 8 GPUs are never set against 1, nor FP8 against BF16
     when the claim is about GPUs). Sorted by the numerator's tok/s, highest first."""
     assert c.numerator is not None and c.denominator is not None
-    sides = [_ratio_side(points, _want(c, s)) for s in (c.numerator, c.denominator)]
+    sides = [_match(points, _want(c, s)) for s in (c.numerator, c.denominator)]
     if any(x.empty for x in sides):
         return []
     key = list(RATIO_KEY)
@@ -275,24 +291,15 @@ def _ratio_pairs(c: Claim, points: pd.DataFrame) -> list[tuple[dict[str, Any], d
     return sorted(pairs, key=lambda ab: -ab[0]["tok_s"])
 
 
-def _ratio_side(points: pd.DataFrame, want: Want) -> pd.DataFrame:
-    """The points matching one side of a ratio claim at a concurrency (a throughput at an arrival rate is
-    the rate's while the engine keeps up: a ratio of two would be one of latencies)."""
-    m = _match(points, want)
-    return m[~at_rate(m["load"])] if not m.empty else m
-
-
 def _ratio_unmatched(c: Claim, points: pd.DataFrame) -> str:
-    """Why no pair of points measures a ratio claim: a side without a matching point, or with points at
-    arrival rates only, else no configuration both sides were measured in."""
+    """Why no pair of points measures a ratio claim: a side without a matching point, else no
+    configuration both sides were measured in."""
     assert c.numerator is not None and c.denominator is not None
     if points.empty:
         return ""
     for s in (c.numerator, c.denominator):
         if why := no_match_reason(points, _want(c, s)):
             return why
-        if _ratio_side(points, _want(c, s)).empty:
-            return f"{s.device} measured at arrival rates only: a ratio needs concurrency points"
     return (
         "no configuration measured on both sides: same workload, load and engine, device count and precision"
     )

@@ -58,6 +58,7 @@ class Comparison:
     wide: pd.DataFrame  # index ROW_KEYS, columns (metric, config)
     baseline: str | None
     notes: list[str] = field(default_factory=list)
+    p99_notes: list[str] = field(default_factory=list)  # said where a p99 latency table is shown
 
 
 def parse_metrics(text: str | None) -> list[str] | None:
@@ -321,13 +322,19 @@ def within_spread_note(points: pd.DataFrame, baseline: str | None) -> list[str]:
 P99_BETWEEN_SLOWEST_MAX_REQUESTS = 100
 
 
+# per-request latency percentiles (one value per request; ITL pools every gap of every request)
+P99_LATENCIES = ("ttft_s_p99", "tpot_s_p99", "e2e_s_p99")
+
+
 def few_requests_for_p99_note(points: pd.DataFrame) -> list[str]:
     """A note where per-request p99s (TTFT, TPOT, E2E) come from so few requests that they are no tail
     estimate: with 100 successful requests or fewer, p99 lies between the two slowest of them."""
-    if "ok" not in points.columns or not any(str(c).endswith("_p99") for c in points.columns):
+    cols = [c for c in P99_LATENCIES if c in points.columns]
+    if "ok" not in points.columns or not cols:
         return []
     ok = pd.to_numeric(points["ok"], errors="coerce")
-    few = ok[(ok > 0) & (ok <= P99_BETWEEN_SLOWEST_MAX_REQUESTS)]
+    has_p99 = points[cols].notna().any(axis=1)
+    few = ok[has_p99 & (ok > 0) & (ok <= P99_BETWEEN_SLOWEST_MAX_REQUESTS)]
     if few.empty:
         return []
     counts = sorted({int(n) for n in few})
@@ -442,13 +449,15 @@ def compare_runs(
         base = choose_baseline(list(dict.fromkeys(points["config"])), devs, baseline)
     points = add_speedup(points, base)
     notes += rate_rows_note(points, base) + device_count_note(points, base)
-    notes += within_spread_note(points, base) + few_requests_for_p99_note(points)
+    notes += within_spread_note(points, base)
     notes += above_roofline_notes(points)
     if "energy_j_per_output_token" not in points.columns or points["energy_j_per_output_token"].isna().all():
         notes.append("no energy measured in these runs (no GPU or CPU energy telemetry): no J/token")
     elif "energy_scope" in points.columns:
         notes += energy_scope_notes(points)
-    return Comparison(points.reset_index(drop=True), pivot(points), base, notes)
+    return Comparison(
+        points.reset_index(drop=True), pivot(points), base, notes, few_requests_for_p99_note(points)
+    )
 
 
 # % of the decode roofline past which a point is said to be above it: a few % over can be the catalog's
@@ -561,7 +570,7 @@ def markdown(c: Comparison) -> str:
         parts.append("|" + "---|" * len(df.columns))
         parts += [md_row(r) for _, r in df.iterrows()]
         parts.append("")
-    notes = [*empty_metric_notes(c, None), *c.notes]  # every metric present is written here
+    notes = [*empty_metric_notes(c, None), *c.notes, *c.p99_notes]  # every metric present is written here
     if notes:
         parts.append("## Notes\n")
         parts += [f"- {n}" for n in notes]
@@ -616,11 +625,14 @@ def empty_metric_notes(c: Comparison, metrics: list[str] | None) -> list[str]:
             if "pct_roofline" in shown
             else [f"no % of roofline table: {EMPTY_METRIC_HINTS['pct_roofline']}"]
         )
-    return [
-        f"{m}: no values to show ({EMPTY_METRIC_HINTS.get(m, 'not measured in these runs')})"
-        for m in metrics
-        if m not in shown
-    ]
+    return [f"{m}: no values to show ({_empty_hint(c, m)})" for m in metrics if m not in shown]
+
+
+def _empty_hint(c: Comparison, metric: str) -> str:
+    """Why `metric` has no value in any cell of `c`."""
+    if metric == "speedup" and c.baseline is not None:
+        return "no concurrency row the baseline measured: rows at an arrival rate have no speedup"
+    return EMPTY_METRIC_HINTS.get(metric, "not measured in these runs")
 
 
 def print_comparison(c: Comparison, console: Console, metrics: list[str] | None = None) -> None:
@@ -633,5 +645,6 @@ def print_comparison(c: Comparison, console: Console, metrics: list[str] | None 
             console.print(f"  {k} = {label}", markup=False, highlight=False, soft_wrap=True)
     for t in tables:  # the row labels (ROW_KEYS) are its left-justified columns, first
         print_fitted(console, t, keys=sum(col.justify == "left" for col in t.columns))
-    for n in [*empty_metric_notes(c, metrics), *c.notes]:
+    p99_shown = metrics is None or any(m in metrics for m in P99_LATENCIES)
+    for n in [*empty_metric_notes(c, metrics), *c.notes, *(c.p99_notes if p99_shown else [])]:
         console.print(f"note: {n}", markup=False, highlight=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -370,6 +371,29 @@ def test_reruns_of_a_point_count_once_at_their_median_with_their_range() -> None
     pts.loc[0, "precision"] = "fp8"
     (r,) = check_all([claim], pts)
     assert r.measured.startswith("67.1 tok/s at 1x h100-sxm | vllm fp8 c1 (run0)"), r.measured
+    # a rerun that measured nothing (every request failed) is no run of the median, and its failures are
+    # not the measured run's
+    failed = pts.iloc[[1]].assign(run_id="run3", started_utc="2026-12-06T00:15", output_tok_s=math.nan)
+    failed = failed.assign(errors=8, requests=8)
+    (r,) = check_all([claim], pd.concat([pts.iloc[[1]], failed], ignore_index=True))
+    assert r.measured.startswith("56.2 tok/s at 1x h100-sxm | vllm bf16 c1 (run1)"), r.measured
+    assert "failed" not in r.measured
+
+
+def test_a_throughput_claim_is_not_measured_by_a_point_at_an_arrival_rate() -> None:
+    """At 2 req/s an engine serves 2 req/s worth of tokens, whatever it could do: no measure of a peak."""
+    from harness.claims import check_all
+
+    one = {"device": "h100-sxm", "devices": 1, "precision": "fp8", "workload": "128/64"}
+    rate = _points([{**one, "output_tok_s": 105.2}]).assign(load="r2", concurrency=None)
+    (r,) = check_all([_claim("article-70b-h100")], rate)
+    assert r.measured == (
+        "- (llama-3.1-70b measured at arrival rates only: their tok/s is the rate offered, not a capacity)"
+    )
+    assert not r.verdict.startswith("measured")
+    conc = _points([{**one, "output_tok_s": 90.0}])
+    (r,) = check_all([_claim("article-70b-h100")], pd.concat([rate, conc], ignore_index=True))
+    assert r.measured.startswith("90 tok/s at 1x h100-sxm | vllm fp8 c1"), r.measured
 
 
 def test_a_ratio_claim_pairs_concurrency_points_not_arrival_rates() -> None:
@@ -380,7 +404,9 @@ def test_a_ratio_claim_pairs_concurrency_points_not_arrival_rates() -> None:
     rate = _points([{**h100, "output_tok_s": 105.2}, {**a100, "output_tok_s": 93.2}])
     rate = rate.assign(load="r2", concurrency=None)
     r = check(_claim("article-70b-ratio"), rate)
-    assert r.measured == "- (h100-sxm measured at arrival rates only: a ratio needs concurrency points)"
+    assert r.measured == (
+        "- (llama-3.1-70b measured at arrival rates only: their tok/s is the rate offered, not a capacity)"
+    )
     conc = _points([{**h100, "output_tok_s": 5000.0}, {**a100, "output_tok_s": 2000.0}])
     r = check(_claim("article-70b-ratio"), pd.concat([rate, conc], ignore_index=True))
     assert r.measured.startswith("2.50x (8x h100-sxm | vllm bf16 c1"), r.measured

@@ -473,6 +473,40 @@ def test_p99s_of_100_requests_or_fewer_are_said_to_lie_between_the_two_slowest()
     assert note.startswith("p99 latencies of 3 of 5 points come from 8, 16 requests each: with 100 or fewer")
     assert few_requests_for_p99_note(pts.assign(ok=[101, 200, 0, 500, 1000])) == []
     assert few_requests_for_p99_note(pts.drop(columns="ttft_s_p99")) == []  # no p99 shown, nothing to say
+    # client-side p99s (send lag, loop lag) and pooled ITL are not per-request latencies
+    other = pts.drop(columns="ttft_s_p99").assign(send_lag_s_p99=0.001, itl_s_p99=0.02)
+    assert few_requests_for_p99_note(other) == []
+    # points without a p99 (an old table, a point that measured nothing) are not counted
+    (note,) = few_requests_for_p99_note(pts.assign(ttft_s_p99=[0.5, None, 0.5, 0.5, None]))
+    assert note.startswith("p99 latencies of 2 of 5 points come from 8, 16 requests each")
+
+
+def test_the_p99_note_is_printed_where_a_p99_table_is_and_the_speedup_hint_names_rate_rows() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from harness.compare import few_requests_for_p99_note
+
+    df = add_speedup(_rows().assign(ok=8, ttft_s_p99=0.5, run_id="r1"), "a100-80gb-sxm | vllm")
+    c = Comparison(df, pivot(df), "a100-80gb-sxm | vllm", [], few_requests_for_p99_note(df))
+
+    def printed(metrics: list[str] | None, comparison: Comparison = c) -> str:
+        buf = StringIO()
+        print_comparison(comparison, Console(file=buf, width=200), metrics)
+        return buf.getvalue()
+
+    assert "note: p99 latencies of 5 of 5 points come from 8 requests each" in printed(None)
+    assert "note: p99 latencies" in printed(["ttft_s_p99"])
+    assert "p99 latencies" not in printed(["output_tok_s", "speedup"])
+    assert "p99 latencies of 5 of 5 points" in markdown(c)  # the Markdown has every table
+    # every row at an arrival rate: no speedup, and the hint says why rather than asking for --baseline
+    rate = add_speedup(_rows().assign(load="r2", run_id="r1").iloc[[0, 2]], "a100-80gb-sxm | vllm")
+    said = printed(["speedup"], Comparison(rate, pivot(rate), "a100-80gb-sxm | vllm"))
+    assert (
+        "speedup: no values to show (no concurrency row the baseline measured: rows at an arrival rate"
+        in (" ".join(said.split()))
+    )
 
 
 def test_a_speedup_inside_the_reruns_spread_is_said_to_measure_no_difference() -> None:
