@@ -69,18 +69,18 @@ class RateSearch:
 
 
 def attainment_resolution_note(requests: int, attainment: float) -> str | None:
-    """Why `requests` a probe cannot judge `attainment` (None where they can): with fewer than
+    """Why `requests` a probe are too few for `attainment` (None where they are not): with fewer than
     1 / (1 - attainment) requests, meeting it means every request met the SLOs, and a rate that passes so
     may still miss them for up to 1 - 0.05^(1/n) of its requests (the 95 % upper bound with no miss in n
-    tries; about 3/n)."""
+    tries; about 3/n), more than the 1 - attainment asked."""
     if attainment >= 1 or requests * (1 - attainment) >= 1 - 1e-9:
         return None
     bound = 1 - 0.05 ** (1 / requests)
     return (
         f"load.requests: {requests} requests a probe meet slo.attainment {attainment:g} only when every one "
-        f"meets the SLOs, and a rate that passes so may still miss them for up to {bound:.0%} of its "
-        f"requests (95 % bound); {math.ceil(1 / (1 - attainment) - 1e-9)} or more a probe judge the share "
-        "asked"
+        f"meets the SLOs, and a rate that passes so may still miss them for up to {bound * 100:.2g} % of "
+        f"its requests (95 % bound), not {(1 - attainment) * 100:.2g} %; with "
+        f"{math.ceil(1 / (1 - attainment) - 1e-9)} or more a probe may allow a miss"
     )
 
 

@@ -129,6 +129,9 @@ def test_a_finished_search_is_not_called_failed_because_an_earlier_variant_faile
     assert [f["variant"] for f in found] == [1] and "stopped" not in found[0]
     # 8 requests a probe: said to be too few to load an engine at a probe's rate
     assert "load.requests: 8 requests a probe are over before they load the engine" in said
+    # and too few to judge the 0.99 attainment: a passing probe may still miss the SLOs for 31 %
+    assert "8 requests a probe meet slo.attainment 0.99 only when every one meets the SLOs" in said
+    assert "up to 31 % of its requests (95 % bound), not 1 %" in said
 
 
 def _twelve_requests_to_a_fake(write_scenario: Any, tmp_path: Path, *flags: str) -> tuple[Any, Path]:

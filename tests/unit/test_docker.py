@@ -98,9 +98,9 @@ def test_copy_sources_exist_and_are_not_dockerignored(name: str) -> None:
     allowed = {r[1:].rstrip("/") for r in rules if r.startswith("!")}
     for i in instructions(name):
         if i["instruction"] == "COPY" and "--from" not in i["value"]:
-            src = i["value"].split()[0]
-            assert (ROOT / src).exists(), src
-            assert src.rstrip("/") in allowed, f"{src} is excluded by {name}.dockerignore"
+            for src in i["value"].split()[:-1]:  # every source; the last word is the destination
+                assert (ROOT / src).exists(), src
+                assert src.rstrip("/") in allowed, f"{src} is excluded by {name}.dockerignore"
 
 
 def test_cpu_image_runs_the_quickstart_by_default() -> None:
@@ -114,12 +114,22 @@ def test_cpu_image_runs_the_quickstart_by_default() -> None:
 
 @pytest.mark.slow
 def test_what_the_images_copy_builds_a_wheel_of_this_version(tmp_path: Path) -> None:
-    """The images `pip install .` from pyproject.toml + harness/ + scenarios/ only: build that wheel."""
+    """The images `pip install .` from what their COPY lines take from the checkout: build that wheel."""
     ctx = tmp_path / "ctx"
     ctx.mkdir()
-    shutil.copy(ROOT / "pyproject.toml", ctx)
-    shutil.copytree(ROOT / "harness", ctx / "harness", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / "scenarios", ctx / "scenarios")
+    copied = {
+        src
+        for name in DOCKERFILES
+        for i in instructions(name)
+        if i["instruction"] == "COPY" and "--from" not in i["value"]
+        for src in i["value"].split()[:-1]
+    }
+    assert {"pyproject.toml", "LICENSE", "harness", "scenarios"} <= copied, copied
+    for src in sorted(copied):
+        if (ROOT / src).is_dir():
+            shutil.copytree(ROOT / src, ctx / src, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(ROOT / src, ctx / src)
     proc = subprocess.run(
         [
             sys.executable,
@@ -143,6 +153,8 @@ def test_what_the_images_copy_builds_a_wheel_of_this_version(tmp_path: Path) -> 
     names = zipfile.ZipFile(wheel).namelist()
     assert "harness/catalog/prices.yaml" in names  # package data cost and the launch estimate read
     assert "harness/cloud/ray_wait.py" in names  # run on the head node of multi-node tasks
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)  # pyproject's license-files
+    assert "did not match any files" not in proc.stderr
 
 
 def test_docker_readme_has_every_build_command() -> None:

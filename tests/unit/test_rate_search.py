@@ -123,7 +123,14 @@ def test_too_few_requests_a_probe_to_judge_the_attainment_asked_are_said_to_be()
     said = attainment_resolution_note(16, 0.99)
     assert said is not None
     assert said.startswith("load.requests: 16 requests a probe meet slo.attainment 0.99 only when every one")
-    assert "for up to 17% of its requests (95 % bound); 100 or more a probe judge the share asked" in said
+    assert (
+        "for up to 17 % of its requests (95 % bound), not 1 %; with 100 or more a probe may allow a miss"
+        in said
+    )
+    # a small bound is not rounded to nothing: 999 requests at 0.999 may still miss 0.3 %, not 0 %
+    assert "for up to 0.3 % of its requests (95 % bound), not 0.1 %" in (
+        attainment_resolution_note(999, 0.999) or ""
+    )
     assert attainment_resolution_note(100, 0.99) is None  # one miss in 100 is allowed: the share is judged
     assert attainment_resolution_note(99, 0.99) is not None
     assert attainment_resolution_note(10, 0.9) is None and attainment_resolution_note(9, 0.9) is not None
