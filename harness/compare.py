@@ -428,7 +428,27 @@ def compare_runs(
     """`price_origins`: where each device's $/hour came from (a flag, a file, the catalog), for the notes
     that say which price the $/1M tokens rows use. `reruns`: what a cell shows where several runs measured
     it, the newest run's point or the median over them (`dedupe`)."""
-    points = points_frame(runs, bandwidth_gbs)
+    return compare_points(
+        points_frame(runs, bandwidth_gbs),
+        baseline,
+        prices_usd_per_hour,
+        utilization,
+        usd_per_kwh,
+        price_origins,
+        reruns,
+    )
+
+
+def compare_points(
+    points: pd.DataFrame,
+    baseline: str | None = None,
+    prices_usd_per_hour: dict[str, float] | None = None,
+    utilization: float = 1.0,
+    usd_per_kwh: float | None = None,
+    price_origins: dict[str, str] | None = None,
+    reruns: str = "newest",
+) -> Comparison:
+    """`compare_runs` over the runs' points (`harness.runinfo.points_frame`)."""
     if points.empty:
         raise CompareError("no finished points in the given runs")
     points, notes = dedupe(points, reruns)

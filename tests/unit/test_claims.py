@@ -411,3 +411,59 @@ def test_a_ratio_claim_pairs_concurrency_points_not_arrival_rates() -> None:
     r = check(_claim("article-70b-ratio"), pd.concat([rate, conc], ignore_index=True))
     assert r.measured.startswith("2.50x (8x h100-sxm | vllm bf16 c1"), r.measured
     assert "matched configurations" not in r.measured  # the rate pair is not among them
+
+
+def test_reruns_are_a_median_from_two_runs_on_and_named_oldest_first() -> None:
+    from harness.claims import check_all
+
+    claim = Claim(
+        id="t", source="t", text="t", kind="throughput", value=60.0, model="llama-3.1-70b",
+        device="h100-sxm", devices=1, concurrency=1,
+    )  # fmt: skip
+    one = {"device": "h100-sxm", "devices": 1, "precision": "bf16", "workload": "128/64"}
+    pts = _points([{**one, "output_tok_s": x} for x in (70.0, 60.0)])
+    pts["started_utc"] = ["2026-12-06T00:14", "2026-12-06T00:12"]  # listed newest first
+    (r,) = check_all([claim], pts)
+    assert r.measured.startswith(
+        "65 tok/s at 1x h100-sxm | vllm bf16 c1 (median of 2 runs, 60-70 tok/s: run1, run0)"
+    ), r.measured
+
+
+def test_runs_with_other_engine_settings_are_not_reruns_of_a_claims_point() -> None:
+    import json
+
+    from harness.claims import check_all
+
+    claim = Claim(
+        id="t", source="t", text="t", kind="throughput", value=60.0, model="llama-3.1-70b",
+        device="h100-sxm", devices=1, concurrency=1,
+    )  # fmt: skip
+    one = {"device": "h100-sxm", "devices": 1, "precision": "bf16", "workload": "128/64"}
+    pts = _points([{**one, "output_tok_s": x} for x in (56.2, 67.1)])
+    pts["started_utc"] = ["2026-12-06T00:12", "2026-12-06T00:13"]
+    pts["settings"] = [json.dumps({"engine": {"max_num_seqs": n}}) for n in (8, 16)]
+    (r,) = check_all([claim], pts)
+    assert r.measured.startswith(
+        "67.1 tok/s at 1x h100-sxm | vllm [engine.max_num_seqs=16] bf16 c1 (run1)"
+    ), r.measured
+
+
+def test_the_arrival_rate_reason_is_given_only_where_every_point_asked_for_is_at_a_rate() -> None:
+    from harness.claims import check_all
+
+    one = {"devices": 1, "precision": "bf16", "workload": "128/64"}
+    # the H100 only at a rate, the A100 at a concurrency: the claim is about the H100
+    rate = _points([{**one, "device": "h100-sxm", "output_tok_s": 105.2}]).assign(load="r2", concurrency=None)
+    a100 = _points([{**one, "device": "a100-80gb-sxm", "output_tok_s": 90.0}])
+    (r,) = check_all([_claim("article-70b-h100")], pd.concat([rate, a100], ignore_index=True))
+    assert r.measured == (
+        "- (llama-3.1-70b measured at arrival rates only: their tok/s is the rate offered, not a capacity)"
+    )
+    # the H100 at a rate and a concurrency, the A100 at another workload only: no pair, and not for rates
+    h100 = _points([{**one, "device": "h100-sxm", "output_tok_s": 120.0}])
+    other = a100.assign(workload="4096/64")
+    r = check(_claim("article-70b-ratio"), pd.concat([rate, h100, other], ignore_index=True))
+    assert r.measured == (
+        "- (no configuration measured on both sides: same workload, load and engine, device count and "
+        "precision)"
+    ), r.measured

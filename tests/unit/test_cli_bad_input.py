@@ -649,6 +649,7 @@ def test_outputs_may_go_inside_a_run_directory_under_names_of_their_own(run_copy
     for _ in range(2):
         res = harness("claims", str(run_copy), "--out", str(run_copy / "claims.md"))
         assert res.returncode == 0, res.stderr
-    for own in ("report.md", "llama-bench-v0.jsonl"):  # a llama-bench run's results are its own too
+    # a llama-bench run's results, its engine log and telemetry are its own too
+    for own in ("report.md", "llama-bench-v0.jsonl", "engine-v0.log", "telemetry-cpu.parquet"):
         res = harness("report", str(run_copy), "--html", str(run_copy / own))
         assert refused(res, "is a file of the run"), (own, res.stderr)

@@ -533,3 +533,108 @@ def test_a_speedup_inside_the_reruns_spread_is_said_to_measure_no_difference() -
     assert (
         within_spread_note(add_speedup(dedupe(df)[0], "a100-80gb-sxm | vllm"), "a100-80gb-sxm | vllm") == []
     )
+
+
+def test_every_load_that_is_an_arrival_rate_is_at_a_rate() -> None:
+    from harness.compare import at_rate
+
+    loads = pd.Series(["c1", "c16", "r0.5", "r2", "r16"])  # runinfo writes rates as r{rate_rps:g}
+    assert at_rate(loads).tolist() == [False, False, True, True, True]
+
+
+def test_the_spread_note_takes_ranges_that_touch_not_ranges_apart_nor_single_runs() -> None:
+    from harness.compare import within_spread_note
+
+    base = "a100-80gb-sxm | vllm"
+    df = _rows().iloc[:4].copy()
+    df["run_id"], df["point_id"], df["started_utc"] = "r1", ["v0-c16", "v0-c2"] * 2, "2026-01-01"
+    # c16: baseline 180 / 240, other 240 / 260 (the ranges touch at 240); c2: baseline 50 / 55, other
+    # 30 / 40, wholly below it
+    df["output_tok_s"] = [180.0, 50.0, 240.0, 30.0]
+    again = df.assign(run_id="r2", started_utc="2026-01-02", output_tok_s=[240.0, 55.0, 260.0, 40.0])
+    out = add_speedup(dedupe(pd.concat([df, again]), reruns="median")[0], base)
+    assert within_spread_note(out, base) == [
+        "speedups inside the reruns' spread (their tok/s range overlaps the baseline's): "
+        "h100-sxm | vllm at c16 (1.19x): no difference was measured there"
+    ]
+    # one run each at the same tok/s: 1.00x, but no spread was measured for it to be inside
+    same = dedupe(df.assign(output_tok_s=[200.0, 50.0, 200.0, 80.0]), reruns="median")[0]
+    assert within_spread_note(add_speedup(same, base), base) == []
+
+
+def test_the_p99_note_counts_100_requests_and_every_per_request_p99() -> None:
+    from harness.compare import few_requests_for_p99_note
+
+    pts = _rows().assign(ok=[100, 101, 101, 101, 101], ttft_s_p99=0.5)
+    (note,) = few_requests_for_p99_note(pts)  # 100 is "100 or fewer"
+    assert note.startswith("p99 latencies of 1 of 5 points come from 100 requests each"), note
+    for col in ("tpot_s_p99", "e2e_s_p99"):  # not only TTFT's
+        (note,) = few_requests_for_p99_note(pts.drop(columns="ttft_s_p99").assign(**{col: 0.5}))
+        assert note.startswith("p99 latencies of 1 of 5 points"), col
+    # up to five request counts are listed, and " ..." only past them
+    (note,) = few_requests_for_p99_note(pts.assign(ok=[1, 2, 3, 4, 5]))
+    assert "come from 1, 2, 3, 4, 5 requests each" in note, note
+    six = pd.concat([pts, pts.iloc[[0]]], ignore_index=True).assign(ok=[1, 2, 3, 4, 5, 6])
+    assert "come from 1, 2, 3, 4, 5 ... requests each" in few_requests_for_p99_note(six)[0]
+
+
+def test_the_p99_note_is_printed_with_any_per_request_p99_table() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from harness.compare import few_requests_for_p99_note
+
+    df = _rows().assign(ok=8, ttft_s_p99=0.5, tpot_s_p99=0.02, e2e_s_p99=6.0, run_id="r1")
+    c = Comparison(df, pivot(df), None, [], few_requests_for_p99_note(df))
+    for metric in ("ttft_s_p99", "tpot_s_p99", "e2e_s_p99"):
+        buf = StringIO()
+        print_comparison(c, Console(file=buf, width=200), [metric])
+        assert "note: p99 latencies of 5 of 5 points" in buf.getvalue(), metric
+
+
+def test_with_a_baseline_only_the_speedup_hint_is_about_rate_rows() -> None:
+    from harness.compare import EMPTY_METRIC_HINTS, empty_metric_notes
+
+    rate = add_speedup(_rows().assign(load="r2", run_id="r1").iloc[[0, 2]], "a100-80gb-sxm | vllm")
+    c = Comparison(rate, pivot(rate), "a100-80gb-sxm | vllm")
+    assert empty_metric_notes(c, ["speedup", "reruns"]) == [
+        "speedup: no values to show (no concurrency row the baseline measured: rows at an arrival rate have "
+        "no speedup)",
+        f"reruns: no values to show ({EMPTY_METRIC_HINTS['reruns']})",
+    ]
+
+
+def test_a_cell_whose_reruns_all_measured_nothing_has_no_tok_s_range() -> None:
+    df = _rows().iloc[:2].copy()
+    df["run_id"], df["point_id"], df["started_utc"] = "r1", ["v0-c16", "v0-c2"], "2026-01-01"
+    failed = df.assign(run_id="r2", started_utc="2026-01-02", output_tok_s=math.nan)
+    kept, _ = dedupe(pd.concat([df.assign(output_tok_s=[200.0, math.nan]), failed]), reruns="median")
+    c16, c2 = (kept[kept["load"] == load].iloc[0] for load in ("c16", "c2"))
+    assert (c16["reruns"], c16["output_tok_s_min"], c16["output_tok_s_max"]) == (1, 200.0, 200.0)
+    assert c2["reruns"] == 0 and math.isnan(c2["output_tok_s_min"]) and math.isnan(c2["output_tok_s_max"])
+
+
+def test_the_reruns_hint_is_not_given_where_only_runs_that_measured_nothing_were_left_out() -> None:
+    df = _rows().iloc[:2].copy()
+    df["run_id"], df["point_id"], df["started_utc"] = ["old", "old"], ["v0-c16", "v0-c2"], ["2026-01-01"] * 2
+    failed = df.iloc[[0]].assign(run_id="bad", started_utc="2026-03-01", output_tok_s=math.nan)
+    _, notes = dedupe(pd.concat([df, failed]))
+    assert notes == [
+        "bad v0-c16: measured nothing; another run's point of a100-80gb-sxm | vllm at c16 is shown"
+    ]
+
+
+def test_a_comparison_notes_the_rate_rows_and_the_speedups_inside_the_spread() -> None:
+    from harness.compare import compare_points
+
+    df = _rows().iloc[:4].copy()
+    df["run_id"], df["point_id"], df["started_utc"] = "r1", ["v0-c16", "v0-c2"] * 2, "2026-01-01"
+    df.loc[2, "output_tok_s"] = 230.0
+    r2 = df.iloc[:2].assign(run_id="r2", started_utc="2026-01-02", output_tok_s=[240.0, 55.0])
+    rate = df.iloc[[0, 2]].assign(load="r2", point_id="v1-r2", output_tok_s=[93.2, 105.2])
+    frame = pd.concat([df, r2, rate], ignore_index=True).assign(devices=1)
+    c = compare_points(frame, baseline="a100-80gb-sxm | vllm", reruns="median")
+    assert sum(n.startswith("rows at an arrival rate (r...) have no speedup") for n in c.notes) == 1
+    (spread,) = (n for n in c.notes if n.startswith("speedups inside the reruns' spread"))
+    assert "h100-sxm | vllm at c16" in spread

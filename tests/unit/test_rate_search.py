@@ -135,3 +135,10 @@ def test_too_few_requests_a_probe_to_judge_the_attainment_asked_are_said_to_be()
     assert attainment_resolution_note(99, 0.99) is not None
     assert attainment_resolution_note(10, 0.9) is None and attainment_resolution_note(9, 0.9) is not None
     assert attainment_resolution_note(5, 1.0) is None  # every request asked for: that is what is judged
+
+
+def test_the_requests_that_would_allow_a_miss_are_counted_without_float_rounding() -> None:
+    from harness.load.search import attainment_resolution_note
+
+    # 1 / (1 - 0.9) is 10.000000000000002 in floats: 10 requests allow a miss, not 11
+    assert "with 10 or more a probe may allow a miss" in (attainment_resolution_note(9, 0.9) or "")

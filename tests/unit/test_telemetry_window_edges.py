@@ -285,3 +285,16 @@ def test_a_step_back_within_float_rounding_is_no_reset_and_no_wrap() -> None:
     # nor a wrap: a counter that wraps at 1000 does not gain 1000 from rounding
     assert counter_increase(t, busy, 0, 300, wrap_at=1000.0) == pytest.approx(0.02)
     assert counter_increase(t, [990.0, 999.0, 4.0, 6.0], 0, 300, wrap_at=1000.0) == pytest.approx(16.0)
+
+
+def test_float_noise_is_relative_to_the_counter_and_no_wider_than_rounding() -> None:
+    """A µJ counter near 1e11 rounds in steps of 1.5e-5: a step back of one is no decrease and no wrap.
+    A step back of 1 ms on 4368 s of CPU time is no rounding: a real decrease."""
+    import math
+
+    big = 1e11
+    assert counter_delta(math.nextafter(big, math.inf), big) == 0.0
+    t = [0, 100, 200, 300]
+    vs = [big, math.nextafter(big, math.inf), big, big + 5.0]
+    assert counter_increase(t, vs, 0, 300, wrap_at=2.6e11) == pytest.approx(5.0, abs=1e-3)
+    assert counter_delta(4368.86, 4368.859) is None
