@@ -350,32 +350,36 @@ def test_a_matched_point_with_failed_requests_says_so() -> None:
     assert "failed" not in check(claim, _points([{**row, "errors": 0, "requests": 8}])).measured
 
 
+# a throughput claim of 60 tok/s on one H100 at concurrency 1, and the points that measure it
+H100_60_TOK_S = Claim(
+    id="t", source="t", text="t", kind="throughput", value=60.0, model="llama-3.1-70b",
+    device="h100-sxm", devices=1, concurrency=1,
+)  # fmt: skip
+H100_BF16 = {"device": "h100-sxm", "devices": 1, "precision": "bf16", "workload": "128/64"}
+
+
 def test_reruns_of_a_point_count_once_at_their_median_with_their_range() -> None:
     """Three runs of one configuration at 56.2, 63.5 and 67.1 tok/s: the claim is set against 63.5, not
     the luckiest run, and the measured cell names the runs and their range."""
     from harness.claims import check_all
 
-    claim = Claim(
-        id="t", source="t", text="t", kind="throughput", value=60.0, model="llama-3.1-70b",
-        device="h100-sxm", devices=1, concurrency=1,
-    )  # fmt: skip
-    one = {"device": "h100-sxm", "devices": 1, "precision": "bf16", "workload": "128/64"}
+    one = H100_BF16
     pts = _points([{**one, "output_tok_s": x} for x in (67.1, 56.2, 63.5)])
     pts["started_utc"] = ["2026-12-06T00:12", "2026-12-06T00:13", "2026-12-06T00:14"]
-    (r,) = check_all([claim], pts)
+    (r,) = check_all([H100_60_TOK_S], pts)
     assert r.measured.startswith(
         "63.5 tok/s at 1x h100-sxm | vllm bf16 c1 (median of 3 runs, 56.2-67.1 tok/s: run0, run1, run2)"
     ), r.measured
     assert r.verdict.startswith("measured 106% of the claim")  # 63.5 / 60
     # another precision is another point, not a rerun: the faster one is the measurement
     pts.loc[0, "precision"] = "fp8"
-    (r,) = check_all([claim], pts)
+    (r,) = check_all([H100_60_TOK_S], pts)
     assert r.measured.startswith("67.1 tok/s at 1x h100-sxm | vllm fp8 c1 (run0)"), r.measured
     # a rerun that measured nothing (every request failed) is no run of the median, and its failures are
     # not the measured run's
     failed = pts.iloc[[1]].assign(run_id="run3", started_utc="2026-12-06T00:15", output_tok_s=math.nan)
     failed = failed.assign(errors=8, requests=8)
-    (r,) = check_all([claim], pd.concat([pts.iloc[[1]], failed], ignore_index=True))
+    (r,) = check_all([H100_60_TOK_S], pd.concat([pts.iloc[[1]], failed], ignore_index=True))
     assert r.measured.startswith("56.2 tok/s at 1x h100-sxm | vllm bf16 c1 (run1)"), r.measured
     assert "failed" not in r.measured
 
@@ -416,14 +420,10 @@ def test_a_ratio_claim_pairs_concurrency_points_not_arrival_rates() -> None:
 def test_reruns_are_a_median_from_two_runs_on_and_named_oldest_first() -> None:
     from harness.claims import check_all
 
-    claim = Claim(
-        id="t", source="t", text="t", kind="throughput", value=60.0, model="llama-3.1-70b",
-        device="h100-sxm", devices=1, concurrency=1,
-    )  # fmt: skip
-    one = {"device": "h100-sxm", "devices": 1, "precision": "bf16", "workload": "128/64"}
+    one = H100_BF16
     pts = _points([{**one, "output_tok_s": x} for x in (70.0, 60.0)])
     pts["started_utc"] = ["2026-12-06T00:14", "2026-12-06T00:12"]  # listed newest first
-    (r,) = check_all([claim], pts)
+    (r,) = check_all([H100_60_TOK_S], pts)
     assert r.measured.startswith(
         "65 tok/s at 1x h100-sxm | vllm bf16 c1 (median of 2 runs, 60-70 tok/s: run1, run0)"
     ), r.measured
@@ -434,15 +434,11 @@ def test_runs_with_other_engine_settings_are_not_reruns_of_a_claims_point() -> N
 
     from harness.claims import check_all
 
-    claim = Claim(
-        id="t", source="t", text="t", kind="throughput", value=60.0, model="llama-3.1-70b",
-        device="h100-sxm", devices=1, concurrency=1,
-    )  # fmt: skip
-    one = {"device": "h100-sxm", "devices": 1, "precision": "bf16", "workload": "128/64"}
+    one = H100_BF16
     pts = _points([{**one, "output_tok_s": x} for x in (56.2, 67.1)])
     pts["started_utc"] = ["2026-12-06T00:12", "2026-12-06T00:13"]
     pts["settings"] = [json.dumps({"engine": {"max_num_seqs": n}}) for n in (8, 16)]
-    (r,) = check_all([claim], pts)
+    (r,) = check_all([H100_60_TOK_S], pts)
     assert r.measured.startswith(
         "67.1 tok/s at 1x h100-sxm | vllm [engine.max_num_seqs=16] bf16 c1 (run1)"
     ), r.measured
