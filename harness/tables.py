@@ -8,7 +8,7 @@ import pandas as pd
 from rich.table import Table
 from rich.text import Text
 
-from harness.compare import fmt, md_row
+from harness.compare import fmt, md_row, md_text
 from harness.cost import HEADERS
 
 
@@ -87,33 +87,51 @@ def claims_markdown(checks: list[Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def recommend_table(df: pd.DataFrame, title: str, top: int) -> Table:
-    t = Table(title=title)
-    heads = (
-        "rank",
-        "hardware",
-        "precision",
-        "tok/s",
-        "TTFT ms",
-        "TPOT ms",
-        "$/h (all)",
-        "$/1M tok",
-        "SLO",
-        "basis",
-    )
-    for h in heads:
-        t.add_column(h, justify="left" if h in ("hardware", "precision", "SLO", "basis") else "right")
-    for rank, (_, r) in enumerate(df.head(top).iterrows(), start=1):
-        t.add_row(
+RECOMMEND_HEADS = (
+    "rank",
+    "hardware",
+    "precision",
+    "tok/s",
+    "TTFT ms",
+    "TPOT ms",
+    "$/h (all)",
+    "$/1M tok",
+    "SLO",
+    "basis",
+)
+
+
+def recommend_rows(df: pd.DataFrame, top: int) -> list[list[str]]:
+    """The cells of the first `top` ranked options, as the table shows them (RECOMMEND_HEADS)."""
+    return [
+        [
             str(rank),
             f"{r['devices']}x {r['device']}",
-            r["precision"],
+            str(r["precision"]),
             fmt(r["output_tok_s"], "{:.0f}"),
             fmt(r["ttft_s"], "ms"),
             fmt(r["tpot_s"], "ms"),
             fmt(r["usd_per_device_hour"] * r["devices"], "{:.2f}"),
             fmt(r["usd_per_1m_tokens"], "usd"),
             "yes" if r["meets_slo"] else f"no: {r['why_not']}",
-            r["basis"],
-        )
+            str(r["basis"]),
+        ]
+        for rank, (_, r) in enumerate(df.head(top).iterrows(), start=1)
+    ]
+
+
+def recommend_table(df: pd.DataFrame, title: str, top: int) -> Table:
+    t = Table(title=title)
+    for h in RECOMMEND_HEADS:
+        t.add_column(h, justify="left" if h in ("hardware", "precision", "SLO", "basis") else "right")
+    for row in recommend_rows(df, top):
+        t.add_row(*(Text(x) for x in row))  # Text: a basis or reason is not rich markup
     return t
+
+
+def recommend_markdown(df: pd.DataFrame, title: str, top: int, notes: list[str]) -> str:
+    """The ranking as `harness recommend` prints it: title, table of the first `top`, notes."""
+    lines = [f"# {md_text(title)}", "", md_row(RECOMMEND_HEADS), "|" + "---|" * len(RECOMMEND_HEADS)]
+    lines += [md_row(row) for row in recommend_rows(df, top)]
+    lines += ["", *(f"- {md_text(n)}" for n in notes)] if notes else []
+    return "\n".join(lines) + "\n"

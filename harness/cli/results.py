@@ -407,12 +407,21 @@ def recommend_cmd(
     price: PriceOpt = None,
     prices_file: PricesFileOpt = None,
     provider: ProviderOpt = None,
+    out_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="also write the ranking here: every option as CSV for a .csv path, else the table and notes "
+            "as Markdown",
+        ),
+    ] = None,
 ) -> None:
     """Rank hardware by $/1M output tokens among options meeting the SLOs (measured where possible)."""
     from harness.catalog import CatalogError, get_model
+    from harness.fileio import write_text_whole
     from harness.recommend import Need, article_rule, recommend, vendor_notes
     from harness.runinfo import points_frame
-    from harness.tables import recommend_table
+    from harness.tables import recommend_markdown, recommend_table
 
     try:
         arch = get_model(model)
@@ -437,6 +446,7 @@ def recommend_cmd(
         raise fail(
             f"--price: {off[0]!r} is not a GPU in the hardware catalog (allowed: {', '.join(sorted(gpus()))})"
         )
+    output_file("--out", out_file)
     runs = check_runs(runs or [])
     need = Need(arch, concurrency, input_tokens, output_tokens, ttft_slo, tpot_slo)
     points = points_frame(list(runs or []))
@@ -457,7 +467,17 @@ def recommend_cmd(
         f"SLO p99 TTFT <= {ttft_slo} s, p99 TPOT <= {tpot_slo} s"
     )
     print_fitted(out, recommend_table(df, title, top), keys=2)  # rank, hardware
+    best_cases = "roofline estimates are best cases: real engines reach a fraction of them (see --efficiency)"
     out.print(article_rule(need), highlight=False)
-    out.print("roofline estimates are best cases: real engines reach a fraction of them (see --efficiency)")
-    for n in [*notes, *vendor_notes(df.head(top))]:
+    out.print(best_cases)
+    all_notes = [*notes, *vendor_notes(df.head(top))]
+    for n in all_notes:
         err.print(f"note: {n}", markup=False, highlight=False)
+    if out_file is not None:
+        out_file.parent.mkdir(parents=True, exist_ok=True)  # output_file checked that it can be made
+        if out_file.suffix.lower() == ".csv":
+            write_text_whole(out_file, df.rename_axis("rank").rename(lambda i: i + 1).to_csv())
+        else:
+            said = [article_rule(need), best_cases, *all_notes]
+            write_text_whole(out_file, recommend_markdown(df, title, top, said))
+        err.print(f"wrote {out_file}", markup=False)

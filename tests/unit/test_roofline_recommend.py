@@ -232,6 +232,39 @@ def test_recommend_slo_options_carry_their_unit_and_the_older_names_still_work()
         assert "SLO p99 TTFT <= 1.5 s, p99 TPOT <= 0.04 s" in res.stdout
 
 
+def test_recommend_writes_its_ranking_as_csv_or_markdown(tmp_path: Path) -> None:
+    import csv
+    import subprocess
+
+    from tests.conftest import HARNESS
+
+    args = ["recommend", "--model", "llama-3.1-8b", "--concurrency", "4", "--gpu", "h100-sxm", "--gpu"]
+    args += ["a100-80gb-sxm", "--price", "h100-sxm=3", "--price", "a100-80gb-sxm=2", "--top", "1"]
+    res = subprocess.run([*HARNESS, *args, "--out", str(tmp_path / "r.csv")], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = list(csv.DictReader((tmp_path / "r.csv").open()))
+    # every option ranked, not only the --top shown, in the printed order
+    assert len(rows) > 1 and [r["rank"] for r in rows] == [str(i) for i in range(1, len(rows) + 1)]
+    assert {r["device"] for r in rows} == {"h100-sxm", "a100-80gb-sxm"}
+    costs = [float(r["usd_per_1m_tokens"]) for r in rows if r["meets_slo"] == "True"]
+    assert costs == sorted(costs)
+    res = subprocess.run(
+        [*HARNESS, *args, "--out", str(tmp_path / "new" / "r.md")], capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    md = (tmp_path / "new" / "r.md").read_text()
+    first = rows[0]
+    assert md.startswith("# llama-3.1-8b at concurrency 4, 1024 in / 256 out, SLO p99 TTFT \\<= 2.0 s")
+    assert f"| 1 | {first['devices']}x {first['device']} | {first['precision']} |" in md
+    assert "| 2 |" not in md  # the table is the --top shown
+    assert "- roofline estimates are best cases" in md and "- article's rule of thumb" in md
+    # a directory is no file to write it to
+    assert (
+        "is a directory"
+        in subprocess.run([*HARNESS, *args, "--out", str(tmp_path)], capture_output=True, text=True).stderr
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
