@@ -116,15 +116,16 @@ def _unmatched(reason: str) -> str:
 def reruns_as_one(points: pd.DataFrame) -> pd.DataFrame:
     """One row per point that several runs measured under the same configuration and settings: the
     median of their numbers, with how many runs and their tok/s range (compare's `--reruns median`).
-    Runs of a point that measured nothing (every request failed) are left out first: a claim is checked
-    against measurements, and their failures are not the measured runs' (`_match` passes them over)."""
+    Points that measured nothing (every request failed) are no part of a median: their failures are not
+    the measured runs'. They stay beside the medians, for `no_match_reason` to tell a point that failed
+    from one never run (`_match` passes them over)."""
     if points.empty or "output_tok_s" not in points.columns:
         return points
-    measured = points[points["output_tok_s"].notna()]
-    missing = [k for k in [*ROW_KEYS, "config", "started_utc"] if k not in measured.columns]
-    split, _ = split_settings(measured.reindex(columns=[*measured.columns, *missing]))
+    measured = points["output_tok_s"].notna()
+    missing = [k for k in [*ROW_KEYS, "config", "started_utc"] if k not in points.columns]
+    split, _ = split_settings(points[measured].reindex(columns=[*points.columns, *missing]))
     one, _ = median_of_reruns(split.sort_values("started_utc", kind="stable"))
-    return one.drop(columns=missing)
+    return pd.concat([one.drop(columns=missing), points[~measured]], ignore_index=True)
 
 
 def _best(df: pd.DataFrame) -> dict[str, Any] | None:

@@ -382,6 +382,9 @@ def test_reruns_of_a_point_count_once_at_their_median_with_their_range() -> None
     (r,) = check_all([H100_60_TOK_S], pd.concat([pts.iloc[[1]], failed], ignore_index=True))
     assert r.measured.startswith("56.2 tok/s at 1x h100-sxm | vllm bf16 c1 (run1)"), r.measured
     assert "failed" not in r.measured
+    # a point whose every run failed is said to have measured nothing, not to be missing
+    (r,) = check_all([H100_60_TOK_S], failed)
+    assert r.measured == "- (no llama-3.1-70b point with a measured tok/s)", r.measured
 
 
 def test_a_throughput_claim_is_not_measured_by_a_point_at_an_arrival_rate() -> None:
