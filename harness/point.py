@@ -297,6 +297,7 @@ def make_client(s: Scenario, engine: Engine, base_url: str, keep_text: bool) -> 
         api=w.api,
         temperature=w.temperature,
         seed=w.seed,
+        max_tokens_field=w.max_tokens_field,
         timeout_s=w.request_timeout_s,
         extra_body=engine.request_extras(w),
         headers=engine.headers() if hasattr(engine, "headers") else {},

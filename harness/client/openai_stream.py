@@ -45,8 +45,9 @@ class StreamClient:
     model: str
     api_prefix: str = "/v1"
     api: str = "completion"  # completion | chat
-    temperature: float = 0.0
+    temperature: float | None = 0.0  # None: not sent (the server's default)
     seed: int | None = 0
+    max_tokens_field: str = "max_tokens"  # or max_completion_tokens (chat)
     timeout_s: float = 600.0
     extra_body: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
@@ -75,11 +76,12 @@ class StreamClient:
     def body(self, spec: RequestSpec) -> dict[str, Any]:
         b: dict[str, Any] = {
             "model": self.model,
-            "max_tokens": spec.max_tokens,
-            "temperature": self.temperature,
+            self.max_tokens_field: spec.max_tokens,
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+        if self.temperature is not None:
+            b["temperature"] = self.temperature
         if self.seed is not None:
             b["seed"] = self.seed
         if self.api == "chat":

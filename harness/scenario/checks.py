@@ -48,6 +48,8 @@ def combination_errors(s: Scenario, file: str) -> list[str]:
                     f"{file}: {where}.cpu_offload_gb: offloading weights to the CPU needs a GPU engine, "
                     "but device is cpu (allowed: 0 with device cpu)"
                 )
+        if s.workload.max_tokens_field == "max_completion_tokens" and (why := _max_tokens_problem(s, eng)):
+            msgs.append(f"{file}: workload.max_tokens_field: {why}")
         if eng.type == "llamacpp" and eng.llama_bench is not None and (why := _llama_bench_problem(s)):
             msgs.append(f"{file}: {where}.llama_bench: {why}")
         if eng.type == "llamacpp" and (why := _slot_context_problem(s, eng)):
@@ -67,6 +69,22 @@ def combination_errors(s: Scenario, file: str) -> list[str]:
                     f"(allowed: {', '.join(sorted(known))})"
                 )
     return merge_variants(msgs)
+
+
+def _max_tokens_problem(s: Scenario, eng: Any) -> str | None:
+    """Why `max_completion_tokens` cannot ask `eng` for the output length (None where it can): the
+    completions API has only max_tokens, and llama-cpp-python's server reads only max_tokens."""
+    if s.workload.api != "chat":
+        return (
+            "max_completion_tokens is a chat field, and workload.api is completion "
+            "(allowed: max_tokens, or workload.api: chat)"
+        )
+    if eng.type == "llamacpp" and eng.launcher == "llama-cpp-python":
+        return (
+            "llama-cpp-python's server reads only max_tokens and would pass over max_completion_tokens "
+            "(allowed: max_tokens with launcher llama-cpp-python)"
+        )
+    return None
 
 
 def longest(length: int | LengthDist) -> int:

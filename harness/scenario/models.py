@@ -402,7 +402,17 @@ class VllmEngine(Strict):
 
 # what the client puts into every request body itself (harness.client.openai_stream): not for extra_body
 REQUEST_FIELDS = frozenset(
-    {"model", "prompt", "messages", "max_tokens", "stream", "stream_options", "temperature", "seed"}
+    {
+        "model",
+        "prompt",
+        "messages",
+        "max_tokens",
+        "max_completion_tokens",
+        "stream",
+        "stream_options",
+        "temperature",
+        "seed",
+    }
 )
 
 
@@ -591,7 +601,17 @@ class Workload(Strict):
     tokenizer: str | None = Field(
         None, description="local tokenizer.json for prompt lengths (default: the engine's tokenizer)"
     )
-    temperature: StrictFloat = Field(0.0, ge=0)
+    temperature: StrictFloat | None = Field(
+        0.0,
+        ge=0,
+        description="sampling temperature sent with every request; null sends none, so the server's default "
+        "applies (OpenAI's reasoning models take no other)",
+    )
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = Field(
+        "max_tokens",
+        description="the request field that asks for output_tokens: max_tokens (every engine), or "
+        "max_completion_tokens (chat only; OpenAI's reasoning models refuse max_tokens)",
+    )
     seed: StrictInt = Field(0, ge=0, le=MAX_SEED)
     prompt_salt: StrictInt | None = Field(
         None,

@@ -253,7 +253,7 @@ class FakeServer:
         if s.fail_every and self.requests_seen % s.fail_every == 0:
             conn._simple(s.fail_status, {"error": {"message": "scripted failure"}})
             return True
-        n = int(req.get("max_tokens") or s.default_max_tokens)
+        n = int(req.get("max_completion_tokens") or req.get("max_tokens") or s.default_max_tokens)
         stops = s.stop_after_tokens is not None and s.stop_after_tokens < n and not req.get("ignore_eos")
         if stops:
             n = max(1, s.stop_after_tokens or 0)

@@ -126,6 +126,29 @@ def test_http_error_is_recorded_not_raised() -> None:
     assert rec.error_kind == "http" and rec.status_code == 500 and not rec.ok
 
 
+def test_the_output_length_goes_in_the_field_asked_and_a_null_temperature_is_not_sent() -> None:
+    """max_completion_tokens for OpenAI's reasoning models, which refuse max_tokens and a temperature."""
+    c = StreamClient(
+        "http://127.0.0.1:9", "m", api="chat", temperature=None, max_tokens_field="max_completion_tokens"
+    )
+    body = c.body(RequestSpec("hello world", 5))
+    assert body["max_completion_tokens"] == 5 and "max_tokens" not in body and "temperature" not in body
+    assert StreamClient("http://127.0.0.1:9", "m").body(RequestSpec("hi", 5))["temperature"] == 0.0
+    srv = FakeServer(FakeScript(ttft_s=0.0, itl_s=0.0)).start_in_thread()
+
+    async def go() -> RequestRecord:
+        async with StreamClient(
+            srv.base_url, "fake", api="chat", temperature=None, max_tokens_field="max_completion_tokens"
+        ) as client:
+            return await client.send(RequestRecord(0, "p", 0), RequestSpec("hello world", 5))
+
+    try:
+        rec = asyncio.run(go())
+    finally:
+        srv.stop()
+    assert rec.ok and rec.output_tokens == 5 and len(rec.chunk_ns) == 5  # the server read the length asked
+
+
 def test_a_stream_that_times_out_after_its_head_keeps_its_status() -> None:
     """The server answered 200 and stalled after 2 tokens: the record said timeout with status null."""
     srv = FakeServer(FakeScript(ttft_s=0.0, itl_s=0.001, stall_after_tokens=2)).start_in_thread()

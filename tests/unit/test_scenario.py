@@ -323,6 +323,27 @@ def test_gpu_offload_on_cpu_only_hardware_is_rejected() -> None:
     ]
 
 
+def test_max_completion_tokens_is_taken_for_chat_on_engines_that_read_it() -> None:
+    """OpenAI's reasoning models refuse max_tokens and any temperature but their own: a scenario can
+    send max_completion_tokens and no temperature, where the API and the server read the field."""
+    chat = {"api": "chat", "max_tokens_field": "max_completion_tokens", "temperature": None}
+    s = parse_scenario({**BASE, "workload": chat}, "f.yaml")
+    assert (s.workload.max_tokens_field, s.workload.temperature) == ("max_completion_tokens", None)
+    assert messages({**BASE, "workload": {**chat, "api": "completion"}}) == [
+        "f.yaml: workload.max_tokens_field: max_completion_tokens is a chat field, and workload.api is "
+        "completion (allowed: max_tokens, or workload.api: chat)"
+    ]
+    lcp = {**BASE["engine"], "launcher": "llama-cpp-python"}
+    assert messages({**BASE, "engine": lcp, "workload": chat}) == [
+        "f.yaml: workload.max_tokens_field: llama-cpp-python's server reads only max_tokens and would pass "
+        "over max_completion_tokens (allowed: max_tokens with launcher llama-cpp-python)"
+    ]
+    # nor can extra_body send it beside the field the client sets
+    ext = {"type": "external", "base_url": "http://127.0.0.1:9", "extra_body": {"max_completion_tokens": 8}}
+    (msg,) = messages({**BASE, "engine": ext})
+    assert msg.startswith("f.yaml: engine.extra_body: ") and "max_completion_tokens" in msg
+
+
 def test_requests_longer_than_a_llamacpp_slot_are_rejected() -> None:
     """ctx_size is split between the server's slots: 4096 over 4 is 1024 a request."""
     eng = {**BASE["engine"], "ctx_size": 4096, "parallel": 4}
