@@ -23,9 +23,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.catalog.prices import unused_override_notes
-from harness.cost import add_cost_columns
+from harness.cost import add_cost_columns, rate_rows_cost_note
 from harness.fileio import replaced_whole, write_text_whole
-from harness.runinfo import points_frame
+from harness.runinfo import at_rate, points_frame
 from harness.table_fit import print_fitted
 
 # (column, header, format); "ms" shows seconds as milliseconds, "x" as a ratio
@@ -252,11 +252,6 @@ def median_of_reruns(ordered: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return pd.DataFrame(rows).reset_index(drop=True), notes
 
 
-def at_rate(load: pd.Series) -> pd.Series:
-    """Which row keys are open-loop arrival rates (`r2`), not concurrencies (`c8`)."""
-    return load.astype(str).str.startswith("r")
-
-
 def add_speedup(points: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
     """speedup = output_tok_s / output_tok_s of the baseline configuration on the same row; where a
     configuration runs on another number of devices than the baseline, speedup_per_device = speedup x
@@ -468,7 +463,7 @@ def compare_points(
         devs = dict(zip(points["config"], points["device"], strict=True))
         base = choose_baseline(list(dict.fromkeys(points["config"])), devs, baseline)
     points = add_speedup(points, base)
-    notes += rate_rows_note(points, base) + device_count_note(points, base)
+    notes += rate_rows_note(points, base) + rate_rows_cost_note(points) + device_count_note(points, base)
     notes += within_spread_note(points, base)
     notes += above_roofline_notes(points)
     if "energy_j_per_output_token" not in points.columns or points["energy_j_per_output_token"].isna().all():

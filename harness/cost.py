@@ -14,6 +14,8 @@ from typing import Any
 
 import pandas as pd
 
+from harness.runinfo import at_rate
+
 J_PER_KWH = 3.6e6
 SECONDS_PER_HOUR = 3600.0
 
@@ -124,3 +126,18 @@ HEADERS = {
     "energy_usd_per_1m_tokens": "energy $/1M",
     "total_usd_per_1m_tokens": "total $/1M",
 }
+
+
+def rate_rows_cost_note(points: pd.DataFrame) -> list[str]:
+    """What a $/1M tokens of a point at an arrival rate prices: the tokens that rate asked for, on a
+    machine that may idle between them, not what the machine costs per token at its capacity."""
+    if "usd_per_1m_tokens" not in points.columns or "load" not in points.columns:
+        return []
+    priced = points["usd_per_1m_tokens"].notna() & at_rate(points["load"])
+    if not priced.any():
+        return []
+    return [
+        "$/1M tokens at an arrival rate (r...) prices the tokens that rate asked for: below the machine's "
+        "capacity it idles between them and each token costs more; the price at capacity is at concurrency "
+        "rows (c...) or at the rate `harness run --find-max-goodput` finds"
+    ]

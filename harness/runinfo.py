@@ -343,6 +343,11 @@ def model_key(spec: dict[str, Any], served_name: Any) -> str:
 NOT_SETTINGS = frozenset({"python", "binary", "host", "health_timeout_s"})
 
 
+def at_rate(load: pd.Series) -> pd.Series:
+    """Which `load` labels of points are open-loop arrival rates (`r2`), not concurrencies (`c8`)."""
+    return load.astype(str).str.startswith("r")
+
+
 def load_shape(load: dict[str, Any]) -> dict[str, Any]:
     """What, besides its rate, an open-loop point offers the server: how arrivals are spread and how many
     requests may be in flight (a `max_concurrency` cap queues the rest on the client, inside their

@@ -536,7 +536,7 @@ def test_a_speedup_inside_the_reruns_spread_is_said_to_measure_no_difference() -
 
 
 def test_every_load_that_is_an_arrival_rate_is_at_a_rate() -> None:
-    from harness.compare import at_rate
+    from harness.runinfo import at_rate
 
     loads = pd.Series(["c1", "c16", "r0.5", "r2", "r16"])  # runinfo writes rates as r{rate_rps:g}
     assert at_rate(loads).tolist() == [False, False, True, True, True]
@@ -638,3 +638,23 @@ def test_a_comparison_notes_the_rate_rows_and_the_speedups_inside_the_spread() -
     assert sum(n.startswith("rows at an arrival rate (r...) have no speedup") for n in c.notes) == 1
     (spread,) = (n for n in c.notes if n.startswith("speedups inside the reruns' spread"))
     assert "h100-sxm | vllm at c16" in spread
+
+
+def test_a_price_per_token_at_an_arrival_rate_is_said_to_be_that_rates() -> None:
+    from harness.compare import compare_points
+    from harness.cost import rate_rows_cost_note
+
+    df = _rows().iloc[:2].copy()
+    df["run_id"], df["point_id"], df["started_utc"] = "r1", ["v0-c16", "v0-c2"], "2026-01-01"
+    rate = df.iloc[[0]].assign(load="r2", point_id="v1-r2", output_tok_s=93.2)
+    frame = pd.concat([df, rate], ignore_index=True).assign(devices=1)
+    c = compare_points(frame, prices_usd_per_hour={"a100-80gb-sxm": 2.0})
+    (note,) = (n for n in c.notes if n.startswith("$/1M tokens at an arrival rate (r...)"))
+    assert "--find-max-goodput" in note
+    # no price, or no rate row: nothing to say
+    assert not any("at an arrival rate" in n for n in compare_points(frame).notes)
+    assert not any(
+        "at an arrival rate" in n
+        for n in compare_points(df.assign(devices=1), None, {"a100-80gb-sxm": 2.0}).notes
+    )
+    assert rate_rows_cost_note(pd.DataFrame({"load": ["r2"], "usd_per_1m_tokens": [float("nan")]})) == []
