@@ -101,9 +101,10 @@ def no_match_reason(points: pd.DataFrame, want: Want) -> str:
         if not (m & meets).any():
             return f"no {model} point {said}; measured: {has(points[m], col)}"
         m &= meets
-    if not points.loc[m, "output_tok_s"].notna().any():
+    measured = m & points["output_tok_s"].notna()
+    if not measured.any():
         return f"no {model} point with a measured tok/s"
-    if _at_rate(points)[m].all():
+    if _at_rate(points)[measured].all():
         return f"{model} measured at arrival rates only: their tok/s is the rate offered, not a capacity"
     return ""
 

@@ -174,13 +174,20 @@ def split_settings(points: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
             continue
         more = " ..." if len(differ) > 3 else ""
         label = {
-            s: f"{config} [" + " ".join(f"{k}={json.loads(f[k])}" for k in differ[:3]) + f"{more}]"
+            s: f"{config} [" + " ".join(f"{k}={_as_written(f[k])}" for k in differ[:3]) + f"{more}]"
             for s, f in flat.items()
         }
         mask = (out["config"] == config) & out["settings"].isin(list(kinds))
         out.loc[mask, "config"] = out.loc[mask, "settings"].map(label)
         notes.append(f"{config}: runs with other settings ({', '.join(differ[:3])}{more}) are shown apart")
     return out, notes
+
+
+def _as_written(value_json: str) -> str:
+    """A setting's value as a scenario writes it: text bare (`chat`), numbers as they are, and null,
+    true and false as YAML spells them (not Python's None, True, False)."""
+    value = json.loads(value_json)
+    return value if isinstance(value, str) else value_json
 
 
 def dedupe(points: pd.DataFrame, reruns: str = "newest") -> tuple[pd.DataFrame, list[str]]:

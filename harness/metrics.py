@@ -456,7 +456,7 @@ def _output_flags(row: dict[str, Any], n: int) -> list[str]:
             f"{short}/{n} requests returned fewer tokens than asked ({why}): TPOT and tok/s mix lengths"
         )
     if long := _count(row, "long_outputs"):
-        out.append(f"{long}/{n} requests returned more tokens than asked (max_tokens not honoured?)")
+        out.append(f"{long}/{n} requests returned more tokens than asked (the length asked not honoured?)")
     if k := _count(row, "chunk_token_mismatch"):
         out.append(f"{k}/{n} requests: content chunks differ from usage by > 2 %")
     if k := _count(row, "text_token_mismatch"):

@@ -214,7 +214,7 @@ def unused_run_notes(
         )
         why = next((reason for frame, reason in steps if frame.empty), None)
         if why is None:
-            why = "a newer run of the same configuration was taken"
+            why = "a newer run of this option (model, device, precision, device count, load) was taken"
         out.append(f"run {run_id} not used: {why}")
     return out
 
@@ -351,6 +351,22 @@ def _why_not(need: Need, est: Estimate, failed: int, total: int) -> list[str]:
     return why
 
 
+# the columns of `recommend`'s ranking (also when no option is ranked)
+RANKED_COLUMNS = (
+    "device",
+    "devices",
+    "precision",
+    "output_tok_s",
+    "ttft_s",
+    "tpot_s",
+    "usd_per_device_hour",
+    "usd_per_1m_tokens",
+    "meets_slo",
+    "why_not",
+    "basis",
+)
+
+
 def recommend(
     need: Need,
     prices_usd_per_hour: dict[str, float],
@@ -414,7 +430,7 @@ def recommend(
     notes += efficiency_note(
         reached, efficiency, any(not str(r["basis"]).startswith("measured") for r in rows)
     )
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame(rows, columns=list(RANKED_COLUMNS))
     if not df.empty:
         df["_cost"] = df["usd_per_1m_tokens"].round(9)  # TP 1 and TP 2 tie in the ideal roofline
         df = df.sort_values(["meets_slo", "_cost", "devices"], ascending=[False, True, True])

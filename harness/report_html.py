@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from harness.compare import ROW_KEYS, dedupe, fmt
-from harness.cost import add_cost_columns
+from harness.cost import add_cost_columns, rate_rows_cost_note
 from harness.fileio import write_text_whole
 from harness.report import all_notes, bench_frames, display_frame, engine_line, slo_text
 from harness.results import read_manifest, read_points, reading
@@ -212,6 +212,7 @@ def _draw_plots(plt: Any, points: pd.DataFrame, out_dir: Path, reruns: str) -> t
             "US$ per 1M output tokens",
             "Device rent over measured output throughput (prices in the table below).",
         )
+        notes += rate_rows_cost_note(points)
     elif unpriced := sorted(set(points["device"]) - _priced(points)):
         notes.append(
             f"Cost per 1M output tokens: not plotted, no price for {', '.join(unpriced)} (give one with "

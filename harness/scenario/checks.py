@@ -49,7 +49,7 @@ def combination_errors(s: Scenario, file: str) -> list[str]:
                     "but device is cpu (allowed: 0 with device cpu)"
                 )
         if s.workload.max_tokens_field == "max_completion_tokens" and (why := _max_tokens_problem(s, eng)):
-            msgs.append(f"{file}: workload.max_tokens_field: {why}")
+            msgs.append(f"{file}: {why}" if s.workload.api != "chat" else f"{file}: {where}.launcher: {why}")
         if eng.type == "llamacpp" and eng.llama_bench is not None and (why := _llama_bench_problem(s)):
             msgs.append(f"{file}: {where}.llama_bench: {why}")
         if eng.type == "llamacpp" and (why := _slot_context_problem(s, eng)):
@@ -76,13 +76,14 @@ def _max_tokens_problem(s: Scenario, eng: Any) -> str | None:
     completions API has only max_tokens, and llama-cpp-python's server reads only max_tokens."""
     if s.workload.api != "chat":
         return (
-            "max_completion_tokens is a chat field, and workload.api is completion "
-            "(allowed: max_tokens, or workload.api: chat)"
+            "workload.max_tokens_field: max_completion_tokens is a chat field, and workload.api is "
+            "completion (allowed: max_tokens, or workload.api: chat)"
         )
     if eng.type == "llamacpp" and eng.launcher == "llama-cpp-python":
         return (
-            "llama-cpp-python's server reads only max_tokens and would pass over max_completion_tokens "
-            "(allowed: max_tokens with launcher llama-cpp-python)"
+            "llama-cpp-python's server reads only max_tokens and would pass over the max_completion_tokens "
+            "workload.max_tokens_field sends (allowed: xllamacpp or llama-server, or max_tokens_field: "
+            "max_tokens)"
         )
     return None
 

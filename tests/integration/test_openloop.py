@@ -160,6 +160,19 @@ def test_an_endpoint_that_sends_no_usage_is_counted_from_max_tokens(write_scenar
     p = pd.read_csv(run / "points.csv").iloc[0]
     assert p["output_tokens"] == 12 * 12 and p["output_tok_s"] > 0 and p["missing_usage"] == 0
     assert p["slo_met"] and p["tpot_s_p50"] == pytest.approx(ITL_S, abs=0.004)
+    # priced, a point at an arrival rate is said to price that rate's tokens, not the machine's capacity
+    from harness.runinfo import points_frame
+
+    (device,) = set(points_frame([run])["device"])
+    res = harness_cli("cost", str(run), "--price", f"{device}=1")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "$/1M tokens at an arrival rate (r...) prices the tokens that rate asked for" in " ".join(
+        res.stderr.split()
+    )
+    # and so does the HTML report beside its cost plot
+    res = harness_cli("report", str(run), "--price", f"{device}=1")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "prices the tokens that rate asked for" in (run / "report.html").read_text()
 
 
 def test_an_endpoint_without_usage_whose_answers_stop_early_is_counted_by_chunks(

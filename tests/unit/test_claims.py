@@ -401,6 +401,12 @@ def test_a_throughput_claim_is_not_measured_by_a_point_at_an_arrival_rate() -> N
     conc = _points([{**one, "output_tok_s": 90.0}])
     (r,) = check_all([_claim("article-70b-h100")], pd.concat([rate, conc], ignore_index=True))
     assert r.measured.startswith("90 tok/s at 1x h100-sxm | vllm fp8 c1"), r.measured
+    # a concurrency point that measured nothing leaves the rate points the only measurements
+    failed = conc.assign(output_tok_s=math.nan, errors=8, requests=8)
+    (r,) = check_all([_claim("article-70b-h100")], pd.concat([rate, failed], ignore_index=True))
+    assert r.measured == (
+        "- (llama-3.1-70b measured at arrival rates only: their tok/s is the rate offered, not a capacity)"
+    )
 
 
 def test_a_ratio_claim_pairs_concurrency_points_not_arrival_rates() -> None:

@@ -245,7 +245,7 @@ def test_open_loop_runs_with_other_arrivals_or_a_cap_are_not_reruns() -> None:
     kept, notes = dedupe(pd.concat([df, capped]))
     assert sorted(kept["config"]) == [
         "a100-80gb-sxm | vllm [load.max_concurrency=2]",
-        "a100-80gb-sxm | vllm [load.max_concurrency=None]",
+        "a100-80gb-sxm | vllm [load.max_concurrency=null]",
     ]
     assert notes == ["a100-80gb-sxm | vllm: runs with other settings (load.max_concurrency) are shown apart"]
     poisson = df.assign(run_id="c", started_utc="2026-03-01")
@@ -658,3 +658,18 @@ def test_a_price_per_token_at_an_arrival_rate_is_said_to_be_that_rates() -> None
         for n in compare_points(df.assign(devices=1), None, {"a100-80gb-sxm": 2.0}).notes
     )
     assert rate_rows_cost_note(pd.DataFrame({"load": ["r2"], "usd_per_1m_tokens": [float("nan")]})) == []
+
+
+def test_settings_that_split_a_label_are_shown_as_a_scenario_writes_them() -> None:
+    from harness.compare import split_settings
+    from harness.runinfo import settings_of
+
+    df = _rows().iloc[:2].copy()
+    df["run_id"] = ["a", "b"]
+    df["load"] = "c2"
+    df["settings"] = [settings_of({"type": "vllm"}, {"api": "chat", "temperature": t}) for t in (None, 0.0)]
+    out, _ = split_settings(df)
+    assert sorted(out["config"]) == [
+        "a100-80gb-sxm | vllm [workload.temperature=0.0]",
+        "a100-80gb-sxm | vllm [workload.temperature=null]",
+    ]

@@ -144,7 +144,8 @@ def test_runs_given_but_not_used_are_said_so_with_the_reason() -> None:
         "run long not used: workload 8192/256 tokens, not the 1024/256 asked",
         "run offload not used: its weights do not fit on its device count, which recommend does not rank "
         "(offloaded?)",
-        "run old not used: a newer run of the same configuration was taken",
+        "run old not used: a newer run of this option (model, device, precision, device count, load) was "
+        "taken",
         "run tp16 not used: 16 device(s): not among the device counts ranked (1, 2, 4, 8)",
     ]
 
@@ -258,6 +259,15 @@ def test_recommend_writes_its_ranking_as_csv_or_markdown(tmp_path: Path) -> None
     assert f"| 1 | {first['devices']}x {first['device']} | {first['precision']} |" in md
     assert "| 2 |" not in md  # the table is the --top shown
     assert "- roofline estimates are best cases" in md and "- article's rule of thumb" in md
+    # nothing ranked: the CSV still has its columns, and no row
+    none = ["recommend", "--model", "llama-3.1-405b", "--concurrency", "4", "--gpu", "l40s", "--precision"]
+    none += ["bf16", "--price", "l40s=1", "--out", str(tmp_path / "none.csv")]
+    res = subprocess.run([*HARNESS, *none], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert (tmp_path / "none.csv").read_text().splitlines() == [
+        "rank,device,devices,precision,output_tok_s,ttft_s,tpot_s,usd_per_device_hour,usd_per_1m_tokens,"
+        "meets_slo,why_not,basis"
+    ]
     # a directory is no file to write it to
     assert (
         "is a directory"

@@ -334,10 +334,15 @@ def test_max_completion_tokens_is_taken_for_chat_on_engines_that_read_it() -> No
         "completion (allowed: max_tokens, or workload.api: chat)"
     ]
     lcp = {**BASE["engine"], "launcher": "llama-cpp-python"}
-    assert messages({**BASE, "engine": lcp, "workload": chat}) == [
-        "f.yaml: workload.max_tokens_field: llama-cpp-python's server reads only max_tokens and would pass "
-        "over max_completion_tokens (allowed: max_tokens with launcher llama-cpp-python)"
-    ]
+    said = (
+        "launcher: llama-cpp-python's server reads only max_tokens and would pass over the "
+        "max_completion_tokens workload.max_tokens_field sends (allowed: xllamacpp or llama-server, or "
+        "max_tokens_field: max_tokens)"
+    )
+    assert messages({**BASE, "engine": lcp, "workload": chat}) == [f"f.yaml: engine.{said}"]
+    # in one variant of several: that variant is named
+    two = {**BASE, "workload": chat, "variants": [{}, {"launcher": "llama-cpp-python"}]}
+    assert messages(two) == [f"f.yaml: variants[1].{said}"]
     # nor can extra_body send it beside the field the client sets
     ext = {"type": "external", "base_url": "http://127.0.0.1:9", "extra_body": {"max_completion_tokens": 8}}
     (msg,) = messages({**BASE, "engine": ext})

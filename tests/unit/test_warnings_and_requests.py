@@ -236,7 +236,7 @@ def test_warnings_for_lengths_cache_and_a_lagging_client() -> None:
     got = metrics.flags(row)
     assert got == [
         "1/5 requests returned fewer tokens than asked (ignore_eos is off): TPOT and tok/s mix lengths",
-        "1/5 requests returned more tokens than asked (max_tokens not honoured?)",
+        "1/5 requests returned more tokens than asked (the length asked not honoured?)",
         "1/5 prompts came out more than 5 % off the asked length: without a tokenizer prompt lengths are "
         "approximate (set workload.tokenizer, or use an endpoint that serves /tokenize)",
         "1/5 requests had prompt tokens served from the engine's prompt cache: TTFT and prefill read faster "
