@@ -66,6 +66,11 @@ def clip_series(t_ns: Sequence[int], v: Sequence[float], t0: int, t1: int) -> tu
 FLOAT_NOISE = 1e-9
 
 
+def within_rounding(before: float, after: float) -> bool:
+    """Whether a counter went from `before` to `after` without a decrease beyond float rounding."""
+    return before - after <= FLOAT_NOISE * max(1.0, abs(before))
+
+
 def counter_delta(first: Num, last: Num, wrap_at: Num | None = None) -> float | None:
     """Increase of a cumulative counter from `first` to `last`.
 
@@ -77,7 +82,7 @@ def counter_delta(first: Num, last: Num, wrap_at: Num | None = None) -> float | 
     """
     if last >= first:
         return float(last - first)
-    if first - last <= FLOAT_NOISE * max(1.0, abs(float(first))):
+    if within_rounding(float(first), float(last)):
         return 0.0
     if wrap_at is None or wrap_at <= 0:
         return None
@@ -119,7 +124,7 @@ def _unwrap(vs: list[float], wrap_at: float) -> list[float]:
     out: list[float] = []
     offset = 0.0
     for i, x in enumerate(vs):
-        if i and vs[i - 1] - x > FLOAT_NOISE * max(1.0, abs(vs[i - 1])):
+        if i and not within_rounding(vs[i - 1], x):
             offset += wrap_at
         out.append(x + offset)
     return out
