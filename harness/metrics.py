@@ -275,6 +275,8 @@ def _count_columns(ok: list[RequestRecord]) -> dict[str, Any]:
         "prompts_off_asked": count(off_asked),
         "prompts_over_asked": count(over_asked),
         "cached_prompt_tokens": _sum_known(r.cached_prompt_tokens for r in ok),
+        # usage counts reasoning the stream did not carry (OpenAI's reasoning models)
+        "hidden_reasoning": count(lambda r: bool(r.reasoning_tokens) and not r.reasoning_streamed),
         "prompt_cache_hits": count(prompt_cache_hit),
         "prompt_token_mismatch": count(
             lambda r: (
@@ -457,6 +459,11 @@ def _output_flags(row: dict[str, Any], n: int) -> list[str]:
         )
     if long := _count(row, "long_outputs"):
         out.append(f"{long}/{n} requests returned more tokens than asked (the length asked not honoured?)")
+    if k := _count(row, "hidden_reasoning"):
+        out.append(
+            f"{k}/{n} requests: usage counts reasoning tokens the stream did not carry (hidden reasoning): "
+            "TTFT includes that reasoning and TPOT divides by its tokens; read ITL, E2E and tok/s"
+        )
     if k := _count(row, "chunk_token_mismatch"):
         out.append(f"{k}/{n} requests: content chunks differ from usage by > 2 %")
     if k := _count(row, "text_token_mismatch"):

@@ -38,6 +38,9 @@ class RequestRecord:
     expected_input_tokens: int | None = None
     asked_input_tokens: int | None = None  # the workload's length for a synthetic prompt (exact or not)
     cached_prompt_tokens: int | None = None  # prompt tokens the engine took from its prompt cache
+    # usage's completion_tokens_details.reasoning_tokens (within output_tokens), where the server gives it
+    reasoning_tokens: int | None = None
+    reasoning_streamed: bool = False  # a reasoning delta (reasoning_content / reasoning) came in the stream
     finish_reason: str | None = None
     server_timings: dict[str, Any] | None = None
     status_code: int | None = None

@@ -253,6 +253,9 @@ def apply_chunk(
     """
     for choice in chunk.get("choices") or []:
         text = chunk_text(choice)
+        if text and not rec.reasoning_streamed:
+            delta = choice.get("delta") or {}
+            rec.reasoning_streamed = bool(delta.get("reasoning_content") or delta.get("reasoning"))
         if text:
             if rec.first_token_ns is None:
                 rec.first_token_ns = now_ns
@@ -275,6 +278,9 @@ def apply_chunk(
         details = usage.get("prompt_tokens_details")
         if isinstance(details, dict) and details.get("cached_tokens") is not None:
             rec.cached_prompt_tokens = _token_count(details["cached_tokens"], "cached_tokens")
+        out_details = usage.get("completion_tokens_details")
+        if isinstance(out_details, dict) and out_details.get("reasoning_tokens") is not None:
+            rec.reasoning_tokens = _token_count(out_details["reasoning_tokens"], "reasoning_tokens")
     timings = chunk.get("timings")
     if timings:
         rec.server_timings = dict(timings)

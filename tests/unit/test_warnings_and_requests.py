@@ -45,6 +45,35 @@ def test_chat_deltas_count_reasoning_and_tool_call_arguments_as_generated_text()
     assert rec.first_token_ns == 20 and rec.chunk_ns == [20, 30, 40]  # the first reasoning token is the first
 
 
+def test_reasoning_the_stream_did_not_carry_is_counted_and_warned_about() -> None:
+    """OpenAI's reasoning models stream only the answer while usage counts the reasoning too
+    (`completion_tokens_details.reasoning_tokens`); vLLM's reasoning parser streams it."""
+    usage = {"completion_tokens": 16, "completion_tokens_details": {"reasoning_tokens": 12}}
+    hidden = RequestRecord(0, "p", 1, 1)
+    for t, delta in enumerate([{"role": "assistant"}, *({"content": w} for w in "abcd")]):
+        apply_chunk(hidden, {"choices": [{"index": 0, "delta": delta}]}, 10 * (t + 1))
+    apply_chunk(hidden, {"choices": [], "usage": usage}, 60)
+    assert (hidden.reasoning_tokens, hidden.reasoning_streamed, len(hidden.chunk_ns)) == (12, False, 4)
+    shown = RequestRecord(1, "p", 1, 1)
+    for t, delta in enumerate([{"role": "assistant", "content": ""}, {"reasoning": "hm"}, {"content": "a"}]):
+        apply_chunk(shown, {"choices": [{"index": 0, "delta": delta}]}, 10 * (t + 1))
+    apply_chunk(shown, {"choices": [], "usage": usage}, 40)
+    assert (shown.reasoning_tokens, shown.reasoning_streamed) == (12, True)
+    plain = RequestRecord(2, "p", 1, 1)
+    apply_chunk(plain, {"choices": [{"index": 0, "delta": {"content": "a"}}]}, 10)
+    apply_chunk(plain, {"choices": [], "usage": {"completion_tokens": 1}}, 20)
+    assert (plain.reasoning_tokens, plain.reasoning_streamed) == (None, False)
+    for r in (hidden, shown, plain):
+        r.done_ns = 100
+    row = metrics.summarize([hidden, shown, plain])
+    assert row["hidden_reasoning"] == 1
+    said = [f for f in metrics.flags(row) if "reasoning" in f]
+    assert said == [
+        "1/3 requests: usage counts reasoning tokens the stream did not carry (hidden reasoning): TTFT "
+        "includes that reasoning and TPOT divides by its tokens; read ITL, E2E and tok/s"
+    ]
+
+
 def test_cached_prompt_tokens_from_usage_details_else_llamacpp_timings() -> None:
     a = RequestRecord(0, "p", 1, 1)
     apply_chunk(
