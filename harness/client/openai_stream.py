@@ -227,13 +227,18 @@ def chunk_text(choice: dict[str, Any]) -> str:
     if "text" in choice:
         return choice.get("text") or ""
     delta = choice.get("delta") or {}
-    # a server that fills both reasoning fields sends the same text twice: take one
-    parts = [delta.get("reasoning_content") or delta.get("reasoning"), delta.get("content")]
+    parts = [reasoning_of(delta), delta.get("content")]
     for call in delta.get("tool_calls") or ():
         fn = call.get("function") if isinstance(call, dict) else None
         if isinstance(fn, dict):
             parts += [fn.get("name"), fn.get("arguments")]
     return "".join(p for p in parts if isinstance(p, str))
+
+
+def reasoning_of(delta: dict[str, Any]) -> Any:
+    """The reasoning a chat delta carries (`reasoning_content`, else `reasoning`): a server that fills
+    both fields sends the same text twice, so one is taken."""
+    return delta.get("reasoning_content") or delta.get("reasoning")
 
 
 def _token_count(value: Any, name: str) -> int:
@@ -253,10 +258,9 @@ def apply_chunk(
     """
     for choice in chunk.get("choices") or []:
         text = chunk_text(choice)
-        if text and not rec.reasoning_streamed:
-            delta = choice.get("delta") or {}
-            rec.reasoning_streamed = bool(delta.get("reasoning_content") or delta.get("reasoning"))
         if text:
+            if not rec.reasoning_streamed:
+                rec.reasoning_streamed = bool(reasoning_of(choice.get("delta") or {}))
             if rec.first_token_ns is None:
                 rec.first_token_ns = now_ns
             rec.chunk_ns.append(now_ns)
