@@ -374,7 +374,7 @@ def measure_point(
         async with client:
             return await run_point(
                 client,
-                _point_load(s, p),
+                point_load(s, p),
                 warm,
                 specs,
                 next_id,
@@ -436,7 +436,8 @@ def _point_specs(
     return warm, specs, cool
 
 
-def _point_load(s: Scenario, p: Point) -> PointLoad:
+def point_load(s: Scenario, p: Point) -> PointLoad:
+    """How point `p` of scenario `s` is driven: its level, arrival draw and client processes."""
     ld = s.load
     return PointLoad(
         p.point_id,
@@ -446,7 +447,8 @@ def _point_load(s: Scenario, p: Point) -> PointLoad:
         burstiness=ld.burstiness,
         max_concurrency=ld.max_concurrency,
         duration_s=ld.duration_s,
-        seed=point_seed(ld.seed, p.rate_rps),
+        # a search's probes share one draw (see harness.load.search); a sweep's rates each get their own
+        seed=point_seed(ld.seed, None if p.probe else p.rate_rps),
         # each client process holds at least one request: a closed-loop point below `workers` uses fewer
         workers=min(ld.workers, p.concurrency) if p.concurrency else ld.workers,
     )

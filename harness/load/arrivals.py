@@ -9,7 +9,8 @@ import numpy as np
 
 def point_seed(seed: int, rate_rps: float | None) -> int:
     """The arrival seed of the point at `rate_rps`: the same for every engine variant at that rate (and a
-    rerun), so their requests arrive on one schedule; another rate, another draw."""
+    rerun), so their requests arrive on one schedule; another rate, another draw. `rate_rps` None: `seed`
+    itself, the one draw that a rate search's probes scale to their rates."""
     return seed + (zlib.crc32(f"{rate_rps:g}".encode()) if rate_rps is not None else 0)
 
 

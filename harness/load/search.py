@@ -4,7 +4,10 @@ A rate *meets the SLOs* when at least `slo.attainment` of its requests succeed w
 limit (TTFT, TPOT, E2E). Starting from the scenario's first rate, the search doubles the rate
 while points pass and halves it while they fail, then bisects between the highest passing and
 the lowest failing rate until they are within `rel_tol` of each other or `max_probes` points
-have run. Each probe is a full open-loop point, recorded like any other.
+have run. Each probe is a full open-loop point, recorded like any other. Every probe's arrivals are
+one draw scaled to its rate (common random numbers): two probes differ in rate, not in the luck of
+their draw, so a probe that passes and a faster one that fails were not told apart by a burst that only
+one of them got.
 """
 
 from __future__ import annotations
@@ -108,7 +111,7 @@ class PointPlan:
             if any(r == rate for r, _ in self.search.probes):
                 self.search.stop(f"the next rate, {rate:g} req/s, was probed already (4 significant figures)")
                 return
-            yield Point(base.index + i, base.variant_index, base.engine, None, rate)
+            yield Point(base.index + i, base.variant_index, base.engine, None, rate, probe=True)
             i += 1
 
     def observe(self, point: Point, met: bool | None, row: dict[str, Any] | None = None) -> None:

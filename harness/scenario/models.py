@@ -829,6 +829,7 @@ class Point:
     engine: Any
     concurrency: int | None
     rate_rps: float | None
+    probe: bool = False  # a rate search's probe: its arrivals are the search's one draw, scaled to the rate
 
     @property
     def point_id(self) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from harness.load.search import PointPlan, RateSearch
@@ -142,3 +144,32 @@ def test_the_requests_that_would_allow_a_miss_are_counted_without_float_rounding
 
     # 1 / (1 - 0.9) is 10.000000000000002 in floats: 10 requests allow a miss, not 11
     assert "with 10 or more a probe may allow a miss" in (attainment_resolution_note(9, 0.9) or "")
+
+
+def test_a_searchs_probes_share_one_arrival_draw_scaled_to_their_rates() -> None:
+    """Common random numbers: the probe at 2 req/s sends at half the times of the one at 1 req/s, so the
+    two differ by rate only; a sweep's points at those rates each draw their own."""
+    from harness.load.arrivals import offsets_s
+    from harness.point import point_load
+    from harness.scenario import Scenario, expand_points
+
+    s = Scenario.model_validate(
+        {
+            "name": "t",
+            "engine": {"type": "external", "base_url": "http://127.0.0.1:9"},
+            "load": {"mode": "open", "rates_rps": [1.0], "requests": 50, "arrival": "poisson", "seed": 7},
+        }
+    )
+    plan = PointPlan(expand_points(s), RateSearch(1.0, max_probes=2))
+    loads = []
+    for p in plan:
+        loads.append(point_load(s, p))
+        plan.observe(p, True)
+    assert [ld.rate_rps for ld in loads] == [1.0, 2.0]
+
+    def sends(ld: Any) -> Any:
+        return offsets_s(50, ld.rate_rps, ld.arrival, ld.burstiness, ld.seed)
+
+    assert sends(loads[1]) == pytest.approx(sends(loads[0]) / 2)
+    swept = [point_load(s, Point(0, 0, s.engine, None, r)) for r in (1.0, 2.0)]
+    assert sends(swept[1]) != pytest.approx(sends(swept[0]) / 2)
