@@ -628,8 +628,8 @@ EMPTY_METRIC_HINTS = {
     "speedup_per_device": "only against a --baseline with another device count",
     "energy_j_per_output_token": "no GPU or CPU energy was measured in these runs",
     "usd_per_1m_tokens": "needs a price for the device: --price DEVICE=USD_PER_HOUR",
-    "energy_usd_per_1m_tokens": "needs --kwh and measured energy",
-    "total_usd_per_1m_tokens": "needs a price, --kwh and measured energy",
+    "energy_usd_per_1m_tokens": "needs --usd-per-kwh and measured energy",
+    "total_usd_per_1m_tokens": "needs a price, --usd-per-kwh and measured energy",
     "pct_roofline": "needs the device's memory bandwidth, from the catalog or --bandwidth "
     "DEVICE=GB_PER_S, and the model's size (for an external endpoint, engine.precision and model.catalog)",
     "reruns": "only with --reruns median",

@@ -39,7 +39,8 @@ def cost_line(row: dict[str, Any]) -> list[str]:
         e = row["energy_usd_per_1m_tokens"]
         if e is None or e != e:  # NaN: no J/token to price
             lines.append(
-                "energy: not priced: --kwh needs --j-per-token (J per output token, e.g. from a run)"
+                "energy: not priced: --usd-per-kwh needs --j-per-output-token (J per output token, e.g. "
+                "from a run)"
             )
         else:
             lines.append(

@@ -186,7 +186,9 @@ def launch(
     max_hours: Annotated[
         float, typer.Option(**finite(0.05), help="stop the benchmark after this long")
     ] = 2.0,
-    disk_size: Annotated[int, typer.Option(min=50, help="disk per node, GB")] = 256,
+    disk_size: Annotated[
+        int, typer.Option("--disk-gb", "--disk-size", min=50, help="disk per node, GB")
+    ] = 256,
     idle_minutes: Annotated[int, typer.Option(min=1, help="autodown after this idle time")] = 30,
     env: Annotated[list[str] | None, typer.Option("--env", help="NAME=VALUE set on the cluster")] = None,
     secret: Annotated[

@@ -40,7 +40,9 @@ def _label_columns(frame: Any) -> int:
 UtilizationOpt = Annotated[float, typer.Option(**finite(0.01, 1.0), help="share of rented hours busy")]
 KwhOpt = Annotated[
     float | None,
-    typer.Option("--kwh", **finite(0.0), help="US$ per kWh, adds energy cost (points with J/token)"),
+    typer.Option(
+        "--usd-per-kwh", "--kwh", **finite(0.0), help="US$ per kWh, adds energy cost (points with J/token)"
+    ),
 ]
 # bytes per KV element for vLLM's --kv-cache-dtype values
 KV_DTYPE_BYTES = {"auto": 2.0, "bfloat16": 2.0, "float16": 2.0, "fp8": 1.0, "fp8_e4m3": 1.0, "fp8_e5m2": 1.0}
@@ -162,17 +164,23 @@ def compare_cmd(
 
 def cost_cmd(
     runs: Annotated[
-        list[Path] | None, typer.Argument(help="run directories (or use --usd-per-hour/--tok-s)")
+        list[Path] | None, typer.Argument(help="run directories (or use --usd-per-hour/--output-tok-s)")
     ] = None,
     usd_per_hour: Annotated[
         float | None, typer.Option(**finite(0.0), help="US$ per device-hour (typed numbers)")
     ] = None,
     tok_s: Annotated[
-        float | None, typer.Option(**finite(above=0), help="output tokens/s, > 0 (typed numbers)")
+        float | None,
+        typer.Option(
+            "--output-tok-s", "--tok-s", **finite(above=0), help="output tokens/s, > 0 (typed numbers)"
+        ),
     ] = None,
     devices: Annotated[int, typer.Option(min=1, help="devices rented (typed numbers)")] = 1,
     j_per_token: Annotated[
-        float | None, typer.Option(**finite(0.0), help="J per output token (typed numbers)")
+        float | None,
+        typer.Option(
+            "--j-per-output-token", "--j-per-token", **finite(0.0), help="J per output token (typed numbers)"
+        ),
     ] = None,
     price: PriceOpt = None,
     prices_file: PricesFileOpt = None,
@@ -189,12 +197,14 @@ def cost_cmd(
     quotes = prices(price, prices_file, provider)
     if not runs:
         if usd_per_hour is None or tok_s is None:
-            raise fail("cost: give run directories, or both --usd-per-hour and --tok-s")
+            raise fail("cost: give run directories, or both --usd-per-hour and --output-tok-s")
         if j_per_token is not None and kwh is None:
-            raise fail("cost: --j-per-token needs --kwh (US$ per kWh) to price the energy")
+            raise fail("cost: --j-per-output-token needs --usd-per-kwh (US$ per kWh) to price the energy")
         row = CostInputs(usd_per_hour, tok_s, devices, utilization, j_per_token, kwh).row()
         if any(isinstance(v, float) and math.isinf(v) for v in row.values()):  # 1e308 $/h over 1e-308 tok/s
-            raise fail("cost: these numbers give a cost too large for a float: check --usd-per-hour, --tok-s")
+            raise fail(
+                "cost: these numbers give a cost too large for a float: check --usd-per-hour, --output-tok-s"
+            )
         for line in cost_line(row):
             out.print(line, markup=False, highlight=False)
         return
@@ -202,8 +212,8 @@ def cost_cmd(
         n
         for n, v in (
             ("--usd-per-hour", usd_per_hour),
-            ("--tok-s", tok_s),
-            ("--j-per-token", j_per_token),
+            ("--output-tok-s", tok_s),
+            ("--j-per-output-token", j_per_token),
             ("--devices", None if devices == 1 else devices),
         )
         if v is not None
@@ -234,8 +244,8 @@ def cost_cmd(
     if kwh is not None and (jpt is None or jpt.isna().any()):
         # a total without the energy would read as the rent alone: it is shown as - instead
         err.print(
-            "note: --kwh: points without J/token (no energy telemetry in their window) have no energy or "
-            "total $/1M tokens",
+            "note: --usd-per-kwh: points without J/token (no energy telemetry in their window) have no "
+            "energy or total $/1M tokens",
             highlight=False,
         )
 
@@ -247,7 +257,13 @@ def roofline_cmd(
     tp: Annotated[int, typer.Option(min=1, max=64, help="tensor-parallel devices")] = 1,
     batch: Annotated[str, typer.Option(help="comma-separated batch sizes")] = "1",
     context: Annotated[
-        float, typer.Option(**finite(0.0), help="tokens in context per sequence during decode")
+        float,
+        typer.Option(
+            "--context-tokens",
+            "--context",
+            **finite(0.0),
+            help="tokens in context per sequence during decode",
+        ),
     ] = 0.0,
     input_tokens: Annotated[int, typer.Option(min=1, help="prompt length for the prefill bound")] = 1024,
     kv_dtype: Annotated[
@@ -335,7 +351,7 @@ def _roofline_notes(rows: list[dict[str, Any]], dev: Any, context: float) -> lis
         )
     if context <= 0:
         notes.append(
-            "max batch: give --context (tokens held per sequence) to bound the batch by its KV cache"
+            "max batch: give --context-tokens (tokens held per sequence) to bound the batch by its KV cache"
         )
     return notes
 

@@ -155,7 +155,9 @@ def _tls_files(cert: Path | None, key: Path | None) -> tuple[str, str] | None:
 
 def gpu_info(
     record: Annotated[Path | None, typer.Option(help="also record an NVML trace (.jsonl.gz) here")] = None,
-    seconds: Annotated[float, typer.Option(**finite(0.1), help="how long to record")] = 10.0,
+    seconds: Annotated[
+        float, typer.Option("--duration-s", "--seconds", **finite(0.1), help="how long to record")
+    ] = 10.0,
     interval_s: Annotated[float, typer.Option(**finite(0.01), help="sampling interval")] = 0.1,
 ) -> None:
     """Print the GPU (NVML) and CPU inventory as JSON; optionally record an NVML trace for replay."""
@@ -174,7 +176,9 @@ def gpu_info(
 @telemetry_app.command("record")
 def telemetry_record(
     path: Annotated[Path, typer.Argument(help="output trace (.jsonl.gz)")],
-    seconds: Annotated[float, typer.Option(**finite(0.1), help="how long to record")] = 10.0,
+    seconds: Annotated[
+        float, typer.Option("--duration-s", "--seconds", **finite(0.1), help="how long to record")
+    ] = 10.0,
     interval_s: Annotated[float, typer.Option(**finite(0.01), help="sampling interval")] = 0.1,
 ) -> None:
     """Record every GPU with the live NVML sampler into a trace that HARNESS_NVML_REPLAY can replay."""
@@ -278,7 +282,9 @@ def make_gguf_cmd(
     kv_heads: Annotated[int, typer.Option(min=1, help="KV heads (fewer than --heads: grouped-query)")] = 4,
     ffn: Annotated[int, typer.Option(min=16, help="feed-forward (MLP) width")] = 128,
     vocab: Annotated[int, typer.Option(min=300, help="vocabulary size, tokens")] = 512,
-    context: Annotated[int, typer.Option(min=128, help="trained context length, tokens")] = 4096,
+    context: Annotated[
+        int, typer.Option("--context-tokens", "--context", min=128, help="trained context length, tokens")
+    ] = 4096,
     dtype: Annotated[str, typer.Option(help="weight type: f32 | f16 | q8_0")] = "f16",
     seed: Annotated[int, typer.Option(min=0, help="random seed of the weights")] = 0,
 ) -> None:

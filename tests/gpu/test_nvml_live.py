@@ -129,7 +129,7 @@ def test_live_sampler_idle_and_loaded(tmp_path: Path) -> None:
 
 def test_gpu_info_records_a_trace(tmp_path: Path) -> None:
     out = tmp_path / "t.jsonl.gz"
-    res = harness_cli("gpu-info", "--record", str(out), "--seconds", "1", timeout=120)
+    res = harness_cli("gpu-info", "--record", str(out), "--duration-s", "1", timeout=120)
     assert res.returncode == 0, res.stderr
     head, series = read_trace(out)
     assert head["inventory"]["available"] is True

@@ -266,16 +266,19 @@ def test_output_paths_are_checked_before_any_work(run_copy: Path, tmp_path: Path
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["cost", "--usd-per-hour", "inf", "--tok-s", "10"], "inf is not a finite number"),
-        (["cost", "--usd-per-hour", "2", "--tok-s", "nan"], "nan is not a finite number"),
-        (["cost", "--usd-per-hour", "2", "--tok-s", "0"], "'--tok-s': 0 is not > 0"),
+        (["cost", "--usd-per-hour", "inf", "--output-tok-s", "10"], "inf is not a finite number"),
+        (["cost", "--usd-per-hour", "2", "--output-tok-s", "nan"], "nan is not a finite number"),
+        (
+            ["cost", "--usd-per-hour", "2", "--output-tok-s", "0"],
+            "'--output-tok-s' / '--tok-s': 0 is not > 0",
+        ),
         # nan passes every range comparison: it is named, not given the range's message
         (["cost", "--utilization", "nan"], "'--utilization': nan is not a finite number"),
         (["cost", "--utilization", "1.5"], "'--utilization': 1.5 is not <= 1"),
         (["cost", "--utilization", "half"], "'--utilization': 'half' is not a number"),
         (["telemetry", "record", "t.jsonl.gz", "--interval-s", "0"], "'--interval-s': 0 is not >= 0.01"),
         (
-            ["roofline", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--context", "inf"],
+            ["roofline", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--context-tokens", "inf"],
             "inf is not a finite",
         ),
         (
@@ -306,7 +309,7 @@ def test_output_paths_are_checked_before_any_work(run_copy: Path, tmp_path: Path
         ),
         (["model", "make-gguf", "x.gguf", "--seed", "-1"], "Input should be greater than or equal to 0"),
         (["compare", str(RUN), "--metrics", ",,"], "--metrics: ',,' names no metric (allowed: "),
-        (["cost", "--usd-per-hour", "1e308", "--tok-s", "1e-308"], "a cost too large for a float"),
+        (["cost", "--usd-per-hour", "1e308", "--output-tok-s", "1e-308"], "a cost too large for a float"),
         # the scenario's limits for a synthetic model: 10 billion tokens had filled the memory
         (["model", "make-gguf", "x.gguf", "--vocab", "10000000000"], "--vocab: invalid value 10000000000"),
         (["model", "make-gguf", "x.gguf", "--kv-heads", "999"], "--kv-heads: invalid value 999 (allowed"),

@@ -124,8 +124,8 @@ _cli = run_harness
 
 
 def test_cost_cli_typed_numbers_reproduce_the_article() -> None:
-    a100 = _cli("cost", "--usd-per-hour", "0.75", "--tok-s", "112")
-    h100 = _cli("cost", "--usd-per-hour", "1.20", "--tok-s", "247")
+    a100 = _cli("cost", "--usd-per-hour", "0.75", "--output-tok-s", "112")
+    h100 = _cli("cost", "--usd-per-hour", "1.20", "--output-tok-s", "247")
     assert a100.returncode == 0 and h100.returncode == 0, a100.stderr + h100.stderr
     assert a100.stdout.startswith("$1.86 per 1M output tokens ($1.86e-06 per token)")
     assert h100.stdout.startswith("$1.35 per 1M output tokens ($1.35e-06 per token)")
@@ -134,21 +134,25 @@ def test_cost_cli_typed_numbers_reproduce_the_article() -> None:
 def test_cost_cli_bad_input_is_one_line_exit_2() -> None:
     res = _cli("cost", "--usd-per-hour", "0.75")
     assert res.returncode == 2 and "Traceback" not in res.stderr
-    assert "--tok-s" in res.stderr
-    res = _cli("cost", "--usd-per-hour", "0.75", "--tok-s", "1", "--price", "nonsense")
+    assert "--output-tok-s" in res.stderr
+    res = _cli("cost", "--usd-per-hour", "0.75", "--output-tok-s", "1", "--price", "nonsense")
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "--price: 'nonsense': expected DEVICE=USD_PER_HOUR" in res.stderr
     # zero or negative numbers would print $nan or a negative price
-    res = _cli("cost", "--usd-per-hour", "1", "--tok-s", "0")
-    assert res.returncode == 2 and "'--tok-s': 0 is not > 0" in res.stderr and "$" not in res.stdout
-    res = _cli("cost", "--usd-per-hour", "-3", "--tok-s", "5")
+    res = _cli("cost", "--usd-per-hour", "1", "--output-tok-s", "0")
+    assert (
+        res.returncode == 2
+        and "'--output-tok-s' / '--tok-s': 0 is not > 0" in res.stderr
+        and "$" not in res.stdout
+    )
+    res = _cli("cost", "--usd-per-hour", "-3", "--output-tok-s", "5")
     assert res.returncode == 2 and "--usd-per-hour" in res.stderr and "$" not in res.stdout
 
 
 def test_price_file_with_bad_yaml_is_one_line(tmp_path: Path) -> None:
     f = tmp_path / "p.yaml"
     f.write_text("prices: {a: [\n")
-    res = _cli("cost", "--prices", str(f), "--usd-per-hour", "1", "--tok-s", "3")
+    res = _cli("cost", "--prices", str(f), "--usd-per-hour", "1", "--output-tok-s", "3")
     assert res.returncode == 2 and "Traceback" not in res.stderr
     problem = "expected the node content, but found '<stream end>'"
     assert res.stderr.strip() == f"{f}: line 2: invalid YAML: {problem}"
@@ -313,3 +317,21 @@ def test_a_skypilot_name_prices_every_catalog_device_it_can_be(tmp_path: Path) -
     res = _cli("cost", str(run), "--price", "h100-sxm=2.99", "--price", "H100-SXM=2.99")
     assert res.returncode == 0 and "price h100-sxm: $2.99/h (--price)" in res.stderr, res.stderr
     assert "not used" not in res.stderr
+
+
+def test_the_older_flag_spellings_still_work() -> None:
+    """`--tok-s`, `--j-per-token` and `--kwh` read as `--output-tok-s`, `--j-per-output-token` and
+    `--usd-per-kwh`, so commands written before the units were named keep working."""
+    old = _cli("cost", "--usd-per-hour", "2", "--tok-s", "100", "--j-per-token", "0.5", "--kwh", "0.2")
+    new = _cli(
+        "cost",
+        "--usd-per-hour",
+        "2",
+        "--output-tok-s",
+        "100",
+        "--j-per-output-token",
+        "0.5",
+        "--usd-per-kwh",
+        "0.2",
+    )
+    assert old.returncode == 0 and old.stdout == new.stdout and "$" in old.stdout

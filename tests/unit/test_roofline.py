@@ -128,7 +128,7 @@ def test_bytes_per_param() -> None:
 def test_roofline_cli_prints_the_batch_table() -> None:
     res = run_harness(
         "roofline", "--model", "llama-3.1-70b", "--gpu", "h100-sxm", "--precision", "fp8", "--batch", "1,8",
-        "--context", "1024",
+        "--context-tokens", "1024",
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     rows = [
@@ -146,7 +146,7 @@ def test_roofline_cli_prints_the_batch_table() -> None:
         "note: 'fits NO': 141.2 GB of weights and 0.00 GB of KV per device (batch 1) exceed 90 % of its "
         "85.5 GB: the tok/s shown is the bandwidth's ceiling if they fit, not a setup that runs" in text
     )
-    assert "note: max batch: give --context" in text
+    assert "note: max batch: give --context-tokens" in text
     bad = run_harness("roofline", "--model", "llama-9", "--gpu", "h100-sxm")
     assert bad.returncode == 2 and "allowed:" in bad.stderr and "Traceback" not in bad.stderr
 
@@ -164,7 +164,7 @@ def test_a_cpu_without_a_flops_peak_has_memory_bounds_labelled_as_such() -> None
     d = decode_bound(llama8, epyc, llama8.params * 2, batch=64)
     assert d.bound == "memory (no FLOP/s peak known)" and d.t_compute_s == 0.0
     assert decode_bound(llama8, H100, llama8.params * 2).bound == "memory"
-    cli = run_harness("roofline", "--model", "llama-3.1-8b", "--gpu", "epyc-9654", "--context", "512")
+    cli = run_harness("roofline", "--model", "llama-3.1-8b", "--gpu", "epyc-9654", "--context-tokens", "512")
     assert cli.returncode == 0, cli.stderr
     assert "nan" not in cli.stdout and "no FLOP/s peak in the catalog for this device" in cli.stdout
 

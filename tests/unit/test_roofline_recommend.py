@@ -292,8 +292,8 @@ def test_recommend_writes_its_ranking_as_csv_or_markdown(tmp_path: Path) -> None
             "--precision: auto is an engine's own choice, not one to rank: name it (e.g. bf16,fp8)",
         ),
         (
-            ["cost", "--usd-per-hour", "2", "--tok-s", "100", "--j-per-token", "0.5"],
-            "cost: --j-per-token needs --kwh",
+            ["cost", "--usd-per-hour", "2", "--output-tok-s", "100", "--j-per-output-token", "0.5"],
+            "cost: --j-per-output-token needs --usd-per-kwh",
         ),
         (
             ["roofline", "--model", "llama-3.1-70b", "--gpu", "h100-sxm", "--cpu-offload-gb", "500"],
@@ -329,17 +329,20 @@ def test_cost_of_run_directories_refuses_typed_numbers(tmp_path: Path) -> None:
 
 
 def test_energy_priced_runs_without_j_per_token_say_why_the_totals_are_empty() -> None:
-    """The CPU quickstart has no J/token (no RAPL there): `--kwh` left its energy and total columns `-`
-    with no word, and the total without the energy reads as the rent alone."""
+    """The CPU quickstart has no J/token (no RAPL there): `--usd-per-kwh` left its energy and total columns
+    `-` with no word, and the total without the energy reads as the rent alone."""
     from tests.conftest import run_harness
 
     run = Path(__file__).resolve().parents[2] / "results/evidence/20261125T114708Z-quickstart-cpu"
-    res = run_harness("cost", str(run), "--price", "cpu=0.10", "--kwh", "0.2")
+    res = run_harness("cost", str(run), "--price", "cpu=0.10", "--usd-per-kwh", "0.2")
     assert res.returncode == 0, res.stderr
     said = " ".join(res.stderr.split())
-    assert "note: --kwh: points without J/token (no energy telemetry in their window) have no energy" in said
+    assert (
+        "note: --usd-per-kwh: points without J/token (no energy telemetry in their window) have no energy"
+        in said
+    )
     res = run_harness("cost", str(run), "--price", "cpu=0.10")
-    assert "--kwh" not in res.stderr
+    assert "--usd-per-kwh" not in res.stderr
 
 
 def test_estimates_beside_measured_options_say_what_share_of_the_ceiling_was_reached() -> None:

@@ -83,11 +83,11 @@ def test_gpu_info_command_prints_inventory_and_refuses_to_record(tmp_path: Path)
     assert res.returncode == 0, res.stderr
     info = json.loads(res.stdout)
     assert info["gpu"]["available"] is False and info["cpu"]["threads"] >= 1
-    res = harness_cli("gpu-info", "--record", str(tmp_path / "t.jsonl.gz"), "--seconds", "1", timeout=120)
+    res = harness_cli("gpu-info", "--record", str(tmp_path / "t.jsonl.gz"), "--duration-s", "1", timeout=120)
     assert res.returncode == 2
     assert "--record: no NVML trace recorded" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "t.jsonl.gz").exists()
-    res = harness_cli("telemetry", "record", str(tmp_path / "t.jsonl.gz"), "--seconds", "1", timeout=120)
+    res = harness_cli("telemetry", "record", str(tmp_path / "t.jsonl.gz"), "--duration-s", "1", timeout=120)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.startswith("telemetry record: no NVML trace recorded: nvmlInit")
     assert not (tmp_path / "t.jsonl.gz").exists()
