@@ -90,10 +90,12 @@ def decode_tok_s(r: RequestRecord) -> float | None:
 
 
 def send_lag_s(r: RequestRecord) -> float | None:
-    """Send lag = sent_ns - scheduled_ns, in seconds (None if the request was never sent)."""
+    """Send lag = sent_ns - scheduled_ns - connect_s, in seconds: how late the client itself sent the
+    request, the time it spent opening a new connection to the server left out (`connect_s`, said apart).
+    None if the request was never sent."""
     if not r.sent_ns:
         return None
-    return (r.sent_ns - r.scheduled_ns) / NS_PER_S
+    return (r.sent_ns - r.scheduled_ns) / NS_PER_S - (r.connect_s or 0.0)
 
 
 def prompt_cache_hit(r: RequestRecord) -> bool:
@@ -293,6 +295,9 @@ def _latency_columns(
 ) -> dict[str, Any]:
     """Send lag, TTFT, TPOT, ITL and E2E statistics, and the decode rates the client and llama.cpp saw."""
     row = stats((send_lag_s(r) for r in measured), "send_lag_s")
+    # requests that opened a connection first: over a network, a handshake's round trips each
+    row["new_connections"] = sum(1 for r in measured if r.connect_s is not None)
+    row["connect_s_max"] = max((r.connect_s for r in measured if r.connect_s is not None), default=math.nan)
     row.update(stats((ttft_s(r, open_loop) for r in ok), "ttft_s"))
     row.update(stats((tpot_s(r) for r in ok), "tpot_s"))
     # itl_s of every request, as arrays: a point's gaps are its output tokens, millions of them (as Python
@@ -606,6 +611,17 @@ def _client_flags(row: dict[str, Any]) -> list[str]:
             f"requests went out late (send lag p99 {lag * 1e3:.1f} ms): the client fell behind the schedule, "
             "so the load offered was lower than planned; raise load.workers (on a host with idle cores) or "
             "lower the rate"
+        )
+    connect = _value(row, "connect_s_max")
+    if connect is not None and connect > CLIENT_LAG_LIMIT_S and _count(row, "new_connections"):
+        counted = (
+            "counted from the schedule, include it"
+            if row.get("mode") == "open"
+            else "counted from the send, leave it out"
+        )
+        out.append(
+            f"{_count(row, 'new_connections')} request(s) opened a new connection to the server first, "
+            f"taking up to {connect * 1e3:.1f} ms (not counted as send lag): their TTFT and E2E, {counted}"
         )
     # a late-waking loop delays the stamps it takes: it matters next to what they measure, the gaps
     # between tokens (over 5 ms and over a tenth of the median ITL)

@@ -22,6 +22,8 @@ class RequestRecord:
     `scheduled_ns` when the load generator intended to send it (open loop) or picked it up (closed loop),
     `sent_ns` just before the HTTP request was written, `first_token_ns` at the first chunk carrying
     content, `chunk_ns` at every content chunk (first included), `done_ns` when the stream ended.
+    `connect_s`: the seconds spent opening the new connection the request went on (TCP, and TLS for https),
+    before `sent_ns`; None where it went on an open keep-alive connection.
     `warmup` marks a request outside the measured window (warmup before it or cooldown after it).
     """
 
@@ -54,6 +56,7 @@ class RequestRecord:
     output_text_tokens: int | None = None  # tokenizer count of output_text (filled after the point)
     # usage | prompt_fit (no usage in the stream: the server's own count of the prompt as it was built)
     prompt_tokens_source: str | None = None
+    connect_s: float | None = None  # see the class docstring
 
     @property
     def ok(self) -> bool:

@@ -347,14 +347,15 @@ class Http1Pool:
     async def request(
         self,
         raw: bytes,
-        on_send: Callable[[], None] | None = None,
+        on_send: Callable[[float | None], None] | None = None,
         on_body: OnBody | None = None,
         on_head: Callable[[int], None] | None = None,
     ) -> Response:
         """Send prepared request bytes and wait for the whole response (body to `on_body` if given, the
         status to `on_head` once the head is in: a response that then times out still has one).
 
-        `on_send` runs right before the bytes are written (the caller's send stamp). A reused
+        `on_send` runs right before the bytes are written (the caller's send stamp), with the seconds spent
+        opening a new connection for them (None on an open keep-alive connection). A reused
         keep-alive connection that turns out to be closed before any response byte arrived is
         replaced once and the request written again.
         """
@@ -362,9 +363,10 @@ class Http1Pool:
             self._sem = asyncio.Semaphore(self.max_connections)
         async with self._sem:
             for attempt in (0, 1):
+                t0_ns = time.perf_counter_ns()
                 c = await self._acquire()
                 if on_send is not None:
-                    on_send()
+                    on_send(None if c.reused else (time.perf_counter_ns() - t0_ns) / 1e9)
                 fut = c.request(raw, on_body, on_head)
                 try:
                     resp = await fut

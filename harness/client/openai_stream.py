@@ -119,8 +119,9 @@ class StreamClient:
         decoder = StreamDecoder(rec, [] if self.keep_text else None, self.heard_ns)
         events = SseEvents(decoder)
 
-        def on_send() -> None:
+        def on_send(connect_s: float | None) -> None:
             rec.sent_ns = time.perf_counter_ns()
+            rec.connect_s = connect_s
 
         failed: tuple[str, str] | None = None
         try:

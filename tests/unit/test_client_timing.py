@@ -280,3 +280,21 @@ def test_a_fake_server_on_an_ipv6_address_names_it_in_brackets() -> None:
     pool's URL parsing)."""
     assert FakeServer(host="::1", port=8080).base_url == "http://[::1]:8080"
     assert FakeServer(host="127.0.0.1", port=8080).base_url == "http://127.0.0.1:8080"
+
+
+def test_a_request_that_opens_a_connection_says_how_long_that_took() -> None:
+    """The first request opens the connection and the next ones reuse it; a server that closes each
+    connection after one answer makes every later request open (and time) a new one."""
+    for close_after, opened in ((0, [True, False, False]), (1, [True, True, True])):
+        srv = FakeServer(FakeScript(ttft_s=0.0, itl_s=0.001, close_after_requests=close_after))
+        srv.start_in_thread()
+        try:
+            recs = _send(srv.base_url, "completion", 3, 4)
+        finally:
+            srv.stop()
+        assert all(r.ok for r in recs)
+        assert [r.connect_s is not None for r in recs] == opened
+        # the connect came between the previous request's end and this one's send stamp
+        for a, b in itertools.pairwise(recs):
+            assert a.done_ns is not None
+            assert b.connect_s is None or 0 < b.connect_s * 1e9 <= b.sent_ns - a.done_ns

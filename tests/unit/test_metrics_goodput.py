@@ -200,3 +200,25 @@ def test_a_point_whose_host_other_processes_kept_busy_is_flagged() -> None:
     assert not any("other processes" in m for m in flags(alone))
     assert not any("other processes" in m for m in flags({**row, "host_busy_cores_mean": 1.25}))  # 0.45
     assert other_busy_cores({**row, "engine_cpu_pct_mean": None}) is None  # an external engine
+
+
+def test_time_spent_connecting_is_not_send_lag_and_is_said_apart() -> None:
+    """A request 12 ms late of which 10 ms went to opening its connection was 2 ms late by the client's
+    own doing; the point counts the new connections and says the slowest one where it is over 5 ms."""
+    rs = [rec(i, 100 * i, 100 * i + 12, 100 * i + 50, 100 * i + 90, 5) for i in range(3)]
+    rs[0].connect_s, rs[1].connect_s = 0.010, 0.001
+    assert metrics.send_lag_s(rs[0]) == pytest.approx(0.002)
+    assert metrics.send_lag_s(rs[2]) == pytest.approx(0.012)
+    row = metrics.summarize(rs, open_loop=True)
+    assert row["new_connections"] == 2 and row["connect_s_max"] == pytest.approx(0.010)
+    said = [f for f in metrics.flags({**row, "mode": "open"}) if "new connection" in f]
+    assert said == [
+        "2 request(s) opened a new connection to the server first, taking up to 10.0 ms (not counted as send "
+        "lag): their TTFT and E2E, counted from the schedule, include it"
+    ]
+    rs[0].connect_s = 0.005  # not over the 5 ms the client's own lateness is allowed either
+    row = metrics.summarize(rs, open_loop=True)
+    assert not [f for f in metrics.flags({**row, "mode": "open"}) if "new connection" in f]
+    closed = metrics.summarize(rs[:1], open_loop=False)
+    closed["connect_s_max"] = 0.02
+    assert "counted from the send, leave it out" in " ".join(metrics.flags({**closed, "mode": "closed"}))
