@@ -158,17 +158,29 @@ class _Run:
         return job
 
     async def one(self, job: Job, scheduled_ns: int) -> None:
-        measured = job.role == "measured"
-        rec = RequestRecord(job.request_id, self.point_id, scheduled_ns, warmup=not measured)
+        rec = self._record(job, scheduled_ns)
         try:
             await self.client.send(rec, job.spec, job.raw)
         finally:
-            self.out.records.append(rec)
-            self.on_record(rec)
-            if measured:
-                self.measured_running -= 1
-                self.measured_left -= 1
-                self._check_done()
+            self._ended(rec)
+
+    def _record(self, job: Job, scheduled_ns: int) -> RequestRecord:
+        return RequestRecord(job.request_id, self.point_id, scheduled_ns, warmup=job.role != "measured")
+
+    def _ended(self, rec: RequestRecord) -> None:
+        self.out.records.append(rec)
+        self.on_record(rec)
+        if not rec.warmup:
+            self.measured_running -= 1
+            self.measured_left -= 1
+            self._check_done()
+
+    def never_sent(self, job: Job, scheduled_ns: int, why: str) -> None:
+        """A job let through `gate` that was cancelled before it was sent: recorded as cancelled (a point
+        that was stopped counts it among its requests, as it does those cancelled in flight)."""
+        rec = self._record(job, scheduled_ns)
+        rec.error_kind, rec.error, rec.done_ns = "cancelled", why, time.perf_counter_ns()
+        self._ended(rec)
 
     async def closed(self, jobs: Sequence[Job], concurrency: int) -> None:
         it = iter(jobs)
@@ -193,8 +205,15 @@ class _Run:
             if sem is None:
                 await self.one(job, when_ns)
                 return
-            async with sem:
+            try:
+                await sem.acquire()
+            except asyncio.CancelledError:
+                self.never_sent(job, when_ns, "cancelled while waiting for a max_concurrency slot")
+                raise
+            try:
                 await self.one(job, when_ns)
+            finally:
+                sem.release()
 
         if (
             jobs

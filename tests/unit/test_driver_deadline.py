@@ -204,6 +204,30 @@ def test_open_loop_requests_queued_for_a_slot_at_the_deadline_are_still_measured
     assert (measured[-1].first_token_ns or 0) - measured[-1].scheduled_ns > 400_000_000
 
 
+def test_open_loop_requests_waiting_for_a_slot_when_the_point_is_stopped_are_recorded_as_cancelled(
+    fake: str,
+) -> None:
+    """Open loop with `max_concurrency: 1` at 40 req/s of 50 ms requests, stopped after 0.5 s: the
+    requests queued for the slot were dropped without a record, so the stopped point counted 1 request
+    of the ~20 that had arrived. Every arrival before the stop has a record; those never sent say why."""
+    load = PointLoad("capped", rate_rps=40.0, arrival="constant", max_concurrency=1)
+    specs = [RequestSpec("hello world", 4)] * 60
+    t0 = time.monotonic()
+
+    def stop() -> str | None:
+        return "ctrl-c" if time.monotonic() - t0 > 0.5 else None
+
+    out = _point(fake, load, [], specs, 0, lambda r: None, stop, 0.05)
+    assert out.aborted == "ctrl-c"
+    measured = sorted((r for r in out.records if not r.warmup), key=lambda r: r.scheduled_ns)
+    waited = [r for r in measured if r.error == "cancelled while waiting for a max_concurrency slot"]
+    assert len(measured) >= 15 and len(waited) >= 5, [(r.request_id, r.error) for r in measured]
+    assert all(r.error_kind == "cancelled" and not r.sent_ns for r in waited)
+    # arrivals 25 ms apart, none skipped: the records are the schedule up to the stop
+    ids = [r.request_id for r in measured]
+    assert ids == list(range(len(ids)))
+
+
 def test_open_loop_requests_scheduled_before_the_deadline_stay_measured_when_the_loop_is_late(
     fake: str,
 ) -> None:
