@@ -15,6 +15,7 @@ keep-alive connection reuse. No redirects, proxies, compression or HTTP/2.
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from urllib.parse import urlsplit
 
 # body bytes with the perf_counter_ns stamp of the read that delivered them
 OnBody = Callable[[bytes, int], None]
+HEX_DIGITS = re.compile(rb"[0-9A-Fa-f]+")
 
 
 class HttpError(Exception):
@@ -80,8 +82,8 @@ class _Conn(asyncio.Protocol):
         self._now = time.perf_counter_ns()
         fut = self._fut
         if fut is not None and not fut.done():
-            if self._state == "eof" and self._resp is not None:
-                self._finish()
+            if self._state == "eof" and self._resp is not None and exc is None:
+                self._finish()  # a body that ends with the connection: a clean close is its end, a reset not
             else:
                 where = "before any response byte" if not self._got_bytes else f"in state {self._state}"
                 fut.set_exception(Disconnected(f"connection closed {where}" + (f": {exc}" if exc else "")))
@@ -171,10 +173,9 @@ class _Conn(asyncio.Protocol):
                     return
                 line = bytes(buf[:end]).split(b";", 1)[0].strip()
                 del buf[: end + 2]
-                try:
-                    self._left = int(line, 16)
-                except ValueError:
-                    raise ProtocolError(f"bad chunk size line {line[:40]!r}") from None
+                if not HEX_DIGITS.fullmatch(line):  # int() also takes `-5`, `0x10`, `1_0`
+                    raise ProtocolError(f"bad chunk size line {line[:40]!r}")
+                self._left = int(line, 16)
                 self._state = "chunk_data" if self._left else "trailer"
             elif st == "chunk_data" or st == "length":
                 if not buf:
@@ -221,6 +222,8 @@ class _Conn(asyncio.Protocol):
             status = int(parts[1])
         except ValueError:
             raise ProtocolError(f"bad status line {lines[0][:80]!r}") from None
+        if 100 <= status < 200 and status != 101:
+            return  # an interim answer (100 Continue, 103 Early Hints): the response's own head follows
         headers: dict[str, str] = {}
         for ln in lines[1:]:
             k, _, v = ln.partition(":")
@@ -242,7 +245,7 @@ class _Conn(asyncio.Protocol):
             self._state = "length"
             if self._left == 0:
                 self._finish()
-        elif status in (204, 304) or 100 <= status < 200:
+        elif status in (204, 304, 101):
             self._finish()
         else:
             self._state = "eof"

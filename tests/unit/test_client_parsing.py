@@ -192,3 +192,47 @@ def test_an_infinite_token_count_is_a_protocol_error_too() -> None:
     rec = RequestRecord(request_id=0, point_id="p", scheduled_ns=0)
     SseEvents(StreamDecoder(rec)).feed(b'data: {"choices":[],"usage":{"completion_tokens":1e999}}\n\n', 3)
     assert rec.error_kind == "protocol" and "OverflowError" in str(rec.error)
+
+
+def test_an_interim_100_continue_is_skipped_for_the_response_that_follows() -> None:
+    """A server may send `100 Continue` (or 103 Early Hints) unasked; it was taken as the answer."""
+    resp = (
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(SSE, 9)
+    )
+    for cuts in ([len(resp)], [3], [5, 17]):
+        status, events, _ = _feed(resp, cuts)
+        assert status == 200 and [d for _, d in events] == EVENTS
+
+
+def test_a_chunk_size_that_is_not_plain_hex_is_a_protocol_error() -> None:
+    """int(x, 16) also reads `-5`, `0x10` and `1_0`."""
+    import pytest
+
+    from harness.client.http1 import ProtocolError
+
+    for size in (b"-5", b"0x10", b"1_0", b"+a", b""):
+        resp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + size + b"\r\n" + b"x" * 16
+        with pytest.raises(ProtocolError, match="bad chunk size line"):
+            _feed(resp, [len(resp)])
+    ok = b"HTTP/1.1 500 E\r\nTransfer-Encoding: chunked\r\n\r\nA;ext=1\r\n0123456789\r\n0\r\n\r\n"
+    assert _feed(ok, [4])[2] == b"0123456789"
+
+
+def test_a_body_ended_by_the_connection_is_whole_on_a_close_and_cut_on_a_reset() -> None:
+    """A response with neither a length nor chunks ends when the server closes; a reset there is a
+    lost connection, not the end of the answer."""
+    import pytest
+
+    from harness.client.http1 import Disconnected
+
+    async def go(exc: Exception | None) -> bytes:
+        conn = _Conn()
+        fut = conn.expect(None)
+        conn.data_received(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + SSE)
+        conn.connection_lost(exc)
+        return bytes((await asyncio.wait_for(fut, 1)).body)
+
+    assert asyncio.run(go(None)) == SSE
+    with pytest.raises(Disconnected, match="Connection reset"):
+        asyncio.run(go(ConnectionResetError("Connection reset by peer")))
