@@ -87,6 +87,21 @@ def _log_y(ax: Any, values: Any) -> str:
     return " (log scale)"
 
 
+def plain_log_ticks(ax: Any) -> None:
+    """Tick labels of `ax`'s log axes as plain numbers (`100`, `1e+04`): matplotlib's default ones are
+    maths markup (`$\\mathdefault{10^{2}}$`), printed as such where labels are drawn as written. Ticks
+    given their own labels (the concurrency levels) keep them."""
+    from matplotlib.ticker import LogFormatter, LogFormatterMathtext
+
+    for axis in (ax.xaxis, ax.yaxis):
+        if axis.get_scale() != "log":
+            continue
+        if isinstance(axis.get_major_formatter(), LogFormatterMathtext):
+            axis.set_major_formatter(LogFormatter())
+        if isinstance(axis.get_minor_formatter(), LogFormatterMathtext):
+            axis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
+
+
 def load_tag(point: Any) -> str:
     """A point's load, short: `c4` (closed loop, concurrency 4) or `r8` (open loop, 8 req/s)."""
     c = point.get("concurrency")
@@ -135,6 +150,8 @@ def _draw_plots(plt: Any, points: pd.DataFrame, out_dir: Path, reruns: str) -> t
     opened = points[points["concurrency"].isna()] if "concurrency" in points else points
 
     def save(fig: Any, title: str, caption: str) -> None:
+        for ax in fig.axes:
+            plain_log_ticks(ax)
         path = out_dir / f"{_slug(title)}.png"
         fig.savefig(path, dpi=100, bbox_inches="tight", metadata={"Software": None})
         plt.close(fig)

@@ -209,3 +209,33 @@ def test_labels_are_drawn_as_written(tmp_path: Path, recwarn: pytest.WarningsRec
     assert "bad $\\undefinedcmd{x}$ model" in seen and "price $5 and $10 模型 🚀" in seen
     assert not [w for w in recwarn if "missing from font" in str(w.message)]
     assert plt.rcParams["text.parse_math"]  # the setting is the plots' own, not left on the process
+
+
+def test_log_axes_are_labelled_with_plain_numbers(tmp_path: Path) -> None:
+    """With labels drawn as written, matplotlib's log tick labels printed as `$\\mathdefault{10^{2}}$`:
+    no value could be read off a log axis."""
+    import matplotlib.pyplot as plt
+
+    pts = _points(energy=False)
+    pts.loc[pts["config"].str.startswith("a100"), ["output_tok_s", "ttft_s_p50"]] = [2.0, 9.0]
+    ticks: dict[str, list[str]] = {}
+    close = plt.close
+
+    def tick_texts(fig: object = None) -> None:  # each log axis's labels, drawn, before the figure closes
+        for ax in getattr(fig, "axes", []):
+            fig.canvas.draw()  # type: ignore[attr-defined]
+            for name, axis in (("x", ax.xaxis), ("y", ax.yaxis)):
+                if axis.get_scale() == "log":
+                    labels = [t.get_text() for t in axis.get_ticklabels(which="both")]
+                    ticks[f"{ax.get_title()} {name}"] = [t for t in labels if t]
+        close(fig)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plt, "close", tick_texts)
+        make_plots(pts, tmp_path)
+    assert {"TTFT vs throughput x", "TTFT vs throughput y", "Output throughput vs load (open loop) y"} <= set(
+        ticks
+    )
+    for where, labels in ticks.items():
+        assert labels and not [t for t in labels if "$" in t or "mathdefault" in t], (where, labels)
+    assert "100" in ticks["TTFT vs throughput x"]
