@@ -464,6 +464,11 @@ def compare_points(
         else:
             notes.append(f"no price for {d}: no $/1M tokens for its points (give --price {d}=USD_PER_HOUR)")
     notes += unused_override_notes(price_origins or {}, points["device"])
+    if utilization != 1 and set(points["device"]) & set(usd):
+        notes.append(
+            f"$/1M tokens assume the devices busy {utilization:.0%} of the hours rented (--utilization "
+            f"{utilization:g}): {1 / utilization:.3g}x what they would be if always busy"
+        )
     points = add_cost_columns(points, usd, utilization, usd_per_kwh)
     base = None
     if baseline:

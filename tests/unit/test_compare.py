@@ -673,3 +673,25 @@ def test_settings_that_split_a_label_are_shown_as_a_scenario_writes_them() -> No
         "a100-80gb-sxm | vllm [workload.temperature=0.0]",
         "a100-80gb-sxm | vllm [workload.temperature=null]",
     ]
+
+
+def test_a_utilization_below_one_is_said_beside_the_prices_and_kept_in_the_points() -> None:
+    """At --utilization 0.5 the $/1M doubled while the notes gave only the $/hour: the figure could not be
+    worked back from what the comparison showed."""
+    from harness.compare import compare_points
+
+    df = _rows().iloc[:2].copy()
+    df["run_id"], df["point_id"], df["started_utc"] = "r1", ["v0-c16", "v0-c2"], "2026-01-01"
+    frame = df.assign(devices=1)
+    half = compare_points(frame, prices_usd_per_hour={"a100-80gb-sxm": 2.0}, utilization=0.5)
+    full = compare_points(frame, prices_usd_per_hour={"a100-80gb-sxm": 2.0})
+    assert (
+        "$/1M tokens assume the devices busy 50% of the hours rented (--utilization 0.5): 2x what they "
+        "would be if always busy"
+    ) in half.notes
+    assert not [n for n in full.notes if "--utilization" in n]
+    assert list(half.points["utilization"]) == [0.5, 0.5] and list(full.points["utilization"]) == [1.0, 1.0]
+    ratio = half.points["usd_per_1m_tokens"] / full.points["usd_per_1m_tokens"]
+    assert list(ratio) == pytest.approx([2.0, 2.0])
+    # nothing priced: no $/1M to qualify
+    assert not [n for n in compare_points(frame, utilization=0.5).notes if "--utilization" in n]
