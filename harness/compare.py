@@ -477,6 +477,7 @@ def compare_points(
     points = add_speedup(points, base)
     notes += rate_rows_note(points, base) + rate_rows_cost_note(points) + device_count_note(points, base)
     notes += within_spread_note(points, base)
+    notes += host_cpu_notes(points)
     notes += above_roofline_notes(points)
     if "energy_j_per_output_token" not in points.columns or points["energy_j_per_output_token"].isna().all():
         notes.append("no energy measured in these runs (no GPU or CPU energy telemetry): no J/token")
@@ -485,6 +486,24 @@ def compare_points(
     return Comparison(
         points.reset_index(drop=True), pivot(points), base, notes, few_requests_for_p99_note(points)
     )
+
+
+def host_cpu_notes(points: pd.DataFrame) -> list[str]:
+    """A note per device whose configurations ran on different host CPUs: CPUs the catalog does not know
+    all go by `cpu`, so two engines measured on two machines would read as two engines on one, and their
+    ratio as the engines' alone."""
+    if "host_cpu" not in points.columns:
+        return []
+    out = []
+    for device, rows in points.dropna(subset=["host_cpu"]).groupby("device", sort=True):
+        hosts = rows.groupby("config", sort=True)["host_cpu"].agg(lambda s: " / ".join(sorted(set(s))))
+        if rows["host_cpu"].nunique() > 1 and len(hosts) > 1:
+            said = "; ".join(f"{cfg}: {h}" for cfg, h in hosts.items())
+            out.append(
+                f"{device}: the configurations ran on different host CPUs ({said}): ratios between them "
+                "measure the machines as well as the engines"
+            )
+    return out
 
 
 # % of the decode roofline past which a point is said to be above it: a few % over can be the catalog's

@@ -627,10 +627,9 @@ def _run_points(run: str | Path, table: dict[str, Device] | None) -> pd.DataFram
             ),
             workload_input_tokens=lengths[0],
             workload_output_tokens=lengths[1],
-            settings=settings_of(
-                cfg, workload, host_cpu_label(manifest) if on_cpu else None, scenario.get("load") or {}
-            ),
+            host_cpu=host_cpu_label(manifest) if on_cpu else None,
         )
+        row["settings"] = settings_of(cfg, workload, row["host_cpu"], scenario.get("load") or {})
         rows.append(row)
     out = pd.DataFrame(rows)
     out["pct_roofline"] = out["output_tok_s"] / out["roofline_tok_s"] * 100

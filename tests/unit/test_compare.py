@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -695,3 +696,21 @@ def test_a_utilization_below_one_is_said_beside_the_prices_and_kept_in_the_point
     assert list(ratio) == pytest.approx([2.0, 2.0])
     # nothing priced: no $/1M to qualify
     assert not [n for n in compare_points(frame, utilization=0.5).notes if "--utilization" in n]
+
+
+def test_configurations_measured_on_different_host_cpus_are_said_to_be() -> None:
+    """The quickstart ran on an AVX2 EPYC and the llama-bench runs on an AVX-512 one: both go by `cpu`,
+    and llama-server's 1.7x over xllamacpp read as the engines' difference alone."""
+    from harness.compare import compare_runs, host_cpu_notes
+
+    ev = Path(__file__).resolve().parents[2] / "results/evidence"
+    quick = ev / "20261125T114708Z-quickstart-cpu"
+    bench = sorted((ev / "llama-bench-cpu").glob("2*"))
+    (note,) = [n for n in compare_runs([quick, *bench]).notes if "different host CPUs" in n]
+    assert note == (
+        "cpu: the configurations ran on different host CPUs (cpu | llamacpp/llama-server: AMD EPYC, 2 "
+        "threads, AVX-512; cpu | llamacpp/xllamacpp: AMD EPYC, 2 threads, AVX2): ratios between them "
+        "measure the machines as well as the engines"
+    )
+    assert not [n for n in compare_runs(bench).notes if "different host CPUs" in n]  # one machine
+    assert host_cpu_notes(pd.DataFrame({"device": ["h100-sxm"], "config": ["h100-sxm | vllm"]})) == []
