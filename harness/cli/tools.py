@@ -200,11 +200,38 @@ def _record(path: Path, seconds: float, interval_s: float, what: str) -> Path:
 
 
 @telemetry_app.command("show")
-def telemetry_show(trace: Annotated[Path, typer.Argument(help="an NVML trace (.jsonl.gz)")]) -> None:
+def telemetry_show(
+    trace: Annotated[Path, typer.Argument(help="an NVML trace (.jsonl.gz), or a run directory: its traces")],
+) -> None:
     """Summarize a trace: its GPUs, and each stored window's energy, power, utilization, clock, memory.
 
     Energy is given from the counter and from integrated power, with how far they differ."""
-    _show_trace(trace)
+    for t in _traces_in(trace):
+        _show_trace(t)
+
+
+# what a run directory's other telemetry files are, for a `telemetry show` given one of them
+OTHER_TELEMETRY = (
+    ("telemetry-cpu", "the host CPU's telemetry (a table)"),
+    ("telemetry-engine-metrics", "the engine's /metrics scrapes"),
+)
+
+
+def _traces_in(path: Path) -> list[Path]:
+    """The NVML traces `path` names: itself, or those of a run directory (an error where there are none,
+    or where `path` is a run's other telemetry, which `harness report` sums up per point)."""
+    per_point = "its figures are per point in the run's points table (`harness report RUN`)"
+    if path.is_dir():
+        traces = sorted(path.glob("telemetry-nvml*.jsonl.gz"))
+        if not traces:
+            others = sorted(p.name for p in path.glob("telemetry-*"))
+            has = f" (it has {', '.join(others)}: {per_point})" if others else ""
+            raise fail(f"{path}: no NVML trace (telemetry-nvml-v<N>.jsonl.gz) in this directory{has}")
+        return traces
+    for prefix, what in OTHER_TELEMETRY:
+        if path.name.startswith(prefix):
+            raise fail(f"{path}: {what}, not an NVML trace: {per_point}")
+    return [path]
 
 
 def _show_trace(trace: Path) -> None:

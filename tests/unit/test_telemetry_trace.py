@@ -296,3 +296,28 @@ def test_throttle_time_unknown_on_one_gpu_is_unknown_for_all() -> None:
     cols = gpu_window_columns([covered, short], 20 * ms, 80 * ms)
     assert cols["gpu_energy_j"] is None and cols["gpu_throttle_s"] is None
     assert gpu_window_columns([covered], 20 * ms, 80 * ms)["gpu_throttle_s"] == pytest.approx(0.06)
+
+
+def test_telemetry_show_reads_a_run_directorys_traces_and_names_its_other_telemetry(tmp_path: Path) -> None:
+    """Given a run directory it had failed with `Is a directory`, and given the run's CPU telemetry with
+    `Not a gzipped file (b'PA')`."""
+    from ..integration.conftest import harness_cli
+
+    g = series(0, [0, S], energy_mj=[0, 1000], power_w=[1.0, 1.0])
+    run = tmp_path / "run"
+    run.mkdir()
+    for v in (0, 1):
+        write_trace(run / f"telemetry-nvml-v{v}.jsonl.gz", {}, [g], {"all": (0, S)})
+    res = harness_cli("telemetry", "show", str(run), timeout=120)
+    assert res.returncode == 0, res.stderr
+    heads = [ln.split(":")[0] for ln in res.stdout.splitlines() if not ln.startswith(" ")]
+    assert heads == [str(run / "telemetry-nvml-v0.jsonl.gz"), str(run / "telemetry-nvml-v1.jsonl.gz")]
+    quick = Path(__file__).resolve().parents[2] / "results/evidence/20261125T114708Z-quickstart-cpu"
+    res = harness_cli("telemetry", "show", str(quick), timeout=120)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "no NVML trace (telemetry-nvml-v<N>.jsonl.gz) in this directory (it has telemetry-cpu" in (
+        res.stderr
+    )
+    res = harness_cli("telemetry", "show", str(quick / "telemetry-cpu.parquet"), timeout=120)
+    assert res.returncode == 2
+    assert "the host CPU's telemetry (a table), not an NVML trace: its figures are per point" in res.stderr
