@@ -8,7 +8,7 @@ import pandas as pd
 from rich.table import Table
 from rich.text import Text
 
-from harness.compare import fmt, md_row, md_text
+from harness.compare import fmt, md_row, md_text, significant
 from harness.cost import HEADERS
 
 
@@ -62,10 +62,11 @@ def roofline_table(rows: list[dict[str, Any]], title: str) -> Table:
             str(r["batch"]),
             fmt(r["tok_s"], "{:.1f}"),
             fmt(r["tok_s_per_sequence"], "{:.1f}"),
-            fmt(r["t_step_ms"], "{:.2f}"),
+            # three significant digits: a tiny model's step (0.050, 0.051, 0.053 ms) and bytes read 0.00
+            significant(r["t_step_ms"], 3, 2),
             r["bound"],
-            fmt(r["weights_gb_per_device"], "{:.1f}"),
-            fmt(r["kv_gb_per_device"], "{:.2f}"),
+            fmt(r["weights_gb_per_device"], "sig3"),
+            fmt(r["kv_gb_per_device"], "sig3"),
             {True: "yes", False: "NO", None: "?"}[r["fits"]],
             "-" if r["max_batch"] is None else str(r["max_batch"]),
         )

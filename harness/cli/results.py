@@ -277,6 +277,7 @@ def roofline_cmd(
     """Decode ceiling (bytes per step / bandwidth, batch-aware) and prefill compute ceiling."""
     from harness.catalog import CatalogError, get_model
     from harness.catalog.hardware import get_device
+    from harness.compare import significant
     from harness.roofline import (
         NO_PEAK_BOUND,
         Shape,
@@ -326,7 +327,7 @@ def roofline_cmd(
     for n in _roofline_notes(rows, dev, context):
         out.print(f"note: {n}", markup=False, highlight=False, soft_wrap=True)
     out.print(
-        f"prefill of {pre['input_tokens']} tokens: >= {pre['t_prefill_s'] * 1000:.1f} ms "
+        f"prefill of {pre['input_tokens']} tokens: >= {significant(pre['t_prefill_s'] * 1000)} ms "
         f"({pre['prefill_tok_s']:.0f} tok/s, "
         + (
             "the weight read only: no FLOP/s peak in the catalog for this device)"

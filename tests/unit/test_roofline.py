@@ -147,6 +147,11 @@ def test_roofline_cli_prints_the_batch_table() -> None:
         "85.5 GB: the tok/s shown is the bandwidth's ceiling if they fit, not a setup that runs" in text
     )
     assert "note: max batch: give --context-tokens" in text
+    # a tiny model's step and weights are fractions of a ms and a GB: significant digits, not 0.00 and 0.0
+    res = run_harness("roofline", "--model", "tiny-llama", "--gpu", "a100-80gb-sxm", "--batch", "1,4")
+    tiny = [[c.strip() for c in ln.split("│")[1:-1]] for ln in res.stdout.splitlines() if ln.startswith("│")]
+    assert [r[3] for r in tiny] == ["0.000804"] * 2 and tiny[0][5] == "0.00164"
+    assert "prefill of 1024 tokens: >= 0.00710 ms" in res.stdout
     bad = run_harness("roofline", "--model", "llama-9", "--gpu", "h100-sxm")
     assert bad.returncode == 2 and "allowed:" in bad.stderr and "Traceback" not in bad.stderr
 
