@@ -78,15 +78,23 @@ def claims_table(checks: list[Any], n_runs: int) -> Table:
     for h, w in (("claim", 34), ("measured", 22), ("roofline check", 60), ("verdict", 18)):
         t.add_column(h, max_width=w, overflow="fold")
     for ch in checks:
-        cells = (f"[{ch.claim.source}] {ch.claim.text}", ch.measured, ch.roofline, ch.verdict)
+        cells = (f"[{ch.claim.source}] {claim_text(ch.claim)}", ch.measured, ch.roofline, ch.verdict)
         t.add_row(*(Text(x) for x in cells))  # Text: "[source]" is not rich markup
     return t
 
 
 def claims_markdown(checks: list[Any]) -> str:
     lines = [md_row(["source", "claim", "measured", "roofline check", "verdict"]), "|---|---|---|---|---|"]
-    lines += [md_row([c.claim.source, c.claim.text, c.measured, c.roofline, c.verdict]) for c in checks]
+    lines += [
+        md_row([c.claim.source, claim_text(c.claim), c.measured, c.roofline, c.verdict]) for c in checks
+    ]
     return "\n".join(lines) + "\n"
+
+
+def claim_text(claim: Any) -> str:
+    """A claim as published, with the catalog's note on how it is read (`checked with the Llama-3.1-70B
+    shape`, what the source left unsaid) in brackets."""
+    return claim.text + (f" ({claim.note})" if claim.note else "")
 
 
 RECOMMEND_HEADS = (

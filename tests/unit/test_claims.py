@@ -472,3 +472,20 @@ def test_the_arrival_rate_reason_is_given_only_where_every_point_asked_for_is_at
         "- (no configuration measured on both sides: same workload, load and engine, device count and "
         "precision)"
     ), r.measured
+
+
+def test_a_claims_catalog_note_is_shown_with_the_claim() -> None:
+    """The notes (what a source left unsaid, a Llama-2-70B claim checked with the Llama-3.1-70B shape)
+    were in the catalog but in no table."""
+    from harness.tables import claim_text, claims_markdown
+
+    mlperf = next(c for c in claims() if c.id == "mlperf-70b-server-8xh100")
+    assert claim_text(mlperf) == (
+        "Llama-2-70B, 8x H100 SXM, server (TTFT <= 2 s, TPOT <= 200 ms): 21,606 tok/s (Llama-2-70B checked "
+        "with the Llama-3.1-70B shape)"
+    )
+    bare = next(c for c in claims() if c.note is None)
+    assert claim_text(bare) == bare.text
+    assert "(Llama-2-70B checked with the Llama-3.1-70B shape)" in claims_markdown(
+        [check(mlperf, pd.DataFrame())]
+    )
