@@ -324,7 +324,7 @@ def roofline_cmd(
             f", {cpu_offload_gb:g} GiB/device offloaded over {dev.host_link} ({dev.host_link_gbs:g} GB/s)"
         )
     print_fitted(out, table(rows, title), keys=1)  # the batch
-    for n in _roofline_notes(rows, dev, context):
+    for n in _roofline_notes(rows, dev, context, precision):
         out.print(f"note: {n}", markup=False, highlight=False, soft_wrap=True)
     out.print(
         f"prefill of {pre['input_tokens']} tokens: >= {significant(pre['t_prefill_s'] * 1000)} ms "
@@ -338,9 +338,12 @@ def roofline_cmd(
     )
 
 
-def _roofline_notes(rows: list[dict[str, Any]], dev: Any, context: float) -> list[str]:
+def _roofline_notes(
+    rows: list[dict[str, Any]], dev: Any, context: float, precision: str = "bf16"
+) -> list[str]:
     """What the ceiling table cannot say by its numbers alone: rows that do not fit the device (their
-    tok/s is what the bandwidth would give if they did), and a max batch that needs a context."""
+    tok/s is what the bandwidth would give if they did), a max batch that needs a context, and a GGUF
+    type's bytes being an average that a file's own tensors may not have."""
     notes = []
     if unfit := [r for r in rows if r["fits"] is False]:
         r = unfit[0]
@@ -353,6 +356,16 @@ def _roofline_notes(rows: list[dict[str, Any]], dev: Any, context: float) -> lis
     if context <= 0:
         notes.append(
             "max batch: give --context-tokens (tokens held per sequence) to bound the batch by its KV cache"
+        )
+    from harness.roofline import BYTES_PER_PARAM
+
+    if precision.lower().startswith("q") and precision.lower() in BYTES_PER_PARAM:  # llama.cpp's types
+        bits = BYTES_PER_PARAM[precision.lower()] * 8
+        notes.append(
+            f"{precision}: {bits:.3g} bits a weight, the type's average; a GGUF file keeps some tensors "
+            "(token embeddings, output) at more bits, so the file can be larger than parameters x bits, most "
+            "where the vocabulary is a large share of the parameters: a run's % of roofline (`compare`) is "
+            "taken over its file's own size"
         )
     return notes
 

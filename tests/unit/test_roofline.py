@@ -152,6 +152,11 @@ def test_roofline_cli_prints_the_batch_table() -> None:
     tiny = [[c.strip() for c in ln.split("│")[1:-1]] for ln in res.stdout.splitlines() if ln.startswith("│")]
     assert [r[3] for r in tiny] == ["0.000804"] * 2 and tiny[0][5] == "0.00164"
     assert "prefill of 1024 tokens: >= 0.00710 ms" in res.stdout
+    assert "the type's average" not in res.stdout  # bf16: every weight is 2 bytes
+    # a llama.cpp type is an average over a file whose embeddings may be kept at more bits
+    res = run_harness("roofline", "--model", "gemma-3-270m", "--gpu", "h100-sxm", "--precision", "Q4_K_M")
+    text = " ".join(res.stdout.split())
+    assert "note: Q4_K_M: 4.89 bits a weight, the type's average; a GGUF file keeps some tensors" in text
     bad = run_harness("roofline", "--model", "llama-9", "--gpu", "h100-sxm")
     assert bad.returncode == 2 and "allowed:" in bad.stderr and "Traceback" not in bad.stderr
 
