@@ -115,7 +115,12 @@ def compare_cmd(
         str | None, typer.Option(help="configuration to divide by: hardware key (a100-80gb-sxm) or label")
     ] = None,
     out_dir: Annotated[
-        Path | None, typer.Option("--out", help="directory for compare.csv/.parquet/.md and points.csv")
+        Path | None,
+        typer.Option(
+            "--out",
+            help="directory for compare.csv/.parquet/.md and points.csv (default: compare-<UTC time>/ "
+            "beside the first run)",
+        ),
     ] = None,
     price: PriceOpt = None,
     prices_file: PricesFileOpt = None,
