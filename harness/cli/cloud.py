@@ -428,3 +428,9 @@ def _validate(plans: list[_Plan], quiet_unavailable: bool = False) -> None:
         raise _fail([f"SkyPilot {got[0]['skypilot_version']} would refuse the launch:", *problems])
     for p, g in zip(plans, got, strict=True):
         err.print(f"{p.cluster}: task accepted by SkyPilot {g['skypilot_version']}'s loader", markup=False)
+        for cloud, why in g.get("unchecked") or []:
+            err.print(
+                f"{p.cluster}: whether {cloud} has the features the task needs was not checked "
+                f"({why[:200]}): `sky launch` checks them",
+                markup=False,
+            )

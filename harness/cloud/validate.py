@@ -37,7 +37,7 @@ for i, path in enumerate(sys.argv[1:]):
     res = list(task.resources)
     # a resource on a named cloud: the features the task needs that the cloud lacks (the loader does not
     # check them; `sky launch` refuses them before provisioning)
-    unsupported = []
+    unsupported, unchecked = [], []
     for r in res:
         if r.cloud is None:
             continue
@@ -49,10 +49,12 @@ for i, path in enumerate(sys.argv[1:]):
                 lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
                 reason = lines[-1].split(None, 1)[-1].strip() if len(lines) > 1 else str(e)
                 unsupported.append([str(r.cloud), feature.value, reason])
-            except Exception:  # a cloud whose optional dependencies are missing: not checked
+            except Exception as e:  # a cloud whose optional dependencies are missing: not checked, said
+                unchecked.append([str(r.cloud), f"{type(e).__name__}: {e}"])
                 break
     print(json.dumps({
         "unsupported": unsupported,
+        "unchecked": unchecked,
         "skypilot_version": sky.__version__,
         "name": task.name,
         "num_nodes": task.num_nodes,
@@ -80,7 +82,8 @@ def validate_task_yamls(texts: list[str], python: str | None = None) -> list[dic
     """Load each text as a SkyPilot task (one child process for all); return what SkyPilot made of
     each: skypilot_version, name, num_nodes, accelerators, use_spot, image_id, cloud, disk_size,
     file_mounts, workdir, envs, and `unsupported`: [cloud, feature, SkyPilot's reason] for each feature
-    the task needs that its named cloud (`infra`) does not have.
+    the task needs that its named cloud (`infra`) does not have, and `unchecked`: [cloud, error] where
+    SkyPilot could not check them (a cloud whose optional dependencies are not installed).
 
     Raises TaskInvalid (SkyPilot's error, naming the task's index) or SkyPilotUnavailable."""
     python = python or os.environ.get(ENV_PYTHON) or None

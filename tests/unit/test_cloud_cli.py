@@ -412,6 +412,28 @@ def test_skypilots_refusal_comes_first_and_before_anything_is_launched(tmp_path:
     assert "$ sky" not in res.stderr and not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
+def test_a_cloud_skypilot_could_not_check_is_said_to_be_unchecked() -> None:
+    """SkyPilot without its Kubernetes extra cannot check that cloud's features: the check had skipped it
+    without a word, and the task read as accepted."""
+    import os
+
+    from harness.cloud.validate import ENV_PYTHON
+
+    sky_python = os.environ.get(ENV_PYTHON)
+    if not sky_python:
+        pytest.skip(f"{ENV_PYTHON} not set (.ci/run sets it)")
+    scen = str(CLOUD / "llama-3.1-8b-1gpu.yaml")
+    res = run_cli(
+        scen, "--gpus", "H100:1", "--cloud", "kubernetes", "--dry-run", env={ENV_PYTHON: sky_python}
+    )
+    assert res.returncode == 0, res.stderr
+    said = " ".join(res.stderr.split())
+    assert "task accepted by SkyPilot" in said
+    assert "whether Kubernetes has the features the task needs was not checked (ImportError: " in said
+    assert "`sky launch` checks them" in said
+
+
 def test_a_url_with_a_password_in_an_env_value_is_told_apart() -> None:
     from harness.cli.cloud import _has_password
 
