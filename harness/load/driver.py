@@ -176,8 +176,8 @@ class _Run:
             self._check_done()
 
     def never_sent(self, job: Job, scheduled_ns: int, why: str) -> None:
-        """A job let through `gate` that was cancelled before it was sent: recorded as cancelled (a point
-        that was stopped counts it among its requests, as it does those cancelled in flight)."""
+        """A measured job let through `gate` that was cancelled before it was sent: recorded as cancelled
+        (a point that was stopped counts it among its requests, as it does those cancelled in flight)."""
         rec = self._record(job, scheduled_ns)
         rec.error_kind, rec.error, rec.done_ns = "cancelled", why, time.perf_counter_ns()
         self._ended(rec)
@@ -208,7 +208,10 @@ class _Run:
             try:
                 await sem.acquire()
             except asyncio.CancelledError:
-                self.never_sent(job, when_ns, "cancelled while waiting for a max_concurrency slot")
+                # a measured request (the point was stopped: at its normal end every measured one is
+                # done); cooldown left waiting there is the end of the load, not a request, as before
+                if job.role == "measured":
+                    self.never_sent(job, when_ns, "cancelled while waiting for a max_concurrency slot")
                 raise
             try:
                 await self.one(job, when_ns)

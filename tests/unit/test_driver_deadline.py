@@ -226,6 +226,12 @@ def test_open_loop_requests_waiting_for_a_slot_when_the_point_is_stopped_are_rec
     # arrivals 25 ms apart, none skipped: the records are the schedule up to the stop
     ids = [r.request_id for r in measured]
     assert ids == list(range(len(ids)))
+    # a point that ends as planned leaves its cooldown queue unrecorded, as ever: it was the load's tail
+    load = PointLoad("capped", rate_rps=100.0, arrival="constant", max_concurrency=1, duration_s=0.3)
+    out = _point(fake, load, [], specs * 3, 0, lambda r: None)
+    assert out.aborted is None
+    assert not [r for r in out.records if r.error == "cancelled while waiting for a max_concurrency slot"]
+    assert all(r.ok for r in out.records if not r.warmup)
 
 
 def test_open_loop_requests_scheduled_before_the_deadline_stay_measured_when_the_loop_is_late(
