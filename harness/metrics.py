@@ -13,7 +13,9 @@ Definitions (all times from integer `perf_counter_ns` stamps, converted to secon
 * output tok/s = sum of output tokens of successful requests / window
 * goodput      = successful requests meeting every SLO / window (req/s); goodput tok/s counts
                  the output tokens of those requests only
-* send lag     = sent - scheduled, per request: how late the harness sent it (open loop)
+* send lag     = sent - scheduled - connect_s, per request: how late the harness sent it (open loop),
+                 the time it spent opening a new connection left out (a request re-sent after a closed
+                 keep-alive connection counts its first try in it)
 * offered rate = (measured requests - 1) / (last - first scheduled time) (open loop): the rate the
                  arrival draw really offered, which a short Poisson or gamma schedule can put well off
                  the point's `rate_rps`
@@ -91,7 +93,8 @@ def decode_tok_s(r: RequestRecord) -> float | None:
 
 def send_lag_s(r: RequestRecord) -> float | None:
     """Send lag = sent_ns - scheduled_ns - connect_s, in seconds: how late the client itself sent the
-    request, the time it spent opening a new connection to the server left out (`connect_s`, said apart).
+    request, the time it spent opening a new connection to the server left out (`connect_s`, said apart;
+    a request re-sent after a keep-alive connection was found closed counts its first try in the lag).
     None if the request was never sent."""
     if not r.sent_ns:
         return None

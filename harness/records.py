@@ -23,7 +23,8 @@ class RequestRecord:
     `sent_ns` just before the HTTP request was written, `first_token_ns` at the first chunk carrying
     content, `chunk_ns` at every content chunk (first included), `done_ns` when the stream ended.
     `connect_s`: the seconds spent opening the new connection the request went on (TCP, and TLS for https),
-    before `sent_ns`; None where it went on an open keep-alive connection.
+    up to the connection's being made (the client loop's delay in going on from there is not in it), before
+    `sent_ns`; None where it went on an open keep-alive connection.
     `warmup` marks a request outside the measured window (warmup before it or cooldown after it).
     """
 

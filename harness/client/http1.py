@@ -61,6 +61,7 @@ class _Conn(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.reused = False
+        self.made_ns = 0
         self._buf = bytearray()
         self._fut: asyncio.Future[Response] | None = None
         self._resp: Response | None = None
@@ -76,6 +77,7 @@ class _Conn(asyncio.Protocol):
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.made_ns = time.perf_counter_ns()  # connected (TLS: handshake done), before the loop resumes
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -369,7 +371,9 @@ class Http1Pool:
                 t0_ns = time.perf_counter_ns()
                 c = await self._acquire()
                 if on_send is not None:
-                    on_send(None if c.reused else (time.perf_counter_ns() - t0_ns) / 1e9)
+                    # up to the connection's being made: the loop's lateness in resuming after it is the
+                    # client's own, and stays in the send lag
+                    on_send(None if c.reused else max(0, c.made_ns - t0_ns) / 1e9)
                 fut = c.request(raw, on_body, on_head)
                 try:
                     resp = await fut

@@ -253,6 +253,7 @@ def test_a_closed_loop_point_opens_a_connection_per_worker_before_its_first_meas
     assert len(recs) == 12 and all(r.ok for r in recs)
     # 3 opened by hand, 3 more for the point's 6 workers before its first send, and none after it
     assert open_at_send == [6] * 12 and len(srv.connected_ns) == 2 + 6
+    assert all(r.connect_s is None for r in recs)  # every request went on a connection opened before it
 
 
 def test_a_point_runs_without_full_collections_and_gives_them_back_after() -> None:
