@@ -348,13 +348,17 @@ def _roofline_notes(
 ) -> list[str]:
     """What the ceiling table cannot say by its numbers alone: rows that do not fit the device (their
     tok/s is what the bandwidth would give if they did), a max batch that needs a context, and a GGUF
-    type's bytes being an average that a file's own tensors may not have."""
+    mix's bits being one file's average that another model's file may not have."""
+    from harness.compare import significant
+    from harness.roofline import BYTES_PER_PARAM
+
     notes = []
     if unfit := [r for r in rows if r["fits"] is False]:
         r = unfit[0]
         weights, kv, memory = r["weights_gb_per_device"], r["kv_gb_per_device"], dev.memory_bytes / 1e9
         notes.append(
-            f"'fits NO': {weights:.1f} GB of weights and {kv:.2f} GB of KV per device (batch {r['batch']}) "
+            f"'fits NO': {significant(weights, 3, 1)} GB of weights and {significant(kv, 3, 2)} GB of KV per "
+            f"device (batch {r['batch']}) "
             f"exceed 90 % of its {memory:.1f} GB: the tok/s shown is the bandwidth's ceiling if they fit, "
             "not a setup that runs (more --tp, a smaller --precision or batch, or --cpu-offload-gb)"
         )
@@ -362,15 +366,14 @@ def _roofline_notes(
         notes.append(
             "max batch: give --context-tokens (tokens held per sequence) to bound the batch by its KV cache"
         )
-    from harness.roofline import BYTES_PER_PARAM
-
-    if precision.lower().startswith("q") and precision.lower() in BYTES_PER_PARAM:  # llama.cpp's types
-        bits = BYTES_PER_PARAM[precision.lower()] * 8
+    p = precision.lower()
+    if p.endswith(("_k_m", "_k_s")) and p in BYTES_PER_PARAM:  # llama.cpp's mixes: a type per tensor
+        bits = BYTES_PER_PARAM[p] * 8
         notes.append(
-            f"{precision}: {bits:.3g} bits a weight, the type's average; a GGUF file keeps some tensors "
-            "(token embeddings, output) at more bits, so the file can be larger than parameters x bits, most "
-            "where the vocabulary is a large share of the parameters: a run's % of roofline (`compare`) is "
-            "taken over its file's own size"
+            f"{precision}: {bits:.3g} bits a weight, the average of llama.cpp's Llama-3.1-8B file of this "
+            "mix; the mix is per tensor (token embeddings and output at more bits), so another model's file "
+            "can average more, most where the vocabulary is a large share of its parameters: a run's % of "
+            "roofline (`compare`) is taken over its file's own size"
         )
     return notes
 

@@ -152,11 +152,15 @@ def test_roofline_cli_prints_the_batch_table() -> None:
     tiny = [[c.strip() for c in ln.split("│")[1:-1]] for ln in res.stdout.splitlines() if ln.startswith("│")]
     assert [r[3] for r in tiny] == ["0.000804"] * 2 and tiny[0][5] == "0.00164"
     assert "prefill of 1024 tokens: >= 0.00710 ms" in res.stdout
-    assert "the type's average" not in res.stdout  # bf16: every weight is 2 bytes
-    # a llama.cpp type is an average over a file whose embeddings may be kept at more bits
+    assert "bits a weight" not in res.stdout  # bf16: every weight is 2 bytes
+    # a llama.cpp mix is one file's average: another model's embeddings may weigh more
     res = run_harness("roofline", "--model", "gemma-3-270m", "--gpu", "h100-sxm", "--precision", "Q4_K_M")
     text = " ".join(res.stdout.split())
-    assert "note: Q4_K_M: 4.89 bits a weight, the type's average; a GGUF file keeps some tensors" in text
+    assert (
+        "note: Q4_K_M: 4.89 bits a weight, the average of llama.cpp's Llama-3.1-8B file of this mix" in text
+    )
+    res = run_harness("roofline", "--model", "gemma-3-270m", "--gpu", "h100-sxm", "--precision", "q8_0")
+    assert "bits a weight" not in res.stdout  # a block type: 34 bytes a 32 weights, exactly
     bad = run_harness("roofline", "--model", "llama-9", "--gpu", "h100-sxm")
     assert bad.returncode == 2 and "allowed:" in bad.stderr and "Traceback" not in bad.stderr
 
