@@ -74,12 +74,12 @@ def add_cost_columns(
     utilization: float = 1.0,
     usd_per_kwh: float | None = None,
 ) -> pd.DataFrame:
-    """Add `usd_per_device_hour`, `usd_per_1m_tokens`, the `utilization` it assumes (and energy columns
-    when `usd_per_kwh` is set) to a points frame with `device`, `devices` and `output_tok_s` columns (see
-    harness.runinfo.points_frame)."""
+    """Add `usd_per_device_hour`, `usd_per_1m_tokens`, the `utilization` a priced row assumes (and energy
+    columns when `usd_per_kwh` is set) to a points frame with `device`, `devices` and `output_tok_s`
+    columns (see harness.runinfo.points_frame)."""
     out = df.copy()
-    out["utilization"] = utilization
     prices = [price_usd_per_hour.get(d) if isinstance(d, str) else None for d in out["device"]]
+    out["utilization"] = [math.nan if p is None else utilization for p in prices]
     out["usd_per_device_hour"] = [math.nan if p is None else p for p in prices]
     out["usd_per_1m_tokens"] = [
         usd_per_million_tokens(p, t, int(n), utilization) if p is not None else math.nan
