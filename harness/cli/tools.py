@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -222,7 +223,11 @@ def _traces_in(path: Path) -> list[Path]:
     or where `path` is a run's other telemetry, which `harness report` sums up per point)."""
     per_point = "its figures are per point in the run's points table (`harness report RUN`)"
     if path.is_dir():
-        traces = sorted(path.glob("telemetry-nvml*.jsonl.gz"))
+        # by engine variant and attempt as numbers: v2 before v10
+        traces = sorted(
+            path.glob("telemetry-nvml*.jsonl.gz"),
+            key=lambda t: [int(n) for n in re.findall(r"\d+", t.name)],
+        )
         if not traces:
             others = sorted(p.name for p in path.glob("telemetry-*"))
             has = f" (it has {', '.join(others)}: {per_point})" if others else ""

@@ -248,6 +248,7 @@ class _Conn(asyncio.Protocol):
             if self._left == 0:
                 self._finish()
         elif status in (204, 304, 101):
+            self._keep_alive = self._keep_alive and status != 101  # switched to another protocol: not HTTP
             self._finish()
         else:
             self._state = "eof"

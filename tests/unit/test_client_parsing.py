@@ -236,3 +236,15 @@ def test_a_body_ended_by_the_connection_is_whole_on_a_close_and_cut_on_a_reset()
     assert asyncio.run(go(None)) == SSE
     with pytest.raises(Disconnected, match="Connection reset"):
         asyncio.run(go(ConnectionResetError("Connection reset by peer")))
+
+
+def test_a_connection_switched_to_another_protocol_is_not_kept_for_http() -> None:
+    async def go() -> tuple[int, bool]:
+        conn = _Conn()
+        fut = conn.expect(None)
+        conn.data_received(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+        )
+        return (await asyncio.wait_for(fut, 1)).status, conn.closed
+
+    assert asyncio.run(go()) == (101, True)

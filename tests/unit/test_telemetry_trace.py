@@ -306,12 +306,13 @@ def test_telemetry_show_reads_a_run_directorys_traces_and_names_its_other_teleme
     g = series(0, [0, S], energy_mj=[0, 1000], power_w=[1.0, 1.0])
     run = tmp_path / "run"
     run.mkdir()
-    for v in (0, 1):
-        write_trace(run / f"telemetry-nvml-v{v}.jsonl.gz", {}, [g], {"all": (0, S)})
+    names = ["telemetry-nvml-v2.jsonl.gz", "telemetry-nvml-v10.jsonl.gz", "telemetry-nvml-v2-a1.jsonl.gz"]
+    for name in names:
+        write_trace(run / name, {}, [g], {"all": (0, S)})
     res = harness_cli("telemetry", "show", str(run), timeout=120)
     assert res.returncode == 0, res.stderr
     heads = [ln.split(":")[0] for ln in res.stdout.splitlines() if not ln.startswith(" ")]
-    assert heads == [str(run / "telemetry-nvml-v0.jsonl.gz"), str(run / "telemetry-nvml-v1.jsonl.gz")]
+    assert heads == [str(run / n) for n in (names[0], names[2], names[1])]  # by variant and attempt
     quick = Path(__file__).resolve().parents[2] / "results/evidence/20261125T114708Z-quickstart-cpu"
     res = harness_cli("telemetry", "show", str(quick), timeout=120)
     assert res.returncode == 2 and "Traceback" not in res.stderr
