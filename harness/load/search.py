@@ -5,9 +5,9 @@ limit (TTFT, TPOT, E2E). Starting from the scenario's first rate, the search dou
 while points pass and halves it while they fail, then bisects between the highest passing and
 the lowest failing rate until they are within `rel_tol` of each other or `max_probes` points
 have run. Each probe is a full open-loop point, recorded like any other. Every probe's arrivals are
-one draw scaled to its rate (common random numbers): two probes differ in rate, not in the luck of
-their draw, so a probe that passes and a faster one that fails were not told apart by a burst that only
-one of them got.
+one draw scaled to its rate (common random numbers): two probes differ in rate, not in their bursts,
+so a probe that passes and a faster one that fails were not told apart by a burst that only one of them
+got. The draw's own luck (its offered rate against the nominal one) is shared by every probe.
 """
 
 from __future__ import annotations
