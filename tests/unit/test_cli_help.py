@@ -56,3 +56,25 @@ def test_each_commands_summary_is_one_line() -> None:
     summaries = {" ".join(path): (cmd.help or "").strip().split("\n\n")[0] for path, cmd in COMMANDS}
     assert all(summaries.values())
     assert [path for path, text in summaries.items() if "\n" in text] == []
+
+
+def test_flags_renamed_to_name_their_units_still_take_their_old_spelling() -> None:
+    """Each renamed flag reads its old spelling too, so commands written before keep working."""
+    renamed = {
+        ("cost",): [
+            ("--usd-per-kwh", "--kwh"),
+            ("--output-tok-s", "--tok-s"),
+            ("--j-per-output-token", "--j-per-token"),
+        ],
+        ("compare",): [("--usd-per-kwh", "--kwh")],
+        ("roofline",): [("--context-tokens", "--context")],
+        ("gpu-info",): [("--duration-s", "--seconds")],
+        ("telemetry", "record"): [("--duration-s", "--seconds")],
+        ("model", "make-gguf"): [("--context-tokens", "--context")],
+        ("cloud", "launch"): [("--disk-gb", "--disk-size")],
+    }
+    cmds = dict(COMMANDS)
+    for path, pairs in renamed.items():
+        opts = [p.opts for p in cmds[path].params]
+        for new, old in pairs:
+            assert [new, old] in opts, (path, new, old, opts)
