@@ -660,6 +660,32 @@ def _server_flags(row: dict[str, Any]) -> list[str]:
     return out
 
 
+# the columns that warnings (`flags`) and the report read, by the check each one makes: a points table
+# written before a column existed had that check not made, and an absent count reads as none found
+CHECK_COLUMNS = {
+    "prompt_token_mismatch": "prompt tokens against the plan",
+    "prompts_off_asked": "prompts against the lengths asked",
+    "missing_prompt_tokens": "prompts without a count",
+    "chunk_token_mismatch": "chunks against usage",
+    "text_token_mismatch": "re-tokenized text against usage",
+    "missing_usage": "streams without usage",
+    "short_outputs": "outputs shorter than asked",
+    "long_outputs": "outputs longer than asked",
+    "prompt_cache_hits": "prompt-cache hits",
+    "one_read_streams": "streams read in one piece",
+    "itl_zero_frac": "chunks delivered together",
+    "hidden_reasoning": "reasoning the stream did not carry",
+    "failed_tail_s": "failures that stretch the window",
+    "new_connections": "time spent opening connections",
+}
+
+
+def unmade_checks(columns: Iterable[str]) -> list[str]:
+    """The checks (`CHECK_COLUMNS`) whose column a points table lacks: made by an older harness."""
+    have = set(columns)
+    return [what for col, what in CHECK_COLUMNS.items() if col not in have]
+
+
 def flags(row: dict[str, Any]) -> list[str]:
     """Plain-language warnings for a summarized point (empty when nothing looks wrong). Pure on the row, so
     a report made later from the points table says the same as the run did."""

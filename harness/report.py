@@ -15,7 +15,7 @@ from rich.table import Table
 from harness import llama_bench
 from harness.compare import few_requests_for_p99_note, fmt, md_row, md_text
 from harness.fileio import write_text_whole
-from harness.metrics import flags
+from harness.metrics import flags, unmade_checks
 from harness.results import aborted_rows, live_runner, read_manifest, read_points, reading
 from harness.runinfo import variant_label, workload_label
 from harness.table_fit import print_fitted
@@ -205,8 +205,14 @@ def engine_line(engine: dict[str, Any]) -> str:
 
 def all_notes(manifest: dict[str, Any], df: pd.DataFrame, run: Path) -> list[str]:
     """Every note a report of the run gives: how the run stands, points cut short, failed requests, the
-    warnings of each point, and p99s from too few requests to be tail estimates."""
-    return run_notes(manifest, df, run) + aborted_notes(df) + point_notes(df) + few_requests_for_p99_note(df)
+    warnings of each point, p99s from too few requests to be tail estimates, and the checks an older
+    points table has no column for."""
+    notes = run_notes(manifest, df, run) + aborted_notes(df) + point_notes(df) + few_requests_for_p99_note(df)
+    if "ok" in df.columns and (unmade := unmade_checks(df.columns)):
+        notes.append(
+            f"checks not made for this run (its points table was written before them): {', '.join(unmade)}"
+        )
+    return notes
 
 
 def run_notes(manifest: dict[str, Any], df: pd.DataFrame, run: Path) -> list[str]:

@@ -461,3 +461,24 @@ def test_a_prequantized_checkpoint_or_one_not_here_is_not_taken_for_bf16(tmp_pat
     # vLLM on the CPU holds no weights on the GPU
     cpu = {**base, "engine": {**base["engine"], "device": "cpu"}}
     assert combination_warnings(parse_scenario(cpu), "q.yaml") == []
+
+
+def test_a_points_table_without_a_checks_column_says_that_check_was_not_made() -> None:
+    """The oldest committed run's prompts were 129 tokens against 128 planned, and its report said
+    nothing: its points table predates the column, and an absent count read as none found."""
+    from pathlib import Path
+
+    from harness.metrics import CHECK_COLUMNS, summarize, unmade_checks
+    from harness.report import all_notes
+    from harness.results import read_manifest, read_points
+
+    assert set(CHECK_COLUMNS) <= set(summarize([], open_loop=True))  # every check's column is written today
+    assert unmade_checks(CHECK_COLUMNS) == []
+    assert unmade_checks(set(CHECK_COLUMNS) - {"prompt_token_mismatch"}) == ["prompt tokens against the plan"]
+    run = Path(__file__).resolve().parents[2] / "results/evidence/cpu-gemma-threads"
+    manifest = read_manifest(run)
+    (note,) = [n for n in all_notes(manifest, read_points(run, manifest), run) if n.startswith("checks not")]
+    assert note.startswith(
+        "checks not made for this run (its points table was written before them): prompt tokens against the "
+        "plan, "
+    )
