@@ -82,6 +82,7 @@ def _point_row(
     s: Scenario, p: Point, engine: Engine, summary: dict[str, Any], manifest: dict[str, Any]
 ) -> dict[str, Any]:
     d = engine.describe()
+    on_cpu = _on_cpu(s, p, d, manifest)
     row: dict[str, Any] = {
         "scenario": s.name,
         "point_id": p.point_id,
@@ -91,9 +92,9 @@ def _point_row(
         "model": (d.get("model") or {}).get("name"),
         "precision": d.get("precision") or getattr(p.engine, "precision", None),
         "n_gpu_layers": getattr(p.engine, "n_gpu_layers", None),
-        "gpu": None if _on_cpu(s, p, d, manifest) else gpu_key(s, d, manifest),
+        "gpu": None if on_cpu else gpu_key(s, d, manifest),
         "gpu_declared": s.hardware.gpu,
-        "gpus": s.hardware.gpus,
+        "gpus": 0 if on_cpu else s.hardware.gpus,  # the scenario's default 1 is no GPU a CPU run used
         "mode": s.load.mode,
         "concurrency": p.concurrency,
         "rate_rps": p.rate_rps,

@@ -63,6 +63,7 @@ def test_sweep_completes_with_exact_output_tokens(write_scenario, tmp_path: Path
 
     points = pd.read_csv(run / "points.csv")
     assert list(points["concurrency"]) == [1, 2, 4]
+    assert points["gpu"].isna().all() and (points["gpus"] == 0).all()  # ran on the CPU: no GPU in its rows
     assert (points["errors"] == 0).all()
     assert (points["output_tokens"] == 6 * 32).all()
     merged = sum(1 for r in measured if len(r.chunk_ns) != r.output_tokens)
