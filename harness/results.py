@@ -307,7 +307,7 @@ def resolve_runs(paths: list[Path]) -> tuple[list[Path], list[str]]:
             what = "a report" if p.suffix == ".html" else "a file"
             notes.append(f"{p}: {what}, not a run: passed over")
             files.append(p)
-        elif p.is_dir() and (inner := _runs_below(p)):
+        elif p.is_dir() and (inner := runs_below(p)):
             for c in inner:
                 read_manifest(c)  # readable
             runs += inner
@@ -329,7 +329,7 @@ def report_plots_dir(p: Path) -> bool:
 MAX_SEARCH_DEPTH = 6
 
 
-def _runs_below(top: Path, depth: int = MAX_SEARCH_DEPTH) -> list[Path]:
+def runs_below(top: Path, depth: int = MAX_SEARCH_DEPTH) -> list[Path]:
     """Run directories under `top`, at most `depth` folders down, sorted by path; runs, compare outputs,
     hidden folders (`.venv`, `.git`) and links are not descended into."""
     found: list[Path] = []
@@ -343,7 +343,7 @@ def _runs_below(top: Path, depth: int = MAX_SEARCH_DEPTH) -> list[Path]:
         if (sub / "manifest.json").is_file():
             found.append(sub)
         elif depth > 1 and not (sub / COMPARE_OUTPUT).is_file():
-            found += _runs_below(sub, depth - 1)
+            found += runs_below(sub, depth - 1)
     return found
 
 

@@ -45,6 +45,7 @@ app.command("cost")(results.cost_cmd)
 app.command("roofline")(results.roofline_cmd)
 app.command("claims")(results.claims_cmd)
 app.command("recommend")(results.recommend_cmd)
+app.command("ls")(results.ls_cmd)
 app.command("serve-fake")(tools.serve_fake)
 app.command("gpu-info")(tools.gpu_info)
 

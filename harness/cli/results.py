@@ -521,3 +521,37 @@ def recommend_cmd(
             said = [article_rule(need), best_cases, *all_notes]
             write_text_whole(out_file, recommend_markdown(df, title, top, said))
         err.print(f"wrote {out_file}", markup=False)
+
+
+def ls_cmd(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="run directories, or folders to look for runs in (default: results)"),
+    ] = None,
+) -> None:
+    """List runs: status, scenario, start, hardware, engine, points done of planned, best output tok/s."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from harness.results import runs_below
+    from harness.runlist import LS_HEADS, run_line
+
+    runs: list[Path] = []
+    for p in paths or [Path("results")]:
+        if (p / "manifest.json").is_file():
+            runs.append(p)
+        elif p.is_dir():
+            runs += runs_below(p)
+        else:
+            raise fail(f"ls: {p}: no such directory")
+    lines = [run_line(r) for r in dict.fromkeys(runs)]
+    if not lines:
+        err.print(f"no runs in {', '.join(str(p) for p in paths or [Path('results')])}", markup=False)
+        return
+    lines.sort(key=lambda ln: (ln["started (UTC)"], ln["run"]))
+    t = Table(title=f"{len(lines)} run(s)")
+    for h in LS_HEADS:
+        t.add_column(h, justify="right" if h in ("points", "best out tok/s") else "left")
+    for ln in lines:
+        t.add_row(*(Text(ln[h]) for h in LS_HEADS))
+    print_fitted(out, t, keys=1)
