@@ -483,6 +483,9 @@ def aborted_rows(df: pd.DataFrame) -> pd.Series:
     return df["aborted"].map(lambda v: isinstance(v, str) and v != "").astype(bool)
 
 
+INFO_COLUMN = re.compile(r"server_\w+_info__")
+
+
 def read_points(run: str | Path, manifest: dict[str, Any] | None = None) -> pd.DataFrame:
     """The run's points table: points.parquet, else points.csv (the same table), else an empty one.
     RunNotFound when neither can be read (a truncated file). Where the parquet table could not be read,
@@ -499,6 +502,9 @@ def read_points(run: str | Path, manifest: dict[str, Any] | None = None) -> pd.D
                 continue
             if problem := _points_problem(df):
                 raise RunNotFound(f"{run / name}: not a points table of this harness: {problem}")
+            # an info metric's labels as a column name (`server_vllm_cache_config_info__block_size_...`, up
+            # to 1,000 characters): older harnesses wrote them here; constants, they are in the manifest
+            df = df.drop(columns=[c for c in df.columns if INFO_COLUMN.match(str(c))])
             for c in POINT_NUMBER_COLUMNS:  # numbers written as text (a table other tools wrote)
                 if c in df.columns and _not_numbers(df[c]):
                     df[c] = pd.to_numeric(df[c], errors="coerce")

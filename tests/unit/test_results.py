@@ -814,3 +814,21 @@ def test_engine_warnings_are_given_again_by_the_report(tmp_path: Path) -> None:
         f"engine (variant 0): {tunnelled}",
         "engine (variant 1): llama.cpp put no weights on the GPU",
     ]
+
+
+def test_info_metric_columns_an_older_harness_wrote_are_not_read_as_points_columns() -> None:
+    """The committed vLLM run's table has `server_vllm_cache_config_info__...` columns (labels as names,
+    up to 1,000 characters) that every compare output then carried; the manifest holds them now."""
+    import pandas as pd
+
+    from harness.results import read_points
+
+    run = Path(__file__).resolve().parents[2] / "results/evidence/20261201T120142Z-vllm-tiny-cpu"
+    raw = pd.read_csv(run / "points.csv")
+    info = [
+        c for c in raw.columns if c.startswith(("server_vllm_cache_config_info__", "server_python_info__"))
+    ]
+    assert len(info) == 4
+    df = read_points(run)
+    assert not set(info) & set(df.columns) and len(df.columns) == len(raw.columns) - 4
+    assert df["output_tok_s"].tolist() == raw["output_tok_s"].tolist()
