@@ -489,3 +489,12 @@ def test_a_claims_catalog_note_is_shown_with_the_claim() -> None:
     assert "(Llama-2-70B checked with the Llama-3.1-70B shape)" in claims_markdown(
         [check(mlperf, pd.DataFrame())]
     )
+
+
+def test_the_claims_table_on_screen_shows_the_catalogs_note() -> None:
+    from tests.conftest import run_harness
+
+    res = run_harness("claims", "--source", "mlperf", env={"COLUMNS": "200"})
+    assert res.returncode == 0, res.stderr
+    said = " ".join(ln.strip("│ ") for ln in res.stdout.splitlines())
+    assert "(Llama-2-70B checked with the Llama-3.1-70B shape)" in " ".join(said.split())

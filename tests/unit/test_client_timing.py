@@ -299,3 +299,28 @@ def test_a_request_that_opens_a_connection_says_how_long_that_took() -> None:
         for a, b in itertools.pairwise(recs):
             assert a.done_ns is not None
             assert b.connect_s is None or 0 < b.connect_s * 1e9 <= b.sent_ns - a.done_ns
+
+
+def test_a_late_loop_after_connecting_is_not_counted_as_connect_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`connect_s` ends when the connection is made: a loop that goes on 50 ms later (held by other work)
+    is the client's own lateness, which stays in the send lag."""
+    import time
+
+    from harness.client.http1 import Http1Pool
+
+    connect = Http1Pool._connect
+
+    async def late(self: Http1Pool) -> Any:
+        c = await connect(self)
+        time.sleep(0.05)  # the loop held up right after the connection was made
+        return c
+
+    monkeypatch.setattr(Http1Pool, "_connect", late)
+    srv = FakeServer(FakeScript(ttft_s=0.0, itl_s=0.001)).start_in_thread()
+    try:
+        before = time.perf_counter_ns()
+        (rec,) = _send(srv.base_url, "completion", 1, 2)
+    finally:
+        srv.stop()
+    assert rec.ok and rec.connect_s is not None
+    assert rec.connect_s < 0.05 <= (rec.sent_ns - before) / 1e9

@@ -431,6 +431,7 @@ def test_a_cloud_skypilot_could_not_check_is_said_to_be_unchecked() -> None:
     said = " ".join(res.stderr.split())
     assert "task accepted by SkyPilot" in said
     assert "whether Kubernetes has the features the task needs was not checked (ImportError: " in said
+    assert said.count("was not checked") == 1  # once for the cloud, not once per feature
     assert "`sky launch` checks them" in said
 
 

@@ -716,3 +716,27 @@ def test_configurations_measured_on_different_host_cpus_are_said_to_be() -> None
     )
     assert not [n for n in compare_runs(bench).notes if "different host CPUs" in n]  # one machine
     assert host_cpu_notes(pd.DataFrame({"device": ["h100-sxm"], "config": ["h100-sxm | vllm"]})) == []
+
+
+def test_the_host_cpu_note_needs_two_configurations_and_two_cpus_on_one_device() -> None:
+    from harness.compare import host_cpu_notes
+
+    def frame(rows: list[tuple[str, str, str | None]]) -> pd.DataFrame:
+        return pd.DataFrame(rows, columns=["device", "config", "host_cpu"])
+
+    assert host_cpu_notes(frame([("cpu", "cpu | a", "X"), ("cpu", "cpu | b", "X")])) == []  # one machine
+    assert host_cpu_notes(frame([("cpu", "cpu | a", "X"), ("cpu", "cpu | a", "Y")])) == []  # no ratio
+    # GPU rows have no host CPU: left out, not compared as text beside the CPU rows
+    gpu_and_cpu = [("h100-sxm", "h100-sxm | a", None), ("h100-sxm", "h100-sxm | b", None)]
+    gpu_and_cpu += [("cpu", "cpu | a", "X"), ("cpu", "cpu | a", "Y"), ("cpu", "cpu | b", "X")]
+    assert host_cpu_notes(frame(gpu_and_cpu)) == [
+        "cpu: the configurations ran on different host CPUs (cpu | a: X / Y; cpu | b: X): ratios between "
+        "them measure the machines as well as the engines"
+    ]
+
+
+def test_the_empty_metric_hints_name_the_flags_as_spelled_now() -> None:
+    from harness.compare import EMPTY_METRIC_HINTS
+
+    hints = " ".join(EMPTY_METRIC_HINTS.values())
+    assert "--usd-per-kwh" in hints and "--kwh" not in hints.replace("--usd-per-kwh", "")

@@ -335,3 +335,13 @@ def test_the_older_flag_spellings_still_work() -> None:
         "0.2",
     )
     assert old.returncode == 0 and old.stdout == new.stdout and "$" in old.stdout
+
+
+def test_cost_messages_name_the_flags_as_spelled_now(tmp_path: Path) -> None:
+    res = _cli("cost", "--usd-per-hour", "1", "--output-tok-s", "10", "--usd-per-kwh", "0.2")
+    assert res.returncode == 0 and "--usd-per-kwh needs --j-per-output-token" in " ".join(res.stdout.split())
+    res = _cli("cost", "--usd-per-hour", "1e308", "--output-tok-s", "1e-308")
+    assert res.returncode == 2 and "check --usd-per-hour, --output-tok-s" in res.stderr
+    run = Path(__file__).resolve().parents[2] / "results/evidence/20261125T114708Z-quickstart-cpu"
+    res = _cli("cost", str(run), "--output-tok-s", "5")
+    assert res.returncode == 2 and "--output-tok-s" in res.stderr and "--tok-s " not in res.stderr

@@ -217,12 +217,15 @@ def test_open_loop_requests_waiting_for_a_slot_when_the_point_is_stopped_are_rec
     def stop() -> str | None:
         return "ctrl-c" if time.monotonic() - t0 > 0.5 else None
 
-    out = _point(fake, load, [], specs, 0, lambda r: None, stop, 0.05)
+    seen: list[RequestRecord] = []  # what goes on to requests.jsonl
+    out = _point(fake, load, [], specs, 0, seen.append, stop, 0.05)
     assert out.aborted == "ctrl-c"
     measured = sorted((r for r in out.records if not r.warmup), key=lambda r: r.scheduled_ns)
     waited = [r for r in measured if r.error == "cancelled while waiting for a max_concurrency slot"]
     assert len(measured) >= 15 and len(waited) >= 5, [(r.request_id, r.error) for r in measured]
     assert all(r.error_kind == "cancelled" and not r.sent_ns for r in waited)
+    assert all(r.done_ns is not None and r.done_ns >= r.scheduled_ns for r in waited)
+    assert all(any(s is r for s in seen) for r in waited)
     # arrivals 25 ms apart, none skipped: the records are the schedule up to the stop
     ids = [r.request_id for r in measured]
     assert ids == list(range(len(ids)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from harness import metrics
@@ -219,6 +221,8 @@ def test_time_spent_connecting_is_not_send_lag_and_is_said_apart() -> None:
     rs[0].connect_s = 0.005  # not over the 5 ms the client's own lateness is allowed either
     row = metrics.summarize(rs, open_loop=True)
     assert not [f for f in metrics.flags({**row, "mode": "open"}) if "new connection" in f]
+    none_new = metrics.summarize(rs[2:], open_loop=True)  # on open connections only: nothing to say
+    assert none_new["new_connections"] == 0 and math.isnan(none_new["connect_s_max"])
     closed = metrics.summarize(rs[:1], open_loop=False)
     closed["connect_s_max"] = 0.02
     assert "counted from the send, leave it out" in " ".join(metrics.flags({**closed, "mode": "closed"}))

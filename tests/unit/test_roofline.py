@@ -153,6 +153,22 @@ def test_roofline_cli_prints_the_batch_table() -> None:
     assert [r[3] for r in tiny] == ["0.000804"] * 2 and tiny[0][5] == "0.00164"
     assert "prefill of 1024 tokens: >= 0.00710 ms" in res.stdout
     assert "bits a weight" not in res.stdout  # bf16: every weight is 2 bytes
+    res = run_harness(
+        "roofline",
+        "--model",
+        "tiny-llama",
+        "--gpu",
+        "a100-80gb-sxm",
+        "--batch",
+        "1",
+        "--context-tokens",
+        "1024",
+    )
+    kv = [[c.strip() for c in ln.split("│")[1:-1]] for ln in res.stdout.splitlines() if ln.startswith("│")]
+    assert kv[0][6] not in ("0", "0.00") and len(kv[0][6].lstrip("0.")) == 3, kv  # 3 significant digits
+    # weights that do not fit beside a small KV cache: both in significant digits
+    res = run_harness("roofline", "--model", "llama-3.1-70b", "--gpu", "h100-sxm", "--context-tokens", "16")
+    assert "'fits NO': 141.2 GB of weights and 0.00524 GB of KV per device" in " ".join(res.stdout.split())
     # a llama.cpp mix is one file's average: another model's embeddings may weigh more
     res = run_harness("roofline", "--model", "gemma-3-270m", "--gpu", "h100-sxm", "--precision", "Q4_K_M")
     text = " ".join(res.stdout.split())

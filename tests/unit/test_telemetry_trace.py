@@ -313,6 +313,13 @@ def test_telemetry_show_reads_a_run_directorys_traces_and_names_its_other_teleme
     assert res.returncode == 0, res.stderr
     heads = [ln.split(":")[0] for ln in res.stdout.splitlines() if not ln.startswith(" ")]
     assert heads == [str(run / n) for n in (names[0], names[2], names[1])]  # by variant and attempt
+    untagged = tmp_path / "untagged"  # the sampler's own name where a run gives none
+    untagged.mkdir()
+    write_trace(untagged / "telemetry-nvml.jsonl.gz", {}, [g], {"all": (0, S)})
+    res = harness_cli("telemetry", "show", str(untagged), timeout=120)
+    assert res.returncode == 0 and res.stdout.startswith(str(untagged / "telemetry-nvml.jsonl.gz")), (
+        res.stderr
+    )
     quick = Path(__file__).resolve().parents[2] / "results/evidence/20261125T114708Z-quickstart-cpu"
     res = harness_cli("telemetry", "show", str(quick), timeout=120)
     assert res.returncode == 2 and "Traceback" not in res.stderr
