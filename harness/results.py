@@ -483,7 +483,15 @@ def aborted_rows(df: pd.DataFrame) -> pd.Series:
     return df["aborted"].map(lambda v: isinstance(v, str) and v != "").astype(bool)
 
 
-INFO_COLUMN = re.compile(r"server_\w+_info__")
+def info_columns(df: pd.DataFrame) -> list[str]:
+    """Columns named by an info metric and its labels (`server_vllm_cache_config_info__block_size_...`,
+    up to 1,000 characters), which older harnesses wrote into the points table: constants of the engine
+    (the manifest holds them now), no measurement. The metric's name is what comes before the first `__`."""
+    return [
+        c
+        for c in map(str, df.columns)
+        if c.startswith("server_") and "__" in c and c.split("__", 1)[0].endswith("_info")
+    ]
 
 
 def read_points(run: str | Path, manifest: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -502,9 +510,6 @@ def read_points(run: str | Path, manifest: dict[str, Any] | None = None) -> pd.D
                 continue
             if problem := _points_problem(df):
                 raise RunNotFound(f"{run / name}: not a points table of this harness: {problem}")
-            # an info metric's labels as a column name (`server_vllm_cache_config_info__block_size_...`, up
-            # to 1,000 characters): older harnesses wrote them here; constants, they are in the manifest
-            df = df.drop(columns=[c for c in df.columns if INFO_COLUMN.match(str(c))])
             for c in POINT_NUMBER_COLUMNS:  # numbers written as text (a table other tools wrote)
                 if c in df.columns and _not_numbers(df[c]):
                     df[c] = pd.to_numeric(df[c], errors="coerce")

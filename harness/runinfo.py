@@ -32,7 +32,7 @@ from harness.catalog import models
 from harness.catalog.hardware import Device, devices, match_cpu, match_nvml
 from harness.engines.vllm_flags import DEFAULT_GPU_MEMORY_UTILIZATION
 from harness.models import PACKAGE_CATALOG
-from harness.results import RunNotFound, aborted_rows, read_manifest, read_points, reading
+from harness.results import RunNotFound, aborted_rows, info_columns, read_manifest, read_points, reading
 from harness.roofline import BYTES_PER_PARAM, Shape, decode_bound
 from harness.slots import engine_slots
 
@@ -575,6 +575,7 @@ def run_points(run: str | Path, table: dict[str, Device] | None = None) -> pd.Da
 def _run_points(run: str | Path, table: dict[str, Device] | None) -> pd.DataFrame:
     manifest = read_manifest(run)
     df = read_points(run, manifest)
+    df = df.drop(columns=info_columns(df))  # an older table's engine constants: not carried into compare
     df = df[~aborted_rows(df)]  # cut short (engine died, Ctrl-C): not a measurement of the point
     if df.empty:
         return df
