@@ -4,11 +4,14 @@ measured (its best output tok/s), so a folder of runs can be told apart without 
 from __future__ import annotations
 
 import math
+import re
 import socket
 from pathlib import Path
 from typing import Any
 
-from harness.results import RunNotFound, aborted_rows, live_runner, read_manifest, read_points
+import pandas as pd
+
+from harness.results import RunNotFound, aborted_rows, live_runner, read_manifest, read_points, reading
 from harness.runinfo import device_of, engine_config, engine_entry, model_key
 
 LS_HEADS = ("run", "status", "started (UTC)", "model", "hardware", "engine", "points", "best out tok/s")
@@ -28,15 +31,30 @@ def run_status(manifest: dict[str, Any]) -> str:
     return f"running on {host}?" if host else "running?"
 
 
-def run_line(run: Path) -> dict[str, str]:
-    """One run's cells (LS_HEADS): `-` for what it does not say; an unreadable manifest is said so."""
+def run_line(run: Path, name: str | None = None) -> dict[str, str]:
+    """One run's cells (LS_HEADS), `name` its `run` cell (default: the folder's name): `-` for what it
+    does not say; a manifest that cannot be read, or holds values of kinds this harness does not write,
+    is said to be unreadable."""
     line = dict.fromkeys(LS_HEADS, "-")
-    line["run"] = run.name
+    line["run"] = name or run.name
     try:
-        manifest = read_manifest(run)
+        with reading(run):
+            line.update(_cells(run, read_manifest(run)))
     except RunNotFound as e:
-        line["status"] = f"unreadable: {str(e).split(': ', 1)[-1]}"
-        return line
+        line["status"] = unreadable_cell(str(e), run)
+    return line
+
+
+def unreadable_cell(message: str, run: Path) -> str:
+    """A reader's error, short enough for a cell: what was wrong, without the run's path (the row names
+    it); `harness report RUN` gives the whole message."""
+    why = message.removeprefix(f"{run}/manifest.json: ").removeprefix(f"{run}: ")
+    if hand := re.search(r"does not write \((.*)\): was it edited by hand\?$", why):
+        why = f"edited by hand? {hand[1]}"
+    return "unreadable: " + why.removeprefix("unreadable manifest: ")[:90]
+
+
+def _cells(run: Path, manifest: dict[str, Any]) -> dict[str, str]:
     scen = manifest.get("scenario") or {}
     variants = max(1, len(scen.get("variants") or []))
     hardware, engines, models = [], [], []
@@ -48,27 +66,37 @@ def run_line(run: Path) -> dict[str, str]:
         hardware.append(device if n == 1 else f"{n}x {device}")
         launcher = cfg.get("launcher")
         engines.append(str(cfg.get("type") or "?") + (f"/{launcher}" if launcher else ""))
+    if (
+        not manifest.get("hardware")
+        and not manifest.get("host")
+        and not (scen.get("hardware") or {}).get("gpu")
+    ):
+        hardware = ["-"]  # nothing says what it ran on (the host's CPU is the guess of last resort)
     planned, done = manifest.get("points_planned"), manifest.get("points_done")
-    line.update(
-        status=run_status(manifest),
-        model=", ".join(dict.fromkeys(models)),
-        hardware=", ".join(dict.fromkeys(hardware)),
-        engine=", ".join(dict.fromkeys(engines)),
-        points=f"{len(done or [])}/{len(planned)}" if isinstance(planned, list) else "-",
-    )
-    line["started (UTC)"] = str(manifest.get("started_utc") or "-")[:16].replace("T", " ")
-    best = best_output_tok_s(run, manifest)
-    line["best out tok/s"] = "-" if best is None else f"{best:.1f}"
-    return line
+    best = best_point(run, manifest)
+    return {
+        "status": run_status(manifest),
+        "started (UTC)": str(manifest.get("started_utc") or "-")[:16].replace("T", " "),
+        "model": ", ".join(dict.fromkeys(models)),
+        "hardware": ", ".join(dict.fromkeys(hardware)),
+        "engine": ", ".join(dict.fromkeys(engines)),
+        "points": f"{len(done or [])}/{len(planned)}" if isinstance(planned, list) else "-",
+        # which point, where the run's variants ran on other hardware or engines
+        "best out tok/s": "-"
+        if best is None
+        else f"{best[0]:.1f}" + (f" ({best[1]})" if variants > 1 else ""),
+    }
 
 
-def best_output_tok_s(run: Path, manifest: dict[str, Any]) -> float | None:
-    """The highest output tok/s of the run's finished points (points cut short left out); None if none."""
-    try:
-        df = read_points(run, manifest)
-    except RunNotFound:
-        return None
+def best_point(run: Path, manifest: dict[str, Any]) -> tuple[float, str] | None:
+    """The highest output tok/s of the run's finished points (points cut short left out) and its point
+    id; None if none measured one."""
+    df = read_points(run, manifest)
     if df.empty or "output_tok_s" not in df.columns:
         return None
-    best = df.loc[~aborted_rows(df), "output_tok_s"].max()
-    return None if best is None or not math.isfinite(best) else float(best)
+    kept = df.loc[~aborted_rows(df)]
+    kept = kept[pd.to_numeric(kept["output_tok_s"], errors="coerce").map(math.isfinite)]
+    if kept.empty:
+        return None
+    row = kept.loc[kept["output_tok_s"].astype(float).idxmax()]
+    return float(row["output_tok_s"]), str(row.get("point_id", "?"))

@@ -529,22 +529,26 @@ def ls_cmd(
         typer.Argument(help="run directories, or folders to look for runs in (default: results)"),
     ] = None,
 ) -> None:
-    """List runs: status, scenario, start, hardware, engine, points done of planned, best output tok/s."""
+    """List runs, oldest first: status, start, model, hardware, engine, points done of planned, best
+    output tok/s."""
     from rich.table import Table
     from rich.text import Text
 
     from harness.results import runs_below
     from harness.runlist import LS_HEADS, run_line
 
-    runs: list[Path] = []
+    found: dict[Path, str] = {}  # each run once (however it was named), with the name to show it by
     for p in paths or [Path("results")]:
+        if p.is_file() and (p.parent / "manifest.json").is_file():  # RUN/manifest.json
+            p = p.parent
         if (p / "manifest.json").is_file():
-            runs.append(p)
+            found.setdefault(p.resolve(), str(p))
         elif p.is_dir():
-            runs += runs_below(p)
+            for r in runs_below(p):  # named from the folder given: a cloud fetch's runs keep their cluster
+                found.setdefault(r.resolve(), str(r.relative_to(p)))
         else:
             raise fail(f"ls: {p}: no such directory")
-    lines = [run_line(r) for r in dict.fromkeys(runs)]
+    lines = [run_line(r, name) for r, name in found.items()]
     if not lines:
         err.print(f"no runs in {', '.join(str(p) for p in paths or [Path('results')])}", markup=False)
         return

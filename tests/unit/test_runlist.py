@@ -55,3 +55,27 @@ def test_ls_lists_the_runs_below_a_folder_oldest_first(tmp_path: Path) -> None:
     assert empty.returncode == 0 and f"no runs in {tmp_path}" in empty.stderr
     gone = run_harness("ls", str(tmp_path / "nowhere"))
     assert gone.returncode == 2 and "ls: " in gone.stderr and "no such directory" in gone.stderr
+
+
+def test_one_odd_manifest_is_listed_as_unreadable_and_the_others_still_are(tmp_path: Path) -> None:
+    """A catalog model without its name (a hand edit) had stopped the whole listing with a KeyError."""
+    good = tmp_path / "20260101T000000Z-good"
+    shutil.copytree(EVIDENCE / "20261125T114708Z-quickstart-cpu", good)
+    odd = tmp_path / "20260102T000000Z-odd"
+    shutil.copytree(good, odd)
+    manifest = json.loads((odd / "manifest.json").read_text())
+    manifest["scenario"]["engine"]["model"] = {"source": "catalog"}
+    (odd / "manifest.json").write_text(json.dumps(manifest))
+    line = run_line(odd)
+    assert line["status"].startswith("unreadable: edited by hand? KeyError: 'name', in runinfo.py:"), line
+    res = run_harness(
+        "ls", str(tmp_path), str(good / "manifest.json"), str(tmp_path.resolve()), env={"COLUMNS": "200"}
+    )
+    assert res.returncode == 0, res.stderr
+    rows = [ln.split("│")[1].strip() for ln in res.stdout.splitlines() if ln.startswith("│")]
+    assert sorted(rows) == [good.name, odd.name]  # each once, however it was named
+
+
+def test_the_best_point_is_named_where_variants_ran_differently() -> None:
+    line = run_line(EVIDENCE / "cpu-gemma-threads")  # two variants: threads 1 and 2
+    assert line["best out tok/s"] == "17.8 (v1-c4)"
