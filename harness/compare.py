@@ -466,8 +466,8 @@ def compare_points(
     notes += unused_override_notes(price_origins or {}, points["device"])
     if utilization != 1 and set(points["device"]) & set(usd):
         notes.append(
-            f"$/1M tokens assume the devices busy a {utilization:g} share of the hours rented (--utilization "
-            f"{utilization:g}): 1 / {utilization:g} times what they would be if always busy"
+            f"$/1M tokens assume the devices busy {utilization:g} of the hours rented (--utilization "
+            f"{utilization:g}): x{1 / utilization:.4g} what they would be if always busy"
         )
     points = add_cost_columns(points, usd, utilization, usd_per_kwh)
     base = None

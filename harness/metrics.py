@@ -660,15 +660,18 @@ def _server_flags(row: dict[str, Any]) -> list[str]:
     return out
 
 
-# the columns that warnings (`flags`) and the report read, by the check each one makes: a points table
+# count columns that warnings (`flags`) and the report read, by the check each one makes: a points table
 # written before a column existed had that check not made, and an absent count reads as none found
+# (the open-loop offered rate and the engine's KV-cache size are said where present, not listed here)
 CHECK_COLUMNS = {
     "prompt_token_mismatch": "prompt tokens against the plan",
     "prompts_off_asked": "prompts against the lengths asked",
+    "prompts_over_asked": "prompts over the lengths asked",
     "missing_prompt_tokens": "prompts without a count",
     "chunk_token_mismatch": "chunks against usage",
     "text_token_mismatch": "re-tokenized text against usage",
     "missing_usage": "streams without usage",
+    "chunk_counted": "outputs counted by chunks",
     "short_outputs": "outputs shorter than asked",
     "long_outputs": "outputs longer than asked",
     "prompt_cache_hits": "prompt-cache hits",

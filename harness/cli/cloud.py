@@ -431,6 +431,6 @@ def _validate(plans: list[_Plan], quiet_unavailable: bool = False) -> None:
         for cloud, why in g.get("unchecked") or []:
             err.print(
                 f"{p.cluster}: whether {cloud} has the features the task needs was not checked "
-                f"({why[:200]}): `sky launch` checks them",
+                f"({why.splitlines()[0][:200] if why else '?'}): `sky launch` checks them",
                 markup=False,
             )

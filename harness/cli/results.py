@@ -367,13 +367,17 @@ def _roofline_notes(
             "max batch: give --context-tokens (tokens held per sequence) to bound the batch by its KV cache"
         )
     p = precision.lower()
-    if p.endswith(("_k_m", "_k_s")) and p in BYTES_PER_PARAM:  # llama.cpp's mixes: a type per tensor
+    # llama.cpp's types below Q6_K: it keeps the output tensor (and tied token embeddings) at Q6_K
+    if p.startswith("q") and p in BYTES_PER_PARAM and p not in ("q8_0", "q6_k"):
         bits = BYTES_PER_PARAM[p] * 8
+        what = (
+            "the average of llama.cpp's Llama-3.1-8B file of this mix" if "_k_" in p else "the block's size"
+        )
         notes.append(
-            f"{precision}: {bits:.3g} bits a weight, the average of llama.cpp's Llama-3.1-8B file of this "
-            "mix; the mix is per tensor (token embeddings and output at more bits), so another model's file "
-            "can average more, most where the vocabulary is a large share of its parameters: a run's % of "
-            "roofline (`compare`) is taken over its file's own size"
+            f"{precision}: {bits:.3g} bits a weight, {what}; llama.cpp keeps the output tensor (and tied "
+            "token embeddings) at Q6_K, so a model's file can average more, most where the vocabulary is a "
+            "large share of its parameters: a run's % of roofline (`compare`) is taken over its file's own "
+            "size"
         )
     return notes
 

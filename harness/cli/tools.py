@@ -226,7 +226,7 @@ def _traces_in(path: Path) -> list[Path]:
         # by engine variant and attempt as numbers: v2 before v10
         traces = sorted(
             path.glob("telemetry-nvml*.jsonl.gz"),
-            key=lambda t: [int(n) for n in re.findall(r"\d+", t.name)],
+            key=lambda t: ([int(n) for n in re.findall(r"\d+", t.name)], t.name),
         )
         if not traces:
             others = sorted(p.name for p in path.glob("telemetry-*"))

@@ -687,8 +687,8 @@ def test_a_utilization_below_one_is_said_beside_the_prices_and_kept_in_the_point
     half = compare_points(frame, prices_usd_per_hour={"a100-80gb-sxm": 2.0}, utilization=0.5)
     full = compare_points(frame, prices_usd_per_hour={"a100-80gb-sxm": 2.0})
     assert (
-        "$/1M tokens assume the devices busy a 0.5 share of the hours rented (--utilization 0.5): 1 / 0.5 "
-        "times what they would be if always busy"
+        "$/1M tokens assume the devices busy 0.5 of the hours rented (--utilization 0.5): x2 what they "
+        "would be if always busy"
     ) in half.notes
     assert not [n for n in full.notes if "--utilization" in n]
     assert list(half.points["utilization"]) == [0.5, 0.5] and list(full.points["utilization"]) == [1.0, 1.0]

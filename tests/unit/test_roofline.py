@@ -176,7 +176,11 @@ def test_roofline_cli_prints_the_batch_table() -> None:
         "note: Q4_K_M: 4.89 bits a weight, the average of llama.cpp's Llama-3.1-8B file of this mix" in text
     )
     res = run_harness("roofline", "--model", "gemma-3-270m", "--gpu", "h100-sxm", "--precision", "q8_0")
-    assert "bits a weight" not in res.stdout  # a block type: 34 bytes a 32 weights, exactly
+    assert "bits a weight" not in res.stdout  # its output tensor is Q8_0 too: the file is as nominal
+    res = run_harness("roofline", "--model", "gemma-3-270m", "--gpu", "h100-sxm", "--precision", "q4_0")
+    assert "note: q4_0: 4.5 bits a weight, the block's size; llama.cpp keeps the output tensor" in " ".join(
+        res.stdout.split()
+    )
     bad = run_harness("roofline", "--model", "llama-9", "--gpu", "h100-sxm")
     assert bad.returncode == 2 and "allowed:" in bad.stderr and "Traceback" not in bad.stderr
 
