@@ -298,7 +298,7 @@ def _latency_columns(
 ) -> dict[str, Any]:
     """Send lag, TTFT, TPOT, ITL and E2E statistics, and the decode rates the client and llama.cpp saw."""
     row = stats((send_lag_s(r) for r in measured), "send_lag_s")
-    # requests that opened a connection first: over a network, a handshake's round trips each
+    # requests that opened a connection first, and the longest such opening (round trips over a network)
     row["new_connections"] = sum(1 for r in measured if r.connect_s is not None)
     row["connect_s_max"] = max((r.connect_s for r in measured if r.connect_s is not None), default=math.nan)
     row.update(stats((ttft_s(r, open_loop) for r in ok), "ttft_s"))
