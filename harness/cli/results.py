@@ -533,8 +533,9 @@ def ls_cmd(
         typer.Argument(help="run directories, or folders to look for runs in (default: results)"),
     ] = None,
 ) -> None:
-    """List runs, oldest first: status, start, model, hardware, engine, points done of planned, best
-    output tok/s."""
+    """List runs, oldest first: status, start, model, hardware, engine, points done, best output tok/s.
+
+    Points are given as done of planned; a run whose process is gone from this host is said to be."""
     from rich.table import Table
     from rich.text import Text
 
