@@ -213,6 +213,7 @@ def test_a_gguf_named_after_its_catalog_model_is_matched_and_has_a_roofline(tmp_
     )
     pts = run_points(run.path)
     assert list(pts["model"]) == ["llama-3.1-70b"] * 2 and list(pts["partial_offload"]) == [True, False]
+    assert pts["host_cpu"].isna().all()  # on the GPU: the host CPU is no part of the configuration
     assert (
         pts["roofline_tok_s"].notna().all() and pts["roofline_tok_s"].iloc[1] > pts["roofline_tok_s"].iloc[0]
     )

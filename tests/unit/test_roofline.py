@@ -169,6 +169,10 @@ def test_roofline_cli_prints_the_batch_table() -> None:
     # weights that do not fit beside a small KV cache: both in significant digits
     res = run_harness("roofline", "--model", "llama-3.1-70b", "--gpu", "h100-sxm", "--context-tokens", "16")
     assert "'fits NO': 141.2 GB of weights and 0.00524 GB of KV per device" in " ".join(res.stdout.split())
+    # and a tiny model's weights beside a KV cache far too large for the device
+    big = ("--batch", "100000", "--context-tokens", "100000")
+    res = run_harness("roofline", "--model", "tiny-llama", "--gpu", "a100-80gb-sxm", *big)
+    assert "'fits NO': 0.00164 GB of weights and " in " ".join(res.stdout.split())
     # a llama.cpp mix is one file's average: another model's embeddings may weigh more
     res = run_harness("roofline", "--model", "gemma-3-270m", "--gpu", "h100-sxm", "--precision", "Q4_K_M")
     text = " ".join(res.stdout.split())
