@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from harness import llama_bench
 from harness.compare import few_requests_for_p99_note, fmt, md_row, md_text
 from harness.fileio import write_text_whole
 from harness.metrics import flags, unmade_checks
-from harness.results import aborted_rows, live_runner, read_manifest, read_points, reading
+from harness.results import aborted_rows, read_manifest, read_points, reading, runner_state
 from harness.runinfo import variant_label, workload_label
 from harness.table_fit import print_fitted
 
@@ -226,13 +225,14 @@ def run_notes(manifest: dict[str, Any], df: pd.DataFrame, run: Path) -> list[str
     status, host, pid = manifest.get("status"), *_runner_of(manifest)
     resume = f"harness run {manifest.get('scenario_file') or 'SCENARIO'} --resume {run}"
     if status == "running":
-        if (live := live_runner(manifest)) is not None:
+        state = runner_state(manifest)
+        if state == "live":
             out.append(
-                f"the run is still going (process {live} on this host): the table has its finished points"
+                f"the run is still going (process {pid} on this host): the table has its finished points"
             )
-        elif not host:  # made before runs recorded their process
+        elif state == "unrecorded":
             out.append("the manifest says running; whether it still is is not recorded")
-        elif host != socket.gethostname():
+        elif state == "elsewhere":
             out.append(f"the manifest says running on host {host}: still going there, or killed ({resume})")
         else:
             out.append(

@@ -273,6 +273,18 @@ def live_runner(manifest: dict[str, Any]) -> int | None:
     return int(pid) if same and p.status() != psutil.STATUS_ZOMBIE else None
 
 
+def runner_state(manifest: dict[str, Any]) -> str:
+    """Where the process writing a `running` run stands: `live` (still going on this host), `unrecorded`
+    (a run made before runs recorded their process), `elsewhere` (written on another host: still going
+    there, or killed) or `gone` (no longer on this host: killed, or its machine went down)."""
+    if live_runner(manifest) is not None:
+        return "live"
+    host = (manifest.get("runner") or {}).get("hostname")
+    if not host:
+        return "unrecorded"
+    return "elsewhere" if host != socket.gethostname() else "gone"
+
+
 COMPARE_OUTPUT = "compare.md"  # `harness compare` writes it into every output directory
 
 

@@ -3,15 +3,14 @@ measured (its best output tok/s), so a folder of runs can be told apart without 
 
 from __future__ import annotations
 
-import math
 import re
-import socket
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from harness.results import RunNotFound, aborted_rows, live_runner, read_manifest, read_points, reading
+from harness.results import RunNotFound, aborted_rows, read_manifest, read_points, reading, runner_state
 from harness.runinfo import device_of, engine_config, engine_entry, model_key
 
 LS_HEADS = ("run", "status", "started (UTC)", "model", "hardware", "engine", "points", "best out tok/s")
@@ -23,12 +22,12 @@ def run_status(manifest: dict[str, Any]) -> str:
     status = str(manifest.get("status") or "?")
     if status != "running":
         return status
-    host = (manifest.get("runner") or {}).get("hostname")
-    if live_runner(manifest) is not None:
-        return "running"
-    if host == socket.gethostname():
-        return "running, its process gone (killed?)"
-    return f"running on {host}?" if host else "running?"
+    return {
+        "live": "running",
+        "gone": "running, its process gone (killed?)",
+        "elsewhere": f"running on {(manifest.get('runner') or {}).get('hostname')}?",
+        "unrecorded": "running?",
+    }[runner_state(manifest)]
 
 
 def run_line(run: Path, name: str | None = None) -> dict[str, str]:
@@ -94,9 +93,9 @@ def best_point(run: Path, manifest: dict[str, Any]) -> tuple[float, str] | None:
     df = read_points(run, manifest)
     if df.empty or "output_tok_s" not in df.columns:
         return None
-    kept = df.loc[~aborted_rows(df)]
-    kept = kept[pd.to_numeric(kept["output_tok_s"], errors="coerce").map(math.isfinite)]
-    if kept.empty:
+    tok_s = pd.to_numeric(df.loc[~aborted_rows(df), "output_tok_s"], errors="coerce")
+    tok_s = tok_s[np.isfinite(tok_s)]
+    if tok_s.empty:
         return None
-    row = kept.loc[kept["output_tok_s"].astype(float).idxmax()]
-    return float(row["output_tok_s"]), str(row.get("point_id", "?"))
+    best = tok_s.idxmax()
+    return float(tok_s[best]), str(df.at[best, "point_id"] if "point_id" in df.columns else "?")
