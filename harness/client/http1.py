@@ -109,10 +109,20 @@ class _Conn(asyncio.Protocol):
     def request(
         self, raw: bytes, on_body: OnBody | None, on_head: Callable[[int], None] | None = None
     ) -> asyncio.Future[Response]:
-        """Write one request and return the future of its response."""
+        """Write one request and return the future of its response.
+
+        A connection that closed before the write (a peer gone between its being opened or picked from
+        the idle ones and this write) fails the future as Disconnected: uvloop would raise from the write,
+        and asyncio's would drop the bytes and leave the future waiting for an answer that cannot come."""
         assert self.transport is not None
         fut = self.expect(on_body, on_head)
-        self.transport.write(raw)
+        if self.closed or self.transport.is_closing():
+            fut.set_exception(Disconnected("connection closed before the request was written"))
+            return fut
+        try:
+            self.transport.write(raw)
+        except RuntimeError as e:  # uvloop: the handle closed under the write
+            fut.set_exception(Disconnected(f"connection closed before the request was written: {e}"))
         return fut
 
     def expect(

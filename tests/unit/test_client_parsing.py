@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -248,3 +249,31 @@ def test_a_connection_switched_to_another_protocol_is_not_kept_for_http() -> Non
         return (await asyncio.wait_for(fut, 1)).status, conn.closed
 
     assert asyncio.run(go()) == (101, True)
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_connection_closed_before_the_write_fails_its_request_as_disconnected(loop: str) -> None:
+    """A peer can go between a connection's being opened (or picked from the idle ones) and the request's
+    write: the request then fails as Disconnected, under either loop (uvloop raised from the write, and
+    asyncio's dropped the bytes and left the answer waited for)."""
+    from harness.client.http1 import Disconnected
+
+    async def go() -> None:
+        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        pool = Http1Pool(f"http://127.0.0.1:{port}")
+        conn = await pool._connect()
+        assert conn.transport is not None
+        conn.transport.close()
+        await asyncio.sleep(0.05)  # connection_lost has run: the handle is gone
+        fut = conn.request(pool.build("GET", "/health", b"", {}), None)
+        with pytest.raises(Disconnected, match="before the request was written"):
+            await asyncio.wait_for(fut, 1)
+        server.close()
+        await server.wait_closed()
+
+    if loop == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        uvloop.run(go())
+    else:
+        asyncio.run(go())
