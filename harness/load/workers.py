@@ -21,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing as mp
+import queue
 import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, fields, replace
@@ -67,6 +69,36 @@ def _client_config(client: StreamClient) -> dict[str, Any]:
     }
 
 
+class _Outbox:
+    """A worker's messages to the parent, written to its pipe by a thread of their own, in the order they
+    were put. A record of a long stream pickles to hundreds of kB, more than a pipe holds: written from
+    the event loop, it held the loop (and the stamps of every other stream) until the parent had read
+    it all. A parent gone (killed) ends the writing; `close` waits for what is queued."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._q: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._write, name="worker-outbox", daemon=True)
+        self._thread.start()
+
+    def put(self, msg: tuple[Any, ...]) -> None:
+        """Queue one message (from any thread)."""
+        self._q.put(msg)
+
+    def close(self) -> None:
+        self._q.put(None)
+        self._thread.join()
+
+    def _write(self) -> None:
+        while (msg := self._q.get()) is not None:
+            try:
+                self._conn.send(msg)
+            except (EOFError, OSError):  # the parent is gone: nobody to tell, drain and stop
+                while self._q.get() is not None:
+                    pass
+                return
+
+
 def _worker_main(conn: Connection, cfg: dict[str, Any], load: dict[str, Any], jobs: list[Job]) -> None:
     # a terminal's Ctrl-C reaches the whole process group: the parent stops the point and tells each
     # worker over its pipe (a worker's own KeyboardInterrupt was a traceback of some 15 lines each)
@@ -86,40 +118,41 @@ def _worker_main(conn: Connection, cfg: dict[str, Any], load: dict[str, Any], jo
         t0_ns, measured_from_ns = msg[1], msg[2]
         out = PointOutcome()
         pl = PointLoad(**load)
+        outbox = _Outbox(conn)
 
         def on_record(rec: RequestRecord) -> None:
-            conn.send(("rec", rec.to_json()))
+            outbox.put(("rec", rec.to_json()))  # the record is whole: nothing changes it after this
 
         def on_start(t_ns: int) -> None:
             meter.restart()  # this worker's share of a core over its measured requests
-            # called off the event loop in open loop: the pipe is written from the loop's thread only
-            loop.call_soon_threadsafe(conn.send, ("start", t_ns))
+            outbox.put(("start", t_ns))  # called off the event loop in open loop: the queue takes both
 
-        async with StreamClient(**cfg) as client:
-            run = asyncio.create_task(
-                run_jobs_here(
-                    client,
-                    pl,
-                    jobs,
-                    on_record,
-                    out,
-                    t0_ns,
-                    on_start,
-                    lambda: conn.send(("mdone",)),
-                    measured_from_ns,
+        try:
+            async with StreamClient(**cfg) as client:
+                run = asyncio.create_task(
+                    run_jobs_here(
+                        client,
+                        pl,
+                        jobs,
+                        on_record,
+                        out,
+                        t0_ns,
+                        on_start,
+                        lambda: outbox.put(("mdone",)),
+                        measured_from_ns,
+                    )
                 )
-            )
-            stop = loop.run_in_executor(None, conn.recv)
-            await asyncio.wait({run, stop}, return_when=asyncio.FIRST_COMPLETED)
-            if not run.done():
-                run.cancel()
-            await asyncio.gather(run, return_exceptions=True)
-        probe.stop()
-        cpu_s, wall_s = meter.read()
-        if stop.done() and stop.exception() is not None:  # EOF: the parent is gone (killed), nobody to tell
-            return
-        with contextlib.suppress(OSError):  # the parent went away since: the same
-            conn.send(("done", cpu_s, wall_s, probe.lag_p99_s()))
+                stop = loop.run_in_executor(None, conn.recv)
+                await asyncio.wait({run, stop}, return_when=asyncio.FIRST_COMPLETED)
+                if not run.done():
+                    run.cancel()
+                await asyncio.gather(run, return_exceptions=True)
+            probe.stop()
+            cpu_s, wall_s = meter.read()
+            if not (stop.done() and stop.exception() is not None):  # EOF: the parent is gone, nobody to tell
+                outbox.put(("done", cpu_s, wall_s, probe.lag_p99_s()))
+        finally:  # what was queued reaches the parent also when this worker fails
+            outbox.close()
 
     try:
         with no_full_collections():
