@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress
 
-from harness import metrics
+from harness import flags, metrics
 from harness.catalog.hardware import devices
 from harness.client.aio import no_full_collections, run_loop
 from harness.client.openai_stream import RequestSpec, StreamClient
@@ -101,7 +101,7 @@ def _point_row(
         "max_concurrency": s.load.max_concurrency if s.load.mode == "open" else None,
         "arrival": s.load.arrival if s.load.mode == "open" else None,
         "burstiness": s.load.burstiness if s.load.mode == "open" and s.load.arrival == "gamma" else None,
-        # what the requests carried, which the warnings read (metrics.flags)
+        # what the requests carried, which the warnings read (flags.flags)
         "ignore_eos": engine.request_extras(s.workload).get("ignore_eos") is True,
         "shared_prefix_tokens": s.workload.shared_prefix_tokens,
         # the tokens the engine's KV cache holds, where it says (vLLM's start-up log)
@@ -397,7 +397,7 @@ def measure_point(
         return None, outcome.aborted, next_after
     row = _measured_row(s, p, engine, run, outcome, measured, tel_cols, attempt)
     if console is not None:
-        for msg in metrics.flags(row):
+        for msg in flags.flags(row):
             console.print(f"[yellow]warning[/] {p.point_id}: {escape(msg)}", highlight=False)
     return row, outcome.aborted, next_after
 
@@ -494,7 +494,7 @@ def _measured_row(
     summary = metrics.summarize(measured, open_loop, s.slo.ttft_s, s.slo.tpot_s, s.slo.e2e_s)
     row = _point_row(s, p, engine, summary, run.manifest)
     row.update(tel_cols)
-    row.update(metrics.server_comparison(row, unmeasured_in_window=_unmeasured_in(outcome)))
+    row.update(flags.server_comparison(row, unmeasured_in_window=_unmeasured_in(outcome)))
     if "energy_j" in row:
         uncounted = uncounted_tokens_in(
             outcome.records, outcome.started_ns, outcome.ended_ns, tokens_per_chunk(measured)

@@ -14,7 +14,7 @@ from rich.table import Table
 from harness import llama_bench
 from harness.compare import few_requests_for_p99_note, fmt, md_row, md_text
 from harness.fileio import write_text_whole
-from harness.metrics import flags, unmade_checks
+from harness.flags import flags, unmade_checks
 from harness.results import aborted_rows, read_manifest, read_points, reading, runner_state
 from harness.runinfo import variant_label, workload_label
 from harness.table_fit import print_fitted
@@ -268,7 +268,7 @@ def _runner_of(manifest: dict[str, Any]) -> tuple[str | None, Any]:
 def point_notes(df: pd.DataFrame) -> list[str]:
     """One line per point with failed measured requests (all of them: the row measures nothing; some: its
     latencies cover only the successes), per point with streams that arrived in a single read, and each
-    warning the run printed for a point (`metrics.flags`, made again from its row)."""
+    warning the run printed for a point (`flags.flags`, made again from its row)."""
     if df.empty or "errors" not in df.columns or "ok" not in df.columns:
         return []
     out = []

@@ -11,7 +11,7 @@ Sampled on a thread every `interval_s` and at every window edge. Window columns:
 - `host_cpu_pct_mean`: Δ busy / Δ total of the host's CPU time × 100 (all cores; 100 = all busy), busy
   being neither idle, I/O wait nor steal.
 - `host_busy_cores_mean`: Δ busy / window seconds, in cores (2.0 = two cores busy); less the engine's
-  and the client's, what other processes used (`metrics.other_busy_cores`; warned about over half a
+  and the client's, what other processes used (`flags.other_busy_cores`; warned about over half a
   core on a host over 90 % busy).
 - `host_cpu_steal_pct_mean`: Δ steal / Δ total × 100, the share of a virtual machine's CPU time its
   hypervisor gave to others (Linux; absent where the kernel does not report it). A shared cloud VM can

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from harness import metrics
+from harness import flags, metrics
 from harness.records import RequestRecord
 
 MS = 1_000_000  # ns
@@ -106,9 +106,8 @@ def test_summary_pools_itl_times_open_loop_from_the_schedule_and_keeps_failures_
     # TPOT of the successful requests with usage: r1 (70 - 50) / 1 = 20 ms, r2 (200 - 120) / 5 = 16 ms
     assert row["tpot_s_mean"] == pytest.approx(0.018)
     assert row["missing_usage"] == 1
-    assert (
-        "1/3 requests carried no usage: their output tokens are unknown, left out of tok/s"
-        in metrics.flags(row)
+    assert "1/3 requests carried no usage: their output tokens are unknown, left out of tok/s" in flags.flags(
+        row
     )
     # TTFT SLO 40 ms: r2 and r4 meet it, r1 does not, the failed r3 cannot; attainment is over all four
     assert row["slo_attainment"] == pytest.approx(2 / 4)
@@ -125,7 +124,7 @@ def test_total_tok_s_needs_every_prompt_count() -> None:
     assert row["output_tok_s"] == pytest.approx(100.0)  # 20 tokens / 0.2 s
     assert math.isnan(row["total_tok_s"]) and row["missing_prompt_tokens"] == 1
     assert "1/2 requests: prompt tokens unknown (no usage in the stream, no tokenizer)" in " ".join(
-        metrics.flags(row)
+        flags.flags(row)
     )
     assert metrics.summarize([known])["total_tok_s"] == pytest.approx(100.0)  # (10 + 10) / 0.2
 
@@ -139,7 +138,7 @@ def test_prompts_fitted_longer_than_asked_are_flagged() -> None:
     fine.expected_input_tokens, fine.asked_input_tokens = 8, 8
     row = metrics.summarize([r, fine])
     assert row["prompts_over_asked"] == 1 and row["prompt_token_mismatch"] == 0
-    assert any(w.startswith("1/2 prompts are longer than the workload asked") for w in metrics.flags(row))
+    assert any(w.startswith("1/2 prompts are longer than the workload asked") for w in flags.flags(row))
 
 
 def test_goodput_counts_only_requests_within_every_slo() -> None:
@@ -216,14 +215,12 @@ def test_failures_that_outlast_the_successes_are_measured_and_flagged() -> None:
     row = metrics.summarize([*rs, late])
     assert row["window_s"] == pytest.approx(1.0) and row["output_tok_s"] == pytest.approx(20.0)
     assert row["failed_tail_s"] == pytest.approx(0.8)
-    assert any("ended 0.8 s after the last successful one: 80%" in w for w in metrics.flags(row))
+    assert any("ended 0.8 s after the last successful one: 80%" in w for w in flags.flags(row))
     # a failure that ends before the last success adds nothing
     early = rec(4, 100, 100, [], 200, 0)
     early.error_kind, early.first_token_ns = "http", None
     row = metrics.summarize([*rs, early])
-    assert row["failed_tail_s"] == 0.0 and not any(
-        "after the last successful" in w for w in metrics.flags(row)
-    )
+    assert row["failed_tail_s"] == 0.0 and not any("after the last successful" in w for w in flags.flags(row))
 
 
 def test_offered_rate_is_what_the_schedule_offered_and_a_far_draw_is_flagged() -> None:
@@ -239,27 +236,27 @@ def test_offered_rate_is_what_the_schedule_offered_and_a_far_draw_is_flagged() -
     assert metrics.offered_req_s(rs[:1]) != metrics.offered_req_s(rs[:1])  # NaN: one request, no span
     assert "offered_req_s" not in metrics.summarize(rs)  # closed loop has no schedule
     # 4 requests: a random schedule that short is expected to be off by about 1/sqrt(3) = 58 %
-    assert not any("arrival draw" in w for w in metrics.flags({**row, "rate_rps": 10.0}))
+    assert not any("arrival draw" in w for w in flags.flags({**row, "rate_rps": 10.0}))
     # had 400 requests offered 7.5 against 10 (25 % off; expected within about 2/sqrt(399) = 10 %)
     many = {**row, "rate_rps": 10.0, "requests": 400}
-    (w,) = [w for w in metrics.flags(many) if "arrival draw" in w]
+    (w,) = [w for w in flags.flags(many) if "arrival draw" in w]
     assert w.startswith("the arrival draw offered 7.5 req/s, not the point's 10 (400 requests are a short")
     # within 10 % of the rate: nothing to say
-    assert not any("arrival draw" in w for w in metrics.flags({**many, "rate_rps": 8.0}))
+    assert not any("arrival draw" in w for w in flags.flags({**many, "rate_rps": 8.0}))
     # gamma arrivals of shape 0.1 spread wider: 2 / sqrt(0.1 x 399) = 32 %, so 25 % off is expected
-    assert not any("arrival draw" in w for w in metrics.flags({**many, "burstiness": 0.1}))
-    assert any("arrival draw" in w for w in metrics.flags({**many, "burstiness": 0.25}))  # 20 %
+    assert not any("arrival draw" in w for w in flags.flags({**many, "burstiness": 0.1}))
+    assert any("arrival draw" in w for w in flags.flags({**many, "burstiness": 0.25}))  # 20 %
 
 
 def test_concurrency_beyond_the_kv_cache_is_flagged() -> None:
     # 4 concurrent requests of 1000 + 280 tokens = 5120 tokens; the cache holds 3000: about 2 fit at once
     row = {"mode": "closed", "concurrency": 4, "ok": 4, "input_tokens": 4000, "output_tokens": 1120}
-    assert metrics.kv_cache_short({**row, "kv_cache_tokens": 3000}) == (3000.0, 1280.0, 4)
-    (w,) = [w for w in metrics.flags({**row, "kv_cache_tokens": 3000}) if "KV cache" in w]
+    assert flags.kv_cache_short({**row, "kv_cache_tokens": 3000}) == (3000.0, 1280.0, 4)
+    (w,) = [w for w in flags.flags({**row, "kv_cache_tokens": 3000}) if "KV cache" in w]
     assert "holds 3,000 tokens: about 2 of the 4 concurrent requests (1,280 tokens each)" in w
     # room for all of them, an unknown cache (NaN as read back from a table), an open loop: no warning
     for other in ({"kv_cache_tokens": 5120}, {"kv_cache_tokens": math.nan}, {"mode": "open"}, {"ok": 0}):
-        assert metrics.kv_cache_short({**row, "kv_cache_tokens": 3000, **other}) is None
+        assert flags.kv_cache_short({**row, "kv_cache_tokens": 3000, **other}) is None
 
 
 def test_open_loop_points_set_a_ttft_from_the_send_beside_the_engines() -> None:
@@ -272,7 +269,7 @@ def test_open_loop_points_set_a_ttft_from_the_send_beside_the_engines() -> None:
     assert row["e2e_from_send_s_mean"] == pytest.approx(0.070)
     vllm = "server_vllm_time_to_first_token_seconds"
     row |= {f"{vllm}_sum_delta": 0.1, f"{vllm}_count_delta": 2}  # the engine's 50 ms mean
-    cmp = metrics.server_comparison(row)
+    cmp = flags.server_comparison(row)
     assert cmp["server_ttft_s_mean"] == pytest.approx(0.050) and cmp[
         "server_ttft_s_rel_diff"
     ] == pytest.approx(0)
@@ -299,7 +296,7 @@ def test_a_stream_without_usage_that_stopped_early_is_counted_by_its_chunks() ->
     assert row["output_tokens"] == 180 and row["output_tok_s"] == pytest.approx(180 / 1.0)
     assert (row["missing_usage"], row["chunk_counted"]) == (0, 1)
     assert row["output_tokens_from"] == "chunks"  # `full` was built without a source
-    (said,) = [f for f in metrics.flags(row) if "no usage" in f]
+    (said,) = [f for f in flags.flags(row) if "no usage" in f]
     assert said.startswith("1/2 requests carried no usage (an endpoint that ignores stream_options")
     # a stream that ran to max_tokens is counted as max_tokens, not by its chunks
     length = rec(2, 0, 0, [100, 110], 200, 0)
@@ -316,14 +313,14 @@ def test_gaps_of_chunks_that_came_in_one_read_are_said_to_be_the_delivery() -> N
     assert row["itl_zero_frac"] == pytest.approx(3 / 8)
     assert row["itl_s_p50"] == pytest.approx(0.010)
     assert row["itl_s_mean"] == pytest.approx(0.050 / 8)  # the zero gaps are gaps too
-    (said,) = [f for f in metrics.flags(row) if "in one read" in f]
+    (said,) = [f for f in flags.flags(row) if "in one read" in f]
     assert said.startswith("38% of the gaps between content chunks were 0 (chunks that arrived in one read)")
     assert metrics.summarize([even])["itl_zero_frac"] == 0.0
-    assert not [f for f in metrics.flags(metrics.summarize([even])) if "in one read" in f]
+    assert not [f for f in flags.flags(metrics.summarize([even])) if "in one read" in f]
     assert math.isnan(metrics.summarize([rec(2, 0, 100, [150], 150, 1)])["itl_zero_frac"])  # no gaps
     whole = rec(4, 0, 100, [150, 150, 150], 150, 3)  # one stream in one read: said apart, not a zero gap
     assert math.isnan(metrics.summarize([whole])["itl_zero_frac"])
     # one zero gap in 10 is at the limit, not over it
     tenth = rec(3, 0, 100, [150, 150, *range(160, 250, 10)], 250, 11)
     assert metrics.summarize([tenth])["itl_zero_frac"] == pytest.approx(0.1)
-    assert not [f for f in metrics.flags(metrics.summarize([tenth])) if "in one read" in f]
+    assert not [f for f in flags.flags(metrics.summarize([tenth])) if "in one read" in f]

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from harness import metrics
+from harness import flags, metrics
 from harness.load.search import slo_met
 from harness.records import RequestRecord
 
@@ -78,12 +78,12 @@ def test_token_cross_checks_flag_more_than_2_percent() -> None:
     assert row["text_token_mismatch"] == 1
     assert row["output_text_tokens"] is None  # c has no text count: a partial sum would mislead
     assert row["short_outputs"] == 1 and row["prompt_token_mismatch"] == 1
-    text = " | ".join(metrics.flags(row))
+    text = " | ".join(flags.flags(row))
     assert "fewer tokens than asked" in text and "prompt tokens differ" in text
 
 
 def test_server_comparison_means_and_counters() -> None:
-    from harness.metrics import flags, server_comparison
+    from harness.flags import flags, server_comparison
 
     row = {
         # client side: 10 requests, 320 tokens, TTFT mean 18 ms, ITL mean 6.3 ms
@@ -131,7 +131,7 @@ def test_server_comparison_means_and_counters() -> None:
 
 
 def test_server_counters_of_llamacpp_and_windows_shared_with_unmeasured_requests() -> None:
-    from harness.metrics import flags, server_comparison
+    from harness.flags import flags, server_comparison
 
     row = {
         "ok": 4,
@@ -170,7 +170,7 @@ def test_unmeasured_requests_in_the_window_are_those_at_the_engine_during_it() -
 
 
 def test_points_on_a_vm_whose_hypervisor_took_cpu_time_are_warned_about() -> None:
-    from harness.metrics import flags
+    from harness.flags import flags
 
     assert any("hypervisor took 41 %" in m for m in flags({"ok": 8, "host_cpu_steal_pct_mean": 41.2}))
     assert not any("hypervisor" in m for m in flags({"ok": 8, "host_cpu_steal_pct_mean": 4.9}))
@@ -180,7 +180,7 @@ def test_points_on_a_vm_whose_hypervisor_took_cpu_time_are_warned_about() -> Non
 def test_a_point_whose_host_other_processes_kept_busy_is_flagged() -> None:
     """A 2-core host 95 % busy (1.9 cores) over a 10 s window, the engine 75 % of a core, the client 0.5 s:
     other processes used 1.9 - 0.75 - 0.05 = 1.1 cores (the quickstart at a sixth of its usual speed)."""
-    from harness.metrics import flags, other_busy_cores
+    from harness.flags import flags, other_busy_cores
 
     row = {
         "ok": 8,
@@ -213,16 +213,16 @@ def test_time_spent_connecting_is_not_send_lag_and_is_said_apart() -> None:
     assert metrics.send_lag_s(rs[2]) == pytest.approx(0.012)
     row = metrics.summarize(rs, open_loop=True)
     assert row["new_connections"] == 2 and row["connect_s_max"] == pytest.approx(0.010)
-    said = [f for f in metrics.flags({**row, "mode": "open"}) if "new connection" in f]
+    said = [f for f in flags.flags({**row, "mode": "open"}) if "new connection" in f]
     assert said == [
         "2 request(s) opened a new connection to the server first, taking up to 10.0 ms (not counted as send "
         "lag): their TTFT and E2E, counted from the schedule, include it"
     ]
     rs[0].connect_s = 0.005  # not over the 5 ms the client's own lateness is allowed either
     row = metrics.summarize(rs, open_loop=True)
-    assert not [f for f in metrics.flags({**row, "mode": "open"}) if "new connection" in f]
+    assert not [f for f in flags.flags({**row, "mode": "open"}) if "new connection" in f]
     none_new = metrics.summarize(rs[2:], open_loop=True)  # on open connections only: nothing to say
     assert none_new["new_connections"] == 0 and math.isnan(none_new["connect_s_max"])
     closed = metrics.summarize(rs[:1], open_loop=False)
     closed["connect_s_max"] = 0.02
-    assert "counted from the send, leave it out" in " ".join(metrics.flags({**closed, "mode": "closed"}))
+    assert "counted from the send, leave it out" in " ".join(flags.flags({**closed, "mode": "closed"}))

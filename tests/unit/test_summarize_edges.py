@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from harness import metrics
+from harness import flags, metrics
 from harness.records import RequestRecord
 
 MS = 1_000_000  # ns
@@ -34,7 +34,7 @@ def rec(i: int, sent: int, chunks: list[int], done: int, out: int | None, **fiel
 
 
 def said(row: dict[str, Any], part: str) -> list[str]:
-    return [w for w in metrics.flags(row) if part in w]
+    return [w for w in flags.flags(row) if part in w]
 
 
 # summarize: token totals and rates
@@ -126,7 +126,7 @@ def test_server_comparison_of_tpot_and_e2e() -> None:
         f"{e2e}_sum_delta": 6.0,
         f"{e2e}_count_delta": 4.0,
     }
-    assert metrics.server_comparison(row) == {
+    assert flags.server_comparison(row) == {
         "server_tpot_s_mean": pytest.approx(0.03),
         "server_tpot_s_rel_diff": pytest.approx(0.1),  # (33 - 30) / 30
         "server_e2e_s_mean": pytest.approx(1.5),
@@ -136,17 +136,17 @@ def test_server_comparison_of_tpot_and_e2e() -> None:
 
 def test_a_histogram_without_its_sum_or_count_gives_no_column() -> None:
     e2e = "server_vllm_e2e_request_latency_seconds"
-    assert metrics.server_comparison({"e2e_s_mean": 1.0, f"{e2e}_count_delta": 4.0}) == {}
-    assert metrics.server_comparison({"e2e_s_mean": 1.0, f"{e2e}_sum_delta": 4.0}) == {}
-    assert metrics.server_comparison({f"{e2e}_sum_delta": 4.0, f"{e2e}_count_delta": 0.0}) == {}
+    assert flags.server_comparison({"e2e_s_mean": 1.0, f"{e2e}_count_delta": 4.0}) == {}
+    assert flags.server_comparison({"e2e_s_mean": 1.0, f"{e2e}_sum_delta": 4.0}) == {}
+    assert flags.server_comparison({f"{e2e}_sum_delta": 4.0, f"{e2e}_count_delta": 0.0}) == {}
 
 
 def test_the_engines_mean_is_given_but_not_judged_without_a_client_mean() -> None:
     ttft = "server_vllm_time_to_first_token_seconds"
     engine = {f"{ttft}_sum_delta": 0.5, f"{ttft}_count_delta": 10.0}  # 50 ms
-    assert metrics.server_comparison(engine) == {"server_ttft_s_mean": pytest.approx(0.05)}
+    assert flags.server_comparison(engine) == {"server_ttft_s_mean": pytest.approx(0.05)}
     # NaN as read back from a points table where nothing succeeded
-    assert metrics.server_comparison({**engine, "ttft_s_mean": math.nan}) == {
+    assert flags.server_comparison({**engine, "ttft_s_mean": math.nan}) == {
         "server_ttft_s_mean": pytest.approx(0.05)
     }
 
@@ -154,7 +154,7 @@ def test_the_engines_mean_is_given_but_not_judged_without_a_client_mean() -> Non
 def test_an_engine_mean_of_zero_is_given_but_not_judged() -> None:
     itl = "server_vllm_inter_token_latency_seconds"
     row = {"itl_s_mean": 0.004, f"{itl}_sum_delta": 0.0, f"{itl}_count_delta": 5.0}
-    assert metrics.server_comparison(row) == {"server_itl_s_mean": 0.0}
+    assert flags.server_comparison(row) == {"server_itl_s_mean": 0.0}
 
 
 # warnings: KV cache
@@ -162,32 +162,32 @@ def test_an_engine_mean_of_zero_is_given_but_not_judged() -> None:
 
 def test_no_kv_cache_warning_without_a_concurrency() -> None:
     row = {"mode": "closed", "kv_cache_tokens": 1000, "ok": 4, "input_tokens": 4000, "output_tokens": 1120}
-    assert metrics.kv_cache_short(row) is None
-    assert metrics.kv_cache_short({**row, "concurrency": math.nan}) is None
+    assert flags.kv_cache_short(row) is None
+    assert flags.kv_cache_short({**row, "concurrency": math.nan}) is None
 
 
 def test_kv_cache_request_size_leaves_out_unknown_token_columns() -> None:
     row = {"mode": "closed", "concurrency": 4, "ok": 4}
     # no input count: 1120 output tokens / 4 = 280 each; 4 x 280 = 1120 > 1000
     no_input = {**row, "kv_cache_tokens": 1000, "input_tokens": math.nan, "output_tokens": 1120}
-    assert metrics.kv_cache_short(no_input) == (1000.0, 280.0, 4)
+    assert flags.kv_cache_short(no_input) == (1000.0, 280.0, 4)
     # no output count: 4000 / 4 = 1000 each; 4 x 1000 = 4000 > 3000
     no_output = {**row, "kv_cache_tokens": 3000, "input_tokens": 4000}
-    assert metrics.kv_cache_short(no_output) == (3000.0, 1000.0, 4)
+    assert flags.kv_cache_short(no_output) == (3000.0, 1000.0, 4)
 
 
 def test_kv_cache_warning_for_requests_of_a_single_token() -> None:
     # 4 requests of 1 token each, a cache of 3 tokens: 4 x 1 > 3
     row = {"mode": "closed", "concurrency": 4, "ok": 4, "input_tokens": 4, "output_tokens": 0}
-    assert metrics.kv_cache_short({**row, "kv_cache_tokens": 3}) == (3.0, 1.0, 4)
-    assert metrics.kv_cache_short({**row, "kv_cache_tokens": 4}) is None
+    assert flags.kv_cache_short({**row, "kv_cache_tokens": 3}) == (3.0, 1.0, 4)
+    assert flags.kv_cache_short({**row, "kv_cache_tokens": 4}) is None
 
 
 # warnings: outputs and counts
 
 
 def test_token_count_cross_checks_are_warned_about() -> None:
-    got = metrics.flags({"ok": 5, "chunk_token_mismatch": 2, "text_token_mismatch": 1})
+    got = flags.flags({"ok": 5, "chunk_token_mismatch": 2, "text_token_mismatch": 1})
     assert got == [
         "2/5 requests: content chunks differ from usage by > 2 %",
         "1/5 requests: tokenizer count of the streamed text differs from usage by > 2 %",
@@ -197,8 +197,8 @@ def test_token_count_cross_checks_are_warned_about() -> None:
 def test_short_outputs_blame_eos_unless_the_row_says_ignore_eos_was_off() -> None:
     row = {"ok": 4, "short_outputs": 1}
     eos = "1/4 requests returned fewer tokens than asked (EOS not ignored?): TPOT and tok/s mix lengths"
-    assert metrics.flags(row) == [eos]
-    assert metrics.flags({**row, "ignore_eos": True}) == [eos]
+    assert flags.flags(row) == [eos]
+    assert flags.flags({**row, "ignore_eos": True}) == [eos]
     assert said({**row, "ignore_eos": False}, "(ignore_eos is off)")
 
 
@@ -222,8 +222,8 @@ def test_energy_is_warned_about_below_a_one_second_window_only() -> None:
 
 def test_no_arrival_warning_without_an_offered_rate() -> None:
     row = {"ok": 4, "mode": "open", "rate_rps": 10.0, "requests": 400}
-    assert metrics.flags(row) == []
-    assert metrics.flags({**row, "offered_req_s": math.nan}) == []
+    assert flags.flags(row) == []
+    assert flags.flags({**row, "offered_req_s": math.nan}) == []
 
 
 def test_arrival_draws_of_poisson_shape_without_a_burstiness_column() -> None:
@@ -288,10 +288,10 @@ def test_other_load_is_warned_about_over_half_a_core_on_a_host_at_least_90_perce
 def test_other_busy_cores_need_the_clients_cpu_and_a_window() -> None:
     # 1.6 - 1.0 - 2 s / 10 s = 0.4 cores
     row = {"host_busy_cores_mean": 1.6, "engine_cpu_pct_mean": 100.0, "client_cpu_s": 2.0, "window_s": 10.0}
-    assert metrics.other_busy_cores(row) == pytest.approx(0.4)
-    assert metrics.other_busy_cores({**row, "client_cpu_s": math.nan}) is None
-    assert metrics.other_busy_cores({**row, "window_s": 0.0}) is None
-    assert metrics.other_busy_cores({**row, "window_s": math.nan}) is None
+    assert flags.other_busy_cores(row) == pytest.approx(0.4)
+    assert flags.other_busy_cores({**row, "client_cpu_s": math.nan}) is None
+    assert flags.other_busy_cores({**row, "window_s": 0.0}) is None
+    assert flags.other_busy_cores({**row, "window_s": math.nan}) is None
 
 
 def test_client_saturation_as_read_back_from_a_points_table() -> None:
@@ -338,5 +338,5 @@ def test_client_and_engine_means_exactly_the_floor_apart_are_not_warned_about() 
 
 def test_a_point_where_nothing_succeeded_warns_only_of_what_it_sent() -> None:
     row = {"ok": 0, "energy_scope": "incomplete", "host_cpu_steal_pct_mean": 41.0, "client_saturated": True}
-    assert metrics.flags(row) == ["GPU energy unknown for this window (a GPU's samples missing): no J/token"]
-    assert metrics.flags({"ok": 0, "server_output_tokens_diff": -4}) == []
+    assert flags.flags(row) == ["GPU energy unknown for this window (a GPU's samples missing): no J/token"]
+    assert flags.flags({"ok": 0, "server_output_tokens_diff": -4}) == []

@@ -140,7 +140,7 @@ def test_energy_columns_sum_gpu_and_rapl() -> None:
 
 
 def test_energy_per_token_counts_every_token_the_energy_went_to() -> None:
-    from harness.metrics import flags
+    from harness.flags import flags
     from harness.point import energy_per_token, tokens_per_chunk, uncounted_tokens_in
     from harness.records import RequestRecord
 

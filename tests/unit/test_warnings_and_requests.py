@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import metrics
+from harness import flags, metrics
 from harness.client.openai_stream import apply_chunk, chunk_text
 from harness.engines.external import ExternalServer
 from harness.engines.llamacpp import LlamaCppServer
@@ -67,7 +67,7 @@ def test_reasoning_the_stream_did_not_carry_is_counted_and_warned_about() -> Non
         r.done_ns = 100
     row = metrics.summarize([hidden, shown, plain])
     assert row["hidden_reasoning"] == 1
-    said = [f for f in metrics.flags(row) if "reasoning" in f]
+    said = [f for f in flags.flags(row) if "reasoning" in f]
     assert said == [
         "1/3 requests: usage counts reasoning tokens the stream did not carry (hidden reasoning): TTFT "
         "includes that reasoning and TPOT divides by its tokens; read ITL, E2E and tok/s"
@@ -262,7 +262,7 @@ def test_warnings_for_lengths_cache_and_a_lagging_client() -> None:
     assert (row["prompt_cache_hits"], row["cached_prompt_tokens"]) == (1, None)  # not every request told
     row.update(mode="open", max_concurrency=None, ignore_eos=False, send_lag_s_p99=0.012)
     row.update(client_loop_lag_s_p99=0.002, client_saturated=True, client_cpu_util_max=0.91)
-    got = metrics.flags(row)
+    got = flags.flags(row)
     assert got == [
         "1/5 requests returned fewer tokens than asked (ignore_eos is off): TPOT and tok/s mix lengths",
         "1/5 requests returned more tokens than asked (the length asked not honoured?)",
@@ -277,20 +277,20 @@ def test_warnings_for_lengths_cache_and_a_lagging_client() -> None:
     ]
     # waiting for a max_concurrency slot is not the client's lag; a shared prefix is there to be cached
     quiet = {**row, "max_concurrency": 4, "shared_prefix_tokens": 256, "client_loop_lag_s_p99": 0.02}
-    text = " | ".join(metrics.flags(quiet))
+    text = " | ".join(flags.flags(quiet))
     assert "went out late" not in text and "prompt cache" not in text
     assert "event loop woke up to 20.0 ms late (p99; median ITL" in text
     # next to gaps of 80 ms between tokens, 6 ms late is not worth a warning (the CPU quickstart's case)
     assert "event loop" not in " | ".join(
-        metrics.flags({**quiet, "client_loop_lag_s_p99": 0.006, "itl_s_p50": 0.08})
+        flags.flags({**quiet, "client_loop_lag_s_p99": 0.006, "itl_s_p50": 0.08})
     )
     assert "event loop" in " | ".join(
-        metrics.flags({**quiet, "client_loop_lag_s_p99": 0.009, "itl_s_p50": 0.08})
+        flags.flags({**quiet, "client_loop_lag_s_p99": 0.009, "itl_s_p50": 0.08})
     )
     # one-token outputs have no gaps between tokens: no median ITL to quote (it read "0.0 ms")
-    (one_token,) = [f for f in metrics.flags({**quiet, "itl_s_p50": math.nan}) if "event loop" in f]
+    (one_token,) = [f for f in flags.flags({**quiet, "itl_s_p50": math.nan}) if "event loop" in f]
     assert one_token.startswith("the client's event loop woke up to 20.0 ms late (p99): its timestamps")
-    closed = " | ".join(metrics.flags({**row, "mode": "closed"}))  # no schedule to fall behind
+    closed = " | ".join(flags.flags({**row, "mode": "closed"}))  # no schedule to fall behind
     assert "went out late" not in closed and "saturation" in closed
 
 
@@ -321,8 +321,8 @@ def test_what_the_scenario_cannot_set_and_rows_from_older_runs() -> None:
     both = {"delta": {"reasoning": "x", "reasoning_content": "x"}}  # the same text in both fields
     assert chunk_text(both) == "x"
     # a row written before max_concurrency was a column cannot say whether a cap set the lag
-    assert not metrics.flags({"ok": 4, "mode": "open", "send_lag_s_p99": 0.05})
-    assert metrics.flags({"ok": 4, "mode": "open", "send_lag_s_p99": 0.05, "max_concurrency": math.nan})
+    assert not flags.flags({"ok": 4, "mode": "open", "send_lag_s_p99": 0.05})
+    assert flags.flags({"ok": 4, "mode": "open", "send_lag_s_p99": 0.05, "max_concurrency": math.nan})
 
 
 def test_printed_reasons_keep_their_brackets() -> None:
@@ -468,7 +468,8 @@ def test_a_points_table_without_a_checks_column_says_that_check_was_not_made() -
     nothing: its points table predates the column, and an absent count read as none found."""
     from pathlib import Path
 
-    from harness.metrics import CHECK_COLUMNS, summarize, unmade_checks
+    from harness.flags import CHECK_COLUMNS, unmade_checks
+    from harness.metrics import summarize
     from harness.report import all_notes
     from harness.results import read_manifest, read_points
 
