@@ -293,7 +293,7 @@ def _synthetic_limits(fields: dict[str, int]) -> None:
     from pydantic import ValidationError
 
     from harness.field_errors import value_problem
-    from harness.scenario.models import SyntheticModel
+    from harness.scenario.sources import SyntheticModel
 
     try:
         SyntheticModel.model_validate({"source": "synthetic", **fields})

@@ -17,6 +17,14 @@ from harness.scenario.checks import (
     input_file_errors,
     machine_warnings,
 )
+from harness.scenario.engines import (
+    REQUEST_FIELDS,
+    EngineSpec,
+    ExternalEngine,
+    LlamaBench,
+    LlamaCppEngine,
+    VllmEngine,
+)
 from harness.scenario.errors import (
     ScenarioError,
     field_path,
@@ -25,31 +33,27 @@ from harness.scenario.errors import (
     variant_errors,
 )
 from harness.scenario.models import (
-    DUMMY_PRECISIONS,
-    REQUEST_FIELDS,
-    CatalogModel,
-    EngineSpec,
-    ExternalEngine,
     Hardware,
     LengthDist,
-    LlamaBench,
-    LlamaCppEngine,
     Load,
-    ModelSpec,
-    PackageModel,
-    PathModel,
     Point,
     Scenario,
-    ServedModel,
     Slo,
-    Strict,
-    SyntheticModel,
     Telemetry,
-    VllmEngine,
     Workload,
     engine_configs,
     engine_with,
     expand_points,
+)
+from harness.scenario.sources import (
+    DUMMY_PRECISIONS,
+    CatalogModel,
+    ModelSpec,
+    PackageModel,
+    PathModel,
+    ServedModel,
+    Strict,
+    SyntheticModel,
 )
 from harness.yamlio import strict_yaml
 

