@@ -23,8 +23,9 @@ import pandas as pd
 from harness.catalog import models
 from harness.catalog.claims import Claim, Side
 from harness.catalog.hardware import Device, devices
-from harness.compare import ROW_KEYS, fmt, median_of_reruns, split_settings
+from harness.compare import ROW_KEYS, median_of_reruns, split_settings
 from harness.cost import usd_per_million_tokens
+from harness.formatting import fmt
 from harness.roofline import Shape, bytes_per_param, decode_bound, min_batch_for
 from harness.runinfo import at_rate, offloaded
 

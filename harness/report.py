@@ -12,9 +12,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness import llama_bench
-from harness.compare import few_requests_for_p99_note, fmt, md_row, md_text
+from harness.compare import few_requests_for_p99_note
 from harness.fileio import write_text_whole
 from harness.flags import flags, unmade_checks
+from harness.formatting import fmt, md_row, md_text
 from harness.results import aborted_rows, read_manifest, read_points, reading, runner_state
 from harness.runinfo import variant_label, workload_label
 from harness.table_fit import print_fitted

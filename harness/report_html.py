@@ -18,9 +18,10 @@ from typing import Any
 
 import pandas as pd
 
-from harness.compare import ROW_KEYS, dedupe, fmt
+from harness.compare import ROW_KEYS, dedupe
 from harness.cost import add_cost_columns, rate_rows_cost_note
 from harness.fileio import write_text_whole
+from harness.formatting import fmt
 from harness.report import all_notes, bench_frames, display_frame, engine_line, slo_text
 from harness.results import read_manifest, read_points, reading
 

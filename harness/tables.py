@@ -8,8 +8,8 @@ import pandas as pd
 from rich.table import Table
 from rich.text import Text
 
-from harness.compare import fmt, md_row, md_text, significant
 from harness.cost import HEADERS
+from harness.formatting import fmt, md_row, md_text, significant
 
 
 def cost_table(df: pd.DataFrame, utilization: float) -> Table:

@@ -282,7 +282,7 @@ def roofline_cmd(
     """Decode ceiling (bytes per step / bandwidth, batch-aware) and prefill compute ceiling."""
     from harness.catalog import CatalogError, get_model
     from harness.catalog.hardware import get_device
-    from harness.compare import significant
+    from harness.formatting import significant
     from harness.roofline import (
         NO_PEAK_BOUND,
         Shape,
@@ -349,7 +349,7 @@ def _roofline_notes(
     """What the ceiling table cannot say by its numbers alone: rows that do not fit the device (their
     tok/s is what the bandwidth would give if they did), a max batch that needs a context, and a GGUF
     mix's bits being one file's average that another model's file may not have."""
-    from harness.compare import significant
+    from harness.formatting import significant
     from harness.roofline import BYTES_PER_PARAM
 
     notes = []

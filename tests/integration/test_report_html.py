@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.compare import fmt
+from harness.formatting import fmt
 from harness.results import read_manifest
 from harness.runinfo import device_of, engine_config
 from tests.integration.conftest import SMALL_MODEL, harness_cli

@@ -135,7 +135,7 @@ def test_markdown_has_one_table_per_metric_with_formatted_cells() -> None:
 def test_markdown_cells_show_free_text_literally_on_one_line() -> None:
     """A served model's name went into report.md and compare.md as it was: a line break split a table
     row, and `<i>` rendered as HTML (only `|` had been escaped)."""
-    from harness.compare import md_row, md_text
+    from harness.formatting import md_row, md_text
 
     assert md_text("org/模型 name|<i>x</i> 🚀") == "org/模型 name\\|\\<i\\>x\\</i\\> 🚀"
     assert md_text("line1\n| injected | row |\r\n# Heading\t`tick`") == (
@@ -381,7 +381,7 @@ def test_cpu_runs_on_machines_the_catalog_does_not_know_are_not_reruns_of_each_o
 
 
 def test_cells_keep_three_significant_digits_so_small_costs_stay_apart() -> None:
-    from harness.compare import fmt, significant
+    from harness.formatting import fmt, significant
 
     # $/1M of 0.0361 and 0.0448 were both "0.04"; 23,456 tok/s was "2.346e+04"
     assert [fmt(x, "usd") for x in (0.03611, 0.0448, 13.2889, 1.384, 1234.5)] == [
