@@ -299,6 +299,9 @@ class ManagedProcess:
         if p.poll() is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGTERM)
+                # a stopped process (frozen with SIGSTOP, Ctrl-Z) holds SIGTERM pending until it runs
+                # again: it would sit out the whole grace
+                os.killpg(pgid, signal.SIGCONT)
             try:
                 p.wait(timeout=grace_s)
             except subprocess.TimeoutExpired:

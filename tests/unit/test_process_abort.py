@@ -137,3 +137,31 @@ def test_the_guard_leaves_a_group_whose_leader_number_went_to_another_process(tm
     finally:
         other.kill()
         other.wait()
+
+
+def test_stopping_a_frozen_engine_wakes_it_to_take_its_sigterm(tmp_path: Path) -> None:
+    """A frozen engine (SIGSTOP, Ctrl-Z) keeps a SIGTERM pending until it runs again: stop continues it,
+    so an engine that exits on SIGTERM does so at once, not after the grace, and by its own handler (its
+    clean shutdown, not the SIGKILL after the grace)."""
+    import os
+    import signal
+    import sys
+
+    code = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(7))\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(300)\n"
+    )
+    log = tmp_path / "engine.log"
+    proc = ManagedProcess([sys.executable, "-c", code], log)
+    proc.start()
+    end = time.monotonic() + 30
+    while "ready" not in log.read_text() and time.monotonic() < end:
+        time.sleep(0.05)
+    assert proc.proc is not None
+    os.kill(proc.proc.pid, signal.SIGSTOP)
+    t0 = time.monotonic()
+    code_back = proc.stop(grace_s=30)
+    assert code_back == 7  # its own SIGTERM handler ran: a SIGKILL would give -9
+    assert time.monotonic() - t0 < 20  # not the 30 s grace
