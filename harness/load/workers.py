@@ -25,6 +25,7 @@ import queue
 import signal
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, fields, replace
 from multiprocessing.connection import Connection
@@ -44,6 +45,16 @@ def split(n: int | None, k: int, workers: int) -> int | None:
     if n is None:
         return None
     return max(1, n // workers + (1 if k < n % workers else 0))
+
+
+def ended(exitcode: int | None) -> str:
+    """How a client process ended: `was killed by SIGKILL` (code -9), `exited (code 1)`."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"was killed by {signal.Signals(-exitcode).name} (code {exitcode})"
+        except ValueError:
+            pass
+    return f"exited (code {exitcode})"
 
 
 def deal(jobs: Sequence[Job], weights: Sequence[int]) -> list[list[Job]]:
@@ -100,9 +111,12 @@ class _Outbox:
 
 
 def _worker_main(conn: Connection, cfg: dict[str, Any], load: dict[str, Any], jobs: list[Job]) -> None:
-    # a terminal's Ctrl-C reaches the whole process group: the parent stops the point and tells each
-    # worker over its pipe (a worker's own KeyboardInterrupt was a traceback of some 15 lines each)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # a terminal's Ctrl-C or hangup, or a SIGTERM to the group, reaches these processes too: the parent
+    # stops the point and tells each worker over its pipe, so none dies with its requests in flight (a
+    # worker's own KeyboardInterrupt was a traceback of some 15 lines each). One that arrives while the
+    # interpreter starts, before this, kills the worker: `run_jobs_in_workers` says why.
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     from harness.client.aio import no_full_collections, run_loop
     from harness.load.cpu import CpuMeter, LoopLagProbe
 
@@ -146,10 +160,15 @@ def _worker_main(conn: Connection, cfg: dict[str, Any], load: dict[str, Any], jo
                 await asyncio.wait({run, stop}, return_when=asyncio.FIRST_COMPLETED)
                 if not run.done():
                     run.cancel()
-                await asyncio.gather(run, return_exceptions=True)
+                (failed,) = await asyncio.gather(run, return_exceptions=True)
             probe.stop()
             cpu_s, wall_s = meter.read()
-            if not (stop.done() and stop.exception() is not None):  # EOF: the parent is gone, nobody to tell
+            if stop.done() and stop.exception() is not None:  # EOF: the parent is gone, nobody to tell
+                pass
+            elif isinstance(failed, Exception):  # not a cancel: its requests were not all run
+                traceback.print_exception(failed)
+                outbox.put(("failed", "".join(traceback.format_exception_only(failed)).strip()))
+            else:
                 outbox.put(("done", cpu_s, wall_s, probe.lag_p99_s()))
         finally:  # what was queued reaches the parent also when this worker fails
             outbox.close()
@@ -180,6 +199,7 @@ class _Workers:
         self.all_ready = asyncio.Event()
         self.dead: list[int] = []  # gone before they were ready
         self.lost: list[int] = []  # gone mid-point
+        self.failed: dict[int, str] = {}  # an error in their own run (what it was)
         self.problems: list[str] = []
         self.spawned = False  # every process started and read from
 
@@ -237,10 +257,15 @@ class _Workers:
             self.measured_done.add(k)
             if len(self.measured_done) == n:
                 self.stop_all()
-        elif kind == "done":
-            self.finished[k] = (msg[1], msg[2], msg[3])
+        elif kind in ("done", "failed"):
+            if kind == "failed":  # an error in the worker's own run: its requests were not all run
+                self.failed[k] = msg[1]
+                self.lost.append(k)
+                self.stop_all()
+            self.finished[k] = (msg[1], msg[2], msg[3]) if kind == "done" else (0.0, 0.0, None)
             self.loop.remove_reader(self.pipes[k].fileno())
-            self.pipes[k].send(("bye",))  # releases the worker's thread waiting for a stop
+            with contextlib.suppress(OSError):
+                self.pipes[k].send(("bye",))  # releases the worker's thread waiting for a stop
             if len(self.finished) == n:
                 self.all_done.set()
             return True
@@ -275,7 +300,7 @@ class _Workers:
         for p in self.procs:
             p.join(timeout=5)
             if p.is_alive():
-                p.terminate()
+                p.kill()  # it ignores SIGTERM (`_worker_main`)
 
 
 async def run_jobs_in_workers(
@@ -311,10 +336,12 @@ async def run_jobs_in_workers(
         if w.problems:
             raise RuntimeError(w.problems[0])
         if w.dead:
-            w.procs[w.dead[0]].join(5)
-            raise RuntimeError(
-                f"client worker {w.dead[0]} exited at start (code {w.procs[w.dead[0]].exitcode})"
-            )
+            # killed by a signal while its interpreter started (a terminal's Ctrl-C: the run is then
+            # interrupted), or failed: the point is cut before any request
+            k = w.dead[0]
+            w.procs[k].join(5)
+            out.aborted = out.aborted or f"client worker {k} {ended(w.procs[k].exitcode)} at start"
+            return
         if warm:  # closed loop: warm the server up before any worker measures
             await run_warmup_here(client, load, warm, on_record, out)
         first = min((j for j in dealt if j.role == "measured"), key=lambda j: j.offset_ns, default=None)
@@ -333,11 +360,10 @@ async def run_jobs_in_workers(
             edge = asyncio.create_task(_open_window_at(on_measure_start, t0, dealt, first, opening))
         await w.all_done.wait()
         if w.lost:
-            w.procs[w.lost[0]].join(5)
-            out.aborted = out.aborted or (
-                f"client worker {w.lost[0]} exited mid-point (code {w.procs[w.lost[0]].exitcode}): "
-                "its requests were not all measured"
-            )
+            k = w.lost[0]
+            w.procs[k].join(5)
+            how = f"failed ({w.failed[k]})" if k in w.failed else ended(w.procs[k].exitcode)
+            out.aborted = out.aborted or f"client worker {k} {how} mid-point: its requests were not all run"
     finally:
         if edge is not None:
             if not opening:  # cut short before its first measured arrival: no window is opened

@@ -373,6 +373,7 @@ def test_the_client_cpu_share_is_over_the_measured_requests_only(fake: str) -> N
 def test_a_client_worker_killed_mid_point_aborts_the_point(fake: str) -> None:
     """Out of memory or a bug in one of two client processes: its requests are lost, so the point is
     said to be cut short, not reported whole with fewer requests."""
+    import re
     import threading
     import time
 
@@ -393,7 +394,8 @@ def test_a_client_worker_killed_mid_point_aborts_the_point(fake: str) -> None:
     threading.Thread(target=kill_a_worker, daemon=True).start()
 
     out = _point(fake, load, [], specs, 0, lambda r: first.set())
-    assert out.aborted is not None and "exited mid-point (code -9)" in out.aborted, out.aborted
+    said = r"client worker [01] was killed by SIGKILL \(code -9\) mid-point: its requests were not all run"
+    assert out.aborted is not None and re.fullmatch(said, out.aborted), out.aborted
     assert len([r for r in out.records if not r.warmup]) < 20
     # the other worker was stopped, not left to play out its share (over 7 s more)
     assert (out.ended_ns - killed_ns[0]) / 1e9 < 3.0
@@ -539,3 +541,36 @@ def test_a_point_cut_by_a_failed_request_lets_its_client_processes_close(fake: s
     out = _point(dead, load, [], specs, 0, failed.append, lambda: "engine died" if failed else None, 0.01)
     assert out.aborted == "engine died" and failed
     assert out.client["client_procs"] == 3  # this process and the two it started, all accounted for
+
+
+def test_a_client_worker_killed_while_it_starts_cuts_the_point_without_an_error(
+    fake: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A terminal's Ctrl-C while the client processes start kills those still importing (they ignore it
+    only from `_worker_main` on): the point is cut, saying which process ended how, and no exception
+    fails the run (the run itself, which got the same Ctrl-C, is then marked interrupted)."""
+    import os
+    import signal
+
+    from harness.load import workers
+
+    spawn = workers._Workers.spawn
+
+    def spawn_then_kill(self: Any, *args: Any) -> None:
+        spawn(self, *args)
+        os.kill(self.procs[0].pid, signal.SIGKILL)  # long before its interpreter has imported the harness
+
+    monkeypatch.setattr(workers._Workers, "spawn", spawn_then_kill)
+    load = PointLoad("w", concurrency=2, workers=2)
+    out = _point(fake, load, [], [RequestSpec("hello world", 4) for _ in range(4)], 0, lambda r: None)
+    assert out.aborted == "client worker 0 was killed by SIGKILL (code -9) at start", out.aborted
+    assert out.records == []
+
+
+def test_how_a_client_process_ended_names_the_signal() -> None:
+    from harness.load.workers import ended
+
+    assert ended(-2) == "was killed by SIGINT (code -2)"
+    assert ended(1) == "exited (code 1)"
+    assert ended(-200) == "exited (code -200)"  # no such signal
+    assert ended(None) == "exited (code None)"

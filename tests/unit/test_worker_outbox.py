@@ -6,6 +6,8 @@ from __future__ import annotations
 import multiprocessing as mp
 import threading
 
+import pytest
+
 from harness.load.workers import _Outbox
 
 BIG = ("rec", {"chunk_ns": list(range(10**12, 10**12 + 200_000))})  # over a megabyte pickled
@@ -34,3 +36,41 @@ def test_a_parent_gone_ends_the_writing_and_close_returns() -> None:
     closer.start()
     closer.join(10)
     assert not closer.is_alive()
+
+
+def test_a_worker_whose_run_fails_says_so_instead_of_done_and_exits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error in a worker's own run (not a cancel) left its remaining requests unrun: it tells the
+    parent `failed` with the error, where `done` would have passed the point off as whole, and it still
+    ends once the parent answers (its read of the parent's stop is let go)."""
+    import signal
+    import time
+
+    from harness.load import workers
+
+    async def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(workers, "run_jobs_here", boom)
+    parent, child = mp.Pipe()
+    said: list[tuple[object, ...]] = []
+
+    def the_parent() -> None:
+        said.append(parent.recv())  # ready
+        parent.send(("go", time.perf_counter_ns(), None))
+        while (msg := parent.recv())[0] not in ("failed", "done"):
+            said.append(msg)
+        said.append(msg)
+        parent.send(("bye",))  # what the parent answers either: the worker's read of a stop is let go
+
+    talk = threading.Thread(target=the_parent, daemon=True)
+    talk.start()
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM)}
+    try:
+        workers._worker_main(child, {"base_url": "http://127.0.0.1:9", "model": "m"}, {"point_id": "p"}, [])
+    finally:
+        for sig, h in handlers.items():
+            signal.signal(sig, h)
+    talk.join(10)
+    assert said[0][0] == "ready"
+    assert said[-1] == ("failed", "RuntimeError: boom")
+    assert all(m[0] != "done" for m in said)
