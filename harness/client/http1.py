@@ -121,7 +121,7 @@ class _Conn(asyncio.Protocol):
             return fut
         try:
             self.transport.write(raw)
-        except RuntimeError as e:  # uvloop: the handle closed under the write
+        except RuntimeError as e:  # uvloop: a handle closed under the write (is_closing has said so first)
             fut.set_exception(Disconnected(f"connection closed before the request was written: {e}"))
         return fut
 

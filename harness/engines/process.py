@@ -118,6 +118,7 @@ now = started(pgid)
 if alive() and (now is None or born == "?" or now == born):
     try:
         os.killpg(pgid, signal.SIGTERM)
+        os.killpg(pgid, signal.SIGCONT)  # a frozen engine takes its SIGTERM only once it runs again
     except OSError:
         pass
     end = time.monotonic() + grace

@@ -108,6 +108,9 @@ class _Outbox:
                 while self._q.get() is not None:
                     pass
                 return
+            except Exception:  # one message that cannot be sent (not picklable): said, and the rest go on
+                with contextlib.suppress(OSError):
+                    traceback.print_exc()
 
 
 def _worker_main(conn: Connection, cfg: dict[str, Any], load: dict[str, Any], jobs: list[Job]) -> None:
@@ -141,6 +144,8 @@ def _worker_main(conn: Connection, cfg: dict[str, Any], load: dict[str, Any], jo
             meter.restart()  # this worker's share of a core over its measured requests
             outbox.put(("start", t_ns))  # called off the event loop in open loop: the queue takes both
 
+        stop: asyncio.Future[Any] | None = None
+        failed: Exception | None = None
         try:
             async with StreamClient(**cfg) as client:
                 run = asyncio.create_task(
@@ -160,17 +165,22 @@ def _worker_main(conn: Connection, cfg: dict[str, Any], load: dict[str, Any], jo
                 await asyncio.wait({run, stop}, return_when=asyncio.FIRST_COMPLETED)
                 if not run.done():
                     run.cancel()
-                (failed,) = await asyncio.gather(run, return_exceptions=True)
+                (ran,) = await asyncio.gather(run, return_exceptions=True)
+                failed = ran if isinstance(ran, Exception) else None  # not a cancel: requests left unrun
             probe.stop()
             cpu_s, wall_s = meter.read()
-            if stop.done() and stop.exception() is not None:  # EOF: the parent is gone, nobody to tell
-                pass
-            elif isinstance(failed, Exception):  # not a cancel: its requests were not all run
-                traceback.print_exception(failed)
+        except Exception as e:  # the client's own set-up or teardown
+            failed = e
+        try:
+            if stop is not None and stop.done() and stop.exception() is not None:
+                return  # EOF: the parent is gone, nobody to tell
+            if failed is not None:  # the parent answers with a stop, which ends the read in `stop`
                 outbox.put(("failed", "".join(traceback.format_exception_only(failed)).strip()))
+                with contextlib.suppress(OSError):  # a terminal gone (hangup): nowhere to print it
+                    traceback.print_exception(failed)
             else:
                 outbox.put(("done", cpu_s, wall_s, probe.lag_p99_s()))
-        finally:  # what was queued reaches the parent also when this worker fails
+        finally:  # what was queued reaches the parent
             outbox.close()
 
     try:
@@ -192,13 +202,13 @@ class _Workers:
         self.pipes: list[Connection] = []
         self.procs: list[Any] = []
         self.ready: list[int] = []
-        # CPU s, wall s, loop lag p99 s of each process that said it is done (zeros: it died)
+        # CPU s, wall s, loop lag p99 s of each process that said it is done (zeros: it died or failed)
         self.finished: dict[int, tuple[float, float, float | None]] = {}
         self.measured_done: set[int] = set()
         self.all_done = asyncio.Event()
         self.all_ready = asyncio.Event()
         self.dead: list[int] = []  # gone before they were ready
-        self.lost: list[int] = []  # gone mid-point
+        self.lost: list[int] = []  # gone or failed mid-point
         self.failed: dict[int, str] = {}  # an error in their own run (what it was)
         self.problems: list[str] = []
         self.spawned = False  # every process started and read from
@@ -232,7 +242,7 @@ class _Workers:
             self._gone(k)
 
     def _message(self, k: int, msg: tuple[Any, ...]) -> bool:
-        """Act on one message of process `k`; True when it was its last (`done`)."""
+        """Act on one message of process `k`; True when it was its last (`done` or `failed`)."""
         n, out, kind = len(self.pipes), self.out, msg[0]
         if kind == "rec":
             rec = RequestRecord.from_json(msg[1])
@@ -286,21 +296,31 @@ class _Workers:
             self.all_done.set()
 
     async def close(self) -> None:
-        """Stop what still runs (a point cut short), let go of the pipes, and reap the processes (a start
-        that failed part-way has no readers to say they are done: not waited for)."""
-        if self.spawned and not self.all_done.is_set():
-            self.stop_all()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.all_done.wait(), 10)
-        for c in self.pipes:
-            with contextlib.suppress(ValueError, OSError):
-                self.loop.remove_reader(c.fileno())
-        if not self.spawned:
-            self.stop_all()
-        for p in self.procs:
-            p.join(timeout=5)
-            if p.is_alive():
-                p.kill()  # it ignores SIGTERM (`_worker_main`)
+        """Stop what still runs (a point cut short), reap the processes (a start that failed part-way has
+        no readers to say they are done: not waited for), and close the pipes. The processes ignore
+        SIGTERM (`_worker_main`): one still running after its wait, or when a second Ctrl-C cuts the wait
+        short, is killed."""
+        try:
+            if self.spawned and not self.all_done.is_set():
+                self.stop_all()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.all_done.wait(), 10)
+        finally:
+            for c in self.pipes:
+                with contextlib.suppress(ValueError, OSError):
+                    self.loop.remove_reader(c.fileno())
+            if not self.spawned:
+                self.stop_all()
+            try:
+                for p in self.procs:
+                    p.join(timeout=5)
+            finally:
+                for p in self.procs:
+                    if p.is_alive():
+                        p.kill()
+                        p.join(timeout=5)
+                for c in self.pipes:
+                    c.close()
 
 
 async def run_jobs_in_workers(
@@ -336,11 +356,14 @@ async def run_jobs_in_workers(
         if w.problems:
             raise RuntimeError(w.problems[0])
         if w.dead:
-            # killed by a signal while its interpreter started (a terminal's Ctrl-C: the run is then
-            # interrupted), or failed: the point is cut before any request
             k = w.dead[0]
             w.procs[k].join(5)
-            out.aborted = out.aborted or f"client worker {k} {ended(w.procs[k].exitcode)} at start"
+            code = w.procs[k].exitcode
+            if code is None or code >= 0:  # it failed to start (an import error): a fault, not a cut
+                raise RuntimeError(f"client worker {k} {ended(code)} at start")
+            # killed by a signal while its interpreter started (a terminal's Ctrl-C, which also marks the
+            # run interrupted): the point is cut before any request
+            out.aborted = out.aborted or f"client worker {k} {ended(code)} at start"
             return
         if warm:  # closed loop: warm the server up before any worker measures
             await run_warmup_here(client, load, warm, on_record, out)

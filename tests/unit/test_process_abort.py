@@ -160,7 +160,12 @@ def test_stopping_a_frozen_engine_wakes_it_to_take_its_sigterm(tmp_path: Path) -
     while "ready" not in log.read_text() and time.monotonic() < end:
         time.sleep(0.05)
     assert proc.proc is not None
-    os.kill(proc.proc.pid, signal.SIGSTOP)
+    pid = proc.proc.pid
+    os.kill(pid, signal.SIGSTOP)
+    # stopped for sure (a SIGCONT while the SIGSTOP is still pending would cancel it: no test)
+    while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+        assert time.monotonic() < end
+        time.sleep(0.01)
     t0 = time.monotonic()
     code_back = proc.stop(grace_s=30)
     assert code_back == 7  # its own SIGTERM handler ran: a SIGKILL would give -9
