@@ -40,6 +40,10 @@ OnRecord = Callable[[RequestRecord], None]
 SPIN_MAX_RATE_RPS = 100.0
 
 
+class WorkerStartFailed(RuntimeError):
+    """A client process ended before it was ready (`harness.load.workers`)."""
+
+
 @dataclass
 class PointLoad:
     """How one point applies load."""
@@ -416,6 +420,12 @@ async def run_point(
     except asyncio.CancelledError:
         if out.aborted is None:
             raise
+    except WorkerStartFailed:
+        # a terminal's Ctrl-C kills the client processes still starting (they ignore it from their first
+        # line on): the point was cut by that, not by a fault
+        if out.aborted is not None or not (reason := should_abort()):
+            raise
+        out.aborted = reason
     finally:
         probe.stop()
     if out.aborted is None:

@@ -32,7 +32,15 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from harness.client.openai_stream import StreamClient
-from harness.load.driver import Job, OnRecord, PointLoad, PointOutcome, run_jobs_here, run_warmup_here
+from harness.load.driver import (
+    Job,
+    OnRecord,
+    PointLoad,
+    PointOutcome,
+    WorkerStartFailed,
+    run_jobs_here,
+    run_warmup_here,
+)
 from harness.records import RequestRecord
 
 START_TIMEOUT_S = 120.0
@@ -117,7 +125,7 @@ def _worker_main(conn: Connection, cfg: dict[str, Any], load: dict[str, Any], jo
     # a terminal's Ctrl-C or hangup, or a SIGTERM to the group, reaches these processes too: the parent
     # stops the point and tells each worker over its pipe, so none dies with its requests in flight (a
     # worker's own KeyboardInterrupt was a traceback of some 15 lines each). One that arrives while the
-    # interpreter starts, before this, kills the worker: `run_jobs_in_workers` says why.
+    # interpreter starts, before this, kills the worker: `run_point` then says the point was interrupted.
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
     from harness.client.aio import no_full_collections, run_loop
@@ -358,13 +366,8 @@ async def run_jobs_in_workers(
         if w.dead:
             k = w.dead[0]
             w.procs[k].join(5)
-            code = w.procs[k].exitcode
-            if code is None or code >= 0:  # it failed to start (an import error): a fault, not a cut
-                raise RuntimeError(f"client worker {k} {ended(code)} at start")
-            # killed by a signal while its interpreter started (a terminal's Ctrl-C, which also marks the
-            # run interrupted): the point is cut before any request
-            out.aborted = out.aborted or f"client worker {k} {ended(code)} at start"
-            return
+            # a fault, or a Ctrl-C while its interpreter started (`run_point` tells them apart)
+            raise WorkerStartFailed(f"client worker {k} {ended(w.procs[k].exitcode)} at start")
         if warm:  # closed loop: warm the server up before any worker measures
             await run_warmup_here(client, load, warm, on_record, out)
         first = min((j for j in dealt if j.role == "measured"), key=lambda j: j.offset_ns, default=None)

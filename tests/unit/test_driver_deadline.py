@@ -543,16 +543,18 @@ def test_a_point_cut_by_a_failed_request_lets_its_client_processes_close(fake: s
     assert out.client["client_procs"] == 3  # this process and the two it started, all accounted for
 
 
-def test_a_client_worker_killed_while_it_starts_cuts_the_point_without_an_error(
+def test_a_client_worker_killed_while_it_starts_fails_the_point_unless_an_abort_was_asked(
     fake: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A terminal's Ctrl-C while the client processes start kills those still importing (they ignore it
-    only from `_worker_main` on): the point is cut, saying which process ended how, and no exception
-    fails the run (the run itself, which got the same Ctrl-C, is then marked interrupted)."""
+    only from `_worker_main` on): with the run's abort asked (its own Ctrl-C handler), the point is cut
+    with that reason and no exception fails the run; without one, a process that ended at start is a
+    fault, said with how it ended."""
     import os
     import signal
 
     from harness.load import workers
+    from harness.load.driver import WorkerStartFailed
 
     spawn = workers._Workers.spawn
 
@@ -562,8 +564,19 @@ def test_a_client_worker_killed_while_it_starts_cuts_the_point_without_an_error(
 
     monkeypatch.setattr(workers._Workers, "spawn", spawn_then_kill)
     load = PointLoad("w", concurrency=2, workers=2)
-    out = _point(fake, load, [], [RequestSpec("hello world", 4) for _ in range(4)], 0, lambda r: None)
-    assert out.aborted == "client worker 0 was killed by SIGKILL (code -9) at start", out.aborted
+    specs = [RequestSpec("hello world", 4) for _ in range(4)]
+    said = r"client worker 0 was killed by SIGKILL \(code -9\) at start"
+    with pytest.raises(WorkerStartFailed, match=said):
+        _point(fake, load, [], specs, 0, lambda r: None)
+    asked: list[str] = []
+
+    def spawn_kill_and_ask(self: Any, *args: Any) -> None:
+        spawn_then_kill(self, *args)
+        asked.append("interrupted by SIGINT")
+
+    monkeypatch.setattr(workers._Workers, "spawn", spawn_kill_and_ask)
+    out = _point(fake, load, [], specs, 0, lambda r: None, lambda: asked[0] if asked else None)
+    assert out.aborted == "interrupted by SIGINT"
     assert out.records == []
 
 
