@@ -15,6 +15,7 @@ client error. `harness serve-fake` runs it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import ssl
 import threading
@@ -350,10 +351,18 @@ class FakeServer:
                 async with srv:
                     await srv.serve_forever()
 
+            loop = self._loop
             try:
-                self._loop.run_until_complete(main())
+                loop.run_until_complete(main())
             except (asyncio.CancelledError, RuntimeError):
                 pass
+            finally:  # closed here: left to the garbage collector, its close failed on a socket gone first
+                left = asyncio.all_tasks(loop)
+                for t in left:
+                    t.cancel()
+                if left:
+                    loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+                loop.close()
 
         self._thread = threading.Thread(target=run, name="fake-openai-server", daemon=True)
         self._thread.start()
@@ -363,7 +372,8 @@ class FakeServer:
 
     def stop(self) -> None:
         if self._loop is not None and self._server is not None:
-            self._loop.call_soon_threadsafe(self._server.close)
+            with contextlib.suppress(RuntimeError):  # stopped before: its loop is closed
+                self._loop.call_soon_threadsafe(self._server.close)
         if self._thread is not None:
             self._thread.join(timeout=5)
 
