@@ -19,14 +19,18 @@ import multiprocessing as mp
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness.load.workers import _Outbox  # noqa: E402
 from harness.records import RequestRecord  # noqa: E402
+
+Send = Callable[[tuple[Any, ...]], None]  # a pipe's send, or the outbox's put
 
 
 def parent(conn: Connection, busy_s: float) -> None:
@@ -35,7 +39,7 @@ def parent(conn: Connection, busy_s: float) -> None:
         time.sleep(busy_s)  # the parent's loop doing other work between reads
 
 
-async def lateness_ms(send: object, rec: RequestRecord, records: int, every_s: float) -> list[float]:
+async def lateness_ms(send: Send, rec: RequestRecord, records: int, every_s: float) -> list[float]:
     late: list[float] = []
     stop = False
 
@@ -48,7 +52,7 @@ async def lateness_ms(send: object, rec: RequestRecord, records: int, every_s: f
     tick = asyncio.create_task(ticker())
     for _ in range(records):
         await asyncio.sleep(every_s)
-        send(("rec", rec.to_json()))  # type: ignore[operator]
+        send(("rec", rec.to_json()))
     stop = True
     await tick
     return late
