@@ -27,7 +27,8 @@ from harness.compare import ROW_KEYS, median_of_reruns, split_settings
 from harness.cost import usd_per_million_tokens
 from harness.formatting import fmt
 from harness.roofline import Shape, bytes_per_param, decode_bound, min_batch_for
-from harness.runinfo import at_rate, offloaded
+from harness.rundevice import offloaded
+from harness.runinfo import at_rate
 
 DEFAULT_CONTEXT_TOKENS = 1024.0
 MEMORY_UTILIZATION = 0.9

@@ -25,14 +25,14 @@ from harness.load.search import slo_met
 from harness.load.workload import DatasetRow, build_specs
 from harness.records import RequestRecord
 from harness.results import RunDir
-from harness.runinfo import detected_gpu, machine_gpu, ran_on_cpu, run_gpu
+from harness.rundevice import detected_gpu, machine_gpu, ran_on_cpu, run_gpu
 from harness.scenario import Point, Scenario
 from harness.telemetry.base import TelemetrySet
 from harness.telemetry.window import j_per_token
 
 
 def gpu_key(s: Scenario, described: dict[str, Any], manifest: dict[str, Any]) -> str | None:
-    """The GPU a point ran on (`runinfo.run_gpu`); for an external endpoint on another host, always the
+    """The GPU a point ran on (`rundevice.run_gpu`); for an external endpoint on another host, always the
     scenario's `hardware.gpu`."""
     if described.get("local") is False:
         return s.hardware.gpu
@@ -70,7 +70,7 @@ def gpu_mismatch(s: Scenario, described: dict[str, Any], manifest: dict[str, Any
 
 
 def _on_cpu(s: Scenario, p: Point, described: dict[str, Any], manifest: dict[str, Any]) -> bool:
-    """The point's engine ran on the host CPU (`runinfo.ran_on_cpu`: vLLM's CPU build, llama.cpp whose
+    """The point's engine ran on the host CPU (`rundevice.ran_on_cpu`: vLLM's CPU build, llama.cpp whose
     log shows no weights on a GPU, ...): its row names no GPU, as the tables name the CPU."""
     if described.get("local") is False:
         return False

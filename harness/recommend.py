@@ -31,7 +31,7 @@ from harness.catalog import ModelArch
 from harness.catalog.hardware import Device, devices, gpus
 from harness.cost import usd_per_million_tokens
 from harness.roofline import Shape, bytes_per_param, decode_bound, prefill_bound
-from harness.runinfo import offloaded
+from harness.rundevice import offloaded
 
 MEMORY_UTILIZATION = 0.9
 

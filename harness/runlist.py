@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from harness.results import RunNotFound, aborted_rows, read_manifest, read_points, reading, runner_state
-from harness.runinfo import device_of, engine_config, engine_entry, model_key
+from harness.rundevice import device_of
+from harness.runinfo import engine_config, engine_entry, model_key
 
 LS_HEADS = ("run", "status", "started (UTC)", "model", "hardware", "engine", "points", "best out tok/s")
 

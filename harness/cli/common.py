@@ -208,7 +208,7 @@ def prices(price: list[str] | None, prices_file: Path | None, provider: str | No
 
 
 def bandwidths(items: list[str] | None) -> dict[str, float]:
-    from harness.runinfo import parse_bandwidths
+    from harness.runroofline import parse_bandwidths
 
     try:
         return parse_bandwidths(items or [])

@@ -71,7 +71,7 @@ def test_run_against_local_external_llamacpp(write_scenario, tmp_path: Path, lla
     assert p["input_tokens"] == 4 * 16 and p["prompt_token_mismatch"] == 0
     # a local endpoint may be a port tunnelled from another host: unless a catalog GPU is here, the
     # scenario's GPU stands; where NVML says this machine has no NVIDIA GPU (as on CI), a warning says so
-    from harness.runinfo import detected_gpu, machine_gpu
+    from harness.rundevice import detected_gpu, machine_gpu
 
     found = detected_gpu(m)
     assert p["gpu_declared"] == "h100-sxm" and p["gpu"] == (found.key if found else "h100-sxm")

@@ -14,7 +14,8 @@ import pytest
 
 from harness.formatting import fmt
 from harness.results import read_manifest
-from harness.runinfo import device_of, engine_config
+from harness.rundevice import device_of
+from harness.runinfo import engine_config
 from tests.integration.conftest import SMALL_MODEL, harness_cli
 
 pytestmark = pytest.mark.slow

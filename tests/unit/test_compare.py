@@ -354,7 +354,8 @@ def test_cpu_runs_on_machines_the_catalog_does_not_know_are_not_reruns_of_each_o
     import shutil
     from pathlib import Path
 
-    from harness.runinfo import host_cpu_label, points_frame
+    from harness.rundevice import host_cpu_label
+    from harness.runinfo import points_frame
 
     src = Path(__file__).resolve().parents[2] / "results/evidence/20261125T114708Z-quickstart-cpu"
     for name, isa, threads in (("a", None, None), ("b", "avx512f", None), ("c", None, 16)):

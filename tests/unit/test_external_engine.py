@@ -8,7 +8,7 @@ import psutil
 import pytest
 
 from harness.engines.external import ExternalServer, is_this_machine, split_base_url
-from harness.runinfo import device_of
+from harness.rundevice import device_of
 from harness.scenario import ExternalEngine, Scenario
 from harness.telemetry import default_samplers
 
@@ -143,7 +143,8 @@ def test_a_gpu_the_catalog_lacks_or_no_gpu_here_is_said_at_the_point() -> None:
 def test_an_endpoint_can_say_which_catalog_model_and_precision_it_serves() -> None:
     """A run against one's own vLLM had precision `auto`, no roofline, and was left out of claims and
     recommend as `another model` than llama-3.1-70b: `catalog` and `precision` were unknown fields."""
-    from harness.runinfo import model_key, shape_of
+    from harness.runinfo import model_key
+    from harness.runroofline import shape_of
     from harness.scenario.checks import combination_errors
 
     served = {"source": "served", "name": "meta-llama/Llama-3.1-70B-Instruct", "catalog": "llama-3.1-70b"}
@@ -166,7 +167,7 @@ def test_an_endpoint_can_say_which_catalog_model_and_precision_it_serves() -> No
 
 def test_a_point_whose_llama_cpp_put_nothing_on_a_gpu_names_no_gpu() -> None:
     """`n_gpu_layers: -1` with `hardware.gpu: mi300x` on a CPU build: points.csv said gpu mi300x while the
-    tables (runinfo.ran_on_cpu, the load log's placement) named the CPU."""
+    tables (rundevice.ran_on_cpu, the load log's placement) named the CPU."""
     from harness.point import _on_cpu
     from harness.scenario import expand_points
 

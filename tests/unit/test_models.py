@@ -34,7 +34,7 @@ def test_gguf_info_weight_bytes_by_group(tmp_path: Path) -> None:
 
 
 def test_a_gguf_header_gives_the_roofline_its_shape(tmp_path: Path) -> None:
-    from harness.runinfo import gguf_shape
+    from harness.runroofline import gguf_shape
 
     p = make_gguf(tmp_path / "m.gguf", layers=3, hidden=64, heads=4, kv_heads=2, ffn=128, vocab=512)
     info = gguf_info(p)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.runinfo import MachineGpu, detected_gpu, machine_gpu, nvml_key, ran_on_cpu, run_gpu
+from harness.rundevice import MachineGpu, detected_gpu, machine_gpu, nvml_key, ran_on_cpu, run_gpu
 
 H100_NVML = "NVIDIA H100 80GB HBM3"
 

