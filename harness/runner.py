@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import re
-import secrets
 import signal
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,22 +13,21 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, Task, TextColumn, TimeElapsedColumn
-from rich.text import Text
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-import harness
-from harness import hostinfo, llama_bench
-from harness.client.aio import loop_name
+from harness import llama_bench
 from harness.engines import make_engine
-from harness.engines.base import Engine, redact, redact_scenario
-from harness.engines.process import EngineError, set_abort_check, tail_lines
+from harness.engines.base import Engine
+from harness.engines.process import EngineError, set_abort_check
 from harness.load.search import PointPlan, RateSearch
-from harness.load.workload import SAMPLING_SCHEME, DatasetError, DatasetRow, load_dataset
+from harness.load.workload import DatasetError, DatasetRow, load_dataset
 from harness.models import ModelError
 from harness.point import gpu_mismatch, measure_point, prompt_counters
-from harness.results import RunDir, iter_records, runner_info
-from harness.resume import input_digests, reopen
-from harness.scenario import Point, Scenario, expand_points, scenario_hash
+from harness.results import RunDir, iter_records
+from harness.resume import reopen
+from harness.runconsole import RequestCount, print_telemetry, search_result_text, start_task
+from harness.runstart import hardware_inventory, model_changed, new_run
+from harness.scenario import Point, Scenario, expand_points
 from harness.telemetry import default_samplers
 from harness.telemetry.base import TelemetrySet
 
@@ -92,47 +86,6 @@ def _abort_on_signals() -> Iterator[list[str]]:
             signal.signal(sig, h)
 
 
-def _hardware() -> dict[str, Any]:
-    """CPU and GPU inventory for the manifest (GPU: `available: false` with the reason, without NVML)."""
-    from harness.telemetry.inventory import gpu_inventory
-
-    return {"cpu": hostinfo.cpu_inventory(), "gpu": gpu_inventory()}
-
-
-def search_result_text(found: dict[str, Any], rows: list[dict[str, Any]], variant: int) -> str:
-    """What a rate search found, said as what it is: a lower bound when no rate tried failed, with the
-    rate the point achieved beside the one offered."""
-    text = _search_text(found, rows, variant)
-    return text + (f"; the search stopped: {found['stop_reason']}" if found.get("stop_reason") else "")
-
-
-def _search_text(found: dict[str, Any], rows: list[dict[str, Any]], variant: int) -> str:
-    best, failing = found["max_rate_rps"], found["lowest_failing_rps"]
-    if stopped := found.get("stopped"):
-        # the point being probed was cut short: it judged nothing, and the search did not finish
-        judged = len(found.get("probes") or [])
-        head = f"rate search {stopped} after {judged} judged probe(s)"
-        if best is None:
-            return head + (": no rate met the SLOs" if judged else ": no rate was judged")
-        return f"{head}: {best:g} req/s met the SLOs (a lower bound; the search did not finish)"
-    if best is None:
-        return "highest rate meeting the SLOs: none of the rates tried"
-    row = next(
-        (r for r in reversed(rows) if r.get("variant", 0) == variant and r.get("rate_rps") == best), None
-    )
-    got = row.get("req_s") if row is not None else None
-    achieved = f" offered ({got:.3g} req/s achieved)" if isinstance(got, float) and got == got else ""
-    if failing is None:
-        n = len(found["probes"])
-        return (
-            f"highest rate meeting the SLOs: at least {best:g} req/s{achieved}: no rate tried failed "
-            f"in {n} probes, so the limit is higher"
-        )
-    return (
-        f"highest rate meeting the SLOs: {best:g} req/s{achieved} (the next rate tried, {failing:g}, failed)"
-    )
-
-
 class InterruptedAgain(KeyboardInterrupt):
     """A second Ctrl-C stopped the run at once; `run_dir` is marked interrupted."""
 
@@ -144,77 +97,6 @@ class InterruptedAgain(KeyboardInterrupt):
 class InterruptedStarting(InterruptedAgain):
     """A Ctrl-C before the run's own handling was in place stopped a resumed run: nothing new was
     measured, and `run_dir` (with its earlier points) is marked interrupted."""
-
-
-def _prompt_salt(s: Scenario) -> int:
-    """The scenario's prompt salt, else a fresh one: a repeated run must not hit the prompt cache of an
-    engine that outlived the last one (an external endpoint)."""
-    return s.workload.prompt_salt if s.workload.prompt_salt is not None else secrets.randbelow(2**31)
-
-
-def model_changed(manifest: dict[str, Any], variant: int, engine: Any) -> str | None:
-    """Why a resumed variant must not run: its model file is not the one its earlier attempts measured
-    (another sha256 at the same path), else None."""
-    model = getattr(engine, "model", None)
-    now = getattr(model, "sha256", None)
-    before = [
-        (e.get("model") or {}).get("sha256")
-        for e in manifest.get("engines") or []
-        if e.get("variant") == variant
-    ]
-    was = next((d for d in reversed(before) if d), None)
-    if not now or not was or now == was:
-        return None
-    return (
-        f"engine.model: {getattr(model, 'path', '?')} is not the file this run measured before (sha256 "
-        f"{was[:12]}, now {now[:12]}): its points and new ones would not compare; start a new run"
-    )
-
-
-def _new_run(
-    s: Scenario, results_root: Path, scenario_file: str | None, points: list[Point], find_max_goodput: bool
-) -> RunDir:
-    run = RunDir.create(results_root, s.name)
-    try:
-        _first_manifest(run, s, scenario_file, points, find_max_goodput)
-    except KeyboardInterrupt:  # before the run's own Ctrl-C handling: nothing was measured
-        run.discard_unstarted()
-        raise
-    return run
-
-
-def _first_manifest(
-    run: RunDir, s: Scenario, scenario_file: str | None, points: list[Point], find_max_goodput: bool
-) -> None:
-    run.write_manifest(
-        {
-            "run_id": run.path.name,
-            "status": "running",
-            "started_utc": dt.datetime.now(dt.UTC).isoformat(),
-            "harness_version": harness.__version__,
-            "git_sha": hostinfo.git_sha(),
-            "command": redact(sys.argv),
-            "scenario_file": scenario_file,
-            "scenario_hash": scenario_hash(s),
-            "scenario": redact_scenario(s.model_dump(mode="json")),
-            "seeds": {
-                "workload": s.workload.seed,
-                "arrivals": s.load.seed,
-                "prompt_salt": _prompt_salt(s),
-                "sampling": SAMPLING_SCHEME,
-            },
-            "input_sha256": input_digests(s),
-            "host": hostinfo.host(),
-            "hardware": _hardware(),
-            "points_planned": [p.point_id for p in points],
-            "points_done": [],
-            "engines": [],
-            "telemetry": {},
-            "client": {"event_loop": loop_name(), "workers": s.load.workers},
-            "find_max_goodput": find_max_goodput,
-            "runner": runner_info(),
-        }
-    )
 
 
 def run_scenario(
@@ -236,17 +118,17 @@ def run_scenario(
     points = expand_points(s)
     attempt = 0
     if resume is not None:
-        run, rows, next_id, attempt = reopen(resume, s, find_max_goodput, _hardware())
+        run, rows, next_id, attempt = reopen(resume, s, find_max_goodput, hardware_inventory())
         console.print(
             f"resuming [bold]{escape(str(run.path))}[/]: {len(rows)} of {len(points)} point(s) already done"
         )
     else:
-        run, rows, next_id = _new_run(s, results_root, scenario_file, points, find_max_goodput), [], 0
+        run, rows, next_id = new_run(s, results_root, scenario_file, points, find_max_goodput), [], 0
         console.print(f"run directory: [bold]{escape(str(run.path))}[/]")
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        _Count(),
+        RequestCount(),
         TimeElapsedColumn(),
         console=console,
         disable=not show_progress,
@@ -269,54 +151,6 @@ def run_scenario(
         return _sweep_all(sweep)
     finally:
         run.unlock()  # the run's status is written: a --resume of it may go ahead
-
-
-class _Count(MofNCompleteColumn):
-    """Requests done of the point's; nothing for a task of no set size (an engine's start-up)."""
-
-    def render(self, task: Task) -> Text:
-        return Text("") if task.total is None else super().render(task)
-
-
-# the widest part of the engine log's last line shown beside the start-up's elapsed time
-LOG_LINE_CHARS = 60
-
-
-@contextmanager
-def _start_task(progress: Progress, label: str, log: Path) -> Iterator[None]:
-    """A progress line while the engine starts (loading a 70B model takes minutes): its elapsed time and
-    the engine log's last line, read once a second."""
-    task = progress.add_task(label, total=None)
-    stop = threading.Event()
-
-    def follow() -> None:
-        while not stop.wait(1.0):
-            line = last_log_line(log)
-            progress.update(task, description=f"{label} {escape(line)}" if line else label)
-
-    reader = threading.Thread(target=follow, name="start-up-log", daemon=True)
-    reader.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        reader.join()
-        progress.remove_task(task)
-
-
-# llama.cpp's log prefix (`0.02.174.496 I `: time since start and level), which takes the room of what it says
-_LLAMA_LOG_PREFIX = re.compile(r"^\d+\.\d+\.\d+\.\d+ [A-Z] ")
-
-
-def last_log_line(log: Path, chars: int = LOG_LINE_CHARS) -> str:
-    """The last non-empty line of a log, printable characters only, without llama.cpp's time-and-level
-    prefix, runs of spaces as one, cut to `chars` (… where cut); "" where there is none yet."""
-    for line in reversed(tail_lines(log, 20) or []):
-        text = "".join(c for c in line if c.isprintable()).strip()
-        text = " ".join(_LLAMA_LOG_PREFIX.sub("", text).split())
-        if text:
-            return text if len(text) <= chars else text[: chars - 1] + "…"
-    return ""
 
 
 def _sweep_all(sweep: _Sweep) -> RunResult:
@@ -406,7 +240,7 @@ class _Sweep:
             self.run.manifest["engines"].append(entry)
             tel = self.telemetry(self.s, engine)
             tel.start()
-            _print_telemetry(self.console, tel)
+            print_telemetry(self.console, tel)
             self.run.update_manifest(engines=self.run.manifest["engines"])
             search = RateSearch(vpoints[0].rate_rps or 1.0) if self.find_max_goodput else None
             failed_before = len(self.failures)  # an earlier variant's failure is not this one's
@@ -441,7 +275,7 @@ class _Sweep:
             )
             self.console.print(f"{doing} (variant {vi}) ...")
             t0 = time.monotonic()
-            with _start_task(self.progress, f"v{vi} start-up", self.run.path / f"engine-v{vi}.log"):
+            with start_task(self.progress, f"v{vi} start-up", self.run.path / f"engine-v{vi}.log"):
                 base_url = engine.start()
             counters = prompt_counters(self.s, engine, base_url, self.run, vi)
         except (EngineError, ModelError) as e:
@@ -622,14 +456,3 @@ def _keep_telemetry(run: RunDir, entry: dict[str, Any], tel: TelemetrySet) -> No
     got = tel.manifest()
     run.manifest.setdefault("telemetry", {}).update(got)
     entry["telemetry"] = got
-
-
-def _print_telemetry(console: Console, tel: TelemetrySet) -> None:
-    names = ", ".join(x.name for x in tel.samplers) or "none"
-    absent = "; ".join(f"{k}: {v}" for k, v in {**tel.absent, **tel.problems}.items())
-    console.print(
-        f"telemetry: {names}" + (f" (absent: {absent})" if absent else ""), markup=False, highlight=False
-    )
-    for s in tel.samplers:
-        for note in s.notes() if hasattr(s, "notes") else []:
-            console.print(f"[yellow]note[/] telemetry {s.name}: {escape(note)}", highlight=False)

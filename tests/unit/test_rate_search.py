@@ -47,7 +47,7 @@ def test_plan_yields_search_points() -> None:
 
 
 def test_search_result_text_says_lower_bound_and_achieved_rate() -> None:
-    from harness.runner import search_result_text
+    from harness.runconsole import search_result_text
 
     rows = [{"variant": 0, "rate_rps": 40.0, "req_s": 36.2}, {"variant": 0, "rate_rps": 80.0, "req_s": 50.0}]
     bounded = {"max_rate_rps": 40.0, "lowest_failing_rps": 80.0, "probes": [{}, {}]}

@@ -604,7 +604,7 @@ def test_a_run_is_not_resumed_after_its_dataset_or_model_file_changed(tmp_path: 
     import pytest
 
     from harness.resume import ResumeError, input_digests, reopen
-    from harness.runner import model_changed
+    from harness.runstart import model_changed
     from harness.scenario import parse_scenario, scenario_hash
 
     data = tmp_path / "ds.jsonl"

@@ -180,15 +180,15 @@ def test_a_ctrl_c_while_a_new_run_is_made_leaves_no_run_directory(
     was measured."""
     from typer.testing import CliRunner
 
-    from harness import runner
+    from harness import runner, runstart
     from harness.cli import app
 
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt  # as the terminal's Ctrl-C arrives there
 
-    for where in ("_hardware", "_abort_on_signals"):
+    for module, where in ((runstart, "hardware_inventory"), (runner, "_abort_on_signals")):
         with monkeypatch.context() as m:
-            m.setattr(runner, where, interrupted)
+            m.setattr(module, where, interrupted)
             results = tmp_path / where
             res = CliRunner().invoke(app, ["run", "scenarios/quickstart-cpu.yaml", "--results", str(results)])
         assert res.exit_code == 130, (where, res.output)

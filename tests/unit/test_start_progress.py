@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import Progress
 
-from harness.runner import _start_task, last_log_line
+from harness.runconsole import last_log_line, start_task
 
 
 def test_the_last_log_line_is_printable_and_cut_short(tmp_path: Path) -> None:
@@ -29,7 +29,7 @@ def test_the_last_log_line_is_printable_and_cut_short(tmp_path: Path) -> None:
 def test_start_up_shows_the_log_while_it_lasts_and_leaves_no_line(tmp_path: Path) -> None:
     log = tmp_path / "engine-v0.log"
     progress = Progress(console=Console(file=io.StringIO(), width=100))
-    with progress, _start_task(progress, "v0 start-up", log):
+    with progress, start_task(progress, "v0 start-up", log):
         (task,) = progress.tasks
         assert task.total is None and task.description == "v0 start-up"
         log.write_text("INFO [model_runner.py] Loading model [weights]\n")

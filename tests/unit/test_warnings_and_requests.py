@@ -330,11 +330,11 @@ def test_printed_reasons_keep_their_brackets() -> None:
     `llm-harness` (rich took `[gpu]` for a style), and a compare label's `[engine.x=1]` would too."""
     from rich.console import Console
 
-    from harness.runner import _print_telemetry
+    from harness.runconsole import print_telemetry
     from harness.telemetry.base import TelemetrySet
 
     console = Console(record=True, width=200)
-    _print_telemetry(
+    print_telemetry(
         console, TelemetrySet([], {"nvml": "nvidia-ml-py is not installed (pip install 'llm-harness[gpu]')"})
     )
     assert "pip install 'llm-harness[gpu]'" in console.export_text()
