@@ -17,16 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from harness.catalog.prices import unused_override_notes
+from harness.compare_notes import (
+    above_roofline_notes,
+    caveats,
+    device_count_note,
+    energy_scope_notes,
+    few_requests_for_p99_note,
+    host_cpu_notes,
+    rate_rows_note,
+)
 from harness.cost import add_cost_columns, rate_rows_cost_note
-from harness.fileio import replaced_whole, write_text_whole
-from harness.formatting import fmt, md_row
 from harness.runinfo import at_rate, points_frame
-from harness.table_fit import print_fitted
 
 # (column, header, format); "ms" shows seconds as milliseconds, "x" as a ratio
 METRICS: tuple[tuple[str, str, str], ...] = (
@@ -235,18 +238,6 @@ def add_speedup(points: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
     return out
 
 
-def rate_rows_note(points: pd.DataFrame, baseline: str | None) -> list[str]:
-    """Why rows at an arrival rate have no speedup."""
-    if baseline is None or not at_rate(points["load"]).any():
-        return []
-    return [
-        "rows at an arrival rate (r...) have no speedup: while an engine keeps up, its output tok/s is "
-        "the rate offered, and what differs is how long the last requests took (a ratio of latencies, not "
-        "of capacity); compare their TTFT and TPOT, or capacity at concurrency rows (c...) or with "
-        "`harness run --find-max-goodput`"
-    ]
-
-
 def within_spread_note(points: pd.DataFrame, baseline: str | None) -> list[str]:
     """A note naming the speedups whose configuration and baseline were rerun (`median_of_reruns`) and
     whose tok/s ranges over the reruns overlap: the difference is inside what the reruns varied by."""
@@ -267,74 +258,6 @@ def within_spread_note(points: pd.DataFrame, baseline: str | None) -> list[str]:
         "speedups inside the reruns' spread (their tok/s range overlaps the baseline's): "
         f"{'; '.join(inside)}: no difference was measured there"
     ]
-
-
-# up to this many requests, a point's p99 (numpy's linear interpolation at 0.99 x (n - 1), which is
-# >= n - 2 for n <= 100) lies between its two slowest requests
-P99_BETWEEN_SLOWEST_MAX_REQUESTS = 100
-
-
-# per-request latency percentiles (one value per request; ITL pools every gap of every request)
-P99_LATENCIES = ("ttft_s_p99", "tpot_s_p99", "e2e_s_p99")
-
-
-def few_requests_for_p99_note(points: pd.DataFrame) -> list[str]:
-    """A note where per-request p99s (TTFT, TPOT, E2E) come from so few requests that they are no tail
-    estimate: with 100 successful requests or fewer, p99 lies between the two slowest of them."""
-    cols = [c for c in P99_LATENCIES if c in points.columns]
-    if "ok" not in points.columns or not cols:
-        return []
-    ok = pd.to_numeric(points["ok"], errors="coerce")
-    has_p99 = points[cols].notna().any(axis=1)
-    few = ok[has_p99 & (ok > 0) & (ok <= P99_BETWEEN_SLOWEST_MAX_REQUESTS)]
-    if few.empty:
-        return []
-    counts = sorted({int(n) for n in few})
-    said = ", ".join(map(str, counts[:5])) + (" ..." if len(counts) > 5 else "")
-    return [
-        f"p99 latencies of {len(few)} of {len(points)} points come from {said} requests each: with "
-        f"{P99_BETWEEN_SLOWEST_MAX_REQUESTS} or fewer a p99 lies between the two slowest requests, a "
-        "near-maximum, not a tail estimate (more `load.requests` per point give one)"
-    ]
-
-
-def device_count_note(points: pd.DataFrame, baseline: str | None) -> list[str]:
-    """A note naming the configurations whose speedup sets more (or fewer) devices against the baseline."""
-    if baseline is None or "devices" not in points.columns or points["speedup_per_device"].isna().all():
-        return []
-    n_base = points.loc[points["config"] == baseline, "devices"].iloc[0]
-    other = points.dropna(subset=["speedup_per_device"]).drop_duplicates("config")
-    said = ", ".join(
-        f"{c} ({int(n)} devices)" for c, n in zip(other["config"], other["devices"], strict=True)
-    )
-    return [
-        f"speedup sets {said} against the baseline's {int(n_base)} device(s); "
-        "see 'speedup per device' for a device against a device"
-    ]
-
-
-def caveats(points: pd.DataFrame) -> list[str]:
-    """What the table's cells do not show: runs that did not finish, points measured after a resume, and
-    points with failed requests (their numbers cover the successes only)."""
-    out = []
-    if "run_status" in points.columns:
-        for run_id, status in dict(zip(points["run_id"], points["run_status"], strict=True)).items():
-            if status != "complete":
-                out.append(f"run {run_id} is {status}: only its finished points are shown")
-    if "attempt" in points.columns:  # resumed runs: a restarted engine measured these
-        later = points[points["attempt"].fillna(0) > 0]
-        for run_id, ids in later.groupby("run_id", sort=False)["point_id"]:
-            out.append(f"run {run_id}: {', '.join(map(str, ids))} measured after a resume (engine restarted)")
-    if {"errors", "requests"} <= set(points.columns):
-        for _, r in points[points["errors"].fillna(0) > 0].iterrows():
-            bad, n = int(r["errors"]), int(r["requests"])
-            said = (
-                f"all {n} measured requests failed: it measured nothing"
-                if bad >= n
-                else f"{bad} of {n} measured requests failed; its numbers cover the others only"
-            )
-            out.append(f"run {r['run_id']} point {r['point_id']}: {said}")
-    return out
 
 
 def pivot(points: pd.DataFrame) -> pd.DataFrame:
@@ -436,195 +359,3 @@ def compare_points(
     return Comparison(
         points.reset_index(drop=True), pivot(points), base, notes, few_requests_for_p99_note(points)
     )
-
-
-def host_cpu_notes(points: pd.DataFrame) -> list[str]:
-    """A note per device whose configurations ran on different host CPUs: CPUs the catalog does not know
-    all go by `cpu`, so two engines measured on two machines would read as two engines on one, and their
-    ratio as the engines' alone."""
-    if "host_cpu" not in points.columns:
-        return []
-    out = []
-    for device, rows in points.dropna(subset=["host_cpu"]).groupby("device", sort=True):
-        hosts = rows.groupby("config", sort=True)["host_cpu"].agg(lambda s: " / ".join(sorted(set(s))))
-        if rows["host_cpu"].nunique() > 1 and len(hosts) > 1:
-            said = "; ".join(f"{cfg}: {h}" for cfg, h in hosts.items())
-            out.append(
-                f"{device}: the configurations ran on different host CPUs ({said}): ratios between them "
-                "measure the machines as well as the engines"
-            )
-    return out
-
-
-# % of the decode roofline past which a point is said to be above it: a few % over can be the catalog's
-# nominal bandwidth or the bytes counted per step, well over is a ceiling for something else
-ABOVE_ROOFLINE_PCT = 110.0
-
-
-def above_roofline_notes(points: pd.DataFrame) -> list[str]:
-    """A note for each point measured above its decode ceiling: no engine decodes faster than its weights
-    can be read, so the ceiling was worked out for other hardware, precision or model than ran (a
-    `hardware.gpu` that is not the machine's, a quantized file taken for its catalog precision)."""
-    if "pct_roofline" not in points.columns:
-        return []
-    over = points[points["pct_roofline"] > ABOVE_ROOFLINE_PCT]
-    return [
-        f"run {r['run_id']} point {r['point_id']}: {r['pct_roofline']:.0f}% of its roofline, above the "
-        f"ceiling: the hardware ({r['device']}, or a --bandwidth given for it), precision or model it was "
-        "worked out for is likely not what ran"
-        for _, r in over.iterrows()
-    ]
-
-
-def energy_scope_notes(points: pd.DataFrame) -> list[str]:
-    """A note when the J/token of the configurations compared count different things: GPUs alone, the
-    CPU packages alone, or both (RAPL is readable on some hosts and not others), or incomplete windows."""
-    known = points.dropna(subset=["energy_j_per_output_token"])
-    scopes = known.groupby("config")["energy_scope"].agg(lambda s: "/".join(sorted(set(s.dropna()))))
-    out = []
-    if scopes.nunique() > 1:
-        said = "; ".join(f"{cfg}: {sc}" for cfg, sc in scopes.items())
-        out.append(f"J/token counts different energy per configuration ({said}): compare with care")
-    if (points["energy_scope"] == "incomplete").any():
-        out.append("some points have no J/token: a GPU's energy was unknown in their window")
-    return out
-
-
-def _present(c: Comparison) -> list[tuple[str, str, str]]:
-    return [
-        (m, h, f)
-        for m, h, f in METRICS
-        if m in c.wide.columns.get_level_values(0) and not c.wide[m].isna().all().all()
-    ]
-
-
-def metric_frame(c: Comparison, metric: str, spec: str) -> pd.DataFrame:
-    sub = c.wide[metric]
-    rows = []
-    for key, vals in sub.iterrows():
-        rows.append([*[str(k) for k in key], *[fmt(v, spec) for v in vals]])
-    return pd.DataFrame(rows, columns=[*ROW_KEYS, *sub.columns])
-
-
-# terminal columns a table's row keys (model, precision, workload, load) and its borders take, about
-ROW_KEYS_WIDTH = 60
-
-
-def column_keys(configs: list[str], width: int) -> dict[str, str]:
-    """Column headings for the configurations: their labels where the table fits `width` terminal
-    columns, else `#1`, `#2`, ... (a legend gives the labels): cut to fit, long labels that differ only
-    at their end read the same."""
-    if ROW_KEYS_WIDTH + sum(len(c) + 3 for c in configs) <= width:
-        return {c: c for c in configs}
-    return {c: f"#{i}" for i, c in enumerate(configs, 1)}
-
-
-def rich_tables(
-    c: Comparison, metrics: list[str] | None = None, keys: dict[str, str] | None = None
-) -> list[Table]:
-    tables = []
-    for m, header, spec in _present(c):
-        if metrics is not None and m not in metrics:
-            continue
-        df = metric_frame(c, m, spec)
-        title = header + (f" (baseline: {c.baseline})" if m == "speedup" else "")
-        # labels are text: `[engine.cpu_offload_gb=40]` would be taken for rich markup and dropped
-        t = Table(title=escape(title), title_justify="left")
-        for col in df.columns:
-            head = (keys or {}).get(str(col), str(col))
-            t.add_column(escape(head), justify="left" if col in ROW_KEYS else "right")
-        for _, r in df.iterrows():
-            t.add_row(*[escape(str(x)) for x in r])
-        tables.append(t)
-    return tables
-
-
-def markdown(c: Comparison) -> str:
-    parts = ["# Comparison\n", f"Runs: {', '.join(dict.fromkeys(c.points['run_id']))}\n"]
-    if c.baseline:
-        parts.append(f"Baseline: `{c.baseline}`\n")
-    for m, header, spec in _present(c):
-        df = metric_frame(c, m, spec)
-        parts.append(f"## {header}\n")
-        parts.append(md_row(df.columns))
-        parts.append("|" + "---|" * len(df.columns))
-        parts += [md_row(r) for _, r in df.iterrows()]
-        parts.append("")
-    notes = [*empty_metric_notes(c, None), *c.notes, *c.p99_notes]  # every metric present is written here
-    if notes:
-        parts.append("## Notes\n")
-        parts += [f"- {n}" for n in notes]
-    return "\n".join(parts) + "\n"
-
-
-def flat(wide: pd.DataFrame) -> pd.DataFrame:
-    """The wide table with one-level column names `metric [config]` (for CSV and Parquet)."""
-    out = wide.copy()
-    out.columns = [f"{col[0]} [{col[1]}]" for col in wide.columns]
-    return out.reset_index()
-
-
-def write(c: Comparison, out_dir: str | Path) -> list[Path]:
-    d = Path(out_dir)
-    d.mkdir(parents=True, exist_ok=True)
-    f = flat(c.wide)
-    paths = [d / "compare.csv", d / "compare.parquet", d / "compare.md", d / "points.csv"]
-    # each file whole or not at all (a full disk leaves no truncated table that reads as a result)
-    with replaced_whole(paths[0]) as tmp:
-        f.to_csv(tmp, index=False)
-    with replaced_whole(paths[1]) as tmp:
-        f.to_parquet(tmp, index=False)
-    write_text_whole(paths[2], markdown(c))
-    with replaced_whole(paths[3]) as tmp:
-        c.points.to_csv(tmp, index=False)
-    return paths
-
-
-# why a metric asked for by name can have no value in any cell
-EMPTY_METRIC_HINTS = {
-    "speedup": "needs --baseline, one of the configuration columns",
-    "speedup_per_device": "only against a --baseline with another device count",
-    "energy_j_per_output_token": "no GPU or CPU energy was measured in these runs",
-    "usd_per_1m_tokens": "needs a price for the device: --price DEVICE=USD_PER_HOUR",
-    "energy_usd_per_1m_tokens": "needs --usd-per-kwh and measured energy",
-    "total_usd_per_1m_tokens": "needs a price, --usd-per-kwh and measured energy",
-    "pct_roofline": "needs the device's memory bandwidth, from the catalog or --bandwidth "
-    "DEVICE=GB_PER_S, and the model's size (for an external endpoint, engine.precision and model.catalog)",
-    "reruns": "only with --reruns median",
-    "output_tok_s_spread_pct": "only with --reruns median over several runs of a cell",
-}
-
-
-def empty_metric_notes(c: Comparison, metrics: list[str] | None) -> list[str]:
-    """A line for each metric asked for by name that no cell has a value for (it would vanish unsaid);
-    by default, for the roofline share (price and energy have notes of their own)."""
-    shown = {m for m, _, _ in _present(c)}
-    if metrics is None:
-        return (
-            []
-            if "pct_roofline" in shown
-            else [f"no % of roofline table: {EMPTY_METRIC_HINTS['pct_roofline']}"]
-        )
-    return [f"{m}: no values to show ({_empty_hint(c, m)})" for m in metrics if m not in shown]
-
-
-def _empty_hint(c: Comparison, metric: str) -> str:
-    """Why `metric` has no value in any cell of `c`."""
-    if metric == "speedup" and c.baseline is not None:
-        return "no concurrency row the baseline measured: rows at an arrival rate have no speedup"
-    return EMPTY_METRIC_HINTS.get(metric, "not measured in these runs")
-
-
-def print_comparison(c: Comparison, console: Console, metrics: list[str] | None = None) -> None:
-    configs = [str(x) for x in dict.fromkeys(c.wide.columns.get_level_values(1))]
-    keys = column_keys(configs, console.width)
-    tables = rich_tables(c, metrics, keys)
-    if tables and any(k != label for label, k in keys.items()):
-        console.print("columns:", markup=False, highlight=False)
-        for label, k in keys.items():
-            console.print(f"  {k} = {label}", markup=False, highlight=False, soft_wrap=True)
-    for t in tables:  # the row labels (ROW_KEYS) are its left-justified columns, first
-        print_fitted(console, t, keys=sum(col.justify == "left" for col in t.columns))
-    p99_shown = metrics is None or any(m in metrics for m in P99_LATENCIES)
-    for n in [*empty_metric_notes(c, metrics), *c.notes, *(c.p99_notes if p99_shown else [])]:
-        console.print(f"note: {n}", markup=False, highlight=False)

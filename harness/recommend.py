@@ -296,7 +296,7 @@ def _measured_estimate(
 
 def _p99_said(n: int) -> str:
     """What a measured option's latencies are: p99s, and over how many requests (up to 100 a p99 lies
-    between the two slowest, harness.compare.P99_BETWEEN_SLOWEST_MAX_REQUESTS)."""
+    between the two slowest, harness.compare_notes.P99_BETWEEN_SLOWEST_MAX_REQUESTS)."""
     return f"p99 of {n} requests" if n else "p99 latencies"
 
 

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness import llama_bench
-from harness.compare import few_requests_for_p99_note
+from harness.compare_notes import few_requests_for_p99_note
 from harness.fileio import write_text_whole
 from harness.flags import flags, unmade_checks
 from harness.formatting import fmt, md_row, md_text

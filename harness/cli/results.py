@@ -141,7 +141,8 @@ def compare_cmd(
     ] = "newest",
 ) -> None:
     """One table over many runs: model x precision x workload x load rows, hardware/engine columns."""
-    from harness.compare import CompareError, compare_runs, parse_metrics, print_comparison, write
+    from harness.compare import CompareError, compare_runs, parse_metrics
+    from harness.compare_output import print_comparison, write
     from harness.results import utc_stamp
 
     output_dir("--out", out_dir)

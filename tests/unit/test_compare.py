@@ -11,17 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.compare import (
-    CompareError,
-    Comparison,
-    add_speedup,
-    choose_baseline,
-    dedupe,
-    flat,
-    markdown,
-    pivot,
-    print_comparison,
-)
+from harness.compare import CompareError, Comparison, add_speedup, choose_baseline, dedupe, pivot
+from harness.compare_output import flat, markdown, print_comparison
 
 
 def _rows() -> pd.DataFrame:
@@ -62,7 +53,7 @@ def test_speedup_is_tok_s_over_baseline_on_the_same_row() -> None:
 
 
 def test_rows_at_an_arrival_rate_get_no_speedup_and_a_note_says_why() -> None:
-    from harness.compare import rate_rows_note
+    from harness.compare_notes import rate_rows_note
 
     # two engines that both kept up with 2 req/s: the slower one's window ends later, so its tok/s is
     # lower, but that is its latency, not its capacity
@@ -77,7 +68,7 @@ def test_rows_at_an_arrival_rate_get_no_speedup_and_a_note_says_why() -> None:
 
 
 def test_speedup_over_another_device_count_is_also_given_per_device() -> None:
-    from harness.compare import device_count_note
+    from harness.compare_notes import device_count_note
 
     df = _rows().assign(devices=[1, 1, 8, 8, 8])
     df["config"] = df["config"].str.replace("h100-sxm", "8x h100-sxm")
@@ -285,7 +276,7 @@ def test_baseline_by_device_key_label_or_prefix() -> None:
 
 
 def test_caveats_name_unfinished_runs_and_points_with_failed_requests() -> None:
-    from harness.compare import caveats
+    from harness.compare_notes import caveats
 
     df = _rows()
     df["run_id"] = ["a", "a", "b", "b", "b"]
@@ -334,7 +325,7 @@ def test_a_metric_asked_for_that_no_cell_has_is_said_so() -> None:
 
 
 def test_j_per_token_of_different_energy_scopes_is_said_to_differ() -> None:
-    from harness.compare import energy_scope_notes
+    from harness.compare_notes import energy_scope_notes
 
     df = _rows().iloc[:3].copy()
     df["config"] = ["h100 | vllm", "h100 | vllm", "a100 | vllm"]
@@ -424,7 +415,7 @@ def test_labels_too_wide_for_the_terminal_become_numbered_columns_with_a_legend(
     text = console.export_text()
     assert f"  #1 = {long},dtype=f16\n  #2 = {long},dtype=q8_0\n" in text
     assert "#1" in text.split("output tok/s")[1] and "#2" in text.split("output tok/s")[1]
-    from harness.compare import ROW_KEYS_WIDTH, column_keys
+    from harness.compare_output import ROW_KEYS_WIDTH, column_keys
 
     assert column_keys(["a" * 7], ROW_KEYS_WIDTH + 10) == {"a" * 7: "a" * 7}  # 7 + 3 columns: it just fits
     assert column_keys(["a" * 7], ROW_KEYS_WIDTH + 9) == {"a" * 7: "#1"}
@@ -435,7 +426,7 @@ def test_labels_too_wide_for_the_terminal_become_numbered_columns_with_a_legend(
 
 
 def test_a_point_whose_every_request_failed_is_not_said_to_cover_the_others() -> None:
-    from harness.compare import caveats
+    from harness.compare_notes import caveats
 
     df = pd.DataFrame([{"run_id": "r", "point_id": "v0-c4", "errors": 8, "requests": 8}])
     assert caveats(df) == ["run r point v0-c4: all 8 measured requests failed: it measured nothing"]
@@ -443,7 +434,7 @@ def test_a_point_whose_every_request_failed_is_not_said_to_cover_the_others() ->
 
 def test_a_point_above_its_roofline_is_said_to_have_the_wrong_ceiling() -> None:
     """169.8 % of the roofline with a declared L40S on another GPU went without a word."""
-    from harness.compare import above_roofline_notes
+    from harness.compare_notes import above_roofline_notes
 
     df = pd.DataFrame(
         [
@@ -462,7 +453,7 @@ def test_a_point_above_its_roofline_is_said_to_have_the_wrong_ceiling() -> None:
 def test_p99s_of_100_requests_or_fewer_are_said_to_lie_between_the_two_slowest() -> None:
     import numpy as np
 
-    from harness.compare import P99_BETWEEN_SLOWEST_MAX_REQUESTS, few_requests_for_p99_note
+    from harness.compare_notes import P99_BETWEEN_SLOWEST_MAX_REQUESTS, few_requests_for_p99_note
 
     # the note's claim, for numpy's percentile as metrics.stats takes it: up to 100 values p99 is between
     # the two largest, from 101 on it is not above the second largest
@@ -488,7 +479,7 @@ def test_the_p99_note_is_printed_where_a_p99_table_is_and_the_speedup_hint_names
 
     from rich.console import Console
 
-    from harness.compare import few_requests_for_p99_note
+    from harness.compare_notes import few_requests_for_p99_note
 
     df = add_speedup(_rows().assign(ok=8, ttft_s_p99=0.5, run_id="r1"), "a100-80gb-sxm | vllm")
     c = Comparison(df, pivot(df), "a100-80gb-sxm | vllm", [], few_requests_for_p99_note(df))
@@ -565,7 +556,7 @@ def test_the_spread_note_takes_ranges_that_touch_not_ranges_apart_nor_single_run
 
 
 def test_the_p99_note_counts_100_requests_and_every_per_request_p99() -> None:
-    from harness.compare import few_requests_for_p99_note
+    from harness.compare_notes import few_requests_for_p99_note
 
     pts = _rows().assign(ok=[100, 101, 101, 101, 101], ttft_s_p99=0.5)
     (note,) = few_requests_for_p99_note(pts)  # 100 is "100 or fewer"
@@ -585,7 +576,7 @@ def test_the_p99_note_is_printed_with_any_per_request_p99_table() -> None:
 
     from rich.console import Console
 
-    from harness.compare import few_requests_for_p99_note
+    from harness.compare_notes import few_requests_for_p99_note
 
     df = _rows().assign(ok=8, ttft_s_p99=0.5, tpot_s_p99=0.02, e2e_s_p99=6.0, run_id="r1")
     c = Comparison(df, pivot(df), None, [], few_requests_for_p99_note(df))
@@ -596,7 +587,7 @@ def test_the_p99_note_is_printed_with_any_per_request_p99_table() -> None:
 
 
 def test_with_a_baseline_only_the_speedup_hint_is_about_rate_rows() -> None:
-    from harness.compare import EMPTY_METRIC_HINTS, empty_metric_notes
+    from harness.compare_output import EMPTY_METRIC_HINTS, empty_metric_notes
 
     rate = add_speedup(_rows().assign(load="r2", run_id="r1").iloc[[0, 2]], "a100-80gb-sxm | vllm")
     c = Comparison(rate, pivot(rate), "a100-80gb-sxm | vllm")
@@ -704,7 +695,8 @@ def test_a_utilization_below_one_is_said_beside_the_prices_and_kept_in_the_point
 def test_configurations_measured_on_different_host_cpus_are_said_to_be() -> None:
     """The quickstart ran on an AVX2 EPYC and the llama-bench runs on an AVX-512 one: both go by `cpu`,
     and llama-server's 1.7x over xllamacpp read as the engines' difference alone."""
-    from harness.compare import compare_runs, host_cpu_notes
+    from harness.compare import compare_runs
+    from harness.compare_notes import host_cpu_notes
 
     ev = Path(__file__).resolve().parents[2] / "results/evidence"
     quick = ev / "20261125T114708Z-quickstart-cpu"
@@ -720,7 +712,7 @@ def test_configurations_measured_on_different_host_cpus_are_said_to_be() -> None
 
 
 def test_the_host_cpu_note_needs_two_configurations_and_two_cpus_on_one_device() -> None:
-    from harness.compare import host_cpu_notes
+    from harness.compare_notes import host_cpu_notes
 
     def frame(rows: list[tuple[str, str, str | None]]) -> pd.DataFrame:
         return pd.DataFrame(rows, columns=["device", "config", "host_cpu"])
@@ -737,7 +729,7 @@ def test_the_host_cpu_note_needs_two_configurations_and_two_cpus_on_one_device()
 
 
 def test_the_empty_metric_hints_name_the_flags_as_spelled_now() -> None:
-    from harness.compare import EMPTY_METRIC_HINTS
+    from harness.compare_output import EMPTY_METRIC_HINTS
 
     hints = " ".join(EMPTY_METRIC_HINTS.values())
     assert "--usd-per-kwh" in hints and "--kwh" not in hints.replace("--usd-per-kwh", "")
