@@ -18,6 +18,14 @@ DISTRIBUTION = "llm-harness"
 _EXTRA_MARKER = re.compile(r'^(?P<req>[^;]+?)\s*;\s*extra\s*==\s*"(?P<extra>[^"]+)"\s*$')
 
 
+def installed_version(distribution: str) -> str | None:
+    """The version of an installed distribution (`xllamacpp`), None where this Python has none."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def extra_requirements(requires: list[str], extra: str) -> list[str]:
     """The requirements of `extra` among a distribution's metadata `requires` lines (those marked
     `extra == "EXTRA"` and nothing else), in their order."""

