@@ -124,7 +124,7 @@ def test_what_the_images_copy_builds_a_wheel_of_this_version(tmp_path: Path) -> 
         if i["instruction"] == "COPY" and "--from" not in i["value"]
         for src in i["value"].split()[:-1]
     }
-    assert {"pyproject.toml", "LICENSE", "harness", "scenarios"} <= copied, copied
+    assert {"pyproject.toml", "LICENSE", "README.md", "harness", "scenarios"} <= copied, copied
     for src in sorted(copied):
         if (ROOT / src).is_dir():
             shutil.copytree(ROOT / src, ctx / src, ignore=shutil.ignore_patterns("__pycache__"))
@@ -155,6 +155,9 @@ def test_what_the_images_copy_builds_a_wheel_of_this_version(tmp_path: Path) -> 
     assert "harness/cloud/ray_wait.py" in names  # run on the head node of multi-node tasks
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)  # pyproject's license-files
     assert "did not match any files" not in proc.stderr
+    # pyproject's `readme`: without README.md in the context the package had no description
+    (meta,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+    assert "# llm-harness" in zipfile.ZipFile(wheel).read(meta).decode(), "no long description"
 
 
 def test_docker_readme_has_every_build_command() -> None:
