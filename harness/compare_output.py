@@ -154,4 +154,4 @@ def print_comparison(c: Comparison, console: Console, metrics: list[str] | None 
         print_fitted(console, t, keys=sum(col.justify == "left" for col in t.columns))
     p99_shown = metrics is None or any(m in metrics for m in P99_LATENCIES)
     for n in [*empty_metric_notes(c, metrics), *c.notes, *(c.p99_notes if p99_shown else [])]:
-        console.print(f"note: {n}", markup=False, highlight=False)
+        console.print(f"note: {n}", markup=False, highlight=False, soft_wrap=True)

@@ -101,16 +101,16 @@ def _report_run(run: str | Path, console: Console | None) -> Path:
     body = [f"# {md_text(title)}\n", *(f"- {line}" for line in header_lines(manifest)), ""]
     notes = all_notes(manifest, df, Path(run))
     for n in notes:
-        console.print(f"[yellow]note[/] {escape(n)}", highlight=False)
+        console.print(f"note: {n}", markup=False, highlight=False, soft_wrap=True)
     table = markdown(df) if not df.empty else "no finished points\n"
     bench_md = ""
     for title, frame, bench_notes in bench_frames(manifest, df):
         if frame.empty:
-            console.print(f"[yellow]note[/] {escape(title)}", highlight=False)
+            console.print(f"note: {title}", markup=False, highlight=False, soft_wrap=True)
         else:
-            console.print(rich_frame(frame, title))
+            print_fitted(console, rich_frame(frame, title), keys=1)  # the test
         for n in bench_notes:
-            console.print(f"[yellow]note[/] {escape(n)}", highlight=False)
+            console.print(f"note: {n}", markup=False, highlight=False, soft_wrap=True)
         bench_md += f"\n## {title}\n" + (f"\n{markdown_frame(frame)}" if not frame.empty else "")
         bench_md += "".join(f"\n- {n}" for n in bench_notes) + ("\n" if bench_notes else "")
     write_text_whole(

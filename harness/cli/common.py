@@ -46,6 +46,20 @@ def write_stdout(text: str) -> None:
         to_devnull(sys.stdout)
 
 
+def replace_unencodable(stream: IO[str]) -> None:
+    """Where a stream's encoding cannot write the `—`, `±` and `…` that tables, notes and typer's help
+    hold (PYTHONIOENCODING=ascii, a C locale without Python's UTF-8 mode), write `?` for them instead of
+    ending the command with a UnicodeEncodeError before its files are written."""
+    try:
+        "—±…×µ→".encode(getattr(stream, "encoding", None) or "utf-8")
+    except (LookupError, UnicodeEncodeError):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="replace")
+
+
+replace_unencodable(sys.stdout)
+replace_unencodable(sys.stderr)
 # emoji=False: a file named `:fire:.yaml` is printed as named
 out = PipeConsole(emoji=False)
 err = PipeConsole(stderr=True, soft_wrap=True, emoji=False)
