@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import os
+import sys
 from typing import Any
 
 import typer
@@ -50,11 +52,29 @@ app.command("serve-fake")(tools.serve_fake)
 app.command("gpu-info")(tools.gpu_info)
 
 
+def _file_identity(fd: int | None = None, path: str | None = None) -> tuple[int, int] | None:
+    try:
+        st = os.fstat(fd) if fd is not None else os.stat(path or os.devnull)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def main() -> None:
     from harness.results import RunNotFound
 
+    if sys.stdout is None:  # `harness ls >&-`: Python found no descriptor 1
+        err.print("note: standard output is closed: what this command prints there is lost", markup=False)
+    stdout_at_start = _file_identity(1)
     try:
         app()
+    except SystemExit as e:
+        # rich points a stdout whose reader went away (`harness cost --help | head -1`) at /dev/null and
+        # exits 1, as typer's help does: a reader that stopped reading is not a failure of the command
+        devnull = _file_identity(path=os.devnull)
+        if e.code == 1 and stdout_at_start != devnull and _file_identity(1) == devnull:
+            raise SystemExit(0) from None
+        raise
     except RunNotFound as e:  # a run directory found unreadable partway (its points table, say)
         err.print(str(e), markup=False, highlight=False)
         raise SystemExit(EXIT_BAD_INPUT) from None

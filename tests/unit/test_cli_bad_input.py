@@ -551,6 +551,39 @@ def test_a_dry_run_whose_reader_goes_away_ends_quietly() -> None:
     assert "Traceback" not in stderr and "would run:" in stderr  # the rest of the dry run went on
 
 
+@pytest.mark.parametrize("command", [(), ("cost",), ("cloud", "launch")])
+def test_help_whose_reader_goes_away_ends_quietly(command: tuple[str, ...]) -> None:
+    """`harness cost --help | head -1`: typer prints help through a console of its own, which exits 1
+    on a broken pipe; the data commands end with 0 there, and so does help."""
+    from tests.conftest import HARNESS
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    with subprocess.Popen(
+        [*HARNESS, *command, "--help"], cwd=ROOT, stdout=write_end, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        os.close(write_end)
+        _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert stderr == ""
+
+
+def test_a_closed_stdout_is_said_not_passed_over() -> None:
+    """`harness ls >&-`: with no descriptor 1 what the command prints went nowhere, silently."""
+    from tests.conftest import HARNESS
+
+    proc = subprocess.run(
+        ["sh", "-c", 'exec "$@" >&-', "sh", *HARNESS, "ls", "results/evidence"],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "note: standard output is closed: what this command prints there is lost" in proc.stderr
+
+
 def test_paths_that_read_as_console_markup_are_printed_as_they_are(run_copy: Path, tmp_path: Path) -> None:
     """A file or folder name with `[bold]` or `[/b]` in it was read as the console's markup: the name
     printed without it, or a MarkupError traceback (a closing tag with nothing open)."""
