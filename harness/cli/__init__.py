@@ -10,7 +10,7 @@ from typing import Any
 import typer
 import typer.core
 
-from harness.cli import results, run, tools
+from harness.cli import estimates, results, run, tools
 from harness.cli.cloud import cloud_app
 from harness.cli.common import EXIT_BAD_INPUT, err
 
@@ -43,10 +43,10 @@ app.command()(run.validate)
 app.command()(run.run)
 app.command("report")(results.report_cmd)
 app.command("compare")(results.compare_cmd)
-app.command("cost")(results.cost_cmd)
-app.command("roofline")(results.roofline_cmd)
-app.command("claims")(results.claims_cmd)
-app.command("recommend")(results.recommend_cmd)
+app.command("cost")(estimates.cost_cmd)
+app.command("roofline")(estimates.roofline_cmd)
+app.command("claims")(estimates.claims_cmd)
+app.command("recommend")(estimates.recommend_cmd)
 app.command("ls")(results.ls_cmd)
 app.command("serve-fake")(tools.serve_fake)
 app.command("gpu-info")(tools.gpu_info)

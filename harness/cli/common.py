@@ -187,6 +187,13 @@ BandwidthOpt = Annotated[
     list[str] | None,
     typer.Option("--bandwidth", help="DEVICE=GB/s memory bandwidth to use for the roofline, e.g. cpu=20"),
 ]
+UtilizationOpt = Annotated[float, typer.Option(**finite(0.01, 1.0), help="share of rented hours busy")]
+KwhOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--usd-per-kwh", "--kwh", **finite(0.0), help="US$ per kWh, adds energy cost (points with J/token)"
+    ),
+]
 
 
 def prices(price: list[str] | None, prices_file: Path | None, provider: str | None) -> dict[str, PriceQuote]:
