@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import errno
-import os
 import sys
 from typing import Any
 
 import typer
 import typer.core
+import typer.rich_utils
 
 from harness.cli import estimates, results, run, tools
 from harness.cli.cloud import cloud_app
-from harness.cli.common import EXIT_BAD_INPUT, err
+from harness.cli.common import EXIT_BAD_INPUT, PipeConsole, err
 
 
 def _flags_show_no_type() -> None:
@@ -29,7 +29,25 @@ def _flags_show_no_type() -> None:
     option.display_type_rich = display_type_rich
 
 
+def _typer_consoles_go_quiet_on_a_broken_pipe() -> None:
+    """typer prints help and usage errors through consoles of its own, which exit 1 when their reader has
+    gone (`harness cost --help | head -1`), after pointing stdout at /dev/null whichever stream broke: make
+    them go quiet as the commands' own consoles do, so that help ends with 0 and a usage error with its
+    own code (2)."""
+    made = getattr(typer.rich_utils, "_get_rich_console", None)
+    if made is None:
+        return
+
+    def console(stderr: bool = False) -> Any:
+        c = made(stderr=stderr)
+        c.on_broken_pipe = lambda: PipeConsole.on_broken_pipe(c)
+        return c
+
+    typer.rich_utils._get_rich_console = console
+
+
 _flags_show_no_type()
+_typer_consoles_go_quiet_on_a_broken_pipe()
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -52,29 +70,13 @@ app.command("serve-fake")(tools.serve_fake)
 app.command("gpu-info")(tools.gpu_info)
 
 
-def _file_identity(fd: int | None = None, path: str | None = None) -> tuple[int, int] | None:
-    try:
-        st = os.fstat(fd) if fd is not None else os.stat(path or os.devnull)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
 def main() -> None:
     from harness.results import RunNotFound
 
     if sys.stdout is None:  # `harness ls >&-`: Python found no descriptor 1
         err.print("note: standard output is closed: what this command prints there is lost", markup=False)
-    stdout_at_start = _file_identity(1)
     try:
         app()
-    except SystemExit as e:
-        # rich points a stdout whose reader went away (`harness cost --help | head -1`) at /dev/null and
-        # exits 1, as typer's help does: a reader that stopped reading is not a failure of the command
-        devnull = _file_identity(path=os.devnull)
-        if e.code == 1 and stdout_at_start != devnull and _file_identity(1) == devnull:
-            raise SystemExit(0) from None
-        raise
     except RunNotFound as e:  # a run directory found unreadable partway (its points table, say)
         err.print(str(e), markup=False, highlight=False)
         raise SystemExit(EXIT_BAD_INPUT) from None

@@ -553,7 +553,7 @@ def test_a_dry_run_whose_reader_goes_away_ends_quietly() -> None:
 
 @pytest.mark.parametrize("command", [(), ("cost",), ("cloud", "launch")])
 def test_help_whose_reader_goes_away_ends_quietly(command: tuple[str, ...]) -> None:
-    """`harness cost --help | head -1`: typer prints help through a console of its own, which exits 1
+    """`harness cost --help | head -1`: typer prints help through a console of its own, which exited 1
     on a broken pipe; the data commands end with 0 there, and so does help."""
     from tests.conftest import HARNESS
 
@@ -566,6 +566,22 @@ def test_help_whose_reader_goes_away_ends_quietly(command: tuple[str, ...]) -> N
         _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
     assert stderr == ""
+
+
+def test_a_usage_error_whose_reader_goes_away_keeps_its_exit_code() -> None:
+    """`harness cost --no-such-option 2>&1 | true`: typer's error console exited 1 on the broken pipe
+    (after pointing stdout, not stderr, at /dev/null); it is the usage error's 2."""
+    from tests.conftest import HARNESS
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    with subprocess.Popen(
+        [*HARNESS, "cost", "--no-such-option"], cwd=ROOT, stdout=subprocess.PIPE, stderr=write_end, text=True
+    ) as proc:
+        os.close(write_end)
+        stdout, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2, stdout
+    assert stdout == ""
 
 
 def test_a_closed_stdout_is_said_not_passed_over() -> None:
