@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import math
 import os
 import sys
@@ -46,20 +47,34 @@ def write_stdout(text: str) -> None:
         to_devnull(sys.stdout)
 
 
+def _question_marks(e: UnicodeError) -> tuple[str | bytes, int]:
+    """Encoding error handler: `?` for characters the encoding lacks; bytes that a file name could not
+    decode (surrogateescape) go out as they came in."""
+    if not isinstance(e, UnicodeEncodeError):
+        raise e
+    bad = e.object[e.start : e.end]
+    if all(0xDC80 <= ord(c) <= 0xDCFF for c in bad):
+        return bytes(ord(c) - 0xDC00 for c in bad), e.end
+    return "?" * len(bad), e.end
+
+
+codecs.register_error("harness-question-marks", _question_marks)
+
+
 def replace_unencodable(stream: IO[str]) -> None:
     """Where a stream's encoding cannot write the `—`, `±` and `…` that tables, notes and typer's help
-    hold (PYTHONIOENCODING=ascii, a C locale without Python's UTF-8 mode), write `?` for them instead of
-    ending the command with a UnicodeEncodeError before its files are written."""
+    hold (PYTHONIOENCODING=ascii), write `?` for them instead of ending the command with a
+    UnicodeEncodeError before its files are written. (stderr needs none of this: Python writes what its
+    encoding lacks there as backslash escapes.)"""
     try:
         "—±…×µ→".encode(getattr(stream, "encoding", None) or "utf-8")
     except (LookupError, UnicodeEncodeError):
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
-            reconfigure(errors="replace")
+            reconfigure(errors="harness-question-marks")
 
 
 replace_unencodable(sys.stdout)
-replace_unencodable(sys.stderr)
 # emoji=False: a file named `:fire:.yaml` is printed as named
 out = PipeConsole(emoji=False)
 err = PipeConsole(stderr=True, soft_wrap=True, emoji=False)

@@ -169,7 +169,7 @@ def gpu_info(
     from harness.hostinfo import cpu_inventory
     from harness.telemetry.inventory import gpu_inventory
 
-    out.print_json(json.dumps({"gpu": gpu_inventory(), "cpu": cpu_inventory()}))
+    out.print_json(json.dumps({"gpu": gpu_inventory(), "cpu": cpu_inventory()}), ensure_ascii=True)
     if record is not None:
         _record(record, seconds, interval_s, "--record")
 

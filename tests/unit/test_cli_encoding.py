@@ -47,3 +47,20 @@ def test_help_on_an_ascii_stdout(command: tuple[str, ...], columns: int) -> None
     res = _harness(*command, "--help", columns=columns)
     assert res.returncode == 0, res.stderr
     assert "Usage:" in res.stdout and "UnicodeEncodeError" not in res.stderr
+
+
+def test_a_file_name_of_undecodable_bytes_is_printed_as_given(tmp_path: Path) -> None:
+    """`?` stands only for what the encoding lacks: a name's bytes that are not UTF-8 go out as they came."""
+    scenario = Path(os.fsdecode(bytes(tmp_path) + b"/s\xff.yaml"))
+    shutil.copy(ROOT / "scenarios" / "quickstart-cpu.yaml", scenario)
+    env = {**os.environ, "PYTHONIOENCODING": "ascii", "PYTHONUTF8": "0"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    res = subprocess.run(
+        [sys.executable, "-m", "harness", "validate", os.fsencode(scenario)],
+        env=env,
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    assert bytes(tmp_path) + b"/s\xff.yaml: ok (3 points, 1 engine)" in res.stdout
