@@ -103,6 +103,21 @@ def test_copy_sources_exist_and_are_not_dockerignored(name: str) -> None:
                 assert src.rstrip("/") in allowed, f"{src} is excluded by {name}.dockerignore"
 
 
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_each_stage_that_installs_the_harness_copies_what_its_build_reads(name: str) -> None:
+    """pyproject's `readme` and `license-files` are read when the wheel is built: without README.md the
+    installed package has no description (setuptools only warns)."""
+    for stage in stages(name):
+        copied = {
+            src
+            for i in stage
+            if i["instruction"] == "COPY" and "--from" not in i["value"]
+            for src in i["value"].split()[:-1]
+        }
+        if "pyproject.toml" in copied:
+            assert {"LICENSE", "README.md", "harness"} <= copied, (name, copied)
+
+
 def test_cpu_image_runs_the_quickstart_by_default() -> None:
     (stage,) = stages("Dockerfile.cpu")
     cmd = next(i["value"] for i in stage if i["instruction"] == "CMD")

@@ -308,3 +308,25 @@ def test_scenario_field_checks() -> None:
     assert input_file_errors(s, "t.yaml") == [
         "t.yaml: engine.llama_bench.binary: file not found: /nonexistent/llama-bench"
     ]
+
+
+def test_report_fits_the_llama_bench_table_and_keeps_each_note_on_one_line(tmp_path: Path) -> None:
+    """On a 60-column terminal the llama-bench table was cut (`606…`); it is split into parts that keep
+    every number, as the points table is. Notes are `note: ...` lines the console does not break."""
+    import shutil
+
+    from rich.console import Console
+
+    from harness.report import report_run
+
+    root = Path(__file__).resolve().parents[2]
+    src = root / "results/evidence/llama-bench-cpu/20261206T001233Z-llama-bench-cpu"
+    run = tmp_path / src.name
+    shutil.copytree(src, run, ignore=shutil.ignore_patterns("report*"))
+    console = Console(width=60, record=True, color_system=None)
+    report_run(run, console)
+    text = console.export_text()
+    assert "606.0 ± 57.6" in text and "…" not in text
+    assert "(1/2)" in text  # the llama-bench table came in two parts
+    notes = [line for line in text.splitlines() if line.startswith("note: ")]
+    assert any(n.endswith("(more `load.requests` per point give one)") for n in notes), notes
