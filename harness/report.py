@@ -16,8 +16,9 @@ from harness.compare_notes import few_requests_for_p99_note
 from harness.fileio import write_text_whole
 from harness.flags import flags, unmade_checks
 from harness.formatting import fmt, md_row, md_text
-from harness.results import aborted_rows, read_manifest, read_points, reading, runner_state
+from harness.results import read_manifest, runner_state
 from harness.runinfo import variant_label, workload_label
+from harness.runpoints import aborted_rows, read_points, reading
 from harness.table_fit import print_fitted
 
 # (column, header, format) shown in the terminal / Markdown table, when present

@@ -24,7 +24,8 @@ from harness.extras import pip_install
 from harness.fileio import write_text_whole
 from harness.formatting import fmt
 from harness.report import all_notes, bench_frames, display_frame, engine_line, slo_text
-from harness.results import read_manifest, read_points, reading
+from harness.results import read_manifest
+from harness.runpoints import read_points, reading
 
 
 @dataclass

@@ -3,6 +3,8 @@
 Layout: `manifest.json` (written first, updated atomically), `requests.jsonl` (one record per line,
 appended and flushed as each request completes), `points.csv` + `points.parquet` (one row per load
 point, rewritten after every point), `engine-*.log`. A run never overwrites an earlier one.
+Its points table is read back in `runpoints.py`; runs are found from the paths a user gives in
+`runpaths.py`.
 """
 
 from __future__ import annotations
@@ -13,9 +15,7 @@ import json
 import os
 import re
 import socket
-import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -285,80 +285,6 @@ def runner_state(manifest: dict[str, Any]) -> str:
     return "elsewhere" if host != socket.gethostname() else "gone"
 
 
-COMPARE_OUTPUT = "compare.md"  # `harness compare` writes it into every output directory
-
-
-def resolve_runs(paths: list[Path]) -> tuple[list[Path], list[str]]:
-    """The run directories named by `paths`, and notes on what was passed over.
-
-    A run directory (with manifest.json) stands for itself, and so does a file in it (its manifest.json);
-    any other directory for the runs below it, up
-    to MAX_SEARCH_DEPTH folders down, hidden ones passed over (`results`, `results/evidence`, a cloud fetch
-    `results/<cluster>`); `harness compare` output
-    directories, files (a report's HTML, a README) and the plot folders of a report over several runs are
-    passed over with a note (so `results/*` works, also after a compare or such a report); where no run is
-    found at all, the first file given is said not to be a run. A path with no
-    run in or below it raises RunNotFound. Each run comes once, in the order given.
-    """
-    runs: list[Path] = []
-    notes: list[str] = []
-    files: list[Path] = []  # passed over, unless nothing else is given
-    for p in paths:
-        if (p / "manifest.json").is_file():
-            read_manifest(p)  # readable
-            runs.append(p)
-        elif (p / COMPARE_OUTPUT).is_file():
-            notes.append(f"{p}: a compare output, not a run: passed over")
-        elif report_plots_dir(p):
-            notes.append(f"{p}: a report's plots, not a run: passed over")
-        elif p.is_file() and (p.parent / "manifest.json").is_file():  # RUN/manifest.json, RUN/points.csv
-            read_manifest(p.parent)
-            runs.append(p.parent)
-            notes.append(f"{p}: a file of run directory {p.parent}: using that run")
-        elif p.is_file():  # a glob's README.md, a report's HTML
-            what = "a report" if p.suffix == ".html" else "a file"
-            notes.append(f"{p}: {what}, not a run: passed over")
-            files.append(p)
-        elif p.is_dir() and (inner := runs_below(p)):
-            for c in inner:
-                read_manifest(c)  # readable
-            runs += inner
-            notes.append(f"{p}: not a run directory; using the {len(inner)} run(s) below it")
-        else:
-            read_manifest(p)  # raises with the reason
-    if files and not runs:
-        read_manifest(files[0])  # files alone: "not a run directory"
-    return list(dict.fromkeys(runs)), notes
-
-
-def report_plots_dir(p: Path) -> bool:
-    """`p` is the `<name>-plots/` folder an HTML report `<name>.html` beside it wrote its PNGs into."""
-    return p.name.endswith("-plots") and (p.parent / f"{p.name.removesuffix('-plots')}.html").is_file()
-
-
-# how many folders below a given one runs are looked for (`results/<cluster>/evidence/<run>` is 3): a home
-# folder or `/` given by mistake is not walked whole
-MAX_SEARCH_DEPTH = 6
-
-
-def runs_below(top: Path, depth: int = MAX_SEARCH_DEPTH) -> list[Path]:
-    """Run directories under `top`, at most `depth` folders down, sorted by path; runs, compare outputs,
-    hidden folders (`.venv`, `.git`) and links are not descended into."""
-    found: list[Path] = []
-    try:
-        subs = sorted(
-            c for c in top.iterdir() if not c.name.startswith(".") and c.is_dir() and not c.is_symlink()
-        )
-    except OSError:  # a folder this user cannot list (`harness report /` passes through /proc): no runs
-        return found
-    for sub in subs:
-        if (sub / "manifest.json").is_file():
-            found.append(sub)
-        elif depth > 1 and not (sub / COMPARE_OUTPUT).is_file():
-            found += runs_below(sub, depth - 1)
-    return found
-
-
 def _counts(run: Path) -> dict[int, dict[str, Any]]:
     out: dict[int, dict[str, Any]] = {}
     p = run / COUNTS_FILE
@@ -420,137 +346,3 @@ def max_request_id(run: str | Path) -> int:
             except (ValueError, KeyError, TypeError):  # a torn or damaged line
                 continue
     return top
-
-
-# the column every point has, and the columns that hold numbers where present
-POINT_KEY_COLUMNS = ("point_id",)
-# counts and indices: whole numbers (inf read from a CSV is a float, and no count)
-POINT_COUNT_COLUMNS = ("ok", "errors", "requests", "concurrency", "variant", "attempt", "one_read_streams")
-POINT_NUMBER_COLUMNS = (*POINT_COUNT_COLUMNS, "output_tok_s", "rate_rps", "window_s")
-
-
-def _not_numbers(column: pd.Series) -> bool:
-    """A column read as something other than numbers, with values in it (text, or mixed)."""
-    return not (pd.api.types.is_numeric_dtype(column) or column.isna().all())
-
-
-def _points_problem(df: pd.DataFrame) -> str | None:
-    """What makes `df` no points table this harness wrote (None: nothing)."""
-    if df.empty and not len(df.columns):
-        return None
-    missing = [c for c in POINT_KEY_COLUMNS if c not in df.columns]
-    if missing:
-        return f"no column {', '.join(missing)}"
-    if bad_ids := [v for v in df["point_id"] if not isinstance(v, str)]:
-        return f"column point_id: {bad_ids[0]!r} is not a point id (such as v0-c4)"
-    for c in POINT_NUMBER_COLUMNS:
-        if c not in df.columns:
-            continue
-        if _not_numbers(df[c]):
-            bad = [v for v in df[c] if pd.notna(v) and pd.isna(pd.to_numeric(v, errors="coerce"))]
-            if bad:
-                return f"column {c}: {bad[0]!r} is not a number"
-        if c in POINT_COUNT_COLUMNS and (
-            odd := [v for v in df[c] if pd.notna(v) and not float(v).is_integer()]
-        ):
-            return f"column {c}: {odd[0]!r} is not a whole number"
-    return None
-
-
-# what a value of the wrong kind in a run's files raises where a reader uses it
-HAND_EDIT_ERRORS = (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError)
-
-
-@contextmanager
-def reading(run: str | Path) -> Iterator[None]:
-    """Read a run's files within: a value of a kind this harness does not write there (a manifest or
-    points table edited by hand, or written by other tools) becomes RunNotFound naming the run and where
-    the reading stopped, not a traceback."""
-    try:
-        yield
-    except UnicodeError:  # the terminal's encoding, not the run's files
-        raise
-    except HAND_EDIT_ERRORS as e:
-        package = str(Path(__file__).resolve().parent)
-        frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename.startswith(package)]
-        at = f", in {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
-        raise RunNotFound(
-            f"{run}: its manifest.json or points table holds a value of a kind this harness does not write "
-            f"({type(e).__name__}: {e}{at}): was it edited by hand?"
-        ) from None
-
-
-def manifest_points_done(manifest: dict[str, Any]) -> list[str] | None:
-    """The manifest's `points_done`, None when absent or when it names planned rates a rate search
-    replaced by its probes (`find_max_goodput`)."""
-    done = None if manifest.get("find_max_goodput") else manifest.get("points_done")
-    return [str(p) for p in done] if isinstance(done, list) else None
-
-
-def aborted_rows(df: pd.DataFrame) -> pd.Series:
-    """True for the points cut short (engine died, Ctrl-C): `aborted` holds the reason. A CSV-read table
-    whose `aborted` column is empty reads it as floats (NaN), hence no string fill."""
-    if "aborted" not in df.columns:
-        return pd.Series(False, index=df.index)
-    return df["aborted"].map(lambda v: isinstance(v, str) and v != "").astype(bool)
-
-
-def info_columns(df: pd.DataFrame) -> list[str]:
-    """Columns named by an info metric and its labels (`server_vllm_cache_config_info__block_size_...`,
-    up to 1,000 characters), which older harnesses wrote into the points table: constants of the engine
-    (the manifest holds them now), no measurement. The metric's name is what comes before the first `__`."""
-    return [
-        c
-        for c in map(str, df.columns)
-        if c.startswith("server_") and "__" in c and c.split("__", 1)[0].endswith("_info")
-    ]
-
-
-def read_points(run: str | Path, manifest: dict[str, Any] | None = None) -> pd.DataFrame:
-    """The run's points table: points.parquet, else points.csv (the same table), else an empty one.
-    RunNotFound when neither can be read (a truncated file). Where the parquet table could not be read,
-    or the table lacks points the manifest says are done, `df.attrs["read_note"]` says so. `manifest`:
-    the run's manifest when the caller has read it already (else it is read here, if it can be)."""
-    run = Path(run)
-    problems = []
-    for name, read in (("points.parquet", pd.read_parquet), ("points.csv", pd.read_csv)):
-        if (run / name).is_file():
-            try:
-                df = read(run / name)
-            except (OSError, ValueError, pd.errors.ParserError) as e:  # ArrowInvalid: a ValueError
-                problems.append(f"{name}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
-                continue
-            if problem := _points_problem(df):
-                raise RunNotFound(f"{run / name}: not a points table of this harness: {problem}")
-            for c in POINT_NUMBER_COLUMNS:  # numbers written as text (a table other tools wrote)
-                if c in df.columns and _not_numbers(df[c]):
-                    df[c] = pd.to_numeric(df[c], errors="coerce")
-            if problems:  # the parquet table is damaged (both are written whole): say the CSV was read
-                df.attrs["read_note"] = f"{'; '.join(problems)}: the points were read from {name}"
-            done = manifest_points_done(_manifest_or_empty(run, manifest))
-            if done is not None and "point_id" in df.columns and not set(done) <= set(df["point_id"]):
-                missing = sorted(set(done) - set(df["point_id"]))
-                df.attrs["read_note"] = (
-                    df.attrs.get("read_note", "")
-                    + f"; {name} lacks point(s) the manifest says are done: "
-                    + ", ".join(map(str, missing))
-                ).lstrip("; ")
-            return df
-    if problems:
-        raise RunNotFound(f"{run}: unreadable points table ({'; '.join(problems)})")
-    df = pd.DataFrame()
-    if done := manifest_points_done(_manifest_or_empty(run, manifest)):
-        df.attrs["read_note"] = (
-            f"no points table (points.parquet, points.csv) though the manifest says {len(done)} point(s) "
-            "are done: the files were removed"
-        )
-    return df
-
-
-def _manifest_or_empty(run: Path, manifest: dict[str, Any] | None) -> dict[str, Any]:
-    if manifest is not None:
-        return manifest
-    try:
-        return read_manifest(run)
-    except RunNotFound:
-        return {}

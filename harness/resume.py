@@ -12,16 +12,8 @@ import harness
 from harness import hostinfo
 from harness.engines.base import redact_scenario
 from harness.fileio import user_path
-from harness.results import (
-    RunDir,
-    RunNotFound,
-    aborted_rows,
-    live_runner,
-    max_request_id,
-    read_manifest,
-    read_points,
-    runner_info,
-)
+from harness.results import RunDir, RunNotFound, live_runner, max_request_id, read_manifest, runner_info
+from harness.runpoints import aborted_rows, read_points
 from harness.scenario import Scenario, scenario_hash
 
 if TYPE_CHECKING:

@@ -25,7 +25,7 @@ def _strings(obj: Any) -> list[str]:
 
 def _gpu_inventory(manifest: dict[str, Any]) -> dict[str, Any]:
     """The manifest's GPU inventory ({} where there is none); TypeError for one that is not a mapping (a
-    hand edit: `harness.results.reading` says so)."""
+    hand edit: `harness.runpoints.reading` says so)."""
     hw = manifest.get("hardware")
     inv = (hw.get("gpu") if isinstance(hw, dict) else None) or {}
     if not isinstance(inv, dict):

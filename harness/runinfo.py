@@ -28,8 +28,9 @@ import pandas as pd
 
 from harness.catalog.hardware import Device
 from harness.models import PACKAGE_CATALOG
-from harness.results import RunNotFound, aborted_rows, info_columns, read_manifest, read_points, reading
+from harness.results import RunNotFound, read_manifest
 from harness.rundevice import device_of, host_cpu_key, host_cpu_label, partial_offload
+from harness.runpoints import aborted_rows, info_columns, read_points, reading
 from harness.runroofline import device_table, mean_len, roofline_tok_s
 
 # short names for variant fields in column labels

@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.results import RunNotFound, aborted_rows, read_manifest, read_points, reading, runner_state
+from harness.results import RunNotFound, read_manifest, runner_state
 from harness.rundevice import device_of
 from harness.runinfo import engine_config, engine_entry, model_key
+from harness.runpoints import aborted_rows, read_points, reading
 
 LS_HEADS = ("run", "status", "started (UTC)", "model", "hardware", "engine", "points", "best out tok/s")
 

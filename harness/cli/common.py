@@ -158,8 +158,8 @@ def output_file(option: str, path: Path | None) -> Path | None:
 
 
 def reading_runs(runs: list[Path]) -> AbstractContextManager[None]:
-    """`harness.results.reading` over the runs a command reads, named as the run, or how many they were."""
-    from harness.results import reading
+    """`harness.runpoints.reading` over the runs a command reads, named as the run, or how many they were."""
+    from harness.runpoints import reading
 
     return reading(str(runs[0]) if len(runs) == 1 else f"one of the {len(runs)} runs")
 
@@ -253,8 +253,9 @@ def bandwidths(items: list[str] | None) -> dict[str, float]:
 
 
 def check_runs(paths: list[Path]) -> list[Path]:
-    """The run directories `paths` name (see `results.resolve_runs`); exit 2 for one that is none."""
-    from harness.results import RunNotFound, resolve_runs
+    """The run directories `paths` name (see `runpaths.resolve_runs`); exit 2 for one that is none."""
+    from harness.results import RunNotFound
+    from harness.runpaths import resolve_runs
 
     try:
         runs, notes = resolve_runs(paths)

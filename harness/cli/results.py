@@ -159,8 +159,8 @@ def ls_cmd(
     from rich.table import Table
     from rich.text import Text
 
-    from harness.results import runs_below
     from harness.runlist import LS_HEADS, run_line
+    from harness.runpaths import runs_below
 
     found: dict[Path, str] = {}  # each run once (however it was named), with the name to show it by
     for p in paths or [Path("results")]:

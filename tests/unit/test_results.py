@@ -195,7 +195,8 @@ def test_counts_made_after_writing_are_applied_when_reading(tmp_path: Path) -> N
 def test_points_tables_fall_back_and_say_when_neither_reads(tmp_path: Path) -> None:
     import pytest
 
-    from harness.results import RunNotFound, read_points
+    from harness.results import RunNotFound
+    from harness.runpoints import read_points
 
     run = RunDir.create(tmp_path, "s", NOW)
     run.write_points([{"point_id": "v0-c1", "ok": 4}, {"point_id": "v0-c2", "ok": 3}])
@@ -211,7 +212,8 @@ def test_points_tables_fall_back_and_say_when_neither_reads(tmp_path: Path) -> N
 def test_resolve_runs_expands_run_folders_and_passes_over_compare_and_report_outputs(tmp_path: Path) -> None:
     import pytest
 
-    from harness.results import RunNotFound, resolve_runs
+    from harness.results import RunNotFound
+    from harness.runpaths import resolve_runs
 
     def run(p: Path) -> Path:
         p.mkdir(parents=True)
@@ -679,7 +681,7 @@ def test_a_damaged_points_table_is_said_to_be_so(tmp_path: Path) -> None:
     """Both tables are written whole; one damaged later (a copy cut short, a bad disk) was read past
     silently: the CSV taken for an unreadable parquet table, a lost row not missed."""
     from harness.report import run_notes
-    from harness.results import read_points
+    from harness.runpoints import read_points
 
     run = RunDir.create(tmp_path, "s", NOW)
     run.write_manifest({"status": "complete", "points_done": ["v0-c1", "v0-c2"]})
@@ -822,8 +824,8 @@ def test_info_metric_columns_an_older_harness_wrote_are_kept_out_of_comparisons(
     resume rewrites it, and an older manifest has no other copy); counters whose labels say `info` stay."""
     import pandas as pd
 
-    from harness.results import info_columns, read_points
     from harness.runinfo import points_frame
+    from harness.runpoints import info_columns, read_points
 
     run = Path(__file__).resolve().parents[2] / "results/evidence/20261201T120142Z-vllm-tiny-cpu"
     raw = pd.read_csv(run / "points.csv")

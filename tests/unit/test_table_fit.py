@@ -91,7 +91,8 @@ def test_a_later_part_too_narrow_for_the_title_is_titled_by_its_number_alone() -
 def test_the_points_table_of_a_run_keeps_its_numbers_in_an_80_column_terminal() -> None:
     """A run's 15-column table had been squeezed to `5…`, `1…`, `0.…` at 80 columns."""
     from harness.report import rich_table
-    from harness.results import read_manifest, read_points
+    from harness.results import read_manifest
+    from harness.runpoints import read_points
 
     manifest = read_manifest(RUN)
     df = read_points(RUN, manifest)

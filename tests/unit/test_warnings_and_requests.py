@@ -471,7 +471,8 @@ def test_a_points_table_without_a_checks_column_says_that_check_was_not_made() -
     from harness.flags import CHECK_COLUMNS, unmade_checks
     from harness.metrics import summarize
     from harness.report import all_notes
-    from harness.results import read_manifest, read_points
+    from harness.results import read_manifest
+    from harness.runpoints import read_points
 
     assert set(CHECK_COLUMNS) <= set(summarize([], open_loop=True))  # every check's column is written today
     assert unmade_checks(CHECK_COLUMNS) == []
