@@ -16,11 +16,11 @@ import typer
 
 from harness.cli.common import PipeConsole, finite, write_stdout
 from harness.cloud import cost, launcher
+from harness.cloud.checks import check_launch
 from harness.cloud.task import (
     CloudError,
     LaunchOptions,
     build_task,
-    check_launch,
     cluster_name,
     resolve_accelerators,
     source_tree,

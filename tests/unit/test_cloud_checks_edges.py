@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from harness.cloud import task
-from harness.cloud.task import Accelerators, CloudError, LaunchOptions, check_launch
+from harness.cloud import checks
+from harness.cloud.checks import check_launch
+from harness.cloud.task import Accelerators, CloudError, LaunchOptions
 from harness.scenario import parse_scenario
 
 IDLE_GPUS = (
@@ -134,9 +135,9 @@ def test_weights_one_card_of_a_name_cannot_hold_are_warned_of_not_refused(
 ) -> None:
     """Where the cards one SkyPilot name can be differ in memory (an H100 PCIe of 40 GiB here), weights that
     fit one card and not the other are a warning: the launch may get either."""
-    table = dict(task.devices())
+    table = dict(checks.devices())
     table["h100-pcie"] = table["h100-pcie"].model_copy(update={"memory_gib": 40.0, "nvml_memory_mib": None})
-    monkeypatch.setattr(task, "devices", lambda: table)
+    monkeypatch.setattr(checks, "devices", lambda: table)
     s = scenario(
         {"type": "vllm", "model": {"source": "catalog", "name": "llama-3.1-70b"}, "precision": "fp8"}
     )

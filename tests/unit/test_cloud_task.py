@@ -16,12 +16,12 @@ import yaml
 
 from harness import __version__
 from harness.cloud import images, scripts
+from harness.cloud.checks import check_launch
 from harness.cloud.task import (
     Accelerators,
     CloudError,
     LaunchOptions,
     build_task,
-    check_launch,
     cluster_name,
     install_extras,
     resolve_accelerators,
