@@ -3,8 +3,6 @@ point's row with the telemetry window's columns."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,12 +21,19 @@ from harness.load.arrivals import point_seed
 from harness.load.driver import PointLoad, PointOutcome, run_point
 from harness.load.search import slo_met
 from harness.load.workload import DatasetRow, build_specs
+from harness.lost_engine import LostWatch, endpoint_lost, lost_message
 from harness.records import RequestRecord
 from harness.results import RunDir
 from harness.rundevice import detected_gpu, machine_gpu, ran_on_cpu, run_gpu
 from harness.scenario import Point, Scenario
 from harness.telemetry.base import TelemetrySet
-from harness.telemetry.window import j_per_token
+from harness.token_counts import (
+    count_missing_usage,
+    count_without_usage,
+    energy_per_token,
+    tokens_per_chunk,
+    uncounted_tokens_in,
+)
 
 
 def gpu_key(s: Scenario, described: dict[str, Any], manifest: dict[str, Any]) -> str | None:
@@ -111,90 +116,6 @@ def _point_row(
     return row
 
 
-# request failures that an engine no longer answering would give
-_LOST_KINDS = ("connect", "disconnected", "timeout")
-
-
-def lost_message(engine: Engine, records: list[RequestRecord]) -> str:
-    """What a point whose engine stopped answering its health check says, with its failures."""
-    measured = [r for r in records if not r.warmup]
-    failed = [r for r in measured if r.error_kind in _LOST_KINDS]
-    kinds: dict[str, int] = {}
-    for r in failed:
-        kinds[str(r.error_kind)] = kinds.get(str(r.error_kind), 0) + 1
-    said = ",".join(f"{k}:{n}" for k, n in sorted(kinds.items())) or "none"
-    who = "the endpoint"
-    if getattr(engine, "proc", None) is not None:
-        who = "the engine (its process still runs: hung?)"
-    return (
-        f"{who} stopped answering its health check ({len(failed)} of {len(measured)} measured requests "
-        f"failed: {said})"
-    )
-
-
-def endpoint_lost(engine: Engine, records: list[RequestRecord]) -> str | None:
-    """Why a point whose measured requests failed to connect, were cut or timed out lost its engine, when
-    the engine's health check no longer answers (asked once the point is over, nothing in flight): an
-    external endpoint has no process whose death the run would see, and a launched engine's process can
-    be alive and hung (frozen, deadlocked). `healthy()` None: the engine cannot tell (a health route that
-    waits for the model), never taken for lost."""
-    healthy = getattr(engine, "healthy", None)
-    failed = [r for r in records if not r.warmup and r.error_kind in _LOST_KINDS]
-    if healthy is None or not failed or healthy() is not False:
-        return None
-    return lost_message(engine, records)
-
-
-class LostWatch:
-    """During a point: once `STREAK` requests in a row failed as a lost engine's would (no answer, cut,
-    timed out), the engine's health check is asked, off the event loop; `reason` is set when it does not
-    answer *and* nothing was heard from the engine meanwhile (no stream received an event, no request
-    ended well), and the point's abort check returns it. A frozen engine's requests would otherwise time
-    out one after another, each after `request_timeout_s`; a busy one whose health route waits behind
-    generation (llama-cpp-python's /v1/models, an overloaded server's HTTP threads) is still streaming.
-
-    `heard_ns()`: perf_counter_ns of the last event a stream of this process received (0: none); with
-    several client processes, the records they send back as requests end say what was heard."""
-
-    STREAK = 2
-    REASON = "the engine stopped answering its health check"
-
-    def __init__(self, engine: Engine, heard_ns: Callable[[], int] = lambda: 0) -> None:
-        self.healthy: Callable[[], bool | None] | None = getattr(engine, "healthy", None)
-        self.heard_ns = heard_ns
-        self.streak = 0
-        self.reason: str | None = None
-        self.last_heard_ns = 0
-        self._probing = False
-
-    def saw(self, rec: RequestRecord) -> None:
-        # what the engine last sent: a finished request's end, or the last chunk of any request (with
-        # client processes the records are all the parent hears of the streams, as each one ends)
-        if rec.ok:
-            self.last_heard_ns = max(self.last_heard_ns, rec.done_ns or 0)
-        if rec.chunk_ns:
-            self.last_heard_ns = max(self.last_heard_ns, rec.chunk_ns[-1])
-        if self.healthy is None or self.reason is not None:
-            return
-        if rec.error_kind in _LOST_KINDS:
-            self.streak += 1
-        elif rec.ok:
-            self.streak = 0
-        if self.streak >= self.STREAK and not self._probing:
-            self.streak, self._probing = 0, True
-            threading.Thread(target=self._probe, name="health-probe", daemon=True).start()
-
-    def _probe(self) -> None:
-        try:
-            t0 = time.perf_counter_ns()
-            answered = self.healthy() if self.healthy is not None else None
-            heard = max(self.heard_ns(), self.last_heard_ns)
-            if answered is False and heard < t0:
-                self.reason = self.REASON
-        finally:
-            self._probing = False
-
-
 class _Aborted(Exception):
     """The run was asked to stop (Ctrl-C, the engine died) while a point's prompts were being made."""
 
@@ -222,71 +143,6 @@ def _unmeasured_in(outcome: PointOutcome) -> int:
         for r in outcome.records
         if r.warmup and r.sent_ns and r.sent_ns < t1 and (r.done_ns or t1) > t0  # sent_ns 0: never sent
     )
-
-
-def _count_without_usage(r: RequestRecord, by_chunks: bool = False) -> None:
-    """No usage in the stream: if it ended for `length`, it produced exactly max_tokens, else (`by_chunks`:
-    no tokenizer pass follows) one token per content chunk, as the engines stream them (approximate, and
-    flagged); and its prompt has the length the server's tokenizer gave it when it was built
-    (`expected_input_tokens`)."""
-    if r.output_tokens is None and r.ok and r.finish_reason == "length" and r.expected_output_tokens:
-        r.output_tokens, r.output_tokens_source = r.expected_output_tokens, "max_tokens"
-    if r.output_tokens is None and r.ok and by_chunks and r.chunk_ns:
-        r.output_tokens, r.output_tokens_source = len(r.chunk_ns), "chunks"
-    if r.prompt_tokens is None and r.ok and r.expected_input_tokens is not None:
-        r.prompt_tokens, r.prompt_tokens_source = r.expected_input_tokens, "prompt_fit"
-
-
-def _count_missing_usage(engine: Engine | None, records: list[RequestRecord]) -> None:
-    """Engines without usage in streams: streams that stopped early are counted by tokenizing the streamed
-    text (approximate: re-tokenizing generated text can merge pieces differently); not without an engine
-    to ask (None: the point was cut short)."""
-    for r in records:
-        _count_without_usage(r)
-        if engine is not None and r.output_tokens is None and r.ok and r.output_text is not None:
-            r.output_tokens, r.output_tokens_source = engine.tokenize(r.output_text), "tokenizer"
-
-
-def uncounted_tokens_in(
-    records: list[RequestRecord], t0_ns: int, t1_ns: int, tokens_per_chunk: float = 1.0
-) -> float:
-    """Tokens streamed inside [t0_ns, t1_ns] by the requests the point's `output_tokens` leaves out:
-    unmeasured ones (warmup, cooldown) and measured ones that failed. Their content chunks stamped
-    there, each worth the request's tokens per chunk where it reported usage, else `tokens_per_chunk`
-    (the point's own ratio: engines may put several tokens in a chunk)."""
-    total = 0.0
-    for r in records:
-        if (r.ok and not r.warmup) or not r.chunk_ns:
-            continue
-        per_chunk = r.output_tokens / len(r.chunk_ns) if r.output_tokens else tokens_per_chunk
-        total += per_chunk * sum(1 for t in r.chunk_ns if t0_ns <= t <= t1_ns)
-    return total
-
-
-def tokens_per_chunk(records: list[RequestRecord]) -> float:
-    """Output tokens per content chunk of the requests whose token count did not come from their chunks
-    (usage, max_tokens, a tokenizer) (1.0 when none)."""
-    known = [r for r in records if r.output_tokens and r.chunk_ns and r.output_tokens_source != "chunks"]
-    chunks = sum(len(r.chunk_ns) for r in known)
-    return sum(r.output_tokens or 0 for r in known) / chunks if chunks else 1.0
-
-
-def energy_per_token(row: dict[str, Any], uncounted_tokens: float = 0.0) -> dict[str, Any]:
-    """J per output token of a point: the window's energy over every token generated in it, the measured
-    requests' and those the count leaves out that streamed inside the window (warmup, cooldown, failed
-    measured ones: `uncounted_tokens_in`; `energy_tokens_source: client+unmeasured`). Counted from the
-    stream, on the window's own clock: engines' token counters are scraped off the window's edges, and
-    llama.cpp's counts a request only when it ends (a cooldown request cut at the window's end never)."""
-    tokens = row.get("output_tokens")
-    source = "client"
-    if not row.get("ok"):  # nothing measured succeeded: what failed streams cost is no price per token
-        return {"energy_j_per_output_token": None, "energy_tokens_source": None}
-    if uncounted_tokens and tokens is not None:
-        tokens, source = tokens + uncounted_tokens, "client+unmeasured"
-    return {
-        "energy_j_per_output_token": j_per_token(row["energy_j"], tokens),
-        "energy_tokens_source": source,
-    }
 
 
 def make_client(s: Scenario, engine: Engine, base_url: str, keep_text: bool) -> StreamClient:
@@ -365,7 +221,7 @@ def measure_point(
         rec.attempt = attempt
         # also where usage should be in the stream: an endpoint that ignores stream_options sends none
         # (counted as 0 tokens, it lowered tok/s without a word)
-        _count_without_usage(rec, by_chunks=engine.usage_in_stream())
+        count_without_usage(rec, by_chunks=engine.usage_in_stream())
         run.append_record(rec)
         if not rec.warmup:
             live = tel.live()
@@ -463,7 +319,7 @@ def _settle_counts(
     # a point cut short may have a hung or dead engine behind it: nothing more is asked of it (each
     # tokenize call would wait out its timeout), and the counts it would have given stay unknown
     if not engine.usage_in_stream():
-        _count_missing_usage(None if outcome.aborted else engine, outcome.records)
+        count_missing_usage(None if outcome.aborted else engine, outcome.records)
     measured = [r for r in outcome.records if not r.warmup]
     if count_text is not None and not outcome.aborted:
         for r in measured:

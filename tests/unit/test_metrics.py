@@ -282,15 +282,15 @@ def test_a_stream_without_usage_that_stopped_early_is_counted_by_its_chunks() ->
     """An endpoint that ignores stream_options.include_usage: a stream that ended for `length` ran to
     max_tokens; one that stopped early is counted one token per content chunk, flagged as approximate.
     Counted as 0 tokens, it had read 90 tok/s where 180 were streamed."""
-    from harness.point import _count_without_usage
+    from harness.token_counts import count_without_usage
 
     full = rec(0, 1, 1, [100 + 10 * k for k in range(90)], 1001, 90)
     early = rec(1, 1, 1, [100 + 10 * k for k in range(90)], 1001, 90)
     early.output_tokens, early.finish_reason = None, "stop"
     early.expected_output_tokens = 128
-    _count_without_usage(early)  # a tokenizer pass follows (an engine that never sends usage)
+    count_without_usage(early)  # a tokenizer pass follows (an engine that never sends usage)
     assert early.output_tokens is None
-    _count_without_usage(early, by_chunks=True)
+    count_without_usage(early, by_chunks=True)
     assert (early.output_tokens, early.output_tokens_source) == (90, "chunks")
     row = metrics.summarize([full, early])
     assert row["output_tokens"] == 180 and row["output_tok_s"] == pytest.approx(180 / 1.0)
@@ -301,7 +301,7 @@ def test_a_stream_without_usage_that_stopped_early_is_counted_by_its_chunks() ->
     # a stream that ran to max_tokens is counted as max_tokens, not by its chunks
     length = rec(2, 0, 0, [100, 110], 200, 0)
     length.output_tokens, length.expected_output_tokens = None, 64
-    _count_without_usage(length, by_chunks=True)
+    count_without_usage(length, by_chunks=True)
     assert (length.output_tokens, length.output_tokens_source) == (64, "max_tokens")
 
 

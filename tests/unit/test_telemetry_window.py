@@ -141,8 +141,8 @@ def test_energy_columns_sum_gpu_and_rapl() -> None:
 
 def test_energy_per_token_counts_every_token_the_energy_went_to() -> None:
     from harness.flags import flags
-    from harness.point import energy_per_token, tokens_per_chunk, uncounted_tokens_in
     from harness.records import RequestRecord
+    from harness.token_counts import energy_per_token, tokens_per_chunk, uncounted_tokens_in
 
     row = {"energy_j": 100.0, "output_tokens": 50, "server_output_tokens": 80, "ok": 5}
     assert energy_per_token(row) == {"energy_j_per_output_token": 2.0, "energy_tokens_source": "client"}
