@@ -422,10 +422,13 @@ async def run_point(
             raise
     except WorkerStartFailed:
         # a terminal's Ctrl-C kills the client processes still starting (they ignore it from their first
-        # line on): the point was cut by that, not by a fault
-        if out.aborted is not None or not (reason := should_abort()):
-            raise
-        out.aborted = reason
+        # line on): the point was cut by that, not by a fault. The watchdog may have cut it already: its
+        # cancel is lost where what the start-up waits for is done in the same turn (3.11's `wait_for`
+        # then returns the result)
+        if out.aborted is None:
+            if not (reason := should_abort()):
+                raise
+            out.aborted = reason
     finally:
         probe.stop()
     if out.aborted is None:

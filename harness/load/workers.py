@@ -360,7 +360,10 @@ async def run_jobs_in_workers(
     opening: list[bool] = []  # the window's edge samples have started (set by `_open_window_at`)
     try:
         w.spawn(_client_config(client), loads, shares)
-        await asyncio.wait_for(w.all_ready.wait(), START_TIMEOUT_S)
+        # not `wait_for`: on 3.11 it swallows a cancel (the point cut by a Ctrl-C) that lands in the turn its
+        # wait is done, and the whole point would then run
+        async with asyncio.timeout(START_TIMEOUT_S):
+            await w.all_ready.wait()
         if w.problems:
             raise RuntimeError(w.problems[0])
         if w.dead:

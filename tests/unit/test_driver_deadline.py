@@ -579,6 +579,45 @@ def test_a_client_worker_killed_while_it_starts_fails_the_point_unless_an_abort_
     assert out.aborted == "interrupted by SIGINT"
     assert out.records == []
 
+    def spawn_kill_ask_and_stall(self: Any, *args: Any) -> None:
+        spawn_kill_and_ask(self, *args)
+        # a busy host holds the parent past the watchdog's poll: the dead worker and the watchdog's cut
+        # land in one turn of the loop, and the start-up's `wait_for` (3.11) swallowed the cut's cancel
+        time.sleep(0.5)
+
+    asked.clear()
+    monkeypatch.setattr(workers._Workers, "spawn", spawn_kill_ask_and_stall)
+    out = _point(fake, load, [], specs, 0, lambda r: None, lambda: asked[0] if asked else None)
+    assert out.aborted == "interrupted by SIGINT"
+    assert out.records == []
+
+
+def test_a_point_cut_as_its_client_workers_become_ready_is_not_run(
+    fake: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C whose cut lands in the loop turn the last worker says it is ready: the start-up's wait
+    (`asyncio.wait_for` on 3.11) returned its result and dropped the cancel, and the whole point ran."""
+    from harness.load import workers
+
+    spawn = workers._Workers.spawn
+    asked: list[str] = []
+
+    def spawn_ask_and_hold(self: Any, *args: Any) -> None:
+        spawn(self, *args)
+        asked.append("interrupted by SIGINT")
+        # hold the loop until every worker has said `ready`: its message and the watchdog's cut wait for
+        # the same turn
+        for c in self.pipes:
+            assert c.poll(60), "a client worker did not start"
+
+    monkeypatch.setattr(workers._Workers, "spawn", spawn_ask_and_hold)
+    load = PointLoad("w", concurrency=2, workers=2)
+    specs = [RequestSpec("hello world", 200) for _ in range(4)]  # ~2 s each
+    out = _point(fake, load, [], specs, 0, lambda r: None, lambda: asked[0] if asked else None)
+    assert out.aborted == "interrupted by SIGINT"
+    # the cut lands one turn after the workers were told to go: a request may have been sent, none ran
+    assert [r for r in out.records if r.ok] == []
+
 
 def test_how_a_client_process_ended_names_the_signal() -> None:
     from harness.load.workers import ended
