@@ -90,8 +90,18 @@ def prepare_counter(
         return None, None, info
 
     async def probe() -> tuple[int | None, dict[str, Any]]:
+        from harness.engines.process import abort_reason
+
         async with client:
-            return await measure_offset(client, count)
+            # a Ctrl-C (the run's own handler only sets a flag) must not wait out request_timeout_s
+            sent = asyncio.ensure_future(measure_offset(client, count))
+            while not sent.done():
+                if why := abort_reason():
+                    sent.cancel()
+                    await asyncio.gather(sent, return_exceptions=True)
+                    raise TokenizerError(f"the probe request was stopped: {why}")
+                await asyncio.wait({sent}, timeout=0.2)
+            return sent.result()
 
     offset, details = run(probe())
     info.update(details)

@@ -220,6 +220,7 @@ class _Workers:
         self.failed: dict[int, str] = {}  # an error in their own run (what it was)
         self.problems: list[str] = []
         self.spawned = False  # every process started and read from
+        self.error: Exception | None = None  # raised by `on_record`: the point fails with it
 
     def spawn(self, cfg: dict[str, Any], loads: list[PointLoad], shares: list[list[Job]]) -> None:
         ctx = mp.get_context("spawn")
@@ -241,13 +242,21 @@ class _Workers:
 
     def handle(self, k: int) -> None:
         c = self.pipes[k]
-        try:
-            while c.poll():
+        while True:
+            try:
+                if not c.poll():
+                    return
                 msg = c.recv()
+            except (EOFError, OSError):
+                self._gone(k)
+                return
+            try:
                 if self._message(k, msg):
                     return
-        except (EOFError, OSError):
-            self._gone(k)
+            except Exception as e:  # `on_record` (the record's write) failed: not the pipe; the point fails
+                if self.error is None:
+                    self.error = e
+                    self.stop_all()
 
     def _message(self, k: int, msg: tuple[Any, ...]) -> bool:
         """Act on one message of process `k`; True when it was its last (`done` or `failed`)."""
@@ -320,8 +329,9 @@ class _Workers:
             if not self.spawned:
                 self.stop_all()
             try:
+                until = time.monotonic() + 5
                 for p in self.procs:
-                    p.join(timeout=5)
+                    p.join(timeout=max(0.0, until - time.monotonic()))
             finally:
                 for p in self.procs:
                     if p.is_alive():
@@ -388,12 +398,16 @@ async def run_jobs_in_workers(
         if on_measure_start is not None and not edge_now and first is not None:
             edge = asyncio.create_task(_open_window_at(on_measure_start, t0, dealt, first, opening))
         await w.all_done.wait()
+        if w.error is not None:
+            raise w.error
         if w.lost:
             k = w.lost[0]
             w.procs[k].join(5)
             how = f"failed ({w.failed[k]})" if k in w.failed else ended(w.procs[k].exitcode)
             out.aborted = out.aborted or f"client worker {k} {how} mid-point: its requests were not all run"
     finally:
+        if w.spawned and not w.all_done.is_set():
+            w.stop_all()  # cut: no more load while the window's edge samples end
         if edge is not None:
             if not opening:  # cut short before its first measured arrival: no window is opened
                 edge.cancel()

@@ -124,6 +124,10 @@ class _Conn(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.srv.connected_ns.append(time.perf_counter_ns())
+        self.srv._conns.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.srv._conns.discard(self)
 
     def data_received(self, data: bytes) -> None:
         self.last_rx = time.perf_counter()
@@ -210,6 +214,7 @@ class FakeServer:
     _server: asyncio.Server | None = None
     _thread: threading.Thread | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _conns: set[_Conn] = field(default_factory=set)
 
     @property
     def base_url(self) -> str:
@@ -362,6 +367,12 @@ class FakeServer:
                     t.cancel()
                 if left:
                     loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+                # a stopped server closes its connections, as a process that exits does (3.11's
+                # Server.close leaves accepted ones open: their clients waited out their timeouts)
+                for c in list(self._conns):
+                    if c.transport is not None:
+                        c.transport.abort()
+                loop.run_until_complete(asyncio.sleep(0))
                 loop.close()
 
         self._thread = threading.Thread(target=run, name="fake-openai-server", daemon=True)

@@ -4,6 +4,7 @@ in flight end under load (the rest go out unmeasured, as cooldown), against `har
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -626,3 +627,90 @@ def test_how_a_client_process_ended_names_the_signal() -> None:
     assert ended(1) == "exited (code 1)"
     assert ended(-200) == "exited (code -200)"  # no such signal
     assert ended(None) == "exited (code None)"
+
+
+def test_client_workers_stop_sending_when_a_point_is_cut_during_its_window_edge(fake: str) -> None:
+    """Open loop with a warmup: the window opens on a thread while the workers send. A cut while its
+    edge samples take their time (a /metrics scrape of an engine that stopped answering waits out its
+    timeout) had the workers go on sending until the edge was over."""
+    started: list[int] = []
+    asked_ns: list[int] = []
+
+    def slow_edge(t_ns: int) -> None:
+        started.append(t_ns)
+        time.sleep(2.0)
+
+    def should_abort() -> str | None:
+        if not started:
+            return None
+        asked_ns[:] = asked_ns or [time.perf_counter_ns()]
+        return "interrupted by SIGINT"
+
+    load = PointLoad("w", rate_rps=8, arrival="constant", workers=2)
+    warm = [RequestSpec("hello world", 4)] * 2
+    specs = [RequestSpec("hello world", 4)] * 40  # 5 s of arrivals
+    out = _point(fake, load, warm, specs, 0, lambda r: None, should_abort, on_measure_start=slow_edge)
+    assert out.aborted == "interrupted by SIGINT"
+    late = [r for r in out.records if r.sent_ns and r.sent_ns > asked_ns[0] + 500_000_000]
+    assert late == []  # the workers were told to stop before the edge was waited for
+
+
+def test_a_record_that_cannot_be_written_fails_the_point_with_client_workers(fake: str) -> None:
+    """`on_record` (the record's append to requests.jsonl) raising OSError (a full disk) fails the point
+    with it, as in one process; with client processes it was taken for a broken pipe: the worker counted
+    as lost, its later records dropped, and the run went on."""
+    import errno
+
+    seen: list[RequestRecord] = []
+
+    def on_record(r: RequestRecord) -> None:
+        seen.append(r)
+        if len(seen) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    specs = [RequestSpec("hello world", 4)] * 10
+    for workers in (1, 2):
+        seen.clear()
+        with pytest.raises(OSError, match="No space left on device"):
+            _point(fake, PointLoad("w", concurrency=2, workers=workers), [], specs, 0, on_record)
+
+
+@pytest.mark.slow
+def test_client_workers_that_do_not_answer_are_waited_for_together(
+    fake: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cut point whose client processes are frozen: 10 s for them to say they stopped, then 5 s for
+    all of them to exit before they are killed (each had 5 s of its own: 30 s with four)."""
+    import os
+    import signal
+    import threading
+
+    from harness.load import workers
+
+    spawn = workers._Workers.spawn
+
+    def spawn_then_freeze(self: Any, *args: Any) -> None:
+        spawn(self, *args)
+
+        def freeze() -> None:
+            for p in self.procs:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, signal.SIGSTOP)
+
+        threading.Timer(2.5, freeze).start()  # once they run the point
+
+    monkeypatch.setattr(workers._Workers, "spawn", spawn_then_freeze)
+    t0 = time.monotonic()
+    cut_at: list[float] = []
+
+    def should_abort() -> str | None:
+        if time.monotonic() - t0 < 3.0:
+            return None
+        cut_at[:] = cut_at or [time.monotonic()]
+        return "interrupted by SIGINT"
+
+    specs = [RequestSpec("hello world", 500)] * 8
+    out = _point(fake, PointLoad("w", concurrency=4, workers=4), [], specs, 0, lambda r: None, should_abort)
+    took_s = time.monotonic() - cut_at[0]
+    assert out.aborted == "interrupted by SIGINT"
+    assert took_s < 18, took_s  # 10 + 5, not 10 + 4 x 5
