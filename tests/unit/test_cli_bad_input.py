@@ -528,26 +528,37 @@ def test_a_reader_that_goes_away_does_not_stop_the_files_being_written(
         assert "output tok/s" in stdout
 
 
-def test_a_dry_run_whose_reader_goes_away_ends_quietly() -> None:
-    """`harness cloud launch ... --dry-run | head`: the task file is cut short where the reader stopped,
-    and the command ends with 0 (typer's own handling of the broken pipe exits 1)."""
+def _reader_gone(
+    args: list[str], stream: str = "stdout", env: dict[str, str] | None = None
+) -> tuple[int, str]:
+    """`harness ARGS` with the reader of `stream` (stdout or stderr) gone before it writes anything:
+    (exit code, what the other stream said)."""
     from tests.conftest import HARNESS
 
     read_end, write_end = os.pipe()
     os.close(read_end)
-    env = {k: v for k, v in os.environ.items() if k != "HARNESS_SKYPILOT_PYTHON"}
-    scenario = ROOT / "scenarios" / "cloud" / "llama-3.1-8b-1gpu.yaml"
+    other = subprocess.PIPE
     with subprocess.Popen(
-        [*HARNESS, "cloud", "launch", str(scenario), "--gpus", "H100:1", "--dry-run"],
+        [*HARNESS, *args],
         cwd=ROOT,
-        stdout=write_end,
-        stderr=subprocess.PIPE,
+        stdout=write_end if stream == "stdout" else other,
+        stderr=write_end if stream == "stderr" else other,
         text=True,
         env=env,
     ) as proc:
         os.close(write_end)
-        _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 0, stderr
+        stdout, stderr = proc.communicate(timeout=120)
+    return proc.returncode, (stderr if stream == "stdout" else stdout) or ""
+
+
+def test_a_dry_run_whose_reader_goes_away_ends_quietly() -> None:
+    """`harness cloud launch ... --dry-run | head`: the task file is cut short where the reader stopped,
+    and the command ends with 0 (typer's own handling of the broken pipe exits 1)."""
+
+    env = {k: v for k, v in os.environ.items() if k != "HARNESS_SKYPILOT_PYTHON"}
+    scenario = ROOT / "scenarios" / "cloud" / "llama-3.1-8b-1gpu.yaml"
+    code, stderr = _reader_gone(["cloud", "launch", str(scenario), "--gpus", "H100:1", "--dry-run"], env=env)
+    assert code == 0, stderr
     assert "Traceback" not in stderr and "would run:" in stderr  # the rest of the dry run went on
 
 
@@ -555,32 +566,16 @@ def test_a_dry_run_whose_reader_goes_away_ends_quietly() -> None:
 def test_help_whose_reader_goes_away_ends_quietly(command: tuple[str, ...]) -> None:
     """`harness cost --help | head -1`: typer prints help through a console of its own, which exited 1
     on a broken pipe; the data commands end with 0 there, and so does help."""
-    from tests.conftest import HARNESS
-
-    read_end, write_end = os.pipe()
-    os.close(read_end)
-    with subprocess.Popen(
-        [*HARNESS, *command, "--help"], cwd=ROOT, stdout=write_end, stderr=subprocess.PIPE, text=True
-    ) as proc:
-        os.close(write_end)
-        _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 0, stderr
+    code, stderr = _reader_gone([*command, "--help"])
+    assert code == 0, stderr
     assert stderr == ""
 
 
 def test_a_usage_error_whose_reader_goes_away_keeps_its_exit_code() -> None:
     """`harness cost --no-such-option 2>&1 | true`: typer's error console exited 1 on the broken pipe
     (after pointing stdout, not stderr, at /dev/null); it is the usage error's 2."""
-    from tests.conftest import HARNESS
-
-    read_end, write_end = os.pipe()
-    os.close(read_end)
-    with subprocess.Popen(
-        [*HARNESS, "cost", "--no-such-option"], cwd=ROOT, stdout=subprocess.PIPE, stderr=write_end, text=True
-    ) as proc:
-        os.close(write_end)
-        stdout, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 2, stdout
+    code, stdout = _reader_gone(["cost", "--no-such-option"], stream="stderr")
+    assert code == 2, stdout
     assert stdout == ""
 
 
