@@ -1,16 +1,29 @@
-"""Event loop choice: uvloop where installed (faster wake-ups and socket I/O), else asyncio's; and no
-full garbage collection while a point's loop runs."""
+"""Event loop choice: uvloop where installed (faster wake-ups and socket I/O), else asyncio's; no full
+garbage collection while a point's loop runs; and a task cancelled when the run is asked to stop."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import os
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+async def cancel_on_abort(
+    task: asyncio.Future[Any], should_abort: Callable[[], str | None], interval_s: float
+) -> str | None:
+    """Wait for `task`, asking `should_abort` every `interval_s` (the run's own Ctrl-C handler only sets
+    a flag): on a reason, cancel the task once and return the reason; None when the task ended first."""
+    while not task.done():
+        if reason := should_abort():
+            task.cancel()
+            return reason
+        await asyncio.wait({task}, timeout=interval_s)
+    return None
 
 
 def loop_name() -> str:

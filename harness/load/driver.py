@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.client.aio import cancel_on_abort
 from harness.client.openai_stream import RequestSpec, StreamClient
 from harness.load.arrivals import intervals_s, offsets_s
 from harness.load.cpu import CpuMeter, LoopLagProbe
@@ -407,14 +408,12 @@ async def run_point(
             await run_jobs_here(client, load, jobs, record_and_watch, out, t0_ns, measure_start)
 
     task = asyncio.create_task(body())
-    while not task.done():
-        # once a failed record has cut the point (`record_and_watch`), its teardown is let finish: a
-        # second cancel landed in it and left the client processes unjoined
-        if out.aborted is None and (reason := should_abort()):
-            out.aborted = reason
-            task.cancel()
-            break
-        await asyncio.wait({task}, timeout=watch_interval_s)
+    # once a failed record has cut the point (`record_and_watch`), its teardown is let finish: a second
+    # cancel landed in it and left the client processes unjoined
+    if reason := await cancel_on_abort(
+        task, lambda: None if out.aborted is not None else should_abort(), watch_interval_s
+    ):
+        out.aborted = reason
     try:
         await task
     except asyncio.CancelledError:

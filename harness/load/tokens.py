@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from harness.client.aio import cancel_on_abort
 from harness.client.openai_stream import RequestSpec, StreamClient
 from harness.records import RequestRecord
 
@@ -93,14 +94,11 @@ def prepare_counter(
         from harness.engines.process import abort_reason
 
         async with client:
-            # a Ctrl-C (the run's own handler only sets a flag) must not wait out request_timeout_s
+            # a Ctrl-C must not wait out request_timeout_s
             sent = asyncio.ensure_future(measure_offset(client, count))
-            while not sent.done():
-                if why := abort_reason():
-                    sent.cancel()
-                    await asyncio.gather(sent, return_exceptions=True)
-                    raise TokenizerError(f"the probe request was stopped: {why}")
-                await asyncio.wait({sent}, timeout=0.2)
+            if why := await cancel_on_abort(sent, abort_reason, 0.2):
+                await asyncio.gather(sent, return_exceptions=True)
+                raise TokenizerError(f"the probe request was stopped: {why}")
             return sent.result()
 
     offset, details = run(probe())
