@@ -98,10 +98,18 @@ def _load_order(load: str) -> tuple[int, float]:
     return (0 if load.startswith("c") else 1, float(load[1:]))
 
 
-def _flat(obj: Any, at: str = "") -> dict[str, Any]:
-    if isinstance(obj, dict):
-        return {k: v for key, val in obj.items() for k, v in _flat(val, f"{at}.{key}" if at else key).items()}
-    return {at: json.dumps(obj, sort_keys=True)}
+def _differing(objs: list[Any], at: str = "") -> dict[str, list[str]]:
+    """Dotted paths where the settings `objs` differ, with each one's value there as JSON. Fields only
+    some of them have were added to the harness between their runs: not a difference. A field that is
+    a mapping in one and a value in another (a length drawn from a distribution against a fixed one)
+    differs as a whole."""
+    if all(isinstance(o, dict) for o in objs):
+        keys = sorted(set.intersection(*(set(o) for o in objs)))
+        return {
+            p: v for k in keys for p, v in _differing([o[k] for o in objs], f"{at}.{k}" if at else k).items()
+        }
+    values = [json.dumps(o, sort_keys=True) for o in objs]
+    return {at: values} if len(set(values)) > 1 else {}
 
 
 def split_settings(points: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
@@ -119,16 +127,15 @@ def split_settings(points: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         if len(kinds) > 1:
             clashing.setdefault(str(config), set()).update(kinds)
     for config, kinds in clashing.items():
-        flat = {s: _flat(json.loads(s)) for s in sorted(kinds)}
-        # fields only some runs have were added to the harness between them: not a difference
-        keys = sorted(set.intersection(*(set(f) for f in flat.values())))
-        differ = [k for k in keys if len({f[k] for f in flat.values()}) > 1]
-        if not differ:
+        ordered = sorted(kinds)
+        paths = _differing([json.loads(s) for s in ordered])
+        if not paths:
             continue
+        differ = list(paths)
         more = " ..." if len(differ) > 3 else ""
         label = {
-            s: f"{config} [" + " ".join(f"{k}={_as_written(f[k])}" for k in differ[:3]) + f"{more}]"
-            for s, f in flat.items()
+            s: f"{config} [" + " ".join(f"{k}={_as_written(paths[k][i])}" for k in differ[:3]) + f"{more}]"
+            for i, s in enumerate(ordered)
         }
         mask = (out["config"] == config) & out["settings"].isin(list(kinds))
         out.loc[mask, "config"] = out.loc[mask, "settings"].map(label)

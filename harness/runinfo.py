@@ -113,12 +113,40 @@ def settings_of(
     `host_cpu` (`host_cpu_label`, for points that ran on the host CPU): CPUs the catalog does not know
     share the label `cpu`, so this tells their machines apart."""
     engine = {k: v for k, v in cfg.items() if k not in NOT_SETTINGS}
+    workload = {k: length_setting(v) if k in LENGTHS else v for k, v in workload.items()}
     out: dict[str, Any] = {"engine": engine, "workload": workload}
     if shape := load_shape(load or {}):
         out["load"] = shape
     if host_cpu:
         out["host"] = {"cpu": host_cpu}
     return json.dumps(out, sort_keys=True, default=str)
+
+
+# workload fields that hold a token count or a distribution of them (scenario.models.LengthDist)
+LENGTHS = ("input_tokens", "output_tokens")
+
+
+def length_setting(v: Any) -> Any:
+    """A workload length as one comparable value: a count as it is (a `fixed` distribution is its mean),
+    a distribution as text with its effective bounds (`normal 256 sd 64 in [1, none]`), so that runs of
+    one mean but another spread differ in one setting instead of in fields only one of them has."""
+    from pydantic import ValidationError
+
+    from harness.scenario.models import LengthDist
+
+    if not isinstance(v, dict):
+        return v
+    try:
+        d = LengthDist.model_validate(v)
+    except ValidationError:  # not a distribution this harness writes: compared as it is
+        return v
+    if d.dist == "fixed":
+        return d.mean
+    if d.dist == "uniform":
+        return f"uniform {d.lower()}-{d.upper()}"
+    sd = d.stddev if d.stddev is not None else d.mean / 4
+    hi = d.upper()
+    return f"normal {d.mean} sd {sd:g} in [{d.lower()}, {'none' if hi is None else hi}]"
 
 
 def workload_label(workload: dict[str, Any]) -> str:

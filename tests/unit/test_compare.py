@@ -668,6 +668,60 @@ def test_settings_that_split_a_label_are_shown_as_a_scenario_writes_them() -> No
     ]
 
 
+def test_lengths_drawn_from_a_distribution_are_not_reruns_of_a_fixed_length() -> None:
+    """A workload of input_tokens 256 and one of a normal of mean 256 share the row `256/64`; the fixed
+    length flattened to one field and the distribution to others, so their runs were taken for reruns."""
+    from harness.compare import split_settings
+    from harness.runinfo import settings_of
+
+    normal = {"dist": "normal", "mean": 256, "min": None, "max": None, "stddev": 64.0}
+    uniform = {"dist": "uniform", "mean": 64, "min": 16, "max": None, "stddev": None}
+    fixed = {"dist": "fixed", "mean": 256, "min": None, "max": None, "stddev": None}
+    df = _rows().iloc[:1].copy()
+    frame = pd.concat(
+        [
+            df.assign(run_id=r, settings=settings_of({"type": "vllm"}, w))
+            for r, w in (
+                ("dist", {"input_tokens": normal, "output_tokens": uniform}),
+                ("int", {"input_tokens": 256, "output_tokens": 64}),
+                ("fixed", {"input_tokens": fixed, "output_tokens": 64}),  # the same as 256
+            )
+        ]
+    )
+    out, notes = split_settings(frame)
+    cfg = "a100-80gb-sxm | vllm"
+    assert list(out["config"]) == [
+        f"{cfg} [workload.input_tokens=normal 256 sd 64 in [1, none] workload.output_tokens=uniform 16-112]",
+        f"{cfg} [workload.input_tokens=256 workload.output_tokens=64]",
+        f"{cfg} [workload.input_tokens=256 workload.output_tokens=64]",
+    ]
+    assert notes == [
+        f"{cfg}: runs with other settings (workload.input_tokens, workload.output_tokens) are shown apart"
+    ]
+
+
+def test_a_setting_that_is_a_mapping_in_one_run_and_a_value_in_another_differs() -> None:
+    from harness.compare import split_settings
+    from harness.runinfo import settings_of
+
+    df = _rows().iloc[:1].copy()
+    spec = {"method": "ngram", "num_speculative_tokens": 4}
+    frame = pd.concat(
+        [
+            df.assign(run_id="a", settings=settings_of({"type": "vllm", "speculative": spec}, {})),
+            df.assign(run_id="b", settings=settings_of({"type": "vllm", "speculative": None}, {})),
+            # a field the older run's harness did not write is no difference
+            df.assign(run_id="c", settings=settings_of({"type": "vllm", "speculative": None, "new": 1}, {})),
+        ]
+    )
+    out, _ = split_settings(frame)
+    assert list(out["config"]) == [
+        'a100-80gb-sxm | vllm [engine.speculative={"method": "ngram", "num_speculative_tokens": 4}]',
+        "a100-80gb-sxm | vllm [engine.speculative=null]",
+        "a100-80gb-sxm | vllm [engine.speculative=null]",
+    ]
+
+
 def test_a_utilization_below_one_is_said_beside_the_prices_and_kept_in_the_points() -> None:
     """At --utilization 0.5 the $/1M doubled while the notes gave only the $/hour: the figure could not be
     worked back from what the comparison showed."""
