@@ -34,11 +34,22 @@ from harness.scenario.sources import (
 class LengthDist(Strict):
     """A token-length distribution; `fixed` uses `mean` only."""
 
-    dist: Literal["fixed", "uniform", "normal"] = "fixed"
+    dist: Literal["fixed", "uniform", "normal"] = Field(
+        "fixed", description="fixed: every request `mean`; uniform: whole numbers from min to max; normal"
+    )
     mean: StrictInt = Field(ge=1)
-    min: StrictInt | None = Field(None, ge=1)
-    max: StrictInt | None = Field(None, ge=1)
-    stddev: StrictFloat | None = Field(None, ge=0)
+    min: StrictInt | None = Field(
+        None,
+        ge=1,
+        description="uniform, normal: the shortest (uniform default: as far below mean as max is above)",
+    )
+    max: StrictInt | None = Field(
+        None,
+        ge=1,
+        description="uniform, normal: the longest (uniform default: as far above mean as min is below, "
+        "so mean alone draws 1 to 2 x mean - 1; normal default: no bound)",
+    )
+    stddev: StrictFloat | None = Field(None, ge=0, description="normal only (default: mean / 4)")
 
     def lower(self) -> int:
         """The bound lengths are drawn above: `min`; for uniform without it, as far below the mean as
@@ -80,7 +91,23 @@ class LengthDist(Strict):
         return out + b * (1 - cdf(be)) + mu * (cdf(be) - cdf(al)) - sd * pdf(be)
 
     def problem(self) -> str | None:
-        """Why no length can be drawn from this distribution, or its mean is not `mean`; or None."""
+        """Why no length can be drawn from this distribution, its mean is not `mean`, or a field given
+        does not apply to it (it would be ignored); or None."""
+        unused = [
+            k
+            for k in ("min", "max", "stddev")
+            if getattr(self, k) is not None
+            and (self.dist == "fixed" or (k == "stddev" and self.dist != "normal"))
+        ]
+        if unused:
+            said = " and ".join(unused)
+            if self.dist == "fixed":
+                default = "" if "dist" in self.model_fields_set else " (the default)"
+                return (
+                    f"{said} given with dist: fixed{default}, which sends every request its mean: set "
+                    f"dist: normal{'' if 'stddev' in unused else ' or uniform'} to draw lengths"
+                )
+            return f"stddev given with dist: {self.dist}, which does not use it (stddev is for dist: normal)"
         if self.min is not None and self.max is not None and self.min > self.max:
             return f"min {self.min} is above max {self.max}: no length can be drawn"
         if (self.min is not None and self.mean < self.min) or (self.max is not None and self.mean > self.max):

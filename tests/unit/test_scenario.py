@@ -368,10 +368,6 @@ def test_requests_longer_than_a_llamacpp_slot_are_rejected() -> None:
         "extra_args": ["kv_unified=true"],
     }  # xllamacpp's spelling (its launcher's default)
     assert parse_scenario(data, "f.yaml").engine.ctx_size == 4096
-    # a fixed distribution draws its mean only, whatever max it carries
-    data["engine"] = eng
-    data["workload"] = {"input_tokens": {"dist": "fixed", "mean": 500, "max": 1000}, "output_tokens": 64}
-    assert parse_scenario(data, "f.yaml").engine.ctx_size == 4096
     data["engine"] = {**eng, "parallel": 1}
     assert parse_scenario(data, "f.yaml").engine.ctx_size == 4096
 
@@ -781,6 +777,28 @@ def test_a_normal_length_clipped_on_one_side_is_refused_for_its_drifting_mean() 
     ]
     even = {"dist": "normal", "mean": 100, "stddev": 50, "min": 20, "max": 180}
     assert parse_scenario({**BASE, "workload": {"output_tokens": even}})
+
+
+def test_a_length_field_its_distribution_does_not_use_is_refused() -> None:
+    """{mean: 128, stddev: 30} validated and sent 128 tokens every time: dist is fixed by default."""
+
+    def said(length: dict[str, object]) -> list[str]:
+        return messages({**BASE, "workload": {"input_tokens": length}})
+
+    assert said({"mean": 128, "stddev": 30}) == [
+        "f.yaml: workload.input_tokens: stddev given with dist: fixed (the default), which sends every "
+        "request its mean: set dist: normal to draw lengths"
+    ]
+    assert said({"dist": "fixed", "mean": 128, "min": 10, "max": 200}) == [
+        "f.yaml: workload.input_tokens: min and max given with dist: fixed, which sends every request its "
+        "mean: set dist: normal or uniform to draw lengths"
+    ]
+    assert said({"dist": "uniform", "mean": 128, "min": 10, "stddev": 3}) == [
+        "f.yaml: workload.input_tokens: stddev given with dist: uniform, which does not use it (stddev is "
+        "for dist: normal)"
+    ]
+    for fine in ({"mean": 128}, {"dist": "uniform", "mean": 128, "min": 28}, {"dist": "normal", "mean": 9}):
+        assert parse_scenario({**BASE, "workload": {"input_tokens": fine}}).workload.input_tokens
 
 
 def test_xllamacpp_fields_and_batch_threads_are_checked() -> None:
