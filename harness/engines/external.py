@@ -114,15 +114,25 @@ class ExternalServer:
             raise EngineError(self._refused(r))
         if r.status_code != 200:
             raise EngineError(self._answered(r, url == self.models_url))
-        if not self.model_name:
+        if url != self.models_url:
+            # a health check answers without a key (vLLM's and llama-server's /health do), the API's
+            # model list asks for it: a wrong key is said now, not as every request's HTTP 401
             try:
                 r = httpx.get(self.models_url, headers=self.headers(), timeout=10)
+            except httpx.HTTPError:
+                if not self.model_name:
+                    raise EngineError(
+                        f"{self.models_url} did not name a model; set engine.model.name in the scenario"
+                    ) from None
+            else:
                 if r.status_code in (401, 403):
                     raise EngineError(self._refused(r))
-                if r.status_code == 404:
-                    raise EngineError(self._answered(r, True))
+        if not self.model_name:
+            if r.status_code == 404:
+                raise EngineError(self._answered(r, True))
+            try:
                 self.model_name = r.json()["data"][0]["id"]
-            except (httpx.HTTPError, ValueError, KeyError, IndexError):
+            except (ValueError, KeyError, IndexError, TypeError):
                 raise EngineError(
                     f"{self.models_url} did not name a model; set engine.model.name in the scenario"
                 ) from None

@@ -39,6 +39,14 @@ def test_the_key_goes_with_every_call_and_into_no_file(
         res = harness_cli("run", scen, "--results", str(tmp_path / "wrong"), "--no-progress")
         said = " ".join(res.stderr.split())
         assert res.returncode != 0 and "answered HTTP 401 to the key in $BENCH_KEY" in said, said[-1500:]
+        # a scenario that names the model: /health wants no key, and every request failed with HTTP 401
+        named = _scenario(url)
+        named["engine"] = {**named["engine"], "model": {"source": "served", "name": "fake-model"}}  # type: ignore[dict-item]
+        scen_named = str(write_scenario(named, "named.yaml"))
+        res = harness_cli("run", scen_named, "--results", str(tmp_path / "named"), "--no-progress")
+        said = " ".join(res.stderr.split())
+        assert res.returncode == 3 and "answered HTTP 401 to the key in $BENCH_KEY" in said, said[-1500:]
+        assert not list((tmp_path / "named").rglob("requests*.jsonl"))
         monkeypatch.setenv("BENCH_KEY", KEY)
         res = harness_cli("run", scen, "--results", str(tmp_path / "r"), "--no-progress")
     finally:
