@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from harness.fileio import input_problem, user_path
-from harness.scenario.engines import LlamaCppEngine
+from harness.scenario.engines import LlamaCppEngine, VllmEngine
 from harness.scenario.errors import merge_variants
 from harness.scenario.models import LengthDist, Scenario, engine_configs
 from harness.slots import engine_slots
@@ -52,6 +52,8 @@ def combination_errors(s: Scenario, file: str) -> list[str]:
             msgs.append(f"{file}: {where}.llama_bench: {why}")
         if eng.type == "llamacpp" and (why := _slot_context_problem(s, eng)):
             msgs.append(f"{file}: {where}.ctx_size: {why}")
+        if eng.type == "vllm" and (why := _model_len_problem(s, eng)):
+            msgs.append(f"{file}: {where}.max_model_len: {why}")
         model = getattr(eng, "model", None)
         named = model.name if model is not None and model.source == "catalog" else None
         field = "name"
@@ -119,6 +121,20 @@ def _slot_context_problem(s: Scenario, eng: LlamaCppEngine) -> str | None:
         return text + ")"
     return (
         f"{text} with parallel {slots}, fewer slots, or one KV cache shared by all slots: extra_args {hint})"
+    )
+
+
+def _model_len_problem(s: Scenario, eng: VllmEngine) -> str | None:
+    """vLLM refuses a request whose prompt and max_tokens add up to more than its max_model_len (an HTTP
+    400 each): a workload longer than it fails every request of every point."""
+    if s.workload.dataset or eng.max_model_len is None:
+        return None  # lengths known once the file is read; without the cap, the model's own context
+    need = longest(s.workload.input_tokens) + longest(s.workload.output_tokens)
+    if need <= eng.max_model_len:
+        return None
+    return (
+        f"{eng.max_model_len} tokens, but the workload asks for up to {need} (input + output tokens): vLLM "
+        f"would refuse those requests (allowed: max_model_len >= {need}, or shorter lengths)"
     )
 
 

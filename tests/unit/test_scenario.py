@@ -372,6 +372,28 @@ def test_requests_longer_than_a_llamacpp_slot_are_rejected() -> None:
     assert parse_scenario(data, "f.yaml").engine.ctx_size == 4096
 
 
+def test_requests_longer_than_vllms_max_model_len_are_rejected() -> None:
+    """max_model_len 1024 with 1024 + 256 tokens a request validated; vLLM refuses every such request."""
+    eng = {"type": "vllm", "model": {"source": "catalog", "name": "llama-3.1-8b"}, "max_model_len": 1024}
+    data = {"name": "t", "engine": eng, "workload": {"input_tokens": 1024, "output_tokens": 256}}
+    assert messages(data) == [
+        "f.yaml: engine.max_model_len: 1024 tokens, but the workload asks for up to 1280 (input + output "
+        "tokens): vLLM would refuse those requests (allowed: max_model_len >= 1280, or shorter lengths)"
+    ]
+    # a variant's own cap is checked as the variant's
+    data["variants"] = [{"max_model_len": 2048}, {"max_model_len": 1200}]
+    (m,) = messages(data)
+    assert m.startswith(
+        "f.yaml: variants[1].max_model_len: 1200 tokens, but the workload asks for up to 1280"
+    )
+    data["variants"] = [{"max_model_len": 2048}]
+    assert parse_scenario(data, "f.yaml").engine.max_model_len == 1024
+    # a distribution counts by its longest draw
+    data["workload"] = {"input_tokens": {"dist": "uniform", "mean": 700, "min": 600}, "output_tokens": 256}
+    data["variants"] = []
+    assert "up to 1056" in messages(data)[0]
+
+
 def test_tensor_parallel_larger_than_the_gpus_present_is_rejected() -> None:
     data = {
         "name": "t",
