@@ -328,6 +328,8 @@ REQUEST_FIELDS = frozenset(
 
 
 _URL_EXAMPLES = "e.g. http://host:8000, http://[::1]:8000"
+# what the client adds to base_url for each workload.api (the longer one first: it ends as the other does)
+_API_ROUTES = ("/chat/completions", "/completions")
 
 
 class ExternalEngine(Strict):
@@ -390,6 +392,13 @@ class ExternalEngine(Strict):
             )
         if port == 0:
             raise ValueError("base_url port 0 is no port (allowed: 1-65535)")
+        route = next((r for r in _API_ROUTES if parts.path.rstrip("/").endswith(r)), None)
+        if route is not None:
+            base = v.rstrip("/")[: -len(route)]
+            raise ValueError(
+                f"base_url ends in the API's route {route}, which the harness adds itself (from "
+                f"workload.api): give the API's base, {base}"
+            )
         try:
             httpx.URL(v)  # what the client will request: its own checks (brackets, control characters)
         except httpx.InvalidURL as e:

@@ -857,6 +857,13 @@ def test_external_urls_that_cannot_be_requested_are_refused() -> None:
         ("http://[::1]]:80", "base_url is not a URL (Invalid IPv6 address"),
         ("http://h:8000/v1\x01", "base_url is not a URL (Invalid non-printable ASCII character in URL"),
         ("ftp://h", "base_url must start with http:// or https://"),
+        # validated, then every request went to /v1/chat/completions/completions: HTTP 404
+        (
+            "http://h:8000/v1/chat/completions",
+            "base_url ends in the API's route /chat/completions, which the harness adds itself (from "
+            "workload.api): give the API's base, http://h:8000/v1",
+        ),
+        ("http://h:8000/v1/completions/", "base_url ends in the API's route /completions"),
     ):
         (m,) = messages(ext(base_url=url))
         assert m.startswith("f.yaml: engine.base_url: " + said), m
