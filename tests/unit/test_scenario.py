@@ -823,6 +823,19 @@ def test_a_length_field_its_distribution_does_not_use_is_refused() -> None:
         assert parse_scenario({**BASE, "workload": {"input_tokens": fine}}).workload.input_tokens
 
 
+def test_lengths_given_beside_a_dataset_are_refused(tmp_path: Path) -> None:
+    """They were passed over: the dataset's rows set every request's lengths."""
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"input_tokens": 9, "output_tokens": 4}\n')
+    assert messages({**BASE, "workload": {"dataset": str(data), "input_tokens": 128}}) == [
+        "f.yaml: workload: input_tokens given with a dataset, whose rows set every request's lengths: remove "
+        "it, or the dataset"
+    ]
+    both = {"dataset": str(data), "input_tokens": 128, "output_tokens": 8}
+    assert "input_tokens and output_tokens given with a dataset" in messages({**BASE, "workload": both})[0]
+    assert parse_scenario({**BASE, "workload": {"dataset": str(data)}}).workload.dataset == str(data)
+
+
 def test_xllamacpp_fields_and_batch_threads_are_checked() -> None:
     x = {**BASE["engine"], "extra_args": ["n_threads=8"]}
     assert "CommonParams has no such field" in messages({**BASE, "engine": x})[0]
