@@ -39,6 +39,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("itl_s_p50", "ITL p50 ms", "ms"),
     ("e2e_s_p50", "E2E p50 s", "{:.2f}"),
     ("goodput_req_s", "goodput req/s", "{:.2f}"),
+    ("slo_attainment", "in SLO", "{:.1%}"),
     ("energy_j_per_output_token", "J/tok", "{:.3f}"),
 )
 
@@ -187,7 +188,12 @@ def workload_line(scen: dict[str, Any]) -> str:
 def slo_text(slo: dict[str, Any]) -> str:
     """`TTFT <= 2 s, TPOT <= 0.2 s`: the scenario's SLOs, which a request must all meet for goodput."""
     parts = [f"{name} <= {slo[key]:g} s" for key, name in _SLO_NAMES if slo.get(key) is not None]
-    return ", ".join(parts) if parts else "none set (every successful request counts)"
+    if not parts:
+        return "none set (every successful request counts)"
+    share = slo.get("attainment")
+    if share is None:
+        return ", ".join(parts)
+    return ", ".join(parts) + f"; a point meets them when {share * 100:g} % of its requests do (`in SLO`)"
 
 
 _SLO_NAMES = (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "E2E"))
@@ -208,12 +214,25 @@ def all_notes(manifest: dict[str, Any], df: pd.DataFrame, run: Path) -> list[str
     """Every note a report of the run gives: how the run stands, points cut short, failed requests, the
     warnings of each point, p99s from too few requests to be tail estimates, and the checks an older
     points table has no column for."""
-    notes = run_notes(manifest, df, run) + aborted_notes(df) + point_notes(df) + few_requests_for_p99_note(df)
+    notes = run_notes(manifest, df, run) + search_notes(manifest, df) + aborted_notes(df) + point_notes(df)
+    notes += few_requests_for_p99_note(df)
     if "ok" in df.columns and (unmade := unmade_checks(df.columns)):
         notes.append(
             f"checks not made for this run (its points table was written before them): {', '.join(unmade)}"
         )
     return notes
+
+
+def search_notes(manifest: dict[str, Any], df: pd.DataFrame) -> list[str]:
+    """What each variant's rate search (`--find-max-goodput`) found, as the run said it at its end."""
+    from harness.runconsole import search_result_text
+
+    rows = df.to_dict("records") if not df.empty else []
+    found = [f for f in manifest.get("max_goodput") or [] if isinstance(f, dict) and "max_rate_rps" in f]
+    return [
+        f"rate search, variant {f.get('variant', 0)}: {search_result_text(f, rows, f.get('variant', 0))}"
+        for f in found
+    ]
 
 
 def run_notes(manifest: dict[str, Any], df: pd.DataFrame, run: Path) -> list[str]:

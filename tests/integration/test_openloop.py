@@ -107,6 +107,13 @@ def test_two_client_workers_and_rate_search(write_scenario, tmp_path: Path, fake
     said = " ".join(res.stderr.split())
     assert "highest rate meeting the SLOs: at least 1280 req/s offered (" in said
     assert "req/s achieved): no rate tried failed in 8 probes, so the limit is higher" in said
+    # the report says it too (it gave only the probes, in the order tried), and each probe's share in SLO
+    res = harness_cli("report", str(run))
+    assert res.returncode == 0, res.stderr[-2000:]
+    md = (run / "report.md").read_text()
+    assert "- rate search, variant 0: highest rate meeting the SLOs: at least 1280 req/s offered (" in md
+    assert "| in SLO |" in md and md.count(" 100.0% |") == 8
+    assert "a point meets them when 99 % of its requests do (`in SLO`)" in md
 
 
 def test_a_finished_search_is_not_called_failed_because_an_earlier_variant_failed(
