@@ -193,7 +193,8 @@ def slo_text(slo: dict[str, Any]) -> str:
     share = slo.get("attainment")
     if share is None:
         return ", ".join(parts)
-    return ", ".join(parts) + f"; a point meets them when {share * 100:g} % of its requests do (column in SLO)"
+    met = f"a point meets them when {share * 100:g} % of its requests do (column in SLO)"
+    return f"{', '.join(parts)}; {met}"
 
 
 _SLO_NAMES = (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "E2E"))
