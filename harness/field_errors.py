@@ -61,6 +61,15 @@ def expected(kind: str, given: Any) -> str:
     return msg
 
 
+# what a list looks like in the fields that take one (a list of numbers is not what extra_args takes)
+_LISTS = {
+    "concurrency": "a list, e.g. [1, 2, 4]",
+    "rates_rps": "a list, e.g. [0.5, 1, 2]",
+    "extra_args": "a list of text arguments, one item each",
+    "variants": "a list of engine field overrides, e.g. [{n_gpu_layers: 0}, {n_gpu_layers: -1}]",
+}
+
+
 def value_problem(err: Any) -> str:
     """The problem of one pydantic error (an item of `ValidationError.errors()`), without its location."""
     kind, given, ctx = err["type"], err.get("input"), err.get("ctx") or {}
@@ -70,7 +79,8 @@ def value_problem(err: Any) -> str:
         allowed = f" (allowed: {ctx['expected']})" if "expected" in ctx else ""
         return f"invalid value {shown(given)}{allowed}"
     if kind in ("tuple_type", "list_type"):
-        return f"expected a list, e.g. [1, 2, 4] (got {shown(given)})"
+        loc = err.get("loc") or ()
+        return f"expected {_LISTS.get(str(loc[-1]) if loc else '', 'a list')} (got {shown(given)})"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return f"expected a mapping of fields (got {shown(given)})"
     if kind in EXPECTED:

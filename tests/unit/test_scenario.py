@@ -175,6 +175,14 @@ def test_wrong_shapes_say_what_was_expected() -> None:
     assert messages({**BASE, "load": {"concurrency": 4}}) == [
         "f.yaml: load.concurrency: expected a list, e.g. [1, 2, 4] (got 4)"
     ]
+    # each list as its field takes it: extra_args and variants are no lists of numbers
+    assert messages({**BASE, "engine": {**BASE["engine"], "extra_args": "--kv-unified"}}) == [
+        "f.yaml: engine.extra_args: expected a list of text arguments, one item each (got '--kv-unified')"
+    ]
+    assert messages({**BASE, "variants": {"n_gpu_layers": [0, 4]}}) == [
+        "f.yaml: variants: expected a list of engine field overrides, e.g. [{n_gpu_layers: 0}, "
+        "{n_gpu_layers: -1}] (got {'n_gpu_layers': [0, 4]})"
+    ]
     assert messages({"name": "t", "engine": "llamacpp"}) == [
         "f.yaml: engine: expected a mapping of fields (got 'llamacpp')"
     ]
