@@ -1,9 +1,10 @@
 """What this machine lacks for a scenario's engines: a GPU NVML can see, `llama-server` on PATH, a
-launcher's or a packaged model's Python package, vLLM in the engine's Python. Warnings, not errors: the
-machine that runs a scenario may be another than the one that validates it."""
+launcher's or a packaged model's Python package, vLLM in the engine's Python, an endpoint's API key.
+Warnings, not errors: the machine that runs a scenario may be another than the one that validates it."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from typing import Any
 
@@ -22,7 +23,22 @@ def machine_warnings(s: Scenario, file: str) -> list[str]:
         + _path_warnings(s, file)
         + _package_warnings(s, file)
         + _vllm_warnings(s, file)
+        + _key_warnings(s, file)
     )
+
+
+def _key_warnings(s: Scenario, file: str) -> list[str]:
+    """An external endpoint's `api_key_env` not set in this environment: a run here stops at start."""
+    at: dict[str, list[int]] = {}
+    for i, e in enumerate(engine_configs(s)):
+        name = getattr(e, "api_key_env", None)
+        if isinstance(name, str) and not os.environ.get(name):
+            at.setdefault(name, []).append(i)
+    return [
+        f"{file}: {where_in(s, where)}.api_key_env: ${name} is not set here: a run on this machine stops at "
+        "start (export it first)"
+        for name, where in at.items()
+    ]
 
 
 def _gpu_warnings(s: Scenario, file: str) -> list[str]:

@@ -357,6 +357,19 @@ def test_client_columns_take_the_latest_loop_of_every_client_process() -> None:
     assert client_columns((1.8, 2.0), [], None, 1)["client_saturated"] is True  # 0.9 of a core
 
 
+def test_an_api_key_variable_not_set_here_is_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`validate` said ok; the run then stopped at start for the unset variable."""
+    eng = {"type": "external", "base_url": "https://h/v1", "api_key_env": "BENCH_KEY_T"}
+    scen = parse_scenario({"name": "s", "engine": eng})
+    monkeypatch.delenv("BENCH_KEY_T", raising=False)
+    assert machine_warnings(scen, "s.yaml") == [
+        "s.yaml: engine.api_key_env: $BENCH_KEY_T is not set here: a run on this machine stops at start "
+        "(export it first)"
+    ]
+    monkeypatch.setenv("BENCH_KEY_T", "sk-1")
+    assert machine_warnings(scen, "s.yaml") == []
+
+
 def test_a_llama_server_missing_from_path_is_a_warning_not_an_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
