@@ -80,6 +80,28 @@ def _allowed(err: Any) -> str:
     return ""
 
 
+def _other_engines(err: Any) -> str:
+    """For an engine field the scenario's engine type does not have: which types have it (a vLLM
+    setting given to llama.cpp), and for a precision given to llama.cpp, where its precision comes from."""
+    raw = tuple(err["loc"])
+    # engine.<type>.<field>, or variants.<i>.<type>.<field>; not a field of a section inside the engine
+    # (model, llama_bench)
+    at = 1 if raw[:1] == ("engine",) else 2 if raw[:1] == ("variants",) else None
+    if at is None or len(raw) != at + 2 or raw[at] not in _ENGINE_FIELDS:
+        return ""
+    tag, name = str(raw[at]), str(raw[-1])
+    if tag == "llamacpp" and name in ("precision", "quantization", "dtype"):
+        return (
+            " for type llamacpp: it runs the GGUF file's own precision (choose the file: Q8_0, Q4_K_M, F16)"
+        )
+    others = [t for t, names in _ENGINE_FIELDS.items() if t != tag and name in names]
+    return f" for type {tag}: a field of type {' and '.join(others)}" if others else ""
+
+
+# each engine type's fields (engine.type -> its field names)
+_ENGINE_FIELDS = {tag: set(m.model_fields) for m in get_args(get_args(EngineSpec)[0]) for tag in _tags(m)}
+
+
 def field_path(loc: tuple[Any, ...]) -> str:
     """A field's location as a message names it: `load.concurrency[0]`; a key with odd characters
     (spaces, a newline) quoted as Python writes it, so that the message stays on one line."""
@@ -129,7 +151,7 @@ def _format_one(file: str, err: Any) -> str:
         loc = (*loc, str(ctx.get("discriminator", "type")).strip("'"))
         return f"{file}: {field_path(loc)}: invalid value {shown(ctx.get('tag'))}{_allowed(err)}"
     if err["type"] == "extra_forbidden":
-        return f"{file}: {field_path(loc)}: unknown field{_allowed(err)}"
+        return f"{file}: {field_path(loc)}: unknown field{_other_engines(err)}{_allowed(err)}"
     if err["type"] == "invalid_key":  # a YAML key that is a number, a boolean, null or a date
         names = fields_at(tuple(err["loc"])[:-1])
         allowed = f" (allowed: {', '.join(names)})" if names else ""

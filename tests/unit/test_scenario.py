@@ -95,6 +95,32 @@ def test_unknown_key_is_an_error_with_the_allowed_names_and_a_close_match() -> N
     ]
 
 
+def test_a_field_of_another_engine_type_says_whose_it_is() -> None:
+    """tensor_parallel_size on llama.cpp was only an unknown field, precision too."""
+    (msg,) = messages({**BASE, "engine": {**BASE["engine"], "tensor_parallel_size": 2}})
+    assert msg.startswith(
+        "f.yaml: engine.tensor_parallel_size: unknown field for type llamacpp: a field of type vllm "
+        "(allowed: batch_size, "
+    )
+    (msg,) = messages({**BASE, "engine": {**BASE["engine"], "precision": "fp8"}})
+    assert msg.startswith(
+        "f.yaml: engine.precision: unknown field for type llamacpp: it runs the GGUF file's own precision "
+        "(choose the file: Q8_0, Q4_K_M, F16) (allowed: "
+    )
+    vllm = {"type": "vllm", "model": {"source": "catalog", "name": "llama-3.1-8b"}}
+    (msg,) = messages({"name": "t", "engine": {**vllm, "n_gpu_layers": 3}})
+    assert msg.startswith(
+        "f.yaml: engine.n_gpu_layers: unknown field for type vllm: a field of type llamacpp ("
+    )
+    (msg,) = messages({**BASE, "variants": [{"max_num_seqs": 4}]})
+    assert msg.startswith(
+        "f.yaml: variants[0].max_num_seqs: unknown field for type llamacpp: a field of type"
+    )
+    # a field of no engine type, or inside the model: as before
+    (msg,) = messages({**BASE, "engine": {**BASE["engine"], "model": {"source": "synthetic", "parallel": 2}}})
+    assert msg.startswith("f.yaml: engine.model.parallel: unknown field (allowed: ")
+
+
 def test_a_key_that_is_not_text_is_named_with_the_fields_allowed_there() -> None:
     """YAML reads `1:` or `true:` as a number or a boolean; pydantic's own text was "[1]: Keys should be
     strings", as if an item of a list."""
