@@ -90,6 +90,11 @@ def _pdeathsig() -> None:  # runs in the child between fork and exec
         _LIBC.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def die_with_parent() -> None:
+    """This process (a forked child) is killed when its parent dies, however the parent ends (Linux)."""
+    _pdeathsig()
+
+
 # the guard: waits for EOF on stdin (the harness closed the pipe, or died), then SIGTERMs the engine's
 # process group, gives it `grace` seconds and SIGKILLs what is left
 _GUARD = """

@@ -410,6 +410,9 @@ def serve_processes(
     once its port is bound (OSError before that: the port is taken, the address is not here). `tls`:
     (certificate, key) PEM files to serve https with."""
     import multiprocessing as mp
+    import signal
+
+    from harness.engines.process import die_with_parent
 
     server_tls = tls_context(*tls) if tls else None
 
@@ -420,19 +423,48 @@ def serve_processes(
         except KeyboardInterrupt:
             pass
 
+    def worker() -> None:
+        die_with_parent()  # a parent SIGKILLed leaves no worker serving its port
+        one()
+
     if workers <= 1:
         one(on_listening)
         return
+    # the workers share the port (SO_REUSEPORT), and so would any process that also asks for it: a
+    # worker another server left behind would answer some of this one's requests. A plain bind fails
+    # where anything listens.
+    port_free(host, port)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # SIGTERM, SIGHUP: stop the workers as Ctrl-C does, not skip it
+
+    before = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     ctx = mp.get_context("fork")
-    procs = [ctx.Process(target=one, daemon=True) for _ in range(workers - 1)]
-    for pr in procs:
-        pr.start()
+    procs = [ctx.Process(target=worker, daemon=True) for _ in range(workers - 1)]
     try:
+        for pr in procs:
+            pr.start()
         one(on_listening)
     finally:
         for pr in procs:
-            pr.terminate()
-            pr.join(5)
+            if pr.pid is not None:
+                pr.terminate()
+                pr.join(5)
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+def port_free(host: str, port: int) -> None:
+    """OSError (EADDRINUSE) where something listens on `host`:`port`; nothing where the port is free
+    (connections of a server gone, in TIME_WAIT, do not count)."""
+    import socket
+
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host.strip("[]"), port))
 
 
 async def _sleep_until(deadline: float, spin: bool) -> None:
