@@ -18,7 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from harness import llama_bench
 from harness.engines import make_engine
 from harness.engines.base import Engine
-from harness.engines.process import EngineError, set_abort_check
+from harness.engines.process import EngineError, hurry, set_abort_check, stop_all
 from harness.load.search import PointPlan, RateSearch
 from harness.load.workload import DatasetError, DatasetRow, load_dataset
 from harness.models import ModelError
@@ -69,6 +69,7 @@ def _abort_on_signals() -> Iterator[list[str]]:
 
     def handler(signum: int, frame: FrameType | None) -> None:
         if flag:
+            hurry()  # the engine stop on the way out skips its SIGTERM grace
             raise KeyboardInterrupt
         flag.append(f"interrupted by {signal.Signals(signum).name}")
 
@@ -82,6 +83,7 @@ def _abort_on_signals() -> Iterator[list[str]]:
         yield flag
     finally:
         set_abort_check(None)
+        hurry(False)
         for sig, h in old.items():
             signal.signal(sig, h)
 
@@ -186,6 +188,8 @@ def _sweep_all(sweep: _Sweep) -> RunResult:
         except OSError:
             pass  # the disk that failed the run cannot take its status either: `running` stays, as on a kill
         if again:
+            # the engine's SIGTERM grace is what the second Ctrl-C cut short: no waiting for it again
+            stop_all(grace_s=0)
             raise InterruptedAgain(run.path) from None
         if early:
             raise InterruptedStarting(run.path) from None

@@ -297,10 +297,13 @@ class ManagedProcess:
         return code
 
     def stop(self, grace_s: float = 10.0) -> int | None:
-        """SIGTERM the process group, wait up to `grace_s`, then SIGKILL it. Idempotent."""
+        """SIGTERM the process group, wait up to `grace_s` (none after `hurry()`), then SIGKILL it.
+        Idempotent."""
         p = self.proc
         if p is None:
             return None
+        if _HURRY:
+            grace_s = 0.0
         pgid = p.pid  # start_new_session: the child leads its own group
         if p.poll() is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -353,9 +356,31 @@ def abort_reason() -> str | None:
     return _abort_check() if _abort_check is not None else None
 
 
-def stop_all() -> None:
+# set by a second Ctrl-C: engines stopped from then on get no SIGTERM grace (see `hurry`)
+_HURRY = False
+
+
+def hurry(now: bool = True) -> None:
+    """From now on (until `hurry(False)`), engines are SIGKILLed without their SIGTERM grace: a second
+    Ctrl-C asked to stop at once, and the stops in the `finally` blocks it passes through come first."""
+    global _HURRY
+    _HURRY = now
+
+
+def stop_all(grace_s: float = 5.0) -> None:
+    """Stop every engine still running (`grace_s` 0: SIGKILL at once)."""
     for mp in list(_LIVE):
-        mp.stop(grace_s=5.0)
+        mp.stop(grace_s=grace_s)
 
 
-atexit.register(stop_all)
+def _stop_all_at_exit() -> None:
+    """The backstop at interpreter exit: a Ctrl-C meanwhile (a third one) would stop it halfway, with a
+    traceback, and leave the rest to the guards; it is bounded (the grace, then SIGKILL), so waited for."""
+    if not _LIVE:
+        return
+    with contextlib.suppress(ValueError):  # not the main thread: signals stay as they are
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stop_all()
+
+
+atexit.register(_stop_all_at_exit)
