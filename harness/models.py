@@ -106,6 +106,8 @@ def sha256_files(paths: list[Path]) -> tuple[str, list[str]]:
         lines = memo.read_text().split()
         if len(lines) == len(paths) + 1:
             return lines[0], lines[1:]
+    from harness.engines.process import abort_reason
+
     whole, each = hashlib.sha256(), []
     for path in paths:
         h = hashlib.sha256()
@@ -113,6 +115,8 @@ def sha256_files(paths: list[Path]) -> tuple[str, list[str]]:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
                 whole.update(block)
+                if why := abort_reason():  # a model of 100+ GB reads for minutes: a Ctrl-C ends it
+                    raise ModelError(f"{path}: reading it for its sha256 stopped: {why}")
         each.append(h.hexdigest())
     digest = each[0] if len(paths) == 1 else whole.hexdigest()
     if memo is not None:

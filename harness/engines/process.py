@@ -195,6 +195,8 @@ class ManagedProcess:
         self.guard: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        if why := abort_reason():  # a Ctrl-C while the engine's command was being made: not started
+            raise EngineError(f"{Path(self.argv[0]).name} not started: {why}")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         if self.env:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
@@ -170,3 +171,31 @@ def test_stopping_a_frozen_engine_wakes_it_to_take_its_sigterm(tmp_path: Path) -
     code_back = proc.stop(grace_s=30)
     assert code_back == 7  # its own SIGTERM handler ran: a SIGKILL would give -9
     assert time.monotonic() - t0 < 20  # not the 30 s grace
+
+
+def test_a_ctrl_c_while_the_model_is_hashed_stops_the_read_and_no_engine_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model of 100+ GB is read for its sha256 before the engine starts: a Ctrl-C meanwhile was waited
+    out, and the engine was then started anyway (and stopped at once)."""
+    from harness.model_errors import ModelError
+    from harness.models import sha256_files
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"\0" * (8 << 20))
+    read: list[int] = []
+    set_abort_check(lambda: "interrupted by SIGINT" if read.append(1) or len(read) > 3 else None)
+    try:
+        with pytest.raises(
+            ModelError, match=r"m.gguf: reading it for its sha256 stopped: interrupted by SIGINT"
+        ):
+            sha256_files([model])
+        assert len(read) == 4  # stopped at the fourth of eight 1 MiB blocks
+        proc = ManagedProcess(["sleep", "60"], tmp_path / "engine.log")
+        with pytest.raises(EngineError, match=r"^sleep not started: interrupted by SIGINT$"):
+            proc.start()
+        assert proc.proc is None
+    finally:
+        set_abort_check(None)
+    assert sha256_files([model])[0] == hashlib.sha256(model.read_bytes()).hexdigest()  # no abort: whole
