@@ -140,3 +140,17 @@ def _parse(cur: _Cursor, size: int, quant_sizes: Any, quant_type: Any) -> GGUFHe
         start = head.data_offset + offset
         head.tensors.append(TensorInfo(name, shape, kind, n, n * type_bytes // block, start))
     return head
+
+
+def gguf_incomplete(path: Path) -> str | None:
+    """Why a file that starts like a GGUF is not a whole one (a copy cut short), else None: its header
+    must parse and its tensors must end within the file. Reads the header only."""
+    size = path.stat().st_size
+    try:
+        head = read_header(path)
+    except GGUFHeaderError as e:
+        return f"not a whole GGUF file ({size:,} bytes; a copy cut short?): its header does not read ({e})"
+    end = max((t.data_offset + t.n_bytes for t in head.tensors), default=0)
+    if end > size:
+        return f"not a whole GGUF file (a copy cut short?): its tensors end at byte {end:,}, it has {size:,}"
+    return None

@@ -16,7 +16,7 @@ from typing import Any
 
 from harness.extras import pip_install
 from harness.fileio import user_path
-from harness.gguf_header import GGUFHeader, GGUFHeaderError, TensorInfo, read_header
+from harness.gguf_header import GGUFHeader, GGUFHeaderError, TensorInfo, gguf_incomplete, read_header
 from harness.gguf_writer import GENERATOR_VERSION, make_gguf
 from harness.model_errors import ModelError
 
@@ -206,6 +206,18 @@ def weight_bytes(tensors: list[TensorInfo]) -> dict[str, int]:
     return groups
 
 
+def _cached(target: Path) -> bool:
+    """Whether the model cache holds `target` whole. One damaged since it was written (it is written
+    whole, then renamed into place) is removed, to be made again: loading it failed at engine start."""
+    if not target.is_file():
+        return False
+    if gguf_incomplete(target) is None:
+        return True
+    with writing_into_cache(target):
+        target.unlink(missing_ok=True)
+    return False
+
+
 def gemma_path() -> Path:
     """Assemble (once) and return the Gemma-3-270M Q4_K_M GGUF shipped by the PyPI package."""
     try:
@@ -213,7 +225,7 @@ def gemma_path() -> Path:
     except ImportError:
         raise ModelError(f"model package {GEMMA_PACKAGE} is not installed: {pip_install('gemma')}") from None
     target = cache_dir() / "models" / "gemma-3-270m-q4_k_m.gguf"
-    if not target.is_file():
+    if not _cached(target):
         tmp = target.with_suffix(".part")
         with writing_into_cache(target):
             try:
@@ -236,7 +248,7 @@ def synthetic_path(spec: Any) -> Path:
     key = hashlib.sha256(versioned.encode()).hexdigest()[:12]
     shape = f"{spec.layers}x{spec.hidden}-v{spec.vocab}-{spec.dtype}"
     target = cache_dir() / "models" / f"random-llama-{shape}-{key}.gguf"
-    if not target.is_file():
+    if not _cached(target):
         with writing_into_cache(target):
             make_gguf(target, **params)
     return target

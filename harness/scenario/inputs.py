@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from harness.fileio import input_problem, user_path
+from harness.gguf_header import gguf_incomplete
 from harness.scenario.checks import where_in
 from harness.scenario.errors import merge_variants
 from harness.scenario.models import Scenario, engine_configs
@@ -24,22 +25,6 @@ def _gguf_problem(path: Path) -> str | None:
     if magic != b"GGUF":
         return "not a GGUF file (it does not start with the GGUF magic)"
     return gguf_incomplete(path)
-
-
-def gguf_incomplete(path: Path) -> str | None:
-    """Why a file that starts like a GGUF is not a whole one (a copy cut short), else None: its header
-    must parse and its tensors must end within the file. Reads the header only."""
-    from harness.gguf_header import GGUFHeaderError, read_header
-
-    size = path.stat().st_size
-    try:
-        head = read_header(path)
-    except GGUFHeaderError as e:
-        return f"not a whole GGUF file ({size:,} bytes; a copy cut short?): its header does not read ({e})"
-    end = max((t.data_offset + t.n_bytes for t in head.tensors), default=0)
-    if end > size:
-        return f"not a whole GGUF file (a copy cut short?): its tensors end at byte {end:,}, it has {size:,}"
-    return None
 
 
 def _relative_hint(path: Path, file: str) -> str:

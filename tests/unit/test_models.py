@@ -163,3 +163,19 @@ def test_every_allowed_vocab_size_has_pieces_a_model_may_emit(size: int) -> None
     assert len(tokens) == len(scores) == len(types) == size and len(set(tokens)) == size
     safe = [t for t, ok in zip(tokens, stream_safe(tokens), strict=True) if ok]
     assert {"\u2581" + c for c in "abcdefghijklmnopqrstuvwxyz"} <= set(safe)
+
+
+def test_a_cached_model_damaged_since_it_was_made_is_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cached GGUF cut short passed `validate` (only model paths were checked), and the engine failed
+    to load it at start, with --resume suggested, which met the same file."""
+    from harness.models import synthetic_path
+    from harness.scenario.sources import SyntheticModel
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
+    spec = SyntheticModel(source="synthetic")
+    path = synthetic_path(spec)
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])
+    assert synthetic_path(spec) == path and path.read_bytes() == whole
