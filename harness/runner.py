@@ -415,7 +415,12 @@ class _Sweep:
             did = f"their records are in {run.path / 'requests.jsonl'}"
         else:
             # an engine that never started leaves logs and the manifest, not requests
-            kept = "finished requests kept in" if _has_records(run.path) else "no request finished; logs in"
+            if _has_records(run.path):
+                kept = "finished requests kept in"
+            elif any(run.path.glob("engine-*.log")):
+                kept = "no request finished; logs in"
+            else:  # an external endpoint, or an engine that was never started, writes no log
+                kept = "no request finished; the run's manifest is in"
             if self.find_max_goodput:  # probes, not the planned points; a search starts again, not resumes
                 judged = sum(1 for r in rows if not r.get("aborted"))
                 did = f"{judged} probe(s) measured; {kept} {run.path} (a rate search is not resumed: run it "
@@ -423,7 +428,9 @@ class _Sweep:
             else:
                 did = f"{len(done)} of {len(points)} point(s) done; {kept} {run.path} (continue with: "
                 did += f"harness run {self.scenario_file or 'SCENARIO'} --resume {run.path})"
-        raise RunFailed(f"run {status}: {message}. {did}", run.path)
+        # a message that ends in an engine's log lines gets the rest on a line of its own
+        sep = "\n" if "\n" in (message or "") else ". "
+        raise RunFailed(f"run {status}: {message}{sep}{did}", run.path)
 
 
 def _has_records(run: Path) -> bool:
