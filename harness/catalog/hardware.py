@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import cache
 from typing import Literal
 
@@ -99,9 +100,20 @@ def get_device(key: str) -> Device:
     d = devices()
     if key not in d:
         raise CatalogError(
-            f"hardware {key!r} is not in the hardware catalog (allowed: {', '.join(sorted(d))})"
+            f"hardware {key!r} is not in the hardware catalog ({did_you_mean(key, d)}allowed: "
+            f"{', '.join(sorted(d))})"
         )
     return d[key]
+
+
+def did_you_mean(key: str, keys: Iterable[str]) -> str:
+    """`did you mean 'h100-sxm' or 'h100-pcie'? ` for a key the catalog lacks: the keys it begins (a GPU
+    named without its form factor), else the closest spellings; empty when none is close."""
+    import difflib
+
+    known = sorted(keys)
+    close = [k for k in known if k.startswith(key.lower())] or difflib.get_close_matches(key, known, n=2)
+    return f"did you mean {' or '.join(repr(k) for k in close)}? " if close else ""
 
 
 def gpus() -> dict[str, Device]:

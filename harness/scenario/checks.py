@@ -207,12 +207,13 @@ def where_in(s: Scenario, indices: list[int]) -> str:
 
 
 def _catalog_warnings(s: Scenario, file: str) -> list[str]:
-    from harness.catalog.hardware import devices, gpus
+    from harness.catalog.hardware import devices, did_you_mean, gpus
 
     if s.hardware.gpu and s.hardware.gpu not in gpus():
         return [
             f"{file}: hardware.gpu: {s.hardware.gpu!r} is not in the hardware catalog: no roofline or "
-            f"catalog price for it (catalog GPUs: {', '.join(sorted(gpus()))})"
+            f"catalog price for it ({did_you_mean(s.hardware.gpu, gpus())}catalog GPUs: "
+            f"{', '.join(sorted(gpus()))})"
         ]
     dev = devices().get(s.hardware.gpu or "")
     if dev is None or dev.kind != "gpu" or dev.fp8_tflops:

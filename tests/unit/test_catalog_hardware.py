@@ -235,3 +235,17 @@ def test_article_pack_covers_the_articles_configurations() -> None:
     fp8 = load_scenario(ROOT / "scenarios" / "article" / "llama70b-h100-sxm-fp8.yaml")
     assert [e.tensor_parallel_size for e in engine_configs(fp8)] == [1, 2, 4, 8]
     assert fp8.load.concurrency[0] == 1 and fp8.load.concurrency[-1] == 256
+
+
+def test_a_gpu_named_without_its_form_factor_is_met_with_the_keys_it_may_mean() -> None:
+    """`h100` was refused with the whole list only; the catalog's keys carry the form factor."""
+    from harness.catalog.hardware import did_you_mean, get_device
+
+    with pytest.raises(
+        CatalogError, match=r"did you mean 'h100-nvl' or 'h100-pcie' or 'h100-sxm'\? allowed: "
+    ):
+        get_device("h100")
+    keys = ["a100-80gb-pcie", "a100-80gb-sxm", "h100-sxm", "h200-sxm"]
+    assert did_you_mean("H100", keys) == "did you mean 'h100-sxm'? "
+    assert did_you_mean("h100sxm", keys) == "did you mean 'h100-sxm' or 'h200-sxm'? "
+    assert did_you_mean("rtx-9090", keys) == ""
