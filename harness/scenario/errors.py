@@ -166,7 +166,10 @@ def _format_one(file: str, err: Any) -> str:
             f"{file}: name: {len(err.get('input') or '')} characters is too long (allowed: at most "
             f"{ctx.get('max_length')}: it names the run directory)"
         )
-    return f"{file}: {field_path(loc)}: {value_problem(err)}"
+    problem = value_problem(err)
+    if not loc and problem.startswith("variants["):  # a check across the variants names them itself
+        return f"{file}: {problem}"
+    return f"{file}: {field_path(loc)}: {problem}"
 
 
 # discriminator values pydantic puts into error locations (engine.llamacpp.parallel), and the branch names of

@@ -408,13 +408,20 @@ class Scenario(Strict):
 
     @model_validator(mode="after")
     def _variants_valid(self) -> Scenario:
+        seen: dict[str, int] = {}
         for i, override in enumerate(self.variants):
             try:
-                engine_with(self.engine, override)
+                engine = engine_with(self.engine, override)
             except ValidationError as e:
                 first = e.errors()[0]
                 loc = ".".join(str(p) for p in first["loc"])
                 raise ValueError(f"variants[{i}].{loc}: {first['msg']}") from None
+            # two variants of one engine configuration would measure it twice (and resume one of them)
+            same = seen.setdefault(engine.model_dump_json(), i)
+            if same != i:
+                raise ValueError(
+                    f"variants[{i}]: the same engine configuration as variants[{same}] (allowed: each once)"
+                )
         return self
 
 

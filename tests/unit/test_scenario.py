@@ -95,6 +95,23 @@ def test_unknown_key_is_an_error_with_the_allowed_names_and_a_close_match() -> N
     ]
 
 
+def test_a_variant_repeating_another_is_refused() -> None:
+    """It ran the same engine configuration twice over, as a repeated concurrency would (refused)."""
+    data = {**BASE, "variants": [{"n_gpu_layers": 0}, {"threads": 2}, {"n_gpu_layers": 0}]}
+    assert messages(data) == [
+        "f.yaml: variants[2]: the same engine configuration as variants[0] (allowed: each once)"
+    ]
+    # an override that sets the base's own value is the base again
+    data = {
+        **BASE,
+        "engine": {**BASE["engine"], "threads": 2},
+        "variants": [{"threads": 1}, {}, {"threads": 2}],
+    }
+    assert messages(data) == [
+        "f.yaml: variants[2]: the same engine configuration as variants[1] (allowed: each once)"
+    ]
+
+
 def test_a_field_of_another_engine_type_says_whose_it_is() -> None:
     """tensor_parallel_size on llama.cpp was only an unknown field, precision too."""
     (msg,) = messages({**BASE, "engine": {**BASE["engine"], "tensor_parallel_size": 2}})
@@ -598,7 +615,11 @@ def test_the_same_problem_in_several_variants_is_said_once() -> None:
     from harness.scenario import input_file_errors
 
     engine = {"type": "llamacpp", "model": {"source": "path", "path": "/nonexistent/70b.gguf"}}
-    data = {"name": "s", "engine": engine, "variants": [{"n_gpu_layers": 0}, {"n_gpu_layers": 40}, {}]}
+    data = {
+        "name": "s",
+        "engine": engine,
+        "variants": [{"n_gpu_layers": 0}, {"n_gpu_layers": 40}, {"n_gpu_layers": 20}],
+    }
     assert input_file_errors(parse_scenario(data), "f.yaml") == [
         "f.yaml: variants[0, 1, 2].model.path: file not found: /nonexistent/70b.gguf"
     ]
