@@ -54,15 +54,38 @@ def text_counter(tokenizer_path: str | None, engine: Any) -> tuple[Count | None,
 
 
 async def measure_offset(client: StreamClient, count: Count) -> tuple[int | None, dict[str, Any]]:
-    """Server prompt tokens minus tokenizer count of one probe prompt (1 output token asked)."""
+    """Server prompt tokens minus tokenizer count of one probe prompt (1 output token asked). A server
+    whose streams carry no usage (llama-cpp-python) is asked once more without streaming, whose answer
+    has it: without, its BOS and chat template went uncounted and every prompt was that much longer
+    than asked."""
     n_text = count(PROBE_TEXT)
     rec = RequestRecord(-1, "probe", 0, warmup=True)
-    await client.send(rec, RequestSpec(PROBE_TEXT, 1))
+    spec = RequestSpec(PROBE_TEXT, 1)
+    await client.send(rec, spec)
     info: dict[str, Any] = {"probe_text_tokens": n_text, "probe_prompt_tokens": rec.prompt_tokens}
-    if n_text is None or rec.prompt_tokens is None or not rec.ok:
+    prompt_tokens = rec.prompt_tokens
+    if rec.ok and prompt_tokens is None and n_text is not None:
+        prompt_tokens = await unstreamed_prompt_tokens(client, spec)
+        if prompt_tokens is not None:
+            info.update(probe_prompt_tokens=prompt_tokens, probe_usage="a request without streaming")
+    if n_text is None or prompt_tokens is None or not rec.ok:
         info["probe_error"] = rec.error or "no usage.prompt_tokens in the response"
         return None, info
-    return rec.prompt_tokens - n_text, info
+    return prompt_tokens - n_text, info
+
+
+async def unstreamed_prompt_tokens(client: StreamClient, spec: RequestSpec) -> int | None:
+    """`usage.prompt_tokens` of `spec` sent without streaming, or None where the answer has none."""
+    import httpx
+
+    body = {k: v for k, v in client.body(spec).items() if k not in ("stream", "stream_options")}
+    try:
+        async with httpx.AsyncClient(timeout=min(60.0, client.timeout_s)) as http:
+            r = await http.post(client.base_url + client.path, json=body, headers=client.headers)
+        n = r.json()["usage"]["prompt_tokens"] if r.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return None
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
 
 
 @dataclass

@@ -40,6 +40,10 @@ def test_llama_cpp_python_launcher_sweep(write_scenario, tmp_path: Path) -> None
     assert "--interrupt_requests" in eng["command"] and "False" in eng["command"]
     assert eng["parallel_slots"] == 1
     assert any("one request at a time" in n for n in eng["notes"])
+    # its streams carry no usage: a request without streaming measured what the server adds (BOS), which
+    # the prompts' lengths count (they were that much longer than asked)
+    (probe,) = read_manifest(run)["prompt_tokens"]
+    assert probe["probe_usage"] == "a request without streaming" and probe["offset"] == 1, probe
 
     recs = [r for r in iter_records(run) if not r.warmup]
     assert len(recs) == 8
