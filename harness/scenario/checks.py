@@ -170,12 +170,28 @@ def _slot_warnings(s: Scenario, file: str) -> list[str]:
 
 def _prefix_warnings(s: Scenario, file: str) -> list[str]:
     w = s.workload
-    if not (w.shared_prefix_tokens and w.dataset):
-        return []
-    return [
-        f"{file}: workload.shared_prefix_tokens: with a dataset the prefix opens its input_tokens rows only "
-        "(inside their length); its prompt rows are sent as written, without it"
+    out = []
+    if w.shared_prefix_tokens and w.dataset:
+        out.append(
+            f"{file}: workload.shared_prefix_tokens: with a dataset the prefix opens its input_tokens rows "
+            "only (inside their length); its prompt rows are sent as written, without it"
+        )
+    # llama-cpp-python's server keeps the last prompt's KV cache and reuses the longest prefix the next
+    # one shares with it; it takes no per-request switch (llama.cpp's cache_prompt) and reports no
+    # cached tokens
+    at = [
+        i
+        for i, e in enumerate(engine_configs(s))
+        if isinstance(e, LlamaCppEngine) and e.launcher == "llama-cpp-python"
     ]
+    if at and (w.shared_prefix_tokens or w.dataset):
+        shared = "a shared prefix" if w.shared_prefix_tokens else "a dataset's prompts"
+        out.append(
+            f"{file}: {where_in(s, at)}.launcher: llama-cpp-python reuses the KV cache of the prefix a "
+            f"prompt shares with the one before it and reports no cached tokens: with {shared}, part of each "
+            "prompt may not be computed, and nothing says how much (llama-server and xllamacpp count it)"
+        )
+    return out
 
 
 # load fields each mode leaves unused

@@ -527,3 +527,24 @@ def test_a_launcher_or_model_package_missing_here_is_a_warning_with_its_pip_inst
         "s.yaml: variants[1].launcher: llama-cpp-python is not installed here "
         "(pip install 'llama-cpp-python[server]>=0.3'): a run on this machine stops at start",
     ]
+
+
+def test_llama_cpp_python_with_prompts_sharing_a_prefix_is_said_to_reuse_its_cache(tmp_path: Path) -> None:
+    """Its server reused 973 of 974 prompt tokens of a dataset's shared prefix, silently: TTFT 8 ms where
+    llama-server, asked not to reuse, took 35 ms."""
+    lcp = {"type": "llamacpp", "launcher": "llama-cpp-python", "model": {"source": "synthetic"}}
+    scen = parse_scenario({"name": "p", "engine": lcp, "workload": {"shared_prefix_tokens": 32}})
+    (w,) = combination_warnings(scen, "p.yaml")
+    assert w.startswith(
+        "p.yaml: engine.launcher: llama-cpp-python reuses the KV cache of the prefix a prompt shares with "
+        "the one before it and reports no cached tokens: with a shared prefix,"
+    )
+    assert combination_warnings(parse_scenario({"name": "p", "engine": lcp}), "p.yaml") == []
+    native = {**lcp, "launcher": "xllamacpp"}
+    assert (
+        combination_warnings(
+            parse_scenario({"name": "p", "engine": native, "workload": {"shared_prefix_tokens": 32}}),
+            "p.yaml",
+        )
+        == []
+    )
