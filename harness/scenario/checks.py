@@ -103,7 +103,8 @@ def _slot_context_problem(s: Scenario, eng: LlamaCppEngine) -> str | None:
         return None  # lengths known only once the file is read
     # llama-server's flag, or xllamacpp's `kv_unified=true` (a field of its CommonParams)
     unified = any(
-        a in ("--kv-unified", "-kvu") or a.replace(" ", "").lower() in ("kv_unified=true", "kv_unified=1")
+        a in ("--kv-unified", "-kvu")
+        or a.replace(" ", "").lower() in tuple(f"kv_unified={v}" for v in ("true", "1", "yes", "on"))
         for a in eng.extra_args
     )
     slots = 1 if eng.launcher == "llama-cpp-python" or unified else eng.parallel
@@ -316,6 +317,15 @@ def _request_warnings(s: Scenario, file: str) -> list[str]:
     """What the requests will not carry although the workload asks for it."""
     engines = engine_configs(s)
     out = []
+    lcp = [
+        i for i, e in enumerate(engines) if isinstance(e, LlamaCppEngine) and e.launcher == "llama-cpp-python"
+    ]
+    if lcp and s.workload.ignore_eos:
+        out.append(
+            f"{file}: {where_in(s, lcp)}.launcher: llama-cpp-python's server takes no ignore_eos: a request "
+            "whose model ends its output early ends there, short of output_tokens (llama-server and "
+            "xllamacpp take it)"
+        )
     ext = [i for i, e in enumerate(engines) if e.type == "external" and "ignore_eos" not in e.extra_body]
     if ext and s.workload.ignore_eos:
         out.append(

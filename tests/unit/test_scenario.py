@@ -419,6 +419,8 @@ def test_requests_longer_than_a_llamacpp_slot_are_rejected() -> None:
         "extra_args": ["kv_unified=true"],
     }  # xllamacpp's spelling (its launcher's default)
     assert parse_scenario(data, "f.yaml").engine.ctx_size == 4096
+    data["engine"] = {**eng, "extra_args": ["kv_unified=yes"]}  # YAML 1.1's true, as xllamacpp reads it
+    assert parse_scenario(data, "f.yaml").engine.ctx_size == 4096
     data["engine"] = {**eng, "parallel": 1}
     assert parse_scenario(data, "f.yaml").engine.ctx_size == 4096
 

@@ -204,6 +204,7 @@ def test_concurrency_above_what_the_engine_decodes_at_once_is_said_to_measure_qu
             "name": "q",
             "engine": lc,
             "variants": [{"parallel": 2}, {"parallel": 8}, {"launcher": "llama-cpp-python"}],
+            "workload": {"ignore_eos": False},  # which llama-cpp-python does not take (said apart)
             "load": {"concurrency": [1, 8], "requests": 8},
         }
     )
@@ -533,13 +534,20 @@ def test_llama_cpp_python_with_prompts_sharing_a_prefix_is_said_to_reuse_its_cac
     """Its server reused 973 of 974 prompt tokens of a dataset's shared prefix, silently: TTFT 8 ms where
     llama-server, asked not to reuse, took 35 ms."""
     lcp = {"type": "llamacpp", "launcher": "llama-cpp-python", "model": {"source": "synthetic"}}
-    scen = parse_scenario({"name": "p", "engine": lcp, "workload": {"shared_prefix_tokens": 32}})
+    scen = parse_scenario(
+        {"name": "p", "engine": lcp, "workload": {"shared_prefix_tokens": 32, "ignore_eos": False}}
+    )
     (w,) = combination_warnings(scen, "p.yaml")
     assert w.startswith(
         "p.yaml: engine.launcher: llama-cpp-python reuses the KV cache of the prefix a prompt shares with "
         "the one before it and reports no cached tokens: with a shared prefix,"
     )
-    assert combination_warnings(parse_scenario({"name": "p", "engine": lcp}), "p.yaml") == []
+    # no shared prefix: nothing to reuse; ignore_eos (by default) is what it does not take
+    (w,) = combination_warnings(parse_scenario({"name": "p", "engine": lcp}), "p.yaml")
+    assert w == (
+        "p.yaml: engine.launcher: llama-cpp-python's server takes no ignore_eos: a request whose model ends "
+        "its output early ends there, short of output_tokens (llama-server and xllamacpp take it)"
+    )
     native = {**lcp, "launcher": "xllamacpp"}
     assert (
         combination_warnings(
