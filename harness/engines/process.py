@@ -16,6 +16,7 @@ import atexit
 import contextlib
 import ctypes
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -172,8 +173,43 @@ def tail_lines(path: Path, lines: int = 30) -> list[str] | None:
 
 
 def tail(path: Path, lines: int = 30) -> str:
+    """The last `lines` lines of a log, after the first exception lines above them (`earlier_errors`):
+    an engine whose worker failed (vLLM's engine core) logs its cause far above the wrapper's own
+    traceback, which is all the last lines hold."""
     got = tail_lines(path, lines)
-    return "(no log)" if got is None else "\n".join(got)
+    if got is None:
+        return "(no log)"
+    earlier = [f"[earlier, line {n}] {line}" for n, line in earlier_errors(path, len(got))]
+    return "\n".join([*earlier, *(["[...]"] if earlier else []), *got])
+
+
+# an exception's line, as Python prints it last in a traceback, or as vLLM logs it (`(Worker pid=7) ERROR
+# 12-07 13:39:52 [file.py:953] RuntimeError: ...`)
+_EXCEPTION_LINE = re.compile(
+    r"^(?:\([^)]*\)\s+)?(?:ERROR\s+\S+\s+\S+\s+\[[^\]]*\]\s+)?[A-Za-z_][\w.]*(?:Error|Exception): "
+)
+
+
+def earlier_errors(path: Path, last: int, most: int = 2) -> list[tuple[int, str]]:
+    """(line number, line) of the first `most` distinct exception lines of a log above its last `last`
+    lines (of its last 4 MiB)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - (4 << 20)))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return []
+    lines = text.splitlines()
+    shown = set(lines[-last:]) if last else set()
+    out: list[tuple[int, str]] = []
+    for i, line in enumerate(lines[: max(0, len(lines) - last)], 1):
+        if _EXCEPTION_LINE.match(line) and line not in shown and line not in (x for _, x in out):
+            out.append((i, line[:500]))
+            if len(out) == most:
+                break
+    return out
 
 
 class ManagedProcess:
