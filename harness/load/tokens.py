@@ -112,13 +112,17 @@ def prepare_counter(
     info: dict[str, Any] = {"source": source}
     if count is None:
         return None, None, info
+    prompt_count = count  # a prompt as the server counts it, less the offset the probe measures
+    chat = getattr(engine, "tokenize_chat", None) if client.api == "chat" and not tokenizer_path else None
+    if chat is not None and chat(PROBE_TEXT) is not None:
+        prompt_count, info["source"] = chat, f"{source} (chat template applied)"
 
     async def probe() -> tuple[int | None, dict[str, Any]]:
         from harness.engines.process import abort_reason
 
         async with client:
             # a Ctrl-C must not wait out request_timeout_s
-            sent = asyncio.ensure_future(measure_offset(client, count))
+            sent = asyncio.ensure_future(measure_offset(client, prompt_count))
             if why := await cancel_on_abort(sent, abort_reason, 0.2):
                 await asyncio.gather(sent, return_exceptions=True)
                 raise TokenizerError(f"the probe request was stopped: {why}")
@@ -129,4 +133,4 @@ def prepare_counter(
     info["offset"] = offset
     if offset is None:
         info["note"] = "server did not report prompt_tokens: planned lengths count the text only"
-    return PromptCounter(count, offset or 0, source), count, info
+    return PromptCounter(prompt_count, offset or 0, info["source"]), count, info

@@ -97,6 +97,31 @@ def test_harness_run_launches_vllm_and_metrics_match_the_records(write_scenario,
         assert row["server_ttft_s_mean"] > 0 and row["server_itl_s_mean"] > 0
 
 
+def test_chat_prompts_have_the_asked_length_with_the_template(write_scenario, tmp_path: Path) -> None:
+    """The chat template's offset was measured once, on a text whose last letters merge with the
+    template's newline; most prompts' do not, and they came out a token longer than asked (65 of 64).
+    Prompts are now counted in the template (vLLM's /tokenize with `messages`)."""
+    scen = write_scenario(
+        {
+            "name": "it-vllm-chat",
+            "engine": ENGINE,
+            "workload": {"api": "chat", "input_tokens": IN_TOKENS, "output_tokens": 8},
+            "load": {"concurrency": [1], "requests": 8, "warmup_requests": 1},
+            "hardware": {"gpus": 0},
+        }
+    )
+    res = harness_cli("run", str(scen), "--results", str(tmp_path / "r"), "--no-progress", timeout=900)
+    assert res.returncode == 0, res.stderr[-4000:]
+    run = next((tmp_path / "r").glob("*-it-vllm-chat"))
+    (counted,) = read_manifest(run)["prompt_tokens"]
+    assert counted["source"].endswith("(chat template applied)") and counted["offset"] == 0, counted
+    records = [r for r in iter_records(run) if not r.warmup]
+    assert len(records) == 8
+    # usage.prompt_tokens, as vLLM counted each prompt it was sent
+    assert [r.prompt_tokens for r in records] == [IN_TOKENS] * 8
+    assert "prompt tokens differ from the plan" not in res.stderr
+
+
 # vLLM's own `serve` argument parser, in the engine's environment: parse only, print what it read
 _PARSE = """
 import json, sys
