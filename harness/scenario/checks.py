@@ -128,8 +128,23 @@ def _slot_context_problem(s: Scenario, eng: LlamaCppEngine) -> str | None:
 def _model_len_problem(s: Scenario, eng: VllmEngine) -> str | None:
     """vLLM refuses a request whose prompt and max_tokens add up to more than its max_model_len (an HTTP
     400 each): a workload longer than it fails every request of every point."""
-    if s.workload.dataset or eng.max_model_len is None:
-        return None  # lengths known once the file is read; without the cap, the model's own context
+    if eng.max_model_len is None:
+        return None  # the model's own context
+    if eng.model.source == "catalog":
+        from harness.catalog import CatalogError, models
+
+        try:
+            arch = models().get(eng.model.name)
+        except CatalogError:
+            arch = None
+        if arch is not None and eng.max_model_len > arch.max_position:
+            return (
+                f"{eng.max_model_len} tokens is longer than {eng.model.name}'s context "
+                f"({arch.max_position}), which vLLM refuses at start (allowed: max_model_len <= "
+                f"{arch.max_position})"
+            )
+    if s.workload.dataset:
+        return None  # lengths known once the file is read
     need = longest(s.workload.input_tokens) + longest(s.workload.output_tokens)
     if need <= eng.max_model_len:
         return None

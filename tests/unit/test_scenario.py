@@ -445,6 +445,12 @@ def test_requests_longer_than_vllms_max_model_len_are_rejected() -> None:
     data["workload"] = {"input_tokens": {"dist": "uniform", "mean": 700, "min": 600}, "output_tokens": 256}
     data["variants"] = []
     assert "up to 1056" in messages(data)[0]
+    # past the catalog model's own context: vLLM refused it at start
+    tiny = {"type": "vllm", "model": {"source": "catalog", "name": "tiny-llama"}, "max_model_len": 8192}
+    assert messages({"name": "t", "engine": tiny}) == [
+        "f.yaml: engine.max_model_len: 8192 tokens is longer than tiny-llama's context (4096), which vLLM "
+        "refuses at start (allowed: max_model_len <= 4096)"
+    ]
 
 
 def test_tensor_parallel_larger_than_the_gpus_present_is_rejected() -> None:
