@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.progress import MofNCompleteColumn, Progress, Task
 from rich.text import Text
 
-from harness.engines.process import tail_lines
+from harness.engines.logtail import tail_lines
 from harness.telemetry.base import TelemetrySet
 
 

@@ -16,7 +16,6 @@ import atexit
 import contextlib
 import ctypes
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -26,6 +25,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
+
+from harness.engines.logtail import tail
 
 _LIVE: set[ManagedProcess] = set()
 
@@ -159,59 +160,6 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def tail_lines(path: Path, lines: int = 30) -> list[str] | None:
-    """The last `lines` lines of a log (of its last 16 KiB); None where it cannot be read (not yet)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 16384))
-            text = f.read().decode(errors="replace")
-    except OSError:
-        return None
-    return text.splitlines()[-lines:]
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    """The last `lines` lines of a log, after the first exception lines above them (`earlier_errors`):
-    an engine whose worker failed (vLLM's engine core) logs its cause far above the wrapper's own
-    traceback, which is all the last lines hold."""
-    got = tail_lines(path, lines)
-    if got is None:
-        return "(no log)"
-    earlier = [f"[earlier, line {n}] {line}" for n, line in earlier_errors(path, len(got))]
-    return "\n".join([*earlier, *(["[...]"] if earlier else []), *got])
-
-
-# an exception's line, as Python prints it last in a traceback, or as vLLM logs it (`(Worker pid=7) ERROR
-# 12-07 13:39:52 [file.py:953] RuntimeError: ...`)
-_EXCEPTION_LINE = re.compile(
-    r"^(?:\([^)]*\)\s+)?(?:ERROR\s+\S+\s+\S+\s+\[[^\]]*\]\s+)?[A-Za-z_][\w.]*(?:Error|Exception): "
-)
-
-
-def earlier_errors(path: Path, last: int, most: int = 2) -> list[tuple[int, str]]:
-    """(line number, line) of the first `most` distinct exception lines of a log above its last `last`
-    lines (of its last 4 MiB)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - (4 << 20)))
-            text = f.read().decode(errors="replace")
-    except OSError:
-        return []
-    lines = text.splitlines()
-    shown = set(lines[-last:]) if last else set()
-    out: list[tuple[int, str]] = []
-    for i, line in enumerate(lines[: max(0, len(lines) - last)], 1):
-        if _EXCEPTION_LINE.match(line) and line not in shown and line not in (x for _, x in out):
-            out.append((i, line[:500]))
-            if len(out) == most:
-                break
-    return out
-
-
 class ManagedProcess:
     """A subprocess in its own session/process group with stdout+stderr captured to `log_path` (stdout to
     `stdout_path` instead where one is given: a tool whose output is data)."""
@@ -229,6 +177,7 @@ class ManagedProcess:
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
         self.guard: subprocess.Popen[bytes] | None = None
+        self.log_from = 0
 
     def start(self) -> None:
         if why := abort_reason():  # a Ctrl-C while the engine's command was being made: not started
@@ -239,6 +188,7 @@ class ManagedProcess:
             env.update(self.env)
         with contextlib.ExitStack() as files:
             log = files.enter_context(open(self.log_path, "ab"))
+            self.log_from = log.tell()  # where this start's lines begin (a log is appended to)
             out = files.enter_context(open(self.stdout_path, "ab")) if self.stdout_path else None
             try:
                 self.proc = subprocess.Popen(
@@ -304,7 +254,7 @@ class ManagedProcess:
                 if code is not None:
                     raise EngineError(
                         f"{what} exited with code {code} before becoming healthy; "
-                        f"last log lines ({self.log_path}):\n{tail(self.log_path)}"
+                        f"last log lines ({self.log_path}):\n{tail(self.log_path, since_byte=self.log_from)}"
                     )
                 try:
                     r = client.get(url)
@@ -317,7 +267,7 @@ class ManagedProcess:
                     self.stop()
                     raise EngineError(
                         f"{what} not healthy at {url} after {timeout_s:g} s (last: {last}); "
-                        f"last log lines ({self.log_path}):\n{tail(self.log_path)}"
+                        f"last log lines ({self.log_path}):\n{tail(self.log_path, since_byte=self.log_from)}"
                     )
                 time.sleep(poll_s)
 

@@ -29,6 +29,7 @@ import httpx
 from harness.catalog import CatalogError, get_model
 from harness.engines import vllm_log
 from harness.engines.base import redact
+from harness.engines.logtail import tail
 from harness.engines.process import (
     TOKENIZE_TIMEOUT_S,
     EngineError,
@@ -37,7 +38,6 @@ from harness.engines.process import (
     free_port,
     http_url,
     port_taken,
-    tail,
 )
 from harness.engines.vllm_flags import (
     api_server_module,
@@ -325,7 +325,7 @@ class VllmServer:
             state = f"exited with code {code}" if code is not None else "still running"
             raise EngineError(
                 f"vLLM passed /health but its first completion failed ({why}; server {state}); "
-                f"last log lines ({self._log}):\n{tail(self._log)}"
+                f"last log lines ({self._log}):\n{tail(self._log, since_byte=self.proc.log_from)}"
             )
 
     def _get_json(self, path: str) -> dict[str, Any]:

