@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -12,6 +13,7 @@ from harness.fileio import input_problem, user_path
 from harness.scenario.engines import LlamaCppEngine, VllmEngine
 from harness.scenario.errors import merge_variants
 from harness.scenario.models import LengthDist, Scenario, engine_configs
+from harness.scenario.vllm_checks import model_len_problem, vllm_warnings
 from harness.slots import engine_slots
 
 
@@ -52,7 +54,7 @@ def combination_errors(s: Scenario, file: str) -> list[str]:
             msgs.append(f"{file}: {where}.llama_bench: {why}")
         if eng.type == "llamacpp" and (why := _slot_context_problem(s, eng)):
             msgs.append(f"{file}: {where}.ctx_size: {why}")
-        if eng.type == "vllm" and (why := _model_len_problem(s, eng)):
+        if isinstance(eng, VllmEngine) and (why := model_len_problem(s, eng)):
             msgs.append(f"{file}: {where}.max_model_len: {why}")
         model = getattr(eng, "model", None)
         named = model.name if model is not None and model.source == "catalog" else None
@@ -89,11 +91,15 @@ def _max_tokens_problem(s: Scenario, eng: Any) -> str | None:
 
 
 def longest(length: int | LengthDist) -> int:
-    """The longest length a workload field asks for (its max; without one: for uniform the bound as far
-    above the mean as the lower one is below it, as the sampler draws it; else its mean)."""
+    """The longest length a workload field asks for: its max; without one, for uniform the bound as far
+    above the mean as the lower one is below it (as the sampler draws it), for normal 3 standard
+    deviations above the mean (about 1 draw in 740 is longer); fixed: its mean."""
     if isinstance(length, int) or length.dist == "fixed":
         return length if isinstance(length, int) else length.mean
-    return length.upper() or length.mean
+    if (top := length.upper()) is not None:
+        return top
+    sd = length.stddev if length.stddev is not None else length.mean / 4
+    return math.ceil(length.mean + 3 * sd)
 
 
 def _slot_context_problem(s: Scenario, eng: LlamaCppEngine) -> str | None:
@@ -125,35 +131,6 @@ def _slot_context_problem(s: Scenario, eng: LlamaCppEngine) -> str | None:
     )
 
 
-def _model_len_problem(s: Scenario, eng: VllmEngine) -> str | None:
-    """vLLM refuses a request whose prompt and max_tokens add up to more than its max_model_len (an HTTP
-    400 each): a workload longer than it fails every request of every point."""
-    if eng.max_model_len is None:
-        return None  # the model's own context
-    if eng.model.source == "catalog":
-        from harness.catalog import CatalogError, models
-
-        try:
-            arch = models().get(eng.model.name)
-        except CatalogError:
-            arch = None
-        if arch is not None and eng.max_model_len > arch.max_position:
-            return (
-                f"{eng.max_model_len} tokens is longer than {eng.model.name}'s context "
-                f"({arch.max_position}), which vLLM refuses at start (allowed: max_model_len <= "
-                f"{arch.max_position})"
-            )
-    if s.workload.dataset:
-        return None  # lengths known once the file is read
-    need = longest(s.workload.input_tokens) + longest(s.workload.output_tokens)
-    if need <= eng.max_model_len:
-        return None
-    return (
-        f"{eng.max_model_len} tokens, but the workload asks for up to {need} (input + output tokens): vLLM "
-        f"would refuse those requests (allowed: max_model_len >= {need}, or shorter lengths)"
-    )
-
-
 def combination_warnings(s: Scenario, file: str) -> list[str]:
     """Combinations that run, but not the way the scenario probably means (printed, never fatal)."""
     return (
@@ -163,23 +140,8 @@ def combination_warnings(s: Scenario, file: str) -> list[str]:
         + _load_warnings(s, file)
         + _prefix_warnings(s, file)
         + _slot_warnings(s, file)
-        + _vllm_cpu_warnings(s, file)
+        + vllm_warnings(s, file)
     )
-
-
-def _vllm_cpu_warnings(s: Scenario, file: str) -> list[str]:
-    """fp8 on the vllm-cpu build, which has no FP8 kernel (0.32: the engine stops at start)."""
-    at = [
-        i
-        for i, e in enumerate(engine_configs(s))
-        if isinstance(e, VllmEngine) and e.precision == "fp8" and (e.device == "cpu" or s.hardware.gpus == 0)
-    ]
-    if not at:
-        return []
-    return [
-        f"{file}: {where_in(s, at)}.precision: the vllm-cpu build has no FP8 kernel (0.32.0 stops at start: "
-        "_C::static_scaled_fp8_quant() expected at most 0 argument(s)); int8 runs on it (W8A8)"
-    ]
 
 
 def _slot_warnings(s: Scenario, file: str) -> list[str]:
@@ -383,42 +345,7 @@ def _request_warnings(s: Scenario, file: str) -> list[str]:
             f"{file}: {where_in(s, clear)}.base_url: http:// sends the key in ${e.api_key_env} unencrypted"
             f" to {urlsplit(e.base_url).hostname} (allowed: https://, or an SSH tunnel to a local port)"
         )
-    cold = [i for i, e in enumerate(engines) if e.type == "vllm" and not e.enable_prefix_caching]
-    if cold and s.workload.shared_prefix_tokens:
-        out.append(
-            f"{file}: {where_in(s, cold)}.enable_prefix_caching: the {s.workload.shared_prefix_tokens}-token "
-            "shared prefix is prefilled again for every request with prefix caching off (allowed: true, to "
-            "measure its reuse)"
-        )
-    short = {
-        i: block
-        for i, e in enumerate(engines)
-        if isinstance(e, VllmEngine)
-        and e.enable_prefix_caching
-        and 0 < s.workload.shared_prefix_tokens < (block := _vllm_block_tokens(e, s.hardware.gpus))
-    }
-    if short:
-        block = max(short.values())
-        out.append(
-            f"{file}: {where_in(s, list(short))}.enable_prefix_caching: vLLM caches whole KV blocks "
-            f"({block} tokens), so the {s.workload.shared_prefix_tokens}-token shared prefix fills none and "
-            f"nothing is reused (allowed: shared_prefix_tokens >= {block}, or a smaller --block-size in "
-            "extra_args)"
-        )
     return out
-
-
-def _vllm_block_tokens(e: VllmEngine, gpus: int) -> int:
-    """The tokens of one vLLM KV block: `--block-size` in extra_args, else vLLM's default (16 on GPUs, 128
-    on the vllm-cpu build)."""
-    args = list(e.extra_args)
-    for i, a in enumerate(args):
-        value = a.split("=", 1)[1] if a.startswith("--block-size=") else None
-        if a == "--block-size" and i + 1 < len(args):
-            value = args[i + 1]
-        if value is not None and value.isdigit():
-            return int(value)
-    return 128 if e.device == "cpu" or gpus == 0 else 16
 
 
 def _llama_bench_problem(s: Scenario) -> str | None:

@@ -449,8 +449,17 @@ def test_requests_longer_than_vllms_max_model_len_are_rejected() -> None:
     tiny = {"type": "vllm", "model": {"source": "catalog", "name": "tiny-llama"}, "max_model_len": 8192}
     assert messages({"name": "t", "engine": tiny}) == [
         "f.yaml: engine.max_model_len: 8192 tokens is longer than tiny-llama's context (4096), which vLLM "
-        "refuses at start (allowed: max_model_len <= 4096)"
+        "refuses at start (allowed: max_model_len <= 4096, or env VLLM_ALLOW_LONG_MAX_MODEL_LEN: '1')"
     ]
+    allowed = {**tiny, "env": {"VLLM_ALLOW_LONG_MAX_MODEL_LEN": "1"}}  # vLLM takes it then
+    assert parse_scenario({"name": "t", "engine": allowed}).engine.max_model_len == 8192
+    # a normal length without max counts 3 standard deviations above its mean: 128 + 3 x 32
+    normal = {"input_tokens": {"dist": "normal", "mean": 128}, "output_tokens": 16}
+    short = {**tiny, "max_model_len": 160}
+    assert (
+        "asks for up to 240 (input + output tokens)"
+        in messages({"name": "t", "engine": short, "workload": normal})[0]
+    )
 
 
 def test_tensor_parallel_larger_than_the_gpus_present_is_rejected() -> None:

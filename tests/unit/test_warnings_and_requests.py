@@ -588,7 +588,8 @@ def test_a_shared_prefix_shorter_than_a_vllm_kv_block_is_said_to_be_reused_not_a
         "shared prefix fills none and nothing is reused (allowed: shared_prefix_tokens >= 128, or a smaller "
         "--block-size in extra_args)"
     ]
-    for fits in ({**eng, "extra_args": ["--block-size", "32"]}, {**eng, "extra_args": ["--block-size=16"]}):
+    for args in (["--block-size", "32"], ["--block-size=16"], ["--block_size", "32"]):
+        fits = {**eng, "extra_args": args}
         scen = parse_scenario({"name": "b", "engine": fits, "workload": wl, "hardware": {"gpus": 0}})
         assert not [w for w in combination_warnings(scen, "b.yaml") if "KV blocks" in w]
     gpu = {**eng, "device": "cuda"}  # blocks of 16 there
