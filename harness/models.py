@@ -211,8 +211,13 @@ def _cached(target: Path) -> bool:
     whole, then renamed into place) is removed, to be made again: loading it failed at engine start."""
     if not target.is_file():
         return False
-    if gguf_incomplete(target) is None:
-        return True
+    try:
+        if gguf_incomplete(target) is None:
+            return True
+    except OSError as e:  # not a failure to write the run's results
+        raise ModelError(
+            f"cannot read {target}: {e.strerror or e} (HARNESS_CACHE sets the model cache)"
+        ) from None
     with writing_into_cache(target):
         target.unlink(missing_ok=True)
     return False

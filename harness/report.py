@@ -193,7 +193,7 @@ def slo_text(slo: dict[str, Any]) -> str:
     share = slo.get("attainment")
     if share is None:
         return ", ".join(parts)
-    met = f"a point meets them when {share * 100:g} % of its requests do (column in SLO)"
+    met = f"a point meets them when at least {share * 100:g} % of its requests do (column in SLO)"
     return f"{', '.join(parts)}; {met}"
 
 

@@ -111,8 +111,10 @@ def did_you_mean(key: str, keys: Iterable[str]) -> str:
     named without its form factor), else the closest spellings; empty when none is close."""
     import difflib
 
-    known = sorted(keys)
-    close = [k for k in known if k.startswith(key.lower())] or difflib.get_close_matches(key, known, n=2)
+    key, known = key.strip().lower(), sorted(keys)
+    if not key:
+        return ""
+    close = [k for k in known if k.startswith(key)] or difflib.get_close_matches(key, known, n=2)
     return f"did you mean {' or '.join(repr(k) for k in close)}? " if close else ""
 
 

@@ -260,11 +260,11 @@ def load_dataset(path: str | Path) -> list[DatasetRow]:
         if not isinstance(d, dict):
             raise DatasetError(f"{p}:{i}: expected an object with prompt/input_tokens and output_tokens")
         out = d.get("output_tokens")
-        if out is None:
+        if "output_tokens" not in d:
             other = sorted(set(d) - DATASET_KEYS)
             unread = f"; {', '.join(other)} {'is' if len(other) == 1 else 'are'} not read" if other else ""
             raise DatasetError(
-                f"{p}:{i}: output_tokens: missing (every row asks for its output length{unread}; allowed: "
+                f"{p}:{i}: output_tokens: missing (every row asks for its output length{unread}; read: "
                 f"{', '.join(sorted(DATASET_KEYS))})"
             )
         if not isinstance(out, int) or isinstance(out, bool) or not 1 <= out <= MAX_TOKENS:

@@ -92,7 +92,8 @@ def _other_engines(err: Any) -> str:
     tag, name = str(raw[at]), str(raw[-1])
     if tag == "llamacpp" and name in ("precision", "quantization", "dtype"):
         return (
-            " for type llamacpp: it runs the GGUF file's own precision (choose the file: Q8_0, Q4_K_M, F16)"
+            " for type llamacpp: it runs the GGUF's own precision (a path model: the file's, as Q8_0 or "
+            "Q4_K_M; a synthetic one: model.dtype)"
         )
     others = [t for t, names in _ENGINE_FIELDS.items() if t != tag and name in names]
     return f" for type {tag}: a field of type {' and '.join(others)}" if others else ""

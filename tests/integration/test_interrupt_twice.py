@@ -72,7 +72,7 @@ def test_a_second_ctrl_c_kills_an_engine_that_ignores_sigterm(write_scenario, tm
             if "serve-fake" in " ".join(c.cmdline())
         ]
         assert engines
-        # to the harness alone (a terminal's Ctrl-C would reach the stub too, which stops on SIGINT)
+        # to the harness alone, as `kill -INT` sends it
         os.kill(proc.pid, signal.SIGINT)
         time.sleep(1.0)  # the point is being cut short; the engine will ignore its SIGTERM
         t0 = time.monotonic()

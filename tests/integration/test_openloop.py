@@ -113,7 +113,7 @@ def test_two_client_workers_and_rate_search(write_scenario, tmp_path: Path, fake
     md = (run / "report.md").read_text()
     assert "- rate search, variant 0: highest rate meeting the SLOs: at least 1280 req/s offered (" in md
     assert "| in SLO |" in md and md.count(" 100.0% |") == 8
-    assert "a point meets them when 99 % of its requests do (column in SLO)" in md
+    assert "a point meets them when at least 99 % of its requests do (column in SLO)" in md
 
 
 def test_a_finished_search_is_not_called_failed_because_an_earlier_variant_failed(

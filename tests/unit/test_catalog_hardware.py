@@ -249,3 +249,5 @@ def test_a_gpu_named_without_its_form_factor_is_met_with_the_keys_it_may_mean() 
     assert did_you_mean("H100", keys) == "did you mean 'h100-sxm'? "
     assert did_you_mean("h100sxm", keys) == "did you mean 'h100-sxm' or 'h200-sxm'? "
     assert did_you_mean("rtx-9090", keys) == ""
+    assert did_you_mean("H100SXM", keys) == "did you mean 'h100-sxm' or 'h200-sxm'? "
+    assert did_you_mean(" ", keys) == ""  # not every key

@@ -121,8 +121,8 @@ def test_a_field_of_another_engine_type_says_whose_it_is() -> None:
     )
     (msg,) = messages({**BASE, "engine": {**BASE["engine"], "precision": "fp8"}})
     assert msg.startswith(
-        "f.yaml: engine.precision: unknown field for type llamacpp: it runs the GGUF file's own precision "
-        "(choose the file: Q8_0, Q4_K_M, F16) (allowed: "
+        "f.yaml: engine.precision: unknown field for type llamacpp: it runs the GGUF's own precision (a path "
+        "model: the file's, as Q8_0 or Q4_K_M; a synthetic one: model.dtype) (allowed: "
     )
     vllm = {"type": "vllm", "model": {"source": "catalog", "name": "llama-3.1-8b"}}
     (msg,) = messages({"name": "t", "engine": {**vllm, "n_gpu_layers": 3}})

@@ -133,11 +133,12 @@ def test_every_point_measures_the_same_rows_and_lengths(tmp_path: Path) -> None:
         ("not json", "d.jsonl:1: invalid JSON"),
         (
             '{"prompt": "x"}',
-            r"d.jsonl:1: output_tokens: missing \(every row asks for its output length; allowed: "
+            r"d.jsonl:1: output_tokens: missing \(every row asks for its output length; read: "
             r"input_tokens, output_tokens, prompt\)",
         ),
-        ('{"prompt": "x", "max_tokens": 5, "id": 1}', "; id, max_tokens are not read; allowed: "),
+        ('{"prompt": "x", "max_tokens": 5, "id": 1}', "; id, max_tokens are not read; read: "),
         ('{"prompt": "x", "output_tokens": "5"}', "d.jsonl:1: output_tokens: must be an integer from 1"),
+        ('{"prompt": "x", "output_tokens": null}', "d.jsonl:1: output_tokens: must be an integer from 1"),
         # past any context: it validated, then the run tried to allocate 149 GiB of prompt
         (
             '{"input_tokens": 20000000000, "output_tokens": 8}',
