@@ -99,6 +99,8 @@ def _report_run(run: str | Path, console: Console | None) -> Path:
         console.print(f"{run}: no finished points (status: {manifest.get('status')})", markup=False)
     else:
         print_fitted(console, rich_table(df, title), keys=1)  # the point id
+        if key := variants_key(manifest):
+            console.print(key, markup=False, highlight=False, soft_wrap=True)
     md = Path(run) / "report.md"
     body = [f"# {md_text(title)}\n", *(f"- {line}" for line in header_lines(manifest)), ""]
     notes = all_notes(manifest, df, Path(run))
@@ -149,6 +151,14 @@ def bench_frames(manifest: dict[str, Any], df: pd.DataFrame) -> list[tuple[str, 
         )
         out.append((title, frame, notes))
     return out
+
+
+def variants_key(manifest: dict[str, Any]) -> str | None:
+    """`variants: v0 = ngl=0; v1 = ngl=-1`: what each point id's variant changed (the table shows only its
+    v0, v1), for a scenario with variants."""
+    n = len((manifest.get("scenario") or {}).get("variants") or [])
+    labels = [f"v{i} = {variant_label(manifest, i) or 'the engine as given'}" for i in range(n)]
+    return "variants: " + "; ".join(labels) if labels else None
 
 
 def header_lines(manifest: dict[str, Any]) -> list[str]:

@@ -233,3 +233,12 @@ def test_a_ctrl_c_while_a_resumed_run_starts_keeps_it_and_says_how_to_go_on(
     assert "nothing new was measured" in res.output and f"--resume {run.path}" in res.output
     manifest = read_manifest(run.path)
     assert manifest["status"] == "interrupted" and "interrupted while starting" in str(manifest)
+
+
+def test_the_terminal_table_of_a_run_with_variants_says_what_each_changed() -> None:
+    """The table's point ids say v0, v1 only; report.md's header said the rest, the terminal nothing."""
+    from harness.report import variants_key
+
+    manifest = {"scenario": {"variants": [{"n_gpu_layers": 0}, {"n_gpu_layers": -1, "threads": 2}, {}]}}
+    assert variants_key(manifest) == "variants: v0 = ngl=0; v1 = ngl=-1 threads=2; v2 = the engine as given"
+    assert variants_key({"scenario": {"variants": []}}) is None and variants_key({}) is None
