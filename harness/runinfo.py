@@ -144,9 +144,8 @@ def length_setting(v: Any) -> Any:
         return d.mean
     if d.dist == "uniform":
         return f"uniform {d.lower()}-{d.upper()}"
-    sd = d.stddev if d.stddev is not None else d.mean / 4
     hi = d.upper()
-    return f"normal {d.mean} sd {sd:g} in [{d.lower()}, {'none' if hi is None else hi}]"
+    return f"normal {d.mean} sd {d.sd():g} in [{d.lower()}, {'none' if hi is None else hi}]"
 
 
 def workload_label(workload: dict[str, Any]) -> str:

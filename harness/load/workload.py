@@ -72,7 +72,7 @@ def draw_length(spec: int | LengthDist, rng: np.random.Generator) -> int:
         assert hi is not None  # a uniform distribution always has its bound
         n = float(rng.integers(lo, hi + 1))
     else:
-        n = rng.normal(spec.mean, spec.stddev if spec.stddev is not None else spec.mean / 4)
+        n = rng.normal(spec.mean, spec.sd())
     lo = spec.min or 1
     hi = spec.max or 1 << 30
     return int(min(max(round(n), lo), hi))

@@ -98,8 +98,7 @@ def longest(length: int | LengthDist) -> int:
         return length if isinstance(length, int) else length.mean
     if (top := length.upper()) is not None:
         return top
-    sd = length.stddev if length.stddev is not None else length.mean / 4
-    return math.ceil(length.mean + 3 * sd)
+    return math.ceil(length.mean + 3 * length.sd())
 
 
 def _slot_context_problem(s: Scenario, eng: LlamaCppEngine) -> str | None:

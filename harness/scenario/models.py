@@ -62,6 +62,10 @@ class LengthDist(Strict):
             return 2 * self.mean - self.max
         return 1
 
+    def sd(self) -> float:
+        """The normal's standard deviation: `stddev`, else a quarter of the mean."""
+        return self.stddev if self.stddev is not None else self.mean / 4
+
     def upper(self) -> int | None:
         """The bound lengths are drawn under: `max`; for uniform without it, as far above the mean as the
         lower bound is below it; None for a distribution with no upper bound (normal without max; fixed
@@ -74,7 +78,7 @@ class LengthDist(Strict):
         """The mean of a normal distribution's draws once clipped to [lower, upper] (as `draw_length` clips
         them): a·Φ(α) + b·(1 − Φ(β)) + μ·(Φ(β) − Φ(α)) + σ·(φ(α) − φ(β)), α, β the bounds in σ from μ."""
         mu = float(self.mean)
-        sd = self.stddev if self.stddev is not None else mu / 4
+        sd = self.sd()
         a, b = float(self.lower()), self.upper()
         if not sd:
             return min(max(mu, a), b if b is not None else mu)
@@ -123,7 +127,7 @@ class LengthDist(Strict):
             )
         got = self.clipped_mean() if self.dist == "normal" else float(self.mean)
         if abs(got - self.mean) > max(0.5, 0.01 * self.mean):
-            sd = self.stddev if self.stddev is not None else self.mean / 4
+            sd = self.sd()
             shown = hi if hi is not None else "none"
             return (
                 f"normal of mean {self.mean} and stddev {sd:g} clipped to [{lo}, {shown}] averages about "
