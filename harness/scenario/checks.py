@@ -172,11 +172,7 @@ def _prefix_warnings(s: Scenario, file: str) -> list[str]:
     # llama-cpp-python's server keeps the last prompt's KV cache and reuses the longest prefix the next
     # one shares with it; it takes no per-request switch (llama.cpp's cache_prompt) and reports no
     # cached tokens
-    at = [
-        i
-        for i, e in enumerate(engine_configs(s))
-        if isinstance(e, LlamaCppEngine) and e.launcher == "llama-cpp-python"
-    ]
+    at = launched_by(s, "llama-cpp-python")
     if at and (w.shared_prefix_tokens or w.dataset):
         shared = "a shared prefix" if w.shared_prefix_tokens else "a dataset's prompts"
         out.append(
@@ -208,6 +204,13 @@ def wants_gpu(eng: Any) -> bool:
     """An engine configuration that runs on a GPU: vLLM not set to `device: cpu`, llama.cpp with GPU
     layers (an external endpoint's GPU is not this machine's)."""
     return (eng.type == "vllm" and eng.device != "cpu") or (eng.type == "llamacpp" and eng.n_gpu_layers != 0)
+
+
+def launched_by(s: Scenario, launcher: str) -> list[int]:
+    """The engine configurations of `s` that are llama.cpp run by `launcher`."""
+    return [
+        i for i, e in enumerate(engine_configs(s)) if isinstance(e, LlamaCppEngine) and e.launcher == launcher
+    ]
 
 
 def where_in(s: Scenario, indices: list[int]) -> str:
@@ -309,9 +312,7 @@ def _request_warnings(s: Scenario, file: str) -> list[str]:
     """What the requests will not carry although the workload asks for it."""
     engines = engine_configs(s)
     out = []
-    lcp = [
-        i for i, e in enumerate(engines) if isinstance(e, LlamaCppEngine) and e.launcher == "llama-cpp-python"
-    ]
+    lcp = launched_by(s, "llama-cpp-python")
     if lcp and s.workload.ignore_eos:
         out.append(
             f"{file}: {where_in(s, lcp)}.launcher: llama-cpp-python's server takes no ignore_eos: a request "
