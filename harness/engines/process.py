@@ -44,12 +44,32 @@ def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that was free on `host` (a name, an IPv4 or an IPv6 address) a moment ago (the OS
     picks it); a host this machine cannot bind is an EngineError."""
     try:
-        family, kind, _, _, addr = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)[0]
-        with socket.socket(family, kind) as s:
-            s.bind(addr)
+        with _socket_at(host, 0) as s:
             return int(s.getsockname()[1])
     except OSError as e:
         raise EngineError(f"engine.host {host!r}: cannot listen there ({e})") from None
+
+
+def port_free(host: str, port: int) -> None:
+    """OSError (EADDRINUSE) where something listens on `host`:`port`; nothing where the port is free
+    (connections of a server gone, in TIME_WAIT, do not count)."""
+    if port:
+        _socket_at(host.strip("[]"), port, reuse_addr=True).close()
+
+
+def _socket_at(host: str, port: int, reuse_addr: bool = False) -> socket.socket:
+    """A TCP socket bound to `host` (a name, an IPv4 or an IPv6 address) and `port` (0: one the OS picks);
+    OSError where it cannot be."""
+    family, kind, _, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    s = socket.socket(family, kind)
+    try:
+        if reuse_addr:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(addr)
+    except BaseException:
+        s.close()
+        raise
+    return s
 
 
 def http_url(host: str, port: int, scheme: str = "http") -> str:

@@ -412,7 +412,7 @@ def serve_processes(
     import multiprocessing as mp
     import signal
 
-    from harness.engines.process import die_with_parent
+    from harness.engines.process import die_with_parent, port_free
 
     server_tls = tls_context(*tls) if tls else None
 
@@ -452,19 +452,6 @@ def serve_processes(
                 pr.join(5)
         for sig, handler in before.items():
             signal.signal(sig, handler)
-
-
-def port_free(host: str, port: int) -> None:
-    """OSError (EADDRINUSE) where something listens on `host`:`port`; nothing where the port is free
-    (connections of a server gone, in TIME_WAIT, do not count)."""
-    import socket
-
-    if port == 0:
-        return
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((host.strip("[]"), port))
 
 
 async def _sleep_until(deadline: float, spin: bool) -> None:

@@ -14,8 +14,7 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
-from harness.engines.process import free_port
-from harness.testing.fake_server import port_free
+from harness.engines.process import free_port, port_free
 from tests.conftest import HARNESS
 
 
