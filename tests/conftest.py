@@ -13,6 +13,20 @@ ROOT = Path(__file__).resolve().parent.parent
 HARNESS = [sys.executable, "-m", "harness"]  # the command line, as tests start it
 
 
+def start_harness(*args: str, own_group: bool = False) -> subprocess.Popen[str]:
+    """`harness ARGS` started in a child process from the repository root, its output piped (`own_group`:
+    leading a process group of its own, as a shell starts a command, so that a terminal's Ctrl-C can be
+    sent to the whole group)."""
+    return subprocess.Popen(
+        [*HARNESS, *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        process_group=0 if own_group else None,
+    )
+
+
 def run_harness(
     *args: str, cwd: Path = ROOT, env: dict[str, str | None] | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 
 from harness.results import iter_records, read_manifest
 
-from ..conftest import ROOT
+from ..conftest import start_harness
 from .test_llamacpp_run import MODEL
 
 pytestmark = pytest.mark.slow
@@ -47,14 +46,7 @@ def _start_run(
         }
     )
     results = tmp_path / "results"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "harness", "run", str(scen), "--results", str(results), "--no-progress"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        process_group=0 if own_group else None,
-    )
+    proc = start_harness("run", str(scen), "--results", str(results), "--no-progress", own_group=own_group)
     run = _wait_for(
         lambda: next(iter(results.glob("*-it-crash")), None) if results.is_dir() else None,
         60,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 
 from harness.results import read_manifest
 
-from ..conftest import ROOT
+from ..conftest import start_harness
 
 pytestmark = pytest.mark.slow
 
@@ -52,14 +51,7 @@ def test_a_second_ctrl_c_kills_an_engine_that_ignores_sigterm(write_scenario, tm
         }
     )
     results = tmp_path / "results"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "harness", "run", str(scen), "--results", str(results), "--no-progress"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        process_group=0,
-    )
+    proc = start_harness("run", str(scen), "--results", str(results), "--no-progress", own_group=True)
     engines: list[psutil.Process] = []
     try:
         run = _wait_for(

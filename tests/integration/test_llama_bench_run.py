@@ -175,14 +175,13 @@ def test_llama_bench_out_of_time_keeps_the_tests_it_finished(tmp_path: Path) -> 
 @pytest.mark.slow
 def test_ctrl_c_during_llama_bench_stops_it_and_says_so(tmp_path: Path, write_scenario) -> None:
     import signal
-    import subprocess
     import time
 
     import psutil
 
     from harness.models import make_gguf
 
-    from ..conftest import HARNESS, ROOT
+    from ..conftest import start_harness
 
     exe = _server()
     # a 0.2 GB model: its 2047 decode steps take far longer than this test waits
@@ -200,13 +199,7 @@ def test_ctrl_c_during_llama_bench_stops_it_and_says_so(tmp_path: Path, write_sc
         }
     )
     results = tmp_path / "res"
-    proc = subprocess.Popen(
-        [*HARNESS, "run", str(scn), "--results", str(results), "--no-progress"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_harness("run", str(scn), "--results", str(results), "--no-progress")
     try:
         end = time.monotonic() + 60
         while time.monotonic() < end and not list(results.glob("*/llama-bench-v0.log")):

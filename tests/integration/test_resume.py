@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import pytest
 
 from harness.results import iter_records, read_manifest
 
-from ..conftest import ROOT
+from ..conftest import start_harness
 from .conftest import harness_cli
 
 pytestmark = pytest.mark.slow
@@ -32,13 +30,7 @@ SHAPE = ["point_id", "concurrency", "requests", "ok", "errors", "output_tokens"]
 def test_killed_sweep_resumes_to_the_same_table(write_scenario, tmp_path: Path) -> None:
     scen = write_scenario(SCENARIO)
     results = tmp_path / "results"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "harness", "run", str(scen), "--results", str(results), "--no-progress"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_harness("run", str(scen), "--results", str(results), "--no-progress")
     try:
         t0 = time.monotonic()
         run = None
