@@ -7,6 +7,7 @@ workload and a load sweep. `expand_points` turns it into the ordered list of mea
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -420,8 +421,10 @@ class Scenario(Strict):
                 first = e.errors()[0]
                 loc = ".".join(str(p) for p in first["loc"])
                 raise ValueError(f"variants[{i}].{loc}: {first['msg']}") from None
-            # two variants of one engine configuration would measure it twice (and resume one of them)
-            same = seen.setdefault(engine.model_dump_json(), i)
+            # two variants of one engine configuration would measure it twice (and resume one of them);
+            # mappings (env, extra_body) in another key order are the same configuration
+            canon = json.dumps(engine.model_dump(mode="json"), sort_keys=True)
+            same = seen.setdefault(canon, i)
             if same != i:
                 raise ValueError(
                     f"variants[{i}]: the same engine configuration as variants[{same}] (allowed: each once)"

@@ -110,6 +110,15 @@ def test_a_variant_repeating_another_is_refused() -> None:
     assert messages(data) == [
         "f.yaml: variants[2]: the same engine configuration as variants[1] (allowed: each once)"
     ]
+    # a mapping in another key order is the same configuration
+    data = {
+        **BASE,
+        "engine": {"type": "vllm", "model": {"source": "catalog", "name": "llama-3.1-8b"}},
+        "variants": [{"env": {"A": "1", "B": "2"}}, {"env": {"B": "2", "A": "1"}}],
+    }
+    assert messages(data) == [
+        "f.yaml: variants[1]: the same engine configuration as variants[0] (allowed: each once)"
+    ]
 
 
 def test_a_field_of_another_engine_type_says_whose_it_is() -> None:
