@@ -74,7 +74,19 @@ def model_key(spec: dict[str, Any], served_name: Any) -> str:
         return str(spec["catalog"])
     if spec.get("source") == "package" and spec.get("package") in PACKAGE_CATALOG:
         return PACKAGE_CATALOG[spec["package"]]
-    return str(served_name or "?")
+    return str(served_name or _scenario_name(spec) or "?")
+
+
+def _scenario_name(spec: dict[str, Any]) -> str | None:
+    """The model's name as the scenario gives it, for a run whose engine never said one (it did not
+    start): a path's file name (a GGUF's without .gguf, as the engine names it), a served name, or
+    `synthetic`."""
+    if spec.get("source") == "path" and spec.get("path"):
+        name = Path(str(spec["path"])).name
+        return name.removesuffix(".gguf") or None
+    if spec.get("source") == "served" and spec.get("name"):
+        return str(spec["name"])
+    return "synthetic" if spec.get("source") == "synthetic" else None
 
 
 # engine fields that say where things are or how long to wait, not how the engine runs

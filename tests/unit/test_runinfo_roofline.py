@@ -148,6 +148,11 @@ def test_model_column_is_the_catalog_key_for_packaged_models_too() -> None:
     assert model_key({"source": "catalog", "name": "llama-3.1-8b"}, "whatever") == "llama-3.1-8b"
     assert model_key({"source": "path", "path": "m.gguf"}, "m") == "m"
     assert model_key({"source": "served"}, None) == "?"
+    # an engine that never started said no name: the scenario's (it was `?` in `harness ls`)
+    assert model_key({"source": "path", "path": "models/llama-8b-q4.gguf"}, None) == "llama-8b-q4"
+    assert model_key({"source": "path", "path": "hf/llama-3.1-8b/"}, None) == "llama-3.1-8b"
+    assert model_key({"source": "served", "name": "meta/llama"}, None) == "meta/llama"
+    assert model_key({"source": "synthetic", "layers": 2}, None) == "synthetic"
 
 
 def test_engines_that_ran_on_the_cpu_of_a_gpu_machine_are_the_cpu() -> None:
