@@ -245,6 +245,7 @@ MANIFEST_SHAPE: dict[str, type] = {
     "telemetry": dict,
     "runner": dict,
     "engines": list,
+    "failed_starts": list,
     "status": str,
     "run_id": str,
 }

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness import llama_bench
 from harness.engines import make_engine
-from harness.engines.base import Engine
+from harness.engines.base import Engine, redact
 from harness.engines.process import EngineError, hurry, set_abort_check, stop_all
 from harness.load.search import PointPlan, RateSearch
 from harness.load.workload import DatasetError, DatasetRow, load_dataset
@@ -287,9 +287,17 @@ class _Sweep:
                 self.interrupted = f"{stage}: {self.abort_flag[0]}"
             else:
                 self.failures.append(f"engine (variant {vi}) did not start: {e}")
+                self._record_failed_start(vi, e)
             return None
         self.console.print(f"engine healthy at {base_url} after {time.monotonic() - t0:.1f} s", markup=False)
         return engine, base_url, counters
+
+    def _record_failed_start(self, vi: int, error: Exception) -> None:
+        """A start that failed goes into the manifest's `failed_starts` (there is no `engines` entry for
+        it): why, and the command line it ran, if it got as far as one."""
+        argv = redact(getattr(self.engine, "argv", None) or [])
+        failed = {"variant": vi, "attempt": self.attempt, "error": str(error), "command": argv or None}
+        self.run.update_manifest(failed_starts=[*self.run.manifest.get("failed_starts", []), failed])
 
     def _warn(self, vi: int, entry: dict[str, Any]) -> None:
         """Print the engine's warnings, the GPU the run is labelled with among them, which goes into its
@@ -425,6 +433,9 @@ class _Sweep:
                 judged = sum(1 for r in rows if not r.get("aborted"))
                 did = f"{judged} probe(s) measured; {kept} {run.path} (a rate search is not resumed: run it "
                 did += "again)"
+            elif not done and not self.interrupted:  # nothing to continue; a resume refuses a mended scenario
+                did = f"0 of {len(points)} point(s) done; {kept} {run.path} (run it again once the cause "
+                did += "is mended)"
             else:
                 did = f"{len(done)} of {len(points)} point(s) done; {kept} {run.path} (continue with: "
                 did += f"harness run {self.scenario_file or 'SCENARIO'} --resume {run.path})"

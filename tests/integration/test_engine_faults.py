@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -79,3 +80,13 @@ def test_engine_dying_at_start_quotes_its_log_and_exits_3(write_scenario, tmp_pa
     # no request ran, so none is said to be kept (the logs and the manifest are)
     said = " ".join(res.stderr.split())
     assert "0 of 1 point(s) done; no request finished; logs in" in said, said[-2000:]
+    # a resume would refuse the mended scenario, and there is nothing to continue
+    assert "(run it again once the cause is mended)" in said and "--resume" not in said
+    # the command that failed, and why, are in the manifest (which has no engines entry for it)
+    (run,) = (tmp_path / "results").iterdir()
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["engines"] == []
+    (failed,) = manifest["failed_starts"]
+    assert failed["variant"] == 0 and failed["attempt"] == 0
+    assert "exited with code 1 before becoming healthy" in failed["error"]
+    assert "cache_type_k=7" in failed["command"]
