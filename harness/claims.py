@@ -26,7 +26,7 @@ from harness.catalog.hardware import Device, devices
 from harness.compare import ROW_KEYS, median_of_reruns, split_settings
 from harness.cost import usd_per_million_tokens
 from harness.formatting import fmt
-from harness.roofline import Shape, bytes_per_param, decode_bound, min_batch_for
+from harness.roofline import Shape, decode_bound, min_batch_for
 from harness.rundevice import offloaded
 from harness.runinfo import at_rate
 
@@ -174,7 +174,7 @@ def throughput_check(
     shape: Shape, dev: Device, n: int, precision: str, target: float, context: float
 ) -> dict[str, Any]:
     """Batch-1 ceiling, smallest batch reaching `target` and whether it fits, for one precision."""
-    weight = shape.params * bytes_per_param(precision)
+    weight = shape.weight_bytes(precision)
     b1 = decode_bound(shape, dev, weight, n, 1, context, 2.0, 1.0, precision)
     mb = min_batch_for(target, shape, dev, weight, n, context, 2.0, 1.0, precision)
     fits_weights = dev.memory_bytes is None or weight / n <= dev.memory_bytes * MEMORY_UTILIZATION
@@ -260,7 +260,7 @@ def _side_ceiling(c: Claim, s: Side) -> tuple[float, float | None] | None:
         return None
     p = s.precision or "bf16"
     n = s.devices or 1
-    b1 = decode_bound(shape, dev, shape.params * bytes_per_param(p), n, 1, 0.0, 2.0, 1.0, p)
+    b1 = decode_bound(shape, dev, shape.weight_bytes(p), n, 1, 0.0, 2.0, 1.0, p)
     peak = dev.peak_flops(p)
     return b1.tok_s, n * peak if peak else None
 
@@ -389,7 +389,7 @@ def _offload(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
         return measured, why or "no roofline: device memory or host link unknown", "unchecked"
     p = c.precision or "bf16"
     n = c.devices or 1
-    weight = shape.params * bytes_per_param(p)
+    weight = shape.weight_bytes(p)
     off = weight / n - dev.memory_bytes * MEMORY_UTILIZATION
     if off <= 0:
         return measured, f"{p} weights fit in device memory: no offload needed", "no offload needed"

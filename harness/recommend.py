@@ -30,7 +30,7 @@ import pandas as pd
 from harness.catalog import ModelArch
 from harness.catalog.hardware import Device, devices, gpus
 from harness.cost import usd_per_million_tokens
-from harness.roofline import Shape, bytes_per_param, decode_bound, prefill_bound
+from harness.roofline import Shape, decode_bound, prefill_bound
 from harness.rundevice import offloaded
 
 MEMORY_UTILIZATION = 0.9
@@ -132,7 +132,7 @@ def _measured_kv_tokens(
 def weights_fit(need: Need, dev: Device, precision: str, devices: int) -> bool:
     """The model's weights at `precision`, split over `devices`, fit in each device's usable memory
     (recommend ranks only such device counts)."""
-    weight = need.model.params_b * 1e9 * bytes_per_param(precision)
+    weight = Shape.of(need.model).weight_bytes(precision)
     mem = dev.memory_bytes
     return mem is not None and mem > 0 and weight / devices <= mem * MEMORY_UTILIZATION
 
@@ -249,7 +249,7 @@ def efficiency_note(reached: list[float], efficiency: float, estimated: bool) ->
 
 def _estimate(need: Need, dev: Device, precision: str, tp: int, efficiency: float) -> Estimate:
     shape = Shape.of(need.model)
-    weight = shape.params * bytes_per_param(precision)
+    weight = shape.weight_bytes(precision)
     ctx = need.input_tokens + need.output_tokens / 2
     b = decode_bound(shape, dev, weight, tp, need.concurrency, ctx, 2.0, efficiency, precision)
     full = decode_bound(
@@ -382,7 +382,7 @@ def recommend(
     notes: list[str] = []
     used: set[str] = set()  # runs whose points a row took
     reached: list[float] = []  # measured tok/s over the roofline estimate of the same option
-    weights_gb = {p: need.model.params_b * bytes_per_param(p) for p in precisions}
+    weights_gb = {p: Shape.of(need.model).weight_bytes(p) / 1e9 for p in precisions}
     unpriced: list[str] = []  # catalog GPUs without a price: not ranked
     for key, dev in gpus().items():
         if only and key not in only:

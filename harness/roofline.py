@@ -58,6 +58,19 @@ BYTES_PER_PARAM: dict[str, float] = {
 }
 
 
+# vLLM's quantized checkpoints (and its own FP8) quantize the linear layers: the token embeddings and an
+# untied output layer stay 16-bit. GGUF types quantize them too, and their averages count them.
+LINEAR_ONLY_QUANT = frozenset({"fp8", "int8", "int4", "awq", "gptq"})
+
+
+def weight_bytes(params: float, embedding_params: float, precision: str | None) -> float:
+    """Bytes of `params` weights at `precision`, of which `embedding_params` stay 16-bit where the
+    precision quantizes the linear layers only (`LINEAR_ONLY_QUANT`)."""
+    bpp = bytes_per_param(precision)
+    emb = embedding_params if (precision or "auto").lower() in LINEAR_ONLY_QUANT else 0.0
+    return (params - emb) * bpp + emb * 2.0
+
+
 def bytes_per_param(precision: str | None) -> float:
     p = (precision or "auto").lower()
     if p not in BYTES_PER_PARAM:
@@ -78,9 +91,15 @@ class Shape:
     kv_heads: int
     head_dim: int
 
+    embedding_params: float = 0.0  # token embeddings and an untied output layer (ModelArch's)
+
     @classmethod
     def of(cls, m: ModelArch) -> Shape:
-        return cls(m.name, m.params_b * 1e9, m.layers, m.heads, m.kv_heads, m.head_dim)
+        return cls(m.name, m.params_b * 1e9, m.layers, m.heads, m.kv_heads, m.head_dim, m.embedding_params())
+
+    def weight_bytes(self, precision: str | None) -> float:
+        """The weights' bytes at `precision` (`harness.roofline.weight_bytes`)."""
+        return weight_bytes(self.params, self.embedding_params, precision)
 
     def kv_bytes_per_token(self, bytes_per_elem: float = 2.0) -> float:
         """2 (K and V) x layers x kv_heads x head_dim x bytes_per_elem."""
@@ -279,7 +298,7 @@ def roofline_table(
     offload_bytes: float = 0.0,
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Decode bounds per batch size and the prefill bound, as rows for `harness roofline`."""
-    weight = shape.params * bytes_per_param(precision)
+    weight = shape.weight_bytes(precision)
     link = device.host_link_gbs * 1e9 if device.host_link_gbs else None
     rows = []
     for b in batches:

@@ -24,8 +24,8 @@ def shape_of(
     cfg: dict[str, Any], engine: dict[str, Any], precision: str | None = None
 ) -> tuple[Shape | None, float | None]:
     """The model's shape for the roofline and its weight bytes: the GGUF file size when there is one, else
-    parameters × bytes at `precision` (what the point ran at; default the configuration's), None at
-    `auto` (bytes a parameter not known)."""
+    the weights at `precision` (`Shape.weight_bytes`; what the point ran at, default the configuration's),
+    None at `auto` (bytes a parameter not known)."""
     spec = cfg.get("model") or {}
     emodel = engine.get("model") or {}
     size = emodel.get("size_bytes")
@@ -49,7 +49,7 @@ def shape_of(
     if weight is None and shape is not None:
         prec = str(precision or cfg.get("precision") or "auto").lower()
         if prec in BYTES_PER_PARAM and prec != "auto":
-            weight = shape.params * BYTES_PER_PARAM[prec]
+            weight = shape.weight_bytes(prec)
     return shape, weight
 
 

@@ -47,9 +47,9 @@ class ModelArch(BaseModel):
         """KV cache bytes per token = 2 (K and V) x layers x kv_heads x head_dim x bytes_per_elem."""
         return 2 * self.layers * self.kv_heads * self.head_dim * bytes_per_elem
 
-    def weight_bytes(self, bytes_per_param: float = 2.0) -> float:
-        """Weight bytes = params_b x 1e9 x bytes_per_param."""
-        return self.params_b * 1e9 * bytes_per_param
+    def embedding_params(self) -> float:
+        """The token embeddings and, where it is not tied to them, the output layer: vocab x hidden each."""
+        return float(self.vocab * self.hidden * (1 if self.tie_word_embeddings else 2))
 
 
 def yaml_problem(e: Exception) -> str:

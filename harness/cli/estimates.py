@@ -159,7 +159,6 @@ def roofline_cmd(
     from harness.roofline import (
         NO_PEAK_BOUND,
         Shape,
-        bytes_per_param,
         roofline_table,
         tensor_parallel_problem,
     )
@@ -182,7 +181,7 @@ def roofline_cmd(
             raise fail(f"roofline: --tp: {model}: {why} (allowed: {', '.join(map(str, ok))})")
         kv_bytes = KV_DTYPE_BYTES[kv_dtype]
         offload = cpu_offload_gb * 2**30
-        per_device = shape.params * bytes_per_param(precision) / tp
+        per_device = shape.weight_bytes(precision) / tp
         if offload > per_device:
             raise fail(
                 f"roofline: --cpu-offload-gb: {cpu_offload_gb:g} GiB is more than each device's share of the "

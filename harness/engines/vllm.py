@@ -52,7 +52,7 @@ from harness.extras import pip_install
 from harness.fileio import user_path
 from harness.hfmodel import TOKENIZER_DIR, HfModelError, catalog_model_dir
 from harness.models import ModelError
-from harness.roofline import bytes_per_param
+from harness.roofline import Shape
 from harness.scenario import VllmEngine, Workload
 
 GIB = 1024**3
@@ -208,7 +208,7 @@ class VllmServer:
                 path = catalog_model_dir(m.name, self.cfg.precision)
             except (CatalogError, HfModelError) as e:
                 raise ModelError(f"engine.model: {e}") from None
-            return path, m.name, arch.weight_bytes(bytes_per_param(self.cfg.precision))
+            return path, m.name, Shape.of(arch).weight_bytes(self.cfg.precision)
         if m.source == "path":
             p = user_path(m.path)
             if not p.exists():

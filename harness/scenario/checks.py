@@ -245,12 +245,12 @@ def _catalog_warnings(s: Scenario, file: str) -> list[str]:
 
 def weights_over_memory(eng: Any, dev: Any) -> str | None:
     """Where a vLLM engine's catalog model cannot fit `dev` (a hardware catalog device): its weights per
-    GPU (parameters × bytes per parameter at its precision / (TP × PP), less `cpu_offload_gb`) above the
+    GPU (its weights at its precision, `Shape.weight_bytes`, / (TP × PP), less `cpu_offload_gb`) above the
     memory vLLM takes (`gpu_memory_utilization`, default 0.92, of the device's); before any KV cache. None
     where they fit, or where the model's size or the device's memory is unknown."""
     from harness.catalog import models
     from harness.engines.vllm_flags import DEFAULT_GPU_MEMORY_UTILIZATION, checkpoint_precision
-    from harness.roofline import bytes_per_param
+    from harness.roofline import Shape
 
     if eng.type != "vllm" or eng.device == "cpu" or not dev.memory_bytes:
         return None
@@ -267,9 +267,7 @@ def weights_over_memory(eng: Any, dev: Any) -> str | None:
         if not (local / "config.json").is_file():
             return None
         precision = checkpoint_precision(local) or precision
-    per_gpu = arch.weight_bytes(bytes_per_param(precision)) / (
-        eng.tensor_parallel_size * eng.pipeline_parallel_size
-    )
+    per_gpu = Shape.of(arch).weight_bytes(precision) / (eng.tensor_parallel_size * eng.pipeline_parallel_size)
     per_gpu -= eng.cpu_offload_gb * 2**30
     util = eng.gpu_memory_utilization or DEFAULT_GPU_MEMORY_UTILIZATION
     usable = dev.memory_bytes * util

@@ -11,7 +11,7 @@ from harness.catalog import CatalogError, models
 from harness.catalog.claims import claims, parse_claims
 from harness.catalog.hardware import devices, get_device, gpus, match_cpu, match_nvml
 from harness.catalog.prices import parse_prices, prices
-from harness.roofline import bytes_per_param
+from harness.roofline import Shape
 from harness.scenario import engine_configs, load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -222,7 +222,7 @@ def test_article_scenarios_use_catalog_entries_and_fit(path: Path) -> None:
         m = models()[eng.model.name]
         tp = eng.tensor_parallel_size
         assert tp <= s.hardware.gpus
-        on_gpu = m.weight_bytes(bytes_per_param(eng.precision)) / tp - eng.cpu_offload_gb * 2**30
+        on_gpu = Shape.of(m).weight_bytes(eng.precision) / tp - eng.cpu_offload_gb * 2**30
         # "TP where it fits": weights per GPU within gpu_memory_utilization of the device
         assert on_gpu <= dev.memory_bytes * (eng.gpu_memory_utilization or 0.9), (path.name, tp)  # type: ignore[operator]
 

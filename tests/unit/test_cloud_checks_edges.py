@@ -143,7 +143,7 @@ def test_weights_one_card_of_a_name_cannot_hold_are_warned_of_not_refused(
     )
     assert launch(s, "H100:1", infra="aws") == [
         "t.yaml: engine.tensor_parallel_size: where SkyPilot's H100 is that card: llama-3.1-70b at fp8 over "
-        "TP 1 × PP 1 is 65.8 GiB of weights per GPU, more than the 36.8 GiB vLLM takes of h100-pcie's "
+        "TP 1 × PP 1 is 67.7 GiB of weights per GPU, more than the 36.8 GiB vLLM takes of h100-pcie's "
         "40.0 GiB (gpu_memory_utilization 0.92), before any KV cache"
     ]
 

@@ -134,9 +134,11 @@ def test_roofline_cli_prints_the_batch_table() -> None:
     rows = [
         [c.strip() for c in line.split("│")[1:-1]] for line in res.stdout.splitlines() if line.startswith("│")
     ]
-    # batch 1: (70.6e9 + 1024 x 327,680) / 3.35e12 = 21.17 ms -> 47.2 tok/s; batch 8 as above: 365.7
-    assert rows[0][:5] == ["1", "47.2", "47.2", "21.17", "memory"]
-    assert rows[1][:3] == ["8", "365.7", "45.7"]
+    # batch 1: (72.70e9 + 1024 x 327,680) / 3.35e12 = 21.80 ms -> 45.9 tok/s (fp8 keeps the embeddings
+    # and lm_head, 2 x 128,256 x 8,192 parameters, 16-bit); batch 8: (72.70e9 + 8 x 335.5e6) / 3.35e12 ->
+    # 355.5 tok/s, 44.4 a sequence
+    assert rows[0][:5] == ["1", "45.9", "45.9", "21.80", "memory"]
+    assert rows[1][:3] == ["8", "355.5", "44.4"]
     assert "prefill of 1024 tokens" in res.stdout and "note:" not in res.stdout
     # bf16 on one H100: 141.2 GB of weights in 85.5 GB (81,559 MiB); no context, no batch bound
     res = run_harness("roofline", "--model", "llama-3.1-70b", "--gpu", "h100-sxm")

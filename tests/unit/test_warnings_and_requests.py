@@ -410,8 +410,9 @@ def test_a_vllm_engine_whose_python_has_no_vllm_is_a_warning_not_an_error() -> N
 
 
 def test_vllm_weights_the_scenarios_gpu_cannot_hold_are_warned_about() -> None:
-    """Llama-3.1-70B bf16 on one H100: 70.6e9 x 2 B = 131.5 GiB of weights, over 0.9 x 79.6 GiB; at fp8 (65.8
-    GiB) it fits, and a lower gpu_memory_utilization (0.8 x 79.6 = 63.7 GiB) makes it not fit again."""
+    """Llama-3.1-70B bf16 on one H100: 70.6e9 x 2 B = 131.5 GiB of weights, over 0.9 x 79.6 GiB; at fp8 (67.7
+    GiB: the embeddings and lm_head stay 16-bit) it fits, and a lower gpu_memory_utilization (0.8 x 79.6 =
+    63.7 GiB) makes it not fit again."""
     eng = {"type": "vllm", "model": {"source": "catalog", "name": "llama-3.1-70b"}, "precision": "bf16"}
     base = {"name": "w", "engine": eng, "hardware": {"gpu": "h100-sxm"}}
     (w,) = combination_warnings(parse_scenario(base), "w.yaml")
@@ -422,7 +423,7 @@ def test_vllm_weights_the_scenarios_gpu_cannot_hold_are_warned_about() -> None:
     assert combination_warnings(parse_scenario(fp8), "w.yaml") == []
     tight = {**base, "engine": {**eng, "precision": "fp8", "gpu_memory_utilization": 0.8}}
     (w,) = combination_warnings(parse_scenario(tight), "w.yaml")
-    assert "65.8 GiB of weights per GPU, more than the 63.7 GiB vLLM takes" in w
+    assert "67.7 GiB of weights per GPU, more than the 63.7 GiB vLLM takes" in w
     assert combination_warnings(parse_scenario({**base, "hardware": {}}), "w.yaml") == []  # no GPU named
 
 
