@@ -10,6 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+from urllib.request import getproxies_environment, proxy_bypass_environment
 
 import httpx
 import psutil
@@ -40,6 +41,18 @@ def is_this_machine(host: str) -> bool | None:
     return any(ipaddress.ip_address(a).is_loopback or a in _own_addresses() for a in addrs)
 
 
+def proxy_for(url: str) -> str | None:
+    """The proxy the environment names for `url` (HTTP_PROXY, HTTPS_PROXY or ALL_PROXY, in either case,
+    not bypassed by NO_PROXY), which the harness does not take: its timed streams connect directly, and
+    its health checks, tokenizer calls and /metrics scrapes go the same way. None where none applies."""
+    u = urlsplit(url)
+    proxies = getproxies_environment()
+    proxy = proxies.get(u.scheme) or proxies.get("all")
+    if not proxy or proxy_bypass_environment(u.hostname or "", proxies):
+        return None
+    return proxy
+
+
 _VERSION_SEGMENT = re.compile(r"v\d+(?:(?:alpha|beta)\d*)?", re.IGNORECASE)
 
 
@@ -63,7 +76,7 @@ def split_base_url(base_url: str) -> tuple[str, str]:
 def has_metrics(base_url: str, headers: dict[str, str]) -> bool:
     """Whether `base_url`/metrics answers with Prometheus text (vLLM, SGLang, llama-server --metrics)."""
     try:
-        r = httpx.get(base_url + "/metrics", headers=headers, timeout=5)
+        r = httpx.get(base_url + "/metrics", headers=headers, timeout=5, trust_env=False)
     except httpx.HTTPError:
         return False
     kind = r.headers.get("content-type", "")
@@ -107,7 +120,7 @@ class ExternalServer:
     def start(self) -> str:
         url = self.health_url
         try:
-            r = httpx.get(url, headers=self.headers(), timeout=10)
+            r = httpx.get(url, headers=self.headers(), timeout=10, trust_env=False)
         except httpx.HTTPError as e:
             raise EngineError(f"external endpoint {url} unreachable: {type(e).__name__}: {e}") from None
         if r.status_code in (401, 403):
@@ -118,7 +131,7 @@ class ExternalServer:
             # a health check answers without a key (vLLM's and llama-server's /health do), the API's
             # model list asks for it: a wrong key is said now, not as every request's HTTP 401
             try:
-                r = httpx.get(self.models_url, headers=self.headers(), timeout=10)
+                r = httpx.get(self.models_url, headers=self.headers(), timeout=10, trust_env=False)
             except httpx.HTTPError:
                 if not self.model_name:
                     raise EngineError(
@@ -174,8 +187,10 @@ class ExternalServer:
         to connect or were cut)."""
         url = self.health_url
         try:
-            return httpx.get(url, headers=self.headers(), timeout=timeout_s).status_code == 200
-        except httpx.HTTPError:
+            return (
+                httpx.get(url, headers=self.headers(), timeout=timeout_s, trust_env=False).status_code == 200
+            )
+        except (httpx.HTTPError, OSError):  # OSError: out of file descriptors, say
             return False
 
     def log_path(self) -> Path | None:
@@ -195,7 +210,22 @@ class ExternalServer:
             "command": None,
             "host": self.host,
             "local": self.local,
+            **({"warnings": [why]} if (why := self.proxy_warning()) else {}),
         }
+
+    def proxy_warning(self) -> str | None:
+        """Why a proxy in the environment is not used to reach the endpoint, where one would be."""
+        proxy = proxy_for(self.base_url)
+        if proxy is None:
+            return None
+        p = urlsplit(proxy)
+        shown = p._replace(
+            netloc=(p.hostname or "") + (f":{p.port}" if p.port else "")
+        ).geturl()  # no password
+        return (
+            f"the environment names a proxy for {self.host} ({shown}), which the harness does not use: it "
+            "connects to the endpoint directly, as its timed streams do (set NO_PROXY to silence this)"
+        )
 
     def request_extras(self, workload: Workload) -> dict[str, Any]:
         """The scenario's `engine.extra_body`, as it is: an endpoint of unknown kind may refuse fields it
@@ -213,7 +243,7 @@ class ExternalServer:
         if self._tokenize_form == "none":
             return None
         if self._http is None:
-            self._http = httpx.Client(timeout=TOKENIZE_TIMEOUT_S, headers=self.headers())
+            self._http = httpx.Client(timeout=TOKENIZE_TIMEOUT_S, headers=self.headers(), trust_env=False)
         forms = [self._tokenize_form] if self._tokenize_form else ["vllm", "llamacpp"]
         transient = False
         for form in forms:

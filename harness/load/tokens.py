@@ -80,7 +80,7 @@ async def unstreamed_prompt_tokens(client: StreamClient, spec: RequestSpec) -> i
 
     body = {k: v for k, v in client.body(spec).items() if k not in ("stream", "stream_options")}
     try:
-        async with httpx.AsyncClient(timeout=min(60.0, client.timeout_s)) as http:
+        async with httpx.AsyncClient(timeout=min(60.0, client.timeout_s), trust_env=False) as http:
             r = await http.post(client.base_url + client.path, json=body, headers=client.headers)
         n = r.json()["usage"]["prompt_tokens"] if r.status_code == 200 else None
     except (httpx.HTTPError, ValueError, KeyError, TypeError):

@@ -185,7 +185,7 @@ class PrometheusScraper:
         return snap
 
     def start(self) -> None:
-        self._client = httpx.Client(timeout=self.timeout_s)
+        self._client = httpx.Client(timeout=self.timeout_s, trust_env=False)
         i = self.fetch()
         if i is None or self.snapshot(i) is None:
             self._client.close()

@@ -269,3 +269,37 @@ def test_what_a_refusal_says_follows_which_request_and_status() -> None:
     for models in (False, True):  # a server error is no question of paths
         said = answer(500, srv.models_url, models)
         assert said == f"external endpoint {srv.models_url} answered HTTP 500: " + "x" * 200
+
+
+def test_proxies_in_the_environment_are_not_taken_and_a_remote_one_is_said(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """HTTP_PROXY without the host in NO_PROXY sent the health checks, tokenizer calls and /metrics
+    scrapes to the proxy (a launched engine was "not healthy" for its whole timeout) while the timed
+    streams, which take no proxy, went direct; a SOCKS proxy stopped the run with a traceback."""
+    from harness.engines.external import proxy_for
+    from harness.engines.process import answers_health
+    from harness.testing.fake_server import FakeScript, FakeServer
+
+    for var in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "http_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://user:secret@127.0.0.1:9")  # nothing listens on port 9
+    monkeypatch.setenv("ALL_PROXY", "socks5://127.0.0.1:9")
+    srv = FakeServer(FakeScript(ttft_s=0.0, itl_s=0.0)).start_in_thread()
+    try:
+        assert proxy_for(srv.base_url) == "http://user:secret@127.0.0.1:9"
+        assert answers_health(srv.base_url + "/health", timeout_s=5.0)
+        eng = ExternalEngine(type="external", base_url=srv.base_url, model={"source": "served", "name": "m"})
+        ext = ExternalServer(eng)
+        assert ext.start() == srv.base_url
+        (warning,) = ext.describe()["warnings"]
+        assert warning == (
+            "the environment names a proxy for 127.0.0.1 (http://127.0.0.1:9), which the harness does not "
+            "use: it connects to the endpoint directly, as its timed streams do (set NO_PROXY to silence "
+            "this)"
+        )
+        ext.stop()
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        assert proxy_for(srv.base_url) is None and "warnings" not in ExternalServer(eng).describe()
+    finally:
+        srv.stop()
