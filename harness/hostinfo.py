@@ -110,3 +110,40 @@ def git_sha() -> str | None:
     if not sha:
         return None
     return sha + ("-dirty" if dirty.stdout.strip() else "")
+
+
+# files a client process holds besides its connections: logs, telemetry files, pipes, its interpreter's
+OPEN_FILES_MARGIN = 64
+
+
+def open_files_limits() -> tuple[int, int] | None:
+    """This process's (soft, hard) limits on open files (a hard limit without one as a large number);
+    None where the platform has none to read (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    cap = 1 << 20  # Linux's default fs.nr_open: what "unlimited" amounts to for one process
+    return (cap if soft == resource.RLIM_INFINITY else soft), (
+        cap if hard == resource.RLIM_INFINITY else hard
+    )
+
+
+def raise_open_files_limit() -> int | None:
+    """Raise this process's soft limit on open files to its hard one, as the client processes it starts
+    inherit it: each request in flight holds a socket, and shells often start with a soft limit of 1024
+    (256 on macOS) far under the hard one. The soft limit in force after; None where there is none."""
+    limits = open_files_limits()
+    if limits is None:
+        return None
+    import resource
+
+    soft, hard = limits
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft

@@ -80,6 +80,7 @@ def run(
 ) -> None:
     """Run a scenario: start the engine, sweep the load points, write results/<time>-<name>/."""
     from harness import report
+    from harness.hostinfo import raise_open_files_limit
     from harness.load.search import attainment_resolution_note
     from harness.resume import ResumeError
     from harness.runner import InterruptedAgain, InterruptedStarting, RunFailed, RunWriteFailed, run_scenario
@@ -114,6 +115,7 @@ def run(
     results = Path("results") if results is None else results
     if resume is None and (why := _unwritable(results)):  # last: it makes the directory
         raise fail(f"--results {results}: {why}")
+    raise_open_files_limit()  # a socket for each request in flight, in this process and its client workers
     try:
         res = run_scenario(
             s,

@@ -79,6 +79,7 @@ def serve_fake(
 ) -> None:
     """Serve the OpenAI streaming protocol with scripted timing (for testing clients and the harness)."""
     from harness.engines.process import EngineError, free_port, http_url
+    from harness.hostinfo import raise_open_files_limit
     from harness.testing.fake_server import FakeScript, serve_processes
 
     if workers > 1 and port == 0:
@@ -111,6 +112,7 @@ def serve_fake(
     if api_key_env and not script.api_key:
         raise fail(f"--api-key-env: {api_key_env} is not set")
     tls = _tls_files(tls_cert, tls_key)
+    raise_open_files_limit()  # a socket for each stream it serves
     if port == 0:  # pick it here, so that the address printed is the one served
         try:
             port = free_port(host)

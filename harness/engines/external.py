@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
-from urllib.request import getproxies_environment, proxy_bypass_environment
+from urllib.request import getproxies_environment, proxy_bypass
 
 import httpx
 import psutil
@@ -48,7 +48,7 @@ def proxy_for(url: str) -> str | None:
     u = urlsplit(url)
     proxies = getproxies_environment()
     proxy = proxies.get(u.scheme) or proxies.get("all")
-    if not proxy or proxy_bypass_environment(u.hostname or "", proxies):
+    if not proxy or proxy_bypass(u.hostname or ""):
         return None
     return proxy
 

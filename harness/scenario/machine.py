@@ -24,7 +24,31 @@ def machine_warnings(s: Scenario, file: str) -> list[str]:
         + _package_warnings(s, file)
         + _vllm_warnings(s, file)
         + _key_warnings(s, file)
+        + _open_files_warnings(s, file)
     )
+
+
+def _open_files_warnings(s: Scenario, file: str) -> list[str]:
+    """More requests in flight in one client process than this machine lets a process open files (its
+    hard limit: a run raises its soft limit to it): connections past it fail as connect errors, and the
+    point runs below its concurrency."""
+    from harness.hostinfo import OPEN_FILES_MARGIN, open_files_limits
+
+    limits = open_files_limits()
+    load = s.load
+    in_flight = max(load.concurrency) if load.mode == "closed" else load.max_concurrency
+    if limits is None or in_flight is None:
+        return []
+    per_process = -(-in_flight // min(load.workers, in_flight))
+    need = per_process + OPEN_FILES_MARGIN
+    if need <= limits[1]:
+        return []
+    field = "concurrency" if load.mode == "closed" else "max_concurrency"
+    return [
+        f"{file}: load.{field}: {per_process} requests in flight in a client process need about {need} open "
+        f"files, above this machine's limit of {limits[1]} (ulimit -Hn): connections past it fail and the "
+        "point runs below its load (raise the limit, or split the load over more load.workers)"
+    ]
 
 
 def _key_warnings(s: Scenario, file: str) -> list[str]:
