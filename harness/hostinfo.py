@@ -147,3 +147,18 @@ def raise_open_files_limit() -> int | None:
         except (ValueError, OSError):
             pass
     return soft
+
+
+# variables the engines read from the environment they inherit: llama.cpp's server options and ggml's,
+# vLLM's, CUDA's, NCCL's, the thread pools' and Hugging Face's
+ENGINE_ENV_PREFIXES = (
+    "LLAMA_", "GGML_", "VLLM_", "CUDA_", "NCCL_", "OMP_", "MKL_", "HF_", "TORCH_", "PYTORCH_",
+    "TRANSFORMERS_",
+)  # fmt: skip
+
+
+def engine_environment(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The variables of `env` (default this process's) that launched engines inherit and read
+    (`ENGINE_ENV_PREFIXES`), sorted by name; secrets are for the caller to redact."""
+    env = dict(os.environ) if env is None else env
+    return {k: env[k] for k in sorted(env) if k.upper().startswith(ENGINE_ENV_PREFIXES)}

@@ -12,7 +12,7 @@ from typing import Any
 import harness
 from harness import hostinfo
 from harness.client.aio import loop_name
-from harness.engines.base import redact, redact_scenario
+from harness.engines.base import redact, redact_keys, redact_scenario
 from harness.load.workload import SAMPLING_SCHEME
 from harness.results import RunDir, runner_info
 from harness.resume import input_digests
@@ -84,7 +84,7 @@ def _first_manifest(
                 "sampling": SAMPLING_SCHEME,
             },
             "input_sha256": input_digests(s),
-            "host": hostinfo.host(),
+            "host": {**hostinfo.host(), "engine_env": redact_keys(hostinfo.engine_environment())},
             "hardware": hardware_inventory(),
             "points_planned": [p.point_id for p in points],
             "points_done": [],

