@@ -243,7 +243,8 @@ def measure_point(
 
     with no_full_collections():
         outcome = run_loop(go())
-    tel_cols = tel.end_window(p.point_id, outcome.ended_ns)
+    # the same window as tok/s: from the first measured send, not from before the edge samples
+    tel_cols = tel.end_window(p.point_id, outcome.ended_ns, outcome.started_ns)
     if outcome.aborted is not None and outcome.aborted == watch.reason:
         outcome.aborted = lost_message(engine, outcome.records)
     elif not outcome.aborted and (lost := endpoint_lost(engine, outcome.records)):

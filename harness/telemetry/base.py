@@ -20,7 +20,9 @@ class Sampler(Protocol):
 
     def begin_window(self, name: str, t_ns: int) -> None: ...
 
-    def end_window(self, name: str, t_ns: int) -> dict[str, Any]: ...
+    def end_window(self, name: str, t_ns: int, start_ns: int | None = None) -> dict[str, Any]:
+        """The window's columns, over [`window_start`, `t_ns`]."""
+        ...
 
     def stop(self) -> None: ...
 
@@ -33,6 +35,13 @@ class Sampler(Protocol):
         (also while sampling: the runner checkpoints after points, see `checkpoint_due`); its name (None:
         nothing written)."""
         ...
+
+
+def window_start(opened_ns: int, start_ns: int | None) -> int:
+    """Where a window's columns start: at `start_ns`, the point's first measured send, where it is given
+    (its edge samples were taken before it, at `opened_ns`, and may have taken a while: a stalled NVML
+    call, a slow /metrics scrape), so that energy and power cover the same time as tok/s."""
+    return max(opened_ns, start_ns) if start_ns else opened_ns
 
 
 def telemetry_file(name: str, ext: str, tag: str = "") -> str:
@@ -113,11 +122,13 @@ class TelemetrySet:
         for s in list(self.samplers):
             self._call(s, "begin_window", name, t)
 
-    def end_window(self, name: str, t_ns: int | None = None) -> dict[str, Any]:
+    def end_window(self, name: str, t_ns: int | None = None, start_ns: int | None = None) -> dict[str, Any]:
+        """Every sampler's columns of window `name`, from `start_ns` (the first measured send; default
+        where the window was opened) to `t_ns` (default now)."""
         t = t_ns if t_ns is not None else time.perf_counter_ns()
         cols: dict[str, Any] = {}
         for s in list(self.samplers):
-            got = self._call(s, "end_window", name, t)
+            got = self._call(s, "end_window", name, t, start_ns)
             if got:
                 cols.update(got)
         cols.update(energy_columns(cols))

@@ -34,7 +34,7 @@ from typing import Any
 import psutil
 
 from harness.fileio import replaced_whole
-from harness.telemetry.base import sampler_overhead, telemetry_file
+from harness.telemetry.base import sampler_overhead, telemetry_file, window_start
 from harness.telemetry.window import NS, counter_increase, window_values
 
 POWERCAP = Path("/sys/class/powercap")
@@ -276,11 +276,12 @@ class CpuSampler:
         self.sample()
         self._open[name] = t_ns
 
-    def end_window(self, name: str, t_ns: int) -> dict[str, Any]:
+    def end_window(self, name: str, t_ns: int, start_ns: int | None = None) -> dict[str, Any]:
         self.sample(refresh=True)
-        t0 = self._open.pop(name, None)
-        if t0 is None:  # a point cut short before its measured requests: no window was opened
+        opened = self._open.pop(name, None)
+        if opened is None:  # a point cut short before its measured requests: no window was opened
             return {}
+        t0 = window_start(opened, start_ns)
         self.windows[name] = (t0, t_ns)
         with self._lock:
             return self.window_columns(t0, t_ns)

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.telemetry.base import sampler_overhead, telemetry_file
+from harness.telemetry.base import sampler_overhead, telemetry_file, window_start
 from harness.telemetry.gpu_reader import MEMORY_V1, MEMORY_V2, GpuReader, memory_info, memory_v2_supported
 from harness.telemetry.nvml_api import (
     NvmlError,
@@ -250,10 +250,11 @@ class NvmlSampler:
         self.edge_sample()
         self._open[name] = t_ns
 
-    def end_window(self, name: str, t_ns: int) -> dict[str, Any]:
-        t0 = self._open.pop(name, None)
-        if t0 is None:  # a point cut short before its measured requests: no window was opened
+    def end_window(self, name: str, t_ns: int, start_ns: int | None = None) -> dict[str, Any]:
+        opened = self._open.pop(name, None)
+        if opened is None:  # a point cut short before its measured requests: no window was opened
             return {}
+        t0 = window_start(opened, start_ns)
         self.windows[name] = (t0, t_ns)
         # a thread stuck in an NVML call holds the lock: then neither the edge sample nor the columns
         if not self.edge_sample() or not self._lock.acquire(timeout=EDGE_LOCK_TIMEOUT_S):

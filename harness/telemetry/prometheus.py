@@ -203,7 +203,9 @@ class PrometheusScraper:
         if i is not None:
             self._open[name] = (t_ns, i)
 
-    def end_window(self, name: str, t_ns: int) -> dict[str, Any]:
+    def end_window(self, name: str, t_ns: int, start_ns: int | None = None) -> dict[str, Any]:
+        """Counters between the window's two edge scrapes (`start_ns` changes nothing: no measured request
+        ran before it), gauges from the scrapes inside the window."""
         j = self.fetch()
         opened = self._open.pop(name, None)
         if opened is None or j is None:

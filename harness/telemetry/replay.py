@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.telemetry.base import window_start
 from harness.telemetry.trace import GpuSeries, TraceError, gpu_window_columns, read_trace
 
 __all__ = ["ENV", "ReplayNvmlSampler", "TraceError", "record_trace", "replay_windows"]
@@ -54,10 +55,11 @@ class ReplayNvmlSampler:
     def begin_window(self, name: str, t_ns: int) -> None:
         self._open[name] = t_ns
 
-    def end_window(self, name: str, t_ns: int) -> dict[str, Any]:
-        t0 = self._open.pop(name, None)
-        if t0 is None:  # a point cut short before its measured requests: no window was opened
+    def end_window(self, name: str, t_ns: int, start_ns: int | None = None) -> dict[str, Any]:
+        opened = self._open.pop(name, None)
+        if opened is None:  # a point cut short before its measured requests: no window was opened
             return {}
+        t0 = window_start(opened, start_ns)
         self.windows[name] = (t0, t_ns)
         return gpu_window_columns(self.series, t0, t_ns)
 

@@ -714,3 +714,64 @@ def test_client_workers_that_do_not_answer_are_waited_for_together(
     took_s = time.monotonic() - cut_at[0]
     assert out.aborted == "interrupted by SIGINT"
     assert took_s < 18, took_s  # 10 + 5, not 10 + 4 x 5
+
+
+class _SlowEdge:
+    """A sampler whose window-opening sample takes 0.5 s, as a stalled NVML call or a slow /metrics
+    scrape can."""
+
+    name = "slow-edge"
+
+    def start(self) -> None: ...
+
+    def begin_window(self, name: str, t_ns: int) -> None:
+        time.sleep(0.5)
+
+    def end_window(self, name: str, t_ns: int, start_ns: int | None = None) -> dict[str, Any]:
+        return {}
+
+    def stop(self) -> None: ...
+
+    def manifest(self) -> dict[str, Any]:
+        return {}
+
+    def write(self, run_dir: Path, tag: str = "") -> str | None:
+        return None
+
+
+@pytest.mark.parametrize("mode", ["closed", "open"])
+def test_the_telemetry_window_is_the_throughput_window_however_long_the_edge_samples_take(
+    fake: str, tmp_path: Path, mode: str
+) -> None:
+    """The energy window opened before the edge samples and the first measured send after them: a 0.5 s
+    stall in an edge sample went into energy, power and CPU % (idle time tok/s does not count)."""
+    import pandas as pd
+
+    from harness.runner import run_scenario
+    from harness.scenario import parse_scenario
+    from harness.telemetry import default_samplers
+    from harness.telemetry.base import TelemetrySet
+    from harness.telemetry.cpu import CpuSampler
+
+    load = {"requests": 4, "warmup_requests": 0}
+    load |= {"concurrency": [2]} if mode == "closed" else {"mode": "open", "rates_rps": [20.0]}
+    s = parse_scenario(
+        {
+            "name": "edge",
+            "engine": {"type": "external", "base_url": fake, "model": {"source": "served", "name": "fake"}},
+            "workload": {"input_tokens": 8, "output_tokens": 4},
+            "load": load,
+            "telemetry": {"nvml": False, "engine_metrics": False},
+        }
+    )
+    cpu: list[CpuSampler] = []
+
+    def samplers(scenario: Any, engine: Any) -> TelemetrySet:
+        tel = default_samplers(scenario, engine)
+        cpu.extend(x for x in tel.samplers if isinstance(x, CpuSampler))
+        return TelemetrySet([*tel.samplers, _SlowEdge()])
+
+    res = run_scenario(s, tmp_path, telemetry=samplers, show_progress=False)
+    (row,) = pd.read_parquet(res.run_dir / "points.parquet").to_dict("records")
+    ((t0, t1),) = cpu[0].windows.values()
+    assert (t1 - t0) / 1e9 == pytest.approx(row["window_s"], abs=0.002), (t1 - t0) / 1e9

@@ -281,7 +281,7 @@ def test_a_point_cut_short_before_its_window_leaves_the_samplers_running_and_wri
     class Broken(CpuSampler):  # a sampler whose window fails for a reason of its own
         name = "broken"
 
-        def end_window(self, name: str, t_ns: int) -> dict:
+        def end_window(self, name: str, t_ns: int, start_ns: int | None = None) -> dict:
             raise RuntimeError("boom")
 
     broken = Broken(os.getpid(), interval_s=0.05)
