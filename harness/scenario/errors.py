@@ -159,8 +159,8 @@ def _format_one(file: str, err: Any) -> str:
         return f"{file}: {field_path(loc[:-1])}: field name {shown(err.get('input'))} is not text{allowed}"
     if err["type"] == "string_pattern_mismatch" and loc == ("name",):
         return (
-            f"{file}: name: invalid value {shown(err.get('input'))} (allowed: letters, digits, '_', '.' and "
-            "'-', starting with a letter or digit: it names the run directory)"
+            f"{file}: name: invalid value {shown(err.get('input'))} (allowed: ASCII letters, digits, '_', "
+            "'.' and '-', starting with a letter or digit: it names the run directory)"
         )
     if err["type"] == "string_too_long" and loc == ("name",):
         return (

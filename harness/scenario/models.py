@@ -394,7 +394,8 @@ class Scenario(Strict):
     name: str = Field(
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
         max_length=MAX_NAME_CHARS,
-        description="names the run directory <UTC time>-<name>, whose name a file system caps at 255 bytes",
+        description="ASCII letters, digits, '_', '.' and '-': names the run directory <UTC time>-<name>, "
+        "whose name a file system caps at 255 bytes",
     )
     description: str = Field("", description="free text, shown in reports")
     engine: EngineSpec = Field(description="what serves the model: its type picks the section")

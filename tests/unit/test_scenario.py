@@ -188,8 +188,13 @@ def test_every_variant_error_is_reported_where_it_is() -> None:
             "f.yaml: name: expected text (got the date 2026-01-01: YAML reads it as one; quote it)",
         ),
         (
+            "name: tést",
+            "f.yaml: name: invalid value 'tést' (allowed: ASCII letters, digits, '_', '.' and '-', "
+            "starting with a letter or digit: it names the run directory)",
+        ),
+        (
             "name: my run",
-            "f.yaml: name: invalid value 'my run' (allowed: letters, digits, '_', '.' and '-', "
+            "f.yaml: name: invalid value 'my run' (allowed: ASCII letters, digits, '_', '.' and '-', "
             "starting with a letter or digit: it names the run directory)",
         ),
         (
