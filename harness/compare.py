@@ -98,18 +98,25 @@ def _load_order(load: str) -> tuple[int, float]:
     return (0 if load.startswith("c") else 1, float(load[1:]))
 
 
-def _differing(objs: list[Any], at: str = "") -> dict[str, list[str]]:
-    """Dotted paths where the settings `objs` differ, with each one's value there as JSON. Fields only
-    some of them have were added to the harness between their runs: not a difference. A field that is
-    a mapping in one and a value in another (a length drawn from a distribution against a fixed one)
-    differs as a whole."""
-    if all(isinstance(o, dict) for o in objs):
-        keys = sorted(set.intersection(*(set(o) for o in objs)))
-        return {
-            p: v for k in keys for p, v in _differing([o[k] for o in objs], f"{at}.{k}" if at else k).items()
-        }
-    values = [json.dumps(o, sort_keys=True) for o in objs]
-    return {at: values} if len(set(values)) > 1 else {}
+_UNRECORDED = object()  # a field a run's settings lack: its harness did not write it
+
+
+def _differing(objs: list[Any], at: str = "") -> dict[str, list[str | None]]:
+    """Dotted paths where the settings `objs` differ, with each one's value there as JSON (None where it
+    lacks the field). A field added to the harness between runs is no difference by itself: it differs
+    where two runs that have it differ (the runs without it are then shown apart too, their value not
+    known). A field that is a mapping in one and a value in another (a length drawn from a distribution
+    against a fixed one) differs as a whole."""
+    present = [o for o in objs if o is not _UNRECORDED]
+    if present and all(isinstance(o, dict) for o in present):
+        out: dict[str, list[str | None]] = {}
+        for k in sorted(set().union(*present)):
+            sub = [_UNRECORDED if o is _UNRECORDED else o.get(k, _UNRECORDED) for o in objs]
+            if sum(x is not _UNRECORDED for x in sub) > 1:
+                out.update(_differing(sub, f"{at}.{k}" if at else k))
+        return out
+    values = [None if o is _UNRECORDED else json.dumps(o, sort_keys=True) for o in objs]
+    return {at: values} if len({v for v in values if v is not None}) > 1 else {}
 
 
 def split_settings(points: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
@@ -143,9 +150,12 @@ def split_settings(points: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return out, notes
 
 
-def _as_written(value_json: str) -> str:
+def _as_written(value_json: str | None) -> str:
     """A setting's value as a scenario writes it: text bare (`chat`), numbers as they are, and null,
-    true and false as YAML spells them (not Python's None, True, False)."""
+    true and false as YAML spells them (not Python's None, True, False); `unrecorded` for a run whose
+    harness did not write the field."""
+    if value_json is None:
+        return "unrecorded"
     value = json.loads(value_json)
     return value if isinstance(value, str) else value_json
 

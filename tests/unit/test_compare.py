@@ -722,6 +722,32 @@ def test_a_setting_that_is_a_mapping_in_one_run_and_a_value_in_another_differs()
     ]
 
 
+def test_runs_that_differ_in_a_field_an_older_run_lacks_are_not_reruns() -> None:
+    """A (x=1) and B (x=2) were taken for reruns because an older run C, whose harness did not write x,
+    left x out of the fields compared."""
+    from harness.compare import split_settings
+    from harness.runinfo import settings_of
+
+    df = _rows().iloc[:1].copy()
+    frame = pd.concat(
+        [
+            df.assign(run_id="a", settings=settings_of({"type": "vllm", "new": 1}, {})),
+            df.assign(run_id="b", settings=settings_of({"type": "vllm", "new": 2}, {})),
+            df.assign(run_id="c", settings=settings_of({"type": "vllm"}, {})),
+        ]
+    )
+    out, notes = split_settings(frame)
+    assert list(out["config"]) == [
+        "a100-80gb-sxm | vllm [engine.new=1]",
+        "a100-80gb-sxm | vllm [engine.new=2]",
+        "a100-80gb-sxm | vllm [engine.new=unrecorded]",
+    ]
+    assert notes == ["a100-80gb-sxm | vllm: runs with other settings (engine.new) are shown apart"]
+    # one run with the field and one without: a field added between them, no difference
+    out, notes = split_settings(frame[frame["run_id"] != "b"])
+    assert set(out["config"]) == {"a100-80gb-sxm | vllm"} and notes == []
+
+
 def test_a_utilization_below_one_is_said_beside_the_prices_and_kept_in_the_points() -> None:
     """At --utilization 0.5 the $/1M doubled while the notes gave only the $/hour: the figure could not be
     worked back from what the comparison showed."""
