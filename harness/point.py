@@ -239,6 +239,7 @@ def measure_point(
                 lambda: should_abort() or watch.reason,
                 on_measure_start=lambda t: tel.begin_window(p.point_id, t),
                 cooldown_specs=cool,
+                on_measure_end=tel.edge_samples,
             )
 
     with no_full_collections():

@@ -374,8 +374,12 @@ async def run_point(
     watch_interval_s: float = 0.2,
     on_measure_start: Callable[[int], None] | None = None,
     cooldown_specs: Sequence[RequestSpec] = (),
+    on_measure_end: Callable[[], None] | None = None,
 ) -> PointOutcome:
-    """Run one point: warmup and cooldown are recorded with `warmup=True` (not measured)."""
+    """Run one point: warmup and cooldown are recorded with `warmup=True` (not measured).
+    `on_measure_start(t_ns)` takes the window's edge samples before the first measured send;
+    `on_measure_end()` those at its end, as soon as the measured requests are done, before the client
+    is torn down."""
     out = PointOutcome()
     jobs = plan_jobs(client, load, warmup_specs, specs, cooldown_specs, first_id)
     meter = CpuMeter()
@@ -403,9 +407,13 @@ async def run_point(
         if load.workers > 1:
             from harness.load.workers import run_jobs_in_workers
 
-            await run_jobs_in_workers(client, load, jobs, record_and_watch, out, t0_ns, measure_start)
+            await run_jobs_in_workers(
+                client, load, jobs, record_and_watch, out, t0_ns, measure_start, on_measure_end
+            )
         else:
             await run_jobs_here(client, load, jobs, record_and_watch, out, t0_ns, measure_start)
+            if on_measure_end is not None:
+                on_measure_end()
 
     task = asyncio.create_task(body())
     # once a failed record has cut the point (`record_and_watch`), its teardown is let finish: a second

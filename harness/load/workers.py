@@ -204,8 +204,11 @@ class _Workers:
     """The parent's side of a point's client processes: their pipes, and what each has said so far.
     `handle` reads a process's messages as they arrive (an event-loop reader per pipe)."""
 
-    def __init__(self, out: PointOutcome, on_record: OnRecord) -> None:
+    def __init__(
+        self, out: PointOutcome, on_record: OnRecord, on_measured: Callable[[], None] | None = None
+    ) -> None:
         self.out, self.on_record = out, on_record
+        self.on_measured = on_measured  # called once every worker's measured requests are done
         self.loop = asyncio.get_running_loop()
         self.pipes: list[Connection] = []
         self.procs: list[Any] = []
@@ -284,6 +287,8 @@ class _Workers:
             self.measured_done.add(k)
             if len(self.measured_done) == n:
                 self.stop_all()
+                if self.on_measured is not None:
+                    self.on_measured()
         elif kind in ("done", "failed"):
             if kind == "failed":  # an error in the worker's own run: its requests were not all run
                 self.failed[k] = msg[1]
@@ -349,9 +354,12 @@ async def run_jobs_in_workers(
     out: PointOutcome,
     t0_ns: int,
     on_measure_start: Callable[[int], None] | None = None,
+    on_measure_end: Callable[[], None] | None = None,
 ) -> None:
     """Run `jobs` in `load.workers` processes; fills `out.records` and `out.client['worker_cpu']` (each
-    process's CPU seconds, wall seconds and event-loop lag p99)."""
+    process's CPU seconds, wall seconds and event-loop lag p99). `on_measure_end()` is called once every
+    process's measured requests are done, as they are told to stop (before they wind down and are
+    joined)."""
     n = load.workers
     closed = load.rate_rps is None
     warm = [j for j in jobs if j.role == "warmup"] if closed else []
@@ -365,7 +373,7 @@ async def run_jobs_in_workers(
         )
         for k in range(n)
     ]
-    w = _Workers(out, on_record)
+    w = _Workers(out, on_record, on_measure_end)
     edge: asyncio.Task[None] | None = None
     opening: list[bool] = []  # the window's edge samples have started (set by `_open_window_at`)
     try:

@@ -134,6 +134,14 @@ class TelemetrySet:
         cols.update(energy_columns(cols))
         return cols
 
+    def edge_samples(self) -> None:
+        """A sample from each sampler that takes edge samples, the moment a point's measured requests are
+        done: the client's teardown (cancelling cooldown requests, joining client processes) takes up to a
+        second before `end_window`, during which the engine idles."""
+        for s in list(self.samplers):
+            if hasattr(s, "edge_sample"):
+                self._call(s, "edge_sample")
+
     def live(self) -> str:
         """A short live reading (e.g. `GPU 312 W 87 % util`) from samplers that have one."""
         parts = []

@@ -276,6 +276,11 @@ class CpuSampler:
         self.sample()
         self._open[name] = t_ns
 
+    def edge_sample(self) -> None:
+        """A sample the moment a window's measured requests are done, before the client is torn down:
+        interpolated across the drop to idle, the window's end would otherwise read low."""
+        self.sample()
+
     def end_window(self, name: str, t_ns: int, start_ns: int | None = None) -> dict[str, Any]:
         self.sample(refresh=True)
         opened = self._open.pop(name, None)

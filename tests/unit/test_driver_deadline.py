@@ -775,3 +775,54 @@ def test_the_telemetry_window_is_the_throughput_window_however_long_the_edge_sam
     (row,) = pd.read_parquet(res.run_dir / "points.parquet").to_dict("records")
     ((t0, t1),) = cpu[0].windows.values()
     assert (t1 - t0) / 1e9 == pytest.approx(row["window_s"], abs=0.002), (t1 - t0) / 1e9
+
+
+class _EdgeSpy(_SlowEdge):
+    """Stamps when it was asked for the window's end-edge sample, and when the window was closed."""
+
+    name = "edge-spy"
+
+    def __init__(self) -> None:
+        self.edges: list[int] = []
+        self.closed: list[int] = []
+
+    def begin_window(self, name: str, t_ns: int) -> None: ...
+
+    def edge_sample(self) -> None:
+        self.edges.append(time.perf_counter_ns())
+
+    def end_window(self, name: str, t_ns: int, start_ns: int | None = None) -> dict[str, Any]:
+        self.closed.append(time.perf_counter_ns())
+        return {}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_window_end_is_sampled_when_the_measured_requests_are_done_not_after_teardown(
+    fake: str, tmp_path: Path, workers: int
+) -> None:
+    """The end-edge samples came after the client's teardown (cooldown cancelled, client processes
+    joined: 104-175 ms with two of them), so the CPU sampler's 0.5 s interval was interpolated across the
+    drop to idle and a short window's CPU energy and engine CPU % read low."""
+    from harness.runner import run_scenario
+    from harness.scenario import parse_scenario
+    from harness.telemetry import default_samplers
+    from harness.telemetry.base import TelemetrySet
+
+    s = parse_scenario(
+        {
+            "name": "end-edge",
+            "engine": {"type": "external", "base_url": fake, "model": {"source": "served", "name": "fake"}},
+            "workload": {"input_tokens": 8, "output_tokens": 4},
+            "load": {"mode": "open", "rates_rps": [20.0], "requests": 6, "workers": workers},
+            "telemetry": {"nvml": False, "engine_metrics": False},
+        }
+    )
+    spy = _EdgeSpy()
+    run_scenario(
+        s,
+        tmp_path,
+        telemetry=lambda sc, e: TelemetrySet([*default_samplers(sc, e).samplers, spy]),
+        show_progress=False,
+    )
+    (edge,), (closed,) = spy.edges, spy.closed
+    assert edge < closed
