@@ -141,16 +141,21 @@ def gpu_window(s: GpuSeries, t0: int, t1: int) -> dict[str, Any]:
     t = s.t_ns[lo:hi]
     c = {k: v[lo:hi] for k, v in s.cols.items()}
     energy_mj = counter_increase(t, c["energy_mj"], t0, t1)
+    power_j = integrate(t, c["power_w"], t0, t1)
+    if energy_mj == 0 and power_j:
+        # a counter that did not move under power drawn: it updates every 20-100 ms, and a window that
+        # short fell between two updates (0 J would read as 0 J/token)
+        energy_mj = None
     energy_j: float | None
     if energy_mj is not None:
         energy_j, source = energy_mj / 1000.0, "counter"
     else:
-        energy_j, source = integrate(t, c["power_w"], t0, t1), "power_integral"
+        energy_j, source = power_j, "power_integral"
         if energy_j is None:
             source = "none"
     dur_s = (t1 - t0) / NS
     out: dict[str, Any] = {"energy_j": energy_j, "energy_source": source}
-    out["power_integral_j"] = integrate(t, c["power_w"], t0, t1)
+    out["power_integral_j"] = power_j
     out["power_w_mean"] = time_weighted_mean(t, c["power_w"], t0, t1)
     pw = edge_values(t, c["power_w"], t0, t1)
     out["power_w_max"] = max(pw) if pw else None
@@ -196,7 +201,8 @@ def gpu_window_columns(series: list[GpuSeries], t0: int, t1: int) -> dict[str, A
     """Point-row columns for all GPUs over the window [t0, t1] (perf_counter_ns).
 
     - `gpu_energy_j`: Σ over GPUs of the energy counter increase (mJ / 1000), else of ∫ power dt
-      (trapezoid) where a GPU has no counter; `gpu_energy_source` says which (`counter`,
+      (trapezoid) where a GPU has no counter, or one that did not move while power was drawn (a window
+      between two of its updates); `gpu_energy_source` says which (`counter`,
       `power_integral`, `mixed`). None if any GPU has neither.
     - `gpu_power_integral_j`: Σ over GPUs of ∫ power dt, next to the counter as a cross-check (on
       GPUs whose power reading is a 1 s average it lags the counter at load steps).

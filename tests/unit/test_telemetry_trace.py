@@ -100,6 +100,20 @@ def test_counter_reset_falls_back_to_power_integral() -> None:
     assert cols["gpu_power_integral_j"] == pytest.approx(200.0)
 
 
+def test_a_counter_that_did_not_move_under_power_falls_back_to_power_integral() -> None:
+    """A 50 ms window between two updates of the energy counter read 0 J, and so 0 J/token."""
+    t = [0, 10_000_000, 60_000_000, 110_000_000]
+    g = series(0, t, energy_mj=[1_000, 1_000, 1_000, 1_000], power_w=[300.0, 300.0, 300.0, 300.0])
+    cols = gpu_window_columns([g], 10_000_000, 60_000_000)
+    # 300 W x 0.05 s = 15 J
+    assert cols["gpu_energy_source"] == "power_integral"
+    assert cols["gpu_energy_j"] == pytest.approx(15.0)
+    # no power drawn, no counter movement: 0 J from the counter is right
+    idle = series(0, t, energy_mj=[1_000, 1_000, 1_000, 1_000], power_w=[0.0, 0.0, 0.0, 0.0])
+    cols = gpu_window_columns([idle], 10_000_000, 60_000_000)
+    assert cols["gpu_energy_source"] == "counter" and cols["gpu_energy_j"] == 0.0
+
+
 def test_power_integral_column_beside_a_counter_that_disagrees() -> None:
     # counter: 150 J over 0..2 s; power readings say 100 W -> the cross-check shows 200 J
     t = [0, S, 2 * S]
