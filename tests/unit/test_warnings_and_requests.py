@@ -631,3 +631,23 @@ def test_a_shared_prefix_shorter_than_a_vllm_kv_block_is_said_to_be_reused_not_a
     gpu = {**eng, "device": "cuda"}  # blocks of 16 there
     scen = parse_scenario({"name": "b", "engine": gpu, "workload": wl})
     assert not [w for w in combination_warnings(scen, "b.yaml") if "KV blocks" in w]
+
+
+def test_vllm_with_its_stats_off_is_said_to_leave_the_engine_columns_out() -> None:
+    """--disable-log-stats in extra_args kept /metrics but empty: the server_vllm_* columns were gone
+    without a word."""
+    eng = {"type": "vllm", "model": {"source": "catalog", "name": "tiny-llama"}, "device": "cpu"}
+    quiet = {**eng, "extra_args": ["--disable_log_stats"]}
+    scen = parse_scenario(
+        {"name": "q", "engine": eng, "variants": [{}, {"extra_args": ["--disable-log-stats"]}]}
+    )
+    assert [w for w in combination_warnings(scen, "q.yaml") if "log-stats" in w] == [
+        "q.yaml: variants[1].extra_args: with --disable-log-stats vLLM's /metrics carries no engine numbers, "
+        "so the points have no server_vllm_* columns (queue time, KV cache use, prefix cache hits, the "
+        "server's own TTFT beside the client's)"
+    ]
+    # any spelling vLLM's parser takes; nothing to say where the metrics are not scraped
+    scen = parse_scenario({"name": "q", "engine": quiet})
+    assert [w for w in combination_warnings(scen, "q.yaml") if "log-stats" in w]
+    scen = parse_scenario({"name": "q", "engine": quiet, "telemetry": {"engine_metrics": False}})
+    assert not [w for w in combination_warnings(scen, "q.yaml") if "log-stats" in w]
