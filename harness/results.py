@@ -26,7 +26,9 @@ import psutil
 from harness.fileio import replaced_whole, write_text_whole
 from harness.records import RequestRecord
 
-SCHEMA_VERSION = 1
+# 2: telemetry windows span the measured requests exactly (first send to last end, closed by samples taken
+# as the last one ends); the manifest has `failed_starts` and `host.engine_env`. 1: every earlier layout
+SCHEMA_VERSION = 2
 STATUSES = ("running", "complete", "partial", "failed", "interrupted")
 
 

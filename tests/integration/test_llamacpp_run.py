@@ -44,7 +44,7 @@ def test_sweep_completes_with_exact_output_tokens(write_scenario, tmp_path: Path
 
     manifest = read_manifest(run)
     assert manifest["status"] == "complete"
-    assert manifest["schema_version"] == 1
+    assert manifest["schema_version"] == 2
     eng = manifest["engines"][0]
     assert eng["launcher"] == "xllamacpp" and eng["precision"] == "F16" and eng["n_gpu_layers"] == 0
     assert eng["model"]["sha256"] and len(eng["model"]["sha256"]) == 64

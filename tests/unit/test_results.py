@@ -28,7 +28,7 @@ def test_manifest_written_atomically_and_status_updates(tmp_path: Path) -> None:
     run.write_manifest({"run_id": run.path.name, "status": "running"})
     run.set_status("partial", "point v0-c4: engine process exited (code -9)")
     m = read_manifest(run.path)
-    assert m["status"] == "partial" and m["schema_version"] == 1
+    assert m["status"] == "partial" and m["schema_version"] == 2
     assert m["status_message"].endswith("(code -9)") and "finished_utc" in m
     assert not list(run.path.glob(".*.tmp"))
 
