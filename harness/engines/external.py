@@ -15,7 +15,7 @@ from urllib.request import getproxies_environment, proxy_bypass
 import httpx
 import psutil
 
-from harness.engines.process import TOKENIZE_TIMEOUT_S, EngineError
+from harness.engines.process import TOKENIZE_TIMEOUT_S, EngineError, abortable
 from harness.scenario import ExternalEngine, Workload
 
 
@@ -120,7 +120,7 @@ class ExternalServer:
     def start(self) -> str:
         url = self.health_url
         try:
-            r = httpx.get(url, headers=self.headers(), timeout=10, trust_env=False)
+            r = self._get(url)
         except httpx.HTTPError as e:
             raise EngineError(f"external endpoint {url} unreachable: {type(e).__name__}: {e}") from None
         if r.status_code in (401, 403):
@@ -131,7 +131,7 @@ class ExternalServer:
             # a health check answers without a key (vLLM's and llama-server's /health do), the API's
             # model list asks for it: a wrong key is said now, not as every request's HTTP 401
             try:
-                r = httpx.get(self.models_url, headers=self.headers(), timeout=10, trust_env=False)
+                r = self._get(self.models_url)
             except httpx.HTTPError:
                 if not self.model_name:
                     raise EngineError(
@@ -149,8 +149,16 @@ class ExternalServer:
                 raise EngineError(
                     f"{self.models_url} did not name a model; set engine.model.name in the scenario"
                 ) from None
-        self._metrics = has_metrics(self.base_url, self.headers())
+        headers = self.headers()
+        self._metrics = abortable(lambda: has_metrics(self.base_url, headers), "reaching the endpoint")
         return self.base_url
+
+    def _get(self, url: str) -> httpx.Response:
+        """GET `url` with the key, for at most 10 s, and no longer than a stop (Ctrl-C) waits."""
+        headers = self.headers()
+        return abortable(
+            lambda: httpx.get(url, headers=headers, timeout=10, trust_env=False), "reaching the endpoint"
+        )
 
     def _answered(self, r: httpx.Response, model_list: bool) -> str:
         """An answer other than 200 to the health check or (`model_list`) the API's model list, with what

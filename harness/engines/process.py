@@ -20,15 +20,18 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
 from harness.engines.logtail import tail
 
 _LIVE: set[ManagedProcess] = set()
+T = TypeVar("T")
 
 
 # a tokenizer call (prompt fitting, counting streamed text) answers in milliseconds from a healthy
@@ -362,6 +365,31 @@ def set_abort_check(check: Callable[[], str | None] | None) -> None:
 def abort_reason() -> str | None:
     """Why the run is being stopped (Ctrl-C, SIGTERM), while the runner has an abort check set."""
     return _abort_check() if _abort_check is not None else None
+
+
+def abortable(call: Callable[[], T], what: str, poll_s: float = 0.2) -> T:
+    """`call()` (a blocking request: a health check, a tokenizer call) on a helper thread, waited for while
+    no stop is asked: a Ctrl-C does not wait out its timeout against an endpoint that accepts connections
+    and never answers. Raises EngineError(`what` stopped: reason) on a stop; the call itself ends on its
+    own timeout, in its daemon thread."""
+    got: list[T] = []
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            got.append(call())
+        except BaseException as e:  # raised again in the caller
+            raised.append(e)
+
+    worker = threading.Thread(target=run, name="abortable", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(poll_s)
+        if worker.is_alive() and (why := abort_reason()):
+            raise EngineError(f"{what} stopped: {why}")
+    if raised:
+        raise raised[0]
+    return got[0]
 
 
 # set by a second Ctrl-C: engines stopped from then on get no SIGTERM grace (see `hurry`)

@@ -15,6 +15,7 @@ from typing import Any
 
 from harness.client.aio import cancel_on_abort
 from harness.client.openai_stream import RequestSpec, StreamClient
+from harness.engines.process import abortable
 from harness.records import RequestRecord
 
 Count = Callable[[str], int | None]
@@ -47,7 +48,7 @@ def text_counter(tokenizer_path: str | None, engine: Any) -> tuple[Count | None,
     if tokenizer_path:
         return local_tokenizer(tokenizer_path), f"tokenizer.json {tokenizer_path}"
     if engine is not None and hasattr(engine, "tokenize"):
-        probe = engine.tokenize("hello")
+        probe = abortable(lambda: engine.tokenize("hello"), "the tokenizer probe")
         if probe is not None:
             return engine.tokenize, f"engine {getattr(engine, 'name', '?')} tokenize"
     return None, "none (prompt lengths approximate: about one token per word)"
@@ -114,7 +115,7 @@ def prepare_counter(
         return None, None, info
     prompt_count = count  # a prompt as the server counts it, less the offset the probe measures
     chat = getattr(engine, "tokenize_chat", None) if client.api == "chat" and not tokenizer_path else None
-    if chat is not None and chat(PROBE_TEXT) is not None:
+    if chat is not None and abortable(lambda: chat(PROBE_TEXT), "the tokenizer probe") is not None:
         prompt_count, info["source"] = chat, f"{source} (chat template applied)"
 
     async def probe() -> tuple[int | None, dict[str, Any]]:

@@ -303,3 +303,31 @@ def test_proxies_in_the_environment_are_not_taken_and_a_remote_one_is_said(
         assert proxy_for(srv.base_url) is None and "warnings" not in ExternalServer(eng).describe()
     finally:
         srv.stop()
+
+
+def test_a_stop_does_not_wait_for_an_endpoint_that_never_answers() -> None:
+    """An endpoint that accepts connections and never answers held a Ctrl-C for the health request's
+    10 s timeout."""
+    import time
+
+    from harness.engines.process import EngineError, abortable, set_abort_check
+
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel's backlog), never answers
+    port = listener.getsockname()[1]
+    eng = ExternalEngine(
+        type="external", base_url=f"http://127.0.0.1:{port}/v1", model={"source": "served", "name": "m"}
+    )
+    t0 = time.monotonic()
+    set_abort_check(lambda: "interrupted (Ctrl-C)" if time.monotonic() - t0 > 0.3 else None)
+    try:
+        with pytest.raises(EngineError, match=r"^reaching the endpoint stopped: interrupted \(Ctrl-C\)$"):
+            ExternalServer(eng).start()
+        assert time.monotonic() - t0 < 5  # not the request's 10 s
+        # without a stop the call's own result, or its own error, comes back
+        set_abort_check(None)
+        assert abortable(lambda: 42, "x") == 42
+        with pytest.raises(ZeroDivisionError):
+            abortable(lambda: 1 // 0, "x")
+    finally:
+        set_abort_check(None)
+        listener.close()
