@@ -35,7 +35,7 @@ import psutil
 
 from harness.fileio import replaced_whole
 from harness.telemetry.base import sampler_overhead, telemetry_file, window_start
-from harness.telemetry.window import NS, counter_increase, window_values
+from harness.telemetry.window import NS, counter_increase, edge_values
 
 POWERCAP = Path("/sys/class/powercap")
 # CPU time and RAPL energy are counters read at every window edge, so the columns do not need fast
@@ -300,7 +300,8 @@ class CpuSampler:
         if self._proc is not None:
             cpu = counter_increase(t, c["engine_cpu_s"], t0, t1)
             out["engine_cpu_pct_mean"] = None if cpu is None else 100.0 * cpu / dur_s
-            rss = window_values(t, c["engine_rss_bytes"], t0, t1)
+            # with the values at the edges: a window between two samples has none inside it
+            rss = edge_values(t, c["engine_rss_bytes"], t0, t1)
             out["engine_rss_bytes_max"] = max(rss) if rss else None
         busy = counter_increase(t, c["host_busy_s"], t0, t1)
         total = counter_increase(t, c["host_total_s"], t0, t1)
@@ -311,7 +312,7 @@ class CpuSampler:
         steal = counter_increase(t, c["host_steal_s"], t0, t1)
         if steal is not None and total:
             out["host_cpu_steal_pct_mean"] = 100.0 * steal / total
-        mem = window_values(t, c["mem_used"], t0, t1)
+        mem = edge_values(t, c["mem_used"], t0, t1)
         out["host_mem_used_bytes_max"] = max(mem) if mem else None
         if self.rapl:
             incs = [

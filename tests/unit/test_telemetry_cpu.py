@@ -265,6 +265,11 @@ def test_host_busy_and_steal_shares_by_hand() -> None:
     assert cols["host_busy_cores_mean"] == pytest.approx(0.5)  # 1.0 CPU-second over 2 s
     s.cols["host_steal_s"] = [None] * 3  # a kernel that does not report it: no column
     assert "host_cpu_steal_pct_mean" not in s.window_columns(0, 2_000_000_000)
+    # a window between two samples has no sample inside it, but memory at its edges (interpolated): 1.25
+    # and 1.5 GB; it had no maximum, where its CPU % has a mean
+    s.cols["mem_used"] = [1e9, 2e9, 1e9]
+    cols = s.window_columns(250_000_000, 500_000_000)
+    assert cols["host_mem_used_bytes_max"] == pytest.approx(1.5e9) and cols["host_cpu_pct_mean"] is not None
 
 
 def test_a_point_cut_short_before_its_window_leaves_the_samplers_running_and_written(tmp_path: Path) -> None:
