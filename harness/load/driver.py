@@ -22,6 +22,7 @@ caller can append it to disk before anything else happens. A watchdog polls `sho
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -36,6 +37,7 @@ from harness.load.cpu import CpuMeter, LoopLagProbe
 from harness.records import RequestRecord
 
 OnRecord = Callable[[RequestRecord], None]
+Claim = Callable[[], "Job | None"]  # the next job of a list shared by client processes; None: none left
 # at or below this rate per client process (rate_rps / workers) the sender busy-waits the last ms before
 # a send
 SPIN_MAX_RATE_RPS = 100.0
@@ -126,6 +128,9 @@ class _Run:
         self.all_measured_done = asyncio.Event()
         self.deadline_ns: int | None = None
         self.on_measure_start: Callable[[int], None] | None = None
+        # closed loop in one of several processes that claim jobs from one shared list: this process's
+        # measured requests are done once no measured job is left to claim and none of its own runs
+        self.none_left_to_claim = False
 
     def past_deadline(self, at_ns: int | None = None) -> bool:
         """`at_ns` (default: now) is at or after the deadline."""
@@ -135,7 +140,7 @@ class _Run:
     def _check_done(self) -> None:
         """Measured requests are done: all of them ended, or the deadline cut the rest and none is
         still running."""
-        if self.measured_left <= 0 or (self.cut and self.measured_running == 0):
+        if self.measured_left <= 0 or ((self.cut or self.none_left_to_claim) and self.measured_running == 0):
             self.all_measured_done.set()
 
     def cut_if_late(self, job: Job, at_ns: int | None = None) -> bool:
@@ -187,17 +192,25 @@ class _Run:
         rec.error_kind, rec.error, rec.done_ns = "cancelled", why, time.perf_counter_ns()
         self._ended(rec)
 
-    async def closed(self, jobs: Sequence[Job], concurrency: int) -> None:
-        it = iter(jobs)
+    async def closed(self, jobs: Sequence[Job], concurrency: int, claim: Claim | None = None) -> None:
+        """`concurrency` senders, each taking the next job as its last one ends: from `jobs`, or with
+        `claim` from a list shared with other processes (`claim()` None: none left)."""
+        it = iter(jobs) if claim is None else iter(claim, None)
 
         async def worker() -> None:
             for job in it:
+                if claim is not None and job.role != "measured" and not self.none_left_to_claim:
+                    self.none_left_to_claim = True  # measured jobs come first in the list
+                    self._check_done()
                 sent = self.gate(job)
                 if sent is None:
                     return
                 await self.one(sent, time.perf_counter_ns())
 
         await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(jobs))))))
+        if claim is not None and not self.none_left_to_claim:  # the list ran out on a measured job
+            self.none_left_to_claim = True
+            self._check_done()
 
     async def open(self, jobs: Sequence[Job], t0_ns: int) -> None:
         sem = asyncio.Semaphore(self.load.max_concurrency) if self.load.max_concurrency else None
@@ -303,17 +316,22 @@ async def run_jobs_here(
     on_measure_start: Callable[[int], None] | None = None,
     on_measured_done: Callable[[], None] | None = None,
     measured_from_ns: int | None = None,
+    claim: Claim | None = None,
 ) -> None:
     """Run `jobs` in this process's event loop (one client process, or one worker of several).
 
     Alone, it returns once its measured requests are done (cancelling the cooldown). As a worker
     (`on_measured_done` given) it reports that moment and keeps sending cooldown until cancelled.
     `measured_from_ns`: in open loop, the point's first measured arrival, where `duration_s` counts
-    from (a worker's own share may start later); by default this share's first."""
+    from (a worker's own share may start later); by default this share's first. `claim`: closed loop,
+    `jobs` is the list every worker claims its next job from (`claim()`), so none idles while another
+    has jobs queued (requests of unequal lengths left a share done early and the point under its
+    concurrency)."""
     run = _Run(client, load, load.point_id, out, on_record)
     run.on_measure_start = on_measure_start
     run.stop_cooldown_when_done = on_measured_done is None
-    run.measured_left = sum(1 for j in jobs if j.role == "measured")
+    # claiming: how many measured jobs are this process's is known only as they are claimed
+    run.measured_left = sys.maxsize if claim is not None else sum(1 for j in jobs if j.role == "measured")
     if not run.measured_left:
         run.all_measured_done.set()
 
@@ -338,7 +356,7 @@ async def run_jobs_here(
         out.started_ns = time.perf_counter_ns()
         if load.duration_s:
             run.deadline_ns = out.started_ns + int(load.duration_s * 1e9)
-        await run.closed(rest, load.concurrency or 1)
+        await run.closed(rest, load.concurrency or 1, claim)
 
     if load.duration_s and load.rate_rps is not None:
         if measured_from_ns is None:

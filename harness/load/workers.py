@@ -1,8 +1,10 @@
 """Several client processes for one point, each with its own event loop.
 
 One event loop is one core: at high rates a single client process saturates before the server
-does. Here the jobs of a point are dealt in turn to `load.workers` processes, in proportion to the
-slots each holds (`deal`). All stamps
+does. Here the jobs of a point go to `load.workers` processes: in closed loop every process holds the
+whole list and claims its next job from it as one of its slots frees (`claimer`, an index they share),
+so all slots stay busy until the list is done whatever the requests' lengths; in open loop they are
+dealt in turn, in proportion to the slots each holds (`deal`). All stamps
 are `perf_counter_ns()`, which on Linux reads CLOCK_MONOTONIC, one clock for every process of
 the host, so the records merge without any offset (checked at start-up: each worker reports
 its clock and a mismatch stops the point). Open loop: every worker keeps the absolute
@@ -66,11 +68,9 @@ def ended(exitcode: int | None) -> str:
 
 
 def deal(jobs: Sequence[Job], weights: Sequence[int]) -> list[list[Job]]:
-    """Jobs dealt to workers in proportion to `weights` (their slots: concurrency or cap share), in
-    turn: each job goes to the worker furthest below its share so far (ties: the lower index). A
-    worker with 2 of 3 slots gets 2 of every 3 jobs, so its slots stay as busy as the other's and the
-    point runs at the concurrency asked for until its end (equal shares would leave it idle early);
-    in open loop each worker's arrivals stay spread over the whole schedule."""
+    """Jobs dealt to workers in proportion to `weights` (their `max_concurrency` shares), in turn: each
+    job goes to the worker furthest below its share so far (ties: the lower index), so each worker's
+    arrivals stay spread over the whole schedule (open loop; closed loop claims jobs instead)."""
     total = sum(weights)
     out: list[list[Job]] = [[] for _ in weights]
     for i, job in enumerate(jobs):
@@ -121,7 +121,24 @@ class _Outbox:
                     traceback.print_exc()
 
 
-def _worker_main(conn: Connection, cfg: dict[str, Any], load: dict[str, Any], jobs: list[Job]) -> None:
+def claimer(jobs: Sequence[Job], taken: Any) -> Callable[[], Job | None]:
+    """The next unclaimed job of `jobs`, a list every client process of a point holds, by the index
+    `taken` (a multiprocessing Value shared by them); None when all are claimed."""
+
+    def claim() -> Job | None:
+        with taken.get_lock():
+            i = taken.value
+            if i >= len(jobs):
+                return None
+            taken.value = i + 1
+        return jobs[i]
+
+    return claim
+
+
+def _worker_main(
+    conn: Connection, cfg: dict[str, Any], load: dict[str, Any], jobs: list[Job], taken: Any = None
+) -> None:
     # a terminal's Ctrl-C or hangup, or a SIGTERM to the group, reaches these processes too: the parent
     # stops the point and tells each worker over its pipe, so none dies with its requests in flight (a
     # worker's own KeyboardInterrupt was a traceback of some 15 lines each). One that arrives while the
@@ -167,6 +184,7 @@ def _worker_main(conn: Connection, cfg: dict[str, Any], load: dict[str, Any], jo
                         on_start,
                         lambda: outbox.put(("mdone",)),
                         measured_from_ns,
+                        claimer(jobs, taken) if taken is not None else None,
                     )
                 )
                 stop = loop.run_in_executor(None, conn.recv)
@@ -224,12 +242,22 @@ class _Workers:
         self.problems: list[str] = []
         self.spawned = False  # every process started and read from
         self.error: Exception | None = None  # raised by `on_record`: the point fails with it
+        self.taken: Any = None  # closed loop: the shared index of the next job to claim (`spawn`)
 
-    def spawn(self, cfg: dict[str, Any], loads: list[PointLoad], shares: list[list[Job]]) -> None:
+    def spawn(
+        self, cfg: dict[str, Any], loads: list[PointLoad], shares: list[list[Job]], shared: bool = False
+    ) -> None:
+        """Start a process for each load and share; `shared`: the shares are one list, which the processes
+        claim their jobs from one at a time (closed loop)."""
         ctx = mp.get_context("spawn")
+        # the next job of the list to claim; held here until the processes are joined: its lock is a
+        # named semaphore, unlinked when the last reference in this process goes (before a process
+        # started later had opened it)
+        self.taken = ctx.Value("q", 0) if shared else None
         for load, share in zip(loads, shares, strict=True):
             parent, child = ctx.Pipe()
-            p = ctx.Process(target=_worker_main, args=(child, cfg, asdict(load), share), daemon=True)
+            args = (child, cfg, asdict(load), share, self.taken)
+            p = ctx.Process(target=_worker_main, args=args, daemon=True)
             p.start()
             child.close()
             self.pipes.append(parent)
@@ -365,7 +393,10 @@ async def run_jobs_in_workers(
     warm = [j for j in jobs if j.role == "warmup"] if closed else []
     dealt = [j for j in jobs if j.role != "warmup"] if closed else list(jobs)
     slots = [split(load.concurrency if closed else load.max_concurrency, k, n) for k in range(n)]
-    shares = deal(dealt, [w or 1 for w in slots])
+    # closed loop: one list, each process claiming its next job as a slot frees (dealt in advance, a
+    # process whose share held shorter requests ran out early and the point ran under its concurrency);
+    # open loop: each process keeps its share of the schedule
+    shares = [dealt] * n if closed else deal(dealt, [w or 1 for w in slots])
     # `workers` stays in each share's load: a worker sends its share of the rate (the busy-wait choice)
     loads = [
         replace(
@@ -377,7 +408,7 @@ async def run_jobs_in_workers(
     edge: asyncio.Task[None] | None = None
     opening: list[bool] = []  # the window's edge samples have started (set by `_open_window_at`)
     try:
-        w.spawn(_client_config(client), loads, shares)
+        w.spawn(_client_config(client), loads, shares, shared=closed)
         # not `wait_for`: on 3.11 it swallows a cancel (the point cut by a Ctrl-C) that lands in the turn its
         # wait is done, and the whole point would then run
         async with asyncio.timeout(START_TIMEOUT_S):

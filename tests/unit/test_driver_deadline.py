@@ -148,8 +148,9 @@ def _in_flight(recs: list[RequestRecord], t_ns: int) -> int:
 
 
 def test_two_client_processes_keep_the_load_until_both_shares_end(fake: str) -> None:
-    """Jobs are dealt by turns: process 0 gets the short measured requests (50 ms), process 1 the
-    long ones (410 ms). Process 0 must keep sending cooldown until process 1's measured ones end."""
+    """Short (50 ms) and long (410 ms) measured requests by turns: the short ones are done long before
+    the long ones, and the process whose slots they held must keep sending cooldown until the other's
+    measured ones end."""
     load = PointLoad("w2", concurrency=4, workers=2)
     measured = [RequestSpec("hello world", n) for n in (4, 40) * 4]
     cooldown = [RequestSpec("hello world", 4)] * 80
@@ -160,8 +161,8 @@ def test_two_client_processes_keep_the_load_until_both_shares_end(fake: str) -> 
     assert len(m) == 8 and all(r.ok for r in m)
     short_end = max(r.done_ns or 0 for r in m if r.request_id % 2 == 0)
     long_end = max(r.done_ns or 0 for r in m if r.request_id % 2 == 1)
-    assert long_end - short_end > 300_000_000  # process 0's share ended long before process 1's
-    # between the two: process 1's two measured streams and process 0's two cooldown streams, all but
+    assert long_end - short_end > 300_000_000  # the short ones ended long before the long ones
+    # between the two: the long measured streams and cooldown streams in the other slots, all but
     # the instants between one cooldown request's end and the next one's send (sampled at 50 instants)
     lo, hi = short_end + 50_000_000, long_end - 50_000_000
     counts = [_in_flight(recs, lo + k * (hi - lo) // 49) for k in range(50)]
@@ -449,8 +450,8 @@ def test_the_window_ends_with_the_last_measured_request_not_the_client() -> None
 
 
 def test_jobs_are_dealt_to_client_processes_in_proportion_to_their_slots() -> None:
-    """Concurrency 3 over 2 processes holds 2 + 1 slots: equal halves of the jobs would leave the
-    2-slot process done early and the point at concurrency 1 for its second half."""
+    """Open loop, a max_concurrency of 3 over 2 processes holds 2 + 1 slots: each gets its share of the
+    schedule, spread over all of it."""
     from harness.load.workers import deal
 
     jobs = list(range(12))
@@ -559,8 +560,8 @@ def test_a_client_worker_killed_while_it_starts_fails_the_point_unless_an_abort_
 
     spawn = workers._Workers.spawn
 
-    def spawn_then_kill(self: Any, *args: Any) -> None:
-        spawn(self, *args)
+    def spawn_then_kill(self: Any, *args: Any, **kwargs: Any) -> None:
+        spawn(self, *args, **kwargs)
         os.kill(self.procs[0].pid, signal.SIGKILL)  # long before its interpreter has imported the harness
 
     monkeypatch.setattr(workers._Workers, "spawn", spawn_then_kill)
@@ -571,8 +572,8 @@ def test_a_client_worker_killed_while_it_starts_fails_the_point_unless_an_abort_
         _point(fake, load, [], specs, 0, lambda r: None)
     asked: list[str] = []
 
-    def spawn_kill_and_ask(self: Any, *args: Any) -> None:
-        spawn_then_kill(self, *args)
+    def spawn_kill_and_ask(self: Any, *args: Any, **kwargs: Any) -> None:
+        spawn_then_kill(self, *args, **kwargs)
         asked.append("interrupted by SIGINT")
 
     monkeypatch.setattr(workers._Workers, "spawn", spawn_kill_and_ask)
@@ -580,8 +581,8 @@ def test_a_client_worker_killed_while_it_starts_fails_the_point_unless_an_abort_
     assert out.aborted == "interrupted by SIGINT"
     assert out.records == []
 
-    def spawn_kill_ask_and_stall(self: Any, *args: Any) -> None:
-        spawn_kill_and_ask(self, *args)
+    def spawn_kill_ask_and_stall(self: Any, *args: Any, **kwargs: Any) -> None:
+        spawn_kill_and_ask(self, *args, **kwargs)
         # a busy host holds the parent past the watchdog's poll: the dead worker and the watchdog's cut
         # land in one turn of the loop, and the start-up's `wait_for` (3.11) swallowed the cut's cancel
         time.sleep(0.5)
@@ -603,8 +604,8 @@ def test_a_point_cut_as_its_client_workers_become_ready_is_not_run(
     spawn = workers._Workers.spawn
     asked: list[str] = []
 
-    def spawn_ask_and_hold(self: Any, *args: Any) -> None:
-        spawn(self, *args)
+    def spawn_ask_and_hold(self: Any, *args: Any, **kwargs: Any) -> None:
+        spawn(self, *args, **kwargs)
         asked.append("interrupted by SIGINT")
         # hold the loop until every worker has said `ready`: its message and the watchdog's cut wait for
         # the same turn
@@ -689,8 +690,8 @@ def test_client_workers_that_do_not_answer_are_waited_for_together(
 
     spawn = workers._Workers.spawn
 
-    def spawn_then_freeze(self: Any, *args: Any) -> None:
-        spawn(self, *args)
+    def spawn_then_freeze(self: Any, *args: Any, **kwargs: Any) -> None:
+        spawn(self, *args, **kwargs)
 
         def freeze() -> None:
             for p in self.procs:
@@ -826,3 +827,25 @@ def test_the_window_end_is_sampled_when_the_measured_requests_are_done_not_after
     )
     (edge,), (closed,) = spy.edges, spy.closed
     assert edge < closed
+
+
+@pytest.mark.parametrize("workers", [2, 4])
+def test_closed_loop_client_processes_claim_jobs_so_every_slot_stays_busy(fake: str, workers: int) -> None:
+    """Dealt in advance, the process whose share held the short requests (50 ms) ran out while the other
+    still had long ones (410 ms) queued: the server saw concurrency 2 of 4 for most of the point (req/s
+    13 % low with 4 processes and uniform lengths). Claimed as slots free, every slot stays busy until
+    the last measured request is sent."""
+    load = PointLoad("claim", concurrency=4, workers=workers)
+    measured = [RequestSpec("hello world", n) for n in (40, 4) * 6]
+    out = _point(fake, load, [], measured, 0, lambda r: None)
+    recs = out.records
+    m = [r for r in recs if not r.warmup]
+    assert len(m) == 12 and all(r.ok for r in m)
+    assert sorted(r.request_id for r in m) == list(range(12))  # each job sent once
+    first = min(r.sent_ns or 0 for r in m)
+    last_sent = max(r.sent_ns or 0 for r in m)
+    # 4 in flight from the first send to the last, but for the instants between one request's end and
+    # the next one's send (sampled at 50 instants)
+    lo, hi = first + 10_000_000, last_sent - 10_000_000
+    counts = [_in_flight(recs, lo + k * (hi - lo) // 49) for k in range(50)]
+    assert max(counts) == 4 and sum(c == 4 for c in counts) >= 45, counts
