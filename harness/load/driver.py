@@ -232,7 +232,14 @@ class _Run:
                     self.never_sent(job, when_ns, "cancelled while waiting for a max_concurrency slot")
                 raise
             try:
-                await self.one(job, when_ns)
+                # a cooldown request whose slot freed as the last measured one ended is not sent: the
+                # engine would only take its prefill into the point's end scrape
+                if not (
+                    job.role == "cooldown"
+                    and self.stop_cooldown_when_done
+                    and self.all_measured_done.is_set()
+                ):
+                    await self.one(job, when_ns)
             finally:
                 sem.release()
 

@@ -849,3 +849,15 @@ def test_closed_loop_client_processes_claim_jobs_so_every_slot_stays_busy(fake: 
     lo, hi = first + 10_000_000, last_sent - 10_000_000
     counts = [_in_flight(recs, lo + k * (hi - lo) // 49) for k in range(50)]
     assert max(counts) == 4 and sum(c == 4 for c in counts) >= 45, counts
+
+
+def test_a_cooldown_request_waiting_for_a_slot_is_not_sent_once_the_measured_ones_are_done(fake: str) -> None:
+    """Open loop with max_concurrency: the slot the last measured request freed went to a cooldown request
+    waiting for it, sent after the point's end (the engine's end scrape then took in its prefill)."""
+    load = PointLoad("mc", rate_rps=200.0, arrival="constant", max_concurrency=1)
+    spec = RequestSpec("hello world", 2)
+    out = _point(fake, load, [], [spec] * 3, 0, lambda r: None, cooldown_specs=[spec] * 6)
+    measured = [r for r in out.records if not r.warmup]
+    assert len(measured) == 3 and all(r.ok for r in measured)
+    last_end = max(r.done_ns or 0 for r in measured)
+    assert [r.request_id for r in out.records if r.warmup and r.sent_ns and r.sent_ns >= last_end] == []
