@@ -95,6 +95,7 @@ def _count(row: dict[str, Any], key: str) -> int:
     return 0 if v is None else int(v)
 
 
+SENT_RATE_SHORT = 0.1  # requests that went out this much slower than offered waited for slots
 SHORT_ENERGY_WINDOW_S = 1.0  # below this the energy counter's update period makes J/token noisy
 STEAL_LIMIT_PCT = 5.0  # of the host's CPU time taken by the hypervisor, beyond which a point is warned about
 # cores other processes kept busy (the host's busy cores less the engine's and the client's), beyond
@@ -211,6 +212,14 @@ def _window_flags(row: dict[str, Any]) -> list[str]:
             f"the arrival draw offered {offered:.3g} req/s, not the point's {rate:g} ({n_req} requests are "
             "a short sample of a random schedule): compare points by offered_req_s, or send more requests"
         )
+    sent = _value(row, "sent_req_s")
+    if offered and sent is not None and sent < (1 - SENT_RATE_SHORT) * offered:
+        why = (
+            "they waited for a max_concurrency slot (the wait is in their TTFT and E2E)"
+            if _count(row, "max_concurrency")
+            else "the client sent them late (see its send lag)"
+        )
+        out.append(f"requests reached the server at {sent:.3g} req/s, not the {offered:.3g} offered: {why}")
     return out
 
 

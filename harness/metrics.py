@@ -149,6 +149,16 @@ def offered_req_s(records: Sequence[RequestRecord]) -> float:
     return (len(t) - 1) / ((max(t) - min(t)) / NS_PER_S)
 
 
+def sent_req_s(records: Sequence[RequestRecord]) -> float:
+    """Requests per second that went out: (n - 1) / (last - first send) over the records that were sent,
+    NaN for fewer than two or a zero span. Below `offered_req_s` where requests waited for a
+    `max_concurrency` slot: what the server got."""
+    t = [r.sent_ns for r in records if r.sent_ns is not None]
+    if len(t) < 2 or max(t) == min(t):
+        return math.nan
+    return (len(t) - 1) / ((max(t) - min(t)) / NS_PER_S)
+
+
 def failed_tail_s(records: Sequence[RequestRecord]) -> float:
     """How long after the last successful request the last failed one ended, in seconds (0 when none
     did): the part of the window that only failures filled."""
@@ -314,6 +324,7 @@ def _latency_columns(
     row.update(stats((e2e_s(r, open_loop) for r in ok), "e2e_s"))
     if open_loop:
         row["offered_req_s"] = offered_req_s(measured)
+        row["sent_req_s"] = sent_req_s(measured)
         # from the send, as the engine times a request: without a wait for a `max_concurrency` slot
         row["ttft_from_send_s_mean"] = _mean(ttft_s(r) for r in ok)
         row["e2e_from_send_s_mean"] = _mean(e2e_s(r) for r in ok)

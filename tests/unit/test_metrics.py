@@ -248,6 +248,32 @@ def test_offered_rate_is_what_the_schedule_offered_and_a_far_draw_is_flagged() -
     assert any("arrival draw" in w for w in flags.flags({**many, "burstiness": 0.25}))  # 20 %
 
 
+def test_requests_that_waited_for_a_slot_reached_the_server_slower_than_offered() -> None:
+    """With max_concurrency the schedule offered 19.7 req/s and the server got 14.9: offered_req_s alone
+    read as the engine's load."""
+    t0 = 1_000_000
+    # offered at 0, 100, 150, 400 ms (7.5 req/s); sent at 0, 200, 400, 600 ms after waiting for the slot
+    rs = [
+        rec(i, t0 + t, t0 + s, [t0 + s + 10, t0 + s + 20], t0 + s + 30, 2)
+        for i, (t, s) in enumerate(((0, 0), (100, 200), (150, 400), (400, 600)))
+    ]
+    row = metrics.summarize(rs, open_loop=True)
+    assert row["offered_req_s"] == pytest.approx(7.5) and row["sent_req_s"] == pytest.approx(5.0)  # 3 / 0.6 s
+    (w,) = [w for w in flags.flags({**row, "max_concurrency": 1}) if "reached the server" in w]
+    assert w == (
+        "requests reached the server at 5 req/s, not the 7.5 offered: they waited for a max_concurrency slot "
+        "(the wait is in their TTFT and E2E)"
+    )
+    assert "client sent them late" in next(w for w in flags.flags(row) if "reached the server" in w)
+    # sent as scheduled: nothing to say
+    on_time = metrics.summarize(
+        [rec(i, t0 + t, t0 + t, [t0 + t + 10], t0 + t + 30, 1) for i, t in enumerate((0, 100, 150, 400))],
+        open_loop=True,
+    )
+    assert on_time["sent_req_s"] == pytest.approx(7.5)
+    assert not [w for w in flags.flags({**on_time, "max_concurrency": 1}) if "reached the server" in w]
+
+
 def test_concurrency_beyond_the_kv_cache_is_flagged() -> None:
     # 4 concurrent requests of 1000 + 280 tokens = 5120 tokens; the cache holds 3000: about 2 fit at once
     row = {"mode": "closed", "concurrency": 4, "ok": 4, "input_tokens": 4000, "output_tokens": 1120}
