@@ -95,6 +95,7 @@ def _count(row: dict[str, Any], key: str) -> int:
     return 0 if v is None else int(v)
 
 
+ARRIVALS_TAIL_SHARE = 0.1  # open loop: more of the window than this without arrivals is flagged
 SENT_RATE_SHORT = 0.1  # requests that went out this much slower than offered waited for slots
 SHORT_ENERGY_WINDOW_S = 1.0  # below this the energy counter's update period makes J/token noisy
 STEAL_LIMIT_PCT = 5.0  # of the host's CPU time taken by the hypervisor, beyond which a point is warned about
@@ -211,6 +212,18 @@ def _window_flags(row: dict[str, Any]) -> list[str]:
         out.append(
             f"the arrival draw offered {offered:.3g} req/s, not the point's {rate:g} ({n_req} requests are "
             "a short sample of a random schedule): compare points by offered_req_s, or send more requests"
+        )
+    tail, e2e = _value(row, "arrivals_tail_s"), _value(row, "e2e_s_p99")
+    if tail is not None and win and rate and tail > ARRIVALS_TAIL_SHARE * win:
+        keep = (
+            f" (cooldown_requests of about rate x E2E p99 = {math.ceil(rate * e2e)} keep it up)"
+            if e2e
+            else ""
+        )
+        out.append(
+            f"no request arrived in the last {tail:.2f} s of the {win:.2f} s window ({tail / win:.0%}): the "
+            f"requests in flight drained as the load fell off, so the point's end measured less than "
+            f"{rate:g} req/s{keep}"
         )
     sent = _value(row, "sent_req_s")
     if offered and sent is not None and sent < (1 - SENT_RATE_SHORT) * offered:

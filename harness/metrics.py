@@ -159,6 +159,14 @@ def sent_req_s(records: Sequence[RequestRecord]) -> float:
     return (len(t) - 1) / ((max(t) - min(t)) / NS_PER_S)
 
 
+def arrivals_tail_s(records: Sequence[RequestRecord], t0_ns: int, t1_ns: int) -> float:
+    """Seconds at the end of the window [t0, t1] after the last request of any role (measured,
+    cooldown) was sent: the requests in flight then drained with no new ones coming, and the load fell
+    off. 0 where one was sent at its end; the whole window where none was sent inside it."""
+    sent = [r.sent_ns for r in records if r.sent_ns and t0_ns <= r.sent_ns <= t1_ns]
+    return max(0, t1_ns - (max(sent) if sent else t0_ns)) / NS_PER_S
+
+
 def failed_tail_s(records: Sequence[RequestRecord]) -> float:
     """How long after the last successful request the last failed one ended, in seconds (0 when none
     did): the part of the window that only failures filled."""

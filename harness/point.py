@@ -351,6 +351,10 @@ def _measured_row(
     open_loop = p.rate_rps is not None
     summary = metrics.summarize(measured, open_loop, s.slo.ttft_s, s.slo.tpot_s, s.slo.e2e_s)
     row = _point_row(s, p, engine, summary, run.manifest)
+    if open_loop:
+        row["arrivals_tail_s"] = metrics.arrivals_tail_s(
+            outcome.records, outcome.started_ns, outcome.ended_ns
+        )
     row.update(tel_cols)
     row.update(flags.server_comparison(row, unmeasured_in_window=_unmeasured_in(outcome)))
     if "energy_j" in row:

@@ -274,6 +274,26 @@ def test_requests_that_waited_for_a_slot_reached_the_server_slower_than_offered(
     assert not [w for w in flags.flags({**on_time, "max_concurrency": 1}) if "reached the server" in w]
 
 
+def test_an_open_loop_window_that_ends_without_arrivals_is_flagged() -> None:
+    """At 100 req/s with too few cooldown requests, arrivals stopped 85 ms before the window's end: the
+    requests in flight drained, and req/s read 10 % under the arrivals the server saw."""
+    t0 = 5000  # ms
+    # measured sent at 0.0-0.8 s, a cooldown request at 0.9 s; the last measured one ends at 2.0 s
+    rs = [rec(i, t0 + i * 100, t0 + i * 100, [], t0 + 2000, 1) for i in range(9)]
+    cool = rec(9, t0 + 900, t0 + 900, [], t0 + 2000, 1, warmup=True)
+    w0, w1 = t0 * MS, (t0 + 2000) * MS
+    assert metrics.arrivals_tail_s([*rs, cool], w0, w1) == pytest.approx(1.1)  # 2.0 - 0.9
+    assert metrics.arrivals_tail_s(rs, w0, w1) == pytest.approx(1.2)  # without it: 2.0 - 0.8
+    row = {"window_s": 2.0, "rate_rps": 10.0, "arrivals_tail_s": 1.1, "e2e_s_p99": 1.5}
+    (w,) = [w for w in flags.flags(row) if "no request arrived" in w]
+    assert w == (
+        "no request arrived in the last 1.10 s of the 2.00 s window (55%): the requests in flight drained as "
+        "the load fell off, so the point's end measured less than 10 req/s (cooldown_requests of about rate "
+        "x E2E p99 = 15 keep it up)"
+    )
+    assert not [w for w in flags.flags({**row, "arrivals_tail_s": 0.1}) if "no request arrived" in w]
+
+
 def test_concurrency_beyond_the_kv_cache_is_flagged() -> None:
     # 4 concurrent requests of 1000 + 280 tokens = 5120 tokens; the cache holds 3000: about 2 fit at once
     row = {"mode": "closed", "concurrency": 4, "ok": 4, "input_tokens": 4000, "output_tokens": 1120}
