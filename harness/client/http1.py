@@ -15,12 +15,13 @@ keep-alive connection reuse. No redirects, proxies, compression or HTTP/2.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 # body bytes with the perf_counter_ns stamp of the read that delivered them
@@ -270,6 +271,23 @@ class _Conn(asyncio.Protocol):
             self.transport.close()
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The certificates every https request of the harness trusts, loaded once: $SSL_CERT_FILE or
+    $SSL_CERT_DIR where set, else certifi's (httpx's own choice)."""
+    import httpx
+
+    return httpx.create_ssl_context()
+
+
+def direct() -> dict[str, Any]:
+    """httpx keyword arguments for every request besides the timed streams (health checks, model lists,
+    tokenizer calls, /metrics scrapes): no proxy from the environment, as the timed streams take none,
+    and the certificates they trust (`tls_context`; httpx's `trust_env=False` alone drops
+    $SSL_CERT_FILE too)."""
+    return {"trust_env": False, "verify": tls_context()}
+
+
 def trust_env_problem() -> str | None:
     """Why $SSL_CERT_FILE or $SSL_CERT_DIR cannot be read, where one is set: httpx (every health check,
     over http too) and the https client load their certificates from there, and a missing file would
@@ -307,13 +325,11 @@ class Http1Pool:
         self.host = u.hostname
         self.port = u.port or (443 if u.scheme == "https" else 80)
         self.tls = u.scheme == "https"
-        # one context for every connection (loading the CA bundle takes milliseconds), trusting what httpx
-        # does for the engines' health and metrics requests: $SSL_CERT_FILE or $SSL_CERT_DIR, else certifi's
+        # one context for every connection (loading the CA bundle takes milliseconds), the one the health
+        # and metrics requests use too (`tls_context`)
         self._ssl: ssl.SSLContext | None = None
         if self.tls:
-            import httpx
-
-            self._ssl = httpx.create_ssl_context()
+            self._ssl = tls_context()
         self.prefix = u.path.rstrip("/")
         default_port = 443 if self.tls else 80
         name = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address in brackets

@@ -15,6 +15,7 @@ from urllib.request import getproxies_environment, proxy_bypass
 import httpx
 import psutil
 
+from harness.client.http1 import direct
 from harness.engines.process import TOKENIZE_TIMEOUT_S, EngineError, abortable
 from harness.scenario import ExternalEngine, Workload
 
@@ -76,7 +77,7 @@ def split_base_url(base_url: str) -> tuple[str, str]:
 def has_metrics(base_url: str, headers: dict[str, str]) -> bool:
     """Whether `base_url`/metrics answers with Prometheus text (vLLM, SGLang, llama-server --metrics)."""
     try:
-        r = httpx.get(base_url + "/metrics", headers=headers, timeout=5, trust_env=False)
+        r = httpx.get(base_url + "/metrics", headers=headers, timeout=5, **direct())
     except httpx.HTTPError:
         return False
     kind = r.headers.get("content-type", "")
@@ -157,7 +158,7 @@ class ExternalServer:
         """GET `url` with the key, for at most 10 s, and no longer than a stop (Ctrl-C) waits."""
         headers = self.headers()
         return abortable(
-            lambda: httpx.get(url, headers=headers, timeout=10, trust_env=False), "reaching the endpoint"
+            lambda: httpx.get(url, headers=headers, timeout=10, **direct()), "reaching the endpoint"
         )
 
     def _answered(self, r: httpx.Response, model_list: bool) -> str:
@@ -195,9 +196,7 @@ class ExternalServer:
         to connect or were cut)."""
         url = self.health_url
         try:
-            return (
-                httpx.get(url, headers=self.headers(), timeout=timeout_s, trust_env=False).status_code == 200
-            )
+            return httpx.get(url, headers=self.headers(), timeout=timeout_s, **direct()).status_code == 200
         except (httpx.HTTPError, OSError):  # OSError: out of file descriptors, say
             return False
 
@@ -251,7 +250,7 @@ class ExternalServer:
         if self._tokenize_form == "none":
             return None
         if self._http is None:
-            self._http = httpx.Client(timeout=TOKENIZE_TIMEOUT_S, headers=self.headers(), trust_env=False)
+            self._http = httpx.Client(timeout=TOKENIZE_TIMEOUT_S, headers=self.headers(), **direct())
         forms = [self._tokenize_form] if self._tokenize_form else ["vllm", "llamacpp"]
         transient = False
         for form in forms:

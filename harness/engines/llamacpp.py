@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from harness import models
+from harness.client.http1 import direct
 from harness.engines.base import redact
 from harness.engines.process import (
     TOKENIZE_TIMEOUT_S,
@@ -227,7 +228,7 @@ class LlamaCppServer:
                 raise
         if self.cfg.launcher != "llama-cpp-python":
             try:
-                self.props = httpx.get(self.base_url + "/props", timeout=10, trust_env=False).json()
+                self.props = httpx.get(self.base_url + "/props", timeout=10, **direct()).json()
             except (httpx.HTTPError, ValueError):
                 self.props = {}
         try:
@@ -344,7 +345,7 @@ class LlamaCppServer:
     def _http(self) -> httpx.Client:
         """One keep-alive connection for tokenizer calls (prompt fitting makes many of them)."""
         if self._client is None:
-            self._client = httpx.Client(timeout=TOKENIZE_TIMEOUT_S, trust_env=False)
+            self._client = httpx.Client(timeout=TOKENIZE_TIMEOUT_S, **direct())
         return self._client
 
     def _lcp_count(self, text: str) -> int | None:

@@ -28,6 +28,7 @@ from typing import TypeVar
 
 import httpx
 
+from harness.client.http1 import direct
 from harness.engines.logtail import tail
 
 _LIVE: set[ManagedProcess] = set()
@@ -85,7 +86,7 @@ def answers_health(url: str, timeout_s: float = 10.0, tries: int = 2) -> bool:
     miss one; a hung one misses all)."""
     for _ in range(tries):
         try:
-            if httpx.get(url, timeout=timeout_s, trust_env=False).status_code == 200:
+            if httpx.get(url, timeout=timeout_s, **direct()).status_code == 200:
                 return True
         except (httpx.HTTPError, OSError):  # OSError: out of file descriptors, say
             pass
@@ -267,7 +268,7 @@ class ManagedProcess:
         """
         t0 = time.monotonic()
         last = "no answer yet"
-        with httpx.Client(timeout=5.0, trust_env=False) as client:
+        with httpx.Client(timeout=5.0, **direct()) as client:
             while True:
                 reason = abort_reason()
                 if reason:

@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 
 from harness.catalog import CatalogError, get_model
+from harness.client.http1 import direct
 from harness.engines import vllm_log
 from harness.engines.base import redact
 from harness.engines.logtail import tail
@@ -319,7 +320,7 @@ class VllmServer:
                 self.base_url + "/v1/completions",
                 json=body,
                 timeout=self.cfg.health_timeout_s,
-                trust_env=False,
+                **direct(),
             )
             ok = r.status_code == 200 and bool(r.json().get("choices"))
             why = f"HTTP {r.status_code}: {r.text[:200]}"
@@ -335,7 +336,7 @@ class VllmServer:
 
     def _get_json(self, path: str) -> dict[str, Any]:
         try:
-            data = httpx.get(self.base_url + path, timeout=10, trust_env=False).json()
+            data = httpx.get(self.base_url + path, timeout=10, **direct()).json()
         except (httpx.HTTPError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}
@@ -421,7 +422,7 @@ class VllmServer:
     def tokenize(self, text: str) -> int | None:
         """Tokens in `text` by the served tokenizer, without special tokens (vLLM's /tokenize)."""
         if self._client is None:
-            self._client = httpx.Client(timeout=TOKENIZE_TIMEOUT_S, trust_env=False)
+            self._client = httpx.Client(timeout=TOKENIZE_TIMEOUT_S, **direct())
         body = {"model": self.model_name, "prompt": text, "add_special_tokens": False}
         with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
             r = self._client.post(self.base_url + "/tokenize", json=body)
@@ -435,7 +436,7 @@ class VllmServer:
         one text, missed the merges at the text's end (`n` + the template's newline): prompts came out a
         token longer than asked."""
         if self._client is None:
-            self._client = httpx.Client(timeout=TOKENIZE_TIMEOUT_S, trust_env=False)
+            self._client = httpx.Client(timeout=TOKENIZE_TIMEOUT_S, **direct())
         body = {
             "model": self.model_name,
             "messages": [{"role": "user", "content": text}],

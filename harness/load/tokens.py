@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.client.aio import cancel_on_abort
+from harness.client.http1 import direct
 from harness.client.openai_stream import RequestSpec, StreamClient
 from harness.engines.process import abortable
 from harness.records import RequestRecord
@@ -81,7 +82,7 @@ async def unstreamed_prompt_tokens(client: StreamClient, spec: RequestSpec) -> i
 
     body = {k: v for k, v in client.body(spec).items() if k not in ("stream", "stream_options")}
     try:
-        async with httpx.AsyncClient(timeout=min(60.0, client.timeout_s), trust_env=False) as http:
+        async with httpx.AsyncClient(timeout=min(60.0, client.timeout_s), **direct()) as http:
             r = await http.post(client.base_url + client.path, json=body, headers=client.headers)
         n = r.json()["usage"]["prompt_tokens"] if r.status_code == 200 else None
     except (httpx.HTTPError, ValueError, KeyError, TypeError):

@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.client.http1 import direct
 from harness.fileio import replaced_whole
 from harness.telemetry.base import telemetry_file
 
@@ -185,7 +186,7 @@ class PrometheusScraper:
         return snap
 
     def start(self) -> None:
-        self._client = httpx.Client(timeout=self.timeout_s, trust_env=False)
+        self._client = httpx.Client(timeout=self.timeout_s, **direct())
         i = self.fetch()
         if i is None or self.snapshot(i) is None:
             self._client.close()
