@@ -437,6 +437,10 @@ async def run_jobs_in_workers(
         if on_measure_start is not None and not edge_now and first is not None:
             edge = asyncio.create_task(_open_window_at(on_measure_start, t0, dealt, first, opening))
         await w.all_done.wait()
+        if closed and (sends := [r.sent_ns for r in out.records if not r.warmup and r.sent_ns]):
+            # the first measured send: the processes said when they began, before opening their
+            # connections (milliseconds that the window, and its energy, must not hold)
+            out.started_ns = min(sends)
         if w.error is not None:
             raise w.error
         if w.lost:
