@@ -174,9 +174,9 @@ def throughput_check(
     shape: Shape, dev: Device, n: int, precision: str, target: float, context: float
 ) -> dict[str, Any]:
     """Batch-1 ceiling, smallest batch reaching `target` and whether it fits, for one precision."""
-    weight = shape.weight_bytes(precision)
-    b1 = decode_bound(shape, dev, weight, n, 1, context, 2.0, 1.0, precision)
-    mb = min_batch_for(target, shape, dev, weight, n, context, 2.0, 1.0, precision)
+    weight, step = shape.weight_bytes(precision), shape.step_bytes(precision)
+    b1 = decode_bound(shape, dev, weight, n, 1, context, 2.0, 1.0, precision, step_bytes=step)
+    mb = min_batch_for(target, shape, dev, weight, n, context, 2.0, 1.0, precision, step_bytes=step)
     fits_weights = dev.memory_bytes is None or weight / n <= dev.memory_bytes * MEMORY_UTILIZATION
     out = {"precision": precision, "batch1": b1.tok_s, "fits_weights": fits_weights, **mb}
     if not fits_weights:
@@ -260,7 +260,9 @@ def _side_ceiling(c: Claim, s: Side) -> tuple[float, float | None] | None:
         return None
     p = s.precision or "bf16"
     n = s.devices or 1
-    b1 = decode_bound(shape, dev, shape.weight_bytes(p), n, 1, 0.0, 2.0, 1.0, p)
+    b1 = decode_bound(
+        shape, dev, shape.weight_bytes(p), n, 1, 0.0, 2.0, 1.0, p, step_bytes=shape.step_bytes(p)
+    )
     peak = dev.peak_flops(p)
     return b1.tok_s, n * peak if peak else None
 
@@ -393,7 +395,8 @@ def _offload(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
     off = weight / n - dev.memory_bytes * MEMORY_UTILIZATION
     if off <= 0:
         return measured, f"{p} weights fit in device memory: no offload needed", "no offload needed"
-    b = decode_bound(shape, dev, weight, n, 1, 0.0, 2.0, 1.0, p, off, dev.host_link_gbs * 1e9)
+    link = dev.host_link_gbs * 1e9
+    b = decode_bound(shape, dev, weight, n, 1, 0.0, 2.0, 1.0, p, off, link, step_bytes=shape.step_bytes(p))
     text = (
         f"{off / 1e9:.0f} GB/device streamed over {dev.host_link} ({dev.host_link_gbs:g} GB/s) each step: "
         f"ceiling {b.tok_s:.2f} tok/s ({b.t_step_s:.2f} s/token) at batch 1"

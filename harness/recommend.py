@@ -249,9 +249,11 @@ def efficiency_note(reached: list[float], efficiency: float, estimated: bool) ->
 
 def _estimate(need: Need, dev: Device, precision: str, tp: int, efficiency: float) -> Estimate:
     shape = Shape.of(need.model)
-    weight = shape.weight_bytes(precision)
+    weight, step = shape.weight_bytes(precision), shape.step_bytes(precision)
     ctx = need.input_tokens + need.output_tokens / 2
-    b = decode_bound(shape, dev, weight, tp, need.concurrency, ctx, 2.0, efficiency, precision)
+    b = decode_bound(
+        shape, dev, weight, tp, need.concurrency, ctx, 2.0, efficiency, precision, step_bytes=step
+    )
     full = decode_bound(
         shape,
         dev,
@@ -262,8 +264,9 @@ def _estimate(need: Need, dev: Device, precision: str, tp: int, efficiency: floa
         2.0,
         efficiency,
         precision,
+        step_bytes=step,
     )
-    pre = prefill_bound(shape, dev, weight, need.input_tokens, tp, efficiency, precision)
+    pre = prefill_bound(shape, dev, step, need.input_tokens, tp, efficiency, precision)
     return Estimate(
         b.tok_s,
         pre["t_prefill_s"] + b.t_step_s,

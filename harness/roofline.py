@@ -92,14 +92,32 @@ class Shape:
     head_dim: int
 
     embedding_params: float = 0.0  # token embeddings and an untied output layer (ModelArch's)
+    lookup_params: float = 0.0  # token embeddings a step reads a row of (untied: ModelArch's)
 
     @classmethod
     def of(cls, m: ModelArch) -> Shape:
-        return cls(m.name, m.params_b * 1e9, m.layers, m.heads, m.kv_heads, m.head_dim, m.embedding_params())
+        return cls(
+            m.name,
+            m.params_b * 1e9,
+            m.layers,
+            m.heads,
+            m.kv_heads,
+            m.head_dim,
+            m.embedding_params(),
+            m.lookup_params(),
+        )
 
     def weight_bytes(self, precision: str | None) -> float:
-        """The weights' bytes at `precision` (`harness.roofline.weight_bytes`)."""
+        """The weights' bytes at `precision` (`harness.roofline.weight_bytes`): what memory holds."""
         return weight_bytes(self.params, self.embedding_params, precision)
+
+    def step_bytes(self, precision: str | None) -> float:
+        """The weight bytes a forward pass reads: all of them but the token embeddings of an untied model,
+        of which it reads a row per token."""
+        quantized = (precision or "auto").lower() in LINEAR_ONLY_QUANT
+        return self.weight_bytes(precision) - self.lookup_params * (
+            2.0 if quantized else bytes_per_param(precision)
+        )
 
     def kv_bytes_per_token(self, bytes_per_elem: float = 2.0) -> float:
         """2 (K and V) x layers x kv_heads x head_dim x bytes_per_elem."""
@@ -175,19 +193,23 @@ def decode_bound(
     offload_bandwidth_bytes_s: float | None = None,
     memory_utilization: float = 0.9,
     pipeline_stages: int = 1,
+    step_bytes: float | None = None,
 ) -> DecodeBound:
     """Upper bound on decode tok/s for `batch` sequences at `context_tokens` each (module docstring).
+    `weight_bytes`: what the devices hold (what fits); `step_bytes`: what a step reads of them
+    (`Shape.step_bytes`; default all of them).
     `pipeline_stages`: each device holds 1/stages of the weights and of the KV cache, which changes what
     fits (`fits`, `max_batch`): the stages read theirs one after the other, adding no bandwidth; each
     streams its own `offload_bytes` (per device) in its turn, so a step streams stages x that."""
     if tp < 1 or batch < 1 or not 0 < efficiency <= 1:
         raise ValueError("tp and batch must be >= 1 and efficiency in (0, 1]")
     w_dev = weight_bytes / tp
+    read_dev = (weight_bytes if step_bytes is None else step_bytes) / tp
     kv_tok = _kv_per_device(shape, tp, kv_bytes_per_elem)
     kv_dev = batch * context_tokens * kv_tok
     streamed = offload_bytes * max(1, pipeline_stages)  # each stage streams its own, in turn
     t_mem, bound = _memory_time(
-        w_dev - streamed + kv_dev, device, streamed, offload_bandwidth_bytes_s, efficiency
+        read_dev - streamed + kv_dev, device, streamed, offload_bandwidth_bytes_s, efficiency
     )
     peak = device.peak_flops(flops_precision)
     flops = batch * (2 * shape.params + 4 * shape.layers * shape.heads * shape.head_dim * context_tokens) / tp
@@ -248,12 +270,14 @@ def min_batch_for(
     kv_bytes_per_elem: float = 2.0,
     efficiency: float = 1.0,
     flops_precision: str = "bf16",
+    step_bytes: float | None = None,
 ) -> dict[str, Any]:
     """Smallest batch B with B / t_step(B) >= target, or None when no batch reaches it.
 
-    Memory: B x bw >= target x (w + B x c x kv)  =>  B >= target x w / (bw - target x c x kv).
+    Memory: B x bw >= target x (w + B x c x kv)  =>  B >= target x w / (bw - target x c x kv), w the
+    weight bytes a step reads (`step_bytes`, default `weight_bytes`, which is what has to fit).
     Compute: B / t_compute is the same for every B, so it caps the reachable tok/s outright."""
-    w = weight_bytes / tp
+    w = (weight_bytes if step_bytes is None else step_bytes) / tp
     kv = context_tokens * _kv_per_device(shape, tp, kv_bytes_per_elem)
     bw = device.bandwidth_bytes_s * efficiency
     peak = device.peak_flops(flops_precision)
@@ -278,7 +302,16 @@ def min_batch_for(
     b = max(1, math.ceil(target_tok_s * w / denom - 1e-9))
     out["min_batch"] = b
     bound = decode_bound(
-        shape, device, weight_bytes, tp, b, context_tokens, kv_bytes_per_elem, efficiency, flops_precision
+        shape,
+        device,
+        weight_bytes,
+        tp,
+        b,
+        context_tokens,
+        kv_bytes_per_elem,
+        efficiency,
+        flops_precision,
+        step_bytes=step_bytes,
     )
     out["fits"] = bound.fits
     out["max_batch"] = bound.max_batch
@@ -298,7 +331,7 @@ def roofline_table(
     offload_bytes: float = 0.0,
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Decode bounds per batch size and the prefill bound, as rows for `harness roofline`."""
-    weight = shape.weight_bytes(precision)
+    weight, step = shape.weight_bytes(precision), shape.step_bytes(precision)
     link = device.host_link_gbs * 1e9 if device.host_link_gbs else None
     rows = []
     for b in batches:
@@ -314,6 +347,7 @@ def roofline_table(
             precision,
             offload_bytes,
             link,
+            step_bytes=step,
         )
         rows.append(
             {
@@ -328,5 +362,5 @@ def roofline_table(
                 "max_batch": d.max_batch,
             }
         )
-    pre = prefill_bound(shape, device, weight, input_tokens, tp, efficiency, precision, offload_bytes, link)
+    pre = prefill_bound(shape, device, step, input_tokens, tp, efficiency, precision, offload_bytes, link)
     return rows, pre

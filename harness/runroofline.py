@@ -53,6 +53,21 @@ def shape_of(
     return shape, weight
 
 
+def step_bytes_of(
+    cfg: dict[str, Any], engine: dict[str, Any], shape: Shape, weight: float, precision: str | None
+) -> float:
+    """The weight bytes a decode step reads of the `weight` bytes `shape_of` gave: a GGUF's blocks and
+    output layer where its tensor sizes are known (of the token embeddings a step reads a row per
+    sequence), a catalog shape's `step_bytes`, else all of them."""
+    groups = (engine.get("model") or {}).get("weight_bytes")
+    if isinstance(groups, dict) and groups.get("blocks"):
+        blocks, output = offload.decode_weight_bytes(groups)
+        return min(weight, blocks + output)
+    if (engine.get("model") or {}).get("size_bytes"):
+        return weight
+    return shape.step_bytes(str(precision or cfg.get("precision") or "auto").lower())
+
+
 def gguf_shape(model: dict[str, Any]) -> Shape | None:
     """A model's shape from the GGUF header fields its manifest entry records (harness.models.gguf_info),
     None when some are missing (a file read by an older harness, or not a GGUF)."""
@@ -177,9 +192,11 @@ def roofline_tok_s(
     pp = int(cfg.get("pipeline_parallel_size") or 1) if cfg.get("type") == "vllm" else 1
     off = min(off, weight / (tp * pp))  # vLLM offloads at most a device's share of the weights
 
+    step = step_bytes_of(cfg, engine, shape, weight, precision)
+
     def bound(b: int) -> Any:
         return decode_bound(
-            shape, dev, weight, tp, b, ctx, kv_bpe, 1.0, precision or "bf16", off, link, mem_util, pp
+            shape, dev, weight, tp, b, ctx, kv_bpe, 1.0, precision or "bf16", off, link, mem_util, pp, step
         )
 
     try:

@@ -51,6 +51,11 @@ class ModelArch(BaseModel):
         """The token embeddings and, where it is not tied to them, the output layer: vocab x hidden each."""
         return float(self.vocab * self.hidden * (1 if self.tie_word_embeddings else 2))
 
+    def lookup_params(self) -> float:
+        """The token embeddings a decode step reads a row of per sequence, not the whole of: vocab x hidden
+        where the output layer is a matrix of its own (tied, the output layer reads them whole)."""
+        return 0.0 if self.tie_word_embeddings else float(self.vocab * self.hidden)
+
 
 def yaml_problem(e: Exception) -> str:
     """A YAML error on one line: `line N: invalid YAML: problem` (PyYAML's own text spans several)."""

@@ -21,20 +21,20 @@ def test_3311_tok_s_for_70b_on_one_h100_is_not_possible() -> None:
     r = check(_claim("article-70b-h100"), NO_RUNS)
     assert r.measured == "-"
     assert r.verdict == "not possible as stated"
-    # bf16: 141.2 GB of weights; fp8: 72.70 GB (68.50e9 linear parameters at 1 byte, the embeddings and
-    # lm_head, 2 x 128,256 x 8,192, at 2): batch 1 reads 72.70e9 + 1024 x 327,680 B a step, 3.35e12 / that
-    # = 45.9 tok/s; B >= 3311 x 72.70e9 / (3.35e12 - 3311 x 1024 x 327,680) = 107.5 -> 108; and
-    # (81,559 MiB x 0.9 - 72.70e9) / (1024 x 327,680) = 12.7 -> 12 sequences fit
+    # bf16: 141.2 GB of weights; fp8: 72.70 GB held (68.50e9 linear parameters at 1 byte, the embeddings
+    # and lm_head, 2 x 128,256 x 8,192, at 2), of which a step reads all but the embeddings: 70.60e9 B;
+    # batch 1: 3.35e12 / (70.60e9 + 1024 x 327,680) = 47.2 tok/s; B >= 3311 x 70.60e9 / (3.35e12 - 3311 x
+    # 1024 x 327,680) = 104.4 -> 105; and (81,559 MiB x 0.9 - 72.70e9) / (1024 x 327,680) = 12.7 -> 12 fit
     assert "bf16: weights 141 GB/device do not fit" in r.roofline
-    assert "fp8: batch-1 ceiling 45.9 tok/s; needs batch >= 108 but only 12 fit at 1024 tokens" in r.roofline
-    # with TP 2: each device reads half of the weights and of the KV, 3.35e12 / 36.52e9 = 91.7
-    assert "with 2 devices (TP 2): fp8: batch-1 ceiling 91.7 tok/s" in r.roofline
+    assert "fp8: batch-1 ceiling 47.2 tok/s; needs batch >= 105 but only 12 fit at 1024 tokens" in r.roofline
+    # with TP 2: each device reads half of the weights and of the KV, 3.35e12 / 35.47e9 = 94.5
+    assert "with 2 devices (TP 2): fp8: batch-1 ceiling 94.5 tok/s" in r.roofline
 
 
 def test_lambda_single_h100_number_is_plausible_with_batching() -> None:
     r = check(_claim("lambda-70b-fp8-1xh100"), NO_RUNS)
     assert r.verdict == "plausible"
-    # 418.9 x 72.70e9 / (3.35e12 - 418.9 x 1024 x 327,680) = 9.49 -> batch >= 10; 12 fit (above)
+    # 418.9 x 70.60e9 / (3.35e12 - 418.9 x 1024 x 327,680) = 9.21 -> batch >= 10; 12 fit (above)
     assert "reachable from batch >= 10 (up to 12 fit)" in r.roofline
 
 
@@ -45,16 +45,17 @@ def test_mistral_cost_examples_check_arithmetic_and_throughput() -> None:
     assert "= $1.86/1M (matches $1.86)" in a100.roofline and "= $1.35/1M (matches $1.35)" in h100.roofline
     # 112 tok/s is below the single-stream bf16 ceiling on an A100 (140 at 1024 tokens of context) ...
     assert "bf16: reachable at batch 1" in a100.roofline
-    # ... while 247 tok/s on an H100 is above its bf16 single-stream ceiling (229): batching or fp8
-    assert "bf16: batch-1 ceiling 229 tok/s; reachable from batch >= 2" in h100.roofline
+    # ... while 247 tok/s on an H100 is above its bf16 single-stream ceiling, 3.35e12 / (14.48e9 - the
+    # embeddings' 2 x 32,000 x 4,096 B + 1024 x 131,072 B) = 233: batching or fp8
+    assert "bf16: batch-1 ceiling 233 tok/s; reachable from batch >= 2" in h100.roofline
     assert "fp8: reachable at batch 1" in h100.roofline
 
 
 def test_ratio_claims_against_bandwidth_and_compute_ratios() -> None:
     r = check(_claim("article-fp8-ratio"), NO_RUNS)
-    # memory-bound: 141.2e9 / 72.70e9 bytes (fp8 keeps the embeddings at 2) x 3350/2039 = 3.19;
-    # compute-bound: 1979/312 = 6.34
-    assert "memory-bound (small batch) ceiling ratio 3.19x, compute-bound (large batch) 6.34x" in r.roofline
+    # memory-bound: the bytes a step reads, 139.1e9 at bf16 / 70.60e9 at fp8 (the lm_head stays 16-bit;
+    # neither reads the embeddings whole) x 3350/2039 = 3.24; compute-bound: 1979/312 = 6.34
+    assert "memory-bound (small batch) ceiling ratio 3.24x, compute-bound (large batch) 6.34x" in r.roofline
     assert r.verdict == "within the roofline range"
     same = check(_claim("article-13b-70b-ratio"), NO_RUNS)
     # bf16 on both: 3350/2039 = 1.64 and 989/312 = 3.17; the claim 1.5-2x overlaps it

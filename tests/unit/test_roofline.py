@@ -134,11 +134,11 @@ def test_roofline_cli_prints_the_batch_table() -> None:
     rows = [
         [c.strip() for c in line.split("│")[1:-1]] for line in res.stdout.splitlines() if line.startswith("│")
     ]
-    # batch 1: (72.70e9 + 1024 x 327,680) / 3.35e12 = 21.80 ms -> 45.9 tok/s (fp8 keeps the embeddings
-    # and lm_head, 2 x 128,256 x 8,192 parameters, 16-bit); batch 8: (72.70e9 + 8 x 335.5e6) / 3.35e12 ->
-    # 355.5 tok/s, 44.4 a sequence
-    assert rows[0][:5] == ["1", "45.9", "45.9", "21.80", "memory"]
-    assert rows[1][:3] == ["8", "355.5", "44.4"]
+    # batch 1: a step reads the 70.60e9 B of the weights (72.70e9 held: fp8 keeps the embeddings and
+    # lm_head, 2 x 128,256 x 8,192 parameters, 16-bit, and reads a row of the embeddings), (70.60e9 + 1024 x
+    # 327,680) / 3.35e12 = 21.17 ms -> 47.2 tok/s; batch 8 as above: 365.7, 45.7 a sequence
+    assert rows[0][:5] == ["1", "47.2", "47.2", "21.17", "memory"]
+    assert rows[1][:3] == ["8", "365.7", "45.7"]
     assert "prefill of 1024 tokens" in res.stdout and "note:" not in res.stdout
     # bf16 on one H100: 141.2 GB of weights in 85.5 GB (81,559 MiB); no context, no batch bound
     res = run_harness("roofline", "--model", "llama-3.1-70b", "--gpu", "h100-sxm")
@@ -152,7 +152,9 @@ def test_roofline_cli_prints_the_batch_table() -> None:
     # a tiny model's step and weights are fractions of a ms and a GB: significant digits, not 0.00 and 0.0
     res = run_harness("roofline", "--model", "tiny-llama", "--gpu", "a100-80gb-sxm", "--batch", "1,4")
     tiny = [[c.strip() for c in ln.split("│")[1:-1]] for ln in res.stdout.splitlines() if ln.startswith("│")]
-    assert [r[3] for r in tiny] == ["0.000804"] * 2 and tiny[0][5] == "0.00164"
+    # a step reads 819,840 x 2 B less the embeddings' 2048 x 128 x 2 B: 1.115e6 B / 2.039e12 B/s; the
+    # device holds all 1.64e6 B
+    assert [r[3] for r in tiny] == ["0.000547"] * 2 and tiny[0][5] == "0.00164"
     assert "prefill of 1024 tokens: >= 0.00710 ms" in res.stdout
     assert "bits a weight" not in res.stdout  # bf16: every weight is 2 bytes
     res = run_harness(
