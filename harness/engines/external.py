@@ -54,6 +54,15 @@ def proxy_for(url: str) -> str | None:
     return proxy
 
 
+def without_password(url: str) -> str:
+    """`url` without its user and password (`http://u:pw@proxy:3128` as `http://proxy:3128`); as it is
+    where it has none."""
+    u = urlsplit(url)
+    if "@" not in u.netloc:
+        return url
+    return u._replace(netloc=u.netloc.rpartition("@")[2]).geturl()
+
+
 _VERSION_SEGMENT = re.compile(r"v\d+(?:(?:alpha|beta)\d*)?", re.IGNORECASE)
 
 
@@ -123,7 +132,10 @@ class ExternalServer:
         try:
             r = self._get(url)
         except httpx.HTTPError as e:
-            raise EngineError(f"external endpoint {url} unreachable: {type(e).__name__}: {e}") from None
+            proxy = f" ({why})" if (why := self.proxy_warning()) else ""
+            raise EngineError(
+                f"external endpoint {url} unreachable: {type(e).__name__}: {e}{proxy}"
+            ) from None
         if r.status_code in (401, 403):
             raise EngineError(self._refused(r))
         if r.status_code != 200:
@@ -225,10 +237,7 @@ class ExternalServer:
         proxy = proxy_for(self.base_url)
         if proxy is None:
             return None
-        p = urlsplit(proxy)
-        shown = p._replace(
-            netloc=(p.hostname or "") + (f":{p.port}" if p.port else "")
-        ).geturl()  # no password
+        shown = without_password(proxy)
         return (
             f"the environment names a proxy for {self.host} ({shown}), which the harness does not use: it "
             "connects to the endpoint directly, as its timed streams do (set NO_PROXY to silence this)"

@@ -10,7 +10,7 @@ from typing import Any
 
 from harness.extras import installed_version, pip_install
 from harness.scenario.checks import launched_by, wants_gpu, where_in
-from harness.scenario.engines import LlamaCppEngine
+from harness.scenario.engines import ExternalEngine, LlamaCppEngine
 from harness.scenario.models import Scenario, engine_configs
 
 
@@ -26,7 +26,25 @@ def machine_warnings(s: Scenario, file: str) -> list[str]:
         + _key_warnings(s, file)
         + _open_files_warnings(s, file)
         + _llama_arg_warnings(s, file)
+        + _proxy_warnings(s, file)
     )
+
+
+def _proxy_warnings(s: Scenario, file: str) -> list[str]:
+    """External endpoints a proxy variable of this environment would route, which the harness does not
+    take: it connects directly, so an endpoint reachable only through the proxy fails."""
+    from harness.engines.external import proxy_for, without_password
+
+    at: dict[tuple[str, str], list[int]] = {}
+    for i, e in enumerate(engine_configs(s)):
+        if isinstance(e, ExternalEngine) and (proxy := proxy_for(e.base_url)):
+            at.setdefault((e.base_url, without_password(proxy)), []).append(i)
+    return [
+        f"{file}: {where_in(s, where)}.base_url: the environment names a proxy for {url} ({proxy}), which "
+        "the harness does not use: it connects directly, as its timed streams do (set NO_PROXY to silence "
+        "this)"
+        for (url, proxy), where in at.items()
+    ]
 
 
 def _llama_arg_warnings(s: Scenario, file: str) -> list[str]:

@@ -278,7 +278,7 @@ def test_proxies_in_the_environment_are_not_taken_and_a_remote_one_is_said(
     scrapes to the proxy (a launched engine was "not healthy" for its whole timeout) while the timed
     streams, which take no proxy, went direct; a SOCKS proxy stopped the run with a traceback."""
     from harness.engines.external import proxy_for
-    from harness.engines.process import answers_health
+    from harness.engines.process import EngineError, answers_health
     from harness.testing.fake_server import FakeScript, FakeServer
 
     for var in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "http_proxy", "all_proxy"):
@@ -299,6 +299,23 @@ def test_proxies_in_the_environment_are_not_taken_and_a_remote_one_is_said(
             "this)"
         )
         ext.stop()
+        # validate says so before a run; an endpoint that cannot be reached names the proxy too
+        from harness.scenario import machine_warnings
+
+        scen = Scenario(name="p", engine=eng)
+        assert [w for w in machine_warnings(scen, "p.yaml") if "proxy" in w] == [
+            f"p.yaml: engine.base_url: the environment names a proxy for {srv.base_url} "
+            "(http://127.0.0.1:9), which the harness does not use: it connects directly, as its timed "
+            "streams do (set NO_PROXY to silence this)"
+        ]
+        gone = ExternalEngine(type="external", base_url="http://127.0.0.1:9/v1", model=eng.model)
+        with pytest.raises(
+            EngineError, match=r"unreachable: ConnectError: .*\(the environment names a proxy"
+        ):
+            ExternalServer(gone).start()
+        # a proxy variable the harness could not parse is no reason to stop
+        monkeypatch.setenv("HTTP_PROXY", "http://proxy.corp:abc")
+        assert "proxy.corp" in ExternalServer(eng).describe()["warnings"][0]
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")
         assert proxy_for(srv.base_url) is None and "warnings" not in ExternalServer(eng).describe()
     finally:
