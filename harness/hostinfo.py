@@ -140,12 +140,16 @@ def raise_open_files_limit() -> int | None:
     import resource
 
     soft, hard = limits
-    if soft < hard:
+    # macOS refuses a soft limit above its per-process maximum (OPEN_MAX, 10240) with an unlimited hard one
+    for want in (hard, min(hard, 10240)):
+        if soft >= want:
+            break
         try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
-            soft = hard
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+            soft = want
+            break
         except (ValueError, OSError):
-            pass
+            continue
     return soft
 
 

@@ -19,6 +19,17 @@ from harness.resume import input_digests
 from harness.scenario import Point, Scenario, scenario_hash
 
 
+def _engine_env() -> dict[str, str]:
+    """The engine-read variables of this environment for the manifest: secret-looking names' values as
+    ***, and no user or password in a URL (HF_ENDPOINT=https://user:pw@mirror)."""
+    from harness.engines.external import without_password
+
+    return {
+        k: without_password(v) if "://" in v else v
+        for k, v in redact_keys(hostinfo.engine_environment()).items()
+    }
+
+
 def hardware_inventory() -> dict[str, Any]:
     """CPU and GPU inventory for the manifest (GPU: `available: false` with the reason, without NVML)."""
     from harness.telemetry.inventory import gpu_inventory
@@ -84,7 +95,7 @@ def _first_manifest(
                 "sampling": SAMPLING_SCHEME,
             },
             "input_sha256": input_digests(s),
-            "host": {**hostinfo.host(), "engine_env": redact_keys(hostinfo.engine_environment())},
+            "host": {**hostinfo.host(), "engine_env": _engine_env()},
             "hardware": hardware_inventory(),
             "points_planned": [p.point_id for p in points],
             "points_done": [],

@@ -46,6 +46,7 @@ from harness.load.driver import (
 from harness.records import RequestRecord
 
 START_TIMEOUT_S = 120.0
+CLAIM_TIMEOUT_S = 2.0  # a claim takes microseconds; a lock held this long belongs to a dead process
 MAX_DELIVERY_NS = 120_000_000_000  # a "ready" message older than this means another clock
 
 
@@ -125,12 +126,21 @@ def claimer(jobs: Sequence[Job], taken: Any) -> Callable[[], Job | None]:
     """The next unclaimed job of `jobs`, a list every client process of a point holds, by the index
     `taken` (a multiprocessing Value shared by them); None when all are claimed."""
 
+    lock = taken.get_lock()
+
     def claim() -> Job | None:
-        with taken.get_lock():
+        # a process killed holding it (out of memory) would hold every other one here, its loop frozen
+        if not lock.acquire(timeout=CLAIM_TIMEOUT_S):
+            raise RuntimeError(
+                f"the shared job list was locked for {CLAIM_TIMEOUT_S:g} s (a client process killed?)"
+            )
+        try:
             i = taken.value
             if i >= len(jobs):
                 return None
             taken.value = i + 1
+        finally:
+            lock.release()
         return jobs[i]
 
     return claim

@@ -792,8 +792,10 @@ class _EdgeSpy(_SlowEdge):
     def __init__(self) -> None:
         self.edges: list[int] = []
         self.closed: list[int] = []
+        self.opened: list[int] = []
 
-    def begin_window(self, name: str, t_ns: int) -> None: ...
+    def begin_window(self, name: str, t_ns: int) -> None:
+        self.opened.append(time.perf_counter_ns())
 
     def edge_sample(self) -> None:
         self.edges.append(time.perf_counter_ns())
@@ -805,7 +807,7 @@ class _EdgeSpy(_SlowEdge):
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_the_window_end_is_sampled_when_the_measured_requests_are_done_not_after_teardown(
-    fake: str, tmp_path: Path, workers: int
+    fake: str, tmp_path: Path, workers: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The end-edge samples came after the client's teardown (cooldown cancelled, client processes
     joined: 104-175 ms with two of them), so the CPU sampler's 0.5 s interval was interpolated across the
@@ -824,6 +826,22 @@ def test_the_window_end_is_sampled_when_the_measured_requests_are_done_not_after
             "telemetry": {"nvml": False, "engine_metrics": False},
         }
     )
+    from harness.load import workers as client_processes
+
+    # the teardown: the client's connections closed (one process), the client processes joined (several)
+    torn: list[int] = []
+    aexit, close = StreamClient.__aexit__, client_processes._Workers.close
+
+    async def closing_client(self: Any, *exc: object) -> None:
+        torn.append(time.perf_counter_ns())
+        await aexit(self, *exc)
+
+    async def joining(self: Any) -> None:
+        torn.append(time.perf_counter_ns())
+        await close(self)
+
+    monkeypatch.setattr(StreamClient, "__aexit__", closing_client)
+    monkeypatch.setattr(client_processes._Workers, "close", joining)
     spy = _EdgeSpy()
     run_scenario(
         s,
@@ -832,7 +850,9 @@ def test_the_window_end_is_sampled_when_the_measured_requests_are_done_not_after
         show_progress=False,
     )
     (edge,), (closed,) = spy.edges, spy.closed
-    assert edge < closed
+    # the prompt probe's client closed before the point: only the point's teardown counts
+    after = [t for t in torn if t > min(spy.opened)]
+    assert after and edge < min(after) and edge < closed
 
 
 @pytest.mark.parametrize("workers", [2, 4])
@@ -867,3 +887,24 @@ def test_a_cooldown_request_waiting_for_a_slot_is_not_sent_once_the_measured_one
     assert len(measured) == 3 and all(r.ok for r in measured)
     last_end = max(r.done_ns or 0 for r in measured)
     assert [r.request_id for r in out.records if r.warmup and r.sent_ns and r.sent_ns >= last_end] == []
+
+
+def test_a_claim_from_a_list_whose_lock_is_held_fails_instead_of_freezing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A client process killed while it held the shared list's lock left every other one waiting on it
+    with its event loop frozen (it could not even read the parent's stop)."""
+    import multiprocessing as mp
+    import threading
+
+    from harness.load import workers
+
+    taken = mp.get_context("spawn").Value("q", 0)
+    claim = workers.claimer([1, 2], taken)  # type: ignore[list-item]
+    assert (claim(), claim(), claim()) == (1, 2, None)
+    held = threading.Event()
+    threading.Thread(target=lambda: (taken.get_lock().acquire(), held.set()), daemon=True).start()
+    held.wait(5)
+    monkeypatch.setattr(workers, "CLAIM_TIMEOUT_S", 0.1)
+    with pytest.raises(RuntimeError, match=r"the shared job list was locked for 0.1 s"):
+        workers.claimer([1], taken)()  # type: ignore[list-item]

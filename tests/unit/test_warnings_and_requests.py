@@ -391,6 +391,7 @@ def test_llama_arg_variables_llama_server_would_take_are_warned_of_and_recorded(
     monkeypatch.setenv("LLAMA_ARG_THREADS", "1")
     monkeypatch.setenv("LLAMA_ARG_CACHE_TYPE_K", "q4_0")
     monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    monkeypatch.setenv("HF_ENDPOINT", "https://user:pw@mirror.example/hf")
     assert machine_warnings(scen, "s.yaml") == [
         "s.yaml: variants[0]: the environment sets LLAMA_ARG_CACHE_TYPE_K, LLAMA_ARG_THREADS, which "
         "llama-server takes as its options though its command line does not show them (a run keeps them in "
@@ -403,7 +404,7 @@ def test_llama_arg_variables_llama_server_would_take_are_warned_of_and_recorded(
     run = new_run(scen, tmp_path, "s.yaml", expand_points(scen), False)
     recorded = run.manifest["host"]["engine_env"]
     assert recorded["LLAMA_ARG_THREADS"] == "1" and recorded["LLAMA_ARG_CACHE_TYPE_K"] == "q4_0"
-    assert recorded["HF_TOKEN"] == "***"
+    assert recorded["HF_TOKEN"] == "***" and recorded["HF_ENDPOINT"] == "https://mirror.example/hf"
 
 
 def test_a_llama_server_missing_from_path_is_a_warning_not_an_error(
