@@ -25,7 +25,8 @@ class RequestRecord:
     `connect_s`: the seconds spent opening the new connection the request went on (TCP, and TLS for https),
     up to the connection's being made (the client loop's delay in going on from there is not in it), before
     `sent_ns`; None where it went on an open keep-alive connection.
-    `warmup` marks a request outside the measured window (warmup before it or cooldown after it).
+    `warmup` marks a request outside the measured window (warmup before it or cooldown after it);
+    `cooldown` the ones after it (cooldown requests, and measured ones sent unmeasured past `duration_s`).
     """
 
     request_id: int
@@ -50,6 +51,9 @@ class RequestRecord:
     error_kind: str | None = None
     error: str | None = None
     warmup: bool = False
+    cooldown: bool = (
+        False  # of the `warmup` ones, those after the measured requests (records of older runs lack it)
+    )
     attempt: int = 0  # 0: first run of the point; n: its n-th `--resume`
     output_text_chars: int = 0
     output_tokens_source: str | None = None  # usage | max_tokens (finish_reason length) | tokenizer | chunks

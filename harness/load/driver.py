@@ -175,7 +175,14 @@ class _Run:
             self._ended(rec)
 
     def _record(self, job: Job, scheduled_ns: int) -> RequestRecord:
-        return RequestRecord(job.request_id, self.point_id, scheduled_ns, warmup=job.role != "measured")
+        role = job.role
+        return RequestRecord(
+            job.request_id,
+            self.point_id,
+            scheduled_ns,
+            warmup=role != "measured",
+            cooldown=role == "cooldown",
+        )
 
     def _ended(self, rec: RequestRecord) -> None:
         self.out.records.append(rec)

@@ -908,3 +908,17 @@ def test_a_claim_from_a_list_whose_lock_is_held_fails_instead_of_freezing(
     monkeypatch.setattr(workers, "CLAIM_TIMEOUT_S", 0.1)
     with pytest.raises(RuntimeError, match=r"the shared job list was locked for 0.1 s"):
         workers.claimer([1], taken)()  # type: ignore[list-item]
+
+
+def test_records_say_which_unmeasured_requests_came_after_the_measured_ones(fake: str) -> None:
+    """Warmup and cooldown records were both only `warmup: true`: a reader could not tell them apart."""
+    load = PointLoad("roles", concurrency=2)
+    short, long = RequestSpec("hello world", 2), RequestSpec("hello world", 30)
+    out = _point(
+        fake, load, [short] * 2, [long, short, short, short], 0, lambda r: None, cooldown_specs=[short] * 6
+    )
+    by_id = {r.request_id: r for r in out.records}
+    assert [(by_id[i].warmup, by_id[i].cooldown) for i in (0, 1)] == [(True, False)] * 2  # warmup
+    assert all(not by_id[i].warmup and not by_id[i].cooldown for i in range(2, 6))  # measured
+    after = [r for r in out.records if r.request_id >= 6]
+    assert after and all(r.warmup and r.cooldown for r in after)  # cooldown, sent while the long one ran
