@@ -151,6 +151,13 @@ def roofline_cmd(
     cpu_offload_gb: Annotated[
         float, typer.Option(**finite(0), help="GiB of weights per device streamed from host")
     ] = 0,
+    out_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="also write the rows here: CSV for a .csv path (the prefill bound on every row), else JSON",
+        ),
+    ] = None,
 ) -> None:
     """Decode ceiling (bytes per step / bandwidth, batch-aware) and prefill compute ceiling."""
     from harness.catalog import CatalogError, get_model
@@ -174,6 +181,7 @@ def roofline_cmd(
         raise fail(f"roofline: --batch: every batch size must be >= 1 (got {batch!r})")
     if kv_dtype not in KV_DTYPE_BYTES:
         raise fail(f"roofline: --kv-dtype: invalid value {kv_dtype!r} (allowed: {', '.join(KV_DTYPE_BYTES)})")
+    output_file("--out", out_file)
     try:
         shape, dev = Shape.of(get_model(model)), get_device(gpu)
         if why := tensor_parallel_problem(shape.heads, shape.kv_heads, tp):
@@ -213,6 +221,32 @@ def roofline_cmd(
         ),
         highlight=False,
     )
+    if out_file is not None:
+        asked = {
+            "model": model, "gpu": gpu, "precision": precision, "tp": tp, "context_tokens": context,
+            "kv_dtype": kv_dtype, "efficiency": efficiency, "cpu_offload_gb": cpu_offload_gb,
+        }  # fmt: skip
+        _write_roofline(out_file, asked, rows, pre)
+        err.print(f"wrote {out_file}", markup=False)
+
+
+def _write_roofline(
+    path: Path, asked: dict[str, Any], rows: list[dict[str, Any]], pre: dict[str, Any]
+) -> None:
+    """`harness roofline`'s rows as numbers (not the table's rounded text): CSV with what was asked and the
+    prefill bound on every row, or JSON `{asked, decode: [rows], prefill}`."""
+    import json
+
+    import pandas as pd
+
+    from harness.fileio import write_text_whole
+
+    path.parent.mkdir(parents=True, exist_ok=True)  # output_file checked that it can be made
+    prefill = {f"prefill_{k}" if not k.startswith("prefill") else k: v for k, v in pre.items()}
+    if path.suffix.lower() == ".csv":
+        write_text_whole(path, pd.DataFrame([{**asked, **r, **prefill} for r in rows]).to_csv(index=False))
+    else:
+        write_text_whole(path, json.dumps({"asked": asked, "decode": rows, "prefill": pre}, indent=1) + "\n")
 
 
 def _roofline_notes(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from harness.catalog import get_model
@@ -231,3 +233,27 @@ def test_a_precision_in_capitals_is_that_precision_for_the_flops_peak_too() -> N
     upper = run_harness("roofline", "--model", "llama-3.1-70b", "--gpu", "h100-sxm", "--precision", "FP8")
     assert lower.returncode == upper.returncode == 0, upper.stderr
     assert upper.stdout.replace("FP8", "fp8") == lower.stdout
+
+
+def test_roofline_writes_its_rows_as_numbers(tmp_path: Path) -> None:
+    """The table was the only output: a script comparing devices had to parse rounded text."""
+    import json
+
+    import pandas as pd
+
+    args = ["roofline", "--model", "llama-3.1-70b", "--gpu", "h100-sxm", "--precision", "fp8"]
+    args += ["--batch", "1,8", "--context-tokens", "1024"]
+    res = run_harness(*args, "--out", str(tmp_path / "r.csv"))
+    assert res.returncode == 0 and f"wrote {tmp_path / 'r.csv'}" in res.stderr, res.stderr
+    df = pd.read_csv(tmp_path / "r.csv")
+    # (70.60e9 + 1024 x 327,680) B read a step at 3.35e12 B/s, as the table above says (47.2)
+    assert list(df["batch"]) == [1, 8] and df["tok_s"][0] == pytest.approx(
+        3.35e12 / (70.6e9 + 1024 * 327_680)
+    )
+    assert set(df["model"]) == {"llama-3.1-70b"} and set(df["prefill_bound"]) == {"compute"}
+    res = run_harness(*args, "--out", str(tmp_path / "r.json"))
+    got = json.loads((tmp_path / "r.json").read_text())
+    assert got["asked"]["precision"] == "fp8" and [r["batch"] for r in got["decode"]] == [1, 8]
+    assert got["decode"][1]["max_batch"] == 12 and got["prefill"]["input_tokens"] == 1024
+    res = run_harness(*args, "--out", str(tmp_path))
+    assert res.returncode == 2 and "is a directory" in res.stderr
