@@ -271,13 +271,19 @@ class _Conn(asyncio.Protocol):
             self.transport.close()
 
 
-@functools.cache
 def tls_context() -> ssl.SSLContext:
-    """The certificates every https request of the harness trusts, loaded once: $SSL_CERT_FILE or
-    $SSL_CERT_DIR where set, else certifi's (httpx's own choice)."""
+    """The certificates every https request of the harness trusts, loaded once for each setting of
+    $SSL_CERT_FILE and $SSL_CERT_DIR: those where set, else certifi's (httpx's own choice)."""
+    import os
+
+    return _tls_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@functools.cache
+def _tls_context(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
     import httpx
 
-    return httpx.create_ssl_context()
+    return httpx.create_ssl_context()  # reads the two variables itself
 
 
 def direct() -> dict[str, Any]:
