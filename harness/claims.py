@@ -402,7 +402,8 @@ def _offload(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
         f"ceiling {b.tok_s:.2f} tok/s ({b.t_step_s:.2f} s/token) at batch 1"
     )
     ceiling = b.tok_s
-    if c.engine in (None, "llamacpp") and (split := _host_split_ceiling(weight, n * off, dev)) is not None:
+    split = _host_split_ceiling(shape.step_bytes(p), n * off, dev)
+    if c.engine in (None, "llamacpp") and split is not None:
         tok_s, host = split
         text += (
             f"; or computed by the CPU from host RAM, as llama.cpp does with layers it keeps there (the "
@@ -422,9 +423,10 @@ def _offload(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
 
 
 def _host_split_ceiling(weight: float, host_bytes: float, gpu: Device) -> tuple[float, Device] | None:
-    """Batch-1 tok/s when the CPU reads `host_bytes` of the weights from host RAM (the catalog CPU of the
-    highest memory bandwidth) and the GPUs the rest, one after the other (harness.offload's model:
-    llama.cpp gives each GPU its own layers, which run in turn, so they add no bandwidth)."""
+    """Batch-1 tok/s when the CPU reads `host_bytes` of the `weight` bytes a step reads from host RAM (the
+    catalog CPU of the highest memory bandwidth) and the GPUs the rest, one after the other
+    (harness.offload's model: llama.cpp gives each GPU its own layers, which run in turn, so they add no
+    bandwidth)."""
     hosts = [d for d in devices().values() if d.kind == "cpu" and d.bandwidth_gbs]
     if not hosts:
         return None

@@ -124,16 +124,18 @@ def open_files_limits() -> tuple[int, int] | None:
     except ImportError:
         return None
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    cap = 1 << 20  # Linux's default fs.nr_open: what "unlimited" amounts to for one process
+    # what "unlimited" amounts to for one process: Linux's default fs.nr_open, macOS's OPEN_MAX
+    cap = 10240 if sys.platform == "darwin" else 1 << 20
     return (cap if soft == resource.RLIM_INFINITY else soft), (
         cap if hard == resource.RLIM_INFINITY else hard
     )
 
 
 def raise_open_files_limit() -> int | None:
-    """Raise this process's soft limit on open files to its hard one, as the client processes it starts
-    inherit it: each request in flight holds a socket, and shells often start with a soft limit of 1024
-    (256 on macOS) far under the hard one. The soft limit in force after; None where there is none."""
+    """Raise this process's soft limit on open files to its hard one (macOS: at most OPEN_MAX, 10240), as
+    the client processes it starts inherit it: each request in flight holds a socket, and shells often
+    start with a soft limit of 1024 (256 on macOS) far under the hard one. The soft limit in force after;
+    None where there is none."""
     limits = open_files_limits()
     if limits is None:
         return None

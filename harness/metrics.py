@@ -153,7 +153,7 @@ def sent_req_s(records: Sequence[RequestRecord]) -> float:
     """Requests per second that went out: (n - 1) / (last - first send) over the records that were sent,
     NaN for fewer than two or a zero span. Below `offered_req_s` where requests waited for a
     `max_concurrency` slot: what the server got."""
-    t = [r.sent_ns for r in records if r.sent_ns is not None]
+    t = [r.sent_ns for r in records if r.sent_ns]  # 0: never sent (a connection that failed, a cancel)
     if len(t) < 2 or max(t) == min(t):
         return math.nan
     return (len(t) - 1) / ((max(t) - min(t)) / NS_PER_S)

@@ -2,7 +2,7 @@
 
 Decode (one step produces one token for each of B sequences), per device of a TP group:
 
-    bytes_step  = weight_bytes / TP + B x context x kv_bytes_per_token / min(TP, kv_heads)
+    bytes_step  = step_bytes / TP + B x context x kv_bytes_per_token / min(TP, kv_heads)
     t_memory    = bytes_step / (bandwidth x efficiency)
     flops_step  = B x (2 x params + 4 x layers x heads x head_dim x context) / TP
     t_compute   = flops_step / (peak_flops x efficiency)
@@ -14,14 +14,17 @@ upper bound on tok/s). llama.cpp's layers left on the CPU are not streamed but c
 RAM, before the GPU's: harness.offload sums the two sides instead.
 
 Prefill of a prompt of L tokens: flops = 2 x params x L + 2 x layers x heads x head_dim x L^2
-(causal attention), t_prefill >= max(flops / (TP x peak), weight_bytes / (TP x bandwidth)); offloaded
+(causal attention), t_prefill >= max(flops / (TP x peak), step_bytes / (TP x bandwidth)); offloaded
 weights are read once in the pass over the slower path, as in a decode step.
 
 A device without a FLOP/s peak in the catalog (the CPUs) has memory bounds only: its bound is then
 `NO_PEAK_BOUND`, not "memory", since compute may well be what limits it (prefill on a CPU is).
 
 KV heads are split over TP ranks up to kv_heads and replicated beyond that, hence min(TP, kv_heads).
-Weights are counted at the precision's bytes per parameter for every parameter (embeddings included).
+Weights are counted at the precision's bytes per parameter (`Shape.weight_bytes`: what the devices hold,
+the token embeddings and an untied output layer 16-bit where FP8, INT8 or 4-bit quantize the linear layers
+only); a step reads them all but the token embeddings of an untied model, of which it reads a row per
+sequence (`Shape.step_bytes`).
 """
 
 from __future__ import annotations
@@ -209,7 +212,7 @@ def decode_bound(
     kv_dev = batch * context_tokens * kv_tok
     streamed = offload_bytes * max(1, pipeline_stages)  # each stage streams its own, in turn
     t_mem, bound = _memory_time(
-        read_dev - streamed + kv_dev, device, streamed, offload_bandwidth_bytes_s, efficiency
+        max(0.0, read_dev - streamed) + kv_dev, device, streamed, offload_bandwidth_bytes_s, efficiency
     )
     peak = device.peak_flops(flops_precision)
     flops = batch * (2 * shape.params + 4 * shape.layers * shape.heads * shape.head_dim * context_tokens) / tp
@@ -357,6 +360,7 @@ def roofline_table(
                 "t_step_ms": d.t_step_s * 1000,
                 "bound": d.bound,
                 "weights_gb_per_device": (d.weight_bytes_per_device - offload_bytes) / 1e9,
+                "weights_read_gb_per_device": (step / tp - offload_bytes) / 1e9,  # of those, a step reads
                 "kv_gb_per_device": d.kv_bytes_per_device / 1e9,
                 "fits": d.fits,
                 "max_batch": d.max_batch,

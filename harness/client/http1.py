@@ -310,6 +310,14 @@ def trust_env_problem() -> str | None:
                 f"{var}={where}: not {kind}; the engines' health checks and https endpoints read "
                 "certificates there (unset it, or point it at one)"
             )
+    try:
+        tls_context()  # a file that reads but holds no PEM certificate (an empty file, a DER one)
+    except (ssl.SSLError, OSError) as e:
+        named = [f"{v}={os.environ[v]}" for v in ("SSL_CERT_FILE", "SSL_CERT_DIR") if os.environ.get(v)]
+        return (
+            f"{' '.join(named) or 'the default certificates'}: cannot load certificates from it ({e}); "
+            "the engines' health checks and https endpoints need them (unset it, or point it at a PEM bundle)"
+        )
     return None
 
 

@@ -55,12 +55,17 @@ def proxy_for(url: str) -> str | None:
 
 
 def without_password(url: str) -> str:
-    """`url` without its user and password (`http://u:pw@proxy:3128` as `http://proxy:3128`); as it is
-    where it has none."""
-    u = urlsplit(url)
-    if "@" not in u.netloc:
-        return url
-    return u._replace(netloc=u.netloc.rpartition("@")[2]).geturl()
+    """`url` without its user and password (`http://u:pw@proxy:3128` as `http://proxy:3128`, and the
+    `u:pw@proxy:3128` that curl and httpx take without a scheme); as it is where it has none. A password
+    may hold a '/': the host is what follows the last '@' where one comes before the path, or after a
+    `user:password`."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    userinfo, at, host = rest.rpartition("@")
+    if at and ("/" not in userinfo or ":" in userinfo):
+        rest = host
+    return f"{scheme}{sep}{rest}"
 
 
 _VERSION_SEGMENT = re.compile(r"v\d+(?:(?:alpha|beta)\d*)?", re.IGNORECASE)

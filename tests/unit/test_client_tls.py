@@ -149,3 +149,12 @@ def test_a_certificate_path_that_is_not_there_is_said_before_a_run(tmp_path: Pat
         assert res.returncode == 2 and "Traceback" not in res.stderr
         assert f"{var}={where}: {said}; the engines' health checks and https endpoints read" in res.stderr
         assert not (tmp_path / "r").exists()
+    # a file that reads but holds no certificate: every health check, http ones too, loads it
+    empty = tmp_path / "empty.pem"
+    empty.write_text("")
+    env = {"SSL_CERT_FILE": str(empty), "SSL_CERT_DIR": None}
+    res = run_harness("run", str(scenario), "--results", str(tmp_path / "r"), env=env, timeout=120)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    said = " ".join(res.stderr.split())
+    assert f"SSL_CERT_FILE={empty}: cannot load certificates from it (" in said, said
+    assert not (tmp_path / "r").exists()

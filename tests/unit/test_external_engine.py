@@ -313,6 +313,16 @@ def test_proxies_in_the_environment_are_not_taken_and_a_remote_one_is_said(
             EngineError, match=r"unreachable: ConnectError: .*\(the environment names a proxy"
         ):
             ExternalServer(gone).start()
+        # no password however the URL is written (curl and httpx take one without a scheme)
+        from harness.engines.external import without_password
+
+        for written, shown in [
+            ("http://u:pw@proxy:3128", "http://proxy:3128"),
+            ("user:secret@proxy:3128", "proxy:3128"),
+            ("http://u:p/ss@h:1/x", "http://h:1/x"),
+            ("https://host/a@b", "https://host/a@b"),  # an '@' in a path is no password
+        ]:
+            assert without_password(written) == shown
         # a proxy variable the harness could not parse is no reason to stop
         monkeypatch.setenv("HTTP_PROXY", "http://proxy.corp:abc")
         assert "proxy.corp" in ExternalServer(eng).describe()["warnings"][0]

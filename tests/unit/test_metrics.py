@@ -265,6 +265,10 @@ def test_requests_that_waited_for_a_slot_reached_the_server_slower_than_offered(
         "(the wait is in their TTFT and E2E)"
     )
     assert "client sent them late" in next(w for w in flags.flags(row) if "reached the server" in w)
+    # a request never sent (its connection failed: sent_ns 0) did not reach the server at time 0
+    never = rec(4, t0 + 500, 0, [], t0 + 501, 0)
+    never.error_kind = "connect"
+    assert metrics.summarize([*rs, never], open_loop=True)["sent_req_s"] == pytest.approx(5.0)
     # sent as scheduled: nothing to say
     on_time = metrics.summarize(
         [rec(i, t0 + t, t0 + t, [t0 + t + 10], t0 + t + 30, 1) for i, t in enumerate((0, 100, 150, 400))],

@@ -251,6 +251,9 @@ def test_roofline_writes_its_rows_as_numbers(tmp_path: Path) -> None:
         3.35e12 / (70.6e9 + 1024 * 327_680)
     )
     assert set(df["model"]) == {"llama-3.1-70b"} and set(df["prefill_bound"]) == {"compute"}
+    # held and read apart: 72.70 GB on the device, of which a step reads 70.60
+    assert df["weights_gb_per_device"][0] == pytest.approx(72.70, abs=0.01)
+    assert df["weights_read_gb_per_device"][0] == pytest.approx(70.60, abs=0.01)
     res = run_harness(*args, "--out", str(tmp_path / "r.json"))
     got = json.loads((tmp_path / "r.json").read_text())
     assert got["asked"]["precision"] == "fp8" and [r["batch"] for r in got["decode"]] == [1, 8]
