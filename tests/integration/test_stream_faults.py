@@ -134,7 +134,10 @@ def test_an_external_endpoint_that_goes_away_ends_the_run_as_failed(write_scenar
             proc.kill()
     assert proc.returncode == 3, stderr[-2000:]
     said = " ".join(stderr.split())
-    assert "point v0-c2: the endpoint stopped answering its health check (" in said and "connect:" in said
+    # the requests in flight when it went are cut (disconnected), the ones sent after it fail to connect:
+    # which of them come before the health check is asked depends on timing
+    assert "point v0-c2: the endpoint stopped answering its health check (" in said
+    assert "connect:" in said or "disconnected:" in said
     run = run_dir_from(stderr)
     m = read_manifest(run)
     assert m["status"] == "failed" and m["points_done"] == []
