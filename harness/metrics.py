@@ -143,20 +143,23 @@ def window_s(records: Sequence[RequestRecord]) -> float:
 def offered_req_s(records: Sequence[RequestRecord]) -> float:
     """Requests per second the schedule offered: (n - 1) / (last - first scheduled time) over the
     records, NaN for fewer than two or a zero span."""
-    t = [r.scheduled_ns for r in records]
-    if len(t) < 2 or max(t) == min(t):
-        return math.nan
-    return (len(t) - 1) / ((max(t) - min(t)) / NS_PER_S)
+    return _rate_per_s([r.scheduled_ns for r in records])
 
 
 def sent_req_s(records: Sequence[RequestRecord]) -> float:
     """Requests per second that went out: (n - 1) / (last - first send) over the records that were sent,
     NaN for fewer than two or a zero span. Below `offered_req_s` where requests waited for a
     `max_concurrency` slot: what the server got."""
-    t = [r.sent_ns for r in records if r.sent_ns]  # 0: never sent (a connection that failed, a cancel)
-    if len(t) < 2 or max(t) == min(t):
+    return _rate_per_s(
+        [r.sent_ns for r in records if r.sent_ns]
+    )  # 0: never sent (failed to connect, cancelled)
+
+
+def _rate_per_s(t_ns: list[int]) -> float:
+    """(n - 1) / (last - first) of stamps in ns, per second; NaN for fewer than two or a zero span."""
+    if len(t_ns) < 2 or max(t_ns) == min(t_ns):
         return math.nan
-    return (len(t) - 1) / ((max(t) - min(t)) / NS_PER_S)
+    return (len(t_ns) - 1) / ((max(t_ns) - min(t_ns)) / NS_PER_S)
 
 
 def arrivals_tail_s(records: Sequence[RequestRecord], t0_ns: int, t1_ns: int) -> float:
