@@ -391,18 +391,18 @@ def _offload(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
         return measured, why or "no roofline: device memory or host link unknown", "unchecked"
     p = c.precision or "bf16"
     n = c.devices or 1
-    weight = shape.weight_bytes(p)
+    weight, step = shape.weight_bytes(p), shape.step_bytes(p)
     off = weight / n - dev.memory_bytes * MEMORY_UTILIZATION
     if off <= 0:
         return measured, f"{p} weights fit in device memory: no offload needed", "no offload needed"
     link = dev.host_link_gbs * 1e9
-    b = decode_bound(shape, dev, weight, n, 1, 0.0, 2.0, 1.0, p, off, link, step_bytes=shape.step_bytes(p))
+    b = decode_bound(shape, dev, weight, n, 1, 0.0, 2.0, 1.0, p, off, link, step_bytes=step)
     text = (
         f"{off / 1e9:.0f} GB/device streamed over {dev.host_link} ({dev.host_link_gbs:g} GB/s) each step: "
         f"ceiling {b.tok_s:.2f} tok/s ({b.t_step_s:.2f} s/token) at batch 1"
     )
     ceiling = b.tok_s
-    split = _host_split_ceiling(shape.step_bytes(p), n * off, dev)
+    split = _host_split_ceiling(step, n * off, dev)
     if c.engine in (None, "llamacpp") and split is not None:
         tok_s, host = split
         text += (

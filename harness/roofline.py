@@ -69,9 +69,15 @@ LINEAR_ONLY_QUANT = frozenset({"fp8", "int8", "int4", "awq", "gptq"})
 def weight_bytes(params: float, embedding_params: float, precision: str | None) -> float:
     """Bytes of `params` weights at `precision`, of which `embedding_params` stay 16-bit where the
     precision quantizes the linear layers only (`LINEAR_ONLY_QUANT`)."""
-    bpp = bytes_per_param(precision)
-    emb = embedding_params if (precision or "auto").lower() in LINEAR_ONLY_QUANT else 0.0
-    return (params - emb) * bpp + emb * 2.0
+    return (params - embedding_params) * bytes_per_param(precision) + embedding_params * embedding_bpp(
+        precision
+    )
+
+
+def embedding_bpp(precision: str | None) -> float:
+    """Bytes a parameter of the token embeddings and an untied output layer take at `precision`: 2 where it
+    quantizes the linear layers only (`LINEAR_ONLY_QUANT`), else the precision's own."""
+    return 2.0 if (precision or "auto").lower() in LINEAR_ONLY_QUANT else bytes_per_param(precision)
 
 
 def bytes_per_param(precision: str | None) -> float:
@@ -117,10 +123,7 @@ class Shape:
     def step_bytes(self, precision: str | None) -> float:
         """The weight bytes a forward pass reads: all of them but the token embeddings of an untied model,
         of which it reads a row per token."""
-        quantized = (precision or "auto").lower() in LINEAR_ONLY_QUANT
-        return self.weight_bytes(precision) - self.lookup_params * (
-            2.0 if quantized else bytes_per_param(precision)
-        )
+        return self.weight_bytes(precision) - self.lookup_params * embedding_bpp(precision)
 
     def kv_bytes_per_token(self, bytes_per_elem: float = 2.0) -> float:
         """2 (K and V) x layers x kv_heads x head_dim x bytes_per_elem."""
