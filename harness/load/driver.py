@@ -12,9 +12,11 @@ With `duration_s`, the measured requests not sent before the deadline (open loop
 before it, however late a busy event loop dispatches them) go out unmeasured, as cooldown, so the
 measured ones still in flight end under the same load rather than on a server that is emptying.
 
-Every finished request (also failed or cancelled ones) is handed to `on_record` at once, so the
-caller can append it to disk before anything else happens. A watchdog polls `should_abort()`
-(engine died, Ctrl-C) and cancels the point; records completed so far are kept. With
+Every finished request (also failed or cancelled ones) is handed to `on_record` as soon as the
+event loop goes on from its end (a closed-loop sender has sent its next request by then), and all
+of them before the point returns, so the caller can append each to disk as it comes. A watchdog
+polls `should_abort()` (engine died, Ctrl-C) and cancels the point; records completed so far are
+kept. With
 `workers > 1` the requests are spread over that many client processes
 (`harness.load.workers`), each with its own event loop.
 """
@@ -131,6 +133,8 @@ class _Run:
         # closed loop in one of several processes that claim jobs from one shared list: this process's
         # measured requests are done once no measured job is left to claim and none of its own runs
         self.none_left_to_claim = False
+        self._unhanded: list[RequestRecord] = []  # ended, not yet handed to `on_record`
+        self._hand_on_error: Exception | None = None
 
     def past_deadline(self, at_ns: int | None = None) -> bool:
         """`at_ns` (default: now) is at or after the deadline."""
@@ -158,6 +162,8 @@ class _Run:
         cooldown jobs go out only while measured requests are still running. `scheduled_ns`: the
         job's time in an open-loop schedule, which decides whether it falls before the deadline (a
         loop woken late must not turn a job due before it into cooldown)."""
+        if self._hand_on_error is not None:
+            raise self._hand_on_error
         if self.out.aborted:
             return None
         if self.cut_if_late(job, scheduled_ns):
@@ -186,11 +192,36 @@ class _Run:
 
     def _ended(self, rec: RequestRecord) -> None:
         self.out.records.append(rec)
-        self.on_record(rec)
+        # `on_record` (the record's write, the progress display) runs once the loop has gone on: a
+        # closed-loop sender sends its next request first (done in it, 0.3 ms a request kept the server
+        # short of one and req/s low)
+        if not self._unhanded:
+            asyncio.get_running_loop().call_soon(self._hand_on_quietly)
+        self._unhanded.append(rec)
         if not rec.warmup:
             self.measured_running -= 1
             self.measured_left -= 1
             self._check_done()
+
+    def hand_on(self) -> None:
+        """Hand the ended records to `on_record`, raising what it raised (the point fails with it)."""
+        if self._hand_on_error is not None:
+            raise self._hand_on_error
+        recs, self._unhanded = self._unhanded, []
+        for i, rec in enumerate(recs):
+            try:
+                self.on_record(rec)
+            except Exception:
+                self._unhanded = recs[i + 1 :] + self._unhanded
+                raise
+
+    def _hand_on_quietly(self) -> None:
+        """`hand_on` as a loop callback: what it raises is raised again in the next sender to `gate` a
+        job, or at the senders' end (a loop callback's exception would only be logged)."""
+        try:
+            self.hand_on()
+        except Exception as e:
+            self._hand_on_error = e
 
     def never_sent(self, job: Job, scheduled_ns: int, why: str) -> None:
         """A measured job let through `gate` that was cancelled before it was sent: recorded as cancelled
@@ -214,7 +245,10 @@ class _Run:
                     return
                 await self.one(sent, time.perf_counter_ns())
 
-        await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(jobs))))))
+        try:
+            await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(jobs))))))
+        finally:
+            self.hand_on()
         if claim is not None and not self.none_left_to_claim:  # the list ran out on a measured job
             self.none_left_to_claim = True
             self._check_done()
@@ -296,6 +330,7 @@ class _Run:
             await asyncio.gather(*tasks, return_exceptions=True)
             if edge is not None:  # the window is open before the point ends
                 await asyncio.gather(edge, return_exceptions=True)
+            self.hand_on()
 
 
 async def _sleep_until_ns(when_ns: int, spin: bool) -> None:
