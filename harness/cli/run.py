@@ -90,7 +90,8 @@ def run(
         s = load_scenario(scenario)
     except ScenarioError as e:
         raise fail(e.messages) from None
-    for w in combination_warnings(s, str(scenario)) + machine_warnings(s, str(scenario)):
+    # the proxy warnings come with each engine's start (its manifest entry keeps them)
+    for w in combination_warnings(s, str(scenario)) + machine_warnings(s, str(scenario), proxies=False):
         err.print(f"[yellow]warning[/] {escape(w)}", highlight=False)
     missing = input_file_errors(s, str(scenario))
     if missing:

@@ -54,6 +54,18 @@ def proxy_for(url: str) -> str | None:
     return proxy
 
 
+def proxy_note(url: str) -> str | None:
+    """Why a proxy in the environment is not used to reach `url`, where one would be; None where none
+    applies."""
+    proxy = proxy_for(url)
+    if proxy is None:
+        return None
+    return (
+        f"the environment names a proxy for {url} ({without_password(proxy)}), which the harness does not "
+        "use: it connects directly, as its timed streams do (set NO_PROXY to silence this)"
+    )
+
+
 def without_password(url: str) -> str:
     """`url` without its user and password (`http://u:pw@proxy:3128` as `http://proxy:3128`, and the
     `u:pw@proxy:3128` that curl and httpx take without a scheme); as it is where it has none. A password
@@ -137,7 +149,7 @@ class ExternalServer:
         try:
             r = self._get(url)
         except httpx.HTTPError as e:
-            proxy = f" ({why})" if (why := self.proxy_warning()) else ""
+            proxy = f" ({why})" if (why := proxy_note(self.base_url)) else ""
             raise EngineError(
                 f"external endpoint {url} unreachable: {type(e).__name__}: {e}{proxy}"
             ) from None
@@ -234,19 +246,8 @@ class ExternalServer:
             "command": None,
             "host": self.host,
             "local": self.local,
-            **({"warnings": [why]} if (why := self.proxy_warning()) else {}),
+            **({"warnings": [why]} if (why := proxy_note(self.base_url)) else {}),
         }
-
-    def proxy_warning(self) -> str | None:
-        """Why a proxy in the environment is not used to reach the endpoint, where one would be."""
-        proxy = proxy_for(self.base_url)
-        if proxy is None:
-            return None
-        shown = without_password(proxy)
-        return (
-            f"the environment names a proxy for {self.host} ({shown}), which the harness does not use: it "
-            "connects to the endpoint directly, as its timed streams do (set NO_PROXY to silence this)"
-        )
 
     def request_extras(self, workload: Workload) -> dict[str, Any]:
         """The scenario's `engine.extra_body`, as it is: an endpoint of unknown kind may refuse fields it

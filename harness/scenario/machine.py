@@ -14,10 +14,11 @@ from harness.scenario.engines import ExternalEngine, LlamaCppEngine
 from harness.scenario.models import Scenario, engine_configs
 
 
-def machine_warnings(s: Scenario, file: str) -> list[str]:
+def machine_warnings(s: Scenario, file: str, proxies: bool = True) -> list[str]:
     """What this machine lacks for the scenario's engines (`llama-server` not on PATH, a launcher's or a
     model's package not installed, no vLLM in the engine's Python): warnings, since the machine that runs
-    a scenario may be another."""
+    a scenario may be another. `proxies`: also the endpoints a proxy variable would route (`harness run`
+    leaves them to the engine's start, which says them with the variant)."""
     return (
         _gpu_warnings(s, file)
         + _path_warnings(s, file)
@@ -26,25 +27,20 @@ def machine_warnings(s: Scenario, file: str) -> list[str]:
         + _key_warnings(s, file)
         + _open_files_warnings(s, file)
         + _llama_arg_warnings(s, file)
-        + _proxy_warnings(s, file)
+        + (_proxy_warnings(s, file) if proxies else [])
     )
 
 
 def _proxy_warnings(s: Scenario, file: str) -> list[str]:
     """External endpoints a proxy variable of this environment would route, which the harness does not
     take: it connects directly, so an endpoint reachable only through the proxy fails."""
-    from harness.engines.external import proxy_for, without_password
+    from harness.engines.external import proxy_note
 
-    at: dict[tuple[str, str], list[int]] = {}
+    at: dict[str, list[int]] = {}
     for i, e in enumerate(engine_configs(s)):
-        if isinstance(e, ExternalEngine) and (proxy := proxy_for(e.base_url)):
-            at.setdefault((e.base_url, without_password(proxy)), []).append(i)
-    return [
-        f"{file}: {where_in(s, where)}.base_url: the environment names a proxy for {url} ({proxy}), which "
-        "the harness does not use: it connects directly, as its timed streams do (set NO_PROXY to silence "
-        "this)"
-        for (url, proxy), where in at.items()
-    ]
+        if isinstance(e, ExternalEngine) and proxy_note(e.base_url):
+            at.setdefault(e.base_url, []).append(i)
+    return [f"{file}: {where_in(s, where)}.base_url: {proxy_note(url)}" for url, where in at.items()]
 
 
 def _llama_arg_warnings(s: Scenario, file: str) -> list[str]:
