@@ -20,7 +20,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ import httpx
 
 from harness.client.http1 import direct
 from harness.engines.logtail import tail
+from harness.helper_thread import HelperCall
 
 _LIVE: set[ManagedProcess] = set()
 T = TypeVar("T")
@@ -373,24 +373,12 @@ def abortable(call: Callable[[], T], what: str, poll_s: float = 0.2) -> T:
     no stop is asked: a Ctrl-C does not wait out its timeout against an endpoint that accepts connections
     and never answers. Raises EngineError(`what` stopped: reason) on a stop; the call itself ends on its
     own timeout, in its daemon thread."""
-    got: list[T] = []
-    raised: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            got.append(call())
-        except BaseException as e:  # raised again in the caller
-            raised.append(e)
-
-    worker = threading.Thread(target=run, name="abortable", daemon=True)
-    worker.start()
-    while worker.is_alive():
-        worker.join(poll_s)
-        if worker.is_alive() and (why := abort_reason()):
+    helper = HelperCall(call, "abortable")
+    while helper.thread.is_alive():
+        helper.thread.join(poll_s)
+        if helper.thread.is_alive() and (why := abort_reason()):
             raise EngineError(f"{what} stopped: {why}")
-    if raised:
-        raise raised[0]
-    return got[0]
+    return helper.result()
 
 
 # set by a second Ctrl-C: engines stopped from then on get no SIGTERM grace (see `hurry`)

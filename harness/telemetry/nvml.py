@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.helper_thread import HelperCall
 from harness.telemetry.base import sampler_overhead, telemetry_file, window_start
 from harness.telemetry.gpu_reader import MEMORY_V1, MEMORY_V2, GpuReader, memory_info, memory_v2_supported
 from harness.telemetry.nvml_api import (
@@ -227,24 +228,12 @@ class NvmlSampler:
         EDGE_LOCK_TIMEOUT_S: an NVML call that hangs (a GPU falling off the bus) must not hold the run.
         False when it did not finish in time (the helper stays in its call; it holds the lock, so the
         sampler thread and later edges skip their samples rather than wait on it)."""
-        got: list[bool] = []
-        raised: list[BaseException] = []
-
-        def edge() -> None:
-            try:
-                got.append(self.sample(EDGE_LOCK_TIMEOUT_S))
-            except BaseException as e:  # raised again in the caller, who records it
-                raised.append(e)
-
-        t = threading.Thread(target=edge, name="nvml-edge", daemon=True)
-        t.start()
-        t.join(EDGE_LOCK_TIMEOUT_S + 0.5)
-        if t.is_alive():
+        helper = HelperCall(lambda: self.sample(EDGE_LOCK_TIMEOUT_S), "nvml-edge")
+        helper.thread.join(EDGE_LOCK_TIMEOUT_S + 0.5)
+        if helper.thread.is_alive():
             self.edge_skips += 1
             return False
-        if raised:
-            raise raised[0]
-        return bool(got and got[0])  # False: the lock was held that long (`sample` counted the skip)
+        return bool(helper.result())  # False: the lock was held that long (`sample` counted the skip)
 
     def begin_window(self, name: str, t_ns: int) -> None:
         self.edge_sample()
