@@ -102,7 +102,9 @@ def options(cfg: LlamaCppEngine) -> tuple[dict[str, str], list[str], list[str]]:
     if cfg.batch_size:
         opts["-b"] = str(cfg.batch_size)
     if cfg.flash_attn is not None:
-        opts["-fa"] = "on" if cfg.flash_attn else "off"
+        # 0/1, as every llama-bench reads it: builds before mid-2026 parse `-fa` as a C++ bool (`on` is
+        # read as off there), later ones take 0/1 as well as on/off/auto
+        opts["-fa"] = "1" if cfg.flash_attn else "0"
     left: list[str] = []
     for name, value in _pairs(list(cfg.extra_args), set(CARRIED)):
         if value is None:

@@ -40,7 +40,9 @@ def test_argvs_do_a_requests_work_with_the_servers_settings() -> None:
             "llama_bench": {"repetitions": 2, "extra_args": ["--prio", "2"]},
         }
     )
-    settings = ["-r", "2", "-o", "jsonl", "-ngl", "999", "-t", "8", "-b", "1024", "-fa", "off"]
+    # `-fa 0`, not `off`: llama-bench builds before mid-2026 read the value as a C++ bool (`off` and `on`
+    # alike as false); later ones take 0/1 too
+    settings = ["-r", "2", "-o", "jsonl", "-ngl", "999", "-t", "8", "-b", "1024", "-fa", "0"]
     settings += ["-ctk", "q8_0", "-ctv", "q8_0", "-nkvo", "1", "--prio", "2"]
     # prefill and the whole request from an empty context; then decode after the prompt's context
     assert llama_bench.argvs("/b/llama-bench", s.engine, "/m.gguf", 128, 64) == [
@@ -48,6 +50,7 @@ def test_argvs_do_a_requests_work_with_the_servers_settings() -> None:
         ["/b/llama-bench", "-m", "/m.gguf", "-p", "0", "-n", "64", "-d", "128", *settings],
     ]
     assert llama_bench.options(s.engine)[1] == ["--fit", "off"]
+    assert llama_bench.options(_scenario({"flash_attn": True}).engine)[0]["-fa"] == "1"
 
 
 def test_server_list_values_are_written_as_llama_bench_reads_them() -> None:
