@@ -13,12 +13,14 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-# vLLM's own histograms (Prometheus names after `harness.telemetry.prometheus` cleaning) per client metric
-SERVER_HISTOGRAMS = {
-    "ttft_s": "vllm_time_to_first_token_seconds",
-    "itl_s": "vllm_inter_token_latency_seconds",
-    "tpot_s": "vllm_request_time_per_output_token_seconds",
-    "e2e_s": "vllm_e2e_request_latency_seconds",
+# vLLM's own histograms (Prometheus names after `harness.telemetry.prometheus` cleaning) per client metric,
+# the first one exported counting: the inter-token histogram was `time_per_output_token_seconds` up to
+# vLLM 0.10 (renamed in 0.11, which exports both, and removed in 0.13)
+SERVER_HISTOGRAMS: dict[str, tuple[str, ...]] = {
+    "ttft_s": ("vllm_time_to_first_token_seconds",),
+    "itl_s": ("vllm_inter_token_latency_seconds", "vllm_time_per_output_token_seconds"),
+    "tpot_s": ("vllm_request_time_per_output_token_seconds",),
+    "e2e_s": ("vllm_e2e_request_latency_seconds",),
 }
 # engines' token counters per client count, each a sum of counters: vLLM's; llama.cpp's, whose prompt
 # counter leaves out the tokens it took from its cache, counted beside it (a build without that counter is
@@ -50,7 +52,8 @@ def server_comparison(row: dict[str, Any], unmeasured_in_window: int = 0) -> dic
     """
     out: dict[str, Any] = {}
     judged = not unmeasured_in_window and not row.get("errors")
-    for key, stem in SERVER_HISTOGRAMS.items():
+    for key, stems in SERVER_HISTOGRAMS.items():
+        stem = next((st for st in stems if row.get(f"server_{st}_count_delta") is not None), stems[0])
         total, count = row.get(f"server_{stem}_sum_delta"), row.get(f"server_{stem}_count_delta")
         if total is None or not count:
             continue

@@ -128,6 +128,13 @@ def test_server_comparison_means_and_counters() -> None:
     shared = server_comparison(row, unmeasured_in_window=3)
     assert shared["server_ttft_s_mean"] == pytest.approx(0.015) and "server_ttft_s_rel_diff" not in shared
     assert not any("TTFT differs" in m for m in flags({**row, **shared}))
+    # vLLM 0.10 and older export the same inter-token histogram as time_per_output_token_seconds
+    old = {k.replace("inter_token_latency", "time_per_output_token"): v for k, v in row.items()}
+    assert server_comparison(old)["server_itl_s_mean"] == pytest.approx(0.0063)
+    # 0.11 and 0.12 export both, the same observations: the new name is read
+    both = {**row, "server_vllm_time_per_output_token_seconds_sum_delta": 9.0}
+    both["server_vllm_time_per_output_token_seconds_count_delta"] = 10.0
+    assert server_comparison(both)["server_itl_s_mean"] == pytest.approx(0.0063)
 
 
 def test_server_counters_of_llamacpp_and_windows_shared_with_unmeasured_requests() -> None:

@@ -144,7 +144,7 @@ def _window_columns() -> set[str]:
 
     # the engine's view set beside the client's, from every histogram and counter it compares
     row: dict[str, Any] = {"output_tokens": 1, "input_tokens": 1, "errors": 0}
-    for key, stem in SERVER_HISTOGRAMS.items():
+    for key, (stem, *_) in SERVER_HISTOGRAMS.items():
         row |= {f"{key}_mean": 1.0, f"server_{stem}_sum_delta": 1.0, f"server_{stem}_count_delta": 1.0}
     for sums in SERVER_COUNTERS.values():
         row |= {f"server_{stem}_delta": 1.0 for stems in sums for stem in stems}
