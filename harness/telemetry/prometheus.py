@@ -13,7 +13,9 @@ window. Columns per window, all with the prefix `server_` and `:`/odd characters
 
 Label values other than identity labels (`model_name`, `engine`, ...) become part of the name
 (`server_vllm_request_success_total__finished_reason_stop_delta`); samples that differ only in
-identity labels are added up. Histogram buckets and `_created` samples are left out of the columns
+identity labels (vLLM's data-parallel ranks, `engine="0"`, `"1"`, ...) are added up, except gauges that
+are fractions (a name ending in `_perc`, `_ratio`, `_percent`, `_fraction`: KV-cache usage), of which the
+highest is kept. Histogram buckets and `_created` samples are left out of the columns
 and of the file: `telemetry-engine-metrics-v<N>[-a<K>].jsonl.gz` keeps every scrape as its parsed
 snapshot (`{t_ns, values: {name: value}}`). Info metrics (type `info`, or a name
 ending in `_info`, such as vLLM's `cache_config_info` with its dozens of labels) are constant
@@ -61,6 +63,8 @@ def info_labels(text: str) -> dict[str, list[dict[str, str]]]:
     }
 
 
+FRACTION_SUFFIXES = ("_perc", "_ratio", "_percent", "_fraction")
+
 # high-water marks a server types as counters (llama.cpp's largest sequence seen, which the text parser
 # names with the `_total` it gives counters): the delta of one over a window is how far the mark rose, not
 # what it is, so they are kept as gauges, under their own names
@@ -87,8 +91,11 @@ def parse_metrics(text: str) -> Snapshot:
                 name, kind = mark, "gauge"
             extra = sorted((k, v) for k, v in smp.labels.items() if k not in IDENTITY_LABELS)
             stem = _clean(name) + "".join(f"__{_clean(k)}_{_clean(v)}" for k, v in extra)
-            old = snap.get(stem)
-            snap[stem] = (kind, float(smp.value) + (old[1] if old else 0.0))
+            v = float(smp.value)
+            if (old := snap.get(stem)) is not None:
+                fraction = kind == "gauge" and _clean(name).endswith(FRACTION_SUFFIXES)
+                v = max(v, old[1]) if fraction else v + old[1]
+            snap[stem] = (kind, v)
     return snap
 
 

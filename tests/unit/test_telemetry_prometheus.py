@@ -84,7 +84,8 @@ def test_labels_histograms_and_created_samples_from_prometheus_client() -> None:
 
 def test_samples_that_differ_only_in_identity_labels_are_added_up() -> None:
     """vLLM labels every sample with `engine` (one per data-parallel rank) and `model_name`: two ranks'
-    counters and gauges are the server's sum, not the last rank's."""
+    counters and gauges are the server's sum, not the last rank's; a fraction (KV-cache usage) is the
+    fuller rank's, not a sum over 1."""
     reg = CollectorRegistry()
     tokens = Counter("vllm:generation_tokens", "tokens", ["model_name", "engine"], registry=reg)
     running = Gauge("vllm:num_requests_running", "running", ["model_name", "engine"], registry=reg)
@@ -92,9 +93,13 @@ def test_samples_that_differ_only_in_identity_labels_are_added_up() -> None:
     tokens.labels("m", "1").inc(7)
     running.labels("m", "0").set(2)
     running.labels("m", "1").set(3)
+    usage = Gauge("vllm:kv_cache_usage_perc", "KV-cache usage", ["model_name", "engine"], registry=reg)
+    usage.labels("m", "0").set(0.75)
+    usage.labels("m", "1").set(0.5)
     snap = parse_metrics(generate_latest(reg).decode())
     assert snap["vllm_generation_tokens_total"] == ("counter", 12.0)
     assert snap["vllm_num_requests_running"] == ("gauge", 5.0)
+    assert snap["vllm_kv_cache_usage_perc"] == ("gauge", 0.75)
 
 
 class _Metrics(BaseHTTPRequestHandler):
