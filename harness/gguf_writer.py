@@ -231,7 +231,7 @@ def make_gguf(
     kv = kv_heads * head_dim
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
+    tmp = path.with_name(f"{path.name}.part{os.getpid()}")
     w = gguf.GGUFWriter(str(tmp), "llama")
     w.add_name(f"harness-random-llama-{layers}x{hidden}")
     w.add_context_length(context)

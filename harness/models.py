@@ -65,6 +65,22 @@ def writing_into_cache(target: Path) -> Iterator[None]:
         raise ModelError(f"cannot write {target}: {why} ({where})") from None
 
 
+@contextmanager
+def made_once(target: Path) -> Iterator[None]:
+    """Held while `target` is made into the cache: another process making the same model (two runs
+    started together on a new machine) waits for it, then finds it made (`_cached` again inside). Where
+    the file system has no flock, nothing is waited for: each writes its own temporary file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.with_name(target.name + ".lock"), "a") as f:
+        try:
+            import fcntl
+
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        except (ImportError, OSError):
+            pass
+        yield
+
+
 @dataclass(frozen=True)
 class ResolvedModel:
     path: Path | None
@@ -231,14 +247,15 @@ def gemma_path() -> Path:
         raise ModelError(f"model package {GEMMA_PACKAGE} is not installed: {pip_install('gemma')}") from None
     target = cache_dir() / "models" / "gemma-3-270m-q4_k_m.gguf"
     if not _cached(target):
-        tmp = target.with_suffix(".part")
-        with writing_into_cache(target):
-            try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                g.assemble(str(tmp))
-                os.replace(tmp, target)
-            finally:
-                tmp.unlink(missing_ok=True)
+        # a temporary name of this process's own: the package refuses to write over a file it finds
+        tmp = target.with_name(f"{target.name}.part{os.getpid()}")
+        with writing_into_cache(target), made_once(target):
+            if not _cached(target):
+                try:
+                    g.assemble(str(tmp))
+                    os.replace(tmp, target)
+                finally:
+                    tmp.unlink(missing_ok=True)
     return target
 
 
@@ -254,8 +271,9 @@ def synthetic_path(spec: Any) -> Path:
     shape = f"{spec.layers}x{spec.hidden}-v{spec.vocab}-{spec.dtype}"
     target = cache_dir() / "models" / f"random-llama-{shape}-{key}.gguf"
     if not _cached(target):
-        with writing_into_cache(target):
-            make_gguf(target, **params)
+        with writing_into_cache(target), made_once(target):
+            if not _cached(target):
+                make_gguf(target, **params)
     return target
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -179,3 +180,43 @@ def test_a_cached_model_damaged_since_it_was_made_is_made_again(
     whole = path.read_bytes()
     path.write_bytes(whole[: len(whole) // 2])
     assert synthetic_path(spec) == path and path.read_bytes() == whole
+
+
+def _make_synthetic(cache: str, start: Any, q: Any) -> None:
+    """In a process of its own: wait for the other one, make the synthetic model, report (path, error)."""
+    import os
+
+    os.environ["HARNESS_CACHE"] = cache
+    from harness.models import synthetic_path
+    from harness.scenario.sources import SyntheticModel
+
+    start.wait()
+    try:
+        q.put((str(synthetic_path(SyntheticModel(source="synthetic", layers=4, hidden=1024))), None))
+    except Exception as e:
+        q.put((None, f"{type(e).__name__}: {e}"))
+
+
+def test_two_processes_that_make_the_same_model_at_once_both_get_it(tmp_path: Path) -> None:
+    """Two runs started together on a new machine: both wrote `<model>.part`, the first renamed it away,
+    and the second failed ('cannot write ...: No such file or directory'). One makes it, the other waits
+    and finds it made."""
+    import multiprocessing as mp
+
+    from harness.gguf_header import gguf_incomplete
+
+    ctx = mp.get_context("spawn")
+    start, q = ctx.Barrier(2), ctx.Queue()  # both imported, then both at once
+    procs = [ctx.Process(target=_make_synthetic, args=(str(tmp_path), start, q)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    got = [q.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(30)
+    assert [e for _, e in got] == [None, None], got
+    ((path,),) = {(p,) for p, _ in got}
+    assert gguf_incomplete(Path(path)) is None
+    assert sorted(f.name for f in (tmp_path / "models").iterdir()) == [
+        Path(path).name,
+        Path(path).name + ".lock",
+    ]
