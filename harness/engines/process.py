@@ -99,6 +99,23 @@ def port_taken(message: str) -> bool:
     return "address already in use" in low or "couldn't bind" in low or "failed to bind" in low
 
 
+def listens_on(pid: int, port: int) -> bool | None:
+    """Whether process `pid` or one of its descendants listens on TCP `port`; None where that cannot be
+    read (the process is gone, or this system does not show it)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        for proc in (root, *root.children(recursive=True)):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                for c in proc.net_connections(kind="tcp"):
+                    if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port:
+                        return True
+    except (psutil.Error, OSError, NotImplementedError):
+        return None
+    return False
+
+
 def _libc() -> ctypes.CDLL | None:
     try:
         return ctypes.CDLL("libc.so.6", use_errno=True) if sys.platform.startswith("linux") else None
@@ -283,8 +300,13 @@ class ManagedProcess:
                 try:
                     r = client.get(url)
                     if r.status_code == 200 and (ok is None or ok(r)):
-                        return time.monotonic() - t0
-                    last = f"HTTP {r.status_code}: {r.text[:200]}"
+                        # another process took the port before the engine could (it then exits, and
+                        # its start is tried again on another port): its answer is not the engine's
+                        if not self._answers_elsewhere(url):
+                            return time.monotonic() - t0
+                        last = f"HTTP 200 from another process listening on {url}"
+                    else:
+                        last = f"HTTP {r.status_code}: {r.text[:200]}"
                 except httpx.HTTPError as e:
                     last = type(e).__name__
                 if time.monotonic() - t0 > timeout_s:
@@ -294,6 +316,15 @@ class ManagedProcess:
                         f"last log lines ({self.log_path}):\n{tail(self.log_path, since_byte=self.log_from)}"
                     )
                 time.sleep(poll_s)
+
+    def _answers_elsewhere(self, url: str) -> bool:
+        """The port of `url` is listened on, and not by this process or its children."""
+        from urllib.parse import urlsplit
+
+        port = urlsplit(url).port
+        if self.proc is None or port is None:
+            return False
+        return listens_on(self.proc.pid, port) is False
 
     def wait_exit(self, timeout_s: float, what: str, poll_s: float = 0.2) -> int:
         """Wait for the process to end by itself; returns its exit code. Raises EngineError (after
