@@ -14,6 +14,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -151,9 +152,17 @@ class RunDir:
         fields: dict[str, Any] = {"status": status}
         if status != "running":
             fields["finished_utc"] = dt.datetime.now(dt.UTC).isoformat()
+            self.drop_html_report()
         if message:
             fields["status_message"] = message
         self.update_manifest(**fields)
+
+    def drop_html_report(self) -> None:
+        """Remove an HTML report (`harness report` writes it into the run's folder) made while the run
+        was going: it says `running` and holds the points done then, beside the run's end as if it were
+        its report (the run rewrites report.md itself, not this); `harness report` makes it again."""
+        (self.path / "report.html").unlink(missing_ok=True)
+        shutil.rmtree(self.path / "report-plots", ignore_errors=True)
 
     # -- records
     def append_record(self, rec: RequestRecord) -> None:

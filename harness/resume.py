@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -224,10 +223,7 @@ def _reopen_locked(
     next_id = 1 + max_request_id(path)
     run.manifest = manifest
     attempt = len(manifest.get("resumed_utc") or []) + 1
-    # an HTML report made of the unfinished run would stand beside the finished one as if it were its
-    # report (the run itself rewrites report.md, not this): `harness report` makes it again
-    (run.path / "report.html").unlink(missing_ok=True)
-    shutil.rmtree(run.path / "report-plots", ignore_errors=True)
+    run.drop_html_report()  # made of the unfinished run
     # how the attempt before ended goes to `previous_status`; its message must not outlive the resume
     ended = {"status": manifest.get("status"), "message": manifest.pop("status_message", None)}
     ended["finished_utc"] = manifest.pop("finished_utc", None)

@@ -922,3 +922,25 @@ def test_records_say_which_unmeasured_requests_came_after_the_measured_ones(fake
     assert all(not by_id[i].warmup and not by_id[i].cooldown for i in range(2, 6))  # measured
     after = [r for r in out.records if r.request_id >= 6]
     assert after and all(r.warmup and r.cooldown for r in after)  # cooldown, sent while the long one ran
+
+
+def test_an_html_report_made_while_the_run_went_on_is_not_left_beside_the_finished_run(
+    fake: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`harness report RUN` mid-run writes report.html into the run's folder: after the run it still said
+    `running` and held the points done then, beside the finished run's report.md."""
+    from harness.results import RunDir, read_manifest
+    from harness.runner import run_scenario
+
+    append = RunDir.append_record
+
+    def report_meanwhile(self: RunDir, rec: RequestRecord) -> None:
+        append(self, rec)
+        (self.path / "report.html").write_text("<td>status</td><td>running</td>")
+        (self.path / "report-plots").mkdir(exist_ok=True)
+
+    monkeypatch.setattr(RunDir, "append_record", report_meanwhile)
+    run_scenario(_two_requests("html", fake), tmp_path, show_progress=False)
+    (run,) = tmp_path.glob("*-html")
+    assert read_manifest(run)["status"] == "complete"
+    assert not (run / "report.html").exists() and not (run / "report-plots").exists()
