@@ -38,6 +38,24 @@ def _new_file(folder: Path, prefix: str) -> Path:
         return tmp
 
 
+def claim_new(parent: Path, stem: str, suffix: str = "", folder: bool = True) -> Path:
+    """`parent/<stem><suffix>` made new (a folder, or with `folder` False an empty file), else
+    `<stem>-2<suffix>`, `-3`, ... where that is taken: two commands started in the same second each get
+    their own, and neither writes into the other's."""
+    parent.mkdir(parents=True, exist_ok=True)
+    for i in range(1, 1000):
+        p = parent / f"{stem}{'' if i == 1 else f'-{i}'}{suffix}"
+        try:
+            if folder:
+                p.mkdir()
+            else:
+                os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666))
+        except FileExistsError:
+            continue
+        return p
+    raise FileExistsError(f"{parent / stem}{suffix}: names up to -999 are all taken")
+
+
 @contextmanager
 def replaced_whole(path: Path) -> Iterator[Path]:
     """A temporary name next to `path` to write to; once written it is synced and renamed over `path`.

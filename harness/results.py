@@ -24,7 +24,7 @@ from typing import IO, Any
 import pandas as pd
 import psutil
 
-from harness.fileio import replaced_whole, write_text_whole
+from harness.fileio import claim_new, replaced_whole, write_text_whole
 from harness.records import RequestRecord
 
 # 2: telemetry windows span the measured requests exactly (first send to last end, closed by samples taken
@@ -107,19 +107,9 @@ class RunDir:
 
     @classmethod
     def create(cls, root: str | Path, scenario_name: str, now: dt.datetime | None = None) -> RunDir:
-        root = Path(root)
-        root.mkdir(parents=True, exist_ok=True)
-        base = f"{utc_stamp(now)}-{scenario_name}"
-        for i in range(1, 1000):
-            p = root / (base if i == 1 else f"{base}-{i}")
-            try:
-                p.mkdir()
-            except FileExistsError:
-                continue
-            run = cls(p)
-            run.lock()  # new, so nobody else holds it: held against a --resume of it while it runs
-            return run
-        raise RuntimeError(f"could not create a new run directory under {root}")
+        run = cls(claim_new(Path(root), f"{utc_stamp(now)}-{scenario_name}"))
+        run.lock()  # new, so nobody else holds it: held against a --resume of it while it runs
+        return run
 
     def discard_unstarted(self) -> bool:
         """Remove a new run directory that holds nothing but its first manifest (a Ctrl-C before its first

@@ -52,6 +52,7 @@ def report_cmd(
     """Print each run's points table, write report.md into it, and write a self-contained HTML report."""
     from harness import report
     from harness.catalog.prices import unused_override_notes
+    from harness.fileio import claim_new
     from harness.report_html import write_html
     from harness.results import RunNotFound, utc_stamp
     from harness.runinfo import points_frame
@@ -77,7 +78,9 @@ def report_cmd(
         return
     if html_out is None:
         html_out = (
-            runs[0] / "report.html" if len(runs) == 1 else runs[0].parent / f"report-{utc_stamp()}.html"
+            runs[0] / "report.html"
+            if len(runs) == 1
+            else claim_new(runs[0].parent, f"report-{utc_stamp()}", ".html", folder=False)
         )
     with reading_runs(runs):
         path, plots, notes = write_html(list(runs), points, html_out, usd, origin, reruns)
@@ -122,6 +125,7 @@ def compare_cmd(
     """One table over many runs: model x precision x workload x load rows, hardware/engine columns."""
     from harness.compare import CompareError, compare_runs, parse_metrics
     from harness.compare_output import print_comparison, write
+    from harness.fileio import claim_new
     from harness.results import utc_stamp
 
     output_dir("--out", out_dir)
@@ -143,7 +147,7 @@ def compare_cmd(
     except CompareError as e:
         raise fail(str(e)) from None
     print_comparison(c, out, shown)
-    paths = write(c, out_dir or runs[0].parent / f"compare-{utc_stamp()}")
+    paths = write(c, out_dir or claim_new(runs[0].parent, f"compare-{utc_stamp()}"))
     err.print(f"wrote {', '.join(str(p) for p in paths)}", markup=False)
 
 

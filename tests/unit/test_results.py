@@ -846,3 +846,37 @@ def test_info_metric_columns_an_older_harness_wrote_are_kept_out_of_comparisons(
         ]
     )
     assert info_columns(counters) == ["server_python_info__implementation_CPython"]
+
+
+def test_outputs_made_in_the_same_second_each_get_their_own_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two compares (or two reports over several runs) started in the same second wrote into one
+    `compare-<time>/` (`report-<time>.html`): the second's numbers replaced the first's without a word."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from harness import results
+    from harness.cli import app
+    from harness.fileio import claim_new
+
+    assert claim_new(tmp_path, "x") == tmp_path / "x" and claim_new(tmp_path, "x") == tmp_path / "x-2"
+    assert claim_new(tmp_path, "r", ".html", folder=False) == tmp_path / "r.html"
+    assert claim_new(tmp_path, "r", ".html", folder=False) == tmp_path / "r-2.html"
+    assert (tmp_path / "r-2.html").is_file() and (tmp_path / "x-2").is_dir()
+
+    evidence = Path(__file__).resolve().parents[2] / "results" / "evidence"
+    runs = tmp_path / "runs"
+    for name in ("20261125T114708Z-quickstart-cpu", "20261201T120142Z-vllm-tiny-cpu"):
+        shutil.copytree(evidence / name, runs / name)
+    monkeypatch.setattr(results, "utc_stamp", lambda now=None: "20261207T000000Z")
+    a, b = sorted(str(p) for p in runs.iterdir())
+    for args in (["compare", a], ["compare", b]):
+        assert CliRunner().invoke(app, args).exit_code == 0
+    assert sorted(p.name for p in runs.glob("compare-*")) == [
+        "compare-20261207T000000Z",
+        "compare-20261207T000000Z-2",
+    ]
+    assert "quickstart" in (runs / "compare-20261207T000000Z" / "compare.md").read_text()
+    assert "vllm" in (runs / "compare-20261207T000000Z-2" / "compare.md").read_text()
