@@ -347,7 +347,16 @@ def _server_flags(row: dict[str, Any]) -> list[str]:
             )
     for key in SERVER_COUNTERS:
         if d := _count(row, f"server_{key}_diff"):
-            out.append(f"{key.replace('_', ' ')}: client counted {d:+d} vs the engine's counter")
+            msg = f"{key.replace('_', ' ')}: client counted {d:+d} vs the engine's counter"
+            if key == "output_tokens" and d < 0:
+                # no request of this run's was left out of the comparison (`server_comparison`): the
+                # engine generated tokens no request of the point received
+                msg += (
+                    ": the engine generated more than the point's requests received, as it does when "
+                    "another client uses it at the same time (then no number of this point is its load's "
+                    "alone)"
+                )
+            out.append(msg)
     return out
 
 
