@@ -24,6 +24,7 @@ kept. With
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -194,34 +195,38 @@ class _Run:
         self.out.records.append(rec)
         # `on_record` (the record's write, the progress display) runs once the loop has gone on: a
         # closed-loop sender sends its next request first (done in it, 0.3 ms a request kept the server
-        # short of one and req/s low)
-        if not self._unhanded:
-            asyncio.get_running_loop().call_soon(self._hand_on_quietly)
+        # short of one and req/s low). A failed one goes at once: its check for a dead engine
+        # (`run_point`) must stop the senders before their next send
         self._unhanded.append(rec)
+        if rec.error_kind is not None:
+            self.hand_on()
+        elif len(self._unhanded) == 1:
+            asyncio.get_running_loop().call_soon(self._hand_on_quietly)
         if not rec.warmup:
             self.measured_running -= 1
             self.measured_left -= 1
             self._check_done()
 
     def hand_on(self) -> None:
-        """Hand the ended records to `on_record`, raising what it raised (the point fails with it)."""
+        """Hand the ended records to `on_record`, raising what it raised (the point fails with it; kept,
+        to be raised again by every later call: the records after it are not handed on)."""
         if self._hand_on_error is not None:
             raise self._hand_on_error
         recs, self._unhanded = self._unhanded, []
         for i, rec in enumerate(recs):
             try:
                 self.on_record(rec)
-            except Exception:
+            except BaseException as e:  # a Ctrl-C in it too: the records after it stay to be handed on
                 self._unhanded = recs[i + 1 :] + self._unhanded
+                if isinstance(e, Exception):
+                    self._hand_on_error = e
                 raise
 
     def _hand_on_quietly(self) -> None:
         """`hand_on` as a loop callback: what it raises is raised again in the next sender to `gate` a
-        job, or at the senders' end (a loop callback's exception would only be logged)."""
-        try:
+        job, and at the senders' end (a loop callback's exception would only be logged)."""
+        with contextlib.suppress(Exception):
             self.hand_on()
-        except Exception as e:
-            self._hand_on_error = e
 
     def never_sent(self, job: Job, scheduled_ns: int, why: str) -> None:
         """A measured job let through `gate` that was cancelled before it was sent: recorded as cancelled
@@ -418,8 +423,10 @@ async def run_jobs_here(
         if task in done:
             task.result()
             if on_measured_done is not None and run.all_measured_done.is_set():
+                run.hand_on()  # every measured record is out before the parent hears they are done
                 on_measured_done()
         elif on_measured_done is not None:
+            run.hand_on()
             on_measured_done()
             await task  # cooldown until the parent cancels this worker
     finally:
@@ -428,6 +435,9 @@ async def run_jobs_here(
         if not task.done():
             task.cancel()
         await asyncio.gather(task, waiter, return_exceptions=True)
+    # the records that ended as the cooldown was cancelled, and a write that failed meanwhile (the
+    # cancelled body's own raise of it went into the gather's results)
+    run.hand_on()
 
 
 async def run_point(

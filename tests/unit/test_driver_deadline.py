@@ -944,3 +944,48 @@ def test_an_html_report_made_while_the_run_went_on_is_not_left_beside_the_finish
     (run,) = tmp_path.glob("*-html")
     assert read_manifest(run)["status"] == "complete"
     assert not (run / "report.html").exists() and not (run / "report-plots").exists()
+
+
+@pytest.mark.parametrize(
+    "load",
+    [PointLoad("closed", concurrency=2), PointLoad("open", rate_rps=1000.0, arrival="constant")],
+    ids=["closed", "open"],
+)
+def test_a_failed_write_of_the_last_measured_record_fails_the_point(fake: str, load: PointLoad) -> None:
+    """Records are handed to `on_record` after the sender goes on: a write that failed once no sender
+    was left to meet it (the last measured record's, with cooldown still in flight) was dropped, and
+    the run ended `complete` without that record in requests.jsonl."""
+    import errno
+
+    measured = [RequestSpec("hello world", 4), RequestSpec("hello world", 12)]
+    handed: list[RequestRecord] = []
+
+    def on_record(r: RequestRecord) -> None:
+        if not r.warmup and sum(not h.warmup for h in handed) == len(measured) - 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        handed.append(r)
+
+    cooldown = [RequestSpec("hello world", 40)] * 4
+    with pytest.raises(OSError, match="No space left on device"):
+        _point(fake, load, [], measured, 0, on_record, cooldown_specs=cooldown)
+
+
+def test_senders_stop_at_a_dead_engines_first_failed_connects() -> None:
+    """A failed request is handed on at once (the healthy ones after the next send): its check for a dead
+    engine marks the point stopped before its sender, or any other, sends again."""
+    seen: list[RequestRecord] = []
+    load = PointLoad("dead", concurrency=4)
+    specs = [RequestSpec("hello world", 4)] * 100
+    out = _point(
+        f"http://127.0.0.1:{free_port()}",  # nothing listens: every connect is refused
+        load,
+        [],
+        specs,
+        0,
+        seen.append,
+        lambda: "engine process exited (code 1)" if seen else None,
+        10.0,  # the watchdog's own poll comes too late to matter
+    )
+    assert out.aborted == "engine process exited (code 1)"
+    assert all(r.error_kind == "connect" for r in out.records) and len(out.records) <= 4
+    assert len(seen) == len(out.records)
