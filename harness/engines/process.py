@@ -99,21 +99,23 @@ def port_taken(message: str) -> bool:
     return "address already in use" in low or "couldn't bind" in low or "failed to bind" in low
 
 
-def listens_on(pid: int, port: int) -> bool | None:
-    """Whether process `pid` or one of its descendants listens on TCP `port`; None where that cannot be
-    read (the process is gone, or this system does not show it)."""
+def held_elsewhere(pid: int, port: int) -> bool:
+    """Whether TCP `port` is listened on by some process and by none of process `pid`'s tree: only on
+    that evidence (a system that does not show sockets, or whose listener is not seen, says False)."""
     import psutil
 
     try:
         root = psutil.Process(pid)
-        for proc in (root, *root.children(recursive=True)):
-            with contextlib.suppress(psutil.NoSuchProcess):
-                for c in proc.net_connections(kind="tcp"):
-                    if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port:
-                        return True
+        tree = {root.pid, *(c.pid for c in root.children(recursive=True))}
+        listeners = [
+            c.pid
+            for c in psutil.net_connections(kind="tcp")
+            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+        ]
     except (psutil.Error, OSError, NotImplementedError):
-        return None
-    return False
+        return False
+    # another user's socket is listed without its process (None): not the engine's either
+    return bool(listeners) and not tree.intersection(listeners)
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -322,9 +324,7 @@ class ManagedProcess:
         from urllib.parse import urlsplit
 
         port = urlsplit(url).port
-        if self.proc is None or port is None:
-            return False
-        return listens_on(self.proc.pid, port) is False
+        return self.proc is not None and port is not None and held_elsewhere(self.proc.pid, port)
 
     def wait_exit(self, timeout_s: float, what: str, poll_s: float = 0.2) -> int:
         """Wait for the process to end by itself; returns its exit code. Raises EngineError (after
