@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -66,18 +67,30 @@ def writing_into_cache(target: Path) -> Iterator[None]:
 
 
 @contextmanager
-def made_once(target: Path) -> Iterator[None]:
+def made_once(target: Path, poll_s: float = 0.2) -> Iterator[None]:
     """Held while `target` is made into the cache: another process making the same model (two runs
-    started together on a new machine) waits for it, then finds it made (`_cached` again inside). Where
-    the file system has no flock, nothing is waited for: each writes its own temporary file."""
+    started together on a new machine) waits for it, then finds it made (`_cached` again inside); a
+    Ctrl-C ends the wait. Where the file system has no flock, nothing is waited for: each writes its
+    own temporary file."""
+    from harness.engines.process import abort_reason
+
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.with_name(target.name + ".lock"), "a") as f:
         try:
             import fcntl
-
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        except (ImportError, OSError):
-            pass
+        except ImportError:
+            yield
+            return
+        while True:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:  # another process is making it
+                if why := abort_reason():
+                    raise ModelError(f"waiting for another process making {target} stopped: {why}") from None
+                time.sleep(poll_s)
+            except OSError:  # no flock on this file system (some network ones)
+                break
         yield
 
 

@@ -192,9 +192,10 @@ def _make_synthetic(cache: str, start: Any, q: Any) -> None:
 
     start.wait()
     try:
-        q.put((str(synthetic_path(SyntheticModel(source="synthetic", layers=4, hidden=1024))), None))
+        path = synthetic_path(SyntheticModel(source="synthetic", layers=4, hidden=1024))
+        q.put((str(path), path.stat().st_ino, None))  # the file it found or made, as it returned
     except Exception as e:
-        q.put((None, f"{type(e).__name__}: {e}"))
+        q.put((None, None, f"{type(e).__name__}: {e}"))
 
 
 def test_two_processes_that_make_the_same_model_at_once_both_get_it(tmp_path: Path) -> None:
@@ -213,10 +214,37 @@ def test_two_processes_that_make_the_same_model_at_once_both_get_it(tmp_path: Pa
     got = [q.get(timeout=120) for _ in procs]
     for p in procs:
         p.join(30)
-    assert [e for _, e in got] == [None, None], got
-    ((path,),) = {(p,) for p, _ in got}
+    assert [e for _, _, e in got] == [None, None], got
+    # one file, made once: the other process waited and found it (two writes would be two inodes)
+    ((path, _),) = {(p, ino) for p, ino, _ in got}
     assert gguf_incomplete(Path(path)) is None
     assert sorted(f.name for f in (tmp_path / "models").iterdir()) == [
         Path(path).name,
         Path(path).name + ".lock",
     ]
+
+
+def test_a_ctrl_c_ends_the_wait_for_another_process_making_the_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fcntl
+    import time
+
+    from harness.engines.process import set_abort_check
+    from harness.models import synthetic_path
+    from harness.scenario.sources import SyntheticModel
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
+    spec = SyntheticModel(source="synthetic")
+    made = synthetic_path(spec)
+    made.unlink()
+    with open(made.with_name(made.name + ".lock"), "a") as held:  # another process making it
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        asked = time.monotonic() + 0.3
+        set_abort_check(lambda: "interrupted by SIGINT" if time.monotonic() > asked else None)
+        try:
+            with pytest.raises(ModelError, match=r"waiting for another process making .* stopped: inter"):
+                synthetic_path(spec)
+        finally:
+            set_abort_check(None)
+    assert not made.exists()
