@@ -9,6 +9,7 @@ Its points table is read back in `runpoints.py`; runs are found from the paths a
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import errno
 import json
@@ -142,10 +143,12 @@ class RunDir:
         fields: dict[str, Any] = {"status": status}
         if status != "running":
             fields["finished_utc"] = dt.datetime.now(dt.UTC).isoformat()
-            self.drop_html_report()
         if message:
             fields["status_message"] = message
         self.update_manifest(**fields)
+        if status != "running":
+            with contextlib.suppress(OSError):  # derived, made again by `harness report`
+                self.drop_html_report()
 
     def drop_html_report(self) -> None:
         """Remove an HTML report (`harness report` writes it into the run's folder) made while the run

@@ -36,11 +36,11 @@ def _proxy_warnings(s: Scenario, file: str) -> list[str]:
     take: it connects directly, so an endpoint reachable only through the proxy fails."""
     from harness.engines.external import proxy_note
 
-    at: dict[str, list[int]] = {}
+    at: dict[str, tuple[str, list[int]]] = {}
     for i, e in enumerate(engine_configs(s)):
-        if isinstance(e, ExternalEngine) and proxy_note(e.base_url):
-            at.setdefault(e.base_url, []).append(i)
-    return [f"{file}: {where_in(s, where)}.base_url: {proxy_note(url)}" for url, where in at.items()]
+        if isinstance(e, ExternalEngine) and (note := proxy_note(e.base_url)):
+            at.setdefault(e.base_url, (note, []))[1].append(i)
+    return [f"{file}: {where_in(s, where)}.base_url: {note}" for note, where in at.values()]
 
 
 def _llama_arg_warnings(s: Scenario, file: str) -> list[str]:

@@ -14,10 +14,10 @@ window. Columns per window, all with the prefix `server_` and `:`/odd characters
 Label values other than identity labels (`model_name`, `engine`, ...) become part of the name
 (`server_vllm_request_success_total__finished_reason_stop_delta`); samples that differ only in
 identity labels (vLLM's data-parallel ranks, `engine="0"`, `"1"`, ...) are added up, except gauges that
-are fractions (a name ending in `_perc`, `_ratio`, `_percent`, `_fraction`: KV-cache usage), of which the
-highest is kept. Histogram buckets and `_created` samples are left out of the columns
-and of the file: `telemetry-engine-metrics-v<N>[-a<K>].jsonl.gz` keeps every scrape as its parsed
-snapshot (`{t_ns, values: {name: value}}`). Info metrics (type `info`, or a name
+are fractions (a name ending in `_perc`, `_ratio`, `_percent`, `_fraction`, `_hit_rate`: KV-cache usage,
+prefix-cache hit rates), of which the highest is kept. Histogram buckets and `_created` samples are
+left out of the columns and of the file: `telemetry-engine-metrics-v<N>[-a<K>].jsonl.gz` keeps every
+scrape as its parsed snapshot (`{t_ns, values: {name: value}}`). Info metrics (type `info`, or a name
 ending in `_info`, such as vLLM's `cache_config_info` with its dozens of labels) are constant
 metadata: their labels go to the manifest once (`info`), not into columns.
 """
@@ -63,7 +63,7 @@ def info_labels(text: str) -> dict[str, list[dict[str, str]]]:
     }
 
 
-FRACTION_SUFFIXES = ("_perc", "_ratio", "_percent", "_fraction")
+FRACTION_SUFFIXES = ("_perc", "_ratio", "_percent", "_fraction", "_hit_rate")
 
 # high-water marks a server types as counters (llama.cpp's largest sequence seen, which the text parser
 # names with the `_total` it gives counters): the delta of one over a window is how far the mark rose, not
