@@ -13,6 +13,7 @@ from harness.fileio import input_problem, user_path
 from harness.scenario.engines import LlamaCppEngine, VllmEngine
 from harness.scenario.errors import merge_variants
 from harness.scenario.models import LengthDist, Scenario, engine_configs
+from harness.scenario.sources import SyntheticModel
 from harness.scenario.vllm_checks import model_len_problem, vllm_warnings
 from harness.slots import engine_slots
 
@@ -101,33 +102,58 @@ def longest(length: int | LengthDist) -> int:
     return math.ceil(length.mean + 3 * length.sd())
 
 
-def _slot_context_problem(s: Scenario, eng: LlamaCppEngine) -> str | None:
-    """llama.cpp's server splits ctx_size between its `parallel` slots (unless --kv-unified): a request
-    longer than one slot's share fails. llama-cpp-python has one slot with all of it."""
-    if s.workload.dataset:
-        return None  # lengths known only once the file is read
+def context_shift(eng: LlamaCppEngine) -> bool:
+    """llama-server's `--context-shift`: a slot that fills up drops half its tokens and goes on
+    generating, so only the prompt must fit."""
+    return "--context-shift" in eng.extra_args
+
+
+def slot_context_problem(
+    eng: LlamaCppEngine, need: int, trained: int | None = None, longest_input: int | None = None
+) -> str | None:
+    """Why requests of up to `need` tokens (input + output; with `--context-shift` only
+    `longest_input`) do not fit a slot of `eng` (None where they do). llama.cpp's server splits
+    ctx_size between its `parallel` slots (unless --kv-unified), and caps a slot at the model's
+    `trained` context; llama-cpp-python has one slot with all of it."""
     # llama-server's flag, or xllamacpp's `kv_unified=true` (a field of its CommonParams)
     unified = any(
         a in ("--kv-unified", "-kvu")
         or a.replace(" ", "").lower() in tuple(f"kv_unified={v}" for v in ("true", "1", "yes", "on"))
         for a in eng.extra_args
     )
+    if context_shift(eng) and longest_input is not None:
+        need = longest_input + 1
     slots = 1 if eng.launcher == "llama-cpp-python" or unified else eng.parallel
     per_slot = eng.ctx_size // slots
-    hint = "[kv_unified=true]" if eng.launcher == "xllamacpp" else "[--kv-unified]"
-    need = longest(s.workload.input_tokens) + longest(s.workload.output_tokens)
+    asked = "input tokens, with --context-shift" if context_shift(eng) else "input + output tokens"
+    if trained is not None and trained < min(per_slot, need):
+        return (
+            f"the model's trained context is {trained} tokens, which llama.cpp caps every slot at, but the "
+            f"workload asks for up to {need} ({asked}): llama.cpp would refuse them (allowed: shorter "
+            "lengths, or a model trained on a longer context)"
+        )
     if need <= per_slot:
         return None
+    hint = "[kv_unified=true]" if eng.launcher == "xllamacpp" else "[--kv-unified]"
     text = (
         f"{eng.ctx_size} tokens over {slots} slot(s) is {per_slot} per request, but the workload asks for "
-        f"up to {need} (input + output tokens): llama.cpp would refuse them (allowed: ctx_size >= "
-        f"{need * slots}"
+        f"up to {need} ({asked}): llama.cpp would refuse them (allowed: ctx_size >= {need * slots}"
     )
     if slots == 1:  # one slot (llama-cpp-python, or a unified cache already): only a larger context helps
         return text + ")"
     return (
         f"{text} with parallel {slots}, fewer slots, or one KV cache shared by all slots: extra_args {hint})"
     )
+
+
+def _slot_context_problem(s: Scenario, eng: LlamaCppEngine) -> str | None:
+    """The workload's lengths against a slot of `eng` (a dataset's are checked once it is read, and a
+    model file's trained context once it is: `inputs.input_file_errors`)."""
+    if s.workload.dataset:
+        return None
+    trained = eng.model.context if isinstance(eng.model, SyntheticModel) else None
+    n_in = longest(s.workload.input_tokens)
+    return slot_context_problem(eng, n_in + longest(s.workload.output_tokens), trained, n_in)
 
 
 def combination_warnings(s: Scenario, file: str) -> list[str]:
@@ -139,8 +165,29 @@ def combination_warnings(s: Scenario, file: str) -> list[str]:
         + _load_warnings(s, file)
         + _prefix_warnings(s, file)
         + _slot_warnings(s, file)
+        + _context_shift_warnings(s, file)
         + vllm_warnings(s, file)
     )
+
+
+def _context_shift_warnings(s: Scenario, file: str) -> list[str]:
+    """`--context-shift` with requests longer than a slot: they run, but past the slot's end llama.cpp
+    drops half the context and decodes on over what is left (the engine's log says `context shift`)."""
+    at = [
+        i
+        for i, e in enumerate(engine_configs(s))
+        if isinstance(e, LlamaCppEngine)
+        and context_shift(e)
+        and not s.workload.dataset
+        and slot_context_problem(e, longest(s.workload.input_tokens) + longest(s.workload.output_tokens))
+    ]
+    if not at:
+        return []
+    return [
+        f"{file}: {where_in(s, at)}.extra_args: --context-shift lets requests run past a slot's context: "
+        "there half the context is dropped and the rest of the output decoded over what is left, so its "
+        "tokens are not those of the prompt asked (give ctx_size room for input + output to measure that)"
+    ]
 
 
 def _slot_warnings(s: Scenario, file: str) -> list[str]:

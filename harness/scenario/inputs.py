@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.fileio import input_problem, user_path
 from harness.gguf_header import gguf_incomplete
 from harness.scenario.checks import where_in
+from harness.scenario.engines import LlamaCppEngine, VllmEngine
 from harness.scenario.errors import merge_variants
 from harness.scenario.models import Scenario, engine_configs
+from harness.scenario.sources import PathModel, SyntheticModel
+
+if TYPE_CHECKING:
+    from harness.load.workload import DatasetRow
 
 
 def _gguf_problem(path: Path) -> str | None:
@@ -79,13 +85,72 @@ def input_file_errors(s: Scenario, file: str) -> list[str]:
                 local_tokenizer(str(user_path(s.workload.tokenizer)))
             except TokenizerError as e:
                 msgs.append(f"{file}: workload.tokenizer: {e}")
+    rows = None
     if s.workload.dataset:
         from harness.load.workload import DatasetError, load_dataset
 
         try:
-            load_dataset(s.workload.dataset)
+            rows = load_dataset(s.workload.dataset)
         except DatasetError as e:
             data = Path(s.workload.dataset)
             hint = _relative_hint(data, file) if str(e).endswith("file not found") else ""
             msgs.append(f"{file}: workload.dataset: {e}{hint}")
+    if not msgs:
+        msgs += _context_errors(s, file, rows)
     return merge_variants(msgs)
+
+
+def _context_errors(s: Scenario, file: str, rows: list[DatasetRow] | None) -> list[str]:
+    """Requests that would not fit an engine's context, from what only the files tell: a dataset's rows
+    (those that give input_tokens; a prompt's length is known once it is tokenized) and a GGUF's trained
+    context, which llama.cpp caps every slot at (the workload's own lengths are checked with the
+    scenario: `checks`)."""
+    from harness.scenario.checks import longest, slot_context_problem
+    from harness.scenario.vllm_checks import model_len_problem
+
+    if rows is not None:
+        sized = [r for r in rows if r.input_tokens is not None]
+        if not sized:
+            return []
+        n_in = max(r.input_tokens or 0 for r in sized)
+        need = max((r.input_tokens or 0) + r.output_tokens for r in sized)
+        whose = f" (rows of workload.dataset {s.workload.dataset})"
+    else:
+        n_in = longest(s.workload.input_tokens)
+        need = n_in + longest(s.workload.output_tokens)
+        whose = ""
+    msgs = []
+    for i, eng in enumerate(engine_configs(s)):
+        where = where_in(s, [i])
+        why = None
+        if isinstance(eng, LlamaCppEngine):
+            trained = _trained_context(eng)
+            if rows is not None or trained is not None:
+                why = slot_context_problem(eng, need, trained, n_in)
+        elif isinstance(eng, VllmEngine) and rows is not None:
+            if why := model_len_problem(s, eng, need):
+                msgs.append(f"{file}: {where}.max_model_len: {why}{whose}")
+            continue
+        if why:
+            msgs.append(f"{file}: {where}.ctx_size: {why}{whose}")
+    return msgs
+
+
+def _trained_context(eng: LlamaCppEngine) -> int | None:
+    """The context a model was trained on: a synthetic model's `context`, a GGUF file's
+    `<arch>.context_length` (None where unknown: a packaged model, an unreadable header)."""
+    if isinstance(eng.model, SyntheticModel):
+        return eng.model.context
+    if not isinstance(eng.model, PathModel):
+        return None
+    from harness.model_errors import ModelError
+    from harness.models import gguf_info
+
+    path = user_path(eng.model.path)
+    if not path.is_file():
+        return None
+    try:
+        n = gguf_info(path).get("context_length")
+    except (ModelError, OSError, ValueError):
+        return None
+    return int(n) if isinstance(n, int) and n > 0 else None

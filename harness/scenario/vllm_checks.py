@@ -10,31 +10,43 @@ from harness.scenario.models import Scenario, engine_configs
 LONG_LEN_ENV = "VLLM_ALLOW_LONG_MAX_MODEL_LEN"
 
 
-def model_len_problem(s: Scenario, eng: VllmEngine) -> str | None:
+def model_len_problem(s: Scenario, eng: VllmEngine, need: int | None = None) -> str | None:
     """vLLM refuses a request whose prompt and max_tokens add up to more than its max_model_len (an HTTP
-    400 each), and a max_model_len past the model's context at start."""
+    400 each; unset, the model's own context, known for a catalog model), and a max_model_len past the
+    model's context at start. `need`: the longest request (default: the workload's lengths; a dataset's
+    are checked once it is read)."""
     from harness.scenario.checks import longest
 
-    if eng.max_model_len is None:
-        return None  # the model's own context
-    if eng.model.source == "catalog" and eng.env.get(LONG_LEN_ENV) not in ("1", "true", "True"):
+    arch = None
+    name = getattr(eng.model, "name", None)
+    if eng.model.source == "catalog":
         from harness.catalog import CatalogError, models
 
         try:
-            arch = models().get(eng.model.name)
+            arch = models().get(str(name))
         except CatalogError:
             arch = None
-        if arch is not None and eng.max_model_len > arch.max_position:
-            return (
-                f"{eng.max_model_len} tokens is longer than {eng.model.name}'s context "
-                f"({arch.max_position}), which vLLM refuses at start (allowed: max_model_len <= "
-                f"{arch.max_position}, or env {LONG_LEN_ENV}: '1')"
-            )
-    if s.workload.dataset:
-        return None  # lengths known once the file is read
-    need = longest(s.workload.input_tokens) + longest(s.workload.output_tokens)
-    if need <= eng.max_model_len:
+    long_ok = eng.env.get(LONG_LEN_ENV) in ("1", "true", "True")
+    if arch is not None and (eng.max_model_len or 0) > arch.max_position and not long_ok:
+        return (
+            f"{eng.max_model_len} tokens is longer than {name}'s context "
+            f"({arch.max_position}), which vLLM refuses at start (allowed: max_model_len <= "
+            f"{arch.max_position}, or env {LONG_LEN_ENV}: '1')"
+        )
+    limit = eng.max_model_len if eng.max_model_len is not None else arch.max_position if arch else None
+    if limit is None:
+        return None  # the model's own context, not known here
+    if need is None:
+        if s.workload.dataset:
+            return None
+        need = longest(s.workload.input_tokens) + longest(s.workload.output_tokens)
+    if need <= limit:
         return None
+    if eng.max_model_len is None:
+        return (
+            f"unset, it is {name}'s context ({limit} tokens), but the workload asks for up to "
+            f"{need} (input + output tokens): vLLM would refuse those requests (allowed: shorter lengths)"
+        )
     return (
         f"{eng.max_model_len} tokens, but the workload asks for up to {need} (input + output tokens): vLLM "
         f"would refuse those requests (allowed: max_model_len >= {need}, or shorter lengths)"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -1004,3 +1005,73 @@ def test_values_past_any_sensible_bound_are_refused() -> None:
         "f.yaml: load.requests: invalid value 1000000000 (allowed: <= 1000000)"
     ]
     assert parse_scenario({**BASE, "load": {"requests": 10**6}}).load.requests == 10**6
+
+
+def test_requests_past_the_models_trained_context_are_refused() -> None:
+    """llama-server caps every slot at the model's trained context ('the slot context (768) exceeds the
+    training context of the model (512) - capping'): a ctx_size that validate asked for still failed
+    every request with HTTP 400."""
+    eng = {"type": "llamacpp", "model": {"source": "synthetic", "context": 512}, "ctx_size": 1264}
+    data = {**BASE, "engine": {**eng, "parallel": 2}, "workload": {"input_tokens": 600, "output_tokens": 32}}
+    assert messages(data) == [
+        "f.yaml: engine.ctx_size: the model's trained context is 512 tokens, which llama.cpp caps every "
+        "slot at, but the workload asks for up to 632 (input + output tokens): llama.cpp would refuse "
+        "them (allowed: shorter lengths, or a model trained on a longer context)"
+    ]
+    data["workload"] = {"input_tokens": 400, "output_tokens": 32}
+    assert parse_scenario(data, "f.yaml").engine.ctx_size == 1264
+
+
+def test_with_context_shift_only_the_prompt_must_fit_a_slot_and_the_shift_is_warned_of() -> None:
+    from harness.scenario import combination_warnings
+
+    eng = {**BASE["engine"], "launcher": "llama-server", "ctx_size": 512, "parallel": 1}
+    eng["extra_args"] = ["--context-shift"]
+    data = {**BASE, "engine": eng, "workload": {"input_tokens": 400, "output_tokens": 300}}
+    (warned,) = [w for w in combination_warnings(parse_scenario(data), "f.yaml") if "context-shift" in w]
+    assert warned.startswith("f.yaml: engine.extra_args: --context-shift lets requests run past a slot's")
+    data["workload"] = {"input_tokens": 600, "output_tokens": 8}
+    (msg,) = messages(data)
+    assert "asks for up to 601 (input tokens, with --context-shift)" in msg
+
+
+def test_vllm_without_max_model_len_is_held_to_the_catalog_models_context() -> None:
+    eng = {"type": "vllm", "model": {"source": "catalog", "name": "tiny-llama", "weights": "dummy"}}
+    data = {**BASE, "engine": eng, "workload": {"input_tokens": 5000, "output_tokens": 8}}
+    assert messages(data) == [
+        "f.yaml: engine.max_model_len: unset, it is tiny-llama's context (4096 tokens), but the workload "
+        "asks for up to 5008 (input + output tokens): vLLM would refuse those requests (allowed: shorter "
+        "lengths)"
+    ]
+
+
+def test_dataset_rows_and_a_gguf_files_context_are_checked_once_read(tmp_path: Path) -> None:
+    """Lengths only the files tell: validate said `ok`, and the run's requests failed with HTTP 400."""
+    from harness.models import make_gguf
+    from harness.scenario import input_file_errors
+
+    data = tmp_path / "rows.jsonl"
+    rows = [{"input_tokens": 900, "output_tokens": 300}, {"input_tokens": 200, "output_tokens": 50}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    eng = {**BASE["engine"], "ctx_size": 1024, "parallel": 1}
+    s = parse_scenario({**BASE, "engine": eng, "workload": {"dataset": str(data)}})
+    assert input_file_errors(s, "f.yaml") == [
+        "f.yaml: engine.ctx_size: 1024 tokens over 1 slot(s) is 1024 per request, but the workload asks for "
+        f"up to 1200 (input + output tokens): llama.cpp would refuse them (allowed: ctx_size >= 1200) (rows "
+        f"of workload.dataset {data})"
+    ]
+    vllm = {"type": "vllm", "model": {"source": "catalog", "name": "tiny-llama"}, "max_model_len": 1024}
+    s = parse_scenario({**BASE, "engine": vllm, "workload": {"dataset": str(data)}})
+    (msg,) = input_file_errors(s, "f.yaml")
+    assert msg.startswith("f.yaml: engine.max_model_len: 1024 tokens, but the workload asks for up to 1200")
+    # a GGUF trained on 256 tokens, served with a context of 4096
+    gguf = make_gguf(tmp_path / "m.gguf", layers=1, hidden=64, heads=2, kv_heads=2, ffn=128, context=256)
+    eng = {
+        "type": "llamacpp",
+        "model": {"source": "path", "path": str(gguf)},
+        "ctx_size": 4096,
+        "parallel": 1,
+    }
+    s = parse_scenario({**BASE, "engine": eng, "workload": {"input_tokens": 1000, "output_tokens": 8}})
+    (msg,) = input_file_errors(s, "f.yaml")
+    assert "the model's trained context is 256 tokens" in msg
