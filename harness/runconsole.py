@@ -83,22 +83,53 @@ def _search_text(found: dict[str, Any], rows: list[dict[str, Any]], variant: int
         if best is None:
             return head + (": no rate met the SLOs" if judged else ": no rate was judged")
         return f"{head}: {best:g} req/s met the SLOs (a lower bound; the search did not finish)"
+    mine = [r for r in rows if r.get("variant", 0) == variant and _number(r, "rate_rps") is not None]
     if best is None:
-        return "highest rate meeting the SLOs: none of the rates tried"
-    row = next(
-        (r for r in reversed(rows) if r.get("variant", 0) == variant and r.get("rate_rps") == best), None
-    )
-    got = row.get("req_s") if row is not None else None
-    achieved = f" offered ({got:.3g} req/s achieved)" if isinstance(got, float) and got == got else ""
+        return "highest rate meeting the SLOs: none of the rates tried" + _lowest_tried(mine)
+    row = next((r for r in reversed(mine) if r.get("rate_rps") == best), None)
+    got = _number(row, "req_s")
+    offered = _number(row, "offered_req_s")
+    # the rate asked is the schedule's nominal one; the draw offered what `offered_req_s` says
+    achieved = f" asked ({offered:.3g} offered, {got:.3g} achieved)" if got is not None and offered else ""
+    achieved = achieved or (f" asked ({got:.3g} req/s achieved)" if got is not None else "")
     if failing is None:
         n = len(found["probes"])
-        return (
+        text = (
             f"highest rate meeting the SLOs: at least {best:g} req/s{achieved}: no rate tried failed "
             f"in {n} probes, so the limit is higher"
         )
+        top = max((v for r in mine if (v := _number(r, "req_s")) is not None), default=None)
+        if got is not None and top is not None and got < best / 2:
+            # the server fell behind: the SLOs were loose enough for the queue a short probe builds
+            text += (
+                f"; but no probe had more than {top:.3g} req/s completed: the rates above that queued "
+                "rather than being served (a stricter SLO, or more requests a probe, finds the limit)"
+            )
+        return text
     return (
         f"highest rate meeting the SLOs: {best:g} req/s{achieved} (the next rate tried, {failing:g}, failed)"
     )
+
+
+def _number(row: dict[str, Any] | None, key: str) -> float | None:
+    v = row.get(key) if row is not None else None
+    return float(v) if isinstance(v, int | float) and v == v else None
+
+
+def _lowest_tried(rows: list[dict[str, Any]]) -> str:
+    """What the lowest rate tried fell short by: the share of its requests within the SLOs, and those that
+    failed (an error share no lower rate mends)."""
+    if not rows:
+        return ""
+    low = min(rows, key=lambda r: r["rate_rps"])
+    share = _number(low, "slo_attainment")
+    errors = int(_number(low, "errors") or 0)
+    said = f" (the lowest, {low['rate_rps']:g} req/s"
+    if share is not None:
+        said += f", had {share:.1%} of its requests within the SLOs"
+    if errors:
+        said += f", {errors} of them failed"
+    return said + ")"
 
 
 def print_telemetry(console: Console, tel: TelemetrySet) -> None:

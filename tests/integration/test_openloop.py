@@ -105,13 +105,13 @@ def test_two_client_workers_and_rate_search(write_scenario, tmp_path: Path, fake
     assert sizes and all(14 <= (n or 0) <= 18 for n in sizes), sizes
     # no rate failed: said to be a lower bound, with the rate the last probe achieved beside the offered one
     said = " ".join(res.stderr.split())
-    assert "highest rate meeting the SLOs: at least 1280 req/s offered (" in said
+    assert "highest rate meeting the SLOs: at least 1280 req/s asked (" in said
     assert "req/s achieved): no rate tried failed in 8 probes, so the limit is higher" in said
     # the report says it too (it gave only the probes, in the order tried), and each probe's share in SLO
     res = harness_cli("report", str(run))
     assert res.returncode == 0, res.stderr[-2000:]
     md = (run / "report.md").read_text()
-    assert "- rate search, variant 0: highest rate meeting the SLOs: at least 1280 req/s offered (" in md
+    assert "- rate search, variant 0: highest rate meeting the SLOs: at least 1280 req/s asked (" in md
     assert "| in SLO |" in md and md.count(" 100.0% |") == 8
     assert "a point meets them when at least 99 % of its requests do (column in SLO)" in md
 
@@ -131,7 +131,7 @@ def test_a_finished_search_is_not_called_failed_because_an_earlier_variant_faile
         "--find-max-goodput",
     )
     said = " ".join(res.stderr.split())
-    assert "variant 1: highest rate meeting the SLOs: at least 1280 req/s offered (" in said, said[-2000:]
+    assert "variant 1: highest rate meeting the SLOs: at least 1280 req/s asked (" in said, said[-2000:]
     found = read_manifest(run_dir_from(res.stderr))["max_goodput"]
     assert [f["variant"] for f in found] == [1] and "stopped" not in found[0]
     # 8 requests a probe: said to be too few to load an engine at a probe's rate

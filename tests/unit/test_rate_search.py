@@ -49,19 +49,37 @@ def test_plan_yields_search_points() -> None:
 def test_search_result_text_says_lower_bound_and_achieved_rate() -> None:
     from harness.runconsole import search_result_text
 
-    rows = [{"variant": 0, "rate_rps": 40.0, "req_s": 36.2}, {"variant": 0, "rate_rps": 80.0, "req_s": 50.0}]
+    rows = [
+        {"variant": 0, "rate_rps": 40.0, "req_s": 36.2, "offered_req_s": 38.9, "slo_attainment": 0.5},
+        {"variant": 0, "rate_rps": 80.0, "req_s": 50.0, "offered_req_s": 79.1, "errors": 3},
+    ]
     bounded = {"max_rate_rps": 40.0, "lowest_failing_rps": 80.0, "probes": [{}, {}]}
+    # the rate asked is the schedule's; its draw offered what the table's offered_req_s says
     assert search_result_text(bounded, rows, 0) == (
-        "highest rate meeting the SLOs: 40 req/s offered (36.2 req/s achieved) "
+        "highest rate meeting the SLOs: 40 req/s asked (38.9 offered, 36.2 achieved) "
         "(the next rate tried, 80, failed)"
     )
     open_ended = {"max_rate_rps": 80.0, "lowest_failing_rps": None, "probes": [{}, {}]}
-    assert search_result_text(open_ended, rows, 0).startswith(
-        "highest rate meeting the SLOs: at least 80 req/s offered (50 req/s achieved): "
-        "no rate tried failed in 2"
+    assert search_result_text(open_ended, rows, 0) == (
+        "highest rate meeting the SLOs: at least 80 req/s asked (79.1 offered, 50 achieved): "
+        "no rate tried failed in 2 probes, so the limit is higher"
+    )
+    # SLOs loose enough for the queue a short probe builds: every rate 'passed' at the same throughput
+    loose = [{"variant": 0, "rate_rps": 2.0**k, "req_s": min(2.0**k, 7.9)} for k in range(3, 11)]
+    found = {"max_rate_rps": 1024.0, "lowest_failing_rps": None, "probes": [{}] * 8}
+    assert search_result_text(found, loose, 0) == (
+        "highest rate meeting the SLOs: at least 1024 req/s asked (7.9 req/s achieved): no rate tried failed "
+        "in 8 probes, so the limit is higher; but no probe had more than 7.9 req/s completed: the rates "
+        "above that queued rather than being served (a stricter SLO, or more requests a probe, finds the "
+        "limit)"
     )
     none = {"max_rate_rps": None, "lowest_failing_rps": 10.0, "probes": [{}]}
-    assert search_result_text(none, rows, 0) == "highest rate meeting the SLOs: none of the rates tried"
+    assert search_result_text(none, rows, 0) == (
+        "highest rate meeting the SLOs: none of the rates tried (the lowest, 40 req/s, had 50.0% of its "
+        "requests within the SLOs)"
+    )
+    assert search_result_text(none, rows[1:], 0).endswith("(the lowest, 80 req/s, 3 of them failed)")
+    assert search_result_text(none, [], 0) == "highest rate meeting the SLOs: none of the rates tried"
     # interrupted while the first probe ran: nothing was judged, which is not "no rate met the SLOs"
     cut = {"max_rate_rps": None, "lowest_failing_rps": None, "probes": [], "stopped": "interrupted"}
     assert (
