@@ -93,12 +93,17 @@ def slo_met(row: dict[str, Any], attainment: float) -> bool:
     return v is not None and v == v and v >= attainment
 
 
+# the least rise in the share of requests within the SLOs that a halved rate must bring for halving to go on
+HALVING_GAIN = 0.01
+
+
 class PointPlan:
     """The points of one engine variant: the scenario's sweep, or the probes of a rate search."""
 
     def __init__(self, points: Sequence[Point], search: RateSearch | None = None) -> None:
         self.points = list(points)
         self.search = search
+        self._attained: dict[float, float] = {}  # probe rate -> its slo_attainment
 
     def __iter__(self) -> Iterator[Point]:
         if self.search is None:
@@ -124,3 +129,18 @@ class PointPlan:
             self.search.stop(
                 f"every measured request failed at {point.rate_rps:g} req/s ({row.get('error_kinds')})"
             )
+        share = row.get("slo_attainment") if row is not None else None
+        if not isinstance(share, float) or share != share:
+            return
+        # halving while nothing passed: a halved rate that brought no more requests within the SLOs will
+        # not be cured by the next (each halving doubles a probe's length)
+        above = [r for r in self._attained if r > point.rate_rps]
+        self._attained[point.rate_rps] = share
+        if not met and self.search.best_rps is None and above:
+            prev = min(above)
+            if share <= self._attained[prev] + HALVING_GAIN:
+                self.search.stop(
+                    f"halving the rate brought no more requests within the SLOs ({self._attained[prev]:.1%} "
+                    f"at {prev:g} req/s, {share:.1%} at {point.rate_rps:g}): they are missed at low load "
+                    "too (see the points' latencies and errors)"
+                )

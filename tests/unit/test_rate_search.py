@@ -125,6 +125,34 @@ def test_a_probe_whose_every_request_failed_ends_the_search() -> None:
     assert plan.search.summary()["stop_reason"] == "every measured request failed at 10 req/s (http:8)"
 
 
+def test_halving_stops_once_a_halved_rate_brings_no_more_requests_within_the_slos() -> None:
+    """SLOs missed at any load (a 10 ms TTFT limit against a 50 ms server; a fifth of the requests
+    failing): each halving doubled a probe's length, 4 -> 0.03 req/s in about 10 minutes, to say none."""
+    shares = {4.0: 0.80, 2.0: 0.80, 1.0: 0.80}
+    plan = PointPlan(_points(4.0), RateSearch(4.0))
+    rates = []
+    for p in plan:
+        assert p.rate_rps is not None
+        rates.append(p.rate_rps)
+        plan.observe(p, False, {"requests": 10, "ok": 8, "slo_attainment": shares[p.rate_rps]})
+    assert rates == [4.0, 2.0]
+    assert plan.search is not None and plan.search.stop_reason == (
+        "halving the rate brought no more requests within the SLOs (80.0% at 4 req/s, 80.0% at 2): they "
+        "are missed at low load too (see the points' latencies and errors)"
+    )
+    # where halving helps (the queue drains), it goes on
+    easing = {4.0: 0.2, 2.0: 0.6, 1.0: 0.95, 0.5: 1.0}
+    plan = PointPlan(_points(4.0), RateSearch(4.0, max_probes=4))
+    rates = []
+    for p in plan:
+        assert p.rate_rps is not None
+        rates.append(p.rate_rps)
+        plan.observe(
+            p, easing[p.rate_rps] >= 0.99, {"requests": 10, "ok": 10, "slo_attainment": easing[p.rate_rps]}
+        )
+    assert rates == [4.0, 2.0, 1.0, 0.5] and plan.search is not None and plan.search.best_rps == 0.5
+
+
 def test_a_rate_probed_already_ends_the_search() -> None:
     search = RateSearch(1.0, rel_tol=0.0, max_probes=40)  # never within tolerance: the repeat stops it
     plan = PointPlan(_points(1.0), search)
