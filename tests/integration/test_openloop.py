@@ -106,7 +106,7 @@ def test_two_client_workers_and_rate_search(write_scenario, tmp_path: Path, fake
     # no rate failed: said to be a lower bound, with the rate the last probe achieved beside the offered one
     said = " ".join(res.stderr.split())
     assert "highest rate meeting the SLOs: at least 1280 req/s asked (" in said
-    assert "req/s achieved): no rate tried failed in 8 probes, so the limit is higher" in said
+    assert " achieved): no rate tried failed in 8 probes, so the limit is higher" in said
     # the report says it too (it gave only the probes, in the order tried), and each probe's share in SLO
     res = harness_cli("report", str(run))
     assert res.returncode == 0, res.stderr[-2000:]
