@@ -131,7 +131,13 @@ def kv_cache_short(row: dict[str, Any]) -> tuple[float, float, int] | None:
 def _output_flags(row: dict[str, Any], n: int) -> list[str]:
     """Output and prompt lengths against the plan and the engine's usage."""
     out = []
-    if short := _count(row, "short_outputs"):
+    at_limit = _count(row, "short_at_limit") or 0
+    if at_limit:
+        out.append(
+            f"{at_limit}/{n} requests stopped short of the tokens asked at a length limit (finish_reason "
+            "length: the engine's context filled?): TPOT and tok/s mix lengths"
+        )
+    if short := (_count(row, "short_outputs") or 0) - at_limit:
         why = "EOS not ignored?" if row.get("ignore_eos", True) is not False else "ignore_eos is off"
         out.append(
             f"{short}/{n} requests returned fewer tokens than asked ({why}): TPOT and tok/s mix lengths"

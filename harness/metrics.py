@@ -297,6 +297,15 @@ def _count_columns(ok: list[RequestRecord]) -> dict[str, Any]:
         "one_read_streams": count(one_read),
         "text_token_mismatch": count(lambda r: disagrees(r.output_text_tokens, r.output_tokens)),
         "short_outputs": sum(1 for d in off if d < 0),
+        # of those, the ones a length limit stopped (the engine's context filled), not an end of sequence
+        "short_at_limit": count(
+            lambda r: (
+                r.finish_reason == "length"
+                and r.output_tokens is not None
+                and r.expected_output_tokens is not None
+                and r.output_tokens < r.expected_output_tokens
+            )
+        ),
         "long_outputs": sum(1 for d in off if d > 0),
         "prompts_off_asked": count(off_asked),
         "prompts_over_asked": count(over_asked),

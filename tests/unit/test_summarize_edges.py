@@ -66,6 +66,10 @@ def test_requests_without_a_planned_output_length_are_neither_short_nor_long() -
     long = rec(3, 1000, [1100, 1200], 1500, 9, expected_output_tokens=8)
     row = metrics.summarize([free, short, long])
     assert (row["short_outputs"], row["long_outputs"]) == (1, 1)
+    assert row["short_at_limit"] == 0  # no finish_reason: not said to be a length limit
+    stopped = rec(4, 1000, [1100, 1200], 1500, 4, expected_output_tokens=8, finish_reason="length")
+    row = metrics.summarize([short, stopped])
+    assert (row["short_outputs"], row["short_at_limit"]) == (2, 1)
 
 
 def test_a_prompt_of_unknown_length_is_no_prompt_token_mismatch() -> None:
@@ -200,6 +204,14 @@ def test_short_outputs_blame_eos_unless_the_row_says_ignore_eos_was_off() -> Non
     assert flags.flags(row) == [eos]
     assert flags.flags({**row, "ignore_eos": True}) == [eos]
     assert said({**row, "ignore_eos": False}, "(ignore_eos is off)")
+    # a request that a length limit stopped (the context filled: 900 in + 124 out of a 1024 slot) is
+    # not blamed on its end of sequence
+    both = {"ok": 4, "short_outputs": 3, "short_at_limit": 1, "ignore_eos": True}
+    assert flags.flags(both) == [
+        "1/4 requests stopped short of the tokens asked at a length limit (finish_reason length: the "
+        "engine's context filled?): TPOT and tok/s mix lengths",
+        "2/4 requests returned fewer tokens than asked (EOS not ignored?): TPOT and tok/s mix lengths",
+    ]
 
 
 def test_zero_gaps_are_warned_about_over_a_tenth_of_the_gaps_only() -> None:
