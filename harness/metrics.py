@@ -224,6 +224,10 @@ def meets_slo(
     return True
 
 
+# how much of the first failure's message a points row keeps
+FIRST_ERROR_CHARS = 200
+
+
 def summarize(
     records: Sequence[RequestRecord],
     open_loop: bool = False,
@@ -242,6 +246,9 @@ def summarize(
     row["output_tokens_from"] = ",".join(sources)
     kinds = Counter(r.error_kind for r in measured if r.error_kind)
     row["error_kinds"] = ",".join(f"{k}:{n}" for k, n in sorted(kinds.items()))
+    # what the first failure said (a prompt past the engine's context: its HTTP 400's text), for the notes
+    first = next((r for r in sorted(measured, key=lambda r: r.done_ns or 0) if r.error_kind), None)
+    row["first_error"] = (first.error or first.error_kind or "")[:FIRST_ERROR_CHARS] if first else ""
     return row
 
 

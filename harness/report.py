@@ -308,7 +308,9 @@ def point_notes(df: pd.DataFrame) -> list[str]:
         bad, good = (int(r[c]) if pd.notna(r[c]) else 0 for c in ("errors", "ok"))
         if not bad:
             continue
-        kinds = f" ({r['error_kinds']})" if str(r.get("error_kinds") or "") else ""
+        said = [str(r.get(c) or "") for c in ("error_kinds", "first_error") if pd.notna(r.get(c))]
+        said = [s for s in said if s]
+        kinds = f" ({'; first: '.join(said)})" if said else ""
         if good == 0:
             out.append(f"point {r['point_id']}: all {bad} measured requests failed{kinds}: nothing measured")
         else:

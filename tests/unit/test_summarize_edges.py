@@ -352,3 +352,22 @@ def test_a_point_where_nothing_succeeded_warns_only_of_what_it_sent() -> None:
     row = {"ok": 0, "energy_scope": "incomplete", "host_cpu_steal_pct_mean": 41.0, "client_saturated": True}
     assert flags.flags(row) == ["GPU energy unknown for this window (a GPU's samples missing): no J/token"]
     assert flags.flags({"ok": 0, "server_output_tokens_diff": -4}) == []
+
+
+def test_a_point_with_some_failures_names_the_first_ones_message() -> None:
+    """A prompt past the engine's context failed with HTTP 400 and what the server said, and the note
+    gave only `(http:1)`: the row keeps the first failure's message, and the note says it."""
+    import pandas as pd
+
+    from harness.report import point_notes
+
+    ok = rec(1, 1000, [1100, 1200], 1500, 8)
+    bad = rec(2, 1000, [], 1100, None)
+    bad.error_kind, bad.error = "http", "HTTP 400: request (1500 tokens) exceeds the available context size"
+    row = metrics.summarize([ok, bad])
+    assert row["first_error"] == bad.error and metrics.summarize([ok])["first_error"] == ""
+    (note, *_) = point_notes(pd.DataFrame([{**row, "point_id": "v0-c1"}]))
+    assert note == (
+        "point v0-c1: 1 of 2 measured requests failed (http:1; first: HTTP 400: request (1500 tokens) "
+        "exceeds the available context size); its latencies cover the others only"
+    )
