@@ -166,8 +166,44 @@ def combination_warnings(s: Scenario, file: str) -> list[str]:
         + _prefix_warnings(s, file)
         + _slot_warnings(s, file)
         + _context_shift_warnings(s, file)
+        + _tail_warnings(s, file)
         + vllm_warnings(s, file)
     )
+
+
+def _open_tail(length: int | LengthDist) -> bool:
+    """A normal length without a `max`: validate holds it to mean + 3 standard deviations, and about 1
+    draw in 740 is longer."""
+    return isinstance(length, LengthDist) and length.dist == "normal" and length.upper() is None
+
+
+def _tail_warnings(s: Scenario, file: str) -> list[str]:
+    """Normal lengths without a `max` whose rare long draws (past mean + 3 standard deviations, as far
+    as 5) would not fit an engine's context: those requests fail, and the point's latencies then cover
+    the shorter ones only."""
+    w = s.workload
+    if w.dataset or not (_open_tail(w.input_tokens) or _open_tail(w.output_tokens)):
+        return []
+
+    def far(length: int | LengthDist) -> int:
+        if isinstance(length, LengthDist) and _open_tail(length):
+            return math.ceil(length.mean + 5 * length.sd())
+        return longest(length)
+
+    need = far(w.input_tokens) + far(w.output_tokens)
+    at = [
+        i
+        for i, e in enumerate(engine_configs(s))
+        if (isinstance(e, LlamaCppEngine) and slot_context_problem(e, need, None, far(w.input_tokens)))
+        or (isinstance(e, VllmEngine) and model_len_problem(s, e, need))
+    ]
+    if not at:
+        return []
+    return [
+        f"{file}: workload: a normal length without a max draws past mean + 3 standard deviations about "
+        f"once in 740, up to {need} tokens (input + output) at 5, which {where_in(s, at)} would refuse (a "
+        "failed request, and latencies that leave the long ones out): give input_tokens / output_tokens a max"
+    ]
 
 
 def _context_shift_warnings(s: Scenario, file: str) -> list[str]:

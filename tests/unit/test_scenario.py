@@ -1075,3 +1075,21 @@ def test_dataset_rows_and_a_gguf_files_context_are_checked_once_read(tmp_path: P
     s = parse_scenario({**BASE, "engine": eng, "workload": {"input_tokens": 1000, "output_tokens": 8}})
     (msg,) = input_file_errors(s, "f.yaml")
     assert "the model's trained context is 256 tokens" in msg
+
+
+def test_a_normal_length_without_a_max_whose_long_draws_would_not_fit_is_warned_of() -> None:
+    """mean 300, stddev 60 against 512 tokens a slot: validate's mean + 3 sd (496 with the output) fits,
+    and a draw of 573 failed with HTTP 400, the point's latencies then covering the shorter ones."""
+    from harness.scenario import combination_warnings
+
+    eng = {**BASE["engine"], "ctx_size": 1024, "parallel": 2}
+    normal = {"dist": "normal", "mean": 300, "stddev": 60}
+    data = {**BASE, "engine": eng, "workload": {"input_tokens": normal, "output_tokens": 16}}
+    (w,) = [w for w in combination_warnings(parse_scenario(data), "f.yaml") if "without a max" in w]
+    assert w == (
+        "f.yaml: workload: a normal length without a max draws past mean + 3 standard deviations about once "
+        "in 740, up to 616 tokens (input + output) at 5, which engine would refuse (a failed request, and "
+        "latencies that leave the long ones out): give input_tokens / output_tokens a max"
+    )
+    data["workload"] = {"input_tokens": {**normal, "min": 200, "max": 400}, "output_tokens": 16}
+    assert not [w for w in combination_warnings(parse_scenario(data), "f.yaml") if "without a max" in w]
