@@ -255,6 +255,25 @@ def add_speedup(points: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
     return out
 
 
+def missing_baseline_note(points: pd.DataFrame, baseline: str | None) -> list[str]:
+    """The rows other configurations have and the baseline has not: their speedups are blank (rows are
+    split by model, precision, workload and load: an H100 at fp8 has no bf16 A100 row to divide by)."""
+    if baseline is None:
+        return []
+    have = set(zip(*(points.loc[points["config"] == baseline, k] for k in ROW_KEYS), strict=True))
+    others = points[(points["config"] != baseline) & ~at_rate(points["load"])]
+    lacking = list(
+        dict.fromkeys(k for k in zip(*(others[k] for k in ROW_KEYS), strict=True) if k not in have)
+    )
+    if not lacking:
+        return []
+    rows = "; ".join(" | ".join(str(v) for v in k) for k in lacking)
+    return [
+        f"baseline {baseline} has no point at {rows}: no speedup there (rows are split by model, precision, "
+        "workload and load; a run of the baseline there, or another --baseline, gives one)"
+    ]
+
+
 def within_spread_note(points: pd.DataFrame, baseline: str | None) -> list[str]:
     """A note naming the speedups whose configuration and baseline were rerun (`median_of_reruns`) and
     whose tok/s ranges over the reruns overlap: the difference is inside what the reruns varied by."""
@@ -366,7 +385,7 @@ def compare_points(
         base = choose_baseline(list(dict.fromkeys(points["config"])), devs, baseline)
     points = add_speedup(points, base)
     notes += rate_rows_note(points, base) + rate_rows_cost_note(points) + device_count_note(points, base)
-    notes += within_spread_note(points, base)
+    notes += missing_baseline_note(points, base) + within_spread_note(points, base)
     notes += host_cpu_notes(points)
     notes += above_roofline_notes(points)
     if "energy_j_per_output_token" not in points.columns or points["energy_j_per_output_token"].isna().all():

@@ -86,6 +86,17 @@ def caveats(points: pd.DataFrame) -> list[str]:
                 else f"{bad} of {n} measured requests failed; its numbers cover the others only"
             )
             out.append(f"run {r['run_id']} point {r['point_id']}: {said}")
+    if {"short_outputs", "ok"} <= set(points.columns):
+        # rows are keyed by the lengths asked: a point whose outputs came shorter sits among full-length
+        # ones, its tok/s and speedup over fewer tokens a request
+        for _, r in points[points["short_outputs"].fillna(0) > 0].iterrows():
+            short, n = int(r["short_outputs"]), int(r["ok"] or 0)
+            at_limit = int(r.get("short_at_limit") or 0) if pd.notna(r.get("short_at_limit")) else 0
+            why = "a length limit (the context?)" if at_limit >= short else "an end of sequence not ignored?"
+            out.append(
+                f"run {r['run_id']} point {r['point_id']}: {short} of {n} requests returned fewer tokens "
+                f"than asked ({why}): its row is the lengths asked, its numbers are over shorter outputs"
+            )
     return out
 
 

@@ -813,3 +813,31 @@ def test_the_empty_metric_hints_name_the_flags_as_spelled_now() -> None:
 
     hints = " ".join(EMPTY_METRIC_HINTS.values())
     assert "--usd-per-kwh" in hints and "--kwh" not in hints.replace("--usd-per-kwh", "")
+
+
+def test_rows_the_baseline_lacks_are_said_to_have_no_speedup() -> None:
+    """An H100 at fp8 against an A100 at bf16 (rows are split by precision): every speedup was blank,
+    without a word."""
+    from harness.compare import missing_baseline_note
+
+    df = _rows()
+    assert missing_baseline_note(df, "a100-80gb-sxm | vllm") == [
+        "baseline a100-80gb-sxm | vllm has no point at llama-3.1-70b | fp8 | 1024/256 | c64: no speedup "
+        "there (rows are split by model, precision, workload and load; a run of the baseline there, or "
+        "another --baseline, gives one)"
+    ]
+    assert missing_baseline_note(df.iloc[:4], "a100-80gb-sxm | vllm") == []
+    assert missing_baseline_note(df, None) == []
+
+
+def test_a_point_whose_outputs_came_short_is_noted_in_its_full_length_row() -> None:
+    """Rows are keyed by the lengths asked: 16-token outputs sat in the 128/64 row at 1.78x, unsaid."""
+    from harness.compare_notes import caveats
+
+    df = _rows().assign(run_id="r1", point_id="v0-c2", ok=8, short_outputs=[0, 8, 0, 0, 0])
+    assert caveats(df) == [
+        "run r1 point v0-c2: 8 of 8 requests returned fewer tokens than asked (an end of sequence not "
+        "ignored?): its row is the lengths asked, its numbers are over shorter outputs"
+    ]
+    df["short_at_limit"] = [0, 8, 0, 0, 0]
+    assert "(a length limit (the context?))" in caveats(df)[0]
