@@ -149,4 +149,11 @@ def energy_scope_notes(points: pd.DataFrame) -> list[str]:
         out.append(f"J/token counts different energy per configuration ({said}): compare with care")
     if (points["energy_scope"] == "incomplete").any():
         out.append("some points have no J/token: a GPU's energy was unknown in their window")
+    # beside configurations that have it, one that measured no energy at all reads as a blank, not a zero
+    unmeasured = [c for c in dict.fromkeys(points["config"]) if c not in set(known["config"])]
+    if unmeasured:
+        out.append(
+            f"no energy measured for {', '.join(unmeasured)} (no GPU or CPU energy telemetry there): no "
+            "J/token nor energy cost for it"
+        )
     return out

@@ -337,6 +337,12 @@ def test_j_per_token_of_different_energy_scopes_is_said_to_differ() -> None:
     )
     df["energy_scope"] = "gpu"
     assert energy_scope_notes(df) == []
+    # beside configurations that measured it, one that measured no energy is named (a blank, not a 0)
+    df.loc[2, ["energy_j_per_output_token", "energy_scope"]] = [float("nan"), None]
+    assert energy_scope_notes(df) == [
+        "no energy measured for a100 | vllm (no GPU or CPU energy telemetry there): no J/token nor energy "
+        "cost for it"
+    ]
 
 
 def test_cpu_runs_on_machines_the_catalog_does_not_know_are_not_reruns_of_each_other(tmp_path) -> None:
