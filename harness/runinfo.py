@@ -118,12 +118,14 @@ def settings_of(
     workload: dict[str, Any],
     host_cpu: str | None = None,
     load: dict[str, Any] | None = None,
+    engine_version: str | None = None,
 ) -> str:
     """The effective engine configuration, workload and open-loop shape (`load_shape`) of a point as
     canonical JSON: two runs under one configuration label whose settings differ (a base `engine:`
     field, `api`, a shared prefix, Poisson against constant arrivals) did not measure the same thing.
     `host_cpu` (`host_cpu_label`, for points that ran on the host CPU): CPUs the catalog does not know
-    share the label `cpu`, so this tells their machines apart."""
+    share the label `cpu`, so this tells their machines apart. `engine_version`: the engine's own version
+    (its manifest entry's), where it gave one: another build is another measurement, not a rerun."""
     engine = {k: v for k, v in cfg.items() if k not in NOT_SETTINGS}
     workload = {k: length_setting(v) if k in LENGTHS else v for k, v in workload.items()}
     out: dict[str, Any] = {"engine": engine, "workload": workload}
@@ -131,6 +133,8 @@ def settings_of(
         out["load"] = shape
     if host_cpu:
         out["host"] = {"cpu": host_cpu}
+    if engine_version:
+        out["engine_build"] = {"version": engine_version}
     return json.dumps(out, sort_keys=True, default=str)
 
 
@@ -251,7 +255,8 @@ def _run_points(run: str | Path, table: dict[str, Device] | None) -> pd.DataFram
             workload_output_tokens=lengths[1],
             host_cpu=host_cpu_label(manifest) if on_cpu else None,
         )
-        row["settings"] = settings_of(cfg, workload, row["host_cpu"], scenario.get("load") or {})
+        version = eng.get("version") if isinstance(eng.get("version"), str) else None
+        row["settings"] = settings_of(cfg, workload, row["host_cpu"], scenario.get("load") or {}, version)
         rows.append(row)
     out = pd.DataFrame(rows)
     out["pct_roofline"] = out["output_tok_s"] / out["roofline_tok_s"] * 100

@@ -847,3 +847,33 @@ def test_a_point_whose_outputs_came_short_is_noted_in_its_full_length_row() -> N
     ]
     df["short_at_limit"] = [0, 8, 0, 0, 0]
     assert "(a length limit (the context?))" in caveats(df)[0]
+
+
+def test_runs_of_another_engine_build_are_not_reruns(tmp_path) -> None:
+    """Two runs of one configuration on two llama.cpp builds were pooled as reruns (`--reruns median`)
+    or the older superseded without a word: another build is another measurement."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from harness.runinfo import points_frame
+
+    src = Path(__file__).resolve().parents[2] / "results/evidence/20261125T114708Z-quickstart-cpu"
+    for name, version in (("a", None), ("b", "b9999-0123abc")):
+        shutil.copytree(src, tmp_path / name)
+        m = json.loads((tmp_path / name / "manifest.json").read_text())
+        m["run_id"] = name
+        if version:
+            for e in m["engines"]:
+                e["version"] = version
+        (tmp_path / name / "manifest.json").write_text(json.dumps(m))
+    original = json.loads((src / "manifest.json").read_text())["engines"][0]["version"]
+    kept, notes = dedupe(points_frame([tmp_path / "a", tmp_path / "b"]), reruns="median")
+    assert sorted(set(kept["config"])) == [
+        f"cpu | llamacpp/xllamacpp [engine_build.version={v}]" for v in sorted([original, "b9999-0123abc"])
+    ]
+    said = "cpu | llamacpp/xllamacpp: runs with other settings (engine_build.version) are shown apart"
+    assert said in notes
+    # the same build again: a rerun
+    kept, _ = dedupe(points_frame([tmp_path / "a", src]), reruns="median")
+    assert len(kept) == 3 and set(kept["reruns"]) == {2}
