@@ -152,9 +152,9 @@ except BaseException:
     pass
 def started(pid):
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
+        import psutil
+        return f"{psutil.Process(pid).create_time():.2f}"
+    except Exception:
         return None
 def alive():
     try:
@@ -183,12 +183,13 @@ GUARD_GRACE_S = 10.0
 
 
 def _started(pid: int) -> str:
-    """A process's start time (clock ticks since boot, /proc/PID/stat field 22): with its number, who it
-    is; `?` where it cannot be read."""
+    """A process's start time (psutil's, to the hundredth of a second: Linux and macOS alike): with its
+    number, who it is; `?` where it cannot be read."""
+    import psutil
+
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
+        return f"{psutil.Process(pid).create_time():.2f}"
+    except (psutil.Error, OSError):
         return "?"
 
 
@@ -246,7 +247,9 @@ class ManagedProcess:
             except OSError as e:
                 raise EngineError(f"cannot start {self.argv[0]}: {e}") from None
         _LIVE.add(self)
-        if sys.platform.startswith("linux"):
+        # the guard needs a pipe's end of file and process groups: every POSIX system (macOS too, where no
+        # parent-death signal kills the engine with a SIGKILLed harness)
+        if os.name == "posix":
             with contextlib.suppress(OSError):
                 self.guard = subprocess.Popen(
                     [

@@ -120,7 +120,7 @@ def test_the_guard_leaves_a_group_whose_leader_number_went_to_another_process(tm
     other = subprocess.Popen(["sleep", "30"], start_new_session=True)
     try:
         born = _started(other.pid)
-        wrong = str(int(born) - 1)  # what the (gone) engine leader's start time would have been
+        wrong = f"{float(born) - 1:.2f}"  # what the (gone) engine leader's start time would have been
         guard = subprocess.Popen(
             [sys.executable, "-c", _GUARD, str(other.pid), "1", wrong], stdin=subprocess.PIPE
         )
