@@ -13,12 +13,23 @@ import psutil
 
 
 def cpu_model() -> str | None:
+    """The CPU's name: Linux's /proc/cpuinfo, macOS's `machdep.cpu.brand_string` ("Apple M2 Max", where
+    `platform.processor()` says only "arm"), else what `platform` says."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    if sys.platform == "darwin":
+        try:
+            name = subprocess.run(
+                ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=5
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            name = ""
+        if name:
+            return name
     return platform.processor() or None
 
 
