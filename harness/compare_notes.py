@@ -150,7 +150,9 @@ def energy_scope_notes(points: pd.DataFrame) -> list[str]:
     if (points["energy_scope"] == "incomplete").any():
         out.append("some points have no J/token: a GPU's energy was unknown in their window")
     # beside configurations that have it, one that measured no energy at all reads as a blank, not a zero
-    unmeasured = [c for c in dict.fromkeys(points["config"]) if c not in set(known["config"])]
+    # (one whose J/token is blank for incomplete windows or failed requests has a scope: not this)
+    scoped = set(points.loc[points["energy_scope"].notna(), "config"])
+    unmeasured = [c for c in dict.fromkeys(points["config"]) if c not in set(known["config"]) | scoped]
     if unmeasured:
         out.append(
             f"no energy measured for {', '.join(unmeasured)} (no GPU or CPU energy telemetry there): no "

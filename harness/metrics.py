@@ -248,7 +248,8 @@ def summarize(
     row["error_kinds"] = ",".join(f"{k}:{n}" for k, n in sorted(kinds.items()))
     # what the first failure said (a prompt past the engine's context: its HTTP 400's text), for the notes
     first = next((r for r in sorted(measured, key=lambda r: r.done_ns or 0) if r.error_kind), None)
-    row["first_error"] = (first.error or first.error_kind or "")[:FIRST_ERROR_CHARS] if first else ""
+    said = " ".join((first.error or first.error_kind or "").split()) if first else ""  # one line
+    row["first_error"] = said[:FIRST_ERROR_CHARS]
     return row
 
 
@@ -308,6 +309,7 @@ def _count_columns(ok: list[RequestRecord]) -> dict[str, Any]:
         "short_at_limit": count(
             lambda r: (
                 r.finish_reason == "length"
+                and r.output_tokens_source == "usage"  # the engine's own count, not the client's estimate
                 and r.output_tokens is not None
                 and r.expected_output_tokens is not None
                 and r.output_tokens < r.expected_output_tokens

@@ -1,13 +1,14 @@
 """The highest request rate that still meets the SLOs (`harness run --find-max-goodput`).
 
-A rate *meets the SLOs* when at least `slo.attainment` of its requests succeed within every
-limit (TTFT, TPOT, E2E). Starting from the scenario's first rate, the search doubles the rate
-while points pass and halves it while they fail, then bisects between the highest passing and
-the lowest failing rate until they are within `rel_tol` of each other or `max_probes` points
-have run. Each probe is a full open-loop point, recorded like any other. Every probe's arrivals are
-one draw scaled to its rate (common random numbers): two probes differ in rate, not in their bursts,
-so a probe that passes and a faster one that fails were not told apart by a burst that only one of them
-got. The draw's own luck (its offered rate against the nominal one) is shared by every probe.
+A rate *meets the SLOs* when at least `slo.attainment` of its requests succeed within every limit (TTFT,
+TPOT, E2E). Starting from the scenario's first rate, the search doubles the rate while points pass and
+halves it while they fail, then bisects between the highest passing and the lowest failing rate until
+they are within `rel_tol` of each other or `max_probes` points have run. Halving stops early where a
+halved rate brought neither more requests within the SLOs nor a shorter TTFT: the SLOs are missed at any
+load. Each probe is a full open-loop point, recorded like any other. Every probe's arrivals are one draw
+scaled to its rate (common random numbers): two probes differ in rate, not in their bursts, so a probe
+that passes and a faster one that fails were not told apart by a burst that only one of them got. The
+draw's own luck (its offered rate against the nominal one) is shared by every probe.
 """
 
 from __future__ import annotations
@@ -93,8 +94,10 @@ def slo_met(row: dict[str, Any], attainment: float) -> bool:
     return v is not None and v == v and v >= attainment
 
 
-# the least rise in the share of requests within the SLOs that a halved rate must bring for halving to go on
+# the least rise in the share of requests within the SLOs that a halved rate must bring for halving to go
+# on, unless its TTFT p50 fell below this fraction of the faster probe's (a queue draining)
 HALVING_GAIN = 0.01
+TTFT_DRAINING = 0.9
 
 
 class PointPlan:
@@ -104,6 +107,7 @@ class PointPlan:
         self.points = list(points)
         self.search = search
         self._attained: dict[float, float] = {}  # probe rate -> its slo_attainment
+        self._ttft_s: dict[float, float] = {}  # probe rate -> its TTFT p50
 
     def __iter__(self) -> Iterator[Point]:
         if self.search is None:
@@ -130,17 +134,24 @@ class PointPlan:
                 f"every measured request failed at {point.rate_rps:g} req/s ({row.get('error_kinds')})"
             )
         share = row.get("slo_attainment") if row is not None else None
+        ttft = row.get("ttft_s_p50") if row is not None else None
         if not isinstance(share, float) or share != share:
             return
-        # halving while nothing passed: a halved rate that brought no more requests within the SLOs will
-        # not be cured by the next (each halving doubles a probe's length)
+        # halving while nothing passed: a halved rate that brought no more requests within the SLOs and
+        # no shorter TTFT (no queue that drains: the SLOs are missed at any load, or requests fail) will
+        # not be cured by the next (each halving doubles a probe's length). A server far past its
+        # capacity at both rates misses the SLOs at both too, but its queue, and so its TTFT, shrinks
         above = [r for r in self._attained if r > point.rate_rps]
         self._attained[point.rate_rps] = share
+        if isinstance(ttft, float) and ttft == ttft:
+            self._ttft_s[point.rate_rps] = ttft
         if not met and self.search.best_rps is None and above:
             prev = min(above)
-            if share <= self._attained[prev] + HALVING_GAIN:
+            before, now = self._ttft_s.get(prev), self._ttft_s.get(point.rate_rps)
+            draining = before is None or now is None or now < before * TTFT_DRAINING
+            if share <= self._attained[prev] + HALVING_GAIN and not draining:
                 self.search.stop(
                     f"halving the rate brought no more requests within the SLOs ({self._attained[prev]:.1%} "
-                    f"at {prev:g} req/s, {share:.1%} at {point.rate_rps:g}): they are missed at low load "
-                    "too (see the points' latencies and errors)"
+                    f"at {prev:g} req/s, {share:.1%} at {point.rate_rps:g}) nor a shorter TTFT: they are "
+                    "missed at low load too (see the points' latencies and errors)"
                 )

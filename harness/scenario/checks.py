@@ -103,9 +103,27 @@ def longest(length: int | LengthDist) -> int:
 
 
 def context_shift(eng: LlamaCppEngine) -> bool:
-    """llama-server's `--context-shift`: a slot that fills up drops half its tokens and goes on
-    generating, so only the prompt must fit."""
-    return "--context-shift" in eng.extra_args
+    """llama-server's `--context-shift` (xllamacpp's `ctx_shift=true`; the last of it and its `--no-`
+    counts): a slot that fills up drops half its tokens and goes on generating, so only the prompt must
+    fit."""
+    on = False
+    for a in eng.extra_args:
+        flat = a.replace(" ", "").lower()
+        if a == "--context-shift" or flat in {f"ctx_shift={v}" for v in ("true", "1", "yes", "on")}:
+            on = True
+        elif a == "--no-context-shift" or flat in {f"ctx_shift={v}" for v in ("false", "0", "no", "off")}:
+            on = False
+    return on
+
+
+def trained_context_cap(eng: LlamaCppEngine, trained: int | None) -> int | None:
+    """The model's trained context where the launcher caps a slot at it (llama-server and xllamacpp;
+    llama-cpp-python does not), and no argument stretches it (rope scaling, an overridden
+    context_length)."""
+    stretched = any(
+        a.startswith(("--rope-scal", "--override-kv", "--yarn", "rope_", "yarn_")) for a in eng.extra_args
+    )
+    return None if eng.launcher == "llama-cpp-python" or stretched else trained
 
 
 def slot_context_problem(
@@ -129,15 +147,16 @@ def slot_context_problem(
     if trained is not None and trained < min(per_slot, need):
         return (
             f"the model's trained context is {trained} tokens, which llama.cpp caps every slot at, but the "
-            f"workload asks for up to {need} ({asked}): llama.cpp would refuse them (allowed: shorter "
-            "lengths, or a model trained on a longer context)"
+            f"workload asks for up to {need} ({asked}): llama.cpp would refuse or cut them short (allowed: "
+            "shorter lengths, or a model trained on a longer context)"
         )
     if need <= per_slot:
         return None
     hint = "[kv_unified=true]" if eng.launcher == "xllamacpp" else "[--kv-unified]"
     text = (
         f"{eng.ctx_size} tokens over {slots} slot(s) is {per_slot} per request, but the workload asks for "
-        f"up to {need} ({asked}): llama.cpp would refuse them (allowed: ctx_size >= {need * slots}"
+        f"up to {need} ({asked}): llama.cpp would refuse or cut them short (allowed: ctx_size >= "
+        f"{need * slots}"
     )
     if slots == 1:  # one slot (llama-cpp-python, or a unified cache already): only a larger context helps
         return text + ")"
@@ -151,7 +170,7 @@ def _slot_context_problem(s: Scenario, eng: LlamaCppEngine) -> str | None:
     model file's trained context once it is: `inputs.input_file_errors`)."""
     if s.workload.dataset:
         return None
-    trained = eng.model.context if isinstance(eng.model, SyntheticModel) else None
+    trained = trained_context_cap(eng, eng.model.context if isinstance(eng.model, SyntheticModel) else None)
     n_in = longest(s.workload.input_tokens)
     return slot_context_problem(eng, n_in + longest(s.workload.output_tokens), trained, n_in)
 

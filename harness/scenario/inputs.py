@@ -109,7 +109,10 @@ def _context_errors(s: Scenario, file: str, rows: list[DatasetRow] | None) -> li
     from harness.scenario.vllm_checks import model_len_problem
 
     if rows is not None:
-        sized = [r for r in rows if r.input_tokens is not None]
+        # a point takes rows from the first on, one a request (measured, warmup, cooldown): those after
+        # are never sent
+        used = rows[: s.load.requests + s.load.warmup_requests + s.load.cooldown_requests]
+        sized = [r for r in used if r.input_tokens is not None]
         if not sized:
             return []
         n_in = max(r.input_tokens or 0 for r in sized)
@@ -139,9 +142,11 @@ def _context_errors(s: Scenario, file: str, rows: list[DatasetRow] | None) -> li
 def _trained_context(eng: LlamaCppEngine) -> int | None:
     """The context a model was trained on: a synthetic model's `context`, a GGUF file's
     `<arch>.context_length` (None where unknown: a packaged model, an unreadable header)."""
+    from harness.scenario.checks import trained_context_cap
+
     if isinstance(eng.model, SyntheticModel):
-        return eng.model.context
-    if not isinstance(eng.model, PathModel):
+        return trained_context_cap(eng, eng.model.context)
+    if not isinstance(eng.model, PathModel) or trained_context_cap(eng, 1) is None:
         return None
     from harness.model_errors import ModelError
     from harness.models import gguf_info

@@ -134,11 +134,12 @@ def test_halving_stops_once_a_halved_rate_brings_no_more_requests_within_the_slo
     for p in plan:
         assert p.rate_rps is not None
         rates.append(p.rate_rps)
-        plan.observe(p, False, {"requests": 10, "ok": 8, "slo_attainment": shares[p.rate_rps]})
+        row = {"requests": 10, "ok": 8, "slo_attainment": shares[p.rate_rps], "ttft_s_p50": 0.05}
+        plan.observe(p, False, row)
     assert rates == [4.0, 2.0]
     assert plan.search is not None and plan.search.stop_reason == (
-        "halving the rate brought no more requests within the SLOs (80.0% at 4 req/s, 80.0% at 2): they "
-        "are missed at low load too (see the points' latencies and errors)"
+        "halving the rate brought no more requests within the SLOs (80.0% at 4 req/s, 80.0% at 2) nor a "
+        "shorter TTFT: they are missed at low load too (see the points' latencies and errors)"
     )
     # where halving helps (the queue drains), it goes on
     easing = {4.0: 0.2, 2.0: 0.6, 1.0: 0.95, 0.5: 1.0}
@@ -151,6 +152,25 @@ def test_halving_stops_once_a_halved_rate_brings_no_more_requests_within_the_slo
             p, easing[p.rate_rps] >= 0.99, {"requests": 10, "ok": 10, "slo_attainment": easing[p.rate_rps]}
         )
     assert rates == [4.0, 2.0, 1.0, 0.5] and plan.search is not None and plan.search.best_rps == 0.5
+
+
+def test_halving_goes_on_through_rates_far_past_capacity_whose_queue_drains() -> None:
+    """A server of 1 req/s probed from 8: at 8 and at 4 queueing pushes almost every request past the
+    TTFT limit (2 % within), but the queue, and so the TTFT, is shorter at 4: halving goes on to where
+    the server keeps up."""
+    capacity = 1.0
+    plan = PointPlan(_points(8.0), RateSearch(8.0, max_probes=6))
+    rates = []
+    for p in plan:
+        assert p.rate_rps is not None
+        rates.append(p.rate_rps)
+        over = p.rate_rps > capacity
+        # 100 requests: the median one waits for the half of the queue built over the arrivals' span
+        ttft = 50 * (1 / capacity - 1 / p.rate_rps) if over else 0.05
+        row = {"requests": 100, "ok": 100, "slo_attainment": 0.02 if over else 1.0, "ttft_s_p50": ttft}
+        plan.observe(p, not over, row)
+    assert rates[:4] == [8.0, 4.0, 2.0, 1.0]
+    assert plan.search is not None and plan.search.best_rps == 1.0
 
 
 def test_a_rate_probed_already_ends_the_search() -> None:

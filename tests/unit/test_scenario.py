@@ -421,8 +421,9 @@ def test_requests_longer_than_a_llamacpp_slot_are_rejected() -> None:
     data = {**BASE, "engine": eng, "workload": {"input_tokens": 1000, "output_tokens": 64}}
     assert messages(data) == [
         "f.yaml: engine.ctx_size: 4096 tokens over 4 slot(s) is 1024 per request, but the workload asks for "
-        "up to 1064 (input + output tokens): llama.cpp would refuse them (allowed: ctx_size >= 4256 with "
-        "parallel 4, fewer slots, or one KV cache shared by all slots: extra_args [kv_unified=true])"
+        "up to 1064 (input + output tokens): llama.cpp would refuse or cut them short (allowed: ctx_size >= "
+        "4256 with parallel 4, fewer slots, or one KV cache shared by all slots: extra_args "
+        "[kv_unified=true])"
     ]
     # a distribution counts by its max; a unified KV cache gives each slot all of it
     data["workload"] = {"input_tokens": {"dist": "uniform", "mean": 500, "max": 999}, "output_tokens": 64}
@@ -869,7 +870,8 @@ def test_a_one_slot_server_is_told_only_to_take_a_larger_context() -> None:
     eng = {**BASE["engine"], "launcher": "llama-cpp-python", "ctx_size": 512}
     assert messages({**BASE, "engine": eng, "workload": {"input_tokens": 1024, "output_tokens": 8}}) == [
         "f.yaml: engine.ctx_size: 512 tokens over 1 slot(s) is 512 per request, but the workload asks for up "
-        "to 1032 (input + output tokens): llama.cpp would refuse them (allowed: ctx_size >= 1032)"
+        "to 1032 (input + output tokens): llama.cpp would refuse or cut them short (allowed: ctx_size >= "
+        "1032)"
     ]
     # the README's xllamacpp example validates
     x = {**BASE["engine"], "extra_args": ["kv_unified=true", "n_ubatch=256"]}
@@ -1015,8 +1017,8 @@ def test_requests_past_the_models_trained_context_are_refused() -> None:
     data = {**BASE, "engine": {**eng, "parallel": 2}, "workload": {"input_tokens": 600, "output_tokens": 32}}
     assert messages(data) == [
         "f.yaml: engine.ctx_size: the model's trained context is 512 tokens, which llama.cpp caps every "
-        "slot at, but the workload asks for up to 632 (input + output tokens): llama.cpp would refuse "
-        "them (allowed: shorter lengths, or a model trained on a longer context)"
+        "slot at, but the workload asks for up to 632 (input + output tokens): llama.cpp would refuse or "
+        "cut them short (allowed: shorter lengths, or a model trained on a longer context)"
     ]
     data["workload"] = {"input_tokens": 400, "output_tokens": 32}
     assert parse_scenario(data, "f.yaml").engine.ctx_size == 1264
@@ -1057,8 +1059,8 @@ def test_dataset_rows_and_a_gguf_files_context_are_checked_once_read(tmp_path: P
     s = parse_scenario({**BASE, "engine": eng, "workload": {"dataset": str(data)}})
     assert input_file_errors(s, "f.yaml") == [
         "f.yaml: engine.ctx_size: 1024 tokens over 1 slot(s) is 1024 per request, but the workload asks for "
-        f"up to 1200 (input + output tokens): llama.cpp would refuse them (allowed: ctx_size >= 1200) (rows "
-        f"of workload.dataset {data})"
+        "up to 1200 (input + output tokens): llama.cpp would refuse or cut them short (allowed: ctx_size >= "
+        f"1200) (rows of workload.dataset {data})"
     ]
     vllm = {"type": "vllm", "model": {"source": "catalog", "name": "tiny-llama"}, "max_model_len": 1024}
     s = parse_scenario({**BASE, "engine": vllm, "workload": {"dataset": str(data)}})
@@ -1093,3 +1095,49 @@ def test_a_normal_length_without_a_max_whose_long_draws_would_not_fit_is_warned_
     )
     data["workload"] = {"input_tokens": {**normal, "min": 200, "max": 400}, "output_tokens": 16}
     assert not [w for w in combination_warnings(parse_scenario(data), "f.yaml") if "without a max" in w]
+
+
+def test_the_trained_context_caps_only_launchers_that_cap_slots_and_only_unstretched() -> None:
+    """llama-cpp-python serves past the trained context (3000 + 100 tokens on a model trained at 2048);
+    rope scaling on the command line stretches what llama.cpp takes as trained."""
+    eng = {"type": "llamacpp", "model": {"source": "synthetic", "context": 512}, "ctx_size": 4096}
+    work = {"input_tokens": 1000, "output_tokens": 32}
+    lcp = {**eng, "launcher": "llama-cpp-python"}
+    assert parse_scenario({**BASE, "engine": lcp, "workload": work}).engine.launcher == "llama-cpp-python"
+    yarn = {**eng, "launcher": "llama-server", "parallel": 1, "extra_args": ["--rope-scaling", "yarn"]}
+    assert parse_scenario({**BASE, "engine": yarn, "workload": work})
+    assert (
+        "trained context is 512" in messages({**BASE, "engine": {**eng, "parallel": 1}, "workload": work})[0]
+    )
+
+
+def test_context_shift_is_read_in_each_launchers_spelling_the_last_one_counting() -> None:
+    from harness.scenario.checks import context_shift
+
+    def shift(launcher: str, *args: str) -> bool:
+        eng = {**BASE["engine"], "launcher": launcher, "extra_args": list(args)}
+        return context_shift(parse_scenario({**BASE, "engine": eng}).engine)
+
+    assert shift("llama-server", "--context-shift") and shift("xllamacpp", "ctx_shift=true")
+    assert not shift("llama-server", "--context-shift", "--no-context-shift")
+    assert not shift("xllamacpp", "ctx_shift=true", "ctx_shift=false") and not shift("llama-server")
+
+
+def test_only_the_dataset_rows_a_point_sends_are_held_to_the_context(tmp_path: Path) -> None:
+    """Rows are taken from the first on, one a request: a long row 900 of 1000, never reached by 20
+    requests a point, refused a scenario that runs."""
+    from harness.scenario import input_file_errors
+
+    data = tmp_path / "rows.jsonl"
+    rows = [{"input_tokens": 100, "output_tokens": 10}] * 1000
+    rows[900] = {"input_tokens": 5000, "output_tokens": 10}
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    eng = {**BASE["engine"], "ctx_size": 1024, "parallel": 1}
+    load = {"concurrency": [1], "requests": 20, "warmup_requests": 2}
+    s = parse_scenario({**BASE, "engine": eng, "workload": {"dataset": str(data)}, "load": load})
+    assert input_file_errors(s, "f.yaml") == []
+    s = parse_scenario(
+        {**BASE, "engine": eng, "workload": {"dataset": str(data)}, "load": {**load, "requests": 950}}
+    )
+    (msg,) = input_file_errors(s, "f.yaml")
+    assert "asks for up to 5010 (input + output tokens)" in msg

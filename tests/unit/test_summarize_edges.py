@@ -68,8 +68,12 @@ def test_requests_without_a_planned_output_length_are_neither_short_nor_long() -
     assert (row["short_outputs"], row["long_outputs"]) == (1, 1)
     assert row["short_at_limit"] == 0  # no finish_reason: not said to be a length limit
     stopped = rec(4, 1000, [1100, 1200], 1500, 4, expected_output_tokens=8, finish_reason="length")
+    stopped.output_tokens_source = "usage"
     row = metrics.summarize([short, stopped])
     assert (row["short_outputs"], row["short_at_limit"]) == (2, 1)
+    # a count the client made (re-tokenized text, chunks) may be short by itself: not said to be a limit
+    stopped.output_tokens_source = "tokenizer"
+    assert metrics.summarize([short, stopped])["short_at_limit"] == 0
 
 
 def test_a_prompt_of_unknown_length_is_no_prompt_token_mismatch() -> None:
@@ -363,9 +367,14 @@ def test_a_point_with_some_failures_names_the_first_ones_message() -> None:
 
     ok = rec(1, 1000, [1100, 1200], 1500, 8)
     bad = rec(2, 1000, [], 1100, None)
-    bad.error_kind, bad.error = "http", "HTTP 400: request (1500 tokens) exceeds the available context size"
+    bad.error_kind, bad.error = (
+        "http",
+        "HTTP 400: request (1500 tokens)\n  exceeds the available context size",
+    )
     row = metrics.summarize([ok, bad])
-    assert row["first_error"] == bad.error and metrics.summarize([ok])["first_error"] == ""
+    # on one line (a proxy's HTML error page would break the Markdown notes)
+    assert row["first_error"] == "HTTP 400: request (1500 tokens) exceeds the available context size"
+    assert metrics.summarize([ok])["first_error"] == ""
     (note, *_) = point_notes(pd.DataFrame([{**row, "point_id": "v0-c1"}]))
     assert note == (
         "point v0-c1: 1 of 2 measured requests failed (http:1; first: HTTP 400: request (1500 tokens) "
