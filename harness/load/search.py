@@ -63,12 +63,24 @@ class RateSearch:
         self.stop_reason = reason
 
     def summary(self) -> dict[str, Any]:
-        _, hi = self.bracket()
+        lo, hi = self.bracket()
+        why = self.stop_reason
+        if (
+            why is None
+            and len(self.probes) >= self.max_probes
+            and lo
+            and hi
+            and (hi - lo) / lo > self.rel_tol
+        ):
+            # the probes ran out before the bracket closed: the rate found is that far from the limit
+            why = (
+                f"{self.max_probes} probes ran out with {lo:g}-{hi:g} req/s still {(hi - lo) / lo:.0%} apart"
+            )
         return {
             "max_rate_rps": self.best_rps,
             "lowest_failing_rps": hi,
             "probes": [{"rate_rps": r, "slo_met": ok} for r, ok in self.probes],
-            **({"stop_reason": self.stop_reason} if self.stop_reason else {}),
+            **({"stop_reason": why} if why else {}),
         }
 
 

@@ -28,6 +28,15 @@ def test_doubles_then_bisects_to_tolerance() -> None:
     assert s.best_rps == lo
 
 
+def test_probes_that_run_out_before_the_bracket_closes_say_how_wide_it_was() -> None:
+    s = RateSearch(0.1, max_probes=8)
+    run(s, capacity=9.0)  # doubling from far below takes 7 probes to fail once
+    assert s.summary()["stop_reason"] == "8 probes ran out with 6.4-12.8 req/s still 100% apart"
+    s = RateSearch(8.0, max_probes=8)
+    run(s, capacity=9.0)
+    assert "stop_reason" not in s.summary()  # closed to within 5 %
+
+
 def test_halves_when_the_start_fails_and_reports_none_if_nothing_passes() -> None:
     s = RateSearch(8.0, max_probes=4)
     assert run(s, capacity=0.1) == [8.0, 4.0, 2.0, 1.0]
