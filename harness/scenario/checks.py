@@ -102,28 +102,39 @@ def longest(length: int | LengthDist) -> int:
     return math.ceil(length.mean + 3 * length.sd())
 
 
+def _switch(arg: str, field: str) -> bool | None:
+    """An xllamacpp CommonParams switch as written in extra_args (`kv_unified=true`): True or False where
+    `arg` sets `field`, None where it does not."""
+    flat = arg.replace(" ", "").lower()
+    name, eq, value = flat.partition("=")
+    if not eq or name != field:
+        return None
+    if value in ("true", "1", "yes", "on"):
+        return True
+    return False if value in ("false", "0", "no", "off") else None
+
+
 def context_shift(eng: LlamaCppEngine) -> bool:
     """llama-server's `--context-shift` (xllamacpp's `ctx_shift=true`; the last of it and its `--no-`
     counts): a slot that fills up drops half its tokens and goes on generating, so only the prompt must
     fit."""
     on = False
     for a in eng.extra_args:
-        flat = a.replace(" ", "").lower()
-        if a == "--context-shift" or flat in {f"ctx_shift={v}" for v in ("true", "1", "yes", "on")}:
-            on = True
-        elif a == "--no-context-shift" or flat in {f"ctx_shift={v}" for v in ("false", "0", "no", "off")}:
-            on = False
+        if a in ("--context-shift", "--no-context-shift"):
+            on = a == "--context-shift"
+        elif (set_to := _switch(a, "ctx_shift")) is not None:
+            on = set_to
     return on
 
 
-def trained_context_cap(eng: LlamaCppEngine, trained: int | None) -> int | None:
-    """The model's trained context where the launcher caps a slot at it (llama-server and xllamacpp;
-    llama-cpp-python does not), and no argument stretches it (rope scaling, an overridden
+def caps_at_trained_context(eng: LlamaCppEngine) -> bool:
+    """Whether the launcher caps a slot at the model's trained context (llama-server and xllamacpp;
+    llama-cpp-python does not) with no argument stretching it (rope scaling, an overridden
     context_length)."""
     stretched = any(
         a.startswith(("--rope-scal", "--override-kv", "--yarn", "rope_", "yarn_")) for a in eng.extra_args
     )
-    return None if eng.launcher == "llama-cpp-python" or stretched else trained
+    return eng.launcher != "llama-cpp-python" and not stretched
 
 
 def slot_context_problem(
@@ -134,11 +145,7 @@ def slot_context_problem(
     ctx_size between its `parallel` slots (unless --kv-unified), and caps a slot at the model's
     `trained` context; llama-cpp-python has one slot with all of it."""
     # llama-server's flag, or xllamacpp's `kv_unified=true` (a field of its CommonParams)
-    unified = any(
-        a in ("--kv-unified", "-kvu")
-        or a.replace(" ", "").lower() in tuple(f"kv_unified={v}" for v in ("true", "1", "yes", "on"))
-        for a in eng.extra_args
-    )
+    unified = any(a in ("--kv-unified", "-kvu") or _switch(a, "kv_unified") for a in eng.extra_args)
     if context_shift(eng) and longest_input is not None:
         need = longest_input + 1
     slots = 1 if eng.launcher == "llama-cpp-python" or unified else eng.parallel
@@ -170,7 +177,8 @@ def _slot_context_problem(s: Scenario, eng: LlamaCppEngine) -> str | None:
     model file's trained context once it is: `inputs.input_file_errors`)."""
     if s.workload.dataset:
         return None
-    trained = trained_context_cap(eng, eng.model.context if isinstance(eng.model, SyntheticModel) else None)
+    model = eng.model
+    trained = model.context if isinstance(model, SyntheticModel) and caps_at_trained_context(eng) else None
     n_in = longest(s.workload.input_tokens)
     return slot_context_problem(eng, n_in + longest(s.workload.output_tokens), trained, n_in)
 

@@ -140,13 +140,16 @@ def _context_errors(s: Scenario, file: str, rows: list[DatasetRow] | None) -> li
 
 
 def _trained_context(eng: LlamaCppEngine) -> int | None:
-    """The context a model was trained on: a synthetic model's `context`, a GGUF file's
-    `<arch>.context_length` (None where unknown: a packaged model, an unreadable header)."""
-    from harness.scenario.checks import trained_context_cap
+    """The context a model was trained on, where the launcher caps a slot at it: a synthetic model's
+    `context`, a GGUF file's `<arch>.context_length` (None where unknown: a packaged model, an unreadable
+    header)."""
+    from harness.scenario.checks import caps_at_trained_context
 
+    if not caps_at_trained_context(eng):
+        return None
     if isinstance(eng.model, SyntheticModel):
-        return trained_context_cap(eng, eng.model.context)
-    if not isinstance(eng.model, PathModel) or trained_context_cap(eng, 1) is None:
+        return eng.model.context
+    if not isinstance(eng.model, PathModel):
         return None
     from harness.model_errors import ModelError
     from harness.models import gguf_info
