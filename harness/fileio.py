@@ -32,10 +32,15 @@ def _new_file(folder: Path, prefix: str) -> Path:
     while True:
         tmp = folder / f"{prefix}{secrets.token_hex(4)}.tmp"
         try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666))
+            _create_new(tmp)
         except FileExistsError:
             continue
         return tmp
+
+
+def _create_new(path: Path) -> None:
+    """An empty file made at `path`, which must not exist (not even as a link): FileExistsError else."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666))
 
 
 def claim_new(parent: Path, stem: str, suffix: str = "", folder: bool = True) -> Path:
@@ -49,7 +54,7 @@ def claim_new(parent: Path, stem: str, suffix: str = "", folder: bool = True) ->
             if folder:
                 p.mkdir()
             else:
-                os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666))
+                _create_new(p)
         except FileExistsError:
             continue
         return p

@@ -247,7 +247,7 @@ def summarize(
     kinds = Counter(r.error_kind for r in measured if r.error_kind)
     row["error_kinds"] = ",".join(f"{k}:{n}" for k, n in sorted(kinds.items()))
     # what the first failure said (a prompt past the engine's context: its HTTP 400's text), for the notes
-    first = next((r for r in sorted(measured, key=lambda r: r.done_ns or 0) if r.error_kind), None)
+    first = min((r for r in measured if r.error_kind), key=lambda r: r.done_ns or 0, default=None)
     said = " ".join((first.error or first.error_kind or "").split()) if first else ""  # one line
     row["first_error"] = said[:FIRST_ERROR_CHARS]
     return row

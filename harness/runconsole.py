@@ -90,8 +90,13 @@ def _search_text(found: dict[str, Any], rows: list[dict[str, Any]], variant: int
     got = _number(row, "req_s")
     offered = _number(row, "offered_req_s")
     # the rate asked is the schedule's nominal one; the draw offered what `offered_req_s` says
-    achieved = f" asked ({offered:.3g} offered, {got:.3g} achieved)" if got is not None and offered else ""
-    achieved = achieved or (f" asked ({got:.3g} req/s achieved)" if got is not None else "")
+    achieved = ""
+    if got is not None:
+        achieved = (
+            f" asked ({offered:.3g} offered, {got:.3g} achieved)"
+            if offered
+            else f" asked ({got:.3g} req/s achieved)"
+        )
     if failing is None:
         n = len(found["probes"])
         text = (
