@@ -244,13 +244,26 @@ def _instead(field: str) -> str:
     return "the harness picks it" if field.startswith("the harness") else f"set engine.{field} instead"
 
 
+# vLLM's data-parallel options (its short forms; every `--data-parallel-*` long one is refused too): more
+# replicas of the engine, on GPUs the harness would not count
+DATA_PARALLEL_FLAGS = ("-dp", "-dpl", "-dpa", "-dpp", "-dpr", "-dpb")
+
+
 def vllm_extra_args_problem(args: tuple[str, ...], catalog_model: bool) -> str | None:
     """Why vLLM `extra_args` cannot be used, else None: a flag the harness sets from a field (vLLM keeps
     the last of a flag given twice, so the manifest would say what did not run), in any spelling vLLM's
     parser takes (`--max_num_seqs`, an alias, a `--no-` form, an abbreviation such as `--max-num-seq`);
-    for a catalog model, how it is loaded; and `--api-key`."""
+    for a catalog model, how it is loaded; `--api-key`; and data parallelism (replicas the harness would not
+    count)."""
     own = HARNESS_OWN_ARGS["vllm"]
     for flag in (vllm_flag(a.split("=", 1)[0]) for a in args if a.startswith("-")):
+        if flag in DATA_PARALLEL_FLAGS or flag.startswith("--data-parallel"):
+            return (
+                f"extra_args {flag!r}: the harness runs one replica of the engine and counts its GPUs as "
+                "tensor_parallel_size x pipeline_parallel_size: energy, $/1M and the roofline would miss the "
+                "other replicas (run a data-parallel server yourself and measure it as an external endpoint, "
+                "with hardware.gpus its GPU count)"
+            )
         if flag == "--api-key":
             return (
                 "extra_args '--api-key': the server would refuse the harness's own requests, which carry no"

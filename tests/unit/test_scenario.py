@@ -827,6 +827,10 @@ def test_vllm_extra_args_may_not_set_what_the_harness_sets() -> None:
     assert m.endswith("extra_args '--port': the harness sets it itself (the harness picks it)"), m
     (m,) = messages({"name": "v", "engine": {**vllm, "extra_args": ["--api-key", "k"]}})
     assert "extra_args '--api-key': the server would refuse the harness's own requests" in m
+    # data parallelism runs replicas on GPUs that energy, $/1M and the roofline would not count
+    for args in (["--data-parallel-size", "2"], ["-dp", "4"], ["--data_parallel_size_local=2"]):
+        (m,) = messages({"name": "v", "engine": {**vllm, "extra_args": args}})
+        assert "the harness runs one replica of the engine and counts its GPUs as" in m, m
     # an abbreviation of two flags set from two fields names no one field
     (m,) = messages({"name": "v", "engine": {**vllm, "extra_args": ["--max-num", "4"]}})
     assert m.endswith("which the harness sets itself (the harness picks it)"), m
