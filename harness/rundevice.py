@@ -127,10 +127,32 @@ def device_of(
     if key and not ran_on_cpu(cfg, hw, engine or {}, detected_gpu(manifest) is not None):
         if cfg.get("type") == "vllm":
             n = int(cfg.get("tensor_parallel_size") or 1) * int(cfg.get("pipeline_parallel_size") or 1)
+        elif cfg.get("type") == "llamacpp" and (sampled := sampled_gpus(engine or {})):
+            n = sampled  # llama.cpp splits its layers over every GPU it sees: the ones NVML sampled
         else:
             n = int(hw.get("gpus") or 1)
         return str(key), n
     return host_cpu_key(manifest), 1
+
+
+def device_as_declared(
+    manifest: dict[str, Any], cfg: dict[str, Any], engine: dict[str, Any], device: str
+) -> bool:
+    """Whether `device` (`device_of`'s) is only the scenario's `hardware.gpu`: an endpoint on another host,
+    or a machine whose GPU nothing recorded (nvidia-ml-py not installed, NVML failed)."""
+    declared = ((manifest.get("scenario") or {}).get("hardware") or {}).get("gpu")
+    if not declared or device != declared:
+        return False
+    remote = cfg.get("type") == "external" and engine.get("local") is False
+    return remote or machine_gpu(manifest).key is None
+
+
+def sampled_gpus(engine: dict[str, Any]) -> int | None:
+    """How many GPUs NVML sampled for an engine (its manifest entry's telemetry), None where it sampled
+    none or did not run."""
+    nvml = ((engine.get("telemetry") or {}) if isinstance(engine.get("telemetry"), dict) else {}).get("nvml")
+    picked = nvml.get("sampled_gpus") if isinstance(nvml, dict) else None
+    return len(picked) if isinstance(picked, list) and picked else None
 
 
 def ran_on_cpu(cfg: dict[str, Any], hw: dict[str, Any], engine: dict[str, Any], gpu_here: bool) -> bool:
@@ -156,17 +178,33 @@ def ran_on_cpu(cfg: dict[str, Any], hw: dict[str, Any], engine: dict[str, Any], 
 
 def partial_offload(cfg: dict[str, Any], engine: dict[str, Any], on_cpu: bool) -> bool:
     """Whether a configuration split the weights between a GPU and host memory: vLLM with
-    cpu_offload_gb, llama.cpp with some but not every layer on the GPU (n_gpu_layers 1 .. the GGUF's
-    block count; 999 or -1 is all of them). Not when it ran on the CPU alone."""
+    cpu_offload_gb (unless its GPU held the whole share all the same), llama.cpp with some but not every
+    layer on the GPU (n_gpu_layers 1 .. the GGUF's block count; 999 or -1 is all of them). Not when it ran
+    on the CPU alone."""
     if on_cpu:
         return False
     if cfg.get("type") == "vllm":
-        return float(cfg.get("cpu_offload_gb") or 0) > 0
+        return float(cfg.get("cpu_offload_gb") or 0) > 0 and not offload_had_no_effect(engine)
     if cfg.get("type") != "llamacpp":
         return False
     ngl = int(cfg.get("n_gpu_layers") or 0)
     blocks = (engine.get("model") or {}).get("block_count")
     return 0 < ngl <= (int(blocks) if isinstance(blocks, int) and blocks > 0 else 998)
+
+
+def offload_had_no_effect(engine: dict[str, Any]) -> bool:
+    """Whether vLLM's GPU held (within 5 %) its whole share of the weights though cpu_offload_gb asked it
+    to keep less (`harness.engines.vllm.offload_check`'s fields in the engine's manifest entry)."""
+    keys = ("weights_gpu_gib_loaded", "weights_gpu_gib_without_offload", "weights_gpu_gib_expected")
+    got = [engine.get(k) for k in keys]
+    nums = [float(x) for x in got if isinstance(x, int | float) and not isinstance(x, bool)]
+    return len(nums) == 3 and whole_share_held(*nums)
+
+
+def whole_share_held(loaded_gib: float, full_gib: float, expected_gib: float) -> bool:
+    """Whether a GPU asked to hold `expected_gib` of weights (an offload) held its whole share `full_gib`
+    all the same (within 5 %)."""
+    return loaded_gib >= 0.95 * full_gib and expected_gib < 0.95 * full_gib
 
 
 def offloaded(points: pd.DataFrame) -> pd.Series:

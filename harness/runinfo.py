@@ -10,7 +10,9 @@ is inferred from directory names. One row per measured point comes out of `point
   (`harness.rundevice.run_gpu` says when), else the host CPU (a catalog CPU key when /proc/cpuinfo
   names one, else `cpu`);
   for an external endpoint on another host, the scenario's `hardware.gpu` (else `unknown`)
-* `devices`: how many of them one engine instance uses (TP x PP for vLLM, `hardware.gpus` else)
+* `device_declared`: the device is only the scenario's `hardware.gpu` (nothing on the machine recorded it)
+* `devices`: how many of them one engine instance uses (TP x PP for vLLM; for llama.cpp on GPUs, the GPUs
+  NVML sampled, as it splits its layers over all it sees; `hardware.gpus` else)
 * `config`: the column label `hardware | engine [| variant overrides]`
 * `workload`: mean input/output tokens (`128/64`), or `dataset NAME`: points of different workloads
   are never the same row
@@ -29,7 +31,13 @@ import pandas as pd
 from harness.catalog.hardware import Device
 from harness.models import PACKAGE_CATALOG
 from harness.results import RunNotFound, read_manifest
-from harness.rundevice import device_of, host_cpu_key, host_cpu_label, partial_offload
+from harness.rundevice import (
+    device_as_declared,
+    device_of,
+    host_cpu_key,
+    host_cpu_label,
+    partial_offload,
+)
 from harness.runpoints import aborted_rows, info_columns, read_points, reading
 from harness.runroofline import device_table, mean_len, roofline_tok_s
 
@@ -237,6 +245,7 @@ def _run_points(run: str | Path, table: dict[str, Device] | None) -> pd.DataFram
             model=model,
             precision=precision,
             device=device,
+            device_declared=device_as_declared(manifest, cfg, eng, device),
             devices=n,
             hardware=hardware,
             engine_label=engine,

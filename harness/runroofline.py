@@ -14,7 +14,7 @@ from harness.catalog.hardware import Device, devices
 from harness.engines.vllm_flags import DEFAULT_GPU_MEMORY_UTILIZATION
 from harness.models import PACKAGE_CATALOG
 from harness.roofline import BYTES_PER_PARAM, Shape, decode_bound
-from harness.rundevice import host_cpu_key
+from harness.rundevice import host_cpu_key, offload_had_no_effect, sampled_gpus
 from harness.slots import engine_slots
 
 GIB = 1024**3
@@ -182,14 +182,17 @@ def roofline_tok_s(
         host = table.get(host_cpu_key(manifest))
         return partial_offload_tok_s(shape, engine, weight, ngl, batch, ctx, dev, host)
     kv_bpe = 1.0 if str(cfg.get("kv_cache_dtype", "auto")).startswith("fp8") else 2.0
-    off = float(cfg.get("cpu_offload_gb") or 0) * GIB
+    off = 0.0 if offload_had_no_effect(engine) else float(cfg.get("cpu_offload_gb") or 0) * GIB
     link = dev.host_link_gbs * 1e9 if dev.host_link_gbs else None
     if off and not link:
         return math.nan
     vllm_util = float(cfg.get("gpu_memory_utilization") or DEFAULT_GPU_MEMORY_UTILIZATION)
     mem_util = vllm_util if cfg.get("type") == "vllm" else 0.9
 
-    pp = int(cfg.get("pipeline_parallel_size") or 1) if cfg.get("type") == "vllm" else 1
+    if cfg.get("type") == "vllm":
+        pp = int(cfg.get("pipeline_parallel_size") or 1)
+    else:  # llama.cpp's layers split over its GPUs are stages: each holds its share, the KV cache beside it
+        pp = (sampled_gpus(engine) or int(hw.get("gpus") or 1)) if cfg.get("type") == "llamacpp" else 1
     off = min(off, weight / (tp * pp))  # vLLM offloads at most a device's share of the weights
 
     step = step_bytes_of(cfg, engine, shape, weight, precision)

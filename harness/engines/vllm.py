@@ -54,6 +54,7 @@ from harness.fileio import user_path
 from harness.hfmodel import TOKENIZER_DIR, HfModelError, catalog_model_dir
 from harness.models import ModelError
 from harness.roofline import Shape
+from harness.rundevice import whole_share_held
 from harness.scenario import VllmEngine, Workload
 
 GIB = 1024**3
@@ -160,7 +161,7 @@ def offload_check(
     full = expected_gpu_weight_gib(weight_bytes, tp, pp, 0.0)
     want = expected_gpu_weight_gib(weight_bytes, tp, pp, offload_gb)
     fields = {"weights_gpu_gib_expected": round(want, 3), "weights_gpu_gib_without_offload": round(full, 3)}
-    if loaded_gib >= 0.95 * full and want < 0.95 * full:
+    if whole_share_held(loaded_gib, full, want):
         return fields, (
             f"cpu_offload_gb {offload_gb:g} had no effect: the GPU holds {loaded_gib:.2f} GiB of weights, "
             f"the whole share ({full:.2f} GiB) instead of about {want:.2f} GiB"

@@ -411,3 +411,56 @@ def test_weights_go_by_the_precision_a_point_ran_at_and_auto_has_none() -> None:
     m = _manifest({**ext, "precision": "bf16"}, {"gpu": H100, "gpus": 1})
     cfg = m["scenario"]["engine"]
     assert roofline_tok_s(m, cfg, {"local": False}, H100, 1, "bf16") == pytest.approx(at["bf16"])
+
+
+def test_an_offload_vllm_did_not_make_is_no_offload() -> None:
+    """The GPU held the whole 16.06 GB of Llama-3.1-8B bf16 though `cpu_offload_gb: 8` asked it to keep
+    about 7.5 GiB (vLLM's log said so): its ceiling is the GPU's, not one that streams 8 GiB over PCIe
+    each step (63 GB/s / 8.6e9 B, 7.3 tok/s, far below what it measured); and it is no offload point."""
+    from harness.rundevice import partial_offload
+
+    eng = {"type": "vllm", "model": {"source": "catalog", "name": "llama-3.1-8b"}, "precision": "bf16"}
+    m = _manifest({**eng, "cpu_offload_gb": 8}, {"gpu": "h100-sxm", "gpus": 1})
+    cfg = m["scenario"]["engine"]
+    planned = {"weights_gpu_gib_expected": 6.96, "weights_gpu_gib_without_offload": 14.96}
+    made, ignored = (
+        {**planned, "weights_gpu_gib_loaded": gib} for gib in (7.0, 14.96)
+    )  # fmt: skip
+    streamed = roofline_tok_s(m, cfg, made, H100, 1, "bf16", context=0.0)
+    assert streamed == pytest.approx(63e9 / (8 * 2**30), rel=1e-3)
+    whole = roofline_tok_s(m, {**cfg, "cpu_offload_gb": 0}, {}, H100, 1, "bf16", context=0.0)
+    assert roofline_tok_s(m, cfg, ignored, H100, 1, "bf16", context=0.0) == whole > 10 * streamed
+    assert partial_offload(cfg, made, False) and not partial_offload(cfg, ignored, False)
+
+
+def test_llamacpp_on_several_gpus_counts_those_nvml_sampled_and_holds_kv_on_each() -> None:
+    """llama.cpp splits its layers over every GPU it sees: a run on 4 sampled GPUs was priced as the
+    scenario's default 1 while its energy covered 4, and its ceiling fitted the KV cache of a 70B model
+    beside all of the weights on one GPU (about 2 sequences)."""
+    big = {**SYNTH, "layers": 80, "hidden": 8192, "heads": 64, "kv_heads": 8, "ffn": 28672, "vocab": 128256}
+    m = _manifest({"type": "llamacpp", "model": big, "n_gpu_layers": 999, "parallel": 32}, {"gpu": H100})
+    cfg = m["scenario"]["engine"]
+    # a 75 GB file (Q8_0): (0.9 x 80 GiB - 75e9) / (2048 x 327,680 B) = 3 sequences on one H100, all 32
+    # where each of 4 holds a quarter of the layers
+    gguf = {"model": {"size_bytes": 75e9}}
+    four = {**gguf, "telemetry": {"nvml": {"sampled_gpus": [0, 1, 2, 3]}}}
+    assert device_of(m, cfg, four) == (H100, 4)
+    assert device_of(m, cfg, {}) == (H100, 1)  # no NVML: the scenario's hardware.gpus
+    one = roofline_tok_s(m, cfg, gguf, H100, 32, "bf16", context=2048.0)
+    split = roofline_tok_s(m, cfg, four, H100, 32, "bf16", context=2048.0)
+    # one device's bandwidth either way (the GPUs run their layers in turn), but 32 sequences fit on 4
+    assert split > 5 * one
+
+
+def test_a_gpu_nothing_recorded_is_said_to_be_the_declared_one() -> None:
+    from harness.rundevice import device_as_declared
+
+    eng = {"type": "vllm", "model": {"source": "catalog", "name": "llama-3.1-8b"}}
+    m = _manifest(eng, {"gpu": "h100-sxm"})
+    cfg = m["scenario"]["engine"]
+    assert not device_as_declared(m, cfg, {}, H100)  # the inventory found an H100
+    m["hardware"]["gpu"] = {"available": False, "reason": "nvidia-ml-py is not installed"}
+    assert device_of(m, cfg, {}) == (H100, 1) and device_as_declared(m, cfg, {}, H100)
+    ext = {"type": "external", "base_url": "http://gpu-box:8000", "model": {"source": "served", "name": "m"}}
+    remote = _manifest(ext, {"gpu": "h100-sxm"})
+    assert device_as_declared(remote, remote["scenario"]["engine"], {"local": False}, H100)
