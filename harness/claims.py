@@ -1,18 +1,22 @@
 """`harness claims`: each published claim beside a measurement when one matches, else its roofline.
 
 A run matches a claim when its points have the claim's model, device, device count, engine,
-precision and concurrency (fields the claim leaves null match anything); the measured value is the
-highest output tok/s among the matching points, reruns of a point counting as one, at their median
-(`reruns_as_one`: the luckiest of several runs is not a measurement). Points at an arrival rate are not
-taken: their tok/s is the rate offered while the engine keeps up, not what the hardware can do. The
-roofline check (harness.roofline) asks whether the claimed tok/s is reachable at batch 1, from which
-batch it could be, and whether that batch's KV cache fits beside the weights (memory_utilization 0.9).
-Where the claim does not state the precision, bf16 and fp8 are both tried; where it does not state the
-device count, one is assumed.
+precision and concurrency (fields the claim leaves null match anything), are within its latency limits,
+and split their weights with host memory for an offload claim only; the measured value is the
+highest output tok/s among the matching points without `doubts` (among all where each has some, and
+then said), reruns of a point counting as one, at their median (`reruns_as_one`: the luckiest of several
+runs is not a measurement). Points at an arrival rate are not taken: their tok/s is the rate offered
+while the engine keeps up, not what the hardware can do. The roofline check (harness.roofline) asks
+whether the claimed tok/s is reachable at batch 1, from which batch it could be, and whether that
+batch's KV cache fits beside the weights (memory_utilization 0.9). Where the claim does not state the
+precision, bf16 and fp8 are both tried (the matched point's where one matched); where it does not state
+the device count, the matched point's is taken, else one is assumed.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import numbers
 from dataclasses import dataclass
 from decimal import Decimal
@@ -24,13 +28,15 @@ from harness.catalog import models
 from harness.catalog.claims import Claim, Side
 from harness.catalog.hardware import Device, devices
 from harness.compare import ROW_KEYS, median_of_reruns, split_settings
+from harness.compare_notes import ABOVE_ROOFLINE_PCT
 from harness.cost import usd_per_million_tokens
 from harness.formatting import fmt
-from harness.roofline import Shape, decode_bound, min_batch_for
+from harness.roofline import BYTES_PER_PARAM, Shape, decode_bound, min_batch_for
 from harness.rundevice import offloaded
 from harness.runinfo import at_rate
 
 DEFAULT_CONTEXT_TOKENS = 1024.0
+BOTH = ["bf16", "fp8"]  # the precisions tried where a claim states none
 MEMORY_UTILIZATION = 0.9
 
 
@@ -54,8 +60,28 @@ def _want(c: Claim, side: Side | None = None) -> Want:
     return c.model, side.device, side.devices, c.engine, side.precision, c.concurrency
 
 
-def _conditions(points: pd.DataFrame, want: Want) -> list[tuple[str, str, pd.Series]]:
-    """(how it reads, the column, which points meet it) for each condition `want` sets beyond the model."""
+def _conditions(
+    points: pd.DataFrame, want: Want, c: Claim | None = None
+) -> list[tuple[str, str | None, pd.Series]]:
+    """(how it reads, the column, which points meet it) for each condition `want` sets beyond the model,
+    then those of the claim `c`: weights offloaded to the host for an offload claim, none for the others
+    (a GPU streaming its weights over PCIe measures the link), and its latency limits (p99 TTFT, TPOT)."""
+    out = _want_conditions(points, want)
+    if c is None:
+        return out
+    off = offloaded(points)
+    if c.kind == "offload":
+        out.append(("with weights offloaded to the host", None, off))
+    else:
+        out.append(("without weights offloaded to the host", None, ~off))
+    for limit, col, said in ((c.ttft_p99_s, "ttft_s_p99", "TTFT"), (c.tpot_p99_s, "tpot_s_p99", "TPOT")):
+        if limit is not None:
+            values = points[col] if col in points.columns else pd.Series(math.nan, index=points.index)
+            out.append((f"with p99 {said} <= {limit:g} s", col, values <= limit))
+    return out
+
+
+def _want_conditions(points: pd.DataFrame, want: Want) -> list[tuple[str, str | None, pd.Series]]:
     _, device, n, engine, precision, concurrency = want
     engines = points["engine_label"].str.split("/").str[0]
     asked = (
@@ -75,18 +101,18 @@ def _at_rate(points: pd.DataFrame) -> pd.Series:
     return at_rate(points["load"])
 
 
-def _match(points: pd.DataFrame, want: Want) -> pd.DataFrame:
-    """The points of the model at a concurrency that meet every condition of `want` and measured a
-    tok/s."""
+def _match(points: pd.DataFrame, want: Want, c: Claim | None = None) -> pd.DataFrame:
+    """The points of the model at a concurrency that meet every condition of `want` (and of the claim
+    `c`: `_conditions`) and measured a tok/s."""
     if points.empty:
         return points
     m = points["model"] == want[0]
-    for _, _, meets in _conditions(points, want):
+    for _, _, meets in _conditions(points, want, c):
         m &= meets
     return points[m & points["output_tok_s"].notna() & ~_at_rate(points)]
 
 
-def no_match_reason(points: pd.DataFrame, want: Want) -> str:
+def no_match_reason(points: pd.DataFrame, want: Want, c: Claim | None = None) -> str:
     """Why `_match` finds nothing: the first of its conditions no point meets, with what the points have
     instead ('' when some point matches, or there are no points at all: nothing to explain)."""
     if points.empty:
@@ -99,9 +125,9 @@ def no_match_reason(points: pd.DataFrame, want: Want) -> str:
     m = points["model"] == model
     if not m.any():
         return f"no run of {model}; runs of: {has(points, 'model')}"
-    for said, col, meets in _conditions(points, want):
+    for said, col, meets in _conditions(points, want, c):
         if not (m & meets).any():
-            return f"no {model} point {said}; measured: {has(points[m], col)}"
+            return f"no {model} point {said}" + (f"; measured: {has(points[m], col)}" if col else "")
         m &= meets
     measured = m & points["output_tok_s"].notna()
     if not measured.any():
@@ -131,14 +157,45 @@ def reruns_as_one(points: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([one.drop(columns=missing), points[~measured]], ignore_index=True)
 
 
+# share of a point's requests that may fail before its tok/s stops measuring the claim (the others' tok/s)
+FAILED_SHARE = 0.05
+
+
+def doubts(r: pd.Series) -> list[str]:
+    """Why a matching point's tok/s may not measure what a claim states, as `compare` notes it: failed
+    requests beyond `FAILED_SHARE`, a tok/s above its decode roofline (the hardware, precision or model
+    is likely not what ran), a client near saturation, outputs shorter than asked, a GPU the run took
+    from its scenario without seeing it."""
+    out = []
+    errors, requests = _count(r.get("errors")), _count(r.get("requests"))
+    if errors and requests and errors > FAILED_SHARE * requests:
+        out.append(f"{errors} of {requests} requests failed")
+    pct = r.get("pct_roofline")
+    if isinstance(pct, numbers.Real) and float(pct) > ABOVE_ROOFLINE_PCT:  # NaN compares False
+        out.append(f"{pct:.0f}% of its roofline: likely not the hardware, precision or model named")
+    if r.get("client_saturated") in (True, 1):  # numpy's bool too
+        out.append("the client near saturation")
+    if short := _count(r.get("short_outputs")):
+        out.append(f"{short} outputs shorter than asked")
+    if r.get("device_declared") in (True, 1):
+        out.append(f"{r['device']} as the scenario declared it: no GPU was recorded")
+    return out
+
+
 def _best(df: pd.DataFrame) -> dict[str, Any] | None:
-    """The matching point of highest output tok/s: its tok/s, device count, and where it was measured
-    (with how many of its requests failed, where some did: its tok/s counts the others only; and, for a
+    """The matching point of highest output tok/s among those without `doubts` (of all of them where
+    every one has some): its tok/s, device count, doubts, and where it was measured (workload and load,
+    with how many of its requests failed, where some did: its tok/s counts the others only; and, for a
     median of reruns, how many and their range)."""
     if df.empty:
         return None
-    r = df.sort_values("output_tok_s", kind="stable").iloc[-1]
+    doubted = [doubts(r) for _, r in df.iterrows()]
+    clean = df[[not d for d in doubted]]
+    pick = clean if not clean.empty else df
+    r = pick.sort_values("output_tok_s", kind="stable").iloc[-1]
+    said = doubts(r)
     prec = f" {r['precision']}" if "precision" in r and isinstance(r["precision"], str) else ""
+    work = f" {r['workload']}" if isinstance(r.get("workload"), str) else ""
     errors, requests, devices, runs = (_count(r.get(k)) for k in ("errors", "requests", "devices", "reruns"))
     failed = f"; {errors}{'' if requests is None else f' of {requests}'} requests failed" if errors else ""
     median = ""
@@ -148,8 +205,18 @@ def _best(df: pd.DataFrame) -> dict[str, Any] | None:
     return {
         "tok_s": float(r["output_tok_s"]),
         "devices": devices or 1,
-        "where": f"{r['config']}{prec} {r['load']} ({median}{r['run_id']}{failed})",
+        "precision": r.get("precision") if isinstance(r.get("precision"), str) else None,
+        "doubts": said,
+        "settings": r.get("settings"),
+        "where": f"{r['config']}{prec}{work} {r['load']} ({median}{r['run_id']}{failed})",
     }
+
+
+def _doubted(verdict: str, best: dict[str, Any] | None) -> str:
+    """A verdict on a measured point, with why that point may not measure the claim where it has doubts."""
+    if best is None or not best["doubts"]:
+        return verdict
+    return f"{verdict}; doubtful: {'; '.join(best['doubts'])}"
 
 
 def _count(x: Any) -> int | None:
@@ -220,38 +287,50 @@ def _shape_dev(model: str, device: str | None) -> tuple[Shape | None, Device | N
 def _throughput(c: Claim, target: float, precision: str | None, points: pd.DataFrame) -> tuple[str, str, str]:
     shape, dev, why = _shape_dev(c.model, c.device)
     want = _want(c)
-    best = _best(_match(points, want))
+    best = _best(_match(points, want, c))
     measured = (
-        _unmatched(no_match_reason(points, want))
+        _unmatched(no_match_reason(points, want, c))
         if best is None
         else f"{_fmt_tok(best['tok_s'])} tok/s at {best['where']}"
     )
+    on = "" if best is None or c.devices or best["devices"] == 1 else f" on {best['devices']} devices"
+    high = c.high if target == c.value else target
+    got = "" if best is None else tok_s_vs_claimed(best["tok_s"], target, high) + on
     if shape is None or dev is None:
-        return (
-            measured,
-            why,
-            f"measured {best['tok_s'] / target * 100:.0f}% of the claim" if best else "unchecked",
-        )
-    n = c.devices or 1
+        return measured, why, _doubted(got or "unchecked", best)
+    # the roofline of what was measured where a point matches: its device count and precision
+    n = c.devices or (best["devices"] if best else 1)
+    tried = precision or (best["precision"] if best and best["precision"] in BYTES_PER_PARAM else None)
     ctx = c.context_tokens if c.context_tokens is not None else DEFAULT_CONTEXT_TOKENS
-    checks = [
-        throughput_check(shape, dev, n, p, target, ctx)
-        for p in ([precision] if precision else ["bf16", "fp8"])
-    ]
-    assumed = "" if c.devices else "1 device assumed; "
+    checks = [throughput_check(shape, dev, n, p, target, ctx) for p in ([tried] if tried else BOTH)]
+    assumed = "" if c.devices else ("1 device assumed; " if best is None else f"{n} device(s) as measured; ")
     text = f"context {ctx:g} tokens; " + assumed + "; ".join(ch["text"] for ch in checks)
-    if not c.devices and not any(ch["ok"] for ch in checks):
-        for more in (2, 4, 8):
-            alt = [throughput_check(shape, dev, more, ch["precision"], target, ctx) for ch in checks]
-            ok = [a for a in alt if a["ok"]]
-            if ok:
-                text += f"; with {more} devices (TP {more}): {ok[0]['text']}"
-                break
-    if best is not None:
-        verdict = f"measured {best['tok_s'] / target * 100:.0f}% of the claim"
+    more = None
+    if not c.devices and best is None and not any(ch["ok"] for ch in checks):
+        more = _fewest_devices(shape, dev, checks, target, ctx)
+        if more is not None:
+            text += f"; with {more[0]} devices (TP {more[0]}): {more[1]}"
+    if got:
+        verdict = got
+    elif any(ch["ok"] for ch in checks):
+        verdict = "plausible"
+    elif more is not None:  # the claim does not say on how many
+        verdict = f"plausible on {more[0]} or more devices (the claim names no count)"
     else:
-        verdict = "plausible" if any(ch["ok"] for ch in checks) else "not possible as stated"
-    return measured, text, verdict
+        verdict = "not possible as stated"
+    return measured, text, _doubted(verdict, best)
+
+
+def _fewest_devices(
+    shape: Shape, dev: Device, checks: list[dict[str, Any]], target: float, ctx: float
+) -> tuple[int, str] | None:
+    """(devices, how) for the fewest of 2, 4 or 8 devices on which a check's precision reaches `target`."""
+    for more in (2, 4, 8):
+        alt = [throughput_check(shape, dev, more, ch["precision"], target, ctx) for ch in checks]
+        ok = [a for a in alt if a["ok"]]
+        if ok:
+            return more, str(ok[0]["text"])
+    return None
 
 
 def _side_ceiling(c: Claim, s: Side) -> tuple[float, float | None] | None:
@@ -278,7 +357,7 @@ def _ratio_pairs(c: Claim, points: pd.DataFrame) -> list[tuple[dict[str, Any], d
     precision unless a side fixes its own (so 8 GPUs are never set against 1, nor FP8 against BF16
     when the claim is about GPUs). Sorted by the numerator's tok/s, highest first."""
     assert c.numerator is not None and c.denominator is not None
-    sides = [_match(points, _want(c, s)) for s in (c.numerator, c.denominator)]
+    sides = [_match(points, _want(c, s), c) for s in (c.numerator, c.denominator)]
     if any(x.empty for x in sides):
         return []
     key = list(RATIO_KEY)
@@ -304,7 +383,7 @@ def _ratio_unmatched(c: Claim, points: pd.DataFrame) -> str:
     if points.empty:
         return ""
     for s in (c.numerator, c.denominator):
-        if why := no_match_reason(points, _want(c, s)):
+        if why := no_match_reason(points, _want(c, s), c):
             return why
     return (
         "no configuration measured on both sides: same workload, load and engine, device count and precision"
@@ -315,6 +394,8 @@ def _ratio(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
     assert c.numerator is not None and c.denominator is not None
     num, den = _side_ceiling(c, c.numerator), _side_ceiling(c, c.denominator)
     pairs = _ratio_pairs(c, points)
+    if c.up_to:  # "up to 3.3x": the best case the runs measured
+        pairs.sort(key=lambda ab: -ab[0]["tok_s"] / ab[1]["tok_s"])
     measured = _unmatched(_ratio_unmatched(c, points))
     if pairs:
         a, b = pairs[0]
@@ -337,8 +418,55 @@ def _ratio(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
     verdict = "within the roofline range" if inside else f"outside the roofline range {lo:.2f}-{hi:.2f}x"
     if pairs:
         a, b = pairs[0]
-        verdict = f"{measured_vs_claimed(a['tok_s'] / b['tok_s'], c.value, c.high)}; the claim is {verdict}"
+        ratio = a["tok_s"] / b["tok_s"]
+        verdict = f"{measured_vs_claimed(ratio, c.value, c.high)}; the claim is {verdict}"
+        odd = [*a["doubts"], *b["doubts"], *_pair_differences(a, b)]
+        if not lo * (1 - RATIO_SLACK) <= ratio <= hi * (1 + RATIO_SLACK):
+            odd.append(f"the measured ratio is outside the hardware's {lo:.2f}-{hi:.2f}x")
+        verdict = _doubted(verdict, {"doubts": odd})
     return measured, text, verdict
+
+
+# how far a measured ratio may stray outside the roofline ratios (the catalog's nominal bandwidths and
+# peaks, engines' kernels that suit one GPU better) before it is doubted
+RATIO_SLACK = 0.1
+# settings the two sides of a ratio differ in by design: what the claim compares
+RATIO_SIDES_DIFFER_IN = frozenset({"precision", "tensor_parallel_size", "pipeline_parallel_size", "model"})
+
+
+def _pair_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """What else the two sides of a measured ratio ran under: engine fields (beyond the precision, device
+    count and model the claim sets apart), the engine's build, the load's shape."""
+    sa, sb = (_flat_settings(x.get("settings")) for x in (a, b))
+    differ = {k for k in {*sa, *sb} if sa.get(k) != sb.get(k)}
+    keys = sorted(k for k in differ if k.split(".")[-1] not in RATIO_SIDES_DIFFER_IN)
+    return [f"the sides differ in {', '.join(keys)}"] if keys else []
+
+
+def _flat_settings(settings: Any) -> dict[str, str]:
+    """`settings` JSON (harness.runinfo.settings_of) as `engine.max_num_seqs` -> its value as JSON; {}
+    where there is none."""
+    if not isinstance(settings, str):
+        return {}
+    try:
+        tree = json.loads(settings)
+    except ValueError:
+        return {}
+    return {
+        f"{top}.{k}": json.dumps(v, sort_keys=True)
+        for top, sub in tree.items()
+        if isinstance(sub, dict)
+        for k, v in sub.items()
+    }
+
+
+def tok_s_vs_claimed(tok_s: float, low: float, high: float) -> str:
+    """A measured tok/s against a claimed range (`measured 3.7 tok/s, inside the claimed 1-5`) or value."""
+    if high > low and low <= tok_s <= high:
+        return f"measured {_fmt_tok(tok_s)} tok/s, inside the claimed {low:g}-{high:g}"
+    if high > low and tok_s > high:
+        return f"measured {_fmt_tok(tok_s)} tok/s, above the claimed {low:g}-{high:g}"
+    return f"measured {tok_s / low * 100:.0f}% of the claim" + ("'s low end" if high > low else "")
 
 
 def measured_vs_claimed(ratio: float, low: float, high: float) -> str:
@@ -357,35 +485,27 @@ def _cost(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
     arithmetic = f"${c.usd_per_hour:g}/h / ({c.tok_s:g} tok/s x 3600) = ${usd:.2f}/1M"
     arith_ok = _stated_to(c.value, usd)
     want = _want(c)
-    best = _best(_match(points, want))
-    measured = _unmatched(no_match_reason(points, want))
+    best = _best(_match(points, want, c))
+    measured = _unmatched(no_match_reason(points, want, c))
     if best is not None:  # the measured point's devices, all paid for
         m_usd = usd_per_million_tokens(c.usd_per_hour, best["tok_s"], best["devices"])
         measured = f"${m_usd:.2f}/1M at {_fmt_tok(best['tok_s'])} tok/s ({best['where']})"
     _, tput, _ = _throughput(c, c.tok_s, c.precision, points.iloc[0:0])
     agrees = "matches" if arith_ok else "does NOT match"
     text = f"{arithmetic} ({agrees} ${c.value:g}); {c.tok_s:g} tok/s: {tput}"
-    return (
-        measured,
-        text,
-        ("arithmetic checks" if arith_ok else "arithmetic wrong") + ("" if best is None else "; measured"),
-    )
+    verdict = "arithmetic checks" if arith_ok else "arithmetic wrong"
+    verdict += "" if best is None else "; measured"
+    return measured, text, _doubted(verdict, best)
 
 
 def _offload(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
     shape, dev, why = _shape_dev(c.model, c.device)
     want = _want(c)
-    sub = _match(points, want)
-    unmatched = no_match_reason(points, want) or (
-        "no point with weights offloaded to the host" if not points.empty else ""
-    )
-    if not sub.empty and "partial_offload" in sub.columns:  # weights split between a GPU and the host
-        sub = sub[offloaded(sub)]
-    elif not sub.empty:
-        sub = sub[(sub["cpu_offload_gb"] > 0) | (sub["n_gpu_layers"].fillna(0).astype(float) > 0)]
-    best = _best(sub)
+    best = _best(_match(points, want, c))
     measured = (
-        _unmatched(unmatched) if best is None else f"{_fmt_tok(best['tok_s'])} tok/s at {best['where']}"
+        _unmatched(no_match_reason(points, want, c))
+        if best is None
+        else f"{_fmt_tok(best['tok_s'])} tok/s at {best['where']}"
     )
     if shape is None or dev is None or dev.memory_bytes is None or not dev.host_link_gbs:
         return measured, why or "no roofline: device memory or host link unknown", "unchecked"
@@ -412,7 +532,7 @@ def _offload(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
         )
         ceiling = max(ceiling, tok_s)
     if best is not None:
-        verdict = f"measured {best['tok_s'] / c.value * 100:.0f}% of the claim's low end"
+        verdict = _doubted(tok_s_vs_claimed(best["tok_s"], c.value, c.high), best)
     elif c.high <= ceiling:
         verdict = "plausible (below the ceiling)"
     elif c.value <= ceiling:
