@@ -284,9 +284,31 @@ def test_engine_gpus_follow_cuda_visible_devices_and_the_engines_count() -> None
     assert nvml.engine_gpus("", UUIDS)[0] == []
 
 
+def test_engine_gpus_stop_at_a_gpu_listed_again_or_an_empty_entry_as_cuda_does() -> None:
+    """A GPU named twice was sampled twice (its energy and power added twice), and an empty entry
+    prefix-matched every UUID: all 8 GPUs where vLLM ran on 2, or GPU 0 twice on a 1-GPU machine."""
+    picked, how = nvml.engine_gpus("0,0", UUIDS)
+    assert picked == [0] and "CUDA stops at its first invalid entry, '0': GPU 0 again" in how
+    assert nvml.engine_gpus(f"3,{UUIDS[3]},4", UUIDS)[0] == [3]  # an index and its own UUID
+    assert nvml.engine_gpus("c111,2", UUIDS)[0] == [2]  # a UUID prefix and its index
+    picked, how = nvml.engine_gpus("0,", UUIDS[:1])
+    assert picked == [0] and "invalid entry, '': empty" in how
+    assert nvml.engine_gpus("2,3,", UUIDS) == (
+        [2, 3],
+        "CUDA_VISIBLE_DEVICES=2,3, (CUDA stops at its first invalid entry, '': empty)",
+    )
+    assert nvml.engine_gpus("2,3,", UUIDS, count=2)[0] == [2, 3]
+    assert nvml.engine_gpus("2, ,3", UUIDS)[0] == [2]
+    assert nvml.engine_gpus(",1", UUIDS)[0] == []
+    assert "'9': no such GPU index here" in nvml.engine_gpus("1,9,2", UUIDS)[1]
+
+
 def test_engine_gpus_that_cannot_be_mapped_fall_back_to_all_and_say_so() -> None:
     picked, how = nvml.engine_gpus("MIG-0c1f2a3b-aaaa-bbbb-cccc-000000000000", UUIDS)
     assert picked == list(range(8)) and "MIG-0c1f" in how and "names no single GPU" in how
+    # vLLM still uses only the first TP x PP of them
+    picked, how = nvml.engine_gpus("GPU-zz", UUIDS, count=2)
+    assert picked == [0, 1] and "names no single GPU" in how and "the first 2" in how
 
 
 MIG = {
