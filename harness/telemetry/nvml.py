@@ -57,11 +57,13 @@ __all__ = [
     "engine_gpus",
     "field_bits",
     "field_value",
+    "gpus_elsewhere",
     "init",
     "memory_info",
     "memory_v2_supported",
     "probe",
     "shutdown",
+    "visible_gpus",
 ]
 
 
@@ -75,7 +77,9 @@ def engine_gpus(
 
     NVML sees every GPU of the machine; the engine sees those `CUDA_VISIBLE_DEVICES` lists (indices, or
     UUIDs / their prefixes; unset: all; read as `visible_gpus` says) and uses the first `count` of them
-    (vLLM: TP x PP; None: all, as llama.cpp splits layers over every visible GPU).
+    (vLLM: TP x PP; None: all, as llama.cpp splits layers over every visible GPU). Where `count` is more
+    than this machine gives it (a multi-node engine: TP 8 x PP 2 over two 8-GPU nodes), only those here
+    are sampled, said so (`gpus_elsewhere`).
     """
     if visible is None:
         picked, how = list(range(len(uuids))), "all GPUs (CUDA_VISIBLE_DEVICES not set)"
@@ -85,7 +89,21 @@ def engine_gpus(
         picked, how = visible_gpus(visible, uuids, mig or {})
     if count is not None and count < len(picked):
         picked, how = picked[:count], f"{how}, the first {count} (the engine's GPU count)"
+    if elsewhere := gpus_elsewhere(len(picked), count):
+        how += (
+            f"; only {len(picked)} of the engine's {count} GPUs are on this machine (the other {elsewhere}"
+            f" are not sampled): the power, utilization, clock and memory columns are these {len(picked)}"
+            " GPUs' only (the head node's), and energy_j and J/token are left blank (energy_scope"
+            " incomplete)"
+        )
     return picked, how
+
+
+def gpus_elsewhere(here: int, count: int | None) -> int:
+    """How many of an engine's `count` GPUs (vLLM: TP x PP) are not among the `here` it has on this
+    machine: a multi-node engine's GPUs on its other nodes, which NVML here cannot see. 0 where `count`
+    is not known or no GPU is here (the engine sees none)."""
+    return max(0, count - here) if count and here else 0
 
 
 def visible_gpus(visible: str, uuids: list[str], mig: dict[str, int]) -> tuple[list[int], str]:
@@ -147,6 +165,7 @@ class NvmlSampler:
         self.interval_s = interval_s
         self.visible, self.count = visible, count
         self.selection = ""
+        self.engine_count: int | None = None  # `count`, where more than the GPUs here (multi-node)
         self.readers: list[GpuReader] = []
         self.series: list[GpuSeries] = []
         self.windows: dict[str, tuple[int, int]] = {}
@@ -187,6 +206,7 @@ class NvmlSampler:
         known = {g.get("index"): str(g.get("uuid") or "") for g in self.inventory.get("gpus") or []}
         uuids = [known.get(i, "") for i in range(n)]
         picked, self.selection = engine_gpus(self.visible, uuids, self.count, mig_parents(self.inventory))
+        self.engine_count = self.count if gpus_elsewhere(len(picked), self.count) else None
         for i in picked:
             try:
                 r = GpuReader(i)
@@ -260,11 +280,17 @@ class NvmlSampler:
             return {}
         t0 = window_start(opened, start_ns)
         self.windows[name] = (t0, t_ns)
+        cols = self._window_columns(t0, t_ns)
+        # a multi-node engine: the energy of its GPUs elsewhere is missing (`base.energy_columns`)
+        return {**cols, "gpu_engine_count": self.engine_count} if self.engine_count else cols
+
+    def _window_columns(self, t0: int, t1: int) -> dict[str, Any]:
+        """The GPUs' columns over [t0, t1], after a closing edge sample."""
         # a thread stuck in an NVML call holds the lock: then neither the edge sample nor the columns
         if not self.edge_sample() or not self._lock.acquire(timeout=EDGE_LOCK_TIMEOUT_S):
             return {"gpu_window_skipped": True}  # the GPUs were sampled, this window's columns are unknown
         try:
-            return gpu_window_columns(self.series, t0, t_ns)
+            return gpu_window_columns(self.series, t0, t1)
         finally:
             self._lock.release()
 

@@ -303,6 +303,45 @@ def test_engine_gpus_stop_at_a_gpu_listed_again_or_an_empty_entry_as_cuda_does()
     assert "'9': no such GPU index here" in nvml.engine_gpus("1,9,2", UUIDS)[1]
 
 
+def test_engine_gpus_say_when_the_engine_has_more_gpus_than_this_machine() -> None:
+    """TP 8 x PP 2 over two 8-GPU nodes (scenarios/cloud/llama-3.1-405b-2node.yaml): NVML on the head
+    node sees its 8 GPUs only; the selection says so, and what that leaves out."""
+    picked, how = nvml.engine_gpus(None, UUIDS, count=16)
+    assert picked == list(range(8))
+    assert "only 8 of the engine's 16 GPUs are on this machine (the other 8 are not sampled)" in how
+    assert "(the head node's)" in how and "energy_scope incomplete" in how
+    assert "only" not in nvml.engine_gpus(None, UUIDS, count=8)[1]
+    assert "only 2 of the engine's 4 GPUs" in nvml.engine_gpus("6,7", UUIDS, count=4)[1]
+    assert [nvml.gpus_elsewhere(8, c) for c in (16, 8, 2, None)] == [8, 0, 0, 0]
+    assert nvml.gpus_elsewhere(0, 4) == 0  # no GPU visible here: a CPU engine, not one elsewhere
+
+
+def test_a_multi_node_engines_windows_carry_its_gpu_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sampler on the head node of a 16-GPU engine marks its windows with the engine's count, which
+    makes their energy `incomplete` (base.energy_columns); an engine all here gets no such column.
+    (The readers here open without NVML and read nothing: no GPU data is made up.)"""
+
+    class Unread:
+        def __init__(self, index: int) -> None:
+            self.index = index
+
+        def probe(self) -> None: ...
+
+        def read(self) -> dict:
+            return {}
+
+    monkeypatch.setattr(nvml, "GpuReader", Unread)
+    for count, marked in ((16, {"gpu_engine_count": 16}), (8, {})):
+        s = nvml.NvmlSampler(0.1, None, count)
+        s.inventory = {"gpus": [{"index": i, "uuid": u} for i, u in enumerate(UUIDS)]}
+        s._open_gpus(8)
+        s.begin_window("p", 0)
+        cols = s.end_window("p", 10**9)
+        assert cols["gpu_count"] == 8
+        assert {k: v for k, v in cols.items() if k == "gpu_engine_count"} == marked
+        assert ("only 8 of the engine's 16 GPUs" in s.selection) == bool(marked)  # the manifest's text
+
+
 def test_engine_gpus_that_cannot_be_mapped_fall_back_to_all_and_say_so() -> None:
     picked, how = nvml.engine_gpus("MIG-0c1f2a3b-aaaa-bbbb-cccc-000000000000", UUIDS)
     assert picked == list(range(8)) and "MIG-0c1f" in how and "names no single GPU" in how
