@@ -449,3 +449,71 @@ def test_an_nvml_error_at_a_window_edge_reaches_the_telemetry_set() -> None:
     tel = TelemetrySet([s])
     tel.begin_window("p")
     assert tel.problems == {"nvml": "begin_window: RuntimeError: GPU is lost"} and tel.samplers == []
+
+
+class _CpuPackage:
+    """A CPU sampler's RAPL column alone: 120 J every window."""
+
+    name = "cpu"
+
+    def start(self) -> None: ...
+
+    def begin_window(self, name: str, t_ns: int) -> None: ...
+
+    def end_window(self, name: str, t_ns: int, start_ns: int | None = None) -> dict[str, Any]:
+        return {"cpu_energy_j": 120.0}
+
+    def stop(self) -> None: ...
+
+    def manifest(self) -> dict[str, Any]:
+        return {}
+
+    def write(self, run_dir: Path, tag: str = "") -> str | None:
+        return None
+
+
+def test_windows_after_the_gpu_sampler_failed_give_no_energy_from_the_cpu_alone() -> None:
+    """Once the GPU sampler was dropped, later windows had no gpu columns and the CPU package's energy
+    passed as the whole (`energy_scope: cpu_package`: J/token 8.8x too low where the GPUs drew the
+    rest). (The reader reads nothing before it fails: no GPU data is made up.)"""
+    from harness.telemetry.nvml import NvmlSampler
+    from harness.telemetry.trace import GpuSeries
+
+    class LostLater:
+        index = 0
+        lost = False
+
+        def read(self) -> dict:
+            if self.lost:
+                raise RuntimeError("GPU is lost")
+            return {}
+
+    reader = LostLater()
+    s = NvmlSampler(0.1)
+    s.readers, s.series = [reader], [GpuSeries(0)]  # type: ignore[list-item]
+    tel = TelemetrySet([s, _CpuPackage()])
+    tel.begin_window("p1")
+    assert tel.end_window("p1")["gpu_count"] == 1 and tel.lost == set()
+    tel.begin_window("p2")
+    reader.lost = True  # at the window's closing edge
+    unknown = {
+        "cpu_energy_j": 120.0,
+        "gpu_window_skipped": True,
+        "energy_j": None,
+        "energy_scope": "incomplete",
+    }
+    assert tel.end_window("p2") == unknown
+    tel.begin_window("p3")
+    assert tel.end_window("p3") == unknown
+    assert tel.problems == {"nvml": "end_window: RuntimeError: GPU is lost"} and tel.lost == {"nvml"}
+
+    class NoDriver(NvmlSampler):
+        def start(self) -> None:
+            raise nvml.NvmlNoGpu("no NVIDIA driver")
+
+    # a GPU sampler that never started measured nothing: the CPU's energy is all there was, said so
+    tel = TelemetrySet([NoDriver(0.1), _CpuPackage()])
+    tel.start()
+    tel.begin_window("p")
+    assert tel.end_window("p") == {"cpu_energy_j": 120.0, "energy_j": 120.0, "energy_scope": "cpu_package"}
+    assert "nvml" in tel.problems and tel.lost == set()
