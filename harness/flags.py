@@ -203,7 +203,13 @@ def _usage_flags(row: dict[str, Any], n: int) -> list[str]:
 def _window_flags(row: dict[str, Any]) -> list[str]:
     """The point's window: energy coverage and length, the arrival draw against the rate."""
     out = []
-    if row.get("energy_scope") == "incomplete":
+    here, engine = _value(row, "gpu_count"), _value(row, "gpu_engine_count")
+    if row.get("energy_scope") == "incomplete" and here and engine:
+        out.append(
+            f"GPU energy measured on {here:.0f} of the engine's {engine:.0f} GPUs only (the others are on "
+            "other machines): no J/token"
+        )
+    elif row.get("energy_scope") == "incomplete":
         out.append("GPU energy unknown for this window (a GPU's samples missing): no J/token")
     win = _value(row, "window_s")
     if _value(row, "gpu_energy_j") is not None and win is not None and win < SHORT_ENERGY_WINDOW_S:

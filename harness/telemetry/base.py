@@ -64,10 +64,14 @@ def energy_columns(cols: dict[str, Any]) -> dict[str, Any]:
     CPU or offload run on a GPU machine counts the CPU that did the work, not only the idle GPU;
     energy_scope says what was summed (`gpu`, `cpu_package` or `gpu+cpu_package`). `gpu_energy_j` and
     `cpu_energy_j` stay as columns of their own. Neither measured: no columns. GPUs sampled but their
-    energy unknown for the window (a GPU lost, a window its samples do not cover, a stuck NVML call):
-    energy_j None, scope `incomplete`, never the CPU's share alone passed off as the whole.
+    energy unknown for the window (a GPU lost, a window its samples do not cover, a stuck NVML call, the
+    GPU sampler failed earlier in the run: `gpu_window_skipped`, see `TelemetrySet`), or some of the
+    engine's GPUs on other machines (`gpu_engine_count`: a multi-node engine, whose GPUs here are its
+    head node's only): energy_j None, scope `incomplete`, never the CPU's share alone, nor one node's,
+    passed off as the whole.
     """
-    if ("gpu_count" in cols or cols.get("gpu_window_skipped")) and cols.get("gpu_energy_j") is None:
+    gpus = "gpu_count" in cols or cols.get("gpu_window_skipped")
+    if gpus and (cols.get("gpu_energy_j") is None or cols.get("gpu_engine_count")):
         return {"energy_j": None, "energy_scope": "incomplete"}
     scopes = (("gpu_energy_j", "gpu"), ("cpu_energy_j", "cpu_package"))
     parts: list[tuple[str, float]] = [(sc, float(cols[k])) for k, sc in scopes if cols.get(k) is not None]
@@ -90,7 +94,10 @@ class TelemetrySet:
     """Several samplers; an exception in any of them is recorded and that sampler gives no more windows
     (it is still stopped, and its samples written, at the end).
 
-    `absent` names samplers that were not started, with the reason (e.g. no NVML on this host).
+    `absent` names samplers that were not started, with the reason (e.g. no NVML on this host). One that
+    fails to start measured nothing, as if absent; one that fails after it started (`lost`) measured the
+    run until then, so windows from then on say what they lack: the GPU sampler's as
+    `gpu_window_skipped`, whose energy is then `incomplete` (`energy_columns`), not the CPU's alone.
     """
 
     def __init__(self, samplers: list[Sampler] | None = None, absent: dict[str, str] | None = None) -> None:
@@ -99,6 +106,7 @@ class TelemetrySet:
         self.absent: dict[str, str] = dict(absent or {})
         self.files: dict[str, str] = {}  # sampler name -> the file its raw samples went to
         self.dropped: list[Sampler] = []  # samplers that raised: no more windows, still stopped and written
+        self.lost: set[str] = set()  # names of those dropped after they started
         self.checkpoint_errors: dict[str, str] = {}
         self._last_checkpoint: tuple[float | None, float] = (None, 0.0)  # (when it ended, how long it took)
 
@@ -111,6 +119,8 @@ class TelemetrySet:
                 # no more windows from it, but it is still stopped and its samples written at the end
                 self.samplers = [x for x in self.samplers if x is not s]
                 self.dropped.append(s)
+                if method != "start":
+                    self.lost.add(s.name)
             return None
 
     def start(self) -> None:
@@ -131,6 +141,8 @@ class TelemetrySet:
             got = self._call(s, "end_window", name, t, start_ns)
             if got:
                 cols.update(got)
+        if "nvml" in self.lost:  # the GPUs were sampled until it failed: their columns here are unknown
+            cols["gpu_window_skipped"] = True
         cols.update(energy_columns(cols))
         return cols
 

@@ -57,11 +57,13 @@ __all__ = [
     "engine_gpus",
     "field_bits",
     "field_value",
+    "gpus_elsewhere",
     "init",
     "memory_info",
     "memory_v2_supported",
     "probe",
     "shutdown",
+    "visible_gpus",
 ]
 
 
@@ -74,51 +76,82 @@ def engine_gpus(
     """NVML indices of the GPUs an engine runs on, and how that was decided.
 
     NVML sees every GPU of the machine; the engine sees those `CUDA_VISIBLE_DEVICES` lists (indices, or
-    UUIDs / their prefixes; unset: all) and uses the first `count` of them (vLLM: TP x PP; None: all,
-    as llama.cpp splits layers over every visible GPU). Indices are taken in NVML (PCI bus) order, which
-    is CUDA's order too on machines with one GPU model. A MIG instance (`MIG-…`, found in `mig`: its
-    UUID → the index of the GPU it is part of) counts as that whole GPU, said so: NVML's power, energy,
-    clocks and PCIe counters are the whole GPU's. An entry that names no single GPU: all GPUs, said so.
+    UUIDs / their prefixes; unset: all; read as `visible_gpus` says) and uses the first `count` of them
+    (vLLM: TP x PP; None: all, as llama.cpp splits layers over every visible GPU). Where `count` is more
+    than this machine gives it (a multi-node engine: TP 8 x PP 2 over two 8-GPU nodes), only those here
+    are sampled, said so (`gpus_elsewhere`).
     """
-    n = len(uuids)
-    mig = mig or {}
     if visible is None:
-        picked, how = list(range(n)), "all GPUs (CUDA_VISIBLE_DEVICES not set)"
+        picked, how = list(range(len(uuids))), "all GPUs (CUDA_VISIBLE_DEVICES not set)"
     elif not visible.strip():
         return [], "none (CUDA_VISIBLE_DEVICES is empty: the engine sees no GPU)"
     else:
-        picked, parts = [], []
-        for tok in (t.strip() for t in visible.split(",")):
-            if tok.lstrip("-").isdigit():
-                i = int(tok)
-                if not 0 <= i < n:
-                    break  # CUDA stops at the first invalid entry
-                picked.append(i)
-                continue
-            if tok.startswith("MIG-"):
-                match = sorted({i for u, i in mig.items() if u.startswith(tok)})
-                if len(match) == 1:
-                    parts.append(f"{tok} is part of GPU {match[0]}")
-                    if match[0] not in picked:
-                        picked.append(match[0])
-                    continue
-            else:
-                names = (tok, "GPU-" + tok)
-                match = [i for i, u in enumerate(uuids) if u and u.startswith(names)]
-                if len(match) == 1:
-                    picked.append(match[0])
-                    continue
-            why = f"CUDA_VISIBLE_DEVICES entry {tok!r} names no single GPU here"
-            return list(range(n)), f"all GPUs ({why})"
-        how = f"CUDA_VISIBLE_DEVICES={visible}"
-        if parts:
-            how += (
-                f" ({'; '.join(parts)}: power, energy, clocks and PCIe are the whole GPU's,"
-                " shared with its other MIG instances)"
-            )
+        picked, how = visible_gpus(visible, uuids, mig or {})
     if count is not None and count < len(picked):
         picked, how = picked[:count], f"{how}, the first {count} (the engine's GPU count)"
+    if elsewhere := gpus_elsewhere(len(picked), count):
+        how += (
+            f"; only {len(picked)} of the engine's {count} GPUs are on this machine (the other {elsewhere}"
+            f" are not sampled): the power, utilization, clock and memory columns are these {len(picked)}"
+            " GPUs' only (the head node's), and energy_j and J/token are left blank (energy_scope"
+            " incomplete)"
+        )
     return picked, how
+
+
+def gpus_elsewhere(here: int, count: int | None) -> int:
+    """How many of an engine's `count` GPUs (vLLM: TP x PP) are not among the `here` it has on this
+    machine: a multi-node engine's GPUs on its other nodes, which NVML here cannot see. 0 where `count`
+    is not known or no GPU is here (the engine sees none)."""
+    return max(0, count - here) if count and here else 0
+
+
+def visible_gpus(visible: str, uuids: list[str], mig: dict[str, int]) -> tuple[list[int], str]:
+    """NVML indices of the GPUs a non-empty `CUDA_VISIBLE_DEVICES` lists, and how that was decided.
+
+    Indices are taken in NVML (PCI bus) order, which is CUDA's order too on machines with one GPU model.
+    Like CUDA, the list ends at its first invalid entry, said so: an index out of range, an empty entry
+    (`2,3,`), or one naming a GPU listed before (`0,0`, an index and its own UUID), which would otherwise
+    add that GPU's energy and power twice. A MIG instance (`MIG-…`, found in `mig`: its UUID → the index
+    of the GPU it is part of) counts as that whole GPU, once however many of its instances are listed,
+    said so: NVML's power, energy, clocks and PCIe counters are the whole GPU's. An entry that names no
+    single GPU (a UUID prefix of none or of several): all GPUs, said so.
+    """
+    picked: list[int] = []
+    parts: list[str] = []
+    stop = ""
+    for tok in (t.strip() for t in visible.split(",")):
+        match = _entry_gpus(tok, uuids, mig) if tok else []
+        if len(match) != 1 and tok and not tok.lstrip("-").isdigit():
+            why = f"CUDA_VISIBLE_DEVICES entry {tok!r} names no single GPU here"
+            return list(range(len(uuids))), f"all GPUs ({why})"
+        mig_entry = tok.startswith("MIG-")
+        if not match or (match[0] in picked and not mig_entry):
+            why = "empty" if not tok else f"GPU {match[0]} again" if match else "no such GPU index here"
+            stop = f" (CUDA stops at its first invalid entry, {tok!r}: {why})"
+            break
+        if mig_entry:
+            parts.append(f"{tok} is part of GPU {match[0]}")
+        if match[0] not in picked:
+            picked.append(match[0])
+    how = f"CUDA_VISIBLE_DEVICES={visible}{stop}"
+    if parts:
+        how += (
+            f" ({'; '.join(parts)}: power, energy, clocks and PCIe are the whole GPU's,"
+            " shared with its other MIG instances)"
+        )
+    return picked, how
+
+
+def _entry_gpus(tok: str, uuids: list[str], mig: dict[str, int]) -> list[int]:
+    """The NVML indices one non-empty `CUDA_VISIBLE_DEVICES` entry can name: an index (none out of
+    range), the GPU of the MIG instances its prefix matches, or the GPUs whose UUID it starts (with or
+    without `GPU-`)."""
+    if tok.lstrip("-").isdigit():
+        return [int(tok)] if 0 <= int(tok) < len(uuids) else []
+    if tok.startswith("MIG-"):
+        return sorted({i for u, i in mig.items() if u.startswith(tok)})
+    return [i for i, u in enumerate(uuids) if u and u.startswith((tok, "GPU-" + tok))]
 
 
 class NvmlSampler:
@@ -132,6 +165,7 @@ class NvmlSampler:
         self.interval_s = interval_s
         self.visible, self.count = visible, count
         self.selection = ""
+        self.engine_count: int | None = None  # `count`, where more than the GPUs here (multi-node)
         self.readers: list[GpuReader] = []
         self.series: list[GpuSeries] = []
         self.windows: dict[str, tuple[int, int]] = {}
@@ -172,6 +206,7 @@ class NvmlSampler:
         known = {g.get("index"): str(g.get("uuid") or "") for g in self.inventory.get("gpus") or []}
         uuids = [known.get(i, "") for i in range(n)]
         picked, self.selection = engine_gpus(self.visible, uuids, self.count, mig_parents(self.inventory))
+        self.engine_count = self.count if gpus_elsewhere(len(picked), self.count) else None
         for i in picked:
             try:
                 r = GpuReader(i)
@@ -245,11 +280,17 @@ class NvmlSampler:
             return {}
         t0 = window_start(opened, start_ns)
         self.windows[name] = (t0, t_ns)
+        cols = self._window_columns(t0, t_ns)
+        # a multi-node engine: the energy of its GPUs elsewhere is missing (`base.energy_columns`)
+        return {**cols, "gpu_engine_count": self.engine_count} if self.engine_count else cols
+
+    def _window_columns(self, t0: int, t1: int) -> dict[str, Any]:
+        """The GPUs' columns over [t0, t1], after a closing edge sample."""
         # a thread stuck in an NVML call holds the lock: then neither the edge sample nor the columns
         if not self.edge_sample() or not self._lock.acquire(timeout=EDGE_LOCK_TIMEOUT_S):
             return {"gpu_window_skipped": True}  # the GPUs were sampled, this window's columns are unknown
         try:
-            return gpu_window_columns(self.series, t0, t_ns)
+            return gpu_window_columns(self.series, t0, t1)
         finally:
             self._lock.release()
 

@@ -284,9 +284,70 @@ def test_engine_gpus_follow_cuda_visible_devices_and_the_engines_count() -> None
     assert nvml.engine_gpus("", UUIDS)[0] == []
 
 
+def test_engine_gpus_stop_at_a_gpu_listed_again_or_an_empty_entry_as_cuda_does() -> None:
+    """A GPU named twice was sampled twice (its energy and power added twice), and an empty entry
+    prefix-matched every UUID: all 8 GPUs where vLLM ran on 2, or GPU 0 twice on a 1-GPU machine."""
+    picked, how = nvml.engine_gpus("0,0", UUIDS)
+    assert picked == [0] and "CUDA stops at its first invalid entry, '0': GPU 0 again" in how
+    assert nvml.engine_gpus(f"3,{UUIDS[3]},4", UUIDS)[0] == [3]  # an index and its own UUID
+    assert nvml.engine_gpus("c111,2", UUIDS)[0] == [2]  # a UUID prefix and its index
+    picked, how = nvml.engine_gpus("0,", UUIDS[:1])
+    assert picked == [0] and "invalid entry, '': empty" in how
+    assert nvml.engine_gpus("2,3,", UUIDS) == (
+        [2, 3],
+        "CUDA_VISIBLE_DEVICES=2,3, (CUDA stops at its first invalid entry, '': empty)",
+    )
+    assert nvml.engine_gpus("2,3,", UUIDS, count=2)[0] == [2, 3]
+    assert nvml.engine_gpus("2, ,3", UUIDS)[0] == [2]
+    assert nvml.engine_gpus(",1", UUIDS)[0] == []
+    assert "'9': no such GPU index here" in nvml.engine_gpus("1,9,2", UUIDS)[1]
+
+
+def test_engine_gpus_say_when_the_engine_has_more_gpus_than_this_machine() -> None:
+    """TP 8 x PP 2 over two 8-GPU nodes (scenarios/cloud/llama-3.1-405b-2node.yaml): NVML on the head
+    node sees its 8 GPUs only; the selection says so, and what that leaves out."""
+    picked, how = nvml.engine_gpus(None, UUIDS, count=16)
+    assert picked == list(range(8))
+    assert "only 8 of the engine's 16 GPUs are on this machine (the other 8 are not sampled)" in how
+    assert "(the head node's)" in how and "energy_scope incomplete" in how
+    assert "only" not in nvml.engine_gpus(None, UUIDS, count=8)[1]
+    assert "only 2 of the engine's 4 GPUs" in nvml.engine_gpus("6,7", UUIDS, count=4)[1]
+    assert [nvml.gpus_elsewhere(8, c) for c in (16, 8, 2, None)] == [8, 0, 0, 0]
+    assert nvml.gpus_elsewhere(0, 4) == 0  # no GPU visible here: a CPU engine, not one elsewhere
+
+
+def test_a_multi_node_engines_windows_carry_its_gpu_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sampler on the head node of a 16-GPU engine marks its windows with the engine's count, which
+    makes their energy `incomplete` (base.energy_columns); an engine all here gets no such column.
+    (The readers here open without NVML and read nothing: no GPU data is made up.)"""
+
+    class Unread:
+        def __init__(self, index: int) -> None:
+            self.index = index
+
+        def probe(self) -> None: ...
+
+        def read(self) -> dict:
+            return {}
+
+    monkeypatch.setattr(nvml, "GpuReader", Unread)
+    for count, marked in ((16, {"gpu_engine_count": 16}), (8, {})):
+        s = nvml.NvmlSampler(0.1, None, count)
+        s.inventory = {"gpus": [{"index": i, "uuid": u} for i, u in enumerate(UUIDS)]}
+        s._open_gpus(8)
+        s.begin_window("p", 0)
+        cols = s.end_window("p", 10**9)
+        assert cols["gpu_count"] == 8
+        assert {k: v for k, v in cols.items() if k == "gpu_engine_count"} == marked
+        assert ("only 8 of the engine's 16 GPUs" in s.selection) == bool(marked)  # the manifest's text
+
+
 def test_engine_gpus_that_cannot_be_mapped_fall_back_to_all_and_say_so() -> None:
     picked, how = nvml.engine_gpus("MIG-0c1f2a3b-aaaa-bbbb-cccc-000000000000", UUIDS)
     assert picked == list(range(8)) and "MIG-0c1f" in how and "names no single GPU" in how
+    # vLLM still uses only the first TP x PP of them
+    picked, how = nvml.engine_gpus("GPU-zz", UUIDS, count=2)
+    assert picked == [0, 1] and "names no single GPU" in how and "the first 2" in how
 
 
 MIG = {
@@ -388,3 +449,71 @@ def test_an_nvml_error_at_a_window_edge_reaches_the_telemetry_set() -> None:
     tel = TelemetrySet([s])
     tel.begin_window("p")
     assert tel.problems == {"nvml": "begin_window: RuntimeError: GPU is lost"} and tel.samplers == []
+
+
+class _CpuPackage:
+    """A CPU sampler's RAPL column alone: 120 J every window."""
+
+    name = "cpu"
+
+    def start(self) -> None: ...
+
+    def begin_window(self, name: str, t_ns: int) -> None: ...
+
+    def end_window(self, name: str, t_ns: int, start_ns: int | None = None) -> dict[str, Any]:
+        return {"cpu_energy_j": 120.0}
+
+    def stop(self) -> None: ...
+
+    def manifest(self) -> dict[str, Any]:
+        return {}
+
+    def write(self, run_dir: Path, tag: str = "") -> str | None:
+        return None
+
+
+def test_windows_after_the_gpu_sampler_failed_give_no_energy_from_the_cpu_alone() -> None:
+    """Once the GPU sampler was dropped, later windows had no gpu columns and the CPU package's energy
+    passed as the whole (`energy_scope: cpu_package`: J/token 8.8x too low where the GPUs drew the
+    rest). (The reader reads nothing before it fails: no GPU data is made up.)"""
+    from harness.telemetry.nvml import NvmlSampler
+    from harness.telemetry.trace import GpuSeries
+
+    class LostLater:
+        index = 0
+        lost = False
+
+        def read(self) -> dict:
+            if self.lost:
+                raise RuntimeError("GPU is lost")
+            return {}
+
+    reader = LostLater()
+    s = NvmlSampler(0.1)
+    s.readers, s.series = [reader], [GpuSeries(0)]  # type: ignore[list-item]
+    tel = TelemetrySet([s, _CpuPackage()])
+    tel.begin_window("p1")
+    assert tel.end_window("p1")["gpu_count"] == 1 and tel.lost == set()
+    tel.begin_window("p2")
+    reader.lost = True  # at the window's closing edge
+    unknown = {
+        "cpu_energy_j": 120.0,
+        "gpu_window_skipped": True,
+        "energy_j": None,
+        "energy_scope": "incomplete",
+    }
+    assert tel.end_window("p2") == unknown
+    tel.begin_window("p3")
+    assert tel.end_window("p3") == unknown
+    assert tel.problems == {"nvml": "end_window: RuntimeError: GPU is lost"} and tel.lost == {"nvml"}
+
+    class NoDriver(NvmlSampler):
+        def start(self) -> None:
+            raise nvml.NvmlNoGpu("no NVIDIA driver")
+
+    # a GPU sampler that never started measured nothing: the CPU's energy is all there was, said so
+    tel = TelemetrySet([NoDriver(0.1), _CpuPackage()])
+    tel.start()
+    tel.begin_window("p")
+    assert tel.end_window("p") == {"cpu_energy_j": 120.0, "energy_j": 120.0, "energy_scope": "cpu_package"}
+    assert "nvml" in tel.problems and tel.lost == set()

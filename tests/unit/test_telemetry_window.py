@@ -139,6 +139,20 @@ def test_energy_columns_sum_gpu_and_rapl() -> None:
     assert energy_columns({"gpu_window_skipped": True, "cpu_energy_j": 120.0})["energy_j"] is None
 
 
+def test_energy_of_a_multi_node_engine_is_not_the_head_nodes_alone() -> None:
+    """TP 8 x PP 2 over two nodes: NVML here sees the head node's 8 GPUs, whose 5000 J are about half
+    the engine's energy; passed off as the whole, J/token came out about half the real value."""
+    head = {"gpu_count": 8, "gpu_energy_j": 5000.0, "gpu_engine_count": 16, "cpu_energy_j": 300.0}
+    assert energy_columns(head) == {"energy_j": None, "energy_scope": "incomplete"}
+    from harness.flags import flags
+
+    row = {"ok": 4, "output_tokens": 100, **head, **energy_columns(head)}
+    said = [m for m in flags(row) if "J/token" in m]
+    assert said == [
+        "GPU energy measured on 8 of the engine's 16 GPUs only (the others are on other machines): no J/token"
+    ]
+
+
 def test_energy_per_token_counts_every_token_the_energy_went_to() -> None:
     from harness.flags import flags
     from harness.records import RequestRecord
