@@ -56,8 +56,13 @@ Want = tuple[str, str | None, int | None, str | None, str | None, int | None]
 def _want(c: Claim, side: Side | None = None) -> Want:
     """What the claim is about, or one side of a ratio claim (its own device, count and precision)."""
     if side is None:
-        return c.model, c.device, c.devices, c.engine, c.precision, c.concurrency
-    return c.model, side.device, side.devices, c.engine, side.precision, c.concurrency
+        return c.model, c.device, c.devices, c.engine, _lower(c.precision), c.concurrency
+    return c.model, side.device, side.devices, c.engine, _lower(side.precision), c.concurrency
+
+
+def _lower(precision: str | None) -> str | None:
+    """A claim's precision as points tables write it (`FP8` is `fp8`)."""
+    return precision.lower() if precision else precision
 
 
 def _conditions(
@@ -337,7 +342,7 @@ def _side_ceiling(c: Claim, s: Side) -> tuple[float, float | None] | None:
     shape, dev, _ = _shape_dev(c.model, s.device)
     if shape is None or dev is None:
         return None
-    p = s.precision or "bf16"
+    p = _lower(s.precision) or "bf16"
     n = s.devices or 1
     b1 = decode_bound(
         shape, dev, shape.weight_bytes(p), n, 1, 0.0, 2.0, 1.0, p, step_bytes=shape.step_bytes(p)
@@ -490,7 +495,7 @@ def _cost(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
     if best is not None:  # the measured point's devices, all paid for
         m_usd = usd_per_million_tokens(c.usd_per_hour, best["tok_s"], best["devices"])
         measured = f"${m_usd:.2f}/1M at {_fmt_tok(best['tok_s'])} tok/s ({best['where']})"
-    _, tput, _ = _throughput(c, c.tok_s, c.precision, points.iloc[0:0])
+    _, tput, _ = _throughput(c, c.tok_s, _lower(c.precision), points.iloc[0:0])
     agrees = "matches" if arith_ok else "does NOT match"
     text = f"{arithmetic} ({agrees} ${c.value:g}); {c.tok_s:g} tok/s: {tput}"
     verdict = "arithmetic checks" if arith_ok else "arithmetic wrong"
@@ -509,7 +514,7 @@ def _offload(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
     )
     if shape is None or dev is None or dev.memory_bytes is None or not dev.host_link_gbs:
         return measured, why or "no roofline: device memory or host link unknown", "unchecked"
-    p = c.precision or "bf16"
+    p = _lower(c.precision) or "bf16"
     n = c.devices or 1
     weight, step = shape.weight_bytes(p), shape.step_bytes(p)
     off = weight / n - dev.memory_bytes * MEMORY_UTILIZATION
@@ -557,7 +562,7 @@ def _host_split_ceiling(weight: float, host_bytes: float, gpu: Device) -> tuple[
 
 def check(c: Claim, points: pd.DataFrame) -> ClaimCheck:
     if c.kind == "throughput":
-        r = _throughput(c, c.value, c.precision, points)
+        r = _throughput(c, c.value, _lower(c.precision), points)
     elif c.kind == "ratio":
         r = _ratio(c, points)
     elif c.kind == "cost":

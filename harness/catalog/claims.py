@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness.catalog import CatalogError, load_yaml, read_user_yaml
 from harness.field_errors import entry_problems
-
-# a precision as the points tables write it, lower case (`FP8` is `fp8`)
-Precision = Annotated[str | None, AfterValidator(lambda p: p.lower() if p is not None else None)]
 
 
 class Side(BaseModel):
@@ -22,7 +19,7 @@ class Side(BaseModel):
 
     device: str
     devices: int | None = Field(None, ge=1)
-    precision: Precision = None
+    precision: str | None = None
 
 
 class Claim(BaseModel):
@@ -38,7 +35,7 @@ class Claim(BaseModel):
     device: str | None = None
     devices: int | None = Field(None, ge=1)
     engine: str | None = None
-    precision: Precision = None
+    precision: str | None = None
     concurrency: int | None = Field(None, ge=1)
     ttft_p99_s: float | None = Field(None, gt=0)
     tpot_p99_s: float | None = Field(None, gt=0)
@@ -80,7 +77,7 @@ def _precision_problems(c: Claim) -> list[tuple[str, str]]:
     return [
         (field, f"invalid value {p!r} (allowed: {', '.join(BYTES_PER_PARAM)})")
         for field, p in sides
-        if p is not None and p not in BYTES_PER_PARAM
+        if p is not None and p.lower() not in BYTES_PER_PARAM
     ]
 
 
