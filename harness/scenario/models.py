@@ -168,7 +168,10 @@ class Workload(Strict):
         True, description="ask the engine to generate every output token asked, past an end of sequence"
     )
     shared_prefix_tokens: StrictInt = Field(
-        0, ge=0, description="tokens of prefix shared by all prompts (0: none)"
+        0,
+        ge=0,
+        description="tokens of prefix shared by all prompts (0: none); llama.cpp reuses it from a "
+        "sliding-window model's cache (Gemma 2 and 3) only with extra_args [--swa-full]",
     )
     dataset: str | None = Field(
         None,

