@@ -112,6 +112,8 @@ CLIENT_LAG_LIMIT_S = 0.005  # send or event-loop lateness (p99) beyond which the
 ITL_ZERO_LIMIT = 0.1  # share of zero gaps between chunks beyond which ITL is said to be the delivery's
 # of the window that only failed requests filled, beyond which a point is warned about
 FAILED_TAIL_SHARE = 0.1
+# of a point's prompts made without a tokenizer, the share on one side of the length asked that is a bias
+ONE_SIDED_SHARE = 0.9
 # of a shared prefix, the cached prompt tokens a request (mean) below which the prefix is said not reused
 PREFIX_REUSED_SHARE = 0.5
 # by how much (a share, at least) the rate an open-loop schedule offered may miss rate_rps unwarned
@@ -163,6 +165,8 @@ def _output_flags(row: dict[str, Any], n: int) -> list[str]:
             f"{k}/{n} prompts came out more than 5 % off the asked length: without a tokenizer prompt "
             "lengths are approximate (set workload.tokenizer, or use an endpoint that serves /tokenize)"
         )
+    if biased := _prompt_bias(row, n):
+        out.append(biased)
     if (k := _count(row, "prompt_cache_hits")) and not _count(row, "shared_prefix_tokens"):
         total = _value(row, "cached_prompt_tokens")
         some = f"{total:.0f} prompt tokens in all" if total is not None else "prompt tokens"
@@ -178,6 +182,22 @@ def _output_flags(row: dict[str, Any], n: int) -> list[str]:
             "them, and the shared prefix) alone is longer; ask for more input tokens or a shorter prefix"
         )
     return out
+
+
+def _prompt_bias(row: dict[str, Any], n: int) -> str | None:
+    """Prompts made without a tokenizer that nearly all (`ONE_SIDED_SHARE`) came out longer, or shorter,
+    than asked: a bias of the estimate (BOS, a chat template, a number of several tokens), which the 5 %
+    check of each prompt alone lets through."""
+    for col, side in (("prompts_above_asked", "longer"), ("prompts_below_asked", "shorter")):
+        k = _count(row, col)
+        if n and k >= ONE_SIDED_SHARE * n:
+            return (
+                f"{k}/{n} prompts came out {side} than asked, by more than 1 %: without a tokenizer the "
+                "estimate of about a token a word leaves out BOS and the chat template, so input lengths "
+                "are off the plan on one side (set workload.tokenizer, or use an endpoint that serves "
+                "/tokenize)"
+            )
+    return None
 
 
 def _prefix_not_reused(row: dict[str, Any], n: int) -> str | None:
@@ -402,6 +422,7 @@ CHECK_COLUMNS = {
     "prompt_token_mismatch": "prompt tokens against the plan",
     "prompts_off_asked": "prompts against the lengths asked",
     "prompts_over_asked": "prompts over the lengths asked",
+    "prompts_above_asked": "prompts on one side of the lengths asked",
     "missing_prompt_tokens": "prompts without a count",
     "chunk_token_mismatch": "chunks against usage",
     "text_token_mismatch": "re-tokenized text against usage",

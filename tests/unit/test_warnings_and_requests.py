@@ -706,3 +706,23 @@ def test_a_gguf_files_sliding_window_is_read_from_its_header(tiny_gguf: Path) ->
     assert window(gemma_path()) == 512
     assert window(tiny_gguf) is None
     assert window(tiny_gguf.with_name("missing.gguf")) is None
+
+
+def test_prompts_made_without_a_tokenizer_that_all_miss_on_one_side_are_warned_about() -> None:
+    """Gemma 3 without a tokenizer: 128 asked, 134 prefilled (the number that opens a prompt is several
+    tokens, and BOS), every time: under the 5 % each prompt is held to."""
+    longer = [_rec(i, prompt_tokens=134, asked_input_tokens=128) for i in range(10)]
+    row = metrics.summarize(longer)
+    assert (row["prompts_off_asked"], row["prompts_above_asked"], row["prompts_below_asked"]) == (0, 10, 0)
+    assert flags.flags(row) == [
+        "10/10 prompts came out longer than asked, by more than 1 %: without a tokenizer the estimate of "
+        "about a token a word leaves out BOS and the chat template, so input lengths are off the plan on "
+        "one side (set workload.tokenizer, or use an endpoint that serves /tokenize)"
+    ]
+    shorter = [_rec(i, prompt_tokens=125, asked_input_tokens=128) for i in range(10)]
+    assert "10/10 prompts came out shorter than asked" in flags.flags(metrics.summarize(shorter))[0]
+    # one in ten within 1 % still leaves nine on one side; both sides, or counted exactly: no bias
+    assert flags.flags(metrics.summarize([*longer[:9], _rec(9, prompt_tokens=129, asked_input_tokens=128)]))
+    assert flags.flags(metrics.summarize(longer[:5] + shorter[5:])) == []
+    exact = [_rec(i, prompt_tokens=134, asked_input_tokens=128, expected_input_tokens=134) for i in range(4)]
+    assert metrics.summarize(exact)["prompts_above_asked"] == 0
