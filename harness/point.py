@@ -156,7 +156,7 @@ def make_client(s: Scenario, engine: Engine, base_url: str, keep_text: bool) -> 
         api_prefix=engine.api_prefix,
         api=w.api,
         temperature=w.temperature,
-        seed=w.seed,
+        seed=w.seed if w.request_seed else None,
         max_tokens_field=w.max_tokens_field,
         timeout_s=w.request_timeout_s,
         extra_body=engine.request_extras(w),

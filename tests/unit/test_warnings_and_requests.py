@@ -726,3 +726,22 @@ def test_prompts_made_without_a_tokenizer_that_all_miss_on_one_side_are_warned_a
     assert flags.flags(metrics.summarize(longer[:5] + shorter[5:])) == []
     exact = [_rec(i, prompt_tokens=134, asked_input_tokens=128, expected_input_tokens=134) for i in range(4)]
     assert metrics.summarize(exact)["prompts_above_asked"] == 0
+
+
+def test_requests_carry_the_seed_only_where_the_workload_asks(tiny_gguf: Path, tmp_path: Path) -> None:
+    """vLLM samples seeded requests one by one at temperature > 0; real traffic sends no seed."""
+    from harness.client.openai_stream import RequestSpec
+    from harness.point import make_client
+
+    model = {"source": "path", "path": str(tiny_gguf)}
+    llama = LlamaCppServer(
+        LlamaCppEngine.model_validate({"type": "llamacpp", "model": model}), tmp_path / "log"
+    )
+
+    def body(workload: dict[str, object]) -> dict[str, object]:
+        engine = {"type": "llamacpp", "model": model}
+        s = parse_scenario({"name": "p", "engine": engine, "workload": workload})
+        return make_client(s, llama, "http://127.0.0.1:9", False).body(RequestSpec("hi", 4))
+
+    assert "seed" not in body({"seed": 7, "temperature": 0.8})
+    assert body({"seed": 7, "temperature": 0.8, "request_seed": True})["seed"] == 7
