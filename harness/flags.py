@@ -3,8 +3,9 @@
 `server_comparison` sets the engine's own view of the point (its /metrics deltas over the window) beside
 the client's; `flags` turns the row into the warnings the run prints and the report repeats: lengths off
 the plan, token counts the engine disagrees with, a short or failed-heavy window, a busy host, a lagging
-client, a KV cache too small for the concurrency. `unmade_checks` names the checks a row had no data for.
-The limits each warning uses are the constants below.
+client, a KV cache too small for the concurrency, a shared prefix the engine did not reuse.
+`unmade_checks` names the checks a row had no data for. The limits each warning uses are the constants
+below.
 """
 
 from __future__ import annotations
@@ -111,6 +112,10 @@ CLIENT_LAG_LIMIT_S = 0.005  # send or event-loop lateness (p99) beyond which the
 ITL_ZERO_LIMIT = 0.1  # share of zero gaps between chunks beyond which ITL is said to be the delivery's
 # of the window that only failed requests filled, beyond which a point is warned about
 FAILED_TAIL_SHARE = 0.1
+# of a point's prompts made without a tokenizer, the share on one side of the length asked that is a bias
+ONE_SIDED_SHARE = 0.9
+# of a shared prefix, the cached prompt tokens a request (mean) below which the prefix is said not reused
+PREFIX_REUSED_SHARE = 0.5
 # by how much (a share, at least) the rate an open-loop schedule offered may miss rate_rps unwarned
 OFFERED_RATE_OFF = 0.1
 
@@ -160,6 +165,8 @@ def _output_flags(row: dict[str, Any], n: int) -> list[str]:
             f"{k}/{n} prompts came out more than 5 % off the asked length: without a tokenizer prompt "
             "lengths are approximate (set workload.tokenizer, or use an endpoint that serves /tokenize)"
         )
+    if biased := _prompt_bias(row, n):
+        out.append(biased)
     if (k := _count(row, "prompt_cache_hits")) and not _count(row, "shared_prefix_tokens"):
         total = _value(row, "cached_prompt_tokens")
         some = f"{total:.0f} prompt tokens in all" if total is not None else "prompt tokens"
@@ -167,12 +174,51 @@ def _output_flags(row: dict[str, Any], n: int) -> list[str]:
             f"{k}/{n} requests had {some} served from the engine's prompt cache: TTFT and prefill read "
             "faster than for new prompts"
         )
+    if prefilled := _prefix_not_reused(row, n):
+        out.append(prefilled)
     if k := _count(row, "prompts_over_asked"):
         out.append(
             f"{k}/{n} prompts are longer than the workload asked: their fixed start (the number that opens "
             "them, and the shared prefix) alone is longer; ask for more input tokens or a shorter prefix"
         )
     return out
+
+
+def _prompt_bias(row: dict[str, Any], n: int) -> str | None:
+    """Prompts made without a tokenizer that nearly all (`ONE_SIDED_SHARE`) came out longer, or shorter,
+    than asked: a bias of the estimate (BOS, a chat template, a number of several tokens), which the 5 %
+    check of each prompt alone lets through."""
+    for col, side in (("prompts_above_asked", "longer"), ("prompts_below_asked", "shorter")):
+        k = _count(row, col)
+        if n and k >= ONE_SIDED_SHARE * n:
+            return (
+                f"{k}/{n} prompts came out {side} than asked, by more than 1 %: without a tokenizer the "
+                "estimate of about a token a word leaves out BOS and the chat template, so input lengths "
+                "are off the plan on one side (set workload.tokenizer, or use an endpoint that serves "
+                "/tokenize)"
+            )
+    return None
+
+
+def _prefix_not_reused(row: dict[str, Any], n: int) -> str | None:
+    """A shared prefix the engine took from its prompt cache for less than `PREFIX_REUSED_SHARE` of its
+    tokens a request (on the mean of the cached tokens every request reported): its TTFT is that of
+    prompts prefilled whole, not of a reused prefix."""
+    prefix, cached = _count(row, "shared_prefix_tokens"), _value(row, "cached_prompt_tokens")
+    if not prefix or cached is None or not n or cached / n >= PREFIX_REUSED_SHARE * prefix:
+        return None
+    text = (
+        f"the engine took {cached / n:.0f} prompt tokens a request from its prompt cache, of a "
+        f"{prefix}-token shared prefix: it prefilled the prefix again, so TTFT and prefill are those of "
+        "new prompts, not of a reused prefix"
+    )
+    if row.get("engine") == "llamacpp":
+        swa = "swa_full=true" if row.get("launcher") == "xllamacpp" else "--swa-full"
+        text += (
+            f" (llama.cpp keeps no reusable cache for a sliding-window model, such as Gemma 2 and 3, "
+            f"unless started with extra_args [{swa}])"
+        )
+    return text
 
 
 def _usage_flags(row: dict[str, Any], n: int) -> list[str]:
@@ -382,6 +428,7 @@ CHECK_COLUMNS = {
     "prompt_token_mismatch": "prompt tokens against the plan",
     "prompts_off_asked": "prompts against the lengths asked",
     "prompts_over_asked": "prompts over the lengths asked",
+    "prompts_above_asked": "prompts on one side of the lengths asked",
     "missing_prompt_tokens": "prompts without a count",
     "chunk_token_mismatch": "chunks against usage",
     "text_token_mismatch": "re-tokenized text against usage",

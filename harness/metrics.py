@@ -117,6 +117,16 @@ def off_asked(r: RequestRecord, rel: float = 0.05) -> bool:
     return abs(got - a) > max(1, rel * a)
 
 
+def side_of_asked(r: RequestRecord, rel: float = 0.01) -> int:
+    """+1 (-1) for a prompt planned without an exact count (no tokenizer) whose reported length is more
+    than 1 % above (below) the length the workload asked for; 0 otherwise. A point whose prompts all lie
+    on one side has lengths off the plan by a bias, however small each prompt's miss."""
+    a, got = r.asked_input_tokens, r.prompt_tokens
+    if r.expected_input_tokens is not None or a is None or got is None or abs(got - a) <= rel * a:
+        return 0
+    return 1 if got > a else -1
+
+
 def over_asked(r: RequestRecord) -> bool:
     """A prompt fitted with a tokenizer that came out longer than the workload asked: its fixed start
     (the number that opens it, a shared prefix) alone is longer than the length asked."""
@@ -318,6 +328,8 @@ def _count_columns(ok: list[RequestRecord]) -> dict[str, Any]:
         "long_outputs": sum(1 for d in off if d > 0),
         "prompts_off_asked": count(off_asked),
         "prompts_over_asked": count(over_asked),
+        "prompts_above_asked": count(lambda r: side_of_asked(r) > 0),
+        "prompts_below_asked": count(lambda r: side_of_asked(r) < 0),
         "cached_prompt_tokens": _sum_known(r.cached_prompt_tokens for r in ok),
         # usage counts reasoning the stream did not carry (OpenAI's reasoning models)
         "hidden_reasoning": count(lambda r: bool(r.reasoning_tokens) and not r.reasoning_streamed),

@@ -3,6 +3,7 @@ point's row with the telemetry window's columns."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -125,6 +126,8 @@ def _abortable(count: Callable[[str], int | None] | None, should_abort: Callable
     and a hung engine holds each call for its timeout."""
     if count is None:
         return None
+    if isinstance(count, tokens.PromptCounter):  # its offset and template tail kept
+        return dataclasses.replace(count, count_text=_abortable(count.count_text, should_abort))
 
     def checked(text: str) -> int | None:
         if why := should_abort():
@@ -153,7 +156,7 @@ def make_client(s: Scenario, engine: Engine, base_url: str, keep_text: bool) -> 
         api_prefix=engine.api_prefix,
         api=w.api,
         temperature=w.temperature,
-        seed=w.seed,
+        seed=w.seed if w.request_seed else None,
         max_tokens_field=w.max_tokens_field,
         timeout_s=w.request_timeout_s,
         extra_body=engine.request_extras(w),

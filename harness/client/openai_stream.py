@@ -46,7 +46,7 @@ class StreamClient:
     api_prefix: str = "/v1"
     api: str = "completion"  # completion | chat
     temperature: float | None = 0.0  # None: not sent (the server's default)
-    seed: int | None = 0
+    seed: int | None = None  # None: not sent
     max_tokens_field: str = "max_tokens"  # or max_completion_tokens (chat)
     timeout_s: float = 600.0
     extra_body: dict[str, Any] = field(default_factory=dict)

