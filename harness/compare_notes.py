@@ -66,8 +66,9 @@ def device_count_note(points: pd.DataFrame, baseline: str | None) -> list[str]:
 
 
 def caveats(points: pd.DataFrame) -> list[str]:
-    """What the table's cells do not show: runs that did not finish, points measured after a resume, and
-    points with failed requests (their numbers cover the successes only)."""
+    """What the table's cells do not show: runs that did not finish, points measured after a resume,
+    points with failed requests (their numbers cover the successes only), energy over another number of
+    GPUs than priced, and outputs shorter than asked."""
     out = []
     if "run_status" in points.columns:
         for run_id, status in dict(zip(points["run_id"], points["run_status"], strict=True)).items():
@@ -86,6 +87,7 @@ def caveats(points: pd.DataFrame) -> list[str]:
                 else f"{bad} of {n} measured requests failed; its numbers cover the others only"
             )
             out.append(f"run {r['run_id']} point {r['point_id']}: {said}")
+    out += gpu_count_notes(points)
     if {"short_outputs", "ok"} <= set(points.columns):
         # rows are keyed by the lengths asked: a point whose outputs came shorter sits among full-length
         # ones, its tok/s and speedup over fewer tokens a request
@@ -98,6 +100,21 @@ def caveats(points: pd.DataFrame) -> list[str]:
                 f"than asked ({why}): its row is the lengths asked, its numbers are over shorter outputs"
             )
     return out
+
+
+def gpu_count_notes(points: pd.DataFrame) -> list[str]:
+    """A note per configuration whose energy covers another number of GPUs than its label and price: an
+    external endpoint on this machine is sampled on every GPU NVML sees here, and priced for its
+    scenario's `hardware.gpus`."""
+    if not {"gpu_count", "devices", "energy_j_per_output_token"} <= set(points.columns):
+        return []
+    measured = points["energy_j_per_output_token"].notna() & points["gpu_count"].notna()
+    odd = points[measured & (points["gpu_count"] != points["devices"])]
+    return [
+        f"{cfg}: J/token covers the {int(n)} GPUs sampled (NVML), $/1M prices the label's {int(d)}; set "
+        "hardware.gpus, or CUDA_VISIBLE_DEVICES in the harness's environment, to the engine's GPUs"
+        for (cfg, n, d), _ in odd.groupby(["config", "gpu_count", "devices"], sort=True)
+    ]
 
 
 def host_cpu_notes(points: pd.DataFrame) -> list[str]:

@@ -292,6 +292,25 @@ def test_caveats_name_unfinished_runs_and_points_with_failed_requests() -> None:
     ]
 
 
+def test_energy_over_other_gpus_than_priced_is_named() -> None:
+    """An external endpoint on this machine had its energy summed over all 8 GPUs NVML saw while its
+    label and $/1M were for the scenario's 1: nothing compared the two."""
+    from harness.compare_notes import caveats
+
+    df = _rows().iloc[:2].copy()
+    df["config"] = "h100-sxm | external"
+    df["devices"] = 1
+    df["gpu_count"] = [8, 1]
+    df["energy_j_per_output_token"] = [2.0, 1.5]
+    df["run_id"], df["point_id"] = "r", ["v0-c1", "v0-c2"]
+    assert caveats(df) == [
+        "h100-sxm | external: J/token covers the 8 GPUs sampled (NVML), $/1M prices the label's 1; set "
+        "hardware.gpus, or CUDA_VISIBLE_DEVICES in the harness's environment, to the engine's GPUs"
+    ]
+    # no J/token (a multi-node engine's head node: energy left blank), nothing to say
+    assert caveats(df.assign(energy_j_per_output_token=float("nan"))) == []
+
+
 def test_printed_tables_keep_labels_with_brackets() -> None:
     from rich.console import Console
 
