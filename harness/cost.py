@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.compare_notes import caveats
 from harness.runinfo import at_rate
 
 J_PER_KWH = 3.6e6
@@ -108,6 +109,7 @@ def run_cost_frame(
         "workload",
         "load",
         "output_tok_s",
+        "slo_attainment",
         "devices",
         "usd_per_device_hour",
     ]
@@ -116,6 +118,8 @@ def run_cost_frame(
         cols += ["energy_usd_per_1m_tokens", "total_usd_per_1m_tokens"]
     if df["run_id"].nunique() == 1:
         cols.remove("run_id")
+    if "slo_attainment" in df.columns and df["slo_attainment"].isna().all():
+        cols.remove("slo_attainment")
     return df[[c for c in cols if c in df.columns]]
 
 
@@ -123,6 +127,7 @@ HEADERS = {
     "run_id": "run",
     "workload": "workload (in/out)",
     "output_tok_s": "out tok/s",
+    "slo_attainment": "in SLO",
     "usd_per_device_hour": "$/device-hour",
     "usd_per_1m_tokens": "$/1M out tok",
     "energy_usd_per_1m_tokens": "energy $/1M",
@@ -143,3 +148,27 @@ def rate_rows_cost_note(points: pd.DataFrame) -> list[str]:
         "capacity it idles between them and each token costs more; the price at capacity is at concurrency "
         "rows (c...) or at the rate `harness run --find-max-goodput` finds"
     ]
+
+
+def slo_cost_note(frame: pd.DataFrame) -> list[str]:
+    """What the `in SLO` column says where a priced point has requests outside the SLOs: the cheapest row
+    is often the highest load, whose requests wait longest (or fail), and its price is for a service
+    its scenario's SLOs do not accept."""
+    if "slo_attainment" not in frame.columns or "usd_per_1m_tokens" not in frame.columns:
+        return []
+    missed = frame["usd_per_1m_tokens"].notna() & (frame["slo_attainment"] < 1)
+    if not missed.any():
+        return []
+    return [
+        "in SLO: the share of a point's measured requests that met every SLO of its run's scenario (a "
+        f"failed one did not); {int(missed.sum())} priced point(s) are below 100 %: their $/1M tokens price "
+        "a load at which requests wait (or fail) past those SLOs"
+    ]
+
+
+def run_cost_notes(points: pd.DataFrame, frame: pd.DataFrame) -> list[str]:
+    """What the cost table of some runs does not show (`points` as `harness.runinfo.points_frame` gives
+    them, `frame` as `run_cost_frame`): the caveats `harness compare` gives the same points (unfinished
+    runs, points after a resume, failed requests, short outputs), points outside their SLOs, and rows at
+    an arrival rate."""
+    return [*caveats(points), *slo_cost_note(frame), *rate_rows_cost_note(frame)]

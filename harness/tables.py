@@ -24,6 +24,8 @@ def cost_table(df: pd.DataFrame, utilization: float) -> Table:
 
 
 def _cost_spec(column: str) -> str:
+    if column == "slo_attainment":  # as the points table shows it
+        return "{:.1%}"
     return "usd" if "usd" in column else "{:.1f}" if column.endswith("tok_s") else "num"
 
 

@@ -68,7 +68,7 @@ def cost_cmd(
 ) -> None:
     """US$ per 1M output tokens = $/device-hour x devices / (tok/s x 3600 x utilization) x 1e6."""
     from harness.catalog.prices import unused_override_notes
-    from harness.cost import CostInputs, rate_rows_cost_note, run_cost_frame
+    from harness.cost import CostInputs, run_cost_frame, run_cost_notes
     from harness.runinfo import points_frame
     from harness.tables import cost_line, cost_table
 
@@ -116,7 +116,7 @@ def cost_cmd(
             err.print(f"note: no price for {d}: give --price {d}=USD_PER_HOUR", markup=False)
     for n in unused_override_notes({k: q.origin for k, q in quotes.items()}, points["device"]):
         err.print(f"note: {n}", markup=False, highlight=False)
-    for n in rate_rows_cost_note(frame):
+    for n in run_cost_notes(points, frame):
         err.print(f"note: {n}", markup=False, highlight=False)
     jpt = points.get("energy_j_per_output_token")
     if kwh is not None and (jpt is None or jpt.isna().any()):
