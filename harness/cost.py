@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.compare_notes import caveats
+from harness.compare_notes import caveats, energy_scope_notes
 from harness.runinfo import at_rate
 
 J_PER_KWH = 3.6e6
@@ -64,6 +64,8 @@ class CostInputs:
         }
         if self.usd_per_kwh is not None:
             energy = energy_usd_per_million_tokens(self.j_per_token, self.usd_per_kwh)
+            row["usd_per_kwh"] = self.usd_per_kwh
+            row["j_per_output_token"] = self.j_per_token
             row["energy_usd_per_1m_tokens"] = energy
             row["total_usd_per_1m_tokens"] = rent + energy if not math.isnan(energy) else math.nan
         return row
@@ -166,9 +168,41 @@ def slo_cost_note(frame: pd.DataFrame) -> list[str]:
     ]
 
 
-def run_cost_notes(points: pd.DataFrame, frame: pd.DataFrame) -> list[str]:
+def energy_cost_notes(points: pd.DataFrame, usd_per_kwh: float | None) -> list[str]:
+    """Where an electricity price is given: the price, what energy it is applied to (what each point's
+    window measured: GPU boards and CPU packages, not the rest of the host nor the power to cool it, no
+    PUE), that the total adds it to a rent that for a cloud already pays for power, the points without a
+    J/token, and configurations whose J/token count different things (`energy_scope_notes`)."""
+    if usd_per_kwh is None:
+        return []
+    jpt = points.get("energy_j_per_output_token")
+    has = jpt.notna() if jpt is not None else pd.Series(False, index=points.index)
+    scopes = sorted(set(points.loc[has, "energy_scope"].dropna())) if "energy_scope" in points else []
+    notes = [
+        f"energy at ${usd_per_kwh:g}/kWh of the energy measured in each point's window"
+        + (f" ({', '.join(scopes)})" if scopes else "")
+        + ": GPU boards (NVML) and CPU packages (RAPL) only, not the rest of the host, power supplies or "
+        "cooling (no PUE); 'total $/1M' adds it to the rent, for hardware whose power you pay (a cloud's "
+        "$/hour already includes power)"
+    ]
+    if not has.all():  # a total without the energy would read as the rent alone: it is shown as - instead
+        notes.append(
+            "--usd-per-kwh: points without J/token (no energy telemetry in their window) have no energy or "
+            "total $/1M tokens"
+        )
+    if has.any() and "energy_scope" in points.columns:
+        notes += energy_scope_notes(points)
+    return notes
+
+
+def run_cost_notes(points: pd.DataFrame, frame: pd.DataFrame, usd_per_kwh: float | None = None) -> list[str]:
     """What the cost table of some runs does not show (`points` as `harness.runinfo.points_frame` gives
     them, `frame` as `run_cost_frame`): the caveats `harness compare` gives the same points (unfinished
-    runs, points after a resume, failed requests, short outputs), points outside their SLOs, and rows at
-    an arrival rate."""
-    return [*caveats(points), *slo_cost_note(frame), *rate_rows_cost_note(frame)]
+    runs, points after a resume, failed requests, short outputs), points outside their SLOs, rows at an
+    arrival rate, and what an energy cost counts (`energy_cost_notes`)."""
+    return [
+        *caveats(points),
+        *slo_cost_note(frame),
+        *rate_rows_cost_note(frame),
+        *energy_cost_notes(points, usd_per_kwh),
+    ]

@@ -45,9 +45,10 @@ def cost_line(row: dict[str, Any]) -> list[str]:
                 "from a run)"
             )
         else:
+            total = fmt(row["total_usd_per_1m_tokens"], "usd")
             lines.append(
-                f"energy: ${fmt(e, 'usd')} per 1M output tokens; "
-                f"total ${fmt(row['total_usd_per_1m_tokens'], 'usd')}"
+                f"energy: ${fmt(e, 'usd')} per 1M output tokens = {row['j_per_output_token']:g} J/token x "
+                f"${row['usd_per_kwh']:g}/kWh / 3.6e6 x 1e6; total ${total}"
             )
     return lines
 

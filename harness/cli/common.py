@@ -206,7 +206,12 @@ UtilizationOpt = Annotated[float, typer.Option(**finite(0.01, 1.0), help="share 
 KwhOpt = Annotated[
     float | None,
     typer.Option(
-        "--usd-per-kwh", "--kwh", **finite(0.0), help="US$ per kWh, adds energy cost (points with J/token)"
+        "--usd-per-kwh",
+        "--kwh",
+        **finite(0.0),
+        help="US$ per kWh of power you pay for (hardware you own or whose power is billed apart; a cloud's "
+        "$/hour already includes it): adds energy cost to points with J/token (GPU board and CPU package "
+        "energy only, no PUE)",
     ),
 ]
 

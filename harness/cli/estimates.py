@@ -116,16 +116,8 @@ def cost_cmd(
             err.print(f"note: no price for {d}: give --price {d}=USD_PER_HOUR", markup=False)
     for n in unused_override_notes({k: q.origin for k, q in quotes.items()}, points["device"]):
         err.print(f"note: {n}", markup=False, highlight=False)
-    for n in run_cost_notes(points, frame):
+    for n in run_cost_notes(points, frame, kwh):
         err.print(f"note: {n}", markup=False, highlight=False)
-    jpt = points.get("energy_j_per_output_token")
-    if kwh is not None and (jpt is None or jpt.isna().any()):
-        # a total without the energy would read as the rent alone: it is shown as - instead
-        err.print(
-            "note: --usd-per-kwh: points without J/token (no energy telemetry in their window) have no "
-            "energy or total $/1M tokens",
-            highlight=False,
-        )
 
 
 def roofline_cmd(

@@ -55,3 +55,42 @@ def test_cost_of_runs_says_which_points_failed_requests_or_missed_the_slos(tmp_p
     # all within the SLOs and nothing failed: the column without a note
     res = run_harness("cost", str(_quickstart(tmp_path / "b")), "--price", "cpu=0.10")
     assert res.returncode == 0 and "in SLO" in res.stdout and "note: in SLO" not in res.stderr, res.stderr
+
+
+def test_an_energy_cost_says_its_price_what_energy_it_counts_and_whose_power_it_is(tmp_path: Path) -> None:
+    """`--usd-per-kwh` added electricity to a rent under 'total $/1M' without saying that a cloud's
+    $/hour already pays for power, at what price, or which energy (boards and packages, no PUE)."""
+    import typer.main
+
+    from harness.cli import app
+
+    cost = typer.main.get_command(app).commands["cost"]  # a group: the commands by name
+    kwh = next(p for p in cost.params if "--usd-per-kwh" in p.opts)
+    assert "a cloud's $/hour already includes it" in kwh.help and "no PUE" in kwh.help
+    run = _quickstart(tmp_path)
+    # c1 and c2 measured the CPU package's energy; c4's window lost a GPU's samples: no J/token
+    _set_point(run, "v0-c1", energy_j_per_output_token=2.0, energy_scope="cpu_package")
+    _set_point(run, "v0-c2", energy_j_per_output_token=1.5, energy_scope="cpu_package")
+    _set_point(run, "v0-c4", energy_scope="incomplete")
+    res = run_harness("cost", str(run), "--price", "cpu=0.10", "--usd-per-kwh", "0.15")
+    assert res.returncode == 0, res.stderr
+    said = " ".join(res.stderr.split())
+    assert (
+        "note: energy at $0.15/kWh of the energy measured in each point's window (cpu_package): GPU boards "
+        "(NVML) and CPU packages (RAPL) only, not the rest of the host, power supplies or cooling (no PUE); "
+        "'total $/1M' adds it to the rent, for hardware whose power you pay (a cloud's $/hour already "
+        "includes power)" in said
+    )
+    assert "note: --usd-per-kwh: points without J/token" in said
+    assert "note: some points have no J/token: a GPU's energy was unknown in their window" in said
+    # without an electricity price nothing is said about energy
+    res = run_harness("cost", str(run), "--price", "cpu=0.10")
+    assert res.returncode == 0 and "kWh" not in res.stderr and "J/token" not in res.stderr, res.stderr
+    # typed numbers: the energy line gives its formula with the price used
+    res = run_harness(
+        "cost", "--usd-per-hour", "2", "--output-tok-s", "100", "--j-per-output-token", "0.5", "--kwh", "0.2"
+    )
+    # 0.5 J x 0.2 $/kWh / 3.6e6 J/kWh x 1e6 = 0.02778 $; total 5.556 + 0.028 = 5.58
+    assert res.stdout.splitlines()[1] == (
+        "energy: $0.0278 per 1M output tokens = 0.5 J/token x $0.2/kWh / 3.6e6 x 1e6; total $5.58"
+    )
