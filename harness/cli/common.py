@@ -241,10 +241,10 @@ def prices(price: list[str] | None, prices_file: Path | None, provider: str | No
             del table[name]
         elif name.lower() in devices():
             del table[name]
-            table[name.lower()] = PriceQuote(name.lower(), usd, OVERRIDE)
+            table[name.lower()] = PriceQuote(name.lower(), usd, OVERRIDE, OVERRIDE)
         elif keys := catalog_devices(name):
             del table[name]
-            table |= {k: PriceQuote(k, usd, f"{OVERRIDE} {name}") for k in keys if k not in own}
+            table |= {k: PriceQuote(k, usd, f"{OVERRIDE} {name}", OVERRIDE) for k in keys if k not in own}
     return table
 
 

@@ -111,7 +111,7 @@ def cost_cmd(
     print_fitted(out, cost_table(frame, utilization), keys=_label_columns(frame))
     for d in sorted(set(points["device"])):
         if d in usd:
-            err.print(f"price {d}: ${usd[d]:g}/h ({quotes[d].origin})", markup=False)
+            err.print(quotes[d].line(), markup=False)
         else:
             err.print(f"note: no price for {d}: give --price {d}=USD_PER_HOUR", markup=False)
     for n in unused_override_notes({k: q.origin for k, q in quotes.items()}, points["device"]):
@@ -370,7 +370,7 @@ def recommend_cmd(
     except CatalogError as e:
         raise fail(f"--model: {e}") from None
     from harness.catalog.hardware import gpus
-    from harness.catalog.prices import OVERRIDE
+    from harness.catalog.prices import OVERRIDE, mixed_sources_notes
 
     unknown = [g for g in gpu or () if g not in gpus()]
     if unknown:
@@ -412,7 +412,11 @@ def recommend_cmd(
     best_cases = "roofline estimates are best cases: real engines reach a fraction of them (see --efficiency)"
     out.print(article_rule(need), highlight=False)
     out.print(best_cases)
-    all_notes = [*notes, *vendor_notes(df.head(top))]
+    shown = list(df.head(top)["device"])
+    price_lines = [quotes[d].line() for d in dict.fromkeys(shown)]
+    for line in price_lines:
+        err.print(line, markup=False, highlight=False)
+    all_notes = [*notes, *mixed_sources_notes(quotes, shown, provider), *vendor_notes(df.head(top))]
     for n in all_notes:
         err.print(f"note: {n}", markup=False, highlight=False)
     if out_file is not None:
@@ -420,6 +424,6 @@ def recommend_cmd(
         if out_file.suffix.lower() == ".csv":
             write_text_whole(out_file, df.rename_axis("rank").rename(lambda i: i + 1).to_csv())
         else:
-            said = [article_rule(need), best_cases, *all_notes]
+            said = [article_rule(need), best_cases, *price_lines, *all_notes]
             write_text_whole(out_file, recommend_markdown(df, title, top, said))
         err.print(f"wrote {out_file}", markup=False)

@@ -94,3 +94,31 @@ def test_an_energy_cost_says_its_price_what_energy_it_counts_and_whose_power_it_
     assert res.stdout.splitlines()[1] == (
         "energy: $0.0278 per 1M output tokens = 0.5 J/token x $0.2/kWh / 3.6e6 x 1e6; total $5.58"
     )
+
+
+def test_recommend_names_each_ranked_price_and_when_their_sources_differ(tmp_path: Path) -> None:
+    """`cost` and `compare` name each price's provider and date; `recommend` showed only $/h, and ranked
+    lambda's H100 against another provider's A100 when asked for `--provider lambda`."""
+    args = ["recommend", "--model", "llama-3.1-8b", "--concurrency", "4", "--gpu", "h100-sxm", "--gpu"]
+    args += ["a100-80gb-sxm", "--top", "4"]
+    res = run_harness(*args, "--provider", "lambda", "--out", str(tmp_path / "r.md"))
+    assert res.returncode == 0, res.stderr
+    said = " ".join(res.stderr.split())
+    # lambda lists no A100 80GB SXM: that one keeps its default price
+    h100 = "price h100-sxm: $2.99/h (lambda, seen 2026-05-18)"
+    a100 = "price a100-80gb-sxm: $1.49/h (typical-gpu-cloud, seen 2026-Q1, low end of $1.49-2.49)"
+    assert h100 in res.stderr.splitlines() and a100 in res.stderr.splitlines()
+    assert (  # in the order of the ranking: the A100's $/1M tokens is the lower
+        "note: the ranked rows' prices come from 2 sources (typical-gpu-cloud: a100-80gb-sxm; lambda: "
+        "h100-sxm): providers and dates differ" in said
+    )
+    assert "--provider lambda replaces only the prices of the devices it lists (here h100-sxm)" in said
+    md = (tmp_path / "r.md").read_text()
+    assert f"- {h100}" in md and "- the ranked rows' prices come from 2 sources" in md
+    # the defaults of these two come from one source at the same point of its ranges, and prices given
+    # on the command line are one source too: no note
+    for more in ([], ["--price", "h100-sxm=3", "--price", "a100-80gb-sxm=2"]):
+        res = run_harness(*args, *more)
+        assert res.returncode == 0 and "sources" not in res.stderr, res.stderr
+        assert "price h100-sxm: $" in res.stderr
+    assert "price h100-sxm: $3/h (--price)" in res.stderr
