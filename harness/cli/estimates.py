@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -26,6 +26,9 @@ from harness.cli.common import (
     reading_runs,
 )
 from harness.table_fit import print_fitted
+
+if TYPE_CHECKING:
+    from harness.cost import CostInputs
 
 # bytes per KV element for vLLM's --kv-cache-dtype values
 KV_DTYPE_BYTES = {"auto": 2.0, "bfloat16": 2.0, "float16": 2.0, "fp8": 1.0, "fp8_e4m3": 1.0, "fp8_e5m2": 1.0}
@@ -70,21 +73,16 @@ def cost_cmd(
     from harness.catalog.prices import unused_override_notes
     from harness.cost import CostInputs, run_cost_frame, run_cost_notes
     from harness.runinfo import points_frame
-    from harness.tables import cost_line, cost_table
+    from harness.tables import cost_table
 
     quotes = prices(price, prices_file, provider)
     if not runs:
         if usd_per_hour is None or tok_s is None:
             raise fail("cost: give run directories, or both --usd-per-hour and --output-tok-s")
-        if j_per_token is not None and kwh is None:
-            raise fail("cost: --j-per-output-token needs --usd-per-kwh (US$ per kWh) to price the energy")
-        row = CostInputs(usd_per_hour, tok_s, devices, utilization, j_per_token, kwh).row()
-        if any(isinstance(v, float) and math.isinf(v) for v in row.values()):  # 1e308 $/h over 1e-308 tok/s
-            raise fail(
-                "cost: these numbers give a cost too large for a float: check --usd-per-hour, --output-tok-s"
-            )
-        for line in cost_line(row):
-            out.print(line, markup=False, highlight=False)
+        pricing = [
+            n for n, v in (("--price", price), ("--prices", prices_file), ("--provider", provider)) if v
+        ]
+        _print_typed_cost(CostInputs(usd_per_hour, tok_s, devices, utilization, j_per_token, kwh), pricing)
         return
     typed = [
         n
@@ -108,6 +106,10 @@ def cost_cmd(
         raise fail("cost: no finished points in the given runs")
     with reading_runs(runs):
         frame = run_cost_frame(points, usd, utilization, kwh)
+    if any(math.isinf(v) for v in frame.select_dtypes("number").to_numpy().ravel()):  # 1e308 $/h
+        raise fail(
+            "cost: these prices give a cost too large for a float: check --price, --prices, --usd-per-kwh"
+        )
     print_fitted(out, cost_table(frame, utilization), keys=_label_columns(frame))
     for d in sorted(set(points["device"])):
         if d in usd:
@@ -118,6 +120,28 @@ def cost_cmd(
         err.print(f"note: {n}", markup=False, highlight=False)
     for n in run_cost_notes(points, frame, kwh):
         err.print(f"note: {n}", markup=False, highlight=False)
+
+
+def _print_typed_cost(inputs: CostInputs, pricing: list[str]) -> None:
+    """`harness cost` of typed numbers: the cost and its formula.
+    `pricing`: the options given that price the devices of runs (--price, --prices, --provider), which
+    typed numbers have none of: refused, not left unused without a word."""
+    from harness.tables import cost_line
+
+    if pricing:
+        raise fail(
+            f"cost: {pricing[0]} is for run directories, not typed numbers (it prices the devices runs were "
+            "measured on; typed numbers are priced by --usd-per-hour)"
+        )
+    if inputs.j_per_token is not None and inputs.usd_per_kwh is None:
+        raise fail("cost: --j-per-output-token needs --usd-per-kwh (US$ per kWh) to price the energy")
+    row = inputs.row()
+    if any(isinstance(v, float) and math.isinf(v) for v in row.values()):  # 1e308 $/h over 1e-308 tok/s
+        raise fail(
+            "cost: these numbers give a cost too large for a float: check --usd-per-hour, --output-tok-s"
+        )
+    for line in cost_line(row):
+        out.print(line, markup=False, highlight=False)
 
 
 def roofline_cmd(
