@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.compare_notes import caveats, energy_scope_notes
 from harness.runinfo import at_rate
 
 J_PER_KWH = 3.6e6
@@ -63,6 +64,8 @@ class CostInputs:
         }
         if self.usd_per_kwh is not None:
             energy = energy_usd_per_million_tokens(self.j_per_token, self.usd_per_kwh)
+            row["usd_per_kwh"] = self.usd_per_kwh
+            row["j_per_output_token"] = self.j_per_token
             row["energy_usd_per_1m_tokens"] = energy
             row["total_usd_per_1m_tokens"] = rent + energy if not math.isnan(energy) else math.nan
         return row
@@ -108,6 +111,7 @@ def run_cost_frame(
         "workload",
         "load",
         "output_tok_s",
+        "slo_attainment",
         "devices",
         "usd_per_device_hour",
     ]
@@ -116,6 +120,8 @@ def run_cost_frame(
         cols += ["energy_usd_per_1m_tokens", "total_usd_per_1m_tokens"]
     if df["run_id"].nunique() == 1:
         cols.remove("run_id")
+    if "slo_attainment" in df.columns and df["slo_attainment"].isna().all():
+        cols.remove("slo_attainment")
     return df[[c for c in cols if c in df.columns]]
 
 
@@ -123,6 +129,7 @@ HEADERS = {
     "run_id": "run",
     "workload": "workload (in/out)",
     "output_tok_s": "out tok/s",
+    "slo_attainment": "in SLO",
     "usd_per_device_hour": "$/device-hour",
     "usd_per_1m_tokens": "$/1M out tok",
     "energy_usd_per_1m_tokens": "energy $/1M",
@@ -142,4 +149,60 @@ def rate_rows_cost_note(points: pd.DataFrame) -> list[str]:
         "$/1M tokens at an arrival rate (r...) prices the tokens that rate asked for: below the machine's "
         "capacity it idles between them and each token costs more; the price at capacity is at concurrency "
         "rows (c...) or at the rate `harness run --find-max-goodput` finds"
+    ]
+
+
+def slo_cost_note(frame: pd.DataFrame) -> list[str]:
+    """What the `in SLO` column says where a priced point has requests outside the SLOs: the cheapest row
+    is often the highest load, whose requests wait longest (or fail), and its price is for a service
+    its scenario's SLOs do not accept."""
+    if "slo_attainment" not in frame.columns or "usd_per_1m_tokens" not in frame.columns:
+        return []
+    missed = frame["usd_per_1m_tokens"].notna() & (frame["slo_attainment"] < 1)
+    if not missed.any():
+        return []
+    return [
+        "in SLO: the share of a point's measured requests that met every SLO of its run's scenario (a "
+        f"failed one did not); {int(missed.sum())} priced point(s) are below 100 %: their $/1M tokens price "
+        "a load at which requests wait (or fail) past those SLOs"
+    ]
+
+
+def energy_cost_notes(points: pd.DataFrame, usd_per_kwh: float | None) -> list[str]:
+    """Where an electricity price is given: the price, what energy it is applied to (what each point's
+    window measured: GPU boards and CPU packages, not the rest of the host nor the power to cool it, no
+    PUE), that the total adds it to a rent that for a cloud already pays for power, the points without a
+    J/token, and configurations whose J/token count different things (`energy_scope_notes`)."""
+    if usd_per_kwh is None:
+        return []
+    jpt = points.get("energy_j_per_output_token")
+    has = jpt.notna() if jpt is not None else pd.Series(False, index=points.index)
+    scopes = sorted(set(points.loc[has, "energy_scope"].dropna())) if "energy_scope" in points else []
+    notes = [
+        f"energy at ${usd_per_kwh:g}/kWh of the energy measured in each point's window"
+        + (f" ({', '.join(scopes)})" if scopes else "")
+        + ": GPU boards (NVML) and CPU packages (RAPL) only, not the rest of the host, power supplies or "
+        "cooling (no PUE); 'total $/1M' adds it to the rent, for hardware whose power you pay (a cloud's "
+        "$/hour already includes power)"
+    ]
+    if not has.all():  # a total without the energy would read as the rent alone: it is shown as - instead
+        notes.append(
+            "--usd-per-kwh: points without J/token (no energy telemetry in their window) have no energy or "
+            "total $/1M tokens"
+        )
+    if has.any() and "energy_scope" in points.columns:
+        notes += energy_scope_notes(points)
+    return notes
+
+
+def run_cost_notes(points: pd.DataFrame, frame: pd.DataFrame, usd_per_kwh: float | None = None) -> list[str]:
+    """What the cost table of some runs does not show (`points` as `harness.runinfo.points_frame` gives
+    them, `frame` as `run_cost_frame`): the caveats `harness compare` gives the same points (unfinished
+    runs, points after a resume, failed requests, short outputs), points outside their SLOs, rows at an
+    arrival rate, and what an energy cost counts (`energy_cost_notes`)."""
+    return [
+        *caveats(points),
+        *slo_cost_note(frame),
+        *rate_rows_cost_note(frame),
+        *energy_cost_notes(points, usd_per_kwh),
     ]

@@ -40,7 +40,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("e2e_s_p50", "E2E p50 s", "{:.2f}"),
     ("goodput_req_s", "goodput req/s", "{:.2f}"),
     ("slo_attainment", "in SLO", "{:.1%}"),
-    ("energy_j_per_output_token", "J/tok", "{:.3f}"),
+    ("energy_j_per_output_token", "J/out tok", "{:.3f}"),  # per output token, as out tok/s
 )
 
 

@@ -24,6 +24,8 @@ def cost_table(df: pd.DataFrame, utilization: float) -> Table:
 
 
 def _cost_spec(column: str) -> str:
+    if column == "slo_attainment":  # as the points table shows it
+        return "{:.1%}"
     return "usd" if "usd" in column else "{:.1f}" if column.endswith("tok_s") else "num"
 
 
@@ -43,9 +45,10 @@ def cost_line(row: dict[str, Any]) -> list[str]:
                 "from a run)"
             )
         else:
+            total = fmt(row["total_usd_per_1m_tokens"], "usd")
             lines.append(
-                f"energy: ${fmt(e, 'usd')} per 1M output tokens; "
-                f"total ${fmt(row['total_usd_per_1m_tokens'], 'usd')}"
+                f"energy: ${fmt(e, 'usd')} per 1M output tokens = {row['j_per_output_token']:g} J/token x "
+                f"${row['usd_per_kwh']:g}/kWh / 3.6e6 x 1e6; total ${total}"
             )
     return lines
 

@@ -39,11 +39,19 @@ class Price(BaseModel):
 
 @dataclass(frozen=True)
 class PriceQuote:
-    """The price used for one device, and where it came from (for table footnotes)."""
+    """The price used for one device, and where it came from (for table footnotes): `origin` in full
+    (provider, date, range), `source` who set it (a provider, with the file it was read from, or
+    `--price`; empty: as `origin` says)."""
 
     device: str
     usd_per_hour: float
     origin: str
+    source: str = ""
+
+    def line(self) -> str:
+        """The price as `cost` and `recommend` print it under their tables: `price h100-sxm: $2.49/h
+        (typical-gpu-cloud, seen 2026-Q1, low end of $2.49-3.99)`."""
+        return f"price {self.device}: ${self.usd_per_hour:g}/h ({self.origin})"
 
 
 def parse_prices(data: Any, file: str, known_devices: Iterable[str] | None = None) -> list[Price]:
@@ -168,11 +176,11 @@ def resolve_prices(
         raise CatalogError(f"--provider: {provider!r} has no prices in prices.yaml (allowed: {allowed})")
     for p in catalog:
         if p.default and p.device not in table:
-            table[p.device] = PriceQuote(p.device, p.usd_per_hour, origin(p))
+            table[p.device] = PriceQuote(p.device, p.usd_per_hour, origin(p), p.provider)
     if provider is not None:
         for p in catalog:
             if p.provider == provider:
-                table[p.device] = PriceQuote(p.device, p.usd_per_hour, origin(p))
+                table[p.device] = PriceQuote(p.device, p.usd_per_hour, origin(p), p.provider)
     if price_file is not None:
         user = load_price_file(price_file)
         chosen: dict[str, Price] = {}
@@ -180,7 +188,36 @@ def resolve_prices(
             if p.device not in chosen or (p.default and not chosen[p.device].default):
                 chosen[p.device] = p
         for dev, p in chosen.items():
-            table[dev] = PriceQuote(dev, p.usd_per_hour, f"{origin(p)} ({price_file})")
+            table[dev] = PriceQuote(
+                dev, p.usd_per_hour, f"{origin(p)} ({price_file})", f"{p.provider} ({price_file})"
+            )
     for dev, usd in (overrides or {}).items():
-        table[dev] = PriceQuote(dev, usd, OVERRIDE)
+        table[dev] = PriceQuote(dev, usd, OVERRIDE, OVERRIDE)
     return table
+
+
+def mixed_sources_notes(
+    quotes: dict[str, PriceQuote], devices: Iterable[str], provider: str | None = None
+) -> list[str]:
+    """A note where the prices of `devices` (the rows ranked) come from more than one source: providers
+    and dates differ, so part of a gap between their $/1M tokens is the prices'. `--provider` replaces
+    only the prices of the devices it lists; the others keep theirs, and the note says so."""
+    by_source: dict[str, list[str]] = {}
+    for d in dict.fromkeys(devices):
+        if (q := quotes.get(d)) is not None:
+            by_source.setdefault(q.source or q.origin, []).append(d)
+    if len(by_source) < 2:
+        return []
+    said = "; ".join(f"{src}: {', '.join(devs)}" for src, devs in by_source.items())
+    note = (
+        f"the ranked rows' prices come from {len(by_source)} sources ({said}): providers and dates differ, "
+        "so part of a gap in $/1M tokens is the prices' (give prices of one source with --prices FILE or "
+        "--price DEVICE=USD_PER_HOUR)"
+    )
+    if provider is not None:
+        listed = ", ".join(by_source.get(provider, [])) or "none of them"
+        note += (
+            f"; --provider {provider} replaces only the prices of the devices it lists (here {listed}): the "
+            "others keep theirs"
+        )
+    return [note]

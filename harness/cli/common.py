@@ -206,7 +206,12 @@ UtilizationOpt = Annotated[float, typer.Option(**finite(0.01, 1.0), help="share 
 KwhOpt = Annotated[
     float | None,
     typer.Option(
-        "--usd-per-kwh", "--kwh", **finite(0.0), help="US$ per kWh, adds energy cost (points with J/token)"
+        "--usd-per-kwh",
+        "--kwh",
+        **finite(0.0),
+        help="US$ per kWh of power you pay for (hardware you own or whose power is billed apart; a cloud's "
+        "$/hour already includes it): adds energy cost to points with J/token (GPU board and CPU package "
+        "energy only, no PUE)",
     ),
 ]
 
@@ -236,10 +241,10 @@ def prices(price: list[str] | None, prices_file: Path | None, provider: str | No
             del table[name]
         elif name.lower() in devices():
             del table[name]
-            table[name.lower()] = PriceQuote(name.lower(), usd, OVERRIDE)
+            table[name.lower()] = PriceQuote(name.lower(), usd, OVERRIDE, OVERRIDE)
         elif keys := catalog_devices(name):
             del table[name]
-            table |= {k: PriceQuote(k, usd, f"{OVERRIDE} {name}") for k in keys if k not in own}
+            table |= {k: PriceQuote(k, usd, f"{OVERRIDE} {name}", OVERRIDE) for k in keys if k not in own}
     return table
 
 

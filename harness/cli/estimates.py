@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -26,6 +26,9 @@ from harness.cli.common import (
     reading_runs,
 )
 from harness.table_fit import print_fitted
+
+if TYPE_CHECKING:
+    from harness.cost import CostInputs
 
 # bytes per KV element for vLLM's --kv-cache-dtype values
 KV_DTYPE_BYTES = {"auto": 2.0, "bfloat16": 2.0, "float16": 2.0, "fp8": 1.0, "fp8_e4m3": 1.0, "fp8_e5m2": 1.0}
@@ -68,23 +71,18 @@ def cost_cmd(
 ) -> None:
     """US$ per 1M output tokens = $/device-hour x devices / (tok/s x 3600 x utilization) x 1e6."""
     from harness.catalog.prices import unused_override_notes
-    from harness.cost import CostInputs, rate_rows_cost_note, run_cost_frame
+    from harness.cost import CostInputs, run_cost_frame, run_cost_notes
     from harness.runinfo import points_frame
-    from harness.tables import cost_line, cost_table
+    from harness.tables import cost_table
 
     quotes = prices(price, prices_file, provider)
     if not runs:
         if usd_per_hour is None or tok_s is None:
             raise fail("cost: give run directories, or both --usd-per-hour and --output-tok-s")
-        if j_per_token is not None and kwh is None:
-            raise fail("cost: --j-per-output-token needs --usd-per-kwh (US$ per kWh) to price the energy")
-        row = CostInputs(usd_per_hour, tok_s, devices, utilization, j_per_token, kwh).row()
-        if any(isinstance(v, float) and math.isinf(v) for v in row.values()):  # 1e308 $/h over 1e-308 tok/s
-            raise fail(
-                "cost: these numbers give a cost too large for a float: check --usd-per-hour, --output-tok-s"
-            )
-        for line in cost_line(row):
-            out.print(line, markup=False, highlight=False)
+        pricing = [
+            n for n, v in (("--price", price), ("--prices", prices_file), ("--provider", provider)) if v
+        ]
+        _print_typed_cost(CostInputs(usd_per_hour, tok_s, devices, utilization, j_per_token, kwh), pricing)
         return
     typed = [
         n
@@ -108,24 +106,42 @@ def cost_cmd(
         raise fail("cost: no finished points in the given runs")
     with reading_runs(runs):
         frame = run_cost_frame(points, usd, utilization, kwh)
+    if any(math.isinf(v) for v in frame.select_dtypes("number").to_numpy().ravel()):  # 1e308 $/h
+        raise fail(
+            "cost: these prices give a cost too large for a float: check --price, --prices, --usd-per-kwh"
+        )
     print_fitted(out, cost_table(frame, utilization), keys=_label_columns(frame))
     for d in sorted(set(points["device"])):
         if d in usd:
-            err.print(f"price {d}: ${usd[d]:g}/h ({quotes[d].origin})", markup=False)
+            err.print(quotes[d].line(), markup=False)
         else:
             err.print(f"note: no price for {d}: give --price {d}=USD_PER_HOUR", markup=False)
     for n in unused_override_notes({k: q.origin for k, q in quotes.items()}, points["device"]):
         err.print(f"note: {n}", markup=False, highlight=False)
-    for n in rate_rows_cost_note(frame):
+    for n in run_cost_notes(points, frame, kwh):
         err.print(f"note: {n}", markup=False, highlight=False)
-    jpt = points.get("energy_j_per_output_token")
-    if kwh is not None and (jpt is None or jpt.isna().any()):
-        # a total without the energy would read as the rent alone: it is shown as - instead
-        err.print(
-            "note: --usd-per-kwh: points without J/token (no energy telemetry in their window) have no "
-            "energy or total $/1M tokens",
-            highlight=False,
+
+
+def _print_typed_cost(inputs: CostInputs, pricing: list[str]) -> None:
+    """`harness cost` of typed numbers: the cost and its formula.
+    `pricing`: the options given that price the devices of runs (--price, --prices, --provider), which
+    typed numbers have none of: refused, not left unused without a word."""
+    from harness.tables import cost_line
+
+    if pricing:
+        raise fail(
+            f"cost: {pricing[0]} is for run directories, not typed numbers (it prices the devices runs were "
+            "measured on; typed numbers are priced by --usd-per-hour)"
         )
+    if inputs.j_per_token is not None and inputs.usd_per_kwh is None:
+        raise fail("cost: --j-per-output-token needs --usd-per-kwh (US$ per kWh) to price the energy")
+    row = inputs.row()
+    if any(isinstance(v, float) and math.isinf(v) for v in row.values()):  # 1e308 $/h over 1e-308 tok/s
+        raise fail(
+            "cost: these numbers give a cost too large for a float: check --usd-per-hour, --output-tok-s"
+        )
+    for line in cost_line(row):
+        out.print(line, markup=False, highlight=False)
 
 
 def roofline_cmd(
@@ -378,7 +394,7 @@ def recommend_cmd(
     except CatalogError as e:
         raise fail(f"--model: {e}") from None
     from harness.catalog.hardware import gpus
-    from harness.catalog.prices import OVERRIDE
+    from harness.catalog.prices import OVERRIDE, mixed_sources_notes
 
     unknown = [g for g in gpu or () if g not in gpus()]
     if unknown:
@@ -420,7 +436,11 @@ def recommend_cmd(
     best_cases = "roofline estimates are best cases: real engines reach a fraction of them (see --efficiency)"
     out.print(article_rule(need), highlight=False)
     out.print(best_cases)
-    all_notes = [*notes, *vendor_notes(df.head(top))]
+    shown = list(df.head(top)["device"])
+    price_lines = [quotes[d].line() for d in dict.fromkeys(shown)]
+    for line in price_lines:
+        err.print(line, markup=False, highlight=False)
+    all_notes = [*notes, *mixed_sources_notes(quotes, shown, provider), *vendor_notes(df.head(top))]
     for n in all_notes:
         err.print(f"note: {n}", markup=False, highlight=False)
     if out_file is not None:
@@ -428,6 +448,6 @@ def recommend_cmd(
         if out_file.suffix.lower() == ".csv":
             write_text_whole(out_file, df.rename_axis("rank").rename(lambda i: i + 1).to_csv())
         else:
-            said = [article_rule(need), best_cases, *all_notes]
+            said = [article_rule(need), best_cases, *price_lines, *all_notes]
             write_text_whole(out_file, recommend_markdown(df, title, top, said))
         err.print(f"wrote {out_file}", markup=False)
