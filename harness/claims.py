@@ -493,14 +493,24 @@ def _cost(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
     best = _best(_match(points, want, c))
     measured = _unmatched(no_match_reason(points, want, c))
     if best is not None:  # the measured point's devices, all paid for
-        m_usd = usd_per_million_tokens(c.usd_per_hour, best["tok_s"], best["devices"])
-        measured = f"${m_usd:.2f}/1M at {_fmt_tok(best['tok_s'])} tok/s ({best['where']})"
+        measured = _priced(c.usd_per_hour, best)
+        # a claim that names no concurrency may be of one stream (the article's 112 tok/s is below the
+        # single-stream ceiling): the one-stream price beside the fastest point's
+        single = _best(_match(points, (*want[:5], 1), c)) if c.concurrency is None else None
+        if single is not None and single["where"] != best["where"]:
+            measured += f"; one stream: {_priced(c.usd_per_hour, single)}"
     _, tput, _ = _throughput(c, c.tok_s, _lower(c.precision), points.iloc[0:0])
     agrees = "matches" if arith_ok else "does NOT match"
     text = f"{arithmetic} ({agrees} ${c.value:g}); {c.tok_s:g} tok/s: {tput}"
     verdict = "arithmetic checks" if arith_ok else "arithmetic wrong"
     verdict += "" if best is None else "; measured"
     return measured, text, _doubted(verdict, best)
+
+
+def _priced(usd_per_hour: float, point: dict[str, Any]) -> str:
+    """A matched point at a claim's $/h, on all of its devices: `$0.07/1M at 3,000 tok/s (where)`."""
+    usd = usd_per_million_tokens(usd_per_hour, point["tok_s"], point["devices"])
+    return f"${usd:.2f}/1M at {_fmt_tok(point['tok_s'])} tok/s ({point['where']})"
 
 
 def _offload(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:

@@ -626,3 +626,19 @@ def test_a_claims_precision_is_read_in_any_case(tmp_path: Path) -> None:
     (c,) = load_claims_file(f)
     pts = _points([{"device": "h100-sxm", "devices": 1, "precision": "fp8", "output_tok_s": 40.0}])
     assert check(c, pts).verdict == "measured 80% of the claim"
+
+
+def test_a_cost_claim_naming_no_concurrency_is_priced_at_one_stream_too() -> None:
+    """The article's $1.86 for Mistral 7B at 112 tok/s looks like one stream (below the A100's
+    single-stream ceiling); only the fastest point, at concurrency 64, was priced: $0.07."""
+    row = {"model": "mistral-7b", "device": "a100-80gb-sxm", "devices": 1, "precision": "bf16"}
+    pts = _points(
+        [{**row, "concurrency": 1, "output_tok_s": 120.0}, {**row, "concurrency": 64, "output_tok_s": 3000.0}]
+    )
+    r = check(_claim("article-mistral-a100-cost"), pts)
+    # $0.75 / (3000 x 3600) x 1e6 = $0.07; $0.75 / (120 x 3600) x 1e6 = $1.74
+    assert r.measured.startswith("$0.07/1M at 3,000 tok/s (1x a100-80gb-sxm | vllm bf16 c64 (run1))"), (
+        r.measured
+    )
+    assert r.measured.endswith("; one stream: $1.74/1M at 120 tok/s (1x a100-80gb-sxm | vllm bf16 c1 (run0))")
+    assert "one stream" not in check(_claim("article-mistral-a100-cost"), pts.iloc[[1]]).measured
