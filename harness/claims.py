@@ -27,7 +27,7 @@ import pandas as pd
 from harness.catalog import models
 from harness.catalog.claims import Claim, Side
 from harness.catalog.hardware import Device, devices
-from harness.compare import ROW_KEYS, median_of_reruns, split_settings
+from harness.compare import ROW_KEYS, differing, median_of_reruns, split_settings
 from harness.compare_notes import ABOVE_ROOFLINE_PCT
 from harness.cost import usd_per_million_tokens
 from harness.formatting import fmt
@@ -124,6 +124,8 @@ def no_match_reason(points: pd.DataFrame, want: Want, c: Claim | None = None) ->
         return ""
 
     def has(df: pd.DataFrame, col: str) -> str:
+        if col not in df.columns:  # a run from before the harness wrote it
+            return "none"
         return ", ".join(sorted({fmt(v, "num") for v in df[col].dropna()})) or "none"
 
     model = want[0]
@@ -401,6 +403,7 @@ def _ratio(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
     pairs = _ratio_pairs(c, points)
     if c.up_to:  # "up to 3.3x": the best case the runs measured
         pairs.sort(key=lambda ab: -ab[0]["tok_s"] / ab[1]["tok_s"])
+    pairs.sort(key=lambda ab: bool(_pair_doubts(*ab)))  # stable: clean pairs first, in that order
     measured = _unmatched(_ratio_unmatched(c, points))
     if pairs:
         a, b = pairs[0]
@@ -425,7 +428,7 @@ def _ratio(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
         a, b = pairs[0]
         ratio = a["tok_s"] / b["tok_s"]
         verdict = f"{measured_vs_claimed(ratio, c.value, c.high)}; the claim is {verdict}"
-        odd = [*a["doubts"], *b["doubts"], *_pair_differences(a, b)]
+        odd = _pair_doubts(a, b)
         if not lo * (1 - RATIO_SLACK) <= ratio <= hi * (1 + RATIO_SLACK):
             odd.append(f"the measured ratio is outside the hardware's {lo:.2f}-{hi:.2f}x")
         verdict = _doubted(verdict, {"doubts": odd})
@@ -439,30 +442,13 @@ RATIO_SLACK = 0.1
 RATIO_SIDES_DIFFER_IN = frozenset({"precision", "tensor_parallel_size", "pipeline_parallel_size", "model"})
 
 
-def _pair_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    """What else the two sides of a measured ratio ran under: engine fields (beyond the precision, device
-    count and model the claim sets apart), the engine's build, the load's shape."""
-    sa, sb = (_flat_settings(x.get("settings")) for x in (a, b))
-    differ = {k for k in {*sa, *sb} if sa.get(k) != sb.get(k)}
-    keys = sorted(k for k in differ if k.split(".")[-1] not in RATIO_SIDES_DIFFER_IN)
-    return [f"the sides differ in {', '.join(keys)}"] if keys else []
-
-
-def _flat_settings(settings: Any) -> dict[str, str]:
-    """`settings` JSON (harness.runinfo.settings_of) as `engine.max_num_seqs` -> its value as JSON; {}
-    where there is none."""
-    if not isinstance(settings, str):
-        return {}
-    try:
-        tree = json.loads(settings)
-    except ValueError:
-        return {}
-    return {
-        f"{top}.{k}": json.dumps(v, sort_keys=True)
-        for top, sub in tree.items()
-        if isinstance(sub, dict)
-        for k, v in sub.items()
-    }
+def _pair_doubts(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Why a pair of points may not measure a ratio claim: either side's `doubts`, and settings they
+    differ in beyond what the claim compares (engine fields but the precision, device count and model; the
+    engine's build; the load's shape), as `compare` tells configurations apart."""
+    sides = [json.loads(x["settings"]) if isinstance(x.get("settings"), str) else {} for x in (a, b)]
+    differ = [k for k in differing(sides) if k.split(".")[-1] not in RATIO_SIDES_DIFFER_IN]
+    return [*a["doubts"], *b["doubts"], *([f"the sides differ in {', '.join(differ)}"] if differ else [])]
 
 
 def tok_s_vs_claimed(tok_s: float, low: float, high: float) -> str:

@@ -101,7 +101,7 @@ def _load_order(load: str) -> tuple[int, float]:
 _UNRECORDED = object()  # a field a run's settings lack: its harness did not write it
 
 
-def _differing(objs: list[Any], at: str = "") -> dict[str, list[str | None]]:
+def differing(objs: list[Any], at: str = "") -> dict[str, list[str | None]]:
     """Dotted paths where the settings `objs` differ, with each one's value there as JSON (None where it
     lacks the field). A field added to the harness between runs is no difference by itself: it differs
     where two runs that have it differ (the runs without it are then shown apart too, their value not
@@ -113,7 +113,7 @@ def _differing(objs: list[Any], at: str = "") -> dict[str, list[str | None]]:
         for k in sorted(set().union(*present)):
             sub = [_UNRECORDED if o is _UNRECORDED else o.get(k, _UNRECORDED) for o in objs]
             if sum(x is not _UNRECORDED for x in sub) > 1:
-                out.update(_differing(sub, f"{at}.{k}" if at else k))
+                out.update(differing(sub, f"{at}.{k}" if at else k))
         return out
     values = [None if o is _UNRECORDED else json.dumps(o, sort_keys=True) for o in objs]
     return {at: values} if len({v for v in values if v is not None}) > 1 else {}
@@ -135,7 +135,7 @@ def split_settings(points: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
             clashing.setdefault(str(config), set()).update(kinds)
     for config, kinds in clashing.items():
         ordered = sorted(kinds)
-        paths = _differing([json.loads(s) for s in ordered])
+        paths = differing([json.loads(s) for s in ordered])
         if not paths:
             continue
         differ = list(paths)
