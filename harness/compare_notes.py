@@ -103,16 +103,18 @@ def caveats(points: pd.DataFrame) -> list[str]:
 
 
 def gpu_count_notes(points: pd.DataFrame) -> list[str]:
-    """A note per configuration whose energy covers another number of GPUs than its label and price: an
-    external endpoint on this machine is sampled on every GPU NVML sees here, and priced for its
-    scenario's `hardware.gpus`."""
+    """A note per GPU configuration whose energy covers another number of GPUs than its label and price:
+    an external endpoint on this machine is sampled on every GPU NVML sees here, and priced for its
+    scenario's `hardware.gpus`; a GPU whose NVML reader failed is not summed."""
     if not {"gpu_count", "devices", "energy_j_per_output_token"} <= set(points.columns):
         return []
     measured = points["energy_j_per_output_token"].notna() & points["gpu_count"].notna()
+    if "host_cpu" in points.columns:  # a CPU engine on a GPU machine: its energy says so (energy_scope)
+        measured &= points["host_cpu"].isna()
     odd = points[measured & (points["gpu_count"] != points["devices"])]
     return [
-        f"{cfg}: J/token covers the {int(n)} GPUs sampled (NVML), $/1M prices the label's {int(d)}; set "
-        "hardware.gpus, or CUDA_VISIBLE_DEVICES in the harness's environment, to the engine's GPUs"
+        f"{cfg}: J/token covers the {int(n)} GPUs sampled (NVML), $/1M prices the label's {int(d)} (the "
+        "manifest's telemetry.nvml.gpu_selection says which were sampled)"
         for (cfg, n, d), _ in odd.groupby(["config", "gpu_count", "devices"], sort=True)
     ]
 

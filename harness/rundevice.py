@@ -127,10 +127,8 @@ def device_of(
     if key and not ran_on_cpu(cfg, hw, engine or {}, detected_gpu(manifest) is not None):
         if cfg.get("type") == "vllm":
             n = int(cfg.get("tensor_parallel_size") or 1) * int(cfg.get("pipeline_parallel_size") or 1)
-        elif cfg.get("type") == "llamacpp" and (sampled := sampled_gpus(engine or {})):
-            n = sampled  # llama.cpp splits its layers over every GPU it sees: the ones NVML sampled
         else:
-            n = int(hw.get("gpus") or 1)
+            n = llamacpp_gpus(cfg, engine or {}) or int(hw.get("gpus") or 1)
         return str(key), n
     return host_cpu_key(manifest), 1
 
@@ -147,12 +145,27 @@ def device_as_declared(
     return remote or machine_gpu(manifest).key is None
 
 
-def sampled_gpus(engine: dict[str, Any]) -> int | None:
-    """How many GPUs NVML sampled for an engine (its manifest entry's telemetry), None where it sampled
-    none or did not run."""
-    nvml = ((engine.get("telemetry") or {}) if isinstance(engine.get("telemetry"), dict) else {}).get("nvml")
-    picked = nvml.get("sampled_gpus") if isinstance(nvml, dict) else None
-    return len(picked) if isinstance(picked, list) and picked else None
+# llama.cpp options that put its layers on fewer GPUs than it sees (split mode none, a main GPU, a device
+# list, a tensor split with zeros)
+GPU_CHOICE_ARGS = frozenset(
+    {"-sm", "--split-mode", "-mg", "--main-gpu", "-dev", "--device", "-ts", "--tensor-split"}
+)
+
+
+def llamacpp_gpus(cfg: dict[str, Any], engine: dict[str, Any]) -> int | None:
+    """The GPUs llama.cpp ran on: it splits its layers over every GPU it sees, those NVML picked for it
+    (sampled, or skipped where a GPU's reader failed). None (the scenario's `hardware.gpus` stands) for
+    another engine, without NVML, or with `extra_args` that choose among the GPUs."""
+    if cfg.get("type") != "llamacpp":
+        return None
+    if {str(a).split("=", 1)[0] for a in cfg.get("extra_args") or []} & GPU_CHOICE_ARGS:
+        return None
+    tel = engine.get("telemetry")
+    nvml = tel.get("nvml") if isinstance(tel, dict) else None
+    if not isinstance(nvml, dict) or not isinstance(nvml.get("sampled_gpus"), list):
+        return None
+    skipped = nvml.get("skipped_gpus")
+    return len(nvml["sampled_gpus"]) + (len(skipped) if isinstance(skipped, dict) else 0) or None
 
 
 def ran_on_cpu(cfg: dict[str, Any], hw: dict[str, Any], engine: dict[str, Any], gpu_here: bool) -> bool:

@@ -135,7 +135,7 @@ def settings_of(
     share the label `cpu`, so this tells their machines apart. `engine_version`: the engine's own version
     (its manifest entry's), where it gave one: another build is another measurement, not a rerun."""
     engine = {k: v for k, v in cfg.items() if k not in NOT_SETTINGS}
-    workload = {k: length_setting(v) if k in LENGTHS else v for k, v in workload.items()}
+    workload = seeded_requests({k: length_setting(v) if k in LENGTHS else v for k, v in workload.items()})
     out: dict[str, Any] = {"engine": engine, "workload": workload}
     if shape := load_shape(load or {}):
         out["load"] = shape
@@ -144,6 +144,15 @@ def settings_of(
     if engine_version:
         out["engine_build"] = {"version": engine_version}
     return json.dumps(out, sort_keys=True, default=str)
+
+
+def seeded_requests(workload: dict[str, Any]) -> dict[str, Any]:
+    """A workload's `request_seed` as its requests had it: sent by every run from before the field
+    existed; no setting at all at temperature 0, where a seed changes nothing (a sampling engine draws
+    seeded requests apart, which slows it: runs with and without differ)."""
+    if workload.get("temperature", 0.0) == 0:
+        return {k: v for k, v in workload.items() if k != "request_seed"}
+    return {"request_seed": True, **workload}
 
 
 # workload fields that hold a token count or a distribution of them (scenario.models.LengthDist)

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -304,9 +305,11 @@ def test_energy_over_other_gpus_than_priced_is_named() -> None:
     df["energy_j_per_output_token"] = [2.0, 1.5]
     df["run_id"], df["point_id"] = "r", ["v0-c1", "v0-c2"]
     assert caveats(df) == [
-        "h100-sxm | external: J/token covers the 8 GPUs sampled (NVML), $/1M prices the label's 1; set "
-        "hardware.gpus, or CUDA_VISIBLE_DEVICES in the harness's environment, to the engine's GPUs"
+        "h100-sxm | external: J/token covers the 8 GPUs sampled (NVML), $/1M prices the label's 1 (the "
+        "manifest's telemetry.nvml.gpu_selection says which were sampled)"
     ]
+    # a CPU engine on a GPU machine: its energy scope says what it counts, its label is the CPU
+    assert caveats(df.assign(host_cpu="AMD EPYC 9654")) == []
     # no J/token (a multi-node engine's head node: energy left blank), nothing to say
     assert caveats(df.assign(energy_j_per_output_token=float("nan"))) == []
 
@@ -896,3 +899,17 @@ def test_runs_of_another_engine_build_are_not_reruns(tmp_path) -> None:
     # the same build again: a rerun
     kept, _ = dedupe(points_frame([tmp_path / "a", src]), reruns="median")
     assert len(kept) == 3 and set(kept["reruns"]) == {2}
+
+
+def test_a_run_that_sent_seeds_is_no_rerun_of_one_that_did_not_where_sampling() -> None:
+    """Runs from before `workload.request_seed` sent a seed with every request, which slows a sampling
+    vLLM: at temperature > 0 they are not reruns of a run that sent none; at 0 a seed changes nothing."""
+    from harness.runinfo import settings_of
+
+    def seeded(workload: dict) -> dict:
+        return json.loads(settings_of({"type": "vllm"}, workload))["workload"]
+
+    assert seeded({"temperature": 0.7})["request_seed"] is True  # an older run's: it sent one
+    assert seeded({"temperature": 0.7, "request_seed": False})["request_seed"] is False
+    assert "request_seed" not in seeded({"temperature": 0.0, "request_seed": True})
+    assert seeded({"temperature": None})["request_seed"] is True  # the server's default temperature

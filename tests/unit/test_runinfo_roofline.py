@@ -446,6 +446,12 @@ def test_llamacpp_on_several_gpus_counts_those_nvml_sampled_and_holds_kv_on_each
     four = {**gguf, "telemetry": {"nvml": {"sampled_gpus": [0, 1, 2, 3]}}}
     assert device_of(m, cfg, four) == (H100, 4)
     assert device_of(m, cfg, {}) == (H100, 1)  # no NVML: the scenario's hardware.gpus
+    # a GPU whose NVML reader failed was still one llama.cpp used
+    broken = {"telemetry": {"nvml": {"sampled_gpus": [0], "skipped_gpus": {"1": "NVML error"}}}}
+    assert device_of(m, cfg, broken) == (H100, 2)
+    # options that choose among the GPUs: the scenario's count stands, not every GPU it saw
+    for args in (["--split-mode", "none"], ["-dev", "CUDA0"], ["--tensor-split=1,0"]):
+        assert device_of(m, {**cfg, "extra_args": args}, four) == (H100, 1), args
     one = roofline_tok_s(m, cfg, gguf, H100, 32, "bf16", context=2048.0)
     split = roofline_tok_s(m, cfg, four, H100, 32, "bf16", context=2048.0)
     # one device's bandwidth either way (the GPUs run their layers in turn), but 32 sequences fit on 4
