@@ -212,7 +212,7 @@ def _prefix_not_reused(row: dict[str, Any], n: int) -> str | None:
         f"{prefix}-token shared prefix: it prefilled the prefix again, so TTFT and prefill are those of "
         "new prompts, not of a reused prefix"
     )
-    if row.get("engine") == "llamacpp":
+    if row.get("engine") == "llamacpp" and row.get("launcher") != "llama-cpp-python":  # it has no such option
         swa = "swa_full=true" if row.get("launcher") == "xllamacpp" else "--swa-full"
         text += (
             f" (llama.cpp keeps no reusable cache for a sliding-window model, such as Gemma 2 and 3, "

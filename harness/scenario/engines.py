@@ -246,7 +246,7 @@ def _instead(field: str) -> str:
 
 # vLLM's data-parallel options (its short forms; every `--data-parallel-*` long one is refused too): more
 # replicas of the engine, on GPUs the harness would not count
-DATA_PARALLEL_FLAGS = ("-dp", "-dpl", "-dpa", "-dpp", "-dpr", "-dpb")
+DATA_PARALLEL_FLAGS = ("-dp", "-dpl", "-dpa", "-dpp", "-dpr", "-dpb", "-dpn", "-dph", "-dpe")
 
 
 def vllm_extra_args_problem(args: tuple[str, ...], catalog_model: bool) -> str | None:

@@ -11,13 +11,13 @@ from harness.telemetry.base import Sampler, TelemetrySet
 
 
 def engine_gpu_scope(engine: Any) -> tuple[str | None, int | None]:
-    """(CUDA_VISIBLE_DEVICES the engine runs with, how many of those GPUs it uses: vLLM TP x PP;
-    None: all of them) for `nvml.engine_gpus`."""
+    """(CUDA_VISIBLE_DEVICES the engine runs with, how many of those GPUs it uses: vLLM TP x PP, but for
+    its CPU build (`device: cpu`), whose TP ranks are no GPUs; None: all of them) for `nvml.engine_gpus`."""
     cfg = getattr(engine, "cfg", None)
     env = dict(getattr(cfg, "env", None) or {})
     visible = env.get("CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES"))
     count = None
-    if cfg is not None and getattr(cfg, "type", None) == "vllm":
+    if cfg is not None and getattr(cfg, "type", None) == "vllm" and getattr(cfg, "device", None) != "cpu":
         count = int(cfg.tensor_parallel_size or 1) * int(cfg.pipeline_parallel_size or 1)
     return visible, count
 

@@ -395,6 +395,9 @@ def test_engine_gpu_scope_reads_the_engine_config_and_environment(monkeypatch: p
     cfg["env"] = {"CUDA_VISIBLE_DEVICES": "4,5,6,7"}
     eng = VllmServer(VllmEngine.model_validate(cfg), Path("/dev/null"))
     assert engine_gpu_scope(eng) == ("4,5,6,7", 4)
+    # vLLM's CPU build: its TP ranks are no GPUs (on a 1-GPU host, TP 2 read as "1 of 2 GPUs here")
+    cpu = VllmServer(VllmEngine.model_validate({**cfg, "device": "cpu"}), Path("/dev/null"))
+    assert engine_gpu_scope(cpu) == ("4,5,6,7", None)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
     assert engine_gpu_scope(object()) == ("1", None)  # an engine without a config: all it can see
 

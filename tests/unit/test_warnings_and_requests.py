@@ -667,6 +667,8 @@ def test_a_shared_prefix_the_engine_did_not_reuse_is_warned_about() -> None:
     )
     (got,) = flags.flags({**row, "launcher": "xllamacpp"})
     assert got.endswith("unless started with extra_args [swa_full=true])")
+    (got,) = flags.flags({**row, "launcher": "llama-cpp-python"})  # its server takes no such option
+    assert got.endswith("not of a reused prefix")
     # another engine: the neutral part only; reused, or not said by every request: no warning
     (got,) = flags.flags({**row, "engine": "vllm", "cached_prompt_tokens": 400})
     assert got.startswith("the engine took 50 prompt tokens a request") and got.endswith("a reused prefix")
