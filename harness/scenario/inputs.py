@@ -4,6 +4,7 @@ dataset; each must exist and load (checked by `validate` and before a run starts
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -149,19 +150,13 @@ def _trained_context(eng: LlamaCppEngine) -> int | None:
         return None
     if isinstance(eng.model, SyntheticModel):
         return eng.model.context
-    if not isinstance(eng.model, PathModel):
-        return None
-    from harness.model_errors import ModelError
-    from harness.models import gguf_info
 
-    path = user_path(eng.model.path)
-    if not path.is_file():
-        return None
-    try:
-        n = gguf_info(path).get("context_length")
-    except (ModelError, OSError, ValueError):
-        return None
-    return int(n) if isinstance(n, int) and n > 0 else None
+    def read(path: Path) -> object:
+        from harness.models import gguf_info
+
+        return gguf_info(path).get("context_length")
+
+    return _gguf_number(eng, read)
 
 
 # the sliding window of a packaged model's GGUF (`<arch>.attention.sliding_window`), known without
@@ -177,16 +172,28 @@ def sliding_window(eng: LlamaCppEngine) -> int | None:
     package = getattr(model, "package", None) if model.source == "package" else None
     if isinstance(package, str):
         return PACKAGE_SLIDING_WINDOW.get(package)
-    if not isinstance(model, PathModel):
-        return None
-    from harness.gguf_header import GGUFHeaderError, read_header
 
-    path = user_path(model.path)
+    def read(path: Path) -> object:
+        from harness.gguf_header import read_header
+
+        fields = read_header(path).fields
+        return fields.get(f"{fields.get('general.architecture')}.attention.sliding_window")
+
+    return _gguf_number(eng, read)
+
+
+def _gguf_number(eng: LlamaCppEngine, read: Callable[[Path], object]) -> int | None:
+    """A positive whole number `read` from the GGUF file of an engine's path model; None for another
+    model, a file not there, one that cannot be read, or no such number in it."""
+    from harness.model_errors import ModelError
+
+    if not isinstance(eng.model, PathModel):
+        return None
+    path = user_path(eng.model.path)
     if not path.is_file():
         return None
     try:
-        fields = read_header(path).fields
-    except (GGUFHeaderError, OSError, ValueError):
+        n = read(path)
+    except (ModelError, OSError, ValueError):  # GGUFHeaderError is a ValueError
         return None
-    n = fields.get(f"{fields.get('general.architecture')}.attention.sliding_window")
     return int(n) if isinstance(n, int) and n > 0 else None
