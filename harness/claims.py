@@ -30,6 +30,7 @@ from harness.catalog.hardware import Device, devices
 from harness.compare import ROW_KEYS, differing, median_of_reruns, split_settings
 from harness.compare_notes import ABOVE_ROOFLINE_PCT
 from harness.cost import usd_per_million_tokens
+from harness.flags import client_saturated
 from harness.formatting import fmt
 from harness.roofline import BYTES_PER_PARAM, Shape, decode_bound, min_batch_for
 from harness.rundevice import offloaded
@@ -180,7 +181,7 @@ def doubts(r: pd.Series) -> list[str]:
     pct = r.get("pct_roofline")
     if isinstance(pct, numbers.Real) and float(pct) > ABOVE_ROOFLINE_PCT:  # NaN compares False
         out.append(f"{pct:.0f}% of its roofline: likely not the hardware, precision or model named")
-    if r.get("client_saturated") in (True, 1):  # numpy's bool too
+    if client_saturated(r):
         out.append("the client near saturation")
     if short := _count(r.get("short_outputs")):
         out.append(f"{short} outputs shorter than asked")

@@ -344,10 +344,16 @@ def other_busy_cores(row: dict[str, Any]) -> float | None:
     return host - engine / 100 - client / win
 
 
+def client_saturated(row: Any) -> bool:
+    """Whether a point's busiest client process neared a whole core (`client_saturated`: a bool, numpy's
+    too, or 1 as a table reads it back)."""
+    return row.get("client_saturated") in (True, 1)
+
+
 def _client_flags(row: dict[str, Any]) -> list[str]:
     """Whether the client kept up: its CPU, its send lag, its event loop."""
     out = []
-    if row.get("client_saturated") is True or row.get("client_saturated") == 1:
+    if client_saturated(row):
         util = _value(row, "client_cpu_util_max") or 0.0
         out.append(
             f"the client is near saturation (busiest client process at {util:.0%} of a core): numbers may be "
