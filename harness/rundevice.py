@@ -128,7 +128,7 @@ def device_of(
         if cfg.get("type") == "vllm":
             n = int(cfg.get("tensor_parallel_size") or 1) * int(cfg.get("pipeline_parallel_size") or 1)
         else:
-            n = llamacpp_gpus(cfg, engine or {}) or int(hw.get("gpus") or 1)
+            n = gpus_of(cfg, engine or {}, hw)
         return str(key), n
     return host_cpu_key(manifest), 1
 
@@ -150,6 +150,12 @@ def device_as_declared(
 GPU_CHOICE_ARGS = frozenset(
     {"-sm", "--split-mode", "-mg", "--main-gpu", "-dev", "--device", "-ts", "--tensor-split"}
 )
+
+
+def gpus_of(cfg: dict[str, Any], engine: dict[str, Any], hw: dict[str, Any]) -> int:
+    """The GPUs an engine other than vLLM ran on: llama.cpp's (`llamacpp_gpus`) where NVML says, else the
+    scenario's `hardware.gpus` (default 1)."""
+    return llamacpp_gpus(cfg, engine) or int(hw.get("gpus") or 1)
 
 
 def llamacpp_gpus(cfg: dict[str, Any], engine: dict[str, Any]) -> int | None:

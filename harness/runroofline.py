@@ -14,7 +14,7 @@ from harness.catalog.hardware import Device, devices
 from harness.engines.vllm_flags import DEFAULT_GPU_MEMORY_UTILIZATION
 from harness.models import PACKAGE_CATALOG
 from harness.roofline import BYTES_PER_PARAM, Shape, decode_bound
-from harness.rundevice import host_cpu_key, llamacpp_gpus, offload_had_no_effect
+from harness.rundevice import gpus_of, host_cpu_key, offload_had_no_effect
 from harness.slots import engine_slots
 
 GIB = 1024**3
@@ -192,7 +192,7 @@ def roofline_tok_s(
     if cfg.get("type") == "vllm":
         pp = int(cfg.get("pipeline_parallel_size") or 1)
     else:  # llama.cpp's layers split over its GPUs are stages: each holds its share, the KV cache beside it
-        pp = (llamacpp_gpus(cfg, engine) or int(hw.get("gpus") or 1)) if cfg.get("type") == "llamacpp" else 1
+        pp = gpus_of(cfg, engine, hw) if cfg.get("type") == "llamacpp" else 1
     off = min(off, weight / (tp * pp))  # vLLM offloads at most a device's share of the weights
 
     step = step_bytes_of(cfg, engine, shape, weight, precision)
