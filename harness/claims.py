@@ -197,11 +197,11 @@ def _best(df: pd.DataFrame) -> dict[str, Any] | None:
     median of reruns, how many and their range)."""
     if df.empty:
         return None
-    doubted = [doubts(r) for _, r in df.iterrows()]
-    clean = df[[not d for d in doubted]]
+    doubted = {i: doubts(r) for i, r in df.iterrows()}
+    clean = df[[not doubted[i] for i in df.index]]
     pick = clean if not clean.empty else df
     r = pick.sort_values("output_tok_s", kind="stable").iloc[-1]
-    said = doubts(r)
+    said = doubted[r.name]
     prec = f" {r['precision']}" if "precision" in r and isinstance(r["precision"], str) else ""
     work = f" {r['workload']}" if isinstance(r.get("workload"), str) else ""
     errors, requests, devices, runs = (_count(r.get(k)) for k in ("errors", "requests", "devices", "reruns"))
