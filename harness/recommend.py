@@ -435,7 +435,9 @@ def recommend(
     )
     df = pd.DataFrame(rows, columns=list(RANKED_COLUMNS))
     if not df.empty:
-        df["_cost"] = df["usd_per_1m_tokens"].round(9)  # TP 1 and TP 2 tie in the ideal roofline
+        # TP 1 and TP 2 tie in the ideal roofline but for the last bits; nine significant digits (not
+        # decimals, which overflow to a tie of infinities on huge prices) make them equal
+        df["_cost"] = df["usd_per_1m_tokens"].map(lambda usd: float(f"{usd:.9g}"))
         df = df.sort_values(["meets_slo", "_cost", "devices"], ascending=[False, True, True])
         df = df.drop(columns="_cost").reset_index(drop=True)
     return df, notes

@@ -492,3 +492,11 @@ def test_a_point_without_request_counts_is_taken_as_no_failures() -> None:
     df, _ = recommend(need, {"h100-sxm": 2.0}, points, precisions=("bf16",))
     tp8 = df[df["devices"] == 8].iloc[0]
     assert tp8["basis"] == "measured (r8, p99 latencies)" and tp8["meets_slo"] and tp8["why_not"] == ""
+
+
+def test_huge_prices_still_rank_cheapest_first() -> None:
+    # 1e300 $/h (H100) and 2e300 $/h (A100), H100 cheaper per token: rounding to decimals overflowed
+    # both costs to inf, a tie kept in catalog order
+    df, _ = recommend(_need(), {"a100-80gb-sxm": 2e300, "h100-sxm": 1e300}, precisions=("bf16",), tps=(1,))
+    assert list(df["device"][:2]) == ["h100-sxm", "a100-80gb-sxm"]
+    assert df["usd_per_1m_tokens"].iloc[0] < df["usd_per_1m_tokens"].iloc[1]
