@@ -282,7 +282,11 @@ class NvmlSampler:
         self.windows[name] = (t0, t_ns)
         cols = self._window_columns(t0, t_ns)
         # a multi-node engine: the energy of its GPUs elsewhere is missing (`base.energy_columns`)
-        return {**cols, "gpu_engine_count": self.engine_count} if self.engine_count else cols
+        if self.engine_count:
+            cols["gpu_engine_count"] = self.engine_count
+        if self.skipped:  # so is that of its GPUs here that NVML could not open
+            cols["gpu_unread_count"] = len(self.skipped)
+        return cols
 
     def _window_columns(self, t0: int, t1: int) -> dict[str, Any]:
         """The GPUs' columns over [t0, t1], after a closing edge sample."""

@@ -342,6 +342,36 @@ def test_a_multi_node_engines_windows_carry_its_gpu_count(monkeypatch: pytest.Mo
         assert ("only 8 of the engine's 16 GPUs" in s.selection) == bool(marked)  # the manifest's text
 
 
+def test_windows_of_an_engine_with_a_gpu_nvml_could_not_open_say_how_many(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """GPUs 2 and 3 given to the engine, GPU 3 not opened by NVML: its windows carry `gpu_unread_count`,
+    which makes their energy `incomplete` (base.energy_columns); with both open, no such column.
+    (The readers read nothing: no GPU data is made up.)"""
+
+    class Unread:
+        def __init__(self, index: int) -> None:
+            self.index = index
+
+        def probe(self) -> None:
+            if self.index in broken:
+                raise nvml.NvmlGpuLost("GPU is lost")
+
+        def read(self) -> dict:
+            return {}
+
+    monkeypatch.setattr(nvml, "GpuReader", Unread)
+    for broken, marked in (({3}, {"gpu_unread_count": 1}), (set(), {})):
+        s = nvml.NvmlSampler(0.1, "2,3")
+        s.inventory = {"gpus": [{"index": i, "uuid": u} for i, u in enumerate(UUIDS)]}
+        s._open_gpus(8)
+        s.begin_window("p", 0)
+        cols = s.end_window("p", 10**9)
+        assert cols["gpu_count"] == 2 - len(broken)
+        assert {k: v for k, v in cols.items() if k == "gpu_unread_count"} == marked
+        assert s.skipped == dict.fromkeys(broken, "GPU is lost")  # the manifest's skipped_gpus
+
+
 def test_engine_gpus_that_cannot_be_mapped_fall_back_to_all_and_say_so() -> None:
     picked, how = nvml.engine_gpus("MIG-0c1f2a3b-aaaa-bbbb-cccc-000000000000", UUIDS)
     assert picked == list(range(8)) and "MIG-0c1f" in how and "names no single GPU" in how
