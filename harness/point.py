@@ -46,7 +46,7 @@ def gpu_key(
     if described.get("local") is False:
         return s.hardware.gpu
     cfg = (engine or s.engine).model_dump(mode="json")
-    return run_gpu(manifest, s.hardware.gpu, s.engine.type, engine_gpu_indices(manifest, cfg))
+    return run_gpu(manifest, s.hardware.gpu, s.engine.type, engine_gpu_indices(manifest, cfg, described))
 
 
 def gpu_mismatch(

@@ -40,12 +40,17 @@ def _inventoried(manifest: dict[str, Any], gpus: list[int] | None) -> list[dict[
     return ([g for g in got if g.get("index") in gpus] or got) if gpus else got
 
 
-def engine_gpu_indices(manifest: dict[str, Any], cfg: dict[str, Any]) -> list[int] | None:
+def engine_gpu_indices(
+    manifest: dict[str, Any], cfg: dict[str, Any], engine: dict[str, Any] | None = None
+) -> list[int] | None:
     """NVML indices of the GPUs of this machine an engine configuration ran on, picked as the GPU sampler
-    picks them (`telemetry.nvml.engine_gpus`): those the `CUDA_VISIBLE_DEVICES` of its `env` lists, else
-    of the harness's environment (the manifest's host.engine_env; all GPUs where neither sets it), of
-    those vLLM's first TP x PP. None where the inventory lists no GPU, and for an external endpoint (the
-    harness does not launch it: its GPUs are not known)."""
+    picks them (`telemetry.nvml.engine_gpus` of `telemetry.config_gpu_scope`): those the
+    `CUDA_VISIBLE_DEVICES` of its `env` lists, else of the harness's environment (the manifest's
+    host.engine_env; all GPUs where neither sets it), of those vLLM's first TP x PP, or those llama.cpp's
+    load log put weights on (`placement` of its manifest entry `engine`) where its `extra_args` chose
+    among them. None where the inventory lists no GPU, and for an external endpoint (the harness does
+    not launch it: its GPUs are not known)."""
+    from harness.telemetry import config_gpu_scope
     from harness.telemetry.inventory import mig_parents
     from harness.telemetry.nvml import engine_gpus
 
@@ -57,16 +62,14 @@ def engine_gpu_indices(manifest: dict[str, Any], cfg: dict[str, Any]) -> list[in
     }
     if not listed or cfg.get("type") == "external":
         return None
-    env = cfg.get("env")
-    env = env if isinstance(env, dict) else {}
-    host_env = (manifest.get("host") or {}).get("engine_env") or {}
-    visible = env.get("CUDA_VISIBLE_DEVICES", host_env.get("CUDA_VISIBLE_DEVICES"))
-    count = None
-    if cfg.get("type") == "vllm" and cfg.get("device") != "cpu":
-        count = int(cfg.get("tensor_parallel_size") or 1) * int(cfg.get("pipeline_parallel_size") or 1)
+    placement = (engine or {}).get("placement")
+    inherited = ((manifest.get("host") or {}).get("engine_env") or {}).get("CUDA_VISIBLE_DEVICES")
+    visible, count, positions = config_gpu_scope(
+        cfg, placement if isinstance(placement, dict) else {}, inherited
+    )
     n = int(inv.get("count") or 0) or max(listed) + 1
     uuids = [listed.get(i, "") for i in range(n)]
-    return engine_gpus(None if visible is None else str(visible), uuids, count, mig_parents(inv))[0]
+    return engine_gpus(visible, uuids, count, mig_parents(inv), positions)[0]
 
 
 def detected_gpu(manifest: dict[str, Any], gpus: list[int] | None = None) -> Device | None:
@@ -159,7 +162,8 @@ def device_of(
     if cfg.get("type") == "external" and (engine or {}).get("local") is False:
         n = int(hw.get("gpus") or 1) if hw.get("gpu") else 1
         return str(hw.get("gpu") or "unknown"), n
-    key = run_gpu(manifest, hw.get("gpu"), str(cfg.get("type")), engine_gpu_indices(manifest, cfg))
+    gpus = engine_gpu_indices(manifest, cfg, engine)
+    key = run_gpu(manifest, hw.get("gpu"), str(cfg.get("type")), gpus)
     if key and not ran_on_cpu(cfg, hw, engine or {}, detected_gpu(manifest) is not None):
         if cfg.get("type") == "vllm":
             n = int(cfg.get("tensor_parallel_size") or 1) * int(cfg.get("pipeline_parallel_size") or 1)
@@ -196,12 +200,16 @@ def gpus_of(cfg: dict[str, Any], engine: dict[str, Any], hw: dict[str, Any]) -> 
 
 def llamacpp_gpus(cfg: dict[str, Any], engine: dict[str, Any]) -> int | None:
     """The GPUs llama.cpp ran on: it splits its layers over every GPU it sees, those NVML picked for it
-    (sampled, or skipped where a GPU's reader failed). None (the scenario's `hardware.gpus` stands) for
-    another engine, without NVML, or with `extra_args` that choose among the GPUs."""
+    (sampled, or skipped where a GPU's reader failed); with `extra_args` that choose among the GPUs, the
+    CUDA devices its load log put weights on (`offload.cuda_devices_with_weights`). None (the
+    scenario's `hardware.gpus` stands) for another engine, without NVML, or with such `extra_args` and a
+    log that does not tell."""
     if cfg.get("type") != "llamacpp":
         return None
     if {str(a).split("=", 1)[0] for a in cfg.get("extra_args") or []} & GPU_CHOICE_ARGS:
-        return None
+        placement = engine.get("placement")
+        used = offload.cuda_devices_with_weights(placement if isinstance(placement, dict) else {})
+        return len(used) if used else None
     tel = engine.get("telemetry")
     nvml = tel.get("nvml") if isinstance(tel, dict) else None
     if not isinstance(nvml, dict) or not isinstance(nvml.get("sampled_gpus"), list):

@@ -10,16 +10,37 @@ from harness.scenario import Scenario
 from harness.telemetry.base import Sampler, TelemetrySet
 
 
-def engine_gpu_scope(engine: Any) -> tuple[str | None, int | None]:
-    """(CUDA_VISIBLE_DEVICES the engine runs with, how many of those GPUs it uses: vLLM TP x PP, but for
-    its CPU build (`device: cpu`), whose TP ranks are no GPUs; None: all of them) for `nvml.engine_gpus`."""
+def engine_gpu_scope(engine: Any) -> tuple[str | None, int | None, list[int] | None]:
+    """`config_gpu_scope` of a started engine: its configuration and load log, and the
+    CUDA_VISIBLE_DEVICES of this process's environment, which it inherits."""
     cfg = getattr(engine, "cfg", None)
-    env = dict(getattr(cfg, "env", None) or {})
-    visible = env.get("CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES"))
-    count = None
-    if cfg is not None and getattr(cfg, "type", None) == "vllm" and getattr(cfg, "device", None) != "cpu":
-        count = int(cfg.tensor_parallel_size or 1) * int(cfg.pipeline_parallel_size or 1)
-    return visible, count
+    dump = cfg.model_dump(mode="json") if cfg is not None and hasattr(cfg, "model_dump") else {}
+    placement = getattr(engine, "placement", None)
+    return config_gpu_scope(
+        dump, placement if isinstance(placement, dict) else {}, os.environ.get("CUDA_VISIBLE_DEVICES")
+    )
+
+
+def config_gpu_scope(
+    cfg: dict[str, Any], placement: dict[str, Any], inherited: str | None
+) -> tuple[str | None, int | None, list[int] | None]:
+    """For `nvml.engine_gpus`: (CUDA_VISIBLE_DEVICES an engine configuration runs with: its `env`'s, else
+    `inherited`; how many of those GPUs it uses: vLLM TP x PP, but for its CPU build (`device: cpu`),
+    whose TP ranks are no GPUs, None: all of them; which of them, by position: llama.cpp's CUDA devices
+    with weights (`offload.cuda_devices_with_weights` of its load log's `placement`) where its
+    `extra_args` choose among the GPUs (`-sm none`, `-mg`, `-dev`, `-ts`), else None: the first `count`)."""
+    from harness.offload import cuda_devices_with_weights
+    from harness.rundevice import GPU_CHOICE_ARGS
+
+    env = cfg.get("env")
+    visible = (env if isinstance(env, dict) else {}).get("CUDA_VISIBLE_DEVICES", inherited)
+    count = positions = None
+    if cfg.get("type") == "vllm" and cfg.get("device") != "cpu":
+        count = int(cfg.get("tensor_parallel_size") or 1) * int(cfg.get("pipeline_parallel_size") or 1)
+    args = {str(a).split("=", 1)[0] for a in cfg.get("extra_args") or []}
+    if cfg.get("type") == "llamacpp" and args & GPU_CHOICE_ARGS:
+        positions = cuda_devices_with_weights(placement) or None
+    return (None if visible is None else str(visible)), count, positions
 
 
 def default_samplers(s: Scenario, engine: Any) -> TelemetrySet:
@@ -52,8 +73,8 @@ def default_samplers(s: Scenario, engine: Any) -> TelemetrySet:
         else:
             try:
                 nvml.probe()
-                visible, count = engine_gpu_scope(engine)
-                samplers.append(nvml.NvmlSampler(t.interval_s, visible, count))
+                visible, count, positions = engine_gpu_scope(engine)
+                samplers.append(nvml.NvmlSampler(t.interval_s, visible, count, positions))
             except nvml.NvmlError as e:
                 absent["nvml"] = str(e)
     else:

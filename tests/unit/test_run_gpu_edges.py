@@ -134,3 +134,28 @@ def test_a_points_gpu_is_that_of_its_variants_engine_on_a_mixed_host() -> None:
     # the scenario's own engine, without the variant's env: NVML's GPU 0
     assert gpu_key(s, {}, m) == "a100-80gb-sxm"
     assert gpu_mismatch(s, {}, m) is not None
+
+
+def test_llama_cpp_told_to_use_some_gpus_runs_on_those_it_put_weights_on() -> None:
+    """`-ts 0,1,1` on a 3-GPU box whose scenario says `gpus: 3`: the run was labelled 3x and priced for
+    three GPUs, while llama.cpp put its weights on CUDA1 and CUDA2 alone."""
+    from harness.engines.llamacpp import load_placement
+    from harness.rundevice import device_of, engine_gpu_indices
+
+    from .test_telemetry_nvml import THREE_GPU_LOG
+
+    gpus = [
+        {"index": i, "name": H100_NVML, "uuid": f"GPU-{i}", "memory_total_bytes": 85520809984,
+         "catalog_key": "h100-sxm"}
+        for i in range(3)
+    ]  # fmt: skip
+    m = {
+        "hardware": {"gpu": {"available": True, "count": 3, "gpus": gpus}},
+        "scenario": {"hardware": {"gpu": "h100-sxm", "gpus": 3}},
+    }
+    cfg = {"type": "llamacpp", "n_gpu_layers": 99, "extra_args": ["-ts", "0,1,1"]}
+    engine = {"placement": load_placement(THREE_GPU_LOG)}
+    assert engine_gpu_indices(m, cfg, engine) == [1, 2]
+    assert device_of(m, cfg, engine) == ("h100-sxm", 2)
+    # a log that does not tell: the scenario's count stands
+    assert device_of(m, cfg, {}) == ("h100-sxm", 3)

@@ -424,12 +424,73 @@ def test_engine_gpu_scope_reads_the_engine_config_and_environment(monkeypatch: p
     cfg |= {"tensor_parallel_size": 2, "pipeline_parallel_size": 2}
     cfg["env"] = {"CUDA_VISIBLE_DEVICES": "4,5,6,7"}
     eng = VllmServer(VllmEngine.model_validate(cfg), Path("/dev/null"))
-    assert engine_gpu_scope(eng) == ("4,5,6,7", 4)
+    assert engine_gpu_scope(eng) == ("4,5,6,7", 4, None)
     # vLLM's CPU build: its TP ranks are no GPUs (on a 1-GPU host, TP 2 read as "1 of 2 GPUs here")
     cpu = VllmServer(VllmEngine.model_validate({**cfg, "device": "cpu"}), Path("/dev/null"))
-    assert engine_gpu_scope(cpu) == ("4,5,6,7", None)
+    assert engine_gpu_scope(cpu) == ("4,5,6,7", None, None)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
-    assert engine_gpu_scope(object()) == ("1", None)  # an engine without a config: all it can see
+    assert engine_gpu_scope(object()) == ("1", None, None)  # an engine without a config: all it can see
+
+
+# load_tensors lines of a llama.cpp server on a 3-GPU host that put no weights on CUDA0 (public log)
+THREE_GPU_LOG = """load_tensors:        CUDA1 model buffer size = 10478.04 MiB
+load_tensors:        CUDA2 model buffer size = 10085.15 MiB
+load_tensors:    CUDA_Host model buffer size =   322.07 MiB
+load_tensors:   CPU_Mapped model buffer size = 27465.95 MiB
+"""
+
+
+def test_llama_cpp_told_to_use_some_gpus_is_sampled_on_those_it_put_weights_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """llama.cpp with `-ts 0,1,1` on a 3-GPU host had all three GPUs sampled, the idle one's power and
+    energy counted into J/token. (The readers read nothing: no GPU data is made up.)"""
+    from harness.engines.llamacpp import load_placement
+    from harness.offload import cuda_devices_with_weights
+    from harness.telemetry import config_gpu_scope
+
+    placement = load_placement(THREE_GPU_LOG)
+    assert cuda_devices_with_weights(placement) == [1, 2]
+    cfg = {"type": "llamacpp", "n_gpu_layers": 99, "extra_args": ["-ts", "0,1,1"]}
+    assert config_gpu_scope(cfg, placement, None) == (None, None, [1, 2])
+    # without arguments that choose among the GPUs, llama.cpp splits over all it sees: no positions
+    assert config_gpu_scope({**cfg, "extra_args": []}, placement, "0,1,2") == ("0,1,2", None, None)
+    picked, how = nvml.engine_gpus("5,6,7", UUIDS, positions=[1, 2])
+    assert picked == [6, 7]
+    assert how == (
+        "CUDA_VISIBLE_DEVICES=5,6,7, of those CUDA1, CUDA2 (the GPUs llama.cpp's load log put weights on)"
+    )
+    # a position the engine does not see is left out; none left: all it sees
+    assert nvml.engine_gpus("5,6", UUIDS, positions=[1, 4])[0] == [6]
+    assert nvml.engine_gpus("5,6", UUIDS, positions=[4])[0] == [5, 6]
+
+    class Unread:
+        def __init__(self, index: int) -> None:
+            self.index = index
+
+        def probe(self) -> None: ...
+
+        def read(self) -> dict:
+            return {}
+
+    monkeypatch.setattr(nvml, "GpuReader", Unread)
+    s = nvml.NvmlSampler(0.1, None, None, [1, 2])
+    s.inventory = {"gpus": [{"index": i, "uuid": u} for i, u in enumerate(UUIDS[:3])]}
+    s._open_gpus(3)
+    assert [r.index for r in s.readers] == [1, 2]
+    s.begin_window("p", 0)
+    assert s.end_window("p", 10**9)["gpu_count"] == 2
+
+
+def test_cuda_devices_with_weights_only_where_each_gpu_buffer_is_one_cuda_devices() -> None:
+    from harness.offload import cuda_devices_with_weights
+
+    assert cuda_devices_with_weights({"model_buffers_mib": {"CUDA0": 0.0, "CUDA1": 5.5}}) == [1]
+    # row split: the matrices in one buffer over all GPUs, which tells none of them
+    assert cuda_devices_with_weights({"model_buffers_mib": {"CUDA_Split": 9000.0, "CUDA0": 50.0}}) is None
+    assert cuda_devices_with_weights({"model_buffers_mib": {"Vulkan0": 100.0}}) is None
+    assert cuda_devices_with_weights({"model_buffers_mib": {"CPU_Mapped": 100.0}}) is None
+    assert cuda_devices_with_weights({}) is None
 
 
 def test_a_window_edge_does_not_wait_on_an_nvml_call_that_hangs() -> None:
