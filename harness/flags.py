@@ -256,6 +256,11 @@ def _window_flags(row: dict[str, Any]) -> list[str]:
             f"GPU energy measured on {here:.0f} of the engine's {engine:.0f} GPUs only (the others are on "
             "other machines): no J/token"
         )
+    elif row.get("energy_scope") == "incomplete" and str(row.get("gpu_order_unknown")) == "True":
+        out.append(  # (a bool read back from a points table may be numpy's)
+            "GPU energy may be other GPUs' than the engine's: this host's GPUs are of several models and "
+            "CUDA numbers them fastest first, NVML by PCI bus (set CUDA_DEVICE_ORDER=PCI_BUS_ID): no J/token"
+        )
     elif row.get("energy_scope") == "incomplete" and here and unread:
         out.append(
             f"GPU energy measured on {here:.0f} of the engine's {here + unread:.0f} GPUs only (NVML could "

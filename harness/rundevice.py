@@ -63,13 +63,11 @@ def engine_gpu_indices(
     if not listed or cfg.get("type") == "external":
         return None
     placement = (engine or {}).get("placement")
-    inherited = ((manifest.get("host") or {}).get("engine_env") or {}).get("CUDA_VISIBLE_DEVICES")
-    visible, count, positions = config_gpu_scope(
-        cfg, placement if isinstance(placement, dict) else {}, inherited
-    )
+    inherited = (manifest.get("host") or {}).get("engine_env") or {}
+    scope = config_gpu_scope(cfg, placement if isinstance(placement, dict) else {}, inherited)
     n = int(inv.get("count") or 0) or max(listed) + 1
     uuids = [listed.get(i, "") for i in range(n)]
-    return engine_gpus(visible, uuids, count, mig_parents(inv), positions)[0]
+    return engine_gpus(scope.visible, uuids, scope.gpu_count, mig_parents(inv), scope.positions)[0]
 
 
 def detected_gpu(manifest: dict[str, Any], gpus: list[int] | None = None) -> Device | None:

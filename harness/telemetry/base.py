@@ -67,12 +67,13 @@ def energy_columns(cols: dict[str, Any]) -> dict[str, Any]:
     energy unknown for the window (a GPU lost, a window its samples do not cover, a stuck NVML call, the
     GPU sampler failed earlier in the run: `gpu_window_skipped`, see `TelemetrySet`), some of the
     engine's GPUs on other machines (`gpu_engine_count`: a multi-node engine, whose GPUs here are its
-    head node's only), or some of its GPUs here not sampled (`gpu_unread_count`: NVML could not open
-    them): energy_j None, scope `incomplete`, never the CPU's share alone, nor that of some of the
-    engine's GPUs, passed off as the whole.
+    head node's only), some of its GPUs here not sampled (`gpu_unread_count`: NVML could not open
+    them), or GPUs sampled that may be others than the engine's (`gpu_order_unknown`): energy_j None,
+    scope `incomplete`, never the CPU's share alone, nor that of some of the engine's GPUs, or of other
+    GPUs, passed off as the whole.
     """
     gpus = "gpu_count" in cols or cols.get("gpu_window_skipped")
-    missing = cols.get("gpu_engine_count") or cols.get("gpu_unread_count")
+    missing = cols.get("gpu_engine_count") or cols.get("gpu_unread_count") or cols.get("gpu_order_unknown")
     if gpus and (cols.get("gpu_energy_j") is None or missing):
         return {"energy_j": None, "energy_scope": "incomplete"}
     scopes = (("gpu_energy_j", "gpu"), ("cpu_energy_j", "cpu_package"))

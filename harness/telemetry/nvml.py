@@ -177,9 +177,11 @@ class NvmlSampler:
         visible: str | None = None,
         count: int | None = None,
         positions: list[int] | None = None,
+        order: str | None = None,
     ) -> None:
         self.interval_s = interval_s
-        self.visible, self.count, self.positions = visible, count, positions
+        self.visible, self.count, self.positions, self.order = visible, count, positions, order
+        self.order_unknown = False  # the engine's GPUs may be others (`inventory.cuda_order_unknown`)
         self.selection = ""
         self.engine_count: int | None = None  # `count`, where more than the GPUs here (multi-node)
         self.readers: list[GpuReader] = []
@@ -216,7 +218,7 @@ class NvmlSampler:
         self._thread.start()
 
     def _open_gpus(self, n: int) -> None:
-        from harness.telemetry.inventory import mig_parents
+        from harness.telemetry.inventory import ORDER_NOTE, cuda_order_unknown, mig_parents
 
         # UUIDs from the inventory just taken ("" where NVML could not say: indices still match)
         known = {g.get("index"): str(g.get("uuid") or "") for g in self.inventory.get("gpus") or []}
@@ -225,6 +227,9 @@ class NvmlSampler:
             self.visible, uuids, self.count, mig_parents(self.inventory), self.positions
         )
         self.engine_count = self.count if gpus_elsewhere(len(picked), self.count) else None
+        if cuda_order_unknown(self.inventory, self.visible, picked, self.order):
+            self.order_unknown = True
+            self.selection += f"; {ORDER_NOTE}"
         for i in picked:
             try:
                 r = GpuReader(i)
@@ -304,6 +309,8 @@ class NvmlSampler:
             cols["gpu_engine_count"] = self.engine_count
         if self.skipped:  # so is that of its GPUs here that NVML could not open
             cols["gpu_unread_count"] = len(self.skipped)
+        if self.order_unknown:  # the GPUs sampled may not be the engine's
+            cols["gpu_order_unknown"] = True
         return cols
 
     def _window_columns(self, t0: int, t1: int) -> dict[str, Any]:
@@ -363,8 +370,10 @@ class NvmlSampler:
 
     def notes(self) -> list[str]:
         """What the numbers of this sampler cannot show, said once at start (and kept in the manifest)."""
+        from harness.telemetry.inventory import ORDER_NOTE
+
         note = pcie_wrap_note(self.interval_s, self.pcie_wrap_s())
-        return [note] if note else []
+        return [n for n in (note, ORDER_NOTE if self.order_unknown else None) if n]
 
     def manifest(self) -> dict[str, Any]:
         return {

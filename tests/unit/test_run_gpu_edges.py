@@ -90,12 +90,12 @@ def _mixed_host(engine_env: dict[str, str] | None = None) -> dict[str, object]:
 
 
 def test_on_a_host_with_two_gpu_models_the_engines_gpu_names_the_run() -> None:
-    """An engine given the H100 of an A100 + H100 host (CUDA_VISIBLE_DEVICES=1) was labelled, priced and
-    rooflined as the A100, the inventory's first GPU."""
+    """An engine given the H100 of an A100 + H100 host (CUDA_VISIBLE_DEVICES=1, CUDA numbering the GPUs
+    as NVML does) was labelled, priced and rooflined as the A100, the inventory's first GPU."""
     from harness.rundevice import device_of, engine_gpu_indices
 
     m = _mixed_host()
-    vllm = {"type": "vllm", "env": {"CUDA_VISIBLE_DEVICES": "1"}}
+    vllm = {"type": "vllm", "env": {"CUDA_VISIBLE_DEVICES": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}}
     assert engine_gpu_indices(m, vllm) == [1]
     assert device_of(m, vllm, {}) == ("h100-sxm", 1)
     assert device_of(m, {**vllm, "env": {"CUDA_VISIBLE_DEVICES": "0"}}, {}) == ("a100-80gb-sxm", 1)
