@@ -250,10 +250,21 @@ def _window_flags(row: dict[str, Any]) -> list[str]:
     """The point's window: energy coverage and length, the arrival draw against the rate."""
     out = []
     here, engine = _value(row, "gpu_count"), _value(row, "gpu_engine_count")
+    unread = _value(row, "gpu_unread_count")
     if row.get("energy_scope") == "incomplete" and here and engine:
         out.append(
             f"GPU energy measured on {here:.0f} of the engine's {engine:.0f} GPUs only (the others are on "
             "other machines): no J/token"
+        )
+    elif row.get("energy_scope") == "incomplete" and str(row.get("gpu_order_unknown")) == "True":
+        out.append(  # (a bool read back from a points table may be numpy's)
+            "GPU energy may be other GPUs' than the engine's: this host's GPUs are of several models and "
+            "CUDA numbers them fastest first, NVML by PCI bus (set CUDA_DEVICE_ORDER=PCI_BUS_ID): no J/token"
+        )
+    elif row.get("energy_scope") == "incomplete" and here and unread:
+        out.append(
+            f"GPU energy measured on {here:.0f} of the engine's {here + unread:.0f} GPUs only (NVML could "
+            "not open the others: the manifest's skipped_gpus): no J/token"
         )
     elif row.get("energy_scope") == "incomplete":
         out.append("GPU energy unknown for this window (a GPU's samples missing): no J/token")

@@ -33,6 +33,24 @@ def no_weights_on_gpu(placement: dict[str, Any]) -> bool:
     return "gpu_weights_mib" in placement and not placement["gpu_weights_mib"]
 
 
+def cuda_devices_with_weights(placement: dict[str, Any]) -> list[int] | None:
+    """The CUDA devices (k of `CUDA<k>`, CUDA's numbering of the GPUs the process sees) llama.cpp's load
+    log put model weights on, in order; None where it names none, or where a GPU buffer is not one CUDA
+    device's (row split's `CUDA_Split`, another backend's `Vulkan0`): then it cannot tell which GPUs."""
+    import re
+
+    buffers = placement.get("model_buffers_mib")
+    if not isinstance(buffers, dict):
+        return None
+    gpu = {k: v for k, v in buffers.items() if not k.upper().startswith("CPU") and not k.endswith("_Host")}
+    found = {k: re.fullmatch(r"CUDA(\d+)", k) for k in gpu}
+    if not gpu or not all(found.values()):
+        return None
+    return sorted(
+        int(m.group(1)) for k, m in found.items() if m and isinstance(gpu[k], int | float) and gpu[k] > 0
+    )
+
+
 @dataclass(frozen=True)
 class Split:
     """Weight bytes one decode step reads on each side."""

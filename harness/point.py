@@ -25,7 +25,7 @@ from harness.load.workload import DatasetRow, build_specs
 from harness.lost_engine import LostWatch, endpoint_lost, lost_message
 from harness.records import RequestRecord
 from harness.results import RunDir
-from harness.rundevice import detected_gpu, machine_gpu, ran_on_cpu, run_gpu
+from harness.rundevice import detected_gpu, engine_gpu_indices, machine_gpu, ran_on_cpu, run_gpu
 from harness.scenario import Point, Scenario
 from harness.telemetry.base import TelemetrySet
 from harness.token_counts import (
@@ -37,20 +37,27 @@ from harness.token_counts import (
 )
 
 
-def gpu_key(s: Scenario, described: dict[str, Any], manifest: dict[str, Any]) -> str | None:
-    """The GPU a point ran on (`rundevice.run_gpu`); for an external endpoint on another host, always the
-    scenario's `hardware.gpu`."""
+def gpu_key(
+    s: Scenario, described: dict[str, Any], manifest: dict[str, Any], engine: Any = None
+) -> str | None:
+    """The GPU a point ran on (`rundevice.run_gpu`: of the GPUs its engine configuration `engine`, default
+    the scenario's, was given); for an external endpoint on another host, always the scenario's
+    `hardware.gpu`."""
     if described.get("local") is False:
         return s.hardware.gpu
-    return run_gpu(manifest, s.hardware.gpu, s.engine.type)
+    cfg = (engine or s.engine).model_dump(mode="json")
+    return run_gpu(manifest, s.hardware.gpu, s.engine.type, engine_gpu_indices(manifest, cfg, described))
 
 
-def gpu_mismatch(s: Scenario, described: dict[str, Any], manifest: dict[str, Any]) -> str | None:
-    """A warning when the scenario names one GPU and this machine has another, or none."""
+def gpu_mismatch(
+    s: Scenario, described: dict[str, Any], manifest: dict[str, Any], engine: Any = None
+) -> str | None:
+    """A warning when the scenario names one GPU and the engine's (configuration `engine`, default the
+    scenario's) is another, or this machine has none."""
     declared = s.hardware.gpu
     if not declared or described.get("local") is False:
         return None
-    key = gpu_key(s, described, manifest)
+    key = gpu_key(s, described, manifest, engine)
     here = machine_gpu(manifest)
     if key is None:  # llama.cpp launched here, and NVML says there is no NVIDIA GPU
         return (
@@ -98,7 +105,7 @@ def _point_row(
         "model": (d.get("model") or {}).get("name"),
         "precision": d.get("precision") or getattr(p.engine, "precision", None),
         "n_gpu_layers": getattr(p.engine, "n_gpu_layers", None),
-        "gpu": None if on_cpu else gpu_key(s, d, manifest),
+        "gpu": None if on_cpu else gpu_key(s, d, manifest, p.engine),
         "gpu_declared": s.hardware.gpu,
         "gpus": 0 if on_cpu else s.hardware.gpus,  # the scenario's default 1 is no GPU a CPU run used
         "mode": s.load.mode,

@@ -33,17 +33,52 @@ def _gpu_inventory(manifest: dict[str, Any]) -> dict[str, Any]:
     return inv
 
 
-def detected_gpu(manifest: dict[str, Any]) -> Device | None:
+def _inventoried(manifest: dict[str, Any], gpus: list[int] | None) -> list[dict[str, Any]]:
+    """The GPU inventory's entries, of NVML indices `gpus` only (an engine's GPUs: `engine_gpu_indices`)
+    where the inventory lists some of those."""
+    got = [g for g in _gpu_inventory(manifest).get("gpus") or [] if isinstance(g, dict)]
+    return ([g for g in got if g.get("index") in gpus] or got) if gpus else got
+
+
+def engine_gpu_indices(
+    manifest: dict[str, Any], cfg: dict[str, Any], engine: dict[str, Any] | None = None
+) -> list[int] | None:
+    """NVML indices of the GPUs of this machine an engine configuration ran on, picked as the GPU sampler
+    picks them (`telemetry.nvml.engine_gpus` of `telemetry.config_gpu_scope`): those the
+    `CUDA_VISIBLE_DEVICES` of its `env` lists, else of the harness's environment (the manifest's
+    host.engine_env; all GPUs where neither sets it), of those vLLM's first TP x PP, or those llama.cpp's
+    load log put weights on (`placement` of its manifest entry `engine`) where its `extra_args` chose
+    among them. None where the inventory lists no GPU, and for an external endpoint (the harness does
+    not launch it: its GPUs are not known)."""
+    from harness.telemetry import config_gpu_scope
+    from harness.telemetry.inventory import mig_parents
+    from harness.telemetry.nvml import engine_gpus
+
+    inv = _gpu_inventory(manifest)
+    listed = {
+        g["index"]: str(g.get("uuid") or "")
+        for g in _inventoried(manifest, None)
+        if isinstance(g.get("index"), int) and g["index"] >= 0
+    }
+    if not listed or cfg.get("type") == "external":
+        return None
+    placement = (engine or {}).get("placement")
+    inherited = (manifest.get("host") or {}).get("engine_env") or {}
+    scope = config_gpu_scope(cfg, placement if isinstance(placement, dict) else {}, inherited)
+    n = int(inv.get("count") or 0) or max(listed) + 1
+    uuids = [listed.get(i, "") for i in range(n)]
+    return engine_gpus(scope.visible, uuids, scope.gpu_count, mig_parents(inv), scope.positions)[0]
+
+
+def detected_gpu(manifest: dict[str, Any], gpus: list[int] | None = None) -> Device | None:
     """The catalog GPU the run really used: the `catalog_key` the GPU inventory recorded
     (manifest hardware.gpu.gpus[*], matched by NVML name and memory size; None where it matched none),
-    else, where no GPU of the inventory had its memory read, any NVML name in the manifest's hardware,
-    telemetry or host sections that a catalog entry lists."""
-    gpu_inv = _gpu_inventory(manifest)
+    of the engine's GPUs `gpus` (NVML indices, `engine_gpu_indices`) where given, as a host may have
+    GPUs of several models; else, where no GPU of the inventory had its memory read, any NVML name in
+    the manifest's hardware, telemetry or host sections that a catalog entry lists."""
     # matched by name and memory (a GPU whose memory NVML did not give was matched by nothing)
     inventoried = [
-        g
-        for g in gpu_inv.get("gpus") or []
-        if isinstance(g, dict) and "catalog_key" in g and g.get("memory_total_bytes")
+        g for g in _inventoried(manifest, gpus) if "catalog_key" in g and g.get("memory_total_bytes")
     ]
     for g in inventoried:
         if g["catalog_key"] in devices():
@@ -70,14 +105,13 @@ class MachineGpu:
     reason: str = ""
 
 
-def machine_gpu(manifest: dict[str, Any]) -> MachineGpu:
-    found = detected_gpu(manifest)
+def machine_gpu(manifest: dict[str, Any], gpus: list[int] | None = None) -> MachineGpu:
+    """`gpus`: the engine's GPUs (NVML indices) where known, else any of this machine's."""
+    found = detected_gpu(manifest, gpus)
     if found is not None:
         return MachineGpu(found.key, False)
     inv = _gpu_inventory(manifest)
-    names = [
-        g["name"] for g in inv.get("gpus") or [] if isinstance(g, dict) and isinstance(g.get("name"), str)
-    ]
+    names = [g["name"] for g in _inventoried(manifest, gpus) if isinstance(g.get("name"), str)]
     if names:
         return MachineGpu(nvml_key(names[0]), False)
     return MachineGpu(None, inv.get("no_gpu") is True, str(inv.get("reason") or ""))
@@ -89,9 +123,12 @@ def nvml_key(name: str) -> str:
     return "-".join(re.findall(r"[a-z0-9.]+", name.lower())) or "gpu"
 
 
-def run_gpu(manifest: dict[str, Any], declared: str | None, engine_type: str) -> str | None:
-    """The GPU an engine on this machine ran on (`declared`: the scenario's `hardware.gpu`):
-    - a catalog GPU the inventory found here;
+def run_gpu(
+    manifest: dict[str, Any], declared: str | None, engine_type: str, gpus: list[int] | None = None
+) -> str | None:
+    """The GPU an engine on this machine ran on (`declared`: the scenario's `hardware.gpu`; `gpus`: the
+    NVML indices of the engine's GPUs, `engine_gpu_indices`, where known):
+    - a catalog GPU the inventory found here, among the engine's GPUs;
     - else, for an external endpoint, `declared`: a port tunnelled from another host looks local, and a
       workstation's own card (or none) says nothing of it;
     - else an NVIDIA GPU the catalog lacks, by its NVML name (`nvidia-l4`);
@@ -99,12 +136,12 @@ def run_gpu(manifest: dict[str, Any], declared: str | None, engine_type: str) ->
       without a word), unless `declared` is another vendor's GPU, which NVML cannot see;
     - else `declared` (nothing could tell; vLLM's GPU build does not start without its GPU, and its CPU
       build is told apart by `ran_on_cpu`)."""
-    found = detected_gpu(manifest)
+    found = detected_gpu(manifest, gpus)
     if found is not None:
         return found.key
     if engine_type == "external":
         return declared
-    here = machine_gpu(manifest)
+    here = machine_gpu(manifest, gpus)
     if here.key is not None:
         return here.key
     other_vendor = declared in devices() and devices()[declared or ""].vendor != "nvidia"
@@ -123,7 +160,8 @@ def device_of(
     if cfg.get("type") == "external" and (engine or {}).get("local") is False:
         n = int(hw.get("gpus") or 1) if hw.get("gpu") else 1
         return str(hw.get("gpu") or "unknown"), n
-    key = run_gpu(manifest, hw.get("gpu"), str(cfg.get("type")))
+    gpus = engine_gpu_indices(manifest, cfg, engine)
+    key = run_gpu(manifest, hw.get("gpu"), str(cfg.get("type")), gpus)
     if key and not ran_on_cpu(cfg, hw, engine or {}, detected_gpu(manifest) is not None):
         if cfg.get("type") == "vllm":
             n = int(cfg.get("tensor_parallel_size") or 1) * int(cfg.get("pipeline_parallel_size") or 1)
@@ -160,12 +198,16 @@ def gpus_of(cfg: dict[str, Any], engine: dict[str, Any], hw: dict[str, Any]) -> 
 
 def llamacpp_gpus(cfg: dict[str, Any], engine: dict[str, Any]) -> int | None:
     """The GPUs llama.cpp ran on: it splits its layers over every GPU it sees, those NVML picked for it
-    (sampled, or skipped where a GPU's reader failed). None (the scenario's `hardware.gpus` stands) for
-    another engine, without NVML, or with `extra_args` that choose among the GPUs."""
+    (sampled, or skipped where a GPU's reader failed); with `extra_args` that choose among the GPUs, the
+    CUDA devices its load log put weights on (`offload.cuda_devices_with_weights`). None (the
+    scenario's `hardware.gpus` stands) for another engine, without NVML, or with such `extra_args` and a
+    log that does not tell."""
     if cfg.get("type") != "llamacpp":
         return None
     if {str(a).split("=", 1)[0] for a in cfg.get("extra_args") or []} & GPU_CHOICE_ARGS:
-        return None
+        placement = engine.get("placement")
+        used = offload.cuda_devices_with_weights(placement if isinstance(placement, dict) else {})
+        return len(used) if used else None
     tel = engine.get("telemetry")
     nvml = tel.get("nvml") if isinstance(tel, dict) else None
     if not isinstance(nvml, dict) or not isinstance(nvml.get("sampled_gpus"), list):

@@ -12,7 +12,8 @@ is inferred from directory names. One row per measured point comes out of `point
   for an external endpoint on another host, the scenario's `hardware.gpu` (else `unknown`)
 * `device_declared`: the device is only the scenario's `hardware.gpu` (nothing on the machine recorded it)
 * `devices`: how many of them one engine instance uses (TP x PP for vLLM; for llama.cpp on GPUs, the GPUs
-  NVML sampled, as it splits its layers over all it sees; `hardware.gpus` else)
+  NVML sampled, as it splits its layers over all it sees, or with `extra_args` that choose among them
+  those its load log put weights on; `hardware.gpus` else)
 * `config`: the column label `hardware | engine [| variant overrides]`
 * `workload`: mean input/output tokens (`128/64`), or `dataset NAME`: points of different workloads
   are never the same row

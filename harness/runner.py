@@ -240,7 +240,7 @@ class _Sweep:
                 return
             engine, base_url, counters = started
             entry = {"variant": vi, "attempt": self.attempt, **engine.describe()}
-            self._warn(vi, entry)
+            self._warn(vi, entry, vpoints[0].engine)
             self.run.manifest["engines"].append(entry)
             tel = self.telemetry(self.s, engine)
             tel.start()
@@ -299,10 +299,10 @@ class _Sweep:
         failed = {"variant": vi, "attempt": self.attempt, "error": str(error), "command": argv or None}
         self.run.update_manifest(failed_starts=[*self.run.manifest.get("failed_starts", []), failed])
 
-    def _warn(self, vi: int, entry: dict[str, Any]) -> None:
-        """Print the engine's warnings, the GPU the run is labelled with among them, which goes into its
-        manifest entry too (report gives them again)."""
-        if mismatch := gpu_mismatch(self.s, entry, self.run.manifest):
+    def _warn(self, vi: int, entry: dict[str, Any], cfg: Any) -> None:
+        """Print the engine's warnings, the GPU the run is labelled with among them (that of the GPUs its
+        configuration `cfg` was given), which goes into its manifest entry too (report gives them again)."""
+        if mismatch := gpu_mismatch(self.s, entry, self.run.manifest, cfg):
             entry["warnings"] = [*(entry.get("warnings") or []), mismatch]
         for w in entry.get("warnings") or []:
             self.console.print(f"[yellow]warning[/] engine (variant {vi}): {escape(w)}", highlight=False)

@@ -4,22 +4,53 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from harness.scenario import Scenario
 from harness.telemetry.base import Sampler, TelemetrySet
 
 
-def engine_gpu_scope(engine: Any) -> tuple[str | None, int | None]:
-    """(CUDA_VISIBLE_DEVICES the engine runs with, how many of those GPUs it uses: vLLM TP x PP, but for
-    its CPU build (`device: cpu`), whose TP ranks are no GPUs; None: all of them) for `nvml.engine_gpus`."""
+class GpuScope(NamedTuple):
+    """What `nvml.engine_gpus` needs to pick an engine's GPUs (`config_gpu_scope`), and the CUDA device
+    order it runs with (`inventory.cuda_order_unknown`)."""
+
+    visible: str | None
+    gpu_count: int | None
+    positions: list[int] | None
+    order: str | None
+
+
+def engine_gpu_scope(engine: Any) -> GpuScope:
+    """`config_gpu_scope` of a started engine: its configuration and load log, and this process's
+    environment, which it inherits."""
     cfg = getattr(engine, "cfg", None)
-    env = dict(getattr(cfg, "env", None) or {})
-    visible = env.get("CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES"))
-    count = None
-    if cfg is not None and getattr(cfg, "type", None) == "vllm" and getattr(cfg, "device", None) != "cpu":
-        count = int(cfg.tensor_parallel_size or 1) * int(cfg.pipeline_parallel_size or 1)
-    return visible, count
+    dump = cfg.model_dump(mode="json") if cfg is not None and hasattr(cfg, "model_dump") else {}
+    placement = getattr(engine, "placement", None)
+    return config_gpu_scope(dump, placement if isinstance(placement, dict) else {}, dict(os.environ))
+
+
+def config_gpu_scope(cfg: dict[str, Any], placement: dict[str, Any], inherited: dict[str, Any]) -> GpuScope:
+    """An engine configuration's `GpuScope`: CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER it runs with (its
+    `env`'s, else those of the environment it inherits); how many of the visible GPUs it uses: vLLM TP x
+    PP, but for its CPU build (`device: cpu`), whose TP ranks are no GPUs, None: all of them; which of
+    them, by position: llama.cpp's CUDA devices with weights (`offload.cuda_devices_with_weights` of its
+    load log's `placement`) where its `extra_args` choose among the GPUs (`-sm none`, `-mg`, `-dev`,
+    `-ts`), else None: the first `count`."""
+    from harness.offload import cuda_devices_with_weights
+    from harness.rundevice import GPU_CHOICE_ARGS
+
+    env = cfg.get("env")
+    env = {**inherited, **(env if isinstance(env, dict) else {})}
+    visible, order = env.get("CUDA_VISIBLE_DEVICES"), env.get("CUDA_DEVICE_ORDER")
+    count = positions = None
+    if cfg.get("type") == "vllm" and cfg.get("device") != "cpu":
+        count = int(cfg.get("tensor_parallel_size") or 1) * int(cfg.get("pipeline_parallel_size") or 1)
+    args = {str(a).split("=", 1)[0] for a in cfg.get("extra_args") or []}
+    if cfg.get("type") == "llamacpp" and args & GPU_CHOICE_ARGS:
+        positions = cuda_devices_with_weights(placement) or None
+    return GpuScope(
+        None if visible is None else str(visible), count, positions, None if order is None else str(order)
+    )
 
 
 def default_samplers(s: Scenario, engine: Any) -> TelemetrySet:
@@ -52,8 +83,7 @@ def default_samplers(s: Scenario, engine: Any) -> TelemetrySet:
         else:
             try:
                 nvml.probe()
-                visible, count = engine_gpu_scope(engine)
-                samplers.append(nvml.NvmlSampler(t.interval_s, visible, count))
+                samplers.append(nvml.NvmlSampler(t.interval_s, *engine_gpu_scope(engine)))
             except nvml.NvmlError as e:
                 absent["nvml"] = str(e)
     else:

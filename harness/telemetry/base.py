@@ -65,13 +65,16 @@ def energy_columns(cols: dict[str, Any]) -> dict[str, Any]:
     energy_scope says what was summed (`gpu`, `cpu_package` or `gpu+cpu_package`). `gpu_energy_j` and
     `cpu_energy_j` stay as columns of their own. Neither measured: no columns. GPUs sampled but their
     energy unknown for the window (a GPU lost, a window its samples do not cover, a stuck NVML call, the
-    GPU sampler failed earlier in the run: `gpu_window_skipped`, see `TelemetrySet`), or some of the
+    GPU sampler failed earlier in the run: `gpu_window_skipped`, see `TelemetrySet`), some of the
     engine's GPUs on other machines (`gpu_engine_count`: a multi-node engine, whose GPUs here are its
-    head node's only): energy_j None, scope `incomplete`, never the CPU's share alone, nor one node's,
-    passed off as the whole.
+    head node's only), some of its GPUs here not sampled (`gpu_unread_count`: NVML could not open
+    them), or GPUs sampled that may be others than the engine's (`gpu_order_unknown`): energy_j None,
+    scope `incomplete`, never the CPU's share alone, nor that of some of the engine's GPUs, or of other
+    GPUs, passed off as the whole.
     """
     gpus = "gpu_count" in cols or cols.get("gpu_window_skipped")
-    if gpus and (cols.get("gpu_energy_j") is None or cols.get("gpu_engine_count")):
+    missing = cols.get("gpu_engine_count") or cols.get("gpu_unread_count") or cols.get("gpu_order_unknown")
+    if gpus and (cols.get("gpu_energy_j") is None or missing):
         return {"energy_j": None, "energy_scope": "incomplete"}
     scopes = (("gpu_energy_j", "gpu"), ("cpu_energy_j", "cpu_package"))
     parts: list[tuple[str, float]] = [(sc, float(cols[k])) for k, sc in scopes if cols.get(k) is not None]

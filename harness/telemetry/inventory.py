@@ -89,6 +89,29 @@ def mig_parents(inventory: dict[str, Any]) -> dict[str, int]:
     }
 
 
+ORDER_NOTE = (
+    "this host's GPUs are of several models, and CUDA numbers them fastest first (CUDA_DEVICE_ORDER is not"
+    " PCI_BUS_ID) while NVML numbers them by PCI bus: the GPUs sampled may not be the engine's, so energy_j"
+    " and J/token are left blank (set CUDA_DEVICE_ORDER=PCI_BUS_ID, or name the GPUs by UUID in"
+    " CUDA_VISIBLE_DEVICES)"
+)
+
+
+def cuda_order_unknown(
+    inventory: dict[str, Any], visible: str | None, picked: list[int], order: str | None
+) -> bool:
+    """Whether the GPUs `picked` for an engine (NVML indices, `nvml.engine_gpus`) may be others than it
+    ran on: this host's GPUs are of several models (`inventory`'s names), and CUDA numbers them fastest
+    first unless `order` (CUDA_DEVICE_ORDER) is PCI_BUS_ID, while NVML's indices follow the PCI bus; so
+    a CUDA index in `visible`, or the first of them where it is unset, may name another GPU than NVML's
+    of that number. Not where all GPUs were picked, or `visible` names them by UUID only."""
+    gpus = [g for g in inventory.get("gpus") or [] if isinstance(g, dict)]
+    names = {g.get("name") for g in gpus}
+    if len(names) < 2 or (order or "").strip().upper() == "PCI_BUS_ID" or len(set(picked)) >= len(gpus):
+        return False
+    return visible is None or any(tok.strip().isdigit() for tok in visible.split(","))
+
+
 def gpu_info(index: int) -> dict[str, Any]:
     """Facts about one GPU (NVML must be initialised)."""
     h = nvml.call("nvmlDeviceGetHandleByIndex", index)

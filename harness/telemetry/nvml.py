@@ -71,15 +71,21 @@ EDGE_LOCK_TIMEOUT_S = 2.0  # a window edge waits this long for the sampler threa
 
 
 def engine_gpus(
-    visible: str | None, uuids: list[str], count: int | None = None, mig: dict[str, int] | None = None
+    visible: str | None,
+    uuids: list[str],
+    count: int | None = None,
+    mig: dict[str, int] | None = None,
+    positions: list[int] | None = None,
 ) -> tuple[list[int], str]:
     """NVML indices of the GPUs an engine runs on, and how that was decided.
 
     NVML sees every GPU of the machine; the engine sees those `CUDA_VISIBLE_DEVICES` lists (indices, or
     UUIDs / their prefixes; unset: all; read as `visible_gpus` says) and uses the first `count` of them
-    (vLLM: TP x PP; None: all, as llama.cpp splits layers over every visible GPU). Where `count` is more
-    than this machine gives it (a multi-node engine: TP 8 x PP 2 over two 8-GPU nodes), only those here
-    are sampled, said so (`gpus_elsewhere`).
+    (vLLM: TP x PP; None: all, as llama.cpp splits layers over every visible GPU), or those at
+    `positions` among them (llama.cpp told to use some: the CUDA devices its load log put weights on;
+    positions it does not see are left out, and where none is left, all it sees stay). Where `count` is
+    more than this machine gives it (a multi-node engine: TP 8 x PP 2 over two 8-GPU nodes), only those
+    here are sampled, said so (`gpus_elsewhere`).
     """
     if visible is None:
         picked, how = list(range(len(uuids))), "all GPUs (CUDA_VISIBLE_DEVICES not set)"
@@ -87,6 +93,9 @@ def engine_gpus(
         return [], "none (CUDA_VISIBLE_DEVICES is empty: the engine sees no GPU)"
     else:
         picked, how = visible_gpus(visible, uuids, mig or {})
+    if used := [picked[k] for k in positions or [] if 0 <= k < len(picked)]:
+        names = ", ".join(f"CUDA{k}" for k in positions or [] if 0 <= k < len(picked))
+        picked, how = used, f"{how}, of those {names} (the GPUs llama.cpp's load log put weights on)"
     if count is not None and count < len(picked):
         picked, how = picked[:count], f"{how}, the first {count} (the engine's GPU count)"
     if elsewhere := gpus_elsewhere(len(picked), count):
@@ -155,15 +164,24 @@ def _entry_gpus(tok: str, uuids: list[str], mig: dict[str, int]) -> list[int]:
 
 
 class NvmlSampler:
-    """Samples the engine's GPUs on a thread (`engine_gpus`; all of them without `visible`/`count`);
+    """Samples the engine's GPUs on a thread (`engine_gpus`; all of them without `visible`/`count`/
+    `positions`);
     windows give the `gpu_*` columns of `trace.gpu_window_columns` over those GPUs only, so idle GPUs
     of a shared machine add nothing to energy per token."""
 
     name = "nvml"
 
-    def __init__(self, interval_s: float = 0.1, visible: str | None = None, count: int | None = None) -> None:
+    def __init__(
+        self,
+        interval_s: float = 0.1,
+        visible: str | None = None,
+        count: int | None = None,
+        positions: list[int] | None = None,
+        order: str | None = None,
+    ) -> None:
         self.interval_s = interval_s
-        self.visible, self.count = visible, count
+        self.visible, self.count, self.positions, self.order = visible, count, positions, order
+        self.order_unknown = False  # the engine's GPUs may be others (`inventory.cuda_order_unknown`)
         self.selection = ""
         self.engine_count: int | None = None  # `count`, where more than the GPUs here (multi-node)
         self.readers: list[GpuReader] = []
@@ -200,13 +218,18 @@ class NvmlSampler:
         self._thread.start()
 
     def _open_gpus(self, n: int) -> None:
-        from harness.telemetry.inventory import mig_parents
+        from harness.telemetry.inventory import ORDER_NOTE, cuda_order_unknown, mig_parents
 
         # UUIDs from the inventory just taken ("" where NVML could not say: indices still match)
         known = {g.get("index"): str(g.get("uuid") or "") for g in self.inventory.get("gpus") or []}
         uuids = [known.get(i, "") for i in range(n)]
-        picked, self.selection = engine_gpus(self.visible, uuids, self.count, mig_parents(self.inventory))
+        picked, self.selection = engine_gpus(
+            self.visible, uuids, self.count, mig_parents(self.inventory), self.positions
+        )
         self.engine_count = self.count if gpus_elsewhere(len(picked), self.count) else None
+        if cuda_order_unknown(self.inventory, self.visible, picked, self.order):
+            self.order_unknown = True
+            self.selection += f"; {ORDER_NOTE}"
         for i in picked:
             try:
                 r = GpuReader(i)
@@ -282,7 +305,13 @@ class NvmlSampler:
         self.windows[name] = (t0, t_ns)
         cols = self._window_columns(t0, t_ns)
         # a multi-node engine: the energy of its GPUs elsewhere is missing (`base.energy_columns`)
-        return {**cols, "gpu_engine_count": self.engine_count} if self.engine_count else cols
+        if self.engine_count:
+            cols["gpu_engine_count"] = self.engine_count
+        if self.skipped:  # so is that of its GPUs here that NVML could not open
+            cols["gpu_unread_count"] = len(self.skipped)
+        if self.order_unknown:  # the GPUs sampled may not be the engine's
+            cols["gpu_order_unknown"] = True
+        return cols
 
     def _window_columns(self, t0: int, t1: int) -> dict[str, Any]:
         """The GPUs' columns over [t0, t1], after a closing edge sample."""
@@ -341,8 +370,10 @@ class NvmlSampler:
 
     def notes(self) -> list[str]:
         """What the numbers of this sampler cannot show, said once at start (and kept in the manifest)."""
+        from harness.telemetry.inventory import ORDER_NOTE
+
         note = pcie_wrap_note(self.interval_s, self.pcie_wrap_s())
-        return [note] if note else []
+        return [n for n in (note, ORDER_NOTE if self.order_unknown else None) if n]
 
     def manifest(self) -> dict[str, Any]:
         return {

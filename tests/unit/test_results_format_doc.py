@@ -116,6 +116,8 @@ def _window_columns() -> set[str]:
     nvml = NvmlSampler()
     nvml._open["p"] = 0
     nvml.engine_count = 16  # a multi-node engine: 16 GPUs, fewer of them on this machine
+    nvml.skipped = {1: "GPU is lost"}  # an engine GPU NVML could not open
+    nvml.order_unknown = True  # a host of several GPU models, CUDA's order not PCI_BUS_ID
     nvml.edge_sample = lambda: False  # type: ignore[method-assign]  # an NVML call that hung
     cols |= set(nvml.end_window("p", s))
 
@@ -171,7 +173,7 @@ def test_the_columns_of_the_evidence_runs_are_documented() -> None:
 def test_the_window_columns_of_the_samplers_and_the_engine_comparison_are_documented() -> None:
     columns = _window_columns()
     assert {"gpu_energy_j", "gpu_window_skipped", "cpu_energy_j", "energy_j_per_output_token"} <= columns
-    assert "gpu_engine_count" in columns
+    assert {"gpu_engine_count", "gpu_unread_count", "gpu_order_unknown"} <= columns
     assert {"server_ttft_s_rel_diff", "server_input_tokens_diff"} <= columns
     assert _undocumented(columns) == []
 

@@ -342,6 +342,36 @@ def test_a_multi_node_engines_windows_carry_its_gpu_count(monkeypatch: pytest.Mo
         assert ("only 8 of the engine's 16 GPUs" in s.selection) == bool(marked)  # the manifest's text
 
 
+def test_windows_of_an_engine_with_a_gpu_nvml_could_not_open_say_how_many(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """GPUs 2 and 3 given to the engine, GPU 3 not opened by NVML: its windows carry `gpu_unread_count`,
+    which makes their energy `incomplete` (base.energy_columns); with both open, no such column.
+    (The readers read nothing: no GPU data is made up.)"""
+
+    class Unread:
+        def __init__(self, index: int) -> None:
+            self.index = index
+
+        def probe(self) -> None:
+            if self.index in broken:
+                raise nvml.NvmlGpuLost("GPU is lost")
+
+        def read(self) -> dict:
+            return {}
+
+    monkeypatch.setattr(nvml, "GpuReader", Unread)
+    for broken, marked in (({3}, {"gpu_unread_count": 1}), (set(), {})):
+        s = nvml.NvmlSampler(0.1, "2,3")
+        s.inventory = {"gpus": [{"index": i, "uuid": u} for i, u in enumerate(UUIDS)]}
+        s._open_gpus(8)
+        s.begin_window("p", 0)
+        cols = s.end_window("p", 10**9)
+        assert cols["gpu_count"] == 2 - len(broken)
+        assert {k: v for k, v in cols.items() if k == "gpu_unread_count"} == marked
+        assert s.skipped == dict.fromkeys(broken, "GPU is lost")  # the manifest's skipped_gpus
+
+
 def test_engine_gpus_that_cannot_be_mapped_fall_back_to_all_and_say_so() -> None:
     picked, how = nvml.engine_gpus("MIG-0c1f2a3b-aaaa-bbbb-cccc-000000000000", UUIDS)
     assert picked == list(range(8)) and "MIG-0c1f" in how and "names no single GPU" in how
@@ -390,16 +420,79 @@ def test_engine_gpu_scope_reads_the_engine_config_and_environment(monkeypatch: p
     from harness.telemetry import engine_gpu_scope
 
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
     cfg = {"type": "vllm", "model": {"source": "catalog", "name": "llama-3.1-70b"}}
     cfg |= {"tensor_parallel_size": 2, "pipeline_parallel_size": 2}
     cfg["env"] = {"CUDA_VISIBLE_DEVICES": "4,5,6,7"}
     eng = VllmServer(VllmEngine.model_validate(cfg), Path("/dev/null"))
-    assert engine_gpu_scope(eng) == ("4,5,6,7", 4)
+    assert engine_gpu_scope(eng) == ("4,5,6,7", 4, None, None)
     # vLLM's CPU build: its TP ranks are no GPUs (on a 1-GPU host, TP 2 read as "1 of 2 GPUs here")
     cpu = VllmServer(VllmEngine.model_validate({**cfg, "device": "cpu"}), Path("/dev/null"))
-    assert engine_gpu_scope(cpu) == ("4,5,6,7", None)
+    assert engine_gpu_scope(cpu) == ("4,5,6,7", None, None, None)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
-    assert engine_gpu_scope(object()) == ("1", None)  # an engine without a config: all it can see
+    assert engine_gpu_scope(object()) == ("1", None, None, None)  # no config: all it can see
+
+
+# load_tensors lines of a llama.cpp server on a 3-GPU host that put no weights on CUDA0 (public log)
+THREE_GPU_LOG = """load_tensors:        CUDA1 model buffer size = 10478.04 MiB
+load_tensors:        CUDA2 model buffer size = 10085.15 MiB
+load_tensors:    CUDA_Host model buffer size =   322.07 MiB
+load_tensors:   CPU_Mapped model buffer size = 27465.95 MiB
+"""
+
+
+def test_llama_cpp_told_to_use_some_gpus_is_sampled_on_those_it_put_weights_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """llama.cpp with `-ts 0,1,1` on a 3-GPU host had all three GPUs sampled, the idle one's power and
+    energy counted into J/token. (The readers read nothing: no GPU data is made up.)"""
+    from harness.engines.llamacpp import load_placement
+    from harness.offload import cuda_devices_with_weights
+    from harness.telemetry import config_gpu_scope
+
+    placement = load_placement(THREE_GPU_LOG)
+    assert cuda_devices_with_weights(placement) == [1, 2]
+    cfg = {"type": "llamacpp", "n_gpu_layers": 99, "extra_args": ["-ts", "0,1,1"]}
+    assert config_gpu_scope(cfg, placement, {}) == (None, None, [1, 2], None)
+    # without arguments that choose among the GPUs, llama.cpp splits over all it sees: no positions
+    visible = {"CUDA_VISIBLE_DEVICES": "0,1,2"}
+    assert config_gpu_scope({**cfg, "extra_args": []}, placement, visible) == ("0,1,2", None, None, None)
+    picked, how = nvml.engine_gpus("5,6,7", UUIDS, positions=[1, 2])
+    assert picked == [6, 7]
+    assert how == (
+        "CUDA_VISIBLE_DEVICES=5,6,7, of those CUDA1, CUDA2 (the GPUs llama.cpp's load log put weights on)"
+    )
+    # a position the engine does not see is left out; none left: all it sees
+    assert nvml.engine_gpus("5,6", UUIDS, positions=[1, 4])[0] == [6]
+    assert nvml.engine_gpus("5,6", UUIDS, positions=[4])[0] == [5, 6]
+
+    class Unread:
+        def __init__(self, index: int) -> None:
+            self.index = index
+
+        def probe(self) -> None: ...
+
+        def read(self) -> dict:
+            return {}
+
+    monkeypatch.setattr(nvml, "GpuReader", Unread)
+    s = nvml.NvmlSampler(0.1, None, None, [1, 2])
+    s.inventory = {"gpus": [{"index": i, "uuid": u} for i, u in enumerate(UUIDS[:3])]}
+    s._open_gpus(3)
+    assert [r.index for r in s.readers] == [1, 2]
+    s.begin_window("p", 0)
+    assert s.end_window("p", 10**9)["gpu_count"] == 2
+
+
+def test_cuda_devices_with_weights_only_where_each_gpu_buffer_is_one_cuda_devices() -> None:
+    from harness.offload import cuda_devices_with_weights
+
+    assert cuda_devices_with_weights({"model_buffers_mib": {"CUDA0": 0.0, "CUDA1": 5.5}}) == [1]
+    # row split: the matrices in one buffer over all GPUs, which tells none of them
+    assert cuda_devices_with_weights({"model_buffers_mib": {"CUDA_Split": 9000.0, "CUDA0": 50.0}}) is None
+    assert cuda_devices_with_weights({"model_buffers_mib": {"Vulkan0": 100.0}}) is None
+    assert cuda_devices_with_weights({"model_buffers_mib": {"CPU_Mapped": 100.0}}) is None
+    assert cuda_devices_with_weights({}) is None
 
 
 def test_a_window_edge_does_not_wait_on_an_nvml_call_that_hangs() -> None:
@@ -520,3 +613,75 @@ def test_windows_after_the_gpu_sampler_failed_give_no_energy_from_the_cpu_alone(
     tel.begin_window("p")
     assert tel.end_window("p") == {"cpu_energy_j": 120.0, "energy_j": 120.0, "energy_scope": "cpu_package"}
     assert "nvml" in tel.problems and tel.lost == set()
+
+
+# a host with an A100 at NVML index 0 (the lower PCI bus) and an H100 at index 1
+MIXED = {
+    "gpus": [
+        {"index": 0, "name": "NVIDIA A100-SXM4-80GB", "uuid": "GPU-a100aaaa"},
+        {"index": 1, "name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-h100bbbb"},
+    ]
+}
+
+
+def test_gpus_picked_by_cuda_index_on_a_host_of_two_models_may_be_others() -> None:
+    """CUDA numbers an A100 + H100 host's GPUs fastest first (the H100 is its 0) unless
+    CUDA_DEVICE_ORDER=PCI_BUS_ID, NVML by PCI bus (the A100 is its 0): CUDA_VISIBLE_DEVICES=1 had NVML's
+    GPU 1 sampled, the H100, while the engine ran on the A100."""
+    from harness.telemetry.inventory import cuda_order_unknown
+
+    assert cuda_order_unknown(MIXED, "1", [1], None) is True
+    assert cuda_order_unknown(MIXED, "1", [1], "FASTEST_FIRST") is True
+    assert cuda_order_unknown(MIXED, None, [0], None) is True  # vLLM TP 1 without CUDA_VISIBLE_DEVICES
+    assert cuda_order_unknown(MIXED, "1", [1], "PCI_BUS_ID") is False
+    assert cuda_order_unknown(MIXED, "GPU-h100bbbb", [1], None) is False  # a UUID names one GPU
+    assert cuda_order_unknown(MIXED, None, [0, 1], None) is False  # every GPU: the order does not matter
+    same = {"gpus": [{**g, "name": "NVIDIA H100 80GB HBM3"} for g in MIXED["gpus"]]}
+    assert cuda_order_unknown(same, "1", [1], None) is False  # one model: CUDA's order is the bus's too
+
+
+def test_windows_of_gpus_picked_by_cuda_index_on_a_mixed_host_give_no_energy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """(The readers read nothing: no GPU data is made up.)"""
+    from harness.telemetry import config_gpu_scope
+    from harness.telemetry.base import energy_columns
+
+    class Unread:
+        def __init__(self, index: int) -> None:
+            self.index = index
+
+        def probe(self) -> None: ...
+
+        def read(self) -> dict:
+            return {}
+
+    monkeypatch.setattr(nvml, "GpuReader", Unread)
+    vllm = {"type": "vllm", "env": {"CUDA_VISIBLE_DEVICES": "1"}}
+    for inherited, marked in (({}, {"gpu_order_unknown": True}), ({"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}, {})):
+        scope = config_gpu_scope(vllm, {}, inherited)
+        assert scope == ("1", 1, None, inherited.get("CUDA_DEVICE_ORDER"))
+        s = nvml.NvmlSampler(0.1, *scope)
+        s.inventory = MIXED
+        s._open_gpus(2)
+        assert [r.index for r in s.readers] == [1]
+        s.begin_window("p", 0)
+        cols = s.end_window("p", 10**9)
+        assert {k: v for k, v in cols.items() if k == "gpu_order_unknown"} == marked
+        assert ("CUDA_DEVICE_ORDER=PCI_BUS_ID" in s.selection) == bool(marked)
+    # the engine's env wins over the environment it inherits
+    assert (
+        config_gpu_scope({**vllm, "env": {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}}, {}, {}).order == "PCI_BUS_ID"
+    )
+    # a window that did read energy: none of it is given as the engine's
+    read = {"gpu_count": 1, "gpu_energy_j": 800.0, "gpu_order_unknown": True}
+    assert energy_columns(read) == {"energy_j": None, "energy_scope": "incomplete"}
+    from harness.flags import flags
+
+    said = [
+        m for m in flags({"ok": 4, "output_tokens": 100, **read, **energy_columns(read)}) if "J/token" in m
+    ]
+    assert said == [
+        "GPU energy may be other GPUs' than the engine's: this host's GPUs are of several models and CUDA "
+        "numbers them fastest first, NVML by PCI bus (set CUDA_DEVICE_ORDER=PCI_BUS_ID): no J/token"
+    ]

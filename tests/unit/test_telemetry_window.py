@@ -153,6 +153,21 @@ def test_energy_of_a_multi_node_engine_is_not_the_head_nodes_alone() -> None:
     ]
 
 
+def test_energy_of_an_engine_with_a_gpu_nvml_could_not_open_is_not_the_others_alone() -> None:
+    """vLLM TP=2 whose second GPU NVML could not open (`skipped_gpus`): the first GPU's 800 J passed as
+    the engine's energy (scope `gpu`), and J/token came out about half the real value."""
+    one_of_two = {"gpu_count": 1, "gpu_energy_j": 800.0, "gpu_unread_count": 1}
+    assert energy_columns(one_of_two) == {"energy_j": None, "energy_scope": "incomplete"}
+    from harness.flags import flags
+
+    row = {"ok": 4, "output_tokens": 100, **one_of_two, **energy_columns(one_of_two)}
+    said = [m for m in flags(row) if "J/token" in m]
+    assert said == [
+        "GPU energy measured on 1 of the engine's 2 GPUs only (NVML could not open the others: the "
+        "manifest's skipped_gpus): no J/token"
+    ]
+
+
 def test_energy_per_token_counts_every_token_the_energy_went_to() -> None:
     from harness.flags import flags
     from harness.records import RequestRecord
