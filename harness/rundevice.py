@@ -44,15 +44,15 @@ def engine_gpu_indices(
     manifest: dict[str, Any], cfg: dict[str, Any], engine: dict[str, Any] | None = None
 ) -> list[int] | None:
     """NVML indices of the GPUs of this machine an engine configuration ran on, picked as the GPU sampler
-    picks them (`telemetry.nvml.engine_gpus` of `telemetry.config_gpu_scope`): those the
+    picks them (`telemetry.gpu_pick.engine_gpus` of `telemetry.config_gpu_scope`): those the
     `CUDA_VISIBLE_DEVICES` of its `env` lists, else of the harness's environment (the manifest's
     host.engine_env; all GPUs where neither sets it), of those vLLM's first TP x PP, or those llama.cpp's
     load log put weights on (`placement` of its manifest entry `engine`) where its `extra_args` chose
     among them. None where the inventory lists no GPU, and for an external endpoint (the harness does
     not launch it: its GPUs are not known)."""
     from harness.telemetry import config_gpu_scope
+    from harness.telemetry.gpu_pick import engine_gpus
     from harness.telemetry.inventory import mig_parents
-    from harness.telemetry.nvml import engine_gpus
 
     inv = _gpu_inventory(manifest)
     listed = {

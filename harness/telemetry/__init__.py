@@ -11,7 +11,7 @@ from harness.telemetry.base import Sampler, TelemetrySet
 
 
 class GpuScope(NamedTuple):
-    """What `nvml.engine_gpus` needs to pick an engine's GPUs (`config_gpu_scope`), and the CUDA device
+    """What `gpu_pick.engine_gpus` needs to pick an engine's GPUs (`config_gpu_scope`), and the CUDA device
     order it runs with (`inventory.cuda_order_unknown`)."""
 
     visible: str | None

@@ -100,7 +100,7 @@ ORDER_NOTE = (
 def cuda_order_unknown(
     inventory: dict[str, Any], visible: str | None, picked: list[int], order: str | None
 ) -> bool:
-    """Whether the GPUs `picked` for an engine (NVML indices, `nvml.engine_gpus`) may be others than it
+    """Whether the GPUs `picked` for an engine (NVML indices, `gpu_pick.engine_gpus`) may be others than it
     ran on: this host's GPUs are of several models (`inventory`'s names), and CUDA numbers them fastest
     first unless `order` (CUDA_DEVICE_ORDER) is PCI_BUS_ID, while NVML's indices follow the PCI bus; so
     a CUDA index in `visible`, or the first of them where it is unset, may name another GPU than NVML's
