@@ -1,4 +1,5 @@
-"""Which runs a claim about an engine takes: an external endpoint declared to be vLLM."""
+"""Which runs a claim about an engine or a GPU takes: an external endpoint declared to be vLLM, and the
+article's "A100" and "H100" read as the parts its own spec table describes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from rich.console import Console
 
 from harness.catalog import CatalogError
 from harness.catalog.claims import claims, parse_claims
-from harness.claims import check, check_all
+from harness.catalog.hardware import devices
+from harness.claims import _stated_to, check, check_all
 
 # Lambda's 1x H100 row: vLLM, FP8, one H100 SXM, 418.9 tok/s
 LAMBDA_H100 = next(c for c in claims() if c.id == "lambda-70b-fp8-1xh100")
@@ -136,3 +138,49 @@ def test_a_run_against_an_endpoint_declared_as_vllm_meets_a_vllm_claim(tmp_path:
     assert " tok/s at h100-sxm | external fp8 8/4 c1 (" in r.measured, r.measured
     declared = "engine vllm as the scenario declared it: an external endpoint the harness did not launch"
     assert f"{declared} (its /models says owned_by vllm too)" in r.verdict
+
+
+# The article's spec table (REFERENCE: "HBM bandwidth A100 2.0 TB/s (HBM2e), H100 3.35 TB/s (HBM3)";
+# "NVLink A100 600 GB/s, H100 900 GB/s"): the only description it gives of either GPU
+ARTICLE_SPECS = {"A100": ("HBM2e", 2.0, 600), "H100": ("HBM3", 3.35, 900)}
+
+
+def _parts_as_the_article_describes(family: str) -> set[str]:
+    """The catalog GPUs of `family` with the article's memory type, bandwidth as stated (2.0 TB/s is
+    1.95-2.05) and NVLink bandwidth."""
+    memory, tb_s, nvlink = ARTICLE_SPECS[family]
+    return {
+        k
+        for k, d in devices().items()
+        if family in d.name
+        and d.memory_type == memory
+        and _stated_to(tb_s, d.bandwidth_gbs / 1000)
+        and d.nvlink_gbs == nvlink
+    }
+
+
+def _article_devices(family: str) -> set[str]:
+    """The devices the article's claims (and ratio sides) name for a GPU of `family`."""
+    named: set[str] = set()
+    for c in claims():
+        if c.source == "article":
+            named |= {d for d in (c.device, c.numerator and c.numerator.device) if d}
+            named |= {c.denominator.device} if c.denominator else set()
+    return {d for d in named if family.lower() in d}
+
+
+def test_the_articles_a100_is_the_80gb_sxm4_part_and_its_h100_the_sxm5() -> None:
+    """The article says "A100" and "H100" without a model, but its spec table describes one part each:
+    HBM2e at 2.0 TB/s with 600 GB/s NVLink is the A100 80GB SXM4 alone (the 80GB PCIe card's 1,935 GB/s
+    is 1.9 TB/s; the 40GB parts have HBM2 at 1,555 GB/s), and HBM3 at 3.35 TB/s with 900 GB/s NVLink
+    the H100 SXM5 (the NVL has 3.9 TB/s). Its claims name those parts, so a run on another A100 or
+    H100 does not measure them."""
+    assert _parts_as_the_article_describes("A100") == {"a100-80gb-sxm"} == _article_devices("A100")
+    assert _parts_as_the_article_describes("H100") == {"h100-sxm"} == _article_devices("H100")
+    a100 = next(c for c in claims() if c.id == "article-70b-a100")
+    for other in ("a100-80gb-pcie", "a100-40gb-sxm", "a100-40gb-pcie"):
+        r = check(a100, _points([{"engine_label": "vllm", "device": other, "output_tok_s": 1000.0}]))
+        assert r.measured == f"- (no llama-3.1-70b point on a100-80gb-sxm; measured: {other})"
+    r = check(a100, _points([{"engine_label": "vllm", "device": "a100-80gb-sxm", "output_tok_s": 1000.0}]))
+    assert r.verdict == "measured 87% of the claim"  # 1000 / 1148
+    assert "the article's A100 (HBM2e, 2.0 TB/s, NVLink 600 GB/s) is the 80GB SXM4 part" in str(a100.note)
