@@ -2,7 +2,8 @@
 
 A run matches a claim when its points have the claim's model, device, device count, engine,
 precision and concurrency (fields the claim leaves null match anything), are within its latency limits,
-and split their weights with host memory for an offload claim only; the measured value is the
+and split their weights with host memory for an offload claim only (an external endpoint's engine is
+the one its scenario declares, `engine.served_by`, and is doubted as such); the measured value is the
 highest output tok/s among the matching points without `doubts` (among all where each has some, and
 then said), reruns of a point counting as one, at their median (`reruns_as_one`: the luckiest of several
 runs is not a measurement). Points at an arrival rate are not taken: their tok/s is the rate offered
@@ -35,6 +36,7 @@ from harness.formatting import fmt
 from harness.roofline import BYTES_PER_PARAM, Shape, decode_bound, min_batch_for
 from harness.rundevice import offloaded
 from harness.runinfo import at_rate
+from harness.served import EXTERNAL, declared_doubt, launched_engine, served_engine, undeclared_hint
 
 DEFAULT_CONTEXT_TOKENS = 1024.0
 BOTH = ["bf16", "fp8"]  # the precisions tried where a claim states none
@@ -89,7 +91,7 @@ def _conditions(
 
 def _want_conditions(points: pd.DataFrame, want: Want) -> list[tuple[str, str | None, pd.Series]]:
     _, device, n, engine, precision, concurrency = want
-    engines = points["engine_label"].str.split("/").str[0]
+    engines = launched_engine(points) if engine == EXTERNAL else served_engine(points)
     asked = (
         (device, f"on {device}", "device", points["device"]),
         (n, f"on {n} device(s)", "devices", points["devices"]),
@@ -115,7 +117,10 @@ def _match(points: pd.DataFrame, want: Want, c: Claim | None = None) -> pd.DataF
     m = points["model"] == want[0]
     for _, _, meets in _conditions(points, want, c):
         m &= meets
-    return points[m & points["output_tok_s"].notna() & ~_at_rate(points)]
+    out = points[m & points["output_tok_s"].notna() & ~_at_rate(points)]
+    if want[3] not in (None, EXTERNAL) and not out.empty:  # an engine asked: one only declared is doubted
+        out = out.assign(engine_declared=[declared_doubt(r) for _, r in out.iterrows()])
+    return out
 
 
 def no_match_reason(points: pd.DataFrame, want: Want, c: Claim | None = None) -> str:
@@ -135,7 +140,8 @@ def no_match_reason(points: pd.DataFrame, want: Want, c: Claim | None = None) ->
         return f"no run of {model}; runs of: {has(points, 'model')}"
     for said, col, meets in _conditions(points, want, c):
         if not (m & meets).any():
-            return f"no {model} point {said}" + (f"; measured: {has(points[m], col)}" if col else "")
+            hint = undeclared_hint(points[m], str(want[3])) if col == "engine_label" else ""
+            return f"no {model} point {said}" + (f"; measured: {has(points[m], col)}" if col else "") + hint
         m &= meets
     measured = m & points["output_tok_s"].notna()
     if not measured.any():
@@ -173,7 +179,8 @@ def doubts(r: pd.Series) -> list[str]:
     """Why a matching point's tok/s may not measure what a claim states, as `compare` notes it: failed
     requests beyond `FAILED_SHARE`, a tok/s above its decode roofline (the hardware, precision or model
     is likely not what ran), a client near saturation, outputs shorter than asked, a GPU the run took
-    from its scenario without seeing it."""
+    from its scenario without seeing it, an engine a scenario declared behind an external endpoint (for a
+    claim naming an engine, `_match` notes it as `engine_declared`)."""
     out = []
     errors, requests = _count(r.get("errors")), _count(r.get("requests"))
     if errors and requests and errors > FAILED_SHARE * requests:
@@ -187,6 +194,8 @@ def doubts(r: pd.Series) -> list[str]:
         out.append(f"{short} outputs shorter than asked")
     if r.get("device_declared") in (True, 1):
         out.append(f"{r['device']} as the scenario declared it: no GPU was recorded")
+    if isinstance(declared := r.get("engine_declared"), str):
+        out.append(declared)
     return out
 
 

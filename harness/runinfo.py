@@ -11,6 +11,8 @@ is inferred from directory names. One row per measured point comes out of `point
   names one, else `cpu`);
   for an external endpoint on another host, the scenario's `hardware.gpu` (else `unknown`)
 * `device_declared`: the device is only the scenario's `hardware.gpu` (nothing on the machine recorded it)
+* `served_by`: for an external endpoint, the engine its scenario declares behind it (`engine.served_by`),
+  else None; `owned_by`: what the endpoint's /models said owns the model (the engine's manifest entry)
 * `devices`: how many of them one engine instance uses (TP x PP for vLLM; for llama.cpp on GPUs, the GPUs
   NVML sampled, as it splits its layers over all it sees, or with `extra_args` that choose among them
   those its load log put weights on; `hardware.gpus` else)
@@ -61,6 +63,13 @@ def engine_config(manifest: dict[str, Any], variant: int) -> dict[str, Any]:
     if 0 <= variant < len(variants):
         cfg.update(variants[variant])
     return cfg
+
+
+def served_by(cfg: dict[str, Any]) -> str | None:
+    """The engine an external endpoint's scenario declares behind it (`engine.served_by`); None for an
+    engine the harness launched (its `engine_label` says which) or an endpoint declared as nothing."""
+    declared = cfg.get("served_by") if cfg.get("type") == "external" else None
+    return declared if isinstance(declared, str) else None
 
 
 def variant_label(manifest: dict[str, Any], variant: int) -> str:
@@ -259,6 +268,8 @@ def _run_points(run: str | Path, table: dict[str, Device] | None) -> pd.DataFram
             devices=n,
             hardware=hardware,
             engine_label=engine,
+            served_by=served_by(cfg),
+            owned_by=eng.get("owned_by") if isinstance(eng.get("owned_by"), str) else None,
             variant_label=vl,
             config=" | ".join(x for x in (hardware, engine, vl) if x),
             workload=workload_label(workload),

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from harness.catalog import CatalogError, load_yaml, read_user_yaml
 from harness.field_errors import entry_problems
+from harness.scenario.engines import SERVED_BY
 
 
 class Side(BaseModel):
@@ -34,7 +35,8 @@ class Claim(BaseModel):
     model: str
     device: str | None = None
     devices: int | None = Field(None, ge=1)
-    engine: str | None = None
+    # an engine as points name it: launched, or declared behind an endpoint; `external`: any endpoint
+    engine: Literal[SERVED_BY, "external"] | None = None
     precision: str | None = None
     concurrency: int | None = Field(None, ge=1)
     ttft_p99_s: float | None = Field(None, gt=0)

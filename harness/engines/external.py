@@ -8,7 +8,7 @@ import re
 import socket
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import urlsplit, urlunsplit
 from urllib.request import getproxies_environment, proxy_bypass
 
@@ -18,6 +18,7 @@ import psutil
 from harness.client.http1 import direct
 from harness.engines.process import TOKENIZE_TIMEOUT_S, EngineError, abortable
 from harness.scenario import ExternalEngine, Workload
+from harness.scenario.engines import SERVED_BY
 
 
 @lru_cache(maxsize=1)
@@ -100,6 +101,21 @@ def split_base_url(base_url: str) -> tuple[str, str]:
     return urlunsplit(u._replace(path="/".join(parts[:i]))), "/" + "/".join(parts[i:])
 
 
+def owned_by(models: httpx.Response, model: str) -> str | None:
+    """What an OpenAI-compatible /models answer says owns `model` (its entry's `owned_by`, else the first
+    entry's): vLLM says `vllm`, SGLang `sglang`, llama-server `llamacpp`, OpenAI's own API `openai` or
+    `system`. None where the answer is not a model list or names no owner."""
+    if models.status_code != 200:
+        return None
+    try:
+        entries = [e for e in models.json()["data"] if isinstance(e, dict)]
+    except (ValueError, KeyError, TypeError):
+        return None
+    mine = [e for e in entries if e.get("id") == model] or entries[:1]
+    owner = mine[0].get("owned_by") if mine else None
+    return owner if isinstance(owner, str) and owner else None
+
+
 def has_metrics(base_url: str, headers: dict[str, str]) -> bool:
     """Whether `base_url`/metrics answers with Prometheus text (vLLM, SGLang, llama-server --metrics)."""
     try:
@@ -122,6 +138,7 @@ class ExternalServer:
         self.base_url, self.api_prefix = split_base_url(cfg.base_url)
         self.model_name = cfg.model.name if cfg.model is not None and hasattr(cfg.model, "name") else ""
         self.server_version: str | None = None
+        self.owned_by: str | None = None  # what the API's /models says owns the model
         self.host = urlsplit(self.base_url).hostname or ""
         self.local = bool(is_this_machine(self.host))
         self._metrics = False
@@ -157,11 +174,12 @@ class ExternalServer:
             raise EngineError(self._refused(r))
         if r.status_code != 200:
             raise EngineError(self._answered(r, url == self.models_url))
+        models = r if url == self.models_url else None
         if url != self.models_url:
             # a health check answers without a key (vLLM's and llama-server's /health do), the API's
             # model list asks for it: a wrong key is said now, not as every request's HTTP 401
             try:
-                r = self._get(self.models_url)
+                r = models = self._get(self.models_url)
             except httpx.HTTPError:
                 if not self.model_name:
                     raise EngineError(
@@ -179,6 +197,7 @@ class ExternalServer:
                 raise EngineError(
                     f"{self.models_url} did not name a model; set engine.model.name in the scenario"
                 ) from None
+        self.owned_by = owned_by(models, self.model_name) if models is not None else None
         headers = self.headers()
         self._metrics = abortable(lambda: has_metrics(self.base_url, headers), "reaching the endpoint")
         return self.base_url
@@ -246,8 +265,21 @@ class ExternalServer:
             "command": None,
             "host": self.host,
             "local": self.local,
-            **({"warnings": [why]} if (why := proxy_note(self.base_url)) else {}),
+            "owned_by": self.owned_by,
+            **({"warnings": warnings} if (warnings := self._warnings()) else {}),
         }
+
+    def _warnings(self) -> list[str]:
+        """A proxy the harness does not take; an engine the scenario declares (`served_by`) that the
+        endpoint's own /models names another (`owned_by` one of the engines `served_by` allows)."""
+        out = [why] if (why := proxy_note(self.base_url)) else []
+        declared, owner = self.cfg.served_by, self.owned_by
+        if declared and owner != declared and owner in get_args(SERVED_BY):
+            out.append(
+                f"engine.served_by is {declared}, but {self.models_url} says owned_by {owner}: claims about "
+                f"{declared} are set beside this run as declared, and say what the endpoint said"
+            )
+        return out
 
     def request_extras(self, workload: Workload) -> dict[str, Any]:
         """The scenario's `engine.extra_body`, as it is: an endpoint of unknown kind may refuse fields it

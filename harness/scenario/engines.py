@@ -402,6 +402,11 @@ _URL_EXAMPLES = "e.g. http://host:8000, http://[::1]:8000"
 _API_ROUTES = ("/chat/completions", "/completions")
 
 
+# engines an external endpoint may be declared to be: those whose /models answer names them in `owned_by`
+# (vLLM's and SGLang's protocol.py, llama-server's server-context.cpp), so the declaration can be checked
+SERVED_BY = Literal["vllm", "llamacpp", "sglang"]
+
+
 class ExternalEngine(Strict):
     """An OpenAI-compatible endpoint that is already running; the harness does not manage it."""
 
@@ -416,6 +421,12 @@ class ExternalEngine(Strict):
         None,
         description="what the endpoint's weights are (bf16, fp8, q4_k_m): a label in tables and the bytes "
         "per parameter of the roofline (the harness cannot ask the endpoint)",
+    )
+    served_by: SERVED_BY | None = Field(
+        None,
+        description="the engine behind the endpoint, as whoever runs it knows: `harness claims` then sets "
+        "claims about that engine beside the run, saying it was declared, not launched (the harness "
+        "records what the endpoint's /models says of itself, `owned_by`, beside it)",
     )
     api_key_env: str | None = Field(None, description="name of the environment variable holding the API key")
     health_path: str | None = Field(

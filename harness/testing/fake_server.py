@@ -70,6 +70,9 @@ class FakeScript:
     # where the API routes are: /v1/models, /v1/completions; a hosted API's own prefix (Gemini's
     # /v1beta/openai) tries the harness against such a base URL
     api_prefix: str = "/v1"
+    # what /v1/models says owns the model, as vLLM (`vllm`), SGLang and llama-server name themselves there
+    # (None: no owned_by field)
+    owned_by: str | None = None
     # a keep-alive connection that served this many requests is closed when the next one arrives, before
     # any byte of an answer, as a server whose idle timeout ran out as the request came (0: never)
     close_after_requests: int = 0
@@ -233,7 +236,10 @@ class FakeServer:
                 await asyncio.sleep(0.01)  # as a health route that takes the model's lock
             conn._simple(200, {"status": "ok"})
         elif method == "GET" and path == api + "/models":
-            conn._simple(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
+            card = {"id": "fake", "object": "model"}
+            if self.script.owned_by is not None:
+                card["owned_by"] = self.script.owned_by
+            conn._simple(200, {"object": "list", "data": [card]})
         elif method == "GET" and path == "/stats":
             conn._simple(200, self.stats.summary())
         elif method == "GET" and path == "/trace":

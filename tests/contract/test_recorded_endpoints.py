@@ -11,10 +11,11 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 
 from harness.client.openai_stream import RequestSpec, StreamClient
-from harness.engines.external import ExternalServer
+from harness.engines.external import ExternalServer, owned_by
 from harness.engines.llamacpp import LlamaCppServer
 from harness.records import RequestRecord
 from harness.scenario import ExternalEngine, parse_scenario
@@ -76,7 +77,34 @@ def test_external_server_finds_what_a_vllm_endpoint_serves(vllm_url: str) -> Non
     assert ext.metrics_url() == vllm_url + "/metrics"  # Prometheus text there
     tok = json.loads((PAYLOADS / "vllm_tokenize.json").read_text())
     assert ext.tokenize("any text") == tok["count"] == 12 and ext._tokenize_form == "vllm"
+    assert ext.describe()["owned_by"] == "vllm"  # what its /v1/models says owns `tiny`
     ext.stop()
+
+
+def test_an_endpoint_declared_as_another_engine_than_its_models_list_names_is_warned_of(
+    vllm_url: str,
+) -> None:
+    """`served_by: sglang` against vLLM's recorded /v1/models (`owned_by: vllm`): started, and warned of;
+    declared as vLLM, nothing to warn of."""
+    ext = ExternalServer(ExternalEngine(type="external", base_url=vllm_url + "/v1", served_by="sglang"))
+    ext.start()
+    (warning,) = ext.describe()["warnings"]
+    assert warning == (
+        f"engine.served_by is sglang, but {vllm_url}/v1/models says owned_by vllm: claims about sglang are "
+        "set beside this run as declared, and say what the endpoint said"
+    )
+    ext = ExternalServer(ExternalEngine(type="external", base_url=vllm_url + "/v1", served_by="vllm"))
+    ext.start()
+    assert "warnings" not in ext.describe()
+
+
+def test_llama_servers_models_list_names_it_as_the_owner() -> None:
+    """llama-server's recorded /v1/models: `owned_by: llamacpp`, the name `served_by` gives it."""
+    body = (PAYLOADS / "llamacpp_models.json").read_bytes()
+    assert owned_by(httpx.Response(200, content=body), "/tmp/gemma.gguf") == "llamacpp"
+    assert owned_by(httpx.Response(200, content=body), "another") == "llamacpp"  # the first entry's
+    assert owned_by(httpx.Response(404, content=body), "/tmp/gemma.gguf") is None
+    assert owned_by(httpx.Response(200, content=b'{"data": [{"id": "m"}]}'), "m") is None
 
 
 def test_vllms_404_for_an_unknown_model_is_an_http_error_with_its_message(vllm_url: str) -> None:
