@@ -17,8 +17,6 @@ the device count, the matched point's is taken, else one is assumed.
 from __future__ import annotations
 
 import json
-import math
-import numbers
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -28,15 +26,20 @@ import pandas as pd
 from harness.catalog import models
 from harness.catalog.claims import Claim, Side
 from harness.catalog.hardware import Device, devices
-from harness.compare import ROW_KEYS, differing, median_of_reruns, split_settings
-from harness.compare_notes import ABOVE_ROOFLINE_PCT
+from harness.claim_points import (
+    best_point,
+    claim_want,
+    doubted_verdict,
+    fmt_tok,
+    lower_precision,
+    match_points,
+    no_match_reason,
+    reruns_as_one,
+    unmatched_cell,
+)
+from harness.compare import differing
 from harness.cost import usd_per_million_tokens
-from harness.flags import client_saturated
-from harness.formatting import fmt
 from harness.roofline import BYTES_PER_PARAM, Shape, decode_bound, min_batch_for
-from harness.rundevice import offloaded
-from harness.runinfo import at_rate
-from harness.served import EXTERNAL, declared_doubt, launched_engine, served_engine, undeclared_hint
 
 DEFAULT_CONTEXT_TOKENS = 1024.0
 BOTH = ["bf16", "fp8"]  # the precisions tried where a claim states none
@@ -51,196 +54,6 @@ class ClaimCheck:
     verdict: str
 
 
-# what a claim (or one side of a ratio) is about: model, device, devices, engine, precision, concurrency
-# (None: any)
-Want = tuple[str, str | None, int | None, str | None, str | None, int | None]
-
-
-def _want(c: Claim, side: Side | None = None) -> Want:
-    """What the claim is about, or one side of a ratio claim (its own device, count and precision)."""
-    if side is None:
-        return c.model, c.device, c.devices, c.engine, _lower(c.precision), c.concurrency
-    return c.model, side.device, side.devices, c.engine, _lower(side.precision), c.concurrency
-
-
-def _lower(precision: str | None) -> str | None:
-    """A claim's precision as points tables write it (`FP8` is `fp8`)."""
-    return precision.lower() if precision else precision
-
-
-def _conditions(
-    points: pd.DataFrame, want: Want, c: Claim | None = None
-) -> list[tuple[str, str | None, pd.Series]]:
-    """(how it reads, the column, which points meet it) for each condition `want` sets beyond the model,
-    then those of the claim `c`: weights offloaded to the host for an offload claim, none for the others
-    (a GPU streaming its weights over PCIe measures the link), and its latency limits (p99 TTFT, TPOT)."""
-    out = _want_conditions(points, want)
-    if c is None:
-        return out
-    off = offloaded(points)
-    if c.kind == "offload":
-        out.append(("with weights offloaded to the host", None, off))
-    else:
-        out.append(("without weights offloaded to the host", None, ~off))
-    for limit, col, said in ((c.ttft_p99_s, "ttft_s_p99", "TTFT"), (c.tpot_p99_s, "tpot_s_p99", "TPOT")):
-        if limit is not None:
-            values = points[col] if col in points.columns else pd.Series(math.nan, index=points.index)
-            out.append((f"with p99 {said} <= {limit:g} s", col, values <= limit))
-    return out
-
-
-def _want_conditions(points: pd.DataFrame, want: Want) -> list[tuple[str, str | None, pd.Series]]:
-    _, device, n, engine, precision, concurrency = want
-    engines = launched_engine(points) if engine == EXTERNAL else served_engine(points)
-    asked = (
-        (device, f"on {device}", "device", points["device"]),
-        (n, f"on {n} device(s)", "devices", points["devices"]),
-        (engine, f"on engine {engine}", "engine_label", engines),
-        (precision, f"at {precision}", "precision", points["precision"]),
-        (concurrency, f"at concurrency {concurrency}", "concurrency", points["concurrency"]),
-    )
-    return [(said, col, values == value) for value, said, col, values in asked if value is not None]
-
-
-def _at_rate(points: pd.DataFrame) -> pd.Series:
-    """Which points ran at an arrival rate (their tok/s is the rate offered, not a capacity)."""
-    if "load" not in points.columns:
-        return pd.Series(False, index=points.index)
-    return at_rate(points["load"])
-
-
-def _match(points: pd.DataFrame, want: Want, c: Claim | None = None) -> pd.DataFrame:
-    """The points of the model at a concurrency that meet every condition of `want` (and of the claim
-    `c`: `_conditions`) and measured a tok/s."""
-    if points.empty:
-        return points
-    m = points["model"] == want[0]
-    for _, _, meets in _conditions(points, want, c):
-        m &= meets
-    out = points[m & points["output_tok_s"].notna() & ~_at_rate(points)]
-    if want[3] not in (None, EXTERNAL) and not out.empty:  # an engine asked: one only declared is doubted
-        out = out.assign(engine_declared=[declared_doubt(r) for _, r in out.iterrows()])
-    return out
-
-
-def no_match_reason(points: pd.DataFrame, want: Want, c: Claim | None = None) -> str:
-    """Why `_match` finds nothing: the first of its conditions no point meets, with what the points have
-    instead ('' when some point matches, or there are no points at all: nothing to explain)."""
-    if points.empty:
-        return ""
-
-    def has(df: pd.DataFrame, col: str) -> str:
-        if col not in df.columns:  # a run from before the harness wrote it
-            return "none"
-        return ", ".join(sorted({fmt(v, "num") for v in df[col].dropna()})) or "none"
-
-    model = want[0]
-    m = points["model"] == model
-    if not m.any():
-        return f"no run of {model}; runs of: {has(points, 'model')}"
-    for said, col, meets in _conditions(points, want, c):
-        if not (m & meets).any():
-            hint = undeclared_hint(points[m], str(want[3])) if col == "engine_label" else ""
-            return f"no {model} point {said}" + (f"; measured: {has(points[m], col)}" if col else "") + hint
-        m &= meets
-    measured = m & points["output_tok_s"].notna()
-    if not measured.any():
-        return f"no {model} point with a measured tok/s"
-    if _at_rate(points)[measured].all():
-        return f"{model} measured at arrival rates only: their tok/s is the rate offered, not a capacity"
-    return ""
-
-
-def _unmatched(reason: str) -> str:
-    """The measured cell of a claim no point matches: `-`, and why."""
-    return f"- ({reason})" if reason else "-"
-
-
-def reruns_as_one(points: pd.DataFrame) -> pd.DataFrame:
-    """One row per point that several runs measured under the same configuration and settings: the
-    median of their numbers, with how many runs and their tok/s range (compare's `--reruns median`).
-    Points that measured nothing (every request failed) are no part of a median: their failures are not
-    the measured runs'. They stay beside the medians, for `no_match_reason` to tell a point that failed
-    from one never run (`_match` passes them over)."""
-    if points.empty or "output_tok_s" not in points.columns:
-        return points
-    measured = points["output_tok_s"].notna()
-    missing = [k for k in [*ROW_KEYS, "config", "started_utc"] if k not in points.columns]
-    split, _ = split_settings(points[measured].reindex(columns=[*points.columns, *missing]))
-    one, _ = median_of_reruns(split.sort_values("started_utc", kind="stable"))
-    return pd.concat([one.drop(columns=missing), points[~measured]], ignore_index=True)
-
-
-# share of a point's requests that may fail before its tok/s stops measuring the claim (the others' tok/s)
-FAILED_SHARE = 0.05
-
-
-def doubts(r: pd.Series) -> list[str]:
-    """Why a matching point's tok/s may not measure what a claim states, as `compare` notes it: failed
-    requests beyond `FAILED_SHARE`, a tok/s above its decode roofline (the hardware, precision or model
-    is likely not what ran), a client near saturation, outputs shorter than asked, a GPU the run took
-    from its scenario without seeing it, an engine a scenario declared behind an external endpoint (for a
-    claim naming an engine, `_match` notes it as `engine_declared`)."""
-    out = []
-    errors, requests = _count(r.get("errors")), _count(r.get("requests"))
-    if errors and requests and errors > FAILED_SHARE * requests:
-        out.append(f"{errors} of {requests} requests failed")
-    pct = r.get("pct_roofline")
-    if isinstance(pct, numbers.Real) and float(pct) > ABOVE_ROOFLINE_PCT:  # NaN compares False
-        out.append(f"{pct:.0f}% of its roofline: likely not the hardware, precision or model named")
-    if client_saturated(r):
-        out.append("the client near saturation")
-    if short := _count(r.get("short_outputs")):
-        out.append(f"{short} outputs shorter than asked")
-    if r.get("device_declared") in (True, 1):
-        out.append(f"{r['device']} as the scenario declared it: no GPU was recorded")
-    if isinstance(declared := r.get("engine_declared"), str):
-        out.append(declared)
-    return out
-
-
-def _best(df: pd.DataFrame) -> dict[str, Any] | None:
-    """The matching point of highest output tok/s among those without `doubts` (of all of them where
-    every one has some): its tok/s, device count, doubts, and where it was measured (workload and load,
-    with how many of its requests failed, where some did: its tok/s counts the others only; and, for a
-    median of reruns, how many and their range)."""
-    if df.empty:
-        return None
-    doubted = {i: doubts(r) for i, r in df.iterrows()}
-    clean = df[[not doubted[i] for i in df.index]]
-    pick = clean if not clean.empty else df
-    r = pick.sort_values("output_tok_s", kind="stable").iloc[-1]
-    said = doubted[r.name]
-    prec = f" {r['precision']}" if "precision" in r and isinstance(r["precision"], str) else ""
-    work = f" {r['workload']}" if isinstance(r.get("workload"), str) else ""
-    errors, requests, devices, runs = (_count(r.get(k)) for k in ("errors", "requests", "devices", "reruns"))
-    failed = f"; {errors}{'' if requests is None else f' of {requests}'} requests failed" if errors else ""
-    median = ""
-    if runs and runs > 1:
-        low, high = _fmt_tok(float(r["output_tok_s_min"])), _fmt_tok(float(r["output_tok_s_max"]))
-        median = f"median of {runs} runs, {low}-{high} tok/s: "
-    return {
-        "tok_s": float(r["output_tok_s"]),
-        "devices": devices or 1,
-        "precision": r.get("precision") if isinstance(r.get("precision"), str) else None,
-        "doubts": said,
-        "settings": r.get("settings"),
-        "where": f"{r['config']}{prec}{work} {r['load']} ({median}{r['run_id']}{failed})",
-    }
-
-
-def _doubted(verdict: str, best: dict[str, Any] | None) -> str:
-    """A verdict on a measured point, with why that point may not measure the claim where it has doubts."""
-    if best is None or not best["doubts"]:
-        return verdict
-    return f"{verdict}; doubtful: {'; '.join(best['doubts'])}"
-
-
-def _count(x: Any) -> int | None:
-    """A table count as an int (numpy's too); None where absent or NaN."""
-    return int(float(x)) if isinstance(x, numbers.Real) and not isinstance(x, bool) and x == x else None
-
-
 def _stated_to(value: float, got: float) -> bool:
     """Whether `got` rounds to `value` as the claim states it: within half a unit of its last decimal
     ($1.9 is 1.85 to 1.95, $5.56 is 5.555 to 5.565, $1e-05 is 0.5e-05 to 1.5e-05). A float keeps no
@@ -248,10 +61,6 @@ def _stated_to(value: float, got: float) -> bool:
     exponent = Decimal(repr(float(value))).as_tuple().exponent
     places = -exponent if isinstance(exponent, int) else 2
     return abs(got - value) <= 0.5 * 10.0**-places + 1e-12
-
-
-def _fmt_tok(x: float) -> str:
-    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
 
 
 def throughput_check(
@@ -268,24 +77,24 @@ def throughput_check(
     elif target <= b1.tok_s:
         out["ok"], out["text"] = (
             True,
-            f"{precision}: reachable at batch 1 (ceiling {_fmt_tok(b1.tok_s)} tok/s)",
+            f"{precision}: reachable at batch 1 (ceiling {fmt_tok(b1.tok_s)} tok/s)",
         )
     elif mb["min_batch"] is None:
         cap = min(mb["compute_cap_tok_s"], mb["memory_cap_tok_s"])
         out["ok"], out["text"] = (
             False,
-            f"{precision}: above the ceiling at any batch (max {_fmt_tok(cap)} tok/s)",
+            f"{precision}: above the ceiling at any batch (max {fmt_tok(cap)} tok/s)",
         )
     elif mb["max_batch"] is not None and mb["min_batch"] > mb["max_batch"]:
         out["ok"] = False
         out["text"] = (
-            f"{precision}: batch-1 ceiling {_fmt_tok(b1.tok_s)} tok/s; needs batch >= {mb['min_batch']} "
+            f"{precision}: batch-1 ceiling {fmt_tok(b1.tok_s)} tok/s; needs batch >= {mb['min_batch']} "
             f"but only {mb['max_batch']} fit at {context:g} tokens"
         )
     else:
         out["ok"] = True
         out["text"] = (
-            f"{precision}: batch-1 ceiling {_fmt_tok(b1.tok_s)} tok/s; reachable from batch "
+            f"{precision}: batch-1 ceiling {fmt_tok(b1.tok_s)} tok/s; reachable from batch "
             f">= {mb['min_batch']}" + (f" (up to {mb['max_batch']} fit)" if mb["max_batch"] else "")
         )
     return out
@@ -303,18 +112,18 @@ def _shape_dev(model: str, device: str | None) -> tuple[Shape | None, Device | N
 
 def _throughput(c: Claim, target: float, precision: str | None, points: pd.DataFrame) -> tuple[str, str, str]:
     shape, dev, why = _shape_dev(c.model, c.device)
-    want = _want(c)
-    best = _best(_match(points, want, c))
+    want = claim_want(c)
+    best = best_point(match_points(points, want, c))
     measured = (
-        _unmatched(no_match_reason(points, want, c))
+        unmatched_cell(no_match_reason(points, want, c))
         if best is None
-        else f"{_fmt_tok(best['tok_s'])} tok/s at {best['where']}"
+        else f"{fmt_tok(best['tok_s'])} tok/s at {best['where']}"
     )
     on = "" if best is None or c.devices or best["devices"] == 1 else f" on {best['devices']} devices"
     high = c.high if target == c.value else target
     got = "" if best is None else tok_s_vs_claimed(best["tok_s"], target, high) + on
     if shape is None or dev is None:
-        return measured, why, _doubted(got or "unchecked", best)
+        return measured, why, doubted_verdict(got or "unchecked", best)
     # the roofline of what was measured where a point matches: its device count and precision
     n = c.devices or (best["devices"] if best else 1)
     tried = precision or (best["precision"] if best and best["precision"] in BYTES_PER_PARAM else None)
@@ -335,7 +144,7 @@ def _throughput(c: Claim, target: float, precision: str | None, points: pd.DataF
         verdict = f"plausible on {more[0]} or more devices (the claim names no count)"
     else:
         verdict = "not possible as stated"
-    return measured, text, _doubted(verdict, best)
+    return measured, text, doubted_verdict(verdict, best)
 
 
 def _fewest_devices(
@@ -354,7 +163,7 @@ def _side_ceiling(c: Claim, s: Side) -> tuple[float, float | None] | None:
     shape, dev, _ = _shape_dev(c.model, s.device)
     if shape is None or dev is None:
         return None
-    p = _lower(s.precision) or "bf16"
+    p = lower_precision(s.precision) or "bf16"
     n = s.devices or 1
     b1 = decode_bound(
         shape, dev, shape.weight_bytes(p), n, 1, 0.0, 2.0, 1.0, p, step_bytes=shape.step_bytes(p)
@@ -374,7 +183,7 @@ def _ratio_pairs(c: Claim, points: pd.DataFrame) -> list[tuple[dict[str, Any], d
     precision unless a side fixes its own (so 8 GPUs are never set against 1, nor FP8 against BF16
     when the claim is about GPUs). Sorted by the numerator's tok/s, highest first."""
     assert c.numerator is not None and c.denominator is not None
-    sides = [_match(points, _want(c, s), c) for s in (c.numerator, c.denominator)]
+    sides = [match_points(points, claim_want(c, s), c) for s in (c.numerator, c.denominator)]
     if any(x.empty for x in sides):
         return []
     key = list(RATIO_KEY)
@@ -387,7 +196,7 @@ def _ratio_pairs(c: Claim, points: pd.DataFrame) -> list[tuple[dict[str, Any], d
     pairs = []
     for k, num in groups[0].items():
         den = groups[1].get(k)
-        a, b = _best(num), _best(den) if den is not None else None
+        a, b = best_point(num), best_point(den) if den is not None else None
         if a is not None and b is not None:
             pairs.append((a, b))
     return sorted(pairs, key=lambda ab: -ab[0]["tok_s"])
@@ -400,7 +209,7 @@ def _ratio_unmatched(c: Claim, points: pd.DataFrame) -> str:
     if points.empty:
         return ""
     for s in (c.numerator, c.denominator):
-        if why := no_match_reason(points, _want(c, s), c):
+        if why := no_match_reason(points, claim_want(c, s), c):
             return why
     return (
         "no configuration measured on both sides: same workload, load and engine, device count and precision"
@@ -414,7 +223,7 @@ def _ratio(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
     if c.up_to:  # "up to 3.3x": the best case the runs measured
         pairs.sort(key=lambda ab: -ab[0]["tok_s"] / ab[1]["tok_s"])
     pairs.sort(key=lambda ab: bool(_pair_doubts(*ab)))  # stable: clean pairs first, in that order
-    measured = _unmatched(_ratio_unmatched(c, points))
+    measured = unmatched_cell(_ratio_unmatched(c, points))
     if pairs:
         a, b = pairs[0]
         measured = f"{a['tok_s'] / b['tok_s']:.2f}x ({a['where']} / {b['where']})"
@@ -441,7 +250,7 @@ def _ratio(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
         odd = _pair_doubts(a, b)
         if not lo * (1 - RATIO_SLACK) <= ratio <= hi * (1 + RATIO_SLACK):
             odd.append(f"the measured ratio is outside the hardware's {lo:.2f}-{hi:.2f}x")
-        verdict = _doubted(verdict, {"doubts": odd})
+        verdict = doubted_verdict(verdict, {"doubts": odd})
     return measured, text, verdict
 
 
@@ -464,9 +273,9 @@ def _pair_doubts(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 def tok_s_vs_claimed(tok_s: float, low: float, high: float) -> str:
     """A measured tok/s against a claimed range (`measured 3.7 tok/s, inside the claimed 1-5`) or value."""
     if high > low and low <= tok_s <= high:
-        return f"measured {_fmt_tok(tok_s)} tok/s, inside the claimed {low:g}-{high:g}"
+        return f"measured {fmt_tok(tok_s)} tok/s, inside the claimed {low:g}-{high:g}"
     if high > low and tok_s > high:
-        return f"measured {_fmt_tok(tok_s)} tok/s, above the claimed {low:g}-{high:g}"
+        return f"measured {fmt_tok(tok_s)} tok/s, above the claimed {low:g}-{high:g}"
     return f"measured {tok_s / low * 100:.0f}% of the claim" + ("'s low end" if high > low else "")
 
 
@@ -485,42 +294,42 @@ def _cost(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
     usd = usd_per_million_tokens(c.usd_per_hour, c.tok_s, n)
     arithmetic = f"${c.usd_per_hour:g}/h / ({c.tok_s:g} tok/s x 3600) = ${usd:.2f}/1M"
     arith_ok = _stated_to(c.value, usd)
-    want = _want(c)
-    best = _best(_match(points, want, c))
-    measured = _unmatched(no_match_reason(points, want, c))
+    want = claim_want(c)
+    best = best_point(match_points(points, want, c))
+    measured = unmatched_cell(no_match_reason(points, want, c))
     if best is not None:  # the measured point's devices, all paid for
         measured = _priced(c.usd_per_hour, best)
         # a claim that names no concurrency may be of one stream (the article's 112 tok/s is below the
         # single-stream ceiling): the one-stream price beside the fastest point's
-        single = _best(_match(points, (*want[:5], 1), c)) if c.concurrency is None else None
+        single = best_point(match_points(points, (*want[:5], 1), c)) if c.concurrency is None else None
         if single is not None and single["where"] != best["where"]:
             measured += f"; one stream: {_priced(c.usd_per_hour, single)}"
-    _, tput, _ = _throughput(c, c.tok_s, _lower(c.precision), points.iloc[0:0])
+    _, tput, _ = _throughput(c, c.tok_s, lower_precision(c.precision), points.iloc[0:0])
     agrees = "matches" if arith_ok else "does NOT match"
     text = f"{arithmetic} ({agrees} ${c.value:g}); {c.tok_s:g} tok/s: {tput}"
     verdict = "arithmetic checks" if arith_ok else "arithmetic wrong"
     verdict += "" if best is None else "; measured"
-    return measured, text, _doubted(verdict, best)
+    return measured, text, doubted_verdict(verdict, best)
 
 
 def _priced(usd_per_hour: float, point: dict[str, Any]) -> str:
     """A matched point at a claim's $/h, on all of its devices: `$0.07/1M at 3,000 tok/s (where)`."""
     usd = usd_per_million_tokens(usd_per_hour, point["tok_s"], point["devices"])
-    return f"${usd:.2f}/1M at {_fmt_tok(point['tok_s'])} tok/s ({point['where']})"
+    return f"${usd:.2f}/1M at {fmt_tok(point['tok_s'])} tok/s ({point['where']})"
 
 
 def _offload(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
     shape, dev, why = _shape_dev(c.model, c.device)
-    want = _want(c)
-    best = _best(_match(points, want, c))
+    want = claim_want(c)
+    best = best_point(match_points(points, want, c))
     measured = (
-        _unmatched(no_match_reason(points, want, c))
+        unmatched_cell(no_match_reason(points, want, c))
         if best is None
-        else f"{_fmt_tok(best['tok_s'])} tok/s at {best['where']}"
+        else f"{fmt_tok(best['tok_s'])} tok/s at {best['where']}"
     )
     if shape is None or dev is None or dev.memory_bytes is None or not dev.host_link_gbs:
         return measured, why or "no roofline: device memory or host link unknown", "unchecked"
-    p = _lower(c.precision) or "bf16"
+    p = lower_precision(c.precision) or "bf16"
     n = c.devices or 1
     weight, step = shape.weight_bytes(p), shape.step_bytes(p)
     off = weight / n - dev.memory_bytes * MEMORY_UTILIZATION
@@ -543,7 +352,7 @@ def _offload(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
         )
         ceiling = max(ceiling, tok_s)
     if best is not None:
-        verdict = _doubted(tok_s_vs_claimed(best["tok_s"], c.value, c.high), best)
+        verdict = doubted_verdict(tok_s_vs_claimed(best["tok_s"], c.value, c.high), best)
     elif c.high <= ceiling:
         verdict = "plausible (below the ceiling)"
     elif c.value <= ceiling:
@@ -568,7 +377,7 @@ def _host_split_ceiling(weight: float, host_bytes: float, gpu: Device) -> tuple[
 
 def check(c: Claim, points: pd.DataFrame) -> ClaimCheck:
     if c.kind == "throughput":
-        r = _throughput(c, c.value, _lower(c.precision), points)
+        r = _throughput(c, c.value, lower_precision(c.precision), points)
     elif c.kind == "ratio":
         r = _ratio(c, points)
     elif c.kind == "cost":
