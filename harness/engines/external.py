@@ -16,6 +16,7 @@ import httpx
 import psutil
 
 from harness.client.http1 import direct
+from harness.engines.chat_tokens import llamacpp_chat_ids, vllm_chat_ids
 from harness.engines.process import TOKENIZE_TIMEOUT_S, EngineError, abortable
 from harness.scenario import ExternalEngine, Workload
 from harness.scenario.engines import SERVED_BY
@@ -296,8 +297,7 @@ class ExternalServer:
         None (prompt lengths are then approximate, and the manifest says so)."""
         if self._tokenize_form == "none":
             return None
-        if self._http is None:
-            self._http = httpx.Client(timeout=TOKENIZE_TIMEOUT_S, headers=self.headers(), **direct())
+        http = self._tokenizer_http()
         forms = [self._tokenize_form] if self._tokenize_form else ["vllm", "llamacpp"]
         transient = False
         for form in forms:
@@ -307,7 +307,7 @@ class ExternalServer:
                 else {"content": text}
             )
             try:
-                r = self._http.post(self.base_url + "/tokenize", json=body)
+                r = http.post(self.base_url + "/tokenize", json=body)
             except httpx.HTTPError:
                 transient = True  # timeout, reset: try again next time
                 continue
@@ -324,6 +324,37 @@ class ExternalServer:
         if self._tokenize_form is None and not transient:  # answered, but not as a tokenizer
             self._tokenize_form = "none"
         return None
+
+    def tokenize_chat(self, text: str) -> int | None:
+        """Tokens of `text` as the chat API sends it, where the endpoint's /tokenize is vLLM's (which takes
+        the chat's messages: `chat_prompt_ids`); None elsewhere, where a chat prompt is counted as its
+        text plus the template's tokens measured on a probe request, as on llama.cpp. That one offset missed
+        the merges of a text's end with the template's: prompts came out a token longer than asked."""
+        if self._tokenize_form is None:
+            self.tokenize(text)  # which /tokenize the endpoint has
+        if self._tokenize_form != "vllm":
+            return None
+        ids = self.chat_prompt_ids(text)
+        return None if ids is None else len(ids)
+
+    def chat_prompt_ids(self, text: str) -> list[int] | None:
+        """The token ids the endpoint prefills for `text` sent as one user message to the chat API, asked
+        in the form of its /tokenize (`tokenize`): vLLM's with `messages`, llama.cpp's after its
+        /apply-template; None with neither. With them the template's tail, which prompts sharing a prefix
+        do not share, is measured (`harness.load.tokens.template_tail`)."""
+        if self._tokenize_form is None:
+            self.tokenize(text)
+        if self._tokenize_form == "vllm":
+            return vllm_chat_ids(self._tokenizer_http(), self.base_url, self.model_name, text)
+        if self._tokenize_form == "llamacpp":
+            return llamacpp_chat_ids(self._tokenizer_http(), self.base_url, text)
+        return None
+
+    def _tokenizer_http(self) -> httpx.Client:
+        """One keep-alive connection, with the key, for tokenizer calls."""
+        if self._http is None:
+            self._http = httpx.Client(timeout=TOKENIZE_TIMEOUT_S, headers=self.headers(), **direct())
+        return self._http
 
     def metrics_url(self) -> str | None:
         return self.base_url + "/metrics" if self._metrics else None

@@ -19,6 +19,7 @@ import httpx
 from harness import models
 from harness.client.http1 import direct
 from harness.engines.base import redact
+from harness.engines.chat_tokens import llamacpp_chat_ids
 from harness.engines.process import (
     TOKENIZE_TIMEOUT_S,
     EngineError,
@@ -348,16 +349,7 @@ class LlamaCppServer:
         None where the server does not say (llama-cpp-python has neither endpoint)."""
         if self.cfg.launcher == "llama-cpp-python":
             return None
-        try:
-            body = {"messages": [{"role": "user", "content": text}]}
-            r = self._http().post(self.base_url + "/apply-template", json=body)
-            if r.status_code != 200:
-                return None
-            full = {"content": r.json()["prompt"], "add_special": True, "parse_special": True}
-            r = self._http().post(self.base_url + "/tokenize", json=full)
-            return [int(t) for t in r.json()["tokens"]] if r.status_code == 200 else None
-        except (httpx.HTTPError, ValueError, KeyError, TypeError):
-            return None
+        return llamacpp_chat_ids(self._http(), self.base_url, text)
 
     def _http(self) -> httpx.Client:
         """One keep-alive connection for tokenizer calls (prompt fitting makes many of them)."""

@@ -30,6 +30,7 @@ from harness.catalog import CatalogError, get_model
 from harness.client.http1 import direct
 from harness.engines import vllm_log
 from harness.engines.base import redact
+from harness.engines.chat_tokens import vllm_chat_ids
 from harness.engines.logtail import tail
 from harness.engines.process import (
     TOKENIZE_TIMEOUT_S,
@@ -433,21 +434,19 @@ class VllmServer:
 
     def tokenize_chat(self, text: str) -> int | None:
         """Tokens of `text` as the chat API sends it: one user message in the model's chat template, with
-        the generation prompt (vLLM's /tokenize with `messages`). A constant template offset, measured on
-        one text, missed the merges at the text's end (`n` + the template's newline): prompts came out a
-        token longer than asked."""
+        the generation prompt (`chat_prompt_ids`). A constant template offset, measured on one text, missed
+        the merges at the text's end (`n` + the template's newline): prompts came out a token longer than
+        asked."""
+        ids = self.chat_prompt_ids(text)
+        return None if ids is None else len(ids)
+
+    def chat_prompt_ids(self, text: str) -> list[int] | None:
+        """The token ids vLLM prefills for `text` sent as one user message to the chat API (its /tokenize
+        with `messages`): with them the template's tail, which prompts sharing a prefix do not share, is
+        measured as on llama.cpp."""
         if self._client is None:
             self._client = httpx.Client(timeout=TOKENIZE_TIMEOUT_S, **direct())
-        body = {
-            "model": self.model_name,
-            "messages": [{"role": "user", "content": text}],
-            "add_generation_prompt": True,
-        }
-        with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
-            r = self._client.post(self.base_url + "/tokenize", json=body)
-            if r.status_code == 200:
-                return int(r.json()["count"])
-        return None
+        return vllm_chat_ids(self._client, self.base_url, self.model_name, text)
 
     def metrics_url(self) -> str | None:
         return self.base_url + "/metrics"

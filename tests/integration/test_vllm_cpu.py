@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -120,6 +121,48 @@ def test_chat_prompts_have_the_asked_length_with_the_template(write_scenario, tm
     # usage.prompt_tokens, as vLLM counted each prompt it was sent
     assert [r.prompt_tokens for r in records] == [IN_TOKENS] * 8
     assert "prompt tokens differ from the plan" not in res.stderr
+
+
+@pytest.mark.parametrize("kind", ["vllm", "external"])
+def test_chat_prompts_share_exactly_the_prefix_asked(kind: str, tmp_path: Path) -> None:
+    """Prompts sharing a prefix, sent to the chat API: the template's end (`\nassistant: `, 8 tokens of
+    tiny-llama's) follows each prompt's own text, so a prefix fitted by counting whole chats had 8 tokens
+    fewer in common than asked (40 of 48, 88 of 96; through the external endpoint 41 and 89). vLLM, and
+    an external endpoint that is vLLM, now measure that tail (/tokenize with `messages`) and fit the prefix
+    past it. The external endpoint's prompts also had 257 tokens where 256 were asked (its texts were
+    counted with one template offset, which missed their last letters' merges with the template)."""
+    import httpx
+
+    from harness.client.openai_stream import StreamClient
+    from harness.engines.external import ExternalServer
+    from harness.engines.vllm import VllmServer
+    from harness.load.tokens import common_start, prepare_counter
+    from harness.load.workload import build_specs
+    from harness.scenario import ExternalEngine, Workload, parse_scenario
+
+    srv = VllmServer(parse_scenario({"name": "t", "engine": ENGINE}).engine, tmp_path / "engine.log")
+    srv.start()
+    try:
+
+        def prefilled(text: str) -> list[int]:
+            body = {"model": srv.model_name, "messages": [{"role": "user", "content": text}]}
+            return httpx.post(srv.base_url + "/tokenize", json=body, timeout=30).json()["tokens"]
+
+        engine: Any = srv
+        if kind == "external":
+            engine = ExternalServer(ExternalEngine(type="external", base_url=srv.base_url + "/v1"))
+            engine.start()
+        client = StreamClient(srv.base_url, srv.model_name, api="chat", extra_body={"ignore_eos": True})
+        count, _, info = prepare_counter(None, engine, client)
+        assert count is not None and info["template_tail_tokens"] == 8 and info["offset"] == 0, info
+        for shared in (48, 96):
+            w = Workload(api="chat", input_tokens=256, output_tokens=4, shared_prefix_tokens=shared)
+            specs = build_specs(w, 4, 100, count, 0, salt=5)
+            ids = [prefilled(s.prompt) for s in specs]
+            assert [len(i) for i in ids] == [s.input_tokens for s in specs] == [256] * 4
+            assert [common_start(ids[0], other) for other in ids[1:]] == [shared] * 3, (kind, shared)
+    finally:
+        srv.stop()
 
 
 # vLLM's own `serve` argument parser, in the engine's environment: parse only, print what it read
