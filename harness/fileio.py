@@ -132,6 +132,16 @@ def input_problem(path: Path, folder_ok: bool = False) -> str | None:
     return f"not a file{' or directory' if folder_ok else ''} (a pipe or a device?)"
 
 
+def read_problem(e: OSError | UnicodeDecodeError) -> str:
+    """Why a text file the user named could not be read, said for people: the system's reason (`cannot
+    read: Is a directory`), or for text in another encoding which one it likely is (Windows PowerShell
+    writes UTF-16)."""
+    if isinstance(e, UnicodeDecodeError):
+        utf16 = ": UTF-16, as PowerShell writes" if e.object[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        return f"not UTF-8 text (byte {e.start}{utf16}): save it as UTF-8"
+    return f"cannot read: {e.strerror or e}"
+
+
 def parse_problem(e: BaseException) -> str:
     """What a JSON or YAML reader's error means, where it hit one of Python's own limits rather than the
     format's rules (RecursionError; the ValueError of an integer over 4,300 digits); else its text."""
