@@ -61,12 +61,34 @@ def claim_new(parent: Path, stem: str, suffix: str = "", folder: bool = True) ->
     raise FileExistsError(f"{parent / stem}{suffix}: names up to -999 are all taken")
 
 
+def _name_max(folder: Path) -> int:
+    """The longest file name, in bytes, that `folder`'s file system takes (255 where it does not say)."""
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError):
+        return 255
+
+
+def _tmp_prefix(folder: Path, name: str) -> str:
+    """`.<name>.<pid>.`, its `name` cut short where the whole temporary name (with 8 random hex digits
+    and `.tmp`) would be longer than the file system takes: a target named near that limit can still be
+    written."""
+    room = _name_max(folder) - len(f"..{os.getpid()}.") - len("01234567.tmp")
+    while len(os.fsencode(name)) > room:
+        name = name[:-1]
+    return f".{name}.{os.getpid()}."
+
+
 @contextmanager
 def replaced_whole(path: Path) -> Iterator[Path]:
     """A temporary name next to `path` to write to; once written it is synced and renamed over `path`.
-    Nothing is renamed when the body raises, and the temporary file is removed."""
+    Nothing is renamed when the body raises, and the temporary file is removed. Where the temporary file
+    cannot be made (no permission, no such folder), the error names `path`, the file asked for."""
     path = Path(path)
-    tmp = _new_file(path.parent, f".{path.name}.{os.getpid()}.")
+    try:
+        tmp = _new_file(path.parent, _tmp_prefix(path.parent, path.name))
+    except OSError as e:
+        raise type(e)(e.errno, e.strerror, str(path)) from e
     try:
         yield tmp
         with open(tmp, "rb") as f:
@@ -108,6 +130,16 @@ def input_problem(path: Path, folder_ok: bool = False) -> str | None:
     if stat.S_ISDIR(mode):
         return "is a directory"
     return f"not a file{' or directory' if folder_ok else ''} (a pipe or a device?)"
+
+
+def read_problem(e: OSError | UnicodeDecodeError) -> str:
+    """Why a text file the user named could not be read, said for people: the system's reason (`cannot
+    read: Is a directory`), or for text in another encoding which one it likely is (Windows PowerShell
+    writes UTF-16)."""
+    if isinstance(e, UnicodeDecodeError):
+        utf16 = ": UTF-16, as PowerShell writes" if e.object[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        return f"not UTF-8 text (byte {e.start}{utf16}): save it as UTF-8"
+    return f"cannot read: {e.strerror or e}"
 
 
 def parse_problem(e: BaseException) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from harness.fileio import read_problem
 from harness.yamlio import strict_yaml
 
 CATALOG_DIR = Path(__file__).resolve().parent
@@ -74,7 +75,7 @@ def read_user_yaml(path: str | Path) -> Any:
     except yaml.YAMLError as e:
         raise CatalogError(f"{p}: {yaml_problem(e)}") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise CatalogError(f"{p}: cannot read: {e}") from None
+        raise CatalogError(f"{p}: {read_problem(e)}") from None
 
 
 def load_yaml(name: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from harness.fileio import read_problem
 from harness.scenario.checks import combination_errors, combination_warnings
 from harness.scenario.engines import (
     REQUEST_FIELDS,
@@ -139,7 +140,7 @@ def load_scenario(path: str | Path) -> Scenario:
     except FileNotFoundError:
         raise ScenarioError([f"{p}: file not found"]) from None
     except (OSError, UnicodeDecodeError) as e:
-        raise ScenarioError([f"{p}: cannot read: {e}"]) from None
+        raise ScenarioError([f"{p}: {read_problem(e)}"]) from None
     try:
         data = strict_yaml(text)
     except yaml.YAMLError as e:

@@ -312,7 +312,10 @@ class VllmEngine(Strict):
         description="stages the layers are split into, on GPUs or nodes (--pipeline-parallel-size)",
     )
     gpu_memory_utilization: StrictFloat | None = Field(
-        None, gt=0, le=1, description="share of each GPU's memory vLLM may take (default: vLLM's, 0.9)"
+        None,
+        gt=0,
+        le=1,
+        description="share of each GPU's memory vLLM may take (default: vLLM's, 0.92 in the pinned release)",
     )
     max_model_len: StrictInt | None = Field(
         None, ge=16, description="longest request, prompt + output tokens (default: the model's context)"

@@ -187,6 +187,29 @@ def test_a_file_name_is_printed_as_given(tmp_path: Path) -> None:
     assert refused(res, ":fire:.yaml: file not found"), res.stderr
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["validate", "{f}"],
+        ["run", "{f}"],
+        ["claims", "--claims", "{f}"],
+        ["recommend", "--model", "llama-3.1-8b", "--concurrency", "1", "--prices", "{f}"],
+    ],
+)
+def test_a_scenario_claims_or_price_file_saved_as_utf16_or_a_folder_is_said_so(
+    tmp_path: Path, args: list[str]
+) -> None:
+    """They said `cannot read: 'utf-8' codec can't decode byte 0xff in position 0: invalid start byte` and
+    `cannot read: [Errno 21] Is a directory: 'x'`, where a dataset says what the encoding is."""
+    utf16 = tmp_path / "s.yaml"
+    utf16.write_text(QUICKSTART, encoding="utf-16")  # as Windows PowerShell's `>` writes it, with a BOM
+    res = harness(*[a.format(f=utf16) for a in args])
+    assert refused(res, f"{utf16}: not UTF-8 text (byte 0: UTF-16, as PowerShell writes): save it as UTF-8")
+    res = harness(*[a.format(f=tmp_path) for a in args])
+    assert refused(res, f"{tmp_path}: cannot read: Is a directory"), res.stderr
+    assert "Errno" not in res.stderr
+
+
 def test_points_tables_without_the_columns_or_numbers_the_readers_need(run_copy: Path) -> None:
     df = pd.read_parquet(run_copy / "points.parquet")
     (run_copy / "points.parquet").unlink()

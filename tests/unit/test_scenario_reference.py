@@ -57,3 +57,14 @@ def test_types_and_bounds_read_as_a_scenario_writes_them() -> None:
     assert type_text(Workload.model_fields["input_tokens"].annotation) == "integer or length distribution"
     # a description's <...> is not taken for an HTML tag
     assert "directory &lt;UTC time&gt;-&lt;name&gt;" in reference_markdown()
+
+
+def test_the_vllm_memory_share_default_is_the_one_the_checks_and_roofline_assume() -> None:
+    """The weights-fit check and the roofline's KV-cache cap take vLLM's default share of GPU memory as
+    DEFAULT_GPU_MEMORY_UTILIZATION (0.92); the field's reference said vLLM's default was 0.9."""
+    from harness.engines.vllm_flags import DEFAULT_GPU_MEMORY_UTILIZATION
+    from harness.scenario.engines import VllmEngine
+
+    text = VllmEngine.model_fields["gpu_memory_utilization"].description or ""
+    said = f"default: vLLM's, {DEFAULT_GPU_MEMORY_UTILIZATION:g} in the pinned release"
+    assert said in text and said in reference_markdown()
