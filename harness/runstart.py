@@ -4,6 +4,7 @@ seeds), and whether a resumed variant's model is still the one it measured."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -28,6 +29,15 @@ def _engine_env() -> dict[str, str]:
         k: without_password(v) if "://" in v else v
         for k, v in redact_keys(hostinfo.engine_environment()).items()
     }
+
+
+def working_dir() -> str | None:
+    """The directory the run is started in, from which the scenario's relative paths (`model.path`,
+    `binary`, `dataset`, `tokenizer`) and the engine command's resolve; None where it is gone."""
+    try:
+        return os.getcwd()
+    except OSError:  # removed under the shell that runs the harness
+        return None
 
 
 def hardware_inventory() -> dict[str, Any]:
@@ -85,6 +95,7 @@ def _first_manifest(
             "harness_version": harness.__version__,
             "git_sha": hostinfo.git_sha(),
             "command": redact(sys.argv),
+            "cwd": working_dir(),
             "scenario_file": scenario_file,
             "scenario_hash": scenario_hash(s),
             "scenario": redact_scenario(s.model_dump(mode="json")),

@@ -10,15 +10,29 @@ import typer
 from rich.markup import escape
 
 from harness.cli.common import EXIT_RUN_FAILED, dangling, err, fail, out
-from harness.scenario import ScenarioError, load_scenario
+from harness.scenario import Scenario, ScenarioError, load_scenario
 
 
-def validate(files: Annotated[list[Path], typer.Argument(help="scenario YAML files")]) -> None:
+def load(path: Path) -> tuple[Scenario, bool]:
+    """The scenario file at `path`, or the scenario a run directory's manifest stored (`path` is the run
+    directory or its manifest.json), with whether that run searched with `--find-max-goodput`."""
+    from harness.rerun import run_manifest, stored_scenario
+
+    if run_manifest(path) is not None:
+        return stored_scenario(path)
+    return load_scenario(path), False
+
+
+def validate(
+    files: Annotated[
+        list[Path], typer.Argument(help="scenario YAML files, or run directories (the scenario they ran)")
+    ],
+) -> None:
     """Check scenario files; print `file: field: problem (allowed: ...)` for each error, exit 2."""
     bad: list[str] = []
     for f in files:
         try:
-            s = load_scenario(f)
+            s, _ = load(f)
             from harness.scenario import (
                 combination_warnings,
                 input_file_errors,
@@ -58,7 +72,13 @@ def _unwritable(results: Path) -> str | None:
 
 
 def run(
-    scenario: Annotated[Path, typer.Argument(help="scenario YAML file")],
+    scenario: Annotated[
+        Path,
+        typer.Argument(
+            help="scenario YAML file, or a run directory: run the scenario its manifest stored again "
+            "(a --find-max-goodput search searches again)"
+        ),
+    ],
     results: Annotated[
         Path | None, typer.Option(help="directory holding run directories (default: results)")
     ] = None,
@@ -87,9 +107,10 @@ def run(
     from harness.scenario import combination_warnings, input_file_errors, machine_warnings
 
     try:
-        s = load_scenario(scenario)
+        s, searched = load(scenario)
     except ScenarioError as e:
         raise fail(e.messages) from None
+    find_max_goodput = find_max_goodput or searched
     # the proxy warnings come with each engine's start (its manifest entry keeps them)
     for w in combination_warnings(s, str(scenario)) + machine_warnings(s, str(scenario), proxies=False):
         err.print(f"[yellow]warning[/] {escape(w)}", highlight=False)

@@ -330,7 +330,8 @@ _CLOSED_ONLY = ("concurrency",)
 
 
 def _load_warnings(s: Scenario, file: str) -> list[str]:
-    """Load fields set in the file that the scenario's mode does not use."""
+    """Load fields set in the file, to other than their defaults, that the scenario's mode does not use (a
+    default written out, as in the scenario a run's manifest stores, asks for nothing)."""
     unused = _OPEN_ONLY if s.load.mode == "closed" else _CLOSED_ONLY
     other = "open" if s.load.mode == "closed" else "closed"
     return [
@@ -338,6 +339,7 @@ def _load_warnings(s: Scenario, file: str) -> list[str]:
         + ("concurrency" if s.load.mode == "closed" else "rates_rps")
         for f in unused
         if f in s.load.model_fields_set
+        and getattr(s.load, f) != type(s.load).model_fields[f].get_default(call_default_factory=True)
     ]
 
 

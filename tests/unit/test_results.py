@@ -880,3 +880,26 @@ def test_outputs_made_in_the_same_second_each_get_their_own_name(
     ]
     assert "quickstart" in (runs / "compare-20261207T000000Z" / "compare.md").read_text()
     assert "vllm" in (runs / "compare-20261207T000000Z-2" / "compare.md").read_text()
+
+
+def test_the_manifest_says_where_relative_paths_resolved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`model.path: models/m.gguf`, a dataset or a `binary:` are recorded as written, and so is the engine's
+    `--model`: the manifest names the directory they resolved from."""
+    from harness.runstart import new_run
+    from harness.scenario import expand_points, parse_scenario
+
+    engine = {
+        "type": "external",
+        "base_url": "http://127.0.0.1:9",
+        "model": {"source": "served", "name": "m"},
+    }
+    s = parse_scenario({"name": "s", "engine": engine})
+    here = tmp_path / "bench"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    run = new_run(s, Path("results"), "s.yaml", expand_points(s), False)
+    run.unlock()
+    assert read_manifest(run.path)["cwd"] == str(here)
+    assert run.path.parent == Path("results")  # as given: relative to that directory

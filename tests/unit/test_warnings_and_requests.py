@@ -196,6 +196,24 @@ def test_load_fields_the_mode_does_not_use_are_warned_about() -> None:
     assert combination_warnings(parse_scenario({"name": "f", "engine": told, "load": fine}), "f.yaml") == []
 
 
+def test_load_defaults_written_out_are_no_fields_set_for_nothing() -> None:
+    """The manifest stores the scenario with every load field written out: a closed loop's `arrival:
+    poisson`, `rates_rps: []`, `burstiness: 1.0` and `max_concurrency: null` ask for nothing, so the
+    stored scenario warns as the file did; a value other than the default still warns."""
+    from harness.scenario import load_scenario
+
+    root = Path(__file__).resolve().parents[2]
+    for name in ("quickstart-cpu.yaml", "llamacpp/openloop-goodput-cpu.yaml"):
+        s = load_scenario(root / "scenarios" / name)
+        written_out = parse_scenario(s.model_dump(mode="json"))
+        assert combination_warnings(written_out, "f") == combination_warnings(s, "f")
+    told = {"type": "external", "base_url": "http://h:8000", "extra_body": {"ignore_eos": True}}
+    closed = parse_scenario({"name": "c", "engine": told, "load": {"arrival": "gamma", "burstiness": 1.0}})
+    assert combination_warnings(closed, "c.yaml") == [
+        "c.yaml: load.arrival: only used with mode: open; a mode: closed scenario sweeps concurrency"
+    ]
+
+
 def test_concurrency_above_what_the_engine_decodes_at_once_is_said_to_measure_queueing() -> None:
     """8 concurrent requests on 2 llama.cpp slots: 6 wait in the server's queue, which reads as a slow
     TTFT and no batching gain rather than the batch of 8 the sweep looks like."""

@@ -1,0 +1,64 @@
+"""`harness run RUN_DIR`: the scenario a run directory's manifest stored, to be run again (or validated)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harness.scenario import Scenario, ScenarioError, field_path, parse_scenario
+
+# what `harness.engines.base.redact_scenario` writes for a secret-looking value
+REDACTED = "***"
+# the scenario fields whose values it redacts
+_REDACTED_IN = ("extra_args", "env", "extra_body")
+
+
+def run_manifest(path: Path) -> Path | None:
+    """The manifest of the run directory `path` names (the directory, or its manifest.json itself); None
+    when `path` is no run directory (a scenario file)."""
+    if path.is_dir() and (path / "manifest.json").is_file():
+        return path / "manifest.json"
+    if path.name == "manifest.json" and path.is_file():
+        return path
+    return None
+
+
+def redacted_fields(dump: Any, loc: tuple[Any, ...] = (), inside: bool = False) -> list[str]:
+    """Paths (`engine.env.HF_TOKEN`, `variants[0].extra_args[3]`) of the values a stored scenario holds
+    only as *** (`--api-key=***` too): the manifest never had the secret, so the run cannot be made again
+    from it."""
+    if isinstance(dump, str):
+        hidden = dump == REDACTED or dump.endswith("=" + REDACTED)
+        return [field_path(loc)] if inside and hidden else []
+    items = dump.items() if isinstance(dump, dict) else enumerate(dump) if isinstance(dump, list) else []
+    out: list[str] = []
+    for k, v in items:
+        out += redacted_fields(v, (*loc, k), inside or k in _REDACTED_IN)
+    return out
+
+
+def stored_scenario(path: Path) -> tuple[Scenario, bool]:
+    """The scenario of the run directory `path` as its manifest stored it (every value written out, so a
+    harness with other defaults still runs the run's values), and whether the run searched for the
+    highest rate meeting the SLOs (`find_max_goodput`). ScenarioError where the manifest cannot be read,
+    holds no scenario, holds one this harness does not accept, or holds secrets only as ***."""
+    from harness.results import RunNotFound, read_manifest
+
+    manifest = run_manifest(path) or path / "manifest.json"
+    try:
+        m = read_manifest(manifest.parent)
+    except RunNotFound as e:
+        raise ScenarioError([str(e)]) from None
+    where = f"{manifest} (its scenario)"
+    stored = m.get("scenario")
+    if not isinstance(stored, dict):
+        raise ScenarioError([f"{manifest}: scenario: the manifest holds no scenario to run again"])
+    if hidden := redacted_fields(stored):
+        raise ScenarioError(
+            [
+                f"{where}: {f}: stored as {REDACTED} (a secret is never written to a manifest): write the "
+                "scenario with its value into a file and run that"
+                for f in hidden
+            ]
+        )
+    return parse_scenario(stored, where), bool(m.get("find_max_goodput"))
