@@ -80,7 +80,8 @@ def serve_fake(
     """Serve the OpenAI streaming protocol with scripted timing (for testing clients and the harness)."""
     from harness.engines.process import EngineError, free_port, http_url
     from harness.hostinfo import raise_open_files_limit
-    from harness.testing.fake_server import FakeScript, serve_processes
+    from harness.testing.fake_processes import serve_processes
+    from harness.testing.fake_script import FakeScript
 
     if workers > 1 and port == 0:
         raise fail("--port: must be set (not 0) when --workers > 1")
@@ -141,7 +142,7 @@ def _tls_files(cert: Path | None, key: Path | None) -> tuple[str, str] | None:
     """--tls-cert and --tls-key: both or neither, and a certificate and key the TLS library takes."""
     import ssl
 
-    from harness.testing.fake_server import tls_context
+    from harness.testing.fake_processes import tls_context
 
     if cert is None and key is None:
         return None
