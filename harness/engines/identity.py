@@ -1,7 +1,7 @@
-"""What identifies the engine that served a run: for a locally built engine, sha256 digests of its
-executable and of the shared libraries of its own build that it loaded (`build_digest`). llama.cpp built
-from a tree without git metadata says `build 0, commit unknown` (its /props: `b0-unknown`) whatever its
-code, so two such builds look alike by version alone.
+"""What identifies the engine that served a run: its version where an endpoint says it (`version_routes`),
+and for a locally built engine, sha256 digests of its executable and of the shared libraries of its own
+build that it loaded (`build_digest`). llama.cpp built from a tree without git metadata says `build 0, commit
+unknown` (its /props: `b0-unknown`) whatever its code, so two such builds look alike by version alone.
 
 Which files count: the executable, and each shared library the running process mapped (Linux's
 /proc/PID/maps: those it linked, and those it opened later, such as ggml's backends `libggml-cpu*.so`,
@@ -21,6 +21,8 @@ import re
 import shutil
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 OWN_LIBRARIES = ("libggml", "libllama", "libmtmd")
 _SHARED_LIBRARY = re.compile(r"\.(?:so(?:\.\d+)*|dylib|dll)$")
@@ -126,3 +128,35 @@ def build_digest(argv0: str, pid: int | None) -> dict[str, Any] | None:
         "path": exe.removesuffix(_DELETED),
         "from": "loaded" if mapped is not None else "directory",
     }
+
+
+# the routes that say an engine's version, and the name the manifest gives it by: vLLM's GET /version
+# ({"version": "0.32.0"}) and llama-server's GET /props (its `build_info`, `b<build number>-<commit>`)
+VERSION_ROUTES = {
+    "vllm": ("/version", "version", "vllm"),
+    "llamacpp": ("/props", "build_info", "llama-server"),
+}
+VERSION_TIMEOUT_S = 3.0
+
+
+def version_routes(owner: str | None, declared: str | None) -> list[tuple[str, str, str | None]]:
+    """Where to ask an endpoint its engine's version, as (route, field, engine name): the route of the
+    engine its /models names as owner, else of the one the scenario declares (`served_by`), else both,
+    where only llama-server's field (`build_info`) names the engine: a bare `version` field does not."""
+    for engine in (owner, declared):
+        if engine in VERSION_ROUTES:
+            return [VERSION_ROUTES[engine]]
+    route, field, _ = VERSION_ROUTES["vllm"]
+    return [(route, field, None), VERSION_ROUTES["llamacpp"]]
+
+
+def version_in(r: httpx.Response, field: str) -> str | None:
+    """The text of `field` in a 200 JSON object answer; None for any other answer."""
+    if r.status_code != 200:
+        return None
+    try:
+        data = r.json()
+    except ValueError:
+        return None
+    v = data.get(field) if isinstance(data, dict) else None
+    return v.strip() if isinstance(v, str) and v.strip() else None

@@ -1,5 +1,5 @@
 """What tells engine builds apart: the digests of a process's executable and its build's libraries
-(`harness.engines.identity`)."""
+(`harness.engines.identity`), and the versions external endpoints say."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from harness.engines.identity import (
@@ -18,6 +19,8 @@ from harness.engines.identity import (
     build_files,
     combined_sha256,
     mapped_files,
+    version_in,
+    version_routes,
 )
 
 LINUX = pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc (Linux)")
@@ -153,3 +156,21 @@ def test_without_a_process_the_libraries_beside_the_executable_stand_in(tmp_path
         "from": "directory",
     }
     assert build_digest(str(tmp_path / "absent"), None) is None
+
+
+def test_the_version_route_follows_the_engine_named_owner_first() -> None:
+    vllm = ("/version", "version", "vllm")
+    llama = ("/props", "build_info", "llama-server")
+    assert version_routes("vllm", None) == [vllm]
+    assert version_routes("llamacpp", "vllm") == [llama]  # what the endpoint says over what was declared
+    assert version_routes("openai", "llamacpp") == [llama]
+    assert version_routes(None, "sglang") == [("/version", "version", None), llama]
+
+
+def test_a_version_is_read_only_from_a_json_object_answer() -> None:
+    assert version_in(httpx.Response(200, content=b'{"version":"0.32.0"}'), "version") == "0.32.0"
+    assert version_in(httpx.Response(404, content=b'{"version":"0.32.0"}'), "version") is None
+    assert version_in(httpx.Response(200, content=b"<html>ok</html>"), "version") is None
+    assert version_in(httpx.Response(200, content=b'["0.32.0"]'), "version") is None
+    assert version_in(httpx.Response(200, content=b'{"version": 3}'), "version") is None
+    assert version_in(httpx.Response(200, content=b'{"build_info": " "}'), "build_info") is None
