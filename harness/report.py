@@ -255,7 +255,7 @@ def run_notes(manifest: dict[str, Any], df: pd.DataFrame, run: Path) -> list[str
     if note := df.attrs.get("read_note"):
         out.append(f"points table: {note}")
     status, host, pid = manifest.get("status"), *_runner_of(manifest)
-    resume = f"harness run {manifest.get('scenario_file') or 'SCENARIO'} --resume {run}"
+    resume = resume_command(manifest, run)
     if status == "running":
         state = runner_state(manifest)
         if state == "live":
@@ -290,6 +290,18 @@ def run_notes(manifest: dict[str, Any], df: pd.DataFrame, run: Path) -> list[str
             f"resumed {len(resumed)} time(s)" + (f"; measured after a resume: {which}" if which else "")
         )
     return out
+
+
+def resume_command(manifest: dict[str, Any], run: Path) -> str:
+    """The command that continues the run: `harness run RUN --resume RUN`, with the scenario its manifest
+    stored; where that holds a secret only as *** (or a run of an older harness stored none), with the
+    scenario file it was started from."""
+    from harness.rerun import redacted_fields
+
+    stored = manifest.get("scenario")
+    if isinstance(stored, dict) and not redacted_fields(stored):
+        return f"harness run {run} --resume {run}"
+    return f"harness run {manifest.get('scenario_file') or 'SCENARIO'} --resume {run}"
 
 
 def _runner_of(manifest: dict[str, Any]) -> tuple[str | None, Any]:

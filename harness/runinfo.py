@@ -137,13 +137,17 @@ def settings_of(
     host_cpu: str | None = None,
     load: dict[str, Any] | None = None,
     engine_version: str | None = None,
+    build_sha256: str | None = None,
 ) -> str:
     """The effective engine configuration, workload and open-loop shape (`load_shape`) of a point as
     canonical JSON: two runs under one configuration label whose settings differ (a base `engine:`
     field, `api`, a shared prefix, Poisson against constant arrivals) did not measure the same thing.
     `host_cpu` (`host_cpu_label`, for points that ran on the host CPU): CPUs the catalog does not know
     share the label `cpu`, so this tells their machines apart. `engine_version`: the engine's own version
-    (its manifest entry's), where it gave one: another build is another measurement, not a rerun."""
+    (its manifest entry's), where it gave one: another build is another measurement, not a rerun.
+    `build_sha256`: the digest of the engine's files (its entry's `build.sha256`: a llama-server's
+    executable and libraries), which tells builds of one version apart (every llama.cpp built from a tree
+    without git metadata is `b0-unknown`); its first 12 hex digits, as labels show them."""
     engine = {k: v for k, v in cfg.items() if k not in NOT_SETTINGS}
     workload = seeded_requests({k: length_setting(v) if k in LENGTHS else v for k, v in workload.items()})
     out: dict[str, Any] = {"engine": engine, "workload": workload}
@@ -151,8 +155,9 @@ def settings_of(
         out["load"] = shape
     if host_cpu:
         out["host"] = {"cpu": host_cpu}
-    if engine_version:
-        out["engine_build"] = {"version": engine_version}
+    build = {"version": engine_version, "sha256": build_sha256[:12] if build_sha256 else None}
+    if build := {k: v for k, v in build.items() if v}:
+        out["engine_build"] = build
     return json.dumps(out, sort_keys=True, default=str)
 
 
@@ -215,6 +220,13 @@ def engine_entry(manifest: dict[str, Any], variant: int, attempt: int = 0) -> di
     mine = [e for e in manifest.get("engines") or [] if e.get("variant") == variant]
     before = [e for e in mine if int(e.get("attempt") or 0) <= attempt]
     return dict(before[-1] if before else mine[0]) if mine else {}
+
+
+def build_sha256(engine: dict[str, Any]) -> str | None:
+    """The digest of an engine's files its manifest entry holds (`build.sha256`), where it has one."""
+    build = engine.get("build")
+    sha = build.get("sha256") if isinstance(build, dict) else None
+    return sha if isinstance(sha, str) else None
 
 
 def run_points(run: str | Path, table: dict[str, Device] | None = None) -> pd.DataFrame:
@@ -286,7 +298,9 @@ def _run_points(run: str | Path, table: dict[str, Device] | None) -> pd.DataFram
             host_cpu=host_cpu_label(manifest) if on_cpu else None,
         )
         version = eng.get("version") if isinstance(eng.get("version"), str) else None
-        row["settings"] = settings_of(cfg, workload, row["host_cpu"], scenario.get("load") or {}, version)
+        row["settings"] = settings_of(
+            cfg, workload, row["host_cpu"], scenario.get("load") or {}, version, build_sha256(eng)
+        )
         rows.append(row)
     out = pd.DataFrame(rows)
     out["pct_roofline"] = out["output_tok_s"] / out["roofline_tok_s"] * 100

@@ -17,6 +17,7 @@ import psutil
 
 from harness.client.http1 import direct
 from harness.engines.chat_tokens import llamacpp_chat_ids, vllm_chat_ids
+from harness.engines.identity import VERSION_TIMEOUT_S, version_in, version_routes
 from harness.engines.process import TOKENIZE_TIMEOUT_S, EngineError, abortable
 from harness.scenario import ExternalEngine, Workload
 from harness.scenario.engines import SERVED_BY
@@ -139,6 +140,7 @@ class ExternalServer:
         self.base_url, self.api_prefix = split_base_url(cfg.base_url)
         self.model_name = cfg.model.name if cfg.model is not None and hasattr(cfg.model, "name") else ""
         self.server_version: str | None = None
+        self.version_from: str | None = None  # the route the version was read from
         self.owned_by: str | None = None  # what the API's /models says owns the model
         self.host = urlsplit(self.base_url).hostname or ""
         self.local = bool(is_this_machine(self.host))
@@ -199,16 +201,31 @@ class ExternalServer:
                     f"{self.models_url} did not name a model; set engine.model.name in the scenario"
                 ) from None
         self.owned_by = owned_by(models, self.model_name) if models is not None else None
+        self._ask_version()
         headers = self.headers()
         self._metrics = abortable(lambda: has_metrics(self.base_url, headers), "reaching the endpoint")
         return self.base_url
 
-    def _get(self, url: str) -> httpx.Response:
-        """GET `url` with the key, for at most 10 s, and no longer than a stop (Ctrl-C) waits."""
+    def _get(self, url: str, timeout_s: float = 10.0) -> httpx.Response:
+        """GET `url` with the key, for at most `timeout_s`, and no longer than a stop (Ctrl-C) waits."""
         headers = self.headers()
         return abortable(
-            lambda: httpx.get(url, headers=headers, timeout=10, **direct()), "reaching the endpoint"
+            lambda: httpx.get(url, headers=headers, timeout=timeout_s, **direct()), "reaching the endpoint"
         )
+
+    def _ask_version(self) -> None:
+        """The engine's version where the endpoint says it (`version_routes`), as the launched engines
+        record theirs (`vllm 0.32.0`, `llama-server b4589-1a2b3c4`): best effort, each route for at most
+        VERSION_TIMEOUT_S, and nothing where none answers."""
+        for route, field, engine in version_routes(self.owned_by, self.cfg.served_by):
+            try:
+                v = version_in(self._get(self.base_url + route, VERSION_TIMEOUT_S), field)
+            except httpx.HTTPError:
+                continue
+            if v is not None:
+                self.server_version = f"{engine} {v}" if engine else v
+                self.version_from = f"GET {route}"
+                return
 
     def _answered(self, r: httpx.Response, model_list: bool) -> str:
         """An answer other than 200 to the health check or (`model_list`) the API's model list, with what
@@ -262,7 +279,8 @@ class ExternalServer:
             "api_prefix": self.api_prefix,
             "model": {"name": self.model_name},
             "launcher": "external",
-            "version": None,
+            "version": self.server_version,
+            "version_from": self.version_from,
             "command": None,
             "host": self.host,
             "local": self.local,

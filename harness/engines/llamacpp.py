@@ -20,6 +20,7 @@ from harness import models
 from harness.client.http1 import direct
 from harness.engines.base import redact
 from harness.engines.chat_tokens import llamacpp_chat_ids
+from harness.engines.identity import build_digest
 from harness.engines.process import (
     TOKENIZE_TIMEOUT_S,
     EngineError,
@@ -113,6 +114,7 @@ class LlamaCppServer:
         self.argv: list[str] = []
         self.proc: ManagedProcess | None = None
         self.props: dict[str, Any] = {}
+        self.build: dict[str, Any] | None = None  # digests of a llama-server's files (build_digest)
         self.health_wait_s: float | None = None
         self._bos_tokens: int | None = None
         self._client: httpx.Client | None = None
@@ -232,6 +234,8 @@ class LlamaCppServer:
                 self.props = httpx.get(self.base_url + "/props", timeout=10, **direct()).json()
             except (httpx.HTTPError, ValueError):
                 self.props = {}
+        if self.cfg.launcher == "llama-server":  # its version says `b0-unknown` for any build from a tree
+            self.build = build_digest(self.argv[0], self.proc.pid if self.proc else None)
         try:
             with open(self._log, "rb") as f:
                 f.seek(log_from)
@@ -309,6 +313,8 @@ class LlamaCppServer:
             d["server_props"] = {
                 k: self.props[k] for k in ("build_info", "total_slots", "model_path") if k in self.props
             }
+        if self.build is not None:
+            d["build"] = self.build
         if self.placement:
             d["placement"] = dict(self.placement)
             if self.cfg.n_gpu_layers != 0 and no_weights_on_gpu(self.placement):

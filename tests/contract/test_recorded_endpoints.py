@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -189,3 +190,88 @@ def test_llamacpp_props_name_the_build_and_its_slots(tmp_path: Path, tiny_gguf: 
         "total_slots": 4,
         "model_path": "/tmp/gemma.gguf",
     }
+
+
+def test_a_vllm_endpoint_says_its_version(vllm_url: str) -> None:
+    """vLLM's GET /version, recorded: the external engine's manifest entry had `version: null`."""
+    ext = ExternalServer(ExternalEngine(type="external", base_url=vllm_url + "/v1"))
+    ext.start()
+    d = ext.describe()
+    assert (d["version"], d["version_from"]) == ("vllm 0.32.0", "GET /version")
+    ext.stop()
+
+
+class _RecordedLlama(BaseHTTPRequestHandler):
+    """llama-server (the build scripts/gpu_bench.sh makes) as recorded: /v1/models, /props; `slow_s` holds
+    the answer of /props back, as a busy or unreachable route would."""
+
+    slow_s = 0.0
+
+    def do_GET(self) -> None:
+        files = {"/v1/models": "llamacpp_models.json", "/props": "llamacpp_props.json"}
+        if self.path == "/props":
+            time.sleep(self.slow_s)
+        if self.path == "/health":
+            body, status = b'{"status":"ok"}', 200
+        elif self.path in files:
+            body, status = (PAYLOADS / files[self.path]).read_bytes(), 200
+        else:
+            body, status = b'{"error":{"code":404,"message":"File Not Found","type":"not_found_error"}}', 404
+        try:
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:  # the client gave up waiting
+            pass
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _serve(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def test_a_llama_server_endpoint_says_its_build() -> None:
+    """llama-server's recorded /props (`build_info`), asked as its /v1/models names it the owner."""
+    srv = _serve(_RecordedLlama)
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}"
+        ext = ExternalServer(ExternalEngine(type="external", base_url=url + "/v1"))
+        ext.start()
+        d = ext.describe()
+        assert (d["owned_by"], d["version"], d["version_from"]) == (
+            "llamacpp",
+            "llama-server b0-unknown",
+            "GET /props",
+        )
+    finally:
+        srv.shutdown()
+
+
+def test_an_endpoint_that_says_no_version_starts_without_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The synthetic server has neither route; a llama-server whose /props does not answer in time is
+    given up on after VERSION_TIMEOUT_S: the run starts, with no version."""
+    fake = FakeServer(FakeScript()).start_in_thread()
+    try:
+        ext = ExternalServer(ExternalEngine(type="external", base_url=fake.base_url + "/v1"))
+        ext.start()
+        assert (ext.describe()["version"], ext.describe()["version_from"]) == (None, None)
+    finally:
+        fake.stop()
+    monkeypatch.setattr("harness.engines.external.VERSION_TIMEOUT_S", 0.2)
+    slow = type("_Slow", (_RecordedLlama,), {"slow_s": 2.0})
+    srv = _serve(slow)
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}"
+        ext = ExternalServer(ExternalEngine(type="external", base_url=url))
+        t0 = time.monotonic()
+        ext.start()
+        assert time.monotonic() - t0 < 1.5  # not the 2 s /props would take
+        assert ext.describe()["version"] is None
+    finally:
+        srv.shutdown()

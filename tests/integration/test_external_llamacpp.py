@@ -42,6 +42,10 @@ def test_external_endpoint_finds_metrics_only_where_served(llama_url: str) -> No
     # the count llama.cpp's own /tokenize gives, found through its form of the endpoint
     direct = httpx.post(llama_url + "/tokenize", json={"content": "hello world"}, timeout=10).json()["tokens"]
     assert ext.tokenize("hello world") == len(direct) >= 2 and ext._tokenize_form == "llamacpp"
+    # the build it says in /props, asked as its /v1/models names llama.cpp the owner
+    build = httpx.get(llama_url + "/props", timeout=10).json()["build_info"]
+    assert build and ext.describe()["version"] == f"llama-server {build}"
+    assert ext.describe()["version_from"] == "GET /props"
 
 
 def test_run_against_local_external_llamacpp(write_scenario, tmp_path: Path, llama_url: str) -> None:

@@ -901,6 +901,37 @@ def test_runs_of_another_engine_build_are_not_reruns(tmp_path) -> None:
     assert len(kept) == 3 and set(kept["reruns"]) == {2}
 
 
+def test_builds_of_one_version_with_other_files_are_not_reruns(tmp_path) -> None:
+    """Two llama.cpp builds from trees without git metadata both say `b0-unknown`: they compared as one
+    engine, their points pooled as reruns. The digest of their files (the manifest's `build.sha256`) tells
+    them apart; a run from before the digest was recorded is a rerun of either."""
+    import shutil
+
+    from harness.runinfo import points_frame
+
+    src = Path(__file__).resolve().parents[2] / "results/evidence/20261125T114708Z-quickstart-cpu"
+    digests = {"a": "c1ff30efebd9" + "0" * 52, "b": "7e5d2a9b04f1" + "1" * 52, "c": "c1ff30efebd9" + "0" * 52}
+    for name in ("a", "b", "c", "old"):
+        shutil.copytree(src, tmp_path / name)
+        m = json.loads((tmp_path / name / "manifest.json").read_text())
+        m["run_id"] = name
+        for e in m["engines"]:
+            e["version"] = "llama-server b0-unknown"
+            if name in digests:
+                e["build"] = {"sha256": digests[name], "files": {}, "from": "loaded"}
+        (tmp_path / name / "manifest.json").write_text(json.dumps(m))
+    kept, notes = dedupe(points_frame([tmp_path / "a", tmp_path / "b"]), reruns="median")
+    assert sorted(set(kept["config"])) == [
+        "cpu | llamacpp/xllamacpp [engine_build.sha256=7e5d2a9b04f1]",
+        "cpu | llamacpp/xllamacpp [engine_build.sha256=c1ff30efebd9]",
+    ]
+    assert "cpu | llamacpp/xllamacpp: runs with other settings (engine_build.sha256) are shown apart" in notes
+    kept, _ = dedupe(points_frame([tmp_path / "a", tmp_path / "c"]), reruns="median")  # the same files
+    assert len(kept) == 3 and set(kept["reruns"]) == {2}
+    kept, _ = dedupe(points_frame([tmp_path / "a", tmp_path / "old"]), reruns="median")
+    assert len(kept) == 3 and set(kept["reruns"]) == {2}
+
+
 def test_a_run_that_sent_seeds_is_no_rerun_of_one_that_did_not_where_sampling() -> None:
     """Runs from before `workload.request_seed` sent a seed with every request, which slows a sampling
     vLLM: at temperature > 0 they are not reruns of a run that sent none; at 0 a seed changes nothing."""

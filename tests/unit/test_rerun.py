@@ -156,3 +156,63 @@ def test_the_evidence_run_is_read_back_as_the_scenario_it_ran() -> None:
     s, searched = stored_scenario(ROOT / "results" / "evidence" / "20261125T114708Z-quickstart-cpu")
     assert not searched
     assert scenario_hash(s) == scenario_hash(load_scenario(ROOT / "scenarios" / "quickstart-cpu.yaml"))
+
+
+def _killed_after_first_point(run: Path) -> None:
+    """`run` as a run killed after its first point leaves it: running, its process (on this host) gone."""
+    import socket
+
+    m = read_manifest(run)
+    runner = {"hostname": socket.gethostname(), "pid": 2**22 + 1}  # above any pid_max: no such process
+    m.update(status="running", points_done=["v0-c1"], runner=runner)
+    (run / "manifest.json").write_text(json.dumps(m))
+    lines = (run / "points.csv").read_text().splitlines()
+    (run / "points.csv").write_text("\n".join(lines[:2]) + "\n")
+    (run / "points.parquet").unlink()
+
+
+def _continue_hint(run: Path) -> list[str]:
+    """The command a report of `run` says continues it, as arguments."""
+    import pandas as pd
+
+    from harness.report import run_notes
+
+    [note] = run_notes(read_manifest(run), pd.DataFrame(), run)
+    command = note.split("continue it with: ", 1)[1]
+    assert command.startswith("harness run ")
+    return command.removeprefix("harness ").split(" ")
+
+
+def test_the_report_of_a_killed_run_names_a_command_that_continues_it(fake_url: str, tmp_path: Path) -> None:
+    """The hint named the scenario file (`harness run s.yaml --resume RUN`), which a receiver of the run
+    directory does not have: the run directory's own scenario continues it, where it holds no secret."""
+    scen = tmp_path / "s.yaml"
+    scen.write_text(yaml.safe_dump(_scenario(fake_url)))
+    results = tmp_path / "results"
+    _harness("run", str(scen), "--results", str(results))
+    (run,) = results.iterdir()
+    _killed_after_first_point(run)
+    scen.unlink()
+
+    hint = _continue_hint(run)
+    assert hint == ["run", str(run), "--resume", str(run)]
+    _harness(*hint)
+    assert read_manifest(run)["points_done"] == ["v0-c1", "v0-c2"]
+
+
+def test_a_killed_run_whose_scenario_holds_a_secret_is_continued_from_its_file(
+    fake_url: str, tmp_path: Path
+) -> None:
+    s = _scenario(fake_url)
+    s["engine"]["extra_body"]["api_key"] = "sk-1"  # stored as *** in the manifest
+    scen = tmp_path / "s.yaml"
+    scen.write_text(yaml.safe_dump(s))
+    results = tmp_path / "results"
+    _harness("run", str(scen), "--results", str(results))
+    (run,) = results.iterdir()
+    _killed_after_first_point(run)
+
+    hint = _continue_hint(run)
+    assert hint == ["run", str(scen), "--resume", str(run)]
+    _harness(*hint)
+    assert read_manifest(run)["points_done"] == ["v0-c1", "v0-c2"]
