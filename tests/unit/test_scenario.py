@@ -835,9 +835,9 @@ def test_vllm_extra_args_may_not_set_what_the_harness_sets() -> None:
     (m,) = messages({"name": "v", "engine": {**vllm, "extra_args": ["--max-num", "4"]}})
     assert m.endswith("which the harness sets itself (the harness picks it)"), m
     # a value that starts with a dash is no flag, nor an abbreviation of one
-    from harness.scenario.engines import vllm_extra_args_problem
+    from harness.scenario.engines import vllm_extra_args_problems
 
-    assert vllm_extra_args_problem(("--chat-template", "-"), False) is None
+    assert vllm_extra_args_problems(("--chat-template", "-"), False) == []
     # as many batched tokens as sequences is what vLLM takes
     assert parse_scenario({"name": "v", "engine": {**vllm, "max_num_batched_tokens": 64, "max_num_seqs": 64}})
     (m,) = messages({"name": "v", "engine": {**vllm, "max_num_batched_tokens": 64, "max_num_seqs": 256}})
@@ -931,13 +931,54 @@ def test_lengths_given_beside_a_dataset_are_refused(tmp_path: Path) -> None:
     assert parse_scenario({**BASE, "workload": {"dataset": str(data)}}).workload.dataset == str(data)
 
 
+def test_every_extra_args_entry_the_harness_sets_is_said_at_once() -> None:
+    """`-c` and `--threads-batch` were said one per `harness validate`: the second only after the first
+    was fixed."""
+    eng = {**BASE["engine"], "launcher": "llama-server", "extra_args": ["-c", "8192", "--threads-batch", "2"]}
+    assert messages({**BASE, "engine": eng}) == [
+        "f.yaml: engine: extra_args '-c': the harness sets it itself (set engine.ctx_size instead); "
+        "extra_args '--threads-batch': the harness sets it itself (set engine.threads instead)"
+    ]
+    # a flag given twice is said once
+    eng["extra_args"] = ["--port", "1", "--port", "2"]
+    assert messages({**BASE, "engine": eng}) == [
+        "f.yaml: engine: extra_args '--port': the harness sets it itself (the harness picks it)"
+    ]
+    # xllamacpp: every item that is no FIELD=VALUE in one message, then each field the harness sets
+    x = {**BASE["engine"], "extra_args": ["--foo", "n_ctx=8192", "bar", "n_batch=64"]}
+    assert messages({**BASE, "engine": x}) == [
+        "f.yaml: engine: extra_args '--foo', 'bar': launcher xllamacpp takes FIELD=VALUE items (fields of "
+        "xllamacpp's CommonParams, e.g. n_ubatch=256), not command-line options (those are for launcher "
+        "llama-server); extra_args 'n_ctx': the harness sets it itself (set engine.ctx_size instead); "
+        "extra_args 'n_batch': the harness sets it itself (set engine.batch_size instead)"
+    ]
+    vllm = {"type": "vllm", "model": {"source": "catalog", "name": "llama-3.1-8b"}}
+    args = ["--max_num_seqs=8", "--api-key", "k", "--max-model", "9", "--max-num-seqs", "4"]
+    (m,) = messages({"name": "v", "engine": {**vllm, "extra_args": args}})
+    assert m == (
+        "f.yaml: engine: extra_args '--max-num-seqs': the harness sets it itself (set engine.max_num_seqs "
+        "instead); extra_args '--api-key': the server would refuse the harness's own requests, which carry "
+        "no key (a server the harness starts listens on engine.host for it alone); extra_args '--max-model': "
+        "an abbreviation of --max-model-len, which the harness sets itself (set engine.max_model_len instead)"
+    )
+
+
 def test_xllamacpp_fields_and_batch_threads_are_checked() -> None:
     x = {**BASE["engine"], "extra_args": ["n_threads=8"]}
     assert "CommonParams has no such field" in messages({**BASE, "engine": x})[0]
     # a value of the wrong type validated, then stopped the launcher with a traceback in the engine log
-    x = {**BASE["engine"], "extra_args": ["n_ubatch=256", "n_batch=abc"]}
+    x = {**BASE["engine"], "extra_args": ["n_batch_size_is_no_field=1", "n_ubatch=abc"]}
     (m,) = messages({**BASE, "engine": x})
-    assert m.startswith("f.yaml: engine: extra_args 'n_batch=abc': xllamacpp's CommonParams.n_batch does not")
+    assert m.startswith(
+        "f.yaml: engine: extra_args 'n_batch_size_is_no_field=1': xllamacpp's CommonParams has no such field"
+        " (n_batch_size_is_no_field) (the launcher would stop at start); extra_args 'n_ubatch=abc': "
+        "xllamacpp's CommonParams.n_ubatch does not take 'abc'"
+    ), m
+    # a field the harness sets is said as such, whatever its value
+    x = {**BASE["engine"], "extra_args": ["n_batch=abc"]}
+    assert messages({**BASE, "engine": x}) == [
+        "f.yaml: engine: extra_args 'n_batch': the harness sets it itself (set engine.batch_size instead)"
+    ]
     # a list of the wrong length: xllamacpp's own assertion, said as a value the field does not take
     x = {**BASE["engine"], "extra_args": ["tensor_split=[]"]}
     (m,) = messages({**BASE, "engine": x})
