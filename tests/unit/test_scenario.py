@@ -5,7 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from harness.scenario import ScenarioError, expand_points, load_scenario, parse_scenario, scenario_hash
+from harness.scenario import (
+    ScenarioError,
+    SyntheticModel,
+    expand_points,
+    load_scenario,
+    parse_scenario,
+    scenario_hash,
+)
 from tests.conftest import run_harness
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -929,6 +936,26 @@ def test_lengths_given_beside_a_dataset_are_refused(tmp_path: Path) -> None:
     both = {"dataset": str(data), "input_tokens": 128, "output_tokens": 8}
     assert "input_tokens and output_tokens given with a dataset" in messages({**BASE, "workload": both})[0]
     assert parse_scenario({**BASE, "workload": {"dataset": str(data)}}).workload.dataset == str(data)
+
+
+def test_a_synthetic_model_q8_0_cannot_write_is_refused_by_validate() -> None:
+    """`dtype: q8_0` with `hidden: 48` validated, then `harness model prepare` and `run` stopped on it (q8_0
+    quantizes blocks of 32 weights); heads that did not divide were said without their numbers."""
+    q8 = {"source": "synthetic", "dtype": "q8_0", "hidden": 48, "heads": 4, "kv_heads": 3}
+    assert messages({**BASE, "engine": {**BASE["engine"], "model": q8}}) == [
+        "f.yaml: engine.model: heads 4 is not divisible by kv_heads 3 (allowed: kv_heads 1, 2, 4); "
+        "hidden 48 is not a multiple of 32, as dtype q8_0 needs (allowed: hidden 64 or another multiple of "
+        "32, or dtype f16)"
+    ]
+    odd = {"source": "synthetic", "hidden": 96, "heads": 5, "kv_heads": 5}
+    assert messages({**BASE, "engine": {**BASE["engine"], "model": odd}}) == [
+        "f.yaml: engine.model: hidden 96 is not divisible by heads 5 (allowed: heads 1, 2, 3, 4, 6, 8, 12, "
+        "16, 24, 32, 48, 96)"
+    ]
+    # f16 takes a width that is no multiple of 32
+    f16 = {"source": "synthetic", "hidden": 48, "heads": 4, "kv_heads": 2, "ffn": 100}
+    got = parse_scenario({**BASE, "engine": {**BASE["engine"], "model": f16}}).engine.model
+    assert got == SyntheticModel(**f16)
 
 
 def test_every_extra_args_entry_the_harness_sets_is_said_at_once() -> None:
