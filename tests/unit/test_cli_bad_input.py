@@ -544,6 +544,23 @@ def test_claims_and_recommend_say_which_runs_gave_them_nothing(tmp_path: Path) -
         )
 
 
+def test_compare_and_cost_say_a_run_without_finished_points_alike(tmp_path: Path) -> None:
+    """compare said `no finished points in the given runs` without naming itself, as cost does; and a bad
+    --metrics was said only after the runs were read (an empty run hid it)."""
+    from harness.results import RunDir
+
+    run = RunDir.create(tmp_path, "s")
+    run.write_manifest({"run_id": run.path.name, "status": "interrupted"})
+    for command in ("compare", "cost"):
+        res = harness(command, str(run.path))
+        assert res.returncode == 2 and res.stderr.splitlines()[-1] == (
+            f"{command}: no finished points in the given runs"
+        ), res.stderr
+    res = harness("compare", str(run.path), "--metrics", "tok_s")
+    said = res.stderr
+    assert res.returncode == 2 and said.startswith("compare: --metrics: tok_s unknown (allowed: "), said
+
+
 @pytest.mark.parametrize("stream", ["stdout", "stderr"])
 def test_a_reader_that_goes_away_does_not_stop_the_files_being_written(
     tmp_path: Path, run_copy: Path, stream: str
