@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from harness.field_errors import shown
 from harness.scenario.sources import (
     DUMMY_PRECISIONS,
     ModelSpec,
@@ -466,6 +467,13 @@ class ExternalEngine(Strict):
             raise ValueError(
                 f"{', '.join(taken)}: set by the harness from the workload (allowed: other fields, such as "
                 "ignore_eos, top_k, min_tokens)"
+            )
+        kwargs = v.get("chat_template_kwargs")
+        if kwargs is not None and not isinstance(kwargs, dict):
+            # vLLM refuses every request with one; llama-server renders the template without it
+            raise ValueError(
+                f"chat_template_kwargs: expected a mapping of the chat template's variables, got "
+                f"{shown(kwargs)} (e.g. chat_template_kwargs: {{enable_thinking: false}})"
             )
         return v
 

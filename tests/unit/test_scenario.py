@@ -958,6 +958,19 @@ def test_a_synthetic_model_q8_0_cannot_write_is_refused_by_validate() -> None:
     assert got == SyntheticModel(**f16)
 
 
+def test_chat_template_kwargs_in_extra_body_must_be_a_mapping() -> None:
+    """Written as text, they validated; vLLM then refuses every request, and llama-server renders its
+    template without them (a warning in its log alone)."""
+    ext = {"type": "external", "base_url": "http://127.0.0.1:9"}
+    bad = {**ext, "extra_body": {"chat_template_kwargs": "enable_thinking=false"}}
+    assert messages({"name": "e", "engine": bad}) == [
+        "f.yaml: engine.extra_body: chat_template_kwargs: expected a mapping of the chat template's "
+        "variables, got 'enable_thinking=false' (e.g. chat_template_kwargs: {enable_thinking: false})"
+    ]
+    ok = {**ext, "extra_body": {"chat_template_kwargs": {"enable_thinking": False}}}
+    assert parse_scenario({"name": "e", "engine": ok}).engine.extra_body == ok["extra_body"]
+
+
 def test_every_extra_args_entry_the_harness_sets_is_said_at_once() -> None:
     """`-c` and `--threads-batch` were said one per `harness validate`: the second only after the first
     was fixed."""
