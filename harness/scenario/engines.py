@@ -218,8 +218,9 @@ def vllm_flag(flag: str) -> str:
 
 def extra_args_problems(launcher: str, args: tuple[str, ...]) -> list[str]:
     """Why a launcher's `extra_args` cannot be used, every reason at once (none: they can): xllamacpp
-    takes `FIELD=VALUE` items (fields of its CommonParams), the others command-line options; none may set
-    what the harness sets from the scenario's own fields."""
+    takes `FIELD=VALUE` items (fields of its CommonParams), the others command-line options (llama-server
+    reads `--ctx_size` as `--ctx-size`); none may set what the harness sets from the scenario's own
+    fields."""
     own = HARNESS_OWN_ARGS[launcher]
     problems: list[str] = []
     if launcher == "xllamacpp":
@@ -236,8 +237,18 @@ def extra_args_problems(launcher: str, args: tuple[str, ...]) -> list[str]:
         problems += _xllamacpp_field_problems(tuple(a for a in items if a.split("=", 1)[0] not in own))
     else:
         keys = [a.split("=", 1)[0] for a in args if a.startswith("-")]
-    problems += [_own_arg(k, own[k]) for k in dict.fromkeys(keys) if k in own]
+    seen: set[str] = set()
+    for key in keys:  # as the launcher reads it (llama-server takes `--ctx_size` as `--ctx-size`)
+        flag = llama_server_flag(key) if launcher == "llama-server" else key
+        if flag in own and flag not in seen:
+            seen.add(flag)
+            problems.append(_own_arg(key, own[flag]))
     return problems
+
+
+def llama_server_flag(flag: str) -> str:
+    """A flag as llama-server's parser takes it (common/arg.cpp): `--ctx_size` is `--ctx-size`."""
+    return "--" + flag[2:].replace("_", "-") if flag.startswith("--") else flag
 
 
 def _own_arg(flag: str, field: str) -> str:

@@ -1003,6 +1003,26 @@ def test_every_extra_args_entry_the_harness_sets_is_said_at_once() -> None:
     )
 
 
+def test_llama_server_extra_args_are_read_as_its_parser_reads_them() -> None:
+    """llama-server reads `--ctx_size` as `--ctx-size` and keeps the last of a flag given twice: extra_args
+    [--ctx_size, 2048] validated and, after the harness's own `--ctx-size 1024`, gave the server 2048
+    (`llama-server --ctx-size 1024 --ctx_size 2048` says n_ctx 2048 in /props), the manifest 1024."""
+    eng = {
+        **BASE["engine"],
+        "launcher": "llama-server",
+        "extra_args": ["--ctx_size", "2048", "--n_gpu_layers", "0"],
+    }
+    assert messages({**BASE, "engine": eng}) == [
+        "f.yaml: engine: extra_args '--ctx_size': the harness sets it itself (set engine.ctx_size instead); "
+        "extra_args '--n_gpu_layers': the harness sets it itself (set engine.n_gpu_layers instead)"
+    ]
+    # a value may start with a dash; llama-cpp-python's own flags are written with underscores
+    ok = ["--n-predict", "10", "--override-kv", "a=int:1", "--seed", "-1", "--swa_full"]
+    assert parse_scenario({**BASE, "engine": {**eng, "extra_args": ok}}).engine.extra_args == tuple(ok)
+    py = {**BASE["engine"], "launcher": "llama-cpp-python", "extra_args": ["--rope_freq_base", "10000"]}
+    assert parse_scenario({**BASE, "engine": py})
+
+
 def test_xllamacpp_fields_and_batch_threads_are_checked() -> None:
     x = {**BASE["engine"], "extra_args": ["n_threads=8"]}
     assert "CommonParams has no such field" in messages({**BASE, "engine": x})[0]
