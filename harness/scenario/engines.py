@@ -492,7 +492,9 @@ class ExternalEngine(Strict):
     @classmethod
     def _url(cls, v: str) -> str:
         if not v.startswith(("http://", "https://")):
-            raise ValueError("base_url must start with http:// or https://")
+            # a bare host:port, as servers print where they listen, is most likely http://host:port
+            fix = f"http://{v}" if "://" not in v and v.strip() else "http://host:8000/v1"
+            raise ValueError(f"base_url must start with http:// or https:// (e.g. {fix})")
         try:
             parts = urlsplit(v)
             port = parts.port  # a port that is not a number in 1-65535 raises here

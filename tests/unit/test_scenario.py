@@ -1065,7 +1065,9 @@ def test_external_urls_that_cannot_be_requested_are_refused() -> None:
         ("https://token@h/v1", "base_url takes no user:password@"),
         ("http://[::1]]:80", "base_url is not a URL (Invalid IPv6 address"),
         ("http://h:8000/v1\x01", "base_url is not a URL (Invalid non-printable ASCII character in URL"),
-        ("ftp://h", "base_url must start with http:// or https://"),
+        ("ftp://h", "base_url must start with http:// or https:// (e.g. http://host:8000/v1)"),
+        # a server's own `listening on 127.0.0.1:8000`, copied as it is
+        ("127.0.0.1:8000/v1", "base_url must start with http:// or https:// (e.g. http://127.0.0.1:8000/v1)"),
         # validated, then every request went to /v1/chat/completions/completions: HTTP 404
         (
             "http://h:8000/v1/chat/completions",
