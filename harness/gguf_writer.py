@@ -218,12 +218,10 @@ def make_gguf(
     """Write a random-weight llama GGUF to `path` (atomically, one tensor at a time) and return it."""
     import gguf
 
-    if hidden % heads or heads % kv_heads:
-        raise ModelError(
-            f"hidden {hidden} must be divisible by heads {heads}, and heads {heads} by kv_heads {kv_heads}"
-        )
-    if dtype == "q8_0" and (hidden % _Q8 or ffn % _Q8):
-        raise ModelError("q8_0 needs hidden and ffn divisible by 32")
+    from harness.scenario.sources import synthetic_shape_problems
+
+    if problems := synthetic_shape_problems(hidden, heads, kv_heads, ffn, dtype):
+        raise ModelError("; ".join(problems))
     wt = _Weights(dtype, seed)
     tokens, scores, types = _vocab(vocab)
     n_vocab = len(tokens)

@@ -131,6 +131,10 @@ def compare_cmd(
     output_dir("--out", out_dir)
     if reruns not in ("newest", "median"):
         raise fail(f"--reruns: invalid value {reruns!r} (allowed: newest, median)")
+    try:  # the options are checked before the runs are read
+        shown = parse_metrics(metrics)
+    except CompareError as e:
+        raise fail(f"compare: {e}") from None
     runs = check_runs(runs)
     quotes = prices(price, prices_file, provider)
     usd = {k: q.usd_per_hour for k, q in quotes.items()}
@@ -140,12 +144,8 @@ def compare_cmd(
             c = compare_runs(
                 list(runs), baseline, usd, utilization, kwh, bandwidths(bandwidth), origins, reruns
             )
-    except CompareError as e:
-        raise fail(str(e)) from None
-    try:
-        shown = parse_metrics(metrics)
-    except CompareError as e:
-        raise fail(str(e)) from None
+    except CompareError as e:  # said as cost and roofline say theirs: the command first
+        raise fail(f"compare: {e}") from None
     print_comparison(c, out, shown)
     paths = write(c, out_dir or claim_new(runs[0].parent, f"compare-{utc_stamp()}"))
     err.print(f"wrote {', '.join(str(p) for p in paths)}", markup=False)

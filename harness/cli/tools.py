@@ -290,22 +290,30 @@ def _is_gguf(path: Path) -> bool:
         return False
 
 
-def _synthetic_limits(fields: dict[str, int]) -> None:
+def _option(field: str) -> str:
+    """A make-gguf option as the user types it (`kv_heads` -> `--kv-heads`)."""
+    return "--" + field.replace("_", "-")
+
+
+def _synthetic_limits(fields: dict[str, Any]) -> None:
     """The limits a scenario's `source: synthetic` model has (past them a value is a typo that would fill
-    memory or disk), said as the option's."""
+    memory or disk), and the shapes a GGUF can have (heads that divide the width), said as the options'."""
     from pydantic import ValidationError
 
     from harness.field_errors import value_problem
-    from harness.scenario.sources import SyntheticModel
+    from harness.scenario.sources import SyntheticModel, synthetic_shape_problems
 
     try:
         SyntheticModel.model_validate({"source": "synthetic", **fields})
     except ValidationError as e:
-        # a field's own limit; shapes that do not divide are said by make_gguf, with the numbers
+        # a field's own limit first; a shape that does not divide is said below, with the options' names
         if problems := [
-            f"--{str(x['loc'][0]).replace('_', '-')}: {value_problem(x)}" for x in e.errors() if x["loc"]
+            f"make-gguf: {_option(str(x['loc'][0]))}: {value_problem(x)}" for x in e.errors() if x["loc"]
         ]:
             raise fail(problems) from None
+    shape = (fields["hidden"], fields["heads"], fields["kv_heads"], fields["ffn"], fields["dtype"])
+    if problems := synthetic_shape_problems(*shape, name=_option):
+        raise fail([f"make-gguf: {p}" for p in problems])
 
 
 @model_app.command("make-gguf")
@@ -329,9 +337,9 @@ def make_gguf_cmd(
     from harness.models import ModelError, gguf_info, make_gguf
 
     if dtype not in ("f32", "f16", "q8_0"):
-        raise fail(f"--dtype: invalid value {dtype!r} (allowed: f32, f16, q8_0)")
+        raise fail(f"make-gguf: --dtype: invalid value {dtype!r} (allowed: f32, f16, q8_0)")
     shape = {"layers": layers, "hidden": hidden, "heads": heads, "kv_heads": kv_heads, "ffn": ffn}
-    _synthetic_limits({**shape, "vocab": vocab, "context": context, "seed": seed})
+    _synthetic_limits({**shape, "vocab": vocab, "context": context, "seed": seed, "dtype": dtype})
     output_file("make-gguf: PATH", path)
     if path.is_file() and not _is_gguf(path):
         raise fail(f"make-gguf: PATH: {path} exists and is not a GGUF file; not overwriting it")

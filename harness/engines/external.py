@@ -362,10 +362,11 @@ class ExternalServer:
         do not share, is measured (`harness.load.tokens.template_tail`)."""
         if self._tokenize_form is None:
             self.tokenize(text)
+        body = self.cfg.extra_body  # its chat_template_kwargs render the template as the requests do
         if self._tokenize_form == "vllm":
-            return vllm_chat_ids(self._tokenizer_http(), self.base_url, self.model_name, text)
+            return vllm_chat_ids(self._tokenizer_http(), self.base_url, self.model_name, text, body)
         if self._tokenize_form == "llamacpp":
-            return llamacpp_chat_ids(self._tokenizer_http(), self.base_url, text)
+            return llamacpp_chat_ids(self._tokenizer_http(), self.base_url, text, body)
         return None
 
     def _tokenizer_http(self) -> httpx.Client:

@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from harness.field_errors import shown
 from harness.scenario.sources import (
     DUMMY_PRECISIONS,
     ModelSpec,
@@ -111,8 +112,8 @@ class LlamaCppEngine(Strict):
             )
         if self.model.source in ("catalog", "served"):
             raise ValueError(f"model source {self.model.source!r} is not usable with llamacpp")
-        if problem := extra_args_problem(self.launcher, self.extra_args):
-            raise ValueError(problem)
+        if problems := extra_args_problems(self.launcher, self.extra_args):
+            raise ValueError("; ".join(problems))
         return self
 
 
@@ -193,20 +194,21 @@ HARNESS_OWN_ARGS = {
 }
 
 
-def _xllamacpp_field_problem(args: tuple[str, ...]) -> str | None:
-    """The first `FIELD=VALUE` item xllamacpp's CommonParams has no field for, or whose field refuses the
-    value as the launcher sets it (a YAML scalar); None where xllamacpp is not installed."""
+def _xllamacpp_field_problems(args: tuple[str, ...]) -> list[str]:
+    """Each `FIELD=VALUE` item xllamacpp's CommonParams has no field for, or whose field refuses the
+    value as the launcher sets it (a YAML scalar); none where xllamacpp is not installed."""
     try:
         import xllamacpp
     except ImportError:
-        return None
+        return []
     from harness.engines.xllamacpp_server import set_field
 
     params = xllamacpp.CommonParams()
-    for item in args:
-        if problem := set_field(params, item):
-            return f"extra_args {item!r}: {problem} (the launcher would stop at start)"
-    return None
+    return [
+        f"extra_args {item!r}: {problem} (the launcher would stop at start)"
+        for item in args
+        if (problem := set_field(params, item))
+    ]
 
 
 def vllm_flag(flag: str) -> str:
@@ -214,26 +216,39 @@ def vllm_flag(flag: str) -> str:
     return "--" + flag[2:].replace("_", "-") if flag.startswith("--") else flag
 
 
-def extra_args_problem(launcher: str, args: tuple[str, ...]) -> str | None:
-    """Why a launcher's `extra_args` cannot be used, else None: xllamacpp takes `FIELD=VALUE` items
-    (fields of its CommonParams), the others command-line options; none may set what the harness sets
-    from the scenario's own fields."""
+def extra_args_problems(launcher: str, args: tuple[str, ...]) -> list[str]:
+    """Why a launcher's `extra_args` cannot be used, every reason at once (none: they can): xllamacpp
+    takes `FIELD=VALUE` items (fields of its CommonParams), the others command-line options (llama-server
+    reads `--ctx_size` as `--ctx-size`); none may set what the harness sets from the scenario's own
+    fields."""
     own = HARNESS_OWN_ARGS[launcher]
+    problems: list[str] = []
     if launcher == "xllamacpp":
         bad = [a for a in args if a.startswith("-") or "=" not in a or not a.split("=", 1)[0]]
         if bad:
-            return (
-                f"extra_args {bad[0]!r}: launcher xllamacpp takes FIELD=VALUE items (fields of xllamacpp's "
-                "CommonParams, e.g. n_ubatch=256), not command-line options; for those use launcher "
-                "llama-server"
+            problems.append(
+                f"extra_args {', '.join(map(repr, bad))}: launcher xllamacpp takes FIELD=VALUE items "
+                "(fields of xllamacpp's CommonParams, e.g. n_ubatch=256), not command-line options (those "
+                "are for launcher llama-server)"
             )
-        keys = [a.split("=", 1)[0] for a in args]
-        if problem := _xllamacpp_field_problem(args):
-            return problem
+        items = [a for a in args if a not in bad]
+        keys = [a.split("=", 1)[0] for a in items]
+        # a field the harness sets is said as such below, whatever its value
+        problems += _xllamacpp_field_problems(tuple(a for a in items if a.split("=", 1)[0] not in own))
     else:
         keys = [a.split("=", 1)[0] for a in args if a.startswith("-")]
-    clash = [k for k in keys if k in own]
-    return _own_arg(clash[0], own[clash[0]]) if clash else None
+    seen: set[str] = set()
+    for key in keys:  # as the launcher reads it (llama-server takes `--ctx_size` as `--ctx-size`)
+        flag = llama_server_flag(key) if launcher == "llama-server" else key
+        if flag in own and flag not in seen:
+            seen.add(flag)
+            problems.append(_own_arg(key, own[flag]))
+    return problems
+
+
+def llama_server_flag(flag: str) -> str:
+    """A flag as llama-server's parser takes it (common/arg.cpp): `--ctx_size` is `--ctx-size`."""
+    return "--" + flag[2:].replace("_", "-") if flag.startswith("--") else flag
 
 
 def _own_arg(flag: str, field: str) -> str:
@@ -249,41 +264,46 @@ def _instead(field: str) -> str:
 DATA_PARALLEL_FLAGS = ("-dp", "-dpl", "-dpa", "-dpp", "-dpr", "-dpb", "-dpn", "-dph", "-dpe")
 
 
-def vllm_extra_args_problem(args: tuple[str, ...], catalog_model: bool) -> str | None:
-    """Why vLLM `extra_args` cannot be used, else None: a flag the harness sets from a field (vLLM keeps
-    the last of a flag given twice, so the manifest would say what did not run), in any spelling vLLM's
-    parser takes (`--max_num_seqs`, an alias, a `--no-` form, an abbreviation such as `--max-num-seq`);
-    for a catalog model, how it is loaded; `--api-key`; and data parallelism (replicas the harness would not
-    count)."""
+def vllm_extra_args_problems(args: tuple[str, ...], catalog_model: bool) -> list[str]:
+    """Why vLLM `extra_args` cannot be used, every reason at once (none: they can): a flag the harness
+    sets from a field (vLLM keeps the last of a flag given twice, so the manifest would say what did not
+    run), in any spelling vLLM's parser takes (`--max_num_seqs`, an alias, a `--no-` form, an abbreviation
+    such as `--max-num-seq`); for a catalog model, how it is loaded; `--api-key`; and data parallelism
+    (replicas the harness would not count)."""
+    flags = dict.fromkeys(vllm_flag(a.split("=", 1)[0]) for a in args if a.startswith("-"))
+    return [p for flag in flags if (p := _vllm_flag_problem(flag, catalog_model))]
+
+
+def _vllm_flag_problem(flag: str, catalog_model: bool) -> str | None:
+    """Why one vLLM flag (as its parser takes it) cannot be in `extra_args`, else None."""
     own = HARNESS_OWN_ARGS["vllm"]
-    for flag in (vllm_flag(a.split("=", 1)[0]) for a in args if a.startswith("-")):
-        if flag in DATA_PARALLEL_FLAGS or flag.startswith("--data-parallel"):
-            return (
-                f"extra_args {flag!r}: the harness runs one replica of the engine and counts its GPUs as "
-                "tensor_parallel_size x pipeline_parallel_size: energy, $/1M and the roofline would miss the "
-                "other replicas (run a data-parallel server yourself and measure it as an external endpoint, "
-                "with hardware.gpus its GPU count)"
-            )
-        if flag == "--api-key":
-            return (
-                "extra_args '--api-key': the server would refuse the harness's own requests, which carry no"
-                " key (a server the harness starts listens on engine.host for it alone)"
-            )
-        if catalog_model and flag in ("--load-format", "--tokenizer"):
-            return (
-                f"extra_args {flag!r}: the harness sets it itself for a catalog model (dummy weights, and the"
-                " tokenizer written beside its config); a checkpoint of your own is model.source: path"
-            )
-        if flag in own:
-            return _own_arg(flag, own[flag])
-        if flag.startswith("--") and (longer := [o for o in own if o.startswith(flag)]):
-            # argparse takes an unambiguous abbreviation; no vLLM flag is itself a prefix of these
-            fields = {own[o] for o in longer}
-            field = fields.pop() if len(fields) == 1 else "the harness's own choice"
-            return (
-                f"extra_args {flag!r}: an abbreviation of {' or '.join(longer)}, which the harness sets"
-                f" itself ({_instead(field)})"
-            )
+    if flag in DATA_PARALLEL_FLAGS or flag.startswith("--data-parallel"):
+        return (
+            f"extra_args {flag!r}: the harness runs one replica of the engine and counts its GPUs as "
+            "tensor_parallel_size x pipeline_parallel_size: energy, $/1M and the roofline would miss the "
+            "other replicas (run a data-parallel server yourself and measure it as an external endpoint, "
+            "with hardware.gpus its GPU count)"
+        )
+    if flag == "--api-key":
+        return (
+            "extra_args '--api-key': the server would refuse the harness's own requests, which carry no"
+            " key (a server the harness starts listens on engine.host for it alone)"
+        )
+    if catalog_model and flag in ("--load-format", "--tokenizer"):
+        return (
+            f"extra_args {flag!r}: the harness sets it itself for a catalog model (dummy weights, and the"
+            " tokenizer written beside its config), while a checkpoint of your own is model.source: path"
+        )
+    if flag in own:
+        return _own_arg(flag, own[flag])
+    if flag.startswith("--") and (longer := [o for o in own if o.startswith(flag)]):
+        # argparse takes an unambiguous abbreviation; no vLLM flag is itself a prefix of these
+        fields = {own[o] for o in longer}
+        field = fields.pop() if len(fields) == 1 else "the harness's own choice"
+        return (
+            f"extra_args {flag!r}: an abbreviation of {' or '.join(longer)}, which the harness sets"
+            f" itself ({_instead(field)})"
+        )
     return None
 
 
@@ -355,8 +375,8 @@ class VllmEngine(Strict):
 
     @model_validator(mode="after")
     def _what_vllm_takes(self) -> VllmEngine:
-        if problem := vllm_extra_args_problem(self.extra_args, self.model.source == "catalog"):
-            raise ValueError(problem)
+        if problems := vllm_extra_args_problems(self.extra_args, self.model.source == "catalog"):
+            raise ValueError("; ".join(problems))
         if "VLLM_API_KEY" in self.env:
             raise ValueError(
                 "env VLLM_API_KEY: the server would refuse the harness's own requests, which carry no key"
@@ -459,13 +479,22 @@ class ExternalEngine(Strict):
                 f"{', '.join(taken)}: set by the harness from the workload (allowed: other fields, such as "
                 "ignore_eos, top_k, min_tokens)"
             )
+        kwargs = v.get("chat_template_kwargs")
+        if kwargs is not None and not isinstance(kwargs, dict):
+            # vLLM refuses every request with one; llama-server renders the template without it
+            raise ValueError(
+                f"chat_template_kwargs: expected a mapping of the chat template's variables, got "
+                f"{shown(kwargs)} (e.g. chat_template_kwargs: {{enable_thinking: false}})"
+            )
         return v
 
     @field_validator("base_url")
     @classmethod
     def _url(cls, v: str) -> str:
         if not v.startswith(("http://", "https://")):
-            raise ValueError("base_url must start with http:// or https://")
+            # a bare host:port, as servers print where they listen, is most likely http://host:port
+            fix = f"http://{v}" if "://" not in v and v.strip() else "http://host:8000/v1"
+            raise ValueError(f"base_url must start with http:// or https:// (e.g. {fix})")
         try:
             parts = urlsplit(v)
             port = parts.port  # a port that is not a number in 1-65535 raises here

@@ -5,6 +5,7 @@ with dummy weights, or what an external endpoint already serves."""
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -61,14 +62,49 @@ class SyntheticModel(Strict):
     ffn: StrictInt = Field(128, ge=16, le=131072, description="feed-forward width")
     vocab: StrictInt = Field(512, ge=300, le=300000, description="vocabulary size")
     context: StrictInt = Field(4096, ge=128, le=131072, description="trained context length in the file")
-    dtype: Literal["f32", "f16", "q8_0"] = Field("f16", description="weight type (q8_0: the INT8 point)")
+    dtype: Literal["f32", "f16", "q8_0"] = Field(
+        "f16", description="weight type (q8_0: the INT8 point, with hidden and ffn multiples of 32)"
+    )
     seed: StrictInt = Field(0, ge=0, le=MAX_SEED, description="seed of the random weights")
 
     @model_validator(mode="after")
-    def _heads_divide(self) -> SyntheticModel:
-        if self.hidden % self.heads or self.heads % self.kv_heads:
-            raise ValueError("hidden must be divisible by heads, and heads by kv_heads")
+    def _shape(self) -> SyntheticModel:
+        if problems := synthetic_shape_problems(self.hidden, self.heads, self.kv_heads, self.ffn, self.dtype):
+            raise ValueError("; ".join(problems))
         return self
+
+
+# Q8_0 quantizes rows in blocks of 32 weights
+Q8_0_BLOCK = 32
+
+
+def synthetic_shape_problems(
+    hidden: int, heads: int, kv_heads: int, ffn: int, dtype: str, name: Callable[[str], str] = str
+) -> list[str]:
+    """What keeps a random-weight llama of this shape from being written, each with its numbers (none: it
+    can be): heads that do not divide the hidden width, KV heads that do not divide the heads, Q8_0 rows
+    that are no whole blocks. `name` says a field as the user wrote it (`kv_heads` -> `--kv-heads`)."""
+    out = []
+    if hidden % heads:
+        fits = [n for n in range(1, min(hidden, 256) + 1) if hidden % n == 0]
+        out.append(
+            f"{name('hidden')} {hidden} is not divisible by {name('heads')} {heads} (allowed: "
+            f"{name('heads')} {', '.join(map(str, fits))})"
+        )
+    if heads % kv_heads:
+        fits = [n for n in range(1, heads + 1) if heads % n == 0]
+        out.append(
+            f"{name('heads')} {heads} is not divisible by {name('kv_heads')} {kv_heads} (allowed: "
+            f"{name('kv_heads')} {', '.join(map(str, fits))})"
+        )
+    for field, value in (("hidden", hidden), ("ffn", ffn)):
+        if dtype == "q8_0" and value % Q8_0_BLOCK:
+            up = -(-value // Q8_0_BLOCK) * Q8_0_BLOCK
+            out.append(
+                f"{name(field)} {value} is not a multiple of {Q8_0_BLOCK}, as {name('dtype')} q8_0 needs "
+                f"(allowed: {name(field)} {up} or another multiple of {Q8_0_BLOCK}, or {name('dtype')} f16)"
+            )
+    return out
 
 
 class CatalogModel(Strict):

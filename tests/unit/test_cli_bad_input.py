@@ -288,6 +288,26 @@ def test_output_paths_are_checked_before_any_work(run_copy: Path, tmp_path: Path
     assert (tmp_path / "new" / "dir" / "claims.md").read_text().startswith("|")
 
 
+def test_make_gguf_names_the_options_of_a_shape_it_cannot_write(tmp_path: Path) -> None:
+    """`--heads 3` was refused as `hidden 64 must be divisible by heads 3, and heads 3 by kv_heads 4`:
+    neither the command nor the options it came from."""
+    res = harness("model", "make-gguf", str(tmp_path / "x.gguf"), "--heads", "3")
+    assert res.returncode == 2 and res.stderr.splitlines() == [
+        "make-gguf: --hidden 64 is not divisible by --heads 3 (allowed: --heads 1, 2, 4, 8, 16, 32, 64)",
+        "make-gguf: --heads 3 is not divisible by --kv-heads 4 (allowed: --kv-heads 1, 3)",
+    ], res.stderr
+    res = harness("model", "make-gguf", str(tmp_path / "x.gguf"), "--dtype", "q8_0", "--ffn", "100")
+    assert res.returncode == 2 and res.stderr.splitlines() == [
+        "make-gguf: --ffn 100 is not a multiple of 32, as --dtype q8_0 needs (allowed: --ffn 128 or another "
+        "multiple of 32, or --dtype f16)"
+    ], res.stderr
+    res = harness("model", "make-gguf", str(tmp_path / "x.gguf"), "--layers", "201", "--dtype", "q4")
+    assert res.stderr.splitlines() == ["make-gguf: --dtype: invalid value 'q4' (allowed: f32, f16, q8_0)"]
+    res = harness("model", "make-gguf", str(tmp_path / "x.gguf"), "--layers", "201")
+    assert res.stderr.splitlines() == ["make-gguf: --layers: invalid value 201 (allowed: <= 200)"]
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -522,6 +542,23 @@ def test_claims_and_recommend_say_which_runs_gave_them_nothing(tmp_path: Path) -
         assert (
             f"note: {run.path}: no finished points (status: interrupted): nothing of it is used here" in said
         )
+
+
+def test_compare_and_cost_say_a_run_without_finished_points_alike(tmp_path: Path) -> None:
+    """compare said `no finished points in the given runs` without naming itself, as cost does; and a bad
+    --metrics was said only after the runs were read (an empty run hid it)."""
+    from harness.results import RunDir
+
+    run = RunDir.create(tmp_path, "s")
+    run.write_manifest({"run_id": run.path.name, "status": "interrupted"})
+    for command in ("compare", "cost"):
+        res = harness(command, str(run.path))
+        assert res.returncode == 2 and res.stderr.splitlines()[-1] == (
+            f"{command}: no finished points in the given runs"
+        ), res.stderr
+    res = harness("compare", str(run.path), "--metrics", "tok_s")
+    said = res.stderr
+    assert res.returncode == 2 and said.startswith("compare: --metrics: tok_s unknown (allowed: "), said
 
 
 @pytest.mark.parametrize("stream", ["stdout", "stderr"])

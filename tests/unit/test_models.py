@@ -58,7 +58,17 @@ def test_make_gguf_q8_0_is_34_bytes_per_32_weights(tmp_path: Path) -> None:
 def test_make_gguf_rejects_bad_shapes(tmp_path: Path) -> None:
     with pytest.raises(ModelError) as e:
         make_gguf(tmp_path / "x.gguf", hidden=64, heads=5)
-    assert str(e.value) == "hidden 64 must be divisible by heads 5, and heads 5 by kv_heads 4"
+    assert str(e.value) == (
+        "hidden 64 is not divisible by heads 5 (allowed: heads 1, 2, 4, 8, 16, 32, 64); "
+        "heads 5 is not divisible by kv_heads 4 (allowed: kv_heads 1, 5)"
+    )
+    with pytest.raises(ModelError) as e:
+        make_gguf(tmp_path / "x.gguf", hidden=48, heads=4, ffn=128, dtype="q8_0")
+    assert str(e.value) == (
+        "hidden 48 is not a multiple of 32, as dtype q8_0 needs (allowed: hidden 64 or another multiple of"
+        " 32, or dtype f16)"
+    )
+    assert not (tmp_path / "x.gguf").exists()
 
 
 def test_resolve_path_model_reports_sha256_and_type(tiny_gguf: Path) -> None:
@@ -104,7 +114,7 @@ def test_make_gguf_cli(tmp_path: Path) -> None:
         cwd=ROOT,
     )
     assert res.returncode == 2
-    assert res.stderr.strip() == "--dtype: invalid value 'q4' (allowed: f32, f16, q8_0)"
+    assert res.stderr.strip() == "make-gguf: --dtype: invalid value 'q4' (allowed: f32, f16, q8_0)"
 
 
 def test_a_split_model_counts_the_weights_of_all_its_files(tmp_path: Path) -> None:

@@ -5,7 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from harness.scenario import ScenarioError, expand_points, load_scenario, parse_scenario, scenario_hash
+from harness.scenario import (
+    ScenarioError,
+    SyntheticModel,
+    expand_points,
+    load_scenario,
+    parse_scenario,
+    scenario_hash,
+)
 from tests.conftest import run_harness
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -835,9 +842,9 @@ def test_vllm_extra_args_may_not_set_what_the_harness_sets() -> None:
     (m,) = messages({"name": "v", "engine": {**vllm, "extra_args": ["--max-num", "4"]}})
     assert m.endswith("which the harness sets itself (the harness picks it)"), m
     # a value that starts with a dash is no flag, nor an abbreviation of one
-    from harness.scenario.engines import vllm_extra_args_problem
+    from harness.scenario.engines import vllm_extra_args_problems
 
-    assert vllm_extra_args_problem(("--chat-template", "-"), False) is None
+    assert vllm_extra_args_problems(("--chat-template", "-"), False) == []
     # as many batched tokens as sequences is what vLLM takes
     assert parse_scenario({"name": "v", "engine": {**vllm, "max_num_batched_tokens": 64, "max_num_seqs": 64}})
     (m,) = messages({"name": "v", "engine": {**vllm, "max_num_batched_tokens": 64, "max_num_seqs": 256}})
@@ -931,13 +938,107 @@ def test_lengths_given_beside_a_dataset_are_refused(tmp_path: Path) -> None:
     assert parse_scenario({**BASE, "workload": {"dataset": str(data)}}).workload.dataset == str(data)
 
 
+def test_a_synthetic_model_q8_0_cannot_write_is_refused_by_validate() -> None:
+    """`dtype: q8_0` with `hidden: 48` validated, then `harness model prepare` and `run` stopped on it (q8_0
+    quantizes blocks of 32 weights); heads that did not divide were said without their numbers."""
+    q8 = {"source": "synthetic", "dtype": "q8_0", "hidden": 48, "heads": 4, "kv_heads": 3}
+    assert messages({**BASE, "engine": {**BASE["engine"], "model": q8}}) == [
+        "f.yaml: engine.model: heads 4 is not divisible by kv_heads 3 (allowed: kv_heads 1, 2, 4); "
+        "hidden 48 is not a multiple of 32, as dtype q8_0 needs (allowed: hidden 64 or another multiple of "
+        "32, or dtype f16)"
+    ]
+    odd = {"source": "synthetic", "hidden": 96, "heads": 5, "kv_heads": 5}
+    assert messages({**BASE, "engine": {**BASE["engine"], "model": odd}}) == [
+        "f.yaml: engine.model: hidden 96 is not divisible by heads 5 (allowed: heads 1, 2, 3, 4, 6, 8, 12, "
+        "16, 24, 32, 48, 96)"
+    ]
+    # f16 takes a width that is no multiple of 32
+    f16 = {"source": "synthetic", "hidden": 48, "heads": 4, "kv_heads": 2, "ffn": 100}
+    got = parse_scenario({**BASE, "engine": {**BASE["engine"], "model": f16}}).engine.model
+    assert got == SyntheticModel(**f16)
+
+
+def test_chat_template_kwargs_in_extra_body_must_be_a_mapping() -> None:
+    """Written as text, they validated; vLLM then refuses every request, and llama-server renders its
+    template without them (a warning in its log alone)."""
+    ext = {"type": "external", "base_url": "http://127.0.0.1:9"}
+    bad = {**ext, "extra_body": {"chat_template_kwargs": "enable_thinking=false"}}
+    assert messages({"name": "e", "engine": bad}) == [
+        "f.yaml: engine.extra_body: chat_template_kwargs: expected a mapping of the chat template's "
+        "variables, got 'enable_thinking=false' (e.g. chat_template_kwargs: {enable_thinking: false})"
+    ]
+    ok = {**ext, "extra_body": {"chat_template_kwargs": {"enable_thinking": False}}}
+    assert parse_scenario({"name": "e", "engine": ok}).engine.extra_body == ok["extra_body"]
+
+
+def test_every_extra_args_entry_the_harness_sets_is_said_at_once() -> None:
+    """`-c` and `--threads-batch` were said one per `harness validate`: the second only after the first
+    was fixed."""
+    eng = {**BASE["engine"], "launcher": "llama-server", "extra_args": ["-c", "8192", "--threads-batch", "2"]}
+    assert messages({**BASE, "engine": eng}) == [
+        "f.yaml: engine: extra_args '-c': the harness sets it itself (set engine.ctx_size instead); "
+        "extra_args '--threads-batch': the harness sets it itself (set engine.threads instead)"
+    ]
+    # a flag given twice is said once
+    eng["extra_args"] = ["--port", "1", "--port", "2"]
+    assert messages({**BASE, "engine": eng}) == [
+        "f.yaml: engine: extra_args '--port': the harness sets it itself (the harness picks it)"
+    ]
+    # xllamacpp: every item that is no FIELD=VALUE in one message, then each field the harness sets
+    x = {**BASE["engine"], "extra_args": ["--foo", "n_ctx=8192", "bar", "n_batch=64"]}
+    assert messages({**BASE, "engine": x}) == [
+        "f.yaml: engine: extra_args '--foo', 'bar': launcher xllamacpp takes FIELD=VALUE items (fields of "
+        "xllamacpp's CommonParams, e.g. n_ubatch=256), not command-line options (those are for launcher "
+        "llama-server); extra_args 'n_ctx': the harness sets it itself (set engine.ctx_size instead); "
+        "extra_args 'n_batch': the harness sets it itself (set engine.batch_size instead)"
+    ]
+    vllm = {"type": "vllm", "model": {"source": "catalog", "name": "llama-3.1-8b"}}
+    args = ["--max_num_seqs=8", "--api-key", "k", "--max-model", "9", "--max-num-seqs", "4"]
+    (m,) = messages({"name": "v", "engine": {**vllm, "extra_args": args}})
+    assert m == (
+        "f.yaml: engine: extra_args '--max-num-seqs': the harness sets it itself (set engine.max_num_seqs "
+        "instead); extra_args '--api-key': the server would refuse the harness's own requests, which carry "
+        "no key (a server the harness starts listens on engine.host for it alone); extra_args '--max-model': "
+        "an abbreviation of --max-model-len, which the harness sets itself (set engine.max_model_len instead)"
+    )
+
+
+def test_llama_server_extra_args_are_read_as_its_parser_reads_them() -> None:
+    """llama-server reads `--ctx_size` as `--ctx-size` and keeps the last of a flag given twice: extra_args
+    [--ctx_size, 2048] validated and, after the harness's own `--ctx-size 1024`, gave the server 2048
+    (`llama-server --ctx-size 1024 --ctx_size 2048` says n_ctx 2048 in /props), the manifest 1024."""
+    eng = {
+        **BASE["engine"],
+        "launcher": "llama-server",
+        "extra_args": ["--ctx_size", "2048", "--n_gpu_layers", "0"],
+    }
+    assert messages({**BASE, "engine": eng}) == [
+        "f.yaml: engine: extra_args '--ctx_size': the harness sets it itself (set engine.ctx_size instead); "
+        "extra_args '--n_gpu_layers': the harness sets it itself (set engine.n_gpu_layers instead)"
+    ]
+    # a value may start with a dash; llama-cpp-python's own flags are written with underscores
+    ok = ["--n-predict", "10", "--override-kv", "a=int:1", "--seed", "-1", "--swa_full"]
+    assert parse_scenario({**BASE, "engine": {**eng, "extra_args": ok}}).engine.extra_args == tuple(ok)
+    py = {**BASE["engine"], "launcher": "llama-cpp-python", "extra_args": ["--rope_freq_base", "10000"]}
+    assert parse_scenario({**BASE, "engine": py})
+
+
 def test_xllamacpp_fields_and_batch_threads_are_checked() -> None:
     x = {**BASE["engine"], "extra_args": ["n_threads=8"]}
     assert "CommonParams has no such field" in messages({**BASE, "engine": x})[0]
     # a value of the wrong type validated, then stopped the launcher with a traceback in the engine log
-    x = {**BASE["engine"], "extra_args": ["n_ubatch=256", "n_batch=abc"]}
+    x = {**BASE["engine"], "extra_args": ["n_batch_size_is_no_field=1", "n_ubatch=abc"]}
     (m,) = messages({**BASE, "engine": x})
-    assert m.startswith("f.yaml: engine: extra_args 'n_batch=abc': xllamacpp's CommonParams.n_batch does not")
+    assert m.startswith(
+        "f.yaml: engine: extra_args 'n_batch_size_is_no_field=1': xllamacpp's CommonParams has no such field"
+        " (n_batch_size_is_no_field) (the launcher would stop at start); extra_args 'n_ubatch=abc': "
+        "xllamacpp's CommonParams.n_ubatch does not take 'abc'"
+    ), m
+    # a field the harness sets is said as such, whatever its value
+    x = {**BASE["engine"], "extra_args": ["n_batch=abc"]}
+    assert messages({**BASE, "engine": x}) == [
+        "f.yaml: engine: extra_args 'n_batch': the harness sets it itself (set engine.batch_size instead)"
+    ]
     # a list of the wrong length: xllamacpp's own assertion, said as a value the field does not take
     x = {**BASE["engine"], "extra_args": ["tensor_split=[]"]}
     (m,) = messages({**BASE, "engine": x})
@@ -964,7 +1065,9 @@ def test_external_urls_that_cannot_be_requested_are_refused() -> None:
         ("https://token@h/v1", "base_url takes no user:password@"),
         ("http://[::1]]:80", "base_url is not a URL (Invalid IPv6 address"),
         ("http://h:8000/v1\x01", "base_url is not a URL (Invalid non-printable ASCII character in URL"),
-        ("ftp://h", "base_url must start with http:// or https://"),
+        ("ftp://h", "base_url must start with http:// or https:// (e.g. http://host:8000/v1)"),
+        # a server's own `listening on 127.0.0.1:8000`, copied as it is
+        ("127.0.0.1:8000/v1", "base_url must start with http:// or https:// (e.g. http://127.0.0.1:8000/v1)"),
         # validated, then every request went to /v1/chat/completions/completions: HTTP 404
         (
             "http://h:8000/v1/chat/completions",
