@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 
-from harness.scenario.engines import VllmEngine, vllm_flag
+from harness.scenario.engines import VllmEngine
+from harness.scenario.extra_args import vllm_flag
 from harness.scenario.models import Scenario, engine_configs
 
 # vLLM accepts a max_model_len past the model's own context when this is set in its environment

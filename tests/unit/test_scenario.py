@@ -842,7 +842,7 @@ def test_vllm_extra_args_may_not_set_what_the_harness_sets() -> None:
     (m,) = messages({"name": "v", "engine": {**vllm, "extra_args": ["--max-num", "4"]}})
     assert m.endswith("which the harness sets itself (the harness picks it)"), m
     # a value that starts with a dash is no flag, nor an abbreviation of one
-    from harness.scenario.engines import vllm_extra_args_problems
+    from harness.scenario.extra_args import vllm_extra_args_problems
 
     assert vllm_extra_args_problems(("--chat-template", "-"), False) == []
     # as many batched tokens as sequences is what vLLM takes
