@@ -54,7 +54,7 @@ class ClaimCheck:
     verdict: str
 
 
-def _stated_to(value: float, got: float) -> bool:
+def stated_to(value: float, got: float) -> bool:
     """Whether `got` rounds to `value` as the claim states it: within half a unit of its last decimal
     ($1.9 is 1.85 to 1.95, $5.56 is 5.555 to 5.565, $1e-05 is 0.5e-05 to 1.5e-05). A float keeps no
     trailing zeros, so "$4.00" reads as 4.0, held to 5 cents."""
@@ -293,7 +293,7 @@ def _cost(c: Claim, points: pd.DataFrame) -> tuple[str, str, str]:
     n = c.devices or 1
     usd = usd_per_million_tokens(c.usd_per_hour, c.tok_s, n)
     arithmetic = f"${c.usd_per_hour:g}/h / ({c.tok_s:g} tok/s x 3600) = ${usd:.2f}/1M"
-    arith_ok = _stated_to(c.value, usd)
+    arith_ok = stated_to(c.value, usd)
     want = claim_want(c)
     best = best_point(match_points(points, want, c))
     measured = unmatched_cell(no_match_reason(points, want, c))

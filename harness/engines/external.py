@@ -346,8 +346,8 @@ class ExternalServer:
     def tokenize_chat(self, text: str) -> int | None:
         """Tokens of `text` as the chat API sends it, where the endpoint's /tokenize is vLLM's (which takes
         the chat's messages: `chat_prompt_ids`); None elsewhere, where a chat prompt is counted as its
-        text plus the template's tokens measured on a probe request, as on llama.cpp. That one offset missed
-        the merges of a text's end with the template's: prompts came out a token longer than asked."""
+        text plus the template's tokens measured on a probe request, as on llama.cpp (an offset that misses
+        where a text's end merges with the template's)."""
         if self._tokenize_form is None:
             self.tokenize(text)  # which /tokenize the endpoint has
         if self._tokenize_form != "vllm":

@@ -434,9 +434,8 @@ class VllmServer:
 
     def tokenize_chat(self, text: str) -> int | None:
         """Tokens of `text` as the chat API sends it: one user message in the model's chat template, with
-        the generation prompt (`chat_prompt_ids`). A constant template offset, measured on one text, missed
-        the merges at the text's end (`n` + the template's newline): prompts came out a token longer than
-        asked."""
+        the generation prompt (`chat_prompt_ids`): the whole chat tokenized, as a text's end can merge with
+        the template's next token (`n` + its newline), which a constant offset for the template misses."""
         ids = self.chat_prompt_ids(text)
         return None if ids is None else len(ids)
 

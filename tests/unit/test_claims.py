@@ -343,10 +343,10 @@ def test_a_cost_claim_prices_the_matched_point_on_its_own_device_count() -> None
     assert r.verdict == "arithmetic checks; measured"
     assert check(claim.model_copy(update={"value": 1.8}), NO_RUNS).verdict == "arithmetic wrong"
     # the old rule, round(usd, 2) within 0.006, failed "$1.9" for $1.905 (round gives 1.91)
-    from harness.claims import _stated_to
+    from harness.claims import stated_to
 
-    assert _stated_to(1.9, 1.9051) and not _stated_to(1.91, 1.9051 + 0.01)
-    assert _stated_to(0.08, 0.0849) and _stated_to(0.05, 0.053)  # right to the cent, below 10 cents
+    assert stated_to(1.9, 1.9051) and not stated_to(1.91, 1.9051 + 0.01)
+    assert stated_to(0.08, 0.0849) and stated_to(0.05, 0.053)  # right to the cent, below 10 cents
     # a float keeps no trailing zeros: "$4.00" reads as 4, yet is held to 5 cents, not to 50
     four = claim.model_copy(update={"value": 4.0, "usd_per_hour": 2.0, "tok_s": 125.0})  # $4.44/1M
     assert check(four, NO_RUNS).verdict == "arithmetic wrong"
