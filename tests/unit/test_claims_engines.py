@@ -13,7 +13,7 @@ from rich.console import Console
 from harness.catalog import CatalogError
 from harness.catalog.claims import claims, parse_claims
 from harness.catalog.hardware import devices
-from harness.claims import stated_to, check, check_all
+from harness.claims import check, check_all, stated_to
 
 # Lambda's 1x H100 row: vLLM, FP8, one H100 SXM, 418.9 tok/s
 LAMBDA_H100 = next(c for c in claims() if c.id == "lambda-70b-fp8-1xh100")
