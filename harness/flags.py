@@ -1,9 +1,8 @@
 """What a point's row says about how far its numbers can be trusted, as pure functions of the row.
 
-`server_comparison` sets the engine's own view of the point (its /metrics deltas over the window) beside
-the client's; `flags` turns the row into the warnings the run prints and the report repeats: lengths off
-the plan, token counts the engine disagrees with, a short or failed-heavy window, a busy host, a lagging
-client, a KV cache too small for the concurrency, a shared prefix the engine did not reuse.
+`flags` turns the row into the warnings the run prints and the report repeats: lengths off the plan,
+token counts the engine disagrees with (`server_view`), a short or failed-heavy window, a busy host, a
+lagging client, a KV cache too small for the concurrency, a shared prefix the engine did not reuse.
 `unmade_checks` names the checks a row had no data for. The limits each warning uses are the constants
 below.
 """
@@ -14,90 +13,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-# vLLM's own histograms (Prometheus names after `harness.telemetry.prometheus` cleaning) per client metric,
-# the first one exported counting: the inter-token histogram was `time_per_output_token_seconds` up to
-# vLLM 0.10 (renamed in 0.11, which exports both, and removed in 0.13)
-SERVER_HISTOGRAMS: dict[str, tuple[str, ...]] = {
-    "ttft_s": ("vllm_time_to_first_token_seconds",),
-    "itl_s": ("vllm_inter_token_latency_seconds", "vllm_time_per_output_token_seconds"),
-    "tpot_s": ("vllm_request_time_per_output_token_seconds",),
-    "e2e_s": ("vllm_e2e_request_latency_seconds",),
-}
-# engines' token counters per client count, each a sum of counters: vLLM's; llama.cpp's, whose prompt
-# counter leaves out the tokens it took from its cache, counted beside it (a build without that counter is
-# not compared)
-SERVER_COUNTERS = {
-    "output_tokens": (("vllm_generation_tokens_total",), ("llamacpp_tokens_predicted_total",)),
-    "input_tokens": (
-        ("vllm_prompt_tokens_total",),
-        ("llamacpp_prompt_tokens_total", "llamacpp_prompt_tokens_cached_total"),
-    ),
-}
-SERVER_DISAGREEMENT = 0.05
-# and by at least this much: the client's TTFT holds the HTTP request and the first SSE event, a few ms
-# over loopback that are +20 % of a 10 ms TTFT on every point of a healthy GPU run
-SERVER_DISAGREEMENT_MIN_S = {"ttft_s": 0.005, "itl_s": 0.001}
-
-
-def server_comparison(row: dict[str, Any], unmeasured_in_window: int = 0) -> dict[str, Any]:
-    """The engine's own view of a point next to the client's, from /metrics deltas over its window.
-
-    server mean = Δ histogram _sum / Δ _count over the window; rel diff = (client mean − server mean) /
-    server mean (positive: the client saw more, e.g. HTTP and detokenization time). Token counters are
-    compared exactly: `server_<tokens>` = Δ counter, `server_<tokens>_diff` = client − server, except when
-    `unmeasured_in_window` requests (warmup or cooldown) were at the engine during the window: it counted
-    their tokens and latencies too, so no diff and no rel diff (the engine's means are still given); the
-    same when measured requests failed (cut, timed out, cancelled by Ctrl-C): the engine counted what it
-    generated for them, the client's totals cover the successful ones only.
-    Columns are absent when the engine exports no such metric.
-    """
-    out: dict[str, Any] = {}
-    judged = not unmeasured_in_window and not row.get("errors")
-    for key, stems in SERVER_HISTOGRAMS.items():
-        stem = next((st for st in stems if row.get(f"server_{st}_count_delta") is not None), stems[0])
-        total, count = row.get(f"server_{stem}_sum_delta"), row.get(f"server_{stem}_count_delta")
-        if total is None or not count:
-            continue
-        server = total / count
-        out[f"server_{key}_mean"] = server
-        client = _client_mean(row, key)
-        # with unmeasured requests in the window the engine's mean is over other requests too: not judged
-        if client is not None and not math.isnan(client) and server > 0 and judged:
-            out[f"server_{key}_rel_diff"] = (client - server) / server
-    for key, sums in SERVER_COUNTERS.items():
-        n = next((v for stems in sums if (v := _counter_sum(row, stems)) is not None), None)
-        if n is not None:
-            out[f"server_{key}"] = int(n)
-            if row.get(key) is not None and judged:
-                out[f"server_{key}_diff"] = int(row[key]) - int(n)
-    return out
-
-
-def _counter_sum(row: dict[str, Any], stems: tuple[str, ...]) -> float | None:
-    """The sum of the counters' deltas over the window; None unless the engine exports each of them."""
-    deltas = [row.get(f"server_{st}_delta") for st in stems]
-    return None if any(d is None for d in deltas) else float(sum(float(d) for d in deltas if d is not None))
-
-
-def _client_mean(row: dict[str, Any], key: str) -> float | None:
-    """The client's mean of `key` (`ttft_s`) to set beside the engine's: timed from the send where an
-    open-loop point has that column (its own TTFT and E2E count from the schedule, so they hold the time
-    a request waited for a `max_concurrency` slot, which the engine never saw)."""
-    sent = _value(row, f"{key[:-2]}_from_send_s_mean")
-    return sent if sent is not None else _value(row, f"{key}_mean")
-
-
-def _value(row: dict[str, Any], key: str) -> float | None:
-    """A number column as a float (None when absent or NaN, as read back from a points table)."""
-    v = row.get(key)
-    return float(v) if isinstance(v, int | float) and not (isinstance(v, float) and math.isnan(v)) else None
-
-
-def _count(row: dict[str, Any], key: str) -> int:
-    """A count column as an int (0 when absent or NaN)."""
-    v = _value(row, key)
-    return 0 if v is None else int(v)
-
+from harness.server_view import row_count, row_number, server_flags
 
 ARRIVALS_TAIL_SHARE = 0.1  # open loop: more of the window than this without arrivals is flagged
 SENT_RATE_SHORT = 0.1  # requests that went out this much slower than offered waited for slots
@@ -124,10 +40,10 @@ def kv_cache_short(row: dict[str, Any]) -> tuple[float, float, int] | None:
     """(tokens the KV cache holds, mean input + output tokens of a request, concurrency) of a closed-loop
     point whose concurrent requests do not all fit in the engine's KV cache at their full length; None
     when they do or it is not known."""
-    held, n, conc = _value(row, "kv_cache_tokens"), _count(row, "ok"), _value(row, "concurrency")
+    held, n, conc = row_number(row, "kv_cache_tokens"), row_count(row, "ok"), row_number(row, "concurrency")
     if row.get("mode") != "closed" or held is None or not n or not conc:
         return None
-    each = ((_value(row, "input_tokens") or 0) + (_value(row, "output_tokens") or 0)) / n
+    each = ((row_number(row, "input_tokens") or 0) + (row_number(row, "output_tokens") or 0)) / n
     if each <= 0 or conc * each <= held:
         return None
     return held, each, int(conc)
@@ -136,39 +52,39 @@ def kv_cache_short(row: dict[str, Any]) -> tuple[float, float, int] | None:
 def _output_flags(row: dict[str, Any], n: int) -> list[str]:
     """Output and prompt lengths against the plan and the engine's usage."""
     out = []
-    at_limit = _count(row, "short_at_limit") or 0
+    at_limit = row_count(row, "short_at_limit") or 0
     if at_limit:
         out.append(
             f"{at_limit}/{n} requests stopped short of the tokens asked at a length limit (finish_reason "
             "length: the engine's context filled?): TPOT and tok/s mix lengths"
         )
-    if short := (_count(row, "short_outputs") or 0) - at_limit:
+    if short := (row_count(row, "short_outputs") or 0) - at_limit:
         why = "EOS not ignored?" if row.get("ignore_eos", True) is not False else "ignore_eos is off"
         out.append(
             f"{short}/{n} requests returned fewer tokens than asked ({why}): TPOT and tok/s mix lengths"
         )
-    if long := _count(row, "long_outputs"):
+    if long := row_count(row, "long_outputs"):
         out.append(f"{long}/{n} requests returned more tokens than asked (the length asked not honoured?)")
-    if k := _count(row, "hidden_reasoning"):
+    if k := row_count(row, "hidden_reasoning"):
         out.append(
             f"{k}/{n} requests: usage counts reasoning tokens the stream did not carry (hidden reasoning): "
             "TTFT includes that reasoning and TPOT divides by its tokens; read ITL, E2E and tok/s"
         )
-    if k := _count(row, "chunk_token_mismatch"):
+    if k := row_count(row, "chunk_token_mismatch"):
         out.append(f"{k}/{n} requests: content chunks differ from usage by > 2 %")
-    if k := _count(row, "text_token_mismatch"):
+    if k := row_count(row, "text_token_mismatch"):
         out.append(f"{k}/{n} requests: tokenizer count of the streamed text differs from usage by > 2 %")
-    if k := _count(row, "prompt_token_mismatch"):
+    if k := row_count(row, "prompt_token_mismatch"):
         out.append(f"{k}/{n} requests: prompt tokens differ from the plan")
-    if k := _count(row, "prompts_off_asked"):
+    if k := row_count(row, "prompts_off_asked"):
         out.append(
             f"{k}/{n} prompts came out more than 5 % off the asked length: without a tokenizer prompt "
             "lengths are approximate (set workload.tokenizer, or use an endpoint that serves /tokenize)"
         )
     if biased := _prompt_bias(row, n):
         out.append(biased)
-    if (k := _count(row, "prompt_cache_hits")) and not _count(row, "shared_prefix_tokens"):
-        total = _value(row, "cached_prompt_tokens")
+    if (k := row_count(row, "prompt_cache_hits")) and not row_count(row, "shared_prefix_tokens"):
+        total = row_number(row, "cached_prompt_tokens")
         some = f"{total:.0f} prompt tokens in all" if total is not None else "prompt tokens"
         out.append(
             f"{k}/{n} requests had {some} served from the engine's prompt cache: TTFT and prefill read "
@@ -176,7 +92,7 @@ def _output_flags(row: dict[str, Any], n: int) -> list[str]:
         )
     if prefilled := _prefix_not_reused(row, n):
         out.append(prefilled)
-    if k := _count(row, "prompts_over_asked"):
+    if k := row_count(row, "prompts_over_asked"):
         out.append(
             f"{k}/{n} prompts are longer than the workload asked: their fixed start (the number that opens "
             "them, and the shared prefix) alone is longer; ask for more input tokens or a shorter prefix"
@@ -189,7 +105,7 @@ def _prompt_bias(row: dict[str, Any], n: int) -> str | None:
     than asked: a bias of the estimate (BOS, a chat template, a number of several tokens), which the 5 %
     check of each prompt alone lets through."""
     for col, side in (("prompts_above_asked", "longer"), ("prompts_below_asked", "shorter")):
-        k = _count(row, col)
+        k = row_count(row, col)
         if n and k >= ONE_SIDED_SHARE * n:
             return (
                 f"{k}/{n} prompts came out {side} than asked, by more than 1 %: without a tokenizer the "
@@ -204,7 +120,7 @@ def _prefix_not_reused(row: dict[str, Any], n: int) -> str | None:
     """A shared prefix the engine took from its prompt cache for less than `PREFIX_REUSED_SHARE` of its
     tokens a request (on the mean of the cached tokens every request reported): its TTFT is that of
     prompts prefilled whole, not of a reused prefix."""
-    prefix, cached = _count(row, "shared_prefix_tokens"), _value(row, "cached_prompt_tokens")
+    prefix, cached = row_count(row, "shared_prefix_tokens"), row_number(row, "cached_prompt_tokens")
     if not prefix or cached is None or not n or cached / n >= PREFIX_REUSED_SHARE * prefix:
         return None
     text = (
@@ -224,21 +140,21 @@ def _prefix_not_reused(row: dict[str, Any], n: int) -> str | None:
 def _usage_flags(row: dict[str, Any], n: int) -> list[str]:
     """How tokens were delivered and counted: zero gaps, missing usage."""
     out = []
-    zero = _value(row, "itl_zero_frac")
+    zero = row_number(row, "itl_zero_frac")
     if zero is not None and zero > ITL_ZERO_LIMIT:
         out.append(
             f"{zero:.0%} of the gaps between content chunks were 0 (chunks that arrived in one read): ITL "
             "percentiles show how tokens were delivered, not how fast they were generated (an engine "
             "that sends tokens in bursts, or a client that read late)"
         )
-    if k := _count(row, "missing_usage"):
+    if k := row_count(row, "missing_usage"):
         out.append(f"{k}/{n} requests carried no usage: their output tokens are unknown, left out of tok/s")
-    if k := _count(row, "chunk_counted"):
+    if k := row_count(row, "chunk_counted"):
         out.append(
             f"{k}/{n} requests carried no usage (an endpoint that ignores stream_options.include_usage?): "
             "their output tokens are counted one per content chunk streamed, which is approximate"
         )
-    if k := _count(row, "missing_prompt_tokens"):
+    if k := row_count(row, "missing_prompt_tokens"):
         out.append(
             f"{k}/{n} requests: prompt tokens unknown (no usage in the stream, no tokenizer): total tok/s "
             "is not given"
@@ -249,8 +165,8 @@ def _usage_flags(row: dict[str, Any], n: int) -> list[str]:
 def _window_flags(row: dict[str, Any]) -> list[str]:
     """The point's window: energy coverage and length, the arrival draw against the rate."""
     out = []
-    here, engine = _value(row, "gpu_count"), _value(row, "gpu_engine_count")
-    unread = _value(row, "gpu_unread_count")
+    here, engine = row_number(row, "gpu_count"), row_number(row, "gpu_engine_count")
+    unread = row_number(row, "gpu_unread_count")
     if row.get("energy_scope") == "incomplete" and here and engine:
         out.append(
             f"GPU energy measured on {here:.0f} of the engine's {engine:.0f} GPUs only (the others are on "
@@ -268,24 +184,24 @@ def _window_flags(row: dict[str, Any]) -> list[str]:
         )
     elif row.get("energy_scope") == "incomplete":
         out.append("GPU energy unknown for this window (a GPU's samples missing): no J/token")
-    win = _value(row, "window_s")
-    if _value(row, "gpu_energy_j") is not None and win is not None and win < SHORT_ENERGY_WINDOW_S:
+    win = row_number(row, "window_s")
+    if row_number(row, "gpu_energy_j") is not None and win is not None and win < SHORT_ENERGY_WINDOW_S:
         out.append(
             f"energy over a {win:.2f} s window: the GPU energy counter updates every 20-100 ms, so J/token "
             "can be off by one update's worth (run more requests for a longer window)"
         )
-    offered, rate = _value(row, "offered_req_s"), _value(row, "rate_rps")
+    offered, rate = row_number(row, "offered_req_s"), row_number(row, "rate_rps")
     # a random schedule of n requests offers rate x (1 +- about 1/sqrt(shape x (n - 1))), the gamma
     # shape being 1 for Poisson (burstier draws spread wider): twice that is unusual
-    shape = _value(row, "burstiness") or 1.0
-    n_req = _count(row, "requests")
+    shape = row_number(row, "burstiness") or 1.0
+    n_req = row_count(row, "requests")
     spread = 2 / math.sqrt(shape * max(1, n_req - 1))
     if offered is not None and rate and abs(offered - rate) > max(OFFERED_RATE_OFF, spread) * rate:
         out.append(
             f"the arrival draw offered {offered:.3g} req/s, not the point's {rate:g} ({n_req} requests are "
             "a short sample of a random schedule): compare points by offered_req_s, or send more requests"
         )
-    tail, e2e = _value(row, "arrivals_tail_s"), _value(row, "e2e_s_p99")
+    tail, e2e = row_number(row, "arrivals_tail_s"), row_number(row, "e2e_s_p99")
     if tail is not None and win and rate and tail > ARRIVALS_TAIL_SHARE * win:
         keep = (
             f" (cooldown_requests of about rate x E2E p99 = {math.ceil(rate * e2e)} keep it up)"
@@ -297,11 +213,11 @@ def _window_flags(row: dict[str, Any]) -> list[str]:
             f"requests in flight drained as the load fell off, so the point's end measured less than "
             f"{rate:g} req/s{keep}"
         )
-    sent = _value(row, "sent_req_s")
+    sent = row_number(row, "sent_req_s")
     if offered and sent is not None and sent < (1 - SENT_RATE_SHORT) * offered:
         why = (
             "they waited for a max_concurrency slot (the wait is in their TTFT and E2E)"
-            if _count(row, "max_concurrency")
+            if row_count(row, "max_concurrency")
             else "the client sent them late (see its send lag)"
         )
         out.append(f"requests reached the server at {sent:.3g} req/s, not the {offered:.3g} offered: {why}")
@@ -318,18 +234,18 @@ def _load_flags(row: dict[str, Any]) -> list[str]:
             f"concurrent requests ({each:,.0f} tokens each) fit at once, the others waited (or were "
             "preempted), so latencies include that queue"
         )
-    tail, win = _value(row, "failed_tail_s"), _value(row, "window_s")
+    tail, win = row_number(row, "failed_tail_s"), row_number(row, "window_s")
     if tail is not None and win and tail > FAILED_TAIL_SHARE * win:
         out.append(
             f"failed requests ended {tail:.1f} s after the last successful one: {tail / win:.0%} of the "
             "window, over which tok/s and req/s are counted, is failures only"
         )
-    if (steal := _value(row, "host_cpu_steal_pct_mean")) is not None and steal > STEAL_LIMIT_PCT:
+    if (steal := row_number(row, "host_cpu_steal_pct_mean")) is not None and steal > STEAL_LIMIT_PCT:
         out.append(
             f"the VM's hypervisor took {steal:.0f} % of its CPU time during the point (steal): what ran on "
             "the CPU (a CPU engine or offload, the client's timestamps) was slower than on this machine alone"
         )
-    others, busy = other_busy_cores(row), _value(row, "host_cpu_pct_mean")
+    others, busy = other_busy_cores(row), row_number(row, "host_cpu_pct_mean")
     if (
         others is not None
         and busy is not None
@@ -348,8 +264,8 @@ def other_busy_cores(row: dict[str, Any]) -> float | None:
     """Cores busy on the host beyond the engine's process tree and the client's processes, over the
     point's window: host busy cores − engine CPU % / 100 − client CPU s / window s. None without the
     engine's CPU (an external engine) or the host's."""
-    host, engine = _value(row, "host_busy_cores_mean"), _value(row, "engine_cpu_pct_mean")
-    client, win = _value(row, "client_cpu_s"), _value(row, "window_s")
+    host, engine = row_number(row, "host_busy_cores_mean"), row_number(row, "engine_cpu_pct_mean")
+    client, win = row_number(row, "client_cpu_s"), row_number(row, "window_s")
     if host is None or engine is None or client is None or not win:
         return None
     return host - engine / 100 - client / win
@@ -365,37 +281,39 @@ def _client_flags(row: dict[str, Any]) -> list[str]:
     """Whether the client kept up: its CPU, its send lag, its event loop."""
     out = []
     if client_saturated(row):
-        util = _value(row, "client_cpu_util_max") or 0.0
+        util = row_number(row, "client_cpu_util_max") or 0.0
         out.append(
             f"the client is near saturation (busiest client process at {util:.0%} of a core): numbers may be "
             "the client's limit; raise load.workers"
         )
-    lag = _value(row, "send_lag_s_p99")
+    lag = row_number(row, "send_lag_s_p99")
     # open loop only: a closed loop has no schedule to fall behind (its sends wait for a free worker, and a
     # late-waking loop is the flag below), and max_concurrency's slot waits are not the client's lag
     # (rows from before the column existed cannot say whether a cap was set: not judged)
-    open_loop = row.get("mode") == "open" and "max_concurrency" in row and not _count(row, "max_concurrency")
+    open_loop = (
+        row.get("mode") == "open" and "max_concurrency" in row and not row_count(row, "max_concurrency")
+    )
     if lag is not None and lag > CLIENT_LAG_LIMIT_S and open_loop:
         out.append(
             f"requests went out late (send lag p99 {lag * 1e3:.1f} ms): the client fell behind the schedule, "
             "so the load offered was lower than planned; raise load.workers (on a host with idle cores) or "
             "lower the rate"
         )
-    connect = _value(row, "connect_s_max")
-    if connect is not None and connect > CLIENT_LAG_LIMIT_S and _count(row, "new_connections"):
+    connect = row_number(row, "connect_s_max")
+    if connect is not None and connect > CLIENT_LAG_LIMIT_S and row_count(row, "new_connections"):
         counted = (
             "counted from the schedule, include it"
             if row.get("mode") == "open"
             else "counted from the send, leave it out"
         )
         out.append(
-            f"{_count(row, 'new_connections')} request(s) opened a new connection to the server first, "
+            f"{row_count(row, 'new_connections')} request(s) opened a new connection to the server first, "
             f"taking up to {connect * 1e3:.1f} ms (not counted as send lag): their TTFT and E2E, {counted}"
         )
     # a late-waking loop delays the stamps it takes: it matters next to what they measure, the gaps
     # between tokens (over 5 ms and over a tenth of the median ITL)
-    loop = _value(row, "client_loop_lag_s_p99")
-    itl = _value(row, "itl_s_p50")
+    loop = row_number(row, "client_loop_lag_s_p99")
+    itl = row_number(row, "itl_s_p50")
     if loop is not None and loop > max(CLIENT_LAG_LIMIT_S, 0.1 * (itl or 0.0)):
         # with one-token outputs there are no gaps between tokens, and no median to quote
         beside = f"; median ITL {itl * 1e3:.1f} ms" if itl is not None else ""
@@ -404,37 +322,6 @@ def _client_flags(row: dict[str, Any]) -> list[str]:
             "be that late too (a host whose CPUs the engine or other work fills or the hypervisor takes, or "
             "too few client processes)"
         )
-    return out
-
-
-def _server_flags(row: dict[str, Any]) -> list[str]:
-    """The client's figures against the engine's own."""
-    out = []
-    for key in ("ttft_s", "itl_s"):
-        d = _value(row, f"server_{key}_rel_diff")
-        mean, server = _client_mean(row, key), _value(row, f"server_{key}_mean")
-        client = math.nan if mean is None else mean  # 0.0 is a mean (streams read in one piece)
-        gap_s = abs(client - (math.nan if server is None else server))
-        if d is not None and abs(d) > SERVER_DISAGREEMENT and not gap_s <= SERVER_DISAGREEMENT_MIN_S[key]:
-            out.append(
-                f"client mean {key[:-2].upper()} differs from the engine's own by {d:+.1%} "
-                f"(client {client * 1e3:.2f} ms, engine {(server or math.nan) * 1e3:.2f} ms)"
-            )
-    for key in SERVER_COUNTERS:
-        if d := _count(row, f"server_{key}_diff"):
-            msg = f"{key.replace('_', ' ')}: client counted {d:+d} vs the engine's counter"
-            # only where every count is the engine's own (`usage`): one made by the client (chunks,
-            # tokenizer) may be short of the engine's by itself
-            exact = row.get("output_tokens_from") in ("usage", "max_tokens", "max_tokens,usage")
-            if key == "output_tokens" and d < 0 and exact:
-                # no request of this run's was left out of the comparison (`server_comparison`): the
-                # engine generated tokens no request of the point received
-                msg += (
-                    ": the engine generated more than the point's requests received, as it does when "
-                    "another client uses it at the same time (then no number of this point is its load's "
-                    "alone)"
-                )
-            out.append(msg)
     return out
 
 
@@ -471,8 +358,8 @@ def unmade_checks(columns: Iterable[str]) -> list[str]:
 def flags(row: dict[str, Any]) -> list[str]:
     """Plain-language warnings for a summarized point (empty when nothing looks wrong). Pure on the row, so
     a report made later from the points table says the same as the run did."""
-    n = _count(row, "ok")
+    n = row_count(row, "ok")
     out = _output_flags(row, n) + _usage_flags(row, n) + _window_flags(row)
     if not n:
         return out  # nothing succeeded: the client's figures (a few fast failures) say nothing of it
-    return out + _load_flags(row) + _client_flags(row) + _server_flags(row)
+    return out + _load_flags(row) + _client_flags(row) + server_flags(row)

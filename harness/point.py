@@ -27,6 +27,7 @@ from harness.records import RequestRecord
 from harness.results import RunDir
 from harness.rundevice import detected_gpu, engine_gpu_indices, machine_gpu, ran_on_cpu, run_gpu
 from harness.scenario import Point, Scenario
+from harness.server_view import server_comparison
 from harness.telemetry.base import TelemetrySet
 from harness.token_counts import (
     count_missing_usage,
@@ -366,7 +367,7 @@ def _measured_row(
             outcome.records, outcome.started_ns, outcome.ended_ns
         )
     row.update(tel_cols)
-    row.update(flags.server_comparison(row, unmeasured_in_window=_unmeasured_in(outcome)))
+    row.update(server_comparison(row, unmeasured_in_window=_unmeasured_in(outcome)))
     if "energy_j" in row:
         uncounted = uncounted_tokens_in(
             outcome.records, outcome.started_ns, outcome.ended_ns, tokens_per_chunk(measured)

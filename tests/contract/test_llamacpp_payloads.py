@@ -33,7 +33,7 @@ def test_chat_stream_role_chunk_is_not_the_first_token() -> None:
 def test_metrics_payload_gives_the_counter_compared_with_the_client() -> None:
     """llama.cpp's `llamacpp:` names, cleaned as the harness keeps them; the generated-token counter is
     what server_comparison sets against the client's count (12 tokens in the recorded streams)."""
-    from harness.flags import server_comparison
+    from harness.server_view import server_comparison
     from harness.telemetry.prometheus import parse_metrics, window_columns
 
     snap = parse_metrics((PAYLOADS / "llamacpp_metrics.txt").read_text())

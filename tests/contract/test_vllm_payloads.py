@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from harness.flags import server_comparison
+from harness.server_view import server_comparison
 from harness.telemetry.prometheus import info_labels, parse_metrics, window_columns
 
 from .sse import PAYLOADS, replay

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from harness import flags, metrics
+from harness import flags, metrics, server_view
 from harness.records import RequestRecord
 
 MS = 1_000_000  # ns
@@ -319,7 +319,7 @@ def test_open_loop_points_set_a_ttft_from_the_send_beside_the_engines() -> None:
     assert row["e2e_from_send_s_mean"] == pytest.approx(0.070)
     vllm = "server_vllm_time_to_first_token_seconds"
     row |= {f"{vllm}_sum_delta": 0.1, f"{vllm}_count_delta": 2}  # the engine's 50 ms mean
-    cmp = flags.server_comparison(row)
+    cmp = server_view.server_comparison(row)
     assert cmp["server_ttft_s_mean"] == pytest.approx(0.050) and cmp[
         "server_ttft_s_rel_diff"
     ] == pytest.approx(0)

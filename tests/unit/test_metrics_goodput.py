@@ -83,7 +83,8 @@ def test_token_cross_checks_flag_more_than_2_percent() -> None:
 
 
 def test_server_comparison_means_and_counters() -> None:
-    from harness.flags import flags, server_comparison
+    from harness.flags import flags
+    from harness.server_view import server_comparison
 
     row = {
         # client side: 10 requests, 320 tokens, TTFT mean 18 ms, ITL mean 6.3 ms
@@ -138,7 +139,8 @@ def test_server_comparison_means_and_counters() -> None:
 
 
 def test_server_counters_of_llamacpp_and_windows_shared_with_unmeasured_requests() -> None:
-    from harness.flags import flags, server_comparison
+    from harness.flags import flags
+    from harness.server_view import server_comparison
 
     row = {
         "ok": 4,

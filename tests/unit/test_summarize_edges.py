@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from harness import flags, metrics
+from harness import flags, metrics, server_view
 from harness.records import RequestRecord
 
 MS = 1_000_000  # ns
@@ -134,7 +134,7 @@ def test_server_comparison_of_tpot_and_e2e() -> None:
         f"{e2e}_sum_delta": 6.0,
         f"{e2e}_count_delta": 4.0,
     }
-    assert flags.server_comparison(row) == {
+    assert server_view.server_comparison(row) == {
         "server_tpot_s_mean": pytest.approx(0.03),
         "server_tpot_s_rel_diff": pytest.approx(0.1),  # (33 - 30) / 30
         "server_e2e_s_mean": pytest.approx(1.5),
@@ -144,17 +144,17 @@ def test_server_comparison_of_tpot_and_e2e() -> None:
 
 def test_a_histogram_without_its_sum_or_count_gives_no_column() -> None:
     e2e = "server_vllm_e2e_request_latency_seconds"
-    assert flags.server_comparison({"e2e_s_mean": 1.0, f"{e2e}_count_delta": 4.0}) == {}
-    assert flags.server_comparison({"e2e_s_mean": 1.0, f"{e2e}_sum_delta": 4.0}) == {}
-    assert flags.server_comparison({f"{e2e}_sum_delta": 4.0, f"{e2e}_count_delta": 0.0}) == {}
+    assert server_view.server_comparison({"e2e_s_mean": 1.0, f"{e2e}_count_delta": 4.0}) == {}
+    assert server_view.server_comparison({"e2e_s_mean": 1.0, f"{e2e}_sum_delta": 4.0}) == {}
+    assert server_view.server_comparison({f"{e2e}_sum_delta": 4.0, f"{e2e}_count_delta": 0.0}) == {}
 
 
 def test_the_engines_mean_is_given_but_not_judged_without_a_client_mean() -> None:
     ttft = "server_vllm_time_to_first_token_seconds"
     engine = {f"{ttft}_sum_delta": 0.5, f"{ttft}_count_delta": 10.0}  # 50 ms
-    assert flags.server_comparison(engine) == {"server_ttft_s_mean": pytest.approx(0.05)}
+    assert server_view.server_comparison(engine) == {"server_ttft_s_mean": pytest.approx(0.05)}
     # NaN as read back from a points table where nothing succeeded
-    assert flags.server_comparison({**engine, "ttft_s_mean": math.nan}) == {
+    assert server_view.server_comparison({**engine, "ttft_s_mean": math.nan}) == {
         "server_ttft_s_mean": pytest.approx(0.05)
     }
 
@@ -162,7 +162,7 @@ def test_the_engines_mean_is_given_but_not_judged_without_a_client_mean() -> Non
 def test_an_engine_mean_of_zero_is_given_but_not_judged() -> None:
     itl = "server_vllm_inter_token_latency_seconds"
     row = {"itl_s_mean": 0.004, f"{itl}_sum_delta": 0.0, f"{itl}_count_delta": 5.0}
-    assert flags.server_comparison(row) == {"server_itl_s_mean": 0.0}
+    assert server_view.server_comparison(row) == {"server_itl_s_mean": 0.0}
 
 
 # warnings: KV cache
