@@ -242,6 +242,13 @@ GPU_CHOICE_ARGS = frozenset(
 )
 
 
+def chooses_gpus(cfg: dict[str, Any]) -> bool:
+    """Whether an engine configuration is llama.cpp with `extra_args` that choose among the GPUs it sees
+    (`GPU_CHOICE_ARGS`, as `-ts` or `--tensor-split=0,1`)."""
+    args = {str(a).split("=", 1)[0] for a in cfg.get("extra_args") or []}
+    return cfg.get("type") == "llamacpp" and bool(args & GPU_CHOICE_ARGS)
+
+
 def gpus_of(cfg: dict[str, Any], engine: dict[str, Any], hw: dict[str, Any]) -> int:
     """The GPUs an engine other than vLLM ran on: llama.cpp's (`llamacpp_gpus`) where NVML says, else the
     scenario's `hardware.gpus` (default 1)."""
@@ -256,7 +263,7 @@ def llamacpp_gpus(cfg: dict[str, Any], engine: dict[str, Any]) -> int | None:
     log that does not tell."""
     if cfg.get("type") != "llamacpp":
         return None
-    if {str(a).split("=", 1)[0] for a in cfg.get("extra_args") or []} & GPU_CHOICE_ARGS:
+    if chooses_gpus(cfg):
         placement = engine.get("placement")
         used = offload.cuda_devices_with_weights(placement if isinstance(placement, dict) else {})
         return len(used) if used else None

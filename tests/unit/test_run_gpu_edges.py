@@ -231,6 +231,16 @@ def test_an_engine_that_sees_no_gpu_ran_on_the_cpu() -> None:
     assert device_of(m, {**llama, "env": {}}, {}) == ("h100-sxm", 1)
 
 
+def test_llama_cpp_extra_args_that_choose_among_gpus() -> None:
+    from harness.rundevice import chooses_gpus
+
+    assert chooses_gpus({"type": "llamacpp", "extra_args": ["--tensor-split=0,1"]}) is True
+    assert chooses_gpus({"type": "llamacpp", "extra_args": ["-mg", "1"]}) is True
+    assert chooses_gpus({"type": "llamacpp", "extra_args": ["-t", "8"]}) is False
+    assert chooses_gpus({"type": "llamacpp"}) is False
+    assert chooses_gpus({"type": "vllm", "extra_args": ["-ts", "0,1"]}) is False
+
+
 def test_llama_cpp_told_to_use_some_gpus_runs_on_those_it_put_weights_on() -> None:
     """`-ts 0,1,1` on a 3-GPU box whose scenario says `gpus: 3`: the run was labelled 3x and priced for
     three GPUs, while llama.cpp put its weights on CUDA1 and CUDA2 alone."""
