@@ -160,7 +160,7 @@ def doubts(r: pd.Series) -> list[str]:
     if short := table_count(r.get("short_outputs")):
         out.append(f"{short} outputs shorter than asked")
     if r.get("device_declared") in (True, 1):
-        out.append(f"{r['device']} as the scenario declared it: no GPU was recorded")
+        out.append(f"{r['device']} as the scenario declared it: the GPU it ran on was not recorded")
     if isinstance(declared := r.get("engine_declared"), str):
         out.append(declared)
     return out

@@ -25,7 +25,15 @@ from harness.load.workload import DatasetRow, build_specs
 from harness.lost_engine import LostWatch, endpoint_lost, lost_message
 from harness.records import RequestRecord
 from harness.results import RunDir
-from harness.rundevice import detected_gpu, engine_gpu_indices, machine_gpu, ran_on_cpu, run_gpu
+from harness.rundevice import (
+    detected_gpu,
+    engine_gpu_indices,
+    machine_gpu,
+    models_unknown,
+    models_unknown_note,
+    ran_on_cpu,
+    run_gpu,
+)
 from harness.scenario import Point, Scenario
 from harness.server_view import server_comparison
 from harness.telemetry.base import TelemetrySet
@@ -54,12 +62,21 @@ def gpu_mismatch(
     s: Scenario, described: dict[str, Any], manifest: dict[str, Any], engine: Any = None
 ) -> str | None:
     """A warning when the scenario names one GPU and the engine's (configuration `engine`, default the
-    scenario's) is another, or this machine has none."""
+    scenario's) is another, or this machine has none, or the engine sees none, or it has several models
+    and which the engine ran on is not known (`rundevice.models_unknown`)."""
     declared = s.hardware.gpu
     if not declared or described.get("local") is False:
         return None
-    key = gpu_key(s, described, manifest, engine)
+    gpus = engine_gpu_indices(manifest, (engine or s.engine).model_dump(mode="json"), described)
+    key = run_gpu(manifest, declared, s.engine.type, gpus)
     here = machine_gpu(manifest)
+    if models := models_unknown(manifest, gpus, s.engine.type):
+        return models_unknown_note(models, declared)
+    if gpus == []:
+        return (
+            f"the scenario says hardware.gpu {declared!r} but the engine sees no GPU (CUDA_VISIBLE_DEVICES"
+            " is empty); points and tables name this machine's CPU"
+        )
     if key is None:  # llama.cpp launched here, and NVML says there is no NVIDIA GPU
         return (
             f"the scenario says hardware.gpu {declared!r} but this machine has no NVIDIA GPU "
@@ -89,7 +106,8 @@ def _on_cpu(s: Scenario, p: Point, described: dict[str, Any], manifest: dict[str
     if described.get("local") is False:
         return False
     cfg = p.engine.model_dump(mode="json")
-    return ran_on_cpu(cfg, s.hardware.model_dump(mode="json"), described, detected_gpu(manifest) is not None)
+    hw, gpus = s.hardware.model_dump(mode="json"), engine_gpu_indices(manifest, cfg, described)
+    return ran_on_cpu(cfg, hw, described, detected_gpu(manifest) is not None, gpus)
 
 
 def _point_row(

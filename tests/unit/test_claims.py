@@ -526,7 +526,10 @@ def test_a_point_that_may_not_measure_the_claim_is_passed_over_or_doubted() -> N
         ({"pct_roofline": 890.0}, "doubtful: 890% of its roofline: likely not the hardware"),
         ({"client_saturated": True}, "doubtful: the client near saturation"),
         ({"short_outputs": 90}, "doubtful: 90 outputs shorter than asked"),
-        ({"device_declared": True}, "doubtful: h100-sxm as the scenario declared it: no GPU was recorded"),
+        (
+            {"device_declared": True},
+            "doubtful: h100-sxm as the scenario declared it: the GPU it ran on was not recorded",
+        ),
     ):
         only = _points([{**row, **odd, "output_tok_s": 70.0}])
         r = check(H100_60_TOK_S, only)

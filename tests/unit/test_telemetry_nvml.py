@@ -31,6 +31,24 @@ def _nvml_present() -> bool:
 no_gpu = pytest.mark.skipif(_nvml_present(), reason="an NVIDIA GPU is visible: the absent path cannot happen")
 
 
+def _read_nothing(monkeypatch: pytest.MonkeyPatch, lost: set[int] | frozenset[int] = frozenset()) -> None:
+    """Make the NVML sampler's GPU readers open without NVML and read nothing (no GPU data is made up);
+    those of the NVML indices `lost` fail to open, as a GPU that fell off the bus."""
+
+    class Unread:
+        def __init__(self, index: int) -> None:
+            self.index = index
+
+        def probe(self) -> None:
+            if self.index in lost:
+                raise nvml.NvmlGpuLost("GPU is lost")
+
+        def read(self) -> dict:
+            return {}
+
+    monkeypatch.setattr(nvml, "GpuReader", Unread)
+
+
 @no_gpu
 def test_probe_without_driver_raises_unavailable_with_reason() -> None:
     with pytest.raises(nvml.NvmlUnavailable) as e:
@@ -321,16 +339,7 @@ def test_a_multi_node_engines_windows_carry_its_gpu_count(monkeypatch: pytest.Mo
     makes their energy `incomplete` (base.energy_columns); an engine all here gets no such column.
     (The readers here open without NVML and read nothing: no GPU data is made up.)"""
 
-    class Unread:
-        def __init__(self, index: int) -> None:
-            self.index = index
-
-        def probe(self) -> None: ...
-
-        def read(self) -> dict:
-            return {}
-
-    monkeypatch.setattr(nvml, "GpuReader", Unread)
+    _read_nothing(monkeypatch)
     for count, marked in ((16, {"gpu_engine_count": 16}), (8, {})):
         s = nvml.NvmlSampler(0.1, None, count)
         s.inventory = {"gpus": [{"index": i, "uuid": u} for i, u in enumerate(UUIDS)]}
@@ -349,19 +358,8 @@ def test_windows_of_an_engine_with_a_gpu_nvml_could_not_open_say_how_many(
     which makes their energy `incomplete` (base.energy_columns); with both open, no such column.
     (The readers read nothing: no GPU data is made up.)"""
 
-    class Unread:
-        def __init__(self, index: int) -> None:
-            self.index = index
-
-        def probe(self) -> None:
-            if self.index in broken:
-                raise nvml.NvmlGpuLost("GPU is lost")
-
-        def read(self) -> dict:
-            return {}
-
-    monkeypatch.setattr(nvml, "GpuReader", Unread)
     for broken, marked in (({3}, {"gpu_unread_count": 1}), (set(), {})):
+        _read_nothing(monkeypatch, broken)
         s = nvml.NvmlSampler(0.1, "2,3")
         s.inventory = {"gpus": [{"index": i, "uuid": u} for i, u in enumerate(UUIDS)]}
         s._open_gpus(8)
@@ -466,16 +464,7 @@ def test_llama_cpp_told_to_use_some_gpus_is_sampled_on_those_it_put_weights_on(
     assert nvml.engine_gpus("5,6", UUIDS, positions=[1, 4])[0] == [6]
     assert nvml.engine_gpus("5,6", UUIDS, positions=[4])[0] == [5, 6]
 
-    class Unread:
-        def __init__(self, index: int) -> None:
-            self.index = index
-
-        def probe(self) -> None: ...
-
-        def read(self) -> dict:
-            return {}
-
-    monkeypatch.setattr(nvml, "GpuReader", Unread)
+    _read_nothing(monkeypatch)
     s = nvml.NvmlSampler(0.1, None, None, [1, 2])
     s.inventory = {"gpus": [{"index": i, "uuid": u} for i, u in enumerate(UUIDS[:3])]}
     s._open_gpus(3)
@@ -647,16 +636,7 @@ def test_windows_of_gpus_picked_by_cuda_index_on_a_mixed_host_give_no_energy(
     from harness.telemetry import config_gpu_scope
     from harness.telemetry.base import energy_columns
 
-    class Unread:
-        def __init__(self, index: int) -> None:
-            self.index = index
-
-        def probe(self) -> None: ...
-
-        def read(self) -> dict:
-            return {}
-
-    monkeypatch.setattr(nvml, "GpuReader", Unread)
+    _read_nothing(monkeypatch)
     vllm = {"type": "vllm", "env": {"CUDA_VISIBLE_DEVICES": "1"}}
     for inherited, marked in (({}, {"gpu_order_unknown": True}), ({"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}, {})):
         scope = config_gpu_scope(vllm, {}, inherited)
