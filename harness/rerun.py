@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.scenario import Scenario, ScenarioError, field_path, parse_scenario
+from harness.scenario.models import DATASET_LENGTHS
 
 # what `harness.engines.base.redact_scenario` writes for a secret-looking value
 REDACTED = "***"
@@ -61,4 +62,15 @@ def stored_scenario(path: Path) -> tuple[Scenario, bool]:
                 for f in hidden
             ]
         )
-    return parse_scenario(stored, where), bool(m.get("find_max_goodput"))
+    return parse_scenario(_as_a_file_gives(stored), where), bool(m.get("find_max_goodput"))
+
+
+def _as_a_file_gives(stored: dict[str, Any]) -> dict[str, Any]:
+    """The scenario a manifest stored, without the values it wrote out that a scenario file may not give:
+    the workload's input_tokens and output_tokens beside a dataset (their defaults, which ask for nothing:
+    the dataset's rows set every request's lengths). Other values are kept as stored."""
+    workload = stored.get("workload")
+    if not isinstance(workload, dict) or not workload.get("dataset"):
+        return stored
+    rows_set = {k: v for k, v in workload.items() if k not in DATASET_LENGTHS}
+    return {**stored, "workload": rows_set}
