@@ -5,13 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from harness.engines.base import REDACTED, REDACTED_IN
 from harness.scenario import Scenario, ScenarioError, field_path, parse_scenario
 from harness.scenario.models import DATASET_LENGTHS
-
-# what `harness.engines.base.redact_scenario` writes for a secret-looking value
-REDACTED = "***"
-# the scenario fields whose values it redacts
-_REDACTED_IN = ("extra_args", "env", "extra_body")
 
 
 def run_manifest(path: Path) -> Path | None:
@@ -34,7 +30,7 @@ def redacted_fields(dump: Any, loc: tuple[Any, ...] = (), inside: bool = False) 
     items = dump.items() if isinstance(dump, dict) else enumerate(dump) if isinstance(dump, list) else []
     out: list[str] = []
     for k, v in items:
-        out += redacted_fields(v, (*loc, k), inside or k in _REDACTED_IN)
+        out += redacted_fields(v, (*loc, k), inside or k in REDACTED_IN)
     return out
 
 
