@@ -12,8 +12,9 @@ from harness.scenario.models import DATASET_LENGTHS
 
 def run_manifest(path: Path) -> Path | None:
     """The manifest of the run directory `path` names (the directory, or its manifest.json itself); None
-    when `path` is no run directory (a scenario file)."""
-    if path.is_dir() and (path / "manifest.json").is_file():
+    when `path` is a scenario file. A directory is no scenario file: its manifest.json is named, there or
+    not (reading it then says it is not a run directory)."""
+    if path.is_dir():
         return path / "manifest.json"
     if path.name == "manifest.json" and path.is_file():
         return path

@@ -139,14 +139,28 @@ def test_an_env_or_request_field_named_like_a_secret_is_refused_and_others_are_n
 
 
 def test_a_manifest_without_a_scenario_and_a_folder_without_a_manifest_are_said(tmp_path: Path) -> None:
-    (tmp_path / "manifest.json").write_text(json.dumps({"run_id": "x", "status": "complete"}))
+    """A folder is no scenario file: without a manifest.json it was read as one ("cannot read: Is a
+    directory")."""
+    run, folder = tmp_path / "run", tmp_path / "folder"
+    run.mkdir()
+    folder.mkdir()
+    (run / "manifest.json").write_text(json.dumps({"run_id": "x", "status": "complete"}))
     with pytest.raises(ScenarioError) as e:
-        stored_scenario(tmp_path)
+        stored_scenario(run)
     assert e.value.messages == [
-        f"{tmp_path / 'manifest.json'}: scenario: the manifest holds no scenario to run again"
+        f"{run / 'manifest.json'}: scenario: the manifest holds no scenario to run again"
     ]
-    res = run_harness("run", str(tmp_path), timeout=120)
+    res = run_harness("run", str(run), timeout=120)
     assert res.returncode == 2 and "holds no scenario to run again" in res.stderr
+
+    with pytest.raises(ScenarioError) as e:
+        stored_scenario(folder)
+    assert e.value.messages == [f"{folder}: not a run directory (no manifest.json)"]
+    for command in ("run", "validate"):
+        res = run_harness(command, str(folder), timeout=120)
+        assert res.returncode == 2, res.stderr
+        assert f"{folder}: not a run directory (no manifest.json)" in " ".join(res.stderr.split()), res.stderr
+    assert list(folder.iterdir()) == []
 
 
 def test_the_evidence_run_is_read_back_as_the_scenario_it_ran() -> None:
