@@ -72,9 +72,10 @@ def _name_max(folder: Path) -> int:
 def _tmp_prefix(folder: Path, name: str) -> str:
     """`.<name>.<pid>.`, its `name` cut short where the whole temporary name (with 8 random hex digits
     and `.tmp`) would be longer than the file system takes: a target named near that limit can still be
-    written."""
+    written. Where the file system takes too short names for even that (a `name` cut to nothing), the
+    temporary name is made without it, and its creation says whether the file system takes it."""
     room = _name_max(folder) - len(f"..{os.getpid()}.") - len("01234567.tmp")
-    while len(os.fsencode(name)) > room:
+    while name and len(os.fsencode(name)) > room:
         name = name[:-1]
     return f".{name}.{os.getpid()}."
 

@@ -5,18 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from harness.engines.base import REDACTED, REDACTED_IN
 from harness.scenario import Scenario, ScenarioError, field_path, parse_scenario
-
-# what `harness.engines.base.redact_scenario` writes for a secret-looking value
-REDACTED = "***"
-# the scenario fields whose values it redacts
-_REDACTED_IN = ("extra_args", "env", "extra_body")
+from harness.scenario.models import DATASET_LENGTHS
 
 
 def run_manifest(path: Path) -> Path | None:
     """The manifest of the run directory `path` names (the directory, or its manifest.json itself); None
-    when `path` is no run directory (a scenario file)."""
-    if path.is_dir() and (path / "manifest.json").is_file():
+    when `path` is a scenario file. A directory is no scenario file: its manifest.json is named, there or
+    not (reading it then says it is not a run directory)."""
+    if path.is_dir():
         return path / "manifest.json"
     if path.name == "manifest.json" and path.is_file():
         return path
@@ -33,7 +31,7 @@ def redacted_fields(dump: Any, loc: tuple[Any, ...] = (), inside: bool = False) 
     items = dump.items() if isinstance(dump, dict) else enumerate(dump) if isinstance(dump, list) else []
     out: list[str] = []
     for k, v in items:
-        out += redacted_fields(v, (*loc, k), inside or k in _REDACTED_IN)
+        out += redacted_fields(v, (*loc, k), inside or k in REDACTED_IN)
     return out
 
 
@@ -61,4 +59,15 @@ def stored_scenario(path: Path) -> tuple[Scenario, bool]:
                 for f in hidden
             ]
         )
-    return parse_scenario(stored, where), bool(m.get("find_max_goodput"))
+    return parse_scenario(_as_a_file_gives(stored), where), bool(m.get("find_max_goodput"))
+
+
+def _as_a_file_gives(stored: dict[str, Any]) -> dict[str, Any]:
+    """The scenario a manifest stored, without the values it wrote out that a scenario file may not give:
+    the workload's input_tokens and output_tokens beside a dataset (their defaults, which ask for nothing:
+    the dataset's rows set every request's lengths). Other values are kept as stored."""
+    workload = stored.get("workload")
+    if not isinstance(workload, dict) or not workload.get("dataset"):
+        return stored
+    rows_set = {k: v for k, v in workload.items() if k not in DATASET_LENGTHS}
+    return {**stored, "workload": rows_set}

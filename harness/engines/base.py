@@ -68,6 +68,14 @@ def looks_secret(name: str) -> bool:
     return any(part in SECRET_WORDS for part in re.split(r"[^a-z0-9]+", words.lower()))
 
 
+# what a secret-looking value is written as in a manifest
+REDACTED = "***"
+# the scenario fields whose values `redact_scenario` redacts: a command line, and mappings by their keys
+REDACTED_ARGS = "extra_args"
+REDACTED_MAPS = ("env", "extra_body")
+REDACTED_IN = (REDACTED_ARGS, *REDACTED_MAPS)
+
+
 def redact_scenario(dump: Any) -> Any:
     """A scenario's JSON dump for the manifest with secrets out: `extra_args` lists through `redact`,
     and values of `env` and `extra_body` entries whose names look secret (HF_TOKEN, api_key) as ***."""
@@ -77,9 +85,9 @@ def redact_scenario(dump: Any) -> Any:
         return dump
     out: dict[str, Any] = {}
     for k, v in dump.items():
-        if k == "extra_args" and isinstance(v, list):
+        if k == REDACTED_ARGS and isinstance(v, list):
             out[k] = redact([str(a) for a in v])
-        elif k in ("env", "extra_body") and isinstance(v, dict):
+        elif k in REDACTED_MAPS and isinstance(v, dict):
             out[k] = redact_keys(v)
         else:
             out[k] = redact_scenario(v)
@@ -93,7 +101,7 @@ def redact_keys(d: dict[str, Any]) -> dict[str, Any]:
     def secret(name: str) -> bool:
         return looks_secret(name) and not re.search(r"(^|[_-])ids?$", name, re.I)
 
-    return {n: "***" if secret(n) else redact_keys(x) if isinstance(x, dict) else x for n, x in d.items()}
+    return {n: REDACTED if secret(n) else redact_keys(x) if isinstance(x, dict) else x for n, x in d.items()}
 
 
 def redact(argv: list[str]) -> list[str]:
@@ -103,7 +111,7 @@ def redact(argv: list[str]) -> list[str]:
     hide_next = False
     for i, a in enumerate(argv):
         if hide_next and not a.startswith("-"):  # a switch (`--allow-credentials`) takes no value
-            out.append("***")
+            out.append(REDACTED)
             hide_next = False
             continue
         hide_next = False
@@ -111,7 +119,7 @@ def redact(argv: list[str]) -> list[str]:
         setting = eq and i > 0 and argv[i - 1] == "--set"  # xllamacpp attr=value, not other key=value args
         if looks_secret(name) and (a.startswith("-") or setting):
             if eq:
-                out.append(name + "=***")
+                out.append(f"{name}={REDACTED}")
             else:
                 out.append(a)
                 hide_next = True

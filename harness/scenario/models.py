@@ -153,6 +153,10 @@ MAX_REQUESTS = 1_000_000
 MIN_RATE_RPS, MAX_RATE_RPS = 1e-6, 1e6
 
 
+# the workload fields a dataset's rows replace, so a scenario with a dataset may not give them
+DATASET_LENGTHS = ("input_tokens", "output_tokens")
+
+
 class Workload(Strict):
     api: Literal["completion", "chat"] = Field(
         "completion",
@@ -230,7 +234,7 @@ class Workload(Strict):
 
     @model_validator(mode="after")
     def _lengths_or_dataset(self) -> Workload:
-        given = [k for k in ("input_tokens", "output_tokens") if k in self.model_fields_set]
+        given = [k for k in DATASET_LENGTHS if k in self.model_fields_set]
         if self.dataset and given:
             raise ValueError(
                 f"{' and '.join(given)} given with a dataset, whose rows set every request's lengths: "

@@ -13,10 +13,8 @@ from tests.conftest import run_harness
 
 
 def _name_max(folder: Path) -> int:
-    try:
-        return int(os.pathconf(folder, "PC_NAME_MAX"))
-    except (OSError, ValueError):
-        return 255
+    """The longest name `folder`'s file system takes, in bytes, as the system says it."""
+    return os.pathconf(folder, "PC_NAME_MAX")
 
 
 def test_a_name_near_the_file_systems_limit_is_written(tmp_path: Path) -> None:
@@ -51,3 +49,28 @@ def test_an_output_named_near_the_limit_is_written_by_the_command(tmp_path: Path
     assert res.returncode == 0, res.stderr
     assert "File name too long" not in res.stderr
     assert out.read_text().splitlines()[0].startswith("model,")
+
+
+def test_a_file_system_of_short_names_leaves_the_target_out_of_the_temporary_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the file system takes names of fewer bytes than the temporary name's own parts (`.`, the pid,
+    8 hex digits, `.tmp`), the target's name was cut one character at a time past nothing, forever."""
+    import signal
+
+    from harness.fileio import _tmp_prefix
+
+    def loops(*_: object) -> None:
+        raise TimeoutError("the temporary name was still being cut after 5 s")
+
+    monkeypatch.setattr(os, "pathconf", lambda *_: 14)  # System V file systems, Minix v1
+    before = signal.signal(signal.SIGALRM, loops)
+    signal.setitimer(signal.ITIMER_REAL, 5)
+    try:
+        assert _tmp_prefix(tmp_path, "claims.md") == f"..{os.getpid()}."
+        write_text_whole(tmp_path / "claims.md", "x\n")  # this file system takes the longer name
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, before)
+    assert (tmp_path / "claims.md").read_text() == "x\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["claims.md"]

@@ -139,14 +139,28 @@ def test_an_env_or_request_field_named_like_a_secret_is_refused_and_others_are_n
 
 
 def test_a_manifest_without_a_scenario_and_a_folder_without_a_manifest_are_said(tmp_path: Path) -> None:
-    (tmp_path / "manifest.json").write_text(json.dumps({"run_id": "x", "status": "complete"}))
+    """A folder is no scenario file: without a manifest.json it was read as one ("cannot read: Is a
+    directory")."""
+    run, folder = tmp_path / "run", tmp_path / "folder"
+    run.mkdir()
+    folder.mkdir()
+    (run / "manifest.json").write_text(json.dumps({"run_id": "x", "status": "complete"}))
     with pytest.raises(ScenarioError) as e:
-        stored_scenario(tmp_path)
+        stored_scenario(run)
     assert e.value.messages == [
-        f"{tmp_path / 'manifest.json'}: scenario: the manifest holds no scenario to run again"
+        f"{run / 'manifest.json'}: scenario: the manifest holds no scenario to run again"
     ]
-    res = run_harness("run", str(tmp_path), timeout=120)
+    res = run_harness("run", str(run), timeout=120)
     assert res.returncode == 2 and "holds no scenario to run again" in res.stderr
+
+    with pytest.raises(ScenarioError) as e:
+        stored_scenario(folder)
+    assert e.value.messages == [f"{folder}: not a run directory (no manifest.json)"]
+    for command in ("run", "validate"):
+        res = run_harness(command, str(folder), timeout=120)
+        assert res.returncode == 2, res.stderr
+        assert f"{folder}: not a run directory (no manifest.json)" in " ".join(res.stderr.split()), res.stderr
+    assert list(folder.iterdir()) == []
 
 
 def test_the_evidence_run_is_read_back_as_the_scenario_it_ran() -> None:
@@ -216,3 +230,122 @@ def test_a_killed_run_whose_scenario_holds_a_secret_is_continued_from_its_file(
     assert hint == ["run", str(scen), "--resume", str(run)]
     _harness(*hint)
     assert read_manifest(run)["points_done"] == ["v0-c1", "v0-c2"]
+
+
+def test_a_run_with_a_dataset_is_validated_run_again_and_resumed_from_its_directory(
+    fake_url: str, tmp_path: Path
+) -> None:
+    """The manifest writes every default out, the workload's `input_tokens: 128` and `output_tokens: 64`
+    too, which a scenario file may not give beside a dataset: validate, run and --resume refused every
+    run directory of a dataset ("input_tokens and output_tokens given with a dataset")."""
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"input_tokens": 8, "output_tokens": 4}\n' * 2)
+    s = _scenario(fake_url)
+    s["workload"] = {"dataset": str(rows), "seed": 7}
+    scen = tmp_path / "s.yaml"
+    scen.write_text(yaml.safe_dump(s))
+    results = tmp_path / "results"
+    _harness("run", str(scen), "--results", str(results))
+    (first,) = results.iterdir()
+    scen.unlink()
+    stored = read_manifest(first)["scenario"]["workload"]
+    assert (stored["dataset"], stored["input_tokens"], stored["output_tokens"]) == (str(rows), 128, 64)
+
+    checked = run_harness("validate", str(first), timeout=120)
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.splitlines() == [f"{first}: ok (2 points, 1 engine)"]
+
+    _harness("run", str(first), "--results", str(results))
+    (second,) = [r for r in results.iterdir() if r != first]
+    was, now = read_manifest(first), read_manifest(second)
+    assert now["status"] == "complete" and now["points_done"] == ["v0-c1", "v0-c2"]
+    assert (now["scenario"], now["scenario_hash"]) == (was["scenario"], was["scenario_hash"])
+    assert now["input_sha256"] == was["input_sha256"] and "workload.dataset" in now["input_sha256"]
+
+    _killed_after_first_point(second)
+    _harness("run", str(second), "--resume", str(second))
+    after = read_manifest(second)
+    assert after["status"] == "complete" and after["points_done"] == ["v0-c1", "v0-c2"]
+    assert len(after["resumed_utc"]) == 1
+
+
+def _variants(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A scenario file's contents, and as a dataset's, an open loop's and a closed loop's."""
+    workload = {
+        k: v
+        for k, v in (raw.get("workload") or {}).items()
+        if k not in ("input_tokens", "output_tokens", "shared_prefix_tokens")
+    }
+    load = raw.get("load") or {}
+    open_loop = {k: v for k, v in load.items() if k != "concurrency"} | {
+        "mode": "open",
+        "rates_rps": [0.5, 2.0],
+    }
+    closed = {
+        k: v for k, v in load.items() if k not in ("rates_rps", "arrival", "burstiness", "max_concurrency")
+    }
+    closed = closed | {"mode": "closed", "concurrency": closed.get("concurrency") or [1, 4]}
+    dataset = {**raw, "workload": {**workload, "dataset": "rows.jsonl"}}
+    return {
+        "as written": raw,
+        "dataset": dataset,
+        "open": {**raw, "load": open_loop},
+        "closed": {**raw, "load": closed},
+        "dataset, open": {**dataset, "load": open_loop},
+    }
+
+
+SCENARIO_FILES = sorted(p.relative_to(ROOT / "scenarios") for p in (ROOT / "scenarios").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", SCENARIO_FILES, ids=str)
+def test_every_scenario_as_a_manifest_stores_it_reads_back_as_itself(name: Path, tmp_path: Path) -> None:
+    """Each scenario file (and as a dataset's, an open and a closed loop), stored as a run's manifest
+    stores it (every default written out, secrets redacted), reads back from the run directory as the
+    same scenario: the same values and hash, and the same warnings."""
+    from harness.scenario import combination_warnings
+
+    raw = yaml.safe_load((ROOT / "scenarios" / name).read_text())
+    refused = []
+    for label, data in _variants(raw).items():
+        try:
+            s = parse_scenario(data, "f")
+        except ScenarioError as e:
+            refused.append((label, e.messages))
+            continue
+        run = tmp_path / label.replace(", ", "-").replace(" ", "-")
+        run.mkdir()
+        dump = redact_scenario(s.model_dump(mode="json"))
+        (run / "manifest.json").write_text(json.dumps({"run_id": run.name, "scenario": dump}))
+        back, searched = stored_scenario(run)
+        assert not searched
+        assert back.model_dump(mode="json") == s.model_dump(mode="json"), label
+        assert scenario_hash(back) == scenario_hash(s), label
+        assert combination_warnings(back, "f") == combination_warnings(s, "f"), label
+    # llama-bench runs the workload's lengths, which a dataset leaves to its rows
+    bench = "llama_bench" in json.dumps(raw)
+    assert [label for label, _ in refused] == (["dataset", "dataset, open"] if bench else [])
+    assert all("no llama_bench with a dataset" in m[0] for _, m in refused)
+
+
+def test_lengths_beside_a_dataset_are_read_back_from_a_manifest_only(tmp_path: Path) -> None:
+    """The stored dump gives input_tokens and output_tokens beside the dataset; read back from the run
+    directory they are the defaults written out, but a scenario file that gives them is still refused."""
+    s = {
+        "name": "d",
+        "engine": {"type": "external", "base_url": "http://h:8000"},
+        "workload": {"dataset": "r.jsonl"},
+    }
+    dump = parse_scenario(s).model_dump(mode="json")
+    assert (dump["workload"]["input_tokens"], dump["workload"]["output_tokens"]) == (128, 64)
+    (tmp_path / "manifest.json").write_text(json.dumps({"run_id": "d", "scenario": dump}))
+    back, _ = stored_scenario(tmp_path)
+    assert back.workload.dataset == "r.jsonl"
+    assert (back.workload.input_tokens, back.workload.output_tokens) == (128, 64)
+    assert back.workload.model_fields_set == set(dump["workload"]) - {"input_tokens", "output_tokens"}
+    with pytest.raises(ScenarioError) as e:
+        parse_scenario(dump, "f.yaml")
+    assert e.value.messages == [
+        "f.yaml: workload: input_tokens and output_tokens given with a dataset, whose rows set every "
+        "request's lengths: remove them, or the dataset"
+    ]
