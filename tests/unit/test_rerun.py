@@ -197,15 +197,22 @@ def _continue_hint(run: Path) -> list[str]:
     return command.removeprefix("harness ").split(" ")
 
 
-def test_the_report_of_a_killed_run_names_a_command_that_continues_it(fake_url: str, tmp_path: Path) -> None:
-    """The hint named the scenario file (`harness run s.yaml --resume RUN`), which a receiver of the run
-    directory does not have: the run directory's own scenario continues it, where it holds no secret."""
+def _killed_run(tmp_path: Path, scenario: dict[str, Any]) -> tuple[Path, Path]:
+    """The scenario file and the run directory of `scenario` run, then left as if killed after its first
+    point."""
     scen = tmp_path / "s.yaml"
-    scen.write_text(yaml.safe_dump(_scenario(fake_url)))
+    scen.write_text(yaml.safe_dump(scenario))
     results = tmp_path / "results"
     _harness("run", str(scen), "--results", str(results))
     (run,) = results.iterdir()
     _killed_after_first_point(run)
+    return scen, run
+
+
+def test_the_report_of_a_killed_run_names_a_command_that_continues_it(fake_url: str, tmp_path: Path) -> None:
+    """The hint named the scenario file (`harness run s.yaml --resume RUN`), which a receiver of the run
+    directory does not have: the run directory's own scenario continues it, where it holds no secret."""
+    scen, run = _killed_run(tmp_path, _scenario(fake_url))
     scen.unlink()
 
     hint = _continue_hint(run)
@@ -219,12 +226,7 @@ def test_a_killed_run_whose_scenario_holds_a_secret_is_continued_from_its_file(
 ) -> None:
     s = _scenario(fake_url)
     s["engine"]["extra_body"]["api_key"] = "sk-1"  # stored as *** in the manifest
-    scen = tmp_path / "s.yaml"
-    scen.write_text(yaml.safe_dump(s))
-    results = tmp_path / "results"
-    _harness("run", str(scen), "--results", str(results))
-    (run,) = results.iterdir()
-    _killed_after_first_point(run)
+    scen, run = _killed_run(tmp_path, s)
 
     hint = _continue_hint(run)
     assert hint == ["run", str(scen), "--resume", str(run)]
