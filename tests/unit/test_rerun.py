@@ -209,27 +209,22 @@ def _killed_run(tmp_path: Path, scenario: dict[str, Any]) -> tuple[Path, Path]:
     return scen, run
 
 
-def test_the_report_of_a_killed_run_names_a_command_that_continues_it(fake_url: str, tmp_path: Path) -> None:
-    """The hint named the scenario file (`harness run s.yaml --resume RUN`), which a receiver of the run
-    directory does not have: the run directory's own scenario continues it, where it holds no secret."""
-    scen, run = _killed_run(tmp_path, _scenario(fake_url))
-    scen.unlink()
-
-    hint = _continue_hint(run)
-    assert hint == ["run", str(run), "--resume", str(run)]
-    _harness(*hint)
-    assert read_manifest(run)["points_done"] == ["v0-c1", "v0-c2"]
-
-
-def test_a_killed_run_whose_scenario_holds_a_secret_is_continued_from_its_file(
-    fake_url: str, tmp_path: Path
+@pytest.mark.parametrize("secret", [False, True])
+def test_the_report_of_a_killed_run_names_a_command_that_continues_it(
+    fake_url: str, tmp_path: Path, secret: bool
 ) -> None:
+    """The hint named the scenario file (`harness run s.yaml --resume RUN`), which a receiver of the run
+    directory does not have: the run directory's own scenario continues it, where it holds no secret
+    (stored as ***); where it holds one, the scenario file does."""
     s = _scenario(fake_url)
-    s["engine"]["extra_body"]["api_key"] = "sk-1"  # stored as *** in the manifest
+    if secret:
+        s["engine"]["extra_body"]["api_key"] = "sk-1"
     scen, run = _killed_run(tmp_path, s)
+    if not secret:
+        scen.unlink()
 
     hint = _continue_hint(run)
-    assert hint == ["run", str(scen), "--resume", str(run)]
+    assert hint == ["run", str(scen if secret else run), "--resume", str(run)]
     _harness(*hint)
     assert read_manifest(run)["points_done"] == ["v0-c1", "v0-c2"]
 
