@@ -99,7 +99,7 @@ def fresh_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 def _window_columns() -> set[str]:
     """Columns that NVML, RAPL and an engine's /metrics add to a row, made from made-up samples."""
-    from harness.flags import SERVER_COUNTERS, SERVER_HISTOGRAMS, server_comparison
+    from harness.server_view import SERVER_COUNTERS, SERVER_HISTOGRAMS, server_comparison
     from harness.telemetry.base import energy_columns
     from harness.telemetry.cpu import CpuSampler, RaplDomain
     from harness.telemetry.nvml import NvmlSampler
