@@ -52,11 +52,8 @@ def _harness(*args: str) -> Any:
 
 
 def test_a_run_directory_is_run_again_with_the_scenario_it_stored(fake_url: str, tmp_path: Path) -> None:
-    scen = tmp_path / "s.yaml"
-    scen.write_text(yaml.safe_dump(_scenario(fake_url)))
-    results = tmp_path / "results"
-    _harness("run", str(scen), "--results", str(results))
-    (first,) = results.iterdir()
+    scen, first = _run_once(tmp_path, _scenario(fake_url))
+    results = first.parent
     scen.unlink()  # the run directory is all a receiver has
 
     res = _harness("run", str(first), "--results", str(results))
@@ -80,18 +77,7 @@ def test_a_run_directory_is_run_again_with_the_scenario_it_stored(fake_url: str,
 
 
 def test_an_unfinished_run_resumes_from_its_own_directory(fake_url: str, tmp_path: Path) -> None:
-    scen = tmp_path / "s.yaml"
-    scen.write_text(yaml.safe_dump(_scenario(fake_url)))
-    results = tmp_path / "results"
-    _harness("run", str(scen), "--results", str(results))
-    (run,) = results.iterdir()
-    # as a run killed after its first point leaves it
-    m = read_manifest(run)
-    m.update(status="running", points_done=["v0-c1"], runner={})
-    (run / "manifest.json").write_text(json.dumps(m))
-    lines = (run / "points.csv").read_text().splitlines()
-    (run / "points.csv").write_text("\n".join(lines[:2]) + "\n")
-    (run / "points.parquet").unlink()
+    scen, run = _killed_run(tmp_path, _scenario(fake_url))
     scen.unlink()
 
     _harness("run", str(run), "--resume", str(run))
@@ -200,12 +186,18 @@ def _continue_hint(run: Path) -> list[str]:
 def _killed_run(tmp_path: Path, scenario: dict[str, Any]) -> tuple[Path, Path]:
     """The scenario file and the run directory of `scenario` run, then left as if killed after its first
     point."""
+    scen, run = _run_once(tmp_path, scenario)
+    _killed_after_first_point(run)
+    return scen, run
+
+
+def _run_once(tmp_path: Path, scenario: dict[str, Any]) -> tuple[Path, Path]:
+    """`scenario` written to a file and run once into `tmp_path/results`: the file and its run directory."""
     scen = tmp_path / "s.yaml"
     scen.write_text(yaml.safe_dump(scenario))
     results = tmp_path / "results"
     _harness("run", str(scen), "--results", str(results))
     (run,) = results.iterdir()
-    _killed_after_first_point(run)
     return scen, run
 
 
@@ -239,11 +231,8 @@ def test_a_run_with_a_dataset_is_validated_run_again_and_resumed_from_its_direct
     rows.write_text('{"input_tokens": 8, "output_tokens": 4}\n' * 2)
     s = _scenario(fake_url)
     s["workload"] = {"dataset": str(rows), "seed": 7}
-    scen = tmp_path / "s.yaml"
-    scen.write_text(yaml.safe_dump(s))
-    results = tmp_path / "results"
-    _harness("run", str(scen), "--results", str(results))
-    (first,) = results.iterdir()
+    scen, first = _run_once(tmp_path, s)
+    results = first.parent
     scen.unlink()
     stored = read_manifest(first)["scenario"]["workload"]
     assert (stored["dataset"], stored["input_tokens"], stored["output_tokens"]) == (str(rows), 128, 64)
