@@ -105,11 +105,11 @@ def models_unknown_note(models: list[str], declared: str | None) -> str:
         else f"the scenario's hardware.gpu {declared!r} is none of them: points and tables call it"
         f" {UNKNOWN_GPU!r}"
     )
+    from harness.telemetry.inventory import ORDER_CAUSE, ORDER_FIX
+
     return (
-        f"this machine's GPUs are of several models ({', '.join(models)}) and CUDA numbers them fastest"
-        " first (CUDA_DEVICE_ORDER is not PCI_BUS_ID) while NVML numbers them by PCI bus: which the"
-        f" engine ran on is not known; {took} (set CUDA_DEVICE_ORDER=PCI_BUS_ID, or name the GPUs by"
-        " UUID in CUDA_VISIBLE_DEVICES)"
+        f"this machine's GPUs are of several models ({', '.join(models)}) and {ORDER_CAUSE}: which the"
+        f" engine ran on is not known; {took} ({ORDER_FIX})"
     )
 
 

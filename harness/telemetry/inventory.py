@@ -89,11 +89,15 @@ def mig_parents(inventory: dict[str, Any]) -> dict[str, int]:
     }
 
 
+# why an engine's GPUs cannot be told on a host of several GPU models, and what makes them known: said
+# by the sampler (energy) and by the run's label (`rundevice.models_unknown_note`)
+ORDER_CAUSE = (
+    "CUDA numbers them fastest first (CUDA_DEVICE_ORDER is not PCI_BUS_ID) while NVML numbers them by PCI bus"
+)
+ORDER_FIX = "set CUDA_DEVICE_ORDER=PCI_BUS_ID, or name the GPUs by UUID in CUDA_VISIBLE_DEVICES"
 ORDER_NOTE = (
-    "this host's GPUs are of several models, and CUDA numbers them fastest first (CUDA_DEVICE_ORDER is not"
-    " PCI_BUS_ID) while NVML numbers them by PCI bus: the GPUs sampled may not be the engine's, so energy_j"
-    " and J/token are left blank (set CUDA_DEVICE_ORDER=PCI_BUS_ID, or name the GPUs by UUID in"
-    " CUDA_VISIBLE_DEVICES)"
+    f"this host's GPUs are of several models, and {ORDER_CAUSE}: the GPUs sampled may not be the engine's,"
+    f" so energy_j and J/token are left blank ({ORDER_FIX})"
 )
 
 
